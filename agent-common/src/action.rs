@@ -1,0 +1,63 @@
+//! Action ids: the classified operations policy rules and warrants name.
+//!
+//! Ids are stable (they are map keys and appear in events); names are what
+//! policies, warrants and audit records use.
+
+pub const NFT_TABLE_ADD: u32 = 1;
+pub const NFT_TABLE_DELETE: u32 = 2;
+pub const NFT_CHAIN_ADD: u32 = 3;
+pub const NFT_CHAIN_DELETE: u32 = 4;
+/// Append a rule (`nft add rule`).
+pub const NFT_RULE_ADD: u32 = 5;
+/// Insert a rule at the head or before a position (`nft insert rule`).
+pub const NFT_RULE_INSERT: u32 = 6;
+/// Replace a rule in place (`nft replace rule`).
+pub const NFT_RULE_REPLACE: u32 = 7;
+pub const NFT_RULE_DELETE: u32 = 8;
+pub const NFT_SET_ADD: u32 = 9;
+pub const NFT_SET_DELETE: u32 = 10;
+pub const NFT_ELEMENT_ADD: u32 = 11;
+pub const NFT_ELEMENT_DELETE: u32 = 12;
+pub const NFT_OBJECT_ADD: u32 = 13;
+pub const NFT_OBJECT_DELETE: u32 = 14;
+pub const NFT_FLOWTABLE_ADD: u32 = 15;
+pub const NFT_FLOWTABLE_DELETE: u32 = 16;
+/// Counter or quota reset requests (GET*_RESET): they change state.
+pub const NFT_RESET: u32 = 17;
+/// Any other nftables message that is not a read.
+pub const NFT_OTHER: u32 = 18;
+/// A write to another nfnetlink subsystem (conntrack, queue, log, ipset...).
+pub const NFNETLINK_OTHER: u32 = 19;
+
+/// Every action with its policy name, in id order.
+pub const ALL: &[(u32, &str)] = &[
+    (NFT_TABLE_ADD, "nft.table.add"),
+    (NFT_TABLE_DELETE, "nft.table.delete"),
+    (NFT_CHAIN_ADD, "nft.chain.add"),
+    (NFT_CHAIN_DELETE, "nft.chain.delete"),
+    (NFT_RULE_ADD, "nft.rule.add"),
+    (NFT_RULE_INSERT, "nft.rule.insert"),
+    (NFT_RULE_REPLACE, "nft.rule.replace"),
+    (NFT_RULE_DELETE, "nft.rule.delete"),
+    (NFT_SET_ADD, "nft.set.add"),
+    (NFT_SET_DELETE, "nft.set.delete"),
+    (NFT_ELEMENT_ADD, "nft.element.add"),
+    (NFT_ELEMENT_DELETE, "nft.element.delete"),
+    (NFT_OBJECT_ADD, "nft.object.add"),
+    (NFT_OBJECT_DELETE, "nft.object.delete"),
+    (NFT_FLOWTABLE_ADD, "nft.flowtable.add"),
+    (NFT_FLOWTABLE_DELETE, "nft.flowtable.delete"),
+    (NFT_RESET, "nft.reset"),
+    (NFT_OTHER, "nft.other"),
+    (NFNETLINK_OTHER, "nfnetlink.other"),
+];
+
+/// The policy name of an action id.
+pub fn name(id: u32) -> Option<&'static str> {
+    ALL.iter().find(|(i, _)| *i == id).map(|(_, n)| *n)
+}
+
+/// The id of an action named in policy.
+pub fn by_name(name: &str) -> Option<u32> {
+    ALL.iter().find(|(_, n)| *n == name).map(|(i, _)| *i)
+}

@@ -1,0 +1,275 @@
+//! The one decision function: given a subject's profile and the classified
+//! messages of one sendmsg, which are allowed, which consume a warrant, and
+//! whether the sendmsg as a whole goes through.
+//!
+//! A batch is all or nothing: nftables applies a batch atomically, so one
+//! denied message denies every message of it, and no warrant use is spent on
+//! a batch that did not go through.
+
+use crate::{
+    FAMILY_ANY, NAME_LEN, NO_WARRANT, RuleEntry, TargetKey, mode,
+    netlink::{self, Class, MAX_MESSAGES, MessageBuffer, Step},
+    tier, verdict,
+};
+
+/// What the kernel's maps answer. The BPF program implements it over its
+/// hash maps; the plain test tier over in-memory fakes.
+pub trait PolicyView {
+    /// The rule stored under exactly `key`.
+    fn rule(&self, key: &TargetKey) -> Option<RuleEntry>;
+    /// The index of a warrant for exactly `key` that is valid now and has a
+    /// use left, without taking the use.
+    fn usable_warrant(&self, key: &TargetKey) -> Option<u32>;
+    /// Takes one use of the warrant for exactly `key`, atomically; false if
+    /// none is left or it is no longer valid.
+    fn consume_warrant(&self, key: &TargetKey) -> bool;
+    /// Gives back a use taken by `consume_warrant` in this same decision.
+    fn refund_warrant(&self, key: &TargetKey);
+}
+
+/// The decision about one classified message.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageDecision {
+    pub key: TargetKey,
+    pub tier: u32,
+    pub verdict: u32,
+    pub rule_index: u32,
+    pub warrant_index: u32,
+}
+
+/// Working memory for one sendmsg (the kernel keeps it in a per-CPU map, as it
+/// is far larger than the BPF stack).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BatchScratch {
+    /// Messages that are actions, in order.
+    pub count: u32,
+    /// Netlink messages seen, actions or not.
+    pub seen: u32,
+    /// The key being probed during wildcard lookups.
+    pub probe: TargetKey,
+    pub messages: [MessageDecision; MAX_MESSAGES],
+}
+
+impl BatchScratch {
+    pub const fn zeroed() -> Self {
+        Self {
+            count: 0,
+            seen: 0,
+            probe: TargetKey::zeroed(),
+            messages: [MessageDecision {
+                key: TargetKey::zeroed(),
+                tier: 0,
+                verdict: 0,
+                rule_index: 0,
+                warrant_index: NO_WARRANT,
+            }; MAX_MESSAGES],
+        }
+    }
+}
+
+/// Whether the sendmsg goes through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Nothing in it is an action (reads, batch delimiters).
+    NoAction,
+    Allow,
+    Deny,
+}
+
+/// How many rule lookups a message may need: exact, then `* ` for the object,
+/// then for the table, then for the family.
+pub const LOOKUP_LEVELS: usize = 4;
+
+/// Fills `probe` with the key looked up at `level` (0 = exact).
+pub fn lookup_key(exact: &TargetKey, level: usize, probe: &mut TargetKey) {
+    *probe = *exact;
+    if level >= 1 {
+        probe.object = [0; NAME_LEN];
+    }
+    if level >= 2 {
+        probe.table = [0; NAME_LEN];
+    }
+    if level >= 3 {
+        probe.family = FAMILY_ANY;
+    }
+}
+
+/// The most specific rule covering `exact`.
+pub fn match_rule<P: PolicyView>(
+    policy: &P,
+    exact: &TargetKey,
+    probe: &mut TargetKey,
+) -> Option<RuleEntry> {
+    for level in 0..LOOKUP_LEVELS {
+        lookup_key(exact, level, probe);
+        if let Some(rule) = policy.rule(probe) {
+            return Some(rule);
+        }
+    }
+    None
+}
+
+/// Decides one classified message (warrant uses are only checked, not taken).
+pub fn decide_message<P: PolicyView>(
+    policy: &P,
+    message: &mut MessageDecision,
+    probe: &mut TargetKey,
+) {
+    message.warrant_index = NO_WARRANT;
+    let Some(rule) = match_rule(policy, &message.key, probe) else {
+        message.tier = tier::UNMATCHED;
+        message.rule_index = 0;
+        message.verdict = verdict::DENIED;
+        return;
+    };
+    message.tier = rule.tier;
+    message.rule_index = rule.rule_index;
+    message.verdict = match rule.tier {
+        tier::ALLOW => verdict::ALLOWED,
+        tier::APPROVE => match policy.usable_warrant(&message.key) {
+            Some(index) => {
+                message.warrant_index = index;
+                verdict::ALLOWED_BY_WARRANT
+            }
+            None => verdict::DENIED_NEEDS_WARRANT,
+        },
+        _ => verdict::DENIED,
+    };
+}
+
+fn is_allowed(verdict: u32) -> bool {
+    verdict == verdict::ALLOWED || verdict == verdict::ALLOWED_BY_WARRANT
+}
+
+/// Classifies and decides every message of one sendmsg for a subject of
+/// `profile_id` in `profile_mode`. Per-message results are left in `scratch`.
+pub fn decide_batch<B: MessageBuffer, P: PolicyView>(
+    buf: &B,
+    policy: &P,
+    profile_id: u32,
+    profile_mode: u32,
+    scratch: &mut BatchScratch,
+) -> BatchOutcome {
+    scratch.count = 0;
+    scratch.seen = 0;
+    let mut denied = false;
+    let mut offset = 0u32;
+    let mut finished = false;
+    for _ in 0..MAX_MESSAGES {
+        let (header, next) = match netlink::read_header(buf, offset) {
+            Step::End => {
+                finished = true;
+                break;
+            }
+            Step::Message { header, next } => (header, next),
+        };
+        scratch.seen += 1;
+        let Some(message) = scratch.messages.get_mut(scratch.count as usize) else {
+            break;
+        };
+        message.key.profile_id = profile_id;
+        match netlink::classify(buf, offset, &header, &mut message.key) {
+            Class::NotAnAction => {
+                offset = next;
+                continue;
+            }
+            Class::Unparseable => {
+                message.tier = tier::UNMATCHED;
+                message.rule_index = 0;
+                message.warrant_index = NO_WARRANT;
+                message.verdict = verdict::UNPARSEABLE;
+            }
+            Class::Action => decide_message(policy, message, &mut scratch.probe),
+        }
+        denied |= !is_allowed(message.verdict);
+        scratch.count += 1;
+        offset = next;
+    }
+    if !finished && netlink::read_header(buf, offset) != Step::End {
+        // More messages than the kernel side reads: deny rather than guess,
+        // with a record that says so in place of (or after) the last one.
+        denied = true;
+        let slot = if (scratch.count as usize) < MAX_MESSAGES {
+            scratch.count += 1;
+            scratch.count as usize - 1
+        } else {
+            MAX_MESSAGES - 1
+        };
+        if let Some(message) = scratch.messages.get_mut(slot) {
+            message.key.action = 0;
+            message.tier = tier::UNMATCHED;
+            message.verdict = verdict::UNPARSEABLE;
+            message.warrant_index = NO_WARRANT;
+        }
+    }
+    if scratch.count == 0 && !denied {
+        return BatchOutcome::NoAction;
+    }
+
+    let audit = profile_mode == mode::AUDIT;
+    if !denied || audit {
+        denied |= consume_warrants(policy, scratch, audit);
+    }
+    finish(scratch, denied, audit)
+}
+
+/// Takes one warrant use per message allowed by a warrant. In enforce mode a
+/// failure (a racing subject took the last use, or two messages share a
+/// one-use warrant) gives back the uses taken so far and reports a denial.
+fn consume_warrants<P: PolicyView>(policy: &P, scratch: &mut BatchScratch, audit: bool) -> bool {
+    let mut failed_at = None;
+    for i in 0..MAX_MESSAGES {
+        if i >= scratch.count as usize {
+            break;
+        }
+        let message = &mut scratch.messages[i];
+        if message.verdict != verdict::ALLOWED_BY_WARRANT {
+            continue;
+        }
+        if !policy.consume_warrant(&message.key) {
+            message.verdict = verdict::DENIED_NEEDS_WARRANT;
+            if !audit {
+                failed_at = Some(i);
+                break;
+            }
+        }
+    }
+    let Some(failed_at) = failed_at else {
+        return false;
+    };
+    for i in 0..MAX_MESSAGES {
+        if i >= failed_at {
+            break;
+        }
+        let message = &scratch.messages[i];
+        if message.verdict == verdict::ALLOWED_BY_WARRANT {
+            policy.refund_warrant(&message.key);
+        }
+    }
+    true
+}
+
+/// Settles every message's final verdict for the batch outcome.
+fn finish(scratch: &mut BatchScratch, denied: bool, audit: bool) -> BatchOutcome {
+    if !denied {
+        return BatchOutcome::Allow;
+    }
+    for i in 0..MAX_MESSAGES {
+        if i >= scratch.count as usize {
+            break;
+        }
+        let message = &mut scratch.messages[i];
+        let allowed = is_allowed(message.verdict);
+        if audit {
+            if !allowed {
+                message.verdict = verdict::WOULD_DENY;
+            }
+        } else if allowed {
+            // Nothing of the batch is applied, and its warrant uses were given back.
+            message.verdict = verdict::BATCH_DENIED;
+        }
+    }
+    if audit { BatchOutcome::Allow } else { BatchOutcome::Deny }
+}

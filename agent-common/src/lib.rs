@@ -1,0 +1,232 @@
+//! Types shared by Warrant's kernel programs (agent-ebpf) and its daemon (agent).
+//!
+//! Every type that crosses the user/kernel boundary is `#[repr(C)]`, has its
+//! padding spelled out as named fields, and carries a size assertion, so the
+//! two sides cannot disagree about a layout. The classifier and the decision
+//! function live here too: the kernel runs them against maps and the skb, the
+//! plain test tier runs the very same code against in-memory fakes.
+#![no_std]
+
+pub mod action;
+pub mod decision;
+pub mod netlink;
+
+/// Longest table, chain or set name Warrant keys on, including the NUL.
+/// nftables allows up to 256; a longer name in a subject's message cannot be
+/// matched against policy and is denied.
+pub const NAME_LEN: usize = 64;
+
+/// `TargetKey::family` value that matches any family (a `*` in policy).
+pub const FAMILY_ANY: u8 = 0xff;
+
+/// Decision tiers, as stored in [`RuleEntry::tier`] and reported in events.
+pub mod tier {
+    /// No rule matched: denied.
+    pub const UNMATCHED: u32 = 0;
+    /// Pre-authorised.
+    pub const ALLOW: u32 = 1;
+    /// Needs a valid warrant.
+    pub const APPROVE: u32 = 2;
+    /// Never.
+    pub const DENY: u32 = 3;
+}
+
+/// What the kernel did with one classified operation.
+pub mod verdict {
+    /// Allowed by an `allow` rule.
+    pub const ALLOWED: u32 = 1;
+    /// Allowed by a warrant (one use consumed).
+    pub const ALLOWED_BY_WARRANT: u32 = 2;
+    /// Denied: `deny` rule or no rule.
+    pub const DENIED: u32 = 3;
+    /// Denied: `approve` tier without a usable warrant (becomes a change request).
+    pub const DENIED_NEEDS_WARRANT: u32 = 4;
+    /// Audit-mode profile: would have been denied, allowed instead.
+    pub const WOULD_DENY: u32 = 5;
+    /// This message was acceptable, but another one in the same batch was denied,
+    /// so nothing of the batch was applied.
+    pub const BATCH_DENIED: u32 = 6;
+    /// The message could not be parsed (malformed, names too long, batch too
+    /// large): denied, since the kernel's view cannot be matched to policy.
+    pub const UNPARSEABLE: u32 = 7;
+}
+
+/// Profile modes, as stored in [`ProfileEntry::mode`].
+pub mod mode {
+    pub const ENFORCE: u32 = 0;
+    pub const AUDIT: u32 = 1;
+}
+
+/// Per-task subject marker kept in task-local storage. A task without one is
+/// not a subject. Children inherit it at fork; it survives exec.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Subject {
+    /// Index of the profile in the compiled policy (key of the PROFILES map).
+    pub profile_id: u32,
+    /// Reserved, zero. Keeps the layout explicit and 8-byte sized.
+    pub _reserved: u32,
+}
+const _: () = assert!(core::mem::size_of::<Subject>() == 8);
+
+/// Per-profile settings (value of the PROFILES map, keyed by profile id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProfileEntry {
+    /// [`mode::ENFORCE`] or [`mode::AUDIT`].
+    pub mode: u32,
+    pub _reserved: u32,
+}
+const _: () = assert!(core::mem::size_of::<ProfileEntry>() == 8);
+
+/// Key of the RULES and WARRANTS maps: which profile does which action to which target.
+///
+/// In RULES, `family == FAMILY_ANY` and all-zero names are wildcards; the kernel
+/// looks up from most to least specific (see [`decision::lookup_order`]).
+/// In WARRANTS, keys are always exact.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TargetKey {
+    pub profile_id: u32,
+    /// One of [`action`]'s ids.
+    pub action: u32,
+    /// nfproto family (inet 1, ip 2, arp 3, netdev 5, bridge 7, ip6 10) or FAMILY_ANY.
+    pub family: u8,
+    pub _pad: [u8; 3],
+    /// Table name, NUL padded.
+    pub table: [u8; NAME_LEN],
+    /// Chain, set, object or flowtable name, NUL padded; empty for table-level actions.
+    pub object: [u8; NAME_LEN],
+}
+const _: () = assert!(core::mem::size_of::<TargetKey>() == 12 + 2 * NAME_LEN);
+
+impl TargetKey {
+    pub const fn zeroed() -> Self {
+        Self {
+            profile_id: 0,
+            action: 0,
+            family: 0,
+            _pad: [0; 3],
+            table: [0; NAME_LEN],
+            object: [0; NAME_LEN],
+        }
+    }
+}
+
+impl Default for TargetKey {
+    fn default() -> Self {
+        Self::zeroed()
+    }
+}
+
+/// Value of the RULES map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleEntry {
+    /// One of [`tier`]'s values.
+    pub tier: u32,
+    /// Index of the rule in the policy, for the audit record.
+    pub rule_index: u32,
+}
+const _: () = assert!(core::mem::size_of::<RuleEntry>() == 8);
+
+/// Value of the WARRANTS map: one installed warrant for one exact target.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WarrantEntry {
+    /// Not valid before this CLOCK_BOOTTIME instant (ns).
+    pub not_before_ns: u64,
+    /// Not valid at or after this CLOCK_BOOTTIME instant (ns).
+    pub expires_ns: u64,
+    /// Uses left; the kernel decrements it atomically and never below zero.
+    /// 64 bits because BPF has no 32-bit compare-and-swap on every CPU version.
+    pub uses_left: u64,
+    /// Daemon-side index naming the warrant (id, approver) in audit records.
+    pub warrant_index: u32,
+    pub _reserved: u32,
+}
+const _: () = assert!(core::mem::size_of::<WarrantEntry>() == 32);
+
+/// Index of the single [`Settings`] entry in the SETTINGS array map.
+pub const SETTINGS_INDEX: u32 = 0;
+
+/// Daemon-written settings the kernel copies into events.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Version of the policy bundle in force.
+    pub policy_version: u64,
+}
+const _: () = assert!(core::mem::size_of::<Settings>() == 8);
+
+/// One decision, sent to the daemon over the EVENTS ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// CLOCK_BOOTTIME at the decision (ns).
+    pub boot_ns: u64,
+    pub policy_version: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub profile_id: u32,
+    pub action: u32,
+    /// Tier of the matched rule ([`tier::UNMATCHED`] when none).
+    pub tier: u32,
+    /// What happened ([`verdict`]).
+    pub verdict: u32,
+    pub rule_index: u32,
+    /// Warrant consulted or used, `u32::MAX` when none.
+    pub warrant_index: u32,
+    /// Position of this message within its sendmsg, and how many the sendmsg had.
+    pub msg_index: u16,
+    pub msg_count: u16,
+    pub family: u8,
+    pub _pad: [u8; 7],
+    pub comm: [u8; 16],
+    pub table: [u8; NAME_LEN],
+    pub object: [u8; NAME_LEN],
+}
+const _: () = assert!(core::mem::size_of::<Event>() == 64 + 16 + 2 * NAME_LEN);
+
+/// `Event::warrant_index` when no warrant was involved.
+pub const NO_WARRANT: u32 = u32::MAX;
+
+/// Kernel structure offsets the daemon resolves from the running kernel's BTF
+/// and hands to the programs as a global, since Rust BPF code has no CO-RE.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// `struct sk_buff, data` (pointer).
+    pub sk_buff_data: u32,
+    /// `struct sk_buff, len` (u32).
+    pub sk_buff_len: u32,
+    /// `struct sock, sk_protocol` (u16).
+    pub sock_sk_protocol: u32,
+    pub _reserved: u32,
+}
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 16);
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are repr(C), made of integers and byte arrays, with
+    // every padding byte a named field, so any bit pattern is valid.
+    unsafe impl aya::Pod for Subject {}
+    unsafe impl aya::Pod for ProfileEntry {}
+    unsafe impl aya::Pod for TargetKey {}
+    unsafe impl aya::Pod for RuleEntry {}
+    unsafe impl aya::Pod for WarrantEntry {}
+    unsafe impl aya::Pod for Settings {}
+    unsafe impl aya::Pod for Event {}
+    unsafe impl aya::Pod for KernelOffsets {}
+}
+
+/// The bytes of a NUL-padded name up to its first NUL.
+pub fn name_bytes(name: &[u8; NAME_LEN]) -> &[u8] {
+    let mut end = 0;
+    while end < NAME_LEN && name[end] != 0 {
+        end += 1;
+    }
+    &name[..end]
+}

@@ -1,0 +1,358 @@
+//! Classifier for the netlink messages of one `sendmsg` on a NETLINK_NETFILTER
+//! socket: which nftables operation each message is, and on which target.
+//!
+//! It walks the buffer the way the kernel's `netlink_rcv_skb` and
+//! `nfnetlink_rcv_batch` will (aligned message lengths, last attribute of a
+//! type wins), so what is classified is what the kernel will apply. The same
+//! code runs in the BPF program (reading the skb) and in the plain test tier
+//! (reading a byte slice).
+
+use crate::{NAME_LEN, TargetKey, action};
+
+/// `sizeof(struct nlmsghdr)`.
+pub const NLMSG_HDRLEN: u32 = 16;
+/// `sizeof(struct nfgenmsg)`.
+pub const NFGENMSG_LEN: u32 = 4;
+/// `sizeof(struct nlattr)`.
+pub const NLA_HDRLEN: u32 = 4;
+
+/// Netlink protocol number of nfnetlink sockets.
+pub const NETLINK_NETFILTER: u16 = 12;
+
+/// Most messages one sendmsg may carry from a subject; a longer batch is
+/// denied whole (bounded work in the kernel).
+pub const MAX_MESSAGES: usize = 64;
+/// Most top-level attributes read per message (nftables messages carry fewer
+/// than ten; rule expressions are one nested attribute).
+pub const MAX_ATTRS: usize = 16;
+
+pub const NLM_F_REQUEST: u16 = 0x1;
+pub const NLM_F_DUMP: u16 = 0x300;
+pub const NLM_F_REPLACE: u16 = 0x100;
+pub const NLM_F_APPEND: u16 = 0x800;
+
+pub const NFNL_SUBSYS_NFTABLES: u16 = 10;
+/// Batch delimiters (`NFNL_MSG_BATCH_BEGIN`, `NFNL_MSG_BATCH_END`).
+pub const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+pub const NFNL_MSG_BATCH_END: u16 = 0x11;
+
+/// `enum nf_tables_msg_types`.
+pub mod nft_msg {
+    pub const NEWTABLE: u16 = 0;
+    pub const GETTABLE: u16 = 1;
+    pub const DELTABLE: u16 = 2;
+    pub const NEWCHAIN: u16 = 3;
+    pub const GETCHAIN: u16 = 4;
+    pub const DELCHAIN: u16 = 5;
+    pub const NEWRULE: u16 = 6;
+    pub const GETRULE: u16 = 7;
+    pub const DELRULE: u16 = 8;
+    pub const NEWSET: u16 = 9;
+    pub const GETSET: u16 = 10;
+    pub const DELSET: u16 = 11;
+    pub const NEWSETELEM: u16 = 12;
+    pub const GETSETELEM: u16 = 13;
+    pub const DELSETELEM: u16 = 14;
+    pub const NEWGEN: u16 = 15;
+    pub const GETGEN: u16 = 16;
+    pub const TRACE: u16 = 17;
+    pub const NEWOBJ: u16 = 18;
+    pub const GETOBJ: u16 = 19;
+    pub const DELOBJ: u16 = 20;
+    pub const GETOBJ_RESET: u16 = 21;
+    pub const NEWFLOWTABLE: u16 = 22;
+    pub const GETFLOWTABLE: u16 = 23;
+    pub const DELFLOWTABLE: u16 = 24;
+    pub const GETRULE_RESET: u16 = 25;
+    pub const DESTROYTABLE: u16 = 26;
+    pub const DESTROYCHAIN: u16 = 27;
+    pub const DESTROYRULE: u16 = 28;
+    pub const DESTROYSET: u16 = 29;
+    pub const DESTROYSETELEM: u16 = 30;
+    pub const DESTROYOBJ: u16 = 31;
+    pub const DESTROYFLOWTABLE: u16 = 32;
+    pub const GETSETELEM_RESET: u16 = 33;
+}
+
+/// Attribute 1 names the table in every nftables message kind
+/// (NFTA_TABLE_NAME, NFTA_CHAIN_TABLE, NFTA_RULE_TABLE, NFTA_SET_TABLE, ...).
+const ATTR_TABLE: u16 = 1;
+/// NFTA_CHAIN_NAME.
+const ATTR_CHAIN_NAME: u16 = 3;
+/// NFTA_RULE_CHAIN, NFTA_SET_NAME, NFTA_SET_ELEM_LIST_SET, NFTA_OBJ_NAME,
+/// NFTA_FLOWTABLE_NAME.
+const ATTR_OBJECT_NAME: u16 = 2;
+/// `NLA_TYPE_MASK`: strips NLA_F_NESTED and NLA_F_NET_BYTEORDER.
+const NLA_TYPE_MASK: u16 = 0x3fff;
+
+/// Read access to the bytes of one sendmsg.
+pub trait MessageBuffer {
+    /// Number of bytes in the buffer.
+    fn len(&self) -> u32;
+    /// Copies `N` bytes at `offset`; false if they are not all inside the buffer.
+    fn read<const N: usize>(&self, offset: u32, out: &mut [u8; N]) -> bool;
+    /// Like `bpf_probe_read_kernel_str`: copies bytes at `offset` into `out`
+    /// until a NUL or `size - 1` bytes (`size` is at most NAME_LEN), then a
+    /// NUL. Returns the bytes written including the NUL, negative on a fault.
+    fn read_str(&self, offset: u32, size: u32, out: &mut [u8; NAME_LEN]) -> i64;
+}
+
+/// The fixed part of one netlink message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageHeader {
+    /// `nlmsg_len`.
+    pub len: u32,
+    pub msg_type: u16,
+    pub flags: u16,
+    /// `nfgen_family`, 0 when the message is too short to have one.
+    pub family: u8,
+}
+
+impl MessageHeader {
+    /// The nfnetlink subsystem (high byte of the type).
+    pub fn subsystem(&self) -> u16 {
+        self.msg_type >> 8
+    }
+    /// The subsystem's message number (low byte of the type).
+    pub fn message(&self) -> u16 {
+        self.msg_type & 0xff
+    }
+}
+
+/// Where the walk over a buffer stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// A message starts here; the next one starts at `next`.
+    Message { header: MessageHeader, next: u32 },
+    /// No further message (the kernel stops here too).
+    End,
+}
+
+/// Reads the message header at `offset`, as `netlink_rcv_skb` would.
+pub fn read_header<B: MessageBuffer>(buf: &B, offset: u32) -> Step {
+    let total = buf.len();
+    if offset >= total || total - offset < NLMSG_HDRLEN {
+        return Step::End;
+    }
+    let mut raw = [0u8; 20];
+    let have_family = total - offset >= NLMSG_HDRLEN + NFGENMSG_LEN;
+    let ok = if have_family {
+        buf.read(offset, &mut raw)
+    } else {
+        let mut head = [0u8; 16];
+        let ok = buf.read(offset, &mut head);
+        raw[..16].copy_from_slice(&head);
+        ok
+    };
+    if !ok {
+        return Step::End;
+    }
+    let len = u32::from_ne_bytes([raw[0], raw[1], raw[2], raw[3]]);
+    // The kernel stops at a header that does not fit (it acks an error and
+    // applies nothing of the rest).
+    if len < NLMSG_HDRLEN || len > total - offset {
+        return Step::End;
+    }
+    let header = MessageHeader {
+        len,
+        msg_type: u16::from_ne_bytes([raw[4], raw[5]]),
+        flags: u16::from_ne_bytes([raw[6], raw[7]]),
+        family: if have_family { raw[16] } else { 0 },
+    };
+    let aligned = (len + 3) & !3;
+    let next = if aligned > total - offset { total } else { offset + aligned };
+    Step::Message { header, next }
+}
+
+/// What one message is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// Batch delimiters, netlink control and read requests: not actions.
+    NotAnAction,
+    /// An action; `key` holds action, family, table and object.
+    Action,
+    /// The message cannot be matched to policy (a name too long or truncated
+    /// attributes): treated as denied.
+    Unparseable,
+}
+
+/// Classifies the message at `offset` into `key` (profile_id is left alone).
+pub fn classify<B: MessageBuffer>(
+    buf: &B,
+    offset: u32,
+    header: &MessageHeader,
+    key: &mut TargetKey,
+) -> Class {
+    key.action = 0;
+    key.family = header.family;
+    key._pad = [0; 3];
+    key.table = [0; NAME_LEN];
+    key.object = [0; NAME_LEN];
+
+    let subsystem = header.subsystem();
+    let message = header.message();
+    if subsystem == 0 {
+        // NLMSG_NOOP/ERROR/DONE/OVERRUN and the batch delimiters.
+        return Class::NotAnAction;
+    }
+    if subsystem != NFNL_SUBSYS_NFTABLES {
+        if header.flags & NLM_F_DUMP == NLM_F_DUMP {
+            return Class::NotAnAction;
+        }
+        key.action = action::NFNETLINK_OTHER;
+        return Class::Action;
+    }
+    let Some((action_id, object_attr)) = nft_action(message, header.flags) else {
+        return Class::NotAnAction;
+    };
+    key.action = action_id;
+    if header.len < NLMSG_HDRLEN + NFGENMSG_LEN {
+        return Class::Unparseable;
+    }
+    if read_target_names(buf, offset, header.len, object_attr, key) {
+        Class::Action
+    } else {
+        Class::Unparseable
+    }
+}
+
+/// The action of an nftables message and the attribute naming its object
+/// (0 when it has none); `None` for reads.
+fn nft_action(message: u16, flags: u16) -> Option<(u32, u16)> {
+    use nft_msg::*;
+    let found = match message {
+        NEWTABLE => (action::NFT_TABLE_ADD, 0),
+        DELTABLE | DESTROYTABLE => (action::NFT_TABLE_DELETE, 0),
+        NEWCHAIN => (action::NFT_CHAIN_ADD, ATTR_CHAIN_NAME),
+        DELCHAIN | DESTROYCHAIN => (action::NFT_CHAIN_DELETE, ATTR_CHAIN_NAME),
+        NEWRULE => {
+            let id = if flags & NLM_F_REPLACE != 0 {
+                action::NFT_RULE_REPLACE
+            } else if flags & NLM_F_APPEND != 0 {
+                action::NFT_RULE_ADD
+            } else {
+                action::NFT_RULE_INSERT
+            };
+            (id, ATTR_OBJECT_NAME)
+        }
+        DELRULE | DESTROYRULE => (action::NFT_RULE_DELETE, ATTR_OBJECT_NAME),
+        NEWSET => (action::NFT_SET_ADD, ATTR_OBJECT_NAME),
+        DELSET | DESTROYSET => (action::NFT_SET_DELETE, ATTR_OBJECT_NAME),
+        NEWSETELEM => (action::NFT_ELEMENT_ADD, ATTR_OBJECT_NAME),
+        DELSETELEM | DESTROYSETELEM => (action::NFT_ELEMENT_DELETE, ATTR_OBJECT_NAME),
+        NEWOBJ => (action::NFT_OBJECT_ADD, ATTR_OBJECT_NAME),
+        DELOBJ | DESTROYOBJ => (action::NFT_OBJECT_DELETE, ATTR_OBJECT_NAME),
+        NEWFLOWTABLE => (action::NFT_FLOWTABLE_ADD, ATTR_OBJECT_NAME),
+        DELFLOWTABLE | DESTROYFLOWTABLE => (action::NFT_FLOWTABLE_DELETE, ATTR_OBJECT_NAME),
+        GETOBJ_RESET | GETRULE_RESET | GETSETELEM_RESET => (action::NFT_RESET, ATTR_OBJECT_NAME),
+        GETTABLE | GETCHAIN | GETRULE | GETSET | GETSETELEM | GETGEN | GETOBJ
+        | GETFLOWTABLE => return None,
+        _ => (action::NFT_OTHER, 0),
+    };
+    Some(found)
+}
+
+/// Reads the table name (attribute 1) and, when `object_attr` is not 0, the
+/// object name. Like `nla_parse`, the last attribute of a type wins. False if
+/// the attributes cannot be walked or a name does not fit.
+fn read_target_names<B: MessageBuffer>(
+    buf: &B,
+    offset: u32,
+    msg_len: u32,
+    object_attr: u16,
+    key: &mut TargetKey,
+) -> bool {
+    let end = offset + msg_len;
+    let mut at = offset + NLMSG_HDRLEN + NFGENMSG_LEN;
+    for _ in 0..MAX_ATTRS {
+        if at >= end || end - at < NLA_HDRLEN {
+            return true;
+        }
+        let mut raw = [0u8; 4];
+        if !buf.read(at, &mut raw) {
+            return false;
+        }
+        let nla_len = u16::from_ne_bytes([raw[0], raw[1]]) as u32;
+        let nla_type = u16::from_ne_bytes([raw[2], raw[3]]) & NLA_TYPE_MASK;
+        if nla_len < NLA_HDRLEN || nla_len > end - at {
+            // nla_parse rejects this message; the kernel applies none of it.
+            return false;
+        }
+        let payload_len = nla_len - NLA_HDRLEN;
+        if nla_type == ATTR_TABLE {
+            if !read_name(buf, at + NLA_HDRLEN, payload_len, &mut key.table) {
+                return false;
+            }
+        } else if object_attr != 0
+            && nla_type == object_attr
+            && !read_name(buf, at + NLA_HDRLEN, payload_len, &mut key.object)
+        {
+            return false;
+        }
+        at += (nla_len + 3) & !3;
+    }
+    // More attributes than we read: we cannot be sure which name wins.
+    at >= end || end - at < NLA_HDRLEN
+}
+
+/// Reads a string attribute's payload into `out` the way the kernel takes
+/// it: up to the first NUL, never beyond the payload. False if the name has
+/// NAME_LEN - 2 bytes or more (too long to key on).
+fn read_name<B: MessageBuffer>(
+    buf: &B,
+    offset: u32,
+    payload_len: u32,
+    out: &mut [u8; NAME_LEN],
+) -> bool {
+    *out = [0; NAME_LEN];
+    if payload_len == 0 {
+        return true;
+    }
+    // One byte past the payload is allowed so that an unterminated name of
+    // `payload_len` bytes is read whole rather than cut by the terminator.
+    let size = if payload_len < NAME_LEN as u32 { payload_len + 1 } else { NAME_LEN as u32 };
+    let written = buf.read_str(offset, size, out);
+    if written <= 0 {
+        return false;
+    }
+    // `size - 1` bytes at most were kept, so nothing past the payload is in
+    // the name; filling the whole buffer means the name may have been cut.
+    (written as u32) < NAME_LEN as u32
+}
+
+/// A [`MessageBuffer`] over bytes in memory: what the plain test tier and
+/// the daemon's request rendering use.
+pub struct SliceBuffer<'a>(pub &'a [u8]);
+
+impl MessageBuffer for SliceBuffer<'_> {
+    fn len(&self) -> u32 {
+        self.0.len() as u32
+    }
+
+    fn read<const N: usize>(&self, offset: u32, out: &mut [u8; N]) -> bool {
+        let start = offset as usize;
+        match self.0.get(start..start + N) {
+            Some(bytes) => {
+                out.copy_from_slice(bytes);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn read_str(&self, offset: u32, size: u32, out: &mut [u8; NAME_LEN]) -> i64 {
+        let size = (size as usize).min(NAME_LEN);
+        if size == 0 || offset as usize > self.0.len() {
+            return -14; // EFAULT, as the helper reports
+        }
+        let src = &self.0[offset as usize..];
+        let mut n = 0;
+        // Past the end of the buffer reads as NUL here.
+        while n + 1 < size && n < src.len() && src[n] != 0 {
+            out[n] = src[n];
+            n += 1;
+        }
+        out[n] = 0;
+        (n + 1) as i64
+    }
+}

@@ -1,0 +1,96 @@
+//! Maps shared by the hook families. Layouts are in `warrant_common`.
+
+use aya_ebpf::{
+    macros::{btf_map, map},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
+};
+use warrant_common::{
+    KernelOffsets, ProfileEntry, RuleEntry, Settings, Subject, TargetKey, WarrantEntry,
+    decision::BatchScratch,
+};
+
+/// `BPF_MAP_TYPE_TASK_STORAGE`.
+const MAP_TYPE_TASK_STORAGE: usize = 29;
+/// `BPF_F_NO_PREALLOC`, required by local storage maps.
+const MAP_FLAG_NO_PREALLOC: usize = 1;
+
+/// A task-local storage map in the libbpf BTF map layout: each array length
+/// encodes a map attribute for the loader. aya-ebpf has no task storage type.
+#[repr(C)]
+pub struct TaskStorage<T> {
+    r#type: *const [i32; MAP_TYPE_TASK_STORAGE],
+    key: *const i32,
+    value: *const T,
+    max_entries: *const [i32; 0],
+    map_flags: *const [i32; MAP_FLAG_NO_PREALLOC],
+}
+
+// SAFETY: the fields are never dereferenced; the loader reads their BTF.
+unsafe impl<T> Sync for TaskStorage<T> {}
+
+impl<T> TaskStorage<T> {
+    pub const fn new() -> Self {
+        Self {
+            r#type: core::ptr::null(),
+            key: core::ptr::null(),
+            value: core::ptr::null(),
+            max_entries: core::ptr::null(),
+            map_flags: core::ptr::null(),
+        }
+    }
+
+    pub fn as_ptr(&self) -> *mut core::ffi::c_void {
+        core::ptr::from_ref(self).cast_mut().cast()
+    }
+}
+
+/// Subject marker per task (thread). Userspace sets it through a pidfd.
+#[btf_map]
+pub static SUBJECTS: TaskStorage<Subject> = TaskStorage::new();
+
+/// Profile id -> mode.
+#[map]
+pub static PROFILES: HashMap<u32, ProfileEntry> = HashMap::with_max_entries(256, 0);
+
+/// Compiled policy rules; see `warrant_common::decision::lookup_key`.
+#[map]
+pub static RULES: HashMap<TargetKey, RuleEntry> = HashMap::with_max_entries(16384, 0);
+
+/// Installed warrants, by exact target.
+#[map]
+pub static WARRANTS: HashMap<TargetKey, WarrantEntry> = HashMap::with_max_entries(4096, 0);
+
+#[map]
+pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// Decision events for the daemon's audit log.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+/// Events that did not fit in EVENTS (index 0), summed over CPUs by the daemon.
+#[map]
+pub static LOST_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Working memory for one netlink sendmsg.
+#[map]
+pub static BATCH_SCRATCH: PerCpuArray<BatchScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Kernel structure offsets, resolved from BTF by the daemon at load time.
+#[unsafe(no_mangle)]
+pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
+    sk_buff_data: 0,
+    sk_buff_len: 0,
+    sock_sk_protocol: 0,
+    _reserved: 0,
+};
+
+pub fn kernel_offsets() -> KernelOffsets {
+    // Volatile: the loader rewrites this global, the compiler must not fold it.
+    unsafe { core::ptr::read_volatile(&KERNEL_OFFSETS) }
+}
+
+pub fn count_lost_event() {
+    if let Some(counter) = LOST_EVENTS.get_ptr_mut(0) {
+        unsafe { *counter += 1 };
+    }
+}

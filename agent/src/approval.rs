@@ -1,0 +1,158 @@
+//! Warrants: an RI's signed approval for one profile, action and target, on
+//! named hosts, for a time window and a counted number of uses.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use warrant_common::{TargetKey, action};
+
+use crate::{
+    policy::{CompiledPolicy, Target},
+    trust::{self, Envelope, TrustError, WARRANT_PAYLOAD_TYPE},
+};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    pub id: String,
+    /// The change request this answers, if any.
+    #[serde(default)]
+    pub request: Option<String>,
+    /// Who asked (from the change request), never the approver.
+    #[serde(default)]
+    pub requester: Option<String>,
+    pub approver: String,
+    /// Key id of the approver's key.
+    pub approver_key: String,
+    pub hosts: Vec<String>,
+    pub profile: String,
+    pub action: String,
+    pub target: String,
+    /// Unix seconds.
+    pub not_before: u64,
+    /// Unix seconds.
+    pub expires_at: u64,
+    pub max_uses: u32,
+    pub reason: String,
+    #[serde(default)]
+    pub ticket: Option<String>,
+    pub rollback_owner: String,
+}
+
+#[derive(Debug, Error)]
+pub enum ApprovalError {
+    #[error("{0}")]
+    Envelope(#[from] TrustError),
+    #[error("warrant payload is not a valid approval: {0}")]
+    Payload(String),
+    #[error("warrant {id} is not signed by a Responsible Individual of policy v{version}")]
+    NotResponsible { id: String, version: u64 },
+    #[error("warrant {id}: {signer} may not approve {action} under policy v{version}")]
+    OutOfScope { id: String, signer: String, action: String, version: u64 },
+    #[error("warrant {id} names approver {named:?} but is signed by {signer:?}")]
+    ApproverMismatch { id: String, named: String, signer: String },
+    #[error("warrant {id} is for hosts {hosts:?}, not this host ({host})")]
+    WrongHost { id: String, hosts: Vec<String>, host: String },
+    #[error("warrant {id} is for profile {profile:?}, which policy v{version} does not define")]
+    UnknownProfile { id: String, profile: String, version: u64 },
+    #[error("warrant {id}: {0}", id = .1)]
+    BadTarget(String, String),
+    #[error("warrant {id} expired at {expires_at} (now {now})")]
+    Expired { id: String, expires_at: u64, now: u64 },
+    #[error("warrant {id} has max_uses 0")]
+    NoUses { id: String },
+    #[error("warrant {id} was approved by its own requester")]
+    SelfApproved { id: String },
+}
+
+impl Approval {
+    pub fn seal(&self, key: &ed25519_dalek::SigningKey) -> Envelope {
+        let payload = serde_json::to_vec_pretty(self).expect("an approval always serialises");
+        Envelope::sign(WARRANT_PAYLOAD_TYPE, &payload, std::slice::from_ref(key))
+    }
+}
+
+/// A warrant that passed every check, with its kernel map key.
+#[derive(Clone, Debug)]
+pub struct CheckedWarrant {
+    pub approval: Approval,
+    pub key: TargetKey,
+}
+
+/// Verifies an envelope against the policy in force for `host` at `now`.
+pub fn check(
+    envelope: &Envelope,
+    policy: &CompiledPolicy,
+    host: &str,
+    now: u64,
+) -> Result<CheckedWarrant, ApprovalError> {
+    let ri_keys: Vec<_> = policy.responsibles.iter().map(|(_, k)| *k).collect();
+    let version = policy.version();
+    let (payload, signers) = match envelope.verify(WARRANT_PAYLOAD_TYPE, &ri_keys, 1) {
+        Ok(verified) => verified,
+        Err(TrustError::NotEnoughSignatures { .. }) => {
+            let id = serde_json::from_slice::<Approval>(&B64Payload::decode(envelope))
+                .map(|a| a.id)
+                .unwrap_or_else(|_| "?".into());
+            return Err(ApprovalError::NotResponsible { id, version });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let approval: Approval =
+        serde_json::from_slice(&payload).map_err(|e| ApprovalError::Payload(e.to_string()))?;
+    let id = approval.id.clone();
+    let signer = signers[0];
+    let signer_ri = policy
+        .responsible_by_key(&signer)
+        .ok_or_else(|| ApprovalError::NotResponsible { id: id.clone(), version })?;
+    if policy.approver_for(&signer, &approval.action).is_none() {
+        return Err(ApprovalError::OutOfScope {
+            id,
+            signer: signer_ri.name.clone(),
+            action: approval.action.clone(),
+            version,
+        });
+    }
+    if signer_ri.name != approval.approver || trust::key_id(&signer) != approval.approver_key {
+        return Err(ApprovalError::ApproverMismatch {
+            id,
+            named: approval.approver.clone(),
+            signer: signer_ri.name.clone(),
+        });
+    }
+    if approval.requester.as_deref() == Some(approval.approver.as_str()) {
+        return Err(ApprovalError::SelfApproved { id });
+    }
+    if !approval.hosts.iter().any(|h| h == host || h == "*") {
+        return Err(ApprovalError::WrongHost { id, hosts: approval.hosts.clone(), host: host.into() });
+    }
+    let profile_id = *policy.profile_ids.get(&approval.profile).ok_or_else(|| {
+        ApprovalError::UnknownProfile { id: id.clone(), profile: approval.profile.clone(), version }
+    })?;
+    let action_id = action::by_name(&approval.action).ok_or_else(|| {
+        ApprovalError::BadTarget(format!("unknown action {:?}", approval.action), id.clone())
+    })?;
+    let target = Target::parse(&approval.target).map_err(|e| ApprovalError::BadTarget(e, id.clone()))?;
+    if !target.is_exact() {
+        return Err(ApprovalError::BadTarget(
+            format!("target {:?} must name a family and a table, without `*`", approval.target),
+            id,
+        ));
+    }
+    if approval.expires_at <= now {
+        return Err(ApprovalError::Expired { id, expires_at: approval.expires_at, now });
+    }
+    if approval.max_uses == 0 {
+        return Err(ApprovalError::NoUses { id });
+    }
+    let key = target.key(profile_id, action_id);
+    Ok(CheckedWarrant { approval, key })
+}
+
+/// Decodes an envelope's payload for error messages only.
+struct B64Payload;
+impl B64Payload {
+    fn decode(envelope: &Envelope) -> Vec<u8> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.decode(&envelope.payload).unwrap_or_default()
+    }
+}

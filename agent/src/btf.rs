@@ -1,0 +1,164 @@
+//! Just enough of a BTF reader to find struct member offsets in the running
+//! kernel (/sys/kernel/btf/vmlinux). Rust BPF programs have no CO-RE, so the
+//! daemon resolves the few offsets they need and hands them over as a global.
+
+use std::collections::HashMap;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum BtfError {
+    #[error("cannot read kernel BTF at {path}: {source} (the kernel needs CONFIG_DEBUG_INFO_BTF)")]
+    Read { path: String, source: std::io::Error },
+    #[error("kernel BTF is malformed: {0}")]
+    Malformed(&'static str),
+    #[error("kernel BTF has no struct {0}")]
+    NoStruct(String),
+    #[error("kernel BTF: struct {0} has no member {1}")]
+    NoMember(String, String),
+    #[error("kernel BTF: {0}.{1} is a bitfield")]
+    Bitfield(String, String),
+}
+
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+
+struct Member {
+    name_off: u32,
+    type_id: u32,
+    bit_offset: u32,
+}
+
+struct Type {
+    name_off: u32,
+    kind: u32,
+    members: Vec<Member>,
+}
+
+/// Parsed kernel BTF: types (id 1 is index 0) and the string section.
+pub struct KernelBtf {
+    types: Vec<Type>,
+    strings: Vec<u8>,
+    structs_by_name: HashMap<String, u32>,
+}
+
+fn u32_at(data: &[u8], at: usize) -> Result<u32, BtfError> {
+    data.get(at..at + 4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or(BtfError::Malformed("truncated"))
+}
+
+impl KernelBtf {
+    pub fn from_sys_fs() -> Result<Self, BtfError> {
+        let path = "/sys/kernel/btf/vmlinux";
+        let data = std::fs::read(path).map_err(|source| BtfError::Read { path: path.into(), source })?;
+        Self::parse(&data)
+    }
+
+    pub fn parse(data: &[u8]) -> Result<Self, BtfError> {
+        if data.len() < 24 || data[0..2] != [0x9f, 0xeb] {
+            return Err(BtfError::Malformed("bad magic (only little-endian BTF is read)"));
+        }
+        let hdr_len = u32_at(data, 4)? as usize;
+        let type_off = u32_at(data, 8)? as usize;
+        let type_len = u32_at(data, 12)? as usize;
+        let str_off = u32_at(data, 16)? as usize;
+        let str_len = u32_at(data, 20)? as usize;
+        let types_start = hdr_len + type_off;
+        let types_end = types_start + type_len;
+        let strings = data
+            .get(hdr_len + str_off..hdr_len + str_off + str_len)
+            .ok_or(BtfError::Malformed("string section out of range"))?
+            .to_vec();
+        let mut types = Vec::new();
+        let mut at = types_start;
+        while at < types_end {
+            let name_off = u32_at(data, at)?;
+            let info = u32_at(data, at + 4)?;
+            at += 12;
+            let vlen = (info & 0xffff) as usize;
+            let kind = (info >> 24) & 0x1f;
+            let kind_flag = info >> 31 == 1;
+            let mut members = Vec::new();
+            let trailing = match kind {
+                1 | 14 | 17 => 4,         // int, var, decl_tag
+                3 => 12,                  // array
+                6 | 13 => vlen * 8,       // enum, func_proto
+                15 | 19 => vlen * 12,     // datasec, enum64
+                KIND_STRUCT | KIND_UNION => {
+                    for i in 0..vlen {
+                        let m = at + i * 12;
+                        let raw_offset = u32_at(data, m + 8)?;
+                        members.push(Member {
+                            name_off: u32_at(data, m)?,
+                            type_id: u32_at(data, m + 4)?,
+                            bit_offset: if kind_flag { raw_offset & 0xff_ffff } else { raw_offset },
+                        });
+                    }
+                    vlen * 12
+                }
+                2 | 7..=12 | 16 | 18 => 0,
+                _ => return Err(BtfError::Malformed("unknown type kind")),
+            };
+            at += trailing;
+            types.push(Type { name_off, kind, members });
+        }
+        let mut btf = KernelBtf { types, strings, structs_by_name: HashMap::new() };
+        for (index, ty) in btf.types.iter().enumerate() {
+            if ty.kind == KIND_STRUCT && ty.name_off != 0 {
+                let name = btf.string(ty.name_off).to_owned();
+                // Keep the first complete definition of a name.
+                btf.structs_by_name.entry(name).or_insert(index as u32 + 1);
+            }
+        }
+        Ok(btf)
+    }
+
+    fn string(&self, offset: u32) -> &str {
+        let rest = self.strings.get(offset as usize..).unwrap_or_default();
+        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        std::str::from_utf8(&rest[..end]).unwrap_or("")
+    }
+
+    fn ty(&self, id: u32) -> Option<&Type> {
+        id.checked_sub(1).and_then(|i| self.types.get(i as usize))
+    }
+
+    /// Byte offset of `member` in `struct name`, looking through anonymous
+    /// struct and union members as C does.
+    pub fn member_offset(&self, name: &str, member: &str) -> Result<u32, BtfError> {
+        let id = *self.structs_by_name.get(name).ok_or_else(|| BtfError::NoStruct(name.into()))?;
+        let bits = self
+            .find_member(id, member)
+            .ok_or_else(|| BtfError::NoMember(name.into(), member.into()))?;
+        if bits % 8 != 0 {
+            return Err(BtfError::Bitfield(name.into(), member.into()));
+        }
+        Ok(bits / 8)
+    }
+
+    fn find_member(&self, id: u32, member: &str) -> Option<u32> {
+        let ty = self.ty(id)?;
+        for m in &ty.members {
+            if m.name_off == 0 {
+                // Anonymous struct or union: its members are ours.
+                if let Some(bits) = self.find_member(m.type_id, member) {
+                    return Some(m.bit_offset + bits);
+                }
+            } else if self.string(m.name_off) == member {
+                return Some(m.bit_offset);
+            }
+        }
+        None
+    }
+}
+
+/// The offsets agent-ebpf needs, from the running kernel.
+pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, BtfError> {
+    Ok(warrant_common::KernelOffsets {
+        sk_buff_data: btf.member_offset("sk_buff", "data")?,
+        sk_buff_len: btf.member_offset("sk_buff", "len")?,
+        sock_sk_protocol: btf.member_offset("sock", "sk_protocol")?,
+        _reserved: 0,
+    })
+}

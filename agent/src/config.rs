@@ -1,0 +1,72 @@
+//! The daemon's configuration file (/etc/warrant/warrant.toml by default).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const DEFAULT_PATH: &str = "/etc/warrant/warrant.toml";
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Requests, persisted policy, warrant ledger.
+    pub state_dir: PathBuf,
+    /// Root-only control socket.
+    pub socket: PathBuf,
+    pub audit_log: PathBuf,
+    /// Public keys of the security team that may sign policy bundles.
+    pub trusted_keys: Vec<PathBuf>,
+    /// How many distinct trusted keys must sign a bundle.
+    pub policy_threshold: usize,
+    /// This host's name in warrants; the system hostname when unset.
+    pub host: Option<String>,
+    /// A bundle to load at start when the state directory holds none yet.
+    pub bundle: Option<PathBuf>,
+    /// Run with a change request as JSON on stdin when one is created.
+    pub notify_command: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            state_dir: "/var/lib/warrant".into(),
+            socket: "/run/warrant/warrant.sock".into(),
+            audit_log: "/var/log/warrant/audit.jsonl".into(),
+            trusted_keys: Vec::new(),
+            policy_threshold: 1,
+            host: None,
+            bundle: None,
+            notify_command: None,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`; a missing file at the default path means the defaults.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let (path, explicit) = match path {
+            Some(p) => (p.to_owned(), true),
+            None => match std::env::var_os("WARRANT_CONFIG") {
+                Some(p) => (PathBuf::from(p), true),
+                None => (PathBuf::from(DEFAULT_PATH), false),
+            },
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))
+                .context("config file is not valid; fix it or see README.md for the keys"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Self::default()),
+            Err(e) => Err(anyhow::anyhow!("cannot read config {}: {e}", path.display())),
+        }
+    }
+
+    pub fn host_name(&self) -> String {
+        self.host.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".into())
+        })
+    }
+}

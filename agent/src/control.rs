@@ -1,0 +1,61 @@
+//! The control socket: one JSON request and one JSON response per
+//! connection. The socket is root-only (0600 in a 0700 directory), and the
+//! daemon refuses every request but `status` from a subject.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    os::unix::net::UnixStream,
+    path::Path,
+};
+
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    /// Make the calling process a subject of `profile` (used by `warrant run`).
+    Register { profile: String },
+    ApplyPolicy { bundle: String },
+    InstallWarrant { warrant: String },
+    Revoke { id: String },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub data: Value,
+}
+
+impl Response {
+    pub fn ok(data: Value) -> Self {
+        Self { ok: true, error: None, data }
+    }
+    pub fn error(message: impl Into<String>) -> Self {
+        Self { ok: false, error: Some(message.into()), data: Value::Null }
+    }
+}
+
+/// Sends one request with a blocking socket (no threads: `warrant run` must
+/// stay single-threaded until it execs).
+pub fn call(socket: &Path, request: &Request) -> anyhow::Result<Value> {
+    let mut stream = UnixStream::connect(socket).with_context(|| {
+        format!("cannot reach the daemon at {} (is `warrant daemon` running, and are you root?)", socket.display())
+    })?;
+    let mut line = serde_json::to_vec(request)?;
+    line.push(b'\n');
+    stream.write_all(&line).context("sending to the daemon")?;
+    let mut reply = String::new();
+    BufReader::new(&stream).read_line(&mut reply).context("reading the daemon's reply")?;
+    let response: Response =
+        serde_json::from_str(&reply).context("the daemon's reply is not valid JSON")?;
+    if !response.ok {
+        bail!("{}", response.error.unwrap_or_else(|| "the daemon refused without a reason".into()));
+    }
+    Ok(response.data)
+}

@@ -1,0 +1,530 @@
+//! `warrant daemon`: loads the programs, keeps policy and warrants in the
+//! kernel maps, turns decision events into audit records and change requests,
+//! and answers the control socket.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    io::Write as _,
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, anyhow};
+use ed25519_dalek::VerifyingKey;
+use serde_json::{Map, Value, json};
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, unix::AsyncFd},
+    net::{UnixListener, UnixStream},
+};
+use tracing::{error, info, warn};
+use warrant_common::{Event, NO_WARRANT, WarrantEntry, action, mode, name_bytes, tier, verdict};
+
+use crate::{
+    approval::{self, Approval},
+    audit::AuditLog,
+    config::Config,
+    control::{Request, Response},
+    kernel::Kernel,
+    policy::{self, CompiledPolicy, render_target},
+    requests::{self, ChangeRequest},
+    trust::{self, Envelope, POLICY_PAYLOAD_TYPE},
+};
+
+pub fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// CLOCK_BOOTTIME now, in ns: the clock the kernel checks warrants against.
+fn boot_now_ns() -> u64 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).expect("CLOCK_BOOTTIME");
+    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+}
+
+/// A wall-clock instant (unix seconds) on CLOCK_BOOTTIME.
+fn boot_ns_at(unix: u64) -> u64 {
+    let now_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0);
+    let delta = unix as i128 * 1_000_000_000 - now_unix_ns;
+    (boot_now_ns() as i128 + delta).clamp(0, u64::MAX as i128) as u64
+}
+
+pub fn tier_name(value: u32) -> &'static str {
+    match value {
+        tier::ALLOW => "allow",
+        tier::APPROVE => "approve",
+        tier::DENY => "deny",
+        _ => "unmatched",
+    }
+}
+
+pub fn verdict_name(value: u32) -> &'static str {
+    match value {
+        verdict::ALLOWED => "allowed",
+        verdict::ALLOWED_BY_WARRANT => "allowed-by-warrant",
+        verdict::DENIED => "denied",
+        verdict::DENIED_NEEDS_WARRANT => "denied-needs-warrant",
+        verdict::WOULD_DENY => "would-deny",
+        verdict::BATCH_DENIED => "denied-with-batch",
+        verdict::UNPARSEABLE => "denied-unparseable",
+        _ => "unknown",
+    }
+}
+
+struct InstalledWarrant {
+    approval: Approval,
+    key: warrant_common::TargetKey,
+    revoked: bool,
+}
+
+struct State {
+    config: Config,
+    host: String,
+    kernel: Kernel,
+    trusted: Vec<VerifyingKey>,
+    policy: Option<CompiledPolicy>,
+    audit: AuditLog,
+    warrants: BTreeMap<u32, InstalledWarrant>,
+    /// Every warrant id ever installed here, persisted: a warrant is installed once.
+    ledger: BTreeSet<String>,
+    counters: BTreeMap<String, u64>,
+}
+
+type Shared = Arc<Mutex<State>>;
+
+fn policy_bundle_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("policy.bundle")
+}
+fn version_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("policy.version")
+}
+fn ledger_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("warrant-ledger.json")
+}
+
+/// Writes `bytes` to `path` atomically (temp file, fsync, rename).
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
+impl State {
+    fn record(&mut self, kind: &str, fields: Value) -> u64 {
+        let mut record = Map::new();
+        record.insert("time".into(), now_unix().into());
+        record.insert("kind".into(), kind.into());
+        record.insert("host".into(), self.host.clone().into());
+        if let Value::Object(fields) = fields {
+            record.extend(fields);
+        }
+        match self.audit.append(record) {
+            Ok(seq) => seq,
+            Err(e) => {
+                // The log is the record of truth: say so loudly, keep enforcing.
+                error!("audit log write failed: {e}");
+                0
+            }
+        }
+    }
+
+    fn last_version(&self) -> u64 {
+        fs::read_to_string(version_path(&self.config.state_dir))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Verifies and applies a bundle; on any refusal the policy in force stays.
+    fn apply_bundle(&mut self, bundle: &str, restoring: bool) -> Result<Value, String> {
+        let envelope = Envelope::parse(bundle).map_err(|e| format!("bundle refused: {e}"))?;
+        let (payload, signers) = envelope
+            .verify(POLICY_PAYLOAD_TYPE, &self.trusted, self.config.policy_threshold)
+            .map_err(|e| format!("bundle refused: {e}"))?;
+        let text = String::from_utf8(payload).map_err(|_| "bundle refused: policy is not UTF-8".to_owned())?;
+        let compiled = policy::Policy::parse(&text)
+            .and_then(policy::compile)
+            .map_err(|e| format!("bundle refused: {e}"))?;
+        let last = self.last_version();
+        let version = compiled.version();
+        if version < last || (version == last && !restoring) {
+            let message = format!(
+                "bundle refused: version {version} is not newer than the accepted version {last} (rollback protection)"
+            );
+            self.record("policy.refused", json!({"version": version, "reason": message}));
+            return Err(message);
+        }
+        if compiled.expires_unix <= now_unix() {
+            return Err(format!("bundle refused: policy v{version} expired at {}", compiled.policy.expires));
+        }
+        self.kernel
+            .set_policy(version, &compiled.profiles, &compiled.rules)
+            .map_err(|e| format!("bundle could not be loaded into the kernel: {e}"))?;
+        let state_dir = self.config.state_dir.clone();
+        write_atomic(&policy_bundle_path(&state_dir), bundle.as_bytes())
+            .and_then(|()| write_atomic(&version_path(&state_dir), version.to_string().as_bytes()))
+            .map_err(|e| format!("policy applied but not persisted in {}: {e}", state_dir.display()))?;
+        let signer_ids: Vec<String> = signers.iter().map(trust::key_id).collect();
+        let profiles: Vec<String> = compiled.profile_ids.keys().cloned().collect();
+        self.policy = Some(compiled);
+        self.drop_orphan_warrants();
+        self.record(
+            "policy.applied",
+            json!({"version": version, "signers": signer_ids, "profiles": profiles}),
+        );
+        info!(version, "policy applied");
+        Ok(json!({"version": version, "profiles": profiles}))
+    }
+
+    /// Warrants whose approver is no longer an RI for their action go.
+    fn drop_orphan_warrants(&mut self) {
+        let Some(policy) = &self.policy else { return };
+        let mut orphans = Vec::new();
+        for (index, w) in &self.warrants {
+            if w.revoked {
+                continue;
+            }
+            let still = policy.responsibles.iter().any(|(ri, key)| {
+                ri.name == w.approval.approver && policy.approver_for(key, &w.approval.action).is_some()
+            });
+            if !still {
+                orphans.push(*index);
+            }
+        }
+        for index in orphans {
+            let _ = self.revoke_index(index, "approver no longer a Responsible Individual in policy");
+        }
+    }
+
+    fn revoke_index(&mut self, index: u32, reason: &str) -> Result<(), String> {
+        let w = self.warrants.get_mut(&index).ok_or("no such warrant")?;
+        w.revoked = true;
+        let key = w.key;
+        let id = w.approval.id.clone();
+        self.kernel.remove_warrant(&key).map_err(|e| e.to_string())?;
+        self.record("warrant.revoked", json!({"warrant_id": id, "reason": reason}));
+        Ok(())
+    }
+
+    fn install_warrant(&mut self, text: &str) -> Result<Value, String> {
+        let policy = self.policy.as_ref().ok_or("no policy in force: apply a bundle first")?;
+        let envelope = Envelope::parse(text).map_err(|e| format!("warrant refused: {e}"))?;
+        let checked = match approval::check(&envelope, policy, &self.host, now_unix()) {
+            Ok(checked) => checked,
+            Err(e) => {
+                let message = format!("warrant refused: {e}");
+                self.record("warrant.refused", json!({"reason": message}));
+                return Err(message);
+            }
+        };
+        let a = &checked.approval;
+        if self.ledger.contains(&a.id) {
+            let message = format!("warrant refused: {} was already installed on this host (replay)", a.id);
+            self.record("warrant.refused", json!({"warrant_id": a.id, "reason": message}));
+            return Err(message);
+        }
+        if let Some(active) = self.kernel.warrant(&checked.key) {
+            if active.uses_left > 0 && active.expires_ns > boot_now_ns() {
+                let holder = self.warrants.get(&active.warrant_index).map(|w| w.approval.id.clone());
+                return Err(format!(
+                    "warrant refused: {} is still active for this target; revoke it first",
+                    holder.unwrap_or_else(|| "another warrant".into())
+                ));
+            }
+        }
+        let index = self.warrants.keys().next_back().map_or(0, |i| i + 1);
+        let entry = WarrantEntry {
+            not_before_ns: boot_ns_at(a.not_before),
+            expires_ns: boot_ns_at(a.expires_at),
+            uses_left: a.max_uses as u64,
+            warrant_index: index,
+            _reserved: 0,
+        };
+        self.ledger.insert(a.id.clone());
+        let ledger = serde_json::to_vec(&self.ledger).expect("serialises");
+        write_atomic(&ledger_path(&self.config.state_dir), &ledger)
+            .map_err(|e| format!("warrant not installed: cannot persist the ledger: {e}"))?;
+        self.kernel.install_warrant(&checked.key, &entry).map_err(|e| format!("warrant not installed: {e}"))?;
+        let summary = json!({
+            "warrant_id": a.id, "approver": a.approver, "profile": a.profile, "action": a.action,
+            "target": a.target, "max_uses": a.max_uses, "expires_at": a.expires_at,
+            "request": a.request, "reason": a.reason,
+        });
+        self.record("warrant.installed", summary.clone());
+        self.warrants.insert(index, InstalledWarrant { approval: checked.approval, key: checked.key, revoked: false });
+        Ok(summary)
+    }
+
+    fn status(&self) -> Value {
+        let warrants: Vec<Value> = self
+            .warrants
+            .iter()
+            .filter(|(_, w)| !w.revoked)
+            .map(|(_, w)| {
+                let left = self.kernel.warrant(&w.key).map(|e| e.uses_left).unwrap_or(0);
+                json!({"id": w.approval.id, "action": w.approval.action, "target": w.approval.target,
+                       "profile": w.approval.profile, "approver": w.approval.approver, "uses_left": left,
+                       "expires_at": w.approval.expires_at})
+            })
+            .collect();
+        json!({
+            "daemon": "running",
+            "host": self.host,
+            "policy_version": self.policy.as_ref().map(CompiledPolicy::version),
+            "policy_expires": self.policy.as_ref().map(|p| p.policy.expires.clone()),
+            "profiles": self.policy.as_ref().map(|p| p.profile_ids.keys().cloned().collect::<Vec<_>>()),
+            "warrants": warrants,
+            "decisions": self.counters,
+        })
+    }
+
+    fn on_event(&mut self, event: &Event) {
+        let action_name = action::name(event.action).unwrap_or("unclassified");
+        let target = render_target(&warrant_common::TargetKey {
+            profile_id: 0,
+            action: 0,
+            family: event.family,
+            _pad: [0; 3],
+            table: event.table,
+            object: event.object,
+        });
+        let (profile, rule, profile_mode) = match &self.policy {
+            Some(p) => {
+                let rule = (event.tier != tier::UNMATCHED)
+                    .then(|| p.rule_names.get(event.rule_index as usize))
+                    .flatten()
+                    .map(|(profile, r)| {
+                        format!("{profile}#{}: {} {} -> {:?}", event.rule_index, r.action, r.target, r.tier).to_lowercase()
+                    });
+                let m = p.profiles.iter().find(|(id, _)| *id == event.profile_id).map(|(_, e)| e.mode);
+                (p.profile_name(event.profile_id), rule, m)
+            }
+            None => (format!("profile#{}", event.profile_id), None, None),
+        };
+        let exe = fs::read_link(format!("/proc/{}/exe", event.tgid))
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "?".into());
+        let comm = String::from_utf8_lossy(name_bytes_16(&event.comm)).into_owned();
+        let verdict_text = verdict_name(event.verdict);
+        *self.counters.entry(verdict_text.to_owned()).or_default() += 1;
+        let mut fields = json!({
+            "pid": event.tgid, "tid": event.tid, "uid": event.uid, "exe": exe, "comm": comm,
+            "profile": profile, "action": action_name, "target": target,
+            "tier": tier_name(event.tier), "verdict": verdict_text, "rule": rule,
+            "policy_version": event.policy_version,
+            "message": format!("{}/{}", event.msg_index + 1, event.msg_count),
+            "mode": if profile_mode == Some(mode::AUDIT) { "audit" } else { "enforce" },
+        });
+        if event.warrant_index != NO_WARRANT {
+            if let Some(w) = self.warrants.get(&event.warrant_index) {
+                fields["warrant_id"] = w.approval.id.clone().into();
+                fields["approver"] = w.approval.approver.clone().into();
+            }
+        }
+        if event.verdict == verdict::DENIED_NEEDS_WARRANT && event.action != 0 {
+            let id = requests::request_id(&profile, action_name, &target);
+            let request = ChangeRequest {
+                id: id.clone(),
+                host: self.host.clone(),
+                profile: profile.clone(),
+                action: action_name.into(),
+                target: target.clone(),
+                first_seen: now_unix(),
+                last_seen: now_unix(),
+                attempts: 1,
+                pid: event.tgid,
+                uid: event.uid,
+                exe: exe.clone(),
+                comm: comm.clone(),
+                policy_version: event.policy_version,
+            };
+            match requests::record(&self.config.state_dir, request) {
+                Ok(saved) => {
+                    fields["request"] = id.into();
+                    if saved.attempts == 1 {
+                        self.notify(&saved);
+                    }
+                }
+                Err(e) => error!("cannot write change request: {e}"),
+            }
+        }
+        let _ = name_bytes;
+        self.record("decision", fields);
+    }
+
+    fn notify(&self, request: &ChangeRequest) {
+        let Some(command) = &self.config.notify_command else { return };
+        let payload = serde_json::to_vec(request).expect("serialises");
+        let spawned = std::process::Command::new("/bin/sh")
+            .args(["-c", command])
+            .stdin(std::process::Stdio::piped())
+            .spawn();
+        match spawned {
+            Ok(mut child) => {
+                if let Some(mut stdin) = child.stdin.take() {
+                    let _ = stdin.write_all(&payload);
+                }
+                std::thread::spawn(move || child.wait());
+            }
+            Err(e) => warn!("notify command failed to start: {e}"),
+        }
+    }
+}
+
+fn name_bytes_16(comm: &[u8; 16]) -> &[u8] {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(16);
+    &comm[..end]
+}
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("cannot create state directory {}", config.state_dir.display()))?;
+    let trusted = config
+        .trusted_keys
+        .iter()
+        .map(|p| trust::read_public_key(p).map_err(|e| anyhow!("trusted key: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if trusted.is_empty() {
+        warn!("no trusted_keys configured: no policy bundle can be accepted; subjects are denied everything");
+    }
+    let mut kernel = Kernel::load(true).context("enforcement is unavailable (see `warrant doctor`)")?;
+    let events = kernel.take_events()?;
+    let audit = AuditLog::open(&config.audit_log).context("cannot open the audit log")?;
+    let ledger = fs::read(ledger_path(&config.state_dir))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let host = config.host_name();
+    let mut state = State {
+        config: config.clone(),
+        host,
+        kernel,
+        trusted,
+        policy: None,
+        audit,
+        warrants: BTreeMap::new(),
+        ledger,
+        counters: BTreeMap::new(),
+    };
+    state.record("daemon.started", json!({"pid": std::process::id()}));
+    let persisted = fs::read_to_string(policy_bundle_path(&config.state_dir)).ok();
+    let initial = persisted.map(|b| (b, true)).or_else(|| {
+        config.bundle.as_ref().and_then(|p| fs::read_to_string(p).ok()).map(|b| (b, false))
+    });
+    if let Some((bundle, restoring)) = initial {
+        if let Err(e) = state.apply_bundle(&bundle, restoring) {
+            error!("{e}; no policy in force: subjects are denied every action");
+        }
+    }
+    let shared: Shared = Arc::new(Mutex::new(state));
+
+    let socket = config.socket.clone();
+    if let Some(dir) = socket.parent() {
+        fs::create_dir_all(dir)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    let _ = fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).with_context(|| format!("cannot bind {}", socket.display()))?;
+    fs::set_permissions(&socket, fs::Permissions::from_mode(0o600))?;
+    info!(socket = %socket.display(), "daemon ready");
+
+    let reader = tokio::spawn(read_events(events, shared.clone()));
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = accepted?;
+                tokio::spawn(serve(stream, shared.clone()));
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    reader.abort();
+    let mut state = shared.lock().expect("state lock");
+    state.record("daemon.stopped", json!({}));
+    let _ = fs::remove_file(&socket);
+    Ok(())
+}
+
+async fn read_events(ring: aya::maps::RingBuf<aya::maps::MapData>, shared: Shared) -> anyhow::Result<()> {
+    // SAFETY: the ring buffer owns its fd for as long as the AsyncFd lives.
+    let mut fd = unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow!("cannot watch the event ring: {e}"))?;
+    loop {
+        let mut guard = fd.readable_mut().await?;
+        let ring = guard.get_inner_mut();
+        let mut batch = Vec::new();
+        while let Some(item) = ring.next() {
+            if item.len() >= std::mem::size_of::<Event>() {
+                // SAFETY: the kernel wrote a whole Event (size checked above).
+                batch.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) });
+            }
+        }
+        guard.clear_ready();
+        let mut state = shared.lock().expect("state lock");
+        for event in &batch {
+            state.on_event(event);
+        }
+    }
+}
+
+async fn serve(stream: UnixStream, shared: Shared) {
+    let peer_pid = stream.peer_cred().ok().and_then(|c| c.pid()).map(|p| p as u32);
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    if BufReader::new(read).read_line(&mut line).await.is_err() {
+        return;
+    }
+    let response = match serde_json::from_str::<Request>(&line) {
+        Ok(request) => handle(request, peer_pid, &shared),
+        Err(e) => Response::error(format!("malformed request: {e}")),
+    };
+    let mut bytes = serde_json::to_vec(&response).expect("serialises");
+    bytes.push(b'\n');
+    let _ = write.write_all(&bytes).await;
+}
+
+fn handle(request: Request, peer_pid: Option<u32>, shared: &Shared) -> Response {
+    let mut state = shared.lock().expect("state lock");
+    let Some(pid) = peer_pid else {
+        return Response::error("cannot identify the caller (no SO_PEERCRED)");
+    };
+    if !matches!(request, Request::Status) {
+        if let Some(profile) = state.kernel.subject_profile(pid) {
+            let message = format!("refused: the caller (pid {pid}) is a subject of profile #{profile}");
+            state.record("control.refused", json!({"pid": pid, "request": format!("{request:?}")}));
+            return Response::error(message);
+        }
+    }
+    let result = match request {
+        Request::Status => Ok(state.status()),
+        Request::Register { profile } => register(&mut state, pid, &profile),
+        Request::ApplyPolicy { bundle } => state.apply_bundle(&bundle, false),
+        Request::InstallWarrant { warrant } => state.install_warrant(&warrant),
+        Request::Revoke { id } => {
+            let index = state.warrants.iter().find(|(_, w)| w.approval.id == id && !w.revoked).map(|(i, _)| *i);
+            match index {
+                Some(index) => state.revoke_index(index, "revoked by operator").map(|()| json!({"revoked": id})),
+                None => Err(format!("no active warrant {id} (see `warrant status`)")),
+            }
+        }
+    };
+    match result {
+        Ok(data) => Response::ok(data),
+        Err(message) => Response::error(message),
+    }
+}
+
+fn register(state: &mut State, pid: u32, profile: &str) -> Result<Value, String> {
+    let policy = state.policy.as_ref().ok_or("no policy in force: apply a bundle first")?;
+    let id = *policy.profile_ids.get(profile).ok_or_else(|| {
+        let known: Vec<&String> = policy.profile_ids.keys().collect();
+        format!("policy v{} has no profile {profile:?} (profiles: {known:?})", policy.version())
+    })?;
+    state.kernel.mark_subject(pid, id).map_err(|e| e.to_string())?;
+    state.record("subject.registered", json!({"pid": pid, "profile": profile}));
+    Ok(json!({"pid": pid, "profile": profile}))
+}

@@ -1,0 +1,255 @@
+//! The kernel side as the daemon sees it: loading and attaching the BPF-LSM
+//! programs, and the maps it writes (rules, profiles, warrants, subjects).
+
+use std::{
+    collections::HashMap as StdHashMap,
+    os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
+};
+
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{Array, HashMap, Map, MapData, RingBuf},
+    programs::Lsm,
+};
+use thiserror::Error;
+use warrant_common::{
+    ProfileEntry, RuleEntry, SETTINGS_INDEX, Settings, Subject, TargetKey, WarrantEntry,
+};
+
+use crate::btf::{self, KernelBtf};
+
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/warrant-ebpf"));
+
+/// LSM programs, in attach order: subjects must be tracked before any hook
+/// decides for them.
+const LSM_PROGRAMS: &[&str] = &["task_alloc", "netlink_send"];
+
+#[derive(Debug, Error)]
+pub enum KernelError {
+    #[error("BPF-LSM is not active: /sys/kernel/security/lsm is {0:?} (boot with lsm=...,bpf)")]
+    LsmInactive(String),
+    #[error("cannot read the active LSM list: {0} (is securityfs mounted?)")]
+    LsmList(std::io::Error),
+    #[error(transparent)]
+    Btf(#[from] btf::BtfError),
+    #[error("cannot read kernel BTF: {0}")]
+    AyaBtf(String),
+    #[error("loading the BPF object failed: {0}")]
+    Object(String),
+    #[error("the kernel refused LSM program {program}: {reason}")]
+    Program { program: &'static str, reason: String },
+    #[error("map {0} is missing from the BPF object")]
+    MissingMap(&'static str),
+    #[error("map {map}: {reason}")]
+    Map { map: &'static str, reason: String },
+    #[error("process {pid}: {reason}")]
+    Subject { pid: u32, reason: String },
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> KernelError {
+    move |e| KernelError::Map { map, reason: e.to_string() }
+}
+
+/// Checks that `bpf` is among the active LSMs.
+pub fn check_bpf_lsm() -> Result<(), KernelError> {
+    let path = "/sys/kernel/security/lsm";
+    if std::fs::metadata(path).is_err() {
+        // securityfs may simply not be mounted yet.
+        let _ = nix::mount::mount(
+            Some("securityfs"),
+            "/sys/kernel/security",
+            Some("securityfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        );
+    }
+    let list = std::fs::read_to_string(path).map_err(KernelError::LsmList)?;
+    if list.trim().split(',').any(|lsm| lsm == "bpf") {
+        Ok(())
+    } else {
+        Err(KernelError::LsmInactive(list.trim().to_owned()))
+    }
+}
+
+pub struct Kernel {
+    ebpf: Ebpf,
+    rules: HashMap<MapData, TargetKey, RuleEntry>,
+    profiles: HashMap<MapData, u32, ProfileEntry>,
+    warrants: HashMap<MapData, TargetKey, WarrantEntry>,
+    settings: Array<MapData, Settings>,
+}
+
+impl Kernel {
+    /// Loads the programs; attaches them when `attach` (doctor only loads).
+    pub fn load(attach: bool) -> Result<Self, KernelError> {
+        check_bpf_lsm()?;
+        let kernel_btf = KernelBtf::from_sys_fs()?;
+        let offsets = btf::kernel_offsets(&kernel_btf)?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global("KERNEL_OFFSETS", &offsets, true)
+            .load(EBPF_OBJECT)
+            .map_err(|e| KernelError::Object(error_chain(&e)))?;
+        let btf = Btf::from_sys_fs().map_err(|e| KernelError::AyaBtf(e.to_string()))?;
+        for &name in LSM_PROGRAMS {
+            let program_err = |reason: String| KernelError::Program { program: name, reason };
+            let program: &mut Lsm = ebpf
+                .program_mut(name)
+                .ok_or_else(|| program_err("missing from the object".into()))?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| program_err(e.to_string()))?;
+            program.load(name, &btf).map_err(|e| program_err(error_chain(&e)))?;
+            if attach {
+                program.attach().map_err(|e| program_err(error_chain(&e)))?;
+            }
+        }
+        let rules = HashMap::try_from(take(&mut ebpf, "RULES")?).map_err(map_err("RULES"))?;
+        let profiles = HashMap::try_from(take(&mut ebpf, "PROFILES")?).map_err(map_err("PROFILES"))?;
+        let warrants = HashMap::try_from(take(&mut ebpf, "WARRANTS")?).map_err(map_err("WARRANTS"))?;
+        let settings = Array::try_from(take(&mut ebpf, "SETTINGS")?).map_err(map_err("SETTINGS"))?;
+        Ok(Self { ebpf, rules, profiles, warrants, settings })
+    }
+
+    /// The decision event stream (taken once, by the event reader).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, KernelError> {
+        RingBuf::try_from(take(&mut self.ebpf, "EVENTS")?).map_err(map_err("EVENTS"))
+    }
+
+    /// Replaces rules and profiles with `rules`/`profiles`: new entries go in
+    /// first, then stale ones leave, so no key is ever missing in between.
+    pub fn set_policy(
+        &mut self,
+        version: u64,
+        profiles: &[(u32, ProfileEntry)],
+        rules: &StdHashMap<TargetKey, RuleEntry>,
+    ) -> Result<(), KernelError> {
+        for (id, entry) in profiles {
+            self.profiles.insert(id, entry, 0).map_err(map_err("PROFILES"))?;
+        }
+        for (key, entry) in rules {
+            self.rules.insert(key, entry, 0).map_err(map_err("RULES"))?;
+        }
+        let stale: Vec<TargetKey> =
+            self.rules.keys().filter_map(Result::ok).filter(|k| !rules.contains_key(k)).collect();
+        for key in stale {
+            self.rules.remove(&key).map_err(map_err("RULES"))?;
+        }
+        let stale_profiles: Vec<u32> = self
+            .profiles
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|id| !profiles.iter().any(|(p, _)| p == id))
+            .collect();
+        for id in stale_profiles {
+            self.profiles.remove(&id).map_err(map_err("PROFILES"))?;
+        }
+        self.settings
+            .set(SETTINGS_INDEX, Settings { policy_version: version }, 0)
+            .map_err(map_err("SETTINGS"))
+    }
+
+    pub fn install_warrant(&mut self, key: &TargetKey, entry: &WarrantEntry) -> Result<(), KernelError> {
+        self.warrants.insert(key, entry, 0).map_err(map_err("WARRANTS"))
+    }
+
+    pub fn remove_warrant(&mut self, key: &TargetKey) -> Result<(), KernelError> {
+        match self.warrants.remove(key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err("WARRANTS")(e)),
+        }
+    }
+
+    pub fn warrant(&self, key: &TargetKey) -> Option<WarrantEntry> {
+        self.warrants.get(key, 0).ok()
+    }
+
+    /// Marks process `pid` (its main thread, which must be its only one) as a
+    /// subject of `profile_id`. Refused if it already is a subject: nobody
+    /// leaves or changes a profile.
+    pub fn mark_subject(&self, pid: u32, profile_id: u32) -> Result<(), KernelError> {
+        let subject_err = |reason: String| KernelError::Subject { pid, reason };
+        let pidfd = pidfd_open(pid).map_err(|e| subject_err(format!("pidfd_open: {e}")))?;
+        let fd = self.subjects_fd()?;
+        let key = pidfd.as_raw_fd();
+        let mut existing = Subject::default();
+        if bpf_map_elem(fd, BPF_MAP_LOOKUP_ELEM, &key, &mut existing, 0).is_ok() {
+            return Err(subject_err(format!(
+                "is already a subject of profile #{}; a subject cannot change profile",
+                existing.profile_id
+            )));
+        }
+        let mut marker = Subject { profile_id, _reserved: 0 };
+        bpf_map_elem(fd, BPF_MAP_UPDATE_ELEM, &key, &mut marker, BPF_NOEXIST)
+            .map_err(|e| subject_err(format!("cannot mark as subject: {e}")))
+    }
+
+    /// The profile id of `pid` if it is a subject.
+    pub fn subject_profile(&self, pid: u32) -> Option<u32> {
+        let pidfd = pidfd_open(pid).ok()?;
+        let fd = self.subjects_fd().ok()?;
+        let mut marker = Subject::default();
+        bpf_map_elem(fd, BPF_MAP_LOOKUP_ELEM, &pidfd.as_raw_fd(), &mut marker, 0).ok()?;
+        Some(marker.profile_id)
+    }
+
+    fn subjects_fd(&self) -> Result<i32, KernelError> {
+        match self.ebpf.map("SUBJECTS") {
+            Some(Map::Unsupported(data)) => Ok(data.fd().as_fd().as_raw_fd()),
+            Some(_) => Err(KernelError::Map { map: "SUBJECTS", reason: "unexpected map type".into() }),
+            None => Err(KernelError::MissingMap("SUBJECTS")),
+        }
+    }
+}
+
+fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, KernelError> {
+    ebpf.take_map(name).ok_or(KernelError::MissingMap(name))
+}
+
+/// An error with its sources, on one line (the verifier log is in there).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_NOEXIST: u64 = 1;
+
+/// `union bpf_attr` for map element commands.
+#[repr(C)]
+struct MapElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// Task-storage maps are keyed by pidfd from userspace; aya has no type for
+/// them, so these two commands go to bpf(2) directly.
+fn bpf_map_elem<K, V>(map_fd: i32, command: libc::c_long, key: &K, value: &mut V, flags: u64) -> std::io::Result<()> {
+    let attr = MapElemAttr {
+        map_fd: map_fd as u32,
+        _pad: 0,
+        key: std::ptr::from_ref(key) as u64,
+        value: std::ptr::from_mut(value) as u64,
+        flags,
+    };
+    let rc = unsafe {
+        libc::syscall(libc::SYS_bpf, command, &attr as *const MapElemAttr, std::mem::size_of::<MapElemAttr>())
+    };
+    if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+}

@@ -1,0 +1,11 @@
+//! Warrant's userspace: policy, trust, the kernel maps, audit and the daemon.
+pub mod approval;
+pub mod audit;
+pub mod btf;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod kernel;
+pub mod policy;
+pub mod requests;
+pub mod trust;

@@ -1,0 +1,502 @@
+//! The `warrant` command: daemon and CLI.
+
+use std::{
+    os::unix::process::CommandExt as _,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+use warrant::{
+    approval::Approval,
+    audit,
+    config::Config,
+    control::{self, Request},
+    daemon::{self, now_unix},
+    kernel::{self, Kernel},
+    policy,
+    requests,
+    trust::{self, Envelope, POLICY_PAYLOAD_TYPE},
+};
+
+#[derive(Parser)]
+#[command(name = "warrant", version, about = "BPF-LSM enforcement and accountability for AI infrastructure agents")]
+struct Cli {
+    /// Daemon configuration (default /etc/warrant/warrant.toml, or $WARRANT_CONFIG).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent (needs root and BPF-LSM).
+    Daemon,
+    /// What this kernel supports; exit 0 only if enforcement works.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Daemon, policy version, profiles, warrants, counters.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start CMD as a subject of profile NAME.
+    Run {
+        #[arg(long)]
+        profile: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Write an Ed25519 key pair: PATH (private, 0600) and PATH.pub.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Change requests from denials in the approve tier.
+    Requests {
+        #[command(subcommand)]
+        command: Option<RequestsCommand>,
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Sign a warrant for a change request with a Responsible Individual's key.
+    Approve {
+        request: String,
+        #[arg(long)]
+        key: PathBuf,
+        /// How long the warrant is valid, e.g. 10m, 2h.
+        #[arg(long)]
+        ttl: String,
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        ticket: Option<String>,
+        /// Hosts the warrant is valid on (default: the request's host).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Approver name, when the policy in force on this machine does not name the key.
+        #[arg(long)]
+        approver: Option<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Put a warrant into the local cache (the daemon checks it first).
+    Install { warrant: PathBuf },
+    /// Remove a warrant from the kernel at once.
+    Revoke { id: String },
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Why was this event allowed or denied.
+    Explain { event_id: u64 },
+    /// Restore what a warrant's change replaced (not available yet).
+    Rollback { change_id: String },
+    /// Remove pins and programs (root, not a subject).
+    Uninstall,
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Sign a policy file into a bundle.
+    Sign {
+        file: PathBuf,
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a bundle's signatures, version and expiry.
+    Verify {
+        bundle: PathBuf,
+        /// Trusted public keys (default: the config's trusted_keys).
+        #[arg(long = "trust")]
+        trust: Vec<PathBuf>,
+        #[arg(long)]
+        threshold: Option<usize>,
+    },
+    /// Give a bundle to the running daemon.
+    Apply { bundle: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum RequestsCommand {
+    List,
+    Show { id: String },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of the audit log.
+    Verify {
+        #[arg(long)]
+        log: Option<PathBuf>,
+    },
+    /// Print the latest records.
+    Tail {
+        #[arg(long)]
+        json: bool,
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        #[arg(long)]
+        log: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WARRANT_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("warrant: {}", one_line(&error));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The error and its causes on one line, outermost first.
+fn one_line(error: &anyhow::Error) -> String {
+    error.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config_path = cli.config.as_deref();
+    match cli.command {
+        Command::Daemon => {
+            let config = Config::load(config_path)?;
+            tokio::runtime::Runtime::new()?.block_on(daemon::run(config))?;
+        }
+        Command::Doctor { json } => return Ok(doctor(json)),
+        Command::Status { json } => {
+            let config = Config::load(config_path)?;
+            let status = control::call(&config.socket, &Request::Status)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print_status(&status);
+            }
+        }
+        Command::Run { profile, command } => {
+            let config = Config::load(config_path)?;
+            control::call(&config.socket, &Request::Register { profile: profile.clone() })?;
+            let error = std::process::Command::new(&command[0]).args(&command[1..]).exec();
+            bail!("cannot run {:?} as a subject of {profile}: {error}", command[0]);
+        }
+        Command::Keygen { out } => {
+            let key = trust::generate_key_pair(&out)?;
+            println!("wrote {} (private, 0600) and {}", out.display(), trust::public_path_of(&out).display());
+            println!("key id {}", trust::key_id(&key));
+        }
+        Command::Policy(command) => policy_command(command, config_path)?,
+        Command::Requests { command, json } => {
+            let config = Config::load(config_path)?;
+            match command.unwrap_or(RequestsCommand::List) {
+                RequestsCommand::List => {
+                    let all = requests::list(&config.state_dir)?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&all)?);
+                    } else if all.is_empty() {
+                        println!("no change requests");
+                    } else {
+                        for r in all {
+                            println!("{}  {}  {} {}  (attempts {}, by {} pid {})", r.id, r.profile, r.action, r.target, r.attempts, r.exe, r.pid);
+                        }
+                    }
+                }
+                RequestsCommand::Show { id } => {
+                    let r = requests::load(&config.state_dir, &id)
+                        .map_err(|e| anyhow!("no change request {id} in {}: {e}", config.state_dir.display()))?;
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                }
+            }
+        }
+        Command::Approve { request, key, ttl, uses, reason, ticket, hosts, approver, out } => {
+            let config = Config::load(config_path)?;
+            approve(&config, &request, &key, &ttl, uses, reason, ticket, hosts, approver, out.as_deref())?;
+        }
+        Command::Install { warrant } => {
+            let config = Config::load(config_path)?;
+            let text = std::fs::read_to_string(&warrant)
+                .with_context(|| format!("cannot read warrant {}", warrant.display()))?;
+            let data = control::call(&config.socket, &Request::InstallWarrant { warrant: text })?;
+            println!(
+                "installed warrant {} ({} {} for {}, {} use(s), approved by {})",
+                data["warrant_id"].as_str().unwrap_or("?"),
+                data["action"].as_str().unwrap_or("?"),
+                data["target"].as_str().unwrap_or("?"),
+                data["profile"].as_str().unwrap_or("?"),
+                data["max_uses"],
+                data["approver"].as_str().unwrap_or("?"),
+            );
+        }
+        Command::Revoke { id } => {
+            let config = Config::load(config_path)?;
+            control::call(&config.socket, &Request::Revoke { id: id.clone() })?;
+            println!("revoked {id}");
+        }
+        Command::Audit(command) => return audit_command(command, config_path),
+        Command::Explain { event_id } => {
+            let config = Config::load(config_path)?;
+            let records = audit::read_all(&config.audit_log)?;
+            let record = records
+                .iter()
+                .find(|r| r.get("seq").and_then(Value::as_u64) == Some(event_id))
+                .ok_or_else(|| anyhow!("no event {event_id} in {}", config.audit_log.display()))?;
+            explain(record);
+        }
+        Command::Rollback { change_id } => {
+            bail!("rollback of {change_id} is not available in this version: snapshots are not taken yet (see README, limits)");
+        }
+        Command::Uninstall => {
+            println!("nothing to remove: this version pins no programs or maps; stopping `warrant daemon` detaches them");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn doctor(json: bool) -> ExitCode {
+    let root = nix::unistd::geteuid().is_root();
+    let lsm = kernel::check_bpf_lsm();
+    let btf = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
+    let load = if root && lsm.is_ok() && btf { Some(Kernel::load(false).map(|_| ())) } else { None };
+    let (available, reason) = match (&lsm, &load) {
+        _ if !root => (false, "not root: loading BPF programs needs CAP_BPF and CAP_MAC_ADMIN".to_owned()),
+        (Err(e), _) => (false, e.to_string()),
+        _ if !btf => (false, "no kernel BTF at /sys/kernel/btf/vmlinux".to_owned()),
+        (_, Some(Err(e))) => (false, e.to_string()),
+        _ => (true, "BPF-LSM programs load on this kernel".to_owned()),
+    };
+    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    if json {
+        let report = json!({
+            "kernel": release, "root": root, "bpf_lsm_active": lsm.is_ok(), "btf": btf,
+            "enforcement": if available { "available" } else { "unavailable" }, "reason": reason,
+        });
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        println!("kernel {release}");
+        println!("root: {}", if root { "yes" } else { "no" });
+        println!("bpf in active LSMs: {}", match &lsm { Ok(()) => "yes".to_owned(), Err(e) => format!("no ({e})") });
+        println!("kernel BTF: {}", if btf { "yes" } else { "no" });
+        println!("enforcement: {} ({reason})", if available { "available" } else { "unavailable" });
+    }
+    if available { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+fn print_status(status: &Value) {
+    println!("daemon: {}", status["daemon"].as_str().unwrap_or("?"));
+    println!("host: {}", status["host"].as_str().unwrap_or("?"));
+    match status["policy_version"].as_u64() {
+        Some(v) => println!("policy: v{v} (expires {})", status["policy_expires"].as_str().unwrap_or("?")),
+        None => println!("policy: none (subjects are denied every action)"),
+    }
+    if let Some(profiles) = status["profiles"].as_array() {
+        let names: Vec<&str> = profiles.iter().filter_map(Value::as_str).collect();
+        println!("profiles: {}", names.join(", "));
+    }
+    let warrants = status["warrants"].as_array().cloned().unwrap_or_default();
+    println!("warrants: {}", warrants.len());
+    for w in warrants {
+        println!("  {} {} {} ({}), uses left {}, by {}", w["id"].as_str().unwrap_or("?"), w["action"].as_str().unwrap_or("?"),
+            w["target"].as_str().unwrap_or("?"), w["profile"].as_str().unwrap_or("?"), w["uses_left"], w["approver"].as_str().unwrap_or("?"));
+    }
+    if let Some(counters) = status["decisions"].as_object() {
+        let parts: Vec<String> = counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("decisions: {}", if parts.is_empty() { "none yet".to_owned() } else { parts.join(", ") });
+    }
+}
+
+fn policy_command(command: PolicyCommand, config_path: Option<&Path>) -> anyhow::Result<()> {
+    match command {
+        PolicyCommand::Sign { file, keys, out } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let compiled = policy::Policy::parse(&text)
+                .and_then(policy::compile)
+                .with_context(|| format!("{} was not signed", file.display()))?;
+            let signing_keys = keys.iter().map(|k| trust::read_signing_key(k)).collect::<Result<Vec<_>, _>>()?;
+            let envelope = Envelope::sign(POLICY_PAYLOAD_TYPE, text.as_bytes(), &signing_keys);
+            std::fs::write(&out, envelope.to_json()).with_context(|| format!("cannot write {}", out.display()))?;
+            println!("signed policy v{} with {} key(s) into {}", compiled.version(), signing_keys.len(), out.display());
+        }
+        PolicyCommand::Verify { bundle, trust: trust_paths, threshold } => {
+            let config = Config::load(config_path)?;
+            let paths = if trust_paths.is_empty() { config.trusted_keys.clone() } else { trust_paths };
+            if paths.is_empty() {
+                bail!("no trusted keys: pass --trust PUBKEY or set trusted_keys in the config");
+            }
+            let trusted = paths.iter().map(|p| trust::read_public_key(p)).collect::<Result<Vec<_>, _>>()?;
+            let text = std::fs::read_to_string(&bundle).with_context(|| format!("cannot read {}", bundle.display()))?;
+            let envelope = Envelope::parse(&text)?;
+            let (payload, signers) = envelope.verify(POLICY_PAYLOAD_TYPE, &trusted, threshold.unwrap_or(config.policy_threshold))?;
+            let text = String::from_utf8(payload).map_err(|_| anyhow!("policy payload is not UTF-8"))?;
+            let compiled = policy::Policy::parse(&text).and_then(policy::compile)?;
+            if compiled.expires_unix <= now_unix() {
+                bail!("policy v{} expired at {}", compiled.version(), compiled.policy.expires);
+            }
+            let ids: Vec<String> = signers.iter().map(trust::key_id).collect();
+            println!("valid: policy v{}, expires {}, signed by {}, profiles {}", compiled.version(), compiled.policy.expires,
+                ids.join(", "), compiled.profile_ids.keys().cloned().collect::<Vec<_>>().join(", "));
+        }
+        PolicyCommand::Apply { bundle } => {
+            let config = Config::load(config_path)?;
+            let text = std::fs::read_to_string(&bundle).with_context(|| format!("cannot read {}", bundle.display()))?;
+            let data = control::call(&config.socket, &Request::ApplyPolicy { bundle: text })?;
+            println!("policy v{} in force", data["version"]);
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn approve(
+    config: &Config,
+    request_id: &str,
+    key_path: &Path,
+    ttl: &str,
+    uses: u32,
+    reason: String,
+    ticket: Option<String>,
+    hosts: Vec<String>,
+    approver: Option<String>,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
+    let request = requests::load(&config.state_dir, request_id)
+        .map_err(|e| anyhow!("no change request {request_id} in {}: {e}", config.state_dir.display()))?;
+    let key = trust::read_signing_key(key_path)?;
+    let ttl = humantime::parse_duration(ttl).map_err(|e| anyhow!("--ttl {ttl:?}: {e} (use e.g. 10m, 2h)"))?;
+    if uses == 0 {
+        bail!("--uses must be at least 1");
+    }
+    let public = key.verifying_key();
+    let approver = match approver {
+        Some(name) => name,
+        None => {
+            let bundle = std::fs::read_to_string(config.state_dir.join("policy.bundle"))
+                .with_context(|| "no policy in force here to look the key up in; pass --approver NAME")?;
+            let payload = Envelope::parse(&bundle)?.payload;
+            use base64::Engine as _;
+            let text = base64::engine::general_purpose::STANDARD.decode(payload)?;
+            let compiled = policy::Policy::parse(&String::from_utf8_lossy(&text)).and_then(policy::compile)?;
+            let ri = compiled.approver_for(&public, &request.action).ok_or_else(|| {
+                anyhow!("key {} is not a Responsible Individual who may approve {} in policy v{}", trust::key_id(&public), request.action, compiled.version())
+            })?;
+            ri.name.clone()
+        }
+    };
+    let now = now_unix();
+    let mut nonce = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+    let approval = Approval {
+        id: format!("w-{}", hex::encode(nonce)),
+        request: Some(request.id.clone()),
+        requester: Some(format!("{} (pid {}, uid {})", request.exe, request.pid, request.uid)),
+        approver: approver.clone(),
+        approver_key: trust::key_id(&public),
+        hosts: if hosts.is_empty() { vec![request.host.clone()] } else { hosts },
+        profile: request.profile.clone(),
+        action: request.action.clone(),
+        target: request.target.clone(),
+        not_before: now.saturating_sub(5),
+        expires_at: now + ttl.as_secs(),
+        max_uses: uses,
+        reason,
+        ticket,
+        rollback_owner: approver,
+    };
+    let envelope = approval.seal(&key).to_json();
+    match out {
+        Some(path) => {
+            std::fs::write(path, &envelope).with_context(|| format!("cannot write {}", path.display()))?;
+            println!("warrant {} for {} {} ({} use(s), {}s) written to {}", approval.id, approval.action, approval.target,
+                approval.max_uses, ttl.as_secs(), path.display());
+        }
+        None => println!("{envelope}"),
+    }
+    Ok(())
+}
+
+fn audit_command(command: AuditCommand, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    match command {
+        AuditCommand::Verify { log } => {
+            let path = log.unwrap_or(config.audit_log);
+            match audit::verify(&path) {
+                Ok(summary) => println!("audit log {} verifies: {} records, head {}", path.display(), summary.records, summary.last_hash),
+                Err(e) => {
+                    eprintln!("warrant: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+        AuditCommand::Tail { json, lines, log } => {
+            let records = audit::read_all(&log.unwrap_or(config.audit_log))?;
+            for record in records.iter().skip(records.len().saturating_sub(lines)) {
+                if json {
+                    println!("{}", serde_json::to_string(record)?);
+                } else {
+                    println!("{}", render_record(record));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn field<'a>(record: &'a serde_json::Map<String, Value>, name: &str) -> &'a str {
+    record.get(name).and_then(Value::as_str).unwrap_or("")
+}
+
+fn render_record(record: &serde_json::Map<String, Value>) -> String {
+    let seq = record.get("seq").and_then(Value::as_u64).unwrap_or(0);
+    let kind = field(record, "kind");
+    if kind != "decision" {
+        let mut rest = record.clone();
+        for k in ["seq", "prev", "hash", "kind", "time", "host"] {
+            rest.remove(k);
+        }
+        return format!("#{seq} {kind} {}", Value::Object(rest));
+    }
+    let mut line = format!(
+        "#{seq} {} {} {} [{}] {} by {} (pid {}, profile {})",
+        field(record, "verdict"), field(record, "action"), field(record, "target"),
+        field(record, "tier"), field(record, "message"), field(record, "exe"),
+        record.get("pid").and_then(Value::as_u64).unwrap_or(0), field(record, "profile"),
+    );
+    if !field(record, "warrant_id").is_empty() {
+        line.push_str(&format!(" warrant {} approved by {}", field(record, "warrant_id"), field(record, "approver")));
+    }
+    if !field(record, "request").is_empty() {
+        line.push_str(&format!(" -> request {}", field(record, "request")));
+    }
+    line
+}
+
+fn explain(record: &serde_json::Map<String, Value>) {
+    println!("{}", render_record(record));
+    for (label, key) in [("policy version", "policy_version"), ("rule", "rule"), ("tier", "tier"), ("verdict", "verdict"),
+        ("warrant", "warrant_id"), ("approver", "approver"), ("change request", "request"), ("mode", "mode")] {
+        match record.get(key) {
+            Some(Value::Null) | None => {}
+            Some(Value::String(s)) if s.is_empty() => {}
+            Some(Value::String(s)) => println!("  {label}: {s}"),
+            Some(v) => println!("  {label}: {v}"),
+        }
+    }
+    if record.get("rule").is_none_or(Value::is_null) && field(record, "kind") == "decision" {
+        println!("  no policy rule matched this action and target: unmatched actions are denied");
+    }
+}

@@ -1,0 +1,81 @@
+//! Change requests: what a subject tried in the `approve` tier, waiting for
+//! a Responsible Individual. One file per distinct (profile, action, target)
+//! in the state directory, so repeated attempts are counted, not duplicated.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChangeRequest {
+    pub id: String,
+    pub host: String,
+    pub profile: String,
+    pub action: String,
+    pub target: String,
+    pub first_seen: u64,
+    pub last_seen: u64,
+    pub attempts: u64,
+    pub pid: u32,
+    pub uid: u32,
+    pub exe: String,
+    pub comm: String,
+    pub policy_version: u64,
+}
+
+pub fn request_id(profile: &str, action: &str, target: &str) -> String {
+    let digest = Sha256::digest(format!("{profile}\0{action}\0{target}"));
+    format!("r-{}", &hex::encode(digest)[..12])
+}
+
+pub fn dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("requests")
+}
+
+fn path_of(state_dir: &Path, id: &str) -> PathBuf {
+    dir(state_dir).join(format!("{id}.json"))
+}
+
+/// Records an attempt; returns the request (new or updated).
+pub fn record(state_dir: &Path, mut fresh: ChangeRequest) -> std::io::Result<ChangeRequest> {
+    fs::create_dir_all(dir(state_dir))?;
+    let path = path_of(state_dir, &fresh.id);
+    if let Ok(existing) = load(state_dir, &fresh.id) {
+        fresh.first_seen = existing.first_seen;
+        fresh.attempts = existing.attempts + 1;
+    }
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, serde_json::to_vec_pretty(&fresh).expect("serialises"))?;
+    fs::rename(&tmp, &path)?;
+    Ok(fresh)
+}
+
+pub fn load(state_dir: &Path, id: &str) -> std::io::Result<ChangeRequest> {
+    let text = fs::read(path_of(state_dir, id))?;
+    serde_json::from_slice(&text).map_err(std::io::Error::other)
+}
+
+pub fn list(state_dir: &Path) -> std::io::Result<Vec<ChangeRequest>> {
+    let mut all = Vec::new();
+    let entries = match fs::read_dir(dir(state_dir)) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(all),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            if let Ok(bytes) = fs::read(&path) {
+                if let Ok(request) = serde_json::from_slice(&bytes) {
+                    all.push(request);
+                }
+            }
+        }
+    }
+    all.sort_by_key(|r: &ChangeRequest| r.first_seen);
+    Ok(all)
+}

@@ -1,0 +1,189 @@
+//! Keys and DSSE envelopes: what policy bundles and warrants travel in.
+//!
+//! An envelope is `{"payloadType", "payload" (base64), "signatures": [{"keyid", "sig"}]}`;
+//! each signature is Ed25519 over the DSSE pre-authentication encoding of
+//! the type and payload, checked with `verify_strict`.
+
+use std::{fs, io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use thiserror::Error;
+
+pub const POLICY_PAYLOAD_TYPE: &str = "application/vnd.warrant.policy.v1+toml";
+pub const WARRANT_PAYLOAD_TYPE: &str = "application/vnd.warrant.approval.v1+json";
+
+#[derive(Debug, Error)]
+pub enum TrustError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+    #[error("{path} is not a Warrant {what} key (expected one line of base64 for 32 bytes)")]
+    BadKey { path: String, what: &'static str },
+    #[error("not a DSSE envelope: {0}")]
+    BadEnvelope(String),
+    #[error("envelope payloadType is {found:?}, expected {expected:?}")]
+    WrongPayloadType { found: String, expected: &'static str },
+    #[error("envelope has no signature")]
+    Unsigned,
+    #[error("signature {index} is not valid base64 or not 64 bytes")]
+    MalformedSignature { index: usize },
+    #[error("no valid signature from a trusted key (need {needed}, found {found})")]
+    NotEnoughSignatures { needed: usize, found: usize },
+}
+
+/// A public key as written in key files and policies: base64 of 32 bytes.
+pub fn parse_public_key(text: &str) -> Option<VerifyingKey> {
+    let bytes: [u8; 32] = B64.decode(text.trim()).ok()?.try_into().ok()?;
+    VerifyingKey::from_bytes(&bytes).ok()
+}
+
+pub fn encode_public_key(key: &VerifyingKey) -> String {
+    B64.encode(key.as_bytes())
+}
+
+/// Short stable id of a public key: the first 16 hex digits of its SHA-256.
+pub fn key_id(key: &VerifyingKey) -> String {
+    hex::encode(&Sha256::digest(key.as_bytes())[..8])
+}
+
+pub fn read_public_key(path: &Path) -> Result<VerifyingKey, TrustError> {
+    let text = fs::read_to_string(path)
+        .map_err(|source| TrustError::Read { path: path.display().to_string(), source })?;
+    parse_public_key(&text)
+        .ok_or_else(|| TrustError::BadKey { path: path.display().to_string(), what: "public" })
+}
+
+pub fn read_signing_key(path: &Path) -> Result<SigningKey, TrustError> {
+    let text = fs::read_to_string(path)
+        .map_err(|source| TrustError::Read { path: path.display().to_string(), source })?;
+    let seed: [u8; 32] = B64
+        .decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| TrustError::BadKey { path: path.display().to_string(), what: "private" })?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Writes a new key pair: `path` (private, mode 0600, never overwritten) and `path.pub`.
+pub fn generate_key_pair(path: &Path) -> Result<VerifyingKey, TrustError> {
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let write_err = |source| TrustError::Write { path: path.display().to_string(), source };
+    let mut private = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(write_err)?;
+    writeln!(private, "{}", B64.encode(key.to_bytes())).map_err(write_err)?;
+    let public_path = public_path_of(path);
+    fs::write(&public_path, format!("{}\n", encode_public_key(&key.verifying_key()))).map_err(
+        |source| TrustError::Write { path: public_path.display().to_string(), source },
+    )?;
+    Ok(key.verifying_key())
+}
+
+pub fn public_path_of(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".pub");
+    name.into()
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EnvelopeSignature {
+    pub keyid: String,
+    pub sig: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    #[serde(rename = "payloadType")]
+    pub payload_type: String,
+    pub payload: String,
+    pub signatures: Vec<EnvelopeSignature>,
+}
+
+/// DSSE v1 pre-authentication encoding.
+pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, payload.len())
+        .into_bytes();
+    out.extend_from_slice(payload);
+    out
+}
+
+impl Envelope {
+    /// An envelope of `payload` signed by each of `keys`.
+    pub fn sign(payload_type: &str, payload: &[u8], keys: &[SigningKey]) -> Self {
+        let message = pae(payload_type, payload);
+        Envelope {
+            payload_type: payload_type.into(),
+            payload: B64.encode(payload),
+            signatures: keys
+                .iter()
+                .map(|key| EnvelopeSignature {
+                    keyid: key_id(&key.verifying_key()),
+                    sig: B64.encode(key.sign(&message).to_bytes()),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, TrustError> {
+        serde_json::from_str(text).map_err(|e| TrustError::BadEnvelope(e.to_string()))
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("an envelope always serialises")
+    }
+
+    /// Checks the type and that at least `threshold` distinct keys of
+    /// `trusted` signed; returns the payload and the keys that signed.
+    pub fn verify(
+        &self,
+        expected_type: &'static str,
+        trusted: &[VerifyingKey],
+        threshold: usize,
+    ) -> Result<(Vec<u8>, Vec<VerifyingKey>), TrustError> {
+        if self.payload_type != expected_type {
+            return Err(TrustError::WrongPayloadType {
+                found: self.payload_type.clone(),
+                expected: expected_type,
+            });
+        }
+        let payload = B64
+            .decode(&self.payload)
+            .map_err(|e| TrustError::BadEnvelope(format!("payload is not base64: {e}")))?;
+        if self.signatures.is_empty() {
+            return Err(TrustError::Unsigned);
+        }
+        let message = pae(&self.payload_type, &payload);
+        let mut signers: Vec<VerifyingKey> = Vec::new();
+        for (index, entry) in self.signatures.iter().enumerate() {
+            let bytes: [u8; 64] = B64
+                .decode(&entry.sig)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or(TrustError::MalformedSignature { index })?;
+            let signature = Signature::from_bytes(&bytes);
+            // Key ids are hints; every trusted key is tried, and a key counts once.
+            for key in trusted {
+                if !signers.contains(key) && key.verify_strict(&message, &signature).is_ok() {
+                    signers.push(*key);
+                    break;
+                }
+            }
+        }
+        if signers.len() < threshold.max(1) {
+            return Err(TrustError::NotEnoughSignatures {
+                needed: threshold.max(1),
+                found: signers.len(),
+            });
+        }
+        Ok((payload, signers))
+    }
+}

@@ -1,0 +1,84 @@
+//! Developer tasks for Warrant: toolchain setup, the test VM, both test
+//! tiers and the demo. Run as `cargo xtask <task>`.
+
+mod cargo;
+mod demo;
+mod paths;
+mod process;
+mod setup;
+mod test;
+mod vm;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", bin_name = "cargo xtask", about = "Build, VM, test and demo tasks for Warrant")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what the build, the tests and the VM need (idempotent).
+    Setup {
+        /// Only report what is missing; exit non-zero if anything is.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Boot the test VM and run a shell command inside it as root.
+    Vm {
+        /// Host directory the guest may write to (default: target/vm-run, emptied first).
+        #[arg(long, value_name = "DIR")]
+        rwdir: Option<PathBuf>,
+        /// Shell command to run in the guest (words are joined with spaces).
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Run the host tier, then the kernel tier inside the VM.
+    Test {
+        #[arg(long, value_enum, default_value_t = test::Tier::All)]
+        tier: test::Tier,
+    },
+    /// Run xtask/demo.sh: on the host if BPF-LSM works here, else in the VM.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.task {
+        Task::Setup { check } => {
+            setup::run(if check { setup::Mode::Check } else { setup::Mode::Install })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Vm { rwdir, command } => {
+            let rwdir = match rwdir {
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir)?;
+                    std::path::absolute(&dir)?
+                }
+                None => paths::fresh_dir(&paths::target_dir().join("vm-run"))?,
+            };
+            let status = vm::run_in_vm(&command.join(" "), &rwdir)?;
+            Ok(process::exit_code(status))
+        }
+        Task::Test { tier } => {
+            let all_passed = test::run(tier)?;
+            Ok(if all_passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Task::Demo => demo::run().map(process::exit_code),
+    }
+}

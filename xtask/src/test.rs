@@ -1,0 +1,235 @@
+//! `cargo xtask test`: the host tier (`cargo test`), then the kernel tier
+//! (the `kernel` test binary's ignored tests) inside the VM, where BPF-LSM
+//! programs can load. The kernel tier is never skipped: if it cannot run,
+//! the whole run fails.
+
+use std::ops::AddAssign;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::paths::{fresh_dir, repo_root, target_dir};
+use crate::process::{describe, run_tee, shell_quote};
+use crate::{cargo, setup, vm};
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Tier {
+    All,
+    Host,
+    Kernel,
+}
+
+/// Totals of the libtest `test result:` lines.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct Counts {
+    pub passed: u64,
+    pub failed: u64,
+    pub ignored: u64,
+}
+
+impl AddAssign for Counts {
+    fn add_assign(&mut self, other: Counts) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.ignored += other.ignored;
+    }
+}
+
+/// What one tier produced: its counts and, if a step failed, why.
+struct TierReport {
+    counts: Counts,
+    problem: Option<String>,
+}
+
+impl TierReport {
+    fn failed_step(problem: impl Into<String>) -> Self {
+        TierReport { counts: Counts::default(), problem: Some(problem.into()) }
+    }
+}
+
+/// Runs the chosen tiers; Ok(true) only if every step ran and no test failed.
+pub fn run(tier: Tier) -> Result<bool> {
+    setup::run(setup::Mode::Install)?;
+
+    let host = matches!(tier, Tier::All | Tier::Host).then(host_tier);
+    let kernel = matches!(tier, Tier::All | Tier::Kernel).then(kernel_tier);
+
+    println!();
+    let mut total = Counts::default();
+    let mut ok = true;
+    if let Some(report) = &host {
+        let c = report.counts;
+        println!("host tier: {} passed, {} failed, {} ignored (kernel tier)", c.passed, c.failed, c.ignored);
+        ok &= report_problem("host tier", report);
+        total += c;
+    }
+    if let Some(report) = &kernel {
+        let c = report.counts;
+        println!("kernel tier (VM, BPF-LSM active): {} passed, {} failed", c.passed, c.failed);
+        ok &= report_problem("kernel tier", report);
+        total += Counts { ignored: 0, ..c };
+    }
+    ok &= total.failed == 0;
+    let which = match tier {
+        Tier::All => String::new(),
+        Tier::Host => " (host tier only)".into(),
+        Tier::Kernel => " (kernel tier only)".into(),
+    };
+    println!("{} passed, {} failed{which}", total.passed, total.failed);
+    Ok(ok)
+}
+
+fn report_problem(tier: &str, report: &TierReport) -> bool {
+    match &report.problem {
+        Some(problem) => {
+            println!("{tier} FAILED: {problem}");
+            false
+        }
+        None => true,
+    }
+}
+
+fn host_tier() -> TierReport {
+    println!("== host tier: cargo test");
+    // warrant-ebpf only builds for bpfel-unknown-none (through agent/build.rs),
+    // so it has no host tests; the kernel tier exercises it.
+    let mut cmd = Command::new("cargo");
+    cmd.args(["test", "--workspace", "--exclude", "warrant-ebpf", "--no-fail-fast"])
+        .current_dir(repo_root());
+    let (status, output) = match run_tee(&mut cmd) {
+        Ok(result) => result,
+        Err(err) => return TierReport::failed_step(format!("{err:#}")),
+    };
+    let Some(counts) = parse_test_results(&output) else {
+        return TierReport::failed_step(format!("`{}` printed no test results ({status})", describe(&cmd)));
+    };
+    let problem = (!status.success() && counts.failed == 0)
+        .then(|| format!("`{}` failed ({status}) although no test failed; see its output above", describe(&cmd)));
+    TierReport { counts, problem }
+}
+
+fn kernel_tier() -> TierReport {
+    println!("== kernel tier: building");
+    let warrant_bin = match cargo::build_warrant() {
+        Ok(path) => path,
+        Err(err) => return TierReport::failed_step(format!("building warrant: {err:#}")),
+    };
+    let test_exe = match cargo::build_kernel_tests() {
+        Ok(path) => path,
+        Err(err) => return TierReport::failed_step(format!("building the kernel test binary: {err:#}")),
+    };
+    let results = match fresh_dir(&target_dir().join("vm-results")) {
+        Ok(dir) => dir,
+        Err(err) => return TierReport::failed_step(format!("{err:#}")),
+    };
+
+    println!("== kernel tier: {} --ignored in the VM", test_exe.display());
+    let script = kernel_tier_script(&results, &warrant_bin, &test_exe);
+    let status = match vm::run_in_vm(&script, &results) {
+        Ok(status) => status,
+        Err(err) => return TierReport::failed_step(format!("{err:#}")),
+    };
+
+    if let Ok(reason) = std::fs::read_to_string(results.join("lsm-inactive")) {
+        return TierReport::failed_step(reason.trim().to_string());
+    }
+    let log_path = results.join("kernel.log");
+    let Ok(log) = std::fs::read_to_string(&log_path) else {
+        return TierReport::failed_step(format!(
+            "the kernel test binary did not run in the VM (no {}; script exit code {:?})",
+            log_path.display(),
+            status.code()
+        ));
+    };
+    let Some(counts) = parse_test_results(&log) else {
+        return TierReport::failed_step(format!(
+            "the kernel test binary printed no `test result:` line (crashed? exit code {:?}); see {}",
+            status.code(),
+            log_path.display()
+        ));
+    };
+    let problem = if counts.passed + counts.failed == 0 {
+        Some("the kernel test binary ran zero tests (kernel-tier tests must be #[ignore = \"kernel tier ...\"])".into())
+    } else if !status.success() && counts.failed == 0 {
+        Some(format!("the kernel test binary exited with {:?} although no test failed", status.code()))
+    } else {
+        None
+    };
+    TierReport { counts, problem }
+}
+
+/// The guest side of the kernel tier. Writes `lsm-inactive` with a reason if
+/// BPF-LSM is not active, and tees the test output to kernel.log.
+fn kernel_tier_script(results: &Path, warrant_bin: &Path, test_exe: &Path) -> String {
+    let q = |p: &Path| shell_quote(&p.to_string_lossy());
+    format!(
+        r#"set -u
+{mounts}
+lsm=$(cat /sys/kernel/security/lsm 2>/dev/null || true)
+case ",$lsm," in
+  *,bpf,*) echo "kernel tier: active LSMs: $lsm" ;;
+  *) echo "bpf is not among the VM kernel's active LSMs (/sys/kernel/security/lsm: '${{lsm:-unreadable}}')" | tee {results}/lsm-inactive >&2
+     exit 1 ;;
+esac
+export WARRANT_BIN={warrant_bin} WARRANT_KERNEL_TIER=1 RUST_BACKTRACE=1
+cd {repo}
+set -o pipefail
+{test_exe} --ignored --test-threads=1 2>&1 | tee {results}/kernel.log
+"#,
+        mounts = vm::GUEST_MOUNTS,
+        results = q(results),
+        warrant_bin = q(warrant_bin),
+        repo = q(&repo_root()),
+        test_exe = q(test_exe),
+    )
+}
+
+/// Sums every libtest summary line
+/// (`test result: ok. 3 passed; 0 failed; 1 ignored; ...`); None if none.
+pub fn parse_test_results(output: &str) -> Option<Counts> {
+    let mut total = None::<Counts>;
+    for line in output.lines() {
+        let Some(rest) = line.trim().strip_prefix("test result:") else { continue };
+        let mut counts = Counts::default();
+        for field in rest.split([';', '.']) {
+            let mut words = field.split_whitespace();
+            let (Some(number), Some(label)) = (words.next(), words.next()) else { continue };
+            let Ok(n) = number.parse::<u64>() else { continue };
+            match label {
+                "passed" => counts.passed = n,
+                "failed" => counts.failed = n,
+                "ignored" => counts.ignored = n,
+                _ => {}
+            }
+        }
+        *total.get_or_insert_default() += counts;
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_all_result_lines() {
+        let output = "\
+running 3 tests
+test result: ok. 3 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 0.01s
+test result: FAILED. 4 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.50s
+";
+        assert_eq!(parse_test_results(output), Some(Counts { passed: 7, failed: 1, ignored: 2 }));
+    }
+
+    #[test]
+    fn no_result_line_is_none() {
+        assert_eq!(parse_test_results("error: could not compile `warrant`"), None);
+    }
+
+    #[test]
+    fn zero_tests_is_some_zero() {
+        let output = "test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 5 filtered out; finished in 0.00s";
+        assert_eq!(parse_test_results(output), Some(Counts::default()));
+    }
+}

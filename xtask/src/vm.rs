@@ -1,0 +1,239 @@
+//! The test VM: Debian's 6.12 kernel booted by virtme-ng under qemu (TCG).
+//! The guest sees the host's root read-only over 9p; only --rwdir
+//! directories come back to the host.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::process::{find_program, is_executable, shell_quote, stdout_of};
+
+/// A hung guest must fail the run, not hang CI. Override with
+/// WARRANT_VM_TIMEOUT_SECS.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(40 * 60);
+
+/// Script prelude that mounts what the guest leaves unmounted.
+pub const GUEST_MOUNTS: &str = r#"
+grep -qs ' /sys/fs/bpf bpf ' /proc/mounts || mount -t bpf bpf /sys/fs/bpf
+grep -qs ' /sys/kernel/security securityfs ' /proc/mounts || mount -t securityfs securityfs /sys/kernel/security
+"#;
+
+/// Numbers in a kernel or package name, for ordering by version
+/// ("vmlinuz-6.12.117+deb12-amd64" -> [6, 12, 117, 12, 64]).
+pub fn version_key(name: &str) -> Vec<u64> {
+    name.split(|c: char| !c.is_ascii_digit())
+        .filter(|part| !part.is_empty())
+        .filter_map(|part| part.parse().ok())
+        .collect()
+}
+
+/// Whether a /boot file name is a usable guest kernel. The -cloud- flavour
+/// has no 9p modules and cannot mount the shared root.
+pub fn is_vm_kernel_name(name: &str) -> bool {
+    name.starts_with("vmlinuz-6.12.") && name.ends_with("-amd64") && !name.contains("-cloud-")
+}
+
+/// The newest /boot/vmlinuz-6.12.*-amd64, if any.
+pub fn find_kernel() -> Option<PathBuf> {
+    let entries = std::fs::read_dir("/boot").ok()?;
+    entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| is_vm_kernel_name(name))
+        .max_by_key(|name| version_key(name))
+        .map(|name| Path::new("/boot").join(name))
+}
+
+/// virtme-ng's `vng`: on PATH, or in pip's scripts directories (pip may
+/// install there without that directory being on PATH).
+pub fn find_vng() -> Option<PathBuf> {
+    find_program("vng").or_else(|| {
+        pip_script_dirs()
+            .into_iter()
+            .map(|dir| dir.join("vng"))
+            .find(|path| is_executable(path))
+    })
+}
+
+/// The system and user scripts directories of python3.
+pub fn pip_script_dirs() -> Vec<PathBuf> {
+    let query = "import os, sysconfig; \
+                 print(sysconfig.get_path('scripts')); \
+                 print(sysconfig.get_path('scripts', os.name + '_user'))";
+    stdout_of(Command::new("python3").args(["-c", query]))
+        .map(|out| out.lines().map(PathBuf::from).collect())
+        .unwrap_or_default()
+}
+
+/// Boots the VM and runs `script` (bash) inside as root. `rwdir` is shared
+/// read-write at the same path. The returned status is the script's own exit
+/// code, read from `rwdir/rc` because vng's exit code does not reliably carry
+/// it; an error means the VM did not boot, hung, or never wrote rc.
+pub fn run_in_vm(script: &str, rwdir: &Path) -> Result<ExitStatus> {
+    let kernel = find_kernel().context(
+        "no /boot/vmlinuz-6.12.*-amd64 kernel for the VM; run `cargo xtask setup`",
+    )?;
+    let vng = find_vng().context("virtme-ng (vng) is not installed; run `cargo xtask setup`")?;
+    let rwdir = std::path::absolute(rwdir)?;
+    let script_path = rwdir.join("vm-script.sh");
+    let rc_path = rwdir.join("rc");
+    std::fs::write(&script_path, format!("#!/bin/bash\n{script}\n"))
+        .with_context(|| format!("cannot write {}", script_path.display()))?;
+    match std::fs::remove_file(&rc_path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot remove stale {}", rc_path.display()));
+        }
+        _ => {}
+    }
+
+    // Write rc via a temporary name and sync so the host never reads a
+    // half-written file from the 9p share.
+    let guest_command = format!(
+        "bash {script}; echo $? > {rc}.tmp && mv {rc}.tmp {rc}; sync",
+        script = shell_quote(&script_path.to_string_lossy()),
+        rc = shell_quote(&rc_path.to_string_lossy()),
+    );
+    let mut vng_cmd = Command::new(&vng);
+    vng_cmd
+        .args(["--disable-kvm", "--force-9p", "--run"])
+        .arg(&kernel)
+        .args(["--user", "root", "--cpus", "2", "--memory", "2G"])
+        .arg(format!("--rwdir={}", rwdir.display()))
+        .arg("--exec")
+        .arg(&guest_command)
+        .current_dir(crate::paths::repo_root())
+        // A terminal on stdin makes qemu grab it; the guest needs no input.
+        .stdin(Stdio::null())
+        // qemu reopens /proc/self/fd/1 and 2 with O_TRUNC: handed a log file
+        // directly, it would erase everything printed before the VM.
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+
+    let timeout = timeout();
+    eprintln!(
+        "vm: booting {} under qemu TCG (boot takes ~12 s, timeout {})",
+        kernel.display(),
+        describe_duration(timeout)
+    );
+    let mut child = vng_cmd.spawn().with_context(|| format!("cannot start {}", vng.display()))?;
+    let forwarders = forward_output(&mut child);
+    let vng_status = wait_with_timeout(child, timeout);
+    for forwarder in forwarders {
+        let _ = forwarder.join();
+    }
+    let vng_status = vng_status?;
+
+    let rc_text = std::fs::read_to_string(&rc_path).map_err(|_| {
+        anyhow::anyhow!(
+            "the VM wrote no exit code to {} (vng: {vng_status}); it did not boot or the guest crashed, see the output above",
+            rc_path.display()
+        )
+    })?;
+    let code: i32 = rc_text
+        .trim()
+        .parse()
+        .with_context(|| format!("unreadable exit code {:?} in {}", rc_text.trim(), rc_path.display()))?;
+    Ok(ExitStatus::from_raw((code & 0xff) << 8))
+}
+
+/// Copies the child's stdout and stderr to ours as they arrive.
+fn forward_output(child: &mut Child) -> Vec<JoinHandle<()>> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    vec![
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut { stdout }, &mut std::io::stdout());
+        }),
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut { stderr }, &mut std::io::stderr());
+        }),
+    ]
+}
+
+fn timeout() -> Duration {
+    std::env::var("WARRANT_VM_TIMEOUT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TIMEOUT)
+}
+
+/// Waits for vng; past the deadline kills it and the qemu it forked.
+fn wait_with_timeout(mut child: Child, timeout: Duration) -> Result<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().context("waiting for vng")? {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            kill_descendants(child.id());
+            // vng reaps the qemu it forked and exits; kill it only if not.
+            let grace = Instant::now() + Duration::from_secs(5);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < grace {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("the VM did not finish within {}; killed it", describe_duration(timeout));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Kills every descendant of `pid` (vng forks qemu; killing only vng would
+/// leave qemu running).
+fn kill_descendants(pid: u32) {
+    let mut victims = children_of(pid);
+    let mut i = 0;
+    while i < victims.len() {
+        victims.extend(children_of(victims[i]));
+        i += 1;
+    }
+    for victim in victims {
+        let _ = Command::new("kill").args(["-KILL", &victim.to_string()]).status();
+    }
+}
+
+fn describe_duration(d: Duration) -> String {
+    match d.as_secs() {
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok()?.parse::<u32>().ok())
+        .filter(|pid| parent_of(*pid) == Some(parent))
+        .collect()
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces; fields after it are fixed.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_kernels_by_version_not_text() {
+        let mut names = ["vmlinuz-6.12.99+deb12-amd64", "vmlinuz-6.12.117+deb12-amd64"];
+        names.sort_by_key(|n| version_key(n));
+        assert_eq!(names[1], "vmlinuz-6.12.117+deb12-amd64");
+    }
+
+    #[test]
+    fn rejects_cloud_and_other_kernels() {
+        assert!(is_vm_kernel_name("vmlinuz-6.12.117+deb12-amd64"));
+        assert!(!is_vm_kernel_name("vmlinuz-6.12.117+deb12-cloud-amd64"));
+        assert!(!is_vm_kernel_name("vmlinuz-6.1.0-30-amd64"));
+    }
+}
