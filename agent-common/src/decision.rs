@@ -7,7 +7,7 @@
 //! a batch that did not go through.
 
 use crate::{
-    FAMILY_ANY, NAME_LEN, NO_WARRANT, RuleEntry, TargetKey, mode,
+    FAMILY_ANY, NO_WARRANT, RuleEntry, TargetKey, mode,
     netlink::{self, Class, MAX_MESSAGES, MessageBuffer, Step},
     tier, verdict,
 };
@@ -86,10 +86,10 @@ pub const LOOKUP_LEVELS: usize = 4;
 pub fn lookup_key(exact: &TargetKey, level: usize, probe: &mut TargetKey) {
     *probe = *exact;
     if level >= 1 {
-        probe.object = [0; NAME_LEN];
+        probe.clear_object();
     }
     if level >= 2 {
-        probe.table = [0; NAME_LEN];
+        probe.clear_table();
     }
     if level >= 3 {
         probe.family = FAMILY_ANY;

@@ -21,10 +21,10 @@ pub const NETLINK_NETFILTER: u16 = 12;
 
 /// Most messages one sendmsg may carry from a subject; a longer batch is
 /// denied whole (bounded work in the kernel).
-pub const MAX_MESSAGES: usize = 64;
+pub const MAX_MESSAGES: usize = 16;
 /// Most top-level attributes read per message (nftables messages carry fewer
 /// than ten; rule expressions are one nested attribute).
-pub const MAX_ATTRS: usize = 16;
+pub const MAX_ATTRS: usize = 12;
 
 pub const NLM_F_REQUEST: u16 = 0x1;
 pub const NLM_F_DUMP: u16 = 0x300;
@@ -185,9 +185,9 @@ pub fn classify<B: MessageBuffer>(
 ) -> Class {
     key.action = 0;
     key.family = header.family;
-    key._pad = [0; 3];
-    key.table = [0; NAME_LEN];
-    key.object = [0; NAME_LEN];
+    key._pad = [0; 7];
+    key.clear_table();
+    key.clear_object();
 
     let subsystem = header.subsystem();
     let message = header.message();
@@ -279,15 +279,17 @@ fn read_target_names<B: MessageBuffer>(
             return false;
         }
         let payload_len = nla_len - NLA_HDRLEN;
+        // A repeated attribute replaces the earlier one, so clear before reading.
         if nla_type == ATTR_TABLE {
+            key.clear_table();
             if !read_name(buf, at + NLA_HDRLEN, payload_len, &mut key.table) {
                 return false;
             }
-        } else if object_attr != 0
-            && nla_type == object_attr
-            && !read_name(buf, at + NLA_HDRLEN, payload_len, &mut key.object)
-        {
-            return false;
+        } else if object_attr != 0 && nla_type == object_attr {
+            key.clear_object();
+            if !read_name(buf, at + NLA_HDRLEN, payload_len, &mut key.object) {
+                return false;
+            }
         }
         at += (nla_len + 3) & !3;
     }
@@ -297,14 +299,13 @@ fn read_target_names<B: MessageBuffer>(
 
 /// Reads a string attribute's payload into `out` the way the kernel takes
 /// it: up to the first NUL, never beyond the payload. False if the name has
-/// NAME_LEN - 2 bytes or more (too long to key on).
+/// NAME_LEN - 2 bytes or more (too long to key on). `out` must be zeroed.
 fn read_name<B: MessageBuffer>(
     buf: &B,
     offset: u32,
     payload_len: u32,
     out: &mut [u8; NAME_LEN],
 ) -> bool {
-    *out = [0; NAME_LEN];
     if payload_len == 0 {
         return true;
     }

@@ -287,7 +287,7 @@ impl State {
             profile_id: 0,
             action: 0,
             family: event.family,
-            _pad: [0; 3],
+            _pad: [0; 7],
             table: event.table,
             object: event.object,
         });

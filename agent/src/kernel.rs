@@ -86,6 +86,8 @@ impl Kernel {
         let kernel_btf = KernelBtf::from_sys_fs()?;
         let offsets = btf::kernel_offsets(&kernel_btf)?;
         let mut ebpf = EbpfLoader::new()
+            // SUBJECTS is a task-storage map, which aya loads but has no type for.
+            .allow_unsupported_maps()
             .override_global("KERNEL_OFFSETS", &offsets, true)
             .load(EBPF_OBJECT)
             .map_err(|e| KernelError::Object(error_chain(&e)))?;

@@ -20,7 +20,9 @@ pub fn run() -> Result<ExitStatus> {
 
     match host_doctor(&warrant_bin)? {
         Ok(()) => {
-            println!("demo: warrant doctor says BPF-LSM enforcement works on this host kernel, running on the host");
+            println!(
+                "demo: warrant doctor says BPF-LSM enforcement works on this host kernel, running on the host"
+            );
             let work_dir = fresh_dir(&target_dir().join("demo/host"))?;
             Command::new("bash")
                 .arg(&demo_script)
@@ -32,7 +34,9 @@ pub fn run() -> Result<ExitStatus> {
                 .with_context(|| format!("cannot run {}", demo_script.display()))
         }
         Err(why) => {
-            println!("demo: BPF-LSM programs cannot load on this host kernel (warrant doctor: {why}), running in the VM");
+            println!(
+                "demo: BPF-LSM programs cannot load on this host kernel (warrant doctor: {why}), running in the VM"
+            );
             let rwdir = fresh_dir(&target_dir().join("demo/vm"))?;
             let work_dir = rwdir.join("work");
             std::fs::create_dir_all(&work_dir)?;
@@ -53,8 +57,16 @@ fn host_doctor(warrant_bin: &Path) -> Result<Result<(), String>> {
     if out.status.success() {
         return Ok(Ok(()));
     }
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let last_line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last_line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no output");
     Ok(Err(format!("{}: {}", out.status, last_line.trim())))
 }
 

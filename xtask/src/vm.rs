@@ -73,9 +73,8 @@ pub fn pip_script_dirs() -> Vec<PathBuf> {
 /// code, read from `rwdir/rc` because vng's exit code does not reliably carry
 /// it; an error means the VM did not boot, hung, or never wrote rc.
 pub fn run_in_vm(script: &str, rwdir: &Path) -> Result<ExitStatus> {
-    let kernel = find_kernel().context(
-        "no /boot/vmlinuz-6.12.*-amd64 kernel for the VM; run `cargo xtask setup`",
-    )?;
+    let kernel = find_kernel()
+        .context("no /boot/vmlinuz-6.12.*-amd64 kernel for the VM; run `cargo xtask setup`")?;
     let vng = find_vng().context("virtme-ng (vng) is not installed; run `cargo xtask setup`")?;
     let rwdir = std::path::absolute(rwdir)?;
     let script_path = rwdir.join("vm-script.sh");
@@ -118,7 +117,9 @@ pub fn run_in_vm(script: &str, rwdir: &Path) -> Result<ExitStatus> {
         kernel.display(),
         describe_duration(timeout)
     );
-    let mut child = vng_cmd.spawn().with_context(|| format!("cannot start {}", vng.display()))?;
+    let mut child = vng_cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", vng.display()))?;
     let forwarders = forward_output(&mut child);
     let vng_status = wait_with_timeout(child, timeout);
     for forwarder in forwarders {
@@ -132,10 +133,13 @@ pub fn run_in_vm(script: &str, rwdir: &Path) -> Result<ExitStatus> {
             rc_path.display()
         )
     })?;
-    let code: i32 = rc_text
-        .trim()
-        .parse()
-        .with_context(|| format!("unreadable exit code {:?} in {}", rc_text.trim(), rc_path.display()))?;
+    let code: i32 = rc_text.trim().parse().with_context(|| {
+        format!(
+            "unreadable exit code {:?} in {}",
+            rc_text.trim(),
+            rc_path.display()
+        )
+    })?;
     Ok(ExitStatus::from_raw((code & 0xff) << 8))
 }
 
@@ -169,31 +173,51 @@ fn wait_with_timeout(mut child: Child, timeout: Duration) -> Result<ExitStatus> 
             return Ok(status);
         }
         if Instant::now() >= deadline {
-            kill_descendants(child.id());
-            // vng reaps the qemu it forked and exits; kill it only if not.
-            let grace = Instant::now() + Duration::from_secs(5);
+            // vng runs sh -> virtme-run -> qemu. Kill qemu (the leaf) so each
+            // parent reaps its child and exits; force the rest only if not.
+            kill(&descendants(child.id()).leaves);
+            let grace = Instant::now() + Duration::from_secs(10);
             while child.try_wait().ok().flatten().is_none() && Instant::now() < grace {
                 std::thread::sleep(Duration::from_millis(100));
             }
+            kill(&descendants(child.id()).all);
             let _ = child.kill();
             let _ = child.wait();
-            bail!("the VM did not finish within {}; killed it", describe_duration(timeout));
+            bail!(
+                "the VM did not finish within {}; killed it",
+                describe_duration(timeout)
+            );
         }
         std::thread::sleep(Duration::from_millis(250));
     }
 }
 
-/// Kills every descendant of `pid` (vng forks qemu; killing only vng would
-/// leave qemu running).
-fn kill_descendants(pid: u32) {
-    let mut victims = children_of(pid);
-    let mut i = 0;
-    while i < victims.len() {
-        victims.extend(children_of(victims[i]));
-        i += 1;
+struct Descendants {
+    all: Vec<u32>,
+    /// Those with no children of their own.
+    leaves: Vec<u32>,
+}
+
+fn descendants(pid: u32) -> Descendants {
+    let mut all = Vec::new();
+    let mut leaves = Vec::new();
+    let mut queue = children_of(pid);
+    while let Some(next) = queue.pop() {
+        let children = children_of(next);
+        if children.is_empty() {
+            leaves.push(next);
+        }
+        queue.extend(children);
+        all.push(next);
     }
-    for victim in victims {
-        let _ = Command::new("kill").args(["-KILL", &victim.to_string()]).status();
+    Descendants { all, leaves }
+}
+
+fn kill(pids: &[u32]) {
+    for pid in pids {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
     }
 }
 
@@ -205,7 +229,9 @@ fn describe_duration(d: Duration) -> String {
 }
 
 fn children_of(parent: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     entries
         .filter_map(|e| e.ok()?.file_name().into_string().ok()?.parse::<u32>().ok())
         .filter(|pid| parent_of(*pid) == Some(parent))
@@ -225,7 +251,10 @@ mod tests {
 
     #[test]
     fn picks_kernels_by_version_not_text() {
-        let mut names = ["vmlinuz-6.12.99+deb12-amd64", "vmlinuz-6.12.117+deb12-amd64"];
+        let mut names = [
+            "vmlinuz-6.12.99+deb12-amd64",
+            "vmlinuz-6.12.117+deb12-amd64",
+        ];
         names.sort_by_key(|n| version_key(n));
         assert_eq!(names[1], "vmlinuz-6.12.117+deb12-amd64");
     }

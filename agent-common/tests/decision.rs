@@ -1,0 +1,318 @@
+//! Plain tier: the classifier and the decision function, exactly as the
+//! kernel runs them, against netlink batches built here and in-memory maps.
+
+use std::{cell::RefCell, collections::HashMap};
+
+use warrant_common::{
+    FAMILY_ANY, NAME_LEN, RuleEntry, TargetKey, action,
+    decision::{BatchOutcome, BatchScratch, PolicyView, decide_batch},
+    mode,
+    netlink::{self, Class, NLM_F_APPEND, NLM_F_REPLACE, NLM_F_REQUEST, SliceBuffer, nft_msg},
+    tier, verdict,
+};
+
+const INET: u8 = 1;
+
+/// Builds nfnetlink messages the way libnftnl lays them out.
+#[derive(Default)]
+struct Batch(Vec<u8>);
+
+impl Batch {
+    fn message(mut self, msg_type: u16, flags: u16, family: u8, attrs: &[(u16, &[u8])]) -> Self {
+        let start = self.0.len();
+        self.0.extend_from_slice(&[0; 16]);
+        self.0.extend_from_slice(&[family, 0, 0, 10]);
+        for (attr_type, payload) in attrs {
+            let len = 4 + payload.len();
+            self.0.extend_from_slice(&(len as u16).to_ne_bytes());
+            self.0.extend_from_slice(&attr_type.to_ne_bytes());
+            self.0.extend_from_slice(payload);
+            while self.0.len() % 4 != 0 {
+                self.0.push(0);
+            }
+        }
+        let len = (self.0.len() - start) as u32;
+        self.0[start..start + 4].copy_from_slice(&len.to_ne_bytes());
+        self.0[start + 4..start + 6].copy_from_slice(&msg_type.to_ne_bytes());
+        self.0[start + 6..start + 8].copy_from_slice(&(flags | NLM_F_REQUEST).to_ne_bytes());
+        self
+    }
+    fn begin(self) -> Self {
+        self.message(0x10, 0, 0, &[])
+    }
+    fn end(self) -> Self {
+        self.message(0x11, 0, 0, &[])
+    }
+    fn nft(self, msg: u16, flags: u16, attrs: &[(u16, &[u8])]) -> Self {
+        self.message((10 << 8) | msg, flags, INET, attrs)
+    }
+    fn add_rule(self, table: &str, chain: &str) -> Self {
+        self.nft(nft_msg::NEWRULE, NLM_F_APPEND, &[(1, &cstr(table)), (2, &cstr(chain)), (4, &[1, 2, 3, 4])])
+    }
+    fn add_element(self, table: &str, set: &str) -> Self {
+        self.nft(nft_msg::NEWSETELEM, 0, &[(1, &cstr(table)), (2, &cstr(set))])
+    }
+}
+
+fn cstr(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+fn key(profile: u32, action_id: u32, family: u8, table: &str, object: &str) -> TargetKey {
+    let mut k = TargetKey::zeroed();
+    k.profile_id = profile;
+    k.action = action_id;
+    k.family = family;
+    k.table[..table.len()].copy_from_slice(table.as_bytes());
+    k.object[..object.len()].copy_from_slice(object.as_bytes());
+    k
+}
+
+#[derive(Default)]
+struct FakeMaps {
+    rules: HashMap<TargetKey, RuleEntry>,
+    /// key -> (warrant index, uses left, valid)
+    warrants: RefCell<HashMap<TargetKey, (u32, u64, bool)>>,
+}
+
+impl FakeMaps {
+    fn rule(mut self, k: TargetKey, tier_value: u32, index: u32) -> Self {
+        self.rules.insert(k, RuleEntry { tier: tier_value, rule_index: index });
+        self
+    }
+    fn warrant(self, k: TargetKey, uses: u64, valid: bool) -> Self {
+        self.warrants.borrow_mut().insert(k, (7, uses, valid));
+        self
+    }
+    fn uses_left(&self, k: &TargetKey) -> u64 {
+        self.warrants.borrow()[k].1
+    }
+}
+
+impl PolicyView for FakeMaps {
+    fn rule(&self, key: &TargetKey) -> Option<RuleEntry> {
+        self.rules.get(key).copied()
+    }
+    fn usable_warrant(&self, key: &TargetKey) -> Option<u32> {
+        self.warrants.borrow().get(key).filter(|(_, uses, valid)| *valid && *uses > 0).map(|(i, _, _)| *i)
+    }
+    fn consume_warrant(&self, key: &TargetKey) -> bool {
+        match self.warrants.borrow_mut().get_mut(key) {
+            Some((_, uses, true)) if *uses > 0 => {
+                *uses -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+    fn refund_warrant(&self, key: &TargetKey) {
+        if let Some((_, uses, _)) = self.warrants.borrow_mut().get_mut(key) {
+            *uses += 1;
+        }
+    }
+}
+
+/// The demo policy for profile 0: blocklist elements allowed, input rules
+/// need a warrant, the rest of inet filter denied.
+fn demo_maps() -> FakeMaps {
+    FakeMaps::default()
+        .rule(key(0, action::NFT_ELEMENT_ADD, INET, "filter", "blocklist"), tier::ALLOW, 0)
+        .rule(key(0, action::NFT_RULE_ADD, INET, "filter", "input"), tier::APPROVE, 1)
+        .rule(key(0, action::NFT_RULE_ADD, INET, "filter", ""), tier::DENY, 2)
+}
+
+fn run(batch: &Batch, maps: &FakeMaps, profile_mode: u32) -> (BatchOutcome, Box<BatchScratch>) {
+    let mut scratch = Box::new(BatchScratch::zeroed());
+    let outcome = decide_batch(&SliceBuffer(&batch.0), maps, 0, profile_mode, &mut scratch);
+    (outcome, scratch)
+}
+
+fn verdicts(scratch: &BatchScratch) -> Vec<u32> {
+    scratch.messages[..scratch.count as usize].iter().map(|m| m.verdict).collect()
+}
+
+#[test]
+fn allow_tier_applies() {
+    let batch = Batch::default().begin().add_element("filter", "blocklist").end();
+    let (outcome, scratch) = run(&batch, &demo_maps(), mode::ENFORCE);
+    assert_eq!(outcome, BatchOutcome::Allow);
+    assert_eq!(verdicts(&scratch), [verdict::ALLOWED]);
+    assert_eq!(scratch.messages[0].key.action, action::NFT_ELEMENT_ADD);
+}
+
+#[test]
+fn approve_tier_without_warrant_is_denied_for_a_request() {
+    let batch = Batch::default().begin().add_rule("filter", "input").end();
+    let (outcome, scratch) = run(&batch, &demo_maps(), mode::ENFORCE);
+    assert_eq!(outcome, BatchOutcome::Deny);
+    assert_eq!(verdicts(&scratch), [verdict::DENIED_NEEDS_WARRANT]);
+    assert_eq!(scratch.messages[0].tier, tier::APPROVE);
+}
+
+#[test]
+fn warrant_allows_once_then_is_spent() {
+    let warranted = key(0, action::NFT_RULE_ADD, INET, "filter", "input");
+    let maps = demo_maps().warrant(warranted, 1, true);
+    let batch = Batch::default().begin().add_rule("filter", "input").end();
+    let (first, scratch) = run(&batch, &maps, mode::ENFORCE);
+    assert_eq!(first, BatchOutcome::Allow);
+    assert_eq!(verdicts(&scratch), [verdict::ALLOWED_BY_WARRANT]);
+    assert_eq!(scratch.messages[0].warrant_index, 7);
+    assert_eq!(maps.uses_left(&warranted), 0);
+    let (second, scratch) = run(&batch, &maps, mode::ENFORCE);
+    assert_eq!(second, BatchOutcome::Deny);
+    assert_eq!(verdicts(&scratch), [verdict::DENIED_NEEDS_WARRANT]);
+}
+
+#[test]
+fn expired_warrant_does_not_allow() {
+    let maps = demo_maps().warrant(key(0, action::NFT_RULE_ADD, INET, "filter", "input"), 5, false);
+    let batch = Batch::default().begin().add_rule("filter", "input").end();
+    assert_eq!(run(&batch, &maps, mode::ENFORCE).0, BatchOutcome::Deny);
+}
+
+#[test]
+fn warrant_for_another_chain_does_not_cover() {
+    let maps = demo_maps()
+        .rule(key(0, action::NFT_RULE_ADD, INET, "filter", "forward"), tier::APPROVE, 3)
+        .warrant(key(0, action::NFT_RULE_ADD, INET, "filter", "forward"), 1, true);
+    let batch = Batch::default().begin().add_rule("filter", "input").end();
+    assert_eq!(run(&batch, &maps, mode::ENFORCE).0, BatchOutcome::Deny);
+}
+
+#[test]
+fn one_denied_message_denies_the_batch_and_spends_no_warrant() {
+    let warranted = key(0, action::NFT_RULE_ADD, INET, "filter", "input");
+    let maps = demo_maps().warrant(warranted, 1, true);
+    let batch = Batch::default()
+        .begin()
+        .add_element("filter", "blocklist")
+        .add_rule("filter", "input")
+        .add_rule("filter", "output")
+        .end();
+    let (outcome, scratch) = run(&batch, &maps, mode::ENFORCE);
+    assert_eq!(outcome, BatchOutcome::Deny);
+    assert_eq!(verdicts(&scratch), [verdict::BATCH_DENIED, verdict::BATCH_DENIED, verdict::DENIED]);
+    assert_eq!(maps.uses_left(&warranted), 1, "a denied batch must not spend a warrant use");
+}
+
+#[test]
+fn two_messages_cannot_share_a_one_use_warrant() {
+    let warranted = key(0, action::NFT_RULE_ADD, INET, "filter", "input");
+    let maps = demo_maps().warrant(warranted, 1, true);
+    let batch = Batch::default().begin().add_rule("filter", "input").add_rule("filter", "input").end();
+    let (outcome, _) = run(&batch, &maps, mode::ENFORCE);
+    assert_eq!(outcome, BatchOutcome::Deny);
+    assert_eq!(maps.uses_left(&warranted), 1, "the use taken by the first message is given back");
+}
+
+#[test]
+fn audit_mode_allows_but_reports_would_deny() {
+    let batch = Batch::default().begin().add_rule("filter", "output").end();
+    let (outcome, scratch) = run(&batch, &demo_maps(), mode::AUDIT);
+    assert_eq!(outcome, BatchOutcome::Allow);
+    assert_eq!(verdicts(&scratch), [verdict::WOULD_DENY]);
+}
+
+#[test]
+fn unmatched_actions_are_denied() {
+    let batch = Batch::default().begin().nft(nft_msg::DELTABLE, 0, &[(1, &cstr("filter"))]).end();
+    let (outcome, scratch) = run(&batch, &demo_maps(), mode::ENFORCE);
+    assert_eq!(outcome, BatchOutcome::Deny);
+    assert_eq!(scratch.messages[0].tier, tier::UNMATCHED);
+    assert_eq!(scratch.messages[0].key.action, action::NFT_TABLE_DELETE);
+}
+
+#[test]
+fn reads_are_not_actions() {
+    let batch = Batch::default().nft(nft_msg::GETGEN, 0, &[]).nft(nft_msg::GETTABLE, 0x300, &[]);
+    assert_eq!(run(&batch, &demo_maps(), mode::ENFORCE).0, BatchOutcome::NoAction);
+}
+
+#[test]
+fn wildcards_match_from_most_to_least_specific() {
+    let maps = FakeMaps::default()
+        .rule(key(0, action::NFT_CHAIN_ADD, FAMILY_ANY, "", ""), tier::DENY, 0)
+        .rule(key(0, action::NFT_CHAIN_ADD, INET, "", ""), tier::ALLOW, 1);
+    let batch = Batch::default().nft(nft_msg::NEWCHAIN, 0, &[(1, &cstr("t")), (3, &cstr("c"))]);
+    let (outcome, scratch) = run(&batch, &maps, mode::ENFORCE);
+    assert_eq!(outcome, BatchOutcome::Allow);
+    assert_eq!(scratch.messages[0].rule_index, 1);
+}
+
+#[test]
+fn rule_flags_select_add_insert_replace() {
+    for (flags, expected) in [
+        (NLM_F_APPEND, action::NFT_RULE_ADD),
+        (0, action::NFT_RULE_INSERT),
+        (NLM_F_REPLACE, action::NFT_RULE_REPLACE),
+    ] {
+        let batch = Batch::default().nft(nft_msg::NEWRULE, flags, &[(1, &cstr("filter")), (2, &cstr("input"))]);
+        let (_, scratch) = run(&batch, &demo_maps(), mode::ENFORCE);
+        assert_eq!(scratch.messages[0].key.action, expected);
+    }
+}
+
+#[test]
+fn last_attribute_of_a_type_wins_like_nla_parse() {
+    // An agent cannot hide the real table behind an allowed one.
+    let batch = Batch::default().nft(
+        nft_msg::NEWSETELEM,
+        0,
+        &[(1, &cstr("filter")), (2, &cstr("blocklist")), (1, &cstr("other"))],
+    );
+    let (outcome, scratch) = run(&batch, &demo_maps(), mode::ENFORCE);
+    assert_eq!(outcome, BatchOutcome::Deny);
+    assert_eq!(warrant_common::name_bytes(&scratch.messages[0].key.table), b"other");
+}
+
+#[test]
+fn unterminated_names_are_read_whole() {
+    let batch = Batch::default().nft(nft_msg::NEWSETELEM, 0, &[(1, b"filterX"), (2, &cstr("blocklist"))]);
+    let (outcome, scratch) = run(&batch, &demo_maps(), mode::ENFORCE);
+    assert_eq!(outcome, BatchOutcome::Deny);
+    assert_eq!(warrant_common::name_bytes(&scratch.messages[0].key.table), b"filterX");
+}
+
+#[test]
+fn names_too_long_to_key_on_are_unparseable() {
+    let long = "t".repeat(NAME_LEN);
+    let batch = Batch::default().nft(nft_msg::NEWTABLE, 0, &[(1, &cstr(&long))]);
+    let (outcome, scratch) = run(&batch, &demo_maps(), mode::ENFORCE);
+    assert_eq!(outcome, BatchOutcome::Deny);
+    assert_eq!(scratch.messages[0].verdict, verdict::UNPARSEABLE);
+}
+
+#[test]
+fn batches_longer_than_the_kernel_reads_are_denied() {
+    let mut batch = Batch::default().begin();
+    for _ in 0..netlink::MAX_MESSAGES {
+        batch = batch.add_element("filter", "blocklist");
+    }
+    let (outcome, scratch) = run(&batch.end(), &demo_maps(), mode::ENFORCE);
+    assert_eq!(outcome, BatchOutcome::Deny);
+    assert!(verdicts(&scratch).contains(&verdict::UNPARSEABLE));
+}
+
+#[test]
+fn truncated_attribute_is_unparseable() {
+    let mut batch = Batch::default().add_element("filter", "blocklist");
+    // Claim a longer attribute than the message holds.
+    batch.0[20] = 200;
+    let header = match netlink::read_header(&SliceBuffer(&batch.0), 0) {
+        netlink::Step::Message { header, .. } => header,
+        netlink::Step::End => panic!("header"),
+    };
+    let mut k = TargetKey::zeroed();
+    assert_eq!(netlink::classify(&SliceBuffer(&batch.0), 0, &header, &mut k), Class::Unparseable);
+}
+
+#[test]
+fn other_nfnetlink_subsystems_are_classified_not_ignored() {
+    let batch = Batch::default().message((1 << 8) | 2, 0, 2, &[]);
+    let (outcome, scratch) = run(&batch, &demo_maps(), mode::ENFORCE);
+    assert_eq!(outcome, BatchOutcome::Deny);
+    assert_eq!(scratch.messages[0].key.action, action::NFNETLINK_OTHER);
+}
