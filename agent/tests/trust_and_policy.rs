@@ -1,0 +1,206 @@
+//! Plain tier: policy parsing and compiling, envelope signing and each kind
+//! of bad bundle, warrant checks. Every example policy in policies/ is loaded.
+
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use ed25519_dalek::SigningKey;
+use warrant::{
+    approval::{self, Approval, ApprovalError},
+    policy::{self, CompiledPolicy},
+    trust::{self, Envelope, POLICY_PAYLOAD_TYPE, TrustError, WARRANT_PAYLOAD_TYPE},
+};
+use warrant_common::{action, tier};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn key(name: &str) -> SigningKey {
+    trust::read_signing_key(&repo().join(format!("policies/demo-keys/{name}.key"))).unwrap()
+}
+
+fn demo_policy() -> CompiledPolicy {
+    let text = std::fs::read_to_string(repo().join("policies/demo.toml")).unwrap();
+    policy::compile(policy::Policy::parse(&text).unwrap()).unwrap()
+}
+
+#[test]
+fn every_example_policy_loads() {
+    let mut count = 0;
+    for entry in std::fs::read_dir(repo().join("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let compiled = policy::Policy::parse(&text)
+                .and_then(policy::compile)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(!compiled.rules.is_empty(), "{} has no rules", path.display());
+            count += 1;
+        }
+    }
+    assert!(count >= 1);
+}
+
+#[test]
+fn demo_policy_compiles_to_the_expected_tiers() {
+    let compiled = demo_policy();
+    let target = policy::Target::parse("inet filter input").unwrap();
+    let approve = compiled.rules[&target.key(0, action::NFT_RULE_ADD)];
+    assert_eq!(approve.tier, tier::APPROVE);
+    let blocklist = policy::Target::parse("inet filter blocklist").unwrap();
+    assert_eq!(compiled.rules[&blocklist.key(0, action::NFT_ELEMENT_ADD)].tier, tier::ALLOW);
+    assert_eq!(compiled.rules[&blocklist.key(0, action::NFT_ELEMENT_DELETE)].tier, tier::ALLOW);
+}
+
+#[test]
+fn strictest_tier_wins_for_one_target() {
+    let text = r#"
+version = 1
+expires = "2030-01-01T00:00:00Z"
+[[profile]]
+name = "a"
+[[profile.rule]]
+action = "nft.rule.add"
+target = "inet filter input"
+tier = "allow"
+[[profile.rule]]
+action = "nft.rule.*"
+target = "inet filter input"
+tier = "deny"
+"#;
+    let compiled = policy::compile(policy::Policy::parse(text).unwrap()).unwrap();
+    let k = policy::Target::parse("inet filter input").unwrap().key(0, action::NFT_RULE_ADD);
+    assert_eq!(compiled.rules[&k].tier, tier::DENY);
+}
+
+#[test]
+fn bad_policies_are_refused_with_a_reason() {
+    let cases = [
+        ("version = \"x\"", "TOML"),
+        ("version = 1\nexpires = \"soon\"\n[[profile]]\nname = \"a\"", "expires"),
+        ("version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n[[profile]]\nname = \"a\"\n[[profile.rule]]\naction = \"nft.bogus\"\ntarget = \"inet filter\"\ntier = \"allow\"", "no known action"),
+        ("version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n[[profile]]\nname = \"a\"\n[[profile.rule]]\naction = \"nft.rule.add\"\ntarget = \"* filter input\"\ntier = \"allow\"", "trailing"),
+        ("version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n[[profile]]\nname = \"a\"\n[[profile.rule]]\naction = \"nft.rule.add\"\ntarget = \"inet filter input\"\ntier = \"maybe\"", "TOML"),
+        ("version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n[[profile]]\nname = \"a\"\n[[profile]]\nname = \"a\"", "twice"),
+        ("version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n[[responsible]]\nname = \"x\"\nrole = \"r\"\nkey = \"nope\"\nmay_approve = []\n[[profile]]\nname = \"a\"", "public key"),
+    ];
+    for (text, expected) in cases {
+        let error = policy::Policy::parse(text).and_then(policy::compile).unwrap_err().to_string();
+        assert!(error.contains(expected), "{text:?} gave {error:?}, expected it to mention {expected:?}");
+        assert!(!error.contains('\n'), "one line: {error:?}");
+    }
+}
+
+fn signed_bundle(keys: &[SigningKey]) -> Envelope {
+    let text = std::fs::read(repo().join("policies/demo.toml")).unwrap();
+    Envelope::sign(POLICY_PAYLOAD_TYPE, &text, keys)
+}
+
+#[test]
+fn signed_bundle_verifies_with_the_trusted_key() {
+    let team = key("security-team");
+    let bundle = Envelope::parse(&signed_bundle(&[team.clone()]).to_json()).unwrap();
+    let (payload, signers) = bundle.verify(POLICY_PAYLOAD_TYPE, &[team.verifying_key()], 1).unwrap();
+    assert_eq!(signers, [team.verifying_key()]);
+    assert!(String::from_utf8(payload).unwrap().contains("[[profile]]"));
+}
+
+#[test]
+fn each_kind_of_bad_bundle_is_refused() {
+    let team = key("security-team");
+    let trusted = [team.verifying_key()];
+    // Unsigned.
+    let mut unsigned = signed_bundle(&[team.clone()]);
+    unsigned.signatures.clear();
+    assert!(matches!(unsigned.verify(POLICY_PAYLOAD_TYPE, &trusted, 1), Err(TrustError::Unsigned)));
+    // Tampered payload.
+    let mut tampered = signed_bundle(&[team.clone()]);
+    let mut text = base64::engine::general_purpose::STANDARD.decode(&tampered.payload).unwrap();
+    text.extend_from_slice(b"\n# edited\n");
+    tampered.payload = base64::engine::general_purpose::STANDARD.encode(text);
+    assert!(matches!(tampered.verify(POLICY_PAYLOAD_TYPE, &trusted, 1), Err(TrustError::NotEnoughSignatures { .. })));
+    // Signed by a key the host does not trust.
+    let wrong = signed_bundle(&[key("mallory")]);
+    assert!(matches!(wrong.verify(POLICY_PAYLOAD_TYPE, &trusted, 1), Err(TrustError::NotEnoughSignatures { .. })));
+    // Wrong payload type.
+    let text = std::fs::read(repo().join("policies/demo.toml")).unwrap();
+    let typed = Envelope::sign(WARRANT_PAYLOAD_TYPE, &text, &[team.clone()]);
+    assert!(matches!(typed.verify(POLICY_PAYLOAD_TYPE, &trusted, 1), Err(TrustError::WrongPayloadType { .. })));
+    // Truncated signature.
+    let mut truncated = signed_bundle(&[team.clone()]);
+    truncated.signatures[0].sig.truncate(20);
+    assert!(matches!(truncated.verify(POLICY_PAYLOAD_TYPE, &trusted, 1), Err(TrustError::MalformedSignature { .. })));
+    // Not an envelope at all.
+    assert!(matches!(Envelope::parse("{\"payload\": 1}"), Err(TrustError::BadEnvelope(_))));
+    // The same key twice does not make a threshold of two.
+    let doubled = signed_bundle(&[team.clone(), team.clone()]);
+    assert!(matches!(doubled.verify(POLICY_PAYLOAD_TYPE, &trusted, 2), Err(TrustError::NotEnoughSignatures { needed: 2, found: 1 })));
+}
+
+fn approval_for(approver: &str, approver_key: &SigningKey) -> Approval {
+    Approval {
+        id: "w-test".into(),
+        request: None,
+        requester: Some("/usr/sbin/nft (pid 1)".into()),
+        approver: approver.into(),
+        approver_key: trust::key_id(&approver_key.verifying_key()),
+        hosts: vec!["host-a".into()],
+        profile: "agent".into(),
+        action: "nft.rule.add".into(),
+        target: "inet filter input".into(),
+        not_before: 0,
+        expires_at: 2_000_000_000,
+        max_uses: 1,
+        reason: "test".into(),
+        ticket: None,
+        rollback_owner: approver.into(),
+    }
+}
+
+#[test]
+fn warrant_from_the_named_ri_is_accepted() {
+    let alice = key("alice");
+    let envelope = approval_for("alice", &alice).seal(&alice);
+    let checked = approval::check(&envelope, &demo_policy(), "host-a", 1_000).unwrap();
+    assert_eq!(checked.key, policy::Target::parse("inet filter input").unwrap().key(0, action::NFT_RULE_ADD));
+}
+
+#[test]
+fn warrants_are_refused_for_each_reason() {
+    let alice = key("alice");
+    let policy = demo_policy();
+    let check = |a: Approval, k: &SigningKey, host: &str, now: u64| approval::check(&a.seal(k), &policy, host, now);
+    let mallory = key("mallory");
+    assert!(matches!(check(approval_for("mallory", &mallory), &mallory, "host-a", 1), Err(ApprovalError::NotResponsible { .. })));
+    assert!(matches!(check(approval_for("alice", &alice), &alice, "host-b", 1), Err(ApprovalError::WrongHost { .. })));
+    assert!(matches!(check(approval_for("alice", &alice), &alice, "host-a", 2_000_000_001), Err(ApprovalError::Expired { .. })));
+    let mut other_profile = approval_for("alice", &alice);
+    other_profile.profile = "nobody".into();
+    assert!(matches!(check(other_profile, &alice, "host-a", 1), Err(ApprovalError::UnknownProfile { .. })));
+    let mut out_of_scope = approval_for("alice", &alice);
+    out_of_scope.action = "nft.table.delete".into();
+    assert!(matches!(check(out_of_scope, &alice, "host-a", 1), Err(ApprovalError::OutOfScope { .. })));
+    let mut wildcard = approval_for("alice", &alice);
+    wildcard.target = "inet * *".into();
+    assert!(matches!(check(wildcard, &alice, "host-a", 1), Err(ApprovalError::BadTarget(..))));
+    let mut self_approved = approval_for("alice", &alice);
+    self_approved.requester = Some("alice".into());
+    assert!(matches!(check(self_approved, &alice, "host-a", 1), Err(ApprovalError::SelfApproved { .. })));
+    let mut no_uses = approval_for("alice", &alice);
+    no_uses.max_uses = 0;
+    assert!(matches!(check(no_uses, &alice, "host-a", 1), Err(ApprovalError::NoUses { .. })));
+}
+
+#[test]
+fn keygen_writes_a_private_key_readable_only_by_its_owner() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("warrant-keygen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("k");
+    let public = trust::generate_key_pair(&path).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(trust::read_public_key(&trust::public_path_of(&path)).unwrap(), public);
+    assert!(trust::generate_key_pair(&path).is_err(), "never overwrites a key");
+    std::fs::remove_dir_all(dir).unwrap();
+}

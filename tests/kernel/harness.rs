@@ -1,0 +1,185 @@
+//! One daemon for the whole kernel tier (verifying the programs under an
+//! emulated CPU takes a while), a scratch directory, and helpers to run the
+//! real tools as subjects and to wait for audit records.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+pub struct Daemon {
+    pub dir: PathBuf,
+    config: PathBuf,
+    audit: PathBuf,
+}
+
+pub struct Ran {
+    pub status: std::process::ExitStatus,
+    pub stderr: String,
+}
+
+pub fn warrant_bin() -> PathBuf {
+    std::env::var_os("WARRANT_BIN").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_BIN_EXE_warrant").into())
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+static DAEMON: OnceLock<Daemon> = OnceLock::new();
+
+pub fn daemon() -> &'static Daemon {
+    DAEMON.get_or_init(Daemon::start)
+}
+
+pub fn nft_root(args: &[&str]) -> String {
+    let out = Command::new("nft").args(args).output().expect("nft is installed");
+    assert!(out.status.success(), "root nft {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `args` as a subject of the `agent` profile through `warrant run`.
+pub fn run_subject(args: &[&str]) -> Ran {
+    let d = daemon();
+    let out: Output = Command::new(warrant_bin())
+        .arg("--config")
+        .arg(&d.config)
+        .args(["run", "--profile", "agent", "--"])
+        .args(args)
+        .output()
+        .expect("warrant run");
+    Ran { status: out.status, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+}
+
+pub fn wait_for_file(path: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if !text.is_empty() {
+                return text;
+            }
+        }
+        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+impl Daemon {
+    fn start() -> Daemon {
+        assert_eq!(std::env::var("WARRANT_KERNEL_TIER").as_deref(), Ok("1"), "kernel tier outside the VM: run `cargo xtask test`");
+        let dir = std::env::temp_dir().join(format!("warrant-kernel-tier-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let keys = repo().join("policies/demo-keys");
+        let config = dir.join("warrant.toml");
+        let audit = dir.join("audit.jsonl");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = \"{d}/state\"\nsocket = \"{d}/run/warrant.sock\"\naudit_log = \"{a}\"\ntrusted_keys = [\"{k}\"]\nhost = \"vm-test\"\n",
+                d = dir.display(),
+                a = audit.display(),
+                k = keys.join("security-team.key.pub").display()
+            ),
+        )
+        .unwrap();
+        // The firewall the demo policy talks about, made by root.
+        let _ = Command::new("nft").args(["delete", "table", "inet", "filter"]).output();
+        nft_root(&["add", "table", "inet", "filter"]);
+        nft_root(&["add", "chain", "inet", "filter", "input", "{ type filter hook input priority 0; }"]);
+        nft_root(&["add", "set", "inet", "filter", "blocklist", "{ type ipv4_addr; }"]);
+        let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
+        Command::new(warrant_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("daemon")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start warrant daemon");
+        let daemon = Daemon { dir: dir.clone(), config, audit };
+        let socket = dir.join("run/warrant.sock");
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while !socket.exists() {
+            let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
+            assert!(Instant::now() < deadline && !log.contains("warrant: "), "daemon did not start: {log}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let bundle = dir.join("demo.bundle");
+        daemon.cli_ok(&[
+            "policy", "sign", repo().join("policies/demo.toml").to_str().unwrap(),
+            "--key", keys.join("security-team.key").to_str().unwrap(),
+            "--out", bundle.to_str().unwrap(),
+        ]);
+        daemon.cli_ok(&["policy", "apply", bundle.to_str().unwrap()]);
+        daemon
+    }
+
+    pub fn run_cli_status(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(warrant_bin()).arg("--config").arg(&self.config).args(args).output().unwrap();
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+
+    pub fn run_cli(&self, args: &[&str]) -> String {
+        self.run_cli_status(args).1
+    }
+
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let (ok, text) = self.run_cli_status(args);
+        assert!(ok, "warrant {args:?} failed: {text}");
+        text
+    }
+
+    pub fn write_file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Signs a warrant for `request` with a demo key; returns its file.
+    pub fn approve(&self, request: &str, signer: &str, ttl: &str, uses: u32) -> PathBuf {
+        let out = self.dir.join(format!("{request}-{signer}-{uses}-{ttl}.warrant"));
+        let key = repo().join(format!("policies/demo-keys/{signer}.key"));
+        self.cli_ok(&[
+            "approve", request, "--key", key.to_str().unwrap(), "--ttl", ttl, "--uses", &uses.to_string(),
+            "--reason", "kernel tier test", "--approver", signer, "--out", out.to_str().unwrap(),
+        ]);
+        out
+    }
+
+    fn records(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.audit)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub fn audit_len(&self) -> usize {
+        self.records().len()
+    }
+
+    /// Waits for a decision record after `mark` with this action, target and verdict.
+    pub fn expect_record(&self, mark: usize, action: &str, target: &str, verdict: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let found = self.records().into_iter().skip(mark).find(|r| {
+                r["kind"] == "decision" && r["action"] == action && r["target"] == target && r["verdict"] == verdict
+            });
+            if let Some(record) = found {
+                return record;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no audit record {action} {target} {verdict} after #{mark}; log tail: {:?}",
+                self.records().iter().rev().take(5).collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
