@@ -1,4 +1,69 @@
 #!/usr/bin/env bash
-# Placeholder: the real demo replaces this file.
-set -euo pipefail
-echo "demo placeholder"
+# The Warrant demo: an AI agent's firewall changes, decided in the kernel.
+# Run by `cargo xtask demo` (on the host when BPF-LSM works there, else in the
+# test VM) with WARRANT_BIN, WARRANT_REPO and WARRANT_DEMO_DIR set.
+set -uo pipefail
+W="${WARRANT_BIN:?}"; R="${WARRANT_REPO:?}"; D="${WARRANT_DEMO_DIR:?}/run"
+KEYS="$R/policies/demo-keys"
+rm -rf "$D"; mkdir -p "$D"
+export WARRANT_CONFIG="$D/warrant.toml"
+cat > "$WARRANT_CONFIG" <<EOT
+state_dir = "$D/state"
+socket = "$D/run/warrant.sock"
+audit_log = "$D/audit.jsonl"
+trusted_keys = ["$KEYS/security-team.key.pub"]
+EOT
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+show() { printf '$ %s\n' "$*"; "$@"; }
+agent() { printf 'agent$ %s\n' "$*"; "$W" run --profile agent -- "$@"; echo "  -> exit $?"; }
+
+say "The host firewall (made by root, who is not a subject)"
+nft delete table inet filter 2>/dev/null
+nft add table inet filter
+nft add chain inet filter input '{ type filter hook input priority 0; }'
+nft add set inet filter blocklist '{ type ipv4_addr; }'
+nft list ruleset
+
+say "The security team signs the demo policy; the daemon loads BPF-LSM programs"
+sed -n '1,3p' "$R/policies/demo.toml"
+show "$W" policy sign "$R/policies/demo.toml" --key "$KEYS/security-team.key" --out "$D/demo.bundle"
+"$W" daemon > "$D/daemon.log" 2>&1 &
+DAEMON=$!
+trap 'kill $DAEMON 2>/dev/null' EXIT
+for _ in $(seq 1 600); do [ -S "$D/run/warrant.sock" ] && break; sleep 0.5; done
+[ -S "$D/run/warrant.sock" ] || { echo "daemon did not start:"; cat "$D/daemon.log"; exit 1; }
+show "$W" policy apply "$D/demo.bundle"
+
+say "1. The agent blocks an address: pre-authorised (allow tier)"
+agent nft add element inet filter blocklist '{ 203.0.113.7 }'
+
+say "2. The agent opens SSH: needs a warrant (approve tier) -> EPERM in the kernel"
+agent nft add rule inet filter input tcp dport 22 accept
+sleep 1
+show "$W" requests list
+REQ=$("$W" requests list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+
+say "3. Alice (network on-call, a Responsible Individual) signs a one-use warrant"
+show "$W" approve "$REQ" --key "$KEYS/alice.key" --ttl 10m --uses 1 --reason "open ssh for the migration" --out "$D/ssh.warrant"
+show "$W" install "$D/ssh.warrant"
+
+say "4. The agent retries: applied, one use spent"
+agent nft add rule inet filter input tcp dport 22 accept
+
+say "5. The agent tries again: the warrant is used up -> EPERM"
+agent nft add rule inet filter input tcp dport 22 accept
+
+say "6. The agent tries something never allowed (deny tier) -> EPERM"
+agent nft flush chain inet filter input
+
+say "7. Root, not a subject, does the same: unaffected"
+show nft add rule inet filter input tcp dport 2222 accept; echo "  -> exit $?"
+
+say "The firewall now"
+nft list ruleset
+sleep 1
+say "The audit trail (hash-chained)"
+"$W" audit tail -n 40
+show "$W" audit verify
+show "$W" status
