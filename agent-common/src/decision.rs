@@ -84,7 +84,7 @@ pub const LOOKUP_LEVELS: usize = 4;
 
 /// Fills `probe` with the key looked up at `level` (0 = exact).
 pub fn lookup_key(exact: &TargetKey, level: usize, probe: &mut TargetKey) {
-    *probe = *exact;
+    probe.copy_from(exact);
     if level >= 1 {
         probe.clear_object();
     }

@@ -119,14 +119,50 @@ impl TargetKey {
     #[inline(always)]
     pub fn clear_table(&mut self) {
         // SAFETY: `table` is at offset 0 of an 8-aligned struct, NAME_LEN is a multiple of 8.
-        unsafe { (&raw mut self.table).cast::<[u64; NAME_LEN / 8]>().write([0; NAME_LEN / 8]) }
+        unsafe { zero_words((&raw mut self.table).cast(), NAME_LEN / 8) }
     }
 
     /// Zeroes the object name, eight bytes at a time.
     #[inline(always)]
     pub fn clear_object(&mut self) {
         // SAFETY: `object` is at offset NAME_LEN of an 8-aligned struct.
-        unsafe { (&raw mut self.object).cast::<[u64; NAME_LEN / 8]>().write([0; NAME_LEN / 8]) }
+        unsafe { zero_words((&raw mut self.object).cast(), NAME_LEN / 8) }
+    }
+
+    /// `*self = *other`, eight bytes at a time.
+    #[inline(always)]
+    pub fn copy_from(&mut self, other: &TargetKey) {
+        // SAFETY: both are 8-aligned and a whole number of words long.
+        unsafe {
+            copy_words(
+                core::ptr::from_mut(self).cast(),
+                core::ptr::from_ref(other).cast(),
+                core::mem::size_of::<TargetKey>() / 8,
+            )
+        }
+    }
+}
+
+/// Zeroes `words` u64s at `at`. Volatile, so the compiler cannot turn it into
+/// a `memset` call, which on BPF is a byte loop the verifier walks byte by byte.
+///
+/// # Safety
+/// `at` must be 8-aligned and valid for `words` u64 writes.
+#[inline(always)]
+pub unsafe fn zero_words(at: *mut u64, words: usize) {
+    for i in 0..words {
+        unsafe { at.add(i).write_volatile(0) };
+    }
+}
+
+/// Copies `words` u64s; volatile for the same reason as [`zero_words`].
+///
+/// # Safety
+/// Both pointers must be 8-aligned and valid for `words` u64s, not overlapping.
+#[inline(always)]
+pub unsafe fn copy_words(to: *mut u64, from: *const u64, words: usize) {
+    for i in 0..words {
+        unsafe { to.add(i).write_volatile(from.add(i).read_volatile()) };
     }
 }
 

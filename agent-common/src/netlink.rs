@@ -119,6 +119,9 @@ impl MessageHeader {
     }
 }
 
+#[repr(C, align(8))]
+struct Aligned16([u8; 16]);
+
 /// Where the walk over a buffer stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -134,19 +137,18 @@ pub fn read_header<B: MessageBuffer>(buf: &B, offset: u32) -> Step {
     if offset >= total || total - offset < NLMSG_HDRLEN {
         return Step::End;
     }
-    let mut raw = [0u8; 20];
-    let have_family = total - offset >= NLMSG_HDRLEN + NFGENMSG_LEN;
-    let ok = if have_family {
-        buf.read(offset, &mut raw)
-    } else {
-        let mut head = [0u8; 16];
-        let ok = buf.read(offset, &mut head);
-        raw[..16].copy_from_slice(&head);
-        ok
+    let mut header_bytes = core::mem::MaybeUninit::<Aligned16>::uninit();
+    // SAFETY: zeroed word by word (a plain zero-init is a memset call on BPF).
+    let raw = unsafe {
+        crate::zero_words(header_bytes.as_mut_ptr().cast(), 2);
+        &mut (*header_bytes.as_mut_ptr()).0
     };
-    if !ok {
+    if !buf.read(offset, raw) {
         return Step::End;
     }
+    let mut family = [0u8; 1];
+    let have_family = total - offset >= NLMSG_HDRLEN + NFGENMSG_LEN
+        && buf.read(offset + NLMSG_HDRLEN, &mut family);
     let len = u32::from_ne_bytes([raw[0], raw[1], raw[2], raw[3]]);
     // The kernel stops at a header that does not fit (it acks an error and
     // applies nothing of the rest).
@@ -157,7 +159,7 @@ pub fn read_header<B: MessageBuffer>(buf: &B, offset: u32) -> Step {
         len,
         msg_type: u16::from_ne_bytes([raw[4], raw[5]]),
         flags: u16::from_ne_bytes([raw[6], raw[7]]),
-        family: if have_family { raw[16] } else { 0 },
+        family: if have_family { family[0] } else { 0 },
     };
     let aligned = (len + 3) & !3;
     let next = if aligned > total - offset { total } else { offset + aligned };
@@ -185,7 +187,6 @@ pub fn classify<B: MessageBuffer>(
 ) -> Class {
     key.action = 0;
     key.family = header.family;
-    key._pad = [0; 7];
     key.clear_table();
     key.clear_object();
 

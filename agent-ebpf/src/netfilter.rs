@@ -4,15 +4,17 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        bpf_probe_read_kernel,
-        generated::{bpf_ktime_get_boot_ns, bpf_probe_read_kernel_str},
+        bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        generated::{
+            bpf_get_current_comm, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+            bpf_probe_read_kernel_str,
+        },
     },
     macros::lsm,
     programs::LsmContext,
 };
 use warrant_common::{
-    Event, NAME_LEN, RuleEntry, SETTINGS_INDEX, Subject, TargetKey, mode,
+    Event, NAME_LEN, copy_words, RuleEntry, SETTINGS_INDEX, Subject, TargetKey, mode,
     decision::{self, BatchOutcome, BatchScratch, PolicyView},
     netlink::{MAX_MESSAGES, MessageBuffer, NETLINK_NETFILTER},
 };
@@ -44,13 +46,11 @@ impl MessageBuffer for SkbData {
         if offset > self.len || self.len - offset < N as u32 {
             return false;
         }
-        match unsafe { bpf_probe_read_kernel(self.data.add(offset as usize).cast::<[u8; N]>()) } {
-            Ok(bytes) => {
-                *out = bytes;
-                true
-            }
-            Err(_) => false,
-        }
+        // Straight into `out`: a copy of the result would be a memcpy call.
+        let rc = unsafe {
+            bpf_probe_read_kernel(out.as_mut_ptr().cast(), N as u32, self.data.add(offset as usize).cast())
+        };
+        rc == 0
     }
 
     #[inline(always)]
@@ -142,23 +142,19 @@ pub fn netlink_send(ctx: LsmContext) -> i32 {
 #[inline(always)]
 fn decide(subject: &Subject, sock: *const u8, skb: *const u8) -> i32 {
     let offsets = kernel_offsets();
-    let protocol = unsafe {
-        bpf_probe_read_kernel(sock.add(offsets.sock_sk_protocol as usize).cast::<u16>())
+    let Some(protocol) = read_kernel::<u16>(sock, offsets.sock_sk_protocol) else {
+        return -EPERM;
     };
-    match protocol {
-        Ok(NETLINK_NETFILTER) => {}
-        Ok(_) => return 0,
-        Err(_) => return -EPERM,
+    if protocol != NETLINK_NETFILTER {
+        return 0;
     }
-    let buffer = unsafe {
-        match (
-            bpf_probe_read_kernel(skb.add(offsets.sk_buff_data as usize).cast::<*const u8>()),
-            bpf_probe_read_kernel(skb.add(offsets.sk_buff_len as usize).cast::<u32>()),
-        ) {
-            (Ok(data), Ok(len)) => SkbData { data, len },
-            _ => return -EPERM,
-        }
+    let (Some(data), Some(len)) = (
+        read_kernel::<u64>(skb, offsets.sk_buff_data),
+        read_kernel::<u32>(skb, offsets.sk_buff_len),
+    ) else {
+        return -EPERM;
     };
+    let buffer = SkbData { data: data as *const u8, len };
     let Some(scratch) = BATCH_SCRATCH.get_ptr_mut(0) else {
         return -EPERM;
     };
@@ -178,10 +174,22 @@ fn decide(subject: &Subject, sock: *const u8, skb: *const u8) -> i32 {
 }
 
 #[inline(always)]
+fn read_kernel<T: Default>(base: *const u8, offset: u32) -> Option<T> {
+    let mut value = T::default();
+    let rc = unsafe {
+        bpf_probe_read_kernel(
+            core::ptr::from_mut(&mut value).cast(),
+            core::mem::size_of::<T>() as u32,
+            base.add(offset as usize).cast(),
+        )
+    };
+    (rc == 0).then_some(value)
+}
+
+#[inline(always)]
 fn emit_events(subject: &Subject, scratch: &BatchScratch) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid = bpf_get_current_uid_gid() as u32;
-    let comm = bpf_get_current_comm().unwrap_or([0; 16]);
     let policy_version = SETTINGS.get(SETTINGS_INDEX).map(|s| s.policy_version).unwrap_or(0);
     let now = unsafe { bpf_ktime_get_boot_ns() };
     for i in 0..MAX_MESSAGES {
@@ -193,26 +201,28 @@ fn emit_events(subject: &Subject, scratch: &BatchScratch) {
             count_lost_event();
             continue;
         };
-        slot.write(Event {
-            boot_ns: now,
-            policy_version,
-            tgid: (pid_tgid >> 32) as u32,
-            tid: pid_tgid as u32,
-            uid,
-            profile_id: subject.profile_id,
-            action: message.key.action,
-            tier: message.tier,
-            verdict: message.verdict,
-            rule_index: message.rule_index,
-            warrant_index: message.warrant_index,
-            msg_index: i as u16,
-            msg_count: scratch.count as u16,
-            family: message.key.family,
-            _pad: [0; 7],
-            comm,
-            table: message.key.table,
-            object: message.key.object,
-        });
+        // Field by field into the ring: a whole-struct write would be a memcpy call.
+        let event = slot.as_mut_ptr();
+        unsafe {
+            (*event).boot_ns = now;
+            (*event).policy_version = policy_version;
+            (*event).tgid = (pid_tgid >> 32) as u32;
+            (*event).tid = pid_tgid as u32;
+            (*event).uid = uid;
+            (*event).profile_id = subject.profile_id;
+            (*event).action = message.key.action;
+            (*event).tier = message.tier;
+            (*event).verdict = message.verdict;
+            (*event).rule_index = message.rule_index;
+            (*event).warrant_index = message.warrant_index;
+            (*event).msg_index = i as u16;
+            (*event).msg_count = scratch.count as u16;
+            // family and its 7 padding bytes are one little-endian word.
+            (&raw mut (*event).family).cast::<u64>().write_volatile(message.key.family as u64);
+            bpf_get_current_comm((&raw mut (*event).comm).cast(), 16);
+            copy_words((&raw mut (*event).table).cast(), (&raw const message.key.table).cast(), NAME_LEN / 8);
+            copy_words((&raw mut (*event).object).cast(), (&raw const message.key.object).cast(), NAME_LEN / 8);
+        }
         slot.submit(0);
     }
 }
