@@ -7,12 +7,10 @@ mod harness;
 
 use harness::{Daemon, daemon, nft_root, run_subject};
 
-const IGNORE: () = ();
 
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn bpf_lsm_is_active_and_doctor_says_available() {
-    let _ = IGNORE;
     let lsm = std::fs::read_to_string("/sys/kernel/security/lsm").expect("securityfs");
     assert!(lsm.split(',').any(|l| l.trim() == "bpf"), "bpf not in active LSMs: {lsm}");
     let out = std::process::Command::new(harness::warrant_bin()).arg("doctor").output().unwrap();
