@@ -47,6 +47,9 @@ pub struct BatchScratch {
     pub count: u32,
     /// Netlink messages seen, actions or not.
     pub seen: u32,
+    /// Non-zero once a message of this batch is denied.
+    pub denied: u32,
+    pub _pad: u32,
     /// The key being probed during wildcard lookups.
     pub probe: TargetKey,
     pub messages: [MessageDecision; MAX_MESSAGES],
@@ -57,6 +60,8 @@ impl BatchScratch {
         Self {
             count: 0,
             seen: 0,
+            denied: 0,
+            _pad: 0,
             probe: TargetKey::zeroed(),
             messages: [MessageDecision {
                 key: TargetKey::zeroed(),
@@ -152,9 +157,12 @@ pub fn decide_batch<B: MessageBuffer, P: PolicyView>(
     profile_mode: u32,
     scratch: &mut BatchScratch,
 ) -> BatchOutcome {
-    scratch.count = 0;
-    scratch.seen = 0;
-    let mut denied = false;
+    // Loop-carried state lives in the scratch map and is accessed volatile:
+    // kept in registers, the verifier would follow every combination of
+    // "action or not" and "denied or not" across iterations separately.
+    set(&mut scratch.count, 0);
+    set(&mut scratch.seen, 0);
+    set(&mut scratch.denied, 0);
     let mut offset = 0u32;
     let mut finished = false;
     for _ in 0..MAX_MESSAGES {
@@ -165,16 +173,17 @@ pub fn decide_batch<B: MessageBuffer, P: PolicyView>(
             }
             Step::Message { header, next } => (header, next),
         };
-        scratch.seen += 1;
-        let Some(message) = scratch.messages.get_mut(scratch.count as usize) else {
+        let start = offset;
+        offset = next;
+        let seen = get(&scratch.seen);
+        set(&mut scratch.seen, seen + 1);
+        let count = get(&scratch.count);
+        let Some(message) = scratch.messages.get_mut(count as usize) else {
             break;
         };
         message.key.profile_id = profile_id;
-        match netlink::classify(buf, offset, &header, &mut message.key) {
-            Class::NotAnAction => {
-                offset = next;
-                continue;
-            }
+        match netlink::classify(buf, start, &header, &mut message.key) {
+            Class::NotAnAction => continue,
             Class::Unparseable => {
                 message.tier = tier::UNMATCHED;
                 message.rule_index = 0;
@@ -183,17 +192,19 @@ pub fn decide_batch<B: MessageBuffer, P: PolicyView>(
             }
             Class::Action => decide_message(policy, message, &mut scratch.probe),
         }
-        denied |= !is_allowed(message.verdict);
-        scratch.count += 1;
-        offset = next;
+        if !is_allowed(message.verdict) {
+            set(&mut scratch.denied, 1);
+        }
+        set(&mut scratch.count, count + 1);
     }
     if !finished && netlink::read_header(buf, offset) != Step::End {
         // More messages than the kernel side reads: deny rather than guess,
         // with a record that says so in place of (or after) the last one.
-        denied = true;
-        let slot = if (scratch.count as usize) < MAX_MESSAGES {
-            scratch.count += 1;
-            scratch.count as usize - 1
+        set(&mut scratch.denied, 1);
+        let count = get(&scratch.count) as usize;
+        let slot = if count < MAX_MESSAGES {
+            set(&mut scratch.count, count as u32 + 1);
+            count
         } else {
             MAX_MESSAGES - 1
         };
@@ -204,7 +215,8 @@ pub fn decide_batch<B: MessageBuffer, P: PolicyView>(
             message.warrant_index = NO_WARRANT;
         }
     }
-    if scratch.count == 0 && !denied {
+    let mut denied = get(&scratch.denied) != 0;
+    if get(&scratch.count) == 0 && !denied {
         return BatchOutcome::NoAction;
     }
 
@@ -215,13 +227,23 @@ pub fn decide_batch<B: MessageBuffer, P: PolicyView>(
     finish(scratch, denied, audit)
 }
 
+#[inline(always)]
+fn get(field: &u32) -> u32 {
+    unsafe { core::ptr::read_volatile(field) }
+}
+
+#[inline(always)]
+fn set(field: &mut u32, value: u32) {
+    unsafe { core::ptr::write_volatile(field, value) }
+}
+
 /// Takes one warrant use per message allowed by a warrant. In enforce mode a
 /// failure (a racing subject took the last use, or two messages share a
 /// one-use warrant) gives back the uses taken so far and reports a denial.
 fn consume_warrants<P: PolicyView>(policy: &P, scratch: &mut BatchScratch, audit: bool) -> bool {
     let mut failed_at = None;
     for i in 0..MAX_MESSAGES {
-        if i >= scratch.count as usize {
+        if i >= get(&scratch.count) as usize {
             break;
         }
         let message = &mut scratch.messages[i];
@@ -257,7 +279,7 @@ fn finish(scratch: &mut BatchScratch, denied: bool, audit: bool) -> BatchOutcome
         return BatchOutcome::Allow;
     }
     for i in 0..MAX_MESSAGES {
-        if i >= scratch.count as usize {
+        if i >= get(&scratch.count) as usize {
             break;
         }
         let message = &mut scratch.messages[i];

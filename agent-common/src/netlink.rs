@@ -21,10 +21,10 @@ pub const NETLINK_NETFILTER: u16 = 12;
 
 /// Most messages one sendmsg may carry from a subject; a longer batch is
 /// denied whole (bounded work in the kernel).
-pub const MAX_MESSAGES: usize = 16;
+pub const MAX_MESSAGES: usize = 8;
 /// Most top-level attributes read per message (nftables messages carry fewer
 /// than ten; rule expressions are one nested attribute).
-pub const MAX_ATTRS: usize = 12;
+pub const MAX_ATTRS: usize = 8;
 
 pub const NLM_F_REQUEST: u16 = 0x1;
 pub const NLM_F_DUMP: u16 = 0x300;

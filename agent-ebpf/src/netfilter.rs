@@ -193,7 +193,8 @@ fn emit_events(subject: &Subject, scratch: &BatchScratch) {
     let policy_version = SETTINGS.get(SETTINGS_INDEX).map(|s| s.policy_version).unwrap_or(0);
     let now = unsafe { bpf_ktime_get_boot_ns() };
     for i in 0..MAX_MESSAGES {
-        if i >= scratch.count as usize {
+        let count = unsafe { core::ptr::read_volatile(&scratch.count) };
+        if i >= count as usize {
             break;
         }
         let message = &scratch.messages[i];
@@ -216,7 +217,7 @@ fn emit_events(subject: &Subject, scratch: &BatchScratch) {
             (*event).rule_index = message.rule_index;
             (*event).warrant_index = message.warrant_index;
             (*event).msg_index = i as u16;
-            (*event).msg_count = scratch.count as u16;
+            (*event).msg_count = count as u16;
             // family and its 7 padding bytes are one little-endian word.
             (&raw mut (*event).family).cast::<u64>().write_volatile(message.key.family as u64);
             bpf_get_current_comm((&raw mut (*event).comm).cast(), 16);
