@@ -20,7 +20,7 @@ use tokio::{
     net::{UnixListener, UnixStream},
 };
 use tracing::{error, info, warn};
-use warrant_common::{Event, NO_WARRANT, WarrantEntry, action, mode, name_bytes, tier, verdict};
+use warrant_common::{Event, NO_WARRANT, WarrantEntry, action, mode, tier, verdict};
 
 use crate::{
     approval::{self, Approval},
@@ -308,6 +308,8 @@ impl State {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "?".into());
         let comm = String::from_utf8_lossy(name_bytes_16(&event.comm)).into_owned();
+        // A short-lived process may be gone before its event is read.
+        let exe = if exe == "?" { format!("? (exited; comm {comm})") } else { exe };
         let verdict_text = verdict_name(event.verdict);
         *self.counters.entry(verdict_text.to_owned()).or_default() += 1;
         let mut fields = json!({
@@ -351,7 +353,6 @@ impl State {
                 Err(e) => error!("cannot write change request: {e}"),
             }
         }
-        let _ = name_bytes;
         self.record("decision", fields);
     }
 
