@@ -13,7 +13,7 @@ use serde_json::Value;
 
 pub struct Daemon {
     pub dir: PathBuf,
-    config: PathBuf,
+    pub config: PathBuf,
     audit: PathBuf,
 }
 

@@ -173,10 +173,13 @@ fn non_subjects_are_unaffected() {
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn a_subject_cannot_change_profile_or_use_the_control_socket() {
     let d = daemon();
-    let out = run_subject(&[harness::warrant_bin().to_str().unwrap(), "run", "--profile", "agent", "--", "true"]);
+    let bin = harness::warrant_bin();
+    let config = d.config.to_str().unwrap();
+    let out = run_subject(&[bin.to_str().unwrap(), "--config", config, "run", "--profile", "agent", "--", "true"]);
     assert!(!out.status.success());
     assert!(out.stderr.contains("is a subject"), "{}", out.stderr);
-    let _ = d;
+    let status = run_subject(&[bin.to_str().unwrap(), "--config", config, "revoke", "w-anything"]);
+    assert!(status.stderr.contains("is a subject"), "{}", status.stderr);
 }
 
 #[test]
