@@ -7,9 +7,11 @@ W="${WARRANT_BIN:?}"; R="${WARRANT_REPO:?}"; D="${WARRANT_DEMO_DIR:?}/run"
 KEYS="$R/policies/demo-keys"
 rm -rf "$D"; mkdir -p "$D"
 export WARRANT_CONFIG="$D/warrant.toml"
+# A unix socket cannot live on the VM's 9p share, so it goes to /run.
+SOCK_DIR="/run/warrant-demo-$$"
 cat > "$WARRANT_CONFIG" <<EOT
 state_dir = "$D/state"
-socket = "$D/run/warrant.sock"
+socket = "$SOCK_DIR/warrant.sock"
 audit_log = "$D/audit.jsonl"
 trusted_keys = ["$KEYS/security-team.key.pub"]
 EOT
@@ -31,8 +33,8 @@ show "$W" policy sign "$R/policies/demo.toml" --key "$KEYS/security-team.key" --
 "$W" daemon > "$D/daemon.log" 2>&1 &
 DAEMON=$!
 trap 'kill $DAEMON 2>/dev/null' EXIT
-for _ in $(seq 1 600); do [ -S "$D/run/warrant.sock" ] && break; sleep 0.5; done
-[ -S "$D/run/warrant.sock" ] || { echo "daemon did not start:"; cat "$D/daemon.log"; exit 1; }
+for _ in $(seq 1 600); do [ -S "$SOCK_DIR/warrant.sock" ] && break; sleep 0.5; done
+[ -S "$SOCK_DIR/warrant.sock" ] || { echo "daemon did not start:"; cat "$D/daemon.log"; exit 1; }
 show "$W" policy apply "$D/demo.bundle"
 
 say "1. The agent blocks an address: pre-authorised (allow tier)"
