@@ -28,6 +28,12 @@ pub const NFT_RESET: u32 = 17;
 pub const NFT_OTHER: u32 = 18;
 /// A write to another nfnetlink subsystem (conntrack, queue, log, ipset...).
 pub const NFNETLINK_OTHER: u32 = 19;
+/// Legacy x_tables: replace a whole table (iptables, ip6tables, arptables,
+/// ebtables through setsockopt). The hook sees no table name, so the target
+/// is the family alone (ip, ip6, arp, bridge).
+pub const IPTABLES_REPLACE: u32 = 20;
+/// Legacy x_tables: add to rule counters.
+pub const IPTABLES_COUNTERS: u32 = 21;
 
 /// Every action with its policy name, in id order.
 pub const ALL: &[(u32, &str)] = &[
@@ -50,6 +56,8 @@ pub const ALL: &[(u32, &str)] = &[
     (NFT_RESET, "nft.reset"),
     (NFT_OTHER, "nft.other"),
     (NFNETLINK_OTHER, "nfnetlink.other"),
+    (IPTABLES_REPLACE, "iptables.replace"),
+    (IPTABLES_COUNTERS, "iptables.counters"),
 ];
 
 /// The policy name of an action id.
@@ -60,4 +68,9 @@ pub fn name(id: u32) -> Option<&'static str> {
 /// The id of an action named in policy.
 pub fn by_name(name: &str) -> Option<u32> {
     ALL.iter().find(|(_, n)| *n == name).map(|(i, _)| *i)
+}
+
+/// Actions whose target is a family alone (no table or object name).
+pub fn family_only(id: u32) -> bool {
+    id == IPTABLES_REPLACE || id == IPTABLES_COUNTERS
 }

@@ -237,6 +237,25 @@ fn set(field: &mut u32, value: u32) {
     unsafe { core::ptr::write_volatile(field, value) }
 }
 
+/// Decides one action that is not part of a netlink batch (a setsockopt):
+/// `scratch.messages[0].key` must hold it, with `profile_id` set.
+pub fn decide_single<P: PolicyView>(
+    policy: &P,
+    profile_mode: u32,
+    scratch: &mut BatchScratch,
+) -> BatchOutcome {
+    set(&mut scratch.count, 1);
+    set(&mut scratch.seen, 1);
+    let message = &mut scratch.messages[0];
+    decide_message(policy, message, &mut scratch.probe);
+    let mut denied = !is_allowed(message.verdict);
+    let audit = profile_mode == mode::AUDIT;
+    if !denied || audit {
+        denied |= consume_warrants(policy, scratch, audit);
+    }
+    finish(scratch, denied, audit)
+}
+
 /// Takes one warrant use per message allowed by a warrant. In enforce mode a
 /// failure (a racing subject took the last use, or two messages share a
 /// one-use warrant) gives back the uses taken so far and reports a denial.

@@ -9,6 +9,7 @@
 
 pub mod action;
 pub mod decision;
+pub mod legacy;
 pub mod netlink;
 
 /// Longest table, chain or set name Warrant keys on, including the NUL.

@@ -316,3 +316,27 @@ fn other_nfnetlink_subsystems_are_classified_not_ignored() {
     assert_eq!(outcome, BatchOutcome::Deny);
     assert_eq!(scratch.messages[0].key.action, action::NFNETLINK_OTHER);
 }
+
+#[test]
+fn legacy_setsockopt_classifies_by_level_and_option() {
+    use warrant_common::legacy::{self, *};
+    assert_eq!(legacy::classify(SOL_IP, IPT_SO_SET_REPLACE), Some((action::IPTABLES_REPLACE, FAMILY_IP)));
+    assert_eq!(legacy::classify(SOL_IPV6, IPT_SO_SET_REPLACE), Some((action::IPTABLES_REPLACE, FAMILY_IP6)));
+    assert_eq!(legacy::classify(SOL_IP, ARPT_SO_SET_ADD_COUNTERS), Some((action::IPTABLES_COUNTERS, FAMILY_ARP)));
+    assert_eq!(legacy::classify(SOL_IP, EBT_SO_SET_ENTRIES), Some((action::IPTABLES_REPLACE, FAMILY_BRIDGE)));
+    assert_eq!(legacy::classify(SOL_IP, 1), None, "IP_TOS is not a firewall write");
+}
+
+#[test]
+fn single_actions_use_the_same_tiers_and_warrants() {
+    use warrant_common::decision::decide_single;
+    let target = key(0, action::IPTABLES_REPLACE, 2, "", "");
+    let maps = FakeMaps::default().rule(target, tier::APPROVE, 4).warrant(target, 1, true);
+    let mut scratch = Box::new(BatchScratch::zeroed());
+    scratch.messages[0].key = target;
+    assert_eq!(decide_single(&maps, mode::ENFORCE, &mut scratch), BatchOutcome::Allow);
+    assert_eq!(scratch.messages[0].verdict, verdict::ALLOWED_BY_WARRANT);
+    scratch.messages[0].key = target;
+    assert_eq!(decide_single(&maps, mode::ENFORCE, &mut scratch), BatchOutcome::Deny);
+    assert_eq!(scratch.messages[0].verdict, verdict::DENIED_NEEDS_WARRANT);
+}

@@ -10,6 +10,7 @@
 #![allow(internal_features)]
 
 mod atomics;
+mod legacy;
 mod maps;
 mod netfilter;
 mod subjects;

@@ -69,7 +69,7 @@ impl MessageBuffer for SkbData {
 }
 
 /// The RULES and WARRANTS maps, as the decision function sees them.
-struct KernelPolicy;
+pub struct KernelPolicy;
 
 impl KernelPolicy {
     fn live_warrant(key: &TargetKey) -> Option<*mut warrant_common::WarrantEntry> {
@@ -159,11 +159,13 @@ fn decide(subject: &Subject, sock: *const u8, skb: *const u8) -> i32 {
         return -EPERM;
     };
     let scratch = unsafe { &mut *scratch };
-    let profile_mode = unsafe { PROFILES.get(&subject.profile_id) }
-        .map(|profile| profile.mode)
-        .unwrap_or(mode::ENFORCE);
-    let outcome =
-        decision::decide_batch(&buffer, &KernelPolicy, subject.profile_id, profile_mode, scratch);
+    let outcome = decision::decide_batch(
+        &buffer,
+        &KernelPolicy,
+        subject.profile_id,
+        profile_mode(subject),
+        scratch,
+    );
     if outcome != BatchOutcome::NoAction {
         emit_events(subject, scratch);
     }
@@ -186,8 +188,14 @@ fn read_kernel<T: Default>(base: *const u8, offset: u32) -> Option<T> {
     (rc == 0).then_some(value)
 }
 
+/// The subject's profile mode; enforce if the profile is unknown.
 #[inline(always)]
-fn emit_events(subject: &Subject, scratch: &BatchScratch) {
+pub fn profile_mode(subject: &Subject) -> u32 {
+    unsafe { PROFILES.get(&subject.profile_id) }.map(|profile| profile.mode).unwrap_or(mode::ENFORCE)
+}
+
+#[inline(always)]
+pub fn emit_events(subject: &Subject, scratch: &BatchScratch) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid = bpf_get_current_uid_gid() as u32;
     let policy_version = SETTINGS.get(SETTINGS_INDEX).map(|s| s.policy_version).unwrap_or(0);

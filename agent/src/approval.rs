@@ -132,7 +132,14 @@ pub fn check(
         ApprovalError::BadTarget(format!("unknown action {:?}", approval.action), id.clone())
     })?;
     let target = Target::parse(&approval.target).map_err(|e| ApprovalError::BadTarget(e, id.clone()))?;
-    if !target.is_exact() {
+    if action::family_only(action_id) {
+        if target.family.is_none() || target.table.is_some() {
+            return Err(ApprovalError::BadTarget(
+                format!("target {:?} of {} must be a family alone (ip, ip6, arp, bridge)", approval.target, approval.action),
+                id,
+            ));
+        }
+    } else if !target.is_exact() {
         return Err(ApprovalError::BadTarget(
             format!("target {:?} must name a family and a table, without `*`", approval.target),
             id,

@@ -22,7 +22,7 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 
 /// LSM programs, in attach order: subjects must be tracked before any hook
 /// decides for them.
-const LSM_PROGRAMS: &[&str] = &["task_alloc", "netlink_send"];
+const LSM_PROGRAMS: &[&str] = &["task_alloc", "netlink_send", "socket_setsockopt"];
 
 #[derive(Debug, Error)]
 pub enum KernelError {

@@ -173,8 +173,11 @@ pub fn render_target(key: &TargetKey) -> String {
         let s = String::from_utf8_lossy(warrant_common::name_bytes(bytes)).into_owned();
         if s.is_empty() { "*".to_owned() } else { s }
     };
-    let mut text = format!("{} {}", family_name(key.family), name(&key.table));
     let object = warrant_common::name_bytes(&key.object);
+    if warrant_common::name_bytes(&key.table).is_empty() && object.is_empty() {
+        return family_name(key.family);
+    }
+    let mut text = format!("{} {}", family_name(key.family), name(&key.table));
     if !object.is_empty() {
         text.push(' ');
         text.push_str(&String::from_utf8_lossy(object));

@@ -44,11 +44,16 @@ pub fn nft_root(args: &[&str]) -> String {
 
 /// Runs `args` as a subject of the `agent` profile through `warrant run`.
 pub fn run_subject(args: &[&str]) -> Ran {
+    run_subject_as("agent", args)
+}
+
+/// Runs `args` as a subject of `profile`.
+pub fn run_subject_as(profile: &str, args: &[&str]) -> Ran {
     let d = daemon();
     let out: Output = Command::new(warrant_bin())
         .arg("--config")
         .arg(&d.config)
-        .args(["run", "--profile", "agent", "--"])
+        .args(["run", "--profile", profile, "--"])
         .args(args)
         .output()
         .expect("warrant run");

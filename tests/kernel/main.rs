@@ -5,7 +5,7 @@
 
 mod harness;
 
-use harness::{Daemon, daemon, nft_root, run_subject};
+use harness::{Daemon, daemon, nft_root, run_subject, run_subject_as};
 
 
 #[test]
@@ -189,4 +189,44 @@ fn audit_log_verifies_after_the_run() {
     let text = d.run_cli(&["audit", "verify"]);
     assert!(text.contains("verifies"), "{text}");
     let _: &Daemon = d;
+}
+
+fn iptables_root(tool: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(tool).args(args).output().expect("iptables-legacy is installed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn legacy_iptables_replace_is_decided_per_family() {
+    let d = daemon();
+    let mark = d.audit_len();
+    // ip6tables is pre-authorised for ops-bot.
+    let allowed = run_subject_as("ops-bot", &["ip6tables-legacy", "-A", "INPUT", "-p", "tcp", "--dport", "2601", "-j", "ACCEPT"]);
+    assert!(allowed.status.success(), "{}", allowed.stderr);
+    assert!(iptables_root("ip6tables-legacy", &["-S", "INPUT"]).contains("2601"));
+    d.expect_record(mark, "iptables.replace", "ip6", "allowed");
+    // IPv4 needs a warrant.
+    let rule = ["iptables-legacy", "-A", "INPUT", "-p", "tcp", "--dport", "2602", "-j", "ACCEPT"];
+    let denied = run_subject_as("ops-bot", &rule);
+    assert!(!denied.status.success(), "iptables-legacy went through without a warrant");
+    assert!(!iptables_root("iptables-legacy", &["-S", "INPUT"]).contains("2602"));
+    let request = d.expect_record(mark, "iptables.replace", "ip", "denied-needs-warrant");
+    let warrant = d.approve(request["request"].as_str().unwrap(), "alice", "10m", 1);
+    d.cli_ok(&["install", warrant.to_str().unwrap()]);
+    let mark = d.audit_len();
+    let applied = run_subject_as("ops-bot", &rule);
+    assert!(applied.status.success(), "warranted iptables-legacy failed: {}", applied.stderr);
+    assert!(iptables_root("iptables-legacy", &["-S", "INPUT"]).contains("2602"));
+    d.expect_record(mark, "iptables.replace", "ip", "allowed-by-warrant");
+    // The agent profile has no legacy rules at all: arptables and ebtables are denied.
+    for (tool, args) in [("arptables-legacy", vec!["-A", "INPUT", "-j", "ACCEPT"]), ("ebtables-legacy", vec!["-A", "INPUT", "-j", "ACCEPT"])] {
+        let mut argv = vec![tool];
+        argv.extend(args);
+        let out = run_subject(&argv);
+        assert!(!out.status.success(), "{tool} as a subject went through");
+    }
+    // Root is not a subject.
+    iptables_root("iptables-legacy", &["-A", "INPUT", "-p", "tcp", "--dport", "2603", "-j", "ACCEPT"]);
+    assert!(iptables_root("iptables-legacy", &["-S", "INPUT"]).contains("2603"));
 }
