@@ -43,6 +43,7 @@ impl AuditLog {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(io)?;
         }
+        let torn = drop_torn_tail(path).map_err(io)?;
         let (seq, prev) = match verify(path) {
             Ok(summary) => (summary.records, summary.last_hash),
             Err(AuditError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -51,7 +52,14 @@ impl AuditLog {
             Err(e) => return Err(e),
         };
         let file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
-        Ok(Self { path: path.to_owned(), file, prev, seq })
+        let mut log = Self { path: path.to_owned(), file, prev, seq };
+        if torn > 0 {
+            let mut record = Map::new();
+            record.insert("kind".into(), "audit.torn_tail".into());
+            record.insert("dropped_bytes".into(), torn.into());
+            log.append(record)?;
+        }
+        Ok(log)
     }
 
     /// Appends one record; returns its sequence number (the event id).
@@ -70,6 +78,23 @@ impl AuditLog {
         self.seq = seq;
         Ok(seq)
     }
+}
+
+/// A crash can cut the last line short; that partial line was never a
+/// record (records are fsynced whole). Cuts it off and returns its length,
+/// so the chain continues and the gap is itself recorded.
+fn drop_torn_tail(path: &Path) -> std::io::Result<u64> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(0);
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    OpenOptions::new().write(true).open(path)?.set_len(keep as u64)?;
+    Ok((bytes.len() - keep) as u64)
 }
 
 pub struct Summary {

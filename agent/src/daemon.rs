@@ -72,10 +72,35 @@ pub fn verdict_name(value: u32) -> &'static str {
     }
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct InstalledWarrant {
     approval: Approval,
+    #[serde(with = "key_hex")]
     key: warrant_common::TargetKey,
     revoked: bool,
+}
+
+/// Map keys as hex in the state directory (they are plain bytes).
+mod key_hex {
+    use warrant_common::TargetKey;
+
+    pub fn serialize<S: serde::Serializer>(key: &TargetKey, s: S) -> Result<S::Ok, S::Error> {
+        // SAFETY: TargetKey is repr(C) with no implicit padding.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(std::ptr::from_ref(key).cast::<u8>(), size_of::<TargetKey>())
+        };
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<TargetKey, D::Error> {
+        let text: String = serde::Deserialize::deserialize(d)?;
+        let bytes = hex::decode(text).map_err(serde::de::Error::custom)?;
+        if bytes.len() != size_of::<TargetKey>() {
+            return Err(serde::de::Error::custom("wrong key length"));
+        }
+        // SAFETY: any bytes are a valid TargetKey; read_unaligned copies them out.
+        Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<TargetKey>()) })
+    }
 }
 
 struct State {
@@ -101,6 +126,11 @@ fn version_path(state_dir: &Path) -> PathBuf {
 }
 fn ledger_path(state_dir: &Path) -> PathBuf {
     state_dir.join("warrant-ledger.json")
+}
+/// The installed warrants by kernel index: the kernel map is pinned and
+/// outlives the daemon, so the names behind its indexes must too.
+fn warrants_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("warrants.json")
 }
 
 /// Writes `bytes` to `path` atomically (temp file, fsync, rename).
@@ -199,12 +229,19 @@ impl State {
         }
     }
 
+    fn save_warrants(&self) -> Result<(), String> {
+        let bytes = serde_json::to_vec_pretty(&self.warrants).expect("serialises");
+        write_atomic(&warrants_path(&self.config.state_dir), &bytes)
+            .map_err(|e| format!("cannot persist the warrant table: {e}"))
+    }
+
     fn revoke_index(&mut self, index: u32, reason: &str) -> Result<(), String> {
         let w = self.warrants.get_mut(&index).ok_or("no such warrant")?;
         w.revoked = true;
         let key = w.key;
         let id = w.approval.id.clone();
         self.kernel.remove_warrant(&key).map_err(|e| e.to_string())?;
+        self.save_warrants()?;
         self.record("warrant.revoked", json!({"warrant_id": id, "reason": reason}));
         Ok(())
     }
@@ -255,6 +292,7 @@ impl State {
         });
         self.record("warrant.installed", summary.clone());
         self.warrants.insert(index, InstalledWarrant { approval: checked.approval, key: checked.key, revoked: false });
+        self.save_warrants()?;
         Ok(summary)
     }
 
@@ -399,6 +437,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     let host = config.host_name();
+    let warrants = fs::read(warrants_path(&config.state_dir))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
     let mut state = State {
         config: config.clone(),
         host,
@@ -406,7 +448,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         trusted,
         policy: None,
         audit,
-        warrants: BTreeMap::new(),
+        warrants,
         ledger,
         counters: BTreeMap::new(),
     };

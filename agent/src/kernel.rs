@@ -4,12 +4,13 @@
 use std::{
     collections::HashMap as StdHashMap,
     os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
+    path::{Path, PathBuf},
 };
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{Array, HashMap, Map, MapData, RingBuf},
-    programs::Lsm,
+    programs::{Lsm, links::FdLink},
 };
 use thiserror::Error;
 use warrant_common::{
@@ -19,6 +20,14 @@ use warrant_common::{
 use crate::btf::{self, KernelBtf};
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/warrant-ebpf"));
+
+/// Where programs' links and the maps that outlive the daemon are pinned.
+pub const PIN_ROOT: &str = "/sys/fs/bpf/warrant";
+
+/// Maps pinned under PIN_ROOT/maps: everything that must survive a daemon
+/// restart (subjects, policy, warrants with their remaining uses, and events
+/// not yet read).
+const PINNED_MAPS: &[&str] = &["SUBJECTS", "PROFILES", "RULES", "WARRANTS", "SETTINGS", "EVENTS", "LOST_EVENTS"];
 
 /// LSM programs, in attach order: subjects must be tracked before any hook
 /// decides for them.
@@ -44,6 +53,8 @@ pub enum KernelError {
     Map { map: &'static str, reason: String },
     #[error("process {pid}: {reason}")]
     Subject { pid: u32, reason: String },
+    #[error("pinning under {path}: {reason}")]
+    Pin { path: String, reason: String },
 }
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> KernelError {
@@ -80,17 +91,27 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// Loads the programs; attaches them when `attach` (doctor only loads).
+    /// Loads the programs; when `attach` (the daemon; doctor only loads),
+    /// reuses or creates the pinned maps, attaches, and pins each link in
+    /// place of the previous daemon's: the new program is attached before the
+    /// old one lets go, so a restart leaves no gap.
     pub fn load(attach: bool) -> Result<Self, KernelError> {
         check_bpf_lsm()?;
         let kernel_btf = KernelBtf::from_sys_fs()?;
         let offsets = btf::kernel_offsets(&kernel_btf)?;
-        let mut ebpf = EbpfLoader::new()
-            // SUBJECTS is a task-storage map, which aya loads but has no type for.
-            .allow_unsupported_maps()
-            .override_global("KERNEL_OFFSETS", &offsets, true)
-            .load(EBPF_OBJECT)
-            .map_err(|e| KernelError::Object(error_chain(&e)))?;
+        let pin_root = Path::new(PIN_ROOT);
+        let mut loader = EbpfLoader::new();
+        // SUBJECTS is a task-storage map, which aya loads but has no type for.
+        loader.allow_unsupported_maps().override_global("KERNEL_OFFSETS", &offsets, true);
+        let map_paths: Vec<(&str, PathBuf)> =
+            PINNED_MAPS.iter().map(|name| (*name, pin_root.join("maps").join(name))).collect();
+        if attach {
+            prepare_pin_root(pin_root)?;
+            for (name, path) in &map_paths {
+                loader.map_pin_path(name, path.as_path());
+            }
+        }
+        let mut ebpf = loader.load(EBPF_OBJECT).map_err(|e| KernelError::Object(error_chain(&e)))?;
         let btf = Btf::from_sys_fs().map_err(|e| KernelError::AyaBtf(e.to_string()))?;
         for &name in LSM_PROGRAMS {
             let program_err = |reason: String| KernelError::Program { program: name, reason };
@@ -101,7 +122,10 @@ impl Kernel {
                 .map_err(|e: aya::programs::ProgramError| program_err(e.to_string()))?;
             program.load(name, &btf).map_err(|e| program_err(error_chain(&e)))?;
             if attach {
-                program.attach().map_err(|e| program_err(error_chain(&e)))?;
+                let link_id = program.attach().map_err(|e| program_err(error_chain(&e)))?;
+                let link = program.take_link(link_id).map_err(|e| program_err(error_chain(&e)))?;
+                let link = FdLink::try_from(link).map_err(|e| program_err(error_chain(&e)))?;
+                pin_link_in_place(link, &pin_root.join("links").join(name))?;
             }
         }
         let rules = HashMap::try_from(take(&mut ebpf, "RULES")?).map_err(map_err("RULES"))?;
@@ -200,6 +224,52 @@ impl Kernel {
             None => Err(KernelError::MissingMap("SUBJECTS")),
         }
     }
+}
+
+/// Mounts bpffs if needed and creates PIN_ROOT/{maps,links}.
+fn prepare_pin_root(root: &Path) -> Result<(), KernelError> {
+    let bpffs = root.parent().unwrap_or(Path::new("/sys/fs/bpf"));
+    let is_bpffs = nix::sys::statfs::statfs(bpffs)
+        .map(|fs| fs.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC)
+        .unwrap_or(false);
+    if !is_bpffs {
+        nix::mount::mount(Some("bpf"), bpffs, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
+            .map_err(|e| KernelError::Pin { path: bpffs.display().to_string(), reason: format!("cannot mount bpffs: {e}") })?;
+    }
+    for dir in [root.join("maps"), root.join("links")] {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| KernelError::Pin { path: dir.display().to_string(), reason: e.to_string() })?;
+    }
+    Ok(())
+}
+
+/// Pins `link` at `path`, replacing (and so detaching) a previous pin there
+/// only once the new link is attached and pinned beside it.
+fn pin_link_in_place(link: FdLink, path: &Path) -> Result<(), KernelError> {
+    let pin_err = |reason: String| KernelError::Pin { path: path.display().to_string(), reason };
+    let staging = path.with_extension("new");
+    let _ = std::fs::remove_file(&staging);
+    link.pin(&staging).map_err(|e| pin_err(error_chain(&e)))?;
+    std::fs::rename(&staging, path).map_err(|e| pin_err(e.to_string()))
+}
+
+/// Removes every pin: programs detach, maps go when their last user does.
+pub fn remove_pins() -> std::io::Result<bool> {
+    match std::fs::remove_dir_all(PIN_ROOT) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The profile id of `pid` per the pinned subjects map, without loading
+/// anything (for CLI commands that subjects may not run).
+pub fn pinned_subject_profile(pid: u32) -> Option<u32> {
+    let map = aya::maps::MapData::from_pin(Path::new(PIN_ROOT).join("maps/SUBJECTS")).ok()?;
+    let pidfd = pidfd_open(pid).ok()?;
+    let mut marker = Subject::default();
+    bpf_map_elem(map.fd().as_fd().as_raw_fd(), BPF_MAP_LOOKUP_ELEM, &pidfd.as_raw_fd(), &mut marker, 0).ok()?;
+    Some(marker.profile_id)
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, KernelError> {

@@ -262,7 +262,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bail!("rollback of {change_id} is not available in this version: snapshots are not taken yet (see README, limits)");
         }
         Command::Uninstall => {
-            println!("nothing to remove: this version pins no programs or maps; stopping `warrant daemon` detaches them");
+            if !nix::unistd::geteuid().is_root() {
+                bail!("uninstall needs root");
+            }
+            if let Some(profile) = kernel::pinned_subject_profile(std::process::id()) {
+                bail!("refused: this process is a subject (profile #{profile}); run uninstall from an unconfined root shell");
+            }
+            let config = Config::load(config_path)?;
+            if control::call(&config.socket, &Request::Status).is_ok() {
+                bail!("the daemon is running at {}; stop it first (e.g. systemctl stop warrant), then uninstall", config.socket.display());
+            }
+            if kernel::remove_pins()? {
+                println!("removed {}: programs detached, maps released", kernel::PIN_ROOT);
+            } else {
+                println!("nothing pinned at {}", kernel::PIN_ROOT);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

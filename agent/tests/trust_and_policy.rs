@@ -204,3 +204,41 @@ fn keygen_writes_a_private_key_readable_only_by_its_owner() {
     assert!(trust::generate_key_pair(&path).is_err(), "never overwrites a key");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn audit_chain_detects_edits_deletions_and_reordering_and_survives_a_torn_tail() {
+    use warrant::audit::{self, AuditError, AuditLog};
+    let dir = std::env::temp_dir().join(format!("warrant-audit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("audit.jsonl");
+    let mut log = AuditLog::open(&path).unwrap();
+    for i in 0..4 {
+        let mut record = serde_json::Map::new();
+        record.insert("kind".into(), "test".into());
+        record.insert("n".into(), i.into());
+        log.append(record).unwrap();
+    }
+    drop(log);
+    assert_eq!(audit::verify(&path).unwrap().records, 4);
+    let original = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = original.lines().collect();
+    let broken_at = |text: String| {
+        std::fs::write(&path, text).unwrap();
+        match audit::verify(&path) {
+            Err(AuditError::Broken { line, .. }) => line,
+            other => panic!("tampering not detected: {:?}", other.map(|s| s.records)),
+        }
+    };
+    assert_eq!(broken_at(original.replace("\"n\":2", "\"n\":7")), 3, "edit");
+    assert_eq!(broken_at(format!("{}\n{}\n{}\n", lines[0], lines[2], lines[3])), 2, "deletion");
+    assert_eq!(broken_at(format!("{}\n{}\n{}\n{}\n", lines[0], lines[2], lines[1], lines[3])), 2, "reorder");
+    // A crash mid-write: the partial line is cut and the cut is recorded.
+    std::fs::write(&path, format!("{original}{{\"kind\":\"tor")).unwrap();
+    let mut log = AuditLog::open(&path).unwrap();
+    log.append(serde_json::Map::new()).unwrap();
+    drop(log);
+    let summary = audit::verify(&path).unwrap();
+    assert_eq!(summary.records, 6);
+    assert!(std::fs::read_to_string(&path).unwrap().contains("audit.torn_tail"));
+    std::fs::remove_dir_all(dir).unwrap();
+}

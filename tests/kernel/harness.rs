@@ -15,6 +15,7 @@ pub struct Daemon {
     pub dir: PathBuf,
     pub config: PathBuf,
     audit: PathBuf,
+    pid: std::sync::Mutex<u32>,
 }
 
 pub struct Ran {
@@ -96,23 +97,8 @@ impl Daemon {
         nft_root(&["add", "table", "inet", "filter"]);
         nft_root(&["add", "chain", "inet", "filter", "input", "{ type filter hook input priority 0; }"]);
         nft_root(&["add", "set", "inet", "filter", "blocklist", "{ type ipv4_addr; }"]);
-        let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
-        Command::new(warrant_bin())
-            .arg("--config")
-            .arg(&config)
-            .arg("daemon")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start warrant daemon");
-        let daemon = Daemon { dir: dir.clone(), config, audit };
-        let socket = dir.join("run/warrant.sock");
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while !socket.exists() {
-            let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
-            assert!(Instant::now() < deadline && !log.contains("warrant: "), "daemon did not start: {log}");
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        let daemon = Daemon { dir: dir.clone(), config, audit, pid: std::sync::Mutex::new(0) };
+        daemon.spawn();
         let bundle = dir.join("demo.bundle");
         daemon.cli_ok(&[
             "policy", "sign", repo().join("policies/demo.toml").to_str().unwrap(),
@@ -121,6 +107,43 @@ impl Daemon {
         ]);
         daemon.cli_ok(&["policy", "apply", bundle.to_str().unwrap()]);
         daemon
+    }
+
+    /// Starts `warrant daemon` and waits until it answers.
+    fn spawn(&self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).unwrap();
+        let child = Command::new(warrant_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .arg("daemon")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start warrant daemon");
+        *self.pid.lock().unwrap() = child.id();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while !self.run_cli_status(&["status"]).0 {
+            let log = std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default();
+            assert!(Instant::now() < deadline && !log.contains("warrant: "), "daemon did not start: {log}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// SIGKILLs the daemon (no chance to clean up) and waits for it to be gone.
+    pub fn kill(&self) {
+        let pid = *self.pid.lock().unwrap();
+        Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::path::Path::new(&format!("/proc/{pid}/exe")).exists() {
+            // Reap it: the daemon is our child.
+            let _ = nix_free_waitpid(pid);
+            assert!(Instant::now() < deadline, "daemon {pid} survived SIGKILL");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn restart(&self) {
+        self.spawn();
     }
 
     pub fn run_cli_status(&self, args: &[&str]) -> (bool, String) {
@@ -187,4 +210,9 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+fn nix_free_waitpid(pid: u32) -> i32 {
+    let mut status = 0;
+    unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) }
 }

@@ -230,3 +230,40 @@ fn legacy_iptables_replace_is_decided_per_family() {
     iptables_root("iptables-legacy", &["-A", "INPUT", "-p", "tcp", "--dport", "2603", "-j", "ACCEPT"]);
     assert!(iptables_root("iptables-legacy", &["-S", "INPUT"]).contains("2603"));
 }
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn enforcement_survives_sigkill_of_the_daemon_and_a_restart_picks_up() {
+    let d = daemon();
+    let go = d.dir.join("go");
+    let rc = d.dir.join("afterkill.rc");
+    let waiting = format!(
+        "while [ ! -f {go} ]; do sleep 0.2; done; nft add chain inet filter afterkill 2>/dev/null; echo $? > {rc}",
+        go = go.display(),
+        rc = rc.display()
+    );
+    // A subject that is already running when the daemon dies.
+    let bin = harness::warrant_bin();
+    let mut subject = std::process::Command::new(&bin)
+        .arg("--config")
+        .arg(&d.config)
+        .args(["run", "--profile", "agent", "--", "sh", "-c", &waiting])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let mark = d.audit_len();
+    d.kill();
+    std::fs::write(&go, "").unwrap();
+    let code = harness::wait_for_file(&rc);
+    subject.wait().unwrap();
+    assert_ne!(code.trim(), "0", "a subject changed the firewall while the daemon was dead");
+    assert!(!nft_root(&["list", "table", "inet", "filter"]).contains("afterkill"));
+    // The restarted daemon reuses the pins and reads what happened meanwhile.
+    d.restart();
+    d.expect_record(mark, "nft.chain.add", "inet filter afterkill", "denied");
+    let again = run_subject(&["nft", "add", "chain", "inet", "filter", "afterrestart"]);
+    assert!(again.stderr.contains("Operation not permitted"), "{}", again.stderr);
+    let allowed = run_subject(&["nft", "add", "element", "inet", "filter", "blocklist", "{ 10.9.9.9 }"]);
+    assert!(allowed.status.success(), "{}", allowed.stderr);
+    assert!(std::path::Path::new("/sys/fs/bpf/warrant/links/netlink_send").exists());
+}
