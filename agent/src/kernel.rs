@@ -247,7 +247,10 @@ fn prepare_pin_root(root: &Path) -> Result<(), KernelError> {
 /// only once the new link is attached and pinned beside it.
 fn pin_link_in_place(link: FdLink, path: &Path) -> Result<(), KernelError> {
     let pin_err = |reason: String| KernelError::Pin { path: path.display().to_string(), reason };
-    let staging = path.with_extension("new");
+    // bpffs refuses names with dots (reserved), hence `_new`.
+    let mut staging = path.as_os_str().to_owned();
+    staging.push("_new");
+    let staging = PathBuf::from(staging);
     let _ = std::fs::remove_file(&staging);
     link.pin(&staging).map_err(|e| pin_err(error_chain(&e)))?;
     std::fs::rename(&staging, path).map_err(|e| pin_err(e.to_string()))
