@@ -35,6 +35,16 @@ pub const IPTABLES_REPLACE: u32 = 20;
 /// Legacy x_tables: add to rule counters.
 pub const IPTABLES_COUNTERS: u32 = 21;
 
+// Self-protection: what a subject may never do, whatever the policy says.
+// The kernel denies these without consulting rules or warrants.
+pub const SELF_BPF: u32 = 40;
+pub const SELF_MOUNT: u32 = 41;
+pub const SELF_SIGNAL: u32 = 42;
+pub const SELF_PTRACE: u32 = 43;
+pub const SELF_MODULE: u32 = 44;
+pub const SELF_CHROOT: u32 = 45;
+pub const SELF_PINS: u32 = 46;
+
 /// Every action with its policy name, in id order.
 pub const ALL: &[(u32, &str)] = &[
     (NFT_TABLE_ADD, "nft.table.add"),
@@ -58,6 +68,13 @@ pub const ALL: &[(u32, &str)] = &[
     (NFNETLINK_OTHER, "nfnetlink.other"),
     (IPTABLES_REPLACE, "iptables.replace"),
     (IPTABLES_COUNTERS, "iptables.counters"),
+    (SELF_BPF, "self.bpf"),
+    (SELF_MOUNT, "self.mount"),
+    (SELF_SIGNAL, "self.signal"),
+    (SELF_PTRACE, "self.ptrace"),
+    (SELF_MODULE, "self.module"),
+    (SELF_CHROOT, "self.chroot"),
+    (SELF_PINS, "self.pins"),
 ];
 
 /// The policy name of an action id.
@@ -73,4 +90,9 @@ pub fn by_name(name: &str) -> Option<u32> {
 /// Actions whose target is a family alone (no table or object name).
 pub fn family_only(id: u32) -> bool {
     id == IPTABLES_REPLACE || id == IPTABLES_COUNTERS
+}
+
+/// Self-protection actions: never allowed, never approvable.
+pub fn is_self_protection(id: u32) -> bool {
+    (SELF_BPF..=SELF_PINS).contains(&id)
 }

@@ -210,8 +210,11 @@ pub const SETTINGS_INDEX: u32 = 0;
 pub struct Settings {
     /// Version of the policy bundle in force.
     pub policy_version: u64,
+    /// The daemon's process id: subjects may not signal or trace it.
+    pub daemon_tgid: u32,
+    pub _reserved: u32,
 }
-const _: () = assert!(core::mem::size_of::<Settings>() == 8);
+const _: () = assert!(core::mem::size_of::<Settings>() == 16);
 
 /// One decision, sent to the daemon over the EVENTS ring buffer.
 #[repr(C)]
@@ -257,9 +260,17 @@ pub struct KernelOffsets {
     pub sk_buff_len: u32,
     /// `struct sock, sk_protocol` (u16).
     pub sock_sk_protocol: u32,
-    pub _reserved: u32,
+    /// `struct task_struct, tgid` (pid_t).
+    pub task_struct_tgid: u32,
+    /// `struct inode, i_sb` (pointer).
+    pub inode_i_sb: u32,
+    /// `struct super_block, s_magic` (unsigned long).
+    pub super_block_s_magic: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 16);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 24);
+
+/// `BPF_FS_MAGIC`: the superblock magic of bpffs, where Warrant's pins live.
+pub const BPF_FS_MAGIC: u64 = 0xcafe_4a11;
 
 #[cfg(feature = "user")]
 mod pod {

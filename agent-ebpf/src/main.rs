@@ -13,6 +13,7 @@ mod atomics;
 mod legacy;
 mod maps;
 mod netfilter;
+mod selfprotect;
 mod subjects;
 
 #[cfg(not(test))]

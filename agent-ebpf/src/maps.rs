@@ -81,7 +81,9 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     sk_buff_data: 0,
     sk_buff_len: 0,
     sock_sk_protocol: 0,
-    _reserved: 0,
+    task_struct_tgid: 0,
+    inode_i_sb: 0,
+    super_block_s_magic: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

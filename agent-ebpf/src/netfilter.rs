@@ -176,7 +176,7 @@ fn decide(subject: &Subject, sock: *const u8, skb: *const u8) -> i32 {
 }
 
 #[inline(always)]
-fn read_kernel<T: Default>(base: *const u8, offset: u32) -> Option<T> {
+pub fn read_kernel<T: Default>(base: *const u8, offset: u32) -> Option<T> {
     let mut value = T::default();
     let rc = unsafe {
         bpf_probe_read_kernel(

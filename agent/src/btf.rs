@@ -159,6 +159,8 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         sk_buff_data: btf.member_offset("sk_buff", "data")?,
         sk_buff_len: btf.member_offset("sk_buff", "len")?,
         sock_sk_protocol: btf.member_offset("sock", "sk_protocol")?,
-        _reserved: 0,
+        task_struct_tgid: btf.member_offset("task_struct", "tgid")?,
+        inode_i_sb: btf.member_offset("inode", "i_sb")?,
+        super_block_s_magic: btf.member_offset("super_block", "s_magic")?,
     })
 }

@@ -431,6 +431,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let mut kernel = Kernel::load(true).context("enforcement is unavailable (see `warrant doctor`)")?;
     let events = kernel.take_events()?;
+    kernel.set_daemon_tgid(std::process::id())?;
     let audit = AuditLog::open(&config.audit_log).context("cannot open the audit log")?;
     let ledger = fs::read(ledger_path(&config.state_dir))
         .ok()

@@ -31,7 +31,24 @@ const PINNED_MAPS: &[&str] = &["SUBJECTS", "PROFILES", "RULES", "WARRANTS", "SET
 
 /// LSM programs, in attach order: subjects must be tracked before any hook
 /// decides for them.
-const LSM_PROGRAMS: &[&str] = &["task_alloc", "netlink_send", "socket_setsockopt"];
+const LSM_PROGRAMS: &[&str] = &[
+    "task_alloc",
+    "netlink_send",
+    "socket_setsockopt",
+    "bpf",
+    "sb_mount",
+    "sb_umount",
+    "move_mount",
+    "sb_pivotroot",
+    "path_chroot",
+    "task_kill",
+    "ptrace_access_check",
+    "kernel_read_file",
+    "kernel_load_data",
+    "inode_unlink",
+    "inode_rmdir",
+    "inode_rename",
+];
 
 #[derive(Debug, Error)]
 pub enum KernelError {
@@ -168,9 +185,18 @@ impl Kernel {
         for id in stale_profiles {
             self.profiles.remove(&id).map_err(map_err("PROFILES"))?;
         }
-        self.settings
-            .set(SETTINGS_INDEX, Settings { policy_version: version }, 0)
-            .map_err(map_err("SETTINGS"))
+        self.write_settings(|settings| settings.policy_version = version)
+    }
+
+    /// Tells the kernel which process is the daemon (subjects may not signal or trace it).
+    pub fn set_daemon_tgid(&mut self, tgid: u32) -> Result<(), KernelError> {
+        self.write_settings(|settings| settings.daemon_tgid = tgid)
+    }
+
+    fn write_settings(&mut self, change: impl FnOnce(&mut Settings)) -> Result<(), KernelError> {
+        let mut settings = self.settings.get(&SETTINGS_INDEX, 0).map_err(map_err("SETTINGS"))?;
+        change(&mut settings);
+        self.settings.set(SETTINGS_INDEX, settings, 0).map_err(map_err("SETTINGS"))
     }
 
     pub fn install_warrant(&mut self, key: &TargetKey, entry: &WarrantEntry) -> Result<(), KernelError> {

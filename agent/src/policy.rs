@@ -175,7 +175,8 @@ pub fn render_target(key: &TargetKey) -> String {
     };
     let object = warrant_common::name_bytes(&key.object);
     if warrant_common::name_bytes(&key.table).is_empty() && object.is_empty() {
-        return family_name(key.family);
+        // Family-only targets (legacy x_tables); no family at all: self-protection.
+        return if key.family == 0 { "*".to_owned() } else { family_name(key.family) };
     }
     let mut text = format!("{} {}", family_name(key.family), name(&key.table));
     if !object.is_empty() {
@@ -187,8 +188,15 @@ pub fn render_target(key: &TargetKey) -> String {
 
 /// Every action id an action pattern names.
 pub fn expand_action(pattern: &str) -> Result<Vec<u32>, String> {
+    if pattern.starts_with("self") {
+        return Err(format!("action {pattern:?}: self-protection actions are always denied and cannot appear in policy"));
+    }
     let ids: Vec<u32> = match pattern.strip_suffix('*') {
-        Some(prefix) => action::ALL.iter().filter(|(_, n)| n.starts_with(prefix)).map(|(i, _)| *i).collect(),
+        Some(prefix) => action::ALL
+            .iter()
+            .filter(|(i, n)| n.starts_with(prefix) && !action::is_self_protection(*i))
+            .map(|(i, _)| *i)
+            .collect(),
         None => action::by_name(pattern).into_iter().collect(),
     };
     if ids.is_empty() {

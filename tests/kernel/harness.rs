@@ -142,6 +142,10 @@ impl Daemon {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        *self.pid.lock().unwrap()
+    }
+
     pub fn restart(&self) {
         self.spawn();
     }

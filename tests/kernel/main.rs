@@ -267,3 +267,40 @@ fn enforcement_survives_sigkill_of_the_daemon_and_a_restart_picks_up() {
     assert!(allowed.status.success(), "{}", allowed.stderr);
     assert!(std::path::Path::new("/sys/fs/bpf/warrant/links/netlink_send").exists());
 }
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn subjects_cannot_touch_warrant_itself() {
+    let d = daemon();
+    let mark = d.audit_len();
+    // bpf(): any command, even a malformed one, is refused before the kernel looks at it.
+    let bpf = run_subject(&[
+        "python3", "-c",
+        "import ctypes,os,sys; libc=ctypes.CDLL(None,use_errno=True); r=libc.syscall(321,0,None,0); sys.exit(ctypes.get_errno() if r<0 else 0)",
+    ]);
+    assert_eq!(bpf.status.code(), Some(1), "bpf() from a subject must fail with EPERM: {}", bpf.stderr);
+    d.expect_record(mark, "self.bpf", "*", "denied");
+    // The pins that keep enforcement attached while the daemon is down.
+    let pin = "/sys/fs/bpf/warrant/links/netlink_send";
+    let rm = run_subject(&["rm", "-f", pin]);
+    assert!(!rm.status.success());
+    assert!(std::path::Path::new(pin).exists(), "a subject removed a pin");
+    d.expect_record(mark, "self.pins", "*", "denied");
+    let umount = run_subject(&["umount", "-l", "/sys/fs/bpf"]);
+    assert!(!umount.status.success(), "a subject unmounted bpffs");
+    let mount = run_subject(&["mount", "-t", "tmpfs", "none", "/mnt"]);
+    assert!(!mount.status.success(), "a subject mounted");
+    d.expect_record(mark, "self.mount", "*", "denied");
+    let chroot = run_subject(&["chroot", "/", "true"]);
+    assert!(!chroot.status.success(), "a subject chrooted");
+    d.expect_record(mark, "self.chroot", "*", "denied");
+    // Signals at the daemon.
+    let pid = d.pid().to_string();
+    let kill = run_subject(&["kill", "-STOP", &pid]);
+    assert!(!kill.status.success(), "a subject stopped the daemon");
+    d.expect_record(mark, "self.signal", "*", "denied");
+    assert!(d.run_cli_status(&["status"]).0, "the daemon must still answer");
+    // Root that is not a subject is unaffected.
+    assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "none", "/mnt"]).status().unwrap().success());
+    assert!(std::process::Command::new("umount").arg("/mnt").status().unwrap().success());
+}

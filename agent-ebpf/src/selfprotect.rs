@@ -1,0 +1,159 @@
+//! Self-protection: what a subject may never do, whatever the policy says.
+//! No rule or warrant is consulted; every refusal is an audit event.
+//!
+//! - bpf(): no subject touches programs, maps or links (detach, update, pin).
+//! - mount, umount, move_mount, pivot_root, chroot: no subject reshapes the
+//!   file system views Warrant relies on (bpffs pins, config paths).
+//! - signals and ptrace aimed at the daemon.
+//! - loading kernel modules.
+//! - unlinking or renaming anything on bpffs (the pins that keep
+//!   enforcement attached while the daemon is down).
+
+use aya_ebpf::{macros::lsm, programs::LsmContext};
+use warrant_common::{
+    BPF_FS_MAGIC, NO_WARRANT, SETTINGS_INDEX, Subject, action, tier, verdict,
+};
+
+use crate::{
+    maps::{BATCH_SCRATCH, SETTINGS, kernel_offsets},
+    netfilter::{emit_events, read_kernel},
+    subjects,
+};
+
+const EPERM: i32 = 1;
+/// `READING_MODULE` and `LOADING_MODULE` in their enums.
+const MODULE_ID: i32 = 2;
+
+/// Denies `action` for the current subject and records it.
+#[inline(always)]
+fn refuse(subject: &Subject, action_id: u32) -> i32 {
+    if let Some(scratch) = BATCH_SCRATCH.get_ptr_mut(0) {
+        let scratch = unsafe { &mut *scratch };
+        let message = &mut scratch.messages[0];
+        message.key.clear_table();
+        message.key.clear_object();
+        message.key.profile_id = subject.profile_id;
+        message.key.action = action_id;
+        message.key.family = 0;
+        message.tier = tier::DENY;
+        message.verdict = verdict::DENIED;
+        message.rule_index = 0;
+        message.warrant_index = NO_WARRANT;
+        unsafe { core::ptr::write_volatile(&mut scratch.count, 1) };
+        emit_events(subject, scratch);
+    }
+    -EPERM
+}
+
+#[inline(always)]
+fn refuse_subjects(action_id: u32) -> i32 {
+    match subjects::current() {
+        Some(subject) => refuse(&subject, action_id),
+        None => 0,
+    }
+}
+
+#[lsm(hook = "bpf")]
+pub fn bpf(_ctx: LsmContext) -> i32 {
+    refuse_subjects(action::SELF_BPF)
+}
+
+#[lsm(hook = "sb_mount")]
+pub fn sb_mount(_ctx: LsmContext) -> i32 {
+    refuse_subjects(action::SELF_MOUNT)
+}
+
+#[lsm(hook = "sb_umount")]
+pub fn sb_umount(_ctx: LsmContext) -> i32 {
+    refuse_subjects(action::SELF_MOUNT)
+}
+
+#[lsm(hook = "move_mount")]
+pub fn move_mount(_ctx: LsmContext) -> i32 {
+    refuse_subjects(action::SELF_MOUNT)
+}
+
+#[lsm(hook = "sb_pivotroot")]
+pub fn sb_pivotroot(_ctx: LsmContext) -> i32 {
+    refuse_subjects(action::SELF_MOUNT)
+}
+
+#[lsm(hook = "path_chroot")]
+pub fn path_chroot(_ctx: LsmContext) -> i32 {
+    refuse_subjects(action::SELF_CHROOT)
+}
+
+/// Whether `task` is the daemon.
+#[inline(always)]
+fn is_daemon(task: *const u8) -> bool {
+    let Some(settings) = SETTINGS.get(SETTINGS_INDEX) else {
+        return false;
+    };
+    let tgid = read_kernel::<i32>(task, kernel_offsets().task_struct_tgid);
+    settings.daemon_tgid != 0 && tgid == Some(settings.daemon_tgid as i32)
+}
+
+#[lsm(hook = "task_kill")]
+pub fn task_kill(ctx: LsmContext) -> i32 {
+    let Some(subject) = subjects::current() else {
+        return 0;
+    };
+    let target: *const u8 = ctx.arg(0);
+    let signal: i32 = ctx.arg(2);
+    // Signal 0 only asks whether the process exists.
+    if signal != 0 && is_daemon(target) { refuse(&subject, action::SELF_SIGNAL) } else { 0 }
+}
+
+#[lsm(hook = "ptrace_access_check")]
+pub fn ptrace_access_check(ctx: LsmContext) -> i32 {
+    let Some(subject) = subjects::current() else {
+        return 0;
+    };
+    let child: *const u8 = ctx.arg(0);
+    if is_daemon(child) { refuse(&subject, action::SELF_PTRACE) } else { 0 }
+}
+
+#[lsm(hook = "kernel_read_file")]
+pub fn kernel_read_file(ctx: LsmContext) -> i32 {
+    let id: i32 = ctx.arg(1);
+    if id == MODULE_ID { refuse_subjects(action::SELF_MODULE) } else { 0 }
+}
+
+#[lsm(hook = "kernel_load_data")]
+pub fn kernel_load_data(ctx: LsmContext) -> i32 {
+    let id: i32 = ctx.arg(0);
+    if id == MODULE_ID { refuse_subjects(action::SELF_MODULE) } else { 0 }
+}
+
+/// Whether `dir` (an inode) is on bpffs.
+#[inline(always)]
+fn on_bpffs(dir: *const u8) -> bool {
+    let offsets = kernel_offsets();
+    let Some(sb) = read_kernel::<u64>(dir, offsets.inode_i_sb) else {
+        return false;
+    };
+    read_kernel::<u64>(sb as *const u8, offsets.super_block_s_magic) == Some(BPF_FS_MAGIC)
+}
+
+#[inline(always)]
+fn refuse_bpffs_change(dir: *const u8) -> i32 {
+    let Some(subject) = subjects::current() else {
+        return 0;
+    };
+    if on_bpffs(dir) { refuse(&subject, action::SELF_PINS) } else { 0 }
+}
+
+#[lsm(hook = "inode_unlink")]
+pub fn inode_unlink(ctx: LsmContext) -> i32 {
+    refuse_bpffs_change(ctx.arg(0))
+}
+
+#[lsm(hook = "inode_rmdir")]
+pub fn inode_rmdir(ctx: LsmContext) -> i32 {
+    refuse_bpffs_change(ctx.arg(0))
+}
+
+#[lsm(hook = "inode_rename")]
+pub fn inode_rename(ctx: LsmContext) -> i32 {
+    refuse_bpffs_change(ctx.arg(0))
+}
