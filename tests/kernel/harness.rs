@@ -97,6 +97,11 @@ impl Daemon {
         nft_root(&["add", "table", "inet", "filter"]);
         nft_root(&["add", "chain", "inet", "filter", "input", "{ type filter hook input priority 0; }"]);
         nft_root(&["add", "set", "inet", "filter", "blocklist", "{ type ipv4_addr; }"]);
+        // Subjects may not load kernel modules (self-protection), so root
+        // loads the legacy x_tables modules the tests use.
+        for tool in ["iptables-legacy", "ip6tables-legacy", "arptables-legacy", "ebtables-legacy"] {
+            let _ = Command::new(tool).arg("-L").output();
+        }
         let daemon = Daemon { dir: dir.clone(), config, audit, pid: std::sync::Mutex::new(0) };
         daemon.spawn();
         let bundle = dir.join("demo.bundle");
