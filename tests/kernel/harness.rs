@@ -203,17 +203,22 @@ impl Daemon {
 
     /// Waits for a decision record after `mark` with this action, target and verdict.
     pub fn expect_record(&self, mark: usize, action: &str, target: &str, verdict: &str) -> Value {
+        self.expect_record_where(mark, &format!("{action} {target} {verdict}"), |r| {
+            r["action"] == action && r["target"] == target && r["verdict"] == verdict
+        })
+    }
+
+    /// Waits for a decision record after `mark` that satisfies `matches`.
+    pub fn expect_record_where(&self, mark: usize, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let found = self.records().into_iter().skip(mark).find(|r| {
-                r["kind"] == "decision" && r["action"] == action && r["target"] == target && r["verdict"] == verdict
-            });
+            let found = self.records().into_iter().skip(mark).find(|r| r["kind"] == "decision" && matches(r));
             if let Some(record) = found {
                 return record;
             }
             assert!(
                 Instant::now() < deadline,
-                "no audit record {action} {target} {verdict} after #{mark}; log tail: {:?}",
+                "no audit record {what} after #{mark}; log tail: {:?}",
                 self.records().iter().rev().take(5).collect::<Vec<_>>()
             );
             std::thread::sleep(Duration::from_millis(200));

@@ -304,3 +304,25 @@ fn subjects_cannot_touch_warrant_itself() {
     assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "none", "/mnt"]).status().unwrap().success());
     assert!(std::process::Command::new("umount").arg("/mnt").status().unwrap().success());
 }
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn iptables_nft_and_ipset_are_caught_as_netfilter_netlink() {
+    let d = daemon();
+    let mark = d.audit_len();
+    // iptables-nft is nftables underneath: its batch is classified message by message.
+    let out = run_subject(&["iptables-nft", "-A", "INPUT", "-p", "tcp", "--dport", "2701", "-j", "ACCEPT"]);
+    assert!(!out.status.success(), "iptables-nft went through for a profile without ip rules");
+    d.expect_record_where(mark, "an nft.* denial in family ip", |r| {
+        r["action"].as_str().unwrap_or("").starts_with("nft.")
+            && r["target"].as_str().unwrap_or("").starts_with("ip")
+            && r["verdict"].as_str().unwrap_or("").starts_with("denied")
+    });
+    // ipset speaks its own nfnetlink subsystem: not an nftables message, still decided.
+    let ipset = run_subject(&["ipset", "create", "agentset", "hash:ip"]);
+    assert!(!ipset.status.success(), "ipset create went through");
+    d.expect_record_where(mark, "an nfnetlink.other denial", |r| r["action"] == "nfnetlink.other" && r["verdict"] == "denied");
+    // Root is not a subject.
+    let root = std::process::Command::new("ipset").args(["create", "rootset", "hash:ip"]).status().unwrap();
+    assert!(root.success());
+}
