@@ -319,8 +319,11 @@ fn iptables_nft_and_ipset_are_caught_as_netfilter_netlink() {
             && r["verdict"].as_str().unwrap_or("").starts_with("denied")
     });
     // ipset speaks its own nfnetlink subsystem: not an nftables message, still decided.
-    let ipset = run_subject(&["ipset", "create", "agentset", "hash:ip"]);
-    assert!(!ipset.status.success(), "ipset create went through");
+    // (ipset 7 exits 0 when its first netlink request is refused, so the
+    // proof is the kernel's state, not the exit code.)
+    run_subject(&["ipset", "create", "agentset", "hash:ip"]);
+    let sets = std::process::Command::new("ipset").args(["list", "-n"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&sets.stdout).contains("agentset"), "ipset create went through");
     d.expect_record_where(mark, "an nfnetlink.other denial", |r| r["action"] == "nfnetlink.other" && r["verdict"] == "denied");
     // Root is not a subject.
     let root = std::process::Command::new("ipset").args(["create", "rootset", "hash:ip"]).status().unwrap();
