@@ -102,7 +102,7 @@ pub struct TargetKey {
     pub _pad: [u8; 7],
 }
 const _: () = assert!(core::mem::size_of::<TargetKey>() == 2 * NAME_LEN + 16);
-const _: () = assert!(NAME_LEN % 8 == 0);
+const _: () = assert!(NAME_LEN.is_multiple_of(8));
 
 impl TargetKey {
     pub const fn zeroed() -> Self {

@@ -86,6 +86,7 @@ const ATTR_OBJECT_NAME: u16 = 2;
 const NLA_TYPE_MASK: u16 = 0x3fff;
 
 /// Read access to the bytes of one sendmsg.
+#[allow(clippy::len_without_is_empty)] // a buffer is walked by offset, never asked if empty
 pub trait MessageBuffer {
     /// Number of bytes in the buffer.
     fn len(&self) -> u32;

@@ -263,15 +263,14 @@ impl State {
             self.record("warrant.refused", json!({"warrant_id": a.id, "reason": message}));
             return Err(message);
         }
-        if let Some(active) = self.kernel.warrant(&checked.key) {
-            if active.uses_left > 0 && active.expires_ns > boot_now_ns() {
+        if let Some(active) = self.kernel.warrant(&checked.key)
+            && active.uses_left > 0 && active.expires_ns > boot_now_ns() {
                 let holder = self.warrants.get(&active.warrant_index).map(|w| w.approval.id.clone());
                 return Err(format!(
                     "warrant refused: {} is still active for this target; revoke it first",
                     holder.unwrap_or_else(|| "another warrant".into())
                 ));
             }
-        }
         let index = self.warrants.keys().next_back().map_or(0, |i| i + 1);
         let entry = WarrantEntry {
             not_before_ns: boot_ns_at(a.not_before),
@@ -358,12 +357,11 @@ impl State {
             "message": format!("{}/{}", event.msg_index + 1, event.msg_count),
             "mode": if profile_mode == Some(mode::AUDIT) { "audit" } else { "enforce" },
         });
-        if event.warrant_index != NO_WARRANT {
-            if let Some(w) = self.warrants.get(&event.warrant_index) {
+        if event.warrant_index != NO_WARRANT
+            && let Some(w) = self.warrants.get(&event.warrant_index) {
                 fields["warrant_id"] = w.approval.id.clone().into();
                 fields["approver"] = w.approval.approver.clone().into();
             }
-        }
         if event.verdict == verdict::DENIED_NEEDS_WARRANT && event.action != 0 {
             let id = requests::request_id(&profile, action_name, &target);
             let request = ChangeRequest {
@@ -458,11 +456,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let initial = persisted.map(|b| (b, true)).or_else(|| {
         config.bundle.as_ref().and_then(|p| fs::read_to_string(p).ok()).map(|b| (b, false))
     });
-    if let Some((bundle, restoring)) = initial {
-        if let Err(e) = state.apply_bundle(&bundle, restoring) {
+    if let Some((bundle, restoring)) = initial
+        && let Err(e) = state.apply_bundle(&bundle, restoring) {
             error!("{e}; no policy in force: subjects are denied every action");
         }
-    }
     let shared: Shared = Arc::new(Mutex::new(state));
 
     let socket = config.socket.clone();
@@ -536,13 +533,12 @@ fn handle(request: Request, peer_pid: Option<u32>, shared: &Shared) -> Response 
     let Some(pid) = peer_pid else {
         return Response::error("cannot identify the caller (no SO_PEERCRED)");
     };
-    if !matches!(request, Request::Status) {
-        if let Some(profile) = state.kernel.subject_profile(pid) {
+    if !matches!(request, Request::Status)
+        && let Some(profile) = state.kernel.subject_profile(pid) {
             let message = format!("refused: the caller (pid {pid}) is a subject of profile #{profile}");
             state.record("control.refused", json!({"pid": pid, "request": format!("{request:?}")}));
             return Response::error(message);
         }
-    }
     let result = match request {
         Request::Status => Ok(state.status()),
         Request::Register { profile } => register(&mut state, pid, &profile),

@@ -141,7 +141,7 @@ impl Kernel {
             if attach {
                 let link_id = program.attach().map_err(|e| program_err(error_chain(&e)))?;
                 let link = program.take_link(link_id).map_err(|e| program_err(error_chain(&e)))?;
-                let link = FdLink::try_from(link).map_err(|e| program_err(error_chain(&e)))?;
+                let link = FdLink::from(link);
                 pin_link_in_place(link, &pin_root.join("links").join(name))?;
             }
         }

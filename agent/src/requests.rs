@@ -68,13 +68,11 @@ pub fn list(state_dir: &Path) -> std::io::Result<Vec<ChangeRequest>> {
     };
     for entry in entries {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "json") {
-            if let Ok(bytes) = fs::read(&path) {
-                if let Ok(request) = serde_json::from_slice(&bytes) {
+        if path.extension().is_some_and(|e| e == "json")
+            && let Ok(bytes) = fs::read(&path)
+                && let Ok(request) = serde_json::from_slice(&bytes) {
                     all.push(request);
                 }
-            }
-        }
     }
     all.sort_by_key(|r: &ChangeRequest| r.first_seen);
     Ok(all)

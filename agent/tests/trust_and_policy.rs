@@ -100,7 +100,7 @@ fn signed_bundle(keys: &[SigningKey]) -> Envelope {
 #[test]
 fn signed_bundle_verifies_with_the_trusted_key() {
     let team = key("security-team");
-    let bundle = Envelope::parse(&signed_bundle(&[team.clone()]).to_json()).unwrap();
+    let bundle = Envelope::parse(&signed_bundle(std::slice::from_ref(&team)).to_json()).unwrap();
     let (payload, signers) = bundle.verify(POLICY_PAYLOAD_TYPE, &[team.verifying_key()], 1).unwrap();
     assert_eq!(signers, [team.verifying_key()]);
     assert!(String::from_utf8(payload).unwrap().contains("[[profile]]"));
@@ -111,11 +111,11 @@ fn each_kind_of_bad_bundle_is_refused() {
     let team = key("security-team");
     let trusted = [team.verifying_key()];
     // Unsigned.
-    let mut unsigned = signed_bundle(&[team.clone()]);
+    let mut unsigned = signed_bundle(std::slice::from_ref(&team));
     unsigned.signatures.clear();
     assert!(matches!(unsigned.verify(POLICY_PAYLOAD_TYPE, &trusted, 1), Err(TrustError::Unsigned)));
     // Tampered payload.
-    let mut tampered = signed_bundle(&[team.clone()]);
+    let mut tampered = signed_bundle(std::slice::from_ref(&team));
     let mut text = base64::engine::general_purpose::STANDARD.decode(&tampered.payload).unwrap();
     text.extend_from_slice(b"\n# edited\n");
     tampered.payload = base64::engine::general_purpose::STANDARD.encode(text);
@@ -125,10 +125,10 @@ fn each_kind_of_bad_bundle_is_refused() {
     assert!(matches!(wrong.verify(POLICY_PAYLOAD_TYPE, &trusted, 1), Err(TrustError::NotEnoughSignatures { .. })));
     // Wrong payload type.
     let text = std::fs::read(repo().join("policies/demo.toml")).unwrap();
-    let typed = Envelope::sign(WARRANT_PAYLOAD_TYPE, &text, &[team.clone()]);
+    let typed = Envelope::sign(WARRANT_PAYLOAD_TYPE, &text, std::slice::from_ref(&team));
     assert!(matches!(typed.verify(POLICY_PAYLOAD_TYPE, &trusted, 1), Err(TrustError::WrongPayloadType { .. })));
     // Truncated signature.
-    let mut truncated = signed_bundle(&[team.clone()]);
+    let mut truncated = signed_bundle(std::slice::from_ref(&team));
     truncated.signatures[0].sig.truncate(20);
     assert!(matches!(truncated.verify(POLICY_PAYLOAD_TYPE, &trusted, 1), Err(TrustError::MalformedSignature { .. })));
     // Not an envelope at all.

@@ -64,11 +64,10 @@ pub fn run_subject_as(profile: &str, args: &[&str]) -> Ran {
 pub fn wait_for_file(path: &Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if !text.is_empty() {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && !text.is_empty() {
                 return text;
             }
-        }
         assert!(Instant::now() < deadline, "{} never appeared", path.display());
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -114,7 +113,9 @@ impl Daemon {
         daemon
     }
 
-    /// Starts `warrant daemon` and waits until it answers.
+    /// Starts `warrant daemon` and waits until it answers. The child is
+    /// reaped by `kill`, or outlives the test binary with the VM.
+    #[allow(clippy::zombie_processes)]
     fn spawn(&self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).unwrap();
         let child = Command::new(warrant_bin())

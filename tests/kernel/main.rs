@@ -300,6 +300,17 @@ fn subjects_cannot_touch_warrant_itself() {
     assert!(!kill.status.success(), "a subject stopped the daemon");
     d.expect_record(mark, "self.signal", "*", "denied");
     assert!(d.run_cli_status(&["status"]).0, "the daemon must still answer");
+    // ptrace of the daemon (PTRACE_ATTACH = 16).
+    let ptrace = run_subject(&[
+        "python3", "-c",
+        &format!("import ctypes,sys; libc=ctypes.CDLL(None,use_errno=True); r=libc.ptrace(16,{pid},0,0); sys.exit(ctypes.get_errno() if r<0 else 0)"),
+    ]);
+    assert_eq!(ptrace.status.code(), Some(1), "ptrace of the daemon must fail with EPERM: {}", ptrace.stderr);
+    d.expect_record(mark, "self.ptrace", "*", "denied");
+    // Loading a kernel module.
+    let modprobe = run_subject(&["modprobe", "dummy"]);
+    assert!(!modprobe.status.success(), "a subject loaded a module");
+    d.expect_record(mark, "self.module", "*", "denied");
     // Root that is not a subject is unaffected.
     assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "none", "/mnt"]).status().unwrap().success());
     assert!(std::process::Command::new("umount").arg("/mnt").status().unwrap().success());
