@@ -114,6 +114,8 @@ struct State {
     /// Every warrant id ever installed here, persisted: a warrant is installed once.
     ledger: BTreeSet<String>,
     counters: BTreeMap<String, u64>,
+    /// The policy in force has expired and that was reported.
+    expiry_reported: bool,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -200,6 +202,7 @@ impl State {
         let signer_ids: Vec<String> = signers.iter().map(trust::key_id).collect();
         let profiles: Vec<String> = compiled.profile_ids.keys().cloned().collect();
         self.policy = Some(compiled);
+        self.expiry_reported = false;
         self.drop_orphan_warrants();
         self.record(
             "policy.applied",
@@ -295,6 +298,19 @@ impl State {
         Ok(summary)
     }
 
+    /// A policy past `expires` keeps being enforced (never fall open), but
+    /// the host must say so loudly until a new bundle arrives.
+    fn check_expiry(&mut self) {
+        let Some(policy) = &self.policy else { return };
+        if self.expiry_reported || policy.expires_unix > now_unix() {
+            return;
+        }
+        let (version, expires) = (policy.version(), policy.policy.expires.clone());
+        error!(version, %expires, "policy in force has EXPIRED; still enforcing it; apply a new bundle");
+        self.record("policy.expired", json!({"version": version, "expires": expires, "still_enforced": true}));
+        self.expiry_reported = true;
+    }
+
     fn status(&self) -> Value {
         let warrants: Vec<Value> = self
             .warrants
@@ -312,6 +328,7 @@ impl State {
             "host": self.host,
             "policy_version": self.policy.as_ref().map(CompiledPolicy::version),
             "policy_expires": self.policy.as_ref().map(|p| p.policy.expires.clone()),
+            "policy_expired": self.policy.as_ref().map(|p| p.expires_unix <= now_unix()),
             "profiles": self.policy.as_ref().map(|p| p.profile_ids.keys().cloned().collect::<Vec<_>>()),
             "warrants": warrants,
             "decisions": self.counters,
@@ -450,6 +467,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         warrants,
         ledger,
         counters: BTreeMap::new(),
+        expiry_reported: false,
     };
     state.record("daemon.started", json!({"pid": std::process::id()}));
     let persisted = fs::read_to_string(policy_bundle_path(&config.state_dir)).ok();
@@ -473,6 +491,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     info!(socket = %socket.display(), "daemon ready");
 
     let reader = tokio::spawn(read_events(events, shared.clone()));
+    let expiry_watch = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
+            loop {
+                every.tick().await;
+                shared.lock().expect("state lock").check_expiry();
+            }
+        })
+    };
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
@@ -485,6 +513,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     reader.abort();
+    expiry_watch.abort();
     let mut state = shared.lock().expect("state lock");
     state.record("daemon.stopped", json!({}));
     let _ = fs::remove_file(&socket);

@@ -124,6 +124,8 @@ enum PolicyCommand {
     },
     /// Give a bundle to the running daemon.
     Apply { bundle: PathBuf },
+    /// Print the policy in force on this host.
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -315,7 +317,11 @@ fn print_status(status: &Value) {
     println!("daemon: {}", status["daemon"].as_str().unwrap_or("?"));
     println!("host: {}", status["host"].as_str().unwrap_or("?"));
     match status["policy_version"].as_u64() {
-        Some(v) => println!("policy: v{v} (expires {})", status["policy_expires"].as_str().unwrap_or("?")),
+        Some(v) => println!(
+            "policy: v{v} (expires {}{})",
+            status["policy_expires"].as_str().unwrap_or("?"),
+            if status["policy_expired"] == true { "; EXPIRED, still enforced: apply a new bundle" } else { "" }
+        ),
         None => println!("policy: none (subjects are denied every action)"),
     }
     if let Some(profiles) = status["profiles"].as_array() {
@@ -364,6 +370,17 @@ fn policy_command(command: PolicyCommand, config_path: Option<&Path>) -> anyhow:
             let ids: Vec<String> = signers.iter().map(trust::key_id).collect();
             println!("valid: policy v{}, expires {}, signed by {}, profiles {}", compiled.version(), compiled.policy.expires,
                 ids.join(", "), compiled.profile_ids.keys().cloned().collect::<Vec<_>>().join(", "));
+        }
+        PolicyCommand::Show => {
+            let config = Config::load(config_path)?;
+            let path = config.state_dir.join("policy.bundle");
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("no policy in force on this host ({} is missing)", path.display()))?;
+            use base64::Engine as _;
+            let payload = base64::engine::general_purpose::STANDARD
+                .decode(Envelope::parse(&text)?.payload)
+                .context("the persisted bundle is damaged")?;
+            print!("{}", String::from_utf8_lossy(&payload));
         }
         PolicyCommand::Apply { bundle } => {
             let config = Config::load(config_path)?;

@@ -53,6 +53,10 @@ fn approve_tier_needs_a_warrant_which_allows_exactly_its_uses() {
     let request = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
     let request_id = request["request"].as_str().expect("a change request id").to_owned();
     assert!(d.run_cli(&["requests", "show", &request_id]).contains("nft.rule.add"));
+    // The notify command got the new request as JSON on stdin.
+    let notified = harness::wait_for_file(&d.dir.join("notified.jsonl"));
+    assert!(notified.contains(&request_id), "{notified}");
+    assert!(d.run_cli(&["policy", "show"]).contains("[[profile]]"));
 
     let warrant = d.approve(&request_id, "alice", "10m", 1);
     d.cli_ok(&["install", warrant.to_str().unwrap()]);
