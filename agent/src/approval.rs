@@ -90,9 +90,7 @@ pub fn check(
     let (payload, signers) = match envelope.verify(WARRANT_PAYLOAD_TYPE, &ri_keys, 1) {
         Ok(verified) => verified,
         Err(TrustError::NotEnoughSignatures { .. }) => {
-            let id = serde_json::from_slice::<Approval>(&B64Payload::decode(envelope))
-                .map(|a| a.id)
-                .unwrap_or_else(|_| "?".into());
+            let id = unverified_id(envelope).unwrap_or_else(|| "?".into());
             return Err(ApprovalError::NotResponsible { id, version });
         }
         Err(e) => return Err(e.into()),
@@ -155,11 +153,9 @@ pub fn check(
     Ok(CheckedWarrant { approval, key })
 }
 
-/// Decodes an envelope's payload for error messages only.
-struct B64Payload;
-impl B64Payload {
-    fn decode(envelope: &Envelope) -> Vec<u8> {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.decode(&envelope.payload).unwrap_or_default()
-    }
+/// The id an unverified envelope claims, for the refusal message only.
+fn unverified_id(envelope: &Envelope) -> Option<String> {
+    use base64::Engine as _;
+    let payload = base64::engine::general_purpose::STANDARD.decode(&envelope.payload).ok()?;
+    serde_json::from_slice::<Approval>(&payload).ok().map(|a| a.id)
 }
