@@ -344,3 +344,35 @@ fn iptables_nft_and_ipset_are_caught_as_netfilter_netlink() {
     let root = std::process::Command::new("ipset").args(["create", "rootset", "hash:ip"]).status().unwrap();
     assert!(root.success());
 }
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn audit_mode_allows_and_records_would_deny() {
+    let d = daemon();
+    let mark = d.audit_len();
+    let out = run_subject_as("observer", &["nft", "add", "chain", "inet", "filter", "observed"]);
+    assert!(out.status.success(), "audit mode denied: {}", out.stderr);
+    assert!(nft_root(&["list", "table", "inet", "filter"]).contains("observed"));
+    let record = d.expect_record(mark, "nft.chain.add", "inet filter observed", "would-deny");
+    assert_eq!(record["mode"], "audit");
+    nft_root(&["delete", "chain", "inet", "filter", "observed"]);
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn revocation_takes_effect_at_once() {
+    let d = daemon();
+    let mark = d.audit_len();
+    let rule = |port: &str| {
+        run_subject(&["nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", port, "accept"])
+    };
+    rule("2801");
+    let request = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
+    let warrant = d.approve(request["request"].as_str().unwrap(), "alice", "10m", 5);
+    d.cli_ok(&["install", warrant.to_str().unwrap()]);
+    assert!(rule("2802").status.success(), "the warrant did not allow");
+    d.cli_ok(&["revoke", &warrant_id(&warrant)]);
+    let after = rule("2803");
+    assert!(after.stderr.contains("Operation not permitted"), "a revoked warrant still allowed");
+    assert!(!nft_root(&["list", "chain", "inet", "filter", "input"]).contains("2803"));
+}
