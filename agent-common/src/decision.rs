@@ -87,17 +87,15 @@ pub enum BatchOutcome {
 /// then for the table, then for the family.
 pub const LOOKUP_LEVELS: usize = 4;
 
-/// Fills `probe` with the key looked up at `level` (0 = exact).
-pub fn lookup_key(exact: &TargetKey, level: usize, probe: &mut TargetKey) {
-    probe.copy_from(exact);
-    if level >= 1 {
-        probe.clear_object();
-    }
-    if level >= 2 {
-        probe.clear_table();
-    }
-    if level >= 3 {
-        probe.family = FAMILY_ANY;
+/// Fills `probe` with the key looked up at `level` (0 = exact), given that
+/// it holds the key of `level - 1` (each level only widens the previous one,
+/// so the exact key is copied once per message).
+pub fn widen_key(exact: &TargetKey, level: usize, probe: &mut TargetKey) {
+    match level {
+        0 => probe.copy_from(exact),
+        1 => probe.clear_object(),
+        2 => probe.clear_table(),
+        _ => probe.family = FAMILY_ANY,
     }
 }
 
@@ -108,7 +106,7 @@ pub fn match_rule<P: PolicyView>(
     probe: &mut TargetKey,
 ) -> Option<RuleEntry> {
     for level in 0..LOOKUP_LEVELS {
-        lookup_key(exact, level, probe);
+        widen_key(exact, level, probe);
         if let Some(rule) = policy.rule(probe) {
             return Some(rule);
         }

@@ -83,7 +83,7 @@ const _: () = assert!(core::mem::size_of::<ProfileEntry>() == 8);
 /// Key of the RULES and WARRANTS maps: which profile does which action to which target.
 ///
 /// In RULES, `family == FAMILY_ANY` and all-zero names are wildcards; the kernel
-/// looks up from most to least specific (see [`decision::lookup_key`]).
+/// looks up from most to least specific (see [`decision::widen_key`]).
 /// In WARRANTS, keys are always exact. The names come first and the struct is
 /// 8-byte aligned so the kernel can clear and copy them a word at a time
 /// (byte loops cost the verifier dearly).

@@ -21,7 +21,7 @@ pub const NETLINK_NETFILTER: u16 = 12;
 
 /// Most messages one sendmsg may carry from a subject; a longer batch is
 /// denied whole (bounded work in the kernel).
-pub const MAX_MESSAGES: usize = 8;
+pub const MAX_MESSAGES: usize = 12;
 /// Most top-level attributes read per message (nftables messages carry fewer
 /// than ten; rule expressions are one nested attribute).
 pub const MAX_ATTRS: usize = 8;
@@ -281,15 +281,19 @@ fn read_target_names<B: MessageBuffer>(
             return false;
         }
         let payload_len = nla_len - NLA_HDRLEN;
-        // A repeated attribute replaces the earlier one, so clear before reading.
-        if nla_type == ATTR_TABLE {
+        // A repeated attribute replaces the earlier one, so clear before
+        // reading. One read site for both names keeps the program small.
+        let target = if nla_type == ATTR_TABLE {
             key.clear_table();
-            if !read_name(buf, at + NLA_HDRLEN, payload_len, &mut key.table) {
-                return false;
-            }
+            Some(&mut key.table)
         } else if object_attr != 0 && nla_type == object_attr {
             key.clear_object();
-            if !read_name(buf, at + NLA_HDRLEN, payload_len, &mut key.object) {
+            Some(&mut key.object)
+        } else {
+            None
+        };
+        if let Some(name) = target {
+            if !read_name(buf, at + NLA_HDRLEN, payload_len, name) {
                 return false;
             }
         }

@@ -52,7 +52,7 @@ pub static SUBJECTS: TaskStorage<Subject> = TaskStorage::new();
 #[map]
 pub static PROFILES: HashMap<u32, ProfileEntry> = HashMap::with_max_entries(256, 0);
 
-/// Compiled policy rules; see `warrant_common::decision::lookup_key`.
+/// Compiled policy rules; see `warrant_common::decision::widen_key`.
 #[map]
 pub static RULES: HashMap<TargetKey, RuleEntry> = HashMap::with_max_entries(16384, 0);
 
