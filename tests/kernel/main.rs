@@ -376,3 +376,23 @@ fn revocation_takes_effect_at_once() {
     assert!(after.stderr.contains("Operation not permitted"), "a revoked warrant still allowed");
     assert!(!nft_root(&["list", "chain", "inet", "filter", "input"]).contains("2803"));
 }
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn batches_up_to_the_bound_apply_and_longer_ones_are_denied_whole() {
+    let d = daemon();
+    let commands = |count: usize, base: usize| {
+        (0..count).map(|i| format!("add element inet filter blocklist {{ 10.8.{base}.{i} }}\n")).collect::<String>()
+    };
+    // 10 commands + batch begin and end = 12 messages, the kernel's bound.
+    let fits = d.write_file("fits.nft", &commands(10, 1));
+    let out = run_subject(&["nft", "-f", fits.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(nft_root(&["list", "set", "inet", "filter", "blocklist"]).contains("10.8.1.9"));
+    let mark = d.audit_len();
+    let too_long = d.write_file("too_long.nft", &commands(11, 2));
+    let out = run_subject(&["nft", "-f", too_long.to_str().unwrap()]);
+    assert!(!out.status.success(), "a batch beyond the bound went through");
+    assert!(!nft_root(&["list", "set", "inet", "filter", "blocklist"]).contains("10.8.2.0"));
+    d.expect_record_where(mark, "a denied-unparseable record", |r| r["verdict"] == "denied-unparseable");
+}
