@@ -27,6 +27,10 @@ const APT_TOOLS: &[(&str, &str)] = &[
     ("arptables", "arptables"),
     ("ebtables", "ebtables"),
     ("python3", "python3"),
+    // The kernel tier runs these as subjects (module loading, mount, chroot).
+    ("kmod", "modprobe"),
+    ("mount", "mount"),
+    ("coreutils", "chroot"),
     // virtme-ng runs `file` to make sure its busybox is static.
     ("file", "file"),
 ];
