@@ -142,7 +142,7 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::path::Path::new(&format!("/proc/{pid}/exe")).exists() {
             // Reap it: the daemon is our child.
-            let _ = nix_free_waitpid(pid);
+            let _ = reap_if_exited(pid);
             assert!(Instant::now() < deadline, "daemon {pid} survived SIGKILL");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -227,7 +227,7 @@ impl Daemon {
     }
 }
 
-fn nix_free_waitpid(pid: u32) -> i32 {
+fn reap_if_exited(pid: u32) -> i32 {
     let mut status = 0;
     unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) }
 }
