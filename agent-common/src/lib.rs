@@ -287,10 +287,10 @@ mod pod {
     unsafe impl aya::Pod for KernelOffsets {}
 }
 
-/// The bytes of a NUL-padded name up to its first NUL.
-pub fn name_bytes(name: &[u8; NAME_LEN]) -> &[u8] {
+/// The bytes of a NUL-padded name (table, chain, comm) up to its first NUL.
+pub fn name_bytes<const N: usize>(name: &[u8; N]) -> &[u8] {
     let mut end = 0;
-    while end < NAME_LEN && name[end] != 0 {
+    while end < N && name[end] != 0 {
         end += 1;
     }
     &name[..end]

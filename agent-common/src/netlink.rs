@@ -292,10 +292,10 @@ fn read_target_names<B: MessageBuffer>(
         } else {
             None
         };
-        if let Some(name) = target {
-            if !read_name(buf, at + NLA_HDRLEN, payload_len, name) {
-                return false;
-            }
+        if let Some(name) = target
+            && !read_name(buf, at + NLA_HDRLEN, payload_len, name)
+        {
+            return false;
         }
         at += (nla_len + 3) & !3;
     }

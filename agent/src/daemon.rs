@@ -361,7 +361,7 @@ impl State {
         let exe = fs::read_link(format!("/proc/{}/exe", event.tgid))
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "?".into());
-        let comm = String::from_utf8_lossy(name_bytes_16(&event.comm)).into_owned();
+        let comm = String::from_utf8_lossy(warrant_common::name_bytes(&event.comm)).into_owned();
         // A short-lived process may be gone before its event is read.
         let exe = if exe == "?" { format!("? (exited; comm {comm})") } else { exe };
         let verdict_text = verdict_name(event.verdict);
@@ -426,11 +426,6 @@ impl State {
             Err(e) => warn!("notify command failed to start: {e}"),
         }
     }
-}
-
-fn name_bytes_16(comm: &[u8; 16]) -> &[u8] {
-    let end = comm.iter().position(|&b| b == 0).unwrap_or(16);
-    &comm[..end]
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {

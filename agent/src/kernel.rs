@@ -236,11 +236,7 @@ impl Kernel {
 
     /// The profile id of `pid` if it is a subject.
     pub fn subject_profile(&self, pid: u32) -> Option<u32> {
-        let pidfd = pidfd_open(pid).ok()?;
-        let fd = self.subjects_fd().ok()?;
-        let mut marker = Subject::default();
-        bpf_map_elem(fd, BPF_MAP_LOOKUP_ELEM, &pidfd.as_raw_fd(), &mut marker, 0).ok()?;
-        Some(marker.profile_id)
+        subject_profile_in(self.subjects_fd().ok()?, pid)
     }
 
     fn subjects_fd(&self) -> Result<i32, KernelError> {
@@ -295,9 +291,14 @@ pub fn remove_pins() -> std::io::Result<bool> {
 /// anything (for CLI commands that subjects may not run).
 pub fn pinned_subject_profile(pid: u32) -> Option<u32> {
     let map = aya::maps::MapData::from_pin(Path::new(PIN_ROOT).join("maps/SUBJECTS")).ok()?;
+    subject_profile_in(map.fd().as_fd().as_raw_fd(), pid)
+}
+
+/// Looks `pid` up in the subjects map behind `map_fd` (keyed by pidfd).
+fn subject_profile_in(map_fd: i32, pid: u32) -> Option<u32> {
     let pidfd = pidfd_open(pid).ok()?;
     let mut marker = Subject::default();
-    bpf_map_elem(map.fd().as_fd().as_raw_fd(), BPF_MAP_LOOKUP_ELEM, &pidfd.as_raw_fd(), &mut marker, 0).ok()?;
+    bpf_map_elem(map_fd, BPF_MAP_LOOKUP_ELEM, &pidfd.as_raw_fd(), &mut marker, 0).ok()?;
     Some(marker.profile_id)
 }
 
