@@ -34,6 +34,13 @@ pub const NFNETLINK_OTHER: u32 = 19;
 pub const IPTABLES_REPLACE: u32 = 20;
 /// Legacy x_tables: add to rule counters.
 pub const IPTABLES_COUNTERS: u32 = 21;
+/// Create a network namespace: clone, clone3 or unshare with CLONE_NEWNET
+/// (`unshare -n`, `ip netns add`). It has no target.
+pub const NETNS_CREATE: u32 = 22;
+/// Enter a network namespace: setns by namespace fd or pidfd (`nsenter
+/// --net`, `ip netns exec`). The target is the namespace's nsfs inode
+/// number, the kernel's own name for it (see [`netns_target`]).
+pub const NETNS_ENTER: u32 = 23;
 
 // Self-protection: what a subject may never do, whatever the policy says.
 // The kernel denies these without consulting rules or warrants.
@@ -68,6 +75,8 @@ pub const ALL: &[(u32, &str)] = &[
     (NFNETLINK_OTHER, "nfnetlink.other"),
     (IPTABLES_REPLACE, "iptables.replace"),
     (IPTABLES_COUNTERS, "iptables.counters"),
+    (NETNS_CREATE, "netns.create"),
+    (NETNS_ENTER, "netns.enter"),
     (SELF_BPF, "self.bpf"),
     (SELF_MOUNT, "self.mount"),
     (SELF_SIGNAL, "self.signal"),
@@ -87,9 +96,41 @@ pub fn by_name(name: &str) -> Option<u32> {
     ALL.iter().find(|(_, n)| *n == name).map(|(i, _)| *i)
 }
 
+/// What an action's target is, which decides how policy spells it and how
+/// it sits in a [`crate::TargetKey`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetKind {
+    /// `FAMILY TABLE OBJECT` (nftables and other nfnetlink writes).
+    Firewall,
+    /// A family alone (legacy x_tables: the hook sees no table name).
+    Family,
+    /// A network namespace, by nsfs inode number, in the first eight bytes
+    /// of `object`; `family` is 0 and `table` empty.
+    Namespace,
+    /// Nothing: the action is the whole story (netns.create, self.*).
+    None,
+}
+
+pub fn target_kind(id: u32) -> TargetKind {
+    match id {
+        IPTABLES_REPLACE | IPTABLES_COUNTERS => TargetKind::Family,
+        NETNS_ENTER => TargetKind::Namespace,
+        NETNS_CREATE => TargetKind::None,
+        _ if is_self_protection(id) => TargetKind::None,
+        _ => TargetKind::Firewall,
+    }
+}
+
 /// Actions whose target is a family alone (no table or object name).
 pub fn family_only(id: u32) -> bool {
-    id == IPTABLES_REPLACE || id == IPTABLES_COUNTERS
+    target_kind(id) == TargetKind::Family
+}
+
+/// The namespace inode a [`TargetKind::Namespace`] key names (0: none).
+pub fn netns_target(key: &crate::TargetKey) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&key.object[..8]);
+    u64::from_le_bytes(bytes)
 }
 
 /// Self-protection actions: never allowed, never approvable.

@@ -38,7 +38,7 @@ pub struct MessageDecision {
     pub warrant_index: u32,
 }
 
-/// Working memory for one sendmsg (the kernel keeps it in a per-CPU map, as it
+/// Working memory for one sendmsg (the kernel keeps it in task-local storage, as it
 /// is far larger than the BPF stack).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

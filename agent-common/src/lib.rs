@@ -11,6 +11,7 @@ pub mod action;
 pub mod decision;
 pub mod legacy;
 pub mod netlink;
+pub mod netns;
 
 /// Longest table, chain or set name Warrant keys on, including the NUL.
 /// nftables allows up to 256; a longer name in a subject's message cannot be
@@ -65,10 +66,14 @@ pub mod mode {
 pub struct Subject {
     /// Index of the profile in the compiled policy (key of the PROFILES map).
     pub profile_id: u32,
-    /// Reserved, zero. Keeps the layout explicit and 8-byte sized.
-    pub _reserved: u32,
+    /// A namespace request between its fentry note and the `capable` hook
+    /// that decides it (an action id, 0 when none). Kept in the marker,
+    /// which every subject has, so noting a request cannot fail.
+    pub pending_action: u32,
+    /// The nsfs inode number the pending request targets.
+    pub pending_namespace: u64,
 }
-const _: () = assert!(core::mem::size_of::<Subject>() == 8);
+const _: () = assert!(core::mem::size_of::<Subject>() == 16);
 
 /// Per-profile settings (value of the PROFILES map, keyed by profile id).
 #[repr(C)]
@@ -266,11 +271,26 @@ pub struct KernelOffsets {
     pub inode_i_sb: u32,
     /// `struct super_block, s_magic` (unsigned long).
     pub super_block_s_magic: u32,
+    /// `struct ns_common, inum` (unsigned int): a namespace's nsfs inode.
+    pub ns_common_inum: u32,
+    /// `struct path, dentry` (pointer).
+    pub path_dentry: u32,
+    /// `struct dentry, d_parent` (pointer).
+    pub dentry_d_parent: u32,
+    /// `struct dentry, d_name` plus `struct qstr, name`: the name pointer.
+    pub dentry_d_name_name: u32,
+    /// `struct dentry, d_sb` (pointer).
+    pub dentry_d_sb: u32,
+    pub _reserved: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 24);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 48);
 
 /// `BPF_FS_MAGIC`: the superblock magic of bpffs, where Warrant's pins live.
 pub const BPF_FS_MAGIC: u64 = 0xcafe_4a11;
+/// `TMPFS_MAGIC` (/run is tmpfs).
+pub const TMPFS_MAGIC: u64 = 0x0102_1994;
+/// `NSFS_MAGIC`: namespace files (/proc/PID/ns/*, /run/netns/* pins).
+pub const NSFS_MAGIC: u64 = 0x6e73_6673;
 
 #[cfg(feature = "user")]
 mod pod {

@@ -2,18 +2,9 @@
 //! ebtables replace whole tables through setsockopt on a raw socket.
 
 use aya_ebpf::{macros::lsm, programs::LsmContext};
-use warrant_common::{
-    decision::{self, BatchOutcome},
-    legacy,
-};
+use warrant_common::legacy;
 
-use crate::{
-    netfilter::{KernelPolicy, emit_events, profile_mode},
-    maps::BATCH_SCRATCH,
-    subjects,
-};
-
-const EPERM: i32 = 1;
+use crate::{policy::decide_action, subjects};
 
 #[lsm(hook = "socket_setsockopt")]
 pub fn socket_setsockopt(ctx: LsmContext) -> i32 {
@@ -29,17 +20,5 @@ pub fn socket_setsockopt(ctx: LsmContext) -> i32 {
     let Some((action, family)) = legacy::classify(level, optname) else {
         return 0;
     };
-    let Some(scratch) = BATCH_SCRATCH.get_ptr_mut(0) else {
-        return -EPERM;
-    };
-    let scratch = unsafe { &mut *scratch };
-    let key = &mut scratch.messages[0].key;
-    key.clear_table();
-    key.clear_object();
-    key.profile_id = subject.profile_id;
-    key.action = action;
-    key.family = family;
-    let outcome = decision::decide_single(&KernelPolicy, profile_mode(&subject), scratch);
-    emit_events(&subject, scratch);
-    if outcome == BatchOutcome::Deny { -EPERM } else { 0 }
+    decide_action(&subject, action, family, 0)
 }

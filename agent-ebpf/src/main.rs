@@ -13,6 +13,8 @@ mod atomics;
 mod legacy;
 mod maps;
 mod netfilter;
+mod netns;
+mod policy;
 mod selfprotect;
 mod subjects;
 

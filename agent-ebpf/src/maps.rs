@@ -71,9 +71,12 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 #[map]
 pub static LOST_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// Working memory for one netlink sendmsg.
-#[map]
-pub static BATCH_SCRATCH: PerCpuArray<BatchScratch> = PerCpuArray::with_max_entries(1, 0);
+/// Working memory for one decision, per task. Task-local rather than
+/// per-CPU: BPF programs run with migration, not preemption, disabled, so on
+/// a `preempt=full` kernel another task's hook on the same CPU could
+/// otherwise overwrite a decision in progress.
+#[btf_map]
+pub static SCRATCH: TaskStorage<BatchScratch> = TaskStorage::new();
 
 /// Kernel structure offsets, resolved from BTF by the daemon at load time.
 #[unsafe(no_mangle)]
@@ -84,6 +87,12 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     task_struct_tgid: 0,
     inode_i_sb: 0,
     super_block_s_magic: 0,
+    ns_common_inum: 0,
+    path_dentry: 0,
+    dentry_d_parent: 0,
+    dentry_d_name_name: 0,
+    dentry_d_sb: 0,
+    _reserved: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

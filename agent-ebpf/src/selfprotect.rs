@@ -3,20 +3,21 @@
 //!
 //! - bpf(): no subject touches programs, maps or links (detach, update, pin).
 //! - mount, umount, move_mount, pivot_root, chroot: no subject reshapes the
-//!   file system views Warrant relies on (bpffs pins, config paths).
+//!   file system views Warrant relies on (bpffs pins, config paths). The one
+//!   exception is pinning a network namespace the way `ip netns add` does.
 //! - signals and ptrace aimed at the daemon.
 //! - loading kernel modules.
 //! - unlinking or renaming anything on bpffs (the pins that keep
 //!   enforcement attached while the daemon is down).
 
-use aya_ebpf::{macros::lsm, programs::LsmContext};
+use aya_ebpf::{helpers::generated::bpf_probe_read_kernel_str, macros::lsm, programs::LsmContext};
 use warrant_common::{
-    BPF_FS_MAGIC, NO_WARRANT, SETTINGS_INDEX, Subject, action, tier, verdict,
+    BPF_FS_MAGIC, NO_WARRANT, SETTINGS_INDEX, Subject, TMPFS_MAGIC, action, netns, tier, verdict, zero_words,
 };
 
 use crate::{
-    maps::{BATCH_SCRATCH, SETTINGS, kernel_offsets},
-    netfilter::{emit_events, read_kernel},
+    maps::{SETTINGS, kernel_offsets},
+    policy::{emit_events, read_kernel},
     subjects,
 };
 
@@ -27,8 +28,7 @@ const MODULE_ID: i32 = 2;
 /// Denies `action` for the current subject and records it.
 #[inline(always)]
 fn refuse(subject: &Subject, action_id: u32) -> i32 {
-    if let Some(scratch) = BATCH_SCRATCH.get_ptr_mut(0) {
-        let scratch = unsafe { &mut *scratch };
+    if let Some(scratch) = subjects::scratch() {
         let message = &mut scratch.messages[0];
         message.key.clear_table();
         message.key.clear_object();
@@ -59,8 +59,70 @@ pub fn bpf(_ctx: LsmContext) -> i32 {
 }
 
 #[lsm(hook = "sb_mount")]
-pub fn sb_mount(_ctx: LsmContext) -> i32 {
-    refuse_subjects(action::SELF_MOUNT)
+pub fn sb_mount(ctx: LsmContext) -> i32 {
+    let Some(subject) = subjects::current() else {
+        return 0;
+    };
+    let source: *const u8 = ctx.arg(0);
+    let target: *const u8 = ctx.arg(1);
+    let flags: u64 = ctx.arg(3);
+    if is_netns_pin(source, target, flags) { 0 } else { refuse(&subject, action::SELF_MOUNT) }
+}
+
+/// Whether a mount is one of the two steps of pinning a network namespace
+/// (see `warrant_common::netns`): making a tmpfs directory named `netns`
+/// shared, or bind-mounting a /proc namespace file onto a file in one. The
+/// namespace itself was created under `netns.create`.
+#[inline(always)]
+fn is_netns_pin(source: *const u8, target: *const u8, flags: u64) -> bool {
+    let offsets = kernel_offsets();
+    let Some(dentry) = read_kernel::<u64>(target, offsets.path_dentry) else {
+        return false;
+    };
+    let dentry = dentry as *const u8;
+    if !dentry_on(dentry, TMPFS_MAGIC) {
+        return false;
+    }
+    if netns::is_propagation_change(flags) {
+        return dentry_named_netns(dentry);
+    }
+    if !netns::is_plain_bind(flags) {
+        return false;
+    }
+    let Some(parent) = read_kernel::<u64>(dentry, offsets.dentry_d_parent) else {
+        return false;
+    };
+    if !dentry_named_netns(parent as *const u8) {
+        return false;
+    }
+    // Zeroed word by word: `[0u8; N]` would be a memset call.
+    let mut words = [0u64; netns::SOURCE_LEN / 8];
+    unsafe { zero_words(words.as_mut_ptr(), words.len()) };
+    let read = unsafe {
+        bpf_probe_read_kernel_str(words.as_mut_ptr().cast(), netns::SOURCE_LEN as u32, source.cast())
+    };
+    // SAFETY: same size, and u8 has no alignment or validity requirement.
+    let path = unsafe { &*words.as_ptr().cast::<[u8; netns::SOURCE_LEN]>() };
+    read > 0 && netns::is_proc_netns_path(path)
+}
+
+#[inline(always)]
+fn dentry_on(dentry: *const u8, magic: u64) -> bool {
+    let offsets = kernel_offsets();
+    let Some(sb) = read_kernel::<u64>(dentry, offsets.dentry_d_sb) else {
+        return false;
+    };
+    read_kernel::<u64>(sb as *const u8, offsets.super_block_s_magic) == Some(magic)
+}
+
+#[inline(always)]
+fn dentry_named_netns(dentry: *const u8) -> bool {
+    let Some(name) = read_kernel::<u64>(dentry, kernel_offsets().dentry_d_name_name) else {
+        return false;
+    };
+    let mut bytes = [0u8; 8];
+    let read = unsafe { bpf_probe_read_kernel_str(bytes.as_mut_ptr().cast(), 8, name as *const u8 as *const _) };
+    read > 0 && netns::is_netns_dir_name(&bytes)
 }
 
 #[lsm(hook = "sb_umount")]

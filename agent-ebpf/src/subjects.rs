@@ -8,9 +8,12 @@ use aya_ebpf::{
     macros::lsm,
     programs::LsmContext,
 };
-use warrant_common::Subject;
+use warrant_common::{Subject, decision::BatchScratch};
 
-use crate::maps::SUBJECTS;
+use crate::{
+    maps::{SCRATCH, SUBJECTS},
+    netns,
+};
 
 /// `BPF_LOCAL_STORAGE_GET_F_CREATE`.
 const STORAGE_CREATE: u64 = 1;
@@ -22,6 +25,23 @@ const ENOMEM: i32 = 12;
 pub fn current() -> Option<Subject> {
     let task = unsafe { bpf_get_current_task_btf() };
     marker_of(task)
+}
+
+/// The current task's decision scratch, created on first use. `None` only
+/// when the kernel cannot allocate it; callers then deny.
+#[inline(always)]
+pub fn scratch() -> Option<&'static mut BatchScratch> {
+    let task = unsafe { bpf_get_current_task_btf() };
+    let found = unsafe { bpf_task_storage_get(SCRATCH.as_ptr(), task, core::ptr::null_mut(), STORAGE_CREATE) };
+    if found.is_null() { None } else { Some(unsafe { &mut *found.cast::<BatchScratch>() }) }
+}
+
+/// The current task's marker itself, for the pending-request fields.
+#[inline(always)]
+pub fn current_mut() -> Option<&'static mut Subject> {
+    let task = unsafe { bpf_get_current_task_btf() };
+    let found = unsafe { bpf_task_storage_get(SUBJECTS.as_ptr(), task, core::ptr::null_mut(), 0) };
+    if found.is_null() { None } else { Some(unsafe { &mut *found.cast::<Subject>() }) }
 }
 
 #[inline(always)]
@@ -48,6 +68,12 @@ pub fn task_alloc(ctx: LsmContext) -> i32 {
     let Some(mut marker) = current() else {
         return 0;
     };
+    let clone_flags: u64 = ctx.arg(1);
+    let verdict = netns::decide_clone(&marker, clone_flags);
+    if verdict != 0 {
+        return verdict;
+    }
+    marker.pending_action = 0;
     let stored = unsafe {
         bpf_task_storage_get(
             SUBJECTS.as_ptr(),

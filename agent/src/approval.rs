@@ -129,17 +129,13 @@ pub fn check(
     let action_id = action::by_name(&approval.action).ok_or_else(|| {
         ApprovalError::BadTarget(format!("unknown action {:?}", approval.action), id.clone())
     })?;
-    let target = Target::parse(&approval.target).map_err(|e| ApprovalError::BadTarget(e, id.clone()))?;
-    if action::family_only(action_id) {
-        if target.family.is_none() || target.table.is_some() {
-            return Err(ApprovalError::BadTarget(
-                format!("target {:?} of {} must be a family alone (ip, ip6, arp, bridge)", approval.target, approval.action),
-                id,
-            ));
-        }
-    } else if !target.is_exact() {
+    let kind = action::target_kind(action_id);
+    // A warrant names its namespace by inode, as its change request did.
+    let target = Target::parse(kind, &approval.target, &|_| None)
+        .map_err(|e| ApprovalError::BadTarget(e, id.clone()))?;
+    if !target.is_exact(kind) {
         return Err(ApprovalError::BadTarget(
-            format!("target {:?} must name a family and a table, without `*`", approval.target),
+            format!("target {:?} of {} must name one thing, without `*`", approval.target, approval.action),
             id,
         ));
     }

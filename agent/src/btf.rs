@@ -162,5 +162,11 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         task_struct_tgid: btf.member_offset("task_struct", "tgid")?,
         inode_i_sb: btf.member_offset("inode", "i_sb")?,
         super_block_s_magic: btf.member_offset("super_block", "s_magic")?,
+        ns_common_inum: btf.member_offset("ns_common", "inum")?,
+        path_dentry: btf.member_offset("path", "dentry")?,
+        dentry_d_parent: btf.member_offset("dentry", "d_parent")?,
+        dentry_d_name_name: btf.member_offset("dentry", "d_name")? + btf.member_offset("qstr", "name")?,
+        dentry_d_sb: btf.member_offset("dentry", "d_sb")?,
+        _reserved: 0,
     })
 }

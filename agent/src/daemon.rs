@@ -201,12 +201,16 @@ impl State {
             .map_err(|e| format!("policy applied but not persisted in {}: {e}", state_dir.display()))?;
         let signer_ids: Vec<String> = signers.iter().map(trust::key_id).collect();
         let profiles: Vec<String> = compiled.profile_ids.keys().cloned().collect();
+        let unresolved = compiled.unresolved.clone();
+        for rule in &unresolved {
+            warn!(version, "{rule}; the rule covers nothing on this host");
+        }
         self.policy = Some(compiled);
         self.expiry_reported = false;
         self.drop_orphan_warrants();
         self.record(
             "policy.applied",
-            json!({"version": version, "signers": signer_ids, "profiles": profiles}),
+            json!({"version": version, "signers": signer_ids, "profiles": profiles, "unresolved": unresolved}),
         );
         info!(version, "policy applied");
         Ok(json!({"version": version, "profiles": profiles}))
@@ -339,7 +343,7 @@ impl State {
         let action_name = action::name(event.action).unwrap_or("unclassified");
         let target = render_target(&warrant_common::TargetKey {
             profile_id: 0,
-            action: 0,
+            action: event.action,
             family: event.family,
             _pad: [0; 7],
             table: event.table,

@@ -10,7 +10,7 @@ use std::{
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{Array, HashMap, Map, MapData, RingBuf},
-    programs::{Lsm, links::FdLink},
+    programs::{Lsm, Program, links::FdLink},
 };
 use thiserror::Error;
 use warrant_common::{
@@ -48,6 +48,17 @@ const LSM_PROGRAMS: &[&str] = &[
     "inode_unlink",
     "inode_rmdir",
     "inode_rename",
+    "capable",
+];
+
+/// fentry/fexit programs and the kernel function each traces. They only
+/// note namespace requests for `capable` to decide (see agent-ebpf's
+/// netns.rs), so they are attached before it.
+const TRACING_PROGRAMS: &[(&str, &str)] = &[
+    ("note_unshare", "unshare_nsproxy_namespaces"),
+    ("forget_unshare", "unshare_nsproxy_namespaces"),
+    ("note_setns", "netns_install"),
+    ("forget_setns", "netns_install"),
 ];
 
 #[derive(Debug, Error)]
@@ -62,7 +73,7 @@ pub enum KernelError {
     AyaBtf(String),
     #[error("loading the BPF object failed: {0}")]
     Object(String),
-    #[error("the kernel refused LSM program {program}: {reason}")]
+    #[error("the kernel refused BPF program {program}: {reason}")]
     Program { program: &'static str, reason: String },
     #[error("map {0} is missing from the BPF object")]
     MissingMap(&'static str),
@@ -130,6 +141,24 @@ impl Kernel {
         }
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(|e| KernelError::Object(error_chain(&e)))?;
         let btf = Btf::from_sys_fs().map_err(|e| KernelError::AyaBtf(e.to_string()))?;
+        let links = pin_root.join("links");
+        for &(name, function) in TRACING_PROGRAMS {
+            let program_err = |reason: String| KernelError::Program { program: name, reason };
+            let link = match ebpf.program_mut(name).ok_or_else(|| program_err("missing from the object".into()))? {
+                Program::FEntry(program) => {
+                    program.load(function, &btf).map_err(|e| program_err(error_chain(&e)))?;
+                    attach.then(|| program.attach().and_then(|id| program.take_link(id)).map(FdLink::from))
+                }
+                Program::FExit(program) => {
+                    program.load(function, &btf).map_err(|e| program_err(error_chain(&e)))?;
+                    attach.then(|| program.attach().and_then(|id| program.take_link(id)).map(FdLink::from))
+                }
+                _ => return Err(program_err("is not an fentry or fexit program".into())),
+            };
+            if let Some(link) = link {
+                pin_link_in_place(link.map_err(|e| program_err(error_chain(&e)))?, &links.join(name))?;
+            }
+        }
         for &name in LSM_PROGRAMS {
             let program_err = |reason: String| KernelError::Program { program: name, reason };
             let program: &mut Lsm = ebpf
@@ -141,8 +170,7 @@ impl Kernel {
             if attach {
                 let link_id = program.attach().map_err(|e| program_err(error_chain(&e)))?;
                 let link = program.take_link(link_id).map_err(|e| program_err(error_chain(&e)))?;
-                let link = FdLink::from(link);
-                pin_link_in_place(link, &pin_root.join("links").join(name))?;
+                pin_link_in_place(FdLink::from(link), &links.join(name))?;
             }
         }
         let rules = HashMap::try_from(take(&mut ebpf, "RULES")?).map_err(map_err("RULES"))?;
@@ -229,7 +257,7 @@ impl Kernel {
                 existing.profile_id
             )));
         }
-        let mut marker = Subject { profile_id, _reserved: 0 };
+        let mut marker = Subject { profile_id, ..Subject::default() };
         bpf_map_elem(fd, BPF_MAP_UPDATE_ELEM, &key, &mut marker, BPF_NOEXIST)
             .map_err(|e| subject_err(format!("cannot mark as subject: {e}")))
     }

@@ -1,9 +1,11 @@
 //! Policy: what the security team signs. Parsing, validation, and compiling
 //! to the kernel's RULES and PROFILES map entries.
 //!
-//! A rule names an action (exact, or a prefix ending in `*`) and a target
-//! `FAMILY TABLE OBJECT`, where `*` may stand for the trailing parts only
-//! (`inet filter *`, `inet * *`, `* * *`). The kernel picks the most specific
+//! A rule names an action (exact, or a prefix ending in `*`) and a target.
+//! Firewall targets are `FAMILY TABLE OBJECT`, where `*` may stand for the
+//! trailing parts only (`inet filter *`, `inet * *`, `* * *`); legacy
+//! x_tables targets are a family; network namespaces are a name under
+//! /run/netns, `net:[INODE]` or `*`. The kernel picks the most specific
 //! matching target; between rules for the same target the strictest tier wins.
 
 use std::collections::{BTreeMap, HashMap};
@@ -11,7 +13,11 @@ use std::collections::{BTreeMap, HashMap};
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use warrant_common::{FAMILY_ANY, NAME_LEN, ProfileEntry, RuleEntry, TargetKey, action, mode, tier};
+use warrant_common::{
+    FAMILY_ANY, NAME_LEN, ProfileEntry, RuleEntry, TargetKey,
+    action::{self, TargetKind},
+    mode, tier,
+};
 
 use crate::trust;
 
@@ -97,12 +103,18 @@ pub struct Policy {
     pub profiles: Vec<Profile>,
 }
 
-/// A parsed target: exact parts, then `None` for wildcards.
+/// A parsed target. What it may be depends on the action's
+/// [`TargetKind`]; `None` parts are wildcards.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
-    pub family: Option<u8>,
-    pub table: Option<String>,
-    pub object: Option<String>,
+pub enum Target {
+    /// `FAMILY [TABLE [OBJECT]]` (nftables), or `FAMILY` alone (legacy x_tables).
+    Firewall { family: Option<u8>, table: Option<String>, object: Option<String> },
+    /// A network namespace by nsfs inode number (`net:[4026532001]`, `host`
+    /// for the host's own, or a name under /run/netns, resolved when the
+    /// policy is applied); `None`: any.
+    Namespace(Option<u64>),
+    /// Actions without a target: only `*`.
+    Nothing,
 }
 
 pub const FAMILIES: &[(&str, u8)] =
@@ -116,9 +128,57 @@ pub fn family_name(family: u8) -> String {
         .unwrap_or_else(|| if family == FAMILY_ANY { "*".into() } else { format!("family{family}") })
 }
 
+/// Where `ip netns` keeps named network namespaces.
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+
+/// The target name of the host's own network namespace (the daemon's).
+pub const HOST_NETNS: &str = "host";
+
+/// The nsfs inode number of the namespace named `name`: `host` is the
+/// daemon's own, any other name is looked up under /run/netns.
+pub fn resolve_netns_name(name: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    if name.contains('/') || name.starts_with('.') {
+        return None;
+    }
+    let path = if name == HOST_NETNS {
+        std::path::PathBuf::from("/proc/self/ns/net")
+    } else {
+        std::path::Path::new(NETNS_RUN_DIR).join(name)
+    };
+    std::fs::metadata(path).ok().map(|m| m.ino())
+}
+
+/// The inode in `net:[N]` or a bare number.
+fn parse_netns_inode(text: &str) -> Option<u64> {
+    let digits = text.strip_prefix("net:[").and_then(|t| t.strip_suffix(']')).unwrap_or(text);
+    digits.parse().ok().filter(|n| *n != 0)
+}
+
 impl Target {
-    /// Parses `FAMILY [TABLE [OBJECT]]`; missing trailing parts are `*`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    /// Parses `text` as a target of an action of `kind`. Namespace names are
+    /// looked up with `resolve_netns`.
+    pub fn parse(
+        kind: TargetKind,
+        text: &str,
+        resolve_netns: &dyn Fn(&str) -> Option<u64>,
+    ) -> Result<Self, String> {
+        let text = text.trim();
+        match kind {
+            TargetKind::Firewall | TargetKind::Family => Self::parse_firewall(kind, text),
+            TargetKind::Namespace if text == "*" => Ok(Target::Namespace(None)),
+            TargetKind::Namespace => parse_netns_inode(text)
+                .or_else(|| resolve_netns(text))
+                .map(|inode| Target::Namespace(Some(inode)))
+                .ok_or_else(|| {
+                    format!("target {text:?}: no network namespace by that name in {NETNS_RUN_DIR} (use a name, net:[INODE] or *)")
+                }),
+            TargetKind::None if text == "*" => Ok(Target::Nothing),
+            TargetKind::None => Err(format!("target {text:?}: this action has no target; write \"*\"")),
+        }
+    }
+
+    fn parse_firewall(kind: TargetKind, text: &str) -> Result<Self, String> {
         let parts: Vec<&str> = text.split_whitespace().collect();
         if parts.is_empty() || parts.len() > 3 {
             return Err(format!("target {text:?} must be \"FAMILY TABLE OBJECT\" (e.g. \"inet filter input\")"));
@@ -136,6 +196,9 @@ impl Target {
         };
         let table = part(1).map(str::to_owned);
         let object = part(2).map(str::to_owned);
+        if kind == TargetKind::Family && parts.len() > 1 {
+            return Err(format!("target {text:?} must be a family alone (ip, ip6, arp, bridge or *)"));
+        }
         if (family.is_none() && (table.is_some() || object.is_some())) || (table.is_none() && object.is_some()) {
             return Err(format!("target {text:?}: `*` may only stand for the trailing parts (\"inet filter *\", \"inet * *\")"));
         }
@@ -144,11 +207,18 @@ impl Target {
                 return Err(format!("target {text:?}: name {name:?} is longer than {} bytes", NAME_LEN - 2));
             }
         }
-        Ok(Target { family, table, object })
+        Ok(Target::Firewall { family, table, object })
     }
 
-    pub fn is_exact(&self) -> bool {
-        self.family.is_some() && self.table.is_some()
+    /// Whether the target names one thing, as a warrant's must.
+    pub fn is_exact(&self, kind: TargetKind) -> bool {
+        match self {
+            Target::Firewall { family, table, .. } => {
+                family.is_some() && (kind == TargetKind::Family || table.is_some())
+            }
+            Target::Namespace(inode) => inode.is_some(),
+            Target::Nothing => true,
+        }
     }
 
     /// The map key for `profile_id` and `action_id`; wildcards are zero / FAMILY_ANY.
@@ -156,34 +226,60 @@ impl Target {
         let mut key = TargetKey::zeroed();
         key.profile_id = profile_id;
         key.action = action_id;
-        key.family = self.family.unwrap_or(FAMILY_ANY);
-        if let Some(table) = &self.table {
-            key.table[..table.len()].copy_from_slice(table.as_bytes());
-        }
-        if let Some(object) = &self.object {
-            key.object[..object.len()].copy_from_slice(object.as_bytes());
+        match self {
+            Target::Firewall { family, table, object } => {
+                key.family = family.unwrap_or(FAMILY_ANY);
+                if let Some(table) = table {
+                    key.table[..table.len()].copy_from_slice(table.as_bytes());
+                }
+                if let Some(object) = object {
+                    key.object[..object.len()].copy_from_slice(object.as_bytes());
+                }
+            }
+            Target::Namespace(Some(inode)) => key.object[..8].copy_from_slice(&inode.to_le_bytes()),
+            // The kernel's exact key for "no target" is all zero; `*` is the
+            // family wildcard it reaches last.
+            Target::Namespace(None) => key.family = FAMILY_ANY,
+            Target::Nothing => {}
         }
         key
     }
 }
 
-/// Renders a key's target as policy text (`inet filter input`).
+/// Renders a key's target as policy text (`inet filter input`, `net:[4026532001]`).
 pub fn render_target(key: &TargetKey) -> String {
-    let name = |bytes: &[u8; NAME_LEN]| {
-        let s = String::from_utf8_lossy(warrant_common::name_bytes(bytes)).into_owned();
-        if s.is_empty() { "*".to_owned() } else { s }
-    };
-    let object = warrant_common::name_bytes(&key.object);
-    if warrant_common::name_bytes(&key.table).is_empty() && object.is_empty() {
-        // Family-only targets (legacy x_tables); no family at all: self-protection.
-        return if key.family == 0 { "*".to_owned() } else { family_name(key.family) };
+    match action::target_kind(key.action) {
+        TargetKind::Namespace => {
+            let inode = action::netns_target(key);
+            if inode == 0 { "*".to_owned() } else { format!("net:[{inode}]") }
+        }
+        TargetKind::None => "*".to_owned(),
+        TargetKind::Family => family_name(key.family),
+        TargetKind::Firewall => {
+            let name = |bytes: &[u8; NAME_LEN]| {
+                let s = String::from_utf8_lossy(warrant_common::name_bytes(bytes)).into_owned();
+                if s.is_empty() { "*".to_owned() } else { s }
+            };
+            let mut text = format!("{} {}", family_name(key.family), name(&key.table));
+            let object = warrant_common::name_bytes(&key.object);
+            if !object.is_empty() {
+                text.push(' ');
+                text.push_str(&String::from_utf8_lossy(object));
+            }
+            text
+        }
     }
-    let mut text = format!("{} {}", family_name(key.family), name(&key.table));
-    if !object.is_empty() {
-        text.push(' ');
-        text.push_str(&String::from_utf8_lossy(object));
+}
+
+/// The one target kind shared by every action in `ids`.
+pub fn shared_target_kind(pattern: &str, ids: &[u32]) -> Result<TargetKind, String> {
+    let kind = action::target_kind(ids[0]);
+    if ids.iter().any(|id| action::target_kind(*id) != kind) {
+        return Err(format!(
+            "action {pattern:?} mixes actions whose targets differ (firewall, family, namespace); split the rule"
+        ));
     }
-    text
+    Ok(kind)
 }
 
 /// Every action id an action pattern names.
@@ -217,6 +313,8 @@ pub struct CompiledPolicy {
     /// Rule index -> (profile, rule), for audit records and explanations.
     pub rule_names: Vec<(String, Rule)>,
     pub responsibles: Vec<(Responsible, VerifyingKey)>,
+    /// Rules naming namespaces this host does not have; they cover nothing.
+    pub unresolved: Vec<String>,
 }
 
 impl Policy {
@@ -234,7 +332,16 @@ pub fn parse_time(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("{text:?} is before 1970"))
 }
 
+/// Compiles `policy` for this host, resolving namespace names under /run/netns.
 pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
+    compile_with(policy, &resolve_netns_name)
+}
+
+/// Compiles `policy`, resolving namespace names with `resolve_netns`.
+pub fn compile_with(
+    policy: Policy,
+    resolve_netns: &dyn Fn(&str) -> Option<u64>,
+) -> Result<CompiledPolicy, PolicyError> {
     let expires_unix = parse_time(&policy.expires).map_err(|e| invalid(format!("expires: {e}")))?;
     if policy.profiles.is_empty() {
         return Err(invalid("has no [[profile]]"));
@@ -243,6 +350,7 @@ pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
     let mut profiles = Vec::new();
     let mut rules: HashMap<TargetKey, RuleEntry> = HashMap::new();
     let mut rule_names = Vec::new();
+    let mut unresolved = Vec::new();
     for (index, profile) in policy.profiles.iter().enumerate() {
         if profile.name.is_empty() || profile.name.contains(char::is_whitespace) {
             return Err(invalid(format!("profile name {:?} must be one word", profile.name)));
@@ -260,7 +368,17 @@ pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
             let rule_index = rule_names.len() as u32;
             let context = |e: String| invalid(format!("profile {:?}: {e}", profile.name));
             let actions = expand_action(&rule.action).map_err(context)?;
-            let target = Target::parse(&rule.target).map_err(context)?;
+            let kind = shared_target_kind(&rule.action, &actions).map_err(context)?;
+            let target = match Target::parse(kind, &rule.target, resolve_netns) {
+                Ok(target) => target,
+                Err(e) if kind == TargetKind::Namespace => {
+                    // A namespace this host does not have: the rule covers nothing here.
+                    unresolved.push(format!("profile {:?}: {e}", profile.name));
+                    rule_names.push((profile.name.clone(), rule.clone()));
+                    continue;
+                }
+                Err(e) => return Err(context(e)),
+            };
             for action_id in actions {
                 let key = target.key(id, action_id);
                 let entry = RuleEntry { tier: rule.tier.kernel_value(), rule_index };
@@ -285,7 +403,7 @@ pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
         }
         responsibles.push((ri.clone(), key));
     }
-    Ok(CompiledPolicy { policy, expires_unix, profile_ids, profiles, rules, rule_names, responsibles })
+    Ok(CompiledPolicy { policy, expires_unix, profile_ids, profiles, rules, rule_names, responsibles, unresolved })
 }
 
 impl CompiledPolicy {

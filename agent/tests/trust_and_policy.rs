@@ -45,10 +45,10 @@ fn every_example_policy_loads() {
 #[test]
 fn demo_policy_compiles_to_the_expected_tiers() {
     let compiled = demo_policy();
-    let target = policy::Target::parse("inet filter input").unwrap();
+    let target = policy::Target::parse(action::TargetKind::Firewall, "inet filter input", &|_| None).unwrap();
     let approve = compiled.rules[&target.key(0, action::NFT_RULE_ADD)];
     assert_eq!(approve.tier, tier::APPROVE);
-    let blocklist = policy::Target::parse("inet filter blocklist").unwrap();
+    let blocklist = policy::Target::parse(action::TargetKind::Firewall, "inet filter blocklist", &|_| None).unwrap();
     assert_eq!(compiled.rules[&blocklist.key(0, action::NFT_ELEMENT_ADD)].tier, tier::ALLOW);
     assert_eq!(compiled.rules[&blocklist.key(0, action::NFT_ELEMENT_DELETE)].tier, tier::ALLOW);
 }
@@ -70,7 +70,7 @@ target = "inet filter input"
 tier = "deny"
 "#;
     let compiled = policy::compile(policy::Policy::parse(text).unwrap()).unwrap();
-    let k = policy::Target::parse("inet filter input").unwrap().key(0, action::NFT_RULE_ADD);
+    let k = policy::Target::parse(action::TargetKind::Firewall, "inet filter input", &|_| None).unwrap().key(0, action::NFT_RULE_ADD);
     assert_eq!(compiled.rules[&k].tier, tier::DENY);
 }
 
@@ -163,7 +163,7 @@ fn warrant_from_the_named_ri_is_accepted() {
     let alice = key("alice");
     let envelope = approval_for("alice", &alice).seal(&alice);
     let checked = approval::check(&envelope, &demo_policy(), "host-a", 1_000).unwrap();
-    assert_eq!(checked.key, policy::Target::parse("inet filter input").unwrap().key(0, action::NFT_RULE_ADD));
+    assert_eq!(checked.key, policy::Target::parse(action::TargetKind::Firewall, "inet filter input", &|_| None).unwrap().key(0, action::NFT_RULE_ADD));
 }
 
 #[test]

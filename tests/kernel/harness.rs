@@ -27,6 +27,23 @@ pub fn warrant_bin() -> PathBuf {
     std::env::var_os("WARRANT_BIN").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_BIN_EXE_warrant").into())
 }
 
+/// A helper script under tests/kernel/helpers.
+pub fn helper(name: &str) -> String {
+    repo().join("tests/kernel/helpers").join(name).display().to_string()
+}
+
+/// The nsfs inode of a network namespace under /run/netns.
+pub fn netns_inode(name: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(Path::new("/run/netns").join(name)).expect("namespace exists").ino()
+}
+
+/// Runs `ip` as root (not a subject) and insists it works.
+pub fn ip_root(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip is installed");
+    assert!(out.status.success(), "root ip {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -100,6 +117,13 @@ impl Daemon {
         // loads the legacy x_tables modules the tests use.
         for tool in ["iptables-legacy", "ip6tables-legacy", "arptables-legacy", "ebtables-legacy"] {
             let _ = Command::new(tool).arg("-L").output();
+        }
+        // The namespaces the demo policy names exist before it is applied
+        // (names resolve to inodes then); this also makes /run/netns the
+        // shared mount `ip netns add` expects.
+        for name in ["blue", "red", "green"] {
+            let _ = Command::new("ip").args(["netns", "delete", name]).output();
+            ip_root(&["netns", "add", name]);
         }
         let daemon = Daemon { dir: dir.clone(), config, audit, pid: std::sync::Mutex::new(0) };
         daemon.spawn();

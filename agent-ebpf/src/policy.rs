@@ -1,0 +1,159 @@
+//! The policy as the kernel programs see it: rules and warrants behind the
+//! shared decision function, the one-action decision that every hook family
+//! except netfilter's batches uses, and the event stream to the daemon.
+
+use aya_ebpf::helpers::{
+    bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+    generated::{bpf_get_current_comm, bpf_ktime_get_boot_ns, bpf_probe_read_kernel},
+};
+use warrant_common::{
+    Event, NAME_LEN, RuleEntry, SETTINGS_INDEX, Subject, TargetKey, copy_words, mode,
+    decision::{self, BatchOutcome, BatchScratch, PolicyView},
+    netlink::MAX_MESSAGES,
+};
+
+use crate::{
+    atomics,
+    maps::{EVENTS, PROFILES, RULES, SETTINGS, WARRANTS, count_lost_event},
+    subjects,
+};
+
+const EPERM: i32 = 1;
+
+/// The RULES and WARRANTS maps, as the decision function sees them.
+pub struct KernelPolicy;
+
+impl KernelPolicy {
+    fn live_warrant(key: &TargetKey) -> Option<*mut warrant_common::WarrantEntry> {
+        let entry = WARRANTS.get_ptr_mut(key)?;
+        let now = unsafe { bpf_ktime_get_boot_ns() };
+        let (not_before, expires) = unsafe { ((*entry).not_before_ns, (*entry).expires_ns) };
+        if now < not_before || now >= expires {
+            return None;
+        }
+        Some(entry)
+    }
+
+    fn uses_left(entry: *mut warrant_common::WarrantEntry) -> *mut u64 {
+        unsafe { &raw mut (*entry).uses_left }
+    }
+}
+
+impl PolicyView for KernelPolicy {
+    fn rule(&self, key: &TargetKey) -> Option<RuleEntry> {
+        unsafe { RULES.get(key) }.copied()
+    }
+
+    fn usable_warrant(&self, key: &TargetKey) -> Option<u32> {
+        let entry = Self::live_warrant(key)?;
+        if atomics::load(Self::uses_left(entry)) == 0 {
+            return None;
+        }
+        Some(unsafe { (*entry).warrant_index })
+    }
+
+    fn consume_warrant(&self, key: &TargetKey) -> bool {
+        let Some(entry) = Self::live_warrant(key) else {
+            return false;
+        };
+        let uses = Self::uses_left(entry);
+        // Bounded compare-and-swap: another CPU may be spending the same warrant.
+        for _ in 0..8 {
+            let left = atomics::load(uses);
+            if left == 0 {
+                return false;
+            }
+            if atomics::compare_exchange(uses, left, left - 1) {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn refund_warrant(&self, key: &TargetKey) {
+        if let Some(entry) = WARRANTS.get_ptr_mut(key) {
+            atomics::fetch_add(Self::uses_left(entry), 1);
+        }
+    }
+}
+
+/// Decides one action outside a netlink batch for `subject`: the target is
+/// `family` plus `object_word` in the first eight bytes of the object name.
+/// Records the decision and returns the hook's verdict.
+#[inline(always)]
+pub fn decide_action(subject: &Subject, action: u32, family: u8, object_word: u64) -> i32 {
+    let Some(scratch) = subjects::scratch() else {
+        return -EPERM;
+    };
+    let key = &mut scratch.messages[0].key;
+    key.clear_table();
+    key.clear_object();
+    key.profile_id = subject.profile_id;
+    key.action = action;
+    key.family = family;
+    unsafe { (&raw mut key.object).cast::<u64>().write_volatile(object_word) };
+    let outcome = decision::decide_single(&KernelPolicy, profile_mode(subject), scratch);
+    emit_events(subject, scratch);
+    if outcome == BatchOutcome::Deny { -EPERM } else { 0 }
+}
+
+#[inline(always)]
+pub fn read_kernel<T: Default>(base: *const u8, offset: u32) -> Option<T> {
+    let mut value = T::default();
+    let rc = unsafe {
+        bpf_probe_read_kernel(
+            core::ptr::from_mut(&mut value).cast(),
+            core::mem::size_of::<T>() as u32,
+            base.add(offset as usize).cast(),
+        )
+    };
+    (rc == 0).then_some(value)
+}
+
+/// The subject's profile mode; enforce if the profile is unknown.
+#[inline(always)]
+pub fn profile_mode(subject: &Subject) -> u32 {
+    unsafe { PROFILES.get(&subject.profile_id) }.map(|profile| profile.mode).unwrap_or(mode::ENFORCE)
+}
+
+#[inline(always)]
+pub fn emit_events(subject: &Subject, scratch: &BatchScratch) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid = bpf_get_current_uid_gid() as u32;
+    let policy_version = SETTINGS.get(SETTINGS_INDEX).map(|s| s.policy_version).unwrap_or(0);
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    for i in 0..MAX_MESSAGES {
+        let count = unsafe { core::ptr::read_volatile(&scratch.count) };
+        if i >= count as usize {
+            break;
+        }
+        let message = &scratch.messages[i];
+        let Some(mut slot) = EVENTS.reserve::<Event>(0) else {
+            count_lost_event();
+            continue;
+        };
+        // Field by field into the ring: a whole-struct write would be a memcpy call.
+        let event = slot.as_mut_ptr();
+        unsafe {
+            (*event).boot_ns = now;
+            (*event).policy_version = policy_version;
+            (*event).tgid = (pid_tgid >> 32) as u32;
+            (*event).tid = pid_tgid as u32;
+            (*event).uid = uid;
+            (*event).profile_id = subject.profile_id;
+            (*event).action = message.key.action;
+            (*event).tier = message.tier;
+            (*event).verdict = message.verdict;
+            (*event).rule_index = message.rule_index;
+            (*event).warrant_index = message.warrant_index;
+            (*event).msg_index = i as u16;
+            (*event).msg_count = count as u16;
+            // family and its 7 padding bytes are one little-endian word.
+            (&raw mut (*event).family).cast::<u64>().write_volatile(message.key.family as u64);
+            bpf_get_current_comm((&raw mut (*event).comm).cast(), 16);
+            copy_words((&raw mut (*event).table).cast(), (&raw const message.key.table).cast(), NAME_LEN / 8);
+            copy_words((&raw mut (*event).object).cast(), (&raw const message.key.object).cast(), NAME_LEN / 8);
+        }
+        slot.submit(0);
+    }
+}
