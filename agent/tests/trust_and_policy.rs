@@ -242,3 +242,88 @@ fn audit_chain_detects_edits_deletions_and_reordering_and_survives_a_torn_tail()
     assert!(std::fs::read_to_string(&path).unwrap().contains("audit.torn_tail"));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The compiled rules, as the kernel's decision function reads them.
+struct CompiledRules<'a>(&'a std::collections::HashMap<warrant_common::TargetKey, warrant_common::RuleEntry>);
+
+impl warrant_common::decision::PolicyView for CompiledRules<'_> {
+    fn rule(&self, key: &warrant_common::TargetKey) -> Option<warrant_common::RuleEntry> {
+        self.0.get(key).copied()
+    }
+    fn usable_warrant(&self, _: &warrant_common::TargetKey) -> Option<u32> {
+        None
+    }
+    fn consume_warrant(&self, _: &warrant_common::TargetKey) -> bool {
+        false
+    }
+    fn refund_warrant(&self, _: &warrant_common::TargetKey) {}
+}
+
+/// The verdict the kernel reaches for one action on namespace `inode` (0: none).
+fn netns_verdict(compiled: &CompiledPolicy, action_id: u32, inode: u64) -> (u32, u32) {
+    use warrant_common::decision::{BatchScratch, decide_single};
+    let mut scratch = BatchScratch::zeroed();
+    // Exactly the key agent-ebpf's decide_action builds.
+    let key = &mut scratch.messages[0].key;
+    key.action = action_id;
+    key.object[..8].copy_from_slice(&inode.to_le_bytes());
+    decide_single(&CompiledRules(&compiled.rules), warrant_common::mode::ENFORCE, &mut scratch);
+    (scratch.messages[0].tier, scratch.messages[0].verdict)
+}
+
+#[test]
+fn network_namespace_rules_cover_only_the_namespace_they_name() {
+    use warrant_common::verdict;
+    let text = r#"
+version = 1
+expires = "2030-01-01T00:00:00Z"
+[[profile]]
+name = "p"
+[[profile.rule]]
+action = "netns.enter"
+target = "blue"
+tier = "allow"
+[[profile.rule]]
+action = "netns.enter"
+target = "net:[300]"
+tier = "deny"
+[[profile.rule]]
+action = "netns.enter"
+target = "*"
+tier = "approve"
+[[profile.rule]]
+action = "netns.create"
+target = "*"
+tier = "approve"
+[[profile.rule]]
+action = "netns.enter"
+target = "absent"
+tier = "allow"
+"#;
+    let resolve = |name: &str| (name == "blue").then_some(100);
+    let compiled = policy::compile_with(policy::Policy::parse(text).unwrap(), &resolve).unwrap();
+    assert_eq!(netns_verdict(&compiled, action::NETNS_ENTER, 100), (tier::ALLOW, verdict::ALLOWED));
+    assert_eq!(netns_verdict(&compiled, action::NETNS_ENTER, 200), (tier::APPROVE, verdict::DENIED_NEEDS_WARRANT));
+    assert_eq!(netns_verdict(&compiled, action::NETNS_ENTER, 300), (tier::DENY, verdict::DENIED));
+    assert_eq!(netns_verdict(&compiled, action::NETNS_CREATE, 0), (tier::APPROVE, verdict::DENIED_NEEDS_WARRANT));
+    // A name this host does not have is reported, and covers nothing.
+    assert_eq!(compiled.unresolved.len(), 1, "{:?}", compiled.unresolved);
+    assert!(compiled.unresolved[0].contains("absent"));
+    let key = |a| policy::render_target(&policy::Target::Namespace(Some(200)).key(0, a));
+    assert_eq!(key(action::NETNS_ENTER), "net:[200]");
+}
+
+#[test]
+fn namespace_targets_are_checked_for_their_kind() {
+    let policy_with = |action: &str, target: &str| {
+        format!("version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n[[profile]]\nname = \"p\"\n[[profile.rule]]\naction = \"{action}\"\ntarget = \"{target}\"\ntier = \"allow\"\n")
+    };
+    for (action, target, says) in [
+        ("netns.create", "blue", "has no target"),
+        ("netns.*", "*", "mixes actions"),
+        ("iptables.replace", "ip filter", "family alone"),
+    ] {
+        let err = policy::Policy::parse(&policy_with(action, target)).and_then(policy::compile).unwrap_err().to_string();
+        assert!(err.contains(says), "{action} {target}: {err}");
+    }
+}
