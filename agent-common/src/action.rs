@@ -41,6 +41,21 @@ pub const NETNS_CREATE: u32 = 22;
 /// --net`, `ip netns exec`). The target is the namespace's nsfs inode
 /// number, the kernel's own name for it (see [`netns_target`]).
 pub const NETNS_ENTER: u32 = 23;
+// Protected files. The target is the protected tree and the inode (see
+// [`TargetKind::File`]).
+/// Open for writing, truncate, write through a passed fd or a shared mapping.
+pub const FILE_WRITE: u32 = 24;
+/// Create a file, directory, node or symlink in a protected directory.
+pub const FILE_CREATE: u32 = 25;
+pub const FILE_DELETE: u32 = 26;
+/// Rename a protected file, over one, or into a protected directory.
+pub const FILE_RENAME: u32 = 27;
+/// Make a new hard link to a protected file, or in a protected directory.
+pub const FILE_LINK: u32 = 28;
+pub const FILE_CHMOD: u32 = 29;
+pub const FILE_CHOWN: u32 = 30;
+/// Set or remove an extended attribute or ACL.
+pub const FILE_XATTR: u32 = 31;
 
 // Self-protection: what a subject may never do, whatever the policy says.
 // The kernel denies these without consulting rules or warrants.
@@ -51,6 +66,8 @@ pub const SELF_PTRACE: u32 = 43;
 pub const SELF_MODULE: u32 = 44;
 pub const SELF_CHROOT: u32 = 45;
 pub const SELF_PINS: u32 = 46;
+/// Any change to Warrant's own config, state or audit files.
+pub const SELF_FILES: u32 = 47;
 
 /// Every action with its policy name, in id order.
 pub const ALL: &[(u32, &str)] = &[
@@ -77,6 +94,14 @@ pub const ALL: &[(u32, &str)] = &[
     (IPTABLES_COUNTERS, "iptables.counters"),
     (NETNS_CREATE, "netns.create"),
     (NETNS_ENTER, "netns.enter"),
+    (FILE_WRITE, "file.write"),
+    (FILE_CREATE, "file.create"),
+    (FILE_DELETE, "file.delete"),
+    (FILE_RENAME, "file.rename"),
+    (FILE_LINK, "file.link"),
+    (FILE_CHMOD, "file.chmod"),
+    (FILE_CHOWN, "file.chown"),
+    (FILE_XATTR, "file.xattr"),
     (SELF_BPF, "self.bpf"),
     (SELF_MOUNT, "self.mount"),
     (SELF_SIGNAL, "self.signal"),
@@ -84,6 +109,7 @@ pub const ALL: &[(u32, &str)] = &[
     (SELF_MODULE, "self.module"),
     (SELF_CHROOT, "self.chroot"),
     (SELF_PINS, "self.pins"),
+    (SELF_FILES, "self.files"),
 ];
 
 /// The policy name of an action id.
@@ -107,6 +133,10 @@ pub enum TargetKind {
     /// A network namespace, by nsfs inode number, in the first eight bytes
     /// of `object`; `family` is 0 and `table` empty.
     Namespace,
+    /// A protected file: the tree's 1-based index in the first four bytes
+    /// of `table`, the inode and its device in the first sixteen of
+    /// `object` (zero for the whole tree).
+    File,
     /// Nothing: the action is the whole story (netns.create, self.*).
     None,
 }
@@ -116,6 +146,7 @@ pub fn target_kind(id: u32) -> TargetKind {
         IPTABLES_REPLACE | IPTABLES_COUNTERS => TargetKind::Family,
         NETNS_ENTER => TargetKind::Namespace,
         NETNS_CREATE => TargetKind::None,
+        FILE_WRITE..=FILE_XATTR => TargetKind::File,
         _ if is_self_protection(id) => TargetKind::None,
         _ => TargetKind::Firewall,
     }
@@ -135,5 +166,5 @@ pub fn netns_target(key: &crate::TargetKey) -> u64 {
 
 /// Self-protection actions: never allowed, never approvable.
 pub fn is_self_protection(id: u32) -> bool {
-    (SELF_BPF..=SELF_PINS).contains(&id)
+    (SELF_BPF..=SELF_FILES).contains(&id)
 }

@@ -281,9 +281,47 @@ pub struct KernelOffsets {
     pub dentry_d_name_name: u32,
     /// `struct dentry, d_sb` (pointer).
     pub dentry_d_sb: u32,
+    /// `struct dentry, d_inode` (pointer).
+    pub dentry_d_inode: u32,
+    /// `struct inode, i_ino` (unsigned long).
+    pub inode_i_ino: u32,
+    /// `struct super_block, s_dev` (dev_t, kernel encoding).
+    pub super_block_s_dev: u32,
+    /// `struct file, f_inode` (pointer).
+    pub file_f_inode: u32,
+    /// `struct file, f_mode` (fmode_t).
+    pub file_f_mode: u32,
+    /// `struct iattr, ia_valid` (unsigned int).
+    pub iattr_ia_valid: u32,
+    /// `struct iattr, ia_file` (pointer).
+    pub iattr_ia_file: u32,
+}
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 72);
+
+/// Key of the PROTECTED map: one inode, as the kernel names it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    /// `super_block.s_dev` in the kernel's encoding, `MAJOR << 20 | MINOR`.
+    pub dev: u64,
+    pub ino: u64,
+}
+const _: () = assert!(core::mem::size_of::<FileKey>() == 16);
+
+/// Value of the PROTECTED map: which protected tree the inode belongs to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProtectedEntry {
+    /// 1-based index of the tree in the policy's `protect` list, or
+    /// [`SELF_TREE`] for Warrant's own files.
+    pub tree: u32,
     pub _reserved: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 48);
+const _: () = assert!(core::mem::size_of::<ProtectedEntry>() == 8);
+
+/// [`ProtectedEntry::tree`] of Warrant's own config, state and audit files:
+/// subjects never change them (`self.files`), whatever the policy says.
+pub const SELF_TREE: u32 = u32::MAX;
 
 /// `BPF_FS_MAGIC`: the superblock magic of bpffs, where Warrant's pins live.
 pub const BPF_FS_MAGIC: u64 = 0xcafe_4a11;
@@ -305,6 +343,8 @@ mod pod {
     unsafe impl aya::Pod for Settings {}
     unsafe impl aya::Pod for Event {}
     unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for FileKey {}
+    unsafe impl aya::Pod for ProtectedEntry {}
 }
 
 /// The bytes of a NUL-padded name (table, chain, comm) up to its first NUL.

@@ -20,5 +20,5 @@ pub fn socket_setsockopt(ctx: LsmContext) -> i32 {
     let Some((action, family)) = legacy::classify(level, optname) else {
         return 0;
     };
-    decide_action(&subject, action, family, 0)
+    decide_action(&subject, action, family, 0, [0, 0])
 }

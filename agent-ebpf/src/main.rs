@@ -10,6 +10,7 @@
 #![allow(internal_features)]
 
 mod atomics;
+mod files;
 mod legacy;
 mod maps;
 mod netfilter;

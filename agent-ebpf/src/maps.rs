@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use warrant_common::{
-    KernelOffsets, ProfileEntry, RuleEntry, Settings, Subject, TargetKey, WarrantEntry,
+    FileKey, KernelOffsets, ProfileEntry, ProtectedEntry, RuleEntry, Settings, Subject, TargetKey, WarrantEntry,
     decision::BatchScratch,
 };
 
@@ -60,6 +60,17 @@ pub static RULES: HashMap<TargetKey, RuleEntry> = HashMap::with_max_entries(1638
 #[map]
 pub static WARRANTS: HashMap<TargetKey, WarrantEntry> = HashMap::with_max_entries(4096, 0);
 
+/// Protected inodes (config trees from the policy, Warrant's own files).
+/// New inodes under a protected directory join its tree as they appear.
+#[map]
+pub static PROTECTED: HashMap<FileKey, ProtectedEntry> = HashMap::with_max_entries(65536, 0);
+
+/// Open files a subject was allowed to write (by rule or warrant), so that
+/// its writes through them are not decided, and charged, once more each.
+/// Keyed by `struct file` address; entries leave when the file is freed.
+#[map]
+pub static WRITABLE_FILES: HashMap<u64, u64> = HashMap::with_max_entries(8192, 0);
+
 #[map]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
@@ -92,7 +103,13 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     dentry_d_parent: 0,
     dentry_d_name_name: 0,
     dentry_d_sb: 0,
-    _reserved: 0,
+    dentry_d_inode: 0,
+    inode_i_ino: 0,
+    super_block_s_dev: 0,
+    file_f_inode: 0,
+    file_f_mode: 0,
+    iattr_ia_valid: 0,
+    iattr_ia_file: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

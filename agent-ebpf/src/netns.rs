@@ -93,7 +93,7 @@ pub fn capable(ctx: LsmContext) -> i32 {
     // Decided once: netns_install's second capability check is not a second use.
     subject.pending_action = 0;
     let subject = *subject;
-    decide_action(&subject, pending, 0, subject.pending_namespace)
+    decide_action(&subject, pending, 0, 0, [subject.pending_namespace, 0])
 }
 
 /// clone and clone3: `task_alloc` sees the flags before the child exists.
@@ -102,5 +102,5 @@ pub fn decide_clone(subject: &Subject, clone_flags: u64) -> i32 {
     if clone_flags & CLONE_NEWNET == 0 {
         return 0;
     }
-    decide_action(subject, action::NETNS_CREATE, 0, 0)
+    decide_action(subject, action::NETNS_CREATE, 0, 0, [0, 0])
 }

@@ -78,10 +78,12 @@ impl PolicyView for KernelPolicy {
 }
 
 /// Decides one action outside a netlink batch for `subject`: the target is
-/// `family` plus `object_word` in the first eight bytes of the object name.
-/// Records the decision and returns the hook's verdict.
+/// `family`, `table_word` in the first eight bytes of the table name and
+/// `object_words` in the first sixteen of the object name (see
+/// `warrant_common::action::TargetKind`). Records the decision and returns
+/// the hook's verdict.
 #[inline(always)]
-pub fn decide_action(subject: &Subject, action: u32, family: u8, object_word: u64) -> i32 {
+pub fn decide_action(subject: &Subject, action: u32, family: u8, table_word: u64, object_words: [u64; 2]) -> i32 {
     let Some(scratch) = subjects::scratch() else {
         return -EPERM;
     };
@@ -91,7 +93,12 @@ pub fn decide_action(subject: &Subject, action: u32, family: u8, object_word: u6
     key.profile_id = subject.profile_id;
     key.action = action;
     key.family = family;
-    unsafe { (&raw mut key.object).cast::<u64>().write_volatile(object_word) };
+    unsafe {
+        (&raw mut key.table).cast::<u64>().write_volatile(table_word);
+        let object = (&raw mut key.object).cast::<u64>();
+        object.write_volatile(object_words[0]);
+        object.add(1).write_volatile(object_words[1]);
+    }
     let outcome = decision::decide_single(&KernelPolicy, profile_mode(subject), scratch);
     emit_events(subject, scratch);
     if outcome == BatchOutcome::Deny { -EPERM } else { 0 }

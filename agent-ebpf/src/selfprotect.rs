@@ -8,7 +8,8 @@
 //! - signals and ptrace aimed at the daemon.
 //! - loading kernel modules.
 //! - unlinking or renaming anything on bpffs (the pins that keep
-//!   enforcement attached while the daemon is down).
+//!   enforcement attached while the daemon is down); the hooks are in
+//!   files.rs, which they share with protected files.
 
 use aya_ebpf::{helpers::generated::bpf_probe_read_kernel_str, macros::lsm, programs::LsmContext};
 use warrant_common::{
@@ -27,7 +28,7 @@ const MODULE_ID: i32 = 2;
 
 /// Denies `action` for the current subject and records it.
 #[inline(always)]
-fn refuse(subject: &Subject, action_id: u32) -> i32 {
+pub fn refuse(subject: &Subject, action_id: u32) -> i32 {
     if let Some(scratch) = subjects::scratch() {
         let message = &mut scratch.messages[0];
         message.key.clear_table();
@@ -189,33 +190,10 @@ pub fn kernel_load_data(ctx: LsmContext) -> i32 {
 
 /// Whether `dir` (an inode) is on bpffs.
 #[inline(always)]
-fn on_bpffs(dir: *const u8) -> bool {
+pub fn on_bpffs(dir: *const u8) -> bool {
     let offsets = kernel_offsets();
     let Some(sb) = read_kernel::<u64>(dir, offsets.inode_i_sb) else {
         return false;
     };
     read_kernel::<u64>(sb as *const u8, offsets.super_block_s_magic) == Some(BPF_FS_MAGIC)
-}
-
-#[inline(always)]
-fn refuse_bpffs_change(dir: *const u8) -> i32 {
-    let Some(subject) = subjects::current() else {
-        return 0;
-    };
-    if on_bpffs(dir) { refuse(&subject, action::SELF_PINS) } else { 0 }
-}
-
-#[lsm(hook = "inode_unlink")]
-pub fn inode_unlink(ctx: LsmContext) -> i32 {
-    refuse_bpffs_change(ctx.arg(0))
-}
-
-#[lsm(hook = "inode_rmdir")]
-pub fn inode_rmdir(ctx: LsmContext) -> i32 {
-    refuse_bpffs_change(ctx.arg(0))
-}
-
-#[lsm(hook = "inode_rename")]
-pub fn inode_rename(ctx: LsmContext) -> i32 {
-    refuse_bpffs_change(ctx.arg(0))
 }

@@ -6,7 +6,7 @@ use thiserror::Error;
 use warrant_common::{TargetKey, action};
 
 use crate::{
-    policy::{CompiledPolicy, Target},
+    policy::{CompiledPolicy, HostNames as _, Target, ThisHost},
     trust::{self, Envelope, TrustError, WARRANT_PAYLOAD_TYPE},
 };
 
@@ -130,9 +130,19 @@ pub fn check(
         ApprovalError::BadTarget(format!("unknown action {:?}", approval.action), id.clone())
     })?;
     let kind = action::target_kind(action_id);
-    // A warrant names its namespace by inode, as its change request did.
-    let target = Target::parse(kind, &approval.target, &|_| None)
-        .map_err(|e| ApprovalError::BadTarget(e, id.clone()))?;
+    let target = Target::parse(kind, &approval.target, &policy.policy.protect, &ThisHost)
+        .map_err(|e| ApprovalError::BadTarget(e.to_string(), id.clone()))?;
+    // A file warrant is for one file: its tree's own path names that file
+    // when the tree is a single file.
+    let target = match target {
+        Target::File { tree: Some(tree), inode: None } => Target::File {
+            tree: Some(tree),
+            inode: ThisHost.file(approval.target.trim()).filter(|_| {
+                std::fs::symlink_metadata(approval.target.trim()).is_ok_and(|m| !m.is_dir())
+            }),
+        },
+        other => other,
+    };
     if !target.is_exact(kind) {
         return Err(ApprovalError::BadTarget(
             format!("target {:?} of {} must name one thing, without `*`", approval.target, approval.action),

@@ -167,6 +167,12 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         dentry_d_parent: btf.member_offset("dentry", "d_parent")?,
         dentry_d_name_name: btf.member_offset("dentry", "d_name")? + btf.member_offset("qstr", "name")?,
         dentry_d_sb: btf.member_offset("dentry", "d_sb")?,
-        _reserved: 0,
+        dentry_d_inode: btf.member_offset("dentry", "d_inode")?,
+        inode_i_ino: btf.member_offset("inode", "i_ino")?,
+        super_block_s_dev: btf.member_offset("super_block", "s_dev")?,
+        file_f_inode: btf.member_offset("file", "f_inode")?,
+        file_f_mode: btf.member_offset("file", "f_mode")?,
+        iattr_ia_valid: btf.member_offset("iattr", "ia_valid")?,
+        iattr_ia_file: btf.member_offset("iattr", "ia_file")?,
     })
 }

@@ -24,6 +24,9 @@ pub struct Config {
     pub bundle: Option<PathBuf>,
     /// Run with a change request as JSON on stdin when one is created.
     pub notify_command: Option<String>,
+    /// Where this configuration was read from (not a key of the file).
+    #[serde(skip)]
+    pub path: PathBuf,
 }
 
 impl Default for Config {
@@ -37,6 +40,7 @@ impl Default for Config {
             host: None,
             bundle: None,
             notify_command: None,
+            path: DEFAULT_PATH.into(),
         }
     }
 }
@@ -53,12 +57,22 @@ impl Config {
             },
         };
         match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text)
+            Ok(text) => toml::from_str::<Self>(&text)
+                .map(|config| Self { path: path.clone(), ..config })
                 .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))
                 .context("config file is not valid; fix it or see README.md for the keys"),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Self::default()),
             Err(e) => Err(anyhow::anyhow!("cannot read config {}: {e}", path.display())),
         }
+    }
+
+    /// Warrant's own files, which subjects may never change: this config,
+    /// the state directory, the audit log, and the socket's directory.
+    pub fn own_paths(&self) -> Vec<PathBuf> {
+        let mut paths = vec![self.path.clone(), self.state_dir.clone(), self.audit_log.clone()];
+        paths.extend(self.socket.parent().map(Path::to_path_buf));
+        paths.extend(self.trusted_keys.iter().cloned());
+        paths
     }
 
     pub fn host_name(&self) -> String {

@@ -3,7 +3,7 @@
 //! and answers the control socket.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashSet},
     fs,
     io::Write as _,
     os::unix::fs::PermissionsExt as _,
@@ -20,7 +20,9 @@ use tokio::{
     net::{UnixListener, UnixStream},
 };
 use tracing::{error, info, warn};
-use warrant_common::{Event, NO_WARRANT, WarrantEntry, action, mode, tier, verdict};
+use warrant_common::{
+    Event, FileKey, NO_WARRANT, ProtectedEntry, SELF_TREE, TargetKey, WarrantEntry, action, mode, tier, verdict,
+};
 
 use crate::{
     approval::{self, Approval},
@@ -29,6 +31,7 @@ use crate::{
     control::{Request, Response},
     kernel::Kernel,
     policy::{self, CompiledPolicy, render_target},
+    protect,
     requests::{self, ChangeRequest},
     trust::{self, Envelope, POLICY_PAYLOAD_TYPE},
 };
@@ -171,6 +174,38 @@ impl State {
     }
 
     /// Verifies and applies a bundle; on any refusal the policy in force stays.
+    /// The kernel's protected inodes for policy trees `trees` and Warrant's
+    /// own files, with the tree ids they belong to.
+    fn protected_inodes(
+        &self,
+        trees: &[String],
+    ) -> Result<(std::collections::HashMap<FileKey, ProtectedEntry>, HashSet<u32>), protect::ProtectError> {
+        let inodes = protect::inodes(trees, &self.config.own_paths())?;
+        let mut ids: HashSet<u32> = trees.iter().map(|t| protect::tree_id(t)).collect();
+        ids.insert(SELF_TREE);
+        Ok((inodes, ids))
+    }
+
+    /// Names a decision's target for people: for a file, its path.
+    fn describe_target(&self, key: &TargetKey) -> String {
+        let text = render_target(key);
+        if action::target_kind(key.action) != action::TargetKind::File {
+            return text;
+        }
+        let (tree_id, inode) = policy::file_target(key);
+        let tree = self
+            .policy
+            .as_ref()
+            .and_then(|p| p.policy.protect.iter().find(|t| protect::tree_id(t) == tree_id));
+        match (tree, inode) {
+            (Some(tree), None) => tree.clone(),
+            (Some(tree), Some(inode)) => protect::find_path(Path::new(tree), inode)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| format!("{tree} (inode {}, since removed)", inode.ino)),
+            (None, _) => text,
+        }
+    }
+
     fn apply_bundle(&mut self, bundle: &str, restoring: bool) -> Result<Value, String> {
         let envelope = Envelope::parse(bundle).map_err(|e| format!("bundle refused: {e}"))?;
         let (payload, signers) = envelope
@@ -192,6 +227,11 @@ impl State {
         if compiled.expires_unix <= now_unix() {
             return Err(format!("bundle refused: policy v{version} expired at {}", compiled.policy.expires));
         }
+        // Walked before anything changes, so a refusal leaves the policy in force whole.
+        let (inodes, trees) = self.protected_inodes(&compiled.policy.protect).map_err(|e| format!("bundle refused: {e}"))?;
+        self.kernel
+            .set_protected(&inodes, &trees)
+            .map_err(|e| format!("bundle could not be loaded into the kernel: {e}"))?;
         self.kernel
             .set_policy(version, &compiled.profiles, &compiled.rules)
             .map_err(|e| format!("bundle could not be loaded into the kernel: {e}"))?;
@@ -341,7 +381,7 @@ impl State {
 
     fn on_event(&mut self, event: &Event) {
         let action_name = action::name(event.action).unwrap_or("unclassified");
-        let target = render_target(&warrant_common::TargetKey {
+        let target = self.describe_target(&warrant_common::TargetKey {
             profile_id: 0,
             action: event.action,
             family: event.family,
@@ -444,6 +484,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         warn!("no trusted_keys configured: no policy bundle can be accepted; subjects are denied everything");
     }
     let mut kernel = Kernel::load(true).context("enforcement is unavailable (see `warrant doctor`)")?;
+    // Warrant's own files are protected from the start, before any policy;
+    // a restart keeps the pinned entries of the policy's trees meanwhile.
+    let own = protect::inodes(&[], &config.own_paths()).context("cannot list Warrant's own files")?;
+    kernel.add_protected(&own)?;
     let events = kernel.take_events()?;
     kernel.set_daemon_tgid(std::process::id())?;
     let audit = AuditLog::open(&config.audit_log).context("cannot open the audit log")?;

@@ -14,7 +14,7 @@ use aya::{
 };
 use thiserror::Error;
 use warrant_common::{
-    ProfileEntry, RuleEntry, SETTINGS_INDEX, Settings, Subject, TargetKey, WarrantEntry,
+    FileKey, ProfileEntry, ProtectedEntry, RuleEntry, SETTINGS_INDEX, Settings, Subject, TargetKey, WarrantEntry,
 };
 
 use crate::btf::{self, KernelBtf};
@@ -27,7 +27,8 @@ pub const PIN_ROOT: &str = "/sys/fs/bpf/warrant";
 /// Maps pinned under PIN_ROOT/maps: everything that must survive a daemon
 /// restart (subjects, policy, warrants with their remaining uses, and events
 /// not yet read).
-const PINNED_MAPS: &[&str] = &["SUBJECTS", "PROFILES", "RULES", "WARRANTS", "SETTINGS", "EVENTS", "LOST_EVENTS"];
+const PINNED_MAPS: &[&str] =
+    &["SUBJECTS", "PROFILES", "RULES", "WARRANTS", "SETTINGS", "EVENTS", "LOST_EVENTS", "PROTECTED"];
 
 /// LSM programs, in attach order: subjects must be tracked before any hook
 /// decides for them.
@@ -49,6 +50,22 @@ const LSM_PROGRAMS: &[&str] = &[
     "inode_rmdir",
     "inode_rename",
     "capable",
+    // New inodes join protected trees before any file hook decides on them.
+    "d_instantiate",
+    "file_open",
+    "file_permission",
+    "mmap_file",
+    "file_free_security",
+    "inode_create",
+    "inode_mkdir",
+    "inode_mknod",
+    "inode_symlink",
+    "inode_link",
+    "inode_setattr",
+    "inode_setxattr",
+    "inode_removexattr",
+    "inode_set_acl",
+    "inode_remove_acl",
 ];
 
 /// fentry/fexit programs and the kernel function each traces. They only
@@ -116,6 +133,7 @@ pub struct Kernel {
     profiles: HashMap<MapData, u32, ProfileEntry>,
     warrants: HashMap<MapData, TargetKey, WarrantEntry>,
     settings: Array<MapData, Settings>,
+    protected: HashMap<MapData, FileKey, ProtectedEntry>,
 }
 
 impl Kernel {
@@ -177,7 +195,8 @@ impl Kernel {
         let profiles = HashMap::try_from(take(&mut ebpf, "PROFILES")?).map_err(map_err("PROFILES"))?;
         let warrants = HashMap::try_from(take(&mut ebpf, "WARRANTS")?).map_err(map_err("WARRANTS"))?;
         let settings = Array::try_from(take(&mut ebpf, "SETTINGS")?).map_err(map_err("SETTINGS"))?;
-        Ok(Self { ebpf, rules, profiles, warrants, settings })
+        let protected = HashMap::try_from(take(&mut ebpf, "PROTECTED")?).map_err(map_err("PROTECTED"))?;
+        Ok(Self { ebpf, rules, profiles, warrants, settings, protected })
     }
 
     /// The decision event stream (taken once, by the event reader).
@@ -214,6 +233,36 @@ impl Kernel {
             self.profiles.remove(&id).map_err(map_err("PROFILES"))?;
         }
         self.write_settings(|settings| settings.policy_version = version)
+    }
+
+    /// Adds protected inodes, leaving the others as they are.
+    pub fn add_protected(&mut self, entries: &StdHashMap<FileKey, ProtectedEntry>) -> Result<(), KernelError> {
+        for (key, entry) in entries {
+            self.protected.insert(key, entry, 0).map_err(map_err("PROTECTED"))?;
+        }
+        Ok(())
+    }
+
+    /// Makes `entries` the protected inodes. Entries of trees still in
+    /// `trees` stay even when the walk missed them: the kernel adds files
+    /// created since, and removing them would unprotect them.
+    pub fn set_protected(
+        &mut self,
+        entries: &StdHashMap<FileKey, ProtectedEntry>,
+        trees: &std::collections::HashSet<u32>,
+    ) -> Result<(), KernelError> {
+        self.add_protected(entries)?;
+        let stale: Vec<FileKey> = self
+            .protected
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(key, entry)| !entries.contains_key(key) && !trees.contains(&entry.tree))
+            .map(|(key, _)| key)
+            .collect();
+        for key in stale {
+            let _ = self.protected.remove(&key);
+        }
+        Ok(())
     }
 
     /// Tells the kernel which process is the daemon (subjects may not signal or trace it).

@@ -7,5 +7,6 @@ pub mod control;
 pub mod daemon;
 pub mod kernel;
 pub mod policy;
+pub mod protect;
 pub mod requests;
 pub mod trust;

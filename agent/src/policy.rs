@@ -14,12 +14,12 @@ use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use warrant_common::{
-    FAMILY_ANY, NAME_LEN, ProfileEntry, RuleEntry, TargetKey,
+    FAMILY_ANY, FileKey, NAME_LEN, ProfileEntry, RuleEntry, TargetKey,
     action::{self, TargetKind},
     mode, tier,
 };
 
-use crate::trust;
+use crate::{protect, trust};
 
 #[derive(Debug, Error)]
 pub enum PolicyError {
@@ -97,6 +97,10 @@ pub struct Policy {
     pub expires: String,
     #[serde(default)]
     pub description: Option<String>,
+    /// Config trees subjects' file actions are decided on (a file, or a
+    /// directory and everything that is or comes to be under it).
+    #[serde(default)]
+    pub protect: Vec<String>,
     #[serde(default, rename = "responsible")]
     pub responsibles: Vec<Responsible>,
     #[serde(rename = "profile")]
@@ -113,8 +117,51 @@ pub enum Target {
     /// for the host's own, or a name under /run/netns, resolved when the
     /// policy is applied); `None`: any.
     Namespace(Option<u64>),
+    /// A protected tree (`None`: any) and, within it, one file (`None`:
+    /// the whole tree).
+    File { tree: Option<u32>, inode: Option<FileKey> },
     /// Actions without a target: only `*`.
     Nothing,
+}
+
+/// Why a target does not parse.
+#[derive(Debug, Error)]
+pub enum TargetError {
+    #[error("{0}")]
+    Invalid(String),
+    /// Well-formed, but names a namespace or file this host does not have.
+    #[error("{0}")]
+    NotOnThisHost(String),
+}
+
+/// What a target names on this host: network namespaces by name, files by path.
+pub trait HostNames {
+    fn netns(&self, name: &str) -> Option<u64>;
+    fn file(&self, path: &str) -> Option<FileKey>;
+}
+
+/// The names of the machine this runs on.
+pub struct ThisHost;
+
+impl HostNames for ThisHost {
+    fn netns(&self, name: &str) -> Option<u64> {
+        resolve_netns_name(name)
+    }
+    fn file(&self, path: &str) -> Option<FileKey> {
+        protect::file_key(std::path::Path::new(path))
+    }
+}
+
+/// The protected tree `path` is in: the longest entry of `protect` that is
+/// `path` or a directory above it.
+pub fn tree_of<'a>(protect: &'a [String], path: &str) -> Option<&'a str> {
+    protect
+        .iter()
+        .filter(|tree| {
+            path == tree.as_str() || path.strip_prefix(tree.as_str()).is_some_and(|rest| rest.starts_with('/'))
+        })
+        .max_by_key(|tree| tree.len())
+        .map(String::as_str)
 }
 
 pub const FAMILIES: &[(&str, u8)] =
@@ -156,25 +203,40 @@ fn parse_netns_inode(text: &str) -> Option<u64> {
 }
 
 impl Target {
-    /// Parses `text` as a target of an action of `kind`. Namespace names are
-    /// looked up with `resolve_netns`.
-    pub fn parse(
-        kind: TargetKind,
-        text: &str,
-        resolve_netns: &dyn Fn(&str) -> Option<u64>,
-    ) -> Result<Self, String> {
+    /// Parses `text` as a target of an action of `kind`: namespace names
+    /// and file paths are looked up in `names`, files must be under one of
+    /// the `protect` trees. A tree's own path names the whole tree.
+    pub fn parse(kind: TargetKind, text: &str, protect: &[String], names: &dyn HostNames) -> Result<Self, TargetError> {
         let text = text.trim();
         match kind {
-            TargetKind::Firewall | TargetKind::Family => Self::parse_firewall(kind, text),
+            TargetKind::Firewall | TargetKind::Family => Self::parse_firewall(kind, text).map_err(TargetError::Invalid),
+            TargetKind::File if text == "*" => Ok(Target::File { tree: None, inode: None }),
+            TargetKind::File => {
+                let tree = tree_of(protect, text).ok_or_else(|| {
+                    TargetError::Invalid(format!("target {text:?} is not under any protected tree (protect = {protect:?})"))
+                })?;
+                let inode = if text == tree {
+                    None
+                } else {
+                    Some(names.file(text).ok_or_else(|| {
+                        TargetError::NotOnThisHost(format!("target {text:?}: no such file on this host"))
+                    })?)
+                };
+                Ok(Target::File { tree: Some(protect::tree_id(tree)), inode })
+            }
             TargetKind::Namespace if text == "*" => Ok(Target::Namespace(None)),
             TargetKind::Namespace => parse_netns_inode(text)
-                .or_else(|| resolve_netns(text))
+                .or_else(|| names.netns(text))
                 .map(|inode| Target::Namespace(Some(inode)))
                 .ok_or_else(|| {
-                    format!("target {text:?}: no network namespace by that name in {NETNS_RUN_DIR} (use a name, net:[INODE] or *)")
+                    TargetError::NotOnThisHost(format!(
+                        "target {text:?}: no network namespace by that name in {NETNS_RUN_DIR} (use a name, net:[INODE] or *)"
+                    ))
                 }),
             TargetKind::None if text == "*" => Ok(Target::Nothing),
-            TargetKind::None => Err(format!("target {text:?}: this action has no target; write \"*\"")),
+            TargetKind::None => {
+                Err(TargetError::Invalid(format!("target {text:?}: this action has no target; write \"*\"")))
+            }
         }
     }
 
@@ -217,6 +279,7 @@ impl Target {
                 family.is_some() && (kind == TargetKind::Family || table.is_some())
             }
             Target::Namespace(inode) => inode.is_some(),
+            Target::File { inode, .. } => inode.is_some(),
             Target::Nothing => true,
         }
     }
@@ -239,7 +302,14 @@ impl Target {
             Target::Namespace(Some(inode)) => key.object[..8].copy_from_slice(&inode.to_le_bytes()),
             // The kernel's exact key for "no target" is all zero; `*` is the
             // family wildcard it reaches last.
-            Target::Namespace(None) => key.family = FAMILY_ANY,
+            Target::Namespace(None) | Target::File { tree: None, .. } => key.family = FAMILY_ANY,
+            Target::File { tree: Some(tree), inode } => {
+                key.table[..4].copy_from_slice(&tree.to_le_bytes());
+                if let Some(inode) = inode {
+                    key.object[..8].copy_from_slice(&inode.ino.to_le_bytes());
+                    key.object[8..16].copy_from_slice(&inode.dev.to_le_bytes());
+                }
+            }
             Target::Nothing => {}
         }
         key
@@ -254,6 +324,14 @@ pub fn render_target(key: &TargetKey) -> String {
             if inode == 0 { "*".to_owned() } else { format!("net:[{inode}]") }
         }
         TargetKind::None => "*".to_owned(),
+        TargetKind::File => {
+            let (tree, inode) = file_target(key);
+            match (tree, inode) {
+                (0, _) => "*".to_owned(),
+                (tree, None) => format!("tree:{tree:08x}"),
+                (tree, Some(inode)) => format!("tree:{tree:08x} inode:{}", inode.ino),
+            }
+        }
         TargetKind::Family => family_name(key.family),
         TargetKind::Firewall => {
             let name = |bytes: &[u8; NAME_LEN]| {
@@ -271,12 +349,20 @@ pub fn render_target(key: &TargetKey) -> String {
     }
 }
 
+/// The tree id and inode a file key names.
+pub fn file_target(key: &TargetKey) -> (u32, Option<FileKey>) {
+    let word = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap_or_default());
+    let tree = u32::from_le_bytes(key.table[..4].try_into().unwrap_or_default());
+    let inode = FileKey { ino: word(&key.object[..8]), dev: word(&key.object[8..16]) };
+    (tree, (inode.ino != 0).then_some(inode))
+}
+
 /// The one target kind shared by every action in `ids`.
 pub fn shared_target_kind(pattern: &str, ids: &[u32]) -> Result<TargetKind, String> {
     let kind = action::target_kind(ids[0]);
     if ids.iter().any(|id| action::target_kind(*id) != kind) {
         return Err(format!(
-            "action {pattern:?} mixes actions whose targets differ (firewall, family, namespace); split the rule"
+            "action {pattern:?} mixes actions whose targets differ (firewall, family, namespace, file); split the rule"
         ));
     }
     Ok(kind)
@@ -332,19 +418,21 @@ pub fn parse_time(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("{text:?} is before 1970"))
 }
 
-/// Compiles `policy` for this host, resolving namespace names under /run/netns.
+/// Compiles `policy` for this host (namespace names, file paths).
 pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
-    compile_with(policy, &resolve_netns_name)
+    compile_with(policy, &ThisHost)
 }
 
-/// Compiles `policy`, resolving namespace names with `resolve_netns`.
-pub fn compile_with(
-    policy: Policy,
-    resolve_netns: &dyn Fn(&str) -> Option<u64>,
-) -> Result<CompiledPolicy, PolicyError> {
+/// Compiles `policy`, looking names up in `names`.
+pub fn compile_with(policy: Policy, names: &dyn HostNames) -> Result<CompiledPolicy, PolicyError> {
     let expires_unix = parse_time(&policy.expires).map_err(|e| invalid(format!("expires: {e}")))?;
     if policy.profiles.is_empty() {
         return Err(invalid("has no [[profile]]"));
+    }
+    for tree in &policy.protect {
+        if !tree.starts_with('/') || tree.len() < 2 || tree.ends_with('/') || tree.contains("/../") || tree.contains("//") {
+            return Err(invalid(format!("protect: {tree:?} must be an absolute path without a trailing `/` or `..`")));
+        }
     }
     let mut profile_ids = BTreeMap::new();
     let mut profiles = Vec::new();
@@ -369,15 +457,15 @@ pub fn compile_with(
             let context = |e: String| invalid(format!("profile {:?}: {e}", profile.name));
             let actions = expand_action(&rule.action).map_err(context)?;
             let kind = shared_target_kind(&rule.action, &actions).map_err(context)?;
-            let target = match Target::parse(kind, &rule.target, resolve_netns) {
+            let target = match Target::parse(kind, &rule.target, &policy.protect, names) {
                 Ok(target) => target,
-                Err(e) if kind == TargetKind::Namespace => {
-                    // A namespace this host does not have: the rule covers nothing here.
+                Err(TargetError::NotOnThisHost(e)) => {
+                    // A namespace or file this host does not have: the rule covers nothing here.
                     unresolved.push(format!("profile {:?}: {e}", profile.name));
                     rule_names.push((profile.name.clone(), rule.clone()));
                     continue;
                 }
-                Err(e) => return Err(context(e)),
+                Err(TargetError::Invalid(e)) => return Err(context(e)),
             };
             for action_id in actions {
                 let key = target.key(id, action_id);

@@ -14,7 +14,7 @@ use serde_json::Value;
 pub struct Daemon {
     pub dir: PathBuf,
     pub config: PathBuf,
-    audit: PathBuf,
+    pub audit: PathBuf,
     pid: std::sync::Mutex<u32>,
 }
 
@@ -25,6 +25,26 @@ pub struct Ran {
 
 pub fn warrant_bin() -> PathBuf {
     std::env::var_os("WARRANT_BIN").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_BIN_EXE_warrant").into())
+}
+
+/// The protected config in the VM: a tmpfs at /mnt (the VM's own mount;
+/// the host's /etc is never written) holding `sysctl.d/` and
+/// `nftables.conf`, bind-mounted over /etc/sysctl.d and /etc/nftables.conf,
+/// the paths the demo policy protects; and `outside/`, on the same file
+/// system but unprotected, with a hard link and a symlink to a protected file.
+fn protected_tree_fixture() {
+    let sh = |script: &str| {
+        let out = Command::new("sh").args(["-ec", script]).output().unwrap();
+        assert!(out.status.success(), "fixture: {script}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    sh("grep -qs ' /mnt tmpfs ' /proc/mounts || mount -t tmpfs fixture /mnt
+        mkdir -p /mnt/sysctl.d /mnt/outside
+        printf 'net.ipv4.ip_forward = 0\n' > /mnt/sysctl.d/90-agent.conf
+        printf 'flush ruleset\n' > /mnt/nftables.conf
+        ln -f /mnt/sysctl.d/90-agent.conf /mnt/outside/existing-link
+        ln -sf /etc/sysctl.d/90-agent.conf /mnt/outside/symlink
+        grep -qs ' /etc/sysctl.d tmpfs ' /proc/mounts || mount --bind /mnt/sysctl.d /etc/sysctl.d
+        grep -qs ' /etc/nftables.conf tmpfs ' /proc/mounts || mount --bind /mnt/nftables.conf /etc/nftables.conf");
 }
 
 /// A helper script under tests/kernel/helpers.
@@ -125,6 +145,7 @@ impl Daemon {
             let _ = Command::new("ip").args(["netns", "delete", name]).output();
             ip_root(&["netns", "add", name]);
         }
+        protected_tree_fixture();
         let daemon = Daemon { dir: dir.clone(), config, audit, pid: std::sync::Mutex::new(0) };
         daemon.spawn();
         let bundle = dir.join("demo.bundle");

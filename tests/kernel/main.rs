@@ -496,3 +496,129 @@ fn entering_a_network_namespace_is_decided_per_namespace() {
     let _ = in_red.wait();
     d.cli_ok(&["revoke", &warrant_id(&warrant)]);
 }
+
+fn files_helper(args: &[&str]) -> harness::Ran {
+    let script = harness::helper("files.py");
+    let mut command = vec!["python3", script.as_str()];
+    command.extend_from_slice(args);
+    run_subject(&command)
+}
+
+fn sh_subject(script: &str) -> harness::Ran {
+    run_subject(&["sh", "-c", script])
+}
+
+const PROTECTED_FILE: &str = "/etc/sysctl.d/90-agent.conf";
+
+/// A subject's attempt failed with EPERM, changed nothing, and was recorded.
+fn expect_refused(d: &harness::Daemon, what: &str, out: harness::Ran, action: &str, target: &str, verdict: &str, mark: usize) {
+    assert!(!out.status.success(), "{what} went through");
+    assert!(
+        out.stderr.contains("Operation not permitted") || out.status.code() == Some(1),
+        "{what}: expected EPERM, got {:?}: {}",
+        out.status.code(),
+        out.stderr
+    );
+    d.expect_record(mark, action, target, verdict);
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn protected_config_files_hold_against_every_route() {
+    let d = daemon();
+    let original = std::fs::read_to_string(PROTECTED_FILE).unwrap();
+    let needs = "denied-needs-warrant";
+    let routes: &[(&str, &str, &str)] = &[
+        ("shell append", "echo x >> /etc/sysctl.d/90-agent.conf", "file.write"),
+        ("write via the bind mount's source", "echo x >> /mnt/sysctl.d/90-agent.conf", "file.write"),
+        ("write via an existing hard link", "echo x >> /mnt/outside/existing-link", "file.write"),
+        ("write via a symlink", "echo x >> /mnt/outside/symlink", "file.write"),
+        ("write via /proc/self/root", "echo x >> /proc/self/root/etc/sysctl.d/90-agent.conf", "file.write"),
+        ("reopen via /proc/self/fd", "exec 3</etc/sysctl.d/90-agent.conf; echo x >> /proc/self/fd/3", "file.write"),
+        ("truncate", "truncate -s 0 /etc/sysctl.d/90-agent.conf", "file.write"),
+        ("chmod", "chmod 666 /etc/sysctl.d/90-agent.conf", "file.chmod"),
+        ("chown", "chown nobody /etc/sysctl.d/90-agent.conf", "file.chown"),
+        ("new hard link", "ln /mnt/sysctl.d/90-agent.conf /mnt/outside/new-link", "file.link"),
+        ("rename over (mv)", "echo evil > /mnt/outside/evil && mv /mnt/outside/evil /mnt/sysctl.d/90-agent.conf", "file.rename"),
+        ("rename away", "mv /mnt/sysctl.d/90-agent.conf /mnt/outside/stolen", "file.rename"),
+        ("delete", "rm -f /etc/sysctl.d/90-agent.conf", "file.delete"),
+    ];
+    for (what, script, action) in routes {
+        let mark = d.audit_len();
+        expect_refused(d, what, sh_subject(script), action, PROTECTED_FILE, needs, mark);
+    }
+    // sed -i writes a temporary file beside the original first: a new file in a protected tree.
+    let mark = d.audit_len();
+    expect_refused(d, "sed -i", run_subject(&["sed", "-i", "s/0/1/", PROTECTED_FILE]), "file.create", "/etc/sysctl.d", needs, mark);
+    let mark = d.audit_len();
+    expect_refused(d, "create", sh_subject("touch /etc/sysctl.d/99-new.conf"), "file.create", "/etc/sysctl.d", needs, mark);
+    let mark = d.audit_len();
+    let xattr = run_subject(&["python3", "-c", &format!("import os; os.setxattr('{PROTECTED_FILE}', 'user.agent', b'1')")]);
+    expect_refused(d, "setxattr", xattr, "file.xattr", PROTECTED_FILE, needs, mark);
+    let mark = d.audit_len();
+    expect_refused(d, "io_uring openat", files_helper(&["uring-open", PROTECTED_FILE]), "file.write", PROTECTED_FILE, needs, mark);
+    // A writable fd opened by root (not a subject) and passed over SCM_RIGHTS.
+    for how in ["write", "mmap", "uring-write"] {
+        let socket = d.dir.join(format!("pass-{how}.sock"));
+        let _ = std::fs::remove_file(&socket);
+        let mut passer = std::process::Command::new("python3")
+            .args([&harness::helper("files.py"), "pass-fd", socket.to_str().unwrap(), PROTECTED_FILE])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(passer.stdout.take().unwrap()), &mut ready).unwrap();
+        let mark = d.audit_len();
+        let used = files_helper(&["use-fd", socket.to_str().unwrap(), how]);
+        let _ = passer.wait();
+        expect_refused(d, &format!("{how} through a passed fd"), used, "file.write", PROTECTED_FILE, needs, mark);
+    }
+    assert_eq!(std::fs::read_to_string(PROTECTED_FILE).unwrap(), original, "a refused route changed the file");
+    assert!(!std::path::Path::new("/mnt/outside/new-link").exists() && !std::path::Path::new("/etc/sysctl.d/99-new.conf").exists());
+
+    // Reading is not an action; root is not a subject; and a file root
+    // creates in the tree is protected from its first moment.
+    assert!(run_subject(&["cat", PROTECTED_FILE]).status.success());
+    std::fs::write("/etc/sysctl.d/50-root.conf", "kernel.panic = 10\n").expect("root writes are unaffected");
+    let mark = d.audit_len();
+    expect_refused(d, "write to a file created after the policy", sh_subject("echo x >> /etc/sysctl.d/50-root.conf"), "file.write", "/etc/sysctl.d/50-root.conf", needs, mark);
+
+    // One warrant use: an open for writing and all its writes, O_TRUNC included.
+    let mark = d.audit_len();
+    sh_subject("echo 'net.ipv4.ip_forward = 1' > /etc/sysctl.d/90-agent.conf");
+    let request = d.expect_record(mark, "file.write", PROTECTED_FILE, needs);
+    let warrant = d.approve(request["request"].as_str().unwrap(), "alice", "10m", 1);
+    d.cli_ok(&["install", warrant.to_str().unwrap()]);
+    let mark = d.audit_len();
+    let written = sh_subject("printf 'net.ipv4.ip_forward = 1\\n' > /etc/sysctl.d/90-agent.conf");
+    assert!(written.status.success(), "warranted write failed: {}", written.stderr);
+    assert_eq!(std::fs::read_to_string(PROTECTED_FILE).unwrap(), "net.ipv4.ip_forward = 1\n");
+    let used = d.expect_record(mark, "file.write", PROTECTED_FILE, "allowed-by-warrant");
+    assert_eq!(used["approver"], "alice");
+    let mark = d.audit_len();
+    expect_refused(d, "a second write on a one-use warrant", sh_subject("echo x >> /etc/sysctl.d/90-agent.conf"), "file.write", PROTECTED_FILE, needs, mark);
+    std::fs::write(PROTECTED_FILE, &original).unwrap();
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn subjects_cannot_change_warrants_own_files() {
+    let d = daemon();
+    let config = d.config.display().to_string();
+    let state = d.dir.join("state").display().to_string();
+    let audit = d.audit.display().to_string();
+    for (what, script) in [
+        ("rewrite the config", format!("echo 'trusted_keys = []' >> {config}")),
+        ("delete the persisted policy", format!("rm -f {state}/policy.bundle")),
+        ("plant a file in the state directory", format!("touch {state}/planted")),
+        ("truncate the audit log", format!("truncate -s 0 {audit}")),
+    ] {
+        let mark = d.audit_len();
+        let out = sh_subject(&script);
+        assert!(!out.status.success(), "{what} went through");
+        d.expect_record(mark, "self.files", "*", "denied");
+    }
+    assert!(std::path::Path::new(&format!("{state}/policy.bundle")).exists());
+    assert!(!std::path::Path::new(&format!("{state}/planted")).exists());
+    assert!(d.run_cli(&["audit", "verify"]).contains("verifies"), "the audit log must still verify");
+}

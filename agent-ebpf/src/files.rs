@@ -1,0 +1,328 @@
+//! Protected files: the config trees the policy names, and Warrant's own.
+//!
+//! Protection follows the inode, not the path: the daemon puts every inode
+//! of a protected tree in PROTECTED, and `d_instantiate` adds each new
+//! inode that appears under a protected directory, whoever creates it. So
+//! hard links, symlinks, bind mounts, /proc/PID/root and /proc/self/fd paths
+//! all lead to the same check. Writes are decided at open, and again at
+//! each write through a file the subject did not open for writing itself
+//! (an fd passed over SCM_RIGHTS), at a shared writable mmap and at
+//! truncate; io_uring goes through the same hooks.
+//!
+//! Cost: a non-subject pays one map lookup per hook (the subject marker, or
+//! the parent directory in `d_instantiate`, or the open-file entry when a
+//! file is freed); a subject pays one PROTECTED lookup per open and write on
+//! an unprotected file.
+
+use aya_ebpf::{macros::lsm, programs::LsmContext};
+use warrant_common::{FileKey, ProtectedEntry, SELF_TREE, Subject, action};
+
+use crate::{
+    maps::{PROTECTED, WRITABLE_FILES, kernel_offsets},
+    policy::{decide_action, read_kernel},
+    selfprotect, subjects,
+};
+
+const FMODE_WRITE: u32 = 2;
+const MAY_WRITE: i32 = 2;
+const MAY_APPEND: i32 = 8;
+const PROT_WRITE: u64 = 2;
+const MAP_SHARED: u64 = 1;
+const ATTR_MODE: u32 = 1;
+const ATTR_UID: u32 = 2;
+const ATTR_GID: u32 = 4;
+const ATTR_SIZE: u32 = 8;
+const ATTR_FILE: u32 = 1 << 13;
+
+/// The PROTECTED key of `inode`.
+#[inline(always)]
+fn inode_key(inode: *const u8) -> Option<FileKey> {
+    if inode.is_null() {
+        return None;
+    }
+    let offsets = kernel_offsets();
+    let ino = read_kernel::<u64>(inode, offsets.inode_i_ino)?;
+    let sb = read_kernel::<u64>(inode, offsets.inode_i_sb)?;
+    let dev = read_kernel::<u32>(sb as *const u8, offsets.super_block_s_dev)?;
+    Some(FileKey { dev: dev as u64, ino })
+}
+
+/// `inode`'s key and tree, if it is protected.
+#[inline(always)]
+fn protected(inode: *const u8) -> Option<(FileKey, u32)> {
+    let key = inode_key(inode)?;
+    let entry = unsafe { PROTECTED.get(&key) }?;
+    Some((key, entry.tree))
+}
+
+#[inline(always)]
+fn dentry_inode(dentry: *const u8) -> *const u8 {
+    read_kernel::<u64>(dentry, kernel_offsets().dentry_d_inode).unwrap_or(0) as *const u8
+}
+
+#[inline(always)]
+fn file_inode(file: *const u8) -> *const u8 {
+    read_kernel::<u64>(file, kernel_offsets().file_f_inode).unwrap_or(0) as *const u8
+}
+
+/// Decides `action` on a protected inode; Warrant's own files are never changed.
+#[inline(always)]
+fn decide_file(subject: &Subject, action_id: u32, key: FileKey, tree: u32) -> i32 {
+    if tree == SELF_TREE {
+        return selfprotect::refuse(subject, action::SELF_FILES);
+    }
+    decide_action(subject, action_id, 0, tree as u64, [key.ino, key.dev])
+}
+
+/// Decides `action` if the first protected one of `inodes` (null: none) is found.
+#[inline(always)]
+fn check(action_id: u32, inodes: [*const u8; 3]) -> i32 {
+    let Some(subject) = subjects::current() else {
+        return 0;
+    };
+    for inode in inodes {
+        if let Some((key, tree)) = protected(inode) {
+            return decide_file(&subject, action_id, key, tree);
+        }
+    }
+    0
+}
+
+#[inline(always)]
+fn is_writable_file(file: *const u8) -> bool {
+    unsafe { WRITABLE_FILES.get(&(file as u64)) }.is_some()
+}
+
+/// A write through `file` by a subject: decided unless the subject was
+/// already allowed to open this very file for writing.
+#[inline(always)]
+fn check_write_through(file: *const u8) -> i32 {
+    let Some(subject) = subjects::current() else {
+        return 0;
+    };
+    let Some((key, tree)) = protected(file_inode(file)) else {
+        return 0;
+    };
+    if is_writable_file(file) {
+        return 0;
+    }
+    decide_file(&subject, action::FILE_WRITE, key, tree)
+}
+
+#[lsm(hook = "file_open")]
+pub fn file_open(ctx: LsmContext) -> i32 {
+    let earlier_verdict: i32 = ctx.arg(1);
+    if earlier_verdict != 0 {
+        return earlier_verdict;
+    }
+    let Some(subject) = subjects::current() else {
+        return 0;
+    };
+    let file: *const u8 = ctx.arg(0);
+    let mode = read_kernel::<u32>(file, kernel_offsets().file_f_mode).unwrap_or(FMODE_WRITE);
+    if mode & FMODE_WRITE == 0 {
+        return 0;
+    }
+    let Some((key, tree)) = protected(file_inode(file)) else {
+        return 0;
+    };
+    let verdict = decide_file(&subject, action::FILE_WRITE, key, tree);
+    // Remember the allowed open so its writes (and an O_TRUNC) are not charged again.
+    if verdict == 0 && WRITABLE_FILES.insert(&(file as u64), &0, 0).is_err() {
+        return -1;
+    }
+    verdict
+}
+
+#[lsm(hook = "file_permission")]
+pub fn file_permission(ctx: LsmContext) -> i32 {
+    let earlier_verdict: i32 = ctx.arg(2);
+    if earlier_verdict != 0 {
+        return earlier_verdict;
+    }
+    let mask: i32 = ctx.arg(1);
+    if mask & (MAY_WRITE | MAY_APPEND) == 0 {
+        return 0;
+    }
+    check_write_through(ctx.arg(0))
+}
+
+#[lsm(hook = "mmap_file")]
+pub fn mmap_file(ctx: LsmContext) -> i32 {
+    let earlier_verdict: i32 = ctx.arg(4);
+    if earlier_verdict != 0 {
+        return earlier_verdict;
+    }
+    let file: *const u8 = ctx.arg(0);
+    let prot: u64 = ctx.arg(2);
+    let flags: u64 = ctx.arg(3);
+    if file.is_null() || prot & PROT_WRITE == 0 || flags & MAP_SHARED == 0 {
+        return 0;
+    }
+    check_write_through(file)
+}
+
+#[lsm(hook = "file_free_security")]
+pub fn file_free_security(ctx: LsmContext) -> i32 {
+    let file: *const u8 = ctx.arg(0);
+    let _ = WRITABLE_FILES.remove(&(file as u64));
+    0
+}
+
+/// New inodes under a protected directory join its tree, whoever makes them.
+#[lsm(hook = "d_instantiate")]
+pub fn d_instantiate(ctx: LsmContext) -> i32 {
+    let dentry: *const u8 = ctx.arg(0);
+    let inode: *const u8 = ctx.arg(1);
+    if inode.is_null() {
+        return 0;
+    }
+    let Some(parent) = read_kernel::<u64>(dentry, kernel_offsets().dentry_d_parent) else {
+        return 0;
+    };
+    let Some((_, tree)) = protected(dentry_inode(parent as *const u8)) else {
+        return 0;
+    };
+    if let Some(key) = inode_key(inode) {
+        let _ = PROTECTED.insert(&key, &ProtectedEntry { tree, _reserved: 0 }, 0);
+    }
+    0
+}
+
+#[lsm(hook = "inode_create")]
+pub fn inode_create(ctx: LsmContext) -> i32 {
+    check(action::FILE_CREATE, [ctx.arg(0), core::ptr::null(), core::ptr::null()])
+}
+
+#[lsm(hook = "inode_mkdir")]
+pub fn inode_mkdir(ctx: LsmContext) -> i32 {
+    check(action::FILE_CREATE, [ctx.arg(0), core::ptr::null(), core::ptr::null()])
+}
+
+#[lsm(hook = "inode_mknod")]
+pub fn inode_mknod(ctx: LsmContext) -> i32 {
+    check(action::FILE_CREATE, [ctx.arg(0), core::ptr::null(), core::ptr::null()])
+}
+
+#[lsm(hook = "inode_symlink")]
+pub fn inode_symlink(ctx: LsmContext) -> i32 {
+    check(action::FILE_CREATE, [ctx.arg(0), core::ptr::null(), core::ptr::null()])
+}
+
+/// `inode_link(old_dentry, dir, new_dentry)`: a new name for a protected
+/// file (anywhere), or any new name in a protected directory.
+#[lsm(hook = "inode_link")]
+pub fn inode_link(ctx: LsmContext) -> i32 {
+    let old: *const u8 = ctx.arg(0);
+    check(action::FILE_LINK, [dentry_inode(old), ctx.arg(1), core::ptr::null()])
+}
+
+/// Removing a name: bpffs pins are Warrant's own; a protected file, or one
+/// in a protected directory, is `file.delete`.
+#[inline(always)]
+fn removal(dir: *const u8, dentry: *const u8) -> i32 {
+    let Some(subject) = subjects::current() else {
+        return 0;
+    };
+    if selfprotect::on_bpffs(dir) {
+        return selfprotect::refuse(&subject, action::SELF_PINS);
+    }
+    for inode in [dentry_inode(dentry), dir] {
+        if let Some((key, tree)) = protected(inode) {
+            return decide_file(&subject, action::FILE_DELETE, key, tree);
+        }
+    }
+    0
+}
+
+#[lsm(hook = "inode_unlink")]
+pub fn inode_unlink(ctx: LsmContext) -> i32 {
+    removal(ctx.arg(0), ctx.arg(1))
+}
+
+#[lsm(hook = "inode_rmdir")]
+pub fn inode_rmdir(ctx: LsmContext) -> i32 {
+    removal(ctx.arg(0), ctx.arg(1))
+}
+
+/// `inode_rename(old_dir, old_dentry, new_dir, new_dentry)`: moving a
+/// protected file, moving over one (`sed -i`, `mv`), or into or out of a
+/// protected directory.
+#[lsm(hook = "inode_rename")]
+pub fn inode_rename(ctx: LsmContext) -> i32 {
+    let Some(subject) = subjects::current() else {
+        return 0;
+    };
+    let old_dir: *const u8 = ctx.arg(0);
+    let new_dir: *const u8 = ctx.arg(2);
+    if selfprotect::on_bpffs(old_dir) || selfprotect::on_bpffs(new_dir) {
+        return selfprotect::refuse(&subject, action::SELF_PINS);
+    }
+    let old: *const u8 = ctx.arg(1);
+    let new: *const u8 = ctx.arg(3);
+    for inode in [dentry_inode(old), dentry_inode(new), new_dir, old_dir] {
+        if let Some((key, tree)) = protected(inode) {
+            return decide_file(&subject, action::FILE_RENAME, key, tree);
+        }
+    }
+    0
+}
+
+/// `inode_setattr(idmap, dentry, attr)`: chmod, chown, truncate.
+#[lsm(hook = "inode_setattr")]
+pub fn inode_setattr(ctx: LsmContext) -> i32 {
+    let Some(subject) = subjects::current() else {
+        return 0;
+    };
+    let dentry: *const u8 = ctx.arg(1);
+    let attr: *const u8 = ctx.arg(2);
+    let offsets = kernel_offsets();
+    let valid = read_kernel::<u32>(attr, offsets.iattr_ia_valid).unwrap_or(ATTR_SIZE);
+    let action_id = if valid & ATTR_MODE != 0 {
+        action::FILE_CHMOD
+    } else if valid & (ATTR_UID | ATTR_GID) != 0 {
+        action::FILE_CHOWN
+    } else if valid & ATTR_SIZE != 0 {
+        action::FILE_WRITE
+    } else {
+        // Timestamps only.
+        return 0;
+    };
+    let Some((key, tree)) = protected(dentry_inode(dentry)) else {
+        return 0;
+    };
+    if action_id == action::FILE_WRITE && valid & ATTR_FILE != 0 {
+        // ftruncate or O_TRUNC through a file this subject may write: decided at its open.
+        let file = read_kernel::<u64>(attr, offsets.iattr_ia_file).unwrap_or(0) as *const u8;
+        if is_writable_file(file) {
+            return 0;
+        }
+    }
+    decide_file(&subject, action_id, key, tree)
+}
+
+/// The xattr family: `(idmap, dentry, name, ...)`.
+#[inline(always)]
+fn xattr_change(dentry: *const u8) -> i32 {
+    check(action::FILE_XATTR, [dentry_inode(dentry), core::ptr::null(), core::ptr::null()])
+}
+
+#[lsm(hook = "inode_setxattr")]
+pub fn inode_setxattr(ctx: LsmContext) -> i32 {
+    xattr_change(ctx.arg(1))
+}
+
+#[lsm(hook = "inode_removexattr")]
+pub fn inode_removexattr(ctx: LsmContext) -> i32 {
+    xattr_change(ctx.arg(1))
+}
+
+#[lsm(hook = "inode_set_acl")]
+pub fn inode_set_acl(ctx: LsmContext) -> i32 {
+    xattr_change(ctx.arg(1))
+}
+
+#[lsm(hook = "inode_remove_acl")]
+pub fn inode_remove_acl(ctx: LsmContext) -> i32 {
+    xattr_change(ctx.arg(1))
+}

@@ -1,0 +1,104 @@
+//! Protected files as the kernel sees them: every inode of each protected
+//! tree, keyed by (device, inode) in the kernel's encoding, with the tree's
+//! stable id. See agent-ebpf's files.rs for the hooks.
+
+use std::{
+    collections::HashMap,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+use thiserror::Error;
+use warrant_common::{FileKey, ProtectedEntry, SELF_TREE};
+
+/// More inodes than this across all trees is refused: the kernel map holds
+/// 65536, and new files need room.
+pub const MAX_INODES: usize = 60_000;
+
+#[derive(Debug, Error)]
+pub enum ProtectError {
+    #[error("protected trees hold more than {MAX_INODES} files; protect narrower trees")]
+    TooMany,
+}
+
+/// A tree's id: a hash of its path, so that ids (and the kernel's entries)
+/// stay the same when the policy's list changes around them. Never 0 (the
+/// wildcard) nor SELF_TREE.
+pub fn tree_id(path: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in path.bytes() {
+        hash = (hash ^ byte as u32).wrapping_mul(0x0100_0193);
+    }
+    match hash {
+        0 => 1,
+        SELF_TREE => SELF_TREE - 1,
+        h => h,
+    }
+}
+
+/// `st_dev` as the kernel's `super_block.s_dev` (`MAJOR << 20 | MINOR`).
+pub fn kernel_dev(st_dev: u64) -> u64 {
+    let (major, minor) = (libc::major(st_dev) as u64, libc::minor(st_dev) as u64);
+    (major << 20) | minor
+}
+
+/// The kernel's key for the file at `path` (not following a final symlink).
+pub fn file_key(path: &Path) -> Option<FileKey> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    Some(FileKey { dev: kernel_dev(meta.dev()), ino: meta.ino() })
+}
+
+/// Every inode under `root` (itself included), without following symlinks.
+fn walk(root: &Path, mut visit: impl FnMut(&Path, FileKey) -> Result<(), ProtectError>) -> Result<(), ProtectError> {
+    let Ok(meta) = std::fs::symlink_metadata(root) else {
+        return Ok(());
+    };
+    let mut pending = vec![(root.to_path_buf(), meta)];
+    while let Some((path, meta)) = pending.pop() {
+        visit(&path, FileKey { dev: kernel_dev(meta.dev()), ino: meta.ino() })?;
+        if !meta.is_dir() {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&path) else { continue };
+        for entry in entries.flatten() {
+            if let Ok(child) = entry.metadata() {
+                pending.push((entry.path(), child));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The PROTECTED map's entries for `trees` (policy paths) and Warrant's own
+/// paths. Missing paths are skipped: a tree that appears later is picked up
+/// at the next policy apply.
+pub fn inodes(trees: &[String], own: &[PathBuf]) -> Result<HashMap<FileKey, ProtectedEntry>, ProtectError> {
+    let mut entries = HashMap::new();
+    let roots = trees
+        .iter()
+        .map(|t| (PathBuf::from(t), tree_id(t)))
+        .chain(own.iter().map(|p| (p.clone(), SELF_TREE)));
+    for (root, tree) in roots {
+        walk(&root, |_, key| {
+            // Warrant's own files win over a policy tree that contains them.
+            let entry = entries.entry(key).or_insert(ProtectedEntry { tree, _reserved: 0 });
+            if tree == SELF_TREE {
+                entry.tree = SELF_TREE;
+            }
+            if entries.len() > MAX_INODES { Err(ProtectError::TooMany) } else { Ok(()) }
+        })?;
+    }
+    Ok(entries)
+}
+
+/// The path under `root` of the inode `key`, if it is still there.
+pub fn find_path(root: &Path, key: FileKey) -> Option<PathBuf> {
+    let mut found = None;
+    let _ = walk(root, |path, k| {
+        if k == key && found.is_none() {
+            found = Some(path.to_path_buf());
+        }
+        Ok(())
+    });
+    found
+}
