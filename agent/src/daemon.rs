@@ -180,7 +180,12 @@ impl State {
         &self,
         trees: &[String],
     ) -> Result<(std::collections::HashMap<FileKey, ProtectedEntry>, HashSet<u32>), protect::ProtectError> {
-        let inodes = protect::inodes(trees, &self.config.own_paths())?;
+        let own = self.config.own_paths();
+        let roots = trees.iter().map(Path::new).chain(own.iter().map(PathBuf::as_path));
+        for path in protect::on_overlayfs(roots) {
+            warn!(path = %path.display(), "protected path is on overlayfs, where Warrant cannot protect files");
+        }
+        let inodes = protect::inodes(trees, &own)?;
         let mut ids: HashSet<u32> = trees.iter().map(|t| protect::tree_id(t)).collect();
         ids.insert(SELF_TREE);
         Ok((inodes, ids))
@@ -391,7 +396,8 @@ impl State {
         });
         let (profile, rule, profile_mode) = match &self.policy {
             Some(p) => {
-                let rule = (event.tier != tier::UNMATCHED)
+                // Self-protection consults no rule.
+                let rule = (event.tier != tier::UNMATCHED && !action::is_self_protection(event.action))
                     .then(|| p.rule_names.get(event.rule_index as usize))
                     .flatten()
                     .map(|(profile, r)| {

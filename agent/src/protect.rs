@@ -102,3 +102,18 @@ pub fn find_path(root: &Path, key: FileKey) -> Option<PathBuf> {
     });
     found
 }
+
+/// `OVERLAYFS_SUPER_MAGIC`.
+const OVERLAYFS_MAGIC: i64 = 0x794c_7630;
+
+/// The paths among `paths` on overlayfs, whose files cannot be protected:
+/// stat there reports the layer's inode, not the one the kernel hooks see.
+pub fn on_overlayfs<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Vec<PathBuf> {
+    paths
+        .into_iter()
+        .filter(|path| {
+            nix::sys::statfs::statfs(*path).is_ok_and(|fs| fs.filesystem_type().0 as i64 == OVERLAYFS_MAGIC)
+        })
+        .map(Path::to_path_buf)
+        .collect()
+}

@@ -113,7 +113,9 @@ pub fn wait_for_file(path: &Path) -> String {
 impl Daemon {
     fn start() -> Daemon {
         assert_eq!(std::env::var("WARRANT_KERNEL_TIER").as_deref(), Ok("1"), "kernel tier outside the VM: run `cargo xtask test`");
-        let dir = std::env::temp_dir().join(format!("warrant-kernel-tier-{}", std::process::id()));
+        // On the VM's tmpfs /run: its /tmp is an overlay, where stat's inode
+        // numbers are the upper layer's, not the ones the kernel hooks see.
+        let dir = PathBuf::from(format!("/run/warrant-kernel-tier-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let keys = repo().join("policies/demo-keys");
         let config = dir.join("warrant.toml");
