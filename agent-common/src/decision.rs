@@ -25,6 +25,8 @@ pub trait PolicyView {
     fn consume_warrant(&self, key: &TargetKey) -> bool;
     /// Gives back a use taken by `consume_warrant` in this same decision.
     fn refund_warrant(&self, key: &TargetKey);
+    /// Counts one action against `rule`'s rate; false once its window is full.
+    fn take_rate(&self, rule: &RuleEntry) -> bool;
 }
 
 /// The decision about one classified message.
@@ -127,9 +129,15 @@ pub fn decide_message<P: PolicyView>(
         message.verdict = verdict::DENIED;
         return;
     };
-    message.tier = rule.tier;
+    // Past its rate, an `allow` rule's action falls to the next tier.
+    let tier = if rule.tier == tier::ALLOW && rule.rate_limit != 0 && !policy.take_rate(&rule) {
+        tier::APPROVE
+    } else {
+        rule.tier
+    };
+    message.tier = tier;
     message.rule_index = rule.rule_index;
-    message.verdict = match rule.tier {
+    message.verdict = match tier {
         tier::ALLOW => verdict::ALLOWED,
         tier::APPROVE => match policy.usable_warrant(&message.key) {
             Some(index) => {

@@ -184,10 +184,26 @@ impl Default for TargetKey {
 pub struct RuleEntry {
     /// One of [`tier`]'s values.
     pub tier: u32,
-    /// Index of the rule in the policy, for the audit record.
+    /// Index of the rule in the policy, for the audit record and the
+    /// rule's rate window (RATES is indexed by it).
     pub rule_index: u32,
+    /// For `allow` rules: at most this many actions per window, per
+    /// profile; beyond it the action falls to the `approve` tier. 0: no limit.
+    pub rate_limit: u32,
+    pub rate_window_secs: u32,
 }
-const _: () = assert!(core::mem::size_of::<RuleEntry>() == 8);
+const _: () = assert!(core::mem::size_of::<RuleEntry>() == 16);
+
+/// Value of the RATES array (index: rule index): a fixed rate window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateWindow {
+    /// CLOCK_BOOTTIME start of the current window (ns).
+    pub start_ns: u64,
+    /// Actions counted in it.
+    pub count: u64,
+}
+const _: () = assert!(core::mem::size_of::<RateWindow>() == 16);
 
 /// Value of the WARRANTS map: one installed warrant for one exact target.
 #[repr(C)]
@@ -339,6 +355,7 @@ mod pod {
     unsafe impl aya::Pod for ProfileEntry {}
     unsafe impl aya::Pod for TargetKey {}
     unsafe impl aya::Pod for RuleEntry {}
+    unsafe impl aya::Pod for RateWindow {}
     unsafe impl aya::Pod for WarrantEntry {}
     unsafe impl aya::Pod for Settings {}
     unsafe impl aya::Pod for Event {}

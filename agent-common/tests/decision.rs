@@ -72,6 +72,8 @@ fn key(profile: u32, action_id: u32, family: u8, table: &str, object: &str) -> T
 
 #[derive(Default)]
 struct FakeMaps {
+    /// Actions counted per rule, in one never-ending window.
+    rate_counts: RefCell<HashMap<u32, u32>>,
     rules: HashMap<TargetKey, RuleEntry>,
     /// key -> (warrant index, uses left, valid)
     warrants: RefCell<HashMap<TargetKey, (u32, u64, bool)>>,
@@ -79,7 +81,7 @@ struct FakeMaps {
 
 impl FakeMaps {
     fn rule(mut self, k: TargetKey, tier_value: u32, index: u32) -> Self {
-        self.rules.insert(k, RuleEntry { tier: tier_value, rule_index: index });
+        self.rules.insert(k, RuleEntry { tier: tier_value, rule_index: index, rate_limit: 0, rate_window_secs: 0 });
         self
     }
     fn warrant(self, k: TargetKey, uses: u64, valid: bool) -> Self {
@@ -111,6 +113,12 @@ impl PolicyView for FakeMaps {
         if let Some((_, uses, _)) = self.warrants.borrow_mut().get_mut(key) {
             *uses += 1;
         }
+    }
+    fn take_rate(&self, rule: &RuleEntry) -> bool {
+        let mut counts = self.rate_counts.borrow_mut();
+        let count = counts.entry(rule.rule_index).or_default();
+        *count += 1;
+        *count <= rule.rate_limit
     }
 }
 
@@ -339,4 +347,25 @@ fn single_actions_use_the_same_tiers_and_warrants() {
     scratch.messages[0].key = target;
     assert_eq!(decide_single(&maps, mode::ENFORCE, &mut scratch), BatchOutcome::Deny);
     assert_eq!(scratch.messages[0].verdict, verdict::DENIED_NEEDS_WARRANT);
+}
+
+#[test]
+fn past_its_rate_an_allow_rule_falls_to_the_approve_tier() {
+    let element = key(0, action::NFT_ELEMENT_ADD, INET, "filter", "blocklist");
+    let mut maps = demo_maps();
+    maps.rules.get_mut(&element).unwrap().rate_limit = 2;
+    let verdicts = |maps: &FakeMaps| {
+        let batch = Batch::default().begin().add_element("filter", "blocklist").end();
+        let mut scratch = BatchScratch::zeroed();
+        let outcome = decide_batch(&SliceBuffer(&batch.0), maps, 0, mode::ENFORCE, &mut scratch);
+        (outcome, scratch.messages[0].tier, scratch.messages[0].verdict)
+    };
+    assert_eq!(verdicts(&maps), (BatchOutcome::Allow, tier::ALLOW, verdict::ALLOWED));
+    assert_eq!(verdicts(&maps), (BatchOutcome::Allow, tier::ALLOW, verdict::ALLOWED));
+    // The third needs a warrant...
+    assert_eq!(verdicts(&maps), (BatchOutcome::Deny, tier::APPROVE, verdict::DENIED_NEEDS_WARRANT));
+    // ...which covers it.
+    let maps = maps.warrant(element, 1, true);
+    assert_eq!(verdicts(&maps), (BatchOutcome::Allow, tier::APPROVE, verdict::ALLOWED_BY_WARRANT));
+    assert_eq!(maps.uses_left(&element), 0);
 }

@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use warrant_common::{
-    FileKey, KernelOffsets, ProfileEntry, ProtectedEntry, RuleEntry, Settings, Subject, TargetKey, WarrantEntry,
+    FileKey, KernelOffsets, ProfileEntry, ProtectedEntry, RateWindow, RuleEntry, Settings, Subject, TargetKey, WarrantEntry,
     decision::BatchScratch,
 };
 
@@ -55,6 +55,11 @@ pub static PROFILES: HashMap<u32, ProfileEntry> = HashMap::with_max_entries(256,
 /// Compiled policy rules; see `warrant_common::decision::widen_key`.
 #[map]
 pub static RULES: HashMap<TargetKey, RuleEntry> = HashMap::with_max_entries(16384, 0);
+
+/// Rate windows of `allow` rules with a rate, by rule index (RULES values
+/// carry the index). Reset by the daemon when a policy is applied.
+#[map]
+pub static RATES: Array<RateWindow> = Array::with_max_entries(16384, 0);
 
 /// Installed warrants, by exact target.
 #[map]

@@ -14,7 +14,7 @@ use warrant_common::{
 
 use crate::{
     atomics,
-    maps::{EVENTS, PROFILES, RULES, SETTINGS, WARRANTS, count_lost_event},
+    maps::{EVENTS, PROFILES, RATES, RULES, SETTINGS, WARRANTS, count_lost_event},
     subjects,
 };
 
@@ -74,6 +74,35 @@ impl PolicyView for KernelPolicy {
         if let Some(entry) = WARRANTS.get_ptr_mut(key) {
             atomics::fetch_add(Self::uses_left(entry), 1);
         }
+    }
+
+    /// A fixed window per rule: the first action after the window has run
+    /// out starts a new one. Two CPUs crossing the boundary together may
+    /// each start it, so a window may admit a few more than the limit.
+    fn take_rate(&self, rule: &RuleEntry) -> bool {
+        let Some(window) = RATES.get_ptr_mut(rule.rule_index) else {
+            return false;
+        };
+        let now = unsafe { bpf_ktime_get_boot_ns() };
+        let length = rule.rate_window_secs as u64 * 1_000_000_000;
+        let start = unsafe { &raw mut (*window).start_ns };
+        let count = unsafe { &raw mut (*window).count };
+        let began = atomics::load(start);
+        if now.wrapping_sub(began) >= length && atomics::compare_exchange(start, began, now) {
+            unsafe { core::ptr::write_volatile(count, 0) };
+        }
+        // Compare-and-swap, as the BPF CPU version we build for has no
+        // fetching add; a window that stays contended counts as full.
+        for _ in 0..8 {
+            let counted = atomics::load(count);
+            if counted >= rule.rate_limit as u64 {
+                return false;
+            }
+            if atomics::compare_exchange(count, counted, counted + 1) {
+                return true;
+            }
+        }
+        false
     }
 }
 

@@ -401,7 +401,9 @@ impl State {
                     .then(|| p.rule_names.get(event.rule_index as usize))
                     .flatten()
                     .map(|(profile, r)| {
-                        format!("{profile}#{}: {} {} -> {:?}", event.rule_index, r.action, r.target, r.tier).to_lowercase()
+                        let rate = r.rate.as_ref().map(|rate| format!(" at most {rate}")).unwrap_or_default();
+                        format!("{profile}#{}: {} {} -> {:?}{rate}", event.rule_index, r.action, r.target, r.tier)
+                            .to_lowercase()
                     });
                 let m = p.profiles.iter().find(|(id, _)| *id == event.profile_id).map(|(_, e)| e.mode);
                 (p.profile_name(event.profile_id), rule, m)
@@ -424,6 +426,14 @@ impl State {
             "message": format!("{}/{}", event.msg_index + 1, event.msg_count),
             "mode": if profile_mode == Some(mode::AUDIT) { "audit" } else { "enforce" },
         });
+        // An `allow` rule decided in the approve tier: its rate was used up.
+        let allow_rule = self.policy.as_ref().and_then(|p| p.rule_names.get(event.rule_index as usize));
+        if event.tier == tier::APPROVE
+            && !action::is_self_protection(event.action)
+            && allow_rule.is_some_and(|(_, r)| r.tier == policy::Tier::Allow)
+        {
+            fields["rate_limited"] = json!(true);
+        }
         if event.warrant_index != NO_WARRANT
             && let Some(w) = self.warrants.get(&event.warrant_index) {
                 fields["warrant_id"] = w.approval.id.clone().into();

@@ -14,7 +14,7 @@ use aya::{
 };
 use thiserror::Error;
 use warrant_common::{
-    FileKey, ProfileEntry, ProtectedEntry, RuleEntry, SETTINGS_INDEX, Settings, Subject, TargetKey, WarrantEntry,
+    FileKey, ProfileEntry, ProtectedEntry, RateWindow, RuleEntry, SETTINGS_INDEX, Settings, Subject, TargetKey, WarrantEntry,
 };
 
 use crate::btf::{self, KernelBtf};
@@ -134,6 +134,7 @@ pub struct Kernel {
     warrants: HashMap<MapData, TargetKey, WarrantEntry>,
     settings: Array<MapData, Settings>,
     protected: HashMap<MapData, FileKey, ProtectedEntry>,
+    rates: Array<MapData, RateWindow>,
 }
 
 impl Kernel {
@@ -196,7 +197,8 @@ impl Kernel {
         let warrants = HashMap::try_from(take(&mut ebpf, "WARRANTS")?).map_err(map_err("WARRANTS"))?;
         let settings = Array::try_from(take(&mut ebpf, "SETTINGS")?).map_err(map_err("SETTINGS"))?;
         let protected = HashMap::try_from(take(&mut ebpf, "PROTECTED")?).map_err(map_err("PROTECTED"))?;
-        Ok(Self { ebpf, rules, profiles, warrants, settings, protected })
+        let rates = Array::try_from(take(&mut ebpf, "RATES")?).map_err(map_err("RATES"))?;
+        Ok(Self { ebpf, rules, profiles, warrants, settings, protected, rates })
     }
 
     /// The decision event stream (taken once, by the event reader).
@@ -231,6 +233,11 @@ impl Kernel {
             .collect();
         for id in stale_profiles {
             self.profiles.remove(&id).map_err(map_err("PROFILES"))?;
+        }
+        // Rule indexes name other rules now: every rate window starts afresh.
+        let indexes = rules.values().map(|r| r.rule_index + 1).max().unwrap_or(0).min(self.rates.len());
+        for index in 0..indexes {
+            self.rates.set(index, RateWindow::default(), 0).map_err(map_err("RATES"))?;
         }
         self.write_settings(|settings| settings.policy_version = version)
     }

@@ -65,6 +65,24 @@ pub struct Rule {
     pub action: String,
     pub target: String,
     pub tier: Tier,
+    /// For `allow` rules: `N/second`, `N/minute` or `N/hour`, counted per
+    /// profile in the kernel. Past it, actions need a warrant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
+}
+
+/// Parses a rate (`10/minute`) into (limit, window seconds).
+pub fn parse_rate(text: &str) -> Result<(u32, u32), String> {
+    let err = || format!("rate {text:?} must be N/second, N/minute or N/hour with N from 1");
+    let (count, unit) = text.split_once('/').ok_or_else(err)?;
+    let count: u32 = count.trim().parse().ok().filter(|n| *n > 0).ok_or_else(err)?;
+    let window = match unit.trim() {
+        "second" => 1,
+        "minute" => 60,
+        "hour" => 3600,
+        _ => return Err(err()),
+    };
+    Ok((count, window))
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -457,6 +475,13 @@ pub fn compile_with(policy: Policy, names: &dyn HostNames) -> Result<CompiledPol
             let context = |e: String| invalid(format!("profile {:?}: {e}", profile.name));
             let actions = expand_action(&rule.action).map_err(context)?;
             let kind = shared_target_kind(&rule.action, &actions).map_err(context)?;
+            let (rate_limit, rate_window_secs) = match &rule.rate {
+                None => (0, 0),
+                Some(_) if rule.tier != Tier::Allow => {
+                    return Err(context(format!("rule for {}: only `allow` rules take a rate", rule.action)));
+                }
+                Some(rate) => parse_rate(rate).map_err(context)?,
+            };
             let target = match Target::parse(kind, &rule.target, &policy.protect, names) {
                 Ok(target) => target,
                 Err(TargetError::NotOnThisHost(e)) => {
@@ -469,7 +494,7 @@ pub fn compile_with(policy: Policy, names: &dyn HostNames) -> Result<CompiledPol
             };
             for action_id in actions {
                 let key = target.key(id, action_id);
-                let entry = RuleEntry { tier: rule.tier.kernel_value(), rule_index };
+                let entry = RuleEntry { tier: rule.tier.kernel_value(), rule_index, rate_limit, rate_window_secs };
                 match rules.get(&key) {
                     // The strictest tier wins for one target (deny > approve > allow).
                     Some(existing) if existing.tier >= entry.tier => {}

@@ -45,10 +45,10 @@ fn every_example_policy_loads() {
 #[test]
 fn demo_policy_compiles_to_the_expected_tiers() {
     let compiled = demo_policy();
-    let target = policy::Target::parse(action::TargetKind::Firewall, "inet filter input", &|_| None).unwrap();
+    let target = policy::Target::parse(action::TargetKind::Firewall, "inet filter input", &[], &policy::ThisHost).unwrap();
     let approve = compiled.rules[&target.key(0, action::NFT_RULE_ADD)];
     assert_eq!(approve.tier, tier::APPROVE);
-    let blocklist = policy::Target::parse(action::TargetKind::Firewall, "inet filter blocklist", &|_| None).unwrap();
+    let blocklist = policy::Target::parse(action::TargetKind::Firewall, "inet filter blocklist", &[], &policy::ThisHost).unwrap();
     assert_eq!(compiled.rules[&blocklist.key(0, action::NFT_ELEMENT_ADD)].tier, tier::ALLOW);
     assert_eq!(compiled.rules[&blocklist.key(0, action::NFT_ELEMENT_DELETE)].tier, tier::ALLOW);
 }
@@ -70,7 +70,7 @@ target = "inet filter input"
 tier = "deny"
 "#;
     let compiled = policy::compile(policy::Policy::parse(text).unwrap()).unwrap();
-    let k = policy::Target::parse(action::TargetKind::Firewall, "inet filter input", &|_| None).unwrap().key(0, action::NFT_RULE_ADD);
+    let k = policy::Target::parse(action::TargetKind::Firewall, "inet filter input", &[], &policy::ThisHost).unwrap().key(0, action::NFT_RULE_ADD);
     assert_eq!(compiled.rules[&k].tier, tier::DENY);
 }
 
@@ -163,7 +163,7 @@ fn warrant_from_the_named_ri_is_accepted() {
     let alice = key("alice");
     let envelope = approval_for("alice", &alice).seal(&alice);
     let checked = approval::check(&envelope, &demo_policy(), "host-a", 1_000).unwrap();
-    assert_eq!(checked.key, policy::Target::parse(action::TargetKind::Firewall, "inet filter input", &|_| None).unwrap().key(0, action::NFT_RULE_ADD));
+    assert_eq!(checked.key, policy::Target::parse(action::TargetKind::Firewall, "inet filter input", &[], &policy::ThisHost).unwrap().key(0, action::NFT_RULE_ADD));
 }
 
 #[test]
@@ -257,6 +257,9 @@ impl warrant_common::decision::PolicyView for CompiledRules<'_> {
         false
     }
     fn refund_warrant(&self, _: &warrant_common::TargetKey) {}
+    fn take_rate(&self, _: &warrant_common::RuleEntry) -> bool {
+        true
+    }
 }
 
 /// The verdict the kernel reaches for one action on namespace `inode` (0: none).
@@ -300,8 +303,16 @@ action = "netns.enter"
 target = "absent"
 tier = "allow"
 "#;
-    let resolve = |name: &str| (name == "blue").then_some(100);
-    let compiled = policy::compile_with(policy::Policy::parse(text).unwrap(), &resolve).unwrap();
+    struct Names;
+    impl policy::HostNames for Names {
+        fn netns(&self, name: &str) -> Option<u64> {
+            (name == "blue").then_some(100)
+        }
+        fn file(&self, _: &str) -> Option<warrant_common::FileKey> {
+            None
+        }
+    }
+    let compiled = policy::compile_with(policy::Policy::parse(text).unwrap(), &Names).unwrap();
     assert_eq!(netns_verdict(&compiled, action::NETNS_ENTER, 100), (tier::ALLOW, verdict::ALLOWED));
     assert_eq!(netns_verdict(&compiled, action::NETNS_ENTER, 200), (tier::APPROVE, verdict::DENIED_NEEDS_WARRANT));
     assert_eq!(netns_verdict(&compiled, action::NETNS_ENTER, 300), (tier::DENY, verdict::DENIED));
@@ -326,4 +337,21 @@ fn namespace_targets_are_checked_for_their_kind() {
         let err = policy::Policy::parse(&policy_with(action, target)).and_then(policy::compile).unwrap_err().to_string();
         assert!(err.contains(says), "{action} {target}: {err}");
     }
+}
+
+#[test]
+fn rates_parse_and_only_allow_rules_take_one() {
+    assert_eq!(policy::parse_rate("10/minute"), Ok((10, 60)));
+    assert_eq!(policy::parse_rate("1/hour"), Ok((1, 3600)));
+    for bad in ["0/minute", "10", "10/fortnight", "x/second"] {
+        assert!(policy::parse_rate(bad).is_err(), "{bad}");
+    }
+    let text = "version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n[[profile]]\nname = \"p\"\n[[profile.rule]]\naction = \"nft.rule.add\"\ntarget = \"inet filter input\"\ntier = \"approve\"\nrate = \"1/minute\"\n";
+    let err = policy::Policy::parse(text).and_then(policy::compile).unwrap_err().to_string();
+    assert!(err.contains("only `allow` rules take a rate"), "{err}");
+    let compiled = demo_policy();
+    let ops_bot = compiled.profile_ids["ops-bot"];
+    let blocklist = policy::Target::parse(action::TargetKind::Firewall, "inet filter blocklist", &[], &policy::ThisHost).unwrap();
+    let rule = compiled.rules[&blocklist.key(ops_bot, action::NFT_ELEMENT_ADD)];
+    assert_eq!((rule.rate_limit, rule.rate_window_secs), (3, 60));
 }

@@ -622,3 +622,27 @@ fn subjects_cannot_change_warrants_own_files() {
     assert!(!std::path::Path::new(&format!("{state}/planted")).exists());
     assert!(d.run_cli(&["audit", "verify"]).contains("verifies"), "the audit log must still verify");
 }
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn past_its_rate_a_pre_authorised_action_needs_a_warrant() {
+    let d = daemon();
+    // ops-bot may change the blocklist at most 3 times a minute on its own.
+    for n in 1..=3 {
+        let mark = d.audit_len();
+        let out = run_subject_as("ops-bot", &["nft", "add", "element", "inet", "filter", "blocklist", &format!("{{ 10.8.0.{n} }}")]);
+        assert!(out.status.success(), "element {n} of 3 was refused: {}", out.stderr);
+        d.expect_record(mark, "nft.element.add", "inet filter blocklist", "allowed");
+    }
+    let mark = d.audit_len();
+    let fourth = run_subject_as("ops-bot", &["nft", "add", "element", "inet", "filter", "blocklist", "{ 10.8.0.4 }"]);
+    assert!(fourth.stderr.contains("Operation not permitted"), "a fourth change in the minute went through");
+    assert!(!nft_root(&["list", "set", "inet", "filter", "blocklist"]).contains("10.8.0.4"));
+    let record = d.expect_record(mark, "nft.element.add", "inet filter blocklist", "denied-needs-warrant");
+    assert_eq!(record["rate_limited"], true, "{record}");
+    assert_eq!(record["tier"], "approve");
+    assert!(record["request"].is_string(), "a rate-limited action becomes a change request");
+    // The rate is ops-bot's: the agent's own rule for the set has none.
+    let agent = run_subject(&["nft", "add", "element", "inet", "filter", "blocklist", "{ 10.8.1.1 }"]);
+    assert!(agent.status.success(), "{}", agent.stderr);
+}
