@@ -69,6 +69,10 @@ pub const SELF_PINS: u32 = 46;
 /// Any change to Warrant's own config, state or audit files.
 pub const SELF_FILES: u32 = 47;
 
+/// Not an action: the kernel made a process a subject at exec or at a
+/// cgroup move (the event's `table` holds the match kind). Never in policy.
+pub const SUBJECT_MATCHED: u32 = 60;
+
 /// Every action with its policy name, in id order.
 pub const ALL: &[(u32, &str)] = &[
     (NFT_TABLE_ADD, "nft.table.add"),

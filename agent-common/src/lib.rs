@@ -233,7 +233,9 @@ pub struct Settings {
     pub policy_version: u64,
     /// The daemon's process id: subjects may not signal or trace it.
     pub daemon_tgid: u32,
-    pub _reserved: u32,
+    /// Which [`match_kind`]s the policy uses, as bits `1 << kind`: exec
+    /// looks up only those.
+    pub match_kinds: u32,
 }
 const _: () = assert!(core::mem::size_of::<Settings>() == 16);
 
@@ -311,8 +313,42 @@ pub struct KernelOffsets {
     pub iattr_ia_valid: u32,
     /// `struct iattr, ia_file` (pointer).
     pub iattr_ia_file: u32,
+    /// `struct linux_binprm, file` (pointer).
+    pub linux_binprm_file: u32,
+    /// `struct linux_binprm, cred` (pointer).
+    pub linux_binprm_cred: u32,
+    /// `struct cred, uid` (kuid_t).
+    pub cred_uid: u32,
+    /// `struct cgroup, kn` (pointer).
+    pub cgroup_kn: u32,
+    /// `struct kernfs_node, id` (u64): the cgroup id.
+    pub kernfs_node_id: u32,
+    /// `struct kernfs_node, parent` (pointer).
+    pub kernfs_node_parent: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 72);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 96);
+
+/// Ways a process becomes a subject without `warrant run`: at exec, by its
+/// executable, cgroup or uid, in that order of precedence.
+pub mod match_kind {
+    /// `value` = [device (kernel encoding), inode] of the executable.
+    pub const EXE: u32 = 1;
+    /// `value` = [cgroup v2 id, 0]; a cgroup made under a matched one matches too.
+    pub const CGROUP: u32 = 2;
+    /// `value` = [real uid, 0], as the new program will run.
+    pub const UID: u32 = 3;
+}
+
+/// Key of the MATCHES map (value: the profile id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MatchKey {
+    /// One of [`match_kind`].
+    pub kind: u32,
+    pub _pad: u32,
+    pub value: [u64; 2],
+}
+const _: () = assert!(core::mem::size_of::<MatchKey>() == 24);
 
 /// Key of the PROTECTED map: one inode, as the kernel names it.
 #[repr(C)]
@@ -361,6 +397,7 @@ mod pod {
     unsafe impl aya::Pod for Event {}
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for FileKey {}
+    unsafe impl aya::Pod for MatchKey {}
     unsafe impl aya::Pod for ProtectedEntry {}
 }
 

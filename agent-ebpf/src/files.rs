@@ -36,7 +36,7 @@ const ATTR_FILE: u32 = 1 << 13;
 
 /// The PROTECTED key of `inode`.
 #[inline(always)]
-fn inode_key(inode: *const u8) -> Option<FileKey> {
+pub fn inode_key(inode: *const u8) -> Option<FileKey> {
     if inode.is_null() {
         return None;
     }

@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use warrant_common::{
-    FileKey, KernelOffsets, ProfileEntry, ProtectedEntry, RateWindow, RuleEntry, Settings, Subject, TargetKey, WarrantEntry,
+    FileKey, KernelOffsets, MatchKey, ProfileEntry, ProtectedEntry, RateWindow, RuleEntry, Settings, Subject, TargetKey, WarrantEntry,
     decision::BatchScratch,
 };
 
@@ -47,6 +47,10 @@ impl<T> TaskStorage<T> {
 /// Subject marker per task (thread). Userspace sets it through a pidfd.
 #[btf_map]
 pub static SUBJECTS: TaskStorage<Subject> = TaskStorage::new();
+
+/// How processes become subjects at exec (executable, cgroup, uid) -> profile id.
+#[map]
+pub static MATCHES: HashMap<MatchKey, u32> = HashMap::with_max_entries(4096, 0);
 
 /// Profile id -> mode.
 #[map]
@@ -115,6 +119,12 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     file_f_mode: 0,
     iattr_ia_valid: 0,
     iattr_ia_file: 0,
+    linux_binprm_file: 0,
+    linux_binprm_cred: 0,
+    cred_uid: 0,
+    cgroup_kn: 0,
+    kernfs_node_id: 0,
+    kernfs_node_parent: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

@@ -7,7 +7,7 @@ use aya_ebpf::helpers::{
     generated::{bpf_get_current_comm, bpf_ktime_get_boot_ns, bpf_probe_read_kernel},
 };
 use warrant_common::{
-    Event, NAME_LEN, RuleEntry, SETTINGS_INDEX, Subject, TargetKey, copy_words, mode,
+    Event, NAME_LEN, NO_WARRANT, RuleEntry, SETTINGS_INDEX, Subject, TargetKey, action, copy_words, mode, zero_words,
     decision::{self, BatchOutcome, BatchScratch, PolicyView},
     netlink::MAX_MESSAGES,
 };
@@ -192,4 +192,29 @@ pub fn emit_events(subject: &Subject, scratch: &BatchScratch) {
         }
         slot.submit(0);
     }
+}
+
+/// Records that process `tgid` became a subject through a policy match
+/// (`kind`, one of `match_kind`), as a SUBJECT_MATCHED event.
+#[inline(always)]
+pub fn emit_matched(subject: &Subject, kind: u32, tgid: u32) {
+    let Some(mut slot) = EVENTS.reserve::<Event>(0) else {
+        count_lost_event();
+        return;
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let event = slot.as_mut_ptr();
+    unsafe {
+        zero_words(event.cast(), core::mem::size_of::<Event>() / 8);
+        (*event).boot_ns = bpf_ktime_get_boot_ns();
+        (*event).tgid = tgid;
+        (*event).tid = pid_tgid as u32;
+        (*event).uid = bpf_get_current_uid_gid() as u32;
+        (*event).profile_id = subject.profile_id;
+        (*event).action = action::SUBJECT_MATCHED;
+        (*event).warrant_index = NO_WARRANT;
+        (&raw mut (*event).table).cast::<u64>().write_volatile(kind as u64);
+        bpf_get_current_comm((&raw mut (*event).comm).cast(), 16);
+    }
+    slot.submit(0);
 }

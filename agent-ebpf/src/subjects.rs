@@ -4,15 +4,17 @@
 
 use aya_ebpf::{
     bindings::task_struct,
-    helpers::generated::{bpf_get_current_task_btf, bpf_task_storage_get},
-    macros::lsm,
-    programs::LsmContext,
+    helpers::generated::{bpf_get_current_cgroup_id, bpf_get_current_task_btf, bpf_task_storage_get},
+    macros::{btf_tracepoint, lsm},
+    programs::{BtfTracePointContext, LsmContext},
 };
-use warrant_common::{Subject, decision::BatchScratch};
+use warrant_common::{MatchKey, SETTINGS_INDEX, Subject, decision::BatchScratch, match_kind};
 
 use crate::{
-    maps::{SCRATCH, SUBJECTS},
+    files,
+    maps::{MATCHES, SCRATCH, SETTINGS, SUBJECTS, kernel_offsets},
     netns,
+    policy::{emit_matched, read_kernel},
 };
 
 /// `BPF_LOCAL_STORAGE_GET_F_CREATE`.
@@ -83,4 +85,118 @@ pub fn task_alloc(ctx: LsmContext) -> i32 {
         )
     };
     if stored.is_null() { -ENOMEM } else { 0 }
+}
+
+/// Marks `task` a subject of `profile_id` and records it. Fails only when
+/// the kernel cannot allocate the marker.
+#[inline(always)]
+fn mark(task: *mut task_struct, profile_id: u32, kind: u32) -> bool {
+    let mut marker = Subject { profile_id, ..Subject::default() };
+    let stored = unsafe {
+        bpf_task_storage_get(SUBJECTS.as_ptr(), task, core::ptr::from_mut(&mut marker).cast(), STORAGE_CREATE)
+    };
+    if stored.is_null() {
+        return false;
+    }
+    let tgid = read_kernel::<u32>(task.cast(), kernel_offsets().task_struct_tgid).unwrap_or(0);
+    emit_matched(&marker, kind, tgid);
+    true
+}
+
+/// The profile for cgroup `id`, if it is matched.
+#[inline(always)]
+fn cgroup_profile(id: u64) -> Option<u32> {
+    unsafe { MATCHES.get(&MatchKey { kind: match_kind::CGROUP, _pad: 0, value: [id, 0] }) }.copied()
+}
+
+/// The id of `cgroup` (a `struct cgroup *`): its kernfs node's id.
+#[inline(always)]
+fn cgroup_id(cgroup: *const u8) -> Option<u64> {
+    let offsets = kernel_offsets();
+    let kn = read_kernel::<u64>(cgroup, offsets.cgroup_kn)?;
+    read_kernel::<u64>(kn as *const u8, offsets.kernfs_node_id)
+}
+
+/// At exec, a process whose executable, cgroup or uid the policy names
+/// becomes a subject of that profile, before the new program runs. If the
+/// marker cannot be stored, the exec fails rather than run unconfined.
+#[lsm(hook = "bprm_check_security")]
+pub fn bprm_check_security(ctx: LsmContext) -> i32 {
+    let earlier_verdict: i32 = ctx.arg(1);
+    if earlier_verdict != 0 || current().is_some() {
+        return earlier_verdict;
+    }
+    let kinds = SETTINGS.get(SETTINGS_INDEX).map(|s| s.match_kinds).unwrap_or(0);
+    if kinds == 0 {
+        return 0;
+    }
+    let bprm: *const u8 = ctx.arg(0);
+    let offsets = kernel_offsets();
+    let mut found = None;
+    if kinds & (1 << match_kind::EXE) != 0 {
+        let file = read_kernel::<u64>(bprm, offsets.linux_binprm_file).unwrap_or(0) as *const u8;
+        let inode = read_kernel::<u64>(file, offsets.file_f_inode).unwrap_or(0) as *const u8;
+        if let Some(key) = files::inode_key(inode) {
+            let key = MatchKey { kind: match_kind::EXE, _pad: 0, value: [key.dev, key.ino] };
+            found = unsafe { MATCHES.get(&key) }.map(|p| (*p, match_kind::EXE));
+        }
+    }
+    if found.is_none() && kinds & (1 << match_kind::CGROUP) != 0 {
+        let id = unsafe { bpf_get_current_cgroup_id() };
+        found = cgroup_profile(id).map(|p| (p, match_kind::CGROUP));
+    }
+    if found.is_none() && kinds & (1 << match_kind::UID) != 0 {
+        let cred = read_kernel::<u64>(bprm, offsets.linux_binprm_cred).unwrap_or(0) as *const u8;
+        if let Some(uid) = read_kernel::<u32>(cred, offsets.cred_uid) {
+            let key = MatchKey { kind: match_kind::UID, _pad: 0, value: [uid as u64, 0] };
+            found = unsafe { MATCHES.get(&key) }.map(|p| (*p, match_kind::UID));
+        }
+    }
+    match found {
+        Some((profile_id, kind)) => {
+            let task = unsafe { bpf_get_current_task_btf() };
+            if mark(task, profile_id, kind) { 0 } else { -ENOMEM }
+        }
+        None => 0,
+    }
+}
+
+/// A task moved into a matched cgroup becomes a subject there and then.
+/// (A tracepoint cannot refuse the move: if the marker cannot be stored,
+/// the task is caught at its next exec instead.)
+#[btf_tracepoint(function = "cgroup_attach_task")]
+pub fn cgroup_attach_task(ctx: BtfTracePointContext) -> i32 {
+    let cgroup: *const u8 = ctx.arg(0);
+    let task: *mut task_struct = ctx.arg(2);
+    if marker_of(task).is_some() {
+        return 0;
+    }
+    if let Some(profile_id) = cgroup_id(cgroup).and_then(cgroup_profile) {
+        mark(task, profile_id, match_kind::CGROUP);
+    }
+    0
+}
+
+/// A cgroup made under a matched one is matched too, so a subject's
+/// workload cannot slip into a fresh child cgroup unconfined.
+#[btf_tracepoint(function = "cgroup_mkdir")]
+pub fn cgroup_mkdir(ctx: BtfTracePointContext) -> i32 {
+    let cgroup: *const u8 = ctx.arg(0);
+    let offsets = kernel_offsets();
+    let Some(kn) = read_kernel::<u64>(cgroup, offsets.cgroup_kn) else {
+        return 0;
+    };
+    let kn = kn as *const u8;
+    let parent = read_kernel::<u64>(kn, offsets.kernfs_node_parent).unwrap_or(0) as *const u8;
+    let (Some(parent_id), Some(id)) = (
+        read_kernel::<u64>(parent, offsets.kernfs_node_id),
+        read_kernel::<u64>(kn, offsets.kernfs_node_id),
+    ) else {
+        return 0;
+    };
+    if let Some(profile_id) = cgroup_profile(parent_id) {
+        let key = MatchKey { kind: match_kind::CGROUP, _pad: 0, value: [id, 0] };
+        let _ = MATCHES.insert(&key, &profile_id, 0);
+    }
+    0
 }

@@ -174,5 +174,11 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         file_f_mode: btf.member_offset("file", "f_mode")?,
         iattr_ia_valid: btf.member_offset("iattr", "ia_valid")?,
         iattr_ia_file: btf.member_offset("iattr", "ia_file")?,
+        linux_binprm_file: btf.member_offset("linux_binprm", "file")?,
+        linux_binprm_cred: btf.member_offset("linux_binprm", "cred")?,
+        cred_uid: btf.member_offset("cred", "uid")?,
+        cgroup_kn: btf.member_offset("cgroup", "kn")?,
+        kernfs_node_id: btf.member_offset("kernfs_node", "id")?,
+        kernfs_node_parent: btf.member_offset("kernfs_node", "parent")?,
     })
 }

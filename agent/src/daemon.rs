@@ -31,7 +31,7 @@ use crate::{
     control::{Request, Response},
     kernel::Kernel,
     policy::{self, CompiledPolicy, render_target},
-    protect,
+    protect, subjects,
     requests::{self, ChangeRequest},
     trust::{self, Envelope, POLICY_PAYLOAD_TYPE},
 };
@@ -191,6 +191,29 @@ impl State {
         Ok((inodes, ids))
     }
 
+    /// Makes subjects of running processes the policy matches: the kernel
+    /// only sees execs and cgroup moves from now on.
+    fn pick_up(&mut self, entries: &std::collections::HashMap<warrant_common::MatchKey, u32>) {
+        for found in subjects::running_matches(entries, std::process::id()) {
+            if self.kernel.subject_profile(found.pid).is_some() {
+                continue;
+            }
+            let profile = self.policy.as_ref().map(|p| p.profile_name(found.profile_id)).unwrap_or_default();
+            match self.kernel.mark_process(found.pid, found.profile_id) {
+                Ok(0) => {}
+                Ok(threads) => {
+                    let exe = fs::read_link(format!("/proc/{}/exe", found.pid)).map(|p| p.display().to_string()).ok();
+                    info!(pid = found.pid, profile, by = found.by, "running process picked up as a subject");
+                    self.record(
+                        "subject.picked_up",
+                        json!({"pid": found.pid, "exe": exe, "profile": profile, "by": found.by, "threads": threads}),
+                    );
+                }
+                Err(e) => warn!(pid = found.pid, "cannot pick up a matching process: {e}"),
+            }
+        }
+    }
+
     /// Names a decision's target for people: for a file, its path.
     fn describe_target(&self, key: &TargetKey) -> String {
         let text = render_target(key);
@@ -240,13 +263,18 @@ impl State {
         self.kernel
             .set_policy(version, &compiled.profiles, &compiled.rules)
             .map_err(|e| format!("bundle could not be loaded into the kernel: {e}"))?;
+        let matches = subjects::resolve(&compiled.matchers);
+        self.kernel
+            .set_matches(&matches.entries, matches.kinds)
+            .map_err(|e| format!("bundle could not be loaded into the kernel: {e}"))?;
         let state_dir = self.config.state_dir.clone();
         write_atomic(&policy_bundle_path(&state_dir), bundle.as_bytes())
             .and_then(|()| write_atomic(&version_path(&state_dir), version.to_string().as_bytes()))
             .map_err(|e| format!("policy applied but not persisted in {}: {e}", state_dir.display()))?;
         let signer_ids: Vec<String> = signers.iter().map(trust::key_id).collect();
         let profiles: Vec<String> = compiled.profile_ids.keys().cloned().collect();
-        let unresolved = compiled.unresolved.clone();
+        let mut unresolved = compiled.unresolved.clone();
+        unresolved.extend(matches.unresolved.iter().cloned());
         for rule in &unresolved {
             warn!(version, "{rule}; the rule covers nothing on this host");
         }
@@ -258,6 +286,7 @@ impl State {
             json!({"version": version, "signers": signer_ids, "profiles": profiles, "unresolved": unresolved}),
         );
         info!(version, "policy applied");
+        self.pick_up(&matches.entries);
         Ok(json!({"version": version, "profiles": profiles}))
     }
 
@@ -385,6 +414,21 @@ impl State {
     }
 
     fn on_event(&mut self, event: &Event) {
+        if event.action == action::SUBJECT_MATCHED {
+            let by = match u32::from_le_bytes([event.table[0], event.table[1], event.table[2], event.table[3]]) {
+                warrant_common::match_kind::EXE => "exe",
+                warrant_common::match_kind::CGROUP => "cgroup",
+                _ => "uid",
+            };
+            let profile = self.policy.as_ref().map(|p| p.profile_name(event.profile_id));
+            let exe = fs::read_link(format!("/proc/{}/exe", event.tgid)).map(|p| p.display().to_string()).ok();
+            let comm = String::from_utf8_lossy(warrant_common::name_bytes(&event.comm)).into_owned();
+            self.record(
+                "subject.matched",
+                json!({"pid": event.tgid, "exe": exe, "comm": comm, "uid": event.uid, "profile": profile, "by": by}),
+            );
+            return;
+        }
         let action_name = action::name(event.action).unwrap_or("unclassified");
         let target = self.describe_target(&warrant_common::TargetKey {
             profile_id: 0,

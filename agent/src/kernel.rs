@@ -14,7 +14,7 @@ use aya::{
 };
 use thiserror::Error;
 use warrant_common::{
-    FileKey, ProfileEntry, ProtectedEntry, RateWindow, RuleEntry, SETTINGS_INDEX, Settings, Subject, TargetKey, WarrantEntry,
+    FileKey, MatchKey, ProfileEntry, ProtectedEntry, RateWindow, RuleEntry, match_kind, SETTINGS_INDEX, Settings, Subject, TargetKey, WarrantEntry,
 };
 
 use crate::btf::{self, KernelBtf};
@@ -34,6 +34,7 @@ const PINNED_MAPS: &[&str] =
 /// decides for them.
 const LSM_PROGRAMS: &[&str] = &[
     "task_alloc",
+    "bprm_check_security",
     "netlink_send",
     "socket_setsockopt",
     "bpf",
@@ -68,10 +69,13 @@ const LSM_PROGRAMS: &[&str] = &[
     "inode_remove_acl",
 ];
 
-/// fentry/fexit programs and the kernel function each traces. They only
-/// note namespace requests for `capable` to decide (see agent-ebpf's
-/// netns.rs), so they are attached before it.
+/// fentry/fexit and BTF tracepoint programs and what each traces. The
+/// fentry/fexit ones only note namespace requests for `capable` to decide
+/// (see agent-ebpf's netns.rs), so they are attached before it; the
+/// tracepoints make subjects of tasks moved into matched cgroups.
 const TRACING_PROGRAMS: &[(&str, &str)] = &[
+    ("cgroup_mkdir", "cgroup_mkdir"),
+    ("cgroup_attach_task", "cgroup_attach_task"),
     ("note_unshare", "unshare_nsproxy_namespaces"),
     ("forget_unshare", "unshare_nsproxy_namespaces"),
     ("note_setns", "netns_install"),
@@ -172,7 +176,11 @@ impl Kernel {
                     program.load(function, &btf).map_err(|e| program_err(error_chain(&e)))?;
                     attach.then(|| program.attach().and_then(|id| program.take_link(id)).map(FdLink::from))
                 }
-                _ => return Err(program_err("is not an fentry or fexit program".into())),
+                Program::BtfTracePoint(program) => {
+                    program.load(function, &btf).map_err(|e| program_err(error_chain(&e)))?;
+                    attach.then(|| program.attach().and_then(|id| program.take_link(id)).map(FdLink::from))
+                }
+                _ => return Err(program_err("is not an fentry, fexit or BTF tracepoint program".into())),
             };
             if let Some(link) = link {
                 pin_link_in_place(link.map_err(|e| program_err(error_chain(&e)))?, &links.join(name))?;
@@ -318,6 +326,63 @@ impl Kernel {
             .map_err(|e| subject_err(format!("cannot mark as subject: {e}")))
     }
 
+    /// Marks every thread of running process `pid` as a subject of
+    /// `profile_id` (threads made meanwhile by a marked thread inherit the
+    /// mark; the thread list is re-read until a pass marks none). Returns
+    /// how many threads were marked; a process that is gone is not an error.
+    pub fn mark_process(&self, pid: u32, profile_id: u32) -> Result<usize, KernelError> {
+        let fd = self.subjects_fd()?;
+        let mut marked = 0;
+        for _ in 0..8 {
+            let mut this_pass = 0;
+            // The leader first: threads it makes from here on inherit.
+            let mut tids = crate::subjects::threads(pid);
+            tids.sort_by_key(|tid| *tid != pid);
+            for tid in tids {
+                let flags = if tid == pid { 0 } else { PIDFD_THREAD };
+                let Ok(pidfd) = pidfd_open_flags(tid, flags) else { continue };
+                let mut marker = Subject { profile_id, ..Subject::default() };
+                match bpf_map_elem(fd, BPF_MAP_UPDATE_ELEM, &pidfd.as_raw_fd(), &mut marker, BPF_NOEXIST) {
+                    Ok(()) => this_pass += 1,
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                    Err(e) => return Err(KernelError::Subject { pid: tid, reason: format!("cannot mark as subject: {e}") }),
+                }
+            }
+            marked += this_pass;
+            if this_pass == 0 {
+                break;
+            }
+        }
+        Ok(marked)
+    }
+
+    /// Makes `entries` the exec-time matches and tells the kernel which
+    /// kinds to look up. Cgroup entries the kernel added for cgroups made
+    /// under a matched one stay while that profile still matches cgroups.
+    pub fn set_matches(&mut self, entries: &StdHashMap<MatchKey, u32>, kinds: u32) -> Result<(), KernelError> {
+        let mut matches: HashMap<&mut MapData, MatchKey, u32> =
+            HashMap::try_from(self.ebpf.map_mut("MATCHES").ok_or(KernelError::MissingMap("MATCHES"))?)
+                .map_err(map_err("MATCHES"))?;
+        for (key, profile) in entries {
+            matches.insert(key, profile, 0).map_err(map_err("MATCHES"))?;
+        }
+        let cgroup_profiles: std::collections::HashSet<u32> =
+            entries.iter().filter(|(k, _)| k.kind == match_kind::CGROUP).map(|(_, p)| *p).collect();
+        let stale: Vec<MatchKey> = matches
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(key, profile)| {
+                !entries.contains_key(key) && !(key.kind == match_kind::CGROUP && cgroup_profiles.contains(profile))
+            })
+            .map(|(key, _)| key)
+            .collect();
+        for key in stale {
+            let _ = matches.remove(&key);
+        }
+        self.write_settings(|settings| settings.match_kinds = kinds)
+    }
+
     /// The profile id of `pid` if it is a subject.
     pub fn subject_profile(&self, pid: u32) -> Option<u32> {
         subject_profile_in(self.subjects_fd().ok()?, pid)
@@ -403,7 +468,14 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    pidfd_open_flags(pid, 0)
+}
+
+/// `PIDFD_THREAD` (Linux 6.9): a pidfd for one thread rather than a process.
+const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
+
+fn pidfd_open_flags(pid: u32, flags: libc::c_uint) -> std::io::Result<OwnedFd> {
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, flags) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }

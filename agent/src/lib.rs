@@ -9,4 +9,5 @@ pub mod kernel;
 pub mod policy;
 pub mod protect;
 pub mod requests;
+pub mod subjects;
 pub mod trust;

@@ -91,8 +91,41 @@ pub struct Profile {
     pub name: String,
     #[serde(default)]
     pub mode: Mode,
+    /// Which processes are this profile's subjects, besides `warrant run`.
+    #[serde(default, rename = "match", skip_serializing_if = "Match::is_empty")]
+    pub matches: Match,
     #[serde(default, rename = "rule")]
     pub rules: Vec<Rule>,
+}
+
+/// A process that runs one of these executables (by inode), in one of these
+/// cgroup v2 cgroups (or one made under it), or with one of these real uids,
+/// becomes a subject of the profile at its next exec, or at once if it is
+/// running when the policy is applied.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    #[serde(default)]
+    pub exe: Vec<String>,
+    /// Paths below the cgroup v2 root (`/system.slice/agent.service`).
+    #[serde(default)]
+    pub cgroup: Vec<String>,
+    #[serde(default)]
+    pub uid: Vec<u32>,
+}
+
+impl Match {
+    pub fn is_empty(&self) -> bool {
+        self.exe.is_empty() && self.cgroup.is_empty() && self.uid.is_empty()
+    }
+}
+
+/// One way a process becomes a subject, as the policy names it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Matcher {
+    Exe(String),
+    Cgroup(String),
+    Uid(u32),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -419,6 +452,8 @@ pub struct CompiledPolicy {
     pub responsibles: Vec<(Responsible, VerifyingKey)>,
     /// Rules naming namespaces this host does not have; they cover nothing.
     pub unresolved: Vec<String>,
+    /// How processes become subjects, with their profile ids.
+    pub matchers: Vec<(Matcher, u32)>,
 }
 
 impl Policy {
@@ -457,6 +492,7 @@ pub fn compile_with(policy: Policy, names: &dyn HostNames) -> Result<CompiledPol
     let mut rules: HashMap<TargetKey, RuleEntry> = HashMap::new();
     let mut rule_names = Vec::new();
     let mut unresolved = Vec::new();
+    let mut matchers: Vec<(Matcher, u32)> = Vec::new();
     for (index, profile) in policy.profiles.iter().enumerate() {
         if profile.name.is_empty() || profile.name.contains(char::is_whitespace) {
             return Err(invalid(format!("profile name {:?} must be one word", profile.name)));
@@ -470,6 +506,27 @@ pub fn compile_with(policy: Policy, names: &dyn HostNames) -> Result<CompiledPol
             Mode::Audit => mode::AUDIT,
         };
         profiles.push((id, ProfileEntry { mode: kernel_mode, _reserved: 0 }));
+        let named = profile.matches.exe.iter().map(|e| Matcher::Exe(e.clone()))
+            .chain(profile.matches.cgroup.iter().map(|c| Matcher::Cgroup(c.clone())))
+            .chain(profile.matches.uid.iter().map(|u| Matcher::Uid(*u)));
+        for matcher in named {
+            match &matcher {
+                Matcher::Exe(path) | Matcher::Cgroup(path) if !path.starts_with('/') => {
+                    return Err(invalid(format!("profile {:?}: match path {path:?} must be absolute", profile.name)));
+                }
+                Matcher::Uid(0) => {
+                    return Err(invalid(format!(
+                        "profile {:?}: matching uid 0 would confine every root process, operators included",
+                        profile.name
+                    )));
+                }
+                _ => {}
+            }
+            if let Some((_, other)) = matchers.iter().find(|(m, _)| *m == matcher) {
+                return Err(invalid(format!("profile {:?}: {matcher:?} already matches profile #{other}", profile.name)));
+            }
+            matchers.push((matcher, id));
+        }
         for rule in &profile.rules {
             let rule_index = rule_names.len() as u32;
             let context = |e: String| invalid(format!("profile {:?}: {e}", profile.name));
@@ -516,7 +573,7 @@ pub fn compile_with(policy: Policy, names: &dyn HostNames) -> Result<CompiledPol
         }
         responsibles.push((ri.clone(), key));
     }
-    Ok(CompiledPolicy { policy, expires_unix, profile_ids, profiles, rules, rule_names, responsibles, unresolved })
+    Ok(CompiledPolicy { policy, expires_unix, profile_ids, profiles, rules, rule_names, responsibles, unresolved, matchers })
 }
 
 impl CompiledPolicy {

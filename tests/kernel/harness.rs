@@ -47,6 +47,21 @@ fn protected_tree_fixture() {
         grep -qs ' /etc/nftables.conf tmpfs ' /proc/mounts || mount --bind /mnt/nftables.conf /etc/nftables.conf");
 }
 
+/// What the demo policy matches subjects by, made before it is applied (as
+/// an operator's host would have them): the agent's executable, a copy of
+/// sh at /opt/agents/ai-agent (on a tmpfs over the VM's /opt), and the
+/// cgroup /agents.slice.
+fn matched_subjects_fixture() {
+    let out = Command::new("sh")
+        .args(["-ec", "grep -qs ' /opt tmpfs ' /proc/mounts || mount -t tmpfs agents /opt
+            mkdir -p /opt/agents && cp /bin/sh /opt/agents/ai-agent
+            grep -qs ' /sys/fs/cgroup cgroup2 ' /proc/mounts || mount -t cgroup2 none /sys/fs/cgroup
+            mkdir -p /sys/fs/cgroup/agents.slice"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "subjects fixture: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// A helper script under tests/kernel/helpers.
 pub fn helper(name: &str) -> String {
     repo().join("tests/kernel/helpers").join(name).display().to_string()
@@ -148,6 +163,7 @@ impl Daemon {
             ip_root(&["netns", "add", name]);
         }
         protected_tree_fixture();
+        matched_subjects_fixture();
         let daemon = Daemon { dir: dir.clone(), config, audit, pid: std::sync::Mutex::new(0) };
         daemon.spawn();
         let bundle = dir.join("demo.bundle");

@@ -646,3 +646,89 @@ fn past_its_rate_a_pre_authorised_action_needs_a_warrant() {
     let agent = run_subject(&["nft", "add", "element", "inet", "filter", "blocklist", "{ 10.8.1.1 }"]);
     assert!(agent.status.success(), "{}", agent.stderr);
 }
+
+/// Runs `args` as root with real and effective uid `uid`, keeping CAP_NET_ADMIN.
+fn as_uid(uid: u32, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new("setpriv");
+    let id = uid.to_string();
+    command
+        .args(["--reuid", &id, "--regid", &id, "--clear-groups", "--inh-caps", "+net_admin", "--ambient-caps", "+net_admin", "--"])
+        .args(args);
+    command
+}
+
+fn expect_profile_denied(d: &Daemon, mark: usize, chain: &str, profile: &str) -> serde_json::Value {
+    let record = d.expect_record(mark, "nft.chain.add", &format!("inet filter {chain}"), "denied");
+    assert_eq!(record["profile"], profile, "{record}");
+    assert!(!nft_root(&["list", "table", "inet", "filter"]).contains(chain));
+    record
+}
+
+fn root_sh(script: &str) -> std::process::Output {
+    std::process::Command::new("sh").args(["-c", script]).output().unwrap()
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn processes_become_subjects_by_executable_cgroup_and_uid() {
+    let d = daemon();
+    // By executable: the agent's binary (a copy of sh), started by root.
+    let mark = d.audit_len();
+    let out = std::process::Command::new("/opt/agents/ai-agent").args(["-c", "nft add chain inet filter by_exe"]).output().unwrap();
+    assert!(!out.status.success(), "the matched executable acted unconfined");
+    expect_profile_denied(d, mark, "by_exe", "agent");
+    let matched = d.expect_record_where(mark, "subject.matched by exe", |r| r["kind"] == "subject.matched" && r["by"] == "exe");
+    assert_eq!(matched["profile"], "agent");
+    // /bin/sh is another inode: not matched.
+    let out = root_sh("nft add chain inet filter by_sh && nft delete chain inet filter by_sh");
+    assert!(out.status.success(), "root's own sh was confined: {}", String::from_utf8_lossy(&out.stderr));
+
+    // By uid, at exec.
+    let mark = d.audit_len();
+    let out = as_uid(4242, &["nft", "add", "chain", "inet", "filter", "by_uid"]).output().unwrap();
+    assert!(!out.status.success());
+    expect_profile_denied(d, mark, "by_uid", "ops-bot");
+
+    // By cgroup: a root shell that moves itself into agents.slice is a subject from then on...
+    let mark = d.audit_len();
+    root_sh("echo $$ > /sys/fs/cgroup/agents.slice/cgroup.procs; nft add chain inet filter by_cgroup");
+    expect_profile_denied(d, mark, "by_cgroup", "agent");
+    // ...as is one in a cgroup made under it later...
+    std::fs::create_dir_all("/sys/fs/cgroup/agents.slice/job-1").unwrap();
+    let mark = d.audit_len();
+    root_sh("echo $$ > /sys/fs/cgroup/agents.slice/job-1/cgroup.procs; nft add chain inet filter by_child_cgroup");
+    expect_profile_denied(d, mark, "by_child_cgroup", "agent");
+    // ...and moving back out does not end it.
+    let mark = d.audit_len();
+    root_sh("echo $$ > /sys/fs/cgroup/agents.slice/cgroup.procs; echo $$ > /sys/fs/cgroup/cgroup.procs; nft add chain inet filter left");
+    expect_profile_denied(d, mark, "left", "agent");
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn running_processes_are_picked_up_when_a_policy_matches_them() {
+    let d = daemon();
+    let go = std::path::Path::new("/run/warrant-pickup-go");
+    let _ = std::fs::remove_file(go);
+    // Running before any policy names uid 4243; it acts once told to.
+    let mut waiting = as_uid(4243, &["sh", "-c", "while [ ! -e /run/warrant-pickup-go ]; do sleep 0.2; done; nft add chain inet filter picked_up"])
+        .spawn()
+        .unwrap();
+    let pid = waiting.id();
+    // Policy v2 gives ops-bot uid 4243 as well.
+    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
+    let v2 = text.replacen("version = 1", "version = 2", 1).replacen("uid = [4242]", "uid = [4242, 4243]", 1);
+    assert_ne!(v2, text);
+    let policy = d.write_file("demo-v2.toml", &v2);
+    let bundle = d.dir.join("demo-v2.bundle");
+    d.cli_ok(&["policy", "sign", policy.to_str().unwrap(), "--key", "policies/demo-keys/security-team.key", "--out", bundle.to_str().unwrap()]);
+    let mark = d.audit_len();
+    d.cli_ok(&["policy", "apply", bundle.to_str().unwrap()]);
+    let picked = d.expect_record_where(mark, "subject.picked_up", |r| r["kind"] == "subject.picked_up" && r["pid"] == pid);
+    assert_eq!(picked["profile"], "ops-bot");
+    assert_eq!(picked["by"], "uid");
+    std::fs::write(go, "").unwrap();
+    assert!(!waiting.wait().unwrap().success(), "the picked-up process acted unconfined");
+    expect_profile_denied(d, mark, "picked_up", "ops-bot");
+    let _ = std::fs::remove_file(go);
+}

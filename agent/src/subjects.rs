@@ -1,0 +1,137 @@
+//! Subjects by match: resolving a policy's matchers to the kernel's MATCHES
+//! entries, and picking up processes that were already running when the
+//! policy was applied (the kernel catches the rest at exec and at cgroup
+//! moves; see agent-ebpf's subjects.rs).
+
+use std::{
+    collections::HashMap,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+use warrant_common::{MatchKey, match_kind};
+
+use crate::{policy::Matcher, protect};
+
+/// The kernel's entries for `matchers`, the bitmask of kinds they use, and
+/// the matchers that name nothing on this host.
+pub struct Resolved {
+    pub entries: HashMap<MatchKey, u32>,
+    pub kinds: u32,
+    pub unresolved: Vec<String>,
+}
+
+fn key(kind: u32, value: [u64; 2]) -> MatchKey {
+    MatchKey { kind, _pad: 0, value }
+}
+
+/// Where cgroup v2 is mounted, from /proc/self/mounts.
+pub fn cgroup2_root() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, mount_point, fs_type) = (fields.next()?, fields.next()?, fields.next()?);
+        (fs_type == "cgroup2").then(|| PathBuf::from(mount_point))
+    })
+}
+
+/// A cgroup's id: its directory's inode number on cgroup2.
+fn cgroup_id(root: &Path, path: &str) -> Option<u64> {
+    std::fs::metadata(root.join(path.trim_start_matches('/'))).ok().map(|m| m.ino())
+}
+
+pub fn resolve(matchers: &[(Matcher, u32)]) -> Resolved {
+    let mut resolved = Resolved { entries: HashMap::new(), kinds: 0, unresolved: Vec::new() };
+    let cgroups = cgroup2_root();
+    for (matcher, profile) in matchers {
+        let keys: Vec<MatchKey> = match matcher {
+            Matcher::Exe(path) => std::fs::metadata(path)
+                .map(|m| vec![key(match_kind::EXE, [protect::kernel_dev(m.dev()), m.ino()])])
+                .unwrap_or_default(),
+            Matcher::Uid(uid) => vec![key(match_kind::UID, [*uid as u64, 0])],
+            // The cgroup and every cgroup under it (the kernel adds later ones).
+            Matcher::Cgroup(path) => cgroups
+                .as_deref()
+                .map(|root| root.join(path.trim_start_matches('/')))
+                .filter(|dir| dir.is_dir())
+                .map(|dir| {
+                    let mut ids = Vec::new();
+                    let mut pending = vec![dir];
+                    while let Some(dir) = pending.pop() {
+                        if let Ok(meta) = std::fs::metadata(&dir) {
+                            ids.push(key(match_kind::CGROUP, [meta.ino(), 0]));
+                        }
+                        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                                pending.push(entry.path());
+                            }
+                        }
+                    }
+                    ids
+                })
+                .unwrap_or_default(),
+        };
+        if keys.is_empty() {
+            resolved.unresolved.push(format!("{matcher:?} names nothing on this host"));
+        }
+        for k in keys {
+            resolved.kinds |= 1 << k.kind;
+            resolved.entries.entry(k).or_insert(*profile);
+        }
+    }
+    resolved
+}
+
+/// A running process and the profile a matcher gives it.
+#[derive(Debug)]
+pub struct Pickup {
+    pub pid: u32,
+    pub profile_id: u32,
+    /// `exe`, `cgroup` or `uid`.
+    pub by: &'static str,
+}
+
+/// The processes running now that `entries` match, in the kernel's order of
+/// precedence (executable, cgroup, uid). Kernel threads and `skip` are left out.
+pub fn running_matches(entries: &HashMap<MatchKey, u32>, skip: u32) -> Vec<Pickup> {
+    if entries.is_empty() {
+        return Vec::new();
+    }
+    let cgroups = cgroup2_root();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if pid == skip {
+            continue;
+        }
+        let proc_dir = entry.path();
+        // Kernel threads have no executable.
+        let Ok(exe) = std::fs::metadata(proc_dir.join("exe")) else { continue };
+        let by_exe = entries.get(&key(match_kind::EXE, [protect::kernel_dev(exe.dev()), exe.ino()])).map(|p| (*p, "exe"));
+        let by_cgroup = || {
+            let text = std::fs::read_to_string(proc_dir.join("cgroup")).ok()?;
+            let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+            let id = cgroup_id(cgroups.as_deref()?, path)?;
+            entries.get(&key(match_kind::CGROUP, [id, 0])).map(|p| (*p, "cgroup"))
+        };
+        let by_uid = || {
+            let status = std::fs::read_to_string(proc_dir.join("status")).ok()?;
+            let uid: u64 = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()?;
+            entries.get(&key(match_kind::UID, [uid, 0])).map(|p| (*p, "uid"))
+        };
+        if let Some((profile_id, by)) = by_exe.or_else(by_cgroup).or_else(by_uid) {
+            found.push(Pickup { pid, profile_id, by });
+        }
+    }
+    found
+}
+
+/// The thread ids of process `pid`.
+pub fn threads(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
