@@ -268,15 +268,15 @@ impl Daemon {
     /// Waits for a decision record after `mark` with this action, target and verdict.
     pub fn expect_record(&self, mark: usize, action: &str, target: &str, verdict: &str) -> Value {
         self.expect_record_where(mark, &format!("{action} {target} {verdict}"), |r| {
-            r["action"] == action && r["target"] == target && r["verdict"] == verdict
+            r["kind"] == "decision" && r["action"] == action && r["target"] == target && r["verdict"] == verdict
         })
     }
 
-    /// Waits for a decision record after `mark` that satisfies `matches`.
+    /// Waits for a record after `mark` that satisfies `matches`.
     pub fn expect_record_where(&self, mark: usize, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let found = self.records().into_iter().skip(mark).find(|r| r["kind"] == "decision" && matches(r));
+            let found = self.records().into_iter().skip(mark).find(|r| matches(r));
             if let Some(record) = found {
                 return record;
             }
