@@ -315,6 +315,35 @@ fn subjects_cannot_touch_warrant_itself() {
     let modprobe = run_subject(&["modprobe", "dummy"]);
     assert!(!modprobe.status.success(), "a subject loaded a module");
     d.expect_record(mark, "self.module", "*", "denied");
+    // The rest of the mount family: move_mount(2) and pivot_root.
+    let mark = d.audit_len();
+    let move_mount = run_subject(&[
+        "python3", "-c",
+        "import ctypes,sys; libc=ctypes.CDLL(None,use_errno=True); r=libc.syscall(429,-100,b'/opt',-100,b'/mnt/outside',0); sys.exit(ctypes.get_errno() if r<0 else 0)",
+    ]);
+    assert_eq!(move_mount.status.code(), Some(1), "move_mount from a subject must fail with EPERM: {}", move_mount.stderr);
+    d.expect_record(mark, "self.mount", "*", "denied");
+    let mark = d.audit_len();
+    let pivot = run_subject(&["pivot_root", "/opt", "/opt/agents"]);
+    assert!(pivot.stderr.contains("Operation not permitted"), "pivot_root: {}", pivot.stderr);
+    d.expect_record(mark, "self.mount", "*", "denied");
+    // init_module(2) with a buffer (finit_module is the modprobe case above).
+    let mark = d.audit_len();
+    let init_module = run_subject(&[
+        "python3", "-c",
+        "import ctypes,sys; libc=ctypes.CDLL(None,use_errno=True); b=ctypes.create_string_buffer(128); r=libc.syscall(175,b,128,b''); sys.exit(ctypes.get_errno() if r<0 else 0)",
+    ]);
+    assert_eq!(init_module.status.code(), Some(1), "init_module from a subject must fail with EPERM: {}", init_module.stderr);
+    d.expect_record(mark, "self.module", "*", "denied");
+    // Renaming a pin, removing the pin directories.
+    let mark = d.audit_len();
+    let rename = run_subject(&["mv", pin, "/sys/fs/bpf/warrant/links/moved"]);
+    assert!(!rename.status.success() && std::path::Path::new(pin).exists(), "a subject renamed a pin");
+    d.expect_record(mark, "self.pins", "*", "denied");
+    let mark = d.audit_len();
+    let rmdir = run_subject(&["rmdir", "/sys/fs/bpf/warrant/maps"]);
+    assert!(rmdir.stderr.contains("Operation not permitted"), "rmdir on bpffs: {}", rmdir.stderr);
+    d.expect_record(mark, "self.pins", "*", "denied");
     // Root that is not a subject is unaffected.
     assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "none", "/mnt"]).status().unwrap().success());
     assert!(std::process::Command::new("umount").arg("/mnt").status().unwrap().success());
