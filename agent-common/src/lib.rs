@@ -325,8 +325,41 @@ pub struct KernelOffsets {
     pub kernfs_node_id: u32,
     /// `struct kernfs_node, parent` (pointer).
     pub kernfs_node_parent: u32,
+    /// `struct file, f_path` plus `struct path, dentry`: the file's dentry.
+    pub file_f_path_dentry: u32,
+    pub _reserved: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 96);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 104);
+
+/// Files under /proc (sysctls) have no stable inode numbers: procfs makes
+/// new ones as it pleases. There, protection goes by path instead: a
+/// protected /proc tree is the hash of its path below /proc (`sys/net`),
+/// mixed one component at a time, so the kernel can hash a file's path as it
+/// walks up its dentries and look each prefix up.
+pub mod proc_path {
+    /// The hash of the empty path (the procfs root).
+    pub const ROOT: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    /// Longest component name hashed whole; longer ones are hashed by their start.
+    pub const NAME_LEN: usize = 48;
+
+    /// FNV-1a of one path component (up to its first NUL).
+    pub fn component(name: &[u8]) -> u64 {
+        let mut hash = ROOT;
+        for &byte in name.iter().take(NAME_LEN - 1) {
+            if byte == 0 {
+                break;
+            }
+            hash = (hash ^ byte as u64).wrapping_mul(PRIME);
+        }
+        hash
+    }
+
+    /// The hash of `prefix/component`, given the hashes of both.
+    pub fn join(prefix: u64, component: u64) -> u64 {
+        (prefix ^ component).wrapping_mul(PRIME).rotate_left(5)
+    }
+}
 
 /// Ways a process becomes a subject without `warrant run`: at exec, by its
 /// executable, cgroup or uid, in that order of precedence.

@@ -9,16 +9,19 @@
 //! (an fd passed over SCM_RIGHTS), at a shared writable mmap and at
 //! truncate; io_uring goes through the same hooks.
 //!
+//! Files under /proc have no stable inodes; there protection goes by path
+//! (see `proc_target`).
+//!
 //! Cost: a non-subject pays one map lookup per hook (the subject marker, or
 //! the parent directory in `d_instantiate`, or the open-file entry when a
 //! file is freed); a subject pays one PROTECTED lookup per open and write on
 //! an unprotected file.
 
-use aya_ebpf::{macros::lsm, programs::LsmContext};
-use warrant_common::{FileKey, ProtectedEntry, SELF_TREE, Subject, action};
+use aya_ebpf::{helpers::generated::bpf_probe_read_kernel_str, macros::lsm, programs::LsmContext};
+use warrant_common::{FileKey, NAME_LEN, ProtectedEntry, SELF_TREE, Subject, action, proc_path};
 
 use crate::{
-    maps::{PROTECTED, WRITABLE_FILES, kernel_offsets},
+    maps::{PROC_TREES, PROTECTED, WRITABLE_FILES, kernel_offsets},
     policy::{decide_action, read_kernel},
     selfprotect, subjects,
 };
@@ -53,6 +56,72 @@ fn protected(inode: *const u8) -> Option<(FileKey, u32)> {
     let key = inode_key(inode)?;
     let entry = unsafe { PROTECTED.get(&key) }?;
     Some((key, entry.tree))
+}
+
+/// `PROC_SUPER_MAGIC`.
+const PROC_SUPER_MAGIC: u64 = 0x9fa0;
+/// Deepest /proc path looked at (`sys/net/ipv4/conf/all/forwarding` is 6).
+const PROC_DEPTH: usize = 8;
+
+/// For a file on procfs: the protected /proc tree it is under and the hash
+/// of its own path (see `warrant_common::proc_path`). Walks up to the
+/// procfs root, then hashes each prefix top-down and looks it up; the
+/// longest protected prefix wins. Only subjects' writes get here. The
+/// task's scratch probe key is the working memory (the stack arrays would
+/// be memset calls).
+#[inline(always)]
+fn proc_target(dentry: *const u8) -> Option<(FileKey, u32)> {
+    if !selfprotect::dentry_on(dentry, PROC_SUPER_MAGIC) {
+        return None;
+    }
+    let scratch = subjects::scratch()?;
+    let components = (&raw mut scratch.probe.object).cast::<u64>();
+    let name = (&raw mut scratch.probe.table).cast::<u8>();
+    const _: () = assert!(PROC_DEPTH * 8 <= NAME_LEN && proc_path::NAME_LEN <= NAME_LEN);
+    let parent_at = kernel_offsets().dentry_d_parent;
+    let mut depth = 0;
+    let mut at = dentry;
+    let mut reached_root = false;
+    for i in 0..PROC_DEPTH {
+        let parent = read_kernel::<u64>(at, parent_at)? as *const u8;
+        if parent == at {
+            reached_root = true;
+            break;
+        }
+        let name_ptr = read_kernel::<u64>(at, kernel_offsets().dentry_d_name_name)?;
+        unsafe {
+            bpf_probe_read_kernel_str(name.cast(), proc_path::NAME_LEN as u32, name_ptr as *const _);
+            let bytes = &*name.cast::<[u8; proc_path::NAME_LEN]>();
+            components.add(i).write_volatile(proc_path::component(bytes));
+        }
+        depth += 1;
+        at = parent;
+    }
+    if !reached_root && read_kernel::<u64>(at, parent_at)? as *const u8 != at {
+        return None;
+    }
+    let mut hash = proc_path::ROOT;
+    let mut tree = None;
+    for i in 0..PROC_DEPTH {
+        if i >= depth {
+            break;
+        }
+        let component = unsafe { components.add((depth - 1 - i) % PROC_DEPTH).read_volatile() };
+        hash = proc_path::join(hash, component);
+        if let Some(found) = unsafe { PROC_TREES.get(&hash) } {
+            tree = Some(*found);
+        }
+    }
+    tree.map(|tree| (FileKey { dev: 0, ino: hash }, tree))
+}
+
+/// A file's protection: by inode, or by path under /proc.
+#[inline(always)]
+fn protected_file(file: *const u8) -> Option<(FileKey, u32)> {
+    protected(file_inode(file)).or_else(|| {
+        let dentry = read_kernel::<u64>(file, kernel_offsets().file_f_path_dentry)? as *const u8;
+        proc_target(dentry)
+    })
 }
 
 #[inline(always)]
@@ -100,7 +169,7 @@ fn check_write_through(file: *const u8) -> i32 {
     let Some(subject) = subjects::current() else {
         return 0;
     };
-    let Some((key, tree)) = protected(file_inode(file)) else {
+    let Some((key, tree)) = protected_file(file) else {
         return 0;
     };
     if is_writable_file(file) {
@@ -123,7 +192,7 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     if mode & FMODE_WRITE == 0 {
         return 0;
     }
-    let Some((key, tree)) = protected(file_inode(file)) else {
+    let Some((key, tree)) = protected_file(file) else {
         return 0;
     };
     let verdict = decide_file(&subject, action::FILE_WRITE, key, tree);

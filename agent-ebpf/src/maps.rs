@@ -74,6 +74,10 @@ pub static WARRANTS: HashMap<TargetKey, WarrantEntry> = HashMap::with_max_entrie
 #[map]
 pub static PROTECTED: HashMap<FileKey, ProtectedEntry> = HashMap::with_max_entries(65536, 0);
 
+/// Protected trees under /proc, by path hash (see `warrant_common::proc_path`) -> tree id.
+#[map]
+pub static PROC_TREES: HashMap<u64, u32> = HashMap::with_max_entries(256, 0);
+
 /// Open files a subject was allowed to write (by rule or warrant), so that
 /// its writes through them are not decided, and charged, once more each.
 /// Keyed by `struct file` address; entries leave when the file is freed.
@@ -125,6 +129,8 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     cgroup_kn: 0,
     kernfs_node_id: 0,
     kernfs_node_parent: 0,
+    file_f_path_dentry: 0,
+    _reserved: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

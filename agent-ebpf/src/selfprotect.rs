@@ -108,7 +108,7 @@ fn is_netns_pin(source: *const u8, target: *const u8, flags: u64) -> bool {
 }
 
 #[inline(always)]
-fn dentry_on(dentry: *const u8, magic: u64) -> bool {
+pub fn dentry_on(dentry: *const u8, magic: u64) -> bool {
     let offsets = kernel_offsets();
     let Some(sb) = read_kernel::<u64>(dentry, offsets.dentry_d_sb) else {
         return false;

@@ -259,6 +259,7 @@ impl State {
         let (inodes, trees) = self.protected_inodes(&compiled.policy.protect).map_err(|e| format!("bundle refused: {e}"))?;
         self.kernel
             .set_protected(&inodes, &trees)
+            .and_then(|()| self.kernel.set_proc_trees(&protect::proc_trees(&compiled.policy.protect)))
             .map_err(|e| format!("bundle could not be loaded into the kernel: {e}"))?;
         self.kernel
             .set_policy(version, &compiled.profiles, &compiled.rules)

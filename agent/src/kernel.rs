@@ -250,6 +250,21 @@ impl Kernel {
         self.write_settings(|settings| settings.policy_version = version)
     }
 
+    /// Makes `trees` (path hash -> tree id) the protected trees under /proc.
+    pub fn set_proc_trees(&mut self, trees: &StdHashMap<u64, u32>) -> Result<(), KernelError> {
+        let mut map: HashMap<&mut MapData, u64, u32> =
+            HashMap::try_from(self.ebpf.map_mut("PROC_TREES").ok_or(KernelError::MissingMap("PROC_TREES"))?)
+                .map_err(map_err("PROC_TREES"))?;
+        for (hash, tree) in trees {
+            map.insert(hash, tree, 0).map_err(map_err("PROC_TREES"))?;
+        }
+        let stale: Vec<u64> = map.keys().filter_map(Result::ok).filter(|k| !trees.contains_key(k)).collect();
+        for hash in stale {
+            let _ = map.remove(&hash);
+        }
+        Ok(())
+    }
+
     /// Adds protected inodes, leaving the others as they are.
     pub fn add_protected(&mut self, entries: &StdHashMap<FileKey, ProtectedEntry>) -> Result<(), KernelError> {
         for (key, entry) in entries {

@@ -9,7 +9,7 @@ use std::{
 };
 
 use thiserror::Error;
-use warrant_common::{FileKey, ProtectedEntry, SELF_TREE};
+use warrant_common::{FileKey, ProtectedEntry, SELF_TREE, proc_path};
 
 /// More inodes than this across all trees is refused: the kernel map holds
 /// 65536, and new files need room.
@@ -42,9 +42,25 @@ pub fn kernel_dev(st_dev: u64) -> u64 {
     (major << 20) | minor
 }
 
-/// The kernel's key for the file at `path` (not following a final symlink).
+/// Where procfs trees live; their files are keyed by path, not inode.
+pub const PROC: &str = "/proc";
+
+/// The path hash the kernel computes for a file under /proc (see
+/// `warrant_common::proc_path`), or None for a path outside /proc.
+pub fn proc_path_hash(path: &Path) -> Option<u64> {
+    let below = path.strip_prefix(PROC).ok()?;
+    Some(below.components().fold(proc_path::ROOT, |hash, part| {
+        proc_path::join(hash, proc_path::component(part.as_os_str().as_encoded_bytes()))
+    }))
+}
+
+/// The kernel's key for the file at `path` (not following a final
+/// symlink): its device and inode, or for /proc, device 0 and its path hash.
 pub fn file_key(path: &Path) -> Option<FileKey> {
     let meta = std::fs::symlink_metadata(path).ok()?;
+    if let Some(hash) = proc_path_hash(path) {
+        return Some(FileKey { dev: 0, ino: hash });
+    }
     Some(FileKey { dev: kernel_dev(meta.dev()), ino: meta.ino() })
 }
 
@@ -55,7 +71,11 @@ fn walk(root: &Path, mut visit: impl FnMut(&Path, FileKey) -> Result<(), Protect
     };
     let mut pending = vec![(root.to_path_buf(), meta)];
     while let Some((path, meta)) = pending.pop() {
-        visit(&path, FileKey { dev: kernel_dev(meta.dev()), ino: meta.ino() })?;
+        let key = match proc_path_hash(&path) {
+            Some(hash) => FileKey { dev: 0, ino: hash },
+            None => FileKey { dev: kernel_dev(meta.dev()), ino: meta.ino() },
+        };
+        visit(&path, key)?;
         if !meta.is_dir() {
             continue;
         }
@@ -74,8 +94,10 @@ fn walk(root: &Path, mut visit: impl FnMut(&Path, FileKey) -> Result<(), Protect
 /// at the next policy apply.
 pub fn inodes(trees: &[String], own: &[PathBuf]) -> Result<HashMap<FileKey, ProtectedEntry>, ProtectError> {
     let mut entries = HashMap::new();
+    // /proc trees are matched by path in the kernel (`proc_trees`).
     let roots = trees
         .iter()
+        .filter(|t| proc_path_hash(Path::new(t)).is_none())
         .map(|t| (PathBuf::from(t), tree_id(t)))
         .chain(own.iter().map(|p| (p.clone(), SELF_TREE)));
     for (root, tree) in roots {
@@ -89,6 +111,11 @@ pub fn inodes(trees: &[String], own: &[PathBuf]) -> Result<HashMap<FileKey, Prot
         })?;
     }
     Ok(entries)
+}
+
+/// The kernel's PROC_TREES entries: path hash -> tree id, for the trees under /proc.
+pub fn proc_trees(trees: &[String]) -> HashMap<u64, u32> {
+    trees.iter().filter_map(|t| Some((proc_path_hash(Path::new(t))?, tree_id(t)))).collect()
 }
 
 /// The path under `root` of the inode `key`, if it is still there.

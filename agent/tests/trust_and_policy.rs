@@ -355,3 +355,19 @@ fn rates_parse_and_only_allow_rules_take_one() {
     let rule = compiled.rules[&blocklist.key(ops_bot, action::NFT_ELEMENT_ADD)];
     assert_eq!((rule.rate_limit, rule.rate_window_secs), (3, 60));
 }
+
+#[test]
+fn proc_paths_hash_one_component_at_a_time_as_the_kernel_does() {
+    use std::path::Path;
+    use warrant::protect::proc_path_hash;
+    use warrant_common::proc_path::{ROOT, component, join};
+    // The kernel joins from the procfs root down, one dentry name at a time.
+    let by_hand = ["sys", "net", "ipv4", "ip_forward"].iter().fold(ROOT, |h, c| join(h, component(c.as_bytes())));
+    assert_eq!(proc_path_hash(Path::new("/proc/sys/net/ipv4/ip_forward")), Some(by_hand));
+    assert_ne!(proc_path_hash(Path::new("/proc/sys/net/ipv6/ip_forward")), Some(by_hand));
+    // Order matters: the tree and a file below it differ, and so do swapped names.
+    assert_ne!(proc_path_hash(Path::new("/proc/sys/net")), proc_path_hash(Path::new("/proc/net/sys")));
+    assert_eq!(proc_path_hash(Path::new("/etc/sysctl.d")), None);
+    // A name is hashed up to its NUL, as the kernel reads it.
+    assert_eq!(component(b"net\0junk"), component(b"net"));
+}

@@ -761,3 +761,32 @@ fn running_processes_are_picked_up_when_a_policy_matches_them() {
     expect_profile_denied(d, mark, "picked_up", "ops-bot");
     let _ = std::fs::remove_file(go);
 }
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn sysctls_under_a_protected_proc_tree_need_a_warrant() {
+    let d = daemon();
+    let path = "/proc/sys/net/ipv4/ip_forward";
+    let before = std::fs::read_to_string(path).unwrap();
+    let wanted = if before.trim() == "1" { "0" } else { "1" };
+    let mark = d.audit_len();
+    let out = run_subject(&["sysctl", "-w", &format!("net.ipv4.ip_forward={wanted}")]);
+    expect_refused(d, "sysctl -w", out, "file.write", path, "denied-needs-warrant", mark);
+    let request = d.expect_record(mark, "file.write", path, "denied-needs-warrant");
+    let mark = d.audit_len();
+    let out = sh_subject(&format!("echo {wanted} > /proc/self/root{path}"));
+    expect_refused(d, "a write via /proc/self/root", out, "file.write", path, "denied-needs-warrant", mark);
+    assert_eq!(std::fs::read_to_string(path).unwrap(), before);
+    // Outside the protected tree, sysctls are not Warrant's business.
+    let other = run_subject(&["sysctl", "-w", "kernel.domainname=warrant-test"]);
+    assert!(other.status.success(), "an unprotected sysctl was refused: {}", other.stderr);
+
+    let warrant = d.approve(request["request"].as_str().unwrap(), "alice", "10m", 1);
+    d.cli_ok(&["install", warrant.to_str().unwrap()]);
+    let mark = d.audit_len();
+    let out = run_subject(&["sysctl", "-w", &format!("net.ipv4.ip_forward={wanted}")]);
+    assert!(out.status.success(), "warranted sysctl failed: {}", out.stderr);
+    assert_eq!(std::fs::read_to_string(path).unwrap().trim(), wanted);
+    d.expect_record(mark, "file.write", path, "allowed-by-warrant");
+    std::fs::write(path, before).unwrap();
+}
