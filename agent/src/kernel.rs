@@ -388,7 +388,8 @@ impl Kernel {
             .iter()
             .filter_map(Result::ok)
             .filter(|(key, profile)| {
-                !entries.contains_key(key) && !(key.kind == match_kind::CGROUP && cgroup_profiles.contains(profile))
+                let kept_child_cgroup = key.kind == match_kind::CGROUP && cgroup_profiles.contains(profile);
+                !(entries.contains_key(key) || kept_child_cgroup)
             })
             .map(|(key, _)| key)
             .collect();

@@ -139,7 +139,7 @@ pub fn on_overlayfs<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Vec<PathBu
     paths
         .into_iter()
         .filter(|path| {
-            nix::sys::statfs::statfs(*path).is_ok_and(|fs| fs.filesystem_type().0 as i64 == OVERLAYFS_MAGIC)
+            nix::sys::statfs::statfs(*path).is_ok_and(|fs| fs.filesystem_type().0 == OVERLAYFS_MAGIC)
         })
         .map(Path::to_path_buf)
         .collect()
