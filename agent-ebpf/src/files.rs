@@ -258,24 +258,30 @@ pub fn d_instantiate(ctx: LsmContext) -> i32 {
     0
 }
 
+/// The create family `(dir, dentry, ...)`: a new name in a protected directory.
+#[inline(always)]
+fn creation(ctx: &LsmContext) -> i32 {
+    check(action::FILE_CREATE, [ctx.arg(0), core::ptr::null(), core::ptr::null()])
+}
+
 #[lsm(hook = "inode_create")]
 pub fn inode_create(ctx: LsmContext) -> i32 {
-    check(action::FILE_CREATE, [ctx.arg(0), core::ptr::null(), core::ptr::null()])
+    creation(&ctx)
 }
 
 #[lsm(hook = "inode_mkdir")]
 pub fn inode_mkdir(ctx: LsmContext) -> i32 {
-    check(action::FILE_CREATE, [ctx.arg(0), core::ptr::null(), core::ptr::null()])
+    creation(&ctx)
 }
 
 #[lsm(hook = "inode_mknod")]
 pub fn inode_mknod(ctx: LsmContext) -> i32 {
-    check(action::FILE_CREATE, [ctx.arg(0), core::ptr::null(), core::ptr::null()])
+    creation(&ctx)
 }
 
 #[lsm(hook = "inode_symlink")]
 pub fn inode_symlink(ctx: LsmContext) -> i32 {
-    check(action::FILE_CREATE, [ctx.arg(0), core::ptr::null(), core::ptr::null()])
+    creation(&ctx)
 }
 
 /// `inode_link(old_dentry, dir, new_dentry)`: a new name for a protected
