@@ -56,6 +56,15 @@ pub const FILE_CHMOD: u32 = 29;
 pub const FILE_CHOWN: u32 = 30;
 /// Set or remove an extended attribute or ACL.
 pub const FILE_XATTR: u32 = 31;
+// ipset (its own nfnetlink subsystem). The target is the set name, and for
+// rename and swap the other set's name as the object.
+pub const IPSET_CREATE: u32 = 32;
+pub const IPSET_DESTROY: u32 = 33;
+pub const IPSET_FLUSH: u32 = 34;
+pub const IPSET_RENAME: u32 = 35;
+pub const IPSET_SWAP: u32 = 36;
+pub const IPSET_ADD: u32 = 37;
+pub const IPSET_DEL: u32 = 38;
 
 // Self-protection: what a subject may never do, whatever the policy says.
 // The kernel denies these without consulting rules or warrants.
@@ -106,6 +115,13 @@ pub const ALL: &[(u32, &str)] = &[
     (FILE_CHMOD, "file.chmod"),
     (FILE_CHOWN, "file.chown"),
     (FILE_XATTR, "file.xattr"),
+    (IPSET_CREATE, "ipset.create"),
+    (IPSET_DESTROY, "ipset.destroy"),
+    (IPSET_FLUSH, "ipset.flush"),
+    (IPSET_RENAME, "ipset.rename"),
+    (IPSET_SWAP, "ipset.swap"),
+    (IPSET_ADD, "ipset.add"),
+    (IPSET_DEL, "ipset.del"),
     (SELF_BPF, "self.bpf"),
     (SELF_MOUNT, "self.mount"),
     (SELF_SIGNAL, "self.signal"),
@@ -134,6 +150,9 @@ pub enum TargetKind {
     Firewall,
     /// A family alone (legacy x_tables: the hook sees no table name).
     Family,
+    /// An ipset set: its name in `table` (and the other set's in `object`
+    /// for rename and swap); `family` is 0.
+    IpSet,
     /// A network namespace, by nsfs inode number, in the first eight bytes
     /// of `object`; `family` is 0 and `table` empty.
     Namespace,
@@ -151,6 +170,7 @@ pub fn target_kind(id: u32) -> TargetKind {
         NETNS_ENTER => TargetKind::Namespace,
         NETNS_CREATE => TargetKind::None,
         FILE_WRITE..=FILE_XATTR => TargetKind::File,
+        IPSET_CREATE..=IPSET_DEL => TargetKind::IpSet,
         _ if is_self_protection(id) => TargetKind::None,
         _ => TargetKind::Firewall,
     }

@@ -32,6 +32,24 @@ pub const NLM_F_REPLACE: u16 = 0x100;
 pub const NLM_F_APPEND: u16 = 0x800;
 
 pub const NFNL_SUBSYS_NFTABLES: u16 = 10;
+/// `NFNL_SUBSYS_IPSET`.
+pub const NFNL_SUBSYS_IPSET: u16 = 6;
+
+/// ipset's commands and attributes (`linux/netfilter/ipset/ip_set.h`).
+pub mod ipset {
+    pub const CMD_CREATE: u16 = 2;
+    pub const CMD_DESTROY: u16 = 3;
+    pub const CMD_FLUSH: u16 = 4;
+    pub const CMD_RENAME: u16 = 5;
+    pub const CMD_SWAP: u16 = 6;
+    pub const CMD_ADD: u16 = 9;
+    pub const CMD_DEL: u16 = 10;
+    /// `IPSET_ATTR_SETNAME`.
+    pub const ATTR_SETNAME: u16 = 2;
+    /// `IPSET_ATTR_SETNAME2` (the new name, or the set swapped with);
+    /// attribute 3 is the type name in a create, so it is read only here.
+    pub const ATTR_SETNAME2: u16 = 3;
+}
 /// Batch delimiters (`NFNL_MSG_BATCH_BEGIN`, `NFNL_MSG_BATCH_END`).
 pub const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 pub const NFNL_MSG_BATCH_END: u16 = 0x11;
@@ -197,25 +215,51 @@ pub fn classify<B: MessageBuffer>(
         // NLMSG_NOOP/ERROR/DONE/OVERRUN and the batch delimiters.
         return Class::NotAnAction;
     }
-    if subsystem != NFNL_SUBSYS_NFTABLES {
+    // The action, and the attributes naming its table (or set) and object.
+    let (action_id, table_attr, object_attr) = if subsystem == NFNL_SUBSYS_NFTABLES {
+        let Some((action_id, object_attr)) = nft_action(message, header.flags) else {
+            return Class::NotAnAction;
+        };
+        (action_id, ATTR_TABLE, object_attr)
+    } else if subsystem == NFNL_SUBSYS_IPSET {
+        let Some((action_id, second_name)) = ipset_action(message) else {
+            return Class::NotAnAction;
+        };
+        // ipset's family byte is the set's address family, not a target.
+        key.family = 0;
+        (action_id, ipset::ATTR_SETNAME, if second_name { ipset::ATTR_SETNAME2 } else { 0 })
+    } else {
         if header.flags & NLM_F_DUMP == NLM_F_DUMP {
             return Class::NotAnAction;
         }
         key.action = action::NFNETLINK_OTHER;
         return Class::Action;
-    }
-    let Some((action_id, object_attr)) = nft_action(message, header.flags) else {
-        return Class::NotAnAction;
     };
     key.action = action_id;
     if header.len < NLMSG_HDRLEN + NFGENMSG_LEN {
         return Class::Unparseable;
     }
-    if read_target_names(buf, offset, header.len, object_attr, key) {
+    if read_target_names(buf, offset, header.len, table_attr, object_attr, key) {
         Class::Action
     } else {
         Class::Unparseable
     }
+}
+
+/// The action of an ipset message, and whether it names a second set
+/// (rename, swap); `None` for reads (list, save, test, header, type, ...).
+fn ipset_action(message: u16) -> Option<(u32, bool)> {
+    use ipset::*;
+    Some(match message {
+        CMD_CREATE => (action::IPSET_CREATE, false),
+        CMD_DESTROY => (action::IPSET_DESTROY, false),
+        CMD_FLUSH => (action::IPSET_FLUSH, false),
+        CMD_RENAME => (action::IPSET_RENAME, true),
+        CMD_SWAP => (action::IPSET_SWAP, true),
+        CMD_ADD => (action::IPSET_ADD, false),
+        CMD_DEL => (action::IPSET_DEL, false),
+        _ => return None,
+    })
 }
 
 /// The action of an nftables message and the attribute naming its object
@@ -254,13 +298,15 @@ fn nft_action(message: u16, flags: u16) -> Option<(u32, u16)> {
     Some(found)
 }
 
-/// Reads the table name (attribute 1) and, when `object_attr` is not 0, the
-/// object name. Like `nla_parse`, the last attribute of a type wins. False if
-/// the attributes cannot be walked or a name does not fit.
+/// Reads the table (or set) name, attribute `table_attr`, and when
+/// `object_attr` is not 0, the object name. Like `nla_parse`, the last
+/// attribute of a type wins. False if the attributes cannot be walked or a
+/// name does not fit.
 fn read_target_names<B: MessageBuffer>(
     buf: &B,
     offset: u32,
     msg_len: u32,
+    table_attr: u16,
     object_attr: u16,
     key: &mut TargetKey,
 ) -> bool {
@@ -283,7 +329,7 @@ fn read_target_names<B: MessageBuffer>(
         let payload_len = nla_len - NLA_HDRLEN;
         // A repeated attribute replaces the earlier one, so clear before
         // reading. One read site for both names keeps the program small.
-        let target = if nla_type == ATTR_TABLE {
+        let target = if nla_type == table_attr {
             key.clear_table();
             Some(&mut key.table)
         } else if object_attr != 0 && nla_type == object_attr {

@@ -369,3 +369,38 @@ fn past_its_rate_an_allow_rule_falls_to_the_approve_tier() {
     assert_eq!(verdicts(&maps), (BatchOutcome::Allow, tier::APPROVE, verdict::ALLOWED_BY_WARRANT));
     assert_eq!(maps.uses_left(&element), 0);
 }
+
+/// Classifies the first message of `batch`.
+fn classify_first(batch: &Batch) -> (Class, TargetKey) {
+    let header = match netlink::read_header(&SliceBuffer(&batch.0), 0) {
+        netlink::Step::Message { header, .. } => header,
+        netlink::Step::End => panic!("no message"),
+    };
+    let mut k = TargetKey::zeroed();
+    let class = netlink::classify(&SliceBuffer(&batch.0), 0, &header, &mut k);
+    (class, k)
+}
+
+#[test]
+fn ipset_writes_are_classified_by_command_and_set_and_reads_are_not_actions() {
+    use warrant_common::netlink::ipset;
+    let ipset = |cmd: u16, attrs: &[(u16, &[u8])]| Batch::default().message((6 << 8) | cmd, 0, 2, attrs);
+    let protocol: &[u8] = &[7];
+    // create: attribute 3 is the type name there, not a second set.
+    let (class, k) = classify_first(&ipset(ipset::CMD_CREATE, &[(1, protocol), (2, &cstr("agentset")), (3, &cstr("hash:ip"))]));
+    assert_eq!(class, Class::Action);
+    assert_eq!((k.action, k.family), (action::IPSET_CREATE, 0));
+    assert_eq!(warrant_common::name_bytes(&k.table), b"agentset");
+    assert!(warrant_common::name_bytes(&k.object).is_empty());
+    let (_, k) = classify_first(&ipset(ipset::CMD_ADD, &[(1, protocol), (2, &cstr("agentset"))]));
+    assert_eq!(k.action, action::IPSET_ADD);
+    let (_, k) = classify_first(&ipset(ipset::CMD_SWAP, &[(1, protocol), (2, &cstr("a")), (3, &cstr("b"))]));
+    assert_eq!((k.action, warrant_common::name_bytes(&k.object)), (action::IPSET_SWAP, &b"b"[..]));
+    // list, save, test, header, type, protocol: reads.
+    for read in [1u16, 7, 8, 11, 12, 13] {
+        assert_eq!(classify_first(&ipset(read, &[(1, protocol), (2, &cstr("agentset"))])).0, Class::NotAnAction, "command {read}");
+    }
+    // Other nfnetlink subsystems stay coarse (conntrack = 1).
+    let (class, k) = classify_first(&Batch::default().message(1 << 8, 0, 2, &[]));
+    assert_eq!((class, k.action), (Class::Action, action::NFNETLINK_OTHER));
+}

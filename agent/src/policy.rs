@@ -164,6 +164,9 @@ pub struct Policy {
 pub enum Target {
     /// `FAMILY [TABLE [OBJECT]]` (nftables), or `FAMILY` alone (legacy x_tables).
     Firewall { family: Option<u8>, table: Option<String>, object: Option<String> },
+    /// An ipset set by name (`None`: any), and for rename and swap the other
+    /// set (`None`: any).
+    IpSet { set: Option<String>, other: Option<String> },
     /// A network namespace by nsfs inode number (`net:[4026532001]`, `host`
     /// for the host's own, or a name under /run/netns, resolved when the
     /// policy is applied); `None`: any.
@@ -261,6 +264,18 @@ impl Target {
         let text = text.trim();
         match kind {
             TargetKind::Firewall | TargetKind::Family => Self::parse_firewall(kind, text).map_err(TargetError::Invalid),
+            TargetKind::IpSet => {
+                let parts: Vec<&str> = text.split_whitespace().collect();
+                let name = |i: usize| parts.get(i).filter(|p| **p != "*").map(|p| (*p).to_owned());
+                let (set, other) = (name(0), name(1));
+                if parts.is_empty() || parts.len() > 2 || (set.is_none() && other.is_some()) {
+                    return Err(TargetError::Invalid(format!("target {text:?} must be \"SET\", \"SET OTHER\" or \"*\"")));
+                }
+                if [&set, &other].into_iter().flatten().any(|n| n.len() > 31) {
+                    return Err(TargetError::Invalid(format!("target {text:?}: ipset names are at most 31 bytes")));
+                }
+                Ok(Target::IpSet { set, other })
+            }
             TargetKind::File if text == "*" => Ok(Target::File { tree: None, inode: None }),
             TargetKind::File => {
                 let tree = tree_of(protect, text).ok_or_else(|| {
@@ -330,6 +345,7 @@ impl Target {
                 family.is_some() && (kind == TargetKind::Family || table.is_some())
             }
             Target::Namespace(inode) => inode.is_some(),
+            Target::IpSet { set, .. } => set.is_some(),
             Target::File { inode, .. } => inode.is_some(),
             Target::Nothing => true,
         }
@@ -353,7 +369,15 @@ impl Target {
             Target::Namespace(Some(inode)) => key.object[..8].copy_from_slice(&inode.to_le_bytes()),
             // The kernel's exact key for "no target" is all zero; `*` is the
             // family wildcard it reaches last.
-            Target::Namespace(None) | Target::File { tree: None, .. } => key.family = FAMILY_ANY,
+            Target::Namespace(None) | Target::File { tree: None, .. } | Target::IpSet { set: None, .. } => {
+                key.family = FAMILY_ANY
+            }
+            Target::IpSet { set: Some(set), other } => {
+                key.table[..set.len()].copy_from_slice(set.as_bytes());
+                if let Some(other) = other {
+                    key.object[..other.len()].copy_from_slice(other.as_bytes());
+                }
+            }
             Target::File { tree: Some(tree), inode } => {
                 key.table[..4].copy_from_slice(&tree.to_le_bytes());
                 if let Some(inode) = inode {
@@ -375,6 +399,15 @@ pub fn render_target(key: &TargetKey) -> String {
             if inode == 0 { "*".to_owned() } else { format!("net:[{inode}]") }
         }
         TargetKind::None => "*".to_owned(),
+        TargetKind::IpSet => {
+            let set = String::from_utf8_lossy(warrant_common::name_bytes(&key.table)).into_owned();
+            let other = String::from_utf8_lossy(warrant_common::name_bytes(&key.object)).into_owned();
+            match (set.is_empty(), other.is_empty()) {
+                (true, _) => "*".to_owned(),
+                (false, true) => set,
+                (false, false) => format!("{set} {other}"),
+            }
+        }
         TargetKind::File => {
             let (tree, inode) = file_target(key);
             match (tree, inode) {
@@ -413,7 +446,7 @@ pub fn shared_target_kind(pattern: &str, ids: &[u32]) -> Result<TargetKind, Stri
     let kind = action::target_kind(ids[0]);
     if ids.iter().any(|id| action::target_kind(*id) != kind) {
         return Err(format!(
-            "action {pattern:?} mixes actions whose targets differ (firewall, family, namespace, file); split the rule"
+            "action {pattern:?} mixes actions whose targets differ (firewall, family, ipset, namespace, file); split the rule"
         ));
     }
     Ok(kind)

@@ -362,16 +362,30 @@ fn iptables_nft_and_ipset_are_caught_as_netfilter_netlink() {
             && r["target"].as_str().unwrap_or("").starts_with("ip")
             && r["verdict"].as_str().unwrap_or("").starts_with("denied")
     });
-    // ipset speaks its own nfnetlink subsystem: not an nftables message, still decided.
-    // (ipset 7 exits 0 when its first netlink request is refused, so the
-    // proof is the kernel's state, not the exit code.)
-    run_subject(&["ipset", "create", "agentset", "hash:ip"]);
-    let sets = std::process::Command::new("ipset").args(["list", "-n"]).output().unwrap();
-    assert!(!String::from_utf8_lossy(&sets.stdout).contains("agentset"), "ipset create went through");
-    d.expect_record_where(mark, "an nfnetlink.other denial", |r| r["action"] == "nfnetlink.other" && r["verdict"] == "denied");
-    // Root is not a subject.
-    let root = std::process::Command::new("ipset").args(["create", "rootset", "hash:ip"]).status().unwrap();
-    assert!(root.success());
+    assert!(std::process::Command::new("ipset").args(["create", "-exist", "rootset", "hash:ip"]).status().unwrap().success());
+    // ipset speaks its own nfnetlink subsystem, classified per command and set.
+    let ipset_root = |args: &[&str]| std::process::Command::new("ipset").args(args).output().unwrap();
+    assert!(ipset_root(&["create", "-exist", "agentset", "hash:ip"]).status.success(), "root is not a subject");
+    let mark = d.audit_len();
+    let add = run_subject(&["ipset", "add", "agentset", "10.7.0.1"]);
+    assert!(add.status.success(), "the pre-authorised ipset add failed: {}", add.stderr);
+    d.expect_record(mark, "ipset.add", "agentset", "allowed");
+    let listed = run_subject(&["ipset", "list", "agentset"]);
+    assert!(listed.status.success(), "reading a set is not an action: {}", listed.stderr);
+    // (ipset 7 may exit 0 when a request is refused, so the proof is the
+    // kernel's state and the record, not the exit code.)
+    let mark = d.audit_len();
+    run_subject(&["ipset", "create", "sneaky", "hash:ip"]);
+    assert!(!String::from_utf8_lossy(&ipset_root(&["list", "-n"]).stdout).contains("sneaky"), "ipset create went through");
+    d.expect_record(mark, "ipset.create", "sneaky", "denied");
+    let mark = d.audit_len();
+    run_subject(&["ipset", "destroy", "agentset"]);
+    assert!(String::from_utf8_lossy(&ipset_root(&["list", "-n"]).stdout).contains("agentset"), "ipset destroy went through");
+    d.expect_record(mark, "ipset.destroy", "agentset", "denied");
+    let mark = d.audit_len();
+    run_subject(&["ipset", "swap", "agentset", "rootset"]);
+    d.expect_record(mark, "ipset.swap", "agentset rootset", "denied");
+    assert!(String::from_utf8_lossy(&ipset_root(&["list", "agentset"]).stdout).contains("10.7.0.1"), "ipset swap went through");
 }
 
 #[test]
