@@ -135,6 +135,24 @@ impl TargetKey {
         unsafe { zero_words((&raw mut self.object).cast(), NAME_LEN / 8) }
     }
 
+    /// Returns `a` and `b` after a round trip through `_pad` (cleared again
+    /// before returning, since keys are compared whole). See
+    /// `netlink::classify` for why.
+    #[inline(always)]
+    pub fn launder_attrs(&mut self, a: u16, b: u16) -> (u16, u16) {
+        // _pad[1..5] is 2-aligned: family sits at an 8-aligned offset.
+        let at = (&raw mut self._pad).cast::<u8>().wrapping_add(1).cast::<u16>();
+        // SAFETY: both u16s lie within `_pad`, 2-aligned.
+        unsafe {
+            at.write_volatile(a);
+            at.add(1).write_volatile(b);
+            let out = (at.read_volatile(), at.add(1).read_volatile());
+            at.write_volatile(0);
+            at.add(1).write_volatile(0);
+            out
+        }
+    }
+
     /// `*self = *other`, eight bytes at a time.
     #[inline(always)]
     pub fn copy_from(&mut self, other: &TargetKey) {

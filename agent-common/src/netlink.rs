@@ -239,6 +239,11 @@ pub fn classify<B: MessageBuffer>(
     if header.len < NLMSG_HDRLEN + NFGENMSG_LEN {
         return Class::Unparseable;
     }
+    // Passed through the key's padding, which in the kernel is map memory:
+    // the verifier then sees the attribute numbers as unknown and walks the
+    // attribute loop once for nftables and ipset, not once per constant,
+    // which the 1M-instruction budget cannot afford.
+    let (table_attr, object_attr) = key.launder_attrs(table_attr, object_attr);
     if read_target_names(buf, offset, header.len, table_attr, object_attr, key) {
         Class::Action
     } else {
