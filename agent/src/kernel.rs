@@ -453,10 +453,17 @@ pub fn remove_pins() -> std::io::Result<bool> {
 }
 
 /// The profile id of `pid` per the pinned subjects map, without loading
-/// anything (for CLI commands that subjects may not run).
-pub fn pinned_subject_profile(pid: u32) -> Option<u32> {
-    let map = aya::maps::MapData::from_pin(Path::new(PIN_ROOT).join("maps/SUBJECTS")).ok()?;
-    subject_profile_in(map.fd().as_fd().as_raw_fd(), pid)
+/// anything (for CLI commands that subjects may not run). `Ok(None)` when
+/// Warrant is not installed or `pid` is no subject. An error when the map
+/// cannot be read: a subject's bpf() is refused, so callers must treat that
+/// as "may be a subject" and refuse.
+pub fn pinned_subject_profile(pid: u32) -> std::io::Result<Option<u32>> {
+    let pin = Path::new(PIN_ROOT).join("maps/SUBJECTS");
+    if !pin.exists() {
+        return Ok(None);
+    }
+    let map = aya::maps::MapData::from_pin(&pin).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(subject_profile_in(map.fd().as_fd().as_raw_fd(), pid))
 }
 
 /// Looks `pid` up in the subjects map behind `map_fd` (keyed by pidfd).

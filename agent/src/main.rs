@@ -267,8 +267,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !nix::unistd::geteuid().is_root() {
                 bail!("uninstall needs root");
             }
-            if let Some(profile) = kernel::pinned_subject_profile(std::process::id()) {
-                bail!("refused: this process is a subject (profile #{profile}); run uninstall from an unconfined root shell");
+            match kernel::pinned_subject_profile(std::process::id()) {
+                Ok(None) => {}
+                Ok(Some(profile)) => bail!(
+                    "refused: this process is a subject (profile #{profile}); run uninstall from an unconfined root shell"
+                ),
+                Err(e) => bail!(
+                    "refused: cannot read Warrant's subject map ({e}), as happens to a subject; run uninstall from an unconfined root shell"
+                ),
             }
             let config = Config::load(config_path)?;
             if control::call(&config.socket, &Request::Status).is_ok() {

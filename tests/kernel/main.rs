@@ -804,3 +804,48 @@ fn sysctls_under_a_protected_proc_tree_need_a_warrant() {
     d.expect_record(mark, "file.write", path, "allowed-by-warrant");
     std::fs::write(path, before).unwrap();
 }
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn uninstall_by_unconfined_root_removes_everything() {
+    let d = daemon();
+    let bin = harness::warrant_bin();
+    let config = d.config.to_str().unwrap().to_owned();
+    // Never by a subject, never under a running daemon.
+    let as_subject = run_subject(&[bin.to_str().unwrap(), "--config", &config, "uninstall"]);
+    assert!(!as_subject.status.success() && as_subject.stderr.contains("subject"), "{}", as_subject.stderr);
+    let (ok, said) = d.run_cli_status(&["uninstall"]);
+    assert!(!ok && said.contains("stop it first"), "{said}");
+    assert!(std::path::Path::new("/sys/fs/bpf/warrant/links/netlink_send").exists());
+
+    // A subject waits while root stops the daemon and uninstalls.
+    let go = d.dir.join("go-uninstall");
+    let rc = d.dir.join("uninstall.rc");
+    let waiting = format!(
+        // The kernel lets go of detached programs after an RCU grace period,
+        // which under an emulated CPU can take a few seconds.
+        "while [ ! -f {go} ]; do sleep 0.2; done; ok=1; for i in $(seq 60); do \
+         if nft add chain inet filter after_uninstall 2>/dev/null; then ok=0; break; fi; sleep 0.5; done; echo $ok > {rc}",
+        go = go.display(),
+        rc = rc.display()
+    );
+    let mut subject = std::process::Command::new(&bin)
+        .args(["--config", &config, "run", "--profile", "agent", "--", "sh", "-c", &waiting])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    d.kill();
+    let removed = d.cli_ok(&["uninstall"]);
+    assert!(removed.contains("removed"), "{removed}");
+    assert!(!std::path::Path::new("/sys/fs/bpf/warrant").exists());
+    // Nothing is enforced any more: the programs went with their pins.
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(harness::wait_for_file(&rc).trim(), "0", "enforcement outlived uninstall");
+    subject.wait().unwrap();
+    nft_root(&["delete", "chain", "inet", "filter", "after_uninstall"]);
+
+    // Installing again is starting the daemon: the accepted policy comes back.
+    d.restart();
+    let denied = run_subject(&["nft", "add", "chain", "inet", "filter", "after_reinstall"]);
+    assert!(denied.stderr.contains("Operation not permitted"), "{}", denied.stderr);
+}
