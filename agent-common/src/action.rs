@@ -77,6 +77,9 @@ pub const SELF_CHROOT: u32 = 45;
 pub const SELF_PINS: u32 = 46;
 /// Any change to Warrant's own config, state or audit files.
 pub const SELF_FILES: u32 = 47;
+/// Opening a block device for writing: raw disk writes go around every
+/// file check.
+pub const SELF_BLOCKDEV: u32 = 48;
 
 /// Not an action: the kernel made a process a subject at exec or at a
 /// cgroup move (the event's `table` holds the match kind). Never in policy.
@@ -130,6 +133,7 @@ pub const ALL: &[(u32, &str)] = &[
     (SELF_CHROOT, "self.chroot"),
     (SELF_PINS, "self.pins"),
     (SELF_FILES, "self.files"),
+    (SELF_BLOCKDEV, "self.blockdev"),
 ];
 
 /// The policy name of an action id.
@@ -190,5 +194,5 @@ pub fn netns_target(key: &crate::TargetKey) -> u64 {
 
 /// Self-protection actions: never allowed, never approvable.
 pub fn is_self_protection(id: u32) -> bool {
-    (SELF_BPF..=SELF_FILES).contains(&id)
+    (SELF_BPF..=SELF_BLOCKDEV).contains(&id)
 }

@@ -345,9 +345,14 @@ pub struct KernelOffsets {
     pub kernfs_node_parent: u32,
     /// `struct file, f_path` plus `struct path, dentry`: the file's dentry.
     pub file_f_path_dentry: u32,
-    pub _reserved: u32,
+    /// `struct inode, i_mode` (umode_t).
+    pub inode_i_mode: u32,
+    /// `struct vm_area_struct, vm_file` (pointer).
+    pub vm_area_struct_vm_file: u32,
+    /// `struct vm_area_struct, vm_flags` (unsigned long).
+    pub vm_area_struct_vm_flags: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 104);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 112);
 
 /// Files under /proc (sysctls) have no stable inode numbers: procfs makes
 /// new ones as it pleases. There, protection goes by path instead: a

@@ -12,6 +12,9 @@
 //! Files under /proc have no stable inodes; there protection goes by path
 //! (see `proc_target`).
 //!
+//! Subjects never open block devices for writing (`self.blockdev`): raw
+//! disk writes would go around every check here.
+//!
 //! Cost: a non-subject pays one map lookup per hook (the subject marker, or
 //! the parent directory in `d_instantiate`, or the open-file entry when a
 //! file is freed); a subject pays one PROTECTED lookup per open and write on
@@ -27,6 +30,9 @@ use crate::{
 };
 
 const FMODE_WRITE: u32 = 2;
+const S_IFMT: u16 = 0o170000;
+const S_IFBLK: u16 = 0o060000;
+const VM_SHARED: u64 = 0x8;
 const MAY_WRITE: i32 = 2;
 const MAY_APPEND: i32 = 8;
 const PROT_WRITE: u64 = 2;
@@ -74,7 +80,11 @@ fn proc_target(dentry: *const u8) -> Option<(FileKey, u32)> {
     if !selfprotect::dentry_on(dentry, PROC_SUPER_MAGIC) {
         return None;
     }
-    let scratch = subjects::scratch()?;
+    // No working memory: deny (tree 0 matches no rule) rather than let it
+    // pass. (A key of one repeated byte here would be a memset call.)
+    let Some(scratch) = subjects::scratch() else {
+        return Some((FileKey { dev: 0, ino: 1 }, 0));
+    };
     let components = (&raw mut scratch.probe.object).cast::<u64>();
     let name = (&raw mut scratch.probe.table).cast::<u8>();
     const _: () = assert!(PROC_DEPTH * 8 <= NAME_LEN && proc_path::NAME_LEN <= NAME_LEN);
@@ -192,6 +202,11 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     if mode & FMODE_WRITE == 0 {
         return 0;
     }
+    let inode = file_inode(file);
+    let file_type = read_kernel::<u16>(inode, kernel_offsets().inode_i_mode).unwrap_or(S_IFBLK) & S_IFMT;
+    if file_type == S_IFBLK {
+        return selfprotect::refuse(&subject, action::SELF_BLOCKDEV);
+    }
     let Some((key, tree)) = protected_file(file) else {
         return 0;
     };
@@ -226,6 +241,28 @@ pub fn mmap_file(ctx: LsmContext) -> i32 {
     let prot: u64 = ctx.arg(2);
     let flags: u64 = ctx.arg(3);
     if file.is_null() || prot & PROT_WRITE == 0 || flags & MAP_SHARED == 0 {
+        return 0;
+    }
+    check_write_through(file)
+}
+
+/// `file_mprotect(vma, reqprot, prot)`: a shared mapping made writable
+/// after the fact (mmap read-only, then mprotect).
+#[lsm(hook = "file_mprotect")]
+pub fn file_mprotect(ctx: LsmContext) -> i32 {
+    let earlier_verdict: i32 = ctx.arg(3);
+    if earlier_verdict != 0 {
+        return earlier_verdict;
+    }
+    let vma: *const u8 = ctx.arg(0);
+    let prot: u64 = ctx.arg(2);
+    if prot & PROT_WRITE == 0 {
+        return 0;
+    }
+    let offsets = kernel_offsets();
+    let flags = read_kernel::<u64>(vma, offsets.vm_area_struct_vm_flags).unwrap_or(VM_SHARED);
+    let file = read_kernel::<u64>(vma, offsets.vm_area_struct_vm_file).unwrap_or(0) as *const u8;
+    if file.is_null() || flags & VM_SHARED == 0 {
         return 0;
     }
     check_write_through(file)

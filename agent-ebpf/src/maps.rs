@@ -130,7 +130,9 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     kernfs_node_id: 0,
     kernfs_node_parent: 0,
     file_f_path_dentry: 0,
-    _reserved: 0,
+    inode_i_mode: 0,
+    vm_area_struct_vm_file: 0,
+    vm_area_struct_vm_flags: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

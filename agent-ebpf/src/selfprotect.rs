@@ -5,13 +5,15 @@
 //! - mount, umount, move_mount, pivot_root, chroot: no subject reshapes the
 //!   file system views Warrant relies on (bpffs pins, config paths). The one
 //!   exception is pinning a network namespace the way `ip netns add` does.
-//! - signals and ptrace aimed at the daemon.
-//! - loading kernel modules.
+//! - signals and ptrace aimed at the daemon; ptrace attach (and /proc/PID/mem,
+//!   process_vm_writev, pidfd_getfd) on any process outside the profile.
+//! - loading kernel modules or kexec images.
+//! - opening block devices for writing (files.rs).
 //! - unlinking or renaming anything on bpffs (the pins that keep
 //!   enforcement attached while the daemon is down); the hooks are in
 //!   files.rs, which they share with protected files.
 
-use aya_ebpf::{helpers::generated::bpf_probe_read_kernel_str, macros::lsm, programs::LsmContext};
+use aya_ebpf::{bindings::task_struct, helpers::generated::bpf_probe_read_kernel_str, macros::lsm, programs::LsmContext};
 use warrant_common::{
     BPF_FS_MAGIC, NO_WARRANT, SETTINGS_INDEX, Subject, TMPFS_MAGIC, action, netns, tier, verdict, zero_words,
 };
@@ -23,8 +25,14 @@ use crate::{
 };
 
 const EPERM: i32 = 1;
-/// `READING_MODULE` and `LOADING_MODULE` in their enums.
-const MODULE_ID: i32 = 2;
+/// `PTRACE_MODE_ATTACH`.
+const PTRACE_MODE_ATTACH: u32 = 0x02;
+
+/// Kernel code from a file or a buffer: `READING_`/`LOADING_` `MODULE` (2),
+/// `KEXEC_IMAGE` (3) and `KEXEC_INITRAMFS` (4), the same in both enums.
+fn loads_kernel_code(id: i32) -> bool {
+    (2..=4).contains(&id)
+}
 
 /// Denies `action` for the current subject and records it.
 #[inline(always)]
@@ -172,20 +180,29 @@ pub fn ptrace_access_check(ctx: LsmContext) -> i32 {
     let Some(subject) = subjects::current() else {
         return 0;
     };
-    let child: *const u8 = ctx.arg(0);
-    if is_daemon(child) { refuse(&subject, action::SELF_PTRACE) } else { 0 }
+    let child: *mut task_struct = ctx.arg(0);
+    let mode: u32 = ctx.arg(1);
+    if is_daemon(child.cast()) {
+        return refuse(&subject, action::SELF_PTRACE);
+    }
+    // Attaching to, writing the memory of, or taking the fds of a process
+    // outside the subject's own profile would run the subject's code there,
+    // unconfined (/proc/PID/mem, process_vm_writev and pidfd_getfd ask for
+    // this mode too). Reading (ps, /proc/PID/environ) stays allowed.
+    let same_profile = subjects::marker_of(child).is_some_and(|m| m.profile_id == subject.profile_id);
+    if mode & PTRACE_MODE_ATTACH != 0 && !same_profile { refuse(&subject, action::SELF_PTRACE) } else { 0 }
 }
 
 #[lsm(hook = "kernel_read_file")]
 pub fn kernel_read_file(ctx: LsmContext) -> i32 {
     let id: i32 = ctx.arg(1);
-    if id == MODULE_ID { refuse_subjects(action::SELF_MODULE) } else { 0 }
+    if loads_kernel_code(id) { refuse_subjects(action::SELF_MODULE) } else { 0 }
 }
 
 #[lsm(hook = "kernel_load_data")]
 pub fn kernel_load_data(ctx: LsmContext) -> i32 {
     let id: i32 = ctx.arg(0);
-    if id == MODULE_ID { refuse_subjects(action::SELF_MODULE) } else { 0 }
+    if loads_kernel_code(id) { refuse_subjects(action::SELF_MODULE) } else { 0 }
 }
 
 /// Whether `dir` (an inode) is on bpffs.

@@ -47,7 +47,7 @@ pub fn current_mut() -> Option<&'static mut Subject> {
 }
 
 #[inline(always)]
-fn marker_of(task: *mut task_struct) -> Option<Subject> {
+pub fn marker_of(task: *mut task_struct) -> Option<Subject> {
     let found = unsafe { bpf_task_storage_get(SUBJECTS.as_ptr(), task, core::ptr::null_mut(), 0) };
     if found.is_null() {
         None

@@ -181,6 +181,8 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         kernfs_node_id: btf.member_offset("kernfs_node", "id")?,
         kernfs_node_parent: btf.member_offset("kernfs_node", "parent")?,
         file_f_path_dentry: btf.member_offset("file", "f_path")? + btf.member_offset("path", "dentry")?,
-        _reserved: 0,
+        inode_i_mode: btf.member_offset("inode", "i_mode")?,
+        vm_area_struct_vm_file: btf.member_offset("vm_area_struct", "vm_file")?,
+        vm_area_struct_vm_flags: btf.member_offset("vm_area_struct", "vm_flags")?,
     })
 }

@@ -422,11 +422,21 @@ impl State {
                 _ => "uid",
             };
             let profile = self.policy.as_ref().map(|p| p.profile_name(event.profile_id));
+            // The cgroup tracepoint sees the process's leader only: its other
+            // threads are marked from here (exec-time matches have no others).
+            let threads = if by == "cgroup" {
+                self.kernel.mark_process(event.tgid, event.profile_id).unwrap_or_else(|e| {
+                    warn!(pid = event.tgid, "cannot mark the threads of a process moved into a matched cgroup: {e}");
+                    0
+                })
+            } else {
+                0
+            };
             let exe = fs::read_link(format!("/proc/{}/exe", event.tgid)).map(|p| p.display().to_string()).ok();
             let comm = String::from_utf8_lossy(warrant_common::name_bytes(&event.comm)).into_owned();
             self.record(
                 "subject.matched",
-                json!({"pid": event.tgid, "exe": exe, "comm": comm, "uid": event.uid, "profile": profile, "by": by}),
+                json!({"pid": event.tgid, "exe": exe, "comm": comm, "uid": event.uid, "profile": profile, "by": by, "threads_marked_after": threads}),
             );
             return;
         }

@@ -27,8 +27,10 @@ pub const PIN_ROOT: &str = "/sys/fs/bpf/warrant";
 /// Maps pinned under PIN_ROOT/maps: everything that must survive a daemon
 /// restart (subjects, policy, warrants with their remaining uses, and events
 /// not yet read).
-const PINNED_MAPS: &[&str] =
-    &["SUBJECTS", "PROFILES", "RULES", "WARRANTS", "SETTINGS", "EVENTS", "LOST_EVENTS", "PROTECTED"];
+const PINNED_MAPS: &[&str] = &[
+    "SUBJECTS", "PROFILES", "RULES", "WARRANTS", "SETTINGS", "EVENTS", "LOST_EVENTS", "PROTECTED", "PROC_TREES",
+    "MATCHES", "RATES",
+];
 
 /// LSM programs, in attach order: subjects must be tracked before any hook
 /// decides for them.
@@ -56,6 +58,7 @@ const LSM_PROGRAMS: &[&str] = &[
     "file_open",
     "file_permission",
     "mmap_file",
+    "file_mprotect",
     "file_free_security",
     "inode_create",
     "inode_mkdir",

@@ -100,6 +100,16 @@ pub fn inodes(trees: &[String], own: &[PathBuf]) -> Result<HashMap<FileKey, Prot
         .filter(|t| proc_path_hash(Path::new(t)).is_none())
         .map(|t| (PathBuf::from(t), tree_id(t)))
         .chain(own.iter().map(|p| (p.clone(), SELF_TREE)));
+    // A protected path that is a symlink protects its target too: writes go there.
+    let roots: Vec<(PathBuf, u32)> = roots
+        .flat_map(|(root, tree)| {
+            let target = std::fs::symlink_metadata(&root)
+                .is_ok_and(|m| m.file_type().is_symlink())
+                .then(|| std::fs::canonicalize(&root).ok())
+                .flatten();
+            std::iter::once((root, tree)).chain(target.map(|t| (t, tree)))
+        })
+        .collect();
     for (root, tree) in roots {
         walk(&root, |_, key| {
             // Warrant's own files win over a policy tree that contains them.

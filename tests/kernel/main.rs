@@ -344,6 +344,32 @@ fn subjects_cannot_touch_warrant_itself() {
     let rmdir = run_subject(&["rmdir", "/sys/fs/bpf/warrant/maps"]);
     assert!(rmdir.stderr.contains("Operation not permitted"), "rmdir on bpffs: {}", rmdir.stderr);
     d.expect_record(mark, "self.pins", "*", "denied");
+    // ptrace attach on any process outside the profile, not just the daemon.
+    let mut outsider = std::process::Command::new("sleep").arg("120").spawn().unwrap();
+    let mark = d.audit_len();
+    let ptrace = run_subject(&[
+        "python3", "-c",
+        &format!("import ctypes,sys; libc=ctypes.CDLL(None,use_errno=True); r=libc.ptrace(16,{},0,0); sys.exit(ctypes.get_errno() if r<0 else 0)", outsider.id()),
+    ]);
+    assert_eq!(ptrace.status.code(), Some(1), "ptrace of an unconfined process must fail with EPERM: {}", ptrace.stderr);
+    d.expect_record(mark, "self.ptrace", "*", "denied");
+    let _ = outsider.kill();
+    let _ = outsider.wait();
+    // kexec: kernel code from a file, like a module.
+    let mark = d.audit_len();
+    let kexec = run_subject(&[
+        "python3", "-c",
+        "import ctypes,os,sys; libc=ctypes.CDLL(None,use_errno=True); fd=os.open('/bin/true',os.O_RDONLY); r=libc.syscall(320,fd,-1,1,b'',4); sys.exit(ctypes.get_errno() if r<0 else 0)",
+    ]);
+    assert_eq!(kexec.status.code(), Some(1), "kexec_file_load from a subject must fail with EPERM: {}", kexec.stderr);
+    d.expect_record(mark, "self.module", "*", "denied");
+    // Raw block devices go around every file check.
+    let _ = std::fs::remove_file("/run/warrant-loop0");
+    assert!(std::process::Command::new("mknod").args(["/run/warrant-loop0", "b", "7", "0"]).status().unwrap().success());
+    let mark = d.audit_len();
+    let raw = run_subject(&["sh", "-c", "echo x > /run/warrant-loop0"]);
+    assert!(raw.stderr.contains("Operation not permitted"), "a subject opened a block device for writing: {}", raw.stderr);
+    d.expect_record(mark, "self.blockdev", "*", "denied");
     // Root that is not a subject is unaffected.
     assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "none", "/mnt"]).status().unwrap().success());
     assert!(std::process::Command::new("umount").arg("/mnt").status().unwrap().success());
@@ -601,7 +627,7 @@ fn protected_config_files_hold_against_every_route() {
     let mark = d.audit_len();
     expect_refused(d, "io_uring openat", files_helper(&["uring-open", PROTECTED_FILE]), "file.write", PROTECTED_FILE, needs, mark);
     // A writable fd opened by root (not a subject) and passed over SCM_RIGHTS.
-    for how in ["write", "mmap", "uring-write"] {
+    for how in ["write", "mmap", "mprotect", "uring-write"] {
         let socket = d.dir.join(format!("pass-{how}.sock"));
         let _ = std::fs::remove_file(&socket);
         let mut passer = std::process::Command::new("python3")

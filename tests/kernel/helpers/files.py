@@ -6,7 +6,8 @@
                                       first client of SOCKET, then exit
     files.py use-fd SOCKET HOW        receive that fd, then HOW it:
                                       write, mmap (shared, writable),
-                                      uring-write, read
+                                      mprotect (shared read-only mapping
+                                      made writable), uring-write, read
 
 Exits 0 on success, or with the errno of the failing call (EPERM is 1).
 """
@@ -93,6 +94,14 @@ def main():
                 os.read(fd, 16)
             elif how == "mmap":
                 mmap.mmap(fd, 0, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            elif how == "mprotect":
+                libc.mmap.restype = ctypes.c_void_p
+                libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+                addr = libc.mmap(None, 4096, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+                if addr in (None, ctypes.c_void_p(-1).value):
+                    fail()
+                if libc.mprotect(ctypes.c_void_p(addr), 4096, mmap.PROT_READ | mmap.PROT_WRITE) != 0:
+                    fail()
             elif how == "uring-write":
                 data = ctypes.create_string_buffer(b"# io_uring\n")
                 check(uring(IORING_OP_WRITE, fd, ctypes.addressof(data), 11, 0, 0))
