@@ -504,6 +504,12 @@ pub fn parse_time(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("{text:?} is before 1970"))
 }
 
+/// A profile's kernel id, from its name: running subjects keep their
+/// profile when a new policy reorders, adds or removes profiles.
+pub fn profile_id(name: &str) -> u32 {
+    name.bytes().fold(0x811c_9dc5u32, |hash, byte| (hash ^ byte as u32).wrapping_mul(0x0100_0193))
+}
+
 /// Compiles `policy` for this host (namespace names, file paths).
 pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
     compile_with(policy, &ThisHost)
@@ -526,13 +532,16 @@ pub fn compile_with(policy: Policy, names: &dyn HostNames) -> Result<CompiledPol
     let mut rule_names = Vec::new();
     let mut unresolved = Vec::new();
     let mut matchers: Vec<(Matcher, u32)> = Vec::new();
-    for (index, profile) in policy.profiles.iter().enumerate() {
+    for profile in &policy.profiles {
         if profile.name.is_empty() || profile.name.contains(char::is_whitespace) {
             return Err(invalid(format!("profile name {:?} must be one word", profile.name)));
         }
-        let id = index as u32;
+        let id = profile_id(&profile.name);
         if profile_ids.insert(profile.name.clone(), id).is_some() {
             return Err(invalid(format!("names profile {:?} twice", profile.name)));
+        }
+        if profile_ids.values().filter(|other| **other == id).count() > 1 {
+            return Err(invalid(format!("profile {:?}: its id collides with another profile's; rename it", profile.name)));
         }
         let kernel_mode = match profile.mode {
             Mode::Enforce => mode::ENFORCE,

@@ -46,11 +46,12 @@ fn every_example_policy_loads() {
 fn demo_policy_compiles_to_the_expected_tiers() {
     let compiled = demo_policy();
     let target = policy::Target::parse(action::TargetKind::Firewall, "inet filter input", &[], &policy::ThisHost).unwrap();
-    let approve = compiled.rules[&target.key(0, action::NFT_RULE_ADD)];
+    let agent = compiled.profile_ids["agent"];
+    let approve = compiled.rules[&target.key(agent, action::NFT_RULE_ADD)];
     assert_eq!(approve.tier, tier::APPROVE);
     let blocklist = policy::Target::parse(action::TargetKind::Firewall, "inet filter blocklist", &[], &policy::ThisHost).unwrap();
-    assert_eq!(compiled.rules[&blocklist.key(0, action::NFT_ELEMENT_ADD)].tier, tier::ALLOW);
-    assert_eq!(compiled.rules[&blocklist.key(0, action::NFT_ELEMENT_DELETE)].tier, tier::ALLOW);
+    assert_eq!(compiled.rules[&blocklist.key(agent, action::NFT_ELEMENT_ADD)].tier, tier::ALLOW);
+    assert_eq!(compiled.rules[&blocklist.key(agent, action::NFT_ELEMENT_DELETE)].tier, tier::ALLOW);
 }
 
 #[test]
@@ -70,7 +71,9 @@ target = "inet filter input"
 tier = "deny"
 "#;
     let compiled = policy::compile(policy::Policy::parse(text).unwrap()).unwrap();
-    let k = policy::Target::parse(action::TargetKind::Firewall, "inet filter input", &[], &policy::ThisHost).unwrap().key(0, action::NFT_RULE_ADD);
+    let k = policy::Target::parse(action::TargetKind::Firewall, "inet filter input", &[], &policy::ThisHost)
+        .unwrap()
+        .key(compiled.profile_ids["a"], action::NFT_RULE_ADD);
     assert_eq!(compiled.rules[&k].tier, tier::DENY);
 }
 
@@ -163,7 +166,9 @@ fn warrant_from_the_named_ri_is_accepted() {
     let alice = key("alice");
     let envelope = approval_for("alice", &alice).seal(&alice);
     let checked = approval::check(&envelope, &demo_policy(), "host-a", 1_000).unwrap();
-    assert_eq!(checked.key, policy::Target::parse(action::TargetKind::Firewall, "inet filter input", &[], &policy::ThisHost).unwrap().key(0, action::NFT_RULE_ADD));
+    let agent = demo_policy().profile_ids["agent"];
+    let input = policy::Target::parse(action::TargetKind::Firewall, "inet filter input", &[], &policy::ThisHost).unwrap();
+    assert_eq!(checked.key, input.key(agent, action::NFT_RULE_ADD));
 }
 
 #[test]
@@ -268,6 +273,7 @@ fn netns_verdict(compiled: &CompiledPolicy, action_id: u32, inode: u64) -> (u32,
     let mut scratch = BatchScratch::zeroed();
     // Exactly the key agent-ebpf's decide_action builds.
     let key = &mut scratch.messages[0].key;
+    key.profile_id = compiled.profile_ids["p"];
     key.action = action_id;
     key.object[..8].copy_from_slice(&inode.to_le_bytes());
     decide_single(&CompiledRules(&compiled.rules), warrant_common::mode::ENFORCE, &mut scratch);
@@ -337,6 +343,16 @@ fn namespace_targets_are_checked_for_their_kind() {
         let err = policy::Policy::parse(&policy_with(action, target)).and_then(policy::compile).unwrap_err().to_string();
         assert!(err.contains(says), "{action} {target}: {err}");
     }
+}
+
+#[test]
+fn profile_ids_follow_names_not_positions() {
+    let text = |order: [&str; 2]| {
+        format!("version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n[[profile]]\nname = \"{}\"\n[[profile]]\nname = \"{}\"\n", order[0], order[1])
+    };
+    let one = policy::compile(policy::Policy::parse(&text(["a", "b"])).unwrap()).unwrap();
+    let other = policy::compile(policy::Policy::parse(&text(["b", "a"])).unwrap()).unwrap();
+    assert_eq!(one.profile_ids, other.profile_ids, "reordering profiles must not move running subjects");
 }
 
 #[test]
