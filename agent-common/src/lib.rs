@@ -395,6 +395,24 @@ pub mod match_kind {
     pub const UID: u32 = 3;
 }
 
+/// Longest cgroup path (with its NUL) matched by path when a cgroup is made.
+pub const CGROUP_PATH_LEN: usize = 128;
+
+/// FNV-1a of a cgroup path as the kernel's `cgroup_mkdir` tracepoint gives
+/// it (`/agents.slice/agent.service`), up to its first NUL: the key of the
+/// CGROUP_PATHS map, so that a matched cgroup deleted and made again (a
+/// systemd restart) is matched again.
+pub fn cgroup_path_hash(path: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in path.iter().take(CGROUP_PATH_LEN - 1) {
+        if byte == 0 {
+            break;
+        }
+        hash = (hash ^ byte as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
 /// Key of the MATCHES map (value: the profile id).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -52,6 +52,11 @@ pub static SUBJECTS: TaskStorage<Subject> = TaskStorage::new();
 #[map]
 pub static MATCHES: HashMap<MatchKey, u32> = HashMap::with_max_entries(4096, 0);
 
+/// Matched cgroup paths (`cgroup_path_hash`) -> profile id: a matched
+/// cgroup made again gets its new id into MATCHES.
+#[map]
+pub static CGROUP_PATHS: HashMap<u64, u32> = HashMap::with_max_entries(1024, 0);
+
 /// Profile id -> mode.
 #[map]
 pub static PROFILES: HashMap<u32, ProfileEntry> = HashMap::with_max_entries(256, 0);

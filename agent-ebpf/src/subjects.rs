@@ -4,15 +4,19 @@
 
 use aya_ebpf::{
     bindings::task_struct,
-    helpers::generated::{bpf_get_current_cgroup_id, bpf_get_current_task_btf, bpf_task_storage_get},
+    helpers::generated::{
+        bpf_get_current_cgroup_id, bpf_get_current_task_btf, bpf_probe_read_kernel_str, bpf_task_storage_get,
+    },
     macros::{btf_tracepoint, lsm},
     programs::{BtfTracePointContext, LsmContext},
 };
-use warrant_common::{MatchKey, SETTINGS_INDEX, Subject, decision::BatchScratch, match_kind};
+use warrant_common::{
+    CGROUP_PATH_LEN, MatchKey, SETTINGS_INDEX, Subject, cgroup_path_hash, decision::BatchScratch, match_kind,
+};
 
 use crate::{
     files,
-    maps::{MATCHES, SCRATCH, SETTINGS, SUBJECTS, kernel_offsets},
+    maps::{CGROUP_PATHS, MATCHES, SCRATCH, SETTINGS, SUBJECTS, kernel_offsets},
     netns,
     policy::{emit_matched, read_kernel},
 };
@@ -178,10 +182,12 @@ pub fn cgroup_attach_task(ctx: BtfTracePointContext) -> i32 {
 }
 
 /// A cgroup made under a matched one is matched too, so a subject's
-/// workload cannot slip into a fresh child cgroup unconfined.
+/// workload cannot slip into a fresh child cgroup unconfined; and a matched
+/// cgroup made again under its own path (a systemd restart) is matched again.
 #[btf_tracepoint(function = "cgroup_mkdir")]
 pub fn cgroup_mkdir(ctx: BtfTracePointContext) -> i32 {
     let cgroup: *const u8 = ctx.arg(0);
+    let path: *const u8 = ctx.arg(1);
     let offsets = kernel_offsets();
     let Some(kn) = read_kernel::<u64>(cgroup, offsets.cgroup_kn) else {
         return 0;
@@ -194,9 +200,33 @@ pub fn cgroup_mkdir(ctx: BtfTracePointContext) -> i32 {
     ) else {
         return 0;
     };
-    if let Some(profile_id) = cgroup_profile(parent_id) {
+    if let Some(profile_id) = cgroup_profile(parent_id).or_else(|| path_profile(path)) {
         let key = MatchKey { kind: match_kind::CGROUP, _pad: 0, value: [id, 0] };
         let _ = MATCHES.insert(&key, &profile_id, 0);
     }
     0
+}
+
+/// A removed cgroup's id leaves MATCHES (ids are not reused, but the map is finite).
+#[btf_tracepoint(function = "cgroup_rmdir")]
+pub fn cgroup_rmdir(ctx: BtfTracePointContext) -> i32 {
+    if let Some(id) = cgroup_id(ctx.arg(0)) {
+        let _ = MATCHES.remove(&MatchKey { kind: match_kind::CGROUP, _pad: 0, value: [id, 0] });
+    }
+    0
+}
+
+/// The profile matching the cgroup path `path` (a kernel string), if any.
+#[inline(always)]
+fn path_profile(path: *const u8) -> Option<u32> {
+    let mut buffer = core::mem::MaybeUninit::<[u8; CGROUP_PATH_LEN]>::uninit();
+    // The helper writes the string and its NUL; only those bytes are hashed.
+    let read = unsafe { bpf_probe_read_kernel_str(buffer.as_mut_ptr().cast(), CGROUP_PATH_LEN as u32, path.cast()) };
+    if read <= 0 {
+        return None;
+    }
+    // SAFETY: the verifier treats the whole buffer as written by the helper,
+    // and the hash stops at the NUL the helper wrote.
+    let hash = cgroup_path_hash(unsafe { buffer.assume_init_ref() });
+    unsafe { CGROUP_PATHS.get(&hash) }.copied()
 }

@@ -266,7 +266,7 @@ impl State {
             .map_err(|e| format!("bundle could not be loaded into the kernel: {e}"))?;
         let matches = subjects::resolve(&compiled.matchers);
         self.kernel
-            .set_matches(&matches.entries, matches.kinds)
+            .set_matches(&matches.entries, &matches.cgroup_paths, matches.kinds)
             .map_err(|e| format!("bundle could not be loaded into the kernel: {e}"))?;
         let state_dir = self.config.state_dir.clone();
         write_atomic(&policy_bundle_path(&state_dir), bundle.as_bytes())

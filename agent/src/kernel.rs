@@ -29,7 +29,7 @@ pub const PIN_ROOT: &str = "/sys/fs/bpf/warrant";
 /// not yet read).
 const PINNED_MAPS: &[&str] = &[
     "SUBJECTS", "PROFILES", "RULES", "WARRANTS", "SETTINGS", "EVENTS", "LOST_EVENTS", "PROTECTED", "PROC_TREES",
-    "MATCHES", "RATES",
+    "MATCHES", "CGROUP_PATHS", "RATES",
 ];
 
 /// LSM programs, in attach order: subjects must be tracked before any hook
@@ -79,6 +79,7 @@ const LSM_PROGRAMS: &[&str] = &[
 const TRACING_PROGRAMS: &[(&str, &str)] = &[
     ("cgroup_mkdir", "cgroup_mkdir"),
     ("cgroup_attach_task", "cgroup_attach_task"),
+    ("cgroup_rmdir", "cgroup_rmdir"),
     ("note_unshare", "unshare_nsproxy_namespaces"),
     ("forget_unshare", "unshare_nsproxy_namespaces"),
     ("note_setns", "netns_install"),
@@ -378,7 +379,22 @@ impl Kernel {
     /// Makes `entries` the exec-time matches and tells the kernel which
     /// kinds to look up. Cgroup entries the kernel added for cgroups made
     /// under a matched one stay while that profile still matches cgroups.
-    pub fn set_matches(&mut self, entries: &StdHashMap<MatchKey, u32>, kinds: u32) -> Result<(), KernelError> {
+    pub fn set_matches(
+        &mut self,
+        entries: &StdHashMap<MatchKey, u32>,
+        cgroup_paths: &StdHashMap<u64, u32>,
+        kinds: u32,
+    ) -> Result<(), KernelError> {
+        let mut paths: HashMap<&mut MapData, u64, u32> =
+            HashMap::try_from(self.ebpf.map_mut("CGROUP_PATHS").ok_or(KernelError::MissingMap("CGROUP_PATHS"))?)
+                .map_err(map_err("CGROUP_PATHS"))?;
+        for (hash, profile) in cgroup_paths {
+            paths.insert(hash, profile, 0).map_err(map_err("CGROUP_PATHS"))?;
+        }
+        let stale: Vec<u64> = paths.keys().filter_map(Result::ok).filter(|k| !cgroup_paths.contains_key(k)).collect();
+        for hash in stale {
+            let _ = paths.remove(&hash);
+        }
         let mut matches: HashMap<&mut MapData, MatchKey, u32> =
             HashMap::try_from(self.ebpf.map_mut("MATCHES").ok_or(KernelError::MissingMap("MATCHES"))?)
                 .map_err(map_err("MATCHES"))?;

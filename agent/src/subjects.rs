@@ -17,6 +17,8 @@ use crate::{policy::Matcher, protect};
 /// the matchers that name nothing on this host.
 pub struct Resolved {
     pub entries: HashMap<MatchKey, u32>,
+    /// Matched cgroup paths by `cgroup_path_hash`, for cgroups made again.
+    pub cgroup_paths: HashMap<u64, u32>,
     pub kinds: u32,
     pub unresolved: Vec<String>,
 }
@@ -41,9 +43,16 @@ fn cgroup_id(root: &Path, path: &str) -> Option<u64> {
 }
 
 pub fn resolve(matchers: &[(Matcher, u32)]) -> Resolved {
-    let mut resolved = Resolved { entries: HashMap::new(), kinds: 0, unresolved: Vec::new() };
+    let mut resolved =
+        Resolved { entries: HashMap::new(), cgroup_paths: HashMap::new(), kinds: 0, unresolved: Vec::new() };
     let cgroups = cgroup2_root();
     for (matcher, profile) in matchers {
+        if let Matcher::Cgroup(path) = matcher {
+            let normal = format!("/{}", path.trim_matches('/'));
+            resolved.cgroup_paths.insert(warrant_common::cgroup_path_hash(normal.as_bytes()), *profile);
+            // A cgroup made later at this path matches, even if none exists now.
+            resolved.kinds |= 1 << match_kind::CGROUP;
+        }
         let keys: Vec<MatchKey> = match matcher {
             Matcher::Exe(path) => std::fs::metadata(path)
                 .map(|m| vec![key(match_kind::EXE, [protect::kernel_dev(m.dev()), m.ino()])])

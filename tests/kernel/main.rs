@@ -771,6 +771,13 @@ fn processes_become_subjects_by_executable_cgroup_and_uid() {
     let mark = d.audit_len();
     root_sh("echo $$ > /sys/fs/cgroup/agents.slice/cgroup.procs; echo $$ > /sys/fs/cgroup/cgroup.procs; nft add chain inet filter left");
     expect_profile_denied(d, mark, "left", "agent");
+    // The matched cgroup removed and made again (a systemd restart) is matched again.
+    std::fs::remove_dir("/sys/fs/cgroup/agents.slice/job-1").unwrap();
+    std::fs::remove_dir("/sys/fs/cgroup/agents.slice").unwrap();
+    std::fs::create_dir("/sys/fs/cgroup/agents.slice").unwrap();
+    let mark = d.audit_len();
+    root_sh("echo $$ > /sys/fs/cgroup/agents.slice/cgroup.procs; nft add chain inet filter by_remade_cgroup");
+    expect_profile_denied(d, mark, "by_remade_cgroup", "agent");
 }
 
 #[test]
