@@ -438,11 +438,17 @@ const _: () = assert!(core::mem::size_of::<FileKey>() == 16);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProtectedEntry {
-    /// 1-based index of the tree in the policy's `protect` list, or
-    /// [`SELF_TREE`] for Warrant's own files.
+    /// The tree's id (a hash of its path), or [`SELF_TREE`] for Warrant's
+    /// own files.
     pub tree: u32,
-    pub _reserved: u32,
+    /// [`PROTECTED_ANCESTOR`] for a directory above a tree root: only
+    /// renaming it is decided (it would move the tree away), and new files
+    /// in it do not join the tree.
+    pub flags: u32,
 }
+
+/// [`ProtectedEntry::flags`] of a directory above a protected tree.
+pub const PROTECTED_ANCESTOR: u32 = 1;
 const _: () = assert!(core::mem::size_of::<ProtectedEntry>() == 8);
 
 /// [`ProtectedEntry::tree`] of Warrant's own config, state and audit files:

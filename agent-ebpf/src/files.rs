@@ -21,7 +21,7 @@
 //! an unprotected file.
 
 use aya_ebpf::{helpers::generated::bpf_probe_read_kernel_str, macros::lsm, programs::LsmContext};
-use warrant_common::{FileKey, NAME_LEN, ProtectedEntry, SELF_TREE, Subject, action, proc_path};
+use warrant_common::{FileKey, NAME_LEN, PROTECTED_ANCESTOR, ProtectedEntry, SELF_TREE, Subject, action, proc_path};
 
 use crate::{
     maps::{PROC_TREES, PROTECTED, WRITABLE_FILES, kernel_offsets},
@@ -59,9 +59,16 @@ pub fn inode_key(inode: *const u8) -> Option<FileKey> {
 /// `inode`'s key and tree, if it is protected.
 #[inline(always)]
 fn protected(inode: *const u8) -> Option<(FileKey, u32)> {
+    let (key, entry) = protected_entry(inode)?;
+    (entry.flags & PROTECTED_ANCESTOR == 0).then_some((key, entry.tree))
+}
+
+/// `inode`'s PROTECTED entry, ancestors of trees included.
+#[inline(always)]
+fn protected_entry(inode: *const u8) -> Option<(FileKey, ProtectedEntry)> {
     let key = inode_key(inode)?;
     let entry = unsafe { PROTECTED.get(&key) }?;
-    Some((key, entry.tree))
+    Some((key, *entry))
 }
 
 /// `PROC_SUPER_MAGIC`.
@@ -290,7 +297,7 @@ pub fn d_instantiate(ctx: LsmContext) -> i32 {
         return 0;
     };
     if let Some(key) = inode_key(inode) {
-        let _ = PROTECTED.insert(&key, &ProtectedEntry { tree, _reserved: 0 }, 0);
+        let _ = PROTECTED.insert(&key, &ProtectedEntry { tree, flags: 0 }, 0);
     }
     0
 }
@@ -372,7 +379,14 @@ pub fn inode_rename(ctx: LsmContext) -> i32 {
     }
     let old: *const u8 = ctx.arg(1);
     let new: *const u8 = ctx.arg(3);
-    for inode in [dentry_inode(old), dentry_inode(new), new_dir, old_dir] {
+    let moved = dentry_inode(old);
+    // Moving a directory above a tree (`mv /etc /etc.old`) moves the tree.
+    if let Some((key, entry)) = protected_entry(moved)
+        && entry.flags & PROTECTED_ANCESTOR != 0
+    {
+        return decide_file(&subject, action::FILE_RENAME, key, entry.tree);
+    }
+    for inode in [moved, dentry_inode(new), new_dir, old_dir] {
         if let Some((key, tree)) = protected(inode) {
             return decide_file(&subject, action::FILE_RENAME, key, tree);
         }

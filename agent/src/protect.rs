@@ -9,7 +9,7 @@ use std::{
 };
 
 use thiserror::Error;
-use warrant_common::{FileKey, ProtectedEntry, SELF_TREE, proc_path};
+use warrant_common::{FileKey, PROTECTED_ANCESTOR, ProtectedEntry, SELF_TREE, proc_path};
 
 /// More inodes than this across all trees is refused: the kernel map holds
 /// 65536, and new files need room.
@@ -110,15 +110,27 @@ pub fn inodes(trees: &[String], own: &[PathBuf]) -> Result<HashMap<FileKey, Prot
             std::iter::once((root, tree)).chain(target.map(|t| (t, tree)))
         })
         .collect();
-    for (root, tree) in roots {
-        walk(&root, |_, key| {
+    for (root, tree) in &roots {
+        let tree = *tree;
+        walk(root, |_, key| {
             // Warrant's own files win over a policy tree that contains them.
-            let entry = entries.entry(key).or_insert(ProtectedEntry { tree, _reserved: 0 });
+            let entry = entries.entry(key).or_insert(ProtectedEntry { tree, flags: 0 });
             if tree == SELF_TREE {
                 entry.tree = SELF_TREE;
             }
             if entries.len() > MAX_INODES { Err(ProtectError::TooMany) } else { Ok(()) }
         })?;
+    }
+    // The directories above each tree root: renaming one would move the tree.
+    for (root, tree) in &roots {
+        for ancestor in root.ancestors().skip(1) {
+            if ancestor == Path::new("/") {
+                break;
+            }
+            if let Some(key) = file_key(ancestor) {
+                entries.entry(key).or_insert(ProtectedEntry { tree: *tree, flags: PROTECTED_ANCESTOR });
+            }
+        }
     }
     Ok(entries)
 }
@@ -128,8 +140,11 @@ pub fn proc_trees(trees: &[String]) -> HashMap<u64, u32> {
     trees.iter().filter_map(|t| Some((proc_path_hash(Path::new(t))?, tree_id(t)))).collect()
 }
 
-/// The path under `root` of the inode `key`, if it is still there.
+/// The path under `root` (or above it) of the inode `key`, if it is still there.
 pub fn find_path(root: &Path, key: FileKey) -> Option<PathBuf> {
+    if let Some(above) = root.ancestors().skip(1).find(|a| file_key(a) == Some(key)) {
+        return Some(above.to_path_buf());
+    }
     let mut found = None;
     let _ = walk(root, |path, k| {
         if k == key && found.is_none() {

@@ -681,6 +681,8 @@ fn subjects_cannot_change_warrants_own_files() {
         ("delete the persisted policy", format!("rm -f {state}/policy.bundle")),
         ("plant a file in the state directory", format!("touch {state}/planted")),
         ("truncate the audit log", format!("truncate -s 0 {audit}")),
+        // The directory above the state directory: moving it moves Warrant's files away.
+        ("move the daemon's directory", format!("mv {} {}-moved", d.dir.display(), d.dir.display())),
     ] {
         let mark = d.audit_len();
         let out = sh_subject(&script);
@@ -689,6 +691,10 @@ fn subjects_cannot_change_warrants_own_files() {
     }
     assert!(std::path::Path::new(&format!("{state}/policy.bundle")).exists());
     assert!(!std::path::Path::new(&format!("{state}/planted")).exists());
+    // Renaming inside that directory is not a change to Warrant's files.
+    let scratch = d.write_file("scratch.txt", "x");
+    let moved = sh_subject(&format!("mv {} {}.moved", scratch.display(), scratch.display()));
+    assert!(moved.status.success(), "an unrelated rename beside the state directory was refused: {}", moved.stderr);
     assert!(d.run_cli(&["audit", "verify"]).contains("verifies"), "the audit log must still verify");
 }
 
