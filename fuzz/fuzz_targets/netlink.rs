@@ -1,0 +1,58 @@
+//! The netlink classifier and batch decision, exactly as the kernel runs
+//! them, on arbitrary bytes: no panic, and every sendmsg gets an outcome.
+#![no_main]
+
+use std::collections::HashMap;
+
+use libfuzzer_sys::fuzz_target;
+use warrant_common::{
+    FAMILY_ANY, RuleEntry, TargetKey, action,
+    decision::{BatchScratch, PolicyView, decide_batch},
+    mode,
+    netlink::SliceBuffer,
+    tier,
+};
+
+/// A wildcard rule for every action (allow with a rate of one for even ids,
+/// approve for odd ones) and a warrant for everything: every path of the
+/// decision is reachable.
+struct Everything(HashMap<TargetKey, RuleEntry>);
+
+impl Everything {
+    fn new() -> Self {
+        let rules = action::ALL
+            .iter()
+            .map(|(id, _)| {
+                let mut key = TargetKey::zeroed();
+                key.action = *id;
+                key.family = FAMILY_ANY;
+                let tier = if id % 2 == 0 { tier::ALLOW } else { tier::APPROVE };
+                (key, RuleEntry { tier, rule_index: *id, rate_limit: 1, rate_window_secs: 60 })
+            })
+            .collect();
+        Self(rules)
+    }
+}
+
+impl PolicyView for Everything {
+    fn rule(&self, key: &TargetKey) -> Option<RuleEntry> {
+        self.0.get(key).copied()
+    }
+    fn usable_warrant(&self, _: &TargetKey) -> Option<u32> {
+        Some(0)
+    }
+    fn consume_warrant(&self, _: &TargetKey) -> bool {
+        true
+    }
+    fn refund_warrant(&self, _: &TargetKey) {}
+    fn take_rate(&self, rule: &RuleEntry) -> bool {
+        rule.rule_index % 2 == 0
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let policy = Everything::new();
+    let mut scratch = BatchScratch::zeroed();
+    let audit = if data.first().is_some_and(|b| b & 1 == 1) { mode::AUDIT } else { mode::ENFORCE };
+    decide_batch(&SliceBuffer(data), &policy, 0, audit, &mut scratch);
+});
