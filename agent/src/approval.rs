@@ -62,6 +62,8 @@ pub enum ApprovalError {
     NoUses { id: String },
     #[error("warrant {id} was approved by its own requester")]
     SelfApproved { id: String },
+    #[error("warrant {id}: {action} needs two Responsible Individuals who may approve it; it has {found} (add one with `warrant cosign`)")]
+    NeedsTwo { id: String, action: String, found: usize },
 }
 
 impl Approval {
@@ -76,6 +78,8 @@ impl Approval {
 pub struct CheckedWarrant {
     pub approval: Approval,
     pub key: TargetKey,
+    /// Every Responsible Individual whose signature counts for this warrant.
+    pub approvers: Vec<String>,
 }
 
 /// Verifies an envelope against the policy in force for `host` at `now`.
@@ -120,6 +124,19 @@ pub fn check(
     if approval.requester.as_deref() == Some(approval.approver.as_str()) {
         return Err(ApprovalError::SelfApproved { id });
     }
+    // Distinct people in scope for the action, never the requester.
+    let mut approvers: Vec<String> = Vec::new();
+    for signer in &signers {
+        if let Some(ri) = policy.approver_for(signer, &approval.action)
+            && approval.requester.as_deref() != Some(ri.name.as_str())
+            && !approvers.contains(&ri.name)
+        {
+            approvers.push(ri.name.clone());
+        }
+    }
+    if policy.needs_two_people(&approval.action) && approvers.len() < 2 {
+        return Err(ApprovalError::NeedsTwo { id, action: approval.action.clone(), found: approvers.len() });
+    }
     if !approval.hosts.iter().any(|h| h == host || h == "*") {
         return Err(ApprovalError::WrongHost { id, hosts: approval.hosts.clone(), host: host.into() });
     }
@@ -156,7 +173,7 @@ pub fn check(
         return Err(ApprovalError::NoUses { id });
     }
     let key = target.key(profile_id, action_id);
-    Ok(CheckedWarrant { approval, key })
+    Ok(CheckedWarrant { approval, key, approvers })
 }
 
 /// The id an unverified envelope claims, for the refusal message only.

@@ -369,7 +369,7 @@ impl State {
         let summary = json!({
             "warrant_id": a.id, "approver": a.approver, "profile": a.profile, "action": a.action,
             "target": a.target, "max_uses": a.max_uses, "expires_at": a.expires_at,
-            "request": a.request, "reason": a.reason,
+            "request": a.request, "reason": a.reason, "approvers": checked.approvers,
         });
         self.record("warrant.installed", summary.clone());
         self.warrants.insert(index, InstalledWarrant { approval: checked.approval, key: checked.key, revoked: false });

@@ -89,6 +89,15 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Add your signature to a warrant whose action needs two people.
+    Cosign {
+        warrant: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to write the co-signed warrant (default: in place).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Put a warrant into the local cache (the daemon checks it first).
     Install { warrant: PathBuf },
     /// Remove a warrant from the kernel at once.
@@ -229,6 +238,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Approve { request, key, ttl, uses, reason, ticket, hosts, approver, out } => {
             let config = Config::load(config_path)?;
             approve(&config, &request, &key, &ttl, uses, reason, ticket, hosts, approver, out.as_deref())?;
+        }
+        Command::Cosign { warrant, key, out } => {
+            let text = std::fs::read_to_string(&warrant)
+                .with_context(|| format!("cannot read warrant {}", warrant.display()))?;
+            let mut envelope = trust::Envelope::parse(&text).map_err(|e| anyhow!("{}: {e}", warrant.display()))?;
+            let signing_key = trust::read_signing_key(&key).map_err(|e| anyhow!("{}: {e}", key.display()))?;
+            envelope.add_signature(&signing_key).map_err(|e| anyhow!("{}: {e}", warrant.display()))?;
+            let target = out.unwrap_or_else(|| warrant.clone());
+            std::fs::write(&target, envelope.to_json())
+                .with_context(|| format!("cannot write {}", target.display()))?;
+            println!(
+                "co-signed {} with key {} ({} signature(s))",
+                target.display(),
+                trust::key_id(&signing_key.verifying_key()),
+                envelope.signatures.len()
+            );
         }
         Command::Install { warrant } => {
             let config = Config::load(config_path)?;

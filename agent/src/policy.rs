@@ -154,6 +154,10 @@ pub struct Policy {
     pub protect: Vec<String>,
     #[serde(default, rename = "responsible")]
     pub responsibles: Vec<Responsible>,
+    /// Action patterns whose warrants need two distinct Responsible
+    /// Individuals, each allowed to approve the action (`warrant cosign`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub two_person: Vec<String>,
     #[serde(rename = "profile")]
     pub profiles: Vec<Profile>,
 }
@@ -472,6 +476,14 @@ pub fn expand_action(pattern: &str) -> Result<Vec<u32>, String> {
     Ok(ids)
 }
 
+/// Whether an action pattern (`nft.rule.add`, `nft.*`) covers `action_name`.
+fn pattern_matches(pattern: &str, action_name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => action_name.starts_with(prefix),
+        None => pattern == action_name,
+    }
+}
+
 /// A policy checked for consistency, with what the kernel needs.
 #[derive(Clone, Debug)]
 pub struct CompiledPolicy {
@@ -605,6 +617,9 @@ pub fn compile_with(policy: Policy, names: &dyn HostNames) -> Result<CompiledPol
             rule_names.push((profile.name.clone(), rule.clone()));
         }
     }
+    for pattern in &policy.two_person {
+        expand_action(pattern).map_err(|e| invalid(format!("two_person: {e}")))?;
+    }
     let mut responsibles = Vec::new();
     for ri in &policy.responsibles {
         let key = trust::parse_public_key(&ri.key).ok_or_else(|| {
@@ -626,12 +641,14 @@ impl CompiledPolicy {
     /// The Responsible Individual holding `key`, if that person may approve `action_name`.
     pub fn approver_for(&self, key: &VerifyingKey, action_name: &str) -> Option<&Responsible> {
         self.responsibles.iter().find_map(|(ri, k)| {
-            let may = ri.may_approve.iter().any(|p| match p.strip_suffix('*') {
-                Some(prefix) => action_name.starts_with(prefix),
-                None => p == action_name,
-            });
+            let may = ri.may_approve.iter().any(|p| pattern_matches(p, action_name));
             (k == key && may).then_some(ri)
         })
+    }
+
+    /// Whether warrants for `action_name` need two Responsible Individuals.
+    pub fn needs_two_people(&self, action_name: &str) -> bool {
+        self.policy.two_person.iter().any(|p| pattern_matches(p, action_name))
     }
 
     pub fn responsible_by_key(&self, key: &VerifyingKey) -> Option<&Responsible> {

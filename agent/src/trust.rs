@@ -133,6 +133,21 @@ impl Envelope {
         }
     }
 
+    /// Adds `key`'s signature over the payload as it stands (a co-signer).
+    /// A key that already signed is not added twice.
+    pub fn add_signature(&mut self, key: &SigningKey) -> Result<(), TrustError> {
+        let payload = B64
+            .decode(&self.payload)
+            .map_err(|e| TrustError::BadEnvelope(format!("payload is not base64: {e}")))?;
+        let keyid = key_id(&key.verifying_key());
+        if self.signatures.iter().any(|s| s.keyid == keyid) {
+            return Ok(());
+        }
+        let signature = key.sign(&pae(&self.payload_type, &payload));
+        self.signatures.push(EnvelopeSignature { keyid, sig: B64.encode(signature.to_bytes()) });
+        Ok(())
+    }
+
     pub fn parse(text: &str) -> Result<Self, TrustError> {
         serde_json::from_str(text).map_err(|e| TrustError::BadEnvelope(e.to_string()))
     }

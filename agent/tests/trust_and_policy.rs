@@ -387,3 +387,32 @@ fn proc_paths_hash_one_component_at_a_time_as_the_kernel_does() {
     // A name is hashed up to its NUL, as the kernel reads it.
     assert_eq!(component(b"net\0junk"), component(b"net"));
 }
+
+#[test]
+fn two_person_actions_need_two_distinct_responsible_individuals() {
+    let policy = demo_policy();
+    let (alice, bob, mallory) = (key("alice"), key("bob"), key("mallory"));
+    let mut approval = approval_for("alice", &alice);
+    approval.action = "nft.chain.add".into();
+    approval.target = "inet filter newchain".into();
+    // Alice alone is not enough for a two-person action...
+    let mut envelope = approval.seal(&alice);
+    let refused = approval::check(&envelope, &policy, "host-a", 1_000).unwrap_err();
+    assert!(matches!(refused, ApprovalError::NeedsTwo { found: 1, .. }), "{refused}");
+    // ...nor her signature twice, nor a key the policy does not name...
+    envelope.add_signature(&alice).unwrap();
+    envelope.add_signature(&mallory).unwrap();
+    assert!(matches!(approval::check(&envelope, &policy, "host-a", 1_000), Err(ApprovalError::NeedsTwo { found: 1, .. })));
+    // ...but Bob co-signing makes two.
+    envelope.add_signature(&bob).unwrap();
+    let checked = approval::check(&envelope, &policy, "host-a", 1_000).unwrap();
+    assert_eq!(checked.approvers, ["alice", "bob"]);
+    // The requester's own signature never counts.
+    approval.requester = Some("bob".into());
+    let mut own = approval.seal(&alice);
+    own.add_signature(&bob).unwrap();
+    assert!(matches!(approval::check(&own, &policy, "host-a", 1_000), Err(ApprovalError::NeedsTwo { found: 1, .. })));
+    // Other actions still need one.
+    let single = approval_for("alice", &alice).seal(&alice);
+    assert_eq!(approval::check(&single, &policy, "host-a", 1_000).unwrap().approvers, ["alice"]);
+}

@@ -888,3 +888,31 @@ fn uninstall_by_unconfined_root_removes_everything() {
     let denied = run_subject(&["nft", "add", "chain", "inet", "filter", "after_reinstall"]);
     assert!(denied.stderr.contains("Operation not permitted"), "{}", denied.stderr);
 }
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_two_person_warrant_needs_both_signatures_before_the_kernel_sees_it() {
+    let d = daemon();
+    let _ = std::process::Command::new("nft").args(["delete", "table", "inet", "agent"]).output();
+    nft_root(&["add", "table", "inet", "agent"]);
+    let chain = ["nft", "add", "chain", "inet", "agent", "jobs"];
+    let mark = d.audit_len();
+    let denied = run_subject(&chain);
+    assert!(denied.stderr.contains("Operation not permitted"), "{}", denied.stderr);
+    let request = d.expect_record(mark, "nft.chain.add", "inet agent jobs", "denied-needs-warrant");
+    // Alice's signature alone is refused at install: nothing reaches the kernel.
+    let warrant = d.approve(request["request"].as_str().unwrap(), "alice", "10m", 1);
+    let (installed, said) = d.run_cli_status(&["install", warrant.to_str().unwrap()]);
+    assert!(!installed && said.contains("needs two"), "{said}");
+    assert!(run_subject(&chain).stderr.contains("Operation not permitted"), "a one-person warrant took effect");
+    // Bob co-signs; now it installs and covers exactly one chain add.
+    d.cli_ok(&["cosign", warrant.to_str().unwrap(), "--key", "policies/demo-keys/bob.key"]);
+    let mark = d.audit_len();
+    d.cli_ok(&["install", warrant.to_str().unwrap()]);
+    let installed = d.expect_record_where(mark, "warrant.installed", |r| r["kind"] == "warrant.installed");
+    assert_eq!(installed["approvers"], serde_json::json!(["alice", "bob"]));
+    let allowed = run_subject(&chain);
+    assert!(allowed.status.success(), "the two-person warrant did not cover its chain: {}", allowed.stderr);
+    d.expect_record(mark, "nft.chain.add", "inet agent jobs", "allowed-by-warrant");
+    nft_root(&["delete", "table", "inet", "agent"]);
+}
