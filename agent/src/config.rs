@@ -24,6 +24,13 @@ pub struct Config {
     pub bundle: Option<PathBuf>,
     /// Run with a change request as JSON on stdin when one is created.
     pub notify_command: Option<String>,
+    /// A directory watched for policy bundles: each new file is applied as
+    /// `warrant policy apply` would (in name order; older versions refused).
+    pub bundle_dir: Option<PathBuf>,
+    /// A directory watched for warrants signed elsewhere: each new file is
+    /// installed and moved to `installed/`, or moved to `refused/` beside a
+    /// `.reason` file.
+    pub inbox_dir: Option<PathBuf>,
     /// Where this configuration was read from (not a key of the file).
     #[serde(skip)]
     pub path: PathBuf,
@@ -40,6 +47,8 @@ impl Default for Config {
             host: None,
             bundle: None,
             notify_command: None,
+            bundle_dir: None,
+            inbox_dir: None,
             path: DEFAULT_PATH.into(),
         }
     }
@@ -67,11 +76,13 @@ impl Config {
     }
 
     /// Warrant's own files, which subjects may never change: this config,
-    /// the state directory, the audit log, and the socket's directory.
+    /// the state directory, the audit log, the socket's directory, the
+    /// trusted keys, and the watched bundle and warrant directories.
     pub fn own_paths(&self) -> Vec<PathBuf> {
         let mut paths = vec![self.path.clone(), self.state_dir.clone(), self.audit_log.clone()];
         paths.extend(self.socket.parent().map(Path::to_path_buf));
         paths.extend(self.trusted_keys.iter().cloned());
+        paths.extend(self.bundle_dir.iter().chain(&self.inbox_dir).cloned());
         paths
     }
 

@@ -119,6 +119,8 @@ struct State {
     counters: BTreeMap<String, u64>,
     /// The policy in force has expired and that was reported.
     expiry_reported: bool,
+    /// Files of the watched bundle directory already tried (path, size, mtime).
+    seen_bundles: HashSet<(PathBuf, u64, i64)>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -377,6 +379,58 @@ impl State {
         Ok(summary)
     }
 
+    /// Applies new bundles from `bundle_dir` and installs warrants from
+    /// `inbox_dir`, each through the same checks as the control socket.
+    fn check_watched_dirs(&mut self) {
+        if let Some(dir) = self.config.bundle_dir.clone() {
+            for path in new_files(&dir) {
+                let Ok(meta) = fs::metadata(&path) else { continue };
+                let stamp = (path.clone(), meta.len(), meta.modified().map(|t| {
+                    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+                }).unwrap_or(0));
+                if !self.seen_bundles.insert(stamp) {
+                    continue;
+                }
+                let outcome = fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read: {e}"))
+                    .and_then(|text| self.apply_bundle(&text, false));
+                match outcome {
+                    Ok(_) => info!(file = %path.display(), "bundle from the watched directory applied"),
+                    Err(reason) => {
+                        warn!(file = %path.display(), "{reason}");
+                        self.record("bundle_dir.refused", json!({"file": path.display().to_string(), "reason": reason}));
+                    }
+                }
+            }
+        }
+        if let Some(inbox) = self.config.inbox_dir.clone() {
+            for path in new_files(&inbox) {
+                let outcome = fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read: {e}"))
+                    .and_then(|text| self.install_warrant(&text));
+                let (to, reason) = match outcome {
+                    Ok(_) => ("installed", None),
+                    Err(reason) => ("refused", Some(reason)),
+                };
+                let dest = inbox.join(to);
+                let name = path.file_name().map(|n| n.to_owned()).unwrap_or_default();
+                let moved = fs::create_dir_all(&dest)
+                    .and_then(|()| fs::rename(&path, dest.join(&name)))
+                    .and_then(|()| match &reason {
+                        Some(reason) => {
+                            let mut note = dest.join(&name).into_os_string();
+                            note.push(".reason");
+                            fs::write(note, format!("{reason}\n"))
+                        }
+                        None => Ok(()),
+                    });
+                if let Err(e) = moved {
+                    error!(file = %path.display(), "cannot move a warrant out of the inbox: {e}");
+                }
+            }
+        }
+    }
+
     /// A policy past `expires` keeps being enforced (never fall open), but
     /// the host must say so loudly until a new bundle arrives.
     fn check_expiry(&mut self) {
@@ -543,9 +597,25 @@ impl State {
     }
 }
 
+/// The regular, non-hidden files directly in `dir`, by name.
+fn new_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()) && !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+}
+
 pub async fn run(config: Config) -> anyhow::Result<()> {
     fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create state directory {}", config.state_dir.display()))?;
+    for dir in config.bundle_dir.iter().chain(&config.inbox_dir) {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create watched directory {}", dir.display()))?;
+    }
     let trusted = config
         .trusted_keys
         .iter()
@@ -582,6 +652,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ledger,
         counters: BTreeMap::new(),
         expiry_reported: false,
+        seen_bundles: HashSet::new(),
     };
     state.record("daemon.started", json!({"pid": std::process::id()}));
     let persisted = fs::read_to_string(policy_bundle_path(&config.state_dir)).ok();
@@ -615,6 +686,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         })
     };
+    let dir_watch = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
+            loop {
+                every.tick().await;
+                shared.lock().expect("state lock").check_watched_dirs();
+            }
+        })
+    };
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
@@ -628,6 +709,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     reader.abort();
     expiry_watch.abort();
+    dir_watch.abort();
     let mut state = shared.lock().expect("state lock");
     state.record("daemon.stopped", json!({}));
     let _ = fs::remove_file(&socket);

@@ -916,3 +916,37 @@ fn a_two_person_warrant_needs_both_signatures_before_the_kernel_sees_it() {
     d.expect_record(mark, "nft.chain.add", "inet agent jobs", "allowed-by-warrant");
     nft_root(&["delete", "table", "inet", "agent"]);
 }
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn watched_directories_apply_bundles_and_install_warrants() {
+    let d = daemon();
+    // A bundle dropped into bundle_dir is applied like `warrant policy apply`.
+    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
+    let v3 = d.write_file("demo-v3.toml", &text.replacen("version = 1", "version = 3", 1));
+    let mark = d.audit_len();
+    let staged = d.dir.join("v3.bundle");
+    d.cli_ok(&["policy", "sign", v3.to_str().unwrap(), "--key", "policies/demo-keys/security-team.key", "--out", staged.to_str().unwrap()]);
+    std::fs::copy(&staged, d.dir.join("bundles.d/0003.bundle")).unwrap();
+    let applied = d.expect_record_where(mark, "policy.applied v3", |r| r["kind"] == "policy.applied" && r["version"] == 3);
+    assert_eq!(applied["version"], 3);
+
+    // A warrant dropped into the inbox is installed and filed away.
+    let mark = d.audit_len();
+    let rule = ["nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "2901", "accept"];
+    run_subject(&rule);
+    let request = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
+    let warrant = d.approve(request["request"].as_str().unwrap(), "alice", "10m", 1);
+    let inbox = d.dir.join("inbox");
+    std::fs::copy(&warrant, inbox.join("w.json")).unwrap();
+    d.expect_record_where(mark, "warrant.installed from the inbox", |r| r["kind"] == "warrant.installed");
+    harness::wait_for_file(&inbox.join("installed/w.json"));
+    assert!(run_subject(&rule).status.success(), "the inbox warrant did not take effect");
+    // Garbage is refused, with the reason beside it.
+    std::fs::write(inbox.join("junk.json"), "not a warrant").unwrap();
+    let reason = harness::wait_for_file(&inbox.join("refused/junk.json.reason"));
+    assert!(reason.contains("warrant refused"), "{reason}");
+    // Subjects cannot drop anything there.
+    let planted = run_subject(&["sh", "-c", &format!("echo x > {}/planted.json", inbox.display())]);
+    assert!(!planted.status.success(), "a subject wrote into the inbox");
+}
