@@ -416,3 +416,22 @@ fn two_person_actions_need_two_distinct_responsible_individuals() {
     let single = approval_for("alice", &alice).seal(&alice);
     assert_eq!(approval::check(&single, &policy, "host-a", 1_000).unwrap().approvers, ["alice"]);
 }
+
+#[test]
+fn a_bundle_needs_k_distinct_keys_of_n_trusted() {
+    // Three trusted keys, threshold two.
+    let (team, alice, bob) = (key("security-team"), key("alice"), key("bob"));
+    let trusted = [team.verifying_key(), alice.verifying_key(), bob.verifying_key()];
+    let two = signed_bundle(&[team.clone(), bob.clone()]);
+    let (_, signers) = two.verify(POLICY_PAYLOAD_TYPE, &trusted, 2).unwrap();
+    assert_eq!(signers, [team.verifying_key(), bob.verifying_key()]);
+    // One trusted signature and an untrusted one are not two.
+    let with_stranger = signed_bundle(&[team.clone(), key("mallory")]);
+    assert!(matches!(
+        with_stranger.verify(POLICY_PAYLOAD_TYPE, &trusted, 2),
+        Err(TrustError::NotEnoughSignatures { needed: 2, found: 1 })
+    ));
+    // All three, in any order, satisfy a threshold of three.
+    let all = signed_bundle(&[bob.clone(), alice.clone(), team.clone()]);
+    assert_eq!(all.verify(POLICY_PAYLOAD_TYPE, &trusted, 3).unwrap().1.len(), 3);
+}
