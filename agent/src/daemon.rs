@@ -391,7 +391,15 @@ impl State {
                 if !self.seen_bundles.insert(stamp) {
                     continue;
                 }
-                let outcome = fs::read_to_string(&path)
+                let text = fs::read_to_string(&path);
+                // The bundle in force, seen again after a restart: nothing to do.
+                let in_force = fs::read_to_string(policy_bundle_path(&self.config.state_dir)).ok();
+                if let (Ok(text), Some(in_force)) = (&text, &in_force)
+                    && text.trim() == in_force.trim()
+                {
+                    continue;
+                }
+                let outcome = text
                     .map_err(|e| format!("cannot read: {e}"))
                     .and_then(|text| self.apply_bundle(&text, false));
                 match outcome {
