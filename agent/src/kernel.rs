@@ -2,13 +2,15 @@
 //! programs, and the maps it writes (rules, profiles, warrants, subjects).
 
 use std::{
+    borrow::BorrowMut,
     collections::HashMap as StdHashMap,
+    hash::Hash,
     os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
     path::{Path, PathBuf},
 };
 
 use aya::{
-    Btf, Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader, Pod,
     maps::{Array, HashMap, Map, MapData, RingBuf},
     programs::{Lsm, Program, links::FdLink},
 };
@@ -226,26 +228,9 @@ impl Kernel {
         profiles: &[(u32, ProfileEntry)],
         rules: &StdHashMap<TargetKey, RuleEntry>,
     ) -> Result<(), KernelError> {
-        for (id, entry) in profiles {
-            self.profiles.insert(id, entry, 0).map_err(map_err("PROFILES"))?;
-        }
-        for (key, entry) in rules {
-            self.rules.insert(key, entry, 0).map_err(map_err("RULES"))?;
-        }
-        let stale: Vec<TargetKey> =
-            self.rules.keys().filter_map(Result::ok).filter(|k| !rules.contains_key(k)).collect();
-        for key in stale {
-            self.rules.remove(&key).map_err(map_err("RULES"))?;
-        }
-        let stale_profiles: Vec<u32> = self
-            .profiles
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|id| !profiles.iter().any(|(p, _)| p == id))
-            .collect();
-        for id in stale_profiles {
-            self.profiles.remove(&id).map_err(map_err("PROFILES"))?;
-        }
+        let profiles: StdHashMap<u32, ProfileEntry> = profiles.iter().copied().collect();
+        replace_entries(&mut self.profiles, "PROFILES", &profiles, |_, _| false)?;
+        replace_entries(&mut self.rules, "RULES", rules, |_, _| false)?;
         // Rule indexes name other rules now: every rate window starts afresh.
         let indexes = rules.values().map(|r| r.rule_index + 1).max().unwrap_or(0).min(self.rates.len());
         for index in 0..indexes {
@@ -256,17 +241,12 @@ impl Kernel {
 
     /// Makes `trees` (path hash -> tree id) the protected trees under /proc.
     pub fn set_proc_trees(&mut self, trees: &StdHashMap<u64, u32>) -> Result<(), KernelError> {
-        let mut map: HashMap<&mut MapData, u64, u32> =
-            HashMap::try_from(self.ebpf.map_mut("PROC_TREES").ok_or(KernelError::MissingMap("PROC_TREES"))?)
-                .map_err(map_err("PROC_TREES"))?;
-        for (hash, tree) in trees {
-            map.insert(hash, tree, 0).map_err(map_err("PROC_TREES"))?;
-        }
-        let stale: Vec<u64> = map.keys().filter_map(Result::ok).filter(|k| !trees.contains_key(k)).collect();
-        for hash in stale {
-            let _ = map.remove(&hash);
-        }
-        Ok(())
+        replace_entries(&mut self.hash_map("PROC_TREES")?, "PROC_TREES", trees, |_, _| false)
+    }
+
+    /// An object map this struct does not hold open, as a typed hash map.
+    fn hash_map<K: Pod, V: Pod>(&mut self, name: &'static str) -> Result<HashMap<&mut MapData, K, V>, KernelError> {
+        HashMap::try_from(self.ebpf.map_mut(name).ok_or(KernelError::MissingMap(name))?).map_err(map_err(name))
     }
 
     /// Adds protected inodes, leaving the others as they are.
@@ -285,18 +265,7 @@ impl Kernel {
         entries: &StdHashMap<FileKey, ProtectedEntry>,
         trees: &std::collections::HashSet<u32>,
     ) -> Result<(), KernelError> {
-        self.add_protected(entries)?;
-        let stale: Vec<FileKey> = self
-            .protected
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(key, entry)| !entries.contains_key(key) && !trees.contains(&entry.tree))
-            .map(|(key, _)| key)
-            .collect();
-        for key in stale {
-            let _ = self.protected.remove(&key);
-        }
-        Ok(())
+        replace_entries(&mut self.protected, "PROTECTED", entries, |_, entry| trees.contains(&entry.tree))
     }
 
     /// Tells the kernel which process is the daemon (subjects may not signal or trace it).
@@ -385,36 +354,12 @@ impl Kernel {
         cgroup_paths: &StdHashMap<u64, u32>,
         kinds: u32,
     ) -> Result<(), KernelError> {
-        let mut paths: HashMap<&mut MapData, u64, u32> =
-            HashMap::try_from(self.ebpf.map_mut("CGROUP_PATHS").ok_or(KernelError::MissingMap("CGROUP_PATHS"))?)
-                .map_err(map_err("CGROUP_PATHS"))?;
-        for (hash, profile) in cgroup_paths {
-            paths.insert(hash, profile, 0).map_err(map_err("CGROUP_PATHS"))?;
-        }
-        let stale: Vec<u64> = paths.keys().filter_map(Result::ok).filter(|k| !cgroup_paths.contains_key(k)).collect();
-        for hash in stale {
-            let _ = paths.remove(&hash);
-        }
-        let mut matches: HashMap<&mut MapData, MatchKey, u32> =
-            HashMap::try_from(self.ebpf.map_mut("MATCHES").ok_or(KernelError::MissingMap("MATCHES"))?)
-                .map_err(map_err("MATCHES"))?;
-        for (key, profile) in entries {
-            matches.insert(key, profile, 0).map_err(map_err("MATCHES"))?;
-        }
+        replace_entries(&mut self.hash_map("CGROUP_PATHS")?, "CGROUP_PATHS", cgroup_paths, |_, _| false)?;
         let cgroup_profiles: std::collections::HashSet<u32> =
             entries.iter().filter(|(k, _)| k.kind == match_kind::CGROUP).map(|(_, p)| *p).collect();
-        let stale: Vec<MatchKey> = matches
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(key, profile)| {
-                let kept_child_cgroup = key.kind == match_kind::CGROUP && cgroup_profiles.contains(profile);
-                !(entries.contains_key(key) || kept_child_cgroup)
-            })
-            .map(|(key, _)| key)
-            .collect();
-        for key in stale {
-            let _ = matches.remove(&key);
-        }
+        replace_entries(&mut self.hash_map("MATCHES")?, "MATCHES", entries, |key, profile| {
+            key.kind == match_kind::CGROUP && cgroup_profiles.contains(profile)
+        })?;
         self.write_settings(|settings| settings.match_kinds = kinds)
     }
 
@@ -430,6 +375,33 @@ impl Kernel {
             None => Err(KernelError::MissingMap("SUBJECTS")),
         }
     }
+}
+
+/// Makes `map` hold `entries`, plus the entries it has that `keep` keeps:
+/// new entries go in first, then the rest leave, so no key that stays is
+/// ever missing in between.
+fn replace_entries<T: BorrowMut<MapData>, K: Pod + Eq + Hash, V: Pod>(
+    map: &mut HashMap<T, K, V>,
+    name: &'static str,
+    entries: &StdHashMap<K, V>,
+    keep: impl Fn(&K, &V) -> bool,
+) -> Result<(), KernelError> {
+    for (key, value) in entries {
+        map.insert(key, value, 0).map_err(map_err(name))?;
+    }
+    let stale: Vec<K> = map
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(key, value)| !entries.contains_key(key) && !keep(key, value))
+        .map(|(key, _)| key)
+        .collect();
+    for key in stale {
+        match map.remove(&key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(e) => return Err(map_err(name)(e)),
+        }
+    }
+    Ok(())
 }
 
 /// Mounts bpffs if needed and creates PIN_ROOT/{maps,links}.
