@@ -9,6 +9,7 @@
 
 pub mod action;
 pub mod decision;
+pub mod hash;
 pub mod legacy;
 pub mod netlink;
 pub mod netns;
@@ -360,27 +361,21 @@ const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 112);
 /// mixed one component at a time, so the kernel can hash a file's path as it
 /// walks up its dentries and look each prefix up.
 pub mod proc_path {
+    use crate::hash::{FNV64_OFFSET, FNV64_PRIME, fnv1a_64};
+
     /// The hash of the empty path (the procfs root).
-    pub const ROOT: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    pub const ROOT: u64 = FNV64_OFFSET;
     /// Longest component name hashed whole; longer ones are hashed by their start.
     pub const NAME_LEN: usize = 48;
 
-    /// FNV-1a of one path component (up to its first NUL).
+    /// The hash of one path component (up to its first NUL).
     pub fn component(name: &[u8]) -> u64 {
-        let mut hash = ROOT;
-        for &byte in name.iter().take(NAME_LEN - 1) {
-            if byte == 0 {
-                break;
-            }
-            hash = (hash ^ byte as u64).wrapping_mul(PRIME);
-        }
-        hash
+        fnv1a_64(name, NAME_LEN - 1)
     }
 
     /// The hash of `prefix/component`, given the hashes of both.
     pub fn join(prefix: u64, component: u64) -> u64 {
-        (prefix ^ component).wrapping_mul(PRIME).rotate_left(5)
+        (prefix ^ component).wrapping_mul(FNV64_PRIME).rotate_left(5)
     }
 }
 
@@ -398,19 +393,12 @@ pub mod match_kind {
 /// Longest cgroup path (with its NUL) matched by path when a cgroup is made.
 pub const CGROUP_PATH_LEN: usize = 128;
 
-/// FNV-1a of a cgroup path as the kernel's `cgroup_mkdir` tracepoint gives
+/// The hash of a cgroup path as the kernel's `cgroup_mkdir` tracepoint gives
 /// it (`/agents.slice/agent.service`), up to its first NUL: the key of the
 /// CGROUP_PATHS map, so that a matched cgroup deleted and made again (a
 /// systemd restart) is matched again.
 pub fn cgroup_path_hash(path: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &byte in path.iter().take(CGROUP_PATH_LEN - 1) {
-        if byte == 0 {
-            break;
-        }
-        hash = (hash ^ byte as u64).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
+    hash::fnv1a_64(path, CGROUP_PATH_LEN - 1)
 }
 
 /// Key of the MATCHES map (value: the profile id).

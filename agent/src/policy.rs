@@ -519,7 +519,7 @@ pub fn parse_time(text: &str) -> Result<u64, String> {
 /// A profile's kernel id, from its name: running subjects keep their
 /// profile when a new policy reorders, adds or removes profiles.
 pub fn profile_id(name: &str) -> u32 {
-    name.bytes().fold(0x811c_9dc5u32, |hash, byte| (hash ^ byte as u32).wrapping_mul(0x0100_0193))
+    warrant_common::hash::fnv1a_32(name.as_bytes())
 }
 
 /// Compiles `policy` for this host (namespace names, file paths).

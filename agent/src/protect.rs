@@ -25,10 +25,7 @@ pub enum ProtectError {
 /// stay the same when the policy's list changes around them. Never 0 (the
 /// wildcard) nor SELF_TREE.
 pub fn tree_id(path: &str) -> u32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in path.bytes() {
-        hash = (hash ^ byte as u32).wrapping_mul(0x0100_0193);
-    }
+    let hash = warrant_common::hash::fnv1a_32(path.as_bytes());
     match hash {
         0 => 1,
         SELF_TREE => SELF_TREE - 1,
