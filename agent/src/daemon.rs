@@ -204,7 +204,7 @@ impl State {
             match self.kernel.mark_process(found.pid, found.profile_id) {
                 Ok(0) => {}
                 Ok(threads) => {
-                    let exe = fs::read_link(format!("/proc/{}/exe", found.pid)).map(|p| p.display().to_string()).ok();
+                    let exe = exe_of(found.pid);
                     info!(pid = found.pid, profile, by = found.by, "running process picked up as a subject");
                     self.record(
                         "subject.picked_up",
@@ -494,8 +494,7 @@ impl State {
             } else {
                 0
             };
-            let exe = fs::read_link(format!("/proc/{}/exe", event.tgid)).map(|p| p.display().to_string()).ok();
-            let comm = String::from_utf8_lossy(warrant_common::name_bytes(&event.comm)).into_owned();
+            let (exe, comm) = (exe_of(event.tgid), comm_of(event));
             self.record(
                 "subject.matched",
                 json!({"pid": event.tgid, "exe": exe, "comm": comm, "uid": event.uid, "profile": profile, "by": by, "threads_marked_after": threads}),
@@ -527,10 +526,8 @@ impl State {
             }
             None => (format!("profile#{}", event.profile_id), None, None),
         };
-        let exe = fs::read_link(format!("/proc/{}/exe", event.tgid))
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "?".into());
-        let comm = String::from_utf8_lossy(warrant_common::name_bytes(&event.comm)).into_owned();
+        let exe = exe_of(event.tgid).unwrap_or_else(|| "?".into());
+        let comm = comm_of(event);
         // A short-lived process may be gone before its event is read.
         let exe = if exe == "?" { format!("? (exited; comm {comm})") } else { exe };
         let verdict_text = verdict_name(event.verdict);
@@ -603,6 +600,16 @@ impl State {
             Err(e) => warn!("notify command failed to start: {e}"),
         }
     }
+}
+
+/// The executable of process `pid`, while it lives.
+fn exe_of(pid: u32) -> Option<String> {
+    fs::read_link(format!("/proc/{pid}/exe")).map(|p| p.display().to_string()).ok()
+}
+
+/// The command name the kernel recorded with an event.
+fn comm_of(event: &Event) -> String {
+    String::from_utf8_lossy(warrant_common::name_bytes(&event.comm)).into_owned()
 }
 
 /// The regular, non-hidden files directly in `dir`, by name.
