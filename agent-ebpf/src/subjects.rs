@@ -25,39 +25,37 @@ use crate::{
 const STORAGE_CREATE: u64 = 1;
 const ENOMEM: i32 = 12;
 
+/// `task`'s value in the task-storage map at `map`; with
+/// `STORAGE_CREATE`, made (zeroed) if missing. `None`: missing, or no memory.
+#[inline(always)]
+fn task_value<T>(map: *mut core::ffi::c_void, task: *mut task_struct, flags: u64) -> Option<&'static mut T> {
+    let found = unsafe { bpf_task_storage_get(map, task, core::ptr::null_mut(), flags) };
+    if found.is_null() { None } else { Some(unsafe { &mut *found.cast::<T>() }) }
+}
+
 /// The current task's subject marker, if it is a subject. This is the one
 /// map lookup a non-subject pays per hook.
 #[inline(always)]
 pub fn current() -> Option<Subject> {
-    let task = unsafe { bpf_get_current_task_btf() };
-    marker_of(task)
+    current_mut().map(|marker| *marker)
 }
 
 /// The current task's decision scratch, created on first use. `None` only
 /// when the kernel cannot allocate it; callers then deny.
 #[inline(always)]
 pub fn scratch() -> Option<&'static mut BatchScratch> {
-    let task = unsafe { bpf_get_current_task_btf() };
-    let found = unsafe { bpf_task_storage_get(SCRATCH.as_ptr(), task, core::ptr::null_mut(), STORAGE_CREATE) };
-    if found.is_null() { None } else { Some(unsafe { &mut *found.cast::<BatchScratch>() }) }
+    task_value(SCRATCH.as_ptr(), unsafe { bpf_get_current_task_btf() }, STORAGE_CREATE)
 }
 
 /// The current task's marker itself, for the pending-request fields.
 #[inline(always)]
 pub fn current_mut() -> Option<&'static mut Subject> {
-    let task = unsafe { bpf_get_current_task_btf() };
-    let found = unsafe { bpf_task_storage_get(SUBJECTS.as_ptr(), task, core::ptr::null_mut(), 0) };
-    if found.is_null() { None } else { Some(unsafe { &mut *found.cast::<Subject>() }) }
+    task_value(SUBJECTS.as_ptr(), unsafe { bpf_get_current_task_btf() }, 0)
 }
 
 #[inline(always)]
 pub fn marker_of(task: *mut task_struct) -> Option<Subject> {
-    let found = unsafe { bpf_task_storage_get(SUBJECTS.as_ptr(), task, core::ptr::null_mut(), 0) };
-    if found.is_null() {
-        None
-    } else {
-        Some(unsafe { *found.cast::<Subject>() })
-    }
+    task_value::<Subject>(SUBJECTS.as_ptr(), task, 0).map(|marker| *marker)
 }
 
 /// Every new task (process or thread) of a subject is a subject of the same
