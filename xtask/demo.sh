@@ -50,7 +50,10 @@ say "3. Alice (network on-call, a Responsible Individual) signs a one-use warran
 show "$W" approve "$REQ" --key "$KEYS/alice.key" --ttl 10m --uses 1 --reason "open ssh for the migration" --out "$D/ssh.warrant"
 show "$W" install "$D/ssh.warrant"
 
-say "4. The agent retries: applied, one use spent"
+say "4. The agent tries a bare accept instead: the warrant binds the exact rule -> EPERM"
+agent nft add rule inet filter input accept
+
+say "4b. The agent retries the approved rule: applied, one use spent"
 agent nft add rule inet filter input tcp dport 22 accept
 
 say "5. The agent tries again: the warrant is used up -> EPERM"

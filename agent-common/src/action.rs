@@ -196,3 +196,9 @@ pub fn netns_target(key: &crate::TargetKey) -> u64 {
 pub fn is_self_protection(id: u32) -> bool {
     (SELF_BPF..=SELF_BLOCKDEV).contains(&id)
 }
+
+/// Whether the action carries content a warrant may bind by digest (an nft
+/// rule's expressions).
+pub fn has_content(id: u32) -> bool {
+    matches!(id, NFT_RULE_ADD | NFT_RULE_INSERT | NFT_RULE_REPLACE)
+}

@@ -7,8 +7,8 @@
 //! a batch that did not go through.
 
 use crate::{
-    FAMILY_ANY, NO_WARRANT, RuleEntry, TargetKey, mode,
-    netlink::{self, Class, MAX_MESSAGES, MessageBuffer, Step},
+    FAMILY_ANY, NO_WARRANT, RuleEntry, TargetKey, action, mode,
+    netlink::{self, Class, ContentSpan, MAX_MESSAGES, MessageBuffer, Step},
     tier, verdict,
 };
 
@@ -17,12 +17,13 @@ use crate::{
 pub trait PolicyView {
     /// The rule stored under exactly `key`.
     fn rule(&self, key: &TargetKey) -> Option<RuleEntry>;
-    /// The index of a warrant for exactly `key` that is valid now and has a
-    /// use left, without taking the use.
-    fn usable_warrant(&self, key: &TargetKey) -> Option<u32>;
-    /// Takes one use of the warrant for exactly `key`, atomically; false if
-    /// none is left or it is no longer valid.
-    fn consume_warrant(&self, key: &TargetKey) -> bool;
+    /// The index of a warrant for exactly `key` that is valid now, has a
+    /// use left and approves content `digest` (a warrant bound to no
+    /// digest approves any), without taking the use.
+    fn usable_warrant(&self, key: &TargetKey, digest: u64) -> Option<u32>;
+    /// Takes one use of that warrant, atomically; false if none is left or
+    /// it is no longer valid.
+    fn consume_warrant(&self, key: &TargetKey, digest: u64) -> bool;
     /// Gives back a use taken by `consume_warrant` in this same decision.
     fn refund_warrant(&self, key: &TargetKey);
     /// Counts one action against `rule`'s rate; false once its window is full.
@@ -38,6 +39,8 @@ pub struct MessageDecision {
     pub verdict: u32,
     pub rule_index: u32,
     pub warrant_index: u32,
+    /// The content digest of the message (see `netlink::content_digest`), 0 if none.
+    pub content_digest: u64,
 }
 
 /// Working memory for one sendmsg (the kernel keeps it in task-local storage, as it
@@ -52,6 +55,8 @@ pub struct BatchScratch {
     /// Non-zero once a message of this batch is denied.
     pub denied: u32,
     pub _pad: u32,
+    /// Where the message being classified keeps its content.
+    pub content: ContentSpan,
     /// The key being probed during wildcard lookups.
     pub probe: TargetKey,
     pub messages: [MessageDecision; MAX_MESSAGES],
@@ -64,6 +69,7 @@ impl BatchScratch {
             seen: 0,
             denied: 0,
             _pad: 0,
+            content: ContentSpan { at: 0, len: 0 },
             probe: TargetKey::zeroed(),
             messages: [MessageDecision {
                 key: TargetKey::zeroed(),
@@ -71,6 +77,7 @@ impl BatchScratch {
                 verdict: 0,
                 rule_index: 0,
                 warrant_index: NO_WARRANT,
+                content_digest: 0,
             }; MAX_MESSAGES],
         }
     }
@@ -139,7 +146,7 @@ pub fn decide_message<P: PolicyView>(
     message.rule_index = rule.rule_index;
     message.verdict = match tier {
         tier::ALLOW => verdict::ALLOWED,
-        tier::APPROVE => match policy.usable_warrant(&message.key) {
+        tier::APPROVE => match policy.usable_warrant(&message.key, message.content_digest) {
             Some(index) => {
                 message.warrant_index = index;
                 verdict::ALLOWED_BY_WARRANT
@@ -188,7 +195,13 @@ pub fn decide_batch<B: MessageBuffer, P: PolicyView>(
             break;
         };
         message.key.profile_id = profile_id;
-        match netlink::classify(buf, start, &header, &mut message.key) {
+        let class = netlink::classify(buf, start, &header, &mut message.key, &mut scratch.content);
+        // Attribute 4 is content only in a rule; elsewhere it digests to
+        // nothing (a chain's hook, a set's key type are not bound by warrants).
+        let content = unsafe { core::ptr::read_volatile(&scratch.content) };
+        let at = if action::has_content(message.key.action) { content.at } else { 0 };
+        message.content_digest = buf.content_digest(at, content.len);
+        match class {
             Class::NotAnAction => continue,
             Class::Unparseable => {
                 message.tier = tier::UNMATCHED;
@@ -253,6 +266,8 @@ pub fn decide_single<P: PolicyView>(
     set(&mut scratch.count, 1);
     set(&mut scratch.seen, 1);
     let message = &mut scratch.messages[0];
+    // The scratch outlives batches: a rule digest from one must not linger.
+    message.content_digest = 0;
     decide_message(policy, message, &mut scratch.probe);
     let mut denied = !is_allowed(message.verdict);
     let audit = profile_mode == mode::AUDIT;
@@ -275,7 +290,7 @@ fn consume_warrants<P: PolicyView>(policy: &P, scratch: &mut BatchScratch, audit
         if message.verdict != verdict::ALLOWED_BY_WARRANT {
             continue;
         }
-        if !policy.consume_warrant(&message.key) {
+        if !policy.consume_warrant(&message.key, message.content_digest) {
             message.verdict = verdict::DENIED_NEEDS_WARRANT;
             if !audit {
                 failed_at = Some(i);

@@ -20,6 +20,12 @@ pub fn fnv1a_64(bytes: &[u8], limit: usize) -> u64 {
     hash
 }
 
+/// One byte of 64-bit FNV-1a (binary data, where a NUL is just a byte).
+#[inline(always)]
+pub fn fnv1a_64_step(hash: u64, byte: u8) -> u64 {
+    (hash ^ byte as u64).wrapping_mul(FNV64_PRIME)
+}
+
 /// 32-bit FNV-1a of `bytes` (userspace ids: profiles, protected trees).
 pub fn fnv1a_32(bytes: &[u8]) -> u32 {
     bytes.iter().fold(FNV32_OFFSET, |hash, &byte| (hash ^ byte as u32).wrapping_mul(FNV32_PRIME))

@@ -136,18 +136,18 @@ impl TargetKey {
         unsafe { zero_words((&raw mut self.object).cast(), NAME_LEN / 8) }
     }
 
-    /// Returns `a` and `b` after a round trip through `_pad` (cleared again
+    /// Returns `attrs` after a round trip through `_pad` (cleared again
     /// before returning, since keys are compared whole). See
     /// `netlink::classify` for why.
     #[inline(always)]
-    pub fn launder_attrs(&mut self, a: u16, b: u16) -> (u16, u16) {
+    pub fn launder_attrs(&mut self, attrs: [u16; 2]) -> [u16; 2] {
         // _pad[1..5] is 2-aligned: family sits at an 8-aligned offset.
         let at = (&raw mut self._pad).cast::<u8>().wrapping_add(1).cast::<u16>();
         // SAFETY: both u16s lie within `_pad`, 2-aligned.
         unsafe {
-            at.write_volatile(a);
-            at.add(1).write_volatile(b);
-            let out = (at.read_volatile(), at.add(1).read_volatile());
+            at.write_volatile(attrs[0]);
+            at.add(1).write_volatile(attrs[1]);
+            let out = [at.read_volatile(), at.add(1).read_volatile()];
             at.write_volatile(0);
             at.add(1).write_volatile(0);
             out
@@ -238,8 +238,11 @@ pub struct WarrantEntry {
     /// Daemon-side index naming the warrant (id, approver) in audit records.
     pub warrant_index: u32,
     pub _reserved: u32,
+    /// The exact content the warrant approves (see [`netlink::content_digest`]);
+    /// 0 approves any content for its target.
+    pub content_digest: u64,
 }
-const _: () = assert!(core::mem::size_of::<WarrantEntry>() == 32);
+const _: () = assert!(core::mem::size_of::<WarrantEntry>() == 40);
 
 /// Index of the single [`Settings`] entry in the SETTINGS array map.
 pub const SETTINGS_INDEX: u32 = 0;
@@ -265,6 +268,9 @@ pub struct Event {
     /// CLOCK_BOOTTIME at the decision (ns).
     pub boot_ns: u64,
     pub policy_version: u64,
+    /// Digest of the message's content (an nft rule's expressions), 0 when
+    /// the action has none.
+    pub content_digest: u64,
     pub tgid: u32,
     pub tid: u32,
     pub uid: u32,
@@ -286,7 +292,7 @@ pub struct Event {
     pub table: [u8; NAME_LEN],
     pub object: [u8; NAME_LEN],
 }
-const _: () = assert!(core::mem::size_of::<Event>() == 64 + 16 + 2 * NAME_LEN);
+const _: () = assert!(core::mem::size_of::<Event>() == 72 + 16 + 2 * NAME_LEN);
 
 /// `Event::warrant_index` when no warrant was involved.
 pub const NO_WARRANT: u32 = u32::MAX;

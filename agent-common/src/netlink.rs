@@ -100,6 +100,25 @@ const ATTR_CHAIN_NAME: u16 = 3;
 /// NFTA_RULE_CHAIN, NFTA_SET_NAME, NFTA_SET_ELEM_LIST_SET, NFTA_OBJ_NAME,
 /// NFTA_FLOWTABLE_NAME.
 const ATTR_OBJECT_NAME: u16 = 2;
+/// NFTA_RULE_EXPRESSIONS: the rule's content, which a warrant may bind.
+const ATTR_RULE_EXPRESSIONS: u16 = 4;
+/// Longest rule content the kernel digests; a longer one gets
+/// [`DIGEST_TOO_LONG`], which no warrant binds.
+pub const MAX_DIGEST_BYTES: u32 = 4096;
+/// The digest of content longer than [`MAX_DIGEST_BYTES`].
+pub const DIGEST_TOO_LONG: u64 = u64::MAX;
+
+/// The content digest of `bytes` (64-bit FNV-1a over every byte), as the
+/// kernel computes it over an nft rule's NFTA_RULE_EXPRESSIONS payload.
+/// FNV-1a is not collision resistant against a chosen second rule; it binds
+/// a warrant to what the RI saw against accidents and casual variation.
+pub fn content_digest(bytes: &[u8]) -> u64 {
+    if bytes.len() > MAX_DIGEST_BYTES as usize {
+        return DIGEST_TOO_LONG;
+    }
+    bytes.iter().fold(crate::hash::FNV64_OFFSET, |h, &b| crate::hash::fnv1a_64_step(h, b))
+}
+
 /// `NLA_TYPE_MASK`: strips NLA_F_NESTED and NLA_F_NET_BYTEORDER.
 const NLA_TYPE_MASK: u16 = 0x3fff;
 
@@ -114,6 +133,9 @@ pub trait MessageBuffer {
     /// until a NUL or `size - 1` bytes (`size` is at most NAME_LEN), then a
     /// NUL. Returns the bytes written including the NUL, negative on a fault.
     fn read_str(&self, offset: u32, size: u32, out: &mut [u8; NAME_LEN]) -> i64;
+    /// [`content_digest`] of the `len` bytes at `offset`; 0 if they cannot
+    /// be read, or when `offset` is 0 (no content: see [`ContentSpan`]).
+    fn content_digest(&self, offset: u32, len: u32) -> u64;
 }
 
 /// The fixed part of one netlink message.
@@ -197,13 +219,28 @@ pub enum Class {
     Unparseable,
 }
 
-/// Classifies the message at `offset` into `key` (profile_id is left alone).
+/// Where a message's content (an nft rule's expressions) lies in the buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContentSpan {
+    /// Offset of the attribute payload; 0 when the message has no content
+    /// (no attribute starts at offset 0).
+    pub at: u32,
+    pub len: u32,
+}
+
+/// Classifies the message at `offset` into `key` (profile_id is left alone),
+/// and for a rule where its content lies into `content`. The digest is taken
+/// by the caller, once per message: in the kernel it is a `bpf_loop`, which
+/// the verifier would otherwise follow once per attribute.
 pub fn classify<B: MessageBuffer>(
     buf: &B,
     offset: u32,
     header: &MessageHeader,
     key: &mut TargetKey,
+    content: &mut ContentSpan,
 ) -> Class {
+    content.at = 0;
     key.action = 0;
     key.family = header.family;
     key.clear_table();
@@ -243,8 +280,8 @@ pub fn classify<B: MessageBuffer>(
     // the verifier then sees the attribute numbers as unknown and walks the
     // attribute loop once for nftables and ipset, not once per constant,
     // which the 1M-instruction budget cannot afford.
-    let (table_attr, object_attr) = key.launder_attrs(table_attr, object_attr);
-    if read_target_names(buf, offset, header.len, table_attr, object_attr, key) {
+    let [table_attr, object_attr] = key.launder_attrs([table_attr, object_attr]);
+    if read_target_names(buf, offset, header.len, table_attr, object_attr, key, content) {
         Class::Action
     } else {
         Class::Unparseable
@@ -304,9 +341,10 @@ fn nft_action(message: u16, flags: u16) -> Option<(u32, u16)> {
 }
 
 /// Reads the table (or set) name, attribute `table_attr`, and when
-/// `object_attr` is not 0, the object name. Like `nla_parse`, the last
-/// attribute of a type wins. False if the attributes cannot be walked or a
-/// name does not fit.
+/// `object_attr` is not 0, the object name; notes where attribute 4 lies
+/// (a rule's expressions; the caller digests it only for rules). Like
+/// `nla_parse`, the last attribute of a type wins. False if the attributes
+/// cannot be walked or a name does not fit.
 fn read_target_names<B: MessageBuffer>(
     buf: &B,
     offset: u32,
@@ -314,6 +352,7 @@ fn read_target_names<B: MessageBuffer>(
     table_attr: u16,
     object_attr: u16,
     key: &mut TargetKey,
+    content: &mut ContentSpan,
 ) -> bool {
     let end = offset + msg_len;
     let mut at = offset + NLMSG_HDRLEN + NFGENMSG_LEN;
@@ -347,6 +386,12 @@ fn read_target_names<B: MessageBuffer>(
             && !read_name(buf, at + NLA_HDRLEN, payload_len, name)
         {
             return false;
+        }
+        // Last, when nothing after reads `nla_type`: the verifier's knowing
+        // it is 4 on one path then ends here.
+        if nla_type == ATTR_RULE_EXPRESSIONS {
+            content.at = at + NLA_HDRLEN;
+            content.len = payload_len;
         }
         at += (nla_len + 3) & !3;
     }
@@ -396,6 +441,14 @@ impl MessageBuffer for SliceBuffer<'_> {
             }
             None => false,
         }
+    }
+
+    fn content_digest(&self, offset: u32, len: u32) -> u64 {
+        let start = offset as usize;
+        if start == 0 {
+            return 0;
+        }
+        self.0.get(start..start + len as usize).map_or(0, content_digest)
     }
 
     fn read_str(&self, offset: u32, size: u32, out: &mut [u8; NAME_LEN]) -> i64 {

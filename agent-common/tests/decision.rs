@@ -49,6 +49,10 @@ impl Batch {
     fn add_rule(self, table: &str, chain: &str) -> Self {
         self.nft(nft_msg::NEWRULE, NLM_F_APPEND, &[(1, &cstr(table)), (2, &cstr(chain)), (4, &[1, 2, 3, 4])])
     }
+    /// A rule whose NFTA_RULE_EXPRESSIONS payload is `expressions`.
+    fn add_rule_with(self, table: &str, chain: &str, expressions: &[u8]) -> Self {
+        self.nft(nft_msg::NEWRULE, NLM_F_APPEND, &[(1, &cstr(table)), (2, &cstr(chain)), (4, expressions)])
+    }
     fn add_element(self, table: &str, set: &str) -> Self {
         self.nft(nft_msg::NEWSETELEM, 0, &[(1, &cstr(table)), (2, &cstr(set))])
     }
@@ -76,7 +80,7 @@ struct FakeMaps {
     rate_counts: RefCell<HashMap<u32, u32>>,
     rules: HashMap<TargetKey, RuleEntry>,
     /// key -> (warrant index, uses left, valid)
-    warrants: RefCell<HashMap<TargetKey, (u32, u64, bool)>>,
+    warrants: RefCell<HashMap<TargetKey, (u32, u64, bool, u64)>>,
 }
 
 impl FakeMaps {
@@ -85,7 +89,12 @@ impl FakeMaps {
         self
     }
     fn warrant(self, k: TargetKey, uses: u64, valid: bool) -> Self {
-        self.warrants.borrow_mut().insert(k, (7, uses, valid));
+        self.warrants.borrow_mut().insert(k, (7, uses, valid, 0));
+        self
+    }
+    /// A warrant bound to the content with digest `digest`.
+    fn warrant_for_content(self, k: TargetKey, uses: u64, digest: u64) -> Self {
+        self.warrants.borrow_mut().insert(k, (7, uses, true, digest));
         self
     }
     fn uses_left(&self, k: &TargetKey) -> u64 {
@@ -97,12 +106,16 @@ impl PolicyView for FakeMaps {
     fn rule(&self, key: &TargetKey) -> Option<RuleEntry> {
         self.rules.get(key).copied()
     }
-    fn usable_warrant(&self, key: &TargetKey) -> Option<u32> {
-        self.warrants.borrow().get(key).filter(|(_, uses, valid)| *valid && *uses > 0).map(|(i, _, _)| *i)
+    fn usable_warrant(&self, key: &TargetKey, digest: u64) -> Option<u32> {
+        self.warrants
+            .borrow()
+            .get(key)
+            .filter(|(_, uses, valid, bound)| *valid && *uses > 0 && (*bound == 0 || *bound == digest))
+            .map(|(i, ..)| *i)
     }
-    fn consume_warrant(&self, key: &TargetKey) -> bool {
+    fn consume_warrant(&self, key: &TargetKey, digest: u64) -> bool {
         match self.warrants.borrow_mut().get_mut(key) {
-            Some((_, uses, true)) if *uses > 0 => {
+            Some((_, uses, true, bound)) if *uses > 0 && (*bound == 0 || *bound == digest) => {
                 *uses -= 1;
                 true
             }
@@ -110,7 +123,7 @@ impl PolicyView for FakeMaps {
         }
     }
     fn refund_warrant(&self, key: &TargetKey) {
-        if let Some((_, uses, _)) = self.warrants.borrow_mut().get_mut(key) {
+        if let Some((_, uses, ..)) = self.warrants.borrow_mut().get_mut(key) {
             *uses += 1;
         }
     }
@@ -172,6 +185,40 @@ fn warrant_allows_once_then_is_spent() {
     let (second, scratch) = run(&batch, &maps, mode::ENFORCE);
     assert_eq!(second, BatchOutcome::Deny);
     assert_eq!(verdicts(&scratch), [verdict::DENIED_NEEDS_WARRANT]);
+}
+
+#[test]
+fn a_content_bound_warrant_covers_only_its_rule() {
+    let chain = key(0, action::NFT_RULE_ADD, INET, "filter", "input");
+    // Stand-ins for `tcp dport 22 accept` and a bare `accept`.
+    let ssh_only: &[u8] = b"payload dport cmp 22 immediate accept";
+    let bare_accept: &[u8] = b"immediate accept";
+    let bound = netlink::content_digest(ssh_only);
+    assert_ne!(bound, netlink::content_digest(bare_accept));
+
+    let approved = Batch::default().begin().add_rule_with("filter", "input", ssh_only).end();
+    let (_, scratch) = run(&approved, &demo_maps(), mode::ENFORCE);
+    assert_eq!(scratch.messages[0].content_digest, bound, "the request carries the digest the RI approves");
+
+    let maps = demo_maps().warrant_for_content(chain, 2, bound);
+    let other = Batch::default().begin().add_rule_with("filter", "input", bare_accept).end();
+    let (outcome, scratch) = run(&other, &maps, mode::ENFORCE);
+    assert_eq!(outcome, BatchOutcome::Deny, "a bare accept is not the approved rule");
+    assert_eq!(verdicts(&scratch), [verdict::DENIED_NEEDS_WARRANT]);
+    assert_eq!(maps.uses_left(&chain), 2);
+    let (outcome, scratch) = run(&approved, &maps, mode::ENFORCE);
+    assert_eq!(outcome, BatchOutcome::Allow);
+    assert_eq!(verdicts(&scratch), [verdict::ALLOWED_BY_WARRANT]);
+    assert_eq!(maps.uses_left(&chain), 1);
+
+    // The last expressions attribute is the one the kernel applies.
+    let doubled = Batch::default()
+        .begin()
+        .nft(nft_msg::NEWRULE, NLM_F_APPEND, &[(1, &cstr("filter")), (2, &cstr("input")), (4, ssh_only), (4, bare_accept)])
+        .end();
+    assert_eq!(run(&doubled, &maps, mode::ENFORCE).0, BatchOutcome::Deny);
+    // Content too long to digest binds nothing.
+    assert_eq!(netlink::content_digest(&[0; netlink::MAX_DIGEST_BYTES as usize + 1]), netlink::DIGEST_TOO_LONG);
 }
 
 #[test]
@@ -314,7 +361,7 @@ fn truncated_attribute_is_unparseable() {
         netlink::Step::End => panic!("header"),
     };
     let mut k = TargetKey::zeroed();
-    assert_eq!(netlink::classify(&SliceBuffer(&batch.0), 0, &header, &mut k), Class::Unparseable);
+    assert_eq!(netlink::classify(&SliceBuffer(&batch.0), 0, &header, &mut k, &mut Default::default()), Class::Unparseable);
 }
 
 #[test]
@@ -377,7 +424,7 @@ fn classify_first(batch: &Batch) -> (Class, TargetKey) {
         netlink::Step::End => panic!("no message"),
     };
     let mut k = TargetKey::zeroed();
-    let class = netlink::classify(&SliceBuffer(&batch.0), 0, &header, &mut k);
+    let class = netlink::classify(&SliceBuffer(&batch.0), 0, &header, &mut k, &mut Default::default());
     (class, k)
 }
 

@@ -107,6 +107,10 @@ pub static LOST_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 #[btf_map]
 pub static SCRATCH: TaskStorage<BatchScratch> = TaskStorage::new();
 
+/// Per task: the nft rule content digest in progress (see `netfilter::DigestWalk`).
+#[btf_map]
+pub static DIGEST_WALKS: TaskStorage<crate::netfilter::DigestWalk> = TaskStorage::new();
+
 /// Kernel structure offsets, resolved from BTF by the daemon at load time.
 #[unsafe(no_mangle)]
 pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {

@@ -2,15 +2,18 @@
 //! classified and decided before nfnetlink sees the batch. One denied message
 //! fails the whole sendmsg with EPERM, so nothing of the batch is applied.
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
-    helpers::generated::{bpf_probe_read_kernel, bpf_probe_read_kernel_str},
+    helpers::generated::{bpf_loop, bpf_probe_read_kernel, bpf_probe_read_kernel_str},
     macros::lsm,
     programs::LsmContext,
 };
 use warrant_common::{
     NAME_LEN, Subject,
     decision::{self, BatchOutcome},
-    netlink::{MessageBuffer, NETLINK_NETFILTER},
+    hash::{FNV64_OFFSET, fnv1a_64_step},
+    netlink::{DIGEST_TOO_LONG, MAX_DIGEST_BYTES, MessageBuffer, NETLINK_NETFILTER},
 };
 
 use crate::{
@@ -57,6 +60,77 @@ impl MessageBuffer for SkbData {
             )
         }
     }
+
+    #[inline(always)]
+    fn content_digest(&self, offset: u32, len: u32) -> u64 {
+        warrant_content_digest(self.data as u64, self.len, offset, len)
+    }
+}
+
+/// [`MessageBuffer::content_digest`] over the skb data at `data` (`data_len`
+/// bytes). A global function: the verifier checks it once, on its own,
+/// rather than again for every message of every batch `netlink_send` walks,
+/// which its instruction budget could not afford.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn warrant_content_digest(data: u64, data_len: u32, offset: u32, len: u32) -> u64 {
+    if offset == 0 {
+        return 0;
+    }
+    if len > MAX_DIGEST_BYTES {
+        return DIGEST_TOO_LONG;
+    }
+    if offset > data_len || data_len - offset < len {
+        return 0;
+    }
+    let Some(walk) = subjects::digest_walk() else {
+        return 0;
+    };
+    walk.data = data + offset as u64;
+    walk.hash = FNV64_OFFSET;
+    walk.at = 0;
+    walk.end = len;
+    let mut walk_at: *mut DigestWalk = walk;
+    unsafe { bpf_loop(len, digest_step as *mut c_void, (&raw mut walk_at).cast(), 0) };
+    // A read that failed part way digests nothing a warrant can bind.
+    let walk = unsafe { &*walk_at };
+    if unsafe { (&raw const walk.at).read_volatile() } != len {
+        return 0;
+    }
+    walk.hash
+}
+
+/// One content digest in progress. It lives in task storage, not on the
+/// stack: the verifier does not track map memory, so the `bpf_loop` steps
+/// look alike to it and it checks the callback a few times, not once per
+/// byte (a stack counter would be a different constant at every step).
+#[repr(C)]
+pub struct DigestWalk {
+    data: u64,
+    hash: u64,
+    at: u32,
+    end: u32,
+    byte: u64,
+}
+
+/// One `bpf_loop` step of [`SkbData::content_digest`]: folds the next byte
+/// into the hash; 1 stops the loop.
+#[inline(never)]
+extern "C" fn digest_step(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the stack slot holding the DigestWalk's address.
+    let walk = unsafe { &mut **ctx.cast::<*mut DigestWalk>() };
+    let at = walk.at;
+    if at >= walk.end || at >= MAX_DIGEST_BYTES {
+        return 1;
+    }
+    let byte = (&raw mut walk.byte).cast::<u8>();
+    let from = walk.data.wrapping_add(at as u64) as *const c_void;
+    if unsafe { bpf_probe_read_kernel(byte.cast(), 1, from) } != 0 {
+        return 1;
+    }
+    walk.hash = fnv1a_64_step(walk.hash, unsafe { byte.read_volatile() });
+    walk.at = at + 1;
+    0
 }
 
 #[lsm(hook = "netlink_send")]

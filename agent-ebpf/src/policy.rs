@@ -24,11 +24,14 @@ const EPERM: i32 = 1;
 pub struct KernelPolicy;
 
 impl KernelPolicy {
-    fn live_warrant(key: &TargetKey) -> Option<*mut warrant_common::WarrantEntry> {
+    /// The warrant for `key` if it is in its time window and approves
+    /// content `digest` (a warrant bound to no digest approves any).
+    fn live_warrant(key: &TargetKey, digest: u64) -> Option<*mut warrant_common::WarrantEntry> {
         let entry = WARRANTS.get_ptr_mut(key)?;
         let now = unsafe { bpf_ktime_get_boot_ns() };
-        let (not_before, expires) = unsafe { ((*entry).not_before_ns, (*entry).expires_ns) };
-        if now < not_before || now >= expires {
+        let (not_before, expires, bound) =
+            unsafe { ((*entry).not_before_ns, (*entry).expires_ns, (*entry).content_digest) };
+        if now < not_before || now >= expires || (bound != 0 && bound != digest) {
             return None;
         }
         Some(entry)
@@ -44,16 +47,16 @@ impl PolicyView for KernelPolicy {
         unsafe { RULES.get(key) }.copied()
     }
 
-    fn usable_warrant(&self, key: &TargetKey) -> Option<u32> {
-        let entry = Self::live_warrant(key)?;
+    fn usable_warrant(&self, key: &TargetKey, digest: u64) -> Option<u32> {
+        let entry = Self::live_warrant(key, digest)?;
         if atomics::load(Self::uses_left(entry)) == 0 {
             return None;
         }
         Some(unsafe { (*entry).warrant_index })
     }
 
-    fn consume_warrant(&self, key: &TargetKey) -> bool {
-        let Some(entry) = Self::live_warrant(key) else {
+    fn consume_warrant(&self, key: &TargetKey, digest: u64) -> bool {
+        let Some(entry) = Self::live_warrant(key, digest) else {
             return false;
         };
         let uses = Self::uses_left(entry);
@@ -173,6 +176,7 @@ pub fn emit_events(subject: &Subject, scratch: &BatchScratch) {
         unsafe {
             (*event).boot_ns = now;
             (*event).policy_version = policy_version;
+            (*event).content_digest = message.content_digest;
             (*event).tgid = (pid_tgid >> 32) as u32;
             (*event).tid = pid_tgid as u32;
             (*event).uid = uid;

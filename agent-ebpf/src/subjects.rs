@@ -16,7 +16,7 @@ use warrant_common::{
 
 use crate::{
     files,
-    maps::{CGROUP_PATHS, MATCHES, SCRATCH, SETTINGS, SUBJECTS, kernel_offsets},
+    maps::{CGROUP_PATHS, DIGEST_WALKS, MATCHES, SCRATCH, SETTINGS, SUBJECTS, kernel_offsets},
     netns,
     policy::{emit_matched, read_kernel},
 };
@@ -45,6 +45,12 @@ pub fn current() -> Option<Subject> {
 #[inline(always)]
 pub fn scratch() -> Option<&'static mut BatchScratch> {
     task_value(SCRATCH.as_ptr(), unsafe { bpf_get_current_task_btf() }, STORAGE_CREATE)
+}
+
+/// The current task's content digest state, created on first use.
+#[inline(always)]
+pub fn digest_walk() -> Option<&'static mut crate::netfilter::DigestWalk> {
+    task_value(DIGEST_WALKS.as_ptr(), unsafe { bpf_get_current_task_btf() }, STORAGE_CREATE)
 }
 
 /// The current task's marker itself, for the pending-request fields.

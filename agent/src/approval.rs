@@ -36,6 +36,10 @@ pub struct Approval {
     #[serde(default)]
     pub ticket: Option<String>,
     pub rollback_owner: String,
+    /// For an nft rule action: the digest of the one rule content approved
+    /// (16 hex digits, from the change request). Absent: any content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_digest: Option<String>,
 }
 
 #[derive(Debug, Error)]
@@ -80,6 +84,8 @@ pub struct CheckedWarrant {
     pub key: TargetKey,
     /// Every Responsible Individual whose signature counts for this warrant.
     pub approvers: Vec<String>,
+    /// The content digest the kernel must see, 0 for any content.
+    pub content_digest: u64,
 }
 
 /// Verifies an envelope against the policy in force for `host` at `now`.
@@ -172,8 +178,31 @@ pub fn check(
     if approval.max_uses == 0 {
         return Err(ApprovalError::NoUses { id });
     }
+    let content_digest = match &approval.content_digest {
+        None => 0,
+        Some(_) if !action::has_content(action_id) => {
+            return Err(ApprovalError::BadTarget(
+                format!("content_digest applies to nft rule actions only, not {}", approval.action),
+                id,
+            ));
+        }
+        Some(text) => parse_digest(text).ok_or_else(|| {
+            ApprovalError::BadTarget(format!("content_digest {text:?} is not 16 hex digits of a digest"), id.clone())
+        })?,
+    };
     let key = target.key(profile_id, action_id);
-    Ok(CheckedWarrant { approval, key, approvers })
+    Ok(CheckedWarrant { approval, key, approvers, content_digest })
+}
+
+/// A content digest as written in requests and warrants; never 0 or the
+/// too-long marker, which bind nothing.
+pub fn parse_digest(text: &str) -> Option<u64> {
+    if text.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(text, 16)
+        .ok()
+        .filter(|&d| d != 0 && d != warrant_common::netlink::DIGEST_TOO_LONG)
 }
 
 /// The id an unverified envelope claims, for the refusal message only.

@@ -362,6 +362,7 @@ impl State {
             uses_left: a.max_uses as u64,
             warrant_index: index,
             _reserved: 0,
+            content_digest: checked.content_digest,
         };
         self.ledger.insert(a.id.clone());
         let ledger = serde_json::to_vec(&self.ledger).expect("serialises");
@@ -372,6 +373,7 @@ impl State {
             "warrant_id": a.id, "approver": a.approver, "profile": a.profile, "action": a.action,
             "target": a.target, "max_uses": a.max_uses, "expires_at": a.expires_at,
             "request": a.request, "reason": a.reason, "approvers": checked.approvers,
+            "content_digest": a.content_digest,
         });
         self.record("warrant.installed", summary.clone());
         self.warrants.insert(index, InstalledWarrant { approval: checked.approval, key: checked.key, revoked: false });
@@ -553,8 +555,12 @@ impl State {
                 fields["warrant_id"] = w.approval.id.clone().into();
                 fields["approver"] = w.approval.approver.clone().into();
             }
+        let content_digest = requests::digest_text(event.content_digest);
+        if let Some(digest) = &content_digest {
+            fields["content_digest"] = digest.clone().into();
+        }
         if event.verdict == verdict::DENIED_NEEDS_WARRANT && event.action != 0 {
-            let id = requests::request_id(&profile, action_name, &target);
+            let id = requests::request_id(&profile, action_name, &target, content_digest.as_deref());
             let request = ChangeRequest {
                 id: id.clone(),
                 host: self.host.clone(),
@@ -569,6 +575,7 @@ impl State {
                 exe: exe.clone(),
                 comm: comm.clone(),
                 policy_version: event.policy_version,
+                content_digest,
             };
             match requests::record(&self.config.state_dir, request) {
                 Ok(saved) => {

@@ -10,7 +10,7 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use warrant::{
-    approval::Approval,
+    approval::{self, Approval},
     audit,
     config::Config,
     control::{self, Request},
@@ -86,6 +86,10 @@ enum Command {
         /// Approver name, when the policy in force on this machine does not name the key.
         #[arg(long)]
         approver: Option<String>,
+        /// For an nft rule: approve any rule on the chain, not only the exact
+        /// rule the request holds.
+        #[arg(long)]
+        any_content: bool,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -235,9 +239,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Approve { request, key, ttl, uses, reason, ticket, hosts, approver, out } => {
+        Command::Approve { request, key, ttl, uses, reason, ticket, hosts, approver, any_content, out } => {
             let config = Config::load(config_path)?;
-            approve(&config, &request, &key, &ttl, uses, reason, ticket, hosts, approver, out.as_deref())?;
+            let grant = Grant { ttl, uses, reason, ticket, hosts, approver, any_content };
+            approve(&config, &request, &key, grant, out.as_deref())?;
         }
         Command::Cosign { warrant, key, out } => {
             let text = std::fs::read_to_string(&warrant)
@@ -423,26 +428,35 @@ fn policy_command(command: PolicyCommand, config_path: Option<&Path>) -> anyhow:
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn approve(
-    config: &Config,
-    request_id: &str,
-    key_path: &Path,
-    ttl: &str,
+/// What an RI grants with `warrant approve`, besides the request itself.
+struct Grant {
+    ttl: String,
     uses: u32,
     reason: String,
     ticket: Option<String>,
     hosts: Vec<String>,
     approver: Option<String>,
-    out: Option<&Path>,
-) -> anyhow::Result<()> {
+    any_content: bool,
+}
+
+fn approve(config: &Config, request_id: &str, key_path: &Path, grant: Grant, out: Option<&Path>) -> anyhow::Result<()> {
+    let Grant { ttl, uses, reason, ticket, hosts, approver, any_content } = grant;
     let request = requests::load(&config.state_dir, request_id)
         .map_err(|e| anyhow!("no change request {request_id} in {}: {e}", config.state_dir.display()))?;
     let key = trust::read_signing_key(key_path)?;
-    let ttl = humantime::parse_duration(ttl).map_err(|e| anyhow!("--ttl {ttl:?}: {e} (use e.g. 10m, 2h)"))?;
+    let ttl = humantime::parse_duration(&ttl).map_err(|e| anyhow!("--ttl {ttl:?}: {e} (use e.g. 10m, 2h)"))?;
     if uses == 0 {
         bail!("--uses must be at least 1");
     }
+    let content_digest = match &request.content_digest {
+        Some(_) if any_content => None,
+        Some(text) if approval::parse_digest(text).is_none() => bail!(
+            "request {request_id} holds content too long to bind (over {} bytes); pass --any-content to approve any rule on {}",
+            warrant_common::netlink::MAX_DIGEST_BYTES,
+            request.target
+        ),
+        digest => digest.clone(),
+    };
     let public = key.verifying_key();
     let approver = match approver {
         Some(name) => name,
@@ -478,6 +492,7 @@ fn approve(
         reason,
         ticket,
         rollback_owner: approver,
+        content_digest,
     };
     let envelope = approval.seal(&key).to_json();
     match out {

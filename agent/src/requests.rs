@@ -25,11 +25,21 @@ pub struct ChangeRequest {
     pub exe: String,
     pub comm: String,
     pub policy_version: u64,
+    /// The digest of the exact content tried (an nft rule's expressions),
+    /// as 16 hex digits; a warrant for this request binds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_digest: Option<String>,
 }
 
-pub fn request_id(profile: &str, action: &str, target: &str) -> String {
-    let digest = Sha256::digest(format!("{profile}\0{action}\0{target}"));
+/// One request per distinct (profile, action, target, content).
+pub fn request_id(profile: &str, action: &str, target: &str, content_digest: Option<&str>) -> String {
+    let digest = Sha256::digest(format!("{profile}\0{action}\0{target}\0{}", content_digest.unwrap_or("")));
     format!("r-{}", &hex::encode(digest)[..12])
+}
+
+/// A content digest as requests and warrants write it.
+pub fn digest_text(digest: u64) -> Option<String> {
+    (digest != 0).then(|| format!("{digest:016x}"))
 }
 
 pub fn dir(state_dir: &Path) -> PathBuf {

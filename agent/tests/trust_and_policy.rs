@@ -158,6 +158,7 @@ fn approval_for(approver: &str, approver_key: &SigningKey) -> Approval {
         reason: "test".into(),
         ticket: None,
         rollback_owner: approver.into(),
+        content_digest: None,
     }
 }
 
@@ -255,10 +256,10 @@ impl warrant_common::decision::PolicyView for CompiledRules<'_> {
     fn rule(&self, key: &warrant_common::TargetKey) -> Option<warrant_common::RuleEntry> {
         self.0.get(key).copied()
     }
-    fn usable_warrant(&self, _: &warrant_common::TargetKey) -> Option<u32> {
+    fn usable_warrant(&self, _: &warrant_common::TargetKey, _: u64) -> Option<u32> {
         None
     }
-    fn consume_warrant(&self, _: &warrant_common::TargetKey) -> bool {
+    fn consume_warrant(&self, _: &warrant_common::TargetKey, _: u64) -> bool {
         false
     }
     fn refund_warrant(&self, _: &warrant_common::TargetKey) {}

@@ -38,10 +38,10 @@ impl PolicyView for Everything {
     fn rule(&self, key: &TargetKey) -> Option<RuleEntry> {
         self.0.get(key).copied()
     }
-    fn usable_warrant(&self, _: &TargetKey) -> Option<u32> {
+    fn usable_warrant(&self, _: &TargetKey, _: u64) -> Option<u32> {
         Some(0)
     }
-    fn consume_warrant(&self, _: &TargetKey) -> bool {
+    fn consume_warrant(&self, _: &TargetKey, _: u64) -> bool {
         true
     }
     fn refund_warrant(&self, _: &TargetKey) {}

@@ -79,6 +79,38 @@ fn approve_tier_needs_a_warrant_which_allows_exactly_its_uses() {
 
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_content_bound_warrant_covers_only_its_rule() {
+    let d = daemon();
+    let mark = d.audit_len();
+    let ssh = ["nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "22", "accept"];
+    let bare = ["nft", "add", "rule", "inet", "filter", "input", "accept"];
+    assert!(run_subject(&ssh).stderr.contains("Operation not permitted"));
+    let request = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
+    let digest = request["content_digest"].as_str().expect("the kernel digests the rule").to_owned();
+    let request_id = request["request"].as_str().unwrap().to_owned();
+    assert!(d.run_cli(&["requests", "show", &request_id]).contains(&digest));
+
+    let warrant = d.approve(&request_id, "alice", "10m", 3);
+    d.cli_ok(&["install", warrant.to_str().unwrap()]);
+    let mark = d.audit_len();
+    let other = run_subject(&bare);
+    assert!(other.stderr.contains("Operation not permitted"), "a warrant for `tcp dport 22 accept` allowed a bare accept");
+    let refused = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
+    assert_ne!(refused["content_digest"].as_str(), Some(digest.as_str()));
+    let rules = nft_root(&["list", "chain", "inet", "filter", "input"]);
+    assert!(!rules.lines().any(|l| l.trim() == "accept"), "{rules}");
+
+    let mark = d.audit_len();
+    let allowed = run_subject(&ssh);
+    assert!(allowed.status.success(), "the approved rule failed: {}", allowed.stderr);
+    let used = d.expect_record(mark, "nft.rule.add", "inet filter input", "allowed-by-warrant");
+    assert_eq!(used["content_digest"].as_str(), Some(digest.as_str()));
+    assert!(nft_root(&["list", "chain", "inet", "filter", "input"]).contains("tcp dport 22 accept"));
+    d.cli_ok(&["revoke", &warrant_id(&warrant)]);
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn a_batch_with_one_denied_message_applies_nothing() {
     let d = daemon();
     let mark = d.audit_len();
