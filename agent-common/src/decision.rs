@@ -28,6 +28,10 @@ pub trait PolicyView {
     fn refund_warrant(&self, key: &TargetKey);
     /// Counts one action against `rule`'s rate; false once its window is full.
     fn take_rate(&self, rule: &RuleEntry) -> bool;
+    /// The policy generation this decision reads rules from (read once).
+    fn generation(&self) -> u8 {
+        0
+    }
 }
 
 /// The decision about one classified message.
@@ -54,7 +58,8 @@ pub struct BatchScratch {
     pub seen: u32,
     /// Non-zero once a message of this batch is denied.
     pub denied: u32,
-    pub _pad: u32,
+    /// The policy generation the batch was decided under.
+    pub generation: u32,
     /// Where the message being classified keeps its content.
     pub content: ContentSpan,
     /// The key being probed during wildcard lookups.
@@ -68,7 +73,7 @@ impl BatchScratch {
             count: 0,
             seen: 0,
             denied: 0,
-            _pad: 0,
+            generation: 0,
             content: ContentSpan { at: 0, len: 0 },
             probe: TargetKey::zeroed(),
             messages: [MessageDecision {
@@ -96,12 +101,15 @@ pub enum BatchOutcome {
 /// then for the table, then for the family.
 pub const LOOKUP_LEVELS: usize = 4;
 
-/// Fills `probe` with the key looked up at `level` (0 = exact), given that
-/// it holds the key of `level - 1` (each level only widens the previous one,
-/// so the exact key is copied once per message).
-pub fn widen_key(exact: &TargetKey, level: usize, probe: &mut TargetKey) {
+/// Fills `probe` with the key looked up at `level` (0 = exact) in policy
+/// `generation`, given that it holds the key of `level - 1` (each level only
+/// widens the previous one, so the exact key is copied once per message).
+pub fn widen_key(exact: &TargetKey, level: usize, probe: &mut TargetKey, generation: u8) {
     match level {
-        0 => probe.copy_from(exact),
+        0 => {
+            probe.copy_from(exact);
+            probe.generation = generation;
+        }
         1 => probe.clear_object(),
         2 => probe.clear_table(),
         _ => probe.family = FAMILY_ANY,
@@ -114,8 +122,9 @@ pub fn match_rule<P: PolicyView>(
     exact: &TargetKey,
     probe: &mut TargetKey,
 ) -> Option<RuleEntry> {
+    let generation = policy.generation();
     for level in 0..LOOKUP_LEVELS {
-        widen_key(exact, level, probe);
+        widen_key(exact, level, probe, generation);
         if let Some(rule) = policy.rule(probe) {
             return Some(rule);
         }
@@ -176,6 +185,7 @@ pub fn decide_batch<B: MessageBuffer, P: PolicyView>(
     set(&mut scratch.count, 0);
     set(&mut scratch.seen, 0);
     set(&mut scratch.denied, 0);
+    set(&mut scratch.generation, policy.generation() as u32);
     let mut offset = 0u32;
     let mut finished = false;
     for _ in 0..MAX_MESSAGES {
@@ -265,6 +275,7 @@ pub fn decide_single<P: PolicyView>(
 ) -> BatchOutcome {
     set(&mut scratch.count, 1);
     set(&mut scratch.seen, 1);
+    set(&mut scratch.generation, policy.generation() as u32);
     let message = &mut scratch.messages[0];
     // The scratch outlives batches: a rule digest from one must not linger.
     message.content_digest = 0;

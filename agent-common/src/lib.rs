@@ -76,7 +76,12 @@ pub struct Subject {
 }
 const _: () = assert!(core::mem::size_of::<Subject>() == 16);
 
-/// Per-profile settings (value of the PROFILES map, keyed by profile id).
+/// Key of the PROFILES map: a profile in one policy generation.
+pub fn profile_key(generation: u8, profile_id: u32) -> u64 {
+    ((generation as u64) << 32) | profile_id as u64
+}
+
+/// Per-profile settings (value of the PROFILES map, keyed by [`profile_key`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProfileEntry {
@@ -105,7 +110,10 @@ pub struct TargetKey {
     pub action: u32,
     /// nfproto family (inet 1, ip 2, arp 3, netdev 5, bridge 7, ip6 10) or FAMILY_ANY.
     pub family: u8,
-    pub _pad: [u8; 7],
+    /// In RULES, the policy generation the rule belongs to (see
+    /// [`Settings::generation`]); 0 in WARRANTS, which outlive policies.
+    pub generation: u8,
+    pub _pad: [u8; 6],
 }
 const _: () = assert!(core::mem::size_of::<TargetKey>() == 2 * NAME_LEN + 16);
 const _: () = assert!(NAME_LEN.is_multiple_of(8));
@@ -118,7 +126,8 @@ impl TargetKey {
             profile_id: 0,
             action: 0,
             family: 0,
-            _pad: [0; 7],
+            generation: 0,
+            _pad: [0; 6],
         }
     }
 
@@ -141,8 +150,8 @@ impl TargetKey {
     /// `netlink::classify` for why.
     #[inline(always)]
     pub fn launder_attrs(&mut self, attrs: [u16; 2]) -> [u16; 2] {
-        // _pad[1..5] is 2-aligned: family sits at an 8-aligned offset.
-        let at = (&raw mut self._pad).cast::<u8>().wrapping_add(1).cast::<u16>();
+        // _pad[0..4] is 2-aligned: family and generation sit at an 8-aligned offset.
+        let at = (&raw mut self._pad).cast::<u16>();
         // SAFETY: both u16s lie within `_pad`, 2-aligned.
         unsafe {
             at.write_volatile(attrs[0]);
@@ -251,15 +260,28 @@ pub const SETTINGS_INDEX: u32 = 0;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Settings {
-    /// Version of the policy bundle in force.
-    pub policy_version: u64,
+    /// Version of the policy bundle of each generation.
+    pub policy_versions: [u64; 2],
     /// The daemon's process id: subjects may not signal or trace it.
     pub daemon_tgid: u32,
     /// Which [`match_kind`]s the policy uses, as bits `1 << kind`: exec
     /// looks up only those.
     pub match_kinds: u32,
+    /// The policy generation in force, 0 or 1. A new policy's rules and
+    /// profiles are written under the other generation, then this one word
+    /// flips: each decision reads it once, so it sees the old policy whole
+    /// or the new one whole, never a mix.
+    pub generation: u32,
+    pub _reserved: u32,
 }
-const _: () = assert!(core::mem::size_of::<Settings>() == 16);
+const _: () = assert!(core::mem::size_of::<Settings>() == 32);
+
+impl Settings {
+    /// The generation in force (0 or 1).
+    pub fn active_generation(&self) -> u8 {
+        (self.generation & 1) as u8
+    }
+}
 
 /// One decision, sent to the daemon over the EVENTS ring buffer.
 #[repr(C)]

@@ -57,11 +57,12 @@ pub static MATCHES: HashMap<MatchKey, u32> = HashMap::with_max_entries(4096, 0);
 #[map]
 pub static CGROUP_PATHS: HashMap<u64, u32> = HashMap::with_max_entries(1024, 0);
 
-/// Profile id -> mode.
+/// `profile_key(generation, profile id)` -> mode.
 #[map]
-pub static PROFILES: HashMap<u32, ProfileEntry> = HashMap::with_max_entries(256, 0);
+pub static PROFILES: HashMap<u64, ProfileEntry> = HashMap::with_max_entries(512, 0);
 
-/// Compiled policy rules; see `warrant_common::decision::widen_key`.
+/// Compiled policy rules of both generations (room for two policies of up
+/// to 8192 rules); see `warrant_common::decision::widen_key`.
 #[map]
 pub static RULES: HashMap<TargetKey, RuleEntry> = HashMap::with_max_entries(16384, 0);
 

@@ -18,7 +18,7 @@ use warrant_common::{
 
 use crate::{
     maps::kernel_offsets,
-    policy::{KernelPolicy, emit_events, profile_mode, read_kernel},
+    policy::{KernelPolicy, emit_events, read_kernel},
     subjects,
 };
 
@@ -166,13 +166,8 @@ fn decide(subject: &Subject, sock: *const u8, skb: *const u8) -> i32 {
     let Some(scratch) = subjects::scratch() else {
         return -EPERM;
     };
-    let outcome = decision::decide_batch(
-        &buffer,
-        &KernelPolicy,
-        subject.profile_id,
-        profile_mode(subject),
-        scratch,
-    );
+    let policy = KernelPolicy::in_force();
+    let outcome = decision::decide_batch(&buffer, &policy, subject.profile_id, policy.profile_mode(subject), scratch);
     if outcome != BatchOutcome::NoAction {
         emit_events(subject, scratch);
     }

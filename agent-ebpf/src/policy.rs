@@ -7,7 +7,8 @@ use aya_ebpf::helpers::{
     generated::{bpf_get_current_comm, bpf_ktime_get_boot_ns, bpf_probe_read_kernel},
 };
 use warrant_common::{
-    Event, NAME_LEN, NO_WARRANT, RuleEntry, SETTINGS_INDEX, Subject, TargetKey, action, copy_words, mode, zero_words,
+    Event, NAME_LEN, NO_WARRANT, RuleEntry, SETTINGS_INDEX, Subject, TargetKey, action, copy_words, mode, profile_key,
+    zero_words,
     decision::{self, BatchOutcome, BatchScratch, PolicyView},
     netlink::MAX_MESSAGES,
 };
@@ -20,10 +21,28 @@ use crate::{
 
 const EPERM: i32 = 1;
 
-/// The RULES and WARRANTS maps, as the decision function sees them.
-pub struct KernelPolicy;
+/// The RULES and WARRANTS maps, as the decision function sees them, for the
+/// policy generation in force when the decision began.
+pub struct KernelPolicy {
+    generation: u8,
+}
 
 impl KernelPolicy {
+    /// Reads the generation in force once: the whole decision uses it.
+    #[inline(always)]
+    pub fn in_force() -> Self {
+        let generation = SETTINGS.get(SETTINGS_INDEX).map(|s| s.active_generation()).unwrap_or(0);
+        Self { generation }
+    }
+
+    /// The subject's profile mode in this generation; enforce if the
+    /// profile is unknown.
+    #[inline(always)]
+    pub fn profile_mode(&self, subject: &Subject) -> u32 {
+        let key = profile_key(self.generation, subject.profile_id);
+        unsafe { PROFILES.get(&key) }.map(|profile| profile.mode).unwrap_or(mode::ENFORCE)
+    }
+
     /// The warrant for `key` if it is in its time window and approves
     /// content `digest` (a warrant bound to no digest approves any).
     fn live_warrant(key: &TargetKey, digest: u64) -> Option<*mut warrant_common::WarrantEntry> {
@@ -82,6 +101,10 @@ impl PolicyView for KernelPolicy {
     /// A fixed window per rule: the first action after the window has run
     /// out starts a new one. Two CPUs crossing the boundary together may
     /// each start it, so a window may admit a few more than the limit.
+    fn generation(&self) -> u8 {
+        self.generation
+    }
+
     fn take_rate(&self, rule: &RuleEntry) -> bool {
         let Some(window) = RATES.get_ptr_mut(rule.rule_index) else {
             return false;
@@ -131,7 +154,8 @@ pub fn decide_action(subject: &Subject, action: u32, family: u8, table_word: u64
         object.write_volatile(object_words[0]);
         object.add(1).write_volatile(object_words[1]);
     }
-    let outcome = decision::decide_single(&KernelPolicy, profile_mode(subject), scratch);
+    let policy = KernelPolicy::in_force();
+    let outcome = decision::decide_single(&policy, policy.profile_mode(subject), scratch);
     emit_events(subject, scratch);
     if outcome == BatchOutcome::Deny { -EPERM } else { 0 }
 }
@@ -149,17 +173,14 @@ pub fn read_kernel<T: Default>(base: *const u8, offset: u32) -> Option<T> {
     (rc == 0).then_some(value)
 }
 
-/// The subject's profile mode; enforce if the profile is unknown.
-#[inline(always)]
-pub fn profile_mode(subject: &Subject) -> u32 {
-    unsafe { PROFILES.get(&subject.profile_id) }.map(|profile| profile.mode).unwrap_or(mode::ENFORCE)
-}
-
 #[inline(always)]
 pub fn emit_events(subject: &Subject, scratch: &BatchScratch) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid = bpf_get_current_uid_gid() as u32;
-    let policy_version = SETTINGS.get(SETTINGS_INDEX).map(|s| s.policy_version).unwrap_or(0);
+    // The version of the generation the decision read, not of whatever is
+    // in force by now.
+    let generation = unsafe { core::ptr::read_volatile(&scratch.generation) } as usize & 1;
+    let policy_version = SETTINGS.get(SETTINGS_INDEX).map(|s| s.policy_versions[generation]).unwrap_or(0);
     let now = unsafe { bpf_ktime_get_boot_ns() };
     for i in 0..MAX_MESSAGES {
         let count = unsafe { core::ptr::read_volatile(&scratch.count) };

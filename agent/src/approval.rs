@@ -42,6 +42,11 @@ pub struct Approval {
     pub content_digest: Option<String>,
 }
 
+/// How far ahead of this host's clock a warrant's `not_before` may be: a
+/// signer's clock a little fast is tolerated, a warrant made for later (or
+/// a badly skewed clock) is refused rather than left waiting.
+pub const MAX_CLOCK_SKEW_SECS: u64 = 300;
+
 #[derive(Debug, Error)]
 pub enum ApprovalError {
     #[error("{0}")]
@@ -62,6 +67,8 @@ pub enum ApprovalError {
     BadTarget(String, String),
     #[error("warrant {id} expired at {expires_at} (now {now})")]
     Expired { id: String, expires_at: u64, now: u64 },
+    #[error("warrant {id} is not valid until {not_before}, {ahead} s after this host's clock (more than the {MAX_CLOCK_SKEW_SECS} s allowed): check both clocks")]
+    ClockSkew { id: String, not_before: u64, ahead: u64 },
     #[error("warrant {id} has max_uses 0")]
     NoUses { id: String },
     #[error("warrant {id} was approved by its own requester")]
@@ -174,6 +181,9 @@ pub fn check(
     }
     if approval.expires_at <= now {
         return Err(ApprovalError::Expired { id, expires_at: approval.expires_at, now });
+    }
+    if approval.not_before > now + MAX_CLOCK_SKEW_SECS {
+        return Err(ApprovalError::ClockSkew { id, not_before: approval.not_before, ahead: approval.not_before - now });
     }
     if approval.max_uses == 0 {
         return Err(ApprovalError::NoUses { id });

@@ -20,6 +20,8 @@ pub enum Request {
     Register { profile: String },
     ApplyPolicy { bundle: String },
     InstallWarrant { warrant: String },
+    /// Accept a new trust root signed by a threshold of the one in force.
+    RotateTrust { root: String },
     Revoke { id: String },
 }
 

@@ -13,7 +13,6 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow};
-use ed25519_dalek::VerifyingKey;
 use serde_json::{Map, Value, json};
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, unix::AsyncFd},
@@ -34,6 +33,7 @@ use crate::{
     protect, subjects,
     requests::{self, ChangeRequest},
     trust::{self, Envelope, POLICY_PAYLOAD_TYPE},
+    trust_root::{self, TrustRoot},
 };
 
 pub fn now_unix() -> u64 {
@@ -81,6 +81,13 @@ struct InstalledWarrant {
     #[serde(with = "key_hex")]
     key: warrant_common::TargetKey,
     revoked: bool,
+    /// Uses left as last read from the kernel (after each use): what a
+    /// reboot, which empties the kernel's maps, reinstalls.
+    #[serde(default)]
+    uses_left: Option<u64>,
+    /// The content digest the kernel checks (0: any).
+    #[serde(default)]
+    content_digest: u64,
 }
 
 /// Map keys as hex in the state directory (they are plain bytes).
@@ -110,8 +117,13 @@ struct State {
     config: Config,
     host: String,
     kernel: Kernel,
-    trusted: Vec<VerifyingKey>,
+    /// The roots of trust accepted here, oldest (the configuration's keys)
+    /// first; the last one signs new bundles.
+    trust_chain: Vec<TrustRoot>,
     policy: Option<CompiledPolicy>,
+    /// The policy replaced last: events decided just before a reload name
+    /// its rules.
+    previous_policy: Option<CompiledPolicy>,
     audit: AuditLog,
     warrants: BTreeMap<u32, InstalledWarrant>,
     /// Every warrant id ever installed here, persisted: a warrant is installed once.
@@ -124,6 +136,34 @@ struct State {
 }
 
 type Shared = Arc<Mutex<State>>;
+
+/// Accepted trust roots, one file per version: replayed from the
+/// configuration's keys at start.
+fn trust_roots_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("trust-roots")
+}
+
+/// The configuration's root, then each persisted rotation that a threshold
+/// of the root before it signed. A rotation that no longer verifies (the
+/// configuration's keys changed) ends the chain there, loudly.
+fn load_trust_chain(config: &Config, initial: TrustRoot) -> Vec<TrustRoot> {
+    let mut chain = vec![initial];
+    for path in new_files(&trust_roots_dir(&config.state_dir)) {
+        let current = chain.last().expect("never empty");
+        let next = fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| Envelope::parse(&text).map_err(|e| e.to_string()))
+            .and_then(|envelope| current.rotate(&envelope).map_err(|e| e.to_string()));
+        match next {
+            Ok(root) => chain.push(root),
+            Err(e) => {
+                error!(file = %path.display(), "persisted trust root does not follow the one before it: {e}; using trust root v{}", current.version);
+                break;
+            }
+        }
+    }
+    chain
+}
 
 fn policy_bundle_path(state_dir: &Path) -> PathBuf {
     state_dir.join("policy.bundle")
@@ -238,9 +278,16 @@ impl State {
 
     fn apply_bundle(&mut self, bundle: &str, restoring: bool) -> Result<Value, String> {
         let envelope = Envelope::parse(bundle).map_err(|e| format!("bundle refused: {e}"))?;
-        let (payload, signers) = envelope
-            .verify(POLICY_PAYLOAD_TYPE, &self.trusted, self.config.policy_threshold)
-            .map_err(|e| format!("bundle refused: {e}"))?;
+        // A new bundle needs the root in force. The persisted bundle, restored
+        // at start, was accepted under a root that may since have rotated.
+        let roots = if restoring { &self.trust_chain[..] } else { &self.trust_chain[self.trust_chain.len() - 1..] };
+        let verified = roots
+            .iter()
+            .rev()
+            .map(|root| envelope.verify(POLICY_PAYLOAD_TYPE, &root.keys, root.threshold))
+            .reduce(|newest, older| newest.or(older))
+            .expect("the trust chain is never empty");
+        let (payload, signers) = verified.map_err(|e| format!("bundle refused: {e}"))?;
         let text = String::from_utf8(payload).map_err(|_| "bundle refused: policy is not UTF-8".to_owned())?;
         let compiled = policy::Policy::parse(&text)
             .and_then(policy::compile)
@@ -254,7 +301,9 @@ impl State {
             self.record("policy.refused", json!({"version": version, "reason": message}));
             return Err(message);
         }
-        if compiled.expires_unix <= now_unix() {
+        // The bundle in force, restored at start, stays in force past its
+        // expiry (never fail open); check_expiry says so loudly.
+        if compiled.expires_unix <= now_unix() && !restoring {
             return Err(format!("bundle refused: policy v{version} expired at {}", compiled.policy.expires));
         }
         // Walked before anything changes, so a refusal leaves the policy in force whole.
@@ -281,7 +330,7 @@ impl State {
         for rule in &unresolved {
             warn!(version, "{rule}; the rule covers nothing on this host");
         }
-        self.policy = Some(compiled);
+        self.previous_policy = self.policy.replace(compiled);
         self.expiry_reported = false;
         self.drop_orphan_warrants();
         self.record(
@@ -291,6 +340,31 @@ impl State {
         info!(version, "policy applied");
         self.pick_up(&matches.entries);
         Ok(json!({"version": version, "profiles": profiles}))
+    }
+
+    /// Accepts a new trust root signed by a threshold of the one in force.
+    fn rotate_trust(&mut self, text: &str) -> Result<Value, String> {
+        let current = self.trust_chain.last().expect("the trust chain is never empty").clone();
+        let rotated = Envelope::parse(text)
+            .map_err(|e| trust_root::TrustRootError::from(e).to_string())
+            .and_then(|envelope| current.rotate(&envelope).map_err(|e| e.to_string()));
+        let root = match rotated {
+            Ok(root) => root,
+            Err(message) => {
+                self.record("trust.refused", json!({"reason": message}));
+                return Err(message);
+            }
+        };
+        let dir = trust_roots_dir(&self.config.state_dir);
+        fs::create_dir_all(&dir)
+            .and_then(|()| write_atomic(&dir.join(format!("{:08}.bundle", root.version)), text.as_bytes()))
+            .map_err(|e| format!("trust root not accepted: cannot persist it in {}: {e}", dir.display()))?;
+        let summary = json!({"version": root.version, "threshold": root.threshold, "keys": root.key_ids(),
+                             "previous_version": current.version});
+        self.record("trust.rotated", summary.clone());
+        info!(version = root.version, "trust root rotated");
+        self.trust_chain.push(root);
+        Ok(summary)
     }
 
     /// Warrants whose approver is no longer an RI for their action go.
@@ -376,9 +450,58 @@ impl State {
             "content_digest": a.content_digest,
         });
         self.record("warrant.installed", summary.clone());
-        self.warrants.insert(index, InstalledWarrant { approval: checked.approval, key: checked.key, revoked: false });
+        let installed = InstalledWarrant {
+            uses_left: Some(entry.uses_left),
+            content_digest: checked.content_digest,
+            approval: checked.approval,
+            key: checked.key,
+            revoked: false,
+        };
+        self.warrants.insert(index, installed);
         self.save_warrants()?;
         Ok(summary)
+    }
+
+    /// After a reboot the kernel's maps start empty: every warrant still
+    /// live goes back in with the uses it had left. After a daemon restart
+    /// the pinned map still holds them, and the kernel's count stands.
+    fn restore_warrants(&mut self) {
+        let now = now_unix();
+        let mut restored = Vec::new();
+        for (index, w) in &self.warrants {
+            if w.revoked || w.approval.expires_at <= now || self.kernel.warrant(&w.key).is_some() {
+                continue;
+            }
+            let uses_left = w.uses_left.unwrap_or(w.approval.max_uses as u64);
+            if uses_left == 0 {
+                continue;
+            }
+            let entry = WarrantEntry {
+                not_before_ns: boot_ns_at(w.approval.not_before),
+                expires_ns: boot_ns_at(w.approval.expires_at),
+                uses_left,
+                warrant_index: *index,
+                _reserved: 0,
+                content_digest: w.content_digest,
+            };
+            match self.kernel.install_warrant(&w.key, &entry) {
+                Ok(()) => restored.push((w.approval.id.clone(), uses_left)),
+                Err(e) => error!(warrant = %w.approval.id, "cannot restore a warrant into the kernel: {e}"),
+            }
+        }
+        for (id, uses_left) in restored {
+            self.record("warrant.restored", json!({"warrant_id": id, "uses_left": uses_left}));
+        }
+    }
+
+    /// Persists the kernel's count of uses left for warrant `index`.
+    fn note_warrant_use(&mut self, index: u32) {
+        let Some(w) = self.warrants.get_mut(&index) else { return };
+        let left = self.kernel.warrant(&w.key).map_or(0, |e| e.uses_left);
+        w.uses_left = Some(left);
+        if let Err(e) = self.save_warrants() {
+            error!("{e}");
+        }
     }
 
     /// Applies new bundles from `bundle_dir` and installs warrants from
@@ -473,9 +596,20 @@ impl State {
             "policy_expires": self.policy.as_ref().map(|p| p.policy.expires.clone()),
             "policy_expired": self.policy.as_ref().map(|p| p.expires_unix <= now_unix()),
             "profiles": self.policy.as_ref().map(|p| p.profile_ids.keys().cloned().collect::<Vec<_>>()),
+            "trust_root": self.trust_chain.last().map(|root| json!({
+                "version": root.version, "threshold": root.threshold, "keys": root.key_ids(),
+            })),
             "warrants": warrants,
             "decisions": self.counters,
         })
+    }
+
+    /// The policy a kernel decision of policy `version` read.
+    fn policy_of_version(&self, version: u64) -> Option<&CompiledPolicy> {
+        match &self.previous_policy {
+            Some(previous) if previous.version() == version => Some(previous),
+            _ => self.policy.as_ref(),
+        }
     }
 
     fn on_event(&mut self, event: &Event) {
@@ -508,11 +642,13 @@ impl State {
             profile_id: 0,
             action: event.action,
             family: event.family,
-            _pad: [0; 7],
+            generation: 0,
+            _pad: [0; 6],
             table: event.table,
             object: event.object,
         });
-        let (profile, rule, profile_mode) = match &self.policy {
+        let decided_under = self.policy_of_version(event.policy_version);
+        let (profile, rule, profile_mode) = match decided_under {
             Some(p) => {
                 // Self-protection consults no rule.
                 let rule = (event.tier != tier::UNMATCHED && !action::is_self_protection(event.action))
@@ -533,7 +669,6 @@ impl State {
         // A short-lived process may be gone before its event is read.
         let exe = if exe == "?" { format!("? (exited; comm {comm})") } else { exe };
         let verdict_text = verdict_name(event.verdict);
-        *self.counters.entry(verdict_text.to_owned()).or_default() += 1;
         let mut fields = json!({
             "pid": event.tgid, "tid": event.tid, "uid": event.uid, "exe": exe, "comm": comm,
             "profile": profile, "action": action_name, "target": target,
@@ -543,18 +678,22 @@ impl State {
             "mode": if profile_mode == Some(mode::AUDIT) { "audit" } else { "enforce" },
         });
         // An `allow` rule decided in the approve tier: its rate was used up.
-        let allow_rule = self.policy.as_ref().and_then(|p| p.rule_names.get(event.rule_index as usize));
+        let allow_rule = decided_under.and_then(|p| p.rule_names.get(event.rule_index as usize));
         if event.tier == tier::APPROVE
             && !action::is_self_protection(event.action)
             && allow_rule.is_some_and(|(_, r)| r.tier == policy::Tier::Allow)
         {
             fields["rate_limited"] = json!(true);
         }
+        *self.counters.entry(verdict_text.to_owned()).or_default() += 1;
         if event.warrant_index != NO_WARRANT
             && let Some(w) = self.warrants.get(&event.warrant_index) {
                 fields["warrant_id"] = w.approval.id.clone().into();
                 fields["approver"] = w.approval.approver.clone().into();
             }
+        if event.verdict == verdict::ALLOWED_BY_WARRANT && event.warrant_index != NO_WARRANT {
+            self.note_warrant_use(event.warrant_index);
+        }
         let content_digest = requests::digest_text(event.content_digest);
         if let Some(digest) = &content_digest {
             fields["content_digest"] = digest.clone().into();
@@ -646,6 +785,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if trusted.is_empty() {
         warn!("no trusted_keys configured: no policy bundle can be accepted; subjects are denied everything");
     }
+    let trust_chain = load_trust_chain(&config, TrustRoot { version: 0, threshold: config.policy_threshold, keys: trusted });
     let mut kernel = Kernel::load(true).context("enforcement is unavailable (see `warrant doctor`)")?;
     // Warrant's own files are protected from the start, before any policy;
     // a restart keeps the pinned entries of the policy's trees meanwhile.
@@ -667,8 +807,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config: config.clone(),
         host,
         kernel,
-        trusted,
+        trust_chain,
         policy: None,
+        previous_policy: None,
         audit,
         warrants,
         ledger,
@@ -677,6 +818,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         seen_bundles: HashSet::new(),
     };
     state.record("daemon.started", json!({"pid": std::process::id()}));
+    state.restore_warrants();
     let persisted = fs::read_to_string(policy_bundle_path(&config.state_dir)).ok();
     let initial = persisted.map(|b| (b, true)).or_else(|| {
         config.bundle.as_ref().and_then(|p| fs::read_to_string(p).ok()).map(|b| (b, false))
@@ -698,23 +840,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     info!(socket = %socket.display(), "daemon ready");
 
     let reader = tokio::spawn(read_events(events, shared.clone()));
-    let expiry_watch = {
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
-            loop {
-                every.tick().await;
-                shared.lock().expect("state lock").check_expiry();
-            }
-        })
-    };
     let dir_watch = {
         let shared = shared.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
             loop {
                 every.tick().await;
-                shared.lock().expect("state lock").check_watched_dirs();
+                let mut state = shared.lock().expect("state lock");
+                state.check_watched_dirs();
+                state.check_expiry();
             }
         })
     };
@@ -730,7 +864,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     reader.abort();
-    expiry_watch.abort();
     dir_watch.abort();
     let mut state = shared.lock().expect("state lock");
     state.record("daemon.stopped", json!({}));
@@ -791,6 +924,7 @@ fn handle(request: Request, peer_pid: Option<u32>, shared: &Shared) -> Response 
         Request::Register { profile } => register(&mut state, pid, &profile),
         Request::ApplyPolicy { bundle } => state.apply_bundle(&bundle, false),
         Request::InstallWarrant { warrant } => state.install_warrant(&warrant),
+        Request::RotateTrust { root } => state.rotate_trust(&root),
         Request::Revoke { id } => {
             let index = state.warrants.iter().find(|(_, w)| w.approval.id == id && !w.revoked).map(|(i, _)| *i);
             match index {

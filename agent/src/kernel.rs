@@ -16,7 +16,7 @@ use aya::{
 };
 use thiserror::Error;
 use warrant_common::{
-    FileKey, MatchKey, ProfileEntry, ProtectedEntry, RateWindow, RuleEntry, match_kind, SETTINGS_INDEX, Settings, Subject, TargetKey, WarrantEntry,
+    FileKey, MatchKey, ProfileEntry, ProtectedEntry, RateWindow, RuleEntry, match_kind, profile_key, SETTINGS_INDEX, Settings, Subject, TargetKey, WarrantEntry,
 };
 
 use crate::btf::{self, KernelBtf};
@@ -140,7 +140,7 @@ pub fn check_bpf_lsm() -> Result<(), KernelError> {
 pub struct Kernel {
     ebpf: Ebpf,
     rules: HashMap<MapData, TargetKey, RuleEntry>,
-    profiles: HashMap<MapData, u32, ProfileEntry>,
+    profiles: HashMap<MapData, u64, ProfileEntry>,
     warrants: HashMap<MapData, TargetKey, WarrantEntry>,
     settings: Array<MapData, Settings>,
     protected: HashMap<MapData, FileKey, ProtectedEntry>,
@@ -220,23 +220,71 @@ impl Kernel {
         RingBuf::try_from(take(&mut self.ebpf, "EVENTS")?).map_err(map_err("EVENTS"))
     }
 
-    /// Replaces rules and profiles with `rules`/`profiles`: new entries go in
-    /// first, then stale ones leave, so no key is ever missing in between.
+    /// Makes `rules` and `profiles` the policy in force, atomically: they are
+    /// written under the generation not in force, then one settings word
+    /// flips to it, then the old generation's entries go. If writing fails
+    /// part way, what was written is removed and the old policy stays whole.
     pub fn set_policy(
         &mut self,
         version: u64,
         profiles: &[(u32, ProfileEntry)],
         rules: &StdHashMap<TargetKey, RuleEntry>,
     ) -> Result<(), KernelError> {
-        let profiles: StdHashMap<u32, ProfileEntry> = profiles.iter().copied().collect();
-        replace_entries(&mut self.profiles, "PROFILES", &profiles, |_, _| false)?;
-        replace_entries(&mut self.rules, "RULES", rules, |_, _| false)?;
+        let current = self.settings.get(&SETTINGS_INDEX, 0).map_err(map_err("SETTINGS"))?.active_generation();
+        let next = current ^ 1;
+        // Leftovers of an earlier apply that failed half way.
+        self.remove_generation(next)?;
+        if let Err(e) = self.write_generation(next, profiles, rules) {
+            let _ = self.remove_generation(next);
+            return Err(e);
+        }
+        // Two writes: the version of the generation not yet read, then the
+        // flip, so the flip is the only word that changes under readers.
+        self.write_settings(|settings| settings.policy_versions[next as usize] = version)?;
+        self.write_settings(|settings| settings.generation = next as u32)?;
         // Rule indexes name other rules now: every rate window starts afresh.
         let indexes = rules.values().map(|r| r.rule_index + 1).max().unwrap_or(0).min(self.rates.len());
         for index in 0..indexes {
             self.rates.set(index, RateWindow::default(), 0).map_err(map_err("RATES"))?;
         }
-        self.write_settings(|settings| settings.policy_version = version)
+        self.remove_generation(current)
+    }
+
+    fn write_generation(
+        &mut self,
+        generation: u8,
+        profiles: &[(u32, ProfileEntry)],
+        rules: &StdHashMap<TargetKey, RuleEntry>,
+    ) -> Result<(), KernelError> {
+        for (id, entry) in profiles {
+            self.profiles.insert(profile_key(generation, *id), entry, 0).map_err(map_err("PROFILES"))?;
+        }
+        for (key, rule) in rules {
+            let key = TargetKey { generation, ..*key };
+            self.rules.insert(key, rule, 0).map_err(map_err("RULES"))?;
+        }
+        Ok(())
+    }
+
+    /// Removes every rule and profile of `generation`.
+    fn remove_generation(&mut self, generation: u8) -> Result<(), KernelError> {
+        let rules: Vec<TargetKey> =
+            self.rules.keys().filter_map(Result::ok).filter(|k| k.generation == generation).collect();
+        for key in rules {
+            match self.rules.remove(&key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err("RULES")(e)),
+            }
+        }
+        let profiles: Vec<u64> =
+            self.profiles.keys().filter_map(Result::ok).filter(|k| (k >> 32) as u8 == generation).collect();
+        for key in profiles {
+            match self.profiles.remove(&key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err("PROFILES")(e)),
+            }
+        }
+        Ok(())
     }
 
     /// Makes `trees` (path hash -> tree id) the protected trees under /proc.

@@ -11,3 +11,4 @@ pub mod protect;
 pub mod requests;
 pub mod subjects;
 pub mod trust;
+pub mod trust_root;

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use warrant::{
     approval::{self, Approval},
+    trust_root::{TRUST_ROOT_PAYLOAD_TYPE, TrustRoot},
     audit,
     config::Config,
     control::{self, Request},
@@ -59,6 +60,9 @@ enum Command {
     },
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Rotate the keys that sign policy bundles.
+    #[command(subcommand)]
+    Trust(TrustCommand),
     /// Change requests from denials in the approve tier.
     Requests {
         #[command(subcommand)]
@@ -142,6 +146,21 @@ enum PolicyCommand {
 }
 
 #[derive(Subcommand)]
+enum TrustCommand {
+    /// Sign a trust root file (TOML: version, threshold, keys) with keys of
+    /// the root in force.
+    Sign {
+        file: PathBuf,
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Give a signed trust root to the running daemon.
+    Rotate { root: PathBuf },
+}
+
+#[derive(Subcommand)]
 enum RequestsCommand {
     List,
     Show { id: String },
@@ -217,6 +236,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("key id {}", trust::key_id(&key));
         }
         Command::Policy(command) => policy_command(command, config_path)?,
+        Command::Trust(TrustCommand::Sign { file, keys, out }) => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let root = TrustRoot::parse(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let signing_keys = keys.iter().map(|k| trust::read_signing_key(k)).collect::<Result<Vec<_>, _>>()?;
+            let envelope = Envelope::sign(TRUST_ROOT_PAYLOAD_TYPE, text.as_bytes(), &signing_keys);
+            std::fs::write(&out, envelope.to_json()).with_context(|| format!("cannot write {}", out.display()))?;
+            println!("signed trust root v{} ({} of {} keys) with {} key(s) into {}", root.version, root.threshold,
+                root.keys.len(), signing_keys.len(), out.display());
+        }
+        Command::Trust(TrustCommand::Rotate { root }) => {
+            let config = Config::load(config_path)?;
+            let text = std::fs::read_to_string(&root).with_context(|| format!("cannot read {}", root.display()))?;
+            let data = control::call(&config.socket, &Request::RotateTrust { root: text })?;
+            println!("trust root v{} in force: {} of {:?}", data["version"], data["threshold"], data["keys"]);
+        }
         Command::Requests { command, json } => {
             let config = Config::load(config_path)?;
             match command.unwrap_or(RequestsCommand::List) {

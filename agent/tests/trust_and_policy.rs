@@ -9,6 +9,7 @@ use warrant::{
     approval::{self, Approval, ApprovalError},
     policy::{self, CompiledPolicy},
     trust::{self, Envelope, POLICY_PAYLOAD_TYPE, TrustError, WARRANT_PAYLOAD_TYPE},
+    trust_root::{TRUST_ROOT_PAYLOAD_TYPE, TrustRoot},
 };
 use warrant_common::{action, tier};
 
@@ -196,6 +197,20 @@ fn warrants_are_refused_for_each_reason() {
     let mut no_uses = approval_for("alice", &alice);
     no_uses.max_uses = 0;
     assert!(matches!(check(no_uses, &alice, "host-a", 1), Err(ApprovalError::NoUses { .. })));
+    // A warrant for later than the allowed clock skew: one clock is wrong.
+    let mut ahead = approval_for("alice", &alice);
+    ahead.not_before = 1_000 + approval::MAX_CLOCK_SKEW_SECS + 1;
+    assert!(matches!(check(ahead.clone(), &alice, "host-a", 1_000), Err(ApprovalError::ClockSkew { .. })));
+    ahead.not_before = 1_000 + approval::MAX_CLOCK_SKEW_SECS;
+    assert!(check(ahead, &alice, "host-a", 1_000).is_ok(), "skew within the margin is tolerated");
+    // A content digest binds rules only, and must be one.
+    let mut bound = approval_for("alice", &alice);
+    bound.content_digest = Some("00000000deadbeef".into());
+    assert_eq!(check(bound.clone(), &alice, "host-a", 1).unwrap().content_digest, 0xdead_beef);
+    for bad in ["deadbeef", "0000000000000000", "ffffffffffffffff", "zz000000deadbeef"] {
+        bound.content_digest = Some(bad.into());
+        assert!(matches!(check(bound.clone(), &alice, "host-a", 1), Err(ApprovalError::BadTarget(..))), "{bad}");
+    }
 }
 
 #[test]
@@ -435,4 +450,42 @@ fn a_bundle_needs_k_distinct_keys_of_n_trusted() {
     // All three, in any order, satisfy a threshold of three.
     let all = signed_bundle(&[bob.clone(), alice.clone(), team.clone()]);
     assert_eq!(all.verify(POLICY_PAYLOAD_TYPE, &trusted, 3).unwrap().1.len(), 3);
+}
+
+fn root_text(version: u64, threshold: usize, keys: &[&SigningKey]) -> String {
+    let keys: Vec<String> = keys.iter().map(|k| format!("{:?}", trust::encode_public_key(&k.verifying_key()))).collect();
+    format!("version = {version}\nthreshold = {threshold}\nkeys = [{}]\n", keys.join(", "))
+}
+
+#[test]
+fn the_trust_root_rotates_only_when_a_threshold_of_the_keys_in_force_signs() {
+    let (team, alice, bob, mallory) = (key("security-team"), key("alice"), key("bob"), key("mallory"));
+    // In force: team, alice and bob, two of them to sign.
+    let current = TrustRoot::parse(&root_text(1, 2, &[&team, &alice, &bob])).unwrap();
+    let next_text = root_text(2, 1, &[&mallory]);
+    let sign = |text: &str, keys: &[SigningKey]| Envelope::sign(TRUST_ROOT_PAYLOAD_TYPE, text.as_bytes(), keys);
+
+    let rotated = current.rotate(&sign(&next_text, &[team.clone(), bob.clone()])).unwrap();
+    assert_eq!((rotated.version, rotated.threshold), (2, 1));
+    assert_eq!(rotated.keys, [mallory.verifying_key()]);
+    // Bundles now need the new key, and the old ones no longer count.
+    let bundle = signed_bundle(&[mallory.clone()]);
+    assert!(bundle.verify(POLICY_PAYLOAD_TYPE, &rotated.keys, rotated.threshold).is_ok());
+    assert!(signed_bundle(&[team.clone()]).verify(POLICY_PAYLOAD_TYPE, &rotated.keys, rotated.threshold).is_err());
+
+    let refusals = [
+        ("one key of a threshold of two", sign(&next_text, &[team.clone()])),
+        ("the same key twice", sign(&next_text, &[team.clone(), team.clone()])),
+        ("the new keys signing themselves in", sign(&next_text, &[mallory.clone()])),
+        ("an older version", sign(&root_text(1, 1, &[&mallory]), &[team.clone(), bob.clone()])),
+        ("a threshold above its keys", sign(&root_text(3, 2, &[&mallory]), &[team.clone(), bob.clone()])),
+        ("a threshold of zero", sign(&root_text(3, 0, &[&mallory]), &[team.clone(), bob.clone()])),
+        ("a key listed twice", sign(&root_text(3, 1, &[&mallory, &mallory]), &[team.clone(), bob.clone()])),
+        ("not a trust root", sign("version = 3\nkeys = 7\n", &[team.clone(), bob.clone()])),
+        ("a policy bundle", signed_bundle(&[team.clone(), bob.clone()])),
+    ];
+    for (what, envelope) in refusals {
+        let error = current.rotate(&envelope).expect_err(what).to_string();
+        assert!(error.starts_with("trust root refused:") && !error.contains('\n'), "{what}: {error}");
+    }
 }

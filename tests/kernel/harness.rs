@@ -79,7 +79,7 @@ pub fn ip_root(args: &[&str]) {
     assert!(out.status.success(), "root ip {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn repo() -> PathBuf {
+pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
@@ -98,6 +98,13 @@ pub fn nft_root(args: &[&str]) -> String {
 /// Runs `args` as a subject of the `agent` profile through `warrant run`.
 pub fn run_subject(args: &[&str]) -> Ran {
     run_subject_as("agent", args)
+}
+
+/// `warrant run --profile agent -- args`, to spawn.
+pub fn subject_command(args: &[&str]) -> Command {
+    let mut command = Command::new(warrant_bin());
+    command.arg("--config").arg(&daemon().config).args(["run", "--profile", "agent", "--"]).args(args);
+    command
 }
 
 /// Runs `args` as a subject of `profile`.
@@ -242,6 +249,36 @@ impl Daemon {
         path
     }
 
+    /// The version of the policy in force.
+    pub fn policy_version(&self) -> u64 {
+        let status: Value = serde_json::from_str(&self.cli_ok(&["status", "--json"])).expect("status --json is JSON");
+        status["policy_version"].as_u64().expect("a policy is in force")
+    }
+
+    /// Signs `policy` (a demo policy text, `version = 1`) as the version
+    /// after the one in force; returns that version and the bundle file.
+    pub fn next_bundle(&self, policy: &str) -> (u64, PathBuf) {
+        self.next_bundle_signed_by(policy, &repo().join("policies/demo-keys/security-team.key"))
+    }
+
+    /// [`Self::next_bundle`], signed with the private key at `key`.
+    pub fn next_bundle_signed_by(&self, policy: &str, key: &Path) -> (u64, PathBuf) {
+        let version = self.policy_version() + 1;
+        let text = policy.replacen("version = 1\n", &format!("version = {version}\n"), 1);
+        assert_ne!(text, policy, "the policy text has no `version = 1` line");
+        let file = self.write_file(&format!("policy-v{version}.toml"), &text);
+        let bundle = self.dir.join(format!("policy-v{version}.bundle"));
+        self.cli_ok(&["policy", "sign", file.to_str().unwrap(), "--key", key.to_str().unwrap(), "--out", bundle.to_str().unwrap()]);
+        (version, bundle)
+    }
+
+    /// Applies `policy` as the next version with `warrant policy apply`.
+    pub fn apply_next_policy(&self, policy: &str) -> u64 {
+        let (version, bundle) = self.next_bundle(policy);
+        self.cli_ok(&["policy", "apply", bundle.to_str().unwrap()]);
+        version
+    }
+
     /// Signs a warrant for `request` with a demo key; returns its file.
     pub fn approve(&self, request: &str, signer: &str, ttl: &str, uses: u32) -> PathBuf {
         let out = self.dir.join(format!("{request}-{signer}-{uses}-{ttl}.warrant"));
@@ -259,6 +296,12 @@ impl Daemon {
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
+    }
+
+    /// The records after the first `mark`, once the events so far are in.
+    pub fn records_since(&self, mark: usize) -> Vec<Value> {
+        std::thread::sleep(Duration::from_secs(1));
+        self.records().into_iter().skip(mark).collect()
     }
 
     pub fn audit_len(&self) -> usize {

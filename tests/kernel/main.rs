@@ -111,6 +111,52 @@ fn a_content_bound_warrant_covers_only_its_rule() {
 
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn each_decision_during_policy_reloads_follows_one_whole_policy() {
+    let d = daemon();
+    let allowing = std::fs::read_to_string("policies/demo.toml").unwrap();
+    let blocklist = "target = \"inet filter blocklist\"\ntier = \"allow\"";
+    let denying = allowing.replacen(blocklist, "target = \"inet filter blocklist\"\ntier = \"deny\"", 1);
+    assert_ne!(denying, allowing);
+    let stop = std::path::Path::new("/run/warrant-reload-stop");
+    let _ = std::fs::remove_file(stop);
+    let mark = d.audit_len();
+    let mut allows = std::collections::BTreeMap::from([(d.policy_version(), true)]);
+    // The agent keeps changing the blocklist while the policy flips under it.
+    let mut agent = harness::subject_command(&[
+        "sh", "-c",
+        "while [ ! -e /run/warrant-reload-stop ]; do nft add element inet filter blocklist '{ 10.7.0.1 }'; \
+         nft delete element inet filter blocklist '{ 10.7.0.1 }'; done 2>/dev/null",
+    ])
+    .spawn()
+    .unwrap();
+    for round in 0..8 {
+        // Ends on the allowing policy, as the other tests expect.
+        let allowed = round % 2 == 1;
+        let version = d.apply_next_policy(if allowed { &allowing } else { &denying });
+        allows.insert(version, allowed);
+        std::thread::sleep(std::time::Duration::from_millis(400));
+    }
+    std::fs::write(stop, "").unwrap();
+    agent.wait().unwrap();
+    let _ = std::fs::remove_file(stop);
+    let mut seen = std::collections::BTreeSet::new();
+    for record in d.records_since(mark) {
+        if record["kind"] != "decision" || record["target"] != "inet filter blocklist" || record["profile"] != "agent" {
+            continue;
+        }
+        let version = record["policy_version"].as_u64().unwrap();
+        let Some(&allowed) = allows.get(&version) else { continue };
+        let expected = if allowed { "allowed" } else { "denied" };
+        assert_eq!(record["verdict"], expected, "a decision under v{version} did not follow v{version}: {record}");
+        let rule = record["rule"].as_str().unwrap_or_default();
+        assert!(rule.ends_with(if allowed { "-> allow" } else { "-> deny" }), "rule named from another policy: {record}");
+        seen.insert(allowed);
+    }
+    assert_eq!(seen.len(), 2, "the agent's changes were decided under both policies");
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn a_batch_with_one_denied_message_applies_nothing() {
     let d = daemon();
     let mark = d.audit_len();
@@ -464,18 +510,17 @@ fn audit_mode_allows_and_records_would_deny() {
 fn revocation_takes_effect_at_once() {
     let d = daemon();
     let mark = d.audit_len();
-    let rule = |port: &str| {
-        run_subject(&["nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", port, "accept"])
-    };
-    rule("2801");
+    let rule = || run_subject(&["nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "2801", "accept"]);
+    rule();
     let request = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
     let warrant = d.approve(request["request"].as_str().unwrap(), "alice", "10m", 5);
     d.cli_ok(&["install", warrant.to_str().unwrap()]);
-    assert!(rule("2802").status.success(), "the warrant did not allow");
+    assert!(rule().status.success(), "the warrant did not allow");
     d.cli_ok(&["revoke", &warrant_id(&warrant)]);
-    let after = rule("2803");
+    let after = rule();
     assert!(after.stderr.contains("Operation not permitted"), "a revoked warrant still allowed");
-    assert!(!nft_root(&["list", "chain", "inet", "filter", "input"]).contains("2803"));
+    let chain = nft_root(&["list", "chain", "inet", "filter", "input"]);
+    assert_eq!(chain.matches("dport 2801").count(), 1, "{chain}");
 }
 
 #[test]
@@ -829,15 +874,12 @@ fn running_processes_are_picked_up_when_a_policy_matches_them() {
         .spawn()
         .unwrap();
     let pid = waiting.id();
-    // Policy v2 gives ops-bot uid 4243 as well.
+    // The next policy gives ops-bot uid 4243 as well.
     let text = std::fs::read_to_string("policies/demo.toml").unwrap();
-    let v2 = text.replacen("version = 1", "version = 2", 1).replacen("uid = [4242]", "uid = [4242, 4243]", 1);
-    assert_ne!(v2, text);
-    let policy = d.write_file("demo-v2.toml", &v2);
-    let bundle = d.dir.join("demo-v2.bundle");
-    d.cli_ok(&["policy", "sign", policy.to_str().unwrap(), "--key", "policies/demo-keys/security-team.key", "--out", bundle.to_str().unwrap()]);
+    let wider = text.replacen("uid = [4242]", "uid = [4242, 4243]", 1);
+    assert_ne!(wider, text);
     let mark = d.audit_len();
-    d.cli_ok(&["policy", "apply", bundle.to_str().unwrap()]);
+    d.apply_next_policy(&wider);
     let picked = d.expect_record_where(mark, "subject.picked_up", |r| r["kind"] == "subject.picked_up" && r["pid"] == pid);
     assert_eq!(picked["profile"], "ops-bot");
     assert_eq!(picked["by"], "uid");
@@ -955,13 +997,10 @@ fn watched_directories_apply_bundles_and_install_warrants() {
     let d = daemon();
     // A bundle dropped into bundle_dir is applied like `warrant policy apply`.
     let text = std::fs::read_to_string("policies/demo.toml").unwrap();
-    let v3 = d.write_file("demo-v3.toml", &text.replacen("version = 1", "version = 3", 1));
     let mark = d.audit_len();
-    let staged = d.dir.join("v3.bundle");
-    d.cli_ok(&["policy", "sign", v3.to_str().unwrap(), "--key", "policies/demo-keys/security-team.key", "--out", staged.to_str().unwrap()]);
-    std::fs::copy(&staged, d.dir.join("bundles.d/0003.bundle")).unwrap();
-    let applied = d.expect_record_where(mark, "policy.applied v3", |r| r["kind"] == "policy.applied" && r["version"] == 3);
-    assert_eq!(applied["version"], 3);
+    let (version, staged) = d.next_bundle(&text);
+    std::fs::copy(&staged, d.dir.join("bundles.d/next.bundle")).unwrap();
+    d.expect_record_where(mark, "policy.applied from bundle_dir", |r| r["kind"] == "policy.applied" && r["version"] == version);
 
     // A warrant dropped into the inbox is installed and filed away.
     let mark = d.audit_len();
@@ -981,4 +1020,102 @@ fn watched_directories_apply_bundles_and_install_warrants() {
     // Subjects cannot drop anything there.
     let planted = run_subject(&["sh", "-c", &format!("echo x > {}/planted.json", inbox.display())]);
     assert!(!planted.status.success(), "a subject wrote into the inbox");
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn warrant_uses_left_survive_a_reboot() {
+    let d = daemon();
+    let mark = d.audit_len();
+    let rule = ["nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "2701", "accept"];
+    run_subject(&rule);
+    let request = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
+    let warrant = d.approve(request["request"].as_str().unwrap(), "alice", "10m", 3);
+    d.cli_ok(&["install", warrant.to_str().unwrap()]);
+    let mark = d.audit_len();
+    assert!(run_subject(&rule).status.success());
+    d.expect_record(mark, "nft.rule.add", "inet filter input", "allowed-by-warrant");
+    // What a reboot does to Warrant: the daemon dies and the kernel's maps
+    // go with the pins.
+    d.kill();
+    d.cli_ok(&["uninstall"]);
+    assert!(!std::path::Path::new("/sys/fs/bpf/warrant/maps/WARRANTS").exists());
+    let mark = d.audit_len();
+    d.restart();
+    let restored = d.expect_record_where(mark, "warrant.restored", |r| r["kind"] == "warrant.restored");
+    assert_eq!(restored["uses_left"], 2, "{restored}");
+    for _ in 0..2 {
+        assert!(run_subject(&rule).status.success(), "a use left before the reboot was lost");
+    }
+    let mark = d.audit_len();
+    assert!(run_subject(&rule).stderr.contains("Operation not permitted"), "a use was counted twice");
+    d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn an_expired_policy_stays_enforced_and_the_host_says_so() {
+    let d = daemon();
+    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
+    let soon = humantime::format_rfc3339_seconds(std::time::SystemTime::now() + std::time::Duration::from_secs(8));
+    let short = text.replacen("expires = \"2030-01-01T00:00:00Z\"", &format!("expires = \"{soon}\""), 1);
+    assert_ne!(short, text);
+    let mark = d.audit_len();
+    let version = d.apply_next_policy(&short);
+    let expired = d.expect_record_where(mark, "policy.expired", |r| r["kind"] == "policy.expired");
+    assert_eq!(expired["version"], version);
+    assert_eq!(expired["still_enforced"], true);
+    let status: serde_json::Value = serde_json::from_str(&d.cli_ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["policy_expired"], true, "{status}");
+    // Never fail open: the expired policy's tiers hold.
+    let denied = run_subject(&["nft", "add", "chain", "inet", "filter", "afterexpiry"]);
+    assert!(denied.stderr.contains("Operation not permitted"), "{}", denied.stderr);
+    let allowed = run_subject(&["nft", "add", "element", "inet", "filter", "blocklist", "{ 10.6.0.1 }"]);
+    assert!(allowed.status.success(), "{}", allowed.stderr);
+    // A bundle that has already expired is refused outright.
+    let (_, stale) = d.next_bundle(&short);
+    let refused = d.run_cli_status(&["policy", "apply", stale.to_str().unwrap()]);
+    assert!(!refused.0 && refused.1.contains("expired"), "{}", refused.1);
+    d.apply_next_policy(&text);
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn the_bundle_signing_keys_rotate_by_a_root_the_old_keys_signed() {
+    let d = daemon();
+    let team = harness::repo().join("policies/demo-keys/security-team.key");
+    let new_team = d.dir.join("team-2026.key");
+    let _ = std::fs::remove_file(&new_team);
+    let _ = std::fs::remove_file(d.dir.join("team-2026.key.pub"));
+    d.cli_ok(&["keygen", "--out", new_team.to_str().unwrap()]);
+    let public = |key: &std::path::Path| std::fs::read_to_string(format!("{}.pub", key.display())).unwrap().trim().to_owned();
+    let root = |version: u64, key: &std::path::Path, signer: &std::path::Path| {
+        let file = d.write_file(&format!("root-v{version}.toml"), &format!("version = {version}\nthreshold = 1\nkeys = [\"{}\"]\n", public(key)));
+        let bundle = d.dir.join(format!("root-v{version}.bundle"));
+        d.cli_ok(&["trust", "sign", file.to_str().unwrap(), "--key", signer.to_str().unwrap(), "--out", bundle.to_str().unwrap()]);
+        bundle
+    };
+    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
+
+    // The new key cannot sign itself in.
+    let selfmade = root(1, &new_team, &new_team);
+    let refused = d.run_cli_status(&["trust", "rotate", selfmade.to_str().unwrap()]);
+    assert!(!refused.0 && refused.1.contains("trust root refused"), "{}", refused.1);
+
+    let mark = d.audit_len();
+    d.cli_ok(&["trust", "rotate", root(1, &new_team, &team).to_str().unwrap()]);
+    let rotated = d.expect_record_where(mark, "trust.rotated", |r| r["kind"] == "trust.rotated");
+    assert_eq!(rotated["version"], 1);
+    // Bundles signed by the old key are refused now, and by the new key applied.
+    let (_, old_signed) = d.next_bundle(&text);
+    let old = d.run_cli_status(&["policy", "apply", old_signed.to_str().unwrap()]);
+    assert!(!old.0 && old.1.contains("bundle refused"), "{}", old.1);
+    let (version, new_signed) = d.next_bundle_signed_by(&text, &new_team);
+    d.cli_ok(&["policy", "apply", new_signed.to_str().unwrap()]);
+    assert_eq!(d.policy_version(), version);
+    // A replayed older root is refused; the new key hands back to the demo key.
+    let replay = d.run_cli_status(&["trust", "rotate", root(1, &team, &new_team).to_str().unwrap()]);
+    assert!(!replay.0 && replay.1.contains("not newer"), "{}", replay.1);
+    d.cli_ok(&["trust", "rotate", root(2, &team, &new_team).to_str().unwrap()]);
+    d.apply_next_policy(&text);
 }
