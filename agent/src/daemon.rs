@@ -131,6 +131,8 @@ struct State {
     counters: BTreeMap<String, u64>,
     /// The policy in force has expired and that was reported.
     expiry_reported: bool,
+    /// Lost events already written to the audit log as a gap.
+    lost_events_recorded: u64,
     /// Files of the watched bundle directory already tried (path, size, mtime).
     seen_bundles: HashSet<(PathBuf, u64, i64)>,
 }
@@ -163,6 +165,11 @@ fn load_trust_chain(config: &Config, initial: TrustRoot) -> Vec<TrustRoot> {
         }
     }
     chain
+}
+
+/// How many lost kernel events the audit log has recorded as gaps.
+fn lost_events_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("lost-events")
 }
 
 fn policy_bundle_path(state_dir: &Path) -> PathBuf {
@@ -564,6 +571,33 @@ impl State {
         }
     }
 
+    /// Decisions the kernel made but could not report (its event ring was
+    /// full) become a gap record: the log says how many it does not hold.
+    fn check_lost_events(&mut self) {
+        let lost = match self.kernel.lost_events() {
+            Ok(lost) => lost,
+            Err(e) => {
+                error!("cannot read the kernel's lost-event counter: {e}");
+                return;
+            }
+        };
+        // A counter below the recorded count: the maps were made anew (a reboot).
+        let recorded = if lost < self.lost_events_recorded { 0 } else { self.lost_events_recorded };
+        if lost == recorded {
+            self.lost_events_recorded = lost;
+            return;
+        }
+        error!(lost = lost - recorded, "the kernel's event ring was full: decisions were enforced but not reported");
+        self.record(
+            "audit.gap",
+            json!({"lost_events": lost - recorded, "lost_total": lost, "cause": "kernel event ring full"}),
+        );
+        self.lost_events_recorded = lost;
+        if let Err(e) = write_atomic(&lost_events_path(&self.config.state_dir), lost.to_string().as_bytes()) {
+            error!("cannot persist the lost-event count: {e}");
+        }
+    }
+
     /// A policy past `expires` keeps being enforced (never fall open), but
     /// the host must say so loudly until a new bundle arrives.
     fn check_expiry(&mut self) {
@@ -601,6 +635,7 @@ impl State {
             })),
             "warrants": warrants,
             "decisions": self.counters,
+            "lost_events": self.kernel.lost_events().ok(),
         })
     }
 
@@ -815,6 +850,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ledger,
         counters: BTreeMap::new(),
         expiry_reported: false,
+        lost_events_recorded: fs::read_to_string(lost_events_path(&config.state_dir))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0),
         seen_bundles: HashSet::new(),
     };
     state.record("daemon.started", json!({"pid": std::process::id()}));
@@ -849,6 +888,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 let mut state = shared.lock().expect("state lock");
                 state.check_watched_dirs();
                 state.check_expiry();
+                state.check_lost_events();
             }
         })
     };

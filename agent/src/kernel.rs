@@ -11,7 +11,7 @@ use std::{
 
 use aya::{
     Btf, Ebpf, EbpfLoader, Pod,
-    maps::{Array, HashMap, Map, MapData, RingBuf},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf},
     programs::{Lsm, Program, links::FdLink},
 };
 use thiserror::Error;
@@ -325,6 +325,15 @@ impl Kernel {
         let mut settings = self.settings.get(&SETTINGS_INDEX, 0).map_err(map_err("SETTINGS"))?;
         change(&mut settings);
         self.settings.set(SETTINGS_INDEX, settings, 0).map_err(map_err("SETTINGS"))
+    }
+
+    /// Events the kernel could not put on the full ring, since the maps were
+    /// created (the counter is pinned, so it spans daemon restarts).
+    pub fn lost_events(&self) -> Result<u64, KernelError> {
+        let map = self.ebpf.map("LOST_EVENTS").ok_or(KernelError::MissingMap("LOST_EVENTS"))?;
+        let counters: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map).map_err(map_err("LOST_EVENTS"))?;
+        let per_cpu = counters.get(&0, 0).map_err(map_err("LOST_EVENTS"))?;
+        Ok(per_cpu.iter().sum())
     }
 
     pub fn install_warrant(&mut self, key: &TargetKey, entry: &WarrantEntry) -> Result<(), KernelError> {

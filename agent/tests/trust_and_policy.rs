@@ -137,6 +137,11 @@ fn each_kind_of_bad_bundle_is_refused() {
     assert!(matches!(truncated.verify(POLICY_PAYLOAD_TYPE, &trusted, 1), Err(TrustError::MalformedSignature { .. })));
     // Not an envelope at all.
     assert!(matches!(Envelope::parse("{\"payload\": 1}"), Err(TrustError::BadEnvelope(_))));
+    // A payload that is not base64.
+    let mut garbled = signed_bundle(std::slice::from_ref(&team));
+    garbled.payload = "%%% not base64 %%%".into();
+    let error = garbled.verify(POLICY_PAYLOAD_TYPE, &trusted, 1).unwrap_err();
+    assert!(matches!(error, TrustError::BadEnvelope(_)) && !error.to_string().contains('\n'), "{error}");
     // The same key twice does not make a threshold of two.
     let doubled = signed_bundle(&[team.clone(), team.clone()]);
     assert!(matches!(doubled.verify(POLICY_PAYLOAD_TYPE, &trusted, 2), Err(TrustError::NotEnoughSignatures { needed: 2, found: 1 })));

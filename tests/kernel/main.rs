@@ -1119,3 +1119,37 @@ fn the_bundle_signing_keys_rotate_by_a_root_the_old_keys_signed() {
     d.cli_ok(&["trust", "rotate", root(2, &team, &new_team).to_str().unwrap()]);
     d.apply_next_policy(&text);
 }
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_full_event_ring_is_recorded_as_a_gap_never_silently() {
+    let d = daemon();
+    let mark = d.audit_len();
+    let pid = d.pid().to_string();
+    let go = d.dir.join("burst.go");
+    let _ = std::fs::remove_file(&go);
+    let script = format!(
+        "for _ in range(8000):\n    try:\n        open({:?}, 'a')\n    except PermissionError:\n        pass\n",
+        d.audit.display().to_string()
+    );
+    // Made a subject while the daemon still answers, then held until it stops.
+    let mut burst = harness::subject_command(&[
+        "sh", "-c", &format!("while [ ! -f {} ]; do sleep 0.2; done; exec python3 -c \"$0\"", go.display()), &script,
+    ])
+    .spawn()
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // A stopped daemon reads nothing: the kernel keeps deciding, and the
+    // 1 MiB ring (about 5,400 events) fills.
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    std::fs::write(&go, "").unwrap();
+    let finished = burst.wait().unwrap();
+    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    assert!(finished.success(), "the burst failed");
+    let gap = d.expect_record_where(mark, "audit.gap", |r| r["kind"] == "audit.gap");
+    let lost = gap["lost_events"].as_u64().unwrap();
+    assert!(lost > 0 && lost <= 8000, "{gap}");
+    let status: serde_json::Value = serde_json::from_str(&d.cli_ok(&["status", "--json"])).unwrap();
+    assert!(status["lost_events"].as_u64().unwrap() >= lost, "{status}");
+    assert!(d.run_cli(&["audit", "verify"]).contains("verifies"));
+}
