@@ -474,14 +474,14 @@ fn the_trust_root_rotates_only_when_a_threshold_of_the_keys_in_force_signs() {
     assert_eq!((rotated.version, rotated.threshold), (2, 1));
     assert_eq!(rotated.keys, [mallory.verifying_key()]);
     // Bundles now need the new key, and the old ones no longer count.
-    let bundle = signed_bundle(&[mallory.clone()]);
+    let bundle = signed_bundle(std::slice::from_ref(&mallory));
     assert!(bundle.verify(POLICY_PAYLOAD_TYPE, &rotated.keys, rotated.threshold).is_ok());
-    assert!(signed_bundle(&[team.clone()]).verify(POLICY_PAYLOAD_TYPE, &rotated.keys, rotated.threshold).is_err());
+    assert!(signed_bundle(std::slice::from_ref(&team)).verify(POLICY_PAYLOAD_TYPE, &rotated.keys, rotated.threshold).is_err());
 
     let refusals = [
-        ("one key of a threshold of two", sign(&next_text, &[team.clone()])),
+        ("one key of a threshold of two", sign(&next_text, std::slice::from_ref(&team))),
         ("the same key twice", sign(&next_text, &[team.clone(), team.clone()])),
-        ("the new keys signing themselves in", sign(&next_text, &[mallory.clone()])),
+        ("the new keys signing themselves in", sign(&next_text, std::slice::from_ref(&mallory))),
         ("an older version", sign(&root_text(1, 1, &[&mallory]), &[team.clone(), bob.clone()])),
         ("a threshold above its keys", sign(&root_text(3, 2, &[&mallory]), &[team.clone(), bob.clone()])),
         ("a threshold of zero", sign(&root_text(3, 0, &[&mallory]), &[team.clone(), bob.clone()])),
