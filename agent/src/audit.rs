@@ -1,7 +1,18 @@
 //! The audit log: one JSON object per line, each carrying the SHA-256 of the
-//! line before it (`prev`) and of itself (`hash`), so an edit, deletion or
-//! reordering breaks the chain. Every record is written and fsynced before
-//! the daemon moves on: a decision that happened is never lost to a crash.
+//! line before it (`prev`), its sequence number (`seq`) and its own hash
+//! (`hash`), so an edit, deletion, insertion or reordering breaks the chain.
+//!
+//! Durability (the fsync policy): every record is written and fsynced
+//! (`fdatasync`) before the daemon moves on, so a decision that happened is
+//! never lost to a crash; a line torn by a crash mid-write is cut at the next
+//! open and the cut is itself recorded. Rotation renames the full file to
+//! `<log>.<first seq, 12 digits>` and fsyncs the directory; the chain goes on
+//! in the new file. Checkpoints are written in place and fsynced.
+//!
+//! Checkpoints: a C2SP signed note (origin line, record count, chain head as
+//! base64, then an Ed25519 signature line by the host key) in
+//! `<log>.checkpoint`. The chain alone cannot tell a log cut short from one
+//! that ended there; the checkpoint can, for everything before it.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -9,6 +20,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
@@ -19,15 +32,24 @@ pub enum AuditError {
     Io { path: String, source: std::io::Error },
     #[error("audit log {path}, record {line}: {problem}")]
     Broken { path: String, line: u64, problem: String },
+    #[error("audit checkpoint {path}: {problem}")]
+    Checkpoint { path: String, problem: String },
 }
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Rotate once the current file is this large, unless configured otherwise.
+pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
 
 pub struct AuditLog {
     path: PathBuf,
     file: File,
     prev: String,
     seq: u64,
+    max_bytes: u64,
+    written: u64,
+    /// Set when a rotation made a new current file (the daemon protects it).
+    pub rotated: bool,
 }
 
 fn record_hash(record: &Map<String, Value>) -> String {
@@ -36,23 +58,60 @@ fn record_hash(record: &Map<String, Value>) -> String {
     hex::encode(Sha256::digest(serde_json::to_vec(record).expect("serialises")))
 }
 
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
+    move |source| AuditError::Io { path: path.display().to_string(), source }
+}
+
+/// The rotated files of `log`, oldest first, then `log` itself if it exists.
+pub fn chain_files(log: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (log.parent(), log.file_name()) else {
+        return vec![log.to_owned()];
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    let mut rotated: Vec<PathBuf> = fs::read_dir(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let suffix = file.strip_prefix(&prefix)?;
+            (suffix.len() == 12 && suffix.bytes().all(|b| b.is_ascii_digit())).then(|| dir.join(&file))
+        })
+        .collect();
+    rotated.sort();
+    if log.exists() {
+        rotated.push(log.to_owned());
+    }
+    rotated
+}
+
+/// Where the checkpoint of `log` is kept.
+pub fn checkpoint_path(log: &Path) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".checkpoint");
+    name.into()
+}
+
 impl AuditLog {
-    /// Opens (or creates) the log and continues its chain.
-    pub fn open(path: &Path) -> Result<Self, AuditError> {
-        let io = |source| AuditError::Io { path: path.display().to_string(), source };
+    /// Opens (or creates) the log and continues its chain across rotated files.
+    pub fn open(path: &Path, max_bytes: u64) -> Result<Self, AuditError> {
+        let io = io_error(path);
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(io)?;
+            fs::create_dir_all(parent).map_err(&io)?;
         }
-        let torn = drop_torn_tail(path).map_err(io)?;
-        let (seq, prev) = match verify(path) {
-            Ok(summary) => (summary.records, summary.last_hash),
-            Err(AuditError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                (0, GENESIS.to_owned())
-            }
-            Err(e) => return Err(e),
+        let torn = drop_torn_tail(path).map_err(&io)?;
+        let summary = verify_files(&chain_files(path))?;
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(&io)?;
+        let written = file.metadata().map_err(&io)?.len();
+        let mut log = Self {
+            path: path.to_owned(),
+            file,
+            prev: summary.last_hash,
+            seq: summary.records,
+            max_bytes: max_bytes.max(4096),
+            written,
+            rotated: false,
         };
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
-        let mut log = Self { path: path.to_owned(), file, prev, seq };
         if torn > 0 {
             let mut record = Map::new();
             record.insert("kind".into(), "audit.torn_tail".into());
@@ -62,8 +121,16 @@ impl AuditLog {
         Ok(log)
     }
 
+    /// Records so far, and the hash of the last one.
+    pub fn head(&self) -> (u64, &str) {
+        (self.seq, &self.prev)
+    }
+
     /// Appends one record; returns its sequence number (the event id).
     pub fn append(&mut self, mut record: Map<String, Value>) -> Result<u64, AuditError> {
+        if self.written >= self.max_bytes {
+            self.rotate()?;
+        }
         let seq = self.seq + 1;
         record.insert("seq".into(), seq.into());
         record.insert("prev".into(), self.prev.clone().into());
@@ -71,13 +138,107 @@ impl AuditLog {
         record.insert("hash".into(), hash.clone().into());
         let mut line = serde_json::to_vec(&record).expect("serialises");
         line.push(b'\n');
-        let io = |source| AuditError::Io { path: self.path.display().to_string(), source };
-        self.file.write_all(&line).map_err(io)?;
-        self.file.sync_data().map_err(io)?;
+        let io = io_error(&self.path);
+        self.file.write_all(&line).map_err(&io)?;
+        self.file.sync_data().map_err(&io)?;
+        self.written += line.len() as u64;
         self.prev = hash;
         self.seq = seq;
         Ok(seq)
     }
+
+    /// Moves the full file aside (named by its first record) and starts a
+    /// new one; the next record's `prev` is the last hash of the old file.
+    fn rotate(&mut self) -> Result<(), AuditError> {
+        let io = io_error(&self.path);
+        let first = first_seq(&self.path).unwrap_or(self.seq.max(1));
+        let mut aside = self.path.as_os_str().to_owned();
+        aside.push(format!(".{first:012}"));
+        fs::rename(&self.path, &aside).map_err(&io)?;
+        self.file = OpenOptions::new().create(true).append(true).open(&self.path).map_err(&io)?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(&io)?;
+        }
+        self.written = 0;
+        self.rotated = true;
+        Ok(())
+    }
+
+    /// Writes a checkpoint of the log as it stands, signed by `key`, as a
+    /// C2SP signed note with `origin` (this host's log name).
+    pub fn checkpoint(&self, key: &SigningKey, origin: &str) -> Result<(), AuditError> {
+        let note = signed_note(origin, self.seq, &self.prev, key);
+        let path = checkpoint_path(&self.path);
+        let io = io_error(&path);
+        // In place, not by rename: the file keeps the inode the kernel protects.
+        let mut file = OpenOptions::new().create(true).write(true).truncate(false).open(&path).map_err(&io)?;
+        file.write_all(note.as_bytes()).map_err(&io)?;
+        file.set_len(note.len() as u64).map_err(&io)?;
+        file.sync_all().map_err(&io)
+    }
+}
+
+fn first_seq(path: &Path) -> Option<u64> {
+    let file = File::open(path).ok()?;
+    let line = BufReader::new(file).lines().next()?.ok()?;
+    serde_json::from_str::<Map<String, Value>>(&line).ok()?.get("seq")?.as_u64()
+}
+
+/// C2SP's key hash for an Ed25519 key: SHA-256(name, "\n", 0x01, key)[..4].
+fn note_key_hash(origin: &str, key: &VerifyingKey) -> [u8; 4] {
+    let mut hasher = Sha256::new();
+    hasher.update(origin.as_bytes());
+    hasher.update(b"\n\x01");
+    hasher.update(key.as_bytes());
+    hasher.finalize()[..4].try_into().expect("four bytes")
+}
+
+fn note_body(origin: &str, size: u64, head: &str) -> String {
+    let root = hex::decode(head).unwrap_or_default();
+    format!("{origin}\n{size}\n{}\n", B64.encode(root))
+}
+
+fn signed_note(origin: &str, size: u64, head: &str, key: &SigningKey) -> String {
+    let body = note_body(origin, size, head);
+    let mut signature = note_key_hash(origin, &key.verifying_key()).to_vec();
+    signature.extend_from_slice(&key.sign(body.as_bytes()).to_bytes());
+    format!("{body}\n\u{2014} {origin} {}\n", B64.encode(signature))
+}
+
+/// A checkpoint whose signature checked out.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub origin: String,
+    pub size: u64,
+    pub head: String,
+}
+
+/// Reads and checks the signed note at `path` against `key`.
+pub fn read_checkpoint(path: &Path, key: &VerifyingKey) -> Result<Checkpoint, AuditError> {
+    let bad = |problem: &str| AuditError::Checkpoint { path: path.display().to_string(), problem: problem.into() };
+    let text = fs::read_to_string(path).map_err(io_error(path))?;
+    let (body, signatures) = text.split_once("\n\n").ok_or_else(|| bad("not a signed note"))?;
+    let body = format!("{body}\n");
+    let mut lines = body.lines();
+    let (Some(origin), Some(size), Some(root), None) = (lines.next(), lines.next(), lines.next(), lines.next()) else {
+        return Err(bad("not a checkpoint (origin, size, root hash)"));
+    };
+    let size: u64 = size.parse().map_err(|_| bad("size is not a number"))?;
+    let head = hex::encode(B64.decode(root).map_err(|_| bad("root hash is not base64"))?);
+    let expected_hash = note_key_hash(origin, key);
+    let signed = signatures.lines().any(|line| {
+        let Some(rest) = line.strip_prefix("\u{2014} ") else { return false };
+        let Some((name, signature)) = rest.split_once(' ') else { return false };
+        let Ok(bytes) = B64.decode(signature) else { return false };
+        name == origin
+            && bytes.len() == 68
+            && bytes[..4] == expected_hash
+            && Signature::from_slice(&bytes[4..]).is_ok_and(|s| key.verify_strict(body.as_bytes(), &s).is_ok())
+    });
+    if !signed {
+        return Err(bad("no valid signature by the host key (forged, edited, or another host's key)"));
+    }
+    Ok(Checkpoint { origin: origin.to_owned(), size, head })
 }
 
 /// A crash can cut the last line short; that partial line was never a
@@ -100,46 +261,95 @@ fn drop_torn_tail(path: &Path) -> std::io::Result<u64> {
 pub struct Summary {
     pub records: u64,
     pub last_hash: String,
+    /// The hash of the record a checkpoint names, when one was checked.
+    pub hash_at: Option<String>,
 }
 
-/// Checks the whole chain; names the first bad record.
+/// Checks the whole chain of one file, from the genesis.
 pub fn verify(path: &Path) -> Result<Summary, AuditError> {
-    let io = |source| AuditError::Io { path: path.display().to_string(), source };
-    let reader = BufReader::new(File::open(path).map_err(io)?);
+    verify_files(&[path.to_owned()])
+}
+
+fn verify_files(files: &[PathBuf]) -> Result<Summary, AuditError> {
+    walk_chain(files, None)
+}
+
+/// Checks the chain across `files` in order (rotated files, then the
+/// current one); names the first bad record. Keeps the hash of record
+/// `keep_hash_of`, if it is reached.
+fn walk_chain(files: &[PathBuf], keep_hash_of: Option<u64>) -> Result<Summary, AuditError> {
     let mut prev = GENESIS.to_owned();
     let mut count = 0u64;
-    for line in reader.lines() {
-        let line = line.map_err(io)?;
-        let number = count + 1;
-        let broken = |problem: String| AuditError::Broken {
-            path: path.display().to_string(),
-            line: number,
-            problem,
+    let mut hash_at = None;
+    for path in files {
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && files.len() == 1 => break,
+            Err(e) => return Err(io_error(path)(e)),
         };
-        let mut record: Map<String, Value> =
-            serde_json::from_str(&line).map_err(|e| broken(format!("not JSON: {e}")))?;
-        let hash = record
-            .remove("hash")
-            .and_then(|h| h.as_str().map(str::to_owned))
-            .ok_or_else(|| broken("has no hash".into()))?;
-        if record.get("prev").and_then(Value::as_str) != Some(prev.as_str()) {
-            return Err(broken("does not follow the record before it (deleted, inserted or reordered)".into()));
+        for line in BufReader::new(file).lines() {
+            let line = line.map_err(io_error(path))?;
+            let number = count + 1;
+            let broken = |problem: String| AuditError::Broken { path: path.display().to_string(), line: number, problem };
+            let mut record: Map<String, Value> =
+                serde_json::from_str(&line).map_err(|e| broken(format!("not JSON: {e}")))?;
+            let hash = record
+                .remove("hash")
+                .and_then(|h| h.as_str().map(str::to_owned))
+                .ok_or_else(|| broken("has no hash".into()))?;
+            if record.get("prev").and_then(Value::as_str) != Some(prev.as_str()) {
+                return Err(broken("does not follow the record before it (deleted, inserted or reordered)".into()));
+            }
+            if record.get("seq").and_then(Value::as_u64) != Some(number) {
+                return Err(broken("sequence number out of order".into()));
+            }
+            if record_hash(&record) != hash {
+                return Err(broken("content does not match its hash (edited)".into()));
+            }
+            if keep_hash_of == Some(number) {
+                hash_at = Some(hash.clone());
+            }
+            prev = hash;
+            count = number;
         }
-        if record.get("seq").and_then(Value::as_u64) != Some(number) {
-            return Err(broken("sequence number out of order".into()));
-        }
-        if record_hash(&record) != hash {
-            return Err(broken("content does not match its hash (edited)".into()));
-        }
-        prev = hash;
-        count = number;
     }
-    Ok(Summary { records: count, last_hash: prev })
+    Ok(Summary { records: count, last_hash: prev, hash_at })
 }
 
-/// Every record, in order (for `audit tail` and `explain`).
+/// Checks the chain of `log` and its rotated files, and, given the host
+/// key, that the log still holds what its checkpoint signed: a log cut
+/// short, or rewritten before the checkpoint, is caught even when its chain
+/// is whole. Returns the summary and the checkpoint checked.
+pub fn verify_log(log: &Path, host_key: Option<&VerifyingKey>) -> Result<(Summary, Option<Checkpoint>), AuditError> {
+    let files = chain_files(log);
+    let Some(key) = host_key else {
+        return Ok((walk_chain(&files, None)?, None));
+    };
+    let path = checkpoint_path(log);
+    let checkpoint = read_checkpoint(&path, key)?;
+    let summary = walk_chain(&files, Some(checkpoint.size))?;
+    let bad = |problem: String| AuditError::Checkpoint { path: path.display().to_string(), problem };
+    if summary.records < checkpoint.size {
+        return Err(bad(format!(
+            "signed {} records, the log has {}: truncated after record {}",
+            checkpoint.size, summary.records, summary.records
+        )));
+    }
+    if checkpoint.size > 0 && summary.hash_at.as_deref() != Some(checkpoint.head.as_str()) {
+        return Err(bad(format!("record {} is not the one the checkpoint signed (the log was rewritten)", checkpoint.size)));
+    }
+    Ok((summary, Some(checkpoint)))
+}
+
+/// Every record, in order, across rotated files (for `audit tail` and `explain`).
 pub fn read_all(path: &Path) -> Result<Vec<Map<String, Value>>, AuditError> {
-    let io = |source| AuditError::Io { path: path.display().to_string(), source };
-    let text = fs::read_to_string(path).map_err(io)?;
-    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+    let mut records = Vec::new();
+    for file in chain_files(path) {
+        let text = fs::read_to_string(&file).map_err(io_error(&file))?;
+        records.extend(text.lines().filter_map(|l| serde_json::from_str(l).ok()));
+    }
+    if records.is_empty() && !path.exists() {
+        return Err(io_error(path)(std::io::Error::from(std::io::ErrorKind::NotFound)));
+    }
+    Ok(records)
 }

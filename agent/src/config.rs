@@ -14,6 +14,14 @@ pub struct Config {
     /// Root-only control socket.
     pub socket: PathBuf,
     pub audit_log: PathBuf,
+    /// Rotate the audit log when it reaches this many bytes (the chain goes
+    /// on across files).
+    pub audit_max_bytes: u64,
+    /// The host's Ed25519 key that signs audit checkpoints; made at first
+    /// start (its public half beside it, `.pub`). Default: in state_dir.
+    pub host_key: Option<PathBuf>,
+    /// Seconds between audit checkpoints while records are being added.
+    pub checkpoint_interval_secs: u64,
     /// Public keys of the security team that may sign policy bundles.
     pub trusted_keys: Vec<PathBuf>,
     /// How many distinct trusted keys must sign a bundle.
@@ -42,6 +50,9 @@ impl Default for Config {
             state_dir: "/var/lib/warrant".into(),
             socket: "/run/warrant/warrant.sock".into(),
             audit_log: "/var/log/warrant/audit.jsonl".into(),
+            audit_max_bytes: crate::audit::DEFAULT_MAX_BYTES,
+            host_key: None,
+            checkpoint_interval_secs: 60,
             trusted_keys: Vec::new(),
             policy_threshold: 1,
             host: None,
@@ -79,11 +90,19 @@ impl Config {
     /// the state directory, the audit log, the socket's directory, the
     /// trusted keys, and the watched bundle and warrant directories.
     pub fn own_paths(&self) -> Vec<PathBuf> {
-        let mut paths = vec![self.path.clone(), self.state_dir.clone(), self.audit_log.clone()];
+        let mut paths = vec![self.path.clone(), self.state_dir.clone(), self.host_key_path()];
+        // The audit log, its rotated files and its checkpoint.
+        paths.extend(crate::audit::chain_files(&self.audit_log));
+        paths.push(self.audit_log.clone());
+        paths.push(crate::audit::checkpoint_path(&self.audit_log));
         paths.extend(self.socket.parent().map(Path::to_path_buf));
         paths.extend(self.trusted_keys.iter().cloned());
         paths.extend(self.bundle_dir.iter().chain(&self.inbox_dir).cloned());
         paths
+    }
+
+    pub fn host_key_path(&self) -> PathBuf {
+        self.host_key.clone().unwrap_or_else(|| self.state_dir.join("host.key"))
     }
 
     pub fn host_name(&self) -> String {

@@ -13,6 +13,7 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow};
+use ed25519_dalek::SigningKey;
 use serde_json::{Map, Value, json};
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, unix::AsyncFd},
@@ -131,6 +132,10 @@ struct State {
     counters: BTreeMap<String, u64>,
     /// The policy in force has expired and that was reported.
     expiry_reported: bool,
+    /// Signs audit checkpoints.
+    host_key: SigningKey,
+    /// The record count of the last checkpoint, and when it was written.
+    last_checkpoint: (u64, std::time::Instant),
     /// Lost events already written to the audit log as a gap.
     lost_events_recorded: u64,
     /// Files of the watched bundle directory already tried (path, size, mtime).
@@ -165,6 +170,23 @@ fn load_trust_chain(config: &Config, initial: TrustRoot) -> Vec<TrustRoot> {
         }
     }
     chain
+}
+
+/// The origin line of this host's audit checkpoints.
+pub fn audit_origin(host: &str) -> String {
+    format!("{host}/warrant-audit")
+}
+
+/// The host key at `path`, made (with its `.pub`) on first start.
+fn load_host_key(path: &Path) -> anyhow::Result<SigningKey> {
+    if !path.exists() {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let public = trust::generate_key_pair(path).map_err(|e| anyhow!("host key: {e}"))?;
+        info!(key = %trust::key_id(&public), path = %path.display(), "made the host key that signs audit checkpoints");
+    }
+    trust::read_signing_key(path).map_err(|e| anyhow!("host key: {e}"))
 }
 
 /// How many lost kernel events the audit log has recorded as gaps.
@@ -205,7 +227,20 @@ impl State {
         if let Value::Object(fields) = fields {
             record.extend(fields);
         }
-        match self.audit.append(record) {
+        let appended = self.audit.append(record);
+        if self.audit.rotated {
+            // The new file is a new inode: protect it like the one before.
+            self.audit.rotated = false;
+            match protect::inodes(&[], std::slice::from_ref(&self.config.audit_log)) {
+                Ok(entries) => {
+                    if let Err(e) = self.kernel.add_protected(&entries) {
+                        error!("cannot protect the new audit log file: {e}");
+                    }
+                }
+                Err(e) => error!("cannot protect the new audit log file: {e}"),
+            }
+        }
+        match appended {
             Ok(seq) => seq,
             Err(e) => {
                 // The log is the record of truth: say so loudly, keep enforcing.
@@ -571,6 +606,21 @@ impl State {
         }
     }
 
+    /// Signs a checkpoint of the audit log when records came since the last
+    /// one and the interval has passed (or `now`, at shutdown).
+    fn checkpoint(&mut self, now: bool) {
+        let (records, _) = self.audit.head();
+        let (last, at) = self.last_checkpoint;
+        let due = at.elapsed().as_secs() >= self.config.checkpoint_interval_secs;
+        if records == last || !(now || due) {
+            return;
+        }
+        match self.audit.checkpoint(&self.host_key, &audit_origin(&self.host)) {
+            Ok(()) => self.last_checkpoint = (records, std::time::Instant::now()),
+            Err(e) => error!("audit checkpoint failed: {e}"),
+        }
+    }
+
     /// Decisions the kernel made but could not report (its event ring was
     /// full) become a gap record: the log says how many it does not hold.
     fn check_lost_events(&mut self) {
@@ -821,6 +871,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         warn!("no trusted_keys configured: no policy bundle can be accepted; subjects are denied everything");
     }
     let trust_chain = load_trust_chain(&config, TrustRoot { version: 0, threshold: config.policy_threshold, keys: trusted });
+    let host_key = load_host_key(&config.host_key_path())?;
+    let audit = AuditLog::open(&config.audit_log, config.audit_max_bytes).context("cannot open the audit log")?;
+    // The checkpoint file exists before Warrant's own files are listed.
+    let origin = audit_origin(&config.host_name());
+    audit.checkpoint(&host_key, &origin).context("cannot write the audit checkpoint")?;
     let mut kernel = Kernel::load(true).context("enforcement is unavailable (see `warrant doctor`)")?;
     // Warrant's own files are protected from the start, before any policy;
     // a restart keeps the pinned entries of the policy's trees meanwhile.
@@ -828,7 +883,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     kernel.add_protected(&own)?;
     let events = kernel.take_events()?;
     kernel.set_daemon_tgid(std::process::id())?;
-    let audit = AuditLog::open(&config.audit_log).context("cannot open the audit log")?;
     let ledger = fs::read(ledger_path(&config.state_dir))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -850,6 +904,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ledger,
         counters: BTreeMap::new(),
         expiry_reported: false,
+        host_key,
+        last_checkpoint: (0, std::time::Instant::now()),
         lost_events_recorded: fs::read_to_string(lost_events_path(&config.state_dir))
             .ok()
             .and_then(|t| t.trim().parse().ok())
@@ -889,6 +945,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 state.check_watched_dirs();
                 state.check_expiry();
                 state.check_lost_events();
+                state.checkpoint(false);
             }
         })
     };
@@ -907,6 +964,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     dir_watch.abort();
     let mut state = shared.lock().expect("state lock");
     state.record("daemon.stopped", json!({}));
+    state.checkpoint(true);
     let _ = fs::remove_file(&socket);
     Ok(())
 }

@@ -168,10 +168,15 @@ enum RequestsCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the hash chain of the audit log.
+    /// Check the hash chain of the audit log (with its rotated files) and
+    /// its signed checkpoint.
     Verify {
         #[arg(long)]
         log: Option<PathBuf>,
+        /// The host's public key (default: the host key's .pub in the state
+        /// directory, when it exists); with it the checkpoint must verify.
+        #[arg(long)]
+        key: Option<PathBuf>,
     },
     /// Print the latest records.
     Tail {
@@ -543,10 +548,24 @@ fn approve(config: &Config, request_id: &str, key_path: &Path, grant: Grant, out
 fn audit_command(command: AuditCommand, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     match command {
-        AuditCommand::Verify { log } => {
-            let path = log.unwrap_or(config.audit_log);
-            match audit::verify(&path) {
-                Ok(summary) => println!("audit log {} verifies: {} records, head {}", path.display(), summary.records, summary.last_hash),
+        AuditCommand::Verify { log, key } => {
+            let path = log.unwrap_or(config.audit_log.clone());
+            if audit::chain_files(&path).is_empty() {
+                bail!("no audit log at {} (see audit_log in the config)", path.display());
+            }
+            let default_key = trust::public_path_of(&config.host_key_path());
+            let key_path = key.or_else(|| {
+                (default_key.exists() && audit::checkpoint_path(&path).exists()).then_some(default_key)
+            });
+            let host_key = key_path.as_deref().map(trust::read_public_key).transpose()?;
+            match audit::verify_log(&path, host_key.as_ref()) {
+                Ok((summary, checkpoint)) => {
+                    println!("audit log {} verifies: {} records, head {}", path.display(), summary.records, summary.last_hash);
+                    match checkpoint {
+                        Some(c) => println!("checkpoint by {}: {} records signed, all present", c.origin, c.size),
+                        None => println!("no checkpoint checked: a log cut short at its end would not show"),
+                    }
+                }
                 Err(e) => {
                     eprintln!("warrant: {e}");
                     return Ok(ExitCode::from(1));

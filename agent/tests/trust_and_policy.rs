@@ -237,7 +237,7 @@ fn audit_chain_detects_edits_deletions_and_reordering_and_survives_a_torn_tail()
     let dir = std::env::temp_dir().join(format!("warrant-audit-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let path = dir.join("audit.jsonl");
-    let mut log = AuditLog::open(&path).unwrap();
+    let mut log = AuditLog::open(&path, audit::DEFAULT_MAX_BYTES).unwrap();
     for i in 0..4 {
         let mut record = serde_json::Map::new();
         record.insert("kind".into(), "test".into());
@@ -260,12 +260,80 @@ fn audit_chain_detects_edits_deletions_and_reordering_and_survives_a_torn_tail()
     assert_eq!(broken_at(format!("{}\n{}\n{}\n{}\n", lines[0], lines[2], lines[1], lines[3])), 2, "reorder");
     // A crash mid-write: the partial line is cut and the cut is recorded.
     std::fs::write(&path, format!("{original}{{\"kind\":\"tor")).unwrap();
-    let mut log = AuditLog::open(&path).unwrap();
+    let mut log = AuditLog::open(&path, audit::DEFAULT_MAX_BYTES).unwrap();
     log.append(serde_json::Map::new()).unwrap();
     drop(log);
     let summary = audit::verify(&path).unwrap();
     assert_eq!(summary.records, 6);
     assert!(std::fs::read_to_string(&path).unwrap().contains("audit.torn_tail"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn append_n(log: &mut warrant::audit::AuditLog, n: usize) {
+    for i in 0..n {
+        let mut record = serde_json::Map::new();
+        record.insert("kind".into(), "test".into());
+        record.insert("n".into(), i.into());
+        record.insert("padding".into(), "x".repeat(200).into());
+        log.append(record).unwrap();
+    }
+}
+
+#[test]
+fn rotation_keeps_the_chain_and_checkpoints_catch_truncation_and_rewrites() {
+    use warrant::audit::{self, AuditError, AuditLog};
+    let dir = std::env::temp_dir().join(format!("warrant-audit-rotation-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("audit.jsonl");
+    let host = key("security-team");
+    let other = key("mallory");
+    // 4 KiB files: 40 records of ~280 bytes make several rotations.
+    let mut log = AuditLog::open(&path, 4096).unwrap();
+    append_n(&mut log, 40);
+    log.checkpoint(&host, "test-host/warrant-audit").unwrap();
+    append_n(&mut log, 3);
+    drop(log);
+    let files = audit::chain_files(&path);
+    assert!(files.len() >= 3, "no rotation happened: {files:?}");
+    let (summary, checkpoint) = audit::verify_log(&path, Some(&host.verifying_key())).unwrap();
+    assert_eq!(summary.records, 43);
+    assert_eq!(checkpoint.unwrap().size, 40);
+    // Reopened, the chain goes on where it stopped.
+    let mut log = AuditLog::open(&path, 4096).unwrap();
+    assert_eq!(log.head().0, 43);
+    append_n(&mut log, 1);
+    drop(log);
+    assert_eq!(audit::verify_log(&path, None).unwrap().0.records, 44);
+
+    let current = std::fs::read_to_string(&path).unwrap();
+    let expect = |what: &str, check: &dyn Fn(&AuditError) -> bool| {
+        let error = audit::verify_log(&path, Some(&host.verifying_key())).map(|_| ()).expect_err(what);
+        assert!(check(&error) && !error.to_string().contains('\n'), "{what}: {error}");
+    };
+    // Truncation to before the checkpoint, with the chain still whole.
+    std::fs::write(&path, "").unwrap();
+    expect("the current file emptied", &|e| matches!(e, AuditError::Checkpoint { problem, .. } if problem.contains("truncated")));
+    std::fs::write(&path, &current).unwrap();
+    // A rotated file deleted: the next one does not follow.
+    let first_rotated = files[0].clone();
+    let saved = std::fs::read(&first_rotated).unwrap();
+    std::fs::remove_file(&first_rotated).unwrap();
+    expect("a rotated file deleted", &|e| matches!(e, AuditError::Broken { line: 1, .. }));
+    std::fs::write(&first_rotated, &saved).unwrap();
+    // One byte flipped in a rotated file: named by its record number.
+    let flipped = String::from_utf8(saved.clone()).unwrap().replacen("\"n\":2,", "\"n\":9,", 1);
+    std::fs::write(&first_rotated, flipped).unwrap();
+    expect("a byte flipped", &|e| matches!(e, AuditError::Broken { line: 3, problem, .. } if problem.contains("edited")));
+    std::fs::write(&first_rotated, &saved).unwrap();
+    // A checkpoint signed by another key, or edited, is no checkpoint.
+    let note_path = audit::checkpoint_path(&path);
+    let note = std::fs::read_to_string(&note_path).unwrap();
+    std::fs::write(&note_path, note.replacen("\n40\n", "\n44\n", 1)).unwrap();
+    expect("an edited checkpoint", &|e| matches!(e, AuditError::Checkpoint { problem, .. } if problem.contains("signature")));
+    let log = AuditLog::open(&path, 4096).unwrap();
+    log.checkpoint(&other, "test-host/warrant-audit").unwrap();
+    drop(log);
+    expect("another key's checkpoint", &|e| matches!(e, AuditError::Checkpoint { .. }));
     std::fs::remove_dir_all(dir).unwrap();
 }
 
