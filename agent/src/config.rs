@@ -39,6 +39,9 @@ pub struct Config {
     /// installed and moved to `installed/`, or moved to `refused/` beside a
     /// `.reason` file.
     pub inbox_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics over HTTP here (e.g. "127.0.0.1:9464");
+    /// off by default. `warrant metrics` prints the same text.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Where this configuration was read from (not a key of the file).
     #[serde(skip)]
     pub path: PathBuf,
@@ -60,6 +63,7 @@ impl Default for Config {
             notify_command: None,
             bundle_dir: None,
             inbox_dir: None,
+            metrics_listen: None,
             path: DEFAULT_PATH.into(),
         }
     }

@@ -16,6 +16,8 @@ use serde_json::Value;
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Status,
+    /// The Prometheus text (a JSON string).
+    Metrics,
     /// Make the calling process a subject of `profile` (used by `warrant run`).
     Register { profile: String },
     ApplyPolicy { bundle: String },

@@ -30,6 +30,7 @@ use crate::{
     config::Config,
     control::{Request, Response},
     kernel::Kernel,
+    metrics,
     policy::{self, CompiledPolicy, render_target},
     protect, subjects,
     requests::{self, ChangeRequest},
@@ -130,6 +131,8 @@ struct State {
     /// Every warrant id ever installed here, persisted: a warrant is installed once.
     ledger: BTreeSet<String>,
     counters: BTreeMap<String, u64>,
+    /// Decisions by (verdict, action, profile), for the metrics.
+    decision_counts: metrics::DecisionCounts,
     /// The policy in force has expired and that was reported.
     expiry_reported: bool,
     /// Signs audit checkpoints.
@@ -689,6 +692,25 @@ impl State {
         })
     }
 
+    fn metrics(&self) -> metrics::Snapshot {
+        let now = boot_now_ns();
+        let warrants_active = self
+            .warrants
+            .values()
+            .filter(|w| !w.revoked)
+            .filter(|w| self.kernel.warrant(&w.key).is_some_and(|e| e.uses_left > 0 && e.expires_ns > now))
+            .count() as u64;
+        metrics::Snapshot {
+            decisions: self.decision_counts.clone(),
+            warrants_active,
+            lost_events: self.kernel.lost_events().unwrap_or(0),
+            policy_version: self.policy.as_ref().map(CompiledPolicy::version),
+            policy_expired: self.policy.as_ref().is_some_and(|p| p.expires_unix <= now_unix()),
+            enforcement_available: true,
+            audit_records: self.audit.head().0,
+        }
+    }
+
     /// The policy a kernel decision of policy `version` read.
     fn policy_of_version(&self, version: u64) -> Option<&CompiledPolicy> {
         match &self.previous_policy {
@@ -771,6 +793,7 @@ impl State {
             fields["rate_limited"] = json!(true);
         }
         *self.counters.entry(verdict_text.to_owned()).or_default() += 1;
+        *self.decision_counts.entry((verdict_text.to_owned(), action_name.to_owned(), profile.clone())).or_default() += 1;
         if event.warrant_index != NO_WARRANT
             && let Some(w) = self.warrants.get(&event.warrant_index) {
                 fields["warrant_id"] = w.approval.id.clone().into();
@@ -849,7 +872,8 @@ fn new_files(dir: &Path) -> Vec<PathBuf> {
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()) && !e.file_name().to_string_lossy().starts_with('.'))
+        // Symlinks to files count: a Kubernetes ConfigMap mounts its files so.
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.') && fs::metadata(e.path()).is_ok_and(|m| m.is_file()))
         .map(|e| e.path())
         .collect();
     files.sort();
@@ -903,6 +927,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         warrants,
         ledger,
         counters: BTreeMap::new(),
+        decision_counts: metrics::DecisionCounts::new(),
         expiry_reported: false,
         host_key,
         last_checkpoint: (0, std::time::Instant::now()),
@@ -935,6 +960,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     info!(socket = %socket.display(), "daemon ready");
 
     let reader = tokio::spawn(read_events(events, shared.clone()));
+    let metrics_server = match config.metrics_listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {address}"))?;
+            info!(%address, "serving Prometheus metrics at /metrics");
+            Some(tokio::spawn(serve_metrics(listener, shared.clone())))
+        }
+        None => None,
+    };
     let dir_watch = {
         let shared = shared.clone();
         tokio::spawn(async move {
@@ -961,6 +996,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     reader.abort();
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     dir_watch.abort();
     let mut state = shared.lock().expect("state lock");
     state.record("daemon.stopped", json!({}));
@@ -990,6 +1028,25 @@ async fn read_events(ring: aya::maps::RingBuf<aya::maps::MapData>, shared: Share
     }
 }
 
+/// A minimal HTTP/1.0 responder: every request gets the metrics text.
+async fn serve_metrics(listener: tokio::net::TcpListener, shared: Shared) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let body = metrics::render(&shared.lock().expect("state lock").metrics());
+        tokio::spawn(async move {
+            // The request line and headers are read and ignored.
+            let mut request = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut request).await;
+            let head = format!(
+                "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(body.as_bytes()).await;
+        });
+    }
+}
+
 async fn serve(stream: UnixStream, shared: Shared) {
     let peer_pid = stream.peer_cred().ok().and_then(|c| c.pid()).map(|p| p as u32);
     let (read, mut write) = stream.into_split();
@@ -1011,7 +1068,7 @@ fn handle(request: Request, peer_pid: Option<u32>, shared: &Shared) -> Response 
     let Some(pid) = peer_pid else {
         return Response::error("cannot identify the caller (no SO_PEERCRED)");
     };
-    if !matches!(request, Request::Status)
+    if !matches!(request, Request::Status | Request::Metrics)
         && let Some(profile) = state.kernel.subject_profile(pid) {
             let message = format!("refused: the caller (pid {pid}) is a subject of profile #{profile}");
             state.record("control.refused", json!({"pid": pid, "request": format!("{request:?}")}));
@@ -1019,6 +1076,7 @@ fn handle(request: Request, peer_pid: Option<u32>, shared: &Shared) -> Response 
         }
     let result = match request {
         Request::Status => Ok(state.status()),
+        Request::Metrics => Ok(Value::String(metrics::render(&state.metrics()))),
         Request::Register { profile } => register(&mut state, pid, &profile),
         Request::ApplyPolicy { bundle } => state.apply_bundle(&bundle, false),
         Request::InstallWarrant { warrant } => state.install_warrant(&warrant),

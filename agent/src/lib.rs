@@ -6,6 +6,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod kernel;
+pub mod metrics;
 pub mod policy;
 pub mod protect;
 pub mod requests;

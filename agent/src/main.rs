@@ -46,6 +46,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prometheus text: decisions, warrants, ring loss, policy version.
+    Metrics,
     /// Start CMD as a subject of profile NAME.
     Run {
         #[arg(long)]
@@ -228,6 +230,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 print_status(&status);
             }
+        }
+        Command::Metrics => {
+            let config = Config::load(config_path)?;
+            let text = control::call(&config.socket, &Request::Metrics)?;
+            print!("{}", text.as_str().unwrap_or_default());
         }
         Command::Run { profile, command } => {
             let config = Config::load(config_path)?;

@@ -28,6 +28,9 @@ fn allow_tier_applies_and_is_audited() {
     assert!(out.status.success(), "allowed element add failed: {}", out.stderr);
     assert!(nft_root(&["list", "set", "inet", "filter", "blocklist"]).contains("10.9.0.1"));
     d.expect_record(mark, "nft.element.add", "inet filter blocklist", "allowed");
+    let metrics = d.cli_ok(&["metrics"]);
+    assert!(metrics.contains("warrant_decisions_total{verdict=\"allowed\",action=\"nft.element.add\",profile=\"agent\"}"), "{metrics}");
+    assert!(metrics.contains("warrant_enforcement_available 1"), "{metrics}");
 }
 
 #[test]

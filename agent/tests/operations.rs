@@ -1,0 +1,95 @@
+//! Plain tier: what ships beside the binary (default configuration, systemd
+//! unit, .deb metadata, Kubernetes manifest) agrees with the code, and the
+//! metrics text is well formed.
+
+use std::path::{Path, PathBuf};
+
+use warrant::{config::Config, metrics};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn the_shipped_configuration_is_the_documented_defaults() {
+    let shipped: Config = toml::from_str(&read("deploy/warrant.toml")).expect("deploy/warrant.toml parses");
+    let defaults = Config::default();
+    assert_eq!(shipped.state_dir, defaults.state_dir);
+    assert_eq!(shipped.socket, defaults.socket);
+    assert_eq!(shipped.audit_log, defaults.audit_log);
+    assert_eq!(shipped.audit_max_bytes, defaults.audit_max_bytes);
+    assert_eq!(shipped.checkpoint_interval_secs, defaults.checkpoint_interval_secs);
+    assert_eq!(shipped.policy_threshold, defaults.policy_threshold);
+    assert!(shipped.trusted_keys.is_empty());
+}
+
+#[test]
+fn the_systemd_unit_lets_the_daemon_write_where_the_defaults_point() {
+    let unit = read("deploy/warrant.service");
+    assert!(unit.contains("ExecStart=/usr/sbin/warrant daemon --config /etc/warrant/warrant.toml"), "{unit}");
+    let writable = unit.lines().find_map(|l| l.strip_prefix("ReadWritePaths=")).expect("ReadWritePaths");
+    let writable: Vec<&Path> = writable.split_whitespace().map(Path::new).collect();
+    let defaults = Config::default();
+    for needed in [
+        defaults.state_dir.as_path(),
+        defaults.audit_log.parent().unwrap(),
+        defaults.socket.parent().unwrap(),
+        Path::new("/sys/fs/bpf"),
+    ] {
+        assert!(writable.iter().any(|w| needed.starts_with(w)), "{} is not writable under the unit", needed.display());
+    }
+    for capability in ["CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN"] {
+        assert!(unit.contains(capability), "the unit drops {capability}");
+    }
+}
+
+#[test]
+fn the_deb_ships_files_that_exist() {
+    let manifest: toml::Value = toml::from_str(&read("agent/Cargo.toml")).unwrap();
+    let deb = &manifest["package"]["metadata"]["deb"];
+    let assets = deb["assets"].as_array().expect("deb assets");
+    let targets: Vec<&str> = assets.iter().map(|a| a[1].as_str().unwrap()).collect();
+    assert!(targets.contains(&"usr/sbin/warrant") && targets.contains(&"lib/systemd/system/warrant.service"));
+    for asset in assets {
+        let source = asset[0].as_str().unwrap();
+        if !source.starts_with("target/") {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(source);
+            assert!(path.exists(), "deb asset {source} is missing");
+        }
+    }
+}
+
+#[test]
+fn the_daemonset_is_privileged_with_host_pids_and_a_valid_configuration() {
+    let manifest = read("deploy/kubernetes/daemonset.yaml");
+    for needed in ["hostPID: true", "privileged: true", "mountPath: /sys/fs/bpf", "mountPath: /sys/kernel/security"] {
+        assert!(manifest.contains(needed), "the DaemonSet lacks {needed}");
+    }
+    // The configuration embedded in its ConfigMap is one the daemon accepts.
+    let start = manifest.find("warrant.toml: |\n").expect("embedded warrant.toml") + "warrant.toml: |\n".len();
+    let embedded: String = manifest[start..]
+        .lines()
+        .take_while(|l| l.starts_with("    ") || l.is_empty())
+        .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+        .collect();
+    let config: Config = toml::from_str(&embedded).unwrap_or_else(|e| panic!("{e}\n{embedded}"));
+    assert!(config.bundle_dir.is_some() && !config.trusted_keys.is_empty());
+}
+
+#[test]
+fn metrics_are_prometheus_text_with_escaped_labels() {
+    let mut snapshot = metrics::Snapshot { policy_version: Some(7), enforcement_available: true, ..Default::default() };
+    snapshot.decisions.insert(("denied".into(), "nft.rule.add".into(), "agent \"x\"".into()), 3);
+    let text = metrics::render(&snapshot);
+    assert!(text.contains("# TYPE warrant_decisions_total counter\n"), "{text}");
+    assert!(text.contains("warrant_decisions_total{verdict=\"denied\",action=\"nft.rule.add\",profile=\"agent \\\"x\\\"\"} 3\n"), "{text}");
+    assert!(text.contains("warrant_policy_version 7\n") && text.contains("warrant_enforcement_available 1\n"), "{text}");
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<u64>().is_ok(), "not a sample: {line}");
+    }
+}
