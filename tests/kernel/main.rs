@@ -1208,3 +1208,35 @@ fn sigkill_during_a_burst_of_warranted_changes_loses_nothing() {
     let verified = d.cli_ok(&["audit", "verify"]);
     assert!(verified.contains("all present"), "{verified}");
 }
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_policy_that_drops_an_ri_takes_their_warrants_and_older_bundles_are_refused() {
+    let d = daemon();
+    let mark = d.audit_len();
+    let rule = ["nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "2961", "accept"];
+    run_subject(&rule);
+    let request = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
+    let warrant = d.approve(request["request"].as_str().unwrap(), "alice", "10m", 3);
+    d.cli_ok(&["install", warrant.to_str().unwrap()]);
+    let id = warrant_id(&warrant);
+
+    // The next policy no longer names alice as a Responsible Individual.
+    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
+    let without_alice = text.replacen("name = \"alice\"", "name = \"alice-left\"", 1);
+    let mark = d.audit_len();
+    let (dropped_version, dropped) = d.next_bundle(&without_alice);
+    d.cli_ok(&["policy", "apply", dropped.to_str().unwrap()]);
+    let revoked = d.expect_record_where(mark, "warrant.revoked", |r| r["kind"] == "warrant.revoked" && r["warrant_id"] == id.as_str());
+    assert!(revoked["reason"].as_str().unwrap().contains("no longer"), "{revoked}");
+    assert!(run_subject(&rule).stderr.contains("Operation not permitted"), "a dropped RI's warrant still allowed");
+
+    // Back to the demo policy; the dropped bundle, now older, is refused and audited.
+    d.apply_next_policy(&text);
+    let mark = d.audit_len();
+    let replay = d.run_cli_status(&["policy", "apply", dropped.to_str().unwrap()]);
+    assert!(!replay.0 && replay.1.contains("not newer"), "{}", replay.1);
+    let refused = d.expect_record_where(mark, "policy.refused", |r| r["kind"] == "policy.refused");
+    assert_eq!(refused["version"], dropped_version);
+    assert_eq!(d.policy_version(), dropped_version + 1);
+}

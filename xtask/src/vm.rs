@@ -72,7 +72,23 @@ pub fn pip_script_dirs() -> Vec<PathBuf> {
 /// read-write at the same path. The returned status is the script's own exit
 /// code, read from `rwdir/rc` because vng's exit code does not reliably carry
 /// it; an error means the VM did not boot, hung, or never wrote rc.
+///
+/// A guest that never reached its first command (qemu under TCG now and
+/// then exits at once) is booted once more; a guest that ran and then
+/// failed is not retried.
 pub fn run_in_vm(script: &str, rwdir: &Path) -> Result<ExitStatus> {
+    let booted = std::path::absolute(rwdir)?.join("booted");
+    let _ = std::fs::remove_file(&booted);
+    match boot_and_run(script, rwdir) {
+        Err(e) if !booted.exists() => {
+            eprintln!("vm: {e:#}\nvm: the guest never started its command; booting it once more");
+            boot_and_run(script, rwdir)
+        }
+        other => other,
+    }
+}
+
+fn boot_and_run(script: &str, rwdir: &Path) -> Result<ExitStatus> {
     let kernel = find_kernel()
         .context("no /boot/vmlinuz-6.12.*-amd64 kernel for the VM; run `cargo xtask setup`")?;
     let vng = find_vng().context("virtme-ng (vng) is not installed; run `cargo xtask setup`")?;
@@ -91,7 +107,8 @@ pub fn run_in_vm(script: &str, rwdir: &Path) -> Result<ExitStatus> {
     // Write rc via a temporary name and sync so the host never reads a
     // half-written file from the 9p share.
     let guest_command = format!(
-        "bash {script}; echo $? > {rc}.tmp && mv {rc}.tmp {rc}; sync",
+        "touch {booted}; bash {script}; echo $? > {rc}.tmp && mv {rc}.tmp {rc}; sync",
+        booted = shell_quote(&rwdir.join("booted").to_string_lossy()),
         script = shell_quote(&script_path.to_string_lossy()),
         rc = shell_quote(&rc_path.to_string_lossy()),
     );
