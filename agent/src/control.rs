@@ -22,6 +22,8 @@ pub enum Request {
     Register { profile: String },
     ApplyPolicy { bundle: String },
     InstallWarrant { warrant: String },
+    /// Put back what change (warrant) `id` covered.
+    Rollback { id: String, force: bool },
     /// Accept a new trust root signed by a threshold of the one in force.
     RotateTrust { root: String },
     Revoke { id: String },

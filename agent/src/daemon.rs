@@ -32,7 +32,7 @@ use crate::{
     kernel::Kernel,
     metrics,
     policy::{self, CompiledPolicy, render_target},
-    protect, subjects,
+    protect, rollback, subjects,
     requests::{self, ChangeRequest},
     trust::{self, Envelope, POLICY_PAYLOAD_TYPE},
     trust_root::{self, TrustRoot},
@@ -139,6 +139,9 @@ struct State {
     host_key: SigningKey,
     /// The record count of the last checkpoint, and when it was written.
     last_checkpoint: (u64, std::time::Instant),
+    /// Warrants used since the last tick: the state their change left is
+    /// noted for rollback (a file's writes follow the open that used it).
+    pending_after: BTreeSet<String>,
     /// Lost events already written to the audit log as a gap.
     lost_events_recorded: u64,
     /// Files of the watched bundle directory already tried (path, size, mtime).
@@ -483,6 +486,15 @@ impl State {
             _reserved: 0,
             content_digest: checked.content_digest,
         };
+        // Before the kernel sees the warrant: what it covers, as it is now.
+        let snapshot = match rollback::take(&self.config.state_dir, &a.id, &a.action, &a.target, now_unix()) {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                let message = format!("warrant not installed: {e}; without a snapshot the change could not be rolled back");
+                self.record("warrant.refused", json!({"warrant_id": a.id, "reason": message}));
+                return Err(message);
+            }
+        };
         self.ledger.insert(a.id.clone());
         let ledger = serde_json::to_vec(&self.ledger).expect("serialises");
         write_atomic(&ledger_path(&self.config.state_dir), &ledger)
@@ -493,6 +505,7 @@ impl State {
             "target": a.target, "max_uses": a.max_uses, "expires_at": a.expires_at,
             "request": a.request, "reason": a.reason, "approvers": checked.approvers,
             "content_digest": a.content_digest,
+            "rollback": snapshot.as_ref().map(rollback::describe),
         });
         self.record("warrant.installed", summary.clone());
         let installed = InstalledWarrant {
@@ -542,6 +555,7 @@ impl State {
     /// Persists the kernel's count of uses left for warrant `index`.
     fn note_warrant_use(&mut self, index: u32) {
         let Some(w) = self.warrants.get_mut(&index) else { return };
+        self.pending_after.insert(w.approval.id.clone());
         let left = self.kernel.warrant(&w.key).map_or(0, |e| e.uses_left);
         w.uses_left = Some(left);
         if let Err(e) = self.save_warrants() {
@@ -621,6 +635,50 @@ impl State {
         match self.audit.checkpoint(&self.host_key, &audit_origin(&self.host)) {
             Ok(()) => self.last_checkpoint = (records, std::time::Instant::now()),
             Err(e) => error!("audit checkpoint failed: {e}"),
+        }
+    }
+
+    /// Notes, for rollback, the state the changes of recently used warrants left.
+    fn note_changes(&mut self) {
+        for id in std::mem::take(&mut self.pending_after) {
+            if let Err(e) = rollback::note_after(&self.config.state_dir, &id) {
+                error!(change = %id, "cannot note the state a change left: {e}");
+            }
+        }
+    }
+
+    /// Puts back what change (warrant) `id` covered, and records who did.
+    fn rollback(&mut self, id: &str, force: bool, caller: u32) -> Result<Value, String> {
+        self.note_changes();
+        let by = json!({"pid": caller, "exe": exe_of(caller), "uid": proc_field(caller, "Uid:"),
+                        "loginuid": fs::read_to_string(format!("/proc/{caller}/loginuid")).ok().map(|t| t.trim().to_owned())});
+        match rollback::restore(&self.config.state_dir, id, force, now_unix()) {
+            Ok(meta) => {
+                let what = rollback::describe(&meta);
+                // A restored file is a new inode: protect it as its tree is.
+                if let rollback::Covered::File { path, .. } = &meta.covered
+                    && let Some(policy) = &self.policy
+                    && let Some(tree) = policy::tree_of(&policy.policy.protect, &path.to_string_lossy())
+                {
+                    match protect::inodes(&[tree.to_owned()], &[]) {
+                        Ok(entries) => {
+                            if let Err(e) = self.kernel.add_protected(&entries) {
+                                error!("cannot protect the restored file: {e}");
+                            }
+                        }
+                        Err(e) => error!("cannot protect the restored file: {e}"),
+                    }
+                }
+                let summary = json!({"change_id": id, "restored": what, "forced": force, "by": by});
+                self.record("change.rolled_back", summary.clone());
+                info!(change = id, %what, "change rolled back");
+                Ok(summary)
+            }
+            Err(e) => {
+                let message = format!("rollback refused: {e}");
+                self.record("rollback.refused", json!({"change_id": id, "reason": message, "by": by}));
+                Err(message)
+            }
         }
     }
 
@@ -861,6 +919,13 @@ fn exe_of(pid: u32) -> Option<String> {
     fs::read_link(format!("/proc/{pid}/exe")).map(|p| p.display().to_string()).ok()
 }
 
+/// The first value of a `/proc/PID/status` line (e.g. the real uid of `Uid:`).
+fn proc_field(pid: u32, name: &str) -> Option<String> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(name))?;
+    line[name.len()..].split_whitespace().next().map(str::to_owned)
+}
+
 /// The command name the kernel recorded with an event.
 fn comm_of(event: &Event) -> String {
     String::from_utf8_lossy(warrant_common::name_bytes(&event.comm)).into_owned()
@@ -931,6 +996,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         expiry_reported: false,
         host_key,
         last_checkpoint: (0, std::time::Instant::now()),
+        pending_after: BTreeSet::new(),
         lost_events_recorded: fs::read_to_string(lost_events_path(&config.state_dir))
             .ok()
             .and_then(|t| t.trim().parse().ok())
@@ -981,6 +1047,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 state.check_expiry();
                 state.check_lost_events();
                 state.checkpoint(false);
+                state.note_changes();
             }
         })
     };
@@ -1081,6 +1148,7 @@ fn handle(request: Request, peer_pid: Option<u32>, shared: &Shared) -> Response 
         Request::ApplyPolicy { bundle } => state.apply_bundle(&bundle, false),
         Request::InstallWarrant { warrant } => state.install_warrant(&warrant),
         Request::RotateTrust { root } => state.rotate_trust(&root),
+        Request::Rollback { id, force } => state.rollback(&id, force, pid),
         Request::Revoke { id } => {
             let index = state.warrants.iter().find(|(_, w)| w.approval.id == id && !w.revoked).map(|(i, _)| *i);
             match index {

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod policy;
 pub mod protect;
 pub mod requests;
+pub mod rollback;
 pub mod subjects;
 pub mod trust;
 pub mod trust_root;

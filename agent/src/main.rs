@@ -117,21 +117,31 @@ enum Command {
     /// Why was this event allowed or denied.
     Explain { event_id: u64 },
     /// Restore what a warrant's change replaced (not available yet).
-    Rollback { change_id: String },
+    Rollback {
+        change_id: String,
+        /// Roll back even though the target changed again since.
+        #[arg(long)]
+        force: bool,
+    },
     /// Remove pins and programs (root, not a subject).
     Uninstall,
+}
+
+/// A file to sign, the private keys to sign it with, and where the signed
+/// envelope goes.
+#[derive(clap::Args)]
+struct SignArgs {
+    file: PathBuf,
+    #[arg(long = "key", required = true)]
+    keys: Vec<PathBuf>,
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Subcommand)]
 enum PolicyCommand {
     /// Sign a policy file into a bundle.
-    Sign {
-        file: PathBuf,
-        #[arg(long = "key", required = true)]
-        keys: Vec<PathBuf>,
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Sign(SignArgs),
     /// Check a bundle's signatures, version and expiry.
     Verify {
         bundle: PathBuf,
@@ -151,13 +161,7 @@ enum PolicyCommand {
 enum TrustCommand {
     /// Sign a trust root file (TOML: version, threshold, keys) with keys of
     /// the root in force.
-    Sign {
-        file: PathBuf,
-        #[arg(long = "key", required = true)]
-        keys: Vec<PathBuf>,
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Sign(SignArgs),
     /// Give a signed trust root to the running daemon.
     Rotate { root: PathBuf },
 }
@@ -198,7 +202,9 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("WARRANT_LOG").unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // journald stamps the time itself and shows escape codes raw.
         .without_time()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli) {
         Ok(code) => code,
@@ -248,7 +254,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("key id {}", trust::key_id(&key));
         }
         Command::Policy(command) => policy_command(command, config_path)?,
-        Command::Trust(TrustCommand::Sign { file, keys, out }) => {
+        Command::Trust(TrustCommand::Sign(SignArgs { file, keys, out })) => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let root = TrustRoot::parse(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
             let signing_keys = keys.iter().map(|k| trust::read_signing_key(k)).collect::<Result<Vec<_>, _>>()?;
@@ -336,8 +342,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .ok_or_else(|| anyhow!("no event {event_id} in {}", config.audit_log.display()))?;
             explain(record);
         }
-        Command::Rollback { change_id } => {
-            bail!("rollback of {change_id} is not available in this version: snapshots are not taken yet (see README, limits)");
+        Command::Rollback { change_id, force } => {
+            let config = Config::load(config_path)?;
+            let data = control::call(&config.socket, &Request::Rollback { id: change_id, force })?;
+            println!("rolled back change {}: {} restored", data["change_id"], data["restored"]);
         }
         Command::Uninstall => {
             if !nix::unistd::geteuid().is_root() {
@@ -424,7 +432,7 @@ fn print_status(status: &Value) {
 
 fn policy_command(command: PolicyCommand, config_path: Option<&Path>) -> anyhow::Result<()> {
     match command {
-        PolicyCommand::Sign { file, keys, out } => {
+        PolicyCommand::Sign(SignArgs { file, keys, out }) => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let compiled = policy::Policy::parse(&text)
                 .and_then(policy::compile)

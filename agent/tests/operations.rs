@@ -93,3 +93,48 @@ fn metrics_are_prometheus_text_with_escaped_labels() {
         assert!(value.parse::<u64>().is_ok(), "not a sample: {line}");
     }
 }
+
+#[test]
+fn a_file_snapshot_restores_bytes_and_mode_and_refuses_a_target_changed_since() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use warrant::rollback::{self, RollbackError};
+    let dir = std::env::temp_dir().join(format!("warrant-rollback-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = dir.join("state");
+    let file = dir.join("app.conf");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(&file, "port = 22\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let target = file.to_str().unwrap();
+
+    assert!(rollback::take(&state, "w-1", "netns.create", "*", 1).unwrap().is_none(), "namespaces have no snapshot");
+    rollback::take(&state, "w-1", "file.write", target, 1).unwrap().expect("a file snapshot");
+    assert!(matches!(rollback::restore(&state, "w-1", false, 2), Err(RollbackError::NotUsed(_))));
+    std::fs::write(&file, "port = 2222\n").unwrap();
+    rollback::note_after(&state, "w-1").unwrap();
+    let meta = rollback::restore(&state, "w-1", false, 3).unwrap();
+    assert_eq!(rollback::describe(&meta), target);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "port = 22\n");
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o640);
+    assert!(matches!(rollback::restore(&state, "w-1", false, 4), Err(RollbackError::Done(_))));
+
+    // Changed again after the warranted change: only --force restores.
+    rollback::take(&state, "w-2", "file.write", target, 5).unwrap();
+    std::fs::write(&file, "port = 2222\n").unwrap();
+    rollback::note_after(&state, "w-2").unwrap();
+    std::fs::write(&file, "port = 3333\n").unwrap();
+    let error = rollback::restore(&state, "w-2", false, 6).unwrap_err();
+    assert!(matches!(error, RollbackError::ChangedSince { .. }) && !error.to_string().contains('\n'), "{error}");
+    rollback::restore(&state, "w-2", true, 7).unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "port = 22\n");
+
+    // A file the change created is removed again.
+    let created = dir.join("new.conf");
+    rollback::take(&state, "w-3", "file.create", created.to_str().unwrap(), 8).unwrap();
+    std::fs::write(&created, "x").unwrap();
+    rollback::note_after(&state, "w-3").unwrap();
+    rollback::restore(&state, "w-3", false, 9).unwrap();
+    assert!(!created.exists());
+    assert!(matches!(rollback::restore(&state, "w-nope", false, 10), Err(RollbackError::Unknown(_))));
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -290,10 +290,13 @@ impl Daemon {
         out
     }
 
-    fn records(&self) -> Vec<Value> {
+    /// The records after the first `mark` lines (only those are parsed: the
+    /// log grows to thousands of records, and this runs in a polling loop).
+    fn records_after(&self, mark: usize) -> Vec<Value> {
         std::fs::read_to_string(&self.audit)
             .unwrap_or_default()
             .lines()
+            .skip(mark)
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     }
@@ -301,11 +304,11 @@ impl Daemon {
     /// The records after the first `mark`, once the events so far are in.
     pub fn records_since(&self, mark: usize) -> Vec<Value> {
         std::thread::sleep(Duration::from_secs(1));
-        self.records().into_iter().skip(mark).collect()
+        self.records_after(mark)
     }
 
     pub fn audit_len(&self) -> usize {
-        self.records().len()
+        std::fs::read_to_string(&self.audit).unwrap_or_default().lines().count()
     }
 
     /// Waits for a decision record after `mark` with this action, target and verdict.
@@ -319,14 +322,14 @@ impl Daemon {
     pub fn expect_record_where(&self, mark: usize, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let found = self.records().into_iter().skip(mark).find(|r| matches(r));
+            let found = self.records_after(mark).into_iter().find(|r| matches(r));
             if let Some(record) = found {
                 return record;
             }
             assert!(
                 Instant::now() < deadline,
                 "no audit record {what} after #{mark}; log tail: {:?}",
-                self.records().iter().rev().take(5).collect::<Vec<_>>()
+                self.records_after(mark).iter().rev().take(5).collect::<Vec<_>>()
             );
             std::thread::sleep(Duration::from_millis(200));
         }

@@ -175,12 +175,8 @@ fn a_batch_with_one_denied_message_applies_nothing() {
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn expired_warrant_is_denied() {
     let d = daemon();
-    let mark = d.audit_len();
     let rule = ["nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "2301", "accept"];
-    run_subject(&rule);
-    let request = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
-    let warrant = d.approve(request["request"].as_str().unwrap(), "alice", "4s", 5);
-    d.cli_ok(&["install", warrant.to_str().unwrap()]);
+    warranted_input_rule(d, &rule, "4s", 5);
     std::thread::sleep(std::time::Duration::from_secs(6));
     let out = run_subject(&rule);
     assert!(out.stderr.contains("Operation not permitted"), "an expired warrant allowed: {}", out.stderr);
@@ -202,6 +198,19 @@ fn warrant_for_one_table_does_not_cover_another() {
     assert!(out.stderr.contains("Operation not permitted"), "warrant leaked to another table");
     assert!(!nft_root(&["list", "table", "inet", "other"]).contains("2401"));
     d.cli_ok(&["revoke", &warrant_id(&warrant)]);
+}
+
+/// A subject tries `rule` (an `nft add rule inet filter input ...` command)
+/// and is refused in the approve tier; alice's warrant for that change
+/// request, valid for `ttl` and `uses`, is installed. Returns its file.
+fn warranted_input_rule(d: &Daemon, rule: &[&str], ttl: &str, uses: u32) -> std::path::PathBuf {
+    let mark = d.audit_len();
+    let denied = run_subject(rule);
+    assert!(denied.stderr.contains("Operation not permitted"), "{}", denied.stderr);
+    let request = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
+    let warrant = d.approve(request["request"].as_str().unwrap(), "alice", ttl, uses);
+    d.cli_ok(&["install", warrant.to_str().unwrap()]);
+    warrant
 }
 
 fn warrant_id(path: &std::path::Path) -> String {
@@ -518,12 +527,9 @@ fn audit_mode_allows_and_records_would_deny() {
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn revocation_takes_effect_at_once() {
     let d = daemon();
-    let mark = d.audit_len();
-    let rule = || run_subject(&["nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "2801", "accept"]);
-    rule();
-    let request = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
-    let warrant = d.approve(request["request"].as_str().unwrap(), "alice", "10m", 5);
-    d.cli_ok(&["install", warrant.to_str().unwrap()]);
+    let command = ["nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "2801", "accept"];
+    let rule = || run_subject(&command);
+    let warrant = warranted_input_rule(d, &command, "10m", 5);
     assert!(rule().status.success(), "the warrant did not allow");
     d.cli_ok(&["revoke", &warrant_id(&warrant)]);
     let after = rule();
@@ -1035,12 +1041,8 @@ fn watched_directories_apply_bundles_and_install_warrants() {
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn warrant_uses_left_survive_a_reboot() {
     let d = daemon();
-    let mark = d.audit_len();
     let rule = ["nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "2701", "accept"];
-    run_subject(&rule);
-    let request = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
-    let warrant = d.approve(request["request"].as_str().unwrap(), "alice", "10m", 3);
-    d.cli_ok(&["install", warrant.to_str().unwrap()]);
+    warranted_input_rule(d, &rule, "10m", 3);
     let mark = d.audit_len();
     assert!(run_subject(&rule).status.success());
     d.expect_record(mark, "nft.rule.add", "inet filter input", "allowed-by-warrant");
@@ -1213,12 +1215,8 @@ fn sigkill_during_a_burst_of_warranted_changes_loses_nothing() {
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn a_policy_that_drops_an_ri_takes_their_warrants_and_older_bundles_are_refused() {
     let d = daemon();
-    let mark = d.audit_len();
     let rule = ["nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "2961", "accept"];
-    run_subject(&rule);
-    let request = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
-    let warrant = d.approve(request["request"].as_str().unwrap(), "alice", "10m", 3);
-    d.cli_ok(&["install", warrant.to_str().unwrap()]);
+    let warrant = warranted_input_rule(d, &rule, "10m", 3);
     let id = warrant_id(&warrant);
 
     // The next policy no longer names alice as a Responsible Individual.
@@ -1239,4 +1237,71 @@ fn a_policy_that_drops_an_ri_takes_their_warrants_and_older_bundles_are_refused(
     let refused = d.expect_record_where(mark, "policy.refused", |r| r["kind"] == "policy.refused");
     assert_eq!(refused["version"], dropped_version);
     assert_eq!(d.policy_version(), dropped_version + 1);
+}
+
+/// A subject's write to PROTECTED_FILE refused, then allowed by alice's
+/// one-use warrant; returns the warrant's id (the change id).
+fn warranted_file_write(d: &Daemon, content: &str) -> String {
+    let script = format!("echo {content} > {PROTECTED_FILE}");
+    let mark = d.audit_len();
+    assert!(!sh_subject(&script).status.success());
+    let request = d.expect_record(mark, "file.write", PROTECTED_FILE, "denied-needs-warrant");
+    let warrant = d.approve(request["request"].as_str().unwrap(), "alice", "10m", 1);
+    d.cli_ok(&["install", warrant.to_str().unwrap()]);
+    let written = sh_subject(&script);
+    assert!(written.status.success(), "the warranted write failed: {}", written.stderr);
+    // The daemon notes the state the change left on its next tick (2 s).
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    warrant_id(&warrant)
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_warranted_file_change_rolls_back_and_a_later_change_needs_force() {
+    let d = daemon();
+    let original = std::fs::read_to_string(PROTECTED_FILE).unwrap();
+    let change = warranted_file_write(d, "net.ipv4.ip_forward=1");
+    assert_ne!(std::fs::read_to_string(PROTECTED_FILE).unwrap(), original);
+    let mark = d.audit_len();
+    d.cli_ok(&["rollback", &change]);
+    assert_eq!(std::fs::read_to_string(PROTECTED_FILE).unwrap(), original, "the file was not restored");
+    let record = d.expect_record_where(mark, "change.rolled_back", |r| r["kind"] == "change.rolled_back");
+    assert_eq!(record["change_id"], change.as_str());
+    assert_eq!(record["by"]["uid"], "0", "{record}");
+    let again = d.run_cli_status(&["rollback", &change]);
+    assert!(!again.0 && again.1.contains("already"), "{}", again.1);
+    // The restored file is still protected.
+    let mark = d.audit_len();
+    expect_refused(d, "a write after the rollback", sh_subject(&format!("echo x > {PROTECTED_FILE}")), "file.write", PROTECTED_FILE, "denied-needs-warrant", mark);
+
+    // Changed again after the warranted change: refused unless forced.
+    let second = warranted_file_write(d, "net.ipv4.ip_forward=0");
+    std::fs::write(PROTECTED_FILE, "edited by root afterwards\n").unwrap();
+    let mark = d.audit_len();
+    let refused = d.run_cli_status(&["rollback", &second]);
+    assert!(!refused.0 && refused.1.contains("changed again"), "{}", refused.1);
+    d.expect_record_where(mark, "rollback.refused", |r| r["kind"] == "rollback.refused");
+    d.cli_ok(&["rollback", &second, "--force"]);
+    assert_eq!(std::fs::read_to_string(PROTECTED_FILE).unwrap(), original);
+    let unknown = d.run_cli_status(&["rollback", "w-nosuchchange"]);
+    assert!(!unknown.0 && unknown.1.lines().count() == 1, "{}", unknown.1);
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_warranted_nft_change_rolls_back_by_an_atomic_ruleset_replace() {
+    let d = daemon();
+    let rule = ["nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "2971", "accept"];
+    let warrant = warranted_input_rule(d, &rule, "10m", 1);
+    assert!(run_subject(&rule).status.success());
+    assert!(nft_root(&["list", "chain", "inet", "filter", "input"]).contains("dport 2971"));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let mark = d.audit_len();
+    d.cli_ok(&["rollback", &warrant_id(&warrant)]);
+    let chain = nft_root(&["list", "chain", "inet", "filter", "input"]);
+    assert!(!chain.contains("dport 2971"), "{chain}");
+    // The rest of the ruleset is as it was: the demo's blocklist set is there.
+    assert!(nft_root(&["list", "set", "inet", "filter", "blocklist"]).contains("blocklist"));
+    let record = d.expect_record_where(mark, "change.rolled_back", |r| r["kind"] == "change.rolled_back");
+    assert_eq!(record["restored"], "the nftables ruleset");
 }

@@ -1,0 +1,238 @@
+//! Rollback of warranted changes. Before a warrant for a file or nftables
+//! change reaches the kernel, the daemon snapshots what it covers (the
+//! file's bytes and metadata, or the whole ruleset); after the change it
+//! notes the state it left. `warrant rollback CHANGE_ID` (the warrant id)
+//! puts the snapshot back, unless the target changed again since, which
+//! needs `--force`.
+//!
+//! Files are restored atomically (a temporary file beside the target,
+//! fsynced, then renamed over it); the ruleset by `nft -f` of `flush
+//! ruleset` followed by the snapshot, which nftables applies as one
+//! transaction.
+
+use std::{
+    fs,
+    io::Write as _,
+    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum RollbackError {
+    #[error("no change {0} to roll back (a change id is the id of a file or nft warrant installed here)")]
+    Unknown(String),
+    #[error("change {0} has not happened yet: its warrant was not used")]
+    NotUsed(String),
+    #[error("change {0} was rolled back already")]
+    Done(String),
+    #[error("{what} changed again after change {id}; roll back anyway with --force")]
+    ChangedSince { id: String, what: String },
+    #[error("snapshot of {what}: {reason}")]
+    Snapshot { what: String, reason: String },
+    #[error("restoring {what}: {reason}")]
+    Restore { what: String, reason: String },
+}
+
+/// What a snapshot holds, in `snapshots/ID/meta.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Covered {
+    /// `file` (bytes in `content` when it existed).
+    File { path: PathBuf, existed: bool, mode: u32, uid: u32, gid: u32, sha256: String },
+    /// The nftables ruleset (`ruleset.json` as `nft -j list ruleset` gives
+    /// it, `ruleset.nft` in the form `nft -f` reads back).
+    Nftables,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Meta {
+    pub change_id: String,
+    pub taken_at: u64,
+    pub covered: Covered,
+    /// The state the change left (file digest, or the ruleset's JSON), once used.
+    #[serde(default)]
+    pub after: Option<String>,
+    #[serde(default)]
+    pub rolled_back_at: Option<u64>,
+}
+
+fn dir(state_dir: &Path, id: &str) -> PathBuf {
+    state_dir.join("snapshots").join(id)
+}
+
+fn snapshot_error(what: impl Into<String>) -> impl Fn(std::io::Error) -> RollbackError {
+    let what = what.into();
+    move |e| RollbackError::Snapshot { what: what.clone(), reason: e.to_string() }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+fn sha256_of(path: &Path) -> Option<String> {
+    fs::read(path).ok().map(|bytes| hex::encode(Sha256::digest(bytes)))
+}
+
+fn nft(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("nft").args(args).output().map_err(|e| format!("cannot run nft: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+    }
+    String::from_utf8(out.stdout).map_err(|_| "nft printed non-UTF-8".into())
+}
+
+/// The ruleset as JSON with the `metainfo` entry left out (it names the
+/// nft version, not the rules), for comparing two moments.
+fn ruleset_json() -> Result<String, String> {
+    let text = nft(&["-j", "list", "ruleset"])?;
+    let mut value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("nft -j: {e}"))?;
+    if let Some(items) = value.get_mut("nftables").and_then(|v| v.as_array_mut()) {
+        items.retain(|item| item.get("metainfo").is_none());
+    }
+    Ok(value.to_string())
+}
+
+/// Whether a warrant for `action` is one rollback covers.
+pub fn covers(action: &str) -> bool {
+    action.starts_with("nft.") || (action.starts_with("file.") && action != "file.chown" && action != "file.xattr")
+}
+
+/// Snapshots what a warrant for `action` on `target` covers, before the
+/// warrant is installed. `Ok(None)`: the action is not one rollback covers.
+pub fn take(state_dir: &Path, id: &str, action: &str, target: &str, now: u64) -> Result<Option<Meta>, RollbackError> {
+    if !covers(action) {
+        return Ok(None);
+    }
+    let dir = dir(state_dir, id);
+    fs::create_dir_all(&dir).map_err(snapshot_error(dir.display().to_string()))?;
+    let covered = if action.starts_with("nft.") {
+        let json = ruleset_json().map_err(|reason| RollbackError::Snapshot { what: "the ruleset".into(), reason })?;
+        let text = nft(&["list", "ruleset"]).map_err(|reason| RollbackError::Snapshot { what: "the ruleset".into(), reason })?;
+        write_synced(&dir.join("ruleset.json"), json.as_bytes()).map_err(snapshot_error("ruleset.json"))?;
+        write_synced(&dir.join("ruleset.nft"), text.as_bytes()).map_err(snapshot_error("ruleset.nft"))?;
+        Covered::Nftables
+    } else {
+        let path = PathBuf::from(target.trim());
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() => {
+                let bytes = fs::read(&path).map_err(snapshot_error(target))?;
+                write_synced(&dir.join("content"), &bytes).map_err(snapshot_error(target))?;
+                Covered::File {
+                    path,
+                    existed: true,
+                    mode: meta.mode() & 0o7777,
+                    uid: meta.uid(),
+                    gid: meta.gid(),
+                    sha256: hex::encode(Sha256::digest(&bytes)),
+                }
+            }
+            Ok(_) => {
+                return Err(RollbackError::Snapshot { what: target.into(), reason: "not a regular file".into() });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Covered::File { path, existed: false, mode: 0, uid: 0, gid: 0, sha256: String::new() }
+            }
+            Err(e) => return Err(snapshot_error(target)(e)),
+        }
+    };
+    let meta = Meta { change_id: id.into(), taken_at: now, covered, after: None, rolled_back_at: None };
+    save(state_dir, &meta)?;
+    Ok(Some(meta))
+}
+
+fn save(state_dir: &Path, meta: &Meta) -> Result<(), RollbackError> {
+    let path = dir(state_dir, &meta.change_id).join("meta.json");
+    let tmp = path.with_extension("tmp");
+    write_synced(&tmp, &serde_json::to_vec_pretty(meta).expect("serialises"))
+        .and_then(|()| fs::rename(&tmp, &path))
+        .map_err(snapshot_error(path.display().to_string()))
+}
+
+pub fn load(state_dir: &Path, id: &str) -> Result<Meta, RollbackError> {
+    let text = fs::read(dir(state_dir, id).join("meta.json")).map_err(|_| RollbackError::Unknown(id.into()))?;
+    serde_json::from_slice(&text).map_err(|_| RollbackError::Unknown(id.into()))
+}
+
+/// The state of what `meta` covers, now.
+fn current_state(meta: &Meta) -> Result<String, RollbackError> {
+    match &meta.covered {
+        Covered::File { path, .. } => Ok(sha256_of(path).unwrap_or_else(|| "absent".into())),
+        Covered::Nftables => ruleset_json().map_err(|reason| RollbackError::Snapshot { what: "the ruleset".into(), reason }),
+    }
+}
+
+/// Notes the state a warranted change left (called after each use).
+pub fn note_after(state_dir: &Path, id: &str) -> Result<(), RollbackError> {
+    let mut meta = match load(state_dir, id) {
+        Ok(meta) => meta,
+        Err(RollbackError::Unknown(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if meta.rolled_back_at.is_some() {
+        return Ok(());
+    }
+    meta.after = Some(current_state(&meta)?);
+    save(state_dir, &meta)
+}
+
+/// What `meta` covers, for messages.
+pub fn describe(meta: &Meta) -> String {
+    match &meta.covered {
+        Covered::File { path, .. } => path.display().to_string(),
+        Covered::Nftables => "the nftables ruleset".into(),
+    }
+}
+
+/// Puts the snapshot of change `id` back. Returns what was restored.
+pub fn restore(state_dir: &Path, id: &str, force: bool, now: u64) -> Result<Meta, RollbackError> {
+    let mut meta = load(state_dir, id)?;
+    if meta.rolled_back_at.is_some() {
+        return Err(RollbackError::Done(id.into()));
+    }
+    let Some(after) = meta.after.clone() else {
+        return Err(RollbackError::NotUsed(id.into()));
+    };
+    if !force && current_state(&meta)? != after {
+        return Err(RollbackError::ChangedSince { id: id.into(), what: describe(&meta) });
+    }
+    let what = describe(&meta);
+    let failed = |reason: String| RollbackError::Restore { what: what.clone(), reason };
+    let snapshot = dir(state_dir, id);
+    match &meta.covered {
+        Covered::Nftables => {
+            let saved = fs::read_to_string(snapshot.join("ruleset.nft")).map_err(|e| failed(e.to_string()))?;
+            let script = snapshot.join("restore.nft");
+            write_synced(&script, format!("flush ruleset\n{saved}").as_bytes()).map_err(|e| failed(e.to_string()))?;
+            nft(&["-f", &script.to_string_lossy()]).map_err(failed)?;
+        }
+        Covered::File { path, existed: false, .. } => match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(failed(e.to_string())),
+        },
+        Covered::File { path, mode, uid, gid, .. } => {
+            let bytes = fs::read(snapshot.join("content")).map_err(|e| failed(e.to_string()))?;
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let tmp = path.with_file_name(format!(".{name}.warrant-rollback"));
+            write_synced(&tmp, &bytes)
+                .and_then(|()| fs::set_permissions(&tmp, fs::Permissions::from_mode(*mode)))
+                .and_then(|()| std::os::unix::fs::chown(&tmp, Some(*uid), Some(*gid)))
+                .and_then(|()| fs::rename(&tmp, path))
+                .and_then(|()| match path.parent() {
+                    Some(parent) => fs::File::open(parent).and_then(|d| d.sync_all()),
+                    None => Ok(()),
+                })
+                .map_err(|e| failed(e.to_string()))?;
+        }
+    }
+    meta.rolled_back_at = Some(now);
+    save(state_dir, &meta)?;
+    Ok(meta)
+}
