@@ -53,7 +53,12 @@ fn the_deb_ships_files_that_exist() {
     let deb = &manifest["package"]["metadata"]["deb"];
     let assets = deb["assets"].as_array().expect("deb assets");
     let targets: Vec<&str> = assets.iter().map(|a| a[1].as_str().unwrap()).collect();
-    assert!(targets.contains(&"usr/sbin/warrant") && targets.contains(&"lib/systemd/system/warrant.service"));
+    assert!(targets.contains(&"usr/sbin/warrant") && targets.contains(&"etc/warrant/warrant.toml"));
+    // The unit comes from `systemd-units`, which reads deploy/warrant.service.
+    let units = &deb["systemd-units"];
+    assert_eq!(units["unit-name"].as_str(), Some("warrant"));
+    let unit_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(units["unit-scripts"].as_str().unwrap());
+    assert!(unit_dir.join("warrant.service").exists());
     for asset in assets {
         let source = asset[0].as_str().unwrap();
         if !source.starts_with("target/") {
