@@ -633,7 +633,8 @@ fn render_record(record: &serde_json::Map<String, Value>) -> String {
 fn explain(record: &serde_json::Map<String, Value>) {
     println!("{}", render_record(record));
     for (label, key) in [("policy version", "policy_version"), ("rule", "rule"), ("tier", "tier"), ("verdict", "verdict"),
-        ("warrant", "warrant_id"), ("approver", "approver"), ("change request", "request"), ("mode", "mode")] {
+        ("warrant", "warrant_id"), ("approver", "approver"), ("content digest", "content_digest"),
+        ("past its rate", "rate_limited"), ("change request", "request"), ("mode", "mode")] {
         match record.get(key) {
             Some(Value::Null) | None => {}
             Some(Value::String(s)) if s.is_empty() => {}
