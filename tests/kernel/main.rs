@@ -1239,13 +1239,13 @@ fn a_policy_that_drops_an_ri_takes_their_warrants_and_older_bundles_are_refused(
     assert_eq!(d.policy_version(), dropped_version + 1);
 }
 
-/// A subject's write to PROTECTED_FILE refused, then allowed by alice's
-/// one-use warrant; returns the warrant's id (the change id).
-fn warranted_file_write(d: &Daemon, content: &str) -> String {
-    let script = format!("echo {content} > {PROTECTED_FILE}");
+/// A subject's write to `file` (protected) refused, then allowed by
+/// alice's one-use warrant; returns the warrant's id (the change id).
+fn warranted_file_write(d: &Daemon, file: &str, content: &str) -> String {
+    let script = format!("echo {content} > {file}");
     let mark = d.audit_len();
     assert!(!sh_subject(&script).status.success());
-    let request = d.expect_record(mark, "file.write", PROTECTED_FILE, "denied-needs-warrant");
+    let request = d.expect_record(mark, "file.write", file, "denied-needs-warrant");
     let warrant = d.approve(request["request"].as_str().unwrap(), "alice", "10m", 1);
     d.cli_ok(&["install", warrant.to_str().unwrap()]);
     let written = sh_subject(&script);
@@ -1259,12 +1259,16 @@ fn warranted_file_write(d: &Daemon, content: &str) -> String {
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn a_warranted_file_change_rolls_back_and_a_later_change_needs_force() {
     let d = daemon();
-    let original = std::fs::read_to_string(PROTECTED_FILE).unwrap();
-    let change = warranted_file_write(d, "net.ipv4.ip_forward=1");
-    assert_ne!(std::fs::read_to_string(PROTECTED_FILE).unwrap(), original);
+    // A file of its own in the protected tree (rollback replaces the inode,
+    // which other tests' links to PROTECTED_FILE must not see).
+    let file = "/etc/sysctl.d/91-rollback.conf";
+    let original = "net.ipv4.conf.all.rp_filter=1\n";
+    std::fs::write(file, original).unwrap();
+    let change = warranted_file_write(d, file, "net.ipv4.ip_forward=1");
+    assert_ne!(std::fs::read_to_string(file).unwrap(), original);
     let mark = d.audit_len();
     d.cli_ok(&["rollback", &change]);
-    assert_eq!(std::fs::read_to_string(PROTECTED_FILE).unwrap(), original, "the file was not restored");
+    assert_eq!(std::fs::read_to_string(file).unwrap(), original, "the file was not restored");
     let record = d.expect_record_where(mark, "change.rolled_back", |r| r["kind"] == "change.rolled_back");
     assert_eq!(record["change_id"], change.as_str());
     assert_eq!(record["by"]["uid"], "0", "{record}");
@@ -1272,19 +1276,20 @@ fn a_warranted_file_change_rolls_back_and_a_later_change_needs_force() {
     assert!(!again.0 && again.1.contains("already"), "{}", again.1);
     // The restored file is still protected.
     let mark = d.audit_len();
-    expect_refused(d, "a write after the rollback", sh_subject(&format!("echo x > {PROTECTED_FILE}")), "file.write", PROTECTED_FILE, "denied-needs-warrant", mark);
+    expect_refused(d, "a write after the rollback", sh_subject(&format!("echo x > {file}")), "file.write", file, "denied-needs-warrant", mark);
 
     // Changed again after the warranted change: refused unless forced.
-    let second = warranted_file_write(d, "net.ipv4.ip_forward=0");
-    std::fs::write(PROTECTED_FILE, "edited by root afterwards\n").unwrap();
+    let second = warranted_file_write(d, file, "net.ipv4.ip_forward=0");
+    std::fs::write(file, "edited by root afterwards\n").unwrap();
     let mark = d.audit_len();
     let refused = d.run_cli_status(&["rollback", &second]);
     assert!(!refused.0 && refused.1.contains("changed again"), "{}", refused.1);
     d.expect_record_where(mark, "rollback.refused", |r| r["kind"] == "rollback.refused");
     d.cli_ok(&["rollback", &second, "--force"]);
-    assert_eq!(std::fs::read_to_string(PROTECTED_FILE).unwrap(), original);
+    assert_eq!(std::fs::read_to_string(file).unwrap(), original);
     let unknown = d.run_cli_status(&["rollback", "w-nosuchchange"]);
     assert!(!unknown.0 && unknown.1.lines().count() == 1, "{}", unknown.1);
+    std::fs::remove_file(file).unwrap();
 }
 
 #[test]

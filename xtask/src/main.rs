@@ -3,6 +3,7 @@
 
 mod cargo;
 mod demo;
+mod package;
 mod paths;
 mod process;
 mod setup;

@@ -106,6 +106,13 @@ pub fn run(mode: Mode) -> Result<()> {
         }
     }
 
+    if !succeeds(Command::new("cargo").args(["deb", "--version"])) {
+        note("cargo-deb (cargo install, ~1 min)");
+        if mode == Mode::Install {
+            run_checked(Command::new("cargo").args(["install", "--locked", "cargo-deb"])).context("cargo install cargo-deb")?;
+        }
+    }
+
     match (missing.is_empty(), mode) {
         (true, _) => println!("setup: everything present"),
         (false, Mode::Check) => bail!("setup --check: missing {}", missing.join(", ")),

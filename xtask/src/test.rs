@@ -122,12 +122,25 @@ fn host_tier() -> TierReport {
             describe(&cmd)
         ));
     };
-    let problem = (!status.success() && counts.failed == 0).then(|| {
+    let mut problem = (!status.success() && counts.failed == 0).then(|| {
         format!(
             "`{}` failed ({status}) although no test failed; see its output above",
             describe(&cmd)
         )
     });
+    let mut counts = counts;
+    println!("== host tier: the .deb (cargo deb, then dpkg-deb)");
+    match crate::package::build_and_check_deb() {
+        Ok(deb) => {
+            println!("package: {deb} holds the binary, the unit and the configuration (a conffile)");
+            counts.passed += 1;
+        }
+        Err(err) => {
+            println!("package: FAILED: {err:#}");
+            counts.failed += 1;
+            problem.get_or_insert_with(|| format!("the .deb: {err:#}"));
+        }
+    }
     TierReport { counts, problem }
 }
 
