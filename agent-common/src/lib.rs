@@ -319,6 +319,26 @@ const _: () = assert!(core::mem::size_of::<Event>() == 72 + 16 + 2 * NAME_LEN);
 /// `Event::warrant_index` when no warrant was involved.
 pub const NO_WARRANT: u32 = u32::MAX;
 
+/// Most bytes of a rule's content sent in one [`RuleContent`].
+pub const RULE_CONTENT_BYTES: usize = 512;
+
+/// An nft rule's expressions (NFTA_RULE_EXPRESSIONS payload) as the kernel
+/// digested them, sent on the EVENTS ring before the decision's [`Event`]
+/// so the daemon can show an RI the rule behind a change request. Told apart
+/// from an [`Event`] by its size.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleContent {
+    /// The content digest the decision carries.
+    pub digest: u64,
+    /// Bytes of the content (its first RULE_CONTENT_BYTES are in `bytes`).
+    pub len: u32,
+    pub _pad: u32,
+    pub bytes: [u8; RULE_CONTENT_BYTES],
+}
+const _: () = assert!(core::mem::size_of::<RuleContent>() == 16 + RULE_CONTENT_BYTES);
+const _: () = assert!(core::mem::size_of::<RuleContent>() != core::mem::size_of::<Event>());
+
 /// Kernel structure offsets the daemon resolves from the running kernel's BTF
 /// and hands to the programs as a global, since Rust BPF code has no CO-RE.
 #[repr(C)]

@@ -10,14 +10,14 @@ use aya_ebpf::{
     programs::LsmContext,
 };
 use warrant_common::{
-    NAME_LEN, Subject,
+    NAME_LEN, RULE_CONTENT_BYTES, RuleContent, Subject,
     decision::{self, BatchOutcome},
     hash::{FNV64_OFFSET, fnv1a_64_step},
     netlink::{DIGEST_TOO_LONG, MAX_DIGEST_BYTES, MessageBuffer, NETLINK_NETFILTER},
 };
 
 use crate::{
-    maps::kernel_offsets,
+    maps::{EVENTS, count_lost_event, kernel_offsets},
     policy::{KernelPolicy, emit_events, read_kernel},
     subjects,
 };
@@ -97,7 +97,31 @@ pub extern "C" fn warrant_content_digest(data: u64, data_len: u32, offset: u32, 
     if unsafe { (&raw const walk.at).read_volatile() } != len {
         return 0;
     }
-    walk.hash
+    let digest = walk.hash;
+    send_rule_content(data + offset as u64, len, digest);
+    digest
+}
+
+/// Sends the first RULE_CONTENT_BYTES of a rule's content to the daemon,
+/// which renders it for the change request. Best effort: a full ring only
+/// costs the rendering, and is counted like any lost event.
+#[inline(always)]
+fn send_rule_content(from: u64, len: u32, digest: u64) {
+    let Some(mut slot) = EVENTS.reserve::<RuleContent>(0) else {
+        count_lost_event();
+        return;
+    };
+    let record = slot.as_mut_ptr();
+    let n = if len > RULE_CONTENT_BYTES as u32 { RULE_CONTENT_BYTES as u32 } else { len };
+    unsafe {
+        (*record).digest = digest;
+        (*record).len = len;
+        (*record)._pad = 0;
+        if bpf_probe_read_kernel((&raw mut (*record).bytes).cast(), n, from as *const c_void) != 0 {
+            (*record).len = 0;
+        }
+    }
+    slot.submit(0);
 }
 
 /// One content digest in progress. It lives in task storage, not on the

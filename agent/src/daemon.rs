@@ -3,7 +3,7 @@
 //! and answers the control socket.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     fs,
     io::Write as _,
     os::unix::fs::PermissionsExt as _,
@@ -139,6 +139,9 @@ struct State {
     host_key: SigningKey,
     /// The record count of the last checkpoint, and when it was written.
     last_checkpoint: (u64, std::time::Instant),
+    /// Rule contents the kernel sent, rendered, by content digest (bounded:
+    /// each is wanted by the decision that follows it on the ring).
+    rule_contents: HashMap<u64, String>,
     /// Warrants used since the last tick: the state their change left is
     /// noted for rollback (a file's writes follow the open that used it).
     pending_after: BTreeSet<String>,
@@ -777,6 +780,17 @@ impl State {
         }
     }
 
+    /// Keeps the rendering of a rule's content for the decision after it.
+    fn on_rule_content(&mut self, content: &warrant_common::RuleContent) {
+        if self.rule_contents.len() >= 1024 {
+            self.rule_contents.clear();
+        }
+        let len = content.len as usize;
+        let kept = len.min(content.bytes.len());
+        let text = crate::nft_render::render(&content.bytes[..kept], kept == len);
+        self.rule_contents.insert(content.digest, text);
+    }
+
     fn on_event(&mut self, event: &Event) {
         if event.action == action::SUBJECT_MATCHED {
             let by = match u32::from_le_bytes([event.table[0], event.table[1], event.table[2], event.table[3]]) {
@@ -861,8 +875,12 @@ impl State {
             self.note_warrant_use(event.warrant_index);
         }
         let content_digest = requests::digest_text(event.content_digest);
+        let rendering = self.rule_contents.get(&event.content_digest).cloned().filter(|_| content_digest.is_some());
         if let Some(digest) = &content_digest {
             fields["content_digest"] = digest.clone().into();
+        }
+        if let Some(text) = &rendering {
+            fields["content"] = text.clone().into();
         }
         if event.verdict == verdict::DENIED_NEEDS_WARRANT && event.action != 0 {
             let id = requests::request_id(&profile, action_name, &target, content_digest.as_deref());
@@ -881,6 +899,7 @@ impl State {
                 comm: comm.clone(),
                 policy_version: event.policy_version,
                 content_digest,
+                rendering,
             };
             match requests::record(&self.config.state_dir, request) {
                 Ok(saved) => {
@@ -997,6 +1016,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         host_key,
         last_checkpoint: (0, std::time::Instant::now()),
         pending_after: BTreeSet::new(),
+        rule_contents: HashMap::new(),
         lost_events_recorded: fs::read_to_string(lost_events_path(&config.state_dir))
             .ok()
             .and_then(|t| t.trim().parse().ok())
@@ -1074,6 +1094,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the kernel puts on the EVENTS ring.
+enum Record {
+    Decision(Box<Event>),
+    Content(Box<warrant_common::RuleContent>),
+}
+
 async fn read_events(ring: aya::maps::RingBuf<aya::maps::MapData>, shared: Shared) -> anyhow::Result<()> {
     // SAFETY: the ring buffer owns its fd for as long as the AsyncFd lives.
     let mut fd = unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow!("cannot watch the event ring: {e}"))?;
@@ -1082,15 +1108,23 @@ async fn read_events(ring: aya::maps::RingBuf<aya::maps::MapData>, shared: Share
         let ring = guard.get_inner_mut();
         let mut batch = Vec::new();
         while let Some(item) = ring.next() {
-            if item.len() >= std::mem::size_of::<Event>() {
+            // The two record types differ in size (asserted in warrant-common).
+            if item.len() == std::mem::size_of::<warrant_common::RuleContent>() {
+                // SAFETY: the kernel wrote a whole RuleContent (size checked).
+                let content = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<warrant_common::RuleContent>()) };
+                batch.push(Record::Content(Box::new(content)));
+            } else if item.len() >= std::mem::size_of::<Event>() {
                 // SAFETY: the kernel wrote a whole Event (size checked above).
-                batch.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) });
+                batch.push(Record::Decision(Box::new(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) })));
             }
         }
         guard.clear_ready();
         let mut state = shared.lock().expect("state lock");
-        for event in &batch {
-            state.on_event(event);
+        for record in &batch {
+            match record {
+                Record::Content(content) => state.on_rule_content(content),
+                Record::Decision(event) => state.on_event(event),
+            }
         }
     }
 }

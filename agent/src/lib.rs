@@ -7,6 +7,7 @@ pub mod control;
 pub mod daemon;
 pub mod kernel;
 pub mod metrics;
+pub mod nft_render;
 pub mod policy;
 pub mod protect;
 pub mod requests;

@@ -29,6 +29,10 @@ pub struct ChangeRequest {
     /// as 16 hex digits; a warrant for this request binds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_digest: Option<String>,
+    /// The content itself, readable (for an nft rule, its expressions in
+    /// `nft --debug=netlink` notation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendering: Option<String>,
 }
 
 /// One request per distinct (profile, action, target, content).

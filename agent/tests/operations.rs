@@ -143,3 +143,46 @@ fn a_file_snapshot_restores_bytes_and_mode_and_refuses_a_target_changed_since() 
     assert!(matches!(rollback::restore(&state, "w-nope", false, 10), Err(RollbackError::Unknown(_))));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// One netlink attribute (nested when `kind` has NLA_F_NESTED), padded.
+fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
+    let mut out = ((4 + payload.len()) as u16).to_ne_bytes().to_vec();
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(payload);
+    while !out.len().is_multiple_of(4) {
+        out.push(0);
+    }
+    out
+}
+
+fn expr(name: &str, data: &[Vec<u8>]) -> Vec<u8> {
+    const NESTED: u16 = 0x8000;
+    let mut name_z = name.as_bytes().to_vec();
+    name_z.push(0);
+    let elem = [nla(1, &name_z), nla(2 | NESTED, &data.concat())].concat();
+    nla(1 | NESTED, &elem)
+}
+
+#[test]
+fn an_nft_rule_renders_as_nft_debug_netlink_shows_it() {
+    const NESTED: u16 = 0x8000;
+    let be = |v: u32| v.to_be_bytes().to_vec();
+    // What nft sends for `tcp dport 22 accept`.
+    let rule = [
+        expr("meta", &[nla(2, &be(16)), nla(1, &be(1))]),
+        expr("cmp", &[nla(1, &be(1)), nla(2, &be(0)), nla(3 | NESTED, &nla(1, &[6]))]),
+        expr("payload", &[nla(1, &be(1)), nla(2, &be(2)), nla(3, &be(2)), nla(4, &be(2))]),
+        expr("cmp", &[nla(1, &be(1)), nla(2, &be(0)), nla(3 | NESTED, &nla(1, &[0, 22]))]),
+        expr("immediate", &[nla(1, &be(0)), nla(2 | NESTED, &nla(2 | NESTED, &nla(1, &be(1))))]),
+    ]
+    .concat();
+    let text = warrant::nft_render::render(&rule, true);
+    assert_eq!(
+        text,
+        "[ meta load l4proto => reg 1 ] [ cmp eq reg 1 0x06 ] [ payload load 2b @ transport header + 2 => reg 1 ] \
+         [ cmp eq reg 1 0x0016 ] [ immediate reg 0 accept ]"
+    );
+    // Cut short or garbled content still renders, and says so.
+    assert!(warrant::nft_render::render(&rule[..30], false).ends_with("(longer than the kernel sends) ]"));
+    assert_eq!(warrant::nft_render::render(&[0xff; 7], true), "");
+}

@@ -91,7 +91,13 @@ fn a_content_bound_warrant_covers_only_its_rule() {
     let request = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
     let digest = request["content_digest"].as_str().expect("the kernel digests the rule").to_owned();
     let request_id = request["request"].as_str().unwrap().to_owned();
-    assert!(d.run_cli(&["requests", "show", &request_id]).contains(&digest));
+    let shown = d.run_cli(&["requests", "show", &request_id]);
+    assert!(shown.contains(&digest), "{shown}");
+    // The RI sees the rule itself, decoded from what the kernel digested.
+    for part in ["[ payload load 2b @ transport header + 2 => reg 1 ]", "[ cmp eq reg 1 0x0016 ]", "[ immediate reg 0 accept ]"] {
+        assert!(shown.contains(part), "the request does not show {part}: {shown}");
+    }
+    assert_eq!(request["content"].as_str().map(|c| c.contains("0x0016")), Some(true), "{request}");
 
     let warrant = d.approve(&request_id, "alice", "10m", 3);
     d.cli_ok(&["install", warrant.to_str().unwrap()]);
