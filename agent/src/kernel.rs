@@ -268,23 +268,8 @@ impl Kernel {
 
     /// Removes every rule and profile of `generation`.
     fn remove_generation(&mut self, generation: u8) -> Result<(), KernelError> {
-        let rules: Vec<TargetKey> =
-            self.rules.keys().filter_map(Result::ok).filter(|k| k.generation == generation).collect();
-        for key in rules {
-            match self.rules.remove(&key) {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err("RULES")(e)),
-            }
-        }
-        let profiles: Vec<u64> =
-            self.profiles.keys().filter_map(Result::ok).filter(|k| (k >> 32) as u8 == generation).collect();
-        for key in profiles {
-            match self.profiles.remove(&key) {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err("PROFILES")(e)),
-            }
-        }
-        Ok(())
+        remove_where(&mut self.rules, "RULES", |key, _| key.generation == generation)?;
+        remove_where(&mut self.profiles, "PROFILES", |key, _| (key >> 32) as u8 == generation)
     }
 
     /// Makes `trees` (path hash -> tree id) the protected trees under /proc.
@@ -341,10 +326,7 @@ impl Kernel {
     }
 
     pub fn remove_warrant(&mut self, key: &TargetKey) -> Result<(), KernelError> {
-        match self.warrants.remove(key) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(map_err("WARRANTS")(e)),
-        }
+        remove_key(&mut self.warrants, "WARRANTS", key)
     }
 
     pub fn warrant(&self, key: &TargetKey) -> Option<WarrantEntry> {
@@ -446,19 +428,32 @@ fn replace_entries<T: BorrowMut<MapData>, K: Pod + Eq + Hash, V: Pod>(
     for (key, value) in entries {
         map.insert(key, value, 0).map_err(map_err(name))?;
     }
-    let stale: Vec<K> = map
-        .iter()
-        .filter_map(Result::ok)
-        .filter(|(key, value)| !entries.contains_key(key) && !keep(key, value))
-        .map(|(key, _)| key)
-        .collect();
-    for key in stale {
-        match map.remove(&key) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-            Err(e) => return Err(map_err(name)(e)),
-        }
+    remove_where(map, name, |key, value| !entries.contains_key(key) && !keep(key, value))
+}
+
+/// Removes every entry of `map` that `doomed` picks.
+fn remove_where<T: BorrowMut<MapData>, K: Pod, V: Pod>(
+    map: &mut HashMap<T, K, V>,
+    name: &'static str,
+    doomed: impl Fn(&K, &V) -> bool,
+) -> Result<(), KernelError> {
+    let keys: Vec<K> = map.iter().filter_map(Result::ok).filter(|(key, value)| doomed(key, value)).map(|(key, _)| key).collect();
+    for key in keys {
+        remove_key(map, name, &key)?;
     }
     Ok(())
+}
+
+/// Removes `key` from `map`; a key already gone is no error.
+fn remove_key<T: BorrowMut<MapData>, K: Pod, V: Pod>(
+    map: &mut HashMap<T, K, V>,
+    name: &'static str,
+    key: &K,
+) -> Result<(), KernelError> {
+    match map.remove(key) {
+        Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        Err(e) => Err(map_err(name)(e)),
+    }
 }
 
 /// Mounts bpffs if needed and creates PIN_ROOT/{maps,links}.
