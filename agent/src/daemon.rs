@@ -87,9 +87,6 @@ struct InstalledWarrant {
     /// reboot, which empties the kernel's maps, reinstalls.
     #[serde(default)]
     uses_left: Option<u64>,
-    /// The content digest the kernel checks (0: any).
-    #[serde(default)]
-    content_digest: u64,
 }
 
 /// Map keys as hex in the state directory (they are plain bytes).
@@ -218,6 +215,11 @@ fn warrants_path(state_dir: &Path) -> PathBuf {
     state_dir.join("warrants.json")
 }
 
+/// A number the daemon persisted in a file of its own; 0 before the first.
+fn read_number(path: &Path) -> u64 {
+    fs::read_to_string(path).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0)
+}
+
 /// Writes `bytes` to `path` atomically (temp file, fsync, rename).
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
@@ -240,14 +242,8 @@ impl State {
         if self.audit.rotated {
             // The new file is a new inode: protect it like the one before.
             self.audit.rotated = false;
-            match protect::inodes(&[], std::slice::from_ref(&self.config.audit_log)) {
-                Ok(entries) => {
-                    if let Err(e) = self.kernel.add_protected(&entries) {
-                        error!("cannot protect the new audit log file: {e}");
-                    }
-                }
-                Err(e) => error!("cannot protect the new audit log file: {e}"),
-            }
+            let log = self.config.audit_log.clone();
+            self.protect_new_inodes(&[], &[log], "the new audit log file");
         }
         match appended {
             Ok(seq) => seq,
@@ -260,10 +256,7 @@ impl State {
     }
 
     fn last_version(&self) -> u64 {
-        fs::read_to_string(version_path(&self.config.state_dir))
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(0)
+        read_number(&version_path(&self.config.state_dir))
     }
 
     /// Verifies and applies a bundle; on any refusal the policy in force stays.
@@ -282,6 +275,17 @@ impl State {
         let mut ids: HashSet<u32> = trees.iter().map(|t| protect::tree_id(t)).collect();
         ids.insert(SELF_TREE);
         Ok((inodes, ids))
+    }
+
+    /// Adds the inodes of policy `trees` and Warrant's `own` paths to the
+    /// protected set, for a file the daemon itself just replaced (`what`).
+    fn protect_new_inodes(&mut self, trees: &[String], own: &[PathBuf], what: &str) {
+        let added = protect::inodes(trees, own).map_err(|e| e.to_string()).and_then(|entries| {
+            self.kernel.add_protected(&entries).map_err(|e| e.to_string())
+        });
+        if let Err(e) = added {
+            error!("cannot protect {what}: {e}");
+        }
     }
 
     /// Makes subjects of running processes the policy matches: the kernel
@@ -354,7 +358,7 @@ impl State {
         }
         // The bundle in force, restored at start, stays in force past its
         // expiry (never fail open); check_expiry says so loudly.
-        if compiled.expires_unix <= now_unix() && !restoring {
+        if compiled.expired_at(now_unix()) && !restoring {
             return Err(format!("bundle refused: policy v{version} expired at {}", compiled.policy.expires));
         }
         // Walked before anything changes, so a refusal leaves the policy in force whole.
@@ -513,7 +517,6 @@ impl State {
         self.record("warrant.installed", summary.clone());
         let installed = InstalledWarrant {
             uses_left: Some(entry.uses_left),
-            content_digest: checked.content_digest,
             approval: checked.approval,
             key: checked.key,
             revoked: false,
@@ -543,7 +546,8 @@ impl State {
                 uses_left,
                 warrant_index: *index,
                 _reserved: 0,
-                content_digest: w.content_digest,
+                // Checked at install, so it parses; 0 (any content) if absent.
+                content_digest: w.approval.content_digest.as_deref().and_then(approval::parse_digest).unwrap_or(0),
             };
             match self.kernel.install_warrant(&w.key, &entry) {
                 Ok(()) => restored.push((w.approval.id.clone(), uses_left)),
@@ -663,14 +667,8 @@ impl State {
                     && let Some(policy) = &self.policy
                     && let Some(tree) = policy::tree_of(&policy.policy.protect, &path.to_string_lossy())
                 {
-                    match protect::inodes(&[tree.to_owned()], &[]) {
-                        Ok(entries) => {
-                            if let Err(e) = self.kernel.add_protected(&entries) {
-                                error!("cannot protect the restored file: {e}");
-                            }
-                        }
-                        Err(e) => error!("cannot protect the restored file: {e}"),
-                    }
+                    let tree = tree.to_owned();
+                    self.protect_new_inodes(&[tree], &[], "the restored file");
                 }
                 let summary = json!({"change_id": id, "restored": what, "forced": force, "by": by});
                 self.record("change.rolled_back", summary.clone());
@@ -716,7 +714,7 @@ impl State {
     /// the host must say so loudly until a new bundle arrives.
     fn check_expiry(&mut self) {
         let Some(policy) = &self.policy else { return };
-        if self.expiry_reported || policy.expires_unix > now_unix() {
+        if self.expiry_reported || !policy.expired_at(now_unix()) {
             return;
         }
         let (version, expires) = (policy.version(), policy.policy.expires.clone());
@@ -742,7 +740,7 @@ impl State {
             "host": self.host,
             "policy_version": self.policy.as_ref().map(CompiledPolicy::version),
             "policy_expires": self.policy.as_ref().map(|p| p.policy.expires.clone()),
-            "policy_expired": self.policy.as_ref().map(|p| p.expires_unix <= now_unix()),
+            "policy_expired": self.policy.as_ref().map(|p| p.expired_at(now_unix())),
             "profiles": self.policy.as_ref().map(|p| p.profile_ids.keys().cloned().collect::<Vec<_>>()),
             "trust_root": self.trust_chain.last().map(|root| json!({
                 "version": root.version, "threshold": root.threshold, "keys": root.key_ids(),
@@ -766,7 +764,7 @@ impl State {
             warrants_active,
             lost_events: self.kernel.lost_events().unwrap_or(0),
             policy_version: self.policy.as_ref().map(CompiledPolicy::version),
-            policy_expired: self.policy.as_ref().is_some_and(|p| p.expires_unix <= now_unix()),
+            policy_expired: self.policy.as_ref().is_some_and(|p| p.expired_at(now_unix())),
             enforcement_available: true,
             audit_records: self.audit.head().0,
         }
@@ -1017,10 +1015,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         last_checkpoint: (0, std::time::Instant::now()),
         pending_after: BTreeSet::new(),
         rule_contents: HashMap::new(),
-        lost_events_recorded: fs::read_to_string(lost_events_path(&config.state_dir))
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(0),
+        lost_events_recorded: read_number(&lost_events_path(&config.state_dir)),
         seen_bundles: HashSet::new(),
     };
     state.record("daemon.started", json!({"pid": std::process::id()}));
@@ -1056,7 +1051,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let dir_watch = {
+    // Watched directories, expiry, ring loss, checkpoints, rollback notes.
+    let housekeeping = {
         let shared = shared.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
@@ -1086,7 +1082,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(server) = metrics_server {
         server.abort();
     }
-    dir_watch.abort();
+    housekeeping.abort();
     let mut state = shared.lock().expect("state lock");
     state.record("daemon.stopped", json!({}));
     state.checkpoint(true);

@@ -454,7 +454,7 @@ fn policy_command(command: PolicyCommand, config_path: Option<&Path>) -> anyhow:
             let (payload, signers) = envelope.verify(POLICY_PAYLOAD_TYPE, &trusted, threshold.unwrap_or(config.policy_threshold))?;
             let text = String::from_utf8(payload).map_err(|_| anyhow!("policy payload is not UTF-8"))?;
             let compiled = policy::Policy::parse(&text).and_then(policy::compile)?;
-            if compiled.expires_unix <= now_unix() {
+            if compiled.expired_at(now_unix()) {
                 bail!("policy v{} expired at {}", compiled.version(), compiled.policy.expires);
             }
             let ids: Vec<String> = signers.iter().map(trust::key_id).collect();

@@ -634,6 +634,11 @@ pub fn compile_with(policy: Policy, names: &dyn HostNames) -> Result<CompiledPol
 }
 
 impl CompiledPolicy {
+    /// Whether the policy is past its `expires` at `now` (unix seconds).
+    pub fn expired_at(&self, now: u64) -> bool {
+        self.expires_unix <= now
+    }
+
     pub fn version(&self) -> u64 {
         self.policy.version
     }
