@@ -100,7 +100,7 @@ impl AuditLog {
             fs::create_dir_all(parent).map_err(&io)?;
         }
         let torn = drop_torn_tail(path).map_err(&io)?;
-        let summary = verify_files(&chain_files(path))?;
+        let summary = walk_chain(&chain_files(path), None)?;
         let file = OpenOptions::new().create(true).append(true).open(path).map_err(&io)?;
         let written = file.metadata().map_err(&io)?.len();
         let mut log = Self {
@@ -267,11 +267,7 @@ pub struct Summary {
 
 /// Checks the whole chain of one file, from the genesis.
 pub fn verify(path: &Path) -> Result<Summary, AuditError> {
-    verify_files(&[path.to_owned()])
-}
-
-fn verify_files(files: &[PathBuf]) -> Result<Summary, AuditError> {
-    walk_chain(files, None)
+    walk_chain(&[path.to_owned()], None)
 }
 
 /// Checks the chain across `files` in order (rotated files, then the

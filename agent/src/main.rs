@@ -138,6 +138,20 @@ struct SignArgs {
     out: PathBuf,
 }
 
+impl SignArgs {
+    /// Reads the file, refuses it unless `check` accepts its text, signs it
+    /// as `payload_type` with every key and writes the envelope. Returns
+    /// what `check` made of it and how many keys signed.
+    fn sign<T>(&self, payload_type: &str, check: impl FnOnce(&str) -> anyhow::Result<T>) -> anyhow::Result<(T, usize)> {
+        let text = std::fs::read_to_string(&self.file).with_context(|| format!("cannot read {}", self.file.display()))?;
+        let checked = check(&text)?;
+        let signing_keys = self.keys.iter().map(|k| trust::read_signing_key(k)).collect::<Result<Vec<_>, _>>()?;
+        let envelope = Envelope::sign(payload_type, text.as_bytes(), &signing_keys);
+        std::fs::write(&self.out, envelope.to_json()).with_context(|| format!("cannot write {}", self.out.display()))?;
+        Ok((checked, signing_keys.len()))
+    }
+}
+
 #[derive(Subcommand)]
 enum PolicyCommand {
     /// Sign a policy file into a bundle.
@@ -254,14 +268,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("key id {}", trust::key_id(&key));
         }
         Command::Policy(command) => policy_command(command, config_path)?,
-        Command::Trust(TrustCommand::Sign(SignArgs { file, keys, out })) => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let root = TrustRoot::parse(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
-            let signing_keys = keys.iter().map(|k| trust::read_signing_key(k)).collect::<Result<Vec<_>, _>>()?;
-            let envelope = Envelope::sign(TRUST_ROOT_PAYLOAD_TYPE, text.as_bytes(), &signing_keys);
-            std::fs::write(&out, envelope.to_json()).with_context(|| format!("cannot write {}", out.display()))?;
-            println!("signed trust root v{} ({} of {} keys) with {} key(s) into {}", root.version, root.threshold,
-                root.keys.len(), signing_keys.len(), out.display());
+        Command::Trust(TrustCommand::Sign(args)) => {
+            let (root, signers) = args.sign(TRUST_ROOT_PAYLOAD_TYPE, |text| {
+                TrustRoot::parse(text).map_err(|e| anyhow!("{}: {e}", args.file.display()))
+            })?;
+            println!("signed trust root v{} ({} of {} keys) with {signers} key(s) into {}", root.version, root.threshold,
+                root.keys.len(), args.out.display());
         }
         Command::Trust(TrustCommand::Rotate { root }) => {
             let config = Config::load(config_path)?;
@@ -432,15 +444,13 @@ fn print_status(status: &Value) {
 
 fn policy_command(command: PolicyCommand, config_path: Option<&Path>) -> anyhow::Result<()> {
     match command {
-        PolicyCommand::Sign(SignArgs { file, keys, out }) => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let compiled = policy::Policy::parse(&text)
-                .and_then(policy::compile)
-                .with_context(|| format!("{} was not signed", file.display()))?;
-            let signing_keys = keys.iter().map(|k| trust::read_signing_key(k)).collect::<Result<Vec<_>, _>>()?;
-            let envelope = Envelope::sign(POLICY_PAYLOAD_TYPE, text.as_bytes(), &signing_keys);
-            std::fs::write(&out, envelope.to_json()).with_context(|| format!("cannot write {}", out.display()))?;
-            println!("signed policy v{} with {} key(s) into {}", compiled.version(), signing_keys.len(), out.display());
+        PolicyCommand::Sign(args) => {
+            let (compiled, signers) = args.sign(POLICY_PAYLOAD_TYPE, |text| {
+                policy::Policy::parse(text)
+                    .and_then(policy::compile)
+                    .with_context(|| format!("{} was not signed", args.file.display()))
+            })?;
+            println!("signed policy v{} with {signers} key(s) into {}", compiled.version(), args.out.display());
         }
         PolicyCommand::Verify { bundle, trust: trust_paths, threshold } => {
             let config = Config::load(config_path)?;
