@@ -29,6 +29,7 @@ use crate::{
     audit::AuditLog,
     config::Config,
     control::{Request, Response},
+    durable::write_atomic,
     kernel::Kernel,
     metrics,
     policy::{self, CompiledPolicy, render_target},
@@ -218,15 +219,6 @@ fn warrants_path(state_dir: &Path) -> PathBuf {
 /// A number the daemon persisted in a file of its own; 0 before the first.
 fn read_number(path: &Path) -> u64 {
     fs::read_to_string(path).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0)
-}
-
-/// Writes `bytes` to `path` atomically (temp file, fsync, rename).
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut file = fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, path)
 }
 
 impl State {

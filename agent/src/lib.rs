@@ -5,6 +5,7 @@ pub mod btf;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod durable;
 pub mod kernel;
 pub mod metrics;
 pub mod nft_render;

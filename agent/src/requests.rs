@@ -62,9 +62,7 @@ pub fn record(state_dir: &Path, mut fresh: ChangeRequest) -> std::io::Result<Cha
         fresh.first_seen = existing.first_seen;
         fresh.attempts = existing.attempts + 1;
     }
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, serde_json::to_vec_pretty(&fresh).expect("serialises"))?;
-    fs::rename(&tmp, &path)?;
+    crate::durable::write_atomic(&path, &serde_json::to_vec_pretty(&fresh).expect("serialises"))?;
     Ok(fresh)
 }
 

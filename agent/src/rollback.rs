@@ -12,7 +12,6 @@
 
 use std::{
     fs,
-    io::Write as _,
     os::unix::fs::{MetadataExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
     process::Command,
@@ -21,6 +20,8 @@ use std::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
+
+use crate::durable::{write_atomic, write_synced};
 
 #[derive(Debug, Error)]
 pub enum RollbackError {
@@ -68,12 +69,6 @@ fn dir(state_dir: &Path, id: &str) -> PathBuf {
 fn snapshot_error(what: impl Into<String>) -> impl Fn(std::io::Error) -> RollbackError {
     let what = what.into();
     move |e| RollbackError::Snapshot { what: what.clone(), reason: e.to_string() }
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = fs::File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 fn sha256_of(path: &Path) -> Option<String> {
@@ -149,9 +144,7 @@ pub fn take(state_dir: &Path, id: &str, action: &str, target: &str, now: u64) ->
 
 fn save(state_dir: &Path, meta: &Meta) -> Result<(), RollbackError> {
     let path = dir(state_dir, &meta.change_id).join("meta.json");
-    let tmp = path.with_extension("tmp");
-    write_synced(&tmp, &serde_json::to_vec_pretty(meta).expect("serialises"))
-        .and_then(|()| fs::rename(&tmp, &path))
+    write_atomic(&path, &serde_json::to_vec_pretty(meta).expect("serialises"))
         .map_err(snapshot_error(path.display().to_string()))
 }
 
