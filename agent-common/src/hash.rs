@@ -15,7 +15,7 @@ pub fn fnv1a_64(bytes: &[u8], limit: usize) -> u64 {
         if byte == 0 {
             break;
         }
-        hash = (hash ^ byte as u64).wrapping_mul(FNV64_PRIME);
+        hash = fnv1a_64_step(hash, byte);
     }
     hash
 }

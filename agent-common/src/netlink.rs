@@ -230,9 +230,9 @@ pub struct ContentSpan {
 }
 
 /// Classifies the message at `offset` into `key` (profile_id is left alone),
-/// and for a rule where its content lies into `content`. The digest is taken
-/// by the caller, once per message: in the kernel it is a `bpf_loop`, which
-/// the verifier would otherwise follow once per attribute.
+/// and notes in `content` where its attribute 4 lies (a rule's expressions;
+/// the caller digests it for rules only, once per message, outside the
+/// attribute walk).
 pub fn classify<B: MessageBuffer>(
     buf: &B,
     offset: u32,

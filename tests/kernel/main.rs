@@ -195,28 +195,36 @@ fn warrant_for_one_table_does_not_cover_another() {
     let d = daemon();
     nft_root(&["add", "table", "inet", "other"]);
     nft_root(&["add", "chain", "inet", "other", "input"]);
-    let mark = d.audit_len();
-    run_subject(&["nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "2401", "accept"]);
-    let request = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
-    let warrant = d.approve(request["request"].as_str().unwrap(), "alice", "10m", 3);
-    d.cli_ok(&["install", warrant.to_str().unwrap()]);
+    let rule = ["nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "2401", "accept"];
+    let warrant = warranted_input_rule(d, &rule, "10m", 3);
     let out = run_subject(&["nft", "add", "rule", "inet", "other", "input", "tcp", "dport", "2401", "accept"]);
     assert!(out.stderr.contains("Operation not permitted"), "warrant leaked to another table");
     assert!(!nft_root(&["list", "table", "inet", "other"]).contains("2401"));
     d.cli_ok(&["revoke", &warrant_id(&warrant)]);
 }
 
-/// A subject tries `rule` (an `nft add rule inet filter input ...` command)
-/// and is refused in the approve tier; alice's warrant for that change
-/// request, valid for `ttl` and `uses`, is installed. Returns its file.
-fn warranted_input_rule(d: &Daemon, rule: &[&str], ttl: &str, uses: u32) -> std::path::PathBuf {
+/// A subject's `attempt` is refused in the approve tier as `action` on
+/// `target`; alice's warrant for that change request, valid for `ttl` and
+/// `uses`, is installed. Returns its file.
+fn warrant_after_refusal(d: &Daemon, attempt: impl FnOnce() -> harness::Ran, action: &str, target: &str, ttl: &str, uses: u32) -> std::path::PathBuf {
     let mark = d.audit_len();
-    let denied = run_subject(rule);
-    assert!(denied.stderr.contains("Operation not permitted"), "{}", denied.stderr);
-    let request = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
+    let denied = attempt();
+    assert!(!denied.status.success(), "{action} on {target} was not refused: {}", denied.stderr);
+    let request = d.expect_record(mark, action, target, "denied-needs-warrant");
     let warrant = d.approve(request["request"].as_str().unwrap(), "alice", ttl, uses);
     d.cli_ok(&["install", warrant.to_str().unwrap()]);
     warrant
+}
+
+/// A subject tries `rule` (an `nft add rule inet filter input ...` command),
+/// gets EPERM, and alice's warrant for it is installed. Returns its file.
+fn warranted_input_rule(d: &Daemon, rule: &[&str], ttl: &str, uses: u32) -> std::path::PathBuf {
+    let attempt = || {
+        let denied = run_subject(rule);
+        assert!(denied.stderr.contains("Operation not permitted"), "{}", denied.stderr);
+        denied
+    };
+    warrant_after_refusal(d, attempt, "nft.rule.add", "inet filter input", ttl, uses)
 }
 
 fn warrant_id(path: &std::path::Path) -> String {
@@ -751,11 +759,8 @@ fn protected_config_files_hold_against_every_route() {
     expect_refused(d, "write to a file created after the policy", sh_subject("echo x >> /etc/sysctl.d/50-root.conf"), "file.write", "/etc/sysctl.d/50-root.conf", needs, mark);
 
     // One warrant use: an open for writing and all its writes, O_TRUNC included.
-    let mark = d.audit_len();
-    sh_subject("echo 'net.ipv4.ip_forward = 1' > /etc/sysctl.d/90-agent.conf");
-    let request = d.expect_record(mark, "file.write", PROTECTED_FILE, needs);
-    let warrant = d.approve(request["request"].as_str().unwrap(), "alice", "10m", 1);
-    d.cli_ok(&["install", warrant.to_str().unwrap()]);
+    let refused_write = || sh_subject("echo 'net.ipv4.ip_forward = 1' > /etc/sysctl.d/90-agent.conf");
+    warrant_after_refusal(d, refused_write, "file.write", PROTECTED_FILE, "10m", 1);
     let mark = d.audit_len();
     let written = sh_subject("printf 'net.ipv4.ip_forward = 1\\n' > /etc/sysctl.d/90-agent.conf");
     assert!(written.status.success(), "warranted write failed: {}", written.stderr);
@@ -1249,11 +1254,7 @@ fn a_policy_that_drops_an_ri_takes_their_warrants_and_older_bundles_are_refused(
 /// alice's one-use warrant; returns the warrant's id (the change id).
 fn warranted_file_write(d: &Daemon, file: &str, content: &str) -> String {
     let script = format!("echo {content} > {file}");
-    let mark = d.audit_len();
-    assert!(!sh_subject(&script).status.success());
-    let request = d.expect_record(mark, "file.write", file, "denied-needs-warrant");
-    let warrant = d.approve(request["request"].as_str().unwrap(), "alice", "10m", 1);
-    d.cli_ok(&["install", warrant.to_str().unwrap()]);
+    let warrant = warrant_after_refusal(d, || sh_subject(&script), "file.write", file, "10m", 1);
     let written = sh_subject(&script);
     assert!(written.status.success(), "the warranted write failed: {}", written.stderr);
     // The daemon notes the state the change left on its next tick (2 s).
