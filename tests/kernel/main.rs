@@ -382,18 +382,26 @@ fn enforcement_survives_sigkill_of_the_daemon_and_a_restart_picks_up() {
     assert!(std::path::Path::new("/sys/fs/bpf/warrant/links/netlink_send").exists());
 }
 
+/// A subject makes the raw system call `call` (python `libc.syscall`
+/// arguments, after `setup`): it must fail with EPERM and be recorded as
+/// the self-protection `action`.
+fn expect_syscall_refused(d: &Daemon, what: &str, setup: &str, call: &str, action: &str) {
+    let mark = d.audit_len();
+    let script = format!(
+        "import ctypes,os,sys; libc=ctypes.CDLL(None,use_errno=True); {setup}r=libc.syscall({call}); sys.exit(ctypes.get_errno() if r<0 else 0)"
+    );
+    let out = run_subject(&["python3", "-c", &script]);
+    assert_eq!(out.status.code(), Some(1), "{what} from a subject must fail with EPERM: {}", out.stderr);
+    d.expect_record(mark, action, "*", "denied");
+}
+
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn subjects_cannot_touch_warrant_itself() {
     let d = daemon();
     let mark = d.audit_len();
     // bpf(): any command, even a malformed one, is refused before the kernel looks at it.
-    let bpf = run_subject(&[
-        "python3", "-c",
-        "import ctypes,os,sys; libc=ctypes.CDLL(None,use_errno=True); r=libc.syscall(321,0,None,0); sys.exit(ctypes.get_errno() if r<0 else 0)",
-    ]);
-    assert_eq!(bpf.status.code(), Some(1), "bpf() from a subject must fail with EPERM: {}", bpf.stderr);
-    d.expect_record(mark, "self.bpf", "*", "denied");
+    expect_syscall_refused(d, "bpf()", "", "321,0,None,0", "self.bpf");
     // The pins that keep enforcement attached while the daemon is down.
     let pin = "/sys/fs/bpf/warrant/links/netlink_send";
     let rm = run_subject(&["rm", "-f", pin]);
@@ -426,25 +434,13 @@ fn subjects_cannot_touch_warrant_itself() {
     assert!(!modprobe.status.success(), "a subject loaded a module");
     d.expect_record(mark, "self.module", "*", "denied");
     // The rest of the mount family: move_mount(2) and pivot_root.
-    let mark = d.audit_len();
-    let move_mount = run_subject(&[
-        "python3", "-c",
-        "import ctypes,sys; libc=ctypes.CDLL(None,use_errno=True); r=libc.syscall(429,-100,b'/opt',-100,b'/mnt/outside',0); sys.exit(ctypes.get_errno() if r<0 else 0)",
-    ]);
-    assert_eq!(move_mount.status.code(), Some(1), "move_mount from a subject must fail with EPERM: {}", move_mount.stderr);
-    d.expect_record(mark, "self.mount", "*", "denied");
+    expect_syscall_refused(d, "move_mount", "", "429,-100,b'/opt',-100,b'/mnt/outside',0", "self.mount");
     let mark = d.audit_len();
     let pivot = run_subject(&["pivot_root", "/opt", "/opt/agents"]);
     assert!(pivot.stderr.contains("Operation not permitted"), "pivot_root: {}", pivot.stderr);
     d.expect_record(mark, "self.mount", "*", "denied");
     // init_module(2) with a buffer (finit_module is the modprobe case above).
-    let mark = d.audit_len();
-    let init_module = run_subject(&[
-        "python3", "-c",
-        "import ctypes,sys; libc=ctypes.CDLL(None,use_errno=True); b=ctypes.create_string_buffer(128); r=libc.syscall(175,b,128,b''); sys.exit(ctypes.get_errno() if r<0 else 0)",
-    ]);
-    assert_eq!(init_module.status.code(), Some(1), "init_module from a subject must fail with EPERM: {}", init_module.stderr);
-    d.expect_record(mark, "self.module", "*", "denied");
+    expect_syscall_refused(d, "init_module", "b=ctypes.create_string_buffer(128); ", "175,b,128,b''", "self.module");
     // Renaming a pin, removing the pin directories.
     let mark = d.audit_len();
     let rename = run_subject(&["mv", pin, "/sys/fs/bpf/warrant/links/moved"]);
@@ -466,13 +462,7 @@ fn subjects_cannot_touch_warrant_itself() {
     let _ = outsider.kill();
     let _ = outsider.wait();
     // kexec: kernel code from a file, like a module.
-    let mark = d.audit_len();
-    let kexec = run_subject(&[
-        "python3", "-c",
-        "import ctypes,os,sys; libc=ctypes.CDLL(None,use_errno=True); fd=os.open('/bin/true',os.O_RDONLY); r=libc.syscall(320,fd,-1,1,b'',4); sys.exit(ctypes.get_errno() if r<0 else 0)",
-    ]);
-    assert_eq!(kexec.status.code(), Some(1), "kexec_file_load from a subject must fail with EPERM: {}", kexec.stderr);
-    d.expect_record(mark, "self.module", "*", "denied");
+    expect_syscall_refused(d, "kexec_file_load", "fd=os.open('/bin/true',os.O_RDONLY); ", "320,fd,-1,1,b'',4", "self.module");
     // Raw block devices go around every file check.
     let _ = std::fs::remove_file("/run/warrant-loop0");
     assert!(std::process::Command::new("mknod").args(["/run/warrant-loop0", "b", "7", "0"]).status().unwrap().success());
