@@ -117,11 +117,7 @@ pub fn widen_key(exact: &TargetKey, level: usize, probe: &mut TargetKey, generat
 }
 
 /// The most specific rule covering `exact`.
-pub fn match_rule<P: PolicyView>(
-    policy: &P,
-    exact: &TargetKey,
-    probe: &mut TargetKey,
-) -> Option<RuleEntry> {
+pub fn match_rule<P: PolicyView>(policy: &P, exact: &TargetKey, probe: &mut TargetKey) -> Option<RuleEntry> {
     let generation = policy.generation();
     for level in 0..LOOKUP_LEVELS {
         widen_key(exact, level, probe, generation);
@@ -133,11 +129,7 @@ pub fn match_rule<P: PolicyView>(
 }
 
 /// Decides one classified message (warrant uses are only checked, not taken).
-pub fn decide_message<P: PolicyView>(
-    policy: &P,
-    message: &mut MessageDecision,
-    probe: &mut TargetKey,
-) {
+pub fn decide_message<P: PolicyView>(policy: &P, message: &mut MessageDecision, probe: &mut TargetKey) {
     message.warrant_index = NO_WARRANT;
     let Some(rule) = match_rule(policy, &message.key, probe) else {
         message.tier = tier::UNMATCHED;
@@ -268,11 +260,7 @@ fn set(field: &mut u32, value: u32) {
 
 /// Decides one action that is not part of a netlink batch (a setsockopt):
 /// `scratch.messages[0].key` must hold it, with `profile_id` set.
-pub fn decide_single<P: PolicyView>(
-    policy: &P,
-    profile_mode: u32,
-    scratch: &mut BatchScratch,
-) -> BatchOutcome {
+pub fn decide_single<P: PolicyView>(policy: &P, profile_mode: u32, scratch: &mut BatchScratch) -> BatchOutcome {
     set(&mut scratch.count, 1);
     set(&mut scratch.seen, 1);
     set(&mut scratch.generation, policy.generation() as u32);

@@ -188,8 +188,7 @@ pub fn read_header<B: MessageBuffer>(buf: &B, offset: u32) -> Step {
         return Step::End;
     }
     let mut family = [0u8; 1];
-    let have_family = total - offset >= NLMSG_HDRLEN + NFGENMSG_LEN
-        && buf.read(offset + NLMSG_HDRLEN, &mut family);
+    let have_family = total - offset >= NLMSG_HDRLEN + NFGENMSG_LEN && buf.read(offset + NLMSG_HDRLEN, &mut family);
     let len = u32::from_ne_bytes([raw[0], raw[1], raw[2], raw[3]]);
     // The kernel stops at a header that does not fit (it acks an error and
     // applies nothing of the rest).
@@ -333,8 +332,7 @@ fn nft_action(message: u16, flags: u16) -> Option<(u32, u16)> {
         NEWFLOWTABLE => (action::NFT_FLOWTABLE_ADD, ATTR_OBJECT_NAME),
         DELFLOWTABLE | DESTROYFLOWTABLE => (action::NFT_FLOWTABLE_DELETE, ATTR_OBJECT_NAME),
         GETOBJ_RESET | GETRULE_RESET | GETSETELEM_RESET => (action::NFT_RESET, ATTR_OBJECT_NAME),
-        GETTABLE | GETCHAIN | GETRULE | GETSET | GETSETELEM | GETGEN | GETOBJ
-        | GETFLOWTABLE => return None,
+        GETTABLE | GETCHAIN | GETRULE | GETSET | GETSETELEM | GETGEN | GETOBJ | GETFLOWTABLE => return None,
         _ => (action::NFT_OTHER, 0),
     };
     Some(found)
@@ -402,12 +400,7 @@ fn read_target_names<B: MessageBuffer>(
 /// Reads a string attribute's payload into `out` the way the kernel takes
 /// it: up to the first NUL, never beyond the payload. False if the name has
 /// NAME_LEN - 2 bytes or more (too long to key on). `out` must be zeroed.
-fn read_name<B: MessageBuffer>(
-    buf: &B,
-    offset: u32,
-    payload_len: u32,
-    out: &mut [u8; NAME_LEN],
-) -> bool {
+fn read_name<B: MessageBuffer>(buf: &B, offset: u32, payload_len: u32, out: &mut [u8; NAME_LEN]) -> bool {
     if payload_len == 0 {
         return true;
     }

@@ -214,7 +214,11 @@ fn a_content_bound_warrant_covers_only_its_rule() {
     // The last expressions attribute is the one the kernel applies.
     let doubled = Batch::default()
         .begin()
-        .nft(nft_msg::NEWRULE, NLM_F_APPEND, &[(1, &cstr("filter")), (2, &cstr("input")), (4, ssh_only), (4, bare_accept)])
+        .nft(
+            nft_msg::NEWRULE,
+            NLM_F_APPEND,
+            &[(1, &cstr("filter")), (2, &cstr("input")), (4, ssh_only), (4, bare_accept)],
+        )
         .end();
     assert_eq!(run(&doubled, &maps, mode::ENFORCE).0, BatchOutcome::Deny);
     // Content too long to digest binds nothing.
@@ -230,9 +234,11 @@ fn expired_warrant_does_not_allow() {
 
 #[test]
 fn warrant_for_another_chain_does_not_cover() {
-    let maps = demo_maps()
-        .rule(key(0, action::NFT_RULE_ADD, INET, "filter", "forward"), tier::APPROVE, 3)
-        .warrant(key(0, action::NFT_RULE_ADD, INET, "filter", "forward"), 1, true);
+    let maps = demo_maps().rule(key(0, action::NFT_RULE_ADD, INET, "filter", "forward"), tier::APPROVE, 3).warrant(
+        key(0, action::NFT_RULE_ADD, INET, "filter", "forward"),
+        1,
+        true,
+    );
     let batch = Batch::default().begin().add_rule("filter", "input").end();
     assert_eq!(run(&batch, &maps, mode::ENFORCE).0, BatchOutcome::Deny);
 }
@@ -288,9 +294,11 @@ fn reads_are_not_actions() {
 
 #[test]
 fn wildcards_match_from_most_to_least_specific() {
-    let maps = FakeMaps::default()
-        .rule(key(0, action::NFT_CHAIN_ADD, FAMILY_ANY, "", ""), tier::DENY, 0)
-        .rule(key(0, action::NFT_CHAIN_ADD, INET, "", ""), tier::ALLOW, 1);
+    let maps = FakeMaps::default().rule(key(0, action::NFT_CHAIN_ADD, FAMILY_ANY, "", ""), tier::DENY, 0).rule(
+        key(0, action::NFT_CHAIN_ADD, INET, "", ""),
+        tier::ALLOW,
+        1,
+    );
     let batch = Batch::default().nft(nft_msg::NEWCHAIN, 0, &[(1, &cstr("t")), (3, &cstr("c"))]);
     let (outcome, scratch) = run(&batch, &maps, mode::ENFORCE);
     assert_eq!(outcome, BatchOutcome::Allow);
@@ -299,11 +307,9 @@ fn wildcards_match_from_most_to_least_specific() {
 
 #[test]
 fn rule_flags_select_add_insert_replace() {
-    for (flags, expected) in [
-        (NLM_F_APPEND, action::NFT_RULE_ADD),
-        (0, action::NFT_RULE_INSERT),
-        (NLM_F_REPLACE, action::NFT_RULE_REPLACE),
-    ] {
+    for (flags, expected) in
+        [(NLM_F_APPEND, action::NFT_RULE_ADD), (0, action::NFT_RULE_INSERT), (NLM_F_REPLACE, action::NFT_RULE_REPLACE)]
+    {
         let batch = Batch::default().nft(nft_msg::NEWRULE, flags, &[(1, &cstr("filter")), (2, &cstr("input"))]);
         let (_, scratch) = run(&batch, &demo_maps(), mode::ENFORCE);
         assert_eq!(scratch.messages[0].key.action, expected);
@@ -361,7 +367,10 @@ fn truncated_attribute_is_unparseable() {
         netlink::Step::End => panic!("header"),
     };
     let mut k = TargetKey::zeroed();
-    assert_eq!(netlink::classify(&SliceBuffer(&batch.0), 0, &header, &mut k, &mut Default::default()), Class::Unparseable);
+    assert_eq!(
+        netlink::classify(&SliceBuffer(&batch.0), 0, &header, &mut k, &mut Default::default()),
+        Class::Unparseable
+    );
 }
 
 #[test]
@@ -434,7 +443,8 @@ fn ipset_writes_are_classified_by_command_and_set_and_reads_are_not_actions() {
     let ipset = |cmd: u16, attrs: &[(u16, &[u8])]| Batch::default().message((6 << 8) | cmd, 0, 2, attrs);
     let protocol: &[u8] = &[7];
     // create: attribute 3 is the type name there, not a second set.
-    let (class, k) = classify_first(&ipset(ipset::CMD_CREATE, &[(1, protocol), (2, &cstr("agentset")), (3, &cstr("hash:ip"))]));
+    let (class, k) =
+        classify_first(&ipset(ipset::CMD_CREATE, &[(1, protocol), (2, &cstr("agentset")), (3, &cstr("hash:ip"))]));
     assert_eq!(class, Class::Action);
     assert_eq!((k.action, k.family), (action::IPSET_CREATE, 0));
     assert_eq!(warrant_common::name_bytes(&k.table), b"agentset");
@@ -445,7 +455,11 @@ fn ipset_writes_are_classified_by_command_and_set_and_reads_are_not_actions() {
     assert_eq!((k.action, warrant_common::name_bytes(&k.object)), (action::IPSET_SWAP, &b"b"[..]));
     // list, save, test, header, type, protocol: reads.
     for read in [1u16, 7, 8, 11, 12, 13] {
-        assert_eq!(classify_first(&ipset(read, &[(1, protocol), (2, &cstr("agentset"))])).0, Class::NotAnAction, "command {read}");
+        assert_eq!(
+            classify_first(&ipset(read, &[(1, protocol), (2, &cstr("agentset"))])).0,
+            Class::NotAnAction,
+            "command {read}"
+        );
     }
     // Other nfnetlink subsystems stay coarse (conntrack = 1).
     let (class, k) = classify_first(&Batch::default().message(1 << 8, 0, 2, &[]));

@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use warrant_common::{
-    FileKey, KernelOffsets, MatchKey, ProfileEntry, ProtectedEntry, RateWindow, RuleEntry, Settings, Subject, TargetKey, WarrantEntry,
-    decision::BatchScratch,
+    FileKey, KernelOffsets, MatchKey, ProfileEntry, ProtectedEntry, RateWindow, RuleEntry, Settings, Subject,
+    TargetKey, WarrantEntry, decision::BatchScratch,
 };
 
 /// `BPF_MAP_TYPE_TASK_STORAGE`.

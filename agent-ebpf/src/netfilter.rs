@@ -41,9 +41,8 @@ impl MessageBuffer for SkbData {
             return false;
         }
         // Straight into `out`: a copy of the result would be a memcpy call.
-        let rc = unsafe {
-            bpf_probe_read_kernel(out.as_mut_ptr().cast(), N as u32, self.data.add(offset as usize).cast())
-        };
+        let rc =
+            unsafe { bpf_probe_read_kernel(out.as_mut_ptr().cast(), N as u32, self.data.add(offset as usize).cast()) };
         rc == 0
     }
 
@@ -52,13 +51,7 @@ impl MessageBuffer for SkbData {
         if offset > self.len || size == 0 || size > NAME_LEN as u32 {
             return -14;
         }
-        unsafe {
-            bpf_probe_read_kernel_str(
-                out.as_mut_ptr().cast(),
-                size,
-                self.data.add(offset as usize).cast(),
-            )
-        }
+        unsafe { bpf_probe_read_kernel_str(out.as_mut_ptr().cast(), size, self.data.add(offset as usize).cast()) }
     }
 
     #[inline(always)]
@@ -180,10 +173,9 @@ fn decide(subject: &Subject, sock: *const u8, skb: *const u8) -> i32 {
     if protocol != NETLINK_NETFILTER {
         return 0;
     }
-    let (Some(data), Some(len)) = (
-        read_kernel::<u64>(skb, offsets.sk_buff_data),
-        read_kernel::<u32>(skb, offsets.sk_buff_len),
-    ) else {
+    let (Some(data), Some(len)) =
+        (read_kernel::<u64>(skb, offsets.sk_buff_data), read_kernel::<u32>(skb, offsets.sk_buff_len))
+    else {
         return -EPERM;
     };
     let buffer = SkbData { data: data as *const u8, len };
@@ -200,4 +192,3 @@ fn decide(subject: &Subject, sock: *const u8, skb: *const u8) -> i32 {
         _ => 0,
     }
 }
-

@@ -7,10 +7,11 @@ use aya_ebpf::helpers::{
     generated::{bpf_get_current_comm, bpf_ktime_get_boot_ns, bpf_probe_read_kernel},
 };
 use warrant_common::{
-    Event, NAME_LEN, NO_WARRANT, RuleEntry, SETTINGS_INDEX, Subject, TargetKey, action, copy_words, mode, profile_key,
-    zero_words,
+    Event, NAME_LEN, NO_WARRANT, RuleEntry, SETTINGS_INDEX, Subject, TargetKey, action, copy_words,
     decision::{self, BatchOutcome, BatchScratch, PolicyView},
+    mode,
     netlink::MAX_MESSAGES,
+    profile_key, zero_words,
 };
 
 use crate::{

@@ -13,7 +13,9 @@
 //!   enforcement attached while the daemon is down); the hooks are in
 //!   files.rs, which they share with protected files.
 
-use aya_ebpf::{bindings::task_struct, helpers::generated::bpf_probe_read_kernel_str, macros::lsm, programs::LsmContext};
+use aya_ebpf::{
+    bindings::task_struct, helpers::generated::bpf_probe_read_kernel_str, macros::lsm, programs::LsmContext,
+};
 use warrant_common::{
     BPF_FS_MAGIC, NO_WARRANT, SETTINGS_INDEX, Subject, TMPFS_MAGIC, action, netns, tier, verdict, zero_words,
 };
@@ -107,9 +109,7 @@ fn is_netns_pin(source: *const u8, target: *const u8, flags: u64) -> bool {
     // Zeroed word by word: `[0u8; N]` would be a memset call.
     let mut words = [0u64; netns::SOURCE_LEN / 8];
     unsafe { zero_words(words.as_mut_ptr(), words.len()) };
-    let read = unsafe {
-        bpf_probe_read_kernel_str(words.as_mut_ptr().cast(), netns::SOURCE_LEN as u32, source.cast())
-    };
+    let read = unsafe { bpf_probe_read_kernel_str(words.as_mut_ptr().cast(), netns::SOURCE_LEN as u32, source.cast()) };
     // SAFETY: same size, and u8 has no alignment or validity requirement.
     let path = unsafe { &*words.as_ptr().cast::<[u8; netns::SOURCE_LEN]>() };
     read > 0 && netns::is_proc_netns_path(path)

@@ -85,12 +85,7 @@ pub fn task_alloc(ctx: LsmContext) -> i32 {
     }
     marker.pending_action = 0;
     let stored = unsafe {
-        bpf_task_storage_get(
-            SUBJECTS.as_ptr(),
-            child,
-            core::ptr::from_mut(&mut marker).cast(),
-            STORAGE_CREATE,
-        )
+        bpf_task_storage_get(SUBJECTS.as_ptr(), child, core::ptr::from_mut(&mut marker).cast(), STORAGE_CREATE)
     };
     if stored.is_null() { -ENOMEM } else { 0 }
 }
@@ -198,10 +193,9 @@ pub fn cgroup_mkdir(ctx: BtfTracePointContext) -> i32 {
     };
     let kn = kn as *const u8;
     let parent = read_kernel::<u64>(kn, offsets.kernfs_node_parent).unwrap_or(0) as *const u8;
-    let (Some(parent_id), Some(id)) = (
-        read_kernel::<u64>(parent, offsets.kernfs_node_id),
-        read_kernel::<u64>(kn, offsets.kernfs_node_id),
-    ) else {
+    let (Some(parent_id), Some(id)) =
+        (read_kernel::<u64>(parent, offsets.kernfs_node_id), read_kernel::<u64>(kn, offsets.kernfs_node_id))
+    else {
         return 0;
     };
     if let Some(profile_id) = cgroup_profile(parent_id).or_else(|| path_profile(path)) {

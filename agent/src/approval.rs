@@ -67,13 +67,17 @@ pub enum ApprovalError {
     BadTarget(String, String),
     #[error("warrant {id} expired at {expires_at} (now {now})")]
     Expired { id: String, expires_at: u64, now: u64 },
-    #[error("warrant {id} is not valid until {not_before}, {ahead} s after this host's clock (more than the {MAX_CLOCK_SKEW_SECS} s allowed): check both clocks")]
+    #[error(
+        "warrant {id} is not valid until {not_before}, {ahead} s after this host's clock (more than the {MAX_CLOCK_SKEW_SECS} s allowed): check both clocks"
+    )]
     ClockSkew { id: String, not_before: u64, ahead: u64 },
     #[error("warrant {id} has max_uses 0")]
     NoUses { id: String },
     #[error("warrant {id} was approved by its own requester")]
     SelfApproved { id: String },
-    #[error("warrant {id}: {action} needs two Responsible Individuals who may approve it; it has {found} (add one with `warrant cosign`)")]
+    #[error(
+        "warrant {id}: {action} needs two Responsible Individuals who may approve it; it has {found} (add one with `warrant cosign`)"
+    )]
     NeedsTwo { id: String, action: String, found: usize },
 }
 
@@ -112,13 +116,11 @@ pub fn check(
         }
         Err(e) => return Err(e.into()),
     };
-    let approval: Approval =
-        serde_json::from_slice(&payload).map_err(|e| ApprovalError::Payload(e.to_string()))?;
+    let approval: Approval = serde_json::from_slice(&payload).map_err(|e| ApprovalError::Payload(e.to_string()))?;
     let id = approval.id.clone();
     let signer = signers[0];
-    let signer_ri = policy
-        .responsible_by_key(&signer)
-        .ok_or_else(|| ApprovalError::NotResponsible { id: id.clone(), version })?;
+    let signer_ri =
+        policy.responsible_by_key(&signer).ok_or_else(|| ApprovalError::NotResponsible { id: id.clone(), version })?;
     if policy.approver_for(&signer, &approval.action).is_none() {
         return Err(ApprovalError::OutOfScope {
             id,
@@ -153,12 +155,13 @@ pub fn check(
     if !approval.hosts.iter().any(|h| h == host || h == "*") {
         return Err(ApprovalError::WrongHost { id, hosts: approval.hosts.clone(), host: host.into() });
     }
-    let profile_id = *policy.profile_ids.get(&approval.profile).ok_or_else(|| {
-        ApprovalError::UnknownProfile { id: id.clone(), profile: approval.profile.clone(), version }
+    let profile_id = *policy.profile_ids.get(&approval.profile).ok_or_else(|| ApprovalError::UnknownProfile {
+        id: id.clone(),
+        profile: approval.profile.clone(),
+        version,
     })?;
-    let action_id = action::by_name(&approval.action).ok_or_else(|| {
-        ApprovalError::BadTarget(format!("unknown action {:?}", approval.action), id.clone())
-    })?;
+    let action_id = action::by_name(&approval.action)
+        .ok_or_else(|| ApprovalError::BadTarget(format!("unknown action {:?}", approval.action), id.clone()))?;
     let kind = action::target_kind(action_id);
     let target = Target::parse(kind, &approval.target, &policy.policy.protect, &ThisHost)
         .map_err(|e| ApprovalError::BadTarget(e.to_string(), id.clone()))?;
@@ -167,9 +170,9 @@ pub fn check(
     let target = match target {
         Target::File { tree: Some(tree), inode: None } => Target::File {
             tree: Some(tree),
-            inode: ThisHost.file(approval.target.trim()).filter(|_| {
-                std::fs::symlink_metadata(approval.target.trim()).is_ok_and(|m| !m.is_dir())
-            }),
+            inode: ThisHost
+                .file(approval.target.trim())
+                .filter(|_| std::fs::symlink_metadata(approval.target.trim()).is_ok_and(|m| !m.is_dir())),
         },
         other => other,
     };
@@ -210,9 +213,7 @@ pub fn parse_digest(text: &str) -> Option<u64> {
     if text.len() != 16 {
         return None;
     }
-    u64::from_str_radix(text, 16)
-        .ok()
-        .filter(|&d| d != 0 && d != warrant_common::netlink::DIGEST_TOO_LONG)
+    u64::from_str_radix(text, 16).ok().filter(|&d| d != 0 && d != warrant_common::netlink::DIGEST_TOO_LONG)
 }
 
 /// The id an unverified envelope claims, for the refusal message only.

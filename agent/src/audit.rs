@@ -286,7 +286,8 @@ fn walk_chain(files: &[PathBuf], keep_hash_of: Option<u64>) -> Result<Summary, A
         for line in BufReader::new(file).lines() {
             let line = line.map_err(io_error(path))?;
             let number = count + 1;
-            let broken = |problem: String| AuditError::Broken { path: path.display().to_string(), line: number, problem };
+            let broken =
+                |problem: String| AuditError::Broken { path: path.display().to_string(), line: number, problem };
             let mut record: Map<String, Value> =
                 serde_json::from_str(&line).map_err(|e| broken(format!("not JSON: {e}")))?;
             let hash = record
@@ -332,7 +333,10 @@ pub fn verify_log(log: &Path, host_key: Option<&VerifyingKey>) -> Result<(Summar
         )));
     }
     if checkpoint.size > 0 && summary.hash_at.as_deref() != Some(checkpoint.head.as_str()) {
-        return Err(bad(format!("record {} is not the one the checkpoint signed (the log was rewritten)", checkpoint.size)));
+        return Err(bad(format!(
+            "record {} is not the one the checkpoint signed (the log was rewritten)",
+            checkpoint.size
+        )));
     }
     Ok((summary, Some(checkpoint)))
 }

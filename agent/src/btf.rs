@@ -43,9 +43,7 @@ pub struct KernelBtf {
 }
 
 fn u32_at(data: &[u8], at: usize) -> Result<u32, BtfError> {
-    data.get(at..at + 4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .ok_or(BtfError::Malformed("truncated"))
+    data.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok_or(BtfError::Malformed("truncated"))
 }
 
 impl KernelBtf {
@@ -81,10 +79,10 @@ impl KernelBtf {
             let kind_flag = info >> 31 == 1;
             let mut members = Vec::new();
             let trailing = match kind {
-                1 | 14 | 17 => 4,         // int, var, decl_tag
-                3 => 12,                  // array
-                6 | 13 => vlen * 8,       // enum, func_proto
-                15 | 19 => vlen * 12,     // datasec, enum64
+                1 | 14 | 17 => 4,     // int, var, decl_tag
+                3 => 12,              // array
+                6 | 13 => vlen * 8,   // enum, func_proto
+                15 | 19 => vlen * 12, // datasec, enum64
                 KIND_STRUCT | KIND_UNION => {
                     for i in 0..vlen {
                         let m = at + i * 12;
@@ -128,9 +126,7 @@ impl KernelBtf {
     /// struct and union members as C does.
     pub fn member_offset(&self, name: &str, member: &str) -> Result<u32, BtfError> {
         let id = *self.structs_by_name.get(name).ok_or_else(|| BtfError::NoStruct(name.into()))?;
-        let bits = self
-            .find_member(id, member)
-            .ok_or_else(|| BtfError::NoMember(name.into(), member.into()))?;
+        let bits = self.find_member(id, member).ok_or_else(|| BtfError::NoMember(name.into(), member.into()))?;
         if bits % 8 != 0 {
             return Err(BtfError::Bitfield(name.into(), member.into()));
         }

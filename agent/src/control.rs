@@ -19,14 +19,27 @@ pub enum Request {
     /// The Prometheus text (a JSON string).
     Metrics,
     /// Make the calling process a subject of `profile` (used by `warrant run`).
-    Register { profile: String },
-    ApplyPolicy { bundle: String },
-    InstallWarrant { warrant: String },
+    Register {
+        profile: String,
+    },
+    ApplyPolicy {
+        bundle: String,
+    },
+    InstallWarrant {
+        warrant: String,
+    },
     /// Put back what change (warrant) `id` covered.
-    Rollback { id: String, force: bool },
+    Rollback {
+        id: String,
+        force: bool,
+    },
     /// Accept a new trust root signed by a threshold of the one in force.
-    RotateTrust { root: String },
-    Revoke { id: String },
+    RotateTrust {
+        root: String,
+    },
+    Revoke {
+        id: String,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -58,8 +71,7 @@ pub fn call(socket: &Path, request: &Request) -> anyhow::Result<Value> {
     stream.write_all(&line).context("sending to the daemon")?;
     let mut reply = String::new();
     BufReader::new(&stream).read_line(&mut reply).context("reading the daemon's reply")?;
-    let response: Response =
-        serde_json::from_str(&reply).context("the daemon's reply is not valid JSON")?;
+    let response: Response = serde_json::from_str(&reply).context("the daemon's reply is not valid JSON")?;
     if !response.ok {
         bail!("{}", response.error.unwrap_or_else(|| "the daemon refused without a reason".into()));
     }

@@ -33,8 +33,9 @@ use crate::{
     kernel::Kernel,
     metrics,
     policy::{self, CompiledPolicy, render_target},
-    protect, rollback, subjects,
+    protect,
     requests::{self, ChangeRequest},
+    rollback, subjects,
     trust::{self, Envelope, POLICY_PAYLOAD_TYPE},
     trust_root::{self, TrustRoot},
 };
@@ -96,9 +97,7 @@ mod key_hex {
 
     pub fn serialize<S: serde::Serializer>(key: &TargetKey, s: S) -> Result<S::Ok, S::Error> {
         // SAFETY: TargetKey is repr(C) with no implicit padding.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(std::ptr::from_ref(key).cast::<u8>(), size_of::<TargetKey>())
-        };
+        let bytes = unsafe { std::slice::from_raw_parts(std::ptr::from_ref(key).cast::<u8>(), size_of::<TargetKey>()) };
         s.serialize_str(&hex::encode(bytes))
     }
 
@@ -272,9 +271,9 @@ impl State {
     /// Adds the inodes of policy `trees` and Warrant's `own` paths to the
     /// protected set, for a file the daemon itself just replaced (`what`).
     fn protect_new_inodes(&mut self, trees: &[String], own: &[PathBuf], what: &str) {
-        let added = protect::inodes(trees, own).map_err(|e| e.to_string()).and_then(|entries| {
-            self.kernel.add_protected(&entries).map_err(|e| e.to_string())
-        });
+        let added = protect::inodes(trees, own)
+            .map_err(|e| e.to_string())
+            .and_then(|entries| self.kernel.add_protected(&entries).map_err(|e| e.to_string()));
         if let Err(e) = added {
             error!("cannot protect {what}: {e}");
         }
@@ -310,10 +309,7 @@ impl State {
             return text;
         }
         let (tree_id, inode) = policy::file_target(key);
-        let tree = self
-            .policy
-            .as_ref()
-            .and_then(|p| p.policy.protect.iter().find(|t| protect::tree_id(t) == tree_id));
+        let tree = self.policy.as_ref().and_then(|p| p.policy.protect.iter().find(|t| protect::tree_id(t) == tree_id));
         match (tree, inode) {
             (Some(tree), None) => tree.clone(),
             (Some(tree), Some(inode)) => protect::find_path(Path::new(tree), inode)
@@ -336,9 +332,8 @@ impl State {
             .expect("the trust chain is never empty");
         let (payload, signers) = verified.map_err(|e| format!("bundle refused: {e}"))?;
         let text = String::from_utf8(payload).map_err(|_| "bundle refused: policy is not UTF-8".to_owned())?;
-        let compiled = policy::Policy::parse(&text)
-            .and_then(policy::compile)
-            .map_err(|e| format!("bundle refused: {e}"))?;
+        let compiled =
+            policy::Policy::parse(&text).and_then(policy::compile).map_err(|e| format!("bundle refused: {e}"))?;
         let last = self.last_version();
         let version = compiled.version();
         if version < last || (version == last && !restoring) {
@@ -354,7 +349,8 @@ impl State {
             return Err(format!("bundle refused: policy v{version} expired at {}", compiled.policy.expires));
         }
         // Walked before anything changes, so a refusal leaves the policy in force whole.
-        let (inodes, trees) = self.protected_inodes(&compiled.policy.protect).map_err(|e| format!("bundle refused: {e}"))?;
+        let (inodes, trees) =
+            self.protected_inodes(&compiled.policy.protect).map_err(|e| format!("bundle refused: {e}"))?;
         self.kernel
             .set_protected(&inodes, &trees)
             .and_then(|()| self.kernel.set_proc_trees(&protect::proc_trees(&compiled.policy.protect)))
@@ -469,13 +465,15 @@ impl State {
             return Err(message);
         }
         if let Some(active) = self.kernel.warrant(&checked.key)
-            && active.uses_left > 0 && active.expires_ns > boot_now_ns() {
-                let holder = self.warrants.get(&active.warrant_index).map(|w| w.approval.id.clone());
-                return Err(format!(
-                    "warrant refused: {} is still active for this target; revoke it first",
-                    holder.unwrap_or_else(|| "another warrant".into())
-                ));
-            }
+            && active.uses_left > 0
+            && active.expires_ns > boot_now_ns()
+        {
+            let holder = self.warrants.get(&active.warrant_index).map(|w| w.approval.id.clone());
+            return Err(format!(
+                "warrant refused: {} is still active for this target; revoke it first",
+                holder.unwrap_or_else(|| "another warrant".into())
+            ));
+        }
         let index = self.warrants.keys().next_back().map_or(0, |i| i + 1);
         let entry = WarrantEntry {
             not_before_ns: boot_ns_at(a.not_before),
@@ -489,7 +487,8 @@ impl State {
         let snapshot = match rollback::take(&self.config.state_dir, &a.id, &a.action, &a.target, now_unix()) {
             Ok(snapshot) => snapshot,
             Err(e) => {
-                let message = format!("warrant not installed: {e}; without a snapshot the change could not be rolled back");
+                let message =
+                    format!("warrant not installed: {e}; without a snapshot the change could not be rolled back");
                 self.record("warrant.refused", json!({"warrant_id": a.id, "reason": message}));
                 return Err(message);
             }
@@ -568,9 +567,13 @@ impl State {
         if let Some(dir) = self.config.bundle_dir.clone() {
             for path in new_files(&dir) {
                 let Ok(meta) = fs::metadata(&path) else { continue };
-                let stamp = (path.clone(), meta.len(), meta.modified().map(|t| {
-                    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-                }).unwrap_or(0));
+                let stamp = (
+                    path.clone(),
+                    meta.len(),
+                    meta.modified()
+                        .map(|t| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0))
+                        .unwrap_or(0),
+                );
                 if !self.seen_bundles.insert(stamp) {
                     continue;
                 }
@@ -582,14 +585,16 @@ impl State {
                 {
                     continue;
                 }
-                let outcome = text
-                    .map_err(|e| format!("cannot read: {e}"))
-                    .and_then(|text| self.apply_bundle(&text, false));
+                let outcome =
+                    text.map_err(|e| format!("cannot read: {e}")).and_then(|text| self.apply_bundle(&text, false));
                 match outcome {
                     Ok(_) => info!(file = %path.display(), "bundle from the watched directory applied"),
                     Err(reason) => {
                         warn!(file = %path.display(), "{reason}");
-                        self.record("bundle_dir.refused", json!({"file": path.display().to_string(), "reason": reason}));
+                        self.record(
+                            "bundle_dir.refused",
+                            json!({"file": path.display().to_string(), "reason": reason}),
+                        );
                     }
                 }
             }
@@ -605,15 +610,16 @@ impl State {
                 };
                 let dest = inbox.join(to);
                 let name = path.file_name().map(|n| n.to_owned()).unwrap_or_default();
-                let moved = fs::create_dir_all(&dest)
-                    .and_then(|()| fs::rename(&path, dest.join(&name)))
-                    .and_then(|()| match &reason {
-                        Some(reason) => {
-                            let mut note = dest.join(&name).into_os_string();
-                            note.push(".reason");
-                            fs::write(note, format!("{reason}\n"))
+                let moved =
+                    fs::create_dir_all(&dest).and_then(|()| fs::rename(&path, dest.join(&name))).and_then(|()| {
+                        match &reason {
+                            Some(reason) => {
+                                let mut note = dest.join(&name).into_os_string();
+                                note.push(".reason");
+                                fs::write(note, format!("{reason}\n"))
+                            }
+                            None => Ok(()),
                         }
-                        None => Ok(()),
                     });
                 if let Err(e) = moved {
                     error!(file = %path.display(), "cannot move a warrant out of the inbox: {e}");
@@ -855,12 +861,14 @@ impl State {
             fields["rate_limited"] = json!(true);
         }
         *self.counters.entry(verdict_text.to_owned()).or_default() += 1;
-        *self.decision_counts.entry((verdict_text.to_owned(), action_name.to_owned(), profile.clone())).or_default() += 1;
+        *self.decision_counts.entry((verdict_text.to_owned(), action_name.to_owned(), profile.clone())).or_default() +=
+            1;
         if event.warrant_index != NO_WARRANT
-            && let Some(w) = self.warrants.get(&event.warrant_index) {
-                fields["warrant_id"] = w.approval.id.clone().into();
-                fields["approver"] = w.approval.approver.clone().into();
-            }
+            && let Some(w) = self.warrants.get(&event.warrant_index)
+        {
+            fields["warrant_id"] = w.approval.id.clone().into();
+            fields["approver"] = w.approval.approver.clone().into();
+        }
         if event.verdict == verdict::ALLOWED_BY_WARRANT && event.warrant_index != NO_WARRANT {
             self.note_warrant_use(event.warrant_index);
         }
@@ -907,10 +915,8 @@ impl State {
     fn notify(&self, request: &ChangeRequest) {
         let Some(command) = &self.config.notify_command else { return };
         let payload = serde_json::to_vec(request).expect("serialises");
-        let spawned = std::process::Command::new("/bin/sh")
-            .args(["-c", command])
-            .stdin(std::process::Stdio::piped())
-            .spawn();
+        let spawned =
+            std::process::Command::new("/bin/sh").args(["-c", command]).stdin(std::process::Stdio::piped()).spawn();
         match spawned {
             Ok(mut child) => {
                 if let Some(mut stdin) = child.stdin.take() {
@@ -947,7 +953,9 @@ fn new_files(dir: &Path) -> Vec<PathBuf> {
         .flatten()
         .flatten()
         // Symlinks to files count: a Kubernetes ConfigMap mounts its files so.
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.') && fs::metadata(e.path()).is_ok_and(|m| m.is_file()))
+        .filter(|e| {
+            !e.file_name().to_string_lossy().starts_with('.') && fs::metadata(e.path()).is_ok_and(|m| m.is_file())
+        })
         .map(|e| e.path())
         .collect();
     files.sort();
@@ -968,7 +976,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if trusted.is_empty() {
         warn!("no trusted_keys configured: no policy bundle can be accepted; subjects are denied everything");
     }
-    let trust_chain = load_trust_chain(&config, TrustRoot { version: 0, threshold: config.policy_threshold, keys: trusted });
+    let trust_chain =
+        load_trust_chain(&config, TrustRoot { version: 0, threshold: config.policy_threshold, keys: trusted });
     let host_key = load_host_key(&config.host_key_path())?;
     let audit = AuditLog::open(&config.audit_log, config.audit_max_bytes).context("cannot open the audit log")?;
     // The checkpoint file exists before Warrant's own files are listed.
@@ -981,10 +990,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     kernel.add_protected(&own)?;
     let events = kernel.take_events()?;
     kernel.set_daemon_tgid(std::process::id())?;
-    let ledger = fs::read(ledger_path(&config.state_dir))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let ledger =
+        fs::read(ledger_path(&config.state_dir)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
     let host = config.host_name();
     let warrants = fs::read(warrants_path(&config.state_dir))
         .ok()
@@ -1013,13 +1020,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     state.record("daemon.started", json!({"pid": std::process::id()}));
     state.restore_warrants();
     let persisted = fs::read_to_string(policy_bundle_path(&config.state_dir)).ok();
-    let initial = persisted.map(|b| (b, true)).or_else(|| {
-        config.bundle.as_ref().and_then(|p| fs::read_to_string(p).ok()).map(|b| (b, false))
-    });
+    let initial = persisted
+        .map(|b| (b, true))
+        .or_else(|| config.bundle.as_ref().and_then(|p| fs::read_to_string(p).ok()).map(|b| (b, false)));
     if let Some((bundle, restoring)) = initial
-        && let Err(e) = state.apply_bundle(&bundle, restoring) {
-            error!("{e}; no policy in force: subjects are denied every action");
-        }
+        && let Err(e) = state.apply_bundle(&bundle, restoring)
+    {
+        error!("{e}; no policy in force: subjects are denied every action");
+    }
     let shared: Shared = Arc::new(Mutex::new(state));
 
     let socket = config.socket.clone();
@@ -1103,7 +1111,9 @@ async fn read_events(ring: aya::maps::RingBuf<aya::maps::MapData>, shared: Share
                 batch.push(Record::Content(Box::new(content)));
             } else if item.len() >= std::mem::size_of::<Event>() {
                 // SAFETY: the kernel wrote a whole Event (size checked above).
-                batch.push(Record::Decision(Box::new(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) })));
+                batch.push(Record::Decision(Box::new(unsafe {
+                    std::ptr::read_unaligned(item.as_ptr().cast::<Event>())
+                })));
             }
         }
         guard.clear_ready();
@@ -1158,11 +1168,12 @@ fn handle(request: Request, peer_pid: Option<u32>, shared: &Shared) -> Response 
         return Response::error("cannot identify the caller (no SO_PEERCRED)");
     };
     if !matches!(request, Request::Status | Request::Metrics)
-        && let Some(profile) = state.kernel.subject_profile(pid) {
-            let message = format!("refused: the caller (pid {pid}) is a subject of profile #{profile}");
-            state.record("control.refused", json!({"pid": pid, "request": format!("{request:?}")}));
-            return Response::error(message);
-        }
+        && let Some(profile) = state.kernel.subject_profile(pid)
+    {
+        let message = format!("refused: the caller (pid {pid}) is a subject of profile #{profile}");
+        state.record("control.refused", json!({"pid": pid, "request": format!("{request:?}")}));
+        return Response::error(message);
+    }
     let result = match request {
         Request::Status => Ok(state.status()),
         Request::Metrics => Ok(Value::String(metrics::render(&state.metrics()))),

@@ -16,7 +16,8 @@ use aya::{
 };
 use thiserror::Error;
 use warrant_common::{
-    FileKey, MatchKey, ProfileEntry, ProtectedEntry, RateWindow, RuleEntry, match_kind, profile_key, SETTINGS_INDEX, Settings, Subject, TargetKey, WarrantEntry,
+    FileKey, MatchKey, ProfileEntry, ProtectedEntry, RateWindow, RuleEntry, SETTINGS_INDEX, Settings, Subject,
+    TargetKey, WarrantEntry, match_kind, profile_key,
 };
 
 use crate::btf::{self, KernelBtf};
@@ -30,8 +31,18 @@ pub const PIN_ROOT: &str = "/sys/fs/bpf/warrant";
 /// restart (subjects, policy, warrants with their remaining uses, and events
 /// not yet read).
 const PINNED_MAPS: &[&str] = &[
-    "SUBJECTS", "PROFILES", "RULES", "WARRANTS", "SETTINGS", "EVENTS", "LOST_EVENTS", "PROTECTED", "PROC_TREES",
-    "MATCHES", "CGROUP_PATHS", "RATES",
+    "SUBJECTS",
+    "PROFILES",
+    "RULES",
+    "WARRANTS",
+    "SETTINGS",
+    "EVENTS",
+    "LOST_EVENTS",
+    "PROTECTED",
+    "PROC_TREES",
+    "MATCHES",
+    "CGROUP_PATHS",
+    "RATES",
 ];
 
 /// LSM programs, in attach order: subjects must be tracked before any hook
@@ -373,7 +384,9 @@ impl Kernel {
                     Ok(()) => this_pass += 1,
                     Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
                     Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-                    Err(e) => return Err(KernelError::Subject { pid: tid, reason: format!("cannot mark as subject: {e}") }),
+                    Err(e) => {
+                        return Err(KernelError::Subject { pid: tid, reason: format!("cannot mark as subject: {e}") });
+                    }
                 }
             }
             marked += this_pass;
@@ -437,7 +450,8 @@ fn remove_where<T: BorrowMut<MapData>, K: Pod, V: Pod>(
     name: &'static str,
     doomed: impl Fn(&K, &V) -> bool,
 ) -> Result<(), KernelError> {
-    let keys: Vec<K> = map.iter().filter_map(Result::ok).filter(|(key, value)| doomed(key, value)).map(|(key, _)| key).collect();
+    let keys: Vec<K> =
+        map.iter().filter_map(Result::ok).filter(|(key, value)| doomed(key, value)).map(|(key, _)| key).collect();
     for key in keys {
         remove_key(map, name, &key)?;
     }
@@ -463,8 +477,9 @@ fn prepare_pin_root(root: &Path) -> Result<(), KernelError> {
         .map(|fs| fs.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC)
         .unwrap_or(false);
     if !is_bpffs {
-        nix::mount::mount(Some("bpf"), bpffs, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
-            .map_err(|e| KernelError::Pin { path: bpffs.display().to_string(), reason: format!("cannot mount bpffs: {e}") })?;
+        nix::mount::mount(Some("bpf"), bpffs, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>).map_err(
+            |e| KernelError::Pin { path: bpffs.display().to_string(), reason: format!("cannot mount bpffs: {e}") },
+        )?;
     }
     for dir in [root.join("maps"), root.join("links")] {
         std::fs::create_dir_all(&dir)

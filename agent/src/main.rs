@@ -11,15 +11,14 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use warrant::{
     approval::{self, Approval},
-    trust_root::{TRUST_ROOT_PAYLOAD_TYPE, TrustRoot},
     audit,
     config::Config,
     control::{self, Request},
     daemon::{self, now_unix},
     kernel::{self, Kernel},
-    policy,
-    requests,
+    policy, requests,
     trust::{self, Envelope, POLICY_PAYLOAD_TYPE},
+    trust_root::{TRUST_ROOT_PAYLOAD_TYPE, TrustRoot},
 };
 
 #[derive(Parser)]
@@ -143,11 +142,13 @@ impl SignArgs {
     /// as `payload_type` with every key and writes the envelope. Returns
     /// what `check` made of it and how many keys signed.
     fn sign<T>(&self, payload_type: &str, check: impl FnOnce(&str) -> anyhow::Result<T>) -> anyhow::Result<(T, usize)> {
-        let text = std::fs::read_to_string(&self.file).with_context(|| format!("cannot read {}", self.file.display()))?;
+        let text =
+            std::fs::read_to_string(&self.file).with_context(|| format!("cannot read {}", self.file.display()))?;
         let checked = check(&text)?;
         let signing_keys = self.keys.iter().map(|k| trust::read_signing_key(k)).collect::<Result<Vec<_>, _>>()?;
         let envelope = Envelope::sign(payload_type, text.as_bytes(), &signing_keys);
-        std::fs::write(&self.out, envelope.to_json()).with_context(|| format!("cannot write {}", self.out.display()))?;
+        std::fs::write(&self.out, envelope.to_json())
+            .with_context(|| format!("cannot write {}", self.out.display()))?;
         Ok((checked, signing_keys.len()))
     }
 }
@@ -212,9 +213,7 @@ enum AuditCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WARRANT_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WARRANT_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         // journald stamps the time itself and shows escape codes raw.
         .without_time()
@@ -272,8 +271,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (root, signers) = args.sign(TRUST_ROOT_PAYLOAD_TYPE, |text| {
                 TrustRoot::parse(text).map_err(|e| anyhow!("{}: {e}", args.file.display()))
             })?;
-            println!("signed trust root v{} ({} of {} keys) with {signers} key(s) into {}", root.version, root.threshold,
-                root.keys.len(), args.out.display());
+            println!(
+                "signed trust root v{} ({} of {} keys) with {signers} key(s) into {}",
+                root.version,
+                root.threshold,
+                root.keys.len(),
+                args.out.display()
+            );
         }
         Command::Trust(TrustCommand::Rotate { root }) => {
             let config = Config::load(config_path)?;
@@ -292,7 +296,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         println!("no change requests");
                     } else {
                         for r in all {
-                            println!("{}  {}  {} {}  (attempts {}, by {} pid {})", r.id, r.profile, r.action, r.target, r.attempts, r.exe, r.pid);
+                            println!(
+                                "{}  {}  {} {}  (attempts {}, by {} pid {})",
+                                r.id, r.profile, r.action, r.target, r.attempts, r.exe, r.pid
+                            );
                         }
                     }
                 }
@@ -374,7 +381,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let config = Config::load(config_path)?;
             if control::call(&config.socket, &Request::Status).is_ok() {
-                bail!("the daemon is running at {}; stop it first (e.g. systemctl stop warrant), then uninstall", config.socket.display());
+                bail!(
+                    "the daemon is running at {}; stop it first (e.g. systemctl stop warrant), then uninstall",
+                    config.socket.display()
+                );
             }
             if kernel::remove_pins()? {
                 println!("removed {}: programs detached, maps released", kernel::PIN_ROOT);
@@ -408,7 +418,13 @@ fn doctor(json: bool) -> ExitCode {
     } else {
         println!("kernel {release}");
         println!("root: {}", if root { "yes" } else { "no" });
-        println!("bpf in active LSMs: {}", match &lsm { Ok(()) => "yes".to_owned(), Err(e) => format!("no ({e})") });
+        println!(
+            "bpf in active LSMs: {}",
+            match &lsm {
+                Ok(()) => "yes".to_owned(),
+                Err(e) => format!("no ({e})"),
+            }
+        );
         println!("kernel BTF: {}", if btf { "yes" } else { "no" });
         println!("enforcement: {} ({reason})", if available { "available" } else { "unavailable" });
     }
@@ -433,8 +449,15 @@ fn print_status(status: &Value) {
     let warrants = status["warrants"].as_array().cloned().unwrap_or_default();
     println!("warrants: {}", warrants.len());
     for w in warrants {
-        println!("  {} {} {} ({}), uses left {}, by {}", w["id"].as_str().unwrap_or("?"), w["action"].as_str().unwrap_or("?"),
-            w["target"].as_str().unwrap_or("?"), w["profile"].as_str().unwrap_or("?"), w["uses_left"], w["approver"].as_str().unwrap_or("?"));
+        println!(
+            "  {} {} {} ({}), uses left {}, by {}",
+            w["id"].as_str().unwrap_or("?"),
+            w["action"].as_str().unwrap_or("?"),
+            w["target"].as_str().unwrap_or("?"),
+            w["profile"].as_str().unwrap_or("?"),
+            w["uses_left"],
+            w["approver"].as_str().unwrap_or("?")
+        );
     }
     if let Some(counters) = status["decisions"].as_object() {
         let parts: Vec<String> = counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -461,15 +484,21 @@ fn policy_command(command: PolicyCommand, config_path: Option<&Path>) -> anyhow:
             let trusted = paths.iter().map(|p| trust::read_public_key(p)).collect::<Result<Vec<_>, _>>()?;
             let text = std::fs::read_to_string(&bundle).with_context(|| format!("cannot read {}", bundle.display()))?;
             let envelope = Envelope::parse(&text)?;
-            let (payload, signers) = envelope.verify(POLICY_PAYLOAD_TYPE, &trusted, threshold.unwrap_or(config.policy_threshold))?;
+            let (payload, signers) =
+                envelope.verify(POLICY_PAYLOAD_TYPE, &trusted, threshold.unwrap_or(config.policy_threshold))?;
             let text = String::from_utf8(payload).map_err(|_| anyhow!("policy payload is not UTF-8"))?;
             let compiled = policy::Policy::parse(&text).and_then(policy::compile)?;
             if compiled.expired_at(now_unix()) {
                 bail!("policy v{} expired at {}", compiled.version(), compiled.policy.expires);
             }
             let ids: Vec<String> = signers.iter().map(trust::key_id).collect();
-            println!("valid: policy v{}, expires {}, signed by {}, profiles {}", compiled.version(), compiled.policy.expires,
-                ids.join(", "), compiled.profile_ids.keys().cloned().collect::<Vec<_>>().join(", "));
+            println!(
+                "valid: policy v{}, expires {}, signed by {}, profiles {}",
+                compiled.version(),
+                compiled.policy.expires,
+                ids.join(", "),
+                compiled.profile_ids.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
         }
         PolicyCommand::Show => {
             let config = Config::load(config_path)?;
@@ -532,7 +561,12 @@ fn approve(config: &Config, request_id: &str, key_path: &Path, grant: Grant, out
             let text = base64::engine::general_purpose::STANDARD.decode(payload)?;
             let compiled = policy::Policy::parse(&String::from_utf8_lossy(&text)).and_then(policy::compile)?;
             let ri = compiled.approver_for(&public, &request.action).ok_or_else(|| {
-                anyhow!("key {} is not a Responsible Individual who may approve {} in policy v{}", trust::key_id(&public), request.action, compiled.version())
+                anyhow!(
+                    "key {} is not a Responsible Individual who may approve {} in policy v{}",
+                    trust::key_id(&public),
+                    request.action,
+                    compiled.version()
+                )
             })?;
             ri.name.clone()
         }
@@ -562,8 +596,15 @@ fn approve(config: &Config, request_id: &str, key_path: &Path, grant: Grant, out
     match out {
         Some(path) => {
             std::fs::write(path, &envelope).with_context(|| format!("cannot write {}", path.display()))?;
-            println!("warrant {} for {} {} ({} use(s), {}s) written to {}", approval.id, approval.action, approval.target,
-                approval.max_uses, ttl.as_secs(), path.display());
+            println!(
+                "warrant {} for {} {} ({} use(s), {}s) written to {}",
+                approval.id,
+                approval.action,
+                approval.target,
+                approval.max_uses,
+                ttl.as_secs(),
+                path.display()
+            );
         }
         None => println!("{envelope}"),
     }
@@ -579,13 +620,17 @@ fn audit_command(command: AuditCommand, config_path: Option<&Path>) -> anyhow::R
                 bail!("no audit log at {} (see audit_log in the config)", path.display());
             }
             let default_key = trust::public_path_of(&config.host_key_path());
-            let key_path = key.or_else(|| {
-                (default_key.exists() && audit::checkpoint_path(&path).exists()).then_some(default_key)
-            });
+            let key_path =
+                key.or_else(|| (default_key.exists() && audit::checkpoint_path(&path).exists()).then_some(default_key));
             let host_key = key_path.as_deref().map(trust::read_public_key).transpose()?;
             match audit::verify_log(&path, host_key.as_ref()) {
                 Ok((summary, checkpoint)) => {
-                    println!("audit log {} verifies: {} records, head {}", path.display(), summary.records, summary.last_hash);
+                    println!(
+                        "audit log {} verifies: {} records, head {}",
+                        path.display(),
+                        summary.records,
+                        summary.last_hash
+                    );
                     match checkpoint {
                         Some(c) => println!("checkpoint by {}: {} records signed, all present", c.origin, c.size),
                         None => println!("no checkpoint checked: a log cut short at its end would not show"),
@@ -627,9 +672,14 @@ fn render_record(record: &serde_json::Map<String, Value>) -> String {
     }
     let mut line = format!(
         "#{seq} {} {} {} [{}] {} by {} (pid {}, profile {})",
-        field(record, "verdict"), field(record, "action"), field(record, "target"),
-        field(record, "tier"), field(record, "message"), field(record, "exe"),
-        record.get("pid").and_then(Value::as_u64).unwrap_or(0), field(record, "profile"),
+        field(record, "verdict"),
+        field(record, "action"),
+        field(record, "target"),
+        field(record, "tier"),
+        field(record, "message"),
+        field(record, "exe"),
+        record.get("pid").and_then(Value::as_u64).unwrap_or(0),
+        field(record, "profile"),
     );
     if !field(record, "warrant_id").is_empty() {
         line.push_str(&format!(" warrant {} approved by {}", field(record, "warrant_id"), field(record, "approver")));
@@ -642,9 +692,18 @@ fn render_record(record: &serde_json::Map<String, Value>) -> String {
 
 fn explain(record: &serde_json::Map<String, Value>) {
     println!("{}", render_record(record));
-    for (label, key) in [("policy version", "policy_version"), ("rule", "rule"), ("tier", "tier"), ("verdict", "verdict"),
-        ("warrant", "warrant_id"), ("approver", "approver"), ("content digest", "content_digest"),
-        ("past its rate", "rate_limited"), ("change request", "request"), ("mode", "mode")] {
+    for (label, key) in [
+        ("policy version", "policy_version"),
+        ("rule", "rule"),
+        ("tier", "tier"),
+        ("verdict", "verdict"),
+        ("warrant", "warrant_id"),
+        ("approver", "approver"),
+        ("content digest", "content_digest"),
+        ("past its rate", "rate_limited"),
+        ("change request", "request"),
+        ("mode", "mode"),
+    ] {
         match record.get(key) {
             Some(Value::Null) | None => {}
             Some(Value::String(s)) if s.is_empty() => {}

@@ -43,11 +43,32 @@ pub fn render(snapshot: &Snapshot) -> String {
         );
     }
     out.push_str("# HELP warrant_lost_events_total Decisions the kernel enforced but could not report (ring full).\n");
-    let _ = writeln!(out, "# TYPE warrant_lost_events_total counter\nwarrant_lost_events_total {}", snapshot.lost_events);
-    gauge(&mut out, "warrant_warrants_active", "Installed warrants not revoked, expired or used up.", snapshot.warrants_active);
-    gauge(&mut out, "warrant_policy_version", "Version of the policy bundle in force (0: none).", snapshot.policy_version.unwrap_or(0));
-    gauge(&mut out, "warrant_policy_expired", "1 when the policy in force is past its expiry (still enforced).", snapshot.policy_expired as u64);
-    gauge(&mut out, "warrant_enforcement_available", "1 when the BPF-LSM programs are loaded and attached.", snapshot.enforcement_available as u64);
+    let _ =
+        writeln!(out, "# TYPE warrant_lost_events_total counter\nwarrant_lost_events_total {}", snapshot.lost_events);
+    gauge(
+        &mut out,
+        "warrant_warrants_active",
+        "Installed warrants not revoked, expired or used up.",
+        snapshot.warrants_active,
+    );
+    gauge(
+        &mut out,
+        "warrant_policy_version",
+        "Version of the policy bundle in force (0: none).",
+        snapshot.policy_version.unwrap_or(0),
+    );
+    gauge(
+        &mut out,
+        "warrant_policy_expired",
+        "1 when the policy in force is past its expiry (still enforced).",
+        snapshot.policy_expired as u64,
+    );
+    gauge(
+        &mut out,
+        "warrant_enforcement_available",
+        "1 when the BPF-LSM programs are loaded and attached.",
+        snapshot.enforcement_available as u64,
+    );
     gauge(&mut out, "warrant_audit_records", "Records in the audit log chain.", snapshot.audit_records);
     out
 }

@@ -72,8 +72,23 @@ fn data(bytes: &[u8]) -> String {
 
 fn meta_key(key: u32) -> String {
     const KEYS: &[&str] = &[
-        "len", "protocol", "priority", "mark", "iif", "oif", "iifname", "oifname", "iiftype", "oiftype",
-        "skuid", "skgid", "nftrace", "rtclassid", "secmark", "nfproto", "l4proto",
+        "len",
+        "protocol",
+        "priority",
+        "mark",
+        "iif",
+        "oif",
+        "iifname",
+        "oifname",
+        "iiftype",
+        "oiftype",
+        "skuid",
+        "skgid",
+        "nftrace",
+        "rtclassid",
+        "secmark",
+        "nfproto",
+        "l4proto",
     ];
     KEYS.get(key as usize).map_or_else(|| format!("key {key}"), |k| (*k).to_owned())
 }
@@ -96,10 +111,15 @@ fn expression(name: &str, attrs: &[(u16, &[u8])]) -> String {
             )
         }
         "cmp" => {
-            let op = ["eq", "neq", "lt", "lte", "gt", "gte"].get(be32(attrs, 2).unwrap_or(9) as usize).copied().unwrap_or("?");
+            let op = ["eq", "neq", "lt", "lte", "gt", "gte"]
+                .get(be32(attrs, 2).unwrap_or(9) as usize)
+                .copied()
+                .unwrap_or("?");
             format!("[ cmp {op} reg {} {} ]", reg(1), attr(attrs, 3).map(data).unwrap_or_default())
         }
-        "meta" if attr(attrs, 1).is_some() => format!("[ meta load {} => reg {} ]", meta_key(be32(attrs, 2).unwrap_or(u32::MAX)), reg(1)),
+        "meta" if attr(attrs, 1).is_some() => {
+            format!("[ meta load {} => reg {} ]", meta_key(be32(attrs, 2).unwrap_or(u32::MAX)), reg(1))
+        }
         "meta" => format!("[ meta set {} with reg {} ]", meta_key(be32(attrs, 2).unwrap_or(u32::MAX)), reg(3)),
         "immediate" => format!("[ immediate reg {} {} ]", reg(1), attr(attrs, 2).map(data).unwrap_or_default()),
         "lookup" => format!("[ lookup reg {} set {} ]", reg(2), attr(attrs, 1).map(text).unwrap_or_default()),

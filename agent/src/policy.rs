@@ -222,8 +222,7 @@ pub fn tree_of<'a>(protect: &'a [String], path: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-pub const FAMILIES: &[(&str, u8)] =
-    &[("inet", 1), ("ip", 2), ("arp", 3), ("netdev", 5), ("bridge", 7), ("ip6", 10)];
+pub const FAMILIES: &[(&str, u8)] = &[("inet", 1), ("ip", 2), ("arp", 3), ("netdev", 5), ("bridge", 7), ("ip6", 10)];
 
 pub fn family_name(family: u8) -> String {
     FAMILIES
@@ -318,13 +317,9 @@ impl Target {
         let part = |i: usize| parts.get(i).copied().filter(|p| *p != "*");
         let family = match part(0) {
             None => None,
-            Some(name) => Some(
-                FAMILIES
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, v)| *v)
-                    .ok_or_else(|| format!("target {text:?}: unknown family {name:?} (inet, ip, ip6, arp, bridge, netdev or *)"))?,
-            ),
+            Some(name) => Some(FAMILIES.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).ok_or_else(|| {
+                format!("target {text:?}: unknown family {name:?} (inet, ip, ip6, arp, bridge, netdev or *)")
+            })?),
         };
         let table = part(1).map(str::to_owned);
         let object = part(2).map(str::to_owned);
@@ -332,7 +327,9 @@ impl Target {
             return Err(format!("target {text:?} must be a family alone (ip, ip6, arp, bridge or *)"));
         }
         if (family.is_none() && (table.is_some() || object.is_some())) || (table.is_none() && object.is_some()) {
-            return Err(format!("target {text:?}: `*` may only stand for the trailing parts (\"inet filter *\", \"inet * *\")"));
+            return Err(format!(
+                "target {text:?}: `*` may only stand for the trailing parts (\"inet filter *\", \"inet * *\")"
+            ));
         }
         for name in [&table, &object].into_iter().flatten() {
             if name.len() > NAME_LEN - 2 {
@@ -459,7 +456,9 @@ pub fn shared_target_kind(pattern: &str, ids: &[u32]) -> Result<TargetKind, Stri
 /// Every action id an action pattern names.
 pub fn expand_action(pattern: &str) -> Result<Vec<u32>, String> {
     if pattern.starts_with("self") {
-        return Err(format!("action {pattern:?}: self-protection actions are always denied and cannot appear in policy"));
+        return Err(format!(
+            "action {pattern:?}: self-protection actions are always denied and cannot appear in policy"
+        ));
     }
     let ids: Vec<u32> = match pattern.strip_suffix('*') {
         Some(prefix) => action::ALL
@@ -534,7 +533,12 @@ pub fn compile_with(policy: Policy, names: &dyn HostNames) -> Result<CompiledPol
         return Err(invalid("has no [[profile]]"));
     }
     for tree in &policy.protect {
-        if !tree.starts_with('/') || tree.len() < 2 || tree.ends_with('/') || tree.contains("/../") || tree.contains("//") {
+        if !tree.starts_with('/')
+            || tree.len() < 2
+            || tree.ends_with('/')
+            || tree.contains("/../")
+            || tree.contains("//")
+        {
             return Err(invalid(format!("protect: {tree:?} must be an absolute path without a trailing `/` or `..`")));
         }
     }
@@ -553,14 +557,21 @@ pub fn compile_with(policy: Policy, names: &dyn HostNames) -> Result<CompiledPol
             return Err(invalid(format!("names profile {:?} twice", profile.name)));
         }
         if profile_ids.values().filter(|other| **other == id).count() > 1 {
-            return Err(invalid(format!("profile {:?}: its id collides with another profile's; rename it", profile.name)));
+            return Err(invalid(format!(
+                "profile {:?}: its id collides with another profile's; rename it",
+                profile.name
+            )));
         }
         let kernel_mode = match profile.mode {
             Mode::Enforce => mode::ENFORCE,
             Mode::Audit => mode::AUDIT,
         };
         profiles.push((id, ProfileEntry { mode: kernel_mode, _reserved: 0 }));
-        let named = profile.matches.exe.iter().map(|e| Matcher::Exe(e.clone()))
+        let named = profile
+            .matches
+            .exe
+            .iter()
+            .map(|e| Matcher::Exe(e.clone()))
             .chain(profile.matches.cgroup.iter().map(|c| Matcher::Cgroup(c.clone())))
             .chain(profile.matches.uid.iter().map(|u| Matcher::Uid(*u)));
         for matcher in named {
@@ -577,7 +588,10 @@ pub fn compile_with(policy: Policy, names: &dyn HostNames) -> Result<CompiledPol
                 _ => {}
             }
             if let Some((_, other)) = matchers.iter().find(|(m, _)| *m == matcher) {
-                return Err(invalid(format!("profile {:?}: {matcher:?} already matches profile #{other}", profile.name)));
+                return Err(invalid(format!(
+                    "profile {:?}: {matcher:?} already matches profile #{other}",
+                    profile.name
+                )));
             }
             matchers.push((matcher, id));
         }
@@ -622,15 +636,24 @@ pub fn compile_with(policy: Policy, names: &dyn HostNames) -> Result<CompiledPol
     }
     let mut responsibles = Vec::new();
     for ri in &policy.responsibles {
-        let key = trust::parse_public_key(&ri.key).ok_or_else(|| {
-            invalid(format!("responsible {:?}: key is not a base64 Ed25519 public key", ri.name))
-        })?;
+        let key = trust::parse_public_key(&ri.key)
+            .ok_or_else(|| invalid(format!("responsible {:?}: key is not a base64 Ed25519 public key", ri.name)))?;
         for pattern in &ri.may_approve {
             expand_action(pattern).map_err(|e| invalid(format!("responsible {:?}: {e}", ri.name)))?;
         }
         responsibles.push((ri.clone(), key));
     }
-    Ok(CompiledPolicy { policy, expires_unix, profile_ids, profiles, rules, rule_names, responsibles, unresolved, matchers })
+    Ok(CompiledPolicy {
+        policy,
+        expires_unix,
+        profile_ids,
+        profiles,
+        rules,
+        rule_names,
+        responsibles,
+        unresolved,
+        matchers,
+    })
 }
 
 impl CompiledPolicy {

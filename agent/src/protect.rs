@@ -160,9 +160,7 @@ const OVERLAYFS_MAGIC: i64 = 0x794c_7630;
 pub fn on_overlayfs<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Vec<PathBuf> {
     paths
         .into_iter()
-        .filter(|path| {
-            nix::sys::statfs::statfs(*path).is_ok_and(|fs| fs.filesystem_type().0 == OVERLAYFS_MAGIC)
-        })
+        .filter(|path| nix::sys::statfs::statfs(*path).is_ok_and(|fs| fs.filesystem_type().0 == OVERLAYFS_MAGIC))
         .map(Path::to_path_buf)
         .collect()
 }

@@ -82,9 +82,10 @@ pub fn list(state_dir: &Path) -> std::io::Result<Vec<ChangeRequest>> {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "json")
             && let Ok(bytes) = fs::read(&path)
-                && let Ok(request) = serde_json::from_slice(&bytes) {
-                    all.push(request);
-                }
+            && let Ok(request) = serde_json::from_slice(&bytes)
+        {
+            all.push(request);
+        }
     }
     all.sort_by_key(|r: &ChangeRequest| r.first_seen);
     Ok(all)

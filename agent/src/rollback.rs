@@ -109,7 +109,8 @@ pub fn take(state_dir: &Path, id: &str, action: &str, target: &str, now: u64) ->
     fs::create_dir_all(&dir).map_err(snapshot_error(dir.display().to_string()))?;
     let covered = if action.starts_with("nft.") {
         let json = ruleset_json().map_err(|reason| RollbackError::Snapshot { what: "the ruleset".into(), reason })?;
-        let text = nft(&["list", "ruleset"]).map_err(|reason| RollbackError::Snapshot { what: "the ruleset".into(), reason })?;
+        let text = nft(&["list", "ruleset"])
+            .map_err(|reason| RollbackError::Snapshot { what: "the ruleset".into(), reason })?;
         write_synced(&dir.join("ruleset.json"), json.as_bytes()).map_err(snapshot_error("ruleset.json"))?;
         write_synced(&dir.join("ruleset.nft"), text.as_bytes()).map_err(snapshot_error("ruleset.nft"))?;
         Covered::Nftables
@@ -157,7 +158,9 @@ pub fn load(state_dir: &Path, id: &str) -> Result<Meta, RollbackError> {
 fn current_state(meta: &Meta) -> Result<String, RollbackError> {
     match &meta.covered {
         Covered::File { path, .. } => Ok(sha256_of(path).unwrap_or_else(|| "absent".into())),
-        Covered::Nftables => ruleset_json().map_err(|reason| RollbackError::Snapshot { what: "the ruleset".into(), reason }),
+        Covered::Nftables => {
+            ruleset_json().map_err(|reason| RollbackError::Snapshot { what: "the ruleset".into(), reason })
+        }
     }
 }
 

@@ -116,7 +116,8 @@ pub fn running_matches(entries: &HashMap<MatchKey, u32>, skip: u32) -> Vec<Picku
         let proc_dir = entry.path();
         // Kernel threads have no executable.
         let Ok(exe) = std::fs::metadata(proc_dir.join("exe")) else { continue };
-        let by_exe = entries.get(&key(match_kind::EXE, [protect::kernel_dev(exe.dev()), exe.ino()])).map(|p| (*p, "exe"));
+        let by_exe =
+            entries.get(&key(match_kind::EXE, [protect::kernel_dev(exe.dev()), exe.ino()])).map(|p| (*p, "exe"));
         let by_cgroup = || {
             let text = std::fs::read_to_string(proc_dir.join("cgroup")).ok()?;
             let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
@@ -125,7 +126,8 @@ pub fn running_matches(entries: &HashMap<MatchKey, u32>, skip: u32) -> Vec<Picku
         };
         let by_uid = || {
             let status = std::fs::read_to_string(proc_dir.join("status")).ok()?;
-            let uid: u64 = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()?;
+            let uid: u64 =
+                status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()?;
             entries.get(&key(match_kind::UID, [uid, 0])).map(|p| (*p, "uid"))
         };
         if let Some((profile_id, by)) = by_exe.or_else(by_cgroup).or_else(by_uid) {

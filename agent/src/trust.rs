@@ -51,15 +51,14 @@ pub fn key_id(key: &VerifyingKey) -> String {
 }
 
 pub fn read_public_key(path: &Path) -> Result<VerifyingKey, TrustError> {
-    let text = fs::read_to_string(path)
-        .map_err(|source| TrustError::Read { path: path.display().to_string(), source })?;
-    parse_public_key(&text)
-        .ok_or_else(|| TrustError::BadKey { path: path.display().to_string(), what: "public" })
+    let text =
+        fs::read_to_string(path).map_err(|source| TrustError::Read { path: path.display().to_string(), source })?;
+    parse_public_key(&text).ok_or_else(|| TrustError::BadKey { path: path.display().to_string(), what: "public" })
 }
 
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, TrustError> {
-    let text = fs::read_to_string(path)
-        .map_err(|source| TrustError::Read { path: path.display().to_string(), source })?;
+    let text =
+        fs::read_to_string(path).map_err(|source| TrustError::Read { path: path.display().to_string(), source })?;
     let seed: [u8; 32] = B64
         .decode(text.trim())
         .ok()
@@ -72,17 +71,11 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey, TrustError> {
 pub fn generate_key_pair(path: &Path) -> Result<VerifyingKey, TrustError> {
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let write_err = |source| TrustError::Write { path: path.display().to_string(), source };
-    let mut private = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(write_err)?;
+    let mut private = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(write_err)?;
     writeln!(private, "{}", B64.encode(key.to_bytes())).map_err(write_err)?;
     let public_path = public_path_of(path);
-    fs::write(&public_path, format!("{}\n", encode_public_key(&key.verifying_key()))).map_err(
-        |source| TrustError::Write { path: public_path.display().to_string(), source },
-    )?;
+    fs::write(&public_path, format!("{}\n", encode_public_key(&key.verifying_key())))
+        .map_err(|source| TrustError::Write { path: public_path.display().to_string(), source })?;
     Ok(key.verifying_key())
 }
 
@@ -110,8 +103,7 @@ pub struct Envelope {
 
 /// DSSE v1 pre-authentication encoding.
 pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, payload.len())
-        .into_bytes();
+    let mut out = format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, payload.len()).into_bytes();
     out.extend_from_slice(payload);
     out
 }
@@ -136,9 +128,8 @@ impl Envelope {
     /// Adds `key`'s signature over the payload as it stands (a co-signer).
     /// A key that already signed is not added twice.
     pub fn add_signature(&mut self, key: &SigningKey) -> Result<(), TrustError> {
-        let payload = B64
-            .decode(&self.payload)
-            .map_err(|e| TrustError::BadEnvelope(format!("payload is not base64: {e}")))?;
+        let payload =
+            B64.decode(&self.payload).map_err(|e| TrustError::BadEnvelope(format!("payload is not base64: {e}")))?;
         let keyid = key_id(&key.verifying_key());
         if self.signatures.iter().any(|s| s.keyid == keyid) {
             return Ok(());
@@ -165,14 +156,10 @@ impl Envelope {
         threshold: usize,
     ) -> Result<(Vec<u8>, Vec<VerifyingKey>), TrustError> {
         if self.payload_type != expected_type {
-            return Err(TrustError::WrongPayloadType {
-                found: self.payload_type.clone(),
-                expected: expected_type,
-            });
+            return Err(TrustError::WrongPayloadType { found: self.payload_type.clone(), expected: expected_type });
         }
-        let payload = B64
-            .decode(&self.payload)
-            .map_err(|e| TrustError::BadEnvelope(format!("payload is not base64: {e}")))?;
+        let payload =
+            B64.decode(&self.payload).map_err(|e| TrustError::BadEnvelope(format!("payload is not base64: {e}")))?;
         if self.signatures.is_empty() {
             return Err(TrustError::Unsigned);
         }
@@ -194,10 +181,7 @@ impl Envelope {
             }
         }
         if signers.len() < threshold.max(1) {
-            return Err(TrustError::NotEnoughSignatures {
-                needed: threshold.max(1),
-                found: signers.len(),
-            });
+            return Err(TrustError::NotEnoughSignatures { needed: threshold.max(1), found: signers.len() });
         }
         Ok((payload, signers))
     }

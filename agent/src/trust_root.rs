@@ -52,7 +52,8 @@ pub enum TrustRootError {
 impl TrustRoot {
     /// Checks a trust root's text on its own (what `trust sign` signs).
     pub fn parse(text: &str) -> Result<Self, TrustRootError> {
-        let file: TrustRootFile = toml::from_str(text).map_err(|e| TrustRootError::Malformed(e.message().to_owned()))?;
+        let file: TrustRootFile =
+            toml::from_str(text).map_err(|e| TrustRootError::Malformed(e.message().to_owned()))?;
         let mut keys = Vec::new();
         for (index, text) in file.keys.iter().enumerate() {
             let key = trust::parse_public_key(text).ok_or(TrustRootError::BadKey { index })?;

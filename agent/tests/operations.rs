@@ -91,8 +91,16 @@ fn metrics_are_prometheus_text_with_escaped_labels() {
     snapshot.decisions.insert(("denied".into(), "nft.rule.add".into(), "agent \"x\"".into()), 3);
     let text = metrics::render(&snapshot);
     assert!(text.contains("# TYPE warrant_decisions_total counter\n"), "{text}");
-    assert!(text.contains("warrant_decisions_total{verdict=\"denied\",action=\"nft.rule.add\",profile=\"agent \\\"x\\\"\"} 3\n"), "{text}");
-    assert!(text.contains("warrant_policy_version 7\n") && text.contains("warrant_enforcement_available 1\n"), "{text}");
+    assert!(
+        text.contains(
+            "warrant_decisions_total{verdict=\"denied\",action=\"nft.rule.add\",profile=\"agent \\\"x\\\"\"} 3\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("warrant_policy_version 7\n") && text.contains("warrant_enforcement_available 1\n"),
+        "{text}"
+    );
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let value = line.rsplit(' ').next().unwrap();
         assert!(value.parse::<u64>().is_ok(), "not a sample: {line}");

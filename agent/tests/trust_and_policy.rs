@@ -46,11 +46,13 @@ fn every_example_policy_loads() {
 #[test]
 fn demo_policy_compiles_to_the_expected_tiers() {
     let compiled = demo_policy();
-    let target = policy::Target::parse(action::TargetKind::Firewall, "inet filter input", &[], &policy::ThisHost).unwrap();
+    let target =
+        policy::Target::parse(action::TargetKind::Firewall, "inet filter input", &[], &policy::ThisHost).unwrap();
     let agent = compiled.profile_ids["agent"];
     let approve = compiled.rules[&target.key(agent, action::NFT_RULE_ADD)];
     assert_eq!(approve.tier, tier::APPROVE);
-    let blocklist = policy::Target::parse(action::TargetKind::Firewall, "inet filter blocklist", &[], &policy::ThisHost).unwrap();
+    let blocklist =
+        policy::Target::parse(action::TargetKind::Firewall, "inet filter blocklist", &[], &policy::ThisHost).unwrap();
     assert_eq!(compiled.rules[&blocklist.key(agent, action::NFT_ELEMENT_ADD)].tier, tier::ALLOW);
     assert_eq!(compiled.rules[&blocklist.key(agent, action::NFT_ELEMENT_DELETE)].tier, tier::ALLOW);
 }
@@ -83,11 +85,26 @@ fn bad_policies_are_refused_with_a_reason() {
     let cases = [
         ("version = \"x\"", "TOML"),
         ("version = 1\nexpires = \"soon\"\n[[profile]]\nname = \"a\"", "expires"),
-        ("version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n[[profile]]\nname = \"a\"\n[[profile.rule]]\naction = \"nft.bogus\"\ntarget = \"inet filter\"\ntier = \"allow\"", "no known action"),
-        ("version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n[[profile]]\nname = \"a\"\n[[profile.rule]]\naction = \"nft.rule.add\"\ntarget = \"* filter input\"\ntier = \"allow\"", "trailing"),
-        ("version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n[[profile]]\nname = \"a\"\n[[profile.rule]]\naction = \"nft.rule.add\"\ntarget = \"inet filter input\"\ntier = \"maybe\"", "TOML"),
-        ("version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n[[profile]]\nname = \"a\"\n[[profile]]\nname = \"a\"", "twice"),
-        ("version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n[[responsible]]\nname = \"x\"\nrole = \"r\"\nkey = \"nope\"\nmay_approve = []\n[[profile]]\nname = \"a\"", "public key"),
+        (
+            "version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n[[profile]]\nname = \"a\"\n[[profile.rule]]\naction = \"nft.bogus\"\ntarget = \"inet filter\"\ntier = \"allow\"",
+            "no known action",
+        ),
+        (
+            "version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n[[profile]]\nname = \"a\"\n[[profile.rule]]\naction = \"nft.rule.add\"\ntarget = \"* filter input\"\ntier = \"allow\"",
+            "trailing",
+        ),
+        (
+            "version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n[[profile]]\nname = \"a\"\n[[profile.rule]]\naction = \"nft.rule.add\"\ntarget = \"inet filter input\"\ntier = \"maybe\"",
+            "TOML",
+        ),
+        (
+            "version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n[[profile]]\nname = \"a\"\n[[profile]]\nname = \"a\"",
+            "twice",
+        ),
+        (
+            "version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n[[responsible]]\nname = \"x\"\nrole = \"r\"\nkey = \"nope\"\nmay_approve = []\n[[profile]]\nname = \"a\"",
+            "public key",
+        ),
     ];
     for (text, expected) in cases {
         let error = policy::Policy::parse(text).and_then(policy::compile).unwrap_err().to_string();
@@ -144,7 +161,10 @@ fn each_kind_of_bad_bundle_is_refused() {
     assert!(matches!(error, TrustError::BadEnvelope(_)) && !error.to_string().contains('\n'), "{error}");
     // The same key twice does not make a threshold of two.
     let doubled = signed_bundle(&[team.clone(), team.clone()]);
-    assert!(matches!(doubled.verify(POLICY_PAYLOAD_TYPE, &trusted, 2), Err(TrustError::NotEnoughSignatures { needed: 2, found: 1 })));
+    assert!(matches!(
+        doubled.verify(POLICY_PAYLOAD_TYPE, &trusted, 2),
+        Err(TrustError::NotEnoughSignatures { needed: 2, found: 1 })
+    ));
 }
 
 fn approval_for(approver: &str, approver_key: &SigningKey) -> Approval {
@@ -174,7 +194,8 @@ fn warrant_from_the_named_ri_is_accepted() {
     let envelope = approval_for("alice", &alice).seal(&alice);
     let checked = approval::check(&envelope, &demo_policy(), "host-a", 1_000).unwrap();
     let agent = demo_policy().profile_ids["agent"];
-    let input = policy::Target::parse(action::TargetKind::Firewall, "inet filter input", &[], &policy::ThisHost).unwrap();
+    let input =
+        policy::Target::parse(action::TargetKind::Firewall, "inet filter input", &[], &policy::ThisHost).unwrap();
     assert_eq!(checked.key, input.key(agent, action::NFT_RULE_ADD));
 }
 
@@ -184,9 +205,15 @@ fn warrants_are_refused_for_each_reason() {
     let policy = demo_policy();
     let check = |a: Approval, k: &SigningKey, host: &str, now: u64| approval::check(&a.seal(k), &policy, host, now);
     let mallory = key("mallory");
-    assert!(matches!(check(approval_for("mallory", &mallory), &mallory, "host-a", 1), Err(ApprovalError::NotResponsible { .. })));
+    assert!(matches!(
+        check(approval_for("mallory", &mallory), &mallory, "host-a", 1),
+        Err(ApprovalError::NotResponsible { .. })
+    ));
     assert!(matches!(check(approval_for("alice", &alice), &alice, "host-b", 1), Err(ApprovalError::WrongHost { .. })));
-    assert!(matches!(check(approval_for("alice", &alice), &alice, "host-a", 2_000_000_001), Err(ApprovalError::Expired { .. })));
+    assert!(matches!(
+        check(approval_for("alice", &alice), &alice, "host-a", 2_000_000_001),
+        Err(ApprovalError::Expired { .. })
+    ));
     let mut other_profile = approval_for("alice", &alice);
     other_profile.profile = "nobody".into();
     assert!(matches!(check(other_profile, &alice, "host-a", 1), Err(ApprovalError::UnknownProfile { .. })));
@@ -312,7 +339,10 @@ fn rotation_keeps_the_chain_and_checkpoints_catch_truncation_and_rewrites() {
     };
     // Truncation to before the checkpoint, with the chain still whole.
     std::fs::write(&path, "").unwrap();
-    expect("the current file emptied", &|e| matches!(e, AuditError::Checkpoint { problem, .. } if problem.contains("truncated")));
+    expect(
+        "the current file emptied",
+        &|e| matches!(e, AuditError::Checkpoint { problem, .. } if problem.contains("truncated")),
+    );
     std::fs::write(&path, &current).unwrap();
     // A rotated file deleted: the next one does not follow.
     let first_rotated = files[0].clone();
@@ -323,13 +353,19 @@ fn rotation_keeps_the_chain_and_checkpoints_catch_truncation_and_rewrites() {
     // One byte flipped in a rotated file: named by its record number.
     let flipped = String::from_utf8(saved.clone()).unwrap().replacen("\"n\":2,", "\"n\":9,", 1);
     std::fs::write(&first_rotated, flipped).unwrap();
-    expect("a byte flipped", &|e| matches!(e, AuditError::Broken { line: 3, problem, .. } if problem.contains("edited")));
+    expect(
+        "a byte flipped",
+        &|e| matches!(e, AuditError::Broken { line: 3, problem, .. } if problem.contains("edited")),
+    );
     std::fs::write(&first_rotated, &saved).unwrap();
     // A checkpoint signed by another key, or edited, is no checkpoint.
     let note_path = audit::checkpoint_path(&path);
     let note = std::fs::read_to_string(&note_path).unwrap();
     std::fs::write(&note_path, note.replacen("\n40\n", "\n44\n", 1)).unwrap();
-    expect("an edited checkpoint", &|e| matches!(e, AuditError::Checkpoint { problem, .. } if problem.contains("signature")));
+    expect(
+        "an edited checkpoint",
+        &|e| matches!(e, AuditError::Checkpoint { problem, .. } if problem.contains("signature")),
+    );
     let log = AuditLog::open(&path, 4096).unwrap();
     log.checkpoint(&other, "test-host/warrant-audit").unwrap();
     drop(log);
@@ -422,14 +458,17 @@ tier = "allow"
 #[test]
 fn namespace_targets_are_checked_for_their_kind() {
     let policy_with = |action: &str, target: &str| {
-        format!("version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n[[profile]]\nname = \"p\"\n[[profile.rule]]\naction = \"{action}\"\ntarget = \"{target}\"\ntier = \"allow\"\n")
+        format!(
+            "version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n[[profile]]\nname = \"p\"\n[[profile.rule]]\naction = \"{action}\"\ntarget = \"{target}\"\ntier = \"allow\"\n"
+        )
     };
     for (action, target, says) in [
         ("netns.create", "blue", "has no target"),
         ("netns.*", "*", "mixes actions"),
         ("iptables.replace", "ip filter", "family alone"),
     ] {
-        let err = policy::Policy::parse(&policy_with(action, target)).and_then(policy::compile).unwrap_err().to_string();
+        let err =
+            policy::Policy::parse(&policy_with(action, target)).and_then(policy::compile).unwrap_err().to_string();
         assert!(err.contains(says), "{action} {target}: {err}");
     }
 }
@@ -437,7 +476,10 @@ fn namespace_targets_are_checked_for_their_kind() {
 #[test]
 fn profile_ids_follow_names_not_positions() {
     let text = |order: [&str; 2]| {
-        format!("version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n[[profile]]\nname = \"{}\"\n[[profile]]\nname = \"{}\"\n", order[0], order[1])
+        format!(
+            "version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n[[profile]]\nname = \"{}\"\n[[profile]]\nname = \"{}\"\n",
+            order[0], order[1]
+        )
     };
     let one = policy::compile(policy::Policy::parse(&text(["a", "b"])).unwrap()).unwrap();
     let other = policy::compile(policy::Policy::parse(&text(["b", "a"])).unwrap()).unwrap();
@@ -456,7 +498,8 @@ fn rates_parse_and_only_allow_rules_take_one() {
     assert!(err.contains("only `allow` rules take a rate"), "{err}");
     let compiled = demo_policy();
     let ops_bot = compiled.profile_ids["ops-bot"];
-    let blocklist = policy::Target::parse(action::TargetKind::Firewall, "inet filter blocklist", &[], &policy::ThisHost).unwrap();
+    let blocklist =
+        policy::Target::parse(action::TargetKind::Firewall, "inet filter blocklist", &[], &policy::ThisHost).unwrap();
     let rule = compiled.rules[&blocklist.key(ops_bot, action::NFT_ELEMENT_ADD)];
     assert_eq!((rule.rate_limit, rule.rate_window_secs), (3, 60));
 }
@@ -491,7 +534,10 @@ fn two_person_actions_need_two_distinct_responsible_individuals() {
     // ...nor her signature twice, nor a key the policy does not name...
     envelope.add_signature(&alice).unwrap();
     envelope.add_signature(&mallory).unwrap();
-    assert!(matches!(approval::check(&envelope, &policy, "host-a", 1_000), Err(ApprovalError::NeedsTwo { found: 1, .. })));
+    assert!(matches!(
+        approval::check(&envelope, &policy, "host-a", 1_000),
+        Err(ApprovalError::NeedsTwo { found: 1, .. })
+    ));
     // ...but Bob co-signing makes two.
     envelope.add_signature(&bob).unwrap();
     let checked = approval::check(&envelope, &policy, "host-a", 1_000).unwrap();
@@ -526,7 +572,8 @@ fn a_bundle_needs_k_distinct_keys_of_n_trusted() {
 }
 
 fn root_text(version: u64, threshold: usize, keys: &[&SigningKey]) -> String {
-    let keys: Vec<String> = keys.iter().map(|k| format!("{:?}", trust::encode_public_key(&k.verifying_key()))).collect();
+    let keys: Vec<String> =
+        keys.iter().map(|k| format!("{:?}", trust::encode_public_key(&k.verifying_key()))).collect();
     format!("version = {version}\nthreshold = {threshold}\nkeys = [{}]\n", keys.join(", "))
 }
 
@@ -544,7 +591,11 @@ fn the_trust_root_rotates_only_when_a_threshold_of_the_keys_in_force_signs() {
     // Bundles now need the new key, and the old ones no longer count.
     let bundle = signed_bundle(std::slice::from_ref(&mallory));
     assert!(bundle.verify(POLICY_PAYLOAD_TYPE, &rotated.keys, rotated.threshold).is_ok());
-    assert!(signed_bundle(std::slice::from_ref(&team)).verify(POLICY_PAYLOAD_TYPE, &rotated.keys, rotated.threshold).is_err());
+    assert!(
+        signed_bundle(std::slice::from_ref(&team))
+            .verify(POLICY_PAYLOAD_TYPE, &rotated.keys, rotated.threshold)
+            .is_err()
+    );
 
     let refusals = [
         ("one key of a threshold of two", sign(&next_text, std::slice::from_ref(&team))),

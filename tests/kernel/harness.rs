@@ -53,10 +53,13 @@ fn protected_tree_fixture() {
 /// cgroup /agents.slice.
 fn matched_subjects_fixture() {
     let out = Command::new("sh")
-        .args(["-ec", "grep -qs ' /opt tmpfs ' /proc/mounts || mount -t tmpfs agents /opt
+        .args([
+            "-ec",
+            "grep -qs ' /opt tmpfs ' /proc/mounts || mount -t tmpfs agents /opt
             mkdir -p /opt/agents && cp /bin/sh /opt/agents/ai-agent
             grep -qs ' /sys/fs/cgroup cgroup2 ' /proc/mounts || mount -t cgroup2 none /sys/fs/cgroup
-            mkdir -p /sys/fs/cgroup/agents.slice"])
+            mkdir -p /sys/fs/cgroup/agents.slice",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "subjects fixture: {}", String::from_utf8_lossy(&out.stderr));
@@ -124,9 +127,10 @@ pub fn wait_for_file(path: &Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(text) = std::fs::read_to_string(path)
-            && !text.is_empty() {
-                return text;
-            }
+            && !text.is_empty()
+        {
+            return text;
+        }
         assert!(Instant::now() < deadline, "{} never appeared", path.display());
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -134,7 +138,11 @@ pub fn wait_for_file(path: &Path) -> String {
 
 impl Daemon {
     fn start() -> Daemon {
-        assert_eq!(std::env::var("WARRANT_KERNEL_TIER").as_deref(), Ok("1"), "kernel tier outside the VM: run `cargo xtask test`");
+        assert_eq!(
+            std::env::var("WARRANT_KERNEL_TIER").as_deref(),
+            Ok("1"),
+            "kernel tier outside the VM: run `cargo xtask test`"
+        );
         // On the VM's tmpfs /run: its /tmp is an overlay, where stat's inode
         // numbers are the upper layer's, not the ones the kernel hooks see.
         let dir = PathBuf::from(format!("/run/warrant-kernel-tier-{}", std::process::id()));
@@ -175,9 +183,13 @@ impl Daemon {
         daemon.spawn();
         let bundle = dir.join("demo.bundle");
         daemon.cli_ok(&[
-            "policy", "sign", repo().join("policies/demo.toml").to_str().unwrap(),
-            "--key", keys.join("security-team.key").to_str().unwrap(),
-            "--out", bundle.to_str().unwrap(),
+            "policy",
+            "sign",
+            repo().join("policies/demo.toml").to_str().unwrap(),
+            "--key",
+            keys.join("security-team.key").to_str().unwrap(),
+            "--out",
+            bundle.to_str().unwrap(),
         ]);
         daemon.cli_ok(&["policy", "apply", bundle.to_str().unwrap()]);
         daemon
@@ -268,7 +280,15 @@ impl Daemon {
         assert_ne!(text, policy, "the policy text has no `version = 1` line");
         let file = self.write_file(&format!("policy-v{version}.toml"), &text);
         let bundle = self.dir.join(format!("policy-v{version}.bundle"));
-        self.cli_ok(&["policy", "sign", file.to_str().unwrap(), "--key", key.to_str().unwrap(), "--out", bundle.to_str().unwrap()]);
+        self.cli_ok(&[
+            "policy",
+            "sign",
+            file.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--out",
+            bundle.to_str().unwrap(),
+        ]);
         (version, bundle)
     }
 
@@ -284,8 +304,20 @@ impl Daemon {
         let out = self.dir.join(format!("{request}-{signer}-{uses}-{ttl}.warrant"));
         let key = repo().join(format!("policies/demo-keys/{signer}.key"));
         self.cli_ok(&[
-            "approve", request, "--key", key.to_str().unwrap(), "--ttl", ttl, "--uses", &uses.to_string(),
-            "--reason", "kernel tier test", "--approver", signer, "--out", out.to_str().unwrap(),
+            "approve",
+            request,
+            "--key",
+            key.to_str().unwrap(),
+            "--ttl",
+            ttl,
+            "--uses",
+            &uses.to_string(),
+            "--reason",
+            "kernel tier test",
+            "--approver",
+            signer,
+            "--out",
+            out.to_str().unwrap(),
         ]);
         out
     }

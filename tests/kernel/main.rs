@@ -7,7 +7,6 @@ mod harness;
 
 use harness::{Daemon, daemon, nft_root, run_subject, run_subject_as};
 
-
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn bpf_lsm_is_active_and_doctor_says_available() {
@@ -29,7 +28,10 @@ fn allow_tier_applies_and_is_audited() {
     assert!(nft_root(&["list", "set", "inet", "filter", "blocklist"]).contains("10.9.0.1"));
     d.expect_record(mark, "nft.element.add", "inet filter blocklist", "allowed");
     let metrics = d.cli_ok(&["metrics"]);
-    assert!(metrics.contains("warrant_decisions_total{verdict=\"allowed\",action=\"nft.element.add\",profile=\"agent\"}"), "{metrics}");
+    assert!(
+        metrics.contains("warrant_decisions_total{verdict=\"allowed\",action=\"nft.element.add\",profile=\"agent\"}"),
+        "{metrics}"
+    );
     assert!(metrics.contains("warrant_enforcement_available 1"), "{metrics}");
 }
 
@@ -94,7 +96,9 @@ fn a_content_bound_warrant_covers_only_its_rule() {
     let shown = d.run_cli(&["requests", "show", &request_id]);
     assert!(shown.contains(&digest), "{shown}");
     // The RI sees the rule itself, decoded from what the kernel digested.
-    for part in ["[ payload load 2b @ transport header + 2 => reg 1 ]", "[ cmp eq reg 1 0x0016 ]", "[ immediate reg 0 accept ]"] {
+    for part in
+        ["[ payload load 2b @ transport header + 2 => reg 1 ]", "[ cmp eq reg 1 0x0016 ]", "[ immediate reg 0 accept ]"]
+    {
         assert!(shown.contains(part), "the request does not show {part}: {shown}");
     }
     assert_eq!(request["content"].as_str().map(|c| c.contains("0x0016")), Some(true), "{request}");
@@ -103,7 +107,10 @@ fn a_content_bound_warrant_covers_only_its_rule() {
     d.cli_ok(&["install", warrant.to_str().unwrap()]);
     let mark = d.audit_len();
     let other = run_subject(&bare);
-    assert!(other.stderr.contains("Operation not permitted"), "a warrant for `tcp dport 22 accept` allowed a bare accept");
+    assert!(
+        other.stderr.contains("Operation not permitted"),
+        "a warrant for `tcp dport 22 accept` allowed a bare accept"
+    );
     let refused = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
     assert_ne!(refused["content_digest"].as_str(), Some(digest.as_str()));
     let rules = nft_root(&["list", "chain", "inet", "filter", "input"]);
@@ -132,7 +139,8 @@ fn each_decision_during_policy_reloads_follows_one_whole_policy() {
     let mut allows = std::collections::BTreeMap::from([(d.policy_version(), true)]);
     // The agent keeps changing the blocklist while the policy flips under it.
     let mut agent = harness::subject_command(&[
-        "sh", "-c",
+        "sh",
+        "-c",
         "while [ ! -e /run/warrant-reload-stop ]; do nft add element inet filter blocklist '{ 10.7.0.1 }'; \
          nft delete element inet filter blocklist '{ 10.7.0.1 }'; done 2>/dev/null",
     ])
@@ -158,7 +166,10 @@ fn each_decision_during_policy_reloads_follows_one_whole_policy() {
         let expected = if allowed { "allowed" } else { "denied" };
         assert_eq!(record["verdict"], expected, "a decision under v{version} did not follow v{version}: {record}");
         let rule = record["rule"].as_str().unwrap_or_default();
-        assert!(rule.ends_with(if allowed { "-> allow" } else { "-> deny" }), "rule named from another policy: {record}");
+        assert!(
+            rule.ends_with(if allowed { "-> allow" } else { "-> deny" }),
+            "rule named from another policy: {record}"
+        );
         seen.insert(allowed);
     }
     assert_eq!(seen.len(), 2, "the agent's changes were decided under both policies");
@@ -169,7 +180,8 @@ fn each_decision_during_policy_reloads_follows_one_whole_policy() {
 fn a_batch_with_one_denied_message_applies_nothing() {
     let d = daemon();
     let mark = d.audit_len();
-    let script = d.write_file("batch.nft", "add element inet filter blocklist { 10.9.0.77 }\nadd chain inet filter batchchain\n");
+    let script = d
+        .write_file("batch.nft", "add element inet filter blocklist { 10.9.0.77 }\nadd chain inet filter batchchain\n");
     let out = run_subject(&["nft", "-f", script.to_str().unwrap()]);
     assert!(!out.status.success(), "a batch with a denied message went through");
     assert!(!nft_root(&["list", "set", "inet", "filter", "blocklist"]).contains("10.9.0.77"));
@@ -206,7 +218,14 @@ fn warrant_for_one_table_does_not_cover_another() {
 /// A subject's `attempt` is refused in the approve tier as `action` on
 /// `target`; alice's warrant for that change request, valid for `ttl` and
 /// `uses`, is installed. Returns its file.
-fn warrant_after_refusal(d: &Daemon, attempt: impl FnOnce() -> harness::Ran, action: &str, target: &str, ttl: &str, uses: u32) -> std::path::PathBuf {
+fn warrant_after_refusal(
+    d: &Daemon,
+    attempt: impl FnOnce() -> harness::Ran,
+    action: &str,
+    target: &str,
+    ttl: &str,
+    uses: u32,
+) -> std::path::PathBuf {
     let mark = d.audit_len();
     let denied = attempt();
     assert!(!denied.status.success(), "{action} on {target} was not refused: {}", denied.stderr);
@@ -316,7 +335,8 @@ fn legacy_iptables_replace_is_decided_per_family() {
     let d = daemon();
     let mark = d.audit_len();
     // ip6tables is pre-authorised for ops-bot.
-    let allowed = run_subject_as("ops-bot", &["ip6tables-legacy", "-A", "INPUT", "-p", "tcp", "--dport", "2601", "-j", "ACCEPT"]);
+    let allowed =
+        run_subject_as("ops-bot", &["ip6tables-legacy", "-A", "INPUT", "-p", "tcp", "--dport", "2601", "-j", "ACCEPT"]);
     assert!(allowed.status.success(), "{}", allowed.stderr);
     assert!(iptables_root("ip6tables-legacy", &["-S", "INPUT"]).contains("2601"));
     d.expect_record(mark, "iptables.replace", "ip6", "allowed");
@@ -334,7 +354,10 @@ fn legacy_iptables_replace_is_decided_per_family() {
     assert!(iptables_root("iptables-legacy", &["-S", "INPUT"]).contains("2602"));
     d.expect_record(mark, "iptables.replace", "ip", "allowed-by-warrant");
     // The agent profile has no legacy rules at all: arptables and ebtables are denied.
-    for (tool, args) in [("arptables-legacy", vec!["-A", "INPUT", "-j", "ACCEPT"]), ("ebtables-legacy", vec!["-A", "INPUT", "-j", "ACCEPT"])] {
+    for (tool, args) in [
+        ("arptables-legacy", vec!["-A", "INPUT", "-j", "ACCEPT"]),
+        ("ebtables-legacy", vec!["-A", "INPUT", "-j", "ACCEPT"]),
+    ] {
         let mut argv = vec![tool];
         argv.extend(args);
         let out = run_subject(&argv);
@@ -424,8 +447,11 @@ fn subjects_cannot_touch_warrant_itself() {
     assert!(d.run_cli_status(&["status"]).0, "the daemon must still answer");
     // ptrace of the daemon (PTRACE_ATTACH = 16).
     let ptrace = run_subject(&[
-        "python3", "-c",
-        &format!("import ctypes,sys; libc=ctypes.CDLL(None,use_errno=True); r=libc.ptrace(16,{pid},0,0); sys.exit(ctypes.get_errno() if r<0 else 0)"),
+        "python3",
+        "-c",
+        &format!(
+            "import ctypes,sys; libc=ctypes.CDLL(None,use_errno=True); r=libc.ptrace(16,{pid},0,0); sys.exit(ctypes.get_errno() if r<0 else 0)"
+        ),
     ]);
     assert_eq!(ptrace.status.code(), Some(1), "ptrace of the daemon must fail with EPERM: {}", ptrace.stderr);
     d.expect_record(mark, "self.ptrace", "*", "denied");
@@ -454,21 +480,42 @@ fn subjects_cannot_touch_warrant_itself() {
     let mut outsider = std::process::Command::new("sleep").arg("120").spawn().unwrap();
     let mark = d.audit_len();
     let ptrace = run_subject(&[
-        "python3", "-c",
-        &format!("import ctypes,sys; libc=ctypes.CDLL(None,use_errno=True); r=libc.ptrace(16,{},0,0); sys.exit(ctypes.get_errno() if r<0 else 0)", outsider.id()),
+        "python3",
+        "-c",
+        &format!(
+            "import ctypes,sys; libc=ctypes.CDLL(None,use_errno=True); r=libc.ptrace(16,{},0,0); sys.exit(ctypes.get_errno() if r<0 else 0)",
+            outsider.id()
+        ),
     ]);
-    assert_eq!(ptrace.status.code(), Some(1), "ptrace of an unconfined process must fail with EPERM: {}", ptrace.stderr);
+    assert_eq!(
+        ptrace.status.code(),
+        Some(1),
+        "ptrace of an unconfined process must fail with EPERM: {}",
+        ptrace.stderr
+    );
     d.expect_record(mark, "self.ptrace", "*", "denied");
     let _ = outsider.kill();
     let _ = outsider.wait();
     // kexec: kernel code from a file, like a module.
-    expect_syscall_refused(d, "kexec_file_load", "fd=os.open('/bin/true',os.O_RDONLY); ", "320,fd,-1,1,b'',4", "self.module");
+    expect_syscall_refused(
+        d,
+        "kexec_file_load",
+        "fd=os.open('/bin/true',os.O_RDONLY); ",
+        "320,fd,-1,1,b'',4",
+        "self.module",
+    );
     // Raw block devices go around every file check.
     let _ = std::fs::remove_file("/run/warrant-loop0");
-    assert!(std::process::Command::new("mknod").args(["/run/warrant-loop0", "b", "7", "0"]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("mknod").args(["/run/warrant-loop0", "b", "7", "0"]).status().unwrap().success()
+    );
     let mark = d.audit_len();
     let raw = run_subject(&["sh", "-c", "echo x > /run/warrant-loop0"]);
-    assert!(raw.stderr.contains("Operation not permitted"), "a subject opened a block device for writing: {}", raw.stderr);
+    assert!(
+        raw.stderr.contains("Operation not permitted"),
+        "a subject opened a block device for writing: {}",
+        raw.stderr
+    );
     d.expect_record(mark, "self.blockdev", "*", "denied");
     // Root that is not a subject is unaffected.
     assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "none", "/mnt"]).status().unwrap().success());
@@ -488,7 +535,13 @@ fn iptables_nft_and_ipset_are_caught_as_netfilter_netlink() {
             && r["target"].as_str().unwrap_or("").starts_with("ip")
             && r["verdict"].as_str().unwrap_or("").starts_with("denied")
     });
-    assert!(std::process::Command::new("ipset").args(["create", "-exist", "rootset", "hash:ip"]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("ipset")
+            .args(["create", "-exist", "rootset", "hash:ip"])
+            .status()
+            .unwrap()
+            .success()
+    );
     // ipset speaks its own nfnetlink subsystem, classified per command and set.
     let ipset_root = |args: &[&str]| std::process::Command::new("ipset").args(args).output().unwrap();
     assert!(ipset_root(&["create", "-exist", "agentset", "hash:ip"]).status.success(), "root is not a subject");
@@ -502,16 +555,25 @@ fn iptables_nft_and_ipset_are_caught_as_netfilter_netlink() {
     // kernel's state and the record, not the exit code.)
     let mark = d.audit_len();
     run_subject(&["ipset", "create", "sneaky", "hash:ip"]);
-    assert!(!String::from_utf8_lossy(&ipset_root(&["list", "-n"]).stdout).contains("sneaky"), "ipset create went through");
+    assert!(
+        !String::from_utf8_lossy(&ipset_root(&["list", "-n"]).stdout).contains("sneaky"),
+        "ipset create went through"
+    );
     d.expect_record(mark, "ipset.create", "sneaky", "denied");
     let mark = d.audit_len();
     run_subject(&["ipset", "destroy", "agentset"]);
-    assert!(String::from_utf8_lossy(&ipset_root(&["list", "-n"]).stdout).contains("agentset"), "ipset destroy went through");
+    assert!(
+        String::from_utf8_lossy(&ipset_root(&["list", "-n"]).stdout).contains("agentset"),
+        "ipset destroy went through"
+    );
     d.expect_record(mark, "ipset.destroy", "agentset", "denied");
     let mark = d.audit_len();
     run_subject(&["ipset", "swap", "agentset", "rootset"]);
     d.expect_record(mark, "ipset.swap", "agentset rootset", "denied");
-    assert!(String::from_utf8_lossy(&ipset_root(&["list", "agentset"]).stdout).contains("10.7.0.1"), "ipset swap went through");
+    assert!(
+        String::from_utf8_lossy(&ipset_root(&["list", "agentset"]).stdout).contains("10.7.0.1"),
+        "ipset swap went through"
+    );
 }
 
 #[test]
@@ -676,7 +738,15 @@ fn sh_subject(script: &str) -> harness::Ran {
 const PROTECTED_FILE: &str = "/etc/sysctl.d/90-agent.conf";
 
 /// A subject's attempt failed with EPERM, changed nothing, and was recorded.
-fn expect_refused(d: &harness::Daemon, what: &str, out: harness::Ran, action: &str, target: &str, verdict: &str, mark: usize) {
+fn expect_refused(
+    d: &harness::Daemon,
+    what: &str,
+    out: harness::Ran,
+    action: &str,
+    target: &str,
+    verdict: &str,
+    mark: usize,
+) {
     assert!(!out.status.success(), "{what} went through");
     assert!(
         out.stderr.contains("Operation not permitted") || out.status.code() == Some(1),
@@ -704,7 +774,11 @@ fn protected_config_files_hold_against_every_route() {
         ("chmod", "chmod 666 /etc/sysctl.d/90-agent.conf", "file.chmod"),
         ("chown", "chown nobody /etc/sysctl.d/90-agent.conf", "file.chown"),
         ("new hard link", "ln /mnt/sysctl.d/90-agent.conf /mnt/outside/new-link", "file.link"),
-        ("rename over (mv)", "echo evil > /mnt/outside/evil && mv /mnt/outside/evil /mnt/sysctl.d/90-agent.conf", "file.rename"),
+        (
+            "rename over (mv)",
+            "echo evil > /mnt/outside/evil && mv /mnt/outside/evil /mnt/sysctl.d/90-agent.conf",
+            "file.rename",
+        ),
         ("rename away", "mv /mnt/sysctl.d/90-agent.conf /mnt/outside/stolen", "file.rename"),
         ("delete", "rm -f /etc/sysctl.d/90-agent.conf", "file.delete"),
     ];
@@ -714,14 +788,39 @@ fn protected_config_files_hold_against_every_route() {
     }
     // sed -i writes a temporary file beside the original first: a new file in a protected tree.
     let mark = d.audit_len();
-    expect_refused(d, "sed -i", run_subject(&["sed", "-i", "s/0/1/", PROTECTED_FILE]), "file.create", "/etc/sysctl.d", needs, mark);
+    expect_refused(
+        d,
+        "sed -i",
+        run_subject(&["sed", "-i", "s/0/1/", PROTECTED_FILE]),
+        "file.create",
+        "/etc/sysctl.d",
+        needs,
+        mark,
+    );
     let mark = d.audit_len();
-    expect_refused(d, "create", sh_subject("touch /etc/sysctl.d/99-new.conf"), "file.create", "/etc/sysctl.d", needs, mark);
+    expect_refused(
+        d,
+        "create",
+        sh_subject("touch /etc/sysctl.d/99-new.conf"),
+        "file.create",
+        "/etc/sysctl.d",
+        needs,
+        mark,
+    );
     let mark = d.audit_len();
-    let xattr = run_subject(&["python3", "-c", &format!("import os; os.setxattr('{PROTECTED_FILE}', 'user.agent', b'1')")]);
+    let xattr =
+        run_subject(&["python3", "-c", &format!("import os; os.setxattr('{PROTECTED_FILE}', 'user.agent', b'1')")]);
     expect_refused(d, "setxattr", xattr, "file.xattr", PROTECTED_FILE, needs, mark);
     let mark = d.audit_len();
-    expect_refused(d, "io_uring openat", files_helper(&["uring-open", PROTECTED_FILE]), "file.write", PROTECTED_FILE, needs, mark);
+    expect_refused(
+        d,
+        "io_uring openat",
+        files_helper(&["uring-open", PROTECTED_FILE]),
+        "file.write",
+        PROTECTED_FILE,
+        needs,
+        mark,
+    );
     // A writable fd opened by root (not a subject) and passed over SCM_RIGHTS.
     for how in ["write", "mmap", "mprotect", "uring-write"] {
         let socket = d.dir.join(format!("pass-{how}.sock"));
@@ -739,14 +838,25 @@ fn protected_config_files_hold_against_every_route() {
         expect_refused(d, &format!("{how} through a passed fd"), used, "file.write", PROTECTED_FILE, needs, mark);
     }
     assert_eq!(std::fs::read_to_string(PROTECTED_FILE).unwrap(), original, "a refused route changed the file");
-    assert!(!std::path::Path::new("/mnt/outside/new-link").exists() && !std::path::Path::new("/etc/sysctl.d/99-new.conf").exists());
+    assert!(
+        !std::path::Path::new("/mnt/outside/new-link").exists()
+            && !std::path::Path::new("/etc/sysctl.d/99-new.conf").exists()
+    );
 
     // Reading is not an action; root is not a subject; and a file root
     // creates in the tree is protected from its first moment.
     assert!(run_subject(&["cat", PROTECTED_FILE]).status.success());
     std::fs::write("/etc/sysctl.d/50-root.conf", "kernel.panic = 10\n").expect("root writes are unaffected");
     let mark = d.audit_len();
-    expect_refused(d, "write to a file created after the policy", sh_subject("echo x >> /etc/sysctl.d/50-root.conf"), "file.write", "/etc/sysctl.d/50-root.conf", needs, mark);
+    expect_refused(
+        d,
+        "write to a file created after the policy",
+        sh_subject("echo x >> /etc/sysctl.d/50-root.conf"),
+        "file.write",
+        "/etc/sysctl.d/50-root.conf",
+        needs,
+        mark,
+    );
 
     // One warrant use: an open for writing and all its writes, O_TRUNC included.
     let refused_write = || sh_subject("echo 'net.ipv4.ip_forward = 1' > /etc/sysctl.d/90-agent.conf");
@@ -758,7 +868,15 @@ fn protected_config_files_hold_against_every_route() {
     let used = d.expect_record(mark, "file.write", PROTECTED_FILE, "allowed-by-warrant");
     assert_eq!(used["approver"], "alice");
     let mark = d.audit_len();
-    expect_refused(d, "a second write on a one-use warrant", sh_subject("echo x >> /etc/sysctl.d/90-agent.conf"), "file.write", PROTECTED_FILE, needs, mark);
+    expect_refused(
+        d,
+        "a second write on a one-use warrant",
+        sh_subject("echo x >> /etc/sysctl.d/90-agent.conf"),
+        "file.write",
+        PROTECTED_FILE,
+        needs,
+        mark,
+    );
     std::fs::write(PROTECTED_FILE, &original).unwrap();
 }
 
@@ -798,7 +916,10 @@ fn past_its_rate_a_pre_authorised_action_needs_a_warrant() {
     // ops-bot may change the blocklist at most 3 times a minute on its own.
     for n in 1..=3 {
         let mark = d.audit_len();
-        let out = run_subject_as("ops-bot", &["nft", "add", "element", "inet", "filter", "blocklist", &format!("{{ 10.8.0.{n} }}")]);
+        let out = run_subject_as(
+            "ops-bot",
+            &["nft", "add", "element", "inet", "filter", "blocklist", &format!("{{ 10.8.0.{n} }}")],
+        );
         assert!(out.status.success(), "element {n} of 3 was refused: {}", out.stderr);
         d.expect_record(mark, "nft.element.add", "inet filter blocklist", "allowed");
     }
@@ -820,7 +941,18 @@ fn as_uid(uid: u32, args: &[&str]) -> std::process::Command {
     let mut command = std::process::Command::new("setpriv");
     let id = uid.to_string();
     command
-        .args(["--reuid", &id, "--regid", &id, "--clear-groups", "--inh-caps", "+net_admin", "--ambient-caps", "+net_admin", "--"])
+        .args([
+            "--reuid",
+            &id,
+            "--regid",
+            &id,
+            "--clear-groups",
+            "--inh-caps",
+            "+net_admin",
+            "--ambient-caps",
+            "+net_admin",
+            "--",
+        ])
         .args(args);
     command
 }
@@ -842,10 +974,14 @@ fn processes_become_subjects_by_executable_cgroup_and_uid() {
     let d = daemon();
     // By executable: the agent's binary (a copy of sh), started by root.
     let mark = d.audit_len();
-    let out = std::process::Command::new("/opt/agents/ai-agent").args(["-c", "nft add chain inet filter by_exe"]).output().unwrap();
+    let out = std::process::Command::new("/opt/agents/ai-agent")
+        .args(["-c", "nft add chain inet filter by_exe"])
+        .output()
+        .unwrap();
     assert!(!out.status.success(), "the matched executable acted unconfined");
     expect_profile_denied(d, mark, "by_exe", "agent");
-    let matched = d.expect_record_where(mark, "subject.matched by exe", |r| r["kind"] == "subject.matched" && r["by"] == "exe");
+    let matched =
+        d.expect_record_where(mark, "subject.matched by exe", |r| r["kind"] == "subject.matched" && r["by"] == "exe");
     assert_eq!(matched["profile"], "agent");
     // /bin/sh is another inode: not matched.
     let out = root_sh("nft add chain inet filter by_sh && nft delete chain inet filter by_sh");
@@ -868,7 +1004,9 @@ fn processes_become_subjects_by_executable_cgroup_and_uid() {
     expect_profile_denied(d, mark, "by_child_cgroup", "agent");
     // ...and moving back out does not end it.
     let mark = d.audit_len();
-    root_sh("echo $$ > /sys/fs/cgroup/agents.slice/cgroup.procs; echo $$ > /sys/fs/cgroup/cgroup.procs; nft add chain inet filter left");
+    root_sh(
+        "echo $$ > /sys/fs/cgroup/agents.slice/cgroup.procs; echo $$ > /sys/fs/cgroup/cgroup.procs; nft add chain inet filter left",
+    );
     expect_profile_denied(d, mark, "left", "agent");
     // The matched cgroup removed and made again (a systemd restart) is matched again.
     std::fs::remove_dir("/sys/fs/cgroup/agents.slice/job-1").unwrap();
@@ -886,9 +1024,12 @@ fn running_processes_are_picked_up_when_a_policy_matches_them() {
     let go = std::path::Path::new("/run/warrant-pickup-go");
     let _ = std::fs::remove_file(go);
     // Running before any policy names uid 4243; it acts once told to.
-    let mut waiting = as_uid(4243, &["sh", "-c", "while [ ! -e /run/warrant-pickup-go ]; do sleep 0.2; done; nft add chain inet filter picked_up"])
-        .spawn()
-        .unwrap();
+    let mut waiting = as_uid(
+        4243,
+        &["sh", "-c", "while [ ! -e /run/warrant-pickup-go ]; do sleep 0.2; done; nft add chain inet filter picked_up"],
+    )
+    .spawn()
+    .unwrap();
     let pid = waiting.id();
     // The next policy gives ops-bot uid 4243 as well.
     let text = std::fs::read_to_string("policies/demo.toml").unwrap();
@@ -896,7 +1037,8 @@ fn running_processes_are_picked_up_when_a_policy_matches_them() {
     assert_ne!(wider, text);
     let mark = d.audit_len();
     d.apply_next_policy(&wider);
-    let picked = d.expect_record_where(mark, "subject.picked_up", |r| r["kind"] == "subject.picked_up" && r["pid"] == pid);
+    let picked =
+        d.expect_record_where(mark, "subject.picked_up", |r| r["kind"] == "subject.picked_up" && r["pid"] == pid);
     assert_eq!(picked["profile"], "ops-bot");
     assert_eq!(picked["by"], "uid");
     std::fs::write(go, "").unwrap();
@@ -1016,7 +1158,9 @@ fn watched_directories_apply_bundles_and_install_warrants() {
     let mark = d.audit_len();
     let (version, staged) = d.next_bundle(&text);
     std::fs::copy(&staged, d.dir.join("bundles.d/next.bundle")).unwrap();
-    d.expect_record_where(mark, "policy.applied from bundle_dir", |r| r["kind"] == "policy.applied" && r["version"] == version);
+    d.expect_record_where(mark, "policy.applied from bundle_dir", |r| {
+        r["kind"] == "policy.applied" && r["version"] == version
+    });
 
     // A warrant dropped into the inbox is installed and filed away.
     let mark = d.audit_len();
@@ -1100,11 +1244,23 @@ fn the_bundle_signing_keys_rotate_by_a_root_the_old_keys_signed() {
     let _ = std::fs::remove_file(&new_team);
     let _ = std::fs::remove_file(d.dir.join("team-2026.key.pub"));
     d.cli_ok(&["keygen", "--out", new_team.to_str().unwrap()]);
-    let public = |key: &std::path::Path| std::fs::read_to_string(format!("{}.pub", key.display())).unwrap().trim().to_owned();
+    let public =
+        |key: &std::path::Path| std::fs::read_to_string(format!("{}.pub", key.display())).unwrap().trim().to_owned();
     let root = |version: u64, key: &std::path::Path, signer: &std::path::Path| {
-        let file = d.write_file(&format!("root-v{version}.toml"), &format!("version = {version}\nthreshold = 1\nkeys = [\"{}\"]\n", public(key)));
+        let file = d.write_file(
+            &format!("root-v{version}.toml"),
+            &format!("version = {version}\nthreshold = 1\nkeys = [\"{}\"]\n", public(key)),
+        );
         let bundle = d.dir.join(format!("root-v{version}.bundle"));
-        d.cli_ok(&["trust", "sign", file.to_str().unwrap(), "--key", signer.to_str().unwrap(), "--out", bundle.to_str().unwrap()]);
+        d.cli_ok(&[
+            "trust",
+            "sign",
+            file.to_str().unwrap(),
+            "--key",
+            signer.to_str().unwrap(),
+            "--out",
+            bundle.to_str().unwrap(),
+        ]);
         bundle
     };
     let text = std::fs::read_to_string("policies/demo.toml").unwrap();
@@ -1146,7 +1302,10 @@ fn a_full_event_ring_is_recorded_as_a_gap_never_silently() {
     );
     // Made a subject while the daemon still answers, then held until it stops.
     let mut burst = harness::subject_command(&[
-        "sh", "-c", &format!("while [ ! -f {} ]; do sleep 0.2; done; exec python3 -c \"$0\"", go.display()), &script,
+        "sh",
+        "-c",
+        &format!("while [ ! -f {} ]; do sleep 0.2; done; exec python3 -c \"$0\"", go.display()),
+        &script,
     ])
     .spawn()
     .unwrap();
@@ -1200,14 +1359,24 @@ fn sigkill_during_a_burst_of_warranted_changes_loses_nothing() {
     let chain = nft_root(&["list", "chain", "inet", "filter", "input"]);
     assert_eq!(chain.matches("dport 2951").count(), 5, "{chain}");
     let status: serde_json::Value = serde_json::from_str(&d.cli_ok(&["status", "--json"])).unwrap();
-    let left = status["warrants"].as_array().unwrap().iter().find(|w| w["id"] == warrant_id(&warrant).as_str()).map(|w| w["uses_left"].clone());
+    let left = status["warrants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["id"] == warrant_id(&warrant).as_str())
+        .map(|w| w["uses_left"].clone());
     assert_eq!(left, Some(serde_json::json!(0)), "{status}");
     // The restarted daemon read what happened while it was dead; the log verifies.
     let records = d.records_since(mark);
-    let used = records.iter().filter(|r| r["verdict"] == "allowed-by-warrant" && r["target"] == "inet filter input").count();
-    let gaps: u64 = records.iter().filter(|r| r["kind"] == "audit.gap").map(|r| r["lost_events"].as_u64().unwrap()).sum();
+    let used =
+        records.iter().filter(|r| r["verdict"] == "allowed-by-warrant" && r["target"] == "inet filter input").count();
+    let gaps: u64 =
+        records.iter().filter(|r| r["kind"] == "audit.gap").map(|r| r["lost_events"].as_u64().unwrap()).sum();
     assert!(used <= 5, "a use was recorded twice: {used}");
-    assert!(used == 5 || used as u64 + gaps >= 5, "uses missing from the log without a gap record: {used} recorded, {gaps} lost");
+    assert!(
+        used == 5 || used as u64 + gaps >= 5,
+        "uses missing from the log without a gap record: {used} recorded, {gaps} lost"
+    );
     let verified = d.cli_ok(&["audit", "verify"]);
     assert!(verified.contains("all present"), "{verified}");
 }
@@ -1226,7 +1395,9 @@ fn a_policy_that_drops_an_ri_takes_their_warrants_and_older_bundles_are_refused(
     let mark = d.audit_len();
     let (dropped_version, dropped) = d.next_bundle(&without_alice);
     d.cli_ok(&["policy", "apply", dropped.to_str().unwrap()]);
-    let revoked = d.expect_record_where(mark, "warrant.revoked", |r| r["kind"] == "warrant.revoked" && r["warrant_id"] == id.as_str());
+    let revoked = d.expect_record_where(mark, "warrant.revoked", |r| {
+        r["kind"] == "warrant.revoked" && r["warrant_id"] == id.as_str()
+    });
     assert!(revoked["reason"].as_str().unwrap().contains("no longer"), "{revoked}");
     assert!(run_subject(&rule).stderr.contains("Operation not permitted"), "a dropped RI's warrant still allowed");
 
@@ -1273,7 +1444,15 @@ fn a_warranted_file_change_rolls_back_and_a_later_change_needs_force() {
     assert!(!again.0 && again.1.contains("already"), "{}", again.1);
     // The restored file is still protected.
     let mark = d.audit_len();
-    expect_refused(d, "a write after the rollback", sh_subject(&format!("echo x > {file}")), "file.write", file, "denied-needs-warrant", mark);
+    expect_refused(
+        d,
+        "a write after the rollback",
+        sh_subject(&format!("echo x > {file}")),
+        "file.write",
+        file,
+        "denied-needs-warrant",
+        mark,
+    );
 
     // Changed again after the warranted change: refused unless forced.
     let second = warranted_file_write(d, file, "net.ipv4.ip_forward=0");

@@ -17,10 +17,7 @@ pub fn build_warrant() -> Result<PathBuf> {
 /// Builds the `kernel` integration test of `warrant` without running it;
 /// returns the test executable.
 pub fn build_kernel_tests() -> Result<PathBuf> {
-    built_executable(
-        &["test", "-p", "warrant", "--test", "kernel", "--no-run"],
-        "kernel",
-    )
+    built_executable(&["test", "-p", "warrant", "--test", "kernel", "--no-run"], "kernel")
 }
 
 /// Runs cargo with JSON messages and returns the executable it reports for
@@ -33,9 +30,7 @@ fn built_executable(args: &[&str], target_name: &str) -> Result<PathBuf> {
         .current_dir(repo_root())
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start `{}`", describe(&cmd)))?;
+    let mut child = cmd.spawn().with_context(|| format!("cannot start `{}`", describe(&cmd)))?;
     let stdout = child.stdout.take().expect("piped stdout");
     let mut executable = None;
     for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -47,12 +42,7 @@ fn built_executable(args: &[&str], target_name: &str) -> Result<PathBuf> {
     if !status.success() {
         bail!("`{}` failed ({status})", describe(&cmd));
     }
-    executable.with_context(|| {
-        format!(
-            "`{}` reported no executable for target `{target_name}`",
-            describe(&cmd)
-        )
-    })
+    executable.with_context(|| format!("`{}` reported no executable for target `{target_name}`", describe(&cmd)))
 }
 
 /// The "executable" of a compiler-artifact message for `target_name`.
@@ -72,10 +62,7 @@ mod tests {
     fn finds_the_named_executable_only() {
         let kernel = r#"{"reason":"compiler-artifact","target":{"name":"kernel","kind":["test"]},"executable":"/t/debug/deps/kernel-abc"}"#;
         let lib = r#"{"reason":"compiler-artifact","target":{"name":"warrant","kind":["lib"]},"executable":null}"#;
-        assert_eq!(
-            artifact_executable(kernel, "kernel"),
-            Some(PathBuf::from("/t/debug/deps/kernel-abc"))
-        );
+        assert_eq!(artifact_executable(kernel, "kernel"), Some(PathBuf::from("/t/debug/deps/kernel-abc")));
         assert_eq!(artifact_executable(kernel, "warrant"), None);
         assert_eq!(artifact_executable(lib, "warrant"), None);
         assert_eq!(artifact_executable("Compiling x", "kernel"), None);

@@ -20,9 +20,7 @@ pub fn run() -> Result<ExitStatus> {
 
     match host_doctor(&warrant_bin)? {
         Ok(()) => {
-            println!(
-                "demo: warrant doctor says BPF-LSM enforcement works on this host kernel, running on the host"
-            );
+            println!("demo: warrant doctor says BPF-LSM enforcement works on this host kernel, running on the host");
             let work_dir = fresh_dir(&target_dir().join("demo/host"))?;
             Command::new("bash")
                 .arg(&demo_script)
@@ -57,16 +55,8 @@ fn host_doctor(warrant_bin: &Path) -> Result<Result<(), String>> {
     if out.status.success() {
         return Ok(Ok(()));
     }
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let last_line = text
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("no output");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let last_line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
     Ok(Err(format!("{}: {}", out.status, last_line.trim())))
 }
 

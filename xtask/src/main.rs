@@ -17,11 +17,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "xtask",
-    bin_name = "cargo xtask",
-    about = "Build, VM, test and demo tasks for Warrant"
-)]
+#[command(name = "xtask", bin_name = "cargo xtask", about = "Build, VM, test and demo tasks for Warrant")]
 struct Cli {
     #[command(subcommand)]
     task: Task,
@@ -66,11 +62,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.task {
         Task::Setup { check } => {
-            setup::run(if check {
-                setup::Mode::Check
-            } else {
-                setup::Mode::Install
-            })?;
+            setup::run(if check { setup::Mode::Check } else { setup::Mode::Install })?;
             Ok(ExitCode::SUCCESS)
         }
         Task::Vm { rwdir, command } => {
@@ -86,11 +78,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Task::Test { tier } => {
             let all_passed = test::run(tier)?;
-            Ok(if all_passed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(if all_passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Task::Demo => demo::run().map(process::exit_code),
     }

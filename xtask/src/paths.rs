@@ -6,10 +6,7 @@ use anyhow::{Context, Result};
 
 /// The workspace root: xtask lives one level below it.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask has a parent directory")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent directory").to_path_buf()
 }
 
 /// Cargo's target directory, honouring CARGO_TARGET_DIR like cargo does.

@@ -41,14 +41,7 @@ const KERNEL_PACKAGE_PATTERN: &str = r"^linux-image-6\.12\..*\+deb12-amd64-unsig
 pub fn run(mode: Mode) -> Result<()> {
     let mut missing: Vec<String> = Vec::new();
     let mut note = |what: &str| {
-        println!(
-            "setup: {} {what}",
-            if mode == Mode::Check {
-                "missing"
-            } else {
-                "installing"
-            }
-        );
+        println!("setup: {} {what}", if mode == Mode::Check { "missing" } else { "installing" });
         missing.push(what.to_string());
     };
 
@@ -109,7 +102,8 @@ pub fn run(mode: Mode) -> Result<()> {
     if !succeeds(Command::new("cargo").args(["deb", "--version"])) {
         note("cargo-deb (cargo install, ~1 min)");
         if mode == Mode::Install {
-            run_checked(Command::new("cargo").args(["install", "--locked", "cargo-deb"])).context("cargo install cargo-deb")?;
+            run_checked(Command::new("cargo").args(["install", "--locked", "cargo-deb"]))
+                .context("cargo install cargo-deb")?;
         }
     }
 
@@ -124,19 +118,12 @@ pub fn run(mode: Mode) -> Result<()> {
 /// virtme-ng builds the guest's initramfs around the first busybox it finds
 /// (these names, PATH first) and refuses a dynamically linked one.
 fn static_busybox_present() -> bool {
-    let Some(busybox) = ["busybox-static", "busybox.static", "busybox"]
-        .iter()
-        .find_map(|name| find_program(name))
+    let Some(busybox) = ["busybox-static", "busybox.static", "busybox"].iter().find_map(|name| find_program(name))
     else {
         return false;
     };
-    stdout_of(
-        Command::new("file")
-            .arg("-L")
-            .arg(&busybox)
-            .stderr(std::process::Stdio::null()),
-    )
-    .is_ok_and(|out| out.contains("statically linked") || out.contains("static-pie linked"))
+    stdout_of(Command::new("file").arg("-L").arg(&busybox).stderr(std::process::Stdio::null()))
+        .is_ok_and(|out| out.contains("statically linked") || out.contains("static-pie linked"))
 }
 
 fn apt_get() -> Command {
@@ -163,11 +150,7 @@ fn apt_install(mut packages: Vec<String>, with_kernel: bool) -> Result<()> {
 /// The newest linux-image-6.12.*+deb12-amd64-unsigned apt offers (point
 /// releases leave the archive, so never hard-code one).
 fn newest_kernel_package() -> Result<String> {
-    let listing = stdout_of(Command::new("apt-cache").args([
-        "search",
-        "--names-only",
-        KERNEL_PACKAGE_PATTERN,
-    ]))?;
+    let listing = stdout_of(Command::new("apt-cache").args(["search", "--names-only", KERNEL_PACKAGE_PATTERN]))?;
     listing
         .lines()
         .filter_map(|line| line.split_whitespace().next())
@@ -189,14 +172,10 @@ fn install_virtme_ng() -> Result<()> {
     }
     if find_program("vng").is_none() {
         match vm::find_vng() {
-            Some(path) => println!(
-                "setup: vng installed at {} which is not on PATH; xtask uses it from there",
-                path.display()
-            ),
-            None => bail!(
-                "pip installed virtme-ng but no `vng` is on PATH or in {:?}",
-                vm::pip_script_dirs()
-            ),
+            Some(path) => {
+                println!("setup: vng installed at {} which is not on PATH; xtask uses it from there", path.display())
+            }
+            None => bail!("pip installed virtme-ng but no `vng` is on PATH or in {:?}", vm::pip_script_dirs()),
         }
     }
     Ok(())
@@ -223,29 +202,15 @@ fn nightly_state() -> Nightly {
 
 fn install_nightly(with_toolchain: bool) -> Result<()> {
     if with_toolchain {
-        run_checked(Command::new("rustup").args([
-            "toolchain",
-            "install",
-            "nightly",
-            "--profile",
-            "minimal",
-        ]))?;
+        run_checked(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
     }
-    run_checked(Command::new("rustup").args([
-        "component",
-        "add",
-        "rust-src",
-        "--toolchain",
-        "nightly",
-    ]))
+    run_checked(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
 }
 
 /// bpf-linker must use the same LLVM major as nightly rustc. No matching
 /// LLVM dev package exists, so link it against rustc's own libLLVM.
 fn install_bpf_linker() -> Result<()> {
-    let sysroot = PathBuf::from(
-        stdout_of(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?.trim(),
-    );
+    let sysroot = PathBuf::from(stdout_of(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?.trim());
     let version_info = stdout_of(Command::new("rustc").args(["+nightly", "-vV"]))?;
     let llvm_major = version_info
         .lines()
@@ -256,10 +221,7 @@ fn install_bpf_linker() -> Result<()> {
     let libllvm = std::fs::read_dir(sysroot.join("lib"))
         .with_context(|| format!("cannot list {}/lib", sysroot.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("libLLVM.so."))
-        })
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libLLVM.so.")))
         .min()
         .with_context(|| format!("nightly ships no libLLVM.so.* in {}/lib", sysroot.display()))?;
 
@@ -268,8 +230,7 @@ fn install_bpf_linker() -> Result<()> {
     let home = std::env::var_os("HOME").context("HOME is not set")?;
     let prefix = PathBuf::from(home).join(".local/share/bpf-linker-llvm");
     let lib_dir = prefix.join("lib");
-    std::fs::create_dir_all(&lib_dir)
-        .with_context(|| format!("cannot create {}", lib_dir.display()))?;
+    std::fs::create_dir_all(&lib_dir).with_context(|| format!("cannot create {}", lib_dir.display()))?;
     let soname = libllvm.file_name().expect("file has a name");
     for link in [lib_dir.join("libLLVM.so"), lib_dir.join(soname)] {
         let _ = std::fs::remove_file(&link);
@@ -279,22 +240,13 @@ fn install_bpf_linker() -> Result<()> {
 
     run_checked(
         Command::new("cargo")
-            .args([
-                "install",
-                "bpf-linker",
-                "--no-default-features",
-                "--features",
-            ])
+            .args(["install", "bpf-linker", "--no-default-features", "--features"])
             .arg(format!("llvm-{llvm_major}"))
             .env("LLVM_PREFIX", &prefix),
     )?;
 
     // Without LD_LIBRARY_PATH, so this proves libLLVM resolves on its own.
-    let works = succeeds(
-        Command::new("bpf-linker")
-            .arg("--version")
-            .env_remove("LD_LIBRARY_PATH"),
-    );
+    let works = succeeds(Command::new("bpf-linker").arg("--version").env_remove("LD_LIBRARY_PATH"));
     if !works {
         let cargo_bin = std::env::var_os("CARGO_HOME")
             .map(PathBuf::from)

@@ -44,10 +44,7 @@ struct TierReport {
 
 impl TierReport {
     fn failed_step(problem: impl Into<String>) -> Self {
-        TierReport {
-            counts: Counts::default(),
-            problem: Some(problem.into()),
-        }
+        TierReport { counts: Counts::default(), problem: Some(problem.into()) }
     }
 }
 
@@ -63,19 +60,13 @@ pub fn run(tier: Tier) -> Result<bool> {
     let mut ok = true;
     if let Some(report) = &host {
         let c = report.counts;
-        println!(
-            "host tier: {} passed, {} failed, {} ignored (kernel tier)",
-            c.passed, c.failed, c.ignored
-        );
+        println!("host tier: {} passed, {} failed, {} ignored (kernel tier)", c.passed, c.failed, c.ignored);
         ok &= report_problem("host tier", report);
         total += c;
     }
     if let Some(report) = &kernel {
         let c = report.counts;
-        println!(
-            "kernel tier (VM, BPF-LSM active): {} passed, {} failed",
-            c.passed, c.failed
-        );
+        println!("kernel tier (VM, BPF-LSM active): {} passed, {} failed", c.passed, c.failed);
         ok &= report_problem("kernel tier", report);
         total += Counts { ignored: 0, ..c };
     }
@@ -104,30 +95,16 @@ fn host_tier() -> TierReport {
     // warrant-ebpf only builds for bpfel-unknown-none (through agent/build.rs),
     // so it has no host tests; the kernel tier exercises it.
     let mut cmd = Command::new("cargo");
-    cmd.args([
-        "test",
-        "--workspace",
-        "--exclude",
-        "warrant-ebpf",
-        "--no-fail-fast",
-    ])
-    .current_dir(repo_root());
+    cmd.args(["test", "--workspace", "--exclude", "warrant-ebpf", "--no-fail-fast"]).current_dir(repo_root());
     let (status, output) = match run_tee(&mut cmd) {
         Ok(result) => result,
         Err(err) => return TierReport::failed_step(format!("{err:#}")),
     };
     let Some(counts) = parse_test_results(&output) else {
-        return TierReport::failed_step(format!(
-            "`{}` printed no test results ({status})",
-            describe(&cmd)
-        ));
+        return TierReport::failed_step(format!("`{}` printed no test results ({status})", describe(&cmd)));
     };
-    let mut problem = (!status.success() && counts.failed == 0).then(|| {
-        format!(
-            "`{}` failed ({status}) although no test failed; see its output above",
-            describe(&cmd)
-        )
-    });
+    let mut problem = (!status.success() && counts.failed == 0)
+        .then(|| format!("`{}` failed ({status}) although no test failed; see its output above", describe(&cmd)));
     let mut counts = counts;
     println!("== host tier: the .deb (cargo deb, then dpkg-deb)");
     match crate::package::build_and_check_deb() {
@@ -189,10 +166,7 @@ fn kernel_tier() -> TierReport {
     let problem = if counts.passed + counts.failed == 0 {
         Some("the kernel test binary ran zero tests (kernel-tier tests must be #[ignore = \"kernel tier ...\"])".into())
     } else if !status.success() && counts.failed == 0 {
-        Some(format!(
-            "the kernel test binary exited with {:?} although no test failed",
-            status.code()
-        ))
+        Some(format!("the kernel test binary exited with {:?} although no test failed", status.code()))
     } else {
         None
     };
@@ -265,22 +239,12 @@ running 3 tests
 test result: ok. 3 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 0.01s
 test result: FAILED. 4 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.50s
 ";
-        assert_eq!(
-            parse_test_results(output),
-            Some(Counts {
-                passed: 7,
-                failed: 1,
-                ignored: 2
-            })
-        );
+        assert_eq!(parse_test_results(output), Some(Counts { passed: 7, failed: 1, ignored: 2 }));
     }
 
     #[test]
     fn no_result_line_is_none() {
-        assert_eq!(
-            parse_test_results("error: could not compile `warrant`"),
-            None
-        );
+        assert_eq!(parse_test_results("error: could not compile `warrant`"), None);
     }
 
     #[test]

@@ -50,12 +50,8 @@ pub fn find_kernel() -> Option<PathBuf> {
 /// virtme-ng's `vng`: on PATH, or in pip's scripts directories (pip may
 /// install there without that directory being on PATH).
 pub fn find_vng() -> Option<PathBuf> {
-    find_program("vng").or_else(|| {
-        pip_script_dirs()
-            .into_iter()
-            .map(|dir| dir.join("vng"))
-            .find(|path| is_executable(path))
-    })
+    find_program("vng")
+        .or_else(|| pip_script_dirs().into_iter().map(|dir| dir.join("vng")).find(|path| is_executable(path)))
 }
 
 /// The system and user scripts directories of python3.
@@ -89,8 +85,7 @@ pub fn run_in_vm(script: &str, rwdir: &Path) -> Result<ExitStatus> {
 }
 
 fn boot_and_run(script: &str, rwdir: &Path) -> Result<ExitStatus> {
-    let kernel = find_kernel()
-        .context("no /boot/vmlinuz-6.12.*-amd64 kernel for the VM; run `cargo xtask setup`")?;
+    let kernel = find_kernel().context("no /boot/vmlinuz-6.12.*-amd64 kernel for the VM; run `cargo xtask setup`")?;
     let vng = find_vng().context("virtme-ng (vng) is not installed; run `cargo xtask setup`")?;
     let rwdir = std::path::absolute(rwdir)?;
     let script_path = rwdir.join("vm-script.sh");
@@ -134,9 +129,7 @@ fn boot_and_run(script: &str, rwdir: &Path) -> Result<ExitStatus> {
         kernel.display(),
         describe_duration(timeout)
     );
-    let mut child = vng_cmd
-        .spawn()
-        .with_context(|| format!("cannot start {}", vng.display()))?;
+    let mut child = vng_cmd.spawn().with_context(|| format!("cannot start {}", vng.display()))?;
     let forwarders = forward_output(&mut child);
     let vng_status = wait_with_timeout(child, timeout);
     for forwarder in forwarders {
@@ -150,13 +143,10 @@ fn boot_and_run(script: &str, rwdir: &Path) -> Result<ExitStatus> {
             rc_path.display()
         )
     })?;
-    let code: i32 = rc_text.trim().parse().with_context(|| {
-        format!(
-            "unreadable exit code {:?} in {}",
-            rc_text.trim(),
-            rc_path.display()
-        )
-    })?;
+    let code: i32 = rc_text
+        .trim()
+        .parse()
+        .with_context(|| format!("unreadable exit code {:?} in {}", rc_text.trim(), rc_path.display()))?;
     Ok(ExitStatus::from_raw((code & 0xff) << 8))
 }
 
@@ -200,10 +190,7 @@ fn wait_with_timeout(mut child: Child, timeout: Duration) -> Result<ExitStatus> 
             kill(&descendants(child.id()).all);
             let _ = child.kill();
             let _ = child.wait();
-            bail!(
-                "the VM did not finish within {}; killed it",
-                describe_duration(timeout)
-            );
+            bail!("the VM did not finish within {}; killed it", describe_duration(timeout));
         }
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -232,9 +219,7 @@ fn descendants(pid: u32) -> Descendants {
 
 fn kill(pids: &[u32]) {
     for pid in pids {
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
     }
 }
 
@@ -268,10 +253,7 @@ mod tests {
 
     #[test]
     fn picks_kernels_by_version_not_text() {
-        let mut names = [
-            "vmlinuz-6.12.99+deb12-amd64",
-            "vmlinuz-6.12.117+deb12-amd64",
-        ];
+        let mut names = ["vmlinuz-6.12.99+deb12-amd64", "vmlinuz-6.12.117+deb12-amd64"];
         names.sort_by_key(|n| version_key(n));
         assert_eq!(names[1], "vmlinuz-6.12.117+deb12-amd64");
     }
