@@ -81,6 +81,73 @@ pub const SELF_FILES: u32 = 47;
 /// file check.
 pub const SELF_BLOCKDEV: u32 = 48;
 
+// Network configuration over rtnetlink (NETLINK_ROUTE) and xfrm. The
+// kernel's own read/write split decides what is an action: rtnetlink GET
+// requests and xfrm GETs are reads. Their target is `*` (see
+// [`TargetKind::None`]): interfaces, routes and tables are not yet named.
+/// RTM_NEWLINK that creates (NLM_F_CREATE and NLM_F_EXCL).
+pub const NET_LINK_ADD: u32 = 70;
+pub const NET_LINK_DELETE: u32 = 71;
+/// RTM_SETLINK, or RTM_NEWLINK that may change an existing link.
+pub const NET_LINK_SET: u32 = 72;
+/// A link message that moves an interface to, or makes it in, another
+/// namespace (IFLA_NET_NS_PID, IFLA_NET_NS_FD, IFLA_TARGET_NETNSID).
+pub const NET_LINK_NETNS: u32 = 73;
+pub const NET_ADDR_ADD: u32 = 74;
+pub const NET_ADDR_DELETE: u32 = 75;
+pub const NET_ROUTE_ADD: u32 = 76;
+pub const NET_ROUTE_DELETE: u32 = 77;
+/// RTM_NEWROUTE with NLM_F_REPLACE (`ip route replace`, `change`).
+pub const NET_ROUTE_REPLACE: u32 = 78;
+/// Policy routing rules (`ip rule`).
+pub const NET_RULE_ADD: u32 = 79;
+pub const NET_RULE_DELETE: u32 = 80;
+pub const NET_NEIGH_ADD: u32 = 81;
+pub const NET_NEIGH_DELETE: u32 = 82;
+/// Neighbour table parameters (RTM_NEWNEIGHTBL, RTM_SETNEIGHTBL).
+pub const NET_NEIGH_TABLE: u32 = 83;
+pub const NET_NEXTHOP_ADD: u32 = 84;
+pub const NET_NEXTHOP_DELETE: u32 = 85;
+pub const NET_TC_QDISC_ADD: u32 = 86;
+pub const NET_TC_QDISC_DELETE: u32 = 87;
+pub const NET_TC_CLASS_ADD: u32 = 88;
+pub const NET_TC_CLASS_DELETE: u32 = 89;
+/// tc filters and filter chains.
+pub const NET_TC_FILTER_ADD: u32 = 90;
+pub const NET_TC_FILTER_DELETE: u32 = 91;
+pub const NET_TC_ACTION_ADD: u32 = 92;
+pub const NET_TC_ACTION_DELETE: u32 = 93;
+/// Per-interface IP settings: a link message whose only change is
+/// IFLA_AF_SPEC (what `/proc/sys/net/ipv4/conf/*` sets), or RTM_NEWNETCONF.
+pub const NET_CONF: u32 = 94;
+/// IPsec states (xfrm NEWSA, UPDSA) and their removal (DELSA, FLUSHSA).
+pub const NET_XFRM_STATE_ADD: u32 = 95;
+pub const NET_XFRM_STATE_DELETE: u32 = 96;
+/// IPsec policies, which can redirect or drop traffic.
+pub const NET_XFRM_POLICY_ADD: u32 = 97;
+pub const NET_XFRM_POLICY_DELETE: u32 = 98;
+/// Any other xfrm write (ALLOCSPI, NEWAE, MIGRATE, SETDEFAULT, ...).
+pub const NET_XFRM_OTHER: u32 = 99;
+/// A write Warrant does not classify further, on any netlink protocol:
+/// other rtnetlink writes, generic netlink (WireGuard, ethtool, ...),
+/// audit configuration, uevents, connector, crypto, ... The target is the
+/// protocol (see [`TargetKind::Protocol`]).
+pub const NETLINK_OTHER: u32 = 100;
+
+// A NEW message without NLM_F_EXCL on an object that exists updates it
+// (`nf_tables_updtable`, `nf_tables_updchain`, ...). One that carries state
+// an update changes is decided as the update: it may be either.
+/// NEWTABLE with flags (`nft add table`: the dormant flag; 0 wakes a dormant table).
+pub const NFT_TABLE_UPDATE: u32 = 101;
+/// NEWCHAIN with a hook, policy, counters or flags (a base chain's `nft add chain`).
+pub const NFT_CHAIN_UPDATE: u32 = 102;
+/// NEWSET with a timeout or gc interval (what a set update changes).
+pub const NFT_SET_UPDATE: u32 = 103;
+/// NEWOBJ with data (a quota's or counter's values).
+pub const NFT_OBJECT_UPDATE: u32 = 104;
+/// NEWFLOWTABLE with hooks or flags (devices join an existing flowtable).
+pub const NFT_FLOWTABLE_UPDATE: u32 = 105;
+
 /// Not an action: the kernel made a process a subject at exec or at a
 /// cgroup move (the event's `table` holds the match kind). Never in policy.
 pub const SUBJECT_MATCHED: u32 = 60;
@@ -103,6 +170,11 @@ pub const ALL: &[(u32, &str)] = &[
     (NFT_OBJECT_DELETE, "nft.object.delete"),
     (NFT_FLOWTABLE_ADD, "nft.flowtable.add"),
     (NFT_FLOWTABLE_DELETE, "nft.flowtable.delete"),
+    (NFT_TABLE_UPDATE, "nft.table.update"),
+    (NFT_CHAIN_UPDATE, "nft.chain.update"),
+    (NFT_SET_UPDATE, "nft.set.update"),
+    (NFT_OBJECT_UPDATE, "nft.object.update"),
+    (NFT_FLOWTABLE_UPDATE, "nft.flowtable.update"),
     (NFT_RESET, "nft.reset"),
     (NFT_OTHER, "nft.other"),
     (NFNETLINK_OTHER, "nfnetlink.other"),
@@ -134,6 +206,37 @@ pub const ALL: &[(u32, &str)] = &[
     (SELF_PINS, "self.pins"),
     (SELF_FILES, "self.files"),
     (SELF_BLOCKDEV, "self.blockdev"),
+    (NET_LINK_ADD, "net.link.add"),
+    (NET_LINK_DELETE, "net.link.delete"),
+    (NET_LINK_SET, "net.link.set"),
+    (NET_LINK_NETNS, "net.link.netns"),
+    (NET_ADDR_ADD, "net.addr.add"),
+    (NET_ADDR_DELETE, "net.addr.delete"),
+    (NET_ROUTE_ADD, "net.route.add"),
+    (NET_ROUTE_DELETE, "net.route.delete"),
+    (NET_ROUTE_REPLACE, "net.route.replace"),
+    (NET_RULE_ADD, "net.rule.add"),
+    (NET_RULE_DELETE, "net.rule.delete"),
+    (NET_NEIGH_ADD, "net.neigh.add"),
+    (NET_NEIGH_DELETE, "net.neigh.delete"),
+    (NET_NEIGH_TABLE, "net.neigh.table"),
+    (NET_NEXTHOP_ADD, "net.nexthop.add"),
+    (NET_NEXTHOP_DELETE, "net.nexthop.delete"),
+    (NET_TC_QDISC_ADD, "net.tc.qdisc.add"),
+    (NET_TC_QDISC_DELETE, "net.tc.qdisc.delete"),
+    (NET_TC_CLASS_ADD, "net.tc.class.add"),
+    (NET_TC_CLASS_DELETE, "net.tc.class.delete"),
+    (NET_TC_FILTER_ADD, "net.tc.filter.add"),
+    (NET_TC_FILTER_DELETE, "net.tc.filter.delete"),
+    (NET_TC_ACTION_ADD, "net.tc.action.add"),
+    (NET_TC_ACTION_DELETE, "net.tc.action.delete"),
+    (NET_CONF, "net.conf"),
+    (NET_XFRM_STATE_ADD, "net.xfrm.state.add"),
+    (NET_XFRM_STATE_DELETE, "net.xfrm.state.delete"),
+    (NET_XFRM_POLICY_ADD, "net.xfrm.policy.add"),
+    (NET_XFRM_POLICY_DELETE, "net.xfrm.policy.delete"),
+    (NET_XFRM_OTHER, "net.xfrm.other"),
+    (NETLINK_OTHER, "netlink.other"),
 ];
 
 /// The policy name of an action id.
@@ -164,7 +267,11 @@ pub enum TargetKind {
     /// of `table`, the inode and its device in the first sixteen of
     /// `object` (zero for the whole tree).
     File,
-    /// Nothing: the action is the whole story (netns.create, self.*).
+    /// A netlink protocol (`route`, `generic`, `audit`, ... or its number)
+    /// in `family`; for records, the message type in the first two bytes of
+    /// `object`, which rules never name (they are written as `*`).
+    Protocol,
+    /// Nothing: the action is the whole story (netns.create, net.*, self.*).
     None,
 }
 
@@ -172,7 +279,8 @@ pub fn target_kind(id: u32) -> TargetKind {
     match id {
         IPTABLES_REPLACE | IPTABLES_COUNTERS => TargetKind::Family,
         NETNS_ENTER => TargetKind::Namespace,
-        NETNS_CREATE => TargetKind::None,
+        NETNS_CREATE | NET_LINK_ADD..=NET_XFRM_OTHER => TargetKind::None,
+        NETLINK_OTHER => TargetKind::Protocol,
         FILE_WRITE..=FILE_XATTR => TargetKind::File,
         IPSET_CREATE..=IPSET_DEL => TargetKind::IpSet,
         _ if is_self_protection(id) => TargetKind::None,

@@ -8,7 +8,7 @@
 
 use crate::{
     FAMILY_ANY, NO_WARRANT, RuleEntry, TargetKey, action, mode,
-    netlink::{self, Class, ContentSpan, MAX_MESSAGES, MessageBuffer, Step},
+    netlink::{self, Class, Classifier, MAX_MESSAGES, MessageBuffer, MessageNotes, Step},
     tier, verdict,
 };
 
@@ -31,6 +31,17 @@ pub trait PolicyView {
     /// The policy generation this decision reads rules from (read once).
     fn generation(&self) -> u8 {
         0
+    }
+    /// Runs `step(0)`, `step(1)`, ... up to `times` steps, until one returns
+    /// false. The kernel runs it in a `bpf_loop`, so the verifier checks a
+    /// step once, not once per iteration; state a step carries to the next
+    /// belongs in the scratch map, not in captured locals.
+    fn repeat<F: FnMut(u32) -> bool>(&self, times: u32, mut step: F) {
+        for i in 0..times {
+            if !step(i) {
+                break;
+            }
+        }
     }
 }
 
@@ -61,10 +72,21 @@ pub struct BatchScratch {
     /// The policy generation the batch was decided under.
     pub generation: u32,
     /// Where the message being classified keeps its content.
-    pub content: ContentSpan,
+    pub content: MessageNotes,
+    /// Where the next message starts.
+    pub offset: u32,
+    /// Non-zero once the walk reached the end of the buffer.
+    pub finished: u32,
+    /// The message whose warrant use failed (`NO_FAILURE`: none).
+    pub failed_at: u32,
+    /// Keeps `probe` 8-aligned.
+    pub _pad: u32,
     /// The key being probed during wildcard lookups.
     pub probe: TargetKey,
-    pub messages: [MessageDecision; MAX_MESSAGES],
+    /// MAX_MESSAGES decisions, and a spare last slot where a full batch
+    /// classifies the message that did not fit. Indexed through
+    /// [`Self::message`], whose mask is the bounds check the verifier sees.
+    pub messages: [MessageDecision; MESSAGE_SLOTS],
 }
 
 impl BatchScratch {
@@ -74,7 +96,11 @@ impl BatchScratch {
             seen: 0,
             denied: 0,
             generation: 0,
-            content: ContentSpan { at: 0, len: 0 },
+            content: MessageNotes { at: 0, len: 0, seen: 0, by_reference: 0, next_attr: 0, walk: 0 },
+            offset: 0,
+            finished: 0,
+            failed_at: 0,
+            _pad: 0,
             probe: TargetKey::zeroed(),
             messages: [MessageDecision {
                 key: TargetKey::zeroed(),
@@ -83,8 +109,34 @@ impl BatchScratch {
                 rule_index: 0,
                 warrant_index: NO_WARRANT,
                 content_digest: 0,
-            }; MAX_MESSAGES],
+            }; MESSAGE_SLOTS],
         }
+    }
+}
+
+/// Slots in [`BatchScratch::messages`]: a power of two, so that masking an
+/// index keeps it in bounds (a bounds check the compiler may move away from
+/// the access is one the verifier cannot follow).
+pub const MESSAGE_SLOTS: usize = MAX_MESSAGES + 1;
+const _: () = assert!(MESSAGE_SLOTS.is_power_of_two());
+
+/// Slot `i` of [`BatchScratch::messages`], masked into range.
+#[inline(always)]
+pub fn slot_index(i: u32) -> usize {
+    i as usize & (MESSAGE_SLOTS - 1)
+}
+
+impl BatchScratch {
+    /// The decision in slot `i` (masked into range).
+    #[inline(always)]
+    pub fn message(&self, i: u32) -> &MessageDecision {
+        &self.messages[slot_index(i)]
+    }
+
+    /// The decision in slot `i` (masked into range), to change.
+    #[inline(always)]
+    pub fn message_mut(&mut self, i: u32) -> &mut MessageDecision {
+        &mut self.messages[slot_index(i)]
     }
 }
 
@@ -162,63 +214,104 @@ fn is_allowed(verdict: u32) -> bool {
     verdict == verdict::ALLOWED || verdict == verdict::ALLOWED_BY_WARRANT
 }
 
+/// Most steps ([`batch_step`]) one sendmsg is walked in: a message each,
+/// actions or not. A buffer with more messages is denied whole.
+pub const MAX_STEPS: u32 = MAX_MESSAGES as u32 + 64;
+
 /// Classifies and decides every message of one sendmsg for a subject of
 /// `profile_id` in `profile_mode`. Per-message results are left in `scratch`.
-pub fn decide_batch<B: MessageBuffer, P: PolicyView>(
+/// The kernel runs the same three parts, with the steps in a `bpf_loop`.
+pub fn decide_batch<B: MessageBuffer, C: Classifier, P: PolicyView>(
     buf: &B,
+    classifier: &C,
     policy: &P,
     profile_id: u32,
     profile_mode: u32,
     scratch: &mut BatchScratch,
 ) -> BatchOutcome {
-    // Loop-carried state lives in the scratch map and is accessed volatile:
-    // kept in registers, the verifier would follow every combination of
-    // "action or not" and "denied or not" across iterations separately.
+    begin_batch(policy, scratch);
+    policy.repeat(MAX_STEPS, |_| batch_step(buf, classifier, policy, profile_id, scratch));
+    finish_batch(buf, policy, profile_mode, scratch)
+}
+
+/// Starts a batch: nothing seen yet, the policy generation read once.
+// Loop-carried state lives in the scratch map and is accessed volatile:
+// kept in registers, the verifier would follow every combination of
+// "action or not" and "denied or not" across iterations separately.
+#[inline(always)]
+pub fn begin_batch<P: PolicyView>(policy: &P, scratch: &mut BatchScratch) {
     set(&mut scratch.count, 0);
     set(&mut scratch.seen, 0);
     set(&mut scratch.denied, 0);
+    set(&mut scratch.offset, 0);
+    set(&mut scratch.finished, 0);
     set(&mut scratch.generation, policy.generation() as u32);
-    let mut offset = 0u32;
-    let mut finished = false;
-    for _ in 0..MAX_MESSAGES {
-        let (header, next) = match netlink::read_header(buf, offset) {
-            Step::End => {
-                finished = true;
-                break;
-            }
-            Step::Message { header, next } => (header, next),
-        };
-        let start = offset;
-        offset = next;
-        let seen = get(&scratch.seen);
-        set(&mut scratch.seen, seen + 1);
-        let count = get(&scratch.count);
-        let Some(message) = scratch.messages.get_mut(count as usize) else {
-            break;
-        };
-        message.key.profile_id = profile_id;
-        let class = netlink::classify(buf, start, &header, &mut message.key, &mut scratch.content);
-        // Attribute 4 is content only in a rule; elsewhere it digests to
-        // nothing (a chain's hook, a set's key type are not bound by warrants).
-        let content = unsafe { core::ptr::read_volatile(&scratch.content) };
-        let at = if action::has_content(message.key.action) { content.at } else { 0 };
-        message.content_digest = buf.content_digest(at, content.len);
-        match class {
-            Class::NotAnAction => continue,
-            Class::Unparseable => {
-                message.tier = tier::UNMATCHED;
-                message.rule_index = 0;
-                message.warrant_index = NO_WARRANT;
-                message.verdict = verdict::UNPARSEABLE;
-            }
-            Class::Action => decide_message(policy, message, &mut scratch.probe),
+}
+
+/// Classifies and decides the next message of the batch. False when there
+/// is none (the walk is `finished`) or no room to keep its decision.
+#[inline(always)]
+pub fn batch_step<B: MessageBuffer, C: Classifier, P: PolicyView>(
+    buf: &B,
+    classifier: &C,
+    policy: &P,
+    profile_id: u32,
+    scratch: &mut BatchScratch,
+) -> bool {
+    let start = get(&scratch.offset);
+    let (header, next) = match netlink::read_header(buf, start) {
+        Step::End => {
+            set(&mut scratch.finished, 1);
+            return false;
         }
-        if !is_allowed(message.verdict) {
-            set(&mut scratch.denied, 1);
-        }
-        set(&mut scratch.count, count + 1);
+        Step::Message { header, next } => (header, next),
+    };
+    let count = get(&scratch.count);
+    // A full batch classifies into the spare last slot: a message that is
+    // no action still passes, an action ends the walk there.
+    let slot = if (count as usize) < MAX_MESSAGES { count } else { MAX_MESSAGES as u32 };
+    let message = &mut scratch.messages[slot_index(slot)];
+    message.key.profile_id = profile_id;
+    let class = classifier.classify(buf, start, &header, &mut message.key, &mut scratch.content);
+    if class != Class::NotAnAction && slot == MAX_MESSAGES as u32 {
+        // No room to keep its decision: left for `finish_batch` to find.
+        return false;
     }
-    if !finished && netlink::read_header(buf, offset) != Step::End {
+    set(&mut scratch.offset, next);
+    let seen = get(&scratch.seen);
+    set(&mut scratch.seen, seen + 1);
+    // Attribute 4 is content only in a rule; elsewhere it digests to
+    // nothing (a chain's hook, a set's key type are not bound by warrants).
+    let content = unsafe { core::ptr::read_volatile(&scratch.content) };
+    let at = if action::has_content(message.key.action) { content.at } else { 0 };
+    message.content_digest = buf.content_digest(at, content.len);
+    match class {
+        Class::NotAnAction => return true,
+        Class::Unparseable => {
+            message.tier = tier::UNMATCHED;
+            message.rule_index = 0;
+            message.warrant_index = NO_WARRANT;
+            message.verdict = verdict::UNPARSEABLE;
+        }
+        Class::Action => decide_message(policy, message, &mut scratch.probe),
+    }
+    if !is_allowed(message.verdict) {
+        set(&mut scratch.denied, 1);
+    }
+    set(&mut scratch.count, count + 1);
+    true
+}
+
+/// Ends a batch: a buffer walked only in part is denied, with a record
+/// that says so; then warrant uses are taken and verdicts settled.
+#[inline(always)]
+pub fn finish_batch<B: MessageBuffer, P: PolicyView>(
+    buf: &B,
+    policy: &P,
+    profile_mode: u32,
+    scratch: &mut BatchScratch,
+) -> BatchOutcome {
+    if get(&scratch.finished) == 0 && netlink::read_header(buf, get(&scratch.offset)) != Step::End {
         // More messages than the kernel side reads: deny rather than guess,
         // with a record that says so in place of (or after) the last one.
         set(&mut scratch.denied, 1);
@@ -229,12 +322,11 @@ pub fn decide_batch<B: MessageBuffer, P: PolicyView>(
         } else {
             MAX_MESSAGES - 1
         };
-        if let Some(message) = scratch.messages.get_mut(slot) {
-            message.key.action = 0;
-            message.tier = tier::UNMATCHED;
-            message.verdict = verdict::UNPARSEABLE;
-            message.warrant_index = NO_WARRANT;
-        }
+        let message = scratch.message_mut(slot as u32);
+        message.key.action = 0;
+        message.tier = tier::UNMATCHED;
+        message.verdict = verdict::UNPARSEABLE;
+        message.warrant_index = NO_WARRANT;
     }
     let mut denied = get(&scratch.denied) != 0;
     if get(&scratch.count) == 0 && !denied {
@@ -245,7 +337,7 @@ pub fn decide_batch<B: MessageBuffer, P: PolicyView>(
     if !denied || audit {
         denied |= consume_warrants(policy, scratch, audit);
     }
-    finish(scratch, denied, audit)
+    finish(policy, scratch, denied, audit)
 }
 
 #[inline(always)]
@@ -273,55 +365,54 @@ pub fn decide_single<P: PolicyView>(policy: &P, profile_mode: u32, scratch: &mut
     if !denied || audit {
         denied |= consume_warrants(policy, scratch, audit);
     }
-    finish(scratch, denied, audit)
+    finish(policy, scratch, denied, audit)
 }
 
 /// Takes one warrant use per message allowed by a warrant. In enforce mode a
 /// failure (a racing subject took the last use, or two messages share a
 /// one-use warrant) gives back the uses taken so far and reports a denial.
 fn consume_warrants<P: PolicyView>(policy: &P, scratch: &mut BatchScratch, audit: bool) -> bool {
-    let mut failed_at = None;
-    for i in 0..MAX_MESSAGES {
-        if i >= get(&scratch.count) as usize {
-            break;
-        }
-        let message = &mut scratch.messages[i];
+    let count = get(&scratch.count);
+    set(&mut scratch.failed_at, NO_FAILURE);
+    policy.repeat(count, |i| {
+        let message = scratch.message_mut(i);
         if message.verdict != verdict::ALLOWED_BY_WARRANT {
-            continue;
+            return true;
         }
-        if !policy.consume_warrant(&message.key, message.content_digest) {
-            message.verdict = verdict::DENIED_NEEDS_WARRANT;
-            if !audit {
-                failed_at = Some(i);
-                break;
-            }
+        if policy.consume_warrant(&message.key, message.content_digest) {
+            return true;
         }
-    }
-    let Some(failed_at) = failed_at else {
+        message.verdict = verdict::DENIED_NEEDS_WARRANT;
+        if audit {
+            return true;
+        }
+        set(&mut scratch.failed_at, i);
+        false
+    });
+    let failed_at = get(&scratch.failed_at);
+    if failed_at == NO_FAILURE {
         return false;
-    };
-    for i in 0..MAX_MESSAGES {
-        if i >= failed_at {
-            break;
-        }
-        let message = &scratch.messages[i];
+    }
+    policy.repeat(failed_at, |i| {
+        let message = scratch.message(i);
         if message.verdict == verdict::ALLOWED_BY_WARRANT {
             policy.refund_warrant(&message.key);
         }
-    }
+        true
+    });
     true
 }
 
+/// `BatchScratch::failed_at` when no warrant use failed.
+const NO_FAILURE: u32 = u32::MAX;
+
 /// Settles every message's final verdict for the batch outcome.
-fn finish(scratch: &mut BatchScratch, denied: bool, audit: bool) -> BatchOutcome {
+fn finish<P: PolicyView>(policy: &P, scratch: &mut BatchScratch, denied: bool, audit: bool) -> BatchOutcome {
     if !denied {
         return BatchOutcome::Allow;
     }
-    for i in 0..MAX_MESSAGES {
-        if i >= get(&scratch.count) as usize {
-            break;
-        }
-        let message = &mut scratch.messages[i];
+    policy.repeat(get(&scratch.count), |i| {
+        let message = scratch.message_mut(i);
         let allowed = is_allowed(message.verdict);
         if audit {
             if !allowed {
@@ -331,6 +422,7 @@ fn finish(scratch: &mut BatchScratch, denied: bool, audit: bool) -> BatchOutcome
             // Nothing of the batch is applied, and its warrant uses were given back.
             message.verdict = verdict::BATCH_DENIED;
         }
-    }
+        true
+    });
     if audit { BatchOutcome::Allow } else { BatchOutcome::Deny }
 }

@@ -12,6 +12,7 @@ pub mod decision;
 pub mod hash;
 pub mod legacy;
 pub mod netlink;
+pub mod netlink_protocols;
 pub mod netns;
 
 /// Longest table, chain or set name Warrant keys on, including the NUL.
@@ -149,18 +150,20 @@ impl TargetKey {
     /// before returning, since keys are compared whole). See
     /// `netlink::classify` for why.
     #[inline(always)]
-    pub fn launder_attrs(&mut self, attrs: [u16; 2]) -> [u16; 2] {
-        // _pad[0..4] is 2-aligned: family and generation sit at an 8-aligned offset.
+    pub fn launder_attrs(&mut self, attrs: [u16; 3]) -> [u16; 3] {
+        // `_pad` is 2-aligned (family and generation sit at an 8-aligned
+        // offset) and holds exactly three u16s.
         let at = (&raw mut self._pad).cast::<u16>();
-        // SAFETY: both u16s lie within `_pad`, 2-aligned.
-        unsafe {
-            at.write_volatile(attrs[0]);
-            at.add(1).write_volatile(attrs[1]);
-            let out = [at.read_volatile(), at.add(1).read_volatile()];
-            at.write_volatile(0);
-            at.add(1).write_volatile(0);
-            out
+        let mut out = [0u16; 3];
+        for (i, attr) in attrs.iter().enumerate() {
+            // SAFETY: the three u16s lie within `_pad`, 2-aligned.
+            unsafe {
+                at.add(i).write_volatile(*attr);
+                out[i] = at.add(i).read_volatile();
+                at.add(i).write_volatile(0);
+            }
         }
+        out
     }
 
     /// `*self = *other`, eight bytes at a time.

@@ -19,12 +19,15 @@ pub const NLA_HDRLEN: u32 = 4;
 /// Netlink protocol number of nfnetlink sockets.
 pub const NETLINK_NETFILTER: u16 = 12;
 
-/// Most messages one sendmsg may carry from a subject; a longer batch is
-/// denied whole (bounded work in the kernel).
-pub const MAX_MESSAGES: usize = 12;
-/// Most top-level attributes read per message (nftables messages carry fewer
-/// than ten; rule expressions are one nested attribute).
-pub const MAX_ATTRS: usize = 8;
+/// Most actions one sendmsg may carry from a subject (an `nft -f` of as
+/// many commands); a longer batch is denied whole. Each action's decision
+/// is kept in the subject's batch scratch (task storage, which holds at
+/// most 64 KiB) until the batch is settled.
+pub const MAX_MESSAGES: usize = 255;
+/// Most top-level attributes read per message (a set with every option
+/// carries about fifteen; rule expressions are one nested attribute). A
+/// message with more is unparseable, so denied.
+pub const MAX_ATTRS: usize = 24;
 
 pub const NLM_F_REQUEST: u16 = 0x1;
 pub const NLM_F_DUMP: u16 = 0x300;
@@ -37,13 +40,21 @@ pub const NFNL_SUBSYS_IPSET: u16 = 6;
 
 /// ipset's commands and attributes (`linux/netfilter/ipset/ip_set.h`).
 pub mod ipset {
+    pub const CMD_PROTOCOL: u16 = 1;
     pub const CMD_CREATE: u16 = 2;
     pub const CMD_DESTROY: u16 = 3;
     pub const CMD_FLUSH: u16 = 4;
     pub const CMD_RENAME: u16 = 5;
     pub const CMD_SWAP: u16 = 6;
+    pub const CMD_LIST: u16 = 7;
+    pub const CMD_SAVE: u16 = 8;
     pub const CMD_ADD: u16 = 9;
     pub const CMD_DEL: u16 = 10;
+    pub const CMD_TEST: u16 = 11;
+    pub const CMD_HEADER: u16 = 12;
+    pub const CMD_TYPE: u16 = 13;
+    pub const CMD_GET_BYNAME: u16 = 14;
+    pub const CMD_GET_BYINDEX: u16 = 15;
     /// `IPSET_ATTR_SETNAME`.
     pub const ATTR_SETNAME: u16 = 2;
     /// `IPSET_ATTR_SETNAME2` (the new name, or the set swapped with);
@@ -92,6 +103,35 @@ pub mod nft_msg {
     pub const GETSETELEM_RESET: u16 = 33;
 }
 
+/// Handles and batch ids: attributes by which the kernel looks an object up
+/// in place of, or before, its name.
+mod nft_ref {
+    /// NFTA_TABLE_HANDLE (DELTABLE, DESTROYTABLE).
+    pub const TABLE_HANDLE: u16 = 4;
+    /// NFTA_CHAIN_HANDLE (NEWCHAIN updates, and may rename, the chain it names).
+    pub const CHAIN_HANDLE: u16 = 2;
+    /// NFTA_SET_HANDLE.
+    pub const SET_HANDLE: u16 = 16;
+    /// NFTA_SET_ELEM_LIST_SET_ID: `nft_set_lookup_global` takes the set it
+    /// names, made earlier in the batch, whenever the name finds none.
+    pub const ELEM_LIST_SET_ID: u16 = 4;
+    /// NFTA_OBJ_HANDLE.
+    pub const OBJ_HANDLE: u16 = 6;
+    /// NFTA_FLOWTABLE_HANDLE.
+    pub const FLOWTABLE_HANDLE: u16 = 5;
+}
+
+/// The name a key carries for an object the message addresses by handle or
+/// by batch id: the kernel acts on whatever that handle names, so no rule
+/// naming an object may cover it, only one whose name is `*`. Byte 0xff is
+/// never in a policy name (names are UTF-8).
+pub const BY_REFERENCE: [u8; 2] = [0xff, b'#'];
+
+/// Whether a key's name is [`BY_REFERENCE`].
+pub fn is_by_reference(name: &[u8]) -> bool {
+    name.starts_with(&BY_REFERENCE)
+}
+
 /// Attribute 1 names the table in every nftables message kind
 /// (NFTA_TABLE_NAME, NFTA_CHAIN_TABLE, NFTA_RULE_TABLE, NFTA_SET_TABLE, ...).
 const ATTR_TABLE: u16 = 1;
@@ -119,6 +159,9 @@ pub fn content_digest(bytes: &[u8]) -> u64 {
     bytes.iter().fold(crate::hash::FNV64_OFFSET, |h, &b| crate::hash::fnv1a_64_step(h, b))
 }
 
+/// `NLM_F_EXCL`: on a NEW request, fail if the object exists (no update).
+pub const NLM_F_EXCL: u16 = 0x200;
+
 /// `NLA_TYPE_MASK`: strips NLA_F_NESTED and NLA_F_NET_BYTEORDER.
 const NLA_TYPE_MASK: u16 = 0x3fff;
 
@@ -134,8 +177,18 @@ pub trait MessageBuffer {
     /// NUL. Returns the bytes written including the NUL, negative on a fault.
     fn read_str(&self, offset: u32, size: u32, out: &mut [u8; NAME_LEN]) -> i64;
     /// [`content_digest`] of the `len` bytes at `offset`; 0 if they cannot
-    /// be read, or when `offset` is 0 (no content: see [`ContentSpan`]).
+    /// be read, or when `offset` is 0 (no content: see [`MessageNotes`]).
     fn content_digest(&self, offset: u32, len: u32) -> u64;
+    /// Runs `step(0)`, `step(1)`, ... up to `times` steps, until one returns
+    /// false (see `decision::PolicyView::repeat`: the kernel runs it in a
+    /// `bpf_loop`, and state carried between steps lives in map memory).
+    fn repeat<F: FnMut(u32) -> bool>(&self, times: u32, mut step: F) {
+        for i in 0..times {
+            if !step(i) {
+                break;
+            }
+        }
+    }
 }
 
 /// The fixed part of one netlink message.
@@ -218,14 +271,90 @@ pub enum Class {
     Unparseable,
 }
 
-/// Where a message's content (an nft rule's expressions) lies in the buffer.
+/// What the walk over one message's attributes noted: where its content
+/// (an nft rule's expressions) lies, which attribute types it carries, and
+/// whether it addresses its object by reference. In the kernel this is map
+/// memory (the batch scratch), written and read volatile: carried in
+/// registers through the attribute loop, every combination of these would
+/// be a state of its own to the verifier.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ContentSpan {
-    /// Offset of the attribute payload; 0 when the message has no content
-    /// (no attribute starts at offset 0).
+pub struct MessageNotes {
+    /// Offset of the content's attribute payload; 0 when the message has
+    /// none (no attribute starts at offset 0).
     pub at: u32,
     pub len: u32,
+    /// A bit per attribute type seen (bit 31 for any from 31 up).
+    pub seen: u32,
+    /// Non-zero if the message carries its reference attribute (a handle or
+    /// a batch id), which the kernel looks the object up by.
+    pub by_reference: u32,
+    /// Where the attribute walk stands: the next attribute's offset.
+    pub next_attr: u32,
+    /// How the attribute walk ended: one of `WALK_*`.
+    pub walk: u32,
+}
+const _: () = assert!(core::mem::size_of::<MessageNotes>() == 24);
+
+/// [`MessageNotes::walk`]: still walking (more attributes than read).
+const WALK_ON: u32 = 0;
+/// [`MessageNotes::walk`]: every attribute read.
+const WALK_DONE: u32 = 1;
+/// [`MessageNotes::walk`]: the attributes are malformed or a name does not fit.
+const WALK_FAILED: u32 = 2;
+
+impl MessageNotes {
+    #[inline(always)]
+    fn note_seen(&mut self, bits: u32) {
+        // SAFETY: plain fields of `self`.
+        unsafe { (&raw mut self.seen).write_volatile((&raw const self.seen).read_volatile() | bits) }
+    }
+}
+
+/// Reads a `u32` field volatile (see [`MessageNotes`]).
+#[inline(always)]
+fn read_field(field: &u32) -> u32 {
+    // SAFETY: a reference is valid to read.
+    unsafe { core::ptr::read_volatile(field) }
+}
+
+/// Writes a `u32` field volatile (see [`MessageNotes`]).
+#[inline(always)]
+fn write_field(field: &mut u32, value: u32) {
+    // SAFETY: a reference is valid to write.
+    unsafe { core::ptr::write_volatile(field, value) }
+}
+
+/// How the messages of one netlink protocol are classified: the one
+/// per-protocol piece of `decision::decide_batch`.
+pub trait Classifier {
+    /// Classifies the message at `offset` into `key` (profile_id is left
+    /// alone) and notes where its content lies, as [`classify`] does.
+    fn classify<B: MessageBuffer>(
+        &self,
+        buf: &B,
+        offset: u32,
+        header: &MessageHeader,
+        key: &mut TargetKey,
+        content: &mut MessageNotes,
+    ) -> Class;
+}
+
+/// nfnetlink: nftables, ipset and the other netfilter subsystems.
+pub struct Nfnetlink;
+
+impl Classifier for Nfnetlink {
+    #[inline(always)]
+    fn classify<B: MessageBuffer>(
+        &self,
+        buf: &B,
+        offset: u32,
+        header: &MessageHeader,
+        key: &mut TargetKey,
+        content: &mut MessageNotes,
+    ) -> Class {
+        classify(buf, offset, header, key, content)
+    }
 }
 
 /// Classifies the message at `offset` into `key` (profile_id is left alone),
@@ -237,9 +366,11 @@ pub fn classify<B: MessageBuffer>(
     offset: u32,
     header: &MessageHeader,
     key: &mut TargetKey,
-    content: &mut ContentSpan,
+    content: &mut MessageNotes,
 ) -> Class {
     content.at = 0;
+    content.seen = 0;
+    content.by_reference = 0;
     key.action = 0;
     key.family = header.family;
     key.clear_table();
@@ -251,21 +382,23 @@ pub fn classify<B: MessageBuffer>(
         // NLMSG_NOOP/ERROR/DONE/OVERRUN and the batch delimiters.
         return Class::NotAnAction;
     }
-    // The action, and the attributes naming its table (or set) and object.
-    let (action_id, table_attr, object_attr) = if subsystem == NFNL_SUBSYS_NFTABLES {
-        let Some((action_id, object_attr)) = nft_action(message, header.flags) else {
+    // The action, the attributes naming its table (or set) and object, and
+    // the one that addresses the object by handle or batch id instead.
+    let (action_id, table_attr, object_attr, reference_attr) = if subsystem == NFNL_SUBSYS_NFTABLES {
+        let Some(found) = nft_action(message, header.flags) else {
             return Class::NotAnAction;
         };
-        (action_id, ATTR_TABLE, object_attr)
+        (found.action, ATTR_TABLE, found.object_attr, found.reference_attr)
     } else if subsystem == NFNL_SUBSYS_IPSET {
         let Some((action_id, second_name)) = ipset_action(message) else {
             return Class::NotAnAction;
         };
         // ipset's family byte is the set's address family, not a target.
         key.family = 0;
-        (action_id, ipset::ATTR_SETNAME, if second_name { ipset::ATTR_SETNAME2 } else { 0 })
+        (action_id, ipset::ATTR_SETNAME, if second_name { ipset::ATTR_SETNAME2 } else { 0 }, 0)
     } else {
-        if header.flags & NLM_F_DUMP == NLM_F_DUMP {
+        // The kernel dispatches by message type, whatever the flags say.
+        if nfnetlink_is_read(subsystem, message) {
             return Class::NotAnAction;
         }
         key.action = action::NFNETLINK_OTHER;
@@ -279,16 +412,82 @@ pub fn classify<B: MessageBuffer>(
     // the verifier then sees the attribute numbers as unknown and walks the
     // attribute loop once for nftables and ipset, not once per constant,
     // which the 1M-instruction budget cannot afford.
-    let [table_attr, object_attr] = key.launder_attrs([table_attr, object_attr]);
-    if read_target_names(buf, offset, header.len, table_attr, object_attr, key, content) {
-        Class::Action
-    } else {
-        Class::Unparseable
+    let attrs = key.launder_attrs([table_attr, object_attr, reference_attr]);
+    if !read_target_names(buf, offset, header.len, attrs, key, content) {
+        return Class::Unparseable;
+    }
+    // The action is read back from the key, not carried through the
+    // attribute walk in a register, where its per-kind constant would make
+    // the verifier walk the loop once per kind.
+    let action_id = read_field(&key.action);
+    if read_field(&content.by_reference) != 0 {
+        let name = if action_id == action::NFT_TABLE_DELETE {
+            key.clear_table();
+            &mut key.table
+        } else {
+            key.clear_object();
+            &mut key.object
+        };
+        name[0] = BY_REFERENCE[0];
+        name[1] = BY_REFERENCE[1];
+    }
+    if header.flags & NLM_F_EXCL == 0 {
+        let (update, state) = update_of(action_id);
+        if read_field(&content.seen) & state != 0 {
+            key.action = update;
+        }
+    }
+    Class::Action
+}
+
+/// For an nftables add that may update an existing object, the update's
+/// action and the attributes (a bit per attribute type, bit 31 for any
+/// from 31 up) that carry what an update changes; (0, 0) for the rest.
+/// Names, ids and the table are not state: without the rest, the message
+/// adds the object or leaves the one there as it is.
+fn update_of(action_id: u32) -> (u32, u32) {
+    const ALL: u32 = u32::MAX;
+    const fn bit(attr: u32) -> u32 {
+        1 << attr
+    }
+    match action_id {
+        // NFTA_TABLE_NAME is not state; the rest (flags, userdata) is.
+        action::NFT_TABLE_ADD => (action::NFT_TABLE_UPDATE, ALL & !bit(1)),
+        // Table, name, NFTA_CHAIN_ID: not state. Hook, policy, type,
+        // counters, flags, userdata: state.
+        action::NFT_CHAIN_ADD => (action::NFT_CHAIN_UPDATE, ALL & !(bit(1) | bit(3) | bit(11))),
+        // A set update changes NFTA_SET_TIMEOUT and NFTA_SET_GC_INTERVAL;
+        // the kernel refuses one whose other attributes differ.
+        action::NFT_SET_ADD => (action::NFT_SET_UPDATE, bit(11) | bit(12)),
+        // Table, name, type: not state; NFTA_OBJ_DATA and the rest are.
+        action::NFT_OBJECT_ADD => (action::NFT_OBJECT_UPDATE, ALL & !(bit(1) | bit(2) | bit(3))),
+        action::NFT_FLOWTABLE_ADD => (action::NFT_FLOWTABLE_UPDATE, ALL & !(bit(1) | bit(2))),
+        _ => (0, 0),
+    }
+}
+
+/// Whether a message of an nfnetlink subsystem other than nftables and
+/// ipset is a read: only the subsystems' GET types are (conntrack's
+/// GET_CTRZERO and nfacct's GET_CTRZERO zero counters, so they are not).
+fn nfnetlink_is_read(subsystem: u16, message: u16) -> bool {
+    match subsystem {
+        // ctnetlink: GET, GET_STATS_CPU, GET_STATS, GET_DYING, GET_UNCONFIRMED.
+        1 => matches!(message, 1 | 4 | 5 | 6 | 7),
+        // ctnetlink expectations: GET, GET_STATS_CPU.
+        2 => matches!(message, 1 | 3),
+        // nfacct GET, cthelper GET.
+        7 | 9 => message == 1,
+        // cttimeout: GET, DEFAULT_GET.
+        8 => matches!(message, 1 | 4),
+        // nft_compat GET (match and target revisions), hook GET.
+        11 | 12 => message == 0,
+        _ => false,
     }
 }
 
 /// The action of an ipset message, and whether it names a second set
-/// (rename, swap); `None` for reads (list, save, test, header, type, ...).
+/// (rename, swap); `None` for reads (protocol, list, save, test, header,
+/// type, get by name or index). Any other command is `nfnetlink.other`.
 fn ipset_action(message: u16) -> Option<(u32, bool)> {
     use ipset::*;
     Some(match message {
@@ -299,19 +498,32 @@ fn ipset_action(message: u16) -> Option<(u32, bool)> {
         CMD_SWAP => (action::IPSET_SWAP, true),
         CMD_ADD => (action::IPSET_ADD, false),
         CMD_DEL => (action::IPSET_DEL, false),
-        _ => return None,
+        CMD_PROTOCOL | CMD_LIST | CMD_SAVE | CMD_TEST | CMD_HEADER | CMD_TYPE | CMD_GET_BYNAME | CMD_GET_BYINDEX => {
+            return None;
+        }
+        _ => (action::NFNETLINK_OTHER, false),
     })
 }
 
-/// The action of an nftables message and the attribute naming its object
-/// (0 when it has none); `None` for reads.
-fn nft_action(message: u16, flags: u16) -> Option<(u32, u16)> {
+/// What an nftables message is, and how it names its object.
+struct NftAction {
+    action: u32,
+    /// The attribute naming its object; 0 when it has none.
+    object_attr: u16,
+    /// The attribute by which the kernel takes another object than the
+    /// named one (a handle, or a batch id); 0 when it has none.
+    reference_attr: u16,
+}
+
+/// The action of an nftables message; `None` for reads.
+fn nft_action(message: u16, flags: u16) -> Option<NftAction> {
     use nft_msg::*;
-    let found = match message {
-        NEWTABLE => (action::NFT_TABLE_ADD, 0),
-        DELTABLE | DESTROYTABLE => (action::NFT_TABLE_DELETE, 0),
-        NEWCHAIN => (action::NFT_CHAIN_ADD, ATTR_CHAIN_NAME),
-        DELCHAIN | DESTROYCHAIN => (action::NFT_CHAIN_DELETE, ATTR_CHAIN_NAME),
+    use nft_ref::*;
+    let (action, object_attr, reference_attr) = match message {
+        NEWTABLE => (action::NFT_TABLE_ADD, 0, 0),
+        DELTABLE | DESTROYTABLE => (action::NFT_TABLE_DELETE, 0, TABLE_HANDLE),
+        NEWCHAIN => (action::NFT_CHAIN_ADD, ATTR_CHAIN_NAME, CHAIN_HANDLE),
+        DELCHAIN | DESTROYCHAIN => (action::NFT_CHAIN_DELETE, ATTR_CHAIN_NAME, CHAIN_HANDLE),
         NEWRULE => {
             let id = if flags & NLM_F_REPLACE != 0 {
                 action::NFT_RULE_REPLACE
@@ -320,81 +532,109 @@ fn nft_action(message: u16, flags: u16) -> Option<(u32, u16)> {
             } else {
                 action::NFT_RULE_INSERT
             };
-            (id, ATTR_OBJECT_NAME)
+            // A rule's chain by NFTA_RULE_CHAIN_ID counts only without a
+            // name, and no name already leaves the object to `*` rules.
+            (id, ATTR_OBJECT_NAME, 0)
         }
-        DELRULE | DESTROYRULE => (action::NFT_RULE_DELETE, ATTR_OBJECT_NAME),
-        NEWSET => (action::NFT_SET_ADD, ATTR_OBJECT_NAME),
-        DELSET | DESTROYSET => (action::NFT_SET_DELETE, ATTR_OBJECT_NAME),
-        NEWSETELEM => (action::NFT_ELEMENT_ADD, ATTR_OBJECT_NAME),
-        DELSETELEM | DESTROYSETELEM => (action::NFT_ELEMENT_DELETE, ATTR_OBJECT_NAME),
-        NEWOBJ => (action::NFT_OBJECT_ADD, ATTR_OBJECT_NAME),
-        DELOBJ | DESTROYOBJ => (action::NFT_OBJECT_DELETE, ATTR_OBJECT_NAME),
-        NEWFLOWTABLE => (action::NFT_FLOWTABLE_ADD, ATTR_OBJECT_NAME),
-        DELFLOWTABLE | DESTROYFLOWTABLE => (action::NFT_FLOWTABLE_DELETE, ATTR_OBJECT_NAME),
-        GETOBJ_RESET | GETRULE_RESET | GETSETELEM_RESET => (action::NFT_RESET, ATTR_OBJECT_NAME),
+        // Without a chain name, DELRULE flushes every chain of the table.
+        DELRULE | DESTROYRULE => (action::NFT_RULE_DELETE, ATTR_OBJECT_NAME, 0),
+        NEWSET => (action::NFT_SET_ADD, ATTR_OBJECT_NAME, 0),
+        DELSET | DESTROYSET => (action::NFT_SET_DELETE, ATTR_OBJECT_NAME, SET_HANDLE),
+        NEWSETELEM => (action::NFT_ELEMENT_ADD, ATTR_OBJECT_NAME, ELEM_LIST_SET_ID),
+        DELSETELEM | DESTROYSETELEM => (action::NFT_ELEMENT_DELETE, ATTR_OBJECT_NAME, ELEM_LIST_SET_ID),
+        NEWOBJ => (action::NFT_OBJECT_ADD, ATTR_OBJECT_NAME, 0),
+        DELOBJ | DESTROYOBJ => (action::NFT_OBJECT_DELETE, ATTR_OBJECT_NAME, OBJ_HANDLE),
+        NEWFLOWTABLE => (action::NFT_FLOWTABLE_ADD, ATTR_OBJECT_NAME, 0),
+        DELFLOWTABLE | DESTROYFLOWTABLE => (action::NFT_FLOWTABLE_DELETE, ATTR_OBJECT_NAME, FLOWTABLE_HANDLE),
+        GETSETELEM_RESET => (action::NFT_RESET, ATTR_OBJECT_NAME, ELEM_LIST_SET_ID),
+        GETOBJ_RESET | GETRULE_RESET => (action::NFT_RESET, ATTR_OBJECT_NAME, 0),
         GETTABLE | GETCHAIN | GETRULE | GETSET | GETSETELEM | GETGEN | GETOBJ | GETFLOWTABLE => return None,
-        _ => (action::NFT_OTHER, 0),
+        _ => (action::NFT_OTHER, 0, 0),
     };
-    Some(found)
+    Some(NftAction { action, object_attr, reference_attr })
 }
 
 /// Reads the table (or set) name, attribute `table_attr`, and when
 /// `object_attr` is not 0, the object name; notes where attribute 4 lies
-/// (a rule's expressions; the caller digests it only for rules). Like
-/// `nla_parse`, the last attribute of a type wins. False if the attributes
-/// cannot be walked or a name does not fit.
+/// (a rule's expressions; the caller digests it only for rules), which
+/// attribute types the message carries, and whether it carries
+/// `reference_attr` (not 0). Like `nla_parse`, the last attribute of a
+/// type wins. False if the attributes cannot be walked or a name does not
+/// fit.
 fn read_target_names<B: MessageBuffer>(
     buf: &B,
     offset: u32,
     msg_len: u32,
-    table_attr: u16,
-    object_attr: u16,
+    attrs: [u16; 3],
     key: &mut TargetKey,
-    content: &mut ContentSpan,
+    notes: &mut MessageNotes,
 ) -> bool {
     let end = offset + msg_len;
-    let mut at = offset + NLMSG_HDRLEN + NFGENMSG_LEN;
-    for _ in 0..MAX_ATTRS {
-        if at >= end || end - at < NLA_HDRLEN {
-            return true;
-        }
-        let mut raw = [0u8; 4];
-        if !buf.read(at, &mut raw) {
-            return false;
-        }
-        let nla_len = u16::from_ne_bytes([raw[0], raw[1]]) as u32;
-        let nla_type = u16::from_ne_bytes([raw[2], raw[3]]) & NLA_TYPE_MASK;
-        if nla_len < NLA_HDRLEN || nla_len > end - at {
-            // nla_parse rejects this message; the kernel applies none of it.
-            return false;
-        }
-        let payload_len = nla_len - NLA_HDRLEN;
-        // A repeated attribute replaces the earlier one, so clear before
-        // reading. One read site for both names keeps the program small.
-        let target = if nla_type == table_attr {
-            key.clear_table();
-            Some(&mut key.table)
-        } else if object_attr != 0 && nla_type == object_attr {
-            key.clear_object();
-            Some(&mut key.object)
-        } else {
-            None
-        };
-        if let Some(name) = target
-            && !read_name(buf, at + NLA_HDRLEN, payload_len, name)
-        {
-            return false;
-        }
-        // Last, when nothing after reads `nla_type`: the verifier's knowing
-        // it is 4 on one path then ends here.
-        if nla_type == ATTR_RULE_EXPRESSIONS {
-            content.at = at + NLA_HDRLEN;
-            content.len = payload_len;
-        }
-        at += (nla_len + 3) & !3;
+    write_field(&mut notes.next_attr, offset + NLMSG_HDRLEN + NFGENMSG_LEN);
+    write_field(&mut notes.walk, WALK_ON);
+    buf.repeat(MAX_ATTRS as u32, |_| read_attribute(buf, end, attrs, key, notes));
+    // Still walking: more attributes than we read, so we cannot be sure
+    // which name wins.
+    read_field(&notes.walk) == WALK_DONE
+}
+
+/// One step of [`read_target_names`]: the attribute at `notes.next_attr`.
+/// False once the walk is over (`notes.walk` says how).
+#[inline(always)]
+fn read_attribute<B: MessageBuffer>(
+    buf: &B,
+    end: u32,
+    [table_attr, object_attr, reference_attr]: [u16; 3],
+    key: &mut TargetKey,
+    notes: &mut MessageNotes,
+) -> bool {
+    let at = read_field(&notes.next_attr);
+    if at >= end || end - at < NLA_HDRLEN {
+        write_field(&mut notes.walk, WALK_DONE);
+        return false;
     }
-    // More attributes than we read: we cannot be sure which name wins.
-    at >= end || end - at < NLA_HDRLEN
+    let mut raw = [0u8; 4];
+    if !buf.read(at, &mut raw) {
+        write_field(&mut notes.walk, WALK_FAILED);
+        return false;
+    }
+    let nla_len = u16::from_ne_bytes([raw[0], raw[1]]) as u32;
+    let nla_type = u16::from_ne_bytes([raw[2], raw[3]]) & NLA_TYPE_MASK;
+    if nla_len < NLA_HDRLEN || nla_len > end - at {
+        // nla_parse rejects this message; the kernel applies none of it.
+        write_field(&mut notes.walk, WALK_FAILED);
+        return false;
+    }
+    notes.note_seen(1 << if nla_type < 31 { nla_type } else { 31 });
+    let payload_len = nla_len - NLA_HDRLEN;
+    // A repeated attribute replaces the earlier one, so clear before
+    // reading. One read site for both names keeps the program small.
+    let target = if nla_type == table_attr {
+        key.clear_table();
+        Some(&mut key.table)
+    } else if object_attr != 0 && nla_type == object_attr {
+        key.clear_object();
+        Some(&mut key.object)
+    } else {
+        if reference_attr != 0 && nla_type == reference_attr {
+            write_field(&mut notes.by_reference, 1);
+        }
+        None
+    };
+    if let Some(name) = target
+        && !read_name(buf, at + NLA_HDRLEN, payload_len, name)
+    {
+        write_field(&mut notes.walk, WALK_FAILED);
+        return false;
+    }
+    // Last, when nothing after reads `nla_type`: the verifier's knowing
+    // it is 4 on one path then ends here.
+    if nla_type == ATTR_RULE_EXPRESSIONS {
+        write_field(&mut notes.at, at + NLA_HDRLEN);
+        write_field(&mut notes.len, payload_len);
+    }
+    write_field(&mut notes.next_attr, at + ((nla_len + 3) & !3));
+    true
 }
 
 /// Reads a string attribute's payload into `out` the way the kernel takes

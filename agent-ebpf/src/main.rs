@@ -19,6 +19,7 @@ mod maps;
 mod netfilter;
 mod netns;
 mod policy;
+mod rtnetlink;
 mod selfprotect;
 mod subjects;
 

@@ -13,7 +13,7 @@ use warrant_common::{
     NAME_LEN, RULE_CONTENT_BYTES, RuleContent, Subject,
     decision::{self, BatchOutcome},
     hash::{FNV64_OFFSET, fnv1a_64_step},
-    netlink::{DIGEST_TOO_LONG, MAX_DIGEST_BYTES, MessageBuffer, NETLINK_NETFILTER},
+    netlink::{Classifier, DIGEST_TOO_LONG, MAX_DIGEST_BYTES, MessageBuffer, NETLINK_NETFILTER, Nfnetlink},
 };
 
 use crate::{
@@ -25,9 +25,45 @@ use crate::{
 const EPERM: i32 = 1;
 
 /// The linear data of a netlink skb (netlink skbs are never paged).
-struct SkbData {
+pub struct SkbData {
     data: *const u8,
     len: u32,
+}
+
+impl SkbData {
+    /// The data of `skb`; None if it cannot be read.
+    #[inline(always)]
+    pub fn of(skb: *const u8) -> Option<Self> {
+        let offsets = kernel_offsets();
+        let data = read_kernel::<u64>(skb, offsets.sk_buff_data)?;
+        let len = read_kernel::<u32>(skb, offsets.sk_buff_len)?;
+        Some(SkbData { data: data as *const u8, len })
+    }
+}
+
+/// The netlink protocol of `sock` (`sk_protocol`); None if it cannot be read.
+#[inline(always)]
+pub fn protocol_of(sock: *const u8) -> Option<u16> {
+    read_kernel::<u16>(sock, kernel_offsets().sock_sk_protocol)
+}
+
+/// Decides every message of one sendmsg with `classifier`, sends the
+/// decisions to the daemon, and returns the hook's verdict.
+#[inline(always)]
+pub fn decide_sendmsg<C: Classifier>(subject: &Subject, buffer: &SkbData, classifier: &C) -> i32 {
+    let Some(scratch) = subjects::scratch() else {
+        return -EPERM;
+    };
+    let policy = KernelPolicy::in_force();
+    let mode = policy.profile_mode(subject);
+    let outcome = decision::decide_batch(buffer, classifier, &policy, subject.profile_id, mode, scratch);
+    if outcome != BatchOutcome::NoAction {
+        emit_events(subject, scratch);
+    }
+    match outcome {
+        BatchOutcome::Deny => -EPERM,
+        _ => 0,
+    }
 }
 
 impl MessageBuffer for SkbData {
@@ -57,6 +93,11 @@ impl MessageBuffer for SkbData {
     #[inline(always)]
     fn content_digest(&self, offset: u32, len: u32) -> u64 {
         warrant_content_digest(self.data as u64, self.len, offset, len)
+    }
+
+    #[inline(always)]
+    fn repeat<F: FnMut(u32) -> bool>(&self, times: u32, step: F) {
+        crate::policy::repeat(times, step)
     }
 }
 
@@ -166,29 +207,13 @@ pub fn netlink_send(ctx: LsmContext) -> i32 {
 
 #[inline(always)]
 fn decide(subject: &Subject, sock: *const u8, skb: *const u8) -> i32 {
-    let offsets = kernel_offsets();
-    let Some(protocol) = read_kernel::<u16>(sock, offsets.sock_sk_protocol) else {
-        return -EPERM;
-    };
-    if protocol != NETLINK_NETFILTER {
-        return 0;
+    match protocol_of(sock) {
+        Some(NETLINK_NETFILTER) => {}
+        Some(_) => return 0,
+        None => return -EPERM,
     }
-    let (Some(data), Some(len)) =
-        (read_kernel::<u64>(skb, offsets.sk_buff_data), read_kernel::<u32>(skb, offsets.sk_buff_len))
-    else {
-        return -EPERM;
-    };
-    let buffer = SkbData { data: data as *const u8, len };
-    let Some(scratch) = subjects::scratch() else {
-        return -EPERM;
-    };
-    let policy = KernelPolicy::in_force();
-    let outcome = decision::decide_batch(&buffer, &policy, subject.profile_id, policy.profile_mode(subject), scratch);
-    if outcome != BatchOutcome::NoAction {
-        emit_events(subject, scratch);
-    }
-    match outcome {
-        BatchOutcome::Deny => -EPERM,
-        _ => 0,
+    match SkbData::of(skb) {
+        Some(buffer) => decide_sendmsg(subject, &buffer, &Nfnetlink),
+        None => -EPERM,
     }
 }

@@ -2,16 +2,16 @@
 //! shared decision function, the one-action decision that every hook family
 //! except netfilter's batches uses, and the event stream to the daemon.
 
+use core::ffi::c_void;
+
 use aya_ebpf::helpers::{
     bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-    generated::{bpf_get_current_comm, bpf_ktime_get_boot_ns, bpf_probe_read_kernel},
+    generated::{bpf_get_current_comm, bpf_ktime_get_boot_ns, bpf_loop, bpf_probe_read_kernel},
 };
 use warrant_common::{
     Event, NAME_LEN, NO_WARRANT, RuleEntry, SETTINGS_INDEX, Subject, TargetKey, action, copy_words,
     decision::{self, BatchOutcome, BatchScratch, PolicyView},
-    mode,
-    netlink::MAX_MESSAGES,
-    profile_key, zero_words,
+    mode, profile_key, zero_words,
 };
 
 use crate::{
@@ -33,6 +33,12 @@ impl KernelPolicy {
     #[inline(always)]
     pub fn in_force() -> Self {
         let generation = SETTINGS.get(SETTINGS_INDEX).map(|s| s.active_generation()).unwrap_or(0);
+        Self { generation }
+    }
+
+    /// The policy of `generation`, read earlier in the same decision.
+    #[inline(always)]
+    pub fn at_generation(generation: u8) -> Self {
         Self { generation }
     }
 
@@ -106,6 +112,11 @@ impl PolicyView for KernelPolicy {
         self.generation
     }
 
+    #[inline(always)]
+    fn repeat<F: FnMut(u32) -> bool>(&self, times: u32, step: F) {
+        repeat(times, step)
+    }
+
     fn take_rate(&self, rule: &RuleEntry) -> bool {
         let Some(window) = RATES.get_ptr_mut(rule.rule_index) else {
             return false;
@@ -174,6 +185,23 @@ pub fn read_kernel<T: Default>(base: *const u8, offset: u32) -> Option<T> {
     (rc == 0).then_some(value)
 }
 
+/// Runs `step(0)`, `step(1)`, ... up to `times` steps, until one returns
+/// false, in a `bpf_loop`: the verifier checks the step once, whatever
+/// `times` is. State carried from step to step belongs in map memory.
+#[inline(always)]
+pub fn repeat<F: FnMut(u32) -> bool>(times: u32, mut step: F) {
+    let step_at: *mut F = &mut step;
+    unsafe { bpf_loop(times, repeat_step::<F> as *mut c_void, step_at.cast(), 0) };
+}
+
+/// One `bpf_loop` iteration of [`repeat`]; 1 stops the loop.
+#[inline(never)]
+extern "C" fn repeat_step<F: FnMut(u32) -> bool>(index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the closure on `repeat`'s caller's stack.
+    let step = unsafe { &mut *ctx.cast::<F>() };
+    if step(index as u32) { 0 } else { 1 }
+}
+
 #[inline(always)]
 pub fn emit_events(subject: &Subject, scratch: &BatchScratch) {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -183,15 +211,12 @@ pub fn emit_events(subject: &Subject, scratch: &BatchScratch) {
     let generation = unsafe { core::ptr::read_volatile(&scratch.generation) } as usize & 1;
     let policy_version = SETTINGS.get(SETTINGS_INDEX).map(|s| s.policy_versions[generation]).unwrap_or(0);
     let now = unsafe { bpf_ktime_get_boot_ns() };
-    for i in 0..MAX_MESSAGES {
-        let count = unsafe { core::ptr::read_volatile(&scratch.count) };
-        if i >= count as usize {
-            break;
-        }
-        let message = &scratch.messages[i];
+    let count = unsafe { core::ptr::read_volatile(&scratch.count) };
+    repeat(count, |i| {
+        let message = scratch.message(i);
         let Some(mut slot) = EVENTS.reserve::<Event>(0) else {
             count_lost_event();
-            continue;
+            return true;
         };
         // Field by field into the ring: a whole-struct write would be a memcpy call.
         let event = slot.as_mut_ptr();
@@ -217,7 +242,8 @@ pub fn emit_events(subject: &Subject, scratch: &BatchScratch) {
             copy_words((&raw mut (*event).object).cast(), (&raw const message.key.object).cast(), NAME_LEN / 8);
         }
         slot.submit(0);
-    }
+        true
+    });
 }
 
 /// Records that process `tgid` became a subject through a policy match

@@ -51,6 +51,7 @@ const LSM_PROGRAMS: &[&str] = &[
     "task_alloc",
     "bprm_check_security",
     "netlink_send",
+    "rtnetlink_send",
     "socket_setsockopt",
     "bpf",
     "sb_mount",
@@ -84,6 +85,12 @@ const LSM_PROGRAMS: &[&str] = &[
     "inode_set_acl",
     "inode_remove_acl",
 ];
+
+/// The LSM hook a program attaches to: its own name, but for the second
+/// program on `netlink_send`.
+fn lsm_hook(program: &str) -> &str {
+    if program == "rtnetlink_send" { "netlink_send" } else { program }
+}
 
 /// fentry/fexit and BTF tracepoint programs and what each traces. The
 /// fentry/fexit ones only note namespace requests for `capable` to decide
@@ -210,7 +217,12 @@ impl Kernel {
                 .ok_or_else(|| program_err("missing from the object".into()))?
                 .try_into()
                 .map_err(|e: aya::programs::ProgramError| program_err(e.to_string()))?;
-            program.load(name, &btf).map_err(|e| program_err(error_chain(&e)))?;
+            program.load(lsm_hook(name), &btf).map_err(|e| program_err(error_chain(&e)))?;
+            // The verifier's budget is 1M processed instructions a program:
+            // the log shows how much of it each one used on this kernel.
+            if let Some(count) = program.info().ok().and_then(|info| info.verified_instruction_count()) {
+                tracing::debug!(program = name, verified_instructions = count, budget = 1_000_000, "loaded");
+            }
             if attach {
                 let link_id = program.attach().map_err(|e| program_err(error_chain(&e)))?;
                 let link = program.take_link(link_id).map_err(|e| program_err(error_chain(&e)))?;

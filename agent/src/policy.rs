@@ -16,7 +16,9 @@ use thiserror::Error;
 use warrant_common::{
     FAMILY_ANY, FileKey, NAME_LEN, ProfileEntry, RuleEntry, TargetKey,
     action::{self, TargetKind},
-    mode, tier,
+    mode, netlink,
+    netlink_protocols::PROTOCOL_NAMES,
+    tier,
 };
 
 use crate::{protect, trust};
@@ -178,6 +180,9 @@ pub enum Target {
     /// A protected tree (`None`: any) and, within it, one file (`None`:
     /// the whole tree).
     File { tree: Option<u32>, inode: Option<FileKey> },
+    /// A netlink protocol by number (`route`, `generic`, ... or a number);
+    /// `None`: any.
+    Protocol(Option<u8>),
     /// Actions without a target: only `*`.
     Nothing,
 }
@@ -302,6 +307,14 @@ impl Target {
                         "target {text:?}: no network namespace by that name in {NETNS_RUN_DIR} (use a name, net:[INODE] or *)"
                     ))
                 }),
+            TargetKind::Protocol if text == "*" => Ok(Target::Protocol(None)),
+            TargetKind::Protocol => parse_protocol(text).map(|p| Target::Protocol(Some(p))).ok_or_else(|| {
+                let names: Vec<&str> = PROTOCOL_NAMES.iter().map(|(_, n)| *n).collect();
+                TargetError::Invalid(format!(
+                    "target {text:?}: not a netlink protocol (a number below 32, or one of {}, or *)",
+                    names.join(", ")
+                ))
+            }),
             TargetKind::None if text == "*" => Ok(Target::Nothing),
             TargetKind::None => {
                 Err(TargetError::Invalid(format!("target {text:?}: this action has no target; write \"*\"")))
@@ -332,6 +345,11 @@ impl Target {
             ));
         }
         for name in [&table, &object].into_iter().flatten() {
+            if name.starts_with('#') {
+                return Err(format!(
+                    "target {text:?}: names starting with # are how records show an object taken by handle; only * covers those"
+                ));
+            }
             if name.len() > NAME_LEN - 2 {
                 return Err(format!("target {text:?}: name {name:?} is longer than {} bytes", NAME_LEN - 2));
             }
@@ -348,6 +366,7 @@ impl Target {
             Target::Namespace(inode) => inode.is_some(),
             Target::IpSet { set, .. } => set.is_some(),
             Target::File { inode, .. } => inode.is_some(),
+            Target::Protocol(protocol) => protocol.is_some(),
             Target::Nothing => true,
         }
     }
@@ -386,6 +405,8 @@ impl Target {
                     key.object[8..16].copy_from_slice(&inode.dev.to_le_bytes());
                 }
             }
+            Target::Protocol(Some(protocol)) => key.family = *protocol,
+            Target::Protocol(None) => key.family = FAMILY_ANY,
             Target::Nothing => {}
         }
         key
@@ -400,6 +421,14 @@ pub fn render_target(key: &TargetKey) -> String {
             if inode == 0 { "*".to_owned() } else { format!("net:[{inode}]") }
         }
         TargetKind::None => "*".to_owned(),
+        TargetKind::Protocol => {
+            let protocol = match PROTOCOL_NAMES.iter().find(|(n, _)| *n == u16::from(key.family)) {
+                Some((_, name)) => (*name).to_owned(),
+                None => key.family.to_string(),
+            };
+            let msg_type = u16::from_le_bytes([key.object[0], key.object[1]]);
+            if msg_type == 0 { protocol } else { format!("{protocol} type {msg_type}") }
+        }
         TargetKind::IpSet => {
             let set = String::from_utf8_lossy(warrant_common::name_bytes(&key.table)).into_owned();
             let other = String::from_utf8_lossy(warrant_common::name_bytes(&key.object)).into_owned();
@@ -420,17 +449,34 @@ pub fn render_target(key: &TargetKey) -> String {
         TargetKind::Family => family_name(key.family),
         TargetKind::Firewall => {
             let name = |bytes: &[u8; NAME_LEN]| {
-                let s = String::from_utf8_lossy(warrant_common::name_bytes(bytes)).into_owned();
-                if s.is_empty() { "*".to_owned() } else { s }
+                let bytes = warrant_common::name_bytes(bytes);
+                if netlink::is_by_reference(bytes) {
+                    BY_REFERENCE_TEXT.to_owned()
+                } else {
+                    String::from_utf8_lossy(bytes).into_owned()
+                }
             };
-            let mut text = format!("{} {}", family_name(key.family), name(&key.table));
-            let object = warrant_common::name_bytes(&key.object);
+            let table = name(&key.table);
+            let mut text = format!("{} {}", family_name(key.family), if table.is_empty() { "*" } else { &table });
+            let object = name(&key.object);
             if !object.is_empty() {
                 text.push(' ');
-                text.push_str(&String::from_utf8_lossy(object));
+                text.push_str(&object);
             }
             text
         }
+    }
+}
+
+/// How records show a name the kernel took by handle or batch id
+/// ([`netlink::BY_REFERENCE`]); policy names may not start with `#`.
+pub const BY_REFERENCE_TEXT: &str = "#handle";
+
+/// A netlink protocol's number from its name or number.
+fn parse_protocol(text: &str) -> Option<u8> {
+    match PROTOCOL_NAMES.iter().find(|(_, n)| *n == text) {
+        Some((number, _)) => Some(*number as u8),
+        None => text.parse::<u8>().ok().filter(|n| *n < 32),
     }
 }
 

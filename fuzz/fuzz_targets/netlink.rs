@@ -1,5 +1,7 @@
-//! The netlink classifier and batch decision, exactly as the kernel runs
+//! The netlink classifiers and batch decision, exactly as the kernel runs
 //! them, on arbitrary bytes: no panic, and every sendmsg gets an outcome.
+//! The first byte picks the mode (bit 0) and the netlink protocol (the
+//! rest, modulo 24; 12 is nfnetlink).
 #![no_main]
 
 use std::collections::HashMap;
@@ -9,7 +11,8 @@ use warrant_common::{
     FAMILY_ANY, RuleEntry, TargetKey, action,
     decision::{BatchScratch, PolicyView, decide_batch},
     mode,
-    netlink::SliceBuffer,
+    netlink::{NETLINK_NETFILTER, Nfnetlink, SliceBuffer},
+    netlink_protocols::OtherProtocol,
     tier,
 };
 
@@ -53,6 +56,12 @@ impl PolicyView for Everything {
 fuzz_target!(|data: &[u8]| {
     let policy = Everything::new();
     let mut scratch = BatchScratch::zeroed();
-    let audit = if data.first().is_some_and(|b| b & 1 == 1) { mode::AUDIT } else { mode::ENFORCE };
-    decide_batch(&SliceBuffer(data), &policy, 0, audit, &mut scratch);
+    let first = data.first().copied().unwrap_or(0);
+    let audit = if first & 1 == 1 { mode::AUDIT } else { mode::ENFORCE };
+    let protocol = u16::from(first >> 1) % 24;
+    if protocol == NETLINK_NETFILTER {
+        decide_batch(&SliceBuffer(data), &Nfnetlink, &policy, 0, audit, &mut scratch);
+    } else {
+        decide_batch(&SliceBuffer(data), &OtherProtocol { protocol }, &policy, 0, audit, &mut scratch);
+    }
 });

@@ -4,6 +4,7 @@
 //! skips: a missing BPF-LSM or a daemon that cannot start fails every test.
 
 mod harness;
+mod network;
 
 use harness::{Daemon, daemon, nft_root, run_subject, run_subject_as};
 
@@ -609,18 +610,32 @@ fn revocation_takes_effect_at_once() {
 fn batches_up_to_the_bound_apply_and_longer_ones_are_denied_whole() {
     let d = daemon();
     let commands = |count: usize, base: usize| {
-        (0..count).map(|i| format!("add element inet filter blocklist {{ 10.8.{base}.{i} }}\n")).collect::<String>()
+        (0..count)
+            .map(|i| format!("add element inet filter blocklist {{ 10.{base}.{}.{} }}\n", i / 200, i % 200))
+            .collect::<String>()
     };
-    // 10 commands + batch begin and end = 12 messages, the kernel's bound.
-    let fits = d.write_file("fits.nft", &commands(10, 1));
-    let out = run_subject(&["nft", "-f", fits.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", out.stderr);
-    assert!(nft_root(&["list", "set", "inet", "filter", "blocklist"]).contains("10.8.1.9"));
+    // 11 and 200 pre-authorised commands: each a message of one batch, all
+    // classified and allowed.
+    for (count, base) in [(11, 81), (200, 82)] {
+        let file = d.write_file(&format!("batch-{count}.nft"), &commands(count, base));
+        let mark = d.audit_len();
+        let out = run_subject(&["nft", "-f", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{count} commands: {}", out.stderr);
+        let set = nft_root(&["list", "set", "inet", "filter", "blocklist"]);
+        assert!(set.contains(&format!("10.{base}.0.{}", (count - 1) % 200)), "{count} commands: {set}");
+        let allowed = |r: &serde_json::Value| r["action"] == "nft.element.add" && r["verdict"] == "allowed";
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while d.records_since(mark).into_iter().filter(allowed).count() < count {
+            assert!(std::time::Instant::now() < deadline, "fewer than {count} allowed records");
+        }
+        assert_eq!(d.records_since(mark).into_iter().filter(allowed).count(), count, "one record per command");
+    }
+    // Past what the kernel keeps (256 actions), the batch is denied whole.
     let mark = d.audit_len();
-    let too_long = d.write_file("too_long.nft", &commands(11, 2));
+    let too_long = d.write_file("too_long.nft", &commands(257, 83));
     let out = run_subject(&["nft", "-f", too_long.to_str().unwrap()]);
     assert!(!out.status.success(), "a batch beyond the bound went through");
-    assert!(!nft_root(&["list", "set", "inet", "filter", "blocklist"]).contains("10.8.2.0"));
+    assert!(!nft_root(&["list", "set", "inet", "filter", "blocklist"]).contains("10.83.0.0"));
     d.expect_record_where(mark, "a denied-unparseable record", |r| r["verdict"] == "denied-unparseable");
 }
 

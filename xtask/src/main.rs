@@ -44,6 +44,10 @@ enum Task {
     Test {
         #[arg(long, value_enum, default_value_t = test::Tier::All)]
         tier: test::Tier,
+        /// Run only the kernel-tier tests whose names contain one of these
+        /// (libtest filters), for quick local loops; CI runs them all.
+        #[arg(long = "filter", value_name = "NAME")]
+        filters: Vec<String>,
     },
     /// Run xtask/demo.sh: on the host if BPF-LSM works here, else in the VM.
     Demo,
@@ -76,8 +80,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let status = vm::run_in_vm(&command.join(" "), &rwdir)?;
             Ok(process::exit_code(status))
         }
-        Task::Test { tier } => {
-            let all_passed = test::run(tier)?;
+        Task::Test { tier, filters } => {
+            let all_passed = test::run(tier, &filters)?;
             Ok(if all_passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Task::Demo => demo::run().map(process::exit_code),

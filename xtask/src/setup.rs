@@ -27,6 +27,7 @@ const APT_TOOLS: &[(&str, &str)] = &[
     ("arptables", "arptables"),
     ("ebtables", "ebtables"),
     ("python3", "python3"),
+    ("conntrack", "conntrack"),
     // The kernel tier runs these as subjects (module loading, mount, chroot).
     ("kmod", "modprobe"),
     ("mount", "mount"),

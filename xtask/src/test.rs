@@ -49,11 +49,11 @@ impl TierReport {
 }
 
 /// Runs the chosen tiers; Ok(true) only if every step ran and no test failed.
-pub fn run(tier: Tier) -> Result<bool> {
+pub fn run(tier: Tier, filters: &[String]) -> Result<bool> {
     setup::run(setup::Mode::Install)?;
 
     let host = matches!(tier, Tier::All | Tier::Host).then(host_tier);
-    let kernel = matches!(tier, Tier::All | Tier::Kernel).then(kernel_tier);
+    let kernel = matches!(tier, Tier::All | Tier::Kernel).then(|| kernel_tier(filters));
 
     println!();
     let mut total = Counts::default();
@@ -71,11 +71,14 @@ pub fn run(tier: Tier) -> Result<bool> {
         total += Counts { ignored: 0, ..c };
     }
     ok &= total.failed == 0;
-    let which = match tier {
+    let mut which = match tier {
         Tier::All => String::new(),
         Tier::Host => " (host tier only)".into(),
         Tier::Kernel => " (kernel tier only)".into(),
     };
+    if !filters.is_empty() && tier != Tier::Host {
+        which.push_str(&format!(" (kernel tests matching {})", filters.join(", ")));
+    }
     println!("{} passed, {} failed{which}", total.passed, total.failed);
     Ok(ok)
 }
@@ -121,7 +124,7 @@ fn host_tier() -> TierReport {
     TierReport { counts, problem }
 }
 
-fn kernel_tier() -> TierReport {
+fn kernel_tier(filters: &[String]) -> TierReport {
     println!("== kernel tier: building");
     let warrant_bin = match cargo::build_warrant() {
         Ok(path) => path,
@@ -139,7 +142,7 @@ fn kernel_tier() -> TierReport {
     };
 
     println!("== kernel tier: {} --ignored in the VM", test_exe.display());
-    let script = kernel_tier_script(&results, &warrant_bin, &test_exe);
+    let script = kernel_tier_script(&results, &warrant_bin, &test_exe, filters);
     let status = match vm::run_in_vm(&script, &results) {
         Ok(status) => status,
         Err(err) => return TierReport::failed_step(format!("{err:#}")),
@@ -175,8 +178,9 @@ fn kernel_tier() -> TierReport {
 
 /// The guest side of the kernel tier. Writes `lsm-inactive` with a reason if
 /// BPF-LSM is not active, and tees the test output to kernel.log.
-fn kernel_tier_script(results: &Path, warrant_bin: &Path, test_exe: &Path) -> String {
+fn kernel_tier_script(results: &Path, warrant_bin: &Path, test_exe: &Path, filters: &[String]) -> String {
     let q = |p: &Path| shell_quote(&p.to_string_lossy());
+    let filters: Vec<String> = filters.iter().map(|f| shell_quote(f)).collect();
     format!(
         r#"set -u
 {mounts}
@@ -189,13 +193,14 @@ esac
 export WARRANT_BIN={warrant_bin} WARRANT_KERNEL_TIER=1 RUST_BACKTRACE=1
 cd {repo}
 set -o pipefail
-{test_exe} --ignored --test-threads=1 2>&1 | tee {results}/kernel.log
+{test_exe} --ignored --test-threads=1 {filters} 2>&1 | tee {results}/kernel.log
 "#,
         mounts = vm::GUEST_MOUNTS,
         results = q(results),
         warrant_bin = q(warrant_bin),
         repo = q(&repo_root()),
         test_exe = q(test_exe),
+        filters = filters.join(" "),
     )
 }
 

@@ -1,0 +1,283 @@
+//! Classifier for the netlink messages a subject sends on every protocol but
+//! NETLINK_NETFILTER (which `netlink` classifies): rtnetlink, xfrm, and a
+//! fail-closed rest.
+//!
+//! A message is a read only where the kernel itself treats it as one:
+//! rtnetlink's GET kind (the kind it lets through without CAP_NET_ADMIN),
+//! xfrm's GETs, the generic netlink controller's lookups, sock_diag's
+//! queries and audit's status requests. Every other message is an action:
+//! rtnetlink and xfrm writes by their own action, the rest `netlink.other`
+//! with the protocol as target. Flags never make a write a read: the
+//! kernel dispatches by type.
+
+use crate::{
+    TargetKey, action,
+    netlink::{Class, Classifier, MessageBuffer, MessageHeader, MessageNotes, NLA_HDRLEN, NLMSG_HDRLEN},
+};
+
+/// Netlink protocol numbers (`linux/netlink.h`) that are classified here.
+pub mod protocol {
+    pub const ROUTE: u16 = 0;
+    pub const SOCK_DIAG: u16 = 4;
+    pub const XFRM: u16 = 6;
+    pub const AUDIT: u16 = 9;
+    pub const KOBJECT_UEVENT: u16 = 15;
+    pub const GENERIC: u16 = 16;
+}
+
+/// Protocol names as policy and records spell them, by number.
+pub const PROTOCOL_NAMES: &[(u16, &str)] = &[
+    (0, "route"),
+    (2, "usersock"),
+    (4, "sock_diag"),
+    (5, "nflog"),
+    (6, "xfrm"),
+    (7, "selinux"),
+    (8, "iscsi"),
+    (9, "audit"),
+    (10, "fib_lookup"),
+    (11, "connector"),
+    (12, "netfilter"),
+    (14, "dnrtmsg"),
+    (15, "kobject_uevent"),
+    (16, "generic"),
+    (18, "scsitransport"),
+    (19, "ecryptfs"),
+    (20, "rdma"),
+    (21, "crypto"),
+    (22, "smc"),
+];
+
+/// `NLMSG_MIN_TYPE`: lower types are netlink control messages, which
+/// `netlink_rcv_skb` acknowledges without handing them to the protocol.
+const NLMSG_MIN_TYPE: u16 = 0x10;
+/// `NLM_F_CREATE`, `NLM_F_EXCL` (for NEW requests; `NLM_F_REPLACE` is in `netlink`).
+const NLM_F_EXCL: u16 = 0x200;
+const NLM_F_CREATE: u16 = 0x400;
+const NLM_F_REPLACE: u16 = 0x100;
+
+/// `sizeof(struct ifinfomsg)`: link attributes start after it.
+const IFINFOMSG_LEN: u32 = 16;
+/// Link attributes that move an interface to another namespace or make it
+/// in one: IFLA_NET_NS_PID, IFLA_NET_NS_FD, IFLA_TARGET_NETNSID.
+const IFLA_NET_NS_PID: u16 = 19;
+const IFLA_NET_NS_FD: u16 = 28;
+const IFLA_TARGET_NETNSID: u16 = 46;
+/// IFLA_IFNAME: names the link (or renames it when it is found by index).
+const IFLA_IFNAME: u16 = 3;
+/// IFLA_AF_SPEC: per-family settings (the ipv4/ipv6 `conf` values).
+const IFLA_AF_SPEC: u16 = 26;
+/// Most attributes of one link message read; a message with more is
+/// unparseable (denied), since its class could not be known.
+const MAX_LINK_ATTRS: usize = 12;
+
+/// The classifier for one non-netfilter protocol.
+pub struct OtherProtocol {
+    pub protocol: u16,
+}
+
+impl Classifier for OtherProtocol {
+    #[inline(always)]
+    fn classify<B: MessageBuffer>(
+        &self,
+        buf: &B,
+        offset: u32,
+        header: &MessageHeader,
+        key: &mut TargetKey,
+        content: &mut MessageNotes,
+    ) -> Class {
+        classify(self.protocol, buf, offset, header, key, content)
+    }
+}
+
+/// Classifies the message at `offset` of a `protocol` socket's sendmsg into
+/// `key` (profile_id is left alone).
+pub fn classify<B: MessageBuffer>(
+    protocol: u16,
+    buf: &B,
+    offset: u32,
+    header: &MessageHeader,
+    key: &mut TargetKey,
+    content: &mut MessageNotes,
+) -> Class {
+    content.at = 0;
+    key.action = 0;
+    key.family = 0;
+    key.clear_table();
+    key.clear_object();
+    let msg_type = header.msg_type;
+    // Protocols that take their messages through `netlink_rcv_skb` (or, for
+    // audit, a loop that refuses the low types) never act on control types.
+    let framed = matches!(
+        protocol,
+        protocol::ROUTE
+            | protocol::XFRM
+            | protocol::GENERIC
+            | protocol::SOCK_DIAG
+            | protocol::AUDIT
+            | protocol::KOBJECT_UEVENT
+    );
+    if framed && msg_type < NLMSG_MIN_TYPE {
+        return Class::NotAnAction;
+    }
+    let action_id = match protocol {
+        protocol::ROUTE => match route_action(msg_type, header.flags) {
+            RouteClass::Read => return Class::NotAnAction,
+            RouteClass::Link(action_id) => match link_attributes(buf, offset, header.len) {
+                Some(LinkAttrs::Netns) => action::NET_LINK_NETNS,
+                Some(LinkAttrs::ConfOnly) => action::NET_CONF,
+                Some(LinkAttrs::Other) => action_id,
+                None => {
+                    key.action = action_id;
+                    return Class::Unparseable;
+                }
+            },
+            RouteClass::Action(action_id) => action_id,
+        },
+        protocol::XFRM => match xfrm_action(msg_type) {
+            Some(action_id) => action_id,
+            None => return Class::NotAnAction,
+        },
+        _ if other_is_read(protocol, buf, offset, msg_type) => return Class::NotAnAction,
+        _ => action::NETLINK_OTHER,
+    };
+    key.action = action_id;
+    if action_id == action::NETLINK_OTHER {
+        key.family = protocol as u8;
+        key.object[0] = msg_type as u8;
+        key.object[1] = (msg_type >> 8) as u8;
+    }
+    Class::Action
+}
+
+/// What an rtnetlink message is.
+enum RouteClass {
+    Read,
+    /// A link write, whose class its attributes may change.
+    Link(u32),
+    Action(u32),
+}
+
+/// rtnetlink by type: kinds NEW, DEL, GET, SET in groups of four from
+/// RTM_BASE (16), as `rtnl_msgtype_kind` reads them.
+fn route_action(msg_type: u16, flags: u16) -> RouteClass {
+    use action::*;
+    let kind = msg_type.wrapping_sub(16) & 3;
+    if msg_type >= 16 && kind == 2 {
+        return RouteClass::Read;
+    }
+    let new_or = |new: u32, del: u32| if kind == 0 { new } else { del };
+    RouteClass::Action(match msg_type {
+        // RTM_NEWLINK makes a link only with CREATE and EXCL; without EXCL it
+        // changes the one it finds.
+        16 if (flags & (NLM_F_CREATE | NLM_F_EXCL)) == (NLM_F_CREATE | NLM_F_EXCL) => {
+            return RouteClass::Link(NET_LINK_ADD);
+        }
+        16 | 19 => return RouteClass::Link(NET_LINK_SET),
+        17 => NET_LINK_DELETE,
+        20 | 21 => new_or(NET_ADDR_ADD, NET_ADDR_DELETE),
+        24 if flags & NLM_F_REPLACE != 0 => NET_ROUTE_REPLACE,
+        24 | 25 => new_or(NET_ROUTE_ADD, NET_ROUTE_DELETE),
+        32 | 33 => new_or(NET_RULE_ADD, NET_RULE_DELETE),
+        28 | 29 => new_or(NET_NEIGH_ADD, NET_NEIGH_DELETE),
+        64 | 67 => NET_NEIGH_TABLE,
+        104 | 105 | 116 | 117 => new_or(NET_NEXTHOP_ADD, NET_NEXTHOP_DELETE),
+        36 | 37 => new_or(NET_TC_QDISC_ADD, NET_TC_QDISC_DELETE),
+        40 | 41 => new_or(NET_TC_CLASS_ADD, NET_TC_CLASS_DELETE),
+        // Filters, and the filter chains (RTM_NEWCHAIN, RTM_DELCHAIN).
+        44 | 45 | 100 | 101 => new_or(NET_TC_FILTER_ADD, NET_TC_FILTER_DELETE),
+        48 | 49 => new_or(NET_TC_ACTION_ADD, NET_TC_ACTION_DELETE),
+        80 | 81 => NET_CONF,
+        _ => NETLINK_OTHER,
+    })
+}
+
+/// The class a link message's attributes give it.
+enum LinkAttrs {
+    /// It moves the link to, or makes it in, another namespace.
+    Netns,
+    /// Its only change is IFLA_AF_SPEC (with IFLA_IFNAME to find the link).
+    ConfOnly,
+    Other,
+}
+
+/// Walks a link message's top-level attributes; None if they cannot be
+/// walked whole (the kernel's `nlmsg_parse` would refuse the message, or
+/// there are more than [`MAX_LINK_ATTRS`]).
+fn link_attributes<B: MessageBuffer>(buf: &B, offset: u32, msg_len: u32) -> Option<LinkAttrs> {
+    let end = offset + msg_len;
+    if msg_len < NLMSG_HDRLEN + IFINFOMSG_LEN {
+        return None;
+    }
+    let mut at = offset + NLMSG_HDRLEN + IFINFOMSG_LEN;
+    let (mut netns, mut af_spec, mut other) = (false, false, false);
+    for _ in 0..MAX_LINK_ATTRS {
+        if at >= end || end - at < NLA_HDRLEN {
+            break;
+        }
+        let mut raw = [0u8; 4];
+        if !buf.read(at, &mut raw) {
+            return None;
+        }
+        let nla_len = u16::from_ne_bytes([raw[0], raw[1]]) as u32;
+        let nla_type = u16::from_ne_bytes([raw[2], raw[3]]) & 0x3fff;
+        if nla_len < NLA_HDRLEN || nla_len > end - at {
+            return None;
+        }
+        match nla_type {
+            IFLA_NET_NS_PID | IFLA_NET_NS_FD | IFLA_TARGET_NETNSID => netns = true,
+            IFLA_AF_SPEC => af_spec = true,
+            IFLA_IFNAME => {}
+            _ => other = true,
+        }
+        at += (nla_len + 3) & !3;
+    }
+    if at < end && end - at >= NLA_HDRLEN {
+        return None;
+    }
+    Some(if netns {
+        LinkAttrs::Netns
+    } else if af_spec && !other {
+        LinkAttrs::ConfOnly
+    } else {
+        LinkAttrs::Other
+    })
+}
+
+/// xfrm by type; None for its reads (GETSA, GETPOLICY, GETAE, GETSADINFO,
+/// GETSPDINFO, GETDEFAULT).
+fn xfrm_action(msg_type: u16) -> Option<u32> {
+    use action::*;
+    Some(match msg_type {
+        18 | 21 | 31 | 35 | 37 | 40 => return None,
+        16 | 26 => NET_XFRM_STATE_ADD,
+        17 | 28 => NET_XFRM_STATE_DELETE,
+        19 | 25 => NET_XFRM_POLICY_ADD,
+        20 | 29 => NET_XFRM_POLICY_DELETE,
+        _ => NET_XFRM_OTHER,
+    })
+}
+
+/// Reads on the remaining protocols: the generic netlink controller's
+/// family and policy lookups, sock_diag queries (not SOCK_DESTROY), and
+/// audit status and rule listings. Audit's user messages (AUDIT_USER and
+/// the user ranges) are records for the log, not configuration.
+fn other_is_read<B: MessageBuffer>(protocol: u16, buf: &B, offset: u32, msg_type: u16) -> bool {
+    match protocol {
+        protocol::GENERIC => {
+            // GENL_ID_CTRL, with CTRL_CMD_GETFAMILY or CTRL_CMD_GETPOLICY in
+            // genlmsghdr's first byte.
+            let mut cmd = [0u8; 1];
+            msg_type == 0x10 && buf.read(offset + NLMSG_HDRLEN, &mut cmd) && matches!(cmd[0], 3 | 10)
+        }
+        // SOCK_DIAG_BY_FAMILY and the older TCPDIAG/DCCPDIAG queries.
+        protocol::SOCK_DIAG => matches!(msg_type, 18..=20),
+        protocol::AUDIT => {
+            matches!(msg_type, 1000 | 1002 | 1010 | 1013 | 1016 | 1019)
+                || msg_type == 1005
+                || (1100..=1199).contains(&msg_type)
+                || (2100..=2999).contains(&msg_type)
+        }
+        _ => false,
+    }
+}

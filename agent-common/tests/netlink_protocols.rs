@@ -1,0 +1,360 @@
+//! Plain tier: netlink as the kernel reads it. Objects addressed by handle
+//! or batch id, reads known by message type (never by flags), and the
+//! protocols beside nfnetlink (rtnetlink, xfrm, generic, audit, the rest).
+
+mod common;
+
+use common::*;
+use warrant_common::{
+    TargetKey, action,
+    decision::{BatchOutcome, BatchScratch, decide_batch},
+    mode,
+    netlink::{self, BY_REFERENCE, Class, Classifier, NLM_F_DUMP, NLM_F_REQUEST, SliceBuffer, Step, nft_msg},
+    netlink_protocols::{OtherProtocol, protocol},
+    tier, verdict,
+};
+
+const NLM_F_REPLACE: u16 = 0x100;
+const NLM_F_EXCL: u16 = 0x200;
+const NLM_F_CREATE: u16 = 0x400;
+
+/// One message of protocol `family_len`-byte fixed header (ifinfomsg 16,
+/// rtmsg 12, genlmsghdr 4, ...) whose first byte is `first`, then `attrs`.
+fn message(msg_type: u16, flags: u16, fixed: &[u8], attrs: &[(u16, &[u8])]) -> Vec<u8> {
+    let mut out = vec![0u8; 16];
+    out.extend_from_slice(fixed);
+    for (attr_type, payload) in attrs {
+        out.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
+        out.extend_from_slice(&attr_type.to_ne_bytes());
+        out.extend_from_slice(payload);
+        while !out.len().is_multiple_of(4) {
+            out.push(0);
+        }
+    }
+    let len = out.len() as u32;
+    out[0..4].copy_from_slice(&len.to_ne_bytes());
+    out[4..6].copy_from_slice(&msg_type.to_ne_bytes());
+    out[6..8].copy_from_slice(&(flags | NLM_F_REQUEST).to_ne_bytes());
+    out
+}
+
+/// Classifies the first message of `bytes` with `classifier`.
+fn classify_with<C: Classifier>(classifier: &C, bytes: &[u8]) -> (Class, TargetKey) {
+    let Step::Message { header, .. } = netlink::read_header(&SliceBuffer(bytes), 0) else {
+        panic!("no message");
+    };
+    let mut key = TargetKey::zeroed();
+    let class = classifier.classify(&SliceBuffer(bytes), 0, &header, &mut key, &mut Default::default());
+    (class, key)
+}
+
+fn route(bytes: &[u8]) -> (Class, u32) {
+    let (class, key) = classify_with(&OtherProtocol { protocol: protocol::ROUTE }, bytes);
+    (class, key.action)
+}
+
+fn handle(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+#[test]
+fn a_handle_beats_the_name_it_travels_with() {
+    // `nft delete chain inet filter agentchain` with the handle of `input`:
+    // the kernel deletes `input`, so the name decides nothing.
+    let delete =
+        Batch::default().nft(nft_msg::DELCHAIN, 0, &[(1, &cstr("filter")), (3, &cstr("agentchain")), (2, &handle(1))]);
+    let (class, key) = classify_first_nft(&delete);
+    assert_eq!((class, key.action), (Class::Action, action::NFT_CHAIN_DELETE));
+    assert!(netlink::is_by_reference(warrant_common::name_bytes(&key.object)), "{:?}", key.object);
+    // The handle first and the name after it: the same.
+    let reversed =
+        Batch::default().nft(nft_msg::DELCHAIN, 0, &[(1, &cstr("filter")), (2, &handle(1)), (3, &cstr("agentchain"))]);
+    assert_eq!(classify_first_nft(&reversed).1, key);
+
+    // A rule that lets the agent delete its own chain does not cover it; a
+    // `*` rule on the table does.
+    let own_chain = keyed(action::NFT_CHAIN_DELETE, "filter", "agentchain");
+    let maps = FakeMaps::default().rule(own_chain, tier::ALLOW, 0);
+    let batch = Batch::default()
+        .begin()
+        .nft(nft_msg::DELCHAIN, 0, &[(1, &cstr("filter")), (3, &cstr("agentchain")), (2, &handle(1))])
+        .end();
+    assert_eq!(decide(&batch, &maps).0, BatchOutcome::Deny);
+    let maps = maps.rule(keyed(action::NFT_CHAIN_DELETE, "filter", ""), tier::ALLOW, 1);
+    assert_eq!(decide(&batch, &maps).0, BatchOutcome::Allow);
+
+    // A table delete by handle names no table a rule could name.
+    let table = Batch::default().nft(nft_msg::DELTABLE, 0, &[(1, &cstr("agent")), (4, &handle(3))]);
+    let (_, key) = classify_first_nft(&table);
+    assert_eq!(&key.table[..2], &BY_REFERENCE);
+    // Sets, objects and flowtables by handle; elements by a batch's set id.
+    for (msg, attr) in
+        [(nft_msg::DELSET, 16), (nft_msg::DELOBJ, 6), (nft_msg::DELFLOWTABLE, 5), (nft_msg::DESTROYSET, 16)]
+    {
+        let batch = Batch::default().nft(msg, 0, &[(1, &cstr("filter")), (2, &cstr("blocklist")), (attr, &handle(9))]);
+        assert!(netlink::is_by_reference(&classify_first_nft(&batch).1.object), "message {msg}");
+    }
+    let element = Batch::default().nft(
+        nft_msg::NEWSETELEM,
+        0,
+        &[(1, &cstr("filter")), (2, &cstr("blocklist")), (4, &7u32.to_be_bytes())],
+    );
+    assert!(netlink::is_by_reference(&classify_first_nft(&element).1.object));
+    // The demo's blocklist rule covers named elements only.
+    let batch = Batch::default()
+        .begin()
+        .nft(nft_msg::NEWSETELEM, 0, &[(1, &cstr("filter")), (2, &cstr("blocklist")), (4, &7u32.to_be_bytes())])
+        .end();
+    assert_eq!(decide(&batch, &demo_maps()).0, BatchOutcome::Deny);
+    // A NEWCHAIN by handle updates (and may rename) that chain.
+    let rename =
+        Batch::default().nft(nft_msg::NEWCHAIN, 0, &[(1, &cstr("filter")), (2, &handle(1)), (3, &cstr("mine"))]);
+    assert!(netlink::is_by_reference(&classify_first_nft(&rename).1.object));
+    // Attribute 4 is a table's handle only in a table message.
+    let chain =
+        Batch::default().nft(nft_msg::DELCHAIN, 0, &[(1, &cstr("filter")), (3, &cstr("agentchain")), (4, &[0; 4])]);
+    assert_eq!(warrant_common::name_bytes(&classify_first_nft(&chain).1.object), b"agentchain");
+}
+
+#[test]
+fn an_add_that_may_update_an_existing_object_is_the_update() {
+    let action_of = |msg: u16, flags: u16, attrs: &[(u16, &[u8])]| {
+        classify_first_nft(&Batch::default().nft(msg, flags, attrs)).1.action
+    };
+    let table = cstr("filter");
+    let chain = cstr("input");
+    // `nft add table` carries NFTA_TABLE_FLAGS, which an existing table takes.
+    assert_eq!(action_of(nft_msg::NEWTABLE, 0, &[(1, &table), (2, &[0; 4])]), action::NFT_TABLE_UPDATE);
+    // `nft create table` (NLM_F_EXCL) fails on an existing table: an add.
+    assert_eq!(action_of(nft_msg::NEWTABLE, NLM_F_EXCL, &[(1, &table), (2, &[0; 4])]), action::NFT_TABLE_ADD);
+    assert_eq!(action_of(nft_msg::NEWTABLE, 0, &[(1, &table)]), action::NFT_TABLE_ADD);
+    // A regular chain (table and name, maybe a batch id) adds or leaves the
+    // one there as it is; a base chain's hook and policy update it.
+    assert_eq!(
+        action_of(nft_msg::NEWCHAIN, NLM_F_CREATE, &[(1, &table), (3, &chain), (11, &[0; 4])]),
+        action::NFT_CHAIN_ADD
+    );
+    let base: &[(u16, &[u8])] = &[(1, &table), (3, &chain), (7, b"filter\0"), (5, &[0; 4]), (4, &[0; 8])];
+    assert_eq!(action_of(nft_msg::NEWCHAIN, NLM_F_CREATE, base), action::NFT_CHAIN_UPDATE);
+    assert_eq!(action_of(nft_msg::NEWCHAIN, NLM_F_CREATE | NLM_F_EXCL, base), action::NFT_CHAIN_ADD);
+    // A set update changes only its timeout and gc interval.
+    let set: &[(u16, &[u8])] = &[(1, &table), (2, &cstr("s")), (3, &[0; 4]), (4, &[0; 4]), (5, &[0; 4]), (10, &[0; 4])];
+    assert_eq!(action_of(nft_msg::NEWSET, NLM_F_CREATE, set), action::NFT_SET_ADD);
+    let timed: &[(u16, &[u8])] = &[(1, &table), (2, &cstr("s")), (11, &[0; 8])];
+    assert_eq!(action_of(nft_msg::NEWSET, NLM_F_CREATE, timed), action::NFT_SET_UPDATE);
+    // A quota or counter with data; a flowtable with hooks.
+    assert_eq!(
+        action_of(nft_msg::NEWOBJ, NLM_F_CREATE, &[(1, &table), (2, &cstr("q")), (3, &[0; 4]), (4, &[0; 8])]),
+        action::NFT_OBJECT_UPDATE
+    );
+    assert_eq!(
+        action_of(nft_msg::NEWFLOWTABLE, NLM_F_CREATE, &[(1, &table), (2, &cstr("f")), (3, &[0; 8])]),
+        action::NFT_FLOWTABLE_UPDATE
+    );
+    // Elements and rules have no update.
+    assert_eq!(
+        action_of(nft_msg::NEWSETELEM, 0, &[(1, &table), (2, &cstr("blocklist")), (3, &[0; 8])]),
+        action::NFT_ELEMENT_ADD
+    );
+}
+
+fn keyed(action_id: u32, table: &str, object: &str) -> TargetKey {
+    key(0, action_id, INET, table, object)
+}
+
+fn classify_first_nft(batch: &Batch) -> (Class, TargetKey) {
+    classify_with(&netlink::Nfnetlink, &batch.0)
+}
+
+fn decide(batch: &Batch, maps: &FakeMaps) -> (BatchOutcome, Box<BatchScratch>) {
+    run(batch, maps, mode::ENFORCE)
+}
+
+#[test]
+fn nfnetlink_reads_are_known_types_whatever_the_flags() {
+    let ct = |msg: u16, flags: u16| Batch::default().message((1 << 8) | msg, flags, 2, &[]);
+    // A conntrack DELETE (flush) or NEW dressed with the dump flags is a write.
+    for msg in [0u16, 2, 3] {
+        let (class, key) = classify_first_nft(&ct(msg, NLM_F_DUMP));
+        assert_eq!((class, key.action), (Class::Action, action::NFNETLINK_OTHER), "ctnetlink message {msg}");
+    }
+    // `conntrack -L` and the statistics requests are reads.
+    for msg in [1u16, 4, 5, 6, 7] {
+        assert_eq!(classify_first_nft(&ct(msg, NLM_F_DUMP)).0, Class::NotAnAction, "ctnetlink message {msg}");
+    }
+    // Expectations, accounting, timeouts, helpers: GETs only.
+    let other = |subsys: u16, msg: u16| {
+        classify_first_nft(&Batch::default().message((subsys << 8) | msg, NLM_F_DUMP, 2, &[])).0
+    };
+    assert_eq!(other(2, 1), Class::NotAnAction);
+    assert_eq!(other(2, 2), Class::Action);
+    assert_eq!(other(7, 2), Class::Action, "nfacct GET_CTRZERO zeroes counters");
+    assert_eq!(other(8, 4), Class::NotAnAction);
+    assert_eq!(other(8, 3), Class::Action);
+    assert_eq!(other(3, 2), Class::Action, "nfqueue config");
+    assert_eq!(other(12, 0), Class::NotAnAction, "nfnetlink_hook GET");
+    // An ipset command that is neither a known write nor a known read.
+    let (class, key) = classify_first_nft(&Batch::default().message((6 << 8) | 40, 0, 2, &[]));
+    assert_eq!((class, key.action), (Class::Action, action::NFNETLINK_OTHER));
+}
+
+const IFINFOMSG: [u8; 16] = [0; 16];
+const RTMSG: [u8; 12] = [2, 0, 0, 0, 254, 3, 0, 1, 0, 0, 0, 0];
+
+#[test]
+fn rtnetlink_writes_are_actions_by_type_and_gets_are_reads() {
+    assert_eq!(route(&message(26, NLM_F_DUMP, &RTMSG, &[])), (Class::NotAnAction, 0), "ip route show");
+    assert_eq!(route(&message(18, 0, &IFINFOMSG, &[])), (Class::NotAnAction, 0), "ip link show dev");
+    // The dump flags do not make a write a read: on a NEW they are
+    // NLM_F_REPLACE | NLM_F_EXCL, which the kernel reads as such.
+    assert_eq!(route(&message(24, NLM_F_DUMP, &RTMSG, &[])).1, action::NET_ROUTE_REPLACE);
+    assert_eq!(route(&message(24, NLM_F_CREATE | NLM_F_EXCL, &RTMSG, &[])).1, action::NET_ROUTE_ADD);
+    assert_eq!(route(&message(24, NLM_F_CREATE | NLM_F_REPLACE, &RTMSG, &[])).1, action::NET_ROUTE_REPLACE);
+    assert_eq!(route(&message(25, 0, &RTMSG, &[])).1, action::NET_ROUTE_DELETE);
+    assert_eq!(route(&message(20, NLM_F_CREATE | NLM_F_EXCL, &[2, 24, 0, 0, 1, 0, 0, 0], &[])).1, action::NET_ADDR_ADD);
+    assert_eq!(route(&message(21, 0, &[2, 24, 0, 0, 1, 0, 0, 0], &[])).1, action::NET_ADDR_DELETE);
+    assert_eq!(route(&message(32, NLM_F_CREATE, &RTMSG, &[])).1, action::NET_RULE_ADD);
+    assert_eq!(route(&message(29, 0, &[0; 12], &[])).1, action::NET_NEIGH_DELETE);
+    assert_eq!(route(&message(67, 0, &[0; 4], &[])).1, action::NET_NEIGH_TABLE);
+    assert_eq!(route(&message(104, NLM_F_CREATE, &[0; 8], &[])).1, action::NET_NEXTHOP_ADD);
+    assert_eq!(route(&message(36, NLM_F_CREATE | NLM_F_EXCL, &[0; 20], &[])).1, action::NET_TC_QDISC_ADD);
+    assert_eq!(route(&message(41, 0, &[0; 20], &[])).1, action::NET_TC_CLASS_DELETE);
+    assert_eq!(route(&message(44, NLM_F_CREATE, &[0; 20], &[])).1, action::NET_TC_FILTER_ADD);
+    assert_eq!(route(&message(100, NLM_F_CREATE, &[0; 20], &[])).1, action::NET_TC_FILTER_ADD, "a tc chain");
+    assert_eq!(route(&message(48, NLM_F_CREATE, &[0; 4], &[])).1, action::NET_TC_ACTION_ADD);
+    // Control messages are acknowledged, never handed to rtnetlink.
+    assert_eq!(route(&message(3, 0, &[], &[])), (Class::NotAnAction, 0));
+    // Writes without an action of their own: netlink.other, with the type.
+    let (class, key) = classify_with(&OtherProtocol { protocol: protocol::ROUTE }, &message(88, 0, &[0; 4], &[]));
+    assert_eq!((class, key.action, key.family, key.object[0]), (Class::Action, action::NETLINK_OTHER, 0, 88));
+}
+
+#[test]
+fn link_messages_are_classed_by_what_they_change() {
+    let name: &[u8] = b"dummy0\0";
+    let add = message(16, NLM_F_CREATE | NLM_F_EXCL, &IFINFOMSG, &[(3, name), (18, &[0; 8])]);
+    assert_eq!(route(&add).1, action::NET_LINK_ADD);
+    // `ip link set dev X down` is RTM_NEWLINK without CREATE.
+    assert_eq!(route(&message(16, 0, &IFINFOMSG, &[])).1, action::NET_LINK_SET);
+    assert_eq!(route(&message(16, NLM_F_CREATE, &IFINFOMSG, &[(3, name)])).1, action::NET_LINK_SET);
+    assert_eq!(route(&message(17, 0, &IFINFOMSG, &[])).1, action::NET_LINK_DELETE);
+    // Moving a link to another namespace, by fd, pid or netnsid; also in a create.
+    for attr in [19u16, 28, 46] {
+        assert_eq!(route(&message(19, 0, &IFINFOMSG, &[(attr, &[3, 0, 0, 0])])).1, action::NET_LINK_NETNS);
+        assert_eq!(
+            route(&message(16, NLM_F_CREATE | NLM_F_EXCL, &IFINFOMSG, &[(3, name), (attr, &[3, 0, 0, 0])])).1,
+            action::NET_LINK_NETNS
+        );
+    }
+    // IFLA_AF_SPEC alone is the interface's IP settings (net.ipv4.conf.*)...
+    let conf = message(19, 0, &IFINFOMSG, &[(26, &[0; 12])]);
+    assert_eq!(route(&conf).1, action::NET_CONF);
+    // ...but with anything else beside it, the message changes the link too.
+    let both = message(19, 0, &IFINFOMSG, &[(26, &[0; 12]), (4, &1400u32.to_ne_bytes())]);
+    assert_eq!(route(&both).1, action::NET_LINK_SET);
+    // More attributes than are read: its class cannot be known, so denied.
+    let attrs: Vec<(u16, &[u8])> = (0..13).map(|_| (4u16, &[0u8; 4][..])).collect();
+    assert_eq!(route(&message(19, 0, &IFINFOMSG, &attrs)), (Class::Unparseable, action::NET_LINK_SET));
+    // An attribute longer than the message: nlmsg_parse refuses it.
+    let mut truncated = message(19, 0, &IFINFOMSG, &[(26, &[0; 12])]);
+    truncated[32] = 200;
+    assert_eq!(route(&truncated).0, Class::Unparseable);
+}
+
+#[test]
+fn xfrm_generic_audit_and_the_rest_fail_closed() {
+    let xfrm =
+        |msg_type: u16| classify_with(&OtherProtocol { protocol: protocol::XFRM }, &message(msg_type, 0, &[0; 8], &[]));
+    assert_eq!(xfrm(19).1.action, action::NET_XFRM_POLICY_ADD);
+    assert_eq!(xfrm(28).1.action, action::NET_XFRM_STATE_DELETE);
+    assert_eq!(xfrm(22).1.action, action::NET_XFRM_OTHER, "ALLOCSPI makes a state");
+    assert_eq!(xfrm(18).0, Class::NotAnAction, "GETSA");
+
+    let generic = |msg_type: u16, cmd: u8| {
+        classify_with(&OtherProtocol { protocol: protocol::GENERIC }, &message(msg_type, 0, &[cmd, 1, 0, 0], &[]))
+    };
+    assert_eq!(generic(0x10, 3).0, Class::NotAnAction, "the controller's CTRL_CMD_GETFAMILY");
+    let (class, key) = generic(0x1c, 1);
+    assert_eq!((class, key.action, key.family, key.object[0]), (Class::Action, action::NETLINK_OTHER, 16, 0x1c));
+    assert_eq!(generic(0x10, 1).0, Class::Action, "CTRL_CMD_NEWFAMILY is not a read");
+
+    let audit = |msg_type: u16| {
+        classify_with(&OtherProtocol { protocol: protocol::AUDIT }, &message(msg_type, 0, &[0; 4], &[])).0
+    };
+    assert_eq!(audit(1000), Class::NotAnAction, "AUDIT_GET");
+    assert_eq!(audit(1112), Class::NotAnAction, "AUDIT_USER_LOGIN is a record for the log");
+    assert_eq!(audit(1001), Class::Action, "AUDIT_SET can switch auditing off");
+    assert_eq!(audit(1011), Class::Action, "AUDIT_ADD_RULE");
+
+    let diag = |msg_type: u16| {
+        classify_with(&OtherProtocol { protocol: protocol::SOCK_DIAG }, &message(msg_type, 0, &[0; 8], &[])).0
+    };
+    assert_eq!(diag(20), Class::NotAnAction, "SOCK_DIAG_BY_FAMILY (ss)");
+    assert_eq!(diag(21), Class::Action, "SOCK_DESTROY kills other processes' sockets");
+    // A uevent sent to udev, and connector (which reads no type at all, so
+    // control types count too).
+    assert_eq!(
+        classify_with(&OtherProtocol { protocol: protocol::KOBJECT_UEVENT }, &message(20, 0, &[], &[])).0,
+        Class::Action
+    );
+    assert_eq!(classify_with(&OtherProtocol { protocol: 11 }, &message(3, 0, &[0; 20], &[])).0, Class::Action);
+}
+
+#[test]
+fn other_protocols_are_decided_like_netfilter_batches() {
+    let net = |action_id: u32| {
+        let mut k = TargetKey::zeroed();
+        k.action = action_id;
+        k
+    };
+    let mut generic = net(action::NETLINK_OTHER);
+    generic.family = 16;
+    let maps = FakeMaps::default()
+        .rule(net(action::NET_ROUTE_ADD), tier::ALLOW, 0)
+        .rule(net(action::NET_ROUTE_DELETE), tier::APPROVE, 1)
+        .rule(generic, tier::ALLOW, 2)
+        .warrant(net(action::NET_ROUTE_DELETE), 1, true);
+    let decide = |bytes: &[u8]| {
+        let mut scratch = Box::new(BatchScratch::zeroed());
+        let outcome = decide_batch(
+            &SliceBuffer(bytes),
+            &OtherProtocol { protocol: protocol::ROUTE },
+            &maps,
+            0,
+            mode::ENFORCE,
+            &mut scratch,
+        );
+        (outcome, scratch.messages[0].verdict)
+    };
+    assert_eq!(decide(&message(24, NLM_F_CREATE, &RTMSG, &[])), (BatchOutcome::Allow, verdict::ALLOWED));
+    assert_eq!(decide(&message(26, NLM_F_DUMP, &RTMSG, &[])).0, BatchOutcome::NoAction);
+    assert_eq!(decide(&message(25, 0, &RTMSG, &[])), (BatchOutcome::Allow, verdict::ALLOWED_BY_WARRANT));
+    assert_eq!(decide(&message(25, 0, &RTMSG, &[])), (BatchOutcome::Deny, verdict::DENIED_NEEDS_WARRANT));
+    assert_eq!(decide(&message(16, 0, &IFINFOMSG, &[])), (BatchOutcome::Deny, verdict::DENIED));
+    // A read first and a write after it in one sendmsg: the write is decided.
+    let mut two = message(26, 0, &RTMSG, &[]);
+    two.extend(message(17, 0, &IFINFOMSG, &[]));
+    assert_eq!(decide(&two).0, BatchOutcome::Deny);
+    // netlink.other is decided on the protocol, whatever the type.
+    let mut scratch = Box::new(BatchScratch::zeroed());
+    let genl = message(0x1c, 0, &[1, 1, 0, 0], &[]);
+    let outcome = decide_batch(
+        &SliceBuffer(&genl),
+        &OtherProtocol { protocol: protocol::GENERIC },
+        &maps,
+        0,
+        mode::ENFORCE,
+        &mut scratch,
+    );
+    assert_eq!(outcome, BatchOutcome::Allow);
+    let xfrm = message(19, 0, &[0; 8], &[]);
+    let outcome = decide_batch(
+        &SliceBuffer(&xfrm),
+        &OtherProtocol { protocol: protocol::XFRM },
+        &maps,
+        0,
+        mode::ENFORCE,
+        &mut scratch,
+    );
+    assert_eq!(outcome, BatchOutcome::Deny, "no rule for net.xfrm.policy.add");
+}

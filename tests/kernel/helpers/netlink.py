@@ -1,0 +1,142 @@
+"""Raw netlink for the kernel tier: messages no tool sends.
+
+    netlink.py nft-delchain TABLE NAME HANDLE
+        one nftables batch: DELCHAIN in inet TABLE naming chain NAME and
+        carrying NFTA_CHAIN_HANDLE HANDLE (the kernel takes the handle)
+    netlink.py ct-flush-as-dump
+        a conntrack DELETE (a flush) with the dump flags set
+    netlink.py link-forwarding IFNAME VALUE
+        RTM_SETLINK whose only attribute is IFLA_AF_SPEC, setting
+        net.ipv4.conf.IFNAME.forwarding to VALUE
+    netlink.py genl-getfamily NAME
+        the generic netlink controller's CTRL_CMD_GETFAMILY (a read)
+    netlink.py genl-write FAMILY_NAME CMD
+        a request with command CMD to the generic netlink family FAMILY_NAME
+
+Exits 0 when the kernel acknowledges without error, else with the errno of
+the failing sendmsg or of the acknowledgement (EPERM is 1).
+"""
+import os
+import socket
+import struct
+import sys
+
+NETLINK_ROUTE = 0
+NETLINK_NETFILTER = 12
+NETLINK_GENERIC = 16
+NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
+NLM_F_DUMP = 0x300
+NLMSG_ERROR = 2
+
+
+def attr(kind, payload):
+    length = 4 + len(payload)
+    return struct.pack("=HH", length, kind) + payload + b"\0" * ((4 - length % 4) % 4)
+
+
+def cstr(text):
+    return text.encode() + b"\0"
+
+
+def message(kind, flags, body, seq=1):
+    return struct.pack("=IHHII", 16 + len(body), kind, flags, seq, 0) + body
+
+
+def nfgen(family, res_id=0):
+    return struct.pack("=BBH", family, 0, socket.htons(res_id))
+
+
+def exchange(protocol, data):
+    """Sends `data`, returns the errno of the first error acknowledgement (0: none)."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
+    sock.bind((0, 0))
+    try:
+        sock.send(data)
+    except OSError as err:
+        return err.errno
+    sock.settimeout(5)
+    while True:
+        reply = sock.recv(65536)
+        offset = 0
+        while offset + 16 <= len(reply):
+            length, kind = struct.unpack_from("=IH", reply, offset)
+            if kind == NLMSG_ERROR:
+                (error,) = struct.unpack_from("=i", reply, offset + 16)
+                return -error
+            if length < 16:
+                return 0
+            offset += (length + 3) & ~3
+        if not reply:
+            return 0
+
+
+def nft_delchain(table, name, handle):
+    begin = message(0x10, NLM_F_REQUEST, nfgen(0, 10))
+    body = nfgen(1) + attr(1, cstr(table)) + attr(3, cstr(name)) + attr(2, struct.pack(">Q", handle))
+    delete = message((10 << 8) | 5, NLM_F_REQUEST | NLM_F_ACK, body, seq=2)
+    end = message(0x11, NLM_F_REQUEST, nfgen(0, 10), seq=3)
+    return exchange(NETLINK_NETFILTER, begin + delete + end)
+
+
+def ct_flush_as_dump():
+    body = nfgen(socket.AF_INET)
+    return exchange(NETLINK_NETFILTER, message((1 << 8) | 2, NLM_F_REQUEST | NLM_F_ACK | NLM_F_DUMP, body))
+
+
+def link_forwarding(ifname, value):
+    index = socket.if_nametoindex(ifname)
+    ifinfo = struct.pack("=BBHiII", socket.AF_UNSPEC, 0, 0, index, 0, 0)
+    # IFLA_AF_SPEC { AF_INET { IFLA_INET_CONF { IPV4_DEVCONF_FORWARDING: value } } }
+    conf = attr(1, attr(1, struct.pack("=I", value)))
+    spec = attr(26, attr(socket.AF_INET, conf))
+    return exchange(NETLINK_ROUTE, message(19, NLM_F_REQUEST | NLM_F_ACK, ifinfo + spec))
+
+
+def genl_family_id(name):
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
+    body = struct.pack("=BBH", 3, 1, 0) + attr(2, cstr(name))
+    sock.send(message(0x10, NLM_F_REQUEST, body))
+    reply = sock.recv(65536)
+    length, kind = struct.unpack_from("=IH", reply, 0)
+    if kind == NLMSG_ERROR:
+        sys.exit(-struct.unpack_from("=i", reply, 16)[0])
+    offset = 20
+    while offset + 4 <= length:
+        alen, atype = struct.unpack_from("=HH", reply, offset)
+        if atype == 1:
+            return struct.unpack_from("=H", reply, offset + 4)[0]
+        offset += (alen + 3) & ~3
+    sys.exit(2)
+
+
+def genl_getfamily(name):
+    genl_family_id(name)
+    return 0
+
+
+def genl_write(family, cmd):
+    family_id = genl_family_id(family)
+    body = struct.pack("=BBH", int(cmd), 1, 0)
+    return exchange(NETLINK_GENERIC, message(family_id, NLM_F_REQUEST | NLM_F_ACK, body))
+
+
+def main():
+    command, args = sys.argv[1], sys.argv[2:]
+    if command == "nft-delchain":
+        code = nft_delchain(args[0], args[1], int(args[2]))
+    elif command == "ct-flush-as-dump":
+        code = ct_flush_as_dump()
+    elif command == "link-forwarding":
+        code = link_forwarding(args[0], int(args[1]))
+    elif command == "genl-getfamily":
+        code = genl_getfamily(args[0])
+    elif command == "genl-write":
+        code = genl_write(args[0], args[1])
+    else:
+        sys.exit(f"unknown command {command!r}")
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

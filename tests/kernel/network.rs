@@ -1,0 +1,195 @@
+//! Kernel tier: netlink as the kernel reads it. Objects addressed by handle,
+//! nfnetlink reads known by type, rtnetlink, xfrm and generic netlink, with
+//! the real tools (nft, conntrack, ip, tc) as subjects, and raw netlink
+//! (helpers/netlink.py) for what no tool sends.
+
+use std::process::Command;
+
+use crate::harness::{self, daemon, ip_root, nft_root, run_subject};
+
+fn netlink_helper(args: &[&str]) -> harness::Ran {
+    let script = harness::helper("netlink.py");
+    let mut command = vec!["python3", script.as_str()];
+    command.extend_from_slice(args);
+    run_subject(&command)
+}
+
+/// The handle nft shows for chain `name` of inet filter.
+fn chain_handle(name: &str) -> String {
+    let listing = nft_root(&["-a", "list", "chain", "inet", "filter", name]);
+    let line = listing.lines().find(|l| l.contains(&format!("chain {name} "))).expect("the chain is listed");
+    line.rsplit("handle ").next().expect("a handle").trim().to_owned()
+}
+
+fn root_output(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn an_object_addressed_by_handle_is_decided_on_the_handle_not_the_name() {
+    let d = daemon();
+    nft_root(&["add", "chain", "inet", "filter", "scratch"]);
+    // The policy lets the agent delete `scratch` by name; this DELCHAIN
+    // names it but carries the handle of `input`, which the kernel takes.
+    let mark = d.audit_len();
+    let out = netlink_helper(&["nft-delchain", "filter", "scratch", &chain_handle("input")]);
+    assert_eq!(out.status.code(), Some(1), "the by-handle delete was not refused with EPERM: {}", out.stderr);
+    assert!(nft_root(&["list", "table", "inet", "filter"]).contains("chain input"), "input was deleted");
+    d.expect_record(mark, "nft.chain.delete", "inet filter #handle", "denied");
+    // The real nft deleting by handle: only a `*` rule could cover it.
+    let mark = d.audit_len();
+    let out = run_subject(&["nft", "delete", "chain", "inet", "filter", "handle", &chain_handle("scratch")]);
+    assert!(out.stderr.contains("Operation not permitted"), "{}", out.stderr);
+    d.expect_record(mark, "nft.chain.delete", "inet filter #handle", "denied");
+    // By name, as the policy allows.
+    let mark = d.audit_len();
+    let out = run_subject(&["nft", "delete", "chain", "inet", "filter", "scratch"]);
+    assert!(out.status.success(), "deleting scratch by name: {}", out.stderr);
+    assert!(!nft_root(&["list", "table", "inet", "filter"]).contains("scratch"));
+    d.expect_record(mark, "nft.chain.delete", "inet filter scratch", "allowed");
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn conntrack_writes_are_refused_whatever_their_flags_and_reads_work() {
+    let d = daemon();
+    // Root loads ctnetlink (subjects may not load modules) and adds an entry.
+    root_output("conntrack", &["-L"]);
+    let entry = ["-s", "10.61.0.1", "-d", "10.61.0.2", "-p", "tcp", "--sport", "1000", "--dport", "2000"];
+    let mut insert = vec!["-I"];
+    insert.extend_from_slice(&entry);
+    insert.extend_from_slice(&["--state", "ESTABLISHED", "--timeout", "600"]);
+    let inserted = root_output("conntrack", &insert);
+    let present = || root_output("conntrack", &["-L"]).contains("10.61.0.1");
+    assert!(present(), "root could not add a conntrack entry: {inserted}");
+
+    let listed = run_subject(&["conntrack", "-L"]);
+    assert!(listed.status.success(), "conntrack -L is a read: {}", listed.stderr);
+    let mark = d.audit_len();
+    let flushed = run_subject(&["conntrack", "-F"]);
+    assert!(!flushed.status.success(), "conntrack -F went through");
+    assert!(present(), "the conntrack table was flushed");
+    let ct_denied = |r: &serde_json::Value| r["action"] == "nfnetlink.other" && r["verdict"] == "denied";
+    d.expect_record_where(mark, "conntrack -F: nfnetlink.other denied", ct_denied);
+    // A DELETE dressed with the dump flags: still a DELETE to the kernel.
+    let mark = d.audit_len();
+    let out = netlink_helper(&["ct-flush-as-dump"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(present(), "a flush with dump flags went through");
+    d.expect_record_where(mark, "a flush with dump flags: nfnetlink.other denied", ct_denied);
+}
+
+/// A subject's `args` are refused with EPERM and recorded as `action`.
+fn expect_net_refused(d: &harness::Daemon, args: &[&str], action: &str) {
+    let mark = d.audit_len();
+    let out = run_subject(args);
+    assert!(!out.status.success(), "{args:?} went through");
+    assert!(out.stderr.contains("Operation not permitted"), "{args:?}: {}", out.stderr);
+    d.expect_record(mark, action, "*", "denied");
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn network_configuration_over_rtnetlink_and_xfrm_is_decided() {
+    let d = daemon();
+    // Root brings lo up, makes a link to move, and loads xfrm_user.
+    ip_root(&["link", "set", "lo", "up"]);
+    let _ = Command::new("ip").args(["link", "delete", "wdummy"]).output();
+    ip_root(&["link", "add", "wdummy", "type", "dummy"]);
+    root_output("ip", &["xfrm", "policy", "list"]);
+    for read in
+        [&["ip", "route", "show"][..], &["ip", "addr", "show"], &["ip", "-d", "link", "show"], &["ip", "rule", "show"]]
+    {
+        let out = run_subject(read);
+        assert!(out.status.success(), "{read:?} is a read: {}", out.stderr);
+    }
+    let out = run_subject(&["ip", "xfrm", "policy", "list"]);
+    assert!(out.status.success(), "ip xfrm policy list is a read: {}", out.stderr);
+
+    expect_net_refused(d, &["ip", "addr", "add", "10.62.0.1/32", "dev", "lo"], "net.addr.add");
+    assert!(!root_output("ip", &["addr", "show", "lo"]).contains("10.62.0.1"));
+    expect_net_refused(d, &["ip", "link", "set", "wdummy", "mtu", "1280"], "net.link.set");
+    expect_net_refused(d, &["ip", "link", "set", "wdummy", "down"], "net.link.set");
+    expect_net_refused(d, &["ip", "link", "delete", "wdummy"], "net.link.delete");
+    expect_net_refused(d, &["ip", "link", "add", "agentdummy", "type", "dummy"], "net.link.add");
+    expect_net_refused(d, &["ip", "link", "set", "wdummy", "netns", "blue"], "net.link.netns");
+    assert!(root_output("ip", &["link", "show", "wdummy"]).contains("wdummy"), "wdummy left the host");
+    expect_net_refused(d, &["ip", "rule", "add", "from", "10.62.1.0/24", "table", "100"], "net.rule.add");
+    expect_net_refused(
+        d,
+        &["ip", "neigh", "add", "10.62.2.9", "lladdr", "02:00:00:00:00:01", "dev", "wdummy"],
+        "net.neigh.add",
+    );
+    expect_net_refused(d, &["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"], "net.tc.qdisc.add");
+    expect_net_refused(
+        d,
+        &["ip", "xfrm", "policy", "add", "src", "10.62.3.0/24", "dst", "10.62.4.0/24", "dir", "out", "action", "block"],
+        "net.xfrm.policy.add",
+    );
+    assert!(!root_output("ip", &["xfrm", "policy", "list"]).contains("10.62.3.0"));
+    // The interface's IP settings over rtnetlink: what /proc/sys/net
+    // protects as a file.
+    let forwarding = "/proc/sys/net/ipv4/conf/lo/forwarding";
+    let before = std::fs::read_to_string(forwarding).unwrap();
+    let mark = d.audit_len();
+    let out = netlink_helper(&["link-forwarding", "lo", if before.trim() == "1" { "0" } else { "1" }]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(forwarding).unwrap(), before, "forwarding changed over rtnetlink");
+    d.expect_record(mark, "net.conf", "*", "denied");
+
+    // Routes need a warrant: refused, requested, approved, applied once.
+    let route = ["ip", "route", "add", "10.62.5.0/24", "dev", "lo"];
+    crate::warrant_after_refusal(d, || run_subject(&route), "net.route.add", "*", "10m", 1);
+    let mark = d.audit_len();
+    let out = run_subject(&route);
+    assert!(out.status.success(), "the warranted route: {}", out.stderr);
+    assert!(root_output("ip", &["route", "show"]).contains("10.62.5.0/24"));
+    d.expect_record(mark, "net.route.add", "*", "allowed-by-warrant");
+    ip_root(&["route", "delete", "10.62.5.0/24"]);
+    ip_root(&["link", "delete", "wdummy"]);
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn generic_netlink_writes_fail_closed_and_family_lookups_work() {
+    let d = daemon();
+    let lookup = netlink_helper(&["genl-getfamily", "nlctrl"]);
+    assert!(lookup.status.success(), "the controller's family lookup is a read: {}", lookup.stderr);
+    let mark = d.audit_len();
+    // nlctrl command 1 (NEWFAMILY): the kernel itself answers EOPNOTSUPP;
+    // for a subject Warrant refuses it first, as an unclassified write.
+    let out = netlink_helper(&["genl-write", "nlctrl", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    d.expect_record(mark, "netlink.other", "generic type 16", "denied");
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn an_add_that_would_update_an_existing_object_is_decided_as_the_update() {
+    let d = daemon();
+    let _ = Command::new("nft").args(["delete", "table", "inet", "ops"]).output();
+    let _ = Command::new("nft").args(["delete", "table", "inet", "mine"]).output();
+    nft_root(&["add", "table", "inet", "ops"]);
+    nft_root(&["add", "chain", "inet", "ops", "gate", "{ type filter hook input priority 10; policy accept; }"]);
+    // The agent may make tables of its own anywhere in inet.
+    let demo = std::fs::read_to_string("policies/demo.toml").unwrap();
+    let wider =
+        format!("{demo}\n[[profile.rule]]\naction = \"nft.table.add\"\ntarget = \"inet *\"\ntier = \"allow\"\n");
+    d.apply_next_policy(&wider);
+    let mark = d.audit_len();
+    let out = run_subject(&["nft", "create", "table", "inet", "mine"]);
+    assert!(out.status.success(), "a new table, as allowed: {}", out.stderr);
+    d.expect_record(mark, "nft.table.add", "inet mine", "allowed");
+    // `add` on root's table with the dormant flag would switch it off: that
+    // is an update, which nothing allows.
+    let mark = d.audit_len();
+    let out = run_subject(&["nft", "add", "table", "inet", "ops", "{ flags dormant; }"]);
+    assert!(out.stderr.contains("Operation not permitted"), "{}", out.stderr);
+    assert!(!nft_root(&["list", "table", "inet", "ops"]).contains("dormant"), "root's table went dormant");
+    d.expect_record(mark, "nft.table.update", "inet ops", "denied");
+    d.apply_next_policy(&demo);
+    nft_root(&["delete", "table", "inet", "ops"]);
+    nft_root(&["delete", "table", "inet", "mine"]);
+}
