@@ -80,6 +80,15 @@ pub const SELF_FILES: u32 = 47;
 /// Opening a block device for writing: raw disk writes go around every
 /// file check.
 pub const SELF_BLOCKDEV: u32 = 48;
+/// TIOCSTI or TIOCLINUX on a terminal: pushing input into whatever reads
+/// it, such as the shell of the operator who started the agent.
+pub const SELF_TTY: u32 = 49;
+
+/// Setting the system clock (anything the kernel checks CAP_SYS_TIME for:
+/// settimeofday, clock_settime, adjtimex, an RTC): decided by policy,
+/// denied unless a rule allows it. Warrants' windows use the boot clock,
+/// which no one can set.
+pub const SYSTEM_CLOCK: u32 = 50;
 
 // Network configuration over rtnetlink (NETLINK_ROUTE) and xfrm. The
 // kernel's own read/write split decides what is an action: rtnetlink GET
@@ -206,6 +215,8 @@ pub const ALL: &[(u32, &str)] = &[
     (SELF_PINS, "self.pins"),
     (SELF_FILES, "self.files"),
     (SELF_BLOCKDEV, "self.blockdev"),
+    (SELF_TTY, "self.tty"),
+    (SYSTEM_CLOCK, "system.clock"),
     (NET_LINK_ADD, "net.link.add"),
     (NET_LINK_DELETE, "net.link.delete"),
     (NET_LINK_SET, "net.link.set"),
@@ -279,7 +290,7 @@ pub fn target_kind(id: u32) -> TargetKind {
     match id {
         IPTABLES_REPLACE | IPTABLES_COUNTERS => TargetKind::Family,
         NETNS_ENTER => TargetKind::Namespace,
-        NETNS_CREATE | NET_LINK_ADD..=NET_XFRM_OTHER => TargetKind::None,
+        NETNS_CREATE | SYSTEM_CLOCK | NET_LINK_ADD..=NET_XFRM_OTHER => TargetKind::None,
         NETLINK_OTHER => TargetKind::Protocol,
         FILE_WRITE..=FILE_XATTR => TargetKind::File,
         IPSET_CREATE..=IPSET_DEL => TargetKind::IpSet,
@@ -302,7 +313,7 @@ pub fn netns_target(key: &crate::TargetKey) -> u64 {
 
 /// Self-protection actions: never allowed, never approvable.
 pub fn is_self_protection(id: u32) -> bool {
-    (SELF_BPF..=SELF_BLOCKDEV).contains(&id)
+    (SELF_BPF..=SELF_TTY).contains(&id)
 }
 
 /// Whether the action carries content a warrant may bind by digest (an nft

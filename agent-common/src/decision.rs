@@ -58,11 +58,16 @@ pub struct MessageDecision {
     pub content_digest: u64,
 }
 
-/// Working memory for one sendmsg (the kernel keeps it in task-local storage, as it
-/// is far larger than the BPF stack).
+/// Working memory for one decision, far larger than the BPF stack: `N`
+/// message decisions. A sendmsg's batch takes [`MESSAGE_SLOTS`] (the
+/// kernel claims one of a few preallocated slots for it, see `owner`);
+/// a single action takes one (the kernel keeps that in task storage).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-pub struct BatchScratch {
+pub struct BatchScratch<const N: usize = MESSAGE_SLOTS> {
+    /// The thread that holds this scratch (0: free), where the kernel
+    /// shares a few scratches between subjects.
+    pub owner: u64,
     /// Messages that are actions, in order.
     pub count: u32,
     /// Netlink messages seen, actions or not.
@@ -86,12 +91,19 @@ pub struct BatchScratch {
     /// MAX_MESSAGES decisions, and a spare last slot where a full batch
     /// classifies the message that did not fit. Indexed through
     /// [`Self::message`], whose mask is the bounds check the verifier sees.
-    pub messages: [MessageDecision; MESSAGE_SLOTS],
+    pub messages: [MessageDecision; N],
 }
 
-impl BatchScratch {
+/// The scratch of a decision about one action (not a netlink batch).
+pub type SingleScratch = BatchScratch<1>;
+
+impl<const N: usize> BatchScratch<N> {
+    const SLOTS_ARE_A_POWER_OF_TWO: () = assert!(N.is_power_of_two());
+
     pub const fn zeroed() -> Self {
+        let () = Self::SLOTS_ARE_A_POWER_OF_TWO;
         Self {
+            owner: 0,
             count: 0,
             seen: 0,
             denied: 0,
@@ -109,7 +121,7 @@ impl BatchScratch {
                 rule_index: 0,
                 warrant_index: NO_WARRANT,
                 content_digest: 0,
-            }; MESSAGE_SLOTS],
+            }; N],
         }
     }
 }
@@ -120,23 +132,23 @@ impl BatchScratch {
 pub const MESSAGE_SLOTS: usize = MAX_MESSAGES + 1;
 const _: () = assert!(MESSAGE_SLOTS.is_power_of_two());
 
-/// Slot `i` of [`BatchScratch::messages`], masked into range.
-#[inline(always)]
-pub fn slot_index(i: u32) -> usize {
-    i as usize & (MESSAGE_SLOTS - 1)
-}
+impl<const N: usize> BatchScratch<N> {
+    /// Slot `i` of `messages`, masked into range (N is a power of two).
+    #[inline(always)]
+    pub const fn slot_index(i: u32) -> usize {
+        i as usize & (N - 1)
+    }
 
-impl BatchScratch {
     /// The decision in slot `i` (masked into range).
     #[inline(always)]
     pub fn message(&self, i: u32) -> &MessageDecision {
-        &self.messages[slot_index(i)]
+        &self.messages[Self::slot_index(i)]
     }
 
     /// The decision in slot `i` (masked into range), to change.
     #[inline(always)]
     pub fn message_mut(&mut self, i: u32) -> &mut MessageDecision {
-        &mut self.messages[slot_index(i)]
+        &mut self.messages[Self::slot_index(i)]
     }
 }
 
@@ -270,7 +282,7 @@ pub fn batch_step<B: MessageBuffer, C: Classifier, P: PolicyView>(
     // A full batch classifies into the spare last slot: a message that is
     // no action still passes, an action ends the walk there.
     let slot = if (count as usize) < MAX_MESSAGES { count } else { MAX_MESSAGES as u32 };
-    let message = &mut scratch.messages[slot_index(slot)];
+    let message = &mut scratch.messages[BatchScratch::<MESSAGE_SLOTS>::slot_index(slot)];
     message.key.profile_id = profile_id;
     let class = classifier.classify(buf, start, &header, &mut message.key, &mut scratch.content);
     if class != Class::NotAnAction && slot == MAX_MESSAGES as u32 {
@@ -352,7 +364,11 @@ fn set(field: &mut u32, value: u32) {
 
 /// Decides one action that is not part of a netlink batch (a setsockopt):
 /// `scratch.messages[0].key` must hold it, with `profile_id` set.
-pub fn decide_single<P: PolicyView>(policy: &P, profile_mode: u32, scratch: &mut BatchScratch) -> BatchOutcome {
+pub fn decide_single<P: PolicyView, const N: usize>(
+    policy: &P,
+    profile_mode: u32,
+    scratch: &mut BatchScratch<N>,
+) -> BatchOutcome {
     set(&mut scratch.count, 1);
     set(&mut scratch.seen, 1);
     set(&mut scratch.generation, policy.generation() as u32);
@@ -371,7 +387,7 @@ pub fn decide_single<P: PolicyView>(policy: &P, profile_mode: u32, scratch: &mut
 /// Takes one warrant use per message allowed by a warrant. In enforce mode a
 /// failure (a racing subject took the last use, or two messages share a
 /// one-use warrant) gives back the uses taken so far and reports a denial.
-fn consume_warrants<P: PolicyView>(policy: &P, scratch: &mut BatchScratch, audit: bool) -> bool {
+fn consume_warrants<P: PolicyView, const N: usize>(policy: &P, scratch: &mut BatchScratch<N>, audit: bool) -> bool {
     let count = get(&scratch.count);
     set(&mut scratch.failed_at, NO_FAILURE);
     policy.repeat(count, |i| {
@@ -407,7 +423,12 @@ fn consume_warrants<P: PolicyView>(policy: &P, scratch: &mut BatchScratch, audit
 const NO_FAILURE: u32 = u32::MAX;
 
 /// Settles every message's final verdict for the batch outcome.
-fn finish<P: PolicyView>(policy: &P, scratch: &mut BatchScratch, denied: bool, audit: bool) -> BatchOutcome {
+fn finish<P: PolicyView, const N: usize>(
+    policy: &P,
+    scratch: &mut BatchScratch<N>,
+    denied: bool,
+    audit: bool,
+) -> BatchOutcome {
     if !denied {
         return BatchOutcome::Allow;
     }

@@ -112,9 +112,6 @@ mod nft_ref {
     pub const CHAIN_HANDLE: u16 = 2;
     /// NFTA_SET_HANDLE.
     pub const SET_HANDLE: u16 = 16;
-    /// NFTA_SET_ELEM_LIST_SET_ID: `nft_set_lookup_global` takes the set it
-    /// names, made earlier in the batch, whenever the name finds none.
-    pub const ELEM_LIST_SET_ID: u16 = 4;
     /// NFTA_OBJ_HANDLE.
     pub const OBJ_HANDLE: u16 = 6;
     /// NFTA_FLOWTABLE_HANDLE.
@@ -540,14 +537,17 @@ fn nft_action(message: u16, flags: u16) -> Option<NftAction> {
         DELRULE | DESTROYRULE => (action::NFT_RULE_DELETE, ATTR_OBJECT_NAME, 0),
         NEWSET => (action::NFT_SET_ADD, ATTR_OBJECT_NAME, 0),
         DELSET | DESTROYSET => (action::NFT_SET_DELETE, ATTR_OBJECT_NAME, SET_HANDLE),
-        NEWSETELEM => (action::NFT_ELEMENT_ADD, ATTR_OBJECT_NAME, ELEM_LIST_SET_ID),
-        DELSETELEM | DESTROYSETELEM => (action::NFT_ELEMENT_DELETE, ATTR_OBJECT_NAME, ELEM_LIST_SET_ID),
+        // Elements name their set and (nft always sends it) a batch set id,
+        // which `nft_set_lookup_global` takes only when no set has the name:
+        // then a set the same batch makes in the same table, which the
+        // batch's own NEWSET message was decided on. The name decides.
+        NEWSETELEM => (action::NFT_ELEMENT_ADD, ATTR_OBJECT_NAME, 0),
+        DELSETELEM | DESTROYSETELEM => (action::NFT_ELEMENT_DELETE, ATTR_OBJECT_NAME, 0),
         NEWOBJ => (action::NFT_OBJECT_ADD, ATTR_OBJECT_NAME, 0),
         DELOBJ | DESTROYOBJ => (action::NFT_OBJECT_DELETE, ATTR_OBJECT_NAME, OBJ_HANDLE),
         NEWFLOWTABLE => (action::NFT_FLOWTABLE_ADD, ATTR_OBJECT_NAME, 0),
         DELFLOWTABLE | DESTROYFLOWTABLE => (action::NFT_FLOWTABLE_DELETE, ATTR_OBJECT_NAME, FLOWTABLE_HANDLE),
-        GETSETELEM_RESET => (action::NFT_RESET, ATTR_OBJECT_NAME, ELEM_LIST_SET_ID),
-        GETOBJ_RESET | GETRULE_RESET => (action::NFT_RESET, ATTR_OBJECT_NAME, 0),
+        GETOBJ_RESET | GETRULE_RESET | GETSETELEM_RESET => (action::NFT_RESET, ATTR_OBJECT_NAME, 0),
         GETTABLE | GETCHAIN | GETRULE | GETSET | GETSETELEM | GETGEN | GETOBJ | GETFLOWTABLE => return None,
         _ => (action::NFT_OTHER, 0, 0),
     };

@@ -268,7 +268,7 @@ fn single_actions_use_the_same_tiers_and_warrants() {
     use warrant_common::decision::decide_single;
     let target = key(0, action::IPTABLES_REPLACE, 2, "", "");
     let maps = FakeMaps::default().rule(target, tier::APPROVE, 4).warrant(target, 1, true);
-    let mut scratch = Box::new(BatchScratch::zeroed());
+    let mut scratch = Box::new(warrant_common::decision::SingleScratch::zeroed());
     scratch.messages[0].key = target;
     assert_eq!(decide_single(&maps, mode::ENFORCE, &mut scratch), BatchOutcome::Allow);
     assert_eq!(scratch.messages[0].verdict, verdict::ALLOWED_BY_WARRANT);

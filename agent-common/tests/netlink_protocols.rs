@@ -87,25 +87,23 @@ fn a_handle_beats_the_name_it_travels_with() {
     let table = Batch::default().nft(nft_msg::DELTABLE, 0, &[(1, &cstr("agent")), (4, &handle(3))]);
     let (_, key) = classify_first_nft(&table);
     assert_eq!(&key.table[..2], &BY_REFERENCE);
-    // Sets, objects and flowtables by handle; elements by a batch's set id.
+    // Sets, objects and flowtables by handle.
     for (msg, attr) in
         [(nft_msg::DELSET, 16), (nft_msg::DELOBJ, 6), (nft_msg::DELFLOWTABLE, 5), (nft_msg::DESTROYSET, 16)]
     {
         let batch = Batch::default().nft(msg, 0, &[(1, &cstr("filter")), (2, &cstr("blocklist")), (attr, &handle(9))]);
         assert!(netlink::is_by_reference(&classify_first_nft(&batch).1.object), "message {msg}");
     }
-    let element = Batch::default().nft(
-        nft_msg::NEWSETELEM,
-        0,
-        &[(1, &cstr("filter")), (2, &cstr("blocklist")), (4, &7u32.to_be_bytes())],
-    );
-    assert!(netlink::is_by_reference(&classify_first_nft(&element).1.object));
-    // The demo's blocklist rule covers named elements only.
-    let batch = Batch::default()
+    // Elements carry their set's name and (as nft always sends) a batch set
+    // id, which the kernel takes only when no set has the name: the name
+    // decides, and the demo's blocklist rule covers it.
+    let element = Batch::default()
         .begin()
         .nft(nft_msg::NEWSETELEM, 0, &[(1, &cstr("filter")), (2, &cstr("blocklist")), (4, &7u32.to_be_bytes())])
         .end();
-    assert_eq!(decide(&batch, &demo_maps()).0, BatchOutcome::Deny);
+    let (outcome, scratch) = decide(&element, &demo_maps());
+    assert_eq!(outcome, BatchOutcome::Allow);
+    assert_eq!(warrant_common::name_bytes(&scratch.messages[0].key.object), b"blocklist");
     // A NEWCHAIN by handle updates (and may rename) that chain.
     let rename =
         Batch::default().nft(nft_msg::NEWCHAIN, 0, &[(1, &cstr("filter")), (2, &handle(1)), (3, &cstr("mine"))]);

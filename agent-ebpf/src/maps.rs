@@ -6,7 +6,8 @@ use aya_ebpf::{
 };
 use warrant_common::{
     FileKey, KernelOffsets, MatchKey, ProfileEntry, ProtectedEntry, RateWindow, RuleEntry, Settings, Subject,
-    TargetKey, WarrantEntry, decision::BatchScratch,
+    TargetKey, WarrantEntry,
+    decision::{BatchScratch, SingleScratch},
 };
 
 /// `BPF_MAP_TYPE_TASK_STORAGE`.
@@ -101,12 +102,48 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 #[map]
 pub static LOST_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// Working memory for one decision, per task. Task-local rather than
-/// per-CPU: BPF programs run with migration, not preemption, disabled, so on
-/// a `preempt=full` kernel another task's hook on the same CPU could
-/// otherwise overwrite a decision in progress.
+/// Working memory for one single-action decision, per task. Task-local
+/// rather than per-CPU: BPF programs run with migration, not preemption,
+/// disabled, so on a `preempt=full` kernel another task's hook on the same
+/// CPU could otherwise overwrite a decision in progress.
 #[btf_map]
-pub static SCRATCH: TaskStorage<BatchScratch> = TaskStorage::new();
+pub static SCRATCH: TaskStorage<SingleScratch> = TaskStorage::new();
+
+/// How many subjects' netlink sendmsgs may be decided at once; one more
+/// waits for nothing and is refused (and counted as a lost event).
+pub const BATCH_SLOTS: u32 = 16;
+
+/// Working memory for a netlink batch (43 KiB each), claimed by a thread
+/// for one sendmsg (see `BatchScratch::owner`). Preallocated: task storage
+/// of that size is a GFP_ATOMIC allocation of order 4 at a subject's first
+/// netlink write, which fails once memory is fragmented.
+#[map]
+pub static BATCHES: Array<BatchScratch> = Array::with_max_entries(BATCH_SLOTS, 0);
+
+/// Claims a free batch scratch for the current thread (`owner` is its
+/// pid_tgid, never 0); None if every slot is in use.
+#[inline(always)]
+pub fn claim_batch() -> Option<&'static mut BatchScratch> {
+    let owner = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+    for i in 0..BATCH_SLOTS {
+        let index = (owner as u32).wrapping_add(i) % BATCH_SLOTS;
+        let Some(slot) = BATCHES.get_ptr_mut(index) else {
+            continue;
+        };
+        // SAFETY: a map value, valid for the program's run.
+        if crate::atomics::compare_exchange(unsafe { &raw mut (*slot).owner }, 0, owner) {
+            return Some(unsafe { &mut *slot });
+        }
+    }
+    None
+}
+
+/// Gives back a scratch from [`claim_batch`].
+#[inline(always)]
+pub fn release_batch(scratch: &mut BatchScratch) {
+    // SAFETY: a plain field.
+    unsafe { (&raw mut scratch.owner).write_volatile(0) }
+}
 
 /// Per task: the nft rule content digest in progress (see `netfilter::DigestWalk`).
 #[btf_map]

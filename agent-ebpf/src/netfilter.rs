@@ -17,7 +17,7 @@ use warrant_common::{
 };
 
 use crate::{
-    maps::{EVENTS, count_lost_event, kernel_offsets},
+    maps::{EVENTS, claim_batch, count_lost_event, kernel_offsets, release_batch},
     policy::{KernelPolicy, emit_events, read_kernel},
     subjects,
 };
@@ -51,7 +51,9 @@ pub fn protocol_of(sock: *const u8) -> Option<u16> {
 /// decisions to the daemon, and returns the hook's verdict.
 #[inline(always)]
 pub fn decide_sendmsg<C: Classifier>(subject: &Subject, buffer: &SkbData, classifier: &C) -> i32 {
-    let Some(scratch) = subjects::scratch() else {
+    let Some(scratch) = claim_batch() else {
+        // Every batch slot is busy: refused, and counted.
+        count_lost_event();
         return -EPERM;
     };
     let policy = KernelPolicy::in_force();
@@ -60,6 +62,7 @@ pub fn decide_sendmsg<C: Classifier>(subject: &Subject, buffer: &SkbData, classi
     if outcome != BatchOutcome::NoAction {
         emit_events(subject, scratch);
     }
+    release_batch(scratch);
     match outcome {
         BatchOutcome::Deny => -EPERM,
         _ => 0,

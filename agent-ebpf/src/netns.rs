@@ -12,6 +12,9 @@
 //!
 //! A namespace is named by its nsfs inode number (`ls -i /run/netns/NAME`,
 //! `readlink /proc/PID/ns/net`), the one name the kernel gives it.
+//!
+//! The same `capable` hook decides `system.clock` at a subject's
+//! CAP_SYS_TIME check.
 
 use aya_ebpf::{
     macros::{fentry, fexit, lsm},
@@ -76,6 +79,11 @@ pub fn forget_setns(_ctx: FExitContext) -> u32 {
     0
 }
 
+/// Setting the clock in any way needs CAP_SYS_TIME (settimeofday,
+/// clock_settime, adjtimex, RTC_SET_TIME): a subject's check is decided as
+/// `system.clock`.
+const CAP_SYS_TIME: i32 = 25;
+
 #[lsm(hook = "capable")]
 pub fn capable(ctx: LsmContext) -> i32 {
     let earlier_verdict: i32 = ctx.arg(4);
@@ -86,6 +94,10 @@ pub fn capable(ctx: LsmContext) -> i32 {
         return 0;
     };
     let cap: i32 = ctx.arg(2);
+    if cap == CAP_SYS_TIME {
+        let subject = *subject;
+        return decide_action(&subject, action::SYSTEM_CLOCK, 0, 0, [0, 0]);
+    }
     let pending = subject.pending_action;
     if cap != CAP_SYS_ADMIN || pending == 0 {
         return 0;

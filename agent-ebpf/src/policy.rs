@@ -203,7 +203,7 @@ extern "C" fn repeat_step<F: FnMut(u32) -> bool>(index: u64, ctx: *mut c_void) -
 }
 
 #[inline(always)]
-pub fn emit_events(subject: &Subject, scratch: &BatchScratch) {
+pub fn emit_events<const N: usize>(subject: &Subject, scratch: &BatchScratch<N>) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid = bpf_get_current_uid_gid() as u32;
     // The version of the generation the decision read, not of whatever is

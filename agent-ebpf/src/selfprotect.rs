@@ -8,6 +8,8 @@
 //! - signals and ptrace aimed at the daemon; ptrace attach (and /proc/PID/mem,
 //!   process_vm_writev, pidfd_getfd) on any process outside the profile.
 //! - loading kernel modules or kexec images.
+//! - SIGIO-route signals (F_SETOWN + F_SETSIG) to the daemon, from anyone.
+//! - TIOCSTI and TIOCLINUX on any terminal.
 //! - opening block devices for writing (files.rs).
 //! - unlinking or renaming anything on bpffs (the pins that keep
 //!   enforcement attached while the daemon is down); the hooks are in
@@ -173,6 +175,42 @@ pub fn task_kill(ctx: LsmContext) -> i32 {
     let signal: i32 = ctx.arg(2);
     // Signal 0 only asks whether the process exists.
     if signal != 0 && is_daemon(target) { refuse(&subject, action::SELF_SIGNAL) } else { 0 }
+}
+
+/// The daemon never asks for SIGIO, so a signal that reaches it by that
+/// route (`fcntl(F_SETOWN, daemon)` with `F_SETSIG(SIGSTOP)` on an O_ASYNC
+/// fd) was aimed at it by someone else: it is dropped, whoever's I/O set it
+/// off, and recorded when that is a subject's.
+#[lsm(hook = "file_send_sigiotask")]
+pub fn file_send_sigiotask(ctx: LsmContext) -> i32 {
+    let target: *const u8 = ctx.arg(0);
+    if !is_daemon(target) {
+        return 0;
+    }
+    match subjects::current() {
+        Some(subject) => refuse(&subject, action::SELF_SIGNAL),
+        None => -EPERM,
+    }
+}
+
+/// `TIOCSTI` pushes a byte into a terminal's input; `TIOCLINUX` subcode 2
+/// pastes the console's selection into it. Either types into whatever reads
+/// that terminal, which may be the shell of the operator who started the
+/// agent, once the agent is gone.
+const TIOCSTI: u32 = 0x5412;
+const TIOCLINUX: u32 = 0x541c;
+
+#[lsm(hook = "file_ioctl")]
+pub fn file_ioctl(ctx: LsmContext) -> i32 {
+    let cmd: u32 = ctx.arg(1);
+    if cmd == TIOCSTI || cmd == TIOCLINUX { refuse_subjects(action::SELF_TTY) } else { 0 }
+}
+
+/// 32-bit processes' ioctls (6.8 and newer).
+#[lsm(hook = "file_ioctl_compat")]
+pub fn file_ioctl_compat(ctx: LsmContext) -> i32 {
+    let cmd: u32 = ctx.arg(1);
+    if cmd == TIOCSTI || cmd == TIOCLINUX { refuse_subjects(action::SELF_TTY) } else { 0 }
 }
 
 #[lsm(hook = "ptrace_access_check")]

@@ -11,7 +11,7 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, LsmContext},
 };
 use warrant_common::{
-    CGROUP_PATH_LEN, MatchKey, SETTINGS_INDEX, Subject, cgroup_path_hash, decision::BatchScratch, match_kind,
+    CGROUP_PATH_LEN, MatchKey, SETTINGS_INDEX, Subject, cgroup_path_hash, decision::SingleScratch, match_kind,
 };
 
 use crate::{
@@ -43,7 +43,7 @@ pub fn current() -> Option<Subject> {
 /// The current task's decision scratch, created on first use. `None` only
 /// when the kernel cannot allocate it; callers then deny.
 #[inline(always)]
-pub fn scratch() -> Option<&'static mut BatchScratch> {
+pub fn scratch() -> Option<&'static mut SingleScratch> {
     task_value(SCRATCH.as_ptr(), unsafe { bpf_get_current_task_btf() }, STORAGE_CREATE)
 }
 

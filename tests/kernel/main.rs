@@ -3,6 +3,7 @@
 //! plain `cargo test` these show as ignored. Inside the VM nothing here
 //! skips: a missing BPF-LSM or a daemon that cannot start fails every test.
 
+mod confinement;
 mod harness;
 mod network;
 

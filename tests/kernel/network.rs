@@ -149,6 +149,8 @@ fn network_configuration_over_rtnetlink_and_xfrm_is_decided() {
     d.expect_record(mark, "net.route.add", "*", "allowed-by-warrant");
     ip_root(&["route", "delete", "10.62.5.0/24"]);
     ip_root(&["link", "delete", "wdummy"]);
+    // Other tests load `dummy` as a subject to see that refused.
+    let _ = Command::new("modprobe").args(["-r", "dummy"]).status();
 }
 
 #[test]

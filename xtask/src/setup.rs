@@ -93,6 +93,16 @@ pub fn run(mode: Mode) -> Result<()> {
         }
     }
 
+    // The host tier checks formatting and lints with the default toolchain.
+    for (component, probe) in [("rustfmt", "fmt"), ("clippy", "clippy")] {
+        if !succeeds(Command::new("cargo").args([probe, "--version"])) {
+            note(component);
+            if mode == Mode::Install {
+                run_checked(Command::new("rustup").args(["component", "add", component]))?;
+            }
+        }
+    }
+
     if !succeeds(Command::new("bpf-linker").arg("--version")) {
         note("bpf-linker (built against nightly's libLLVM, ~5 min)");
         if mode == Mode::Install {

@@ -109,6 +109,20 @@ fn host_tier() -> TierReport {
     let mut problem = (!status.success() && counts.failed == 0)
         .then(|| format!("`{}` failed ({status}) although no test failed; see its output above", describe(&cmd)));
     let mut counts = counts;
+    for (what, args) in [
+        ("formatting (cargo fmt --all --check)", &["fmt", "--all", "--check"][..]),
+        ("lints (cargo clippy --all-targets -- -D warnings)", &["clippy", "--all-targets", "--", "-D", "warnings"]),
+    ] {
+        println!("== host tier: {what}");
+        let ok = Command::new("cargo").args(args).current_dir(repo_root()).status().is_ok_and(|s| s.success());
+        if ok {
+            counts.passed += 1;
+        } else {
+            println!("{what}: FAILED");
+            counts.failed += 1;
+            problem.get_or_insert_with(|| format!("{what} failed"));
+        }
+    }
     println!("== host tier: the .deb (cargo deb, then dpkg-deb)");
     match crate::package::build_and_check_deb() {
         Ok(deb) => {
