@@ -62,6 +62,13 @@ agent nft add rule inet filter input tcp dport 22 accept
 say "6. The agent tries something never allowed (deny tier) -> EPERM"
 agent nft flush chain inet filter input
 
+say "6b. The agent goes around the firewall -> EPERM each: a chain by its handle, the routing table, the kernel's crash helper (run as root), the clock"
+HANDLE=$(nft -a list chain inet filter input | sed -n 's/.*chain input { # handle \([0-9]*\)$/\1/p')
+agent nft delete chain inet filter handle "$HANDLE"
+agent ip route add 203.0.113.0/24 dev lo
+agent sh -c 'echo "|/opt/agent/escape" > /proc/sys/kernel/core_pattern'
+agent date -s '2020-01-01'
+
 say "7. Root, not a subject, does the same: unaffected"
 show nft add rule inet filter input tcp dport 2222 accept; echo "  -> exit $?"
 

@@ -67,6 +67,13 @@ const IFLA_TARGET_NETNSID: u16 = 46;
 const IFLA_IFNAME: u16 = 3;
 /// IFLA_AF_SPEC: per-family settings (the ipv4/ipv6 `conf` values).
 const IFLA_AF_SPEC: u16 = 26;
+/// IFLA_GROUP: with index 0 and no name, a NEWLINK changes every link of
+/// the group.
+const IFLA_GROUP: u16 = 27;
+/// IFLA_ALT_IFNAME: finds a link by one of its alternative names.
+const IFLA_ALT_IFNAME: u16 = 53;
+/// RTM_NEWLINK.
+const RTM_NEWLINK: u16 = 16;
 /// Most attributes of one link message read; a message with more is
 /// unparseable (denied), since its class could not be known.
 const MAX_LINK_ATTRS: usize = 12;
@@ -124,9 +131,20 @@ pub fn classify<B: MessageBuffer>(
         protocol::ROUTE => match route_action(msg_type, header.flags) {
             RouteClass::Read => return Class::NotAnAction,
             RouteClass::Link(action_id) => match link_attributes(buf, offset, header.len) {
-                Some(LinkAttrs::Netns) => action::NET_LINK_NETNS,
-                Some(LinkAttrs::ConfOnly) => action::NET_CONF,
-                Some(LinkAttrs::Other) => action_id,
+                Some(link) if link.netns => action::NET_LINK_NETNS,
+                // RTM_NEWLINK or RTM_SETLINK finding no link (index 0, no
+                // name, no group) changes nothing: the kernel answers ENODEV
+                // or EINVAL. `ip link` sends one to probe the kernel. With
+                // NLM_F_CREATE, a NEWLINK makes one.
+                Some(link) if !link.names_link && link.index == 0 => {
+                    if msg_type == RTM_NEWLINK && header.flags & NLM_F_CREATE != 0 {
+                        action::NET_LINK_ADD
+                    } else {
+                        return Class::NotAnAction;
+                    }
+                }
+                Some(link) if link.conf_only => action::NET_CONF,
+                Some(_) => action_id,
                 None => {
                     key.action = action_id;
                     return Class::Unparseable;
@@ -192,13 +210,17 @@ fn route_action(msg_type: u16, flags: u16) -> RouteClass {
     })
 }
 
-/// The class a link message's attributes give it.
-enum LinkAttrs {
+/// What a link message's fixed part and attributes say about it.
+struct LinkAttrs {
+    /// `ifi_index`: the link it changes, 0 for none.
+    index: i32,
+    /// It names a link (IFLA_IFNAME, IFLA_ALT_IFNAME) or a group of them
+    /// (IFLA_GROUP), which the kernel finds when `index` is 0.
+    names_link: bool,
     /// It moves the link to, or makes it in, another namespace.
-    Netns,
+    netns: bool,
     /// Its only change is IFLA_AF_SPEC (with IFLA_IFNAME to find the link).
-    ConfOnly,
-    Other,
+    conf_only: bool,
 }
 
 /// Walks a link message's top-level attributes; None if they cannot be
@@ -209,8 +231,12 @@ fn link_attributes<B: MessageBuffer>(buf: &B, offset: u32, msg_len: u32) -> Opti
     if msg_len < NLMSG_HDRLEN + IFINFOMSG_LEN {
         return None;
     }
+    let mut index = [0u8; 4];
+    if !buf.read(offset + NLMSG_HDRLEN + 4, &mut index) {
+        return None;
+    }
     let mut at = offset + NLMSG_HDRLEN + IFINFOMSG_LEN;
-    let (mut netns, mut af_spec, mut other) = (false, false, false);
+    let (mut netns, mut af_spec, mut names_link, mut other) = (false, false, false, false);
     for _ in 0..MAX_LINK_ATTRS {
         if at >= end || end - at < NLA_HDRLEN {
             break;
@@ -227,7 +253,11 @@ fn link_attributes<B: MessageBuffer>(buf: &B, offset: u32, msg_len: u32) -> Opti
         match nla_type {
             IFLA_NET_NS_PID | IFLA_NET_NS_FD | IFLA_TARGET_NETNSID => netns = true,
             IFLA_AF_SPEC => af_spec = true,
-            IFLA_IFNAME => {}
+            IFLA_IFNAME | IFLA_ALT_IFNAME => names_link = true,
+            IFLA_GROUP => {
+                names_link = true;
+                other = true;
+            }
             _ => other = true,
         }
         at += (nla_len + 3) & !3;
@@ -235,13 +265,7 @@ fn link_attributes<B: MessageBuffer>(buf: &B, offset: u32, msg_len: u32) -> Opti
     if at < end && end - at >= NLA_HDRLEN {
         return None;
     }
-    Some(if netns {
-        LinkAttrs::Netns
-    } else if af_spec && !other {
-        LinkAttrs::ConfOnly
-    } else {
-        LinkAttrs::Other
-    })
+    Some(LinkAttrs { index: i32::from_ne_bytes(index), names_link, netns, conf_only: af_spec && !other })
 }
 
 /// xfrm by type; None for its reads (GETSA, GETPOLICY, GETAE, GETSADINFO,

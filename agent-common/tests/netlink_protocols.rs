@@ -196,7 +196,10 @@ fn nfnetlink_reads_are_known_types_whatever_the_flags() {
     assert_eq!((class, key.action), (Class::Action, action::NFNETLINK_OTHER));
 }
 
-const IFINFOMSG: [u8; 16] = [0; 16];
+/// An ifinfomsg for the link with index 1 (lo).
+const IFINFOMSG: [u8; 16] = [0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+/// An ifinfomsg naming no link by index.
+const NO_INDEX: [u8; 16] = [0; 16];
 const RTMSG: [u8; 12] = [2, 0, 0, 0, 254, 3, 0, 1, 0, 0, 0, 0];
 
 #[test]
@@ -234,7 +237,15 @@ fn link_messages_are_classed_by_what_they_change() {
     assert_eq!(route(&add).1, action::NET_LINK_ADD);
     // `ip link set dev X down` is RTM_NEWLINK without CREATE.
     assert_eq!(route(&message(16, 0, &IFINFOMSG, &[])).1, action::NET_LINK_SET);
-    assert_eq!(route(&message(16, NLM_F_CREATE, &IFINFOMSG, &[(3, name)])).1, action::NET_LINK_SET);
+    assert_eq!(route(&message(16, NLM_F_CREATE, &NO_INDEX, &[(3, name)])).1, action::NET_LINK_SET);
+    // A link found by name, or a group of links by IFLA_GROUP.
+    assert_eq!(route(&message(19, 0, &NO_INDEX, &[(3, name)])).1, action::NET_LINK_SET);
+    assert_eq!(route(&message(16, 0, &NO_INDEX, &[(27, &[1, 0, 0, 0])])).1, action::NET_LINK_SET);
+    // One naming no link changes nothing (ENODEV): what `ip link` sends to
+    // probe the kernel is not an action. With CREATE it makes a link.
+    assert_eq!(route(&message(16, 0, &NO_INDEX, &[])), (Class::NotAnAction, 0));
+    assert_eq!(route(&message(19, 0, &NO_INDEX, &[(4, &1400u32.to_ne_bytes())])), (Class::NotAnAction, 0));
+    assert_eq!(route(&message(16, NLM_F_CREATE, &NO_INDEX, &[(18, &[0; 8])])).1, action::NET_LINK_ADD);
     assert_eq!(route(&message(17, 0, &IFINFOMSG, &[])).1, action::NET_LINK_DELETE);
     // Moving a link to another namespace, by fd, pid or netnsid; also in a create.
     for attr in [19u16, 28, 46] {

@@ -195,6 +195,27 @@ fn check_write_through(file: *const u8) -> i32 {
     decide_file(&subject, action::FILE_WRITE, key, tree)
 }
 
+/// Write permission on Warrant's own inodes. Connecting to a unix socket by
+/// path asks for it (`unix_find_bsd`), so a subject never reaches the
+/// control socket, however it got there: the daemon's check of the caller's
+/// pid could be raced (a child connects and exits, and its pid is no
+/// subject's any more). Everyone else pays one mask test.
+#[lsm(hook = "inode_permission")]
+pub fn inode_permission(ctx: LsmContext) -> i32 {
+    let mask: i32 = ctx.arg(1);
+    if mask & MAY_WRITE == 0 {
+        return 0;
+    }
+    let Some(subject) = subjects::current() else {
+        return 0;
+    };
+    let inode: *const u8 = ctx.arg(0);
+    match protected(inode) {
+        Some((_, SELF_TREE)) => selfprotect::refuse(&subject, action::SELF_FILES),
+        _ => 0,
+    }
+}
+
 #[lsm(hook = "file_open")]
 pub fn file_open(ctx: LsmContext) -> i32 {
     let earlier_verdict: i32 = ctx.arg(1);

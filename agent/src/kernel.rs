@@ -72,6 +72,7 @@ const LSM_PROGRAMS: &[&str] = &[
     "capable",
     // New inodes join protected trees before any file hook decides on them.
     "d_instantiate",
+    "inode_permission",
     "file_open",
     "file_permission",
     "mmap_file",

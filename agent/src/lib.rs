@@ -6,6 +6,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod durable;
+pub mod guarded;
 pub mod kernel;
 pub mod metrics;
 pub mod nft_render;

@@ -51,6 +51,11 @@ enum Command {
     Run {
         #[arg(long)]
         profile: String,
+        /// Let the command have this open fd (from 3 up; 0-2 always pass).
+        /// Every other fd is closed at exec: what the agent did not open
+        /// itself (a ring, a socket, a file of its starter's) it does not get.
+        #[arg(long = "keep-fd", value_name = "N")]
+        keep_fds: Vec<i32>,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -255,8 +260,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let text = control::call(&config.socket, &Request::Metrics)?;
             print!("{}", text.as_str().unwrap_or_default());
         }
-        Command::Run { profile, command } => {
+        Command::Run { profile, keep_fds, command } => {
             let config = Config::load(config_path)?;
+            warrant::subjects::close_inherited_fds_at_exec(&keep_fds)
+                .context("cannot mark inherited fds close-on-exec")?;
             control::call(&config.socket, &Request::Register { profile: profile.clone() })?;
             let error = std::process::Command::new(&command[0]).args(&command[1..]).exec();
             bail!("cannot run {:?} as a subject of {profile}: {error}", command[0]);
@@ -492,6 +499,9 @@ fn policy_command(command: PolicyCommand, config_path: Option<&Path>) -> anyhow:
                 bail!("policy v{} expired at {}", compiled.version(), compiled.policy.expires);
             }
             let ids: Vec<String> = signers.iter().map(trust::key_id).collect();
+            for warning in warrant::guarded::allowed(&compiled) {
+                eprintln!("{warning}");
+            }
             println!(
                 "valid: policy v{}, expires {}, signed by {}, profiles {}",
                 compiled.version(),
@@ -510,6 +520,10 @@ fn policy_command(command: PolicyCommand, config_path: Option<&Path>) -> anyhow:
                 .decode(Envelope::parse(&text)?.payload)
                 .context("the persisted bundle is damaged")?;
             print!("{}", String::from_utf8_lossy(&payload));
+            println!("\n# Guarded surfaces, protected for every profile and denied unless a rule names them:");
+            for tree in warrant::guarded::GUARDED {
+                println!("#   {tree}");
+            }
         }
         PolicyCommand::Apply { bundle } => {
             let config = Config::load(config_path)?;

@@ -573,7 +573,7 @@ pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
 }
 
 /// Compiles `policy`, looking names up in `names`.
-pub fn compile_with(policy: Policy, names: &dyn HostNames) -> Result<CompiledPolicy, PolicyError> {
+pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<CompiledPolicy, PolicyError> {
     let expires_unix = parse_time(&policy.expires).map_err(|e| invalid(format!("expires: {e}")))?;
     if policy.profiles.is_empty() {
         return Err(invalid("has no [[profile]]"));
@@ -588,6 +588,9 @@ pub fn compile_with(policy: Policy, names: &dyn HostNames) -> Result<CompiledPol
             return Err(invalid(format!("protect: {tree:?} must be an absolute path without a trailing `/` or `..`")));
         }
     }
+    // Guarded surfaces are protected trees of every policy (see guarded.rs).
+    let guarded = crate::guarded::present(&policy.protect);
+    policy.protect.extend(guarded.iter().cloned());
     let mut profile_ids = BTreeMap::new();
     let mut profiles = Vec::new();
     let mut rules: HashMap<TargetKey, RuleEntry> = HashMap::new();
@@ -641,6 +644,7 @@ pub fn compile_with(policy: Policy, names: &dyn HostNames) -> Result<CompiledPol
             }
             matchers.push((matcher, id));
         }
+        let mut named_trees = Vec::new();
         for rule in &profile.rules {
             let rule_index = rule_names.len() as u32;
             let context = |e: String| invalid(format!("profile {:?}: {e}", profile.name));
@@ -674,7 +678,22 @@ pub fn compile_with(policy: Policy, names: &dyn HostNames) -> Result<CompiledPol
                     }
                 }
             }
+            if let Target::File { tree: Some(tree), .. } = &target {
+                named_trees.push(*tree);
+            }
             rule_names.push((profile.name.clone(), rule.clone()));
+        }
+        // A guarded surface the profile's rules do not name is denied, even
+        // where a `file.* *` rule allows the rest.
+        for tree in guarded.iter().filter(|t| !named_trees.contains(&protect::tree_id(t))) {
+            let rule = Rule { action: "file.*".into(), target: tree.clone(), tier: Tier::Deny, rate: None };
+            let entry =
+                RuleEntry { tier: tier::DENY, rule_index: rule_names.len() as u32, rate_limit: 0, rate_window_secs: 0 };
+            let target = Target::File { tree: Some(protect::tree_id(tree)), inode: None };
+            for action_id in action::FILE_WRITE..=action::FILE_XATTR {
+                rules.insert(target.key(id, action_id), entry);
+            }
+            rule_names.push((profile.name.clone(), rule));
         }
     }
     for pattern in &policy.two_person {

@@ -1,7 +1,8 @@
 //! Subjects by match: resolving a policy's matchers to the kernel's MATCHES
 //! entries, and picking up processes that were already running when the
 //! policy was applied (the kernel catches the rest at exec and at cgroup
-//! moves; see agent-ebpf's subjects.rs).
+//! moves; see agent-ebpf's subjects.rs), and the fds `warrant run` lets a
+//! new subject keep.
 
 use std::{
     collections::HashMap,
@@ -145,4 +146,20 @@ pub fn threads(pid: u32) -> Vec<u32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse().ok())
         .collect()
+}
+
+/// Marks every open fd from 3 up close-on-exec, but those in `keep`: a
+/// command started as a subject gets only what it opens itself, not an
+/// io_uring ring (whose SQPOLL thread would not be a subject), a netlink
+/// socket or a writable file its starter held.
+pub fn close_inherited_fds_at_exec(keep: &[i32]) -> std::io::Result<()> {
+    let open: Vec<i32> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in open.into_iter().filter(|fd| *fd > 2 && !keep.contains(fd)) {
+        // SAFETY: F_SETFD on an fd number; one that is gone (the directory
+        // listing's own) fails harmlessly with EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
 }

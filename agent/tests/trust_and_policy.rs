@@ -394,8 +394,8 @@ impl warrant_common::decision::PolicyView for CompiledRules<'_> {
 
 /// The verdict the kernel reaches for one action on namespace `inode` (0: none).
 fn netns_verdict(compiled: &CompiledPolicy, action_id: u32, inode: u64) -> (u32, u32) {
-    use warrant_common::decision::{BatchScratch, decide_single};
-    let mut scratch = BatchScratch::zeroed();
+    use warrant_common::decision::{SingleScratch, decide_single};
+    let mut scratch = SingleScratch::zeroed();
     // Exactly the key agent-ebpf's decide_action builds.
     let key = &mut scratch.messages[0].key;
     key.profile_id = compiled.profile_ids["p"];

@@ -70,3 +70,55 @@ fn setting_the_clock_is_an_action_the_policy_decides() {
     let root = Command::new("date").args(["-s", &format!("@{}", now())]).output().unwrap();
     assert!(root.status.success(), "{}", String::from_utf8_lossy(&root.stderr));
 }
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn persistence_and_usermode_helper_surfaces_are_guarded_without_a_policy_line() {
+    let d = daemon();
+    // Usermode helpers: the kernel runs what these name, as root.
+    for path in ["/proc/sys/kernel/core_pattern", "/proc/sys/kernel/modprobe"] {
+        let before = std::fs::read_to_string(path).unwrap();
+        let mark = d.audit_len();
+        let out = run_subject(&["sh", "-c", &format!("echo /opt/agents/helper > {path}")]);
+        assert!(out.stderr.contains("Operation not permitted"), "{path}: {}", out.stderr);
+        assert_eq!(std::fs::read_to_string(path).unwrap(), before, "{path} changed");
+        d.expect_record(mark, "file.write", path, "denied");
+        // Root, not a subject, still can.
+        std::fs::write(path, &before).unwrap();
+    }
+    // Persistence: a login shell would run this script as root.
+    let script = "/etc/profile.d/zz-agent.sh";
+    let mark = d.audit_len();
+    let out = run_subject(&["sh", "-c", &format!("echo 'nft flush ruleset' > {script}")]);
+    assert!(out.stderr.contains("Operation not permitted"), "{}", out.stderr);
+    assert!(!std::path::Path::new(script).exists(), "a subject planted {script}");
+    d.expect_record_where(mark, "file.create in /etc/profile.d denied", |r| {
+        r["action"] == "file.create"
+            && r["verdict"] == "denied"
+            && r["target"].as_str().is_some_and(|t| t.starts_with("/etc/profile.d"))
+    });
+    std::fs::write(script, "true\n").expect("root writes /etc/profile.d");
+    std::fs::remove_file(script).unwrap();
+    let shown = d.cli_ok(&["policy", "show"]);
+    assert!(shown.contains("/etc/ld.so.conf.d") && shown.contains("/proc/sys/kernel/core_pattern"), "{shown}");
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn warrant_run_passes_on_only_the_fds_it_is_told_to() {
+    let d = daemon();
+    let bin = harness::warrant_bin();
+    let run = |keep: &[&str]| {
+        let script = format!(
+            "exec 7</etc/hostname; {} --config {} run --profile agent {} -- sh -c 'cat <&7'",
+            bin.display(),
+            d.config.display(),
+            keep.join(" ")
+        );
+        Command::new("sh").args(["-c", &script]).output().unwrap()
+    };
+    let closed = run(&[]);
+    assert!(!closed.status.success(), "fd 7 reached the subject: {}", String::from_utf8_lossy(&closed.stdout));
+    let kept = run(&["--keep-fd", "7"]);
+    assert!(kept.status.success(), "--keep-fd 7: {}", String::from_utf8_lossy(&kept.stderr));
+}

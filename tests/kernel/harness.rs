@@ -44,7 +44,9 @@ fn protected_tree_fixture() {
         ln -f /mnt/sysctl.d/90-agent.conf /mnt/outside/existing-link
         ln -sf /etc/sysctl.d/90-agent.conf /mnt/outside/symlink
         grep -qs ' /etc/sysctl.d tmpfs ' /proc/mounts || mount --bind /mnt/sysctl.d /etc/sysctl.d
-        grep -qs ' /etc/nftables.conf tmpfs ' /proc/mounts || mount --bind /mnt/nftables.conf /etc/nftables.conf");
+        grep -qs ' /etc/nftables.conf tmpfs ' /proc/mounts || mount --bind /mnt/nftables.conf /etc/nftables.conf
+        mkdir -p /mnt/profile.d
+        grep -qs ' /etc/profile.d tmpfs ' /proc/mounts || mount --bind /mnt/profile.d /etc/profile.d");
 }
 
 /// What the demo policy matches subjects by, made before it is applied (as

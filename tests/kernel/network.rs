@@ -175,10 +175,13 @@ fn an_add_that_would_update_an_existing_object_is_decided_as_the_update() {
     let _ = Command::new("nft").args(["delete", "table", "inet", "mine"]).output();
     nft_root(&["add", "table", "inet", "ops"]);
     nft_root(&["add", "chain", "inet", "ops", "gate", "{ type filter hook input priority 10; policy accept; }"]);
-    // The agent may make tables of its own anywhere in inet.
+    // The agent may make tables of its own anywhere in inet (the rule goes
+    // among the agent profile's rules: TOML appends it to the last profile).
     let demo = std::fs::read_to_string("policies/demo.toml").unwrap();
-    let wider =
-        format!("{demo}\n[[profile.rule]]\naction = \"nft.table.add\"\ntarget = \"inet *\"\ntier = \"allow\"\n");
+    let anchor = "# Its scratch chain it may delete";
+    let rule = "[[profile.rule]]\naction = \"nft.table.add\"\ntarget = \"inet *\"\ntier = \"allow\"\n\n";
+    assert!(demo.contains(anchor));
+    let wider = demo.replacen(anchor, &format!("{rule}{anchor}"), 1);
     d.apply_next_policy(&wider);
     let mark = d.audit_len();
     let out = run_subject(&["nft", "create", "table", "inet", "mine"]);

@@ -1,0 +1,99 @@
+//! Guarded surfaces: where root picks up code or commands later
+//! (persistence: cron, systemd units, the dynamic linker's preload and
+//! search path, shell profiles, udev rules, module configuration, sudoers,
+//! PAM) and the kernel's usermode helpers (core_pattern, modprobe,
+//! hotplug). Every policy protects them for every profile, with no line
+//! needed: a subject's change there is denied unless a rule of its profile
+//! names the tree. A policy may move one to `approve` (an RI approves a
+//! service install); moving one to `allow` makes `policy verify` warn.
+
+use std::path::Path;
+
+use crate::policy::{CompiledPolicy, Tier, tree_of};
+
+/// The guarded trees, compiled in. A path this host lacks guards nothing
+/// (see README, limits: a missing /etc/ld.so.preload can be created).
+pub const GUARDED: &[&str] = &[
+    "/etc/crontab",
+    "/etc/cron.d",
+    "/etc/cron.hourly",
+    "/etc/cron.daily",
+    "/etc/cron.weekly",
+    "/etc/cron.monthly",
+    "/var/spool/cron",
+    "/etc/anacrontab",
+    "/var/spool/at",
+    "/etc/systemd/system",
+    "/etc/systemd/user",
+    "/usr/lib/systemd/system",
+    "/usr/lib/systemd/user",
+    "/etc/init.d",
+    "/etc/rc.local",
+    "/etc/ld.so.preload",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/profile",
+    "/etc/profile.d",
+    "/etc/bash.bashrc",
+    "/etc/environment",
+    "/root/.bashrc",
+    "/root/.profile",
+    "/root/.ssh",
+    "/etc/udev/rules.d",
+    "/usr/lib/udev/rules.d",
+    "/etc/modprobe.d",
+    "/usr/lib/modprobe.d",
+    "/etc/modules-load.d",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/pam.d",
+    "/etc/security",
+    "/proc/sys/kernel/core_pattern",
+    "/proc/sys/kernel/modprobe",
+    "/proc/sys/kernel/hotplug",
+];
+
+/// Whether `tree` is a guarded surface.
+pub fn is_guarded(tree: &str) -> bool {
+    GUARDED.contains(&tree)
+}
+
+/// The guarded trees this host has that `protect` does not list already,
+/// one per place they lead to (/lib is /usr/lib on merged-/usr hosts).
+pub fn present(protect: &[String]) -> Vec<String> {
+    let lead = |path: &str| std::fs::canonicalize(path).ok();
+    let mut seen: Vec<std::path::PathBuf> = protect.iter().filter_map(|p| lead(p)).collect();
+    let mut trees = Vec::new();
+    for tree in GUARDED {
+        if protect.iter().any(|p| p == tree) || std::fs::symlink_metadata(Path::new(tree)).is_err() {
+            continue;
+        }
+        match lead(tree) {
+            Some(place) if seen.contains(&place) => {}
+            place => {
+                seen.extend(place);
+                trees.push((*tree).to_owned());
+            }
+        }
+    }
+    trees
+}
+
+/// Warnings for `policy verify`: rules that allow a subject to change a
+/// guarded surface without a warrant, which hands it root's next command.
+pub fn allowed(compiled: &CompiledPolicy) -> Vec<String> {
+    compiled
+        .rule_names
+        .iter()
+        .filter(|(_, rule)| rule.tier == Tier::Allow && rule.action.starts_with("file."))
+        .filter_map(|(profile, rule)| {
+            let tree = tree_of(&compiled.policy.protect, &rule.target)?;
+            is_guarded(tree).then(|| {
+                format!(
+                    "warning: profile {profile:?} may change {} ({}) without a warrant: root runs what is there",
+                    rule.target, rule.action
+                )
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,101 @@
+//! Plain tier: what every policy guards without a line (persistence and
+//! usermode-helper surfaces), and the policy side of the netlink actions
+//! (protocol targets, `#handle` names, records).
+
+use warrant::{
+    guarded,
+    policy::{self, Target},
+};
+use warrant_common::{FAMILY_ANY, TargetKey, action, action::TargetKind, tier};
+
+const HEAD: &str = "version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n";
+
+fn compile(text: &str) -> Result<policy::CompiledPolicy, policy::PolicyError> {
+    policy::Policy::parse(&format!("{HEAD}{text}")).and_then(policy::compile)
+}
+
+/// The tier the policy gives `action_id` on the whole tree `tree` for profile `p`.
+fn tree_tier(compiled: &policy::CompiledPolicy, tree: &str, action_id: u32) -> Option<u32> {
+    let target = Target::File { tree: Some(warrant::protect::tree_id(tree)), inode: None };
+    compiled.rules.get(&target.key(compiled.profile_ids["p"], action_id)).map(|r| r.tier)
+}
+
+#[test]
+fn guarded_surfaces_are_denied_even_where_a_wildcard_allows_files() {
+    // /etc/pam.d and /proc/sys/kernel/core_pattern are on every Debian host.
+    let compiled = compile(
+        "protect = [\"/etc/nftables.conf\"]\n[[profile]]\nname = \"p\"\n\
+         [[profile.rule]]\naction = \"file.*\"\ntarget = \"*\"\ntier = \"allow\"\n",
+    )
+    .unwrap();
+    for tree in ["/etc/pam.d", "/proc/sys/kernel/core_pattern"] {
+        assert!(compiled.policy.protect.iter().any(|t| t == tree), "{tree} is not protected");
+        for action_id in [action::FILE_WRITE, action::FILE_CREATE, action::FILE_RENAME] {
+            assert_eq!(tree_tier(&compiled, tree, action_id), Some(tier::DENY), "{tree}");
+        }
+    }
+    assert!(guarded::allowed(&compiled).is_empty(), "a wildcard is not a rule naming a guarded tree");
+    // The tree is listed once however /lib and /usr/lib relate.
+    let listed = compiled.policy.protect.iter().filter(|t| t.ends_with("systemd/system")).count();
+    assert!(listed <= 2, "{:?}", compiled.policy.protect);
+}
+
+#[test]
+fn a_rule_naming_a_guarded_tree_takes_it_over_and_allow_warns() {
+    let approve = compile(
+        "[[profile]]\nname = \"p\"\n\
+         [[profile.rule]]\naction = \"file.*\"\ntarget = \"/etc/pam.d\"\ntier = \"approve\"\n",
+    )
+    .unwrap();
+    assert_eq!(tree_tier(&approve, "/etc/pam.d", action::FILE_WRITE), Some(tier::APPROVE));
+    assert_eq!(tree_tier(&approve, "/etc/profile.d", action::FILE_WRITE), Some(tier::DENY));
+    assert!(guarded::allowed(&approve).is_empty());
+    let allow = compile(
+        "[[profile]]\nname = \"p\"\n\
+         [[profile.rule]]\naction = \"file.write\"\ntarget = \"/etc/pam.d\"\ntier = \"allow\"\n",
+    )
+    .unwrap();
+    let warnings = guarded::allowed(&allow);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("/etc/pam.d"), "{warnings:?}");
+}
+
+#[test]
+fn netlink_actions_take_protocol_targets_and_records_show_handles() {
+    let protocol = |text: &str| Target::parse(TargetKind::Protocol, text, &[], &policy::ThisHost);
+    assert_eq!(protocol("generic").unwrap().key(0, action::NETLINK_OTHER).family, 16);
+    assert_eq!(protocol("9").unwrap().key(0, action::NETLINK_OTHER).family, 9);
+    assert_eq!(protocol("*").unwrap().key(0, action::NETLINK_OTHER).family, FAMILY_ANY);
+    assert!(protocol("wireguard").unwrap_err().to_string().contains("not a netlink protocol"));
+    // net.* actions take only `*`.
+    assert!(Target::parse(TargetKind::None, "eth0", &[], &policy::ThisHost).is_err());
+    let compiled = compile(
+        "[[profile]]\nname = \"p\"\n\
+         [[profile.rule]]\naction = \"net.route.*\"\ntarget = \"*\"\ntier = \"approve\"\n\
+         [[profile.rule]]\naction = \"netlink.other\"\ntarget = \"generic\"\ntier = \"allow\"\n",
+    )
+    .unwrap();
+    let mut route = TargetKey::zeroed();
+    route.profile_id = compiled.profile_ids["p"];
+    route.action = action::NET_ROUTE_REPLACE;
+    assert_eq!(compiled.rules[&route].tier, tier::APPROVE);
+    // Names starting with # are how records show a handle; policy may not use them.
+    let err = compile(
+        "[[profile]]\nname = \"p\"\n\
+         [[profile.rule]]\naction = \"nft.chain.delete\"\ntarget = \"inet filter #handle\"\ntier = \"allow\"\n",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("only * covers"), "{err}");
+    // Records: a by-handle object, and a netlink.other message type.
+    let mut key = TargetKey::zeroed();
+    key.action = action::NFT_CHAIN_DELETE;
+    key.family = 1;
+    key.table[..6].copy_from_slice(b"filter");
+    key.object[..2].copy_from_slice(&warrant_common::netlink::BY_REFERENCE);
+    assert_eq!(policy::render_target(&key), "inet filter #handle");
+    let mut other = TargetKey::zeroed();
+    other.action = action::NETLINK_OTHER;
+    other.family = 16;
+    other.object[0] = 0x1c;
+    assert_eq!(policy::render_target(&other), "generic type 28");
+}
