@@ -89,6 +89,11 @@ pub const SELF_TTY: u32 = 49;
 /// denied unless a rule allows it. Warrants' windows use the boot clock,
 /// which no one can set.
 pub const SYSTEM_CLOCK: u32 = 50;
+/// Connecting (stream, seqpacket) or sending a datagram to a named unix
+/// socket: the way to a root deputy (a service manager, a container
+/// runtime, any root service that runs what it is sent). The target is the
+/// name the listener bound (see [`TargetKind::Socket`]).
+pub const IPC_CONNECT: u32 = 51;
 
 // Network configuration over rtnetlink (NETLINK_ROUTE) and xfrm. The
 // kernel's own read/write split decides what is an action: rtnetlink GET
@@ -217,6 +222,7 @@ pub const ALL: &[(u32, &str)] = &[
     (SELF_BLOCKDEV, "self.blockdev"),
     (SELF_TTY, "self.tty"),
     (SYSTEM_CLOCK, "system.clock"),
+    (IPC_CONNECT, "ipc.connect"),
     (NET_LINK_ADD, "net.link.add"),
     (NET_LINK_DELETE, "net.link.delete"),
     (NET_LINK_SET, "net.link.set"),
@@ -282,6 +288,10 @@ pub enum TargetKind {
     /// in `family`; for records, the message type in the first two bytes of
     /// `object`, which rules never name (they are written as `*`).
     Protocol,
+    /// A unix socket by the name its listener bound: a path, or `@name`
+    /// for an abstract one, in `table` (62 bytes at most; a longer name
+    /// has byte 63 set to 0xff, so only `*` covers it); `family` is 0.
+    Socket,
     /// Nothing: the action is the whole story (netns.create, net.*, self.*).
     None,
 }
@@ -292,6 +302,7 @@ pub fn target_kind(id: u32) -> TargetKind {
         NETNS_ENTER => TargetKind::Namespace,
         NETNS_CREATE | SYSTEM_CLOCK | NET_LINK_ADD..=NET_XFRM_OTHER => TargetKind::None,
         NETLINK_OTHER => TargetKind::Protocol,
+        IPC_CONNECT => TargetKind::Socket,
         FILE_WRITE..=FILE_XATTR => TargetKind::File,
         IPSET_CREATE..=IPSET_DEL => TargetKind::IpSet,
         _ if is_self_protection(id) => TargetKind::None,

@@ -403,8 +403,16 @@ pub struct KernelOffsets {
     pub vm_area_struct_vm_file: u32,
     /// `struct vm_area_struct, vm_flags` (unsigned long).
     pub vm_area_struct_vm_flags: u32,
+    /// `struct socket, sk` (pointer).
+    pub socket_sk: u32,
+    /// `struct unix_sock, addr` (pointer; NULL for an unnamed socket).
+    pub unix_sock_addr: u32,
+    /// `struct unix_address, len` (int): bytes of `name` in use.
+    pub unix_address_len: u32,
+    /// `struct unix_address, name` (struct sockaddr_un[]).
+    pub unix_address_name: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 112);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 128);
 
 /// Files under /proc (sysctls) have no stable inode numbers: procfs makes
 /// new ones as it pleases. There, protection goes by path instead: a

@@ -593,18 +593,10 @@ fn read_attribute<B: MessageBuffer>(
         write_field(&mut notes.walk, WALK_DONE);
         return false;
     }
-    let mut raw = [0u8; 4];
-    if !buf.read(at, &mut raw) {
+    let Some((nla_len, nla_type)) = attribute_header(buf, at, end) else {
         write_field(&mut notes.walk, WALK_FAILED);
         return false;
-    }
-    let nla_len = u16::from_ne_bytes([raw[0], raw[1]]) as u32;
-    let nla_type = u16::from_ne_bytes([raw[2], raw[3]]) & NLA_TYPE_MASK;
-    if nla_len < NLA_HDRLEN || nla_len > end - at {
-        // nla_parse rejects this message; the kernel applies none of it.
-        write_field(&mut notes.walk, WALK_FAILED);
-        return false;
-    }
+    };
     notes.note_seen(1 << if nla_type < 31 { nla_type } else { 31 });
     let payload_len = nla_len - NLA_HDRLEN;
     // A repeated attribute replaces the earlier one, so clear before
@@ -635,6 +627,20 @@ fn read_attribute<B: MessageBuffer>(
     }
     write_field(&mut notes.next_attr, at + ((nla_len + 3) & !3));
     true
+}
+
+/// The length and type (flags stripped) of the attribute at `at`, which
+/// must end by `end`; None if it cannot be read or does not fit, as
+/// `nla_parse` would refuse it (and the kernel apply none of the message).
+#[inline(always)]
+pub fn attribute_header<B: MessageBuffer>(buf: &B, at: u32, end: u32) -> Option<(u32, u16)> {
+    let mut raw = [0u8; 4];
+    if !buf.read(at, &mut raw) {
+        return None;
+    }
+    let nla_len = u16::from_ne_bytes([raw[0], raw[1]]) as u32;
+    let nla_type = u16::from_ne_bytes([raw[2], raw[3]]) & NLA_TYPE_MASK;
+    (nla_len >= NLA_HDRLEN && nla_len <= end - at).then_some((nla_len, nla_type))
 }
 
 /// Reads a string attribute's payload into `out` the way the kernel takes

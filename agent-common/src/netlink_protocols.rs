@@ -12,7 +12,9 @@
 
 use crate::{
     TargetKey, action,
-    netlink::{Class, Classifier, MessageBuffer, MessageHeader, MessageNotes, NLA_HDRLEN, NLMSG_HDRLEN},
+    netlink::{
+        Class, Classifier, MessageBuffer, MessageHeader, MessageNotes, NLA_HDRLEN, NLMSG_HDRLEN, attribute_header,
+    },
 };
 
 /// Netlink protocol numbers (`linux/netlink.h`) that are classified here.
@@ -241,15 +243,7 @@ fn link_attributes<B: MessageBuffer>(buf: &B, offset: u32, msg_len: u32) -> Opti
         if at >= end || end - at < NLA_HDRLEN {
             break;
         }
-        let mut raw = [0u8; 4];
-        if !buf.read(at, &mut raw) {
-            return None;
-        }
-        let nla_len = u16::from_ne_bytes([raw[0], raw[1]]) as u32;
-        let nla_type = u16::from_ne_bytes([raw[2], raw[3]]) & 0x3fff;
-        if nla_len < NLA_HDRLEN || nla_len > end - at {
-            return None;
-        }
+        let (nla_len, nla_type) = attribute_header(buf, at, end)?;
         match nla_type {
             IFLA_NET_NS_PID | IFLA_NET_NS_FD | IFLA_TARGET_NETNSID => netns = true,
             IFLA_AF_SPEC => af_spec = true,

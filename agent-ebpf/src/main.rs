@@ -14,6 +14,7 @@
 
 mod atomics;
 mod files;
+mod ipc;
 mod legacy;
 mod maps;
 mod netfilter;

@@ -180,6 +180,10 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     inode_i_mode: 0,
     vm_area_struct_vm_file: 0,
     vm_area_struct_vm_flags: 0,
+    socket_sk: 0,
+    unix_sock_addr: 0,
+    unix_address_len: 0,
+    unix_address_name: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

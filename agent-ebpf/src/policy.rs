@@ -151,6 +151,21 @@ impl PolicyView for KernelPolicy {
 /// the hook's verdict.
 #[inline(always)]
 pub fn decide_action(subject: &Subject, action: u32, family: u8, table_word: u64, object_words: [u64; 2]) -> i32 {
+    decide_with(subject, action, |key| {
+        key.family = family;
+        unsafe {
+            (&raw mut key.table).cast::<u64>().write_volatile(table_word);
+            let object = (&raw mut key.object).cast::<u64>();
+            object.write_volatile(object_words[0]);
+            object.add(1).write_volatile(object_words[1]);
+        }
+    })
+}
+
+/// [`decide_action`] with the target written by `target` into a key whose
+/// names are zero and whose family is 0.
+#[inline(always)]
+pub fn decide_with<F: FnOnce(&mut TargetKey)>(subject: &Subject, action: u32, target: F) -> i32 {
     let Some(scratch) = subjects::scratch() else {
         return -EPERM;
     };
@@ -159,13 +174,8 @@ pub fn decide_action(subject: &Subject, action: u32, family: u8, table_word: u64
     key.clear_object();
     key.profile_id = subject.profile_id;
     key.action = action;
-    key.family = family;
-    unsafe {
-        (&raw mut key.table).cast::<u64>().write_volatile(table_word);
-        let object = (&raw mut key.object).cast::<u64>();
-        object.write_volatile(object_words[0]);
-        object.add(1).write_volatile(object_words[1]);
-    }
+    key.family = 0;
+    target(key);
     let policy = KernelPolicy::in_force();
     let outcome = decision::decide_single(&policy, policy.profile_mode(subject), scratch);
     emit_events(subject, scratch);

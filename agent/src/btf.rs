@@ -180,5 +180,9 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         inode_i_mode: btf.member_offset("inode", "i_mode")?,
         vm_area_struct_vm_file: btf.member_offset("vm_area_struct", "vm_file")?,
         vm_area_struct_vm_flags: btf.member_offset("vm_area_struct", "vm_flags")?,
+        socket_sk: btf.member_offset("socket", "sk")?,
+        unix_sock_addr: btf.member_offset("unix_sock", "addr")?,
+        unix_address_len: btf.member_offset("unix_address", "len")?,
+        unix_address_name: btf.member_offset("unix_address", "name")?,
     })
 }

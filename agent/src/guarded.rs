@@ -53,6 +53,32 @@ pub const GUARDED: &[&str] = &[
     "/proc/sys/kernel/hotplug",
 ];
 
+/// Unix sockets every subject may reach unless its profile's rules name
+/// them: the journal's and nscd's. Any other named socket is `ipc.connect`,
+/// denied unless a rule allows it.
+pub const SOCKETS_ALLOWED: &[&str] = &[
+    "/dev/log",
+    "/run/systemd/journal/socket",
+    "/run/systemd/journal/stdout",
+    "/run/systemd/journal/dev-log",
+    "/run/nscd/socket",
+    "/var/run/nscd/socket",
+];
+
+/// Sockets whose listener runs what it is told, as root: a subject that may
+/// reach one has root's power (`policy verify` warns).
+pub const DEPUTIES: &[&str] = &[
+    "/run/systemd/private",
+    "/run/dbus/system_bus_socket",
+    "/var/run/dbus/system_bus_socket",
+    "/run/docker.sock",
+    "/var/run/docker.sock",
+    "/run/containerd/containerd.sock",
+    "/run/podman/podman.sock",
+    "/run/crio/crio.sock",
+    "/run/snapd.socket",
+];
+
 /// Whether `tree` is a guarded surface.
 pub fn is_guarded(tree: &str) -> bool {
     GUARDED.contains(&tree)
@@ -79,21 +105,25 @@ pub fn present(protect: &[String]) -> Vec<String> {
     trees
 }
 
-/// Warnings for `policy verify`: rules that allow a subject to change a
-/// guarded surface without a warrant, which hands it root's next command.
+/// Warnings for `policy verify`: rules that let a subject, without a
+/// warrant, change a guarded surface (root runs what is there) or reach a
+/// service manager or container runtime (which runs what it is sent).
 pub fn allowed(compiled: &CompiledPolicy) -> Vec<String> {
-    compiled
-        .rule_names
-        .iter()
-        .filter(|(_, rule)| rule.tier == Tier::Allow && rule.action.starts_with("file."))
+    let allow = compiled.rule_names.iter().filter(|(_, rule)| rule.tier == Tier::Allow);
+    allow
         .filter_map(|(profile, rule)| {
-            let tree = tree_of(&compiled.policy.protect, &rule.target)?;
-            is_guarded(tree).then(|| {
-                format!(
-                    "warning: profile {profile:?} may change {} ({}) without a warrant: root runs what is there",
-                    rule.target, rule.action
-                )
-            })
+            let surface = rule.action.starts_with("file.")
+                && tree_of(&compiled.policy.protect, &rule.target).is_some_and(is_guarded);
+            let deputy = (rule.action == "ipc.connect" || rule.action == "ipc.*")
+                && (rule.target == "*" || DEPUTIES.contains(&rule.target.as_str()));
+            let why = if surface {
+                "root runs what is there"
+            } else if deputy {
+                "a service manager or container runtime there runs what it is sent, as root"
+            } else {
+                return None;
+            };
+            Some(format!("warning: profile {profile:?} may {} {} without a warrant: {why}", rule.action, rule.target))
         })
         .collect()
 }

@@ -53,6 +53,8 @@ const LSM_PROGRAMS: &[&str] = &[
     "netlink_send",
     "rtnetlink_send",
     "socket_setsockopt",
+    "unix_stream_connect",
+    "unix_may_send",
     "bpf",
     "sb_mount",
     "sb_umount",

@@ -183,6 +183,9 @@ pub enum Target {
     /// A netlink protocol by number (`route`, `generic`, ... or a number);
     /// `None`: any.
     Protocol(Option<u8>),
+    /// A unix socket by the name its listener bound (`/run/x.sock`,
+    /// `@abstract`); `None`: any.
+    Socket(Option<String>),
     /// Actions without a target: only `*`.
     Nothing,
 }
@@ -315,6 +318,16 @@ impl Target {
                     names.join(", ")
                 ))
             }),
+            TargetKind::Socket if text == "*" => Ok(Target::Socket(None)),
+            TargetKind::Socket => {
+                if !(text.starts_with('/') || text.starts_with('@')) || text.len() > NAME_LEN - 2 {
+                    return Err(TargetError::Invalid(format!(
+                        "target {text:?} must be a socket path, @name for an abstract socket, or *, of at most {} bytes",
+                        NAME_LEN - 2
+                    )));
+                }
+                Ok(Target::Socket(Some(text.to_owned())))
+            }
             TargetKind::None if text == "*" => Ok(Target::Nothing),
             TargetKind::None => {
                 Err(TargetError::Invalid(format!("target {text:?}: this action has no target; write \"*\"")))
@@ -367,6 +380,7 @@ impl Target {
             Target::IpSet { set, .. } => set.is_some(),
             Target::File { inode, .. } => inode.is_some(),
             Target::Protocol(protocol) => protocol.is_some(),
+            Target::Socket(name) => name.is_some(),
             Target::Nothing => true,
         }
     }
@@ -406,6 +420,8 @@ impl Target {
                 }
             }
             Target::Protocol(Some(protocol)) => key.family = *protocol,
+            Target::Socket(Some(name)) => key.table[..name.len()].copy_from_slice(name.as_bytes()),
+            Target::Socket(None) => key.family = FAMILY_ANY,
             Target::Protocol(None) => key.family = FAMILY_ANY,
             Target::Nothing => {}
         }
@@ -421,6 +437,16 @@ pub fn render_target(key: &TargetKey) -> String {
             if inode == 0 { "*".to_owned() } else { format!("net:[{inode}]") }
         }
         TargetKind::None => "*".to_owned(),
+        TargetKind::Socket => {
+            let kept = &key.table[..NAME_LEN - 1];
+            let end = kept.iter().position(|b| *b == 0).unwrap_or(kept.len());
+            let name = String::from_utf8_lossy(&kept[..end]).into_owned();
+            match (name.is_empty(), key.table[NAME_LEN - 1] == 0xff) {
+                (true, _) => "*".to_owned(),
+                (false, true) => format!("{name}... (longer than {} bytes)", NAME_LEN - 1),
+                (false, false) => name,
+            }
+        }
         TargetKind::Protocol => {
             let protocol = match PROTOCOL_NAMES.iter().find(|(n, _)| *n == u16::from(key.family)) {
                 Some((_, name)) => (*name).to_owned(),
@@ -645,6 +671,7 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
             matchers.push((matcher, id));
         }
         let mut named_trees = Vec::new();
+        let mut named_sockets: Vec<String> = Vec::new();
         for rule in &profile.rules {
             let rule_index = rule_names.len() as u32;
             let context = |e: String| invalid(format!("profile {:?}: {e}", profile.name));
@@ -678,10 +705,26 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
                     }
                 }
             }
-            if let Target::File { tree: Some(tree), .. } = &target {
-                named_trees.push(*tree);
+            match &target {
+                Target::File { tree: Some(tree), .. } => named_trees.push(*tree),
+                Target::Socket(Some(name)) => named_sockets.push(name.clone()),
+                _ => {}
             }
             rule_names.push((profile.name.clone(), rule.clone()));
+        }
+        // Sockets every program may reach (the journal, nscd), unless the
+        // profile's rules say otherwise.
+        for socket in crate::guarded::SOCKETS_ALLOWED.iter().filter(|s| !named_sockets.contains(&s.to_string())) {
+            let rule =
+                Rule { action: "ipc.connect".into(), target: (*socket).to_owned(), tier: Tier::Allow, rate: None };
+            let entry = RuleEntry {
+                tier: tier::ALLOW,
+                rule_index: rule_names.len() as u32,
+                rate_limit: 0,
+                rate_window_secs: 0,
+            };
+            rules.insert(Target::Socket(Some((*socket).to_owned())).key(id, action::IPC_CONNECT), entry);
+            rule_names.push((profile.name.clone(), rule));
         }
         // A guarded surface the profile's rules do not name is denied, even
         // where a `file.* *` rule allows the rest.

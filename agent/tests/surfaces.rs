@@ -99,3 +99,38 @@ fn netlink_actions_take_protocol_targets_and_records_show_handles() {
     other.object[0] = 0x1c;
     assert_eq!(policy::render_target(&other), "generic type 28");
 }
+
+#[test]
+fn unix_sockets_are_named_by_path_or_abstract_name_and_deputies_warn() {
+    let socket = |text: &str| Target::parse(TargetKind::Socket, text, &[], &policy::ThisHost);
+    let docker = socket("/run/docker.sock").unwrap().key(0, action::IPC_CONNECT);
+    assert_eq!(warrant_common::name_bytes(&docker.table), b"/run/docker.sock");
+    assert_eq!(policy::render_target(&docker), "/run/docker.sock");
+    assert_eq!(socket("@deputy").unwrap().key(0, action::IPC_CONNECT).table[0], b'@');
+    assert_eq!(socket("*").unwrap().key(0, action::IPC_CONNECT).family, FAMILY_ANY);
+    assert!(socket("run/relative.sock").is_err());
+    assert!(socket(&format!("/{}", "x".repeat(70))).is_err());
+    // A name longer than a key holds: marked, shown as such, covered only by `*`.
+    let mut long = TargetKey::zeroed();
+    long.action = action::IPC_CONNECT;
+    long.table[..63].copy_from_slice(&[b'a'; 63]);
+    long.table[63] = 0xff;
+    assert!(policy::render_target(&long).ends_with("(longer than 63 bytes)"), "{}", policy::render_target(&long));
+
+    // The journal is allowed for every profile; a deputy is not, and
+    // allowing one (or every socket) makes verify warn.
+    let quiet = compile("[[profile]]\nname = \"p\"\n").unwrap();
+    let journal = socket("/run/systemd/journal/socket").unwrap().key(quiet.profile_ids["p"], action::IPC_CONNECT);
+    assert_eq!(quiet.rules[&journal].tier, tier::ALLOW);
+    let docker = socket("/run/docker.sock").unwrap().key(quiet.profile_ids["p"], action::IPC_CONNECT);
+    assert!(!quiet.rules.contains_key(&docker));
+    assert!(guarded::allowed(&quiet).is_empty());
+    for target in ["/run/docker.sock", "*"] {
+        let loud = compile(&format!(
+            "[[profile]]\nname = \"p\"\n[[profile.rule]]\naction = \"ipc.connect\"\ntarget = \"{target}\"\ntier = \"allow\"\n"
+        ))
+        .unwrap();
+        let warnings = guarded::allowed(&loud);
+        assert!(warnings.iter().any(|w| w.contains("runs what it is sent")), "{target}: {warnings:?}");
+    }
+}

@@ -853,7 +853,8 @@ fn protected_config_files_hold_against_every_route() {
     );
     // A writable fd opened by root (not a subject) and passed over SCM_RIGHTS.
     for how in ["write", "mmap", "mprotect", "uring-write"] {
-        let socket = d.dir.join(format!("pass-{how}.sock"));
+        // The socket the demo policy lets the agent reach (ipc.connect).
+        let socket = std::path::PathBuf::from("/run/agent-supervisor.sock");
         let _ = std::fs::remove_file(&socket);
         let mut passer = std::process::Command::new("python3")
             .args([&harness::helper("files.py"), "pass-fd", socket.to_str().unwrap(), PROTECTED_FILE])

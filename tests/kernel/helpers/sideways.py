@@ -3,6 +3,11 @@
     sideways.py tiocsti          TIOCSTI into a fresh pty (types into its reader)
     sideways.py sigio PID SIG    F_SETOWN(PID) + F_SETSIG(SIG) on an O_ASYNC
                                  pipe, then a write: the kernel signals PID
+    sideways.py deputy NAME KIND a root deputy: listens on unix socket NAME
+                                 (a path, or @name for an abstract one; KIND
+                                 stream or dgram) and runs each message it
+                                 gets as a shell command; prints "ready"
+    sideways.py ask NAME KIND CMD  sends CMD to the deputy at NAME
 
 Exits 0 on success, or with the errno of the failing call (EPERM is 1).
 For sigio the write always succeeds: whether the signal arrived is for the
@@ -11,6 +16,8 @@ caller to check.
 import fcntl
 import os
 import pty
+import socket
+import subprocess
 import sys
 import termios
 
@@ -40,12 +47,55 @@ def sigio(pid, sig):
     return 0
 
 
+def address(name):
+    return "\0" + name[1:] if name.startswith("@") else name
+
+
+def deputy(name, kind):
+    stream = kind == "stream"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM if stream else socket.SOCK_DGRAM)
+    if not name.startswith("@") and os.path.exists(name):
+        os.unlink(name)
+    server.bind(address(name))
+    if stream:
+        server.listen(8)
+    print("ready", flush=True)
+    while True:
+        if stream:
+            conn, _ = server.accept()
+            command = conn.recv(4096)
+            result = subprocess.run(command.decode(), shell=True)
+            conn.sendall(str(result.returncode).encode())
+            conn.close()
+        else:
+            subprocess.run(server.recv(4096).decode(), shell=True)
+
+
+def ask(name, kind, command):
+    stream = kind == "stream"
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM if stream else socket.SOCK_DGRAM)
+    try:
+        if stream:
+            client.connect(address(name))
+            client.sendall(command.encode())
+            client.recv(16)
+        else:
+            client.sendto(command.encode(), address(name))
+    except OSError as err:
+        return err.errno
+    return 0
+
+
 def main():
     command, args = sys.argv[1], sys.argv[2:]
     if command == "tiocsti":
         sys.exit(tiocsti())
     if command == "sigio":
         sys.exit(sigio(int(args[0]), int(args[1])))
+    if command == "deputy":
+        deputy(args[0], args[1])
+    if command == "ask":
+        sys.exit(ask(args[0], args[1], args[2]))
     sys.exit(f"unknown command {command!r}")
 
 

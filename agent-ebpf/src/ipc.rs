@@ -1,0 +1,95 @@
+//! Unix sockets: the way to a root deputy. A subject's connect (stream,
+//! seqpacket) or datagram send to a named unix socket is the action
+//! `ipc.connect`, decided on the name the listener bound: a path, or
+//! `@name` for an abstract socket. The name is the listener's, not the one
+//! the subject dialled, so a hard link, symlink or bind mount of the
+//! socket file leads to the same decision. Unnamed sockets (socketpair)
+//! are not actions: both ends already belong to whoever made them.
+
+use aya_ebpf::{helpers::generated::bpf_probe_read_kernel, macros::lsm, programs::LsmContext};
+use warrant_common::{NAME_LEN, Subject, TargetKey, action};
+
+use crate::{
+    maps::kernel_offsets,
+    policy::{decide_with, read_kernel},
+    subjects,
+};
+
+const EPERM: i32 = 1;
+/// `sizeof(sa_family_t)`: `sun_path` follows it in `struct sockaddr_un`.
+const SUN_PATH_AT: u32 = 2;
+/// Most bytes of a name kept in a key's table (a path of 62 bytes and its
+/// NUL); a longer name is marked in the last byte.
+const NAME_MAX: u32 = NAME_LEN as u32 - 1;
+
+#[lsm(hook = "unix_stream_connect")]
+pub fn unix_stream_connect(ctx: LsmContext) -> i32 {
+    let earlier_verdict: i32 = ctx.arg(3);
+    if earlier_verdict != 0 {
+        return earlier_verdict;
+    }
+    let Some(subject) = subjects::current() else {
+        return 0;
+    };
+    let other: *const u8 = ctx.arg(1);
+    decide_connect(&subject, other)
+}
+
+#[lsm(hook = "unix_may_send")]
+pub fn unix_may_send(ctx: LsmContext) -> i32 {
+    let earlier_verdict: i32 = ctx.arg(2);
+    if earlier_verdict != 0 {
+        return earlier_verdict;
+    }
+    let Some(subject) = subjects::current() else {
+        return 0;
+    };
+    let other: *const u8 = ctx.arg(1);
+    match read_kernel::<u64>(other, kernel_offsets().socket_sk) {
+        Some(sk) => decide_connect(&subject, sk as *const u8),
+        None => -EPERM,
+    }
+}
+
+/// Decides `ipc.connect` on the name of the unix socket `other` (a
+/// `struct sock`); unnamed sockets pass.
+#[inline(always)]
+fn decide_connect(subject: &Subject, other: *const u8) -> i32 {
+    let offsets = kernel_offsets();
+    let Some(addr) = read_kernel::<u64>(other, offsets.unix_sock_addr) else {
+        return -EPERM;
+    };
+    if addr == 0 {
+        return 0;
+    }
+    let addr = addr as *const u8;
+    let Some(len) = read_kernel::<i32>(addr, offsets.unix_address_len) else {
+        return -EPERM;
+    };
+    let name_len = (len as u32).saturating_sub(SUN_PATH_AT);
+    let name = unsafe { addr.add((offsets.unix_address_name + SUN_PATH_AT) as usize) };
+    decide_with(subject, action::IPC_CONNECT, |key| copy_name(key, name, name_len))
+}
+
+/// Writes the socket name at `name` (`len` bytes of `sun_path`) into the
+/// key's table: an abstract name's leading NUL becomes `@`; a name longer
+/// than NAME_MAX keeps its start and gets 0xff in the last byte, which no
+/// policy name has.
+#[inline(always)]
+fn copy_name(key: &mut TargetKey, name: *const u8, len: u32) {
+    let kept = if len > NAME_MAX { NAME_MAX } else { len };
+    let table = (&raw mut key.table).cast::<u8>();
+    // SAFETY: `kept` is at most NAME_MAX, inside `table`.
+    unsafe {
+        if kept > 0 && bpf_probe_read_kernel(table.cast(), kept, name.cast()) != 0 {
+            table.write_volatile(0xff);
+            return;
+        }
+        if kept > 0 && table.read_volatile() == 0 {
+            table.write_volatile(b'@');
+        }
+        if len > NAME_MAX {
+            table.add(NAME_LEN - 1).write_volatile(0xff);
+        }
+    }
+}
