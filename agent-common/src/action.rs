@@ -75,7 +75,8 @@ pub const SELF_PTRACE: u32 = 43;
 pub const SELF_MODULE: u32 = 44;
 pub const SELF_CHROOT: u32 = 45;
 pub const SELF_PINS: u32 = 46;
-/// Any change to Warrant's own config, state or audit files.
+/// Any change to Warrant's own config, state or audit files, and any read
+/// of them (the state directory holds keys).
 pub const SELF_FILES: u32 = 47;
 /// Opening a block device for writing: raw disk writes go around every
 /// file check.

@@ -14,6 +14,7 @@ pub mod legacy;
 pub mod netlink;
 pub mod netlink_protocols;
 pub mod netns;
+pub mod siphash;
 
 /// Longest table, chain or set name Warrant keys on, including the NUL.
 /// nftables allows up to 256; a longer name in a subject's message cannot be

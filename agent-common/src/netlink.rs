@@ -145,16 +145,18 @@ pub const MAX_DIGEST_BYTES: u32 = 4096;
 /// The digest of content longer than [`MAX_DIGEST_BYTES`].
 pub const DIGEST_TOO_LONG: u64 = u64::MAX;
 
-/// The content digest of `bytes` (64-bit FNV-1a over every byte), as the
-/// kernel computes it over an nft rule's NFTA_RULE_EXPRESSIONS payload.
-/// FNV-1a is not collision resistant against a chosen second rule; it binds
-/// a warrant to what the RI saw against accidents and casual variation.
-pub fn content_digest(bytes: &[u8]) -> u64 {
+/// The content digest of `bytes` under `key` (SipHash-2-4), as the kernel
+/// computes it over an nft rule's NFTA_RULE_EXPRESSIONS payload with the
+/// host's per-boot key (see README, exact content).
+pub fn content_digest(key: [u64; 2], bytes: &[u8]) -> u64 {
     if bytes.len() > MAX_DIGEST_BYTES as usize {
         return DIGEST_TOO_LONG;
     }
-    bytes.iter().fold(crate::hash::FNV64_OFFSET, |h, &b| crate::hash::fnv1a_64_step(h, b))
+    crate::siphash::siphash24(key, bytes)
 }
+
+/// The key [`SliceBuffer`] digests with: the plain tier's, never a host's.
+pub const PLAIN_DIGEST_KEY: [u64; 2] = [0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908];
 
 /// `NLM_F_EXCL`: on a NEW request, fail if the object exists (no update).
 pub const NLM_F_EXCL: u16 = 0x200;
@@ -687,7 +689,7 @@ impl MessageBuffer for SliceBuffer<'_> {
         if start == 0 {
             return 0;
         }
-        self.0.get(start..start + len as usize).map_or(0, content_digest)
+        self.0.get(start..start + len as usize).map_or(0, |bytes| content_digest(PLAIN_DIGEST_KEY, bytes))
     }
 
     fn read_str(&self, offset: u32, size: u32, out: &mut [u8; NAME_LEN]) -> i64 {

@@ -51,8 +51,8 @@ fn a_content_bound_warrant_covers_only_its_rule() {
     // Stand-ins for `tcp dport 22 accept` and a bare `accept`.
     let ssh_only: &[u8] = b"payload dport cmp 22 immediate accept";
     let bare_accept: &[u8] = b"immediate accept";
-    let bound = netlink::content_digest(ssh_only);
-    assert_ne!(bound, netlink::content_digest(bare_accept));
+    let bound = netlink::content_digest(netlink::PLAIN_DIGEST_KEY, ssh_only);
+    assert_ne!(bound, netlink::content_digest(netlink::PLAIN_DIGEST_KEY, bare_accept));
 
     let approved = Batch::default().begin().add_rule_with("filter", "input", ssh_only).end();
     let (_, scratch) = run(&approved, &demo_maps(), mode::ENFORCE);
@@ -80,7 +80,10 @@ fn a_content_bound_warrant_covers_only_its_rule() {
         .end();
     assert_eq!(run(&doubled, &maps, mode::ENFORCE).0, BatchOutcome::Deny);
     // Content too long to digest binds nothing.
-    assert_eq!(netlink::content_digest(&[0; netlink::MAX_DIGEST_BYTES as usize + 1]), netlink::DIGEST_TOO_LONG);
+    assert_eq!(
+        netlink::content_digest(netlink::PLAIN_DIGEST_KEY, &[0; netlink::MAX_DIGEST_BYTES as usize + 1]),
+        netlink::DIGEST_TOO_LONG
+    );
 }
 
 #[test]

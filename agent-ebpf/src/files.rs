@@ -228,7 +228,12 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     let file: *const u8 = ctx.arg(0);
     let mode = read_kernel::<u32>(file, kernel_offsets().file_f_mode).unwrap_or(FMODE_WRITE);
     if mode & FMODE_WRITE == 0 {
-        return 0;
+        // Warrant's own files are not a subject's to read either: the state
+        // directory holds the audit checkpoint key and the content digest key.
+        return match protected_file(file) {
+            Some((_, SELF_TREE)) => selfprotect::refuse(&subject, action::SELF_FILES),
+            _ => 0,
+        };
     }
     let inode = file_inode(file);
     let file_type = read_kernel::<u16>(inode, kernel_offsets().inode_i_mode).unwrap_or(S_IFBLK) & S_IFMT;

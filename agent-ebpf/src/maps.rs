@@ -145,6 +145,12 @@ pub fn release_batch(scratch: &mut BatchScratch) {
     unsafe { (&raw mut scratch.owner).write_volatile(0) }
 }
 
+/// The key of the nft rule content digest (SipHash-2-4), drawn by the
+/// daemon at its first start in a boot and pinned, so it lasts until the
+/// reboot. Subjects cannot call bpf() to read it.
+#[map]
+pub static DIGEST_KEY: Array<[u64; 2]> = Array::with_max_entries(1, 0);
+
 /// Per task: the nft rule content digest in progress (see `netfilter::DigestWalk`).
 #[btf_map]
 pub static DIGEST_WALKS: TaskStorage<crate::netfilter::DigestWalk> = TaskStorage::new();

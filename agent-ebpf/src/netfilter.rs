@@ -12,12 +12,12 @@ use aya_ebpf::{
 use warrant_common::{
     NAME_LEN, RULE_CONTENT_BYTES, RuleContent, Subject,
     decision::{self, BatchOutcome},
-    hash::{FNV64_OFFSET, fnv1a_64_step},
     netlink::{Classifier, DIGEST_TOO_LONG, MAX_DIGEST_BYTES, MessageBuffer, NETLINK_NETFILTER, Nfnetlink},
+    siphash::SipState,
 };
 
 use crate::{
-    maps::{EVENTS, claim_batch, count_lost_event, kernel_offsets, release_batch},
+    maps::{DIGEST_KEY, EVENTS, claim_batch, count_lost_event, kernel_offsets, release_batch},
     policy::{KernelPolicy, emit_events, read_kernel},
     subjects,
 };
@@ -123,8 +123,12 @@ pub extern "C" fn warrant_content_digest(data: u64, data_len: u32, offset: u32, 
     let Some(walk) = subjects::digest_walk() else {
         return 0;
     };
+    // The host's per-boot key, which only the daemon and the kernel hold.
+    let Some(key) = DIGEST_KEY.get(0) else {
+        return 0;
+    };
     walk.data = data + offset as u64;
-    walk.hash = FNV64_OFFSET;
+    walk.sip = SipState::new(*key);
     walk.at = 0;
     walk.end = len;
     let mut walk_at: *mut DigestWalk = walk;
@@ -134,7 +138,7 @@ pub extern "C" fn warrant_content_digest(data: u64, data_len: u32, offset: u32, 
     if unsafe { (&raw const walk.at).read_volatile() } != len {
         return 0;
     }
-    let digest = walk.hash;
+    let digest = walk.sip.finish();
     send_rule_content(data + offset as u64, len, digest);
     digest
 }
@@ -168,14 +172,14 @@ fn send_rule_content(from: u64, len: u32, digest: u64) {
 #[repr(C)]
 pub struct DigestWalk {
     data: u64,
-    hash: u64,
+    sip: SipState,
     at: u32,
     end: u32,
     byte: u64,
 }
 
-/// One `bpf_loop` step of [`SkbData::content_digest`]: folds the next byte
-/// into the hash; 1 stops the loop.
+/// One `bpf_loop` step of [`SkbData::content_digest`]: feeds the next byte
+/// to the SipHash state; 1 stops the loop.
 #[inline(never)]
 extern "C" fn digest_step(_index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: `ctx` is the stack slot holding the DigestWalk's address.
@@ -189,7 +193,7 @@ extern "C" fn digest_step(_index: u64, ctx: *mut c_void) -> i64 {
     if unsafe { bpf_probe_read_kernel(byte.cast(), 1, from) } != 0 {
         return 1;
     }
-    walk.hash = fnv1a_64_step(walk.hash, unsafe { byte.read_volatile() });
+    walk.sip.feed(unsafe { byte.read_volatile() });
     walk.at = at + 1;
     0
 }

@@ -206,6 +206,37 @@ fn policy_bundle_path(state_dir: &Path) -> PathBuf {
 fn version_path(state_dir: &Path) -> PathBuf {
     state_dir.join("policy.version")
 }
+/// The content digest's key, kept in the state directory (which subjects
+/// may neither read nor write) so that content-bound warrants outlive a
+/// reboot, and put into the kernel when its map is new.
+fn digest_key_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("digest.key")
+}
+
+/// Makes the kernel's digest key the one in the state directory, drawing
+/// one at the first start.
+fn restore_digest_key(kernel: &mut Kernel, state_dir: &Path) -> anyhow::Result<()> {
+    let path = digest_key_path(state_dir);
+    let word = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap_or_default());
+    let stored = fs::read(&path).ok().filter(|b| b.len() == 16).map(|b| [word(&b[..8]), word(&b[8..])]);
+    let key = match stored {
+        Some(key) => key,
+        None => {
+            use rand::RngCore as _;
+            let key = [rand::rngs::OsRng.next_u64(), rand::rngs::OsRng.next_u64()];
+            let bytes: Vec<u8> = key.iter().flat_map(|w| w.to_le_bytes()).collect();
+            write_atomic(&path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+            tracing::info!(path = %path.display(), "drew the key for rule content digests");
+            key
+        }
+    };
+    if kernel.digest_key()? != key {
+        kernel.set_digest_key(key)?;
+    }
+    Ok(())
+}
+
 fn ledger_path(state_dir: &Path) -> PathBuf {
     state_dir.join("warrant-ledger.json")
 }
@@ -990,6 +1021,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     kernel.add_protected(&own)?;
     let events = kernel.take_events()?;
     kernel.set_daemon_tgid(std::process::id())?;
+    restore_digest_key(&mut kernel, &config.state_dir)?;
     let ledger =
         fs::read(ledger_path(&config.state_dir)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
     let host = config.host_name();

@@ -43,6 +43,7 @@ const PINNED_MAPS: &[&str] = &[
     "MATCHES",
     "CGROUP_PATHS",
     "RATES",
+    "DIGEST_KEY",
 ];
 
 /// LSM programs, in attach order: subjects must be tracked before any hook
@@ -328,6 +329,20 @@ impl Kernel {
         trees: &std::collections::HashSet<u32>,
     ) -> Result<(), KernelError> {
         replace_entries(&mut self.protected, "PROTECTED", entries, |_, entry| trees.contains(&entry.tree))
+    }
+
+    /// The content digest's key in the kernel ([0, 0] before one is set).
+    pub fn digest_key(&self) -> Result<[u64; 2], KernelError> {
+        let map = self.ebpf.map("DIGEST_KEY").ok_or(KernelError::MissingMap("DIGEST_KEY"))?;
+        let keys: Array<&MapData, [u64; 2]> = Array::try_from(map).map_err(map_err("DIGEST_KEY"))?;
+        keys.get(&0, 0).map_err(map_err("DIGEST_KEY"))
+    }
+
+    /// Sets the content digest's key (pinned: it outlives daemon restarts).
+    pub fn set_digest_key(&mut self, key: [u64; 2]) -> Result<(), KernelError> {
+        let map = self.ebpf.map_mut("DIGEST_KEY").ok_or(KernelError::MissingMap("DIGEST_KEY"))?;
+        let mut keys: Array<&mut MapData, [u64; 2]> = Array::try_from(map).map_err(map_err("DIGEST_KEY"))?;
+        keys.set(0, key, 0).map_err(map_err("DIGEST_KEY"))
     }
 
     /// Tells the kernel which process is the daemon (subjects may not signal or trace it).

@@ -176,3 +176,17 @@ fn a_root_deputy_on_a_unix_socket_is_out_of_reach() {
     let _ = journal.kill();
     let _ = journal.wait();
 }
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn subjects_cannot_read_warrants_keys() {
+    let d = daemon();
+    let key = d.dir.join("state/digest.key");
+    assert_eq!(std::fs::read(&key).expect("the daemon keeps the digest key").len(), 16, "root reads it");
+    for file in [key, d.dir.join("state/host.key")] {
+        let mark = d.audit_len();
+        let out = run_subject(&["cat", file.to_str().unwrap()]);
+        assert!(out.stderr.contains("Operation not permitted"), "{}: {}", file.display(), out.stderr);
+        d.expect_record(mark, "self.files", "*", "denied");
+    }
+}

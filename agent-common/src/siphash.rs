@@ -1,0 +1,90 @@
+//! SipHash-2-4, the keyed content digest a warrant binds an nft rule with.
+//! Written out here, not taken from a crate, because the kernel side feeds
+//! it one byte per `bpf_loop` step from state in map memory ([`SipState`]);
+//! the plain tier checks it against the `siphasher` crate.
+
+/// SipHash state between bytes: the four lanes, the bytes of the current
+/// 8-byte word gathered so far, and how many bytes were fed in all.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SipState {
+    pub v: [u64; 4],
+    pub word: u64,
+    pub fed: u64,
+}
+const _: () = assert!(core::mem::size_of::<SipState>() == 48);
+
+impl SipState {
+    /// The state before any byte, under `key` (k0, k1).
+    #[inline(always)]
+    pub fn new(key: [u64; 2]) -> Self {
+        Self {
+            v: [
+                key[0] ^ 0x736f_6d65_7073_6575,
+                key[1] ^ 0x646f_7261_6e64_6f6d,
+                key[0] ^ 0x6c79_6765_6e65_7261,
+                key[1] ^ 0x7465_6462_7974_6573,
+            ],
+            word: 0,
+            fed: 0,
+        }
+    }
+
+    /// Feeds one byte; every eighth completes a word and compresses it.
+    #[inline(always)]
+    pub fn feed(&mut self, byte: u8) {
+        let shift = (self.fed & 7) * 8;
+        self.word |= (byte as u64) << shift;
+        self.fed += 1;
+        if self.fed & 7 == 0 {
+            let word = self.word;
+            self.compress(word);
+            self.word = 0;
+        }
+    }
+
+    /// The digest of the bytes fed.
+    #[inline(always)]
+    pub fn finish(mut self) -> u64 {
+        let last = self.word | ((self.fed & 0xff) << 56);
+        self.compress(last);
+        self.v[2] ^= 0xff;
+        for _ in 0..4 {
+            self.round();
+        }
+        self.v[0] ^ self.v[1] ^ self.v[2] ^ self.v[3]
+    }
+
+    #[inline(always)]
+    fn compress(&mut self, word: u64) {
+        self.v[3] ^= word;
+        self.round();
+        self.round();
+        self.v[0] ^= word;
+    }
+
+    #[inline(always)]
+    fn round(&mut self) {
+        let [mut v0, mut v1, mut v2, mut v3] = self.v;
+        v0 = v0.wrapping_add(v1);
+        v1 = v1.rotate_left(13) ^ v0;
+        v0 = v0.rotate_left(32);
+        v2 = v2.wrapping_add(v3);
+        v3 = v3.rotate_left(16) ^ v2;
+        v0 = v0.wrapping_add(v3);
+        v3 = v3.rotate_left(21) ^ v0;
+        v2 = v2.wrapping_add(v1);
+        v1 = v1.rotate_left(17) ^ v2;
+        v2 = v2.rotate_left(32);
+        self.v = [v0, v1, v2, v3];
+    }
+}
+
+/// SipHash-2-4 of `bytes` under `key`.
+pub fn siphash24(key: [u64; 2], bytes: &[u8]) -> u64 {
+    let mut state = SipState::new(key);
+    for &byte in bytes {
+        state.feed(byte);
+    }
+    state.finish()
+}
