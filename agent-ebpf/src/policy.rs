@@ -36,12 +36,6 @@ impl KernelPolicy {
         Self { generation }
     }
 
-    /// The policy of `generation`, read earlier in the same decision.
-    #[inline(always)]
-    pub fn at_generation(generation: u8) -> Self {
-        Self { generation }
-    }
-
     /// The subject's profile mode in this generation; enforce if the
     /// profile is unknown.
     #[inline(always)]
