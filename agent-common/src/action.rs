@@ -84,6 +84,10 @@ pub const SELF_BLOCKDEV: u32 = 48;
 /// TIOCSTI or TIOCLINUX on a terminal: pushing input into whatever reads
 /// it, such as the shell of the operator who started the agent.
 pub const SELF_TTY: u32 = 49;
+/// Writing a cgroup's control files (cgroup v2 `cgroup.*`, anything on
+/// cgroup v1): moving, freezing or killing processes, the daemon among
+/// them, and v1's release_agent, which the kernel runs as root.
+pub const SELF_CGROUP: u32 = 52;
 
 /// Setting the system clock (anything the kernel checks CAP_SYS_TIME for:
 /// settimeofday, clock_settime, adjtimex, an RTC): decided by policy,
@@ -222,6 +226,7 @@ pub const ALL: &[(u32, &str)] = &[
     (SELF_FILES, "self.files"),
     (SELF_BLOCKDEV, "self.blockdev"),
     (SELF_TTY, "self.tty"),
+    (SELF_CGROUP, "self.cgroup"),
     (SYSTEM_CLOCK, "system.clock"),
     (IPC_CONNECT, "ipc.connect"),
     (NET_LINK_ADD, "net.link.add"),
@@ -325,7 +330,7 @@ pub fn netns_target(key: &crate::TargetKey) -> u64 {
 
 /// Self-protection actions: never allowed, never approvable.
 pub fn is_self_protection(id: u32) -> bool {
-    (SELF_BPF..=SELF_TTY).contains(&id)
+    (SELF_BPF..=SELF_TTY).contains(&id) || id == SELF_CGROUP
 }
 
 /// Whether the action carries content a warrant may bind by digest (an nft

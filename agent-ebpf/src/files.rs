@@ -240,6 +240,9 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     if file_type == S_IFBLK {
         return selfprotect::refuse(&subject, action::SELF_BLOCKDEV);
     }
+    if selfprotect::is_cgroup_control(file, inode) {
+        return selfprotect::refuse(&subject, action::SELF_CGROUP);
+    }
     let Some((key, tree)) = protected_file(file) else {
         return 0;
     };

@@ -10,6 +10,7 @@
 //! - loading kernel modules or kexec images.
 //! - SIGIO-route signals (F_SETOWN + F_SETSIG) to the daemon, from anyone.
 //! - TIOCSTI and TIOCLINUX on any terminal.
+//! - writing cgroup control files (files.rs asks [`is_cgroup_control`]).
 //! - opening block devices for writing (files.rs).
 //! - unlinking or renaming anything on bpffs (the pins that keep
 //!   enforcement attached while the daemon is down); the hooks are in
@@ -241,6 +242,38 @@ pub fn kernel_read_file(ctx: LsmContext) -> i32 {
 pub fn kernel_load_data(ctx: LsmContext) -> i32 {
     let id: i32 = ctx.arg(0);
     if loads_kernel_code(id) { refuse_subjects(action::SELF_MODULE) } else { 0 }
+}
+
+/// `CGROUP2_SUPER_MAGIC`, `CGROUP_SUPER_MAGIC` (v1).
+const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
+const CGROUP_SUPER_MAGIC: u64 = 0x0027_e0eb;
+
+/// Whether `file` (being opened for writing) is a cgroup control file: any
+/// file of cgroup v1, or a `cgroup.*` file of cgroup v2 (procs, threads,
+/// freeze, kill, subtree_control, ...). Writing one moves, freezes or
+/// kills processes other than the writer, the daemon among them. Resource
+/// knobs (`memory.max`, ...) are not control files.
+#[inline(always)]
+pub fn is_cgroup_control(file: *const u8, inode: *const u8) -> bool {
+    let offsets = kernel_offsets();
+    let Some(sb) = read_kernel::<u64>(inode, offsets.inode_i_sb) else {
+        return false;
+    };
+    match read_kernel::<u64>(sb as *const u8, offsets.super_block_s_magic) {
+        Some(CGROUP_SUPER_MAGIC) => true,
+        Some(CGROUP2_SUPER_MAGIC) => {
+            let Some(dentry) = read_kernel::<u64>(file, offsets.file_f_path_dentry) else {
+                return true;
+            };
+            let Some(name_at) = read_kernel::<u64>(dentry as *const u8, offsets.dentry_d_name_name) else {
+                return true;
+            };
+            // "cgroup." in the first seven bytes (little-endian word).
+            let word = read_kernel::<u64>(name_at as *const u8, 0).unwrap_or(0);
+            word & 0x00ff_ffff_ffff_ffff == u64::from_le_bytes(*b"cgroup.\0")
+        }
+        _ => false,
+    }
 }
 
 /// Whether `dir` (an inode) is on bpffs.

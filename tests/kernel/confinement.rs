@@ -190,3 +190,26 @@ fn subjects_cannot_read_warrants_keys() {
         d.expect_record(mark, "self.files", "*", "denied");
     }
 }
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn subjects_cannot_move_freeze_or_kill_the_daemon_through_cgroupfs() {
+    let d = daemon();
+    let trap = "/sys/fs/cgroup/warrant-trap";
+    let _ = std::fs::create_dir(trap);
+    let daemon_cgroup = || std::fs::read_to_string(format!("/proc/{}/cgroup", d.pid())).unwrap();
+    let before = daemon_cgroup();
+    for (file, value) in
+        [("cgroup.procs", d.pid().to_string()), ("cgroup.freeze", "1".into()), ("cgroup.kill", "1".into())]
+    {
+        let mark = d.audit_len();
+        let out = run_subject(&["sh", "-c", &format!("echo {value} > {trap}/{file}")]);
+        assert!(out.stderr.contains("Operation not permitted"), "{file}: {}", out.stderr);
+        d.expect_record(mark, "self.cgroup", "*", "denied");
+    }
+    assert_eq!(daemon_cgroup(), before, "a subject moved the daemon to another cgroup");
+    d.cli_ok(&["status"]);
+    // Root, not a subject, still can.
+    std::fs::write(format!("{trap}/cgroup.freeze"), "0").expect("root writes cgroup.freeze");
+    std::fs::remove_dir(trap).unwrap();
+}
