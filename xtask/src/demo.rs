@@ -6,11 +6,12 @@ use std::process::{Command, ExitStatus, Stdio};
 
 use anyhow::{Context, Result, bail};
 
+use crate::kernels::Series;
 use crate::paths::{fresh_dir, repo_root, target_dir};
 use crate::process::shell_quote;
 use crate::{cargo, setup, vm};
 
-pub fn run() -> Result<ExitStatus> {
+pub fn run(kernel: Series) -> Result<ExitStatus> {
     setup::run(setup::Mode::Install)?;
     let warrant_bin = cargo::build_warrant()?;
     let demo_script = repo_root().join("xtask/demo.sh");
@@ -38,7 +39,7 @@ pub fn run() -> Result<ExitStatus> {
             let rwdir = fresh_dir(&target_dir().join("demo/vm"))?;
             let work_dir = rwdir.join("work");
             std::fs::create_dir_all(&work_dir)?;
-            let status = vm::run_in_vm(&vm_script(&warrant_bin, &demo_script, &work_dir), &rwdir)?;
+            let status = vm::run_in_vm(&vm_script(&warrant_bin, &demo_script, &work_dir), &rwdir, kernel)?;
             println!("demo: output files are in {}", work_dir.display());
             Ok(status)
         }

@@ -3,6 +3,7 @@
 
 mod cargo;
 mod demo;
+mod kernels;
 mod package;
 mod paths;
 mod process;
@@ -33,6 +34,9 @@ enum Task {
     },
     /// Boot the test VM and run a shell command inside it as root.
     Vm {
+        /// Guest kernel series.
+        #[arg(long, value_enum, default_value = "6.12")]
+        kernel: kernels::Series,
         /// Host directory the guest may write to (default: target/vm-run, emptied first).
         #[arg(long, value_name = "DIR")]
         rwdir: Option<PathBuf>,
@@ -48,9 +52,16 @@ enum Task {
         /// (libtest filters), for quick local loops; CI runs them all.
         #[arg(long = "filter", value_name = "NAME")]
         filters: Vec<String>,
+        /// Run the kernel tier on these kernels only (default: all of 6.1, 6.12, dev).
+        #[arg(long = "kernel", value_enum, value_name = "SERIES")]
+        kernels: Vec<kernels::Series>,
     },
     /// Run xtask/demo.sh: on the host if BPF-LSM works here, else in the VM.
-    Demo,
+    Demo {
+        /// Guest kernel series, when the demo runs in the VM.
+        #[arg(long, value_enum, default_value = "6.12")]
+        kernel: kernels::Series,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,7 +80,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             setup::run(if check { setup::Mode::Check } else { setup::Mode::Install })?;
             Ok(ExitCode::SUCCESS)
         }
-        Task::Vm { rwdir, command } => {
+        Task::Vm { kernel, rwdir, command } => {
             let rwdir = match rwdir {
                 Some(dir) => {
                     std::fs::create_dir_all(&dir)?;
@@ -77,13 +88,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 None => paths::fresh_dir(&paths::target_dir().join("vm-run"))?,
             };
-            let status = vm::run_in_vm(&command.join(" "), &rwdir)?;
+            let status = vm::run_in_vm(&command.join(" "), &rwdir, kernel)?;
             Ok(process::exit_code(status))
         }
-        Task::Test { tier, filters } => {
-            let all_passed = test::run(tier, &filters)?;
+        Task::Test { tier, filters, kernels } => {
+            let kernels = if kernels.is_empty() { kernels::ALL.to_vec() } else { kernels };
+            let all_passed = test::run(tier, &filters, &kernels)?;
             Ok(if all_passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Task::Demo => demo::run().map(process::exit_code),
+        Task::Demo { kernel } => demo::run(kernel).map(process::exit_code),
     }
 }

@@ -7,6 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::kernels::{self, Series};
 use crate::process::{find_program, run_checked, stdout_of, succeeds};
 use crate::vm;
 
@@ -36,9 +37,6 @@ const APT_TOOLS: &[(&str, &str)] = &[
     ("file", "file"),
 ];
 
-/// The guest kernel package: newest point release apt offers.
-const KERNEL_PACKAGE_PATTERN: &str = r"^linux-image-6\.12\..*\+deb12-amd64-unsigned$";
-
 pub fn run(mode: Mode) -> Result<()> {
     let mut missing: Vec<String> = Vec::new();
     let mut note = |what: &str| {
@@ -59,15 +57,20 @@ pub fn run(mode: Mode) -> Result<()> {
     if vng_missing && !succeeds(Command::new("python3").args(["-m", "pip", "--version"])) {
         apt_packages.push("python3-pip".into());
     }
-    let kernel_missing = vm::find_kernel().is_none();
+    let missing_kernels: Vec<Series> = kernels::ALL.into_iter().filter(|series| series.find().is_none()).collect();
     for package in &apt_packages {
         note(package);
     }
-    if kernel_missing {
-        note("linux-image-6.12.*+deb12-amd64-unsigned (the VM kernel)");
+    for series in &missing_kernels {
+        note(&format!("the {} guest kernel", series.label()));
     }
-    if mode == Mode::Install && (!apt_packages.is_empty() || kernel_missing) {
-        apt_install(apt_packages, kernel_missing)?;
+    let apt_kernels: Vec<Series> = missing_kernels.iter().copied().filter(|s| *s != Series::Dev).collect();
+    if mode == Mode::Install && (!apt_packages.is_empty() || !apt_kernels.is_empty()) {
+        apt_install(apt_packages, &apt_kernels)?;
+    }
+    if mode == Mode::Install && missing_kernels.contains(&Series::Dev) {
+        let installed = kernels::install_dev().context("installing Debian sid's kernel for the VM")?;
+        println!("setup: installed {}", installed.display());
     }
 
     if vng_missing {
@@ -143,32 +146,21 @@ fn apt_get() -> Command {
     cmd
 }
 
-fn apt_install(mut packages: Vec<String>, with_kernel: bool) -> Result<()> {
+fn apt_install(mut packages: Vec<String>, kernels: &[Series]) -> Result<()> {
     // One update, and only because something must be installed; it also
     // makes the kernel search below see current point releases.
     run_checked(apt_get().arg("update")).context("apt-get update")?;
-    if with_kernel {
-        packages.push(newest_kernel_package()?);
+    for series in kernels {
+        packages.extend(series.apt_package()?);
     }
     run_checked(apt_get().args(["install", "-y"]).args(&packages))
         .with_context(|| format!("installing {}", packages.join(" ")))?;
-    if with_kernel && vm::find_kernel().is_none() {
-        bail!("installed the VM kernel package but no /boot/vmlinuz-6.12.*-amd64 appeared");
+    for series in kernels {
+        if series.find().is_none() {
+            bail!("installed the {} kernel package but no matching /boot/vmlinuz-* appeared", series.label());
+        }
     }
     Ok(())
-}
-
-/// The newest linux-image-6.12.*+deb12-amd64-unsigned apt offers (point
-/// releases leave the archive, so never hard-code one).
-fn newest_kernel_package() -> Result<String> {
-    let listing = stdout_of(Command::new("apt-cache").args(["search", "--names-only", KERNEL_PACKAGE_PATTERN]))?;
-    listing
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .filter(|name| name.starts_with("linux-image-6.12.") && !name.contains("cloud"))
-        .max_by_key(|name| vm::version_key(name))
-        .map(str::to_string)
-        .context("apt offers no linux-image-6.12.*+deb12-amd64-unsigned package (is bookworm-backports or the 6.12 archive in sources.list?)")
 }
 
 fn install_virtme_ng() -> Result<()> {

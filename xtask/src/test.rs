@@ -9,6 +9,7 @@ use std::process::Command;
 
 use anyhow::Result;
 
+use crate::kernels::{self, Series};
 use crate::paths::{fresh_dir, repo_root, target_dir};
 use crate::process::{describe, run_tee, shell_quote};
 use crate::{cargo, setup, vm};
@@ -49,11 +50,12 @@ impl TierReport {
 }
 
 /// Runs the chosen tiers; Ok(true) only if every step ran and no test failed.
-pub fn run(tier: Tier, filters: &[String]) -> Result<bool> {
+pub fn run(tier: Tier, filters: &[String], kernels: &[Series]) -> Result<bool> {
     setup::run(setup::Mode::Install)?;
 
     let host = matches!(tier, Tier::All | Tier::Host).then(host_tier);
-    let kernel = matches!(tier, Tier::All | Tier::Kernel).then(|| kernel_tier(filters));
+    let kernel_reports: Vec<(Series, TierReport)> =
+        if matches!(tier, Tier::All | Tier::Kernel) { kernel_tier(filters, kernels) } else { Vec::new() };
 
     println!();
     let mut total = Counts::default();
@@ -64,10 +66,11 @@ pub fn run(tier: Tier, filters: &[String]) -> Result<bool> {
         ok &= report_problem("host tier", report);
         total += c;
     }
-    if let Some(report) = &kernel {
+    for (series, report) in &kernel_reports {
         let c = report.counts;
-        println!("kernel tier (VM, BPF-LSM active): {} passed, {} failed", c.passed, c.failed);
-        ok &= report_problem("kernel tier", report);
+        let kernel = series.find().map(|p| p.display().to_string()).unwrap_or_else(|| "missing".into());
+        println!("kernel tier on {} ({kernel}): {} passed, {} failed", series.label(), c.passed, c.failed);
+        ok &= report_problem(&format!("kernel tier on {}", series.label()), report);
         total += Counts { ignored: 0, ..c };
     }
     ok &= total.failed == 0;
@@ -76,6 +79,10 @@ pub fn run(tier: Tier, filters: &[String]) -> Result<bool> {
         Tier::Host => " (host tier only)".into(),
         Tier::Kernel => " (kernel tier only)".into(),
     };
+    if tier != Tier::Host && kernels.len() < kernels::ALL.len() {
+        let labels: Vec<&str> = kernels.iter().map(|s| s.label()).collect();
+        which.push_str(&format!(" (kernels {} only)", labels.join(", ")));
+    }
     if !filters.is_empty() && tier != Tier::Host {
         which.push_str(&format!(" (kernel tests matching {})", filters.join(", ")));
     }
@@ -138,26 +145,35 @@ fn host_tier() -> TierReport {
     TierReport { counts, problem }
 }
 
-fn kernel_tier(filters: &[String]) -> TierReport {
+/// Builds once, then runs the kernel tier in one VM boot per kernel.
+fn kernel_tier(filters: &[String], kernels: &[Series]) -> Vec<(Series, TierReport)> {
     println!("== kernel tier: building");
-    let warrant_bin = match cargo::build_warrant() {
-        Ok(path) => path,
-        Err(err) => return TierReport::failed_step(format!("building warrant: {err:#}")),
-    };
-    let test_exe = match cargo::build_kernel_tests() {
-        Ok(path) => path,
-        Err(err) => {
-            return TierReport::failed_step(format!("building the kernel test binary: {err:#}"));
-        }
-    };
-    let results = match fresh_dir(&target_dir().join("vm-results")) {
+    let built = cargo::build_warrant().map_err(|err| format!("building warrant: {err:#}")).and_then(|bin| {
+        cargo::build_kernel_tests()
+            .map(|exe| (bin, exe))
+            .map_err(|err| format!("building the kernel test binary: {err:#}"))
+    });
+    kernels
+        .iter()
+        .map(|&series| {
+            let report = match &built {
+                Ok((warrant_bin, test_exe)) => kernel_tier_on(series, warrant_bin, test_exe, filters),
+                Err(problem) => TierReport::failed_step(problem.clone()),
+            };
+            (series, report)
+        })
+        .collect()
+}
+
+fn kernel_tier_on(series: Series, warrant_bin: &Path, test_exe: &Path, filters: &[String]) -> TierReport {
+    let results = match fresh_dir(&target_dir().join("vm-results").join(series.label())) {
         Ok(dir) => dir,
         Err(err) => return TierReport::failed_step(format!("{err:#}")),
     };
 
-    println!("== kernel tier: {} --ignored in the VM", test_exe.display());
-    let script = kernel_tier_script(&results, &warrant_bin, &test_exe, filters);
-    let status = match vm::run_in_vm(&script, &results) {
+    println!("== kernel tier on {}: {} --ignored in the VM", series.label(), test_exe.display());
+    let script = kernel_tier_script(&results, warrant_bin, test_exe, filters);
+    let status = match vm::run_in_vm(&script, &results, series) {
         Ok(status) => status,
         Err(err) => return TierReport::failed_step(format!("{err:#}")),
     };

@@ -1,4 +1,4 @@
-//! The test VM: Debian's 6.12 kernel booted by virtme-ng under qemu (TCG).
+//! The test VM: one of the matrix's Debian kernels booted by virtme-ng under qemu (TCG).
 //! The guest sees the host's root read-only over 9p; only --rwdir
 //! directories come back to the host.
 
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::kernels::Series;
 use crate::process::{find_program, is_executable, shell_quote, stdout_of};
 
 /// A hung guest must fail the run, not hang CI. Override with
@@ -21,31 +22,6 @@ pub const GUEST_MOUNTS: &str = r#"
 grep -qs ' /sys/fs/bpf bpf ' /proc/mounts || mount -t bpf bpf /sys/fs/bpf
 grep -qs ' /sys/kernel/security securityfs ' /proc/mounts || mount -t securityfs securityfs /sys/kernel/security
 "#;
-
-/// Numbers in a kernel or package name, for ordering by version
-/// ("vmlinuz-6.12.117+deb12-amd64" -> [6, 12, 117, 12, 64]).
-pub fn version_key(name: &str) -> Vec<u64> {
-    name.split(|c: char| !c.is_ascii_digit())
-        .filter(|part| !part.is_empty())
-        .filter_map(|part| part.parse().ok())
-        .collect()
-}
-
-/// Whether a /boot file name is a usable guest kernel. The -cloud- flavour
-/// has no 9p modules and cannot mount the shared root.
-pub fn is_vm_kernel_name(name: &str) -> bool {
-    name.starts_with("vmlinuz-6.12.") && name.ends_with("-amd64") && !name.contains("-cloud-")
-}
-
-/// The newest /boot/vmlinuz-6.12.*-amd64, if any.
-pub fn find_kernel() -> Option<PathBuf> {
-    let entries = std::fs::read_dir("/boot").ok()?;
-    entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|name| is_vm_kernel_name(name))
-        .max_by_key(|name| version_key(name))
-        .map(|name| Path::new("/boot").join(name))
-}
 
 /// virtme-ng's `vng`: on PATH, or in pip's scripts directories (pip may
 /// install there without that directory being on PATH).
@@ -72,20 +48,22 @@ pub fn pip_script_dirs() -> Vec<PathBuf> {
 /// A guest that never reached its first command (qemu under TCG now and
 /// then exits at once) is booted once more; a guest that ran and then
 /// failed is not retried.
-pub fn run_in_vm(script: &str, rwdir: &Path) -> Result<ExitStatus> {
+pub fn run_in_vm(script: &str, rwdir: &Path, series: Series) -> Result<ExitStatus> {
+    let kernel = series
+        .find()
+        .with_context(|| format!("no {} kernel in /boot for the VM; run `cargo xtask setup`", series.label()))?;
     let booted = std::path::absolute(rwdir)?.join("booted");
     let _ = std::fs::remove_file(&booted);
-    match boot_and_run(script, rwdir) {
+    match boot_and_run(script, rwdir, &kernel) {
         Err(e) if !booted.exists() => {
             eprintln!("vm: {e:#}\nvm: the guest never started its command; booting it once more");
-            boot_and_run(script, rwdir)
+            boot_and_run(script, rwdir, &kernel)
         }
         other => other,
     }
 }
 
-fn boot_and_run(script: &str, rwdir: &Path) -> Result<ExitStatus> {
-    let kernel = find_kernel().context("no /boot/vmlinuz-6.12.*-amd64 kernel for the VM; run `cargo xtask setup`")?;
+fn boot_and_run(script: &str, rwdir: &Path, kernel: &Path) -> Result<ExitStatus> {
     let vng = find_vng().context("virtme-ng (vng) is not installed; run `cargo xtask setup`")?;
     let rwdir = std::path::absolute(rwdir)?;
     let script_path = rwdir.join("vm-script.sh");
@@ -110,7 +88,7 @@ fn boot_and_run(script: &str, rwdir: &Path) -> Result<ExitStatus> {
     let mut vng_cmd = Command::new(&vng);
     vng_cmd
         .args(["--disable-kvm", "--force-9p", "--run"])
-        .arg(&kernel)
+        .arg(kernel)
         .args(["--user", "root", "--cpus", "2", "--memory", "2G"])
         .arg(format!("--rwdir={}", rwdir.display()))
         .arg("--exec")
@@ -245,23 +223,4 @@ fn parent_of(pid: u32) -> Option<u32> {
     // The command name may contain spaces; fields after it are fixed.
     let after_name = &stat[stat.rfind(')')? + 1..];
     after_name.split_whitespace().nth(1)?.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn picks_kernels_by_version_not_text() {
-        let mut names = ["vmlinuz-6.12.99+deb12-amd64", "vmlinuz-6.12.117+deb12-amd64"];
-        names.sort_by_key(|n| version_key(n));
-        assert_eq!(names[1], "vmlinuz-6.12.117+deb12-amd64");
-    }
-
-    #[test]
-    fn rejects_cloud_and_other_kernels() {
-        assert!(is_vm_kernel_name("vmlinuz-6.12.117+deb12-amd64"));
-        assert!(!is_vm_kernel_name("vmlinuz-6.12.117+deb12-cloud-amd64"));
-        assert!(!is_vm_kernel_name("vmlinuz-6.1.0-30-amd64"));
-    }
 }
