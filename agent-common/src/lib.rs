@@ -412,8 +412,19 @@ pub struct KernelOffsets {
     pub unix_address_len: u32,
     /// `struct unix_address, name` (struct sockaddr_un[]).
     pub unix_address_name: u32,
+    // Not offsets, but kernel facts resolved from BTF the same way.
+    /// Position of `dentry` among `inode_setattr`'s arguments: 0 before 6.3
+    /// (`dentry, attr`), 1 since (`idmap, dentry, attr`). `attr` follows it.
+    pub inode_setattr_dentry_arg: u32,
+    /// Bit N set: `kernel_read_file` id N reads something other than kernel
+    /// code (firmware), looked up by name. Every other id, including ids
+    /// newer than this daemon, is refused to subjects as module loading.
+    pub harmless_read_ids: u32,
+    /// The same for `kernel_load_data` ids.
+    pub harmless_load_ids: u32,
+    pub _reserved: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 128);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 144);
 
 /// Files under /proc (sysctls) have no stable inode numbers: procfs makes
 /// new ones as it pleases. There, protection goes by path instead: a

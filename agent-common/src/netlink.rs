@@ -296,15 +296,15 @@ pub struct MessageNotes {
 const _: () = assert!(core::mem::size_of::<MessageNotes>() == 24);
 
 /// [`MessageNotes::walk`]: still walking (more attributes than read).
-const WALK_ON: u32 = 0;
+pub(crate) const WALK_ON: u32 = 0;
 /// [`MessageNotes::walk`]: every attribute read.
-const WALK_DONE: u32 = 1;
+pub(crate) const WALK_DONE: u32 = 1;
 /// [`MessageNotes::walk`]: the attributes are malformed or a name does not fit.
-const WALK_FAILED: u32 = 2;
+pub(crate) const WALK_FAILED: u32 = 2;
 
 impl MessageNotes {
     #[inline(always)]
-    fn note_seen(&mut self, bits: u32) {
+    pub(crate) fn note_seen(&mut self, bits: u32) {
         // SAFETY: plain fields of `self`.
         unsafe { (&raw mut self.seen).write_volatile((&raw const self.seen).read_volatile() | bits) }
     }
@@ -312,14 +312,14 @@ impl MessageNotes {
 
 /// Reads a `u32` field volatile (see [`MessageNotes`]).
 #[inline(always)]
-fn read_field(field: &u32) -> u32 {
+pub(crate) fn read_field(field: &u32) -> u32 {
     // SAFETY: a reference is valid to read.
     unsafe { core::ptr::read_volatile(field) }
 }
 
 /// Writes a `u32` field volatile (see [`MessageNotes`]).
 #[inline(always)]
-fn write_field(field: &mut u32, value: u32) {
+pub(crate) fn write_field(field: &mut u32, value: u32) {
     // SAFETY: a reference is valid to write.
     unsafe { core::ptr::write_volatile(field, value) }
 }

@@ -13,7 +13,8 @@
 use crate::{
     TargetKey, action,
     netlink::{
-        Class, Classifier, MessageBuffer, MessageHeader, MessageNotes, NLA_HDRLEN, NLMSG_HDRLEN, attribute_header,
+        Class, Classifier, MessageBuffer, MessageHeader, MessageNotes, NLA_HDRLEN, NLMSG_HDRLEN, WALK_DONE,
+        WALK_FAILED, WALK_ON, attribute_header, read_field, write_field,
     },
 };
 
@@ -78,7 +79,7 @@ const IFLA_ALT_IFNAME: u16 = 53;
 const RTM_NEWLINK: u16 = 16;
 /// Most attributes of one link message read; a message with more is
 /// unparseable (denied), since its class could not be known.
-const MAX_LINK_ATTRS: usize = 12;
+const MAX_LINK_ATTRS: u32 = 12;
 
 /// The classifier for one non-netfilter protocol.
 pub struct OtherProtocol {
@@ -132,7 +133,7 @@ pub fn classify<B: MessageBuffer>(
     let action_id = match protocol {
         protocol::ROUTE => match route_action(msg_type, header.flags) {
             RouteClass::Read => return Class::NotAnAction,
-            RouteClass::Link(action_id) => match link_attributes(buf, offset, header.len) {
+            RouteClass::Link(action_id) => match link_attributes(buf, offset, header.len, content) {
                 Some(link) if link.netns => action::NET_LINK_NETNS,
                 // RTM_NEWLINK or RTM_SETLINK finding no link (index 0, no
                 // name, no group) changes nothing: the kernel answers ENODEV
@@ -225,10 +226,23 @@ struct LinkAttrs {
     conf_only: bool,
 }
 
+/// Bits of [`MessageNotes::seen`] during a link walk.
+const LINK_NETNS: u32 = 1;
+const LINK_AF_SPEC: u32 = 2;
+const LINK_NAMED: u32 = 4;
+const LINK_OTHER: u32 = 8;
+
 /// Walks a link message's top-level attributes; None if they cannot be
 /// walked whole (the kernel's `nlmsg_parse` would refuse the message, or
-/// there are more than [`MAX_LINK_ATTRS`]).
-fn link_attributes<B: MessageBuffer>(buf: &B, offset: u32, msg_len: u32) -> Option<LinkAttrs> {
+/// there are more than [`MAX_LINK_ATTRS`]). The walk is a `repeat` whose
+/// state is in `notes`, so the verifier checks one step, not every path
+/// through every attribute (kernels from 6.15 on explore far more of those).
+fn link_attributes<B: MessageBuffer>(
+    buf: &B,
+    offset: u32,
+    msg_len: u32,
+    notes: &mut MessageNotes,
+) -> Option<LinkAttrs> {
     let end = offset + msg_len;
     if msg_len < NLMSG_HDRLEN + IFINFOMSG_LEN {
         return None;
@@ -237,29 +251,45 @@ fn link_attributes<B: MessageBuffer>(buf: &B, offset: u32, msg_len: u32) -> Opti
     if !buf.read(offset + NLMSG_HDRLEN + 4, &mut index) {
         return None;
     }
-    let mut at = offset + NLMSG_HDRLEN + IFINFOMSG_LEN;
-    let (mut netns, mut af_spec, mut names_link, mut other) = (false, false, false, false);
-    for _ in 0..MAX_LINK_ATTRS {
-        if at >= end || end - at < NLA_HDRLEN {
-            break;
-        }
-        let (nla_len, nla_type) = attribute_header(buf, at, end)?;
-        match nla_type {
-            IFLA_NET_NS_PID | IFLA_NET_NS_FD | IFLA_TARGET_NETNSID => netns = true,
-            IFLA_AF_SPEC => af_spec = true,
-            IFLA_IFNAME | IFLA_ALT_IFNAME => names_link = true,
-            IFLA_GROUP => {
-                names_link = true;
-                other = true;
-            }
-            _ => other = true,
-        }
-        at += (nla_len + 3) & !3;
-    }
-    if at < end && end - at >= NLA_HDRLEN {
+    write_field(&mut notes.next_attr, offset + NLMSG_HDRLEN + IFINFOMSG_LEN);
+    write_field(&mut notes.walk, WALK_ON);
+    write_field(&mut notes.seen, 0);
+    // One step more than attributes read: it finds the end.
+    buf.repeat(MAX_LINK_ATTRS + 1, |_| link_attribute(buf, end, notes));
+    let seen = read_field(&notes.seen);
+    write_field(&mut notes.seen, 0);
+    if read_field(&notes.walk) != WALK_DONE {
         return None;
     }
-    Some(LinkAttrs { index: i32::from_ne_bytes(index), names_link, netns, conf_only: af_spec && !other })
+    Some(LinkAttrs {
+        index: i32::from_ne_bytes(index),
+        names_link: seen & LINK_NAMED != 0,
+        netns: seen & LINK_NETNS != 0,
+        conf_only: seen & LINK_AF_SPEC != 0 && seen & LINK_OTHER == 0,
+    })
+}
+
+/// One step of [`link_attributes`]: the attribute at `notes.next_attr`.
+#[inline(always)]
+fn link_attribute<B: MessageBuffer>(buf: &B, end: u32, notes: &mut MessageNotes) -> bool {
+    let at = read_field(&notes.next_attr);
+    if at >= end || end - at < NLA_HDRLEN {
+        write_field(&mut notes.walk, WALK_DONE);
+        return false;
+    }
+    let Some((nla_len, nla_type)) = attribute_header(buf, at, end) else {
+        write_field(&mut notes.walk, WALK_FAILED);
+        return false;
+    };
+    notes.note_seen(match nla_type {
+        IFLA_NET_NS_PID | IFLA_NET_NS_FD | IFLA_TARGET_NETNSID => LINK_NETNS,
+        IFLA_AF_SPEC => LINK_AF_SPEC,
+        IFLA_IFNAME | IFLA_ALT_IFNAME => LINK_NAMED,
+        IFLA_GROUP => LINK_NAMED | LINK_OTHER,
+        _ => LINK_OTHER,
+    });
+    write_field(&mut notes.next_attr, at + ((nla_len + 3) & !3));
+    true
 }
 
 /// xfrm by type; None for its reads (GETSA, GETPOLICY, GETAE, GETSADINFO,

@@ -20,7 +20,7 @@
 //! file is freed); a subject pays one PROTECTED lookup per open and write on
 //! an unprotected file.
 
-use aya_ebpf::{helpers::generated::bpf_probe_read_kernel_str, macros::lsm, programs::LsmContext};
+use aya_ebpf::{EbpfContext as _, helpers::generated::bpf_probe_read_kernel_str, macros::lsm, programs::LsmContext};
 use warrant_common::{FileKey, NAME_LEN, PROTECTED_ANCESTOR, ProtectedEntry, SELF_TREE, Subject, action, proc_path};
 
 use crate::{
@@ -423,15 +423,27 @@ pub fn inode_rename(ctx: LsmContext) -> i32 {
     0
 }
 
-/// `inode_setattr(idmap, dentry, attr)`: chmod, chown, truncate.
+/// Context slot `n` read with a volatile load, which LLVM never merges with
+/// another into one load at a computed offset.
+#[inline(always)]
+fn context_slot(ctx: &LsmContext, n: usize) -> u64 {
+    unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u64).add(n)) }
+}
+
+/// `inode_setattr([idmap,] dentry, attr)`: chmod, chown, truncate.
 #[lsm(hook = "inode_setattr")]
 pub fn inode_setattr(ctx: LsmContext) -> i32 {
     let Some(subject) = subjects::current() else {
         return 0;
     };
-    let dentry: *const u8 = ctx.arg(1);
-    let attr: *const u8 = ctx.arg(2);
     let offsets = kernel_offsets();
+    // The verifier refuses a context read at a computed offset, so all three
+    // slots are read at fixed ones (on 6.1 the third is the earlier verdict)
+    // and the pointers picked among the values.
+    let slots = [context_slot(&ctx, 0), context_slot(&ctx, 1), context_slot(&ctx, 2)];
+    let (dentry, attr) =
+        if offsets.inode_setattr_dentry_arg == 0 { (slots[0], slots[1]) } else { (slots[1], slots[2]) };
+    let (dentry, attr) = (dentry as *const u8, attr as *const u8);
     let valid = read_kernel::<u32>(attr, offsets.iattr_ia_valid).unwrap_or(ATTR_SIZE);
     let action_id = if valid & ATTR_MODE != 0 {
         action::FILE_CHMOD

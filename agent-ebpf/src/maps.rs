@@ -190,6 +190,10 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     unix_sock_addr: 0,
     unix_address_len: 0,
     unix_address_name: 0,
+    inode_setattr_dentry_arg: 1,
+    harmless_read_ids: 0,
+    harmless_load_ids: 0,
+    _reserved: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

@@ -33,10 +33,12 @@ const EPERM: i32 = 1;
 /// `PTRACE_MODE_ATTACH`.
 const PTRACE_MODE_ATTACH: u32 = 0x02;
 
-/// Kernel code from a file or a buffer: `READING_`/`LOADING_` `MODULE` (2),
-/// `KEXEC_IMAGE` (3) and `KEXEC_INITRAMFS` (4), the same in both enums.
-fn loads_kernel_code(id: i32) -> bool {
-    (2..=4).contains(&id)
+/// Whether `id` (a `kernel_read_file_id` or `kernel_load_data_id`) may be
+/// kernel code: every id but those the daemon found harmless by name
+/// (firmware), so that ids a newer kernel adds (7.x's compressed modules)
+/// are refused until known.
+fn loads_kernel_code(id: i32, harmless_ids: u32) -> bool {
+    !(0..32).contains(&id) || harmless_ids & (1 << id) == 0
 }
 
 /// Denies `action` for the current subject and records it.
@@ -235,13 +237,13 @@ pub fn ptrace_access_check(ctx: LsmContext) -> i32 {
 #[lsm(hook = "kernel_read_file")]
 pub fn kernel_read_file(ctx: LsmContext) -> i32 {
     let id: i32 = ctx.arg(1);
-    if loads_kernel_code(id) { refuse_subjects(action::SELF_MODULE) } else { 0 }
+    if loads_kernel_code(id, kernel_offsets().harmless_read_ids) { refuse_subjects(action::SELF_MODULE) } else { 0 }
 }
 
 #[lsm(hook = "kernel_load_data")]
 pub fn kernel_load_data(ctx: LsmContext) -> i32 {
     let id: i32 = ctx.arg(0);
-    if loads_kernel_code(id) { refuse_subjects(action::SELF_MODULE) } else { 0 }
+    if loads_kernel_code(id, kernel_offsets().harmless_load_ids) { refuse_subjects(action::SELF_MODULE) } else { 0 }
 }
 
 /// `CGROUP2_SUPER_MAGIC`, `CGROUP_SUPER_MAGIC` (v1).

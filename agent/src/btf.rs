@@ -16,22 +16,37 @@ pub enum BtfError {
     NoStruct(String),
     #[error("kernel BTF: struct {0} has no member {1}")]
     NoMember(String, String),
+    #[error("kernel BTF has no function {0}")]
+    NoFunction(String),
+    #[error("kernel BTF: {0} has no argument {1} (its arguments: {2})")]
+    NoParameter(String, String, String),
+    #[error("kernel BTF has no enum {0}")]
+    NoEnum(String),
     #[error("kernel BTF: {0}.{1} is a bitfield")]
     Bitfield(String, String),
 }
 
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
+const KIND_ENUM: u32 = 6;
+const KIND_FUNC: u32 = 12;
+const KIND_FUNC_PROTO: u32 = 13;
+const KIND_ENUM64: u32 = 19;
 
+/// A struct or union member, a function parameter (bit_offset 0) or an
+/// enumerator (type_id 0, value in `value`).
 struct Member {
     name_off: u32,
     type_id: u32,
     bit_offset: u32,
+    value: i64,
 }
 
 struct Type {
     name_off: u32,
     kind: u32,
+    /// The referenced type (functions: their prototype).
+    size_or_type: u32,
     members: Vec<Member>,
 }
 
@@ -40,6 +55,8 @@ pub struct KernelBtf {
     types: Vec<Type>,
     strings: Vec<u8>,
     structs_by_name: HashMap<String, u32>,
+    functions_by_name: HashMap<String, u32>,
+    enums_by_name: HashMap<String, u32>,
 }
 
 fn u32_at(data: &[u8], at: usize) -> Result<u32, BtfError> {
@@ -73,16 +90,43 @@ impl KernelBtf {
         while at < types_end {
             let name_off = u32_at(data, at)?;
             let info = u32_at(data, at + 4)?;
+            let size_or_type = u32_at(data, at + 8)?;
             at += 12;
             let vlen = (info & 0xffff) as usize;
             let kind = (info >> 24) & 0x1f;
             let kind_flag = info >> 31 == 1;
             let mut members = Vec::new();
             let trailing = match kind {
-                1 | 14 | 17 => 4,     // int, var, decl_tag
-                3 => 12,              // array
-                6 | 13 => vlen * 8,   // enum, func_proto
-                15 | 19 => vlen * 12, // datasec, enum64
+                1 | 14 | 17 => 4, // int, var, decl_tag
+                3 => 12,          // array
+                15 => vlen * 12,  // datasec
+                KIND_ENUM => {
+                    for i in 0..vlen {
+                        let value = i64::from(u32_at(data, at + i * 8 + 4)? as i32);
+                        members.push(Member { name_off: u32_at(data, at + i * 8)?, type_id: 0, bit_offset: 0, value });
+                    }
+                    vlen * 8
+                }
+                KIND_ENUM64 => {
+                    for i in 0..vlen {
+                        let e = at + i * 12;
+                        let value = (u64::from(u32_at(data, e + 8)?) << 32 | u64::from(u32_at(data, e + 4)?)) as i64;
+                        members.push(Member { name_off: u32_at(data, e)?, type_id: 0, bit_offset: 0, value });
+                    }
+                    vlen * 12
+                }
+                KIND_FUNC_PROTO => {
+                    for i in 0..vlen {
+                        let p = at + i * 8;
+                        members.push(Member {
+                            name_off: u32_at(data, p)?,
+                            type_id: u32_at(data, p + 4)?,
+                            bit_offset: 0,
+                            value: 0,
+                        });
+                    }
+                    vlen * 8
+                }
                 KIND_STRUCT | KIND_UNION => {
                     for i in 0..vlen {
                         let m = at + i * 12;
@@ -91,6 +135,7 @@ impl KernelBtf {
                             name_off: u32_at(data, m)?,
                             type_id: u32_at(data, m + 4)?,
                             bit_offset: if kind_flag { raw_offset & 0xff_ffff } else { raw_offset },
+                            value: 0,
                         });
                     }
                     vlen * 12
@@ -99,15 +144,30 @@ impl KernelBtf {
                 _ => return Err(BtfError::Malformed("unknown type kind")),
             };
             at += trailing;
-            types.push(Type { name_off, kind, members });
+            types.push(Type { name_off, kind, size_or_type, members });
         }
-        let mut btf = KernelBtf { types, strings, structs_by_name: HashMap::new() };
+        let mut btf = KernelBtf {
+            types,
+            strings,
+            structs_by_name: HashMap::new(),
+            functions_by_name: HashMap::new(),
+            enums_by_name: HashMap::new(),
+        };
         for (index, ty) in btf.types.iter().enumerate() {
-            if ty.kind == KIND_STRUCT && ty.name_off != 0 {
-                let name = btf.string(ty.name_off).to_owned();
-                // Keep the first complete definition of a name.
-                btf.structs_by_name.entry(name).or_insert(index as u32 + 1);
+            if ty.name_off == 0 {
+                continue;
             }
+            if !matches!(ty.kind, KIND_STRUCT | KIND_FUNC | KIND_ENUM | KIND_ENUM64) {
+                continue;
+            }
+            let name = btf.string(ty.name_off).to_owned();
+            let by_name = match ty.kind {
+                KIND_STRUCT => &mut btf.structs_by_name,
+                KIND_FUNC => &mut btf.functions_by_name,
+                _ => &mut btf.enums_by_name,
+            };
+            // Keep the first complete definition of a name.
+            by_name.entry(name).or_insert(index as u32 + 1);
         }
         Ok(btf)
     }
@@ -131,6 +191,38 @@ impl KernelBtf {
             return Err(BtfError::Bitfield(name.into(), member.into()));
         }
         Ok(bits / 8)
+    }
+
+    /// Byte offset of the first of `members` that `struct name` has: the
+    /// kernel renames members between versions (`kernfs_node.parent` became
+    /// `__parent` in 6.15), so each read lists every name it has had.
+    pub fn member_offset_any(&self, name: &str, members: &[&str]) -> Result<u32, BtfError> {
+        for member in members {
+            match self.member_offset(name, member) {
+                Err(BtfError::NoMember(..)) => continue,
+                other => return other,
+            }
+        }
+        Err(BtfError::NoMember(name.into(), members.join(" or ")))
+    }
+
+    /// Whether the kernel has function `name` (LSM hooks are there as
+    /// `bpf_lsm_<hook>`).
+    pub fn has_function(&self, name: &str) -> bool {
+        self.functions_by_name.contains_key(name)
+    }
+
+    /// The parameter names of function `name`, in order.
+    pub fn parameters(&self, name: &str) -> Option<Vec<&str>> {
+        let function = self.ty(*self.functions_by_name.get(name)?)?;
+        let prototype = self.ty(function.size_or_type).filter(|t| t.kind == KIND_FUNC_PROTO)?;
+        Some(prototype.members.iter().map(|p| self.string(p.name_off)).collect())
+    }
+
+    /// Every enumerator of `enum name` with its value.
+    pub fn enumerators(&self, name: &str) -> Option<Vec<(&str, i64)>> {
+        let ty = self.ty(*self.enums_by_name.get(name)?)?;
+        Some(ty.members.iter().map(|e| (self.string(e.name_off), e.value)).collect())
     }
 
     fn find_member(&self, id: u32, member: &str) -> Option<u32> {
@@ -175,7 +267,7 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         cred_uid: btf.member_offset("cred", "uid")?,
         cgroup_kn: btf.member_offset("cgroup", "kn")?,
         kernfs_node_id: btf.member_offset("kernfs_node", "id")?,
-        kernfs_node_parent: btf.member_offset("kernfs_node", "parent")?,
+        kernfs_node_parent: btf.member_offset_any("kernfs_node", &["parent", "__parent"])?,
         file_f_path_dentry: btf.member_offset("file", "f_path")? + btf.member_offset("path", "dentry")?,
         inode_i_mode: btf.member_offset("inode", "i_mode")?,
         vm_area_struct_vm_file: btf.member_offset("vm_area_struct", "vm_file")?,
@@ -184,5 +276,32 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         unix_sock_addr: btf.member_offset("unix_sock", "addr")?,
         unix_address_len: btf.member_offset("unix_address", "len")?,
         unix_address_name: btf.member_offset("unix_address", "name")?,
+        inode_setattr_dentry_arg: hook_argument(btf, "inode_setattr", "dentry")?,
+        harmless_read_ids: enumerator_bits(btf, "kernel_read_file_id", &["READING_FIRMWARE"])?,
+        harmless_load_ids: enumerator_bits(btf, "kernel_load_data_id", &["LOADING_FIRMWARE"])?,
+        _reserved: 0,
     })
+}
+
+/// The position of argument `name` of LSM hook `hook`, from the prototype
+/// of the kernel's `bpf_lsm_<hook>` (hooks gain and lose arguments between
+/// versions; the programs branch on the position).
+fn hook_argument(btf: &KernelBtf, hook: &str, name: &str) -> Result<u32, BtfError> {
+    let function = format!("bpf_lsm_{hook}");
+    let parameters = btf.parameters(&function).ok_or_else(|| BtfError::NoFunction(function.clone()))?;
+    parameters
+        .iter()
+        .position(|p| *p == name)
+        .map(|at| at as u32)
+        .ok_or_else(|| BtfError::NoParameter(function, name.into(), parameters.join(", ")))
+}
+
+/// A bit per enumerator of `enum name` listed in `names` (each a value
+/// below 32); names this kernel lacks are simply left out.
+fn enumerator_bits(btf: &KernelBtf, name: &str, names: &[&str]) -> Result<u32, BtfError> {
+    let enumerators = btf.enumerators(name).ok_or_else(|| BtfError::NoEnum(name.into()))?;
+    Ok(enumerators
+        .iter()
+        .filter(|(enumerator, value)| names.contains(enumerator) && (0..32).contains(value))
+        .fold(0, |bits, (_, value)| bits | 1 << value))
 }

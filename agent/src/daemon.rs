@@ -777,6 +777,8 @@ impl State {
             "warrants": warrants,
             "decisions": self.counters,
             "lost_events": self.kernel.lost_events().ok(),
+            "kernel": kernel_release(),
+            "missing_hooks": self.kernel.missing_hooks(),
         })
     }
 
@@ -1049,7 +1051,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         lost_events_recorded: read_number(&lost_events_path(&config.state_dir)),
         seen_bundles: HashSet::new(),
     };
-    state.record("daemon.started", json!({"pid": std::process::id()}));
+    let missing_hooks = state.kernel.missing_hooks().to_vec();
+    state.record(
+        "daemon.started",
+        json!({"pid": std::process::id(), "kernel": kernel_release(),
+                                          "missing_hooks": missing_hooks}),
+    );
     state.restore_warrants();
     let persisted = fs::read_to_string(policy_bundle_path(&config.state_dir)).ok();
     let initial = persisted
@@ -1237,4 +1244,9 @@ fn register(state: &mut State, pid: u32, profile: &str) -> Result<Value, String>
     state.kernel.mark_subject(pid, id).map_err(|e| e.to_string())?;
     state.record("subject.registered", json!({"pid": pid, "profile": profile}));
     Ok(json!({"pid": pid, "profile": profile}))
+}
+
+/// The running kernel's release (`uname -r`).
+pub fn kernel_release() -> String {
+    nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
 }

@@ -21,6 +21,7 @@ use warrant_common::{
 };
 
 use crate::btf::{self, KernelBtf};
+use crate::hooks::{LSM_PROGRAMS, MissingHook, TRACING_PROGRAMS};
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/warrant-ebpf"));
 
@@ -46,76 +47,12 @@ const PINNED_MAPS: &[&str] = &[
     "DIGEST_KEY",
 ];
 
-/// LSM programs, in attach order: subjects must be tracked before any hook
-/// decides for them.
-const LSM_PROGRAMS: &[&str] = &[
-    "task_alloc",
-    "bprm_check_security",
-    "netlink_send",
-    "rtnetlink_send",
-    "socket_setsockopt",
-    "unix_stream_connect",
-    "unix_may_send",
-    "bpf",
-    "sb_mount",
-    "sb_umount",
-    "move_mount",
-    "sb_pivotroot",
-    "path_chroot",
-    "task_kill",
-    "ptrace_access_check",
-    "file_send_sigiotask",
-    "file_ioctl",
-    "file_ioctl_compat",
-    "kernel_read_file",
-    "kernel_load_data",
-    "inode_unlink",
-    "inode_rmdir",
-    "inode_rename",
-    "capable",
-    // New inodes join protected trees before any file hook decides on them.
-    "d_instantiate",
-    "inode_permission",
-    "file_open",
-    "file_permission",
-    "mmap_file",
-    "file_mprotect",
-    "file_free_security",
-    "inode_create",
-    "inode_mkdir",
-    "inode_mknod",
-    "inode_symlink",
-    "inode_link",
-    "inode_setattr",
-    "inode_setxattr",
-    "inode_removexattr",
-    "inode_set_acl",
-    "inode_remove_acl",
-];
-
-/// The LSM hook a program attaches to: its own name, but for the second
-/// program on `netlink_send`.
-fn lsm_hook(program: &str) -> &str {
-    if program == "rtnetlink_send" { "netlink_send" } else { program }
-}
-
-/// fentry/fexit and BTF tracepoint programs and what each traces. The
-/// fentry/fexit ones only note namespace requests for `capable` to decide
-/// (see agent-ebpf's netns.rs), so they are attached before it; the
-/// tracepoints make subjects of tasks moved into matched cgroups.
-const TRACING_PROGRAMS: &[(&str, &str)] = &[
-    ("cgroup_mkdir", "cgroup_mkdir"),
-    ("cgroup_attach_task", "cgroup_attach_task"),
-    ("cgroup_rmdir", "cgroup_rmdir"),
-    ("note_unshare", "unshare_nsproxy_namespaces"),
-    ("forget_unshare", "unshare_nsproxy_namespaces"),
-    ("note_setns", "netns_install"),
-    ("forget_setns", "netns_install"),
-];
-
 #[derive(Debug, Error)]
 pub enum KernelError {
-    #[error("BPF-LSM is not active: /sys/kernel/security/lsm is {0:?} (boot with lsm=...,bpf)")]
+    #[error(
+        "BPF-LSM is not active: the kernel's active LSMs are {0:?}. Boot with lsm={0},bpf: on Debian or Ubuntu \
+         add it to GRUB_CMDLINE_LINUX in /etc/default/grub, run update-grub and reboot"
+    )]
     LsmInactive(String),
     #[error("cannot read the active LSM list: {0} (is securityfs mounted?)")]
     LsmList(std::io::Error),
@@ -125,6 +62,8 @@ pub enum KernelError {
     AyaBtf(String),
     #[error("loading the BPF object failed: {0}")]
     Object(String),
+    #[error("this kernel has no LSM hook {0}, which Warrant needs (kernels from 6.1 on have it)")]
+    MissingHook(&'static str),
     #[error("the kernel refused BPF program {program}: {reason}")]
     Program { program: &'static str, reason: String },
     #[error("map {0} is missing from the BPF object")]
@@ -170,6 +109,7 @@ pub struct Kernel {
     settings: Array<MapData, Settings>,
     protected: HashMap<MapData, FileKey, ProtectedEntry>,
     rates: Array<MapData, RateWindow>,
+    missing_hooks: Vec<MissingHook>,
 }
 
 impl Kernel {
@@ -217,14 +157,22 @@ impl Kernel {
                 pin_link_in_place(link.map_err(|e| program_err(error_chain(&e)))?, &links.join(name))?;
             }
         }
-        for &name in LSM_PROGRAMS {
+        let mut missing_hooks = Vec::new();
+        for lsm_program in LSM_PROGRAMS {
+            let name = lsm_program.name;
+            if !lsm_program.present(&kernel_btf) {
+                let missing = lsm_program.missing().ok_or(KernelError::MissingHook(lsm_program.hook))?;
+                tracing::warn!(hook = lsm_program.hook, "{}", missing.effect);
+                missing_hooks.push(missing);
+                continue;
+            }
             let program_err = |reason: String| KernelError::Program { program: name, reason };
             let program: &mut Lsm = ebpf
                 .program_mut(name)
                 .ok_or_else(|| program_err("missing from the object".into()))?
                 .try_into()
                 .map_err(|e: aya::programs::ProgramError| program_err(e.to_string()))?;
-            program.load(lsm_hook(name), &btf).map_err(|e| program_err(error_chain(&e)))?;
+            program.load(lsm_program.hook, &btf).map_err(|e| program_err(error_chain(&e)))?;
             // The verifier's budget is 1M processed instructions a program:
             // the log shows how much of it each one used on this kernel.
             if let Some(count) = program.info().ok().and_then(|info| info.verified_instruction_count()) {
@@ -242,7 +190,12 @@ impl Kernel {
         let settings = Array::try_from(take(&mut ebpf, "SETTINGS")?).map_err(map_err("SETTINGS"))?;
         let protected = HashMap::try_from(take(&mut ebpf, "PROTECTED")?).map_err(map_err("PROTECTED"))?;
         let rates = Array::try_from(take(&mut ebpf, "RATES")?).map_err(map_err("RATES"))?;
-        Ok(Self { ebpf, rules, profiles, warrants, settings, protected, rates })
+        Ok(Self { ebpf, rules, profiles, warrants, settings, protected, rates, missing_hooks })
+    }
+
+    /// Optional hooks this kernel lacks, each with what that costs.
+    pub fn missing_hooks(&self) -> &[MissingHook] {
+        &self.missing_hooks
     }
 
     /// The decision event stream (taken once, by the event reader).

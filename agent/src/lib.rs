@@ -7,6 +7,7 @@ pub mod control;
 pub mod daemon;
 pub mod durable;
 pub mod guarded;
+pub mod hooks;
 pub mod kernel;
 pub mod metrics;
 pub mod nft_render;

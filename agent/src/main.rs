@@ -407,7 +407,12 @@ fn doctor(json: bool) -> ExitCode {
     let root = nix::unistd::geteuid().is_root();
     let lsm = kernel::check_bpf_lsm();
     let btf = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
-    let load = if root && lsm.is_ok() && btf { Some(Kernel::load(false).map(|_| ())) } else { None };
+    let load =
+        if root && lsm.is_ok() && btf { Some(Kernel::load(false).map(|k| k.missing_hooks().to_vec())) } else { None };
+    let missing_hooks = match &load {
+        Some(Ok(missing)) => missing.clone(),
+        _ => Vec::new(),
+    };
     let (available, reason) = match (&lsm, &load) {
         _ if !root => (false, "not root: loading BPF programs needs CAP_BPF and CAP_MAC_ADMIN".to_owned()),
         (Err(e), _) => (false, e.to_string()),
@@ -415,11 +420,12 @@ fn doctor(json: bool) -> ExitCode {
         (_, Some(Err(e))) => (false, e.to_string()),
         _ => (true, "BPF-LSM programs load on this kernel".to_owned()),
     };
-    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    let release = warrant::daemon::kernel_release();
     if json {
         let report = json!({
             "kernel": release, "root": root, "bpf_lsm_active": lsm.is_ok(), "btf": btf,
             "enforcement": if available { "available" } else { "unavailable" }, "reason": reason,
+            "missing_hooks": missing_hooks,
         });
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
@@ -434,6 +440,9 @@ fn doctor(json: bool) -> ExitCode {
         );
         println!("kernel BTF: {}", if btf { "yes" } else { "no" });
         println!("enforcement: {} ({reason})", if available { "available" } else { "unavailable" });
+        for missing in &missing_hooks {
+            println!("coverage: {}", missing.effect);
+        }
     }
     if available { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
@@ -448,6 +457,9 @@ fn print_status(status: &Value) {
             if status["policy_expired"] == true { "; EXPIRED, still enforced: apply a new bundle" } else { "" }
         ),
         None => println!("policy: none (subjects are denied every action)"),
+    }
+    for missing in status["missing_hooks"].as_array().into_iter().flatten() {
+        println!("coverage: {}", missing["effect"].as_str().unwrap_or("?"));
     }
     if let Some(profiles) = status["profiles"].as_array() {
         let names: Vec<&str> = profiles.iter().filter_map(Value::as_str).collect();
