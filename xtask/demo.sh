@@ -33,7 +33,12 @@ show "$W" policy sign "$R/policies/demo.toml" --key "$KEYS/security-team.key" --
 "$W" daemon > "$D/daemon.log" 2>&1 &
 DAEMON=$!
 trap 'kill $DAEMON 2>/dev/null' EXIT
-for _ in $(seq 1 600); do [ -S "$SOCK_DIR/warrant.sock" ] && break; sleep 0.5; done
+# Wait for the socket while the daemon lives; one that exits is reported at once.
+for _ in $(seq 1 600); do
+  [ -S "$SOCK_DIR/warrant.sock" ] && break
+  kill -0 "$DAEMON" 2>/dev/null || break
+  sleep 0.5
+done
 [ -S "$SOCK_DIR/warrant.sock" ] || { echo "daemon did not start:"; cat "$D/daemon.log"; exit 1; }
 show "$W" policy apply "$D/demo.bundle"
 

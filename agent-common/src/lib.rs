@@ -68,6 +68,8 @@ pub mod mode {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Subject {
     /// Index of the profile in the compiled policy (key of the PROFILES map).
+    /// It stays the first field: a daemon reads it from the pins of another
+    /// layout to carry subjects over (see `PIN_LAYOUT_VERSION`).
     pub profile_id: u32,
     /// A namespace request between its fentry note and the `capable` hook
     /// that decides it (an action id, 0 when none). Kept in the marker,
@@ -343,6 +345,11 @@ pub struct RuleContent {
 const _: () = assert!(core::mem::size_of::<RuleContent>() == 16 + RULE_CONTENT_BYTES);
 const _: () = assert!(core::mem::size_of::<RuleContent>() != core::mem::size_of::<Event>());
 
+/// Version of the pinned maps' layout and meaning. Bump it whenever a pinned
+/// map's entries change meaning without changing size (a reordered field):
+/// a daemon replaces pins of another version rather than reuse them.
+pub const PIN_LAYOUT_VERSION: u32 = 1;
+
 /// Kernel structure offsets the daemon resolves from the running kernel's BTF
 /// and hands to the programs as a global, since Rust BPF code has no CO-RE.
 #[repr(C)]
@@ -422,7 +429,8 @@ pub struct KernelOffsets {
     pub harmless_read_ids: u32,
     /// The same for `kernel_load_data` ids.
     pub harmless_load_ids: u32,
-    pub _reserved: u32,
+    /// `struct task_struct, pid` (pid_t): a thread's id.
+    pub task_struct_pid: u32,
 }
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 144);
 

@@ -49,6 +49,16 @@ impl<T> TaskStorage<T> {
 #[btf_map]
 pub static SUBJECTS: TaskStorage<Subject> = TaskStorage::new();
 
+/// `warrant_common::PIN_LAYOUT_VERSION` of the daemon that made the pinned
+/// maps; only the daemon reads it.
+#[map]
+pub static PIN_LAYOUT: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Processes whose threads the `mark_threads` iterator marks: tgid -> profile
+/// id, written by the daemon around each run.
+#[map]
+pub static MARK_THREADS: HashMap<u32, u32> = HashMap::with_max_entries(64, 0);
+
 /// How processes become subjects at exec (executable, cgroup, uid) -> profile id.
 #[map]
 pub static MATCHES: HashMap<MatchKey, u32> = HashMap::with_max_entries(4096, 0);
@@ -193,7 +203,7 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     inode_setattr_dentry_arg: 1,
     harmless_read_ids: 0,
     harmless_load_ids: 0,
-    _reserved: 0,
+    task_struct_pid: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

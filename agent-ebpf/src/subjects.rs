@@ -3,9 +3,10 @@
 //! to a stranger.
 
 use aya_ebpf::{
-    bindings::task_struct,
+    bindings::{seq_file, task_struct},
     helpers::generated::{
-        bpf_get_current_cgroup_id, bpf_get_current_task_btf, bpf_probe_read_kernel_str, bpf_task_storage_get,
+        bpf_get_current_cgroup_id, bpf_get_current_task_btf, bpf_probe_read_kernel_str, bpf_seq_write,
+        bpf_task_storage_get,
     },
     macros::{btf_tracepoint, lsm},
     programs::{BtfTracePointContext, LsmContext},
@@ -16,7 +17,7 @@ use warrant_common::{
 
 use crate::{
     files,
-    maps::{CGROUP_PATHS, DIGEST_WALKS, MATCHES, SCRATCH, SETTINGS, SUBJECTS, kernel_offsets},
+    maps::{CGROUP_PATHS, DIGEST_WALKS, MARK_THREADS, MATCHES, SCRATCH, SETTINGS, SUBJECTS, kernel_offsets},
     netns,
     policy::{emit_matched, read_kernel},
 };
@@ -104,6 +105,55 @@ fn mark(task: *mut task_struct, profile_id: u32, kind: u32) -> bool {
     let tgid = read_kernel::<u32>(task.cast(), kernel_offsets().task_struct_tgid).unwrap_or(0);
     emit_matched(&marker, kind, tgid);
     true
+}
+
+/// `struct bpf_iter__task`: a task iterator program's context.
+#[repr(C)]
+struct TaskIteratorContext {
+    meta: *const IteratorMeta,
+    /// NULL once the walk is over.
+    task: *mut task_struct,
+}
+
+/// The start of `struct bpf_iter_meta`.
+#[repr(C)]
+struct IteratorMeta {
+    seq: *mut seq_file,
+}
+
+/// A task iterator (`iter/task`) the daemon runs when it picks up a running
+/// process: marks every thread of the processes in MARK_THREADS, and writes
+/// the tid of each one it marks to the reader. Userspace can name a thread
+/// other than a leader only since 6.9 (PIDFD_THREAD); the kernel can on
+/// every version.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "iter/task")]
+pub extern "C" fn mark_threads(ctx: *mut TaskIteratorContext) -> i32 {
+    // SAFETY: the kernel passes a valid context; `task` may be NULL.
+    let (meta, task) = unsafe { ((*ctx).meta, (*ctx).task) };
+    if task.is_null() {
+        return 0;
+    }
+    let offsets = kernel_offsets();
+    let Some(tgid) = read_kernel::<u32>(task.cast(), offsets.task_struct_tgid) else {
+        return 0;
+    };
+    let Some(&profile_id) = (unsafe { MARK_THREADS.get(&tgid) }) else {
+        return 0;
+    };
+    if task_value::<Subject>(SUBJECTS.as_ptr(), task, 0).is_some() {
+        return 0;
+    }
+    let mut marker = Subject { profile_id, ..Subject::default() };
+    let stored = unsafe {
+        bpf_task_storage_get(SUBJECTS.as_ptr(), task, core::ptr::from_mut(&mut marker).cast(), STORAGE_CREATE)
+    };
+    if !stored.is_null() {
+        let tid = read_kernel::<u32>(task.cast(), offsets.task_struct_pid).unwrap_or(0);
+        // SAFETY: `meta` is the kernel's, valid for this call.
+        unsafe { bpf_seq_write((*meta).seq, core::ptr::from_ref(&tid).cast(), 4) };
+    }
+    0
 }
 
 /// The profile for cgroup `id`, if it is matched.

@@ -279,7 +279,7 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         inode_setattr_dentry_arg: hook_argument(btf, "inode_setattr", "dentry")?,
         harmless_read_ids: enumerator_bits(btf, "kernel_read_file_id", &["READING_FIRMWARE"])?,
         harmless_load_ids: enumerator_bits(btf, "kernel_load_data_id", &["LOADING_FIRMWARE"])?,
-        _reserved: 0,
+        task_struct_pid: btf.member_offset("task_struct", "pid")?,
     })
 }
 
@@ -304,4 +304,86 @@ fn enumerator_bits(btf: &KernelBtf, name: &str, names: &[&str]) -> Result<u32, B
         .iter()
         .filter(|(enumerator, value)| names.contains(enumerator) && (0..32).contains(value))
         .fold(0, |bits, (_, value)| bits | 1 << value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A BTF blob: `types` are (name, info, size_or_type, trailing words).
+    fn blob(types: &[(&str, u32, u32, Vec<u32>)], extra_names: &[&str]) -> Vec<u8> {
+        let mut strings = vec![0u8];
+        let mut name_off = std::collections::HashMap::new();
+        for name in types.iter().map(|t| t.0).chain(extra_names.iter().copied()) {
+            if !name.is_empty() && !name_off.contains_key(name) {
+                name_off.insert(name, strings.len() as u32);
+                strings.extend_from_slice(name.as_bytes());
+                strings.push(0);
+            }
+        }
+        let mut section = Vec::new();
+        for (name, info, size_or_type, trailing) in types {
+            let words = [name_off.get(name).copied().unwrap_or(0), *info, *size_or_type];
+            for word in words.iter().chain(trailing) {
+                section.extend_from_slice(&word.to_le_bytes());
+            }
+        }
+        let mut data = vec![0x9f, 0xeb, 1, 0];
+        for word in [24, 0, section.len() as u32, section.len() as u32, strings.len() as u32] {
+            data.extend_from_slice(&u32::to_le_bytes(word));
+        }
+        data.extend(section);
+        data.extend(strings);
+        data
+    }
+
+    fn kernel_like() -> KernelBtf {
+        let names = ["__parent", "id", "idmap", "dentry", "attr", "READING_UNKNOWN", "READING_FIRMWARE", "X"];
+        let off = |name: &str| {
+            // Offsets in the string section as `blob` lays it out.
+            let mut at = 1;
+            for n in ["int", "kernfs_node", "bpf_lsm_inode_setattr", "kernel_read_file_id"].iter().chain(&names) {
+                if *n == name {
+                    return at;
+                }
+                at += n.len() as u32 + 1;
+            }
+            panic!("{name}")
+        };
+        let types = vec![
+            ("int", 1 << 24, 4, vec![32]),
+            ("kernfs_node", 4 << 24 | 2, 16, vec![off("__parent"), 1, 0, off("id"), 1, 64]),
+            ("", 13 << 24 | 3, 1, vec![off("idmap"), 1, off("dentry"), 1, off("attr"), 1]),
+            ("bpf_lsm_inode_setattr", 12 << 24, 3, vec![]),
+            (
+                "kernel_read_file_id",
+                6 << 24 | 3,
+                4,
+                vec![off("READING_UNKNOWN"), 0, off("READING_FIRMWARE"), 1, off("X"), 7],
+            ),
+        ];
+        KernelBtf::parse(&blob(&types, &names)).expect("parses")
+    }
+
+    #[test]
+    fn renamed_members_resolve_by_any_of_their_names() {
+        let btf = kernel_like();
+        assert_eq!(btf.member_offset_any("kernfs_node", &["parent", "__parent"]).unwrap(), 0);
+        assert_eq!(btf.member_offset("kernfs_node", "id").unwrap(), 8);
+        let missing = btf.member_offset_any("kernfs_node", &["parent", "up"]).unwrap_err().to_string();
+        assert_eq!(missing, "kernel BTF: struct kernfs_node has no member parent or up");
+    }
+
+    #[test]
+    fn hook_arguments_and_enumerators_come_from_btf() {
+        let btf = kernel_like();
+        assert!(btf.has_function("bpf_lsm_inode_setattr"));
+        assert!(!btf.has_function("bpf_lsm_inode_set_acl"));
+        assert_eq!(hook_argument(&btf, "inode_setattr", "dentry").unwrap(), 1);
+        let err = hook_argument(&btf, "inode_setattr", "inode").unwrap_err().to_string();
+        assert!(err.contains("(its arguments: idmap, dentry, attr)"), "{err}");
+        assert!(matches!(hook_argument(&btf, "inode_set_acl", "dentry"), Err(BtfError::NoFunction(_))));
+        assert_eq!(enumerator_bits(&btf, "kernel_read_file_id", &["READING_FIRMWARE", "READING_GONE"]).unwrap(), 0b10);
+        assert!(matches!(enumerator_bits(&btf, "kernel_load_data_id", &[]), Err(BtfError::NoEnum(_))));
+    }
 }

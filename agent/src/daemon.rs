@@ -1052,11 +1052,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         seen_bundles: HashSet::new(),
     };
     let missing_hooks = state.kernel.missing_hooks().to_vec();
-    state.record(
-        "daemon.started",
-        json!({"pid": std::process::id(), "kernel": kernel_release(),
-                                          "missing_hooks": missing_hooks}),
-    );
+    let started = json!({"pid": std::process::id(), "kernel": kernel_release(), "missing_hooks": missing_hooks});
+    state.record("daemon.started", started);
+    let replaced = state.kernel.replaced_pins().to_vec();
+    if !replaced.is_empty() {
+        // Events the old maps held unread went with them.
+        warn!(?replaced, "replaced pinned maps of another layout; subjects carried over");
+        state.record("pins.replaced", json!({"reasons": replaced, "unread_events_lost": true}));
+    }
     state.restore_warrants();
     let persisted = fs::read_to_string(policy_bundle_path(&config.state_dir)).ok();
     let initial = persisted

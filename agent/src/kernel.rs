@@ -12,7 +12,7 @@ use std::{
 use aya::{
     Btf, Ebpf, EbpfLoader, Pod,
     maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf},
-    programs::{Lsm, Program, links::FdLink},
+    programs::{Iter, Lsm, Program, links::FdLink},
 };
 use thiserror::Error;
 use warrant_common::{
@@ -22,6 +22,7 @@ use warrant_common::{
 
 use crate::btf::{self, KernelBtf};
 use crate::hooks::{LSM_PROGRAMS, MissingHook, TRACING_PROGRAMS};
+use crate::pins;
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/warrant-ebpf"));
 
@@ -45,6 +46,7 @@ const PINNED_MAPS: &[&str] = &[
     "CGROUP_PATHS",
     "RATES",
     "DIGEST_KEY",
+    "PIN_LAYOUT",
 ];
 
 #[derive(Debug, Error)]
@@ -110,87 +112,129 @@ pub struct Kernel {
     protected: HashMap<MapData, FileKey, ProtectedEntry>,
     rates: Array<MapData, RateWindow>,
     missing_hooks: Vec<MissingHook>,
+    replaced_pins: Vec<String>,
 }
 
 impl Kernel {
     /// Loads the programs; when `attach` (the daemon; doctor only loads),
     /// reuses or creates the pinned maps, attaches, and pins each link in
     /// place of the previous daemon's: the new program is attached before the
-    /// old one lets go, so a restart leaves no gap.
+    /// old one lets go, so a restart leaves no gap. Pinned maps of another
+    /// layout are replaced, not reused (see `pins`): the subjects they mark
+    /// are marked in the new maps before the new programs attach.
     pub fn load(attach: bool) -> Result<Self, KernelError> {
         check_bpf_lsm()?;
         let kernel_btf = KernelBtf::from_sys_fs()?;
         let offsets = btf::kernel_offsets(&kernel_btf)?;
         let pin_root = Path::new(PIN_ROOT);
+        let maps_dir = pin_root.join("maps");
         let mut loader = EbpfLoader::new();
         // SUBJECTS is a task-storage map, which aya loads but has no type for.
         loader.allow_unsupported_maps().override_global("KERNEL_OFFSETS", &offsets, true);
-        let map_paths: Vec<(&str, PathBuf)> =
-            PINNED_MAPS.iter().map(|name| (*name, pin_root.join("maps").join(name))).collect();
+        let map_paths: Vec<(&str, PathBuf)> = PINNED_MAPS.iter().map(|name| (*name, maps_dir.join(name))).collect();
+        let mut set_aside = None;
         if attach {
             prepare_pin_root(pin_root)?;
+            let reasons = pins::mismatches(&maps_dir, EBPF_OBJECT, PINNED_MAPS);
+            if !reasons.is_empty() {
+                tracing::warn!(?reasons, "pinned maps of another layout: replacing them");
+                let aside = pins::SetAside::new(&maps_dir, reasons)
+                    .map_err(|e| KernelError::Pin { path: maps_dir.display().to_string(), reason: e.to_string() })?;
+                set_aside = Some(aside);
+            }
             for (name, path) in &map_paths {
                 loader.map_pin_path(name, path.as_path());
             }
         }
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(|e| KernelError::Object(error_chain(&e)))?;
         let btf = Btf::from_sys_fs().map_err(|e| KernelError::AyaBtf(e.to_string()))?;
-        let links = pin_root.join("links");
-        for &(name, function) in TRACING_PROGRAMS {
-            let program_err = |reason: String| KernelError::Program { program: name, reason };
-            let link = match ebpf.program_mut(name).ok_or_else(|| program_err("missing from the object".into()))? {
-                Program::FEntry(program) => {
-                    program.load(function, &btf).map_err(|e| program_err(error_chain(&e)))?;
-                    attach.then(|| program.attach().and_then(|id| program.take_link(id)).map(FdLink::from))
-                }
-                Program::FExit(program) => {
-                    program.load(function, &btf).map_err(|e| program_err(error_chain(&e)))?;
-                    attach.then(|| program.attach().and_then(|id| program.take_link(id)).map(FdLink::from))
-                }
-                Program::BtfTracePoint(program) => {
-                    program.load(function, &btf).map_err(|e| program_err(error_chain(&e)))?;
-                    attach.then(|| program.attach().and_then(|id| program.take_link(id)).map(FdLink::from))
-                }
-                _ => return Err(program_err("is not an fentry, fexit or BTF tracepoint program".into())),
-            };
-            if let Some(link) = link {
-                pin_link_in_place(link.map_err(|e| program_err(error_chain(&e)))?, &links.join(name))?;
-            }
-        }
-        let mut missing_hooks = Vec::new();
-        for lsm_program in LSM_PROGRAMS {
-            let name = lsm_program.name;
-            if !lsm_program.present(&kernel_btf) {
-                let missing = lsm_program.missing().ok_or(KernelError::MissingHook(lsm_program.hook))?;
-                tracing::warn!(hook = lsm_program.hook, "{}", missing.effect);
-                missing_hooks.push(missing);
-                continue;
-            }
-            let program_err = |reason: String| KernelError::Program { program: name, reason };
-            let program: &mut Lsm = ebpf
-                .program_mut(name)
-                .ok_or_else(|| program_err("missing from the object".into()))?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| program_err(e.to_string()))?;
-            program.load(lsm_program.hook, &btf).map_err(|e| program_err(error_chain(&e)))?;
-            // The verifier's budget is 1M processed instructions a program:
-            // the log shows how much of it each one used on this kernel.
-            if let Some(count) = program.info().ok().and_then(|info| info.verified_instruction_count()) {
-                tracing::debug!(program = name, verified_instructions = count, budget = 1_000_000, "loaded");
-            }
-            if attach {
-                let link_id = program.attach().map_err(|e| program_err(error_chain(&e)))?;
-                let link = program.take_link(link_id).map_err(|e| program_err(error_chain(&e)))?;
-                pin_link_in_place(FdLink::from(link), &links.join(name))?;
-            }
-        }
+        let missing_hooks = load_programs(&mut ebpf, &btf, &kernel_btf)?;
         let rules = HashMap::try_from(take(&mut ebpf, "RULES")?).map_err(map_err("RULES"))?;
         let profiles = HashMap::try_from(take(&mut ebpf, "PROFILES")?).map_err(map_err("PROFILES"))?;
         let warrants = HashMap::try_from(take(&mut ebpf, "WARRANTS")?).map_err(map_err("WARRANTS"))?;
         let settings = Array::try_from(take(&mut ebpf, "SETTINGS")?).map_err(map_err("SETTINGS"))?;
         let protected = HashMap::try_from(take(&mut ebpf, "PROTECTED")?).map_err(map_err("PROTECTED"))?;
         let rates = Array::try_from(take(&mut ebpf, "RATES")?).map_err(map_err("RATES"))?;
-        Ok(Self { ebpf, rules, profiles, warrants, settings, protected, rates, missing_hooks })
+        let mut kernel = Self {
+            ebpf,
+            rules,
+            profiles,
+            warrants,
+            settings,
+            protected,
+            rates,
+            missing_hooks,
+            replaced_pins: Vec::new(),
+        };
+        if !attach {
+            return Ok(kernel);
+        }
+        let mut layout: Array<&mut MapData, u32> =
+            Array::try_from(kernel.ebpf.map_mut("PIN_LAYOUT").ok_or(KernelError::MissingMap("PIN_LAYOUT"))?)
+                .map_err(map_err("PIN_LAYOUT"))?;
+        layout.set(0, warrant_common::PIN_LAYOUT_VERSION, 0).map_err(map_err("PIN_LAYOUT"))?;
+        if let Some(aside) = &set_aside {
+            kernel.carry_subjects(aside);
+        }
+        kernel.attach_programs(&pin_root.join("links"))?;
+        if let Some(aside) = set_aside {
+            // Processes the old programs marked while the new ones attached.
+            kernel.carry_subjects(&aside);
+            kernel.replaced_pins = aside.reasons.clone();
+            aside.remove();
+        }
+        Ok(kernel)
+    }
+
+    /// Marks in this Kernel's maps every subject the set-aside maps mark.
+    fn carry_subjects(&mut self, aside: &pins::SetAside) {
+        for (pid, profile_id) in aside.subjects() {
+            if self.subject_profile(pid).is_none()
+                && let Err(e) = self.mark_process(pid, profile_id)
+            {
+                tracing::error!(pid, "cannot carry a subject into the new maps: {e}");
+            }
+        }
+    }
+
+    /// Attaches every loaded program and pins its link in place of the
+    /// previous daemon's: tracing programs first, then the LSM programs in
+    /// their order.
+    fn attach_programs(&mut self, links: &Path) -> Result<(), KernelError> {
+        for &(name, _) in TRACING_PROGRAMS {
+            let program_err = |reason: String| KernelError::Program { program: name, reason };
+            let link = match self.ebpf.program_mut(name).ok_or_else(|| program_err("missing".into()))? {
+                Program::FEntry(program) => program.attach().and_then(|id| program.take_link(id)).map(FdLink::from),
+                Program::FExit(program) => program.attach().and_then(|id| program.take_link(id)).map(FdLink::from),
+                Program::BtfTracePoint(program) => {
+                    program.attach().and_then(|id| program.take_link(id)).map(FdLink::from)
+                }
+                _ => return Err(program_err("is not an fentry, fexit or BTF tracepoint program".into())),
+            };
+            pin_link_in_place(link.map_err(|e| program_err(error_chain(&e)))?, &links.join(name))?;
+        }
+        for lsm_program in LSM_PROGRAMS {
+            let name = lsm_program.name;
+            if self.missing_hooks.iter().any(|m| m.hook == lsm_program.hook) {
+                continue;
+            }
+            let program_err = |reason: String| KernelError::Program { program: name, reason };
+            let program: &mut Lsm = self
+                .ebpf
+                .program_mut(name)
+                .ok_or_else(|| program_err("missing".into()))?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| program_err(e.to_string()))?;
+            let link_id = program.attach().map_err(|e| program_err(error_chain(&e)))?;
+            let link = program.take_link(link_id).map_err(|e| program_err(error_chain(&e)))?;
+            pin_link_in_place(FdLink::from(link), &links.join(name))?;
+        }
+        Ok(())
+    }
+
+    /// Why the pinned maps were replaced at load (empty if they were reused).
+    pub fn replaced_pins(&self) -> &[String] {
+        &self.replaced_pins
     }
 
     /// Optional hooks this kernel lacks, each with what that costs.
@@ -351,36 +395,50 @@ impl Kernel {
     }
 
     /// Marks every thread of running process `pid` as a subject of
-    /// `profile_id` (threads made meanwhile by a marked thread inherit the
-    /// mark; the thread list is re-read until a pass marks none). Returns
-    /// how many threads were marked; a process that is gone is not an error.
-    pub fn mark_process(&self, pid: u32, profile_id: u32) -> Result<usize, KernelError> {
-        let fd = self.subjects_fd()?;
-        let mut marked = 0;
+    /// `profile_id`: the leader through its pidfd (threads it makes from
+    /// then on inherit the mark), then the others from the kernel with the
+    /// `mark_threads` task iterator, once more while a pass marks any (an
+    /// unmarked thread may have made more). Returns how many threads were
+    /// marked; a process that is gone is not an error.
+    pub fn mark_process(&mut self, pid: u32, profile_id: u32) -> Result<usize, KernelError> {
+        let mut marked = match self.mark_subject(pid, profile_id) {
+            Ok(()) => 1,
+            Err(_) if self.subject_profile(pid).is_some() => 0,
+            Err(_) if !Path::new(&format!("/proc/{pid}")).exists() => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let subject_err = |reason: String| KernelError::Subject { pid, reason };
+        self.hash_map::<u32, u32>("MARK_THREADS")?.insert(pid, profile_id, 0).map_err(map_err("MARK_THREADS"))?;
+        let mut outcome = Ok(());
         for _ in 0..8 {
-            let mut this_pass = 0;
-            // The leader first: threads it makes from here on inherit.
-            let mut tids = crate::subjects::threads(pid);
-            tids.sort_by_key(|tid| *tid != pid);
-            for tid in tids {
-                let flags = if tid == pid { 0 } else { PIDFD_THREAD };
-                let Ok(pidfd) = pidfd_open_flags(tid, flags) else { continue };
-                let mut marker = Subject { profile_id, ..Subject::default() };
-                match bpf_map_elem(fd, BPF_MAP_UPDATE_ELEM, &pidfd.as_raw_fd(), &mut marker, BPF_NOEXIST) {
-                    Ok(()) => this_pass += 1,
-                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-                    Err(e) => {
-                        return Err(KernelError::Subject { pid: tid, reason: format!("cannot mark as subject: {e}") });
-                    }
+            match self.run_mark_threads() {
+                Ok(0) => break,
+                Ok(threads) => marked += threads,
+                Err(reason) => {
+                    outcome = Err(subject_err(format!("cannot mark its threads: {reason}")));
+                    break;
                 }
             }
-            marked += this_pass;
-            if this_pass == 0 {
-                break;
-            }
         }
-        Ok(marked)
+        remove_key(&mut self.hash_map::<u32, u32>("MARK_THREADS")?, "MARK_THREADS", &pid)?;
+        outcome.map(|()| marked)
+    }
+
+    /// One run of the `mark_threads` iterator: how many threads it marked.
+    fn run_mark_threads(&mut self) -> Result<usize, String> {
+        let program: &mut Iter = self
+            .ebpf
+            .program_mut("mark_threads")
+            .ok_or("the mark_threads program is missing")?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+        let link_id = program.attach().map_err(|e| error_chain(&e))?;
+        let link = program.take_link(link_id).map_err(|e| error_chain(&e))?;
+        let mut output = Vec::new();
+        std::io::Read::read_to_end(&mut link.into_file().map_err(|e| error_chain(&e))?, &mut output)
+            .map_err(|e| e.to_string())?;
+        // The program writes the tid of each thread it marks.
+        Ok(output.len() / 4)
     }
 
     /// Makes `entries` the exec-time matches and tells the kernel which
@@ -413,6 +471,51 @@ impl Kernel {
             None => Err(KernelError::MissingMap("SUBJECTS")),
         }
     }
+}
+
+/// Loads (verifies) every program; returns the optional hooks this kernel
+/// lacks, whose programs are left unloaded.
+fn load_programs(ebpf: &mut Ebpf, btf: &Btf, kernel_btf: &KernelBtf) -> Result<Vec<MissingHook>, KernelError> {
+    for &(name, function) in TRACING_PROGRAMS {
+        let program_err = |reason: String| KernelError::Program { program: name, reason };
+        let loaded = match ebpf.program_mut(name).ok_or_else(|| program_err("missing from the object".into()))? {
+            Program::FEntry(program) => program.load(function, btf),
+            Program::FExit(program) => program.load(function, btf),
+            Program::BtfTracePoint(program) => program.load(function, btf),
+            _ => return Err(program_err("is not an fentry, fexit or BTF tracepoint program".into())),
+        };
+        loaded.map_err(|e| program_err(error_chain(&e)))?;
+    }
+    let mut missing_hooks = Vec::new();
+    for lsm_program in LSM_PROGRAMS {
+        let name = lsm_program.name;
+        if !lsm_program.present(kernel_btf) {
+            let missing = lsm_program.missing().ok_or(KernelError::MissingHook(lsm_program.hook))?;
+            tracing::warn!(hook = lsm_program.hook, "{}", missing.effect);
+            missing_hooks.push(missing);
+            continue;
+        }
+        let program_err = |reason: String| KernelError::Program { program: name, reason };
+        let program: &mut Lsm = ebpf
+            .program_mut(name)
+            .ok_or_else(|| program_err("missing from the object".into()))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| program_err(e.to_string()))?;
+        program.load(lsm_program.hook, btf).map_err(|e| program_err(error_chain(&e)))?;
+        // The verifier's budget is 1M processed instructions a program:
+        // the log shows how much of it each one used on this kernel.
+        if let Some(count) = program.info().ok().and_then(|info| info.verified_instruction_count()) {
+            tracing::debug!(program = name, verified_instructions = count, budget = 1_000_000, "loaded");
+        }
+    }
+    let program_err = |reason: String| KernelError::Program { program: "mark_threads", reason };
+    let mark_threads: &mut Iter = ebpf
+        .program_mut("mark_threads")
+        .ok_or_else(|| program_err("missing from the object".into()))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| program_err(e.to_string()))?;
+    mark_threads.load("task", btf).map_err(|e| program_err(error_chain(&e)))?;
+    Ok(missing_hooks)
 }
 
 /// Makes `map` hold `entries`, plus the entries it has that `keep` keeps:
@@ -510,6 +613,17 @@ pub fn pinned_subject_profile(pid: u32) -> std::io::Result<Option<u32>> {
     Ok(subject_profile_in(map.fd().as_fd().as_raw_fd(), pid))
 }
 
+/// The profile id of `pid` in a subjects map of any layout (one another
+/// Warrant pinned): read as raw bytes, the profile id being the first word
+/// of every marker layout.
+pub fn raw_subject_profile(map_fd: i32, pid: u32) -> Option<u32> {
+    let pidfd = pidfd_open(pid).ok()?;
+    // Bigger than any marker: the kernel copies the map's value size.
+    let mut value = [0u8; 512];
+    bpf_map_elem(map_fd, BPF_MAP_LOOKUP_ELEM, &pidfd.as_raw_fd(), &mut value, 0).ok()?;
+    Some(u32::from_ne_bytes([value[0], value[1], value[2], value[3]]))
+}
+
 /// Looks `pid` up in the subjects map behind `map_fd` (keyed by pidfd).
 fn subject_profile_in(map_fd: i32, pid: u32) -> Option<u32> {
     let pidfd = pidfd_open(pid).ok()?;
@@ -535,14 +649,7 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
-    pidfd_open_flags(pid, 0)
-}
-
-/// `PIDFD_THREAD` (Linux 6.9): a pidfd for one thread rather than a process.
-const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
-
-fn pidfd_open_flags(pid: u32, flags: libc::c_uint) -> std::io::Result<OwnedFd> {
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, flags) };
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }

@@ -11,6 +11,7 @@ pub mod hooks;
 pub mod kernel;
 pub mod metrics;
 pub mod nft_render;
+pub mod pins;
 pub mod policy;
 pub mod protect;
 pub mod requests;

@@ -139,6 +139,12 @@ pub fn running_matches(entries: &HashMap<MatchKey, u32>, skip: u32) -> Vec<Picku
 }
 
 /// The thread ids of process `pid`.
+/// Every process id in /proc.
+pub fn all_pids() -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()
+}
+
 pub fn threads(pid: u32) -> Vec<u32> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .into_iter()

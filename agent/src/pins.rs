@@ -1,0 +1,100 @@
+//! The maps pinned under PIN_ROOT outlive the daemon, and so outlive an
+//! upgrade. Before reusing them a daemon checks each against its own BPF
+//! object (type, key and value sizes, entries) and the layout version word
+//! pinned beside them. Pins that do not match are never reused: they are
+//! set aside, the subjects they mark are carried into fresh maps, and the
+//! daemon's state files restore the rest (policy, warrants, digest key).
+
+use std::os::fd::{AsFd as _, AsRawFd as _};
+use std::path::{Path, PathBuf};
+
+use warrant_common::PIN_LAYOUT_VERSION;
+
+/// Where mismatched pins wait while their replacement is attached.
+const SET_ASIDE: &str = "maps-replaced";
+
+/// Why pinned maps cannot be reused, one entry per difference.
+pub fn mismatches(maps_dir: &Path, object: &[u8], names: &[&str]) -> Vec<String> {
+    if !maps_dir.join("SUBJECTS").exists() {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    match read_layout_version(&maps_dir.join("PIN_LAYOUT")) {
+        Some(PIN_LAYOUT_VERSION) => {}
+        Some(other) => found.push(format!("layout version {other} pinned, {PIN_LAYOUT_VERSION} in this Warrant")),
+        None => found.push(format!("no layout version pinned (a Warrant from before version {PIN_LAYOUT_VERSION})")),
+    }
+    let parsed = match aya_obj::Object::parse(object) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            found.push(format!("cannot read this Warrant's own BPF object: {e}"));
+            return found;
+        }
+    };
+    for name in names {
+        let (Some(wanted), true) = (parsed.maps.get(*name), maps_dir.join(name).exists()) else {
+            continue;
+        };
+        let Ok(pinned) = aya::maps::MapData::from_pin(maps_dir.join(name)).and_then(|map| map.info()) else {
+            found.push(format!("{name}: the pin cannot be opened"));
+            continue;
+        };
+        let shape = |t: u32, k: u32, v: u32, n: u32| format!("type {t}, key {k} B, value {v} B, {n} entries");
+        let ours = shape(wanted.map_type(), wanted.key_size(), wanted.value_size(), wanted.max_entries());
+        let theirs = shape(pinned_type(&pinned), pinned.key_size(), pinned.value_size(), pinned.max_entries());
+        // Local storage maps report max_entries 0 in the object and the kernel alike.
+        if ours != theirs {
+            found.push(format!("{name}: pinned {theirs}, this Warrant {ours}"));
+        }
+    }
+    found
+}
+
+fn pinned_type(info: &aya::maps::MapInfo) -> u32 {
+    info.map_type().map(|t| t as u32).unwrap_or(u32::MAX)
+}
+
+fn read_layout_version(pin: &Path) -> Option<u32> {
+    let map = aya::maps::MapData::from_pin(pin).ok()?;
+    let array: aya::maps::Array<_, u32> = aya::maps::Array::try_from(aya::maps::Map::Array(map)).ok()?;
+    array.get(&0, 0).ok()
+}
+
+/// Pins moved aside, with the subjects they marked.
+pub struct SetAside {
+    dir: PathBuf,
+    /// Why they were replaced.
+    pub reasons: Vec<String>,
+}
+
+impl SetAside {
+    /// Moves `maps_dir` aside (its maps stay alive while their programs are
+    /// attached, and readable through the moved pins).
+    pub fn new(maps_dir: &Path, reasons: Vec<String>) -> std::io::Result<Self> {
+        let dir = maps_dir.with_file_name(SET_ASIDE);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(maps_dir, &dir)?;
+        std::fs::create_dir_all(maps_dir)?;
+        Ok(Self { dir, reasons })
+    }
+
+    /// Each running process the set-aside SUBJECTS map marks, with its
+    /// profile id. A process's threads all share its leader's profile (a
+    /// mark is inherited and never changed), so the leader answers for
+    /// them; the profile id is the first word of every marker layout.
+    pub fn subjects(&self) -> Vec<(u32, u32)> {
+        let Ok(map) = aya::maps::MapData::from_pin(self.dir.join("SUBJECTS")) else {
+            return Vec::new();
+        };
+        let fd = map.fd().as_fd().as_raw_fd();
+        crate::subjects::all_pids()
+            .into_iter()
+            .filter_map(|pid| crate::kernel::raw_subject_profile(fd, pid).map(|profile| (pid, profile)))
+            .collect()
+    }
+
+    /// Drops the set-aside pins: their maps go with their last program.
+    pub fn remove(self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
