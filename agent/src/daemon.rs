@@ -1143,6 +1143,11 @@ async fn read_events(ring: aya::maps::RingBuf<aya::maps::MapData>, shared: Share
     let mut fd = unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow!("cannot watch the event ring: {e}"))?;
     loop {
         let mut guard = fd.readable_mut().await?;
+        // Readiness is cleared before the ring is drained, not after: the
+        // kernel wakes a reader only when it had caught up, so an event
+        // committed between the last read and a later clear would wait,
+        // unread, for the next event that wakes it.
+        guard.clear_ready();
         let ring = guard.get_inner_mut();
         let mut batch = Vec::new();
         while let Some(item) = ring.next() {
@@ -1158,7 +1163,6 @@ async fn read_events(ring: aya::maps::RingBuf<aya::maps::MapData>, shared: Share
                 })));
             }
         }
-        guard.clear_ready();
         let mut state = shared.lock().expect("state lock");
         for record in &batch {
             match record {

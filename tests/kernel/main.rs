@@ -522,6 +522,10 @@ fn subjects_cannot_touch_warrant_itself() {
     d.expect_record(mark, "self.mount", "*", "denied");
     // init_module(2) with a buffer (finit_module is the modprobe case above).
     expect_syscall_refused(d, "init_module", "b=ctypes.create_string_buffer(128); ", "175,b,128,b''", "self.module");
+    // finit_module(2) of a compressed module for the kernel to decompress
+    // (MODULE_INIT_COMPRESSED_FILE): 7.x reads it under an id of its own.
+    let open_module = "p=__import__('subprocess').check_output(['modinfo','-n','dummy']).strip(); f=os.open(p,0); ";
+    expect_syscall_refused(d, "finit_module (compressed)", open_module, "313,f,b'',4", "self.module");
     // Renaming a pin, removing the pin directories.
     let mark = d.audit_len();
     let rename = run_subject(&["mv", pin, "/sys/fs/bpf/warrant/links/moved"]);
