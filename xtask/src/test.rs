@@ -196,6 +196,11 @@ fn kernel_tier_on(series: Series, warrant_bin: &Path, test_exe: &Path, filters: 
             log_path.display()
         ));
     };
+    if let Ok(timed) = std::fs::read_to_string(results.join("timed.log")) {
+        let slowest: Vec<String> =
+            slowest_tests(&timed, 5).iter().map(|(name, secs)| format!("{name} {secs} s")).collect();
+        println!("kernel tier on {}: slowest: {}", series.label(), slowest.join(", "));
+    }
     let problem = if counts.passed + counts.failed == 0 {
         Some("the kernel test binary ran zero tests (kernel-tier tests must be #[ignore = \"kernel tier ...\"])".into())
     } else if !status.success() && counts.failed == 0 {
@@ -223,7 +228,9 @@ esac
 export WARRANT_BIN={warrant_bin} WARRANT_KERNEL_TIER=1 RUST_BACKTRACE=1
 cd {repo}
 set -o pipefail
-{test_exe} --ignored --test-threads=1 {filters} 2>&1 | tee {results}/kernel.log
+# Each line stamped with the second it arrived: a test's line arrives when it ends.
+{test_exe} --ignored --test-threads=1 {filters} 2>&1 | tee {results}/kernel.log |
+  {{ while IFS= read -r line; do printf '%(%s)T %s\n' -1 "$line" >&3; printf '%s\n' "$line"; done; }} 3> {results}/timed.log
 "#,
         mounts = vm::GUEST_MOUNTS,
         results = q(results),
@@ -232,6 +239,27 @@ set -o pipefail
         test_exe = q(test_exe),
         filters = filters.join(" "),
     )
+}
+
+/// The `count` longest tests in a timed log (`SECONDS line` per line): a
+/// test took from the line before it to its own `test NAME ... RESULT` line.
+pub fn slowest_tests(timed: &str, count: usize) -> Vec<(String, u64)> {
+    let mut previous = None::<u64>;
+    let mut durations = Vec::new();
+    for line in timed.lines() {
+        let Some((stamp, text)) = line.split_once(' ') else { continue };
+        let Ok(stamp) = stamp.parse::<u64>() else { continue };
+        if let Some(name) = text.strip_prefix("test ").and_then(|rest| rest.split(" ... ").next())
+            && text.contains(" ... ")
+            && let Some(start) = previous
+        {
+            durations.push((name.to_string(), stamp.saturating_sub(start)));
+        }
+        previous = Some(stamp);
+    }
+    durations.sort_by(|a, b| b.1.cmp(&a.1));
+    durations.truncate(count);
+    durations
 }
 
 /// Sums every libtest summary line
@@ -275,6 +303,12 @@ test result: ok. 3 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; fini
 test result: FAILED. 4 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.50s
 ";
         assert_eq!(parse_test_results(output), Some(Counts { passed: 7, failed: 1, ignored: 2 }));
+    }
+
+    #[test]
+    fn slowest_tests_are_timed_from_the_line_before() {
+        let timed = "100 running 3 tests\n130 test a ... ok\n131 test b ... ok\n200 test c ... FAILED\n201 test result: ok.";
+        assert_eq!(slowest_tests(timed, 2), [("c".to_string(), 69), ("a".to_string(), 30)]);
     }
 
     #[test]
