@@ -590,13 +590,7 @@ fn read_attribute<B: MessageBuffer>(
     key: &mut TargetKey,
     notes: &mut MessageNotes,
 ) -> bool {
-    let at = read_field(&notes.next_attr);
-    if at >= end || end - at < NLA_HDRLEN {
-        write_field(&mut notes.walk, WALK_DONE);
-        return false;
-    }
-    let Some((nla_len, nla_type)) = attribute_header(buf, at, end) else {
-        write_field(&mut notes.walk, WALK_FAILED);
+    let Some((at, nla_len, nla_type)) = next_attribute(buf, end, notes) else {
         return false;
     };
     notes.note_seen(1 << if nla_type < 31 { nla_type } else { 31 });
@@ -629,6 +623,23 @@ fn read_attribute<B: MessageBuffer>(
     }
     write_field(&mut notes.next_attr, at + ((nla_len + 3) & !3));
     true
+}
+
+/// The attribute an attribute walk (`notes.next_attr`) stands at: its
+/// offset, length and type. None once the walk is over, `notes.walk` saying
+/// how: every attribute read, or one malformed.
+#[inline(always)]
+pub(crate) fn next_attribute<B: MessageBuffer>(buf: &B, end: u32, notes: &mut MessageNotes) -> Option<(u32, u32, u16)> {
+    let at = read_field(&notes.next_attr);
+    if at >= end || end - at < NLA_HDRLEN {
+        write_field(&mut notes.walk, WALK_DONE);
+        return None;
+    }
+    let Some((nla_len, nla_type)) = attribute_header(buf, at, end) else {
+        write_field(&mut notes.walk, WALK_FAILED);
+        return None;
+    };
+    Some((at, nla_len, nla_type))
 }
 
 /// The length and type (flags stripped) of the attribute at `at`, which

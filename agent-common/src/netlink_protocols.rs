@@ -13,8 +13,8 @@
 use crate::{
     TargetKey, action,
     netlink::{
-        Class, Classifier, MessageBuffer, MessageHeader, MessageNotes, NLA_HDRLEN, NLMSG_HDRLEN, WALK_DONE,
-        WALK_FAILED, WALK_ON, attribute_header, read_field, write_field,
+        Class, Classifier, MessageBuffer, MessageHeader, MessageNotes, NLMSG_HDRLEN, WALK_DONE, WALK_ON,
+        next_attribute, read_field, write_field,
     },
 };
 
@@ -272,13 +272,7 @@ fn link_attributes<B: MessageBuffer>(
 /// One step of [`link_attributes`]: the attribute at `notes.next_attr`.
 #[inline(always)]
 fn link_attribute<B: MessageBuffer>(buf: &B, end: u32, notes: &mut MessageNotes) -> bool {
-    let at = read_field(&notes.next_attr);
-    if at >= end || end - at < NLA_HDRLEN {
-        write_field(&mut notes.walk, WALK_DONE);
-        return false;
-    }
-    let Some((nla_len, nla_type)) = attribute_header(buf, at, end) else {
-        write_field(&mut notes.walk, WALK_FAILED);
+    let Some((at, nla_len, nla_type)) = next_attribute(buf, end, notes) else {
         return false;
     };
     notes.note_seen(match nla_type {

@@ -425,7 +425,7 @@ fn doctor(json: bool) -> ExitCode {
         let report = json!({
             "kernel": release, "root": root, "bpf_lsm_active": lsm.is_ok(), "btf": btf,
             "enforcement": if available { "available" } else { "unavailable" }, "reason": reason,
-            "missing_hooks": missing_hooks,
+            "missing_hooks": missing_hooks, "mode": available.then_some("bpf-lsm"),
         });
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
@@ -440,6 +440,9 @@ fn doctor(json: bool) -> ExitCode {
         );
         println!("kernel BTF: {}", if btf { "yes" } else { "no" });
         println!("enforcement: {} ({reason})", if available { "available" } else { "unavailable" });
+        if available {
+            println!("mode: bpf-lsm (programs on the LSM hooks)");
+        }
         for missing in &missing_hooks {
             println!("coverage: {}", missing.effect);
         }

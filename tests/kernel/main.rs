@@ -383,26 +383,33 @@ fn legacy_iptables_replace_is_decided_per_family() {
     assert!(iptables_root("iptables-legacy", &["-S", "INPUT"]).contains("2603"));
 }
 
-#[test]
-#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
-fn enforcement_survives_sigkill_of_the_daemon_and_a_restart_picks_up() {
-    let d = daemon();
-    let go = d.dir.join("go");
-    let rc = d.dir.join("afterkill.rc");
+/// A subject (`warrant run --profile agent`) that waits for the returned
+/// `go` file, then tries `nft add chain inet filter CHAIN` and writes nft's
+/// exit code to the returned rc file.
+fn waiting_subject(d: &Daemon, chain: &str) -> (std::process::Child, std::path::PathBuf, std::path::PathBuf) {
+    let go = d.dir.join(format!("go-{chain}"));
+    let rc = d.dir.join(format!("{chain}.rc"));
     let waiting = format!(
-        "while [ ! -f {go} ]; do sleep 0.2; done; nft add chain inet filter afterkill 2>/dev/null; echo $? > {rc}",
+        "while [ ! -f {go} ]; do sleep 0.2; done; nft add chain inet filter {chain} 2>/dev/null; echo $? > {rc}",
         go = go.display(),
         rc = rc.display()
     );
-    // A subject that is already running when the daemon dies.
-    let bin = harness::warrant_bin();
-    let mut subject = std::process::Command::new(&bin)
+    let subject = std::process::Command::new(harness::warrant_bin())
         .arg("--config")
         .arg(&d.config)
         .args(["run", "--profile", "agent", "--", "sh", "-c", &waiting])
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_secs(2));
+    (subject, go, rc)
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn enforcement_survives_sigkill_of_the_daemon_and_a_restart_picks_up() {
+    let d = daemon();
+    // A subject that is already running when the daemon dies.
+    let (mut subject, go, rc) = waiting_subject(d, "afterkill");
     let mark = d.audit_len();
     d.kill();
     std::fs::write(&go, "").unwrap();
@@ -427,20 +434,7 @@ fn enforcement_survives_sigkill_of_the_daemon_and_a_restart_picks_up() {
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn pins_of_another_layout_are_replaced_and_their_subjects_carried_over() {
     let d = daemon();
-    let go = d.dir.join("go-upgrade");
-    let rc = d.dir.join("afterupgrade.rc");
-    let waiting = format!(
-        "while [ ! -f {go} ]; do sleep 0.2; done; nft add chain inet filter afterupgrade 2>/dev/null; echo $? > {rc}",
-        go = go.display(),
-        rc = rc.display()
-    );
-    let mut subject = std::process::Command::new(harness::warrant_bin())
-        .arg("--config")
-        .arg(&d.config)
-        .args(["run", "--profile", "agent", "--", "sh", "-c", &waiting])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    let (mut subject, go, rc) = waiting_subject(d, "afterupgrade");
     d.kill();
     std::fs::remove_file("/sys/fs/bpf/warrant/maps/PIN_LAYOUT").unwrap();
     let mark = d.audit_len();

@@ -56,6 +56,10 @@ pub fn run(tier: Tier, filters: &[String], kernels: &[Series]) -> Result<bool> {
     let host = matches!(tier, Tier::All | Tier::Host).then(host_tier);
     let kernel_reports: Vec<(Series, TierReport)> =
         if matches!(tier, Tier::All | Tier::Kernel) { kernel_tier(filters, kernels) } else { Vec::new() };
+    // Without bpf in lsm= nothing can be enforced: doctor must say so and how to fix it.
+    let no_bpf_lsm =
+        (matches!(tier, Tier::All | Tier::Kernel) && filters.is_empty() && kernels.contains(&Series::V6_12))
+            .then(no_bpf_lsm_boot);
 
     println!();
     let mut total = Counts::default();
@@ -64,6 +68,15 @@ pub fn run(tier: Tier, filters: &[String], kernels: &[Series]) -> Result<bool> {
         let c = report.counts;
         println!("host tier: {} passed, {} failed, {} ignored (kernel tier)", c.passed, c.failed, c.ignored);
         ok &= report_problem("host tier", report);
+        total += c;
+    }
+    if let Some(report) = &no_bpf_lsm {
+        let c = report.counts;
+        println!(
+            "6.12 booted without bpf in lsm= (doctor refuses and says how to fix it): {} passed, {} failed",
+            c.passed, c.failed
+        );
+        ok &= report_problem("the boot without bpf in lsm=", report);
         total += c;
     }
     for (series, report) in &kernel_reports {
@@ -211,6 +224,46 @@ fn kernel_tier_on(series: Series, warrant_bin: &Path, test_exe: &Path, filters: 
     TierReport { counts, problem }
 }
 
+/// Boots 6.12 with an `lsm=` list that lacks bpf and checks that doctor
+/// exits non-zero naming the list in force and the GRUB change to make.
+fn no_bpf_lsm_boot() -> TierReport {
+    println!("== 6.12 booted with lsm=lockdown,capability,landlock (no bpf): warrant doctor");
+    let warrant_bin = match cargo::build_warrant() {
+        Ok(path) => path,
+        Err(err) => return TierReport::failed_step(format!("building warrant: {err:#}")),
+    };
+    let results = match fresh_dir(&target_dir().join("vm-results").join("no-bpf-lsm")) {
+        Ok(dir) => dir,
+        Err(err) => return TierReport::failed_step(format!("{err:#}")),
+    };
+    let q = |p: &Path| shell_quote(&p.to_string_lossy());
+    let script = format!(
+        "{mounts}\ncat /sys/kernel/security/lsm > {r}/lsm\n{bin} doctor > {r}/doctor.out 2>&1; echo $? > {r}/doctor.rc\n",
+        mounts = vm::GUEST_MOUNTS,
+        r = q(&results),
+        bin = q(&warrant_bin),
+    );
+    if let Err(err) = vm::run_in_vm_with(&script, &results, Series::V6_12, Some("lsm=lockdown,capability,landlock")) {
+        return TierReport::failed_step(format!("{err:#}"));
+    }
+    let read = |name: &str| std::fs::read_to_string(results.join(name)).unwrap_or_default();
+    let (lsm, out, rc) = (read("lsm"), read("doctor.out"), read("doctor.rc"));
+    println!("{}", out.trim_end());
+    let problem = if lsm.split(',').any(|l| l.trim() == "bpf") {
+        Some(format!("the guest still had bpf among its LSMs ({})", lsm.trim()))
+    } else if rc.trim() != "1" {
+        Some(format!("doctor exited with {:?}, not 1", rc.trim()))
+    } else if !(out.contains(&format!("lsm={},bpf", lsm.trim())) && out.contains("update-grub")) {
+        Some("doctor did not name the lsm= list to boot with and the GRUB step".into())
+    } else {
+        None
+    };
+    match problem {
+        None => TierReport { counts: Counts { passed: 1, ..Counts::default() }, problem: None },
+        Some(problem) => TierReport { counts: Counts { failed: 1, ..Counts::default() }, problem: Some(problem) },
+    }
+}
+
 /// The guest side of the kernel tier. Writes `lsm-inactive` with a reason if
 /// BPF-LSM is not active, and tees the test output to kernel.log.
 fn kernel_tier_script(results: &Path, warrant_bin: &Path, test_exe: &Path, filters: &[String]) -> String {
@@ -257,7 +310,7 @@ pub fn slowest_tests(timed: &str, count: usize) -> Vec<(String, u64)> {
         }
         previous = Some(stamp);
     }
-    durations.sort_by(|a, b| b.1.cmp(&a.1));
+    durations.sort_by_key(|d| std::cmp::Reverse(d.1));
     durations.truncate(count);
     durations
 }
@@ -307,7 +360,8 @@ test result: FAILED. 4 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; 
 
     #[test]
     fn slowest_tests_are_timed_from_the_line_before() {
-        let timed = "100 running 3 tests\n130 test a ... ok\n131 test b ... ok\n200 test c ... FAILED\n201 test result: ok.";
+        let timed =
+            "100 running 3 tests\n130 test a ... ok\n131 test b ... ok\n200 test c ... FAILED\n201 test result: ok.";
         assert_eq!(slowest_tests(timed, 2), [("c".to_string(), 69), ("a".to_string(), 30)]);
     }
 

@@ -49,21 +49,26 @@ pub fn pip_script_dirs() -> Vec<PathBuf> {
 /// then exits at once) is booted once more; a guest that ran and then
 /// failed is not retried.
 pub fn run_in_vm(script: &str, rwdir: &Path, series: Series) -> Result<ExitStatus> {
+    run_in_vm_with(script, rwdir, series, None)
+}
+
+/// [`run_in_vm`] with `kernel_args` added to the guest's command line.
+pub fn run_in_vm_with(script: &str, rwdir: &Path, series: Series, kernel_args: Option<&str>) -> Result<ExitStatus> {
     let kernel = series
         .find()
         .with_context(|| format!("no {} kernel in /boot for the VM; run `cargo xtask setup`", series.label()))?;
     let booted = std::path::absolute(rwdir)?.join("booted");
     let _ = std::fs::remove_file(&booted);
-    match boot_and_run(script, rwdir, &kernel) {
+    match boot_and_run(script, rwdir, &kernel, kernel_args) {
         Err(e) if !booted.exists() => {
             eprintln!("vm: {e:#}\nvm: the guest never started its command; booting it once more");
-            boot_and_run(script, rwdir, &kernel)
+            boot_and_run(script, rwdir, &kernel, kernel_args)
         }
         other => other,
     }
 }
 
-fn boot_and_run(script: &str, rwdir: &Path, kernel: &Path) -> Result<ExitStatus> {
+fn boot_and_run(script: &str, rwdir: &Path, kernel: &Path, kernel_args: Option<&str>) -> Result<ExitStatus> {
     let vng = find_vng().context("virtme-ng (vng) is not installed; run `cargo xtask setup`")?;
     let rwdir = std::path::absolute(rwdir)?;
     let script_path = rwdir.join("vm-script.sh");
@@ -90,6 +95,7 @@ fn boot_and_run(script: &str, rwdir: &Path, kernel: &Path) -> Result<ExitStatus>
         .args(["--disable-kvm", "--force-9p", "--run"])
         .arg(kernel)
         .args(["--user", "root", "--cpus", "2", "--memory", "2G"])
+        .args(kernel_args.map(|args| format!("--append={args}")))
         .arg(format!("--rwdir={}", rwdir.display()))
         .arg("--exec")
         .arg(&guest_command)

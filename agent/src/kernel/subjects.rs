@@ -1,0 +1,164 @@
+//! Subjects in the kernel's task-storage map: marking processes and their
+//! threads, and looking markers up by pidfd (aya has no type for
+//! task-storage maps, so the element commands go to bpf(2) directly).
+
+use std::os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::path::Path;
+
+use aya::{maps::Map, programs::Iter};
+use warrant_common::Subject;
+
+use super::{Kernel, KernelError, PIN_ROOT, error_chain, map_err, remove_key};
+
+impl Kernel {
+    /// Marks process `pid` (its main thread, which must be its only one) as a
+    /// subject of `profile_id`. Refused if it already is a subject: nobody
+    /// leaves or changes a profile.
+    pub fn mark_subject(&self, pid: u32, profile_id: u32) -> Result<(), KernelError> {
+        let subject_err = |reason: String| KernelError::Subject { pid, reason };
+        let pidfd = pidfd_open(pid).map_err(|e| subject_err(format!("pidfd_open: {e}")))?;
+        let fd = self.subjects_fd()?;
+        let key = pidfd.as_raw_fd();
+        let mut existing = Subject::default();
+        if bpf_map_elem(fd, BPF_MAP_LOOKUP_ELEM, &key, &mut existing, 0).is_ok() {
+            return Err(subject_err(format!(
+                "is already a subject of profile #{}; a subject cannot change profile",
+                existing.profile_id
+            )));
+        }
+        let mut marker = Subject { profile_id, ..Subject::default() };
+        bpf_map_elem(fd, BPF_MAP_UPDATE_ELEM, &key, &mut marker, BPF_NOEXIST)
+            .map_err(|e| subject_err(format!("cannot mark as subject: {e}")))
+    }
+
+    /// Marks every thread of running process `pid` as a subject of
+    /// `profile_id`: the leader through its pidfd (threads it makes from
+    /// then on inherit the mark), then the others from the kernel with the
+    /// `mark_threads` task iterator, once more while a pass marks any (an
+    /// unmarked thread may have made more). Returns how many threads were
+    /// marked; a process that is gone is not an error.
+    pub fn mark_process(&mut self, pid: u32, profile_id: u32) -> Result<usize, KernelError> {
+        let mut marked = match self.mark_subject(pid, profile_id) {
+            Ok(()) => 1,
+            Err(_) if self.subject_profile(pid).is_some() => 0,
+            Err(_) if !Path::new(&format!("/proc/{pid}")).exists() => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let subject_err = |reason: String| KernelError::Subject { pid, reason };
+        self.hash_map::<u32, u32>("MARK_THREADS")?.insert(pid, profile_id, 0).map_err(map_err("MARK_THREADS"))?;
+        let mut outcome = Ok(());
+        for _ in 0..8 {
+            match self.run_mark_threads() {
+                Ok(0) => break,
+                Ok(threads) => marked += threads,
+                Err(reason) => {
+                    outcome = Err(subject_err(format!("cannot mark its threads: {reason}")));
+                    break;
+                }
+            }
+        }
+        remove_key(&mut self.hash_map::<u32, u32>("MARK_THREADS")?, "MARK_THREADS", &pid)?;
+        outcome.map(|()| marked)
+    }
+
+    /// One run of the `mark_threads` iterator: how many threads it marked.
+    fn run_mark_threads(&mut self) -> Result<usize, String> {
+        let program: &mut Iter = self
+            .ebpf
+            .program_mut("mark_threads")
+            .ok_or("the mark_threads program is missing")?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+        let link_id = program.attach().map_err(|e| error_chain(&e))?;
+        let link = program.take_link(link_id).map_err(|e| error_chain(&e))?;
+        let mut output = Vec::new();
+        std::io::Read::read_to_end(&mut link.into_file().map_err(|e| error_chain(&e))?, &mut output)
+            .map_err(|e| e.to_string())?;
+        // The program writes the tid of each thread it marks.
+        Ok(output.len() / 4)
+    }
+
+    /// The profile id of `pid` if it is a subject.
+    pub fn subject_profile(&self, pid: u32) -> Option<u32> {
+        subject_profile_in(self.subjects_fd().ok()?, pid)
+    }
+
+    fn subjects_fd(&self) -> Result<i32, KernelError> {
+        match self.ebpf.map("SUBJECTS") {
+            Some(Map::Unsupported(data)) => Ok(data.fd().as_fd().as_raw_fd()),
+            Some(_) => Err(KernelError::Map { map: "SUBJECTS", reason: "unexpected map type".into() }),
+            None => Err(KernelError::MissingMap("SUBJECTS")),
+        }
+    }
+}
+
+/// The profile id of `pid` per the pinned subjects map, without loading
+/// anything (for CLI commands that subjects may not run). `Ok(None)` when
+/// Warrant is not installed or `pid` is no subject. An error when the map
+/// cannot be read: a subject's bpf() is refused, so callers must treat that
+/// as "may be a subject" and refuse.
+pub fn pinned_subject_profile(pid: u32) -> std::io::Result<Option<u32>> {
+    let pin = Path::new(PIN_ROOT).join("maps/SUBJECTS");
+    if !pin.exists() {
+        return Ok(None);
+    }
+    let map = aya::maps::MapData::from_pin(&pin).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(subject_profile_in(map.fd().as_fd().as_raw_fd(), pid))
+}
+
+/// The profile id of `pid` in a subjects map of any layout (one another
+/// Warrant pinned): read as raw bytes, the profile id being the first word
+/// of every marker layout.
+pub fn raw_subject_profile(map_fd: i32, pid: u32) -> Option<u32> {
+    let pidfd = pidfd_open(pid).ok()?;
+    // Bigger than any marker: the kernel copies the map's value size.
+    let mut value = [0u8; 512];
+    bpf_map_elem(map_fd, BPF_MAP_LOOKUP_ELEM, &pidfd.as_raw_fd(), &mut value, 0).ok()?;
+    Some(u32::from_ne_bytes([value[0], value[1], value[2], value[3]]))
+}
+
+/// Looks `pid` up in the subjects map behind `map_fd` (keyed by pidfd).
+fn subject_profile_in(map_fd: i32, pid: u32) -> Option<u32> {
+    let pidfd = pidfd_open(pid).ok()?;
+    let mut marker = Subject::default();
+    bpf_map_elem(map_fd, BPF_MAP_LOOKUP_ELEM, &pidfd.as_raw_fd(), &mut marker, 0).ok()?;
+    Some(marker.profile_id)
+}
+
+fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_NOEXIST: u64 = 1;
+
+/// `union bpf_attr` for map element commands.
+#[repr(C)]
+struct MapElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// Task-storage maps are keyed by pidfd from userspace; aya has no type for
+/// them, so these two commands go to bpf(2) directly.
+fn bpf_map_elem<K, V>(map_fd: i32, command: libc::c_long, key: &K, value: &mut V, flags: u64) -> std::io::Result<()> {
+    let attr = MapElemAttr {
+        map_fd: map_fd as u32,
+        _pad: 0,
+        key: std::ptr::from_ref(key) as u64,
+        value: std::ptr::from_mut(value) as u64,
+        flags,
+    };
+    let rc = unsafe {
+        libc::syscall(libc::SYS_bpf, command, &attr as *const MapElemAttr, std::mem::size_of::<MapElemAttr>())
+    };
+    if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+}
