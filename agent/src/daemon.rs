@@ -778,6 +778,7 @@ impl State {
             "decisions": self.counters,
             "lost_events": self.kernel.lost_events().ok(),
             "kernel": kernel_release(),
+            "mode": self.kernel.mode().name(),
             "missing_hooks": self.kernel.missing_hooks(),
         })
     }
@@ -1052,7 +1053,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         seen_bundles: HashSet::new(),
     };
     let missing_hooks = state.kernel.missing_hooks().to_vec();
-    let started = json!({"pid": std::process::id(), "kernel": kernel_release(), "missing_hooks": missing_hooks});
+    let started = json!({"pid": std::process::id(), "kernel": kernel_release(), "mode": state.kernel.mode().name(),
+                         "missing_hooks": missing_hooks});
     state.record("daemon.started", started);
     let replaced = state.kernel.replaced_pins().to_vec();
     if !replaced.is_empty() {

@@ -407,25 +407,25 @@ fn doctor(json: bool) -> ExitCode {
     let root = nix::unistd::geteuid().is_root();
     let lsm = kernel::check_bpf_lsm();
     let btf = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
-    let load =
-        if root && lsm.is_ok() && btf { Some(Kernel::load(false).map(|k| k.missing_hooks().to_vec())) } else { None };
-    let missing_hooks = match &load {
-        Some(Ok(missing)) => missing.clone(),
-        _ => Vec::new(),
+    // Without bpf in lsm= the load tries the fmod_ret mode; its error says
+    // what to change if that fails too.
+    let load = (root && btf).then(|| Kernel::load(false).map(|k| (k.mode().clone(), k.missing_hooks().to_vec())));
+    let (mode, missing_hooks) = match &load {
+        Some(Ok((mode, missing))) => (Some(mode.clone()), missing.clone()),
+        _ => (None, Vec::new()),
     };
-    let (available, reason) = match (&lsm, &load) {
+    let (available, reason) = match &load {
         _ if !root => (false, "not root: loading BPF programs needs CAP_BPF and CAP_MAC_ADMIN".to_owned()),
-        (Err(e), _) => (false, e.to_string()),
         _ if !btf => (false, "no kernel BTF at /sys/kernel/btf/vmlinux".to_owned()),
-        (_, Some(Err(e))) => (false, e.to_string()),
-        _ => (true, "BPF-LSM programs load on this kernel".to_owned()),
+        Some(Err(e)) => (false, e.to_string()),
+        _ => (true, "the decision programs load on this kernel".to_owned()),
     };
     let release = warrant::daemon::kernel_release();
     if json {
         let report = json!({
             "kernel": release, "root": root, "bpf_lsm_active": lsm.is_ok(), "btf": btf,
             "enforcement": if available { "available" } else { "unavailable" }, "reason": reason,
-            "missing_hooks": missing_hooks, "mode": available.then_some("bpf-lsm"),
+            "missing_hooks": missing_hooks, "mode": mode.as_ref().map(kernel::Mode::name),
         });
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
@@ -440,8 +440,13 @@ fn doctor(json: bool) -> ExitCode {
         );
         println!("kernel BTF: {}", if btf { "yes" } else { "no" });
         println!("enforcement: {} ({reason})", if available { "available" } else { "unavailable" });
-        if available {
-            println!("mode: bpf-lsm (programs on the LSM hooks)");
+        match &mode {
+            Some(kernel::Mode::BpfLsm) => println!("mode: bpf-lsm (programs on the LSM hooks)"),
+            Some(kernel::Mode::ModifyReturn { active_lsms }) => println!(
+                "mode: fmod_ret (programs on the security_* functions, since bpf is not among the active LSMs \
+                 {active_lsms}; boot with lsm={active_lsms},bpf for every hook)"
+            ),
+            None => {}
         }
         for missing in &missing_hooks {
             println!("coverage: {}", missing.effect);
@@ -460,6 +465,9 @@ fn print_status(status: &Value) {
             if status["policy_expired"] == true { "; EXPIRED, still enforced: apply a new bundle" } else { "" }
         ),
         None => println!("policy: none (subjects are denied every action)"),
+    }
+    if let Some(mode) = status["mode"].as_str() {
+        println!("mode: {mode}");
     }
     for missing in status["missing_hooks"].as_array().into_iter().flatten() {
         println!("coverage: {}", missing["effect"].as_str().unwrap_or("?"));

@@ -7,7 +7,7 @@ use std::process::Command;
 #[test]
 fn doctor_reports_unavailable_enforcement_on_this_host_with_a_reason() {
     if std::env::var("WARRANT_KERNEL_TIER").as_deref() == Ok("1") {
-        return; // In the VM, `bpf_lsm_is_active_and_doctor_says_available` covers doctor.
+        return; // In the VM, `doctor_says_enforcement_is_available_and_in_which_mode` covers doctor.
     }
     let out = Command::new(env!("CARGO_BIN_EXE_warrant")).args(["doctor", "--json"]).output().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("doctor --json prints JSON");

@@ -11,13 +11,17 @@ use harness::{Daemon, daemon, nft_root, run_subject, run_subject_as};
 
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
-fn bpf_lsm_is_active_and_doctor_says_available() {
+fn doctor_says_enforcement_is_available_and_in_which_mode() {
+    // xtask boots most kernels with bpf in lsm=, and one without it (fmod_ret).
+    let expected = std::env::var("WARRANT_EXPECT_MODE").unwrap_or_else(|_| "bpf-lsm".into());
     let lsm = std::fs::read_to_string("/sys/kernel/security/lsm").expect("securityfs");
-    assert!(lsm.split(',').any(|l| l.trim() == "bpf"), "bpf not in active LSMs: {lsm}");
+    let bpf_active = lsm.split(',').any(|l| l.trim() == "bpf");
+    assert_eq!(bpf_active, expected == "bpf-lsm", "active LSMs {lsm} for mode {expected}");
     let out = std::process::Command::new(harness::warrant_bin()).arg("doctor").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "doctor failed in the VM: {text}");
     assert!(text.contains("enforcement: available"), "{text}");
+    assert!(text.contains(&format!("mode: {expected} ")), "{text}");
 }
 
 #[test]

@@ -54,12 +54,8 @@ pub fn run(tier: Tier, filters: &[String], kernels: &[Series]) -> Result<bool> {
     setup::run(setup::Mode::Install)?;
 
     let host = matches!(tier, Tier::All | Tier::Host).then(host_tier);
-    let kernel_reports: Vec<(Series, TierReport)> =
+    let kernel_reports: Vec<(Boot, TierReport)> =
         if matches!(tier, Tier::All | Tier::Kernel) { kernel_tier(filters, kernels) } else { Vec::new() };
-    // Without bpf in lsm= nothing can be enforced: doctor must say so and how to fix it.
-    let no_bpf_lsm =
-        (matches!(tier, Tier::All | Tier::Kernel) && filters.is_empty() && kernels.contains(&Series::V6_12))
-            .then(no_bpf_lsm_boot);
 
     println!();
     let mut total = Counts::default();
@@ -70,20 +66,11 @@ pub fn run(tier: Tier, filters: &[String], kernels: &[Series]) -> Result<bool> {
         ok &= report_problem("host tier", report);
         total += c;
     }
-    if let Some(report) = &no_bpf_lsm {
+    for (boot, report) in &kernel_reports {
         let c = report.counts;
-        println!(
-            "6.12 booted without bpf in lsm= (doctor refuses and says how to fix it): {} passed, {} failed",
-            c.passed, c.failed
-        );
-        ok &= report_problem("the boot without bpf in lsm=", report);
-        total += c;
-    }
-    for (series, report) in &kernel_reports {
-        let c = report.counts;
-        let kernel = series.find().map(|p| p.display().to_string()).unwrap_or_else(|| "missing".into());
-        println!("kernel tier on {} ({kernel}): {} passed, {} failed", series.label(), c.passed, c.failed);
-        ok &= report_problem(&format!("kernel tier on {}", series.label()), report);
+        let kernel = boot.series.find().map(|p| p.display().to_string()).unwrap_or_else(|| "missing".into());
+        println!("kernel tier on {} ({kernel}): {} passed, {} failed", boot.label(), c.passed, c.failed);
+        ok &= report_problem(&format!("kernel tier on {}", boot.label()), report);
         total += Counts { ignored: 0, ..c };
     }
     ok &= total.failed == 0;
@@ -158,35 +145,79 @@ fn host_tier() -> TierReport {
     TierReport { counts, problem }
 }
 
-/// Builds once, then runs the kernel tier in one VM boot per kernel.
-fn kernel_tier(filters: &[String], kernels: &[Series]) -> Vec<(Series, TierReport)> {
+/// One VM boot of the kernel tier: a kernel, and how Warrant attaches there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Boot {
+    pub series: Series,
+    /// Booted with an `lsm=` list that lacks bpf: Warrant's fmod_ret mode.
+    pub without_bpf_lsm: bool,
+}
+
+/// The `lsm=` of the boot without bpf.
+const LSM_WITHOUT_BPF: &str = "lsm=lockdown,capability,landlock";
+
+/// Kernel-tier tests left out of the fmod_ret boot, each with why.
+pub const NOT_IN_FMOD_RET: &[(&str, &str)] = &[];
+
+impl Boot {
+    pub fn label(&self) -> String {
+        if self.without_bpf_lsm {
+            format!("{} without bpf in lsm= (fmod_ret)", self.series.label())
+        } else {
+            self.series.label().into()
+        }
+    }
+
+    fn results_name(&self) -> String {
+        if self.without_bpf_lsm { format!("{}-fmod_ret", self.series.label()) } else { self.series.label().into() }
+    }
+}
+
+/// Builds once, then runs the kernel tier in one VM boot per kernel, and
+/// once more on 6.12 booted without bpf in `lsm=` (the fmod_ret mode).
+fn kernel_tier(filters: &[String], kernels: &[Series]) -> Vec<(Boot, TierReport)> {
     println!("== kernel tier: building");
     let built = cargo::build_warrant().map_err(|err| format!("building warrant: {err:#}")).and_then(|bin| {
         cargo::build_kernel_tests()
             .map(|exe| (bin, exe))
             .map_err(|err| format!("building the kernel test binary: {err:#}"))
     });
-    kernels
-        .iter()
-        .map(|&series| {
+    let mut boots: Vec<Boot> = kernels.iter().map(|&series| Boot { series, without_bpf_lsm: false }).collect();
+    if kernels.contains(&Series::V6_12) {
+        boots.push(Boot { series: Series::V6_12, without_bpf_lsm: true });
+    }
+    boots
+        .into_iter()
+        .map(|boot| {
             let report = match &built {
-                Ok((warrant_bin, test_exe)) => kernel_tier_on(series, warrant_bin, test_exe, filters),
+                Ok((warrant_bin, test_exe)) => kernel_tier_on(boot, warrant_bin, test_exe, filters),
                 Err(problem) => TierReport::failed_step(problem.clone()),
             };
-            (series, report)
+            (boot, report)
         })
         .collect()
 }
 
-fn kernel_tier_on(series: Series, warrant_bin: &Path, test_exe: &Path, filters: &[String]) -> TierReport {
-    let results = match fresh_dir(&target_dir().join("vm-results").join(series.label())) {
+fn kernel_tier_on(boot: Boot, warrant_bin: &Path, test_exe: &Path, filters: &[String]) -> TierReport {
+    let series = boot.series;
+    let results = match fresh_dir(&target_dir().join("vm-results").join(boot.results_name())) {
         Ok(dir) => dir,
         Err(err) => return TierReport::failed_step(format!("{err:#}")),
     };
 
-    println!("== kernel tier on {}: {} --ignored in the VM", series.label(), test_exe.display());
-    let script = kernel_tier_script(&results, warrant_bin, test_exe, filters);
-    let status = match vm::run_in_vm(&script, &results, series) {
+    println!("== kernel tier on {}: {} --ignored in the VM", boot.label(), test_exe.display());
+    let mut filters = filters.to_vec();
+    let mut skipped = Vec::new();
+    if boot.without_bpf_lsm {
+        for (test, why) in NOT_IN_FMOD_RET {
+            println!("kernel tier on {}: leaves out {test}: {why}", boot.label());
+            skipped.push(format!("--skip={test}"));
+        }
+    }
+    filters.extend(skipped);
+    let script = kernel_tier_script(&results, warrant_bin, test_exe, &filters, boot.without_bpf_lsm);
+    let kernel_args = boot.without_bpf_lsm.then_some(LSM_WITHOUT_BPF);
+    let status = match vm::run_in_vm_with(&script, &results, series, kernel_args) {
         Ok(status) => status,
         Err(err) => return TierReport::failed_step(format!("{err:#}")),
     };
@@ -212,7 +243,7 @@ fn kernel_tier_on(series: Series, warrant_bin: &Path, test_exe: &Path, filters: 
     if let Ok(timed) = std::fs::read_to_string(results.join("timed.log")) {
         let slowest: Vec<String> =
             slowest_tests(&timed, 5).iter().map(|(name, secs)| format!("{name} {secs} s")).collect();
-        println!("kernel tier on {}: slowest: {}", series.label(), slowest.join(", "));
+        println!("kernel tier on {}: slowest: {}", boot.label(), slowest.join(", "));
     }
     let problem = if counts.passed + counts.failed == 0 {
         Some("the kernel test binary ran zero tests (kernel-tier tests must be #[ignore = \"kernel tier ...\"])".into())
@@ -224,61 +255,44 @@ fn kernel_tier_on(series: Series, warrant_bin: &Path, test_exe: &Path, filters: 
     TierReport { counts, problem }
 }
 
-/// Boots 6.12 with an `lsm=` list that lacks bpf and checks that doctor
-/// exits non-zero naming the list in force and the GRUB change to make.
-fn no_bpf_lsm_boot() -> TierReport {
-    println!("== 6.12 booted with lsm=lockdown,capability,landlock (no bpf): warrant doctor");
-    let warrant_bin = match cargo::build_warrant() {
-        Ok(path) => path,
-        Err(err) => return TierReport::failed_step(format!("building warrant: {err:#}")),
-    };
-    let results = match fresh_dir(&target_dir().join("vm-results").join("no-bpf-lsm")) {
-        Ok(dir) => dir,
-        Err(err) => return TierReport::failed_step(format!("{err:#}")),
-    };
-    let q = |p: &Path| shell_quote(&p.to_string_lossy());
-    let script = format!(
-        "{mounts}\ncat /sys/kernel/security/lsm > {r}/lsm\n{bin} doctor > {r}/doctor.out 2>&1; echo $? > {r}/doctor.rc\n",
-        mounts = vm::GUEST_MOUNTS,
-        r = q(&results),
-        bin = q(&warrant_bin),
-    );
-    if let Err(err) = vm::run_in_vm_with(&script, &results, Series::V6_12, Some("lsm=lockdown,capability,landlock")) {
-        return TierReport::failed_step(format!("{err:#}"));
-    }
-    let read = |name: &str| std::fs::read_to_string(results.join(name)).unwrap_or_default();
-    let (lsm, out, rc) = (read("lsm"), read("doctor.out"), read("doctor.rc"));
-    println!("{}", out.trim_end());
-    let problem = if lsm.split(',').any(|l| l.trim() == "bpf") {
-        Some(format!("the guest still had bpf among its LSMs ({})", lsm.trim()))
-    } else if rc.trim() != "1" {
-        Some(format!("doctor exited with {:?}, not 1", rc.trim()))
-    } else if !(out.contains(&format!("lsm={},bpf", lsm.trim())) && out.contains("update-grub")) {
-        Some("doctor did not name the lsm= list to boot with and the GRUB step".into())
-    } else {
-        None
-    };
-    match problem {
-        None => TierReport { counts: Counts { passed: 1, ..Counts::default() }, problem: None },
-        Some(problem) => TierReport { counts: Counts { failed: 1, ..Counts::default() }, problem: Some(problem) },
-    }
-}
-
 /// The guest side of the kernel tier. Writes `lsm-inactive` with a reason if
 /// BPF-LSM is not active, and tees the test output to kernel.log.
-fn kernel_tier_script(results: &Path, warrant_bin: &Path, test_exe: &Path, filters: &[String]) -> String {
+fn kernel_tier_script(
+    results: &Path,
+    warrant_bin: &Path,
+    test_exe: &Path,
+    filters: &[String],
+    without_bpf_lsm: bool,
+) -> String {
     let q = |p: &Path| shell_quote(&p.to_string_lossy());
     let filters: Vec<String> = filters.iter().map(|f| shell_quote(f)).collect();
+    // The boot without bpf must really lack it; every other boot must have it.
+    let (wanted, unwanted, mode) = if without_bpf_lsm {
+        (
+            "echo \"kernel tier: active LSMs: $lsm (no bpf: fmod_ret mode)\"",
+            "bpf is still among the VM kernel's active LSMs",
+            "fmod_ret",
+        )
+    } else {
+        ("echo \"kernel tier: active LSMs: $lsm\"", "", "bpf-lsm")
+    };
+    let lsm_check = if without_bpf_lsm {
+        format!(
+            "case \",$lsm,\" in\n  *,bpf,*) echo \"{unwanted} ($lsm)\" | tee {results}/lsm-inactive >&2; exit 1 ;;\n  *) {wanted} ;;\nesac",
+            results = q(results)
+        )
+    } else {
+        format!(
+            "case \",$lsm,\" in\n  *,bpf,*) {wanted} ;;\n  *) echo \"bpf is not among the VM kernel's active LSMs (/sys/kernel/security/lsm: '${{lsm:-unreadable}}')\" | tee {results}/lsm-inactive >&2\n     exit 1 ;;\nesac",
+            results = q(results)
+        )
+    };
     format!(
         r#"set -u
 {mounts}
 lsm=$(cat /sys/kernel/security/lsm 2>/dev/null || true)
-case ",$lsm," in
-  *,bpf,*) echo "kernel tier: active LSMs: $lsm" ;;
-  *) echo "bpf is not among the VM kernel's active LSMs (/sys/kernel/security/lsm: '${{lsm:-unreadable}}')" | tee {results}/lsm-inactive >&2
-     exit 1 ;;
-esac
-export WARRANT_BIN={warrant_bin} WARRANT_KERNEL_TIER=1 RUST_BACKTRACE=1
+{lsm_check}
+export WARRANT_BIN={warrant_bin} WARRANT_KERNEL_TIER=1 WARRANT_EXPECT_MODE={mode} RUST_BACKTRACE=1
 cd {repo}
 set -o pipefail
 # Each line stamped with the second it arrived: a test's line arrives when it ends.

@@ -5,6 +5,7 @@ use std::{
     borrow::BorrowMut,
     collections::HashMap as StdHashMap,
     hash::Hash,
+    os::fd::OwnedFd,
     path::{Path, PathBuf},
 };
 
@@ -23,6 +24,7 @@ use crate::btf::{self, KernelBtf};
 use crate::hooks::{LSM_PROGRAMS, MissingHook, TRACING_PROGRAMS};
 use crate::pins;
 
+mod fmod_ret;
 mod subjects;
 pub use subjects::{pinned_subject_profile, raw_subject_profile};
 
@@ -66,6 +68,12 @@ pub enum KernelError {
     AyaBtf(String),
     #[error("loading the BPF object failed: {0}")]
     Object(String),
+    #[error(
+        "BPF-LSM is not active (the kernel's active LSMs are {active_lsms:?}) and the fmod_ret fallback failed: \
+         {reason}. Boot with lsm={active_lsms},bpf: on Debian or Ubuntu add it to GRUB_CMDLINE_LINUX in \
+         /etc/default/grub, run update-grub and reboot"
+    )]
+    NoEnforcement { active_lsms: String, reason: String },
     #[error("this kernel has no LSM hook {0}, which Warrant needs (kernels from 6.1 on have it)")]
     MissingHook(&'static str),
     #[error("the kernel refused BPF program {program}: {reason}")]
@@ -115,6 +123,27 @@ pub struct Kernel {
     rates: Array<MapData, RateWindow>,
     missing_hooks: Vec<MissingHook>,
     replaced_pins: Vec<String>,
+    mode: Mode,
+    /// In fmod_ret mode, the decision programs loaded there (name, fd).
+    modify_return: Vec<(&'static str, OwnedFd)>,
+}
+
+/// How the decision programs are attached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// As BPF-LSM programs on the LSM hooks (`bpf` is in `lsm=`).
+    BpfLsm,
+    /// As fmod_ret programs on the `security_*` functions.
+    ModifyReturn { active_lsms: String },
+}
+
+impl Mode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::BpfLsm => "bpf-lsm",
+            Mode::ModifyReturn { .. } => "fmod_ret",
+        }
+    }
 }
 
 impl Kernel {
@@ -125,7 +154,11 @@ impl Kernel {
     /// layout are replaced, not reused (see `pins`): the subjects they mark
     /// are marked in the new maps before the new programs attach.
     pub fn load(attach: bool) -> Result<Self, KernelError> {
-        check_bpf_lsm()?;
+        let mode = match check_bpf_lsm() {
+            Ok(()) => Mode::BpfLsm,
+            Err(KernelError::LsmInactive(list)) => Mode::ModifyReturn { active_lsms: list },
+            Err(e) => return Err(e),
+        };
         let kernel_btf = KernelBtf::from_sys_fs()?;
         let offsets = btf::kernel_offsets(&kernel_btf)?;
         let pin_root = Path::new(PIN_ROOT);
@@ -150,7 +183,20 @@ impl Kernel {
         }
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(|e| KernelError::Object(error_chain(&e)))?;
         let btf = Btf::from_sys_fs().map_err(|e| KernelError::AyaBtf(e.to_string()))?;
-        let missing_hooks = load_programs(&mut ebpf, &btf, &kernel_btf)?;
+        let (missing_hooks, modify_return) = match &mode {
+            Mode::BpfLsm => (load_programs(&mut ebpf, &btf, &kernel_btf, true)?, Vec::new()),
+            Mode::ModifyReturn { active_lsms } => {
+                let mut missing = load_programs(&mut ebpf, &btf, &kernel_btf, false)?;
+                let globals = StdHashMap::from([("KERNEL_OFFSETS", (offsets_bytes(&offsets), true))]);
+                let fmod = fmod_ret::Loader::new(EBPF_OBJECT, globals, &ebpf).map_err(|e| {
+                    KernelError::NoEnforcement { active_lsms: active_lsms.clone(), reason: e.to_string() }
+                })?;
+                let loaded = fmod_ret::load_all(&fmod, &btf, &kernel_btf, &mut missing).map_err(|e| {
+                    KernelError::NoEnforcement { active_lsms: active_lsms.clone(), reason: e.to_string() }
+                })?;
+                (missing, loaded)
+            }
+        };
         let rules = HashMap::try_from(take(&mut ebpf, "RULES")?).map_err(map_err("RULES"))?;
         let profiles = HashMap::try_from(take(&mut ebpf, "PROFILES")?).map_err(map_err("PROFILES"))?;
         let warrants = HashMap::try_from(take(&mut ebpf, "WARRANTS")?).map_err(map_err("WARRANTS"))?;
@@ -167,6 +213,8 @@ impl Kernel {
             rates,
             missing_hooks,
             replaced_pins: Vec::new(),
+            mode,
+            modify_return,
         };
         if !attach {
             return Ok(kernel);
@@ -215,6 +263,13 @@ impl Kernel {
             };
             pin_link_in_place(link.map_err(|e| program_err(error_chain(&e)))?, &links.join(name))?;
         }
+        for (name, program) in &self.modify_return {
+            fmod_ret::attach_and_pin(program, &links.join(name))
+                .map_err(|e| KernelError::Program { program: name, reason: format!("attaching: {e}") })?;
+        }
+        if self.mode != Mode::BpfLsm {
+            return Ok(());
+        }
         for lsm_program in LSM_PROGRAMS {
             let name = lsm_program.name;
             if self.missing_hooks.iter().any(|m| m.hook == lsm_program.hook) {
@@ -237,6 +292,11 @@ impl Kernel {
     /// Why the pinned maps were replaced at load (empty if they were reused).
     pub fn replaced_pins(&self) -> &[String] {
         &self.replaced_pins
+    }
+
+    /// How the programs are attached on this kernel.
+    pub fn mode(&self) -> &Mode {
+        &self.mode
     }
 
     /// Optional hooks this kernel lacks, each with what that costs.
@@ -395,9 +455,14 @@ impl Kernel {
     }
 }
 
-/// Loads (verifies) every program; returns the optional hooks this kernel
-/// lacks, whose programs are left unloaded.
-fn load_programs(ebpf: &mut Ebpf, btf: &Btf, kernel_btf: &KernelBtf) -> Result<Vec<MissingHook>, KernelError> {
+/// Loads (verifies) every program, the LSM ones only `with_lsm`; returns
+/// the optional hooks this kernel lacks, whose programs are left unloaded.
+fn load_programs(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    kernel_btf: &KernelBtf,
+    with_lsm: bool,
+) -> Result<Vec<MissingHook>, KernelError> {
     for &(name, function) in TRACING_PROGRAMS {
         let program_err = |reason: String| KernelError::Program { program: name, reason };
         let loaded = match ebpf.program_mut(name).ok_or_else(|| program_err("missing from the object".into()))? {
@@ -409,7 +474,7 @@ fn load_programs(ebpf: &mut Ebpf, btf: &Btf, kernel_btf: &KernelBtf) -> Result<V
         loaded.map_err(|e| program_err(error_chain(&e)))?;
     }
     let mut missing_hooks = Vec::new();
-    for lsm_program in LSM_PROGRAMS {
+    for lsm_program in LSM_PROGRAMS.iter().filter(|_| with_lsm) {
         let name = lsm_program.name;
         if !lsm_program.present(kernel_btf) {
             let missing = lsm_program.missing().ok_or(KernelError::MissingHook(lsm_program.hook))?;
@@ -518,6 +583,18 @@ pub fn remove_pins() -> std::io::Result<bool> {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+/// The bytes of the offsets global, as aya-obj patches data sections.
+fn offsets_bytes(offsets: &warrant_common::KernelOffsets) -> &[u8] {
+    // SAFETY: KernelOffsets is repr(C) u32 fields with no padding (its size
+    // is asserted in warrant-common), so every byte is initialised.
+    unsafe {
+        std::slice::from_raw_parts(
+            std::ptr::from_ref(offsets).cast::<u8>(),
+            std::mem::size_of::<warrant_common::KernelOffsets>(),
+        )
     }
 }
 
