@@ -37,6 +37,9 @@ enum Task {
         /// Guest kernel series.
         #[arg(long, value_enum, default_value = "6.12")]
         kernel: kernels::Series,
+        /// Arguments added to the guest kernel's command line (e.g. an lsm= list).
+        #[arg(long, value_name = "ARGS")]
+        append: Option<String>,
         /// Host directory the guest may write to (default: target/vm-run, emptied first).
         #[arg(long, value_name = "DIR")]
         rwdir: Option<PathBuf>,
@@ -55,6 +58,9 @@ enum Task {
         /// Run the kernel tier on these kernels only (default: all of 6.1, 6.12, dev).
         #[arg(long = "kernel", value_enum, value_name = "SERIES")]
         kernels: Vec<kernels::Series>,
+        /// Only the boots without bpf in lsm= (Warrant's fmod_ret mode).
+        #[arg(long)]
+        only_without_bpf_lsm: bool,
     },
     /// Run xtask/demo.sh: on the host if BPF-LSM works here, else in the VM.
     Demo {
@@ -80,7 +86,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             setup::run(if check { setup::Mode::Check } else { setup::Mode::Install })?;
             Ok(ExitCode::SUCCESS)
         }
-        Task::Vm { kernel, rwdir, command } => {
+        Task::Vm { kernel, append, rwdir, command } => {
             let rwdir = match rwdir {
                 Some(dir) => {
                     std::fs::create_dir_all(&dir)?;
@@ -88,12 +94,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 None => paths::fresh_dir(&paths::target_dir().join("vm-run"))?,
             };
-            let status = vm::run_in_vm(&command.join(" "), &rwdir, kernel)?;
+            let status = vm::run_in_vm_with(&command.join(" "), &rwdir, kernel, append.as_deref())?;
             Ok(process::exit_code(status))
         }
-        Task::Test { tier, filters, kernels } => {
+        Task::Test { tier, filters, kernels, only_without_bpf_lsm } => {
             let kernels = if kernels.is_empty() { kernels::ALL.to_vec() } else { kernels };
-            let all_passed = test::run(tier, &filters, &kernels)?;
+            let all_passed = test::run(tier, &filters, &kernels, only_without_bpf_lsm)?;
             Ok(if all_passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Task::Demo { kernel } => demo::run(kernel).map(process::exit_code),

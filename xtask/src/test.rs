@@ -50,12 +50,15 @@ impl TierReport {
 }
 
 /// Runs the chosen tiers; Ok(true) only if every step ran and no test failed.
-pub fn run(tier: Tier, filters: &[String], kernels: &[Series]) -> Result<bool> {
+pub fn run(tier: Tier, filters: &[String], kernels: &[Series], only_without_bpf_lsm: bool) -> Result<bool> {
     setup::run(setup::Mode::Install)?;
 
     let host = matches!(tier, Tier::All | Tier::Host).then(host_tier);
-    let kernel_reports: Vec<(Boot, TierReport)> =
-        if matches!(tier, Tier::All | Tier::Kernel) { kernel_tier(filters, kernels) } else { Vec::new() };
+    let kernel_reports: Vec<(Boot, TierReport)> = if matches!(tier, Tier::All | Tier::Kernel) {
+        kernel_tier(filters, kernels, only_without_bpf_lsm)
+    } else {
+        Vec::new()
+    };
 
     println!();
     let mut total = Counts::default();
@@ -175,14 +178,18 @@ impl Boot {
 
 /// Builds once, then runs the kernel tier in one VM boot per kernel, and
 /// once more on 6.12 booted without bpf in `lsm=` (the fmod_ret mode).
-fn kernel_tier(filters: &[String], kernels: &[Series]) -> Vec<(Boot, TierReport)> {
+fn kernel_tier(filters: &[String], kernels: &[Series], only_without_bpf_lsm: bool) -> Vec<(Boot, TierReport)> {
     println!("== kernel tier: building");
     let built = cargo::build_warrant().map_err(|err| format!("building warrant: {err:#}")).and_then(|bin| {
         cargo::build_kernel_tests()
             .map(|exe| (bin, exe))
             .map_err(|err| format!("building the kernel test binary: {err:#}"))
     });
-    let mut boots: Vec<Boot> = kernels.iter().map(|&series| Boot { series, without_bpf_lsm: false }).collect();
+    let mut boots: Vec<Boot> = kernels
+        .iter()
+        .filter(|_| !only_without_bpf_lsm)
+        .map(|&series| Boot { series, without_bpf_lsm: false })
+        .collect();
     if kernels.contains(&Series::V6_12) {
         boots.push(Boot { series: Series::V6_12, without_bpf_lsm: true });
     }

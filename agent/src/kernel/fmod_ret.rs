@@ -92,13 +92,40 @@ impl Loader {
             .functions
             .get(&program.function_key())
             .ok_or_else(|| program_err(name, "its function is missing from the object".into()))?;
+        // Without a log first (a log of a long verification overflows and
+        // fails the load); a refused program is loaded again for its log.
+        let mut log = Vec::new();
+        let mut outcome = self.prog_load(name, function, function_id, attach, &mut log);
+        if outcome.is_err() {
+            log = vec![0u8; 4 << 20];
+            outcome = self.prog_load(name, function, function_id, attach, &mut log);
+        }
+        outcome.map_err(|e| {
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            let text = String::from_utf8_lossy(&log[..end]);
+            let tail: Vec<&str> = text.lines().rev().take(6).collect();
+            program_err(name, format!("{e}: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | ")))
+        })
+    }
+}
+
+impl Loader {
+    /// BPF_PROG_LOAD of `function` as a tracing program; `log` (if not
+    /// empty) receives the verifier's log.
+    fn prog_load(
+        &self,
+        name: &str,
+        function: &aya_obj::Function,
+        function_id: u32,
+        attach: Attach,
+        log: &mut [u8],
+    ) -> std::io::Result<OwnedFd> {
         let license = CString::new("GPL").expect("no NUL");
         let func_info = function.func_info.func_info_bytes();
         let line_info = function.line_info.line_info_bytes();
-        let mut log = vec![0u8; 64 * 1024];
         // SAFETY: an all-zero bpf_attr is valid; the prog-load member is set below.
         let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
-        // SAFETY: writing plain integers into the prog-load member of the union.
+        // SAFETY: the prog-load member of a zeroed attr, plain integers.
         let load = unsafe { &mut attr.__bindgen_anon_3 };
         load.prog_type = bpf_prog_type::BPF_PROG_TYPE_TRACING as u32;
         load.expected_attach_type = match attach {
@@ -125,15 +152,12 @@ impl Loader {
                 load.line_info_rec_size = function.line_info_rec_size as u32;
             }
         }
-        load.log_level = 1;
-        load.log_buf = log.as_mut_ptr() as u64;
-        load.log_size = log.len() as u32;
-        sys_bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr).map_err(|e| {
-            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-            let text = String::from_utf8_lossy(&log[..end]);
-            let tail: Vec<&str> = text.lines().rev().take(6).collect();
-            program_err(name, format!("{e}: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | ")))
-        })
+        if !log.is_empty() {
+            load.log_level = 1;
+            load.log_buf = log.as_mut_ptr() as u64;
+            load.log_size = log.len() as u32;
+        }
+        sys_bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr)
     }
 }
 
@@ -154,7 +178,14 @@ pub fn attach_and_pin(program: &OwnedFd, pin: &Path) -> std::io::Result<()> {
     let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
     attr.__bindgen_anon_4.pathname = path.as_ptr() as u64;
     attr.__bindgen_anon_4.bpf_fd = link.as_raw_fd() as u32;
-    sys_bpf(bpf_cmd::BPF_OBJ_PIN, &mut attr)?;
+    // BPF_OBJ_PIN returns 0, not a descriptor.
+    // SAFETY: `attr` is a valid obj-pin attr whose path outlives the call.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_bpf, bpf_cmd::BPF_OBJ_PIN as libc::c_long, &mut attr, std::mem::size_of::<bpf_attr>())
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
     std::fs::rename(&staging, pin)
 }
 
@@ -166,7 +197,8 @@ fn load_btf(bytes: &[u8]) -> std::io::Result<OwnedFd> {
     sys_bpf(bpf_cmd::BPF_BTF_LOAD, &mut attr)
 }
 
-/// bpf(2) for the commands that return a new file descriptor.
+/// bpf(2) for the commands that return a new file descriptor (not
+/// BPF_OBJ_PIN, which returns 0).
 fn sys_bpf(command: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<OwnedFd> {
     // SAFETY: `attr` is a valid bpf_attr for `command`, its pointers live.
     let fd = unsafe {
@@ -203,12 +235,56 @@ const OBSERVE_ONLY: &[&str] = &["d_instantiate", "file_free_security"];
 /// mode, the mode is refused rather than reported as a loss.
 const ESSENTIAL: &[&str] = &["task_alloc", "bprm_check_security", "netlink_send", "rtnetlink_send"];
 
+/// Programs that read the earlier verdict from the slot after their hook's
+/// arguments: on a `security_*` function with more arguments that slot
+/// holds an argument, so they attach only where the arguments are the same.
+const READ_EARLIER_VERDICT: &[&str] = &[
+    "task_alloc",
+    "bprm_check_security",
+    "netlink_send",
+    "rtnetlink_send",
+    "socket_setsockopt",
+    "unix_stream_connect",
+    "unix_may_send",
+    "capable",
+    "file_open",
+    "file_permission",
+    "mmap_file",
+    "file_mprotect",
+];
+
 /// The kernel function `hook`'s programs attach to in this mode.
 fn security_function(hook: &str) -> String {
     match hook {
         "bprm_check_security" => "security_bprm_check".into(),
+        "file_free_security" => "security_file_free".into(),
         _ => format!("security_{hook}"),
     }
+}
+
+/// Why `program` cannot attach to `function` in place of its hook, if it
+/// cannot: the function must take the hook's arguments first, and exactly
+/// those if the program reads the slot after them.
+fn unattachable(
+    program: &str,
+    function: &str,
+    hook: Option<Vec<&str>>,
+    function_args: Option<Vec<&str>>,
+) -> Option<String> {
+    let Some(function_args) = function_args else {
+        return Some(format!("the kernel has no {function} to attach to"));
+    };
+    let hook = hook.unwrap_or_default();
+    let same_start = function_args.len() >= hook.len() && function_args[..hook.len()] == hook[..];
+    let exact_needed = READ_EARLIER_VERDICT.contains(&program);
+    if !same_start || (exact_needed && function_args.len() != hook.len()) {
+        return Some(format!(
+            "{function}({}) takes other arguments than the hook ({})",
+            function_args.join(", "),
+            hook.join(", ")
+        ));
+    }
+    None
 }
 
 /// Loads every LSM program as fmod_ret (or fentry) on its `security_*`
@@ -227,15 +303,12 @@ pub fn load_all(
             continue;
         }
         let function = security_function(program.hook);
-        let hook_arguments = kernel_btf.parameters(&format!("bpf_lsm_{}", program.hook)).map(|p| p.len());
-        let function_arguments = kernel_btf.parameters(&function).map(|p| p.len());
-        let unattachable = match function_arguments {
-            None => Some(format!("the kernel has no {function} to attach to")),
-            Some(n) if Some(n) != hook_arguments => {
-                Some(format!("{function} takes {n} arguments, the hook {}", hook_arguments.unwrap_or_default()))
-            }
-            Some(_) => None,
-        };
+        let unattachable = unattachable(
+            program.name,
+            &function,
+            kernel_btf.parameters(&format!("bpf_lsm_{}", program.hook)),
+            kernel_btf.parameters(&function),
+        );
         if let Some(why) = unattachable {
             if ESSENTIAL.contains(&program.name) {
                 return Err(program_err(program.name, why));
@@ -252,4 +325,23 @@ pub fn load_all(
         loaded.push((program.name, loader.load(program.name, id, attach)?));
     }
     Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_attaches_where_the_function_takes_its_hooks_arguments_first() {
+        let rename = vec!["old_dir", "old_dentry", "new_dir", "new_dentry"];
+        let security_rename = vec!["old_dir", "old_dentry", "new_dir", "new_dentry", "flags"];
+        assert_eq!(unattachable("inode_rename", "security_inode_rename", Some(rename), Some(security_rename)), None);
+        let mmap = vec!["file", "reqprot", "prot", "flags"];
+        let why = unattachable("mmap_file", "security_mmap_file", Some(mmap), Some(vec!["file", "prot", "flags"]));
+        assert!(why.unwrap().contains("takes other arguments"));
+        // One more argument moves the earlier verdict's slot.
+        let why = unattachable("capable", "security_capable", Some(vec!["a"]), Some(vec!["a", "b"]));
+        assert!(why.is_some());
+        assert!(unattachable("x", "security_x", Some(vec![]), None).unwrap().contains("no security_x"));
+    }
 }
