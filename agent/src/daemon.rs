@@ -1151,27 +1151,35 @@ async fn read_events(ring: aya::maps::RingBuf<aya::maps::MapData>, shared: Share
         // unread, for the next event that wakes it.
         guard.clear_ready();
         let ring = guard.get_inner_mut();
-        let mut batch = Vec::new();
+        // An event leaves the ring only once its record is written and
+        // fsynced (the item's drop releases it): a daemon killed in between
+        // reads it again after a restart. At least once: a kill between the
+        // fsync and the release records it twice.
         while let Some(item) = ring.next() {
-            // The two record types differ in size (asserted in warrant-common).
-            if item.len() == std::mem::size_of::<warrant_common::RuleContent>() {
-                // SAFETY: the kernel wrote a whole RuleContent (size checked).
-                let content = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<warrant_common::RuleContent>()) };
-                batch.push(Record::Content(Box::new(content)));
-            } else if item.len() >= std::mem::size_of::<Event>() {
-                // SAFETY: the kernel wrote a whole Event (size checked above).
-                batch.push(Record::Decision(Box::new(unsafe {
-                    std::ptr::read_unaligned(item.as_ptr().cast::<Event>())
-                })));
-            }
-        }
-        let mut state = shared.lock().expect("state lock");
-        for record in &batch {
-            match record {
+            let Some(record) = parse_record(&item) else { continue };
+            let mut state = shared.lock().expect("state lock");
+            match &record {
                 Record::Content(content) => state.on_rule_content(content),
                 Record::Decision(event) => state.on_event(event),
             }
+            drop(state);
+            drop(item);
         }
+    }
+}
+
+/// One item of the event ring. The two record types differ in size
+/// (asserted in warrant-common); anything else is skipped.
+fn parse_record(item: &[u8]) -> Option<Record> {
+    if item.len() == std::mem::size_of::<warrant_common::RuleContent>() {
+        // SAFETY: the kernel wrote a whole RuleContent (size checked).
+        let content = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<warrant_common::RuleContent>()) };
+        Some(Record::Content(Box::new(content)))
+    } else if item.len() >= std::mem::size_of::<Event>() {
+        // SAFETY: the kernel wrote a whole Event (size checked).
+        Some(Record::Decision(Box::new(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) })))
+    } else {
+        None
     }
 }
 
