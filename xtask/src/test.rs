@@ -74,7 +74,9 @@ pub fn run(tier: Tier, filters: &[String], kernels: &[Series], only_without_bpf_
         let kernel = boot.series.find().map(|p| p.display().to_string()).unwrap_or_else(|| "missing".into());
         println!("kernel tier on {} ({kernel}): {} passed, {} failed", boot.label(), c.passed, c.failed);
         ok &= report_problem(&format!("kernel tier on {}", boot.label()), report);
-        total += Counts { ignored: 0, ..c };
+        // A boot that broke off reported no count: it counts as one failure.
+        let broke_off = report.problem.is_some() && c.failed == 0;
+        total += Counts { ignored: 0, failed: c.failed + u64::from(broke_off), ..c };
     }
     ok &= total.failed == 0;
     let mut which = match tier {
@@ -228,6 +230,21 @@ fn kernel_tier_on(boot: Boot, warrant_bin: &Path, test_exe: &Path, filters: &[St
     let kernel_args = boot.without_bpf_lsm.then_some(LSM_WITHOUT_BPF);
     let status = match vm::run_in_vm_with(&script, &results, series, kernel_args) {
         Ok(status) => status,
+        // A guest that died mid-run (seen once on 6.12 under TCG, cause not
+        // yet known) is booted once more, loudly, its kernel log kept.
+        Err(err) if results.join("booted").exists() => {
+            let kept = results.join("dmesg-died.log");
+            let _ = std::fs::rename(results.join("dmesg.log"), &kept);
+            println!(
+                "kernel tier on {}: THE GUEST DIED MID-RUN ({err:#}); its kernel log is in {}; booting it once more",
+                boot.label(),
+                kept.display()
+            );
+            match vm::run_in_vm_with(&script, &results, series, kernel_args) {
+                Ok(status) => status,
+                Err(err) => return TierReport::failed_step(format!("the guest died twice: {err:#}")),
+            }
+        }
         Err(err) => return TierReport::failed_step(format!("{err:#}")),
     };
 
@@ -301,6 +318,8 @@ fn kernel_tier_script(
 {mounts}
 lsm=$(cat /sys/kernel/security/lsm 2>/dev/null || true)
 {lsm_check}
+# The kernel's log comes back to the host: a guest that dies leaves its last words.
+dmesg -w > {results}/dmesg.log 2>&1 &
 export WARRANT_BIN={warrant_bin} WARRANT_KERNEL_TIER=1 WARRANT_EXPECT_MODE={mode} RUST_BACKTRACE=1
 cd {repo}
 set -o pipefail
