@@ -14,6 +14,11 @@ pub fn build_warrant() -> Result<PathBuf> {
     built_executable(&["build", "-p", "warrant"], "warrant")
 }
 
+/// `cargo build --release -p PACKAGE`; returns the binary `target_name`.
+pub fn build_release(package: &str, target_name: &str) -> Result<PathBuf> {
+    built_executable(&["build", "--release", "-p", package], target_name)
+}
+
 /// Builds the `kernel` integration test of `warrant` without running it;
 /// returns the test executable.
 pub fn build_kernel_tests() -> Result<PathBuf> {

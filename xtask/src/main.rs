@@ -1,6 +1,8 @@
 //! Developer tasks for Warrant: toolchain setup, the test VM, both test
 //! tiers and the demo. Run as `cargo xtask <task>`.
 
+mod bench;
+mod bench_report;
 mod cargo;
 mod demo;
 mod kernels;
@@ -62,6 +64,25 @@ enum Task {
         #[arg(long)]
         only_without_bpf_lsm: bool,
     },
+    /// Measure Warrant's overhead in one VM boot: ratios against a baseline
+    /// with the programs detached, over interleaved rounds (not part of `test`).
+    Bench {
+        /// Guest kernel series.
+        #[arg(long, value_enum, default_value = "6.12")]
+        kernel: kernels::Series,
+        /// Interleaved rounds (pairs of baseline and measurement per figure).
+        #[arg(long, default_value_t = 9)]
+        rounds: u32,
+        /// Only these syscall loops (warrant-bench's names, e.g. open-close-read).
+        #[arg(long = "workload", value_name = "NAME")]
+        workloads: Vec<String>,
+        /// Also write the figures as JSON here.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Report on a recorded raw.jsonl (target/bench/raw.jsonl) instead of running.
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+    },
     /// Run xtask/demo.sh: on the host if BPF-LSM works here, else in the VM.
     Demo {
         /// Guest kernel series, when the demo runs in the VM.
@@ -101,6 +122,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let kernels = if kernels.is_empty() { kernels::ALL.to_vec() } else { kernels };
             let all_passed = test::run(tier, &filters, &kernels, only_without_bpf_lsm)?;
             Ok(if all_passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Task::Bench { kernel, rounds, workloads, json, from } => {
+            bench::run(&bench::Options { kernel, rounds, workloads, json, from })?;
+            Ok(ExitCode::SUCCESS)
         }
         Task::Demo { kernel } => demo::run(kernel).map(process::exit_code),
     }

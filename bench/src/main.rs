@@ -1,0 +1,95 @@
+//! `warrant-bench`: the guest side of `cargo xtask bench`. `run` starts a
+//! daemon, applies policies/bench.toml and prints one JSON line per
+//! measurement; `loop` and `time` are what it runs, as a subject or not.
+
+mod orchestrate;
+mod workloads;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use workloads::Workload;
+
+#[derive(Parser)]
+#[command(name = "warrant-bench", about = "Warrant's benchmark harness (run by `cargo xtask bench` in the VM)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a daemon, measure everything, print JSON lines (root, BPF-LSM).
+    Run {
+        /// The `warrant` binary.
+        #[arg(long)]
+        warrant: PathBuf,
+        /// The repository (for policies/).
+        #[arg(long)]
+        repo: PathBuf,
+        /// Interleaved rounds (each: one baseline and one measured sample per figure).
+        #[arg(long, default_value_t = 9)]
+        rounds: u32,
+        /// Only these workloads (default: all).
+        #[arg(long = "workload", value_enum)]
+        workloads: Vec<Workload>,
+    },
+    /// Time `iterations` of one syscall loop; prints `ns_per_op N`.
+    Loop {
+        #[arg(value_enum)]
+        workload: Workload,
+        #[arg(long)]
+        iterations: u64,
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long)]
+        socket: PathBuf,
+    },
+    /// Run a command and print its wall time as `ns N`; fails if it fails.
+    Time {
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("warrant-bench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run { warrant, repo, rounds, workloads } => {
+            let workloads = if workloads.is_empty() { Workload::ALL.to_vec() } else { workloads };
+            orchestrate::run(&orchestrate::Setup { warrant, repo, rounds, workloads })
+        }
+        Command::Loop { workload, iterations, file, socket } => {
+            let elapsed = workloads::run(workload, iterations, &file, &socket)
+                .with_context(|| format!("{} on {}", workload.name(), file.display()))?;
+            println!("ns_per_op {}", elapsed.as_nanos() as f64 / iterations as f64);
+            Ok(())
+        }
+        Command::Time { command } => {
+            let start = Instant::now();
+            let status = std::process::Command::new(&command[0])
+                .args(&command[1..])
+                .status()
+                .with_context(|| format!("cannot run {}", command[0]))?;
+            let elapsed = start.elapsed();
+            if !status.success() {
+                bail!("{command:?} failed ({status})");
+            }
+            println!("ns {}", elapsed.as_nanos());
+            Ok(())
+        }
+    }
+}

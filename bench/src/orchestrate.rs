@@ -1,0 +1,289 @@
+//! One bench run in one boot: a daemon under policies/bench.toml, then
+//! interleaved rounds. Each round measures every workload with the programs
+//! detached (the baseline) and attached, as a non-subject, as a subject and,
+//! for file workloads, as a subject on a protected file it may write; the
+//! order of the baseline and the rest alternates. Then the firewall path:
+//! `nft -f` of 1..200 rules, as a subject and not.
+//!
+//! Output: one JSON object per line on stdout (xtask turns them into the
+//! table); progress on stderr.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use warrant::kernel::links;
+
+use crate::workloads::Workload;
+
+pub struct Setup {
+    pub warrant: PathBuf,
+    pub repo: PathBuf,
+    pub rounds: u32,
+    pub workloads: Vec<Workload>,
+}
+
+const DIR: &str = "/run/warrant-bench";
+/// What one measured loop should last under the emulated CPU.
+const LOOP_TARGET: Duration = Duration::from_millis(300);
+/// Rule counts per `nft -f`. The kernel side decides batches of up to 255
+/// actions and refuses longer ones whole (README, limits), hence 200.
+const NFT_BATCHES: [u32; 4] = [1, 10, 100, 200];
+
+struct Bench<'a> {
+    setup: &'a Setup,
+    dir: PathBuf,
+    config: PathBuf,
+    me: PathBuf,
+    daemon: Child,
+}
+
+pub fn run(setup: &Setup) -> Result<()> {
+    let dir = PathBuf::from(DIR);
+    let _ = std::fs::remove_dir_all(&dir);
+    for sub in ["plain", "protected"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+        std::fs::write(dir.join(sub).join("data"), vec![0u8; 4096])?;
+    }
+    let config = dir.join("warrant.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{d}/state\"\nsocket = \"{d}/run/warrant.sock\"\naudit_log = \"{d}/audit.jsonl\"\n\
+             trusted_keys = [\"{k}\"]\nhost = \"vm-bench\"\nbundle_dir = \"{d}/bundles.d\"\ninbox_dir = \"{d}/inbox\"\n",
+            d = dir.display(),
+            k = setup.repo.join("policies/demo-keys/security-team.key.pub").display()
+        ),
+    )?;
+    // The socket UnixConnect connects to, accepted and dropped for the whole run.
+    let listener = std::os::unix::net::UnixListener::bind(dir.join("bench.sock"))?;
+    std::thread::spawn(move || listener.incoming().for_each(drop));
+
+    let started = Instant::now();
+    let daemon = Command::new(&setup.warrant)
+        .arg("--config")
+        .arg(&config)
+        .arg("daemon")
+        .stdout(std::fs::File::create(dir.join("daemon.log"))?)
+        .stderr(std::fs::File::create(dir.join("daemon.err"))?)
+        .spawn()
+        .context("cannot start the daemon")?;
+    let me = std::env::current_exe()?;
+    let mut bench = Bench { setup, dir, config, me, daemon };
+    bench.wait_until_answering(started)?;
+    emit(json!({"kind": "daemon_start", "ms": started.elapsed().as_secs_f64() * 1e3}));
+    bench.apply_policy()?;
+    for (program, info) in links::pinned_programs()? {
+        emit(json!({"kind": "verifier", "program": program, "instructions": info.verified_instruction_count()}));
+    }
+    emit(json!({"kind": "rss", "when": "idle", "kib": bench.daemon_rss_kib()?}));
+
+    let iterations = bench.calibrate()?;
+    for round in 0..setup.rounds {
+        eprintln!("warrant-bench: round {} of {}", round + 1, setup.rounds);
+        bench.workload_round(round, &iterations)?;
+    }
+    bench.nft_rounds()?;
+    emit(json!({"kind": "rss", "when": "after load", "kib": bench.daemon_rss_kib()?}));
+    let _ = bench.daemon.kill();
+    let _ = bench.daemon.wait();
+    Ok(())
+}
+
+fn emit(value: serde_json::Value) {
+    println!("{value}");
+}
+
+impl Bench<'_> {
+    fn warrant(&self) -> Command {
+        let mut command = Command::new(&self.setup.warrant);
+        command.arg("--config").arg(&self.config);
+        command
+    }
+
+    fn warrant_ok(&self, args: &[&str]) -> Result<()> {
+        let out = self.warrant().args(args).output()?;
+        if !out.status.success() {
+            bail!("warrant {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(())
+    }
+
+    fn wait_until_answering(&mut self, started: Instant) -> Result<()> {
+        loop {
+            if self.warrant().arg("status").stdout(Stdio::null()).stderr(Stdio::null()).status()?.success() {
+                return Ok(());
+            }
+            if let Some(status) = self.daemon.try_wait()? {
+                let log = std::fs::read_to_string(self.dir.join("daemon.err")).unwrap_or_default();
+                bail!("the daemon exited ({status}): {log}");
+            }
+            if started.elapsed() > Duration::from_secs(600) {
+                bail!("the daemon did not answer within 10 minutes");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn apply_policy(&self) -> Result<()> {
+        let policy = self.setup.repo.join("policies/bench.toml");
+        let key = self.setup.repo.join("policies/demo-keys/security-team.key");
+        let bundle = self.dir.join("bench.bundle");
+        let path = |p: &Path| p.to_str().unwrap_or_default().to_owned();
+        self.warrant_ok(&["policy", "sign", &path(&policy), "--key", &path(&key), "--out", &path(&bundle)])?;
+        let started = Instant::now();
+        self.warrant_ok(&["policy", "apply", &path(&bundle)])?;
+        emit(json!({"kind": "policy_apply_cli", "ms": started.elapsed().as_secs_f64() * 1e3}));
+        Ok(())
+    }
+
+    fn daemon_rss_kib(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.daemon.id()))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .context("no VmRSS in the daemon's status")
+    }
+
+    /// Iterations per workload for a loop of about LOOP_TARGET.
+    fn calibrate(&self) -> Result<Vec<(Workload, u64)>> {
+        let mut iterations = Vec::new();
+        for &workload in &self.setup.workloads {
+            let probe = 100;
+            let ns = self.sample(workload, probe, false, &self.file(false))?;
+            let wanted = (LOOP_TARGET.as_nanos() as f64 / ns.max(1.0)) as u64;
+            iterations.push((workload, wanted.clamp(probe, 2_000_000)));
+        }
+        Ok(iterations)
+    }
+
+    fn file(&self, protected: bool) -> PathBuf {
+        self.dir.join(if protected { "protected" } else { "plain" }).join("data")
+    }
+
+    /// Every workload once detached (the baseline) and once attached, the
+    /// programs detached and attached again around each baseline sample so
+    /// that a pair is measured close together; which comes first alternates.
+    fn workload_round(&self, round: u32, iterations: &[(Workload, u64)]) -> Result<()> {
+        for (index, &(workload, n)) in iterations.iter().enumerate() {
+            let baseline = || -> Result<()> {
+                let started = Instant::now();
+                let detached = links::detach_all()?;
+                let detach_ms = started.elapsed().as_secs_f64() * 1e3;
+                let result = self.sample(workload, n, false, &self.file(false));
+                let started = Instant::now();
+                detached.attach_again()?;
+                let attach_ms = started.elapsed().as_secs_f64() * 1e3;
+                self.record(round, workload, "detached", result?);
+                emit(json!({"kind": "toggle", "detach_ms": detach_ms, "attach_ms": attach_ms}));
+                Ok(())
+            };
+            let attached = || -> Result<()> {
+                self.record(round, workload, "attached", self.sample(workload, n, false, &self.file(false))?);
+                self.record(round, workload, "subject", self.sample(workload, n, true, &self.file(false))?);
+                if workload.uses_file() {
+                    let ns = self.sample(workload, n, true, &self.file(true))?;
+                    self.record(round, workload, "subject_protected", ns);
+                }
+                Ok(())
+            };
+            if (round as usize + index).is_multiple_of(2) {
+                baseline()?;
+                attached()?;
+            } else {
+                attached()?;
+                baseline()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn record(&self, round: u32, workload: Workload, state: &str, ns_per_op: f64) {
+        emit(
+            json!({"kind": "sample", "workload": workload.name(), "state": state, "round": round, "ns_per_op": ns_per_op}),
+        );
+    }
+
+    /// One loop in a fresh process, as a subject of `bench` or not.
+    fn sample(&self, workload: Workload, iterations: u64, subject: bool, file: &Path) -> Result<f64> {
+        let args: Vec<String> = vec![
+            "loop".into(),
+            workload.name(),
+            "--iterations".into(),
+            iterations.to_string(),
+            "--file".into(),
+            file.display().to_string(),
+            "--socket".into(),
+            self.dir.join("bench.sock").display().to_string(),
+        ];
+        let output = self.maybe_subject(subject, &args).output()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        match text.trim().strip_prefix("ns_per_op ").and_then(|n| n.parse().ok()) {
+            Some(ns) if output.status.success() => Ok(ns),
+            _ => bail!(
+                "{} ({}): {}",
+                workload.name(),
+                if subject { "subject" } else { "not a subject" },
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        }
+    }
+
+    /// `warrant-bench ARGS`, through `warrant run --profile bench` if `subject`.
+    fn maybe_subject(&self, subject: bool, args: &[String]) -> Command {
+        if subject {
+            let mut command = self.warrant();
+            command.args(["run", "--profile", "bench", "--"]).arg(&self.me).args(args.iter());
+            command
+        } else {
+            let mut command = Command::new(&self.me);
+            command.args(args.iter());
+            command
+        }
+    }
+
+    /// `nft -f` of NFT_BATCHES rules into a chain the bench profile may
+    /// add to, timed by `warrant-bench time` (so `warrant run` is not in it).
+    fn nft_rounds(&self) -> Result<()> {
+        let nft = |args: &[&str]| -> Result<()> {
+            let out = Command::new("nft").args(args).output().context("nft is installed")?;
+            if !out.status.success() {
+                bail!("nft {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
+            }
+            Ok(())
+        };
+        let _ = Command::new("nft").args(["delete", "table", "inet", "bench"]).output();
+        nft(&["add", "table", "inet", "bench"])?;
+        nft(&["add", "chain", "inet", "bench", "c"])?;
+        for &batch in &NFT_BATCHES {
+            let rules: String = (0..batch)
+                .map(|i| {
+                    format!("add rule inet bench c ip saddr 10.{}.{}.{} counter\n", i >> 16, (i >> 8) & 255, i & 255)
+                })
+                .collect();
+            std::fs::write(self.dir.join(format!("rules-{batch}.nft")), rules)?;
+        }
+        for round in 0..self.setup.rounds {
+            eprintln!("warrant-bench: nft round {} of {}", round + 1, self.setup.rounds);
+            for &batch in &NFT_BATCHES {
+                let file = self.dir.join(format!("rules-{batch}.nft")).display().to_string();
+                let order = if round.is_multiple_of(2) { [false, true] } else { [true, false] };
+                for subject in order {
+                    nft(&["flush", "chain", "inet", "bench", "c"])?;
+                    let args: Vec<String> = vec!["time".into(), "--".into(), "nft".into(), "-f".into(), file.clone()];
+                    let output = self.maybe_subject(subject, &args).output()?;
+                    let text = String::from_utf8_lossy(&output.stdout);
+                    let Some(ns) = text.trim().strip_prefix("ns ").and_then(|n| n.parse::<f64>().ok()) else {
+                        bail!("nft -f {batch} rules: {}", String::from_utf8_lossy(&output.stderr).trim());
+                    };
+                    let state = if subject { "subject" } else { "not_subject" };
+                    emit(json!({"kind": "nft", "batch": batch, "state": state, "round": round, "ns": ns}));
+                }
+            }
+        }
+        nft(&["delete", "table", "inet", "bench"])
+    }
+}

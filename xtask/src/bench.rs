@@ -1,0 +1,68 @@
+//! `cargo xtask bench`: builds release binaries, runs warrant-bench in one
+//! VM boot, and prints the ratios (bench_report). Not part of `xtask test`:
+//! figures are read by people, never asserted on.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+use crate::bench_report;
+use crate::kernels::Series;
+use crate::paths::{fresh_dir, repo_root, target_dir};
+use crate::process::shell_quote;
+use crate::{cargo, setup, vm};
+
+pub struct Options {
+    pub kernel: Series,
+    pub rounds: u32,
+    pub workloads: Vec<String>,
+    pub json: Option<PathBuf>,
+    /// Report on a recorded raw.jsonl instead of running.
+    pub from: Option<PathBuf>,
+}
+
+pub fn run(options: &Options) -> Result<()> {
+    let raw_text = match &options.from {
+        Some(file) => std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?,
+        None => run_in_vm(options)?,
+    };
+    let raw = bench_report::parse(&raw_text)?;
+    let report = bench_report::report(&raw);
+    println!("\n{}", report.table);
+    println!("bench: {} figures miss their targets (figures are read, not asserted)", report.misses.len());
+    if let Some(path) = &options.json {
+        let text = serde_json::to_string_pretty(&report.json)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+        println!("bench: wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn run_in_vm(options: &Options) -> Result<String> {
+    setup::run(setup::Mode::Install)?;
+    let warrant = cargo::build_release("warrant", "warrant")?;
+    let bench = cargo::build_release("warrant-bench", "warrant-bench")?;
+    let rwdir = fresh_dir(&target_dir().join("bench"))?;
+    let q = |p: &std::path::Path| shell_quote(&p.to_string_lossy());
+    let workloads: String = options.workloads.iter().map(|w| format!(" --workload {}", shell_quote(w))).collect();
+    let script = format!(
+        "{mounts}\nuname -r > {rw}/kernel\n{bench} run --warrant {warrant} --repo {repo} --rounds {rounds}{workloads} > {rw}/raw.jsonl\n",
+        mounts = vm::GUEST_MOUNTS,
+        rw = q(&rwdir),
+        bench = q(&bench),
+        warrant = q(&warrant),
+        repo = q(&repo_root()),
+        rounds = options.rounds,
+    );
+    let status = vm::run_in_vm(&script, &rwdir, options.kernel)?;
+    if !status.success() {
+        bail!("warrant-bench failed in the VM ({status}); its output is above, its daemon's log in the guest's /run");
+    }
+    let kernel = std::fs::read_to_string(rwdir.join("kernel")).unwrap_or_default();
+    println!(
+        "bench: kernel {} (emulated CPU, qemu TCG, 2 vCPUs); raw output in {}",
+        kernel.trim(),
+        rwdir.join("raw.jsonl").display()
+    );
+    std::fs::read_to_string(rwdir.join("raw.jsonl")).context("the bench wrote no raw.jsonl")
+}
