@@ -431,8 +431,11 @@ pub struct KernelOffsets {
     pub harmless_load_ids: u32,
     /// `struct task_struct, pid` (pid_t): a thread's id.
     pub task_struct_pid: u32,
+    /// `struct unix_sock, path` plus `struct path, dentry`: the socket
+    /// file a named socket was bound to (NULL for abstract and unnamed).
+    pub unix_sock_path_dentry: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 144);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 148);
 
 /// Files under /proc (sysctls) have no stable inode numbers: procfs makes
 /// new ones as it pleases. There, protection goes by path instead: a

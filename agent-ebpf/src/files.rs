@@ -16,15 +16,18 @@
 //! disk writes would go around every check here.
 //!
 //! Cost: a non-subject pays one map lookup per hook (the subject marker, or
-//! the parent directory in `d_instantiate`, or the open-file entry when a
-//! file is freed); a subject pays one PROTECTED lookup per open and write on
-//! an unprotected file.
+//! the parent directory in `d_instantiate`); freeing a file costs one array
+//! read while no subject holds a protected file open for writing. A subject
+//! pays one PROTECTED lookup per open and write on an unprotected file. No
+//! program runs on `inode_permission`, which every path walk passes once
+//! per component: Warrant's own socket is refused in `ipc` instead.
 
 use aya_ebpf::{EbpfContext as _, helpers::generated::bpf_probe_read_kernel_str, macros::lsm, programs::LsmContext};
 use warrant_common::{FileKey, NAME_LEN, PROTECTED_ANCESTOR, ProtectedEntry, SELF_TREE, Subject, action, proc_path};
 
 use crate::{
-    maps::{PROC_TREES, PROTECTED, WRITABLE_FILES, kernel_offsets},
+    atomics,
+    maps::{PROC_TREES, PROTECTED, WRITABLE_COUNT, WRITABLE_FILES, kernel_offsets},
     policy::{decide_action, read_kernel},
     selfprotect, subjects,
 };
@@ -58,7 +61,7 @@ pub fn inode_key(inode: *const u8) -> Option<FileKey> {
 
 /// `inode`'s key and tree, if it is protected.
 #[inline(always)]
-fn protected(inode: *const u8) -> Option<(FileKey, u32)> {
+pub(crate) fn protected(inode: *const u8) -> Option<(FileKey, u32)> {
     let (key, entry) = protected_entry(inode)?;
     (entry.flags & PROTECTED_ANCESTOR == 0).then_some((key, entry.tree))
 }
@@ -195,27 +198,6 @@ fn check_write_through(file: *const u8) -> i32 {
     decide_file(&subject, action::FILE_WRITE, key, tree)
 }
 
-/// Write permission on Warrant's own inodes. Connecting to a unix socket by
-/// path asks for it (`unix_find_bsd`), so a subject never reaches the
-/// control socket, however it got there: the daemon's check of the caller's
-/// pid could be raced (a child connects and exits, and its pid is no
-/// subject's any more). Everyone else pays one mask test.
-#[lsm(hook = "inode_permission")]
-pub fn inode_permission(ctx: LsmContext) -> i32 {
-    let mask: i32 = ctx.arg(1);
-    if mask & MAY_WRITE == 0 {
-        return 0;
-    }
-    let Some(subject) = subjects::current() else {
-        return 0;
-    };
-    let inode: *const u8 = ctx.arg(0);
-    match protected(inode) {
-        Some((_, SELF_TREE)) => selfprotect::refuse(&subject, action::SELF_FILES),
-        _ => 0,
-    }
-}
-
 #[lsm(hook = "file_open")]
 pub fn file_open(ctx: LsmContext) -> i32 {
     let earlier_verdict: i32 = ctx.arg(1);
@@ -248,8 +230,13 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     };
     let verdict = decide_file(&subject, action::FILE_WRITE, key, tree);
     // Remember the allowed open so its writes (and an O_TRUNC) are not charged again.
-    if verdict == 0 && WRITABLE_FILES.insert(&(file as u64), &0, 0).is_err() {
-        return -1;
+    if verdict == 0 {
+        if WRITABLE_FILES.insert(&(file as u64), &0, 0).is_err() {
+            return -1;
+        }
+        if let Some(count) = WRITABLE_COUNT.get_ptr_mut(0) {
+            atomics::fetch_add(count, 1);
+        }
     }
     verdict
 }
@@ -306,8 +293,16 @@ pub fn file_mprotect(ctx: LsmContext) -> i32 {
 
 #[lsm(hook = "file_free_security")]
 pub fn file_free_security(ctx: LsmContext) -> i32 {
+    let Some(count) = WRITABLE_COUNT.get_ptr_mut(0) else {
+        return 0;
+    };
+    if atomics::load(count) == 0 {
+        return 0;
+    }
     let file: *const u8 = ctx.arg(0);
-    let _ = WRITABLE_FILES.remove(&(file as u64));
+    if WRITABLE_FILES.remove(&(file as u64)).is_ok() {
+        atomics::fetch_add(count, u64::MAX);
+    }
     0
 }
 

@@ -7,12 +7,13 @@
 //! are not actions: both ends already belong to whoever made them.
 
 use aya_ebpf::{helpers::generated::bpf_probe_read_kernel, macros::lsm, programs::LsmContext};
-use warrant_common::{NAME_LEN, Subject, TargetKey, action};
+use warrant_common::{NAME_LEN, SELF_TREE, Subject, TargetKey, action};
 
 use crate::{
+    files,
     maps::kernel_offsets,
     policy::{decide_with, read_kernel},
-    subjects,
+    selfprotect, subjects,
 };
 
 const EPERM: i32 = 1;
@@ -52,10 +53,19 @@ pub fn unix_may_send(ctx: LsmContext) -> i32 {
 }
 
 /// Decides `ipc.connect` on the name of the unix socket `other` (a
-/// `struct sock`); unnamed sockets pass.
+/// `struct sock`); unnamed sockets pass. A socket file of Warrant's own
+/// (the control socket) is refused whatever the policy says: the daemon's
+/// check of its caller's pid could be raced (a child connects and exits).
 #[inline(always)]
 fn decide_connect(subject: &Subject, other: *const u8) -> i32 {
     let offsets = kernel_offsets();
+    let dentry = read_kernel::<u64>(other, offsets.unix_sock_path_dentry).unwrap_or(0) as *const u8;
+    if !dentry.is_null() {
+        let inode = read_kernel::<u64>(dentry, offsets.dentry_d_inode).unwrap_or(0) as *const u8;
+        if let Some((_, SELF_TREE)) = files::protected(inode) {
+            return selfprotect::refuse(subject, action::SELF_FILES);
+        }
+    }
     let Some(addr) = read_kernel::<u64>(other, offsets.unix_sock_addr) else {
         return -EPERM;
     };

@@ -101,6 +101,13 @@ pub static PROC_TREES: HashMap<u64, u32> = HashMap::with_max_entries(256, 0);
 #[map]
 pub static WRITABLE_FILES: HashMap<u64, u64> = HashMap::with_max_entries(8192, 0);
 
+/// How many entries WRITABLE_FILES may hold (at least as many as it does):
+/// `file_free_security` runs for every file any process frees, and skips
+/// the hash delete while this is 0, as it is on a host whose subjects hold
+/// no protected file open for writing. Not pinned, like WRITABLE_FILES.
+#[map]
+pub static WRITABLE_COUNT: Array<u64> = Array::with_max_entries(1, 0);
+
 #[map]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
@@ -204,6 +211,7 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     harmless_read_ids: 0,
     harmless_load_ids: 0,
     task_struct_pid: 0,
+    unix_sock_path_dentry: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

@@ -109,7 +109,7 @@ fn mark(task: *mut task_struct, profile_id: u32, kind: u32) -> bool {
 
 /// `struct bpf_iter__task`: a task iterator program's context.
 #[repr(C)]
-struct TaskIteratorContext {
+pub(crate) struct TaskIteratorContext {
     meta: *const IteratorMeta,
     /// NULL once the walk is over.
     task: *mut task_struct,

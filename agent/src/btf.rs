@@ -280,6 +280,7 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         harmless_read_ids: enumerator_bits(btf, "kernel_read_file_id", &["READING_FIRMWARE"])?,
         harmless_load_ids: enumerator_bits(btf, "kernel_load_data_id", &["LOADING_FIRMWARE"])?,
         task_struct_pid: btf.member_offset("task_struct", "pid")?,
+        unix_sock_path_dentry: btf.member_offset("unix_sock", "path")? + btf.member_offset("path", "dentry")?,
     })
 }
 

@@ -1,8 +1,8 @@
 //! The control socket: one JSON request and one JSON response per
 //! connection. The socket is root-only (0600 in a 0700 directory), and a
 //! subject cannot connect to it at all: it is one of Warrant's own files,
-//! and the kernel refuses subjects write permission on those
-//! (`inode_permission`). The daemon also refuses every request but
+//! and the kernel refuses a subject's connect to a socket bound to one of
+//! those (agent-ebpf's `ipc`). The daemon also refuses every request but
 //! `status` from a caller whose pid is a subject's.
 
 use std::{

@@ -57,7 +57,6 @@ pub const LSM_PROGRAMS: &[LsmProgram] = &[
     required("inode_rename"),
     required("capable"),
     required("d_instantiate"),
-    required("inode_permission"),
     required("file_open"),
     required("file_permission"),
     required("mmap_file"),

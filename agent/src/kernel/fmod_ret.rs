@@ -62,20 +62,18 @@ impl Loader {
             }
             None => None,
         };
-        let mut fds: Vec<(String, RawFd)> = Vec::new();
+        // relocate_maps needs `object` mutably, so the definitions are cloned out.
+        let mut maps: Vec<(String, RawFd, aya_obj::Map)> = Vec::new();
         for (name, map) in ebpf.maps() {
             let fd =
                 map_fd(map).ok_or_else(|| object_err(format!("map {name} has a type this loader does not know")))?;
-            fds.push((name.to_owned(), fd));
+            if let Some(definition) = object.maps.get(name) {
+                maps.push((name.to_owned(), fd, definition.clone()));
+            }
         }
         let text_sections = object.functions.keys().map(|(section, _)| *section).collect();
-        let maps: Vec<(&str, RawFd, &aya_obj::Map)> =
-            fds.iter().filter_map(|(name, fd)| object.maps.get(name).map(|map| (name.as_str(), *fd, map))).collect();
-        // relocate_maps needs `object` mutably while `maps` borrows its maps: clone them.
-        let owned: Vec<(String, RawFd, aya_obj::Map)> =
-            maps.into_iter().map(|(n, fd, m)| (n.to_owned(), fd, m.clone())).collect();
         object
-            .relocate_maps(owned.iter().map(|(n, fd, m)| (n.as_str(), *fd, m)), &text_sections)
+            .relocate_maps(maps.iter().map(|(n, fd, m)| (n.as_str(), *fd, m)), &text_sections)
             .map_err(|e| object_err(e.to_string()))?;
         object.relocate_calls(&text_sections).map_err(|e| object_err(e.to_string()))?;
         object.sanitize_functions(features);
@@ -298,8 +296,7 @@ pub fn load_all(
 ) -> Result<Vec<(&'static str, OwnedFd)>, KernelError> {
     let mut loaded = Vec::new();
     for program in LSM_PROGRAMS {
-        if !program.present(kernel_btf) {
-            missing.push(program.missing().ok_or(KernelError::MissingHook(program.hook))?);
+        if !super::hook_present(program, kernel_btf, missing)? {
             continue;
         }
         let function = security_function(program.hook);

@@ -21,10 +21,11 @@ use warrant_common::{
 };
 
 use crate::btf::{self, KernelBtf};
-use crate::hooks::{LSM_PROGRAMS, MissingHook, TRACING_PROGRAMS};
+use crate::hooks::{LSM_PROGRAMS, LsmProgram, MissingHook, TRACING_PROGRAMS};
 use crate::pins;
 
 mod fmod_ret;
+pub mod links;
 mod subjects;
 pub use subjects::{pinned_subject_profile, raw_subject_profile};
 
@@ -251,41 +252,36 @@ impl Kernel {
     /// previous daemon's: tracing programs first, then the LSM programs in
     /// their order.
     fn attach_programs(&mut self, links: &Path) -> Result<(), KernelError> {
+        let mut pinned: Vec<&str> = Vec::new();
         for &(name, _) in TRACING_PROGRAMS {
-            let program_err = |reason: String| KernelError::Program { program: name, reason };
-            let link = match self.ebpf.program_mut(name).ok_or_else(|| program_err("missing".into()))? {
+            let link = match self.ebpf.program_mut(name).ok_or_else(|| program_err(name, "missing".into()))? {
                 Program::FEntry(program) => program.attach().and_then(|id| program.take_link(id)).map(FdLink::from),
                 Program::FExit(program) => program.attach().and_then(|id| program.take_link(id)).map(FdLink::from),
                 Program::BtfTracePoint(program) => {
                     program.attach().and_then(|id| program.take_link(id)).map(FdLink::from)
                 }
-                _ => return Err(program_err("is not an fentry, fexit or BTF tracepoint program".into())),
+                _ => return Err(program_err(name, "is not an fentry, fexit or BTF tracepoint program".into())),
             };
-            pin_link_in_place(link.map_err(|e| program_err(error_chain(&e)))?, &links.join(name))?;
+            pin_link_in_place(link.map_err(|e| program_err(name, error_chain(&e)))?, &links.join(name))?;
+            pinned.push(name);
         }
         for (name, program) in &self.modify_return {
             fmod_ret::attach_and_pin(program, &links.join(name))
                 .map_err(|e| KernelError::Program { program: name, reason: format!("attaching: {e}") })?;
-        }
-        if self.mode != Mode::BpfLsm {
-            return Ok(());
+            pinned.push(name);
         }
         for lsm_program in LSM_PROGRAMS {
             let name = lsm_program.name;
-            if self.missing_hooks.iter().any(|m| m.hook == lsm_program.hook) {
+            if self.mode != Mode::BpfLsm || self.missing_hooks.iter().any(|m| m.hook == lsm_program.hook) {
                 continue;
             }
-            let program_err = |reason: String| KernelError::Program { program: name, reason };
-            let program: &mut Lsm = self
-                .ebpf
-                .program_mut(name)
-                .ok_or_else(|| program_err("missing".into()))?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| program_err(e.to_string()))?;
-            let link_id = program.attach().map_err(|e| program_err(error_chain(&e)))?;
-            let link = program.take_link(link_id).map_err(|e| program_err(error_chain(&e)))?;
+            let program: &mut Lsm = typed_program(&mut self.ebpf, name)?;
+            let link_id = program.attach().map_err(|e| program_err(name, error_chain(&e)))?;
+            let link = program.take_link(link_id).map_err(|e| program_err(name, error_chain(&e)))?;
             pin_link_in_place(FdLink::from(link), &links.join(name))?;
+            pinned.push(name);
         }
+        remove_stale_links(links, &pinned);
         Ok(())
     }
 
@@ -464,45 +460,61 @@ fn load_programs(
     with_lsm: bool,
 ) -> Result<Vec<MissingHook>, KernelError> {
     for &(name, function) in TRACING_PROGRAMS {
-        let program_err = |reason: String| KernelError::Program { program: name, reason };
-        let loaded = match ebpf.program_mut(name).ok_or_else(|| program_err("missing from the object".into()))? {
+        let loaded = match ebpf.program_mut(name).ok_or_else(|| program_err(name, "missing from the object".into()))? {
             Program::FEntry(program) => program.load(function, btf),
             Program::FExit(program) => program.load(function, btf),
             Program::BtfTracePoint(program) => program.load(function, btf),
-            _ => return Err(program_err("is not an fentry, fexit or BTF tracepoint program".into())),
+            _ => return Err(program_err(name, "is not an fentry, fexit or BTF tracepoint program".into())),
         };
-        loaded.map_err(|e| program_err(error_chain(&e)))?;
+        loaded.map_err(|e| program_err(name, error_chain(&e)))?;
     }
     let mut missing_hooks = Vec::new();
     for lsm_program in LSM_PROGRAMS.iter().filter(|_| with_lsm) {
         let name = lsm_program.name;
-        if !lsm_program.present(kernel_btf) {
-            let missing = lsm_program.missing().ok_or(KernelError::MissingHook(lsm_program.hook))?;
-            tracing::warn!(hook = lsm_program.hook, "{}", missing.effect);
-            missing_hooks.push(missing);
+        if !hook_present(lsm_program, kernel_btf, &mut missing_hooks)? {
             continue;
         }
-        let program_err = |reason: String| KernelError::Program { program: name, reason };
-        let program: &mut Lsm = ebpf
-            .program_mut(name)
-            .ok_or_else(|| program_err("missing from the object".into()))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| program_err(e.to_string()))?;
-        program.load(lsm_program.hook, btf).map_err(|e| program_err(error_chain(&e)))?;
+        let program: &mut Lsm = typed_program(ebpf, name)?;
+        program.load(lsm_program.hook, btf).map_err(|e| program_err(name, error_chain(&e)))?;
         // The verifier's budget is 1M processed instructions a program:
         // the log shows how much of it each one used on this kernel.
         if let Some(count) = program.info().ok().and_then(|info| info.verified_instruction_count()) {
             tracing::debug!(program = name, verified_instructions = count, budget = 1_000_000, "loaded");
         }
     }
-    let program_err = |reason: String| KernelError::Program { program: "mark_threads", reason };
-    let mark_threads: &mut Iter = ebpf
-        .program_mut("mark_threads")
-        .ok_or_else(|| program_err("missing from the object".into()))?
-        .try_into()
-        .map_err(|e: aya::programs::ProgramError| program_err(e.to_string()))?;
-    mark_threads.load("task", btf).map_err(|e| program_err(error_chain(&e)))?;
+    let mark_threads: &mut Iter = typed_program(ebpf, "mark_threads")?;
+    mark_threads.load("task", btf).map_err(|e| program_err("mark_threads", error_chain(&e)))?;
     Ok(missing_hooks)
+}
+
+fn program_err(program: &'static str, reason: String) -> KernelError {
+    KernelError::Program { program, reason }
+}
+
+/// Program `name` of the object, as the program type `T` it must be.
+fn typed_program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, KernelError>
+where
+    &'a mut T: TryFrom<&'a mut Program, Error = aya::programs::ProgramError>,
+{
+    let program = ebpf.program_mut(name).ok_or_else(|| program_err(name, "missing from the object".into()))?;
+    program.try_into().map_err(|e: aya::programs::ProgramError| program_err(name, e.to_string()))
+}
+
+/// Whether `program`'s hook is in this kernel. If not, what its absence
+/// costs is logged and added to `missing`, or, for a hook Warrant cannot do
+/// without, the error.
+fn hook_present(
+    program: &LsmProgram,
+    kernel_btf: &KernelBtf,
+    missing: &mut Vec<MissingHook>,
+) -> Result<bool, KernelError> {
+    if program.present(kernel_btf) {
+        return Ok(true);
+    }
+    let absent = program.missing().ok_or(KernelError::MissingHook(program.hook))?;
+    tracing::warn!(hook = program.hook, "{}", absent.effect);
+    missing.push(absent);
+    Ok(false)
 }
 
 /// Makes `map` hold `entries`, plus the entries it has that `keep` keeps:
@@ -575,6 +587,26 @@ fn pin_link_in_place(link: FdLink, path: &Path) -> Result<(), KernelError> {
     let _ = std::fs::remove_file(&staging);
     link.pin(&staging).map_err(|e| pin_err(error_chain(&e)))?;
     std::fs::rename(&staging, path).map_err(|e| pin_err(e.to_string()))
+}
+
+/// Unpins (and so detaches) every link under `links` this daemon did not
+/// just pin: a program an earlier version had and this one has not.
+fn remove_stale_links(links: &Path, pinned: &[&str]) {
+    let Ok(entries) = std::fs::read_dir(links) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if pinned.iter().any(|p| name == *p) {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => {
+                tracing::warn!(link = ?name, "detached a program an earlier daemon attached and this one has not")
+            }
+            Err(e) => tracing::error!(link = ?name, "cannot detach an earlier daemon's program: {e}"),
+        }
+    }
 }
 
 /// Removes every pin: programs detach, maps go when their last user does.
