@@ -49,6 +49,17 @@ enum Command {
         #[arg(long)]
         socket: PathBuf,
     },
+    /// open(O_WRONLY) + close of `file` at `rate` a second (0: as fast as
+    /// it goes) for `seconds`; prints `ops N`. As a subject on a protected
+    /// file, each open is a decision and an audit record.
+    Paced {
+        #[arg(long)]
+        rate: u64,
+        #[arg(long)]
+        seconds: f64,
+        #[arg(long)]
+        file: PathBuf,
+    },
     /// Run a command and print its wall time as `ns N`; fails if it fails.
     Time {
         #[arg(last = true, required = true)]
@@ -76,6 +87,12 @@ fn run(cli: Cli) -> Result<()> {
             let elapsed = workloads::run(workload, iterations, &file, &socket)
                 .with_context(|| format!("{} on {}", workload.name(), file.display()))?;
             println!("ns_per_op {}", elapsed.as_nanos() as f64 / iterations as f64);
+            Ok(())
+        }
+        Command::Paced { rate, seconds, file } => {
+            let ops = workloads::paced_opens(&file, rate, std::time::Duration::from_secs_f64(seconds))
+                .with_context(|| format!("opening {}", file.display()))?;
+            println!("ops {ops}");
             Ok(())
         }
         Command::Time { command } => {

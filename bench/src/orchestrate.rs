@@ -31,6 +31,10 @@ const LOOP_TARGET: Duration = Duration::from_millis(300);
 /// Rule counts per `nft -f`. The kernel side decides batches of up to 255
 /// actions and refuses longer ones whole (README, limits), hence 200.
 const NFT_BATCHES: [u32; 4] = [1, 10, 100, 200];
+/// Decisions a second offered to the audit pipeline (0: as fast as one
+/// subject can), each for AUDIT_SECONDS.
+const OFFERED_RATES: [u64; 4] = [1_000, 10_000, 50_000, 0];
+const AUDIT_SECONDS: f64 = 2.0;
 
 struct Bench<'a> {
     setup: &'a Setup,
@@ -86,6 +90,7 @@ pub fn run(setup: &Setup) -> Result<()> {
         bench.workload_round(round, &iterations)?;
     }
     bench.nft_rounds()?;
+    bench.audit_rates()?;
     emit(json!({"kind": "rss", "when": "after load", "kib": bench.daemon_rss_kib()?}));
     let _ = bench.daemon.kill();
     let _ = bench.daemon.wait();
@@ -286,4 +291,62 @@ impl Bench<'_> {
         }
         nft(&["delete", "table", "inet", "bench"])
     }
+
+    /// Offers the audit pipeline decisions at fixed rates: a subject opens
+    /// the protected file for writing (allowed; each open is one decision
+    /// and one fsynced, chained record). Reports how many records were
+    /// written, how many the kernel lost (ring full), and when the last
+    /// record landed.
+    fn audit_rates(&self) -> Result<()> {
+        let audit = self.dir.join("audit.jsonl");
+        let protected = self.file(true).display().to_string();
+        for rate in OFFERED_RATES {
+            let offset = std::fs::metadata(&audit)?.len();
+            let lost_before = self.lost_events()?;
+            let started = Instant::now();
+            let args: Vec<String> = vec![
+                "paced".into(),
+                "--rate".into(),
+                rate.to_string(),
+                "--seconds".into(),
+                AUDIT_SECONDS.to_string(),
+                "--file".into(),
+                protected.clone(),
+            ];
+            let output = self.maybe_subject(true, &args).output()?;
+            let text = String::from_utf8_lossy(&output.stdout);
+            let Some(ops) = text.trim().strip_prefix("ops ").and_then(|n| n.parse::<u64>().ok()) else {
+                bail!("paced opens at {rate}/s: {}", String::from_utf8_lossy(&output.stderr).trim());
+            };
+            let (mut written, mut landed) = (0, started.elapsed());
+            let mut unchanged_since = Instant::now();
+            while written < ops && unchanged_since.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(100));
+                let now = decisions_after(&audit, offset)?;
+                if now != written {
+                    (written, landed, unchanged_since) = (now, started.elapsed(), Instant::now());
+                }
+            }
+            let lost = self.lost_events()? - lost_before;
+            emit(json!({"kind": "audit", "offered_rate": rate, "seconds": AUDIT_SECONDS, "ops": ops,
+                        "written": written, "lost": lost, "last_record_s": landed.as_secs_f64()}));
+        }
+        Ok(())
+    }
+
+    fn lost_events(&self) -> Result<u64> {
+        let out = self.warrant().args(["status", "--json"]).output()?;
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).context("status --json")?;
+        Ok(status["lost_events"].as_u64().unwrap_or(0))
+    }
+}
+
+/// Decision records after byte `offset` of the audit log.
+fn decisions_after(audit: &Path, offset: u64) -> Result<u64> {
+    use std::io::{Read as _, Seek as _};
+    let mut file = std::fs::File::open(audit)?;
+    file.seek(std::io::SeekFrom::Start(offset))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    Ok(text.matches("\"kind\":\"decision\"").count() as u64)
 }

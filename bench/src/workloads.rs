@@ -84,6 +84,25 @@ pub fn run(workload: Workload, iterations: u64, file: &Path, socket: &Path) -> R
     Ok(start.elapsed())
 }
 
+/// open(O_WRONLY) + close of `file`, `rate` times a second (0: unpaced),
+/// for `duration`; returns how many were done.
+pub fn paced_opens(file: &Path, rate: u64, duration: Duration) -> Result<u64> {
+    let path = CString::new(file.as_os_str().as_bytes()).map_err(Error::other)?;
+    let start = Instant::now();
+    let mut done = 0u64;
+    while start.elapsed() < duration {
+        if rate > 0 {
+            let due = Duration::from_secs_f64(done as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        open_close(&path, libc::O_WRONLY)?;
+        done += 1;
+    }
+    Ok(done)
+}
+
 type Step<'a> = Box<dyn FnMut() -> Result<()> + 'a>;
 
 fn step_for<'a>(workload: Workload, path: &'a CString, socket: &Path) -> Result<Step<'a>> {

@@ -14,6 +14,7 @@ pub const NOT_SUBJECT_TARGET: f64 = 1.02;
 pub const SUBJECT_TARGET: f64 = 1.05;
 pub const NFT_100_TARGET: f64 = 1.05;
 pub const RSS_TARGET_KIB: u64 = 25 * 1024;
+pub const AUDIT_RATE_TARGET: f64 = 50_000.0;
 
 /// (column, measured state, baseline state).
 pub const COMPARISONS: [(&str, &str, &str); 4] = [
@@ -58,6 +59,8 @@ pub struct Raw {
     pub samples: BTreeMap<(String, String), BTreeMap<u64, f64>>,
     pub nft: BTreeMap<(u64, String), BTreeMap<u64, f64>>,
     pub verifier: Vec<(String, Option<u64>)>,
+    /// (offered rate, 0 = unpaced; opens done; records written; lost; seconds until the last record).
+    pub audit: Vec<(u64, u64, u64, u64, f64)>,
     pub scalars: BTreeMap<String, f64>,
 }
 
@@ -77,6 +80,13 @@ pub fn parse(output: &str) -> Result<Raw> {
                 let key = (num("batch")? as u64, text("state")?);
                 raw.nft.entry(key).or_default().insert(num("round")? as u64, num("ns")?);
             }
+            Some("audit") => raw.audit.push((
+                num("offered_rate")? as u64,
+                num("ops")? as u64,
+                num("written")? as u64,
+                num("lost")? as u64,
+                num("last_record_s")?,
+            )),
             Some("verifier") => raw.verifier.push((text("program")?, v["instructions"].as_u64())),
             Some("daemon_start") => _ = raw.scalars.insert("daemon_start_ms".into(), num("ms")?),
             Some("policy_apply_cli") => _ = raw.scalars.insert("policy_apply_cli_ms".into(), num("ms")?),
@@ -205,6 +215,28 @@ pub fn report(raw: &Raw) -> Report {
         }));
     }
 
+    let mut audit_json = Vec::new();
+    if !raw.audit.is_empty() {
+        let _ = writeln!(
+            table,
+            "\n{:<18} {:>10} {:>10} {:>8} {:>16}",
+            "audit, offered/s", "decisions", "written", "lost", "written/s"
+        );
+    }
+    for &(rate, ops, written, lost, last_record_s) in &raw.audit {
+        let sustained = if last_record_s > 0.0 { written as f64 / last_record_s } else { 0.0 };
+        let offered = if rate == 0 { "unpaced".to_owned() } else { rate.to_string() };
+        let mark = if (rate == 10_000 && lost > 0) || (rate == 0 && sustained < AUDIT_RATE_TARGET) {
+            misses.push(format!("audit at {offered}/s: {written} of {ops} written, {lost} lost, {sustained:.0}/s"));
+            "!"
+        } else {
+            " "
+        };
+        let _ = writeln!(table, "{offered:<18} {ops:>10} {written:>10} {lost:>8} {sustained:>15.0}{mark}");
+        audit_json.push(json!({"offered_rate": rate, "decisions": ops, "written": written, "lost": lost,
+                               "seconds_to_last_record": last_record_s, "written_per_second": sustained}));
+    }
+
     let _ = writeln!(table, "\ndaemon");
     for (name, value) in &raw.scalars {
         let _ = writeln!(table, "  {name:<28} {value:.0}");
@@ -228,6 +260,7 @@ pub fn report(raw: &Raw) -> Report {
     let json = json!({
         "workloads": workloads_json,
         "nft": nft_json,
+        "audit": audit_json,
         "daemon": raw.scalars,
         "verifier": verifier.iter().map(|(p, n)| json!({"program": p, "instructions": n})).collect::<Vec<_>>(),
         "missed_targets": misses,
@@ -256,6 +289,7 @@ mod tests {
 {"kind":"nft","batch":100,"state":"not_subject","round":0,"ns":10000000}
 {"kind":"nft","batch":100,"state":"subject","round":0,"ns":11000000}
 {"kind":"rss","when":"after load","kib":30000}
+{"kind":"audit","offered_rate":10000,"seconds":2.0,"ops":20000,"written":20000,"lost":0,"last_record_s":2.5}
 "#;
 
     #[test]
@@ -279,6 +313,7 @@ mod tests {
         assert!(report.table.contains("x1.015"), "{}", report.table);
         assert_eq!(report.json["nft"][0]["us_per_message"]["median"], 10.0);
         assert_eq!(report.json["verifier"][0]["program"], "sb_mount");
+        assert_eq!(report.json["audit"][0]["written_per_second"], 8000.0);
     }
 
     #[test]

@@ -293,26 +293,21 @@ fn kernel_tier_script(
     let q = |p: &Path| shell_quote(&p.to_string_lossy());
     let filters: Vec<String> = filters.iter().map(|f| shell_quote(f)).collect();
     // The boot without bpf must really lack it; every other boot must have it.
-    let (wanted, unwanted, mode) = if without_bpf_lsm {
+    let refuse = |why: &str| format!("echo \"{why}\" | tee {results}/lsm-inactive >&2; exit 1", results = q(results));
+    let (with_bpf, without_bpf, mode) = if without_bpf_lsm {
         (
-            "echo \"kernel tier: active LSMs: $lsm (no bpf: fmod_ret mode)\"",
-            "bpf is still among the VM kernel's active LSMs",
+            refuse("bpf is still among the VM kernel's active LSMs ($lsm)"),
+            "echo \"kernel tier: active LSMs: $lsm (no bpf: fmod_ret mode)\"".to_owned(),
             "fmod_ret",
         )
     } else {
-        ("echo \"kernel tier: active LSMs: $lsm\"", "", "bpf-lsm")
-    };
-    let lsm_check = if without_bpf_lsm {
-        format!(
-            "case \",$lsm,\" in\n  *,bpf,*) echo \"{unwanted} ($lsm)\" | tee {results}/lsm-inactive >&2; exit 1 ;;\n  *) {wanted} ;;\nesac",
-            results = q(results)
-        )
-    } else {
-        format!(
-            "case \",$lsm,\" in\n  *,bpf,*) {wanted} ;;\n  *) echo \"bpf is not among the VM kernel's active LSMs (/sys/kernel/security/lsm: '${{lsm:-unreadable}}')\" | tee {results}/lsm-inactive >&2\n     exit 1 ;;\nesac",
-            results = q(results)
+        (
+            "echo \"kernel tier: active LSMs: $lsm\"".to_owned(),
+            refuse("bpf is not among the VM kernel's active LSMs (/sys/kernel/security/lsm: '${lsm:-unreadable}')"),
+            "bpf-lsm",
         )
     };
+    let lsm_check = format!("case \",$lsm,\" in\n  *,bpf,*) {with_bpf} ;;\n  *) {without_bpf} ;;\nesac");
     format!(
         r#"set -u
 {mounts}

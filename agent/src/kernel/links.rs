@@ -33,9 +33,11 @@ pub fn pinned_programs() -> Result<Vec<(String, ProgramInfo)>, KernelError> {
 }
 
 /// Detaches every pinned program: each link's pin is removed and its last
-/// descriptor closed, which detaches it; the program stays loaded.
+/// descriptor closed, which detaches it; the program stays loaded. The
+/// links are closed all at once: each waits for a grace period of its own.
 pub fn detach_all() -> Result<Detached, KernelError> {
     let mut detached = Vec::new();
+    let mut links = Vec::new();
     for pin in link_pins()? {
         let link = PinnedLink::from_pin(&pin)
             .map_err(|e| pin_err(&pin, error_chain(&e)))?
@@ -48,9 +50,14 @@ pub fn detach_all() -> Result<Detached, KernelError> {
             .as_fd()
             .try_clone_to_owned()
             .map_err(|e| pin_err(&pin, e.to_string()))?;
-        drop(link);
+        links.push(link);
         detached.push(DetachedProgram { pin, program });
     }
+    std::thread::scope(|scope| {
+        for link in links {
+            scope.spawn(move || drop(link));
+        }
+    });
     Ok(Detached(detached))
 }
 
