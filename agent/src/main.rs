@@ -552,7 +552,10 @@ fn policy_command(command: PolicyCommand, config_path: Option<&Path>) -> anyhow:
             let config = Config::load(config_path)?;
             let text = std::fs::read_to_string(&bundle).with_context(|| format!("cannot read {}", bundle.display()))?;
             let data = control::call(&config.socket, &Request::ApplyPolicy { bundle: text })?;
-            println!("policy v{} in force", data["version"]);
+            match data["apply_ms"].as_f64() {
+                Some(ms) => println!("policy v{} in force (applied in {ms:.1} ms)", data["version"]),
+                None => println!("policy v{} in force", data["version"]),
+            }
         }
     }
     Ok(())

@@ -91,6 +91,7 @@ pub fn run(setup: &Setup) -> Result<()> {
     }
     bench.nft_rounds()?;
     bench.audit_rates()?;
+    bench.policy_applies()?;
     emit(json!({"kind": "rss", "when": "after load", "kib": bench.daemon_rss_kib()?}));
     let _ = bench.daemon.kill();
     let _ = bench.daemon.wait();
@@ -133,14 +134,8 @@ impl Bench<'_> {
     }
 
     fn apply_policy(&self) -> Result<()> {
-        let policy = self.setup.repo.join("policies/bench.toml");
-        let key = self.setup.repo.join("policies/demo-keys/security-team.key");
-        let bundle = self.dir.join("bench.bundle");
-        let path = |p: &Path| p.to_str().unwrap_or_default().to_owned();
-        self.warrant_ok(&["policy", "sign", &path(&policy), "--key", &path(&key), "--out", &path(&bundle)])?;
-        let started = Instant::now();
-        self.warrant_ok(&["policy", "apply", &path(&bundle)])?;
-        emit(json!({"kind": "policy_apply_cli", "ms": started.elapsed().as_secs_f64() * 1e3}));
+        let ms = self.sign_and_apply(&self.setup.repo.join("policies/bench.toml"))?;
+        emit(json!({"kind": "policy_apply", "rules": 3, "protected_files": 1, "ms": ms}));
         Ok(())
     }
 
@@ -178,10 +173,15 @@ impl Bench<'_> {
                 let started = Instant::now();
                 let detached = links::detach_all()?;
                 let detach_ms = started.elapsed().as_secs_f64() * 1e3;
-                let result = self.sample(workload, n, false, &self.file(false));
+                // Changing kernel text makes the emulator translate afresh: a
+                // loop not measured first, on either side of a toggle.
+                let result = self
+                    .sample(workload, n / 4, false, &self.file(false))
+                    .and_then(|_| self.sample(workload, n, false, &self.file(false)));
                 let started = Instant::now();
                 detached.attach_again()?;
                 let attach_ms = started.elapsed().as_secs_f64() * 1e3;
+                self.sample(workload, n / 4, false, &self.file(false))?;
                 self.record(round, workload, "detached", result?);
                 emit(json!({"kind": "toggle", "detach_ms": detach_ms, "attach_ms": attach_ms}));
                 Ok(())
@@ -212,8 +212,35 @@ impl Bench<'_> {
         );
     }
 
-    /// One loop in a fresh process, as a subject of `bench` or not.
+    /// Waits until the daemon has written every record a subject's loop
+    /// caused (the audit log has not grown for 300 ms), so that writing
+    /// them does not fall into the next sample.
+    fn settle(&self) -> Result<()> {
+        let audit = self.dir.join("audit.jsonl");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut size = std::fs::metadata(&audit)?.len();
+        let mut quiet_since = Instant::now();
+        while quiet_since.elapsed() < Duration::from_millis(300) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = std::fs::metadata(&audit)?.len();
+            if now != size {
+                (size, quiet_since) = (now, Instant::now());
+            }
+        }
+        Ok(())
+    }
+
+    /// One loop in a fresh process, as a subject of `bench` or not; after a
+    /// subject's, waits for the daemon to settle.
     fn sample(&self, workload: Workload, iterations: u64, subject: bool, file: &Path) -> Result<f64> {
+        let ns = self.sample_now(workload, iterations, subject, file)?;
+        if subject {
+            self.settle()?;
+        }
+        Ok(ns)
+    }
+
+    fn sample_now(&self, workload: Workload, iterations: u64, subject: bool, file: &Path) -> Result<f64> {
         let args: Vec<String> = vec![
             "loop".into(),
             workload.name(),
@@ -284,6 +311,9 @@ impl Bench<'_> {
                     let Some(ns) = text.trim().strip_prefix("ns ").and_then(|n| n.parse::<f64>().ok()) else {
                         bail!("nft -f {batch} rules: {}", String::from_utf8_lossy(&output.stderr).trim());
                     };
+                    if subject {
+                        self.settle()?;
+                    }
                     let state = if subject { "subject" } else { "not_subject" };
                     emit(json!({"kind": "nft", "batch": batch, "state": state, "round": round, "ns": ns}));
                 }
@@ -301,6 +331,7 @@ impl Bench<'_> {
         let audit = self.dir.join("audit.jsonl");
         let protected = self.file(true).display().to_string();
         for rate in OFFERED_RATES {
+            self.settle()?;
             let offset = std::fs::metadata(&audit)?.len();
             let lost_before = self.lost_events()?;
             let started = Instant::now();
@@ -332,6 +363,53 @@ impl Bench<'_> {
                         "written": written, "lost": lost, "last_record_s": landed.as_secs_f64()}));
         }
         Ok(())
+    }
+
+    /// Applies policies of 10, 100 and 1000 rules, then one protecting a
+    /// tree of 10,000 files; the daemon times each apply itself (the CLI's
+    /// start and the socket round trip are not in it).
+    fn policy_applies(&self) -> Result<()> {
+        let many = self.dir.join("many");
+        std::fs::create_dir_all(&many)?;
+        for i in 0..10_000 {
+            std::fs::write(many.join(i.to_string()), b"")?;
+        }
+        let cases = [(10, false), (100, false), (1000, false), (10, true)];
+        for (version, (rules, protect_many)) in (2u64..).zip(cases) {
+            let mut text = format!(
+                "version = {version}\nexpires = \"2030-01-01T00:00:00Z\"\ndescription = \"bench apply\"\nprotect = [\"{}\"{}]\n\n[[profile]]\nname = \"bench\"\nmode = \"enforce\"\n",
+                self.dir.join("protected").display(),
+                if protect_many { format!(", \"{}\"", many.display()) } else { String::new() }
+            );
+            for rule in 0..rules {
+                text.push_str(&format!(
+                    "\n[[profile.rule]]\naction = \"nft.rule.add\"\ntarget = \"inet bench c{rule}\"\ntier = \"allow\"\n"
+                ));
+            }
+            let file = self.dir.join(format!("apply-{version}.toml"));
+            std::fs::write(&file, text)?;
+            let ms = self.sign_and_apply(&file)?;
+            let files = if protect_many { 10_000 } else { 0 };
+            emit(json!({"kind": "policy_apply", "rules": rules, "protected_files": files, "ms": ms}));
+        }
+        Ok(())
+    }
+
+    /// Signs `policy` with the demo security-team key and applies it;
+    /// returns the apply time the daemon reports.
+    fn sign_and_apply(&self, policy: &Path) -> Result<f64> {
+        let key = self.setup.repo.join("policies/demo-keys/security-team.key");
+        let stem = policy.file_stem().unwrap_or_default().to_string_lossy();
+        let bundle = self.dir.join(format!("{stem}.bundle"));
+        let path = |p: &Path| p.to_str().unwrap_or_default().to_owned();
+        self.warrant_ok(&["policy", "sign", &path(policy), "--key", &path(&key), "--out", &path(&bundle)])?;
+        let out = self.warrant().args(["policy", "apply", &path(&bundle)]).output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let ms = text.split("(applied in ").nth(1).and_then(|rest| rest.split(" ms").next()?.parse().ok());
+        match ms {
+            Some(ms) if out.status.success() => Ok(ms),
+            _ => bail!("applying {}: {}{}", policy.display(), text.trim(), String::from_utf8_lossy(&out.stderr).trim()),
+        }
     }
 
     fn lost_events(&self) -> Result<u64> {

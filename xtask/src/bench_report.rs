@@ -15,6 +15,7 @@ pub const SUBJECT_TARGET: f64 = 1.05;
 pub const NFT_100_TARGET: f64 = 1.05;
 pub const RSS_TARGET_KIB: u64 = 25 * 1024;
 pub const AUDIT_RATE_TARGET: f64 = 50_000.0;
+pub const APPLY_1000_TARGET_MS: f64 = 100.0;
 
 /// (column, measured state, baseline state).
 pub const COMPARISONS: [(&str, &str, &str); 4] = [
@@ -62,6 +63,8 @@ pub struct Raw {
     /// (offered rate, 0 = unpaced; opens done; records written; lost; seconds until the last record).
     pub audit: Vec<(u64, u64, u64, u64, f64)>,
     pub scalars: BTreeMap<String, f64>,
+    /// (rules, protected files, milliseconds the daemon took).
+    pub applies: Vec<(u64, u64, f64)>,
 }
 
 pub fn parse(output: &str) -> Result<Raw> {
@@ -89,7 +92,9 @@ pub fn parse(output: &str) -> Result<Raw> {
             )),
             Some("verifier") => raw.verifier.push((text("program")?, v["instructions"].as_u64())),
             Some("daemon_start") => _ = raw.scalars.insert("daemon_start_ms".into(), num("ms")?),
-            Some("policy_apply_cli") => _ = raw.scalars.insert("policy_apply_cli_ms".into(), num("ms")?),
+            Some("policy_apply") => {
+                raw.applies.push((num("rules")? as u64, num("protected_files")? as u64, num("ms")?))
+            }
             Some("toggle") => {
                 for (name, key) in
                     [("detaching every link, ms (max)", "detach_ms"), ("attaching again, ms (max)", "attach_ms")]
@@ -237,6 +242,21 @@ pub fn report(raw: &Raw) -> Report {
                                "seconds_to_last_record": last_record_s, "written_per_second": sustained}));
     }
 
+    let mut applies_json = Vec::new();
+    if !raw.applies.is_empty() {
+        let _ = writeln!(table, "\n{:<18} {:>16} {:>12}", "policy apply, rules", "protected files", "ms");
+    }
+    for &(rules, files, ms) in &raw.applies {
+        let mark = if rules == 1000 && ms > APPLY_1000_TARGET_MS {
+            misses.push(format!("applying {rules} rules: {ms:.0} ms (target {APPLY_1000_TARGET_MS} ms)"));
+            "!"
+        } else {
+            " "
+        };
+        let _ = writeln!(table, "{rules:<18} {files:>16} {ms:>12.1}{mark}");
+        applies_json.push(json!({"rules": rules, "protected_files": files, "ms": ms}));
+    }
+
     let _ = writeln!(table, "\ndaemon");
     for (name, value) in &raw.scalars {
         let _ = writeln!(table, "  {name:<28} {value:.0}");
@@ -261,6 +281,7 @@ pub fn report(raw: &Raw) -> Report {
         "workloads": workloads_json,
         "nft": nft_json,
         "audit": audit_json,
+        "policy_apply": applies_json,
         "daemon": raw.scalars,
         "verifier": verifier.iter().map(|(p, n)| json!({"program": p, "instructions": n})).collect::<Vec<_>>(),
         "missed_targets": misses,
@@ -275,7 +296,7 @@ mod tests {
     /// Two rounds as warrant-bench prints them (shortened).
     const RECORDED: &str = r#"
 {"kind":"daemon_start","ms":12000.5}
-{"kind":"policy_apply_cli","ms":950.0}
+{"kind":"policy_apply","rules":1000,"protected_files":0,"ms":80.5}
 {"kind":"verifier","program":"sb_mount","instructions":67954}
 {"kind":"verifier","program":"file_open","instructions":17841}
 {"kind":"rss","when":"idle","kib":19000}
@@ -314,6 +335,7 @@ mod tests {
         assert_eq!(report.json["nft"][0]["us_per_message"]["median"], 10.0);
         assert_eq!(report.json["verifier"][0]["program"], "sb_mount");
         assert_eq!(report.json["audit"][0]["written_per_second"], 8000.0);
+        assert_eq!(report.json["policy_apply"][0]["ms"], 80.5);
     }
 
     #[test]
