@@ -407,6 +407,13 @@ impl State {
         if compiled.expired_at(now_unix()) && !restoring {
             return Err(format!("bundle refused: policy v{version} expired at {}", compiled.policy.expires));
         }
+        let mut phases = serde_json::Map::new();
+        let mut phase_started = std::time::Instant::now();
+        let mut phase = |name: &str| {
+            phases.insert(name.into(), json!(phase_started.elapsed().as_secs_f64() * 1e3));
+            phase_started = std::time::Instant::now();
+        };
+        phase("verify");
         // Walked before anything changes, so a refusal leaves the policy in force whole.
         let (inodes, trees) =
             self.protected_inodes(&compiled.policy.protect).map_err(|e| format!("bundle refused: {e}"))?;
@@ -414,6 +421,7 @@ impl State {
             .set_protected(&inodes, &trees)
             .and_then(|()| self.kernel.set_proc_trees(&protect::proc_trees(&compiled.policy.protect)))
             .map_err(|e| format!("bundle could not be loaded into the kernel: {e}"))?;
+        phase("protect");
         self.kernel
             .set_policy(version, &compiled.profiles, &compiled.rules)
             .map_err(|e| format!("bundle could not be loaded into the kernel: {e}"))?;
@@ -421,10 +429,12 @@ impl State {
         self.kernel
             .set_matches(&matches.entries, &matches.cgroup_paths, matches.kinds)
             .map_err(|e| format!("bundle could not be loaded into the kernel: {e}"))?;
+        phase("kernel");
         let state_dir = self.config.state_dir.clone();
         write_atomic(&policy_bundle_path(&state_dir), bundle.as_bytes())
             .and_then(|()| write_atomic(&version_path(&state_dir), version.to_string().as_bytes()))
             .map_err(|e| format!("policy applied but not persisted in {}: {e}", state_dir.display()))?;
+        phase("persist");
         let signer_ids: Vec<String> = signers.iter().map(trust::key_id).collect();
         let profiles: Vec<String> = compiled.profile_ids.keys().cloned().collect();
         let mut unresolved = compiled.unresolved.clone();
@@ -440,11 +450,13 @@ impl State {
             json!({"version": version, "signers": signer_ids, "profiles": profiles, "unresolved": unresolved}),
         );
         info!(version, "policy applied");
+        phase("record");
         self.pick_up(&matches.entries);
+        phase("pick_up");
         // From the bundle received to every map written, persisted and the
         // running processes picked up: what `cargo xtask bench` reports.
         let apply_ms = started.elapsed().as_secs_f64() * 1e3;
-        Ok(json!({"version": version, "profiles": profiles, "apply_ms": apply_ms}))
+        Ok(json!({"version": version, "profiles": profiles, "apply_ms": apply_ms, "apply_phases_ms": phases}))
     }
 
     /// Accepts a new trust root signed by a threshold of the one in force.
@@ -1049,6 +1061,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let origin = audit_origin(&config.host_name());
     audit.checkpoint(&host_key, &origin).context("cannot write the audit checkpoint")?;
     let mut kernel = Kernel::load(true).context("enforcement is unavailable (see `warrant doctor`)")?;
+    // Loading parsed the kernel's BTF twice (megabytes, freed since): give
+    // the freed heap back rather than carry it as resident memory.
+    // SAFETY: malloc_trim only releases free memory at the heap's top and in
+    // free chunks; no live allocation is touched.
+    unsafe { libc::malloc_trim(0) };
     // Warrant's own files are protected from the start, before any policy;
     // a restart keeps the pinned entries of the policy's trees meanwhile.
     let own = protect::inodes(&[], &config.own_paths()).context("cannot list Warrant's own files")?;

@@ -134,8 +134,8 @@ impl Bench<'_> {
     }
 
     fn apply_policy(&self) -> Result<()> {
-        let ms = self.sign_and_apply(&self.setup.repo.join("policies/bench.toml"))?;
-        emit(json!({"kind": "policy_apply", "rules": 3, "protected_files": 1, "ms": ms}));
+        let (ms, phases) = self.sign_and_apply(&self.setup.repo.join("policies/bench.toml"))?;
+        emit(json!({"kind": "policy_apply", "rules": 3, "protected_files": 1, "ms": ms, "phases_ms": phases}));
         Ok(())
     }
 
@@ -328,12 +328,10 @@ impl Bench<'_> {
     /// written, how many the kernel lost (ring full), and when the last
     /// record landed.
     fn audit_rates(&self) -> Result<()> {
-        let audit = self.dir.join("audit.jsonl");
         let protected = self.file(true).display().to_string();
         for rate in OFFERED_RATES {
             self.settle()?;
-            let offset = std::fs::metadata(&audit)?.len();
-            let lost_before = self.lost_events()?;
+            let (written_before, lost_before) = self.audit_counts()?;
             let started = Instant::now();
             let args: Vec<String> = vec![
                 "paced".into(),
@@ -353,12 +351,12 @@ impl Bench<'_> {
             let mut unchanged_since = Instant::now();
             while written < ops && unchanged_since.elapsed() < Duration::from_secs(5) {
                 std::thread::sleep(Duration::from_millis(100));
-                let now = decisions_after(&audit, offset)?;
+                let now = self.audit_counts()?.0 - written_before;
                 if now != written {
                     (written, landed, unchanged_since) = (now, started.elapsed(), Instant::now());
                 }
             }
-            let lost = self.lost_events()? - lost_before;
+            let lost = self.audit_counts()?.1 - lost_before;
             emit(json!({"kind": "audit", "offered_rate": rate, "seconds": AUDIT_SECONDS, "ops": ops,
                         "written": written, "lost": lost, "last_record_s": landed.as_secs_f64()}));
         }
@@ -388,16 +386,18 @@ impl Bench<'_> {
             }
             let file = self.dir.join(format!("apply-{version}.toml"));
             std::fs::write(&file, text)?;
-            let ms = self.sign_and_apply(&file)?;
+            let (ms, phases) = self.sign_and_apply(&file)?;
             let files = if protect_many { 10_000 } else { 0 };
-            emit(json!({"kind": "policy_apply", "rules": rules, "protected_files": files, "ms": ms}));
+            emit(
+                json!({"kind": "policy_apply", "rules": rules, "protected_files": files, "ms": ms, "phases_ms": phases}),
+            );
         }
         Ok(())
     }
 
     /// Signs `policy` with the demo security-team key and applies it;
     /// returns the apply time the daemon reports.
-    fn sign_and_apply(&self, policy: &Path) -> Result<f64> {
+    fn sign_and_apply(&self, policy: &Path) -> Result<(f64, serde_json::Value)> {
         let key = self.setup.repo.join("policies/demo-keys/security-team.key");
         let stem = policy.file_stem().unwrap_or_default().to_string_lossy();
         let bundle = self.dir.join(format!("{stem}.bundle"));
@@ -405,26 +405,33 @@ impl Bench<'_> {
         self.warrant_ok(&["policy", "sign", &path(policy), "--key", &path(&key), "--out", &path(&bundle)])?;
         let out = self.warrant().args(["policy", "apply", &path(&bundle)]).output()?;
         let text = String::from_utf8_lossy(&out.stdout);
-        let ms = text.split("(applied in ").nth(1).and_then(|rest| rest.split(" ms").next()?.parse().ok());
+        // `policy vN in force (applied in T ms: phase T, phase T, ...)`
+        let after = text.split("(applied in ").nth(1).unwrap_or_default();
+        let ms = after.split(" ms").next().and_then(|t| t.parse::<f64>().ok());
+        let phases: serde_json::Map<String, serde_json::Value> = after
+            .split(": ")
+            .nth(1)
+            .unwrap_or_default()
+            .trim_end()
+            .trim_end_matches(')')
+            .split(", ")
+            .filter_map(|phase| {
+                let (name, ms) = phase.rsplit_once(' ')?;
+                Some((name.to_owned(), json!(ms.parse::<f64>().ok()?)))
+            })
+            .collect();
         match ms {
-            Some(ms) if out.status.success() => Ok(ms),
+            Some(ms) if out.status.success() => Ok((ms, phases.into())),
             _ => bail!("applying {}: {}{}", policy.display(), text.trim(), String::from_utf8_lossy(&out.stderr).trim()),
         }
     }
 
-    fn lost_events(&self) -> Result<u64> {
+    /// Decisions the daemon has recorded (all verdicts; counted as each
+    /// record is written) and events the kernel lost, from `status --json`.
+    fn audit_counts(&self) -> Result<(u64, u64)> {
         let out = self.warrant().args(["status", "--json"]).output()?;
         let status: serde_json::Value = serde_json::from_slice(&out.stdout).context("status --json")?;
-        Ok(status["lost_events"].as_u64().unwrap_or(0))
+        let decisions = status["decisions"].as_object().map(|d| d.values().filter_map(|n| n.as_u64()).sum());
+        Ok((decisions.unwrap_or(0), status["lost_events"].as_u64().unwrap_or(0)))
     }
-}
-
-/// Decision records after byte `offset` of the audit log.
-fn decisions_after(audit: &Path, offset: u64) -> Result<u64> {
-    use std::io::{Read as _, Seek as _};
-    let mut file = std::fs::File::open(audit)?;
-    file.seek(std::io::SeekFrom::Start(offset))?;
-    let mut text = String::new();
-    file.read_to_string(&mut text)?;
-    Ok(text.matches("\"kind\":\"decision\"").count() as u64)
 }
