@@ -387,7 +387,8 @@ impl Bench<'_> {
             let file = self.dir.join(format!("apply-{version}.toml"));
             std::fs::write(&file, text)?;
             let (ms, phases) = self.sign_and_apply(&file)?;
-            let files = if protect_many { 10_000 } else { 0 };
+            // The bench's protected file is in every one of these policies.
+            let files = if protect_many { 10_001 } else { 1 };
             emit(
                 json!({"kind": "policy_apply", "rules": rules, "protected_files": files, "ms": ms, "phases_ms": phases}),
             );
