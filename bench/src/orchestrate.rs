@@ -35,6 +35,8 @@ const NFT_BATCHES: [u32; 4] = [1, 10, 100, 200];
 /// subject can), each for AUDIT_SECONDS.
 const OFFERED_RATES: [u64; 4] = [1_000, 10_000, 50_000, 0];
 const AUDIT_SECONDS: f64 = 2.0;
+/// Running processes a policy apply picks up, in the last apply case.
+const PICKUP_PROCESSES: u32 = 1000;
 
 struct Bench<'a> {
     setup: &'a Setup,
@@ -92,6 +94,7 @@ pub fn run(setup: &Setup) -> Result<()> {
     bench.nft_rounds()?;
     bench.audit_rates()?;
     bench.policy_applies()?;
+    bench.warranted_rule()?;
     emit(json!({"kind": "rss", "when": "after load", "kib": bench.daemon_rss_kib()?}));
     let _ = bench.daemon.kill();
     let _ = bench.daemon.wait();
@@ -372,13 +375,24 @@ impl Bench<'_> {
         for i in 0..10_000 {
             std::fs::write(many.join(i.to_string()), b"")?;
         }
-        let cases = [(10, false), (100, false), (1000, false), (10, true)];
-        for (version, (rules, protect_many)) in (2u64..).zip(cases) {
+        // The running processes the last case picks up: a copy of sleep
+        // the profile matches by executable.
+        let sleeper = self.dir.join("agent-sleep");
+        std::fs::copy("/bin/sleep", &sleeper)?;
+        let cases = [(10, false, 0), (100, false, 0), (1000, false, 0), (10, true, 0), (10, false, PICKUP_PROCESSES)];
+        for (version, (rules, protect_many, running)) in (2u64..).zip(cases) {
+            let mut sleepers = Vec::new();
+            for _ in 0..running {
+                sleepers.push(Command::new(&sleeper).arg("600").spawn()?);
+            }
             let mut text = format!(
                 "version = {version}\nexpires = \"2030-01-01T00:00:00Z\"\ndescription = \"bench apply\"\nprotect = [\"{}\"{}]\n\n[[profile]]\nname = \"bench\"\nmode = \"enforce\"\n",
                 self.dir.join("protected").display(),
                 if protect_many { format!(", \"{}\"", many.display()) } else { String::new() }
             );
+            if running > 0 {
+                text.push_str(&format!("\n[profile.match]\nexe = [\"{}\"]\n", sleeper.display()));
+            }
             for rule in 0..rules {
                 text.push_str(&format!(
                     "\n[[profile.rule]]\naction = \"nft.rule.add\"\ntarget = \"inet bench c{rule}\"\ntier = \"allow\"\n"
@@ -386,14 +400,87 @@ impl Bench<'_> {
             }
             let file = self.dir.join(format!("apply-{version}.toml"));
             std::fs::write(&file, text)?;
-            let (ms, phases) = self.sign_and_apply(&file)?;
+            let applied = self.sign_and_apply(&file);
+            for mut sleeper in sleepers {
+                let _ = sleeper.kill();
+                let _ = sleeper.wait();
+            }
+            let (ms, phases) = applied?;
             // The bench's protected file is in every one of these policies.
             let files = if protect_many { 10_001 } else { 1 };
-            emit(
-                json!({"kind": "policy_apply", "rules": rules, "protected_files": files, "ms": ms, "phases_ms": phases}),
-            );
+            emit(json!({"kind": "policy_apply", "rules": rules, "protected_files": files,
+                        "running_matched": running, "ms": ms, "phases_ms": phases}));
         }
         Ok(())
+    }
+
+    /// A rule that needs a warrant, end to end: the subject's `nft add rule`
+    /// is refused and becomes a change request, alice approves it, the
+    /// warrant is installed, and the subject's second try is allowed. The
+    /// time is the whole story's, with each CLI's start in it.
+    fn warranted_rule(&self) -> Result<()> {
+        let _ = Command::new("nft").args(["delete", "table", "inet", "bench"]).output();
+        for args in [&["add", "table", "inet", "bench"][..], &["add", "chain", "inet", "bench", "w"]] {
+            if !Command::new("nft").args(args).status()?.success() {
+                bail!("nft {args:?} failed");
+            }
+        }
+        let text = "version = 100\nexpires = \"2030-01-01T00:00:00Z\"\ndescription = \"bench warrant\"\n\n\
+             [[responsible]]\nname = \"alice\"\nrole = \"network on-call\"\n\
+             key = \"Gmcg/22qW4+3GZZrQ2ujeOIdwVHI3sTkXx3T/HSQ/xQ=\"\nmay_approve = [\"nft.rule.*\"]\n\n\
+             [[profile]]\nname = \"bench\"\nmode = \"enforce\"\n\n\
+             [[profile.rule]]\naction = \"nft.rule.add\"\ntarget = \"inet bench w\"\ntier = \"approve\"\n";
+        let file = self.dir.join("warrant-policy.toml");
+        std::fs::write(&file, text)?;
+        self.sign_and_apply(&file)?;
+        // Through `warrant-bench time`: maybe_subject runs warrant-bench.
+        let rule = ["time", "--", "nft", "add", "rule", "inet", "bench", "w", "counter"].map(String::from);
+        let started = Instant::now();
+        if self.maybe_subject(true, &rule).output()?.status.success() {
+            bail!("the subject's rule went in without a warrant");
+        }
+        let request = self.wait_for_request("inet bench w")?;
+        let key = self.setup.repo.join("policies/demo-keys/alice.key");
+        let warrant = self.dir.join("bench.warrant");
+        let path = |p: &Path| p.to_str().unwrap_or_default().to_owned();
+        self.warrant_ok(&[
+            "approve",
+            &request,
+            "--key",
+            &path(&key),
+            "--ttl",
+            "10m",
+            "--uses",
+            "1",
+            "--reason",
+            "bench",
+            "--out",
+            &path(&warrant),
+        ])?;
+        self.warrant_ok(&["install", &path(&warrant)])?;
+        let retry = self.maybe_subject(true, &rule).output()?;
+        if !retry.status.success() {
+            bail!("the warranted rule was refused: {}", String::from_utf8_lossy(&retry.stderr).trim());
+        }
+        emit(json!({"kind": "warranted_rule", "ms": started.elapsed().as_secs_f64() * 1e3}));
+        Ok(())
+    }
+
+    /// The id of the change request for `target`, once the daemon has it.
+    fn wait_for_request(&self, target: &str) -> Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = self.warrant().args(["requests", "--json"]).output()?;
+            let requests: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let found = requests.as_array().into_iter().flatten().find(|r| r["target"] == target);
+            if let Some(id) = found.and_then(|r| r["id"].as_str()) {
+                return Ok(id.to_owned());
+            }
+            if Instant::now() > deadline {
+                bail!("no change request for {target} within a minute");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Signs `policy` with the demo security-team key and applies it;

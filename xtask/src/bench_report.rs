@@ -92,12 +92,16 @@ pub fn parse(output: &str) -> Result<Raw> {
             )),
             Some("verifier") => raw.verifier.push((text("program")?, v["instructions"].as_u64())),
             Some("daemon_start") => _ = raw.scalars.insert("daemon_start_ms".into(), num("ms")?),
-            Some("policy_apply") => raw.applies.push((
-                num("rules")? as u64,
-                num("protected_files")? as u64,
-                num("ms")?,
-                v["phases_ms"].clone(),
-            )),
+            Some("policy_apply") => {
+                let mut phases = v["phases_ms"].clone();
+                if let Some(running) = v["running_matched"].as_u64().filter(|n| *n > 0)
+                    && let Some(p) = phases.as_object_mut()
+                {
+                    p.insert("running_matched".into(), running.into());
+                }
+                raw.applies.push((num("rules")? as u64, num("protected_files")? as u64, num("ms")?, phases))
+            }
+            Some("warranted_rule") => _ = raw.scalars.insert("warranted rule end to end, ms".into(), num("ms")?),
             Some("toggle") => {
                 for (name, key) in
                     [("detaching every link, ms (max)", "detach_ms"), ("attaching again, ms (max)", "attach_ms")]
