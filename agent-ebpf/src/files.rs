@@ -320,6 +320,14 @@ pub fn d_instantiate(ctx: LsmContext) -> i32 {
     let Some((_, tree)) = protected(dentry_inode(parent as *const u8)) else {
         return 0;
     };
+    // A subject makes nothing under Warrant's own directories (the create
+    // hooks refuse it) but an O_TMPFILE, which passes no create hook: kept,
+    // each would take a PROTECTED slot for good (tmpfs numbers inodes
+    // afresh), until the map is full and new files go unprotected. Such a
+    // file has no name, and `inode_link` refuses it one there.
+    if tree == SELF_TREE && subjects::current().is_some() {
+        return 0;
+    }
     if let Some(key) = inode_key(inode) {
         let _ = PROTECTED.insert(&key, &ProtectedEntry { tree, flags: 0 }, 0);
     }

@@ -59,7 +59,10 @@ pub fn unix_may_send(ctx: LsmContext) -> i32 {
 #[inline(always)]
 fn decide_connect(subject: &Subject, other: *const u8) -> i32 {
     let offsets = kernel_offsets();
-    let dentry = read_kernel::<u64>(other, offsets.unix_sock_path_dentry).unwrap_or(0) as *const u8;
+    let Some(dentry) = read_kernel::<u64>(other, offsets.unix_sock_path_dentry) else {
+        return -EPERM;
+    };
+    let dentry = dentry as *const u8;
     if !dentry.is_null() {
         let inode = read_kernel::<u64>(dentry, offsets.dentry_d_inode).unwrap_or(0) as *const u8;
         if let Some((_, SELF_TREE)) = files::protected(inode) {

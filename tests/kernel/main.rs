@@ -328,6 +328,31 @@ fn a_subject_cannot_change_profile_or_use_the_control_socket() {
     d.cli_ok(&["status"]);
 }
 
+/// O_TMPFILE passes no create hook: a subject's unnamed files in Warrant's
+/// own directories must not take slots in the protected set (filled, it
+/// would leave later files unprotected).
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_subjects_tmpfiles_in_warrants_own_directories_take_no_protected_slots() {
+    let d = daemon();
+    let protected_entries = || {
+        let map = aya::maps::MapData::from_pin("/sys/fs/bpf/warrant/maps/PROTECTED").expect("PROTECTED is pinned");
+        let map: aya::maps::HashMap<_, warrant_common::FileKey, warrant_common::ProtectedEntry> =
+            aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(map).unwrap()).unwrap();
+        map.keys().count()
+    };
+    let before = protected_entries();
+    let script = format!(
+        "import os\nmade = 0\nfor _ in range(300):\n    os.close(os.open({:?}, os.O_TMPFILE | os.O_WRONLY, 0o600))\n    made += 1\nprint(made)\n",
+        d.dir.join("run").to_str().unwrap()
+    );
+    let out = run_subject(&["python3", "-c", &script]);
+    assert!(out.status.success(), "a subject's O_TMPFILE: {}", out.stderr);
+    let after = protected_entries();
+    // The daemon may protect a few files of its own meanwhile (a rotated log).
+    assert!(after < before + 10, "300 tmpfiles took {} protected slots", after - before);
+}
+
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn audit_log_verifies_after_the_run() {
