@@ -254,16 +254,18 @@ impl Bench<'_> {
             "--socket".into(),
             self.dir.join("bench.sock").display().to_string(),
         ];
-        let output = self.maybe_subject(subject, &args).output()?;
+        let who = if subject { "subject" } else { "not a subject" };
+        self.run_reading(subject, &args, "ns_per_op ", &format!("{} ({who})", workload.name()))
+    }
+
+    /// Runs `warrant-bench ARGS` (as a subject if `subject`) and reads the
+    /// number it prints after `prefix`; `what` names the run in an error.
+    fn run_reading(&self, subject: bool, args: &[String], prefix: &str, what: &str) -> Result<f64> {
+        let output = self.maybe_subject(subject, args).output()?;
         let text = String::from_utf8_lossy(&output.stdout);
-        match text.trim().strip_prefix("ns_per_op ").and_then(|n| n.parse().ok()) {
-            Some(ns) if output.status.success() => Ok(ns),
-            _ => bail!(
-                "{} ({}): {}",
-                workload.name(),
-                if subject { "subject" } else { "not a subject" },
-                String::from_utf8_lossy(&output.stderr).trim()
-            ),
+        match text.trim().strip_prefix(prefix).and_then(|n| n.parse().ok()) {
+            Some(n) if output.status.success() => Ok(n),
+            _ => bail!("{what}: {}", String::from_utf8_lossy(&output.stderr).trim()),
         }
     }
 
@@ -309,11 +311,7 @@ impl Bench<'_> {
                 for subject in order {
                     nft(&["flush", "chain", "inet", "bench", "c"])?;
                     let args: Vec<String> = vec!["time".into(), "--".into(), "nft".into(), "-f".into(), file.clone()];
-                    let output = self.maybe_subject(subject, &args).output()?;
-                    let text = String::from_utf8_lossy(&output.stdout);
-                    let Some(ns) = text.trim().strip_prefix("ns ").and_then(|n| n.parse::<f64>().ok()) else {
-                        bail!("nft -f {batch} rules: {}", String::from_utf8_lossy(&output.stderr).trim());
-                    };
+                    let ns = self.run_reading(subject, &args, "ns ", &format!("nft -f {batch} rules"))?;
                     if subject {
                         self.settle()?;
                     }
@@ -345,11 +343,7 @@ impl Bench<'_> {
                 "--file".into(),
                 protected.clone(),
             ];
-            let output = self.maybe_subject(true, &args).output()?;
-            let text = String::from_utf8_lossy(&output.stdout);
-            let Some(ops) = text.trim().strip_prefix("ops ").and_then(|n| n.parse::<u64>().ok()) else {
-                bail!("paced opens at {rate}/s: {}", String::from_utf8_lossy(&output.stderr).trim());
-            };
+            let ops = self.run_reading(true, &args, "ops ", &format!("paced opens at {rate}/s"))? as u64;
             let (mut written, mut landed) = (0, started.elapsed());
             let mut unchanged_since = Instant::now();
             while written < ops && unchanged_since.elapsed() < Duration::from_secs(5) {

@@ -143,12 +143,9 @@ pub fn report(raw: &Raw) -> Report {
     let mut misses = Vec::new();
     let mut workloads_json = Vec::new();
     let mut best_lines = Vec::new();
-    let workloads: Vec<&String> = raw.samples.keys().map(|(w, _)| w).fold(Vec::new(), |mut v, w| {
-        if !v.contains(&w) {
-            v.push(w);
-        }
-        v
-    });
+    // Keys are sorted, so each workload's states are next to each other.
+    let mut workloads: Vec<&String> = raw.samples.keys().map(|(w, _)| w).collect();
+    workloads.dedup();
     let _ = write!(table, "{:<18} {:>12}", "syscall loop", "baseline");
     for (column, _, _) in COMPARISONS {
         let _ = write!(table, " {:>26}", column);
@@ -203,12 +200,8 @@ pub fn report(raw: &Raw) -> Report {
     }
 
     let mut nft_json = Vec::new();
-    let batches: Vec<u64> = raw.nft.keys().map(|(b, _)| *b).fold(Vec::new(), |mut v, b| {
-        if !v.contains(&b) {
-            v.push(b);
-        }
-        v
-    });
+    let mut batches: Vec<u64> = raw.nft.keys().map(|(b, _)| *b).collect();
+    batches.dedup();
     if !batches.is_empty() {
         let _ = writeln!(
             table,

@@ -6,7 +6,11 @@
 use std::os::fd::{AsFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use aya::programs::{ProgramInfo, links::PinnedLink, loaded_programs};
+use aya::programs::{
+    ProgramInfo,
+    links::{FdLink, PinnedLink},
+    loaded_programs,
+};
 
 use super::{KernelError, PIN_ROOT, error_chain, fmod_ret};
 
@@ -24,10 +28,8 @@ pub fn pinned_programs() -> Result<Vec<(String, ProgramInfo)>, KernelError> {
     let mut programs = Vec::new();
     for pin in link_pins()? {
         let link = PinnedLink::from_pin(&pin).map_err(|e| pin_err(&pin, error_chain(&e)))?;
-        let id =
-            aya::programs::links::FdLink::from(link).info().map_err(|e| pin_err(&pin, error_chain(&e)))?.program_id();
         let name = pin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        programs.push((name, program_by_id(id, &pin)?));
+        programs.push((name, program_of(&FdLink::from(link), &pin)?));
     }
     Ok(programs)
 }
@@ -43,8 +45,7 @@ pub fn detach_all() -> Result<Detached, KernelError> {
             .map_err(|e| pin_err(&pin, error_chain(&e)))?
             .unpin()
             .map_err(|e| pin_err(&pin, e.to_string()))?;
-        let id = link.info().map_err(|e| pin_err(&pin, error_chain(&e)))?.program_id();
-        let program = program_by_id(id, &pin)?
+        let program = program_of(&link, &pin)?
             .fd()
             .map_err(|e| pin_err(&pin, error_chain(&e)))?
             .as_fd()
@@ -69,14 +70,6 @@ impl Detached {
         }
         Ok(())
     }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 fn link_pins() -> Result<Vec<PathBuf>, KernelError> {
@@ -87,7 +80,9 @@ fn link_pins() -> Result<Vec<PathBuf>, KernelError> {
     Ok(pins)
 }
 
-fn program_by_id(id: u32, pin: &Path) -> Result<ProgramInfo, KernelError> {
+/// The program `link` (pinned at `pin`) attaches.
+fn program_of(link: &FdLink, pin: &Path) -> Result<ProgramInfo, KernelError> {
+    let id = link.info().map_err(|e| pin_err(pin, error_chain(&e)))?.program_id();
     loaded_programs()
         .filter_map(Result::ok)
         .find(|program| program.id() == id)
