@@ -52,7 +52,7 @@ show "$W" requests list
 REQ=$("$W" requests list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 
 say "3. Alice (network on-call, a Responsible Individual) signs a one-use warrant"
-show "$W" approve "$REQ" --key "$KEYS/alice.key" --ttl 10m --uses 1 --reason "open ssh for the migration" --out "$D/ssh.warrant"
+show "$W" approve "$REQ" --key "$KEYS/alice.key" --ttl 10m --uses 1 --reason "open ssh for the migration" --yes --out "$D/ssh.warrant"
 show "$W" install "$D/ssh.warrant"
 
 say "4. The agent tries a bare accept instead: the warrant binds the exact rule -> EPERM"

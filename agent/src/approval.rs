@@ -40,6 +40,11 @@ pub struct Approval {
     /// (16 hex digits, from the change request). Absent: any content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_digest: Option<String>,
+    /// The digest of the change request as `warrant approve` showed it
+    /// ([`crate::requests::ChangeRequest::digest`]). A host holding that
+    /// request refuses the warrant if its request differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_digest: Option<String>,
 }
 
 /// How far ahead of this host's clock a warrant's `not_before` may be: a

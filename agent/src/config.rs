@@ -30,8 +30,15 @@ pub struct Config {
     pub host: Option<String>,
     /// A bundle to load at start when the state directory holds none yet.
     pub bundle: Option<PathBuf>,
-    /// Run with a change request as JSON on stdin when one is created.
+    /// Run with new change requests as JSON on stdin (`{"host", "requests":
+    /// [..]}`), at most once per 2 s tick, one run per batch.
     pub notify_command: Option<String>,
+    /// New change requests a profile may open per minute (a profile's
+    /// `requests_per_minute` in the policy overrides it); attempts past it
+    /// are still denied and audited, but open no request.
+    pub requests_per_minute: u32,
+    /// Open change requests kept at most on this host.
+    pub max_open_requests: usize,
     /// A directory watched for policy bundles: each new file is applied as
     /// `warrant policy apply` would (in name order; older versions refused).
     pub bundle_dir: Option<PathBuf>,
@@ -61,6 +68,8 @@ impl Default for Config {
             host: None,
             bundle: None,
             notify_command: None,
+            requests_per_minute: crate::request_gate::DEFAULT_PER_MINUTE,
+            max_open_requests: crate::request_gate::DEFAULT_MAX_OPEN,
             bundle_dir: None,
             inbox_dir: None,
             metrics_listen: None,

@@ -34,6 +34,7 @@ use crate::{
     metrics,
     policy::{self, CompiledPolicy, render_target},
     protect,
+    request_gate::RequestGate,
     requests::{self, ChangeRequest},
     rollback, subjects,
     trust::{self, Envelope, POLICY_PAYLOAD_TYPE},
@@ -149,6 +150,8 @@ struct State {
     /// Paths of protected inodes already named in records, checked with one
     /// stat before use: what it saves is a walk of the tree per record.
     file_paths: HashMap<warrant_common::FileKey, PathBuf>,
+    /// Limits new change requests; batches their notifications.
+    request_gate: RequestGate,
 }
 
 /// Most paths `file_paths` keeps; it starts again empty when full.
@@ -377,9 +380,27 @@ impl State {
         Some(path)
     }
 
-    fn apply_bundle(&mut self, bundle: &str, restoring: bool) -> Result<Value, String> {
+    /// Verifies and applies a bundle. Every refusal, whichever way the
+    /// bundle came (`via`: control, bundle_dir, restore), is audited.
+    fn apply_bundle(&mut self, bundle: &str, restoring: bool, via: &str) -> Result<Value, String> {
+        self.try_apply_bundle(bundle, restoring).map_err(|(kind, message)| {
+            // As the refused bundle claims it: it may be unsigned.
+            let version = Envelope::parse(bundle)
+                .ok()
+                .and_then(|e| e.unverified_text())
+                .and_then(|text| toml::from_str::<toml::Table>(&text).ok())
+                .and_then(|table| table.get("version")?.as_integer());
+            self.record(kind, json!({"version": version, "via": via, "reason": message}));
+            message
+        })
+    }
+
+    /// Err: the audit kind (policy.refused, or policy.error once the kernel
+    /// holds the new policy) and the message.
+    fn try_apply_bundle(&mut self, bundle: &str, restoring: bool) -> Result<Value, (&'static str, String)> {
+        let refused = |message: String| ("policy.refused", message);
         let started = std::time::Instant::now();
-        let envelope = Envelope::parse(bundle).map_err(|e| format!("bundle refused: {e}"))?;
+        let envelope = Envelope::parse(bundle).map_err(|e| refused(format!("bundle refused: {e}")))?;
         // A new bundle needs the root in force. The persisted bundle, restored
         // at start, was accepted under a root that may since have rotated.
         let roots = if restoring { &self.trust_chain[..] } else { &self.trust_chain[self.trust_chain.len() - 1..] };
@@ -389,23 +410,22 @@ impl State {
             .map(|root| envelope.verify(POLICY_PAYLOAD_TYPE, &root.keys, root.threshold))
             .reduce(|newest, older| newest.or(older))
             .expect("the trust chain is never empty");
-        let (payload, signers) = verified.map_err(|e| format!("bundle refused: {e}"))?;
-        let text = String::from_utf8(payload).map_err(|_| "bundle refused: policy is not UTF-8".to_owned())?;
-        let compiled =
-            policy::Policy::parse(&text).and_then(policy::compile).map_err(|e| format!("bundle refused: {e}"))?;
+        let (payload, signers) = verified.map_err(|e| refused(format!("bundle refused: {e}")))?;
+        let text = String::from_utf8(payload).map_err(|_| refused("bundle refused: policy is not UTF-8".into()))?;
+        let compiled = policy::Policy::parse(&text)
+            .and_then(policy::compile)
+            .map_err(|e| refused(format!("bundle refused: {e}")))?;
         let last = self.last_version();
         let version = compiled.version();
         if version < last || (version == last && !restoring) {
-            let message = format!(
+            return Err(refused(format!(
                 "bundle refused: version {version} is not newer than the accepted version {last} (rollback protection)"
-            );
-            self.record("policy.refused", json!({"version": version, "reason": message}));
-            return Err(message);
+            )));
         }
         // The bundle in force, restored at start, stays in force past its
         // expiry (never fail open); check_expiry says so loudly.
         if compiled.expired_at(now_unix()) && !restoring {
-            return Err(format!("bundle refused: policy v{version} expired at {}", compiled.policy.expires));
+            return Err(refused(format!("bundle refused: policy v{version} expired at {}", compiled.policy.expires)));
         }
         let mut phases = serde_json::Map::new();
         // `verify` is everything before: the signature, the parse and compile.
@@ -417,24 +437,25 @@ impl State {
         phase("verify");
         // Walked before anything changes, so a refusal leaves the policy in force whole.
         let (inodes, trees) =
-            self.protected_inodes(&compiled.policy.protect).map_err(|e| format!("bundle refused: {e}"))?;
+            self.protected_inodes(&compiled.policy.protect).map_err(|e| refused(format!("bundle refused: {e}")))?;
+        let not_loaded = |e: crate::kernel::KernelError| {
+            ("policy.error", format!("bundle could not be loaded into the kernel: {e}"))
+        };
         self.kernel
             .set_protected(&inodes, &trees)
             .and_then(|()| self.kernel.set_proc_trees(&protect::proc_trees(&compiled.policy.protect)))
-            .map_err(|e| format!("bundle could not be loaded into the kernel: {e}"))?;
+            .map_err(not_loaded)?;
         phase("protect");
-        self.kernel
-            .set_policy(version, &compiled.profiles, &compiled.rules)
-            .map_err(|e| format!("bundle could not be loaded into the kernel: {e}"))?;
+        self.kernel.set_policy(version, &compiled.profiles, &compiled.rules).map_err(not_loaded)?;
         let matches = subjects::resolve(&compiled.matchers);
-        self.kernel
-            .set_matches(&matches.entries, &matches.cgroup_paths, matches.kinds)
-            .map_err(|e| format!("bundle could not be loaded into the kernel: {e}"))?;
+        self.kernel.set_matches(&matches.entries, &matches.cgroup_paths, matches.kinds).map_err(not_loaded)?;
         phase("kernel");
         let state_dir = self.config.state_dir.clone();
         write_atomic(&policy_bundle_path(&state_dir), bundle.as_bytes())
             .and_then(|()| write_atomic(&version_path(&state_dir), version.to_string().as_bytes()))
-            .map_err(|e| format!("policy applied but not persisted in {}: {e}", state_dir.display()))?;
+            .map_err(|e| {
+                ("policy.error", format!("policy applied but not persisted in {}: {e}", state_dir.display()))
+            })?;
         phase("persist");
         let signer_ids: Vec<String> = signers.iter().map(trust::key_id).collect();
         let profiles: Vec<String> = compiled.profile_ids.keys().cloned().collect();
@@ -522,22 +543,40 @@ impl State {
         Ok(())
     }
 
-    fn install_warrant(&mut self, text: &str) -> Result<Value, String> {
-        let policy = self.policy.as_ref().ok_or("no policy in force: apply a bundle first")?;
+    /// Checks and installs a warrant. Every refusal, whichever way the
+    /// warrant came (`via`: control, inbox), is audited.
+    fn install_warrant(&mut self, text: &str, via: &str) -> Result<Value, String> {
+        self.try_install_warrant(text).map_err(|message| {
+            // As the refused warrant claims it: it may be unsigned.
+            let id = Envelope::parse(text)
+                .ok()
+                .and_then(|e| e.unverified_text())
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .and_then(|v| v.get("id")?.as_str().map(str::to_owned));
+            self.record("warrant.refused", json!({"warrant_id": id, "via": via, "reason": message}));
+            message
+        })
+    }
+
+    fn try_install_warrant(&mut self, text: &str) -> Result<Value, String> {
+        let policy = self.policy.as_ref().ok_or("warrant refused: no policy in force: apply a bundle first")?;
         let envelope = Envelope::parse(text).map_err(|e| format!("warrant refused: {e}"))?;
-        let checked = match approval::check(&envelope, policy, &self.host, now_unix()) {
-            Ok(checked) => checked,
-            Err(e) => {
-                let message = format!("warrant refused: {e}");
-                self.record("warrant.refused", json!({"reason": message}));
-                return Err(message);
-            }
-        };
+        let checked =
+            approval::check(&envelope, policy, &self.host, now_unix()).map_err(|e| format!("warrant refused: {e}"))?;
         let a = &checked.approval;
         if self.ledger.contains(&a.id) {
-            let message = format!("warrant refused: {} was already installed on this host (replay)", a.id);
-            self.record("warrant.refused", json!({"warrant_id": a.id, "reason": message}));
-            return Err(message);
+            return Err(format!("warrant refused: {} was already installed on this host (replay)", a.id));
+        }
+        // The approver signed what `warrant approve` showed; the request here
+        // must still be that (a request approved elsewhere may be absent).
+        if let (Some(request), Some(signed)) = (&a.request, &a.request_digest)
+            && let Ok(local) = requests::load(&self.config.state_dir, request)
+            && local.digest() != *signed
+        {
+            return Err(format!(
+                "warrant refused: change request {request} here (digest {}) is not the one approved (digest {signed})",
+                local.digest()
+            ));
         }
         if let Some(active) = self.kernel.warrant(&checked.key)
             && active.uses_left > 0
@@ -562,10 +601,9 @@ impl State {
         let snapshot = match rollback::take(&self.config.state_dir, &a.id, &a.action, &a.target, now_unix()) {
             Ok(snapshot) => snapshot,
             Err(e) => {
-                let message =
-                    format!("warrant not installed: {e}; without a snapshot the change could not be rolled back");
-                self.record("warrant.refused", json!({"warrant_id": a.id, "reason": message}));
-                return Err(message);
+                return Err(format!(
+                    "warrant not installed: {e}; without a snapshot the change could not be rolled back"
+                ));
             }
         };
         self.ledger.insert(a.id.clone());
@@ -577,7 +615,7 @@ impl State {
             "warrant_id": a.id, "approver": a.approver, "profile": a.profile, "action": a.action,
             "target": a.target, "max_uses": a.max_uses, "expires_at": a.expires_at,
             "request": a.request, "reason": a.reason, "approvers": checked.approvers,
-            "content_digest": a.content_digest,
+            "content_digest": a.content_digest, "request_digest": a.request_digest,
             "rollback": snapshot.as_ref().map(rollback::describe),
         });
         self.record("warrant.installed", summary.clone());
@@ -660,25 +698,32 @@ impl State {
                 {
                     continue;
                 }
-                let outcome =
-                    text.map_err(|e| format!("cannot read: {e}")).and_then(|text| self.apply_bundle(&text, false));
-                match outcome {
-                    Ok(_) => info!(file = %path.display(), "bundle from the watched directory applied"),
-                    Err(reason) => {
-                        warn!(file = %path.display(), "{reason}");
-                        self.record(
-                            "bundle_dir.refused",
-                            json!({"file": path.display().to_string(), "reason": reason}),
-                        );
+                let file = path.display().to_string();
+                let outcome = match text {
+                    Ok(text) => self.apply_bundle(&text, false, &format!("bundle_dir {file}")),
+                    Err(e) => {
+                        let reason = format!("cannot read: {e}");
+                        self.record("policy.refused", json!({"via": format!("bundle_dir {file}"), "reason": reason}));
+                        Err(reason)
                     }
+                };
+                match outcome {
+                    Ok(_) => info!(file, "bundle from the watched directory applied"),
+                    Err(reason) => warn!(file, "{reason}"),
                 }
             }
         }
         if let Some(inbox) = self.config.inbox_dir.clone() {
             for path in new_files(&inbox) {
-                let outcome = fs::read_to_string(&path)
-                    .map_err(|e| format!("cannot read: {e}"))
-                    .and_then(|text| self.install_warrant(&text));
+                let via = format!("inbox {}", path.display());
+                let outcome = match fs::read_to_string(&path) {
+                    Ok(text) => self.install_warrant(&text, &via),
+                    Err(e) => {
+                        let reason = format!("cannot read: {e}");
+                        self.record("warrant.refused", json!({"via": via, "reason": reason}));
+                        Err(reason)
+                    }
+                };
                 let (to, reason) = match outcome {
                     Ok(_) => ("installed", None),
                     Err(reason) => ("refused", Some(reason)),
@@ -820,6 +865,7 @@ impl State {
             })),
             "warrants": warrants,
             "decisions": self.counters,
+            "requests": {"open": self.request_gate.open(), "dropped": self.request_gate.dropped()},
             "lost_events": self.kernel.lost_events().ok(),
             "kernel": kernel_release(),
             "mode": self.kernel.mode().name(),
@@ -843,6 +889,8 @@ impl State {
             policy_expired: self.policy.as_ref().is_some_and(|p| p.expired_at(now_unix())),
             enforcement_available: true,
             audit_records: self.audit.head().0,
+            requests_open: self.request_gate.open() as u64,
+            requests_dropped: self.request_gate.dropped().clone(),
         }
     }
 
@@ -917,6 +965,9 @@ impl State {
             }
             None => (format!("profile#{}", event.profile_id), None, None),
         };
+        let requests_per_minute = decided_under
+            .and_then(|p| p.policy.profiles.iter().find(|x| x.name == profile))
+            .and_then(|x| x.requests_per_minute);
         let exe = exe_of(event.tgid).unwrap_or_else(|| "?".into());
         let comm = comm_of(event);
         // A short-lived process may be gone before its event is read.
@@ -960,6 +1011,14 @@ impl State {
         }
         if event.verdict == verdict::DENIED_NEEDS_WARRANT && event.action != 0 {
             let id = requests::request_id(&profile, action_name, &target, content_digest.as_deref());
+            // A repeated attempt updates its request; a new one must pass the gate.
+            if !requests::exists(&self.config.state_dir, &id)
+                && let Err(dropped) = self.request_gate.admit_new(&profile, requests_per_minute, now_unix())
+            {
+                fields["request_dropped"] = dropped.to_string().into();
+                self.record("decision", fields);
+                return;
+            }
             let request = ChangeRequest {
                 id: id.clone(),
                 host: self.host.clone(),
@@ -981,7 +1040,7 @@ impl State {
                 Ok(saved) => {
                     fields["request"] = id.into();
                     if saved.attempts == 1 {
-                        self.notify(&saved);
+                        self.request_gate.queue_notify(saved);
                     }
                 }
                 Err(e) => error!("cannot write change request: {e}"),
@@ -990,9 +1049,24 @@ impl State {
         self.record("decision", fields);
     }
 
-    fn notify(&self, request: &ChangeRequest) {
+    /// Once per tick: one notify run for the requests opened since the
+    /// last, and one `requests.dropped` record per profile that had
+    /// attempts past its limits.
+    fn flush_requests(&mut self) {
+        for (profile, count) in self.request_gate.take_unreported_drops() {
+            let total = self.request_gate.dropped().get(&profile).copied().unwrap_or(count);
+            warn!(profile, count, "approve-tier attempts opened no change request (past the request limits)");
+            self.record("requests.dropped", json!({"profile": profile, "count": count, "total": total}));
+        }
+        let batch = self.request_gate.take_notify_batch();
+        if !batch.is_empty() {
+            self.notify(&batch);
+        }
+    }
+
+    fn notify(&self, batch: &[ChangeRequest]) {
         let Some(command) = &self.config.notify_command else { return };
-        let payload = serde_json::to_vec(request).expect("serialises");
+        let payload = serde_json::to_vec(&json!({"host": self.host, "requests": batch})).expect("serialises");
         let spawned =
             std::process::Command::new("/bin/sh").args(["-c", command]).stdin(std::process::Stdio::piped()).spawn();
         match spawned {
@@ -1101,6 +1175,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         rule_contents: HashMap::new(),
         lost_events_recorded: read_number(&lost_events_path(&config.state_dir)),
         seen_bundles: HashSet::new(),
+        request_gate: RequestGate::new(
+            config.requests_per_minute,
+            config.max_open_requests,
+            requests::list(&config.state_dir).map(|all| all.len()).unwrap_or(0),
+        ),
     };
     let missing_hooks = state.kernel.missing_hooks().to_vec();
     let started = json!({"pid": std::process::id(), "kernel": kernel_release(), "mode": state.kernel.mode().name(),
@@ -1118,7 +1197,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .map(|b| (b, true))
         .or_else(|| config.bundle.as_ref().and_then(|p| fs::read_to_string(p).ok()).map(|b| (b, false)));
     if let Some((bundle, restoring)) = initial
-        && let Err(e) = state.apply_bundle(&bundle, restoring)
+        && let Err(e) = state.apply_bundle(&bundle, restoring, if restoring { "restore" } else { "config bundle" })
     {
         error!("{e}; no policy in force: subjects are denied every action");
     }
@@ -1158,6 +1237,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 state.check_lost_events();
                 state.checkpoint(false);
                 state.note_changes();
+                state.flush_requests();
             }
         })
     };
@@ -1178,6 +1258,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     housekeeping.abort();
     let mut state = shared.lock().expect("state lock");
+    state.flush_requests();
     state.record("daemon.stopped", json!({}));
     state.checkpoint(true);
     let _ = fs::remove_file(&socket);
@@ -1284,8 +1365,8 @@ fn handle(request: Request, peer_pid: Option<u32>, shared: &Shared) -> Response 
         Request::Status => Ok(state.status()),
         Request::Metrics => Ok(Value::String(metrics::render(&state.metrics()))),
         Request::Register { profile } => register(&mut state, pid, &profile),
-        Request::ApplyPolicy { bundle } => state.apply_bundle(&bundle, false),
-        Request::InstallWarrant { warrant } => state.install_warrant(&warrant),
+        Request::ApplyPolicy { bundle } => state.apply_bundle(&bundle, false, "control"),
+        Request::InstallWarrant { warrant } => state.install_warrant(&warrant, "control"),
         Request::RotateTrust { root } => state.rotate_trust(&root),
         Request::Rollback { id, force } => state.rollback(&id, force, pid),
         Request::Revoke { id } => {

@@ -14,6 +14,8 @@ pub mod nft_render;
 pub mod pins;
 pub mod policy;
 pub mod protect;
+pub mod render;
+pub mod request_gate;
 pub mod requests;
 pub mod rollback;
 pub mod subjects;

@@ -16,7 +16,7 @@ use warrant::{
     control::{self, Request},
     daemon::{self, now_unix},
     kernel::{self, Kernel},
-    policy, requests,
+    policy, render, requests,
     trust::{self, Envelope, POLICY_PAYLOAD_TYPE},
     trust_root::{TRUST_ROOT_PAYLOAD_TYPE, TrustRoot},
 };
@@ -102,6 +102,11 @@ enum Command {
         any_content: bool,
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Sign without asking (for scripts). On a terminal, the change is
+        /// shown and signed only after you answer yes; without a terminal,
+        /// --yes is required.
+        #[arg(long)]
+        yes: bool,
     },
     /// Add your signature to a warrant whose action needs two people.
     Cosign {
@@ -227,7 +232,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("warrant: {}", one_line(&error));
+            // Errors can quote what a subject named (a chain, a path).
+            eprintln!("warrant: {}", render::escape(&one_line(&error)));
             ExitCode::from(1)
         }
     }
@@ -303,9 +309,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         println!("no change requests");
                     } else {
                         for r in all {
+                            let e = render::escape;
                             println!(
                                 "{}  {}  {} {}  (attempts {}, by {} pid {})",
-                                r.id, r.profile, r.action, r.target, r.attempts, r.exe, r.pid
+                                e(&r.id),
+                                e(&r.profile),
+                                e(&r.action),
+                                e(&r.target),
+                                r.attempts,
+                                e(&r.exe),
+                                r.pid
                             );
                         }
                     }
@@ -313,13 +326,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 RequestsCommand::Show { id } => {
                     let r = requests::load(&config.state_dir, &id)
                         .map_err(|e| anyhow!("no change request {id} in {}: {e}", config.state_dir.display()))?;
-                    println!("{}", serde_json::to_string_pretty(&r)?);
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&r)?);
+                    } else {
+                        print!("{}", render::request_view(&r));
+                    }
                 }
             }
         }
-        Command::Approve { request, key, ttl, uses, reason, ticket, hosts, approver, any_content, out } => {
+        Command::Approve { request, key, ttl, uses, reason, ticket, hosts, approver, any_content, out, yes } => {
             let config = Config::load(config_path)?;
-            let grant = Grant { ttl, uses, reason, ticket, hosts, approver, any_content };
+            let grant = Grant { ttl, uses, reason, ticket, hosts, approver, any_content, yes };
             approve(&config, &request, &key, grant, out.as_deref())?;
         }
         Command::Cosign { warrant, key, out } => {
@@ -343,14 +360,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let text = std::fs::read_to_string(&warrant)
                 .with_context(|| format!("cannot read warrant {}", warrant.display()))?;
             let data = control::call(&config.socket, &Request::InstallWarrant { warrant: text })?;
+            let text = |name: &str| render::escape(data[name].as_str().unwrap_or("?")).into_owned();
             println!(
                 "installed warrant {} ({} {} for {}, {} use(s), approved by {})",
-                data["warrant_id"].as_str().unwrap_or("?"),
-                data["action"].as_str().unwrap_or("?"),
-                data["target"].as_str().unwrap_or("?"),
-                data["profile"].as_str().unwrap_or("?"),
+                text("warrant_id"),
+                text("action"),
+                text("target"),
+                text("profile"),
                 data["max_uses"],
-                data["approver"].as_str().unwrap_or("?"),
+                text("approver"),
             );
         }
         Command::Revoke { id } => {
@@ -366,12 +384,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .iter()
                 .find(|r| r.get("seq").and_then(Value::as_u64) == Some(event_id))
                 .ok_or_else(|| anyhow!("no event {event_id} in {}", config.audit_log.display()))?;
-            explain(record);
+            println!("{}", render::explain(record));
         }
         Command::Rollback { change_id, force } => {
             let config = Config::load(config_path)?;
             let data = control::call(&config.socket, &Request::Rollback { id: change_id, force })?;
-            println!("rolled back change {}: {} restored", data["change_id"], data["restored"]);
+            println!(
+                "rolled back change {}: {} restored",
+                render::json_line(&data["change_id"]),
+                render::json_line(&data["restored"])
+            );
         }
         Command::Uninstall => {
             if !nix::unistd::geteuid().is_root() {
@@ -479,14 +501,31 @@ fn print_status(status: &Value) {
     let warrants = status["warrants"].as_array().cloned().unwrap_or_default();
     println!("warrants: {}", warrants.len());
     for w in warrants {
+        let text = |name: &str| render::escape(w[name].as_str().unwrap_or("?")).into_owned();
         println!(
             "  {} {} {} ({}), uses left {}, by {}",
-            w["id"].as_str().unwrap_or("?"),
-            w["action"].as_str().unwrap_or("?"),
-            w["target"].as_str().unwrap_or("?"),
-            w["profile"].as_str().unwrap_or("?"),
+            text("id"),
+            text("action"),
+            text("target"),
+            text("profile"),
             w["uses_left"],
-            w["approver"].as_str().unwrap_or("?")
+            text("approver")
+        );
+    }
+    if let Some(requests) = status["requests"].as_object() {
+        let dropped: Vec<String> = requests
+            .get("dropped")
+            .and_then(Value::as_object)
+            .map(|d| d.iter().map(|(profile, n)| format!("{} {n}", render::escape(profile))).collect())
+            .unwrap_or_default();
+        println!(
+            "change requests: {} open{}",
+            requests.get("open").and_then(Value::as_u64).unwrap_or(0),
+            if dropped.is_empty() {
+                String::new()
+            } else {
+                format!("; dropped past the limits: {}", dropped.join(", "))
+            }
         );
     }
     if let Some(counters) = status["decisions"].as_object() {
@@ -576,10 +615,12 @@ struct Grant {
     hosts: Vec<String>,
     approver: Option<String>,
     any_content: bool,
+    /// Signed without the question on a terminal.
+    yes: bool,
 }
 
 fn approve(config: &Config, request_id: &str, key_path: &Path, grant: Grant, out: Option<&Path>) -> anyhow::Result<()> {
-    let Grant { ttl, uses, reason, ticket, hosts, approver, any_content } = grant;
+    let Grant { ttl, uses, reason, ticket, hosts, approver, any_content, yes } = grant;
     let request = requests::load(&config.state_dir, request_id)
         .map_err(|e| anyhow!("no change request {request_id} in {}: {e}", config.state_dir.display()))?;
     let key = trust::read_signing_key(key_path)?;
@@ -617,6 +658,21 @@ fn approve(config: &Config, request_id: &str, key_path: &Path, grant: Grant, out
             ri.name.clone()
         }
     };
+    let hosts = if hosts.is_empty() { vec![request.host.clone()] } else { hosts };
+    // What is signed, in full, before it is signed.
+    let e = render::escape;
+    eprint!("{}", render::request_view(&request));
+    eprintln!(
+        "  {:<14} {} by {approver} on {}, valid {}, {uses} use(s){}",
+        "warrant",
+        if content_digest.is_none() && request.content_digest.is_some() { "ANY CONTENT" } else { "as shown" },
+        hosts.iter().map(|h| e(h).into_owned()).collect::<Vec<_>>().join(", "),
+        humantime::format_duration(ttl),
+        ticket.as_deref().map(|t| format!(", ticket {}", e(t))).unwrap_or_default()
+    );
+    if !yes {
+        confirm()?;
+    }
     let now = now_unix();
     let mut nonce = [0u8; 8];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
@@ -626,7 +682,7 @@ fn approve(config: &Config, request_id: &str, key_path: &Path, grant: Grant, out
         requester: Some(format!("{} (pid {}, uid {})", request.exe, request.pid, request.uid)),
         approver: approver.clone(),
         approver_key: trust::key_id(&public),
-        hosts: if hosts.is_empty() { vec![request.host.clone()] } else { hosts },
+        hosts,
         profile: request.profile.clone(),
         action: request.action.clone(),
         target: request.target.clone(),
@@ -637,6 +693,7 @@ fn approve(config: &Config, request_id: &str, key_path: &Path, grant: Grant, out
         ticket,
         rollback_owner: approver,
         content_digest,
+        request_digest: Some(request.digest()),
     };
     let envelope = approval.seal(&key).to_json();
     match out {
@@ -653,6 +710,22 @@ fn approve(config: &Config, request_id: &str, key_path: &Path, grant: Grant, out
             );
         }
         None => println!("{envelope}"),
+    }
+    Ok(())
+}
+
+/// Asks on the terminal; Ok only for an explicit yes.
+fn confirm() -> anyhow::Result<()> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    if !std::io::stdin().is_terminal() {
+        bail!("not signed: no terminal to confirm on; read the change above and pass --yes to sign it");
+    }
+    eprint!("Sign this warrant? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+        bail!("not signed: the answer was not yes");
     }
     Ok(())
 }
@@ -694,70 +767,10 @@ fn audit_command(command: AuditCommand, config_path: Option<&Path>) -> anyhow::R
                 if json {
                     println!("{}", serde_json::to_string(record)?);
                 } else {
-                    println!("{}", render_record(record));
+                    println!("{}", render::record_line(record));
                 }
             }
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn field<'a>(record: &'a serde_json::Map<String, Value>, name: &str) -> &'a str {
-    record.get(name).and_then(Value::as_str).unwrap_or("")
-}
-
-fn render_record(record: &serde_json::Map<String, Value>) -> String {
-    let seq = record.get("seq").and_then(Value::as_u64).unwrap_or(0);
-    let kind = field(record, "kind");
-    if kind != "decision" {
-        let mut rest = record.clone();
-        for k in ["seq", "prev", "hash", "kind", "time", "host"] {
-            rest.remove(k);
-        }
-        return format!("#{seq} {kind} {}", Value::Object(rest));
-    }
-    let mut line = format!(
-        "#{seq} {} {} {} [{}] {} by {} (pid {}, profile {})",
-        field(record, "verdict"),
-        field(record, "action"),
-        field(record, "target"),
-        field(record, "tier"),
-        field(record, "message"),
-        field(record, "exe"),
-        record.get("pid").and_then(Value::as_u64).unwrap_or(0),
-        field(record, "profile"),
-    );
-    if !field(record, "warrant_id").is_empty() {
-        line.push_str(&format!(" warrant {} approved by {}", field(record, "warrant_id"), field(record, "approver")));
-    }
-    if !field(record, "request").is_empty() {
-        line.push_str(&format!(" -> request {}", field(record, "request")));
-    }
-    line
-}
-
-fn explain(record: &serde_json::Map<String, Value>) {
-    println!("{}", render_record(record));
-    for (label, key) in [
-        ("policy version", "policy_version"),
-        ("rule", "rule"),
-        ("tier", "tier"),
-        ("verdict", "verdict"),
-        ("warrant", "warrant_id"),
-        ("approver", "approver"),
-        ("content digest", "content_digest"),
-        ("past its rate", "rate_limited"),
-        ("change request", "request"),
-        ("mode", "mode"),
-    ] {
-        match record.get(key) {
-            Some(Value::Null) | None => {}
-            Some(Value::String(s)) if s.is_empty() => {}
-            Some(Value::String(s)) => println!("  {label}: {s}"),
-            Some(v) => println!("  {label}: {v}"),
-        }
-    }
-    if record.get("rule").is_none_or(Value::is_null) && field(record, "kind") == "decision" {
-        println!("  no policy rule matched this action and target: unmatched actions are denied");
-    }
 }

@@ -17,6 +17,10 @@ pub struct Snapshot {
     /// The programs are loaded and attached (the daemon runs only then).
     pub enforcement_available: bool,
     pub audit_records: u64,
+    /// Change requests on disk.
+    pub requests_open: u64,
+    /// Approve-tier attempts that opened no request (past the limits), by profile.
+    pub requests_dropped: BTreeMap<String, u64>,
 }
 
 /// A label value with `\`, `"` and newlines escaped, as the format requires.
@@ -70,5 +74,13 @@ pub fn render(snapshot: &Snapshot) -> String {
         snapshot.enforcement_available as u64,
     );
     gauge(&mut out, "warrant_audit_records", "Records in the audit log chain.", snapshot.audit_records);
+    gauge(&mut out, "warrant_requests_open", "Change requests waiting on this host.", snapshot.requests_open);
+    out.push_str(
+        "# HELP warrant_requests_dropped_total Approve-tier attempts that opened no change request (past the limits).\n",
+    );
+    out.push_str("# TYPE warrant_requests_dropped_total counter\n");
+    for (profile, count) in &snapshot.requests_dropped {
+        let _ = writeln!(out, "warrant_requests_dropped_total{{profile=\"{}\"}} {count}", label(profile));
+    }
     out
 }

@@ -98,6 +98,10 @@ pub struct Profile {
     pub matches: Match,
     #[serde(default, rename = "rule")]
     pub rules: Vec<Rule>,
+    /// New change requests this profile may open per minute (default: the
+    /// daemon's `requests_per_minute`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
 }
 
 /// A process that runs one of these executables (by inode), in one of these

@@ -35,6 +35,26 @@ pub struct ChangeRequest {
     pub rendering: Option<String>,
 }
 
+impl ChangeRequest {
+    /// What a warrant for this request approves, as the approver was shown
+    /// it: SHA-256 over the id, host, profile, action, target and content
+    /// (digest and text), NUL-separated; 16 hex digits. Counters and the
+    /// latest requester are not in it: they change with every attempt.
+    pub fn digest(&self) -> String {
+        let parts = [
+            self.id.as_str(),
+            &self.host,
+            &self.profile,
+            &self.action,
+            &self.target,
+            self.content_digest.as_deref().unwrap_or(""),
+            self.rendering.as_deref().unwrap_or(""),
+        ];
+        let digest = Sha256::digest(parts.join("\0"));
+        hex::encode(&digest[..8])
+    }
+}
+
 /// One request per distinct (profile, action, target, content).
 pub fn request_id(profile: &str, action: &str, target: &str, content_digest: Option<&str>) -> String {
     let digest = Sha256::digest(format!("{profile}\0{action}\0{target}\0{}", content_digest.unwrap_or("")));
@@ -64,6 +84,10 @@ pub fn record(state_dir: &Path, mut fresh: ChangeRequest) -> std::io::Result<Cha
     }
     crate::durable::write_atomic(&path, &serde_json::to_vec_pretty(&fresh).expect("serialises"))?;
     Ok(fresh)
+}
+
+pub fn exists(state_dir: &Path, id: &str) -> bool {
+    path_of(state_dir, id).exists()
 }
 
 pub fn load(state_dir: &Path, id: &str) -> std::io::Result<ChangeRequest> {

@@ -139,6 +139,11 @@ impl Envelope {
         Ok(())
     }
 
+    /// The payload as text, unverified: only to describe what was refused.
+    pub fn unverified_text(&self) -> Option<String> {
+        B64.decode(&self.payload).ok().and_then(|bytes| String::from_utf8(bytes).ok())
+    }
+
     pub fn parse(text: &str) -> Result<Self, TrustError> {
         serde_json::from_str(text).map_err(|e| TrustError::BadEnvelope(e.to_string()))
     }

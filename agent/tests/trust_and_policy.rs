@@ -185,6 +185,7 @@ fn approval_for(approver: &str, approver_key: &SigningKey) -> Approval {
         ticket: None,
         rollback_owner: approver.into(),
         content_digest: None,
+        request_digest: None,
     }
 }
 

@@ -439,6 +439,7 @@ impl Bench<'_> {
         let path = |p: &Path| p.to_str().unwrap_or_default().to_owned();
         self.warrant_ok(&[
             "approve",
+            "--yes",
             &request,
             "--key",
             &path(&key),

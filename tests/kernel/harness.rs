@@ -126,14 +126,20 @@ pub fn run_subject_as(profile: &str, args: &[&str]) -> Ran {
 }
 
 pub fn wait_for_file(path: &Path) -> String {
+    wait_for_text(path, "")
+}
+
+/// The text of `path` once it holds `needle` (any text, for "").
+pub fn wait_for_text(path: &Path, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(text) = std::fs::read_to_string(path)
             && !text.is_empty()
+            && text.contains(needle)
         {
             return text;
         }
-        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        assert!(Instant::now() < deadline, "{} never held {needle:?}", path.display());
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -155,7 +161,7 @@ impl Daemon {
         std::fs::write(
             &config,
             format!(
-                "state_dir = \"{d}/state\"\nsocket = \"{d}/run/warrant.sock\"\naudit_log = \"{a}\"\ntrusted_keys = [\"{k}\"]\nhost = \"vm-test\"\nnotify_command = \"cat >> {d}/notified.jsonl; echo >> {d}/notified.jsonl\"\nbundle_dir = \"{d}/bundles.d\"\ninbox_dir = \"{d}/inbox\"\ncheckpoint_interval_secs = 2\n",
+                "state_dir = \"{d}/state\"\nsocket = \"{d}/run/warrant.sock\"\naudit_log = \"{a}\"\ntrusted_keys = [\"{k}\"]\nhost = \"vm-test\"\nnotify_command = \"cat >> {d}/notified.jsonl; echo >> {d}/notified.jsonl\"\nrequests_per_minute = 120\nbundle_dir = \"{d}/bundles.d\"\ninbox_dir = \"{d}/inbox\"\ncheckpoint_interval_secs = 2\n",
                 d = dir.display(),
                 a = audit.display(),
                 k = keys.join("security-team.key.pub").display()
@@ -307,6 +313,7 @@ impl Daemon {
         let key = repo().join(format!("policies/demo-keys/{signer}.key"));
         self.cli_ok(&[
             "approve",
+            "--yes",
             request,
             "--key",
             key.to_str().unwrap(),

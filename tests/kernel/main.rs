@@ -6,6 +6,7 @@
 mod confinement;
 mod harness;
 mod network;
+mod requests;
 
 use harness::{Daemon, daemon, nft_root, run_subject, run_subject_as};
 
@@ -64,9 +65,12 @@ fn approve_tier_needs_a_warrant_which_allows_exactly_its_uses() {
     let request = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
     let request_id = request["request"].as_str().expect("a change request id").to_owned();
     assert!(d.run_cli(&["requests", "show", &request_id]).contains("nft.rule.add"));
-    // The notify command got the new request as JSON on stdin.
-    let notified = harness::wait_for_file(&d.dir.join("notified.jsonl"));
-    assert!(notified.contains(&request_id), "{notified}");
+    // The notify command got the new request as JSON on stdin, in a batch.
+    let notified = harness::wait_for_text(&d.dir.join("notified.jsonl"), &request_id);
+    let batch = notified.lines().find(|l| l.contains(&request_id)).unwrap();
+    let batch: serde_json::Value = serde_json::from_str(batch).expect("one JSON batch a line");
+    assert_eq!(batch["host"], "vm-test");
+    assert!(batch["requests"].as_array().unwrap().iter().any(|r| r["id"] == request_id.as_str()), "{batch}");
     assert!(d.run_cli(&["policy", "show"]).contains("[[profile]]"));
 
     let warrant = d.approve(&request_id, "alice", "10m", 1);

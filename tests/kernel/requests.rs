@@ -1,0 +1,124 @@
+//! Kernel tier: change requests under a flood, the warrant bound to the
+//! request its approver was shown, and refusals on the record whichever
+//! way they came.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::{self, daemon, repo, run_subject, run_subject_as};
+
+/// The demo policy plus a profile `flooder` that needs a warrant for input
+/// rules and may open 3 new requests a minute.
+fn flooder_policy() -> String {
+    let demo = std::fs::read_to_string(repo().join("policies/demo.toml")).unwrap();
+    format!(
+        "{demo}\n[[profile]]\nname = \"flooder\"\nrequests_per_minute = 3\n\n\
+         [[profile.rule]]\naction = \"nft.rule.add\"\ntarget = \"inet filter input\"\ntier = \"approve\"\n"
+    )
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_flood_of_distinct_requests_is_bounded_counted_and_notified_in_batches() {
+    let d = daemon();
+    d.apply_next_policy(&flooder_policy());
+    let mark = d.audit_len();
+    // Twelve different rules: twelve distinct would-be requests.
+    let script = "for p in $(seq 3001 3012); do nft add rule inet filter input tcp dport $p accept 2>/dev/null && exit 9; done; exit 0";
+    let ran = run_subject_as("flooder", &["sh", "-c", script]);
+    assert!(ran.status.success(), "a flooder's rule was applied: {}", ran.stderr);
+
+    let flooded = |r: &Value| r["kind"] == "decision" && r["profile"] == "flooder";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while d.records_since(mark).iter().filter(|r| flooded(r)).count() < 12 {
+        assert!(Instant::now() < deadline, "twelve decisions were not audited");
+    }
+    // The drops are reported at the daemon's next 2 s tick.
+    std::thread::sleep(Duration::from_secs(3));
+    let records = d.records_since(mark);
+    let decisions: Vec<&Value> = records.iter().filter(|r| flooded(r)).collect();
+    assert_eq!(decisions.len(), 12, "every attempt is decided and audited once: {decisions:?}");
+    assert!(decisions.iter().all(|r| r["verdict"] == "denied-needs-warrant"), "{decisions:?}");
+    let opened: Vec<&str> = decisions.iter().filter_map(|r| r["request"].as_str()).collect();
+    assert_eq!(opened.len(), 3, "three requests a minute: {decisions:?}");
+    let refused_request: Vec<&Value> = decisions.iter().copied().filter(|r| r["request_dropped"].is_string()).collect();
+    assert_eq!(refused_request.len(), 9);
+    assert!(refused_request[0]["request_dropped"].as_str().unwrap().contains("flooder opened 3"));
+    let reported: u64 = records
+        .iter()
+        .filter(|r| r["kind"] == "requests.dropped" && r["profile"] == "flooder")
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(reported, 9, "requests.dropped records count every drop");
+
+    // One notify run carries the three; the dropped are shown by status and metrics.
+    let notified = harness::wait_for_text(&d.dir.join("notified.jsonl"), opened[2]);
+    for id in &opened {
+        let runs = notified.lines().filter(|l| l.contains(id)).count();
+        assert_eq!(runs, 1, "request {id} notified {runs} times");
+    }
+    for batch in notified.lines().filter(|l| opened.iter().any(|id| l.contains(id))) {
+        let batch: Value = serde_json::from_str(batch).expect("a batch is one JSON line");
+        assert!(batch["requests"].as_array().is_some_and(|r| !r.is_empty()), "{batch}");
+    }
+    let status: Value = serde_json::from_str(&d.cli_ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["requests"]["dropped"]["flooder"], 9, "{}", status["requests"]);
+    assert!(d.cli_ok(&["status"]).contains("dropped past the limits: flooder 9"));
+    assert!(d.cli_ok(&["metrics"]).contains("warrant_requests_dropped_total{profile=\"flooder\"} 9"));
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_warrant_binds_the_request_its_approver_saw() {
+    let d = daemon();
+    let mark = d.audit_len();
+    let rule = ["nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "3101", "accept"];
+    let denied = run_subject(&rule);
+    assert!(denied.stderr.contains("Operation not permitted"), "{}", denied.stderr);
+    let decision = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
+    let id = decision["request"].as_str().expect("a change request id").to_owned();
+    let warrant = d.approve(&id, "alice", "10m", 1);
+
+    // The request on this host is not what alice was shown: refused, on the record.
+    let file = d.dir.join(format!("state/requests/{id}.json"));
+    let original = std::fs::read_to_string(&file).unwrap();
+    let mut changed: Value = serde_json::from_str(&original).unwrap();
+    changed["rendering"] = "[ immediate reg 0 drop ]".into();
+    std::fs::write(&file, changed.to_string()).unwrap();
+    let mark = d.audit_len();
+    let (ok, text) = d.run_cli_status(&["install", warrant.to_str().unwrap()]);
+    assert!(!ok && text.contains("is not the one approved"), "{text}");
+    let refused = d.expect_record_where(mark, "warrant.refused", |r| r["kind"] == "warrant.refused");
+    assert_eq!(refused["via"], "control");
+    assert!(refused["warrant_id"].as_str().unwrap().starts_with("w-"), "{refused}");
+
+    std::fs::write(&file, original).unwrap();
+    d.cli_ok(&["install", warrant.to_str().unwrap()]);
+    let mark = d.audit_len();
+    let applied = run_subject(&rule);
+    assert!(applied.status.success(), "{}", applied.stderr);
+    d.expect_record(mark, "nft.rule.add", "inet filter input", "allowed-by-warrant");
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn every_refused_bundle_is_on_the_record_whichever_way_it_came() {
+    let d = daemon();
+    let mark = d.audit_len();
+    let junk = d.write_file("junk.bundle", "not a bundle");
+    let (ok, _) = d.run_cli_status(&["policy", "apply", junk.to_str().unwrap()]);
+    assert!(!ok);
+    let refused = d.expect_record_where(mark, "policy.refused via control", |r| {
+        r["kind"] == "policy.refused" && r["via"] == "control"
+    });
+    assert!(refused["reason"].as_str().unwrap().contains("bundle refused"), "{refused}");
+
+    let dropped_in = d.dir.join("bundles.d/zz-junk.bundle");
+    std::fs::write(&dropped_in, "still not a bundle").unwrap();
+    d.expect_record_where(mark, "policy.refused via bundle_dir", |r| {
+        r["kind"] == "policy.refused"
+            && r["via"].as_str().is_some_and(|v| v.starts_with("bundle_dir ") && v.ends_with("zz-junk.bundle"))
+    });
+    std::fs::remove_file(dropped_in).unwrap();
+}
