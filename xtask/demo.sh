@@ -51,8 +51,10 @@ sleep 1
 show "$W" requests list
 REQ=$("$W" requests list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 
-say "3. Alice (network on-call, a Responsible Individual) signs a one-use warrant"
-show "$W" approve "$REQ" --key "$KEYS/alice.key" --ttl 10m --uses 1 --reason "open ssh for the migration" --yes --out "$D/ssh.warrant"
+say "3. Dana (network on-call, a Responsible Individual) reads the change and signs a one-use warrant with her SSH key"
+# ssh-keygen signs (SSHSIG, namespace warrant); it wants the private key readable by its owner only.
+install -m 600 "$KEYS/dana-ssh" "$D/dana-ssh" && cp "$KEYS/dana-ssh.pub" "$D/dana-ssh.pub"
+show "$W" approve "$REQ" --ssh-key "$D/dana-ssh" --ttl 10m --uses 1 --reason "open ssh for the migration" --yes --out "$D/ssh.warrant"
 show "$W" install "$D/ssh.warrant"
 
 say "4. The agent tries a bare accept instead: the warrant binds the exact rule -> EPERM"

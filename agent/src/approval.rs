@@ -6,8 +6,9 @@ use thiserror::Error;
 use warrant_common::{TargetKey, action};
 
 use crate::{
+    keys::PublicKey,
     policy::{CompiledPolicy, HostNames as _, Target, ThisHost},
-    trust::{self, Envelope, TrustError, WARRANT_PAYLOAD_TYPE},
+    trust::{Envelope, TrustError, WARRANT_PAYLOAD_TYPE},
 };
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -84,12 +85,24 @@ pub enum ApprovalError {
         "warrant {id}: {action} needs two Responsible Individuals who may approve it; it has {found} (add one with `warrant cosign`)"
     )]
     NeedsTwo { id: String, action: String, found: usize },
+    #[error(
+        "warrant {id}: {name}'s hardware key signed without verifying its user, and policy asks for user verification (sign with a PIN: ssh-keygen -O verify-required keys)"
+    )]
+    NotUserVerified { id: String, name: String },
 }
 
 impl Approval {
     pub fn seal(&self, key: &ed25519_dalek::SigningKey) -> Envelope {
-        let payload = serde_json::to_vec_pretty(self).expect("an approval always serialises");
-        Envelope::sign(WARRANT_PAYLOAD_TYPE, &payload, std::slice::from_ref(key))
+        Envelope::sign(WARRANT_PAYLOAD_TYPE, &self.payload(), std::slice::from_ref(key))
+    }
+
+    /// The approval in an envelope for a [`crate::keys::Signer`] to sign.
+    pub fn unsigned(&self) -> Envelope {
+        Envelope::unsigned(WARRANT_PAYLOAD_TYPE, &self.payload())
+    }
+
+    fn payload(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("an approval always serialises")
     }
 }
 
@@ -111,9 +124,9 @@ pub fn check(
     host: &str,
     now: u64,
 ) -> Result<CheckedWarrant, ApprovalError> {
-    let ri_keys: Vec<_> = policy.responsibles.iter().map(|(_, k)| *k).collect();
+    let ri_keys: Vec<_> = policy.responsibles.iter().map(|(_, k)| k.clone()).collect();
     let version = policy.version();
-    let (payload, signers) = match envelope.verify(WARRANT_PAYLOAD_TYPE, &ri_keys, 1) {
+    let (payload, attested) = match envelope.verify_signers(WARRANT_PAYLOAD_TYPE, &ri_keys, 1) {
         Ok(verified) => verified,
         Err(TrustError::NotEnoughSignatures { .. }) => {
             let id = unverified_id(envelope).unwrap_or_else(|| "?".into());
@@ -123,7 +136,16 @@ pub fn check(
     };
     let approval: Approval = serde_json::from_slice(&payload).map_err(|e| ApprovalError::Payload(e.to_string()))?;
     let id = approval.id.clone();
-    let signer = signers[0];
+    // A person whose policy entry asks for user verification counts only
+    // with a signature their token verified them for.
+    let (signers, unverified): (Vec<_>, Vec<_>) = attested.into_iter().partition(|(key, attested)| {
+        attested.user_verified || policy.responsible_by_key(key).is_none_or(|ri| !ri.user_verification)
+    });
+    let signers: Vec<PublicKey> = signers.into_iter().map(|(key, _)| key).collect();
+    let Some(signer) = signers.first().cloned() else {
+        let name = unverified.first().and_then(|(key, _)| policy.responsible_by_key(key)).map(|ri| ri.name.clone());
+        return Err(ApprovalError::NotUserVerified { id, name: name.unwrap_or_default() });
+    };
     let signer_ri =
         policy.responsible_by_key(&signer).ok_or_else(|| ApprovalError::NotResponsible { id: id.clone(), version })?;
     if policy.approver_for(&signer, &approval.action).is_none() {
@@ -134,7 +156,7 @@ pub fn check(
             version,
         });
     }
-    if signer_ri.name != approval.approver || trust::key_id(&signer) != approval.approver_key {
+    if signer_ri.name != approval.approver || signer.id() != approval.approver_key {
         return Err(ApprovalError::ApproverMismatch {
             id,
             named: approval.approver.clone(),

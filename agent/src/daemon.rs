@@ -457,7 +457,7 @@ impl State {
                 ("policy.error", format!("policy applied but not persisted in {}: {e}", state_dir.display()))
             })?;
         phase("persist");
-        let signer_ids: Vec<String> = signers.iter().map(trust::key_id).collect();
+        let signer_ids: Vec<String> = signers.iter().map(crate::keys::PublicKey::id).collect();
         let profiles: Vec<String> = compiled.profile_ids.keys().cloned().collect();
         let mut unresolved = compiled.unresolved.clone();
         unresolved.extend(matches.unresolved.iter().cloned());
@@ -1123,7 +1123,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let trusted = config
         .trusted_keys
         .iter()
-        .map(|p| trust::read_public_key(p).map_err(|e| anyhow!("trusted key: {e}")))
+        .map(|p| trust::read_signer_key(p).map_err(|e| anyhow!("trusted key: {e}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     if trusted.is_empty() {
         warn!("no trusted_keys configured: no policy bundle can be accepted; subjects are denied everything");

@@ -9,6 +9,7 @@ pub mod durable;
 pub mod guarded;
 pub mod hooks;
 pub mod kernel;
+pub mod keys;
 pub mod metrics;
 pub mod nft_render;
 pub mod pins;

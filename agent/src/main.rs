@@ -16,6 +16,7 @@ use warrant::{
     control::{self, Request},
     daemon::{self, now_unix},
     kernel::{self, Kernel},
+    keys::{PublicKey, Signer},
     policy, render, requests,
     trust::{self, Envelope, POLICY_PAYLOAD_TYPE},
     trust_root::{TRUST_ROOT_PAYLOAD_TYPE, TrustRoot},
@@ -79,8 +80,8 @@ enum Command {
     /// Sign a warrant for a change request with a Responsible Individual's key.
     Approve {
         request: String,
-        #[arg(long)]
-        key: PathBuf,
+        #[command(flatten)]
+        key: RiKeyArgs,
         /// How long the warrant is valid, e.g. 10m, 2h.
         #[arg(long)]
         ttl: String,
@@ -111,8 +112,8 @@ enum Command {
     /// Add your signature to a warrant whose action needs two people.
     Cosign {
         warrant: PathBuf,
-        #[arg(long)]
-        key: PathBuf,
+        #[command(flatten)]
+        key: RiKeyArgs,
         /// Where to write the co-signed warrant (default: in place).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -136,13 +137,41 @@ enum Command {
     Uninstall,
 }
 
+/// The one key a Responsible Individual signs with.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct RiKeyArgs {
+    /// A Warrant Ed25519 private key file (`warrant keygen`).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// An OpenSSH key: a private key file, or the `.pub` of a key held by
+    /// ssh-agent or a FIDO2 token (signed with `ssh-keygen -Y sign`, which
+    /// asks for the touch or PIN).
+    #[arg(long)]
+    ssh_key: Option<PathBuf>,
+}
+
+impl RiKeyArgs {
+    fn signer(&self) -> anyhow::Result<Signer> {
+        match (&self.key, &self.ssh_key) {
+            (Some(path), _) => Ok(Signer::Ed25519(trust::read_signing_key(path)?)),
+            (None, Some(path)) => Ok(Signer::ssh(path)?),
+            (None, None) => bail!("pass --key FILE or --ssh-key FILE"),
+        }
+    }
+}
+
 /// A file to sign, the private keys to sign it with, and where the signed
 /// envelope goes.
 #[derive(clap::Args)]
 struct SignArgs {
     file: PathBuf,
-    #[arg(long = "key", required = true)]
+    /// Warrant Ed25519 private key files.
+    #[arg(long = "key", required_unless_present = "ssh_keys")]
     keys: Vec<PathBuf>,
+    /// OpenSSH keys (see `approve --ssh-key`).
+    #[arg(long = "ssh-key")]
+    ssh_keys: Vec<PathBuf>,
     #[arg(long)]
     out: PathBuf,
 }
@@ -155,11 +184,20 @@ impl SignArgs {
         let text =
             std::fs::read_to_string(&self.file).with_context(|| format!("cannot read {}", self.file.display()))?;
         let checked = check(&text)?;
-        let signing_keys = self.keys.iter().map(|k| trust::read_signing_key(k)).collect::<Result<Vec<_>, _>>()?;
-        let envelope = Envelope::sign(payload_type, text.as_bytes(), &signing_keys);
+        let mut signers = Vec::new();
+        for path in &self.keys {
+            signers.push(Signer::Ed25519(trust::read_signing_key(path)?));
+        }
+        for path in &self.ssh_keys {
+            signers.push(Signer::ssh(path)?);
+        }
+        let mut envelope = Envelope::unsigned(payload_type, text.as_bytes());
+        for signer in &signers {
+            signer.sign(&mut envelope)?;
+        }
         std::fs::write(&self.out, envelope.to_json())
             .with_context(|| format!("cannot write {}", self.out.display()))?;
-        Ok((checked, signing_keys.len()))
+        Ok((checked, envelope.signatures.len()))
     }
 }
 
@@ -343,15 +381,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let text = std::fs::read_to_string(&warrant)
                 .with_context(|| format!("cannot read warrant {}", warrant.display()))?;
             let mut envelope = trust::Envelope::parse(&text).map_err(|e| anyhow!("{}: {e}", warrant.display()))?;
-            let signing_key = trust::read_signing_key(&key).map_err(|e| anyhow!("{}: {e}", key.display()))?;
-            envelope.add_signature(&signing_key).map_err(|e| anyhow!("{}: {e}", warrant.display()))?;
+            let signer = key.signer()?;
+            signer.sign(&mut envelope).map_err(|e| anyhow!("{}: {e}", warrant.display()))?;
             let target = out.unwrap_or_else(|| warrant.clone());
             std::fs::write(&target, envelope.to_json())
                 .with_context(|| format!("cannot write {}", target.display()))?;
             println!(
                 "co-signed {} with key {} ({} signature(s))",
                 target.display(),
-                trust::key_id(&signing_key.verifying_key()),
+                signer.public().id(),
                 envelope.signatures.len()
             );
         }
@@ -550,7 +588,7 @@ fn policy_command(command: PolicyCommand, config_path: Option<&Path>) -> anyhow:
             if paths.is_empty() {
                 bail!("no trusted keys: pass --trust PUBKEY or set trusted_keys in the config");
             }
-            let trusted = paths.iter().map(|p| trust::read_public_key(p)).collect::<Result<Vec<_>, _>>()?;
+            let trusted = paths.iter().map(|p| trust::read_signer_key(p)).collect::<Result<Vec<_>, _>>()?;
             let text = std::fs::read_to_string(&bundle).with_context(|| format!("cannot read {}", bundle.display()))?;
             let envelope = Envelope::parse(&text)?;
             let (payload, signers) =
@@ -560,7 +598,7 @@ fn policy_command(command: PolicyCommand, config_path: Option<&Path>) -> anyhow:
             if compiled.expired_at(now_unix()) {
                 bail!("policy v{} expired at {}", compiled.version(), compiled.policy.expires);
             }
-            let ids: Vec<String> = signers.iter().map(trust::key_id).collect();
+            let ids: Vec<String> = signers.iter().map(PublicKey::id).collect();
             for warning in warrant::guarded::allowed(&compiled) {
                 eprintln!("{warning}");
             }
@@ -619,11 +657,11 @@ struct Grant {
     yes: bool,
 }
 
-fn approve(config: &Config, request_id: &str, key_path: &Path, grant: Grant, out: Option<&Path>) -> anyhow::Result<()> {
+fn approve(config: &Config, request_id: &str, key: &RiKeyArgs, grant: Grant, out: Option<&Path>) -> anyhow::Result<()> {
     let Grant { ttl, uses, reason, ticket, hosts, approver, any_content, yes } = grant;
     let request = requests::load(&config.state_dir, request_id)
         .map_err(|e| anyhow!("no change request {request_id} in {}: {e}", config.state_dir.display()))?;
-    let key = trust::read_signing_key(key_path)?;
+    let signer = key.signer()?;
     let ttl = humantime::parse_duration(&ttl).map_err(|e| anyhow!("--ttl {ttl:?}: {e} (use e.g. 10m, 2h)"))?;
     if uses == 0 {
         bail!("--uses must be at least 1");
@@ -637,7 +675,7 @@ fn approve(config: &Config, request_id: &str, key_path: &Path, grant: Grant, out
         ),
         digest => digest.clone(),
     };
-    let public = key.verifying_key();
+    let public = signer.public();
     let approver = match approver {
         Some(name) => name,
         None => {
@@ -650,7 +688,7 @@ fn approve(config: &Config, request_id: &str, key_path: &Path, grant: Grant, out
             let ri = compiled.approver_for(&public, &request.action).ok_or_else(|| {
                 anyhow!(
                     "key {} is not a Responsible Individual who may approve {} in policy v{}",
-                    trust::key_id(&public),
+                    public.id(),
                     request.action,
                     compiled.version()
                 )
@@ -681,7 +719,7 @@ fn approve(config: &Config, request_id: &str, key_path: &Path, grant: Grant, out
         request: Some(request.id.clone()),
         requester: Some(format!("{} (pid {}, uid {})", request.exe, request.pid, request.uid)),
         approver: approver.clone(),
-        approver_key: trust::key_id(&public),
+        approver_key: public.id(),
         hosts,
         profile: request.profile.clone(),
         action: request.action.clone(),
@@ -695,7 +733,9 @@ fn approve(config: &Config, request_id: &str, key_path: &Path, grant: Grant, out
         content_digest,
         request_digest: Some(request.digest()),
     };
-    let envelope = approval.seal(&key).to_json();
+    let mut envelope = approval.unsigned();
+    signer.sign(&mut envelope)?;
+    let envelope = envelope.to_json();
     match out {
         Some(path) => {
             std::fs::write(path, &envelope).with_context(|| format!("cannot write {}", path.display()))?;

@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use warrant_common::{
@@ -21,7 +20,7 @@ use warrant_common::{
     tier,
 };
 
-use crate::{protect, trust};
+use crate::{keys::PublicKey, protect};
 
 #[derive(Debug, Error)]
 pub enum PolicyError {
@@ -139,8 +138,14 @@ pub enum Matcher {
 pub struct Responsible {
     pub name: String,
     pub role: String,
-    /// Ed25519 public key, base64.
+    /// Public key: base64 of an Ed25519 key (a `warrant keygen` file), or
+    /// an OpenSSH line, `ssh-ed25519 AAAA...` or, for a hardware token,
+    /// `sk-ssh-ed25519@openssh.com AAAA...` (signs with `--ssh-key`).
     pub key: String,
+    /// For a hardware (sk-) key: count this person's signature only when
+    /// the token verified them (PIN or biometric), not on a touch alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub user_verification: bool,
     /// Action patterns this person may approve (`nft.rule.add`, `nft.*`).
     pub may_approve: Vec<String>,
 }
@@ -569,7 +574,7 @@ pub struct CompiledPolicy {
     pub rules: HashMap<TargetKey, RuleEntry>,
     /// Rule index -> (profile, rule), for audit records and explanations.
     pub rule_names: Vec<(String, Rule)>,
-    pub responsibles: Vec<(Responsible, VerifyingKey)>,
+    pub responsibles: Vec<(Responsible, PublicKey)>,
     /// Rules naming namespaces this host does not have; they cover nothing.
     pub unresolved: Vec<String>,
     /// How processes become subjects, with their profile ids.
@@ -748,8 +753,18 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
     }
     let mut responsibles = Vec::new();
     for ri in &policy.responsibles {
-        let key = trust::parse_public_key(&ri.key)
-            .ok_or_else(|| invalid(format!("responsible {:?}: key is not a base64 Ed25519 public key", ri.name)))?;
+        let key = PublicKey::parse(&ri.key).ok_or_else(|| {
+            invalid(format!(
+                "responsible {:?}: key is neither a base64 Ed25519 public key nor an OpenSSH ssh-ed25519 or sk-ssh-ed25519@openssh.com line",
+                ri.name
+            ))
+        })?;
+        if ri.user_verification && !key.is_hardware() {
+            return Err(invalid(format!(
+                "responsible {:?}: user_verification needs a hardware key (sk-ssh-ed25519@openssh.com)",
+                ri.name
+            )));
+        }
         for pattern in &ri.may_approve {
             expand_action(pattern).map_err(|e| invalid(format!("responsible {:?}: {e}", ri.name)))?;
         }
@@ -779,7 +794,7 @@ impl CompiledPolicy {
     }
 
     /// The Responsible Individual holding `key`, if that person may approve `action_name`.
-    pub fn approver_for(&self, key: &VerifyingKey, action_name: &str) -> Option<&Responsible> {
+    pub fn approver_for(&self, key: &PublicKey, action_name: &str) -> Option<&Responsible> {
         self.responsibles.iter().find_map(|(ri, k)| {
             let may = ri.may_approve.iter().any(|p| pattern_matches(p, action_name));
             (k == key && may).then_some(ri)
@@ -791,7 +806,7 @@ impl CompiledPolicy {
         self.policy.two_person.iter().any(|p| pattern_matches(p, action_name))
     }
 
-    pub fn responsible_by_key(&self, key: &VerifyingKey) -> Option<&Responsible> {
+    pub fn responsible_by_key(&self, key: &PublicKey) -> Option<&Responsible> {
         self.responsibles.iter().find(|(_, k)| k == key).map(|(ri, _)| ri)
     }
 

@@ -1,8 +1,9 @@
 //! Keys and DSSE envelopes: what policy bundles and warrants travel in.
 //!
 //! An envelope is `{"payloadType", "payload" (base64), "signatures": [{"keyid", "sig"}]}`;
-//! each signature is Ed25519 over the DSSE pre-authentication encoding of
-//! the type and payload, checked with `verify_strict`.
+//! each signature is over the DSSE pre-authentication encoding of the type
+//! and payload: Ed25519 in `sig` (checked with `verify_strict`), or an
+//! armored SSHSIG in `sshsig` made by an SSH key (see [`crate::keys`]).
 
 use std::{fs, io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path};
 
@@ -11,6 +12,8 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
+
+use crate::keys::{self, Attested, PublicKey};
 
 pub const POLICY_PAYLOAD_TYPE: &str = "application/vnd.warrant.policy.v1+toml";
 pub const WARRANT_PAYLOAD_TYPE: &str = "application/vnd.warrant.approval.v1+json";
@@ -21,7 +24,9 @@ pub enum TrustError {
     Read { path: String, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
     Write { path: String, source: std::io::Error },
-    #[error("{path} is not a Warrant {what} key (expected one line of base64 for 32 bytes)")]
+    #[error(
+        "{path} is not a Warrant {what} key (expected one line of base64 for 32 bytes, or for a public key an OpenSSH ssh-ed25519 or sk-ssh-ed25519@openssh.com line)"
+    )]
     BadKey { path: String, what: &'static str },
     #[error("not a DSSE envelope: {0}")]
     BadEnvelope(String),
@@ -31,6 +36,8 @@ pub enum TrustError {
     Unsigned,
     #[error("signature {index} is not valid base64 or not 64 bytes")]
     MalformedSignature { index: usize },
+    #[error("signature {index}: {source}")]
+    SshSig { index: usize, source: crate::keys::SshSigError },
     #[error("no valid signature from a trusted key (need {needed}, found {found})")]
     NotEnoughSignatures { needed: usize, found: usize },
 }
@@ -54,6 +61,14 @@ pub fn read_public_key(path: &Path) -> Result<VerifyingKey, TrustError> {
     let text =
         fs::read_to_string(path).map_err(|source| TrustError::Read { path: path.display().to_string(), source })?;
     parse_public_key(&text).ok_or_else(|| TrustError::BadKey { path: path.display().to_string(), what: "public" })
+}
+
+/// A public key file that may sign bundles or warrants: Warrant's own
+/// (base64) or an OpenSSH `.pub` line.
+pub fn read_signer_key(path: &Path) -> Result<PublicKey, TrustError> {
+    let text =
+        fs::read_to_string(path).map_err(|source| TrustError::Read { path: path.display().to_string(), source })?;
+    PublicKey::parse(&text).ok_or_else(|| TrustError::BadKey { path: path.display().to_string(), what: "public" })
 }
 
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, TrustError> {
@@ -89,7 +104,12 @@ pub fn public_path_of(path: &Path) -> std::path::PathBuf {
 #[serde(deny_unknown_fields)]
 pub struct EnvelopeSignature {
     pub keyid: String,
+    /// Ed25519, base64 of 64 bytes.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sig: String,
+    /// An armored SSHSIG in the namespace `warrant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sshsig: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -101,6 +121,9 @@ pub struct Envelope {
     pub signatures: Vec<EnvelopeSignature>,
 }
 
+/// A trusted key whose signature verified, with what it attested.
+pub type Signed = (PublicKey, Attested);
+
 /// DSSE v1 pre-authentication encoding.
 pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     let mut out = format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, payload.len()).into_bytes();
@@ -109,6 +132,11 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 }
 
 impl Envelope {
+    /// An envelope of `payload` with no signature yet.
+    pub fn unsigned(payload_type: &str, payload: &[u8]) -> Self {
+        Envelope { payload_type: payload_type.into(), payload: B64.encode(payload), signatures: Vec::new() }
+    }
+
     /// An envelope of `payload` signed by each of `keys`.
     pub fn sign(payload_type: &str, payload: &[u8], keys: &[SigningKey]) -> Self {
         let message = pae(payload_type, payload);
@@ -120,6 +148,7 @@ impl Envelope {
                 .map(|key| EnvelopeSignature {
                     keyid: key_id(&key.verifying_key()),
                     sig: B64.encode(key.sign(&message).to_bytes()),
+                    sshsig: None,
                 })
                 .collect(),
         }
@@ -135,8 +164,24 @@ impl Envelope {
             return Ok(());
         }
         let signature = key.sign(&pae(&self.payload_type, &payload));
-        self.signatures.push(EnvelopeSignature { keyid, sig: B64.encode(signature.to_bytes()) });
+        self.signatures.push(EnvelopeSignature { keyid, sig: B64.encode(signature.to_bytes()), sshsig: None });
         Ok(())
+    }
+
+    /// What an SSH key signs (`ssh-keygen -Y sign -n warrant`): the same
+    /// pre-authentication encoding the Ed25519 signatures cover.
+    pub fn signed_message(&self) -> Result<Vec<u8>, TrustError> {
+        let payload =
+            B64.decode(&self.payload).map_err(|e| TrustError::BadEnvelope(format!("payload is not base64: {e}")))?;
+        Ok(pae(&self.payload_type, &payload))
+    }
+
+    /// Adds an SSHSIG made over [`Self::signed_message`] by the key `keyid`
+    /// names; a key that already signed is not added twice.
+    pub fn add_ssh_signature(&mut self, keyid: String, armored: String) {
+        if !self.signatures.iter().any(|s| s.keyid == keyid) {
+            self.signatures.push(EnvelopeSignature { keyid, sig: String::new(), sshsig: Some(armored) });
+        }
     }
 
     /// The payload as text, unverified: only to describe what was refused.
@@ -157,9 +202,21 @@ impl Envelope {
     pub fn verify(
         &self,
         expected_type: &'static str,
-        trusted: &[VerifyingKey],
+        trusted: &[PublicKey],
         threshold: usize,
-    ) -> Result<(Vec<u8>, Vec<VerifyingKey>), TrustError> {
+    ) -> Result<(Vec<u8>, Vec<PublicKey>), TrustError> {
+        let (payload, signers) = self.verify_signers(expected_type, trusted, threshold)?;
+        Ok((payload, signers.into_iter().map(|(key, _)| key).collect()))
+    }
+
+    /// [`Self::verify`], with what each signer's key attested (a hardware
+    /// key's user verification).
+    pub fn verify_signers(
+        &self,
+        expected_type: &'static str,
+        trusted: &[PublicKey],
+        threshold: usize,
+    ) -> Result<(Vec<u8>, Vec<Signed>), TrustError> {
         if self.payload_type != expected_type {
             return Err(TrustError::WrongPayloadType { found: self.payload_type.clone(), expected: expected_type });
         }
@@ -169,8 +226,33 @@ impl Envelope {
             return Err(TrustError::Unsigned);
         }
         let message = pae(&self.payload_type, &payload);
-        let mut signers: Vec<VerifyingKey> = Vec::new();
+        let mut signers: Vec<Signed> = Vec::new();
+        let counted = |signers: &[Signed], key: &PublicKey| signers.iter().any(|(k, _)| k == key);
         for (index, entry) in self.signatures.iter().enumerate() {
+            if let Some(armored) = &entry.sshsig {
+                let mut last_error = None;
+                for key in trusted {
+                    let PublicKey::Ssh(ssh) = key else { continue };
+                    if counted(&signers, key) {
+                        continue;
+                    }
+                    match keys::verify_sshsig(ssh, keys::SSHSIG_NAMESPACE, &message, armored) {
+                        Ok(attested) => {
+                            signers.push((key.clone(), attested));
+                            last_error = None;
+                            break;
+                        }
+                        Err(keys::SshSigError::OtherKey) => {}
+                        Err(e) => last_error = Some(e),
+                    }
+                }
+                // A signature by a trusted key that fails is an error worth
+                // naming (wrong namespace, no touch); one by a stranger is not.
+                if let Some(source) = last_error {
+                    return Err(TrustError::SshSig { index, source });
+                }
+                continue;
+            }
             let bytes: [u8; 64] = B64
                 .decode(&entry.sig)
                 .ok()
@@ -179,8 +261,11 @@ impl Envelope {
             let signature = Signature::from_bytes(&bytes);
             // Key ids are hints; every trusted key is tried, and a key counts once.
             for key in trusted {
-                if !signers.contains(key) && key.verify_strict(&message, &signature).is_ok() {
-                    signers.push(*key);
+                if let PublicKey::Ed25519(ed) = key
+                    && !counted(&signers, key)
+                    && ed.verify_strict(&message, &signature).is_ok()
+                {
+                    signers.push((key.clone(), Attested::default()));
                     break;
                 }
             }

@@ -4,11 +4,13 @@
 //! it and its version is newer, so a stolen minority of keys cannot rotate
 //! the team out, and an old root cannot be replayed.
 
-use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::trust::{self, Envelope, TrustError};
+use crate::{
+    keys::PublicKey,
+    trust::{Envelope, TrustError},
+};
 
 pub const TRUST_ROOT_PAYLOAD_TYPE: &str = "application/vnd.warrant.trustroot.v1+toml";
 
@@ -21,7 +23,7 @@ pub struct TrustRootFile {
     pub version: u64,
     /// Distinct keys of `keys` that must sign a policy bundle.
     pub threshold: usize,
-    /// Public keys, base64 of 32 bytes each.
+    /// Public keys: base64 of 32 bytes, or OpenSSH public key lines.
     pub keys: Vec<String>,
 }
 
@@ -30,7 +32,7 @@ pub struct TrustRootFile {
 pub struct TrustRoot {
     pub version: u64,
     pub threshold: usize,
-    pub keys: Vec<VerifyingKey>,
+    pub keys: Vec<PublicKey>,
 }
 
 #[derive(Debug, Error)]
@@ -39,7 +41,9 @@ pub enum TrustRootError {
     Envelope(#[from] TrustError),
     #[error("trust root refused: not valid TOML for a trust root: {0}")]
     Malformed(String),
-    #[error("trust root refused: key {index} is not base64 of a 32-byte Ed25519 public key")]
+    #[error(
+        "trust root refused: key {index} is neither base64 of a 32-byte Ed25519 public key nor an OpenSSH ssh-ed25519 or sk-ssh-ed25519 line"
+    )]
     BadKey { index: usize },
     #[error("trust root refused: key {index} is listed twice")]
     DuplicateKey { index: usize },
@@ -56,7 +60,7 @@ impl TrustRoot {
             toml::from_str(text).map_err(|e| TrustRootError::Malformed(e.message().to_owned()))?;
         let mut keys = Vec::new();
         for (index, text) in file.keys.iter().enumerate() {
-            let key = trust::parse_public_key(text).ok_or(TrustRootError::BadKey { index })?;
+            let key = PublicKey::parse(text).ok_or(TrustRootError::BadKey { index })?;
             if keys.contains(&key) {
                 return Err(TrustRootError::DuplicateKey { index });
             }
@@ -82,6 +86,6 @@ impl TrustRoot {
 
     /// The key ids, for status and audit records.
     pub fn key_ids(&self) -> Vec<String> {
-        self.keys.iter().map(trust::key_id).collect()
+        self.keys.iter().map(PublicKey::id).collect()
     }
 }

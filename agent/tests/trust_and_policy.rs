@@ -122,15 +122,15 @@ fn signed_bundle(keys: &[SigningKey]) -> Envelope {
 fn signed_bundle_verifies_with_the_trusted_key() {
     let team = key("security-team");
     let bundle = Envelope::parse(&signed_bundle(std::slice::from_ref(&team)).to_json()).unwrap();
-    let (payload, signers) = bundle.verify(POLICY_PAYLOAD_TYPE, &[team.verifying_key()], 1).unwrap();
-    assert_eq!(signers, [team.verifying_key()]);
+    let (payload, signers) = bundle.verify(POLICY_PAYLOAD_TYPE, &[public(&team)], 1).unwrap();
+    assert_eq!(signers, [public(&team)]);
     assert!(String::from_utf8(payload).unwrap().contains("[[profile]]"));
 }
 
 #[test]
 fn each_kind_of_bad_bundle_is_refused() {
     let team = key("security-team");
-    let trusted = [team.verifying_key()];
+    let trusted = [public(&team)];
     // Unsigned.
     let mut unsigned = signed_bundle(std::slice::from_ref(&team));
     unsigned.signatures.clear();
@@ -165,6 +165,10 @@ fn each_kind_of_bad_bundle_is_refused() {
         doubled.verify(POLICY_PAYLOAD_TYPE, &trusted, 2),
         Err(TrustError::NotEnoughSignatures { needed: 2, found: 1 })
     ));
+}
+
+fn public(key: &SigningKey) -> warrant::keys::PublicKey {
+    key.verifying_key().into()
 }
 
 fn approval_for(approver: &str, approver_key: &SigningKey) -> Approval {
@@ -557,10 +561,10 @@ fn two_person_actions_need_two_distinct_responsible_individuals() {
 fn a_bundle_needs_k_distinct_keys_of_n_trusted() {
     // Three trusted keys, threshold two.
     let (team, alice, bob) = (key("security-team"), key("alice"), key("bob"));
-    let trusted = [team.verifying_key(), alice.verifying_key(), bob.verifying_key()];
+    let trusted = [public(&team), public(&alice), public(&bob)];
     let two = signed_bundle(&[team.clone(), bob.clone()]);
     let (_, signers) = two.verify(POLICY_PAYLOAD_TYPE, &trusted, 2).unwrap();
-    assert_eq!(signers, [team.verifying_key(), bob.verifying_key()]);
+    assert_eq!(signers, [public(&team), public(&bob)]);
     // One trusted signature and an untrusted one are not two.
     let with_stranger = signed_bundle(&[team.clone(), key("mallory")]);
     assert!(matches!(
@@ -588,7 +592,7 @@ fn the_trust_root_rotates_only_when_a_threshold_of_the_keys_in_force_signs() {
 
     let rotated = current.rotate(&sign(&next_text, &[team.clone(), bob.clone()])).unwrap();
     assert_eq!((rotated.version, rotated.threshold), (2, 1));
-    assert_eq!(rotated.keys, [mallory.verifying_key()]);
+    assert_eq!(rotated.keys, [public(&mallory)]);
     // Bundles now need the new key, and the old ones no longer count.
     let bundle = signed_bundle(std::slice::from_ref(&mallory));
     assert!(bundle.verify(POLICY_PAYLOAD_TYPE, &rotated.keys, rotated.threshold).is_ok());

@@ -4,16 +4,16 @@
 
 use std::sync::LazyLock;
 
-use ed25519_dalek::VerifyingKey;
 use libfuzzer_sys::fuzz_target;
 use warrant::{
     approval,
+    keys::PublicKey,
     policy::{self, CompiledPolicy},
-    trust::{self, Envelope, POLICY_PAYLOAD_TYPE},
+    trust::{Envelope, POLICY_PAYLOAD_TYPE},
 };
 
-static TRUST_ROOT: LazyLock<VerifyingKey> = LazyLock::new(|| {
-    trust::parse_public_key(include_str!("../../policies/demo-keys/security-team.key.pub").trim())
+static TRUST_ROOT: LazyLock<PublicKey> = LazyLock::new(|| {
+    PublicKey::parse(include_str!("../../policies/demo-keys/security-team.key.pub"))
         .expect("the demo trust root parses")
 });
 

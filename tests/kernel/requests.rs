@@ -122,3 +122,30 @@ fn every_refused_bundle_is_on_the_record_whichever_way_it_came() {
     });
     std::fs::remove_file(dropped_in).unwrap();
 }
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn an_ri_approves_with_an_ssh_key_and_the_kernel_honours_it() {
+    let d = daemon();
+    let mark = d.audit_len();
+    let rule = ["nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "3201", "accept"];
+    assert!(run_subject(&rule).stderr.contains("Operation not permitted"));
+    let decision = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
+    let id = decision["request"].as_str().expect("a change request id").to_owned();
+    // ssh-keygen wants the private key readable by its owner only.
+    let key = d.dir.join("dana-ssh");
+    std::fs::copy(repo().join("policies/demo-keys/dana-ssh"), &key).unwrap();
+    std::fs::copy(repo().join("policies/demo-keys/dana-ssh.pub"), d.dir.join("dana-ssh.pub")).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let warrant = d.dir.join(format!("{id}-dana.warrant"));
+    let args = ["approve", &id, "--ssh-key", key.to_str().unwrap(), "--ttl", "10m", "--reason", "kernel tier", "--yes"];
+    d.cli_ok(&[&args[..], &["--out", warrant.to_str().unwrap()]].concat());
+    assert!(std::fs::read_to_string(&warrant).unwrap().contains("BEGIN SSH SIGNATURE"));
+    let installed = d.cli_ok(&["install", warrant.to_str().unwrap()]);
+    assert!(installed.contains("approved by dana"), "{installed}");
+    let mark = d.audit_len();
+    let applied = run_subject(&rule);
+    assert!(applied.status.success(), "{}", applied.stderr);
+    let used = d.expect_record(mark, "nft.rule.add", "inet filter input", "allowed-by-warrant");
+    assert_eq!(used["approver"], "dana");
+}

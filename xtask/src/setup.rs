@@ -29,6 +29,8 @@ const APT_TOOLS: &[(&str, &str)] = &[
     ("ebtables", "ebtables"),
     ("python3", "python3"),
     ("conntrack", "conntrack"),
+    // RIs sign with SSH keys through ssh-keygen -Y sign (tests and demo).
+    ("openssh-client", "ssh-keygen"),
     // The kernel tier runs these as subjects (module loading, mount, chroot).
     ("kmod", "modprobe"),
     ("mount", "mount"),
