@@ -13,6 +13,9 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Root-only control socket.
     pub socket: PathBuf,
+    /// The socket where subjects ask about themselves (`warrant why`,
+    /// `warrant wait`): open to all, in a directory of its own.
+    pub query_socket: PathBuf,
     pub audit_log: PathBuf,
     /// Rotate the audit log when it reaches this many bytes (the chain goes
     /// on across files).
@@ -59,6 +62,7 @@ impl Default for Config {
         Self {
             state_dir: "/var/lib/warrant".into(),
             socket: "/run/warrant/warrant.sock".into(),
+            query_socket: crate::query::DEFAULT_SOCKET.into(),
             audit_log: "/var/log/warrant/audit.jsonl".into(),
             audit_max_bytes: crate::audit::DEFAULT_MAX_BYTES,
             host_key: None,

@@ -43,6 +43,11 @@ pub enum Request {
     Revoke {
         id: String,
     },
+    /// An RI or operator says no to a change request.
+    DeclineRequest {
+        id: String,
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -66,9 +71,14 @@ impl Response {
 /// Sends one request with a blocking socket (no threads: `warrant run` must
 /// stay single-threaded until it execs).
 pub fn call(socket: &Path, request: &Request) -> anyhow::Result<Value> {
-    let mut stream = UnixStream::connect(socket).with_context(|| {
-        format!("cannot reach the daemon at {} (is `warrant daemon` running, and are you root?)", socket.display())
-    })?;
+    exchange(socket, request, "is `warrant daemon` running, and are you root?")
+}
+
+/// One JSON line out, one back; `hint` says what to check when the socket
+/// cannot be reached.
+pub fn exchange(socket: &Path, request: &impl Serialize, hint: &str) -> anyhow::Result<Value> {
+    let mut stream = UnixStream::connect(socket)
+        .with_context(|| format!("cannot reach the daemon at {} ({hint})", socket.display()))?;
     let mut line = serde_json::to_vec(request)?;
     line.push(b'\n');
     stream.write_all(&line).context("sending to the daemon")?;

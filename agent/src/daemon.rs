@@ -33,7 +33,7 @@ use crate::{
     kernel::Kernel,
     metrics,
     policy::{self, CompiledPolicy, render_target},
-    protect,
+    protect, query,
     request_gate::RequestGate,
     requests::{self, ChangeRequest},
     rollback, subjects,
@@ -152,6 +152,10 @@ struct State {
     file_paths: HashMap<warrant_common::FileKey, PathBuf>,
     /// Limits new change requests; batches their notifications.
     request_gate: RequestGate,
+    /// Each profile's latest denials, for `warrant why`.
+    recent_denials: query::RecentDenials,
+    /// Change requests whose warrant was refused at install, with why.
+    refused_requests: HashMap<String, String>,
 }
 
 /// Most paths `file_paths` keeps; it starts again empty when full.
@@ -412,9 +416,11 @@ impl State {
             .expect("the trust chain is never empty");
         let (payload, signers) = verified.map_err(|e| refused(format!("bundle refused: {e}")))?;
         let text = String::from_utf8(payload).map_err(|_| refused("bundle refused: policy is not UTF-8".into()))?;
-        let compiled = policy::Policy::parse(&text)
+        let mut compiled = policy::Policy::parse(&text)
             .and_then(policy::compile)
             .map_err(|e| refused(format!("bundle refused: {e}")))?;
+        // Every subject may ask about itself.
+        compiled.allow_socket(&self.config.query_socket.to_string_lossy());
         let last = self.last_version();
         let version = compiled.version();
         if version < last || (version == last && !restoring) {
@@ -547,13 +553,23 @@ impl State {
     /// warrant came (`via`: control, inbox), is audited.
     fn install_warrant(&mut self, text: &str, via: &str) -> Result<Value, String> {
         self.try_install_warrant(text).map_err(|message| {
-            // As the refused warrant claims it: it may be unsigned.
-            let id = Envelope::parse(text)
+            // As the refused warrant claims them: it may be unsigned.
+            let claimed = Envelope::parse(text)
                 .ok()
                 .and_then(|e| e.unverified_text())
                 .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-                .and_then(|v| v.get("id")?.as_str().map(str::to_owned));
-            self.record("warrant.refused", json!({"warrant_id": id, "via": via, "reason": message}));
+                .unwrap_or_default();
+            let text_of = |key: &str| claimed.get(key).and_then(Value::as_str).map(str::to_owned);
+            let (id, request) = (text_of("id"), text_of("request"));
+            self.record(
+                "warrant.refused",
+                json!({"warrant_id": id, "request": request, "via": via, "reason": message}),
+            );
+            if let Some(request) = request
+                && requests::exists(&self.config.state_dir, &request)
+            {
+                self.refused_requests.insert(request, message.clone());
+            }
             message
         })
     }
@@ -1016,7 +1032,7 @@ impl State {
                 && let Err(dropped) = self.request_gate.admit_new(&profile, requests_per_minute, now_unix())
             {
                 fields["request_dropped"] = dropped.to_string().into();
-                self.record("decision", fields);
+                self.record_decision(&profile, event.verdict, fields);
                 return;
             }
             let request = ChangeRequest {
@@ -1035,6 +1051,7 @@ impl State {
                 policy_version: event.policy_version,
                 content_digest,
                 rendering,
+                declined: None,
             };
             match requests::record(&self.config.state_dir, request) {
                 Ok(saved) => {
@@ -1046,7 +1063,80 @@ impl State {
                 Err(e) => error!("cannot write change request: {e}"),
             }
         }
-        self.record("decision", fields);
+        self.record_decision(&profile, event.verdict, fields);
+    }
+
+    /// Writes a decision record; a denial is also kept for its profile's
+    /// `warrant why`.
+    fn record_decision(&mut self, profile: &str, verdict_value: u32, fields: Value) {
+        let denied = matches!(
+            verdict_value,
+            verdict::DENIED | verdict::DENIED_NEEDS_WARRANT | verdict::BATCH_DENIED | verdict::UNPARSEABLE
+        );
+        let view = fields.as_object().filter(|_| denied).map(query::denial_view);
+        let seq = self.record("decision", fields);
+        if let Some(mut view) = view {
+            view["seq"] = seq.into();
+            view["time"] = now_unix().into();
+            self.recent_denials.note(profile, view);
+        }
+    }
+
+    /// A subject's question about its own profile (never another's).
+    fn answer(&self, query: query::Query, pid: u32) -> Result<Value, String> {
+        let profile_id = self.kernel.subject_profile(pid).ok_or(
+            "not a subject: the query socket answers Warrant's subjects about themselves \
+             (operators: warrant audit tail, warrant requests)",
+        )?;
+        let profile = match &self.policy {
+            Some(policy) => policy.profile_name(profile_id),
+            None => format!("profile#{profile_id}"),
+        };
+        match query {
+            query::Query::Why => Ok(json!({"profile": profile, "denials": self.recent_denials.of(&profile)})),
+            query::Query::MyRequests => {
+                let all = requests::list(&self.config.state_dir).map_err(|e| format!("cannot list requests: {e}"))?;
+                let mine: Vec<&ChangeRequest> = all.iter().filter(|r| r.profile == profile).collect();
+                Ok(json!({"profile": profile, "requests": mine}))
+            }
+            query::Query::RequestState { id } => {
+                let state = self.request_state(&profile, &id)?;
+                Ok(json!({"profile": profile, "request": id, "exit_code": state.exit_code(), "status": state}))
+            }
+        }
+    }
+
+    /// Where change request `id` stands, for a subject of `profile`.
+    fn request_state(&self, profile: &str, id: &str) -> Result<query::RequestState, String> {
+        let request = requests::load(&self.config.state_dir, id)
+            .ok()
+            .filter(|r| r.profile == profile)
+            .ok_or_else(|| format!("no change request {id} of profile {profile}"))?;
+        if let Some(reason) = request.declined {
+            return Ok(query::RequestState::Declined { reason });
+        }
+        let now = boot_now_ns();
+        let mut spent = None;
+        for (index, w) in self.warrants.iter().filter(|(_, w)| w.approval.request.as_deref() == Some(id)) {
+            let entry = self.kernel.warrant(&w.key).filter(|_| !w.revoked);
+            match entry {
+                Some(e) if e.warrant_index == *index && e.uses_left > 0 && e.expires_ns > now => {
+                    return Ok(query::RequestState::Approved {
+                        warrant_id: w.approval.id.clone(),
+                        uses_left: e.uses_left,
+                        expires_at: w.approval.expires_at,
+                    });
+                }
+                _ => spent = Some(w.approval.id.clone()),
+            }
+        }
+        if let Some(warrant_id) = spent {
+            return Ok(query::RequestState::Expired { warrant_id });
+        }
+        if let Some(reason) = self.refused_requests.get(id) {
+            return Ok(query::RequestState::Refused { reason: reason.clone() });
+        }
+        Ok(query::RequestState::Pending)
     }
 
     /// Once per tick: one notify run for the requests opened since the
@@ -1180,6 +1270,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             config.max_open_requests,
             requests::list(&config.state_dir).map(|all| all.len()).unwrap_or(0),
         ),
+        recent_denials: query::RecentDenials::default(),
+        refused_requests: HashMap::new(),
     };
     let missing_hooks = state.kernel.missing_hooks().to_vec();
     let started = json!({"pid": std::process::id(), "kernel": kernel_release(), "mode": state.kernel.mode().name(),
@@ -1211,9 +1303,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket).with_context(|| format!("cannot bind {}", socket.display()))?;
     fs::set_permissions(&socket, fs::Permissions::from_mode(0o600))?;
-    info!(socket = %socket.display(), "daemon ready");
+    let queries = bind_query_socket(&config.query_socket)?;
+    info!(socket = %socket.display(), query_socket = %config.query_socket.display(), "daemon ready");
 
     let reader = tokio::spawn(read_events(events, shared.clone()));
+    let query_server = tokio::spawn(serve_queries(queries, shared.clone()));
     let metrics_server = match config.metrics_listen {
         Some(address) => {
             let listener = tokio::net::TcpListener::bind(address)
@@ -1253,6 +1347,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     reader.abort();
+    query_server.abort();
     if let Some(server) = metrics_server {
         server.abort();
     }
@@ -1376,11 +1471,79 @@ fn handle(request: Request, peer_pid: Option<u32>, shared: &Shared) -> Response 
                 None => Err(format!("no active warrant {id} (see `warrant status`)")),
             }
         }
+        Request::DeclineRequest { id, reason } => match requests::decline(&state.config.state_dir, &id, &reason) {
+            Ok(request) => {
+                let summary = json!({"request": id, "profile": request.profile, "reason": reason});
+                state.record("request.declined", summary.clone());
+                Ok(summary)
+            }
+            Err(e) => Err(format!("no change request {id} to decline: {e}")),
+        },
     };
     match result {
         Ok(data) => Response::ok(data),
         Err(message) => Response::error(message),
     }
+}
+
+/// The query socket, open to every process, in a directory of its own
+/// (not among Warrant's own files: the kernel refuses a subject's connect
+/// to those).
+fn bind_query_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    // The kernel decides a connect by the socket's name, up to this length.
+    if path.as_os_str().len() >= warrant_common::NAME_LEN {
+        anyhow::bail!(
+            "query_socket {} is longer than {} bytes: choose a shorter path",
+            path.display(),
+            warrant_common::NAME_LEN - 1
+        );
+    }
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+    }
+    let _ = fs::remove_file(path);
+    let listener = UnixListener::bind(path).with_context(|| format!("cannot bind {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o666))?;
+    Ok(listener)
+}
+
+async fn serve_queries(listener: UnixListener, shared: Shared) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(answer_query(stream, shared.clone()));
+            }
+            Err(e) => {
+                warn!("query socket: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn answer_query(stream: UnixStream, shared: Shared) {
+    use tokio::io::AsyncReadExt as _;
+    let peer_pid = stream.peer_cred().ok().and_then(|c| c.pid()).map(|p| p as u32);
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    if BufReader::new(read.take(query::MAX_REQUEST_BYTES)).read_line(&mut line).await.is_err() {
+        return;
+    }
+    let response = match (serde_json::from_str::<query::Query>(&line), peer_pid) {
+        (Ok(query), Some(pid)) => {
+            let state = shared.lock().expect("state lock");
+            match state.answer(query, pid) {
+                Ok(data) => Response::ok(data),
+                Err(message) => Response::error(message),
+            }
+        }
+        (Err(e), _) => Response::error(format!("malformed query: {e}")),
+        (_, None) => Response::error("cannot identify the caller (no SO_PEERCRED)"),
+    };
+    let mut bytes = serde_json::to_vec(&response).expect("serialises");
+    bytes.push(b'\n');
+    let _ = write.write_all(&bytes).await;
 }
 
 fn register(state: &mut State, pid: u32, profile: &str) -> Result<Value, String> {

@@ -15,6 +15,7 @@ pub mod nft_render;
 pub mod pins;
 pub mod policy;
 pub mod protect;
+pub mod query;
 pub mod render;
 pub mod request_gate;
 pub mod requests;

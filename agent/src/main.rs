@@ -17,7 +17,9 @@ use warrant::{
     daemon::{self, now_unix},
     kernel::{self, Kernel},
     keys::{PublicKey, Signer},
-    policy, render, requests,
+    policy,
+    query::{self, Query},
+    render, requests,
     trust::{self, Envelope, POLICY_PAYLOAD_TYPE},
     trust_root::{TRUST_ROOT_PAYLOAD_TYPE, TrustRoot},
 };
@@ -126,6 +128,27 @@ enum Command {
     Audit(AuditCommand),
     /// Why was this event allowed or denied.
     Explain { event_id: u64 },
+    /// For an agent (a subject): its own latest denials, their rules and
+    /// change requests.
+    Why {
+        /// Only the latest denial.
+        #[arg(long)]
+        last: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// For an agent: wait until change request REQUEST is answered. Exit 0:
+    /// a warrant for it is installed (retry now); 3: declined, or its
+    /// warrant refused; 4: its warrant expired, was revoked or is used up;
+    /// 5: still pending at the timeout; 1: an error.
+    Wait {
+        request: String,
+        /// Give up after this long (e.g. 90s, 10m).
+        #[arg(long, default_value = "15m")]
+        timeout: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Restore what a warrant's change replaced (not available yet).
     Rollback {
         change_id: String,
@@ -232,7 +255,17 @@ enum TrustCommand {
 #[derive(Subcommand)]
 enum RequestsCommand {
     List,
-    Show { id: String },
+    Show {
+        id: String,
+    },
+    /// For an agent: its own profile's change requests.
+    Mine,
+    /// Say no to a change request; the agent's `warrant wait` returns 3.
+    Decline {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -337,8 +370,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("trust root v{} in force: {} of {:?}", data["version"], data["threshold"], data["keys"]);
         }
         Command::Requests { command, json } => {
-            let config = Config::load(config_path)?;
-            match command.unwrap_or(RequestsCommand::List) {
+            let command = command.unwrap_or(RequestsCommand::List);
+            // An agent may not be able to read root's config.
+            let config = match command {
+                RequestsCommand::Mine => Config::load(config_path).unwrap_or_default(),
+                _ => Config::load(config_path)?,
+            };
+            match command {
                 RequestsCommand::List => {
                     let all = requests::list(&config.state_dir)?;
                     if json {
@@ -360,6 +398,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             );
                         }
                     }
+                }
+                RequestsCommand::Mine => {
+                    let data = query::call(&query_socket(config_path), &Query::MyRequests)?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&data)?);
+                    } else {
+                        let mine = data["requests"].as_array().cloned().unwrap_or_default();
+                        if mine.is_empty() {
+                            println!("no change requests of profile {}", render::json_line(&data["profile"]));
+                        }
+                        for r in mine {
+                            let r: requests::ChangeRequest = serde_json::from_value(r)?;
+                            print!("{}", render::request_view(&r));
+                        }
+                    }
+                }
+                RequestsCommand::Decline { id, reason } => {
+                    control::call(&config.socket, &Request::DeclineRequest { id: id.clone(), reason })?;
+                    println!("declined {}", render::escape(&id));
                 }
                 RequestsCommand::Show { id } => {
                     let r = requests::load(&config.state_dir, &id)
@@ -424,6 +481,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .ok_or_else(|| anyhow!("no event {event_id} in {}", config.audit_log.display()))?;
             println!("{}", render::explain(record));
         }
+        Command::Why { last, json } => {
+            let data = query::call(&query_socket(config_path), &Query::Why)?;
+            let mut denials = data["denials"].as_array().cloned().unwrap_or_default();
+            if last {
+                denials.truncate(1);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&json!({"profile": data["profile"], "denials": denials}))?);
+            } else if denials.is_empty() {
+                println!("no denials of profile {} since the daemon started", render::json_line(&data["profile"]));
+            } else {
+                for denial in denials.iter().filter_map(Value::as_object) {
+                    println!("{}", render::explain(denial));
+                }
+            }
+        }
+        Command::Wait { request, timeout, json } => return wait(config_path, &request, &timeout, json),
         Command::Rollback { change_id, force } => {
             let config = Config::load(config_path)?;
             let data = control::call(&config.socket, &Request::Rollback { id: change_id, force })?;
@@ -752,6 +826,36 @@ fn approve(config: &Config, request_id: &str, key: &RiKeyArgs, grant: Grant, out
         None => println!("{envelope}"),
     }
     Ok(())
+}
+
+/// The query socket: the config's, or the default when the config cannot
+/// be read (it is root's; an agent may run as another user).
+fn query_socket(config_path: Option<&Path>) -> PathBuf {
+    Config::load(config_path).map(|c| c.query_socket).unwrap_or_else(|_| query::DEFAULT_SOCKET.into())
+}
+
+/// `warrant wait`: asks every 2 s until the request is answered or the
+/// timeout passes; the exit code says how it ended.
+fn wait(config_path: Option<&Path>, request: &str, timeout: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let timeout =
+        humantime::parse_duration(timeout).map_err(|e| anyhow!("--timeout {timeout:?}: {e} (use e.g. 90s, 10m)"))?;
+    let socket = query_socket(config_path);
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let data = query::call(&socket, &Query::RequestState { id: request.to_owned() })?;
+        let state: query::RequestState = serde_json::from_value(data["status"].clone())
+            .map_err(|e| anyhow!("the daemon's answer is not a request state: {e}"))?;
+        let pending = state == query::RequestState::Pending;
+        if !pending || std::time::Instant::now() >= deadline {
+            if json {
+                println!("{}", serde_json::to_string(&data)?);
+            } else {
+                println!("request {}: {}", render::escape(request), render::json_line(&data["status"]));
+            }
+            return Ok(ExitCode::from(state.exit_code()));
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2).min(deadline - std::time::Instant::now()));
+    }
 }
 
 /// Asks on the terminal; Ok only for an explicit yes.

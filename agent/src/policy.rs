@@ -724,16 +724,7 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
         // Sockets every program may reach (the journal, nscd), unless the
         // profile's rules say otherwise.
         for socket in crate::guarded::SOCKETS_ALLOWED.iter().filter(|s| !named_sockets.contains(&s.to_string())) {
-            let rule =
-                Rule { action: "ipc.connect".into(), target: (*socket).to_owned(), tier: Tier::Allow, rate: None };
-            let entry = RuleEntry {
-                tier: tier::ALLOW,
-                rule_index: rule_names.len() as u32,
-                rate_limit: 0,
-                rate_window_secs: 0,
-            };
-            rules.insert(Target::Socket(Some((*socket).to_owned())).key(id, action::IPC_CONNECT), entry);
-            rule_names.push((profile.name.clone(), rule));
+            allow_socket_rule(&mut rules, &mut rule_names, (&profile.name, id), socket);
         }
         // A guarded surface the profile's rules do not name is denied, even
         // where a `file.* *` rule allows the rest.
@@ -783,7 +774,32 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
     })
 }
 
+/// An `ipc.connect` allow rule for `socket` in the profile (name, id).
+fn allow_socket_rule(
+    rules: &mut HashMap<TargetKey, RuleEntry>,
+    rule_names: &mut Vec<(String, Rule)>,
+    (profile, id): (&str, u32),
+    socket: &str,
+) {
+    let rule = Rule { action: "ipc.connect".into(), target: socket.to_owned(), tier: Tier::Allow, rate: None };
+    let entry =
+        RuleEntry { tier: tier::ALLOW, rule_index: rule_names.len() as u32, rate_limit: 0, rate_window_secs: 0 };
+    rules.insert(Target::Socket(Some(socket.to_owned())).key(id, action::IPC_CONNECT), entry);
+    rule_names.push((profile.to_owned(), rule));
+}
+
 impl CompiledPolicy {
+    /// Lets every profile connect to `socket` (Warrant's query socket),
+    /// unless a rule of the profile names it.
+    pub fn allow_socket(&mut self, socket: &str) {
+        for (name, &id) in &self.profile_ids {
+            let key = Target::Socket(Some(socket.to_owned())).key(id, action::IPC_CONNECT);
+            if !self.rules.contains_key(&key) {
+                allow_socket_rule(&mut self.rules, &mut self.rule_names, (name, id), socket);
+            }
+        }
+    }
+
     /// Whether the policy is past its `expires` at `now` (unix seconds).
     pub fn expired_at(&self, now: u64) -> bool {
         self.expires_unix <= now

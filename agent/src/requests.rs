@@ -33,6 +33,9 @@ pub struct ChangeRequest {
     /// `nft --debug=netlink` notation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rendering: Option<String>,
+    /// Why an RI said no (`warrant requests decline`), once one has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declined: Option<String>,
 }
 
 impl ChangeRequest {
@@ -81,9 +84,18 @@ pub fn record(state_dir: &Path, mut fresh: ChangeRequest) -> std::io::Result<Cha
     if let Ok(existing) = load(state_dir, &fresh.id) {
         fresh.first_seen = existing.first_seen;
         fresh.attempts = existing.attempts + 1;
+        fresh.declined = existing.declined;
     }
     crate::durable::write_atomic(&path, &serde_json::to_vec_pretty(&fresh).expect("serialises"))?;
     Ok(fresh)
+}
+
+/// Marks request `id` declined, with the reason.
+pub fn decline(state_dir: &Path, id: &str, reason: &str) -> std::io::Result<ChangeRequest> {
+    let mut request = load(state_dir, id)?;
+    request.declined = Some(reason.to_owned());
+    crate::durable::write_atomic(&path_of(state_dir, id), &serde_json::to_vec_pretty(&request).expect("serialises"))?;
+    Ok(request)
 }
 
 pub fn exists(state_dir: &Path, id: &str) -> bool {

@@ -72,6 +72,7 @@ fn request() -> ChangeRequest {
         policy_version: 4,
         content_digest: Some("00000000deadbeef".into()),
         rendering: Some("[ payload load 2b @ transport header + 2 => reg 1 ]\n[ immediate reg 0 accept ]".into()),
+        declined: None,
     }
 }
 

@@ -161,7 +161,7 @@ impl Daemon {
         std::fs::write(
             &config,
             format!(
-                "state_dir = \"{d}/state\"\nsocket = \"{d}/run/warrant.sock\"\naudit_log = \"{a}\"\ntrusted_keys = [\"{k}\"]\nhost = \"vm-test\"\nnotify_command = \"cat >> {d}/notified.jsonl; echo >> {d}/notified.jsonl\"\nrequests_per_minute = 120\nbundle_dir = \"{d}/bundles.d\"\ninbox_dir = \"{d}/inbox\"\ncheckpoint_interval_secs = 2\n",
+                "state_dir = \"{d}/state\"\nsocket = \"{d}/run/warrant.sock\"\naudit_log = \"{a}\"\ntrusted_keys = [\"{k}\"]\nhost = \"vm-test\"\nnotify_command = \"cat >> {d}/notified.jsonl; echo >> {d}/notified.jsonl\"\nrequests_per_minute = 120\nquery_socket = \"{d}/query/query.sock\"\nbundle_dir = \"{d}/bundles.d\"\ninbox_dir = \"{d}/inbox\"\ncheckpoint_interval_secs = 2\n",
                 d = dir.display(),
                 a = audit.display(),
                 k = keys.join("security-team.key.pub").display()

@@ -149,3 +149,86 @@ fn an_ri_approves_with_an_ssh_key_and_the_kernel_honours_it() {
     let used = d.expect_record(mark, "nft.rule.add", "inet filter input", "allowed-by-warrant");
     assert_eq!(used["approver"], "dana");
 }
+
+/// `warrant ARGS` run as a subject of the agent profile: (exit code, stdout).
+fn agent_warrant(args: &[&str]) -> (i32, String) {
+    let d = daemon();
+    let bin = harness::warrant_bin();
+    let mut full = vec![bin.to_str().unwrap(), "--config", d.config.to_str().unwrap()];
+    full.extend_from_slice(args);
+    let out = harness::subject_command(&full).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code().unwrap_or(-1), stdout + &String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn an_agent_learns_why_it_was_refused_and_waits_for_its_approval() {
+    let d = daemon();
+    let mark = d.audit_len();
+    let rule = ["nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "3301", "accept"];
+    assert!(run_subject(&rule).stderr.contains("Operation not permitted"));
+    let decision = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
+    let id = decision["request"].as_str().expect("a change request id").to_owned();
+
+    // The agent asks, through the query socket, why.
+    let (code, text) = agent_warrant(&["why", "--last", "--json"]);
+    assert_eq!(code, 0, "{text}");
+    let why: Value = serde_json::from_str(&text).expect("why --json is JSON");
+    assert_eq!(why["profile"], "agent");
+    let last = &why["denials"][0];
+    assert_eq!(last["request"], id.as_str(), "{why}");
+    assert_eq!((last["verdict"].as_str(), last["tier"].as_str()), (Some("denied-needs-warrant"), Some("approve")));
+    assert!(last["rule"].as_str().unwrap().contains("inet filter input"), "{last}");
+    let (code, mine) = agent_warrant(&["requests", "mine", "--json"]);
+    assert_eq!(code, 0, "{mine}");
+    let mine: Value = serde_json::from_str(&mine).unwrap();
+    assert!(mine["requests"].as_array().unwrap().iter().all(|r| r["profile"] == "agent"));
+    assert!(mine["requests"].as_array().unwrap().iter().any(|r| r["id"] == id.as_str()));
+    // Not a subject: the query socket says nothing.
+    let (ok, text) = d.run_cli_status(&["why"]);
+    assert!(!ok && text.contains("not a subject"), "{text}");
+
+    // The agent waits; an RI approves; the wait ends 0 and the retry applies.
+    let bin = harness::warrant_bin();
+    let waiting = harness::subject_command(&[
+        bin.to_str().unwrap(),
+        "--config",
+        d.config.to_str().unwrap(),
+        "wait",
+        &id,
+        "--timeout",
+        "120s",
+        "--json",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let warrant = d.approve(&id, "alice", "10m", 1);
+    d.cli_ok(&["install", warrant.to_str().unwrap()]);
+    let out = waiting.wait_with_output().unwrap();
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("wait --json is JSON");
+    assert_eq!(out.status.code(), Some(0), "{answer}");
+    assert_eq!(answer["status"]["state"], "approved", "{answer}");
+    assert!(run_subject(&rule).status.success(), "the approved retry failed");
+    // Its one use spent, the request's warrant is expired for the agent.
+    assert_eq!(agent_warrant(&["wait", &id, "--timeout", "1s"]).0, 4);
+
+    // Declined by an RI: 3. Nobody answers: 5 at the timeout.
+    let mark = d.audit_len();
+    assert!(
+        run_subject(&["nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "3302", "accept"])
+            .stderr
+            .contains("Operation not permitted")
+    );
+    let declined =
+        d.expect_record_where(mark, "a request for 3302", |r| r["kind"] == "decision" && r["request"].is_string());
+    let declined = declined["request"].as_str().unwrap().to_owned();
+    let (code, text) = agent_warrant(&["wait", &declined, "--timeout", "3s"]);
+    assert_eq!(code, 5, "{text}");
+    d.cli_ok(&["requests", "decline", &declined, "--reason", "use the bastion instead"]);
+    let (code, text) = agent_warrant(&["wait", &declined, "--timeout", "10s"]);
+    assert_eq!(code, 3, "{text}");
+    assert!(text.contains("use the bastion instead"), "{text}");
+}
