@@ -342,7 +342,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             warrant::subjects::close_inherited_fds_at_exec(&keep_fds)
                 .context("cannot mark inherited fds close-on-exec")?;
             control::call(&config.socket, &Request::Register { profile: profile.clone() })?;
-            let error = std::process::Command::new(&command[0]).args(&command[1..]).exec();
+            let error = std::process::Command::new(&command[0])
+                .args(&command[1..])
+                .env(QUERY_SOCKET_ENV, &config.query_socket)
+                .exec();
             bail!("cannot run {:?} as a subject of {profile}: {error}", command[0]);
         }
         Command::Keygen { out } => {
@@ -828,11 +831,16 @@ fn approve(config: &Config, request_id: &str, key: &RiKeyArgs, grant: Grant, out
     Ok(())
 }
 
-/// The query socket: the config's, or the default when the config cannot
-/// be read (it is root's; an agent may run as another user).
+/// The query socket: $WARRANT_QUERY_SOCKET (`warrant run` sets it for its
+/// command), else the config's, else the default: a subject cannot read
+/// Warrant's config, one of Warrant's own files.
 fn query_socket(config_path: Option<&Path>) -> PathBuf {
-    Config::load(config_path).map(|c| c.query_socket).unwrap_or_else(|_| query::DEFAULT_SOCKET.into())
+    std::env::var_os(QUERY_SOCKET_ENV).map(PathBuf::from).unwrap_or_else(|| {
+        Config::load(config_path).map(|c| c.query_socket).unwrap_or_else(|_| query::DEFAULT_SOCKET.into())
+    })
 }
+
+const QUERY_SOCKET_ENV: &str = "WARRANT_QUERY_SOCKET";
 
 /// `warrant wait`: asks every 2 s until the request is answered or the
 /// timeout passes; the exit code says how it ended.
