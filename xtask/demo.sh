@@ -12,6 +12,7 @@ SOCK_DIR="/run/warrant-demo-$$"
 cat > "$WARRANT_CONFIG" <<EOT
 state_dir = "$D/state"
 socket = "$SOCK_DIR/warrant.sock"
+query_socket = "$SOCK_DIR-query/query.sock"
 audit_log = "$D/audit.jsonl"
 trusted_keys = ["$KEYS/security-team.key.pub"]
 EOT
@@ -51,11 +52,18 @@ sleep 1
 show "$W" requests list
 REQ=$("$W" requests list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 
+say "2b. The agent asks why (the query socket answers it about itself), then waits for a human"
+agent "$W" why --last
+printf 'agent$ %s wait %s &\n' "$W" "$REQ"
+"$W" run --profile agent -- "$W" wait "$REQ" --timeout 5m > "$D/wait.out" 2>&1 &
+WAITER=$!
+
 say "3. Dana (network on-call, a Responsible Individual) reads the change and signs a one-use warrant with her SSH key"
 # ssh-keygen signs (SSHSIG, namespace warrant); it wants the private key readable by its owner only.
 install -m 600 "$KEYS/dana-ssh" "$D/dana-ssh" && cp "$KEYS/dana-ssh.pub" "$D/dana-ssh.pub"
 show "$W" approve "$REQ" --ssh-key "$D/dana-ssh" --ttl 10m --uses 1 --reason "open ssh for the migration" --yes --out "$D/ssh.warrant"
 show "$W" install "$D/ssh.warrant"
+wait "$WAITER"; echo "agent's wait -> exit $? ($(cat "$D/wait.out"))"
 
 say "4. The agent tries a bare accept instead: the warrant binds the exact rule -> EPERM"
 agent nft add rule inet filter input accept

@@ -496,7 +496,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("no denials of profile {} since the daemon started", render::json_line(&data["profile"]));
             } else {
                 for denial in denials.iter().filter_map(Value::as_object) {
-                    println!("{}", render::explain(denial));
+                    println!("{}", render::denial(denial));
                 }
             }
         }

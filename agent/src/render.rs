@@ -170,3 +170,33 @@ pub fn request_view(request: &crate::requests::ChangeRequest) -> String {
     }
     out
 }
+
+/// One of an agent's own denials (`warrant why`), with what it can do next.
+pub fn denial(view: &serde_json::Map<String, Value>) -> String {
+    let mut out = format!(
+        "#{} {} {} {} [{}]",
+        view.get("seq").and_then(Value::as_u64).unwrap_or(0),
+        field(view, "verdict"),
+        field(view, "action"),
+        field(view, "target"),
+        field(view, "tier"),
+    );
+    let rule = field(view, "rule");
+    let _ = write!(
+        out,
+        "\n  rule: {}",
+        if rule.is_empty() { "none matched: unmatched actions are denied".into() } else { rule }
+    );
+    if let Some(content) = view.get("content_digest").and_then(Value::as_str) {
+        let _ = write!(out, "\n  content digest: {}", escape(content));
+    }
+    let request = field(view, "request");
+    if !request.is_empty() {
+        let _ = write!(out, "\n  change request: {request} (a person must approve it: `warrant wait {request}`)");
+    } else if !field(view, "request_dropped").is_empty() {
+        let _ = write!(out, "\n  no change request: {}", field(view, "request_dropped"));
+    } else if field(view, "tier") == "deny" || field(view, "tier") == "unmatched" {
+        out.push_str("\n  not approvable: the policy denies this");
+    }
+    out
+}

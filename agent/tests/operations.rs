@@ -24,6 +24,9 @@ fn the_shipped_configuration_is_the_documented_defaults() {
     assert_eq!(shipped.audit_max_bytes, defaults.audit_max_bytes);
     assert_eq!(shipped.checkpoint_interval_secs, defaults.checkpoint_interval_secs);
     assert_eq!(shipped.policy_threshold, defaults.policy_threshold);
+    assert_eq!(shipped.query_socket, defaults.query_socket);
+    assert_eq!(shipped.requests_per_minute, defaults.requests_per_minute);
+    assert_eq!(shipped.max_open_requests, defaults.max_open_requests);
     assert!(shipped.trusted_keys.is_empty());
 }
 
