@@ -114,6 +114,17 @@ fn every_refused_bundle_is_on_the_record_whichever_way_it_came() {
     });
     assert!(refused["reason"].as_str().unwrap().contains("bundle refused"), "{refused}");
 
+    // Signed, but by no key this host trusts: too few trusted signatures.
+    let (_, stranger) = d.next_bundle_signed_by(
+        &std::fs::read_to_string(repo().join("policies/demo.toml")).unwrap(),
+        &repo().join("policies/demo-keys/mallory.key"),
+    );
+    let (ok, text) = d.run_cli_status(&["policy", "apply", stranger.to_str().unwrap()]);
+    assert!(!ok && text.contains("no valid signature from a trusted key"), "{text}");
+    d.expect_record_where(mark, "policy.refused for too few signatures", |r| {
+        r["kind"] == "policy.refused" && r["reason"].as_str().is_some_and(|t| t.contains("need 1, found 0"))
+    });
+
     let dropped_in = d.dir.join("bundles.d/zz-junk.bundle");
     std::fs::write(&dropped_in, "still not a bundle").unwrap();
     d.expect_record_where(mark, "policy.refused via bundle_dir", |r| {
