@@ -40,7 +40,7 @@ pub struct Config {
     /// `requests_per_minute` in the policy overrides it); attempts past it
     /// are still denied and audited, but open no request.
     pub requests_per_minute: u32,
-    /// Open change requests kept at most on this host.
+    /// Unanswered change requests a profile may have at once.
     pub max_open_requests: usize,
     /// A directory watched for policy bundles: each new file is applied as
     /// `warrant policy apply` would (in name order; older versions refused).

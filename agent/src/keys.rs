@@ -18,12 +18,35 @@ pub const SSHSIG_NAMESPACE: &str = "warrant";
 const SK_USER_PRESENT: u8 = 0x01;
 const SK_USER_VERIFIED: u8 = 0x04;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Two keys are equal when their Ed25519 key is: a base64 key and the
+/// `ssh-ed25519` line of the same key are one signer, never two.
+#[derive(Clone, Debug)]
 pub enum PublicKey {
     Ed25519(VerifyingKey),
-    /// Comment dropped: two lines for one key are one key.
+    /// ssh-ed25519 or sk-ssh-ed25519 (nothing else parses).
     Ssh(ssh_key::PublicKey),
 }
+
+impl PublicKey {
+    /// The Ed25519 key underneath, whatever the encoding.
+    fn raw(&self) -> [u8; 32] {
+        match self {
+            PublicKey::Ed25519(key) => key.to_bytes(),
+            PublicKey::Ssh(key) => {
+                let data = key.key_data();
+                data.ed25519().or_else(|| data.sk_ed25519().map(|sk| sk.public_key())).map(|k| k.0).unwrap_or_default()
+            }
+        }
+    }
+}
+
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw() == other.raw()
+    }
+}
+
+impl Eq for PublicKey {}
 
 impl From<VerifyingKey> for PublicKey {
     fn from(key: VerifyingKey) -> Self {
@@ -94,14 +117,19 @@ pub fn verify_sshsig(
     armored: &str,
 ) -> Result<Attested, SshSigError> {
     let signature = SshSig::from_pem(armored.trim()).map_err(|e| SshSigError::Malformed(e.to_string()))?;
-    if signature.namespace() != namespace {
-        return Err(SshSigError::Namespace { found: signature.namespace().into(), expected: namespace.into() });
-    }
     if signature.public_key() != key.key_data() {
         return Err(SshSigError::OtherKey);
     }
+    if signature.namespace() != namespace {
+        return Err(SshSigError::Namespace { found: signature.namespace().into(), expected: namespace.into() });
+    }
+    // The signature's algorithm must be its key's: ssh-key would verify an
+    // sk key's signature under another name, and skip the flags check here.
+    if signature.algorithm() != key.algorithm() {
+        return Err(SshSigError::Invalid);
+    }
     key.verify(namespace, message, &signature).map_err(|_| SshSigError::Invalid)?;
-    if signature.algorithm() != Algorithm::SkEd25519 {
+    if key.algorithm() != Algorithm::SkEd25519 {
         return Ok(Attested::default());
     }
     // An sk signature's data: 64 bytes of Ed25519, then flags and a counter.

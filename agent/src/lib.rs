@@ -10,6 +10,7 @@ pub mod guarded;
 pub mod hooks;
 pub mod kernel;
 pub mod keys;
+pub mod lsm_fix;
 pub mod metrics;
 pub mod nft_render;
 pub mod pins;

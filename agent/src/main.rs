@@ -558,11 +558,18 @@ fn doctor(json: bool) -> ExitCode {
         _ => (true, "the decision programs load on this kernel".to_owned()),
     };
     let release = warrant::daemon::kernel_release();
+    // Without bpf among the active LSMs: the boot change that adds it.
+    let fix = match &lsm {
+        Err(kernel::KernelError::LsmInactive(active)) => {
+            warrant::lsm_fix::steps(active, std::fs::read_to_string("/etc/default/grub").ok().as_deref())
+        }
+        _ => Vec::new(),
+    };
     if json {
         let report = json!({
             "kernel": release, "root": root, "bpf_lsm_active": lsm.is_ok(), "btf": btf,
             "enforcement": if available { "available" } else { "unavailable" }, "reason": reason,
-            "missing_hooks": missing_hooks, "mode": mode.as_ref().map(kernel::Mode::name),
+            "missing_hooks": missing_hooks, "mode": mode.as_ref().map(kernel::Mode::name), "fix": fix,
         });
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
@@ -587,6 +594,9 @@ fn doctor(json: bool) -> ExitCode {
         }
         for missing in &missing_hooks {
             println!("coverage: {}", missing.effect);
+        }
+        for line in &fix {
+            println!("{line}");
         }
     }
     if available { ExitCode::SUCCESS } else { ExitCode::from(1) }
@@ -819,8 +829,8 @@ fn approve(config: &Config, request_id: &str, key: &RiKeyArgs, grant: Grant, out
             println!(
                 "warrant {} for {} {} ({} use(s), {}s) written to {}",
                 approval.id,
-                approval.action,
-                approval.target,
+                render::escape(&approval.action),
+                render::escape(&approval.target),
                 approval.max_uses,
                 ttl.as_secs(),
                 path.display()

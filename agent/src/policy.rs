@@ -742,7 +742,7 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
     for pattern in &policy.two_person {
         expand_action(pattern).map_err(|e| invalid(format!("two_person: {e}")))?;
     }
-    let mut responsibles = Vec::new();
+    let mut responsibles: Vec<(Responsible, PublicKey)> = Vec::new();
     for ri in &policy.responsibles {
         let key = PublicKey::parse(&ri.key).ok_or_else(|| {
             invalid(format!(
@@ -758,6 +758,13 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
         }
         for pattern in &ri.may_approve {
             expand_action(pattern).map_err(|e| invalid(format!("responsible {:?}: {e}", ri.name)))?;
+        }
+        // One key is one person, in whichever encoding it is written.
+        if let Some((other, _)) = responsibles.iter().find(|(_, k)| *k == key) {
+            return Err(invalid(format!(
+                "responsibles {:?} and {:?} hold the same key: one person cannot be two approvers",
+                other.name, ri.name
+            )));
         }
         responsibles.push((ri.clone(), key));
     }

@@ -21,6 +21,12 @@ pub const RECENT_DENIALS: usize = 32;
 /// Longest request line the daemon reads from the query socket.
 pub const MAX_REQUEST_BYTES: u64 = 4096;
 
+/// Query connections served at once; more wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// How long a query connection has to be answered, from accept.
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Query {

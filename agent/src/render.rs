@@ -17,13 +17,20 @@ fn is_invisible_format(c: char) -> bool {
         '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
+/// Also what Rust's own Debug would not print as itself (format, private
+/// use and unassigned characters, combining marks on their own), and
+/// spaces other than ASCII's, which read as a space and are not one.
 fn needs_escape(c: char) -> bool {
-    c == '\\' || c.is_control() || is_invisible_format(c)
+    c == '\\'
+        || c.is_control()
+        || is_invisible_format(c)
+        || (!c.is_ascii() && (c.is_whitespace() || c.escape_debug().nth(1).is_some()))
 }
 
-/// `text` with every control character (C0, DEL, C1) and every invisible
-/// format character written as a visible escape (`\x1b`, `\u202e`), and a
-/// backslash doubled so an escape cannot be forged by typing one.
+/// `text` with every control character (C0, DEL, C1), every invisible or
+/// unprintable character and every non-ASCII space written as a visible
+/// escape (`\x1b`, `\u202e`), and a backslash doubled so an escape cannot
+/// be forged by typing one.
 pub fn escape(text: &str) -> Cow<'_, str> {
     if !text.chars().any(needs_escape) {
         return Cow::Borrowed(text);
@@ -37,6 +44,9 @@ pub fn escape(text: &str) -> Cow<'_, str> {
             '\t' => out.push_str("\\t"),
             c if (c as u32) < 0x80 && c.is_control() => {
                 let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if needs_escape(c) && (c as u32) > 0xffff => {
+                let _ = write!(out, "\\U{:08x}", c as u32);
             }
             c if needs_escape(c) => {
                 let _ = write!(out, "\\u{:04x}", c as u32);

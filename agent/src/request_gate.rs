@@ -2,7 +2,8 @@
 //! request and a notification; an agent that tries 100 variants would page
 //! its approvers 100 times, until one approval is careless. So: repeated
 //! attempts update their request (see [`crate::requests`]); new requests are
-//! limited per profile per minute and in total; notifications go out in
+//! limited per profile, per minute and in how many wait unanswered at once
+//! (so one agent cannot crowd out another); notifications go out in
 //! batches; what is dropped is counted, audited and shown.
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,24 +17,26 @@ use crate::requests::ChangeRequest;
 /// of different changes, too few to flood a person.
 pub const DEFAULT_PER_MINUTE: u32 = 6;
 
-/// Open requests kept on disk at most (all profiles).
-pub const DEFAULT_MAX_OPEN: usize = 1000;
+/// Unanswered requests a profile may have at once.
+pub const DEFAULT_MAX_OPEN: usize = 100;
 
 /// Why an attempt made no change request (its decision is still audited).
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum Dropped {
     #[error("profile {profile} opened {per_minute} new change requests this minute (its limit)")]
     Rate { profile: String, per_minute: u32 },
-    #[error("{max_open} change requests are open on this host (the limit); approve or clear some")]
-    Full { max_open: usize },
+    #[error(
+        "profile {profile} has {max_open} change requests waiting for an answer (its limit); approve or decline some"
+    )]
+    Full { profile: String, max_open: usize },
 }
 
 #[derive(Debug)]
 pub struct RequestGate {
     per_minute: u32,
     max_open: usize,
-    /// Requests on disk now.
-    open: usize,
+    /// Unanswered requests (no warrant installed for them, not declined), by profile.
+    open: HashMap<String, usize>,
     /// Per profile: the start of its current one-minute window (unix
     /// seconds) and the requests opened in it.
     windows: HashMap<String, (u64, u32)>,
@@ -43,8 +46,8 @@ pub struct RequestGate {
 }
 
 impl RequestGate {
-    /// `open`: the requests already on disk.
-    pub fn new(per_minute: u32, max_open: usize, open: usize) -> Self {
+    /// `open`: the unanswered requests already on disk, by profile.
+    pub fn new(per_minute: u32, max_open: usize, open: HashMap<String, usize>) -> Self {
         Self {
             per_minute,
             max_open,
@@ -65,13 +68,14 @@ impl RequestGate {
         if now.saturating_sub(window.0) >= 60 {
             *window = (now, 0);
         }
-        let verdict = if self.open >= self.max_open {
-            Err(Dropped::Full { max_open: self.max_open })
+        let open = self.open.entry(profile.to_owned()).or_default();
+        let verdict = if *open >= self.max_open {
+            Err(Dropped::Full { profile: profile.to_owned(), max_open: self.max_open })
         } else if window.1 >= per_minute {
             Err(Dropped::Rate { profile: profile.to_owned(), per_minute })
         } else {
             window.1 += 1;
-            self.open += 1;
+            *open += 1;
             Ok(())
         };
         if verdict.is_err() {
@@ -101,8 +105,17 @@ impl RequestGate {
         &self.dropped_total
     }
 
+    /// A request of `profile` was answered (a warrant installed for it, or
+    /// declined): it no longer counts against the profile.
+    pub fn close(&mut self, profile: &str) {
+        if let Some(open) = self.open.get_mut(profile) {
+            *open = open.saturating_sub(1);
+        }
+    }
+
+    /// Unanswered requests, all profiles.
     pub fn open(&self) -> usize {
-        self.open
+        self.open.values().sum()
     }
 }
 
@@ -112,7 +125,7 @@ mod tests {
 
     #[test]
     fn new_requests_are_limited_per_profile_per_minute() {
-        let mut gate = RequestGate::new(2, 100, 0);
+        let mut gate = RequestGate::new(2, 100, HashMap::new());
         assert_eq!(gate.admit_new("a", None, 1000), Ok(()));
         assert_eq!(gate.admit_new("a", None, 1010), Ok(()));
         assert_eq!(gate.admit_new("a", None, 1020), Err(Dropped::Rate { profile: "a".into(), per_minute: 2 }));
@@ -128,10 +141,14 @@ mod tests {
     }
 
     #[test]
-    fn no_new_request_past_the_open_limit() {
-        let mut gate = RequestGate::new(10, 3, 2);
+    fn no_new_request_past_a_profiles_open_limit_until_one_is_answered() {
+        let mut gate = RequestGate::new(10, 3, HashMap::from([("a".to_owned(), 2)]));
         assert_eq!(gate.admit_new("a", None, 0), Ok(()));
-        assert_eq!(gate.admit_new("a", None, 0), Err(Dropped::Full { max_open: 3 }));
-        assert_eq!(gate.open(), 3);
+        assert_eq!(gate.admit_new("a", None, 0), Err(Dropped::Full { profile: "a".into(), max_open: 3 }));
+        // Another profile is not crowded out.
+        assert_eq!(gate.admit_new("b", None, 0), Ok(()));
+        assert_eq!(gate.open(), 4);
+        gate.close("a");
+        assert_eq!(gate.admit_new("a", None, 0), Ok(()));
     }
 }

@@ -40,13 +40,13 @@ pub struct ChangeRequest {
 
 impl ChangeRequest {
     /// What a warrant for this request approves, as the approver was shown
-    /// it: SHA-256 over the id, host, profile, action, target and content
-    /// (digest and text), NUL-separated; 16 hex digits. Counters and the
-    /// latest requester are not in it: they change with every attempt.
+    /// it: SHA-256 over the id, profile, action, target and content (digest
+    /// and text), NUL-separated; 16 hex digits. Counters and the latest
+    /// requester change with every attempt, and the host with the host that
+    /// holds it (a warrant may be for several): none of them is in it.
     pub fn digest(&self) -> String {
         let parts = [
             self.id.as_str(),
-            &self.host,
             &self.profile,
             &self.action,
             &self.target,
@@ -73,18 +73,34 @@ pub fn dir(state_dir: &Path) -> PathBuf {
     state_dir.join("requests")
 }
 
-fn path_of(state_dir: &Path, id: &str) -> PathBuf {
-    dir(state_dir).join(format!("{id}.json"))
+/// A request id as [`request_id`] makes it, `r-` and 12 hex digits: never
+/// a path, whoever sends it (a subject asks through the query socket).
+pub fn is_request_id(id: &str) -> bool {
+    id.len() == 14 && id.starts_with("r-") && id[2..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn path_of(state_dir: &Path, id: &str) -> std::io::Result<PathBuf> {
+    if !is_request_id(id) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{id:?} is not a change request id (r- and 12 hex digits)"),
+        ));
+    }
+    Ok(dir(state_dir).join(format!("{id}.json")))
 }
 
 /// Records an attempt; returns the request (new or updated).
 pub fn record(state_dir: &Path, mut fresh: ChangeRequest) -> std::io::Result<ChangeRequest> {
     fs::create_dir_all(dir(state_dir))?;
-    let path = path_of(state_dir, &fresh.id);
+    let path = path_of(state_dir, &fresh.id)?;
     if let Ok(existing) = load(state_dir, &fresh.id) {
         fresh.first_seen = existing.first_seen;
         fresh.attempts = existing.attempts + 1;
         fresh.declined = existing.declined;
+        // A retry whose content the daemon missed keeps what was shown.
+        if fresh.rendering.is_none() {
+            fresh.rendering = existing.rendering;
+        }
     }
     crate::durable::write_atomic(&path, &serde_json::to_vec_pretty(&fresh).expect("serialises"))?;
     Ok(fresh)
@@ -94,16 +110,16 @@ pub fn record(state_dir: &Path, mut fresh: ChangeRequest) -> std::io::Result<Cha
 pub fn decline(state_dir: &Path, id: &str, reason: &str) -> std::io::Result<ChangeRequest> {
     let mut request = load(state_dir, id)?;
     request.declined = Some(reason.to_owned());
-    crate::durable::write_atomic(&path_of(state_dir, id), &serde_json::to_vec_pretty(&request).expect("serialises"))?;
+    crate::durable::write_atomic(&path_of(state_dir, id)?, &serde_json::to_vec_pretty(&request).expect("serialises"))?;
     Ok(request)
 }
 
 pub fn exists(state_dir: &Path, id: &str) -> bool {
-    path_of(state_dir, id).exists()
+    path_of(state_dir, id).is_ok_and(|p| p.exists())
 }
 
 pub fn load(state_dir: &Path, id: &str) -> std::io::Result<ChangeRequest> {
-    let text = fs::read(path_of(state_dir, id))?;
+    let text = fs::read(path_of(state_dir, id)?)?;
     serde_json::from_slice(&text).map_err(std::io::Error::other)
 }
 

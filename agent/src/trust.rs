@@ -227,10 +227,10 @@ impl Envelope {
         }
         let message = pae(&self.payload_type, &payload);
         let mut signers: Vec<Signed> = Vec::new();
+        let mut ssh_failure = None;
         let counted = |signers: &[Signed], key: &PublicKey| signers.iter().any(|(k, _)| k == key);
         for (index, entry) in self.signatures.iter().enumerate() {
             if let Some(armored) = &entry.sshsig {
-                let mut last_error = None;
                 for key in trusted {
                     let PublicKey::Ssh(ssh) = key else { continue };
                     if counted(&signers, key) {
@@ -239,17 +239,13 @@ impl Envelope {
                     match keys::verify_sshsig(ssh, keys::SSHSIG_NAMESPACE, &message, armored) {
                         Ok(attested) => {
                             signers.push((key.clone(), attested));
-                            last_error = None;
                             break;
                         }
                         Err(keys::SshSigError::OtherKey) => {}
-                        Err(e) => last_error = Some(e),
+                        // Not counted, like a bad Ed25519 signature; named if
+                        // the threshold is then not met (wrong namespace, no touch).
+                        Err(source) => ssh_failure = Some(TrustError::SshSig { index, source }),
                     }
-                }
-                // A signature by a trusted key that fails is an error worth
-                // naming (wrong namespace, no touch); one by a stranger is not.
-                if let Some(source) = last_error {
-                    return Err(TrustError::SshSig { index, source });
                 }
                 continue;
             }
@@ -271,6 +267,9 @@ impl Envelope {
             }
         }
         if signers.len() < threshold.max(1) {
+            if let Some(failure) = ssh_failure {
+                return Err(failure);
+            }
             return Err(TrustError::NotEnoughSignatures { needed: threshold.max(1), found: signers.len() });
         }
         Ok((payload, signers))

@@ -43,7 +43,7 @@ fn batch() -> Value {
     json!({"host": "web-1", "requests": [{
         "id": "r-0123456789ab", "host": "web-1", "profile": "agent", "action": "nft.rule.add",
         "target": "inet filter input\r\x1b[2K\u{202e}tsilkcolb", "first_seen": 1, "last_seen": 2, "attempts": 3,
-        "pid": 42, "uid": 0, "exe": "/opt/agents/ai-agent", "comm": "nft", "policy_version": 4,
+        "pid": 42, "uid": 0, "exe": "/opt/<!channel>/ai-agent", "comm": "nft", "policy_version": 4,
         "content_digest": "00000000deadbeef", "rendering": "[ immediate reg 0 accept ]"
     }]})
 }
@@ -71,8 +71,10 @@ fn a_batch_becomes_one_chat_message_with_the_change_and_the_approve_command() {
     let (request_line, body) = received.join().unwrap();
     assert!(request_line.starts_with("POST /hooks/warrant "), "{request_line}");
     let text = body["text"].as_str().unwrap();
-    assert!(text.contains("1 change request(s) on web-1"), "{text}");
-    assert!(text.contains("warrant approve r-0123456789ab --ssh-key"), "{text}");
+    assert!(text.contains("1 change request(s) on `web-1`"), "{text}");
+    assert!(text.contains("warrant approve `r-0123456789ab` --ssh-key"), "{text}");
+    // Slack markup from the agent is inert: no mention, no disguised link.
+    assert!(text.contains("`/opt/&lt;!channel&gt;/ai-agent`") && !text.contains("<!channel>"), "{text}");
     assert!(text.contains("[ immediate reg 0 accept ]") && text.contains("00000000deadbeef"), "{text}");
     // What the agent chose is shown, not acted on.
     assert!(text.contains("input\\r\\x1b[2K\\u202etsilkcolb"), "{text}");

@@ -16,6 +16,12 @@ fn control_and_bidi_characters_are_shown_not_acted_on() {
     assert_eq!(render::escape("\u{9b}x\u{202e}y\u{200b}z\u{2028}\u{feff}"), "\\u009bx\\u202ey\\u200bz\\u2028\\ufeff");
     // A typed backslash cannot pass for an escape.
     assert_eq!(render::escape("\\x1b"), "\\\\x1b");
+    // Soft hyphen, Mongolian vowel separator, tag characters, private use, a
+    // no-break space, an unassigned code point.
+    assert_eq!(
+        render::escape("a\u{ad}\u{180e}\u{e0041}\u{e000}\u{a0}\u{378}"),
+        "a\\u00ad\\u180e\\U000e0041\\ue000\\u00a0\\u0378"
+    );
     // Printable text in any script is left alone.
     assert_eq!(render::escape("überwachung 監査"), "überwachung 監査");
     for c in (0u32..0x110000).filter_map(char::from_u32) {
@@ -96,9 +102,10 @@ fn the_request_digest_covers_what_is_approved_not_the_counters() {
     again.attempts += 1;
     again.last_seen += 60;
     again.pid = 43;
+    // A warrant may be for several hosts, each holding its own copy.
+    again.host = "web-2".into();
     assert_eq!(r.digest(), again.digest());
     for change in [
-        |r: &mut ChangeRequest| r.host = "web-2".into(),
         |r: &mut ChangeRequest| r.target = "inet filter input".into(),
         |r: &mut ChangeRequest| r.content_digest = None,
         |r: &mut ChangeRequest| r.rendering = Some("other".into()),

@@ -238,3 +238,49 @@ fn a_policy_may_ask_a_hardware_key_for_user_verification() {
     // Keys other than ed25519 and sk-ed25519 are refused.
     assert!(PublicKey::parse("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC7 x").is_none());
 }
+
+/// The `ssh-ed25519` line of a Warrant Ed25519 key: the same key, written
+/// the other way.
+fn as_ssh_line(key: &SigningKey) -> String {
+    let public = ssh_key::public::Ed25519PublicKey(key.verifying_key().to_bytes());
+    ssh_key::PublicKey::from(public).to_openssh().unwrap()
+}
+
+#[test]
+fn one_key_in_both_encodings_is_one_signer_and_one_person() {
+    let alice = demo_key("alice");
+    let line = as_ssh_line(&alice);
+    assert_eq!(PublicKey::parse(&line).unwrap(), PublicKey::from(alice.verifying_key()));
+    // A policy naming it twice, once per encoding, is refused.
+    let error = std::panic::catch_unwind(|| policy_with_carol(&line, "")).unwrap_err();
+    let message = error.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains("hold the same key"), "{message}");
+    // A trust root listing it twice is refused, and it never counts twice.
+    let text = format!(
+        "version = 1\nthreshold = 2\nkeys = [{:?}, {:?}]\n",
+        trust::encode_public_key(&alice.verifying_key()),
+        line
+    );
+    assert!(warrant::trust_root::TrustRoot::parse(&text).unwrap_err().to_string().contains("listed twice"));
+    let trusted = [PublicKey::from(alice.verifying_key()), PublicKey::parse(&line).unwrap()];
+    let bundle = Envelope::sign(POLICY_PAYLOAD_TYPE, b"version = 1", &[alice]);
+    assert!(matches!(
+        bundle.verify(POLICY_PAYLOAD_TYPE, &trusted, 2),
+        Err(TrustError::NotEnoughSignatures { needed: 2, found: 1 })
+    ));
+}
+
+#[test]
+fn a_strangers_bad_ssh_signature_does_not_block_a_valid_envelope() {
+    let dir = scratch("stranger");
+    let carol = ssh_keygen(&dir, "carol");
+    let signer = Signer::ssh(&carol).unwrap();
+    let policy = policy_with_carol(&std::fs::read_to_string(carol.with_extension("pub")).unwrap(), "");
+    let mut envelope = approval("carol", &signer.public()).unsigned();
+    // Someone appends garbage and a signature for another namespace first.
+    envelope
+        .add_ssh_signature("junk".into(), "-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n".into());
+    signer.sign(&mut envelope).unwrap();
+    assert_eq!(approval::check(&envelope, &policy, "host-a", 1_000).unwrap().approvers, ["carol"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

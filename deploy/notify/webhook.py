@@ -50,36 +50,52 @@ def escape(text):
     return "".join(out)
 
 
-def approve_command(request):
+def slack_code(text):
+    """Agent text in a Slack code span: no markup inside, no way out of it."""
+    return "`%s`" % escape(text).replace("`", "\\x60")
+
+
+def slack_safe(text):
+    """Slack reads <...> as links and mentions (<!channel>): entities instead."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def approve_command(request, show):
     return (
         "warrant approve %s --ssh-key ~/.ssh/id_ed25519 --ttl 30m --uses 1 --reason '...'"
-        % escape(request["id"])
+        % show(request["id"])
     )
 
 
-def describe(request):
+def describe(request, show):
     lines = [
-        "Change request %s on %s" % (escape(request["id"]), escape(request["host"])),
-        "  %s %s (profile %s)" % (escape(request["action"]), escape(request["target"]), escape(request["profile"])),
+        "Change request %s on %s" % (show(request["id"]), show(request["host"])),
+        "  %s %s (profile %s)" % (show(request["action"]), show(request["target"]), show(request["profile"])),
         "  by %s (pid %s, uid %s), %s attempt(s)"
-        % (escape(request.get("exe", "?")), request.get("pid"), request.get("uid"), request.get("attempts")),
+        % (show(request.get("exe", "?")), request.get("pid"), request.get("uid"), request.get("attempts")),
     ]
     if request.get("rendering"):
-        lines.append("  exactly this content (digest %s):" % escape(request.get("content_digest", "")))
-        lines.extend("    " + escape(line) for line in request["rendering"].splitlines())
+        lines.append("  exactly this content (digest %s):" % show(request.get("content_digest", "")))
+        lines.extend("    " + show(line) for line in request["rendering"].splitlines())
     elif request.get("content_digest"):
-        lines.append("  content digest %s" % escape(request["content_digest"]))
-    lines.append("  review and sign on the host: warrant requests show %s" % escape(request["id"]))
-    lines.append("  " + approve_command(request))
+        lines.append("  content digest %s" % show(request["content_digest"]))
+    lines.append("  review and sign on the host: warrant requests show %s" % show(request["id"]))
+    lines.append("  " + approve_command(request, show))
     return "\n".join(lines)
 
 
 def payload(batch, form):
     requests = batch.get("requests", [])
-    host = escape(batch.get("host", "?"))
-    body = "\n\n".join(describe(r) for r in requests)
     if form == "slack":
-        return {"text": "Warrant: %d change request(s) on %s need a Responsible Individual\n\n%s" % (len(requests), host, body)}
+        body = "\n\n".join(describe(r, slack_code) for r in requests)
+        text = "Warrant: %d change request(s) on %s need a Responsible Individual\n\n%s" % (
+            len(requests),
+            slack_code(batch.get("host", "?")),
+            body,
+        )
+        return {"text": slack_safe(text)}
+    host = escape(batch.get("host", "?"))
+    body = "\n\n".join(describe(r, escape) for r in requests)
     return {
         "title": "Warrant: %d change request(s) on %s" % (len(requests), host),
         "body": body,

@@ -23,6 +23,9 @@ fn doctor_says_enforcement_is_available_and_in_which_mode() {
     assert!(out.status.success(), "doctor failed in the VM: {text}");
     assert!(text.contains("enforcement: available"), "{text}");
     assert!(text.contains(&format!("mode: {expected} ")), "{text}");
+    // Without bpf in lsm=, the exact boot change that adds it.
+    let fix = format!("lsm={},bpf\"", lsm.trim());
+    assert_eq!(text.contains(&fix) && text.contains("update-grub && reboot"), !bpf_active, "{fix}: {text}");
 }
 
 #[test]

@@ -1,0 +1,107 @@
+//! Change requests seen from both ends: batched notifications and drop
+//! reports for people, and a subject's questions about its own profile.
+
+use super::*;
+
+impl State {
+    /// Request `id` got its answer (a warrant, or a decline): it no longer
+    /// counts against its profile's open requests. Called before the answer
+    /// is stored; a request answered before is not counted twice.
+    pub(super) fn request_answered(&mut self, id: &str) {
+        let Ok(request) = requests::load(&self.config.state_dir, id) else { return };
+        let answered_before =
+            request.declined.is_some() || self.warrants.values().any(|w| w.approval.request.as_deref() == Some(id));
+        if !answered_before {
+            self.request_gate.close(&request.profile);
+        }
+    }
+
+    /// A subject's question about its own profile (never another's).
+    pub(super) fn answer(&self, query: query::Query, pid: u32) -> Result<Value, String> {
+        let profile_id = self.kernel.subject_profile(pid).ok_or(
+            "not a subject: the query socket answers Warrant's subjects about themselves \
+             (operators: warrant audit tail, warrant requests)",
+        )?;
+        let profile = match &self.policy {
+            Some(policy) => policy.profile_name(profile_id),
+            None => format!("profile#{profile_id}"),
+        };
+        match query {
+            query::Query::Why => Ok(json!({"profile": profile, "denials": self.recent_denials.of(&profile)})),
+            query::Query::MyRequests => {
+                let all = requests::list(&self.config.state_dir).map_err(|e| format!("cannot list requests: {e}"))?;
+                let mine: Vec<&ChangeRequest> = all.iter().filter(|r| r.profile == profile).collect();
+                Ok(json!({"profile": profile, "requests": mine}))
+            }
+            query::Query::RequestState { id } => {
+                let state = self.request_state(&profile, &id)?;
+                Ok(json!({"profile": profile, "request": id, "exit_code": state.exit_code(), "status": state}))
+            }
+        }
+    }
+
+    /// Where change request `id` stands, for a subject of `profile`.
+    pub(super) fn request_state(&self, profile: &str, id: &str) -> Result<query::RequestState, String> {
+        let request = requests::load(&self.config.state_dir, id)
+            .ok()
+            .filter(|r| r.profile == profile)
+            .ok_or_else(|| format!("no change request {id} of profile {profile}"))?;
+        let now = boot_now_ns();
+        let mut spent = None;
+        for (index, w) in self.warrants.iter().filter(|(_, w)| w.approval.request.as_deref() == Some(id)) {
+            let entry = self.kernel.warrant(&w.key).filter(|_| !w.revoked);
+            match entry {
+                Some(e) if e.warrant_index == *index && e.uses_left > 0 && e.expires_ns > now => {
+                    return Ok(query::RequestState::Approved {
+                        warrant_id: w.approval.id.clone(),
+                        uses_left: e.uses_left,
+                        expires_at: w.approval.expires_at,
+                    });
+                }
+                _ => spent = Some(w.approval.id.clone()),
+            }
+        }
+        // A live warrant wins over a decline; a decline over a spent warrant.
+        if let Some(reason) = request.declined {
+            return Ok(query::RequestState::Declined { reason });
+        }
+        if let Some(warrant_id) = spent {
+            return Ok(query::RequestState::Expired { warrant_id });
+        }
+        if let Some(reason) = self.refused_requests.get(id) {
+            return Ok(query::RequestState::Refused { reason: reason.clone() });
+        }
+        Ok(query::RequestState::Pending)
+    }
+
+    /// Once per tick: one notify run for the requests opened since the
+    /// last, and one `requests.dropped` record per profile that had
+    /// attempts past its limits.
+    pub(super) fn flush_requests(&mut self) {
+        for (profile, count) in self.request_gate.take_unreported_drops() {
+            let total = self.request_gate.dropped().get(&profile).copied().unwrap_or(count);
+            warn!(profile, count, "approve-tier attempts opened no change request (past the request limits)");
+            self.record("requests.dropped", json!({"profile": profile, "count": count, "total": total}));
+        }
+        let batch = self.request_gate.take_notify_batch();
+        if !batch.is_empty() {
+            self.notify(&batch);
+        }
+    }
+
+    pub(super) fn notify(&self, batch: &[ChangeRequest]) {
+        let Some(command) = &self.config.notify_command else { return };
+        let payload = serde_json::to_vec(&json!({"host": self.host, "requests": batch})).expect("serialises");
+        let spawned =
+            std::process::Command::new("/bin/sh").args(["-c", command]).stdin(std::process::Stdio::piped()).spawn();
+        match spawned {
+            Ok(mut child) => {
+                if let Some(mut stdin) = child.stdin.take() {
+                    let _ = stdin.write_all(&payload);
+                }
+                std::thread::spawn(move || child.wait());
+            }
+            Err(e) => warn!("notify command failed to start: {e}"),
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Kernel events: read from the ring, turned into audit records, change
+//! requests and each profile's recent denials.
+
+use super::*;
+
+impl State {
+    /// Names a decision's target for people: for a file, its path.
+    pub(super) fn describe_target(&mut self, key: &TargetKey) -> String {
+        let text = render_target(key);
+        if action::target_kind(key.action) != action::TargetKind::File {
+            return text;
+        }
+        let (tree_id, inode) = policy::file_target(key);
+        let tree = self
+            .policy
+            .as_ref()
+            .and_then(|p| p.policy.protect.iter().find(|t| protect::tree_id(t) == tree_id))
+            .cloned();
+        match (tree, inode) {
+            (Some(tree), None) => tree,
+            (Some(tree), Some(inode)) => self
+                .path_of(Path::new(&tree), inode)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| format!("{tree} (inode {}, since removed)", inode.ino)),
+            (None, _) => text,
+        }
+    }
+
+    /// A path of protected inode `key` under `tree`: the one named last if
+    /// it still leads there, else found by walking the tree.
+    pub(super) fn path_of(&mut self, tree: &Path, key: warrant_common::FileKey) -> Option<PathBuf> {
+        if let Some(path) = self.file_paths.get(&key)
+            && protect::file_key(path) == Some(key)
+        {
+            return Some(path.clone());
+        }
+        let path = protect::find_path(tree, key)?;
+        if self.file_paths.len() >= FILE_PATHS_KEPT {
+            self.file_paths.clear();
+        }
+        self.file_paths.insert(key, path.clone());
+        Some(path)
+    }
+
+    /// Keeps the rendering of a rule's content for the decision after it.
+    pub(super) fn on_rule_content(&mut self, content: &warrant_common::RuleContent) {
+        if self.rule_contents.len() >= 1024 {
+            self.rule_contents.clear();
+        }
+        let len = content.len as usize;
+        let kept = len.min(content.bytes.len());
+        let text = crate::nft_render::render(&content.bytes[..kept], kept == len);
+        self.rule_contents.insert(content.digest, text);
+    }
+
+    pub(super) fn on_event(&mut self, event: &Event) {
+        if event.action == action::SUBJECT_MATCHED {
+            let by = match u32::from_le_bytes([event.table[0], event.table[1], event.table[2], event.table[3]]) {
+                warrant_common::match_kind::EXE => "exe",
+                warrant_common::match_kind::CGROUP => "cgroup",
+                _ => "uid",
+            };
+            let profile = self.policy.as_ref().map(|p| p.profile_name(event.profile_id));
+            // The cgroup tracepoint sees the process's leader only: its other
+            // threads are marked from here (exec-time matches have no others).
+            let threads = if by == "cgroup" {
+                self.kernel.mark_process(event.tgid, event.profile_id).unwrap_or_else(|e| {
+                    warn!(pid = event.tgid, "cannot mark the threads of a process moved into a matched cgroup: {e}");
+                    0
+                })
+            } else {
+                0
+            };
+            let (exe, comm) = (exe_of(event.tgid), comm_of(event));
+            self.record(
+                "subject.matched",
+                json!({"pid": event.tgid, "exe": exe, "comm": comm, "uid": event.uid, "profile": profile, "by": by, "threads_marked_after": threads}),
+            );
+            return;
+        }
+        let action_name = action::name(event.action).unwrap_or("unclassified");
+        let target = self.describe_target(&warrant_common::TargetKey {
+            profile_id: 0,
+            action: event.action,
+            family: event.family,
+            generation: 0,
+            _pad: [0; 6],
+            table: event.table,
+            object: event.object,
+        });
+        let decided_under = self.policy_of_version(event.policy_version);
+        let (profile, rule, profile_mode) = match decided_under {
+            Some(p) => {
+                // Self-protection consults no rule.
+                let rule = (event.tier != tier::UNMATCHED && !action::is_self_protection(event.action))
+                    .then(|| p.rule_names.get(event.rule_index as usize))
+                    .flatten()
+                    .map(|(profile, r)| {
+                        let rate = r.rate.as_ref().map(|rate| format!(" at most {rate}")).unwrap_or_default();
+                        format!("{profile}#{}: {} {} -> {:?}{rate}", event.rule_index, r.action, r.target, r.tier)
+                            .to_lowercase()
+                    });
+                let m = p.profiles.iter().find(|(id, _)| *id == event.profile_id).map(|(_, e)| e.mode);
+                (p.profile_name(event.profile_id), rule, m)
+            }
+            None => (format!("profile#{}", event.profile_id), None, None),
+        };
+        let requests_per_minute = decided_under
+            .and_then(|p| p.policy.profiles.iter().find(|x| x.name == profile))
+            .and_then(|x| x.requests_per_minute);
+        let exe = exe_of(event.tgid).unwrap_or_else(|| "?".into());
+        let comm = comm_of(event);
+        // A short-lived process may be gone before its event is read.
+        let exe = if exe == "?" { format!("? (exited; comm {comm})") } else { exe };
+        let verdict_text = verdict_name(event.verdict);
+        let mut fields = json!({
+            "pid": event.tgid, "tid": event.tid, "uid": event.uid, "exe": exe, "comm": comm,
+            "profile": profile, "action": action_name, "target": target,
+            "tier": tier_name(event.tier), "verdict": verdict_text, "rule": rule,
+            "policy_version": event.policy_version,
+            "message": format!("{}/{}", event.msg_index + 1, event.msg_count),
+            "mode": if profile_mode == Some(mode::AUDIT) { "audit" } else { "enforce" },
+        });
+        // An `allow` rule decided in the approve tier: its rate was used up.
+        let allow_rule = decided_under.and_then(|p| p.rule_names.get(event.rule_index as usize));
+        if event.tier == tier::APPROVE
+            && !action::is_self_protection(event.action)
+            && allow_rule.is_some_and(|(_, r)| r.tier == policy::Tier::Allow)
+        {
+            fields["rate_limited"] = json!(true);
+        }
+        *self.counters.entry(verdict_text.to_owned()).or_default() += 1;
+        *self.decision_counts.entry((verdict_text.to_owned(), action_name.to_owned(), profile.clone())).or_default() +=
+            1;
+        if event.warrant_index != NO_WARRANT
+            && let Some(w) = self.warrants.get(&event.warrant_index)
+        {
+            fields["warrant_id"] = w.approval.id.clone().into();
+            fields["approver"] = w.approval.approver.clone().into();
+        }
+        if event.verdict == verdict::ALLOWED_BY_WARRANT && event.warrant_index != NO_WARRANT {
+            self.note_warrant_use(event.warrant_index);
+        }
+        let content_digest = requests::digest_text(event.content_digest);
+        let rendering = self.rule_contents.get(&event.content_digest).cloned().filter(|_| content_digest.is_some());
+        if let Some(digest) = &content_digest {
+            fields["content_digest"] = digest.clone().into();
+        }
+        if let Some(text) = &rendering {
+            fields["content"] = text.clone().into();
+        }
+        if event.verdict == verdict::DENIED_NEEDS_WARRANT && event.action != 0 {
+            let id = requests::request_id(&profile, action_name, &target, content_digest.as_deref());
+            // A repeated attempt updates its request; a new one must pass the gate.
+            if !requests::exists(&self.config.state_dir, &id)
+                && let Err(dropped) = self.request_gate.admit_new(&profile, requests_per_minute, now_unix())
+            {
+                fields["request_dropped"] = dropped.to_string().into();
+                self.record_decision(&profile, event.verdict, fields);
+                return;
+            }
+            let request = ChangeRequest {
+                id: id.clone(),
+                host: self.host.clone(),
+                profile: profile.clone(),
+                action: action_name.into(),
+                target: target.clone(),
+                first_seen: now_unix(),
+                last_seen: now_unix(),
+                attempts: 1,
+                pid: event.tgid,
+                uid: event.uid,
+                exe: exe.clone(),
+                comm: comm.clone(),
+                policy_version: event.policy_version,
+                content_digest,
+                rendering,
+                declined: None,
+            };
+            match requests::record(&self.config.state_dir, request) {
+                Ok(saved) => {
+                    fields["request"] = id.into();
+                    if saved.attempts == 1 {
+                        self.request_gate.queue_notify(saved);
+                    }
+                }
+                Err(e) => error!("cannot write change request: {e}"),
+            }
+        }
+        self.record_decision(&profile, event.verdict, fields);
+    }
+
+    /// Writes a decision record; a denial is also kept for its profile's
+    /// `warrant why`.
+    pub(super) fn record_decision(&mut self, profile: &str, verdict_value: u32, fields: Value) {
+        let denied = matches!(
+            verdict_value,
+            verdict::DENIED | verdict::DENIED_NEEDS_WARRANT | verdict::BATCH_DENIED | verdict::UNPARSEABLE
+        );
+        let view = fields.as_object().filter(|_| denied).map(query::denial_view);
+        let seq = self.record("decision", fields);
+        if let Some(mut view) = view {
+            view["seq"] = seq.into();
+            view["time"] = now_unix().into();
+            self.recent_denials.note(profile, view);
+        }
+    }
+}
+
+/// The executable of process `pid`, while it lives.
+pub(super) fn exe_of(pid: u32) -> Option<String> {
+    fs::read_link(format!("/proc/{pid}/exe")).map(|p| p.display().to_string()).ok()
+}
+
+/// The first value of a `/proc/PID/status` line (e.g. the real uid of `Uid:`).
+pub(super) fn proc_field(pid: u32, name: &str) -> Option<String> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(name))?;
+    line[name.len()..].split_whitespace().next().map(str::to_owned)
+}
+
+/// The command name the kernel recorded with an event.
+pub(super) fn comm_of(event: &Event) -> String {
+    String::from_utf8_lossy(warrant_common::name_bytes(&event.comm)).into_owned()
+}
+
+/// What the kernel puts on the EVENTS ring.
+pub(super) enum Record {
+    Decision(Box<Event>),
+    Content(Box<warrant_common::RuleContent>),
+}
+
+pub(super) async fn read_events(ring: aya::maps::RingBuf<aya::maps::MapData>, shared: Shared) -> anyhow::Result<()> {
+    // SAFETY: the ring buffer owns its fd for as long as the AsyncFd lives.
+    let mut fd = unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow!("cannot watch the event ring: {e}"))?;
+    loop {
+        let mut guard = fd.readable_mut().await?;
+        // Readiness is cleared before the ring is drained, not after: the
+        // kernel wakes a reader only when it had caught up, so an event
+        // committed between the last read and a later clear would wait,
+        // unread, for the next event that wakes it.
+        guard.clear_ready();
+        let ring = guard.get_inner_mut();
+        // An event leaves the ring only once its record is written and
+        // fsynced (the item's drop releases it): a daemon killed in between
+        // reads it again after a restart. At least once: a kill between the
+        // fsync and the release records it twice.
+        while let Some(item) = ring.next() {
+            let Some(record) = parse_record(&item) else { continue };
+            let mut state = shared.lock().expect("state lock");
+            match &record {
+                Record::Content(content) => state.on_rule_content(content),
+                Record::Decision(event) => state.on_event(event),
+            }
+            drop(state);
+            drop(item);
+        }
+    }
+}
+
+/// One item of the event ring. The two record types differ in size
+/// (asserted in warrant-common); anything else is skipped.
+pub(super) fn parse_record(item: &[u8]) -> Option<Record> {
+    if item.len() == std::mem::size_of::<warrant_common::RuleContent>() {
+        // SAFETY: the kernel wrote a whole RuleContent (size checked).
+        let content = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<warrant_common::RuleContent>()) };
+        Some(Record::Content(Box::new(content)))
+    } else if item.len() >= std::mem::size_of::<Event>() {
+        // SAFETY: the kernel wrote a whole Event (size checked).
+        Some(Record::Decision(Box::new(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) })))
+    } else {
+        None
+    }
+}

@@ -1,0 +1,151 @@
+//! The 2 s tick: watched directories, audit checkpoints, ring loss and
+//! policy expiry.
+
+use super::*;
+
+impl State {
+    /// Applies new bundles from `bundle_dir` and installs warrants from
+    /// `inbox_dir`, each through the same checks as the control socket.
+    pub(super) fn check_watched_dirs(&mut self) {
+        if let Some(dir) = self.config.bundle_dir.clone() {
+            for path in new_files(&dir) {
+                let Ok(meta) = fs::metadata(&path) else { continue };
+                let stamp = (
+                    path.clone(),
+                    meta.len(),
+                    meta.modified()
+                        .map(|t| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0))
+                        .unwrap_or(0),
+                );
+                if !self.seen_bundles.insert(stamp) {
+                    continue;
+                }
+                let text = fs::read_to_string(&path);
+                // The bundle in force, seen again after a restart: nothing to do.
+                let in_force = fs::read_to_string(policy_bundle_path(&self.config.state_dir)).ok();
+                if let (Ok(text), Some(in_force)) = (&text, &in_force)
+                    && text.trim() == in_force.trim()
+                {
+                    continue;
+                }
+                let file = path.display().to_string();
+                let outcome = match text {
+                    Ok(text) => self.apply_bundle(&text, false, &format!("bundle_dir {file}")),
+                    Err(e) => {
+                        let reason = format!("cannot read: {e}");
+                        self.record("policy.refused", json!({"via": format!("bundle_dir {file}"), "reason": reason}));
+                        Err(reason)
+                    }
+                };
+                match outcome {
+                    Ok(_) => info!(file, "bundle from the watched directory applied"),
+                    Err(reason) => warn!(file, "{reason}"),
+                }
+            }
+        }
+        if let Some(inbox) = self.config.inbox_dir.clone() {
+            for path in new_files(&inbox) {
+                let via = format!("inbox {}", path.display());
+                let outcome = match fs::read_to_string(&path) {
+                    Ok(text) => self.install_warrant(&text, &via),
+                    Err(e) => {
+                        let reason = format!("cannot read: {e}");
+                        self.record("warrant.refused", json!({"via": via, "reason": reason}));
+                        Err(reason)
+                    }
+                };
+                let (to, reason) = match outcome {
+                    Ok(_) => ("installed", None),
+                    Err(reason) => ("refused", Some(reason)),
+                };
+                let dest = inbox.join(to);
+                let name = path.file_name().map(|n| n.to_owned()).unwrap_or_default();
+                let moved =
+                    fs::create_dir_all(&dest).and_then(|()| fs::rename(&path, dest.join(&name))).and_then(|()| {
+                        match &reason {
+                            Some(reason) => {
+                                let mut note = dest.join(&name).into_os_string();
+                                note.push(".reason");
+                                fs::write(note, format!("{reason}\n"))
+                            }
+                            None => Ok(()),
+                        }
+                    });
+                if let Err(e) = moved {
+                    error!(file = %path.display(), "cannot move a warrant out of the inbox: {e}");
+                }
+            }
+        }
+    }
+
+    /// Signs a checkpoint of the audit log when records came since the last
+    /// one and the interval has passed (or `now`, at shutdown).
+    pub(super) fn checkpoint(&mut self, now: bool) {
+        let (records, _) = self.audit.head();
+        let (last, at) = self.last_checkpoint;
+        let due = at.elapsed().as_secs() >= self.config.checkpoint_interval_secs;
+        if records == last || !(now || due) {
+            return;
+        }
+        match self.audit.checkpoint(&self.host_key, &audit_origin(&self.host)) {
+            Ok(()) => self.last_checkpoint = (records, std::time::Instant::now()),
+            Err(e) => error!("audit checkpoint failed: {e}"),
+        }
+    }
+
+    /// Decisions the kernel made but could not report (its event ring was
+    /// full) become a gap record: the log says how many it does not hold.
+    pub(super) fn check_lost_events(&mut self) {
+        let lost = match self.kernel.lost_events() {
+            Ok(lost) => lost,
+            Err(e) => {
+                error!("cannot read the kernel's lost-event counter: {e}");
+                return;
+            }
+        };
+        // A counter below the recorded count: the maps were made anew (a reboot).
+        let recorded = if lost < self.lost_events_recorded { 0 } else { self.lost_events_recorded };
+        if lost == recorded {
+            self.lost_events_recorded = lost;
+            return;
+        }
+        error!(lost = lost - recorded, "the kernel's event ring was full: decisions were enforced but not reported");
+        self.record(
+            "audit.gap",
+            json!({"lost_events": lost - recorded, "lost_total": lost, "cause": "kernel event ring full"}),
+        );
+        self.lost_events_recorded = lost;
+        if let Err(e) = write_atomic(&lost_events_path(&self.config.state_dir), lost.to_string().as_bytes()) {
+            error!("cannot persist the lost-event count: {e}");
+        }
+    }
+
+    /// A policy past `expires` keeps being enforced (never fall open), but
+    /// the host must say so loudly until a new bundle arrives.
+    pub(super) fn check_expiry(&mut self) {
+        let Some(policy) = &self.policy else { return };
+        if self.expiry_reported || !policy.expired_at(now_unix()) {
+            return;
+        }
+        let (version, expires) = (policy.version(), policy.policy.expires.clone());
+        error!(version, %expires, "policy in force has EXPIRED; still enforcing it; apply a new bundle");
+        self.record("policy.expired", json!({"version": version, "expires": expires, "still_enforced": true}));
+        self.expiry_reported = true;
+    }
+}
+
+/// The regular, non-hidden files directly in `dir`, by name.
+pub(super) fn new_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        // Symlinks to files count: a Kubernetes ConfigMap mounts its files so.
+        .filter(|e| {
+            !e.file_name().to_string_lossy().starts_with('.') && fs::metadata(e.path()).is_ok_and(|m| m.is_file())
+        })
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+}

@@ -1,0 +1,553 @@
+//! `warrant daemon`: loads the programs, keeps policy and warrants in the
+//! kernel maps, turns decision events into audit records and change requests,
+//! and answers its sockets. One `State` behind one lock, its methods by part:
+//! `policy_apply` (bundles, trust roots), `warrants` (install, restore,
+//! revoke, rollback), `events` (ring to audit records and requests), `asks`
+//! (notifications, a subject's questions), `housekeeping` (the 2 s tick) and
+//! `sockets` (control, query, metrics).
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    fs,
+    io::Write as _,
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, anyhow};
+use ed25519_dalek::SigningKey;
+use serde_json::{Map, Value, json};
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, unix::AsyncFd},
+    net::{UnixListener, UnixStream},
+};
+use tracing::{error, info, warn};
+use warrant_common::{
+    Event, FileKey, NO_WARRANT, ProtectedEntry, SELF_TREE, TargetKey, WarrantEntry, action, mode, tier, verdict,
+};
+
+use crate::{
+    approval::{self, Approval},
+    audit::AuditLog,
+    config::Config,
+    control::{Request, Response},
+    durable::write_atomic,
+    kernel::Kernel,
+    metrics,
+    policy::{self, CompiledPolicy, render_target},
+    protect, query,
+    request_gate::RequestGate,
+    requests::{self, ChangeRequest},
+    rollback, subjects,
+    trust::{self, Envelope, POLICY_PAYLOAD_TYPE},
+    trust_root::{self, TrustRoot},
+};
+
+mod asks;
+mod events;
+mod housekeeping;
+mod policy_apply;
+mod sockets;
+mod warrants;
+
+use events::{exe_of, proc_field, read_events};
+use housekeeping::new_files;
+use sockets::{bind_query_socket, serve, serve_metrics, serve_queries};
+
+pub fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// CLOCK_BOOTTIME now, in ns: the clock the kernel checks warrants against.
+fn boot_now_ns() -> u64 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).expect("CLOCK_BOOTTIME");
+    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+}
+
+/// A wall-clock instant (unix seconds) on CLOCK_BOOTTIME.
+fn boot_ns_at(unix: u64) -> u64 {
+    let now_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0);
+    let delta = unix as i128 * 1_000_000_000 - now_unix_ns;
+    (boot_now_ns() as i128 + delta).clamp(0, u64::MAX as i128) as u64
+}
+
+pub fn tier_name(value: u32) -> &'static str {
+    match value {
+        tier::ALLOW => "allow",
+        tier::APPROVE => "approve",
+        tier::DENY => "deny",
+        _ => "unmatched",
+    }
+}
+
+pub fn verdict_name(value: u32) -> &'static str {
+    match value {
+        verdict::ALLOWED => "allowed",
+        verdict::ALLOWED_BY_WARRANT => "allowed-by-warrant",
+        verdict::DENIED => "denied",
+        verdict::DENIED_NEEDS_WARRANT => "denied-needs-warrant",
+        verdict::WOULD_DENY => "would-deny",
+        verdict::BATCH_DENIED => "denied-with-batch",
+        verdict::UNPARSEABLE => "denied-unparseable",
+        _ => "unknown",
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct InstalledWarrant {
+    approval: Approval,
+    #[serde(with = "key_hex")]
+    key: warrant_common::TargetKey,
+    revoked: bool,
+    /// Uses left as last read from the kernel (after each use): what a
+    /// reboot, which empties the kernel's maps, reinstalls.
+    #[serde(default)]
+    uses_left: Option<u64>,
+}
+
+/// Map keys as hex in the state directory (they are plain bytes).
+mod key_hex {
+    use warrant_common::TargetKey;
+
+    pub fn serialize<S: serde::Serializer>(key: &TargetKey, s: S) -> Result<S::Ok, S::Error> {
+        // SAFETY: TargetKey is repr(C) with no implicit padding.
+        let bytes = unsafe { std::slice::from_raw_parts(std::ptr::from_ref(key).cast::<u8>(), size_of::<TargetKey>()) };
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<TargetKey, D::Error> {
+        let text: String = serde::Deserialize::deserialize(d)?;
+        let bytes = hex::decode(text).map_err(serde::de::Error::custom)?;
+        if bytes.len() != size_of::<TargetKey>() {
+            return Err(serde::de::Error::custom("wrong key length"));
+        }
+        // SAFETY: any bytes are a valid TargetKey; read_unaligned copies them out.
+        Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<TargetKey>()) })
+    }
+}
+
+struct State {
+    config: Config,
+    host: String,
+    kernel: Kernel,
+    /// The roots of trust accepted here, oldest (the configuration's keys)
+    /// first; the last one signs new bundles.
+    trust_chain: Vec<TrustRoot>,
+    policy: Option<CompiledPolicy>,
+    /// The policy replaced last: events decided just before a reload name
+    /// its rules.
+    previous_policy: Option<CompiledPolicy>,
+    audit: AuditLog,
+    warrants: BTreeMap<u32, InstalledWarrant>,
+    /// Every warrant id ever installed here, persisted: a warrant is installed once.
+    ledger: BTreeSet<String>,
+    counters: BTreeMap<String, u64>,
+    /// Decisions by (verdict, action, profile), for the metrics.
+    decision_counts: metrics::DecisionCounts,
+    /// The policy in force has expired and that was reported.
+    expiry_reported: bool,
+    /// Signs audit checkpoints.
+    host_key: SigningKey,
+    /// The record count of the last checkpoint, and when it was written.
+    last_checkpoint: (u64, std::time::Instant),
+    /// Rule contents the kernel sent, rendered, by content digest (bounded:
+    /// each is wanted by the decision that follows it on the ring).
+    rule_contents: HashMap<u64, String>,
+    /// Warrants used since the last tick: the state their change left is
+    /// noted for rollback (a file's writes follow the open that used it).
+    pending_after: BTreeSet<String>,
+    /// Lost events already written to the audit log as a gap.
+    lost_events_recorded: u64,
+    /// Files of the watched bundle directory already tried (path, size, mtime).
+    seen_bundles: HashSet<(PathBuf, u64, i64)>,
+    /// Paths of protected inodes already named in records, checked with one
+    /// stat before use: what it saves is a walk of the tree per record.
+    file_paths: HashMap<warrant_common::FileKey, PathBuf>,
+    /// Limits new change requests; batches their notifications.
+    request_gate: RequestGate,
+    /// Each profile's latest denials, for `warrant why`.
+    recent_denials: query::RecentDenials,
+    /// Change requests whose warrant was refused at install, with why.
+    refused_requests: HashMap<String, String>,
+}
+
+/// Most paths `file_paths` keeps; it starts again empty when full.
+const FILE_PATHS_KEPT: usize = 4096;
+
+type Shared = Arc<Mutex<State>>;
+
+/// Accepted trust roots, one file per version: replayed from the
+/// configuration's keys at start.
+fn trust_roots_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("trust-roots")
+}
+
+/// The configuration's root, then each persisted rotation that a threshold
+/// of the root before it signed. A rotation that no longer verifies (the
+/// configuration's keys changed) ends the chain there, loudly; it is
+/// returned (file, reason) to be audited once the log is open.
+fn load_trust_chain(config: &Config, initial: TrustRoot) -> (Vec<TrustRoot>, Option<(String, String)>) {
+    let mut chain = vec![initial];
+    for path in new_files(&trust_roots_dir(&config.state_dir)) {
+        let current = chain.last().expect("never empty");
+        let next = fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| Envelope::parse(&text).map_err(|e| e.to_string()))
+            .and_then(|envelope| current.rotate(&envelope).map_err(|e| e.to_string()));
+        match next {
+            Ok(root) => chain.push(root),
+            Err(e) => {
+                error!(file = %path.display(), "persisted trust root does not follow the one before it: {e}; using trust root v{}", current.version);
+                return (chain, Some((path.display().to_string(), e)));
+            }
+        }
+    }
+    (chain, None)
+}
+
+/// The origin line of this host's audit checkpoints.
+pub fn audit_origin(host: &str) -> String {
+    format!("{host}/warrant-audit")
+}
+
+/// The host key at `path`, made (with its `.pub`) on first start.
+fn load_host_key(path: &Path) -> anyhow::Result<SigningKey> {
+    if !path.exists() {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let public = trust::generate_key_pair(path).map_err(|e| anyhow!("host key: {e}"))?;
+        info!(key = %trust::key_id(&public), path = %path.display(), "made the host key that signs audit checkpoints");
+    }
+    trust::read_signing_key(path).map_err(|e| anyhow!("host key: {e}"))
+}
+
+/// How many lost kernel events the audit log has recorded as gaps.
+fn lost_events_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("lost-events")
+}
+
+fn policy_bundle_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("policy.bundle")
+}
+fn version_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("policy.version")
+}
+/// The content digest's key, kept in the state directory (which subjects
+/// may neither read nor write) so that content-bound warrants outlive a
+/// reboot, and put into the kernel when its map is new.
+fn digest_key_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("digest.key")
+}
+
+/// Makes the kernel's digest key the one in the state directory, drawing
+/// one at the first start.
+fn restore_digest_key(kernel: &mut Kernel, state_dir: &Path) -> anyhow::Result<()> {
+    let path = digest_key_path(state_dir);
+    let word = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap_or_default());
+    let stored = fs::read(&path).ok().filter(|b| b.len() == 16).map(|b| [word(&b[..8]), word(&b[8..])]);
+    let key = match stored {
+        Some(key) => key,
+        None => {
+            use rand::RngCore as _;
+            let key = [rand::rngs::OsRng.next_u64(), rand::rngs::OsRng.next_u64()];
+            let bytes: Vec<u8> = key.iter().flat_map(|w| w.to_le_bytes()).collect();
+            write_atomic(&path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+            tracing::info!(path = %path.display(), "drew the key for rule content digests");
+            key
+        }
+    };
+    if kernel.digest_key()? != key {
+        kernel.set_digest_key(key)?;
+    }
+    Ok(())
+}
+
+fn ledger_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("warrant-ledger.json")
+}
+/// The installed warrants by kernel index: the kernel map is pinned and
+/// outlives the daemon, so the names behind its indexes must too.
+fn warrants_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("warrants.json")
+}
+
+/// A number the daemon persisted in a file of its own; 0 before the first.
+fn read_number(path: &Path) -> u64 {
+    fs::read_to_string(path).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0)
+}
+
+impl State {
+    fn record(&mut self, kind: &str, fields: Value) -> u64 {
+        let mut record = Map::new();
+        record.insert("time".into(), now_unix().into());
+        record.insert("kind".into(), kind.into());
+        record.insert("host".into(), self.host.clone().into());
+        if let Value::Object(fields) = fields {
+            record.extend(fields);
+        }
+        let appended = self.audit.append(record);
+        if self.audit.rotated {
+            // The new file is a new inode: protect it like the one before.
+            self.audit.rotated = false;
+            let log = self.config.audit_log.clone();
+            self.protect_new_inodes(&[], &[log], "the new audit log file");
+        }
+        match appended {
+            Ok(seq) => seq,
+            Err(e) => {
+                // The log is the record of truth: say so loudly, keep enforcing.
+                error!("audit log write failed: {e}");
+                0
+            }
+        }
+    }
+
+    fn last_version(&self) -> u64 {
+        read_number(&version_path(&self.config.state_dir))
+    }
+
+    fn status(&self) -> Value {
+        let warrants: Vec<Value> = self
+            .warrants
+            .iter()
+            .filter(|(_, w)| !w.revoked)
+            .map(|(_, w)| {
+                let left = self.kernel.warrant(&w.key).map(|e| e.uses_left).unwrap_or(0);
+                json!({"id": w.approval.id, "action": w.approval.action, "target": w.approval.target,
+                       "profile": w.approval.profile, "approver": w.approval.approver, "uses_left": left,
+                       "expires_at": w.approval.expires_at})
+            })
+            .collect();
+        json!({
+            "daemon": "running",
+            "host": self.host,
+            "policy_version": self.policy.as_ref().map(CompiledPolicy::version),
+            "policy_expires": self.policy.as_ref().map(|p| p.policy.expires.clone()),
+            "policy_expired": self.policy.as_ref().map(|p| p.expired_at(now_unix())),
+            "profiles": self.policy.as_ref().map(|p| p.profile_ids.keys().cloned().collect::<Vec<_>>()),
+            "trust_root": self.trust_chain.last().map(|root| json!({
+                "version": root.version, "threshold": root.threshold, "keys": root.key_ids(),
+            })),
+            "warrants": warrants,
+            "decisions": self.counters,
+            "requests": {"open": self.request_gate.open(), "dropped": self.request_gate.dropped()},
+            "lost_events": self.kernel.lost_events().ok(),
+            "kernel": kernel_release(),
+            "mode": self.kernel.mode().name(),
+            "missing_hooks": self.kernel.missing_hooks(),
+        })
+    }
+
+    fn metrics(&self) -> metrics::Snapshot {
+        let now = boot_now_ns();
+        let warrants_active = self
+            .warrants
+            .values()
+            .filter(|w| !w.revoked)
+            .filter(|w| self.kernel.warrant(&w.key).is_some_and(|e| e.uses_left > 0 && e.expires_ns > now))
+            .count() as u64;
+        metrics::Snapshot {
+            decisions: self.decision_counts.clone(),
+            warrants_active,
+            lost_events: self.kernel.lost_events().unwrap_or(0),
+            policy_version: self.policy.as_ref().map(CompiledPolicy::version),
+            policy_expired: self.policy.as_ref().is_some_and(|p| p.expired_at(now_unix())),
+            enforcement_available: true,
+            audit_records: self.audit.head().0,
+            requests_open: self.request_gate.open() as u64,
+            requests_dropped: self.request_gate.dropped().clone(),
+        }
+    }
+
+    /// The policy a kernel decision of policy `version` read.
+    fn policy_of_version(&self, version: u64) -> Option<&CompiledPolicy> {
+        match &self.previous_policy {
+            Some(previous) if previous.version() == version => Some(previous),
+            _ => self.policy.as_ref(),
+        }
+    }
+}
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("cannot create state directory {}", config.state_dir.display()))?;
+    for dir in config.bundle_dir.iter().chain(&config.inbox_dir) {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create watched directory {}", dir.display()))?;
+    }
+    let trusted = config
+        .trusted_keys
+        .iter()
+        .map(|p| trust::read_signer_key(p).map_err(|e| anyhow!("trusted key: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if trusted.is_empty() {
+        warn!("no trusted_keys configured: no policy bundle can be accepted; subjects are denied everything");
+    }
+    let (trust_chain, broken_root) =
+        load_trust_chain(&config, TrustRoot { version: 0, threshold: config.policy_threshold, keys: trusted });
+    let host_key = load_host_key(&config.host_key_path())?;
+    let audit = AuditLog::open(&config.audit_log, config.audit_max_bytes).context("cannot open the audit log")?;
+    // The checkpoint file exists before Warrant's own files are listed.
+    let origin = audit_origin(&config.host_name());
+    audit.checkpoint(&host_key, &origin).context("cannot write the audit checkpoint")?;
+    let mut kernel = Kernel::load(true).context("enforcement is unavailable (see `warrant doctor`)")?;
+    // Loading parsed the kernel's BTF twice (megabytes, freed since): give
+    // the freed heap back rather than carry it as resident memory.
+    // SAFETY: malloc_trim only releases free memory at the heap's top and in
+    // free chunks; no live allocation is touched.
+    unsafe { libc::malloc_trim(0) };
+    // Warrant's own files are protected from the start, before any policy;
+    // a restart keeps the pinned entries of the policy's trees meanwhile.
+    let own = protect::inodes(&[], &config.own_paths()).context("cannot list Warrant's own files")?;
+    kernel.add_protected(&own)?;
+    let events = kernel.take_events()?;
+    kernel.set_daemon_tgid(std::process::id())?;
+    restore_digest_key(&mut kernel, &config.state_dir)?;
+    let ledger =
+        fs::read(ledger_path(&config.state_dir)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let host = config.host_name();
+    let warrants = fs::read(warrants_path(&config.state_dir))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let open_requests = unanswered_requests(&config.state_dir, &warrants);
+    let mut state = State {
+        config: config.clone(),
+        host,
+        kernel,
+        trust_chain,
+        policy: None,
+        previous_policy: None,
+        audit,
+        warrants,
+        ledger,
+        counters: BTreeMap::new(),
+        decision_counts: metrics::DecisionCounts::new(),
+        file_paths: HashMap::new(),
+        expiry_reported: false,
+        host_key,
+        last_checkpoint: (0, std::time::Instant::now()),
+        pending_after: BTreeSet::new(),
+        rule_contents: HashMap::new(),
+        lost_events_recorded: read_number(&lost_events_path(&config.state_dir)),
+        seen_bundles: HashSet::new(),
+        request_gate: RequestGate::new(config.requests_per_minute, config.max_open_requests, open_requests),
+        recent_denials: query::RecentDenials::default(),
+        refused_requests: HashMap::new(),
+    };
+    let missing_hooks = state.kernel.missing_hooks().to_vec();
+    let started = json!({"pid": std::process::id(), "kernel": kernel_release(), "mode": state.kernel.mode().name(),
+                         "missing_hooks": missing_hooks});
+    state.record("daemon.started", started);
+    if let Some((file, reason)) = broken_root {
+        state.record("trust.refused", json!({"via": format!("restore {file}"), "reason": reason}));
+    }
+    let replaced = state.kernel.replaced_pins().to_vec();
+    if !replaced.is_empty() {
+        // Events the old maps held unread went with them.
+        warn!(?replaced, "replaced pinned maps of another layout; subjects carried over");
+        state.record("pins.replaced", json!({"reasons": replaced, "unread_events_lost": true}));
+    }
+    state.restore_warrants();
+    let persisted = fs::read_to_string(policy_bundle_path(&config.state_dir)).ok();
+    let initial = persisted
+        .map(|b| (b, true))
+        .or_else(|| config.bundle.as_ref().and_then(|p| fs::read_to_string(p).ok()).map(|b| (b, false)));
+    if let Some((bundle, restoring)) = initial
+        && let Err(e) = state.apply_bundle(&bundle, restoring, if restoring { "restore" } else { "config bundle" })
+    {
+        error!("{e}; no policy in force: subjects are denied every action");
+    }
+    let shared: Shared = Arc::new(Mutex::new(state));
+
+    let socket = config.socket.clone();
+    if let Some(dir) = socket.parent() {
+        fs::create_dir_all(dir)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    let _ = fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).with_context(|| format!("cannot bind {}", socket.display()))?;
+    fs::set_permissions(&socket, fs::Permissions::from_mode(0o600))?;
+    let queries = bind_query_socket(&config.query_socket)?;
+    info!(socket = %socket.display(), query_socket = %config.query_socket.display(), "daemon ready");
+
+    let reader = tokio::spawn(read_events(events, shared.clone()));
+    let query_server = tokio::spawn(serve_queries(queries, shared.clone()));
+    let metrics_server = match config.metrics_listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {address}"))?;
+            info!(%address, "serving Prometheus metrics at /metrics");
+            Some(tokio::spawn(serve_metrics(listener, shared.clone())))
+        }
+        None => None,
+    };
+    // Watched directories, expiry, ring loss, checkpoints, rollback notes.
+    let housekeeping = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
+            loop {
+                every.tick().await;
+                let mut state = shared.lock().expect("state lock");
+                state.check_watched_dirs();
+                state.check_expiry();
+                state.check_lost_events();
+                state.checkpoint(false);
+                state.note_changes();
+                state.flush_requests();
+            }
+        })
+    };
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(serve(stream, shared.clone()));
+                }
+                // Out of file descriptors, say: the daemon keeps enforcing.
+                Err(e) => {
+                    error!("control socket: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    reader.abort();
+    query_server.abort();
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
+    housekeeping.abort();
+    let mut state = shared.lock().expect("state lock");
+    state.flush_requests();
+    state.record("daemon.stopped", json!({}));
+    state.checkpoint(true);
+    let _ = fs::remove_file(&socket);
+    Ok(())
+}
+
+/// Requests on disk with no warrant installed for them and not declined,
+/// by profile: what counts against each profile's `max_open_requests`.
+fn unanswered_requests(state_dir: &Path, warrants: &BTreeMap<u32, InstalledWarrant>) -> HashMap<String, usize> {
+    let answered: HashSet<&str> = warrants.values().filter_map(|w| w.approval.request.as_deref()).collect();
+    let mut open = HashMap::new();
+    for request in requests::list(state_dir).unwrap_or_default() {
+        if request.declined.is_none() && !answered.contains(request.id.as_str()) {
+            *open.entry(request.profile).or_default() += 1;
+        }
+    }
+    open
+}
+
+/// The running kernel's release (`uname -r`).
+pub fn kernel_release() -> String {
+    nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
+}

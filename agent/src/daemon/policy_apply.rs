@@ -1,0 +1,210 @@
+//! Applying a policy bundle and rotating the trust root: verified, walked,
+//! written to the kernel maps, persisted and recorded; refusals audited.
+
+use super::*;
+
+impl State {
+    /// Verifies and applies a bundle; on any refusal the policy in force stays.
+    /// The kernel's protected inodes for policy trees `trees` and Warrant's
+    /// own files, with the tree ids they belong to.
+    pub(super) fn protected_inodes(
+        &self,
+        trees: &[String],
+    ) -> Result<(std::collections::HashMap<FileKey, ProtectedEntry>, HashSet<u32>), protect::ProtectError> {
+        let own = self.config.own_paths();
+        let roots = trees.iter().map(Path::new).chain(own.iter().map(PathBuf::as_path));
+        for path in protect::on_overlayfs(roots) {
+            warn!(path = %path.display(), "protected path is on overlayfs, where Warrant cannot protect files");
+        }
+        let inodes = protect::inodes(trees, &own)?;
+        let mut ids: HashSet<u32> = trees.iter().map(|t| protect::tree_id(t)).collect();
+        ids.insert(SELF_TREE);
+        Ok((inodes, ids))
+    }
+
+    /// Adds the inodes of policy `trees` and Warrant's `own` paths to the
+    /// protected set, for a file the daemon itself just replaced (`what`).
+    pub(super) fn protect_new_inodes(&mut self, trees: &[String], own: &[PathBuf], what: &str) {
+        let added = protect::inodes(trees, own)
+            .map_err(|e| e.to_string())
+            .and_then(|entries| self.kernel.add_protected(&entries).map_err(|e| e.to_string()));
+        if let Err(e) = added {
+            error!("cannot protect {what}: {e}");
+        }
+    }
+
+    /// Makes subjects of running processes the policy matches: the kernel
+    /// only sees execs and cgroup moves from now on.
+    pub(super) fn pick_up(&mut self, entries: &std::collections::HashMap<warrant_common::MatchKey, u32>) {
+        for found in subjects::running_matches(entries, std::process::id()) {
+            if self.kernel.subject_profile(found.pid).is_some() {
+                continue;
+            }
+            let profile = self.policy.as_ref().map(|p| p.profile_name(found.profile_id)).unwrap_or_default();
+            match self.kernel.mark_process(found.pid, found.profile_id) {
+                Ok(0) => {}
+                Ok(threads) => {
+                    let exe = exe_of(found.pid);
+                    info!(pid = found.pid, profile, by = found.by, "running process picked up as a subject");
+                    self.record(
+                        "subject.picked_up",
+                        json!({"pid": found.pid, "exe": exe, "profile": profile, "by": found.by, "threads": threads}),
+                    );
+                }
+                Err(e) => warn!(pid = found.pid, "cannot pick up a matching process: {e}"),
+            }
+        }
+    }
+
+    /// Verifies and applies a bundle. Every refusal, whichever way the
+    /// bundle came (`via`: control, bundle_dir, restore), is audited.
+    pub(super) fn apply_bundle(&mut self, bundle: &str, restoring: bool, via: &str) -> Result<Value, String> {
+        self.try_apply_bundle(bundle, restoring).map_err(|(kind, message)| {
+            // As the refused bundle claims it: it may be unsigned.
+            let version = Envelope::parse(bundle)
+                .ok()
+                .and_then(|e| e.unverified_text())
+                .and_then(|text| toml::from_str::<toml::Table>(&text).ok())
+                .and_then(|table| table.get("version")?.as_integer());
+            self.record(kind, json!({"version": version, "via": via, "reason": message}));
+            message
+        })
+    }
+
+    /// Err: the audit kind (policy.refused, or policy.error once the kernel
+    /// holds the new policy) and the message.
+    pub(super) fn try_apply_bundle(&mut self, bundle: &str, restoring: bool) -> Result<Value, (&'static str, String)> {
+        let refused = |message: String| ("policy.refused", message);
+        let started = std::time::Instant::now();
+        let envelope = Envelope::parse(bundle).map_err(|e| refused(format!("bundle refused: {e}")))?;
+        // A new bundle needs the root in force. The persisted bundle, restored
+        // at start, was accepted under a root that may since have rotated.
+        let roots = if restoring { &self.trust_chain[..] } else { &self.trust_chain[self.trust_chain.len() - 1..] };
+        let verified = roots
+            .iter()
+            .rev()
+            .map(|root| envelope.verify(POLICY_PAYLOAD_TYPE, &root.keys, root.threshold))
+            .reduce(|newest, older| newest.or(older))
+            .expect("the trust chain is never empty");
+        let (payload, signers) = verified.map_err(|e| refused(format!("bundle refused: {e}")))?;
+        let text = String::from_utf8(payload).map_err(|_| refused("bundle refused: policy is not UTF-8".into()))?;
+        let mut compiled = policy::Policy::parse(&text)
+            .and_then(policy::compile)
+            .map_err(|e| refused(format!("bundle refused: {e}")))?;
+        // Every subject may ask about itself.
+        compiled.allow_socket(&self.config.query_socket.to_string_lossy());
+        let last = self.last_version();
+        let version = compiled.version();
+        if version < last || (version == last && !restoring) {
+            return Err(refused(format!(
+                "bundle refused: version {version} is not newer than the accepted version {last} (rollback protection)"
+            )));
+        }
+        // The bundle in force, restored at start, stays in force past its
+        // expiry (never fail open); check_expiry says so loudly.
+        if compiled.expired_at(now_unix()) && !restoring {
+            return Err(refused(format!("bundle refused: policy v{version} expired at {}", compiled.policy.expires)));
+        }
+        let mut phases = serde_json::Map::new();
+        // `verify` is everything before: the signature, the parse and compile.
+        let mut phase_started = started;
+        let mut phase = |name: &str| {
+            phases.insert(name.into(), json!(phase_started.elapsed().as_secs_f64() * 1e3));
+            phase_started = std::time::Instant::now();
+        };
+        phase("verify");
+        // Walked before anything changes, so a refusal leaves the policy in force whole.
+        let (inodes, trees) =
+            self.protected_inodes(&compiled.policy.protect).map_err(|e| refused(format!("bundle refused: {e}")))?;
+        let not_loaded = |e: crate::kernel::KernelError| {
+            ("policy.error", format!("bundle could not be loaded into the kernel: {e}"))
+        };
+        self.kernel
+            .set_protected(&inodes, &trees)
+            .and_then(|()| self.kernel.set_proc_trees(&protect::proc_trees(&compiled.policy.protect)))
+            .map_err(not_loaded)?;
+        phase("protect");
+        self.kernel.set_policy(version, &compiled.profiles, &compiled.rules).map_err(not_loaded)?;
+        let matches = subjects::resolve(&compiled.matchers);
+        self.kernel.set_matches(&matches.entries, &matches.cgroup_paths, matches.kinds).map_err(not_loaded)?;
+        phase("kernel");
+        let state_dir = self.config.state_dir.clone();
+        write_atomic(&policy_bundle_path(&state_dir), bundle.as_bytes())
+            .and_then(|()| write_atomic(&version_path(&state_dir), version.to_string().as_bytes()))
+            .map_err(|e| {
+                ("policy.error", format!("policy applied but not persisted in {}: {e}", state_dir.display()))
+            })?;
+        phase("persist");
+        let signer_ids: Vec<String> = signers.iter().map(crate::keys::PublicKey::id).collect();
+        let profiles: Vec<String> = compiled.profile_ids.keys().cloned().collect();
+        let mut unresolved = compiled.unresolved.clone();
+        unresolved.extend(matches.unresolved.iter().cloned());
+        for rule in &unresolved {
+            warn!(version, "{rule}; the rule covers nothing on this host");
+        }
+        self.previous_policy = self.policy.replace(compiled);
+        self.expiry_reported = false;
+        self.drop_orphan_warrants();
+        self.record(
+            "policy.applied",
+            json!({"version": version, "signers": signer_ids, "profiles": profiles, "unresolved": unresolved}),
+        );
+        info!(version, "policy applied");
+        phase("record");
+        self.pick_up(&matches.entries);
+        phase("pick_up");
+        // From the bundle received to every map written, persisted and the
+        // running processes picked up: what `cargo xtask bench` reports.
+        let apply_ms = started.elapsed().as_secs_f64() * 1e3;
+        Ok(json!({"version": version, "profiles": profiles, "apply_ms": apply_ms, "apply_phases_ms": phases}))
+    }
+
+    /// Accepts a new trust root signed by a threshold of the one in force.
+    pub(super) fn rotate_trust(&mut self, text: &str) -> Result<Value, String> {
+        let current = self.trust_chain.last().expect("the trust chain is never empty").clone();
+        let rotated = Envelope::parse(text)
+            .map_err(|e| trust_root::TrustRootError::from(e).to_string())
+            .and_then(|envelope| current.rotate(&envelope).map_err(|e| e.to_string()));
+        let root = match rotated {
+            Ok(root) => root,
+            Err(message) => {
+                self.record("trust.refused", json!({"via": "control", "reason": message}));
+                return Err(message);
+            }
+        };
+        let dir = trust_roots_dir(&self.config.state_dir);
+        let persisted = fs::create_dir_all(&dir)
+            .and_then(|()| write_atomic(&dir.join(format!("{:08}.bundle", root.version)), text.as_bytes()));
+        if let Err(e) = persisted {
+            let message = format!("trust root not accepted: cannot persist it in {}: {e}", dir.display());
+            self.record("trust.refused", json!({"via": "control", "version": root.version, "reason": message}));
+            return Err(message);
+        }
+        let summary = json!({"version": root.version, "threshold": root.threshold, "keys": root.key_ids(),
+                             "previous_version": current.version});
+        self.record("trust.rotated", summary.clone());
+        info!(version = root.version, "trust root rotated");
+        self.trust_chain.push(root);
+        Ok(summary)
+    }
+
+    /// Warrants whose approver is no longer an RI for their action go.
+    pub(super) fn drop_orphan_warrants(&mut self) {
+        let Some(policy) = &self.policy else { return };
+        let mut orphans = Vec::new();
+        for (index, w) in &self.warrants {
+            if w.revoked {
+                continue;
+            }
+            let still = policy.responsibles.iter().any(|(ri, key)| {
+                ri.name == w.approval.approver && policy.approver_for(key, &w.approval.action).is_some()
+            });
+            if !still {
+                orphans.push(*index);
+            }
+        }
+        for index in orphans {
+            let _ = self.revoke_index(index, "approver no longer a Responsible Individual in policy");
+        }
+    }
+}

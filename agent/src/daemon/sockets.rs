@@ -1,0 +1,164 @@
+//! The daemon's sockets: control (root), query (subjects, about themselves)
+//! and metrics (HTTP).
+
+use super::*;
+
+/// A minimal HTTP/1.0 responder: every request gets the metrics text.
+pub(super) async fn serve_metrics(listener: tokio::net::TcpListener, shared: Shared) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let body = metrics::render(&shared.lock().expect("state lock").metrics());
+        tokio::spawn(async move {
+            // The request line and headers are read and ignored.
+            let mut request = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut request).await;
+            let head = format!(
+                "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(body.as_bytes()).await;
+        });
+    }
+}
+
+pub(super) async fn serve(stream: UnixStream, shared: Shared) {
+    let peer_pid = stream.peer_cred().ok().and_then(|c| c.pid()).map(|p| p as u32);
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    if BufReader::new(read).read_line(&mut line).await.is_err() {
+        return;
+    }
+    let response = match serde_json::from_str::<Request>(&line) {
+        Ok(request) => handle(request, peer_pid, &shared),
+        Err(e) => Response::error(format!("malformed request: {e}")),
+    };
+    let mut bytes = serde_json::to_vec(&response).expect("serialises");
+    bytes.push(b'\n');
+    let _ = write.write_all(&bytes).await;
+}
+
+pub(super) fn handle(request: Request, peer_pid: Option<u32>, shared: &Shared) -> Response {
+    let mut state = shared.lock().expect("state lock");
+    let Some(pid) = peer_pid else {
+        return Response::error("cannot identify the caller (no SO_PEERCRED)");
+    };
+    if !matches!(request, Request::Status | Request::Metrics)
+        && let Some(profile) = state.kernel.subject_profile(pid)
+    {
+        let message = format!("refused: the caller (pid {pid}) is a subject of profile #{profile}");
+        state.record("control.refused", json!({"pid": pid, "request": format!("{request:?}")}));
+        return Response::error(message);
+    }
+    let result = match request {
+        Request::Status => Ok(state.status()),
+        Request::Metrics => Ok(Value::String(metrics::render(&state.metrics()))),
+        Request::Register { profile } => register(&mut state, pid, &profile),
+        Request::ApplyPolicy { bundle } => state.apply_bundle(&bundle, false, "control"),
+        Request::InstallWarrant { warrant } => state.install_warrant(&warrant, "control"),
+        Request::RotateTrust { root } => state.rotate_trust(&root),
+        Request::Rollback { id, force } => state.rollback(&id, force, pid),
+        Request::Revoke { id } => {
+            let index = state.warrants.iter().find(|(_, w)| w.approval.id == id && !w.revoked).map(|(i, _)| *i);
+            match index {
+                Some(index) => state.revoke_index(index, "revoked by operator").map(|()| json!({"revoked": id})),
+                None => Err(format!("no active warrant {id} (see `warrant status`)")),
+            }
+        }
+        Request::DeclineRequest { id, reason } => {
+            state.request_answered(&id);
+            match requests::decline(&state.config.state_dir, &id, &reason) {
+                Ok(request) => {
+                    let summary = json!({"request": id, "profile": request.profile, "reason": reason});
+                    state.record("request.declined", summary.clone());
+                    Ok(summary)
+                }
+                Err(e) => Err(format!("no change request {id} to decline: {e}")),
+            }
+        }
+    };
+    match result {
+        Ok(data) => Response::ok(data),
+        Err(message) => Response::error(message),
+    }
+}
+
+/// The query socket, open to every process, in a directory of its own
+/// (not among Warrant's own files: the kernel refuses a subject's connect
+/// to those).
+pub(super) fn bind_query_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    // The kernel decides a connect by the socket's name, up to this length.
+    if path.as_os_str().len() >= warrant_common::NAME_LEN {
+        anyhow::bail!(
+            "query_socket {} is longer than {} bytes: choose a shorter path",
+            path.display(),
+            warrant_common::NAME_LEN - 1
+        );
+    }
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+    }
+    let _ = fs::remove_file(path);
+    let listener = UnixListener::bind(path).with_context(|| format!("cannot bind {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o666))?;
+    Ok(listener)
+}
+
+/// Serves the query socket: at most [`query::MAX_CONNECTIONS`] at once, each
+/// given [`query::READ_TIMEOUT`] to send its line, so subjects holding
+/// connections open cannot use up the daemon's file descriptors.
+pub(super) async fn serve_queries(listener: UnixListener, shared: Shared) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(query::MAX_CONNECTIONS));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(query::READ_TIMEOUT, answer_query(stream, shared)).await;
+                    drop(slot);
+                });
+            }
+            Err(e) => {
+                warn!("query socket: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+pub(super) async fn answer_query(stream: UnixStream, shared: Shared) {
+    use tokio::io::AsyncReadExt as _;
+    let peer_pid = stream.peer_cred().ok().and_then(|c| c.pid()).map(|p| p as u32);
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    if BufReader::new(read.take(query::MAX_REQUEST_BYTES)).read_line(&mut line).await.is_err() {
+        return;
+    }
+    let response = match (serde_json::from_str::<query::Query>(&line), peer_pid) {
+        (Ok(query), Some(pid)) => {
+            let state = shared.lock().expect("state lock");
+            match state.answer(query, pid) {
+                Ok(data) => Response::ok(data),
+                Err(message) => Response::error(message),
+            }
+        }
+        (Err(e), _) => Response::error(format!("malformed query: {e}")),
+        (_, None) => Response::error("cannot identify the caller (no SO_PEERCRED)"),
+    };
+    let mut bytes = serde_json::to_vec(&response).expect("serialises");
+    bytes.push(b'\n');
+    let _ = write.write_all(&bytes).await;
+}
+
+pub(super) fn register(state: &mut State, pid: u32, profile: &str) -> Result<Value, String> {
+    let policy = state.policy.as_ref().ok_or("no policy in force: apply a bundle first")?;
+    let id = *policy.profile_ids.get(profile).ok_or_else(|| {
+        let known: Vec<&String> = policy.profile_ids.keys().collect();
+        format!("policy v{} has no profile {profile:?} (profiles: {known:?})", policy.version())
+    })?;
+    state.kernel.mark_subject(pid, id).map_err(|e| e.to_string())?;
+    state.record("subject.registered", json!({"pid": pid, "profile": profile}));
+    Ok(json!({"pid": pid, "profile": profile}))
+}

@@ -1,0 +1,209 @@
+//! Warrants: installed (checked, snapshotted, counted once), restored after
+//! a reboot, revoked, their uses noted, and what they changed rolled back.
+
+use super::*;
+
+impl State {
+    pub(super) fn save_warrants(&self) -> Result<(), String> {
+        let bytes = serde_json::to_vec_pretty(&self.warrants).expect("serialises");
+        write_atomic(&warrants_path(&self.config.state_dir), &bytes)
+            .map_err(|e| format!("cannot persist the warrant table: {e}"))
+    }
+
+    pub(super) fn revoke_index(&mut self, index: u32, reason: &str) -> Result<(), String> {
+        let w = self.warrants.get_mut(&index).ok_or("no such warrant")?;
+        w.revoked = true;
+        let key = w.key;
+        let id = w.approval.id.clone();
+        self.kernel.remove_warrant(&key).map_err(|e| e.to_string())?;
+        self.save_warrants()?;
+        self.record("warrant.revoked", json!({"warrant_id": id, "reason": reason}));
+        Ok(())
+    }
+
+    /// Checks and installs a warrant. Every refusal, whichever way the
+    /// warrant came (`via`: control, inbox), is audited.
+    pub(super) fn install_warrant(&mut self, text: &str, via: &str) -> Result<Value, String> {
+        self.try_install_warrant(text).map_err(|message| {
+            // As the refused warrant claims them: it may be unsigned.
+            let claimed = Envelope::parse(text)
+                .ok()
+                .and_then(|e| e.unverified_text())
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .unwrap_or_default();
+            let text_of = |key: &str| claimed.get(key).and_then(Value::as_str).map(str::to_owned);
+            let (id, request) = (text_of("id"), text_of("request"));
+            self.record(
+                "warrant.refused",
+                json!({"warrant_id": id, "request": request, "via": via, "reason": message}),
+            );
+            if let Some(request) = request
+                && requests::exists(&self.config.state_dir, &request)
+            {
+                self.refused_requests.insert(request, message.clone());
+            }
+            message
+        })
+    }
+
+    pub(super) fn try_install_warrant(&mut self, text: &str) -> Result<Value, String> {
+        let policy = self.policy.as_ref().ok_or("warrant refused: no policy in force: apply a bundle first")?;
+        let envelope = Envelope::parse(text).map_err(|e| format!("warrant refused: {e}"))?;
+        let checked =
+            approval::check(&envelope, policy, &self.host, now_unix()).map_err(|e| format!("warrant refused: {e}"))?;
+        let a = &checked.approval;
+        if self.ledger.contains(&a.id) {
+            return Err(format!("warrant refused: {} was already installed on this host (replay)", a.id));
+        }
+        // The approver signed what `warrant approve` showed; the request here
+        // must still be that (a request approved elsewhere may be absent).
+        if let (Some(request), Some(signed)) = (&a.request, &a.request_digest)
+            && let Ok(local) = requests::load(&self.config.state_dir, request)
+            && local.digest() != *signed
+        {
+            return Err(format!(
+                "warrant refused: change request {request} here (digest {}) is not the one approved (digest {signed})",
+                local.digest()
+            ));
+        }
+        if let Some(active) = self.kernel.warrant(&checked.key)
+            && active.uses_left > 0
+            && active.expires_ns > boot_now_ns()
+        {
+            let holder = self.warrants.get(&active.warrant_index).map(|w| w.approval.id.clone());
+            return Err(format!(
+                "warrant refused: {} is still active for this target; revoke it first",
+                holder.unwrap_or_else(|| "another warrant".into())
+            ));
+        }
+        let index = self.warrants.keys().next_back().map_or(0, |i| i + 1);
+        let entry = WarrantEntry {
+            not_before_ns: boot_ns_at(a.not_before),
+            expires_ns: boot_ns_at(a.expires_at),
+            uses_left: a.max_uses as u64,
+            warrant_index: index,
+            _reserved: 0,
+            content_digest: checked.content_digest,
+        };
+        // Before the kernel sees the warrant: what it covers, as it is now.
+        let snapshot = match rollback::take(&self.config.state_dir, &a.id, &a.action, &a.target, now_unix()) {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                return Err(format!(
+                    "warrant not installed: {e}; without a snapshot the change could not be rolled back"
+                ));
+            }
+        };
+        self.ledger.insert(a.id.clone());
+        let ledger = serde_json::to_vec(&self.ledger).expect("serialises");
+        write_atomic(&ledger_path(&self.config.state_dir), &ledger)
+            .map_err(|e| format!("warrant not installed: cannot persist the ledger: {e}"))?;
+        self.kernel.install_warrant(&checked.key, &entry).map_err(|e| format!("warrant not installed: {e}"))?;
+        let summary = json!({
+            "warrant_id": a.id, "approver": a.approver, "profile": a.profile, "action": a.action,
+            "target": a.target, "max_uses": a.max_uses, "expires_at": a.expires_at,
+            "request": a.request, "reason": a.reason, "approvers": checked.approvers,
+            "content_digest": a.content_digest, "request_digest": a.request_digest,
+            "rollback": snapshot.as_ref().map(rollback::describe),
+        });
+        self.record("warrant.installed", summary.clone());
+        let installed = InstalledWarrant {
+            uses_left: Some(entry.uses_left),
+            approval: checked.approval,
+            key: checked.key,
+            revoked: false,
+        };
+        if let Some(request) = &installed.approval.request {
+            self.request_answered(request);
+        }
+        self.warrants.insert(index, installed);
+        // The warrant is in force and on the record: a table that could not
+        // be persisted is said loudly, not reported as a refusal.
+        if let Err(e) = self.save_warrants() {
+            error!("{e}; the warrant is in force but would not be restored after a reboot");
+        }
+        Ok(summary)
+    }
+
+    /// After a reboot the kernel's maps start empty: every warrant still
+    /// live goes back in with the uses it had left. After a daemon restart
+    /// the pinned map still holds them, and the kernel's count stands.
+    pub(super) fn restore_warrants(&mut self) {
+        let now = now_unix();
+        let mut restored = Vec::new();
+        for (index, w) in &self.warrants {
+            if w.revoked || w.approval.expires_at <= now || self.kernel.warrant(&w.key).is_some() {
+                continue;
+            }
+            let uses_left = w.uses_left.unwrap_or(w.approval.max_uses as u64);
+            if uses_left == 0 {
+                continue;
+            }
+            let entry = WarrantEntry {
+                not_before_ns: boot_ns_at(w.approval.not_before),
+                expires_ns: boot_ns_at(w.approval.expires_at),
+                uses_left,
+                warrant_index: *index,
+                _reserved: 0,
+                // Checked at install, so it parses; 0 (any content) if absent.
+                content_digest: w.approval.content_digest.as_deref().and_then(approval::parse_digest).unwrap_or(0),
+            };
+            match self.kernel.install_warrant(&w.key, &entry) {
+                Ok(()) => restored.push((w.approval.id.clone(), uses_left)),
+                Err(e) => error!(warrant = %w.approval.id, "cannot restore a warrant into the kernel: {e}"),
+            }
+        }
+        for (id, uses_left) in restored {
+            self.record("warrant.restored", json!({"warrant_id": id, "uses_left": uses_left}));
+        }
+    }
+
+    /// Persists the kernel's count of uses left for warrant `index`.
+    pub(super) fn note_warrant_use(&mut self, index: u32) {
+        let Some(w) = self.warrants.get_mut(&index) else { return };
+        self.pending_after.insert(w.approval.id.clone());
+        let left = self.kernel.warrant(&w.key).map_or(0, |e| e.uses_left);
+        w.uses_left = Some(left);
+        if let Err(e) = self.save_warrants() {
+            error!("{e}");
+        }
+    }
+
+    /// Notes, for rollback, the state the changes of recently used warrants left.
+    pub(super) fn note_changes(&mut self) {
+        for id in std::mem::take(&mut self.pending_after) {
+            if let Err(e) = rollback::note_after(&self.config.state_dir, &id) {
+                error!(change = %id, "cannot note the state a change left: {e}");
+            }
+        }
+    }
+
+    /// Puts back what change (warrant) `id` covered, and records who did.
+    pub(super) fn rollback(&mut self, id: &str, force: bool, caller: u32) -> Result<Value, String> {
+        self.note_changes();
+        let by = json!({"pid": caller, "exe": exe_of(caller), "uid": proc_field(caller, "Uid:"),
+                        "loginuid": fs::read_to_string(format!("/proc/{caller}/loginuid")).ok().map(|t| t.trim().to_owned())});
+        match rollback::restore(&self.config.state_dir, id, force, now_unix()) {
+            Ok(meta) => {
+                let what = rollback::describe(&meta);
+                // A restored file is a new inode: protect it as its tree is.
+                if let rollback::Covered::File { path, .. } = &meta.covered
+                    && let Some(policy) = &self.policy
+                    && let Some(tree) = policy::tree_of(&policy.policy.protect, &path.to_string_lossy())
+                {
+                    let tree = tree.to_owned();
+                    self.protect_new_inodes(&[tree], &[], "the restored file");
+                }
+                let summary = json!({"change_id": id, "restored": what, "forced": force, "by": by});
+                self.record("change.rolled_back", summary.clone());
+                info!(change = id, %what, "change rolled back");
+                Ok(summary)
+            }
+            Err(e) => {
+                let message = format!("rollback refused: {e}");
+                self.record("rollback.refused", json!({"change_id": id, "reason": message, "by": by}));
+                Err(message)
+            }
+        }
+    }
+}
