@@ -8,8 +8,10 @@ use std::{
 };
 
 use ed25519_dalek::SigningKey;
+
+mod common;
 use warrant::{
-    approval::{self, Approval, ApprovalError},
+    approval::{self, ApprovalError},
     keys::{self, Attested, PublicKey, Signer, SshSigError},
     policy::{self, CompiledPolicy},
     trust::{self, Envelope, POLICY_PAYLOAD_TYPE, TrustError},
@@ -51,28 +53,6 @@ fn policy_with_carol(carol_key: &str, extra: &str) -> CompiledPolicy {
     policy::compile(policy::Policy::parse(&text).unwrap()).unwrap()
 }
 
-fn approval(approver: &str, key: &PublicKey) -> Approval {
-    Approval {
-        id: "w-ssh".into(),
-        request: None,
-        requester: Some("/usr/sbin/nft (pid 1)".into()),
-        approver: approver.into(),
-        approver_key: key.id(),
-        hosts: vec!["host-a".into()],
-        profile: "agent".into(),
-        action: "nft.rule.add".into(),
-        target: "inet filter input".into(),
-        not_before: 0,
-        expires_at: 2_000_000_000,
-        max_uses: 1,
-        reason: "test".into(),
-        ticket: None,
-        rollback_owner: approver.into(),
-        content_digest: None,
-        request_digest: None,
-    }
-}
-
 fn demo_key(name: &str) -> SigningKey {
     trust::read_signing_key(&repo().join(format!("policies/demo-keys/{name}.key"))).unwrap()
 }
@@ -86,7 +66,7 @@ fn a_warrant_signed_by_ssh_keygen_verifies_and_names_the_keys_fingerprint() {
     assert!(public.id().starts_with("SHA256:"), "{}", public.id());
     let policy = policy_with_carol(&std::fs::read_to_string(carol.with_extension("pub")).unwrap(), "");
 
-    let mut envelope = approval("carol", &public).unsigned();
+    let mut envelope = common::approval("carol", &public).unsigned();
     signer.sign(&mut envelope).unwrap();
     assert!(envelope.signatures[0].sshsig.as_deref().unwrap().starts_with("-----BEGIN SSH SIGNATURE-----"));
     let text = envelope.to_json();
@@ -94,7 +74,7 @@ fn a_warrant_signed_by_ssh_keygen_verifies_and_names_the_keys_fingerprint() {
     assert_eq!(checked.approvers, ["carol"]);
 
     // The same signature over another payload does not verify.
-    let mut tampered = approval("carol", &public);
+    let mut tampered = common::approval("carol", &public);
     tampered.max_uses = 100;
     let mut forged = tampered.unsigned();
     forged.signatures = envelope.signatures.clone();
@@ -115,7 +95,7 @@ fn a_signature_for_another_namespace_is_not_a_warrant_signature() {
     let carol = ssh_keygen(&dir, "carol");
     let public = Signer::ssh(&carol).unwrap().public();
     let policy = policy_with_carol(&std::fs::read_to_string(carol.with_extension("pub")).unwrap(), "");
-    let mut envelope = approval("carol", &public).unsigned();
+    let mut envelope = common::approval("carol", &public).unsigned();
     // The same bytes, signed for git (`-n git`), as a commit signature would be.
     let message = dir.join("message");
     std::fs::write(&message, envelope.signed_message().unwrap()).unwrap();
@@ -140,7 +120,7 @@ fn two_person_rules_count_distinct_people_across_both_kinds_of_key() {
     let carol_signer = Signer::ssh(&carol).unwrap();
     let policy = policy_with_carol(&std::fs::read_to_string(carol.with_extension("pub")).unwrap(), "");
     let alice = demo_key("alice");
-    let mut two = approval("alice", &alice.verifying_key().into());
+    let mut two = common::approval("alice", &alice.verifying_key().into());
     two.action = "nft.chain.add".into();
     two.target = "inet agent newchain".into();
     let mut envelope = two.seal(&alice);
@@ -276,7 +256,7 @@ fn a_strangers_bad_ssh_signature_does_not_block_a_valid_envelope() {
     let carol = ssh_keygen(&dir, "carol");
     let signer = Signer::ssh(&carol).unwrap();
     let policy = policy_with_carol(&std::fs::read_to_string(carol.with_extension("pub")).unwrap(), "");
-    let mut envelope = approval("carol", &signer.public()).unsigned();
+    let mut envelope = common::approval("carol", &signer.public()).unsigned();
     // Someone appends garbage and a signature for another namespace first.
     envelope
         .add_ssh_signature("junk".into(), "-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n".into());

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+mod common;
+
 use base64::Engine as _;
 use ed25519_dalek::SigningKey;
 use warrant::{
@@ -172,25 +174,7 @@ fn public(key: &SigningKey) -> warrant::keys::PublicKey {
 }
 
 fn approval_for(approver: &str, approver_key: &SigningKey) -> Approval {
-    Approval {
-        id: "w-test".into(),
-        request: None,
-        requester: Some("/usr/sbin/nft (pid 1)".into()),
-        approver: approver.into(),
-        approver_key: trust::key_id(&approver_key.verifying_key()),
-        hosts: vec!["host-a".into()],
-        profile: "agent".into(),
-        action: "nft.rule.add".into(),
-        target: "inet filter input".into(),
-        not_before: 0,
-        expires_at: 2_000_000_000,
-        max_uses: 1,
-        reason: "test".into(),
-        ticket: None,
-        rollback_owner: approver.into(),
-        content_digest: None,
-        request_digest: None,
-    }
+    common::approval(approver, &public(approver_key))
 }
 
 #[test]
