@@ -103,7 +103,11 @@ impl State {
                 let m = p.profiles.iter().find(|(id, _)| *id == event.profile_id).map(|(_, e)| e.mode);
                 (p.profile_name(event.profile_id), rule, m)
             }
-            None => (format!("profile#{}", event.profile_id), None, None),
+            // Profile ids are hashes of names: the policy in force still names it.
+            None => {
+                let name = self.policy.as_ref().map(|p| p.profile_name(event.profile_id));
+                (name.unwrap_or_else(|| format!("profile#{}", event.profile_id)), None, None)
+            }
         };
         let requests_per_minute = decided_under
             .and_then(|p| p.policy.profiles.iter().find(|x| x.name == profile))
@@ -121,6 +125,10 @@ impl State {
             "message": format!("{}/{}", event.msg_index + 1, event.msg_count),
             "mode": if profile_mode == Some(mode::AUDIT) { "audit" } else { "enforce" },
         });
+        if decided_under.is_none() {
+            // Older than the versions kept: no rule text rather than another's.
+            fields["policy_known"] = false.into();
+        }
         // An `allow` rule decided in the approve tier: its rate was used up.
         let allow_rule = decided_under.and_then(|p| p.rule_names.get(event.rule_index as usize));
         if event.tier == tier::APPROVE

@@ -50,6 +50,7 @@ mod events;
 mod housekeeping;
 mod policy_apply;
 mod sockets;
+mod versions;
 mod warrants;
 
 use events::{exe_of, proc_field, read_events};
@@ -138,7 +139,7 @@ struct State {
     policy: Option<CompiledPolicy>,
     /// The policy replaced last: events decided just before a reload name
     /// its rules.
-    previous_policy: Option<CompiledPolicy>,
+    earlier_policies: versions::EarlierPolicies,
     audit: AuditLog,
     warrants: BTreeMap<u32, InstalledWarrant>,
     /// Every warrant id ever installed here, persisted: a warrant is installed once.
@@ -364,10 +365,11 @@ impl State {
     }
 
     /// The policy a kernel decision of policy `version` read.
+    /// None for a version this daemon no longer keeps (or never saw).
     fn policy_of_version(&self, version: u64) -> Option<&CompiledPolicy> {
-        match &self.previous_policy {
-            Some(previous) if previous.version() == version => Some(previous),
-            _ => self.policy.as_ref(),
+        match &self.policy {
+            Some(current) if current.version() == version => Some(current),
+            _ => self.earlier_policies.get(version),
         }
     }
 }
@@ -420,7 +422,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         kernel,
         trust_chain,
         policy: None,
-        previous_policy: None,
+        earlier_policies: versions::EarlierPolicies::load(
+            &config.state_dir,
+            read_number(&version_path(&config.state_dir)),
+        ),
         audit,
         warrants,
         ledger,

@@ -134,6 +134,11 @@ impl State {
             .map_err(|e| {
                 ("policy.error", format!("policy applied but not persisted in {}: {e}", state_dir.display()))
             })?;
+        // Kept so that its decisions, read after a later reload or restart,
+        // name its rules; without it they say the version is unknown.
+        if let Err(e) = versions::EarlierPolicies::persist(&state_dir, version, bundle) {
+            warn!(version, "cannot keep a copy of the bundle for naming its decisions later: {e}");
+        }
         phase("persist");
         let signer_ids: Vec<String> = signers.iter().map(crate::keys::PublicKey::id).collect();
         let profiles: Vec<String> = compiled.profile_ids.keys().cloned().collect();
@@ -142,7 +147,9 @@ impl State {
         for rule in &unresolved {
             warn!(version, "{rule}; the rule covers nothing on this host");
         }
-        self.previous_policy = self.policy.replace(compiled);
+        if let Some(replaced) = self.policy.replace(compiled) {
+            self.earlier_policies.keep(replaced);
+        }
         self.expiry_reported = false;
         self.drop_orphan_warrants();
         self.record(
