@@ -243,3 +243,28 @@ fn an_agent_learns_why_it_was_refused_and_waits_for_its_approval() {
     assert_eq!(code, 3, "{text}");
     assert!(text.contains("use the bastion instead"), "{text}");
 }
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_dead_event_reader_is_audited_and_ends_the_daemon_while_enforcement_holds() {
+    let d = daemon();
+    d.kill();
+    let mark = d.audit_len();
+    // A debug build's fault: the reader loses its input soon after start.
+    let out = std::process::Command::new(harness::warrant_bin())
+        .arg("--config")
+        .arg(&d.config)
+        .arg("daemon")
+        .env("WARRANT_TEST_FAULT", "event-reader")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the daemon went on without its event reader: {stderr}");
+    assert!(stderr.contains("event reader task stopped"), "{stderr}");
+    let failed = d.expect_record_where(mark, "daemon.task_failed", |r| r["kind"] == "daemon.task_failed");
+    assert_eq!(failed["task"], "event reader", "{failed}");
+    // No daemon, and the kernel still refuses.
+    let refused = run_subject(&["nft", "add", "chain", "inet", "filter", "reader-gone"]);
+    assert!(refused.stderr.contains("Operation not permitted"), "{}", refused.stderr);
+    d.restart();
+}

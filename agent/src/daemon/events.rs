@@ -241,6 +241,13 @@ pub(super) enum Record {
 pub(super) async fn read_events(ring: aya::maps::RingBuf<aya::maps::MapData>, shared: Shared) -> anyhow::Result<()> {
     // SAFETY: the ring buffer owns its fd for as long as the AsyncFd lives.
     let mut fd = unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow!("cannot watch the event ring: {e}"))?;
+    // Debug builds only: the kernel tier's way to take the reader's input
+    // away and see the daemon's supervisor react.
+    #[cfg(debug_assertions)]
+    if std::env::var_os("WARRANT_TEST_FAULT").is_some_and(|f| f == "event-reader") {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        anyhow::bail!("the event ring's fd is gone (WARRANT_TEST_FAULT)");
+    }
     loop {
         let mut guard = fd.readable_mut().await?;
         // Readiness is cleared before the ring is drained, not after: the
@@ -255,7 +262,7 @@ pub(super) async fn read_events(ring: aya::maps::RingBuf<aya::maps::MapData>, sh
         // fsync and the release records it twice.
         while let Some(item) = ring.next() {
             let Some(record) = parse_record(&item) else { continue };
-            let mut state = shared.lock().expect("state lock");
+            let mut state = lock(&shared);
             match &record {
                 Record::Content(content) => state.on_rule_content(content),
                 Record::Decision(event) => state.on_event(event),

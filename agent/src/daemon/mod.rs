@@ -22,6 +22,7 @@ use serde_json::{Map, Value, json};
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, unix::AsyncFd},
     net::{UnixListener, UnixStream},
+    task::JoinSet,
 };
 use tracing::{error, info, warn};
 use warrant_common::{
@@ -479,26 +480,41 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let queries = bind_query_socket(&config.query_socket)?;
     info!(socket = %socket.display(), query_socket = %config.query_socket.display(), "daemon ready");
 
-    let reader = tokio::spawn(read_events(events, shared.clone()));
-    let query_server = tokio::spawn(serve_queries(queries, shared.clone()));
-    let metrics_server = match config.metrics_listen {
-        Some(address) => {
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
-                .with_context(|| format!("cannot listen for metrics on {address}"))?;
-            info!(%address, "serving Prometheus metrics at /metrics");
-            Some(tokio::spawn(serve_metrics(listener, shared.clone())))
-        }
-        None => None,
-    };
-    // Watched directories, expiry, ring loss, checkpoints, rollback notes.
-    let housekeeping = {
+    // Every long-lived task is supervised: if one ends, the daemon says
+    // which and why, audits it and exits non-zero, so the service manager
+    // restarts it. Enforcement stays pinned in the kernel meanwhile, and
+    // the events the reader had not taken wait on the ring.
+    let mut tasks: JoinSet<(&'static str, Result<(), String>)> = JoinSet::new();
+    {
         let shared = shared.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move { ("event reader", read_events(events, shared).await.map_err(|e| format!("{e:#}"))) });
+    }
+    {
+        let shared = shared.clone();
+        tasks.spawn(async move {
+            serve_queries(queries, shared).await;
+            ("query socket", Err("stopped accepting".to_owned()))
+        });
+    }
+    if let Some(address) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {address}"))?;
+        info!(%address, "serving Prometheus metrics at /metrics");
+        let shared = shared.clone();
+        tasks.spawn(async move {
+            serve_metrics(listener, shared).await;
+            ("metrics", Err("stopped accepting".to_owned()))
+        });
+    }
+    // Watched directories, expiry, ring loss, checkpoints, rollback notes.
+    {
+        let shared = shared.clone();
+        tasks.spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
             loop {
                 every.tick().await;
-                let mut state = shared.lock().expect("state lock");
+                let mut state = lock(&shared);
                 state.check_watched_dirs();
                 state.check_expiry();
                 state.check_lost_events();
@@ -506,10 +522,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 state.note_changes();
                 state.flush_requests();
             }
-        })
-    };
+        });
+    }
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    loop {
+    let failed = loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
@@ -521,22 +537,45 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
             },
-            _ = tokio::signal::ctrl_c() => break,
-            _ = terminate.recv() => break,
+            Some(ended) = tasks.join_next() => break Some(task_failure(ended)),
+            _ = tokio::signal::ctrl_c() => break None,
+            _ = terminate.recv() => break None,
         }
-    }
-    reader.abort();
-    query_server.abort();
-    if let Some(server) = metrics_server {
-        server.abort();
-    }
-    housekeeping.abort();
-    let mut state = shared.lock().expect("state lock");
+    };
+    tasks.abort_all();
+    let mut state = lock(&shared);
     state.flush_requests();
+    if let Some((task, why)) = &failed {
+        error!(task, "{why}; exiting for a restart (enforcement stays pinned)");
+        state.record("daemon.task_failed", json!({"task": task, "error": why}));
+    }
     state.record("daemon.stopped", json!({}));
     state.checkpoint(true);
     let _ = fs::remove_file(&socket);
-    Ok(())
+    match failed {
+        Some((task, why)) => Err(anyhow!("the daemon's {task} task stopped ({why}); restart the daemon")),
+        None => Ok(()),
+    }
+}
+
+/// A supervised task's end as (its name, why): its own error, or its panic.
+fn task_failure(ended: Result<(&'static str, Result<(), String>), tokio::task::JoinError>) -> (&'static str, String) {
+    match ended {
+        Ok((task, Err(why))) => (task, why),
+        Ok((task, Ok(()))) => (task, "ended".to_owned()),
+        Err(e) if e.is_panic() => ("a task", format!("panicked: {e}")),
+        Err(e) => ("a task", e.to_string()),
+    }
+}
+
+/// The state, even after a task panicked holding it: the daemon goes on
+/// enforcing and recording (its supervisor then exits for a restart)
+/// rather than every later caller panicking too.
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
+    shared.lock().unwrap_or_else(|poisoned| {
+        error!("the daemon's state lock was poisoned by a panic; going on with it");
+        poisoned.into_inner()
+    })
 }
 
 /// Requests on disk with no warrant installed for them and not declined,

@@ -7,7 +7,7 @@ use super::*;
 pub(super) async fn serve_metrics(listener: tokio::net::TcpListener, shared: Shared) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else { continue };
-        let body = metrics::render(&shared.lock().expect("state lock").metrics());
+        let body = metrics::render(&lock(&shared).metrics());
         tokio::spawn(async move {
             // The request line and headers are read and ignored.
             let mut request = [0u8; 1024];
@@ -39,7 +39,7 @@ pub(super) async fn serve(stream: UnixStream, shared: Shared) {
 }
 
 pub(super) fn handle(request: Request, peer_pid: Option<u32>, shared: &Shared) -> Response {
-    let mut state = shared.lock().expect("state lock");
+    let mut state = lock(shared);
     let Some(pid) = peer_pid else {
         return Response::error("cannot identify the caller (no SO_PEERCRED)");
     };
@@ -138,7 +138,7 @@ pub(super) async fn answer_query(stream: UnixStream, shared: Shared) {
     }
     let response = match (serde_json::from_str::<query::Query>(&line), peer_pid) {
         (Ok(query), Some(pid)) => {
-            let state = shared.lock().expect("state lock");
+            let state = lock(&shared);
             match state.answer(query, pid) {
                 Ok(data) => Response::ok(data),
                 Err(message) => Response::error(message),
