@@ -19,8 +19,7 @@ pub fn grub_line(grub_default: Option<&str>, lsm: &str) -> String {
         .lines()
         .filter_map(|line| {
             let (name, value) = line.trim().split_once('=')?;
-            matches!(name, "GRUB_CMDLINE_LINUX" | "GRUB_CMDLINE_LINUX_DEFAULT")
-                .then(|| (name, value.trim().trim_matches(|c| c == '"' || c == '\'').to_owned()))
+            matches!(name, "GRUB_CMDLINE_LINUX" | "GRUB_CMDLINE_LINUX_DEFAULT").then(|| (name, shell_value(value)))
         })
         .collect();
     // The last assignment of a variable is the one GRUB uses.
@@ -35,7 +34,33 @@ pub fn grub_line(grub_default: Option<&str>, lsm: &str) -> String {
     format!("{name}=\"{}\"", words.join(" "))
 }
 
-/// What to do, line by line, given the active LSMs and /etc/default/grub.
+/// A shell assignment's value as the shell reads it: inside its quotes, or
+/// up to the first blank (a `# comment` after it is not part of it).
+fn shell_value(value: &str) -> String {
+    let value = value.trim_start();
+    match value.chars().next() {
+        Some(quote @ ('"' | '\'')) => value[1..].split(quote).next().unwrap_or("").to_owned(),
+        _ => value.split(|c: char| c.is_whitespace() || c == '#').next().unwrap_or("").to_owned(),
+    }
+}
+
+/// /etc/default/grub, then the files of /etc/default/grub.d/ in the order
+/// grub-mkconfig reads them: the last assignment of a variable wins.
+pub fn read_grub_defaults() -> Option<String> {
+    let mut text = std::fs::read_to_string("/etc/default/grub").ok()?;
+    let mut extra: Vec<_> = std::fs::read_dir("/etc/default/grub.d")
+        .map(|dir| dir.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "cfg")).collect())
+        .unwrap_or_default();
+    extra.sort();
+    for path in extra {
+        text.push('\n');
+        text.push_str(&std::fs::read_to_string(path).unwrap_or_default());
+    }
+    Some(text)
+}
+
+/// What to do, line by line, given the active LSMs and GRUB's defaults
+/// ([`read_grub_defaults`]).
 pub fn steps(active: &str, grub_default: Option<&str>) -> Vec<String> {
     let lsm = lsm_with_bpf(active);
     vec![
@@ -79,6 +104,9 @@ mod tests {
         // The last assignment is the one GRUB uses.
         let twice = "GRUB_CMDLINE_LINUX=\"a\"\nGRUB_CMDLINE_LINUX=\"b\"\n";
         assert_eq!(grub_line(Some(twice), "bpf"), "GRUB_CMDLINE_LINUX=\"b lsm=bpf\"");
+        // A comment after the value is not part of it.
+        let commented = "GRUB_CMDLINE_LINUX=\"console=ttyS0\" # serial\nGRUB_CMDLINE_LINUX_DEFAULT=quiet # q\n";
+        assert_eq!(grub_line(Some(commented), "bpf"), "GRUB_CMDLINE_LINUX=\"console=ttyS0 lsm=bpf\"");
     }
 
     #[test]

@@ -561,7 +561,7 @@ fn doctor(json: bool) -> ExitCode {
     // Without bpf among the active LSMs: the boot change that adds it.
     let fix = match &lsm {
         Err(kernel::KernelError::LsmInactive(active)) => {
-            warrant::lsm_fix::steps(active, std::fs::read_to_string("/etc/default/grub").ok().as_deref())
+            warrant::lsm_fix::steps(active, warrant::lsm_fix::read_grub_defaults().as_deref())
         }
         _ => Vec::new(),
     };
@@ -780,6 +780,25 @@ fn approve(config: &Config, request_id: &str, key: &RiKeyArgs, grant: Grant, out
                     compiled.version()
                 )
             })?;
+            // The daemon checks a signature in the form the policy writes
+            // the key in: an SSH signature against an ssh- line, an Ed25519
+            // one against base64.
+            let listed = compiled.responsibles.iter().find(|(r, _)| r.name == ri.name).map(|(_, k)| k);
+            if let Some(listed) = listed
+                && matches!(listed, PublicKey::Ssh(_)) != matches!(public, PublicKey::Ssh(_))
+            {
+                bail!(
+                    "policy v{} writes {}'s key as {}: sign with {}",
+                    compiled.version(),
+                    ri.name,
+                    if matches!(listed, PublicKey::Ssh(_)) { "an OpenSSH line" } else { "a Warrant key" },
+                    if matches!(listed, PublicKey::Ssh(_)) {
+                        "--ssh-key"
+                    } else {
+                        "--key (or list the ssh-ed25519 line in the policy)"
+                    }
+                );
+            }
             ri.name.clone()
         }
     };

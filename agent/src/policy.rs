@@ -8,7 +8,10 @@
 //! /run/netns, `net:[INODE]` or `*`. The kernel picks the most specific
 //! matching target; between rules for the same target the strictest tier wins.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -165,6 +168,10 @@ pub struct Policy {
     pub protect: Vec<String>,
     #[serde(default, rename = "responsible")]
     pub responsibles: Vec<Responsible>,
+    /// Trees guarded besides guarded.rs's, set by the daemon (never read
+    /// from a policy file): see [`compile_guarding`].
+    #[serde(skip)]
+    pub extra_guarded: Vec<String>,
     /// Action patterns whose warrants need two distinct Responsible
     /// Individuals, each allowed to approve the action (`warrant cosign`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -607,6 +614,14 @@ pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
     compile_with(policy, &ThisHost)
 }
 
+/// Compiles `policy` for this host with `extra` guarded trees besides
+/// [`crate::guarded::GUARDED`]: the daemon's query socket directory, whose
+/// socket every subject reaches and none may replace.
+pub fn compile_guarding(mut policy: Policy, extra: &[String]) -> Result<CompiledPolicy, PolicyError> {
+    policy.extra_guarded = extra.to_vec();
+    compile_with(policy, &ThisHost)
+}
+
 /// Compiles `policy`, looking names up in `names`.
 pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<CompiledPolicy, PolicyError> {
     let expires_unix = parse_time(&policy.expires).map_err(|e| invalid(format!("expires: {e}")))?;
@@ -624,7 +639,12 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
         }
     }
     // Guarded surfaces are protected trees of every policy (see guarded.rs).
-    let guarded = crate::guarded::present(&policy.protect);
+    let mut guarded = crate::guarded::present(&policy.protect);
+    for extra in std::mem::take(&mut policy.extra_guarded) {
+        if !policy.protect.contains(&extra) && !guarded.contains(&extra) && Path::new(&extra).exists() {
+            guarded.push(extra);
+        }
+    }
     policy.protect.extend(guarded.iter().cloned());
     let mut profile_ids = BTreeMap::new();
     let mut profiles = Vec::new();

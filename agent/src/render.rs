@@ -62,13 +62,18 @@ pub fn escape(text: &str) -> Cow<'_, str> {
 /// raw, are written the same way. The result is still valid JSON.
 pub fn json_line(value: &Value) -> String {
     let text = value.to_string();
-    if !text.chars().any(|c| c.is_control() || is_invisible_format(c)) {
+    // serde_json has escaped `\` and `"` already; anything else `escape`
+    // would show is written as JSON escapes (surrogate pairs past U+FFFF).
+    let shown = |c: char| c != '\\' && needs_escape(c);
+    if !text.chars().any(shown) {
         return text;
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if c.is_control() || is_invisible_format(c) {
-            let _ = write!(out, "\\u{:04x}", c as u32);
+        if shown(c) {
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
         } else {
             out.push(c);
         }

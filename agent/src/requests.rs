@@ -97,8 +97,9 @@ pub fn record(state_dir: &Path, mut fresh: ChangeRequest) -> std::io::Result<Cha
         fresh.first_seen = existing.first_seen;
         fresh.attempts = existing.attempts + 1;
         fresh.declined = existing.declined;
-        // A retry whose content the daemon missed keeps what was shown.
-        if fresh.rendering.is_none() {
+        // What was shown first stays what is shown (and what a warrant's
+        // request digest covers): one id is one content.
+        if existing.rendering.is_some() {
             fresh.rendering = existing.rendering;
         }
     }

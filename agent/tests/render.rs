@@ -35,7 +35,7 @@ fn control_and_bidi_characters_are_shown_not_acted_on() {
 
 #[test]
 fn json_lines_escape_what_serde_json_leaves_raw_and_stay_json() {
-    let value = json!({"target": "a\u{85}b\u{202e}c\x1b"});
+    let value = json!({"target": "a\u{85}b\u{202e}c\x1b\u{ad}\u{e0041}\u{a0}"});
     let line = render::json_line(&value);
     assert!(!line.chars().any(char::is_control), "{line:?}");
     assert!(!line.contains('\u{202e}'), "{line:?}");

@@ -43,8 +43,10 @@ def escape(text):
             out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[ch])
         elif code < 0x20 or code == 0x7F:
             out.append("\\x%02x" % code)
-        elif unicodedata.category(ch) == "Cc" or code in INVISIBLE:
-            out.append("\\u%04x" % code)
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cn", "Cs", "Zl", "Zp", "Mn") or code in INVISIBLE or (
+            ch.isspace() and code > 0x7F
+        ):
+            out.append("\\u%04x" % code if code <= 0xFFFF else "\\U%08x" % code)
         else:
             out.append(ch)
     return "".join(out)
@@ -76,7 +78,9 @@ def describe(request, show):
     ]
     if request.get("rendering"):
         lines.append("  exactly this content (digest %s):" % show(request.get("content_digest", "")))
-        lines.extend("    " + show(line) for line in request["rendering"].splitlines())
+        # split("\n"), not splitlines(): that would also break on U+2028 and
+        # the other separators an agent could put in its text.
+        lines.extend("    " + show(line) for line in request["rendering"].split("\n"))
     elif request.get("content_digest"):
         lines.append("  content digest %s" % show(request["content_digest"]))
     lines.append("  review and sign on the host: warrant requests show %s" % show(request["id"]))

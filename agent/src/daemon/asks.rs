@@ -4,16 +4,14 @@
 use super::*;
 
 impl State {
-    /// Request `id` got its answer (a warrant, or a decline): it no longer
-    /// counts against its profile's open requests. Called before the answer
-    /// is stored; a request answered before is not counted twice.
-    pub(super) fn request_answered(&mut self, id: &str) {
-        let Ok(request) = requests::load(&self.config.state_dir, id) else { return };
-        let answered_before =
+    /// The profile of request `id` if it has no answer yet (no warrant
+    /// for it, not declined): asked before an answer is stored, and the
+    /// profile's count closed once it is, so nothing is counted twice.
+    pub(super) fn unanswered_profile(&self, id: &str) -> Option<String> {
+        let request = requests::load(&self.config.state_dir, id).ok()?;
+        let answered =
             request.declined.is_some() || self.warrants.values().any(|w| w.approval.request.as_deref() == Some(id));
-        if !answered_before {
-            self.request_gate.close(&request.profile);
-        }
+        (!answered).then_some(request.profile)
     }
 
     /// A subject's question about its own profile (never another's).

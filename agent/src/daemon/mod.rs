@@ -423,10 +423,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         kernel,
         trust_chain,
         policy: None,
-        earlier_policies: versions::EarlierPolicies::load(
-            &config.state_dir,
-            read_number(&version_path(&config.state_dir)),
-        ),
+        earlier_policies: versions::EarlierPolicies::load(&config, read_number(&version_path(&config.state_dir))),
         audit,
         warrants,
         ledger,
@@ -457,6 +454,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         warn!(?replaced, "replaced pinned maps of another layout; subjects carried over");
         state.record("pins.replaced", json!({"reasons": replaced, "unread_events_lost": true}));
     }
+    // Bound before a policy is applied: its directory must exist to be guarded.
+    let queries = bind_query_socket(&config.query_socket)?;
     state.restore_warrants();
     let persisted = fs::read_to_string(policy_bundle_path(&config.state_dir)).ok();
     let initial = persisted
@@ -477,7 +476,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket).with_context(|| format!("cannot bind {}", socket.display()))?;
     fs::set_permissions(&socket, fs::Permissions::from_mode(0o600))?;
-    let queries = bind_query_socket(&config.query_socket)?;
     info!(socket = %socket.display(), query_socket = %config.query_socket.display(), "daemon ready");
 
     // Every long-lived task is supervised: if one ends, the daemon says
@@ -576,6 +574,17 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
         error!("the daemon's state lock was poisoned by a panic; going on with it");
         poisoned.into_inner()
     })
+}
+
+/// A policy's text compiled as this daemon enforces it: with the query
+/// socket's directory guarded (no subject replaces the socket) and the
+/// socket itself open to every profile (each may ask about itself).
+fn compile_here(config: &Config, text: &str) -> Result<CompiledPolicy, policy::PolicyError> {
+    let query_dir: Vec<String> =
+        config.query_socket.parent().map(|d| d.to_string_lossy().into_owned()).into_iter().collect();
+    let mut compiled = policy::compile_guarding(policy::Policy::parse(text)?, &query_dir)?;
+    compiled.allow_socket(&config.query_socket.to_string_lossy());
+    Ok(compiled)
 }
 
 /// Requests on disk with no warrant installed for them and not declined,

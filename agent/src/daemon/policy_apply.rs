@@ -88,11 +88,7 @@ impl State {
             .expect("the trust chain is never empty");
         let (payload, signers) = verified.map_err(|e| refused(format!("bundle refused: {e}")))?;
         let text = String::from_utf8(payload).map_err(|_| refused("bundle refused: policy is not UTF-8".into()))?;
-        let mut compiled = policy::Policy::parse(&text)
-            .and_then(policy::compile)
-            .map_err(|e| refused(format!("bundle refused: {e}")))?;
-        // Every subject may ask about itself.
-        compiled.allow_socket(&self.config.query_socket.to_string_lossy());
+        let compiled = compile_here(&self.config, &text).map_err(|e| refused(format!("bundle refused: {e}")))?;
         let last = self.last_version();
         let version = compiled.version();
         if version < last || (version == last && !restoring) {

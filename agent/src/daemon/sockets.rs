@@ -66,9 +66,12 @@ pub(super) fn handle(request: Request, peer_pid: Option<u32>, shared: &Shared) -
             }
         }
         Request::DeclineRequest { id, reason } => {
-            state.request_answered(&id);
+            let answers = state.unanswered_profile(&id);
             match requests::decline(&state.config.state_dir, &id, &reason) {
                 Ok(request) => {
+                    if let Some(profile) = answers {
+                        state.request_gate.close(&profile);
+                    }
                     let summary = json!({"request": id, "profile": request.profile, "reason": reason});
                     state.record("request.declined", summary.clone());
                     Ok(summary)
@@ -97,7 +100,13 @@ pub(super) fn bind_query_socket(path: &Path) -> anyhow::Result<UnixListener> {
     }
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+        // Agents of any uid must reach it: a private directory (systemd's
+        // RuntimeDirectory is 0700) is opened to 0755; a shared one such
+        // as /tmp is left as it is.
+        let mode = fs::metadata(dir)?.permissions().mode() & 0o7777;
+        if mode & 0o022 == 0 && mode != 0o755 {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+        }
     }
     let _ = fs::remove_file(path);
     let listener = UnixListener::bind(path).with_context(|| format!("cannot bind {}", path.display()))?;

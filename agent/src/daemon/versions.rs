@@ -11,11 +11,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::{
-    durable::write_atomic,
-    policy::{self, CompiledPolicy},
-    trust::Envelope,
-};
+use crate::{durable::write_atomic, policy::CompiledPolicy, trust::Envelope};
 
 /// Versions kept besides the one in force.
 pub(super) const KEPT: usize = 8;
@@ -34,17 +30,17 @@ fn file_of(state_dir: &Path, version: u64) -> PathBuf {
 }
 
 impl EarlierPolicies {
-    /// The kept bundles of `state_dir` other than version `current`. They
-    /// were verified when they were accepted, and the directory is one of
-    /// Warrant's own, which subjects cannot write.
-    pub(super) fn load(state_dir: &Path, current: u64) -> Self {
+    /// The kept bundles of the state directory other than version
+    /// `current`. They were verified when they were accepted, and the
+    /// directory is one of Warrant's own, which subjects cannot write.
+    pub(super) fn load(config: &crate::config::Config, current: u64) -> Self {
         let mut kept = Self::default();
-        let Ok(entries) = fs::read_dir(dir(state_dir)) else { return kept };
+        let Ok(entries) = fs::read_dir(dir(&config.state_dir)) else { return kept };
         for entry in entries.flatten() {
             let compiled = fs::read_to_string(entry.path())
                 .ok()
                 .and_then(|text| Envelope::parse(&text).ok()?.unverified_text())
-                .and_then(|text| policy::Policy::parse(&text).and_then(policy::compile).ok());
+                .and_then(|text| super::compile_here(config, &text).ok());
             if let Some(compiled) = compiled.filter(|c| c.version() != current) {
                 kept.by_version.insert(compiled.version(), compiled);
             }
@@ -86,6 +82,7 @@ impl EarlierPolicies {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy;
 
     fn bundle(version: u64) -> String {
         let demo =
@@ -115,7 +112,8 @@ mod tests {
         assert_eq!(earlier.get(4).map(CompiledPolicy::version), Some(4));
         assert_eq!(earlier.get(11).map(CompiledPolicy::version), Some(11));
         // After a restart: the same, read back from the state directory.
-        let restarted = EarlierPolicies::load(&state, 12);
+        let config = crate::config::Config { state_dir: state.clone(), ..Default::default() };
+        let restarted = EarlierPolicies::load(&config, 12);
         assert!(restarted.get(3).is_none() && restarted.get(12).is_none());
         assert!((4..=11).all(|v| restarted.get(v).is_some()));
         assert_eq!(fs::read_dir(dir(&state)).unwrap().count(), KEPT + 1);

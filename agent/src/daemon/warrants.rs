@@ -113,10 +113,11 @@ impl State {
             key: checked.key,
             revoked: false,
         };
-        if let Some(request) = &installed.approval.request {
-            self.request_answered(request);
-        }
+        let answers = installed.approval.request.as_deref().and_then(|id| self.unanswered_profile(id));
         self.warrants.insert(index, installed);
+        if let Some(profile) = answers {
+            self.request_gate.close(&profile);
+        }
         // The warrant is in force and on the record: a table that could not
         // be persisted is said loudly, not reported as a refusal.
         if let Err(e) = self.save_warrants() {
