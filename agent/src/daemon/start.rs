@@ -1,0 +1,209 @@
+//! The daemon's life: it loads the programs and its state, applies the
+//! persisted policy, then supervises its tasks until it is stopped or one
+//! of them fails.
+
+use super::*;
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("cannot create state directory {}", config.state_dir.display()))?;
+    for dir in config.bundle_dir.iter().chain(&config.inbox_dir) {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create watched directory {}", dir.display()))?;
+    }
+    let trusted = config
+        .trusted_keys
+        .iter()
+        .map(|p| trust::read_signer_key(p).map_err(|e| anyhow!("trusted key: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if trusted.is_empty() {
+        warn!("no trusted_keys configured: no policy bundle can be accepted; subjects are denied everything");
+    }
+    let (trust_chain, broken_root) =
+        load_trust_chain(&config, TrustRoot { version: 0, threshold: config.policy_threshold, keys: trusted });
+    let host_key = load_host_key(&config.host_key_path())?;
+    let audit = AuditLog::open(&config.audit_log, config.audit_max_bytes).context("cannot open the audit log")?;
+    // The checkpoint file exists before Warrant's own files are listed.
+    let origin = audit_origin(&config.host_name());
+    audit.checkpoint(&host_key, &origin).context("cannot write the audit checkpoint")?;
+    let mut kernel = Kernel::load(true).context("enforcement is unavailable (see `warrant doctor`)")?;
+    // Loading parsed the kernel's BTF twice (megabytes, freed since): give
+    // the freed heap back rather than carry it as resident memory.
+    // SAFETY: malloc_trim only releases free memory at the heap's top and in
+    // free chunks; no live allocation is touched.
+    unsafe { libc::malloc_trim(0) };
+    // Warrant's own files are protected from the start, before any policy;
+    // a restart keeps the pinned entries of the policy's trees meanwhile.
+    let own = protect::inodes(&[], &config.own_paths()).context("cannot list Warrant's own files")?;
+    kernel.add_protected(&own)?;
+    let events = kernel.take_events()?;
+    kernel.set_daemon_tgid(std::process::id())?;
+    restore_digest_key(&mut kernel, &config.state_dir)?;
+    let ledger =
+        fs::read(ledger_path(&config.state_dir)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let host = config.host_name();
+    let warrants = fs::read(warrants_path(&config.state_dir))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let open_requests = unanswered_requests(&config.state_dir, &warrants);
+    let mut state = State {
+        config: config.clone(),
+        host,
+        kernel,
+        trust_chain,
+        policy: None,
+        earlier_policies: versions::EarlierPolicies::load(&config, read_number(&version_path(&config.state_dir))),
+        audit,
+        warrants,
+        ledger,
+        counters: BTreeMap::new(),
+        decision_counts: metrics::DecisionCounts::new(),
+        file_paths: HashMap::new(),
+        expiry_reported: false,
+        host_key,
+        last_checkpoint: (0, std::time::Instant::now()),
+        pending_after: BTreeSet::new(),
+        rule_contents: HashMap::new(),
+        lost_events_recorded: read_number(&lost_events_path(&config.state_dir)),
+        seen_bundles: HashSet::new(),
+        request_gate: RequestGate::new(config.requests_per_minute, config.max_open_requests, open_requests),
+        recent_denials: query::RecentDenials::default(),
+        refused_requests: HashMap::new(),
+    };
+    let missing_hooks = state.kernel.missing_hooks().to_vec();
+    let started = json!({"pid": std::process::id(), "kernel": kernel_release(), "mode": state.kernel.mode().name(),
+                         "missing_hooks": missing_hooks});
+    state.record("daemon.started", started);
+    if let Some((file, reason)) = broken_root {
+        state.record("trust.refused", json!({"via": format!("restore {file}"), "reason": reason}));
+    }
+    let replaced = state.kernel.replaced_pins().to_vec();
+    if !replaced.is_empty() {
+        // Events the old maps held unread went with them.
+        warn!(?replaced, "replaced pinned maps of another layout; subjects carried over");
+        state.record("pins.replaced", json!({"reasons": replaced, "unread_events_lost": true}));
+    }
+    // Bound before a policy is applied: its directory must exist to be guarded.
+    let queries = bind_query_socket(&config.query_socket)?;
+    state.restore_warrants();
+    let persisted = fs::read_to_string(policy_bundle_path(&config.state_dir)).ok();
+    let initial = persisted
+        .map(|b| (b, true))
+        .or_else(|| config.bundle.as_ref().and_then(|p| fs::read_to_string(p).ok()).map(|b| (b, false)));
+    if let Some((bundle, restoring)) = initial
+        && let Err(e) = state.apply_bundle(&bundle, restoring, if restoring { "restore" } else { "config bundle" })
+    {
+        error!("{e}; no policy in force: subjects are denied every action");
+    }
+    let shared: Shared = Arc::new(Mutex::new(state));
+
+    let socket = config.socket.clone();
+    if let Some(dir) = socket.parent() {
+        fs::create_dir_all(dir)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    let _ = fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).with_context(|| format!("cannot bind {}", socket.display()))?;
+    fs::set_permissions(&socket, fs::Permissions::from_mode(0o600))?;
+    info!(socket = %socket.display(), query_socket = %config.query_socket.display(), "daemon ready");
+
+    // Every long-lived task is supervised: if one ends, the daemon says
+    // which and why, audits it and exits non-zero, so the service manager
+    // restarts it. Enforcement stays pinned in the kernel meanwhile, and
+    // the events the reader had not taken wait on the ring.
+    let mut tasks: JoinSet<(&'static str, Result<(), String>)> = JoinSet::new();
+    {
+        let shared = shared.clone();
+        tasks.spawn(async move { ("event reader", read_events(events, shared).await.map_err(|e| format!("{e:#}"))) });
+    }
+    {
+        let shared = shared.clone();
+        tasks.spawn(async move {
+            serve_queries(queries, shared).await;
+            ("query socket", Err("stopped accepting".to_owned()))
+        });
+    }
+    if let Some(address) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {address}"))?;
+        info!(%address, "serving Prometheus metrics at /metrics");
+        let shared = shared.clone();
+        tasks.spawn(async move {
+            serve_metrics(listener, shared).await;
+            ("metrics", Err("stopped accepting".to_owned()))
+        });
+    }
+    // Watched directories, expiry, ring loss, checkpoints, rollback notes.
+    {
+        let shared = shared.clone();
+        tasks.spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
+            loop {
+                every.tick().await;
+                let mut state = lock(&shared);
+                state.check_watched_dirs();
+                state.check_expiry();
+                state.check_lost_events();
+                state.checkpoint(false);
+                state.note_changes();
+                state.flush_requests();
+            }
+        });
+    }
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let failed = loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(serve(stream, shared.clone()));
+                }
+                // Out of file descriptors, say: the daemon keeps enforcing.
+                Err(e) => {
+                    error!("control socket: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            Some(ended) = tasks.join_next() => break Some(task_failure(ended)),
+            _ = tokio::signal::ctrl_c() => break None,
+            _ = terminate.recv() => break None,
+        }
+    };
+    tasks.abort_all();
+    let mut state = lock(&shared);
+    state.flush_requests();
+    if let Some((task, why)) = &failed {
+        error!(task, "{why}; exiting for a restart (enforcement stays pinned)");
+        state.record("daemon.task_failed", json!({"task": task, "error": why}));
+    }
+    state.record("daemon.stopped", json!({}));
+    state.checkpoint(true);
+    let _ = fs::remove_file(&socket);
+    match failed {
+        Some((task, why)) => Err(anyhow!("the daemon's {task} task stopped ({why}); restart the daemon")),
+        None => Ok(()),
+    }
+}
+
+/// A supervised task's end as (its name, why): its own error, or its panic.
+pub(super) fn task_failure(ended: Result<(&'static str, Result<(), String>), tokio::task::JoinError>) -> (&'static str, String) {
+    match ended {
+        Ok((task, Err(why))) => (task, why),
+        Ok((task, Ok(()))) => (task, "ended".to_owned()),
+        Err(e) if e.is_panic() => ("a task", format!("panicked: {e}")),
+        Err(e) => ("a task", e.to_string()),
+    }
+}
+
+/// Requests on disk with no warrant installed for them and not declined,
+/// by profile: what counts against each profile's `max_open_requests`.
+pub(super) fn unanswered_requests(state_dir: &Path, warrants: &BTreeMap<u32, InstalledWarrant>) -> HashMap<String, usize> {
+    let answered: HashSet<&str> = warrants.values().filter_map(|w| w.approval.request.as_deref()).collect();
+    let mut open = HashMap::new();
+    for request in requests::list(state_dir).unwrap_or_default() {
+        if request.declined.is_none() && !answered.contains(request.id.as_str()) {
+            *open.entry(request.profile).or_default() += 1;
+        }
+    }
+    open
+}
