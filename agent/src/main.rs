@@ -9,8 +9,8 @@ use std::{
 mod cli;
 
 use anyhow::{Context as _, anyhow, bail};
-use cli::*;
 use clap::{Parser, Subcommand};
+use cli::*;
 use serde_json::{Value, json};
 use warrant::{
     approval::{self, Approval},
@@ -478,4 +478,3 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
-

@@ -16,7 +16,13 @@ pub(crate) struct Grant {
     pub(crate) yes: bool,
 }
 
-pub(crate) fn approve(config: &Config, request_id: &str, key: &RiKeyArgs, grant: Grant, out: Option<&Path>) -> anyhow::Result<()> {
+pub(crate) fn approve(
+    config: &Config,
+    request_id: &str,
+    key: &RiKeyArgs,
+    grant: Grant,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
     let Grant { ttl, uses, reason, ticket, hosts, approver, any_content, yes } = grant;
     let request = requests::load(&config.state_dir, request_id)
         .map_err(|e| anyhow!("no change request {request_id} in {}: {e}", config.state_dir.display()))?;

@@ -1,18 +1,18 @@
 //! The command line, one module per command family; main.rs parses and
 //! dispatches.
 
-mod signing;
-mod doctor;
-mod status;
-mod policy;
-mod approve;
 mod agent;
+mod approve;
 mod audit;
+mod doctor;
+mod policy;
+mod signing;
+mod status;
 
-pub(crate) use signing::*;
-pub(crate) use doctor::*;
-pub(crate) use status::*;
-pub(crate) use policy::*;
-pub(crate) use approve::*;
 pub(crate) use agent::*;
+pub(crate) use approve::*;
 pub(crate) use audit::*;
+pub(crate) use doctor::*;
+pub(crate) use policy::*;
+pub(crate) use signing::*;
+pub(crate) use status::*;

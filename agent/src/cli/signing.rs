@@ -45,7 +45,11 @@ impl SignArgs {
     /// Reads the file, refuses it unless `check` accepts its text, signs it
     /// as `payload_type` with every key and writes the envelope. Returns
     /// what `check` made of it and how many keys signed.
-    pub(crate) fn sign<T>(&self, payload_type: &str, check: impl FnOnce(&str) -> anyhow::Result<T>) -> anyhow::Result<(T, usize)> {
+    pub(crate) fn sign<T>(
+        &self,
+        payload_type: &str,
+        check: impl FnOnce(&str) -> anyhow::Result<T>,
+    ) -> anyhow::Result<(T, usize)> {
         let text =
             std::fs::read_to_string(&self.file).with_context(|| format!("cannot read {}", self.file.display()))?;
         let checked = check(&text)?;

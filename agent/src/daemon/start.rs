@@ -186,7 +186,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// A supervised task's end as (its name, why): its own error, or its panic.
-pub(super) fn task_failure(ended: Result<(&'static str, Result<(), String>), tokio::task::JoinError>) -> (&'static str, String) {
+pub(super) fn task_failure(
+    ended: Result<(&'static str, Result<(), String>), tokio::task::JoinError>,
+) -> (&'static str, String) {
     match ended {
         Ok((task, Err(why))) => (task, why),
         Ok((task, Ok(()))) => (task, "ended".to_owned()),
@@ -197,7 +199,10 @@ pub(super) fn task_failure(ended: Result<(&'static str, Result<(), String>), tok
 
 /// Requests on disk with no warrant installed for them and not declined,
 /// by profile: what counts against each profile's `max_open_requests`.
-pub(super) fn unanswered_requests(state_dir: &Path, warrants: &BTreeMap<u32, InstalledWarrant>) -> HashMap<String, usize> {
+pub(super) fn unanswered_requests(
+    state_dir: &Path,
+    warrants: &BTreeMap<u32, InstalledWarrant>,
+) -> HashMap<String, usize> {
     let answered: HashSet<&str> = warrants.values().filter_map(|w| w.approval.request.as_deref()).collect();
     let mut open = HashMap::new();
     for request in requests::list(state_dir).unwrap_or_default() {
