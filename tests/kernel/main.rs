@@ -1267,7 +1267,9 @@ fn uninstall_by_unconfined_root_removes_everything() {
     subject.wait().unwrap();
     nft_root(&["delete", "chain", "inet", "filter", "after_uninstall"]);
 
-    // Installing again is starting the daemon: the accepted policy comes back.
+    // Installing again is starting the daemon: the accepted policy comes back
+    // (after the teardown settles; see warrant_uses_left_survive_a_reboot).
+    std::thread::sleep(std::time::Duration::from_secs(5));
     d.restart();
     let denied = run_subject(&["nft", "add", "chain", "inet", "filter", "after_reinstall"]);
     assert!(denied.stderr.contains("Operation not permitted"), "{}", denied.stderr);
@@ -1349,6 +1351,11 @@ fn warrant_uses_left_survive_a_reboot() {
     d.kill();
     d.cli_ok(&["uninstall"]);
     assert!(!std::path::Path::new("/sys/fs/bpf/warrant/maps/WARRANTS").exists());
+    // Let the kernel finish tearing down the detached trampolines (an RCU
+    // tasks grace period, seconds under the emulator) before processes run
+    // through those hooks again: a 6.1 guest once livelocked here, a CPU
+    // spinning at security_file_mprotect's call site (tests/BYPASS.md).
+    std::thread::sleep(std::time::Duration::from_secs(10));
     let mark = d.audit_len();
     d.restart();
     let restored = d.expect_record_where(mark, "warrant.restored", |r| r["kind"] == "warrant.restored");
