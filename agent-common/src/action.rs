@@ -88,6 +88,11 @@ pub const SELF_TTY: u32 = 49;
 /// cgroup v1): moving, freezing or killing processes, the daemon among
 /// them, and v1's release_agent, which the kernel runs as root.
 pub const SELF_CGROUP: u32 = 52;
+/// A process outside every subject mapping executable (a preload, a
+/// dlopen) a file a subject wrote (see `Mark`): refused whoever asks,
+/// recorded under the profile that wrote the file. Executing such a file
+/// is not refused: the program runs as a subject of that profile.
+pub const SELF_MARKED_EXEC: u32 = 53;
 
 /// Setting the system clock (anything the kernel checks CAP_SYS_TIME for:
 /// settimeofday, clock_settime, adjtimex, an RTC): decided by policy,
@@ -227,6 +232,7 @@ pub const ALL: &[(u32, &str)] = &[
     (SELF_BLOCKDEV, "self.blockdev"),
     (SELF_TTY, "self.tty"),
     (SELF_CGROUP, "self.cgroup"),
+    (SELF_MARKED_EXEC, "self.marked_exec"),
     (SYSTEM_CLOCK, "system.clock"),
     (IPC_CONNECT, "ipc.connect"),
     (NET_LINK_ADD, "net.link.add"),
@@ -298,6 +304,9 @@ pub enum TargetKind {
     /// for an abstract one, in `table` (62 bytes at most; a longer name
     /// has byte 63 set to 0xff, so only `*` covers it); `family` is 0.
     Socket,
+    /// A file outside any protected tree, by its device (kernel encoding)
+    /// and inode in the first sixteen bytes of `object`.
+    Inode,
     /// Nothing: the action is the whole story (netns.create, net.*, self.*).
     None,
 }
@@ -309,6 +318,7 @@ pub fn target_kind(id: u32) -> TargetKind {
         NETNS_CREATE | SYSTEM_CLOCK | NET_LINK_ADD..=NET_XFRM_OTHER => TargetKind::None,
         NETLINK_OTHER => TargetKind::Protocol,
         IPC_CONNECT => TargetKind::Socket,
+        SELF_MARKED_EXEC => TargetKind::Inode,
         FILE_WRITE..=FILE_XATTR => TargetKind::File,
         IPSET_CREATE..=IPSET_DEL => TargetKind::IpSet,
         _ if is_self_protection(id) => TargetKind::None,
@@ -330,7 +340,7 @@ pub fn netns_target(key: &crate::TargetKey) -> u64 {
 
 /// Self-protection actions: never allowed, never approvable.
 pub fn is_self_protection(id: u32) -> bool {
-    (SELF_BPF..=SELF_TTY).contains(&id) || id == SELF_CGROUP
+    (SELF_BPF..=SELF_TTY).contains(&id) || id == SELF_CGROUP || id == SELF_MARKED_EXEC
 }
 
 /// Whether the action carries content a warrant may bind by digest (an nft

@@ -434,8 +434,13 @@ pub struct KernelOffsets {
     /// `struct unix_sock, path` plus `struct path, dentry`: the socket
     /// file a named socket was bound to (NULL for abstract and unnamed).
     pub unix_sock_path_dentry: u32,
+    /// `struct inode, i_generation` (u32): tells a file from a later one
+    /// that reuses its inode number.
+    pub inode_i_generation: u32,
+    /// `struct inode, i_nlink` (unsigned int, in an anonymous union).
+    pub inode_i_nlink: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 148);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 156);
 
 /// Files under /proc (sysctls) have no stable inode numbers: procfs makes
 /// new ones as it pleases. There, protection goes by path instead: a
@@ -470,6 +475,9 @@ pub mod match_kind {
     pub const CGROUP: u32 = 2;
     /// `value` = [real uid, 0], as the new program will run.
     pub const UID: u32 = 3;
+    /// Not in MATCHES: the program (or `#!` script) is a file a subject
+    /// wrote (see [`crate::Mark`]); it runs as a subject of that profile.
+    pub const WRITTEN: u32 = 4;
 }
 
 /// Longest cgroup path (with its NUL) matched by path when a cgroup is made.
@@ -503,6 +511,26 @@ pub struct FileKey {
     pub ino: u64,
 }
 const _: () = assert!(core::mem::size_of::<FileKey>() == 16);
+
+/// Value of the MARKS map (keyed by [`FileKey`]): a regular file whose
+/// content a subject wrote (made, opened for writing, wrote through any fd).
+/// Whoever executes it becomes a subject of `profile_id`; no process outside
+/// every subject may map it executable. The entry holds until root outside
+/// every subject clears it (`warrant unmark`), or the file's last name goes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mark {
+    /// The profile of the subject that wrote it last.
+    pub profile_id: u32,
+    /// The inode's `i_generation` when marked: an entry whose generation
+    /// differs is another file's that reused the inode number.
+    pub generation: u32,
+}
+const _: () = assert!(core::mem::size_of::<Mark>() == 8);
+
+/// Entries the MARKS map holds. A subject's write that would need one more
+/// is refused (ENOSPC) rather than left unmarked.
+pub const MARKS_CAPACITY: u32 = 131_072;
 
 /// Value of the PROTECTED map: which protected tree the inode belongs to.
 #[repr(C)]
@@ -547,6 +575,7 @@ mod pod {
     unsafe impl aya::Pod for Event {}
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for FileKey {}
+    unsafe impl aya::Pod for Mark {}
     unsafe impl aya::Pod for MatchKey {}
     unsafe impl aya::Pod for ProtectedEntry {}
 }

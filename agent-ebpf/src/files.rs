@@ -28,6 +28,7 @@ use warrant_common::{FileKey, NAME_LEN, PROTECTED_ANCESTOR, ProtectedEntry, SELF
 use crate::{
     atomics,
     maps::{PROC_TREES, PROTECTED, WRITABLE_COUNT, WRITABLE_FILES, kernel_offsets},
+    marks,
     policy::{decide_action, read_kernel},
     selfprotect, subjects,
 };
@@ -39,6 +40,7 @@ const VM_SHARED: u64 = 0x8;
 const MAY_WRITE: i32 = 2;
 const MAY_APPEND: i32 = 8;
 const PROT_WRITE: u64 = 2;
+const PROT_EXEC: u64 = 4;
 const MAP_SHARED: u64 = 1;
 const ATTR_MODE: u32 = 1;
 const ATTR_UID: u32 = 2;
@@ -185,17 +187,14 @@ fn is_writable_file(file: *const u8) -> bool {
 /// A write through `file` by a subject: decided unless the subject was
 /// already allowed to open this very file for writing.
 #[inline(always)]
-fn check_write_through(file: *const u8) -> i32 {
-    let Some(subject) = subjects::current() else {
-        return 0;
-    };
+fn check_write_through(subject: &Subject, file: *const u8) -> i32 {
     let Some((key, tree)) = protected_file(file) else {
         return 0;
     };
     if is_writable_file(file) {
         return 0;
     }
-    decide_file(&subject, action::FILE_WRITE, key, tree)
+    decide_file(subject, action::FILE_WRITE, key, tree)
 }
 
 #[lsm(hook = "file_open")]
@@ -226,11 +225,15 @@ pub fn file_open(ctx: LsmContext) -> i32 {
         return selfprotect::refuse(&subject, action::SELF_CGROUP);
     }
     let Some((key, tree)) = protected_file(file) else {
-        return 0;
+        return marks::note_write(&subject, inode);
     };
     let verdict = decide_file(&subject, action::FILE_WRITE, key, tree);
     // Remember the allowed open so its writes (and an O_TRUNC) are not charged again.
     if verdict == 0 {
+        let marked = marks::note_write(&subject, inode);
+        if marked != 0 {
+            return marked;
+        }
         if WRITABLE_FILES.insert(&(file as u64), &0, 0).is_err() {
             return -1;
         }
@@ -251,7 +254,15 @@ pub fn file_permission(ctx: LsmContext) -> i32 {
     if mask & (MAY_WRITE | MAY_APPEND) == 0 {
         return 0;
     }
-    check_write_through(ctx.arg(0))
+    let Some(subject) = subjects::current() else {
+        return 0;
+    };
+    let file: *const u8 = ctx.arg(0);
+    let verdict = check_write_through(&subject, file);
+    if verdict != 0 {
+        return verdict;
+    }
+    marks::note_write(&subject, file_inode(file))
 }
 
 #[lsm(hook = "mmap_file")]
@@ -263,14 +274,27 @@ pub fn mmap_file(ctx: LsmContext) -> i32 {
     let file: *const u8 = ctx.arg(0);
     let prot: u64 = ctx.arg(2);
     let flags: u64 = ctx.arg(3);
-    if file.is_null() || prot & PROT_WRITE == 0 || flags & MAP_SHARED == 0 {
+    if file.is_null() {
         return 0;
     }
-    check_write_through(file)
+    if prot & PROT_EXEC != 0 {
+        let verdict = marks::check_exec_map(file);
+        if verdict != 0 {
+            return verdict;
+        }
+    }
+    if prot & PROT_WRITE == 0 || flags & MAP_SHARED == 0 {
+        return 0;
+    }
+    match subjects::current() {
+        Some(subject) => check_write_through(&subject, file),
+        None => 0,
+    }
 }
 
 /// `file_mprotect(vma, reqprot, prot)`: a shared mapping made writable
-/// after the fact (mmap read-only, then mprotect).
+/// after the fact (mmap read-only, then mprotect), or a mapping of a file a
+/// subject wrote made executable (see `marks`).
 #[lsm(hook = "file_mprotect")]
 pub fn file_mprotect(ctx: LsmContext) -> i32 {
     let earlier_verdict: i32 = ctx.arg(3);
@@ -279,16 +303,28 @@ pub fn file_mprotect(ctx: LsmContext) -> i32 {
     }
     let vma: *const u8 = ctx.arg(0);
     let prot: u64 = ctx.arg(2);
-    if prot & PROT_WRITE == 0 {
+    if prot & (PROT_WRITE | PROT_EXEC) == 0 {
         return 0;
     }
     let offsets = kernel_offsets();
-    let flags = read_kernel::<u64>(vma, offsets.vm_area_struct_vm_flags).unwrap_or(VM_SHARED);
     let file = read_kernel::<u64>(vma, offsets.vm_area_struct_vm_file).unwrap_or(0) as *const u8;
-    if file.is_null() || flags & VM_SHARED == 0 {
+    if file.is_null() {
         return 0;
     }
-    check_write_through(file)
+    if prot & PROT_EXEC != 0 {
+        let verdict = marks::check_exec_map(file);
+        if verdict != 0 || prot & PROT_WRITE == 0 {
+            return verdict;
+        }
+    }
+    let flags = read_kernel::<u64>(vma, offsets.vm_area_struct_vm_flags).unwrap_or(VM_SHARED);
+    if flags & VM_SHARED == 0 {
+        return 0;
+    }
+    match subjects::current() {
+        Some(subject) => check_write_through(&subject, file),
+        None => 0,
+    }
 }
 
 #[lsm(hook = "file_free_security")]
@@ -388,7 +424,12 @@ fn removal(dir: *const u8, dentry: *const u8) -> i32 {
 
 #[lsm(hook = "inode_unlink")]
 pub fn inode_unlink(ctx: LsmContext) -> i32 {
-    removal(ctx.arg(0), ctx.arg(1))
+    let dentry: *const u8 = ctx.arg(1);
+    let verdict = removal(ctx.arg(0), dentry);
+    if verdict == 0 {
+        marks::note_last_unlink(dentry_inode(dentry));
+    }
+    verdict
 }
 
 #[lsm(hook = "inode_rmdir")]

@@ -17,6 +17,7 @@ mod files;
 mod ipc;
 mod legacy;
 mod maps;
+mod marks;
 mod netfilter;
 mod netns;
 mod policy;

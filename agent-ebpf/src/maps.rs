@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use warrant_common::{
-    FileKey, KernelOffsets, MatchKey, ProfileEntry, ProtectedEntry, RateWindow, RuleEntry, Settings, Subject,
-    TargetKey, WarrantEntry,
+    FileKey, KernelOffsets, MARKS_CAPACITY, Mark, MatchKey, ProfileEntry, ProtectedEntry, RateWindow, RuleEntry,
+    Settings, Subject, TargetKey, WarrantEntry,
     decision::{BatchScratch, SingleScratch},
 };
 
@@ -90,6 +90,17 @@ pub static WARRANTS: HashMap<TargetKey, WarrantEntry> = HashMap::with_max_entrie
 /// New inodes under a protected directory join its tree as they appear.
 #[map]
 pub static PROTECTED: HashMap<FileKey, ProtectedEntry> = HashMap::with_max_entries(65536, 0);
+
+/// Files subjects wrote (see `warrant_common::Mark` and marks.rs). Pinned,
+/// and kept on disk by the daemon across reboots. Not preallocated: most
+/// hosts use a small part of it.
+#[map]
+pub static MARKS: HashMap<FileKey, Mark> = HashMap::with_max_entries(MARKS_CAPACITY, MAP_FLAG_NO_PREALLOC as u32);
+
+/// How many marks the kernel has added or removed (index 0), so the daemon
+/// saves MARKS to disk only when it changed. Not pinned.
+#[map]
+pub static MARK_CHANGES: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Protected trees under /proc, by path hash (see `warrant_common::proc_path`) -> tree id.
 #[map]
@@ -212,6 +223,8 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     harmless_load_ids: 0,
     task_struct_pid: 0,
     unix_sock_path_dentry: 0,
+    inode_i_generation: 0,
+    inode_i_nlink: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

@@ -44,10 +44,22 @@ fn loads_kernel_code(id: i32, harmless_ids: u32) -> bool {
 /// Denies `action` for the current subject and records it.
 #[inline(always)]
 pub fn refuse(subject: &Subject, action_id: u32) -> i32 {
+    refuse_on(subject, action_id, [0, 0])
+}
+
+/// [`refuse`], with `object_words` as the record's object (see
+/// `warrant_common::action::TargetKind`).
+#[inline(always)]
+pub fn refuse_on(subject: &Subject, action_id: u32, object_words: [u64; 2]) -> i32 {
     if let Some(scratch) = subjects::scratch() {
         let message = &mut scratch.messages[0];
         message.key.clear_table();
         message.key.clear_object();
+        unsafe {
+            let object = (&raw mut message.key.object).cast::<u64>();
+            object.write_volatile(object_words[0]);
+            object.add(1).write_volatile(object_words[1]);
+        }
         message.key.profile_id = subject.profile_id;
         message.key.action = action_id;
         message.key.family = 0;
@@ -82,7 +94,15 @@ pub fn sb_mount(ctx: LsmContext) -> i32 {
     let source: *const u8 = ctx.arg(0);
     let target: *const u8 = ctx.arg(1);
     let flags: u64 = ctx.arg(3);
-    if is_netns_pin(source, target, flags) { 0 } else { refuse(&subject, action::SELF_MOUNT) }
+    if !is_netns_pin(source, target, flags) {
+        return refuse(&subject, action::SELF_MOUNT);
+    }
+    // The name the namespace is pinned under is the subject's: a later
+    // policy naming it does not resolve it (see `marks`).
+    let offsets = kernel_offsets();
+    let dentry = read_kernel::<u64>(target, offsets.path_dentry).unwrap_or(0) as *const u8;
+    let inode = read_kernel::<u64>(dentry, offsets.dentry_d_inode).unwrap_or(0) as *const u8;
+    crate::marks::note_write(&subject, inode)
 }
 
 /// Whether a mount is one of the two steps of pinning a network namespace

@@ -18,7 +18,7 @@ use warrant_common::{
 use crate::{
     files,
     maps::{CGROUP_PATHS, DIGEST_WALKS, MARK_THREADS, MATCHES, SCRATCH, SETTINGS, SUBJECTS, kernel_offsets},
-    netns,
+    marks, netns,
     policy::{emit_matched, read_kernel},
 };
 
@@ -179,16 +179,22 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
     if earlier_verdict != 0 || current().is_some() {
         return earlier_verdict;
     }
+    let bprm: *const u8 = ctx.arg(0);
+    let offsets = kernel_offsets();
+    // A file a subject wrote runs as that subject, whoever starts it. (For
+    // a `#!` script this runs first with the script, then the interpreter.)
+    let program = read_kernel::<u64>(bprm, offsets.linux_binprm_file).unwrap_or(0) as *const u8;
+    if let Some((_, written)) = marks::of_file(program) {
+        let task = unsafe { bpf_get_current_task_btf() };
+        return if mark(task, written.profile_id, match_kind::WRITTEN) { 0 } else { -ENOMEM };
+    }
     let kinds = SETTINGS.get(SETTINGS_INDEX).map(|s| s.match_kinds).unwrap_or(0);
     if kinds == 0 {
         return 0;
     }
-    let bprm: *const u8 = ctx.arg(0);
-    let offsets = kernel_offsets();
     let mut found = None;
     if kinds & (1 << match_kind::EXE) != 0 {
-        let file = read_kernel::<u64>(bprm, offsets.linux_binprm_file).unwrap_or(0) as *const u8;
-        let inode = read_kernel::<u64>(file, offsets.file_f_inode).unwrap_or(0) as *const u8;
+        let inode = read_kernel::<u64>(program, offsets.file_f_inode).unwrap_or(0) as *const u8;
         if let Some(key) = files::inode_key(inode) {
             let key = MatchKey { kind: match_kind::EXE, _pad: 0, value: [key.dev, key.ino] };
             found = unsafe { MATCHES.get(&key) }.map(|p| (*p, match_kind::EXE));

@@ -281,6 +281,8 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         harmless_load_ids: enumerator_bits(btf, "kernel_load_data_id", &["LOADING_FIRMWARE"])?,
         task_struct_pid: btf.member_offset("task_struct", "pid")?,
         unix_sock_path_dentry: btf.member_offset("unix_sock", "path")? + btf.member_offset("path", "dentry")?,
+        inode_i_generation: btf.member_offset("inode", "i_generation")?,
+        inode_i_nlink: btf.member_offset_any("inode", &["i_nlink", "__i_nlink"])?,
     })
 }
 

@@ -48,6 +48,10 @@ pub enum Request {
         id: String,
         reason: String,
     },
+    /// The file at `path` is no longer a subject's (clears its mark).
+    Unmark {
+        path: String,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -159,6 +159,12 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Clear the mark on files a subject wrote, after reading them: whoever
+    /// runs them then runs unconfined (root, not a subject; audited).
+    Unmark {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Remove pins and programs (root, not a subject).
     Uninstall,
 }
@@ -448,6 +454,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 render::json_line(&data["change_id"]),
                 render::json_line(&data["restored"])
             );
+        }
+        Command::Unmark { paths } => {
+            let config = Config::load(config_path)?;
+            for path in paths {
+                // The daemon resolves the path from its own directory.
+                let path = std::path::absolute(&path).with_context(|| format!("{}", path.display()))?;
+                let path = path.to_str().with_context(|| format!("{} is not UTF-8", path.display()))?.to_owned();
+                let data = control::call(&config.socket, &Request::Unmark { path })?;
+                println!(
+                    "unmarked {} (written by profile {})",
+                    render::json_line(&data["path"]),
+                    render::json_line(&data["profile"])
+                );
+            }
         }
         Command::Uninstall => {
             if !nix::unistd::geteuid().is_root() {

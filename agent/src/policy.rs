@@ -220,6 +220,29 @@ pub enum TargetError {
 pub trait HostNames {
     fn netns(&self, name: &str) -> Option<u64>;
     fn file(&self, path: &str) -> Option<FileKey>;
+    /// The profile whose subject made the name (pinned a namespace under
+    /// it, wrote the file), if one did: such a name is not resolved, since
+    /// a rule meant for what an operator will put there would cover what
+    /// the subject put there (see `warrant_common::Mark`).
+    fn made_by_subject(&self, _name: Named) -> Option<String> {
+        None
+    }
+}
+
+/// A name [`HostNames::made_by_subject`] is asked about.
+#[derive(Clone, Copy, Debug)]
+pub enum Named<'a> {
+    /// A name under /run/netns.
+    Netns(&'a str),
+    File(&'a str),
+}
+
+/// Why a name a subject made is not resolved.
+fn made_by_subject_error(text: &str, what: &str, profile: &str) -> TargetError {
+    TargetError::NotOnThisHost(format!(
+        "target {text:?}: {what} was made by a subject (profile {profile}), so the name is not resolved; \
+         if it is what the policy means, `warrant unmark` it and apply again"
+    ))
 }
 
 /// The names of the machine this runs on.
@@ -311,6 +334,9 @@ impl Target {
                 let inode = if text == tree {
                     None
                 } else {
+                    if let Some(profile) = names.made_by_subject(Named::File(text)) {
+                        return Err(made_by_subject_error(text, "the file", &profile));
+                    }
                     Some(names.file(text).ok_or_else(|| {
                         TargetError::NotOnThisHost(format!("target {text:?}: no such file on this host"))
                     })?)
@@ -319,7 +345,15 @@ impl Target {
             }
             TargetKind::Namespace if text == "*" => Ok(Target::Namespace(None)),
             TargetKind::Namespace => parse_netns_inode(text)
-                .or_else(|| names.netns(text))
+                .map(Ok)
+                .or_else(|| {
+                    let by = names.made_by_subject(Named::Netns(text));
+                    Some(match by {
+                        Some(profile) => Err(made_by_subject_error(text, "the name", &profile)),
+                        None => Ok(names.netns(text)?),
+                    })
+                })
+                .transpose()?
                 .map(|inode| Target::Namespace(Some(inode)))
                 .ok_or_else(|| {
                     TargetError::NotOnThisHost(format!(
@@ -344,8 +378,8 @@ impl Target {
                 }
                 Ok(Target::Socket(Some(text.to_owned())))
             }
-            TargetKind::None if text == "*" => Ok(Target::Nothing),
-            TargetKind::None => {
+            TargetKind::None | TargetKind::Inode if text == "*" => Ok(Target::Nothing),
+            TargetKind::None | TargetKind::Inode => {
                 Err(TargetError::Invalid(format!("target {text:?}: this action has no target; write \"*\"")))
             }
         }
@@ -453,6 +487,11 @@ pub fn render_target(key: &TargetKey) -> String {
             if inode == 0 { "*".to_owned() } else { format!("net:[{inode}]") }
         }
         TargetKind::None => "*".to_owned(),
+        TargetKind::Inode => {
+            let word = |i: usize| u64::from_le_bytes(key.object[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+            let (ino, dev) = (word(0), word(1));
+            format!("inode {}:{}:{ino}", dev >> 20, dev & 0xf_ffff)
+        }
         TargetKind::Socket => {
             let kept = &key.table[..NAME_LEN - 1];
             let end = kept.iter().position(|b| *b == 0).unwrap_or(kept.len());
@@ -617,9 +656,13 @@ pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
 /// Compiles `policy` for this host with `extra` guarded trees besides
 /// [`crate::guarded::GUARDED`]: the daemon's query socket directory, whose
 /// socket every subject reaches and none may replace.
-pub fn compile_guarding(mut policy: Policy, extra: &[String]) -> Result<CompiledPolicy, PolicyError> {
+pub fn compile_guarding(
+    mut policy: Policy,
+    extra: &[String],
+    names: &dyn HostNames,
+) -> Result<CompiledPolicy, PolicyError> {
     policy.extra_guarded = extra.to_vec();
-    compile_with(policy, &ThisHost)
+    compile_with(policy, names)
 }
 
 /// Compiles `policy`, looking names up in `names`.

@@ -14,7 +14,6 @@ use std::{
     fs,
     os::unix::fs::{MetadataExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
-    process::Command,
 };
 
 use serde::{Deserialize, Serialize};
@@ -76,7 +75,8 @@ fn sha256_of(path: &Path) -> Option<String> {
 }
 
 fn nft(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("nft").args(args).output().map_err(|e| format!("cannot run nft: {e}"))?;
+    let path = crate::programs::find("nft").ok_or("nft is not installed in /usr/sbin, /usr/bin, /sbin or /bin")?;
+    let out = crate::programs::command(&path).args(args).output().map_err(|e| format!("cannot run nft: {e}"))?;
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
     }

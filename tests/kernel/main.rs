@@ -5,6 +5,7 @@
 
 mod confinement;
 mod harness;
+mod marks;
 mod network;
 mod requests;
 
@@ -1346,6 +1347,14 @@ fn warrant_uses_left_survive_a_reboot() {
     let first = run_subject(&rule);
     d.expect_record(mark, "nft.rule.add", "inet filter input", "allowed-by-warrant");
     assert!(first.status.success(), "{}", first.stderr);
+    // A program the agent wrote stays the agent's across the reboot (the
+    // daemon saves the marks at its next tick).
+    let planted = "/usr/local/bin/warrant-planted-before-reboot";
+    let plant = format!(
+        "printf '#!/bin/sh\\nexec nft add table inet planted_before_reboot\\n' > {planted}; chmod 755 {planted}"
+    );
+    assert!(run_subject(&["sh", "-c", &plant]).status.success());
+    std::thread::sleep(std::time::Duration::from_secs(3));
     // What a reboot does to Warrant: the daemon dies and the kernel's maps
     // go with the pins.
     d.kill();
@@ -1366,6 +1375,10 @@ fn warrant_uses_left_survive_a_reboot() {
     let mark = d.audit_len();
     assert!(run_subject(&rule).stderr.contains("Operation not permitted"), "a use was counted twice");
     d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
+    d.expect_record_where(0, "marks.restored", |r| r["kind"] == "marks.restored");
+    let ran = std::process::Command::new(planted).output().unwrap();
+    assert!(!ran.status.success(), "after a reboot, root's run of a planted program changed the firewall");
+    std::fs::remove_file(planted).unwrap();
 }
 
 #[test]

@@ -90,8 +90,12 @@ impl State {
     pub(super) fn notify(&self, batch: &[ChangeRequest]) {
         let Some(command) = &self.config.notify_command else { return };
         let payload = serde_json::to_vec(&json!({"host": self.host, "requests": batch})).expect("serialises");
-        let spawned =
-            std::process::Command::new("/bin/sh").args(["-c", command]).stdin(std::process::Stdio::piped()).spawn();
+        let shell = Path::new("/bin/sh");
+        if let Err(reason) = self.check_program(shell) {
+            error!("notify command not run: {reason}");
+            return;
+        }
+        let spawned = crate::programs::command(shell).args(["-c", command]).stdin(std::process::Stdio::piped()).spawn();
         match spawned {
             Ok(mut child) => {
                 if let Some(mut stdin) = child.stdin.take() {

@@ -58,6 +58,7 @@ impl State {
             let by = match u32::from_le_bytes([event.table[0], event.table[1], event.table[2], event.table[3]]) {
                 warrant_common::match_kind::EXE => "exe",
                 warrant_common::match_kind::CGROUP => "cgroup",
+                warrant_common::match_kind::WRITTEN => "written",
                 _ => "uid",
             };
             let profile = self.policy.as_ref().map(|p| p.profile_name(event.profile_id));

@@ -49,6 +49,7 @@ use crate::{
 mod asks;
 mod events;
 mod housekeeping;
+mod marks;
 mod policy_apply;
 mod sockets;
 mod start;
@@ -175,6 +176,10 @@ struct State {
     recent_denials: query::RecentDenials,
     /// Change requests whose warrant was refused at install, with why.
     refused_requests: HashMap<String, String>,
+    /// The kernel's mark change count when the marks were last saved.
+    marks_saved_at: Option<u64>,
+    /// Marks at the last save.
+    marks_count: usize,
 }
 
 /// Most paths `file_paths` keeps; it starts again empty when full.
@@ -339,6 +344,7 @@ impl State {
             "warrants": warrants,
             "decisions": self.counters,
             "requests": {"open": self.request_gate.open(), "dropped": self.request_gate.dropped()},
+            "marks": {"files": self.marks_count, "capacity": warrant_common::MARKS_CAPACITY},
             "lost_events": self.kernel.lost_events().ok(),
             "kernel": kernel_release(),
             "mode": self.kernel.mode().name(),
@@ -390,10 +396,14 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
 /// A policy's text compiled as this daemon enforces it: with the query
 /// socket's directory guarded (no subject replaces the socket) and the
 /// socket itself open to every profile (each may ask about itself).
-fn compile_here(config: &Config, text: &str) -> Result<CompiledPolicy, policy::PolicyError> {
+fn compile_here(
+    config: &Config,
+    text: &str,
+    names: &dyn policy::HostNames,
+) -> Result<CompiledPolicy, policy::PolicyError> {
     let query_dir: Vec<String> =
         config.query_socket.parent().map(|d| d.to_string_lossy().into_owned()).into_iter().collect();
-    let mut compiled = policy::compile_guarding(policy::Policy::parse(text)?, &query_dir)?;
+    let mut compiled = policy::compile_guarding(policy::Policy::parse(text)?, &query_dir, names)?;
     compiled.allow_socket(&config.query_socket.to_string_lossy());
     Ok(compiled)
 }

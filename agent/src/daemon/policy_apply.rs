@@ -88,7 +88,8 @@ impl State {
             .expect("the trust chain is never empty");
         let (payload, signers) = verified.map_err(|e| refused(format!("bundle refused: {e}")))?;
         let text = String::from_utf8(payload).map_err(|_| refused("bundle refused: policy is not UTF-8".into()))?;
-        let compiled = compile_here(&self.config, &text).map_err(|e| refused(format!("bundle refused: {e}")))?;
+        let compiled = compile_here(&self.config, &text, &marks::MarkedNames { state: self })
+            .map_err(|e| refused(format!("bundle refused: {e}")))?;
         let last = self.last_version();
         let version = compiled.version();
         if version < last || (version == last && !restoring) {

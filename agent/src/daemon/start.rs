@@ -69,6 +69,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         request_gate: RequestGate::new(config.requests_per_minute, config.max_open_requests, open_requests),
         recent_denials: query::RecentDenials::default(),
         refused_requests: HashMap::new(),
+        marks_saved_at: None,
+        marks_count: 0,
     };
     let missing_hooks = state.kernel.missing_hooks().to_vec();
     let started = json!({"pid": std::process::id(), "kernel": kernel_release(), "mode": state.kernel.mode().name(),
@@ -86,6 +88,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Bound before a policy is applied: its directory must exist to be guarded.
     let queries = bind_query_socket(&config.query_socket)?;
     state.restore_warrants();
+    state.restore_marks()?;
     let persisted = fs::read_to_string(policy_bundle_path(&config.state_dir)).ok();
     let initial = persisted
         .map(|b| (b, true))
@@ -148,6 +151,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 state.checkpoint(false);
                 state.note_changes();
                 state.flush_requests();
+                state.save_marks(false);
             }
         });
     }
@@ -172,6 +176,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tasks.abort_all();
     let mut state = lock(&shared);
     state.flush_requests();
+    state.save_marks(false);
     if let Some((task, why)) = &failed {
         error!(task, "{why}; exiting for a restart (enforcement stays pinned)");
         state.record("daemon.task_failed", json!({"task": task, "error": why}));

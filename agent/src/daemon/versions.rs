@@ -40,7 +40,7 @@ impl EarlierPolicies {
             let compiled = fs::read_to_string(entry.path())
                 .ok()
                 .and_then(|text| Envelope::parse(&text).ok()?.unverified_text())
-                .and_then(|text| super::compile_here(config, &text).ok());
+                .and_then(|text| super::compile_here(config, &text, &crate::policy::ThisHost).ok());
             if let Some(compiled) = compiled.filter(|c| c.version() != current) {
                 kept.by_version.insert(compiled.version(), compiled);
             }

@@ -86,6 +86,9 @@ impl State {
             content_digest: checked.content_digest,
         };
         // Before the kernel sees the warrant: what it covers, as it is now.
+        if a.action.starts_with("nft.") {
+            self.check_nft().map_err(|reason| format!("warrant not installed: {reason}"))?;
+        }
         let snapshot = match rollback::take(&self.config.state_dir, &a.id, &a.action, &a.target, now_unix()) {
             Ok(snapshot) => snapshot,
             Err(e) => {
@@ -181,6 +184,7 @@ impl State {
 
     /// Puts back what change (warrant) `id` covered, and records who did.
     pub(super) fn rollback(&mut self, id: &str, force: bool, caller: u32) -> Result<Value, String> {
+        self.check_nft()?;
         self.note_changes();
         let by = json!({"pid": caller, "exe": exe_of(caller), "uid": proc_field(caller, "Uid:"),
                         "loginuid": fs::read_to_string(format!("/proc/{caller}/loginuid")).ok().map(|t| t.trim().to_owned())});

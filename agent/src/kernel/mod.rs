@@ -26,6 +26,7 @@ use crate::pins;
 
 mod fmod_ret;
 pub mod links;
+mod marks;
 mod subjects;
 pub use subjects::{pinned_subject_profile, raw_subject_profile};
 
@@ -51,6 +52,7 @@ const PINNED_MAPS: &[&str] = &[
     "CGROUP_PATHS",
     "RATES",
     "DIGEST_KEY",
+    "MARKS",
     "PIN_LAYOUT",
 ];
 

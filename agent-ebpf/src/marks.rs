@@ -1,0 +1,113 @@
+//! Marks: what a subject writes stays the subject's.
+//!
+//! Every regular file a subject makes or writes (opened for writing or
+//! created, written through any fd, its own or one handed over) is marked
+//! with the subject's profile in MARKS. Then:
+//! - whoever executes a marked file, directly or as a `#!` script, runs as
+//!   a subject of that profile (subjects.rs asks [`of_file`] at exec), so a
+//!   binary planted on root's PATH is confined whoever starts it;
+//! - no process outside every subject maps a marked file executable (an
+//!   `ld.so.preload` entry, `LD_PRELOAD`, a dlopen): [`check_exec_map`].
+//!
+//! A mark goes with the file's last name (`unlink`), or when root outside
+//! every subject runs `warrant unmark`. A rename over a marked file leaves
+//! its entry behind (the hook cannot tell a rename from an exchange, which
+//! would let a subject clear a live file's mark); the inode's generation in
+//! the entry keeps a later file that reuses the number from matching it.
+//! The map is pinned, and the daemon keeps a copy on disk across reboots.
+//!
+//! Cost: a subject pays one MARKS lookup per open for writing and per
+//! write; anyone pays one per exec, per executable mapping of a file and
+//! per unlink of a file's last name.
+
+use warrant_common::{FileKey, Mark, Subject, action};
+
+use crate::{
+    atomics, files,
+    maps::{MARK_CHANGES, MARKS, kernel_offsets},
+    policy::read_kernel,
+    selfprotect, subjects,
+};
+
+const S_IFMT: u16 = 0o170000;
+const S_IFREG: u16 = 0o100000;
+const ENOSPC: i32 = 28;
+
+#[inline(always)]
+fn generation(inode: *const u8) -> Option<u32> {
+    read_kernel::<u32>(inode, kernel_offsets().inode_i_generation)
+}
+
+/// `inode`'s key and mark, if a subject wrote it.
+#[inline(always)]
+pub fn of_inode(inode: *const u8) -> Option<(FileKey, Mark)> {
+    let key = files::inode_key(inode)?;
+    let mark = *unsafe { MARKS.get(&key) }?;
+    (Some(mark.generation) == generation(inode)).then_some((key, mark))
+}
+
+/// The mark of the file `file` (a `struct file *`).
+#[inline(always)]
+pub fn of_file(file: *const u8) -> Option<(FileKey, Mark)> {
+    of_inode(read_kernel::<u64>(file, kernel_offsets().file_f_inode)? as *const u8)
+}
+
+/// Marks `inode` as written by `subject` if it is a regular file. Returns
+/// the hook's verdict: ENOSPC when MARKS is full (a write left unmarked
+/// would be a way around every mark).
+#[inline(always)]
+pub fn note_write(subject: &Subject, inode: *const u8) -> i32 {
+    let file_type = read_kernel::<u16>(inode, kernel_offsets().inode_i_mode).unwrap_or(0) & S_IFMT;
+    if file_type != S_IFREG {
+        return 0;
+    }
+    let (Some(key), Some(generation)) = (files::inode_key(inode), generation(inode)) else {
+        return -ENOSPC;
+    };
+    let mark = Mark { profile_id: subject.profile_id, generation };
+    if unsafe { MARKS.get(&key) } == Some(&mark) {
+        return 0;
+    }
+    if MARKS.insert(&key, &mark, 0).is_err() {
+        return -ENOSPC;
+    }
+    count_change();
+    0
+}
+
+#[inline(always)]
+fn count_change() {
+    if let Some(counter) = MARK_CHANGES.get_ptr_mut(0) {
+        atomics::fetch_add(counter, 1);
+    }
+}
+
+/// An executable mapping of `file` by the current task: refused, and
+/// recorded under the profile that wrote it, when the task is no subject
+/// and a subject wrote the file.
+#[inline(always)]
+pub fn check_exec_map(file: *const u8) -> i32 {
+    if subjects::current().is_some() {
+        return 0;
+    }
+    match of_file(file) {
+        Some((key, mark)) => {
+            let writer = Subject { profile_id: mark.profile_id, ..Subject::default() };
+            selfprotect::refuse_on(&writer, action::SELF_MARKED_EXEC, [key.ino, key.dev])
+        }
+        None => 0,
+    }
+}
+
+/// The last name of `inode` is going: so does its mark.
+#[inline(always)]
+pub fn note_last_unlink(inode: *const u8) {
+    if read_kernel::<u32>(inode, kernel_offsets().inode_i_nlink).unwrap_or(2) > 1 {
+        return;
+    }
+    if let Some(key) = files::inode_key(inode)
+        && MARKS.remove(&key).is_ok()
+    {
+        count_change();
+    }
+}

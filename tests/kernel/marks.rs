@@ -1,0 +1,139 @@
+//! Kernel tier: what a subject writes stays the subject's. A program it
+//! plants runs as the subject whoever starts it, a library it writes is
+//! never mapped executable by anyone else, a namespace name it pins does
+//! not resolve in a later policy, and root clears a mark once it has read
+//! the file.
+
+use std::process::Command;
+
+use crate::harness::{self, daemon, nft_root, run_subject};
+
+/// A shared library of the VM's to copy (any will do: its content is not run).
+fn some_library() -> &'static str {
+    ["/usr/lib/x86_64-linux-gnu/libm.so.6", "/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib64/libm.so.6"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("libm is installed")
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn what_a_subject_writes_runs_as_the_subject_whoever_starts_it() {
+    let d = daemon();
+    let planted = "/usr/local/sbin/warrant-planted";
+    let _ = std::fs::remove_file(planted);
+    std::fs::create_dir_all("/usr/local/sbin").unwrap();
+    // The agent plants a script on root's PATH (nothing guards /usr/local).
+    let out = run_subject(&[
+        "sh",
+        "-c",
+        &format!("printf '#!/bin/sh\\nexec nft add table inet planted_by_agent\\n' > {planted} && chmod 755 {planted}"),
+    ]);
+    assert!(out.status.success(), "the subject could not write {planted}: {}", out.stderr);
+
+    // Root runs it later: it runs as the agent, and its change is refused.
+    let mark = d.audit_len();
+    let ran = Command::new(planted).output().unwrap();
+    assert!(!ran.status.success(), "root's run of a planted script changed the firewall");
+    assert!(String::from_utf8_lossy(&ran.stderr).contains("Operation not permitted"));
+    d.expect_record_where(mark, "subject.matched by a written file", |r| {
+        r["kind"] == "subject.matched" && r["by"] == "written" && r["profile"] == "agent"
+    });
+    d.expect_record(mark, "nft.table.add", "inet planted_by_agent", "denied");
+    assert!(!nft_root(&["list", "tables"]).contains("planted_by_agent"));
+
+    // A library the agent wrote is never mapped executable outside a
+    // subject: not as a preload, not by a plain mmap.
+    let library = "/tmp/warrant-planted.so";
+    let out = run_subject(&["cp", some_library(), library]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let mark = d.audit_len();
+    let preload = Command::new("/bin/true").env("LD_PRELOAD", library).output().unwrap();
+    let said = String::from_utf8_lossy(&preload.stderr);
+    assert!(said.contains("cannot be preloaded"), "the planted preload was loaded: {said}");
+    let refused = d.expect_record_where(mark, "self.marked_exec denied", |r| {
+        r["action"] == "self.marked_exec" && r["verdict"] == "denied" && r["profile"] == "agent"
+    });
+    assert!(refused["target"].as_str().is_some_and(|t| t.starts_with("inode ")), "{refused}");
+    let mapped = Command::new("python3")
+        .args(["-c", "import mmap,os,sys; f=os.open(sys.argv[1],os.O_RDONLY); mmap.mmap(f,4096,prot=mmap.PROT_READ|mmap.PROT_EXEC)"])
+        .arg(library)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&mapped.stderr).contains("Operation not permitted"), "root mapped it executable");
+    // ... while a subject may (it is confined anyway), and root may read it.
+    assert!(run_subject(&["env", &format!("LD_PRELOAD={library}"), "true"]).status.success());
+    assert_eq!(std::fs::read(library).unwrap(), std::fs::read(some_library()).unwrap());
+
+    // Status counts them; a subject cannot clear a mark.
+    let status: serde_json::Value = serde_json::from_str(&d.cli_ok(&["status", "--json"])).unwrap();
+    assert!(status["marks"]["files"].as_u64().unwrap_or(0) >= 2, "{}", status["marks"]);
+    let bin = harness::warrant_bin();
+    let config = d.config.to_str().unwrap();
+    let out = run_subject(&[bin.to_str().unwrap(), "--config", config, "unmark", planted]);
+    assert!(!out.status.success(), "a subject cleared a mark");
+
+    // Root reads the script, then clears its mark: it runs as root's again.
+    let mark = d.audit_len();
+    d.cli_ok(&["unmark", planted]);
+    d.expect_record_where(mark, "marks.cleared", |r| r["kind"] == "marks.cleared" && r["path"] == planted);
+    let ran = Command::new(planted).output().unwrap();
+    assert!(ran.status.success(), "unmarked, root's run failed: {}", String::from_utf8_lossy(&ran.stderr));
+    nft_root(&["delete", "table", "inet", "planted_by_agent"]);
+    let (ok, said) = d.run_cli_status(&["unmark", planted]);
+    assert!(!ok && said.contains("is not marked"), "{said}");
+
+    // A mark goes with the file's last name.
+    std::fs::remove_file(library).unwrap();
+    std::fs::copy(some_library(), library).unwrap();
+    let root_preload = Command::new("/bin/true").env("LD_PRELOAD", library).output().unwrap();
+    assert!(!String::from_utf8_lossy(&root_preload.stderr).contains("cannot be preloaded"));
+    std::fs::remove_file(library).unwrap();
+    std::fs::remove_file(planted).unwrap();
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_namespace_name_a_subject_pinned_does_not_resolve_in_a_later_policy() {
+    let d = daemon();
+    let red = harness::netns_inode("red");
+    let mut in_red = Command::new("ip").args(["netns", "exec", "red", "sleep", "120"]).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = in_red.id().to_string();
+    // The agent pins red, which it may not enter, under a fresh name.
+    let out = run_subject(&["ip", "netns", "attach", "sneaky", &pid]);
+    assert!(out.status.success(), "ip netns attach as a subject: {}", out.stderr);
+    assert_eq!(harness::netns_inode("sneaky"), red);
+    // Root pins it too, under another name.
+    assert!(Command::new("ip").args(["netns", "attach", "byroot", &pid]).status().unwrap().success());
+
+    // A later policy lets the agent into both names.
+    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
+    let rules = "\n[[profile.rule]]\naction = \"netns.enter\"\ntarget = \"sneaky\"\ntier = \"allow\"\n";
+    let extended = text.replacen("[[profile.rule]]", &format!("{}[[profile.rule]]", rules.trim_start()), 1);
+    assert_ne!(extended, text);
+    let mark = d.audit_len();
+    d.apply_next_policy(&extended);
+    let applied = d.expect_record_where(mark, "policy.applied", |r| r["kind"] == "policy.applied");
+    let unresolved = applied["unresolved"].to_string();
+    assert!(unresolved.contains("sneaky") && unresolved.contains("made by a subject"), "{applied}");
+    let mark = d.audit_len();
+    let entered = run_subject(&["nsenter", "--net=/run/netns/sneaky", "true"]);
+    assert!(entered.stderr.contains("Operation not permitted"), "the subject's name let it in: {}", entered.stderr);
+    d.expect_record(mark, "netns.enter", &format!("net:[{red}]"), "denied-needs-warrant");
+
+    // The same rule for root's name resolves.
+    let by_root = extended.replacen("target = \"sneaky\"", "target = \"byroot\"", 1);
+    d.apply_next_policy(&by_root);
+    let mark = d.audit_len();
+    let entered = run_subject(&["nsenter", "--net=/run/netns/byroot", "true"]);
+    assert!(entered.status.success(), "root's name did not resolve: {}", entered.stderr);
+    d.expect_record(mark, "netns.enter", &format!("net:[{red}]"), "allowed");
+
+    d.apply_next_policy(&text);
+    for name in ["sneaky", "byroot"] {
+        harness::ip_root(&["netns", "delete", name]);
+    }
+    let _ = in_red.kill();
+    let _ = in_red.wait();
+}
