@@ -39,7 +39,7 @@ fn what_a_subject_writes_runs_as_the_subject_whoever_starts_it() {
     d.expect_record_where(mark, "subject.matched by a written file", |r| {
         r["kind"] == "subject.matched" && r["by"] == "written" && r["profile"] == "agent"
     });
-    d.expect_record(mark, "nft.table.add", "inet planted_by_agent", "denied");
+    d.expect_record(mark, "nft.table.update", "inet planted_by_agent", "denied");
     assert!(!nft_root(&["list", "tables"]).contains("planted_by_agent"));
 
     // A library the agent wrote is never mapped executable outside a

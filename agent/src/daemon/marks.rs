@@ -49,7 +49,7 @@ impl State {
         let pinned = path.strip_prefix(policy::NETNS_RUN_DIR).and_then(|rest| rest.strip_prefix('/'));
         let key = match pinned {
             Some(name) => netns_mountpoint(name),
-            None => protect::file_key(Path::new(path)),
+            None => protect::super_block_file_key(Path::new(path)),
         };
         let key = key.ok_or_else(|| format!("{path}: no such file"))?;
         let mark = self.kernel.remove_mark(&key).map_err(|e| e.to_string())?;
@@ -67,7 +67,7 @@ impl State {
     /// the daemon it would be a subject's code with the daemon's rights
     /// (the kernel would confine it at exec; this says why it did not run).
     pub(super) fn check_program(&self, path: &Path) -> Result<(), String> {
-        let Some(mark) = protect::file_key(path).and_then(|key| self.kernel.mark_of(&key)) else {
+        let Some(mark) = protect::super_block_file_key(path).and_then(|key| self.kernel.mark_of(&key)) else {
             return Ok(());
         };
         Err(format!(
@@ -105,7 +105,7 @@ impl policy::HostNames for MarkedNames<'_> {
 
     fn made_by_subject(&self, name: policy::Named) -> Option<String> {
         let key = match name {
-            policy::Named::File(path) => protect::file_key(Path::new(path))?,
+            policy::Named::File(path) => protect::super_block_file_key(Path::new(path))?,
             policy::Named::Netns(name) => netns_mountpoint(name)?,
         };
         self.state.kernel.mark_of(&key).map(|mark| self.state.profile_label(mark.profile_id))
