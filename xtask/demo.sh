@@ -84,6 +84,13 @@ agent ip route add 203.0.113.0/24 dev lo
 agent sh -c 'echo "|/opt/agent/escape" > /proc/sys/kernel/core_pattern'
 agent date -s '2020-01-01'
 
+say "6c. The agent leaves a helper for root to run later: it runs as the agent -> EPERM; root reads it and unmarks it"
+mkdir -p /usr/local/sbin
+agent sh -c 'printf "#!/bin/sh\nnft flush ruleset\n" > /usr/local/sbin/warrant-demo-fix && chmod 755 /usr/local/sbin/warrant-demo-fix'
+show /usr/local/sbin/warrant-demo-fix; echo "  -> exit $? (root ran it; it ran as the agent)"
+show "$W" unmark /usr/local/sbin/warrant-demo-fix
+rm -f /usr/local/sbin/warrant-demo-fix
+
 say "7. Root, not a subject, does the same: unaffected"
 show nft add rule inet filter input tcp dport 2222 accept; echo "  -> exit $?"
 

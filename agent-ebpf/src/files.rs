@@ -271,9 +271,25 @@ pub fn mmap_file(ctx: LsmContext) -> i32 {
     if earlier_verdict != 0 {
         return earlier_verdict;
     }
-    let file: *const u8 = ctx.arg(0);
-    let prot: u64 = ctx.arg(2);
-    let flags: u64 = ctx.arg(3);
+    decide_mmap(ctx.arg(0), ctx.arg(2), ctx.arg(3))
+}
+
+/// `mmap_file` in fmod_ret mode, on `security_mmap_file(file, prot,
+/// flags)`: the function has no `reqprot`, so the verdict so far sits in
+/// the fourth slot, not the fifth. Never attached as an LSM program.
+#[lsm(hook = "security_mmap_file")]
+pub fn mmap_file_fmod_ret(ctx: LsmContext) -> i32 {
+    let earlier_verdict: i32 = ctx.arg(3);
+    if earlier_verdict != 0 {
+        return earlier_verdict;
+    }
+    decide_mmap(ctx.arg(0), ctx.arg(1), ctx.arg(2))
+}
+
+/// A mapping of `file` with `prot` and `flags`: executable (see `marks`), or
+/// shared and writable (a write through memory).
+#[inline(always)]
+fn decide_mmap(file: *const u8, prot: u64, flags: u64) -> i32 {
     if file.is_null() {
         return 0;
     }

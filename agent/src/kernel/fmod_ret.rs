@@ -260,6 +260,18 @@ fn security_function(hook: &str) -> String {
     }
 }
 
+/// Programs written for a `security_*` function whose arguments are not
+/// its hook's: (hook program, its stand-in, the function, its arguments).
+const FUNCTION_SHAPED: &[(&str, &str, &str, &[&str])] =
+    &[("mmap_file", "mmap_file_fmod_ret", "security_mmap_file", &["file", "prot", "flags"])];
+
+/// The stand-in for `program` and the function it attaches to, if this
+/// kernel's function takes the arguments the stand-in was written for.
+fn shaped_for_function(program: &str, kernel_btf: &KernelBtf) -> Option<(&'static str, &'static str)> {
+    let (_, alternative, function, args) = FUNCTION_SHAPED.iter().find(|(name, ..)| *name == program)?;
+    (kernel_btf.parameters(function)? == *args).then_some((*alternative, *function))
+}
+
 /// Why `program` cannot attach to `function` in place of its hook, if it
 /// cannot: the function must take the hook's arguments first, and exactly
 /// those if the program reads the slot after them.
@@ -307,6 +319,13 @@ pub fn load_all(
             kernel_btf.parameters(&function),
         );
         if let Some(why) = unattachable {
+            if let Some((alternative, function)) = shaped_for_function(program.name, kernel_btf) {
+                let id = vmlinux
+                    .id_by_type_name_kind(function, aya_obj::btf::BtfKind::Func)
+                    .map_err(|e| program_err(alternative, e.to_string()))?;
+                loaded.push((alternative, loader.load(alternative, id, Attach::ModifyReturn)?));
+                continue;
+            }
             if ESSENTIAL.contains(&program.name) {
                 return Err(program_err(program.name, why));
             }
