@@ -181,7 +181,7 @@ pub fn path_chroot(_ctx: LsmContext) -> i32 {
 
 /// Whether `task` is the daemon.
 #[inline(always)]
-fn is_daemon(task: *const u8) -> bool {
+pub(crate) fn is_daemon(task: *const u8) -> bool {
     let Some(settings) = SETTINGS.get(SETTINGS_INDEX) else {
         return false;
     };

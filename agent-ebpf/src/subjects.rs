@@ -20,6 +20,7 @@ use crate::{
     maps::{CGROUP_PATHS, DIGEST_WALKS, MARK_THREADS, MATCHES, SCRATCH, SETTINGS, SUBJECTS, kernel_offsets},
     marks, netns,
     policy::{emit_matched, read_kernel},
+    selfprotect,
 };
 
 /// `BPF_LOCAL_STORAGE_GET_F_CREATE`.
@@ -95,6 +96,12 @@ pub fn task_alloc(ctx: LsmContext) -> i32 {
 /// the kernel cannot allocate the marker.
 #[inline(always)]
 fn mark(task: *mut task_struct, profile_id: u32, kind: u32) -> bool {
+    // The daemon is never a subject (moved into a matched cgroup by root,
+    // say): its own writes would be refused, and it would record those
+    // refusals, without end.
+    if selfprotect::is_daemon(task.cast()) {
+        return true;
+    }
     let mut marker = Subject { profile_id, ..Subject::default() };
     let stored = unsafe {
         bpf_task_storage_get(SUBJECTS.as_ptr(), task, core::ptr::from_mut(&mut marker).cast(), STORAGE_CREATE)

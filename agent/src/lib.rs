@@ -2,6 +2,7 @@
 pub mod approval;
 pub mod audit;
 pub mod btf;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;

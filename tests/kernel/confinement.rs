@@ -69,6 +69,32 @@ fn setting_the_clock_is_an_action_the_policy_decides() {
     // Root, not a subject, still can (to the time it already is).
     let root = Command::new("date").args(["-s", &format!("@{}", now())]).output().unwrap();
     assert!(root.status.success(), "{}", String::from_utf8_lossy(&root.stderr));
+
+    // Whoever sets the clock back, an expired warrant stays expired: the
+    // daemon checks validity on this boot's anchored clock.
+    let rule = ["nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "2901", "accept"];
+    let mark = d.audit_len();
+    assert!(run_subject(&rule).stderr.contains("Operation not permitted"));
+    let refused = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
+    let warrant = d.approve(refused["request"].as_str().unwrap(), "alice", "3s", 1);
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let set = |to: u64| {
+        let out = Command::new("date").args(["-s", &format!("@{to}")]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let mark = d.audit_len();
+    set(now() - 3600);
+    // (The daemon notices the skew at its next 2 s tick.)
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (installed, said) = d.run_cli_status(&["install", warrant.to_str().unwrap()]);
+    let records = d.records_since(mark);
+    set(now() + 3600);
+    assert!(
+        !installed && said.contains("expired"),
+        "an expired warrant was installed after the clock went back: {said}"
+    );
+    let skew = records.iter().find(|r| r["kind"] == "clock.skew").expect("a clock.skew record");
+    assert!(skew["skew_secs"].as_i64().is_some_and(|s| s < -3000), "{skew}");
 }
 
 #[test]
@@ -209,6 +235,22 @@ fn subjects_cannot_move_freeze_or_kill_the_daemon_through_cgroupfs() {
     }
     assert_eq!(daemon_cgroup(), before, "a subject moved the daemon to another cgroup");
     d.cli_ok(&["status"]);
+    // Root moving the daemon into the agents' (matched) cgroup does not make
+    // it a subject: its records keep coming.
+    let agents = "/sys/fs/cgroup/agents.slice";
+    let _ = std::fs::create_dir(agents);
+    std::fs::write(format!("{agents}/cgroup.procs"), d.pid().to_string()).expect("root moves the daemon");
+    let mark = d.audit_len();
+    let out = run_subject(&["sh", "-c", &format!("echo 1 > {trap}/cgroup.freeze")]);
+    assert!(out.stderr.contains("Operation not permitted"), "{}", out.stderr);
+    d.expect_record(mark, "self.cgroup", "*", "denied");
+    let confined = d
+        .records_since(mark)
+        .into_iter()
+        .any(|r| r["kind"] == "daemon.confined" || (r["kind"] == "subject.matched" && r["pid"] == d.pid()));
+    assert!(!confined, "the daemon became a subject");
+    let home = before.trim().strip_prefix("0::").unwrap_or("/").trim_end_matches('/').to_owned();
+    std::fs::write(format!("/sys/fs/cgroup{home}/cgroup.procs"), d.pid().to_string()).expect("root moves it back");
     // Root, not a subject, still can.
     std::fs::write(format!("{trap}/cgroup.freeze"), "0").expect("root writes cgroup.freeze");
     std::fs::remove_dir(trap).unwrap();

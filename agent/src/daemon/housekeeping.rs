@@ -4,6 +4,29 @@
 use super::*;
 
 impl State {
+    /// Records when the wall clock drifts from the anchored one past
+    /// `SKEW_REPORTED_SECS` (and when it comes back): someone set it.
+    pub(super) fn check_clock(&mut self) {
+        let skew = crate::clock::skew_secs();
+        let skewed = skew.abs() > crate::clock::SKEW_REPORTED_SECS;
+        if skewed != self.clock_skew_reported {
+            self.clock_skew_reported = skewed;
+            warn!(skew, "the wall clock differs from Warrant's anchored clock by {skew} s");
+            self.record("clock.skew", json!({"skew_secs": skew, "validity_uses": "anchored"}));
+        }
+    }
+
+    /// The kernel never makes the daemon a subject; if it ever finds itself
+    /// one, it says so once (its own writes may be refused from then on).
+    pub(super) fn check_not_confined(&mut self) {
+        let Some(profile) = self.kernel.subject_profile(std::process::id()) else { return };
+        if !self.confined_reported {
+            self.confined_reported = true;
+            error!(profile, "the daemon is a subject: its audit writes and maps may be refused; restart it");
+            self.record("daemon.confined", json!({"profile": self.profile_label(profile)}));
+        }
+    }
+
     /// Applies new bundles from `bundle_dir` and installs warrants from
     /// `inbox_dir`, each through the same checks as the control socket.
     pub(super) fn check_watched_dirs(&mut self) {

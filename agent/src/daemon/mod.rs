@@ -13,7 +13,7 @@ use std::{
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
-    time::{SystemTime, UNIX_EPOCH},
+    time::UNIX_EPOCH,
 };
 
 use anyhow::{Context as _, anyhow};
@@ -61,21 +61,19 @@ use housekeeping::new_files;
 use sockets::{bind_query_socket, serve, serve_metrics, serve_queries};
 pub use start::run;
 
+/// Now by the daemon's anchored clock (see `crate::clock`).
 pub fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    crate::clock::now_unix()
 }
 
 /// CLOCK_BOOTTIME now, in ns: the clock the kernel checks warrants against.
 fn boot_now_ns() -> u64 {
-    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).expect("CLOCK_BOOTTIME");
-    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+    crate::clock::boot_now_ns()
 }
 
-/// A wall-clock instant (unix seconds) on CLOCK_BOOTTIME.
+/// An instant (unix seconds, anchored) on CLOCK_BOOTTIME.
 fn boot_ns_at(unix: u64) -> u64 {
-    let now_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0);
-    let delta = unix as i128 * 1_000_000_000 - now_unix_ns;
-    (boot_now_ns() as i128 + delta).clamp(0, u64::MAX as i128) as u64
+    crate::clock::boot_ns_at(unix)
 }
 
 pub fn tier_name(value: u32) -> &'static str {
@@ -180,6 +178,12 @@ struct State {
     marks_saved_at: Option<u64>,
     /// Marks at the last save.
     marks_count: usize,
+    /// Records the audit log could not take since its last good write.
+    unwritten_records: u64,
+    /// The daemon found itself a subject, and said so.
+    confined_reported: bool,
+    /// The wall clock is off the anchored one, and that was recorded.
+    clock_skew_reported: bool,
 }
 
 /// Most paths `file_paths` keeps; it starts again empty when full.
@@ -306,10 +310,21 @@ impl State {
             self.protect_new_inodes(&[], &[log], "the new audit log file");
         }
         match appended {
-            Ok(seq) => seq,
+            Ok(seq) => {
+                if self.unwritten_records > 0 {
+                    let lost = std::mem::take(&mut self.unwritten_records);
+                    self.record("audit.gap", json!({"cause": "audit log writes failed", "records_not_written": lost}));
+                }
+                seq
+            }
             Err(e) => {
-                // The log is the record of truth: say so loudly, keep enforcing.
-                error!("audit log write failed: {e}");
+                // The log is the record of truth: say so loudly (once per
+                // failing spell, not per record), keep enforcing, and record
+                // the gap when writes work again.
+                if self.unwritten_records == 0 {
+                    error!("audit log write failed: {e}");
+                }
+                self.unwritten_records += 1;
                 0
             }
         }
@@ -345,6 +360,7 @@ impl State {
             "decisions": self.counters,
             "requests": {"open": self.request_gate.open(), "dropped": self.request_gate.dropped()},
             "marks": {"files": self.marks_count, "capacity": warrant_common::MARKS_CAPACITY},
+            "clock_skew_secs": crate::clock::skew_secs(),
             "lost_events": self.kernel.lost_events().ok(),
             "kernel": kernel_release(),
             "mode": self.kernel.mode().name(),

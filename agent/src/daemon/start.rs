@@ -7,6 +7,11 @@ use super::*;
 pub async fn run(config: Config) -> anyhow::Result<()> {
     fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create state directory {}", config.state_dir.display()))?;
+    // Validity is checked against this boot's anchored clock from here on.
+    let (anchor, anchored_now) =
+        crate::clock::Anchor::load_or_take(&config.state_dir).context("cannot keep the clock anchor")?;
+    let boot_id = anchor.boot_id.clone();
+    crate::clock::install(anchor);
     for dir in config.bundle_dir.iter().chain(&config.inbox_dir) {
         fs::create_dir_all(dir).with_context(|| format!("cannot create watched directory {}", dir.display()))?;
     }
@@ -71,11 +76,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         refused_requests: HashMap::new(),
         marks_saved_at: None,
         marks_count: 0,
+        unwritten_records: 0,
+        confined_reported: false,
+        clock_skew_reported: false,
     };
     let missing_hooks = state.kernel.missing_hooks().to_vec();
     let started = json!({"pid": std::process::id(), "kernel": kernel_release(), "mode": state.kernel.mode().name(),
                          "missing_hooks": missing_hooks});
     state.record("daemon.started", started);
+    if anchored_now {
+        state.record("clock.anchored", json!({"boot_id": boot_id}));
+    }
     if let Some((file, reason)) = broken_root {
         state.record("trust.refused", json!({"via": format!("restore {file}"), "reason": reason}));
     }
@@ -152,6 +163,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 state.note_changes();
                 state.flush_requests();
                 state.save_marks(false);
+                state.check_not_confined();
+                state.check_clock();
             }
         });
     }
