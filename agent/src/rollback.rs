@@ -12,7 +12,8 @@
 
 use std::{
     fs,
-    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
+    io::Read as _,
+    os::unix::fs::{MetadataExt as _, OpenOptionsExt as _},
     path::{Path, PathBuf},
 };
 
@@ -118,7 +119,14 @@ pub fn take(state_dir: &Path, id: &str, action: &str, target: &str, now: u64) ->
         let path = PathBuf::from(target.trim());
         match fs::symlink_metadata(&path) {
             Ok(meta) if meta.is_file() => {
-                let bytes = fs::read(&path).map_err(snapshot_error(target))?;
+                // Not through a symlink swapped in since the check above.
+                let mut bytes = Vec::new();
+                fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path)
+                    .and_then(|mut file| file.read_to_end(&mut bytes))
+                    .map_err(snapshot_error(target))?;
                 write_synced(&dir.join("content"), &bytes).map_err(snapshot_error(target))?;
                 Covered::File {
                     path,
@@ -215,17 +223,7 @@ pub fn restore(state_dir: &Path, id: &str, force: bool, now: u64) -> Result<Meta
         },
         Covered::File { path, mode, uid, gid, .. } => {
             let bytes = fs::read(snapshot.join("content")).map_err(|e| failed(e.to_string()))?;
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let tmp = path.with_file_name(format!(".{name}.warrant-rollback"));
-            write_synced(&tmp, &bytes)
-                .and_then(|()| fs::set_permissions(&tmp, fs::Permissions::from_mode(*mode)))
-                .and_then(|()| std::os::unix::fs::chown(&tmp, Some(*uid), Some(*gid)))
-                .and_then(|()| fs::rename(&tmp, path))
-                .and_then(|()| match path.parent() {
-                    Some(parent) => fs::File::open(parent).and_then(|d| d.sync_all()),
-                    None => Ok(()),
-                })
-                .map_err(|e| failed(e.to_string()))?;
+            crate::durable::replace_file(path, &bytes, *mode, Some((*uid, *gid))).map_err(|e| failed(e.to_string()))?;
         }
     }
     meta.rolled_back_at = Some(now);
