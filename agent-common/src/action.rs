@@ -88,10 +88,13 @@ pub const SELF_TTY: u32 = 49;
 /// cgroup v1): moving, freezing or killing processes, the daemon among
 /// them, and v1's release_agent, which the kernel runs as root.
 pub const SELF_CGROUP: u32 = 52;
-/// A process outside every subject mapping executable (a preload, a
-/// dlopen) a file a subject wrote (see `Mark`): refused whoever asks,
-/// recorded under the profile that wrote the file. Executing such a file
-/// is not refused: the program runs as a subject of that profile.
+/// Running code a subject wrote (see `Mark`) other than as that subject:
+/// a process outside every subject mapping the file executable (a preload,
+/// a dlopen), recorded under the profile that wrote it; a subject of
+/// another profile executing or mapping it, recorded under its own; a
+/// subject rewriting an inode's generation (FS_IOC_SETVERSION), which would
+/// unmark the file. A process outside every subject that executes such a
+/// file is not refused: it runs as a subject of the writer's profile.
 pub const SELF_MARKED_EXEC: u32 = 53;
 
 /// Setting the system clock (anything the kernel checks CAP_SYS_TIME for:

@@ -18,9 +18,14 @@ const MS_PROPAGATION: u64 = (1 << 17) | (1 << 18) | (1 << 19) | (1 << 20);
 /// `MS_BIND`.
 pub const MS_BIND: u64 = 0x1000;
 
-/// A change of propagation only (`mount --make-shared`): nothing is mounted.
+/// `MS_SHARED`.
+const MS_SHARED: u64 = 1 << 20;
+
+/// Making a mount shared (`mount --make-shared`), the one propagation change
+/// `ip netns` makes: nothing is mounted. (Unbindable or private would hide
+/// the pins under /run/netns from the daemon's look beneath them.)
 pub fn is_propagation_change(flags: u64) -> bool {
-    flags & MS_PROPAGATION != 0 && flags & !(MS_PROPAGATION | MS_REC | MS_SILENT) == 0
+    flags & MS_PROPAGATION == MS_SHARED && flags & !(MS_PROPAGATION | MS_REC | MS_SILENT) == 0
 }
 
 /// A plain bind mount (no recursion, no other flags).

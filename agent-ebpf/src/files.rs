@@ -302,10 +302,22 @@ fn decide_mmap(file: *const u8, prot: u64, flags: u64) -> i32 {
     if prot & PROT_WRITE == 0 || flags & MAP_SHARED == 0 {
         return 0;
     }
-    match subjects::current() {
-        Some(subject) => check_write_through(&subject, file),
-        None => 0,
+    write_mapping(file)
+}
+
+/// A subject's shared writable mapping of `file`: decided like a write,
+/// and marked (an fd it did not open itself, a memfd, writes no
+/// `file_open` saw).
+#[inline(always)]
+fn write_mapping(file: *const u8) -> i32 {
+    let Some(subject) = subjects::current() else {
+        return 0;
+    };
+    let verdict = check_write_through(&subject, file);
+    if verdict != 0 {
+        return verdict;
     }
+    marks::note_write(&subject, file_inode(file))
 }
 
 /// `file_mprotect(vma, reqprot, prot)`: a shared mapping made writable
@@ -337,10 +349,7 @@ pub fn file_mprotect(ctx: LsmContext) -> i32 {
     if flags & VM_SHARED == 0 {
         return 0;
     }
-    match subjects::current() {
-        Some(subject) => check_write_through(&subject, file),
-        None => 0,
-    }
+    write_mapping(file)
 }
 
 #[lsm(hook = "file_free_security")]

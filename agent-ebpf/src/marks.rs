@@ -57,7 +57,8 @@ pub fn of_file(file: *const u8) -> Option<(FileKey, Mark)> {
 /// would be a way around every mark).
 #[inline(always)]
 pub fn note_write(subject: &Subject, inode: *const u8) -> i32 {
-    let file_type = read_kernel::<u16>(inode, kernel_offsets().inode_i_mode).unwrap_or(0) & S_IFMT;
+    // Unreadable mode: taken as a regular file (marked) rather than let by.
+    let file_type = read_kernel::<u16>(inode, kernel_offsets().inode_i_mode).unwrap_or(S_IFREG) & S_IFMT;
     if file_type != S_IFREG {
         return 0;
     }
@@ -82,20 +83,29 @@ fn count_change() {
     }
 }
 
-/// An executable mapping of `file` by the current task: refused, and
-/// recorded under the profile that wrote it, when the task is no subject
-/// and a subject wrote the file.
+/// An executable mapping of `file` by the current task: refused when a
+/// subject wrote the file and the task is no subject (recorded under the
+/// profile that wrote it), or a subject of another profile (recorded under
+/// its own: one agent does not plant code for another, stronger one).
 #[inline(always)]
 pub fn check_exec_map(file: *const u8) -> i32 {
-    if subjects::current().is_some() {
+    let Some((key, mark)) = of_file(file) else {
         return 0;
-    }
-    match of_file(file) {
-        Some((key, mark)) => {
+    };
+    refuse_foreign(subjects::current(), key, mark)
+}
+
+/// The verdict on running or mapping code marked `mark` (inode `key`) by
+/// `runner` (None: no subject).
+#[inline(always)]
+pub fn refuse_foreign(runner: Option<Subject>, key: FileKey, mark: Mark) -> i32 {
+    match runner {
+        Some(subject) if subject.profile_id == mark.profile_id => 0,
+        Some(subject) => selfprotect::refuse_on(&subject, action::SELF_MARKED_EXEC, [key.ino, key.dev]),
+        None => {
             let writer = Subject { profile_id: mark.profile_id, ..Subject::default() };
             selfprotect::refuse_on(&writer, action::SELF_MARKED_EXEC, [key.ino, key.dev])
         }
-        None => 0,
     }
 }
 

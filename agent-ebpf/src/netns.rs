@@ -83,6 +83,7 @@ pub fn forget_setns(_ctx: FExitContext) -> u32 {
 /// clock_settime, adjtimex, RTC_SET_TIME): a subject's check is decided as
 /// `system.clock`.
 const CAP_SYS_TIME: i32 = 25;
+const CAP_SYS_RAWIO: i32 = 17;
 
 #[lsm(hook = "capable")]
 pub fn capable(ctx: LsmContext) -> i32 {
@@ -94,6 +95,12 @@ pub fn capable(ctx: LsmContext) -> i32 {
         return 0;
     };
     let cap: i32 = ctx.arg(2);
+    // Raw I/O (SG_IO and NVMe passthrough writes, /dev/mem, ioperm) goes
+    // under every file check and mark, as block device writes would.
+    if cap == CAP_SYS_RAWIO {
+        let subject = *subject;
+        return crate::selfprotect::refuse(&subject, action::SELF_BLOCKDEV);
+    }
     if cap == CAP_SYS_TIME {
         let subject = *subject;
         return decide_action(&subject, action::SYSTEM_CLOCK, 0, 0, [0, 0]);

@@ -223,17 +223,31 @@ pub fn file_send_sigiotask(ctx: LsmContext) -> i32 {
 const TIOCSTI: u32 = 0x5412;
 const TIOCLINUX: u32 = 0x541c;
 
+/// `FS_IOC_SETVERSION`, `FS_IOC32_SETVERSION`, `EXT4_IOC_SETVERSION` and
+/// `EXT4_IOC32_SETVERSION`: they rewrite an inode's generation, which a
+/// mark carries (see `marks`): a subject would unmark what it wrote.
+const SET_GENERATION: [u32; 4] = [0x4008_7602, 0x4004_7602, 0x4008_6604, 0x4004_6604];
+
+#[inline(always)]
+fn decide_ioctl(cmd: u32) -> i32 {
+    if cmd == TIOCSTI || cmd == TIOCLINUX {
+        return refuse_subjects(action::SELF_TTY);
+    }
+    if SET_GENERATION.contains(&cmd) {
+        return refuse_subjects(action::SELF_MARKED_EXEC);
+    }
+    0
+}
+
 #[lsm(hook = "file_ioctl")]
 pub fn file_ioctl(ctx: LsmContext) -> i32 {
-    let cmd: u32 = ctx.arg(1);
-    if cmd == TIOCSTI || cmd == TIOCLINUX { refuse_subjects(action::SELF_TTY) } else { 0 }
+    decide_ioctl(ctx.arg(1))
 }
 
 /// 32-bit processes' ioctls (6.8 and newer).
 #[lsm(hook = "file_ioctl_compat")]
 pub fn file_ioctl_compat(ctx: LsmContext) -> i32 {
-    let cmd: u32 = ctx.arg(1);
-    if cmd == TIOCSTI || cmd == TIOCLINUX { refuse_subjects(action::SELF_TTY) } else { 0 }
+    decide_ioctl(ctx.arg(1))
 }
 
 #[lsm(hook = "ptrace_access_check")]

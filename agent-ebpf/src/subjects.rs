@@ -183,14 +183,22 @@ fn cgroup_id(cgroup: *const u8) -> Option<u64> {
 #[lsm(hook = "bprm_check_security")]
 pub fn bprm_check_security(ctx: LsmContext) -> i32 {
     let earlier_verdict: i32 = ctx.arg(1);
-    if earlier_verdict != 0 || current().is_some() {
+    if earlier_verdict != 0 {
         return earlier_verdict;
     }
     let bprm: *const u8 = ctx.arg(0);
     let offsets = kernel_offsets();
+    let program = read_kernel::<u64>(bprm, offsets.linux_binprm_file).unwrap_or(0) as *const u8;
+    if let Some(subject) = current() {
+        // A subject runs what another profile's subject wrote only as that
+        // profile would: refused (see `marks::refuse_foreign`).
+        return match marks::of_file(program) {
+            Some((key, written)) => marks::refuse_foreign(Some(subject), key, written),
+            None => 0,
+        };
+    }
     // A file a subject wrote runs as that subject, whoever starts it. (For
     // a `#!` script this runs first with the script, then the interpreter.)
-    let program = read_kernel::<u64>(bprm, offsets.linux_binprm_file).unwrap_or(0) as *const u8;
     if let Some((_, written)) = marks::of_file(program) {
         let task = unsafe { bpf_get_current_task_btf() };
         return if mark(task, written.profile_id, match_kind::WRITTEN) { 0 } else { -ENOMEM };

@@ -108,11 +108,19 @@ pub fn now_unix() -> u64 {
 pub fn boot_ns_at(unix: u64) -> u64 {
     match ANCHOR.get() {
         Some(anchor) => anchor.boot_ns_at(unix),
-        None => {
-            let delta = unix as i128 * 1_000_000_000 - wall_now_ns();
-            (boot_now_ns() as i128 + delta).clamp(0, u64::MAX as i128) as u64
-        }
+        None => boot_ns_at_wall(unix),
     }
+}
+
+/// CLOCK_BOOTTIME at `unix` (seconds), by the wall clock as it reads now.
+pub fn boot_ns_at_wall(unix: u64) -> u64 {
+    let delta = unix as i128 * 1_000_000_000 - wall_now_ns();
+    (boot_now_ns() as i128 + delta).clamp(0, u64::MAX as i128) as u64
+}
+
+/// The wall clock now, in seconds since the epoch.
+pub fn wall_now_unix() -> u64 {
+    (wall_now_ns() / 1_000_000_000).max(0) as u64
 }
 
 /// The wall clock minus the anchored time, in whole seconds.

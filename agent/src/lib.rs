@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod durable;
+pub mod genl;
 pub mod guarded;
 pub mod hooks;
 pub mod kernel;

@@ -1,7 +1,11 @@
 //! Marks on disk: the daemon's copy of the kernel's MARKS map (files
 //! subjects wrote), so that a reboot, which empties the pinned map, does
-//! not clear them. One line per mark: `DEV INO GENERATION PROFILE_ID`, the
-//! device in the kernel's encoding.
+//! not clear them. A device number is not stable across boots (anonymous
+//! devices such as tmpfs, overlayfs and btrfs are numbered as they are
+//! mounted), so each mark is saved with its file system's mount point and
+//! put back on whatever device is mounted there then. One line per mark:
+//! `MOUNT_POINT INO GENERATION PROFILE_ID`, the mount point as
+//! /proc/self/mountinfo writes it (spaces escaped).
 
 use std::{collections::HashMap, path::Path};
 
@@ -19,11 +23,49 @@ pub enum MarksFileError {
     Malformed { path: String, line: usize, reason: &'static str },
 }
 
-/// Renders `marks`, sorted so that equal sets give equal files.
-pub fn render(marks: &HashMap<FileKey, Mark>) -> String {
+/// Mounted file systems: (device in the kernel's encoding, mount point),
+/// in /proc/self/mountinfo's order.
+pub struct Mounts(Vec<(u64, String)>);
+
+impl Mounts {
+    /// Parses /proc/self/mountinfo text.
+    pub fn parse(mountinfo: &str) -> Self {
+        let mounts = mountinfo
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split(' ').collect();
+                let (major, minor) = fields.get(2)?.split_once(':')?;
+                let dev = (major.parse::<u64>().ok()? << 20) | minor.parse::<u64>().ok()?;
+                Some((dev, (*fields.get(4)?).to_owned()))
+            })
+            .collect();
+        Self(mounts)
+    }
+
+    pub fn current() -> Self {
+        Self::parse(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+    }
+
+    /// Where device `dev` is mounted (its first mount).
+    fn mount_point(&self, dev: u64) -> Option<&str> {
+        self.0.iter().find(|(d, _)| *d == dev).map(|(_, point)| point.as_str())
+    }
+
+    /// The device mounted at `point` now (the last mount there).
+    fn device(&self, point: &str) -> Option<u64> {
+        self.0.iter().rev().find(|(_, p)| p == point).map(|(dev, _)| *dev)
+    }
+}
+
+/// Renders `marks` (those on a mounted device), sorted so that equal sets
+/// give equal files.
+pub fn render(marks: &HashMap<FileKey, Mark>, mounts: &Mounts) -> String {
     let mut lines: Vec<String> = marks
         .iter()
-        .map(|(key, mark)| format!("{} {} {} {}", key.dev, key.ino, mark.generation, mark.profile_id))
+        .filter_map(|(key, mark)| {
+            let point = mounts.mount_point(key.dev)?;
+            Some(format!("{point} {} {} {}", key.ino, mark.generation, mark.profile_id))
+        })
         .collect();
     lines.sort();
     let mut text = lines.join("\n");
@@ -31,25 +73,24 @@ pub fn render(marks: &HashMap<FileKey, Mark>) -> String {
     text
 }
 
-/// Parses what [`render`] wrote.
-pub fn parse(text: &str, path: &str) -> Result<HashMap<FileKey, Mark>, MarksFileError> {
+/// Parses what [`render`] wrote, onto the devices mounted now; marks of a
+/// mount point nothing is mounted at are left out.
+pub fn parse(text: &str, path: &str, mounts: &Mounts) -> Result<HashMap<FileKey, Mark>, MarksFileError> {
     let mut marks = HashMap::new();
     for (index, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let malformed = |reason| MarksFileError::Malformed { path: path.to_owned(), line: index + 1, reason };
-        let words: Vec<u64> = line
-            .split_whitespace()
-            .map(|w| w.parse::<u64>().map_err(|_| malformed("not a number")))
-            .collect::<Result<_, _>>()?;
-        let [dev, ino, generation, profile_id] = words[..] else {
-            return Err(malformed("expected DEV INO GENERATION PROFILE_ID"));
+        let [point, ino, generation, profile_id] = line.split(' ').collect::<Vec<_>>()[..] else {
+            return Err(malformed("expected MOUNT_POINT INO GENERATION PROFILE_ID"));
         };
-        let (Ok(generation), Ok(profile_id)) = (u32::try_from(generation), u32::try_from(profile_id)) else {
-            return Err(malformed("generation and profile id are 32-bit"));
+        let (Ok(ino), Ok(generation), Ok(profile_id)) = (ino.parse(), generation.parse(), profile_id.parse()) else {
+            return Err(malformed("inode, generation and profile id are numbers"));
         };
-        marks.insert(FileKey { dev, ino }, Mark { profile_id, generation });
+        if let Some(dev) = mounts.device(point) {
+            marks.insert(FileKey { dev, ino }, Mark { profile_id, generation });
+        }
     }
     Ok(marks)
 }
@@ -59,7 +100,7 @@ pub fn load(state_dir: &Path) -> Result<HashMap<FileKey, Mark>, MarksFileError> 
     let path = state_dir.join(FILE_NAME);
     let shown = path.display().to_string();
     match std::fs::read_to_string(&path) {
-        Ok(text) => parse(&text, &shown),
+        Ok(text) => parse(&text, &shown, &Mounts::current()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HashMap::new()),
         Err(source) => Err(MarksFileError::Io { path: shown, source }),
     }
@@ -68,7 +109,7 @@ pub fn load(state_dir: &Path) -> Result<HashMap<FileKey, Mark>, MarksFileError> 
 /// Saves `marks` under `state_dir`, atomically.
 pub fn save(state_dir: &Path, marks: &HashMap<FileKey, Mark>) -> Result<(), MarksFileError> {
     let path = state_dir.join(FILE_NAME);
-    crate::durable::write_atomic(&path, render(marks).as_bytes())
+    crate::durable::write_atomic(&path, render(marks, &Mounts::current()).as_bytes())
         .map_err(|source| MarksFileError::Io { path: path.display().to_string(), source })
 }
 
@@ -76,20 +117,38 @@ pub fn save(state_dir: &Path, marks: &HashMap<FileKey, Mark>) -> Result<(), Mark
 mod tests {
     use super::*;
 
+    const MOUNTINFO: &str = "23 1 8:1 / / rw - ext4 /dev/sda1 rw\n\
+                             48 23 0:40 / /usr rw - overlay o rw\n\
+                             49 23 0:41 / /mnt/my\\040disk rw - tmpfs t rw\n";
+
     #[test]
     fn marks_survive_a_round_trip() {
+        let mounts = Mounts::parse(MOUNTINFO);
         let marks = HashMap::from([
             (FileKey { dev: 8 << 20 | 1, ino: 1234 }, Mark { profile_id: 7, generation: 99 }),
-            (FileKey { dev: 25, ino: 1 }, Mark { profile_id: u32::MAX, generation: 0 }),
+            (FileKey { dev: 40, ino: 1 }, Mark { profile_id: u32::MAX, generation: 0 }),
+            (FileKey { dev: 41, ino: 5 }, Mark { profile_id: 3, generation: 4 }),
         ]);
-        assert_eq!(parse(&render(&marks), "marks").unwrap(), marks);
+        assert_eq!(parse(&render(&marks, &mounts), "marks", &mounts).unwrap(), marks);
+    }
+
+    #[test]
+    fn marks_follow_their_mount_point_to_another_device() {
+        let before = Mounts::parse(MOUNTINFO);
+        let marks = HashMap::from([(FileKey { dev: 40, ino: 1 }, Mark { profile_id: 7, generation: 0 })]);
+        let text = render(&marks, &before);
+        // After a reboot overlayfs at /usr is device 0:52, and /mnt/my disk is not mounted.
+        let after = Mounts::parse("23 1 8:1 / / rw - ext4 /dev/sda1 rw\n60 23 0:52 / /usr rw - overlay o rw\n");
+        let restored = parse(&format!("{text}/mnt/my\\040disk 5 4 3\n"), "marks", &after).unwrap();
+        assert_eq!(restored, HashMap::from([(FileKey { dev: 52, ino: 1 }, Mark { profile_id: 7, generation: 0 })]));
     }
 
     #[test]
     fn a_malformed_line_is_named() {
-        let error = parse("1 2 3 4\n1 2 x 4\n", "/var/lib/warrant/marks").unwrap_err();
-        assert_eq!(error.to_string(), "/var/lib/warrant/marks, line 2: not a number");
-        assert!(parse("1 2 3\n", "m").is_err());
-        assert!(parse("1 2 4294967296 4\n", "m").is_err());
+        let mounts = Mounts::parse(MOUNTINFO);
+        let error = parse("/ 2 3 4\n/ 2 x 4\n", "/var/lib/warrant/marks", &mounts).unwrap_err();
+        assert_eq!(error.to_string(), "/var/lib/warrant/marks, line 2: inode, generation and profile id are numbers");
+        assert!(parse("/ 2 3\n", "m", &mounts).is_err());
+        assert!(parse("/ 2 4294967296 4\n", "m", &mounts).is_err());
     }
 }

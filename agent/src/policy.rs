@@ -196,9 +196,10 @@ pub enum Target {
     /// A protected tree (`None`: any) and, within it, one file (`None`:
     /// the whole tree).
     File { tree: Option<u32>, inode: Option<FileKey> },
-    /// A netlink protocol by number (`route`, `generic`, ... or a number);
-    /// `None`: any.
-    Protocol(Option<u8>),
+    /// A netlink protocol by number (`route`, `generic`, ... or a number)
+    /// and a message type (0: any; for `generic`, a family's id); `None`:
+    /// any protocol.
+    Protocol(Option<(u8, u16)>),
     /// A unix socket by the name its listener bound (`/run/x.sock`,
     /// `@abstract`); `None`: any.
     Socket(Option<String>),
@@ -220,12 +221,31 @@ pub enum TargetError {
 pub trait HostNames {
     fn netns(&self, name: &str) -> Option<u64>;
     fn file(&self, path: &str) -> Option<FileKey>;
+    /// The message type of generic netlink family `name` (see `crate::genl`).
+    fn genl_family(&self, name: &str) -> Option<u16> {
+        crate::genl::family_id(name)
+    }
     /// The profile whose subject made the name (pinned a namespace under
     /// it, wrote the file), if one did: such a name is not resolved, since
     /// a rule meant for what an operator will put there would cover what
     /// the subject put there (see `warrant_common::Mark`).
     fn made_by_subject(&self, _name: Named) -> Option<String> {
         None
+    }
+}
+
+/// `names`, with every name resolved whoever made it.
+struct EveryName<'a>(&'a dyn HostNames);
+
+impl HostNames for EveryName<'_> {
+    fn netns(&self, name: &str) -> Option<u64> {
+        self.0.netns(name)
+    }
+    fn file(&self, path: &str) -> Option<FileKey> {
+        self.0.file(path)
+    }
+    fn genl_family(&self, name: &str) -> Option<u16> {
+        self.0.genl_family(name)
     }
 }
 
@@ -361,13 +381,34 @@ impl Target {
                     ))
                 }),
             TargetKind::Protocol if text == "*" => Ok(Target::Protocol(None)),
-            TargetKind::Protocol => parse_protocol(text).map(|p| Target::Protocol(Some(p))).ok_or_else(|| {
-                let names: Vec<&str> = PROTOCOL_NAMES.iter().map(|(_, n)| *n).collect();
-                TargetError::Invalid(format!(
-                    "target {text:?}: not a netlink protocol (a number below 32, or one of {}, or *)",
-                    names.join(", ")
-                ))
-            }),
+            TargetKind::Protocol => {
+                let words: Vec<&str> = text.split_whitespace().collect();
+                let protocol = words.first().and_then(|w| parse_protocol(w)).ok_or_else(|| {
+                    let names: Vec<&str> = PROTOCOL_NAMES.iter().map(|(_, n)| *n).collect();
+                    TargetError::Invalid(format!(
+                        "target {text:?}: not a netlink protocol (a number below 32, or one of {}, or *)",
+                        names.join(", ")
+                    ))
+                })?;
+                let generic = protocol == GENERIC_PROTOCOL;
+                let msg_type = match words[1..] {
+                    [] => 0,
+                    ["type", number] => number.parse::<u16>().ok().filter(|n| *n != 0).ok_or_else(|| {
+                        TargetError::Invalid(format!("target {text:?}: the message type must be a number from 1"))
+                    })?,
+                    [family] if generic => names.genl_family(family).ok_or_else(|| {
+                        TargetError::NotOnThisHost(format!(
+                            "target {text:?}: no generic netlink family {family:?} is registered here (is its module loaded?)"
+                        ))
+                    })?,
+                    _ => {
+                        return Err(TargetError::Invalid(format!(
+                            "target {text:?} must be PROTOCOL, PROTOCOL type N, generic FAMILY (e.g. generic wireguard) or *"
+                        )));
+                    }
+                };
+                Ok(Target::Protocol(Some((protocol, msg_type))))
+            }
             TargetKind::Socket if text == "*" => Ok(Target::Socket(None)),
             TargetKind::Socket => {
                 if !(text.starts_with('/') || text.starts_with('@')) || text.len() > NAME_LEN - 2 {
@@ -469,7 +510,10 @@ impl Target {
                     key.object[8..16].copy_from_slice(&inode.dev.to_le_bytes());
                 }
             }
-            Target::Protocol(Some(protocol)) => key.family = *protocol,
+            Target::Protocol(Some((protocol, msg_type))) => {
+                key.family = *protocol;
+                key.object[..2].copy_from_slice(&msg_type.to_le_bytes());
+            }
             Target::Socket(Some(name)) => key.table[..name.len()].copy_from_slice(name.as_bytes()),
             Target::Socket(None) => key.family = FAMILY_ANY,
             Target::Protocol(None) => key.family = FAMILY_ANY,
@@ -554,6 +598,9 @@ pub fn render_target(key: &TargetKey) -> String {
 pub const BY_REFERENCE_TEXT: &str = "#handle";
 
 /// A netlink protocol's number from its name or number.
+/// NETLINK_GENERIC.
+const GENERIC_PROTOCOL: u8 = 16;
+
 fn parse_protocol(text: &str) -> Option<u8> {
     match PROTOCOL_NAMES.iter().find(|(_, n)| *n == text) {
         Some((number, _)) => Some(*number as u8),
@@ -756,7 +803,11 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
                 }
                 Some(rate) => parse_rate(rate).map_err(context)?,
             };
-            let target = match Target::parse(kind, &rule.target, &policy.protect, names) {
+            // Only what a rule lets through is withheld from a name a subject
+            // made: a `deny` or `approve` rule on it still binds.
+            let unmarked = EveryName(names);
+            let rule_names_from: &dyn HostNames = if rule.tier == Tier::Allow { names } else { &unmarked };
+            let target = match Target::parse(kind, &rule.target, &policy.protect, rule_names_from) {
                 Ok(target) => target,
                 Err(TargetError::NotOnThisHost(e)) => {
                     // A namespace or file this host does not have: the rule covers nothing here.

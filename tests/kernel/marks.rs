@@ -73,6 +73,27 @@ fn what_a_subject_writes_runs_as_the_subject_whoever_starts_it() {
     let out = run_subject(&[bin.to_str().unwrap(), "--config", config, "unmark", planted]);
     assert!(!out.status.success(), "a subject cleared a mark");
 
+    // Another profile's subject may not run it (one agent does not plant
+    // code for another), and the agent may not unmark it by rewriting the
+    // inode's generation.
+    let mark = d.audit_len();
+    let other = harness::run_subject_as("observer", &[planted]);
+    assert!(other.stderr.contains("Operation not permitted"), "observer ran the agent's script: {}", other.stderr);
+    d.expect_record_where(mark, "self.marked_exec denied for observer", |r| {
+        r["action"] == "self.marked_exec" && r["verdict"] == "denied" && r["profile"] == "observer"
+    });
+    let set_version =
+        "import fcntl,os,struct,sys; fcntl.ioctl(os.open(sys.argv[1],os.O_RDONLY),0x40087602,struct.pack('l',7))";
+    let out = run_subject(&["python3", "-c", set_version, planted]);
+    assert!(out.stderr.contains("Operation not permitted"), "FS_IOC_SETVERSION as a subject: {}", out.stderr);
+
+    // Raw I/O would go under every file check and mark: refused, root's works.
+    let mark = d.audit_len();
+    let out = run_subject(&["python3", "-c", "open('/dev/mem','rb')"]);
+    assert!(out.stderr.contains("Operation not permitted"), "a subject opened /dev/mem: {}", out.stderr);
+    d.expect_record(mark, "self.blockdev", "*", "denied");
+    assert!(std::fs::File::open("/dev/mem").is_ok(), "root could not open /dev/mem");
+
     // Root reads the script, then clears its mark: it runs as root's again.
     let mark = d.audit_len();
     d.cli_ok(&["unmark", planted]);
@@ -121,6 +142,16 @@ fn a_namespace_name_a_subject_pinned_does_not_resolve_in_a_later_policy() {
     let entered = run_subject(&["nsenter", "--net=/run/netns/sneaky", "true"]);
     assert!(entered.stderr.contains("Operation not permitted"), "the subject's name let it in: {}", entered.stderr);
     d.expect_record(mark, "netns.enter", &format!("net:[{red}]"), "denied-needs-warrant");
+
+    // Nor does a name that is a symlink to the namespace (ip netns makes none).
+    let out = run_subject(&["ln", "-s", &format!("/proc/{pid}/ns/net"), "/run/netns/linked"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let linked = extended.replacen("target = \"sneaky\"", "target = \"linked\"", 1);
+    let mark = d.audit_len();
+    d.apply_next_policy(&linked);
+    let applied = d.expect_record_where(mark, "policy.applied", |r| r["kind"] == "policy.applied");
+    assert!(applied["unresolved"].to_string().contains("linked"), "{applied}");
+    std::fs::remove_file("/run/netns/linked").unwrap();
 
     // The same rule for root's name resolves.
     let by_root = extended.replacen("target = \"sneaky\"", "target = \"byroot\"", 1);

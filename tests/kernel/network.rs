@@ -169,6 +169,33 @@ fn generic_netlink_writes_fail_closed_and_family_lookups_work() {
 
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn generic_netlink_is_decided_per_family() {
+    let d = daemon();
+    // The agent may use one family (nlctrl here; `generic wireguard` for WireGuard).
+    let demo = std::fs::read_to_string("policies/demo.toml").unwrap();
+    let anchor = "# Its scratch chain it may delete";
+    let rule = "[[profile.rule]]\naction = \"netlink.other\"\ntarget = \"generic nlctrl\"\ntier = \"allow\"\n\n";
+    assert!(demo.contains(anchor));
+    d.apply_next_policy(&demo.replacen(anchor, &format!("{rule}{anchor}"), 1));
+    let mark = d.audit_len();
+    // Warrant lets it through; the kernel itself has no NEWFAMILY (EOPNOTSUPP).
+    let out = netlink_helper(&["genl-write", "nlctrl", "1"]);
+    assert_eq!(out.status.code(), Some(95), "{}", out.stderr);
+    d.expect_record(mark, "netlink.other", "generic type 16", "allowed");
+    // Another family (ethtool's string sets) is still refused.
+    let mark = d.audit_len();
+    let out = netlink_helper(&["genl-write", "ethtool", "1"]);
+    assert_eq!(out.status.code(), Some(1), "ethtool's family went through: {}", out.stderr);
+    d.expect_record_where(mark, "netlink.other on ethtool's family denied", |r| {
+        r["action"] == "netlink.other"
+            && r["verdict"] == "denied"
+            && r["target"].as_str().is_some_and(|t| t.starts_with("generic type ") && t != "generic type 16")
+    });
+    d.apply_next_policy(&demo);
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn an_add_that_would_update_an_existing_object_is_decided_as_the_update() {
     let d = daemon();
     let _ = Command::new("nft").args(["delete", "table", "inet", "ops"]).output();

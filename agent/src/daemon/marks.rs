@@ -10,9 +10,16 @@ impl State {
     /// error for the start: files subjects wrote would run unconfined.
     pub(super) fn restore_marks(&mut self) -> anyhow::Result<()> {
         let saved = crate::marks::load(&self.config.state_dir)?;
-        let restored = self.kernel.restore_marks(&saved).context("cannot restore the saved marks")?;
-        if restored > 0 {
-            self.record("marks.restored", json!({"restored": restored, "saved": saved.len()}));
+        // Best effort: a full map must not keep the daemon from starting.
+        match self.kernel.restore_marks(&saved) {
+            Ok(restored) if restored > 0 => {
+                self.record("marks.restored", json!({"restored": restored, "saved": saved.len()}));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                error!("cannot restore every saved mark: {e}");
+                self.record("marks.restore_failed", json!({"reason": e.to_string(), "saved": saved.len()}));
+            }
         }
         self.save_marks(true);
         Ok(())
@@ -67,7 +74,9 @@ impl State {
     /// the daemon it would be a subject's code with the daemon's rights
     /// (the kernel would confine it at exec; this says why it did not run).
     pub(super) fn check_program(&self, path: &Path) -> Result<(), String> {
-        let Some(mark) = protect::super_block_file_key(path).and_then(|key| self.kernel.mark_of(&key)) else {
+        // The file that runs, not a symlink to it (/bin/sh is one to dash).
+        let target = fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let Some(mark) = protect::super_block_file_key(&target).and_then(|key| self.kernel.mark_of(&key)) else {
             return Ok(());
         };
         Err(format!(
@@ -88,6 +97,9 @@ impl State {
     }
 }
 
+/// Who made a name Warrant cannot trace to root: not resolved either.
+const UNKNOWN_MAKER: &str = "unknown: not a name `ip netns` makes";
+
 /// This host's names, with those a subject made refused (see
 /// [`policy::HostNames::made_by_subject`]).
 pub(super) struct MarkedNames<'a> {
@@ -106,7 +118,22 @@ impl policy::HostNames for MarkedNames<'_> {
     fn made_by_subject(&self, name: policy::Named) -> Option<String> {
         let key = match name {
             policy::Named::File(path) => protect::super_block_file_key(Path::new(path))?,
-            policy::Named::Netns(name) => netns_mountpoint(name)?,
+            policy::Named::Netns(name) if name == policy::HOST_NETNS => return None,
+            policy::Named::Netns(name) => {
+                // `ip netns` makes a name a file with a namespace bound onto
+                // it; anything else there (a symlink to another namespace),
+                // or a name that cannot be looked beneath, is not resolved.
+                let path = Path::new(policy::NETNS_RUN_DIR).join(name);
+                match fs::symlink_metadata(&path) {
+                    Ok(meta) if meta.file_type().is_symlink() => return Some(UNKNOWN_MAKER.to_owned()),
+                    Err(_) => return None,
+                    Ok(_) => {}
+                }
+                match netns_mountpoint(name) {
+                    Some(key) => key,
+                    None => return Some(UNKNOWN_MAKER.to_owned()),
+                }
+            }
         };
         self.state.kernel.mark_of(&key).map(|mark| self.state.profile_label(mark.profile_id))
     }

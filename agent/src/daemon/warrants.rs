@@ -51,6 +51,10 @@ impl State {
         let envelope = Envelope::parse(text).map_err(|e| format!("warrant refused: {e}"))?;
         let checked =
             approval::check(&envelope, policy, &self.host, now_unix()).map_err(|e| format!("warrant refused: {e}"))?;
+        // Valid by the wall clock too: an anchor taken before NTP put a wrong
+        // clock right is not trusted alone (see `crate::clock`).
+        approval::check(&envelope, policy, &self.host, crate::clock::wall_now_unix())
+            .map_err(|e| format!("warrant refused by the wall clock: {e}"))?;
         let a = &checked.approval;
         if self.ledger.contains(&a.id) {
             return Err(format!("warrant refused: {} was already installed on this host (replay)", a.id));
@@ -78,8 +82,9 @@ impl State {
         }
         let index = self.warrants.keys().next_back().map_or(0, |i| i + 1);
         let entry = WarrantEntry {
-            not_before_ns: boot_ns_at(a.not_before),
-            expires_ns: boot_ns_at(a.expires_at),
+            // The narrower window of the anchored and the wall clock.
+            not_before_ns: boot_ns_at(a.not_before).max(crate::clock::boot_ns_at_wall(a.not_before)),
+            expires_ns: boot_ns_at(a.expires_at).min(crate::clock::boot_ns_at_wall(a.expires_at)),
             uses_left: a.max_uses as u64,
             warrant_index: index,
             _reserved: 0,
