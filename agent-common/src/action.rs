@@ -107,6 +107,11 @@ pub const SYSTEM_CLOCK: u32 = 50;
 /// runtime, any root service that runs what it is sent). The target is the
 /// name the listener bound (see [`TargetKind::Socket`]).
 pub const IPC_CONNECT: u32 = 51;
+/// Connecting a socket (TCP, or UDP's connect) to a loopback address
+/// (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104): the way to a root deputy
+/// listening on TCP (a container runtime's API port, a CI agent). The
+/// target is the port (see [`TargetKind::Port`]).
+pub const IPC_LOOPBACK: u32 = 54;
 
 // Network configuration over rtnetlink (NETLINK_ROUTE) and xfrm. The
 // kernel's own read/write split decides what is an action: rtnetlink GET
@@ -238,6 +243,7 @@ pub const ALL: &[(u32, &str)] = &[
     (SELF_MARKED_EXEC, "self.marked_exec"),
     (SYSTEM_CLOCK, "system.clock"),
     (IPC_CONNECT, "ipc.connect"),
+    (IPC_LOOPBACK, "ipc.loopback"),
     (NET_LINK_ADD, "net.link.add"),
     (NET_LINK_DELETE, "net.link.delete"),
     (NET_LINK_SET, "net.link.set"),
@@ -307,6 +313,9 @@ pub enum TargetKind {
     /// for an abstract one, in `table` (62 bytes at most; a longer name
     /// has byte 63 set to 0xff, so only `*` covers it); `family` is 0.
     Socket,
+    /// A port (1-65535) in the first two bytes of `object`, little-endian;
+    /// `family` and `table` are 0.
+    Port,
     /// A file outside any protected tree, by its device (kernel encoding)
     /// and inode in the first sixteen bytes of `object`.
     Inode,
@@ -322,6 +331,7 @@ pub fn target_kind(id: u32) -> TargetKind {
         NETLINK_OTHER => TargetKind::Protocol,
         IPC_CONNECT => TargetKind::Socket,
         SELF_MARKED_EXEC => TargetKind::Inode,
+        IPC_LOOPBACK => TargetKind::Port,
         FILE_WRITE..=FILE_XATTR => TargetKind::File,
         IPSET_CREATE..=IPSET_DEL => TargetKind::IpSet,
         _ if is_self_protection(id) => TargetKind::None,

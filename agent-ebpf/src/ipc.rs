@@ -106,3 +106,48 @@ fn copy_name(key: &mut TargetKey, name: *const u8, len: u32) {
         }
     }
 }
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+/// `socket_connect(sock, address, addrlen)`: a subject's connect to a
+/// loopback address is `ipc.loopback` on the port (see
+/// `warrant_common::action::IPC_LOOPBACK`). `address` is the kernel's copy.
+#[lsm(hook = "socket_connect")]
+pub fn socket_connect(ctx: LsmContext) -> i32 {
+    let earlier_verdict: i32 = ctx.arg(3);
+    if earlier_verdict != 0 {
+        return earlier_verdict;
+    }
+    let Some(subject) = subjects::current() else {
+        return 0;
+    };
+    let address: *const u8 = ctx.arg(1);
+    let length: i32 = ctx.arg(2);
+    match loopback_port(address, length) {
+        Some(port) => decide_with(&subject, action::IPC_LOOPBACK, |key| {
+            let object = (&raw mut key.object).cast::<u64>();
+            unsafe { object.write_volatile(port as u64) };
+        }),
+        None => 0,
+    }
+}
+
+/// The port of a loopback `sockaddr_in` or `sockaddr_in6` (v4-mapped too).
+#[inline(always)]
+fn loopback_port(address: *const u8, length: i32) -> Option<u16> {
+    let family = read_kernel::<u16>(address, 0)?;
+    let port = u16::from_be(read_kernel::<u16>(address, 2)?);
+    match family {
+        AF_INET if length >= 8 => (read_kernel::<u8>(address, 4)? == 127).then_some(port),
+        AF_INET6 if length >= 24 => {
+            // sin6_addr at 8: ::1, or ::ffff:127.x.y.z (as little-endian words).
+            let high = read_kernel::<u64>(address, 8)?;
+            let low = read_kernel::<u64>(address, 16)?;
+            let loopback = low == 1 << 56;
+            let mapped = low & 0xff_ffff_ffff == 0x7f_ffff_0000;
+            (high == 0 && (loopback || mapped)).then_some(port)
+        }
+        _ => None,
+    }
+}

@@ -38,6 +38,7 @@ pub const LSM_PROGRAMS: &[LsmProgram] = &[
     required("socket_setsockopt"),
     required("unix_stream_connect"),
     required("unix_may_send"),
+    required("socket_connect"),
     required("bpf"),
     required("sb_mount"),
     required("sb_umount"),

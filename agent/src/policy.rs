@@ -203,6 +203,8 @@ pub enum Target {
     /// A unix socket by the name its listener bound (`/run/x.sock`,
     /// `@abstract`); `None`: any.
     Socket(Option<String>),
+    /// A loopback port; `None`: any.
+    Port(Option<u16>),
     /// Actions without a target: only `*`.
     Nothing,
 }
@@ -409,6 +411,10 @@ impl Target {
                 };
                 Ok(Target::Protocol(Some((protocol, msg_type))))
             }
+            TargetKind::Port if text == "*" => Ok(Target::Port(None)),
+            TargetKind::Port => text.parse::<u16>().ok().filter(|p| *p != 0).map(|p| Target::Port(Some(p))).ok_or_else(|| {
+                TargetError::Invalid(format!("target {text:?} must be a port (1-65535) or *"))
+            }),
             TargetKind::Socket if text == "*" => Ok(Target::Socket(None)),
             TargetKind::Socket => {
                 if !(text.starts_with('/') || text.starts_with('@')) || text.len() > NAME_LEN - 2 {
@@ -472,6 +478,7 @@ impl Target {
             Target::File { inode, .. } => inode.is_some(),
             Target::Protocol(protocol) => protocol.is_some(),
             Target::Socket(name) => name.is_some(),
+            Target::Port(port) => port.is_some(),
             Target::Nothing => true,
         }
     }
@@ -516,6 +523,8 @@ impl Target {
             }
             Target::Socket(Some(name)) => key.table[..name.len()].copy_from_slice(name.as_bytes()),
             Target::Socket(None) => key.family = FAMILY_ANY,
+            Target::Port(Some(port)) => key.object[..2].copy_from_slice(&port.to_le_bytes()),
+            Target::Port(None) => key.family = FAMILY_ANY,
             Target::Protocol(None) => key.family = FAMILY_ANY,
             Target::Nothing => {}
         }
@@ -531,6 +540,10 @@ pub fn render_target(key: &TargetKey) -> String {
             if inode == 0 { "*".to_owned() } else { format!("net:[{inode}]") }
         }
         TargetKind::None => "*".to_owned(),
+        TargetKind::Port => {
+            let port = u16::from_le_bytes([key.object[0], key.object[1]]);
+            if port == 0 { "*".to_owned() } else { port.to_string() }
+        }
         TargetKind::Inode => {
             let word = |i: usize| u64::from_le_bytes(key.object[i * 8..i * 8 + 8].try_into().unwrap_or_default());
             let (ino, dev) = (word(0), word(1));
@@ -791,6 +804,7 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
         }
         let mut named_trees = Vec::new();
         let mut named_sockets: Vec<String> = Vec::new();
+        let mut named_ports: Vec<u16> = Vec::new();
         for rule in &profile.rules {
             let rule_index = rule_names.len() as u32;
             let context = |e: String| invalid(format!("profile {:?}: {e}", profile.name));
@@ -831,6 +845,7 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
             match &target {
                 Target::File { tree: Some(tree), .. } => named_trees.push(*tree),
                 Target::Socket(Some(name)) => named_sockets.push(name.clone()),
+                Target::Port(Some(port)) => named_ports.push(*port),
                 _ => {}
             }
             rule_names.push((profile.name.clone(), rule.clone()));
@@ -839,6 +854,17 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
         // profile's rules say otherwise.
         for socket in crate::guarded::SOCKETS_ALLOWED.iter().filter(|s| !named_sockets.contains(&s.to_string())) {
             allow_socket_rule(&mut rules, &mut rule_names, (&profile.name, id), socket);
+        }
+        for port in crate::guarded::LOOPBACK_PORTS_ALLOWED.iter().filter(|p| !named_ports.contains(p)) {
+            let rule = Rule { action: "ipc.loopback".into(), target: port.to_string(), tier: Tier::Allow, rate: None };
+            let entry = RuleEntry {
+                tier: tier::ALLOW,
+                rule_index: rule_names.len() as u32,
+                rate_limit: 0,
+                rate_window_secs: 0,
+            };
+            rules.insert(Target::Port(Some(*port)).key(id, action::IPC_LOOPBACK), entry);
+            rule_names.push((profile.name.clone(), rule));
         }
         // A guarded surface the profile's rules do not name is denied, even
         // where a `file.* *` rule allows the rest.

@@ -149,10 +149,13 @@ fn warrant_run_passes_on_only_the_fds_it_is_told_to() {
     assert!(kept.status.success(), "--keep-fd 7: {}", String::from_utf8_lossy(&kept.stderr));
 }
 
-/// Starts a root deputy on unix socket `name` that runs what it is sent.
+/// Starts a root deputy on unix socket `name` (`kind` stream or dgram), or
+/// on TCP port `name` of every address (`kind` tcp), that runs what it is sent.
 fn start_deputy(name: &str, kind: &str) -> std::process::Child {
+    let args = if kind == "tcp" { vec!["tcp-deputy", name] } else { vec!["deputy", name, kind] };
     let mut deputy = Command::new("python3")
-        .args([&harness::helper("sideways.py"), "deputy", name, kind])
+        .arg(harness::helper("sideways.py"))
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -201,6 +204,41 @@ fn a_root_deputy_on_a_unix_socket_is_out_of_reach() {
     d.expect_record(mark, "ipc.connect", "/run/systemd/journal/socket", "allowed");
     let _ = journal.kill();
     let _ = journal.wait();
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_root_deputy_on_a_loopback_port_is_out_of_reach() {
+    let d = daemon();
+    let script = harness::helper("sideways.py");
+    let mut deputy = start_deputy("2375", "tcp");
+    let marker = "/run/deputy-ran-tcp";
+    let _ = std::fs::remove_file(marker);
+    // The route is real: root's request runs.
+    let root =
+        Command::new("python3").args([&script, "tcp-ask", "127.0.0.1", "2375", &format!("touch {marker}")]).status();
+    assert!(root.unwrap().success(), "root could not reach the deputy on 127.0.0.1:2375");
+    assert!(std::path::Path::new(marker).exists(), "the deputy did not run root's command");
+    std::fs::remove_file(marker).unwrap();
+    // The agent asks it by every loopback spelling: refused at connect.
+    for host in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"] {
+        let mark = d.audit_len();
+        let out = sideways(&["tcp-ask", host, "2375", &format!("touch {marker}; nft flush ruleset")]);
+        assert_eq!(out.status.code(), Some(1), "{host}: {}", out.stderr);
+        d.expect_record(mark, "ipc.loopback", "2375", "denied");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(!std::path::Path::new(marker).exists(), "the deputy ran the agent's command");
+    let _ = deputy.kill();
+    let _ = deputy.wait();
+    // A local DNS resolver's port is allowed for every profile.
+    let mut resolver = start_deputy("53", "tcp");
+    let mark = d.audit_len();
+    let out = sideways(&["tcp-ask", "127.0.0.1", "53", "true"]);
+    assert!(out.status.success(), "the resolver's port: {}", out.stderr);
+    d.expect_record(mark, "ipc.loopback", "53", "allowed");
+    let _ = resolver.kill();
+    let _ = resolver.wait();
 }
 
 #[test]

@@ -244,6 +244,7 @@ const READ_EARLIER_VERDICT: &[&str] = &[
     "socket_setsockopt",
     "unix_stream_connect",
     "unix_may_send",
+    "socket_connect",
     "capable",
     "file_open",
     "file_permission",

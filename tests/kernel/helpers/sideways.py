@@ -86,8 +86,39 @@ def ask(name, kind, command):
     return 0
 
 
+def tcp_deputy(port):
+    server = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    server.bind(("::", int(port)))
+    server.listen(8)
+    print("ready", flush=True)
+    while True:
+        conn, _ = server.accept()
+        command = conn.recv(4096)
+        result = subprocess.run(command.decode(), shell=True)
+        conn.sendall(str(result.returncode).encode())
+        conn.close()
+
+
+def tcp_ask(host, port, command):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    client = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        client.connect((host, int(port)))
+        client.sendall(command.encode())
+        client.recv(16)
+    except OSError as err:
+        return err.errno
+    return 0
+
+
 def main():
     command, args = sys.argv[1], sys.argv[2:]
+    if command == "tcp-deputy":
+        tcp_deputy(args[0])
+    if command == "tcp-ask":
+        sys.exit(tcp_ask(args[0], args[1], args[2]))
     if command == "tiocsti":
         sys.exit(tiocsti())
     if command == "sigio":
