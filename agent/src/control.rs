@@ -52,6 +52,8 @@ pub enum Request {
     Unmark {
         path: String,
     },
+    /// Every mark: mount point, inode, profile.
+    ListMarks,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -165,6 +165,11 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Files subjects wrote: mount point, inode and profile of each.
+    Marks {
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove pins and programs (root, not a subject).
     Uninstall,
 }
@@ -455,20 +460,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 render::json_line(&data["restored"])
             );
         }
-        Command::Unmark { paths } => {
-            let config = Config::load(config_path)?;
-            for path in paths {
-                // The daemon resolves the path from its own directory.
-                let path = std::path::absolute(&path).with_context(|| format!("{}", path.display()))?;
-                let path = path.to_str().with_context(|| format!("{} is not UTF-8", path.display()))?.to_owned();
-                let data = control::call(&config.socket, &Request::Unmark { path })?;
-                println!(
-                    "unmarked {} (written by profile {})",
-                    render::json_line(&data["path"]),
-                    render::json_line(&data["profile"])
-                );
-            }
-        }
+        Command::Unmark { paths } => unmark(config_path, paths)?,
+        Command::Marks { json } => list_marks(config_path, json)?,
         Command::Uninstall => {
             if !nix::unistd::geteuid().is_root() {
                 bail!("uninstall needs root");

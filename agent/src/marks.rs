@@ -47,7 +47,7 @@ impl Mounts {
     }
 
     /// Where device `dev` is mounted (its first mount).
-    fn mount_point(&self, dev: u64) -> Option<&str> {
+    pub fn mount_point(&self, dev: u64) -> Option<&str> {
         self.0.iter().find(|(d, _)| *d == dev).map(|(_, point)| point.as_str())
     }
 

@@ -68,6 +68,12 @@ fn what_a_subject_writes_runs_as_the_subject_whoever_starts_it() {
     // Status counts them; a subject cannot clear a mark.
     let status: serde_json::Value = serde_json::from_str(&d.cli_ok(&["status", "--json"])).unwrap();
     assert!(status["marks"]["files"].as_u64().unwrap_or(0) >= 2, "{}", status["marks"]);
+    let listed: serde_json::Value = serde_json::from_str(&d.cli_ok(&["marks", "--json"])).unwrap();
+    let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(planted).unwrap());
+    assert!(
+        listed.as_array().unwrap().iter().any(|m| m["inode"] == inode && m["profile"] == "agent" && m["mount"] == "/usr"),
+        "{listed}"
+    );
     let bin = harness::warrant_bin();
     let config = d.config.to_str().unwrap();
     let out = run_subject(&[bin.to_str().unwrap(), "--config", config, "unmark", planted]);

@@ -64,10 +64,27 @@ impl State {
             return Err(format!("{path} is not marked: no subject wrote it"));
         };
         let profile = self.profile_label(mark.profile_id);
-        let summary = json!({"path": path, "profile": profile, "by_pid": pid});
+        let inode = format!("{}:{}:{}", key.dev >> 20, key.dev & 0xf_ffff, key.ino);
+        let summary = json!({"path": path, "inode": inode, "profile": profile, "by_pid": pid});
         self.record("marks.cleared", summary.clone());
         self.save_marks(true);
         Ok(summary)
+    }
+
+    /// Every mark, by mount point and inode (a file has no path in the
+    /// kernel; `find MOUNT -xdev -inum INODE` names it).
+    pub(super) fn list_marks(&self) -> Result<Value, String> {
+        let marks = self.kernel.marks().map_err(|e| e.to_string())?;
+        let mounts = crate::marks::Mounts::current();
+        let mut listed: Vec<Value> = marks
+            .iter()
+            .map(|(key, mark)| {
+                json!({"mount": mounts.mount_point(key.dev), "device": format!("{}:{}", key.dev >> 20, key.dev & 0xf_ffff),
+                       "inode": key.ino, "profile": self.profile_label(mark.profile_id)})
+            })
+            .collect();
+        listed.sort_by_key(|m| (m["mount"].to_string(), m["inode"].as_u64()));
+        Ok(Value::Array(listed))
     }
 
     /// Refuses to run the program at `path` if a subject wrote it: run by

@@ -59,6 +59,7 @@ pub(super) fn handle(request: Request, peer_pid: Option<u32>, shared: &Shared) -
         Request::RotateTrust { root } => state.rotate_trust(&root),
         Request::Rollback { id, force } => state.rollback(&id, force, pid),
         Request::Unmark { path } => state.unmark(&path, pid),
+        Request::ListMarks => state.list_marks(),
         Request::Revoke { id } => {
             let index = state.warrants.iter().find(|(_, w)| w.approval.id == id && !w.revoked).map(|(i, _)| *i);
             match index {
