@@ -439,8 +439,12 @@ pub struct KernelOffsets {
     pub inode_i_generation: u32,
     /// `struct inode, i_nlink` (unsigned int, in an anonymous union).
     pub inode_i_nlink: u32,
+    /// `struct msghdr, msg_name` (pointer; the kernel's copy of the address).
+    pub msghdr_msg_name: u32,
+    /// `struct msghdr, msg_namelen` (int).
+    pub msghdr_msg_namelen: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 156);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 164);
 
 /// Files under /proc (sysctls) have no stable inode numbers: procfs makes
 /// new ones as it pleases. There, protection goes by path instead: a

@@ -125,12 +125,42 @@ pub fn socket_connect(ctx: LsmContext) -> i32 {
     let address: *const u8 = ctx.arg(1);
     let length: i32 = ctx.arg(2);
     match loopback_port(address, length) {
-        Some(port) => decide_with(&subject, action::IPC_LOOPBACK, |key| {
-            let object = (&raw mut key.object).cast::<u64>();
-            unsafe { object.write_volatile(port as u64) };
-        }),
+        Some(port) => decide_loopback(&subject, port),
         None => 0,
     }
+}
+
+/// `socket_sendmsg(sock, msg, size)`: a send with an address (UDP's
+/// `sendto`, TCP Fast Open's `sendto(MSG_FASTOPEN)`, which connects without
+/// `socket_connect`) to a loopback address is `ipc.loopback` too.
+#[lsm(hook = "socket_sendmsg")]
+pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
+    let earlier_verdict: i32 = ctx.arg(3);
+    if earlier_verdict != 0 {
+        return earlier_verdict;
+    }
+    let Some(subject) = subjects::current() else {
+        return 0;
+    };
+    let msg: *const u8 = ctx.arg(1);
+    let offsets = kernel_offsets();
+    let address = read_kernel::<u64>(msg, offsets.msghdr_msg_name).unwrap_or(0) as *const u8;
+    if address.is_null() {
+        return 0;
+    }
+    let length = read_kernel::<i32>(msg, offsets.msghdr_msg_namelen).unwrap_or(0);
+    match loopback_port(address, length) {
+        Some(port) => decide_loopback(&subject, port),
+        None => 0,
+    }
+}
+
+#[inline(always)]
+fn decide_loopback(subject: &Subject, port: u16) -> i32 {
+    decide_with(subject, action::IPC_LOOPBACK, |key| {
+        let object = (&raw mut key.object).cast::<u64>();
+        unsafe { object.write_volatile(port as u64) };
+    })
 }
 
 /// The port of a loopback `sockaddr_in` or `sockaddr_in6` (v4-mapped too).
@@ -138,14 +168,23 @@ pub fn socket_connect(ctx: LsmContext) -> i32 {
 fn loopback_port(address: *const u8, length: i32) -> Option<u16> {
     let family = read_kernel::<u16>(address, 0)?;
     let port = u16::from_be(read_kernel::<u16>(address, 2)?);
+    // Port 0 reaches no listener (glibc's address sorting connects UDP there).
+    if port == 0 {
+        return None;
+    }
     match family {
-        AF_INET if length >= 8 => (read_kernel::<u8>(address, 4)? == 127).then_some(port),
+        AF_INET if length >= 8 => {
+            // 127/8, or 0.0.0.0, which the kernel routes to loopback.
+            let ip = read_kernel::<u32>(address, 4)?;
+            (ip & 0xff == 127 || ip == 0).then_some(port)
+        }
         AF_INET6 if length >= 24 => {
-            // sin6_addr at 8: ::1, or ::ffff:127.x.y.z (as little-endian words).
+            // sin6_addr at 8 (as little-endian words): ::1 and :: (which the
+            // kernel makes ::1), ::ffff:127.x.y.z and ::ffff:0.0.0.0.
             let high = read_kernel::<u64>(address, 8)?;
             let low = read_kernel::<u64>(address, 16)?;
-            let loopback = low == 1 << 56;
-            let mapped = low & 0xff_ffff_ffff == 0x7f_ffff_0000;
+            let loopback = low == 1 << 56 || low == 0;
+            let mapped = low & 0xff_ffff_ffff == 0x7f_ffff_0000 || low == 0xffff_0000;
             (high == 0 && (loopback || mapped)).then_some(port)
         }
         _ => None,

@@ -225,6 +225,8 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     unix_sock_path_dentry: 0,
     inode_i_generation: 0,
     inode_i_nlink: 0,
+    msghdr_msg_name: 0,
+    msghdr_msg_namelen: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

@@ -223,10 +223,15 @@ pub fn file_send_sigiotask(ctx: LsmContext) -> i32 {
 const TIOCSTI: u32 = 0x5412;
 const TIOCLINUX: u32 = 0x541c;
 
-/// `FS_IOC_SETVERSION`, `FS_IOC32_SETVERSION`, `EXT4_IOC_SETVERSION` and
-/// `EXT4_IOC32_SETVERSION`: they rewrite an inode's generation, which a
-/// mark carries (see `marks`): a subject would unmark what it wrote.
-const SET_GENERATION: [u32; 4] = [0x4008_7602, 0x4004_7602, 0x4008_6604, 0x4004_6604];
+/// `FS_IOC_SETVERSION`, `FS_IOC32_SETVERSION`, `EXT4_IOC_SETVERSION`,
+/// `EXT4_IOC32_SETVERSION` and `EXT4_IOC_SWAP_BOOT`: they rewrite an
+/// inode's generation, which a mark carries (see `marks`): a subject would
+/// unmark what it wrote.
+const SET_GENERATION: [u32; 5] = [0x4008_7602, 0x4004_7602, 0x4008_6604, 0x4004_6604, 0x6611];
+/// `SG_IO`: SCSI commands, writes among them, under every file check.
+const SG_IO: u32 = 0x2285;
+/// The NVMe ioctl type (`'N'`): passthrough commands, writes among them.
+const NVME_IOCTL_TYPE: u32 = b'N' as u32;
 
 #[inline(always)]
 fn decide_ioctl(cmd: u32) -> i32 {
@@ -235,6 +240,9 @@ fn decide_ioctl(cmd: u32) -> i32 {
     }
     if SET_GENERATION.contains(&cmd) {
         return refuse_subjects(action::SELF_MARKED_EXEC);
+    }
+    if cmd == SG_IO || (cmd >> 8) & 0xff == NVME_IOCTL_TYPE {
+        return refuse_subjects(action::SELF_BLOCKDEV);
     }
     0
 }

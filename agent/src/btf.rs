@@ -283,6 +283,8 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         unix_sock_path_dentry: btf.member_offset("unix_sock", "path")? + btf.member_offset("path", "dentry")?,
         inode_i_generation: btf.member_offset("inode", "i_generation")?,
         inode_i_nlink: btf.member_offset_any("inode", &["i_nlink", "__i_nlink"])?,
+        msghdr_msg_name: btf.member_offset("msghdr", "msg_name")?,
+        msghdr_msg_namelen: btf.member_offset("msghdr", "msg_namelen")?,
     })
 }
 

@@ -53,14 +53,14 @@ pub const GUARDED: &[&str] = &[
     "/proc/sys/kernel/hotplug",
 ];
 
-/// Unix sockets every subject may reach unless its profile's rules name
-/// them: the journal's and nscd's. Any other named socket is `ipc.connect`,
-/// denied unless a rule allows it.
 /// Loopback ports every subject may connect to unless its profile's rules
 /// name them: a local DNS resolver's (systemd-resolved, dnsmasq). Any other
 /// loopback port is `ipc.loopback`, denied unless a rule allows it.
 pub const LOOPBACK_PORTS_ALLOWED: &[u16] = &[53];
 
+/// Unix sockets every subject may reach unless its profile's rules name
+/// them: the journal's and nscd's. Any other named socket is `ipc.connect`,
+/// denied unless a rule allows it.
 pub const SOCKETS_ALLOWED: &[&str] = &[
     "/dev/log",
     "/run/systemd/journal/socket",

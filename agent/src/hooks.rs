@@ -39,6 +39,7 @@ pub const LSM_PROGRAMS: &[LsmProgram] = &[
     required("unix_stream_connect"),
     required("unix_may_send"),
     required("socket_connect"),
+    required("socket_sendmsg"),
     required("bpf"),
     required("sb_mount"),
     required("sb_umount"),

@@ -106,10 +106,19 @@ pub fn load(state_dir: &Path) -> Result<HashMap<FileKey, Mark>, MarksFileError> 
     }
 }
 
-/// Saves `marks` under `state_dir`, atomically.
+/// Saves `marks` under `state_dir`, atomically; the saved marks of a file
+/// system not mounted now (an automount, a disk not back yet) are kept.
 pub fn save(state_dir: &Path, marks: &HashMap<FileKey, Mark>) -> Result<(), MarksFileError> {
     let path = state_dir.join(FILE_NAME);
-    crate::durable::write_atomic(&path, render(marks, &Mounts::current()).as_bytes())
+    let mounts = Mounts::current();
+    let mut text = render(marks, &mounts);
+    if let Ok(saved) = std::fs::read_to_string(&path) {
+        for line in saved.lines().filter(|l| l.split(' ').next().is_some_and(|point| mounts.device(point).is_none())) {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    crate::durable::write_atomic(&path, text.as_bytes())
         .map_err(|source| MarksFileError::Io { path: path.display().to_string(), source })
 }
 

@@ -809,7 +809,13 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
             let rule_index = rule_names.len() as u32;
             let context = |e: String| invalid(format!("profile {:?}: {e}", profile.name));
             let actions = expand_action(&rule.action).map_err(context)?;
-            let kind = shared_target_kind(&rule.action, &actions).map_err(context)?;
+            let every_target = rule.target.trim() == "*";
+            let kind = match shared_target_kind(&rule.action, &actions) {
+                Ok(kind) => kind,
+                // `*` is every target of every kind (`ipc.* *`): each action takes its own.
+                Err(_) if every_target => action::target_kind(actions[0]),
+                Err(e) => return Err(context(e)),
+            };
             let (rate_limit, rate_window_secs) = match &rule.rate {
                 None => (0, 0),
                 Some(_) if rule.tier != Tier::Allow => {
@@ -832,7 +838,13 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
                 Err(TargetError::Invalid(e)) => return Err(context(e)),
             };
             for action_id in actions {
-                let key = target.key(id, action_id);
+                let own_kind = action::target_kind(action_id);
+                let key = match every_target && own_kind != kind {
+                    true => Target::parse(own_kind, "*", &policy.protect, rule_names_from)
+                        .map(|t| t.key(id, action_id))
+                        .unwrap_or_else(|_| target.key(id, action_id)),
+                    false => target.key(id, action_id),
+                };
                 let entry = RuleEntry { tier: rule.tier.kernel_value(), rule_index, rate_limit, rate_window_secs };
                 match rules.get(&key) {
                     // The strictest tier wins for one target (deny > approve > allow).

@@ -221,10 +221,21 @@ fn a_root_deputy_on_a_loopback_port_is_out_of_reach() {
     assert!(std::path::Path::new(marker).exists(), "the deputy did not run root's command");
     std::fs::remove_file(marker).unwrap();
     // The agent asks it by every loopback spelling: refused at connect.
-    for host in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"] {
+    for host in ["127.0.0.1", "127.1.2.3", "0.0.0.0", "::1", "::", "::ffff:127.0.0.1"] {
         let mark = d.audit_len();
         let out = sideways(&["tcp-ask", host, "2375", &format!("touch {marker}; nft flush ruleset")]);
         assert_eq!(out.status.code(), Some(1), "{host}: {}", out.stderr);
+        d.expect_record(mark, "ipc.loopback", "2375", "denied");
+    }
+    // TCP Fast Open connects from sendto, and UDP sends without a connect.
+    for (how, args) in
+        [("tfo-ask", vec!["127.0.0.1", "2375", "nft flush ruleset"]), ("udp-send", vec!["127.0.0.1", "2375"])]
+    {
+        let mark = d.audit_len();
+        let mut command = vec![how];
+        command.extend(args);
+        let out = sideways(&command);
+        assert_eq!(out.status.code(), Some(1), "{how}: {}", out.stderr);
         d.expect_record(mark, "ipc.loopback", "2375", "denied");
     }
     std::thread::sleep(std::time::Duration::from_millis(500));

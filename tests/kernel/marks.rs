@@ -71,7 +71,11 @@ fn what_a_subject_writes_runs_as_the_subject_whoever_starts_it() {
     let listed: serde_json::Value = serde_json::from_str(&d.cli_ok(&["marks", "--json"])).unwrap();
     let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(planted).unwrap());
     assert!(
-        listed.as_array().unwrap().iter().any(|m| m["inode"] == inode && m["profile"] == "agent" && m["mount"] == "/usr"),
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["inode"] == inode && m["profile"] == "agent" && m["mount"] == "/usr"),
         "{listed}"
     );
     let bin = harness::warrant_bin();

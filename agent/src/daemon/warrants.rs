@@ -149,8 +149,9 @@ impl State {
                 continue;
             }
             let entry = WarrantEntry {
-                not_before_ns: boot_ns_at(w.approval.not_before),
-                expires_ns: boot_ns_at(w.approval.expires_at),
+                not_before_ns: boot_ns_at(w.approval.not_before)
+                    .max(crate::clock::boot_ns_at_wall(w.approval.not_before)),
+                expires_ns: boot_ns_at(w.approval.expires_at).min(crate::clock::boot_ns_at_wall(w.approval.expires_at)),
                 uses_left,
                 warrant_index: *index,
                 _reserved: 0,

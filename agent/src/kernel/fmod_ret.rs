@@ -245,6 +245,7 @@ const READ_EARLIER_VERDICT: &[&str] = &[
     "unix_stream_connect",
     "unix_may_send",
     "socket_connect",
+    "socket_sendmsg",
     "capable",
     "file_open",
     "file_permission",

@@ -113,8 +113,32 @@ def tcp_ask(host, port, command):
     return 0
 
 
+def tfo_ask(host, port, command):
+    """TCP Fast Open: sendto(MSG_FASTOPEN) connects without connect()."""
+    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        client.sendto(command.encode(), socket.MSG_FASTOPEN, (host, int(port)))
+        client.recv(16)
+    except OSError as err:
+        return err.errno
+    return 0
+
+
+def udp_send(host, port):
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        client.sendto(b"x", (host, int(port)))
+    except OSError as err:
+        return err.errno
+    return 0
+
+
 def main():
     command, args = sys.argv[1], sys.argv[2:]
+    if command == "tfo-ask":
+        sys.exit(tfo_ask(args[0], args[1], args[2]))
+    if command == "udp-send":
+        sys.exit(udp_send(args[0], args[1]))
     if command == "tcp-deputy":
         tcp_deputy(args[0])
     if command == "tcp-ask":
