@@ -453,12 +453,17 @@ fn namespace_targets_are_checked_for_their_kind() {
     };
     for (action, target, says) in [
         ("netns.create", "blue", "has no target"),
-        ("netns.*", "*", "mixes actions"),
+        ("netns.*", "blue", "mixes actions"),
         ("iptables.replace", "ip filter", "family alone"),
     ] {
         let err =
             policy::Policy::parse(&policy_with(action, target)).and_then(policy::compile).unwrap_err().to_string();
         assert!(err.contains(says), "{action} {target}: {err}");
+    }
+    // `*` is every target of every kind the actions take.
+    for action in ["netns.*", "ipc.*"] {
+        let compiled = policy::Policy::parse(&policy_with(action, "*")).and_then(policy::compile);
+        assert!(compiled.is_ok(), "{action} *: {:?}", compiled.err());
     }
 }
 
