@@ -336,20 +336,8 @@ pub fn file_mprotect(ctx: LsmContext) -> i32 {
     }
     let offsets = kernel_offsets();
     let file = read_kernel::<u64>(vma, offsets.vm_area_struct_vm_file).unwrap_or(0) as *const u8;
-    if file.is_null() {
-        return 0;
-    }
-    if prot & PROT_EXEC != 0 {
-        let verdict = marks::check_exec_map(file);
-        if verdict != 0 || prot & PROT_WRITE == 0 {
-            return verdict;
-        }
-    }
-    let flags = read_kernel::<u64>(vma, offsets.vm_area_struct_vm_flags).unwrap_or(VM_SHARED);
-    if flags & VM_SHARED == 0 {
-        return 0;
-    }
-    write_mapping(file)
+    let vm_flags = read_kernel::<u64>(vma, offsets.vm_area_struct_vm_flags).unwrap_or(VM_SHARED);
+    decide_mmap(file, prot, if vm_flags & VM_SHARED != 0 { MAP_SHARED } else { 0 })
 }
 
 #[lsm(hook = "file_free_security")]
