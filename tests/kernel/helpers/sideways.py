@@ -60,15 +60,20 @@ def deputy(name, kind):
     if stream:
         server.listen(8)
     print("ready", flush=True)
+    if stream:
+        serve_commands(server)
     while True:
-        if stream:
-            conn, _ = server.accept()
-            command = conn.recv(4096)
-            result = subprocess.run(command.decode(), shell=True)
-            conn.sendall(str(result.returncode).encode())
-            conn.close()
-        else:
-            subprocess.run(server.recv(4096).decode(), shell=True)
+        subprocess.run(server.recv(4096).decode(), shell=True)
+
+
+def serve_commands(server):
+    """Runs each connection's command and answers its exit status."""
+    while True:
+        conn, _ = server.accept()
+        command = conn.recv(4096)
+        result = subprocess.run(command.decode(), shell=True)
+        conn.sendall(str(result.returncode).encode())
+        conn.close()
 
 
 def ask(name, kind, command):
@@ -93,12 +98,7 @@ def tcp_deputy(port):
     server.bind(("::", int(port)))
     server.listen(8)
     print("ready", flush=True)
-    while True:
-        conn, _ = server.accept()
-        command = conn.recv(4096)
-        result = subprocess.run(command.decode(), shell=True)
-        conn.sendall(str(result.returncode).encode())
-        conn.close()
+    serve_commands(server)
 
 
 def tcp_ask(host, port, command):
