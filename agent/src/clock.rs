@@ -112,6 +112,13 @@ pub fn boot_ns_at(unix: u64) -> u64 {
     }
 }
 
+/// The CLOCK_BOOTTIME window of a validity from `not_before` to
+/// `expires_at` (unix seconds): the narrower of the anchored clock's and
+/// the wall clock's, so that neither alone extends it.
+pub fn boot_window_ns(not_before: u64, expires_at: u64) -> (u64, u64) {
+    (boot_ns_at(not_before).max(boot_ns_at_wall(not_before)), boot_ns_at(expires_at).min(boot_ns_at_wall(expires_at)))
+}
+
 /// CLOCK_BOOTTIME at `unix` (seconds), by the wall clock as it reads now.
 pub fn boot_ns_at_wall(unix: u64) -> u64 {
     let delta = unix as i128 * 1_000_000_000 - wall_now_ns();

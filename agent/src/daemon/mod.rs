@@ -61,20 +61,10 @@ use housekeeping::new_files;
 use sockets::{bind_query_socket, serve, serve_metrics, serve_queries};
 pub use start::run;
 
-/// Now by the daemon's anchored clock (see `crate::clock`).
-pub fn now_unix() -> u64 {
-    crate::clock::now_unix()
-}
-
-/// CLOCK_BOOTTIME now, in ns: the clock the kernel checks warrants against.
-fn boot_now_ns() -> u64 {
-    crate::clock::boot_now_ns()
-}
-
-/// An instant (unix seconds, anchored) on CLOCK_BOOTTIME.
-fn boot_ns_at(unix: u64) -> u64 {
-    crate::clock::boot_ns_at(unix)
-}
+use crate::clock::boot_now_ns;
+/// Now by the daemon's anchored clock, and CLOCK_BOOTTIME, the clock the
+/// kernel checks warrants against (see `crate::clock`).
+pub use crate::clock::now_unix;
 
 pub fn tier_name(value: u32) -> &'static str {
     match value {

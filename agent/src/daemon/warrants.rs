@@ -81,10 +81,10 @@ impl State {
             ));
         }
         let index = self.warrants.keys().next_back().map_or(0, |i| i + 1);
+        let (not_before_ns, expires_ns) = crate::clock::boot_window_ns(a.not_before, a.expires_at);
         let entry = WarrantEntry {
-            // The narrower window of the anchored and the wall clock.
-            not_before_ns: boot_ns_at(a.not_before).max(crate::clock::boot_ns_at_wall(a.not_before)),
-            expires_ns: boot_ns_at(a.expires_at).min(crate::clock::boot_ns_at_wall(a.expires_at)),
+            not_before_ns,
+            expires_ns,
             uses_left: a.max_uses as u64,
             warrant_index: index,
             _reserved: 0,
@@ -148,10 +148,11 @@ impl State {
             if uses_left == 0 {
                 continue;
             }
+            let (not_before_ns, expires_ns) =
+                crate::clock::boot_window_ns(w.approval.not_before, w.approval.expires_at);
             let entry = WarrantEntry {
-                not_before_ns: boot_ns_at(w.approval.not_before)
-                    .max(crate::clock::boot_ns_at_wall(w.approval.not_before)),
-                expires_ns: boot_ns_at(w.approval.expires_at).min(crate::clock::boot_ns_at_wall(w.approval.expires_at)),
+                not_before_ns,
+                expires_ns,
                 uses_left,
                 warrant_index: *index,
                 _reserved: 0,
