@@ -23,9 +23,9 @@ pub enum MarksFileError {
     Malformed { path: String, line: usize, reason: &'static str },
 }
 
-/// Mounted file systems: (device in the kernel's encoding, mount point),
-/// in /proc/self/mountinfo's order.
-pub struct Mounts(Vec<(u64, String)>);
+/// Mounted file systems: (mount id, device in the kernel's encoding, mount
+/// point), in /proc/self/mountinfo's order.
+pub struct Mounts(Vec<(u64, u64, String)>);
 
 impl Mounts {
     /// Parses /proc/self/mountinfo text.
@@ -34,12 +34,18 @@ impl Mounts {
             .lines()
             .filter_map(|line| {
                 let fields: Vec<&str> = line.split(' ').collect();
+                let id = fields.first()?.parse::<u64>().ok()?;
                 let (major, minor) = fields.get(2)?.split_once(':')?;
                 let dev = (major.parse::<u64>().ok()? << 20) | minor.parse::<u64>().ok()?;
-                Some((dev, (*fields.get(4)?).to_owned()))
+                Some((id, dev, (*fields.get(4)?).to_owned()))
             })
             .collect();
         Self(mounts)
+    }
+
+    /// The device of mount `id` (statx's `stx_mnt_id`).
+    pub fn device_of_mount(&self, id: u64) -> Option<u64> {
+        self.0.iter().find(|(i, ..)| *i == id).map(|(_, dev, _)| *dev)
     }
 
     pub fn current() -> Self {
@@ -48,12 +54,12 @@ impl Mounts {
 
     /// Where device `dev` is mounted (its first mount).
     pub fn mount_point(&self, dev: u64) -> Option<&str> {
-        self.0.iter().find(|(d, _)| *d == dev).map(|(_, point)| point.as_str())
+        self.0.iter().find(|(_, d, _)| *d == dev).map(|(.., point)| point.as_str())
     }
 
     /// The device mounted at `point` now (the last mount there).
     fn device(&self, point: &str) -> Option<u64> {
-        self.0.iter().rev().find(|(_, p)| p == point).map(|(dev, _)| *dev)
+        self.0.iter().rev().find(|(.., p)| p == point).map(|(_, dev, _)| *dev)
     }
 }
 

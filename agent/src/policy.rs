@@ -547,7 +547,7 @@ pub fn render_target(key: &TargetKey) -> String {
         TargetKind::Inode => {
             let word = |i: usize| u64::from_le_bytes(key.object[i * 8..i * 8 + 8].try_into().unwrap_or_default());
             let (ino, dev) = (word(0), word(1));
-            format!("inode {}:{}:{ino}", dev >> 20, dev & 0xf_ffff)
+            format!("inode {}:{ino}", protect::dev_text(dev))
         }
         TargetKind::Socket => {
             let kept = &key.table[..NAME_LEN - 1];

@@ -39,6 +39,11 @@ pub fn kernel_dev(st_dev: u64) -> u64 {
     (major << 20) | minor
 }
 
+/// A device in the kernel's encoding as `MAJOR:MINOR`.
+pub fn dev_text(dev: u64) -> String {
+    format!("{}:{}", dev >> 20, dev & 0xf_ffff)
+}
+
 /// The kernel's key for the regular file at `path` (not following a final
 /// symlink), with the device its super block has. `stat` says otherwise on
 /// overlayfs, whose files report the device of the layer they come from:
@@ -55,19 +60,11 @@ pub fn super_block_file_key(path: &Path) -> Option<FileKey> {
     }
     let st_dev = libc::makedev(stx.stx_dev_major, stx.stx_dev_minor);
     let dev = if stx.stx_mask & libc::STATX_MNT_ID != 0 {
-        mount_device(stx.stx_mnt_id).unwrap_or_else(|| kernel_dev(st_dev))
+        crate::marks::Mounts::current().device_of_mount(stx.stx_mnt_id).unwrap_or_else(|| kernel_dev(st_dev))
     } else {
         kernel_dev(st_dev)
     };
     Some(FileKey { dev, ino: stx.stx_ino })
-}
-
-/// The device (kernel encoding) of mount `mount_id`'s super block.
-fn mount_device(mount_id: u64) -> Option<u64> {
-    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let line = table.lines().find(|line| line.split(' ').next() == Some(&mount_id.to_string()))?;
-    let (major, minor) = line.split(' ').nth(2)?.split_once(':')?;
-    Some((major.parse::<u64>().ok()? << 20) | minor.parse::<u64>().ok()?)
 }
 
 /// Where procfs trees live; their files are keyed by path, not inode.

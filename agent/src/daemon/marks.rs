@@ -64,7 +64,7 @@ impl State {
             return Err(format!("{path} is not marked: no subject wrote it"));
         };
         let profile = self.profile_label(mark.profile_id);
-        let inode = format!("{}:{}:{}", key.dev >> 20, key.dev & 0xf_ffff, key.ino);
+        let inode = format!("{}:{}", protect::dev_text(key.dev), key.ino);
         let summary = json!({"path": path, "inode": inode, "profile": profile, "by_pid": pid});
         self.record("marks.cleared", summary.clone());
         self.save_marks(true);
@@ -79,7 +79,7 @@ impl State {
         let mut listed: Vec<Value> = marks
             .iter()
             .map(|(key, mark)| {
-                json!({"mount": mounts.mount_point(key.dev), "device": format!("{}:{}", key.dev >> 20, key.dev & 0xf_ffff),
+                json!({"mount": mounts.mount_point(key.dev), "device": protect::dev_text(key.dev),
                        "inode": key.ino, "profile": self.profile_label(mark.profile_id)})
             })
             .collect();
