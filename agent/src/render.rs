@@ -130,6 +130,7 @@ pub fn explain(record: &serde_json::Map<String, Value>) -> String {
         ("content digest", "content_digest"),
         ("content", "content"),
         ("past its rate", "rate_limited"),
+        ("warrant held, not usable", "warrant_unusable"),
         ("change request", "request"),
         ("no change request", "request_dropped"),
         ("mode", "mode"),

@@ -1369,7 +1369,8 @@ fn warrant_uses_left_survive_a_reboot() {
     }
     let mark = d.audit_len();
     assert!(run_subject(&rule).stderr.contains("Operation not permitted"), "a use was counted twice");
-    d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
+    let spent = d.expect_record(mark, "nft.rule.add", "inet filter input", "denied-needs-warrant");
+    assert_eq!(spent["warrant_unusable"]["why"], "its uses are spent", "{spent}");
     d.expect_record_where(0, "marks.restored", |r| r["kind"] == "marks.restored");
     let ran = std::process::Command::new(planted).output().unwrap();
     assert!(!ran.status.success(), "after a reboot, root's run of a planted program changed the firewall");

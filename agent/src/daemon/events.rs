@@ -158,6 +158,11 @@ impl State {
         if let Some(text) = &rendering {
             fields["content"] = text.clone().into();
         }
+        if event.verdict == verdict::DENIED_NEEDS_WARRANT
+            && let Some(why) = self.unusable_warrant(event)
+        {
+            fields["warrant_unusable"] = why;
+        }
         if event.verdict == verdict::DENIED_NEEDS_WARRANT && event.action != 0 {
             let id = requests::request_id(&profile, action_name, &target, content_digest.as_deref());
             // A repeated attempt updates its request; a new one must pass the gate.
@@ -201,6 +206,38 @@ impl State {
 
     /// Writes a decision record; a denial is also kept for its profile's
     /// `warrant why`.
+    /// Why the warrant the kernel holds for the event's target, if any, did
+    /// not allow it: said to the agent and the approver, who would otherwise
+    /// see a denial beside a warrant they believe is in force.
+    fn unusable_warrant(&self, event: &Event) -> Option<Value> {
+        let key = TargetKey {
+            profile_id: event.profile_id,
+            action: event.action,
+            family: event.family,
+            generation: 0,
+            _pad: [0; 6],
+            table: event.table,
+            object: event.object,
+        };
+        let entry = self.kernel.warrant(&key)?;
+        let now = boot_now_ns();
+        let secs = |ns: u64| ns / 1_000_000_000;
+        let why = if entry.uses_left == 0 {
+            "its uses are spent".to_owned()
+        } else if now < entry.not_before_ns {
+            format!("not valid for another {} s", secs(entry.not_before_ns - now) + 1)
+        } else if now >= entry.expires_ns {
+            "expired".to_owned()
+        } else if entry.content_digest != 0 && entry.content_digest != event.content_digest {
+            format!("it approves other content (digest {:016x})", entry.content_digest)
+        } else {
+            // Spent, or in force, after the kernel decided.
+            "it was not usable when the kernel decided".to_owned()
+        };
+        let id = self.warrants.get(&entry.warrant_index).map(|w| w.approval.id.clone());
+        Some(json!({"warrant_id": id, "why": why}))
+    }
+
     pub(super) fn record_decision(&mut self, profile: &str, verdict_value: u32, fields: Value) {
         let denied = matches!(
             verdict_value,
