@@ -115,8 +115,9 @@ pub const IPC_LOOPBACK: u32 = 54;
 
 // Network configuration over rtnetlink (NETLINK_ROUTE) and xfrm. The
 // kernel's own read/write split decides what is an action: rtnetlink GET
-// requests and xfrm GETs are reads. Their target is `*` (see
-// [`TargetKind::None`]): interfaces, routes and tables are not yet named.
+// requests and xfrm GETs are reads. Link, address and neighbour actions and
+// `net.conf` name the interface (see [`TargetKind::Interface`]); routes,
+// rules, tc and xfrm are `*` alone (see [`TargetKind::None`]).
 /// RTM_NEWLINK that creates (NLM_F_CREATE and NLM_F_EXCL).
 pub const NET_LINK_ADD: u32 = 70;
 pub const NET_LINK_DELETE: u32 = 71;
@@ -319,7 +320,15 @@ pub enum TargetKind {
     /// A file outside any protected tree, by its device (kernel encoding)
     /// and inode in the first sixteen bytes of `object`.
     Inode,
-    /// Nothing: the action is the whole story (netns.create, net.*, self.*).
+    /// A network interface, by the name the kernel finds it by (ifindex
+    /// resolved to the name in the kernel; a name the message gives, cut to
+    /// 15 bytes as the kernel cuts it) in the first 16 bytes of `table`,
+    /// and the network namespace the message acts in (nsfs inode) in
+    /// `object[8..16]`. When the interface cannot be named (a group, a
+    /// namespace id, an index with no link), `table` is empty and
+    /// `object[0..4]` holds the index: only `*` covers it. `family` is 0.
+    Interface,
+    /// Nothing: the action is the whole story (netns.create, net.route.*, self.*).
     None,
 }
 
@@ -327,7 +336,8 @@ pub fn target_kind(id: u32) -> TargetKind {
     match id {
         IPTABLES_REPLACE | IPTABLES_COUNTERS => TargetKind::Family,
         NETNS_ENTER => TargetKind::Namespace,
-        NETNS_CREATE | SYSTEM_CLOCK | NET_LINK_ADD..=NET_XFRM_OTHER => TargetKind::None,
+        NET_LINK_ADD..=NET_ADDR_DELETE | NET_NEIGH_ADD | NET_NEIGH_DELETE | NET_CONF => TargetKind::Interface,
+        NETNS_CREATE | SYSTEM_CLOCK | NET_ROUTE_ADD..=NET_XFRM_OTHER => TargetKind::None,
         NETLINK_OTHER => TargetKind::Protocol,
         IPC_CONNECT => TargetKind::Socket,
         SELF_MARKED_EXEC => TargetKind::Inode,
@@ -349,6 +359,22 @@ pub fn netns_target(key: &crate::TargetKey) -> u64 {
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&key.object[..8]);
     u64::from_le_bytes(bytes)
+}
+
+/// Bytes of an interface name in a [`TargetKind::Interface`] key
+/// (`IFNAMSIZ`, with its NUL).
+pub const IFNAME_LEN: usize = 16;
+
+/// The namespace a [`TargetKind::Interface`] key acts in (nsfs inode).
+pub fn interface_netns(key: &crate::TargetKey) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&key.object[8..16]);
+    u64::from_le_bytes(bytes)
+}
+
+/// The index of an interface a [`TargetKind::Interface`] key could not name.
+pub fn interface_index(key: &crate::TargetKey) -> u32 {
+    u32::from_le_bytes([key.object[0], key.object[1], key.object[2], key.object[3]])
 }
 
 /// Self-protection actions: never allowed, never approvable.

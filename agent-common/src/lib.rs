@@ -443,8 +443,21 @@ pub struct KernelOffsets {
     pub msghdr_msg_name: u32,
     /// `struct msghdr, msg_namelen` (int).
     pub msghdr_msg_namelen: u32,
+    /// `struct sock, __sk_common` plus `struct sock_common, skc_net`: the
+    /// socket's namespace (`possible_net_t`, whose one member is the pointer).
+    pub sock_net: u32,
+    /// `struct net, ns` plus `struct ns_common, inum`.
+    pub net_ns_inum: u32,
+    /// `struct net, dev_index_head` (pointer to NETDEV_HASHENTRIES hlist heads).
+    pub net_dev_index_head: u32,
+    /// `struct net_device, index_hlist` (hlist_node).
+    pub net_device_index_hlist: u32,
+    /// `struct net_device, ifindex` (int).
+    pub net_device_ifindex: u32,
+    /// `struct net_device, name` (char[IFNAMSIZ]).
+    pub net_device_name: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 164);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 188);
 
 /// Files under /proc (sysctls) have no stable inode numbers: procfs makes
 /// new ones as it pleases. There, protection goes by path instead: a

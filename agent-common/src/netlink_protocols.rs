@@ -11,9 +11,10 @@
 //! kernel dispatches by type.
 
 use crate::{
-    TargetKey, action,
+    NAME_LEN, TargetKey,
+    action::{self, IFNAME_LEN, TargetKind},
     netlink::{
-        Class, Classifier, MessageBuffer, MessageHeader, MessageNotes, NLMSG_HDRLEN, WALK_DONE, WALK_ON,
+        Class, Classifier, MessageBuffer, MessageHeader, MessageNotes, NLA_HDRLEN, NLMSG_HDRLEN, WALK_DONE, WALK_ON,
         next_attribute, read_field, write_field,
     },
 };
@@ -81,12 +82,43 @@ const RTM_NEWLINK: u16 = 16;
 /// unparseable (denied), since its class could not be known.
 const MAX_LINK_ATTRS: u32 = 12;
 
-/// The classifier for one non-netfilter protocol.
-pub struct OtherProtocol {
-    pub protocol: u16,
+/// What classifying names interfaces by: the namespace the sending socket
+/// acts in, and the names of its interfaces (the kernel reads `struct net`;
+/// the plain tier fakes it).
+pub trait Interfaces {
+    /// The namespace's nsfs inode.
+    fn netns(&self) -> u64;
+    /// Writes the name of interface `index` in that namespace into `out`
+    /// (zeroed, NUL padded); false if there is none.
+    fn name_of(&self, index: u32, out: &mut [u8; NAME_LEN]) -> bool;
 }
 
-impl Classifier for OtherProtocol {
+/// No namespace, no interfaces: every index is unnamed.
+pub struct NoInterfaces;
+
+impl Interfaces for NoInterfaces {
+    fn netns(&self) -> u64 {
+        0
+    }
+    fn name_of(&self, _index: u32, _out: &mut [u8; NAME_LEN]) -> bool {
+        false
+    }
+}
+
+/// The classifier for one non-netfilter protocol.
+pub struct OtherProtocol<I: Interfaces> {
+    pub protocol: u16,
+    pub interfaces: I,
+}
+
+impl OtherProtocol<NoInterfaces> {
+    /// A classifier that names no interface (fuzzing, tests of other parts).
+    pub fn plain(protocol: u16) -> Self {
+        Self { protocol, interfaces: NoInterfaces }
+    }
+}
+
+impl<I: Interfaces> Classifier for OtherProtocol<I> {
     #[inline(always)]
     fn classify<B: MessageBuffer>(
         &self,
@@ -96,14 +128,15 @@ impl Classifier for OtherProtocol {
         key: &mut TargetKey,
         content: &mut MessageNotes,
     ) -> Class {
-        classify(self.protocol, buf, offset, header, key, content)
+        classify(self.protocol, &self.interfaces, buf, offset, header, key, content)
     }
 }
 
 /// Classifies the message at `offset` of a `protocol` socket's sendmsg into
 /// `key` (profile_id is left alone).
-pub fn classify<B: MessageBuffer>(
+pub fn classify<B: MessageBuffer, I: Interfaces>(
     protocol: u16,
+    interfaces: &I,
     buf: &B,
     offset: u32,
     header: &MessageHeader,
@@ -130,15 +163,16 @@ pub fn classify<B: MessageBuffer>(
     if framed && msg_type < NLMSG_MIN_TYPE {
         return Class::NotAnAction;
     }
+    // The interface a route message acts on.
+    let mut interface = Interface::Unnamed(0);
     let action_id = match protocol {
         protocol::ROUTE => match route_action(msg_type, header.flags) {
             RouteClass::Read => return Class::NotAnAction,
             RouteClass::Link(action_id) => match link_attributes(buf, offset, header.len, content) {
-                Some(link) if link.netns => action::NET_LINK_NETNS,
-                // RTM_NEWLINK or RTM_SETLINK finding no link (index 0, no
-                // name, no group) changes nothing: the kernel answers ENODEV
-                // or EINVAL. `ip link` sends one to probe the kernel. With
-                // NLM_F_CREATE, a NEWLINK makes one.
+                // RTM_NEWLINK or RTM_SETLINK (or DELLINK) finding no link
+                // (index 0, no name, no group) changes nothing: the kernel
+                // answers ENODEV or EINVAL. `ip link` sends one to probe the
+                // kernel. With NLM_F_CREATE, a NEWLINK makes one.
                 Some(link) if !link.names_link && link.index == 0 => {
                     if msg_type == RTM_NEWLINK && header.flags & NLM_F_CREATE != 0 {
                         action::NET_LINK_ADD
@@ -146,14 +180,41 @@ pub fn classify<B: MessageBuffer>(
                         return Class::NotAnAction;
                     }
                 }
-                Some(link) if link.conf_only => action::NET_CONF,
-                Some(_) => action_id,
+                Some(link) => {
+                    interface = if link.other_netns {
+                        // Found in another namespace than the socket's.
+                        Interface::Unnamed(link.index.max(0) as u32)
+                    } else if action_id == action::NET_LINK_ADD {
+                        // A new link is the one its name names, whatever
+                        // index it asks for.
+                        if link.named { Interface::ByName } else { Interface::Unnamed(0) }
+                    } else {
+                        link.interface()
+                    };
+                    match action_id {
+                        // A delete is a delete, whatever else it carries.
+                        action::NET_LINK_DELETE => action_id,
+                        _ if link.netns => action::NET_LINK_NETNS,
+                        _ if link.conf_only => action::NET_CONF,
+                        _ => action_id,
+                    }
+                }
                 None => {
                     key.action = action_id;
                     return Class::Unparseable;
                 }
             },
-            RouteClass::Action(action_id) => action_id,
+            RouteClass::Action(action_id) => {
+                if action::target_kind(action_id) == TargetKind::Interface {
+                    // ifaddrmsg's ifa_index and ndmsg's ndm_ifindex sit where
+                    // ifinfomsg's ifi_index does.
+                    let mut index = [0u8; 4];
+                    if buf.read(offset + NLMSG_HDRLEN + 4, &mut index) {
+                        interface = Interface::ByIndex(u32::from_ne_bytes(index));
+                    }
+                }
+                action_id
+            }
         },
         protocol::XFRM => match xfrm_action(msg_type) {
             Some(action_id) => action_id,
@@ -163,6 +224,9 @@ pub fn classify<B: MessageBuffer>(
         _ => action::NETLINK_OTHER,
     };
     key.action = action_id;
+    if action::target_kind(action_id) == TargetKind::Interface {
+        name_interface(interfaces, buf, interface, key, content);
+    }
     if action_id == action::NETLINK_OTHER {
         key.family = protocol as u8;
         key.object[0] = msg_type as u8;
@@ -195,7 +259,7 @@ fn route_action(msg_type: u16, flags: u16) -> RouteClass {
             return RouteClass::Link(NET_LINK_ADD);
         }
         16 | 19 => return RouteClass::Link(NET_LINK_SET),
-        17 => NET_LINK_DELETE,
+        17 => return RouteClass::Link(NET_LINK_DELETE),
         20 | 21 => new_or(NET_ADDR_ADD, NET_ADDR_DELETE),
         24 if flags & NLM_F_REPLACE != 0 => NET_ROUTE_REPLACE,
         24 | 25 => new_or(NET_ROUTE_ADD, NET_ROUTE_DELETE),
@@ -220,10 +284,39 @@ struct LinkAttrs {
     /// It names a link (IFLA_IFNAME, IFLA_ALT_IFNAME) or a group of them
     /// (IFLA_GROUP), which the kernel finds when `index` is 0.
     names_link: bool,
+    /// A name attribute is noted in the walk's notes (`at`, `len`).
+    named: bool,
+    /// IFLA_GROUP: with index 0, a NEWLINK whose name finds no link changes
+    /// every link of the group.
+    group: bool,
     /// It moves the link to, or makes it in, another namespace.
     netns: bool,
+    /// IFLA_TARGET_NETNSID: the kernel finds the link in another namespace.
+    other_netns: bool,
     /// Its only change is IFLA_AF_SPEC (with IFLA_IFNAME to find the link).
     conf_only: bool,
+}
+
+impl LinkAttrs {
+    /// The link the kernel finds: by index if positive, else by name.
+    fn interface(&self) -> Interface {
+        match (self.index > 0, self.named && !self.group) {
+            (true, _) => Interface::ByIndex(self.index as u32),
+            (false, true) => Interface::ByName,
+            (false, false) => Interface::Unnamed(0),
+        }
+    }
+}
+
+/// How a route message addresses its interface.
+#[derive(Clone, Copy)]
+enum Interface {
+    /// By index, which the kernel's `Interfaces` names.
+    ByIndex(u32),
+    /// By the name attribute noted in the walk's notes.
+    ByName,
+    /// In a way no rule names (a group, another namespace): the index, if any.
+    Unnamed(u32),
 }
 
 /// Bits of [`MessageNotes::seen`] during a link walk.
@@ -231,6 +324,16 @@ const LINK_NETNS: u32 = 1;
 const LINK_AF_SPEC: u32 = 2;
 const LINK_NAMED: u32 = 4;
 const LINK_OTHER: u32 = 8;
+/// IFLA_TARGET_NETNSID.
+const LINK_OTHER_NETNS: u32 = 16;
+/// IFLA_IFNAME (which the kernel prefers to IFLA_ALT_IFNAME).
+const LINK_IFNAME: u32 = 32;
+/// IFLA_GROUP.
+const LINK_GROUP: u32 = 64;
+/// Marks [`MessageNotes::len`] when the noted name is an alternative name
+/// (up to 127 bytes, never cut: one longer than an interface name has no
+/// rule but `*`).
+const ALT_NAME: u32 = 1 << 31;
 
 /// Walks a link message's top-level attributes; None if they cannot be
 /// walked whole (the kernel's `nlmsg_parse` would refuse the message, or
@@ -254,6 +357,7 @@ fn link_attributes<B: MessageBuffer>(
     write_field(&mut notes.next_attr, offset + NLMSG_HDRLEN + IFINFOMSG_LEN);
     write_field(&mut notes.walk, WALK_ON);
     write_field(&mut notes.seen, 0);
+    write_field(&mut notes.at, 0);
     // One step more than attributes read: it finds the end.
     buf.repeat(MAX_LINK_ATTRS + 1, |_| link_attribute(buf, end, notes));
     let seen = read_field(&notes.seen);
@@ -264,7 +368,10 @@ fn link_attributes<B: MessageBuffer>(
     Some(LinkAttrs {
         index: i32::from_ne_bytes(index),
         names_link: seen & LINK_NAMED != 0,
+        named: read_field(&notes.at) != 0,
+        group: seen & LINK_GROUP != 0,
         netns: seen & LINK_NETNS != 0,
+        other_netns: seen & LINK_OTHER_NETNS != 0,
         conf_only: seen & LINK_AF_SPEC != 0 && seen & LINK_OTHER == 0,
     })
 }
@@ -275,15 +382,62 @@ fn link_attribute<B: MessageBuffer>(buf: &B, end: u32, notes: &mut MessageNotes)
     let Some((at, nla_len, nla_type)) = next_attribute(buf, end, notes) else {
         return false;
     };
+    // The kernel keeps the last of each attribute type, and takes
+    // IFLA_IFNAME over IFLA_ALT_IFNAME.
+    let payload = nla_len - NLA_HDRLEN;
+    if nla_type == IFLA_IFNAME {
+        write_field(&mut notes.at, at + NLA_HDRLEN);
+        write_field(&mut notes.len, payload);
+    } else if nla_type == IFLA_ALT_IFNAME && read_field(&notes.seen) & LINK_IFNAME == 0 {
+        write_field(&mut notes.at, at + NLA_HDRLEN);
+        write_field(&mut notes.len, payload | ALT_NAME);
+    }
     notes.note_seen(match nla_type {
-        IFLA_NET_NS_PID | IFLA_NET_NS_FD | IFLA_TARGET_NETNSID => LINK_NETNS,
+        IFLA_NET_NS_PID | IFLA_NET_NS_FD => LINK_NETNS,
+        IFLA_TARGET_NETNSID => LINK_NETNS | LINK_OTHER_NETNS,
         IFLA_AF_SPEC => LINK_AF_SPEC,
-        IFLA_IFNAME | IFLA_ALT_IFNAME => LINK_NAMED,
-        IFLA_GROUP => LINK_NAMED | LINK_OTHER,
+        IFLA_IFNAME => LINK_NAMED | LINK_IFNAME,
+        IFLA_ALT_IFNAME => LINK_NAMED,
+        IFLA_GROUP => LINK_NAMED | LINK_OTHER | LINK_GROUP,
         _ => LINK_OTHER,
     });
     write_field(&mut notes.next_attr, at + ((nla_len + 3) & !3));
     true
+}
+
+/// Fills an interface action's target (see [`TargetKind::Interface`]):
+/// `interface` is how the message addresses it.
+#[inline(always)]
+fn name_interface<B: MessageBuffer, I: Interfaces>(
+    interfaces: &I,
+    buf: &B,
+    interface: Interface,
+    key: &mut TargetKey,
+    notes: &MessageNotes,
+) {
+    key.object[8..16].copy_from_slice(&interfaces.netns().to_le_bytes());
+    let named = match interface {
+        Interface::ByName => {
+            let (at, len) = (read_field(&notes.at), read_field(&notes.len));
+            let alt = len & ALT_NAME != 0;
+            let payload = len & !ALT_NAME;
+            // IFLA_IFNAME is cut to IFNAMSIZ - 1 bytes, as `nla_strscpy`
+            // cuts it; an alternative name is read one byte further, to
+            // tell one that does not fit.
+            let cap = if alt { IFNAME_LEN as u32 + 1 } else { IFNAME_LEN as u32 };
+            let size = if payload < cap { payload + 1 } else { cap };
+            let written = buf.read_str(at, size, &mut key.table);
+            written > 1 && (written as u32) <= IFNAME_LEN as u32
+        }
+        Interface::ByIndex(index) if index != 0 && interfaces.name_of(index, &mut key.table) => true,
+        Interface::ByIndex(index) | Interface::Unnamed(index) => {
+            key.object[..4].copy_from_slice(&index.to_le_bytes());
+            false
+        }
+    };
+    if !named {
+        key.clear_table();
+    }
 }
 
 /// xfrm by type; None for its reads (GETSA, GETPOLICY, GETAE, GETSADINFO,

@@ -6,11 +6,11 @@ mod common;
 
 use common::*;
 use warrant_common::{
-    TargetKey, action,
+    NAME_LEN, TargetKey, action,
     decision::{BatchOutcome, BatchScratch, decide_batch},
     mode,
     netlink::{self, BY_REFERENCE, Class, Classifier, NLM_F_DUMP, NLM_F_REQUEST, SliceBuffer, Step, nft_msg},
-    netlink_protocols::{OtherProtocol, protocol},
+    netlink_protocols::{Interfaces, OtherProtocol, protocol},
     tier, verdict,
 };
 
@@ -49,7 +49,7 @@ fn classify_with<C: Classifier>(classifier: &C, bytes: &[u8]) -> (Class, TargetK
 }
 
 fn route(bytes: &[u8]) -> (Class, u32) {
-    let (class, key) = classify_with(&OtherProtocol { protocol: protocol::ROUTE }, bytes);
+    let (class, key) = classify_with(&OtherProtocol::plain(protocol::ROUTE), bytes);
     (class, key.action)
 }
 
@@ -226,7 +226,7 @@ fn rtnetlink_writes_are_actions_by_type_and_gets_are_reads() {
     // Control messages are acknowledged, never handed to rtnetlink.
     assert_eq!(route(&message(3, 0, &[], &[])), (Class::NotAnAction, 0));
     // Writes without an action of their own: netlink.other, with the type.
-    let (class, key) = classify_with(&OtherProtocol { protocol: protocol::ROUTE }, &message(88, 0, &[0; 4], &[]));
+    let (class, key) = classify_with(&OtherProtocol::plain(protocol::ROUTE), &message(88, 0, &[0; 4], &[]));
     assert_eq!((class, key.action, key.family, key.object[0]), (Class::Action, action::NETLINK_OTHER, 0, 88));
 }
 
@@ -270,43 +270,136 @@ fn link_messages_are_classed_by_what_they_change() {
     assert_eq!(route(&truncated).0, Class::Unparseable);
 }
 
+/// Interfaces 1 `lo` and 7 `veth-agent` in namespace 4026531840.
+struct TwoInterfaces;
+
+impl Interfaces for TwoInterfaces {
+    fn netns(&self) -> u64 {
+        4026531840
+    }
+    fn name_of(&self, index: u32, out: &mut [u8; NAME_LEN]) -> bool {
+        let name: &[u8] = match index {
+            1 => b"lo",
+            7 => b"veth-agent",
+            _ => return false,
+        };
+        out[..name.len()].copy_from_slice(name);
+        true
+    }
+}
+
+/// The action and interface (name, unnamed index) a route message names.
+fn interface(bytes: &[u8]) -> (u32, String, u32) {
+    let (class, key) = classify_with(&OtherProtocol { protocol: protocol::ROUTE, interfaces: TwoInterfaces }, bytes);
+    assert_eq!(class, Class::Action);
+    assert_eq!(action::interface_netns(&key), 4026531840);
+    let name = String::from_utf8_lossy(warrant_common::name_bytes(&key.table)).into_owned();
+    (key.action, name, action::interface_index(&key))
+}
+
+#[test]
+fn interfaces_are_named_as_the_kernel_finds_them() {
+    let index = |i: u32| {
+        let mut fixed = IFINFOMSG;
+        fixed[4..8].copy_from_slice(&i.to_ne_bytes());
+        fixed
+    };
+    let named = |n: &str| (action::NET_LINK_SET, n.to_owned(), 0);
+    // By index, resolved to the name; an index with a name beside it is a
+    // rename of the indexed link.
+    assert_eq!(interface(&message(16, 0, &index(7), &[])), named("veth-agent"));
+    assert_eq!(interface(&message(19, 0, &index(1), &[(3, b"veth-agent\0")])), named("lo"));
+    // By name when the index is 0; IFLA_IFNAME before IFLA_ALT_IFNAME, and
+    // the last of each, as nla_parse keeps it.
+    assert_eq!(interface(&message(19, 0, &NO_INDEX, &[(3, b"eth0\0")])), named("eth0"));
+    assert_eq!(interface(&message(19, 0, &NO_INDEX, &[(3, b"eth0\0"), (53, b"veth-agent\0")])), named("eth0"));
+    assert_eq!(interface(&message(19, 0, &NO_INDEX, &[(53, b"veth-agent\0"), (3, b"eth0\0")])), named("eth0"));
+    assert_eq!(interface(&message(19, 0, &NO_INDEX, &[(3, b"x\0"), (3, b"eth0\0")])), named("eth0"));
+    assert_eq!(interface(&message(19, 0, &NO_INDEX, &[(53, b"uplink\0")])), named("uplink"));
+    // Cut to 15 bytes as the kernel cuts IFLA_IFNAME; unterminated names
+    // end with their payload.
+    assert_eq!(interface(&message(19, 0, &NO_INDEX, &[(3, b"veth-agentXXXXXXXX")])), named("veth-agentXXXXX"));
+    assert_eq!(interface(&message(19, 0, &NO_INDEX, &[(3, b"eth0")])), named("eth0"));
+    // An alternative name is not cut (up to 127 bytes): a long one is unnamed.
+    assert_eq!(
+        interface(&message(19, 0, &NO_INDEX, &[(53, b"veth-agentXXXXXXXX\0")])),
+        (action::NET_LINK_SET, "".into(), 0)
+    );
+    // Unnamed: an index with no link, a group, a link in another namespace.
+    assert_eq!(interface(&message(19, 0, &index(9), &[])), (action::NET_LINK_SET, "".into(), 9));
+    assert_eq!(interface(&message(16, 0, &NO_INDEX, &[(27, &[1, 0, 0, 0])])), (action::NET_LINK_SET, "".into(), 0));
+    // A NEWLINK whose name finds no link changes the whole group it
+    // carries (group 0 holds every link): unnamed whatever the name says.
+    let group = message(16, 0, &NO_INDEX, &[(3, b"veth-agent\0"), (27, &[0; 4]), (4, &[0; 4])]);
+    assert_eq!(interface(&group), (action::NET_LINK_SET, "".into(), 0));
+    assert_eq!(interface(&message(19, 0, &index(7), &[(46, &[3, 0, 0, 0])])), (action::NET_LINK_NETNS, "".into(), 7));
+    assert_eq!(interface(&message(17, 0, &index(7), &[(46, &[3, 0, 0, 0])])), (action::NET_LINK_DELETE, "".into(), 7));
+    // A move by fd or pid names the link in the socket's namespace.
+    assert_eq!(
+        interface(&message(19, 0, &index(7), &[(28, &[3, 0, 0, 0])])),
+        (action::NET_LINK_NETNS, "veth-agent".into(), 0)
+    );
+    // A delete stays a delete whatever it carries.
+    assert_eq!(
+        interface(&message(17, 0, &index(7), &[(19, &[3, 0, 0, 0])])),
+        (action::NET_LINK_DELETE, "veth-agent".into(), 0)
+    );
+    assert_eq!(
+        interface(&message(17, 0, &index(7), &[(26, &[0; 12])])),
+        (action::NET_LINK_DELETE, "veth-agent".into(), 0)
+    );
+    // A new link is the one its name names.
+    let add = message(16, NLM_F_CREATE | NLM_F_EXCL, &index(7), &[(3, b"agent0\0")]);
+    assert_eq!(interface(&add), (action::NET_LINK_ADD, "agent0".into(), 0));
+    // Addresses and neighbours by their index.
+    assert_eq!(
+        interface(&message(20, NLM_F_CREATE, &[2, 24, 0, 0, 7, 0, 0, 0], &[])),
+        (action::NET_ADDR_ADD, "veth-agent".into(), 0)
+    );
+    assert_eq!(
+        interface(&message(29, 0, &[2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0], &[])),
+        (action::NET_NEIGH_DELETE, "lo".into(), 0)
+    );
+    // IP settings of one interface.
+    assert_eq!(interface(&message(19, 0, &index(1), &[(26, &[0; 12])])), (action::NET_CONF, "lo".into(), 0));
+}
+
 #[test]
 fn xfrm_generic_audit_and_the_rest_fail_closed() {
     let xfrm =
-        |msg_type: u16| classify_with(&OtherProtocol { protocol: protocol::XFRM }, &message(msg_type, 0, &[0; 8], &[]));
+        |msg_type: u16| classify_with(&OtherProtocol::plain(protocol::XFRM), &message(msg_type, 0, &[0; 8], &[]));
     assert_eq!(xfrm(19).1.action, action::NET_XFRM_POLICY_ADD);
     assert_eq!(xfrm(28).1.action, action::NET_XFRM_STATE_DELETE);
     assert_eq!(xfrm(22).1.action, action::NET_XFRM_OTHER, "ALLOCSPI makes a state");
     assert_eq!(xfrm(18).0, Class::NotAnAction, "GETSA");
 
     let generic = |msg_type: u16, cmd: u8| {
-        classify_with(&OtherProtocol { protocol: protocol::GENERIC }, &message(msg_type, 0, &[cmd, 1, 0, 0], &[]))
+        classify_with(&OtherProtocol::plain(protocol::GENERIC), &message(msg_type, 0, &[cmd, 1, 0, 0], &[]))
     };
     assert_eq!(generic(0x10, 3).0, Class::NotAnAction, "the controller's CTRL_CMD_GETFAMILY");
     let (class, key) = generic(0x1c, 1);
     assert_eq!((class, key.action, key.family, key.object[0]), (Class::Action, action::NETLINK_OTHER, 16, 0x1c));
     assert_eq!(generic(0x10, 1).0, Class::Action, "CTRL_CMD_NEWFAMILY is not a read");
 
-    let audit = |msg_type: u16| {
-        classify_with(&OtherProtocol { protocol: protocol::AUDIT }, &message(msg_type, 0, &[0; 4], &[])).0
-    };
+    let audit =
+        |msg_type: u16| classify_with(&OtherProtocol::plain(protocol::AUDIT), &message(msg_type, 0, &[0; 4], &[])).0;
     assert_eq!(audit(1000), Class::NotAnAction, "AUDIT_GET");
     assert_eq!(audit(1112), Class::NotAnAction, "AUDIT_USER_LOGIN is a record for the log");
     assert_eq!(audit(1001), Class::Action, "AUDIT_SET can switch auditing off");
     assert_eq!(audit(1011), Class::Action, "AUDIT_ADD_RULE");
 
     let diag = |msg_type: u16| {
-        classify_with(&OtherProtocol { protocol: protocol::SOCK_DIAG }, &message(msg_type, 0, &[0; 8], &[])).0
+        classify_with(&OtherProtocol::plain(protocol::SOCK_DIAG), &message(msg_type, 0, &[0; 8], &[])).0
     };
     assert_eq!(diag(20), Class::NotAnAction, "SOCK_DIAG_BY_FAMILY (ss)");
     assert_eq!(diag(21), Class::Action, "SOCK_DESTROY kills other processes' sockets");
     // A uevent sent to udev, and connector (which reads no type at all, so
     // control types count too).
     assert_eq!(
-        classify_with(&OtherProtocol { protocol: protocol::KOBJECT_UEVENT }, &message(20, 0, &[], &[])).0,
+        classify_with(&OtherProtocol::plain(protocol::KOBJECT_UEVENT), &message(20, 0, &[], &[])).0,
         Class::Action
     );
-    assert_eq!(classify_with(&OtherProtocol { protocol: 11 }, &message(3, 0, &[0; 20], &[])).0, Class::Action);
+    assert_eq!(classify_with(&OtherProtocol::plain(11), &message(3, 0, &[0; 20], &[])).0, Class::Action);
 }
 
 #[test]
@@ -327,7 +420,7 @@ fn other_protocols_are_decided_like_netfilter_batches() {
         let mut scratch = Box::new(BatchScratch::zeroed());
         let outcome = decide_batch(
             &SliceBuffer(bytes),
-            &OtherProtocol { protocol: protocol::ROUTE },
+            &OtherProtocol::plain(protocol::ROUTE),
             &maps,
             0,
             mode::ENFORCE,
@@ -349,7 +442,7 @@ fn other_protocols_are_decided_like_netfilter_batches() {
     let genl = message(0x1c, 0, &[1, 1, 0, 0], &[]);
     let outcome = decide_batch(
         &SliceBuffer(&genl),
-        &OtherProtocol { protocol: protocol::GENERIC },
+        &OtherProtocol::plain(protocol::GENERIC),
         &maps,
         0,
         mode::ENFORCE,
@@ -357,13 +450,7 @@ fn other_protocols_are_decided_like_netfilter_batches() {
     );
     assert_eq!(outcome, BatchOutcome::Allow);
     let xfrm = message(19, 0, &[0; 8], &[]);
-    let outcome = decide_batch(
-        &SliceBuffer(&xfrm),
-        &OtherProtocol { protocol: protocol::XFRM },
-        &maps,
-        0,
-        mode::ENFORCE,
-        &mut scratch,
-    );
+    let outcome =
+        decide_batch(&SliceBuffer(&xfrm), &OtherProtocol::plain(protocol::XFRM), &maps, 0, mode::ENFORCE, &mut scratch);
     assert_eq!(outcome, BatchOutcome::Deny, "no rule for net.xfrm.policy.add");
 }

@@ -227,6 +227,12 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     inode_i_nlink: 0,
     msghdr_msg_name: 0,
     msghdr_msg_namelen: 0,
+    sock_net: 0,
+    net_ns_inum: 0,
+    net_dev_index_head: 0,
+    net_device_index_hlist: 0,
+    net_device_ifindex: 0,
+    net_device_name: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

@@ -4,15 +4,27 @@
 //! hook, so that the verifier checks each protocol family's walk apart and
 //! netfilter's instruction budget is not shared.
 
-use aya_ebpf::{macros::lsm, programs::LsmContext};
-use warrant_common::{netlink::NETLINK_NETFILTER, netlink_protocols::OtherProtocol};
+use aya_ebpf::{helpers::generated::bpf_probe_read_kernel_str, macros::lsm, programs::LsmContext};
+use warrant_common::{
+    NAME_LEN,
+    action::IFNAME_LEN,
+    netlink::NETLINK_NETFILTER,
+    netlink_protocols::{Interfaces, OtherProtocol},
+};
 
 use crate::{
+    maps::kernel_offsets,
     netfilter::{SkbData, decide_sendmsg, protocol_of},
+    policy::read_kernel,
     subjects,
 };
 
 const EPERM: i32 = 1;
+/// `NETDEV_HASHENTRIES`: the buckets of `net->dev_index_head`.
+const INDEX_BUCKETS: u32 = 1 << 8;
+/// Links looked at in one bucket before the index counts as unnamed (a
+/// bucket holds the links whose indexes agree in their low 8 bits).
+const BUCKET_STEPS: u32 = 16;
 
 #[lsm(hook = "netlink_send")]
 pub fn rtnetlink_send(ctx: LsmContext) -> i32 {
@@ -30,8 +42,66 @@ pub fn rtnetlink_send(ctx: LsmContext) -> i32 {
         Some(protocol) => protocol,
         None => return -EPERM,
     };
+    let interfaces = SocketNet::of(sock);
     match SkbData::of(skb) {
-        Some(buffer) => decide_sendmsg(&subject, &buffer, &OtherProtocol { protocol }),
+        Some(buffer) => decide_sendmsg(&subject, &buffer, &OtherProtocol { protocol, interfaces }),
         None => -EPERM,
+    }
+}
+
+/// The namespace a netlink socket acts in (`sock_net`), whose interfaces
+/// name the targets of link, address and neighbour messages.
+struct SocketNet {
+    net: *const u8,
+    inum: u64,
+}
+
+impl SocketNet {
+    fn of(sock: *const u8) -> Self {
+        let offsets = kernel_offsets();
+        let net = read_kernel::<u64>(sock, offsets.sock_net).unwrap_or(0) as *const u8;
+        let inum = if net.is_null() { 0 } else { read_kernel::<u32>(net, offsets.net_ns_inum).unwrap_or(0) as u64 };
+        Self { net, inum }
+    }
+}
+
+impl Interfaces for SocketNet {
+    fn netns(&self) -> u64 {
+        self.inum
+    }
+
+    /// `dev_get_by_index`'s walk: the bucket of `index` in the namespace's
+    /// index hash, link by link.
+    fn name_of(&self, index: u32, out: &mut [u8; NAME_LEN]) -> bool {
+        if self.net.is_null() {
+            return false;
+        }
+        let offsets = kernel_offsets();
+        let Some(heads) = read_kernel::<u64>(self.net, offsets.net_dev_index_head) else {
+            return false;
+        };
+        let bucket = heads + 8 * (index % INDEX_BUCKETS) as u64;
+        let mut node = read_kernel::<u64>(bucket as *const u8, 0).unwrap_or(0);
+        for _ in 0..BUCKET_STEPS {
+            if node == 0 {
+                return false;
+            }
+            let device = (node - offsets.net_device_index_hlist as u64) as *const u8;
+            if read_kernel::<i32>(device, offsets.net_device_ifindex) == Some(index as i32) {
+                // The name is NUL-terminated but not NUL-padded after a
+                // rename: the string read stops at the NUL, and `out` is zero.
+                let rc = unsafe {
+                    bpf_probe_read_kernel_str(
+                        out.as_mut_ptr().cast(),
+                        IFNAME_LEN as u32,
+                        device.add(offsets.net_device_name as usize).cast(),
+                    )
+                };
+                return rc > 1;
+            }
+            // hlist_node's first member is `next`.
+            node = read_kernel::<u64>(node as *const u8, 0).unwrap_or(0);
+        }
+        false
     }
 }

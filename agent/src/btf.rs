@@ -285,6 +285,12 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         inode_i_nlink: btf.member_offset_any("inode", &["i_nlink", "__i_nlink"])?,
         msghdr_msg_name: btf.member_offset("msghdr", "msg_name")?,
         msghdr_msg_namelen: btf.member_offset("msghdr", "msg_namelen")?,
+        sock_net: btf.member_offset("sock", "__sk_common")? + btf.member_offset("sock_common", "skc_net")?,
+        net_ns_inum: btf.member_offset("net", "ns")? + btf.member_offset("ns_common", "inum")?,
+        net_dev_index_head: btf.member_offset("net", "dev_index_head")?,
+        net_device_index_hlist: btf.member_offset("net_device", "index_hlist")?,
+        net_device_ifindex: btf.member_offset("net_device", "ifindex")?,
+        net_device_name: btf.member_offset("net_device", "name")?,
     })
 }
 

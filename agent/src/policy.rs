@@ -205,6 +205,9 @@ pub enum Target {
     Socket(Option<String>),
     /// A loopback port; `None`: any.
     Port(Option<u16>),
+    /// A network interface by name, in a namespace (nsfs inode: the host's
+    /// for a bare name); `None`: any.
+    Interface(Option<(String, u64)>),
     /// Actions without a target: only `*`.
     Nothing,
 }
@@ -322,6 +325,12 @@ pub fn resolve_netns_name(name: &str) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.ino())
 }
 
+/// The daemon's own network namespace (the host's), looked up once.
+fn host_netns() -> Option<u64> {
+    static HOST: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *HOST.get_or_init(|| resolve_netns_name(HOST_NETNS))
+}
+
 /// The inode in `net:[N]` or a bare number.
 fn parse_netns_inode(text: &str) -> Option<u64> {
     let digits = text.strip_prefix("net:[").and_then(|t| t.strip_suffix(']')).unwrap_or(text);
@@ -425,11 +434,54 @@ impl Target {
                 }
                 Ok(Target::Socket(Some(text.to_owned())))
             }
+            TargetKind::Interface if text == "*" => Ok(Target::Interface(None)),
+            TargetKind::Interface => Self::parse_interface(text, names),
             TargetKind::None | TargetKind::Inode if text == "*" => Ok(Target::Nothing),
             TargetKind::None | TargetKind::Inode => {
                 Err(TargetError::Invalid(format!("target {text:?}: this action has no target; write \"*\"")))
             }
         }
+    }
+
+    /// `IFNAME` (in the host's namespace) or `IFNAME netns NAME` (a name
+    /// under /run/netns, `host`, or `net:[INODE]`).
+    fn parse_interface(text: &str, names: &dyn HostNames) -> Result<Self, TargetError> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let (name, netns) = match words[..] {
+            [name] => (name, HOST_NETNS),
+            [name, "netns", netns] => (name, netns),
+            _ => {
+                return Err(TargetError::Invalid(format!(
+                    "target {text:?} must be IFNAME, IFNAME netns NAME, or * (e.g. \"veth-agent\")"
+                )));
+            }
+        };
+        // As the kernel's dev_valid_name, and no `%d` pattern: a rule names
+        // one interface.
+        let valid = !name.is_empty()
+            && name.len() < action::IFNAME_LEN
+            && name != "."
+            && name != ".."
+            && !name
+                .bytes()
+                .any(|b| b == b'/' || b == b':' || b == b'%' || b == b'*' || b.is_ascii_whitespace() || b == 0);
+        if !valid {
+            return Err(TargetError::Invalid(format!(
+                "target {text:?}: {name:?} is not an interface name (1-15 bytes, no '/', ':', '%', '*' or spaces)"
+            )));
+        }
+        let inode = match parse_netns_inode(netns) {
+            Some(inode) => inode,
+            None => {
+                if let Some(profile) = names.made_by_subject(Named::Netns(netns)) {
+                    return Err(made_by_subject_error(text, "its namespace's name", &profile));
+                }
+                names.netns(netns).ok_or_else(|| {
+                    TargetError::NotOnThisHost(format!("target {text:?}: no network namespace {netns:?} on this host"))
+                })?
+            }
+        };
+        Ok(Target::Interface(Some((name.to_owned(), inode))))
     }
 
     fn parse_firewall(kind: TargetKind, text: &str) -> Result<Self, String> {
@@ -479,6 +531,7 @@ impl Target {
             Target::Protocol(protocol) => protocol.is_some(),
             Target::Socket(name) => name.is_some(),
             Target::Port(port) => port.is_some(),
+            Target::Interface(interface) => interface.is_some(),
             Target::Nothing => true,
         }
     }
@@ -526,6 +579,11 @@ impl Target {
             Target::Port(Some(port)) => key.object[..2].copy_from_slice(&port.to_le_bytes()),
             Target::Port(None) => key.family = FAMILY_ANY,
             Target::Protocol(None) => key.family = FAMILY_ANY,
+            Target::Interface(Some((name, netns))) => {
+                key.table[..name.len()].copy_from_slice(name.as_bytes());
+                key.object[8..16].copy_from_slice(&netns.to_le_bytes());
+            }
+            Target::Interface(None) => key.family = FAMILY_ANY,
             Target::Nothing => {}
         }
         key
@@ -540,6 +598,17 @@ pub fn render_target(key: &TargetKey) -> String {
             if inode == 0 { "*".to_owned() } else { format!("net:[{inode}]") }
         }
         TargetKind::None => "*".to_owned(),
+        TargetKind::Interface => {
+            let name = String::from_utf8_lossy(warrant_common::name_bytes(&key.table)).into_owned();
+            let (netns, index) = (action::interface_netns(key), action::interface_index(key));
+            let name = match (name.is_empty(), index) {
+                (false, _) => name,
+                (true, _) if key.family == FAMILY_ANY => return "*".to_owned(),
+                (true, 0) => return "(an interface no name names)".to_owned(),
+                (true, index) => return format!("(ifindex {index}, unnamed)"),
+            };
+            if netns == 0 || Some(netns) == host_netns() { name } else { format!("{name} netns net:[{netns}]") }
+        }
         TargetKind::Port => {
             let port = u16::from_le_bytes([key.object[0], key.object[1]]);
             if port == 0 { "*".to_owned() } else { port.to_string() }

@@ -81,13 +81,50 @@ fn conntrack_writes_are_refused_whatever_their_flags_and_reads_work() {
     d.expect_record_where(mark, "a flush with dump flags: nfnetlink.other denied", ct_denied);
 }
 
-/// A subject's `args` are refused with EPERM and recorded as `action`.
-fn expect_net_refused(d: &harness::Daemon, args: &[&str], action: &str) {
+/// A subject's `args` are refused with EPERM and recorded as `action` on `target`.
+fn expect_net_refused(d: &harness::Daemon, args: &[&str], action: &str, target: &str) {
     let mark = d.audit_len();
     let out = run_subject(args);
     assert!(!out.status.success(), "{args:?} went through");
     assert!(out.stderr.contains("Operation not permitted"), "{args:?}: {}", out.stderr);
-    d.expect_record(mark, action, "*", "denied");
+    d.expect_record(mark, action, target, "denied");
+}
+
+/// A subject's `args` go through, recorded as `action` on `target`.
+fn expect_net_allowed(d: &harness::Daemon, args: &[&str], action: &str, target: &str) {
+    let mark = d.audit_len();
+    let out = run_subject(args);
+    assert!(out.status.success(), "{args:?}: {}", out.stderr);
+    d.expect_record(mark, action, target, "allowed");
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn the_agent_manages_its_own_interface_and_no_other_however_it_names_them() {
+    let d = daemon();
+    for stale in ["wagent0", "wother", "wrenamed"] {
+        let _ = Command::new("ip").args(["link", "delete", stale]).output();
+    }
+    ip_root(&["link", "add", "wother", "type", "dummy"]);
+    // Made by name, then changed and addressed by index (as `ip` sends
+    // them): the kernel names the index, and the policy's rule covers it.
+    expect_net_allowed(d, &["ip", "link", "add", "wagent0", "type", "dummy"], "net.link.add", "wagent0");
+    expect_net_allowed(d, &["ip", "link", "set", "wagent0", "up"], "net.link.set", "wagent0");
+    expect_net_allowed(d, &["ip", "addr", "add", "10.62.7.1/32", "dev", "wagent0"], "net.addr.add", "wagent0");
+    assert!(root_output("ip", &["addr", "show", "wagent0"]).contains("10.62.7.1"));
+    // Another interface, however it is addressed: by name, by its index
+    // with the agent's name beside it (which the kernel reads as a rename of
+    // wother), by an address on it.
+    expect_net_refused(d, &["ip", "link", "set", "wother", "up"], "net.link.set", "wother");
+    expect_net_refused(d, &["ip", "link", "set", "dev", "wother", "name", "wagent1"], "net.link.set", "wother");
+    expect_net_refused(d, &["ip", "addr", "add", "10.62.7.2/32", "dev", "wother"], "net.addr.add", "wother");
+    assert!(root_output("ip", &["link", "show", "wother"]).contains("wother"));
+    // Renamed away, the agent's interface is no longer one the rule names.
+    expect_net_allowed(d, &["ip", "link", "set", "wagent0", "name", "wrenamed"], "net.link.set", "wagent0");
+    expect_net_refused(d, &["ip", "link", "delete", "wrenamed"], "net.link.delete", "wrenamed");
+    ip_root(&["link", "set", "wrenamed", "name", "wagent0"]);
+    expect_net_allowed(d, &["ip", "link", "delete", "wagent0"], "net.link.delete", "wagent0");
+    ip_root(&["link", "delete", "wother"]);
 }
 
 #[test]
@@ -108,25 +145,32 @@ fn network_configuration_over_rtnetlink_and_xfrm_is_decided() {
     let out = run_subject(&["ip", "xfrm", "policy", "list"]);
     assert!(out.status.success(), "ip xfrm policy list is a read: {}", out.stderr);
 
-    expect_net_refused(d, &["ip", "addr", "add", "10.62.0.1/32", "dev", "lo"], "net.addr.add");
+    expect_net_refused(d, &["ip", "addr", "add", "10.62.0.1/32", "dev", "lo"], "net.addr.add", "lo");
     assert!(!root_output("ip", &["addr", "show", "lo"]).contains("10.62.0.1"));
-    expect_net_refused(d, &["ip", "link", "set", "wdummy", "mtu", "1280"], "net.link.set");
-    expect_net_refused(d, &["ip", "link", "set", "wdummy", "down"], "net.link.set");
-    expect_net_refused(d, &["ip", "link", "delete", "wdummy"], "net.link.delete");
-    expect_net_refused(d, &["ip", "link", "add", "agentdummy", "type", "dummy"], "net.link.add");
-    expect_net_refused(d, &["ip", "link", "set", "wdummy", "netns", "blue"], "net.link.netns");
+    expect_net_refused(d, &["ip", "link", "set", "wdummy", "mtu", "1280"], "net.link.set", "wdummy");
+    expect_net_refused(d, &["ip", "link", "set", "wdummy", "down"], "net.link.set", "wdummy");
+    expect_net_refused(d, &["ip", "link", "delete", "wdummy"], "net.link.delete", "wdummy");
+    expect_net_refused(d, &["ip", "link", "add", "agentdummy", "type", "dummy"], "net.link.add", "agentdummy");
+    expect_net_refused(d, &["ip", "link", "set", "wdummy", "netns", "blue"], "net.link.netns", "wdummy");
     assert!(root_output("ip", &["link", "show", "wdummy"]).contains("wdummy"), "wdummy left the host");
-    expect_net_refused(d, &["ip", "rule", "add", "from", "10.62.1.0/24", "table", "100"], "net.rule.add");
+    expect_net_refused(d, &["ip", "rule", "add", "from", "10.62.1.0/24", "table", "100"], "net.rule.add", "*");
     expect_net_refused(
         d,
         &["ip", "neigh", "add", "10.62.2.9", "lladdr", "02:00:00:00:00:01", "dev", "wdummy"],
         "net.neigh.add",
+        "wdummy",
     );
-    expect_net_refused(d, &["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"], "net.tc.qdisc.add");
+    expect_net_refused(
+        d,
+        &["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
+        "net.tc.qdisc.add",
+        "*",
+    );
     expect_net_refused(
         d,
         &["ip", "xfrm", "policy", "add", "src", "10.62.3.0/24", "dst", "10.62.4.0/24", "dir", "out", "action", "block"],
         "net.xfrm.policy.add",
+        "*",
     );
     assert!(!root_output("ip", &["xfrm", "policy", "list"]).contains("10.62.3.0"));
     // The interface's IP settings over rtnetlink: what /proc/sys/net
@@ -137,7 +181,7 @@ fn network_configuration_over_rtnetlink_and_xfrm_is_decided() {
     let out = netlink_helper(&["link-forwarding", "lo", if before.trim() == "1" { "0" } else { "1" }]);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert_eq!(std::fs::read_to_string(forwarding).unwrap(), before, "forwarding changed over rtnetlink");
-    d.expect_record(mark, "net.conf", "*", "denied");
+    d.expect_record(mark, "net.conf", "lo", "denied");
 
     // Routes need a warrant: refused, requested, approved, applied once.
     let route = ["ip", "route", "add", "10.62.5.0/24", "dev", "lo"];
