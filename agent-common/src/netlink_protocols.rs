@@ -426,6 +426,11 @@ fn name_interface<B: MessageBuffer, I: Interfaces>(
             // tell one that does not fit.
             let cap = if alt { IFNAME_LEN as u32 + 1 } else { IFNAME_LEN as u32 };
             let size = if payload < cap { payload + 1 } else { cap };
+            // Masked through a copy the compiler cannot see through: the 6.1
+            // verifier does not carry the bound of `payload` over to `size`.
+            // (At most 17, so the mask changes nothing.)
+            // SAFETY: a local.
+            let size = unsafe { core::ptr::read_volatile(&size) } & 0x1f;
             let written = buf.read_str(at, size, &mut key.table);
             written > 1 && (written as u32) <= IFNAME_LEN as u32
         }

@@ -119,11 +119,21 @@ fn the_agent_manages_its_own_interface_and_no_other_however_it_names_them() {
     expect_net_refused(d, &["ip", "link", "set", "dev", "wother", "name", "wagent1"], "net.link.set", "wother");
     expect_net_refused(d, &["ip", "addr", "add", "10.62.7.2/32", "dev", "wother"], "net.addr.add", "wother");
     assert!(root_output("ip", &["link", "show", "wother"]).contains("wother"));
-    // Renamed away, the agent's interface is no longer one the rule names.
+    // Renamed away (down first: before 6.2 a running link keeps its name),
+    // the agent's interface is no longer one the rule names.
+    expect_net_allowed(d, &["ip", "link", "set", "wagent0", "down"], "net.link.set", "wagent0");
     expect_net_allowed(d, &["ip", "link", "set", "wagent0", "name", "wrenamed"], "net.link.set", "wagent0");
     expect_net_refused(d, &["ip", "link", "delete", "wrenamed"], "net.link.delete", "wrenamed");
     ip_root(&["link", "set", "wrenamed", "name", "wagent0"]);
     expect_net_allowed(d, &["ip", "link", "delete", "wagent0"], "net.link.delete", "wagent0");
+    // The agent's name, while no link has it, beside a group: the kernel
+    // would change every link of the group (wother's, 7).
+    ip_root(&["link", "set", "wother", "group", "7", "mtu", "1500"]);
+    let mark = d.audit_len();
+    let out = netlink_helper(&["link-group-mtu", "wagent0", "7", "1280"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(root_output("ip", &["link", "show", "wother"]).contains("mtu 1500"), "a group change went through");
+    d.expect_record(mark, "net.link.set", "(an interface no name names)", "denied");
     ip_root(&["link", "delete", "wother"]);
 }
 

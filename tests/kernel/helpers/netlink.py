@@ -8,6 +8,10 @@
     netlink.py link-forwarding IFNAME VALUE
         RTM_SETLINK whose only attribute is IFLA_AF_SPEC, setting
         net.ipv4.conf.IFNAME.forwarding to VALUE
+    netlink.py link-group-mtu IFNAME GROUP MTU
+        RTM_NEWLINK with index 0 naming IFNAME (which should not exist) and
+        carrying IFLA_GROUP GROUP and IFLA_MTU MTU: when no link has the
+        name, the kernel sets the MTU of every link in the group
     netlink.py genl-getfamily NAME
         the generic netlink controller's CTRL_CMD_GETFAMILY (a read)
     netlink.py genl-write FAMILY_NAME CMD
@@ -93,6 +97,12 @@ def link_forwarding(ifname, value):
     return exchange(NETLINK_ROUTE, message(19, NLM_F_REQUEST | NLM_F_ACK, ifinfo + spec))
 
 
+def link_group_mtu(ifname, group, mtu):
+    ifinfo = struct.pack("=BBHiII", socket.AF_UNSPEC, 0, 0, 0, 0, 0)
+    attrs = attr(3, cstr(ifname)) + attr(27, struct.pack("=I", group)) + attr(4, struct.pack("=I", mtu))
+    return exchange(NETLINK_ROUTE, message(16, NLM_F_REQUEST | NLM_F_ACK, ifinfo + attrs))
+
+
 def genl_family_id(name):
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
     body = struct.pack("=BBH", 3, 1, 0) + attr(2, cstr(name))
@@ -129,6 +139,8 @@ def main():
         code = ct_flush_as_dump()
     elif command == "link-forwarding":
         code = link_forwarding(args[0], int(args[1]))
+    elif command == "link-group-mtu":
+        code = link_group_mtu(args[0], int(args[1]), int(args[2]))
     elif command == "genl-getfamily":
         code = genl_getfamily(args[0])
     elif command == "genl-write":
