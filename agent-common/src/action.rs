@@ -116,8 +116,9 @@ pub const IPC_LOOPBACK: u32 = 54;
 // Network configuration over rtnetlink (NETLINK_ROUTE) and xfrm. The
 // kernel's own read/write split decides what is an action: rtnetlink GET
 // requests and xfrm GETs are reads. Link, address and neighbour actions and
-// `net.conf` name the interface (see [`TargetKind::Interface`]); routes,
-// rules, tc and xfrm are `*` alone (see [`TargetKind::None`]).
+// `net.conf` name the interface (see [`TargetKind::Interface`]), routes
+// their table and prefix (see [`TargetKind::Route`]); rules, tc and xfrm
+// are `*` alone (see [`TargetKind::None`]).
 /// RTM_NEWLINK that creates (NLM_F_CREATE and NLM_F_EXCL).
 pub const NET_LINK_ADD: u32 = 70;
 pub const NET_LINK_DELETE: u32 = 71;
@@ -328,7 +329,14 @@ pub enum TargetKind {
     /// namespace id, an index with no link), `table` is empty and
     /// `object[0..4]` holds the index: only `*` covers it. `family` is 0.
     Interface,
-    /// Nothing: the action is the whole story (netns.create, net.route.*, self.*).
+    /// A route: its table (the id, RT_TABLE_MAIN for 0 as the kernel reads
+    /// it) in `table[0..4]` and the namespace in `table[8..16]`; its
+    /// destination prefix in `object`: the address family, the prefix
+    /// length, then the address (16 bytes, bits past the length cleared as
+    /// the kernel clears them) from `object[4]`. A route of another family
+    /// or a prefix that cannot be read is all zero: only `*` covers it.
+    Route,
+    /// Nothing: the action is the whole story (netns.create, net.rule.*, self.*).
     None,
 }
 
@@ -337,7 +345,8 @@ pub fn target_kind(id: u32) -> TargetKind {
         IPTABLES_REPLACE | IPTABLES_COUNTERS => TargetKind::Family,
         NETNS_ENTER => TargetKind::Namespace,
         NET_LINK_ADD..=NET_ADDR_DELETE | NET_NEIGH_ADD | NET_NEIGH_DELETE | NET_CONF => TargetKind::Interface,
-        NETNS_CREATE | SYSTEM_CLOCK | NET_ROUTE_ADD..=NET_XFRM_OTHER => TargetKind::None,
+        NET_ROUTE_ADD..=NET_ROUTE_REPLACE => TargetKind::Route,
+        NETNS_CREATE | SYSTEM_CLOCK | NET_RULE_ADD..=NET_XFRM_OTHER => TargetKind::None,
         NETLINK_OTHER => TargetKind::Protocol,
         IPC_CONNECT => TargetKind::Socket,
         SELF_MARKED_EXEC => TargetKind::Inode,
@@ -371,6 +380,9 @@ pub fn interface_netns(key: &crate::TargetKey) -> u64 {
     bytes.copy_from_slice(&key.object[8..16]);
     u64::from_le_bytes(bytes)
 }
+
+/// `RT_TABLE_MAIN`: the table a route of table 0 goes to.
+pub const RT_TABLE_MAIN: u32 = 254;
 
 /// The index of an interface a [`TargetKind::Interface`] key could not name.
 pub fn interface_index(key: &crate::TargetKey) -> u32 {

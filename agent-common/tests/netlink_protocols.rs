@@ -409,13 +409,22 @@ fn other_protocols_are_decided_like_netfilter_batches() {
         k.action = action_id;
         k
     };
+    let any = |action_id: u32| {
+        let mut k = net(action_id);
+        k.family = warrant_common::FAMILY_ANY;
+        k
+    };
     let mut generic = net(action::NETLINK_OTHER);
     generic.family = 16;
+    // The default route of table main (RTMSG names it), as warrants name it.
+    let mut default_route = net(action::NET_ROUTE_DELETE);
+    default_route.table[..4].copy_from_slice(&action::RT_TABLE_MAIN.to_le_bytes());
+    default_route.object[0] = 2;
     let maps = FakeMaps::default()
-        .rule(net(action::NET_ROUTE_ADD), tier::ALLOW, 0)
-        .rule(net(action::NET_ROUTE_DELETE), tier::APPROVE, 1)
+        .rule(any(action::NET_ROUTE_ADD), tier::ALLOW, 0)
+        .rule(any(action::NET_ROUTE_DELETE), tier::APPROVE, 1)
         .rule(generic, tier::ALLOW, 2)
-        .warrant(net(action::NET_ROUTE_DELETE), 1, true);
+        .warrant(default_route, 1, true);
     let decide = |bytes: &[u8]| {
         let mut scratch = Box::new(BatchScratch::zeroed());
         let outcome = decide_batch(

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod lsm_fix;
 pub mod marks;
 pub mod metrics;
+pub mod net_target;
 pub mod nft_render;
 pub mod pins;
 pub mod policy;

@@ -23,7 +23,7 @@ use warrant_common::{
     tier,
 };
 
-use crate::{keys::PublicKey, protect};
+use crate::{keys::PublicKey, net_target, protect};
 
 #[derive(Debug, Error)]
 pub enum PolicyError {
@@ -208,6 +208,8 @@ pub enum Target {
     /// A network interface by name, in a namespace (nsfs inode: the host's
     /// for a bare name); `None`: any.
     Interface(Option<(String, u64)>),
+    /// A route by table and prefix; `None`: any.
+    Route(Option<net_target::Route>),
     /// Actions without a target: only `*`.
     Nothing,
 }
@@ -263,7 +265,7 @@ pub enum Named<'a> {
 }
 
 /// Why a name a subject made is not resolved.
-fn made_by_subject_error(text: &str, what: &str, profile: &str) -> TargetError {
+pub(crate) fn made_by_subject_error(text: &str, what: &str, profile: &str) -> TargetError {
     TargetError::NotOnThisHost(format!(
         "target {text:?}: {what} was made by a subject (profile {profile}), so the name is not resolved; \
          if it is what the policy means, `warrant unmark` it and apply again"
@@ -332,7 +334,7 @@ fn host_netns() -> Option<u64> {
 }
 
 /// The inode in `net:[N]` or a bare number.
-fn parse_netns_inode(text: &str) -> Option<u64> {
+pub(crate) fn parse_netns_inode(text: &str) -> Option<u64> {
     let digits = text.strip_prefix("net:[").and_then(|t| t.strip_suffix(']')).unwrap_or(text);
     digits.parse().ok().filter(|n| *n != 0)
 }
@@ -435,53 +437,14 @@ impl Target {
                 Ok(Target::Socket(Some(text.to_owned())))
             }
             TargetKind::Interface if text == "*" => Ok(Target::Interface(None)),
-            TargetKind::Interface => Self::parse_interface(text, names),
+            TargetKind::Interface => net_target::parse_interface(text, names),
+            TargetKind::Route if text == "*" => Ok(Target::Route(None)),
+            TargetKind::Route => net_target::parse_route(text, names),
             TargetKind::None | TargetKind::Inode if text == "*" => Ok(Target::Nothing),
             TargetKind::None | TargetKind::Inode => {
                 Err(TargetError::Invalid(format!("target {text:?}: this action has no target; write \"*\"")))
             }
         }
-    }
-
-    /// `IFNAME` (in the host's namespace) or `IFNAME netns NAME` (a name
-    /// under /run/netns, `host`, or `net:[INODE]`).
-    fn parse_interface(text: &str, names: &dyn HostNames) -> Result<Self, TargetError> {
-        let words: Vec<&str> = text.split_whitespace().collect();
-        let (name, netns) = match words[..] {
-            [name] => (name, HOST_NETNS),
-            [name, "netns", netns] => (name, netns),
-            _ => {
-                return Err(TargetError::Invalid(format!(
-                    "target {text:?} must be IFNAME, IFNAME netns NAME, or * (e.g. \"veth-agent\")"
-                )));
-            }
-        };
-        // As the kernel's dev_valid_name, and no `%d` pattern: a rule names
-        // one interface.
-        let valid = !name.is_empty()
-            && name.len() < action::IFNAME_LEN
-            && name != "."
-            && name != ".."
-            && !name
-                .bytes()
-                .any(|b| b == b'/' || b == b':' || b == b'%' || b == b'*' || b.is_ascii_whitespace() || b == 0);
-        if !valid {
-            return Err(TargetError::Invalid(format!(
-                "target {text:?}: {name:?} is not an interface name (1-15 bytes, no '/', ':', '%', '*' or spaces)"
-            )));
-        }
-        let inode = match parse_netns_inode(netns) {
-            Some(inode) => inode,
-            None => {
-                if let Some(profile) = names.made_by_subject(Named::Netns(netns)) {
-                    return Err(made_by_subject_error(text, "its namespace's name", &profile));
-                }
-                names.netns(netns).ok_or_else(|| {
-                    TargetError::NotOnThisHost(format!("target {text:?}: no network namespace {netns:?} on this host"))
-                })?
-            }
-        };
-        Ok(Target::Interface(Some((name.to_owned(), inode))))
     }
 
     fn parse_firewall(kind: TargetKind, text: &str) -> Result<Self, String> {
@@ -532,6 +495,7 @@ impl Target {
             Target::Socket(name) => name.is_some(),
             Target::Port(port) => port.is_some(),
             Target::Interface(interface) => interface.is_some(),
+            Target::Route(route) => route.as_ref().is_some_and(|r| r.prefix.is_some()),
             Target::Nothing => true,
         }
     }
@@ -583,7 +547,8 @@ impl Target {
                 key.table[..name.len()].copy_from_slice(name.as_bytes());
                 key.object[8..16].copy_from_slice(&netns.to_le_bytes());
             }
-            Target::Interface(None) => key.family = FAMILY_ANY,
+            Target::Interface(None) | Target::Route(None) => key.family = FAMILY_ANY,
+            Target::Route(Some(route)) => route.fill(&mut key),
             Target::Nothing => {}
         }
         key
@@ -598,17 +563,8 @@ pub fn render_target(key: &TargetKey) -> String {
             if inode == 0 { "*".to_owned() } else { format!("net:[{inode}]") }
         }
         TargetKind::None => "*".to_owned(),
-        TargetKind::Interface => {
-            let name = String::from_utf8_lossy(warrant_common::name_bytes(&key.table)).into_owned();
-            let (netns, index) = (action::interface_netns(key), action::interface_index(key));
-            let name = match (name.is_empty(), index) {
-                (false, _) => name,
-                (true, _) if key.family == FAMILY_ANY => return "*".to_owned(),
-                (true, 0) => return "(an interface no name names)".to_owned(),
-                (true, index) => return format!("(ifindex {index}, unnamed)"),
-            };
-            if netns == 0 || Some(netns) == host_netns() { name } else { format!("{name} netns net:[{netns}]") }
-        }
+        TargetKind::Interface => net_target::render_interface(key, host_netns()),
+        TargetKind::Route => net_target::render_route(key, host_netns()),
         TargetKind::Port => {
             let port = u16::from_le_bytes([key.object[0], key.object[1]]);
             if port == 0 { "*".to_owned() } else { port.to_string() }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use warrant::policy::render_target;
+use warrant::{net_target, policy::render_target};
 use warrant_common::{
     NAME_LEN, TargetKey,
     action::{self, TargetKind},
@@ -30,15 +30,15 @@ impl Interfaces for &CapturedHost {
     }
 }
 
-/// A key's target as records show it, but an interface without its
-/// namespace (records add it when it is not this host's, and the host
-/// running this test is not the capture VM): that is checked here instead.
+/// A key's target as records show it on the capture VM (records name a
+/// namespace when it is not the host's, and the host running this test is
+/// not the capture VM).
 fn target_text(key: &TargetKey, netns: u64) -> String {
-    if action::target_kind(key.action) == TargetKind::Interface && !warrant_common::name_bytes(&key.table).is_empty() {
-        assert_eq!(action::interface_netns(key), netns, "the socket's namespace");
-        return String::from_utf8_lossy(warrant_common::name_bytes(&key.table)).into_owned();
+    match action::target_kind(key.action) {
+        TargetKind::Interface => net_target::render_interface(key, Some(netns)),
+        TargetKind::Route => net_target::render_route(key, Some(netns)),
+        _ => render_target(key),
     }
-    render_target(key)
 }
 
 /// Every action message of one sendmsg, as (action, target).
@@ -129,8 +129,9 @@ const EXPECTED: &[(&str, &[(&str, &str)])] = &[
     ("addr add", &[("net.addr.add", "wcap0")]),
     ("addr del", &[("net.addr.delete", "wcap0")]),
     ("neigh add", &[("net.neigh.add", "wcap0")]),
-    // Routes, rules, tc and xfrm are not named per object yet.
-    ("route add", &[("net.route.add", "*")]),
+    // A route by table (rtm_table main, no RTA_TABLE) and prefix; rules,
+    // tc and xfrm are not named per object yet.
+    ("route add", &[("net.route.add", "main 10.63.1.0/24")]),
     ("route show", &[]),
     ("rule add", &[("net.rule.add", "*")]),
     ("qdisc add", &[("net.tc.qdisc.add", "*")]),

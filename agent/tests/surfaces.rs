@@ -67,7 +67,7 @@ fn netlink_actions_take_protocol_targets_and_records_show_handles() {
     assert_eq!(protocol("9").unwrap().key(0, action::NETLINK_OTHER).family, 9);
     assert_eq!(protocol("*").unwrap().key(0, action::NETLINK_OTHER).family, FAMILY_ANY);
     assert!(protocol("wireguard").unwrap_err().to_string().contains("not a netlink protocol"));
-    // net.* actions take only `*`.
+    // Actions with no target (net.rule.*, net.tc.*, ...) take only `*`.
     assert!(Target::parse(TargetKind::None, "eth0", &[], &policy::ThisHost).is_err());
     let compiled = compile(
         "[[profile]]\nname = \"p\"\n\
@@ -78,6 +78,8 @@ fn netlink_actions_take_protocol_targets_and_records_show_handles() {
     let mut route = TargetKey::zeroed();
     route.profile_id = compiled.profile_ids["p"];
     route.action = action::NET_ROUTE_REPLACE;
+    // A route's `*` is the wildcard the kernel reaches last.
+    route.family = FAMILY_ANY;
     assert_eq!(compiled.rules[&route].tier, tier::APPROVE);
     // Names starting with # are how records show a handle; policy may not use them.
     let err = compile(

@@ -8,11 +8,11 @@ use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
 use warrant_common::{
-    FAMILY_ANY, RuleEntry, TargetKey, action,
+    FAMILY_ANY, NAME_LEN, RuleEntry, TargetKey, action,
     decision::{BatchScratch, PolicyView, decide_batch},
     mode,
     netlink::{NETLINK_NETFILTER, Nfnetlink, SliceBuffer},
-    netlink_protocols::OtherProtocol,
+    netlink_protocols::{Interfaces, OtherProtocol},
     tier,
 };
 
@@ -53,6 +53,24 @@ impl PolicyView for Everything {
     }
 }
 
+/// Interfaces named for two indexes in three, so that naming by index and
+/// failing to are both reached.
+struct SomeInterfaces;
+
+impl Interfaces for SomeInterfaces {
+    fn netns(&self) -> u64 {
+        4026531840
+    }
+    fn name_of(&self, index: u32, out: &mut [u8; NAME_LEN]) -> bool {
+        if index % 3 == 0 {
+            return false;
+        }
+        let name = format!("if{index}");
+        out[..name.len()].copy_from_slice(name.as_bytes());
+        true
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let policy = Everything::new();
     let mut scratch = BatchScratch::zeroed();
@@ -62,6 +80,6 @@ fuzz_target!(|data: &[u8]| {
     if protocol == NETLINK_NETFILTER {
         decide_batch(&SliceBuffer(data), &Nfnetlink, &policy, 0, audit, &mut scratch);
     } else {
-        decide_batch(&SliceBuffer(data), &OtherProtocol { protocol }, &policy, 0, audit, &mut scratch);
+        decide_batch(&SliceBuffer(data), &OtherProtocol { protocol, interfaces: SomeInterfaces }, &policy, 0, audit, &mut scratch);
     }
 });

@@ -195,12 +195,25 @@ fn network_configuration_over_rtnetlink_and_xfrm_is_decided() {
 
     // Routes need a warrant: refused, requested, approved, applied once.
     let route = ["ip", "route", "add", "10.62.5.0/24", "dev", "lo"];
-    crate::warrant_after_refusal(d, || run_subject(&route), "net.route.add", "*", "10m", 1);
+    crate::warrant_after_refusal(d, || run_subject(&route), "net.route.add", "main 10.62.5.0/24", "10m", 1);
+    // The warrant names its table and prefix: no other prefix, no other
+    // table (RTA_TABLE, which `ip` sends for ids past 255), no host bits
+    // the kernel would clear.
+    for (other, target) in [
+        (&["ip", "route", "add", "10.62.6.0/24", "dev", "lo"][..], "main 10.62.6.0/24"),
+        (&["ip", "route", "add", "10.62.5.0/24", "dev", "lo", "table", "1000"], "1000 10.62.5.0/24"),
+        (&["ip", "-6", "route", "add", "fd62::1/64", "dev", "lo"], "main fd62::/64"),
+    ] {
+        let mark = d.audit_len();
+        let out = run_subject(other);
+        assert!(out.stderr.contains("Operation not permitted"), "{other:?}: {}", out.stderr);
+        d.expect_record(mark, "net.route.add", target, "denied-needs-warrant");
+    }
     let mark = d.audit_len();
     let out = run_subject(&route);
     assert!(out.status.success(), "the warranted route: {}", out.stderr);
     assert!(root_output("ip", &["route", "show"]).contains("10.62.5.0/24"));
-    d.expect_record(mark, "net.route.add", "*", "allowed-by-warrant");
+    d.expect_record(mark, "net.route.add", "main 10.62.5.0/24", "allowed-by-warrant");
     ip_root(&["route", "delete", "10.62.5.0/24"]);
     ip_root(&["link", "delete", "wdummy"]);
     // Other tests load `dummy` as a subject to see that refused.
