@@ -67,6 +67,7 @@ const IFINFOMSG_LEN: u32 = 16;
 const IFLA_NET_NS_PID: u16 = 19;
 const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_TARGET_NETNSID: u16 = 46;
+const IFLA_LINK_NETNSID: u16 = 37;
 /// IFLA_IFNAME: names the link (or renames it when it is found by index).
 const IFLA_IFNAME: u16 = 3;
 /// IFLA_AF_SPEC: per-family settings (the ipv4/ipv6 `conf` values).
@@ -167,6 +168,7 @@ pub fn classify<B: MessageBuffer, I: Interfaces>(
     let mut interface = Interface::Unnamed(0);
     let action_id = match protocol {
         protocol::ROUTE => match route_action(msg_type, header.flags) {
+            RouteClass::Read if msg_type == RTM_GETDCB && !dcb_read(buf, offset) => action::NETLINK_OTHER,
             RouteClass::Read => return Class::NotAnAction,
             RouteClass::Link(action_id) => match link_attributes(buf, offset, header.len, content) {
                 // RTM_NEWLINK or RTM_SETLINK (or DELLINK) finding no link
@@ -185,9 +187,13 @@ pub fn classify<B: MessageBuffer, I: Interfaces>(
                         // Found in another namespace than the socket's.
                         Interface::Unnamed(link.index.max(0) as u32)
                     } else if action_id == action::NET_LINK_ADD {
-                        // A new link is the one its name names, whatever
-                        // index it asks for.
-                        if link.named { Interface::ByName } else { Interface::Unnamed(0) }
+                        // A new link is the one its IFLA_IFNAME names (never
+                        // an alternative name), whatever index it asks for.
+                        if link.ifname { Interface::ByName } else { Interface::Unnamed(0) }
+                    } else if msg_type == RTM_NEWLINK && header.flags & NLM_F_CREATE != 0 && link.index <= 0 {
+                        // Finding no link by name, this one makes one, named
+                        // by IFLA_IFNAME alone.
+                        if link.ifname && !link.group { Interface::ByName } else { Interface::Unnamed(0) }
                     } else {
                         link.interface()
                     };
@@ -232,6 +238,15 @@ pub fn classify<B: MessageBuffer, I: Interfaces>(
     };
     key.action = action_id;
     if action::target_kind(action_id) == TargetKind::Interface {
+        // Bridge messages (AF_BRIDGE) on a port act on its master too: its
+        // VLANs, its forwarding database (and, in bulk, other ports').
+        let mut family = [0u8; 1];
+        if !buf.read(offset + NLMSG_HDRLEN, &mut family) || family[0] == AF_BRIDGE {
+            interface = match interface {
+                Interface::ByIndex(index) | Interface::Unnamed(index) => Interface::Unnamed(index),
+                Interface::ByName => Interface::Unnamed(0),
+            };
+        }
         name_interface(interfaces, buf, interface, key, content);
     }
     if action_id == action::NETLINK_OTHER {
@@ -295,6 +310,8 @@ struct LinkAttrs {
     names_link: bool,
     /// A name attribute is noted in the walk's notes (`at`, `len`).
     named: bool,
+    /// The noted name is IFLA_IFNAME: the only name a link is made with.
+    ifname: bool,
     /// IFLA_GROUP: with index 0, a NEWLINK whose name finds no link changes
     /// every link of the group.
     group: bool,
@@ -359,10 +376,13 @@ fn link_attributes<B: MessageBuffer>(
     if msg_len < NLMSG_HDRLEN + IFINFOMSG_LEN {
         return None;
     }
-    let mut index = [0u8; 4];
-    if !buf.read(offset + NLMSG_HDRLEN + 4, &mut index) {
+    // ifi_index, ifi_flags, ifi_change.
+    let mut fixed = [0u8; 12];
+    if !buf.read(offset + NLMSG_HDRLEN + 4, &mut fixed) {
         return None;
     }
+    let index = i32::from_ne_bytes([fixed[0], fixed[1], fixed[2], fixed[3]]);
+    let flags_change = fixed[4..12].iter().any(|b| *b != 0);
     write_field(&mut notes.next_attr, offset + NLMSG_HDRLEN + IFINFOMSG_LEN);
     write_field(&mut notes.walk, WALK_ON);
     write_field(&mut notes.seen, 0);
@@ -375,13 +395,19 @@ fn link_attributes<B: MessageBuffer>(
         return None;
     }
     Some(LinkAttrs {
-        index: i32::from_ne_bytes(index),
+        index,
         names_link: seen & LINK_NAMED != 0,
         named: read_field(&notes.at) != 0,
+        ifname: seen & LINK_IFNAME != 0,
         group: seen & LINK_GROUP != 0,
         netns: seen & LINK_NETNS != 0,
         other_netns: seen & LINK_OTHER_NETNS != 0,
-        conf_only: seen & LINK_AF_SPEC != 0 && seen & LINK_OTHER == 0,
+        // `do_setlink` also applies ifi_flags (all of them when ifi_change
+        // is 0) and, with an index, renames to IFLA_IFNAME.
+        conf_only: seen & LINK_AF_SPEC != 0
+            && seen & LINK_OTHER == 0
+            && !flags_change
+            && !(index > 0 && seen & LINK_IFNAME != 0),
     })
 }
 
@@ -403,7 +429,9 @@ fn link_attribute<B: MessageBuffer>(buf: &B, end: u32, notes: &mut MessageNotes)
     }
     notes.note_seen(match nla_type {
         IFLA_NET_NS_PID | IFLA_NET_NS_FD => LINK_NETNS,
-        IFLA_TARGET_NETNSID => LINK_NETNS | LINK_OTHER_NETNS,
+        // IFLA_LINK_NETNSID: the new link's lower device is in (and the link
+        // may be made attached to) another namespace.
+        IFLA_TARGET_NETNSID | IFLA_LINK_NETNSID => LINK_NETNS | LINK_OTHER_NETNS,
         IFLA_AF_SPEC => LINK_AF_SPEC,
         IFLA_IFNAME => LINK_NAMED | LINK_IFNAME,
         IFLA_ALT_IFNAME => LINK_NAMED,
@@ -452,6 +480,21 @@ fn name_interface<B: MessageBuffer, I: Interfaces>(
     if !named {
         key.clear_table();
     }
+}
+
+/// RTM_GETDCB: dcbnl dispatches on `dcbmsg.cmd`, set commands included.
+const RTM_GETDCB: u16 = 78;
+/// `AF_BRIDGE` (PF_BRIDGE): link and neighbour messages for bridges.
+const AF_BRIDGE: u8 = 7;
+
+/// Whether an RTM_GETDCB carries one of dcbnl's get commands (GSTATE,
+/// PGTX_GCFG, PGRX_GCFG, PFC_GCFG, GPERM_HWADDR, GCAP, GNUMTCS,
+/// PFC_GSTATE, BCN_GCFG, GAPP, IEEE_GET, GDCBX, GFEATCFG, CEE_GET); its
+/// set commands change the NIC's traffic classes.
+fn dcb_read<B: MessageBuffer>(buf: &B, offset: u32) -> bool {
+    let mut dcbmsg = [0u8; 2];
+    buf.read(offset + NLMSG_HDRLEN, &mut dcbmsg)
+        && matches!(dcbmsg[1], 1 | 3 | 5 | 7 | 10 | 11 | 12 | 14 | 16 | 18 | 21 | 22 | 24 | 26)
 }
 
 /// `sizeof(struct rtmsg)`: route attributes start after it.

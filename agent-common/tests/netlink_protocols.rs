@@ -362,6 +362,40 @@ fn interfaces_are_named_as_the_kernel_finds_them() {
     );
     // IP settings of one interface.
     assert_eq!(interface(&message(19, 0, &index(1), &[(26, &[0; 12])])), (action::NET_CONF, "lo".into(), 0));
+    // ...but not when the message also sets flags (`ifi_change` 0 means
+    // every flag) or renames the link.
+    let mut up = index(1);
+    up[8] = 1;
+    assert_eq!(interface(&message(19, 0, &up, &[(26, &[0; 12])])).0, action::NET_LINK_SET);
+    assert_eq!(interface(&message(19, 0, &index(1), &[(3, b"x\0"), (26, &[0; 12])])).0, action::NET_LINK_SET);
+}
+
+#[test]
+fn what_the_kernel_does_beside_the_named_link_is_not_covered_by_its_name() {
+    let unnamed = |action_id: u32| (action_id, String::new(), 0);
+    // A link is made with IFLA_IFNAME's name only: an alternative name
+    // names nothing a create makes, with or without NLM_F_EXCL.
+    let alt: &[(u16, &[u8])] = &[(53, b"veth-agent\0")];
+    assert_eq!(interface(&message(16, NLM_F_CREATE | NLM_F_EXCL, &NO_INDEX, alt)), unnamed(action::NET_LINK_ADD));
+    assert_eq!(interface(&message(16, NLM_F_CREATE, &NO_INDEX, alt)), unnamed(action::NET_LINK_SET));
+    let named: &[(u16, &[u8])] = &[(3, b"agent0\0")];
+    assert_eq!(interface(&message(16, NLM_F_CREATE, &NO_INDEX, named)), (action::NET_LINK_SET, "agent0".into(), 0));
+    // A link made on a lower device in another namespace.
+    let across = message(16, NLM_F_CREATE | NLM_F_EXCL, &NO_INDEX, &[(3, b"agent0\0"), (37, &[3, 0, 0, 0])]);
+    assert_eq!(interface(&across), unnamed(action::NET_LINK_NETNS));
+    // Bridge messages act on the port's master (its VLANs, its forwarding
+    // database): unnamed whatever port they name.
+    let mut bridge_port = IFINFOMSG;
+    bridge_port[0] = 7;
+    bridge_port[4] = 7;
+    assert_eq!(interface(&message(17, 0, &bridge_port, &[(26, &[0; 8])])), (action::NET_LINK_DELETE, "".into(), 7));
+    let fdb = message(29, 0x200, &[7, 0, 0, 0, 7, 0, 0, 0, 0, 0x40, 0, 0], &[]);
+    assert_eq!(interface(&fdb), (action::NET_NEIGH_DELETE, "".into(), 7));
+    // dcbnl takes its set commands under RTM_GETDCB: those are actions.
+    let dcb = |cmd: u8| route(&message(78, 0, &[0, cmd, 0, 0], &[(1, b"eth0\0")]));
+    assert_eq!(dcb(21), (Class::NotAnAction, 0), "DCB_CMD_IEEE_GET");
+    assert_eq!(dcb(20), (Class::Action, action::NETLINK_OTHER), "DCB_CMD_IEEE_SET");
+    assert_eq!(dcb(2), (Class::Action, action::NETLINK_OTHER), "DCB_CMD_SSTATE");
 }
 
 #[test]

@@ -78,16 +78,17 @@ pub fn parse_interface(text: &str, names: &dyn HostNames) -> Result<Target, Targ
             "target {text:?} must be IFNAME, IFNAME netns NAME, or * (e.g. \"veth-agent\")"
         )));
     };
-    // As the kernel's dev_valid_name, and no `%d` pattern: a rule names
-    // one interface.
+    // As the kernel's dev_valid_name, in printable ASCII (the kernel's
+    // isspace also takes some bytes past it), and no `%d` pattern: a rule
+    // names one interface.
     let valid = !name.is_empty()
         && name.len() < action::IFNAME_LEN
         && name != "."
         && name != ".."
-        && !name.bytes().any(|b| matches!(b, b'/' | b':' | b'%' | b'*' | 0) || b.is_ascii_whitespace());
+        && name.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b':' | b'%' | b'*'));
     if !valid {
         return Err(TargetError::Invalid(format!(
-            "target {text:?}: {name:?} is not an interface name (1-15 bytes, no '/', ':', '%', '*' or spaces)"
+            "target {text:?}: {name:?} is not an interface name (1-15 printable ASCII bytes, no '/', ':', '%' or '*')"
         )));
     }
     Ok(Target::Interface(Some((name.to_owned(), netns))))

@@ -134,6 +134,14 @@ fn the_agent_manages_its_own_interface_and_no_other_however_it_names_them() {
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(root_output("ip", &["link", "show", "wother"]).contains("mtu 1500"), "a group change went through");
     d.expect_record(mark, "net.link.set", "(an interface no name names)", "denied");
+    // The agent's name as an alternative name of a link being made: the
+    // kernel names a new link by IFLA_IFNAME only (here it would pick dummyN).
+    let before = root_output("ip", &["-o", "link", "show"]).lines().count();
+    let mark = d.audit_len();
+    let out = netlink_helper(&["link-add-altname", "wagent0"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(root_output("ip", &["-o", "link", "show"]).lines().count(), before, "a link was made");
+    d.expect_record(mark, "net.link.add", "(an interface no name names)", "denied");
     ip_root(&["link", "delete", "wother"]);
 }
 

@@ -12,6 +12,9 @@
         RTM_NEWLINK with index 0 naming IFNAME (which should not exist) and
         carrying IFLA_GROUP GROUP and IFLA_MTU MTU: when no link has the
         name, the kernel sets the MTU of every link in the group
+    netlink.py link-add-altname ALTNAME
+        RTM_NEWLINK (CREATE, EXCL) of a dummy link naming only IFLA_ALT_IFNAME
+        ALTNAME: the kernel names the new link itself (dummyN)
     netlink.py genl-getfamily NAME
         the generic netlink controller's CTRL_CMD_GETFAMILY (a read)
     netlink.py genl-write FAMILY_NAME CMD
@@ -103,6 +106,12 @@ def link_group_mtu(ifname, group, mtu):
     return exchange(NETLINK_ROUTE, message(16, NLM_F_REQUEST | NLM_F_ACK, ifinfo + attrs))
 
 
+def link_add_altname(altname):
+    ifinfo = struct.pack("=BBHiII", socket.AF_UNSPEC, 0, 0, 0, 0, 0)
+    attrs = attr(53, cstr(altname)) + attr(18, attr(1, cstr("dummy")))
+    return exchange(NETLINK_ROUTE, message(16, NLM_F_REQUEST | NLM_F_ACK | 0x600, ifinfo + attrs))
+
+
 def genl_family_id(name):
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
     body = struct.pack("=BBH", 3, 1, 0) + attr(2, cstr(name))
@@ -141,6 +150,8 @@ def main():
         code = link_forwarding(args[0], int(args[1]))
     elif command == "link-group-mtu":
         code = link_group_mtu(args[0], int(args[1]), int(args[2]))
+    elif command == "link-add-altname":
+        code = link_add_altname(args[0])
     elif command == "genl-getfamily":
         code = genl_getfamily(args[0])
     elif command == "genl-write":
