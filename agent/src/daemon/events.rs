@@ -80,15 +80,7 @@ impl State {
             return;
         }
         let action_name = action::name(event.action).unwrap_or("unclassified");
-        let target = self.describe_target(&warrant_common::TargetKey {
-            profile_id: 0,
-            action: event.action,
-            family: event.family,
-            generation: 0,
-            _pad: [0; 6],
-            table: event.table,
-            object: event.object,
-        });
+        let target = self.describe_target(&event_key(event, 0));
         let decided_under = self.policy_of_version(event.policy_version);
         let (profile, rule, profile_mode) = match decided_under {
             Some(p) => {
@@ -204,22 +196,11 @@ impl State {
         self.record_decision(&profile, event.verdict, fields);
     }
 
-    /// Writes a decision record; a denial is also kept for its profile's
-    /// `warrant why`.
     /// Why the warrant the kernel holds for the event's target, if any, did
     /// not allow it: said to the agent and the approver, who would otherwise
     /// see a denial beside a warrant they believe is in force.
     fn unusable_warrant(&self, event: &Event) -> Option<Value> {
-        let key = TargetKey {
-            profile_id: event.profile_id,
-            action: event.action,
-            family: event.family,
-            generation: 0,
-            _pad: [0; 6],
-            table: event.table,
-            object: event.object,
-        };
-        let entry = self.kernel.warrant(&key)?;
+        let entry = self.kernel.warrant(&event_key(event, event.profile_id))?;
         let now = boot_now_ns();
         let secs = |ns: u64| ns / 1_000_000_000;
         let why = if entry.uses_left == 0 {
@@ -238,6 +219,8 @@ impl State {
         Some(json!({"warrant_id": id, "why": why}))
     }
 
+    /// Writes a decision record; a denial is also kept for its profile's
+    /// `warrant why`.
     pub(super) fn record_decision(&mut self, profile: &str, verdict_value: u32, fields: Value) {
         let denied = matches!(
             verdict_value,
@@ -250,6 +233,20 @@ impl State {
             view["time"] = now_unix().into();
             self.recent_denials.note(profile, view);
         }
+    }
+}
+
+/// The target key an event was decided on, for `profile_id` (0 for the
+/// target alone; warrants are keyed per profile, in no policy generation).
+fn event_key(event: &Event, profile_id: u32) -> TargetKey {
+    TargetKey {
+        profile_id,
+        action: event.action,
+        family: event.family,
+        generation: 0,
+        _pad: [0; 6],
+        table: event.table,
+        object: event.object,
     }
 }
 
