@@ -10,6 +10,7 @@
 pub mod action;
 pub mod decision;
 pub mod hash;
+pub mod ioctl;
 pub mod legacy;
 pub mod netlink;
 pub mod netlink_protocols;

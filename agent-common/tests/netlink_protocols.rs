@@ -497,3 +497,32 @@ fn other_protocols_are_decided_like_netfilter_batches() {
         decide_batch(&SliceBuffer(&xfrm), &OtherProtocol::plain(protocol::XFRM), &maps, 0, mode::ENFORCE, &mut scratch);
     assert_eq!(outcome, BatchOutcome::Deny, "no rule for net.xfrm.policy.add");
 }
+
+#[test]
+fn network_ioctls_are_the_rtnetlink_actions_they_amount_to() {
+    use warrant_common::ioctl::network_action;
+    // SIOCADDRT, SIOCDELRT, SIOCSIFADDR, SIOCDIFADDR, SIOCSIFFLAGS,
+    // SIOCSIFNAME, SIOCSARP, SIOCBRADDBR, SIOCDELTUNNEL, TUNSETIFF.
+    for (cmd, action_id) in [
+        (0x890b, action::NET_ROUTE_ADD),
+        (0x890c, action::NET_ROUTE_DELETE),
+        (0x8916, action::NET_ADDR_ADD),
+        (0x8936, action::NET_ADDR_DELETE),
+        (0x8914, action::NET_LINK_SET),
+        (0x8923, action::NET_LINK_SET),
+        (0x8955, action::NET_NEIGH_ADD),
+        (0x89a0, action::NET_LINK_ADD),
+        (0x89f2, action::NET_LINK_DELETE),
+        (0x4004_54ca, action::NET_LINK_ADD),
+    ] {
+        assert_eq!(network_action(cmd), Some(action_id), "{cmd:#x}");
+    }
+    // Reads stay reads: SIOCGIFINDEX, SIOCGIFFLAGS, SIOCGIFHWADDR, SIOCGIFMTU,
+    // SIOCGIFCONF, FIOSETOWN, SIOCGSKNS, TUNGETIFF; and other ioctls are
+    // not this module's: TCGETS, TIOCSTI, FIONREAD, SIOCGSTAMP_NEW.
+    for cmd in
+        [0x8933u32, 0x8913, 0x8927, 0x8921, 0x8912, 0x8901, 0x894c, 0x8004_54d2, 0x5401, 0x5412, 0x541b, 0x8010_8906]
+    {
+        assert_eq!(network_action(cmd), None, "{cmd:#x}");
+    }
+}

@@ -244,6 +244,13 @@ fn decide_ioctl(cmd: u32) -> i32 {
     if cmd == SG_IO || (cmd >> 8) & 0xff == NVME_IOCTL_TYPE {
         return refuse_subjects(action::SELF_BLOCKDEV);
     }
+    // Routes, addresses and links by ioctl rather than rtnetlink: decided
+    // as the rtnetlink action, on a target only `*` covers.
+    if let Some(action_id) = warrant_common::ioctl::network_action(cmd)
+        && let Some(subject) = subjects::current()
+    {
+        return crate::policy::decide_action(&subject, action_id, 0, 0, [0, 0]);
+    }
     0
 }
 

@@ -217,6 +217,20 @@ fn network_configuration_over_rtnetlink_and_xfrm_is_decided() {
         assert!(out.stderr.contains("Operation not permitted"), "{other:?}: {}", out.stderr);
         d.expect_record(mark, "net.route.add", target, "denied-needs-warrant");
     }
+    // The same route by ioctl (net-tools' `route add`) never passes
+    // netlink_send: decided as net.route.add on a target no warrant names.
+    let mark = d.audit_len();
+    let out = netlink_helper(&["ioctl-route-add", "10.62.8.0", "255.255.255.0", "lo"]);
+    assert_eq!(out.status.code(), Some(1), "SIOCADDRT as a subject: {}", out.stderr);
+    assert!(!root_output("ip", &["route", "show"]).contains("10.62.8.0/24"), "a route went in by ioctl");
+    d.expect_record(mark, "net.route.add", "(a route no target names)", "denied-needs-warrant");
+    let script = harness::helper("netlink.py");
+    let root = Command::new("python3")
+        .args([script.as_str(), "ioctl-route-add", "10.62.8.0", "255.255.255.0", "lo"])
+        .status()
+        .unwrap();
+    assert!(root.success(), "root's SIOCADDRT (the message is good)");
+    ip_root(&["route", "delete", "10.62.8.0/24"]);
     let mark = d.audit_len();
     let out = run_subject(&route);
     assert!(out.status.success(), "the warranted route: {}", out.stderr);

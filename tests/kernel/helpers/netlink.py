@@ -15,6 +15,8 @@
     netlink.py link-add-altname ALTNAME
         RTM_NEWLINK (CREATE, EXCL) of a dummy link naming only IFLA_ALT_IFNAME
         ALTNAME: the kernel names the new link itself (dummyN)
+    netlink.py ioctl-route-add DST MASK DEV
+        the old way to add a route, no netlink: SIOCADDRT on an AF_INET socket
     netlink.py genl-getfamily NAME
         the generic netlink controller's CTRL_CMD_GETFAMILY (a read)
     netlink.py genl-write FAMILY_NAME CMD
@@ -112,6 +114,30 @@ def link_add_altname(altname):
     return exchange(NETLINK_ROUTE, message(16, NLM_F_REQUEST | NLM_F_ACK | 0x600, ifinfo + attrs))
 
 
+def ioctl_route_add(dst, mask, dev):
+    import ctypes
+    import fcntl
+
+    def sockaddr_in(address):
+        return struct.pack("=HH4s8x", socket.AF_INET, 0, socket.inet_aton(address))
+
+    name = ctypes.create_string_buffer(dev.encode())
+    # struct rtentry: rt_pad1, rt_dst, rt_gateway, rt_genmask, rt_flags
+    # (RTF_UP), rt_pad2, rt_pad3, rt_pad4, rt_metric, rt_dev, rt_mtu,
+    # rt_window, rt_irtt, padded to its 120 bytes.
+    rtentry = struct.pack(
+        "@L16s16s16sHhLPhPLLH6x",
+        0, sockaddr_in(dst), sockaddr_in("0.0.0.0"), sockaddr_in(mask), 1, 0, 0, 0, 0,
+        ctypes.addressof(name), 0, 0, 0,
+    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        fcntl.ioctl(sock, 0x890B, rtentry)
+    except OSError as err:
+        return err.errno
+    return 0
+
+
 def genl_family_id(name):
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
     body = struct.pack("=BBH", 3, 1, 0) + attr(2, cstr(name))
@@ -152,6 +178,8 @@ def main():
         code = link_group_mtu(args[0], int(args[1]), int(args[2]))
     elif command == "link-add-altname":
         code = link_add_altname(args[0])
+    elif command == "ioctl-route-add":
+        code = ioctl_route_add(args[0], args[1], args[2])
     elif command == "genl-getfamily":
         code = genl_getfamily(args[0])
     elif command == "genl-write":
