@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use warrant_common::{FAMILY_ANY, TargetKey, action};
 
-use crate::policy::{HOST_NETNS, HostNames, Named, Target, TargetError, made_by_subject_error, parse_netns_inode};
+use crate::policy::{HOST_NETNS, HostNames, Target, TargetError, resolve_netns_word};
 
 /// Route table names `ip route` knows, by id.
 const TABLES: &[(&str, u32)] = &[("default", 253), ("main", 254), ("local", 255)];
@@ -43,13 +43,7 @@ impl Route {
 /// The namespace `word` names (`host`, a name under /run/netns,
 /// `net:[INODE]`), refusing a name a subject made.
 fn namespace(text: &str, word: &str, names: &dyn HostNames) -> Result<u64, TargetError> {
-    if let Some(inode) = parse_netns_inode(word) {
-        return Ok(inode);
-    }
-    if let Some(profile) = names.made_by_subject(Named::Netns(word)) {
-        return Err(made_by_subject_error(text, "its namespace's name", &profile));
-    }
-    names.netns(word).ok_or_else(|| {
+    resolve_netns_word(text, word, "its namespace's name", names)?.ok_or_else(|| {
         TargetError::NotOnThisHost(format!("target {text:?}: no network namespace {word:?} on this host"))
     })
 }

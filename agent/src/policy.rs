@@ -265,7 +265,7 @@ pub enum Named<'a> {
 }
 
 /// Why a name a subject made is not resolved.
-pub(crate) fn made_by_subject_error(text: &str, what: &str, profile: &str) -> TargetError {
+fn made_by_subject_error(text: &str, what: &str, profile: &str) -> TargetError {
     TargetError::NotOnThisHost(format!(
         "target {text:?}: {what} was made by a subject (profile {profile}), so the name is not resolved; \
          if it is what the policy means, `warrant unmark` it and apply again"
@@ -333,8 +333,26 @@ fn host_netns() -> Option<u64> {
     *HOST.get_or_init(|| resolve_netns_name(HOST_NETNS))
 }
 
+/// The nsfs inode `word` (part of target `text`) names: `net:[N]`, `host`
+/// or a name under /run/netns; None if there is none. A name a subject made
+/// is refused, `what` saying what `word` is.
+pub(crate) fn resolve_netns_word(
+    text: &str,
+    word: &str,
+    what: &str,
+    names: &dyn HostNames,
+) -> Result<Option<u64>, TargetError> {
+    if let Some(inode) = parse_netns_inode(word) {
+        return Ok(Some(inode));
+    }
+    match names.made_by_subject(Named::Netns(word)) {
+        Some(profile) => Err(made_by_subject_error(text, what, &profile)),
+        None => Ok(names.netns(word)),
+    }
+}
+
 /// The inode in `net:[N]` or a bare number.
-pub(crate) fn parse_netns_inode(text: &str) -> Option<u64> {
+fn parse_netns_inode(text: &str) -> Option<u64> {
     let digits = text.strip_prefix("net:[").and_then(|t| t.strip_suffix(']')).unwrap_or(text);
     digits.parse().ok().filter(|n| *n != 0)
 }
@@ -377,16 +395,7 @@ impl Target {
                 Ok(Target::File { tree: Some(protect::tree_id(tree)), inode })
             }
             TargetKind::Namespace if text == "*" => Ok(Target::Namespace(None)),
-            TargetKind::Namespace => parse_netns_inode(text)
-                .map(Ok)
-                .or_else(|| {
-                    let by = names.made_by_subject(Named::Netns(text));
-                    Some(match by {
-                        Some(profile) => Err(made_by_subject_error(text, "the name", &profile)),
-                        None => Ok(names.netns(text)?),
-                    })
-                })
-                .transpose()?
+            TargetKind::Namespace => resolve_netns_word(text, text, "the name", names)?
                 .map(|inode| Target::Namespace(Some(inode)))
                 .ok_or_else(|| {
                     TargetError::NotOnThisHost(format!(
