@@ -152,7 +152,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Restore what a warrant's change replaced (not available yet).
+    /// Restore what a warrant's file or nft change replaced (CHANGE_ID is the warrant id).
     Rollback {
         change_id: String,
         /// Roll back even though the target changed again since.

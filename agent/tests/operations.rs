@@ -45,9 +45,16 @@ fn the_systemd_unit_lets_the_daemon_write_where_the_defaults_point() {
     ] {
         assert!(writable.iter().any(|w| needed.starts_with(w)), "{} is not writable under the unit", needed.display());
     }
-    for capability in ["CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN"] {
-        assert!(unit.contains(capability), "the unit drops {capability}");
+    // The deployment tier runs the unit; these say why a change broke it.
+    // CAP_NET_ADMIN: nft snapshots (every nft warrant needs one).
+    for capability in ["CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN", "CAP_NET_ADMIN"] {
+        let line = |key: &str| unit.lines().find_map(|l| l.strip_prefix(key)).unwrap_or_default().to_owned();
+        for key in ["CapabilityBoundingSet=", "AmbientCapabilities="] {
+            assert!(line(key).split_whitespace().any(|c| c == capability), "the unit's {key} drops {capability}");
+        }
     }
+    // File rollback writes protected files outside the unit's own directories.
+    assert!(!unit.contains("ProtectSystem=strict"), "ProtectSystem=strict breaks file rollback");
 }
 
 #[test]

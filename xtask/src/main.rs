@@ -5,7 +5,9 @@ mod bench;
 mod bench_report;
 mod cargo;
 mod demo;
+mod deploy;
 mod kernels;
+mod matrix;
 mod package;
 mod paths;
 mod process;
@@ -49,7 +51,7 @@ enum Task {
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
-    /// Run the host tier, then the kernel tier inside the VM.
+    /// Run the host tier, the kernel tier inside the VM, then the deployment tier.
     Test {
         #[arg(long, value_enum, default_value_t = test::Tier::All)]
         tier: test::Tier,

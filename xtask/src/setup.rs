@@ -37,6 +37,9 @@ const APT_TOOLS: &[(&str, &str)] = &[
     ("coreutils", "chroot"),
     // virtme-ng runs `file` to make sure its busybox is static.
     ("file", "file"),
+    // The deployment tier's Debian image, and its disks.
+    ("mmdebstrap", "mmdebstrap"),
+    ("e2fsprogs", "mkfs.ext4"),
 ];
 
 pub fn run(mode: Mode) -> Result<()> {

@@ -1,0 +1,191 @@
+#!/bin/bash
+# The deployment tier's guest side: a stock Debian 12 host booted with
+# systemd as PID 1 installs the freshly built .deb and runs Warrant the way
+# README's "Deploying" says, under the shipped unit. Run at boot by
+# deploy-test.service from /srv/deploy (the inputs disk); its output goes to
+# the serial console, which `cargo xtask test` reads: one `ok NAME` or
+# `FAILED NAME: why` line per check, then `deploy tier: N passed, M failed`.
+set -u
+IN=/srv/deploy
+AUDIT=/var/log/warrant/audit.jsonl
+passed=0
+failed=0
+
+ok() { echo "ok $1"; passed=$((passed + 1)); }
+fail() { echo "FAILED $1: $2"; failed=$((failed + 1)); }
+# check NAME CMD...: passes if CMD exits 0; its output is shown only on failure.
+check() {
+    local name=$1 out
+    shift
+    if out=$("$@" 2>&1); then ok "$name"; else fail "$name" "$(echo "$out" | tail -n 5)"; fi
+}
+# refused NAME CMD...: passes if CMD fails with EPERM (what a subject gets).
+refused() {
+    local name=$1 out
+    shift
+    if out=$("$@" 2>&1); then
+        fail "$name" "it succeeded"
+    elif grep -q "Operation not permitted" <<<"$out"; then
+        ok "$name"
+    else
+        fail "$name" "it failed, but not with EPERM: $(echo "$out" | tail -n 3)"
+    fi
+}
+# until_true SECONDS CMD...: polls CMD every half second.
+until_true() {
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -ge "$deadline" ] && return 1
+        sleep 0.5
+    done
+}
+audit_len() { wc -l <"$AUDIT" 2>/dev/null || echo 0; }
+# record MARK ACTION VERDICT: an audit record after line MARK with this
+# action and verdict (the daemon writes it within a second or two).
+record() {
+    until_true 20 python3 - "$AUDIT" "$@" <<'EOF'
+import json, sys
+path, mark, action, verdict = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+lines = open(path).read().splitlines()[mark:]
+sys.exit(0 if any(json.loads(l).get("action") == action and json.loads(l).get("verdict") == verdict for l in lines) else 1)
+EOF
+}
+status_field() { warrant status --json | python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+# agent CMD...: CMD as a systemd service of its own in agents.slice (a
+# subject by the policy's cgroup match), its output and exit code passed back.
+agent() { systemd-run --quiet --wait --pipe --collect --slice=agents.slice -- "$@"; }
+has_rule() { nft list chain inet filter input | grep -q "tcp dport 22 accept"; }
+no_table() { ! nft list table inet "$1" >/dev/null 2>&1; }
+
+echo "deploy tier: $(uname -r), PID 1 is $(cat /proc/1/comm), LSMs $(cat /sys/kernel/security/lsm)"
+
+# 1. Install, configure, start.
+check "dpkg -i installs the package" dpkg -i "$IN/warrant.deb"
+check "the unit is installed but not enabled before keys are set" \
+    sh -c '[ "$(systemctl is-enabled warrant)" = disabled ]'
+install -m 0644 "$IN/security-team.key.pub" /etc/warrant/security-team.key.pub
+mkdir -p /etc/warrant/bundles.d /var/lib/warrant/inbox
+sed -i 's|^trusted_keys = \[\]|trusted_keys = ["/etc/warrant/security-team.key.pub"]|' /etc/warrant/warrant.toml
+cat >>/etc/warrant/warrant.toml <<'EOF'
+bundle_dir = "/etc/warrant/bundles.d"
+inbox_dir = "/var/lib/warrant/inbox"
+notify_command = "logger -t warrant-notify"
+EOF
+# The firewall root made, and the second agent's executable (matched by inode).
+nft -f - <<'EOF'
+table inet filter {
+    set blocklist { type ipv4_addr; }
+    chain input { type filter hook input priority 0; }
+}
+EOF
+mkdir -p /opt/agents && cp /usr/sbin/nft /opt/agents/ai-agent
+check "systemctl enable --now warrant" systemctl enable --now warrant
+check "the daemon answers on its socket" until_true 180 warrant status
+check "warrant doctor says enforcement is available (bpf-lsm)" \
+    sh -c 'warrant doctor | tee /dev/stderr | grep -q "enforcement: available" && warrant doctor | grep -q bpf-lsm'
+
+# 2. A bundle dropped into bundle_dir is applied.
+warrant policy sign "$IN/demo.toml" --key "$IN/security-team.key" --out /tmp/demo.bundle >/dev/null
+cp /tmp/demo.bundle /etc/warrant/bundles.d/10-demo.bundle
+check "the bundle dropped into bundle_dir is applied" \
+    until_true 60 sh -c '[ "$(warrant status --json | python3 -c "import json,sys; print(json.load(sys.stdin)[\"policy_version\"])")" = 1 ]'
+check "status names the mode in force" sh -c '[ "$(warrant status --json | python3 -c "import json,sys; print(json.load(sys.stdin)[\"mode\"])")" = bpf-lsm ]'
+
+# 3. Agents: one a service in agents.slice (cgroup match), one by executable.
+mark=$(audit_len)
+check "the agent service adds to the blocklist (allow tier)" agent nft add element inet filter blocklist '{ 203.0.113.7 }'
+check "... and that is recorded allowed" record "$mark" nft.element.add allowed
+mark=$(audit_len)
+refused "the agent service may not open ssh without a warrant" agent nft add rule inet filter input tcp dport 22 accept
+check "... recorded denied-needs-warrant" record "$mark" nft.rule.add denied-needs-warrant
+refused "the agent executable (matched by inode) may not add a table" /opt/agents/ai-agent add table inet sneaky
+check "root, not a subject, may" sh -c 'nft add table inet rootmade && nft delete table inet rootmade'
+
+# 4. The change request, the notify hook, an RI's warrant through the inbox, the change, its rollback.
+request=$(warrant requests list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+check "the notify hook told the journal about the request" \
+    until_true 20 sh -c "journalctl -t warrant-notify --no-pager | grep -q '$request'"
+check "alice signs a one-use warrant" warrant approve "$request" --key "$IN/alice.key" --ttl 10m --uses 1 \
+    --reason "deployment tier" --yes --out /tmp/ssh.warrant
+cp /tmp/ssh.warrant /var/lib/warrant/inbox/ssh.warrant
+check "the daemon installs the warrant from its inbox" \
+    until_true 30 sh -c 'warrant status --json | python3 -c "import json,sys; sys.exit(0 if json.load(sys.stdin)[\"warrants\"] else 1)"'
+mark=$(audit_len)
+check "the agent service opens ssh under the warrant" agent nft add rule inet filter input tcp dport 22 accept
+check "... the rule is in the ruleset" has_rule
+check "... recorded allowed under the warrant" record "$mark" nft.rule.add allowed
+refused "the warrant is spent after one use" agent nft add rule inet filter input tcp dport 22 accept
+change=$(python3 -c 'import base64,json,sys; print(json.loads(base64.b64decode(json.load(open(sys.argv[1]))["payload"]))["id"])' /tmp/ssh.warrant)
+check "warrant rollback removes the approved rule" warrant rollback "$change"
+check "... it is gone from the ruleset" sh -c '! nft list chain inet filter input | grep -q "tcp dport 22 accept"'
+
+# An agent removes the package: prerm has systemd stop the daemon, then
+# `warrant uninstall` refuses in a subject, so the removal fails whole and
+# the pins hold.
+if agent dpkg -r warrant >/tmp/agent-dpkg-r.out 2>&1; then
+    fail "an agent's dpkg -r warrant fails" "it succeeded"
+elif grep -q "is a subject" /tmp/agent-dpkg-r.out; then
+    ok "an agent's dpkg -r warrant fails (uninstall refuses in a subject)"
+else
+    fail "an agent's dpkg -r warrant fails" "not at uninstall: $(tail -n 3 /tmp/agent-dpkg-r.out)"
+fi
+check "... the package stays installed" sh -c "dpkg-query -W -f '\${Status}' warrant | grep -q 'install ok installed'"
+refused "... and the agent is still refused" agent nft add table inet afterdpkg
+check "the daemon starts again" systemctl start warrant
+check "... and answers" until_true 180 warrant status
+
+# 5. Restart and upgrade during agent activity: no gap.
+busy_agent() {
+    # An agent adding a table, over and over; each attempt must be refused
+    # with EPERM (a success would be a gap; another error, no test at all).
+    local refused=0 i out
+    for i in $(seq 1 "$1"); do
+        if out=$(agent nft add table inet "gap$i" 2>&1); then
+            echo "attempt $i succeeded" >>"/tmp/unexpected.$2"
+        elif grep -q "Operation not permitted" <<<"$out"; then
+            refused=$((refused + 1))
+        else
+            echo "attempt $i: $out" >>"/tmp/unexpected.$2"
+        fi
+    done
+    echo "$refused" >"/tmp/refused.$2"
+}
+main_pid() { systemctl show -p MainPID --value warrant; }
+before=$(main_pid)
+busy_agent 40 restart &
+busy=$!
+sleep 2
+check "systemctl restart warrant" systemctl restart warrant
+wait "$busy"
+check "all 40 agent attempts during the restart were refused" sh -c '[ "$(cat /tmp/refused.restart)" = 40 ] || { cat /tmp/unexpected.restart; exit 1; }'
+check "no agent change got through during the restart" sh -c '! nft list tables | grep -q gap'
+check "the daemon answers after the restart" until_true 180 warrant status
+check "... and it is a new process" sh -c "[ \"\$(systemctl show -p MainPID --value warrant)\" != '$before' ]"
+before=$(main_pid)
+busy_agent 40 upgrade &
+busy=$!
+sleep 2
+check "dpkg -i of a newer build (upgrade)" dpkg -i "$IN/warrant-upgrade.deb"
+wait "$busy"
+check "the newer version is installed" sh -c "dpkg-query -W -f '\${Version}' warrant | grep -q deploytier"
+check "all 40 agent attempts during the upgrade were refused" sh -c '[ "$(cat /tmp/refused.upgrade)" = 40 ] || { cat /tmp/unexpected.upgrade; exit 1; }'
+check "no agent change got through during the upgrade" sh -c '! nft list tables | grep -q gap'
+check "the daemon answers after the upgrade" until_true 180 warrant status
+check "... restarted by the package onto the new binary" \
+    sh -c "pid=\$(systemctl show -p MainPID --value warrant); [ \"\$pid\" != '$before' ] && ! readlink /proc/\$pid/exe | grep -q deleted"
+check "the policy survived the upgrade" sh -c '[ "$(warrant status --json | python3 -c "import json,sys; print(json.load(sys.stdin)[\"policy_version\"])")" = 1 ]'
+
+# 6. Stopped, enforcement holds (pins); logs and the audit chain.
+check "systemctl stop warrant" systemctl stop warrant
+refused "the agent is still refused with the daemon stopped" agent nft add table inet whilestopped
+check "the journal carries the daemon's logs" sh -c 'journalctl -u warrant --no-pager | grep -q "policy"'
+check "warrant audit verify" warrant audit verify
+
+# 7. Removal takes enforcement away; purge leaves the audit log.
+check "dpkg --purge warrant" dpkg --purge warrant
+check "the pins are gone" sh -c '! ls /sys/fs/bpf/warrant >/dev/null 2>&1'
+check "the former agent may change the firewall again" sh -c 'systemd-run --quiet --wait --pipe --collect --slice=agents.slice -- nft add table inet after && nft delete table inet after'
+check "the audit log is kept" test -s "$AUDIT"
+
+echo "deploy tier: $passed passed, $failed failed"

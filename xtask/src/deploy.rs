@@ -1,0 +1,249 @@
+//! The deployment tier: Warrant installed the way operators install it. A
+//! stock Debian 12 system (mmdebstrap: minbase, systemd, nftables, iproute2,
+//! python3), cached under target/deploy/image and rebuilt when its recipe or
+//! the kernel changes, boots in qemu with Debian's 6.12 and systemd as PID 1,
+//! installs the freshly built .deb with dpkg and runs tests/deploy/scenario.sh
+//! at boot (README's "Deploying", step by step). The scenario prints one line
+//! per check on the serial console, which is all this side reads.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::kernels::Series;
+use crate::paths::{fresh_dir, repo_root, target_dir};
+use crate::process::{describe, run_checked, stdout_of};
+use crate::test::Counts;
+
+/// What the image is made of; a change here rebuilds it.
+const PACKAGES: &str = "systemd-sysv,udev,dbus,nftables,iproute2,python3,kmod,procps";
+const SUITE: &str = "bookworm";
+
+/// Files of the booted system that make it run the scenario once and power
+/// off; the console is the only way out.
+const SCENARIO_UNIT: &str = "[Unit]
+Description=Warrant deployment tier scenario
+After=multi-user.target
+SuccessAction=poweroff-force
+FailureAction=poweroff-force
+[Service]
+Type=oneshot
+ExecStart=/bin/bash /srv/deploy/scenario.sh
+StandardOutput=tty
+StandardError=inherit
+TTYPath=/dev/ttyS0
+[Install]
+WantedBy=multi-user.target
+";
+const FSTAB: &str = "/dev/vda / ext4 rw,errors=remount-ro 0 1\n/dev/vdb /srv/deploy ext4 rw 0 2\n";
+
+/// A whole boot, install and scenario; generous for TCG.
+const TIMEOUT: Duration = Duration::from_secs(25 * 60);
+
+/// Runs the deployment tier: counts of the scenario's checks.
+pub fn run() -> Result<Counts> {
+    let kernel = Kernel::of(Series::V6_12)?;
+    let debs = build_debs()?;
+    let rootfs = image(&kernel)?;
+    let run_dir = fresh_dir(&target_dir().join("deploy/run"))?;
+    let inputs = inputs_dir(&run_dir, &debs)?;
+    let root_img = run_dir.join("root.img");
+    let inputs_img = run_dir.join("inputs.img");
+    make_ext4(&rootfs, &root_img, "3G")?;
+    make_ext4(&inputs, &inputs_img, "512M")?;
+    let console = run_dir.join("console.log");
+    boot(&kernel, &root_img, &inputs_img, &console)?;
+    let text = std::fs::read_to_string(&console).with_context(|| format!("cannot read {}", console.display()))?;
+    summary(&text).with_context(|| {
+        format!("the scenario printed no `deploy tier: N passed, M failed` line; see {}", console.display())
+    })
+}
+
+/// The guest kernel: its image, initrd (which has virtio_blk and ext4) and
+/// modules, all from the host's /boot and /lib/modules.
+struct Kernel {
+    release: String,
+    vmlinuz: PathBuf,
+    initrd: PathBuf,
+}
+
+impl Kernel {
+    fn of(series: Series) -> Result<Kernel> {
+        let vmlinuz = series.find().with_context(|| format!("no {} kernel in /boot", series.label()))?;
+        let name = vmlinuz.file_name().unwrap_or_default().to_string_lossy();
+        let release = name.trim_start_matches("vmlinuz-").to_owned();
+        let initrd = Path::new("/boot").join(format!("initrd.img-{release}"));
+        if !initrd.exists() {
+            run_checked(Command::new("update-initramfs").args(["-c", "-k", &release]))
+                .with_context(|| format!("making {} (the deployment tier boots with it)", initrd.display()))?;
+        }
+        Ok(Kernel { release, vmlinuz, initrd })
+    }
+
+    fn modules(&self) -> PathBuf {
+        Path::new("/lib/modules").join(&self.release)
+    }
+}
+
+struct Debs {
+    first: PathBuf,
+    upgrade: PathBuf,
+}
+
+/// The .deb as the host tier builds it, and the same binary as a newer
+/// version (revision 1+deploytier) for the upgrade step.
+fn build_debs() -> Result<Debs> {
+    let dir = target_dir().join("deploy");
+    std::fs::create_dir_all(&dir)?;
+    // Copied first: the next cargo deb empties target/debian.
+    let first = dir.join("warrant.deb");
+    std::fs::copy(crate::package::build_and_check_deb()?, &first).context("copying the .deb")?;
+    let upgrade = dir.join("warrant-upgrade.deb");
+    stdout_of(
+        Command::new("cargo")
+            .args(["deb", "-p", "warrant", "--no-build", "--deb-revision", "1+deploytier", "-o"])
+            .arg(&upgrade)
+            .current_dir(repo_root()),
+    )
+    .context("cargo deb (the upgrade package)")?;
+    Ok(Debs { first, upgrade })
+}
+
+/// The cached root file system; rebuilt when the recipe or kernel changes.
+fn image(kernel: &Kernel) -> Result<PathBuf> {
+    let dir = target_dir().join("deploy/image");
+    let rootfs = dir.join("rootfs");
+    let recipe = format!("{SUITE} minbase {PACKAGES}\n{}\n{SCENARIO_UNIT}{FSTAB}", kernel.release);
+    let stamp = dir.join("recipe");
+    if std::fs::read_to_string(&stamp).is_ok_and(|done| done == recipe) && rootfs.join("etc/os-release").exists() {
+        return Ok(rootfs);
+    }
+    println!("deploy tier: building the Debian {SUITE} image (mmdebstrap, ~1 min)");
+    fresh_dir(&dir)?;
+    run_checked(
+        Command::new("mmdebstrap")
+            .args(["--quiet", "--variant=minbase", &format!("--include={PACKAGES}"), SUITE])
+            .arg(&rootfs),
+    )
+    .context("mmdebstrap (the deployment tier's Debian image)")?;
+    let modules = rootfs.join("lib/modules");
+    std::fs::create_dir_all(&modules)?;
+    run_checked(Command::new("cp").arg("-a").arg(kernel.modules()).arg(&modules))
+        .context("copying the kernel's modules into the image")?;
+    let write = |path: &str, text: &str| {
+        let path = rootfs.join(path);
+        std::fs::create_dir_all(path.parent().unwrap())?;
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    };
+    write("etc/fstab", FSTAB)?;
+    write("etc/hostname", "deploy-host\n")?;
+    write("etc/systemd/system/deploy-test.service", SCENARIO_UNIT)?;
+    std::fs::create_dir_all(rootfs.join("srv/deploy"))?;
+    let units = rootfs.join("etc/systemd/system");
+    std::os::unix::fs::symlink(
+        "/etc/systemd/system/deploy-test.service",
+        units.join("multi-user.target.wants/deploy-test.service"),
+    )?;
+    // No login prompt on the console the scenario writes to.
+    std::os::unix::fs::symlink("/dev/null", units.join("serial-getty@ttyS0.service"))?;
+    std::fs::write(&stamp, recipe)?;
+    Ok(rootfs)
+}
+
+/// What the scenario reads from /srv/deploy: itself, both packages, the
+/// demo policy and the demo keys the security team and alice sign with.
+fn inputs_dir(run_dir: &Path, debs: &Debs) -> Result<PathBuf> {
+    let inputs = run_dir.join("inputs");
+    std::fs::create_dir_all(&inputs)?;
+    let repo = repo_root();
+    let keys = repo.join("policies/demo-keys");
+    for (from, to) in [
+        (repo.join("tests/deploy/scenario.sh"), "scenario.sh"),
+        (debs.first.clone(), "warrant.deb"),
+        (debs.upgrade.clone(), "warrant-upgrade.deb"),
+        (repo.join("policies/demo.toml"), "demo.toml"),
+        (keys.join("security-team.key"), "security-team.key"),
+        (keys.join("security-team.key.pub"), "security-team.key.pub"),
+        (keys.join("alice.key"), "alice.key"),
+    ] {
+        std::fs::copy(&from, inputs.join(to)).with_context(|| format!("cannot copy {}", from.display()))?;
+    }
+    Ok(inputs)
+}
+
+fn make_ext4(from: &Path, image: &Path, size: &str) -> Result<()> {
+    run_checked(Command::new("truncate").args(["-s", size]).arg(image))?;
+    run_checked(Command::new("mkfs.ext4").args(["-q", "-F", "-d"]).arg(from).arg(image))
+        .with_context(|| format!("making {} from {}", image.display(), from.display()))
+}
+
+/// Boots the image and copies the serial console to ours and to `console`.
+fn boot(kernel: &Kernel, root_img: &Path, inputs_img: &Path, console: &Path) -> Result<()> {
+    let drive = |img: &Path| format!("file={},if=virtio,format=raw", img.display());
+    let mut qemu = Command::new("qemu-system-x86_64");
+    qemu.args(["-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "2G"])
+        .args(["-nographic", "-vga", "none", "-no-reboot", "-nic", "none"])
+        .arg("-kernel")
+        .arg(&kernel.vmlinuz)
+        .arg("-initrd")
+        .arg(&kernel.initrd)
+        .args(["-append", "root=/dev/vda rw console=ttyS0 panic=-1 loglevel=4"])
+        .args(["-drive", &drive(root_img), "-drive", &drive(inputs_img)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    println!("deploy tier: booting {} with systemd under qemu TCG (~1 min to the scenario)", kernel.vmlinuz.display());
+    let mut child = qemu.spawn().with_context(|| format!("cannot start `{}`", describe(&qemu)))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut log = std::fs::File::create(console)?;
+    let copier = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("{line}");
+            let _ = writeln!(log, "{line}");
+        }
+    });
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = copier.join();
+            bail!("the deployment tier's guest ran past {} min; see {}", TIMEOUT.as_secs() / 60, console.display());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let _ = copier.join();
+    if !status.success() {
+        bail!("qemu exited with {status}; see {}", console.display());
+    }
+    Ok(())
+}
+
+/// The scenario's `deploy tier: N passed, M failed` line.
+pub fn summary(console: &str) -> Option<Counts> {
+    console.lines().rev().find_map(|line| {
+        let rest = line.trim().strip_prefix("deploy tier: ")?;
+        let (passed, failed) = rest.split_once(" passed, ")?;
+        let failed = failed.strip_suffix(" failed")?;
+        Some(Counts { passed: passed.trim().parse().ok()?, failed: failed.trim().parse().ok()?, ignored: 0 })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_summary_line() {
+        let console =
+            "[ 1.0] boot\nok one\nFAILED two: why\ndeploy tier: 1 passed, 1 failed\r\n[ 9.0] reboot: Power down";
+        assert_eq!(summary(console), Some(Counts { passed: 1, failed: 1, ignored: 0 }));
+        assert_eq!(summary("deploy tier: 6.12.118+deb12-amd64, PID 1 is systemd"), None);
+    }
+}
