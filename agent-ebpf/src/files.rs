@@ -441,8 +441,26 @@ pub fn inode_unlink(ctx: LsmContext) -> i32 {
     let verdict = removal(ctx.arg(0), dentry);
     if verdict == 0 {
         marks::note_last_unlink(dentry_inode(dentry));
+        forget_last_name(dentry_inode(dentry));
     }
     verdict
+}
+
+/// The last name of `inode` is going (an unlink, or a rename over it, by
+/// anyone allowed to): so does its protection. Kept, the entry would
+/// protect whatever file the file system next gives that inode number: on
+/// ext4 the daemon's own atomic rewrites of its state left entries that
+/// refused an agent's `dpkg` as `self.files`. A rename the kernel then
+/// fails, or a RENAME_EXCHANGE by root (the hook cannot tell), leaves that
+/// file unprotected until the next policy apply walks its tree again.
+#[inline(always)]
+fn forget_last_name(inode: *const u8) {
+    if inode.is_null() || read_kernel::<u32>(inode, kernel_offsets().inode_i_nlink).unwrap_or(2) > 1 {
+        return;
+    }
+    if let Some(key) = inode_key(inode) {
+        let _ = PROTECTED.remove(&key);
+    }
 }
 
 #[lsm(hook = "inode_rmdir")]
@@ -455,13 +473,23 @@ pub fn inode_rmdir(ctx: LsmContext) -> i32 {
 /// protected directory.
 #[lsm(hook = "inode_rename")]
 pub fn inode_rename(ctx: LsmContext) -> i32 {
-    let Some(subject) = subjects::current() else {
-        return 0;
+    let verdict = match subjects::current() {
+        Some(subject) => rename_verdict(&ctx, &subject),
+        None => 0,
     };
+    if verdict == 0 {
+        let victim: *const u8 = ctx.arg(3);
+        forget_last_name(dentry_inode(victim));
+    }
+    verdict
+}
+
+#[inline(always)]
+fn rename_verdict(ctx: &LsmContext, subject: &Subject) -> i32 {
     let old_dir: *const u8 = ctx.arg(0);
     let new_dir: *const u8 = ctx.arg(2);
     if selfprotect::on_bpffs(old_dir) || selfprotect::on_bpffs(new_dir) {
-        return selfprotect::refuse(&subject, action::SELF_PINS);
+        return selfprotect::refuse(subject, action::SELF_PINS);
     }
     let old: *const u8 = ctx.arg(1);
     let new: *const u8 = ctx.arg(3);
@@ -470,11 +498,11 @@ pub fn inode_rename(ctx: LsmContext) -> i32 {
     if let Some((key, entry)) = protected_entry(moved)
         && entry.flags & PROTECTED_ANCESTOR != 0
     {
-        return decide_file(&subject, action::FILE_RENAME, key, entry.tree);
+        return decide_file(subject, action::FILE_RENAME, key, entry.tree);
     }
     for inode in [moved, dentry_inode(new), new_dir, old_dir] {
         if let Some((key, tree)) = protected(inode) {
-            return decide_file(&subject, action::FILE_RENAME, key, tree);
+            return decide_file(subject, action::FILE_RENAME, key, tree);
         }
     }
     0

@@ -27,6 +27,32 @@ pub const GUARDED: &[&str] = &[
     "/etc/systemd/user",
     "/usr/lib/systemd/system",
     "/usr/lib/systemd/user",
+    // Every other directory systemd reads units, drop-ins or generators
+    // from: a drop-in for warrant.service runs at its next restart.
+    "/usr/local/lib/systemd/system",
+    "/etc/systemd/system.control",
+    "/run/systemd/system",
+    "/etc/systemd/system-generators",
+    "/usr/local/lib/systemd/system-generators",
+    "/usr/lib/systemd/system-generators",
+    "/etc/tmpfiles.d",
+    // What root's next apt or dpkg run executes (DPkg::Pre-Invoke,
+    // pre-invoke=) or installs from (a trusted=yes source).
+    "/etc/apt/apt.conf.d",
+    "/etc/apt/sources.list",
+    "/etc/apt/sources.list.d",
+    "/etc/dpkg/dpkg.cfg.d",
+    // The next boot's command line and mounts (systemd.mask=warrant.service).
+    "/etc/default/grub",
+    "/etc/default/grub.d",
+    "/boot/grub/grub.cfg",
+    "/etc/kernel/cmdline",
+    "/etc/fstab",
+    // The packaged daemon: replaced or unlinked, the next restart (an
+    // upgrade's, a reboot's) would bring no daemon back. Not one of
+    // Warrant's own files, which subjects may not even read: agents run it
+    // (`warrant why`, `warrant wait`).
+    "/usr/sbin/warrant",
     "/etc/init.d",
     "/etc/rc.local",
     "/etc/ld.so.preload",
