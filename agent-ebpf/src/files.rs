@@ -70,7 +70,7 @@ pub(crate) fn protected(inode: *const u8) -> Option<(FileKey, u32)> {
 
 /// `inode`'s PROTECTED entry, ancestors of trees included.
 #[inline(always)]
-fn protected_entry(inode: *const u8) -> Option<(FileKey, ProtectedEntry)> {
+pub(crate) fn protected_entry(inode: *const u8) -> Option<(FileKey, ProtectedEntry)> {
     let key = inode_key(inode)?;
     let entry = unsafe { PROTECTED.get(&key) }?;
     Some((key, *entry))
@@ -147,7 +147,7 @@ fn protected_file(file: *const u8) -> Option<(FileKey, u32)> {
 }
 
 #[inline(always)]
-fn dentry_inode(dentry: *const u8) -> *const u8 {
+pub(crate) fn dentry_inode(dentry: *const u8) -> *const u8 {
     read_kernel::<u64>(dentry, kernel_offsets().dentry_d_inode).unwrap_or(0) as *const u8
 }
 
@@ -158,7 +158,7 @@ fn file_inode(file: *const u8) -> *const u8 {
 
 /// Decides `action` on a protected inode; Warrant's own files are never changed.
 #[inline(always)]
-fn decide_file(subject: &Subject, action_id: u32, key: FileKey, tree: u32) -> i32 {
+pub(crate) fn decide_file(subject: &Subject, action_id: u32, key: FileKey, tree: u32) -> i32 {
     if tree == SELF_TREE {
         return selfprotect::refuse(subject, action::SELF_FILES);
     }
@@ -167,7 +167,7 @@ fn decide_file(subject: &Subject, action_id: u32, key: FileKey, tree: u32) -> i3
 
 /// Decides `action` if the first protected one of `inodes` (null: none) is found.
 #[inline(always)]
-fn check(action_id: u32, inodes: [*const u8; 3]) -> i32 {
+pub(crate) fn check(action_id: u32, inodes: [*const u8; 3]) -> i32 {
     let Some(subject) = subjects::current() else {
         return 0;
     };
@@ -379,131 +379,6 @@ pub fn d_instantiate(ctx: LsmContext) -> i32 {
     }
     if let Some(key) = inode_key(inode) {
         let _ = PROTECTED.insert(&key, &ProtectedEntry { tree, flags: 0 }, 0);
-    }
-    0
-}
-
-/// The create family `(dir, dentry, ...)`: a new name in a protected directory.
-#[inline(always)]
-fn creation(ctx: &LsmContext) -> i32 {
-    check(action::FILE_CREATE, [ctx.arg(0), core::ptr::null(), core::ptr::null()])
-}
-
-#[lsm(hook = "inode_create")]
-pub fn inode_create(ctx: LsmContext) -> i32 {
-    creation(&ctx)
-}
-
-#[lsm(hook = "inode_mkdir")]
-pub fn inode_mkdir(ctx: LsmContext) -> i32 {
-    creation(&ctx)
-}
-
-#[lsm(hook = "inode_mknod")]
-pub fn inode_mknod(ctx: LsmContext) -> i32 {
-    creation(&ctx)
-}
-
-#[lsm(hook = "inode_symlink")]
-pub fn inode_symlink(ctx: LsmContext) -> i32 {
-    creation(&ctx)
-}
-
-/// `inode_link(old_dentry, dir, new_dentry)`: a new name for a protected
-/// file (anywhere), or any new name in a protected directory.
-#[lsm(hook = "inode_link")]
-pub fn inode_link(ctx: LsmContext) -> i32 {
-    let old: *const u8 = ctx.arg(0);
-    check(action::FILE_LINK, [dentry_inode(old), ctx.arg(1), core::ptr::null()])
-}
-
-/// Removing a name: bpffs pins are Warrant's own; a protected file, or one
-/// in a protected directory, is `file.delete`.
-#[inline(always)]
-fn removal(dir: *const u8, dentry: *const u8) -> i32 {
-    let Some(subject) = subjects::current() else {
-        return 0;
-    };
-    if selfprotect::on_bpffs(dir) {
-        return selfprotect::refuse(&subject, action::SELF_PINS);
-    }
-    for inode in [dentry_inode(dentry), dir] {
-        if let Some((key, tree)) = protected(inode) {
-            return decide_file(&subject, action::FILE_DELETE, key, tree);
-        }
-    }
-    0
-}
-
-#[lsm(hook = "inode_unlink")]
-pub fn inode_unlink(ctx: LsmContext) -> i32 {
-    let dentry: *const u8 = ctx.arg(1);
-    let verdict = removal(ctx.arg(0), dentry);
-    if verdict == 0 {
-        marks::note_last_unlink(dentry_inode(dentry));
-        forget_last_name(dentry_inode(dentry));
-    }
-    verdict
-}
-
-/// The last name of `inode` is going (an unlink, or a rename over it, by
-/// anyone allowed to): so does its protection. Kept, the entry would
-/// protect whatever file the file system next gives that inode number: on
-/// ext4 the daemon's own atomic rewrites of its state left entries that
-/// refused an agent's `dpkg` as `self.files`. A rename the kernel then
-/// fails, or a RENAME_EXCHANGE by root (the hook cannot tell), leaves that
-/// file unprotected until the next policy apply walks its tree again.
-#[inline(always)]
-fn forget_last_name(inode: *const u8) {
-    if inode.is_null() || read_kernel::<u32>(inode, kernel_offsets().inode_i_nlink).unwrap_or(2) > 1 {
-        return;
-    }
-    if let Some(key) = inode_key(inode) {
-        let _ = PROTECTED.remove(&key);
-    }
-}
-
-#[lsm(hook = "inode_rmdir")]
-pub fn inode_rmdir(ctx: LsmContext) -> i32 {
-    removal(ctx.arg(0), ctx.arg(1))
-}
-
-/// `inode_rename(old_dir, old_dentry, new_dir, new_dentry)`: moving a
-/// protected file, moving over one (`sed -i`, `mv`), or into or out of a
-/// protected directory.
-#[lsm(hook = "inode_rename")]
-pub fn inode_rename(ctx: LsmContext) -> i32 {
-    let verdict = match subjects::current() {
-        Some(subject) => rename_verdict(&ctx, &subject),
-        None => 0,
-    };
-    if verdict == 0 {
-        let victim: *const u8 = ctx.arg(3);
-        forget_last_name(dentry_inode(victim));
-    }
-    verdict
-}
-
-#[inline(always)]
-fn rename_verdict(ctx: &LsmContext, subject: &Subject) -> i32 {
-    let old_dir: *const u8 = ctx.arg(0);
-    let new_dir: *const u8 = ctx.arg(2);
-    if selfprotect::on_bpffs(old_dir) || selfprotect::on_bpffs(new_dir) {
-        return selfprotect::refuse(subject, action::SELF_PINS);
-    }
-    let old: *const u8 = ctx.arg(1);
-    let new: *const u8 = ctx.arg(3);
-    let moved = dentry_inode(old);
-    // Moving a directory above a tree (`mv /etc /etc.old`) moves the tree.
-    if let Some((key, entry)) = protected_entry(moved)
-        && entry.flags & PROTECTED_ANCESTOR != 0
-    {
-        return decide_file(subject, action::FILE_RENAME, key, entry.tree);
-    }
-    for inode in [moved, dentry_inode(new), new_dir, old_dir] {
-        if let Some((key, tree)) = protected(inode) {
-            return decide_file(subject, action::FILE_RENAME, key, tree);
-        }
     }
     0
 }

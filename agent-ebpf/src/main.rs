@@ -18,6 +18,7 @@ mod ipc;
 mod legacy;
 mod maps;
 mod marks;
+mod names;
 mod netfilter;
 mod netns;
 mod policy;

@@ -25,6 +25,7 @@ use warrant_common::{FileKey, Mark, Subject, action};
 use crate::{
     atomics, files,
     maps::{MARK_CHANGES, MARKS, kernel_offsets},
+    names,
     policy::read_kernel,
     selfprotect, subjects,
 };
@@ -112,10 +113,7 @@ pub fn refuse_foreign(runner: Option<Subject>, key: FileKey, mark: Mark) -> i32 
 /// The last name of `inode` is going: so does its mark.
 #[inline(always)]
 pub fn note_last_unlink(inode: *const u8) {
-    if read_kernel::<u32>(inode, kernel_offsets().inode_i_nlink).unwrap_or(2) > 1 {
-        return;
-    }
-    if let Some(key) = files::inode_key(inode)
+    if let Some(key) = names::last_name_key(inode)
         && MARKS.remove(&key).is_ok()
     {
         count_change();

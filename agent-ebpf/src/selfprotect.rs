@@ -179,6 +179,16 @@ pub fn path_chroot(_ctx: LsmContext) -> i32 {
     refuse_subjects(action::SELF_CHROOT)
 }
 
+/// Whether the current task is one of the daemon's threads.
+#[inline(always)]
+pub(crate) fn current_is_daemon() -> bool {
+    let Some(settings) = SETTINGS.get(SETTINGS_INDEX) else {
+        return false;
+    };
+    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+    settings.daemon_tgid != 0 && tgid == settings.daemon_tgid
+}
+
 /// Whether `task` is the daemon.
 #[inline(always)]
 pub(crate) fn is_daemon(task: *const u8) -> bool {

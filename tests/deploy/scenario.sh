@@ -51,7 +51,21 @@ lines = open(path).read().splitlines()[mark:]
 sys.exit(0 if any(json.loads(l).get("action") == action and json.loads(l).get("verdict") == verdict for l in lines) else 1)
 EOF
 }
-status_field() { warrant status --json | python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+# status_is KEY VALUE: `warrant status --json` has KEY = VALUE.
+status_is() { [ "$(warrant status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1")" = "$2" ]; }
+main_pid() { systemctl show -p MainPID --value warrant; }
+# new_daemon_since PID: a daemon runs, not PID, and from a binary on disk.
+new_daemon_since() {
+    local pid
+    pid=$(main_pid)
+    [ "$pid" != 0 ] && [ "$pid" != "$1" ] && ! readlink "/proc/$pid/exe" | grep -q deleted
+}
+same_daemon_as() { [ "$1" != 0 ] && [ "$(main_pid)" = "$1" ]; }
+# request_for TEXT: the id of the open change request whose record has TEXT.
+request_for() {
+    warrant requests list --json |
+        python3 -c 'import json,sys; print(next(r["id"] for r in json.load(sys.stdin) if sys.argv[1] in json.dumps(r)))' "$1"
+}
 # agent CMD...: CMD as a systemd service of its own in agents.slice (a
 # subject by the policy's cgroup match), its output and exit code passed back.
 agent() { systemd-run --quiet --wait --pipe --collect --slice=agents.slice -- "$@"; }
@@ -91,8 +105,8 @@ check "warrant doctor says enforcement is available (bpf-lsm)" \
 warrant policy sign "$IN/demo.toml" --key "$IN/security-team.key" --out /tmp/demo.bundle >/dev/null
 cp /tmp/demo.bundle /etc/warrant/bundles.d/10-demo.bundle
 check "the bundle dropped into bundle_dir is applied" \
-    until_true 60 sh -c '[ "$(warrant status --json | python3 -c "import json,sys; print(json.load(sys.stdin)[\"policy_version\"])")" = 1 ]'
-check "status names the mode in force" sh -c '[ "$(warrant status --json | python3 -c "import json,sys; print(json.load(sys.stdin)[\"mode\"])")" = bpf-lsm ]'
+    until_true 60 status_is policy_version 1
+check "status names the mode in force" status_is mode bpf-lsm
 
 # 3. Agents: one a service in agents.slice (cgroup match), one by executable.
 mark=$(audit_len)
@@ -105,9 +119,9 @@ refused "the agent executable (matched by inode) may not add a table" /opt/agent
 check "root, not a subject, may" sh -c 'nft add table inet rootmade && nft delete table inet rootmade'
 
 # 4. The change request, the notify hook, an RI's warrant through the inbox, the change, its rollback.
-request=$(warrant requests list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+request=$(request_for nft.rule.add)
 check "the notify hook told the journal about the request" \
-    until_true 20 sh -c "journalctl -t warrant-notify --no-pager | grep -q '$request'"
+    until_true 20 sh -c "[ -n '$request' ] && journalctl -t warrant-notify --no-pager | grep -q '$request'"
 check "alice signs a one-use warrant" warrant approve "$request" --key "$IN/alice.key" --ttl 10m --uses 1 \
     --reason "deployment tier" --yes --out /tmp/ssh.warrant
 cp /tmp/ssh.warrant /var/lib/warrant/inbox/ssh.warrant
@@ -129,7 +143,7 @@ conf=/etc/sysctl.d/90-deploy.conf
 echo "net.ipv4.ip_forward=0" >"$conf" && chown root:adm "$conf" && chmod 0640 "$conf"
 write_conf() { agent sh -c "echo net.ipv4.ip_forward=1 > $conf"; }
 refused "the agent may not change a protected file without a warrant" write_conf
-request=$(warrant requests list --json | python3 -c 'import json,sys; print(next(r["id"] for r in json.load(sys.stdin) if "90-deploy.conf" in json.dumps(r)))')
+request=$(request_for 90-deploy.conf)
 warrant approve "$request" --key "$IN/alice.key" --ttl 10m --uses 1 --reason "deployment tier" --yes --out /tmp/file.warrant >/dev/null
 cp /tmp/file.warrant /var/lib/warrant/inbox/file.warrant
 check "the file warrant is installed from the inbox" until_true 30 sh -c 'warrant status --json | grep -q 90-deploy.conf'
@@ -149,7 +163,7 @@ check "an agent makes 300 files beside the daemon's state after its rewrites" \
 # An agent removes the package: prerm's stop cannot reach systemd (a
 # deputy), then `warrant uninstall` refuses in a subject, so the removal
 # fails whole and the daemon and its pins stay.
-pid_before_dpkg=$(systemctl show -p MainPID --value warrant)
+pid_before_dpkg=$(main_pid)
 warrant run --profile agent -- dpkg -r warrant >/tmp/agent-dpkg-r.out 2>&1
 dpkg_rc=$?
 if [ "$dpkg_rc" = 0 ]; then
@@ -159,7 +173,7 @@ elif grep -q "run uninstall from an unconfined root shell" /tmp/agent-dpkg-r.out
 else
     fail "an agent's dpkg -r warrant fails" "not at uninstall (exit $dpkg_rc, $(wc -c </tmp/agent-dpkg-r.out) bytes): $(tr -c '[:print:]\n' '?' </tmp/agent-dpkg-r.out | tail -n 6)"
 fi
-check "... the daemon was not stopped" sh -c "[ \"\$(systemctl show -p MainPID --value warrant)\" = '$pid_before_dpkg' ]"
+check "... the daemon was not stopped" same_daemon_as "$pid_before_dpkg"
 check "... the package stays installed" sh -c "dpkg-query -W -f '\${Status}' warrant | grep -q 'install ok installed'"
 refused "... and the agent is still refused" agent nft add table inet afterdpkg
 
@@ -181,7 +195,6 @@ busy_agent() {
     done
     echo "$refused" >"/tmp/refused.$2"
 }
-main_pid() { systemctl show -p MainPID --value warrant; }
 before=$(main_pid)
 busy_agent 40 restart &
 busy=$!
@@ -192,7 +205,7 @@ wait "$busy"
 check "agent attempts during the restart were refused (at least 30 of 40 with EPERM)" sh -c '[ "$(cat /tmp/refused.restart)" -ge 30 ]'
 check "no agent change got through during the restart" no_gap
 check "the daemon answers after the restart" until_true 180 warrant status
-check "... and it is a new process" sh -c "[ \"\$(systemctl show -p MainPID --value warrant)\" != '$before' ]"
+check "... and it is a new process" new_daemon_since "$before"
 before=$(main_pid)
 busy_agent 40 upgrade &
 busy=$!
@@ -205,8 +218,8 @@ check "agent attempts during the upgrade were refused (at least 30 of 40 with EP
 check "no agent change got through during the upgrade" no_gap
 check "the daemon answers after the upgrade" until_true 180 warrant status
 check "... restarted by the package onto the new binary" \
-    sh -c "pid=\$(systemctl show -p MainPID --value warrant); [ \"\$pid\" != '$before' ] && ! readlink /proc/\$pid/exe | grep -q deleted"
-check "the policy survived the upgrade" sh -c '[ "$(warrant status --json | python3 -c "import json,sys; print(json.load(sys.stdin)[\"policy_version\"])")" = 1 ]'
+    new_daemon_since "$before"
+check "the policy survived the upgrade" status_is policy_version 1
 
 # 6. Stopped, enforcement holds (pins); logs and the audit chain.
 check "systemctl stop warrant" systemctl stop warrant

@@ -989,6 +989,41 @@ fn protected_config_files_hold_against_every_route() {
     std::fs::write(PROTECTED_FILE, &original).unwrap();
 }
 
+/// A rename is decided on both sides: a move the policy allows inside one
+/// tree cannot replace a file of another (the demo's approve-tier sysctl.d,
+/// from an allow-tier scratch tree on the same file system).
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_rename_allowed_in_one_tree_cannot_replace_a_file_of_another() {
+    let d = daemon();
+    std::fs::create_dir_all("/mnt/scratch").unwrap();
+    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
+    let scratch_rule = "[[profile.rule]]\naction = \"file.*\"\ntarget = \"/mnt/scratch\"\ntier = \"allow\"\n\n";
+    let first_rule = "[[profile.rule]]\naction = \"nft.element.*\"";
+    let wider = text.replacen("protect = [", "protect = [\"/mnt/scratch\", ", 1).replacen(
+        first_rule,
+        &format!("{scratch_rule}{first_rule}"),
+        1,
+    );
+    assert_ne!(wider, text);
+    d.apply_next_policy(&wider);
+    let original = std::fs::read_to_string(PROTECTED_FILE).unwrap();
+    let within = sh_subject("echo evil > /mnt/scratch/x && mv /mnt/scratch/x /mnt/scratch/y");
+    assert!(within.status.success(), "a rename inside the allowed tree was refused: {}", within.stderr);
+    let mark = d.audit_len();
+    expect_refused(
+        d,
+        "a rename from the allowed tree over a protected file",
+        sh_subject("mv /mnt/scratch/y /mnt/sysctl.d/90-agent.conf"),
+        "file.rename",
+        PROTECTED_FILE,
+        "denied-needs-warrant",
+        mark,
+    );
+    assert_eq!(std::fs::read_to_string(PROTECTED_FILE).unwrap(), original);
+    d.apply_next_policy(&text);
+}
+
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn subjects_cannot_change_warrants_own_files() {

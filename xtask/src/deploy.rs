@@ -39,15 +39,18 @@ TTYPath=/dev/ttyS0
 WantedBy=multi-user.target
 ";
 const FSTAB: &str = "/dev/vda / ext4 rw,errors=remount-ro 0 1\n/dev/vdb /srv/deploy ext4 rw 0 2\n";
+const HOSTNAME: &str = "deploy-host\n";
+/// Raise when `rootfs` writes anything else into the image: part of the recipe.
+const IMAGE_LAYOUT: u32 = 1;
 
 /// A whole boot, install and scenario; generous for TCG.
-const TIMEOUT: Duration = Duration::from_secs(25 * 60);
+const GUEST_TIMEOUT: Duration = Duration::from_secs(25 * 60);
 
 /// Runs the deployment tier: counts of the scenario's checks.
 pub fn run() -> Result<Counts> {
     let kernel = Kernel::of(Series::V6_12)?;
     let debs = build_debs()?;
-    let rootfs = image(&kernel)?;
+    let rootfs = rootfs(&kernel)?;
     let run_dir = fresh_dir(&target_dir().join("deploy/run"))?;
     let inputs = inputs_dir(&run_dir, &debs)?;
     let root_img = run_dir.join("root.img");
@@ -113,10 +116,13 @@ fn build_debs() -> Result<Debs> {
 }
 
 /// The cached root file system; rebuilt when the recipe or kernel changes.
-fn image(kernel: &Kernel) -> Result<PathBuf> {
+fn rootfs(kernel: &Kernel) -> Result<PathBuf> {
     let dir = target_dir().join("deploy/image");
     let rootfs = dir.join("rootfs");
-    let recipe = format!("{SUITE} minbase {PACKAGES}\n{}\n{SCENARIO_UNIT}{FSTAB}", kernel.release);
+    let recipe = format!(
+        "{SUITE} minbase {PACKAGES}\n{}\nlayout {IMAGE_LAYOUT}\n{SCENARIO_UNIT}{FSTAB}{HOSTNAME}",
+        kernel.release
+    );
     let stamp = dir.join("recipe");
     if std::fs::read_to_string(&stamp).is_ok_and(|done| done == recipe) && rootfs.join("etc/os-release").exists() {
         return Ok(rootfs);
@@ -139,7 +145,7 @@ fn image(kernel: &Kernel) -> Result<PathBuf> {
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
     };
     write("etc/fstab", FSTAB)?;
-    write("etc/hostname", "deploy-host\n")?;
+    write("etc/hostname", HOSTNAME)?;
     write("etc/systemd/system/deploy-test.service", SCENARIO_UNIT)?;
     std::fs::create_dir_all(rootfs.join("srv/deploy"))?;
     let units = rootfs.join("etc/systemd/system");
@@ -196,25 +202,35 @@ fn boot(kernel: &Kernel, root_img: &Path, inputs_img: &Path, console: &Path) -> 
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     println!("deploy tier: booting {} with systemd under qemu TCG (~1 min to the scenario)", kernel.vmlinuz.display());
-    let mut child = qemu.spawn().with_context(|| format!("cannot start `{}`", describe(&qemu)))?;
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut log = std::fs::File::create(console)?;
+    let mut log = std::fs::File::create(console).with_context(|| format!("cannot create {}", console.display()))?;
+    let child = qemu.spawn().with_context(|| format!("cannot start `{}`", describe(&qemu)))?;
+    let mut guest = Guest(child);
+    let stdout = guest.0.stdout.take().expect("piped stdout");
+    // Bytes, not UTF-8 lines: one odd byte from the guest must not stop the
+    // copy (qemu would then block on a full pipe until the timeout).
     let copier = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            println!("{line}");
-            let _ = writeln!(log, "{line}");
+        let mut reader = BufReader::new(stdout);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            let text = String::from_utf8_lossy(&line);
+            print!("{text}");
+            let _ = log.write_all(text.as_bytes());
+            line.clear();
         }
     });
-    let deadline = std::time::Instant::now() + TIMEOUT;
+    let deadline = std::time::Instant::now() + GUEST_TIMEOUT;
     let status = loop {
-        if let Some(status) = child.try_wait()? {
+        if let Some(status) = guest.0.try_wait()? {
             break status;
         }
         if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+            drop(guest);
             let _ = copier.join();
-            bail!("the deployment tier's guest ran past {} min; see {}", TIMEOUT.as_secs() / 60, console.display());
+            bail!(
+                "the deployment tier's guest ran past {} min; see {}",
+                GUEST_TIMEOUT.as_secs() / 60,
+                console.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(500));
     };
@@ -223,6 +239,18 @@ fn boot(kernel: &Kernel, root_img: &Path, inputs_img: &Path, console: &Path) -> 
         bail!("qemu exited with {status}; see {}", console.display());
     }
     Ok(())
+}
+
+/// The qemu process: killed if the boot is left early, whatever the reason.
+struct Guest(std::process::Child);
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 /// The scenario's `deploy tier: N passed, M failed` line.

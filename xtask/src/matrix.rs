@@ -12,7 +12,7 @@ use crate::kernels::Series;
 use crate::test::Boot;
 
 /// Daemon bookkeeping: policy and trust-root handling, warrant ledgers and
-/// revocation, change requests, file rollback, the event reader.
+/// revocation, change requests, the event reader.
 pub const REFERENCE_BOOT_ONLY: &[&str] = &[
     "requests::a_dead_event_reader_is_audited_and_ends_the_daemon",
     "sigkill_during_a_burst_of_warranted_changes_loses_nothing",
@@ -23,7 +23,6 @@ pub const REFERENCE_BOOT_ONLY: &[&str] = &[
     "an_expired_policy_stays_enforced_and_the_host_says_so",
     "the_bundle_signing_keys_rotate_by_a_root_the_old_keys_signed",
     "watched_directories_apply_bundles_and_install_warrants",
-    "a_warranted_file_change_rolls_back_and_a_later_change_needs_force",
     "a_two_person_warrant_needs_both_signatures_before_the_kernel_sees_it",
     "warrant_signed_by_a_non_ri_key_is_refused_at_install",
 ];

@@ -1,0 +1,162 @@
+//! Names in protected trees: a new name (create, mkdir, mknod, symlink,
+//! link), a name removed (unlink, rmdir) and a rename, decided on the trees
+//! they touch; and protection dropped with an inode's last name, so that an
+//! inode number the file system hands out again is not protected by mistake.
+
+use aya_ebpf::{macros::lsm, programs::LsmContext};
+use warrant_common::{FileKey, PROTECTED_ANCESTOR, Subject, action};
+
+use crate::{
+    files::{check, decide_file, dentry_inode, inode_key, protected, protected_entry},
+    maps::{PROTECTED, kernel_offsets},
+    marks,
+    policy::read_kernel,
+    selfprotect, subjects,
+};
+
+/// The create family `(dir, dentry, ...)`: a new name in a protected directory.
+#[inline(always)]
+fn creation(ctx: &LsmContext) -> i32 {
+    check(action::FILE_CREATE, [ctx.arg(0), core::ptr::null(), core::ptr::null()])
+}
+
+#[lsm(hook = "inode_create")]
+pub fn inode_create(ctx: LsmContext) -> i32 {
+    creation(&ctx)
+}
+
+#[lsm(hook = "inode_mkdir")]
+pub fn inode_mkdir(ctx: LsmContext) -> i32 {
+    creation(&ctx)
+}
+
+#[lsm(hook = "inode_mknod")]
+pub fn inode_mknod(ctx: LsmContext) -> i32 {
+    creation(&ctx)
+}
+
+#[lsm(hook = "inode_symlink")]
+pub fn inode_symlink(ctx: LsmContext) -> i32 {
+    creation(&ctx)
+}
+
+/// `inode_link(old_dentry, dir, new_dentry)`: a new name for a protected
+/// file (anywhere), or any new name in a protected directory.
+#[lsm(hook = "inode_link")]
+pub fn inode_link(ctx: LsmContext) -> i32 {
+    let old: *const u8 = ctx.arg(0);
+    check(action::FILE_LINK, [dentry_inode(old), ctx.arg(1), core::ptr::null()])
+}
+
+/// Removing a name: bpffs pins are Warrant's own; a protected file, or one
+/// in a protected directory, is `file.delete`.
+#[inline(always)]
+fn removal(dir: *const u8, dentry: *const u8) -> i32 {
+    let Some(subject) = subjects::current() else {
+        return 0;
+    };
+    if selfprotect::on_bpffs(dir) {
+        return selfprotect::refuse(&subject, action::SELF_PINS);
+    }
+    for inode in [dentry_inode(dentry), dir] {
+        if let Some((key, tree)) = protected(inode) {
+            return decide_file(&subject, action::FILE_DELETE, key, tree);
+        }
+    }
+    0
+}
+
+#[lsm(hook = "inode_unlink")]
+pub fn inode_unlink(ctx: LsmContext) -> i32 {
+    let dentry: *const u8 = ctx.arg(1);
+    let verdict = removal(ctx.arg(0), dentry);
+    if verdict == 0 {
+        marks::note_last_unlink(dentry_inode(dentry));
+        forget_last_name(dentry_inode(dentry));
+    }
+    verdict
+}
+
+/// The last name of `inode` is going (an allowed unlink, or the daemon's
+/// rename over it): so does its protection. Kept, the entry would protect
+/// whatever file the file system next gives that inode number: on ext4 the
+/// daemon's own atomic rewrites of its state left entries that refused an
+/// agent's `dpkg` as `self.files`.
+#[inline(always)]
+fn forget_last_name(inode: *const u8) {
+    if let Some(key) = last_name_key(inode) {
+        let _ = PROTECTED.remove(&key);
+    }
+}
+
+/// `inode`'s key if the name going now is its last one.
+#[inline(always)]
+pub fn last_name_key(inode: *const u8) -> Option<FileKey> {
+    if read_kernel::<u32>(inode, kernel_offsets().inode_i_nlink).unwrap_or(2) > 1 {
+        return None;
+    }
+    inode_key(inode)
+}
+
+#[lsm(hook = "inode_rmdir")]
+pub fn inode_rmdir(ctx: LsmContext) -> i32 {
+    removal(ctx.arg(0), ctx.arg(1))
+}
+
+/// `inode_rename(old_dir, old_dentry, new_dir, new_dentry)`: moving a
+/// protected file, moving over one (`sed -i`, `mv`), or into or out of a
+/// protected directory.
+#[lsm(hook = "inode_rename")]
+pub fn inode_rename(ctx: LsmContext) -> i32 {
+    let Some(subject) = subjects::current() else {
+        // The daemon's own atomic rewrites (a new file renamed over its
+        // state file) free an inode each: its entry goes with it (see
+        // forget_last_name). Only the daemon's renames: it makes no
+        // RENAME_EXCHANGE, which this hook cannot tell from a rename over a
+        // file, and another root's rename could still fail after the hook.
+        if selfprotect::current_is_daemon() {
+            let victim: *const u8 = ctx.arg(3);
+            forget_last_name(dentry_inode(victim));
+        }
+        return 0;
+    };
+    rename_verdict(&ctx, &subject)
+}
+
+#[inline(always)]
+fn rename_verdict(ctx: &LsmContext, subject: &Subject) -> i32 {
+    let old_dir: *const u8 = ctx.arg(0);
+    let new_dir: *const u8 = ctx.arg(2);
+    if selfprotect::on_bpffs(old_dir) || selfprotect::on_bpffs(new_dir) {
+        return selfprotect::refuse(subject, action::SELF_PINS);
+    }
+    let old: *const u8 = ctx.arg(1);
+    let new: *const u8 = ctx.arg(3);
+    let moved = dentry_inode(old);
+    // Moving a directory above a tree (`mv /etc /etc.old`) moves the tree.
+    if let Some((key, entry)) = protected_entry(moved)
+        && entry.flags & PROTECTED_ANCESTOR != 0
+    {
+        return decide_file(subject, action::FILE_RENAME, key, entry.tree);
+    }
+    // Each side on its own tree: what the rename replaces or names (the
+    // file moved over, the directory it lands in) and what it takes away
+    // (the file moved, the directory it leaves). Deciding only the first
+    // protected one let a move allowed in one tree replace a file of
+    // another, Warrant's own included.
+    let destination = protected(dentry_inode(new)).or_else(|| protected(new_dir));
+    let source = protected(moved).or_else(|| protected(old_dir));
+    let second = match (destination, source) {
+        (Some((_, to)), Some((_, from))) if to == from => None,
+        (_, source) => source,
+    };
+    for side in [destination, second] {
+        if let Some((key, tree)) = side {
+            let verdict = decide_file(subject, action::FILE_RENAME, key, tree);
+            if verdict != 0 {
+                return verdict;
+            }
+        }
+    }
+    0
+}
