@@ -179,24 +179,24 @@ pub fn path_chroot(_ctx: LsmContext) -> i32 {
     refuse_subjects(action::SELF_CHROOT)
 }
 
+/// The daemon's tgid, once it has said it (0 before).
+#[inline(always)]
+fn daemon_tgid() -> u32 {
+    SETTINGS.get(SETTINGS_INDEX).map_or(0, |settings| settings.daemon_tgid)
+}
+
 /// Whether the current task is one of the daemon's threads.
 #[inline(always)]
 pub(crate) fn current_is_daemon() -> bool {
-    let Some(settings) = SETTINGS.get(SETTINGS_INDEX) else {
-        return false;
-    };
-    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
-    settings.daemon_tgid != 0 && tgid == settings.daemon_tgid
+    let daemon = daemon_tgid();
+    daemon != 0 && (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32 == daemon
 }
 
 /// Whether `task` is the daemon.
 #[inline(always)]
 pub(crate) fn is_daemon(task: *const u8) -> bool {
-    let Some(settings) = SETTINGS.get(SETTINGS_INDEX) else {
-        return false;
-    };
-    let tgid = read_kernel::<i32>(task, kernel_offsets().task_struct_tgid);
-    settings.daemon_tgid != 0 && tgid == Some(settings.daemon_tgid as i32)
+    let daemon = daemon_tgid();
+    daemon != 0 && read_kernel::<i32>(task, kernel_offsets().task_struct_tgid) == Some(daemon as i32)
 }
 
 #[lsm(hook = "task_kill")]
