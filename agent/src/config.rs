@@ -52,9 +52,18 @@ pub struct Config {
     /// Serve Prometheus metrics over HTTP here (e.g. "127.0.0.1:9464");
     /// off by default. `warrant metrics` prints the same text.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// A container's daemon enters this mount namespace at start (the
+    /// DaemonSet: "/proc/1/ns/mnt", with hostPID), after reading this file
+    /// and opening the trusted keys, `bundle` and `bundle_dir`, which stay
+    /// the pod's; every other path is then the host's. See host_mount.rs.
+    pub host_mount_namespace: Option<PathBuf>,
     /// Where this configuration was read from (not a key of the file).
     #[serde(skip)]
     pub path: PathBuf,
+    /// The pod's files, once the daemon has entered the host's mount
+    /// namespace (not a key of the file).
+    #[serde(skip)]
+    pub pod: Option<crate::host_mount::PodFiles>,
 }
 
 impl Default for Config {
@@ -77,7 +86,9 @@ impl Default for Config {
             bundle_dir: None,
             inbox_dir: None,
             metrics_listen: None,
+            host_mount_namespace: None,
             path: DEFAULT_PATH.into(),
+            pod: None,
         }
     }
 }
@@ -105,17 +116,41 @@ impl Config {
 
     /// Warrant's own files, which subjects may never change: this config,
     /// the state directory, the audit log, the socket's directory, the
-    /// trusted keys, and the watched bundle and warrant directories.
+    /// trusted keys, and the watched bundle and warrant directories. Those
+    /// of a pod are not listed: `pod.protected` holds their entries.
     pub fn own_paths(&self) -> Vec<PathBuf> {
-        let mut paths = vec![self.path.clone(), self.state_dir.clone(), self.host_key_path()];
+        let mut paths = vec![self.state_dir.clone(), self.host_key_path()];
         // The audit log, its rotated files and its checkpoint.
         paths.extend(crate::audit::chain_files(&self.audit_log));
         paths.push(self.audit_log.clone());
         paths.push(crate::audit::checkpoint_path(&self.audit_log));
         paths.extend(self.socket.parent().map(Path::to_path_buf));
-        paths.extend(self.trusted_keys.iter().cloned());
-        paths.extend(self.bundle_dir.iter().chain(&self.inbox_dir).cloned());
+        paths.extend(self.inbox_dir.iter().cloned());
+        if self.pod.is_none() {
+            paths.extend(self.pod_paths());
+        }
         paths
+    }
+
+    /// The files a DaemonSet's pod delivers: this config, the trusted keys
+    /// and the watched bundle directory.
+    pub fn pod_paths(&self) -> Vec<PathBuf> {
+        let mut paths = vec![self.path.clone()];
+        paths.extend(self.trusted_keys.iter().cloned());
+        paths.extend(self.bundle_dir.iter().cloned());
+        paths
+    }
+
+    /// How a path of this configuration is shown (a pod's: `pod:PATH`).
+    pub fn shown(&self, path: &Path) -> String {
+        self.pod.as_ref().map_or_else(|| path.display().to_string(), |pod| pod.shown(path))
+    }
+
+    /// The PROTECTED entries of a pod's files, taken in the pod.
+    pub fn pod_protected(
+        &self,
+    ) -> impl Iterator<Item = (warrant_common::FileKey, warrant_common::ProtectedEntry)> + '_ {
+        self.pod.iter().flat_map(|pod| pod.protected.iter().map(|(key, entry)| (*key, *entry)))
     }
 
     pub fn host_key_path(&self) -> PathBuf {

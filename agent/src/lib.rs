@@ -10,6 +10,7 @@ pub mod durable;
 pub mod genl;
 pub mod guarded;
 pub mod hooks;
+pub mod host_mount;
 pub mod kernel;
 pub mod keys;
 pub mod lsm_fix;

@@ -270,6 +270,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Daemon => {
             let config = Config::load(config_path)?;
+            // Before the runtime starts its threads (see host_mount.rs).
+            let config = warrant::host_mount::enter(config)?;
             tokio::runtime::Runtime::new()?.block_on(daemon::run(config))?;
         }
         Command::Doctor { json } => return Ok(doctor(json)),

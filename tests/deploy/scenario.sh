@@ -17,7 +17,7 @@ fail() { echo "FAILED $1: $2"; failed=$((failed + 1)); }
 check() {
     local name=$1 out
     shift
-    if out=$("$@" 2>&1); then ok "$name"; else fail "$name" "$(echo "$out" | tail -n 5)"; fi
+    if out=$("$@" 2>&1); then ok "$name"; else fail "$name" "$(echo "$out" | tail -n 5)"; return 1; fi
 }
 # refused NAME CMD...: passes if CMD fails with EPERM (what a subject gets).
 refused() {
@@ -42,15 +42,15 @@ until_true() {
 }
 audit_len() { wc -l <"$AUDIT" 2>/dev/null || echo 0; }
 # record MARK ACTION VERDICT: an audit record after line MARK with this
-# action and verdict (the daemon writes it within a second or two).
-record() {
-    until_true 20 python3 - "$AUDIT" "$@" <<'EOF'
+# action and verdict (the daemon writes it within a second or two). The
+# program is an argument, not stdin: each poll runs it whole.
+record_py='
 import json, sys
 path, mark, action, verdict = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 lines = open(path).read().splitlines()[mark:]
 sys.exit(0 if any(json.loads(l).get("action") == action and json.loads(l).get("verdict") == verdict for l in lines) else 1)
-EOF
-}
+'
+record() { until_true 20 python3 -c "$record_py" "$AUDIT" "$@"; }
 # status_is KEY VALUE: `warrant status --json` has KEY = VALUE.
 status_is() { [ "$(warrant status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1")" = "$2" ]; }
 main_pid() { systemctl show -p MainPID --value warrant; }
@@ -130,7 +130,7 @@ check "the daemon installs the warrant from its inbox" \
 mark=$(audit_len)
 check "the agent service opens ssh under the warrant" agent nft add rule inet filter input tcp dport 22 accept
 check "... the rule is in the ruleset" has_rule
-check "... recorded allowed under the warrant" record "$mark" nft.rule.add allowed
+check "... recorded allowed by the warrant" record "$mark" nft.rule.add allowed-by-warrant
 refused "the warrant is spent after one use" agent nft add rule inet filter input tcp dport 22 accept
 change=$(python3 -c 'import base64,json,sys; print(json.loads(base64.b64decode(json.load(open(sys.argv[1]))["payload"]))["id"])' /tmp/ssh.warrant)
 check "warrant rollback removes the approved rule" warrant rollback "$change"
@@ -235,5 +235,65 @@ check "the former agent may change the firewall again" until_true 60 \
     systemd-run --quiet --wait --pipe --collect --slice=agents.slice -- nft add table inet after
 check "the host's public key is kept beside the audit log" test -s /var/log/warrant/host.key.pub
 check "the audit log is kept" test -s "$AUDIT"
+
+# 8. The DaemonSet: the same binary in a pod's mount namespace, with the
+# manifest's own warrant.toml, acts on the host. In the pod, /etc, /opt,
+# /var, /run, /sys/fs/cgroup and /sys/fs/bpf are the pod's (empty tmpfs):
+# a daemon that resolved paths there would protect nothing of the host's,
+# match no agent, and keep its state and pins where they vanish with it.
+mv /var/log/warrant /var/log/warrant.deb
+rm -rf /etc/warrant
+mkdir -p /srv/image && dpkg-deb -x "$IN/warrant.deb" /srv/image
+ln -sf /srv/image/usr/sbin/warrant /usr/local/bin/warrant
+hash -r
+# The pod's files are the host's inodes bind-mounted into it, as the
+# kubelet's volumes are, laid out as it lays out a ConfigMap: each file a
+# symlink through ..data to a timestamped directory.
+pod_files=/srv/pod
+configmap() {
+    local dir=$1 file
+    shift
+    mkdir -p "$dir/..2026_12_02" && ln -s ..2026_12_02 "$dir/..data"
+    for file in "$@"; do
+        cp "$file" "$dir/..2026_12_02/" && ln -s "..data/$(basename "$file")" "$dir/$(basename "$file")"
+    done
+}
+mkdir -p $pod_files/warrant
+awk '/warrant.toml: \|/ { inside = 1; next } inside && /^    / { sub(/^    /, ""); print; next } inside && !/^$/ { exit }' \
+    "$IN/daemonset.yaml" >$pod_files/warrant/warrant.toml
+cp "$IN/security-team.key.pub" /tmp/security-team.pub
+configmap $pod_files/warrant/keys /tmp/security-team.pub
+configmap $pod_files/warrant/bundles.d /tmp/demo.bundle
+check "the manifest's warrant.toml enters the host's mount namespace" \
+    grep -q '^host_mount_namespace = "/proc/1/ns/mnt"' $pod_files/warrant/warrant.toml
+systemd-run --unit=warrant-pod --property=KillMode=mixed -- unshare --mount --propagation private -- sh -ec '
+    for dir in /etc /opt /var/lib /var/log /run /sys/fs/cgroup /sys/fs/bpf; do mount -t tmpfs pod "$dir"; done
+    mkdir /etc/warrant && mount --bind /srv/pod/warrant /etc/warrant
+    exec /srv/image/usr/sbin/warrant daemon --config /etc/warrant/warrant.toml'
+check "the pod's daemon answers on the host's socket" until_true 180 warrant status ||
+    journalctl -u warrant-pod -o cat --no-pager | tail -n 20 | sed 's/^/  warrant-pod: /'
+check "... it entered the host's mount namespace" sh -c \
+    'journalctl -u warrant-pod -o cat --no-pager | grep -q "entered the host.s mount namespace"'
+check "the bundle from the pod's bundle_dir (a ConfigMap's symlinks) is applied" \
+    until_true 60 status_is policy_version 1
+check "... and audited as the pod's file" grep -q 'bundle_dir pod:/etc/warrant/bundles.d/demo.bundle' "$AUDIT"
+check "its state, audit log and pins are the host's" \
+    sh -c 'test -s /var/lib/warrant/host.key.pub && test -s /var/log/warrant/audit.jsonl && ls /sys/fs/bpf/warrant >/dev/null'
+check "its metrics listen on the host's network" python3 -c \
+    'import urllib.request; assert b"warrant_policy_version 1" in urllib.request.urlopen("http://127.0.0.1:9464/metrics").read()'
+mark=$(audit_len)
+refused "an agent in the host's agents.slice (cgroup match) may not open ssh" \
+    agent nft add rule inet filter input tcp dport 22 accept
+check "... recorded denied-needs-warrant" record "$mark" nft.rule.add denied-needs-warrant
+refused "the host's agent executable (matched by inode) may not add a table" /opt/agents/ai-agent add table inet podsneaky
+refused "an agent may not write a host file the policy protects" agent sh -c 'echo "# agent" >>/etc/nftables.conf'
+refused "nor the pod's configuration, read in the pod and protected by inode" \
+    agent sh -c "echo 'trusted_keys = []' >>$pod_files/warrant/warrant.toml"
+check "root, not a subject, still may change the firewall" sh -c 'nft add table inet rootmade && nft delete table inet rootmade'
+check "the pod stops; enforcement stays pinned" systemctl stop warrant-pod
+refused "the agent is still refused with the pod gone" agent nft add table inet podgone
+check "warrant audit verify (the pod's chain, on the host)" warrant audit verify
+check "warrant uninstall removes enforcement" warrant uninstall
+check "the former agent may change the firewall again" until_true 60 agent nft add table inet afterpod
 
 echo "deploy tier: $passed passed, $failed failed"

@@ -160,7 +160,8 @@ fn rootfs(kernel: &Kernel) -> Result<PathBuf> {
 }
 
 /// What the scenario reads from /srv/deploy: itself, both packages, the
-/// demo policy and the demo keys the security team and alice sign with.
+/// DaemonSet manifest, the demo policy and the demo keys the security team
+/// and alice sign with.
 fn inputs_dir(run_dir: &Path, debs: &Debs) -> Result<PathBuf> {
     let inputs = run_dir.join("inputs");
     std::fs::create_dir_all(&inputs)?;
@@ -170,6 +171,7 @@ fn inputs_dir(run_dir: &Path, debs: &Debs) -> Result<PathBuf> {
         (repo.join("tests/deploy/scenario.sh"), "scenario.sh"),
         (debs.first.clone(), "warrant.deb"),
         (debs.upgrade.clone(), "warrant-upgrade.deb"),
+        (repo.join("deploy/kubernetes/daemonset.yaml"), "daemonset.yaml"),
         (repo.join("policies/demo.toml"), "demo.toml"),
         (keys.join("security-team.key"), "security-team.key"),
         (keys.join("security-team.key.pub"), "security-team.key.pub"),

@@ -7,6 +7,7 @@ mod cargo;
 mod demo;
 mod deploy;
 mod kernels;
+mod manifest;
 mod matrix;
 mod package;
 mod paths;

@@ -126,6 +126,13 @@ pub fn run(mode: Mode) -> Result<()> {
         }
     }
 
+    if !crate::manifest::installed() {
+        note("kubernetes-validate (pip, in a venv under target/)");
+        if mode == Mode::Install {
+            crate::manifest::install()?;
+        }
+    }
+
     match (missing.is_empty(), mode) {
         (true, _) => println!("setup: everything present"),
         (false, Mode::Check) => bail!("setup --check: missing {}", missing.join(", ")),

@@ -148,6 +148,18 @@ fn host_tier() -> TierReport {
             problem.get_or_insert_with(|| format!("{what} failed"));
         }
     }
+    println!("== host tier: the Kubernetes manifests against the API schema (kubernetes-validate --strict)");
+    match crate::manifest::check() {
+        Ok(files) => {
+            println!("manifests: {} valid", files.join(", "));
+            counts.passed += 1;
+        }
+        Err(err) => {
+            println!("manifests: FAILED: {err:#}");
+            counts.failed += 1;
+            problem.get_or_insert_with(|| format!("the manifests: {err:#}"));
+        }
+    }
     println!("== host tier: the .deb (cargo deb, then dpkg-deb)");
     match crate::package::build_and_check_deb() {
         Ok(deb) => {

@@ -51,7 +51,7 @@ impl State {
                 {
                     continue;
                 }
-                let file = path.display().to_string();
+                let file = self.config.shown(&path);
                 let outcome = match text {
                     Ok(text) => self.apply_bundle(&text, false, &format!("bundle_dir {file}")),
                     Err(e) => {

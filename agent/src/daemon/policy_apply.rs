@@ -16,7 +16,8 @@ impl State {
         for path in protect::on_overlayfs(roots) {
             warn!(path = %path.display(), "protected path is on overlayfs, where Warrant cannot protect files");
         }
-        let inodes = protect::inodes(trees, &own)?;
+        let mut inodes = protect::inodes(trees, &own)?;
+        inodes.extend(self.config.pod_protected());
         let mut ids: HashSet<u32> = trees.iter().map(|t| protect::tree_id(t)).collect();
         ids.insert(SELF_TREE);
         Ok((inodes, ids))
@@ -56,10 +57,11 @@ impl State {
         }
     }
 
-    /// Verifies and applies a bundle. Every refusal, whichever way the
-    /// bundle came (`via`: control, bundle_dir, restore), is audited.
+    /// Verifies and applies a bundle. Whichever way the bundle came (`via`:
+    /// control, bundle_dir FILE, restore, config bundle), the application
+    /// or the refusal is audited with it.
     pub(super) fn apply_bundle(&mut self, bundle: &str, restoring: bool, via: &str) -> Result<Value, String> {
-        self.try_apply_bundle(bundle, restoring).map_err(|(kind, message)| {
+        self.try_apply_bundle(bundle, restoring, via).map_err(|(kind, message)| {
             // As the refused bundle claims it: it may be unsigned.
             let version = Envelope::parse(bundle)
                 .ok()
@@ -73,7 +75,12 @@ impl State {
 
     /// Err: the audit kind (policy.refused, or policy.error once the kernel
     /// holds the new policy) and the message.
-    pub(super) fn try_apply_bundle(&mut self, bundle: &str, restoring: bool) -> Result<Value, (&'static str, String)> {
+    pub(super) fn try_apply_bundle(
+        &mut self,
+        bundle: &str,
+        restoring: bool,
+        via: &str,
+    ) -> Result<Value, (&'static str, String)> {
         let refused = |message: String| ("policy.refused", message);
         let started = std::time::Instant::now();
         let envelope = Envelope::parse(bundle).map_err(|e| refused(format!("bundle refused: {e}")))?;
@@ -151,7 +158,8 @@ impl State {
         self.drop_orphan_warrants();
         self.record(
             "policy.applied",
-            json!({"version": version, "signers": signer_ids, "profiles": profiles, "unresolved": unresolved}),
+            json!({"version": version, "via": via, "signers": signer_ids, "profiles": profiles,
+                   "unresolved": unresolved}),
         );
         info!(version, "policy applied");
         phase("record");

@@ -38,7 +38,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     unsafe { libc::malloc_trim(0) };
     // Warrant's own files are protected from the start, before any policy;
     // a restart keeps the pinned entries of the policy's trees meanwhile.
-    let own = protect::inodes(&[], &config.own_paths()).context("cannot list Warrant's own files")?;
+    let mut own = protect::inodes(&[], &config.own_paths()).context("cannot list Warrant's own files")?;
+    own.extend(config.pod_protected());
     kernel.add_protected(&own)?;
     let events = kernel.take_events()?;
     kernel.set_daemon_tgid(std::process::id())?;
