@@ -53,9 +53,9 @@ pub struct Config {
     /// off by default. `warrant metrics` prints the same text.
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// A container's daemon enters this mount namespace at start (the
-    /// DaemonSet: "/proc/1/ns/mnt", with hostPID), after reading this file
-    /// and opening the trusted keys, `bundle` and `bundle_dir`, which stay
-    /// the pod's; every other path is then the host's. See host_mount.rs.
+    /// DaemonSet: "/proc/1/ns/mnt", with hostPID), after reading this
+    /// file; the trusted keys, `bundle` and `bundle_dir` stay the pod's,
+    /// every other path is then the host's. See host_mount.rs.
     pub host_mount_namespace: Option<PathBuf>,
     /// Where this configuration was read from (not a key of the file).
     #[serde(skip)]

@@ -8,8 +8,9 @@
 //!
 //! What the pod delivers stays the pod's: this configuration file, the
 //! trusted keys, `bundle` and `bundle_dir` (a ConfigMap or Secret) are
-//! reached through a descriptor of the pod's root taken first, and their
-//! inodes are protected as they were found there.
+//! resolved in the pod and read through a descriptor of its root taken
+//! first; the configuration's, the keys' and bundle_dir's inodes are
+//! protected as they were found there.
 
 use std::{
     collections::HashMap,
@@ -52,6 +53,8 @@ pub enum HostMountError {
         #[source]
         source: nix::Error,
     },
+    #[error("cannot fork the daemon from the pod's first process: {0}")]
+    Fork(#[source] nix::Error),
     #[error("cannot list the pod's files for protection: {0}")]
     Protect(#[from] protect::ProtectError),
 }
@@ -83,20 +86,23 @@ impl PodFiles {
 /// Enters `config.host_mount_namespace`, if it is set and not already the
 /// daemon's, and returns the configuration with the pod's paths reachable.
 /// Must run while the process has one thread: the kernel refuses a mount
-/// namespace change to a thread that shares its file system context.
+/// namespace change to a thread that shares its file system context, and
+/// the process forks (see `stay_in_the_pod`).
 pub fn enter(mut config: Config) -> Result<Config, HostMountError> {
     let Some(target) = config.host_mount_namespace.clone() else { return Ok(config) };
     let shown = target.display().to_string();
     let open_error = |source| HostMountError::Open { path: shown.clone(), source };
+    // First: without hostPID, /proc/1 is the pod's own first process, whose
+    // namespace would pass for the host's below.
+    if std::fs::metadata("/proc/self/ns/pid").map_err(open_error)?.ino() != INITIAL_PID_NAMESPACE {
+        return Err(HostMountError::NotHostPid);
+    }
     let namespace = File::open(&target).map_err(open_error)?;
     let ours = std::fs::metadata("/proc/self/ns/mnt").map_err(open_error)?;
     let theirs = namespace.metadata().map_err(open_error)?;
     if (ours.dev(), ours.ino()) == (theirs.dev(), theirs.ino()) {
         tracing::info!(namespace = %shown, "already in the host's mount namespace");
         return Ok(config);
-    }
-    if std::fs::metadata("/proc/self/ns/pid").map_err(open_error)?.ino() != INITIAL_PID_NAMESPACE {
-        return Err(HostMountError::NotHostPid);
     }
     // Relative paths are the pod's working directory's.
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
@@ -105,6 +111,14 @@ pub fn enter(mut config: Config) -> Result<Config, HostMountError> {
     config.bundle = config.bundle.as_deref().map(absolute);
     config.bundle_dir = config.bundle_dir.as_deref().map(absolute);
     let protected = protect::inodes(&[], &config.pod_paths())?;
+    // Read through the pod's root after entering, a path must hold no
+    // symlink an absolute target would take to the host's: resolved here.
+    let resolved = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    config.path = resolved(&config.path);
+    config.trusted_keys = config.trusted_keys.iter().map(|p| resolved(p)).collect();
+    config.bundle = config.bundle.as_deref().map(resolved);
+    config.bundle_dir = config.bundle_dir.as_deref().map(resolved);
+    stay_in_the_pod()?;
     // Opened before entering: after it, "/" is the host's. The pod's mount
     // namespace is held too: once its last process leaves it, the kernel
     // takes its mounts apart, and the root would lead to none of them.
@@ -127,6 +141,47 @@ pub fn enter(mut config: Config) -> Result<Config, HostMountError> {
     Ok(config)
 }
 
+/// The container's first process stays in the pod: `kubectl exec` and exec
+/// probes join its mount namespace, and must find the pod's files there,
+/// not run whatever the host's PATH holds. So the process forks: the
+/// parent waits in the pod and passes on the signals that stop it; the
+/// child (returning here) enters the host's namespace and is the daemon.
+fn stay_in_the_pod() -> Result<(), HostMountError> {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    use nix::sys::wait::{WaitStatus, waitpid};
+    // SAFETY: the process has one thread (see `enter`), so the child's
+    // memory is consistent.
+    let child = match unsafe { nix::unistd::fork() }.map_err(HostMountError::Fork)? {
+        nix::unistd::ForkResult::Child => return Ok(()),
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    CHILD.store(child.as_raw(), std::sync::atomic::Ordering::SeqCst);
+    for stop in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT] {
+        // SAFETY: the handler only reads an atomic and calls kill(2), both
+        // async-signal-safe.
+        let _ = unsafe { signal(stop, SigHandler::Handler(pass_on)) };
+    }
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => std::process::exit(code),
+            Ok(WaitStatus::Signaled(_, signal, _)) => std::process::exit(128 + signal as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => std::process::exit(1),
+        }
+    }
+}
+
+/// The daemon's pid, for the pod's first process to pass signals on to.
+static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn pass_on(signal: libc::c_int) {
+    let child = CHILD.load(std::sync::atomic::Ordering::SeqCst);
+    if child > 0 {
+        // SAFETY: kill(2) is async-signal-safe.
+        unsafe { libc::kill(child, signal) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,7 +200,14 @@ mod tests {
             bundle_dir: Some("/etc/warrant/bundles.d".into()),
             ..Config::default()
         };
-        let config = enter(config).unwrap();
+        let in_initial_pid_namespace =
+            std::fs::metadata("/proc/self/ns/pid").is_ok_and(|m| m.ino() == INITIAL_PID_NAMESPACE);
+        let config = match enter(config) {
+            Ok(config) => config,
+            // In a container, as CI may be: refused before anything else.
+            Err(HostMountError::NotHostPid) if !in_initial_pid_namespace => return,
+            Err(e) => panic!("{e}"),
+        };
         assert!(config.pod.is_none());
         assert_eq!(config.bundle_dir.as_deref(), Some(Path::new("/etc/warrant/bundles.d")));
         assert!(config.own_paths().contains(&PathBuf::from("/etc/warrant/bundles.d")));
@@ -154,8 +216,11 @@ mod tests {
     #[test]
     fn a_namespace_that_cannot_be_opened_is_one_clear_error() {
         let config = Config { host_mount_namespace: Some("/nonexistent/ns".into()), ..Config::default() };
-        let error = enter(config).unwrap_err().to_string();
-        assert!(error.starts_with("cannot open host_mount_namespace /nonexistent/ns:"), "{error}");
+        match enter(config) {
+            Err(HostMountError::NotHostPid) => {}
+            Err(e) => assert!(e.to_string().starts_with("cannot open host_mount_namespace /nonexistent/ns:"), "{e}"),
+            Ok(_) => panic!("a namespace that does not exist was entered"),
+        }
     }
 
     #[test]

@@ -243,6 +243,13 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Daemon) {
+        // A command's reader that goes away (`warrant status | head`) ends
+        // it quietly, as it would any other tool, rather than in a panic.
+        // The daemon keeps SIGPIPE ignored: a peer that leaves is an error.
+        // SAFETY: no other thread exists yet; SIG_DFL is a valid disposition.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WARRANT_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)

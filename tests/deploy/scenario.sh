@@ -238,7 +238,7 @@ check "the audit log is kept" test -s "$AUDIT"
 
 # 8. The DaemonSet: the same binary in a pod's mount namespace, with the
 # manifest's own warrant.toml, acts on the host. In the pod, /etc, /opt,
-# /var, /run, /sys/fs/cgroup and /sys/fs/bpf are the pod's (empty tmpfs):
+# /var/lib, /var/log, /run, /sys/fs/cgroup and /sys/fs/bpf are the pod's (empty tmpfs):
 # a daemon that resolved paths there would protect nothing of the host's,
 # match no agent, and keep its state and pins where they vanish with it.
 mv /var/log/warrant /var/log/warrant.deb
@@ -266,20 +266,37 @@ configmap $pod_files/warrant/keys /tmp/security-team.pub
 configmap $pod_files/warrant/bundles.d /tmp/demo.bundle
 check "the manifest's warrant.toml enters the host's mount namespace" \
     grep -q '^host_mount_namespace = "/proc/1/ns/mnt"' $pod_files/warrant/warrant.toml
+refused_without_host_pid() {
+    local out
+    ! out=$(unshare --pid --fork --mount-proc /srv/image/usr/sbin/warrant daemon --config $pod_files/warrant/warrant.toml 2>&1) &&
+        grep -q "run it with hostPID" <<<"$out"
+}
+check "a pod without hostPID is refused, saying so" refused_without_host_pid
+# /run/warrant is the node's, mounted for `kubectl exec ... warrant` (the
+# manifest's hostPath): set aside before the pod's /run covers it.
+mkdir -p /run/warrant /srv/pod-run
 systemd-run --unit=warrant-pod --property=KillMode=mixed -- unshare --mount --propagation private -- sh -ec '
+    mount --bind /run/warrant /srv/pod-run
     for dir in /etc /opt /var/lib /var/log /run /sys/fs/cgroup /sys/fs/bpf; do mount -t tmpfs pod "$dir"; done
-    mkdir /etc/warrant && mount --bind /srv/pod/warrant /etc/warrant
+    mkdir /etc/warrant /run/warrant
+    mount --bind /srv/pod/warrant /etc/warrant
+    mount --move /srv/pod-run /run/warrant
     exec /srv/image/usr/sbin/warrant daemon --config /etc/warrant/warrant.toml'
 check "the pod's daemon answers on the host's socket" until_true 180 warrant status ||
     journalctl -u warrant-pod -o cat --no-pager | tail -n 20 | sed 's/^/  warrant-pod: /'
 check "... it entered the host's mount namespace" sh -c \
     'journalctl -u warrant-pod -o cat --no-pager | grep -q "entered the host.s mount namespace"'
+# `kubectl exec` and exec probes join the container's first process.
+pod_first=$(systemctl show -p MainPID --value warrant-pod)
+check "the pod's first process stays in the pod: an exec there sees the pod's files, not the node's" \
+    nsenter -t "$pod_first" -m -- sh -c 'test -e /etc/warrant/warrant.toml && ! test -e /etc/nftables.conf'
+check "... and \`warrant status\` there reaches the daemon" nsenter -t "$pod_first" -m -- /srv/image/usr/sbin/warrant status
 check "the bundle from the pod's bundle_dir (a ConfigMap's symlinks) is applied" \
     until_true 60 status_is policy_version 1
 check "... and audited as the pod's file" grep -q 'bundle_dir pod:/etc/warrant/bundles.d/demo.bundle' "$AUDIT"
 check "its state, audit log and pins are the host's" \
     sh -c 'test -s /var/lib/warrant/host.key.pub && test -s /var/log/warrant/audit.jsonl && ls /sys/fs/bpf/warrant >/dev/null'
-check "its metrics listen on the host's network" python3 -c \
+check "its metrics answer" python3 -c \
     'import urllib.request; assert b"warrant_policy_version 1" in urllib.request.urlopen("http://127.0.0.1:9464/metrics").read()'
 mark=$(audit_len)
 refused "an agent in the host's agents.slice (cgroup match) may not open ssh" \
