@@ -299,20 +299,16 @@ fn unattachable(
     None
 }
 
-/// One LSM program as it attaches in fmod_ret mode on this kernel.
-pub struct Planned {
-    /// The program (an alternative shaped for the function, where the
-    /// hook's own cannot attach there).
-    pub name: &'static str,
-    function: String,
-    attach: Attach,
-}
-
-/// Which program goes on which `security_*` function, from the kernel's
-/// BTF alone: a program that cannot attach here (no such function, or one
+/// Loads every LSM program as fmod_ret (or fentry) on its `security_*`
+/// function. A program that cannot attach here (no such function, or one
 /// whose arguments differ from its hook's) is a named loss in `missing`.
-pub fn plan(kernel_btf: &KernelBtf, missing: &mut Vec<MissingHook>) -> Result<Vec<Planned>, KernelError> {
-    let mut planned = Vec::new();
+pub fn load_all(
+    loader: &Loader,
+    vmlinux: &aya::Btf,
+    kernel_btf: &KernelBtf,
+    missing: &mut Vec<MissingHook>,
+) -> Result<Vec<(&'static str, OwnedFd)>, KernelError> {
+    let mut loaded = Vec::new();
     for program in LSM_PROGRAMS {
         if !super::hook_present(program, kernel_btf, missing)? {
             continue;
@@ -326,7 +322,10 @@ pub fn plan(kernel_btf: &KernelBtf, missing: &mut Vec<MissingHook>) -> Result<Ve
         );
         if let Some(why) = unattachable {
             if let Some((alternative, function)) = shaped_for_function(program.name, kernel_btf) {
-                planned.push(Planned { name: alternative, function: function.into(), attach: Attach::ModifyReturn });
+                let id = vmlinux
+                    .id_by_type_name_kind(function, aya_obj::btf::BtfKind::Func)
+                    .map_err(|e| program_err(alternative, e.to_string()))?;
+                loaded.push((alternative, loader.load(alternative, id, Attach::ModifyReturn)?));
                 continue;
             }
             if ESSENTIAL.contains(&program.name) {
@@ -337,25 +336,11 @@ pub fn plan(kernel_btf: &KernelBtf, missing: &mut Vec<MissingHook>) -> Result<Ve
             missing.push(MissingHook { hook: program.hook, effect });
             continue;
         }
-        let attach = if OBSERVE_ONLY.contains(&program.hook) { Attach::Entry } else { Attach::ModifyReturn };
-        planned.push(Planned { name: program.name, function, attach });
-    }
-    Ok(planned)
-}
-
-/// Loads every LSM program as `plan` places it.
-pub fn load_all(
-    loader: &Loader,
-    vmlinux: &aya::Btf,
-    kernel_btf: &KernelBtf,
-    missing: &mut Vec<MissingHook>,
-) -> Result<Vec<(&'static str, OwnedFd)>, KernelError> {
-    let mut loaded = Vec::new();
-    for Planned { name, function, attach } in plan(kernel_btf, missing)? {
         let id = vmlinux
             .id_by_type_name_kind(&function, aya_obj::btf::BtfKind::Func)
-            .map_err(|e| program_err(name, e.to_string()))?;
-        loaded.push((name, loader.load(name, id, attach)?));
+            .map_err(|e| program_err(program.name, e.to_string()))?;
+        let attach = if OBSERVE_ONLY.contains(&program.hook) { Attach::Entry } else { Attach::ModifyReturn };
+        loaded.push((program.name, loader.load(program.name, id, attach)?));
     }
     Ok(loaded)
 }

@@ -27,7 +27,6 @@ use crate::pins;
 mod fmod_ret;
 pub mod links;
 mod marks;
-mod reuse;
 mod subjects;
 pub use subjects::{pinned_subject_profile, raw_subject_profile};
 
@@ -55,10 +54,6 @@ const PINNED_MAPS: &[&str] = &[
     "DIGEST_KEY",
     "MARKS",
     "PIN_LAYOUT",
-    // Shared by the daemon and the programs: a restart that keeps the
-    // attached programs (reuse.rs) must find the maps they use.
-    "MARK_CHANGES",
-    "MARK_THREADS",
 ];
 
 #[derive(Debug, Error)]
@@ -191,21 +186,9 @@ impl Kernel {
         }
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(|e| KernelError::Object(error_chain(&e)))?;
         let btf = Btf::from_sys_fs().map_err(|e| KernelError::AyaBtf(e.to_string()))?;
-        let fingerprint = reuse::fingerprint(EBPF_OBJECT, &mode, offsets_bytes(&offsets));
-        // Kept: the hooks gone without, as attaching would have found them.
-        let kept = if attach && set_aside.is_none() && reuse::marked(pin_root, &fingerprint) {
-            let (names, missing) = expected_links(&mode, &kernel_btf)?;
-            reuse::links_are(&pin_root.join("links"), &names).then_some(missing)
-        } else {
-            None
-        };
-        let (missing_hooks, modify_return) = match (&mode, kept.clone()) {
-            (_, Some(missing)) => {
-                load_iterators(&mut ebpf, &btf)?;
-                (missing, Vec::new())
-            }
-            (Mode::BpfLsm, None) => (load_programs(&mut ebpf, &btf, &kernel_btf, true)?, Vec::new()),
-            (Mode::ModifyReturn { active_lsms }, None) => {
+        let (missing_hooks, modify_return) = match &mode {
+            Mode::BpfLsm => (load_programs(&mut ebpf, &btf, &kernel_btf, true)?, Vec::new()),
+            Mode::ModifyReturn { active_lsms } => {
                 let mut missing = load_programs(&mut ebpf, &btf, &kernel_btf, false)?;
                 let globals = StdHashMap::from([("KERNEL_OFFSETS", (offsets_bytes(&offsets), true))]);
                 let fmod = fmod_ret::Loader::new(EBPF_OBJECT, globals, &ebpf).map_err(|e| {
@@ -243,12 +226,6 @@ impl Kernel {
             Array::try_from(kernel.ebpf.map_mut("PIN_LAYOUT").ok_or(KernelError::MissingMap("PIN_LAYOUT"))?)
                 .map_err(map_err("PIN_LAYOUT"))?;
         layout.set(0, warrant_common::PIN_LAYOUT_VERSION, 0).map_err(map_err("PIN_LAYOUT"))?;
-        if kept.is_some() {
-            tracing::info!("the programs attached for this object are kept");
-            return Ok(kernel);
-        }
-        reuse::forget(pin_root)
-            .map_err(|e| KernelError::Pin { path: pin_root.display().to_string(), reason: e.to_string() })?;
         if let Some(aside) = &set_aside {
             kernel.carry_subjects(aside);
         }
@@ -258,9 +235,6 @@ impl Kernel {
             kernel.carry_subjects(&aside);
             kernel.replaced_pins = aside.reasons.clone();
             aside.remove();
-        }
-        if let Err(e) = reuse::mark(pin_root, &fingerprint) {
-            tracing::warn!("cannot mark the attached programs (the next start attaches them again): {e}");
         }
         Ok(kernel)
     }
@@ -510,33 +484,9 @@ fn load_programs(
             tracing::debug!(program = name, verified_instructions = count, budget = 1_000_000, "loaded");
         }
     }
-    load_iterators(ebpf, btf)?;
-    Ok(missing_hooks)
-}
-
-/// The programs the daemon runs itself rather than attaches: loaded at
-/// every start, attached programs kept or not.
-fn load_iterators(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), KernelError> {
     let mark_threads: &mut Iter = typed_program(ebpf, "mark_threads")?;
-    mark_threads.load("task", btf).map_err(|e| program_err("mark_threads", error_chain(&e)))
-}
-
-/// The links a daemon pins in `mode` on this kernel, and the hooks it
-/// goes without, from the kernel's BTF alone.
-fn expected_links(mode: &Mode, kernel_btf: &KernelBtf) -> Result<(Vec<&'static str>, Vec<MissingHook>), KernelError> {
-    let mut missing = Vec::new();
-    let mut names: Vec<&'static str> = TRACING_PROGRAMS.iter().map(|&(name, _)| name).collect();
-    match mode {
-        Mode::BpfLsm => {
-            for program in LSM_PROGRAMS {
-                if hook_present(program, kernel_btf, &mut missing)? {
-                    names.push(program.name);
-                }
-            }
-        }
-        Mode::ModifyReturn { .. } => names.extend(fmod_ret::plan(kernel_btf, &mut missing)?.iter().map(|p| p.name)),
-    }
-    Ok((names, missing))
+    mark_threads.load("task", btf).map_err(|e| program_err("mark_threads", error_chain(&e)))?;
+    Ok(missing_hooks)
 }
 
 fn program_err(program: &'static str, reason: String) -> KernelError {
