@@ -105,19 +105,11 @@ pub fn enter(mut config: Config) -> Result<Config, HostMountError> {
         return Ok(config);
     }
     // Relative paths are the pod's working directory's.
-    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
-    config.path = absolute(&config.path);
-    config.trusted_keys = config.trusted_keys.iter().map(|p| absolute(p)).collect();
-    config.bundle = config.bundle.as_deref().map(absolute);
-    config.bundle_dir = config.bundle_dir.as_deref().map(absolute);
+    map_pod_paths(&mut config, |p| std::path::absolute(p).unwrap_or_else(|_| p.to_owned()));
     let protected = protect::inodes(&[], &config.pod_paths())?;
     // Read through the pod's root after entering, a path must hold no
     // symlink an absolute target would take to the host's: resolved here.
-    let resolved = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
-    config.path = resolved(&config.path);
-    config.trusted_keys = config.trusted_keys.iter().map(|p| resolved(p)).collect();
-    config.bundle = config.bundle.as_deref().map(resolved);
-    config.bundle_dir = config.bundle_dir.as_deref().map(resolved);
+    map_pod_paths(&mut config, |p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned()));
     stay_in_the_pod()?;
     // Opened before entering: after it, "/" is the host's. The pod's mount
     // namespace is held too: once its last process leaves it, the kernel
@@ -130,15 +122,21 @@ pub fn enter(mut config: Config) -> Result<Config, HostMountError> {
     let root = PathBuf::from(format!("/proc/self/fd/{}", pod_root.as_raw_fd()));
     let _ = (pod_root.into_raw_fd(), pod_namespace.into_raw_fd());
     let pod = PodFiles { root, protected };
-    config.path = pod.reach(&config.path);
-    for key in &mut config.trusted_keys {
-        *key = pod.reach(key);
-    }
-    config.bundle = config.bundle.as_deref().map(|p| pod.reach(p));
-    config.bundle_dir = config.bundle_dir.as_deref().map(|p| pod.reach(p));
+    map_pod_paths(&mut config, |p| pod.reach(p));
     tracing::info!(namespace = %shown, "entered the host's mount namespace; the pod's files are read through its root");
     config.pod = Some(pod);
     Ok(config)
+}
+
+/// Rewrites each path the pod delivers (this file, the trusted keys,
+/// `bundle`, `bundle_dir`) through `rewrite`.
+fn map_pod_paths(config: &mut Config, rewrite: impl Fn(&Path) -> PathBuf) {
+    config.path = rewrite(&config.path);
+    for key in &mut config.trusted_keys {
+        *key = rewrite(key);
+    }
+    config.bundle = config.bundle.as_deref().map(&rewrite);
+    config.bundle_dir = config.bundle_dir.as_deref().map(&rewrite);
 }
 
 /// The container's first process stays in the pod: `kubectl exec` and exec
