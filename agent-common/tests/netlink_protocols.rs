@@ -10,7 +10,7 @@ use warrant_common::{
     decision::{BatchOutcome, BatchScratch, decide_batch},
     mode,
     netlink::{self, BY_REFERENCE, Class, Classifier, NLM_F_DUMP, NLM_F_REQUEST, SliceBuffer, Step, nft_msg},
-    netlink_protocols::{Interfaces, OtherProtocol, protocol},
+    netlink_protocols::{GENL_COMMAND_PRESENT, Interfaces, OtherProtocol, protocol},
     tier, verdict,
 };
 
@@ -227,7 +227,8 @@ fn rtnetlink_writes_are_actions_by_type_and_gets_are_reads() {
     assert_eq!(route(&message(3, 0, &[], &[])), (Class::NotAnAction, 0));
     // Writes without an action of their own: netlink.other, with the type.
     let (class, key) = classify_with(&OtherProtocol::plain(protocol::ROUTE), &message(88, 0, &[0; 4], &[]));
-    assert_eq!((class, key.action, key.family, key.object[0]), (Class::Action, action::NETLINK_OTHER, 0, 88));
+    assert_eq!((class, key.action, key.family, key.table[0]), (Class::Action, action::NETLINK_OTHER, 0, 88));
+    assert_eq!(key.object, [0; NAME_LEN], "only generic netlink has a command");
 }
 
 #[test]
@@ -407,13 +408,26 @@ fn xfrm_generic_audit_and_the_rest_fail_closed() {
     assert_eq!(xfrm(22).1.action, action::NET_XFRM_OTHER, "ALLOCSPI makes a state");
     assert_eq!(xfrm(18).0, Class::NotAnAction, "GETSA");
 
-    let generic = |msg_type: u16, cmd: u8| {
-        classify_with(&OtherProtocol::plain(protocol::GENERIC), &message(msg_type, 0, &[cmd, 1, 0, 0], &[]))
+    let generic_with = |msg_type: u16, flags: u16, cmd: u8| {
+        classify_with(&OtherProtocol::plain(protocol::GENERIC), &message(msg_type, flags, &[cmd, 1, 0, 0], &[]))
     };
+    let generic = |msg_type: u16, cmd: u8| generic_with(msg_type, 0, cmd);
     assert_eq!(generic(0x10, 3).0, Class::NotAnAction, "the controller's CTRL_CMD_GETFAMILY");
+    // The target: protocol, the family's type, then its command (0 too).
     let (class, key) = generic(0x1c, 1);
-    assert_eq!((class, key.action, key.family, key.object[0]), (Class::Action, action::NETLINK_OTHER, 16, 0x1c));
+    assert_eq!((class, key.action, key.family), (Class::Action, action::NETLINK_OTHER, 16));
+    assert_eq!((&key.table[..2], &key.object[..2]), (&[0x1c, 0][..], &[1, GENL_COMMAND_PRESENT][..]));
+    assert_eq!(generic(0x1c, 0).1.object[..2], [0, GENL_COMMAND_PRESENT], "WG_CMD_GET_DEVICE as a do");
     assert_eq!(generic(0x10, 1).0, Class::Action, "CTRL_CMD_NEWFAMILY is not a read");
+    // Generic netlink runs the dump callback (which lists) for both dump
+    // bits, whatever the command: `wg show` is a read, `wg set` is not.
+    assert_eq!(generic_with(0x1c, NLM_F_DUMP, 0).0, Class::NotAnAction, "a dump (wg show)");
+    assert_eq!(generic_with(0x1c, NLM_F_DUMP, 1).0, Class::NotAnAction, "a dump of any command");
+    assert_eq!(generic_with(0x1c, 0x100, 1).0, Class::Action, "one dump bit is a do");
+    assert_eq!(generic_with(0x1c, 0x200, 1).0, Class::Action, "one dump bit is a do");
+    // Elsewhere the kernel dispatches by type: the dump bits read nothing.
+    let (class, key) = classify_with(&OtherProtocol::plain(protocol::AUDIT), &message(1001, NLM_F_DUMP, &[0; 4], &[]));
+    assert_eq!((class, key.action), (Class::Action, action::NETLINK_OTHER), "AUDIT_SET dressed as a dump");
 
     let audit =
         |msg_type: u16| classify_with(&OtherProtocol::plain(protocol::AUDIT), &message(msg_type, 0, &[0; 4], &[])).0;

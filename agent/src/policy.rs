@@ -19,7 +19,7 @@ use warrant_common::{
     FAMILY_ANY, FileKey, NAME_LEN, ProfileEntry, RuleEntry, TargetKey,
     action::{self, TargetKind},
     mode, netlink,
-    netlink_protocols::PROTOCOL_NAMES,
+    netlink_protocols::{GENL_COMMAND_PRESENT, PROTOCOL_NAMES},
     tier,
 };
 
@@ -196,10 +196,10 @@ pub enum Target {
     /// A protected tree (`None`: any) and, within it, one file (`None`:
     /// the whole tree).
     File { tree: Option<u32>, inode: Option<FileKey> },
-    /// A netlink protocol by number (`route`, `generic`, ... or a number)
-    /// and a message type (0: any; for `generic`, a family's id); `None`:
-    /// any protocol.
-    Protocol(Option<(u8, u16)>),
+    /// A netlink protocol by number (`route`, `generic`, ... or a number),
+    /// a message type (0: any; for `generic`, a family's id) and, for a
+    /// generic family, a command (`None`: any); `None`: any protocol.
+    Protocol(Option<(u8, u16, Option<u8>)>),
     /// A unix socket by the name its listener bound (`/run/x.sock`,
     /// `@abstract`); `None`: any.
     Socket(Option<String>),
@@ -413,23 +413,44 @@ impl Target {
                     ))
                 })?;
                 let generic = protocol == GENERIC_PROTOCOL;
-                let msg_type = match words[1..] {
-                    [] => 0,
-                    ["type", number] => number.parse::<u16>().ok().filter(|n| *n != 0).ok_or_else(|| {
-                        TargetError::Invalid(format!("target {text:?}: the message type must be a number from 1"))
-                    })?,
-                    [family] if generic => names.genl_family(family).ok_or_else(|| {
+                let family = |family: &str| {
+                    names.genl_family(family).ok_or_else(|| {
                         TargetError::NotOnThisHost(format!(
                             "target {text:?}: no generic netlink family {family:?} is registered here (is its module loaded?)"
                         ))
-                    })?,
+                    })
+                };
+                let (msg_type, command) = match words[1..] {
+                    [] => (0, None),
+                    ["type", number] => (
+                        number.parse::<u16>().ok().filter(|n| *n != 0).ok_or_else(|| {
+                            TargetError::Invalid(format!("target {text:?}: the message type must be a number from 1"))
+                        })?,
+                        None,
+                    ),
+                    [name] if generic => (family(name)?, None),
+                    [name, "cmd", number] if generic => {
+                        let command = number.parse::<u8>().map_err(|_| {
+                            TargetError::Invalid(format!("target {text:?}: the command must be a number from 0 to 255"))
+                        })?;
+                        (family(name)?, Some(command))
+                    }
+                    [name, command] if generic => {
+                        let command = crate::genl::command_by_name(name, command).ok_or_else(|| {
+                            TargetError::Invalid(format!(
+                                "target {text:?}: {command:?} is not a command Warrant knows by name for family {name:?} (write `cmd N`)"
+                            ))
+                        })?;
+                        (family(name)?, Some(command))
+                    }
                     _ => {
                         return Err(TargetError::Invalid(format!(
-                            "target {text:?} must be PROTOCOL, PROTOCOL type N, generic FAMILY (e.g. generic wireguard) or *"
+                            "target {text:?} must be PROTOCOL, PROTOCOL type N, generic FAMILY, generic FAMILY COMMAND \
+                             (e.g. generic wireguard set_device), generic FAMILY cmd N, or *"
                         )));
                     }
                 };
-                Ok(Target::Protocol(Some((protocol, msg_type))))
+                Ok(Target::Protocol(Some((protocol, msg_type, command))))
             }
             TargetKind::Port if text == "*" => Ok(Target::Port(None)),
             TargetKind::Port => text.parse::<u16>().ok().filter(|p| *p != 0).map(|p| Target::Port(Some(p))).ok_or_else(|| {
@@ -543,9 +564,13 @@ impl Target {
                     key.object[8..16].copy_from_slice(&inode.dev.to_le_bytes());
                 }
             }
-            Target::Protocol(Some((protocol, msg_type))) => {
+            Target::Protocol(Some((protocol, msg_type, command))) => {
                 key.family = *protocol;
-                key.object[..2].copy_from_slice(&msg_type.to_le_bytes());
+                key.table[..2].copy_from_slice(&msg_type.to_le_bytes());
+                if let Some(command) = command {
+                    key.object[0] = *command;
+                    key.object[1] = GENL_COMMAND_PRESENT;
+                }
             }
             Target::Socket(Some(name)) => key.table[..name.len()].copy_from_slice(name.as_bytes()),
             Target::Socket(None) => key.family = FAMILY_ANY,
@@ -598,8 +623,13 @@ pub fn render_target(key: &TargetKey) -> String {
                 Some((_, name)) => (*name).to_owned(),
                 None => key.family.to_string(),
             };
-            let msg_type = u16::from_le_bytes([key.object[0], key.object[1]]);
-            if msg_type == 0 { protocol } else { format!("{protocol} type {msg_type}") }
+            let msg_type = u16::from_le_bytes([key.table[0], key.table[1]]);
+            let command = (key.object[1] == GENL_COMMAND_PRESENT).then_some(key.object[0]);
+            match (msg_type, key.family == GENERIC_PROTOCOL) {
+                (0, _) => protocol,
+                (_, true) => crate::genl::render(msg_type, command),
+                (_, false) => format!("{protocol} type {msg_type}"),
+            }
         }
         TargetKind::IpSet => {
             let set = String::from_utf8_lossy(warrant_common::name_bytes(&key.table)).into_owned();

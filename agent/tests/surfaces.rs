@@ -6,7 +6,9 @@ use warrant::{
     guarded,
     policy::{self, Target},
 };
-use warrant_common::{FAMILY_ANY, TargetKey, action, action::TargetKind, tier};
+use warrant_common::{
+    FAMILY_ANY, TargetKey, action, action::TargetKind, netlink_protocols::GENL_COMMAND_PRESENT, tier,
+};
 
 const HEAD: &str = "version = 1\nexpires = \"2030-01-01T00:00:00Z\"\n";
 
@@ -95,11 +97,39 @@ fn netlink_actions_take_protocol_targets_and_records_show_handles() {
     key.table[..6].copy_from_slice(b"filter");
     key.object[..2].copy_from_slice(&warrant_common::netlink::BY_REFERENCE);
     assert_eq!(policy::render_target(&key), "inet filter #handle");
+    // A generic family by its name (the controller's is always there), its
+    // command, or by type once no family has it.
     let mut other = TargetKey::zeroed();
     other.action = action::NETLINK_OTHER;
     other.family = 16;
-    other.object[0] = 0x1c;
-    assert_eq!(policy::render_target(&other), "generic type 28");
+    other.table[0] = 0x10;
+    assert_eq!(policy::render_target(&other), "generic nlctrl");
+    other.object[..2].copy_from_slice(&[1, GENL_COMMAND_PRESENT]);
+    assert_eq!(policy::render_target(&other), "generic nlctrl cmd 1");
+    other.table[..2].copy_from_slice(&0xfff0u16.to_le_bytes());
+    assert_eq!(policy::render_target(&other), "generic type 65520 cmd 1");
+    other.family = 0;
+    other.table[..2].copy_from_slice(&78u16.to_le_bytes());
+    other.object = [0; warrant_common::NAME_LEN];
+    assert_eq!(policy::render_target(&other), "route type 78");
+}
+
+#[test]
+fn generic_netlink_targets_name_a_family_and_a_command() {
+    let protocol = |text: &str| Target::parse(TargetKind::Protocol, text, &[], &policy::ThisHost);
+    let key = |text: &str| protocol(text).unwrap().key(0, action::NETLINK_OTHER);
+    // Each level the kernel widens to: command, family, protocol.
+    let command = key("generic nlctrl cmd 1");
+    assert_eq!((command.family, command.table[..2].to_vec()), (16, vec![0x10, 0]));
+    assert_eq!(command.object[..2], [1, GENL_COMMAND_PRESENT]);
+    let family = key("generic nlctrl");
+    assert_eq!((family.table[..2].to_vec(), family.object[..2].to_vec()), (vec![0x10, 0], vec![0, 0]));
+    assert_eq!(key("route type 78").table[..2], [78, 0]);
+    let err = |text: &str| protocol(text).unwrap_err().to_string();
+    assert!(err("generic nlctrl cmd 256").contains("from 0 to 255"), "{}", err("generic nlctrl cmd 256"));
+    assert!(err("generic nlctrl set_device").contains("write `cmd N`"), "{}", err("generic nlctrl set_device"));
+    assert!(err("generic no-such-family").contains("is its module loaded"));
+    assert!(err("route type 78 cmd 1").contains("must be PROTOCOL"));
 }
 
 #[test]

@@ -253,34 +253,55 @@ fn generic_netlink_writes_fail_closed_and_family_lookups_work() {
     // for a subject Warrant refuses it first, as an unclassified write.
     let out = netlink_helper(&["genl-write", "nlctrl", "1"]);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
-    d.expect_record(mark, "netlink.other", "generic type 16", "denied");
+    d.expect_record(mark, "netlink.other", "generic nlctrl cmd 1", "denied");
 }
 
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
-fn generic_netlink_is_decided_per_family() {
+fn wireguard_is_decided_per_command_and_its_reads_work() {
     let d = daemon();
-    // The agent may use one family (nlctrl here; `generic wireguard` for WireGuard).
+    let _ = Command::new("ip").args(["link", "delete", "wwg0"]).output();
+    ip_root(&["link", "add", "wwg0", "type", "wireguard"]);
+    let port = || root_output("wg", &["show", "wwg0", "listen-port"]).trim().to_owned();
+    assert_eq!(port(), "0");
+    // `wg show` is a dump (WG_CMD_GET_DEVICE): a read, no record.
+    let mark = d.audit_len();
+    let show = run_subject(&["wg", "show", "wwg0"]);
+    assert!(show.status.success(), "wg show as a subject: {}", show.stderr);
+    // `wg set` (WG_CMD_SET_DEVICE) is refused by the demo policy.
+    let set = ["wg", "set", "wwg0", "listen-port", "51820"];
+    let out = run_subject(&set);
+    assert!(!out.status.success(), "wg set went through");
+    assert_eq!(port(), "0", "the port changed");
+    d.expect_record(mark, "netlink.other", "generic wireguard set_device", "denied");
+    assert!(
+        !d.records_since(mark).iter().any(|r| r["target"] == "generic wireguard get_device"),
+        "wg show was recorded as an action"
+    );
+    // Allowed to set devices, the agent may; not another command of the
+    // family, nor another family (ethtool's string sets).
     let demo = std::fs::read_to_string("policies/demo.toml").unwrap();
     let anchor = "# Its scratch chain it may delete";
-    let rule = "[[profile.rule]]\naction = \"netlink.other\"\ntarget = \"generic nlctrl\"\ntier = \"allow\"\n\n";
+    let rule =
+        "[[profile.rule]]\naction = \"netlink.other\"\ntarget = \"generic wireguard set_device\"\ntier = \"allow\"\n\n";
     assert!(demo.contains(anchor));
     d.apply_next_policy(&demo.replacen(anchor, &format!("{rule}{anchor}"), 1));
     let mark = d.audit_len();
-    // Warrant lets it through; the kernel itself has no NEWFAMILY (EOPNOTSUPP).
-    let out = netlink_helper(&["genl-write", "nlctrl", "1"]);
-    assert_eq!(out.status.code(), Some(95), "{}", out.stderr);
-    d.expect_record(mark, "netlink.other", "generic type 16", "allowed");
-    // Another family (ethtool's string sets) is still refused.
+    let out = run_subject(&set);
+    assert!(out.status.success(), "wg set under the rule: {}", out.stderr);
+    assert_eq!(port(), "51820");
+    d.expect_record(mark, "netlink.other", "generic wireguard set_device", "allowed");
+    // WG_CMD_GET_DEVICE without the dump flags: a do, which the kernel does
+    // not have (EOPNOTSUPP), refused first by Warrant as another command.
     let mark = d.audit_len();
+    let out = netlink_helper(&["genl-write", "wireguard", "0"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    d.expect_record(mark, "netlink.other", "generic wireguard get_device", "denied");
     let out = netlink_helper(&["genl-write", "ethtool", "1"]);
     assert_eq!(out.status.code(), Some(1), "ethtool's family went through: {}", out.stderr);
-    d.expect_record_where(mark, "netlink.other on ethtool's family denied", |r| {
-        r["action"] == "netlink.other"
-            && r["verdict"] == "denied"
-            && r["target"].as_str().is_some_and(|t| t.starts_with("generic type ") && t != "generic type 16")
-    });
+    d.expect_record(mark, "netlink.other", "generic ethtool cmd 1", "denied");
     d.apply_next_policy(&demo);
+    ip_root(&["link", "delete", "wwg0"]);
 }
 
 #[test]

@@ -29,6 +29,8 @@ const APT_TOOLS: &[(&str, &str)] = &[
     ("ebtables", "ebtables"),
     ("python3", "python3"),
     ("conntrack", "conntrack"),
+    // The kernel tier runs `wg` as a subject (generic netlink per command).
+    ("wireguard-tools", "wg"),
     // RIs sign with SSH keys through ssh-keygen -Y sign (tests and demo).
     ("openssh-client", "ssh-keygen"),
     // The kernel tier runs these as subjects (module loading, mount, chroot).
