@@ -344,7 +344,13 @@ pub fn target_kind(id: u32) -> TargetKind {
     match id {
         IPTABLES_REPLACE | IPTABLES_COUNTERS => TargetKind::Family,
         NETNS_ENTER => TargetKind::Namespace,
-        NET_LINK_ADD..=NET_ADDR_DELETE | NET_NEIGH_ADD | NET_NEIGH_DELETE | NET_CONF => TargetKind::Interface,
+        // tc's qdiscs, classes, filters and filter chains: tcmsg's
+        // tcm_ifindex sits where ifinfomsg's ifi_index does.
+        NET_LINK_ADD..=NET_ADDR_DELETE
+        | NET_NEIGH_ADD
+        | NET_NEIGH_DELETE
+        | NET_CONF
+        | NET_TC_QDISC_ADD..=NET_TC_FILTER_DELETE => TargetKind::Interface,
         NET_ROUTE_ADD..=NET_ROUTE_REPLACE => TargetKind::Route,
         NETNS_CREATE | SYSTEM_CLOCK | NET_RULE_ADD..=NET_XFRM_OTHER => TargetKind::None,
         NETLINK_OTHER => TargetKind::Protocol,

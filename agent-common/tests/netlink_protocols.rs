@@ -361,6 +361,23 @@ fn interfaces_are_named_as_the_kernel_finds_them() {
         interface(&message(29, 0, &[2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0], &[])),
         (action::NET_NEIGH_DELETE, "lo".into(), 0)
     );
+    // tc's qdiscs, classes, filters and filter chains by tcmsg's ifindex;
+    // a filter on a shared block (TCM_IFINDEX_MAGIC_BLOCK) is unnamed.
+    let tcmsg = |ifindex: u32| {
+        let mut fixed = [0u8; 20];
+        fixed[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+        fixed
+    };
+    assert_eq!(
+        interface(&message(36, NLM_F_CREATE, &tcmsg(7), &[])),
+        (action::NET_TC_QDISC_ADD, "veth-agent".into(), 0)
+    );
+    assert_eq!(interface(&message(41, 0, &tcmsg(1), &[])), (action::NET_TC_CLASS_DELETE, "lo".into(), 0));
+    assert_eq!(interface(&message(100, NLM_F_CREATE, &tcmsg(7), &[])).1, "veth-agent", "a filter chain");
+    assert_eq!(
+        interface(&message(44, NLM_F_CREATE, &tcmsg(u32::MAX), &[])),
+        (action::NET_TC_FILTER_ADD, "".into(), u32::MAX)
+    );
     // IP settings of one interface.
     assert_eq!(interface(&message(19, 0, &index(1), &[(26, &[0; 12])])), (action::NET_CONF, "lo".into(), 0));
     // ...but not when the message also sets flags (`ifi_change` 0 means

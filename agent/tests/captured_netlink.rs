@@ -129,12 +129,13 @@ const EXPECTED: &[(&str, &[(&str, &str)])] = &[
     ("addr add", &[("net.addr.add", "wcap0")]),
     ("addr del", &[("net.addr.delete", "wcap0")]),
     ("neigh add", &[("net.neigh.add", "wcap0")]),
-    // A route by table (rtm_table main, no RTA_TABLE) and prefix; rules,
-    // tc and xfrm are not named per object yet.
+    // A route by table (rtm_table main, no RTA_TABLE) and prefix; rules
+    // and xfrm are not named per object yet.
     ("route add", &[("net.route.add", "main 10.63.1.0/24")]),
     ("route show", &[]),
     ("rule add", &[("net.rule.add", "*")]),
-    ("qdisc add", &[("net.tc.qdisc.add", "*")]),
+    // tc by tcmsg's ifindex.
+    ("qdisc add", &[("net.tc.qdisc.add", "wcap0")]),
     ("xfrm policy add", &[("net.xfrm.policy.add", "*")]),
     ("link show", &[]),
     ("link netns", &[("net.link.netns", "wcap0")]),

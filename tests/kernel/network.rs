@@ -112,6 +112,16 @@ fn the_agent_manages_its_own_interface_and_no_other_however_it_names_them() {
     expect_net_allowed(d, &["ip", "link", "set", "wagent0", "up"], "net.link.set", "wagent0");
     expect_net_allowed(d, &["ip", "addr", "add", "10.62.7.1/32", "dev", "wagent0"], "net.addr.add", "wagent0");
     assert!(root_output("ip", &["addr", "show", "wagent0"]).contains("10.62.7.1"));
+    // tc, found by tcmsg's ifindex: its own interface's qdiscs, not another's
+    // nor its own filters (pfifo is built in: nothing to load).
+    let qdisc = |dev: &'static str| ["tc", "qdisc", "add", "dev", dev, "root", "handle", "1:", "pfifo", "limit", "10"];
+    expect_net_allowed(d, &qdisc("wagent0"), "net.tc.qdisc.add", "wagent0");
+    assert!(root_output("tc", &["qdisc", "show", "dev", "wagent0"]).contains("pfifo 1:"));
+    expect_net_refused(d, &qdisc("wother"), "net.tc.qdisc.add", "wother");
+    assert!(!root_output("tc", &["qdisc", "show", "dev", "wother"]).contains("pfifo 1:"));
+    let filter =
+        ["tc", "filter", "add", "dev", "wagent0", "parent", "1:", "protocol", "ip", "matchall", "action", "drop"];
+    expect_net_refused(d, &filter, "net.tc.filter.add", "wagent0");
     // Another interface, however it is addressed: by name, by its index
     // with the agent's name beside it (which the kernel reads as a rename of
     // wother), by an address on it.
@@ -182,7 +192,7 @@ fn network_configuration_over_rtnetlink_and_xfrm_is_decided() {
         d,
         &["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
         "net.tc.qdisc.add",
-        "*",
+        "lo",
     );
     expect_net_refused(
         d,
