@@ -40,6 +40,9 @@ pub enum Request {
     RotateTrust {
         root: String,
     },
+    /// Pin the configuration's trusted keys as trust root v0 (they differ
+    /// from the pinned ones).
+    AcceptConfigTrust,
     Revoke {
         id: String,
     },

@@ -101,6 +101,14 @@ impl PublicKey {
         }
     }
 
+    /// The key as [`PublicKey::parse`] reads it back.
+    pub fn to_text(&self) -> String {
+        match self {
+            PublicKey::Ed25519(key) => crate::trust::encode_public_key(key),
+            PublicKey::Ssh(key) => key.to_openssh().unwrap_or_default(),
+        }
+    }
+
     /// Kept on a FIDO2 token (sk-): each signature needs a touch.
     pub fn is_hardware(&self) -> bool {
         matches!(self, PublicKey::Ssh(key) if key.algorithm() == Algorithm::SkEd25519)

@@ -200,6 +200,10 @@ enum TrustCommand {
     Sign(SignArgs),
     /// Give a signed trust root to the running daemon.
     Rotate { root: PathBuf },
+    /// Trust the configuration's trusted_keys again after changing them: the
+    /// daemon keeps the keys it first started with (pinned in its state
+    /// directory) until root says so.
+    AcceptConfig,
 }
 
 #[derive(Subcommand)]
@@ -330,6 +334,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let text = std::fs::read_to_string(&root).with_context(|| format!("cannot read {}", root.display()))?;
             let data = control::call(&config.socket, &Request::RotateTrust { root: text })?;
             println!("trust root v{} in force: {} of {:?}", data["version"], data["threshold"], data["keys"]);
+        }
+        Command::Trust(TrustCommand::AcceptConfig) => {
+            let config = Config::load(config_path)?;
+            let data = control::call(&config.socket, &Request::AcceptConfigTrust)?;
+            println!(
+                "configuration's keys pinned as trust root v0: {} of {:?}; v{} in force",
+                data["threshold"], data["keys"], data["version_in_force"]
+            );
         }
         Command::Requests { command, json } => {
             let command = command.unwrap_or(RequestsCommand::List);

@@ -88,4 +88,21 @@ impl TrustRoot {
     pub fn key_ids(&self) -> Vec<String> {
         self.keys.iter().map(PublicKey::id).collect()
     }
+
+    /// The root as [`TrustRoot::parse`] reads it back.
+    pub fn to_text(&self) -> String {
+        let file = TrustRootFile {
+            version: self.version,
+            threshold: self.threshold,
+            keys: self.keys.iter().map(PublicKey::to_text).collect(),
+        };
+        toml::to_string(&file).unwrap_or_default()
+    }
+
+    /// The same keys (in any order) and threshold.
+    pub fn same_keys_as(&self, other: &TrustRoot) -> bool {
+        self.threshold == other.threshold
+            && self.keys.len() == other.keys.len()
+            && self.keys.iter().all(|k| other.keys.contains(k))
+    }
 }

@@ -275,13 +275,16 @@ check "a pod without hostPID is refused, saying so" refused_without_host_pid
 # /run/warrant is the node's, mounted for `kubectl exec ... warrant` (the
 # manifest's hostPath): set aside before the pod's /run covers it.
 mkdir -p /run/warrant /srv/pod-run
-systemd-run --unit=warrant-pod --property=KillMode=mixed -- unshare --mount --propagation private -- sh -ec '
-    mount --bind /run/warrant /srv/pod-run
-    for dir in /etc /opt /var/lib /var/log /run /sys/fs/cgroup /sys/fs/bpf; do mount -t tmpfs pod "$dir"; done
-    mkdir /etc/warrant /run/warrant
-    mount --bind /srv/pod/warrant /etc/warrant
-    mount --move /srv/pod-run /run/warrant
-    exec /srv/image/usr/sbin/warrant daemon --config /etc/warrant/warrant.toml'
+start_pod() {
+    systemd-run --unit=warrant-pod --collect --property=KillMode=mixed -- unshare --mount --propagation private -- sh -ec '
+        mount --bind /run/warrant /srv/pod-run
+        for dir in /etc /opt /var/lib /var/log /run /sys/fs/cgroup /sys/fs/bpf; do mount -t tmpfs pod "$dir"; done
+        mkdir /etc/warrant /run/warrant
+        mount --bind /srv/pod/warrant /etc/warrant
+        mount --move /srv/pod-run /run/warrant
+        exec /srv/image/usr/sbin/warrant daemon --config /etc/warrant/warrant.toml'
+}
+start_pod
 check "the pod's daemon answers on the host's socket" until_true 180 warrant status ||
     journalctl -u warrant-pod -o cat --no-pager | tail -n 20 | sed 's/^/  warrant-pod: /'
 check "... it entered the host's mount namespace" sh -c \
@@ -307,6 +310,26 @@ refused "an agent may not write a host file the policy protects" agent sh -c 'ec
 refused "nor the pod's configuration, read in the pod and protected by inode" \
     agent sh -c "echo 'trusted_keys = []' >>$pod_files/warrant/warrant.toml"
 check "root, not a subject, still may change the firewall" sh -c 'nft add table inet rootmade && nft delete table inet rootmade'
+# The kubelet's window: a new pod's Secret files are new inodes, unprotected
+# until its daemon starts. Keys swapped there (here by root, as a subject
+# racing the kubelet would) are not trusted: the first keys are pinned.
+check "the pod stops for a new one" systemctl stop warrant-pod
+warrant keygen --out /tmp/swapped.key >/dev/null
+cp /tmp/swapped.key.pub $pod_files/warrant/keys/..2026_12_02/security-team.pub
+sed 's/^version = 1$/version = 2/' "$IN/demo.toml" >/tmp/demo-v2.toml
+warrant policy sign /tmp/demo-v2.toml --key /tmp/swapped.key --out /tmp/swapped.bundle >/dev/null
+mark=$(audit_len)
+start_pod
+check "the new pod's daemon answers" until_true 180 warrant status
+check "... and says its configuration's keys are not the pinned ones" \
+    sh -c 'warrant status --json | python3 -c "import json,sys; assert json.load(sys.stdin)[\"trust_root\"][\"config_differs\"] is True"'
+check "... recorded trust.config_ignored" sh -c "tail -n +$((mark + 1)) $AUDIT | grep -q '\"trust.config_ignored\"'"
+check "a bundle signed by the swapped key is refused" sh -c '! warrant policy apply /tmp/swapped.bundle'
+check "... and the policy in force is still v1" status_is policy_version 1
+check "root accepts the configuration's keys (warrant trust accept-config)" warrant trust accept-config
+check "... after which that bundle applies" warrant policy apply /tmp/swapped.bundle
+check "... and status no longer flags the keys" \
+    sh -c 'warrant status --json | python3 -c "import json,sys; assert json.load(sys.stdin)[\"trust_root\"][\"config_differs\"] is False"'
 check "the pod stops; enforcement stays pinned" systemctl stop warrant-pod
 refused "the agent is still refused with the pod gone" agent nft add table inet podgone
 check "warrant audit verify (the pod's chain, on the host)" warrant audit verify

@@ -53,6 +53,7 @@ mod marks;
 mod policy_apply;
 mod sockets;
 mod start;
+mod trust_pin;
 mod versions;
 mod warrants;
 
@@ -128,6 +129,8 @@ struct State {
     /// The roots of trust accepted here, oldest (the configuration's keys)
     /// first; the last one signs new bundles.
     trust_chain: Vec<TrustRoot>,
+    /// The configuration's keys are not the pinned ones (see `trust_pin`).
+    trust_config_differs: bool,
     policy: Option<CompiledPolicy>,
     /// The policy replaced last: events decided just before a reload name
     /// its rules.
@@ -345,6 +348,7 @@ impl State {
             "profiles": self.policy.as_ref().map(|p| p.profile_ids.keys().cloned().collect::<Vec<_>>()),
             "trust_root": self.trust_chain.last().map(|root| json!({
                 "version": root.version, "threshold": root.threshold, "keys": root.key_ids(),
+                "config_differs": self.trust_config_differs,
             })),
             "warrants": warrants,
             "decisions": self.counters,

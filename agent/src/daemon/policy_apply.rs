@@ -200,6 +200,67 @@ impl State {
         Ok(summary)
     }
 
+    /// Audits what start-up found of the pinned trust root.
+    pub(super) fn record_pin(&mut self, pin: &trust_pin::Pin) {
+        let pinned = &self.trust_chain[0];
+        let path = trust_pin::pin_path(&self.config.state_dir).display().to_string();
+        match pin {
+            trust_pin::Pin::Made => {
+                let summary = json!({"threshold": pinned.threshold, "keys": pinned.key_ids(), "file": path});
+                self.record("trust.pinned", summary);
+            }
+            trust_pin::Pin::ConfigDiffers { config } => {
+                error!(
+                    pinned = ?pinned.key_ids(),
+                    configured = ?config.key_ids(),
+                    "the configuration's trusted keys are not the ones pinned at the first start; the pinned keys stay \
+                     in force. If you changed them, run `warrant trust accept-config` as root"
+                );
+                let summary = json!({"pinned": {"threshold": pinned.threshold, "keys": pinned.key_ids()},
+                                     "configured": {"threshold": config.threshold, "keys": config.key_ids()},
+                                     "file": path});
+                self.record("trust.config_ignored", summary);
+            }
+            trust_pin::Pin::Same | trust_pin::Pin::Nothing => {}
+        }
+    }
+
+    /// Root's word that the configuration's keys are the ones to trust:
+    /// they are pinned as version 0 and the persisted rotations replayed
+    /// from them (one that no longer follows ends the chain, as at start).
+    pub(super) fn accept_config_trust(&mut self) -> Result<Value, String> {
+        let keys = self
+            .config
+            .trusted_keys
+            .iter()
+            .map(|p| trust::read_signer_key(p).map_err(|e| format!("trusted key {}: {e}", self.config.shown(p))))
+            .collect::<Result<Vec<_>, String>>()?;
+        if keys.is_empty() {
+            return Err("the configuration names no trusted_keys: nothing to accept".into());
+        }
+        let root = TrustRoot { version: 0, threshold: self.config.policy_threshold, keys };
+        if root.threshold == 0 || root.threshold > root.keys.len() {
+            return Err(format!(
+                "policy_threshold {} must be between 1 and the number of trusted_keys ({})",
+                root.threshold,
+                root.keys.len()
+            ));
+        }
+        trust_pin::pin(&self.config.state_dir, &root).map_err(|e| format!("{e:#}"))?;
+        let previous = self.trust_chain[0].key_ids();
+        let (chain, broken) = load_trust_chain(&self.config, root);
+        self.trust_chain = chain;
+        self.trust_config_differs = false;
+        let current = self.trust_chain.last().expect("the trust chain is never empty");
+        let summary = json!({"keys": self.trust_chain[0].key_ids(), "threshold": self.trust_chain[0].threshold,
+                             "previous_keys": previous, "version_in_force": current.version});
+        self.record("trust.config_accepted", summary.clone());
+        if let Some((file, reason)) = broken {
+            self.record("trust.refused", json!({"via": format!("restore {file}"), "reason": reason}));
+        }
+        Ok(summary)
+    }
+
     /// Warrants whose approver is no longer an RI for their action go.
     pub(super) fn drop_orphan_warrants(&mut self) {
         let Some(policy) = &self.policy else { return };

@@ -20,11 +20,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .iter()
         .map(|p| trust::read_signer_key(p).map_err(|e| anyhow!("trusted key: {e}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    if trusted.is_empty() {
+    let configured = TrustRoot { version: 0, threshold: config.policy_threshold, keys: trusted };
+    let (initial, pin) = trust_pin::settle(&config.state_dir, configured)?;
+    if initial.keys.is_empty() {
         warn!("no trusted_keys configured: no policy bundle can be accepted; subjects are denied everything");
     }
-    let (trust_chain, broken_root) =
-        load_trust_chain(&config, TrustRoot { version: 0, threshold: config.policy_threshold, keys: trusted });
+    let config_differs = matches!(pin, trust_pin::Pin::ConfigDiffers { .. });
+    let (trust_chain, broken_root) = load_trust_chain(&config, initial);
     let host_key = load_host_key(&config.host_key_path())?;
     let audit = AuditLog::open(&config.audit_log, config.audit_max_bytes).context("cannot open the audit log")?;
     // The checkpoint file exists before Warrant's own files are listed.
@@ -79,6 +81,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         marks_count: 0,
         unwritten_records: 0,
         confined_reported: false,
+        trust_config_differs: config_differs,
         clock_skew_reported: false,
     };
     let missing_hooks = state.kernel.missing_hooks().to_vec();
@@ -88,6 +91,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if anchored_now {
         state.record("clock.anchored", json!({"boot_id": boot_id}));
     }
+    state.record_pin(&pin);
     if let Some((file, reason)) = broken_root {
         state.record("trust.refused", json!({"via": format!("restore {file}"), "reason": reason}));
     }
