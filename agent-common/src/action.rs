@@ -116,9 +116,10 @@ pub const IPC_LOOPBACK: u32 = 54;
 // Network configuration over rtnetlink (NETLINK_ROUTE) and xfrm. The
 // kernel's own read/write split decides what is an action: rtnetlink GET
 // requests and xfrm GETs are reads. Link, address and neighbour actions and
-// `net.conf` name the interface (see [`TargetKind::Interface`]), routes
-// their table and prefix (see [`TargetKind::Route`]); rules, tc and xfrm
-// are `*` alone (see [`TargetKind::None`]).
+// `net.conf` and tc's qdiscs, classes and filters name the interface (see
+// [`TargetKind::Interface`]), routes their table and prefix (see
+// [`TargetKind::Route`]); rules, tc actions and xfrm are `*` alone (see
+// [`TargetKind::None`]).
 /// RTM_NEWLINK that creates (NLM_F_CREATE and NLM_F_EXCL).
 pub const NET_LINK_ADD: u32 = 70;
 pub const NET_LINK_DELETE: u32 = 71;

@@ -4,19 +4,17 @@
 //!
 //! A message is a read only where the kernel itself treats it as one:
 //! rtnetlink's GET kind (the kind it lets through without CAP_NET_ADMIN),
-//! xfrm's GETs, the generic netlink controller's lookups and every generic
-//! netlink dump, sock_diag's queries and audit's status requests. Every
-//! other message is an action: rtnetlink and xfrm writes by their own
-//! action, the rest `netlink.other` with the protocol, type and (generic
-//! netlink) command as target. Flags make a write a read only on generic
-//! netlink, the one protocol here whose kernel side dispatches by them
-//! (to the command's dump callback); the others dispatch by type.
+//! xfrm's GETs, the generic netlink controller's lookups, sock_diag's
+//! queries and audit's status requests. Every other message is an action:
+//! rtnetlink and xfrm writes by their own action, the rest `netlink.other`
+//! with the protocol, type and (generic netlink) command as target. Flags
+//! never make a write a read.
 
 use crate::{
     NAME_LEN, TargetKey,
     action::{self, IFNAME_LEN, TargetKind},
     netlink::{
-        Class, Classifier, MessageBuffer, MessageHeader, MessageNotes, NLA_HDRLEN, NLM_F_DUMP, NLMSG_HDRLEN, WALK_DONE,
+        Class, Classifier, MessageBuffer, MessageHeader, MessageNotes, NLA_HDRLEN, NLMSG_HDRLEN, WALK_DONE,
         WALK_FAILED, WALK_ON, next_attribute, read_field, write_field,
     },
 };
@@ -283,12 +281,12 @@ fn other_protocol<B: MessageBuffer>(
 ) -> Class {
     let msg_type = header.msg_type;
     if protocol == protocol::GENERIC {
-        // Generic netlink runs a command's dump callback, which only lists,
-        // for a request with both NLM_F_DUMP bits (`genl_family_rcv_msg`
-        // dispatches by these flags, unlike nfnetlink): `wg show`.
-        if header.flags & NLM_F_DUMP == NLM_F_DUMP {
-            return Class::NotAnAction;
-        }
+        // A dump request (both NLM_F_DUMP bits) runs the command's dump
+        // callbacks, not its doit, but is no read for that: some dump
+        // callbacks act (devlink's health reporter dump stores a dump and
+        // so suppresses the next one) or hand out secrets (WireGuard's
+        // private key). Decided like any command (`generic wireguard
+        // get_device` for `wg show`).
         // The command, genlmsghdr's first byte (absent: only rules on the
         // whole family cover the message, which the kernel refuses anyway).
         if let Some(command) = key.object.first_chunk_mut::<1>()

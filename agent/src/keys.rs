@@ -102,10 +102,10 @@ impl PublicKey {
     }
 
     /// The key as [`PublicKey::parse`] reads it back.
-    pub fn to_text(&self) -> String {
+    pub fn to_text(&self) -> Option<String> {
         match self {
-            PublicKey::Ed25519(key) => crate::trust::encode_public_key(key),
-            PublicKey::Ssh(key) => key.to_openssh().unwrap_or_default(),
+            PublicKey::Ed25519(key) => Some(crate::trust::encode_public_key(key)),
+            PublicKey::Ssh(key) => key.to_openssh().ok(),
         }
     }
 

@@ -200,9 +200,9 @@ enum TrustCommand {
     Sign(SignArgs),
     /// Give a signed trust root to the running daemon.
     Rotate { root: PathBuf },
-    /// Trust the configuration's trusted_keys again after changing them: the
-    /// daemon keeps the keys it first started with (pinned in its state
-    /// directory) until root says so.
+    /// Trust the configured keys the daemon reports unsettled (`warrant
+    /// status`: config_differs, configured_keys): it pins the keys it read
+    /// at start as trust root v0. Check them first.
     AcceptConfig,
 }
 

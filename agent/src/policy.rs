@@ -428,6 +428,14 @@ impl Target {
                         })?,
                         None,
                     ),
+                    ["type", number, "cmd", command] if generic => (
+                        number.parse::<u16>().ok().filter(|n| *n != 0).ok_or_else(|| {
+                            TargetError::Invalid(format!("target {text:?}: the message type must be a number from 1"))
+                        })?,
+                        Some(command.parse::<u8>().map_err(|_| {
+                            TargetError::Invalid(format!("target {text:?}: the command must be a number from 0 to 255"))
+                        })?),
+                    ),
                     [name] if generic => (family(name)?, None),
                     [name, "cmd", number] if generic => {
                         let command = number.parse::<u8>().map_err(|_| {
@@ -521,7 +529,11 @@ impl Target {
             Target::Namespace(inode) => inode.is_some(),
             Target::IpSet { set, .. } => set.is_some(),
             Target::File { inode, .. } => inode.is_some(),
-            Target::Protocol(protocol) => protocol.is_some(),
+            // The kernel's key always has the type, and for generic netlink
+            // the command: a warrant without them would match nothing.
+            Target::Protocol(protocol) => protocol.is_some_and(|(protocol, msg_type, command)| {
+                msg_type != 0 && (protocol != GENERIC_PROTOCOL || command.is_some())
+            }),
             Target::Socket(name) => name.is_some(),
             Target::Port(port) => port.is_some(),
             Target::Interface(interface) => interface.is_some(),

@@ -89,14 +89,11 @@ impl TrustRoot {
         self.keys.iter().map(PublicKey::id).collect()
     }
 
-    /// The root as [`TrustRoot::parse`] reads it back.
-    pub fn to_text(&self) -> String {
-        let file = TrustRootFile {
-            version: self.version,
-            threshold: self.threshold,
-            keys: self.keys.iter().map(PublicKey::to_text).collect(),
-        };
-        toml::to_string(&file).unwrap_or_default()
+    /// The root as [`TrustRoot::parse`] reads it back; None if a key
+    /// cannot be written out.
+    pub fn to_text(&self) -> Option<String> {
+        let keys = self.keys.iter().map(PublicKey::to_text).collect::<Option<Vec<_>>>()?;
+        toml::to_string(&TrustRootFile { version: self.version, threshold: self.threshold, keys }).ok()
     }
 
     /// The same keys (in any order) and threshold.

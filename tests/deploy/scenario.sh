@@ -323,9 +323,13 @@ start_pod
 check "the new pod's daemon answers" until_true 180 warrant status
 check "... and says its configuration's keys are not the pinned ones" \
     sh -c 'warrant status --json | python3 -c "import json,sys; assert json.load(sys.stdin)[\"trust_root\"][\"config_differs\"] is True"'
-check "... recorded trust.config_ignored" sh -c "tail -n +$((mark + 1)) $AUDIT | grep -q '\"trust.config_ignored\"'"
-check "a bundle signed by the swapped key is refused" sh -c '! warrant policy apply /tmp/swapped.bundle'
-check "... and the policy in force is still v1" status_is policy_version 1
+check "... recorded trust.unsettled" sh -c "tail -n +$((mark + 1)) $AUDIT | grep -q '\"trust.unsettled\"'"
+swapped_refused() {
+    local out
+    ! out=$(warrant policy apply /tmp/swapped.bundle 2>&1) && grep -q "are not settled" <<<"$out"
+}
+check "a bundle signed by the swapped key is refused: the keys are not settled" swapped_refused
+check "... and the policy in force (restored under the pinned keys) is still v1" status_is policy_version 1
 check "root accepts the configuration's keys (warrant trust accept-config)" warrant trust accept-config
 check "... after which that bundle applies" warrant policy apply /tmp/swapped.bundle
 check "... and status no longer flags the keys" \

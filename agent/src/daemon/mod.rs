@@ -129,8 +129,9 @@ struct State {
     /// The roots of trust accepted here, oldest (the configuration's keys)
     /// first; the last one signs new bundles.
     trust_chain: Vec<TrustRoot>,
-    /// The configuration's keys are not the pinned ones (see `trust_pin`).
-    trust_config_differs: bool,
+    /// The configuration's root when root has to settle it (see
+    /// `trust_pin`): no new bundle or rotation is accepted meanwhile.
+    trust_unsettled: Option<TrustRoot>,
     policy: Option<CompiledPolicy>,
     /// The policy replaced last: events decided just before a reload name
     /// its rules.
@@ -348,7 +349,8 @@ impl State {
             "profiles": self.policy.as_ref().map(|p| p.profile_ids.keys().cloned().collect::<Vec<_>>()),
             "trust_root": self.trust_chain.last().map(|root| json!({
                 "version": root.version, "threshold": root.threshold, "keys": root.key_ids(),
-                "config_differs": self.trust_config_differs,
+                "config_differs": self.trust_unsettled.is_some(),
+                "configured_keys": self.trust_unsettled.as_ref().map(TrustRoot::key_ids),
             })),
             "warrants": warrants,
             "decisions": self.counters,

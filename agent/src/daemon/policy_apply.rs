@@ -82,6 +82,9 @@ impl State {
         via: &str,
     ) -> Result<Value, (&'static str, String)> {
         let refused = |message: String| ("policy.refused", message);
+        if !restoring && let Some(message) = self.unsettled_refusal("bundle") {
+            return Err(refused(message));
+        }
         let started = std::time::Instant::now();
         let envelope = Envelope::parse(bundle).map_err(|e| refused(format!("bundle refused: {e}")))?;
         // A new bundle needs the root in force. The persisted bundle, restored
@@ -173,6 +176,10 @@ impl State {
 
     /// Accepts a new trust root signed by a threshold of the one in force.
     pub(super) fn rotate_trust(&mut self, text: &str) -> Result<Value, String> {
+        if let Some(message) = self.unsettled_refusal("trust root") {
+            self.record("trust.refused", json!({"via": "control", "reason": message}));
+            return Err(message);
+        }
         let current = self.trust_chain.last().expect("the trust chain is never empty").clone();
         let rotated = Envelope::parse(text)
             .map_err(|e| trust_root::TrustRootError::from(e).to_string())
@@ -200,57 +207,51 @@ impl State {
         Ok(summary)
     }
 
-    /// Audits what start-up found of the pinned trust root.
-    pub(super) fn record_pin(&mut self, pin: &trust_pin::Pin) {
-        let pinned = &self.trust_chain[0];
+    /// Pins version 0 of the chain (the configuration's keys, at a host's
+    /// first start or upgrade), audited.
+    pub(super) fn pin_trust_root(&mut self) {
+        let root = self.trust_chain[0].clone();
         let path = trust_pin::pin_path(&self.config.state_dir).display().to_string();
-        match pin {
-            trust_pin::Pin::Made => {
-                let summary = json!({"threshold": pinned.threshold, "keys": pinned.key_ids(), "file": path});
+        match trust_pin::pin(&self.config.state_dir, &root) {
+            Ok(()) => {
+                let summary = json!({"threshold": root.threshold, "keys": root.key_ids(), "file": path});
                 self.record("trust.pinned", summary);
             }
-            trust_pin::Pin::ConfigDiffers { config } => {
-                error!(
-                    pinned = ?pinned.key_ids(),
-                    configured = ?config.key_ids(),
-                    "the configuration's trusted keys are not the ones pinned at the first start; the pinned keys stay \
-                     in force. If you changed them, run `warrant trust accept-config` as root"
-                );
-                let summary = json!({"pinned": {"threshold": pinned.threshold, "keys": pinned.key_ids()},
-                                     "configured": {"threshold": config.threshold, "keys": config.key_ids()},
-                                     "file": path});
-                self.record("trust.config_ignored", summary);
+            Err(e) => {
+                error!("cannot pin trust root v0: {e:#}");
+                self.record("trust.not_pinned", json!({"file": path, "reason": format!("{e:#}")}));
             }
-            trust_pin::Pin::Same | trust_pin::Pin::Nothing => {}
         }
     }
 
-    /// Root's word that the configuration's keys are the ones to trust:
-    /// they are pinned as version 0 and the persisted rotations replayed
-    /// from them (one that no longer follows ends the chain, as at start).
+    /// Says, loudly, that the configuration's keys wait for root's word.
+    pub(super) fn record_unsettled(&mut self, config: &TrustRoot, why: &str) {
+        let in_force = &self.trust_chain[0];
+        error!(
+            configured = ?config.key_ids(),
+            pinned = ?in_force.key_ids(),
+            "{why}: no new bundle or trust root is accepted until root runs `warrant trust accept-config` \
+             (after checking the configured keys) or puts the configuration back"
+        );
+        let summary = json!({"reason": why,
+                             "configured": {"threshold": config.threshold, "keys": config.key_ids()},
+                             "in_force": {"threshold": in_force.threshold, "keys": in_force.key_ids()}});
+        self.record("trust.unsettled", summary);
+    }
+
+    /// Root's word that the configuration's keys, as read at start, are the
+    /// ones to trust: they are pinned as version 0 and the persisted
+    /// rotations replayed from them (one that no longer follows ends the
+    /// chain, as at start). The policy in force stays.
     pub(super) fn accept_config_trust(&mut self) -> Result<Value, String> {
-        let keys = self
-            .config
-            .trusted_keys
-            .iter()
-            .map(|p| trust::read_signer_key(p).map_err(|e| format!("trusted key {}: {e}", self.config.shown(p))))
-            .collect::<Result<Vec<_>, String>>()?;
-        if keys.is_empty() {
-            return Err("the configuration names no trusted_keys: nothing to accept".into());
-        }
-        let root = TrustRoot { version: 0, threshold: self.config.policy_threshold, keys };
-        if root.threshold == 0 || root.threshold > root.keys.len() {
-            return Err(format!(
-                "policy_threshold {} must be between 1 and the number of trusted_keys ({})",
-                root.threshold,
-                root.keys.len()
-            ));
-        }
+        let Some(root) = self.trust_unsettled.clone() else {
+            return Err("nothing to accept: the configured trusted keys are the pinned ones".into());
+        };
         trust_pin::pin(&self.config.state_dir, &root).map_err(|e| format!("{e:#}"))?;
+        self.trust_unsettled = None;
         let previous = self.trust_chain[0].key_ids();
         let (chain, broken) = load_trust_chain(&self.config, root);
         self.trust_chain = chain;
-        self.trust_config_differs = false;
         let current = self.trust_chain.last().expect("the trust chain is never empty");
         let summary = json!({"keys": self.trust_chain[0].key_ids(), "threshold": self.trust_chain[0].threshold,
                              "previous_keys": previous, "version_in_force": current.version});
@@ -259,6 +260,18 @@ impl State {
             self.record("trust.refused", json!({"via": format!("restore {file}"), "reason": reason}));
         }
         Ok(summary)
+    }
+
+    /// Why a new bundle or trust root is refused now, if it is: the
+    /// configuration's keys are not settled.
+    fn unsettled_refusal(&self, what: &str) -> Option<String> {
+        self.trust_unsettled.as_ref().map(|config| {
+            format!(
+                "{what} refused: the configured trusted keys {:?} are not settled (not the pinned ones, or they do not \
+                 verify what this host accepted); root runs `warrant trust accept-config` after checking them",
+                config.key_ids()
+            )
+        })
     }
 
     /// Warrants whose approver is no longer an RI for their action go.

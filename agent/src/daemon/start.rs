@@ -25,8 +25,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if initial.keys.is_empty() {
         warn!("no trusted_keys configured: no policy bundle can be accepted; subjects are denied everything");
     }
-    let config_differs = matches!(pin, trust_pin::Pin::ConfigDiffers { .. });
+    let unsettled = match &pin {
+        trust_pin::Pin::ConfigDiffers { config } => Some(config.clone()),
+        _ => None,
+    };
     let (trust_chain, broken_root) = load_trust_chain(&config, initial);
+    let chain_whole = broken_root.is_none();
     let host_key = load_host_key(&config.host_key_path())?;
     let audit = AuditLog::open(&config.audit_log, config.audit_max_bytes).context("cannot open the audit log")?;
     // The checkpoint file exists before Warrant's own files are listed.
@@ -81,7 +85,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         marks_count: 0,
         unwritten_records: 0,
         confined_reported: false,
-        trust_config_differs: config_differs,
+        trust_unsettled: unsettled,
         clock_skew_reported: false,
     };
     let missing_hooks = state.kernel.missing_hooks().to_vec();
@@ -91,7 +95,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if anchored_now {
         state.record("clock.anchored", json!({"boot_id": boot_id}));
     }
-    state.record_pin(&pin);
+    if let Some(config) = state.trust_unsettled.clone() {
+        state.record_unsettled(&config, "the configuration's trusted keys are not the pinned ones");
+    }
     if let Some((file, reason)) = broken_root {
         state.record("trust.refused", json!({"via": format!("restore {file}"), "reason": reason}));
     }
@@ -109,10 +115,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let initial = persisted
         .map(|b| (b, true))
         .or_else(|| config.bundle.as_ref().and_then(|p| fs::read_to_string(p).ok()).map(|b| (b, false)));
+    let mut restored = true;
     if let Some((bundle, restoring)) = initial
         && let Err(e) = state.apply_bundle(&bundle, restoring, if restoring { "restore" } else { "config bundle" })
     {
         error!("{e}; no policy in force: subjects are denied every action");
+        restored = !restoring;
+    }
+    // The first keys are pinned once they verify what the host holds (an
+    // upgrade's persisted policy and rotations); else root settles them.
+    if pin == trust_pin::Pin::Unpinned && !state.trust_chain[0].keys.is_empty() {
+        if restored && chain_whole {
+            state.pin_trust_root();
+        } else {
+            let config = state.trust_chain[0].clone();
+            state.record_unsettled(&config, "the configuration's trusted keys do not verify what this host accepted");
+            state.trust_unsettled = Some(config);
+        }
     }
     let shared: Shared = Arc::new(Mutex::new(state));
 

@@ -1,15 +1,21 @@
-//! The configuration's trust root (version 0), pinned on first use. The
-//! configuration names key files, and on some hosts those files are new
-//! inodes at every start (a DaemonSet's Secret), unprotected until the
-//! daemon runs: without a pin, whoever swapped them before a start would
-//! choose the keys bundles are checked against. The pin lives in the state
-//! directory, which subjects can neither write nor remove, also while the
-//! daemon is down. Keys change by a signed rotation (`warrant trust
-//! rotate`), or by root with `warrant trust accept-config`.
+//! The configuration's trust root (version 0), pinned. The configuration
+//! names key files, and on some hosts those files are new inodes at every
+//! start (a DaemonSet's Secret), unprotected until the daemon runs: without
+//! a pin, whoever swapped them before a start would choose the keys bundles
+//! are checked against. The pin lives in the state directory, which
+//! subjects can neither write nor remove while enforcement is on (the
+//! daemon down included).
+//!
+//! A host's first keys are pinned when nothing says otherwise: a fresh
+//! state directory, or a persisted policy the keys verify (an upgrade).
+//! Keys that differ from the pin, or that do not verify what this host
+//! already accepted, are "unsettled": the policy in force stays, no new
+//! bundle or rotation is accepted, and root settles it with `warrant trust
+//! accept-config` (or puts the configuration back).
 
 use std::{fs, path::Path, path::PathBuf};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 
 use crate::{durable::write_atomic, trust_root::TrustRoot};
 
@@ -18,22 +24,21 @@ pub fn pin_path(state_dir: &Path) -> PathBuf {
     state_dir.join("trust-root-v0.toml")
 }
 
-/// What settling the configuration's root against the pin found.
+/// What the pin says of the configuration's root.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Pin {
-    /// Pinned now: the first start with keys.
-    Made,
     /// The configuration's root is the pinned one.
     Same,
-    /// The configuration names other keys (or threshold): the pinned root
-    /// stays in force.
+    /// Nothing pinned yet (the caller pins once it knows the keys verify
+    /// what the host already holds).
+    Unpinned,
+    /// The configuration names other keys (or threshold) than the pin:
+    /// the pinned root stays version 0.
     ConfigDiffers { config: TrustRoot },
-    /// No keys configured and none pinned.
-    Nothing,
 }
 
-/// The root to use as version 0, given the configuration's: the pinned one
-/// if there is one, else the configuration's, pinned now if it has keys.
+/// Version 0 of the trust chain, given the configuration's root: the pinned
+/// one if there is one, else the configuration's.
 pub fn settle(state_dir: &Path, config: TrustRoot) -> anyhow::Result<(TrustRoot, Pin)> {
     let path = pin_path(state_dir);
     match fs::read_to_string(&path) {
@@ -47,21 +52,21 @@ pub fn settle(state_dir: &Path, config: TrustRoot) -> anyhow::Result<(TrustRoot,
             let pin = if pinned.same_keys_as(&config) { Pin::Same } else { Pin::ConfigDiffers { config } };
             Ok((pinned, pin))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if config.keys.is_empty() {
-                return Ok((config, Pin::Nothing));
-            }
-            pin(state_dir, &config)?;
-            Ok((config, Pin::Made))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((config, Pin::Unpinned)),
         Err(e) => Err(e).with_context(|| format!("cannot read the pinned trust root {}", path.display())),
     }
 }
 
-/// Pins `root` as version 0.
+/// Pins `root` as version 0, checked to read back as itself.
 pub fn pin(state_dir: &Path, root: &TrustRoot) -> anyhow::Result<()> {
+    let text = root.to_text().context("the trust root cannot be written out")?;
+    match TrustRoot::parse(&text) {
+        Ok(back) if back.same_keys_as(root) && back.version == 0 => {}
+        Ok(_) => bail!("the trust root does not read back as itself"),
+        Err(e) => bail!("{e} (check trusted_keys and policy_threshold)"),
+    }
     let path = pin_path(state_dir);
-    write_atomic(&path, root.to_text().as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+    write_atomic(&path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]
@@ -78,15 +83,18 @@ mod tests {
     }
 
     #[test]
-    fn the_first_keys_are_pinned_and_later_ones_only_reported() {
+    fn a_pinned_root_stays_and_other_keys_are_only_reported() {
         let dir = std::env::temp_dir().join(format!("warrant-trust-pin-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let dir = Dir(dir);
-        assert_eq!(settle(dir.path(), root(&[], 1)).unwrap().1, Pin::Nothing);
-        assert!(!pin_path(dir.path()).exists(), "no keys, no pin");
-        let (used, found) = settle(dir.path(), root(&[1, 2], 1)).unwrap();
-        assert_eq!((used, found), (root(&[1, 2], 1), Pin::Made));
+        assert_eq!(settle(dir.path(), root(&[1, 2], 1)).unwrap(), (root(&[1, 2], 1), Pin::Unpinned));
+        assert!(!pin_path(dir.path()).exists(), "settling pins nothing");
+        // A root that would not read back is not pinned.
+        assert!(pin(dir.path(), &root(&[1, 2], 3)).unwrap_err().to_string().contains("threshold"));
+        assert!(pin(dir.path(), &root(&[], 1)).is_err());
+        assert!(!pin_path(dir.path()).exists());
+        pin(dir.path(), &root(&[1, 2], 1)).unwrap();
         // Same keys in another order: the same root.
         assert_eq!(settle(dir.path(), root(&[2, 1], 1)).unwrap().1, Pin::Same);
         // Another key, or another threshold: the pinned root stays.
