@@ -24,14 +24,19 @@ fn align4(n: usize) -> usize {
 /// Commands Warrant knows by name, per family, as policy and records spell
 /// them (`generic wireguard set_device`); any command is `cmd N`.
 const COMMANDS: &[(&str, &[(&str, u8)])] = &[
-    // WG_CMD_GET_DEVICE is a dump (`wg show`), and dumps are reads.
+    // WG_CMD_GET_DEVICE is what `wg show` sends (a dump, decided like any
+    // command: it hands out the private key).
     ("wireguard", &[("get_device", 0), ("set_device", 1)]),
 ];
 
+/// The commands Warrant knows by name for `family`.
+fn named_commands(family: &str) -> &'static [(&'static str, u8)] {
+    COMMANDS.iter().find(|(f, _)| *f == family).map_or(&[], |(_, commands)| commands)
+}
+
 /// Command `name` of generic family `family`, if Warrant knows it by name.
 pub fn command_by_name(family: &str, name: &str) -> Option<u8> {
-    let (_, commands) = COMMANDS.iter().find(|(f, _)| *f == family)?;
-    commands.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
+    named_commands(family).iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
 }
 
 /// A `netlink.other` target on generic family `id` as policy text:
@@ -44,10 +49,9 @@ pub fn render(id: u16, command: Option<u8>) -> String {
         None => format!("generic type {id}"),
     };
     if let Some(command) = command {
-        let named = family.as_deref().and_then(|family| {
-            let (_, commands) = COMMANDS.iter().find(|(f, _)| *f == family)?;
-            commands.iter().find(|(_, c)| *c == command).map(|(n, _)| *n)
-        });
+        let named = family
+            .as_deref()
+            .and_then(|family| named_commands(family).iter().find(|(_, c)| *c == command).map(|(n, _)| *n));
         match named {
             Some(name) => text.push_str(&format!(" {name}")),
             None => text.push_str(&format!(" cmd {command}")),
