@@ -441,6 +441,9 @@ fn xfrm_generic_audit_and_the_rest_fail_closed() {
     let (class, key) = generic_with(0x1c, NLM_F_DUMP, 0);
     assert_eq!((class, key.object[..2].to_vec()), (Class::Action, vec![0, GENL_COMMAND_PRESENT]), "wg show");
     assert_eq!(generic_with(0x10, NLM_F_DUMP, 3).0, Class::NotAnAction, "the controller's family dump");
+    assert_eq!(generic_with(0x10, NLM_F_DUMP, 10).0, Class::NotAnAction, "the controller's policy dump");
+    let (class, key) = generic_with(0x10, NLM_F_DUMP, 1);
+    assert_eq!((class, key.object[..2].to_vec()), (Class::Action, vec![1, GENL_COMMAND_PRESENT]), "NEWFAMILY dump");
     // Elsewhere the kernel dispatches by type: the dump bits read nothing.
     let (class, key) = classify_with(&OtherProtocol::plain(protocol::AUDIT), &message(1001, NLM_F_DUMP, &[0; 4], &[]));
     assert_eq!((class, key.action), (Class::Action, action::NETLINK_OTHER), "AUDIT_SET dressed as a dump");

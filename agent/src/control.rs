@@ -41,8 +41,11 @@ pub enum Request {
         root: String,
     },
     /// Pin the configuration's trusted keys as trust root v0 (they differ
-    /// from the pinned ones).
-    AcceptConfigTrust,
+    /// from the pinned ones, or do not verify what the host holds), if they
+    /// are exactly `keys` (ids), the ones root checked.
+    AcceptConfigTrust {
+        keys: Vec<String>,
+    },
     Revoke {
         id: String,
     },

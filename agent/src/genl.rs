@@ -41,7 +41,8 @@ pub fn command_by_name(family: &str, name: &str) -> Option<u8> {
 
 /// A `netlink.other` target on generic family `id` as policy text:
 /// `generic wireguard set_device`, `generic nlctrl cmd 1`, or, for a family
-/// no longer registered, `generic type 30 cmd 1`.
+/// no longer registered, `generic type 30 cmd 1` (not a target: see
+/// `Target::parse`).
 pub fn render(id: u16, command: Option<u8>) -> String {
     let family = family_name(id);
     let mut text = match &family {

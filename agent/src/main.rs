@@ -202,8 +202,14 @@ enum TrustCommand {
     Rotate { root: PathBuf },
     /// Trust the configured keys the daemon reports unsettled (`warrant
     /// status`: config_differs, configured_keys): it pins the keys it read
-    /// at start as trust root v0. Check them first.
-    AcceptConfig,
+    /// at start as trust root v0. Check them first, and name them.
+    AcceptConfig {
+        /// The ids of the keys checked (comma-separated, every one of
+        /// `configured_keys`): nothing is pinned unless they are exactly
+        /// the keys waiting, so keys swapped after you looked are not.
+        #[arg(long, value_delimiter = ',', required = true)]
+        keys: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -335,9 +341,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let data = control::call(&config.socket, &Request::RotateTrust { root: text })?;
             println!("trust root v{} in force: {} of {:?}", data["version"], data["threshold"], data["keys"]);
         }
-        Command::Trust(TrustCommand::AcceptConfig) => {
+        Command::Trust(TrustCommand::AcceptConfig { keys }) => {
             let config = Config::load(config_path)?;
-            let data = control::call(&config.socket, &Request::AcceptConfigTrust)?;
+            let data = control::call(&config.socket, &Request::AcceptConfigTrust { keys })?;
             println!(
                 "configuration's keys pinned as trust root v0: {} of {:?}; v{} in force",
                 data["threshold"], data["keys"], data["version_in_force"]

@@ -428,14 +428,15 @@ impl Target {
                         })?,
                         None,
                     ),
-                    ["type", number, "cmd", command] if generic => (
-                        number.parse::<u16>().ok().filter(|n| *n != 0).ok_or_else(|| {
-                            TargetError::Invalid(format!("target {text:?}: the message type must be a number from 1"))
-                        })?,
-                        Some(command.parse::<u8>().map_err(|_| {
-                            TargetError::Invalid(format!("target {text:?}: the command must be a number from 0 to 255"))
-                        })?),
-                    ),
+                    // What a record shows for a family id no longer registered. Not a
+                    // target: the kernel hands such an id to the next family
+                    // registered, whatever it is.
+                    ["type", _, "cmd", _] if generic => {
+                        return Err(TargetError::Invalid(format!(
+                            "target {text:?}: no family holds that id now, and the next one registered would get it \
+                             (name the family: generic FAMILY cmd N, once its module is loaded)"
+                        )));
+                    }
                     [name] if generic => (family(name)?, None),
                     [name, "cmd", number] if generic => {
                         let command = number.parse::<u8>().map_err(|_| {
@@ -529,10 +530,11 @@ impl Target {
             Target::Namespace(inode) => inode.is_some(),
             Target::IpSet { set, .. } => set.is_some(),
             Target::File { inode, .. } => inode.is_some(),
-            // The kernel's key always has the type, and for generic netlink
-            // the command: a warrant without them would match nothing.
+            // Warrants match the kernel's key exactly, and it always has the
+            // type (a missing one is type 0, which some protocols send), and
+            // for generic netlink a family (ids start at 0x10) and the command.
             Target::Protocol(protocol) => protocol.is_some_and(|(protocol, msg_type, command)| {
-                msg_type != 0 && (protocol != GENERIC_PROTOCOL || command.is_some())
+                protocol != GENERIC_PROTOCOL || (msg_type != 0 && command.is_some())
             }),
             Target::Socket(name) => name.is_some(),
             Target::Port(port) => port.is_some(),

@@ -40,7 +40,7 @@ impl State {
                         .map(|t| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0))
                         .unwrap_or(0),
                 );
-                if !self.seen_bundles.insert(stamp) {
+                if !self.seen_bundles.insert(stamp.clone()) {
                     continue;
                 }
                 let text = fs::read_to_string(&path);
@@ -62,7 +62,12 @@ impl State {
                 };
                 match outcome {
                     Ok(_) => info!(file, "bundle from the watched directory applied"),
-                    Err(reason) => warn!(file, "{reason}"),
+                    Err(reason) => {
+                        if self.trust_unsettled.is_some() {
+                            self.bundles_awaiting_trust.push(stamp);
+                        }
+                        warn!(file, "{reason}")
+                    }
                 }
             }
         }

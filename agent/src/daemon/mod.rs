@@ -159,6 +159,9 @@ struct State {
     lost_events_recorded: u64,
     /// Files of the watched bundle directory already tried (path, size, mtime).
     seen_bundles: HashSet<(PathBuf, u64, i64)>,
+    /// Of those, the ones refused while the keys were unsettled: tried
+    /// again once root accepts the configuration's keys.
+    bundles_awaiting_trust: Vec<(PathBuf, u64, i64)>,
     /// Paths of protected inodes already named in records, checked with one
     /// stat before use: what it saves is a walk of the tree per record.
     file_paths: HashMap<warrant_common::FileKey, PathBuf>,

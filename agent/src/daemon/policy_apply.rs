@@ -87,16 +87,8 @@ impl State {
         }
         let started = std::time::Instant::now();
         let envelope = Envelope::parse(bundle).map_err(|e| refused(format!("bundle refused: {e}")))?;
-        // A new bundle needs the root in force. The persisted bundle, restored
-        // at start, was accepted under a root that may since have rotated.
-        let roots = if restoring { &self.trust_chain[..] } else { &self.trust_chain[self.trust_chain.len() - 1..] };
-        let verified = roots
-            .iter()
-            .rev()
-            .map(|root| envelope.verify(POLICY_PAYLOAD_TYPE, &root.keys, root.threshold))
-            .reduce(|newest, older| newest.or(older))
-            .expect("the trust chain is never empty");
-        let (payload, signers) = verified.map_err(|e| refused(format!("bundle refused: {e}")))?;
+        let (payload, signers) =
+            self.verify_bundle(&envelope, restoring).map_err(|e| refused(format!("bundle refused: {e}")))?;
         let text = String::from_utf8(payload).map_err(|_| refused("bundle refused: policy is not UTF-8".into()))?;
         let compiled = compile_here(&self.config, &text, &marks::MarkedNames { state: self })
             .map_err(|e| refused(format!("bundle refused: {e}")))?;
@@ -174,6 +166,30 @@ impl State {
         Ok(json!({"version": version, "profiles": profiles, "apply_ms": apply_ms, "apply_phases_ms": phases}))
     }
 
+    /// A bundle's payload and signers, if the trust chain verifies it. A new
+    /// bundle needs the root in force; the persisted one (`restoring`) was
+    /// accepted under a root that may since have rotated.
+    fn verify_bundle(
+        &self,
+        envelope: &Envelope,
+        restoring: bool,
+    ) -> Result<(Vec<u8>, Vec<crate::keys::PublicKey>), crate::trust::TrustError> {
+        let roots = if restoring { &self.trust_chain[..] } else { &self.trust_chain[self.trust_chain.len() - 1..] };
+        roots
+            .iter()
+            .rev()
+            .map(|root| envelope.verify(POLICY_PAYLOAD_TYPE, &root.keys, root.threshold))
+            .reduce(|newest, older| newest.or(older))
+            .expect("the trust chain is never empty")
+    }
+
+    /// Whether the trust chain verifies `bundle` as the persisted policy
+    /// (its signature only: a bundle that no longer applies here for
+    /// another reason, a tree gone, still tells the keys are the host's).
+    pub(super) fn verifies_as_persisted(&self, bundle: &str) -> bool {
+        Envelope::parse(bundle).is_ok_and(|envelope| self.verify_bundle(&envelope, true).is_ok())
+    }
+
     /// Accepts a new trust root signed by a threshold of the one in force.
     pub(super) fn rotate_trust(&mut self, text: &str) -> Result<Value, String> {
         if let Some(message) = self.unsettled_refusal("trust root") {
@@ -229,7 +245,7 @@ impl State {
         let in_force = &self.trust_chain[0];
         error!(
             configured = ?config.key_ids(),
-            pinned = ?in_force.key_ids(),
+            in_force = ?in_force.key_ids(),
             "{why}: no new bundle or trust root is accepted until root runs `warrant trust accept-config` \
              (after checking the configured keys) or puts the configuration back"
         );
@@ -242,13 +258,27 @@ impl State {
     /// Root's word that the configuration's keys, as read at start, are the
     /// ones to trust: they are pinned as version 0 and the persisted
     /// rotations replayed from them (one that no longer follows ends the
-    /// chain, as at start). The policy in force stays.
-    pub(super) fn accept_config_trust(&mut self) -> Result<Value, String> {
+    /// chain, as at start). The policy in force stays. Root names the keys
+    /// it checked (`checked`, ids): anything else waiting is not pinned.
+    pub(super) fn accept_config_trust(&mut self, checked: &[String]) -> Result<Value, String> {
         let Some(root) = self.trust_unsettled.clone() else {
             return Err("nothing to accept: the configured trusted keys are the pinned ones".into());
         };
+        let waiting: BTreeSet<String> = root.key_ids().into_iter().collect();
+        let named: BTreeSet<String> = checked.iter().map(|id| id.trim().to_string()).collect();
+        if waiting != named {
+            let message = format!(
+                "not accepted: the keys waiting are {waiting:?}, not the {named:?} named (`warrant status` shows \
+                 configured_keys; check those files, then name every one of them with --keys)"
+            );
+            self.record("trust.refused", json!({"via": "accept-config", "reason": message}));
+            return Err(message);
+        }
         trust_pin::pin(&self.config.state_dir, &root).map_err(|e| format!("{e:#}"))?;
         self.trust_unsettled = None;
+        for stamp in std::mem::take(&mut self.bundles_awaiting_trust) {
+            self.seen_bundles.remove(&stamp);
+        }
         let previous = self.trust_chain[0].key_ids();
         let (chain, broken) = load_trust_chain(&self.config, root);
         self.trust_chain = chain;

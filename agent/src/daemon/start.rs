@@ -78,6 +78,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         rule_contents: HashMap::new(),
         lost_events_recorded: read_number(&lost_events_path(&config.state_dir)),
         seen_bundles: HashSet::new(),
+        bundles_awaiting_trust: Vec::new(),
         request_gate: RequestGate::new(config.requests_per_minute, config.max_open_requests, open_requests),
         recent_denials: query::RecentDenials::default(),
         refused_requests: HashMap::new(),
@@ -112,26 +113,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     state.restore_warrants();
     state.restore_marks()?;
     let persisted = fs::read_to_string(policy_bundle_path(&config.state_dir)).ok();
-    let initial = persisted
-        .map(|b| (b, true))
-        .or_else(|| config.bundle.as_ref().and_then(|p| fs::read_to_string(p).ok()).map(|b| (b, false)));
-    let mut restored = true;
-    if let Some((bundle, restoring)) = initial
-        && let Err(e) = state.apply_bundle(&bundle, restoring, if restoring { "restore" } else { "config bundle" })
-    {
-        error!("{e}; no policy in force: subjects are denied every action");
-        restored = !restoring;
-    }
-    // The first keys are pinned once they verify what the host holds (an
-    // upgrade's persisted policy and rotations); else root settles them.
+    // The first keys are pinned, before any bundle is applied, if they verify
+    // what the host holds (an upgrade's persisted policy, by its signature,
+    // and rotations); else root settles them. A fresh host trusts them.
     if pin == trust_pin::Pin::Unpinned && !state.trust_chain[0].keys.is_empty() {
-        if restored && chain_whole {
+        if chain_whole && persisted.as_deref().is_none_or(|bundle| state.verifies_as_persisted(bundle)) {
             state.pin_trust_root();
         } else {
             let config = state.trust_chain[0].clone();
             state.record_unsettled(&config, "the configuration's trusted keys do not verify what this host accepted");
             state.trust_unsettled = Some(config);
         }
+    }
+    let initial = persisted
+        .map(|b| (b, true))
+        .or_else(|| config.bundle.as_ref().and_then(|p| fs::read_to_string(p).ok()).map(|b| (b, false)));
+    if let Some((bundle, restoring)) = initial
+        && let Err(e) = state.apply_bundle(&bundle, restoring, if restoring { "restore" } else { "config bundle" })
+    {
+        error!("{e}; no policy in force: subjects are denied every action");
     }
     let shared: Shared = Arc::new(Mutex::new(state));
 
