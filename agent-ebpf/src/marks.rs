@@ -110,6 +110,15 @@ pub fn refuse_foreign(runner: Option<Subject>, key: FileKey, mark: Mark) -> i32 
     }
 }
 
+/// The verdict on the kernel reading marked `key` as code or firmware:
+/// refused for everyone, recorded under the current subject's profile or,
+/// for a process outside every subject, the profile that wrote it.
+#[inline(always)]
+pub fn refuse_in_kernel(key: FileKey, mark: Mark) -> i32 {
+    let recorded = subjects::current().unwrap_or(Subject { profile_id: mark.profile_id, ..Subject::default() });
+    selfprotect::refuse_on(&recorded, action::SELF_MARKED_EXEC, [key.ino, key.dev])
+}
+
 /// The last name of `inode` is going: so does its mark.
 #[inline(always)]
 pub fn note_last_unlink(inode: *const u8) {

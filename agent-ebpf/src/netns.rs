@@ -84,6 +84,14 @@ pub fn forget_setns(_ctx: FExitContext) -> u32 {
 /// `system.clock`.
 const CAP_SYS_TIME: i32 = 25;
 const CAP_SYS_RAWIO: i32 = 17;
+/// Loading and unloading modules (init_module, finit_module,
+/// delete_module, which has no hook of its own) and dev_load's load by any
+/// name. An unload frees the generic netlink family ids of the module, for
+/// the next family registered to take (see README, limits).
+const CAP_SYS_MODULE: i32 = 16;
+/// `CAP_OPT_NOAUDIT`: a probe the kernel makes without auditing it.
+const CAP_OPT_NOAUDIT: u32 = 1 << 1;
+const EPERM: i32 = 1;
 
 #[lsm(hook = "capable")]
 pub fn capable(ctx: LsmContext) -> i32 {
@@ -104,6 +112,14 @@ pub fn capable(ctx: LsmContext) -> i32 {
     if cap == CAP_SYS_TIME {
         let subject = *subject;
         return decide_action(&subject, action::SYSTEM_CLOCK, 0, 0, [0, 0]);
+    }
+    if cap == CAP_SYS_MODULE {
+        let opts: u32 = ctx.arg(3);
+        if opts & CAP_OPT_NOAUDIT != 0 {
+            return -EPERM;
+        }
+        let subject = *subject;
+        return crate::selfprotect::refuse(&subject, action::SELF_MODULE);
     }
     let pending = subject.pending_action;
     if cap != CAP_SYS_ADMIN || pending == 0 {

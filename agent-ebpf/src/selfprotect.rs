@@ -295,6 +295,13 @@ pub fn ptrace_access_check(ctx: LsmContext) -> i32 {
 
 #[lsm(hook = "kernel_read_file")]
 pub fn kernel_read_file(ctx: LsmContext) -> i32 {
+    // A file a subject wrote is no module, kexec image or firmware for
+    // anyone: root's insmod, or the modprobe the kernel runs for an
+    // autoload, would run the subject's code in the kernel.
+    let file: *const u8 = ctx.arg(0);
+    if let Some((key, mark)) = crate::marks::of_file(file) {
+        return crate::marks::refuse_in_kernel(key, mark);
+    }
     let id: i32 = ctx.arg(1);
     if loads_kernel_code(id, kernel_offsets().harmless_read_ids) { refuse_subjects(action::SELF_MODULE) } else { 0 }
 }

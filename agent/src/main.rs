@@ -40,7 +40,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the agent (needs root and BPF-LSM).
-    Daemon,
+    Daemon {
+        /// Log at debug level (unless WARRANT_LOG says otherwise): among
+        /// other things, how much of the verifier's budget each program
+        /// used on this kernel.
+        #[arg(long)]
+        verbose: bool,
+    },
     /// What this kernel supports; exit 0 only if enforcement works.
     Doctor {
         #[arg(long)]
@@ -253,7 +259,7 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Daemon) {
+    if !matches!(cli.command, Command::Daemon { .. }) {
         // A command's reader that goes away (`warrant status | head`) ends
         // it quietly, as it would any other tool, rather than in a panic.
         // The daemon keeps SIGPIPE ignored: a peer that leaves is an error.
@@ -261,7 +267,9 @@ fn main() -> ExitCode {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WARRANT_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WARRANT_LOG").unwrap_or_else(|_| {
+            if matches!(cli.command, Command::Daemon { verbose: true }) { "info,warrant=debug" } else { "info" }.into()
+        }))
         .with_writer(std::io::stderr)
         // journald stamps the time itself and shows escape codes raw.
         .without_time()
@@ -285,7 +293,7 @@ fn one_line(error: &anyhow::Error) -> String {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config_path = cli.config.as_deref();
     match cli.command {
-        Command::Daemon => {
+        Command::Daemon { .. } => {
             let config = Config::load(config_path)?;
             // Before the runtime starts its threads (see host_mount.rs).
             let config = warrant::host_mount::enter(config)?;

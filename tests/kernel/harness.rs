@@ -211,7 +211,7 @@ impl Daemon {
         let child = Command::new(warrant_bin())
             .arg("--config")
             .arg(&self.config)
-            .arg("daemon")
+            .args(["daemon", "--verbose"])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

@@ -7,6 +7,7 @@ mod confinement;
 mod harness;
 mod marks;
 mod network;
+mod programs;
 mod requests;
 
 use harness::{Daemon, daemon, nft_root, run_subject, run_subject_as};

@@ -178,3 +178,49 @@ fn a_namespace_name_a_subject_pinned_does_not_resolve_in_a_later_policy() {
     let _ = in_red.kill();
     let _ = in_red.wait();
 }
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn the_kernel_loads_no_module_a_subject_wrote_and_subjects_unload_none() {
+    let d = daemon();
+    // The dummy module, uncompressed (finit_module reads the file itself).
+    let unpack = "import lzma,subprocess,sys; p=subprocess.check_output(['modinfo','-n','dummy']).strip().decode(); \
+                  b=open(p,'rb').read(); open(sys.argv[1],'wb').write(lzma.decompress(b) if p.endswith('.xz') else b)";
+    let finit = "import ctypes,os,sys; libc=ctypes.CDLL(None,use_errno=True); f=os.open(sys.argv[1],os.O_RDONLY); \
+                 r=libc.syscall(313,f,b'',0); sys.exit(ctypes.get_errno() if r<0 else 0)";
+    let loaded = || std::path::Path::new("/sys/module/dummy").exists();
+    let _ = Command::new("modprobe").args(["-r", "dummy"]).status();
+    let was_loaded = loaded();
+    let planted = "/tmp/warrant-planted.ko";
+    let own = "/tmp/warrant-own.ko";
+    let out = run_subject(&["python3", "-c", unpack, planted]);
+    assert!(out.status.success(), "the subject could not write {planted}: {}", out.stderr);
+
+    // Root loads it (as insmod, or modprobe for an autoload, would): refused,
+    // recorded under the profile that wrote it.
+    let mark = d.audit_len();
+    let load = Command::new("python3").args(["-c", finit, planted]).output().unwrap();
+    assert_eq!(load.status.code(), Some(1), "root loaded a module the agent wrote: {load:?}");
+    d.expect_record_where(mark, "self.marked_exec denied for the module", |r| {
+        r["action"] == "self.marked_exec" && r["verdict"] == "denied" && r["profile"] == "agent"
+    });
+    assert_eq!(loaded(), was_loaded);
+
+    // Root's own copy loads (EEXIST if another test left it loaded).
+    assert!(Command::new("python3").args(["-c", unpack, own]).status().unwrap().success());
+    let load = Command::new("python3").args(["-c", finit, own]).output().unwrap();
+    assert!(matches!(load.status.code(), Some(0 | 17)), "root's own module: {load:?}");
+    assert!(loaded());
+
+    // A subject may not unload it: delete_module has no hook of its own,
+    // and an unload frees the module's generic netlink family ids.
+    let mark = d.audit_len();
+    let out = run_subject(&["rmmod", "dummy"]);
+    assert!(!out.status.success() && loaded(), "a subject unloaded a module: {}", out.stderr);
+    d.expect_record(mark, "self.module", "*", "denied");
+    if !was_loaded {
+        assert!(Command::new("rmmod").arg("dummy").status().unwrap().success(), "root's rmmod");
+    }
+    std::fs::remove_file(planted).unwrap();
+    std::fs::remove_file(own).unwrap();
+}

@@ -98,6 +98,9 @@ impl Loader {
             log = vec![0u8; 4 << 20];
             outcome = self.prog_load(name, function, function_id, attach, &mut log);
         }
+        if let Ok(program) = &outcome {
+            super::log_verified(name, verified_instructions(program));
+        }
         outcome.map_err(|e| {
             let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
             let text = String::from_utf8_lossy(&log[..end]);
@@ -185,6 +188,28 @@ pub fn attach_and_pin(program: &OwnedFd, pin: &Path) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     std::fs::rename(&staging, pin)
+}
+
+/// How many instructions the verifier processed for `program` (None
+/// before 5.16, whose bpf_prog_info has no such field).
+fn verified_instructions(program: &OwnedFd) -> Option<u32> {
+    // SAFETY: all-zero bpf_prog_info and bpf_attr are valid.
+    let mut info: aya_obj::generated::bpf_prog_info = unsafe { std::mem::zeroed() };
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    attr.info.bpf_fd = program.as_raw_fd() as u32;
+    attr.info.info_len = std::mem::size_of_val(&info) as u32;
+    attr.info.info = (&raw mut info) as u64;
+    // BPF_OBJ_GET_INFO_BY_FD returns 0, not a descriptor.
+    // SAFETY: `attr` is a valid info attr whose buffer outlives the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            bpf_cmd::BPF_OBJ_GET_INFO_BY_FD as libc::c_long,
+            &mut attr,
+            std::mem::size_of::<bpf_attr>(),
+        )
+    };
+    (rc == 0 && info.verified_insns != 0).then_some(info.verified_insns)
 }
 
 fn load_btf(bytes: &[u8]) -> std::io::Result<OwnedFd> {

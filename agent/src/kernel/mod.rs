@@ -478,15 +478,19 @@ fn load_programs(
         }
         let program: &mut Lsm = typed_program(ebpf, name)?;
         program.load(lsm_program.hook, btf).map_err(|e| program_err(name, error_chain(&e)))?;
-        // The verifier's budget is 1M processed instructions a program:
-        // the log shows how much of it each one used on this kernel.
-        if let Some(count) = program.info().ok().and_then(|info| info.verified_instruction_count()) {
-            tracing::debug!(program = name, verified_instructions = count, budget = 1_000_000, "loaded");
-        }
+        log_verified(name, program.info().ok().and_then(|info| info.verified_instruction_count()));
     }
     let mark_threads: &mut Iter = typed_program(ebpf, "mark_threads")?;
     mark_threads.load("task", btf).map_err(|e| program_err("mark_threads", error_chain(&e)))?;
     Ok(missing_hooks)
+}
+
+/// The verifier's budget is 1M processed instructions a program: the log
+/// (`warrant daemon --verbose`) shows how much of it `program` used here.
+fn log_verified(program: &str, count: Option<u32>) {
+    if let Some(count) = count {
+        tracing::debug!(program, verified_instructions = count, budget = 1_000_000, "loaded");
+    }
 }
 
 fn program_err(program: &'static str, reason: String) -> KernelError {
