@@ -619,17 +619,15 @@ fn route_target<B: MessageBuffer, I: Interfaces>(
         }
     }
     // The kernel keeps only the prefix's bits (IPv6 clears the rest; IPv4
-    // refuses a route with any set).
-    for (i, byte) in address.iter_mut().enumerate() {
-        let bits = dst_len as i32 - 8 * i as i32;
-        *byte &= if bits >= 8 {
-            0xff
-        } else if bits <= 0 {
-            0
-        } else {
-            0xffu8 << (8 - bits)
-        };
-    }
+    // refuses a route with any set). Two masks, not a branch per byte: this
+    // runs in the message step, which newer verifiers (6.7+) check again
+    // until its states converge, and 16 bytes of branches cost 7.2's 350k
+    // of its 1M instructions.
+    let prefix = dst_len as u32;
+    let high = u64::from_be_bytes(address[..8].try_into().unwrap_or_default()) & top_bits(prefix);
+    let low = u64::from_be_bytes(address[8..].try_into().unwrap_or_default()) & top_bits(prefix.saturating_sub(64));
+    address[..8].copy_from_slice(&high.to_be_bytes());
+    address[8..].copy_from_slice(&low.to_be_bytes());
     let table = if seen & ROUTE_TABLE != 0 { read_field(&notes.by_reference) } else { rtm_table as u32 };
     let table = if table == 0 { action::RT_TABLE_MAIN } else { table };
     key.table[..4].copy_from_slice(&table.to_le_bytes());
@@ -638,6 +636,12 @@ fn route_target<B: MessageBuffer, I: Interfaces>(
     key.object[1] = dst_len;
     key.object[4..20].copy_from_slice(&address);
     true
+}
+
+/// A 64-bit word with its top `bits` bits set (all of them from 64 on).
+#[inline(always)]
+fn top_bits(bits: u32) -> u64 {
+    if bits == 0 { 0 } else { u64::MAX << (64 - bits.min(64)) }
 }
 
 /// One step of [`route_target`]'s walk: the attribute at `notes.next_attr`.

@@ -127,6 +127,20 @@ fn route_rules_key_what_the_kernel_keys() {
     let v6 = kernel_key(&message(24, 0x100, &rtmsg(10, 64, 254), &[(1, &address)]), HOST);
     assert_eq!(v6.action, action::NET_ROUTE_REPLACE);
     assert_eq!(rule_key(&v6, "main 2001:db8::/64"), v6);
+    // Every prefix length keeps exactly its bits, IPv4's and IPv6's.
+    for (family, width) in [(2u8, 4usize), (10, 16)] {
+        for dst_len in 0..=(width * 8) as u8 {
+            let all = vec![0xffu8; width];
+            let key = kernel_key(&message(24, 0x600, &rtmsg(family, dst_len, 254), &[(1, &all)]), HOST);
+            let kept: Vec<u8> = (0..16)
+                .map(|i| {
+                    let bits = (dst_len as i32 - 8 * i as i32).clamp(0, 8);
+                    if i < width { !(0xffu16 >> bits) as u8 } else { 0 }
+                })
+                .collect();
+            assert_eq!(key.object[4..20], kept[..], "family {family} /{dst_len}");
+        }
+    }
     // A default route has no RTA_DST.
     let default = kernel_key(&message(24, 0x600, &rtmsg(2, 0, 254), &[]), HOST);
     assert_eq!(rule_key(&default, "main 0.0.0.0/0"), default);

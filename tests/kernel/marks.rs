@@ -65,9 +65,17 @@ fn what_a_subject_writes_runs_as_the_subject_whoever_starts_it() {
     assert!(run_subject(&["env", &format!("LD_PRELOAD={library}"), "true"]).status.success());
     assert_eq!(std::fs::read(library).unwrap(), std::fs::read(some_library()).unwrap());
 
-    // Status counts them; a subject cannot clear a mark.
-    let status: serde_json::Value = serde_json::from_str(&d.cli_ok(&["status", "--json"])).unwrap();
-    assert!(status["marks"]["files"].as_u64().unwrap_or(0) >= 2, "{}", status["marks"]);
+    // Status counts them (as of the daemon's last 2-second tick); a
+    // subject cannot clear a mark.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let status: serde_json::Value = serde_json::from_str(&d.cli_ok(&["status", "--json"])).unwrap();
+        if status["marks"]["files"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", status["marks"]);
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
     let listed: serde_json::Value = serde_json::from_str(&d.cli_ok(&["marks", "--json"])).unwrap();
     let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(planted).unwrap());
     assert!(

@@ -29,9 +29,10 @@ fn every_program_keeps_half_the_verifier_budget_free() {
         let most = counts.entry(program).or_insert(0);
         *most = count.max(*most);
     }
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    for (program, count) in &counts {
-        println!("{}: {program} {count}", release.trim());
+    // Back to the host, which prints the heaviest (`cargo xtask test`).
+    if let Ok(results) = std::env::var("WARRANT_RESULTS_DIR") {
+        let table: String = counts.iter().map(|(program, count)| format!("{program} {count}\n")).collect();
+        std::fs::write(std::path::Path::new(&results).join("verified-instructions.txt"), table).unwrap();
     }
     // Every refusing hook program is there (the netlink ones above all).
     assert!(counts.len() >= 30, "only {} programs logged their count: {counts:?}", counts.len());

@@ -305,6 +305,22 @@ fn kernel_tier_on(boot: Boot, warrant_bin: &Path, test_exe: &Path, filters: &[St
             slowest_tests(&timed, 5).iter().map(|(name, secs)| format!("{name} {secs} s")).collect();
         println!("kernel tier on {}: slowest: {}", boot.label(), slowest.join(", "));
     }
+    // Written by programs::every_program_keeps_half_the_verifier_budget_free.
+    if let Ok(verified) = std::fs::read_to_string(results.join("verified-instructions.txt")) {
+        let mut counts: Vec<(u64, &str)> = verified
+            .lines()
+            .filter_map(|line| line.split_once(' ').and_then(|(p, c)| Some((c.parse().ok()?, p))))
+            .collect();
+        counts.sort_unstable_by(|a, b| b.cmp(a));
+        let heaviest: Vec<String> =
+            counts.iter().take(4).map(|(count, program)| format!("{program} {count}")).collect();
+        println!(
+            "kernel tier on {}: verifier, processed instructions of the 1M budget (heaviest of {}): {}",
+            boot.label(),
+            counts.len(),
+            heaviest.join(", ")
+        );
+    }
     let problem = if counts.passed + counts.failed == 0 {
         Some("the kernel test binary ran zero tests (kernel-tier tests must be #[ignore = \"kernel tier ...\"])".into())
     } else if !status.success() && counts.failed == 0 {
@@ -349,7 +365,7 @@ lsm=$(cat /sys/kernel/security/lsm 2>/dev/null || true)
 {lsm_check}
 # The kernel's log comes back to the host: a guest that dies leaves its last words.
 dmesg -w > {results}/dmesg.log 2>&1 &
-export WARRANT_BIN={warrant_bin} WARRANT_KERNEL_TIER=1 WARRANT_EXPECT_MODE={mode} RUST_BACKTRACE=1
+export WARRANT_BIN={warrant_bin} WARRANT_KERNEL_TIER=1 WARRANT_EXPECT_MODE={mode} WARRANT_RESULTS_DIR={results} RUST_BACKTRACE=1
 cd {repo}
 set -o pipefail
 # Each line stamped with the second it arrived: a test's line arrives when it ends.
