@@ -457,8 +457,16 @@ pub struct KernelOffsets {
     pub net_device_ifindex: u32,
     /// `struct net_device, name` (char[IFNAMSIZ]).
     pub net_device_name: u32,
+    /// `struct task_struct, files` (pointer).
+    pub task_struct_files: u32,
+    /// `struct files_struct, fdt` (pointer).
+    pub files_struct_fdt: u32,
+    /// `struct fdtable, max_fds` (unsigned int).
+    pub fdtable_max_fds: u32,
+    /// `struct fdtable, fd` (pointer to the file pointers).
+    pub fdtable_fd: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 188);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 204);
 
 /// Files under /proc (sysctls) have no stable inode numbers: procfs makes
 /// new ones as it pleases. There, protection goes by path instead: a

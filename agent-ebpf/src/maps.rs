@@ -233,6 +233,10 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     net_device_index_hlist: 0,
     net_device_ifindex: 0,
     net_device_name: 0,
+    task_struct_files: 0,
+    files_struct_fdt: 0,
+    fdtable_max_fds: 0,
+    fdtable_fd: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

@@ -119,6 +119,33 @@ pub fn refuse_in_kernel(key: FileKey, mark: Mark) -> i32 {
     selfprotect::refuse_on(&recorded, action::SELF_MARKED_EXEC, [key.ino, key.dev])
 }
 
+/// Open files of the current task looked at, at most (kmod holds a few).
+const OPEN_FILES_LOOKED_AT: u32 = 1024;
+
+/// The first marked file among the current task's open files. For the
+/// rare hooks that load kernel code from a buffer: one `bpf_loop` over the
+/// fd table, checked by the verifier once.
+#[inline(always)]
+pub fn among_open_files() -> Option<(FileKey, Mark)> {
+    let offsets = kernel_offsets();
+    let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() } as *const u8;
+    let files = read_kernel::<u64>(task, offsets.task_struct_files)? as *const u8;
+    let table = read_kernel::<u64>(files, offsets.files_struct_fdt)? as *const u8;
+    let max_fds = read_kernel::<u32>(table, offsets.fdtable_max_fds)?;
+    let fds = read_kernel::<u64>(table, offsets.fdtable_fd)?;
+    let mut found: Option<(FileKey, Mark)> = None;
+    let count = if max_fds < OPEN_FILES_LOOKED_AT { max_fds } else { OPEN_FILES_LOOKED_AT };
+    crate::policy::repeat(count, |fd| {
+        let file = read_kernel::<u64>(fds as *const u8, 8 * fd).unwrap_or(0);
+        if file == 0 {
+            return true;
+        }
+        found = of_file(file as *const u8);
+        found.is_none()
+    });
+    found
+}
+
 /// The last name of `inode` is going: so does its mark.
 #[inline(always)]
 pub fn note_last_unlink(inode: *const u8) {

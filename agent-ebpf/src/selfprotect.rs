@@ -309,7 +309,21 @@ pub fn kernel_read_file(ctx: LsmContext) -> i32 {
 #[lsm(hook = "kernel_load_data")]
 pub fn kernel_load_data(ctx: LsmContext) -> i32 {
     let id: i32 = ctx.arg(0);
-    if loads_kernel_code(id, kernel_offsets().harmless_load_ids) { refuse_subjects(action::SELF_MODULE) } else { 0 }
+    if let Some(subject) = subjects::current() {
+        return if loads_kernel_code(id, kernel_offsets().harmless_load_ids) {
+            refuse(&subject, action::SELF_MODULE)
+        } else {
+            0
+        };
+    }
+    // A buffer comes from a file the loader read: kmod decompresses a
+    // module itself (kmod before 31, or a compression the kernel lacks)
+    // and passes it to init_module with the file still open. A marked one
+    // among the loader's open files refuses the load.
+    match crate::marks::among_open_files() {
+        Some((key, mark)) => crate::marks::refuse_in_kernel(key, mark),
+        None => 0,
+    }
 }
 
 /// `CGROUP2_SUPER_MAGIC`, `CGROUP_SUPER_MAGIC` (v1).

@@ -291,6 +291,10 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         net_device_index_hlist: btf.member_offset("net_device", "index_hlist")?,
         net_device_ifindex: btf.member_offset("net_device", "ifindex")?,
         net_device_name: btf.member_offset("net_device", "name")?,
+        task_struct_files: btf.member_offset("task_struct", "files")?,
+        files_struct_fdt: btf.member_offset("files_struct", "fdt")?,
+        fdtable_max_fds: btf.member_offset("fdtable", "max_fds")?,
+        fdtable_fd: btf.member_offset("fdtable", "fd")?,
     })
 }
 

@@ -66,9 +66,15 @@ pub const GUARDED: &[&str] = &[
     "/root/.profile",
     "/root/.ssh",
     "/etc/udev/rules.d",
+    "/run/udev/rules.d",
     "/usr/lib/udev/rules.d",
+    // Every directory kmod reads: an `install` or `remove` line runs a
+    // command as root at the next load or unload (an autoload included).
     "/etc/modprobe.d",
+    "/run/modprobe.d",
+    "/usr/local/lib/modprobe.d",
     "/usr/lib/modprobe.d",
+    "/lib/modprobe.d",
     "/etc/modules-load.d",
     "/etc/sudoers",
     "/etc/sudoers.d",
@@ -78,6 +84,37 @@ pub const GUARDED: &[&str] = &[
     "/proc/sys/kernel/modprobe",
     "/proc/sys/kernel/hotplug",
 ];
+
+/// Guarded surfaces the daemon makes (empty) when the host lacks them, so
+/// that they are guarded too: otherwise a subject could create one (a
+/// missing file or directory joins no tree) and fill it. Each is read by
+/// root's tools only when present, and empty means nothing to them.
+/// Directories end with `/`.
+pub const MADE_IF_MISSING: &[&str] =
+    &["/etc/ld.so.preload", "/etc/modprobe.d/", "/run/modprobe.d/", "/usr/local/lib/modprobe.d/", "/run/udev/rules.d/"];
+
+/// Makes the [`MADE_IF_MISSING`] surfaces this host lacks (root's, mode
+/// 0644 or 0755). Best effort: one that cannot be made (a read-only file
+/// system) is named in the returned list, and stays unguarded.
+pub fn make_missing() -> Vec<String> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    let mut not_made = Vec::new();
+    for surface in MADE_IF_MISSING {
+        let path = Path::new(surface.trim_end_matches('/'));
+        if std::fs::symlink_metadata(path).is_ok() {
+            continue;
+        }
+        let made = if surface.ends_with('/') {
+            std::fs::DirBuilder::new().recursive(true).mode(0o755).create(path)
+        } else {
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(path).map(drop)
+        };
+        if let Err(e) = made {
+            not_made.push(format!("{}: {e}", path.display()));
+        }
+    }
+    not_made
+}
 
 /// Loopback ports every subject may connect to unless its profile's rules
 /// name them: a local DNS resolver's (systemd-resolved, dnsmasq). Any other

@@ -422,19 +422,20 @@ impl Target {
                 };
                 let (msg_type, command) = match words[1..] {
                     [] => (0, None),
-                    ["type", number] => (
+                    ["type", number] if !generic => (
                         number.parse::<u16>().ok().filter(|n| *n != 0).ok_or_else(|| {
                             TargetError::Invalid(format!("target {text:?}: the message type must be a number from 1"))
                         })?,
                         None,
                     ),
                     // What a record shows for a family id no longer registered. Not a
-                    // target: the kernel hands such an id to the next family
+                    // target: the kernel hands a freed id to the next family
                     // registered, whatever it is.
-                    ["type", _, "cmd", _] if generic => {
+                    ["type", ..] if generic => {
                         return Err(TargetError::Invalid(format!(
-                            "target {text:?}: no family holds that id now, and the next one registered would get it \
-                             (name the family: generic FAMILY cmd N, once its module is loaded)"
+                            "target {text:?}: a generic netlink family is named, not numbered (its id goes to the next \
+                             family registered once it is gone): name the family, generic FAMILY cmd N, once its \
+                             module is loaded"
                         )));
                     }
                     [name] if generic => (family(name)?, None),

@@ -138,6 +138,7 @@ fn generic_netlink_targets_name_a_family_and_a_command() {
     // What records show for a family no longer registered is no target: the
     // next family registered gets that id.
     assert!(err("generic type 65520 cmd 1").contains("name the family"), "{}", err("generic type 65520 cmd 1"));
+    assert!(err("generic type 65520").contains("name the family"), "{}", err("generic type 65520"));
 }
 
 #[test]

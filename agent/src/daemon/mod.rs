@@ -418,6 +418,9 @@ fn compile_here(
 ) -> Result<CompiledPolicy, policy::PolicyError> {
     let query_dir: Vec<String> =
         config.query_socket.parent().map(|d| d.to_string_lossy().into_owned()).into_iter().collect();
+    for surface in crate::guarded::make_missing() {
+        warn!("a guarded surface this host lacks could not be made, and is not guarded: {surface}");
+    }
     let mut compiled = policy::compile_guarding(policy::Policy::parse(text)?, &query_dir, names)?;
     compiled.allow_socket(&config.query_socket.to_string_lossy());
     Ok(compiled)
