@@ -133,17 +133,24 @@ pub fn among_open_files() -> Option<(FileKey, Mark)> {
     let table = read_kernel::<u64>(files, offsets.files_struct_fdt)? as *const u8;
     let max_fds = read_kernel::<u32>(table, offsets.fdtable_max_fds)?;
     let fds = read_kernel::<u64>(table, offsets.fdtable_fd)?;
-    let mut found: Option<(FileKey, Mark)> = None;
+    // Plain fields, not an Option of the pair: the verifier refuses the
+    // uninitialised payload a `None` store copies.
+    let (mut key, mut mark, mut found) = (FileKey { ino: 0, dev: 0 }, Mark { profile_id: 0, generation: 0 }, false);
     let count = if max_fds < OPEN_FILES_LOOKED_AT { max_fds } else { OPEN_FILES_LOOKED_AT };
     crate::policy::repeat(count, |fd| {
         let file = read_kernel::<u64>(fds as *const u8, 8 * fd).unwrap_or(0);
         if file == 0 {
             return true;
         }
-        found = of_file(file as *const u8);
-        found.is_none()
+        match of_file(file as *const u8) {
+            Some((marked_key, marked)) => {
+                (key, mark, found) = (marked_key, marked, true);
+                false
+            }
+            None => true,
+        }
     });
-    found
+    found.then_some((key, mark))
 }
 
 /// The last name of `inode` is going: so does its mark.

@@ -220,6 +220,37 @@ fn the_kernel_loads_no_module_a_subject_wrote_and_subjects_unload_none() {
     assert!(matches!(load.status.code(), Some(0 | 17)), "root's own module: {load:?}");
     assert!(loaded());
 
+    // The real modprobe, from a module tree the agent laid out (as it would
+    // under /usr/lib/modules): with the module as the kernel ships it
+    // (compressed on 6.12 and 7.2, where kmod 30 decompresses it itself and
+    // loads the buffer; uncompressed on 6.1, read by finit_module).
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let root = "/tmp/warrant-modroot";
+    let _ = std::fs::remove_dir_all(root);
+    let module = String::from_utf8(Command::new("modinfo").args(["-n", "tcp_vegas"]).output().unwrap().stdout).unwrap();
+    let (module, release) = (module.trim(), release.trim());
+    let file = std::path::Path::new(module).file_name().unwrap().to_str().unwrap();
+    let lay_out = format!(
+        "mkdir -p {root}/lib/modules/{release}/kernel && cp {module} {root}/lib/modules/{release}/kernel/{file} && depmod -b {root} {release}"
+    );
+    let out = run_subject(&["sh", "-c", &lay_out]);
+    assert!(out.status.success(), "the subject could not lay out {root}: {}", out.stderr);
+    let _ = Command::new("modprobe").args(["-r", "tcp_vegas"]).status();
+    let mark = d.audit_len();
+    let load = Command::new("modprobe").args(["-d", root, "tcp_vegas"]).output().unwrap();
+    assert!(
+        !load.status.success() && !std::path::Path::new("/sys/module/tcp_vegas").exists(),
+        "root's modprobe loaded the agent's {file}: {load:?}"
+    );
+    d.expect_record_where(mark, "self.marked_exec denied for modprobe", |r| {
+        r["action"] == "self.marked_exec" && r["verdict"] == "denied" && r["profile"] == "agent"
+    });
+    // ... while root's own tree loads it.
+    let load = Command::new("modprobe").arg("tcp_vegas").output().unwrap();
+    assert!(load.status.success(), "root's modprobe of its own module: {load:?}");
+    assert!(Command::new("modprobe").args(["-r", "tcp_vegas"]).status().unwrap().success());
+    std::fs::remove_dir_all(root).unwrap();
+
     // A subject may not unload it: delete_module has no hook of its own,
     // and an unload frees the module's generic netlink family ids.
     let mark = d.audit_len();
