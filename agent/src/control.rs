@@ -42,9 +42,10 @@ pub enum Request {
     },
     /// Pin the configuration's trusted keys as trust root v0 (they differ
     /// from the pinned ones, or do not verify what the host holds), if they
-    /// are exactly `keys` (ids), the ones root checked.
+    /// are exactly `keys` (ids) and `threshold`, what root checked.
     AcceptConfigTrust {
         keys: Vec<String>,
+        threshold: usize,
     },
     Revoke {
         id: String,

@@ -211,10 +211,20 @@ enum TrustCommand {
     /// at start as trust root v0. Check them first, and name them.
     AcceptConfig {
         /// The ids of the keys checked (comma-separated, every one of
-        /// `configured_keys`): nothing is pinned unless they are exactly
-        /// the keys waiting, so keys swapped after you looked are not.
+        /// `configured_keys`; `warrant trust key-id FILE` prints a key
+        /// file's): nothing is pinned unless they are exactly the keys
+        /// waiting, so keys swapped after you looked are not.
         #[arg(long, value_delimiter = ',', required = true)]
         keys: Vec<String>,
+        /// The threshold checked (`configured_threshold`): a configuration
+        /// that lowered it is not accepted by naming the keys alone.
+        #[arg(long)]
+        threshold: usize,
+    },
+    /// Print the id of each public key file, as status and records name keys.
+    KeyId {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -349,9 +359,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let data = control::call(&config.socket, &Request::RotateTrust { root: text })?;
             println!("trust root v{} in force: {} of {:?}", data["version"], data["threshold"], data["keys"]);
         }
-        Command::Trust(TrustCommand::AcceptConfig { keys }) => {
+        Command::Trust(TrustCommand::KeyId { files }) => {
+            for file in files {
+                let key = warrant::trust::read_signer_key(&file)?;
+                println!("{} {}", key.id(), file.display());
+            }
+        }
+        Command::Trust(TrustCommand::AcceptConfig { keys, threshold }) => {
             let config = Config::load(config_path)?;
-            let data = control::call(&config.socket, &Request::AcceptConfigTrust { keys })?;
+            let data = control::call(&config.socket, &Request::AcceptConfigTrust { keys, threshold })?;
             println!(
                 "configuration's keys pinned as trust root v0: {} of {:?}; v{} in force",
                 data["threshold"], data["keys"], data["version_in_force"]

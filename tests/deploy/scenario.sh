@@ -330,15 +330,20 @@ swapped_refused() {
 }
 check "a bundle signed by the swapped key is refused: the keys are not settled" swapped_refused
 check "... and the policy in force (restored under the pinned keys) is still v1" status_is policy_version 1
-waiting=$(warrant status --json | python3 -c 'import json,sys; print(",".join(json.load(sys.stdin)["trust_root"]["configured_keys"]))')
+# Root checks the key file itself (not the daemon's report of it).
+checked=$(warrant trust key-id $pod_files/warrant/keys/..2026_12_02/security-team.pub | cut -d' ' -f1)
+check "warrant trust key-id names the swapped key file as status names the waiting key" \
+    sh -c "warrant status --json | grep -qF '$checked'"
 other_keys_refused() {
     local out
-    ! out=$(warrant trust accept-config --keys SHA256:not-the-one-waiting 2>&1) && grep -q "not accepted" <<<"$out"
+    ! out=$(warrant trust accept-config --keys SHA256:not-the-one-waiting --threshold 1 2>&1) &&
+        grep -q "not accepted" <<<"$out" &&
+        ! out=$(warrant trust accept-config --keys "$checked" --threshold 2 2>&1) && grep -q "not accepted" <<<"$out"
 }
 check "accept-config naming keys other than those waiting pins nothing" other_keys_refused
 check "... and is recorded trust.refused" sh -c "tail -n +$((mark + 1)) $AUDIT | grep -q '\"via\": *\"accept-config\"'"
 check "root accepts the configuration's keys it checked (warrant trust accept-config --keys)" \
-    warrant trust accept-config --keys "$waiting"
+    warrant trust accept-config --keys "$checked" --threshold 1
 check "... after which that bundle applies" warrant policy apply /tmp/swapped.bundle
 check "... and status no longer flags the keys" \
     sh -c 'warrant status --json | python3 -c "import json,sys; assert json.load(sys.stdin)[\"trust_root\"][\"config_differs\"] is False"'

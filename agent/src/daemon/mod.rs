@@ -354,6 +354,7 @@ impl State {
                 "version": root.version, "threshold": root.threshold, "keys": root.key_ids(),
                 "config_differs": self.trust_unsettled.is_some(),
                 "configured_keys": self.trust_unsettled.as_ref().map(TrustRoot::key_ids),
+                "configured_threshold": self.trust_unsettled.as_ref().map(|root| root.threshold),
             })),
             "warrants": warrants,
             "decisions": self.counters,

@@ -183,11 +183,16 @@ impl State {
             .expect("the trust chain is never empty")
     }
 
-    /// Whether the trust chain verifies `bundle` as the persisted policy
-    /// (its signature only: a bundle that no longer applies here for
-    /// another reason, a tree gone, still tells the keys are the host's).
-    pub(super) fn verifies_as_persisted(&self, bundle: &str) -> bool {
-        Envelope::parse(bundle).is_ok_and(|envelope| self.verify_bundle(&envelope, true).is_ok())
+    /// Whether `bundle`, the persisted policy, says the configured keys are
+    /// the host's: the chain verifies it (its signature only: a bundle that
+    /// no longer applies here for another reason, a tree gone, still tells),
+    /// and, with no rotation since, every configured key signed it (a key
+    /// added beside the host's would verify as well).
+    pub(super) fn persisted_signed_by_configured(&self, bundle: &str) -> bool {
+        let Ok(envelope) = Envelope::parse(bundle) else { return false };
+        let Ok((_, signers)) = self.verify_bundle(&envelope, true) else { return false };
+        let signed: BTreeSet<String> = signers.iter().map(crate::keys::PublicKey::id).collect();
+        self.trust_chain.len() > 1 || self.trust_chain[0].key_ids().iter().all(|id| signed.contains(id))
     }
 
     /// Accepts a new trust root signed by a threshold of the one in force.
@@ -260,16 +265,18 @@ impl State {
     /// rotations replayed from them (one that no longer follows ends the
     /// chain, as at start). The policy in force stays. Root names the keys
     /// it checked (`checked`, ids): anything else waiting is not pinned.
-    pub(super) fn accept_config_trust(&mut self, checked: &[String]) -> Result<Value, String> {
+    pub(super) fn accept_config_trust(&mut self, checked: &[String], threshold: usize) -> Result<Value, String> {
         let Some(root) = self.trust_unsettled.clone() else {
             return Err("nothing to accept: the configured trusted keys are the pinned ones".into());
         };
         let waiting: BTreeSet<String> = root.key_ids().into_iter().collect();
         let named: BTreeSet<String> = checked.iter().map(|id| id.trim().to_string()).collect();
-        if waiting != named {
+        if waiting != named || threshold != root.threshold {
             let message = format!(
-                "not accepted: the keys waiting are {waiting:?}, not the {named:?} named (`warrant status` shows \
-                 configured_keys; check those files, then name every one of them with --keys)"
+                "not accepted: {} of the keys {waiting:?} wait, not {threshold} of the {named:?} named (`warrant \
+                 status` shows configured_keys and configured_threshold; check the key files with `warrant trust \
+                 key-id`, then name every key with --keys and the threshold with --threshold)",
+                root.threshold
             );
             self.record("trust.refused", json!({"via": "accept-config", "reason": message}));
             return Err(message);

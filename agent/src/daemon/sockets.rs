@@ -57,7 +57,7 @@ pub(super) fn handle(request: Request, peer_pid: Option<u32>, shared: &Shared) -
         Request::ApplyPolicy { bundle } => state.apply_bundle(&bundle, false, "control"),
         Request::InstallWarrant { warrant } => state.install_warrant(&warrant, "control"),
         Request::RotateTrust { root } => state.rotate_trust(&root),
-        Request::AcceptConfigTrust { keys } => state.accept_config_trust(&keys),
+        Request::AcceptConfigTrust { keys, threshold } => state.accept_config_trust(&keys, threshold),
         Request::Rollback { id, force } => state.rollback(&id, force, pid),
         Request::Unmark { path } => state.unmark(&path, pid),
         Request::ListMarks => state.list_marks(),

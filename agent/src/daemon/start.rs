@@ -117,7 +117,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // what the host holds (an upgrade's persisted policy, by its signature,
     // and rotations); else root settles them. A fresh host trusts them.
     if pin == trust_pin::Pin::Unpinned && !state.trust_chain[0].keys.is_empty() {
-        if chain_whole && persisted.as_deref().is_none_or(|bundle| state.verifies_as_persisted(bundle)) {
+        if chain_whole && persisted.as_deref().is_none_or(|bundle| state.persisted_signed_by_configured(bundle)) {
             state.pin_trust_root();
         } else {
             let config = state.trust_chain[0].clone();
