@@ -55,14 +55,30 @@ pub fn run() -> Result<Counts> {
     let inputs = inputs_dir(&run_dir, &debs)?;
     let root_img = run_dir.join("root.img");
     let inputs_img = run_dir.join("inputs.img");
-    make_ext4(&rootfs, &root_img, "3G")?;
-    make_ext4(&inputs, &inputs_img, "512M")?;
     let console = run_dir.join("console.log");
-    boot(&kernel, &root_img, &inputs_img, &console)?;
-    let text = std::fs::read_to_string(&console).with_context(|| format!("cannot read {}", console.display()))?;
-    summary(&text).with_context(|| {
-        format!("the scenario printed no `deploy tier: N passed, M failed` line; see {}", console.display())
-    })
+    for attempt in 1..=2 {
+        make_ext4(&rootfs, &root_img, "3G")?;
+        make_ext4(&inputs, &inputs_img, "512M")?;
+        boot(&kernel, &root_img, &inputs_img, &console)?;
+        let text = std::fs::read_to_string(&console).with_context(|| format!("cannot read {}", console.display()))?;
+        if let Some(counts) = summary(&text) {
+            return Ok(counts);
+        }
+        // The guest death issue 12 tracks: an int3 Oops on a function whose
+        // BPF trampoline is being patched (qemu TCG, two vCPUs; seen during
+        // the daemon's restarts). Booted once more, loudly, its log kept.
+        if attempt == 1 && text.contains("Oops: int3") {
+            let kept = run_dir.join("console-died.log");
+            std::fs::rename(&console, &kept)?;
+            println!(
+                "deploy tier: THE GUEST DIED (Oops: int3); its console is in {}; booting once more",
+                kept.display()
+            );
+            continue;
+        }
+        break;
+    }
+    bail!("the scenario printed no `deploy tier: N passed, M failed` line; see {}", console.display())
 }
 
 /// The guest kernel: its image, initrd (which has virtio_blk and ext4) and
