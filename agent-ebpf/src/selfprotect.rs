@@ -309,12 +309,11 @@ pub fn kernel_read_file(ctx: LsmContext) -> i32 {
 #[lsm(hook = "kernel_load_data")]
 pub fn kernel_load_data(ctx: LsmContext) -> i32 {
     let id: i32 = ctx.arg(0);
+    if !loads_kernel_code(id, kernel_offsets().harmless_load_ids) {
+        return 0;
+    }
     if let Some(subject) = subjects::current() {
-        return if loads_kernel_code(id, kernel_offsets().harmless_load_ids) {
-            refuse(&subject, action::SELF_MODULE)
-        } else {
-            0
-        };
+        return refuse(&subject, action::SELF_MODULE);
     }
     // A buffer comes from a file the loader read: kmod decompresses a
     // module itself (kmod before 31, or a compression the kernel lacks)

@@ -67,6 +67,7 @@ pub const GUARDED: &[&str] = &[
     "/root/.ssh",
     "/etc/udev/rules.d",
     "/run/udev/rules.d",
+    "/usr/local/lib/udev/rules.d",
     "/usr/lib/udev/rules.d",
     // Every directory kmod reads: an `install` or `remove` line runs a
     // command as root at the next load or unload (an autoload included).
@@ -90,25 +91,38 @@ pub const GUARDED: &[&str] = &[
 /// missing file or directory joins no tree) and fill it. Each is read by
 /// root's tools only when present, and empty means nothing to them.
 /// Directories end with `/`.
-pub const MADE_IF_MISSING: &[&str] =
-    &["/etc/ld.so.preload", "/etc/modprobe.d/", "/run/modprobe.d/", "/usr/local/lib/modprobe.d/", "/run/udev/rules.d/"];
+pub const MADE_IF_MISSING: &[&str] = &[
+    "/etc/ld.so.preload",
+    "/etc/modprobe.d/",
+    "/run/modprobe.d/",
+    "/usr/local/lib/modprobe.d/",
+    "/run/udev/rules.d/",
+    "/usr/local/lib/udev/rules.d/",
+];
 
-/// Makes the [`MADE_IF_MISSING`] surfaces this host lacks (root's, mode
-/// 0644 or 0755). Best effort: one that cannot be made (a read-only file
-/// system) is named in the returned list, and stays unguarded.
+/// Makes the [`MADE_IF_MISSING`] surfaces this host lacks (mode 0644 or
+/// 0755; the packaged unit makes them before the daemon starts, outside
+/// its read-only /usr). Best effort: one that cannot be made (a read-only
+/// file system), or that is there as something else than made (a symlink,
+/// which a guard would follow), is named in the returned list.
 pub fn make_missing() -> Vec<String> {
-    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let mut not_made = Vec::new();
     for surface in MADE_IF_MISSING {
+        let directory = surface.ends_with('/');
         let path = Path::new(surface.trim_end_matches('/'));
-        if std::fs::symlink_metadata(path).is_ok() {
-            continue;
+        let made = match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() == directory && !meta.file_type().is_symlink() => continue,
+            Ok(_) => Err(std::io::Error::other("it is there, but not as a plain file or directory")),
+            // Only the last component: a missing parent (or a symlink
+            // planted in its place) is not followed into being.
+            Err(_) if directory => std::fs::create_dir(path),
+            Err(_) => std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(path).map(drop),
         }
-        let made = if surface.ends_with('/') {
-            std::fs::DirBuilder::new().recursive(true).mode(0o755).create(path)
-        } else {
-            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(path).map(drop)
-        };
+        .and_then(|()| {
+            let mode = if directory { 0o755 } else { 0o644 };
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        });
         if let Err(e) = made {
             not_made.push(format!("{}: {e}", path.display()));
         }
