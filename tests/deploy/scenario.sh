@@ -116,6 +116,10 @@ mark=$(audit_len)
 refused "the agent service may not open ssh without a warrant" agent nft add rule inet filter input tcp dport 22 accept
 check "... recorded denied-needs-warrant" record "$mark" nft.rule.add denied-needs-warrant
 refused "the agent executable (matched by inode) may not add a table" /opt/agents/ai-agent add table inet sneaky
+check "the unit made the guarded surfaces the host lacked" \
+    sh -c 'test -d /usr/local/lib/modprobe.d && test -d /run/modprobe.d && test -f /etc/ld.so.preload'
+refused "the agent may not plant a modprobe install command where kmod reads one" \
+    agent sh -c 'echo "install dummy /bin/sh -c \"nft flush ruleset\"" >/usr/local/lib/modprobe.d/agent.conf'
 check "root, not a subject, may" sh -c 'nft add table inet rootmade && nft delete table inet rootmade'
 
 # 4. The change request, the notify hook, an RI's warrant through the inbox, the change, its rollback.
