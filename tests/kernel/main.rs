@@ -209,8 +209,13 @@ fn a_batch_with_one_denied_message_applies_nothing() {
 fn expired_warrant_is_denied() {
     let d = daemon();
     let rule = ["nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "2301", "accept"];
-    warranted_input_rule(d, &rule, "4s", 5);
-    std::thread::sleep(std::time::Duration::from_secs(6));
+    // Long enough for approve and install under an emulated CPU (4 s once
+    // was not), then waited out by the warrant's own expiry.
+    let warrant = warranted_input_rule(d, &rule, "12s", 5);
+    let expires_at = approval_of(&warrant)["expires_at"].as_u64().unwrap();
+    while now_unix() <= expires_at + 1 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
     let out = run_subject(&rule);
     assert!(out.stderr.contains("Operation not permitted"), "an expired warrant allowed: {}", out.stderr);
     assert!(!nft_root(&["list", "chain", "inet", "filter", "input"]).contains("dport 2301"));
@@ -262,11 +267,19 @@ fn warranted_input_rule(d: &Daemon, rule: &[&str], ttl: &str, uses: u32) -> std:
 }
 
 fn warrant_id(path: &std::path::Path) -> String {
+    approval_of(path)["id"].as_str().unwrap().to_owned()
+}
+
+/// The approval a warrant file carries, as JSON.
+fn approval_of(path: &std::path::Path) -> serde_json::Value {
     let envelope: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     use base64::Engine as _;
     let payload = base64::engine::general_purpose::STANDARD.decode(envelope["payload"].as_str().unwrap()).unwrap();
-    let approval: serde_json::Value = serde_json::from_slice(&payload).unwrap();
-    approval["id"].as_str().unwrap().to_owned()
+    serde_json::from_slice(&payload).unwrap()
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
 #[test]
