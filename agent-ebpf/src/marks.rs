@@ -102,20 +102,22 @@ pub fn check_exec_map(file: *const u8) -> i32 {
 pub fn refuse_foreign(runner: Option<Subject>, key: FileKey, mark: Mark) -> i32 {
     match runner {
         Some(subject) if subject.profile_id == mark.profile_id => 0,
-        Some(subject) => selfprotect::refuse_on(&subject, action::SELF_MARKED_EXEC, [key.ino, key.dev]),
-        None => {
-            let writer = Subject { profile_id: mark.profile_id, ..Subject::default() };
-            selfprotect::refuse_on(&writer, action::SELF_MARKED_EXEC, [key.ino, key.dev])
-        }
+        _ => refuse_marked(runner, key, mark),
     }
 }
 
 /// The verdict on the kernel reading marked `key` as code or firmware:
-/// refused for everyone, recorded under the current subject's profile or,
-/// for a process outside every subject, the profile that wrote it.
+/// refused for everyone, the current subject's own files included.
 #[inline(always)]
 pub fn refuse_in_kernel(key: FileKey, mark: Mark) -> i32 {
-    let recorded = subjects::current().unwrap_or(Subject { profile_id: mark.profile_id, ..Subject::default() });
+    refuse_marked(subjects::current(), key, mark)
+}
+
+/// Refuses use of marked `key` by `runner`, recorded under its profile or,
+/// for a process outside every subject, the profile that wrote the file.
+#[inline(always)]
+fn refuse_marked(runner: Option<Subject>, key: FileKey, mark: Mark) -> i32 {
+    let recorded = runner.unwrap_or(Subject { profile_id: mark.profile_id, ..Subject::default() });
     selfprotect::refuse_on(&recorded, action::SELF_MARKED_EXEC, [key.ino, key.dev])
 }
 
@@ -142,9 +144,11 @@ pub fn among_open_files() -> Option<(FileKey, Mark)> {
     let count = if max_fds < OPEN_FILES_LOOKED_AT { max_fds } else { OPEN_FILES_LOOKED_AT };
     crate::policy::repeat(count, |fd| {
         let file = read_kernel::<u64>(fds as *const u8, 8 * fd).unwrap_or(0);
+        if file == 0 {
+            return true;
+        }
         // FMODE_READ: what a loader reads (a log it appends to is not).
-        let readable = read_kernel::<u32>(file as *const u8, f_mode_at).is_some_and(|mode| mode & 1 != 0);
-        if file == 0 || !readable {
+        if !read_kernel::<u32>(file as *const u8, f_mode_at).is_some_and(|mode| mode & 1 != 0) {
             return true;
         }
         match of_file(file as *const u8) {

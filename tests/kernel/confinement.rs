@@ -59,7 +59,7 @@ fn subjects_cannot_type_into_a_terminal() {
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn setting_the_clock_is_an_action_the_policy_decides() {
     let d = daemon();
-    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = harness::now_unix;
     let mark = d.audit_len();
     let back = format!("@{}", now() - 86_400);
     let out = run_subject(&["date", "-s", &back]);

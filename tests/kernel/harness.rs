@@ -90,6 +90,11 @@ pub fn repo() -> PathBuf {
 
 static DAEMON: OnceLock<Daemon> = OnceLock::new();
 
+/// The wall clock, in seconds since the epoch.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
 pub fn daemon() -> &'static Daemon {
     DAEMON.get_or_init(Daemon::start)
 }

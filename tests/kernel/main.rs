@@ -10,7 +10,7 @@ mod network;
 mod programs;
 mod requests;
 
-use harness::{Daemon, daemon, nft_root, run_subject, run_subject_as};
+use harness::{Daemon, daemon, nft_root, now_unix, run_subject, run_subject_as};
 
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
@@ -276,10 +276,6 @@ fn approval_of(path: &std::path::Path) -> serde_json::Value {
     use base64::Engine as _;
     let payload = base64::engine::general_purpose::STANDARD.decode(envelope["payload"].as_str().unwrap()).unwrap();
     serde_json::from_slice(&payload).unwrap()
-}
-
-fn now_unix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
 #[test]
