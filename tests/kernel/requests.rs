@@ -261,14 +261,27 @@ fn a_dead_event_reader_is_audited_and_ends_the_daemon() {
     let mark = d.audit_len();
     // Whatever happens, the daemon runs again for the tests after this one.
     let outcome = std::panic::catch_unwind(|| {
-        // A debug build's fault: the reader loses its input soon after start.
-        let out = std::process::Command::new(harness::warrant_bin())
+        // A debug build's fault (the daemon under test is the release
+        // build): the reader loses its input soon after start.
+        let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_warrant"))
             .arg("--config")
             .arg(&d.config)
             .arg("daemon")
             .env("WARRANT_TEST_FAULT", "event-reader")
-            .output()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        while daemon.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = daemon.kill();
+                let _ = daemon.wait();
+                panic!("the daemon went on without its event reader for 180 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let out = daemon.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "the daemon went on without its event reader: {stderr}");
         assert!(stderr.contains("event reader task stopped"), "{stderr}");
