@@ -12,8 +12,13 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
+
+/// The version of the control and query protocol. Both ends send it, and
+/// a peer of another version is refused with what to do, so that a CLI
+/// and a daemon of different releases never misread each other's fields.
+pub const PROTOCOL_VERSION: u32 = 1;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -65,6 +70,9 @@ pub enum Request {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Response {
+    /// [`PROTOCOL_VERSION`]; 0 from a daemon that predates versions.
+    #[serde(default)]
+    pub v: u32,
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -74,10 +82,10 @@ pub struct Response {
 
 impl Response {
     pub fn ok(data: Value) -> Self {
-        Self { ok: true, error: None, data }
+        Self { v: PROTOCOL_VERSION, ok: true, error: None, data }
     }
     pub fn error(message: impl Into<String>) -> Self {
-        Self { ok: false, error: Some(message.into()), data: Value::Null }
+        Self { v: PROTOCOL_VERSION, ok: false, error: Some(message.into()), data: Value::Null }
     }
 }
 
@@ -92,14 +100,54 @@ pub fn call(socket: &Path, request: &Request) -> anyhow::Result<Value> {
 pub fn exchange(socket: &Path, request: &impl Serialize, hint: &str) -> anyhow::Result<Value> {
     let mut stream = UnixStream::connect(socket)
         .with_context(|| format!("cannot reach the daemon at {} ({hint})", socket.display()))?;
-    let mut line = serde_json::to_vec(request)?;
+    let mut versioned = serde_json::to_value(request)?;
+    versioned["v"] = PROTOCOL_VERSION.into();
+    let mut line = serde_json::to_vec(&versioned)?;
     line.push(b'\n');
     stream.write_all(&line).context("sending to the daemon")?;
     let mut reply = String::new();
     BufReader::new(&stream).read_line(&mut reply).context("reading the daemon's reply")?;
     let response: Response = serde_json::from_str(&reply).context("the daemon's reply is not valid JSON")?;
+    if response.v != PROTOCOL_VERSION {
+        bail!(
+            "the daemon at {} speaks protocol v{} and this `warrant` v{PROTOCOL_VERSION}: run the binary of the daemon's release",
+            socket.display(),
+            response.v
+        );
+    }
     if !response.ok {
         bail!("{}", response.error.unwrap_or_else(|| "the daemon refused without a reason".into()));
     }
     Ok(response.data)
+}
+
+/// Reads one request line of the protocol (`what`: request, query); Err:
+/// why it is refused, a request of another protocol version included.
+pub fn parse_versioned<T: DeserializeOwned>(line: &str, what: &str) -> Result<T, String> {
+    let mut value: Value = serde_json::from_str(line).map_err(|e| format!("malformed {what}: {e}"))?;
+    let version = value.as_object_mut().and_then(|fields| fields.remove("v")).and_then(|v| v.as_u64()).unwrap_or(0);
+    if version != u64::from(PROTOCOL_VERSION) {
+        return Err(format!(
+            "this daemon speaks protocol v{PROTOCOL_VERSION} and the {what} came in v{version}: run the `warrant` binary of the daemon's release"
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| format!("malformed {what}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_of_another_protocol_version_is_refused_with_what_to_do() {
+        let mut current = serde_json::to_value(Request::Status).unwrap();
+        current["v"] = PROTOCOL_VERSION.into();
+        assert!(matches!(parse_versioned::<Request>(&current.to_string(), "request"), Ok(Request::Status)));
+        let unversioned = serde_json::to_string(&Request::Status).unwrap();
+        let refused = parse_versioned::<Request>(&unversioned, "request").unwrap_err();
+        assert!(refused.contains("came in v0") && refused.contains("daemon's release"), "{refused}");
+        let query = format!(r#"{{"op":"why","v":{PROTOCOL_VERSION}}}"#);
+        assert_eq!(parse_versioned::<crate::query::Query>(&query, "query"), Ok(crate::query::Query::Why));
+        assert!(parse_versioned::<Request>("not json", "request").unwrap_err().starts_with("malformed request"));
+    }
 }

@@ -29,9 +29,9 @@ pub(super) async fn serve(stream: UnixStream, shared: Shared) {
     if BufReader::new(read).read_line(&mut line).await.is_err() {
         return;
     }
-    let response = match serde_json::from_str::<Request>(&line) {
+    let response = match crate::control::parse_versioned::<Request>(&line, "request") {
         Ok(request) => handle(request, peer_pid, &shared),
-        Err(e) => Response::error(format!("malformed request: {e}")),
+        Err(message) => Response::error(message),
     };
     let mut bytes = serde_json::to_vec(&response).expect("serialises");
     bytes.push(b'\n');
@@ -148,7 +148,7 @@ pub(super) async fn answer_query(stream: UnixStream, shared: Shared) {
     if BufReader::new(read.take(query::MAX_REQUEST_BYTES)).read_line(&mut line).await.is_err() {
         return;
     }
-    let response = match (serde_json::from_str::<query::Query>(&line), peer_pid) {
+    let response = match (crate::control::parse_versioned::<query::Query>(&line, "query"), peer_pid) {
         (Ok(query), Some(pid)) => {
             let state = lock(&shared);
             match state.answer(query, pid) {
@@ -156,7 +156,7 @@ pub(super) async fn answer_query(stream: UnixStream, shared: Shared) {
                 Err(message) => Response::error(message),
             }
         }
-        (Err(e), _) => Response::error(format!("malformed query: {e}")),
+        (Err(message), _) => Response::error(message),
         (_, None) => Response::error("cannot identify the caller (no SO_PEERCRED)"),
     };
     let mut bytes = serde_json::to_vec(&response).expect("serialises");
