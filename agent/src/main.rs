@@ -341,97 +341,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("key id {}", trust::key_id(&key));
         }
         Command::Policy(command) => policy_command(command, config_path)?,
-        Command::Trust(TrustCommand::Sign(args)) => {
-            let (root, signers) = args.sign(TRUST_ROOT_PAYLOAD_TYPE, |text| {
-                TrustRoot::parse(text).map_err(|e| anyhow!("{}: {e}", args.file.display()))
-            })?;
-            println!(
-                "signed trust root v{} ({} of {} keys) with {signers} key(s) into {}",
-                root.version,
-                root.threshold,
-                root.keys.len(),
-                args.out.display()
-            );
-        }
-        Command::Trust(TrustCommand::Rotate { root }) => {
-            let config = Config::load(config_path)?;
-            let text = std::fs::read_to_string(&root).with_context(|| format!("cannot read {}", root.display()))?;
-            let data = control::call(&config.socket, &Request::RotateTrust { root: text })?;
-            println!("trust root v{} in force: {} of {:?}", data["version"], data["threshold"], data["keys"]);
-        }
-        Command::Trust(TrustCommand::KeyId { files }) => {
-            for file in files {
-                let key = warrant::trust::read_signer_key(&file)?;
-                println!("{} {}", key.id(), file.display());
-            }
-        }
-        Command::Trust(TrustCommand::AcceptConfig { keys, threshold }) => {
-            let config = Config::load(config_path)?;
-            let data = control::call(&config.socket, &Request::AcceptConfigTrust { keys, threshold })?;
-            println!(
-                "configuration's keys pinned as trust root v0: {} of {:?}; v{} in force",
-                data["threshold"], data["keys"], data["version_in_force"]
-            );
-        }
+        Command::Trust(command) => trust_command(command, config_path)?,
         Command::Requests { command, json } => {
-            let command = command.unwrap_or(RequestsCommand::List);
-            // An agent may not be able to read root's config.
-            let config = match command {
-                RequestsCommand::Mine => Config::load(config_path).unwrap_or_default(),
-                _ => Config::load(config_path)?,
-            };
-            match command {
-                RequestsCommand::List => {
-                    let all = requests::list(&config.state_dir)?;
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&all)?);
-                    } else if all.is_empty() {
-                        println!("no change requests");
-                    } else {
-                        for r in all {
-                            let e = render::escape;
-                            println!(
-                                "{}  {}  {} {}  (attempts {}, by {} pid {})",
-                                e(&r.id),
-                                e(&r.profile),
-                                e(&r.action),
-                                e(&r.target),
-                                r.attempts,
-                                e(&r.exe),
-                                r.pid
-                            );
-                        }
-                    }
-                }
-                RequestsCommand::Mine => {
-                    let data = query::call(&query_socket(config_path), &Query::MyRequests)?;
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&data)?);
-                    } else {
-                        let mine = data["requests"].as_array().cloned().unwrap_or_default();
-                        if mine.is_empty() {
-                            println!("no change requests of profile {}", render::json_line(&data["profile"]));
-                        }
-                        for r in mine {
-                            let r: requests::ChangeRequest = serde_json::from_value(r)?;
-                            print!("{}", render::request_view(&r));
-                        }
-                    }
-                }
-                RequestsCommand::Decline { id, reason } => {
-                    control::call(&config.socket, &Request::DeclineRequest { id: id.clone(), reason })?;
-                    println!("declined {}", render::escape(&id));
-                }
-                RequestsCommand::Show { id } => {
-                    let r = requests::load(&config.state_dir, &id)
-                        .map_err(|e| anyhow!("no change request {id} in {}: {e}", config.state_dir.display()))?;
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&r)?);
-                    } else {
-                        print!("{}", render::request_view(&r));
-                    }
-                }
-            }
+            requests_command(command.unwrap_or(RequestsCommand::List), json, config_path)?
         }
         Command::Approve { request, key, ttl, uses, reason, ticket, hosts, approver, any_content, out, yes } => {
             let config = Config::load(config_path)?;
@@ -513,32 +425,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Unmark { paths } => unmark(config_path, paths)?,
         Command::Marks { json } => list_marks(config_path, json)?,
-        Command::Uninstall => {
-            if !nix::unistd::geteuid().is_root() {
-                bail!("uninstall needs root");
-            }
-            match kernel::pinned_subject_profile(std::process::id()) {
-                Ok(None) => {}
-                Ok(Some(profile)) => bail!(
-                    "refused: this process is a subject (profile #{profile}); run uninstall from an unconfined root shell"
-                ),
-                Err(e) => bail!(
-                    "refused: cannot read Warrant's subject map ({e}), as happens to a subject; run uninstall from an unconfined root shell"
-                ),
-            }
-            let config = Config::load(config_path)?;
-            if control::call(&config.socket, &Request::Status).is_ok() {
-                bail!(
-                    "the daemon is running at {}; stop it first (e.g. systemctl stop warrant), then uninstall",
-                    config.socket.display()
-                );
-            }
-            if kernel::remove_pins()? {
-                println!("removed {}: programs detached, maps released", kernel::PIN_ROOT);
-            } else {
-                println!("nothing pinned at {}", kernel::PIN_ROOT);
-            }
-        }
+        Command::Uninstall => uninstall(config_path)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -15,16 +15,16 @@ use crate::test::Boot;
 /// revocation, change requests, the event reader.
 pub const REFERENCE_BOOT_ONLY: &[&str] = &[
     "requests::a_dead_event_reader_is_audited_and_ends_the_daemon",
-    "sigkill_during_a_burst_of_warranted_changes_loses_nothing",
+    "lifecycle::sigkill_during_a_burst_of_warranted_changes_loses_nothing",
     "requests::a_flood_of_distinct_requests_is_bounded_counted_and_notified_in_batches",
     "requests::a_warrant_binds_the_request_its_approver_saw",
     "requests::every_refused_bundle_is_on_the_record_whichever_way_it_came",
-    "a_policy_that_drops_an_ri_takes_their_warrants_and_older_bundles_are_refused",
-    "an_expired_policy_stays_enforced_and_the_host_says_so",
-    "the_bundle_signing_keys_rotate_by_a_root_the_old_keys_signed",
-    "watched_directories_apply_bundles_and_install_warrants",
-    "a_two_person_warrant_needs_both_signatures_before_the_kernel_sees_it",
-    "warrant_signed_by_a_non_ri_key_is_refused_at_install",
+    "bundles::a_policy_that_drops_an_ri_takes_their_warrants_and_older_bundles_are_refused",
+    "bundles::an_expired_policy_stays_enforced_and_the_host_says_so",
+    "bundles::the_bundle_signing_keys_rotate_by_a_root_the_old_keys_signed",
+    "bundles::watched_directories_apply_bundles_and_install_warrants",
+    "bundles::a_two_person_warrant_needs_both_signatures_before_the_kernel_sees_it",
+    "bundles::warrant_signed_by_a_non_ri_key_is_refused_at_install",
 ];
 
 /// The tests `boot` leaves out (full names: libtest's --skip matches substrings).

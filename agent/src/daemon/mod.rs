@@ -35,7 +35,7 @@ use crate::{
     config::Config,
     control::{Request, Response},
     durable::write_atomic,
-    kernel::Kernel,
+    kernel::{Kernel, KernelError},
     metrics,
     policy::{self, CompiledPolicy, render_target},
     protect, query,
@@ -51,6 +51,7 @@ mod events;
 mod housekeeping;
 mod marks;
 mod policy_apply;
+mod policy_store;
 mod sockets;
 mod start;
 mod trust_pin;
@@ -327,8 +328,11 @@ impl State {
         }
     }
 
+    /// The newest version accepted here: persisted, or in force if the
+    /// file cannot be read.
     fn last_version(&self) -> u64 {
-        read_number(&version_path(&self.config.state_dir))
+        let in_force = self.policy.as_ref().map_or(0, CompiledPolicy::version);
+        read_number(&version_path(&self.config.state_dir)).max(in_force)
     }
 
     fn status(&self) -> Value {

@@ -113,36 +113,21 @@ impl State {
         };
         phase("verify");
         // Walked before anything changes, so a refusal leaves the policy in force whole.
-        let (inodes, trees) =
-            self.protected_inodes(&compiled.policy.protect).map_err(|e| refused(format!("bundle refused: {e}")))?;
-        let not_loaded = |e: crate::kernel::KernelError| {
-            ("policy.error", format!("bundle could not be loaded into the kernel: {e}"))
-        };
-        self.kernel
-            .set_protected(&inodes, &trees)
-            .and_then(|()| self.kernel.set_proc_trees(&protect::proc_trees(&compiled.policy.protect)))
-            .map_err(not_loaded)?;
-        phase("protect");
-        self.kernel.set_policy(version, &compiled.profiles, &compiled.rules).map_err(not_loaded)?;
-        let matches = subjects::resolve(&compiled.matchers);
-        self.kernel.set_matches(&matches.entries, &matches.cgroup_paths, matches.kinds).map_err(not_loaded)?;
-        phase("kernel");
+        let staged = self.stage(&compiled).map_err(|e| refused(format!("bundle refused: {e}")))?;
+        phase("walk");
+        // All or nothing: on failure the kernel and the disk hold what they held.
+        self.commit(&compiled, &staged, bundle, restoring).map_err(|message| ("policy.error", message))?;
+        phase("commit");
         let state_dir = self.config.state_dir.clone();
-        write_atomic(&policy_bundle_path(&state_dir), bundle.as_bytes())
-            .and_then(|()| write_atomic(&version_path(&state_dir), version.to_string().as_bytes()))
-            .map_err(|e| {
-                ("policy.error", format!("policy applied but not persisted in {}: {e}", state_dir.display()))
-            })?;
         // Kept so that its decisions, read after a later reload or restart,
         // name its rules; without it they say the version is unknown.
         if let Err(e) = versions::EarlierPolicies::persist(&state_dir, version, bundle) {
             warn!(version, "cannot keep a copy of the bundle for naming its decisions later: {e}");
         }
-        phase("persist");
         let signer_ids: Vec<String> = signers.iter().map(crate::keys::PublicKey::id).collect();
         let profiles: Vec<String> = compiled.profile_ids.keys().cloned().collect();
         let mut unresolved = compiled.unresolved.clone();
-        unresolved.extend(matches.unresolved.iter().cloned());
+        unresolved.extend(staged.matches.unresolved.iter().cloned());
         for rule in &unresolved {
             warn!(version, "{rule}; the rule covers nothing on this host");
         }
@@ -158,7 +143,7 @@ impl State {
         );
         info!(version, "policy applied");
         phase("record");
-        self.pick_up(&matches.entries);
+        self.pick_up(&staged.matches.entries);
         phase("pick_up");
         // From the bundle received to every map written, persisted and the
         // running processes picked up: what `cargo xtask bench` reports.

@@ -1,0 +1,274 @@
+//! The values and keys of the maps the daemon and the programs share.
+
+use crate::{NAME_LEN, copy_words, zero_words};
+
+/// Version of the pinned maps' layout and meaning. Bump it whenever a pinned
+/// map's entries change meaning without changing size (a reordered field):
+/// a daemon replaces pins of another version rather than reuse them.
+pub const PIN_LAYOUT_VERSION: u32 = 1;
+
+/// Per-task subject marker kept in task-local storage. A task without one is
+/// not a subject. Children inherit it at fork; it survives exec.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Subject {
+    /// Index of the profile in the compiled policy (key of the PROFILES map).
+    /// It stays the first field: a daemon reads it from the pins of another
+    /// layout to carry subjects over (see `PIN_LAYOUT_VERSION`).
+    pub profile_id: u32,
+    /// A namespace request between its fentry note and the `capable` hook
+    /// that decides it (an action id, 0 when none). Kept in the marker,
+    /// which every subject has, so noting a request cannot fail.
+    pub pending_action: u32,
+    /// The nsfs inode number the pending request targets.
+    pub pending_namespace: u64,
+}
+const _: () = assert!(core::mem::size_of::<Subject>() == 16);
+
+/// Key of the PROFILES map: a profile in one policy generation.
+pub fn profile_key(generation: u8, profile_id: u32) -> u64 {
+    ((generation as u64) << 32) | profile_id as u64
+}
+
+/// Per-profile settings (value of the PROFILES map, keyed by [`profile_key`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProfileEntry {
+    /// [`crate::mode::ENFORCE`] or [`crate::mode::AUDIT`].
+    pub mode: u32,
+    pub _reserved: u32,
+}
+const _: () = assert!(core::mem::size_of::<ProfileEntry>() == 8);
+
+/// Key of the RULES and WARRANTS maps: which profile does which action to which target.
+///
+/// In RULES, `family == FAMILY_ANY` and all-zero names are wildcards; the kernel
+/// looks up from most to least specific (see [`crate::decision::widen_key`]).
+/// In WARRANTS, keys are always exact. The names come first and the struct is
+/// 8-byte aligned so the kernel can clear and copy them a word at a time
+/// (byte loops cost the verifier dearly).
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TargetKey {
+    /// Table name, NUL padded.
+    pub table: [u8; NAME_LEN],
+    /// Chain, set, object or flowtable name, NUL padded; empty for table-level actions.
+    pub object: [u8; NAME_LEN],
+    pub profile_id: u32,
+    /// One of [`crate::action`]'s ids.
+    pub action: u32,
+    /// nfproto family (inet 1, ip 2, arp 3, netdev 5, bridge 7, ip6 10) or FAMILY_ANY.
+    pub family: u8,
+    /// In RULES, the policy generation the rule belongs to (see
+    /// [`Settings::generation`]); 0 in WARRANTS, which outlive policies.
+    pub generation: u8,
+    pub _pad: [u8; 6],
+}
+const _: () = assert!(core::mem::size_of::<TargetKey>() == 2 * NAME_LEN + 16);
+const _: () = assert!(NAME_LEN.is_multiple_of(8));
+
+impl TargetKey {
+    pub const fn zeroed() -> Self {
+        Self {
+            table: [0; NAME_LEN],
+            object: [0; NAME_LEN],
+            profile_id: 0,
+            action: 0,
+            family: 0,
+            generation: 0,
+            _pad: [0; 6],
+        }
+    }
+
+    /// Zeroes the table name, eight bytes at a time.
+    #[inline(always)]
+    pub fn clear_table(&mut self) {
+        // SAFETY: `table` is at offset 0 of an 8-aligned struct, NAME_LEN is a multiple of 8.
+        unsafe { zero_words((&raw mut self.table).cast(), NAME_LEN / 8) }
+    }
+
+    /// Zeroes the object name, eight bytes at a time.
+    #[inline(always)]
+    pub fn clear_object(&mut self) {
+        // SAFETY: `object` is at offset NAME_LEN of an 8-aligned struct.
+        unsafe { zero_words((&raw mut self.object).cast(), NAME_LEN / 8) }
+    }
+
+    /// Returns `attrs` after a round trip through `_pad` (cleared again
+    /// before returning, since keys are compared whole). See
+    /// `netlink::classify` for why.
+    #[inline(always)]
+    pub fn launder_attrs(&mut self, attrs: [u16; 3]) -> [u16; 3] {
+        // `_pad` is 2-aligned (family and generation sit at an 8-aligned
+        // offset) and holds exactly three u16s.
+        let at = (&raw mut self._pad).cast::<u16>();
+        let mut out = [0u16; 3];
+        for (i, attr) in attrs.iter().enumerate() {
+            // SAFETY: the three u16s lie within `_pad`, 2-aligned.
+            unsafe {
+                at.add(i).write_volatile(*attr);
+                out[i] = at.add(i).read_volatile();
+                at.add(i).write_volatile(0);
+            }
+        }
+        out
+    }
+
+    /// `*self = *other`, eight bytes at a time.
+    #[inline(always)]
+    pub fn copy_from(&mut self, other: &TargetKey) {
+        // SAFETY: both are 8-aligned and a whole number of words long.
+        unsafe {
+            copy_words(
+                core::ptr::from_mut(self).cast(),
+                core::ptr::from_ref(other).cast(),
+                core::mem::size_of::<TargetKey>() / 8,
+            )
+        }
+    }
+}
+
+impl Default for TargetKey {
+    fn default() -> Self {
+        Self::zeroed()
+    }
+}
+
+/// Value of the RULES map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleEntry {
+    /// One of [`crate::tier`]'s values.
+    pub tier: u32,
+    /// Index of the rule in the policy, for the audit record and the
+    /// rule's rate window (RATES is indexed by it).
+    pub rule_index: u32,
+    /// For `allow` rules: at most this many actions per window, per
+    /// profile; beyond it the action falls to the `approve` tier. 0: no limit.
+    pub rate_limit: u32,
+    pub rate_window_secs: u32,
+}
+const _: () = assert!(core::mem::size_of::<RuleEntry>() == 16);
+
+/// Value of the RATES array (index: rule index): a fixed rate window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateWindow {
+    /// CLOCK_BOOTTIME start of the current window (ns).
+    pub start_ns: u64,
+    /// Actions counted in it.
+    pub count: u64,
+}
+const _: () = assert!(core::mem::size_of::<RateWindow>() == 16);
+
+/// Value of the WARRANTS map: one installed warrant for one exact target.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WarrantEntry {
+    /// Not valid before this CLOCK_BOOTTIME instant (ns).
+    pub not_before_ns: u64,
+    /// Not valid at or after this CLOCK_BOOTTIME instant (ns).
+    pub expires_ns: u64,
+    /// Uses left; the kernel decrements it atomically and never below zero.
+    /// 64 bits because BPF has no 32-bit compare-and-swap on every CPU version.
+    pub uses_left: u64,
+    /// Daemon-side index naming the warrant (id, approver) in audit records.
+    pub warrant_index: u32,
+    pub _reserved: u32,
+    /// The exact content the warrant approves (see [`crate::netlink::content_digest`]);
+    /// 0 approves any content for its target.
+    pub content_digest: u64,
+}
+const _: () = assert!(core::mem::size_of::<WarrantEntry>() == 40);
+
+/// Index of the single [`Settings`] entry in the SETTINGS array map.
+pub const SETTINGS_INDEX: u32 = 0;
+
+/// Daemon-written settings the kernel copies into events.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Version of the policy bundle of each generation.
+    pub policy_versions: [u64; 2],
+    /// The daemon's process id: subjects may not signal or trace it.
+    pub daemon_tgid: u32,
+    /// Which [`crate::match_kind`]s the policy uses, as bits `1 << kind`: exec
+    /// looks up only those.
+    pub match_kinds: u32,
+    /// The policy generation in force, 0 or 1. A new policy's rules and
+    /// profiles are written under the other generation, then this one word
+    /// flips: each decision reads it once, so it sees the old policy whole
+    /// or the new one whole, never a mix.
+    pub generation: u32,
+    pub _reserved: u32,
+}
+const _: () = assert!(core::mem::size_of::<Settings>() == 32);
+
+impl Settings {
+    /// The generation in force (0 or 1).
+    pub fn active_generation(&self) -> u8 {
+        (self.generation & 1) as u8
+    }
+}
+
+/// Key of the MATCHES map (value: the profile id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MatchKey {
+    /// One of [`crate::match_kind`].
+    pub kind: u32,
+    pub _pad: u32,
+    pub value: [u64; 2],
+}
+const _: () = assert!(core::mem::size_of::<MatchKey>() == 24);
+
+/// Key of the PROTECTED map: one inode, as the kernel names it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    /// `super_block.s_dev` in the kernel's encoding, `MAJOR << 20 | MINOR`.
+    pub dev: u64,
+    pub ino: u64,
+}
+const _: () = assert!(core::mem::size_of::<FileKey>() == 16);
+
+/// Value of the MARKS map (keyed by [`FileKey`]): a regular file whose
+/// content a subject wrote (made, opened for writing, wrote through any fd).
+/// Whoever executes it becomes a subject of `profile_id`; no process outside
+/// every subject may map it executable. The entry holds until root outside
+/// every subject clears it (`warrant unmark`), or the file's last name goes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mark {
+    /// The profile of the subject that wrote it last.
+    pub profile_id: u32,
+    /// The inode's `i_generation` when marked: an entry whose generation
+    /// differs is another file's that reused the inode number.
+    pub generation: u32,
+}
+const _: () = assert!(core::mem::size_of::<Mark>() == 8);
+
+/// Entries the MARKS map holds. A subject's write that would need one more
+/// is refused (ENOSPC) rather than left unmarked.
+pub const MARKS_CAPACITY: u32 = 131_072;
+
+/// Value of the PROTECTED map: which protected tree the inode belongs to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProtectedEntry {
+    /// The tree's id (a hash of its path), or [`SELF_TREE`] for Warrant's
+    /// own files.
+    pub tree: u32,
+    /// [`PROTECTED_ANCESTOR`] for a directory above a tree root: only
+    /// renaming it is decided (it would move the tree away), and new files
+    /// in it do not join the tree.
+    pub flags: u32,
+}
+
+/// [`ProtectedEntry::flags`] of a directory above a protected tree.
+pub const PROTECTED_ANCESTOR: u32 = 1;
+const _: () = assert!(core::mem::size_of::<ProtectedEntry>() == 8);
+
+/// [`ProtectedEntry::tree`] of Warrant's own config, state and audit files:
+/// subjects never change them (`self.files`), whatever the policy says.
+pub const SELF_TREE: u32 = u32::MAX;

@@ -1,0 +1,131 @@
+//! Putting a compiled policy in force as one transaction: the kernel's maps,
+//! the daemon's memory and the persisted bundle change together or not at
+//! all. A failure half-way puts back what the kernel and the disk held.
+//!
+//! The order keeps every moment at least as strict as one of the two
+//! policies: the new policy's protected inodes and /proc trees join the old
+//! ones' and its rules are written under the generation not in force
+//! (`Kernel::begin_policy`); one word flips the generation and the
+//! matchers follow (`switch_policy`); the bundle is persisted; only then
+//! does the old generation go and what only the old policy protected leave.
+//! One gap remains: between the flip and the last matcher written, an exec
+//! is matched by the old matchers under the new rules (MATCHES has no
+//! generation).
+
+use super::*;
+
+/// What the kernel needs of a policy besides its rules, walked and resolved
+/// before any map changes: a refusal at this stage changes nothing.
+pub(super) struct KernelPolicy {
+    version: u64,
+    inodes: HashMap<FileKey, ProtectedEntry>,
+    trees: HashSet<u32>,
+    proc_trees: HashMap<u64, u32>,
+    pub(super) matches: subjects::Resolved,
+}
+
+impl State {
+    /// Walks `compiled`'s protected trees and resolves its matchers.
+    pub(super) fn stage(&self, compiled: &CompiledPolicy) -> Result<KernelPolicy, protect::ProtectError> {
+        let (inodes, trees) = self.protected_inodes(&compiled.policy.protect)?;
+        Ok(KernelPolicy {
+            version: compiled.version(),
+            inodes,
+            trees,
+            proc_trees: protect::proc_trees(&compiled.policy.protect),
+            matches: subjects::resolve(&compiled.matchers),
+        })
+    }
+
+    /// Puts `compiled` (staged as `staged`) in the kernel and, unless it is
+    /// the persisted bundle being restored, `bundle` on disk. On failure
+    /// the kernel and the disk hold what they held, and the error says so;
+    /// the caller replaces `self.policy` only on success.
+    pub(super) fn commit(
+        &mut self,
+        compiled: &CompiledPolicy,
+        staged: &KernelPolicy,
+        bundle: &str,
+        restoring: bool,
+    ) -> Result<(), String> {
+        let before = match &self.policy {
+            Some(policy) => format!("policy v{} stays in force", policy.version()),
+            None => "the kernel keeps the policy it held".to_owned(),
+        };
+        let not_loaded = |e: KernelError| format!("bundle could not be loaded into the kernel: {e}");
+        let mut change = self
+            .kernel
+            .begin_policy(staged.version, &compiled.profiles, &compiled.rules, &staged.inodes, &staged.proc_trees)
+            .map_err(|e| format!("{}; {before}", not_loaded(e)))?;
+        let matches = &staged.matches;
+        let switched = self
+            .kernel
+            .switch_policy(&mut change, &matches.entries, &matches.cgroup_paths, matches.kinds)
+            .map_err(not_loaded)
+            .and_then(|()| match restoring {
+                true => Ok(()),
+                false => persist_bundle(&self.config.state_dir, bundle, staged.version),
+            });
+        if let Err(message) = switched {
+            return Err(match self.kernel.abort_policy(change) {
+                Ok(()) => format!("{message}; {before}"),
+                Err(e) => format!("{message}; putting back what the kernel held failed too: {e}"),
+            });
+        }
+        // Failures from here on leave more in the kernel than the policy
+        // says (the old generation, protection), never less.
+        if let Err(e) = self.kernel.commit_policy(change, &compiled.rules) {
+            warn!(version = staged.version, "the generation before stays in the kernel until the next apply: {e}");
+        }
+        let released = self
+            .kernel
+            .set_protected(&staged.inodes, &staged.trees)
+            .and_then(|()| self.kernel.set_proc_trees(&staged.proc_trees));
+        if let Err(e) = released {
+            warn!(version = staged.version, "what only the policy before protected stays protected: {e}");
+        }
+        Ok(())
+    }
+}
+
+/// Persists `bundle` (its policy's `version`) as the policy in force: the
+/// bundle, then its version. On any failure both files are put back as
+/// they were, so that a restart applies the policy the kernel holds.
+fn persist_bundle(state_dir: &Path, bundle: &str, version: u64) -> Result<(), String> {
+    let version_text = version.to_string();
+    let files =
+        [(policy_bundle_path(state_dir), bundle.as_bytes()), (version_path(state_dir), version_text.as_bytes())];
+    let mut before = Vec::new();
+    for (path, _) in &files {
+        match fs::read(path) {
+            Ok(bytes) => before.push(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => before.push(None),
+            Err(e) => return Err(format!("bundle could not be persisted: cannot read {}: {e}", path.display())),
+        }
+    }
+    for (written, (path, bytes)) in files.iter().enumerate() {
+        let Err(e) = write_atomic(path, bytes) else { continue };
+        let message = format!("bundle could not be persisted: {}: {e}", path.display());
+        // Even a failed write may have replaced the file (a failed fsync
+        // after the rename): every file up to this one goes back.
+        let undone: Vec<String> = files[..=written]
+            .iter()
+            .zip(&before)
+            .filter_map(|((path, _), before)| {
+                let put_back = match before {
+                    Some(bytes) => write_atomic(path, bytes),
+                    None => fs::remove_file(path).or_else(|e| match e.kind() {
+                        std::io::ErrorKind::NotFound => Ok(()),
+                        _ => Err(e),
+                    }),
+                };
+                put_back.err().map(|e| format!("{}: {e}", path.display()))
+            })
+            .collect();
+        return Err(match undone.is_empty() {
+            true => format!("{message}; the files before are back"),
+            false => format!("{message}; putting the files before back failed: {}", undone.join(", ")),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! Loading: verifying every program against this kernel, reusing or
+//! replacing the pinned maps, and attaching in place of the previous
+//! daemon's links so that a restart leaves no gap.
+
+use super::*;
+
+impl Kernel {
+    /// Loads the programs; when `attach` (the daemon; doctor only loads),
+    /// reuses or creates the pinned maps, attaches, and pins each link in
+    /// place of the previous daemon's: the new program is attached before the
+    /// old one lets go, so a restart leaves no gap. Pinned maps of another
+    /// layout are replaced, not reused (see `pins`): the subjects they mark
+    /// are marked in the new maps before the new programs attach.
+    pub fn load(attach: bool) -> Result<Self, KernelError> {
+        let mode = match check_bpf_lsm() {
+            Ok(()) => Mode::BpfLsm,
+            Err(KernelError::LsmInactive(list)) => Mode::ModifyReturn { active_lsms: list },
+            Err(e) => return Err(e),
+        };
+        let kernel_btf = KernelBtf::from_sys_fs()?;
+        let offsets = btf::kernel_offsets(&kernel_btf)?;
+        let pin_root = Path::new(PIN_ROOT);
+        let maps_dir = pin_root.join("maps");
+        let mut loader = EbpfLoader::new();
+        // SUBJECTS is a task-storage map, which aya loads but has no type for.
+        loader.allow_unsupported_maps().override_global("KERNEL_OFFSETS", &offsets, true);
+        let map_paths: Vec<(&str, PathBuf)> = PINNED_MAPS.iter().map(|name| (*name, maps_dir.join(name))).collect();
+        let mut set_aside = None;
+        if attach {
+            prepare_pin_root(pin_root)?;
+            let reasons = pins::mismatches(&maps_dir, EBPF_OBJECT, PINNED_MAPS);
+            if !reasons.is_empty() {
+                tracing::warn!(?reasons, "pinned maps of another layout: replacing them");
+                let aside = pins::SetAside::new(&maps_dir, reasons)
+                    .map_err(|e| KernelError::Pin { path: maps_dir.display().to_string(), reason: e.to_string() })?;
+                set_aside = Some(aside);
+            }
+            for (name, path) in &map_paths {
+                loader.map_pin_path(name, path.as_path());
+            }
+        }
+        let mut ebpf = loader.load(EBPF_OBJECT).map_err(|e| KernelError::Object(error_chain(&e)))?;
+        let btf = Btf::from_sys_fs().map_err(|e| KernelError::AyaBtf(e.to_string()))?;
+        let (missing_hooks, modify_return) = match &mode {
+            Mode::BpfLsm => (load_programs(&mut ebpf, &btf, &kernel_btf, true)?, Vec::new()),
+            Mode::ModifyReturn { active_lsms } => {
+                let mut missing = load_programs(&mut ebpf, &btf, &kernel_btf, false)?;
+                let globals = StdHashMap::from([("KERNEL_OFFSETS", (offsets_bytes(&offsets), true))]);
+                let fmod = fmod_ret::Loader::new(EBPF_OBJECT, globals, &ebpf).map_err(|e| {
+                    KernelError::NoEnforcement { active_lsms: active_lsms.clone(), reason: e.to_string() }
+                })?;
+                let loaded = fmod_ret::load_all(&fmod, &btf, &kernel_btf, &mut missing).map_err(|e| {
+                    KernelError::NoEnforcement { active_lsms: active_lsms.clone(), reason: e.to_string() }
+                })?;
+                (missing, loaded)
+            }
+        };
+        let rules = HashMap::try_from(take(&mut ebpf, "RULES")?).map_err(map_err("RULES"))?;
+        let profiles = HashMap::try_from(take(&mut ebpf, "PROFILES")?).map_err(map_err("PROFILES"))?;
+        let warrants = HashMap::try_from(take(&mut ebpf, "WARRANTS")?).map_err(map_err("WARRANTS"))?;
+        let settings = Array::try_from(take(&mut ebpf, "SETTINGS")?).map_err(map_err("SETTINGS"))?;
+        let protected = HashMap::try_from(take(&mut ebpf, "PROTECTED")?).map_err(map_err("PROTECTED"))?;
+        let rates = Array::try_from(take(&mut ebpf, "RATES")?).map_err(map_err("RATES"))?;
+        let mut kernel = Self {
+            ebpf,
+            rules,
+            profiles,
+            warrants,
+            settings,
+            protected,
+            rates,
+            missing_hooks,
+            replaced_pins: Vec::new(),
+            mode,
+            modify_return,
+        };
+        if !attach {
+            return Ok(kernel);
+        }
+        let mut layout: Array<&mut MapData, u32> =
+            Array::try_from(kernel.ebpf.map_mut("PIN_LAYOUT").ok_or(KernelError::MissingMap("PIN_LAYOUT"))?)
+                .map_err(map_err("PIN_LAYOUT"))?;
+        layout.set(0, warrant_common::PIN_LAYOUT_VERSION, 0).map_err(map_err("PIN_LAYOUT"))?;
+        if let Some(aside) = &set_aside {
+            kernel.carry_subjects(aside);
+        }
+        kernel.attach_programs(&pin_root.join("links"))?;
+        if let Some(aside) = set_aside {
+            // Processes the old programs marked while the new ones attached.
+            kernel.carry_subjects(&aside);
+            kernel.replaced_pins = aside.reasons.clone();
+            aside.remove();
+        }
+        Ok(kernel)
+    }
+
+    /// Marks in this Kernel's maps every subject the set-aside maps mark.
+    fn carry_subjects(&mut self, aside: &pins::SetAside) {
+        for (pid, profile_id) in aside.subjects() {
+            if self.subject_profile(pid).is_none()
+                && let Err(e) = self.mark_process(pid, profile_id)
+            {
+                tracing::error!(pid, "cannot carry a subject into the new maps: {e}");
+            }
+        }
+    }
+
+    /// Attaches every loaded program and pins its link in place of the
+    /// previous daemon's: tracing programs first, then the LSM programs in
+    /// their order.
+    fn attach_programs(&mut self, links: &Path) -> Result<(), KernelError> {
+        let mut pinned: Vec<&str> = Vec::new();
+        for &(name, _) in TRACING_PROGRAMS {
+            let link = match self.ebpf.program_mut(name).ok_or_else(|| program_err(name, "missing".into()))? {
+                Program::FEntry(program) => program.attach().and_then(|id| program.take_link(id)).map(FdLink::from),
+                Program::FExit(program) => program.attach().and_then(|id| program.take_link(id)).map(FdLink::from),
+                Program::BtfTracePoint(program) => {
+                    program.attach().and_then(|id| program.take_link(id)).map(FdLink::from)
+                }
+                _ => return Err(program_err(name, "is not an fentry, fexit or BTF tracepoint program".into())),
+            };
+            pin_link_in_place(link.map_err(|e| program_err(name, error_chain(&e)))?, &links.join(name))?;
+            pinned.push(name);
+        }
+        for (name, program) in &self.modify_return {
+            fmod_ret::attach_and_pin(program, &links.join(name))
+                .map_err(|e| KernelError::Program { program: name, reason: format!("attaching: {e}") })?;
+            pinned.push(name);
+        }
+        for lsm_program in LSM_PROGRAMS {
+            let name = lsm_program.name;
+            if self.mode != Mode::BpfLsm || self.missing_hooks.iter().any(|m| m.hook == lsm_program.hook) {
+                continue;
+            }
+            let program: &mut Lsm = typed_program(&mut self.ebpf, name)?;
+            let link_id = program.attach().map_err(|e| program_err(name, error_chain(&e)))?;
+            let link = program.take_link(link_id).map_err(|e| program_err(name, error_chain(&e)))?;
+            pin_link_in_place(FdLink::from(link), &links.join(name))?;
+            pinned.push(name);
+        }
+        remove_stale_links(links, &pinned);
+        Ok(())
+    }
+}
+
+/// Loads (verifies) every program, the LSM ones only `with_lsm`; returns
+/// the optional hooks this kernel lacks, whose programs are left unloaded.
+fn load_programs(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    kernel_btf: &KernelBtf,
+    with_lsm: bool,
+) -> Result<Vec<MissingHook>, KernelError> {
+    for &(name, function) in TRACING_PROGRAMS {
+        let loaded = match ebpf.program_mut(name).ok_or_else(|| program_err(name, "missing from the object".into()))? {
+            Program::FEntry(program) => program.load(function, btf),
+            Program::FExit(program) => program.load(function, btf),
+            Program::BtfTracePoint(program) => program.load(function, btf),
+            _ => return Err(program_err(name, "is not an fentry, fexit or BTF tracepoint program".into())),
+        };
+        loaded.map_err(|e| program_err(name, error_chain(&e)))?;
+    }
+    let mut missing_hooks = Vec::new();
+    for lsm_program in LSM_PROGRAMS.iter().filter(|_| with_lsm) {
+        let name = lsm_program.name;
+        if !hook_present(lsm_program, kernel_btf, &mut missing_hooks)? {
+            continue;
+        }
+        let program: &mut Lsm = typed_program(ebpf, name)?;
+        program.load(lsm_program.hook, btf).map_err(|e| program_err(name, error_chain(&e)))?;
+        log_verified(name, program.info().ok().and_then(|info| info.verified_instruction_count()));
+    }
+    let mark_threads: &mut Iter = typed_program(ebpf, "mark_threads")?;
+    mark_threads.load("task", btf).map_err(|e| program_err("mark_threads", error_chain(&e)))?;
+    Ok(missing_hooks)
+}
+
+/// The verifier's budget is 1M processed instructions a program: the log
+/// (`warrant daemon --verbose`) shows how much of it `program` used here.
+pub(super) fn log_verified(program: &str, count: Option<u32>) {
+    if let Some(count) = count {
+        tracing::debug!(program, verified_instructions = count, budget = 1_000_000, "loaded");
+    }
+}
+
+fn program_err(program: &'static str, reason: String) -> KernelError {
+    KernelError::Program { program, reason }
+}
+
+/// Program `name` of the object, as the program type `T` it must be.
+fn typed_program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, KernelError>
+where
+    &'a mut T: TryFrom<&'a mut Program, Error = aya::programs::ProgramError>,
+{
+    let program = ebpf.program_mut(name).ok_or_else(|| program_err(name, "missing from the object".into()))?;
+    program.try_into().map_err(|e: aya::programs::ProgramError| program_err(name, e.to_string()))
+}
+
+/// Whether `program`'s hook is in this kernel. If not, what its absence
+/// costs is logged and added to `missing`, or, for a hook Warrant cannot do
+/// without, the error.
+pub(super) fn hook_present(
+    program: &LsmProgram,
+    kernel_btf: &KernelBtf,
+    missing: &mut Vec<MissingHook>,
+) -> Result<bool, KernelError> {
+    if program.present(kernel_btf) {
+        return Ok(true);
+    }
+    let absent = program.missing().ok_or(KernelError::MissingHook(program.hook))?;
+    tracing::warn!(hook = program.hook, "{}", absent.effect);
+    missing.push(absent);
+    Ok(false)
+}
+
+/// Mounts bpffs if needed and creates PIN_ROOT/{maps,links}.
+fn prepare_pin_root(root: &Path) -> Result<(), KernelError> {
+    let bpffs = root.parent().unwrap_or(Path::new("/sys/fs/bpf"));
+    let is_bpffs = nix::sys::statfs::statfs(bpffs)
+        .map(|fs| fs.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC)
+        .unwrap_or(false);
+    if !is_bpffs {
+        nix::mount::mount(Some("bpf"), bpffs, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>).map_err(
+            |e| KernelError::Pin { path: bpffs.display().to_string(), reason: format!("cannot mount bpffs: {e}") },
+        )?;
+    }
+    for dir in [root.join("maps"), root.join("links")] {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| KernelError::Pin { path: dir.display().to_string(), reason: e.to_string() })?;
+    }
+    Ok(())
+}
+
+/// Pins `link` at `path`, replacing (and so detaching) a previous pin there
+/// only once the new link is attached and pinned beside it.
+fn pin_link_in_place(link: FdLink, path: &Path) -> Result<(), KernelError> {
+    let pin_err = |reason: String| KernelError::Pin { path: path.display().to_string(), reason };
+    // bpffs refuses names with dots (reserved), hence `_new`.
+    let mut staging = path.as_os_str().to_owned();
+    staging.push("_new");
+    let staging = PathBuf::from(staging);
+    let _ = std::fs::remove_file(&staging);
+    link.pin(&staging).map_err(|e| pin_err(error_chain(&e)))?;
+    std::fs::rename(&staging, path).map_err(|e| pin_err(e.to_string()))
+}
+
+/// Unpins (and so detaches) every link under `links` this daemon did not
+/// just pin: a program an earlier version had and this one has not.
+fn remove_stale_links(links: &Path, pinned: &[&str]) {
+    let Ok(entries) = std::fs::read_dir(links) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if pinned.iter().any(|p| name == *p) {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => {
+                tracing::warn!(link = ?name, "detached a program an earlier daemon attached and this one has not")
+            }
+            Err(e) => tracing::error!(link = ?name, "cannot detach an earlier daemon's program: {e}"),
+        }
+    }
+}
+
+/// The bytes of the offsets global, as aya-obj patches data sections.
+fn offsets_bytes(offsets: &warrant_common::KernelOffsets) -> &[u8] {
+    // SAFETY: KernelOffsets is repr(C) u32 fields with no padding (its size
+    // is asserted in warrant-common), so every byte is initialised.
+    unsafe {
+        std::slice::from_raw_parts(
+            std::ptr::from_ref(offsets).cast::<u8>(),
+            std::mem::size_of::<warrant_common::KernelOffsets>(),
+        )
+    }
+}
+
+pub(super) fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, KernelError> {
+    ebpf.take_map(name).ok_or(KernelError::MissingMap(name))
+}

@@ -1,0 +1,230 @@
+//! The maps a policy occupies: its rules and profiles (under a generation),
+//! the protected inodes and /proc trees, and the exec-time matchers. A new
+//! policy goes in as one change that is either committed or aborted, and an
+//! aborted change puts back exactly what it replaced: the kernel's own
+//! additions since (files created in a protected tree, cgroups made under a
+//! matched one) stay.
+
+use super::*;
+
+/// A policy written into the kernel and not yet committed: what it
+/// replaced, to put back if it is aborted.
+#[must_use = "a policy change is committed or aborted"]
+pub struct PolicyChange {
+    /// The generation in force before, and the one written.
+    before: u8,
+    written: u8,
+    /// The settings word flipped to `written`.
+    flipped: bool,
+    /// Each PROTECTED and PROC_TREES key the change wrote, with what was
+    /// there (None: nothing).
+    protected_before: Vec<(FileKey, Option<ProtectedEntry>)>,
+    proc_trees_before: Vec<(u64, Option<u32>)>,
+    /// MATCHES, CGROUP_PATHS and the match kinds before the switch.
+    matches_before: Option<Matches>,
+}
+
+/// The exec-time matchers, as `Kernel::set_matches` takes them.
+struct Matches {
+    entries: StdHashMap<MatchKey, u32>,
+    cgroup_paths: StdHashMap<u64, u32>,
+    kinds: u32,
+}
+
+impl Kernel {
+    /// Begins a policy change. The new policy's protection joins the old
+    /// (an entry that fully protects an inode is not made an ancestor-only
+    /// one), and `profiles` and `rules` are written under the generation
+    /// not in force, which nothing reads yet: while the change is open the
+    /// old rules decide, with at least the old protection. On failure,
+    /// what was written is undone.
+    pub fn begin_policy(
+        &mut self,
+        version: u64,
+        profiles: &[(u32, ProfileEntry)],
+        rules: &StdHashMap<TargetKey, RuleEntry>,
+        protected: &StdHashMap<FileKey, ProtectedEntry>,
+        proc_trees: &StdHashMap<u64, u32>,
+    ) -> Result<PolicyChange, KernelError> {
+        let before = self.settings.get(&SETTINGS_INDEX, 0).map_err(map_err("SETTINGS"))?.active_generation();
+        let mut change = PolicyChange {
+            before,
+            written: before ^ 1,
+            flipped: false,
+            protected_before: Vec::new(),
+            proc_trees_before: Vec::new(),
+            matches_before: None,
+        };
+        match self.write_change(&mut change, version, profiles, rules, protected, proc_trees) {
+            Ok(()) => Ok(change),
+            Err(e) => {
+                if let Err(undo) = self.abort_policy(change) {
+                    return Err(KernelError::Undo { error: Box::new(e), undo: Box::new(undo) });
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn write_change(
+        &mut self,
+        change: &mut PolicyChange,
+        version: u64,
+        profiles: &[(u32, ProfileEntry)],
+        rules: &StdHashMap<TargetKey, RuleEntry>,
+        protected: &StdHashMap<FileKey, ProtectedEntry>,
+        proc_trees: &StdHashMap<u64, u32>,
+    ) -> Result<(), KernelError> {
+        for (key, entry) in protected {
+            let old = self.protected.get(key, 0).ok();
+            if old.is_some_and(|old| old.flags == 0 && entry.flags != 0) {
+                continue;
+            }
+            change.protected_before.push((*key, old));
+            self.protected.insert(key, entry, 0).map_err(map_err("PROTECTED"))?;
+        }
+        let mut trees = self.hash_map::<u64, u32>("PROC_TREES")?;
+        for (key, tree) in proc_trees {
+            change.proc_trees_before.push((*key, trees.get(key, 0).ok()));
+            trees.insert(key, tree, 0).map_err(map_err("PROC_TREES"))?;
+        }
+        // Leftovers of an earlier change that could not be cleaned up.
+        self.remove_generation(change.written)?;
+        for (id, entry) in profiles {
+            self.profiles.insert(profile_key(change.written, *id), entry, 0).map_err(map_err("PROFILES"))?;
+        }
+        for (key, rule) in rules {
+            let key = TargetKey { generation: change.written, ..*key };
+            self.rules.insert(key, rule, 0).map_err(map_err("RULES"))?;
+        }
+        let written = change.written as usize;
+        self.write_settings(|settings| settings.policy_versions[written] = version)
+    }
+
+    /// Puts the written policy in force: one settings word flips the
+    /// generation, then the matchers follow (`set_matches`).
+    pub fn switch_policy(
+        &mut self,
+        change: &mut PolicyChange,
+        entries: &StdHashMap<MatchKey, u32>,
+        cgroup_paths: &StdHashMap<u64, u32>,
+        kinds: u32,
+    ) -> Result<(), KernelError> {
+        change.matches_before = Some(self.matches()?);
+        let written = change.written;
+        self.write_settings(|settings| settings.generation = written as u32)?;
+        change.flipped = true;
+        self.set_matches(entries, cgroup_paths, kinds)
+    }
+
+    /// Keeps a switched change: rate windows start afresh (rule indexes
+    /// name other rules now) and the generation before leaves. What only
+    /// the policy before protected is the caller's to release
+    /// (`set_protected`, `set_proc_trees`).
+    pub fn commit_policy(
+        &mut self,
+        change: PolicyChange,
+        rules: &StdHashMap<TargetKey, RuleEntry>,
+    ) -> Result<(), KernelError> {
+        let indexes = rules.values().map(|r| r.rule_index + 1).max().unwrap_or(0).min(self.rates.len());
+        for index in 0..indexes {
+            self.rates.set(index, RateWindow::default(), 0).map_err(map_err("RATES"))?;
+        }
+        self.remove_generation(change.before)
+    }
+
+    /// Undoes what `change` did, the old rules first and the protection
+    /// last, every step tried; the first error is returned.
+    pub fn abort_policy(&mut self, change: PolicyChange) -> Result<(), KernelError> {
+        let mut result = Ok(());
+        let mut step = |outcome: Result<(), KernelError>| {
+            if result.is_ok() {
+                result = outcome;
+            }
+        };
+        if change.flipped {
+            let before = change.before;
+            step(self.write_settings(|settings| settings.generation = before as u32));
+        }
+        if let Some(matches) = &change.matches_before {
+            step(self.set_matches(&matches.entries, &matches.cgroup_paths, matches.kinds));
+        }
+        step(self.remove_generation(change.written));
+        for (key, old) in change.protected_before.iter().rev() {
+            step(match old {
+                Some(entry) => self.protected.insert(key, entry, 0).map_err(map_err("PROTECTED")),
+                None => remove_key(&mut self.protected, "PROTECTED", key),
+            });
+        }
+        match self.hash_map::<u64, u32>("PROC_TREES") {
+            Ok(mut trees) => {
+                for (key, old) in change.proc_trees_before.iter().rev() {
+                    step(match old {
+                        Some(tree) => trees.insert(key, tree, 0).map_err(map_err("PROC_TREES")),
+                        None => remove_key(&mut trees, "PROC_TREES", key),
+                    });
+                }
+            }
+            Err(e) => step(Err(e)),
+        }
+        result
+    }
+
+    /// Removes every rule and profile of `generation`.
+    fn remove_generation(&mut self, generation: u8) -> Result<(), KernelError> {
+        remove_where(&mut self.rules, "RULES", |key, _| key.generation == generation)?;
+        remove_where(&mut self.profiles, "PROFILES", |key, _| (key >> 32) as u8 == generation)
+    }
+
+    /// Makes `trees` (path hash -> tree id) the protected trees under /proc.
+    pub fn set_proc_trees(&mut self, trees: &StdHashMap<u64, u32>) -> Result<(), KernelError> {
+        replace_entries(&mut self.hash_map("PROC_TREES")?, "PROC_TREES", trees, |_, _| false)
+    }
+
+    /// Adds protected inodes, leaving the others as they are.
+    pub fn add_protected(&mut self, entries: &StdHashMap<FileKey, ProtectedEntry>) -> Result<(), KernelError> {
+        for (key, entry) in entries {
+            self.protected.insert(key, entry, 0).map_err(map_err("PROTECTED"))?;
+        }
+        Ok(())
+    }
+
+    /// Makes `entries` the protected inodes. Entries of trees still in
+    /// `trees` stay even when the walk missed them: the kernel adds files
+    /// created since, and removing them would unprotect them.
+    pub fn set_protected(
+        &mut self,
+        entries: &StdHashMap<FileKey, ProtectedEntry>,
+        trees: &std::collections::HashSet<u32>,
+    ) -> Result<(), KernelError> {
+        replace_entries(&mut self.protected, "PROTECTED", entries, |_, entry| trees.contains(&entry.tree))
+    }
+
+    /// Makes `entries` the exec-time matches and tells the kernel which
+    /// kinds to look up. Cgroup entries the kernel added for cgroups made
+    /// under a matched one stay while that profile still matches cgroups.
+    pub fn set_matches(
+        &mut self,
+        entries: &StdHashMap<MatchKey, u32>,
+        cgroup_paths: &StdHashMap<u64, u32>,
+        kinds: u32,
+    ) -> Result<(), KernelError> {
+        replace_entries(&mut self.hash_map("CGROUP_PATHS")?, "CGROUP_PATHS", cgroup_paths, |_, _| false)?;
+        let cgroup_profiles: std::collections::HashSet<u32> =
+            entries.iter().filter(|(k, _)| k.kind == match_kind::CGROUP).map(|(_, p)| *p).collect();
+        replace_entries(&mut self.hash_map("MATCHES")?, "MATCHES", entries, |key, profile| {
+            key.kind == match_kind::CGROUP && cgroup_profiles.contains(profile)
+        })?;
+        self.write_settings(|settings| settings.match_kinds = kinds)
+    }
+
+    /// The exec-time matchers in the kernel now.
+    fn matches(&mut self) -> Result<Matches, KernelError> {
+        let kinds = self.settings.get(&SETTINGS_INDEX, 0).map_err(map_err("SETTINGS"))?.match_kinds;
+        let entries = self.hash_map::<MatchKey, u32>("MATCHES")?.iter().collect::<Result<_, _>>();
+        let entries = entries.map_err(map_err("MATCHES"))?;
+        let cgroup_paths = self.hash_map::<u64, u32>("CGROUP_PATHS")?.iter().collect::<Result<_, _>>();
+        let cgroup_paths = cgroup_paths.map_err(map_err("CGROUP_PATHS"))?;
+        Ok(Matches { entries, cgroup_paths, kinds })
+    }
+}

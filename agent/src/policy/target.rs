@@ -1,0 +1,411 @@
+//! A rule's target: parsed from policy text per the action's target kind,
+//! packed into the kernel's key, and rendered back for records.
+
+use thiserror::Error;
+use warrant_common::{
+    FAMILY_ANY, FileKey, NAME_LEN, TargetKey,
+    action::{self, TargetKind},
+    netlink,
+    netlink_protocols::{GENL_COMMAND_PRESENT, PROTOCOL_NAMES},
+};
+
+use super::names::{
+    FAMILIES, HostNames, NETNS_RUN_DIR, Named, family_name, host_netns, made_by_subject_error, resolve_netns_word,
+    tree_of,
+};
+use crate::{net_target, protect};
+
+/// A parsed target. What it may be depends on the action's
+/// [`TargetKind`]; `None` parts are wildcards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// `FAMILY [TABLE [OBJECT]]` (nftables), or `FAMILY` alone (legacy x_tables).
+    Firewall { family: Option<u8>, table: Option<String>, object: Option<String> },
+    /// An ipset set by name (`None`: any), and for rename and swap the other
+    /// set (`None`: any).
+    IpSet { set: Option<String>, other: Option<String> },
+    /// A network namespace by nsfs inode number (`net:[4026532001]`, `host`
+    /// for the host's own, or a name under /run/netns, resolved when the
+    /// policy is applied); `None`: any.
+    Namespace(Option<u64>),
+    /// A protected tree (`None`: any) and, within it, one file (`None`:
+    /// the whole tree).
+    File { tree: Option<u32>, inode: Option<FileKey> },
+    /// A netlink protocol by number (`route`, `generic`, ... or a number),
+    /// a message type (0: any; for `generic`, a family's id) and, for a
+    /// generic family, a command (`None`: any); `None`: any protocol.
+    Protocol(Option<(u8, u16, Option<u8>)>),
+    /// A unix socket by the name its listener bound (`/run/x.sock`,
+    /// `@abstract`); `None`: any.
+    Socket(Option<String>),
+    /// A loopback port; `None`: any.
+    Port(Option<u16>),
+    /// A network interface by name, in a namespace (nsfs inode: the host's
+    /// for a bare name); `None`: any.
+    Interface(Option<(String, u64)>),
+    /// A route by table and prefix; `None`: any.
+    Route(Option<net_target::Route>),
+    /// Actions without a target: only `*`.
+    Nothing,
+}
+
+/// Why a target does not parse.
+#[derive(Debug, Error)]
+pub enum TargetError {
+    #[error("{0}")]
+    Invalid(String),
+    /// Well-formed, but names a namespace or file this host does not have.
+    #[error("{0}")]
+    NotOnThisHost(String),
+}
+
+impl Target {
+    /// Parses `text` as a target of an action of `kind`: namespace names
+    /// and file paths are looked up in `names`, files must be under one of
+    /// the `protect` trees. A tree's own path names the whole tree.
+    pub fn parse(kind: TargetKind, text: &str, protect: &[String], names: &dyn HostNames) -> Result<Self, TargetError> {
+        let text = text.trim();
+        match kind {
+            TargetKind::Firewall | TargetKind::Family => Self::parse_firewall(kind, text).map_err(TargetError::Invalid),
+            TargetKind::IpSet => {
+                let parts: Vec<&str> = text.split_whitespace().collect();
+                let name = |i: usize| parts.get(i).filter(|p| **p != "*").map(|p| (*p).to_owned());
+                let (set, other) = (name(0), name(1));
+                if parts.is_empty() || parts.len() > 2 || (set.is_none() && other.is_some()) {
+                    return Err(TargetError::Invalid(format!("target {text:?} must be \"SET\", \"SET OTHER\" or \"*\"")));
+                }
+                if [&set, &other].into_iter().flatten().any(|n| n.len() > 31) {
+                    return Err(TargetError::Invalid(format!("target {text:?}: ipset names are at most 31 bytes")));
+                }
+                Ok(Target::IpSet { set, other })
+            }
+            TargetKind::File if text == "*" => Ok(Target::File { tree: None, inode: None }),
+            TargetKind::File => {
+                let tree = tree_of(protect, text).ok_or_else(|| {
+                    TargetError::Invalid(format!("target {text:?} is not under any protected tree (protect = {protect:?})"))
+                })?;
+                let inode = if text == tree {
+                    None
+                } else {
+                    if let Some(profile) = names.made_by_subject(Named::File(text)) {
+                        return Err(made_by_subject_error(text, "the file", &profile));
+                    }
+                    Some(names.file(text).ok_or_else(|| {
+                        TargetError::NotOnThisHost(format!("target {text:?}: no such file on this host"))
+                    })?)
+                };
+                Ok(Target::File { tree: Some(protect::tree_id(tree)), inode })
+            }
+            TargetKind::Namespace if text == "*" => Ok(Target::Namespace(None)),
+            TargetKind::Namespace => resolve_netns_word(text, text, "the name", names)?
+                .map(|inode| Target::Namespace(Some(inode)))
+                .ok_or_else(|| {
+                    TargetError::NotOnThisHost(format!(
+                        "target {text:?}: no network namespace by that name in {NETNS_RUN_DIR} (use a name, net:[INODE] or *)"
+                    ))
+                }),
+            TargetKind::Protocol if text == "*" => Ok(Target::Protocol(None)),
+            TargetKind::Protocol => {
+                let words: Vec<&str> = text.split_whitespace().collect();
+                let protocol = words.first().and_then(|w| parse_protocol(w)).ok_or_else(|| {
+                    let names: Vec<&str> = PROTOCOL_NAMES.iter().map(|(_, n)| *n).collect();
+                    TargetError::Invalid(format!(
+                        "target {text:?}: not a netlink protocol (a number below 32, or one of {}, or *)",
+                        names.join(", ")
+                    ))
+                })?;
+                let generic = protocol == GENERIC_PROTOCOL;
+                let family = |family: &str| {
+                    names.genl_family(family).ok_or_else(|| {
+                        TargetError::NotOnThisHost(format!(
+                            "target {text:?}: no generic netlink family {family:?} is registered here (is its module loaded?)"
+                        ))
+                    })
+                };
+                let (msg_type, command) = match words[1..] {
+                    [] => (0, None),
+                    ["type", number] if !generic => (
+                        number.parse::<u16>().ok().filter(|n| *n != 0).ok_or_else(|| {
+                            TargetError::Invalid(format!("target {text:?}: the message type must be a number from 1"))
+                        })?,
+                        None,
+                    ),
+                    // What a record shows for a family id no longer registered. Not a
+                    // target: the kernel hands a freed id to the next family
+                    // registered, whatever it is.
+                    ["type", ..] if generic => {
+                        return Err(TargetError::Invalid(format!(
+                            "target {text:?}: a generic netlink family is named, not numbered (its id goes to the next \
+                             family registered once it is gone): name the family, generic FAMILY cmd N, once its \
+                             module is loaded"
+                        )));
+                    }
+                    [name] if generic => (family(name)?, None),
+                    [name, "cmd", number] if generic => {
+                        let command = number.parse::<u8>().map_err(|_| {
+                            TargetError::Invalid(format!("target {text:?}: the command must be a number from 0 to 255"))
+                        })?;
+                        (family(name)?, Some(command))
+                    }
+                    [name, command] if generic => {
+                        let command = crate::genl::command_by_name(name, command).ok_or_else(|| {
+                            TargetError::Invalid(format!(
+                                "target {text:?}: {command:?} is not a command Warrant knows by name for family {name:?} (write `cmd N`)"
+                            ))
+                        })?;
+                        (family(name)?, Some(command))
+                    }
+                    _ => {
+                        return Err(TargetError::Invalid(format!(
+                            "target {text:?} must be PROTOCOL, PROTOCOL type N, generic FAMILY, generic FAMILY COMMAND \
+                             (e.g. generic wireguard set_device), generic FAMILY cmd N, or *"
+                        )));
+                    }
+                };
+                Ok(Target::Protocol(Some((protocol, msg_type, command))))
+            }
+            TargetKind::Port if text == "*" => Ok(Target::Port(None)),
+            TargetKind::Port => text.parse::<u16>().ok().filter(|p| *p != 0).map(|p| Target::Port(Some(p))).ok_or_else(|| {
+                TargetError::Invalid(format!("target {text:?} must be a port (1-65535) or *"))
+            }),
+            TargetKind::Socket if text == "*" => Ok(Target::Socket(None)),
+            TargetKind::Socket => {
+                if !(text.starts_with('/') || text.starts_with('@')) || text.len() > NAME_LEN - 2 {
+                    return Err(TargetError::Invalid(format!(
+                        "target {text:?} must be a socket path, @name for an abstract socket, or *, of at most {} bytes",
+                        NAME_LEN - 2
+                    )));
+                }
+                Ok(Target::Socket(Some(text.to_owned())))
+            }
+            TargetKind::Interface if text == "*" => Ok(Target::Interface(None)),
+            TargetKind::Interface => net_target::parse_interface(text, names),
+            TargetKind::Route if text == "*" => Ok(Target::Route(None)),
+            TargetKind::Route => net_target::parse_route(text, names),
+            TargetKind::None | TargetKind::Inode if text == "*" => Ok(Target::Nothing),
+            TargetKind::None | TargetKind::Inode => {
+                Err(TargetError::Invalid(format!("target {text:?}: this action has no target; write \"*\"")))
+            }
+        }
+    }
+
+    fn parse_firewall(kind: TargetKind, text: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = text.split_whitespace().collect();
+        if parts.is_empty() || parts.len() > 3 {
+            return Err(format!("target {text:?} must be \"FAMILY TABLE OBJECT\" (e.g. \"inet filter input\")"));
+        }
+        let part = |i: usize| parts.get(i).copied().filter(|p| *p != "*");
+        let family = match part(0) {
+            None => None,
+            Some(name) => Some(FAMILIES.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).ok_or_else(|| {
+                format!("target {text:?}: unknown family {name:?} (inet, ip, ip6, arp, bridge, netdev or *)")
+            })?),
+        };
+        let table = part(1).map(str::to_owned);
+        let object = part(2).map(str::to_owned);
+        if kind == TargetKind::Family && parts.len() > 1 {
+            return Err(format!("target {text:?} must be a family alone (ip, ip6, arp, bridge or *)"));
+        }
+        if (family.is_none() && (table.is_some() || object.is_some())) || (table.is_none() && object.is_some()) {
+            return Err(format!(
+                "target {text:?}: `*` may only stand for the trailing parts (\"inet filter *\", \"inet * *\")"
+            ));
+        }
+        for name in [&table, &object].into_iter().flatten() {
+            if name.starts_with('#') {
+                return Err(format!(
+                    "target {text:?}: names starting with # are how records show an object taken by handle; only * covers those"
+                ));
+            }
+            if name.len() > NAME_LEN - 2 {
+                return Err(format!("target {text:?}: name {name:?} is longer than {} bytes", NAME_LEN - 2));
+            }
+        }
+        Ok(Target::Firewall { family, table, object })
+    }
+
+    /// Whether the target names one thing, as a warrant's must.
+    pub fn is_exact(&self, kind: TargetKind) -> bool {
+        match self {
+            Target::Firewall { family, table, .. } => {
+                family.is_some() && (kind == TargetKind::Family || table.is_some())
+            }
+            Target::Namespace(inode) => inode.is_some(),
+            Target::IpSet { set, .. } => set.is_some(),
+            Target::File { inode, .. } => inode.is_some(),
+            // Warrants match the kernel's key exactly, and it always has the
+            // type (a missing one is type 0, which some protocols send), and
+            // for generic netlink a family (ids start at 0x10) and the command.
+            Target::Protocol(protocol) => protocol.is_some_and(|(protocol, msg_type, command)| {
+                protocol != GENERIC_PROTOCOL || (msg_type != 0 && command.is_some())
+            }),
+            Target::Socket(name) => name.is_some(),
+            Target::Port(port) => port.is_some(),
+            Target::Interface(interface) => interface.is_some(),
+            Target::Route(route) => route.as_ref().is_some_and(|r| r.prefix.is_some()),
+            Target::Nothing => true,
+        }
+    }
+
+    /// The map key for `profile_id` and `action_id`; wildcards are zero / FAMILY_ANY.
+    pub fn key(&self, profile_id: u32, action_id: u32) -> TargetKey {
+        let mut key = TargetKey::zeroed();
+        key.profile_id = profile_id;
+        key.action = action_id;
+        match self {
+            Target::Firewall { family, table, object } => {
+                key.family = family.unwrap_or(FAMILY_ANY);
+                if let Some(table) = table {
+                    key.table[..table.len()].copy_from_slice(table.as_bytes());
+                }
+                if let Some(object) = object {
+                    key.object[..object.len()].copy_from_slice(object.as_bytes());
+                }
+            }
+            Target::Namespace(Some(inode)) => key.object[..8].copy_from_slice(&inode.to_le_bytes()),
+            // The kernel's exact key for "no target" is all zero; `*` is the
+            // family wildcard it reaches last.
+            Target::Namespace(None) | Target::File { tree: None, .. } | Target::IpSet { set: None, .. } => {
+                key.family = FAMILY_ANY
+            }
+            Target::IpSet { set: Some(set), other } => {
+                key.table[..set.len()].copy_from_slice(set.as_bytes());
+                if let Some(other) = other {
+                    key.object[..other.len()].copy_from_slice(other.as_bytes());
+                }
+            }
+            Target::File { tree: Some(tree), inode } => {
+                key.table[..4].copy_from_slice(&tree.to_le_bytes());
+                if let Some(inode) = inode {
+                    key.object[..8].copy_from_slice(&inode.ino.to_le_bytes());
+                    key.object[8..16].copy_from_slice(&inode.dev.to_le_bytes());
+                }
+            }
+            Target::Protocol(Some((protocol, msg_type, command))) => {
+                key.family = *protocol;
+                key.table[..2].copy_from_slice(&msg_type.to_le_bytes());
+                if let Some(command) = command {
+                    key.object[0] = *command;
+                    key.object[1] = GENL_COMMAND_PRESENT;
+                }
+            }
+            Target::Socket(Some(name)) => key.table[..name.len()].copy_from_slice(name.as_bytes()),
+            Target::Socket(None) => key.family = FAMILY_ANY,
+            Target::Port(Some(port)) => key.object[..2].copy_from_slice(&port.to_le_bytes()),
+            Target::Port(None) => key.family = FAMILY_ANY,
+            Target::Protocol(None) => key.family = FAMILY_ANY,
+            Target::Interface(Some((name, netns))) => {
+                key.table[..name.len()].copy_from_slice(name.as_bytes());
+                key.object[8..16].copy_from_slice(&netns.to_le_bytes());
+            }
+            Target::Interface(None) | Target::Route(None) => key.family = FAMILY_ANY,
+            Target::Route(Some(route)) => route.fill(&mut key),
+            Target::Nothing => {}
+        }
+        key
+    }
+}
+
+/// Renders a key's target as policy text (`inet filter input`, `net:[4026532001]`).
+pub fn render_target(key: &TargetKey) -> String {
+    match action::target_kind(key.action) {
+        TargetKind::Namespace => {
+            let inode = action::netns_target(key);
+            if inode == 0 { "*".to_owned() } else { format!("net:[{inode}]") }
+        }
+        TargetKind::None => "*".to_owned(),
+        TargetKind::Interface => net_target::render_interface(key, host_netns()),
+        TargetKind::Route => net_target::render_route(key, host_netns()),
+        TargetKind::Port => {
+            let port = u16::from_le_bytes([key.object[0], key.object[1]]);
+            if port == 0 { "*".to_owned() } else { port.to_string() }
+        }
+        TargetKind::Inode => {
+            let word = |i: usize| u64::from_le_bytes(key.object[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+            let (ino, dev) = (word(0), word(1));
+            format!("inode {}:{ino}", protect::dev_text(dev))
+        }
+        TargetKind::Socket => {
+            let kept = &key.table[..NAME_LEN - 1];
+            let end = kept.iter().position(|b| *b == 0).unwrap_or(kept.len());
+            let name = String::from_utf8_lossy(&kept[..end]).into_owned();
+            match (name.is_empty(), key.table[NAME_LEN - 1] == 0xff) {
+                (true, _) => "*".to_owned(),
+                (false, true) => format!("{name}... (longer than {} bytes)", NAME_LEN - 1),
+                (false, false) => name,
+            }
+        }
+        TargetKind::Protocol => {
+            let protocol = match PROTOCOL_NAMES.iter().find(|(n, _)| *n == u16::from(key.family)) {
+                Some((_, name)) => (*name).to_owned(),
+                None => key.family.to_string(),
+            };
+            let msg_type = u16::from_le_bytes([key.table[0], key.table[1]]);
+            let command = (key.object[1] == GENL_COMMAND_PRESENT).then_some(key.object[0]);
+            match (msg_type, key.family == GENERIC_PROTOCOL) {
+                (0, _) => protocol,
+                (_, true) => crate::genl::render(msg_type, command),
+                (_, false) => format!("{protocol} type {msg_type}"),
+            }
+        }
+        TargetKind::IpSet => {
+            let set = String::from_utf8_lossy(warrant_common::name_bytes(&key.table)).into_owned();
+            let other = String::from_utf8_lossy(warrant_common::name_bytes(&key.object)).into_owned();
+            match (set.is_empty(), other.is_empty()) {
+                (true, _) => "*".to_owned(),
+                (false, true) => set,
+                (false, false) => format!("{set} {other}"),
+            }
+        }
+        TargetKind::File => {
+            let (tree, inode) = file_target(key);
+            match (tree, inode) {
+                (0, _) => "*".to_owned(),
+                (tree, None) => format!("tree:{tree:08x}"),
+                (tree, Some(inode)) => format!("tree:{tree:08x} inode:{}", inode.ino),
+            }
+        }
+        TargetKind::Family => family_name(key.family),
+        TargetKind::Firewall => {
+            let name = |bytes: &[u8; NAME_LEN]| {
+                let bytes = warrant_common::name_bytes(bytes);
+                if netlink::is_by_reference(bytes) {
+                    BY_REFERENCE_TEXT.to_owned()
+                } else {
+                    String::from_utf8_lossy(bytes).into_owned()
+                }
+            };
+            let table = name(&key.table);
+            let mut text = format!("{} {}", family_name(key.family), if table.is_empty() { "*" } else { &table });
+            let object = name(&key.object);
+            if !object.is_empty() {
+                text.push(' ');
+                text.push_str(&object);
+            }
+            text
+        }
+    }
+}
+
+/// How records show a name the kernel took by handle or batch id
+/// ([`netlink::BY_REFERENCE`]); policy names may not start with `#`.
+pub const BY_REFERENCE_TEXT: &str = "#handle";
+
+/// NETLINK_GENERIC.
+const GENERIC_PROTOCOL: u8 = 16;
+
+/// A netlink protocol's number from its name or number.
+fn parse_protocol(text: &str) -> Option<u8> {
+    match PROTOCOL_NAMES.iter().find(|(_, n)| *n == text) {
+        Some((number, _)) => Some(*number as u8),
+        None => text.parse::<u8>().ok().filter(|n| *n < 32),
+    }
+}
+
+/// The tree id and inode a file key names.
+pub fn file_target(key: &TargetKey) -> (u32, Option<FileKey>) {
+    let word = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap_or_default());
+    let tree = u32::from_le_bytes(key.table[..4].try_into().unwrap_or_default());
+    let inode = FileKey { ino: word(&key.object[..8]), dev: word(&key.object[8..16]) };
+    (tree, (inode.ino != 0).then_some(inode))
+}
