@@ -312,7 +312,9 @@ impl State {
             }
         }
         for index in orphans {
-            let _ = self.revoke_index(index, "approver no longer a Responsible Individual in policy");
+            if let Err(e) = self.revoke_index(index, "approver no longer a Responsible Individual in policy") {
+                error!(index, "cannot revoke a warrant whose approver the policy dropped: {e}");
+            }
         }
     }
 }

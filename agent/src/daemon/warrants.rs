@@ -15,7 +15,11 @@ impl State {
         w.revoked = true;
         let key = w.key;
         let id = w.approval.id.clone();
-        self.kernel.remove_warrant(&key).map_err(|e| e.to_string())?;
+        // The kernel holds one warrant per target: a later warrant for the
+        // same target (this one spent or expired) is not this one's to remove.
+        if self.kernel.warrant(&key).is_some_and(|entry| entry.warrant_index == index) {
+            self.kernel.remove_warrant(&key).map_err(|e| e.to_string())?;
+        }
         self.save_warrants()?;
         self.record("warrant.revoked", json!({"warrant_id": id, "reason": reason}));
         Ok(())

@@ -265,6 +265,8 @@ fn remove_key<T: BorrowMut<MapData>, K: Pod, V: Pod>(
 ) -> Result<(), KernelError> {
     match map.remove(key) {
         Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        // The delete syscall says ENOENT, not KeyNotFound.
+        Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
         Err(e) => Err(map_err(name)(e)),
     }
 }
