@@ -96,6 +96,13 @@ pub const SELF_CGROUP: u32 = 52;
 /// unmark the file. A process outside every subject that executes such a
 /// file is not refused: it runs as a subject of the writer's profile.
 pub const SELF_MARKED_EXEC: u32 = 53;
+/// Becoming a subject at exec (a policy match, or running a marked file)
+/// while holding an io_uring fd, or a subject receiving one (SCM_RIGHTS,
+/// pidfd_getfd): a ring polled by another process's kernel thread (SQPOLL)
+/// would submit for the subject as someone else. The exec is refused (the
+/// process stays what it was, recorded under the profile it would have
+/// joined), as is the receipt.
+pub const SELF_IO_URING: u32 = 55;
 
 /// Setting the system clock (anything the kernel checks CAP_SYS_TIME for:
 /// settimeofday, clock_settime, adjtimex, an RTC): decided by policy,
@@ -244,6 +251,7 @@ pub const ALL: &[(u32, &str)] = &[
     (SELF_TTY, "self.tty"),
     (SELF_CGROUP, "self.cgroup"),
     (SELF_MARKED_EXEC, "self.marked_exec"),
+    (SELF_IO_URING, "self.io_uring"),
     (SYSTEM_CLOCK, "system.clock"),
     (IPC_CONNECT, "ipc.connect"),
     (IPC_LOOPBACK, "ipc.loopback"),
@@ -398,7 +406,7 @@ pub fn interface_index(key: &crate::TargetKey) -> u32 {
 
 /// Self-protection actions: never allowed, never approvable.
 pub fn is_self_protection(id: u32) -> bool {
-    (SELF_BPF..=SELF_TTY).contains(&id) || id == SELF_CGROUP || id == SELF_MARKED_EXEC
+    (SELF_BPF..=SELF_TTY).contains(&id) || matches!(id, SELF_CGROUP | SELF_MARKED_EXEC | SELF_IO_URING)
 }
 
 /// Whether the action carries content a warrant may bind by digest (an nft

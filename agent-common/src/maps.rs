@@ -248,6 +248,31 @@ pub struct Mark {
 }
 const _: () = assert!(core::mem::size_of::<Mark>() == 8);
 
+/// Key of the CONNECTED_SOCKETS map: a connected unix socket, by its
+/// `struct sock` address and its inode's number. The address alone is
+/// reused once the socket is freed; the pair is not (inode numbers come
+/// from a per-boot counter).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketKey {
+    pub sock: u64,
+    pub ino: u64,
+}
+const _: () = assert!(core::mem::size_of::<SocketKey>() == 16);
+
+/// Value of the CONNECTED_SOCKETS map: the socket's peer was decided as
+/// `ipc.connect` and allowed, for `profile_id` under policy version
+/// `policy_version`. A send by another profile or under another policy
+/// version is decided again.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketVerdict {
+    pub policy_version: u64,
+    pub profile_id: u32,
+    pub _reserved: u32,
+}
+const _: () = assert!(core::mem::size_of::<SocketVerdict>() == 16);
+
 /// Entries the MARKS map holds. A subject's write that would need one more
 /// is refused (ENOSPC) rather than left unmarked.
 pub const MARKS_CAPACITY: u32 = 131_072;

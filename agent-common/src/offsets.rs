@@ -114,5 +114,17 @@ pub struct KernelOffsets {
     pub fdtable_max_fds: u32,
     /// `struct fdtable, fd` (pointer to the file pointers).
     pub fdtable_fd: u32,
+    /// `struct socket, type` (short): SOCK_STREAM, SOCK_SEQPACKET, ...
+    pub socket_type: u32,
+    /// `struct sock, __sk_common` plus `struct sock_common, skc_family` (unsigned short).
+    pub sock_family: u32,
+    /// `struct sock, sk_socket` (pointer).
+    pub sock_sk_socket: u32,
+    /// `struct unix_sock, peer` (pointer; NULL until connected).
+    pub unix_sock_peer: u32,
+    /// `struct socket_alloc, vfs_inode`: a socket's inode follows it.
+    pub socket_alloc_vfs_inode: u32,
+    /// `struct fdtable, close_on_exec` (pointer to a bitmap of fds).
+    pub fdtable_close_on_exec: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 204);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 228);

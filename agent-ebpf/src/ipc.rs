@@ -5,14 +5,19 @@
 //! the subject dialled, so a hard link, symlink or bind mount of the
 //! socket file leads to the same decision. Unnamed sockets (socketpair)
 //! are not actions: both ends already belong to whoever made them.
+//!
+//! A connection is decided again at its first send by a subject that did
+//! not make it under the policy in force: one made before its holder
+//! became a subject (picked up running, or carried across a matched exec),
+//! or handed over by another process.
 
 use aya_ebpf::{helpers::generated::bpf_probe_read_kernel, macros::lsm, programs::LsmContext};
-use warrant_common::{NAME_LEN, SELF_TREE, Subject, TargetKey, action};
+use warrant_common::{NAME_LEN, SELF_TREE, SocketKey, SocketVerdict, Subject, TargetKey, action};
 
 use crate::{
     files,
-    maps::kernel_offsets,
-    policy::{decide_with, read_kernel},
+    maps::{CONNECTED_SOCKETS, kernel_offsets},
+    policy::{decide_with, read_kernel, version_in_force},
     selfprotect, subjects,
 };
 
@@ -33,7 +38,13 @@ pub fn unix_stream_connect(ctx: LsmContext) -> i32 {
         return 0;
     };
     let other: *const u8 = ctx.arg(1);
-    decide_connect(&subject, other)
+    let verdict = decide_connect(&subject, other);
+    if verdict == 0 {
+        let sock: *const u8 = ctx.arg(0);
+        let socket = read_kernel::<u64>(sock, kernel_offsets().sock_sk_socket).unwrap_or(0) as *const u8;
+        note_decided(&subject, sock, socket);
+    }
+    verdict
 }
 
 #[lsm(hook = "unix_may_send")]
@@ -107,6 +118,75 @@ fn copy_name(key: &mut TargetKey, name: *const u8, len: u32) {
     }
 }
 
+const AF_UNIX: u16 = 1;
+const SOCK_STREAM: u16 = 1;
+const SOCK_SEQPACKET: u16 = 5;
+
+/// A subject's send on a connected unix stream or seqpacket socket (which
+/// `unix_may_send` does not see): decided as `ipc.connect` on the peer's
+/// name, once per socket, profile and policy version. The subject's own
+/// connect, allowed under the policy in force, counts as that decision.
+#[inline(always)]
+fn connected_send(subject: &Subject, socket: *const u8) -> i32 {
+    let offsets = kernel_offsets();
+    let kind = read_kernel::<u16>(socket, offsets.socket_type).unwrap_or(0);
+    if kind != SOCK_STREAM && kind != SOCK_SEQPACKET {
+        return 0;
+    }
+    let Some(sock) = read_kernel::<u64>(socket, offsets.socket_sk) else {
+        return -EPERM;
+    };
+    let sock = sock as *const u8;
+    if read_kernel::<u16>(sock, offsets.sock_family) != Some(AF_UNIX) {
+        return 0;
+    }
+    let peer = read_kernel::<u64>(sock, offsets.unix_sock_peer).unwrap_or(0) as *const u8;
+    if peer.is_null() {
+        // Not connected: the kernel refuses the send itself.
+        return 0;
+    }
+    let Some(key) = socket_key(sock, socket) else {
+        return -EPERM;
+    };
+    if let Some(decided) = unsafe { CONNECTED_SOCKETS.get(&key) }
+        && decided.profile_id == subject.profile_id
+        && decided.policy_version == version_in_force()
+    {
+        return 0;
+    }
+    // The peer is the listener's side of the connection: it carries the
+    // listener's name and socket file.
+    let verdict = decide_connect(subject, peer);
+    if verdict == 0 {
+        note_decided(subject, sock, socket);
+    }
+    verdict
+}
+
+/// Records that `sock` (whose `struct socket` is `socket`) may send for
+/// `subject` under the policy in force. A full map evicts its oldest entry.
+#[inline(always)]
+fn note_decided(subject: &Subject, sock: *const u8, socket: *const u8) {
+    if let Some(key) = socket_key(sock, socket) {
+        let decided =
+            SocketVerdict { policy_version: version_in_force(), profile_id: subject.profile_id, _reserved: 0 };
+        let _ = CONNECTED_SOCKETS.insert(&key, &decided, 0);
+    }
+}
+
+/// `sock`'s key: its address and its socket inode's number (the inode
+/// follows the `struct socket` in `struct socket_alloc`).
+#[inline(always)]
+fn socket_key(sock: *const u8, socket: *const u8) -> Option<SocketKey> {
+    if socket.is_null() {
+        return None;
+    }
+    let offsets = kernel_offsets();
+    let inode = unsafe { socket.add(offsets.socket_alloc_vfs_inode as usize) };
+    let ino = read_kernel::<u64>(inode, offsets.inode_i_ino)?;
+    Some(SocketKey { sock: sock as u64, ino })
+}
+
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
@@ -132,7 +212,9 @@ pub fn socket_connect(ctx: LsmContext) -> i32 {
 
 /// `socket_sendmsg(sock, msg, size)`: a send with an address (UDP's
 /// `sendto`, TCP Fast Open's `sendto(MSG_FASTOPEN)`, which connects without
-/// `socket_connect`) to a loopback address is `ipc.loopback` too.
+/// `socket_connect`) to a loopback address is `ipc.loopback` too; a send
+/// without one on a connected unix socket is decided on its peer once (see
+/// [`connected_send`]).
 #[lsm(hook = "socket_sendmsg")]
 pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     let earlier_verdict: i32 = ctx.arg(3);
@@ -146,7 +228,8 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     let offsets = kernel_offsets();
     let address = read_kernel::<u64>(msg, offsets.msghdr_msg_name).unwrap_or(0) as *const u8;
     if address.is_null() {
-        return 0;
+        let socket: *const u8 = ctx.arg(0);
+        return connected_send(&subject, socket);
     }
     let length = read_kernel::<i32>(msg, offsets.msghdr_msg_namelen).unwrap_or(0);
     match loopback_port(address, length) {

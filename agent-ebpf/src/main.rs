@@ -14,6 +14,7 @@
 
 mod atomics;
 mod files;
+mod held;
 mod ipc;
 mod legacy;
 mod maps;

@@ -2,11 +2,11 @@
 
 use aya_ebpf::{
     macros::{btf_map, map},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use warrant_common::{
     FileKey, KernelOffsets, MARKS_CAPACITY, Mark, MatchKey, ProfileEntry, ProtectedEntry, RateWindow, RuleEntry,
-    Settings, Subject, TargetKey, WarrantEntry,
+    Settings, SocketKey, SocketVerdict, Subject, TargetKey, WarrantEntry,
     decision::{BatchScratch, SingleScratch},
 };
 
@@ -111,6 +111,13 @@ pub static PROC_TREES: HashMap<u64, u32> = HashMap::with_max_entries(256, 0);
 /// Keyed by `struct file` address; entries leave when the file is freed.
 #[map]
 pub static WRITABLE_FILES: HashMap<u64, u64> = HashMap::with_max_entries(8192, 0);
+
+/// Connected unix sockets whose peer was decided for a subject (see
+/// `ipc::connected_send`), so that their sends are not decided, and
+/// charged, once more each. Least recently used entries go first: an
+/// evicted socket's next send is decided again. Not pinned.
+#[map]
+pub static CONNECTED_SOCKETS: LruHashMap<SocketKey, SocketVerdict> = LruHashMap::with_max_entries(8192, 0);
 
 /// How many entries WRITABLE_FILES may hold (at least as many as it does):
 /// `file_free_security` runs for every file any process frees, and skips
@@ -237,6 +244,12 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     files_struct_fdt: 0,
     fdtable_max_fds: 0,
     fdtable_fd: 0,
+    socket_type: 0,
+    sock_family: 0,
+    sock_sk_socket: 0,
+    unix_sock_peer: 0,
+    socket_alloc_vfs_inode: 0,
+    fdtable_close_on_exec: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

@@ -125,40 +125,28 @@ fn refuse_marked(runner: Option<Subject>, key: FileKey, mark: Mark) -> i32 {
 const OPEN_FILES_LOOKED_AT: u32 = 1024;
 
 /// The first marked file among the current task's files open for reading.
-/// For the rare hooks that load kernel code from a buffer: one `bpf_loop`
-/// over the fd table, checked by the verifier once.
+/// For the rare hooks that load kernel code from a buffer.
 #[inline(always)]
 pub fn among_open_files() -> Option<(FileKey, Mark)> {
-    let offsets = kernel_offsets();
-    let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() } as *const u8;
-    let files = read_kernel::<u64>(task, offsets.task_struct_files)? as *const u8;
-    let table = read_kernel::<u64>(files, offsets.files_struct_fdt)? as *const u8;
-    let max_fds = read_kernel::<u32>(table, offsets.fdtable_max_fds)?;
-    let fds = read_kernel::<u64>(table, offsets.fdtable_fd)?;
     // One field out of the offsets: the step must not keep their copy alive
     // across the loop (the combined frames would pass 512 bytes).
-    let f_mode_at = unsafe { core::ptr::read_volatile(&raw const offsets.file_f_mode) };
+    let f_mode_at = unsafe { core::ptr::read_volatile(&raw const crate::maps::KERNEL_OFFSETS.file_f_mode) };
     // Plain fields, not an Option of the pair: the verifier refuses the
     // uninitialised payload a `None` store copies.
     let (mut key, mut mark, mut found) = (FileKey { ino: 0, dev: 0 }, Mark { profile_id: 0, generation: 0 }, false);
-    let count = if max_fds < OPEN_FILES_LOOKED_AT { max_fds } else { OPEN_FILES_LOOKED_AT };
-    crate::policy::repeat(count, |fd| {
-        let file = read_kernel::<u64>(fds as *const u8, 8 * fd).unwrap_or(0);
-        if file == 0 {
-            return true;
-        }
+    crate::held::each_open_file(OPEN_FILES_LOOKED_AT, |_, file, _| {
         // FMODE_READ: what a loader reads (a log it appends to is not).
-        if !read_kernel::<u32>(file as *const u8, f_mode_at).is_some_and(|mode| mode & 1 != 0) {
+        if !read_kernel::<u32>(file, f_mode_at).is_some_and(|mode| mode & 1 != 0) {
             return true;
         }
-        match of_file(file as *const u8) {
+        match of_file(file) {
             Some((marked_key, marked)) => {
                 (key, mark, found) = (marked_key, marked, true);
                 false
             }
             None => true,
         }
-    });
+    })?;
     found.then_some((key, mark))
 }
 

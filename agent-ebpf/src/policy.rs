@@ -138,6 +138,12 @@ impl PolicyView for KernelPolicy {
     }
 }
 
+/// The version of the policy in force.
+#[inline(always)]
+pub fn version_in_force() -> u64 {
+    SETTINGS.get(SETTINGS_INDEX).map(|s| s.policy_versions[s.active_generation() as usize & 1]).unwrap_or(0)
+}
+
 /// Decides one action outside a netlink batch for `subject`: the target is
 /// `family`, `table_word` in the first eight bytes of the table name and
 /// `object_words` in the first sixteen of the object name (see

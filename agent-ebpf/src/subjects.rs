@@ -12,11 +12,11 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, LsmContext},
 };
 use warrant_common::{
-    CGROUP_PATH_LEN, MatchKey, SETTINGS_INDEX, Subject, cgroup_path_hash, decision::SingleScratch, match_kind,
+    CGROUP_PATH_LEN, MatchKey, SETTINGS_INDEX, Subject, action, cgroup_path_hash, decision::SingleScratch, match_kind,
 };
 
 use crate::{
-    files,
+    files, held,
     maps::{CGROUP_PATHS, DIGEST_WALKS, MARK_THREADS, MATCHES, SCRATCH, SETTINGS, SUBJECTS, kernel_offsets},
     marks, netns,
     policy::{emit_matched, read_kernel},
@@ -200,8 +200,7 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
     // A file a subject wrote runs as that subject, whoever starts it. (For
     // a `#!` script this runs first with the script, then the interpreter.)
     if let Some((_, written)) = marks::of_file(program) {
-        let task = unsafe { bpf_get_current_task_btf() };
-        return if mark(task, written.profile_id, match_kind::WRITTEN) { 0 } else { -ENOMEM };
+        return become_subject(written.profile_id, match_kind::WRITTEN);
     }
     let kinds = SETTINGS.get(SETTINGS_INDEX).map(|s| s.match_kinds).unwrap_or(0);
     if kinds == 0 {
@@ -227,12 +226,22 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
         }
     }
     match found {
-        Some((profile_id, kind)) => {
-            let task = unsafe { bpf_get_current_task_btf() };
-            if mark(task, profile_id, kind) { 0 } else { -ENOMEM }
-        }
+        Some((profile_id, kind)) => become_subject(profile_id, kind),
         None => 0,
     }
+}
+
+/// The exec's verdict for a process about to become a subject of
+/// `profile_id`: refused while it holds an io_uring fd (see held.rs),
+/// unmarked; otherwise marked, or refused if the marker cannot be stored.
+#[inline(always)]
+fn become_subject(profile_id: u32, kind: u32) -> i32 {
+    if let Some(fd) = held::io_uring_fd() {
+        let joining = Subject { profile_id, ..Subject::default() };
+        return selfprotect::refuse_on(&joining, action::SELF_IO_URING, [fd as i64 as u64, 0]);
+    }
+    let task = unsafe { bpf_get_current_task_btf() };
+    if mark(task, profile_id, kind) { 0 } else { -ENOMEM }
 }
 
 /// A task moved into a matched cgroup becomes a subject there and then.

@@ -295,6 +295,12 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         files_struct_fdt: btf.member_offset("files_struct", "fdt")?,
         fdtable_max_fds: btf.member_offset("fdtable", "max_fds")?,
         fdtable_fd: btf.member_offset("fdtable", "fd")?,
+        socket_type: btf.member_offset("socket", "type")?,
+        sock_family: btf.member_offset("sock", "__sk_common")? + btf.member_offset("sock_common", "skc_family")?,
+        sock_sk_socket: btf.member_offset("sock", "sk_socket")?,
+        unix_sock_peer: btf.member_offset("unix_sock", "peer")?,
+        socket_alloc_vfs_inode: btf.member_offset("socket_alloc", "vfs_inode")?,
+        fdtable_close_on_exec: btf.member_offset("fdtable", "close_on_exec")?,
     })
 }
 

@@ -49,6 +49,7 @@ pub const LSM_PROGRAMS: &[LsmProgram] = &[
     required("task_kill"),
     required("ptrace_access_check"),
     required("file_send_sigiotask"),
+    required("file_receive"),
     required("file_ioctl"),
     // 6.8 (and stable 6.1.x / 6.6.x) split 32-bit ioctls out of file_ioctl.
     LsmProgram { name: "file_ioctl_compat", hook: "file_ioctl_compat", absence: Absence::CoveredBy("file_ioctl") },

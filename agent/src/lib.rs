@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod durable;
 pub mod genl;
 pub mod guarded;
+pub mod held;
 pub mod hooks;
 pub mod host_mount;
 pub mod kernel;

@@ -151,7 +151,7 @@ fn warrant_run_passes_on_only_the_fds_it_is_told_to() {
 
 /// Starts a root deputy on unix socket `name` (`kind` stream or dgram), or
 /// on TCP port `name` of every address (`kind` tcp), that runs what it is sent.
-fn start_deputy(name: &str, kind: &str) -> std::process::Child {
+pub(crate) fn start_deputy(name: &str, kind: &str) -> std::process::Child {
     let args = if kind == "tcp" { vec!["tcp-deputy", name] } else { vec!["deputy", name, kind] };
     let mut deputy = Command::new("python3")
         .arg(harness::helper("sideways.py"))

@@ -7,6 +7,7 @@ mod bundles;
 mod confinement;
 mod files;
 mod harness;
+mod held;
 mod lifecycle;
 mod marks;
 mod namespaces;

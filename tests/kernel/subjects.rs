@@ -59,7 +59,7 @@ fn a_subject_cannot_change_profile_or_use_the_control_socket() {
 }
 
 /// Runs `args` as root with real and effective uid `uid`, keeping CAP_NET_ADMIN.
-fn as_uid(uid: u32, args: &[&str]) -> std::process::Command {
+pub(crate) fn as_uid(uid: u32, args: &[&str]) -> std::process::Command {
     let mut command = std::process::Command::new("setpriv");
     let id = uid.to_string();
     command

@@ -64,7 +64,8 @@ impl State {
             let profile = self.policy.as_ref().map(|p| p.profile_name(event.profile_id));
             // The cgroup tracepoint sees the process's leader only: its other
             // threads are marked from here (exec-time matches have no others).
-            let threads = if by == "cgroup" {
+            let moved = (by == "cgroup").then(|| held::handle(event.tgid));
+            let threads = if moved.is_some() {
                 self.kernel.mark_process(event.tgid, event.profile_id).unwrap_or_else(|e| {
                     warn!(pid = event.tgid, "cannot mark the threads of a process moved into a matched cgroup: {e}");
                     0
@@ -77,6 +78,10 @@ impl State {
                 "subject.matched",
                 json!({"pid": event.tgid, "exe": exe, "comm": comm, "uid": event.uid, "profile": profile, "by": by, "threads_marked_after": threads}),
             );
+            // A process moved into a matched cgroup keeps its memory and files.
+            if let Some(handle) = moved {
+                self.stop_if_holding(event.tgid, handle, &profile.unwrap_or_default());
+            }
             return;
         }
         let action_name = action::name(event.action).unwrap_or("unclassified");

@@ -42,6 +42,7 @@ impl State {
                 continue;
             }
             let profile = self.policy.as_ref().map(|p| p.profile_name(found.profile_id)).unwrap_or_default();
+            let handle = held::handle(found.pid);
             match self.kernel.mark_process(found.pid, found.profile_id) {
                 Ok(0) => {}
                 Ok(threads) => {
@@ -51,10 +52,28 @@ impl State {
                         "subject.picked_up",
                         json!({"pid": found.pid, "exe": exe, "profile": profile, "by": found.by, "threads": threads}),
                     );
+                    self.stop_if_holding(found.pid, handle, &profile);
                 }
                 Err(e) => warn!(pid = found.pid, "cannot pick up a matching process: {e}"),
             }
         }
+    }
+
+    /// Stops process `pid`, just picked up as a subject of `profile`, if it
+    /// holds what the pickup cannot take back (see `held`), and records it.
+    pub(super) fn stop_if_holding(&mut self, pid: u32, handle: std::io::Result<OwnedFd>, profile: &str) {
+        let holdings = held::untakeable(pid, |key| self.kernel.protects(key));
+        if holdings.is_empty() {
+            return;
+        }
+        let stopped = handle.and_then(|pidfd| held::stop(&pidfd));
+        let reasons: Vec<String> = holdings.iter().map(ToString::to_string).collect();
+        warn!(pid, profile, held = ?reasons, "a picked-up subject held what confinement cannot take back: stopped");
+        self.record(
+            "subject.stopped",
+            json!({"pid": pid, "exe": exe_of(pid), "profile": profile, "held": reasons,
+                   "stopped": stopped.as_ref().is_ok(), "error": stopped.err().map(|e| e.to_string())}),
+        );
     }
 
     /// Verifies and applies a bundle. Whichever way the bundle came (`via`:

@@ -181,6 +181,12 @@ impl Kernel {
         replace_entries(&mut self.hash_map("PROC_TREES")?, "PROC_TREES", trees, |_, _| false)
     }
 
+    /// Whether the kernel protects file `key` (a tree's file or directory,
+    /// or one of Warrant's own; not a directory above a tree).
+    pub fn protects(&self, key: &FileKey) -> bool {
+        self.protected.get(key, 0).is_ok_and(|entry| entry.flags & warrant_common::PROTECTED_ANCESTOR == 0)
+    }
+
     /// Adds protected inodes, leaving the others as they are.
     pub fn add_protected(&mut self, entries: &StdHashMap<FileKey, ProtectedEntry>) -> Result<(), KernelError> {
         for (key, entry) in entries {

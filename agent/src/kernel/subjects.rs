@@ -125,7 +125,8 @@ fn subject_profile_in(map_fd: i32, pid: u32) -> Option<u32> {
     Some(marker.profile_id)
 }
 
-fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
+/// A pidfd for process `pid`.
+pub fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());

@@ -8,20 +8,52 @@
                                  stream or dgram) and runs each message it
                                  gets as a shell command; prints "ready"
     sideways.py ask NAME KIND CMD  sends CMD to the deputy at NAME
+    sideways.py held-ask GO NAME CMD ALLOWED
+                                 connects to the stream deputy at NAME and to
+                                 the stream socket ALLOWED, prints
+                                 "connected", waits for file GO, then sends
+                                 on ALLOWED and sends CMD to the deputy;
+                                 prints "allowed=E deputy=E" (errnos, 0: sent)
+    sideways.py carry-ring UID keep|cloexec PROGRAM ARGS...
+                                 makes an io_uring ring (kept across exec, or
+                                 close-on-exec), becomes UID, execs PROGRAM
+    sideways.py pass-ring UID    makes an SQPOLL ring, starts a child that
+                                 becomes UID and execs `recv-ring`, and
+                                 passes it the ring over SCM_RIGHTS; prints
+                                 "sent=E" (errno, 0: sent) and the child's
+                                 "received=N" (fds it got)
+    sideways.py sqpoll-held PROCS GO
+                                 makes an SQPOLL ring, forks a child that
+                                 writes its pid to cgroup file PROCS, prints
+                                 "moved PID" and waits for file GO (30 s at
+                                 most); prints "status=S" (the child's exit
+                                 code, -9 if it was killed)
+    sideways.py map-held FILE shared|private PROCS GO
+                                 maps FILE writable, moves itself to PROCS,
+                                 prints "moved PID", waits for file GO (30 s
+                                 at most), then writes "X" through the mapping
 
 Exits 0 on success, or with the errno of the failing call (EPERM is 1).
 For sigio the write always succeeds: whether the signal arrived is for the
 caller to check.
 """
+import ctypes
 import fcntl
+import mmap
 import os
 import pty
 import socket
+import struct
 import subprocess
 import sys
 import termios
+import time
 
 F_SETSIG = 10
+SYS_IO_URING_SETUP = 425
+IORING_SETUP_SQPOLL = 2
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
 
 
 def tiocsti():
@@ -57,6 +89,9 @@ def deputy(name, kind):
     if not name.startswith("@") and os.path.exists(name):
         os.unlink(name)
     server.bind(address(name))
+    if not name.startswith("@"):
+        # Any uid may connect: what stops a subject is Warrant, not the mode.
+        os.chmod(name, 0o777)
     if stream:
         server.listen(8)
     print("ready", flush=True)
@@ -72,7 +107,10 @@ def serve_commands(server):
         conn, _ = server.accept()
         command = conn.recv(4096)
         result = subprocess.run(command.decode(), shell=True)
-        conn.sendall(str(result.returncode).encode())
+        try:
+            conn.sendall(str(result.returncode).encode())
+        except OSError:
+            pass  # the asker is gone
         conn.close()
 
 
@@ -88,6 +126,108 @@ def ask(name, kind, command):
             client.sendto(command.encode(), address(name))
     except OSError as err:
         return err.errno
+    return 0
+
+
+def wait_for(path, seconds=30):
+    deadline = time.time() + seconds
+    while not os.path.exists(path) and time.time() < deadline:
+        time.sleep(0.1)
+
+
+def held_ask(go, name, command, allowed):
+    to_deputy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    to_deputy.connect(address(name))
+    to_allowed = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    to_allowed.connect(address(allowed))
+    print("connected", flush=True)
+    wait_for(go)
+    results = []
+    for conn, data in ((to_allowed, b"true"), (to_deputy, command.encode())):
+        try:
+            conn.sendall(data)
+            results.append(0)
+        except OSError as err:
+            results.append(err.errno)
+    print(f"allowed={results[0]} deputy={results[1]}", flush=True)
+    return 0
+
+
+def io_uring(flags):
+    params = (ctypes.c_uint8 * 120)()
+    struct.pack_into("I", params, 8, flags)
+    fd = libc.syscall(SYS_IO_URING_SETUP, 4, params)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "io_uring_setup")
+    return fd
+
+
+def carry_ring(uid, how, program):
+    fd = io_uring(0)
+    os.set_inheritable(fd, how == "keep")
+    os.setgid(uid)
+    os.setuid(uid)
+    try:
+        os.execv(program[0], program)
+    except OSError as err:
+        return err.errno
+
+
+def pass_ring(uid):
+    ring = io_uring(IORING_SETUP_SQPOLL)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    os.set_inheritable(theirs.fileno(), True)
+    child = os.fork()
+    if child == 0:
+        os.setgid(uid)
+        os.setuid(uid)
+        os.execv(sys.executable, [sys.executable, __file__, "recv-ring", str(theirs.fileno())])
+    theirs.close()
+    try:
+        socket.send_fds(ours, [b"r"], [ring])
+        print("sent=0", flush=True)
+    except OSError as err:
+        print(f"sent={err.errno}", flush=True)
+        ours.close()
+    os.waitpid(child, 0)
+    return 0
+
+
+def recv_ring(fd):
+    conn = socket.socket(fileno=fd)
+    try:
+        _, fds, _, _ = socket.recv_fds(conn, 1, 4)
+    except OSError as err:
+        print(f"received=error {err.errno}", flush=True)
+        return 0
+    print(f"received={len(fds)}", flush=True)
+    return 0
+
+
+def sqpoll_held(procs, go):
+    io_uring(IORING_SETUP_SQPOLL)
+    child = os.fork()
+    if child == 0:
+        with open(procs, "w") as cgroup:
+            cgroup.write(str(os.getpid()))
+        print(f"moved {os.getpid()}", flush=True)
+        wait_for(go)
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    print(f"status={os.waitstatus_to_exitcode(status)}", flush=True)
+    return 0
+
+
+def map_held(path, kind, procs, go):
+    with open(path, "r+b") as file:
+        flags = mmap.MAP_SHARED if kind == "shared" else mmap.MAP_PRIVATE
+        mapping = mmap.mmap(file.fileno(), 0, flags, mmap.PROT_READ | mmap.PROT_WRITE)
+    with open(procs, "w") as cgroup:
+        cgroup.write(str(os.getpid()))
+    print(f"moved {os.getpid()}", flush=True)
+    wait_for(go)
+    mapping[0:1] = b"X"
+    mapping.flush()
     return 0
 
 
@@ -151,6 +291,18 @@ def main():
         deputy(args[0], args[1])
     if command == "ask":
         sys.exit(ask(args[0], args[1], args[2]))
+    if command == "held-ask":
+        sys.exit(held_ask(args[0], args[1], args[2], args[3]))
+    if command == "carry-ring":
+        sys.exit(carry_ring(int(args[0]), args[1], args[2:]))
+    if command == "pass-ring":
+        sys.exit(pass_ring(int(args[0])))
+    if command == "recv-ring":
+        sys.exit(recv_ring(int(args[0])))
+    if command == "sqpoll-held":
+        sys.exit(sqpoll_held(args[0], args[1]))
+    if command == "map-held":
+        sys.exit(map_held(args[0], args[1], args[2], args[3]))
     sys.exit(f"unknown command {command!r}")
 
 
