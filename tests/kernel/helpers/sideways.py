@@ -22,6 +22,8 @@
                                  passes it the ring over SCM_RIGHTS; prints
                                  "sent=E" (errno, 0: sent) and the child's
                                  "received=N" (fds it got)
+    sideways.py getfd-ring       forks a child that makes a ring, takes it
+                                 with pidfd_getfd
     sideways.py sqpoll-held PROCS GO
                                  makes an SQPOLL ring, forks a child that
                                  writes its pid to cgroup file PROCS, prints
@@ -52,6 +54,7 @@ import time
 F_SETSIG = 10
 SYS_IO_URING_SETUP = 425
 IORING_SETUP_SQPOLL = 2
+SYS_PIDFD_GETFD = 438
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 
@@ -204,6 +207,21 @@ def recv_ring(fd):
     return 0
 
 
+def getfd_ring():
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.write(write_end, b"%d\n" % io_uring(0))
+        time.sleep(60)
+        os._exit(0)
+    ring = int(os.read(read_end, 16))
+    fd = libc.syscall(SYS_PIDFD_GETFD, os.pidfd_open(child), ring, 0)
+    err = 0 if fd >= 0 else ctypes.get_errno()
+    os.kill(child, 9)
+    os.waitpid(child, 0)
+    return err
+
+
 def sqpoll_held(procs, go):
     io_uring(IORING_SETUP_SQPOLL)
     child = os.fork()
@@ -299,6 +317,8 @@ def main():
         sys.exit(pass_ring(int(args[0])))
     if command == "recv-ring":
         sys.exit(recv_ring(int(args[0])))
+    if command == "getfd-ring":
+        sys.exit(getfd_ring())
     if command == "sqpoll-held":
         sys.exit(sqpoll_held(args[0], args[1]))
     if command == "map-held":
