@@ -143,6 +143,7 @@ mod pod {
     unsafe impl aya::Pod for Event {}
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for FileKey {}
+    unsafe impl aya::Pod for Pickup {}
     unsafe impl aya::Pod for Mark {}
     unsafe impl aya::Pod for MatchKey {}
     unsafe impl aya::Pod for ProtectedEntry {}

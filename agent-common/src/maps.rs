@@ -248,6 +248,19 @@ pub struct Mark {
 }
 const _: () = assert!(core::mem::size_of::<Mark>() == 8);
 
+/// A pickup under way (value of the PICKUPS map, keyed by tgid, and of
+/// the PICKUP_CHILDREN task storage): a running process just made a
+/// subject of `profile_id`, whose new processes are noted until
+/// `deadline_ns` (boot clock) so that the daemon looks at them too.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pickup {
+    pub deadline_ns: u64,
+    pub profile_id: u32,
+    pub _reserved: u32,
+}
+const _: () = assert!(core::mem::size_of::<Pickup>() == 16);
+
 /// Key of the CONNECTED_SOCKETS map: a connected unix socket, by its
 /// `struct sock` address and its inode's number. The address alone is
 /// reused once the socket is freed; the pair is not (inode numbers come

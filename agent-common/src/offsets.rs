@@ -126,5 +126,7 @@ pub struct KernelOffsets {
     pub socket_alloc_vfs_inode: u32,
     /// `struct fdtable, close_on_exec` (pointer to a bitmap of fds).
     pub fdtable_close_on_exec: u32,
+    /// `struct files_struct, count` (atomic_t): tasks sharing the fd table.
+    pub files_struct_count: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 228);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 232);

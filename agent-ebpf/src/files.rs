@@ -188,6 +188,12 @@ fn is_writable_file(file: *const u8) -> bool {
 /// already allowed to open this very file for writing.
 #[inline(always)]
 fn check_write_through(subject: &Subject, file: *const u8) -> i32 {
+    // An fd opened before the subject was one (or handed over) is refused
+    // here what `file_open` refuses a subject.
+    let verdict = refuse_raw_or_cgroup(subject, file, file_inode(file));
+    if verdict != 0 {
+        return verdict;
+    }
     let Some((key, tree)) = protected_file(file) else {
         return 0;
     };
@@ -195,6 +201,21 @@ fn check_write_through(subject: &Subject, file: *const u8) -> i32 {
         return 0;
     }
     decide_file(subject, action::FILE_WRITE, key, tree)
+}
+
+/// A subject writes no block device (raw writes go around every file
+/// check) and no cgroup control file (they move, freeze or kill processes,
+/// the daemon among them), whenever the fd was opened.
+#[inline(always)]
+fn refuse_raw_or_cgroup(subject: &Subject, file: *const u8, inode: *const u8) -> i32 {
+    let file_type = read_kernel::<u16>(inode, kernel_offsets().inode_i_mode).unwrap_or(S_IFBLK) & S_IFMT;
+    if file_type == S_IFBLK {
+        return selfprotect::refuse(subject, action::SELF_BLOCKDEV);
+    }
+    if selfprotect::is_cgroup_control(file, inode) {
+        return selfprotect::refuse(subject, action::SELF_CGROUP);
+    }
+    0
 }
 
 #[lsm(hook = "file_open")]
@@ -217,12 +238,9 @@ pub fn file_open(ctx: LsmContext) -> i32 {
         };
     }
     let inode = file_inode(file);
-    let file_type = read_kernel::<u16>(inode, kernel_offsets().inode_i_mode).unwrap_or(S_IFBLK) & S_IFMT;
-    if file_type == S_IFBLK {
-        return selfprotect::refuse(&subject, action::SELF_BLOCKDEV);
-    }
-    if selfprotect::is_cgroup_control(file, inode) {
-        return selfprotect::refuse(&subject, action::SELF_CGROUP);
+    let refused = refuse_raw_or_cgroup(&subject, file, inode);
+    if refused != 0 {
+        return refused;
     }
     let Some((key, tree)) = protected_file(file) else {
         return marks::note_write(&subject, inode);

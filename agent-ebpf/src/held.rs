@@ -5,41 +5,128 @@
 //! subject, so every hook would see someone else. A process that would
 //! become a subject at exec while holding an io_uring fd is refused the
 //! exec, and stays what it was. A ring fd marked close-on-exec (as every
-//! ring is made) does not count: the exec closes it before the new program
-//! runs. A ring made after the exec is the subject's own, and its poller
-//! thread inherits the marker.
+//! ring is made) does not count, unless another task shares the fd table
+//! and could clear the mark before the exec closes it. A ring made after
+//! the exec is the subject's own, and its poller thread inherits the marker.
+//!
+//! A running process picked up is looked at by the daemon (agent/src/held.rs),
+//! and so is every process it makes until the daemon has looked (PICKUPS,
+//! PICKUP_CHILDREN): a child keeps what its parent held.
 
-use aya_ebpf::{helpers::bpf_get_current_task, macros::lsm, programs::LsmContext};
-use warrant_common::action;
+use aya_ebpf::{
+    bindings::task_struct,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task,
+        generated::{bpf_get_current_task_btf, bpf_ktime_get_boot_ns, bpf_task_storage_get},
+    },
+    macros::lsm,
+    programs::LsmContext,
+};
+use warrant_common::{Pickup, action};
 
 use crate::{
-    maps::{KERNEL_OFFSETS, kernel_offsets},
+    maps::{KERNEL_OFFSETS, PICKUP_CHILDREN, PICKUPS, PICKUPS_UNTIL, kernel_offsets},
     policy::{read_kernel, repeat},
     selfprotect, subjects,
 };
 
-/// Calls `visit(fd, file, fdtable)` for each open file of the current task
-/// among its first `limit` fds, until `visit` returns false. One
-/// `bpf_loop`, checked by the verifier once. None: the fd table could not
-/// be read.
+/// How long a pickup notes new processes, at most: the daemon looks at
+/// them within it.
+const PICKUP_NOTE_NS: u64 = 10_000_000_000;
+
+/// Notes process `tgid`, just made a subject of `profile_id` by a cgroup
+/// move: its new processes are noted for the daemon (see PICKUPS).
 #[inline(always)]
-pub fn each_open_file<F: FnMut(u32, *const u8, *const u8) -> bool>(limit: u32, mut visit: F) -> Option<()> {
+pub fn note_pickup(tgid: u32, profile_id: u32) {
+    let deadline_ns = unsafe { bpf_ktime_get_boot_ns() } + PICKUP_NOTE_NS;
+    let pickup = Pickup { deadline_ns, profile_id, _reserved: 0 };
+    if PICKUPS.insert(&tgid, &pickup, 0).is_ok()
+        && let Some(until) = PICKUPS_UNTIL.get_ptr_mut(0)
+    {
+        // Racing writers each write a deadline ten seconds from now.
+        unsafe { core::ptr::write_volatile(until, deadline_ns) };
+    }
+}
+
+/// The pickup the current task's new tasks belong to: its process's own,
+/// or the one it was made during.
+#[inline(always)]
+fn pickup_in_progress() -> Option<Pickup> {
+    let until = PICKUPS_UNTIL.get(0).copied().unwrap_or(0);
+    if until == 0 {
+        return None;
+    }
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    if now >= until {
+        return None;
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let pickup = match unsafe { PICKUPS.get(&tgid) } {
+        Some(pickup) => *pickup,
+        None => {
+            let task = unsafe { bpf_get_current_task_btf() };
+            let found =
+                unsafe { bpf_task_storage_get(PICKUP_CHILDREN.as_ptr(), task.cast(), core::ptr::null_mut(), 0) };
+            if found.is_null() {
+                return None;
+            }
+            unsafe { *found.cast::<Pickup>() }
+        }
+    };
+    (now < pickup.deadline_ns).then_some(pickup)
+}
+
+/// At `task_alloc`: a task made during a pickup is noted for the daemon.
+/// False: it could not be, and the fork must fail.
+#[inline(always)]
+pub fn note_if_picking_up(child: *mut task_struct) -> bool {
+    let Some(mut pickup) = pickup_in_progress() else {
+        return true;
+    };
+    let stored = unsafe {
+        bpf_task_storage_get(PICKUP_CHILDREN.as_ptr(), child.cast(), core::ptr::from_mut(&mut pickup).cast(), 1)
+    };
+    !stored.is_null()
+}
+
+/// The current task's fd table: its `struct fdtable`, how many fds it
+/// has room for, and whether other tasks share it (threads, CLONE_FILES).
+#[inline(always)]
+fn fd_table() -> Option<(*const u8, u32, bool)> {
     let offsets = kernel_offsets();
     let task = unsafe { bpf_get_current_task() } as *const u8;
     let files = read_kernel::<u64>(task, offsets.task_struct_files)? as *const u8;
+    let shared = read_kernel::<u32>(files, offsets.files_struct_count)? > 1;
     let table = read_kernel::<u64>(files, offsets.files_struct_fdt)? as *const u8;
     let max_fds = read_kernel::<u32>(table, offsets.fdtable_max_fds)?;
-    let fds = read_kernel::<u64>(table, offsets.fdtable_fd)?;
-    let count = if max_fds < limit { max_fds } else { limit };
+    Some((table, max_fds, shared))
+}
+
+/// Calls `visit(fd, file)` for each open file among the first `count` fds
+/// of fd table `table`, until `visit` returns false. One `bpf_loop`,
+/// checked by the verifier once.
+#[inline(always)]
+fn each_file_in<F: FnMut(u32, *const u8) -> bool>(table: *const u8, count: u32, mut visit: F) -> Option<()> {
+    let fds = read_kernel::<u64>(table, kernel_offsets().fdtable_fd)?;
     repeat(count, |fd| {
         let file = read_kernel::<u64>(fds as *const u8, 8 * fd).unwrap_or(0);
-        file == 0 || visit(fd, file as *const u8, table)
+        file == 0 || visit(fd, file as *const u8)
     });
     Some(())
 }
 
+/// Calls `visit(fd, file)` for each open file of the current task among
+/// its first `limit` fds, until `visit` returns false. None: the fd table
+/// could not be read.
+#[inline(always)]
+pub fn each_open_file<F: FnMut(u32, *const u8) -> bool>(limit: u32, visit: F) -> Option<()> {
+    let (table, max_fds, _) = fd_table()?;
+    each_file_in(table, if max_fds < limit { max_fds } else { limit }, visit)
+}
+
 /// Most fds looked at for a ring: `bpf_loop`'s own bound (8M), above the
-/// kernel's default `nr_open` (1M), so no fd is out of reach.
+/// kernel's default `nr_open` (1M). A table with room for more counts as
+/// holding a ring.
 const ALL_FDS: u32 = 1 << 23;
 
 /// `[io_uring]`, the name of every io_uring file (an anonymous inode's
@@ -47,17 +134,25 @@ const ALL_FDS: u32 = 1 << 23;
 const RING_NAME_HEAD: u64 = u64::from_le_bytes(*b"[io_urin");
 const RING_NAME_TAIL: u32 = u32::from_le_bytes([b'g', b']', 0, 0]);
 
-/// The first io_uring fd the current task keeps across an exec. Fails
-/// closed: an fd table that cannot be read counts as holding one (fd -1).
+/// The first io_uring fd the current task may keep across an exec: one
+/// not marked close-on-exec or, while another task shares the fd table
+/// (and could clear the mark before the exec closes it), any. Fails closed:
+/// a table that cannot be read or walked whole counts as holding one (-1).
 #[inline(always)]
 pub fn io_uring_fd() -> Option<i32> {
+    let Some((table, max_fds, shared)) = fd_table() else {
+        return Some(-1);
+    };
+    if max_fds > ALL_FDS {
+        return Some(-1);
+    }
     // Single fields, not the offsets' copy (see marks::among_open_files).
     let close_on_exec_at = unsafe { core::ptr::read_volatile(&raw const KERNEL_OFFSETS.fdtable_close_on_exec) };
+    let close_on_exec = read_kernel::<u64>(table, close_on_exec_at).unwrap_or(0) as *const u8;
     let mut found = -1;
-    let walked = each_open_file(ALL_FDS, |fd, file, table| {
-        let close_on_exec = read_kernel::<u64>(table, close_on_exec_at).unwrap_or(0) as *const u8;
+    let walked = each_file_in(table, max_fds, |fd, file| {
         let word = read_kernel::<u64>(close_on_exec, 8 * (fd / 64)).unwrap_or(0);
-        if word & (1 << (fd % 64)) != 0 || !is_io_uring(file) {
+        if (!shared && word & (1 << (fd % 64)) != 0) || !is_io_uring(file) {
             return true;
         }
         found = fd as i32;

@@ -38,11 +38,12 @@ pub fn unix_stream_connect(ctx: LsmContext) -> i32 {
         return 0;
     };
     let other: *const u8 = ctx.arg(1);
+    let version = version_in_force();
     let verdict = decide_connect(&subject, other);
     if verdict == 0 {
         let sock: *const u8 = ctx.arg(0);
         let socket = read_kernel::<u64>(sock, kernel_offsets().sock_sk_socket).unwrap_or(0) as *const u8;
-        note_decided(&subject, sock, socket);
+        note_decided(&subject, sock, socket, version);
     }
     verdict
 }
@@ -156,20 +157,21 @@ fn connected_send(subject: &Subject, socket: *const u8) -> i32 {
     }
     // The peer is the listener's side of the connection: it carries the
     // listener's name and socket file.
+    let version = version_in_force();
     let verdict = decide_connect(subject, peer);
     if verdict == 0 {
-        note_decided(subject, sock, socket);
+        note_decided(subject, sock, socket, version);
     }
     verdict
 }
 
 /// Records that `sock` (whose `struct socket` is `socket`) may send for
-/// `subject` under the policy in force. A full map evicts its oldest entry.
+/// `subject` under policy `version` (read before the decision: a policy
+/// switched in between decides it again). A full map evicts its oldest entry.
 #[inline(always)]
-fn note_decided(subject: &Subject, sock: *const u8, socket: *const u8) {
+fn note_decided(subject: &Subject, sock: *const u8, socket: *const u8, version: u64) {
     if let Some(key) = socket_key(sock, socket) {
-        let decided =
-            SocketVerdict { policy_version: version_in_force(), profile_id: subject.profile_id, _reserved: 0 };
+        let decided = SocketVerdict { policy_version: version, profile_id: subject.profile_id, _reserved: 0 };
         let _ = CONNECTED_SOCKETS.insert(&key, &decided, 0);
     }
 }
@@ -213,8 +215,8 @@ pub fn socket_connect(ctx: LsmContext) -> i32 {
 /// `socket_sendmsg(sock, msg, size)`: a send with an address (UDP's
 /// `sendto`, TCP Fast Open's `sendto(MSG_FASTOPEN)`, which connects without
 /// `socket_connect`) to a loopback address is `ipc.loopback` too; a send
-/// without one on a connected unix socket is decided on its peer once (see
-/// [`connected_send`]).
+/// on a connected unix stream or seqpacket socket, with an address or
+/// without, is decided on its peer once (see [`connected_send`]).
 #[lsm(hook = "socket_sendmsg")]
 pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     let earlier_verdict: i32 = ctx.arg(3);
@@ -224,12 +226,18 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     let Some(subject) = subjects::current() else {
         return 0;
     };
+    // Whatever address comes with it: a connected unix stream socket
+    // ignores one, and seqpacket drops it (without `unix_may_send`).
+    let socket: *const u8 = ctx.arg(0);
+    let verdict = connected_send(&subject, socket);
+    if verdict != 0 {
+        return verdict;
+    }
     let msg: *const u8 = ctx.arg(1);
     let offsets = kernel_offsets();
     let address = read_kernel::<u64>(msg, offsets.msghdr_msg_name).unwrap_or(0) as *const u8;
     if address.is_null() {
-        let socket: *const u8 = ctx.arg(0);
-        return connected_send(&subject, socket);
+        return 0;
     }
     let length = read_kernel::<i32>(msg, offsets.msghdr_msg_namelen).unwrap_or(0);
     match loopback_port(address, length) {

@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use warrant_common::{
-    FileKey, KernelOffsets, MARKS_CAPACITY, Mark, MatchKey, ProfileEntry, ProtectedEntry, RateWindow, RuleEntry,
-    Settings, SocketKey, SocketVerdict, Subject, TargetKey, WarrantEntry,
+    FileKey, KernelOffsets, MARKS_CAPACITY, Mark, MatchKey, Pickup, ProfileEntry, ProtectedEntry, RateWindow,
+    RuleEntry, Settings, SocketKey, SocketVerdict, Subject, TargetKey, WarrantEntry,
     decision::{BatchScratch, SingleScratch},
 };
 
@@ -53,6 +53,24 @@ pub static SUBJECTS: TaskStorage<Subject> = TaskStorage::new();
 /// maps; only the daemon reads it.
 #[map]
 pub static PIN_LAYOUT: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Processes being picked up, by tgid (see `warrant_common::Pickup`): set
+/// by the cgroup tracepoint and by the daemon, removed by the daemon once
+/// it has looked at what the process holds. Not pinned.
+#[map]
+pub static PICKUPS: HashMap<u32, Pickup> = HashMap::with_max_entries(1024, 0);
+
+/// The latest deadline in PICKUPS (one slot): `task_alloc` looks a pickup
+/// up only before it, so a host where nothing is being picked up pays one
+/// array read per fork.
+#[map]
+pub static PICKUPS_UNTIL: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Processes made during a pickup by the process picked up, or by one of
+/// those: the daemon looks at each of them too (a child keeps the mappings
+/// and fds its parent held), then removes the entry.
+#[btf_map]
+pub static PICKUP_CHILDREN: TaskStorage<Pickup> = TaskStorage::new();
 
 /// Processes whose threads the `mark_threads` iterator marks: tgid -> profile
 /// id, written by the daemon around each run.
@@ -250,6 +268,7 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     unix_sock_peer: 0,
     socket_alloc_vfs_inode: 0,
     fdtable_close_on_exec: 0,
+    files_struct_count: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

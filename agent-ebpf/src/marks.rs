@@ -134,7 +134,7 @@ pub fn among_open_files() -> Option<(FileKey, Mark)> {
     // Plain fields, not an Option of the pair: the verifier refuses the
     // uninitialised payload a `None` store copies.
     let (mut key, mut mark, mut found) = (FileKey { ino: 0, dev: 0 }, Mark { profile_id: 0, generation: 0 }, false);
-    crate::held::each_open_file(OPEN_FILES_LOOKED_AT, |_, file, _| {
+    crate::held::each_open_file(OPEN_FILES_LOOKED_AT, |_, file| {
         // FMODE_READ: what a loader reads (a log it appends to is not).
         if !read_kernel::<u32>(file, f_mode_at).is_some_and(|mode| mode & 1 != 0) {
             return true;

@@ -69,13 +69,17 @@ pub fn marker_of(task: *mut task_struct) -> Option<Subject> {
 /// Every new task (process or thread) of a subject is a subject of the same
 /// profile. `task_alloc` runs before the child exists for anyone, so there is
 /// no window in which it acts unconfined; if the marker cannot be stored the
-/// fork fails rather than let an unconfined child out.
+/// fork fails rather than let an unconfined child out. A process made
+/// while its parent is being picked up is noted for the daemon (held.rs).
 #[lsm(hook = "task_alloc")]
 pub fn task_alloc(ctx: LsmContext) -> i32 {
     let child: *mut task_struct = ctx.arg(0);
     let earlier_verdict: i32 = ctx.arg(2);
     if earlier_verdict != 0 {
         return earlier_verdict;
+    }
+    if !held::note_if_picking_up(child) {
+        return -ENOMEM;
     }
     let Some(mut marker) = current() else {
         return 0;
@@ -254,8 +258,13 @@ pub fn cgroup_attach_task(ctx: BtfTracePointContext) -> i32 {
     if marker_of(task).is_some() {
         return 0;
     }
-    if let Some(profile_id) = cgroup_id(cgroup).and_then(cgroup_profile) {
-        mark(task, profile_id, match_kind::CGROUP);
+    if let Some(profile_id) = cgroup_id(cgroup).and_then(cgroup_profile)
+        && mark(task, profile_id, match_kind::CGROUP)
+    {
+        // Until the daemon has marked its other threads and looked at what
+        // it holds (see held.rs).
+        let tgid = read_kernel::<u32>(task.cast(), kernel_offsets().task_struct_tgid).unwrap_or(0);
+        held::note_pickup(tgid, profile_id);
     }
     0
 }

@@ -301,6 +301,7 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         unix_sock_peer: btf.member_offset("unix_sock", "peer")?,
         socket_alloc_vfs_inode: btf.member_offset("socket_alloc", "vfs_inode")?,
         fdtable_close_on_exec: btf.member_offset("fdtable", "close_on_exec")?,
+        files_struct_count: btf.member_offset("files_struct", "count")?,
     })
 }
 

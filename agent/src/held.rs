@@ -27,6 +27,11 @@ pub enum Holding {
     SharedWritableMapping { key: FileKey, path: String },
     /// io_uring fd `fd`, polled by thread `poller` of process `poller_tgid`.
     ForeignRingPoller { fd: u32, poller: i64, poller_tgid: u32 },
+    /// An io_uring ring (inode `ino`) mapped with no fd left to ask who
+    /// polls it.
+    RingWithoutFd { ino: u64 },
+    /// What the process holds could not be read.
+    Unreadable { reason: String },
 }
 
 impl std::fmt::Display for Holding {
@@ -39,6 +44,8 @@ impl std::fmt::Display for Holding {
                 f,
                 "io_uring fd {fd}, whose submissions thread {poller} of process {poller_tgid} (not a subject) runs"
             ),
+            Holding::RingWithoutFd { ino } => write!(f, "an io_uring ring (inode {ino}) mapped without its fd"),
+            Holding::Unreadable { reason } => write!(f, "what it holds could not be read ({reason})"),
         }
     }
 }
@@ -75,42 +82,119 @@ fn tgid_of(tid: i64) -> Option<u32> {
     status.lines().find_map(|line| line.strip_prefix("Tgid:")?.trim().parse().ok())
 }
 
-/// What `pid` holds that pickup cannot take back; `protected` says whether
-/// the kernel protects a file. A process whose /proc cannot be read
-/// (gone) holds nothing.
-pub fn untakeable(pid: u32, protected: impl Fn(&FileKey) -> bool) -> Vec<Holding> {
+/// What `pid` holds that pickup cannot take back, looked at through every
+/// thread (a thread may have its own fd table; a leader that has exited
+/// shows none). `own_threads_marked`: every thread of the process is a
+/// subject, so a ring one of them polls is polled by a subject.
+/// `protected` says whether the kernel protects a file. Err: a process
+/// that still exists could not be read, which the caller treats as holding
+/// something; a process that is gone holds nothing.
+pub fn untakeable(
+    pid: u32,
+    own_threads_marked: bool,
+    protected: impl Fn(&FileKey) -> bool,
+) -> Result<Vec<Holding>, String> {
+    let unreadable = |what: String, e: std::io::Error| {
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() { Err(format!("{what}: {e}")) } else { Ok(()) }
+    };
     let mut found = Vec::new();
-    if let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) {
-        for (key, path) in maps.lines().filter_map(shared_writable_mapping) {
-            let holding = Holding::SharedWritableMapping { key, path };
-            if protected(&key) && !found.contains(&holding) {
-                found.push(holding);
+    let mut ring_files = Vec::new();
+    let mut mapped_rings = Vec::new();
+    let threads = match std::fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(threads) => threads,
+        Err(e) => return unreadable(format!("/proc/{pid}/task"), e).map(|()| found),
+    };
+    for thread in threads.flatten() {
+        let dir = thread.path();
+        match std::fs::read_to_string(dir.join("maps")) {
+            Ok(maps) => {
+                for line in maps.lines() {
+                    if let Some(ino) = ring_mapping(line) {
+                        mapped_rings.push(ino);
+                    }
+                    let Some((key, path)) = shared_writable_mapping(line) else { continue };
+                    let holding = Holding::SharedWritableMapping { key, path };
+                    if protected(&key) && !found.contains(&holding) {
+                        found.push(holding);
+                    }
+                }
+            }
+            Err(e) => unreadable(format!("{}/maps", dir.display()), e)?,
+        }
+        let fds = match std::fs::read_dir(dir.join("fd")) {
+            Ok(fds) => fds,
+            Err(e) => {
+                unreadable(format!("{}/fd", dir.display()), e)?;
+                continue;
+            }
+        };
+        for entry in fds.flatten() {
+            let is_ring =
+                std::fs::read_link(entry.path()).is_ok_and(|target| target.as_os_str() == "anon_inode:[io_uring]");
+            let Some(fd) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+            if !is_ring {
+                continue;
+            }
+            let fdinfo = std::fs::read_to_string(dir.join("fdinfo").join(fd.to_string())).unwrap_or_default();
+            ring_files.extend(fdinfo_inode(&fdinfo));
+            // A ring whose poller is one of the process's own threads is
+            // polled by a subject once pickup has marked every thread.
+            if let Some(poller) = ring_poller(&fdinfo)
+                && let Some(poller_tgid) = tgid_of(poller)
+                && (poller_tgid != pid || !own_threads_marked)
+            {
+                let holding = Holding::ForeignRingPoller { fd, poller, poller_tgid };
+                if !found.contains(&holding) {
+                    found.push(holding);
+                }
             }
         }
     }
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten() {
-        let is_ring =
-            std::fs::read_link(entry.path()).is_ok_and(|target| target.as_os_str() == "anon_inode:[io_uring]");
-        let Some(fd) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
-        if !is_ring {
-            continue;
-        }
-        let fdinfo = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap_or_default();
-        // A ring whose poller is one of the process's own threads is polled
-        // by a subject: pickup marked every thread.
-        if let Some(poller) = ring_poller(&fdinfo)
-            && let Some(poller_tgid) = tgid_of(poller)
-            && poller_tgid != pid
-        {
-            found.push(Holding::ForeignRingPoller { fd, poller, poller_tgid });
+    // A ring still mapped after its fd was closed: its poller cannot be named.
+    for ino in mapped_rings {
+        let holding = Holding::RingWithoutFd { ino };
+        if !ring_files.contains(&ino) && !found.contains(&holding) {
+            found.push(holding);
         }
     }
-    found
+    Ok(found)
+}
+
+/// The inode of an io_uring ring mapped by one /proc/PID/maps line.
+fn ring_mapping(line: &str) -> Option<u64> {
+    let mut fields = line.splitn(6, ' ');
+    let inode = fields.nth(4)?;
+    (fields.next()?.trim_start() == "anon_inode:[io_uring]").then(|| inode.parse().ok()).flatten()
+}
+
+/// The `ino:` line of an fdinfo text.
+fn fdinfo_inode(fdinfo: &str) -> Option<u64> {
+    fdinfo.lines().find_map(|line| line.strip_prefix("ino:")?.trim().parse().ok())
 }
 
 /// A handle on `pid` to stop it by, taken before it is inspected.
 pub fn handle(pid: u32) -> std::io::Result<OwnedFd> {
     crate::kernel::pidfd_open(pid)
+}
+
+/// A handle on process `pid` if it is the one the kernel saw at boot-clock
+/// time `seen_ns`: a process started later reuses the pid of one that is
+/// gone. (Start times are in clock ticks: one tick of slack.)
+pub fn handle_if_seen(pid: u32, seen_ns: u64) -> std::io::Result<OwnedFd> {
+    let pidfd = handle(pid)?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let ticks = start_ticks(&stat).ok_or_else(|| std::io::Error::other("unreadable /proc/PID/stat"))?;
+    let tick_ns = 1_000_000_000 / (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64);
+    if ticks.saturating_sub(1) * tick_ns > seen_ns {
+        return Err(std::io::Error::other(format!("pid {pid} is another process now")));
+    }
+    Ok(pidfd)
+}
+
+/// Field 22 of /proc/PID/stat, the start time in clock ticks since boot
+/// (the name before it may hold spaces and parentheses).
+fn start_ticks(stat: &str) -> Option<u64> {
+    stat.rsplit_once(") ")?.1.split(' ').nth(19)?.parse().ok()
 }
 
 /// SIGKILL to the process behind `pidfd` (gone already is not an error).
@@ -144,6 +228,21 @@ mod tests {
         ] {
             assert_eq!(shared_writable_mapping(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn the_start_time_is_read_past_any_name() {
+        let stat = "4242 (a) b) (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 1000 10";
+        assert_eq!(start_ticks(stat), Some(123456));
+        assert_eq!(start_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn ring_mappings_and_ring_inodes_are_read() {
+        let line = "7f00d0a00000-7f00d0a01000 rw-s 10000000 00:0f 2071                       anon_inode:[io_uring]";
+        assert_eq!(ring_mapping(line), Some(2071));
+        assert_eq!(ring_mapping("7f1c2a000000-7f1c2a001000 rw-s 00000000 fd:01 1311234 /etc/hosts"), None);
+        assert_eq!(fdinfo_inode("pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t2071\n"), Some(2071));
     }
 
     #[test]

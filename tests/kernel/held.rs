@@ -13,6 +13,8 @@ use crate::{confinement::start_deputy, harness, harness::daemon, subjects::as_ui
 
 const AGENTS_CGROUP_PROCS: &str = "/sys/fs/cgroup/agents.slice/cgroup.procs";
 const PROTECTED_FILE: &str = "/etc/sysctl.d/90-agent.conf";
+/// A cgroup control file a process opens before it becomes a subject.
+const FREEZE: &str = "/sys/fs/cgroup/warrant-held/cgroup.freeze";
 
 fn sideways_root(args: &[&str]) -> Command {
     let mut command = Command::new("python3");
@@ -50,42 +52,49 @@ fn a_connection_made_before_pickup_is_decided_at_its_first_send() {
     let d = daemon();
     let go = "/run/warrant-held-go";
     let marker = "/run/deputy-ran-held";
-    let _ = std::fs::remove_file(go);
-    let _ = std::fs::remove_file(marker);
-    let deputy = start_deputy("/run/warrant-held.sock", "stream");
     std::fs::create_dir_all("/run/systemd/journal").unwrap();
     let journal = start_deputy("/run/systemd/journal/stdout", "stream");
-    // Connected while uid 4245 is in no policy: nothing decided the connects.
-    let script = harness::helper("sideways.py");
-    let command = format!("touch {marker}; nft flush ruleset");
-    let (mut holder, mut out) = spawn_reading(as_uid(
-        4245,
-        &["python3", &script, "held-ask", go, "/run/warrant-held.sock", &command, "/run/systemd/journal/stdout"],
-    ));
-    assert_eq!(next_line(&mut out), "connected");
-    let pid = holder.id();
     let text = std::fs::read_to_string("policies/demo.toml").unwrap();
-    let wider = text.replacen("uid = [4242]", "uid = [4242, 4245]", 1);
-    assert_ne!(wider, text);
-    let mark = d.audit_len();
-    d.apply_next_policy(&wider);
-    d.expect_record_where(mark, "subject.picked_up", |r| r["kind"] == "subject.picked_up" && r["pid"] == pid);
-    std::fs::write(go, "").unwrap();
-    // The journal's socket is allowed to every profile; the deputy is not.
-    assert_eq!(next_line(&mut out), "allowed=0 deputy=1");
-    assert!(holder.wait().unwrap().success());
-    let refused = d.expect_record(mark, "ipc.connect", "/run/warrant-held.sock", "denied");
-    assert_eq!(refused["profile"], "ops-bot", "{refused}");
-    d.expect_record(mark, "ipc.connect", "/run/systemd/journal/stdout", "allowed");
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(!Path::new(marker).exists(), "the deputy ran what the subject sent on its old connection");
-    no_record_of(d, mark, "subject.stopped", pid);
-    for mut child in [deputy, journal] {
-        let _ = child.kill();
-        let _ = child.wait();
+    for (uid, kind) in [(4245, "stream"), (4246, "seqpacket")] {
+        let _ = std::fs::remove_file(go);
+        let _ = std::fs::remove_file(marker);
+        let name = format!("/run/warrant-held.{kind}");
+        let deputy = start_deputy(&name, kind);
+        // Connected while the uid is in no policy: nothing decided the connects.
+        let script = harness::helper("sideways.py");
+        let command = format!("touch {marker}; nft flush ruleset");
+        let (mut holder, mut out) = spawn_reading(as_uid(
+            uid,
+            &["python3", &script, "held-ask", go, &name, kind, &command, "/run/systemd/journal/stdout"],
+        ));
+        assert_eq!(next_line(&mut out), "connected");
+        let pid = holder.id();
+        let wider = text.replacen("uid = [4242]", &format!("uid = [4242, {uid}]"), 1);
+        assert_ne!(wider, text);
+        let mark = d.audit_len();
+        d.apply_next_policy(&wider);
+        d.expect_record_where(mark, "subject.picked_up", |r| r["kind"] == "subject.picked_up" && r["pid"] == pid);
+        std::fs::write(go, "").unwrap();
+        // The journal's socket is allowed to every profile; the deputy is not,
+        // whether the send names an address (of length 0) or none.
+        assert_eq!(next_line(&mut out), "allowed=0 deputy=1,1", "{kind}");
+        assert!(holder.wait().unwrap().success());
+        let refused = d.expect_record(mark, "ipc.connect", &name, "denied");
+        assert_eq!(refused["profile"], "ops-bot", "{refused}");
+        d.expect_record(mark, "ipc.connect", "/run/systemd/journal/stdout", "allowed");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert!(!Path::new(marker).exists(), "the deputy ran what the subject sent on its old {kind} connection");
+        no_record_of(d, mark, "subject.stopped", pid);
+        stop(deputy);
+        d.apply_next_policy(&text);
     }
+    stop(journal);
     let _ = std::fs::remove_file(go);
-    d.apply_next_policy(&text);
+}
+
+fn stop(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]
@@ -158,25 +167,37 @@ fn a_process_picked_up_with_another_process_s_sqpoll_ring_is_stopped() {
 fn a_process_picked_up_with_a_shared_writable_mapping_of_a_protected_file_is_stopped() {
     let d = daemon();
     let go = "/run/warrant-map-go";
+    std::fs::create_dir_all("/sys/fs/cgroup/warrant-held").unwrap();
     let before = std::fs::read(PROTECTED_FILE).unwrap();
     assert!(!before.is_empty() && before[0] != b'X');
     for kind in ["private", "shared"] {
         let _ = std::fs::remove_file(go);
         let mark = d.audit_len();
         let (mut holder, mut out) =
-            spawn_reading(sideways_root(&["map-held", PROTECTED_FILE, kind, AGENTS_CGROUP_PROCS, go]));
-        let pid = moved_pid(&mut out);
+            spawn_reading(sideways_root(&["map-held", PROTECTED_FILE, kind, AGENTS_CGROUP_PROCS, go, FREEZE]));
+        let line = next_line(&mut out);
+        let pid = holder.id();
         d.expect_record_where(mark, "subject.matched", |r| r["kind"] == "subject.matched" && r["pid"] == pid);
         if kind == "shared" {
             let stopped =
                 d.expect_record_where(mark, "subject.stopped", |r| r["kind"] == "subject.stopped" && r["pid"] == pid);
             let held = stopped["held"][0].as_str().unwrap_or("");
             assert!(held.contains("shared writable mapping") && held.contains(PROTECTED_FILE), "{stopped}");
+            // The child it made at once (while the daemon had not looked yet) keeps the mapping: stopped too.
+            d.expect_record_where(mark, "subject.stopped child", |r| {
+                r["kind"] == "subject.stopped" && r["pid"] != pid && r["profile"] == "agent"
+            });
         } else {
+            assert!(line.starts_with(&format!("moved {pid} child=")), "{line}");
             // Time for the daemon to have looked: a private mapping writes nowhere.
             std::thread::sleep(std::time::Duration::from_secs(1));
         }
         std::fs::write(go, "").unwrap();
+        if kind == "private" {
+            // A cgroup control file opened before: its write is refused all the same.
+            assert_eq!(next_line(&mut out), "freeze=1");
+            d.expect_record(mark, "self.cgroup", "*", "denied");
+        }
         let status = holder.wait().unwrap();
         if kind == "shared" {
             assert_eq!(status.signal(), Some(9), "the holder of a shared mapping ran on: {status:?}");
@@ -185,6 +206,10 @@ fn a_process_picked_up_with_a_shared_writable_mapping_of_a_protected_file_is_sto
             no_record_of(d, mark, "subject.stopped", pid);
         }
     }
+    std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(std::fs::read(PROTECTED_FILE).unwrap(), before, "the protected file changed");
+    let frozen = std::fs::read_to_string("/sys/fs/cgroup/warrant-held/cgroup.freeze").unwrap();
+    assert_eq!(frozen.trim(), "0", "the held cgroup.freeze fd froze the cgroup");
+    let _ = std::fs::remove_dir("/sys/fs/cgroup/warrant-held");
     let _ = std::fs::remove_file(go);
 }

@@ -64,23 +64,30 @@ impl State {
             let profile = self.policy.as_ref().map(|p| p.profile_name(event.profile_id));
             // The cgroup tracepoint sees the process's leader only: its other
             // threads are marked from here (exec-time matches have no others).
-            let moved = (by == "cgroup").then(|| held::handle(event.tgid));
-            let threads = if moved.is_some() {
-                self.kernel.mark_process(event.tgid, event.profile_id).unwrap_or_else(|e| {
+            // Only if the pid is still the process the kernel saw move.
+            let moved = (by == "cgroup").then(|| held::handle_if_seen(event.tgid, event.boot_ns));
+            let marked = match moved {
+                Some(Ok(_)) => self.kernel.mark_process(event.tgid, event.profile_id).map_err(|e| {
                     warn!(pid = event.tgid, "cannot mark the threads of a process moved into a matched cgroup: {e}");
-                    0
-                })
-            } else {
-                0
+                }),
+                _ => Ok(0),
             };
+            let threads = *marked.as_ref().unwrap_or(&0);
             let (exe, comm) = (exe_of(event.tgid), comm_of(event));
             self.record(
                 "subject.matched",
                 json!({"pid": event.tgid, "exe": exe, "comm": comm, "uid": event.uid, "profile": profile, "by": by, "threads_marked_after": threads}),
             );
             // A process moved into a matched cgroup keeps its memory and files.
-            if let Some(handle) = moved {
-                self.stop_if_holding(event.tgid, handle, &profile.unwrap_or_default());
+            if by == "cgroup" {
+                match moved {
+                    Some(Ok(handle)) => {
+                        self.settle_pickup(event.tgid, Ok(handle), marked.is_ok(), &profile.unwrap_or_default())
+                    }
+                    // Gone, or its pid reused: the tracepoint's note ends here.
+                    _ => drop(self.kernel.end_pickup(event.tgid)),
+                }
+                self.settle_pickup_children();
             }
             return;
         }

@@ -43,6 +43,9 @@ impl State {
             }
             let profile = self.policy.as_ref().map(|p| p.profile_name(found.profile_id)).unwrap_or_default();
             let handle = held::handle(found.pid);
+            if let Err(e) = self.kernel.note_pickup(found.pid, found.profile_id) {
+                warn!(pid = found.pid, "cannot note the processes a process being picked up makes: {e}");
+            }
             match self.kernel.mark_process(found.pid, found.profile_id) {
                 Ok(0) => {}
                 Ok(threads) => {
@@ -52,17 +55,73 @@ impl State {
                         "subject.picked_up",
                         json!({"pid": found.pid, "exe": exe, "profile": profile, "by": found.by, "threads": threads}),
                     );
-                    self.stop_if_holding(found.pid, handle, &profile);
+                    self.settle_pickup(found.pid, handle, true, &profile);
                 }
-                Err(e) => warn!(pid = found.pid, "cannot pick up a matching process: {e}"),
+                Err(e) => {
+                    warn!(pid = found.pid, "cannot pick up a matching process: {e}");
+                    // Its leader may be marked all the same.
+                    if self.kernel.subject_profile(found.pid).is_some() {
+                        self.settle_pickup(found.pid, handle, false, &profile);
+                    }
+                }
+            }
+            let _ = self.kernel.end_pickup(found.pid);
+        }
+        self.settle_pickup_children();
+    }
+
+    /// After process `pid` was picked up as a subject of `profile`: stops
+    /// it if it holds what the pickup cannot take back, and ends the noting
+    /// of the processes it makes. Those made before are looked at by
+    /// [`Self::settle_pickup_children`].
+    pub(super) fn settle_pickup(
+        &mut self,
+        pid: u32,
+        handle: std::io::Result<OwnedFd>,
+        own_threads_marked: bool,
+        profile: &str,
+    ) {
+        self.stop_if_holding(pid, handle, own_threads_marked, profile);
+        if let Err(e) = self.kernel.end_pickup(pid) {
+            warn!(pid, "cannot end a pickup: {e}");
+        }
+    }
+
+    /// Looks at every process made during a pickup the way the process
+    /// picked up was (each keeps what its parent held), until a pass finds
+    /// none (eight at most): one made while a pass ran is found by the next.
+    pub(super) fn settle_pickup_children(&mut self) {
+        for _ in 0..8 {
+            let children = match self.kernel.pickup_children() {
+                Ok(children) if !children.is_empty() => children,
+                Ok(_) => return,
+                Err(e) => return warn!("cannot list the processes made during a pickup: {e}"),
+            };
+            for (child, pickup) in children {
+                let handle = held::handle(child);
+                let name = self.policy.as_ref().map(|p| p.profile_name(pickup.profile_id)).unwrap_or_default();
+                // Made by a thread not yet marked: marked now.
+                let marked = self.kernel.subject_profile(child).is_some()
+                    || self.kernel.mark_process(child, pickup.profile_id).is_ok();
+                self.stop_if_holding(child, handle, marked, &name);
+                if let Err(e) = self.kernel.forget_pickup_child(child) {
+                    warn!(pid = child, "cannot forget a process made during a pickup: {e}");
+                }
             }
         }
     }
 
     /// Stops process `pid`, just picked up as a subject of `profile`, if it
     /// holds what the pickup cannot take back (see `held`), and records it.
-    pub(super) fn stop_if_holding(&mut self, pid: u32, handle: std::io::Result<OwnedFd>, profile: &str) {
-        let holdings = held::untakeable(pid, |key| self.kernel.protects(key));
+    pub(super) fn stop_if_holding(
+        &mut self,
+        pid: u32,
+        handle: std::io::Result<OwnedFd>,
+        own_threads_marked: bool,
+        profile: &str,
+    ) {
+        let holdings = held::untakeable(pid, own_threads_marked, |key| self.kernel.protects(key))
+            .unwrap_or_else(|reason| vec![held::Holding::Unreadable { reason }]);
         if holdings.is_empty() {
             return;
         }

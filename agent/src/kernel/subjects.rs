@@ -6,7 +6,7 @@ use std::os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::path::Path;
 
 use aya::{maps::Map, programs::Iter};
-use warrant_common::Subject;
+use warrant_common::{Pickup, Subject};
 
 use super::{Kernel, KernelError, PIN_ROOT, error_chain, map_err, remove_key};
 
@@ -78,16 +78,69 @@ impl Kernel {
         Ok(output.len() / 4)
     }
 
+    /// Notes running process `pid`, being picked up as a subject of
+    /// `profile_id`: the processes it makes until [`Kernel::end_pickup`]
+    /// (ten seconds at most) are noted for [`Kernel::pickup_children`]
+    /// (agent-ebpf's held.rs, which does the same for cgroup moves).
+    pub fn note_pickup(&mut self, pid: u32, profile_id: u32) -> Result<(), KernelError> {
+        let deadline_ns = crate::clock::boot_now_ns() + 10_000_000_000;
+        let pickup = Pickup { deadline_ns, profile_id, _reserved: 0 };
+        self.hash_map::<u32, Pickup>("PICKUPS")?.insert(pid, pickup, 0).map_err(map_err("PICKUPS"))?;
+        let map = self.ebpf.map_mut("PICKUPS_UNTIL").ok_or(KernelError::MissingMap("PICKUPS_UNTIL"))?;
+        let mut until: aya::maps::Array<&mut aya::maps::MapData, u64> =
+            aya::maps::Array::try_from(map).map_err(map_err("PICKUPS_UNTIL"))?;
+        until.set(0, deadline_ns, 0).map_err(map_err("PICKUPS_UNTIL"))
+    }
+
+    /// Ends the noting of process `pid`'s new processes.
+    pub fn end_pickup(&mut self, pid: u32) -> Result<(), KernelError> {
+        remove_key(&mut self.hash_map::<u32, Pickup>("PICKUPS")?, "PICKUPS", &pid)
+    }
+
+    /// Running processes made during a pickup and not yet looked at, with
+    /// their pickup. A walk of /proc with one map lookup per process.
+    pub fn pickup_children(&self) -> Result<Vec<(u32, Pickup)>, KernelError> {
+        let fd = self.task_storage_fd("PICKUP_CHILDREN")?;
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+            let Ok(pidfd) = pidfd_open(pid) else { continue };
+            let mut pickup = Pickup::default();
+            if bpf_map_elem(fd, BPF_MAP_LOOKUP_ELEM, &pidfd.as_raw_fd(), &mut pickup, 0).is_ok() {
+                found.push((pid, pickup));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Forgets that process `pid` was made during a pickup (it has been looked at).
+    pub fn forget_pickup_child(&self, pid: u32) -> Result<(), KernelError> {
+        let fd = self.task_storage_fd("PICKUP_CHILDREN")?;
+        let pidfd = pidfd_open(pid).map_err(|e| KernelError::Subject { pid, reason: format!("pidfd_open: {e}") })?;
+        let mut unused = 0u64;
+        match bpf_map_elem(fd, BPF_MAP_DELETE_ELEM, &pidfd.as_raw_fd(), &mut unused, 0) {
+            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
+                Err(KernelError::Map { map: "PICKUP_CHILDREN", reason: e.to_string() })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The profile id of `pid` if it is a subject.
     pub fn subject_profile(&self, pid: u32) -> Option<u32> {
         subject_profile_in(self.subjects_fd().ok()?, pid)
     }
 
     fn subjects_fd(&self) -> Result<i32, KernelError> {
-        match self.ebpf.map("SUBJECTS") {
+        self.task_storage_fd("SUBJECTS")
+    }
+
+    /// The fd of task-storage map `name` (aya has no type for them).
+    fn task_storage_fd(&self, name: &'static str) -> Result<i32, KernelError> {
+        match self.ebpf.map(name) {
             Some(Map::Unsupported(data)) => Ok(data.fd().as_fd().as_raw_fd()),
-            Some(_) => Err(KernelError::Map { map: "SUBJECTS", reason: "unexpected map type".into() }),
-            None => Err(KernelError::MissingMap("SUBJECTS")),
+            Some(_) => Err(KernelError::Map { map: name, reason: "unexpected map type".into() }),
+            None => Err(KernelError::MissingMap(name)),
         }
     }
 }
@@ -136,6 +189,7 @@ pub fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
 
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_NOEXIST: u64 = 1;
 
 /// `union bpf_attr` for map element commands.

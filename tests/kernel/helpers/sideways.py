@@ -5,11 +5,12 @@
                                  pipe, then a write: the kernel signals PID
     sideways.py deputy NAME KIND a root deputy: listens on unix socket NAME
                                  (a path, or @name for an abstract one; KIND
-                                 stream or dgram) and runs each message it
+                                 stream, seqpacket or dgram) and runs each message it
                                  gets as a shell command; prints "ready"
     sideways.py ask NAME KIND CMD  sends CMD to the deputy at NAME
-    sideways.py held-ask GO NAME CMD ALLOWED
-                                 connects to the stream deputy at NAME and to
+    sideways.py held-ask GO NAME KIND CMD ALLOWED
+                                 connects to the deputy at NAME (KIND stream
+                                 or seqpacket) and to
                                  the stream socket ALLOWED, prints
                                  "connected", waits for file GO, then sends
                                  on ALLOWED and sends CMD to the deputy;
@@ -30,10 +31,14 @@
                                  "moved PID" and waits for file GO (30 s at
                                  most); prints "status=S" (the child's exit
                                  code, -9 if it was killed)
-    sideways.py map-held FILE shared|private PROCS GO
-                                 maps FILE writable, moves itself to PROCS,
-                                 prints "moved PID", waits for file GO (30 s
-                                 at most), then writes "X" through the mapping
+    sideways.py map-held FILE shared|private PROCS GO FREEZE
+                                 opens cgroup file FREEZE for writing, maps
+                                 FILE writable, moves itself to PROCS,
+                                 forks a child that keeps the mapping,
+                                 prints "moved PID child=PID", waits for
+                                 file GO (30 s at most), then writes "1" to
+                                 FREEZE (prints "freeze=E") and "X" through
+                                 the mapping
 
 Exits 0 on success, or with the errno of the failing call (EPERM is 1).
 For sigio the write always succeeds: whether the signal arrived is for the
@@ -86,9 +91,12 @@ def address(name):
     return "\0" + name[1:] if name.startswith("@") else name
 
 
+KINDS = {"stream": socket.SOCK_STREAM, "seqpacket": socket.SOCK_SEQPACKET, "dgram": socket.SOCK_DGRAM}
+
+
 def deputy(name, kind):
-    stream = kind == "stream"
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM if stream else socket.SOCK_DGRAM)
+    stream = kind != "dgram"
+    server = socket.socket(socket.AF_UNIX, KINDS[kind])
     if not name.startswith("@") and os.path.exists(name):
         os.unlink(name)
     server.bind(address(name))
@@ -138,21 +146,36 @@ def wait_for(path, seconds=30):
         time.sleep(0.1)
 
 
-def held_ask(go, name, command, allowed):
-    to_deputy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def sendto_empty_address(conn, data):
+    """sendto(2) with an address pointer and a length of 0."""
+    name = ctypes.create_string_buffer(16)
+    if libc.sendto(conn.fileno(), data, len(data), 0, name, 0) < 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))
+
+
+def held_ask(go, name, kind, command, allowed):
+    to_deputy = socket.socket(socket.AF_UNIX, KINDS[kind])
     to_deputy.connect(address(name))
     to_allowed = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     to_allowed.connect(address(allowed))
     print("connected", flush=True)
     wait_for(go)
     results = []
-    for conn, data in ((to_allowed, b"true"), (to_deputy, command.encode())):
+    # The deputy is asked with an address too, one of length 0 (a connected
+    # stream socket takes the send), then with none.
+    sends = (
+        lambda: to_allowed.sendall(b"true"),
+        lambda: sendto_empty_address(to_deputy, command.encode()),
+        lambda: to_deputy.sendall(command.encode()),
+    )
+    for send in sends:
         try:
-            conn.sendall(data)
+            send()
             results.append(0)
         except OSError as err:
             results.append(err.errno)
-    print(f"allowed={results[0]} deputy={results[1]}", flush=True)
+    print(f"allowed={results[0]} deputy={results[1]},{results[2]}", flush=True)
     return 0
 
 
@@ -236,14 +259,28 @@ def sqpoll_held(procs, go):
     return 0
 
 
-def map_held(path, kind, procs, go):
+def map_held(path, kind, procs, go, freeze):
+    # Opened now, written once a subject: a cgroup control file.
+    freezer = os.open(freeze, os.O_WRONLY)
     with open(path, "r+b") as file:
         flags = mmap.MAP_SHARED if kind == "shared" else mmap.MAP_PRIVATE
         mapping = mmap.mmap(file.fileno(), 0, flags, mmap.PROT_READ | mmap.PROT_WRITE)
     with open(procs, "w") as cgroup:
         cgroup.write(str(os.getpid()))
-    print(f"moved {os.getpid()}", flush=True)
+    # A child forked at once keeps the mapping, and writes through it later.
+    child = os.fork()
+    if child == 0:
+        wait_for(go)
+        mapping[0:1] = b"X"
+        mapping.flush()
+        os._exit(0)
+    print(f"moved {os.getpid()} child={child}", flush=True)
     wait_for(go)
+    try:
+        os.write(freezer, b"1")
+        print("freeze=0", flush=True)
+    except OSError as err:
+        print(f"freeze={err.errno}", flush=True)
     mapping[0:1] = b"X"
     mapping.flush()
     return 0
@@ -310,7 +347,7 @@ def main():
     if command == "ask":
         sys.exit(ask(args[0], args[1], args[2]))
     if command == "held-ask":
-        sys.exit(held_ask(args[0], args[1], args[2], args[3]))
+        sys.exit(held_ask(args[0], args[1], args[2], args[3], args[4]))
     if command == "carry-ring":
         sys.exit(carry_ring(int(args[0]), args[1], args[2:]))
     if command == "pass-ring":
@@ -322,7 +359,7 @@ def main():
     if command == "sqpoll-held":
         sys.exit(sqpoll_held(args[0], args[1]))
     if command == "map-held":
-        sys.exit(map_held(args[0], args[1], args[2], args[3]))
+        sys.exit(map_held(args[0], args[1], args[2], args[3], args[4]))
     sys.exit(f"unknown command {command!r}")
 
 
