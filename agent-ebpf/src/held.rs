@@ -77,16 +77,15 @@ fn pickup_in_progress() -> Option<Pickup> {
 }
 
 /// At `task_alloc`: a task made during a pickup is noted for the daemon.
-/// False: it could not be, and the fork must fail.
+/// Some(Ok(profile)): noted, for a pickup into `profile`; Some(Err): it
+/// could not be, and the fork must fail; None: no pickup.
 #[inline(always)]
-pub fn note_if_picking_up(child: *mut task_struct) -> bool {
-    let Some(mut pickup) = pickup_in_progress() else {
-        return true;
-    };
+pub fn note_if_picking_up(child: *mut task_struct) -> Option<Result<u32, ()>> {
+    let mut pickup = pickup_in_progress()?;
     let stored = unsafe {
         bpf_task_storage_get(PICKUP_CHILDREN.as_ptr(), child.cast(), core::ptr::from_mut(&mut pickup).cast(), 1)
     };
-    !stored.is_null()
+    Some(if stored.is_null() { Err(()) } else { Ok(pickup.profile_id) })
 }
 
 /// The current task's fd table: its `struct fdtable`, how many fds it

@@ -78,12 +78,30 @@ pub fn task_alloc(ctx: LsmContext) -> i32 {
     if earlier_verdict != 0 {
         return earlier_verdict;
     }
-    if !held::note_if_picking_up(child) {
+    let picking_up = held::note_if_picking_up(child);
+    let Some(mut marker) = current() else {
+        // A thread of a process being picked up that is not marked yet
+        // (the cgroup tracepoint marks the leader): its child is a subject.
+        return match picking_up {
+            Some(Ok(profile_id)) => {
+                let mut marker = Subject { profile_id, ..Subject::default() };
+                let stored = unsafe {
+                    bpf_task_storage_get(
+                        SUBJECTS.as_ptr(),
+                        child,
+                        core::ptr::from_mut(&mut marker).cast(),
+                        STORAGE_CREATE,
+                    )
+                };
+                if stored.is_null() { -ENOMEM } else { 0 }
+            }
+            Some(Err(())) => -ENOMEM,
+            None => 0,
+        };
+    };
+    if let Some(Err(())) = picking_up {
         return -ENOMEM;
     }
-    let Some(mut marker) = current() else {
-        return 0;
-    };
     let clone_flags: u64 = ctx.arg(1);
     let verdict = netns::decide_clone(&marker, clone_flags);
     if verdict != 0 {
@@ -259,6 +277,7 @@ pub fn cgroup_attach_task(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     if let Some(profile_id) = cgroup_id(cgroup).and_then(cgroup_profile)
+        && !selfprotect::is_daemon(task.cast())
         && mark(task, profile_id, match_kind::CGROUP)
     {
         // Until the daemon has marked its other threads and looked at what

@@ -30,8 +30,12 @@ pub enum Holding {
     /// An io_uring ring (inode `ino`) mapped with no fd left to ask who
     /// polls it.
     RingWithoutFd { ino: u64 },
+    /// A shared writable mapping of block device `path`.
+    BlockDeviceMapping { path: String },
     /// What the process holds could not be read.
     Unreadable { reason: String },
+    /// Not every thread of it could be marked.
+    Unmarked,
 }
 
 impl std::fmt::Display for Holding {
@@ -45,7 +49,11 @@ impl std::fmt::Display for Holding {
                 "io_uring fd {fd}, whose submissions thread {poller} of process {poller_tgid} (not a subject) runs"
             ),
             Holding::RingWithoutFd { ino } => write!(f, "an io_uring ring (inode {ino}) mapped without its fd"),
+            Holding::BlockDeviceMapping { path } => {
+                write!(f, "a shared writable mapping of block device {}", path.escape_debug())
+            }
             Holding::Unreadable { reason } => write!(f, "what it holds could not be read ({reason})"),
+            Holding::Unmarked => write!(f, "threads that could not all be marked as subjects"),
         }
     }
 }
@@ -84,25 +92,27 @@ fn tgid_of(tid: i64) -> Option<u32> {
 
 /// What `pid` holds that pickup cannot take back, looked at through every
 /// thread (a thread may have its own fd table; a leader that has exited
-/// shows none). `own_threads_marked`: every thread of the process is a
-/// subject, so a ring one of them polls is polled by a subject.
-/// `protected` says whether the kernel protects a file. Err: a process
-/// that still exists could not be read, which the caller treats as holding
-/// something; a process that is gone holds nothing.
+/// shows none). `protected` says whether the kernel protects a file;
+/// `subject_poller` whether a process is a subject of the same profile (a
+/// ring its thread polls is the subject's own). Err: a thread that still
+/// exists could not be read, which the caller treats as holding something;
+/// one that is gone holds nothing.
 pub fn untakeable(
     pid: u32,
-    own_threads_marked: bool,
     protected: impl Fn(&FileKey) -> bool,
+    subject_poller: impl Fn(u32) -> bool,
 ) -> Result<Vec<Holding>, String> {
-    let unreadable = |what: String, e: std::io::Error| {
-        if std::path::Path::new(&format!("/proc/{pid}")).exists() { Err(format!("{what}: {e}")) } else { Ok(()) }
+    // A thread (or the process) that is gone holds nothing.
+    let unreadable = |dir: &std::path::Path, what: &str, e: std::io::Error| {
+        if dir.exists() { Err(format!("{}/{what}: {e}", dir.display())) } else { Ok(()) }
     };
     let mut found = Vec::new();
     let mut ring_files = Vec::new();
     let mut mapped_rings = Vec::new();
-    let threads = match std::fs::read_dir(format!("/proc/{pid}/task")) {
+    let process = std::path::PathBuf::from(format!("/proc/{pid}"));
+    let threads = match std::fs::read_dir(process.join("task")) {
         Ok(threads) => threads,
-        Err(e) => return unreadable(format!("/proc/{pid}/task"), e).map(|()| found),
+        Err(e) => return unreadable(&process, "task", e).map(|()| found),
     };
     for thread in threads.flatten() {
         let dir = thread.path();
@@ -113,18 +123,25 @@ pub fn untakeable(
                         mapped_rings.push(ino);
                     }
                     let Some((key, path)) = shared_writable_mapping(line) else { continue };
-                    let holding = Holding::SharedWritableMapping { key, path };
-                    if protected(&key) && !found.contains(&holding) {
+                    // A block device's mapping writes under every file check.
+                    let holding = if protected(&key) {
+                        Holding::SharedWritableMapping { key, path }
+                    } else if maps_block_device(&dir, line) {
+                        Holding::BlockDeviceMapping { path }
+                    } else {
+                        continue;
+                    };
+                    if !found.contains(&holding) {
                         found.push(holding);
                     }
                 }
             }
-            Err(e) => unreadable(format!("{}/maps", dir.display()), e)?,
+            Err(e) => unreadable(&dir, "maps", e)?,
         }
         let fds = match std::fs::read_dir(dir.join("fd")) {
             Ok(fds) => fds,
             Err(e) => {
-                unreadable(format!("{}/fd", dir.display()), e)?;
+                unreadable(&dir, "fd", e)?;
                 continue;
             }
         };
@@ -137,11 +154,12 @@ pub fn untakeable(
             }
             let fdinfo = std::fs::read_to_string(dir.join("fdinfo").join(fd.to_string())).unwrap_or_default();
             ring_files.extend(fdinfo_inode(&fdinfo));
-            // A ring whose poller is one of the process's own threads is
-            // polled by a subject once pickup has marked every thread.
+            // A ring polled by a subject of the same profile (the process's
+            // own thread, once marked, or its parent's in a child made
+            // during the pickup) is the subject's.
             if let Some(poller) = ring_poller(&fdinfo)
                 && let Some(poller_tgid) = tgid_of(poller)
-                && (poller_tgid != pid || !own_threads_marked)
+                && !subject_poller(poller_tgid)
             {
                 let holding = Holding::ForeignRingPoller { fd, poller, poller_tgid };
                 if !found.contains(&holding) {
@@ -158,6 +176,16 @@ pub fn untakeable(
         }
     }
     Ok(found)
+}
+
+/// Whether the mapping of maps `line` (shown by thread directory `dir`)
+/// is of a block device: its map_files entry leads to the file itself.
+fn maps_block_device(dir: &std::path::Path, line: &str) -> bool {
+    use std::os::unix::fs::FileTypeExt as _;
+    let Some(range) = line.split(' ').next() else { return false };
+    // map_files is per process: the thread's directory has none.
+    let process = dir.parent().and_then(|tasks| tasks.parent()).unwrap_or(dir);
+    std::fs::metadata(process.join("map_files").join(range)).is_ok_and(|m| m.file_type().is_block_device())
 }
 
 /// The inode of an io_uring ring mapped by one /proc/PID/maps line.

@@ -37,37 +37,56 @@ impl State {
     /// Makes subjects of running processes the policy matches: the kernel
     /// only sees execs and cgroup moves from now on.
     pub(super) fn pick_up(&mut self, entries: &std::collections::HashMap<warrant_common::MatchKey, u32>) {
-        for found in subjects::running_matches(entries, std::process::id()) {
-            if self.kernel.subject_profile(found.pid).is_some() {
-                continue;
+        // Twice: a match may fork between the walk and its pickup; its child
+        // matches the same way and is found by the second walk.
+        for _ in 0..2 {
+            let found: Vec<_> = subjects::running_matches(entries, std::process::id())
+                .into_iter()
+                .filter(|found| self.kernel.subject_profile(found.pid).is_none())
+                .collect();
+            if found.is_empty() {
+                break;
             }
-            let profile = self.policy.as_ref().map(|p| p.profile_name(found.profile_id)).unwrap_or_default();
-            let handle = held::handle(found.pid);
-            if let Err(e) = self.kernel.note_pickup(found.pid, found.profile_id) {
-                warn!(pid = found.pid, "cannot note the processes a process being picked up makes: {e}");
-            }
-            match self.kernel.mark_process(found.pid, found.profile_id) {
-                Ok(0) => {}
-                Ok(threads) => {
-                    let exe = exe_of(found.pid);
-                    info!(pid = found.pid, profile, by = found.by, "running process picked up as a subject");
-                    self.record(
-                        "subject.picked_up",
-                        json!({"pid": found.pid, "exe": exe, "profile": profile, "by": found.by, "threads": threads}),
-                    );
-                    self.settle_pickup(found.pid, handle, true, &profile);
-                }
-                Err(e) => {
-                    warn!(pid = found.pid, "cannot pick up a matching process: {e}");
-                    // Its leader may be marked all the same.
-                    if self.kernel.subject_profile(found.pid).is_some() {
-                        self.settle_pickup(found.pid, handle, false, &profile);
+            // Every match is noted before any is marked: what one makes
+            // while another is being marked is looked at too.
+            let handles: Vec<_> = found
+                .iter()
+                .map(|found| {
+                    if let Err(e) = self.kernel.note_pickup(found.pid, found.profile_id) {
+                        warn!(pid = found.pid, "cannot note the processes a process being picked up makes: {e}");
                     }
+                    held::handle(found.pid)
+                })
+                .collect();
+            for (found, handle) in found.into_iter().zip(handles) {
+                self.pick_up_one(found, handle);
+            }
+            self.settle_pickup_children();
+        }
+    }
+
+    fn pick_up_one(&mut self, found: subjects::Pickup, handle: std::io::Result<OwnedFd>) {
+        let profile = self.policy.as_ref().map(|p| p.profile_name(found.profile_id)).unwrap_or_default();
+        match self.kernel.mark_process(found.pid, found.profile_id) {
+            Ok(0) => {}
+            Ok(threads) => {
+                let exe = exe_of(found.pid);
+                info!(pid = found.pid, profile, by = found.by, "running process picked up as a subject");
+                self.record(
+                    "subject.picked_up",
+                    json!({"pid": found.pid, "exe": exe, "profile": profile, "by": found.by, "threads": threads}),
+                );
+                self.settle_pickup(found.pid, handle, true, &profile);
+            }
+            Err(e) => {
+                warn!(pid = found.pid, "cannot pick up a matching process: {e}");
+                // Its leader may be marked all the same.
+                if self.kernel.subject_profile(found.pid).is_some() {
+                    self.settle_pickup(found.pid, handle, false, &profile);
                 }
             }
-            let _ = self.kernel.end_pickup(found.pid);
         }
-        self.settle_pickup_children();
+        let _ = self.kernel.end_pickup(found.pid);
     }
 
     /// After process `pid` was picked up as a subject of `profile`: stops
@@ -120,8 +139,17 @@ impl State {
         own_threads_marked: bool,
         profile: &str,
     ) {
-        let holdings = held::untakeable(pid, own_threads_marked, |key| self.kernel.protects(key))
-            .unwrap_or_else(|reason| vec![held::Holding::Unreadable { reason }]);
+        let profile_id = self.kernel.subject_profile(pid);
+        let mut holdings = held::untakeable(
+            pid,
+            |key| self.kernel.protects(key),
+            |tgid| profile_id.is_some() && self.kernel.subject_profile(tgid) == profile_id,
+        )
+        .unwrap_or_else(|reason| vec![held::Holding::Unreadable { reason }]);
+        // Fail closed: a thread left unmarked would act unconfined.
+        if !own_threads_marked && std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            holdings.push(held::Holding::Unmarked);
+        }
         if holdings.is_empty() {
             return;
         }

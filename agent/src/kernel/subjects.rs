@@ -116,7 +116,12 @@ impl Kernel {
     /// Forgets that process `pid` was made during a pickup (it has been looked at).
     pub fn forget_pickup_child(&self, pid: u32) -> Result<(), KernelError> {
         let fd = self.task_storage_fd("PICKUP_CHILDREN")?;
-        let pidfd = pidfd_open(pid).map_err(|e| KernelError::Subject { pid, reason: format!("pidfd_open: {e}") })?;
+        let pidfd = match pidfd_open(pid) {
+            Ok(pidfd) => pidfd,
+            // Gone: nothing left to forget.
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(()),
+            Err(e) => return Err(KernelError::Subject { pid, reason: format!("pidfd_open: {e}") }),
+        };
         let mut unused = 0u64;
         match bpf_map_elem(fd, BPF_MAP_DELETE_ELEM, &pidfd.as_raw_fd(), &mut unused, 0) {
             Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {

@@ -27,15 +27,16 @@
                                  with pidfd_getfd
     sideways.py sqpoll-held PROCS GO
                                  makes an SQPOLL ring, forks a child that
-                                 writes its pid to cgroup file PROCS, prints
-                                 "moved PID" and waits for file GO (30 s at
+                                 prints "moving PID", writes its pid to
+                                 cgroup file PROCS and waits for file GO (30 s at
                                  most); prints "status=S" (the child's exit
                                  code, -9 if it was killed)
     sideways.py map-held FILE shared|private PROCS GO FREEZE
                                  opens cgroup file FREEZE for writing, maps
                                  FILE writable, moves itself to PROCS,
-                                 forks a child that keeps the mapping,
-                                 prints "moved PID child=PID", waits for
+                                 prints "moving PID" first, forks a child
+                                 that keeps the mapping, prints
+                                 "child=PID", waits for
                                  file GO (30 s at most), then writes "1" to
                                  FREEZE (prints "freeze=E") and "X" through
                                  the mapping
@@ -249,9 +250,10 @@ def sqpoll_held(procs, go):
     io_uring(IORING_SETUP_SQPOLL)
     child = os.fork()
     if child == 0:
+        # Said first: the move may get it stopped at once.
+        print(f"moving {os.getpid()}", flush=True)
         with open(procs, "w") as cgroup:
             cgroup.write(str(os.getpid()))
-        print(f"moved {os.getpid()}", flush=True)
         wait_for(go)
         os._exit(0)
     _, status = os.waitpid(child, 0)
@@ -265,6 +267,8 @@ def map_held(path, kind, procs, go, freeze):
     with open(path, "r+b") as file:
         flags = mmap.MAP_SHARED if kind == "shared" else mmap.MAP_PRIVATE
         mapping = mmap.mmap(file.fileno(), 0, flags, mmap.PROT_READ | mmap.PROT_WRITE)
+    # Said first: the move may get it stopped at once.
+    print(f"moving {os.getpid()}", flush=True)
     with open(procs, "w") as cgroup:
         cgroup.write(str(os.getpid()))
     # A child forked at once keeps the mapping, and writes through it later.
@@ -274,7 +278,7 @@ def map_held(path, kind, procs, go, freeze):
         mapping[0:1] = b"X"
         mapping.flush()
         os._exit(0)
-    print(f"moved {os.getpid()} child={child}", flush=True)
+    print(f"child={child}", flush=True)
     wait_for(go)
     try:
         os.write(freezer, b"1")
