@@ -46,8 +46,9 @@ fn the_systemd_unit_lets_the_daemon_write_where_the_defaults_point() {
         assert!(writable.iter().any(|w| needed.starts_with(w)), "{} is not writable under the unit", needed.display());
     }
     // The deployment tier runs the unit; these say why a change broke it.
-    // CAP_NET_ADMIN: nft snapshots (every nft warrant needs one).
-    for capability in ["CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN", "CAP_NET_ADMIN"] {
+    // CAP_NET_ADMIN: nft snapshots (every nft warrant needs one); CAP_KILL:
+    // stopping a picked-up agent of another uid (`subject.stopped`).
+    for capability in ["CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_KILL"] {
         let line = |key: &str| unit.lines().find_map(|l| l.strip_prefix(key)).unwrap_or_default().to_owned();
         for key in ["CapabilityBoundingSet=", "AmbientCapabilities="] {
             assert!(line(key).split_whitespace().any(|c| c == capability), "the unit's {key} drops {capability}");
