@@ -222,11 +222,20 @@ impl Daemon {
             .spawn()
             .expect("start warrant daemon");
         *self.pid.lock().unwrap() = child.id();
-        let deadline = Instant::now() + Duration::from_secs(300);
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(300);
         while !self.run_cli_status(&["status"]).0 {
             let log = std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default();
             assert!(Instant::now() < deadline && !log.contains("warrant: "), "daemon did not start: {log}");
-            std::thread::sleep(Duration::from_millis(500));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // Back to the host, which prints what starts cost (`cargo xtask test`).
+        if let Ok(results) = std::env::var("WARRANT_RESULTS_DIR") {
+            use std::io::Write as _;
+            let path = Path::new(&results).join("daemon-starts.txt");
+            if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+                let _ = writeln!(file, "{}", started.elapsed().as_millis());
+            }
         }
     }
 

@@ -51,43 +51,54 @@ fn no_record_of(d: &harness::Daemon, mark: usize, kind: &str, pid: u32) {
 fn a_connection_made_before_pickup_is_decided_at_its_first_send() {
     let d = daemon();
     let go = "/run/warrant-held-go";
-    let marker = "/run/deputy-ran-held";
+    let marker = |kind: &str| format!("/run/deputy-ran-held.{kind}");
+    let _ = std::fs::remove_file(go);
     std::fs::create_dir_all("/run/systemd/journal").unwrap();
     let journal = start_deputy("/run/systemd/journal/stdout", "stream");
     let text = std::fs::read_to_string("policies/demo.toml").unwrap();
-    for (uid, kind) in [(4245, "stream"), (4246, "seqpacket")] {
-        let _ = std::fs::remove_file(go);
-        let _ = std::fs::remove_file(marker);
-        let name = format!("/run/warrant-held.{kind}");
-        let deputy = start_deputy(&name, kind);
-        // Connected while the uid is in no policy: nothing decided the connects.
-        let script = harness::helper("sideways.py");
-        let command = format!("touch {marker}; nft flush ruleset");
-        let (mut holder, mut out) = spawn_reading(as_uid(
-            uid,
-            &["python3", &script, "held-ask", go, &name, kind, &command, "/run/systemd/journal/stdout"],
-        ));
-        assert_eq!(next_line(&mut out), "connected");
+    // One holder per socket kind, each of its own uid, connected while the
+    // uid is in no policy: nothing decided the connects. One apply picks up both.
+    let held: Vec<_> = [(4245, "stream"), (4246, "seqpacket")]
+        .into_iter()
+        .map(|(uid, kind)| {
+            let _ = std::fs::remove_file(marker(kind));
+            let name = format!("/run/warrant-held.{kind}");
+            let deputy = start_deputy(&name, kind);
+            let script = harness::helper("sideways.py");
+            let command = format!("touch {}; nft flush ruleset", marker(kind));
+            let (holder, mut out) = spawn_reading(as_uid(
+                uid,
+                &["python3", &script, "held-ask", go, &name, kind, &command, "/run/systemd/journal/stdout"],
+            ));
+            assert_eq!(next_line(&mut out), "connected", "{kind}");
+            (kind, name, deputy, holder, out)
+        })
+        .collect();
+    let wider = text.replacen("uid = [4242]", "uid = [4242, 4245, 4246]", 1);
+    assert_ne!(wider, text);
+    let mark = d.audit_len();
+    d.apply_next_policy(&wider);
+    for (_, _, _, holder, _) in &held {
         let pid = holder.id();
-        let wider = text.replacen("uid = [4242]", &format!("uid = [4242, {uid}]"), 1);
-        assert_ne!(wider, text);
-        let mark = d.audit_len();
-        d.apply_next_policy(&wider);
         d.expect_record_where(mark, "subject.picked_up", |r| r["kind"] == "subject.picked_up" && r["pid"] == pid);
-        std::fs::write(go, "").unwrap();
+    }
+    std::fs::write(go, "").unwrap();
+    for (kind, name, deputy, mut holder, mut out) in held {
         // The journal's socket is allowed to every profile; the deputy is not,
         // whether the send names an address (of length 0) or none.
         assert_eq!(next_line(&mut out), "allowed=0 deputy=1,1", "{kind}");
         assert!(holder.wait().unwrap().success());
         let refused = d.expect_record(mark, "ipc.connect", &name, "denied");
         assert_eq!(refused["profile"], "ops-bot", "{refused}");
-        d.expect_record(mark, "ipc.connect", "/run/systemd/journal/stdout", "allowed");
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        assert!(!Path::new(marker).exists(), "the deputy ran what the subject sent on its old {kind} connection");
-        no_record_of(d, mark, "subject.stopped", pid);
+        no_record_of(d, mark, "subject.stopped", holder.id());
+        assert!(
+            !Path::new(&marker(kind)).exists(),
+            "the deputy ran what the subject sent on its old {kind} connection"
+        );
         stop(deputy);
-        d.apply_next_policy(&text);
     }
+    d.expect_record(mark, "ipc.connect", "/run/systemd/journal/stdout", "allowed");
+    d.apply_next_policy(&text);
     stop(journal);
     let _ = std::fs::remove_file(go);
 }

@@ -259,7 +259,7 @@ fn kernel_tier_on(boot: Boot, warrant_bin: &Path, test_exe: &Path, filters: &[St
     let left_out = crate::matrix::left_out(boot);
     if !left_out.is_empty() {
         println!(
-            "kernel tier on {}: leaves out {} tests of the daemon's bookkeeping that run on 6.12 (xtask/src/matrix.rs)",
+            "kernel tier on {}: leaves out {} tests that run on 6.12 with bpf-lsm (xtask/src/matrix.rs says which and why)",
             boot.label(),
             left_out.len()
         );
@@ -309,6 +309,15 @@ fn kernel_tier_on(boot: Boot, warrant_bin: &Path, test_exe: &Path, filters: &[St
         let slowest: Vec<String> =
             slowest_tests(&timed, 5).iter().map(|(name, secs)| format!("{name} {secs} s")).collect();
         println!("kernel tier on {}: slowest: {}", boot.label(), slowest.join(", "));
+    }
+    // Written by the harness at each daemon start (tests/kernel/harness.rs).
+    if let Ok(starts) = std::fs::read_to_string(results.join("daemon-starts.txt")) {
+        let secs: Vec<String> = starts
+            .lines()
+            .filter_map(|ms| ms.parse::<u64>().ok())
+            .map(|ms| format!("{:.1}", ms as f64 / 1000.0))
+            .collect();
+        println!("kernel tier on {}: daemon starts, seconds to answer: {}", boot.label(), secs.join(", "));
     }
     // Written by programs::every_program_keeps_half_the_verifier_budget_free.
     if let Ok(verified) = std::fs::read_to_string(results.join("verified-instructions.txt")) {
@@ -376,6 +385,10 @@ set -o pipefail
 # Each line stamped with the second it arrived: a test's line arrives when it ends.
 {test_exe} --ignored --test-threads=1 {filters} 2>&1 | tee {results}/kernel.log |
   {{ while IFS= read -r line; do printf '%(%s)T %s\n' -1 "$line" >&3; printf '%s\n' "$line"; done; }} 3> {results}/timed.log
+rc=$?
+# The daemon's own log (the harness's, on the guest's tmpfs) comes back too.
+cp /run/warrant-kernel-tier-*/daemon.log {results}/ 2>/dev/null
+exit $rc
 "#,
         mounts = vm::GUEST_MOUNTS,
         results = q(results),

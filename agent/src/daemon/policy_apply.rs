@@ -247,13 +247,13 @@ impl State {
             json!({"version": version, "via": via, "signers": signer_ids, "profiles": profiles,
                    "unresolved": unresolved}),
         );
-        info!(version, "policy applied");
         phase("record");
         self.pick_up(&staged.matches.entries);
         phase("pick_up");
         // From the bundle received to every map written, persisted and the
         // running processes picked up: what `cargo xtask bench` reports.
         let apply_ms = started.elapsed().as_secs_f64() * 1e3;
+        info!(version, apply_ms = apply_ms.round(), phases_ms = %serde_json::Value::Object(phases.clone()), "policy applied");
         Ok(json!({"version": version, "profiles": profiles, "apply_ms": apply_ms, "apply_phases_ms": phases}))
     }
 
