@@ -39,7 +39,7 @@ pub const IPTABLES_COUNTERS: u32 = 21;
 pub const NETNS_CREATE: u32 = 22;
 /// Enter a network namespace: setns by namespace fd or pidfd (`nsenter
 /// --net`, `ip netns exec`). The target is the namespace's nsfs inode
-/// number, the kernel's own name for it (see [`netns_target`]).
+/// number, the kernel's own name for it (see [`crate::TargetKey::netns`]).
 pub const NETNS_ENTER: u32 = 23;
 // Protected files. The target is the protected tree and the inode (see
 // [`TargetKind::File`]).
@@ -378,31 +378,12 @@ pub fn family_only(id: u32) -> bool {
     target_kind(id) == TargetKind::Family
 }
 
-/// The namespace inode a [`TargetKind::Namespace`] key names (0: none).
-pub fn netns_target(key: &crate::TargetKey) -> u64 {
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&key.object[..8]);
-    u64::from_le_bytes(bytes)
-}
-
 /// Bytes of an interface name in a [`TargetKind::Interface`] key
 /// (`IFNAMSIZ`, with its NUL).
 pub const IFNAME_LEN: usize = 16;
 
-/// The namespace a [`TargetKind::Interface`] key acts in (nsfs inode).
-pub fn interface_netns(key: &crate::TargetKey) -> u64 {
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&key.object[8..16]);
-    u64::from_le_bytes(bytes)
-}
-
 /// `RT_TABLE_MAIN`: the table a route of table 0 goes to.
 pub const RT_TABLE_MAIN: u32 = 254;
-
-/// The index of an interface a [`TargetKind::Interface`] key could not name.
-pub fn interface_index(key: &crate::TargetKey) -> u32 {
-    u32::from_le_bytes([key.object[0], key.object[1], key.object[2], key.object[3]])
-}
 
 /// Self-protection actions: never allowed, never approvable.
 pub fn is_self_protection(id: u32) -> bool {

@@ -19,6 +19,7 @@ pub mod netlink_protocols;
 pub mod netns;
 mod offsets;
 pub mod siphash;
+mod target_key;
 mod words;
 
 pub use event::*;

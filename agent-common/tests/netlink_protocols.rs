@@ -293,9 +293,9 @@ impl Interfaces for TwoInterfaces {
 fn interface(bytes: &[u8]) -> (u32, String, u32) {
     let (class, key) = classify_with(&OtherProtocol { protocol: protocol::ROUTE, interfaces: TwoInterfaces }, bytes);
     assert_eq!(class, Class::Action);
-    assert_eq!(action::interface_netns(&key), 4026531840);
+    assert_eq!(key.interface_netns(), 4026531840);
     let name = String::from_utf8_lossy(warrant_common::name_bytes(&key.table)).into_owned();
-    (key.action, name, action::interface_index(&key))
+    (key.action, name, key.interface_index())
 }
 
 #[test]

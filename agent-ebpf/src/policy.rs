@@ -146,9 +146,11 @@ pub fn version_in_force() -> u64 {
 
 /// Decides one action outside a netlink batch for `subject`: the target is
 /// `family`, `table_word` in the first eight bytes of the table name and
-/// `object_words` in the first sixteen of the object name (see
-/// `warrant_common::action::TargetKind`). Records the decision and returns
-/// the hook's verdict.
+/// `object_words` in the first sixteen of the object name, as
+/// `warrant_common`'s target_key lays each kind out (a file: the tree in
+/// `table_word`, inode and device in `object_words`; a namespace: its inode
+/// in `object_words[0]`), written a word at a time for the verifier.
+/// Records the decision and returns the hook's verdict.
 #[inline(always)]
 pub fn decide_action(subject: &Subject, action: u32, family: u8, table_word: u64, object_words: [u64; 2]) -> i32 {
     decide_with(subject, action, |key| {

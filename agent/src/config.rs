@@ -6,6 +6,19 @@ use serde::Deserialize;
 
 pub const DEFAULT_PATH: &str = "/etc/warrant/warrant.toml";
 
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file is not valid; fix it or see README.md for the keys: {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -95,8 +108,7 @@ impl Default for Config {
 
 impl Config {
     /// Reads `path`; a missing file at the default path means the defaults.
-    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let (path, explicit) = match path {
             Some(p) => (p.to_owned(), true),
             None => match std::env::var_os("WARRANT_CONFIG") {
@@ -107,10 +119,9 @@ impl Config {
         match std::fs::read_to_string(&path) {
             Ok(text) => toml::from_str::<Self>(&text)
                 .map(|config| Self { path: path.clone(), ..config })
-                .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))
-                .context("config file is not valid; fix it or see README.md for the keys"),
+                .map_err(|e| ConfigError::Invalid { path: path.display().to_string(), message: e.message().into() }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Self::default()),
-            Err(e) => Err(anyhow::anyhow!("cannot read config {}: {e}", path.display())),
+            Err(source) => Err(ConfigError::Read { path: path.display().to_string(), source }),
         }
     }
 

@@ -26,16 +26,20 @@ pub struct Route {
 impl Route {
     /// Writes the route into `key` as the kernel program does.
     pub fn fill(&self, key: &mut TargetKey) {
-        key.table[..4].copy_from_slice(&self.table.to_le_bytes());
-        key.table[8..16].copy_from_slice(&self.netns.to_le_bytes());
+        key.set_route(self.table, self.netns);
         if let Some((address, len)) = self.prefix {
-            let (family, bytes) = match address {
-                IpAddr::V4(v4) => (AF_INET, v4.octets().to_vec()),
-                IpAddr::V6(v6) => (AF_INET6, v6.octets().to_vec()),
+            let mut bytes = [0u8; 16];
+            let family = match address {
+                IpAddr::V4(v4) => {
+                    bytes[..4].copy_from_slice(&v4.octets());
+                    AF_INET
+                }
+                IpAddr::V6(v6) => {
+                    bytes.copy_from_slice(&v6.octets());
+                    AF_INET6
+                }
             };
-            key.object[0] = family;
-            key.object[1] = len;
-            key.object[4..4 + bytes.len()].copy_from_slice(&bytes);
+            key.set_route_prefix(family, len, &bytes);
         }
     }
 }
@@ -156,8 +160,8 @@ fn netns_suffix(netns: u64, host: Option<u64>) -> String {
 /// An interface key as policy text; `host` is the host's namespace.
 pub fn render_interface(key: &TargetKey, host: Option<u64>) -> String {
     let name = String::from_utf8_lossy(warrant_common::name_bytes(&key.table)).into_owned();
-    let suffix = netns_suffix(action::interface_netns(key), host);
-    match (name.is_empty(), action::interface_index(key)) {
+    let suffix = netns_suffix(key.interface_netns(), host);
+    match (name.is_empty(), key.interface_index()) {
         (false, _) => format!("{name}{suffix}"),
         (true, _) if key.family == FAMILY_ANY => "*".to_owned(),
         (true, 0) => "(an interface no name names)".to_owned(),
@@ -170,22 +174,18 @@ pub fn render_route(key: &TargetKey, host: Option<u64>) -> String {
     if key.family == FAMILY_ANY {
         return "*".to_owned();
     }
-    let table = u32::from_le_bytes([key.table[0], key.table[1], key.table[2], key.table[3]]);
+    let (table, netns) = key.route();
     if table == 0 {
         return "(a route no target names)".to_owned();
     }
     let table = TABLES.iter().find(|(_, id)| *id == table).map_or_else(|| table.to_string(), |(n, _)| (*n).to_owned());
-    let netns = u64::from_le_bytes(key.table[8..16].try_into().unwrap_or_default());
-    let len = key.object[1];
-    let prefix = match key.object[0] {
+    let (family, len, address) = key.route_prefix();
+    let prefix = match family {
         AF_INET => {
-            let octets: [u8; 4] = key.object[4..8].try_into().unwrap_or_default();
+            let octets: [u8; 4] = address[..4].try_into().unwrap_or_default();
             format!("{}/{len}", Ipv4Addr::from(octets))
         }
-        AF_INET6 => {
-            let octets: [u8; 16] = key.object[4..20].try_into().unwrap_or_default();
-            format!("{}/{len}", Ipv6Addr::from(octets))
-        }
+        AF_INET6 => format!("{}/{len}", Ipv6Addr::from(address)),
         _ => "*".to_owned(),
     };
     format!("{table} {prefix}{}", netns_suffix(netns, host))

@@ -387,9 +387,8 @@ fn netns_verdict(compiled: &CompiledPolicy, action_id: u32, inode: u64) -> (u32,
     let mut scratch = SingleScratch::zeroed();
     // Exactly the key agent-ebpf's decide_action builds.
     let key = &mut scratch.messages[0].key;
-    key.profile_id = compiled.profile_ids["p"];
-    key.action = action_id;
-    key.object[..8].copy_from_slice(&inode.to_le_bytes());
+    *key = warrant_common::TargetKey::new(compiled.profile_ids["p"], action_id);
+    key.set_netns(inode);
     decide_single(&CompiledRules(&compiled.rules), warrant_common::mode::ENFORCE, &mut scratch);
     (scratch.messages[0].tier, scratch.messages[0].verdict)
 }

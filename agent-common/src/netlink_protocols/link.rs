@@ -160,7 +160,7 @@ pub(super) fn name_interface<B: MessageBuffer, I: Interfaces>(
     key: &mut TargetKey,
     notes: &MessageNotes,
 ) {
-    key.object[8..16].copy_from_slice(&interfaces.netns().to_le_bytes());
+    key.set_interface_netns(interfaces.netns());
     let named = match interface {
         Interface::ByName => {
             let (at, len) = (read_field(&notes.at), read_field(&notes.len));
@@ -181,7 +181,7 @@ pub(super) fn name_interface<B: MessageBuffer, I: Interfaces>(
         }
         Interface::ByIndex(index) if index != 0 && interfaces.name_of(index, &mut key.table) => true,
         Interface::ByIndex(index) | Interface::Unnamed(index) => {
-            key.object[..4].copy_from_slice(&index.to_le_bytes());
+            key.set_unnamed_interface(index);
             false
         }
     };

@@ -81,11 +81,8 @@ pub(super) fn route_target<B: MessageBuffer, I: Interfaces>(
     address[8..].copy_from_slice(&low.to_be_bytes());
     let table = if seen & ROUTE_TABLE != 0 { read_field(&notes.by_reference) } else { rtm_table as u32 };
     let table = if table == 0 { action::RT_TABLE_MAIN } else { table };
-    key.table[..4].copy_from_slice(&table.to_le_bytes());
-    key.table[8..16].copy_from_slice(&interfaces.netns().to_le_bytes());
-    key.object[0] = family;
-    key.object[1] = dst_len;
-    key.object[4..20].copy_from_slice(&address);
+    key.set_route(table, interfaces.netns());
+    key.set_route_prefix(family, dst_len, &address);
     true
 }
 

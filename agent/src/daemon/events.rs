@@ -285,7 +285,7 @@ pub(super) enum Record {
     Content(Box<warrant_common::RuleContent>),
 }
 
-pub(super) async fn read_events(ring: aya::maps::RingBuf<aya::maps::MapData>, shared: Shared) -> anyhow::Result<()> {
+pub(super) async fn read_events(ring: aya::maps::RingBuf<aya::maps::MapData>, owner: Owner) -> anyhow::Result<()> {
     // SAFETY: the ring buffer owns its fd for as long as the AsyncFd lives.
     let mut fd = unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow!("cannot watch the event ring: {e}"))?;
     // Debug builds only: the kernel tier's way to take the reader's input
@@ -309,12 +309,12 @@ pub(super) async fn read_events(ring: aya::maps::RingBuf<aya::maps::MapData>, sh
         // fsync and the release records it twice.
         while let Some(item) = ring.next() {
             let Some(record) = parse_record(&item) else { continue };
-            let mut state = lock(&shared);
-            match &record {
-                Record::Content(content) => state.on_rule_content(content),
-                Record::Decision(event) => state.on_event(event),
+            if owner.ask(|reply| Command::Record { record, reply }).await.is_none() {
+                // The item goes with this return: an event that fails to
+                // record does not fail every restart too. Its loss is the
+                // `daemon.task_failed` record the supervisor writes.
+                anyhow::bail!("an event could not be recorded (see the log above)");
             }
-            drop(state);
             drop(item);
         }
     }

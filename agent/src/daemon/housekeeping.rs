@@ -4,6 +4,33 @@
 use super::*;
 
 impl State {
+    /// Every 2 s: watched directories, expiry, ring loss, checkpoints,
+    /// rollback notes, batched notifications, marks, the daemon's own checks.
+    pub(super) fn tick(&mut self) {
+        self.check_watched_dirs();
+        self.check_expiry();
+        self.check_lost_events();
+        self.checkpoint(false);
+        self.note_changes();
+        self.flush_requests();
+        self.save_marks(false);
+        self.check_not_confined();
+        self.check_clock();
+    }
+
+    /// The daemon's last words: what waits is written, the end (and the
+    /// task whose end it is, if one failed) recorded and checkpointed.
+    pub(super) fn stop(&mut self, failed: Option<(&'static str, String)>) {
+        self.flush_requests();
+        self.save_marks(false);
+        if let Some((task, why)) = &failed {
+            error!(task, "{why}; exiting for a restart (enforcement stays pinned)");
+            self.record("daemon.task_failed", json!({"task": task, "error": why}));
+        }
+        self.record("daemon.stopped", json!({}));
+        self.checkpoint(true);
+    }
+
     /// Records when the wall clock drifts from the anchored one past
     /// `SKEW_REPORTED_SECS` (and when it comes back): someone set it.
     pub(super) fn check_clock(&mut self) {

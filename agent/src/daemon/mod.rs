@@ -1,6 +1,7 @@
 //! `warrant daemon`: loads the programs, keeps policy and warrants in the
 //! kernel maps, turns decision events into audit records and change requests,
-//! and answers its sockets. One `State` behind one lock, its methods by part:
+//! and answers its sockets. One `State`, owned by one thread that takes
+//! typed commands (`owner`), its methods by part:
 //! `policy_apply` (bundles, trust roots), `warrants` (install, restore,
 //! revoke, rollback), `events` (ring to audit records and requests), `asks`
 //! (notifications, a subject's questions), `housekeeping` (the 2 s tick) and
@@ -12,7 +13,7 @@ use std::{
     io::Write as _,
     os::{fd::OwnedFd, unix::fs::PermissionsExt as _},
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::UNIX_EPOCH,
 };
 
@@ -51,6 +52,7 @@ mod asks;
 mod events;
 mod housekeeping;
 mod marks;
+mod owner;
 mod policy_apply;
 mod policy_store;
 mod sockets;
@@ -61,6 +63,7 @@ mod warrants;
 
 use events::{exe_of, proc_field, read_events};
 use housekeeping::new_files;
+use owner::{Command, Owner};
 use sockets::{bind_query_socket, serve, serve_metrics, serve_queries};
 pub use start::run;
 
@@ -187,8 +190,6 @@ struct State {
 
 /// Most paths `file_paths` keeps; it starts again empty when full.
 const FILE_PATHS_KEPT: usize = 4096;
-
-type Shared = Arc<Mutex<State>>;
 
 /// Accepted trust roots, one file per version: replayed from the
 /// configuration's keys at start.
@@ -402,16 +403,6 @@ impl State {
             _ => self.earlier_policies.get(version),
         }
     }
-}
-
-/// The state, even after a task panicked holding it: the daemon goes on
-/// enforcing and recording (its supervisor then exits for a restart)
-/// rather than every later caller panicking too.
-fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
-    shared.lock().unwrap_or_else(|poisoned| {
-        error!("the daemon's state lock was poisoned by a panic; going on with it");
-        poisoned.into_inner()
-    })
 }
 
 /// A policy's text compiled as this daemon enforces it: with the query

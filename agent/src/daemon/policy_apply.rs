@@ -330,8 +330,9 @@ impl State {
                 self.record("trust.pinned", summary);
             }
             Err(e) => {
-                error!("cannot pin trust root v0: {e:#}");
-                self.record("trust.not_pinned", json!({"file": path, "reason": format!("{e:#}")}));
+                let reason = crate::kernel::error_chain(&e);
+                error!("cannot pin trust root v0: {reason}");
+                self.record("trust.not_pinned", json!({"file": path, "reason": reason}));
             }
         }
     }
@@ -372,7 +373,7 @@ impl State {
             self.record("trust.refused", json!({"via": "accept-config", "reason": message}));
             return Err(message);
         }
-        trust_pin::pin(&self.config.state_dir, &root).map_err(|e| format!("{e:#}"))?;
+        trust_pin::pin(&self.config.state_dir, &root).map_err(|e| crate::kernel::error_chain(&e))?;
         self.trust_unsettled = None;
         for stamp in std::mem::take(&mut self.bundles_awaiting_trust) {
             self.seen_bundles.remove(&stamp);

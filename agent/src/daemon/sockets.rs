@@ -4,10 +4,10 @@
 use super::*;
 
 /// A minimal HTTP/1.0 responder: every request gets the metrics text.
-pub(super) async fn serve_metrics(listener: tokio::net::TcpListener, shared: Shared) {
+pub(super) async fn serve_metrics(listener: tokio::net::TcpListener, owner: Owner) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else { continue };
-        let body = metrics::render(&lock(&shared).metrics());
+        let Some(body) = owner.ask(|reply| Command::Metrics { reply }).await else { return };
         tokio::spawn(async move {
             // The request line and headers are read and ignored.
             let mut request = [0u8; 1024];
@@ -22,7 +22,7 @@ pub(super) async fn serve_metrics(listener: tokio::net::TcpListener, shared: Sha
     }
 }
 
-pub(super) async fn serve(stream: UnixStream, shared: Shared) {
+pub(super) async fn serve(stream: UnixStream, owner: Owner) {
     let peer_pid = stream.peer_cred().ok().and_then(|c| c.pid()).map(|p| p as u32);
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
@@ -30,7 +30,10 @@ pub(super) async fn serve(stream: UnixStream, shared: Shared) {
         return;
     }
     let response = match crate::control::parse_versioned::<Request>(&line, "request") {
-        Ok(request) => handle(request, peer_pid, &shared),
+        Ok(request) => owner
+            .ask(|reply| Command::Control { request, peer_pid, reply })
+            .await
+            .unwrap_or_else(|| Response::error(NO_ANSWER)),
         Err(message) => Response::error(message),
     };
     let mut bytes = serde_json::to_vec(&response).expect("serialises");
@@ -38,8 +41,10 @@ pub(super) async fn serve(stream: UnixStream, shared: Shared) {
     let _ = write.write_all(&bytes).await;
 }
 
-pub(super) fn handle(request: Request, peer_pid: Option<u32>, shared: &Shared) -> Response {
-    let mut state = lock(shared);
+/// What a caller hears when its command panicked in the state's owner.
+const NO_ANSWER: &str = "the daemon gave no answer: it failed on this request or is stopping (see its log)";
+
+pub(super) fn handle(request: Request, peer_pid: Option<u32>, state: &mut State) -> Response {
     let Some(pid) = peer_pid else {
         return Response::error("cannot identify the caller (no SO_PEERCRED)");
     };
@@ -53,7 +58,7 @@ pub(super) fn handle(request: Request, peer_pid: Option<u32>, shared: &Shared) -
     let result = match request {
         Request::Status => Ok(state.status()),
         Request::Metrics => Ok(Value::String(metrics::render(&state.metrics()))),
-        Request::Register { profile } => register(&mut state, pid, &profile),
+        Request::Register { profile } => register(state, pid, &profile),
         Request::ApplyPolicy { bundle } => state.apply_bundle(&bundle, false, "control"),
         Request::InstallWarrant { warrant } => state.install_warrant(&warrant, "control"),
         Request::RotateTrust { root } => state.rotate_trust(&root),
@@ -119,16 +124,17 @@ pub(super) fn bind_query_socket(path: &Path) -> anyhow::Result<UnixListener> {
 
 /// Serves the query socket: at most [`query::MAX_CONNECTIONS`] at once, each
 /// given [`query::READ_TIMEOUT`] to send its line, so subjects holding
-/// connections open cannot use up the daemon's file descriptors.
-pub(super) async fn serve_queries(listener: UnixListener, shared: Shared) {
+/// connections open cannot use up the daemon's file descriptors, nor queue
+/// more than that many questions at the state's owner.
+pub(super) async fn serve_queries(listener: UnixListener, owner: Owner) {
     let slots = Arc::new(tokio::sync::Semaphore::new(query::MAX_CONNECTIONS));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
         match listener.accept().await {
             Ok((stream, _)) => {
-                let shared = shared.clone();
+                let owner = owner.clone();
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(query::READ_TIMEOUT, answer_query(stream, shared)).await;
+                    answer_query(stream, owner).await;
                     drop(slot);
                 });
             }
@@ -140,21 +146,21 @@ pub(super) async fn serve_queries(listener: UnixListener, shared: Shared) {
     }
 }
 
-pub(super) async fn answer_query(stream: UnixStream, shared: Shared) {
+pub(super) async fn answer_query(stream: UnixStream, owner: Owner) {
     use tokio::io::AsyncReadExt as _;
     let peer_pid = stream.peer_cred().ok().and_then(|c| c.pid()).map(|p| p as u32);
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    if BufReader::new(read.take(query::MAX_REQUEST_BYTES)).read_line(&mut line).await.is_err() {
+    // Only the line's arrival is timed: the answer waits its turn at the
+    // state's owner with the slot held, so slots bound the queries queued there.
+    let mut reader = BufReader::new(read.take(query::MAX_REQUEST_BYTES));
+    let reading = reader.read_line(&mut line);
+    if !matches!(tokio::time::timeout(query::READ_TIMEOUT, reading).await, Ok(Ok(_))) {
         return;
     }
     let response = match (crate::control::parse_versioned::<query::Query>(&line, "query"), peer_pid) {
         (Ok(query), Some(pid)) => {
-            let state = lock(&shared);
-            match state.answer(query, pid) {
-                Ok(data) => Response::ok(data),
-                Err(message) => Response::error(message),
-            }
+            owner.ask(|reply| Command::Query { query, pid, reply }).await.unwrap_or_else(|| Response::error(NO_ANSWER))
         }
         (Err(message), _) => Response::error(message),
         (_, None) => Response::error("cannot identify the caller (no SO_PEERCRED)"),

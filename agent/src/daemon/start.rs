@@ -133,7 +133,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     {
         error!("{e}; no policy in force: subjects are denied every action");
     }
-    let shared: Shared = Arc::new(Mutex::new(state));
+    let owner = Owner::start(state).context("cannot start the thread that owns the daemon's state")?;
 
     let socket = config.socket.clone();
     if let Some(dir) = socket.parent() {
@@ -151,13 +151,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // the events the reader had not taken wait on the ring.
     let mut tasks: JoinSet<(&'static str, Result<(), String>)> = JoinSet::new();
     {
-        let shared = shared.clone();
-        tasks.spawn(async move { ("event reader", read_events(events, shared).await.map_err(|e| format!("{e:#}"))) });
+        let owner = owner.clone();
+        tasks.spawn(async move { ("event reader", read_events(events, owner).await.map_err(|e| format!("{e:#}"))) });
     }
     {
-        let shared = shared.clone();
+        let owner = owner.clone();
         tasks.spawn(async move {
-            serve_queries(queries, shared).await;
+            serve_queries(queries, owner).await;
             ("query socket", Err("stopped accepting".to_owned()))
         });
     }
@@ -166,29 +166,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen for metrics on {address}"))?;
         info!(%address, "serving Prometheus metrics at /metrics");
-        let shared = shared.clone();
+        let owner = owner.clone();
         tasks.spawn(async move {
-            serve_metrics(listener, shared).await;
+            serve_metrics(listener, owner).await;
             ("metrics", Err("stopped accepting".to_owned()))
         });
     }
     // Watched directories, expiry, ring loss, checkpoints, rollback notes.
     {
-        let shared = shared.clone();
+        let owner = owner.clone();
         tasks.spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
+            // A tick that runs long is not made up for in a burst.
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
-                let mut state = lock(&shared);
-                state.check_watched_dirs();
-                state.check_expiry();
-                state.check_lost_events();
-                state.checkpoint(false);
-                state.note_changes();
-                state.flush_requests();
-                state.save_marks(false);
-                state.check_not_confined();
-                state.check_clock();
+                if owner.ask(|reply| Command::Tick { reply }).await.is_none() {
+                    return ("housekeeping", Err("the tick gave no answer (see the log above)".to_owned()));
+                }
             }
         });
     }
@@ -197,7 +192,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    tokio::spawn(serve(stream, shared.clone()));
+                    tokio::spawn(serve(stream, owner.clone()));
                 }
                 // Out of file descriptors, say: the daemon keeps enforcing.
                 Err(e) => {
@@ -211,15 +206,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     tasks.abort_all();
-    let mut state = lock(&shared);
-    state.flush_requests();
-    state.save_marks(false);
-    if let Some((task, why)) = &failed {
-        error!(task, "{why}; exiting for a restart (enforcement stays pinned)");
-        state.record("daemon.task_failed", json!({"task": task, "error": why}));
+    // Bounded: a command stuck ahead of it (an `nft` that hangs) does not
+    // keep a stopping daemon from exiting.
+    let stop = owner.ask(|reply| Command::Stop { failed: failed.clone(), reply });
+    if !matches!(tokio::time::timeout(std::time::Duration::from_secs(30), stop).await, Ok(Some(()))) {
+        error!("the daemon's last records could not be written in 30 s (see the log above)");
     }
-    state.record("daemon.stopped", json!({}));
-    state.checkpoint(true);
     let _ = fs::remove_file(&socket);
     match failed {
         Some((task, why)) => Err(anyhow!("the daemon's {task} task stopped ({why}); restart the daemon")),

@@ -15,9 +15,40 @@
 
 use std::{fs, path::Path, path::PathBuf};
 
-use anyhow::{Context as _, bail};
+use crate::{
+    durable::write_atomic,
+    trust_root::{TrustRoot, TrustRootError},
+};
 
-use crate::{durable::write_atomic, trust_root::TrustRoot};
+/// Why the pin could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    #[error("the pinned trust root {path} is damaged (remove it as root to pin the configuration's keys again)")]
+    Damaged {
+        path: String,
+        #[source]
+        source: TrustRootError,
+    },
+    #[error("cannot read the pinned trust root {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the trust root cannot be written out (check trusted_keys and policy_threshold)")]
+    Unwritable,
+    #[error("the trust root does not read back as itself (check trusted_keys and policy_threshold)")]
+    NotItself {
+        #[source]
+        source: Option<TrustRootError>,
+    },
+    #[error("cannot write {path}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// Where the pinned root is kept.
 pub fn pin_path(state_dir: &Path) -> PathBuf {
@@ -39,34 +70,30 @@ pub enum Pin {
 
 /// Version 0 of the trust chain, given the configuration's root: the pinned
 /// one if there is one, else the configuration's.
-pub fn settle(state_dir: &Path, config: TrustRoot) -> anyhow::Result<(TrustRoot, Pin)> {
+pub fn settle(state_dir: &Path, config: TrustRoot) -> Result<(TrustRoot, Pin), PinError> {
     let path = pin_path(state_dir);
     match fs::read_to_string(&path) {
         Ok(text) => {
-            let pinned = TrustRoot::parse(&text).with_context(|| {
-                format!(
-                    "the pinned trust root {} is damaged (remove it as root to pin the configuration's keys again)",
-                    path.display()
-                )
-            })?;
+            let pinned = TrustRoot::parse(&text)
+                .map_err(|source| PinError::Damaged { path: path.display().to_string(), source })?;
             let pin = if pinned.same_keys_as(&config) { Pin::Same } else { Pin::ConfigDiffers { config } };
             Ok((pinned, pin))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((config, Pin::Unpinned)),
-        Err(e) => Err(e).with_context(|| format!("cannot read the pinned trust root {}", path.display())),
+        Err(source) => Err(PinError::Read { path: path.display().to_string(), source }),
     }
 }
 
 /// Pins `root` as version 0, checked to read back as itself.
-pub fn pin(state_dir: &Path, root: &TrustRoot) -> anyhow::Result<()> {
-    let text = root.to_text().context("the trust root cannot be written out")?;
+pub fn pin(state_dir: &Path, root: &TrustRoot) -> Result<(), PinError> {
+    let text = root.to_text().ok_or(PinError::Unwritable)?;
     match TrustRoot::parse(&text) {
         Ok(back) if back.same_keys_as(root) && back.version == 0 => {}
-        Ok(_) => bail!("the trust root does not read back as itself"),
-        Err(e) => bail!("{e} (check trusted_keys and policy_threshold)"),
+        Ok(_) => return Err(PinError::NotItself { source: None }),
+        Err(e) => return Err(PinError::NotItself { source: Some(e) }),
     }
     let path = pin_path(state_dir);
-    write_atomic(&path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+    write_atomic(&path, text.as_bytes()).map_err(|source| PinError::Write { path: path.display().to_string(), source })
 }
 
 #[cfg(test)]

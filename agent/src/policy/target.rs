@@ -249,38 +249,28 @@ impl Target {
 
     /// The map key for `profile_id` and `action_id`; wildcards are zero / FAMILY_ANY.
     pub fn key(&self, profile_id: u32, action_id: u32) -> TargetKey {
-        let mut key = TargetKey::zeroed();
-        key.profile_id = profile_id;
-        key.action = action_id;
+        let name = |name: &Option<String>| name.as_deref().unwrap_or_default().as_bytes().to_vec();
+        let mut key = TargetKey::new(profile_id, action_id);
         match self {
             Target::Firewall { family, table, object } => {
-                key.family = family.unwrap_or(FAMILY_ANY);
-                if let Some(table) = table {
-                    key.table[..table.len()].copy_from_slice(table.as_bytes());
-                }
-                if let Some(object) = object {
-                    key.object[..object.len()].copy_from_slice(object.as_bytes());
-                }
+                key = TargetKey::firewall(
+                    profile_id,
+                    action_id,
+                    family.unwrap_or(FAMILY_ANY),
+                    &name(table),
+                    &name(object),
+                )
             }
-            Target::Namespace(Some(inode)) => key.object[..8].copy_from_slice(&inode.to_le_bytes()),
+            Target::Namespace(Some(inode)) => key.set_netns(*inode),
             // The kernel's exact key for "no target" is all zero; `*` is the
             // family wildcard it reaches last.
             Target::Namespace(None) | Target::File { tree: None, .. } | Target::IpSet { set: None, .. } => {
                 key.family = FAMILY_ANY
             }
             Target::IpSet { set: Some(set), other } => {
-                key.table[..set.len()].copy_from_slice(set.as_bytes());
-                if let Some(other) = other {
-                    key.object[..other.len()].copy_from_slice(other.as_bytes());
-                }
+                key = TargetKey::ipset(profile_id, action_id, set.as_bytes(), &name(other))
             }
-            Target::File { tree: Some(tree), inode } => {
-                key.table[..4].copy_from_slice(&tree.to_le_bytes());
-                if let Some(inode) = inode {
-                    key.object[..8].copy_from_slice(&inode.ino.to_le_bytes());
-                    key.object[8..16].copy_from_slice(&inode.dev.to_le_bytes());
-                }
-            }
+            Target::File { tree: Some(tree), inode } => key.set_file(*tree, inode.map(|i| (i.ino, i.dev))),
             Target::Protocol(Some((protocol, msg_type, command))) => {
                 key.family = *protocol;
                 key.table[..2].copy_from_slice(&msg_type.to_le_bytes());
@@ -291,12 +281,12 @@ impl Target {
             }
             Target::Socket(Some(name)) => key.table[..name.len()].copy_from_slice(name.as_bytes()),
             Target::Socket(None) => key.family = FAMILY_ANY,
-            Target::Port(Some(port)) => key.object[..2].copy_from_slice(&port.to_le_bytes()),
+            Target::Port(Some(port)) => key.set_port(*port),
             Target::Port(None) => key.family = FAMILY_ANY,
             Target::Protocol(None) => key.family = FAMILY_ANY,
             Target::Interface(Some((name, netns))) => {
                 key.table[..name.len()].copy_from_slice(name.as_bytes());
-                key.object[8..16].copy_from_slice(&netns.to_le_bytes());
+                key.set_interface_netns(*netns);
             }
             Target::Interface(None) | Target::Route(None) => key.family = FAMILY_ANY,
             Target::Route(Some(route)) => route.fill(&mut key),
@@ -310,19 +300,18 @@ impl Target {
 pub fn render_target(key: &TargetKey) -> String {
     match action::target_kind(key.action) {
         TargetKind::Namespace => {
-            let inode = action::netns_target(key);
+            let inode = key.netns();
             if inode == 0 { "*".to_owned() } else { format!("net:[{inode}]") }
         }
         TargetKind::None => "*".to_owned(),
         TargetKind::Interface => net_target::render_interface(key, host_netns()),
         TargetKind::Route => net_target::render_route(key, host_netns()),
         TargetKind::Port => {
-            let port = u16::from_le_bytes([key.object[0], key.object[1]]);
+            let port = key.port();
             if port == 0 { "*".to_owned() } else { port.to_string() }
         }
         TargetKind::Inode => {
-            let word = |i: usize| u64::from_le_bytes(key.object[i * 8..i * 8 + 8].try_into().unwrap_or_default());
-            let (ino, dev) = (word(0), word(1));
+            let (ino, dev) = key.inode();
             format!("inode {}:{ino}", protect::dev_text(dev))
         }
         TargetKind::Socket => {
@@ -404,8 +393,6 @@ fn parse_protocol(text: &str) -> Option<u8> {
 
 /// The tree id and inode a file key names.
 pub fn file_target(key: &TargetKey) -> (u32, Option<FileKey>) {
-    let word = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap_or_default());
-    let tree = u32::from_le_bytes(key.table[..4].try_into().unwrap_or_default());
-    let inode = FileKey { ino: word(&key.object[..8]), dev: word(&key.object[8..16]) };
-    (tree, (inode.ino != 0).then_some(inode))
+    let (ino, dev) = key.inode();
+    (key.file_tree(), (ino != 0).then_some(FileKey { ino, dev }))
 }
