@@ -11,7 +11,6 @@ use std::{
     path::Path,
 };
 
-use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
@@ -19,6 +18,33 @@ use serde_json::Value;
 /// a peer of another version is refused with what to do, so that a CLI
 /// and a daemon of different releases never misread each other's fields.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Why an exchange with the daemon gave no answer to use.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("cannot reach the daemon at {socket} ({hint})")]
+    Unreachable {
+        socket: String,
+        hint: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot encode the request")]
+    Encode(#[source] serde_json::Error),
+    #[error("sending to the daemon")]
+    Send(#[source] std::io::Error),
+    #[error("reading the daemon's reply")]
+    Receive(#[source] std::io::Error),
+    #[error("the daemon's reply is not valid JSON")]
+    Malformed(#[source] serde_json::Error),
+    #[error(
+        "the daemon at {socket} speaks protocol v{theirs} and this `warrant` v{PROTOCOL_VERSION}: run the binary of the daemon's release"
+    )]
+    Version { socket: String, theirs: u32 },
+    /// The daemon's own refusal, as it worded it.
+    #[error("{0}")]
+    Refused(String),
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -91,32 +117,33 @@ impl Response {
 
 /// Sends one request with a blocking socket (no threads: `warrant run` must
 /// stay single-threaded until it execs).
-pub fn call(socket: &Path, request: &Request) -> anyhow::Result<Value> {
+pub fn call(socket: &Path, request: &Request) -> Result<Value, ControlError> {
     exchange(socket, request, "is `warrant daemon` running, and are you root?")
 }
 
 /// One JSON line out, one back; `hint` says what to check when the socket
 /// cannot be reached.
-pub fn exchange(socket: &Path, request: &impl Serialize, hint: &str) -> anyhow::Result<Value> {
-    let mut stream = UnixStream::connect(socket)
-        .with_context(|| format!("cannot reach the daemon at {} ({hint})", socket.display()))?;
-    let mut versioned = serde_json::to_value(request)?;
+pub fn exchange(socket: &Path, request: &impl Serialize, hint: &str) -> Result<Value, ControlError> {
+    let mut stream = UnixStream::connect(socket).map_err(|source| ControlError::Unreachable {
+        socket: socket.display().to_string(),
+        hint: hint.to_owned(),
+        source,
+    })?;
+    let mut versioned = serde_json::to_value(request).map_err(ControlError::Encode)?;
     versioned["v"] = PROTOCOL_VERSION.into();
-    let mut line = serde_json::to_vec(&versioned)?;
+    let mut line = serde_json::to_vec(&versioned).map_err(ControlError::Encode)?;
     line.push(b'\n');
-    stream.write_all(&line).context("sending to the daemon")?;
+    stream.write_all(&line).map_err(ControlError::Send)?;
     let mut reply = String::new();
-    BufReader::new(&stream).read_line(&mut reply).context("reading the daemon's reply")?;
-    let response: Response = serde_json::from_str(&reply).context("the daemon's reply is not valid JSON")?;
+    BufReader::new(&stream).read_line(&mut reply).map_err(ControlError::Receive)?;
+    let response: Response = serde_json::from_str(&reply).map_err(ControlError::Malformed)?;
     if response.v != PROTOCOL_VERSION {
-        bail!(
-            "the daemon at {} speaks protocol v{} and this `warrant` v{PROTOCOL_VERSION}: run the binary of the daemon's release",
-            socket.display(),
-            response.v
-        );
+        return Err(ControlError::Version { socket: socket.display().to_string(), theirs: response.v });
     }
     if !response.ok {
-        bail!("{}", response.error.unwrap_or_else(|| "the daemon refused without a reason".into()));
+        return Err(ControlError::Refused(
+            response.error.unwrap_or_else(|| "the daemon refused without a reason".into()),
+        ));
     }
     Ok(response.data)
 }

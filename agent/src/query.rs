@@ -114,7 +114,7 @@ pub fn denial_view(record: &serde_json::Map<String, Value>) -> Value {
 }
 
 /// Sends one query to the daemon's query socket.
-pub fn call(socket: &Path, query: &Query) -> anyhow::Result<Value> {
+pub fn call(socket: &Path, query: &Query) -> Result<Value, crate::control::ControlError> {
     crate::control::exchange(
         socket,
         query,

@@ -235,10 +235,29 @@ fn protected_config_files_hold_against_every_route() {
         needs,
         mark,
     );
-    let mark = d.audit_len();
-    let xattr =
-        run_subject(&["python3", "-c", &format!("import os; os.setxattr('{PROTECTED_FILE}', 'user.agent', b'1')")]);
-    expect_refused(d, "setxattr", xattr, "file.xattr", PROTECTED_FILE, needs, mark);
+    // Each other way to make a name in the tree: a directory, a symlink, a
+    // node (a fifo; a socket bind is the same hook).
+    for (what, script) in [
+        ("mkdir", "mkdir /etc/sysctl.d/agent.d"),
+        ("symlink", "ln -s /run/agent.conf /etc/sysctl.d/98-agent-link.conf"),
+        ("mknod", "mkfifo /etc/sysctl.d/agent.fifo"),
+    ] {
+        let mark = d.audit_len();
+        expect_refused(d, what, sh_subject(script), "file.create", "/etc/sysctl.d", needs, mark);
+    }
+    // Extended attributes and POSIX ACLs, set and removed (ACLs reach their
+    // own hooks from 6.2, the xattr hooks before).
+    let acl = "struct.pack('<I', 2) + b''.join(struct.pack('<HHI', tag, perm, 0xffffffff) for tag, perm in ((1, 6), (4, 4), (0x20, 4)))";
+    for (what, call) in [
+        ("setxattr", format!("os.setxattr('{PROTECTED_FILE}', 'user.agent', b'1')")),
+        ("removexattr", format!("os.removexattr('{PROTECTED_FILE}', 'user.agent')")),
+        ("set an ACL", format!("os.setxattr('{PROTECTED_FILE}', 'system.posix_acl_access', {acl})")),
+        ("remove an ACL", format!("os.removexattr('{PROTECTED_FILE}', 'system.posix_acl_access')")),
+    ] {
+        let mark = d.audit_len();
+        let attempt = run_subject(&["python3", "-c", &format!("import os, struct; {call}")]);
+        expect_refused(d, what, attempt, "file.xattr", PROTECTED_FILE, needs, mark);
+    }
     let mark = d.audit_len();
     expect_refused(
         d,
@@ -271,10 +290,15 @@ fn protected_config_files_hold_against_every_route() {
         expect_refused(d, &format!("{how} through a passed fd"), used, "file.write", PROTECTED_FILE, needs, mark);
     }
     assert_eq!(std::fs::read_to_string(PROTECTED_FILE).unwrap(), original, "a refused route changed the file");
-    assert!(
-        !std::path::Path::new("/mnt/outside/new-link").exists()
-            && !std::path::Path::new("/etc/sysctl.d/99-new.conf").exists()
-    );
+    for made in [
+        "/mnt/outside/new-link",
+        "/etc/sysctl.d/99-new.conf",
+        "/etc/sysctl.d/agent.d",
+        "/etc/sysctl.d/98-agent-link.conf",
+        "/etc/sysctl.d/agent.fifo",
+    ] {
+        assert!(std::fs::symlink_metadata(made).is_err(), "a refused route made {made}");
+    }
 
     // Reading is not an action; root is not a subject; and a file root
     // creates in the tree is protected from its first moment.

@@ -35,9 +35,10 @@ pub const REFERENCE_BOOT_ONLY: &[&str] = &[
     "lifecycle::warrant_uses_left_survive_a_reboot",
 ];
 
-/// Decisions on hooks other tests on the fmod_ret boot already attach and
-/// refuse through: netlink_send (nft, genl, rtnetlink), unix_stream_connect,
-/// file_open and the rollback's root-side replace.
+/// Decisions through programs that other tests on the fmod_ret boot make
+/// refuse: `netlink_send` and `rtnetlink_send` (nft, genl, rtnetlink),
+/// `file_open`, `inode_unlink`, `capable` with the setns notes, `sb_mount`;
+/// the rollbacks are the daemon's own root writes, through the same hooks.
 pub const DECISIONS_ON_COVERED_HOOKS: &[&str] = &[
     "each_decision_during_policy_reloads_follows_one_whole_policy",
     "expired_warrant_is_denied",
@@ -48,7 +49,6 @@ pub const DECISIONS_ON_COVERED_HOOKS: &[&str] = &[
     "network::the_agent_manages_its_own_interface_and_no_other_however_it_names_them",
     "network::an_add_that_would_update_an_existing_object_is_decided_as_the_update",
     "marks::a_namespace_name_a_subject_pinned_does_not_resolve_in_a_later_policy",
-    "requests::an_agent_learns_why_it_was_refused_and_waits_for_its_approval",
     "rollback::a_warranted_file_change_rolls_back_and_a_later_change_needs_force",
     "rollback::a_warranted_nft_change_rolls_back_by_an_atomic_ruleset_replace",
     "bundles::a_bundle_that_cannot_be_persisted_is_in_force_nowhere",
