@@ -1,6 +1,6 @@
 //! Kernel tier: protected config files and Warrant's own, by every route a
-//! file changes (write, rename, link, unlink, chmod, xattrs, truncate,
-//! mmap), and sysctls under a protected /proc tree.
+//! file changes (write, rename, link, unlink, create, mkdir, symlink, mknod,
+//! chmod, xattrs and ACLs, truncate, mmap), and sysctls under a protected /proc tree.
 
 use crate::harness::{self, Daemon, daemon, run_subject};
 use crate::warrant_after_refusal;
@@ -243,7 +243,9 @@ fn protected_config_files_hold_against_every_route() {
         ("mknod", "mkfifo /etc/sysctl.d/agent.fifo"),
     ] {
         let mark = d.audit_len();
-        expect_refused(d, what, sh_subject(script), "file.create", "/etc/sysctl.d", needs, mark);
+        let out = sh_subject(script);
+        assert!(out.stderr.contains("Operation not permitted"), "{what}: {}", out.stderr);
+        expect_refused(d, what, out, "file.create", "/etc/sysctl.d", needs, mark);
     }
     // Extended attributes and POSIX ACLs, set and removed (ACLs reach their
     // own hooks from 6.2, the xattr hooks before).
@@ -256,6 +258,7 @@ fn protected_config_files_hold_against_every_route() {
     ] {
         let mark = d.audit_len();
         let attempt = run_subject(&["python3", "-c", &format!("import os, struct; {call}")]);
+        assert!(attempt.stderr.contains("Operation not permitted"), "{what}: {}", attempt.stderr);
         expect_refused(d, what, attempt, "file.xattr", PROTECTED_FILE, needs, mark);
     }
     let mark = d.audit_len();

@@ -37,8 +37,8 @@ pub const REFERENCE_BOOT_ONLY: &[&str] = &[
 
 /// Decisions through programs that other tests on the fmod_ret boot make
 /// refuse: `netlink_send` and `rtnetlink_send` (nft, genl, rtnetlink),
-/// `file_open`, `inode_unlink`, `capable` with the setns notes, `sb_mount`;
-/// the rollbacks are the daemon's own root writes, through the same hooks.
+/// `file_open`, `capable` with the setns notes, `sb_mount`; the rollbacks
+/// are the daemon's own root writes, through the same hooks.
 pub const DECISIONS_ON_COVERED_HOOKS: &[&str] = &[
     "each_decision_during_policy_reloads_follows_one_whole_policy",
     "expired_warrant_is_denied",
