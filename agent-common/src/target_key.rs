@@ -4,9 +4,9 @@
 //! alike. Not yet here: the Socket, Protocol and Interface name layouts,
 //! written by hand in the daemon's `policy::target`, and `decide_action`
 //! in agent-ebpf, which writes a file's and a namespace's words directly
-//! (the same layouts, a word at a time for the verifier). Everything a kind does not use stays zero; an all-zero
-//! target is what a rule's `*` is, so a message that names nothing is
-//! covered by `*` rules only. An object the kernel takes by handle carries
+//! (the same layouts, a word at a time for the verifier). Everything a
+//! kind does not use stays zero; an all-zero target is what a rule's `*`
+//! is, so a message that names nothing is covered by `*` rules only. An object the kernel takes by handle carries
 //! [`crate::netlink::BY_REFERENCE`] instead of a name (see there).
 //!
 //! [`TargetKind`]: crate::action::TargetKind

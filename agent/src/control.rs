@@ -115,6 +115,16 @@ impl Response {
     }
 }
 
+/// A command's outcome as the reply a caller reads: its data, or why not.
+impl From<Result<Value, String>> for Response {
+    fn from(result: Result<Value, String>) -> Self {
+        match result {
+            Ok(data) => Response::ok(data),
+            Err(message) => Response::error(message),
+        }
+    }
+}
+
 /// Sends one request with a blocking socket (no threads: `warrant run` must
 /// stay single-threaded until it execs).
 pub fn call(socket: &Path, request: &Request) -> Result<Value, ControlError> {

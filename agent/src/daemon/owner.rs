@@ -85,11 +85,7 @@ fn execute(state: &mut State, command: Command) {
         // A subject that went away does not cost the owner its answer.
         Command::Query { reply, .. } if reply.is_closed() => {}
         Command::Query { query, pid, reply } => {
-            let response = match state.answer(query, pid) {
-                Ok(data) => Response::ok(data),
-                Err(message) => Response::error(message),
-            };
-            let _ = reply.send(response);
+            let _ = reply.send(Response::from(state.answer(query, pid)));
         }
         Command::Record { record, reply } => {
             match &record {

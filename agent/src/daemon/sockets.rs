@@ -88,10 +88,7 @@ pub(super) fn handle(request: Request, peer_pid: Option<u32>, state: &mut State)
             }
         }
     };
-    match result {
-        Ok(data) => Response::ok(data),
-        Err(message) => Response::error(message),
-    }
+    Response::from(result)
 }
 
 /// The query socket, open to every process, in a directory of its own

@@ -249,7 +249,6 @@ impl Target {
 
     /// The map key for `profile_id` and `action_id`; wildcards are zero / FAMILY_ANY.
     pub fn key(&self, profile_id: u32, action_id: u32) -> TargetKey {
-        let name = |name: &Option<String>| name.as_deref().unwrap_or_default().as_bytes().to_vec();
         let mut key = TargetKey::new(profile_id, action_id);
         match self {
             Target::Firewall { family, table, object } => {
@@ -257,8 +256,8 @@ impl Target {
                     profile_id,
                     action_id,
                     family.unwrap_or(FAMILY_ANY),
-                    &name(table),
-                    &name(object),
+                    table.as_deref().unwrap_or_default().as_bytes(),
+                    object.as_deref().unwrap_or_default().as_bytes(),
                 )
             }
             Target::Namespace(Some(inode)) => key.set_netns(*inode),
@@ -268,7 +267,12 @@ impl Target {
                 key.family = FAMILY_ANY
             }
             Target::IpSet { set: Some(set), other } => {
-                key = TargetKey::ipset(profile_id, action_id, set.as_bytes(), &name(other))
+                key = TargetKey::ipset(
+                    profile_id,
+                    action_id,
+                    set.as_bytes(),
+                    other.as_deref().unwrap_or_default().as_bytes(),
+                )
             }
             Target::File { tree: Some(tree), inode } => key.set_file(*tree, inode.map(|i| (i.ino, i.dev))),
             Target::Protocol(Some((protocol, msg_type, command))) => {
