@@ -12,12 +12,23 @@ passed=0
 failed=0
 
 ok() { echo "ok $1"; passed=$((passed + 1)); }
-fail() { echo "FAILED $1: $2"; failed=$((failed + 1)); }
+# A failure shows what the daemon said and recorded last, so that a run
+# that fails once in CI says why.
+fail() {
+    echo "FAILED $1: $2"
+    failed=$((failed + 1))
+    tail -n 4 "$AUDIT" 2>/dev/null | cut -c1-400 | sed 's/^/    audit: /'
+    journalctl -u warrant -u warrant-pod -n 6 --no-pager -o cat 2>/dev/null | cut -c1-400 | sed 's/^/    daemon: /'
+}
 # check NAME CMD...: passes if CMD exits 0; its output is shown only on failure.
 check() {
-    local name=$1 out
+    local name=$1 out rc
     shift
-    if out=$("$@" 2>&1); then ok "$name"; else fail "$name" "$(echo "$out" | tail -n 5)"; return 1; fi
+    if out=$("$@" 2>&1); then ok "$name"; else
+        rc=$?
+        fail "$name" "exit $rc: $(echo "$out" | tail -n 5)"
+        return 1
+    fi
 }
 # refused NAME CMD...: passes if CMD fails with EPERM (what a subject gets).
 refused() {
