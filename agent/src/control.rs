@@ -14,10 +14,12 @@ use std::{
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
+use crate::reply::{Answer, Reply};
+
 /// The version of the control and query protocol. Both ends send it, and
 /// a peer of another version is refused with what to do, so that a CLI
 /// and a daemon of different releases never misread each other's fields.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Why an exchange with the daemon gave no answer to use.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,8 @@ pub enum ControlError {
     /// The daemon's own refusal, as it worded it.
     #[error("{0}")]
     Refused(String),
+    #[error("the daemon answered with a {got} reply where a {expected} reply was due")]
+    UnexpectedReply { expected: &'static str, got: &'static str },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -94,46 +98,48 @@ pub enum Request {
     ListMarks,
 }
 
+/// One answer on the wire: the reply, or why there is none. Its version is
+/// read first, so that a peer of another release is told so rather than
+/// misread.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Response {
     /// [`PROTOCOL_VERSION`]; 0 from a daemon that predates versions.
     #[serde(default)]
     pub v: u32,
-    pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    #[serde(default)]
-    pub data: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<Reply>,
 }
 
 impl Response {
-    pub fn ok(data: Value) -> Self {
-        Self { v: PROTOCOL_VERSION, ok: true, error: None, data }
+    pub fn ok(reply: Reply) -> Self {
+        Self { v: PROTOCOL_VERSION, error: None, reply: Some(reply) }
     }
     pub fn error(message: impl Into<String>) -> Self {
-        Self { v: PROTOCOL_VERSION, ok: false, error: Some(message.into()), data: Value::Null }
+        Self { v: PROTOCOL_VERSION, error: Some(message.into()), reply: None }
     }
 }
 
-/// A command's outcome as the reply a caller reads: its data, or why not.
-impl From<Result<Value, String>> for Response {
-    fn from(result: Result<Value, String>) -> Self {
+/// A command's outcome as a caller reads it: the reply, or why not.
+impl From<Result<Reply, String>> for Response {
+    fn from(result: Result<Reply, String>) -> Self {
         match result {
-            Ok(data) => Response::ok(data),
+            Ok(reply) => Response::ok(reply),
             Err(message) => Response::error(message),
         }
     }
 }
 
 /// Sends one request with a blocking socket (no threads: `warrant run` must
-/// stay single-threaded until it execs).
-pub fn call(socket: &Path, request: &Request) -> Result<Value, ControlError> {
+/// stay single-threaded until it execs) and takes its reply as `A`.
+pub fn call<A: Answer>(socket: &Path, request: &Request) -> Result<A, ControlError> {
     exchange(socket, request, "is `warrant daemon` running, and are you root?")
 }
 
-/// One JSON line out, one back; `hint` says what to check when the socket
-/// cannot be reached.
-pub fn exchange(socket: &Path, request: &impl Serialize, hint: &str) -> Result<Value, ControlError> {
+/// One JSON line out, one back, taken as reply kind `A`; `hint` says what
+/// to check when the socket cannot be reached.
+pub fn exchange<A: Answer>(socket: &Path, request: &impl Serialize, hint: &str) -> Result<A, ControlError> {
     let mut stream = UnixStream::connect(socket).map_err(|source| ControlError::Unreachable {
         socket: socket.display().to_string(),
         hint: hint.to_owned(),
@@ -146,16 +152,19 @@ pub fn exchange(socket: &Path, request: &impl Serialize, hint: &str) -> Result<V
     stream.write_all(&line).map_err(ControlError::Send)?;
     let mut reply = String::new();
     BufReader::new(&stream).read_line(&mut reply).map_err(ControlError::Receive)?;
-    let response: Response = serde_json::from_str(&reply).map_err(ControlError::Malformed)?;
-    if response.v != PROTOCOL_VERSION {
-        return Err(ControlError::Version { socket: socket.display().to_string(), theirs: response.v });
+    let response: Value = serde_json::from_str(&reply).map_err(ControlError::Malformed)?;
+    let theirs = response.get("v").and_then(Value::as_u64).unwrap_or(0);
+    if theirs != u64::from(PROTOCOL_VERSION) {
+        return Err(ControlError::Version { socket: socket.display().to_string(), theirs: theirs as u32 });
     }
-    if !response.ok {
-        return Err(ControlError::Refused(
-            response.error.unwrap_or_else(|| "the daemon refused without a reason".into()),
-        ));
+    let response: Response = serde_json::from_value(response).map_err(ControlError::Malformed)?;
+    match (response.reply, response.error) {
+        (_, Some(message)) => Err(ControlError::Refused(message)),
+        (Some(reply), None) => {
+            A::from_reply(reply).map_err(|other| ControlError::UnexpectedReply { expected: A::KIND, got: other.kind() })
+        }
+        (None, None) => Err(ControlError::Refused("the daemon refused without a reason".into())),
     }
-    Ok(response.data)
 }
 
 /// Reads one request line of the protocol (`what`: request, query); Err:

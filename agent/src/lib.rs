@@ -25,6 +25,7 @@ pub mod programs;
 pub mod protect;
 pub mod query;
 pub mod render;
+pub mod reply;
 pub mod request_gate;
 pub mod requests;
 pub mod rollback;

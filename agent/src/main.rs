@@ -22,7 +22,7 @@ use warrant::{
     keys::{PublicKey, Signer},
     policy,
     query::{self, Query},
-    render, requests,
+    render, reply, requests,
     trust::{self, Envelope, POLICY_PAYLOAD_TYPE},
     trust_root::{TRUST_ROOT_PAYLOAD_TYPE, TrustRoot},
 };
@@ -312,7 +312,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor { json } => return Ok(doctor(json)),
         Command::Status { json } => {
             let config = Config::load(config_path)?;
-            let status = control::call(&config.socket, &Request::Status)?;
+            let status: Box<reply::Status> = control::call(&config.socket, &Request::Status)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -321,14 +321,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Metrics => {
             let config = Config::load(config_path)?;
-            let text = control::call(&config.socket, &Request::Metrics)?;
-            print!("{}", text.as_str().unwrap_or_default());
+            let text: String = control::call(&config.socket, &Request::Metrics)?;
+            print!("{text}");
         }
         Command::Run { profile, keep_fds, command } => {
             let config = Config::load(config_path)?;
             warrant::subjects::close_inherited_fds_at_exec(&keep_fds)
                 .context("cannot mark inherited fds close-on-exec")?;
-            control::call(&config.socket, &Request::Register { profile: profile.clone() })?;
+            let _: reply::Registered = control::call(&config.socket, &Request::Register { profile: profile.clone() })?;
             let error = std::process::Command::new(&command[0])
                 .args(&command[1..])
                 .env(QUERY_SOCKET_ENV, &config.query_socket)
@@ -370,21 +370,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = Config::load(config_path)?;
             let text = std::fs::read_to_string(&warrant)
                 .with_context(|| format!("cannot read warrant {}", warrant.display()))?;
-            let data = control::call(&config.socket, &Request::InstallWarrant { warrant: text })?;
-            let text = |name: &str| render::escape(data[name].as_str().unwrap_or("?")).into_owned();
+            let w: Box<reply::WarrantInstalled> =
+                control::call(&config.socket, &Request::InstallWarrant { warrant: text })?;
             println!(
                 "installed warrant {} ({} {} for {}, {} use(s), approved by {})",
-                text("warrant_id"),
-                text("action"),
-                text("target"),
-                text("profile"),
-                data["max_uses"],
-                text("approver"),
+                render::escape(&w.warrant_id),
+                render::escape(&w.action),
+                render::escape(&w.target),
+                render::escape(&w.profile),
+                w.max_uses,
+                render::escape(&w.approver),
             );
         }
         Command::Revoke { id } => {
             let config = Config::load(config_path)?;
-            control::call(&config.socket, &Request::Revoke { id: id.clone() })?;
+            let _: reply::Revoked = control::call(&config.socket, &Request::Revoke { id: id.clone() })?;
             println!("revoked {id}");
         }
         Command::Audit(command) => return audit_command(command, config_path),
@@ -398,17 +398,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", render::explain(record));
         }
         Command::Why { last, json } => {
-            let data = query::call(&query_socket(config_path), &Query::Why)?;
-            let mut denials = data["denials"].as_array().cloned().unwrap_or_default();
+            let mut why: reply::Denials = query::call(&query_socket(config_path), &Query::Why)?;
             if last {
-                denials.truncate(1);
+                why.denials.truncate(1);
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&json!({"profile": data["profile"], "denials": denials}))?);
-            } else if denials.is_empty() {
-                println!("no denials of profile {} since the daemon started", render::json_line(&data["profile"]));
+                println!("{}", serde_json::to_string_pretty(&why)?);
+            } else if why.denials.is_empty() {
+                println!("no denials of profile {} since the daemon started", render::quoted(&why.profile));
             } else {
-                for denial in denials.iter().filter_map(Value::as_object) {
+                for denial in &why.denials {
                     println!("{}", render::denial(denial));
                 }
             }
@@ -416,11 +415,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wait { request, timeout, json } => return wait(config_path, &request, &timeout, json),
         Command::Rollback { change_id, force } => {
             let config = Config::load(config_path)?;
-            let data = control::call(&config.socket, &Request::Rollback { id: change_id, force })?;
+            let rolled_back: reply::RolledBack =
+                control::call(&config.socket, &Request::Rollback { id: change_id, force })?;
             println!(
                 "rolled back change {}: {} restored",
-                render::json_line(&data["change_id"]),
-                render::json_line(&data["restored"])
+                render::quoted(&rolled_back.change_id),
+                render::quoted(&rolled_back.restored)
             );
         }
         Command::Unmark { paths } => unmark(config_path, paths)?,

@@ -69,11 +69,11 @@ impl RequestState {
 /// Recent denial records, per profile, bounded.
 #[derive(Debug, Default)]
 pub struct RecentDenials {
-    by_profile: std::collections::HashMap<String, VecDeque<Value>>,
+    by_profile: std::collections::HashMap<String, VecDeque<Denial>>,
 }
 
 impl RecentDenials {
-    pub fn note(&mut self, profile: &str, record: Value) {
+    pub fn note(&mut self, profile: &str, record: Denial) {
         let kept = self.by_profile.entry(profile.to_owned()).or_default();
         if kept.len() == RECENT_DENIALS {
             kept.pop_back();
@@ -82,13 +82,16 @@ impl RecentDenials {
     }
 
     /// Newest first.
-    pub fn of(&self, profile: &str) -> Vec<Value> {
+    pub fn of(&self, profile: &str) -> Vec<Denial> {
         self.by_profile.get(profile).map(|kept| kept.iter().cloned().collect()).unwrap_or_default()
     }
 }
 
 /// The fields of a decision record an agent may read about itself.
-pub fn denial_view(record: &serde_json::Map<String, Value>) -> Value {
+pub type Denial = serde_json::Map<String, Value>;
+
+/// The [`Denial`] view of a decision record.
+pub fn denial_view(record: &serde_json::Map<String, Value>) -> Denial {
     let mut view = serde_json::Map::new();
     for key in [
         "seq",
@@ -110,11 +113,11 @@ pub fn denial_view(record: &serde_json::Map<String, Value>) -> Value {
             view.insert(key.into(), value.clone());
         }
     }
-    Value::Object(view)
+    view
 }
 
-/// Sends one query to the daemon's query socket.
-pub fn call(socket: &Path, query: &Query) -> Result<Value, crate::control::ControlError> {
+/// Sends one query to the daemon's query socket and takes its reply as `A`.
+pub fn call<A: crate::reply::Answer>(socket: &Path, query: &Query) -> Result<A, crate::control::ControlError> {
     crate::control::exchange(
         socket,
         query,

@@ -57,6 +57,11 @@ pub fn escape(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A string as [`json_line`] shows it: quoted, escaped.
+pub fn quoted(text: &str) -> String {
+    json_line(&Value::from(text))
+}
+
 /// A JSON value as one line for a person: serde_json already writes C0
 /// controls as `\u001b`; C1 controls and format characters, which it leaves
 /// raw, are written the same way. The result is still valid JSON.

@@ -21,17 +21,16 @@ pub(crate) fn wait(config_path: Option<&Path>, request: &str, timeout: &str, jso
     let socket = query_socket(config_path);
     let deadline = std::time::Instant::now() + timeout;
     loop {
-        let data = query::call(&socket, &Query::RequestState { id: request.to_owned() })?;
-        let state: query::RequestState = serde_json::from_value(data["status"].clone())
-            .map_err(|e| anyhow!("the daemon's answer is not a request state: {e}"))?;
-        let pending = state == query::RequestState::Pending;
+        let answer: reply::RequestAnswer = query::call(&socket, &Query::RequestState { id: request.to_owned() })?;
+        let pending = answer.status == query::RequestState::Pending;
         if !pending || std::time::Instant::now() >= deadline {
             if json {
-                println!("{}", serde_json::to_string(&data)?);
+                println!("{}", serde_json::to_string(&answer)?);
             } else {
-                println!("request {}: {}", render::escape(request), render::json_line(&data["status"]));
+                let status = serde_json::to_value(&answer.status)?;
+                println!("request {}: {}", render::escape(request), render::json_line(&status));
             }
-            return Ok(ExitCode::from(state.exit_code()));
+            return Ok(ExitCode::from(answer.status.exit_code()));
         }
         std::thread::sleep(std::time::Duration::from_secs(2).min(deadline - std::time::Instant::now()));
     }

@@ -9,12 +9,12 @@ pub(crate) fn unmark(config_path: Option<&Path>, paths: Vec<PathBuf>) -> anyhow:
         // The daemon resolves the path from its own directory.
         let path = std::path::absolute(&path).with_context(|| format!("{}", path.display()))?;
         let path = path.to_str().with_context(|| format!("{} is not UTF-8", path.display()))?.to_owned();
-        let data = control::call(&config.socket, &Request::Unmark { path })?;
+        let unmarked: reply::Unmarked = control::call(&config.socket, &Request::Unmark { path })?;
         println!(
             "unmarked {} (inode {}, written by profile {})",
-            render::json_line(&data["path"]),
-            render::json_line(&data["inode"]),
-            render::json_line(&data["profile"])
+            render::quoted(&unmarked.path),
+            render::quoted(&unmarked.inode),
+            render::quoted(&unmarked.profile)
         );
     }
     Ok(())
@@ -23,21 +23,19 @@ pub(crate) fn unmark(config_path: Option<&Path>, paths: Vec<PathBuf>) -> anyhow:
 /// Lists every mark.
 pub(crate) fn list_marks(config_path: Option<&Path>, json: bool) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
-    let data = control::call(&config.socket, &Request::ListMarks)?;
-    let marks = data.as_array().cloned().unwrap_or_default();
+    let marks: Vec<reply::Mark> = control::call(&config.socket, &Request::ListMarks)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&data)?);
+        println!("{}", serde_json::to_string_pretty(&marks)?);
     } else if marks.is_empty() {
         println!("no marks: no subject has written a file here");
     } else {
         for mark in &marks {
-            let mount = mark["mount"].as_str().unwrap_or("(not mounted)");
             println!(
                 "{} inode {} (device {}) written by profile {}",
-                render::escape(mount),
-                mark["inode"],
-                render::json_line(&mark["device"]),
-                render::json_line(&mark["profile"])
+                render::escape(mark.mount.as_deref().unwrap_or("(not mounted)")),
+                mark.inode,
+                render::quoted(&mark.device),
+                render::quoted(&mark.profile)
             );
         }
         println!("a file's path: find MOUNT -xdev -inum INODE");

@@ -58,17 +58,15 @@ pub(crate) fn policy_command(command: PolicyCommand, config_path: Option<&Path>)
         PolicyCommand::Apply { bundle } => {
             let config = Config::load(config_path)?;
             let text = std::fs::read_to_string(&bundle).with_context(|| format!("cannot read {}", bundle.display()))?;
-            let data = control::call(&config.socket, &Request::ApplyPolicy { bundle: text })?;
-            let phases: Vec<String> = data["apply_phases_ms"]
-                .as_object()
-                .map(|p| p.iter().filter_map(|(name, ms)| Some(format!("{name} {:.1}", ms.as_f64()?))).collect())
-                .unwrap_or_default();
-            match data["apply_ms"].as_f64() {
-                Some(ms) => {
-                    println!("policy v{} in force (applied in {ms:.1} ms: {})", data["version"], phases.join(", "))
-                }
-                None => println!("policy v{} in force", data["version"]),
-            }
+            let applied: reply::PolicyApplied = control::call(&config.socket, &Request::ApplyPolicy { bundle: text })?;
+            let phases: Vec<String> =
+                applied.apply_phases_ms.iter().map(|(name, ms)| format!("{name} {ms:.1}")).collect();
+            println!(
+                "policy v{} in force (applied in {:.1} ms: {})",
+                applied.version,
+                applied.apply_ms,
+                phases.join(", ")
+            );
         }
     }
     Ok(())

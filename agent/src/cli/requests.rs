@@ -32,22 +32,21 @@ pub(crate) fn requests_command(command: RequestsCommand, json: bool, config_path
             }
         }
         RequestsCommand::Mine => {
-            let data = query::call(&query_socket(config_path), &Query::MyRequests)?;
+            let mine: reply::MyRequests = query::call(&query_socket(config_path), &Query::MyRequests)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&data)?);
+                println!("{}", serde_json::to_string_pretty(&mine)?);
             } else {
-                let mine = data["requests"].as_array().cloned().unwrap_or_default();
-                if mine.is_empty() {
-                    println!("no change requests of profile {}", render::json_line(&data["profile"]));
+                if mine.requests.is_empty() {
+                    println!("no change requests of profile {}", render::quoted(&mine.profile));
                 }
-                for r in mine {
-                    let r: requests::ChangeRequest = serde_json::from_value(r)?;
-                    print!("{}", render::request_view(&r));
+                for r in &mine.requests {
+                    print!("{}", render::request_view(r));
                 }
             }
         }
         RequestsCommand::Decline { id, reason } => {
-            control::call(&config.socket, &Request::DeclineRequest { id: id.clone(), reason })?;
+            let _: reply::Declined =
+                control::call(&config.socket, &Request::DeclineRequest { id: id.clone(), reason })?;
             println!("declined {}", render::escape(&id));
         }
         RequestsCommand::Show { id } => {

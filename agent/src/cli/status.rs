@@ -2,59 +2,44 @@
 
 use crate::*;
 
-pub(crate) fn print_status(status: &Value) {
-    println!("daemon: {}", status["daemon"].as_str().unwrap_or("?"));
-    println!("host: {}", status["host"].as_str().unwrap_or("?"));
-    match status["policy_version"].as_u64() {
+pub(crate) fn print_status(status: &reply::Status) {
+    println!("daemon: {}", render::escape(&status.daemon));
+    println!("host: {}", render::escape(&status.host));
+    match status.policy_version {
         Some(v) => println!(
             "policy: v{v} (expires {}{})",
-            status["policy_expires"].as_str().unwrap_or("?"),
-            if status["policy_expired"] == true { "; EXPIRED, still enforced: apply a new bundle" } else { "" }
+            render::escape(status.policy_expires.as_deref().unwrap_or("?")),
+            if status.policy_expired == Some(true) { "; EXPIRED, still enforced: apply a new bundle" } else { "" }
         ),
         None => println!("policy: none (subjects are denied every action)"),
     }
-    if let Some(mode) = status["mode"].as_str() {
-        println!("mode: {mode}");
+    println!("mode: {}", status.mode);
+    for missing in &status.missing_hooks {
+        println!("coverage: {}", missing.effect);
     }
-    for missing in status["missing_hooks"].as_array().into_iter().flatten() {
-        println!("coverage: {}", missing["effect"].as_str().unwrap_or("?"));
-    }
-    if let Some(profiles) = status["profiles"].as_array() {
-        let names: Vec<&str> = profiles.iter().filter_map(Value::as_str).collect();
+    if let Some(profiles) = &status.profiles {
+        let names: Vec<_> = profiles.iter().map(|p| render::escape(p)).collect();
         println!("profiles: {}", names.join(", "));
     }
-    let warrants = status["warrants"].as_array().cloned().unwrap_or_default();
-    println!("warrants: {}", warrants.len());
-    for w in warrants {
-        let text = |name: &str| render::escape(w[name].as_str().unwrap_or("?")).into_owned();
+    println!("warrants: {}", status.warrants.len());
+    for w in &status.warrants {
         println!(
             "  {} {} {} ({}), uses left {}, by {}",
-            text("id"),
-            text("action"),
-            text("target"),
-            text("profile"),
-            w["uses_left"],
-            text("approver")
+            render::escape(&w.id),
+            render::escape(&w.action),
+            render::escape(&w.target),
+            render::escape(&w.profile),
+            w.uses_left,
+            render::escape(&w.approver)
         );
     }
-    if let Some(requests) = status["requests"].as_object() {
-        let dropped: Vec<String> = requests
-            .get("dropped")
-            .and_then(Value::as_object)
-            .map(|d| d.iter().map(|(profile, n)| format!("{} {n}", render::escape(profile))).collect())
-            .unwrap_or_default();
-        println!(
-            "change requests: {} open{}",
-            requests.get("open").and_then(Value::as_u64).unwrap_or(0),
-            if dropped.is_empty() {
-                String::new()
-            } else {
-                format!("; dropped past the limits: {}", dropped.join(", "))
-            }
-        );
-    }
-    if let Some(counters) = status["decisions"].as_object() {
-        let parts: Vec<String> = counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        println!("decisions: {}", if parts.is_empty() { "none yet".to_owned() } else { parts.join(", ") });
-    }
+    let dropped: Vec<String> =
+        status.requests.dropped.iter().map(|(profile, n)| format!("{} {n}", render::escape(profile))).collect();
+    println!(
+        "change requests: {} open{}",
+        status.requests.open,
+        if dropped.is_empty() { String::new() } else { format!("; dropped past the limits: {}", dropped.join(", ")) }
+    );
+    let parts: Vec<String> = status.decisions.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!("decisions: {}", if parts.is_empty() { "none yet".to_owned() } else { parts.join(", ") });
 }

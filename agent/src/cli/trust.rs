@@ -19,8 +19,8 @@ pub(crate) fn trust_command(command: TrustCommand, config_path: Option<&Path>) -
         TrustCommand::Rotate { root } => {
             let config = Config::load(config_path)?;
             let text = std::fs::read_to_string(&root).with_context(|| format!("cannot read {}", root.display()))?;
-            let data = control::call(&config.socket, &Request::RotateTrust { root: text })?;
-            println!("trust root v{} in force: {} of {:?}", data["version"], data["threshold"], data["keys"]);
+            let rotated: reply::TrustRotated = control::call(&config.socket, &Request::RotateTrust { root: text })?;
+            println!("trust root v{} in force: {} of {:?}", rotated.version, rotated.threshold, rotated.keys);
         }
         TrustCommand::KeyId { files } => {
             for file in files {
@@ -30,10 +30,11 @@ pub(crate) fn trust_command(command: TrustCommand, config_path: Option<&Path>) -
         }
         TrustCommand::AcceptConfig { keys, threshold } => {
             let config = Config::load(config_path)?;
-            let data = control::call(&config.socket, &Request::AcceptConfigTrust { keys, threshold })?;
+            let accepted: reply::ConfigTrustAccepted =
+                control::call(&config.socket, &Request::AcceptConfigTrust { keys, threshold })?;
             println!(
                 "configuration's keys pinned as trust root v0: {} of {:?}; v{} in force",
-                data["threshold"], data["keys"], data["version_in_force"]
+                accepted.threshold, accepted.keys, accepted.version_in_force
             );
         }
     }

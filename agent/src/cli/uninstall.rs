@@ -17,7 +17,7 @@ pub(crate) fn uninstall(config_path: Option<&Path>) -> anyhow::Result<()> {
         ),
     }
     let config = Config::load(config_path)?;
-    if control::call(&config.socket, &Request::Status).is_ok() {
+    if control::call::<Box<reply::Status>>(&config.socket, &Request::Status).is_ok() {
         bail!(
             "the daemon is running at {}; stop it first (e.g. systemctl stop warrant), then uninstall",
             config.socket.display()

@@ -15,7 +15,7 @@ impl State {
     }
 
     /// A subject's question about its own profile (never another's).
-    pub(super) fn answer(&self, query: query::Query, pid: u32) -> Result<Value, String> {
+    pub(super) fn answer(&self, query: query::Query, pid: u32) -> Result<Reply, String> {
         let profile_id = self.kernel.subject_profile(pid).ok_or(
             "not a subject: the query socket answers Warrant's subjects about themselves \
              (operators: warrant audit tail, warrant requests)",
@@ -25,15 +25,19 @@ impl State {
             None => format!("profile#{profile_id}"),
         };
         match query {
-            query::Query::Why => Ok(json!({"profile": profile, "denials": self.recent_denials.of(&profile)})),
+            query::Query::Why => {
+                let denials = self.recent_denials.of(&profile);
+                Ok(Reply::Denials(reply::Denials { profile, denials }))
+            }
             query::Query::MyRequests => {
                 let all = requests::list(&self.config.state_dir).map_err(|e| format!("cannot list requests: {e}"))?;
-                let mine: Vec<&ChangeRequest> = all.iter().filter(|r| r.profile == profile).collect();
-                Ok(json!({"profile": profile, "requests": mine}))
+                let requests = all.into_iter().filter(|r| r.profile == profile).collect();
+                Ok(Reply::MyRequests(reply::MyRequests { profile, requests }))
             }
             query::Query::RequestState { id } => {
-                let state = self.request_state(&profile, &id)?;
-                Ok(json!({"profile": profile, "request": id, "exit_code": state.exit_code(), "status": state}))
+                let status = self.request_state(&profile, &id)?;
+                let exit_code = status.exit_code();
+                Ok(Reply::RequestAnswer(reply::RequestAnswer { profile, request: id, exit_code, status }))
             }
         }
     }

@@ -285,18 +285,18 @@ pub(super) enum Record {
     Content(Box<warrant_common::RuleContent>),
 }
 
-pub(super) async fn read_events(ring: aya::maps::RingBuf<aya::maps::MapData>, owner: Owner) -> anyhow::Result<()> {
+pub(super) async fn read_events(ring: aya::maps::RingBuf<aya::maps::MapData>, owner: Owner) -> Result<(), DaemonError> {
     // SAFETY: the ring buffer owns its fd for as long as the AsyncFd lives.
-    let mut fd = unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow!("cannot watch the event ring: {e}"))?;
+    let mut fd = unsafe { AsyncFd::register(ring) }.doing(|| "cannot watch the event ring".into())?;
     // Debug builds only: the kernel tier's way to take the reader's input
     // away and see the daemon's supervisor react.
     #[cfg(debug_assertions)]
     if std::env::var_os("WARRANT_TEST_FAULT").is_some_and(|f| f == "event-reader") {
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        anyhow::bail!("the event ring's fd is gone (WARRANT_TEST_FAULT)");
+        return Err(DaemonError::Events("the event ring's fd is gone (WARRANT_TEST_FAULT)".into()));
     }
     loop {
-        let mut guard = fd.readable_mut().await?;
+        let mut guard = fd.readable_mut().await.doing(|| "cannot wait on the event ring".into())?;
         // Readiness is cleared before the ring is drained, not after: the
         // kernel wakes a reader only when it had caught up, so an event
         // committed between the last read and a later clear would wait,
@@ -313,7 +313,7 @@ pub(super) async fn read_events(ring: aya::maps::RingBuf<aya::maps::MapData>, ow
                 // The item goes with this return: an event that fails to
                 // record does not fail every restart too. Its loss is the
                 // `daemon.task_failed` record the supervisor writes.
-                anyhow::bail!("an event could not be recorded (see the log above)");
+                return Err(DaemonError::Events("an event could not be recorded (see the log above)".into()));
             }
             drop(item);
         }

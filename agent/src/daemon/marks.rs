@@ -8,8 +8,8 @@ impl State {
     /// Puts back the marks saved before a reboot (the pinned map survives
     /// a restart, not a reboot). A mark the disk copy cannot restore is an
     /// error for the start: files subjects wrote would run unconfined.
-    pub(super) fn restore_marks(&mut self) -> anyhow::Result<()> {
-        let saved = crate::marks::load(&self.config.state_dir)?;
+    pub(super) fn restore_marks(&mut self) -> Result<(), DaemonError> {
+        let saved = crate::marks::load(&self.config.state_dir).doing(|| "cannot read the saved marks".into())?;
         // Best effort: a full map must not keep the daemon from starting.
         match self.kernel.restore_marks(&saved) {
             Ok(restored) if restored > 0 => {
@@ -51,7 +51,7 @@ impl State {
     }
 
     /// `warrant unmark PATH`: the file at `path` is no longer a subject's.
-    pub(super) fn unmark(&mut self, path: &str, pid: u32) -> Result<Value, String> {
+    pub(super) fn unmark(&mut self, path: &str, pid: u32) -> Result<reply::Unmarked, String> {
         // A pinned namespace's name: the file under the namespace is marked.
         let pinned = path.strip_prefix(policy::NETNS_RUN_DIR).and_then(|rest| rest.strip_prefix('/'));
         let key = match pinned {
@@ -65,26 +65,28 @@ impl State {
         };
         let profile = self.profile_label(mark.profile_id);
         let inode = format!("{}:{}", protect::dev_text(key.dev), key.ino);
-        let summary = json!({"path": path, "inode": inode, "profile": profile, "by_pid": pid});
-        self.record("marks.cleared", summary.clone());
+        let unmarked = reply::Unmarked { path: path.to_owned(), inode, profile, by_pid: pid };
+        self.record("marks.cleared", &unmarked);
         self.save_marks(true);
-        Ok(summary)
+        Ok(unmarked)
     }
 
     /// Every mark, by mount point and inode (a file has no path in the
     /// kernel; `find MOUNT -xdev -inum INODE` names it).
-    pub(super) fn list_marks(&self) -> Result<Value, String> {
+    pub(super) fn list_marks(&self) -> Result<Vec<reply::Mark>, String> {
         let marks = self.kernel.marks().map_err(|e| e.to_string())?;
         let mounts = crate::marks::Mounts::current();
-        let mut listed: Vec<Value> = marks
+        let mut listed: Vec<reply::Mark> = marks
             .iter()
-            .map(|(key, mark)| {
-                json!({"mount": mounts.mount_point(key.dev), "device": protect::dev_text(key.dev),
-                       "inode": key.ino, "profile": self.profile_label(mark.profile_id)})
+            .map(|(key, mark)| reply::Mark {
+                mount: mounts.mount_point(key.dev).map(str::to_owned),
+                device: protect::dev_text(key.dev),
+                inode: key.ino,
+                profile: self.profile_label(mark.profile_id),
             })
             .collect();
-        listed.sort_by_key(|m| (m["mount"].to_string(), m["inode"].as_u64()));
-        Ok(Value::Array(listed))
+        listed.sort_by(|a, b| (&a.mount, a.inode).cmp(&(&b.mount, b.inode)));
+        Ok(listed)
     }
 
     /// Refuses to run the program at `path` if a subject wrote it: run by

@@ -17,7 +17,6 @@ use std::{
     time::UNIX_EPOCH,
 };
 
-use anyhow::{Context as _, anyhow};
 use ed25519_dalek::SigningKey;
 use serde_json::{Map, Value, json};
 use tokio::{
@@ -41,6 +40,7 @@ use crate::{
     metrics,
     policy::{self, CompiledPolicy, render_target},
     protect, query,
+    reply::{self, Reply},
     request_gate::RequestGate,
     requests::{self, ChangeRequest},
     rollback, subjects,
@@ -49,6 +49,7 @@ use crate::{
 };
 
 mod asks;
+mod error;
 mod events;
 mod housekeeping;
 mod marks;
@@ -61,6 +62,8 @@ mod trust_pin;
 mod versions;
 mod warrants;
 
+pub use error::DaemonError;
+use error::Doing as _;
 use events::{exe_of, proc_field, read_events};
 use housekeeping::new_files;
 use owner::{Command, Owner};
@@ -226,15 +229,15 @@ pub fn audit_origin(host: &str) -> String {
 }
 
 /// The host key at `path`, made (with its `.pub`) on first start.
-fn load_host_key(path: &Path) -> anyhow::Result<SigningKey> {
+fn load_host_key(path: &Path) -> Result<SigningKey, DaemonError> {
     if !path.exists() {
         if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            fs::create_dir_all(dir).doing(|| format!("cannot create {}", dir.display()))?;
         }
-        let public = trust::generate_key_pair(path).map_err(|e| anyhow!("host key: {e}"))?;
+        let public = trust::generate_key_pair(path).doing(|| "cannot make the host key".into())?;
         info!(key = %trust::key_id(&public), path = %path.display(), "made the host key that signs audit checkpoints");
     }
-    trust::read_signing_key(path).map_err(|e| anyhow!("host key: {e}"))
+    trust::read_signing_key(path).doing(|| "cannot read the host key".into())
 }
 
 /// How many lost kernel events the audit log has recorded as gaps.
@@ -257,7 +260,7 @@ fn digest_key_path(state_dir: &Path) -> PathBuf {
 
 /// Makes the kernel's digest key the one in the state directory, drawing
 /// one at the first start.
-fn restore_digest_key(kernel: &mut Kernel, state_dir: &Path) -> anyhow::Result<()> {
+fn restore_digest_key(kernel: &mut Kernel, state_dir: &Path) -> Result<(), DaemonError> {
     let path = digest_key_path(state_dir);
     let word = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap_or_default());
     let stored = fs::read(&path).ok().filter(|b| b.len() == 16).map(|b| [word(&b[..8]), word(&b[8..])]);
@@ -267,8 +270,9 @@ fn restore_digest_key(kernel: &mut Kernel, state_dir: &Path) -> anyhow::Result<(
             use rand::RngCore as _;
             let key = [rand::rngs::OsRng.next_u64(), rand::rngs::OsRng.next_u64()];
             let bytes: Vec<u8> = key.iter().flat_map(|w| w.to_le_bytes()).collect();
-            write_atomic(&path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+            write_atomic(&path, &bytes).doing(|| format!("cannot write {}", path.display()))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                .doing(|| format!("cannot make {} 0600", path.display()))?;
             tracing::info!(path = %path.display(), "drew the key for rule content digests");
             key
         }
@@ -294,7 +298,9 @@ fn read_number(path: &Path) -> u64 {
 }
 
 impl State {
-    fn record(&mut self, kind: &str, fields: Value) -> u64 {
+    fn record(&mut self, kind: &str, fields: impl serde::Serialize) -> u64 {
+        // A body that will not serialise still leaves a record that says so.
+        let fields = serde_json::to_value(fields).unwrap_or_else(|e| json!({"unserialisable": e.to_string()}));
         let mut record = Map::new();
         record.insert("time".into(), now_unix().into());
         record.insert("kind".into(), kind.into());
@@ -337,41 +343,55 @@ impl State {
         read_number(&version_path(&self.config.state_dir)).max(in_force)
     }
 
-    fn status(&self) -> Value {
-        let warrants: Vec<Value> = self
+    fn status(&self) -> reply::Status {
+        let warrants = self
             .warrants
-            .iter()
-            .filter(|(_, w)| !w.revoked)
-            .map(|(_, w)| {
-                let left = self.kernel.warrant(&w.key).map(|e| e.uses_left).unwrap_or(0);
-                json!({"id": w.approval.id, "action": w.approval.action, "target": w.approval.target,
-                       "profile": w.approval.profile, "approver": w.approval.approver, "uses_left": left,
-                       "expires_at": w.approval.expires_at})
+            .values()
+            .filter(|w| !w.revoked)
+            .map(|w| reply::WarrantStatus {
+                id: w.approval.id.clone(),
+                action: w.approval.action.clone(),
+                target: w.approval.target.clone(),
+                profile: w.approval.profile.clone(),
+                approver: w.approval.approver.clone(),
+                uses_left: self.kernel.warrant(&w.key).map(|e| e.uses_left).unwrap_or(0),
+                expires_at: w.approval.expires_at,
             })
             .collect();
-        json!({
-            "daemon": "running",
-            "host": self.host,
-            "policy_version": self.policy.as_ref().map(CompiledPolicy::version),
-            "policy_expires": self.policy.as_ref().map(|p| p.policy.expires.clone()),
-            "policy_expired": self.policy.as_ref().map(|p| p.expired_at(now_unix())),
-            "profiles": self.policy.as_ref().map(|p| p.profile_ids.keys().cloned().collect::<Vec<_>>()),
-            "trust_root": self.trust_chain.last().map(|root| json!({
-                "version": root.version, "threshold": root.threshold, "keys": root.key_ids(),
-                "config_differs": self.trust_unsettled.is_some(),
-                "configured_keys": self.trust_unsettled.as_ref().map(TrustRoot::key_ids),
-                "configured_threshold": self.trust_unsettled.as_ref().map(|root| root.threshold),
-            })),
-            "warrants": warrants,
-            "decisions": self.counters,
-            "requests": {"open": self.request_gate.open(), "dropped": self.request_gate.dropped()},
-            "marks": {"files": self.marks_count, "capacity": warrant_common::MARKS_CAPACITY},
-            "clock_skew_secs": crate::clock::skew_secs(),
-            "lost_events": self.kernel.lost_events().ok(),
-            "kernel": kernel_release(),
-            "mode": self.kernel.mode().name(),
-            "missing_hooks": self.kernel.missing_hooks(),
-        })
+        let unsettled = self.trust_unsettled.as_ref();
+        reply::Status {
+            daemon: "running".into(),
+            host: self.host.clone(),
+            policy_version: self.policy.as_ref().map(CompiledPolicy::version),
+            policy_expires: self.policy.as_ref().map(|p| p.policy.expires.clone()),
+            policy_expired: self.policy.as_ref().map(|p| p.expired_at(now_unix())),
+            profiles: self.policy.as_ref().map(|p| p.profile_ids.keys().cloned().collect()),
+            trust_root: self.trust_chain.last().map(|root| reply::TrustRootStatus {
+                version: root.version,
+                threshold: root.threshold,
+                keys: root.key_ids(),
+                config_differs: unsettled.is_some(),
+                configured_keys: unsettled.map(TrustRoot::key_ids),
+                configured_threshold: unsettled.map(|root| root.threshold),
+            }),
+            warrants,
+            decisions: self.counters.clone(),
+            requests: reply::RequestCounts {
+                open: self.request_gate.open(),
+                dropped: self.request_gate.dropped().clone(),
+            },
+            marks: reply::MarkCounts { files: self.marks_count, capacity: warrant_common::MARKS_CAPACITY },
+            clock_skew_secs: crate::clock::skew_secs(),
+            lost_events: self.kernel.lost_events().ok(),
+            kernel: kernel_release(),
+            mode: self.kernel.mode().name().into(),
+            missing_hooks: self
+                .kernel
+                .missing_hooks()
+                .iter()
+                .map(|m| reply::MissingHook { hook: m.hook.into(), effect: m.effect.clone() })
+                .collect(),
+        }
     }
 
     fn metrics(&self) -> metrics::Snapshot {

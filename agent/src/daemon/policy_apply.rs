@@ -166,7 +166,12 @@ impl State {
     /// Verifies and applies a bundle. Whichever way the bundle came (`via`:
     /// control, bundle_dir FILE, restore, config bundle), the application
     /// or the refusal is audited with it.
-    pub(super) fn apply_bundle(&mut self, bundle: &str, restoring: bool, via: &str) -> Result<Value, String> {
+    pub(super) fn apply_bundle(
+        &mut self,
+        bundle: &str,
+        restoring: bool,
+        via: &str,
+    ) -> Result<reply::PolicyApplied, String> {
         self.try_apply_bundle(bundle, restoring, via).map_err(|(kind, message)| {
             // As the refused bundle claims it: it may be unsigned.
             let version = Envelope::parse(bundle)
@@ -186,7 +191,7 @@ impl State {
         bundle: &str,
         restoring: bool,
         via: &str,
-    ) -> Result<Value, (&'static str, String)> {
+    ) -> Result<reply::PolicyApplied, (&'static str, String)> {
         let refused = |message: String| ("policy.refused", message);
         if !restoring && let Some(message) = self.unsettled_refusal("bundle") {
             return Err(refused(message));
@@ -210,11 +215,11 @@ impl State {
         if compiled.expired_at(now_unix()) && !restoring {
             return Err(refused(format!("bundle refused: policy v{version} expired at {}", compiled.policy.expires)));
         }
-        let mut phases = serde_json::Map::new();
+        let mut phases = BTreeMap::new();
         // `verify` is everything before: the signature, the parse and compile.
         let mut phase_started = started;
         let mut phase = |name: &str| {
-            phases.insert(name.into(), json!(phase_started.elapsed().as_secs_f64() * 1e3));
+            phases.insert(name.to_owned(), phase_started.elapsed().as_secs_f64() * 1e3);
             phase_started = std::time::Instant::now();
         };
         phase("verify");
@@ -253,8 +258,8 @@ impl State {
         // From the bundle received to every map written, persisted and the
         // running processes picked up: what `cargo xtask bench` reports.
         let apply_ms = started.elapsed().as_secs_f64() * 1e3;
-        info!(version, apply_ms = apply_ms.round(), phases_ms = %serde_json::Value::Object(phases.clone()), "policy applied");
-        Ok(json!({"version": version, "profiles": profiles, "apply_ms": apply_ms, "apply_phases_ms": phases}))
+        info!(version, apply_ms = apply_ms.round(), phases_ms = ?phases, "policy applied");
+        Ok(reply::PolicyApplied { version, profiles, apply_ms, apply_phases_ms: phases })
     }
 
     /// A bundle's payload and signers, if the trust chain verifies it. A new
@@ -287,7 +292,7 @@ impl State {
     }
 
     /// Accepts a new trust root signed by a threshold of the one in force.
-    pub(super) fn rotate_trust(&mut self, text: &str) -> Result<Value, String> {
+    pub(super) fn rotate_trust(&mut self, text: &str) -> Result<reply::TrustRotated, String> {
         if let Some(message) = self.unsettled_refusal("trust root") {
             self.record("trust.refused", json!({"via": "control", "reason": message}));
             return Err(message);
@@ -311,9 +316,13 @@ impl State {
             self.record("trust.refused", json!({"via": "control", "version": root.version, "reason": message}));
             return Err(message);
         }
-        let summary = json!({"version": root.version, "threshold": root.threshold, "keys": root.key_ids(),
-                             "previous_version": current.version});
-        self.record("trust.rotated", summary.clone());
+        let summary = reply::TrustRotated {
+            version: root.version,
+            threshold: root.threshold,
+            keys: root.key_ids(),
+            previous_version: current.version,
+        };
+        self.record("trust.rotated", &summary);
         info!(version = root.version, "trust root rotated");
         self.trust_chain.push(root);
         Ok(summary)
@@ -357,7 +366,11 @@ impl State {
     /// rotations replayed from them (one that no longer follows ends the
     /// chain, as at start). The policy in force stays. Root names the keys
     /// it checked (`checked`, ids): anything else waiting is not pinned.
-    pub(super) fn accept_config_trust(&mut self, checked: &[String], threshold: usize) -> Result<Value, String> {
+    pub(super) fn accept_config_trust(
+        &mut self,
+        checked: &[String],
+        threshold: usize,
+    ) -> Result<reply::ConfigTrustAccepted, String> {
         let Some(root) = self.trust_unsettled.clone() else {
             return Err("nothing to accept: the configured trusted keys are the pinned ones".into());
         };
@@ -382,9 +395,13 @@ impl State {
         let (chain, broken) = load_trust_chain(&self.config, root);
         self.trust_chain = chain;
         let current = self.trust_chain.last().expect("the trust chain is never empty");
-        let summary = json!({"keys": self.trust_chain[0].key_ids(), "threshold": self.trust_chain[0].threshold,
-                             "previous_keys": previous, "version_in_force": current.version});
-        self.record("trust.config_accepted", summary.clone());
+        let summary = reply::ConfigTrustAccepted {
+            keys: self.trust_chain[0].key_ids(),
+            threshold: self.trust_chain[0].threshold,
+            previous_keys: previous,
+            version_in_force: current.version,
+        };
+        self.record("trust.config_accepted", &summary);
         if let Some((file, reason)) = broken {
             self.record("trust.refused", json!({"via": format!("restore {file}"), "reason": reason}));
         }

@@ -56,20 +56,26 @@ pub(super) fn handle(request: Request, peer_pid: Option<u32>, state: &mut State)
         return Response::error(message);
     }
     let result = match request {
-        Request::Status => Ok(state.status()),
-        Request::Metrics => Ok(Value::String(metrics::render(&state.metrics()))),
-        Request::Register { profile } => register(state, pid, &profile),
-        Request::ApplyPolicy { bundle } => state.apply_bundle(&bundle, false, "control"),
-        Request::InstallWarrant { warrant } => state.install_warrant(&warrant, "control"),
-        Request::RotateTrust { root } => state.rotate_trust(&root),
-        Request::AcceptConfigTrust { keys, threshold } => state.accept_config_trust(&keys, threshold),
-        Request::Rollback { id, force } => state.rollback(&id, force, pid),
-        Request::Unmark { path } => state.unmark(&path, pid),
-        Request::ListMarks => state.list_marks(),
+        Request::Status => Ok(Reply::Status(Box::new(state.status()))),
+        Request::Metrics => Ok(Reply::Metrics(metrics::render(&state.metrics()))),
+        Request::Register { profile } => register(state, pid, &profile).map(Reply::Registered),
+        Request::ApplyPolicy { bundle } => state.apply_bundle(&bundle, false, "control").map(Reply::PolicyApplied),
+        Request::InstallWarrant { warrant } => {
+            state.install_warrant(&warrant, "control").map(|w| Reply::WarrantInstalled(Box::new(w)))
+        }
+        Request::RotateTrust { root } => state.rotate_trust(&root).map(Reply::TrustRotated),
+        Request::AcceptConfigTrust { keys, threshold } => {
+            state.accept_config_trust(&keys, threshold).map(Reply::ConfigTrustAccepted)
+        }
+        Request::Rollback { id, force } => state.rollback(&id, force, pid).map(Reply::RolledBack),
+        Request::Unmark { path } => state.unmark(&path, pid).map(Reply::Unmarked),
+        Request::ListMarks => state.list_marks().map(Reply::Marks),
         Request::Revoke { id } => {
             let index = state.warrants.iter().find(|(_, w)| w.approval.id == id && !w.revoked).map(|(i, _)| *i);
             match index {
-                Some(index) => state.revoke_index(index, "revoked by operator").map(|()| json!({"revoked": id})),
+                Some(index) => state
+                    .revoke_index(index, "revoked by operator")
+                    .map(|()| Reply::Revoked(reply::Revoked { revoked: id })),
                 None => Err(format!("no active warrant {id} (see `warrant status`)")),
             }
         }
@@ -80,9 +86,9 @@ pub(super) fn handle(request: Request, peer_pid: Option<u32>, state: &mut State)
                     if let Some(profile) = answers {
                         state.request_gate.close(&profile);
                     }
-                    let summary = json!({"request": id, "profile": request.profile, "reason": reason});
-                    state.record("request.declined", summary.clone());
-                    Ok(summary)
+                    let declined = reply::Declined { request: id, profile: request.profile, reason };
+                    state.record("request.declined", &declined);
+                    Ok(Reply::Declined(declined))
                 }
                 Err(e) => Err(format!("no change request {id} to decline: {e}")),
             }
@@ -94,28 +100,30 @@ pub(super) fn handle(request: Request, peer_pid: Option<u32>, state: &mut State)
 /// The query socket, open to every process, in a directory of its own
 /// (not among Warrant's own files: the kernel refuses a subject's connect
 /// to those).
-pub(super) fn bind_query_socket(path: &Path) -> anyhow::Result<UnixListener> {
+pub(super) fn bind_query_socket(path: &Path) -> Result<UnixListener, DaemonError> {
     // The kernel decides a connect by the socket's name, up to this length.
     if path.as_os_str().len() >= warrant_common::NAME_LEN {
-        anyhow::bail!(
+        return Err(DaemonError::Config(format!(
             "query_socket {} is longer than {} bytes: choose a shorter path",
             path.display(),
             warrant_common::NAME_LEN - 1
-        );
+        )));
     }
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
+        let opened = || format!("cannot make {} open to every agent", dir.display());
+        fs::create_dir_all(dir).doing(opened)?;
         // Agents of any uid must reach it: a private directory (systemd's
         // RuntimeDirectory is 0700) is opened to 0755; a shared one such
         // as /tmp is left as it is.
-        let mode = fs::metadata(dir)?.permissions().mode() & 0o7777;
+        let mode = fs::metadata(dir).doing(opened)?.permissions().mode() & 0o7777;
         if mode & 0o022 == 0 && mode != 0o755 {
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).doing(opened)?;
         }
     }
     let _ = fs::remove_file(path);
-    let listener = UnixListener::bind(path).with_context(|| format!("cannot bind {}", path.display()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o666))?;
+    let listener = UnixListener::bind(path).doing(|| format!("cannot bind {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o666))
+        .doing(|| format!("cannot make {} 0666", path.display()))?;
     Ok(listener)
 }
 
@@ -167,7 +175,7 @@ pub(super) async fn answer_query(stream: UnixStream, owner: Owner) {
     let _ = write.write_all(&bytes).await;
 }
 
-pub(super) fn register(state: &mut State, pid: u32, profile: &str) -> Result<Value, String> {
+pub(super) fn register(state: &mut State, pid: u32, profile: &str) -> Result<reply::Registered, String> {
     let policy = state.policy.as_ref().ok_or("no policy in force: apply a bundle first")?;
     let id = *policy.profile_ids.get(profile).ok_or_else(|| {
         let known: Vec<&String> = policy.profile_ids.keys().collect();
@@ -175,5 +183,5 @@ pub(super) fn register(state: &mut State, pid: u32, profile: &str) -> Result<Val
     })?;
     state.kernel.mark_subject(pid, id).map_err(|e| e.to_string())?;
     state.record("subject.registered", json!({"pid": pid, "profile": profile}));
-    Ok(json!({"pid": pid, "profile": profile}))
+    Ok(reply::Registered { pid, profile: profile.to_owned() })
 }

@@ -4,24 +4,25 @@
 
 use super::*;
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(config: Config) -> Result<(), DaemonError> {
     fs::create_dir_all(&config.state_dir)
-        .with_context(|| format!("cannot create state directory {}", config.state_dir.display()))?;
+        .doing(|| format!("cannot create state directory {}", config.state_dir.display()))?;
     // Validity is checked against this boot's anchored clock from here on.
     let (anchor, anchored_now) =
-        crate::clock::Anchor::load_or_take(&config.state_dir).context("cannot keep the clock anchor")?;
+        crate::clock::Anchor::load_or_take(&config.state_dir).doing(|| "cannot keep the clock anchor".into())?;
     let boot_id = anchor.boot_id.clone();
     crate::clock::install(anchor);
     for dir in config.bundle_dir.iter().chain(&config.inbox_dir) {
-        fs::create_dir_all(dir).with_context(|| format!("cannot create watched directory {}", dir.display()))?;
+        fs::create_dir_all(dir).doing(|| format!("cannot create watched directory {}", dir.display()))?;
     }
     let trusted = config
         .trusted_keys
         .iter()
-        .map(|p| trust::read_signer_key(p).map_err(|e| anyhow!("trusted key: {e}")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .map(|p| trust::read_signer_key(p).doing(|| format!("cannot read trusted key {}", p.display())))
+        .collect::<Result<Vec<_>, _>>()?;
     let configured = TrustRoot { version: 0, threshold: config.policy_threshold, keys: trusted };
-    let (initial, pin) = trust_pin::settle(&config.state_dir, configured)?;
+    let (initial, pin) =
+        trust_pin::settle(&config.state_dir, configured).doing(|| "cannot settle the trust root".into())?;
     if initial.keys.is_empty() {
         warn!("no trusted_keys configured: no policy bundle can be accepted; subjects are denied everything");
     }
@@ -32,11 +33,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (trust_chain, broken_root) = load_trust_chain(&config, initial);
     let chain_whole = broken_root.is_none();
     let host_key = load_host_key(&config.host_key_path())?;
-    let audit = AuditLog::open(&config.audit_log, config.audit_max_bytes).context("cannot open the audit log")?;
+    let audit =
+        AuditLog::open(&config.audit_log, config.audit_max_bytes).doing(|| "cannot open the audit log".into())?;
     // The checkpoint file exists before Warrant's own files are listed.
     let origin = audit_origin(&config.host_name());
-    audit.checkpoint(&host_key, &origin).context("cannot write the audit checkpoint")?;
-    let mut kernel = Kernel::load(true).context("enforcement is unavailable (see `warrant doctor`)")?;
+    audit.checkpoint(&host_key, &origin).doing(|| "cannot write the audit checkpoint".into())?;
+    let mut kernel = Kernel::load(true).doing(|| "enforcement is unavailable (see `warrant doctor`)".into())?;
     // Loading parsed the kernel's BTF twice (megabytes, freed since): give
     // the freed heap back rather than carry it as resident memory.
     // SAFETY: malloc_trim only releases free memory at the heap's top and in
@@ -44,7 +46,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     unsafe { libc::malloc_trim(0) };
     // Warrant's own files are protected from the start, before any policy;
     // a restart keeps the pinned entries of the policy's trees meanwhile.
-    let mut own = protect::inodes(&[], &config.own_paths()).context("cannot list Warrant's own files")?;
+    let mut own = protect::inodes(&[], &config.own_paths()).doing(|| "cannot list Warrant's own files".into())?;
     own.extend(config.pod_protected());
     kernel.add_protected(&own)?;
     let events = kernel.take_events()?;
@@ -133,16 +135,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     {
         error!("{e}; no policy in force: subjects are denied every action");
     }
-    let owner = Owner::start(state).context("cannot start the thread that owns the daemon's state")?;
+    let owner = Owner::start(state).doing(|| "cannot start the thread that owns the daemon's state".into())?;
 
     let socket = config.socket.clone();
     if let Some(dir) = socket.parent() {
-        fs::create_dir_all(dir)?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        let private = || format!("cannot make the control socket's directory {} (0700)", dir.display());
+        fs::create_dir_all(dir).doing(private)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).doing(private)?;
     }
     let _ = fs::remove_file(&socket);
-    let listener = UnixListener::bind(&socket).with_context(|| format!("cannot bind {}", socket.display()))?;
-    fs::set_permissions(&socket, fs::Permissions::from_mode(0o600))?;
+    let listener = UnixListener::bind(&socket).doing(|| format!("cannot bind {}", socket.display()))?;
+    fs::set_permissions(&socket, fs::Permissions::from_mode(0o600))
+        .doing(|| format!("cannot make {} 0600", socket.display()))?;
     info!(socket = %socket.display(), query_socket = %config.query_socket.display(), "daemon ready");
 
     // Every long-lived task is supervised: if one ends, the daemon says
@@ -152,7 +156,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut tasks: JoinSet<(&'static str, Result<(), String>)> = JoinSet::new();
     {
         let owner = owner.clone();
-        tasks.spawn(async move { ("event reader", read_events(events, owner).await.map_err(|e| format!("{e:#}"))) });
+        tasks.spawn(async move {
+            ("event reader", read_events(events, owner).await.map_err(|e| crate::kernel::error_chain(&e)))
+        });
     }
     {
         let owner = owner.clone();
@@ -162,9 +168,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         });
     }
     if let Some(address) = config.metrics_listen {
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .with_context(|| format!("cannot listen for metrics on {address}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(address).await.doing(|| format!("cannot listen for metrics on {address}"))?;
         info!(%address, "serving Prometheus metrics at /metrics");
         let owner = owner.clone();
         tasks.spawn(async move {
@@ -187,7 +192,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         });
     }
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .doing(|| "cannot watch for SIGTERM".into())?;
     let failed = loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -214,7 +220,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let _ = fs::remove_file(&socket);
     match failed {
-        Some((task, why)) => Err(anyhow!("the daemon's {task} task stopped ({why}); restart the daemon")),
+        Some((task, why)) => Err(DaemonError::TaskStopped { task: task.to_string(), why }),
         None => Ok(()),
     }
 }

@@ -27,7 +27,7 @@ impl State {
 
     /// Checks and installs a warrant. Every refusal, whichever way the
     /// warrant came (`via`: control, inbox), is audited.
-    pub(super) fn install_warrant(&mut self, text: &str, via: &str) -> Result<Value, String> {
+    pub(super) fn install_warrant(&mut self, text: &str, via: &str) -> Result<reply::WarrantInstalled, String> {
         self.try_install_warrant(text).map_err(|message| {
             // As the refused warrant claims them: it may be unsigned.
             let claimed = Envelope::parse(text)
@@ -50,7 +50,7 @@ impl State {
         })
     }
 
-    pub(super) fn try_install_warrant(&mut self, text: &str) -> Result<Value, String> {
+    pub(super) fn try_install_warrant(&mut self, text: &str) -> Result<reply::WarrantInstalled, String> {
         let policy = self.policy.as_ref().ok_or("warrant refused: no policy in force: apply a bundle first")?;
         let envelope = Envelope::parse(text).map_err(|e| format!("warrant refused: {e}"))?;
         let checked =
@@ -111,14 +111,22 @@ impl State {
         write_atomic(&ledger_path(&self.config.state_dir), &ledger)
             .map_err(|e| format!("warrant not installed: cannot persist the ledger: {e}"))?;
         self.kernel.install_warrant(&checked.key, &entry).map_err(|e| format!("warrant not installed: {e}"))?;
-        let summary = json!({
-            "warrant_id": a.id, "approver": a.approver, "profile": a.profile, "action": a.action,
-            "target": a.target, "max_uses": a.max_uses, "expires_at": a.expires_at,
-            "request": a.request, "reason": a.reason, "approvers": checked.approvers,
-            "content_digest": a.content_digest, "request_digest": a.request_digest,
-            "rollback": snapshot.as_ref().map(rollback::describe),
-        });
-        self.record("warrant.installed", summary.clone());
+        let summary = reply::WarrantInstalled {
+            warrant_id: a.id.clone(),
+            approver: a.approver.clone(),
+            profile: a.profile.clone(),
+            action: a.action.clone(),
+            target: a.target.clone(),
+            max_uses: a.max_uses,
+            expires_at: a.expires_at,
+            request: a.request.clone(),
+            reason: a.reason.clone(),
+            approvers: checked.approvers.clone(),
+            content_digest: a.content_digest.clone(),
+            request_digest: a.request_digest.clone(),
+            rollback: snapshot.as_ref().map(rollback::describe),
+        };
+        self.record("warrant.installed", &summary);
         let installed = InstalledWarrant {
             uses_left: Some(entry.uses_left),
             approval: checked.approval,
@@ -194,7 +202,7 @@ impl State {
     }
 
     /// Puts back what change (warrant) `id` covered, and records who did.
-    pub(super) fn rollback(&mut self, id: &str, force: bool, caller: u32) -> Result<Value, String> {
+    pub(super) fn rollback(&mut self, id: &str, force: bool, caller: u32) -> Result<reply::RolledBack, String> {
         self.check_nft()?;
         self.note_changes();
         let by = json!({"pid": caller, "exe": exe_of(caller), "uid": proc_field(caller, "Uid:"),
@@ -210,10 +218,10 @@ impl State {
                     let tree = tree.to_owned();
                     self.protect_new_inodes(&[tree], &[], "the restored file");
                 }
-                let summary = json!({"change_id": id, "restored": what, "forced": force, "by": by});
-                self.record("change.rolled_back", summary.clone());
                 info!(change = id, %what, "change rolled back");
-                Ok(summary)
+                let rolled_back = reply::RolledBack { change_id: id.to_owned(), restored: what, forced: force, by };
+                self.record("change.rolled_back", &rolled_back);
+                Ok(rolled_back)
             }
             Err(e) => {
                 let message = format!("rollback refused: {e}");
