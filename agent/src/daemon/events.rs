@@ -241,8 +241,8 @@ impl State {
         let view = fields.as_object().filter(|_| denied).map(query::denial_view);
         let seq = self.record("decision", fields);
         if let Some(mut view) = view {
-            view["seq"] = seq.into();
-            view["time"] = now_unix().into();
+            view.insert("seq".into(), seq.into());
+            view.insert("time".into(), now_unix().into());
             self.recent_denials.note(profile, view);
         }
     }
