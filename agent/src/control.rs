@@ -37,7 +37,7 @@ pub enum ControlError {
     Send(#[source] std::io::Error),
     #[error("reading the daemon's reply")]
     Receive(#[source] std::io::Error),
-    #[error("the daemon's reply is not valid JSON")]
+    #[error("the daemon's reply is not one this `warrant` can read")]
     Malformed(#[source] serde_json::Error),
     #[error(
         "the daemon at {socket} speaks protocol v{theirs} and this `warrant` v{PROTOCOL_VERSION}: run the binary of the daemon's release"
@@ -106,6 +106,12 @@ pub struct Response {
     /// [`PROTOCOL_VERSION`]; 0 from a daemon that predates versions.
     #[serde(default)]
     pub v: u32,
+    /// Whether `reply` is there. Not read here: kept so that a CLI of
+    /// protocol v1, which reads it before the version, reaches the version
+    /// and says to run the daemon's release rather than that the reply is
+    /// malformed.
+    #[serde(default)]
+    pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,10 +120,10 @@ pub struct Response {
 
 impl Response {
     pub fn ok(reply: Reply) -> Self {
-        Self { v: PROTOCOL_VERSION, error: None, reply: Some(reply) }
+        Self { v: PROTOCOL_VERSION, ok: true, error: None, reply: Some(reply) }
     }
     pub fn error(message: impl Into<String>) -> Self {
-        Self { v: PROTOCOL_VERSION, error: Some(message.into()), reply: None }
+        Self { v: PROTOCOL_VERSION, ok: false, error: Some(message.into()), reply: None }
     }
 }
 
@@ -195,5 +201,16 @@ mod tests {
         let query = format!(r#"{{"op":"why","v":{PROTOCOL_VERSION}}}"#);
         assert_eq!(parse_versioned::<crate::query::Query>(&query, "query"), Ok(crate::query::Query::Why));
         assert!(parse_versioned::<Request>("not json", "request").unwrap_err().starts_with("malformed request"));
+    }
+
+    #[test]
+    fn a_reply_still_says_ok_for_a_cli_of_protocol_v1() {
+        // v1 read `ok` before `v`: without it, the version's refusal would
+        // read as a malformed reply.
+        let refused = serde_json::to_value(Response::error("no")).unwrap();
+        assert_eq!((refused["ok"].as_bool(), refused["v"].as_u64()), (Some(false), Some(u64::from(PROTOCOL_VERSION))));
+        let answered = serde_json::to_value(Response::ok(Reply::Metrics("m".into()))).unwrap();
+        assert_eq!(answered["ok"], true);
+        assert_eq!(answered["reply"], serde_json::json!({"kind": "metrics", "body": "m"}));
     }
 }

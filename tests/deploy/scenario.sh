@@ -17,8 +17,11 @@ ok() { echo "ok $1"; passed=$((passed + 1)); }
 fail() {
     echo "FAILED $1: $2"
     failed=$((failed + 1))
+    sleep 1 # the daemon's records of what just happened
     tail -n 4 "$AUDIT" 2>/dev/null | cut -c1-400 | sed 's/^/    audit: /'
     journalctl -u warrant -u warrant-pod -n 6 --no-pager -o cat 2>/dev/null | cut -c1-400 | sed 's/^/    daemon: /'
+    # systemd's own (a unit's child that failed before exec: 219/CGROUP, 203/EXEC)
+    journalctl -b -p err -n 6 --no-pager -o cat 2>/dev/null | cut -c1-300 | sed 's/^/    journal: /'
 }
 # check NAME CMD...: passes if CMD exits 0; its output is shown only on failure.
 check() {

@@ -17,7 +17,12 @@ pub(crate) fn uninstall(config_path: Option<&Path>) -> anyhow::Result<()> {
         ),
     }
     let config = Config::load(config_path)?;
-    if control::call::<Box<reply::Status>>(&config.socket, &Request::Status).is_ok() {
+    // Any answer, a refusal or one of another release included, is a daemon.
+    let answered = !matches!(
+        control::call::<Box<reply::Status>>(&config.socket, &Request::Status),
+        Err(control::ControlError::Unreachable { .. })
+    );
+    if answered {
         bail!(
             "the daemon is running at {}; stop it first (e.g. systemctl stop warrant), then uninstall",
             config.socket.display()

@@ -66,7 +66,7 @@ impl State {
         let profile = self.profile_label(mark.profile_id);
         let inode = format!("{}:{}", protect::dev_text(key.dev), key.ino);
         let unmarked = reply::Unmarked { path: path.to_owned(), inode, profile, by_pid: pid };
-        self.record("marks.cleared", &unmarked);
+        self.record_reply("marks.cleared", &unmarked);
         self.save_marks(true);
         Ok(unmarked)
     }
@@ -85,7 +85,8 @@ impl State {
                 profile: self.profile_label(mark.profile_id),
             })
             .collect();
-        listed.sort_by(|a, b| (&a.mount, a.inode).cmp(&(&b.mount, b.inode)));
+        // Mounted first, by mount point and inode.
+        listed.sort_by(|a, b| (a.mount.is_none(), &a.mount, a.inode).cmp(&(b.mount.is_none(), &b.mount, b.inode)));
         Ok(listed)
     }
 

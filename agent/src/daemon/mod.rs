@@ -298,9 +298,15 @@ fn read_number(path: &Path) -> u64 {
 }
 
 impl State {
-    fn record(&mut self, kind: &str, fields: impl serde::Serialize) -> u64 {
+    /// Records a typed reply as the body of record `kind` (what the caller
+    /// was told is what the log keeps).
+    fn record_reply(&mut self, kind: &str, body: &impl serde::Serialize) -> u64 {
         // A body that will not serialise still leaves a record that says so.
-        let fields = serde_json::to_value(fields).unwrap_or_else(|e| json!({"unserialisable": e.to_string()}));
+        let fields = serde_json::to_value(body).unwrap_or_else(|e| json!({"unserialisable": e.to_string()}));
+        self.record(kind, fields)
+    }
+
+    fn record(&mut self, kind: &str, fields: Value) -> u64 {
         let mut record = Map::new();
         record.insert("time".into(), now_unix().into());
         record.insert("kind".into(), kind.into());

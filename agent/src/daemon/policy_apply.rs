@@ -258,7 +258,7 @@ impl State {
         // From the bundle received to every map written, persisted and the
         // running processes picked up: what `cargo xtask bench` reports.
         let apply_ms = started.elapsed().as_secs_f64() * 1e3;
-        info!(version, apply_ms = apply_ms.round(), phases_ms = ?phases, "policy applied");
+        info!(version, apply_ms = apply_ms.round(), phases_ms = %serde_json::to_string(&phases).unwrap_or_default(), "policy applied");
         Ok(reply::PolicyApplied { version, profiles, apply_ms, apply_phases_ms: phases })
     }
 
@@ -322,7 +322,7 @@ impl State {
             keys: root.key_ids(),
             previous_version: current.version,
         };
-        self.record("trust.rotated", &summary);
+        self.record_reply("trust.rotated", &summary);
         info!(version = root.version, "trust root rotated");
         self.trust_chain.push(root);
         Ok(summary)
@@ -401,7 +401,7 @@ impl State {
             previous_keys: previous,
             version_in_force: current.version,
         };
-        self.record("trust.config_accepted", &summary);
+        self.record_reply("trust.config_accepted", &summary);
         if let Some((file, reason)) = broken {
             self.record("trust.refused", json!({"via": format!("restore {file}"), "reason": reason}));
         }

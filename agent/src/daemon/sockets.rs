@@ -87,7 +87,7 @@ pub(super) fn handle(request: Request, peer_pid: Option<u32>, state: &mut State)
                         state.request_gate.close(&profile);
                     }
                     let declined = reply::Declined { request: id, profile: request.profile, reason };
-                    state.record("request.declined", &declined);
+                    state.record_reply("request.declined", &declined);
                     Ok(Reply::Declined(declined))
                 }
                 Err(e) => Err(format!("no change request {id} to decline: {e}")),

@@ -18,7 +18,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let trusted = config
         .trusted_keys
         .iter()
-        .map(|p| trust::read_signer_key(p).doing(|| format!("cannot read trusted key {}", p.display())))
+        .map(|p| trust::read_signer_key(p).doing(|| "cannot read a trusted key".into()))
         .collect::<Result<Vec<_>, _>>()?;
     let configured = TrustRoot { version: 0, threshold: config.policy_threshold, keys: trusted };
     let (initial, pin) =

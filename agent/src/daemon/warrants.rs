@@ -126,7 +126,7 @@ impl State {
             request_digest: a.request_digest.clone(),
             rollback: snapshot.as_ref().map(rollback::describe),
         };
-        self.record("warrant.installed", &summary);
+        self.record_reply("warrant.installed", &summary);
         let installed = InstalledWarrant {
             uses_left: Some(entry.uses_left),
             approval: checked.approval,
@@ -220,7 +220,7 @@ impl State {
                 }
                 info!(change = id, %what, "change rolled back");
                 let rolled_back = reply::RolledBack { change_id: id.to_owned(), restored: what, forced: force, by };
-                self.record("change.rolled_back", &rolled_back);
+                self.record_reply("change.rolled_back", &rolled_back);
                 Ok(rolled_back)
             }
             Err(e) => {
