@@ -116,7 +116,9 @@ pub fn untakeable(
     };
     for thread in threads.flatten() {
         let dir = thread.path();
-        match std::fs::read_to_string(dir.join("maps")) {
+        // As bytes: a mapped path need not be UTF-8, and one that is not
+        // must not make the process unreadable (and so stopped).
+        match std::fs::read(dir.join("maps")).map(|bytes| String::from_utf8_lossy(&bytes).into_owned()) {
             Ok(maps) => {
                 for line in maps.lines() {
                     if let Some(ino) = ring_mapping(line) {
