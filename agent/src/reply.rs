@@ -35,29 +35,6 @@ pub enum Reply {
     RequestAnswer(RequestAnswer),
 }
 
-impl Reply {
-    /// The kind's name, as the wire tags it.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Reply::Status(_) => "status",
-            Reply::Metrics(_) => "metrics",
-            Reply::Registered(_) => "registered",
-            Reply::PolicyApplied(_) => "policy_applied",
-            Reply::WarrantInstalled(_) => "warrant_installed",
-            Reply::Revoked(_) => "revoked",
-            Reply::RolledBack(_) => "rolled_back",
-            Reply::TrustRotated(_) => "trust_rotated",
-            Reply::ConfigTrustAccepted(_) => "config_trust_accepted",
-            Reply::Unmarked(_) => "unmarked",
-            Reply::Marks(_) => "marks",
-            Reply::Declined(_) => "declined",
-            Reply::Denials(_) => "denials",
-            Reply::MyRequests(_) => "my_requests",
-            Reply::RequestAnswer(_) => "request_answer",
-        }
-    }
-}
-
 /// One reply kind, taken out of a [`Reply`]: Err gives back a reply of
 /// another kind.
 pub trait Answer: Sized {
@@ -65,18 +42,30 @@ pub trait Answer: Sized {
     fn from_reply(reply: Reply) -> Result<Self, Reply>;
 }
 
+/// One table of the kinds: each variant's wire name (as serde's
+/// snake_case tags it; a test checks they agree) and its [`Answer`].
 macro_rules! answers {
-    ($($variant:ident => $type:ty, $kind:literal;)*) => {$(
-        impl Answer for $type {
-            const KIND: &'static str = $kind;
-            fn from_reply(reply: Reply) -> Result<Self, Reply> {
-                match reply {
-                    Reply::$variant(answer) => Ok(answer),
-                    other => Err(other),
+    ($($variant:ident => $type:ty, $kind:literal;)*) => {
+        impl Reply {
+            /// The kind's name, as the wire tags it.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Reply::$variant(_) => $kind,)*
                 }
             }
         }
-    )*};
+        $(
+            impl Answer for $type {
+                const KIND: &'static str = $kind;
+                fn from_reply(reply: Reply) -> Result<Self, Reply> {
+                    match reply {
+                        Reply::$variant(answer) => Ok(answer),
+                        other => Err(other),
+                    }
+                }
+            }
+        )*
+    };
 }
 
 answers! {
@@ -304,5 +293,23 @@ mod tests {
         assert_eq!(read.kind(), Revoked::KIND);
         assert_eq!(Revoked::from_reply(read.clone()).unwrap().revoked, "w-1");
         assert_eq!(Declined::from_reply(read).unwrap_err().kind(), "revoked");
+    }
+
+    #[test]
+    fn each_kind_is_named_as_the_wire_tags_it() {
+        for reply in [
+            Reply::Metrics(String::new()),
+            Reply::Marks(Vec::new()),
+            Reply::Revoked(Revoked { revoked: String::new() }),
+            Reply::PolicyApplied(PolicyApplied {
+                version: 1,
+                profiles: Vec::new(),
+                apply_ms: 0.0,
+                apply_phases_ms: BTreeMap::new(),
+            }),
+        ] {
+            let wire = serde_json::to_value(&reply).unwrap();
+            assert_eq!(wire["kind"], reply.kind());
+        }
     }
 }
