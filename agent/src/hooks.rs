@@ -92,10 +92,11 @@ pub const TRACING_PROGRAMS: &[(&str, &str)] = &[
     ("forget_setns", "netns_install"),
 ];
 
-/// An optional hook this kernel lacks, and what that means.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+/// An optional hook this kernel lacks, and what that means (also as
+/// `warrant status` reports it: read back from the daemon's reply).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MissingHook {
-    pub hook: &'static str,
+    pub hook: std::borrow::Cow<'static, str>,
     /// One line for doctor, `status` and the audit log.
     pub effect: String,
 }
@@ -111,7 +112,7 @@ impl LsmProgram {
         match self.absence {
             Absence::Required => None,
             Absence::CoveredBy(other) => Some(MissingHook {
-                hook: self.hook,
+                hook: self.hook.into(),
                 effect: format!(
                     "no {} hook on this kernel: the same changes reach {other}, which decides them",
                     self.hook

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{query::RequestState, requests::ChangeRequest};
+use crate::{hooks::MissingHook, query::RequestState, requests::ChangeRequest};
 
 /// Every answer, tagged on the wire with its kind.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -147,13 +147,6 @@ pub struct MarkCounts {
     /// Files subjects wrote, marked in the kernel.
     pub files: usize,
     pub capacity: u32,
-}
-
-/// An optional hook this kernel lacks, and what that costs.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct MissingHook {
-    pub hook: String,
-    pub effect: String,
 }
 
 /// `warrant run`: the caller is a subject now.

@@ -391,12 +391,7 @@ impl State {
             lost_events: self.kernel.lost_events().ok(),
             kernel: kernel_release(),
             mode: self.kernel.mode().name().into(),
-            missing_hooks: self
-                .kernel
-                .missing_hooks()
-                .iter()
-                .map(|m| reply::MissingHook { hook: m.hook.into(), effect: m.effect.clone() })
-                .collect(),
+            missing_hooks: self.kernel.missing_hooks().to_vec(),
         }
     }
 

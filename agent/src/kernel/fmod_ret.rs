@@ -358,7 +358,7 @@ pub fn load_all(
             }
             let effect = format!("{} is not decided in fmod_ret mode: {why}", program.hook);
             tracing::warn!(hook = program.hook, "{effect}");
-            missing.push(MissingHook { hook: program.hook, effect });
+            missing.push(MissingHook { hook: program.hook.into(), effect });
             continue;
         }
         let id = vmlinux
