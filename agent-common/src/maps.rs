@@ -21,9 +21,23 @@ pub struct Subject {
     /// which every subject has, so noting a request cannot fail.
     pub pending_action: u32,
     /// The nsfs inode number the pending request targets.
-    pub pending_namespace: u64,
+    pub pending_namespace: u32,
+    /// [`subject_flag`] bits. (This and `pending_namespace` were one u64
+    /// before, with inode numbers below 2^32: on a little-endian host a
+    /// marker pinned then reads back with no flags.)
+    pub flags: u32,
 }
 const _: () = assert!(core::mem::size_of::<Subject>() == 16);
+
+/// Bits of [`Subject::flags`].
+pub mod subject_flag {
+    /// Moved into a matched cgroup by the unconfined process that forked
+    /// it, and not exec'd since: it still runs that process's code, which
+    /// may write itself into the `cgroup.procs` of the cgroup it is in
+    /// (systemd's spawn does, after PID 1 has moved it). Not inherited;
+    /// cleared at exec.
+    pub const MOVED_BY_PARENT: u32 = 1;
+}
 
 /// Key of the PROFILES map: a profile in one policy generation.
 pub fn profile_key(generation: u8, profile_id: u32) -> u64 {

@@ -128,5 +128,14 @@ pub struct KernelOffsets {
     pub fdtable_close_on_exec: u32,
     /// `struct files_struct, count` (atomic_t): tasks sharing the fd table.
     pub files_struct_count: u32,
+    /// `struct task_struct, real_parent` (pointer): the process that forked it.
+    pub task_struct_real_parent: u32,
+    /// `struct task_struct, self_exec_id` (u64): bumped by each exec.
+    pub task_struct_self_exec_id: u32,
+    /// `struct task_struct, parent_exec_id` (u64): the forker's
+    /// `self_exec_id` at the fork, so equal to the task's own until it execs.
+    pub task_struct_parent_exec_id: u32,
+    /// Keeps the size a multiple of 8.
+    pub _reserved: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 232);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 248);

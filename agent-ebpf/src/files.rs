@@ -205,14 +205,16 @@ fn check_write_through(subject: &Subject, file: *const u8) -> i32 {
 
 /// A subject writes no block device (raw writes go around every file
 /// check) and no cgroup control file (they move, freeze or kill processes,
-/// the daemon among them), whenever the fd was opened.
+/// the daemon among them), whenever the fd was opened; except its own
+/// cgroup's `cgroup.procs` before it execs, when its unconfined parent
+/// moved it there (see `selfprotect::may_write_own_procs`).
 #[inline(always)]
 fn refuse_raw_or_cgroup(subject: &Subject, file: *const u8, inode: *const u8) -> i32 {
     let file_type = read_kernel::<u16>(inode, kernel_offsets().inode_i_mode).unwrap_or(S_IFBLK) & S_IFMT;
     if file_type == S_IFBLK {
         return selfprotect::refuse(subject, action::SELF_BLOCKDEV);
     }
-    if selfprotect::is_cgroup_control(file, inode) {
+    if selfprotect::is_cgroup_control(file, inode) && !selfprotect::may_write_own_procs(subject, file, inode) {
         return selfprotect::refuse(subject, action::SELF_CGROUP);
     }
     0

@@ -269,6 +269,10 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     socket_alloc_vfs_inode: 0,
     fdtable_close_on_exec: 0,
     files_struct_count: 0,
+    task_struct_real_parent: 0,
+    task_struct_self_exec_id: 0,
+    task_struct_parent_exec_id: 0,
+    _reserved: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

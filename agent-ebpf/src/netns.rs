@@ -33,7 +33,7 @@ const CAP_SYS_ADMIN: i32 = 21;
 
 /// Notes a request in the subject's own marker (see [`Subject`]).
 #[inline(always)]
-fn remember(action_id: u32, namespace: u64) {
+fn remember(action_id: u32, namespace: u32) {
     if let Some(subject) = subjects::current_mut() {
         subject.pending_action = action_id;
         subject.pending_namespace = namespace;
@@ -69,7 +69,7 @@ pub fn forget_unshare(_ctx: FExitContext) -> u32 {
 pub fn note_setns(ctx: FEntryContext) -> u32 {
     let ns: *const u8 = ctx.arg(1);
     let inum = read_kernel::<u32>(ns, kernel_offsets().ns_common_inum).unwrap_or(0);
-    remember(action::NETNS_ENTER, inum as u64);
+    remember(action::NETNS_ENTER, inum);
     0
 }
 
@@ -128,7 +128,7 @@ pub fn capable(ctx: LsmContext) -> i32 {
     // Decided once: netns_install's second capability check is not a second use.
     subject.pending_action = 0;
     let subject = *subject;
-    decide_action(&subject, pending, 0, 0, [subject.pending_namespace, 0])
+    decide_action(&subject, pending, 0, 0, [subject.pending_namespace as u64, 0])
 }
 
 /// clone and clone3: `task_alloc` sees the flags before the child exists.

@@ -10,17 +10,24 @@
 //! - loading kernel modules or kexec images.
 //! - SIGIO-route signals (F_SETOWN + F_SETSIG) to the daemon, from anyone.
 //! - TIOCSTI and TIOCLINUX on any terminal.
-//! - writing cgroup control files (files.rs asks [`is_cgroup_control`]).
+//! - writing cgroup control files (files.rs asks [`is_cgroup_control`]),
+//!   but for one: the `cgroup.procs` of its own cgroup, while it still runs
+//!   the code of the unconfined parent that moved it there
+//!   ([`may_write_own_procs`]).
 //! - opening block devices for writing (files.rs).
 //! - unlinking or renaming anything on bpffs (the pins that keep
 //!   enforcement attached while the daemon is down); the hooks are in
 //!   files.rs, which they share with protected files.
 
 use aya_ebpf::{
-    bindings::task_struct, helpers::generated::bpf_probe_read_kernel_str, macros::lsm, programs::LsmContext,
+    bindings::task_struct,
+    helpers::generated::{bpf_get_current_cgroup_id, bpf_probe_read_kernel_str},
+    macros::lsm,
+    programs::LsmContext,
 };
 use warrant_common::{
-    BPF_FS_MAGIC, NO_WARRANT, SETTINGS_INDEX, Subject, TMPFS_MAGIC, action, netns, tier, verdict, zero_words,
+    BPF_FS_MAGIC, NO_WARRANT, SETTINGS_INDEX, Subject, TMPFS_MAGIC, action, netns, subject_flag, tier, verdict,
+    zero_words,
 };
 
 use crate::{
@@ -355,6 +362,38 @@ pub fn is_cgroup_control(file: *const u8, inode: *const u8) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether `subject` may open or write `file`, a cgroup control file: only
+/// when it is `cgroup.procs` of the cgroup v2 the subject is in, and the
+/// subject has not exec'd since its unconfined parent moved it there
+/// ([`subject_flag::MOVED_BY_PARENT`]). systemd's spawned child writes
+/// itself into its unit's cgroup before it execs, and PID 1 may have moved
+/// it there (making it a subject) a moment before.
+#[inline(always)]
+pub fn may_write_own_procs(subject: &Subject, file: *const u8, inode: *const u8) -> bool {
+    if subject.flags & subject_flag::MOVED_BY_PARENT == 0 {
+        return false;
+    }
+    let offsets = kernel_offsets();
+    let sb = read_kernel::<u64>(inode, offsets.inode_i_sb).unwrap_or(0);
+    if read_kernel::<u64>(sb as *const u8, offsets.super_block_s_magic) != Some(CGROUP2_SUPER_MAGIC) {
+        return false;
+    }
+    let dentry = read_kernel::<u64>(file, offsets.file_f_path_dentry).unwrap_or(0) as *const u8;
+    let name_at = read_kernel::<u64>(dentry, offsets.dentry_d_name_name).unwrap_or(0);
+    // "cgroup.procs" and its NUL: 13 bytes, in two little-endian words.
+    let Some(name) = read_kernel::<[u64; 2]>(name_at as *const u8, 0) else {
+        return false;
+    };
+    if name[0] != u64::from_le_bytes(*b"cgroup.p") || name[1] & 0xff_ffff_ffff != u64::from_le_bytes(*b"rocs\0\0\0\0") {
+        return false;
+    }
+    // A cgroup v2 directory's inode number is the cgroup's id (64-bit hosts).
+    let parent = read_kernel::<u64>(dentry, offsets.dentry_d_parent).unwrap_or(0) as *const u8;
+    let dir = read_kernel::<u64>(parent, offsets.dentry_d_inode).unwrap_or(0) as *const u8;
+    let own = unsafe { bpf_get_current_cgroup_id() };
+    read_kernel::<u64>(dir, offsets.inode_i_ino) == Some(own)
 }
 
 /// Whether `dir` (an inode) is on bpffs.

@@ -5,14 +5,15 @@
 use aya_ebpf::{
     bindings::{seq_file, task_struct},
     helpers::generated::{
-        bpf_get_current_cgroup_id, bpf_get_current_task_btf, bpf_probe_read_kernel_str, bpf_seq_write,
-        bpf_task_storage_get,
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_probe_read_kernel_str,
+        bpf_seq_write, bpf_task_storage_get,
     },
     macros::{btf_tracepoint, lsm},
     programs::{BtfTracePointContext, LsmContext},
 };
 use warrant_common::{
     CGROUP_PATH_LEN, MatchKey, SETTINGS_INDEX, Subject, action, cgroup_path_hash, decision::SingleScratch, match_kind,
+    subject_flag,
 };
 
 use crate::{
@@ -108,6 +109,7 @@ pub fn task_alloc(ctx: LsmContext) -> i32 {
         return verdict;
     }
     marker.pending_action = 0;
+    marker.flags = 0;
     let stored = unsafe {
         bpf_task_storage_get(SUBJECTS.as_ptr(), child, core::ptr::from_mut(&mut marker).cast(), STORAGE_CREATE)
     };
@@ -211,7 +213,11 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
     let bprm: *const u8 = ctx.arg(0);
     let offsets = kernel_offsets();
     let program = read_kernel::<u64>(bprm, offsets.linux_binprm_file).unwrap_or(0) as *const u8;
-    if let Some(subject) = current() {
+    if let Some(subject) = current_mut() {
+        // From here on it runs its own program, not the code of the parent
+        // that moved it into its cgroup.
+        subject.flags &= !subject_flag::MOVED_BY_PARENT;
+        let subject = *subject;
         // A subject runs what another profile's subject wrote only as that
         // profile would: refused (see `marks::refuse_foreign`).
         return match marks::of_file(program) {
@@ -280,12 +286,37 @@ pub fn cgroup_attach_task(ctx: BtfTracePointContext) -> i32 {
         && !selfprotect::is_daemon(task.cast())
         && mark(task, profile_id, match_kind::CGROUP)
     {
+        if moved_by_unconfined_parent(task)
+            && let Some(marker) = task_value::<Subject>(SUBJECTS.as_ptr(), task, 0)
+        {
+            marker.flags |= subject_flag::MOVED_BY_PARENT;
+        }
         // Until the daemon has marked its other threads and looked at what
         // it holds (see held.rs).
         let tgid = read_kernel::<u32>(task.cast(), kernel_offsets().task_struct_tgid).unwrap_or(0);
         held::note_pickup(tgid, profile_id);
     }
     0
+}
+
+/// Whether `task` is being moved by the process that forked it, which is
+/// not a subject, before `task` has exec'd: until it does, it runs only
+/// that process's code (systemd's PID 1 moves its fresh child into the
+/// unit's cgroup while the child, still systemd, writes itself there too).
+#[inline(always)]
+fn moved_by_unconfined_parent(task: *mut task_struct) -> bool {
+    if current().is_some() {
+        return false;
+    }
+    let offsets = kernel_offsets();
+    let task = task as *const u8;
+    let parent = read_kernel::<u64>(task, offsets.task_struct_real_parent).unwrap_or(0) as *const u8;
+    let mover = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
+    if read_kernel::<u32>(parent, offsets.task_struct_tgid) != Some(mover) {
+        return false;
+    }
+    let forked = read_kernel::<u64>(task, offsets.task_struct_parent_exec_id);
+    forked.is_some() && read_kernel::<u64>(task, offsets.task_struct_self_exec_id) == forked
 }
 
 /// A cgroup made under a matched one is matched too, so a subject's

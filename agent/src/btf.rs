@@ -302,6 +302,10 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         socket_alloc_vfs_inode: btf.member_offset("socket_alloc", "vfs_inode")?,
         fdtable_close_on_exec: btf.member_offset("fdtable", "close_on_exec")?,
         files_struct_count: btf.member_offset("files_struct", "count")?,
+        task_struct_real_parent: btf.member_offset("task_struct", "real_parent")?,
+        task_struct_self_exec_id: btf.member_offset("task_struct", "self_exec_id")?,
+        task_struct_parent_exec_id: btf.member_offset("task_struct", "parent_exec_id")?,
+        _reserved: 0,
     })
 }
 
