@@ -1,17 +1,22 @@
 //! How each kind of target sits in a [`TargetKey`] ([`TargetKind`] says
 //! which action has which), written and read by the kernel side's
 //! classifiers, the daemon's policy compiler and renderer, and the tests
-//! alike. Not yet here: the Socket, Protocol and Interface name layouts,
-//! written by hand in the daemon's `policy::target`, and `decide_action`
-//! in agent-ebpf, which writes a file's and a namespace's words directly
-//! (the same layouts, a word at a time for the verifier). Everything a
+//! alike. Three writers on the kernel side write straight into a field, for
+//! the verifier, in the layouts set here: `decide_action` in agent-ebpf (a
+//! file's and a namespace's words), ipc.rs (a socket name, read from the
+//! kernel) and the link classifier (an interface name, read from the
+//! message). Everything a
 //! kind does not use stays zero; an all-zero target is what a rule's `*`
 //! is, so a message that names nothing is covered by `*` rules only. An object the kernel takes by handle carries
 //! [`crate::netlink::BY_REFERENCE`] instead of a name (see there).
 //!
 //! [`TargetKind`]: crate::action::TargetKind
 
-use crate::{NAME_LEN, TargetKey};
+use crate::{NAME_LEN, TargetKey, netlink_protocols::GENL_COMMAND_PRESENT};
+
+/// The last byte of a `Socket` key's name when the socket's name was longer
+/// than the field: no policy name has it, so only `*` covers such a socket.
+pub const SOCKET_NAME_CUT: u8 = 0xff;
 
 #[inline(always)]
 fn u64_at(bytes: &[u8], at: usize) -> u64 {
@@ -129,6 +134,50 @@ impl TargetKey {
         u32_at(&self.object, 0)
     }
 
+    /// `Protocol`: a netlink protocol and message type (0: every type).
+    #[inline(always)]
+    pub fn set_protocol(&mut self, protocol: u8, msg_type: u16) {
+        self.family = protocol;
+        self.table[..2].copy_from_slice(&msg_type.to_le_bytes());
+    }
+
+    /// A generic netlink `Protocol` key's command (the kernel side reads the
+    /// byte into `object[0]` itself and then marks it present).
+    #[inline(always)]
+    pub fn set_generic_command(&mut self, command: u8) {
+        self.object[0] = command;
+        self.object[1] = GENL_COMMAND_PRESENT;
+    }
+
+    /// A `Protocol` key's (protocol, message type, generic command).
+    pub fn protocol(&self) -> (u8, u16, Option<u8>) {
+        let command = (self.object[1] == GENL_COMMAND_PRESENT).then_some(self.object[0]);
+        (self.family, u16::from_le_bytes([self.table[0], self.table[1]]), command)
+    }
+
+    /// `Socket`: a unix socket's name (an abstract one as `@name`).
+    pub fn set_socket(&mut self, name: &[u8]) {
+        put_name(&mut self.table, name);
+    }
+
+    /// A `Socket` key's name (empty: none), and whether it was cut
+    /// ([`SOCKET_NAME_CUT`]).
+    pub fn socket(&self) -> (&[u8], bool) {
+        let kept = &self.table[..NAME_LEN - 1];
+        let end = kept.iter().position(|b| *b == 0).unwrap_or(kept.len());
+        (&kept[..end], self.table[NAME_LEN - 1] == SOCKET_NAME_CUT)
+    }
+
+    /// `Interface`: its name (the kernel side reads it into `table` itself).
+    pub fn set_interface_name(&mut self, name: &[u8]) {
+        put_name(&mut self.table, name);
+    }
+
+    /// An `Interface` key's name (empty: it could not be named).
+    pub fn interface_name(&self) -> &[u8] {
+        crate::name_bytes(&self.table)
+    }
+
     /// `Route`: its table and namespace; the prefix by [`Self::set_route_prefix`].
     #[inline(always)]
     pub fn set_route(&mut self, table: u32, netns: u64) {
@@ -184,6 +233,22 @@ mod tests {
         address[..4].copy_from_slice(&[10, 1, 0, 0]);
         key.set_route_prefix(2, 16, &address);
         assert_eq!((key.route(), key.route_prefix()), ((254, 4026531840), (2, 16, address)));
+        let mut key = TargetKey::new(3, 7);
+        key.set_protocol(16, 0x1c);
+        key.set_generic_command(5);
+        assert_eq!(key.protocol(), (16, 0x1c, Some(5)));
+        let mut key = TargetKey::new(3, 7);
+        key.set_protocol(9, 1100);
+        assert_eq!(key.protocol(), (9, 1100, None));
+        let mut key = TargetKey::new(3, 7);
+        key.set_socket(b"@ctl");
+        assert_eq!(key.socket(), (&b"@ctl"[..], false));
+        key.table[NAME_LEN - 1] = SOCKET_NAME_CUT;
+        assert_eq!(key.socket(), (&b"@ctl"[..], true));
+        let mut key = TargetKey::new(3, 7);
+        key.set_interface_name(b"eth0");
+        key.set_interface_netns(4026531840);
+        assert_eq!((key.interface_name(), key.interface_netns()), (&b"eth0"[..], 4026531840));
         assert_eq!((key.profile_id, key.action, key.family), (3, 7, 0));
     }
 

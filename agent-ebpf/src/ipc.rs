@@ -12,7 +12,7 @@
 //! or handed over by another process.
 
 use aya_ebpf::{helpers::generated::bpf_probe_read_kernel, macros::lsm, programs::LsmContext};
-use warrant_common::{NAME_LEN, SELF_TREE, SocketKey, SocketVerdict, Subject, TargetKey, action};
+use warrant_common::{NAME_LEN, SELF_TREE, SOCKET_NAME_CUT, SocketKey, SocketVerdict, Subject, TargetKey, action};
 
 use crate::{
     files,
@@ -114,7 +114,7 @@ fn copy_name(key: &mut TargetKey, name: *const u8, len: u32) {
             table.write_volatile(b'@');
         }
         if len > NAME_MAX {
-            table.add(NAME_LEN - 1).write_volatile(0xff);
+            table.add(NAME_LEN - 1).write_volatile(SOCKET_NAME_CUT);
         }
     }
 }

@@ -159,7 +159,7 @@ fn netns_suffix(netns: u64, host: Option<u64>) -> String {
 
 /// An interface key as policy text; `host` is the host's namespace.
 pub fn render_interface(key: &TargetKey, host: Option<u64>) -> String {
-    let name = String::from_utf8_lossy(warrant_common::name_bytes(&key.table)).into_owned();
+    let name = String::from_utf8_lossy(key.interface_name()).into_owned();
     let suffix = netns_suffix(key.interface_netns(), host);
     match (name.is_empty(), key.interface_index()) {
         (false, _) => format!("{name}{suffix}"),

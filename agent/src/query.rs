@@ -87,33 +87,49 @@ impl RecentDenials {
     }
 }
 
-/// The fields of a decision record an agent may read about itself.
-pub type Denial = serde_json::Map<String, Value>;
+/// The fields of a decision record an agent may read about itself
+/// (`warrant why`): no approver, no warrant id, no other profile's names.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Denial {
+    /// The record's number in the audit log.
+    pub seq: u64,
+    /// Unix seconds.
+    pub time: u64,
+    pub action: String,
+    pub target: String,
+    pub verdict: String,
+    pub tier: String,
+    /// The rule that decided (none: no rule matched).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    pub policy_version: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_digest: Option<String>,
+    /// The change request it made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// Why it made none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_dropped: Option<String>,
+    /// An `allow` rule's rate was used up, so the approve tier decided.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rate_limited: bool,
+    pub pid: u32,
+    pub exe: String,
+}
 
-/// The [`Denial`] view of a decision record.
-pub fn denial_view(record: &serde_json::Map<String, Value>) -> Denial {
-    let mut view = serde_json::Map::new();
-    for key in [
-        "seq",
-        "time",
-        "action",
-        "target",
-        "verdict",
-        "tier",
-        "rule",
-        "policy_version",
-        "content_digest",
-        "request",
-        "request_dropped",
-        "rate_limited",
-        "pid",
-        "exe",
-    ] {
-        if let Some(value) = record.get(key).filter(|v| !v.is_null()) {
-            view.insert(key.into(), value.clone());
-        }
+impl Denial {
+    /// The view of decision record `record`, numbered `seq`, written at `time`.
+    pub fn of_record(record: &serde_json::Map<String, Value>, seq: u64, time: u64) -> Self {
+        let mut view = serde_json::from_value::<Denial>(Value::Object(record.clone())).unwrap_or_else(|e| {
+            tracing::warn!(seq, "a decision record does not read as a denial: {e}");
+            Denial::default()
+        });
+        view.seq = seq;
+        view.time = time;
+        view
     }
-    view
 }
 
 /// Sends one query to the daemon's query socket and takes its reply as `A`.
@@ -123,4 +139,30 @@ pub fn call<A: crate::reply::Answer>(socket: &Path, query: &Query) -> Result<A, 
         query,
         "is `warrant daemon` running? The query socket answers Warrant's subjects about themselves",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_denial_is_the_decision_record_less_what_the_agent_may_not_read() {
+        let record = serde_json::json!({
+            "kind": "decision", "pid": 4242, "tid": 4243, "uid": 0, "exe": "/usr/sbin/nft", "comm": "nft",
+            "profile": "agent", "action": "nft.rule.add", "target": "inet filter input", "tier": "approve",
+            "verdict": "denied-needs-warrant", "rule": null, "policy_version": 3, "message": "1/1",
+            "mode": "enforce", "approver": "alice", "warrant_id": "w-1", "request": "r-9",
+        });
+        let view = Denial::of_record(record.as_object().unwrap(), 17, 1_700_000_000);
+        assert_eq!((view.seq, view.time, view.pid, view.policy_version), (17, 1_700_000_000, 4242, 3));
+        assert_eq!(
+            (view.action.as_str(), view.request.as_deref(), view.rule.as_deref()),
+            ("nft.rule.add", Some("r-9"), None)
+        );
+        let wire = serde_json::to_value(&view).unwrap();
+        for absent in ["approver", "warrant_id", "profile", "uid", "rule", "rate_limited", "request_dropped"] {
+            assert!(wire.get(absent).is_none(), "{absent} in {wire}");
+        }
+        assert_eq!(serde_json::from_value::<Denial>(wire).unwrap(), view);
+    }
 }

@@ -193,30 +193,26 @@ pub fn request_view(request: &crate::requests::ChangeRequest) -> String {
 }
 
 /// One of an agent's own denials (`warrant why`), with what it can do next.
-pub fn denial(view: &serde_json::Map<String, Value>) -> String {
+pub fn denial(view: &crate::query::Denial) -> String {
     let mut out = format!(
         "#{} {} {} {} [{}]",
-        view.get("seq").and_then(Value::as_u64).unwrap_or(0),
-        field(view, "verdict"),
-        field(view, "action"),
-        field(view, "target"),
-        field(view, "tier"),
+        view.seq,
+        escape(&view.verdict),
+        escape(&view.action),
+        escape(&view.target),
+        escape(&view.tier),
     );
-    let rule = field(view, "rule");
-    let _ = write!(
-        out,
-        "\n  rule: {}",
-        if rule.is_empty() { "none matched: unmatched actions are denied".into() } else { rule }
-    );
-    if let Some(content) = view.get("content_digest").and_then(Value::as_str) {
+    let rule = view.rule.as_deref().map(escape);
+    let _ = write!(out, "\n  rule: {}", rule.as_deref().unwrap_or("none matched: unmatched actions are denied"));
+    if let Some(content) = &view.content_digest {
         let _ = write!(out, "\n  content digest: {}", escape(content));
     }
-    let request = field(view, "request");
-    if !request.is_empty() {
+    if let Some(request) = &view.request {
+        let request = escape(request);
         let _ = write!(out, "\n  change request: {request} (a person must approve it: `warrant wait {request}`)");
-    } else if !field(view, "request_dropped").is_empty() {
-        let _ = write!(out, "\n  no change request: {}", field(view, "request_dropped"));
-    } else if field(view, "tier") == "deny" || field(view, "tier") == "unmatched" {
+    } else if let Some(dropped) = &view.request_dropped {
+        let _ = write!(out, "\n  no change request: {}", escape(dropped));
+    } else if view.tier == "deny" || view.tier == "unmatched" {
         out.push_str("\n  not approvable: the policy denies this");
     }
     out

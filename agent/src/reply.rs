@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::{hooks::MissingHook, query::RequestState, requests::ChangeRequest};
 
@@ -199,8 +198,20 @@ pub struct RolledBack {
     /// What was put back.
     pub restored: String,
     pub forced: bool,
-    /// The caller: pid, exe, uid, loginuid.
-    pub by: Value,
+    /// Boxed: the largest reply otherwise, and every `Result<_, Reply>` pays for it.
+    pub by: Box<Caller>,
+}
+
+/// Who asked the daemon for something (from /proc, at the request): `None`
+/// where /proc did not say.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Caller {
+    pub pid: u32,
+    pub exe: Option<String>,
+    /// The real uid, as /proc/PID/status gives it.
+    pub uid: Option<String>,
+    /// The audit login uid (who logged in, whatever sudo made of it).
+    pub loginuid: Option<String>,
 }
 
 /// `warrant trust rotate` (also the `trust.rotated` record).

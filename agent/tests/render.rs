@@ -175,12 +175,13 @@ fn an_agents_denial_says_what_it_can_do_next() {
     let view = json!({"seq": 12, "verdict": "denied-needs-warrant", "action": "nft.rule.add",
                       "target": "inet filter in\u{1b}[2Jput", "tier": "approve", "request": "r-abc",
                       "rule": "agent#1: nft.rule.add inet filter input -> approve"});
-    let text = render::denial(view.as_object().unwrap());
+    let denial = |view: serde_json::Value| render::denial(&serde_json::from_value(view).unwrap());
+    let text = denial(view);
     assert!(text.contains("warrant wait r-abc") && !text.contains('\x1b'), "{text:?}");
     let denied = json!({"seq": 13, "verdict": "denied", "action": "nft.chain.delete", "target": "inet filter input",
                         "tier": "deny", "rule": "agent#2: nft.* inet filter * -> deny"});
-    assert!(render::denial(denied.as_object().unwrap()).contains("not approvable"));
+    assert!(denial(denied).contains("not approvable"));
     let dropped = json!({"seq": 14, "verdict": "denied-needs-warrant", "tier": "approve",
                          "request_dropped": "profile agent opened 6 new change requests this minute (its limit)"});
-    assert!(render::denial(dropped.as_object().unwrap()).contains("no change request: profile agent opened 6"));
+    assert!(denial(dropped).contains("no change request: profile agent opened 6"));
 }

@@ -268,9 +268,7 @@ pub fn classify<B: MessageBuffer, I: Interfaces>(
 #[inline(always)]
 fn other_key(protocol: u16, msg_type: u16, key: &mut TargetKey) {
     key.action = action::NETLINK_OTHER;
-    key.family = protocol as u8;
-    key.table[0] = msg_type as u8;
-    key.table[1] = (msg_type >> 8) as u8;
+    key.set_protocol(protocol as u8, msg_type);
 }
 
 /// A message on a protocol other than rtnetlink and xfrm: a read, or

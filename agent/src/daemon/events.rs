@@ -238,12 +238,10 @@ impl State {
             verdict_value,
             verdict::DENIED | verdict::DENIED_NEEDS_WARRANT | verdict::BATCH_DENIED | verdict::UNPARSEABLE
         );
-        let view = fields.as_object().filter(|_| denied).map(query::denial_view);
+        let record = fields.as_object().filter(|_| denied).cloned();
         let seq = self.record("decision", fields);
-        if let Some(mut view) = view {
-            view.insert("seq".into(), seq.into());
-            view.insert("time".into(), now_unix().into());
-            self.recent_denials.note(profile, view);
+        if let Some(record) = record {
+            self.recent_denials.note(profile, query::Denial::of_record(&record, seq, now_unix()));
         }
     }
 }

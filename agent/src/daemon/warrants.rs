@@ -205,8 +205,12 @@ impl State {
     pub(super) fn rollback(&mut self, id: &str, force: bool, caller: u32) -> Result<reply::RolledBack, String> {
         self.check_nft()?;
         self.note_changes();
-        let by = json!({"pid": caller, "exe": exe_of(caller), "uid": proc_field(caller, "Uid:"),
-                        "loginuid": fs::read_to_string(format!("/proc/{caller}/loginuid")).ok().map(|t| t.trim().to_owned())});
+        let by = Box::new(reply::Caller {
+            pid: caller,
+            exe: exe_of(caller),
+            uid: proc_field(caller, "Uid:"),
+            loginuid: fs::read_to_string(format!("/proc/{caller}/loginuid")).ok().map(|t| t.trim().to_owned()),
+        });
         match rollback::restore(&self.config.state_dir, id, force, now_unix()) {
             Ok(meta) => {
                 let what = rollback::describe(&meta);

@@ -6,7 +6,7 @@ use warrant_common::{
     FAMILY_ANY, FileKey, NAME_LEN, TargetKey,
     action::{self, TargetKind},
     netlink,
-    netlink_protocols::{GENL_COMMAND_PRESENT, PROTOCOL_NAMES},
+    netlink_protocols::PROTOCOL_NAMES,
 };
 
 use super::names::{
@@ -276,20 +276,18 @@ impl Target {
             }
             Target::File { tree: Some(tree), inode } => key.set_file(*tree, inode.map(|i| (i.ino, i.dev))),
             Target::Protocol(Some((protocol, msg_type, command))) => {
-                key.family = *protocol;
-                key.table[..2].copy_from_slice(&msg_type.to_le_bytes());
+                key.set_protocol(*protocol, *msg_type);
                 if let Some(command) = command {
-                    key.object[0] = *command;
-                    key.object[1] = GENL_COMMAND_PRESENT;
+                    key.set_generic_command(*command);
                 }
             }
-            Target::Socket(Some(name)) => key.table[..name.len()].copy_from_slice(name.as_bytes()),
+            Target::Socket(Some(name)) => key.set_socket(name.as_bytes()),
             Target::Socket(None) => key.family = FAMILY_ANY,
             Target::Port(Some(port)) => key.set_port(*port),
             Target::Port(None) => key.family = FAMILY_ANY,
             Target::Protocol(None) => key.family = FAMILY_ANY,
             Target::Interface(Some((name, netns))) => {
-                key.table[..name.len()].copy_from_slice(name.as_bytes());
+                key.set_interface_name(name.as_bytes());
                 key.set_interface_netns(*netns);
             }
             Target::Interface(None) | Target::Route(None) => key.family = FAMILY_ANY,
@@ -319,23 +317,21 @@ pub fn render_target(key: &TargetKey) -> String {
             format!("inode {}:{ino}", protect::dev_text(dev))
         }
         TargetKind::Socket => {
-            let kept = &key.table[..NAME_LEN - 1];
-            let end = kept.iter().position(|b| *b == 0).unwrap_or(kept.len());
-            let name = String::from_utf8_lossy(&kept[..end]).into_owned();
-            match (name.is_empty(), key.table[NAME_LEN - 1] == 0xff) {
+            let (name, cut) = key.socket();
+            let name = String::from_utf8_lossy(name).into_owned();
+            match (name.is_empty(), cut) {
                 (true, _) => "*".to_owned(),
                 (false, true) => format!("{name}... (longer than {} bytes)", NAME_LEN - 1),
                 (false, false) => name,
             }
         }
         TargetKind::Protocol => {
-            let protocol = match PROTOCOL_NAMES.iter().find(|(n, _)| *n == u16::from(key.family)) {
+            let (number, msg_type, command) = key.protocol();
+            let protocol = match PROTOCOL_NAMES.iter().find(|(n, _)| *n == u16::from(number)) {
                 Some((_, name)) => (*name).to_owned(),
-                None => key.family.to_string(),
+                None => number.to_string(),
             };
-            let msg_type = u16::from_le_bytes([key.table[0], key.table[1]]);
-            let command = (key.object[1] == GENL_COMMAND_PRESENT).then_some(key.object[0]);
-            match (msg_type, key.family == GENERIC_PROTOCOL) {
+            match (msg_type, number == GENERIC_PROTOCOL) {
                 (0, _) => protocol,
                 (_, true) => crate::genl::render(msg_type, command),
                 (_, false) => format!("{protocol} type {msg_type}"),
