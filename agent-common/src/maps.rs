@@ -5,7 +5,7 @@ use crate::{NAME_LEN, copy_words, zero_words};
 /// Version of the pinned maps' layout and meaning. Bump it whenever a pinned
 /// map's entries change meaning without changing size (a reordered field):
 /// a daemon replaces pins of another version rather than reuse them.
-pub const PIN_LAYOUT_VERSION: u32 = 1;
+pub const PIN_LAYOUT_VERSION: u32 = 2;
 
 /// Per-task subject marker kept in task-local storage. A task without one is
 /// not a subject. Children inherit it at fork; it survives exec.
@@ -22,9 +22,8 @@ pub struct Subject {
     pub pending_action: u32,
     /// The nsfs inode number the pending request targets.
     pub pending_namespace: u32,
-    /// [`subject_flag`] bits. (This and `pending_namespace` were one u64
-    /// before, with inode numbers below 2^32: on a little-endian host a
-    /// marker pinned then reads back with no flags.)
+    /// [`subject_flag`] bits. (This and `pending_namespace` were one u64 in
+    /// pin layout 1.)
     pub flags: u32,
 }
 const _: () = assert!(core::mem::size_of::<Subject>() == 16);

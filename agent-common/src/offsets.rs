@@ -135,7 +135,7 @@ pub struct KernelOffsets {
     /// `struct task_struct, parent_exec_id` (u64): the forker's
     /// `self_exec_id` at the fork, so equal to the task's own until it execs.
     pub task_struct_parent_exec_id: u32,
-    /// Keeps the size a multiple of 8.
-    pub _reserved: u32,
+    /// `struct task_struct, start_time` (u64, CLOCK_MONOTONIC ns at fork).
+    pub task_struct_start_time: u32,
 }
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 248);

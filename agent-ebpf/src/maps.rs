@@ -272,7 +272,7 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     task_struct_real_parent: 0,
     task_struct_self_exec_id: 0,
     task_struct_parent_exec_id: 0,
-    _reserved: 0,
+    task_struct_start_time: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

@@ -20,7 +20,7 @@
 //! write; anyone pays one per exec, per executable mapping of a file and
 //! per unlink of a file's last name.
 
-use warrant_common::{FileKey, Mark, Subject, action};
+use warrant_common::{FileKey, Mark, Subject, action, subject_flag};
 
 use crate::{
     atomics, files,
@@ -93,6 +93,11 @@ pub fn check_exec_map(file: *const u8) -> i32 {
     let Some((key, mark)) = of_file(file) else {
         return 0;
     };
+    // Code a subject wrote runs here from now on: no longer only the code
+    // of the unconfined parent that moved this task (see `MOVED_BY_PARENT`).
+    if let Some(subject) = subjects::current_mut() {
+        subject.flags &= !subject_flag::MOVED_BY_PARENT;
+    }
     refuse_foreign(subjects::current(), key, mark)
 }
 

@@ -146,10 +146,11 @@ fn rename_verdict(ctx: &LsmContext, subject: &Subject) -> i32 {
     // another, Warrant's own included.
     let destination = protected(dentry_inode(new)).or_else(|| protected(new_dir));
     let source = protected(moved).or_else(|| protected(old_dir));
-    // Trees as plain numbers (none: u32::MAX): LLVM hoisted the compare of
-    // two `Option`s' trees above their discriminants, reading a stack slot
-    // that held a pointer when one was None, which the verifier refuses.
-    let tree_of = |side: Option<(FileKey, u32)>| side.map_or(u32::MAX, |(_, tree)| tree);
+    // Trees as plain numbers, none as one no tree has (SELF_TREE is
+    // u32::MAX): LLVM hoisted the compare of two `Option`s' trees above
+    // their discriminants, reading a stack slot that held a pointer when
+    // one was None, which the verifier refuses.
+    let tree_of = |side: Option<(FileKey, u32)>| side.map_or(u64::MAX, |(_, tree)| tree as u64);
     let second = if tree_of(destination) == tree_of(source) { None } else { source };
     for side in [destination, second] {
         if let Some((key, tree)) = side {

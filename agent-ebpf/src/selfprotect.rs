@@ -21,7 +21,9 @@
 
 use aya_ebpf::{
     bindings::task_struct,
-    helpers::generated::{bpf_get_current_cgroup_id, bpf_probe_read_kernel_str},
+    helpers::generated::{
+        bpf_get_current_cgroup_id, bpf_get_current_task_btf, bpf_ktime_get_ns, bpf_probe_read_kernel_str,
+    },
     macros::lsm,
     programs::LsmContext,
 };
@@ -295,8 +297,12 @@ pub fn ptrace_access_check(ctx: LsmContext) -> i32 {
     // Attaching to, writing the memory of, or taking the fds of a process
     // outside the subject's own profile would run the subject's code there,
     // unconfined (/proc/PID/mem, process_vm_writev and pidfd_getfd ask for
-    // this mode too). Reading (ps, /proc/PID/environ) stays allowed.
-    let same_profile = subjects::marker_of(child).is_some_and(|m| m.profile_id == subject.profile_id);
+    // this mode too). Reading (ps, /proc/PID/environ) stays allowed. A task
+    // still running the unconfined parent's code that moved it (systemd's
+    // spawn) is outside every profile: its one cgroup.procs write is not
+    // the subject's to use.
+    let same_profile = subjects::marker_of(child)
+        .is_some_and(|m| m.profile_id == subject.profile_id && m.flags & subject_flag::MOVED_BY_PARENT == 0);
     if mode & PTRACE_MODE_ATTACH != 0 && !same_profile { refuse(&subject, action::SELF_PTRACE) } else { 0 }
 }
 
@@ -364,18 +370,30 @@ pub fn is_cgroup_control(file: *const u8, inode: *const u8) -> bool {
     }
 }
 
+/// How long after its fork a task moved by its parent may still write
+/// itself into its cgroup: systemd's child does so first thing.
+const OWN_PROCS_WINDOW_NS: u64 = 5_000_000_000;
+
 /// Whether `subject` may open or write `file`, a cgroup control file: only
-/// when it is `cgroup.procs` of the cgroup v2 the subject is in, and the
+/// when it is `cgroup.procs` of the cgroup v2 the subject is in, the
 /// subject has not exec'd since its unconfined parent moved it there
-/// ([`subject_flag::MOVED_BY_PARENT`]). systemd's spawned child writes
-/// itself into its unit's cgroup before it execs, and PID 1 may have moved
-/// it there (making it a subject) a moment before.
+/// ([`subject_flag::MOVED_BY_PARENT`]), and it was forked less than
+/// [`OWN_PROCS_WINDOW_NS`] ago. systemd's spawned child writes itself into
+/// its unit's cgroup before it execs, and PID 1 may have moved it there
+/// (making it a subject) a moment before.
 #[inline(always)]
 pub fn may_write_own_procs(subject: &Subject, file: *const u8, inode: *const u8) -> bool {
     if subject.flags & subject_flag::MOVED_BY_PARENT == 0 {
         return false;
     }
     let offsets = kernel_offsets();
+    let task = unsafe { bpf_get_current_task_btf() } as *const u8;
+    let Some(forked) = read_kernel::<u64>(task, offsets.task_struct_start_time) else {
+        return false;
+    };
+    if unsafe { bpf_ktime_get_ns() }.saturating_sub(forked) > OWN_PROCS_WINDOW_NS {
+        return false;
+    }
     let sb = read_kernel::<u64>(inode, offsets.inode_i_sb).unwrap_or(0);
     if read_kernel::<u64>(sb as *const u8, offsets.super_block_s_magic) != Some(CGROUP2_SUPER_MAGIC) {
         return false;

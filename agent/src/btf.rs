@@ -305,7 +305,7 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         task_struct_real_parent: btf.member_offset("task_struct", "real_parent")?,
         task_struct_self_exec_id: btf.member_offset("task_struct", "self_exec_id")?,
         task_struct_parent_exec_id: btf.member_offset("task_struct", "parent_exec_id")?,
-        _reserved: 0,
+        task_struct_start_time: btf.member_offset("task_struct", "start_time")?,
     })
 }
 

@@ -387,6 +387,9 @@ fn subjects_cannot_change_warrants_own_files() {
         ("delete the persisted policy", format!("rm -f {state}/policy.bundle")),
         ("plant a file in the state directory", format!("touch {state}/planted")),
         ("truncate the audit log", format!("truncate -s 0 {audit}")),
+        // Out of the tree to a place no tree covers, on the same file system.
+        ("move the audit log away", format!("mv {audit} {}-audit.moved", d.dir.display())),
+        ("move the persisted policy away", format!("mv {state}/policy.bundle {}-policy.moved", d.dir.display())),
         // The directory above the state directory: moving it moves Warrant's files away.
         ("move the daemon's directory", format!("mv {} {}-moved", d.dir.display(), d.dir.display())),
     ] {

@@ -215,7 +215,11 @@ fn a_child_moved_by_its_parent_may_write_itself_into_its_cgroup_until_it_execs()
     let agents = "/sys/fs/cgroup/agents.slice";
     let _ = std::fs::create_dir(agents);
     let mark = d.audit_len();
-    let out = std::process::Command::new("python3").args(["-c", MOVED_BY_PARENT, agents]).output().unwrap();
+    // Yama would refuse the attach below before Warrant is asked.
+    let _ = std::fs::write("/proc/sys/kernel/yama/ptrace_scope", "0");
+    let warrant = harness::warrant_bin();
+    let args = ["-c", MOVED_BY_PARENT, agents, warrant.to_str().unwrap(), d.config.to_str().unwrap()];
+    let out = std::process::Command::new("python3").args(args).output().unwrap();
     let code = out.status.code().unwrap_or(-1);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(code & 1, 0, "the moved child could not write itself into its own cgroup: {stderr}");
@@ -223,16 +227,21 @@ fn a_child_moved_by_its_parent_may_write_itself_into_its_cgroup_until_it_execs()
     assert_eq!(code & 4, 0, "after exec, it still wrote its cgroup's cgroup.procs");
     assert_eq!(code & 8, 0, "the moved child acted unconfined");
     assert_eq!(code & 16, 0, "a child that had exec'd before the move wrote cgroup.procs");
+    assert_eq!(code & 32, 0, "an agent attached to the moved child before its exec");
     assert_eq!(code, 0, "{stderr}");
     expect_profile_denied(d, mark, "moved_child", "agent");
     d.expect_record(mark, "self.cgroup", "*", "denied");
+    d.expect_record(mark, "self.ptrace", "*", "denied");
 }
 
 /// Root moves a child it forked into agents.slice (argv[1]), as PID 1 does,
 /// then lets it go on; the exit code's bits say what the child could do.
+/// Before letting the first one go, an agent (argv[2] run, config argv[3])
+/// tries to attach to it.
 const MOVED_BY_PARENT: &str = r#"
-import os, sys
-agents = sys.argv[1]
+import os, subprocess, sys
+agents, warrant, config = sys.argv[1:4]
+ATTACH = 'import ctypes, sys; sys.exit(1 if ctypes.CDLL(None, use_errno=True).ptrace(16, int(sys.argv[1]), 0, 0) == 0 else 0)'
 
 def attach(cgroup, pid):
     with open(cgroup + '/cgroup.procs', 'w') as f:
@@ -257,8 +266,12 @@ def moved(child, wait_ready):
     if wait_ready:
         os.read(ready_r, 6)
     attach(agents, pid)
+    code = 0
+    if not wait_ready:
+        agent = [warrant, '--config', config, 'run', '--profile', 'agent', '--', 'python3', '-c', ATTACH, str(pid)]
+        code = 32 if subprocess.call(agent) != 0 else 0
     os.write(go_w, b'x\n')
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    return code | os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
 def forked(go, ready):
     os.read(go, 1)
