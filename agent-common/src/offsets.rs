@@ -137,5 +137,9 @@ pub struct KernelOffsets {
     pub task_struct_parent_exec_id: u32,
     /// `struct task_struct, start_time` (u64, CLOCK_MONOTONIC ns at fork).
     pub task_struct_start_time: u32,
+    /// `struct cgroup, root` (pointer to its hierarchy's `cgroup_root`).
+    pub cgroup_root: u32,
+    /// `struct cgroup_root, hierarchy_id` (int; 0 for cgroup v2).
+    pub cgroup_root_hierarchy_id: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 248);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 256);

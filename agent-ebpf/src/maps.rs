@@ -273,6 +273,8 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     task_struct_self_exec_id: 0,
     task_struct_parent_exec_id: 0,
     task_struct_start_time: 0,
+    cgroup_root: 0,
+    cgroup_root_hierarchy_id: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

@@ -193,10 +193,18 @@ fn cgroup_profile(id: u64) -> Option<u32> {
     unsafe { MATCHES.get(&MatchKey { kind: match_kind::CGROUP, _pad: 0, value: [id, 0] }) }.copied()
 }
 
-/// The id of `cgroup` (a `struct cgroup *`): its kernfs node's id.
+/// The id of `cgroup` (a `struct cgroup *`): its kernfs node's id, if it
+/// is a cgroup v2 one. The tracepoints fire for cgroup v1 hierarchies too,
+/// whose ids are numbered apart (a hybrid host's name=systemd hierarchy has
+/// the same paths): taken as v2 ids they would match, or unmatch, another
+/// cgroup.
 #[inline(always)]
 fn cgroup_id(cgroup: *const u8) -> Option<u64> {
     let offsets = kernel_offsets();
+    let root = read_kernel::<u64>(cgroup, offsets.cgroup_root)?;
+    if read_kernel::<i32>(root as *const u8, offsets.cgroup_root_hierarchy_id)? != 0 {
+        return None;
+    }
     let kn = read_kernel::<u64>(cgroup, offsets.cgroup_kn)?;
     read_kernel::<u64>(kn as *const u8, offsets.kernfs_node_id)
 }
@@ -326,15 +334,13 @@ fn moved_by_unconfined_parent(task: *mut task_struct) -> bool {
 pub fn cgroup_mkdir(ctx: BtfTracePointContext) -> i32 {
     let cgroup: *const u8 = ctx.arg(0);
     let path: *const u8 = ctx.arg(1);
-    let offsets = kernel_offsets();
-    let Some(kn) = read_kernel::<u64>(cgroup, offsets.cgroup_kn) else {
+    let Some(id) = cgroup_id(cgroup) else {
         return 0;
     };
-    let kn = kn as *const u8;
+    let offsets = kernel_offsets();
+    let kn = read_kernel::<u64>(cgroup, offsets.cgroup_kn).unwrap_or(0) as *const u8;
     let parent = read_kernel::<u64>(kn, offsets.kernfs_node_parent).unwrap_or(0) as *const u8;
-    let (Some(parent_id), Some(id)) =
-        (read_kernel::<u64>(parent, offsets.kernfs_node_id), read_kernel::<u64>(kn, offsets.kernfs_node_id))
-    else {
+    let Some(parent_id) = read_kernel::<u64>(parent, offsets.kernfs_node_id) else {
         return 0;
     };
     if let Some(profile_id) = cgroup_profile(parent_id).or_else(|| path_profile(path)) {
