@@ -269,10 +269,13 @@ const _: () = assert!(core::mem::size_of::<Mark>() == 8);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pickup {
     pub deadline_ns: u64,
+    /// The picked-up process's leader's `start_time` (0: not checked):
+    /// a process that reuses the tgid before the deadline is not it.
+    pub leader_start_ns: u64,
     pub profile_id: u32,
     pub _reserved: u32,
 }
-const _: () = assert!(core::mem::size_of::<Pickup>() == 16);
+const _: () = assert!(core::mem::size_of::<Pickup>() == 24);
 
 /// Key of the CONNECTED_SOCKETS map: a connected unix socket, by its
 /// `struct sock` address and its inode's number. The address alone is

@@ -141,5 +141,9 @@ pub struct KernelOffsets {
     pub cgroup_root: u32,
     /// `struct cgroup_root, hierarchy_id` (int; 0 for cgroup v2).
     pub cgroup_root_hierarchy_id: u32,
+    /// `struct task_struct, group_leader` (pointer).
+    pub task_struct_group_leader: u32,
+    /// Keeps the size a multiple of 8.
+    pub _reserved: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 256);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 264);

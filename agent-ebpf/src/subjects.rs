@@ -302,7 +302,7 @@ pub fn cgroup_attach_task(ctx: BtfTracePointContext) -> i32 {
         // Until the daemon has marked its other threads and looked at what
         // it holds (see held.rs).
         let tgid = read_kernel::<u32>(task.cast(), kernel_offsets().task_struct_tgid).unwrap_or(0);
-        held::note_pickup(tgid, profile_id);
+        held::note_pickup(task.cast(), tgid, profile_id);
     }
     0
 }

@@ -228,3 +228,48 @@ fn a_process_picked_up_with_a_shared_writable_mapping_of_a_protected_file_is_sto
     let _ = std::fs::remove_dir("/sys/fs/cgroup/warrant-held");
     let _ = std::fs::remove_file(go);
 }
+
+/// A pickup the daemon never heard of (here: it was down) notes new
+/// processes until its deadline, for that process only: one that takes its
+/// tgid meanwhile is no pickup's, and its children are not made subjects.
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_process_that_reuses_a_picked_up_tgid_is_not_picked_up() {
+    let d = daemon();
+    let _ = std::fs::create_dir("/sys/fs/cgroup/agents.slice");
+    d.kill();
+    let out = Command::new("python3").args(["-c", REUSED_TGID, AGENTS_CGROUP_PROCS]).output().unwrap();
+    d.restart();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(3), "the tgid could not be reused: {stderr}");
+    assert!(out.status.success(), "the child of a process that reused a picked-up tgid was confined: {stderr}");
+}
+
+/// Moves a sleeping child into agents.slice (argv[1]) and kills it; a new
+/// process takes its pid (ns_last_pid) and forks a child that changes the
+/// ruleset. Exit 3: the pid could not be had.
+const REUSED_TGID: &str = r#"
+import os, signal, subprocess, sys
+r, w = os.pipe()
+picked = os.fork()
+if picked == 0:
+    os.read(r, 1)
+    os._exit(0)
+with open(sys.argv[1], 'w') as f:
+    f.write(str(picked))
+os.kill(picked, signal.SIGKILL)
+os.waitpid(picked, 0)
+for _ in range(20):
+    with open('/proc/sys/kernel/ns_last_pid', 'w') as f:
+        f.write(str(picked - 1))
+    again = os.fork()
+    if again == 0:
+        if os.getpid() != picked:
+            os._exit(3)
+        script = 'nft add table inet reused_tgid && nft delete table inet reused_tgid'
+        os._exit(subprocess.call(['sh', '-c', script]))
+    code = os.waitstatus_to_exitcode(os.waitpid(again, 0)[1])
+    if code != 3:
+        sys.exit(code)
+sys.exit(3)
+"#;

@@ -84,7 +84,8 @@ impl Kernel {
     /// (agent-ebpf's held.rs, which does the same for cgroup moves).
     pub fn note_pickup(&mut self, pid: u32, profile_id: u32) -> Result<(), KernelError> {
         let deadline_ns = crate::clock::boot_now_ns() + 10_000_000_000;
-        let pickup = Pickup { deadline_ns, profile_id, _reserved: 0 };
+        // The daemon ends this pickup itself, when it has looked: no start time to check.
+        let pickup = Pickup { deadline_ns, profile_id, ..Pickup::default() };
         self.hash_map::<u32, Pickup>("PICKUPS")?.insert(pid, pickup, 0).map_err(map_err("PICKUPS"))?;
         let map = self.ebpf.map_mut("PICKUPS_UNTIL").ok_or(KernelError::MissingMap("PICKUPS_UNTIL"))?;
         let mut until: aya::maps::Array<&mut aya::maps::MapData, u64> =
