@@ -33,8 +33,10 @@ pub mod subject_flag {
     /// Moved into a matched cgroup by the unconfined process that forked
     /// it, and not exec'd since: it still runs that process's code, which
     /// may write itself into the `cgroup.procs` of the cgroup it is in
-    /// (systemd's spawn does, after PID 1 has moved it). Not inherited;
-    /// cleared at exec.
+    /// (systemd's spawn does, after PID 1 has moved it) for 5 s from the
+    /// fork, and no subject may ptrace it. Inherited by tasks that share
+    /// its memory only; cleared at exec and when it maps a file a subject
+    /// wrote executable.
     pub const MOVED_BY_PARENT: u32 = 1;
 }
 

@@ -1,11 +1,12 @@
 //! How each kind of target sits in a [`TargetKey`] ([`TargetKind`] says
 //! which action has which), written and read by the kernel side's
 //! classifiers, the daemon's policy compiler and renderer, and the tests
-//! alike. Three writers on the kernel side write straight into a field, for
+//! alike. Some writers on the kernel side write straight into a field, for
 //! the verifier, in the layouts set here: `decide_action` in agent-ebpf (a
 //! file's and a namespace's words), ipc.rs (a socket name, read from the
-//! kernel) and the link classifier (an interface name, read from the
-//! message). Everything a
+//! kernel), and the classifiers that read a name or byte from the message
+//! into its place (nftables and ipset names and the by-reference marker,
+//! an interface name, a generic netlink command). Everything a
 //! kind does not use stays zero; an all-zero target is what a rule's `*`
 //! is, so a message that names nothing is covered by `*` rules only. An object the kernel takes by handle carries
 //! [`crate::netlink::BY_REFERENCE`] instead of a name (see there).

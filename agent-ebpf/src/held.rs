@@ -34,14 +34,6 @@ use crate::{
 /// them within it.
 const PICKUP_NOTE_NS: u64 = 10_000_000_000;
 
-/// The `start_time` of `task`'s thread group leader.
-#[inline(always)]
-fn leader_start(task: *const u8) -> Option<u64> {
-    let offsets = kernel_offsets();
-    let leader = read_kernel::<u64>(task, offsets.task_struct_group_leader)?;
-    read_kernel::<u64>(leader as *const u8, offsets.task_struct_start_time)
-}
-
 /// Notes the process of `task` (`tgid`), just made a subject of
 /// `profile_id` by a cgroup move: its new processes are noted for the
 /// daemon (see PICKUPS). If the daemon never hears of it (a lost event),
@@ -50,7 +42,7 @@ fn leader_start(task: *const u8) -> Option<u64> {
 pub fn note_pickup(task: *const u8, tgid: u32, profile_id: u32) {
     let deadline_ns = unsafe { bpf_ktime_get_boot_ns() } + PICKUP_NOTE_NS;
     // Unreadable: 0, not checked, rather than no noting at all.
-    let leader_start_ns = leader_start(task).unwrap_or(0);
+    let leader_start_ns = subjects::leader_start(task).unwrap_or(0);
     let pickup = Pickup { deadline_ns, leader_start_ns, profile_id, _reserved: 0 };
     if PICKUPS.insert(&tgid, &pickup, 0).is_ok()
         && let Some(until) = PICKUPS_UNTIL.get_ptr_mut(0)
@@ -73,14 +65,12 @@ fn pickup_in_progress() -> Option<Pickup> {
         return None;
     }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let pickup = match unsafe { PICKUPS.get(&tgid) } {
-        Some(pickup)
-            if pickup.leader_start_ns != 0
-                && leader_start(unsafe { bpf_get_current_task() } as *const u8) != Some(pickup.leader_start_ns) =>
-        {
-            // Another process that took the tgid of one that exited.
-            return None;
-        }
+    // An entry of another process that had this tgid and exited is not ours.
+    let ours = |pickup: &&Pickup| {
+        pickup.leader_start_ns == 0
+            || subjects::leader_start(unsafe { bpf_get_current_task() } as *const u8) == Some(pickup.leader_start_ns)
+    };
+    let pickup = match unsafe { PICKUPS.get(&tgid) }.filter(ours) {
         Some(pickup) => *pickup,
         None => {
             let task = unsafe { bpf_get_current_task_btf() };

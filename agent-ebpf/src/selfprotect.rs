@@ -387,8 +387,8 @@ pub fn may_write_own_procs(subject: &Subject, file: *const u8, inode: *const u8)
         return false;
     }
     let offsets = kernel_offsets();
-    let task = unsafe { bpf_get_current_task_btf() } as *const u8;
-    let Some(forked) = read_kernel::<u64>(task, offsets.task_struct_start_time) else {
+    // The leader's: its threads share the one window.
+    let Some(forked) = subjects::leader_start(unsafe { bpf_get_current_task_btf() } as *const u8) else {
         return false;
     };
     if unsafe { bpf_ktime_get_ns() }.saturating_sub(forked) > OWN_PROCS_WINDOW_NS {

@@ -27,6 +27,7 @@ use crate::{
 /// `BPF_LOCAL_STORAGE_GET_F_CREATE`.
 const STORAGE_CREATE: u64 = 1;
 const ENOMEM: i32 = 12;
+const CLONE_VM: u64 = 0x100;
 
 /// `task`'s value in the task-storage map at `map`; with
 /// `STORAGE_CREATE`, made (zeroed) if missing. `None`: missing, or no memory.
@@ -109,7 +110,11 @@ pub fn task_alloc(ctx: LsmContext) -> i32 {
         return verdict;
     }
     marker.pending_action = 0;
-    marker.flags = 0;
+    // A task that shares the flagged task's memory could write through it:
+    // it keeps the flag (and so is out of every profile's ptrace reach).
+    if clone_flags & CLONE_VM == 0 {
+        marker.flags = 0;
+    }
     let stored = unsafe {
         bpf_task_storage_get(SUBJECTS.as_ptr(), child, core::ptr::from_mut(&mut marker).cast(), STORAGE_CREATE)
     };
@@ -305,6 +310,14 @@ pub fn cgroup_attach_task(ctx: BtfTracePointContext) -> i32 {
         held::note_pickup(task.cast(), tgid, profile_id);
     }
     0
+}
+
+/// The `start_time` (CLOCK_MONOTONIC ns) of `task`'s thread group leader.
+#[inline(always)]
+pub fn leader_start(task: *const u8) -> Option<u64> {
+    let offsets = kernel_offsets();
+    let leader = read_kernel::<u64>(task, offsets.task_struct_group_leader)?;
+    read_kernel::<u64>(leader as *const u8, offsets.task_struct_start_time)
 }
 
 /// Whether `task` is being moved by the process that forked it, which is

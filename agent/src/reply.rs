@@ -261,7 +261,7 @@ pub struct Declined {
 }
 
 /// `warrant why`: newest first, each the fields of a decision record an
-/// agent may read about itself (see `query::denial_view`).
+/// agent may read about itself (see `query::Denial`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Denials {
     pub profile: String,

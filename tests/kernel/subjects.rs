@@ -206,8 +206,9 @@ fn every_thread_of_a_picked_up_process_is_confined() {
 /// the child, still running systemd's code, writes itself there too. When
 /// PID 1's move lands first, the child is a subject by then; its own write
 /// must still succeed (it failed with 219/CGROUP before), and nothing more:
-/// no other cgroup, nothing once it has exec'd, nothing for a child that had
-/// exec'd before the move.
+/// no other cgroup, nothing once it has exec'd, mapped an agent's file
+/// executable or is 5 s old, nothing for a child that had exec'd before the
+/// move, and no agent may attach to it meanwhile.
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn a_child_moved_by_its_parent_may_write_itself_into_its_cgroup_until_it_execs() {
@@ -217,8 +218,11 @@ fn a_child_moved_by_its_parent_may_write_itself_into_its_cgroup_until_it_execs()
     let mark = d.audit_len();
     // Yama would refuse the attach below before Warrant is asked.
     let _ = std::fs::write("/proc/sys/kernel/yama/ptrace_scope", "0");
+    // A file an agent wrote, which the last child maps executable.
+    let marked = "/tmp/warrant-moved-marked";
+    assert!(run_subject(&["sh", "-c", &format!("echo code > {marked}")]).status.success());
     let warrant = harness::warrant_bin();
-    let args = ["-c", MOVED_BY_PARENT, agents, warrant.to_str().unwrap(), d.config.to_str().unwrap()];
+    let args = ["-c", MOVED_BY_PARENT, agents, warrant.to_str().unwrap(), d.config.to_str().unwrap(), marked];
     let out = std::process::Command::new("python3").args(args).output().unwrap();
     let code = out.status.code().unwrap_or(-1);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -228,6 +232,8 @@ fn a_child_moved_by_its_parent_may_write_itself_into_its_cgroup_until_it_execs()
     assert_eq!(code & 8, 0, "the moved child acted unconfined");
     assert_eq!(code & 16, 0, "a child that had exec'd before the move wrote cgroup.procs");
     assert_eq!(code & 32, 0, "an agent attached to the moved child before its exec");
+    assert_eq!(code & 64, 0, "the moved child still wrote cgroup.procs 5 s after its fork");
+    assert_eq!(code & 128, 0, "the moved child still wrote cgroup.procs after mapping an agent's file executable");
     assert_eq!(code, 0, "{stderr}");
     expect_profile_denied(d, mark, "moved_child", "agent");
     d.expect_record(mark, "self.cgroup", "*", "denied");
@@ -236,11 +242,11 @@ fn a_child_moved_by_its_parent_may_write_itself_into_its_cgroup_until_it_execs()
 
 /// Root moves a child it forked into agents.slice (argv[1]), as PID 1 does,
 /// then lets it go on; the exit code's bits say what the child could do.
-/// Before letting the first one go, an agent (argv[2] run, config argv[3])
-/// tries to attach to it.
+/// One waits while an agent (argv[2] run, config argv[3]) tries to attach
+/// to it; one waits past the 5 s; one maps argv[4] (an agent's) executable.
 const MOVED_BY_PARENT: &str = r#"
-import os, subprocess, sys
-agents, warrant, config = sys.argv[1:4]
+import mmap, os, subprocess, sys, time
+agents, warrant, config, marked = sys.argv[1:5]
 ATTACH = 'import ctypes, sys; sys.exit(1 if ctypes.CDLL(None, use_errno=True).ptrace(16, int(sys.argv[1]), 0, 0) == 0 else 0)'
 
 def attach(cgroup, pid):
@@ -254,7 +260,7 @@ def refused(cgroup, pid):
         return True
     return False
 
-def moved(child, wait_ready):
+def moved(child, wait_ready=False, probe=False):
     go_r, go_w = os.pipe()
     ready_r, ready_w = os.pipe()
     pid = os.fork()
@@ -267,7 +273,7 @@ def moved(child, wait_ready):
         os.read(ready_r, 6)
     attach(agents, pid)
     code = 0
-    if not wait_ready:
+    if probe:
         agent = [warrant, '--config', config, 'run', '--profile', 'agent', '--', 'python3', '-c', ATTACH, str(pid)]
         code = 32 if subprocess.call(agent) != 0 else 0
     os.write(go_w, b'x\n')
@@ -280,13 +286,29 @@ def forked(go, ready):
     script = 'echo $$ > %s/cgroup.procs && exit 4; nft add chain inet filter moved_child && exit 8; exit %d'
     os.execvp('sh', ['sh', '-c', script % (agents, code)])
 
+def probed(go, ready):
+    os.read(go, 1)
+    os._exit(0)
+
+def late(go, ready):
+    os.read(go, 1)
+    time.sleep(5.5)
+    os._exit(0 if refused(agents, os.getpid()) else 64)
+
+def mapped(go, ready):
+    os.read(go, 1)
+    with open(marked, 'rb') as f:
+        mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ | mmap.PROT_EXEC)
+    os._exit(0 if refused(agents, os.getpid()) else 128)
+
 def execd(go, ready):
     os.dup2(go, 0)
     os.dup2(ready, 1)
     script = 'echo ready; read x; echo $$ > %s/cgroup.procs && exit 16; exit 0'
     os.execvp('sh', ['sh', '-c', script % agents])
 
-sys.exit(moved(forked, False) | moved(execd, True))
+codes = [moved(forked), moved(execd, wait_ready=True), moved(probed, probe=True), moved(late), moved(mapped)]
+sys.exit(codes[0] | codes[1] | codes[2] | codes[3] | codes[4])
 "#;
 
 /// The cgroup tracepoints fire for cgroup v1 hierarchies too, whose ids are
