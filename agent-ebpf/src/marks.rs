@@ -95,10 +95,11 @@ pub fn check_exec_map(file: *const u8) -> i32 {
     };
     // Code a subject wrote runs here from now on: no longer only the code
     // of the unconfined parent that moved this task (see `MOVED_BY_PARENT`).
-    if let Some(subject) = subjects::current_mut() {
+    let runner = subjects::current_mut().map(|subject| {
         subject.flags &= !subject_flag::MOVED_BY_PARENT;
-    }
-    refuse_foreign(subjects::current(), key, mark)
+        *subject
+    });
+    refuse_foreign(runner, key, mark)
 }
 
 /// The verdict on running or mapping code marked `mark` (inode `key`) by

@@ -124,14 +124,14 @@ pub fn task_alloc(ctx: LsmContext) -> i32 {
 /// Marks `task` a subject of `profile_id` and records it. Fails only when
 /// the kernel cannot allocate the marker.
 #[inline(always)]
-fn mark(task: *mut task_struct, profile_id: u32, kind: u32) -> bool {
+fn mark(task: *mut task_struct, profile_id: u32, flags: u32, kind: u32) -> bool {
     // The daemon is never a subject (moved into a matched cgroup by root,
     // say): its own writes would be refused, and it would record those
     // refusals, without end.
     if selfprotect::is_daemon(task.cast()) {
         return true;
     }
-    let mut marker = Subject { profile_id, ..Subject::default() };
+    let mut marker = Subject { profile_id, flags, ..Subject::default() };
     let stored = unsafe {
         bpf_task_storage_get(SUBJECTS.as_ptr(), task, core::ptr::from_mut(&mut marker).cast(), STORAGE_CREATE)
     };
@@ -282,7 +282,7 @@ fn become_subject(profile_id: u32, kind: u32) -> i32 {
         return selfprotect::refuse_on(&joining, action::SELF_IO_URING, [fd as i64 as u64, 0]);
     }
     let task = unsafe { bpf_get_current_task_btf() };
-    if mark(task, profile_id, kind) { 0 } else { -ENOMEM }
+    if mark(task, profile_id, 0, kind) { 0 } else { -ENOMEM }
 }
 
 /// A task moved into a matched cgroup becomes a subject there and then.
@@ -297,13 +297,8 @@ pub fn cgroup_attach_task(ctx: BtfTracePointContext) -> i32 {
     }
     if let Some(profile_id) = cgroup_id(cgroup).and_then(cgroup_profile)
         && !selfprotect::is_daemon(task.cast())
-        && mark(task, profile_id, match_kind::CGROUP)
+        && mark(task, profile_id, moved_by_unconfined_parent(task), match_kind::CGROUP)
     {
-        if moved_by_unconfined_parent(task)
-            && let Some(marker) = task_value::<Subject>(SUBJECTS.as_ptr(), task, 0)
-        {
-            marker.flags |= subject_flag::MOVED_BY_PARENT;
-        }
         // Until the daemon has marked its other threads and looked at what
         // it holds (see held.rs).
         let tgid = read_kernel::<u32>(task.cast(), kernel_offsets().task_struct_tgid).unwrap_or(0);
@@ -320,24 +315,26 @@ pub fn leader_start(task: *const u8) -> Option<u64> {
     read_kernel::<u64>(leader as *const u8, offsets.task_struct_start_time)
 }
 
-/// Whether `task` is being moved by the process that forked it, which is
-/// not a subject, before `task` has exec'd: until it does, it runs only
-/// that process's code (systemd's PID 1 moves its fresh child into the
-/// unit's cgroup while the child, still systemd, writes itself there too).
+/// [`subject_flag::MOVED_BY_PARENT`] if `task` is being moved by the
+/// process that forked it, which is not a subject, before `task` has
+/// exec'd (until it does, it runs only that process's code: systemd's PID 1
+/// moves its fresh child into the unit's cgroup while the child, still
+/// systemd, writes itself there too); otherwise no flags.
 #[inline(always)]
-fn moved_by_unconfined_parent(task: *mut task_struct) -> bool {
+fn moved_by_unconfined_parent(task: *mut task_struct) -> u32 {
     if current().is_some() {
-        return false;
+        return 0;
     }
     let offsets = kernel_offsets();
     let task = task as *const u8;
     let parent = read_kernel::<u64>(task, offsets.task_struct_real_parent).unwrap_or(0) as *const u8;
     let mover = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
     if read_kernel::<u32>(parent, offsets.task_struct_tgid) != Some(mover) {
-        return false;
+        return 0;
     }
     let forked = read_kernel::<u64>(task, offsets.task_struct_parent_exec_id);
-    forked.is_some() && read_kernel::<u64>(task, offsets.task_struct_self_exec_id) == forked
+    let unexeced = forked.is_some() && read_kernel::<u64>(task, offsets.task_struct_self_exec_id) == forked;
+    if unexeced { subject_flag::MOVED_BY_PARENT } else { 0 }
 }
 
 /// A cgroup made under a matched one is matched too, so a subject's
