@@ -120,15 +120,13 @@ pub struct Denial {
 }
 
 impl Denial {
-    /// The view of decision record `record`, numbered `seq`, written at `time`.
-    pub fn of_record(record: &serde_json::Map<String, Value>, seq: u64, time: u64) -> Self {
-        let mut view = serde_json::from_value::<Denial>(Value::Object(record.clone())).unwrap_or_else(|e| {
-            tracing::warn!(seq, "a decision record does not read as a denial: {e}");
+    /// The view of decision record `record` (read in place, not copied);
+    /// its `seq` and `time` are the log's, set once it is written.
+    pub fn of_record(record: &Value) -> Self {
+        Denial::deserialize(record).unwrap_or_else(|e| {
+            tracing::warn!("a decision record does not read as a denial: {e}");
             Denial::default()
-        });
-        view.seq = seq;
-        view.time = time;
-        view
+        })
     }
 }
 
@@ -153,7 +151,7 @@ mod tests {
             "verdict": "denied-needs-warrant", "rule": null, "policy_version": 3, "message": "1/1",
             "mode": "enforce", "approver": "alice", "warrant_id": "w-1", "request": "r-9",
         });
-        let view = Denial::of_record(record.as_object().unwrap(), 17, 1_700_000_000);
+        let view = Denial { seq: 17, time: 1_700_000_000, ..Denial::of_record(&record) };
         assert_eq!((view.seq, view.time, view.pid, view.policy_version), (17, 1_700_000_000, 4242, 3));
         assert_eq!(
             (view.action.as_str(), view.request.as_deref(), view.rule.as_deref()),

@@ -238,10 +238,10 @@ impl State {
             verdict_value,
             verdict::DENIED | verdict::DENIED_NEEDS_WARRANT | verdict::BATCH_DENIED | verdict::UNPARSEABLE
         );
-        let record = fields.as_object().filter(|_| denied).cloned();
+        let view = denied.then(|| query::Denial::of_record(&fields));
         let seq = self.record("decision", fields);
-        if let Some(record) = record {
-            self.recent_denials.note(profile, query::Denial::of_record(&record, seq, now_unix()));
+        if let Some(view) = view {
+            self.recent_denials.note(profile, query::Denial { seq, time: now_unix(), ..view });
         }
     }
 }
