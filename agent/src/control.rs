@@ -127,12 +127,13 @@ impl Response {
     }
 }
 
-/// A command's outcome as a caller reads it: the reply, or why not.
-impl From<Result<Reply, String>> for Response {
-    fn from(result: Result<Reply, String>) -> Self {
+/// A command's outcome as a caller reads it: the reply, or why not (the
+/// error and its sources, on one line).
+impl<E: std::error::Error> From<Result<Reply, E>> for Response {
+    fn from(result: Result<Reply, E>) -> Self {
         match result {
             Ok(reply) => Response::ok(reply),
-            Err(message) => Response::error(message),
+            Err(refused) => Response::error(crate::kernel::error_chain(&refused)),
         }
     }
 }

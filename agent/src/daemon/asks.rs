@@ -15,11 +15,8 @@ impl State {
     }
 
     /// A subject's question about its own profile (never another's).
-    pub(super) fn answer(&self, query: query::Query, pid: u32) -> Result<Reply, String> {
-        let profile_id = self.kernel.subject_profile(pid).ok_or(
-            "not a subject: the query socket answers Warrant's subjects about themselves \
-             (operators: warrant audit tail, warrant requests)",
-        )?;
+    pub(super) fn answer(&self, query: query::Query, pid: u32) -> Result<Reply, QueryRefused> {
+        let profile_id = self.kernel.subject_profile(pid).ok_or(QueryRefused::NotASubject)?;
         let profile = match &self.policy {
             Some(policy) => policy.profile_name(profile_id),
             None => format!("profile#{profile_id}"),
@@ -30,7 +27,7 @@ impl State {
                 Ok(Reply::Denials(reply::Denials { profile, denials }))
             }
             query::Query::MyRequests => {
-                let all = requests::list(&self.config.state_dir).map_err(|e| format!("cannot list requests: {e}"))?;
+                let all = requests::list(&self.config.state_dir).map_err(QueryRefused::CannotList)?;
                 let requests = all.into_iter().filter(|r| r.profile == profile).collect();
                 Ok(Reply::MyRequests(reply::MyRequests { profile, requests }))
             }
@@ -43,11 +40,11 @@ impl State {
     }
 
     /// Where change request `id` stands, for a subject of `profile`.
-    pub(super) fn request_state(&self, profile: &str, id: &str) -> Result<query::RequestState, String> {
+    pub(super) fn request_state(&self, profile: &str, id: &str) -> Result<query::RequestState, QueryRefused> {
         let request = requests::load(&self.config.state_dir, id)
             .ok()
             .filter(|r| r.profile == profile)
-            .ok_or_else(|| format!("no change request {id} of profile {profile}"))?;
+            .ok_or_else(|| QueryRefused::NoRequest { id: id.to_owned(), profile: profile.to_owned() })?;
         let now = boot_now_ns();
         let mut spent = None;
         for (index, w) in self.warrants.iter().filter(|(_, w)| w.approval.request.as_deref() == Some(id)) {
@@ -95,8 +92,8 @@ impl State {
         let Some(command) = &self.config.notify_command else { return };
         let payload = serde_json::to_vec(&json!({"host": self.host, "requests": batch})).expect("serialises");
         let shell = Path::new("/bin/sh");
-        if let Err(reason) = self.check_program(shell) {
-            error!("notify command not run: {reason}");
+        if let Err(refused) = self.check_program(shell) {
+            error!("notify command not run: {}", error_chain(&refused));
             return;
         }
         let spawned = crate::programs::command(shell).args(["-c", command]).stdin(std::process::Stdio::piped()).spawn();

@@ -21,6 +21,12 @@ pub enum DaemonError {
     /// A setting that cannot work, said with what to do.
     #[error("{0}")]
     Config(String),
+    /// A socket's accept loop ended.
+    #[error("stopped accepting")]
+    StoppedAccepting,
+    /// The state's owner did not answer the housekeeping tick.
+    #[error("the tick gave no answer (see the log above)")]
+    Unanswered,
     #[error("the daemon's {task} task stopped ({why}); restart the daemon")]
     TaskStopped { task: String, why: String },
 }

@@ -82,18 +82,19 @@ impl State {
                 let outcome = match text {
                     Ok(text) => self.apply_bundle(&text, false, &format!("bundle_dir {file}")),
                     Err(e) => {
-                        let reason = format!("cannot read: {e}");
+                        let refused = BundleRefused::Unreadable(e);
+                        let reason = error_chain(&refused);
                         self.record("policy.refused", json!({"via": format!("bundle_dir {file}"), "reason": reason}));
-                        Err(reason)
+                        Err(refused)
                     }
                 };
                 match outcome {
                     Ok(_) => info!(file, "bundle from the watched directory applied"),
-                    Err(reason) => {
+                    Err(refused) => {
                         if self.trust_unsettled.is_some() {
                             self.bundles_awaiting_trust.push(stamp);
                         }
-                        warn!(file, "{reason}")
+                        warn!(file, "{}", error_chain(&refused))
                     }
                 }
             }
@@ -104,14 +105,15 @@ impl State {
                 let outcome = match fs::read_to_string(&path) {
                     Ok(text) => self.install_warrant(&text, &via),
                     Err(e) => {
-                        let reason = format!("cannot read: {e}");
+                        let refused = WarrantRefused::Unreadable(e);
+                        let reason = error_chain(&refused);
                         self.record("warrant.refused", json!({"via": via, "reason": reason}));
-                        Err(reason)
+                        Err(refused)
                     }
                 };
                 let (to, reason) = match outcome {
                     Ok(_) => ("installed", None),
-                    Err(reason) => ("refused", Some(reason)),
+                    Err(refused) => ("refused", Some(error_chain(&refused))),
                 };
                 let dest = inbox.join(to);
                 let name = path.file_name().map(|n| n.to_owned()).unwrap_or_default();

@@ -51,17 +51,16 @@ impl State {
     }
 
     /// `warrant unmark PATH`: the file at `path` is no longer a subject's.
-    pub(super) fn unmark(&mut self, path: &str, pid: u32) -> Result<reply::Unmarked, String> {
+    pub(super) fn unmark(&mut self, path: &str, pid: u32) -> Result<reply::Unmarked, MarkRefused> {
         // A pinned namespace's name: the file under the namespace is marked.
         let pinned = path.strip_prefix(policy::NETNS_RUN_DIR).and_then(|rest| rest.strip_prefix('/'));
         let key = match pinned {
             Some(name) => netns_mountpoint(name),
             None => protect::super_block_file_key(Path::new(path)),
         };
-        let key = key.ok_or_else(|| format!("{path}: no such file"))?;
-        let mark = self.kernel.remove_mark(&key).map_err(|e| e.to_string())?;
-        let Some(mark) = mark else {
-            return Err(format!("{path} is not marked: no subject wrote it"));
+        let key = key.ok_or_else(|| MarkRefused::NoSuchFile { path: path.to_owned() })?;
+        let Some(mark) = self.kernel.remove_mark(&key)? else {
+            return Err(MarkRefused::NotMarked { path: path.to_owned() });
         };
         let profile = self.profile_label(mark.profile_id);
         let inode = format!("{}:{}", protect::dev_text(key.dev), key.ino);
@@ -73,8 +72,8 @@ impl State {
 
     /// Every mark, by mount point and inode (a file has no path in the
     /// kernel; `find MOUNT -xdev -inum INODE` names it).
-    pub(super) fn list_marks(&self) -> Result<Vec<reply::Mark>, String> {
-        let marks = self.kernel.marks().map_err(|e| e.to_string())?;
+    pub(super) fn list_marks(&self) -> Result<Vec<reply::Mark>, MarkRefused> {
+        let marks = self.kernel.marks()?;
         let mounts = crate::marks::Mounts::current();
         let mut listed: Vec<reply::Mark> = marks
             .iter()
@@ -93,21 +92,21 @@ impl State {
     /// Refuses to run the program at `path` if a subject wrote it: run by
     /// the daemon it would be a subject's code with the daemon's rights
     /// (the kernel would confine it at exec; this says why it did not run).
-    pub(super) fn check_program(&self, path: &Path) -> Result<(), String> {
+    pub(super) fn check_program(&self, path: &Path) -> Result<(), ProgramRefused> {
         // The file that runs, not a symlink to it (/bin/sh is one to dash).
-        let target = fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let target = fs::canonicalize(path)
+            .map_err(|source| ProgramRefused::Unresolved { path: path.display().to_string(), source })?;
         let Some(mark) = protect::super_block_file_key(&target).and_then(|key| self.kernel.mark_of(&key)) else {
             return Ok(());
         };
-        Err(format!(
-            "{} was written by a subject (profile {}); check it, then `warrant unmark` it",
-            path.display(),
-            self.profile_label(mark.profile_id)
-        ))
+        Err(ProgramRefused::WrittenBySubject {
+            path: path.display().to_string(),
+            profile: self.profile_label(mark.profile_id),
+        })
     }
 
     /// [`Self::check_program`] for the nft that rollback snapshots run.
-    pub(super) fn check_nft(&self) -> Result<(), String> {
+    pub(super) fn check_nft(&self) -> Result<(), ProgramRefused> {
         crate::programs::find("nft").map_or(Ok(()), |path| self.check_program(&path))
     }
 

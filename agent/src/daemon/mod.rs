@@ -36,7 +36,7 @@ use crate::{
     control::{Request, Response},
     durable::write_atomic,
     held,
-    kernel::{Kernel, KernelError},
+    kernel::{Kernel, error_chain},
     metrics,
     policy::{self, CompiledPolicy, render_target},
     protect, query,
@@ -56,6 +56,7 @@ mod marks;
 mod owner;
 mod policy_apply;
 mod policy_store;
+mod refusal;
 mod sockets;
 mod start;
 mod trust_pin;
@@ -67,6 +68,10 @@ use error::Doing as _;
 use events::{exe_of, proc_field, read_events};
 use housekeeping::new_files;
 use owner::{Command, Owner};
+use refusal::{
+    BundleRefused, CommitError, MarkRefused, PersistError, ProgramRefused, QueryRefused, Refusal, RegisterRefused,
+    RollbackRefused, TrustRefused, Unsettled, WarrantRefused,
+};
 use sockets::{bind_query_socket, serve, serve_metrics, serve_queries};
 pub use start::run;
 

@@ -171,49 +171,43 @@ impl State {
         bundle: &str,
         restoring: bool,
         via: &str,
-    ) -> Result<reply::PolicyApplied, String> {
-        self.try_apply_bundle(bundle, restoring, via).map_err(|(kind, message)| {
+    ) -> Result<reply::PolicyApplied, BundleRefused> {
+        self.try_apply_bundle(bundle, restoring, via).inspect_err(|refused| {
             // As the refused bundle claims it: it may be unsigned.
             let version = Envelope::parse(bundle)
                 .ok()
                 .and_then(|e| e.unverified_text())
                 .and_then(|text| toml::from_str::<toml::Table>(&text).ok())
                 .and_then(|table| table.get("version")?.as_integer());
-            self.record(kind, json!({"version": version, "via": via, "reason": message}));
-            message
+            let reason = error_chain(refused);
+            self.record(refused.audit_kind(), json!({"version": version, "via": via, "reason": reason}));
         })
     }
 
-    /// Err: the audit kind (policy.refused, or policy.error once the kernel
-    /// holds the new policy) and the message.
-    pub(super) fn try_apply_bundle(
+    fn try_apply_bundle(
         &mut self,
         bundle: &str,
         restoring: bool,
         via: &str,
-    ) -> Result<reply::PolicyApplied, (&'static str, String)> {
-        let refused = |message: String| ("policy.refused", message);
-        if !restoring && let Some(message) = self.unsettled_refusal("bundle") {
-            return Err(refused(message));
+    ) -> Result<reply::PolicyApplied, BundleRefused> {
+        if !restoring && let Some(unsettled) = self.unsettled_refusal("bundle") {
+            return Err(unsettled.into());
         }
         let started = std::time::Instant::now();
-        let envelope = Envelope::parse(bundle).map_err(|e| refused(format!("bundle refused: {e}")))?;
-        let (payload, signers) =
-            self.verify_bundle(&envelope, restoring).map_err(|e| refused(format!("bundle refused: {e}")))?;
-        let text = String::from_utf8(payload).map_err(|_| refused("bundle refused: policy is not UTF-8".into()))?;
-        let compiled = compile_here(&self.config, &text, &marks::MarkedNames { state: self })
-            .map_err(|e| refused(format!("bundle refused: {e}")))?;
-        let last = self.last_version();
+        let envelope = Envelope::parse(bundle).map_err(BundleRefused::Envelope)?;
+        let (payload, signers) = self.verify_bundle(&envelope, restoring).map_err(BundleRefused::Envelope)?;
+        let text = String::from_utf8(payload).map_err(|_| BundleRefused::NotUtf8)?;
+        let compiled =
+            compile_here(&self.config, &text, &marks::MarkedNames { state: self }).map_err(BundleRefused::Policy)?;
+        let accepted = self.last_version();
         let version = compiled.version();
-        if version < last || (version == last && !restoring) {
-            return Err(refused(format!(
-                "bundle refused: version {version} is not newer than the accepted version {last} (rollback protection)"
-            )));
+        if version < accepted || (version == accepted && !restoring) {
+            return Err(BundleRefused::NotNewer { version, accepted });
         }
         // The bundle in force, restored at start, stays in force past its
         // expiry (never fail open); check_expiry says so loudly.
         if compiled.expired_at(now_unix()) && !restoring {
-            return Err(refused(format!("bundle refused: policy v{version} expired at {}", compiled.policy.expires)));
+            return Err(BundleRefused::Expired { version, expires: compiled.policy.expires.clone() });
         }
         let mut phases = BTreeMap::new();
         // `verify` is everything before: the signature, the parse and compile.
@@ -224,10 +218,10 @@ impl State {
         };
         phase("verify");
         // Walked before anything changes, so a refusal leaves the policy in force whole.
-        let staged = self.stage(&compiled).map_err(|e| refused(format!("bundle refused: {e}")))?;
+        let staged = self.stage(&compiled).map_err(BundleRefused::Walk)?;
         phase("walk");
         // All or nothing: on failure the kernel and the disk hold what they held.
-        self.commit(&compiled, &staged, bundle, restoring).map_err(|message| ("policy.error", message))?;
+        self.commit(&compiled, &staged, bundle, restoring)?;
         phase("commit");
         let state_dir = self.config.state_dir.clone();
         // Kept so that its decisions, read after a later reload or restart,
@@ -292,29 +286,33 @@ impl State {
     }
 
     /// Accepts a new trust root signed by a threshold of the one in force.
-    pub(super) fn rotate_trust(&mut self, text: &str) -> Result<reply::TrustRotated, String> {
-        if let Some(message) = self.unsettled_refusal("trust root") {
-            self.record("trust.refused", json!({"via": "control", "reason": message}));
-            return Err(message);
+    pub(super) fn rotate_trust(&mut self, text: &str) -> Result<reply::TrustRotated, TrustRefused> {
+        let refused = |state: &mut Self, version: Option<u64>, refused: TrustRefused| {
+            let reason = error_chain(&refused);
+            let mut record = json!({"via": "control", "reason": reason});
+            if let Some(version) = version {
+                record["version"] = version.into();
+            }
+            state.record("trust.refused", record);
+            refused
+        };
+        if let Some(unsettled) = self.unsettled_refusal("trust root") {
+            return Err(refused(self, None, unsettled.into()));
         }
         let current = self.trust_chain.last().expect("the trust chain is never empty").clone();
         let rotated = Envelope::parse(text)
-            .map_err(|e| trust_root::TrustRootError::from(e).to_string())
-            .and_then(|envelope| current.rotate(&envelope).map_err(|e| e.to_string()));
+            .map_err(trust_root::TrustRootError::from)
+            .and_then(|envelope| current.rotate(&envelope));
         let root = match rotated {
             Ok(root) => root,
-            Err(message) => {
-                self.record("trust.refused", json!({"via": "control", "reason": message}));
-                return Err(message);
-            }
+            Err(e) => return Err(refused(self, None, e.into())),
         };
         let dir = trust_roots_dir(&self.config.state_dir);
         let persisted = fs::create_dir_all(&dir)
             .and_then(|()| write_atomic(&dir.join(format!("{:08}.bundle", root.version)), text.as_bytes()));
-        if let Err(e) = persisted {
-            let message = format!("trust root not accepted: cannot persist it in {}: {e}", dir.display());
-            self.record("trust.refused", json!({"via": "control", "version": root.version, "reason": message}));
-            return Err(message);
+        if let Err(source) = persisted {
+            let not_persisted = TrustRefused::NotPersisted { dir: dir.display().to_string(), source };
+            return Err(refused(self, Some(root.version), not_persisted));
         }
         let summary = reply::TrustRotated {
             version: root.version,
@@ -339,7 +337,7 @@ impl State {
                 self.record("trust.pinned", summary);
             }
             Err(e) => {
-                let reason = crate::kernel::error_chain(&e);
+                let reason = error_chain(&e);
                 error!("cannot pin trust root v0: {reason}");
                 self.record("trust.not_pinned", json!({"file": path, "reason": reason}));
             }
@@ -370,23 +368,18 @@ impl State {
         &mut self,
         checked: &[String],
         threshold: usize,
-    ) -> Result<reply::ConfigTrustAccepted, String> {
+    ) -> Result<reply::ConfigTrustAccepted, TrustRefused> {
         let Some(root) = self.trust_unsettled.clone() else {
-            return Err("nothing to accept: the configured trusted keys are the pinned ones".into());
+            return Err(TrustRefused::NothingWaiting);
         };
         let waiting: BTreeSet<String> = root.key_ids().into_iter().collect();
         let named: BTreeSet<String> = checked.iter().map(|id| id.trim().to_string()).collect();
         if waiting != named || threshold != root.threshold {
-            let message = format!(
-                "not accepted: {} of the keys {waiting:?} wait, not {threshold} of the {named:?} named (`warrant \
-                 status` shows configured_keys and configured_threshold; check the key files with `warrant trust \
-                 key-id`, then name every key with --keys and the threshold with --threshold)",
-                root.threshold
-            );
-            self.record("trust.refused", json!({"via": "accept-config", "reason": message}));
-            return Err(message);
+            let refused = TrustRefused::NotNamed { waiting_threshold: root.threshold, waiting, threshold, named };
+            self.record("trust.refused", json!({"via": "accept-config", "reason": refused.to_string()}));
+            return Err(refused);
         }
-        trust_pin::pin(&self.config.state_dir, &root).map_err(|e| crate::kernel::error_chain(&e))?;
+        trust_pin::pin(&self.config.state_dir, &root)?;
         self.trust_unsettled = None;
         for stamp in std::mem::take(&mut self.bundles_awaiting_trust) {
             self.seen_bundles.remove(&stamp);
@@ -410,14 +403,8 @@ impl State {
 
     /// Why a new bundle or trust root is refused now, if it is: the
     /// configuration's keys are not settled.
-    fn unsettled_refusal(&self, what: &str) -> Option<String> {
-        self.trust_unsettled.as_ref().map(|config| {
-            format!(
-                "{what} refused: the configured trusted keys {:?} are not settled (not the pinned ones, or they do not \
-                 verify what this host accepted); root runs `warrant trust accept-config` after checking them",
-                config.key_ids()
-            )
-        })
+    fn unsettled_refusal(&self, what: &'static str) -> Option<Unsettled> {
+        self.trust_unsettled.as_ref().map(|config| Unsettled { what, keys: config.key_ids() })
     }
 
     /// Warrants whose approver is no longer an RI for their action go.
@@ -437,7 +424,8 @@ impl State {
         }
         for index in orphans {
             if let Err(e) = self.revoke_index(index, "approver no longer a Responsible Individual in policy") {
-                error!(index, "cannot revoke a warrant whose approver the policy dropped: {e}");
+                let reason = error_chain(&e);
+                error!(index, "cannot revoke a warrant whose approver the policy dropped: {reason}");
             }
         }
     }

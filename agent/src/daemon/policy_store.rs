@@ -47,29 +47,32 @@ impl State {
         staged: &KernelPolicy,
         bundle: &str,
         restoring: bool,
-    ) -> Result<(), String> {
-        let before = match &self.policy {
+    ) -> Result<(), BundleRefused> {
+        let kept = match &self.policy {
             Some(policy) => format!("policy v{} stays in force", policy.version()),
             None => "the kernel keeps the policy it held".to_owned(),
         };
-        let not_loaded = |e: KernelError| format!("bundle could not be loaded into the kernel: {e}");
         let mut change = self
             .kernel
             .begin_policy(staged.version, &compiled.profiles, &compiled.rules, &staged.inodes, &staged.proc_trees)
-            .map_err(|e| format!("{}; {before}", not_loaded(e)))?;
+            .map_err(|e| BundleRefused::NotCommitted {
+                kept: kept.clone(),
+                source: CommitError::NotLoaded(Box::new(e)),
+            })?;
         let matches = &staged.matches;
-        let switched = self
-            .kernel
-            .switch_policy(&mut change, &matches.entries, &matches.cgroup_paths, matches.kinds)
-            .map_err(not_loaded)
-            .and_then(|()| match restoring {
-                true => Ok(()),
-                false => persist_bundle(&self.config.state_dir, bundle, staged.version),
-            });
-        if let Err(message) = switched {
+        let switched =
+            self.kernel
+                .switch_policy(&mut change, &matches.entries, &matches.cgroup_paths, matches.kinds)
+                .map_err(|e| CommitError::NotLoaded(Box::new(e)))
+                .and_then(|()| match restoring {
+                    true => Ok(()),
+                    false => persist_bundle(&self.config.state_dir, bundle, staged.version)
+                        .map_err(CommitError::NotPersisted),
+                });
+        if let Err(failed) = switched {
             return Err(match self.kernel.abort_policy(change) {
-                Ok(()) => format!("{message}; {before}"),
-                Err(e) => format!("{message}; putting back what the kernel held failed too: {e}"),
+                Ok(()) => BundleRefused::NotCommitted { kept, source: failed },
+                Err(undo) => BundleRefused::NotPutBack { failed, undo: Box::new(undo) },
             });
         }
         // Failures from here on leave more in the kernel than the policy
@@ -91,7 +94,7 @@ impl State {
 /// Persists `bundle` (its policy's `version`) as the policy in force: the
 /// bundle, then its version. On any failure both files are put back as
 /// they were, so that a restart applies the policy the kernel holds.
-fn persist_bundle(state_dir: &Path, bundle: &str, version: u64) -> Result<(), String> {
+fn persist_bundle(state_dir: &Path, bundle: &str, version: u64) -> Result<(), PersistError> {
     let version_text = version.to_string();
     let files =
         [(policy_bundle_path(state_dir), bundle.as_bytes()), (version_path(state_dir), version_text.as_bytes())];
@@ -100,12 +103,12 @@ fn persist_bundle(state_dir: &Path, bundle: &str, version: u64) -> Result<(), St
         match fs::read(path) {
             Ok(bytes) => before.push(Some(bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => before.push(None),
-            Err(e) => return Err(format!("bundle could not be persisted: cannot read {}: {e}", path.display())),
+            Err(source) => return Err(PersistError::Read { path: path.display().to_string(), source }),
         }
     }
     for (written, (path, bytes)) in files.iter().enumerate() {
-        let Err(e) = write_atomic(path, bytes) else { continue };
-        let message = format!("bundle could not be persisted: {}: {e}", path.display());
+        let Err(source) = write_atomic(path, bytes) else { continue };
+        let path = path.display().to_string();
         // Even a failed write may have replaced the file (a failed fsync
         // after the rename): every file up to this one goes back.
         let undone: Vec<String> = files[..=written]
@@ -123,8 +126,8 @@ fn persist_bundle(state_dir: &Path, bundle: &str, version: u64) -> Result<(), St
             })
             .collect();
         return Err(match undone.is_empty() {
-            true => format!("{message}; the files before are back"),
-            false => format!("{message}; putting the files before back failed: {}", undone.join(", ")),
+            true => PersistError::Write { path, source },
+            false => PersistError::NotUndone { path, undone: undone.join(", "), source },
         });
     }
     Ok(())

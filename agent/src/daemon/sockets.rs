@@ -55,46 +55,46 @@ pub(super) fn handle(request: Request, peer_pid: Option<u32>, state: &mut State)
         state.record("control.refused", json!({"pid": pid, "request": format!("{request:?}")}));
         return Response::error(message);
     }
-    let result = match request {
-        Request::Status => Ok(Reply::Status(Box::new(state.status()))),
-        Request::Metrics => Ok(Reply::Metrics(metrics::render(&state.metrics()))),
-        Request::Register { profile } => register(state, pid, &profile).map(Reply::Registered),
-        Request::ApplyPolicy { bundle } => state.apply_bundle(&bundle, false, "control").map(Reply::PolicyApplied),
+    Response::from(run(request, pid, state))
+}
+
+/// Carries out a request of root's (`pid`).
+fn run(request: Request, pid: u32, state: &mut State) -> Result<Reply, Refusal> {
+    Ok(match request {
+        Request::Status => Reply::Status(Box::new(state.status())),
+        Request::Metrics => Reply::Metrics(metrics::render(&state.metrics())),
+        Request::Register { profile } => Reply::Registered(register(state, pid, &profile)?),
+        Request::ApplyPolicy { bundle } => Reply::PolicyApplied(state.apply_bundle(&bundle, false, "control")?),
         Request::InstallWarrant { warrant } => {
-            state.install_warrant(&warrant, "control").map(|w| Reply::WarrantInstalled(Box::new(w)))
+            Reply::WarrantInstalled(Box::new(state.install_warrant(&warrant, "control")?))
         }
-        Request::RotateTrust { root } => state.rotate_trust(&root).map(Reply::TrustRotated),
+        Request::RotateTrust { root } => Reply::TrustRotated(state.rotate_trust(&root)?),
         Request::AcceptConfigTrust { keys, threshold } => {
-            state.accept_config_trust(&keys, threshold).map(Reply::ConfigTrustAccepted)
+            Reply::ConfigTrustAccepted(state.accept_config_trust(&keys, threshold)?)
         }
-        Request::Rollback { id, force } => state.rollback(&id, force, pid).map(Reply::RolledBack),
-        Request::Unmark { path } => state.unmark(&path, pid).map(Reply::Unmarked),
-        Request::ListMarks => state.list_marks().map(Reply::Marks),
+        Request::Rollback { id, force } => Reply::RolledBack(state.rollback(&id, force, pid)?),
+        Request::Unmark { path } => Reply::Unmarked(state.unmark(&path, pid)?),
+        Request::ListMarks => Reply::Marks(state.list_marks()?),
         Request::Revoke { id } => {
             let index = state.warrants.iter().find(|(_, w)| w.approval.id == id && !w.revoked).map(|(i, _)| *i);
-            match index {
-                Some(index) => state
-                    .revoke_index(index, "revoked by operator")
-                    .map(|()| Reply::Revoked(reply::Revoked { revoked: id })),
-                None => Err(format!("no active warrant {id} (see `warrant status`)")),
-            }
+            let index = index.ok_or_else(|| WarrantRefused::NotActive { id: id.clone() })?;
+            state.revoke_index(index, "revoked by operator")?;
+            Reply::Revoked(reply::Revoked { revoked: id })
         }
         Request::DeclineRequest { id, reason } => {
             let answers = state.unanswered_profile(&id);
-            match requests::decline(&state.config.state_dir, &id, &reason) {
-                Ok(request) => {
-                    if let Some(profile) = answers {
-                        state.request_gate.close(&profile);
-                    }
-                    let declined = reply::Declined { request: id, profile: request.profile, reason };
-                    state.record_reply("request.declined", &declined);
-                    Ok(Reply::Declined(declined))
-                }
-                Err(e) => Err(format!("no change request {id} to decline: {e}")),
+            let request = match requests::decline(&state.config.state_dir, &id, &reason) {
+                Ok(request) => request,
+                Err(source) => return Err(Refusal::NoRequestToDecline { id, source }),
+            };
+            if let Some(profile) = answers {
+                state.request_gate.close(&profile);
             }
+            let declined = reply::Declined { request: id, profile: request.profile, reason };
+            state.record_reply("request.declined", &declined);
+            Reply::Declined(declined)
         }
-    };
-    Response::from(result)
+    })
 }
 
 /// The query socket, open to every process, in a directory of its own
@@ -175,13 +175,14 @@ pub(super) async fn answer_query(stream: UnixStream, owner: Owner) {
     let _ = write.write_all(&bytes).await;
 }
 
-pub(super) fn register(state: &mut State, pid: u32, profile: &str) -> Result<reply::Registered, String> {
-    let policy = state.policy.as_ref().ok_or("no policy in force: apply a bundle first")?;
-    let id = *policy.profile_ids.get(profile).ok_or_else(|| {
-        let known: Vec<&String> = policy.profile_ids.keys().collect();
-        format!("policy v{} has no profile {profile:?} (profiles: {known:?})", policy.version())
+pub(super) fn register(state: &mut State, pid: u32, profile: &str) -> Result<reply::Registered, RegisterRefused> {
+    let policy = state.policy.as_ref().ok_or(RegisterRefused::NoPolicy)?;
+    let id = *policy.profile_ids.get(profile).ok_or_else(|| RegisterRefused::NoProfile {
+        version: policy.version(),
+        profile: profile.to_owned(),
+        known: policy.profile_ids.keys().cloned().collect(),
     })?;
-    state.kernel.mark_subject(pid, id).map_err(|e| e.to_string())?;
+    state.kernel.mark_subject(pid, id)?;
     state.record("subject.registered", json!({"pid": pid, "profile": profile}));
     Ok(reply::Registered { pid, profile: profile.to_owned() })
 }

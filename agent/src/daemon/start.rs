@@ -133,7 +133,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     if let Some((bundle, restoring)) = initial
         && let Err(e) = state.apply_bundle(&bundle, restoring, if restoring { "restore" } else { "config bundle" })
     {
-        error!("{e}; no policy in force: subjects are denied every action");
+        error!("{}; no policy in force: subjects are denied every action", error_chain(&e));
     }
     let owner = Owner::start(state).doing(|| "cannot start the thread that owns the daemon's state".into())?;
 
@@ -153,18 +153,16 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     // which and why, audits it and exits non-zero, so the service manager
     // restarts it. Enforcement stays pinned in the kernel meanwhile, and
     // the events the reader had not taken wait on the ring.
-    let mut tasks: JoinSet<(&'static str, Result<(), String>)> = JoinSet::new();
+    let mut tasks: JoinSet<(&'static str, Result<(), DaemonError>)> = JoinSet::new();
     {
         let owner = owner.clone();
-        tasks.spawn(async move {
-            ("event reader", read_events(events, owner).await.map_err(|e| crate::kernel::error_chain(&e)))
-        });
+        tasks.spawn(async move { ("event reader", read_events(events, owner).await) });
     }
     {
         let owner = owner.clone();
         tasks.spawn(async move {
             serve_queries(queries, owner).await;
-            ("query socket", Err("stopped accepting".to_owned()))
+            ("query socket", Err(DaemonError::StoppedAccepting))
         });
     }
     if let Some(address) = config.metrics_listen {
@@ -174,7 +172,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         let owner = owner.clone();
         tasks.spawn(async move {
             serve_metrics(listener, owner).await;
-            ("metrics", Err("stopped accepting".to_owned()))
+            ("metrics", Err(DaemonError::StoppedAccepting))
         });
     }
     // Watched directories, expiry, ring loss, checkpoints, rollback notes.
@@ -187,7 +185,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             loop {
                 every.tick().await;
                 if owner.ask(|reply| Command::Tick { reply }).await.is_none() {
-                    return ("housekeeping", Err("the tick gave no answer (see the log above)".to_owned()));
+                    return ("housekeeping", Err(DaemonError::Unanswered));
                 }
             }
         });
@@ -227,10 +225,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 
 /// A supervised task's end as (its name, why): its own error, or its panic.
 pub(super) fn task_failure(
-    ended: Result<(&'static str, Result<(), String>), tokio::task::JoinError>,
+    ended: Result<(&'static str, Result<(), DaemonError>), tokio::task::JoinError>,
 ) -> (&'static str, String) {
     match ended {
-        Ok((task, Err(why))) => (task, why),
+        Ok((task, Err(why))) => (task, error_chain(&why)),
         Ok((task, Ok(()))) => (task, "ended".to_owned()),
         Err(e) if e.is_panic() => ("a task", format!("panicked: {e}")),
         Err(e) => ("a task", e.to_string()),

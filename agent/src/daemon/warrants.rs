@@ -4,21 +4,20 @@
 use super::*;
 
 impl State {
-    pub(super) fn save_warrants(&self) -> Result<(), String> {
+    pub(super) fn save_warrants(&self) -> Result<(), WarrantRefused> {
         let bytes = serde_json::to_vec_pretty(&self.warrants).expect("serialises");
-        write_atomic(&warrants_path(&self.config.state_dir), &bytes)
-            .map_err(|e| format!("cannot persist the warrant table: {e}"))
+        write_atomic(&warrants_path(&self.config.state_dir), &bytes).map_err(WarrantRefused::TableNotSaved)
     }
 
-    pub(super) fn revoke_index(&mut self, index: u32, reason: &str) -> Result<(), String> {
-        let w = self.warrants.get_mut(&index).ok_or("no such warrant")?;
+    pub(super) fn revoke_index(&mut self, index: u32, reason: &str) -> Result<(), WarrantRefused> {
+        let w = self.warrants.get_mut(&index).ok_or(WarrantRefused::NoSuchIndex)?;
         w.revoked = true;
         let key = w.key;
         let id = w.approval.id.clone();
         // The kernel holds one warrant per target: a later warrant for the
         // same target (this one spent or expired) is not this one's to remove.
         if self.kernel.warrant(&key).is_some_and(|entry| entry.warrant_index == index) {
-            self.kernel.remove_warrant(&key).map_err(|e| e.to_string())?;
+            self.kernel.remove_warrant(&key).map_err(WarrantRefused::NotRemoved)?;
         }
         self.save_warrants()?;
         self.record("warrant.revoked", json!({"warrant_id": id, "reason": reason}));
@@ -27,8 +26,9 @@ impl State {
 
     /// Checks and installs a warrant. Every refusal, whichever way the
     /// warrant came (`via`: control, inbox), is audited.
-    pub(super) fn install_warrant(&mut self, text: &str, via: &str) -> Result<reply::WarrantInstalled, String> {
-        self.try_install_warrant(text).map_err(|message| {
+    pub(super) fn install_warrant(&mut self, text: &str, via: &str) -> Result<reply::WarrantInstalled, WarrantRefused> {
+        self.try_install_warrant(text).inspect_err(|refused| {
+            let message = error_chain(refused);
             // As the refused warrant claims them: it may be unsigned.
             let claimed = Envelope::parse(text)
                 .ok()
@@ -44,24 +44,22 @@ impl State {
             if let Some(request) = request
                 && requests::exists(&self.config.state_dir, &request)
             {
-                self.refused_requests.insert(request, message.clone());
+                self.refused_requests.insert(request, message);
             }
-            message
         })
     }
 
-    pub(super) fn try_install_warrant(&mut self, text: &str) -> Result<reply::WarrantInstalled, String> {
-        let policy = self.policy.as_ref().ok_or("warrant refused: no policy in force: apply a bundle first")?;
-        let envelope = Envelope::parse(text).map_err(|e| format!("warrant refused: {e}"))?;
-        let checked =
-            approval::check(&envelope, policy, &self.host, now_unix()).map_err(|e| format!("warrant refused: {e}"))?;
+    fn try_install_warrant(&mut self, text: &str) -> Result<reply::WarrantInstalled, WarrantRefused> {
+        let policy = self.policy.as_ref().ok_or(WarrantRefused::NoPolicy)?;
+        let envelope = Envelope::parse(text).map_err(WarrantRefused::Envelope)?;
+        let checked = approval::check(&envelope, policy, &self.host, now_unix()).map_err(WarrantRefused::Check)?;
         // Valid by the wall clock too: an anchor taken before NTP put a wrong
         // clock right is not trusted alone (see `crate::clock`).
         approval::check(&envelope, policy, &self.host, crate::clock::wall_now_unix())
-            .map_err(|e| format!("warrant refused by the wall clock: {e}"))?;
+            .map_err(WarrantRefused::WallClock)?;
         let a = &checked.approval;
         if self.ledger.contains(&a.id) {
-            return Err(format!("warrant refused: {} was already installed on this host (replay)", a.id));
+            return Err(WarrantRefused::Replay { id: a.id.clone() });
         }
         // The approver signed what `warrant approve` showed; the request here
         // must still be that (a request approved elsewhere may be absent).
@@ -69,20 +67,18 @@ impl State {
             && let Ok(local) = requests::load(&self.config.state_dir, request)
             && local.digest() != *signed
         {
-            return Err(format!(
-                "warrant refused: change request {request} here (digest {}) is not the one approved (digest {signed})",
-                local.digest()
-            ));
+            return Err(WarrantRefused::RequestChanged {
+                request: request.clone(),
+                local: local.digest(),
+                signed: signed.clone(),
+            });
         }
         if let Some(active) = self.kernel.warrant(&checked.key)
             && active.uses_left > 0
             && active.expires_ns > boot_now_ns()
         {
             let holder = self.warrants.get(&active.warrant_index).map(|w| w.approval.id.clone());
-            return Err(format!(
-                "warrant refused: {} is still active for this target; revoke it first",
-                holder.unwrap_or_else(|| "another warrant".into())
-            ));
+            return Err(WarrantRefused::StillActive { holder: holder.unwrap_or_else(|| "another warrant".into()) });
         }
         let index = self.warrants.keys().next_back().map_or(0, |i| i + 1);
         let (not_before_ns, expires_ns) = crate::clock::boot_window_ns(a.not_before, a.expires_at);
@@ -96,21 +92,14 @@ impl State {
         };
         // Before the kernel sees the warrant: what it covers, as it is now.
         if a.action.starts_with("nft.") {
-            self.check_nft().map_err(|reason| format!("warrant not installed: {reason}"))?;
+            self.check_nft().map_err(WarrantRefused::Program)?;
         }
-        let snapshot = match rollback::take(&self.config.state_dir, &a.id, &a.action, &a.target, now_unix()) {
-            Ok(snapshot) => snapshot,
-            Err(e) => {
-                return Err(format!(
-                    "warrant not installed: {e}; without a snapshot the change could not be rolled back"
-                ));
-            }
-        };
+        let snapshot = rollback::take(&self.config.state_dir, &a.id, &a.action, &a.target, now_unix())
+            .map_err(WarrantRefused::Snapshot)?;
         self.ledger.insert(a.id.clone());
         let ledger = serde_json::to_vec(&self.ledger).expect("serialises");
-        write_atomic(&ledger_path(&self.config.state_dir), &ledger)
-            .map_err(|e| format!("warrant not installed: cannot persist the ledger: {e}"))?;
-        self.kernel.install_warrant(&checked.key, &entry).map_err(|e| format!("warrant not installed: {e}"))?;
+        write_atomic(&ledger_path(&self.config.state_dir), &ledger).map_err(WarrantRefused::Ledger)?;
+        self.kernel.install_warrant(&checked.key, &entry).map_err(WarrantRefused::Kernel)?;
         let summary = reply::WarrantInstalled {
             warrant_id: a.id.clone(),
             approver: a.approver.clone(),
@@ -141,7 +130,8 @@ impl State {
         // The warrant is in force and on the record: a table that could not
         // be persisted is said loudly, not reported as a refusal.
         if let Err(e) = self.save_warrants() {
-            error!("{e}; the warrant is in force but would not be restored after a reboot");
+            let reason = error_chain(&e);
+            error!("{reason}; the warrant is in force but would not be restored after a reboot");
         }
         Ok(summary)
     }
@@ -188,7 +178,7 @@ impl State {
         let left = self.kernel.warrant(&w.key).map_or(0, |e| e.uses_left);
         w.uses_left = Some(left);
         if let Err(e) = self.save_warrants() {
-            error!("{e}");
+            error!("{}", error_chain(&e));
         }
     }
 
@@ -202,8 +192,13 @@ impl State {
     }
 
     /// Puts back what change (warrant) `id` covered, and records who did.
-    pub(super) fn rollback(&mut self, id: &str, force: bool, caller: u32) -> Result<reply::RolledBack, String> {
-        self.check_nft()?;
+    pub(super) fn rollback(
+        &mut self,
+        id: &str,
+        force: bool,
+        caller: u32,
+    ) -> Result<reply::RolledBack, RollbackRefused> {
+        self.check_nft().map_err(RollbackRefused::Program)?;
         self.note_changes();
         let by = Box::new(reply::Caller {
             pid: caller,
@@ -228,9 +223,10 @@ impl State {
                 Ok(rolled_back)
             }
             Err(e) => {
-                let message = format!("rollback refused: {e}");
-                self.record("rollback.refused", json!({"change_id": id, "reason": message, "by": by}));
-                Err(message)
+                let refused = RollbackRefused::Restore(e);
+                let reason = error_chain(&refused);
+                self.record("rollback.refused", json!({"change_id": id, "reason": reason, "by": by}));
+                Err(refused)
             }
         }
     }

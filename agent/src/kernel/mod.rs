@@ -87,8 +87,13 @@ pub enum KernelError {
     Program { program: &'static str, reason: String },
     #[error("map {0} is missing from the BPF object")]
     MissingMap(&'static str),
-    #[error("map {map}: {reason}")]
-    Map { map: &'static str, reason: String },
+    #[error("map {map}: {source}")]
+    Map { map: &'static str, source: aya::maps::MapError },
+    /// A map operation aya has no call for (task storage).
+    #[error("map {map}: {source}")]
+    MapCall { map: &'static str, source: std::io::Error },
+    #[error("map {0} is not of the type Warrant made it")]
+    MapType(&'static str),
     #[error("process {pid}: {reason}")]
     Subject { pid: u32, reason: String },
     #[error("pinning under {path}: {reason}")]
@@ -98,7 +103,7 @@ pub enum KernelError {
 }
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> KernelError {
-    move |e| KernelError::Map { map, reason: e.to_string() }
+    move |source| KernelError::Map { map, source }
 }
 
 /// Checks that `bpf` is among the active LSMs.
@@ -281,12 +286,17 @@ pub fn remove_pins() -> std::io::Result<bool> {
 }
 
 /// An error with its sources, on one line (the verifier log is in there).
+/// A source the error before it already says (an error that prints its
+/// source and also returns it) is not said twice.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
+        let said = inner.to_string();
+        if !text.ends_with(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         source = inner.source();
     }
     text

@@ -125,8 +125,8 @@ impl Kernel {
         };
         let mut unused = 0u64;
         match bpf_map_elem(fd, BPF_MAP_DELETE_ELEM, &pidfd.as_raw_fd(), &mut unused, 0) {
-            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
-                Err(KernelError::Map { map: "PICKUP_CHILDREN", reason: e.to_string() })
+            Err(source) if source.raw_os_error() != Some(libc::ENOENT) => {
+                Err(KernelError::MapCall { map: "PICKUP_CHILDREN", source })
             }
             _ => Ok(()),
         }
@@ -145,7 +145,7 @@ impl Kernel {
     fn task_storage_fd(&self, name: &'static str) -> Result<i32, KernelError> {
         match self.ebpf.map(name) {
             Some(Map::Unsupported(data)) => Ok(data.fd().as_fd().as_raw_fd()),
-            Some(_) => Err(KernelError::Map { map: name, reason: "unexpected map type".into() }),
+            Some(_) => Err(KernelError::MapType(name)),
             None => Err(KernelError::MissingMap(name)),
         }
     }
