@@ -5,7 +5,10 @@
 //! Durability (the fsync policy): every record is written and fsynced
 //! (`fdatasync`) before the daemon moves on, so a decision that happened is
 //! never lost to a crash; a line torn by a crash mid-write is cut at the next
-//! open and the cut is itself recorded. Rotation renames the full file to
+//! open and the cut is itself recorded. A batch of kernel events is
+//! committed as a group ([`AuditLog::defer_sync`], [`AuditLog::sync`]):
+//! each record is written before its event leaves the ring, one fdatasync
+//! covers them all. Rotation renames the full file to
 //! `<log>.<first seq, 12 digits>` and fsyncs the directory; the chain goes on
 //! in the new file. Checkpoints are written in place and fsynced.
 //!
@@ -50,12 +53,68 @@ pub struct AuditLog {
     written: u64,
     /// Set when a rotation made a new current file (the daemon protects it).
     pub rotated: bool,
+    /// Records are written without their fdatasync until [`Self::sync`].
+    sync_deferred: bool,
+    /// Records written since the last fdatasync.
+    unsynced: u64,
 }
 
 fn record_hash(record: &Map<String, Value>) -> String {
     // serde_json keeps keys sorted (no preserve_order feature), so the
     // serialisation is canonical.
     hex::encode(Sha256::digest(serde_json::to_vec(record).expect("serialises")))
+}
+
+/// A record's line and its hash, from one serialization: the hash is of
+/// the record without `hash` (keys sorted, compact: [`record_hash`]), and
+/// the line is those bytes with `"hash":"..."` put in at its key's sorted
+/// place, as serialising the record with its hash would write it.
+fn hashed_line(record: &Map<String, Value>) -> (Vec<u8>, String) {
+    let mut body = Vec::with_capacity(512);
+    body.push(b'{');
+    // Where the hash goes: before the first key that sorts after "hash".
+    let mut before = None;
+    for (index, (key, value)) in record.iter().enumerate() {
+        if before.is_none() && key.as_str() > "hash" {
+            before = Some((body.len(), index));
+        }
+        if index > 0 {
+            body.push(b',');
+        }
+        serde_json::to_writer(&mut body, key).expect("serialises");
+        body.push(b':');
+        serde_json::to_writer(&mut body, value).expect("serialises");
+    }
+    body.push(b'}');
+    let hash = hex::encode(Sha256::digest(&body));
+    let field = format!("\"hash\":\"{hash}\"");
+    let mut line = Vec::with_capacity(body.len() + field.len() + 2);
+    match before {
+        // `body[at..]` starts with the comma before that key.
+        Some((at, index)) if index > 0 => {
+            line.extend_from_slice(&body[..at]);
+            line.push(b',');
+            line.extend_from_slice(field.as_bytes());
+            line.extend_from_slice(&body[at..]);
+        }
+        // The first key sorts after "hash": the hash opens the object.
+        Some((at, _)) => {
+            line.extend_from_slice(&body[..at]);
+            line.extend_from_slice(field.as_bytes());
+            line.push(b',');
+            line.extend_from_slice(&body[at..]);
+        }
+        None => {
+            line.extend_from_slice(&body[..body.len() - 1]);
+            if !record.is_empty() {
+                line.push(b',');
+            }
+            line.extend_from_slice(field.as_bytes());
+            line.push(b'}');
+        }
+    }
+    line.push(b'\n');
+    (line, hash)
 }
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
@@ -111,6 +170,8 @@ impl AuditLog {
             max_bytes: max_bytes.max(4096),
             written,
             rotated: false,
+            sync_deferred: false,
+            unsynced: 0,
         };
         if torn > 0 {
             let mut record = Map::new();
@@ -134,22 +195,50 @@ impl AuditLog {
         let seq = self.seq + 1;
         record.insert("seq".into(), seq.into());
         record.insert("prev".into(), self.prev.clone().into());
-        let hash = record_hash(&record);
-        record.insert("hash".into(), hash.clone().into());
-        let mut line = serde_json::to_vec(&record).expect("serialises");
-        line.push(b'\n');
-        let io = io_error(&self.path);
-        self.file.write_all(&line).map_err(&io)?;
-        self.file.sync_data().map_err(&io)?;
+        let (line, hash) = hashed_line(&record);
+        self.file.write_all(&line).map_err(io_error(&self.path))?;
         self.written += line.len() as u64;
         self.prev = hash;
         self.seq = seq;
+        self.unsynced += 1;
+        if !self.sync_deferred {
+            self.sync()?;
+        }
         Ok(seq)
+    }
+
+    /// Until [`Self::sync`], records are written without an fdatasync each
+    /// (a group commit): a crash of the daemon loses none of them (they are
+    /// in the kernel's page cache); a crash of the host loses those not yet
+    /// synced, as it loses the events still in the ring.
+    pub fn defer_sync(&mut self) {
+        self.sync_deferred = true;
+    }
+
+    /// Ends a group commit: one fdatasync for every record written since
+    /// the last. Err: those records may not be on disk.
+    pub fn sync(&mut self) -> Result<(), AuditError> {
+        self.sync_deferred = false;
+        if self.unsynced == 0 {
+            return Ok(());
+        }
+        self.file.sync_data().map_err(io_error(&self.path))?;
+        self.unsynced = 0;
+        Ok(())
+    }
+
+    /// Records written since the last fdatasync.
+    pub fn unsynced(&self) -> u64 {
+        self.unsynced
     }
 
     /// Moves the full file aside (named by its first record) and starts a
     /// new one; the next record's `prev` is the last hash of the old file.
     fn rotate(&mut self) -> Result<(), AuditError> {
+        // The old file's records are durable before it is set aside.
+        let deferred = self.sync_deferred;
+        self.sync()?;
+        self.sync_deferred = deferred;
         let io = io_error(&self.path);
         let first = first_seq(&self.path).unwrap_or(self.seq.max(1));
         let mut aside = self.path.as_os_str().to_owned();
@@ -352,4 +441,30 @@ pub fn read_all(path: &Path) -> Result<Vec<Map<String, Value>>, AuditError> {
         return Err(io_error(path)(std::io::Error::from(std::io::ErrorKind::NotFound)));
     }
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_is_the_record_with_its_hash_serialised_canonically() {
+        let records = [
+            serde_json::json!({}),
+            serde_json::json!({"a": 1}),
+            serde_json::json!({"z": "x"}),
+            serde_json::json!({"kind": "t", "exe": "/bin/\"q\"\n", "seq": 3, "host": "h", "nested": {"k": [1, 2]}}),
+            serde_json::json!({"hasg": 1, "hash0": 2, "h": 3, "\u{e9}": "\u{1f600}"}),
+        ];
+        for record in records {
+            let Value::Object(record) = record else { unreachable!() };
+            let (line, hash) = hashed_line(&record);
+            assert_eq!(hash, record_hash(&record));
+            let mut with_hash = record.clone();
+            with_hash.insert("hash".into(), hash.into());
+            let mut canonical = serde_json::to_vec(&with_hash).unwrap();
+            canonical.push(b'\n');
+            assert_eq!(String::from_utf8(line).unwrap(), String::from_utf8(canonical).unwrap());
+        }
+    }
 }

@@ -296,6 +296,29 @@ fn append_n(log: &mut warrant::audit::AuditLog, n: usize) {
 }
 
 #[test]
+fn a_group_commit_writes_each_record_at_once_and_syncs_them_together() {
+    use warrant::audit::{self, AuditLog};
+    let dir = std::env::temp_dir().join(format!("warrant-audit-group-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("audit.jsonl");
+    let mut log = AuditLog::open(&path, 4096).unwrap();
+    log.defer_sync();
+    // Across rotations (4 KiB files): each rotation syncs the file it sets aside.
+    append_n(&mut log, 30);
+    assert!(log.unsynced() > 0 && log.unsynced() < 30, "rotation did not sync: {}", log.unsynced());
+    // Written already (a daemon killed now loses none): the chain reads whole.
+    assert_eq!(audit::verify_log(&path, None).unwrap().0.records, 30);
+    log.sync().unwrap();
+    assert_eq!(log.unsynced(), 0);
+    // After the group, each record is synced on its own again.
+    append_n(&mut log, 1);
+    assert_eq!(log.unsynced(), 0);
+    drop(log);
+    assert_eq!(audit::verify_log(&path, None).unwrap().0.records, 31);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn rotation_keeps_the_chain_and_checkpoints_catch_truncation_and_rewrites() {
     use warrant::audit::{self, AuditError, AuditLog};
     let dir = std::env::temp_dir().join(format!("warrant-audit-rotation-{}", std::process::id()));

@@ -283,9 +283,24 @@ pub(super) enum Record {
     Content(Box<warrant_common::RuleContent>),
 }
 
-pub(super) async fn read_events(ring: aya::maps::RingBuf<aya::maps::MapData>, owner: Owner) -> Result<(), DaemonError> {
-    // SAFETY: the ring buffer owns its fd for as long as the AsyncFd lives.
-    let mut fd = unsafe { AsyncFd::register(ring) }.doing(|| "cannot watch the event ring".into())?;
+/// The most ring items one drain records before the owner takes other
+/// commands (and syncs the log for them).
+const DRAIN_BATCH: usize = 256;
+
+/// The kernel's event ring, as its reader passes it to the state's owner
+/// to drain and gets it back.
+pub(super) type EventRing = aya::maps::RingBuf<aya::maps::MapData>;
+
+/// Waits on the event ring and has the state's owner drain it: one
+/// command per batch of events, not one per event.
+pub(super) async fn read_events(ring: EventRing, owner: Owner) -> Result<(), DaemonError> {
+    use std::os::fd::AsFd as _;
+    // Readiness is watched on a second fd of the ring, so that the ring
+    // itself can go to the owner's thread for each drain.
+    let watched = ring.as_fd().try_clone_to_owned().doing(|| "cannot watch the event ring".into())?;
+    // SAFETY: the AsyncFd owns the fd it watches, and closes it last.
+    let fd = unsafe { AsyncFd::register_with_interest(watched, tokio::io::Interest::READABLE) }
+        .doing(|| "cannot watch the event ring".into())?;
     // Debug builds only: the kernel tier's way to take the reader's input
     // away and see the daemon's supervisor react.
     #[cfg(debug_assertions)]
@@ -293,27 +308,65 @@ pub(super) async fn read_events(ring: aya::maps::RingBuf<aya::maps::MapData>, ow
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         return Err(DaemonError::Events("the event ring's fd is gone (WARRANT_TEST_FAULT)".into()));
     }
+    let mut ring = Some(ring);
     loop {
-        let mut guard = fd.readable_mut().await.doing(|| "cannot wait on the event ring".into())?;
+        let mut guard = fd.readable().await.doing(|| "cannot wait on the event ring".into())?;
         // Readiness is cleared before the ring is drained, not after: the
         // kernel wakes a reader only when it had caught up, so an event
         // committed between the last read and a later clear would wait,
         // unread, for the next event that wakes it.
         guard.clear_ready();
-        let ring = guard.get_inner_mut();
-        // An event leaves the ring only once its record is written and
-        // fsynced (the item's drop releases it): a daemon killed in between
-        // reads it again after a restart. At least once: a kill between the
-        // fsync and the release records it twice.
-        while let Some(item) = ring.next() {
-            let Some(record) = parse_record(&item) else { continue };
-            if owner.ask(|reply| Command::Record { record, reply }).await.is_none() {
-                // The item goes with this return: an event that fails to
-                // record does not fail every restart too. Its loss is the
-                // `daemon.task_failed` record the supervisor writes.
+        loop {
+            let lent = ring.take().expect("the owner gives the ring back with every drain");
+            let Some((back, drained)) = owner.ask(|reply| Command::Drain { ring: lent, reply }).await else {
+                // The event being recorded went with the owner's panic: an
+                // event that fails to record does not fail every restart
+                // too. Its loss is the `daemon.task_failed` record the
+                // supervisor writes.
                 return Err(DaemonError::Events("an event could not be recorded (see the log above)".into()));
+            };
+            ring = Some(back);
+            if drained < DRAIN_BATCH {
+                break;
+            }
+        }
+    }
+}
+
+impl State {
+    /// Records up to [`DRAIN_BATCH`] items of the event ring. An item
+    /// leaves the ring once its record is written (a daemon killed before
+    /// reads it again after a restart: at least once), and one fdatasync
+    /// covers the batch (a group commit, see `crate::audit`).
+    pub(super) fn drain(&mut self, ring: &mut EventRing) -> usize {
+        self.audit.defer_sync();
+        let mut drained = 0;
+        while drained < DRAIN_BATCH
+            && let Some(item) = ring.next()
+        {
+            drained += 1;
+            match parse_record(&item) {
+                Some(Record::Content(content)) => self.on_rule_content(&content),
+                Some(Record::Decision(event)) => self.on_event(&event),
+                None => {}
             }
             drop(item);
+        }
+        self.sync_audit();
+        drained
+    }
+
+    /// Ends a group commit of the audit log, if one is open (one left open
+    /// by a command that panicked is ended by the next). A failed sync
+    /// counts its records as not written: the gap is recorded when writes
+    /// work again.
+    pub(super) fn sync_audit(&mut self) {
+        let unsynced = self.audit.unsynced();
+        if let Err(e) = self.audit.sync() {
+            if self.unwritten_records == 0 {
+                error!("audit log sync failed: {e}");
+            }
+            self.unwritten_records += unsynced;
         }
     }
 }

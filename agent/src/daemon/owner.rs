@@ -2,7 +2,7 @@
 //! typed command at a time. The other tasks (control and query
 //! connections, the event reader, the 2 s tick, metrics) send it a
 //! [`Command`] and await its reply. The blocking work a command does (an
-//! fsync per audit record, `nft` snapshots, tree walks, notify spawns)
+//! fsync per audit record or batch of events, `nft` snapshots, tree walks, notify spawns)
 //! runs on that thread, never on the runtime's workers; a command that
 //! panics is caught there and logged, its caller gets no reply (a control
 //! connection an error, a supervised task its end), and the state goes on.
@@ -11,7 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use tokio::sync::oneshot;
 
-use super::{events::Record, *};
+use super::{events::EventRing, *};
 
 /// What the owner is asked to do, each with where its reply goes.
 pub(super) enum Command {
@@ -19,8 +19,9 @@ pub(super) enum Command {
     Control { request: Request, peer_pid: Option<u32>, reply: oneshot::Sender<Response> },
     /// A subject's question on the query socket, about itself.
     Query { query: query::Query, pid: u32, reply: oneshot::Sender<Response> },
-    /// An item of the event ring, answered once it is written and fsynced.
-    Record { record: Record, reply: oneshot::Sender<()> },
+    /// The event ring, lent to be drained: answered with it and how many
+    /// items were recorded, once they are written and fsynced.
+    Drain { ring: EventRing, reply: oneshot::Sender<(EventRing, usize)> },
     /// The metrics text.
     Metrics { reply: oneshot::Sender<String> },
     /// The 2 s housekeeping.
@@ -78,6 +79,8 @@ fn own<S, C>(mut state: S, commands: std::sync::mpsc::Receiver<C>, run: fn(&mut 
 }
 
 fn execute(state: &mut State, command: Command) {
+    // Every command's own records are synced one by one.
+    state.sync_audit();
     match command {
         Command::Control { request, peer_pid, reply } => {
             let _ = reply.send(sockets::handle(request, peer_pid, state));
@@ -87,12 +90,9 @@ fn execute(state: &mut State, command: Command) {
         Command::Query { query, pid, reply } => {
             let _ = reply.send(Response::from(state.answer(query, pid)));
         }
-        Command::Record { record, reply } => {
-            match &record {
-                Record::Content(content) => state.on_rule_content(content),
-                Record::Decision(event) => state.on_event(event),
-            }
-            let _ = reply.send(());
+        Command::Drain { mut ring, reply } => {
+            let drained = state.drain(&mut ring);
+            let _ = reply.send((ring, drained));
         }
         Command::Metrics { reply } => {
             let _ = reply.send(metrics::render(&state.metrics()));
