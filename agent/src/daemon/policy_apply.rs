@@ -249,6 +249,11 @@ impl State {
         phase("record");
         self.pick_up(&staged.matches.entries);
         phase("pick_up");
+        // What the walk of the trees, the staged maps and the pickups' reads
+        // of /proc took is freed: give it back.
+        drop(staged);
+        give_back_freed_memory();
+        phase("give_back");
         // From the bundle received to every map written, persisted and the
         // running processes picked up: what `cargo xtask bench` reports.
         let apply_ms = started.elapsed().as_secs_f64() * 1e3;

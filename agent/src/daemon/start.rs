@@ -39,11 +39,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let origin = audit_origin(&config.host_name());
     audit.checkpoint(&host_key, &origin).doing(|| "cannot write the audit checkpoint".into())?;
     let mut kernel = Kernel::load(true).doing(|| "enforcement is unavailable (see `warrant doctor`)".into())?;
-    // Loading parsed the kernel's BTF twice (megabytes, freed since): give
-    // the freed heap back rather than carry it as resident memory.
-    // SAFETY: malloc_trim only releases free memory at the heap's top and in
-    // free chunks; no live allocation is touched.
-    unsafe { libc::malloc_trim(0) };
+    // Loading parsed the kernel's BTF twice (megabytes, freed since).
+    give_back_freed_memory();
     // Warrant's own files are protected from the start, before any policy;
     // a restart keeps the pinned entries of the policy's trees meanwhile.
     let mut own = protect::inodes(&[], &config.own_paths()).doing(|| "cannot list Warrant's own files".into())?;
