@@ -2,15 +2,17 @@
 //! line before it (`prev`), its sequence number (`seq`) and its own hash
 //! (`hash`), so an edit, deletion, insertion or reordering breaks the chain.
 //!
-//! Durability (the fsync policy): every record is written and fsynced
+//! Durability (the fsync policy): a record is written and fsynced
 //! (`fdatasync`) before the daemon moves on, so a decision that happened is
 //! never lost to a crash; a line torn by a crash mid-write is cut at the next
 //! open and the cut is itself recorded. A batch of kernel events is
 //! committed as a group ([`AuditLog::defer_sync`], [`AuditLog::sync`]):
 //! each record is written before its event leaves the ring, one fdatasync
-//! covers them all. Rotation renames the full file to
-//! `<log>.<first seq, 12 digits>` and fsyncs the directory; the chain goes on
-//! in the new file. Checkpoints are written in place and fsynced.
+//! covers them all. A failed fdatasync is counted, not lost
+//! ([`AuditLog::take_not_synced`]): the records stay written and chained,
+//! and the daemon records the gap. Rotation syncs, then renames the full
+//! file to `<log>.<first seq, 12 digits>` and fsyncs the directory; the
+//! chain goes on in the new file. Checkpoints are written in place and fsynced.
 //!
 //! Checkpoints: a C2SP signed note (origin line, record count, chain head as
 //! base64, then an Ed25519 signature line by the host key) in
@@ -57,6 +59,8 @@ pub struct AuditLog {
     sync_deferred: bool,
     /// Records written since the last fdatasync.
     unsynced: u64,
+    /// Records whose fdatasync failed, and the first failure, until taken.
+    not_synced: Option<(u64, std::io::Error)>,
 }
 
 fn record_hash(record: &Map<String, Value>) -> String {
@@ -172,6 +176,7 @@ impl AuditLog {
             rotated: false,
             sync_deferred: false,
             unsynced: 0,
+            not_synced: None,
         };
         if torn > 0 {
             let mut record = Map::new();
@@ -202,7 +207,8 @@ impl AuditLog {
         self.seq = seq;
         self.unsynced += 1;
         if !self.sync_deferred {
-            self.sync()?;
+            // Written and chained: a failed sync is counted, not an error.
+            let _ = self.sync();
         }
         Ok(seq)
     }
@@ -216,15 +222,23 @@ impl AuditLog {
     }
 
     /// Ends a group commit: one fdatasync for every record written since
-    /// the last. Err: those records may not be on disk.
+    /// the last. Err: those records may not be on disk; they are counted
+    /// for [`Self::take_not_synced`].
     pub fn sync(&mut self) -> Result<(), AuditError> {
         self.sync_deferred = false;
-        if self.unsynced == 0 {
+        let records = std::mem::take(&mut self.unsynced);
+        if records == 0 {
             return Ok(());
         }
-        self.file.sync_data().map_err(io_error(&self.path))?;
-        self.unsynced = 0;
-        Ok(())
+        match self.file.sync_data() {
+            Ok(()) => Ok(()),
+            Err(source) => {
+                let message = source.to_string();
+                let (counted, _) = self.not_synced.get_or_insert((0, source));
+                *counted += records;
+                Err(AuditError::Io { path: self.path.display().to_string(), source: std::io::Error::other(message) })
+            }
+        }
     }
 
     /// Records written since the last fdatasync.
@@ -232,12 +246,19 @@ impl AuditLog {
         self.unsynced
     }
 
+    /// Records whose fdatasync failed since the last call, with the first
+    /// failure: written and chained, but maybe not on disk.
+    pub fn take_not_synced(&mut self) -> Option<(u64, std::io::Error)> {
+        self.not_synced.take()
+    }
+
     /// Moves the full file aside (named by its first record) and starts a
     /// new one; the next record's `prev` is the last hash of the old file.
     fn rotate(&mut self) -> Result<(), AuditError> {
-        // The old file's records are durable before it is set aside.
+        // The old file's records are durable before it is set aside (a
+        // failure is counted, and the record that rotates is still written).
         let deferred = self.sync_deferred;
-        self.sync()?;
+        let _ = self.sync();
         self.sync_deferred = deferred;
         let io = io_error(&self.path);
         let first = first_seq(&self.path).unwrap_or(self.seq.max(1));
@@ -446,6 +467,16 @@ pub fn read_all(path: &Path) -> Result<Vec<Map<String, Value>>, AuditError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_serialise_with_their_keys_sorted() {
+        // The chain's hashes need one serialisation of a record: serde_json's
+        // `preserve_order` (turned on by any crate in the build) would break it.
+        let mut record = Map::new();
+        record.insert("b".into(), 1.into());
+        record.insert("a".into(), 2.into());
+        assert_eq!(serde_json::to_string(&record).unwrap(), r#"{"a":2,"b":1}"#);
+    }
 
     #[test]
     fn a_line_is_the_record_with_its_hash_serialised_canonically() {

@@ -345,10 +345,23 @@ impl State {
             && let Some(item) = ring.next()
         {
             drained += 1;
-            match parse_record(&item) {
-                Some(Record::Content(content)) => self.on_rule_content(&content),
-                Some(Record::Decision(event)) => self.on_event(&event),
-                None => {}
+            let acted = match parse_record(&item) {
+                Some(Record::Content(content)) => {
+                    self.on_rule_content(&content);
+                    false
+                }
+                Some(Record::Decision(event)) => {
+                    self.on_event(&event);
+                    acts_on_disk(&event)
+                }
+                None => false,
+            };
+            // What the daemon did for the event (a process stopped, a
+            // warrant's use or a change request persisted) is on disk: its
+            // record is too, now, not at the batch's end.
+            if acted {
+                self.sync_audit();
+                self.audit.defer_sync();
             }
             drop(item);
         }
@@ -357,18 +370,34 @@ impl State {
     }
 
     /// Ends a group commit of the audit log, if one is open (one left open
-    /// by a command that panicked is ended by the next). A failed sync
-    /// counts its records as not written: the gap is recorded when writes
-    /// work again.
+    /// by a command that panicked is ended by the next).
     pub(super) fn sync_audit(&mut self) {
-        let unsynced = self.audit.unsynced();
-        if let Err(e) = self.audit.sync() {
-            if self.unwritten_records == 0 {
-                error!("audit log sync failed: {e}");
+        let _ = self.audit.sync();
+        self.note_syncs();
+    }
+
+    /// Counts the records whose fdatasync failed (said once per failing
+    /// spell); once the log syncs again, records the gap: those records
+    /// are in the chain, but a crash of the host may have taken them.
+    pub(super) fn note_syncs(&mut self) {
+        if let Some((records, e)) = self.audit.take_not_synced() {
+            if self.unsynced_records == 0 {
+                error!("audit log sync failed ({records} records written, maybe not on disk): {e}");
             }
-            self.unwritten_records += unsynced;
+            self.unsynced_records += records;
+        } else if self.unsynced_records > 0 && self.audit.unsynced() == 0 {
+            let records = std::mem::take(&mut self.unsynced_records);
+            self.record("audit.gap", json!({"cause": "audit log syncs failed", "records_not_synced": records}));
         }
     }
+}
+
+/// Whether the daemon's handling of `event` changes something of its own
+/// on disk or stops a process (see `State::on_event`).
+fn acts_on_disk(event: &Event) -> bool {
+    event.action == action::SUBJECT_MATCHED
+        || event.verdict == verdict::ALLOWED_BY_WARRANT
+        || event.verdict == verdict::DENIED_NEEDS_WARRANT
 }
 
 /// One item of the event ring. The two record types differ in size

@@ -190,6 +190,8 @@ struct State {
     marks_count: usize,
     /// Records the audit log could not take since its last good write.
     unwritten_records: u64,
+    /// Records written whose fdatasync failed, not yet recorded as a gap.
+    unsynced_records: u64,
     /// The daemon found itself a subject, and said so.
     confined_reported: bool,
     /// The wall clock is off the anchored one, and that was recorded.
@@ -326,6 +328,7 @@ impl State {
             let log = self.config.audit_log.clone();
             self.protect_new_inodes(&[], &[log], "the new audit log file");
         }
+        self.note_syncs();
         match appended {
             Ok(seq) => {
                 if self.unwritten_records > 0 {

@@ -81,7 +81,11 @@ pub enum BundleRefused {
         source: CommitError,
     },
     /// Putting the kernel back failed too: it may hold part of the bundle.
-    #[error("{}; putting back what the kernel held failed too: {undo}", crate::kernel::error_chain(.failed))]
+    #[error(
+        "{}; putting back what the kernel held failed too: {}",
+        crate::kernel::error_chain(.failed),
+        crate::kernel::error_chain(.undo)
+    )]
     NotPutBack { failed: CommitError, undo: Box<KernelError> },
 }
 

@@ -84,6 +84,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         marks_saved_at: None,
         marks_count: 0,
         unwritten_records: 0,
+        unsynced_records: 0,
         confined_reported: false,
         trust_unsettled: unsettled,
         clock_skew_reported: false,
