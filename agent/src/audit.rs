@@ -373,6 +373,10 @@ pub struct Summary {
     pub last_hash: String,
     /// The hash of the record a checkpoint names, when one was checked.
     pub hash_at: Option<String>,
+    /// Bytes of a last line with no newline yet, not counted: a record
+    /// the daemon is writing now, or one a crash cut short (cut at its
+    /// next start).
+    pub unfinished_tail: u64,
 }
 
 /// Checks the whole chain of one file, from the genesis.
@@ -387,15 +391,27 @@ fn walk_chain(files: &[PathBuf], keep_hash_of: Option<u64>) -> Result<Summary, A
     let mut prev = GENESIS.to_owned();
     let mut count = 0u64;
     let mut hash_at = None;
-    for path in files {
+    let mut unfinished_tail = 0;
+    for (index, path) in files.iter().enumerate() {
         let file = match File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && files.len() == 1 => break,
             Err(e) => return Err(io_error(path)(e)),
         };
-        for line in BufReader::new(file).lines() {
-            let line = line.map_err(io_error(path))?;
+        let mut reader = BufReader::new(file);
+        let mut bytes = Vec::new();
+        loop {
+            bytes.clear();
+            if reader.read_until(b'\n', &mut bytes).map_err(io_error(path))? == 0 {
+                break;
+            }
+            // Only the current file's last line may still be being written.
+            if bytes.last() != Some(&b'\n') && index == files.len() - 1 {
+                unfinished_tail = bytes.len() as u64;
+                break;
+            }
             let number = count + 1;
+            let line = String::from_utf8_lossy(&bytes);
             let broken =
                 |problem: String| AuditError::Broken { path: path.display().to_string(), line: number, problem };
             let mut record: Map<String, Value> =
@@ -420,7 +436,7 @@ fn walk_chain(files: &[PathBuf], keep_hash_of: Option<u64>) -> Result<Summary, A
             count = number;
         }
     }
-    Ok(Summary { records: count, last_hash: prev, hash_at })
+    Ok(Summary { records: count, last_hash: prev, hash_at, unfinished_tail })
 }
 
 /// Checks the chain of `log` and its rotated files, and, given the host
@@ -433,7 +449,12 @@ pub fn verify_log(log: &Path, host_key: Option<&VerifyingKey>) -> Result<(Summar
         return Ok((walk_chain(&files, None)?, None));
     };
     let path = checkpoint_path(log);
-    let checkpoint = read_checkpoint(&path, key)?;
+    // The daemon rewrites the checkpoint in place: a read while it does
+    // may see a mix of two notes. One more read before calling it bad.
+    let checkpoint = read_checkpoint(&path, key).or_else(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        read_checkpoint(&path, key)
+    })?;
     let summary = walk_chain(&files, Some(checkpoint.size))?;
     let bad = |problem: String| AuditError::Checkpoint { path: path.display().to_string(), problem };
     if summary.records < checkpoint.size {

@@ -315,6 +315,11 @@ fn a_group_commit_writes_each_record_at_once_and_syncs_them_together() {
     assert_eq!(log.unsynced(), 0);
     drop(log);
     assert_eq!(audit::verify_log(&path, None).unwrap().0.records, 31);
+    // A record half written (the daemon writing it now) is not counted, nor a break.
+    let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    std::io::Write::write_all(&mut file, br#"{"kind":"test","n":"#).unwrap();
+    let summary = audit::verify_log(&path, None).unwrap().0;
+    assert_eq!((summary.records, summary.unfinished_tail), (31, 19));
     std::fs::remove_dir_all(dir).unwrap();
 }
 

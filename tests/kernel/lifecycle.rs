@@ -201,7 +201,8 @@ fn a_full_event_ring_is_recorded_as_a_gap_never_silently() {
     assert!(lost > 0 && lost <= 8000, "{gap}");
     let status: serde_json::Value = serde_json::from_str(&d.cli_ok(&["status", "--json"])).unwrap();
     assert!(status["lost_events"].as_u64().unwrap() >= lost, "{status}");
-    assert!(d.run_cli(&["audit", "verify"]).contains("verifies"));
+    let verified = d.run_cli(&["audit", "verify"]);
+    assert!(verified.contains("verifies"), "{verified}");
 }
 
 #[test]

@@ -22,6 +22,13 @@ pub(crate) fn audit_command(command: AuditCommand, config_path: Option<&Path>) -
                         summary.records,
                         summary.last_hash
                     );
+                    if summary.unfinished_tail > 0 {
+                        println!(
+                            "the last line ({} bytes) has no end yet: a record being written, or one a crash cut \
+                             short (the daemon cuts it at its next start); not counted",
+                            summary.unfinished_tail
+                        );
+                    }
                     match checkpoint {
                         Some(c) => println!("checkpoint by {}: {} records signed, all present", c.origin, c.size),
                         None => println!("no checkpoint checked: a log cut short at its end would not show"),
