@@ -2,10 +2,11 @@
 //! typed command at a time. The other tasks (control and query
 //! connections, the event reader, the 2 s tick, metrics) send it a
 //! [`Command`] and await its reply. The blocking work a command does (an
-//! fsync per audit record or batch of events, `nft` snapshots, tree walks, notify spawns)
-//! runs on that thread, never on the runtime's workers; a command that
-//! panics is caught there and logged, its caller gets no reply (a control
-//! connection an error, a supervised task its end), and the state goes on.
+//! fsync per audit record or batch of events, `nft` snapshots, tree walks,
+//! notify spawns) runs on that thread, never on the runtime's workers; a
+//! command that panics is caught there and logged, its caller gets no
+//! reply (a control connection an error, a supervised task its end), and
+//! the state goes on.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
