@@ -13,7 +13,7 @@ cat > "$WARRANT_CONFIG" <<EOT
 state_dir = "$D/state"
 socket = "$SOCK_DIR/warrant.sock"
 query_socket = "$SOCK_DIR-query/query.sock"
-audit_log = "$D/audit.jsonl"
+audit_log = "$D/log/audit.jsonl"
 trusted_keys = ["$KEYS/security-team.key.pub"]
 EOT
 

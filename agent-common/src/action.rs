@@ -190,6 +190,12 @@ pub const NFT_OBJECT_UPDATE: u32 = 104;
 /// NEWFLOWTABLE with hooks or flags (devices join an existing flowtable).
 pub const NFT_FLOWTABLE_UPDATE: u32 = 105;
 
+/// IPVS virtual services and their servers changed by setsockopt
+/// (`IP_VS_SO_SET_*`, ipvsadm's older interface): a service on the host's
+/// address sends on traffic the firewall already accepted. (IPVS's generic
+/// netlink family is `netlink.other`.)
+pub const NET_IPVS: u32 = 106;
+
 /// Not an action: the kernel made a process a subject at exec or at a
 /// cgroup move (the event's `table` holds the match kind). Never in policy.
 pub const SUBJECT_MATCHED: u32 = 60;
@@ -217,6 +223,7 @@ pub const ALL: &[(u32, &str)] = &[
     (NFT_SET_UPDATE, "nft.set.update"),
     (NFT_OBJECT_UPDATE, "nft.object.update"),
     (NFT_FLOWTABLE_UPDATE, "nft.flowtable.update"),
+    (NET_IPVS, "net.ipvs"),
     (NFT_RESET, "nft.reset"),
     (NFT_OTHER, "nft.other"),
     (NFNETLINK_OTHER, "nfnetlink.other"),
@@ -361,7 +368,7 @@ pub fn target_kind(id: u32) -> TargetKind {
         | NET_CONF
         | NET_TC_QDISC_ADD..=NET_TC_FILTER_DELETE => TargetKind::Interface,
         NET_ROUTE_ADD..=NET_ROUTE_REPLACE => TargetKind::Route,
-        NETNS_CREATE | SYSTEM_CLOCK | NET_RULE_ADD..=NET_XFRM_OTHER => TargetKind::None,
+        NETNS_CREATE | SYSTEM_CLOCK | NET_RULE_ADD..=NET_XFRM_OTHER | NET_IPVS => TargetKind::None,
         NETLINK_OTHER => TargetKind::Protocol,
         IPC_CONNECT => TargetKind::Socket,
         SELF_MARKED_EXEC => TargetKind::Inode,

@@ -19,15 +19,20 @@ pub const ARPT_SO_SET_ADD_COUNTERS: i32 = 97;
 pub const EBT_SO_SET_ENTRIES: i32 = 128;
 pub const EBT_SO_SET_COUNTERS: i32 = 129;
 
+/// `IP_VS_SO_SET_ADD` .. `IP_VS_SO_SET_ZERO` (`IP_VS_BASE_CTL` 1152 on).
+pub const IP_VS_SO_SET: core::ops::RangeInclusive<i32> = 1152..=1161;
+
 /// nfproto families used as targets.
 pub const FAMILY_IP: u8 = 2;
 pub const FAMILY_ARP: u8 = 3;
 pub const FAMILY_BRIDGE: u8 = 7;
 pub const FAMILY_IP6: u8 = 10;
 
-/// The action and family of a setsockopt, if it writes an x_tables table.
+/// The action and family of a setsockopt, if it writes an x_tables table
+/// (or IPVS's, family 0: only `*` covers it).
 pub fn classify(level: i32, optname: i32) -> Option<(u32, u8)> {
     match (level, optname) {
+        (SOL_IP, name) if IP_VS_SO_SET.contains(&name) => Some((action::NET_IPVS, 0)),
         (SOL_IP, IPT_SO_SET_REPLACE) => Some((action::IPTABLES_REPLACE, FAMILY_IP)),
         (SOL_IP, IPT_SO_SET_ADD_COUNTERS) => Some((action::IPTABLES_COUNTERS, FAMILY_IP)),
         (SOL_IPV6, IPT_SO_SET_REPLACE) => Some((action::IPTABLES_REPLACE, FAMILY_IP6)),

@@ -264,6 +264,13 @@ fn legacy_setsockopt_classifies_by_level_and_option() {
     assert_eq!(legacy::classify(SOL_IP, ARPT_SO_SET_ADD_COUNTERS), Some((action::IPTABLES_COUNTERS, FAMILY_ARP)));
     assert_eq!(legacy::classify(SOL_IP, EBT_SO_SET_ENTRIES), Some((action::IPTABLES_REPLACE, FAMILY_BRIDGE)));
     assert_eq!(legacy::classify(SOL_IP, 1), None, "IP_TOS is not a firewall write");
+    // IPVS: IP_VS_SO_SET_ADD, _FLUSH and _ZERO; the GETs (1152 on) are
+    // getsockopt, another hook.
+    for name in [1152, 1157, 1161] {
+        assert_eq!(legacy::classify(SOL_IP, name), Some((action::NET_IPVS, 0)), "{name}");
+    }
+    assert_eq!(legacy::classify(SOL_IP, 1162), None);
+    assert_eq!(legacy::classify(SOL_IPV6, 1152), None);
 }
 
 #[test]

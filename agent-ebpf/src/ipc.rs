@@ -120,6 +120,8 @@ fn copy_name(key: &mut TargetKey, name: *const u8, len: u32) {
 }
 
 const AF_UNIX: u16 = 1;
+/// `AF_KEY` (PF_KEY v2).
+const AF_KEY: u16 = 15;
 const SOCK_STREAM: u16 = 1;
 const SOCK_SEQPACKET: u16 = 5;
 
@@ -216,7 +218,8 @@ pub fn socket_connect(ctx: LsmContext) -> i32 {
 /// `sendto`, TCP Fast Open's `sendto(MSG_FASTOPEN)`, which connects without
 /// `socket_connect`) to a loopback address is `ipc.loopback` too; a send
 /// on a connected unix stream or seqpacket socket, with an address or
-/// without, is decided on its peer once (see [`connected_send`]).
+/// without, is decided on its peer once (see [`connected_send`]); a send on
+/// a PF_KEY socket is `net.xfrm.other`.
 #[lsm(hook = "socket_sendmsg")]
 pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     let earlier_verdict: i32 = ctx.arg(3);
@@ -233,8 +236,14 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     if verdict != 0 {
         return verdict;
     }
-    let msg: *const u8 = ctx.arg(1);
     let offsets = kernel_offsets();
+    // PF_KEY, IPsec's older interface: flushes and adds states and policies
+    // as xfrm netlink does. Every send is decided, its reads (dumps) too.
+    let sock = read_kernel::<u64>(socket, offsets.socket_sk).unwrap_or(0) as *const u8;
+    if read_kernel::<u16>(sock, offsets.sock_family) == Some(AF_KEY) {
+        return crate::policy::decide_action(&subject, action::NET_XFRM_OTHER, 0, 0, [0, 0]);
+    }
+    let msg: *const u8 = ctx.arg(1);
     let address = read_kernel::<u64>(msg, offsets.msghdr_msg_name).unwrap_or(0) as *const u8;
     if address.is_null() {
         return 0;

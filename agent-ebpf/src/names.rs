@@ -1,10 +1,11 @@
 //! Names in protected trees: a new name (create, mkdir, mknod, symlink,
 //! link), a name removed (unlink, rmdir) and a rename, decided on the trees
-//! they touch; and protection dropped with an inode's last name, so that an
+//! they touch; protection taken by a file renamed into a tree, whoever
+//! renames it; and protection dropped with an inode's last name, so that an
 //! inode number the file system hands out again is not protected by mistake.
 
 use aya_ebpf::{macros::lsm, programs::LsmContext};
-use warrant_common::{FileKey, PROTECTED_ANCESTOR, Subject, action};
+use warrant_common::{FileKey, PROTECTED_ANCESTOR, ProtectedEntry, Subject, action};
 
 use crate::{
     files::{check, decide_file, dentry_inode, inode_key, protected, protected_entry},
@@ -13,6 +14,9 @@ use crate::{
     policy::read_kernel,
     selfprotect, subjects,
 };
+
+/// `BPF_NOEXIST`: insert only if the key has no entry.
+const BPF_NOEXIST: u64 = 1;
 
 /// The create family `(dir, dentry, ...)`: a new name in a protected directory.
 #[inline(always)]
@@ -109,6 +113,7 @@ pub fn inode_rmdir(ctx: LsmContext) -> i32 {
 #[lsm(hook = "inode_rename")]
 pub fn inode_rename(ctx: LsmContext) -> i32 {
     let Some(subject) = subjects::current() else {
+        adopt_moved(ctx.arg(1), ctx.arg(2), ctx.arg(3));
         // The daemon's own atomic rewrites (a new file renamed over its
         // state file) free an inode each: its entry goes with it (see
         // forget_last_name). Only the daemon's renames: it makes no
@@ -121,6 +126,34 @@ pub fn inode_rename(ctx: LsmContext) -> i32 {
         return 0;
     };
     rename_verdict(&ctx, &subject)
+}
+
+/// A file root (not a subject) renames over a protected one, or into a
+/// protected directory, joins that tree: its rewrites (`sed -i`, an
+/// editor's save, dpkg's conffiles) put a new inode under the protected
+/// name, which would otherwise stay unprotected until the next apply. Only an inode without
+/// an entry: one of another tree, or Warrant's own, keeps its own. A
+/// rename that fails after the hook only over-protects. (RENAME_EXCHANGE
+/// calls the hook for each direction.) A directory moved in joins without
+/// what it holds, and so does a subject's allowed rename (tests/BYPASS.md).
+// Its own function: inlined, LLVM merged its `Option`s into a read of a
+// register one path never set, which the verifier refuses; called on the
+// subject's path too, it moved `rename_verdict`'s registers into a refused
+// pointer shift.
+#[inline(never)]
+fn adopt_moved(moved: *const u8, new_dir: *const u8, new: *const u8) {
+    let mut tree = u64::MAX;
+    if let Some((_, found)) = protected(dentry_inode(new)) {
+        tree = found as u64;
+    } else if let Some((_, found)) = protected(new_dir) {
+        tree = found as u64;
+    }
+    if tree == u64::MAX {
+        return;
+    }
+    if let Some(key) = inode_key(dentry_inode(moved)) {
+        let _ = PROTECTED.insert(&key, &ProtectedEntry { tree: tree as u32, flags: 0 }, BPF_NOEXIST);
+    }
 }
 
 #[inline(always)]

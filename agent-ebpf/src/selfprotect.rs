@@ -251,6 +251,11 @@ const SET_GENERATION: [u32; 5] = [0x4008_7602, 0x4004_7602, 0x4008_6604, 0x4004_
 const SG_IO: u32 = 0x2285;
 /// The NVMe ioctl type (`'N'`): passthrough commands, writes among them.
 const NVME_IOCTL_TYPE: u32 = b'N' as u32;
+/// `EXT4_IOC_MOVE_EXT` (`'f'` 15) and `XFS_IOC_SWAPEXT` (`'X'` 109), by type
+/// and number: they swap one file's blocks with another's and pass no
+/// `file_permission`, so a write fd held from before confinement (or handed
+/// over) would rewrite a protected file past every file check.
+const SWAP_EXTENTS: [(u32, u32); 2] = [(b'f' as u32, 15), (b'X' as u32, 109)];
 
 #[inline(always)]
 fn decide_ioctl(cmd: u32) -> i32 {
@@ -260,7 +265,8 @@ fn decide_ioctl(cmd: u32) -> i32 {
     if SET_GENERATION.contains(&cmd) {
         return refuse_subjects(action::SELF_MARKED_EXEC);
     }
-    if cmd == SG_IO || (cmd >> 8) & 0xff == NVME_IOCTL_TYPE {
+    let (kind, number) = ((cmd >> 8) & 0xff, cmd & 0xff);
+    if cmd == SG_IO || kind == NVME_IOCTL_TYPE || SWAP_EXTENTS.contains(&(kind, number)) {
         return refuse_subjects(action::SELF_BLOCKDEV);
     }
     // Routes, addresses and links by ioctl rather than rtnetlink: decided

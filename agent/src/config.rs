@@ -131,10 +131,10 @@ impl Config {
     /// of a pod are not listed: `pod.protected` holds their entries.
     pub fn own_paths(&self) -> Vec<PathBuf> {
         let mut paths = vec![self.state_dir.clone(), self.host_key_path()];
-        // The audit log, its rotated files and its checkpoint.
-        paths.extend(crate::audit::chain_files(&self.audit_log));
+        // The audit log's directory (its rotated files and checkpoint, and
+        // no name a subject could plant there: see audit::foreign_entries).
+        paths.extend(self.audit_dir().map(Path::to_path_buf));
         paths.push(self.audit_log.clone());
-        paths.push(crate::audit::checkpoint_path(&self.audit_log));
         paths.extend(self.socket.parent().map(Path::to_path_buf));
         paths.extend(self.inbox_dir.iter().cloned());
         if self.pod.is_none() {
@@ -162,6 +162,12 @@ impl Config {
         &self,
     ) -> impl Iterator<Item = (warrant_common::FileKey, warrant_common::ProtectedEntry)> + '_ {
         self.pod.iter().flat_map(|pod| pod.protected.iter().map(|(key, entry)| (*key, *entry)))
+    }
+
+    /// The audit log's directory, Warrant's own; none for a log in `/` or
+    /// the working directory.
+    pub fn audit_dir(&self) -> Option<&Path> {
+        self.audit_log.parent().filter(|dir| !dir.as_os_str().is_empty() && *dir != Path::new("/"))
     }
 
     pub fn host_key_path(&self) -> PathBuf {

@@ -32,6 +32,9 @@ pub enum Holding {
     RingWithoutFd { ino: u64 },
     /// A shared writable mapping of block device `path`.
     BlockDeviceMapping { path: String },
+    /// fd `fd` open for writing on the memory of another process (`owner`):
+    /// `/proc/PID/mem`, whose writes run code there, unconfined.
+    ProcessMemory { fd: u32, owner: u32 },
     /// What the process holds could not be read.
     Unreadable { reason: String },
     /// Not every thread of it could be marked.
@@ -51,6 +54,9 @@ impl std::fmt::Display for Holding {
             Holding::RingWithoutFd { ino } => write!(f, "an io_uring ring (inode {ino}) mapped without its fd"),
             Holding::BlockDeviceMapping { path } => {
                 write!(f, "a shared writable mapping of block device {}", path.escape_debug())
+            }
+            Holding::ProcessMemory { fd, owner } => {
+                write!(f, "fd {fd} open for writing on the memory of process {owner}")
             }
             Holding::Unreadable { reason } => write!(f, "what it holds could not be read ({reason})"),
             Holding::Unmarked => write!(f, "threads that could not all be marked as subjects"),
@@ -148,13 +154,23 @@ pub fn untakeable(
             }
         };
         for entry in fds.flatten() {
-            let is_ring =
-                std::fs::read_link(entry.path()).is_ok_and(|target| target.as_os_str() == "anon_inode:[io_uring]");
+            let target = std::fs::read_link(entry.path()).unwrap_or_default();
+            let is_ring = target.as_os_str() == "anon_inode:[io_uring]";
             let Some(fd) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+            let fdinfo = || std::fs::read_to_string(dir.join("fdinfo").join(fd.to_string())).unwrap_or_default();
+            if let Some(owner) = memory_of(&target)
+                && owner != pid
+                && opened_for_writing(&fdinfo())
+            {
+                let holding = Holding::ProcessMemory { fd, owner };
+                if !found.contains(&holding) {
+                    found.push(holding);
+                }
+            }
             if !is_ring {
                 continue;
             }
-            let fdinfo = std::fs::read_to_string(dir.join("fdinfo").join(fd.to_string())).unwrap_or_default();
+            let fdinfo = fdinfo();
             ring_files.extend(fdinfo_inode(&fdinfo));
             // A ring polled by a subject of the same profile (the process's
             // own thread, once marked, or its parent's in a child made
@@ -188,6 +204,24 @@ fn maps_block_device(dir: &std::path::Path, line: &str) -> bool {
     // map_files is per process: the thread's directory has none.
     let process = dir.parent().and_then(|tasks| tasks.parent()).unwrap_or(dir);
     std::fs::metadata(process.join("map_files").join(range)).is_ok_and(|m| m.file_type().is_block_device())
+}
+
+/// The process whose memory `target` (an fd's link) is: `/proc/PID/mem`
+/// or `/proc/PID/task/TID/mem`.
+fn memory_of(target: &std::path::Path) -> Option<u32> {
+    let mut parts = target.to_str()?.strip_prefix("/proc/")?.split('/');
+    let pid = parts.next()?.parse().ok()?;
+    match (parts.next()?, parts.next(), parts.next(), parts.next()) {
+        ("mem", None, ..) => Some(pid),
+        ("task", Some(tid), Some("mem"), None) if tid.parse::<u32>().is_ok() => Some(pid),
+        _ => None,
+    }
+}
+
+/// Whether an fdinfo text's `flags:` (octal) open the file for writing.
+fn opened_for_writing(fdinfo: &str) -> bool {
+    let flags = fdinfo.lines().find_map(|line| line.strip_prefix("flags:")).map(str::trim);
+    flags.and_then(|octal| u32::from_str_radix(octal, 8).ok()).is_none_or(|flags| flags & 3 != 0)
 }
 
 /// The inode of an io_uring ring mapped by one /proc/PID/maps line.
@@ -273,6 +307,20 @@ mod tests {
         assert_eq!(ring_mapping(line), Some(2071));
         assert_eq!(ring_mapping("7f1c2a000000-7f1c2a001000 rw-s 00000000 fd:01 1311234 /etc/hosts"), None);
         assert_eq!(fdinfo_inode("pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t2071\n"), Some(2071));
+    }
+
+    #[test]
+    fn another_process_memory_open_for_writing_is_read_from_fds() {
+        use std::path::Path;
+        assert_eq!(memory_of(Path::new("/proc/1/mem")), Some(1));
+        assert_eq!(memory_of(Path::new("/proc/42/task/43/mem")), Some(42));
+        for other in ["/proc/1/maps", "/proc/1/mem/x", "/proc/self/mem", "/tmp/proc/1/mem", "/proc/1/task/x/mem"] {
+            assert_eq!(memory_of(Path::new(other)), None, "{other}");
+        }
+        assert!(opened_for_writing("pos:\t0\nflags:\t0100002\nmnt_id:\t20\n"));
+        assert!(opened_for_writing("pos:\t0\nflags:\t02000001\n"));
+        assert!(!opened_for_writing("pos:\t0\nflags:\t0100000\n"));
+        assert!(opened_for_writing(""), "unreadable flags count as writing");
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub fn run(setup: &Setup) -> Result<()> {
     std::fs::write(
         &config,
         format!(
-            "state_dir = \"{d}/state\"\nsocket = \"{d}/run/warrant.sock\"\naudit_log = \"{d}/audit.jsonl\"\n\
+            "state_dir = \"{d}/state\"\nsocket = \"{d}/run/warrant.sock\"\naudit_log = \"{d}/log/audit.jsonl\"\n\
              trusted_keys = [\"{k}\"]\nhost = \"vm-bench\"\nbundle_dir = \"{d}/bundles.d\"\ninbox_dir = \"{d}/inbox\"\n",
             d = dir.display(),
             k = setup.repo.join("policies/demo-keys/security-team.key.pub").display()
@@ -219,7 +219,7 @@ impl Bench<'_> {
     /// caused (the audit log has not grown for 300 ms), so that writing
     /// them does not fall into the next sample.
     fn settle(&self) -> Result<()> {
-        let audit = self.dir.join("audit.jsonl");
+        let audit = self.dir.join("log/audit.jsonl");
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut size = std::fs::metadata(&audit)?.len();
         let mut quiet_since = Instant::now();

@@ -162,7 +162,7 @@ impl Daemon {
         std::fs::create_dir_all(&dir).unwrap();
         let keys = repo().join("policies/demo-keys");
         let config = dir.join("warrant.toml");
-        let audit = dir.join("audit.jsonl");
+        let audit = dir.join("log/audit.jsonl");
         std::fs::write(
             &config,
             format!(

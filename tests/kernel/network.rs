@@ -346,3 +346,32 @@ fn an_add_that_would_update_an_existing_object_is_decided_as_the_update() {
     nft_root(&["delete", "table", "inet", "ops"]);
     nft_root(&["delete", "table", "inet", "mine"]);
 }
+
+/// IPsec and IPVS by their older interfaces: a PF_KEY message (here
+/// SADB_X_SPDFLUSH, which removes every IPsec policy) is `net.xfrm.other`,
+/// and IPVS's setsockopt (IP_VS_SO_SET_FLUSH) is `net.ipvs`; both decided
+/// for subjects as their netlink forms are, and root's still work.
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn pf_key_and_ipvs_setsockopt_are_decided() {
+    let d = daemon();
+    for module in ["af_key", "ip_vs"] {
+        assert!(Command::new("modprobe").arg(module).status().unwrap().success(), "modprobe {module}");
+    }
+    ip_root(&["xfrm", "policy", "add", "src", "10.62.9.0/24", "dst", "10.62.10.0/24", "dir", "out", "action", "block"]);
+    let mark = d.audit_len();
+    let out = netlink_helper(&["pfkey-spdflush"]);
+    assert_eq!(out.status.code(), Some(1), "PF_KEY SPDFLUSH as a subject: {}", out.stderr);
+    assert!(root_output("ip", &["xfrm", "policy", "list"]).contains("10.62.9.0"), "a subject flushed IPsec policies");
+    d.expect_record(mark, "net.xfrm.other", "*", "denied");
+    let mark = d.audit_len();
+    let out = netlink_helper(&["ipvs-flush"]);
+    assert_eq!(out.status.code(), Some(1), "IP_VS_SO_SET_FLUSH as a subject: {}", out.stderr);
+    d.expect_record(mark, "net.ipvs", "*", "denied");
+    let script = harness::helper("netlink.py");
+    for command in ["pfkey-spdflush", "ipvs-flush"] {
+        let root = Command::new("python3").args([script.as_str(), command]).status().unwrap();
+        assert!(root.success(), "root's {command}");
+    }
+    assert!(!root_output("ip", &["xfrm", "policy", "list"]).contains("10.62.9.0"), "root's SPDFLUSH");
+}

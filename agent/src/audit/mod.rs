@@ -126,6 +126,29 @@ fn io_error(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
     move |source| AuditError::Io { path: path.display().to_string(), source }
 }
 
+/// What else `log`'s directory holds: names that are neither the log's (its
+/// rotated files, checkpoint and temporary files start with its name, or a
+/// dot and its name) nor the host's public key (the package leaves it there
+/// at purge). The directory is Warrant's own, protected like the state
+/// directory: a subject that could make files there could plant a rotated
+/// file that breaks the chain the daemon reads at start.
+pub fn foreign_entries(log: &Path) -> Vec<String> {
+    let (Some(dir), Some(name)) = (log.parent(), log.file_name()) else {
+        return Vec::new();
+    };
+    let name = name.to_string_lossy();
+    let hidden = format!(".{name}");
+    let mut foreign: Vec<String> = fs::read_dir(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|file| !file.starts_with(name.as_ref()) && !file.starts_with(&hidden) && file != "host.key.pub")
+        .collect();
+    foreign.sort();
+    foreign
+}
+
 /// The rotated files of `log`, oldest first, then `log` itself if it exists.
 pub fn chain_files(log: &Path) -> Vec<PathBuf> {
     let (Some(dir), Some(name)) = (log.parent(), log.file_name()) else {
@@ -425,6 +448,25 @@ pub fn read_all(path: &Path) -> Result<Vec<Map<String, Value>>, AuditError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_directory_holds_only_the_logs_files() {
+        let dir = std::env::temp_dir().join(format!("warrant-audit-dir-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("audit.jsonl");
+        for own in
+            ["audit.jsonl", "audit.jsonl.000000000001", "audit.jsonl.checkpoint", ".audit.jsonl.checkpoint.0a.tmp"]
+        {
+            fs::write(dir.join(own), "").unwrap();
+        }
+        fs::write(dir.join("host.key.pub"), "").unwrap();
+        assert!(foreign_entries(&log).is_empty());
+        fs::write(dir.join("syslog"), "").unwrap();
+        fs::write(dir.join("notes"), "").unwrap();
+        assert_eq!(foreign_entries(&log), ["notes", "syslog"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn records_serialise_with_their_keys_sorted() {

@@ -33,6 +33,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let (trust_chain, broken_root) = load_trust_chain(&config, initial);
     let chain_whole = broken_root.is_none();
     let host_key = load_host_key(&config.host_key_path())?;
+    refuse_a_shared_audit_dir(&config)?;
     let audit =
         AuditLog::open(&config.audit_log, config.audit_max_bytes).doing(|| "cannot open the audit log".into())?;
     // The checkpoint file exists before Warrant's own files are listed.
@@ -247,4 +248,23 @@ pub(super) fn unanswered_requests(
         }
     }
     open
+}
+
+/// The audit log's directory is protected as Warrant's own (subjects may not
+/// even read it): another program's files there would be refused to agents.
+fn refuse_a_shared_audit_dir(config: &Config) -> Result<(), DaemonError> {
+    let (Some(dir), foreign) = (config.audit_dir(), crate::audit::foreign_entries(&config.audit_log)) else {
+        return Ok(());
+    };
+    if foreign.is_empty() || dir.starts_with(&config.state_dir) {
+        return Ok(());
+    }
+    let shown: Vec<_> = foreign.iter().take(3).map(|name| crate::render::escape(name)).collect();
+    Err(DaemonError::Config(format!(
+        "the audit log's directory {} holds files that are not Warrant's ({}{}): give audit_log a directory of its own \
+         (the default is /var/log/warrant/audit.jsonl); Warrant protects that directory whole",
+        dir.display(),
+        shown.join(", "),
+        if foreign.len() > 3 { ", ..." } else { "" }
+    )))
 }

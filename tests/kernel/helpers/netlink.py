@@ -166,6 +166,27 @@ def genl_write(family, cmd):
     return exchange(NETLINK_GENERIC, message(family_id, NLM_F_REQUEST | NLM_F_ACK, body))
 
 
+def pfkey_spdflush():
+    # struct sadb_msg: version PF_KEY_V2, type SADB_X_SPDFLUSH (19), errno,
+    # satype, length in 8-byte words, reserved, seq, pid.
+    sock = socket.socket(15, socket.SOCK_RAW, 2)
+    try:
+        sock.send(struct.pack("=BBBBHHII", 2, 19, 0, 0, 2, 0, 1, os.getpid()))
+    except OSError as err:
+        return err.errno
+    return 0
+
+
+def ipvs_flush():
+    # IP_VS_SO_SET_FLUSH (1157) on SOL_IP, IPVS's setsockopt interface.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_IP, 1157, b"")
+    except OSError as err:
+        return err.errno
+    return 0
+
+
 def main():
     command, args = sys.argv[1], sys.argv[2:]
     if command == "nft-delchain":
@@ -184,6 +205,10 @@ def main():
         code = genl_getfamily(args[0])
     elif command == "genl-write":
         code = genl_write(args[0], args[1])
+    elif command == "pfkey-spdflush":
+        code = pfkey_spdflush()
+    elif command == "ipvs-flush":
+        code = ipvs_flush()
     else:
         sys.exit(f"unknown command {command!r}")
     sys.exit(code)
