@@ -241,7 +241,7 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
     // A file a subject wrote runs as that subject, whoever starts it. (For
     // a `#!` script this runs first with the script, then the interpreter.)
     if let Some((_, written)) = marks::of_file(program) {
-        return become_subject(written.profile_id, match_kind::WRITTEN);
+        return become_subject(written.profile_id, match_kind::WRITTEN, 0);
     }
     let kinds = SETTINGS.get(SETTINGS_INDEX).map(|s| s.match_kinds).unwrap_or(0);
     if kinds == 0 {
@@ -267,8 +267,42 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
         }
     }
     match found {
-        Some((profile_id, kind)) => become_subject(profile_id, kind),
+        Some((profile_id, kind)) => {
+            let flags = if kind == match_kind::CGROUP { spawned_executor(program) } else { 0 };
+            become_subject(profile_id, kind, flags)
+        }
         None => 0,
+    }
+}
+
+/// [`subject_flag::MOVED_BY_PARENT`] if this exec is systemd's executor
+/// starting a unit's process in a matched cgroup: `systemd-executor`,
+/// unmarked (no subject wrote it), exec'd first thing by a fresh child of a
+/// process that is not a subject (systemd 255 on spawns it straight into
+/// the unit's cgroup, and it then writes itself there before it execs the
+/// unit's command). Otherwise no flags. Like a child PID 1 moved, it runs
+/// only root's code until its next exec, which ends the flag.
+#[inline(always)]
+fn spawned_executor(program: *const u8) -> u32 {
+    let offsets = kernel_offsets();
+    let task = unsafe { bpf_get_current_task_btf() } as *const u8;
+    let forked = read_kernel::<u64>(task, offsets.task_struct_parent_exec_id);
+    if forked.is_none() || read_kernel::<u64>(task, offsets.task_struct_self_exec_id) != forked {
+        return 0;
+    }
+    let dentry = read_kernel::<u64>(program, offsets.file_f_path_dentry).unwrap_or(0) as *const u8;
+    let name_at = read_kernel::<u64>(dentry, offsets.dentry_d_name_name).unwrap_or(0) as *const u8;
+    // "systemd-executor" and its NUL; a name that short is inline in the
+    // dentry, so 24 bytes are there to read.
+    match read_kernel::<[u64; 3]>(name_at, 0) {
+        Some([first, second, third])
+            if first == u64::from_le_bytes(*b"systemd-")
+                && second == u64::from_le_bytes(*b"executor")
+                && third & 0xff == 0 =>
+        {
+            subject_flag::MOVED_BY_PARENT
+        }
+        _ => 0,
     }
 }
 
@@ -276,13 +310,13 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
 /// `profile_id`: refused while it holds an io_uring fd (see held.rs),
 /// unmarked; otherwise marked, or refused if the marker cannot be stored.
 #[inline(always)]
-fn become_subject(profile_id: u32, kind: u32) -> i32 {
+fn become_subject(profile_id: u32, kind: u32, flags: u32) -> i32 {
     if let Some(fd) = held::io_uring_fd() {
         let joining = Subject { profile_id, ..Subject::default() };
         return selfprotect::refuse_on(&joining, action::SELF_IO_URING, [fd as i64 as u64, 0]);
     }
     let task = unsafe { bpf_get_current_task_btf() };
-    if mark(task, profile_id, 0, kind) { 0 } else { -ENOMEM }
+    if mark(task, profile_id, flags, kind) { 0 } else { -ENOMEM }
 }
 
 /// A task moved into a matched cgroup becomes a subject there and then.

@@ -19,7 +19,8 @@ fail() {
     failed=$((failed + 1))
     sleep 1 # the daemon's records of what just happened
     tail -n 4 "$AUDIT" 2>/dev/null | cut -c1-400 | sed 's/^/    audit: /'
-    journalctl -u warrant -u warrant-pod -n 6 --no-pager -o cat 2>/dev/null | cut -c1-400 | sed 's/^/    daemon: /'
+    journalctl -u warrant -n 6 --no-pager -o cat 2>/dev/null | cut -c1-400 | sed 's/^/    daemon: /'
+    [ -n "${POD:-}" ] && podman logs --tail 6 "$POD" 2>&1 | cut -c1-400 | sed 's/^/    pod: /'
     # systemd's own (a unit's child that failed before exec: 219/CGROUP, 203/EXEC)
     journalctl -b -p err -n 6 --no-pager -o cat 2>/dev/null | cut -c1-300 | sed 's/^/    journal: /'
 }
@@ -90,6 +91,22 @@ no_gap() { nft list tables >/tmp/tables && grep -q "table inet filter" /tmp/tabl
 
 echo "deploy tier: $(uname -r), PID 1 is $(cat /proc/1/comm), LSMs $(cat /sys/kernel/security/lsm)"
 
+# The node as the agents find it: the firewall's root, and the second
+# agent's executable (matched by inode).
+nft -f - <<'EOF'
+table inet filter {
+    set blocklist { type ipv4_addr; }
+    chain input { type filter hook input priority 0; }
+}
+EOF
+mkdir -p /opt/agents && cp /usr/sbin/nft /opt/agents/ai-agent
+
+# The sections to run (`cargo xtask test --tier deploy --filter daemonset`);
+# all when none is named. Each starts from this node.
+wanted() { [ ! -s "$IN/only" ] || grep -qw "$1" "$IN/only"; }
+
+if wanted package; then
+
 # 1. Install, configure, start.
 check "dpkg -i installs the package" dpkg -i "$IN/warrant.deb"
 check "the unit is installed but not enabled before keys are set" \
@@ -102,14 +119,6 @@ bundle_dir = "/etc/warrant/bundles.d"
 inbox_dir = "/var/lib/warrant/inbox"
 notify_command = "logger -t warrant-notify"
 EOF
-# The firewall root made, and the second agent's executable (matched by inode).
-nft -f - <<'EOF'
-table inet filter {
-    set blocklist { type ipv4_addr; }
-    chain input { type filter hook input priority 0; }
-}
-EOF
-mkdir -p /opt/agents && cp /usr/sbin/nft /opt/agents/ai-agent
 check "systemctl enable --now warrant" systemctl enable --now warrant
 check "the daemon answers on its socket" until_true 180 warrant status
 check "warrant doctor says enforcement is available (bpf-lsm)" \
@@ -258,71 +267,62 @@ check "the former agent may change the firewall again" until_true 60 \
     systemd-run --quiet --wait --pipe --collect --slice=agents.slice -- nft add table inet after
 check "the host's public key is kept beside the audit log" test -s /var/log/warrant/host.key.pub
 check "the audit log is kept" test -s "$AUDIT"
+fi # package
 
-# 8. The DaemonSet: the same binary in a pod's mount namespace, with the
-# manifest's own warrant.toml, acts on the host. In the pod, /etc, /opt,
-# /var/lib, /var/log, /run, /sys/fs/cgroup and /sys/fs/bpf are the pod's (empty tmpfs):
-# a daemon that resolved paths there would protect nothing of the host's,
-# match no agent, and keep its state and pins where they vanish with it.
-mv /var/log/warrant /var/log/warrant.deb
+# 8. The DaemonSet (a Debian 13 node of its own): the manifest itself, played
+# by podman's `kube play` (a reader of the same Kubernetes YAML as the
+# kubelet, which Debian does not package), with the image made of the .deb's
+# binary. The daemon reads its
+# configuration, keys and bundles in the pod, then enters the node's mount
+# namespace: a daemon that resolved paths in the pod would protect nothing
+# of the node's, match no agent, and keep its state and pins where they
+# vanish with the pod.
+if wanted daemonset; then
+[ -d /var/log/warrant ] && mv /var/log/warrant /var/log/warrant.deb
 rm -rf /etc/warrant
 mkdir -p /srv/image && dpkg-deb -x "$IN/warrant.deb" /srv/image
 ln -sf /srv/image/usr/sbin/warrant /usr/local/bin/warrant
 hash -r
-# The pod's files are the host's inodes bind-mounted into it, as the
-# kubelet's volumes are, laid out as it lays out a ConfigMap: each file a
-# symlink through ..data to a timestamped directory.
-pod_files=/srv/pod
-configmap() {
-    local dir=$1 file
-    shift
-    mkdir -p "$dir/..2026_12_02" && ln -s ..2026_12_02 "$dir/..data"
-    for file in "$@"; do
-        cp "$file" "$dir/..2026_12_02/" && ln -s "..data/$(basename "$file")" "$dir/$(basename "$file")"
-    done
-}
-mkdir -p $pod_files/warrant
-awk '/warrant.toml: \|/ { inside = 1; next } inside && /^    / { sub(/^    /, ""); print; next } inside && !/^$/ { exit }' \
-    "$IN/daemonset.yaml" >$pod_files/warrant/warrant.toml
-cp "$IN/security-team.key.pub" /tmp/security-team.pub
-configmap $pod_files/warrant/keys /tmp/security-team.pub
-configmap $pod_files/warrant/bundles.d /tmp/demo.bundle
+[ -s /tmp/demo.bundle ] ||
+    warrant policy sign "$IN/demo.toml" --key "$IN/security-team.key" --out /tmp/demo.bundle >/dev/null
+# The image: the binary and the C libraries it links, nothing else (nft for
+# rollback is the node's, reached after the daemon enters its namespace).
+for lib in $(ldd /srv/image/usr/sbin/warrant | grep -o '/[^ ]*'); do cp --parents -L "$lib" /srv/image; done
+check "the image is made of the .deb's binary" sh -c "tar -C /srv/image -c . |
+    podman import --change 'ENTRYPOINT [\"/usr/sbin/warrant\"]' - registry.example.com/warrant:0.1.0"
 check "the manifest's warrant.toml enters the host's mount namespace" \
-    grep -q '^host_mount_namespace = "/proc/1/ns/mnt"' $pod_files/warrant/warrant.toml
-refused_without_host_pid() {
-    local out
-    ! out=$(unshare --pid --fork --mount-proc /srv/image/usr/sbin/warrant daemon --config $pod_files/warrant/warrant.toml 2>&1) &&
-        grep -q "run it with hostPID" <<<"$out"
-}
-check "a pod without hostPID is refused, saying so" refused_without_host_pid
-# /run/warrant is the node's, mounted for `kubectl exec ... warrant` (the
-# manifest's hostPath): set aside before the pod's /run covers it.
-mkdir -p /run/warrant /srv/pod-run
-start_pod() {
-    systemd-run --unit=warrant-pod --collect --property=KillMode=mixed -- unshare --mount --propagation private -- sh -ec '
-        mount --bind /run/warrant /srv/pod-run
-        for dir in /etc /opt /var/lib /var/log /run /sys/fs/cgroup /sys/fs/bpf; do mount -t tmpfs pod "$dir"; done
-        mkdir /etc/warrant /run/warrant
-        mount --bind /srv/pod/warrant /etc/warrant
-        mount --move /srv/pod-run /run/warrant
-        exec /srv/image/usr/sbin/warrant daemon --config /etc/warrant/warrant.toml'
-}
-start_pod
-check "the pod's daemon answers on the host's socket" until_true 180 warrant status ||
-    journalctl -u warrant-pod -o cat --no-pager | tail -n 20 | sed 's/^/  warrant-pod: /'
-check "... it entered the host's mount namespace" sh -c \
-    'journalctl -u warrant-pod -o cat --no-pager | grep -q "entered the host.s mount namespace"'
+    grep -q '^    host_mount_namespace = "/proc/1/ns/mnt"' "$IN/daemonset.yaml"
+cp "$IN/security-team.key.pub" /tmp/security-team.pub
+pod_yaml() { python3 "$IN/daemonset_pod.py" "$IN/daemonset.yaml" "$1" /tmp/demo.bundle /srv/"$2".yaml "${@:3}"; }
+pod_yaml /tmp/security-team.pub without-hostpid --without-host-pid
+pod_yaml /tmp/security-team.pub pod
+# Each play makes the Secret and ConfigMaps anew, as a new pod's volumes.
+pod_down() { podman kube down "/srv/$1.yaml" >/dev/null 2>&1; podman secret rm -a >/dev/null 2>&1; podman volume rm -fa >/dev/null 2>&1; }
+# play YAML: podman kube play, its errors (not the ids it prints) on failure.
+play() { podman kube play "$1" >/tmp/play.out 2>&1 || { grep -v '^[0-9a-f]\{64\}$' /tmp/play.out | head -n 6; return 1; }; }
+check "podman kube play of the manifest without hostPID" play /srv/without-hostpid.yaml
+# container NAME: the container podman made of DaemonSet NAME's pod.
+container() { podman ps -a --format '{{.Names}}' | grep -E "^$1(-pod)?-warrant\$"; }
+daemon_refused() { podman logs "$(container warrant-without-hostpid)" 2>&1 | grep -q "run it with hostPID"; }
+check "... its daemon refuses to start, saying so" until_true 120 daemon_refused
+pod_down without-hostpid
+check "podman kube play of the manifest" play /srv/pod.yaml
+POD=$(container warrant)
+check "the pod's daemon answers on the host's socket" until_true 180 warrant status
+check "... it entered the host's mount namespace" \
+    sh -c "podman logs $POD 2>&1 | grep -q 'entered the host.s mount namespace'"
 # `kubectl exec` and exec probes join the container's first process.
-pod_first=$(systemctl show -p MainPID --value warrant-pod)
-check "the pod's first process stays in the pod: an exec there sees the pod's files, not the node's" \
-    nsenter -t "$pod_first" -m -- sh -c 'test -e /etc/warrant/warrant.toml && ! test -e /etc/nftables.conf'
-check "... and \`warrant status\` there reaches the daemon" nsenter -t "$pod_first" -m -- /srv/image/usr/sbin/warrant status
-check "the bundle from the pod's bundle_dir (a ConfigMap's symlinks) is applied" \
+pod_first=$(podman inspect --format '{{.State.Pid}}' $POD)
+check "the pod's first process stays in the pod: it sees the pod's files, not the node's" \
+    sh -c "test -e /proc/$pod_first/root/etc/warrant/config/warrant.toml && ! test -e /proc/$pod_first/root/etc/nftables.conf"
+check "... and \`warrant status\` exec'd in the pod (the readiness probe) reaches the daemon" \
+    podman exec $POD warrant status
+check "the bundle from the pod's bundle_dir (a ConfigMap) is applied" \
     until_true 60 status_is policy_version 1
 check "... and audited as the pod's file" grep -q 'bundle_dir pod:/etc/warrant/bundles.d/demo.bundle' "$AUDIT"
 check "its state, audit log and pins are the host's" \
     sh -c 'test -s /var/lib/warrant/host.key.pub && test -s /var/log/warrant/audit.jsonl && ls /sys/fs/bpf/warrant >/dev/null'
-check "its metrics answer" python3 -c \
+check "its metrics answer on the node's network" python3 -c \
     'import urllib.request; assert b"warrant_policy_version 1" in urllib.request.urlopen("http://127.0.0.1:9464/metrics").read()'
 mark=$(audit_len)
 refused "an agent in the host's agents.slice (cgroup match) may not open ssh" \
@@ -330,19 +330,23 @@ refused "an agent in the host's agents.slice (cgroup match) may not open ssh" \
 check "... recorded denied-needs-warrant" record "$mark" nft.rule.add denied-needs-warrant
 refused "the host's agent executable (matched by inode) may not add a table" /opt/agents/ai-agent add table inet podsneaky
 refused "an agent may not write a host file the policy protects" agent sh -c 'echo "# agent" >>/etc/nftables.conf'
-refused "nor the pod's configuration, read in the pod and protected by inode" \
-    agent sh -c "echo 'trusted_keys = []' >>$pod_files/warrant/warrant.toml"
+pod_config="$(podman volume inspect --format '{{.Mountpoint}}' warrant-config)/warrant.toml"
+refused "nor the pod's configuration on the node, read in the pod and protected by inode" \
+    agent sh -c "echo 'trusted_keys = []' >>$pod_config"
 check "root, not a subject, still may change the firewall" sh -c 'nft add table inet rootmade && nft delete table inet rootmade'
 # The kubelet's window: a new pod's Secret files are new inodes, unprotected
-# until its daemon starts. Keys swapped there (here by root, as a subject
-# racing the kubelet would) are not trusted: the first keys are pinned.
-check "the pod stops for a new one" systemctl stop warrant-pod
+# until its daemon starts. Keys swapped there (here in the Secret, as a
+# subject racing the kubelet would swap the files) are not trusted: the
+# first keys are pinned.
+check "the pod stops for a new one" podman kube down /srv/pod.yaml
+pod_down pod
 warrant keygen --out /tmp/swapped.key >/dev/null
-cp /tmp/swapped.key.pub $pod_files/warrant/keys/..2026_12_02/security-team.pub
 sed 's/^version = 1$/version = 2/' "$IN/demo.toml" >/tmp/demo-v2.toml
 warrant policy sign /tmp/demo-v2.toml --key /tmp/swapped.key --out /tmp/swapped.bundle >/dev/null
+pod_yaml /tmp/swapped.key.pub pod
 mark=$(audit_len)
-start_pod
+check "podman kube play of the manifest with the swapped key" play /srv/pod.yaml
+POD=$(container warrant)
 check "the new pod's daemon answers" until_true 180 warrant status
 check "... and says its configuration's keys are not the pinned ones" \
     sh -c 'warrant status --json | python3 -c "import json,sys; assert json.load(sys.stdin)[\"trust_root\"][\"config_differs\"] is True"'
@@ -353,9 +357,9 @@ swapped_refused() {
 }
 check "a bundle signed by the swapped key is refused: the keys are not settled" swapped_refused
 check "... and the policy in force (restored under the pinned keys) is still v1" status_is policy_version 1
-# Root checks the key file itself (not the daemon's report of it).
-checked=$(warrant trust key-id $pod_files/warrant/keys/..2026_12_02/security-team.pub | cut -d' ' -f1)
-check "warrant trust key-id names the swapped key file as status names the waiting key" \
+# Root checks the key the Secret holds (not the daemon's report of it).
+checked=$(warrant trust key-id /tmp/swapped.key.pub | cut -d' ' -f1)
+check "warrant trust key-id names the swapped key as status names the waiting key" \
     sh -c "warrant status --json | grep -qF '$checked'"
 other_keys_refused() {
     local out
@@ -370,10 +374,15 @@ check "root accepts the configuration's keys it checked (warrant trust accept-co
 check "... after which that bundle applies" warrant policy apply /tmp/swapped.bundle
 check "... and status no longer flags the keys" \
     sh -c 'warrant status --json | python3 -c "import json,sys; assert json.load(sys.stdin)[\"trust_root\"][\"config_differs\"] is False"'
-check "the pod stops; enforcement stays pinned" systemctl stop warrant-pod
+check "the pod stops; enforcement stays pinned" podman kube down /srv/pod.yaml
 refused "the agent is still refused with the pod gone" agent nft add table inet podgone
 check "warrant audit verify (the pod's chain, on the host)" warrant audit verify
+# systemd 257 spawns `systemd-executor` straight into the unit's cgroup,
+# which then writes itself there before it execs the unit's command.
+check "no unit in agents.slice failed to attach to its cgroup (systemd $(systemctl --version | awk 'NR == 1 { print $2 }'))" \
+    sh -c '! journalctl -b --no-pager -o cat | grep -q -e "Failed to attach to cgroup /agents.slice" -e "status=219/CGROUP"'
 check "warrant uninstall removes enforcement" warrant uninstall
 check "the former agent may change the firewall again" until_true 60 agent nft add table inet afterpod
+fi # daemonset
 
 echo "deploy tier: $passed passed, $failed failed"

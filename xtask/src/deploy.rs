@@ -1,10 +1,12 @@
-//! The deployment tier: Warrant installed the way operators install it. A
-//! stock Debian 12 system (mmdebstrap: minbase, systemd, nftables, iproute2,
-//! python3), cached under target/deploy/image and rebuilt when its recipe or
-//! the kernel changes, boots in qemu with Debian's 6.12 and systemd as PID 1,
-//! installs the freshly built .deb with dpkg and runs tests/deploy/scenario.sh
-//! at boot (README's "Deploying", step by step). The scenario prints one line
-//! per check on the serial console, which is all this side reads.
+//! The deployment tier: Warrant installed the way operators install it. Two
+//! stock Debian systems (mmdebstrap: minbase, systemd, nftables, iproute2,
+//! python3; podman on the second), each cached under target/deploy/ and
+//! rebuilt when its recipe or the kernel changes, boot in qemu with Debian's
+//! 6.12 and systemd as PID 1 and run their section of tests/deploy/scenario.sh
+//! at boot (README's "Deploying", step by step): Debian 12 installs the
+//! freshly built .deb with dpkg; Debian 13 plays the DaemonSet's manifest
+//! with podman. The scenario prints one line per check on the serial
+//! console, which is all this side reads.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -19,8 +21,30 @@ use crate::process::{describe, run_checked, stdout_of};
 use crate::test::Counts;
 
 /// What the image is made of; a change here rebuilds it.
-const PACKAGES: &str = "systemd-sysv,udev,dbus,nftables,iproute2,python3,kmod,procps";
-const SUITE: &str = "bookworm";
+/// A node of the tier: a stock Debian system and the scenario's sections
+/// run on it.
+struct Node {
+    suite: &'static str,
+    packages: &'static str,
+    section: &'static str,
+}
+
+const NODES: &[Node] = &[
+    // The .deb, on Debian 12 under systemd.
+    Node {
+        suite: "bookworm",
+        packages: "systemd-sysv,udev,dbus,nftables,iproute2,python3,kmod,procps",
+        section: "package",
+    },
+    // The DaemonSet's manifest, played by podman's `kube play`: Debian 13's
+    // podman 5.4 plays a DaemonSet with hostPID (Debian 12's 4.3 does
+    // neither). The kernel is the same 6.12.
+    Node {
+        suite: "trixie",
+        packages: "systemd-sysv,udev,dbus,nftables,iproute2,python3,kmod,procps,podman,catatonit,netavark,python3-yaml",
+        section: "daemonset",
+    },
+];
 
 /// Files of the booted system that make it run the scenario once and power
 /// off; the console is the only way out.
@@ -46,20 +70,39 @@ const IMAGE_LAYOUT: u32 = 1;
 /// A whole boot, install and scenario; generous for TCG.
 const GUEST_TIMEOUT: Duration = Duration::from_secs(25 * 60);
 
-/// Runs the deployment tier: counts of the scenario's checks.
-pub fn run() -> Result<Counts> {
+/// The sections `filters` name; none means all.
+pub fn sections(filters: &[String]) -> Vec<&str> {
+    filters.iter().map(String::as_str).filter(|f| NODES.iter().any(|node| node.section == *f)).collect()
+}
+
+/// Runs the deployment tier, or the sections `filters` name: counts of the
+/// scenario's checks.
+pub fn run(filters: &[String]) -> Result<Counts> {
+    let sections = sections(filters);
     let kernel = Kernel::of(Series::V6_12)?;
     let debs = build_debs()?;
-    let rootfs = rootfs(&kernel)?;
-    let run_dir = fresh_dir(&target_dir().join("deploy/run"))?;
-    let inputs = inputs_dir(&run_dir, &debs)?;
+    let mut total = Counts::default();
+    for node in NODES.iter().filter(|node| sections.is_empty() || sections.contains(&node.section)) {
+        let counts = run_node(node, &kernel, &debs)?;
+        total.passed += counts.passed;
+        total.failed += counts.failed;
+    }
+    Ok(total)
+}
+
+/// One boot of `node`, its section of the scenario run at the end of it.
+fn run_node(node: &Node, kernel: &Kernel, debs: &Debs) -> Result<Counts> {
+    let rootfs = rootfs(node, kernel)?;
+    let run_dir = fresh_dir(&target_dir().join(format!("deploy/run-{}", node.section)))?;
+    let inputs = inputs_dir(&run_dir, debs)?;
+    std::fs::write(inputs.join("only"), node.section)?;
     let root_img = run_dir.join("root.img");
     let inputs_img = run_dir.join("inputs.img");
     let console = run_dir.join("console.log");
     for attempt in 1..=2 {
         make_ext4(&rootfs, &root_img, "3G")?;
         make_ext4(&inputs, &inputs_img, "512M")?;
-        boot(&kernel, &root_img, &inputs_img, &console)?;
+        boot(kernel, &root_img, &inputs_img, &console)?;
         let text = std::fs::read_to_string(&console).with_context(|| format!("cannot read {}", console.display()))?;
         if let Some(counts) = summary(&text) {
             return Ok(counts);
@@ -132,22 +175,23 @@ fn build_debs() -> Result<Debs> {
 }
 
 /// The cached root file system; rebuilt when the recipe or kernel changes.
-fn rootfs(kernel: &Kernel) -> Result<PathBuf> {
-    let dir = target_dir().join("deploy/image");
+fn rootfs(node: &Node, kernel: &Kernel) -> Result<PathBuf> {
+    let (suite, packages) = (node.suite, node.packages);
+    let dir = target_dir().join(format!("deploy/image-{suite}"));
     let rootfs = dir.join("rootfs");
     let recipe = format!(
-        "{SUITE} minbase {PACKAGES}\n{}\nlayout {IMAGE_LAYOUT}\n{SCENARIO_UNIT}{FSTAB}{HOSTNAME}",
+        "{suite} minbase {packages}\n{}\nlayout {IMAGE_LAYOUT}\n{SCENARIO_UNIT}{FSTAB}{HOSTNAME}",
         kernel.release
     );
     let stamp = dir.join("recipe");
     if std::fs::read_to_string(&stamp).is_ok_and(|done| done == recipe) && rootfs.join("etc/os-release").exists() {
         return Ok(rootfs);
     }
-    println!("deploy tier: building the Debian {SUITE} image (mmdebstrap, ~1 min)");
+    println!("deploy tier: building the Debian {suite} image (mmdebstrap, ~1 min)");
     fresh_dir(&dir)?;
     run_checked(
         Command::new("mmdebstrap")
-            .args(["--quiet", "--variant=minbase", &format!("--include={PACKAGES}"), SUITE])
+            .args(["--quiet", "--variant=minbase", &format!("--include={packages}"), suite])
             .arg(&rootfs),
     )
     .context("mmdebstrap (the deployment tier's Debian image)")?;
@@ -188,6 +232,7 @@ fn inputs_dir(run_dir: &Path, debs: &Debs) -> Result<PathBuf> {
         (debs.first.clone(), "warrant.deb"),
         (debs.upgrade.clone(), "warrant-upgrade.deb"),
         (repo.join("deploy/kubernetes/daemonset.yaml"), "daemonset.yaml"),
+        (repo.join("tests/deploy/daemonset_pod.py"), "daemonset_pod.py"),
         (repo.join("policies/demo.toml"), "demo.toml"),
         (keys.join("security-team.key"), "security-team.key"),
         (keys.join("security-team.key.pub"), "security-team.key.pub"),

@@ -57,7 +57,8 @@ enum Task {
         #[arg(long, value_enum, default_value_t = test::Tier::All)]
         tier: test::Tier,
         /// Run only the kernel-tier tests whose names contain one of these
-        /// (libtest filters), for quick local loops; CI runs them all.
+        /// (libtest filters), and only the deployment tier's sections named
+        /// (`package`, `daemonset`), for quick local loops; CI runs them all.
         #[arg(long = "filter", value_name = "NAME")]
         filters: Vec<String>,
         /// Run the kernel tier on these kernels only (default: all of 6.1, 6.12, dev).

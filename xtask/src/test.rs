@@ -61,7 +61,7 @@ pub fn run(tier: Tier, filters: &[String], kernels: &[Series], only_without_bpf_
     } else {
         Vec::new()
     };
-    let deploy = matches!(tier, Tier::All | Tier::Deploy).then(deploy_tier);
+    let deploy = matches!(tier, Tier::All | Tier::Deploy).then(|| deploy_tier(filters));
 
     println!();
     let mut total = Counts::default();
@@ -103,6 +103,10 @@ pub fn run(tier: Tier, filters: &[String], kernels: &[Series], only_without_bpf_
     }
     if !filters.is_empty() && matches!(tier, Tier::All | Tier::Kernel) {
         which.push_str(&format!(" (kernel tests matching {})", filters.join(", ")));
+    }
+    let sections = crate::deploy::sections(filters);
+    if !sections.is_empty() && matches!(tier, Tier::All | Tier::Deploy) {
+        which.push_str(&format!(" (deployment sections {} only)", sections.join(", ")));
     }
     println!("{} passed, {} failed{which}", total.passed, total.failed);
     Ok(ok)
@@ -175,9 +179,9 @@ fn host_tier() -> TierReport {
     TierReport { counts, problem }
 }
 
-fn deploy_tier() -> TierReport {
+fn deploy_tier(sections: &[String]) -> TierReport {
     println!("== deployment tier: the .deb on a stock Debian 12 host with systemd");
-    match crate::deploy::run() {
+    match crate::deploy::run(sections) {
         Ok(counts) => {
             let problem = (counts.passed + counts.failed == 0).then(|| "the scenario ran no check".to_owned());
             TierReport { counts, problem }
