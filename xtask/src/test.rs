@@ -84,7 +84,7 @@ pub fn run(tier: Tier, filters: &[String], kernels: &[Series], only_without_bpf_
     if let Some(report) = &deploy {
         let c = report.counts;
         println!(
-            "deployment tier (the .deb on Debian 12 with systemd, 6.12): {} passed, {} failed",
+            "deployment tier (the .deb on Debian 12, the DaemonSet under podman on Debian 13; 6.12): {} passed, {} failed",
             c.passed, c.failed
         );
         ok &= report_problem("deployment tier", report);
@@ -180,7 +180,7 @@ fn host_tier() -> TierReport {
 }
 
 fn deploy_tier(sections: &[String]) -> TierReport {
-    println!("== deployment tier: the .deb on a stock Debian 12 host with systemd");
+    println!("== deployment tier: the .deb on a stock Debian 12 host, the DaemonSet under podman on Debian 13");
     match crate::deploy::run(sections) {
         Ok(counts) => {
             let problem = (counts.passed + counts.failed == 0).then(|| "the scenario ran no check".to_owned());
