@@ -19,8 +19,15 @@ pub const ARPT_SO_SET_ADD_COUNTERS: i32 = 97;
 pub const EBT_SO_SET_ENTRIES: i32 = 128;
 pub const EBT_SO_SET_COUNTERS: i32 = 129;
 
-/// `IP_VS_SO_SET_ADD` .. `IP_VS_SO_SET_ZERO` (`IP_VS_BASE_CTL` 1152 on).
-pub const IP_VS_SO_SET: core::ops::RangeInclusive<i32> = 1152..=1161;
+/// `IP_VS_SO_SET_*`, `IP_VS_BASE_CTL` (1152) to `IP_VS_SO_SET_MAX` (1167):
+/// services, servers, timeouts, the sync daemon, zeroing.
+pub const IP_VS_SO_SET: core::ops::RangeInclusive<i32> = 1152..=1167;
+/// `IP_IPSEC_POLICY`, `IP_XFRM_POLICY` and the IPv6 ones: a socket's own
+/// IPsec policy, which can let its traffic past the host's.
+pub const IP_IPSEC_POLICY: i32 = 16;
+pub const IP_XFRM_POLICY: i32 = 17;
+pub const IPV6_IPSEC_POLICY: i32 = 34;
+pub const IPV6_XFRM_POLICY: i32 = 35;
 
 /// nfproto families used as targets.
 pub const FAMILY_IP: u8 = 2;
@@ -29,10 +36,13 @@ pub const FAMILY_BRIDGE: u8 = 7;
 pub const FAMILY_IP6: u8 = 10;
 
 /// The action and family of a setsockopt, if it writes an x_tables table
-/// (or IPVS's, family 0: only `*` covers it).
+/// (or IPVS's, or a socket's IPsec policy: family 0, only `*` covers it).
 pub fn classify(level: i32, optname: i32) -> Option<(u32, u8)> {
     match (level, optname) {
         (SOL_IP, name) if IP_VS_SO_SET.contains(&name) => Some((action::NET_IPVS, 0)),
+        (SOL_IP, IP_IPSEC_POLICY | IP_XFRM_POLICY) | (SOL_IPV6, IPV6_IPSEC_POLICY | IPV6_XFRM_POLICY) => {
+            Some((action::NET_XFRM_POLICY_ADD, 0))
+        }
         (SOL_IP, IPT_SO_SET_REPLACE) => Some((action::IPTABLES_REPLACE, FAMILY_IP)),
         (SOL_IP, IPT_SO_SET_ADD_COUNTERS) => Some((action::IPTABLES_COUNTERS, FAMILY_IP)),
         (SOL_IPV6, IPT_SO_SET_REPLACE) => Some((action::IPTABLES_REPLACE, FAMILY_IP6)),

@@ -264,13 +264,17 @@ fn legacy_setsockopt_classifies_by_level_and_option() {
     assert_eq!(legacy::classify(SOL_IP, ARPT_SO_SET_ADD_COUNTERS), Some((action::IPTABLES_COUNTERS, FAMILY_ARP)));
     assert_eq!(legacy::classify(SOL_IP, EBT_SO_SET_ENTRIES), Some((action::IPTABLES_REPLACE, FAMILY_BRIDGE)));
     assert_eq!(legacy::classify(SOL_IP, 1), None, "IP_TOS is not a firewall write");
-    // IPVS: IP_VS_SO_SET_ADD, _FLUSH and _ZERO; the GETs (1152 on) are
-    // getsockopt, another hook.
-    for name in [1152, 1157, 1161] {
+    // IPVS: IP_VS_SO_SET_ADD, _FLUSH, _EDITDEST, _STARTDAEMON and _ZERO;
+    // the GETs (1152 on) are getsockopt, another hook.
+    for name in [1152, 1157, 1161, 1163, 1167] {
         assert_eq!(legacy::classify(SOL_IP, name), Some((action::NET_IPVS, 0)), "{name}");
     }
-    assert_eq!(legacy::classify(SOL_IP, 1162), None);
+    assert_eq!(legacy::classify(SOL_IP, 1168), None);
     assert_eq!(legacy::classify(SOL_IPV6, 1152), None);
+    // A socket's own IPsec policy (an ALLOW policy skips the host's).
+    for (level, name) in [(SOL_IP, 16), (SOL_IP, 17), (SOL_IPV6, 34), (SOL_IPV6, 35)] {
+        assert_eq!(legacy::classify(level, name), Some((action::NET_XFRM_POLICY_ADD, 0)), "{level} {name}");
+    }
 }
 
 #[test]

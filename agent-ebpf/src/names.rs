@@ -5,7 +5,7 @@
 //! inode number the file system hands out again is not protected by mistake.
 
 use aya_ebpf::{macros::lsm, programs::LsmContext};
-use warrant_common::{FileKey, PROTECTED_ANCESTOR, ProtectedEntry, Subject, action};
+use warrant_common::{FileKey, PROTECTED_ANCESTOR, ProtectedEntry, SELF_TREE, Subject, action};
 
 use crate::{
     files::{check, decide_file, dentry_inode, inode_key, protected, protected_entry},
@@ -14,9 +14,6 @@ use crate::{
     policy::read_kernel,
     selfprotect, subjects,
 };
-
-/// `BPF_NOEXIST`: insert only if the key has no entry.
-const BPF_NOEXIST: u64 = 1;
 
 /// The create family `(dir, dentry, ...)`: a new name in a protected directory.
 #[inline(always)]
@@ -131,11 +128,11 @@ pub fn inode_rename(ctx: LsmContext) -> i32 {
 /// A file root (not a subject) renames over a protected one, or into a
 /// protected directory, joins that tree: its rewrites (`sed -i`, an
 /// editor's save, dpkg's conffiles) put a new inode under the protected
-/// name, which would otherwise stay unprotected until the next apply. Only an inode without
-/// an entry: one of another tree, or Warrant's own, keeps its own. A
+/// name, which would otherwise stay unprotected until the next apply. A
 /// rename that fails after the hook only over-protects. (RENAME_EXCHANGE
-/// calls the hook for each direction.) A directory moved in joins without
-/// what it holds, and so does a subject's allowed rename (tests/BYPASS.md).
+/// calls the hook for each direction.) Not joined: a directory's contents,
+/// a file with other names, a subject's allowed rename (tests/BYPASS.md);
+/// and the replaced inode's entry stays (see `inode_rename`).
 // Its own function: inlined, LLVM merged its `Option`s into a read of a
 // register one path never set, which the verifier refuses; called on the
 // subject's path too, it moved `rename_verdict`'s registers into a refused
@@ -151,9 +148,24 @@ fn adopt_moved(moved: *const u8, new_dir: *const u8, new: *const u8) {
     if tree == u64::MAX {
         return;
     }
-    if let Some(key) = inode_key(dentry_inode(moved)) {
-        let _ = PROTECTED.insert(&key, &ProtectedEntry { tree: tree as u32, flags: 0 }, BPF_NOEXIST);
+    let inode = dentry_inode(moved);
+    // A file with other names is not the destination's alone: a subject's
+    // hard link to a library, moved into Warrant's inbox by root, would
+    // make the library Warrant's own.
+    if read_kernel::<u32>(inode, kernel_offsets().inode_i_nlink).unwrap_or(2) > 1 {
+        return;
     }
+    let Some(key) = inode_key(inode) else {
+        return;
+    };
+    // Moved from another tree, it takes the destination's rules; Warrant's
+    // own files and the directories above trees keep their entries.
+    if let Some(entry) = unsafe { PROTECTED.get(&key) }
+        && (entry.flags != 0 || entry.tree == SELF_TREE)
+    {
+        return;
+    }
+    let _ = PROTECTED.insert(&key, &ProtectedEntry { tree: tree as u32, flags: 0 }, 0);
 }
 
 #[inline(always)]

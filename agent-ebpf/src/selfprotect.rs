@@ -251,11 +251,13 @@ const SET_GENERATION: [u32; 5] = [0x4008_7602, 0x4004_7602, 0x4008_6604, 0x4004_
 const SG_IO: u32 = 0x2285;
 /// The NVMe ioctl type (`'N'`): passthrough commands, writes among them.
 const NVME_IOCTL_TYPE: u32 = b'N' as u32;
-/// `EXT4_IOC_MOVE_EXT` (`'f'` 15) and `XFS_IOC_SWAPEXT` (`'X'` 109), by type
-/// and number: they swap one file's blocks with another's and pass no
-/// `file_permission`, so a write fd held from before confinement (or handed
-/// over) would rewrite a protected file past every file check.
-const SWAP_EXTENTS: [(u32, u32); 2] = [(b'f' as u32, 15), (b'X' as u32, 109)];
+/// `EXT4_IOC_MOVE_EXT` (`'f'` 15), `XFS_IOC_SWAPEXT` (`'X'` 109) and
+/// `F2FS_IOC_MOVE_RANGE` (0xf5 9), by type and number: they move blocks
+/// between files and pass no `file_permission`, so a write fd held from
+/// before confinement (or handed over) would rewrite a protected file past
+/// every file check, as a block device write would. (`EXT4_IOC_SWAP_BOOT`
+/// is refused with the generation ioctls.)
+const SWAP_EXTENTS: [(u32, u32); 3] = [(b'f' as u32, 15), (b'X' as u32, 109), (0xf5, 9)];
 
 #[inline(always)]
 fn decide_ioctl(cmd: u32) -> i32 {

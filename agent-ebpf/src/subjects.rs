@@ -277,17 +277,26 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
 
 /// [`subject_flag::MOVED_BY_PARENT`] if this exec is systemd's executor
 /// starting a unit's process in a matched cgroup: `systemd-executor`,
-/// unmarked (no subject wrote it), exec'd first thing by a fresh child of a
-/// process that is not a subject (systemd 255 on spawns it straight into
-/// the unit's cgroup, and it then writes itself there before it execs the
-/// unit's command). Otherwise no flags. Like a child PID 1 moved, it runs
-/// only root's code until its next exec, which ends the flag.
+/// unmarked (no subject wrote it) and with one name (not a subject's hard
+/// link to another program), exec'd first thing by a fresh child of PID 1
+/// (not a subject: systemd 255 on spawns it straight into the unit's
+/// cgroup, and it then writes itself there before it execs the unit's
+/// command). Otherwise no flags. Like a child PID 1 moved, it runs only
+/// root's code until its next exec, which ends the flag.
 #[inline(always)]
 fn spawned_executor(program: *const u8) -> u32 {
     let offsets = kernel_offsets();
     let task = unsafe { bpf_get_current_task_btf() } as *const u8;
     let forked = read_kernel::<u64>(task, offsets.task_struct_parent_exec_id);
     if forked.is_none() || read_kernel::<u64>(task, offsets.task_struct_self_exec_id) != forked {
+        return 0;
+    }
+    let parent = read_kernel::<u64>(task, offsets.task_struct_real_parent).unwrap_or(0) as *const u8;
+    if read_kernel::<u32>(parent, offsets.task_struct_tgid) != Some(1) {
+        return 0;
+    }
+    let inode = read_kernel::<u64>(program, offsets.file_f_inode).unwrap_or(0) as *const u8;
+    if read_kernel::<u32>(inode, offsets.inode_i_nlink) != Some(1) {
         return 0;
     }
     let dentry = read_kernel::<u64>(program, offsets.file_f_path_dentry).unwrap_or(0) as *const u8;

@@ -132,8 +132,15 @@ impl Config {
     pub fn own_paths(&self) -> Vec<PathBuf> {
         let mut paths = vec![self.state_dir.clone(), self.host_key_path()];
         // The audit log's directory (its rotated files and checkpoint, and
-        // no name a subject could plant there: see audit::foreign_entries).
-        paths.extend(self.audit_dir().map(Path::to_path_buf));
+        // no name a subject could plant there: see audit::foreign_entries);
+        // for a log in `/` or the working directory, its files alone.
+        match self.audit_dir() {
+            Some(dir) => paths.push(dir.to_path_buf()),
+            None => {
+                paths.extend(crate::audit::chain_files(&self.audit_log));
+                paths.push(crate::audit::checkpoint_path(&self.audit_log));
+            }
+        }
         paths.push(self.audit_log.clone());
         paths.extend(self.socket.parent().map(Path::to_path_buf));
         paths.extend(self.inbox_dir.iter().cloned());

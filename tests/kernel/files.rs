@@ -352,8 +352,9 @@ fn protected_config_files_hold_against_every_route() {
 
 /// Root's rewrites keep protection: a new file renamed over a protected
 /// one (`sed -i` on a one-file tree, whose directory is not protected) or
-/// moved into a protected directory from outside joins the tree. Before,
-/// the new inode stayed unprotected until the next apply.
+/// moved into a protected directory from outside (on the same mount: the
+/// bind mount at /etc/sysctl.d would make `mv` copy) joins the tree.
+/// Before, the new inode stayed unprotected until the next apply.
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn a_file_root_renames_into_a_protected_tree_is_protected() {
@@ -370,7 +371,7 @@ fn a_file_root_renames_into_a_protected_tree_is_protected() {
     };
     root("sed -i 's/one/two/' /mnt/single/only.conf");
     root(
-        "printf 'net.ipv4.ip_forward = 0\\n' > /mnt/outside/91-root.conf && mv /mnt/outside/91-root.conf /etc/sysctl.d/",
+        "printf 'net.ipv4.ip_forward = 0\\n' > /mnt/outside/91-root.conf && mv /mnt/outside/91-root.conf /mnt/sysctl.d/",
     );
     for (what, path) in [
         ("the file root rewrote with sed -i", "/mnt/single/only.conf"),

@@ -129,7 +129,7 @@ fn io_error(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
 /// What else `log`'s directory holds: names that are neither the log's (its
 /// rotated files, checkpoint and temporary files start with its name, or a
 /// dot and its name) nor the host's public key (the package leaves it there
-/// at purge). The directory is Warrant's own, protected like the state
+/// at purge) nor `lost+found`. The directory is Warrant's own, protected like the state
 /// directory: a subject that could make files there could plant a rotated
 /// file that breaks the chain the daemon reads at start.
 pub fn foreign_entries(log: &Path) -> Vec<String> {
@@ -143,7 +143,13 @@ pub fn foreign_entries(log: &Path) -> Vec<String> {
         .flatten()
         .flatten()
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|file| !file.starts_with(name.as_ref()) && !file.starts_with(&hidden) && file != "host.key.pub")
+        // lost+found: a log on a file system of its own.
+        .filter(|file| {
+            !file.starts_with(name.as_ref())
+                && !file.starts_with(&hidden)
+                && file != "host.key.pub"
+                && file != "lost+found"
+        })
         .collect();
     foreign.sort();
     foreign
@@ -461,6 +467,7 @@ mod tests {
             fs::write(dir.join(own), "").unwrap();
         }
         fs::write(dir.join("host.key.pub"), "").unwrap();
+        fs::create_dir(dir.join("lost+found")).unwrap();
         assert!(foreign_entries(&log).is_empty());
         fs::write(dir.join("syslog"), "").unwrap();
         fs::write(dir.join("notes"), "").unwrap();
