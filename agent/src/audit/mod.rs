@@ -129,8 +129,8 @@ fn io_error(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
 /// What else `log`'s directory holds: names that are neither the log's (its
 /// rotated files, checkpoint and temporary files start with its name, or a
 /// dot and its name) nor the host's public key (the package leaves it there
-/// at purge) nor `lost+found`. The directory is Warrant's own, protected like the state
-/// directory: a subject that could make files there could plant a rotated
+/// at purge) nor `lost+found`. The directory is Warrant's own, protected
+/// like the state directory: a subject that could make files there could plant a rotated
 /// file that breaks the chain the daemon reads at start.
 pub fn foreign_entries(log: &Path) -> Vec<String> {
     let (Some(dir), Some(name)) = (log.parent(), log.file_name()) else {
@@ -138,11 +138,7 @@ pub fn foreign_entries(log: &Path) -> Vec<String> {
     };
     let name = name.to_string_lossy();
     let hidden = format!(".{name}");
-    let mut foreign: Vec<String> = fs::read_dir(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+    let mut foreign: Vec<String> = names_in(dir)
         // lost+found: a log on a file system of its own.
         .filter(|file| {
             !file.starts_with(name.as_ref())
@@ -155,18 +151,24 @@ pub fn foreign_entries(log: &Path) -> Vec<String> {
     foreign
 }
 
+/// The names in the log's directory `dir` (the working directory for a
+/// bare file name); none if it cannot be read.
+fn names_in(dir: &Path) -> impl Iterator<Item = String> {
+    fs::read_dir(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+}
+
 /// The rotated files of `log`, oldest first, then `log` itself if it exists.
 pub fn chain_files(log: &Path) -> Vec<PathBuf> {
     let (Some(dir), Some(name)) = (log.parent(), log.file_name()) else {
         return vec![log.to_owned()];
     };
     let prefix = format!("{}.", name.to_string_lossy());
-    let mut rotated: Vec<PathBuf> = fs::read_dir(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let file = entry.file_name().to_string_lossy().into_owned();
+    let mut rotated: Vec<PathBuf> = names_in(dir)
+        .filter_map(|file| {
             let suffix = file.strip_prefix(&prefix)?;
             (suffix.len() == 12 && suffix.bytes().all(|b| b.is_ascii_digit())).then(|| dir.join(&file))
         })
