@@ -2,7 +2,7 @@
 //! (persistence: cron, systemd units, the dynamic linker's preload and
 //! search path, shell profiles, udev rules, module configuration, sudoers,
 //! PAM) and the kernel's usermode helpers (core_pattern, modprobe,
-//! hotplug). Every policy protects them for every profile, with no line
+//! hotplug and uevent_helper) and binfmt_misc. Every policy protects them for every profile, with no line
 //! needed: a subject's change there is denied unless a rule of its profile
 //! names the tree. A policy may move one to `approve` (an RI approves a
 //! service install); moving one to `allow` makes `policy verify` warn.
@@ -64,6 +64,11 @@ pub const GUARDED: &[&str] = &[
     "/etc/environment",
     "/root/.bashrc",
     "/root/.profile",
+    // A login bash reads the first of these it finds, before .profile (a
+    // missing one can be created: README, limits).
+    "/root/.bash_profile",
+    "/root/.bash_login",
+    "/root/.bash_logout",
     "/root/.ssh",
     "/etc/udev/rules.d",
     "/run/udev/rules.d",
@@ -84,6 +89,13 @@ pub const GUARDED: &[&str] = &[
     "/proc/sys/kernel/core_pattern",
     "/proc/sys/kernel/modprobe",
     "/proc/sys/kernel/hotplug",
+    // The same helper as hotplug, by sysfs.
+    "/sys/kernel/uevent_helper",
+    // An interpreter registered here runs as whoever execs a matching file
+    // (with its credentials, for the `C` flag). On a systemd host the walk
+    // mounts it (an automount); one mounted after an apply is guarded from
+    // the next (README, limits).
+    "/proc/sys/fs/binfmt_misc",
 ];
 
 /// Guarded surfaces the daemon makes (empty) when the host lacks them, so

@@ -326,6 +326,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run { profile, keep_fds, command } => {
             let config = Config::load(config_path)?;
+            if let Some(fd) = warrant::subjects::passed_rings(&keep_fds).first() {
+                bail!(
+                    "fd {fd} is an io_uring ring, which a subject may not be handed (its submissions would not run \
+                     as the subject); close it or leave it out of --keep-fd"
+                );
+            }
             warrant::subjects::close_inherited_fds_at_exec(&keep_fds)
                 .context("cannot mark inherited fds close-on-exec")?;
             let _: reply::Registered = control::call(&config.socket, &Request::Register { profile: profile.clone() })?;

@@ -80,13 +80,26 @@ pub fn proc_path_hash(path: &Path) -> Option<u64> {
 }
 
 /// The kernel's key for the file at `path` (not following a final
-/// symlink): its device and inode, or for /proc, device 0 and its path hash.
+/// symlink): its device and inode, or for a file on procfs, device 0 and
+/// its path hash.
 pub fn file_key(path: &Path) -> Option<FileKey> {
     let meta = std::fs::symlink_metadata(path).ok()?;
-    if let Some(hash) = proc_path_hash(path) {
-        return Some(FileKey { dev: 0, ino: hash });
+    Some(key_of(path, &meta))
+}
+
+/// See [`file_key`]. A file under /proc on another file system (binfmt_misc
+/// mounted at /proc/sys/fs/binfmt_misc) is keyed by its inode: the kernel
+/// matches paths only on procfs.
+fn key_of(path: &Path, meta: &std::fs::Metadata) -> FileKey {
+    match proc_path_hash(path) {
+        Some(hash) if on_procfs(meta) => FileKey { dev: 0, ino: hash },
+        _ => FileKey { dev: kernel_dev(meta.dev()), ino: meta.ino() },
     }
-    Some(FileKey { dev: kernel_dev(meta.dev()), ino: meta.ino() })
+}
+
+/// Whether `meta` is of a file on the procfs mounted at /proc.
+fn on_procfs(meta: &std::fs::Metadata) -> bool {
+    std::fs::symlink_metadata(PROC).is_ok_and(|proc| proc.dev() == meta.dev())
 }
 
 /// Every inode under `root` (itself included), without following symlinks.
@@ -96,11 +109,7 @@ fn walk(root: &Path, mut visit: impl FnMut(&Path, FileKey) -> Result<(), Protect
     };
     let mut pending = vec![(root.to_path_buf(), meta)];
     while let Some((path, meta)) = pending.pop() {
-        let key = match proc_path_hash(&path) {
-            Some(hash) => FileKey { dev: 0, ino: hash },
-            None => FileKey { dev: kernel_dev(meta.dev()), ino: meta.ino() },
-        };
-        visit(&path, key)?;
+        visit(&path, key_of(&path, &meta))?;
         if !meta.is_dir() {
             continue;
         }
@@ -119,10 +128,11 @@ fn walk(root: &Path, mut visit: impl FnMut(&Path, FileKey) -> Result<(), Protect
 /// at the next policy apply.
 pub fn inodes(trees: &[String], own: &[PathBuf]) -> Result<HashMap<FileKey, ProtectedEntry>, ProtectError> {
     let mut entries = HashMap::new();
-    // /proc trees are matched by path in the kernel (`proc_trees`).
+    // /proc trees are matched by path in the kernel (`proc_trees`); one
+    // that is another file system's mount (binfmt_misc) is walked here too.
     let roots = trees
         .iter()
-        .filter(|t| proc_path_hash(Path::new(t)).is_none())
+        .filter(|t| proc_path_hash(Path::new(t)).is_none() || std::fs::metadata(t).is_ok_and(|meta| !on_procfs(&meta)))
         .map(|t| (PathBuf::from(t), tree_id(t)))
         .chain(own.iter().map(|p| (p.clone(), SELF_TREE)));
     // A protected path that is a symlink protects its target too: writes go there.

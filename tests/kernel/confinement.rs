@@ -112,6 +112,15 @@ fn persistence_and_usermode_helper_surfaces_are_guarded_without_a_policy_line() 
         // Root, not a subject, still can.
         std::fs::write(path, &before).unwrap();
     }
+    // An interpreter for files of the agent's choosing, run by whoever execs one.
+    let register = "/proc/sys/fs/binfmt_misc/register";
+    let mark = d.audit_len();
+    let out = run_subject(&["sh", "-c", &format!("echo ':agentfmt:E::agentx::/opt/agents/helper:' > {register}")]);
+    assert!(out.stderr.contains("Operation not permitted"), "{register}: {}", out.stderr);
+    assert!(!std::path::Path::new("/proc/sys/fs/binfmt_misc/agentfmt").exists(), "a subject registered a format");
+    d.expect_record(mark, "file.write", register, "denied");
+    std::fs::write(register, ":rootfmt:E::rootx::/bin/true:").expect("root registers a format");
+    std::fs::write("/proc/sys/fs/binfmt_misc/rootfmt", "-1").expect("root removes it");
     // Persistence: a login shell would run this script as root.
     let script = "/etc/profile.d/zz-agent.sh";
     let mark = d.audit_len();

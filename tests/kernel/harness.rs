@@ -190,6 +190,15 @@ impl Daemon {
             let _ = Command::new("ip").args(["netns", "delete", name]).output();
             ip_root(&["netns", "add", name]);
         }
+        // binfmt_misc as a systemd host has it (an automount there): a
+        // guarded surface only where it is mounted when a policy is applied.
+        if !Path::new("/proc/sys/fs/binfmt_misc/register").exists() {
+            let mounted = Command::new("mount")
+                .args(["-t", "binfmt_misc", "binfmt_misc", "/proc/sys/fs/binfmt_misc"])
+                .status()
+                .expect("mount is installed");
+            assert!(mounted.success(), "cannot mount binfmt_misc");
+        }
         protected_tree_fixture();
         matched_subjects_fixture();
         let daemon = Daemon { dir: dir.clone(), config, audit, pid: std::sync::Mutex::new(0) };
@@ -248,6 +257,18 @@ impl Daemon {
             // Reap it: the daemon is our child.
             let _ = reap_if_exited(pid);
             assert!(Instant::now() < deadline, "daemon {pid} survived SIGKILL");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the daemon as systemd does (SIGTERM) and waits for it to exit.
+    pub fn stop(&self) {
+        let pid = *self.pid.lock().unwrap();
+        Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Reaped, so that its pid is free again.
+        while reap_if_exited(pid) != pid as i32 {
+            assert!(Instant::now() < deadline, "daemon {pid} did not stop on SIGTERM");
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -128,6 +128,28 @@ fn an_exec_that_would_make_a_subject_of_a_ring_holder_is_refused() {
 
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn warrant_run_hands_no_ring_to_its_subject() {
+    let d = daemon();
+    let bin = harness::warrant_bin();
+    let config = d.config.to_str().unwrap().to_owned();
+    let run = |how: &str, keep: &[&str]| {
+        let mut args = vec!["carry-ring", "0", how, bin.to_str().unwrap(), "--config", &config, "run"];
+        args.extend_from_slice(&["--profile", "agent"]);
+        args.extend_from_slice(keep);
+        args.extend_from_slice(&["--", "true"]);
+        sideways_root(&args).output().unwrap()
+    };
+    // Passed on by name: refused before anything runs as a subject.
+    let out = run("keep", &["--keep-fd", "7"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("fd 7 is an io_uring ring"), "{out:?}");
+    // Inherited but not named: closed at the exec, and the command runs.
+    let out = run("keep", &[]);
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn a_subject_receives_no_ring() {
     let d = daemon();
     // Root (no subject) passes an SQPOLL ring to its child, an ops-bot

@@ -8,6 +8,25 @@ use std::process::Command;
 
 use crate::harness::{self, daemon, nft_root, run_subject};
 
+/// A process takes pid argv[1] (ns_last_pid) and execs argv[2]. Exit 3:
+/// the pid could not be had; otherwise the program's exit code.
+const TAKE_PID_AND_EXEC: &str = r#"
+import os, sys
+pid = int(sys.argv[1])
+for _ in range(20):
+    with open('/proc/sys/kernel/ns_last_pid', 'w') as f:
+        f.write(str(pid - 1))
+    child = os.fork()
+    if child == 0:
+        if os.getpid() != pid:
+            os._exit(3)
+        os.execv(sys.argv[2], [sys.argv[2]])
+    code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+    if code != 3:
+        sys.exit(code)
+sys.exit(3)
+"#;
+
 /// A shared library of the VM's to copy (any will do: its content is not run).
 fn some_library() -> &'static str {
     ["/usr/lib/x86_64-linux-gnu/libm.so.6", "/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib64/libm.so.6"]
@@ -262,4 +281,31 @@ fn the_kernel_loads_no_module_a_subject_wrote_and_subjects_unload_none() {
     }
     std::fs::remove_file(planted).unwrap();
     std::fs::remove_file(own).unwrap();
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_stopped_daemons_pid_exempts_no_one() {
+    let d = daemon();
+    let planted = "/usr/local/sbin/warrant-planted-pid";
+    let _ = std::fs::remove_file(planted);
+    std::fs::create_dir_all("/usr/local/sbin").unwrap();
+    let script =
+        format!("printf '#!/bin/sh\\nexec nft add table inet planted_by_pid\\n' > {planted} && chmod 755 {planted}");
+    let out = run_subject(&["sh", "-c", &script]);
+    assert!(out.status.success(), "the subject could not write {planted}: {}", out.stderr);
+    // Stopped as systemd stops it, the daemon's pid is free while the
+    // pinned programs go on; root's process that takes it runs the planted
+    // script as the agent, as any other would.
+    let pid = d.pid();
+    let mark = d.audit_len();
+    d.stop();
+    let ran = Command::new("python3").args(["-c", TAKE_PID_AND_EXEC, &pid.to_string(), planted]).output().unwrap();
+    d.restart();
+    assert_ne!(ran.status.code(), Some(3), "pid {pid} could not be had: {ran:?}");
+    assert!(!ran.status.success(), "the process with the stopped daemon's pid ran the planted script unconfined");
+    assert!(!nft_root(&["list", "tables"]).contains("planted_by_pid"));
+    d.expect_record(mark, "nft.table.update", "inet planted_by_pid", "denied");
+    // A mark goes with the file's last name.
+    std::fs::remove_file(planted).unwrap();
 }

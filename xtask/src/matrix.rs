@@ -33,6 +33,8 @@ pub const REFERENCE_BOOT_ONLY: &[&str] = &[
     "bundles::a_two_person_warrant_needs_both_signatures_before_the_kernel_sees_it",
     "bundles::warrant_signed_by_a_non_ri_key_is_refused_at_install",
     "lifecycle::warrant_uses_left_survive_a_reboot",
+    // `warrant run`'s own check, before anything is a subject.
+    "held::warrant_run_hands_no_ring_to_its_subject",
 ];
 
 /// Decisions through programs that other tests on the fmod_ret boot make
@@ -52,6 +54,8 @@ pub const DECISIONS_ON_COVERED_HOOKS: &[&str] = &[
     "rollback::a_warranted_file_change_rolls_back_and_a_later_change_needs_force",
     "rollback::a_warranted_nft_change_rolls_back_by_an_atomic_ruleset_replace",
     "bundles::a_bundle_that_cannot_be_persisted_is_in_force_nowhere",
+    // The exec exemption the bpf-lsm boots check is the same program's.
+    "marks::a_stopped_daemons_pid_exempts_no_one",
 ];
 
 /// The tests `boot` leaves out (full names: libtest's --skip matches substrings).

@@ -16,8 +16,9 @@
                                  on ALLOWED and sends CMD to the deputy;
                                  prints "allowed=E deputy=E" (errnos, 0: sent)
     sideways.py carry-ring UID keep|cloexec PROGRAM ARGS...
-                                 makes an io_uring ring (kept across exec, or
-                                 close-on-exec), becomes UID, execs PROGRAM
+                                 makes an io_uring ring on fd 7 (kept across
+                                 exec, or close-on-exec), becomes UID, execs
+                                 PROGRAM
     sideways.py pass-ring UID    makes an SQPOLL ring, starts a child that
                                  becomes UID and execs `recv-ring`, and
                                  passes it the ring over SCM_RIGHTS; prints
@@ -190,8 +191,10 @@ def io_uring(flags):
 
 
 def carry_ring(uid, how, program):
-    fd = io_uring(0)
-    os.set_inheritable(fd, how == "keep")
+    # On fd 7, where `warrant run --keep-fd 7` finds it.
+    made = io_uring(0)
+    os.dup2(made, 7, inheritable=how == "keep")
+    os.close(made)
     os.setgid(uid)
     os.setuid(uid)
     try:
