@@ -90,6 +90,9 @@ pub fn repo() -> PathBuf {
 
 static DAEMON: OnceLock<Daemon> = OnceLock::new();
 
+/// The PATH systemd gives a service, which the daemon runs with.
+pub const SERVICE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// The wall clock, in seconds since the epoch.
 pub fn now_unix() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
@@ -226,6 +229,8 @@ impl Daemon {
             .arg("--config")
             .arg(&self.config)
             .args(["daemon", "--verbose"])
+            // systemd's PATH for services, /usr/local first.
+            .env("PATH", SERVICE_PATH)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

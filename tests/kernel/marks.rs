@@ -309,3 +309,29 @@ fn a_stopped_daemons_pid_exempts_no_one() {
     // A mark goes with the file's last name.
     std::fs::remove_file(planted).unwrap();
 }
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn the_daemon_runs_no_program_planted_on_its_path() {
+    let d = daemon();
+    let planted = "/usr/local/sbin/nft";
+    let ran = "/run/warrant-planted-nft.log";
+    let _ = std::fs::remove_file(ran);
+    std::fs::create_dir_all("/usr/local/sbin").unwrap();
+    let script = format!("#!/bin/sh\necho \"$PPID\" >> {ran}\nexec /usr/sbin/nft \"$@\"\n");
+    let write = format!("printf '%s' \"$1\" > {planted} && chmod 755 {planted}");
+    let out = run_subject(&["sh", "-c", &write, "sh", &script]);
+    assert!(out.status.success(), "{}", out.stderr);
+    // On the daemon's PATH (systemd's), a lookup by name finds the plant.
+    let environ = std::fs::read(format!("/proc/{}/environ", d.pid())).unwrap();
+    assert!(environ.split(|b| *b == 0).any(|v| v == format!("PATH={}", harness::SERVICE_PATH).as_bytes()));
+    let found = Command::new("sh").args(["-c", "command -v nft"]).env("PATH", harness::SERVICE_PATH).output().unwrap();
+    let found = String::from_utf8_lossy(&found.stdout).trim().to_owned();
+    // Installing an nft warrant makes the daemon snapshot the ruleset with nft.
+    let rule = ["/usr/sbin/nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "4712", "accept"];
+    let warrant = crate::warranted_input_rule(d, &rule, "10m", 1);
+    d.cli_ok(&["revoke", &crate::warrant_id(&warrant)]);
+    std::fs::remove_file(planted).unwrap();
+    assert_eq!(found, planted, "the plant is not first on the daemon's PATH; the test proves nothing");
+    assert!(!std::path::Path::new(ran).exists(), "the daemon ran the nft a subject planted on its PATH");
+}

@@ -35,6 +35,7 @@ pub const REFERENCE_BOOT_ONLY: &[&str] = &[
     "lifecycle::warrant_uses_left_survive_a_reboot",
     // `warrant run`'s own check, before anything is a subject.
     "held::warrant_run_hands_no_ring_to_its_subject",
+    "marks::the_daemon_runs_no_program_planted_on_its_path",
 ];
 
 /// Decisions through programs that other tests on the fmod_ret boot make
