@@ -187,3 +187,30 @@ fn rtnetlink_targets_that_cannot_mean_one_thing_are_refused_with_a_reason() {
     }
     assert!(interface("eth0 netns blue").is_ok());
 }
+
+/// A file a subject wrote, at a path a policy protects.
+struct WrittenConfig;
+
+impl HostNames for WrittenConfig {
+    fn netns(&self, _: &str) -> Option<u64> {
+        None
+    }
+    fn file(&self, _: &str) -> Option<FileKey> {
+        None
+    }
+    fn made_by_subject(&self, name: Named) -> Option<String> {
+        matches!(name, Named::File("/etc/agent-made.conf")).then(|| "agent".to_owned())
+    }
+}
+
+#[test]
+fn a_protected_path_a_subject_wrote_stays_protected_and_is_reported() {
+    let text = "version = 1\nexpires = \"2030-01-01T00:00:00Z\"\nprotect = [\"/etc/agent-made.conf\", \"/etc/other.conf\"]\n\
+                [[profile]]\nname = \"agent\"\n";
+    let policy = warrant::policy::Policy::parse(text).unwrap();
+    let compiled = warrant::policy::compile_with(policy, &WrittenConfig).unwrap();
+    assert!(compiled.policy.protect.iter().any(|p| p == "/etc/agent-made.conf"), "no longer protected");
+    assert_eq!(compiled.protected_written.len(), 1, "{:?}", compiled.protected_written);
+    let said = &compiled.protected_written[0];
+    assert!(said.contains("/etc/agent-made.conf") && said.contains("profile agent") && said.contains("warrant unmark"));
+}

@@ -165,16 +165,27 @@ fn a_namespace_name_a_subject_pinned_does_not_resolve_in_a_later_policy() {
     // Root pins it too, under another name.
     assert!(Command::new("ip").args(["netns", "attach", "byroot", &pid]).status().unwrap().success());
 
+    // The agent writes a file a later policy protects.
+    let written = "/run/warrant-agent-made.conf";
+    let out = run_subject(&["sh", "-c", &format!("echo 'from the agent' > {written}")]);
+    assert!(out.status.success(), "{}", out.stderr);
+
     // A later policy lets the agent into both names.
     let text = std::fs::read_to_string("policies/demo.toml").unwrap();
     let rules = "\n[[profile.rule]]\naction = \"netns.enter\"\ntarget = \"sneaky\"\ntier = \"allow\"\n";
     let extended = text.replacen("[[profile.rule]]", &format!("{}[[profile.rule]]", rules.trim_start()), 1);
+    let extended = extended.replacen("protect = [", &format!("protect = [\"{written}\", "), 1);
     assert_ne!(extended, text);
     let mark = d.audit_len();
     d.apply_next_policy(&extended);
     let applied = d.expect_record_where(mark, "policy.applied", |r| r["kind"] == "policy.applied");
     let unresolved = applied["unresolved"].to_string();
     assert!(unresolved.contains("sneaky") && unresolved.contains("made by a subject"), "{applied}");
+    // The file stays protected, and the record says whose content it holds.
+    let said = applied["protected_written"].to_string();
+    assert!(said.contains(written) && said.contains("profile agent"), "{applied}");
+    let out = run_subject(&["sh", "-c", &format!("echo again > {written}")]);
+    assert!(out.stderr.contains("Operation not permitted"), "{}", out.stderr);
     let mark = d.audit_len();
     let entered = run_subject(&["nsenter", "--net=/run/netns/sneaky", "true"]);
     assert!(entered.stderr.contains("Operation not permitted"), "the subject's name let it in: {}", entered.stderr);
@@ -199,6 +210,7 @@ fn a_namespace_name_a_subject_pinned_does_not_resolve_in_a_later_policy() {
     d.expect_record(mark, "netns.enter", &format!("net:[{red}]"), "allowed");
 
     d.apply_next_policy(&text);
+    std::fs::remove_file(written).unwrap();
     for name in ["sneaky", "byroot"] {
         harness::ip_root(&["netns", "delete", name]);
     }

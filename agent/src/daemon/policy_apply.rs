@@ -236,6 +236,10 @@ impl State {
         for rule in &unresolved {
             warn!(version, "{rule}; the rule covers nothing on this host");
         }
+        let protected_written = compiled.protected_written.clone();
+        for path in &protected_written {
+            warn!(version, "{path}");
+        }
         if let Some(replaced) = self.policy.replace(compiled) {
             self.earlier_policies.keep(replaced);
         }
@@ -244,7 +248,7 @@ impl State {
         self.record(
             "policy.applied",
             json!({"version": version, "via": via, "signers": signer_ids, "profiles": profiles,
-                   "unresolved": unresolved}),
+                   "unresolved": unresolved, "protected_written": protected_written}),
         );
         phase("record");
         self.pick_up(&staged.matches.entries);

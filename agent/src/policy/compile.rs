@@ -12,7 +12,7 @@ use warrant_common::{
     mode, tier,
 };
 
-use super::names::{EveryName, HostNames, ThisHost};
+use super::names::{EveryName, HostNames, Named, ThisHost};
 use super::target::{Target, TargetError};
 use super::{Matcher, Mode, Policy, PolicyError, Responsible, Rule, Tier, invalid, parse_rate, parse_time, profile_id};
 use crate::{keys::PublicKey, protect};
@@ -71,6 +71,9 @@ pub struct CompiledPolicy {
     pub responsibles: Vec<(Responsible, PublicKey)>,
     /// Rules naming namespaces this host does not have; they cover nothing.
     pub unresolved: Vec<String>,
+    /// The policy's `protect` paths whose file a subject wrote: protected
+    /// all the same, but what they hold is an agent's (see README, marks).
+    pub protected_written: Vec<String>,
     /// How processes become subjects, with their profile ids.
     pub matchers: Vec<(Matcher, u32)>,
 }
@@ -108,6 +111,20 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
             return Err(invalid(format!("protect: {tree:?} must be an absolute path without a trailing `/` or `..`")));
         }
     }
+    // A path the policy protects that a subject wrote stays protected
+    // (refusing it would hand it back to the agent), but the operator is
+    // told that what it holds is the agent's, not what the policy meant.
+    let protected_written = policy
+        .protect
+        .iter()
+        .filter_map(|tree| {
+            let profile = names.made_by_subject(Named::File(tree))?;
+            Some(format!(
+                "protect {tree:?}: the file was written by a subject (profile {profile}); it is protected, \
+                 but what it holds is the agent's: read it, then `warrant unmark` it"
+            ))
+        })
+        .collect();
     // Guarded surfaces are protected trees of every policy (see guarded.rs).
     let mut guarded = crate::guarded::present(&policy.protect);
     for extra in std::mem::take(&mut policy.extra_guarded) {
@@ -296,6 +313,7 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
         rule_names,
         responsibles,
         unresolved,
+        protected_written,
         matchers,
     })
 }
