@@ -40,6 +40,13 @@ fn the_daemon_gets_no_signal_by_the_sigio_route() {
     assert_ne!(process_state(d.pid()), "T", "a subject stopped the daemon through F_SETOWN/F_SETSIG");
     d.cli_ok(&["status"]);
     d.expect_record(mark, "self.signal", "*", "denied");
+    // Nor SIGKILL.
+    let mark = d.audit_len();
+    let out = sideways(&["sigio", &d.pid().to_string(), "9"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    d.cli_ok(&["status"]);
+    d.expect_record(mark, "self.signal", "*", "denied");
 }
 
 #[test]
@@ -52,6 +59,14 @@ fn subjects_cannot_type_into_a_terminal() {
     let mark = d.audit_len();
     let out = sideways(&["tiocsti"]);
     assert_eq!(out.status.code(), Some(1), "TIOCSTI as a subject: {}", out.stderr);
+    d.expect_record(mark, "self.tty", "*", "denied");
+    // TIOCLINUX (a console's selection pasted as input) is refused before
+    // the driver looks: root's call reaches it (a pty is no console).
+    let root = Command::new("python3").args([&script, "tioclinux"]).output().unwrap();
+    assert!(![0, 1].contains(&root.status.code().unwrap_or(0)), "root's TIOCLINUX on a pty: {root:?}");
+    let mark = d.audit_len();
+    let out = sideways(&["tioclinux"]);
+    assert_eq!(out.status.code(), Some(1), "TIOCLINUX as a subject: {}", out.stderr);
     d.expect_record(mark, "self.tty", "*", "denied");
 }
 
@@ -283,9 +298,12 @@ fn subjects_cannot_move_freeze_or_kill_the_daemon_through_cgroupfs() {
     let _ = std::fs::create_dir(trap);
     let daemon_cgroup = || std::fs::read_to_string(format!("/proc/{}/cgroup", d.pid())).unwrap();
     let before = daemon_cgroup();
-    for (file, value) in
-        [("cgroup.procs", d.pid().to_string()), ("cgroup.freeze", "1".into()), ("cgroup.kill", "1".into())]
-    {
+    for (file, value) in [
+        ("cgroup.procs", d.pid().to_string()),
+        ("cgroup.threads", d.pid().to_string()),
+        ("cgroup.freeze", "1".into()),
+        ("cgroup.kill", "1".into()),
+    ] {
         let mark = d.audit_len();
         let out = run_subject(&["sh", "-c", &format!("echo {value} > {trap}/{file}")]);
         assert!(out.stderr.contains("Operation not permitted"), "{file}: {}", out.stderr);

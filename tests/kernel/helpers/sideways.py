@@ -1,6 +1,8 @@
 """Sideways routes for the kernel tier, where no CLI tool takes them.
 
     sideways.py tiocsti          TIOCSTI into a fresh pty (types into its reader)
+    sideways.py tioclinux        TIOCLINUX (paste the selection) on a fresh pty;
+                                 exits with the errno (a pty is no console)
     sideways.py sigio PID SIG    F_SETOWN(PID) + F_SETSIG(SIG) on an O_ASYNC
                                  pipe, then a write: the kernel signals PID
     sideways.py deputy NAME KIND a root deputy: listens on unix socket NAME
@@ -59,6 +61,8 @@ import termios
 import time
 
 F_SETSIG = 10
+TIOCLINUX = 0x541C
+TIOCL_PASTESEL = 3
 SYS_IO_URING_SETUP = 425
 IORING_SETUP_SQPOLL = 2
 SYS_PIDFD_GETFD = 438
@@ -73,6 +77,15 @@ def tiocsti():
     except OSError as err:
         return err.errno
     os.read(master, 1)
+    return 0
+
+
+def tioclinux():
+    master, slave = pty.openpty()
+    try:
+        fcntl.ioctl(slave, TIOCLINUX, bytes([TIOCL_PASTESEL]))
+    except OSError as err:
+        return err.errno
     return 0
 
 
@@ -347,6 +360,8 @@ def main():
         sys.exit(tcp_ask(args[0], args[1], args[2]))
     if command == "tiocsti":
         sys.exit(tiocsti())
+    if command == "tioclinux":
+        sys.exit(tioclinux())
     if command == "sigio":
         sys.exit(sigio(int(args[0]), int(args[1])))
     if command == "deputy":
