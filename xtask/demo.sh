@@ -91,6 +91,14 @@ show /usr/local/sbin/warrant-demo-fix; echo "  -> exit $? (root ran it; it ran a
 show "$W" unmark /usr/local/sbin/warrant-demo-fix
 rm -f /usr/local/sbin/warrant-demo-fix
 
+say "6d. The agent asks a root service that runs what it is sent (on a unix socket) to flush the firewall -> EPERM at its connect"
+DEPUTY=/run/warrant-demo-deputy.sock
+python3 "$R/tests/kernel/helpers/sideways.py" deputy "$DEPUTY" stream > "$D/deputy.out" &
+DEPUTY_PID=$!
+for _ in $(seq 50); do grep -q ready "$D/deputy.out" 2>/dev/null && break; sleep 0.1; done
+agent python3 "$R/tests/kernel/helpers/sideways.py" ask "$DEPUTY" stream "nft flush ruleset"
+kill "$DEPUTY_PID" 2>/dev/null; wait "$DEPUTY_PID" 2>/dev/null; rm -f "$DEPUTY"
+
 say "7. Root, not a subject, does the same: unaffected"
 show nft add rule inet filter input tcp dport 2222 accept; echo "  -> exit $?"
 
