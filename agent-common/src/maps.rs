@@ -215,7 +215,11 @@ pub struct Settings {
     /// flips: each decision reads it once, so it sees the old policy whole
     /// or the new one whole, never a mix.
     pub generation: u32,
-    pub _reserved: u32,
+    /// When the daemon's process started, in the clock ticks (USER_HZ,
+    /// 100 a second) /proc/PID/stat counts since boot, modulo 2^32: with
+    /// `daemon_tgid`, names the daemon's process and no later one that
+    /// reuses its pid (after a crash, or while it is stopped).
+    pub daemon_started: u32,
 }
 const _: () = assert!(core::mem::size_of::<Settings>() == 32);
 

@@ -143,7 +143,8 @@ pub struct KernelOffsets {
     pub cgroup_root_hierarchy_id: u32,
     /// `struct task_struct, group_leader` (pointer).
     pub task_struct_group_leader: u32,
-    /// Keeps the size a multiple of 8.
-    pub _reserved: u32,
+    /// `struct task_struct, start_boottime` (u64, CLOCK_BOOTTIME ns at
+    /// fork): what /proc/PID/stat shows as the start time.
+    pub task_struct_start_boottime: u32,
 }
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 264);

@@ -188,24 +188,44 @@ pub fn path_chroot(_ctx: LsmContext) -> i32 {
     refuse_subjects(action::SELF_CHROOT)
 }
 
-/// The daemon's tgid, once it has said it (0 before).
+/// The daemon's tgid and start (see `Settings::daemon_started`), once it
+/// has said them (tgid 0 before, and after it stops).
 #[inline(always)]
-fn daemon_tgid() -> u32 {
-    SETTINGS.get(SETTINGS_INDEX).map_or(0, |settings| settings.daemon_tgid)
+fn daemon_process() -> (u32, u32) {
+    SETTINGS.get(SETTINGS_INDEX).map_or((0, 0), |settings| (settings.daemon_tgid, settings.daemon_started))
+}
+
+/// `nsec_to_clock_t` for USER_HZ 100, as /proc/PID/stat computes it.
+const NS_PER_USER_TICK: u64 = 10_000_000;
+
+/// Whether `task`'s process started when the daemon's did: a process that
+/// took a dead daemon's pid did not.
+#[inline(always)]
+fn started_with_daemon(task: *const u8, started: u32) -> bool {
+    let offsets = kernel_offsets();
+    let Some(leader) = read_kernel::<u64>(task, offsets.task_struct_group_leader) else {
+        return false;
+    };
+    read_kernel::<u64>(leader as *const u8, offsets.task_struct_start_boottime)
+        .is_some_and(|boot_ns| (boot_ns / NS_PER_USER_TICK) as u32 == started)
 }
 
 /// Whether the current task is one of the daemon's threads.
 #[inline(always)]
 pub(crate) fn current_is_daemon() -> bool {
-    let daemon = daemon_tgid();
-    daemon != 0 && (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32 == daemon
+    let (daemon, started) = daemon_process();
+    daemon != 0
+        && (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32 == daemon
+        && started_with_daemon(unsafe { bpf_get_current_task_btf() } as *const u8, started)
 }
 
 /// Whether `task` is the daemon.
 #[inline(always)]
 pub(crate) fn is_daemon(task: *const u8) -> bool {
-    let daemon = daemon_tgid();
-    daemon != 0 && read_kernel::<i32>(task, kernel_offsets().task_struct_tgid) == Some(daemon as i32)
+    let (daemon, started) = daemon_process();
+    daemon != 0
+        && read_kernel::<i32>(task, kernel_offsets().task_struct_tgid) == Some(daemon as i32)
+        && started_with_daemon(task, started)
 }
 
 #[lsm(hook = "task_kill")]
@@ -235,7 +255,7 @@ pub fn file_send_sigiotask(ctx: LsmContext) -> i32 {
     }
 }
 
-/// `TIOCSTI` pushes a byte into a terminal's input; `TIOCLINUX` subcode 2
+/// `TIOCSTI` pushes a byte into a terminal's input; `TIOCLINUX` subcode 3
 /// pastes the console's selection into it. Either types into whatever reads
 /// that terminal, which may be the shell of the operator who started the
 /// agent, once the agent is gone.

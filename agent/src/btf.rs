@@ -309,7 +309,7 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         cgroup_root: btf.member_offset("cgroup", "root")?,
         cgroup_root_hierarchy_id: btf.member_offset("cgroup_root", "hierarchy_id")?,
         task_struct_group_leader: btf.member_offset("task_struct", "group_leader")?,
-        _reserved: 0,
+        task_struct_start_boottime: btf.member_offset("task_struct", "start_boottime")?,
     })
 }
 

@@ -86,9 +86,24 @@ pub const GUARDED: &[&str] = &[
     "/etc/sudoers.d",
     "/etc/pam.d",
     "/etc/security",
+    // What systemd-sysctl and systemd-binfmt apply at the next boot (or
+    // root's `sysctl --system`): a core_pattern or an interpreter set there
+    // is a usermode helper too.
+    "/etc/sysctl.conf",
+    "/etc/sysctl.d",
+    "/run/sysctl.d",
+    "/usr/local/lib/sysctl.d",
+    "/usr/lib/sysctl.d",
+    "/etc/binfmt.d",
+    "/run/binfmt.d",
+    "/usr/local/lib/binfmt.d",
+    "/usr/lib/binfmt.d",
     "/proc/sys/kernel/core_pattern",
     "/proc/sys/kernel/modprobe",
     "/proc/sys/kernel/hotplug",
+    // The pid the next process gets: with it a subject would put a root
+    // process on a pid of its choosing.
+    "/proc/sys/kernel/ns_last_pid",
     // The same helper as hotplug, by sysfs.
     "/sys/kernel/uevent_helper",
     // An interpreter registered here runs as whoever execs a matching file
@@ -110,6 +125,11 @@ pub const MADE_IF_MISSING: &[&str] = &[
     "/usr/local/lib/modprobe.d/",
     "/run/udev/rules.d/",
     "/usr/local/lib/udev/rules.d/",
+    "/run/sysctl.d/",
+    "/usr/local/lib/sysctl.d/",
+    "/etc/binfmt.d/",
+    "/run/binfmt.d/",
+    "/usr/local/lib/binfmt.d/",
 ];
 
 /// Makes the [`MADE_IF_MISSING`] surfaces this host lacks (mode 0644 or

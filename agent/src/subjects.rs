@@ -154,15 +154,12 @@ pub fn threads(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// Marks every open fd from 3 up close-on-exec, but those in `keep`: a
-/// command started as a subject gets only what it opens itself, not an
-/// io_uring ring (whose SQPOLL thread would not be a subject), a netlink
-/// socket or a writable file its starter held.
 /// Of the fds `warrant run` passes on (0-2 and `keep`), those that are
 /// io_uring rings. A ring made outside the subject would submit for it
 /// from a context that is not a subject (an SQPOLL thread, its io-wq
 /// workers): the kernel refuses one received or carried across a matched
-/// exec, and `warrant run` refuses to hand one over.
+/// exec, and `warrant run` refuses to hand one over (a check in user
+/// space, by the starter: it stops a mistake, not a starter that means it).
 pub fn passed_rings(keep: &[i32]) -> Vec<i32> {
     [0, 1, 2]
         .iter()
@@ -175,6 +172,10 @@ pub fn passed_rings(keep: &[i32]) -> Vec<i32> {
         .collect()
 }
 
+/// Marks every open fd from 3 up close-on-exec, but those in `keep`: a
+/// command started as a subject gets only what it opens itself, not an
+/// io_uring ring (whose SQPOLL thread would not be a subject), a netlink
+/// socket or a writable file its starter held.
 pub fn close_inherited_fds_at_exec(keep: &[i32]) -> std::io::Result<()> {
     let open: Vec<i32> = std::fs::read_dir("/proc/self/fd")?
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())

@@ -134,6 +134,9 @@ fn persistence_and_usermode_helper_surfaces_are_guarded_without_a_policy_line() 
     assert!(out.stderr.contains("Operation not permitted"), "{register}: {}", out.stderr);
     assert!(!std::path::Path::new("/proc/sys/fs/binfmt_misc/agentfmt").exists(), "a subject registered a format");
     d.expect_record(mark, "file.write", register, "denied");
+    // Nor switch every interpreter off or on.
+    let out = run_subject(&["sh", "-c", "echo 0 > /proc/sys/fs/binfmt_misc/status"]);
+    assert!(out.stderr.contains("Operation not permitted"), "binfmt_misc/status: {}", out.stderr);
     std::fs::write(register, ":rootfmt:E::rootx::/bin/true:").expect("root registers a format");
     std::fs::write("/proc/sys/fs/binfmt_misc/rootfmt", "-1").expect("root removes it");
     // Persistence: a login shell would run this script as root.

@@ -258,22 +258,10 @@ impl Daemon {
         let pid = *self.pid.lock().unwrap();
         Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::path::Path::new(&format!("/proc/{pid}/exe")).exists() {
-            // Reap it: the daemon is our child.
-            let _ = reap_if_exited(pid);
+        // Reaped (the daemon is our child), so that its pid is free again;
+        // -1: reaped already.
+        while ![pid as i32, -1].contains(&reap_if_exited(pid)) {
             assert!(Instant::now() < deadline, "daemon {pid} survived SIGKILL");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Stops the daemon as systemd does (SIGTERM) and waits for it to exit.
-    pub fn stop(&self) {
-        let pid = *self.pid.lock().unwrap();
-        Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        // Reaped, so that its pid is free again.
-        while reap_if_exited(pid) != pid as i32 {
-            assert!(Instant::now() < deadline, "daemon {pid} did not stop on SIGTERM");
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -136,14 +136,15 @@ fn warrant_run_hands_no_ring_to_its_subject() {
         let mut args = vec!["carry-ring", "0", how, bin.to_str().unwrap(), "--config", &config, "run"];
         args.extend_from_slice(&["--profile", "agent"]);
         args.extend_from_slice(keep);
-        args.extend_from_slice(&["--", "true"]);
+        // The command fails if fd 7 reached it.
+        args.extend_from_slice(&["--", "sh", "-c", "! readlink /proc/self/fd/7"]);
         sideways_root(&args).output().unwrap()
     };
     // Passed on by name: refused before anything runs as a subject.
     let out = run("keep", &["--keep-fd", "7"]);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && said.contains("fd 7 is an io_uring ring"), "{out:?}");
-    // Inherited but not named: closed at the exec, and the command runs.
+    // Inherited but not named: closed at the exec, and the command runs without it.
     let out = run("keep", &[]);
     assert!(out.status.success(), "{out:?}");
 }

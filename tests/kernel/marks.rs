@@ -306,12 +306,12 @@ fn a_stopped_daemons_pid_exempts_no_one() {
         format!("printf '#!/bin/sh\\nexec nft add table inet planted_by_pid\\n' > {planted} && chmod 755 {planted}");
     let out = run_subject(&["sh", "-c", &script]);
     assert!(out.status.success(), "the subject could not write {planted}: {}", out.stderr);
-    // Stopped as systemd stops it, the daemon's pid is free while the
-    // pinned programs go on; root's process that takes it runs the planted
-    // script as the agent, as any other would.
+    // Killed outright (it clears nothing), the daemon's pid is free while
+    // the pinned programs go on; root's process that takes it runs the
+    // planted script as the agent, as any other would.
     let pid = d.pid();
     let mark = d.audit_len();
-    d.stop();
+    d.kill();
     let ran = Command::new("python3").args(["-c", TAKE_PID_AND_EXEC, &pid.to_string(), planted]).output().unwrap();
     d.restart();
     assert_ne!(ran.status.code(), Some(3), "pid {pid} could not be had: {ran:?}");
@@ -341,8 +341,13 @@ fn the_daemon_runs_no_program_planted_on_its_path() {
     let found = String::from_utf8_lossy(&found.stdout).trim().to_owned();
     // Installing an nft warrant makes the daemon snapshot the ruleset with nft.
     let rule = ["/usr/sbin/nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "4712", "accept"];
+    let mark = d.audit_len();
     let warrant = crate::warranted_input_rule(d, &rule, "10m", 1);
     d.cli_ok(&["revoke", &crate::warrant_id(&warrant)]);
+    // The snapshot was taken (by the real nft).
+    d.expect_record_where(mark, "warrant.installed with the ruleset's snapshot", |r| {
+        r["kind"] == "warrant.installed" && r["rollback"] == "the nftables ruleset"
+    });
     std::fs::remove_file(planted).unwrap();
     assert_eq!(found, planted, "the plant is not first on the daemon's PATH; the test proves nothing");
     assert!(!std::path::Path::new(ran).exists(), "the daemon ran the nft a subject planted on its PATH");

@@ -19,7 +19,8 @@ use crate::kernels::Series;
 use crate::test::Boot;
 
 /// Daemon bookkeeping: policy and trust-root handling, warrant ledgers and
-/// revocation, change requests, the event reader.
+/// revocation, change requests, the event reader; and two checks made in
+/// user space (`warrant run`'s, the daemon's program lookup).
 pub const REFERENCE_BOOT_ONLY: &[&str] = &[
     "requests::a_dead_event_reader_is_audited_and_ends_the_daemon",
     "lifecycle::sigkill_during_a_burst_of_warranted_changes_loses_nothing",

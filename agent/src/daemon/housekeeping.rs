@@ -29,12 +29,10 @@ impl State {
         }
         self.record("daemon.stopped", json!({}));
         self.checkpoint(true);
-        // The pinned programs outlive this process, and its pid may be
-        // reused while no daemon runs: a process that took it would be
-        // exempt as the daemon (no confinement on exec, its renames drop
-        // protection). A daemon killed outright leaves it until the next
-        // start (BYPASS.md).
-        if let Err(e) = self.kernel.set_daemon_tgid(0) {
+        // The pinned programs outlive this process. A process that reuses
+        // its pid is told apart by its start time anyway (a daemon killed
+        // outright clears nothing); this says no daemon runs at all.
+        if let Err(e) = self.kernel.clear_daemon() {
             warn!("could not tell the kernel the daemon has stopped: {e}");
         }
     }

@@ -48,7 +48,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     own.extend(config.pod_protected());
     kernel.add_protected(&own)?;
     let events = kernel.take_events()?;
-    kernel.set_daemon_tgid(std::process::id())?;
+    kernel.set_daemon()?;
     restore_digest_key(&mut kernel, &config.state_dir)?;
     let ledger =
         fs::read(ledger_path(&config.state_dir)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();

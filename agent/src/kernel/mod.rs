@@ -98,6 +98,8 @@ pub enum KernelError {
     Subject { pid: u32, reason: String },
     #[error("pinning under {path}: {reason}")]
     Pin { path: String, reason: String },
+    #[error("cannot name the daemon's process to the kernel: {0}")]
+    OwnStart(String),
     #[error("{error}; undoing what was written failed too: {undo}")]
     Undo { error: Box<KernelError>, undo: Box<KernelError> },
 }
@@ -200,9 +202,26 @@ impl Kernel {
         keys.set(0, key, 0).map_err(map_err("DIGEST_KEY"))
     }
 
-    /// Tells the kernel which process is the daemon (subjects may not signal or trace it).
-    pub fn set_daemon_tgid(&mut self, tgid: u32) -> Result<(), KernelError> {
-        self.write_settings(|settings| settings.daemon_tgid = tgid)
+    /// Tells the kernel that this process is the daemon (subjects may not
+    /// signal or trace it; it is not confined at exec): its tgid and when
+    /// it started, so that no later process with its pid passes for it.
+    pub fn set_daemon(&mut self) -> Result<(), KernelError> {
+        let started = own_start_ticks()?;
+        self.write_settings(|settings| {
+            settings.daemon_tgid = std::process::id();
+            settings.daemon_started = started;
+        })
+    }
+
+    /// Tells the kernel that the daemon (this process) has stopped, unless
+    /// another has taken its place meanwhile.
+    pub fn clear_daemon(&mut self) -> Result<(), KernelError> {
+        self.write_settings(|settings| {
+            if settings.daemon_tgid == std::process::id() {
+                settings.daemon_tgid = 0;
+                settings.daemon_started = 0;
+            }
+        })
     }
 
     fn write_settings(&mut self, change: impl FnOnce(&mut Settings)) -> Result<(), KernelError> {
@@ -300,4 +319,32 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     text
+}
+
+/// This process's start in the clock ticks /proc/self/stat counts since
+/// boot (field 22), modulo 2^32, as `Settings::daemon_started` holds it.
+fn own_start_ticks() -> Result<u32, KernelError> {
+    let stat = std::fs::read_to_string("/proc/self/stat")
+        .map_err(|e| KernelError::OwnStart(format!("cannot read /proc/self/stat: {e}")))?;
+    start_ticks(&stat).ok_or_else(|| KernelError::OwnStart(format!("no start time in /proc/self/stat: {stat:?}")))
+}
+
+/// The start time of a /proc/PID/stat line (after the command, which may
+/// hold spaces and parentheses), modulo 2^32.
+fn start_ticks(stat: &str) -> Option<u32> {
+    let after_command = &stat[stat.rfind(')')? + 1..];
+    // Field 22 overall; the 20th after the command (state is the 1st).
+    let ticks: u64 = after_command.split_whitespace().nth(19)?.parse().ok()?;
+    Some(ticks as u32)
+}
+
+#[cfg(test)]
+mod start_tests {
+    #[test]
+    fn the_start_time_is_read_past_a_command_with_spaces_and_parentheses() {
+        let line = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 2000 300";
+        assert_eq!(super::start_ticks(line), Some(123_456));
+        assert_eq!(super::start_ticks("4242 (x) S 1"), None);
+        assert!(super::own_start_ticks().is_ok());
+    }
 }
