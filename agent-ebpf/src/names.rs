@@ -111,18 +111,24 @@ pub fn inode_rmdir(ctx: LsmContext) -> i32 {
 pub fn inode_rename(ctx: LsmContext) -> i32 {
     let Some(subject) = subjects::current() else {
         adopt_moved(ctx.arg(1), ctx.arg(2), ctx.arg(3));
-        // The daemon's own atomic rewrites (a new file renamed over its
-        // state file) free an inode each: its entry goes with it (see
-        // forget_last_name). Only the daemon's renames: it makes no
-        // RENAME_EXCHANGE, which this hook cannot tell from a rename over a
-        // file, and another root's rename could still fail after the hook.
-        if selfprotect::current_is_daemon() {
-            let victim: *const u8 = ctx.arg(3);
-            forget_last_name(dentry_inode(victim));
-        }
+        forget_if_daemons(ctx.arg(3));
         return 0;
     };
     rename_verdict(&ctx, &subject)
+}
+
+/// The daemon's own atomic rewrites (a new file renamed over its state
+/// file) free an inode each: its entry goes with `victim`'s (see
+/// forget_last_name). Only the daemon's renames: it makes no
+/// RENAME_EXCHANGE, which this hook cannot tell from a rename over a file,
+/// and another root's rename could still fail after the hook.
+// Its own function, as `adopt_moved`: inlined, LLVM reshuffled
+// `rename_verdict`'s registers into a pointer shift the verifier refuses.
+#[inline(never)]
+fn forget_if_daemons(victim: *const u8) {
+    if selfprotect::current_is_daemon() {
+        forget_last_name(dentry_inode(victim));
+    }
 }
 
 /// A file root (not a subject) renames over a protected one, or into a
