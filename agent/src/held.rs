@@ -257,7 +257,7 @@ pub fn handle_if_seen(pid: u32, seen_ns: u64) -> std::io::Result<OwnedFd> {
 
 /// Field 22 of /proc/PID/stat, the start time in clock ticks since boot
 /// (the name before it may hold spaces and parentheses).
-fn start_ticks(stat: &str) -> Option<u64> {
+pub(crate) fn start_ticks(stat: &str) -> Option<u64> {
     stat.rsplit_once(") ")?.1.split(' ').nth(19)?.parse().ok()
 }
 
