@@ -251,6 +251,26 @@ pub struct FileKey {
 }
 const _: () = assert!(core::mem::size_of::<FileKey>() == 16);
 
+/// [`FileKey::dev`]'s top bit: the key names a name, not an inode (real
+/// devices are 32-bit).
+pub const NAME_KEY: u64 = 1 << 63;
+
+impl FileKey {
+    /// The key of the name whose hash is `name_hash` (see
+    /// [`crate::proc_path::component`]) in directory `dir`: a protected
+    /// path the host lacked when the policy was applied. A subject may not
+    /// make it, and what root makes there joins its tree (see
+    /// [`PROTECTED_NAMES`]).
+    pub fn of_name(dir: FileKey, name_hash: u64) -> FileKey {
+        FileKey { dev: NAME_KEY | dir.dev, ino: crate::proc_path::join(dir.ino, name_hash) }
+    }
+
+    /// Whether this key was made by [`FileKey::of_name`].
+    pub fn is_name(&self) -> bool {
+        self.dev & NAME_KEY != 0
+    }
+}
+
 /// Value of the MARKS map (keyed by [`FileKey`]): a regular file whose
 /// content a subject wrote (made, opened for writing, wrote through any fd).
 /// Whoever executes it becomes a subject of `profile_id`; no process outside
@@ -321,12 +341,17 @@ pub struct ProtectedEntry {
     pub tree: u32,
     /// [`PROTECTED_ANCESTOR`] for a directory above a tree root: only
     /// renaming it is decided (it would move the tree away), and new files
-    /// in it do not join the tree.
+    /// in it do not join the tree, except under a missing protected name
+    /// ([`PROTECTED_NAMES`]).
     pub flags: u32,
 }
 
 /// [`ProtectedEntry::flags`] of a directory above a protected tree.
 pub const PROTECTED_ANCESTOR: u32 = 1;
+/// [`ProtectedEntry::flags`] of a directory (also an ancestor) in which a
+/// protected path is missing: a new name there is looked up as
+/// [`FileKey::of_name`].
+pub const PROTECTED_NAMES: u32 = 2;
 const _: () = assert!(core::mem::size_of::<ProtectedEntry>() == 8);
 
 /// [`ProtectedEntry::tree`] of Warrant's own config, state and audit files:

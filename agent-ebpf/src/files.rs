@@ -23,12 +23,14 @@
 //! per component: Warrant's own socket is refused in `ipc` instead.
 
 use aya_ebpf::{EbpfContext as _, helpers::generated::bpf_probe_read_kernel_str, macros::lsm, programs::LsmContext};
-use warrant_common::{FileKey, NAME_LEN, PROTECTED_ANCESTOR, ProtectedEntry, SELF_TREE, Subject, action, proc_path};
+use warrant_common::{
+    FileKey, NAME_LEN, PROTECTED_ANCESTOR, PROTECTED_NAMES, ProtectedEntry, SELF_TREE, Subject, action, proc_path,
+};
 
 use crate::{
     atomics,
     maps::{PROC_TREES, PROTECTED, WRITABLE_COUNT, WRITABLE_FILES, kernel_offsets},
-    marks,
+    marks, names,
     policy::{decide_action, read_kernel},
     selfprotect, subjects,
 };
@@ -165,18 +167,16 @@ pub(crate) fn decide_file(subject: &Subject, action_id: u32, key: FileKey, tree:
     decide_action(subject, action_id, 0, tree as u64, [key.ino, key.dev])
 }
 
-/// Decides `action` if the first protected one of `inodes` (null: none) is found.
+/// Decides a subject's `action` on `inode` if it is protected.
 #[inline(always)]
-pub(crate) fn check(action_id: u32, inodes: [*const u8; 3]) -> i32 {
+fn check(action_id: u32, inode: *const u8) -> i32 {
     let Some(subject) = subjects::current() else {
         return 0;
     };
-    for inode in inodes {
-        if let Some((key, tree)) = protected(inode) {
-            return decide_file(&subject, action_id, key, tree);
-        }
+    match protected(inode) {
+        Some((key, tree)) => decide_file(&subject, action_id, key, tree),
+        None => 0,
     }
-    0
 }
 
 #[inline(always)]
@@ -375,7 +375,8 @@ pub fn file_free_security(ctx: LsmContext) -> i32 {
     0
 }
 
-/// New inodes under a protected directory join its tree, whoever makes them.
+/// New inodes under a protected directory, or at a missing protected path,
+/// join its tree, whoever makes them.
 #[lsm(hook = "d_instantiate")]
 pub fn d_instantiate(ctx: LsmContext) -> i32 {
     let dentry: *const u8 = ctx.arg(0);
@@ -386,7 +387,19 @@ pub fn d_instantiate(ctx: LsmContext) -> i32 {
     let Some(parent) = read_kernel::<u64>(dentry, kernel_offsets().dentry_d_parent) else {
         return 0;
     };
-    let Some((_, tree)) = protected(dentry_inode(parent as *const u8)) else {
+    let dir = dentry_inode(parent as *const u8);
+    let Some((_, entry)) = protected_entry(dir) else {
+        return 0;
+    };
+    // Under a tree, or at a missing protected path's name (root made it).
+    let tree = if entry.flags & PROTECTED_ANCESTOR == 0 {
+        entry.tree
+    } else if entry.flags & PROTECTED_NAMES != 0 {
+        match names::guarded_name(dir, dentry, &mut FileKey::default()) {
+            names::NO_TREE => return 0,
+            tree => tree as u32,
+        }
+    } else {
         return 0;
     };
     // A subject makes nothing under Warrant's own directories (the create
@@ -451,7 +464,7 @@ pub fn inode_setattr(ctx: LsmContext) -> i32 {
 /// The xattr family: `(idmap, dentry, name, ...)`.
 #[inline(always)]
 fn xattr_change(dentry: *const u8) -> i32 {
-    check(action::FILE_XATTR, [dentry_inode(dentry), core::ptr::null(), core::ptr::null()])
+    check(action::FILE_XATTR, dentry_inode(dentry))
 }
 
 #[lsm(hook = "inode_setxattr")]

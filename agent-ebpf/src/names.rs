@@ -1,24 +1,85 @@
 //! Names in protected trees: a new name (create, mkdir, mknod, symlink,
 //! link), a name removed (unlink, rmdir) and a rename, decided on the trees
-//! they touch; protection taken by a file renamed into a tree, whoever
+//! they touch, and on a protected path the host lacks, by its name; protection taken by a file renamed into a tree, whoever
 //! renames it; and protection dropped with an inode's last name, so that an
 //! inode number the file system hands out again is not protected by mistake.
 
-use aya_ebpf::{macros::lsm, programs::LsmContext};
-use warrant_common::{FileKey, PROTECTED_ANCESTOR, ProtectedEntry, SELF_TREE, Subject, action};
+use core::mem::MaybeUninit;
+
+use aya_ebpf::{helpers::generated::bpf_probe_read_kernel_str, macros::lsm, programs::LsmContext};
+use warrant_common::{
+    FileKey, PROTECTED_ANCESTOR, PROTECTED_NAMES, ProtectedEntry, SELF_TREE, Subject, action, proc_path,
+};
 
 use crate::{
-    files::{check, decide_file, dentry_inode, inode_key, protected, protected_entry},
+    files::{decide_file, dentry_inode, inode_key, protected, protected_entry},
     maps::{PROTECTED, kernel_offsets},
     marks,
     policy::read_kernel,
     selfprotect, subjects,
 };
 
+/// No tree: what [`guarded_name`] returns for a name nothing guards.
+pub(crate) const NO_TREE: u64 = u64::MAX;
+
+/// The tree of the protected path that `dentry`'s name in `dir` is, one
+/// the host lacked at the last apply (see `protect::inodes`), with its key
+/// in `key`; [`NO_TREE`] for any other name. Costs one lookup, and a hash
+/// of the name only in a directory flagged [`PROTECTED_NAMES`].
+// Its own function: called from inode_rename, whose verifier budget is tight.
+#[inline(never)]
+pub(crate) fn guarded_name(dir: *const u8, dentry: *const u8, key: &mut FileKey) -> u64 {
+    let Some((dir_key, entry)) = protected_entry(dir) else {
+        return NO_TREE;
+    };
+    if entry.flags & PROTECTED_NAMES == 0 {
+        return NO_TREE;
+    }
+    let Some(name_ptr) = read_kernel::<u64>(dentry, kernel_offsets().dentry_d_name_name) else {
+        return NO_TREE;
+    };
+    // Not zeroed (that would be a memset call): the helper writes it.
+    let mut name = MaybeUninit::<[u8; proc_path::NAME_LEN]>::uninit();
+    let read = unsafe {
+        bpf_probe_read_kernel_str(name.as_mut_ptr().cast(), proc_path::NAME_LEN as u32, name_ptr as *const _)
+    };
+    if read <= 0 {
+        return NO_TREE;
+    }
+    let name_key = FileKey::of_name(dir_key, proc_path::component(unsafe { name.assume_init_ref() }));
+    match unsafe { PROTECTED.get(&name_key) } {
+        Some(found) => {
+            *key = name_key;
+            found.tree as u64
+        }
+        None => NO_TREE,
+    }
+}
+
+/// A new name `dentry` in `dir` (or, for a link, a new name of `linked`):
+/// decided if `linked` or `dir` is protected, or if the name is a missing
+/// protected path's.
+#[inline(always)]
+fn new_name(action_id: u32, dir: *const u8, dentry: *const u8, linked: *const u8) -> i32 {
+    let Some(subject) = subjects::current() else {
+        return 0;
+    };
+    for inode in [linked, dir] {
+        if let Some((key, tree)) = protected(inode) {
+            return decide_file(&subject, action_id, key, tree);
+        }
+    }
+    let mut key = FileKey::default();
+    match guarded_name(dir, dentry, &mut key) {
+        NO_TREE => 0,
+        tree => decide_file(&subject, action_id, key, tree as u32),
+    }
+}
+
 /// The create family `(dir, dentry, ...)`: a new name in a protected directory.
 #[inline(always)]
 fn creation(ctx: &LsmContext) -> i32 {
-    check(action::FILE_CREATE, [ctx.arg(0), core::ptr::null(), core::ptr::null()])
+    new_name(action::FILE_CREATE, ctx.arg(0), ctx.arg(1), core::ptr::null())
 }
 
 #[lsm(hook = "inode_create")]
@@ -46,7 +107,7 @@ pub fn inode_symlink(ctx: LsmContext) -> i32 {
 #[lsm(hook = "inode_link")]
 pub fn inode_link(ctx: LsmContext) -> i32 {
     let old: *const u8 = ctx.arg(0);
-    check(action::FILE_LINK, [dentry_inode(old), ctx.arg(1), core::ptr::null()])
+    new_name(action::FILE_LINK, ctx.arg(1), ctx.arg(2), dentry_inode(old))
 }
 
 /// Removing a name: bpffs pins are Warrant's own; a protected file, or one
@@ -145,13 +206,14 @@ fn forget_if_daemons(victim: *const u8) {
 // pointer shift.
 #[inline(never)]
 fn adopt_moved(moved: *const u8, new_dir: *const u8, new: *const u8) {
-    let mut tree = u64::MAX;
-    if let Some((_, found)) = protected(dentry_inode(new)) {
-        tree = found as u64;
+    let tree = if let Some((_, found)) = protected(dentry_inode(new)) {
+        found as u64
     } else if let Some((_, found)) = protected(new_dir) {
-        tree = found as u64;
-    }
-    if tree == u64::MAX {
+        found as u64
+    } else {
+        guarded_name(new_dir, new, &mut FileKey::default())
+    };
+    if tree == NO_TREE {
         return;
     }
     let inode = dentry_inode(moved);
@@ -196,6 +258,17 @@ fn rename_verdict(ctx: &LsmContext, subject: &Subject) -> i32 {
     // protected one let a move allowed in one tree replace a file of
     // another, Warrant's own included.
     let destination = protected(dentry_inode(new)).or_else(|| protected(new_dir));
+    // A missing protected path's name, made by moving a file there.
+    if destination.is_none() {
+        let mut key = FileKey::default();
+        let tree = guarded_name(new_dir, new, &mut key);
+        if tree != NO_TREE {
+            let verdict = decide_file(subject, action::FILE_RENAME, key, tree as u32);
+            if verdict != 0 {
+                return verdict;
+            }
+        }
+    }
     let source = protected(moved).or_else(|| protected(old_dir));
     // Trees as plain numbers, none as one no tree has (SELF_TREE is
     // u32::MAX): LLVM hoisted the compare of two `Option`s' trees above

@@ -11,8 +11,9 @@ use std::path::Path;
 
 use crate::policy::{CompiledPolicy, Tier, tree_of};
 
-/// The guarded trees, compiled in. A path this host lacks guards nothing
-/// (see README, limits: a missing /etc/ld.so.preload can be created).
+/// The guarded trees, compiled in. A path this host lacks is guarded by
+/// its name: a subject may not make it, and what root makes there joins
+/// the tree.
 pub const GUARDED: &[&str] = &[
     "/etc/crontab",
     "/etc/cron.d",
@@ -65,7 +66,7 @@ pub const GUARDED: &[&str] = &[
     "/root/.bashrc",
     "/root/.profile",
     // A login bash reads the first of these it finds, before .profile (a
-    // missing one can be created: README, limits).
+    // missing one is guarded by its name).
     "/root/.bash_profile",
     "/root/.bash_login",
     "/root/.bash_logout",
@@ -113,9 +114,9 @@ pub const GUARDED: &[&str] = &[
     "/proc/sys/fs/binfmt_misc",
 ];
 
-/// Guarded surfaces the daemon makes (empty) when the host lacks them, so
-/// that they are guarded too: otherwise a subject could create one (a
-/// missing file or directory joins no tree) and fill it. Each is read by
+/// Guarded surfaces the daemon makes (empty) when the host lacks them.
+/// A missing one is guarded by its name anyway (see `protect::inodes`);
+/// made, it is a tree like any other from the first apply. Each is read by
 /// root's tools only when present, and empty means nothing to them.
 /// Directories end with `/`.
 pub const MADE_IF_MISSING: &[&str] = &[
@@ -193,22 +194,31 @@ pub const DEPUTIES: &[&str] = &[
     "/run/snapd.socket",
 ];
 
+/// Where `path` leads: itself with every symlink resolved, or for a path
+/// this host lacks, its resolved directory and its name.
+pub fn place_of(path: &str) -> Option<std::path::PathBuf> {
+    let path = Path::new(path);
+    std::fs::canonicalize(path)
+        .ok()
+        .or_else(|| Some(std::fs::canonicalize(path.parent()?).ok()?.join(path.file_name()?)))
+}
+
 /// Whether `tree` is a guarded surface.
 pub fn is_guarded(tree: &str) -> bool {
     GUARDED.contains(&tree)
 }
 
-/// The guarded trees this host has that `protect` does not list already,
-/// one per place they lead to (/lib is /usr/lib on merged-/usr hosts).
-pub fn present(protect: &[String]) -> Vec<String> {
-    let lead = |path: &str| std::fs::canonicalize(path).ok();
-    let mut seen: Vec<std::path::PathBuf> = protect.iter().filter_map(|p| lead(p)).collect();
+/// The guarded trees that `protect` does not list already, one per place
+/// they lead to (/lib is /usr/lib on merged-/usr hosts). A tree this host
+/// lacks is listed too: its name is guarded (see `protect::inodes`).
+pub fn to_protect(protect: &[String]) -> Vec<String> {
+    let mut seen: Vec<std::path::PathBuf> = protect.iter().filter_map(|p| place_of(p)).collect();
     let mut trees = Vec::new();
     for tree in GUARDED {
-        if protect.iter().any(|p| p == tree) || std::fs::symlink_metadata(Path::new(tree)).is_err() {
+        if protect.iter().any(|p| p == tree) {
             continue;
         }
-        match lead(tree) {
+        match place_of(tree) {
             Some(place) if seen.contains(&place) => {}
             place => {
                 seen.extend(place);

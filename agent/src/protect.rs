@@ -9,7 +9,7 @@ use std::{
 };
 
 use thiserror::Error;
-use warrant_common::{FileKey, PROTECTED_ANCESTOR, ProtectedEntry, SELF_TREE, proc_path};
+use warrant_common::{FileKey, PROTECTED_ANCESTOR, PROTECTED_NAMES, ProtectedEntry, SELF_TREE, proc_path};
 
 /// More inodes than this across all trees is refused: the kernel map holds
 /// 65536, and new files need room.
@@ -167,7 +167,63 @@ pub fn inodes(trees: &[String], own: &[PathBuf]) -> Result<HashMap<FileKey, Prot
             }
         }
     }
+    for (root, tree) in roots.iter().filter(|(_, tree)| *tree != SELF_TREE) {
+        guard_name(&mut entries, root, *tree);
+        // A symlink to nothing: writes through it would make its target.
+        if std::fs::symlink_metadata(root).is_ok_and(|meta| meta.file_type().is_symlink())
+            && std::fs::metadata(root).is_err()
+            && let Ok(target) = std::fs::read_link(root)
+        {
+            guard_name(&mut entries, &root.parent().unwrap_or(Path::new("/")).join(target), *tree);
+        }
+    }
     Ok(entries)
+}
+
+/// Guards the name of tree root `root` in its directory, so that a
+/// subject may not make it (it is missing, or root moves or removes it
+/// later) and what root makes there joins the tree. For a root this host
+/// lacks, the first missing component's name in the nearest directory
+/// that is there (a subject makes no directory on the way either). /proc
+/// paths go by path already.
+fn guard_name(entries: &mut HashMap<FileKey, ProtectedEntry>, root: &Path, tree: u32) {
+    if proc_path_hash(root).is_some() {
+        return;
+    }
+    let found = if std::fs::symlink_metadata(root).is_ok() {
+        root.parent().zip(root.file_name()).map(|(dir, name)| (dir.to_path_buf(), name.to_os_string()))
+    } else {
+        nearest_present(root)
+    };
+    let Some((dir, name)) = found else {
+        return;
+    };
+    // The directory the kernel sees: a symlink on the way (/lib on a
+    // merged-/usr host) leads to it.
+    let Some(dir_key) = std::fs::canonicalize(&dir).ok().and_then(|dir| file_key(&dir)) else {
+        return;
+    };
+    let entry = entries.entry(dir_key).or_insert(ProtectedEntry { tree, flags: PROTECTED_ANCESTOR });
+    // In a protected tree, every new name is decided already.
+    if entry.flags == 0 {
+        return;
+    }
+    entry.flags |= PROTECTED_NAMES;
+    let name_key = FileKey::of_name(dir_key, proc_path::component(name.as_encoded_bytes()));
+    entries.entry(name_key).or_insert(ProtectedEntry { tree, flags: 0 });
+}
+
+/// The nearest directory above `path` that is there, and the name below it
+/// on the way to `path`.
+fn nearest_present(path: &Path) -> Option<(PathBuf, std::ffi::OsString)> {
+    let mut below = path;
+    for dir in path.ancestors().skip(1) {
+        if std::fs::metadata(dir).is_ok_and(|meta| meta.is_dir()) {
+            return Some((dir.to_path_buf(), below.file_name()?.to_os_string()));
+        }
+        below = dir;
+    }
+    None
 }
 
 /// The kernel's PROC_TREES entries: path hash -> tree id, for the trees under /proc.

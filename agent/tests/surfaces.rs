@@ -37,9 +37,14 @@ fn guarded_surfaces_are_denied_even_where_a_wildcard_allows_files() {
         }
     }
     assert!(guarded::allowed(&compiled).is_empty(), "a wildcard is not a rule naming a guarded tree");
-    // The tree is listed once however /lib and /usr/lib relate.
-    let listed = compiled.policy.protect.iter().filter(|t| t.ends_with("systemd/system")).count();
-    assert!(listed <= 2, "{:?}", compiled.policy.protect);
+    // A place is listed once however /lib and /usr/lib relate, whether it
+    // is there or not (a missing one is guarded by its name).
+    let places: Vec<_> = compiled.policy.protect.iter().filter_map(|t| guarded::place_of(t)).collect();
+    let distinct: std::collections::HashSet<_> = places.iter().collect();
+    assert_eq!(distinct.len(), places.len(), "{:?}", compiled.policy.protect);
+    for tree in guarded::GUARDED {
+        assert!(compiled.policy.protect.iter().any(|t| guarded::place_of(t) == guarded::place_of(tree)), "{tree}");
+    }
 }
 
 #[test]
@@ -174,4 +179,45 @@ fn unix_sockets_are_named_by_path_or_abstract_name_and_deputies_warn() {
         let warnings = guarded::allowed(&loud);
         assert!(warnings.iter().any(|w| w.contains("runs what it is sent")), "{target}: {warnings:?}");
     }
+}
+
+#[test]
+fn a_protected_path_is_guarded_by_its_name_there_or_not() {
+    use warrant::protect;
+    use warrant_common::{FileKey, PROTECTED_ANCESTOR, PROTECTED_NAMES, proc_path};
+    let dir = std::env::temp_dir().join(format!("warrant-missing-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("present")).unwrap();
+    std::os::unix::fs::symlink(dir.join("nowhere.conf"), dir.join("dangling")).unwrap();
+    std::fs::write(dir.join("present/.profile"), "true\n").unwrap();
+    let trees: Vec<String> = ["present/.bash_profile", "absent/systemd/system", "dangling", "present/.profile"]
+        .iter()
+        .map(|t| dir.join(t).display().to_string())
+        .collect();
+    let entries = protect::inodes(&trees, &[]).unwrap();
+    // The name itself in the nearest directory there, or the first missing
+    // directory on the way, or where a symlink to nothing leads (and the
+    // symlink's own name); a root that is there too (root may remove it).
+    for (tree, in_dir, name) in [
+        (&trees[0], dir.join("present"), ".bash_profile"),
+        (&trees[1], dir.clone(), "absent"),
+        (&trees[2], dir.clone(), "nowhere.conf"),
+        (&trees[2], dir.clone(), "dangling"),
+        (&trees[3], dir.join("present"), ".profile"),
+    ] {
+        let dir_key = protect::file_key(&in_dir).unwrap();
+        let flags = entries[&dir_key].flags;
+        assert_eq!(flags & (PROTECTED_ANCESTOR | PROTECTED_NAMES), PROTECTED_ANCESTOR | PROTECTED_NAMES, "{tree}");
+        let name_key = FileKey::of_name(dir_key, proc_path::component(name.as_bytes()));
+        assert!(name_key.is_name());
+        assert_eq!(entries[&name_key].tree, protect::tree_id(tree), "{tree}");
+        assert_eq!(entries[&name_key].flags, 0, "{tree}");
+    }
+    // A directory that is itself a tree decides every new name already.
+    let inside = vec![dir.join("present").display().to_string(), dir.join("present/x.conf").display().to_string()];
+    let entries = protect::inodes(&inside, &[]).unwrap();
+    let names: Vec<_> = entries.keys().filter(|key| key.is_name()).collect();
+    let present = FileKey::of_name(protect::file_key(&dir).unwrap(), proc_path::component(b"present"));
+    assert_eq!(names, [&present], "only the outer tree's own name: {entries:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -156,6 +156,68 @@ fn persistence_and_usermode_helper_surfaces_are_guarded_without_a_policy_line() 
     assert!(shown.contains("/etc/ld.so.conf.d") && shown.contains("/proc/sys/kernel/core_pattern"), "{shown}");
 }
 
+/// A guarded file the host lacks (root's `.bash_login`, `.ssh`) is guarded
+/// by its name, and so is a protected path with a missing directory on the
+/// way, or one root removed after the apply: a subject makes none of them
+/// by any call, and what root makes there is protected at once. /root is a tmpfs here (the VM's own is the host's,
+/// read-only, where every create fails before a hook).
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_guarded_path_the_host_lacks_is_guarded_by_its_name() {
+    let d = daemon();
+    let root = |script: &str| {
+        let out = Command::new("sh").args(["-ec", script]).output().unwrap();
+        assert!(out.status.success(), "root: {script}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    root(
+        "grep -qs ' /root tmpfs ' /proc/mounts || mount -t tmpfs agenthome /root; rm -rf /mnt/absent
+        echo true > /mnt/present.conf",
+    );
+    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
+    let absent = text.replacen("protect = [", "protect = [\"/mnt/absent/units/system\", \"/mnt/present.conf\", ", 1);
+    d.apply_next_policy(&absent);
+    // One there at the apply, which root then removes.
+    root("rm /mnt/present.conf");
+    // The control path: /root itself is not guarded.
+    let out = run_subject(&["sh", "-c", "echo notes > /root/notes"]);
+    assert!(out.status.success(), "a subject could not write /root/notes: {}", out.stderr);
+    for (action, target, script) in [
+        ("file.create", "/root/.bash_login", "echo 'nft flush ruleset' > /root/.bash_login"),
+        ("file.create", "/root/.bash_profile", "ln -s /root/notes /root/.bash_profile"),
+        ("file.rename", "/root/.bash_profile", "mv /root/notes /root/.bash_profile"),
+        ("file.link", "/root/.bash_logout", "ln /root/notes /root/.bash_logout"),
+        ("file.create", "/root/.ssh", "mkdir /root/.ssh"),
+        ("file.create", "/mnt/absent/units/system", "mkdir -p /mnt/absent/units/system"),
+        ("file.create", "/mnt/present.conf", "echo evil > /mnt/present.conf"),
+    ] {
+        let mark = d.audit_len();
+        let out = run_subject(&["sh", "-c", script]);
+        assert!(out.stderr.contains("Operation not permitted"), "{script}: {}", out.stderr);
+        d.expect_record(mark, action, target, "denied");
+    }
+    for made in [
+        "/root/.bash_login",
+        "/root/.bash_profile",
+        "/root/.bash_logout",
+        "/root/.ssh",
+        "/mnt/absent",
+        "/mnt/present.conf",
+    ] {
+        assert!(std::fs::symlink_metadata(made).is_err(), "a subject made {made}");
+    }
+    // Root makes two of them (one by a rename into place): protected at once.
+    root("echo true > /root/.bash_login; echo true > /root/staged; mv /root/staged /root/.bash_profile");
+    for path in ["/root/.bash_login", "/root/.bash_profile"] {
+        let mark = d.audit_len();
+        let out = run_subject(&["sh", "-c", &format!("echo 'nft flush ruleset' >> {path}")]);
+        assert!(out.stderr.contains("Operation not permitted"), "{path}: {}", out.stderr);
+        d.expect_record(mark, "file.write", path, "denied");
+        assert_eq!(std::fs::read_to_string(path).unwrap(), "true\n");
+    }
+    d.apply_next_policy(&text);
+    root("umount /root");
+}
+
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn warrant_run_passes_on_only_the_fds_it_is_told_to() {

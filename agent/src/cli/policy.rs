@@ -52,7 +52,8 @@ pub(crate) fn policy_command(command: PolicyCommand, config_path: Option<&Path>)
             print!("{}", String::from_utf8_lossy(&payload));
             println!("\n# Guarded surfaces, protected for every profile and denied unless a rule names them:");
             for tree in warrant::guarded::GUARDED {
-                println!("#   {tree}");
+                let missing = std::fs::symlink_metadata(tree).is_err();
+                println!("#   {tree}{}", if missing { " (not on this host: its name is guarded)" } else { "" });
             }
         }
         PolicyCommand::Apply { bundle } => {

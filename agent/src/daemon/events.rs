@@ -18,6 +18,8 @@ impl State {
             .cloned();
         match (tree, inode) {
             (Some(tree), None) => tree,
+            // A protected path the host lacked at apply, named by its name.
+            (Some(tree), Some(inode)) if inode.is_name() => tree,
             (Some(tree), Some(inode)) => self
                 .path_of(Path::new(&tree), inode)
                 .map(|p| p.display().to_string())

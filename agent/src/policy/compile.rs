@@ -126,7 +126,7 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
         })
         .collect();
     // Guarded surfaces are protected trees of every policy (see guarded.rs).
-    let mut guarded = crate::guarded::present(&policy.protect);
+    let mut guarded = crate::guarded::to_protect(&policy.protect);
     for extra in std::mem::take(&mut policy.extra_guarded) {
         if !policy.protect.contains(&extra) && !guarded.contains(&extra) && Path::new(&extra).exists() {
             guarded.push(extra);
