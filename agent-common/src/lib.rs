@@ -96,6 +96,10 @@ pub mod proc_path {
     pub fn join(prefix: u64, component: u64) -> u64 {
         (prefix ^ component).wrapping_mul(FNV64_PRIME).rotate_left(5)
     }
+
+    /// The hash of `sys/fs/binfmt_misc` (a test checks it): the tree of
+    /// every binfmt_misc file, wherever and whenever it is mounted.
+    pub const BINFMT_MISC: u64 = 0x9cf5_cb58_472f_a9ed;
 }
 
 /// Ways a process becomes a subject without `warrant run`: at exec, by its

@@ -80,10 +80,12 @@ pub(crate) fn protected_entry(inode: *const u8) -> Option<(FileKey, ProtectedEnt
 
 /// `PROC_SUPER_MAGIC`.
 const PROC_SUPER_MAGIC: u64 = 0x9fa0;
+/// `BINFMTFS_MAGIC`.
+const BINFMTFS_MAGIC: u64 = 0x4249_4e4d;
 /// Deepest /proc path looked at (`sys/net/ipv4/conf/all/forwarding` is 6).
 const PROC_DEPTH: usize = 8;
 
-/// For a file on procfs: the protected /proc tree it is under and the hash
+/// For a file on procfs (the caller checks): the protected /proc tree it is under and the hash
 /// of its own path (see `warrant_common::proc_path`). Walks up to the
 /// procfs root, then hashes each prefix top-down and looks it up; the
 /// longest protected prefix wins. Only subjects' writes get here. The
@@ -91,9 +93,6 @@ const PROC_DEPTH: usize = 8;
 /// be memset calls).
 #[inline(always)]
 fn proc_target(dentry: *const u8) -> Option<(FileKey, u32)> {
-    if !selfprotect::dentry_on(dentry, PROC_SUPER_MAGIC) {
-        return None;
-    }
     // No working memory: deny (tree 0 matches no rule) rather than let it
     // pass. (A key of one repeated byte here would be a memset call.)
     let Some(scratch) = subjects::scratch() else {
@@ -139,12 +138,22 @@ fn proc_target(dentry: *const u8) -> Option<(FileKey, u32)> {
     tree.map(|tree| (FileKey { dev: 0, ino: hash }, tree))
 }
 
-/// A file's protection: by inode, or by path under /proc.
+/// A file's protection: by inode, by path under /proc, or for any
+/// binfmt_misc file, that of /proc/sys/fs/binfmt_misc (a guarded surface),
+/// wherever and whenever root mounted it: one mounted after the last
+/// apply has no inodes in PROTECTED.
 #[inline(always)]
 fn protected_file(file: *const u8) -> Option<(FileKey, u32)> {
     protected(file_inode(file)).or_else(|| {
         let dentry = read_kernel::<u64>(file, kernel_offsets().file_f_path_dentry)? as *const u8;
-        proc_target(dentry)
+        match selfprotect::dentry_magic(dentry) {
+            PROC_SUPER_MAGIC => proc_target(dentry),
+            BINFMTFS_MAGIC => {
+                let tree = unsafe { PROC_TREES.get(&proc_path::BINFMT_MISC) }?;
+                Some((FileKey { dev: 0, ino: proc_path::BINFMT_MISC }, *tree))
+            }
+            _ => None,
+        }
     })
 }
 

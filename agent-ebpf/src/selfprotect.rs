@@ -151,11 +151,17 @@ fn is_netns_pin(source: *const u8, target: *const u8, flags: u64) -> bool {
 
 #[inline(always)]
 pub fn dentry_on(dentry: *const u8, magic: u64) -> bool {
+    dentry_magic(dentry) == magic
+}
+
+/// The magic number of `dentry`'s file system (0 if it cannot be read).
+#[inline(always)]
+pub fn dentry_magic(dentry: *const u8) -> u64 {
     let offsets = kernel_offsets();
     let Some(sb) = read_kernel::<u64>(dentry, offsets.dentry_d_sb) else {
-        return false;
+        return 0;
     };
-    read_kernel::<u64>(sb as *const u8, offsets.super_block_s_magic) == Some(magic)
+    read_kernel::<u64>(sb as *const u8, offsets.super_block_s_magic).unwrap_or(0)
 }
 
 #[inline(always)]

@@ -108,9 +108,9 @@ pub const GUARDED: &[&str] = &[
     // The same helper as hotplug, by sysfs.
     "/sys/kernel/uevent_helper",
     // An interpreter registered here runs as whoever execs a matching file
-    // (with its credentials, for the `C` flag). On a systemd host the walk
-    // mounts it (an automount); one mounted after an apply is guarded from
-    // the next (README, limits).
+    // (with its credentials, for the `C` flag). The kernel knows every
+    // binfmt_misc file by its file system, mounted here or elsewhere,
+    // before or after the apply.
     "/proc/sys/fs/binfmt_misc",
 ];
 

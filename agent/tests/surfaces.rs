@@ -221,3 +221,9 @@ fn a_protected_path_is_guarded_by_its_name_there_or_not() {
     assert_eq!(names, [&present], "only the outer tree's own name: {entries:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_kernel_knows_binfmt_misc_by_its_path_hash() {
+    let hash = warrant::protect::proc_path_hash(std::path::Path::new("/proc/sys/fs/binfmt_misc"));
+    assert_eq!(hash, Some(warrant_common::proc_path::BINFMT_MISC), "{:#x}", hash.unwrap());
+}

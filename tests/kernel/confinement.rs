@@ -139,6 +139,28 @@ fn persistence_and_usermode_helper_surfaces_are_guarded_without_a_policy_line() 
     assert!(out.stderr.contains("Operation not permitted"), "binfmt_misc/status: {}", out.stderr);
     std::fs::write(register, ":rootfmt:E::rootx::/bin/true:").expect("root registers a format");
     std::fs::write("/proc/sys/fs/binfmt_misc/rootfmt", "-1").expect("root removes it");
+    // Mounted only after the apply (systemd's automount, at its first
+    // use), or a second time elsewhere: guarded all the same.
+    let sh = |script: &str| {
+        let out = Command::new("sh").args(["-ec", script]).output().unwrap();
+        assert!(out.status.success(), "root: {script}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    sh("umount /proc/sys/fs/binfmt_misc");
+    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
+    d.apply_next_policy(&text);
+    // A tmpfs takes the device number the first binfmt_misc had: the new
+    // one's files have keys no walk has seen (the old ones' entries stay).
+    sh("mkdir -p /run/devhog /run/binfmt; mount -t tmpfs devhog /run/devhog
+        mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; mount -t binfmt_misc binfmt_misc /run/binfmt");
+    for register in [register, "/run/binfmt/register"] {
+        let mark = d.audit_len();
+        let out = run_subject(&["sh", "-c", &format!("echo ':agentfmt:E::agentx::/opt/agents/helper:' > {register}")]);
+        assert!(out.stderr.contains("Operation not permitted"), "{register} mounted after the apply: {}", out.stderr);
+        d.expect_record(mark, "file.write", "/proc/sys/fs/binfmt_misc", "denied");
+    }
+    assert!(!std::path::Path::new("/run/binfmt/agentfmt").exists(), "a subject registered a format");
+    sh("umount /run/binfmt /run/devhog");
+    d.apply_next_policy(&text);
     // Persistence: a login shell would run this script as root.
     let script = "/etc/profile.d/zz-agent.sh";
     let mark = d.audit_len();

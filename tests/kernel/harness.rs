@@ -193,8 +193,8 @@ impl Daemon {
             let _ = Command::new("ip").args(["netns", "delete", name]).output();
             ip_root(&["netns", "add", name]);
         }
-        // binfmt_misc as a systemd host has it (an automount there): a
-        // guarded surface only where it is mounted when a policy is applied.
+        // binfmt_misc as a systemd host has it (an automount there), when
+        // the policy is applied (the persistence test mounts it after too).
         if !Path::new("/proc/sys/fs/binfmt_misc/register").exists() {
             let mounted = Command::new("mount")
                 .args(["-t", "binfmt_misc", "binfmt_misc", "/proc/sys/fs/binfmt_misc"])

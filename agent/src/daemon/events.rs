@@ -18,8 +18,14 @@ impl State {
             .cloned();
         match (tree, inode) {
             (Some(tree), None) => tree,
-            // A protected path the host lacked at apply, named by its name.
-            (Some(tree), Some(inode)) if inode.is_name() => tree,
+            // A protected path named by its name, or binfmt_misc mounted
+            // after the apply: the tree's path.
+            (Some(tree), Some(inode))
+                if inode.is_name()
+                    || inode == warrant_common::FileKey { dev: 0, ino: warrant_common::proc_path::BINFMT_MISC } =>
+            {
+                tree
+            }
             (Some(tree), Some(inode)) => self
                 .path_of(Path::new(&tree), inode)
                 .map(|p| p.display().to_string())
