@@ -27,6 +27,57 @@ for _ in range(20):
 sys.exit(3)
 "#;
 
+/// Legitimate agent work keeps working: a subject installs a package with
+/// dpkg (into /mnt/inst: the VM's /usr is the host's, read-only), and what
+/// it installed runs confined, whoever starts it; its library is mapped
+/// executable by no one else.
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_package_a_subject_installs_runs_as_the_subject_whoever_starts_it() {
+    let d = daemon();
+    let root = |script: &str| {
+        let out = Command::new("sh").args(["-ec", script]).output().unwrap();
+        assert!(out.status.success(), "root: {script}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    // Built by someone else (root here), as a downloaded package would be.
+    root(&format!(
+        "rm -rf /mnt/pkg /mnt/inst; mkdir -p /mnt/pkg/hello/DEBIAN /mnt/pkg/hello/usr/local/bin /mnt/pkg/hello/usr/local/lib
+        printf 'Package: warrant-hello\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.com>\nDescription: test\n' \
+            > /mnt/pkg/hello/DEBIAN/control
+        printf '#!/bin/sh\nexec nft add table inet installed_by_agent\n' > /mnt/pkg/hello/usr/local/bin/warrant-hello
+        chmod 755 /mnt/pkg/hello/usr/local/bin/warrant-hello
+        cp {} /mnt/pkg/hello/usr/local/lib/libhello.so
+        dpkg-deb --root-owner-group --build /mnt/pkg/hello /mnt/pkg/hello.deb >/dev/null
+        mkdir -p /mnt/inst/var/lib/dpkg/info /mnt/inst/var/lib/dpkg/updates /mnt/inst/var/lib/dpkg/triggers
+        touch /mnt/inst/var/lib/dpkg/status",
+        some_library()
+    ));
+    let install = "dpkg --instdir=/mnt/inst --admindir=/mnt/inst/var/lib/dpkg --log=/mnt/inst/dpkg.log \
+                   --force-script-chrootless --force-not-root -i /mnt/pkg/hello.deb";
+    let out = run_subject(&["sh", "-c", install]);
+    assert!(out.status.success(), "the subject's dpkg -i failed: {}", out.stderr);
+    let installed = "/mnt/inst/usr/local/bin/warrant-hello";
+    // Root runs it later: as the agent, and its change is refused.
+    let mark = d.audit_len();
+    let ran = Command::new(installed).output().unwrap();
+    assert!(!ran.status.success(), "root's run of what the agent installed changed the firewall");
+    d.expect_record_where(mark, "subject.matched by a written file", |r| {
+        r["kind"] == "subject.matched" && r["by"] == "written" && r["profile"] == "agent"
+    });
+    d.expect_record(mark, "nft.table.update", "inet installed_by_agent", "denied");
+    let mapped = Command::new("python3")
+        .args(["-c", "import mmap,os,sys; f=os.open(sys.argv[1],os.O_RDONLY); mmap.mmap(f,4096,prot=mmap.PROT_READ|mmap.PROT_EXEC)"])
+        .arg("/mnt/inst/usr/local/lib/libhello.so")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&mapped.stderr).contains("Operation not permitted"), "root mapped it executable");
+    // The agent removes what it installed.
+    let out = run_subject(&["sh", "-c", &install.replace("-i /mnt/pkg/hello.deb", "-r warrant-hello")]);
+    assert!(out.status.success(), "the subject's dpkg -r failed: {}", out.stderr);
+    assert!(!std::path::Path::new(installed).exists());
+    root("rm -rf /mnt/pkg /mnt/inst");
+}
+
 /// A shared library of the VM's to copy (any will do: its content is not run).
 fn some_library() -> &'static str {
     ["/usr/lib/x86_64-linux-gnu/libm.so.6", "/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib64/libm.so.6"]
