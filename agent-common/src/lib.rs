@@ -20,7 +20,7 @@ pub mod netns;
 mod offsets;
 pub mod siphash;
 mod target_key;
-pub use target_key::SOCKET_NAME_CUT;
+pub use target_key::{FILE_NAME_AT, FILE_NAME_LEN, SOCKET_NAME_CUT};
 mod words;
 
 pub use event::*;

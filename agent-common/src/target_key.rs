@@ -15,6 +15,15 @@
 
 use crate::{NAME_LEN, TargetKey, netlink_protocols::GENL_COMMAND_PRESENT};
 
+/// Where a `File` key for a new name (its "inode" the directory's, with
+/// [`crate::NAME_KEY`] in the device) holds the name: a subject's create,
+/// link or rename into a protected directory is decided on the name it
+/// makes, so that a warrant can name one file that is not there yet.
+pub const FILE_NAME_AT: usize = 16;
+/// Room for a new name, its NUL included: a longer name is left out (the
+/// key names the directory only, which no warrant does).
+pub const FILE_NAME_LEN: usize = NAME_LEN - FILE_NAME_AT;
+
 /// The last byte of a `Socket` key's name when the socket's name was longer
 /// than the field: no policy name has it, so only `*` covers such a socket.
 pub const SOCKET_NAME_CUT: u8 = 0xff;
@@ -70,6 +79,19 @@ impl TargetKey {
         if let Some((ino, dev)) = inode {
             self.set_inode(ino, dev);
         }
+    }
+
+    /// A `File` key's new name (see [`FILE_NAME_AT`]), cut at its NUL.
+    pub fn set_file_name(&mut self, name: &[u8]) {
+        let len = name.len().min(FILE_NAME_LEN - 1);
+        self.object[FILE_NAME_AT..FILE_NAME_AT + len].copy_from_slice(&name[..len]);
+    }
+
+    /// A `File` key's new name (empty: none, or one of [`FILE_NAME_LEN`]
+    /// bytes or more).
+    pub fn file_name(&self) -> &[u8] {
+        let field = &self.object[FILE_NAME_AT..];
+        &field[..field.iter().position(|&byte| byte == 0).unwrap_or(field.len())]
     }
 
     /// The tree of a `File` key (0: none).

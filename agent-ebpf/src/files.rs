@@ -23,9 +23,7 @@
 //! per component: Warrant's own socket is refused in `ipc` instead.
 
 use aya_ebpf::{EbpfContext as _, helpers::generated::bpf_probe_read_kernel_str, macros::lsm, programs::LsmContext};
-use warrant_common::{
-    FileKey, NAME_LEN, PROTECTED_ANCESTOR, PROTECTED_NAMES, ProtectedEntry, SELF_TREE, Subject, action, proc_path,
-};
+use warrant_common::{FileKey, NAME_LEN, PROTECTED_ANCESTOR, ProtectedEntry, SELF_TREE, Subject, action, proc_path};
 
 use crate::{
     atomics,
@@ -36,6 +34,9 @@ use crate::{
 };
 
 const FMODE_WRITE: u32 = 2;
+/// `FMODE_CREATED` (1 << 20; the kernel tier's warranted create shows it
+/// on every kernel of the matrix).
+const FMODE_CREATED: u32 = 0x10_0000;
 const S_IFMT: u16 = 0o170000;
 const S_IFBLK: u16 = 0o060000;
 const VM_SHARED: u64 = 0x8;
@@ -256,7 +257,12 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     let Some((key, tree)) = protected_file(file) else {
         return marks::note_write(&subject, inode);
     };
-    let verdict = decide_file(&subject, action::FILE_WRITE, key, tree);
+    // The open that made the file (a warranted create, say): its create
+    // was decided, and its writes go with it. Not an O_TMPFILE's, which no
+    // create hook saw (it has no name yet).
+    let made_here =
+        mode & FMODE_CREATED != 0 && read_kernel::<u32>(inode, kernel_offsets().inode_i_nlink).unwrap_or(0) > 0;
+    let verdict = if made_here { 0 } else { decide_file(&subject, action::FILE_WRITE, key, tree) };
     // Remember the allowed open so its writes (and an O_TRUNC) are not charged again.
     if verdict == 0 {
         let marked = marks::note_write(&subject, inode);
@@ -396,20 +402,10 @@ pub fn d_instantiate(ctx: LsmContext) -> i32 {
     let Some(parent) = read_kernel::<u64>(dentry, kernel_offsets().dentry_d_parent) else {
         return 0;
     };
-    let dir = dentry_inode(parent as *const u8);
-    let Some((_, entry)) = protected_entry(dir) else {
-        return 0;
-    };
     // Under a tree, or at a missing protected path's name (root made it).
-    let tree = if entry.flags & PROTECTED_ANCESTOR == 0 {
-        entry.tree
-    } else if entry.flags & PROTECTED_NAMES != 0 {
-        match names::guarded_name(dir, dentry, &mut FileKey::default()) {
-            names::NO_TREE => return 0,
-            tree => tree as u32,
-        }
-    } else {
-        return 0;
+    let tree = match names::new_name_tree(dentry_inode(parent as *const u8), dentry, &mut FileKey::default()) {
+        names::NO_TREE => return 0,
+        tree => tree as u32,
     };
     // A subject makes nothing under Warrant's own directories (the create
     // hooks refuse it) but an O_TMPFILE, which passes no create hook: kept,

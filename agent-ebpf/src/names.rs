@@ -1,37 +1,44 @@
 //! Names in protected trees: a new name (create, mkdir, mknod, symlink,
 //! link), a name removed (unlink, rmdir) and a rename, decided on the trees
-//! they touch, and on a protected path the host lacks, by its name; protection taken by a file renamed into a tree, whoever
-//! renames it; and protection dropped with an inode's last name, so that an
+//! they touch (a new name on itself, so that a warrant can name it), and on
+//! a protected path the host lacks, by its name; protection taken by a
+//! file moved into a tree, whoever moves it; and protection dropped with an inode's last name, so that an
 //! inode number the file system hands out again is not protected by mistake.
 
 use core::mem::MaybeUninit;
 
 use aya_ebpf::{helpers::generated::bpf_probe_read_kernel_str, macros::lsm, programs::LsmContext};
 use warrant_common::{
-    FileKey, PROTECTED_ANCESTOR, PROTECTED_NAMES, ProtectedEntry, SELF_TREE, Subject, action, proc_path,
+    FILE_NAME_AT, FILE_NAME_LEN, FileKey, NAME_KEY, PROTECTED_ANCESTOR, PROTECTED_NAMES, ProtectedEntry, SELF_TREE,
+    Subject, action, proc_path,
 };
 
 use crate::{
     files::{decide_file, dentry_inode, inode_key, protected, protected_entry},
     maps::{PROTECTED, kernel_offsets},
     marks,
-    policy::read_kernel,
+    policy::{decide_with, read_kernel},
     selfprotect, subjects,
 };
 
-/// No tree: what [`guarded_name`] returns for a name nothing guards.
+/// No tree: what [`new_name_tree`] returns for a name nothing protects.
 pub(crate) const NO_TREE: u64 = u64::MAX;
 
-/// The tree of the protected path that `dentry`'s name in `dir` is, one
-/// the host lacked at the last apply (see `protect::inodes`), with its key
-/// in `key`; [`NO_TREE`] for any other name. Costs one lookup, and a hash
-/// of the name only in a directory flagged [`PROTECTED_NAMES`].
+/// The tree a new name `dentry` in `dir` falls in: `dir`'s, or where
+/// `dir` is above trees, that of the protected path the name is, one the
+/// host lacked at the last apply (see `protect::inodes`); [`NO_TREE`] for
+/// any other name. `dir`'s key goes to `dir_key`. Costs one lookup, and a
+/// hash of the name only in a directory flagged [`PROTECTED_NAMES`].
 // Its own function: called from inode_rename, whose verifier budget is tight.
 #[inline(never)]
-pub(crate) fn guarded_name(dir: *const u8, dentry: *const u8, key: &mut FileKey) -> u64 {
-    let Some((dir_key, entry)) = protected_entry(dir) else {
+pub(crate) fn new_name_tree(dir: *const u8, dentry: *const u8, dir_key: &mut FileKey) -> u64 {
+    let Some((key, entry)) = protected_entry(dir) else {
         return NO_TREE;
     };
+    *dir_key = key;
+    if entry.flags & PROTECTED_ANCESTOR == 0 {
+        return entry.tree as u64;
+    }
     if entry.flags & PROTECTED_NAMES == 0 {
         return NO_TREE;
     }
@@ -46,34 +53,58 @@ pub(crate) fn guarded_name(dir: *const u8, dentry: *const u8, key: &mut FileKey)
     if read <= 0 {
         return NO_TREE;
     }
-    let name_key = FileKey::of_name(dir_key, proc_path::component(unsafe { name.assume_init_ref() }));
+    let name_key = FileKey::of_name(key, proc_path::component(unsafe { name.assume_init_ref() }));
     match unsafe { PROTECTED.get(&name_key) } {
-        Some(found) => {
-            *key = name_key;
-            found.tree as u64
-        }
+        Some(found) => found.tree as u64,
         None => NO_TREE,
     }
 }
 
+/// Decides a subject's new name `dentry` in `dir` (a create, a link, a
+/// rename's destination) if [`new_name_tree`] finds it protected: on a key
+/// for the directory and the name itself (see `FILE_NAME_AT`), so that a
+/// warrant can name the one file it lets the agent make. The tree goes to
+/// `tree`.
+#[inline(never)]
+fn decide_new_name(subject: &Subject, action_id: u32, dir: *const u8, dentry: *const u8, tree: &mut u64) -> i32 {
+    let mut dir_key = FileKey::default();
+    let found = new_name_tree(dir, dentry, &mut dir_key);
+    *tree = found;
+    if found == NO_TREE {
+        return 0;
+    }
+    if found == SELF_TREE as u64 {
+        return selfprotect::refuse(subject, action::SELF_FILES);
+    }
+    let offsets = kernel_offsets();
+    let name_ptr = read_kernel::<u64>(dentry, offsets.dentry_d_name_name).unwrap_or(0);
+    // A qstr's length sits just before its name pointer, after its hash.
+    let len = read_kernel::<u32>(dentry, offsets.dentry_d_name_name - 4).unwrap_or(u32::MAX);
+    decide_with(subject, action_id, |key| unsafe {
+        (&raw mut key.table).cast::<u64>().write_volatile(found);
+        let object = (&raw mut key.object).cast::<u64>();
+        object.write_volatile(dir_key.ino);
+        object.add(1).write_volatile(dir_key.dev | NAME_KEY);
+        // A longer name is left out: the key names the directory only.
+        if (len as usize) < FILE_NAME_LEN {
+            let at = (&raw mut key.object).cast::<u8>().add(FILE_NAME_AT);
+            bpf_probe_read_kernel_str(at.cast(), FILE_NAME_LEN as u32, name_ptr as *const _);
+        }
+    })
+}
+
 /// A new name `dentry` in `dir` (or, for a link, a new name of `linked`):
-/// decided if `linked` or `dir` is protected, or if the name is a missing
-/// protected path's.
+/// decided on `linked` if it is protected, else on the name.
 #[inline(always)]
 fn new_name(action_id: u32, dir: *const u8, dentry: *const u8, linked: *const u8) -> i32 {
     let Some(subject) = subjects::current() else {
         return 0;
     };
-    for inode in [linked, dir] {
-        if let Some((key, tree)) = protected(inode) {
-            return decide_file(&subject, action_id, key, tree);
-        }
+    if let Some((key, tree)) = protected(linked) {
+        return decide_file(&subject, action_id, key, tree);
     }
-    let mut key = FileKey::default();
-    match guarded_name(dir, dentry, &mut key) {
-        NO_TREE => 0,
-        tree => decide_file(&subject, action_id, key, tree as u32),
-    }
+    let mut tree = NO_TREE;
+    decide_new_name(&subject, action_id, dir, dentry, &mut tree)
 }
 
 /// The create family `(dir, dentry, ...)`: a new name in a protected directory.
@@ -171,11 +202,15 @@ pub fn inode_rmdir(ctx: LsmContext) -> i32 {
 #[lsm(hook = "inode_rename")]
 pub fn inode_rename(ctx: LsmContext) -> i32 {
     let Some(subject) = subjects::current() else {
-        adopt_moved(ctx.arg(1), ctx.arg(2), ctx.arg(3));
+        adopt_moved(ctx.arg(1), ctx.arg(2), ctx.arg(3), 0);
         forget_if_daemons(ctx.arg(3));
         return 0;
     };
-    rename_verdict(&ctx, &subject)
+    let verdict = rename_verdict(&ctx, &subject);
+    if verdict == 0 {
+        adopt_moved(ctx.arg(1), ctx.arg(2), ctx.arg(3), 1);
+    }
+    verdict
 }
 
 /// The daemon's own atomic rewrites (a new file renamed over its state
@@ -192,35 +227,32 @@ fn forget_if_daemons(victim: *const u8) {
     }
 }
 
-/// A file root (not a subject) renames over a protected one, or into a
-/// protected directory, joins that tree: its rewrites (`sed -i`, an
-/// editor's save, dpkg's conffiles) put a new inode under the protected
-/// name, which would otherwise stay unprotected until the next apply. A
-/// rename that fails after the hook only over-protects. (RENAME_EXCHANGE
-/// calls the hook for each direction.) Not joined: a directory's contents,
-/// a file with other names, a subject's allowed rename (tests/BYPASS.md);
-/// and the replaced inode's entry stays (see `inode_rename`).
+/// A file moved over a protected one, or into a protected directory (or
+/// onto a missing protected path's name), joins that tree: root's rewrites
+/// (`sed -i`, an editor's save, dpkg's conffiles) put a new inode under the
+/// protected name, and a subject's warranted move puts in what an RI
+/// approved, which would otherwise stay unprotected (the agent's to
+/// rewrite) until the next apply. A rename that fails after the hook only
+/// over-protects. (RENAME_EXCHANGE calls the hook for each direction.) Not
+/// joined: a directory's contents; and the replaced inode's entry stays
+/// (see `inode_rename`).
 // Its own function: inlined, LLVM merged its `Option`s into a read of a
-// register one path never set, which the verifier refuses; called on the
-// subject's path too, it moved `rename_verdict`'s registers into a refused
-// pointer shift.
+// register one path never set, which the verifier refuses.
 #[inline(never)]
-fn adopt_moved(moved: *const u8, new_dir: *const u8, new: *const u8) {
-    let tree = if let Some((_, found)) = protected(dentry_inode(new)) {
-        found as u64
-    } else if let Some((_, found)) = protected(new_dir) {
-        found as u64
-    } else {
-        guarded_name(new_dir, new, &mut FileKey::default())
+fn adopt_moved(moved: *const u8, new_dir: *const u8, new: *const u8, by_subject: u64) {
+    let tree = match protected(dentry_inode(new)) {
+        Some((_, found)) => found as u64,
+        None => new_name_tree(new_dir, new, &mut FileKey::default()),
     };
     if tree == NO_TREE {
         return;
     }
     let inode = dentry_inode(moved);
-    // A file with other names is not the destination's alone: a subject's
-    // hard link to a library, moved into Warrant's inbox by root, would
-    // make the library Warrant's own.
-    if read_kernel::<u32>(inode, kernel_offsets().inode_i_nlink).unwrap_or(2) > 1 {
+    // Root's move of a file with other names: not the destination's alone
+    // (a subject's hard link to a library, moved into Warrant's inbox by
+    // root, would make the library Warrant's own). A subject's own move
+    // protects it by every name: protection binds subjects only.
+    if by_subject == 0 && read_kernel::<u32>(inode, kernel_offsets().inode_i_nlink).unwrap_or(2) > 1 {
         return;
     }
     let Some(key) = inode_key(inode) else {
@@ -253,36 +285,24 @@ fn rename_verdict(ctx: &LsmContext, subject: &Subject) -> i32 {
         return decide_file(subject, action::FILE_RENAME, key, entry.tree);
     }
     // Each side on its own tree: what the rename replaces or names (the
-    // file moved over, the directory it lands in) and what it takes away
-    // (the file moved, the directory it leaves). Deciding only the first
-    // protected one let a move allowed in one tree replace a file of
-    // another, Warrant's own included.
-    let destination = protected(dentry_inode(new)).or_else(|| protected(new_dir));
-    // A missing protected path's name, made by moving a file there.
-    if destination.is_none() {
-        let mut key = FileKey::default();
-        let tree = guarded_name(new_dir, new, &mut key);
-        if tree != NO_TREE {
-            let verdict = decide_file(subject, action::FILE_RENAME, key, tree as u32);
-            if verdict != 0 {
-                return verdict;
-            }
+    // file moved over, else the new name) and what it takes away (the file
+    // moved, the directory it leaves). Deciding only the first protected
+    // one let a move allowed in one tree replace a file of another,
+    // Warrant's own included. Trees as plain numbers (NO_TREE for none):
+    // LLVM hoisted compares of `Option`s above their discriminants.
+    let mut destination = NO_TREE;
+    let verdict = match protected(dentry_inode(new)) {
+        Some((key, tree)) => {
+            destination = tree as u64;
+            decide_file(subject, action::FILE_RENAME, key, tree)
         }
+        None => decide_new_name(subject, action::FILE_RENAME, new_dir, new, &mut destination),
+    };
+    if verdict != 0 {
+        return verdict;
     }
-    let source = protected(moved).or_else(|| protected(old_dir));
-    // Trees as plain numbers, none as one no tree has (SELF_TREE is
-    // u32::MAX): LLVM hoisted the compare of two `Option`s' trees above
-    // their discriminants, reading a stack slot that held a pointer when
-    // one was None, which the verifier refuses.
-    let tree_of = |side: Option<(FileKey, u32)>| side.map_or(u64::MAX, |(_, tree)| tree as u64);
-    let second = if tree_of(destination) == tree_of(source) { None } else { source };
-    for side in [destination, second] {
-        if let Some((key, tree)) = side {
-            let verdict = decide_file(subject, action::FILE_RENAME, key, tree);
-            if verdict != 0 {
-                return verdict;
-            }
-        }
+    match protected(moved).or_else(|| protected(old_dir)) {
+        Some((key, tree)) if tree as u64 != destination => decide_file(subject, action::FILE_RENAME, key, tree),
+        _ => 0,
     }
-    0
 }

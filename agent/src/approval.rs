@@ -190,16 +190,23 @@ pub fn check(
     let action_id = action::by_name(&approval.action)
         .ok_or_else(|| ApprovalError::BadTarget(format!("unknown action {:?}", approval.action), id.clone()))?;
     let kind = action::target_kind(action_id);
-    let target = Target::parse(kind, &approval.target, &policy.policy.protect, &ThisHost)
-        .map_err(|e| ApprovalError::BadTarget(e.to_string(), id.clone()))?;
+    let text = approval.target.trim();
+    // A file that is not there yet: the one new name the warrant lets the
+    // agent make (create, link or move into place).
+    let new_file = kind == action::TargetKind::File && text != "*" && std::fs::symlink_metadata(text).is_err();
+    let target = if new_file {
+        Target::new_file_name(text, &policy.policy.protect, &ThisHost)
+    } else {
+        Target::parse(kind, &approval.target, &policy.policy.protect, &ThisHost)
+    }
+    .map_err(|e| ApprovalError::BadTarget(e.to_string(), id.clone()))?;
     // A file warrant is for one file: its tree's own path names that file
     // when the tree is a single file.
     let target = match target {
-        Target::File { tree: Some(tree), inode: None } => Target::File {
+        Target::File { tree: Some(tree), inode: None, name: None } => Target::File {
             tree: Some(tree),
-            inode: ThisHost
-                .file(approval.target.trim())
-                .filter(|_| std::fs::symlink_metadata(approval.target.trim()).is_ok_and(|m| !m.is_dir())),
+            inode: ThisHost.file(text).filter(|_| std::fs::symlink_metadata(text).is_ok_and(|m| !m.is_dir())),
+            name: None,
         },
         other => other,
     };

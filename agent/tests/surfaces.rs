@@ -18,7 +18,7 @@ fn compile(text: &str) -> Result<policy::CompiledPolicy, policy::PolicyError> {
 
 /// The tier the policy gives `action_id` on the whole tree `tree` for profile `p`.
 fn tree_tier(compiled: &policy::CompiledPolicy, tree: &str, action_id: u32) -> Option<u32> {
-    let target = Target::File { tree: Some(warrant::protect::tree_id(tree)), inode: None };
+    let target = Target::File { tree: Some(warrant::protect::tree_id(tree)), inode: None, name: None };
     compiled.rules.get(&target.key(compiled.profile_ids["p"], action_id)).map(|r| r.tier)
 }
 

@@ -10,6 +10,7 @@ mod harness;
 mod held;
 mod lifecycle;
 mod marks;
+mod names;
 mod namespaces;
 mod network;
 mod programs;

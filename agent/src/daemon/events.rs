@@ -18,13 +18,21 @@ impl State {
             .cloned();
         match (tree, inode) {
             (Some(tree), None) => tree,
-            // A protected path named by its name, or binfmt_misc mounted
-            // after the apply: the tree's path.
+            // binfmt_misc mounted after the apply: the tree's path.
             (Some(tree), Some(inode))
-                if inode.is_name()
-                    || inode == warrant_common::FileKey { dev: 0, ino: warrant_common::proc_path::BINFMT_MISC } =>
+                if inode == warrant_common::FileKey { dev: 0, ino: warrant_common::proc_path::BINFMT_MISC } =>
             {
                 tree
+            }
+            // A new name in a directory (see `warrant_common::FILE_NAME_AT`).
+            (Some(tree), Some(dir)) if dir.is_name() => {
+                let dir = warrant_common::FileKey { dev: dir.dev & !warrant_common::NAME_KEY, ino: dir.ino };
+                let name = String::from_utf8_lossy(key.file_name()).into_owned();
+                let name = if name.is_empty() { "(a name of 48 bytes or more)".to_owned() } else { name };
+                match self.path_of(Path::new(&tree), dir) {
+                    Some(dir) => dir.join(&name).display().to_string(),
+                    None => format!("{tree} (a new name {name:?} in directory inode {}, since removed)", dir.ino),
+                }
             }
             (Some(tree), Some(inode)) => self
                 .path_of(Path::new(&tree), inode)

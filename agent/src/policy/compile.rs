@@ -268,7 +268,7 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
             let rule = Rule { action: "file.*".into(), target: tree.clone(), tier: Tier::Deny, rate: None };
             let entry =
                 RuleEntry { tier: tier::DENY, rule_index: rule_names.len() as u32, rate_limit: 0, rate_window_secs: 0 };
-            let target = Target::File { tree: Some(protect::tree_id(tree)), inode: None };
+            let target = Target::File { tree: Some(protect::tree_id(tree)), inode: None, name: None };
             for action_id in action::FILE_WRITE..=action::FILE_XATTR {
                 rules.insert(target.key(id, action_id), entry);
             }

@@ -30,7 +30,9 @@ pub enum Target {
     Namespace(Option<u64>),
     /// A protected tree (`None`: any) and, within it, one file (`None`:
     /// the whole tree).
-    File { tree: Option<u32>, inode: Option<FileKey> },
+    /// A protected tree (`None`: `*`), and in it one file (`inode`), or a
+    /// new `name` in the directory `inode` (its device with `NAME_KEY`).
+    File { tree: Option<u32>, inode: Option<FileKey>, name: Option<String> },
     /// A netlink protocol by number (`route`, `generic`, ... or a number),
     /// a message type (0: any; for `generic`, a family's id) and, for a
     /// generic family, a command (`None`: any); `None`: any protocol.
@@ -79,7 +81,7 @@ impl Target {
                 }
                 Ok(Target::IpSet { set, other })
             }
-            TargetKind::File if text == "*" => Ok(Target::File { tree: None, inode: None }),
+            TargetKind::File if text == "*" => Ok(Target::File { tree: None, inode: None, name: None }),
             TargetKind::File => {
                 let tree = tree_of(protect, text).ok_or_else(|| {
                     TargetError::Invalid(format!("target {text:?} is not under any protected tree (protect = {protect:?})"))
@@ -94,7 +96,7 @@ impl Target {
                         TargetError::NotOnThisHost(format!("target {text:?}: no such file on this host"))
                     })?)
                 };
-                Ok(Target::File { tree: Some(protect::tree_id(tree)), inode })
+                Ok(Target::File { tree: Some(protect::tree_id(tree)), inode, name: None })
             }
             TargetKind::Namespace if text == "*" => Ok(Target::Namespace(None)),
             TargetKind::Namespace => resolve_netns_word(text, text, "the name", names)?
@@ -224,6 +226,36 @@ impl Target {
         Ok(Target::Firewall { family, table, object })
     }
 
+    /// A warrant's target `text` that is not there yet: one new name in a
+    /// directory that is, under a protected tree. The kernel decides a
+    /// subject's create, link or move there on the same key.
+    pub fn new_file_name(text: &str, protect: &[String], names: &dyn HostNames) -> Result<Target, TargetError> {
+        let tree = tree_of(protect, text).ok_or_else(|| {
+            TargetError::Invalid(format!("target {text:?} is not under any protected tree (protect = {protect:?})"))
+        })?;
+        let path = std::path::Path::new(text);
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+            return Err(TargetError::Invalid(format!("target {text:?} names no file")));
+        };
+        if name.len() >= warrant_common::FILE_NAME_LEN || name == ".." {
+            return Err(TargetError::Invalid(format!(
+                "target {text:?}: a new file's name must be shorter than {} bytes",
+                warrant_common::FILE_NAME_LEN
+            )));
+        }
+        let dir_key = std::fs::canonicalize(dir)
+            .ok()
+            .and_then(|dir| names.file(&dir.to_string_lossy()))
+            .ok_or_else(|| {
+                TargetError::NotOnThisHost(format!(
+                    "target {text:?}: no directory {} on this host (a warrant names one new name in a directory that is there)",
+                    dir.display()
+                ))
+            })?;
+        let dir_key = FileKey { dev: dir_key.dev | warrant_common::NAME_KEY, ino: dir_key.ino };
+        Ok(Target::File { tree: Some(protect::tree_id(tree)), inode: Some(dir_key), name: Some(name.to_owned()) })
+    }
+
     /// Whether the target names one thing, as a warrant's must.
     pub fn is_exact(&self, kind: TargetKind) -> bool {
         match self {
@@ -274,7 +306,10 @@ impl Target {
                     other.as_deref().unwrap_or_default().as_bytes(),
                 )
             }
-            Target::File { tree: Some(tree), inode } => key.set_file(*tree, inode.map(|i| (i.ino, i.dev))),
+            Target::File { tree: Some(tree), inode, name } => {
+                key.set_file(*tree, inode.map(|i| (i.ino, i.dev)));
+                key.set_file_name(name.as_deref().unwrap_or_default().as_bytes());
+            }
             Target::Protocol(Some((protocol, msg_type, command))) => {
                 key.set_protocol(*protocol, *msg_type);
                 if let Some(command) = command {
@@ -351,6 +386,9 @@ pub fn render_target(key: &TargetKey) -> String {
             match (tree, inode) {
                 (0, _) => "*".to_owned(),
                 (tree, None) => format!("tree:{tree:08x}"),
+                (tree, Some(dir)) if dir.is_name() => {
+                    format!("tree:{tree:08x} dir-inode:{} name:{}", dir.ino, String::from_utf8_lossy(key.file_name()))
+                }
                 (tree, Some(inode)) => format!("tree:{tree:08x} inode:{}", inode.ino),
             }
         }

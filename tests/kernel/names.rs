@@ -1,0 +1,172 @@
+//! Kernel tier: new names in protected trees. A subject's create, link or
+//! move into one is decided on the name it makes, so an RI can warrant one
+//! new file (a service install); renames into, out of and between trees,
+//! by root and by subjects: what lands in a tree joins it, whoever moved it
+//! there.
+
+use crate::files::{PROTECTED_FILE, expect_refused, sh_subject};
+use crate::harness::{daemon, run_subject};
+use crate::warrant_after_refusal;
+
+/// Root's rewrites keep protection: a new file renamed over a protected
+/// one (`sed -i` on a one-file tree, whose directory is not protected) or
+/// moved into a protected directory from outside (on the same mount: the
+/// bind mount at /etc/sysctl.d would make `mv` copy) joins the tree.
+/// Before, the new inode stayed unprotected until the next apply.
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_file_root_renames_into_a_protected_tree_is_protected() {
+    let d = daemon();
+    std::fs::create_dir_all("/mnt/single").unwrap();
+    std::fs::write("/mnt/single/only.conf", "one\n").unwrap();
+    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
+    let single = text.replacen("protect = [", "protect = [\"/mnt/single/only.conf\", ", 1);
+    assert_ne!(single, text);
+    d.apply_next_policy(&single);
+    let root = |script: &str| {
+        let out = std::process::Command::new("sh").args(["-ec", script]).output().unwrap();
+        assert!(out.status.success(), "root: {script}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    root("sed -i 's/one/two/' /mnt/single/only.conf");
+    root(
+        "printf 'net.ipv4.ip_forward = 0\\n' > /mnt/outside/91-root.conf && mv /mnt/outside/91-root.conf /mnt/sysctl.d/",
+    );
+    for (what, path) in [
+        ("the file root rewrote with sed -i", "/mnt/single/only.conf"),
+        ("the file root moved in", "/etc/sysctl.d/91-root.conf"),
+    ] {
+        let mark = d.audit_len();
+        let out = sh_subject(&format!("echo evil >> {path}"));
+        assert!(!out.status.success(), "{what} was written by a subject");
+        // The one-file tree has no rule (denied), sysctl.d is approve-tier.
+        d.expect_record_where(mark, what, |r| {
+            r["action"] == "file.write" && r["verdict"].as_str().is_some_and(|v| v.starts_with("denied"))
+        });
+    }
+    assert_eq!(std::fs::read_to_string("/mnt/single/only.conf").unwrap(), "two\n");
+    std::fs::remove_file("/etc/sysctl.d/91-root.conf").unwrap();
+    d.apply_next_policy(&text);
+}
+
+/// A rename is decided on both sides: a move the policy allows inside one
+/// tree cannot replace a file of another (the demo's approve-tier sysctl.d,
+/// from an allow-tier scratch tree on the same file system).
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_rename_allowed_in_one_tree_cannot_replace_a_file_of_another() {
+    let d = daemon();
+    std::fs::create_dir_all("/mnt/scratch").unwrap();
+    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
+    let scratch_rule = "[[profile.rule]]\naction = \"file.*\"\ntarget = \"/mnt/scratch\"\ntier = \"allow\"\n\n";
+    let first_rule = "[[profile.rule]]\naction = \"nft.element.*\"";
+    let wider = text.replacen("protect = [", "protect = [\"/mnt/scratch\", ", 1).replacen(
+        first_rule,
+        &format!("{scratch_rule}{first_rule}"),
+        1,
+    );
+    assert_ne!(wider, text);
+    d.apply_next_policy(&wider);
+    let original = std::fs::read_to_string(PROTECTED_FILE).unwrap();
+    let within = sh_subject("echo evil > /mnt/scratch/x && mv /mnt/scratch/x /mnt/scratch/y");
+    assert!(within.status.success(), "a rename inside the allowed tree was refused: {}", within.stderr);
+    let mark = d.audit_len();
+    expect_refused(
+        d,
+        "a rename from the allowed tree over a protected file",
+        sh_subject("mv /mnt/scratch/y /mnt/sysctl.d/90-agent.conf"),
+        "file.rename",
+        PROTECTED_FILE,
+        "denied-needs-warrant",
+        mark,
+    );
+    assert_eq!(std::fs::read_to_string(PROTECTED_FILE).unwrap(), original);
+    d.apply_next_policy(&text);
+}
+
+/// A file a subject moves into a protected directory with a warrant joins
+/// the tree: before, the moved inode stayed unprotected until the next
+/// apply, and the agent could rewrite what the RI approved (a unit's
+/// ExecStart). Hard-linked elsewhere first, it joins all the same.
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_file_a_subject_moves_into_a_tree_with_a_warrant_joins_it() {
+    let d = daemon();
+    let staged = sh_subject(
+        "rm -f /mnt/outside/91-agent.conf /mnt/outside/91-other-name
+        printf 'net.ipv4.ip_forward = 0\\n' > /mnt/outside/91-agent.conf
+        ln /mnt/outside/91-agent.conf /mnt/outside/91-other-name",
+    );
+    assert!(staged.status.success(), "the subject could not stage its file: {}", staged.stderr);
+    let install = || sh_subject("mv /mnt/outside/91-agent.conf /mnt/sysctl.d/91-agent.conf");
+    warrant_after_refusal(d, install, "file.rename", "/etc/sysctl.d/91-agent.conf", "10m", 1);
+    let moved = install();
+    assert!(moved.status.success(), "the warranted move failed: {}", moved.stderr);
+    // What the RI approved stays what it was, by either name.
+    for path in ["/etc/sysctl.d/91-agent.conf", "/mnt/outside/91-other-name"] {
+        let mark = d.audit_len();
+        let out = sh_subject(&format!("echo 'net.ipv4.ip_forward = 1' >> {path}"));
+        assert!(!out.status.success(), "the subject rewrote the file it moved in, by {path}");
+        d.expect_record_where(mark, "file.write denied-needs-warrant", |r| {
+            r["action"] == "file.write" && r["verdict"] == "denied-needs-warrant"
+        });
+    }
+    assert_eq!(std::fs::read_to_string("/etc/sysctl.d/91-agent.conf").unwrap(), "net.ipv4.ip_forward = 0\n");
+    std::fs::remove_file("/etc/sysctl.d/91-agent.conf").unwrap();
+    std::fs::remove_file("/mnt/outside/91-other-name").unwrap();
+}
+
+/// An RI approves a service install: with the unit directory moved to
+/// `approve`, the agent's unit is refused, a warrant for that one unit
+/// lets the same command make it (the create and the writes of the open
+/// that made it), and it is then protected like the rest of the tree.
+/// Another unit still needs its own warrant. /etc/systemd/system is a
+/// tmpfs here (the VM's own is the host's, read-only).
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn an_ri_approves_a_service_install_by_its_unit_s_name() {
+    let d = daemon();
+    let root = |script: &str| {
+        let out = std::process::Command::new("sh").args(["-ec", script]).output().unwrap();
+        assert!(out.status.success(), "root: {script}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    root("grep -qs ' /etc/systemd/system tmpfs ' /proc/mounts || mount -t tmpfs units /etc/systemd/system");
+    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
+    let units_rule = "[[profile.rule]]\naction = \"file.*\"\ntarget = \"/etc/systemd/system\"\ntier = \"approve\"\n\n";
+    let first_rule = "[[profile.rule]]\naction = \"nft.element.*\"";
+    let approving = text.replacen(first_rule, &format!("{units_rule}{first_rule}"), 1);
+    assert_ne!(approving, text);
+    d.apply_next_policy(&approving);
+    let unit = "/etc/systemd/system/agent-job.service";
+    let install = || sh_subject(&format!("printf '[Service]\\nExecStart=/bin/true\\n' > {unit}"));
+    warrant_after_refusal(d, install, "file.create", unit, "10m", 1);
+    let mark = d.audit_len();
+    let installed = install();
+    assert!(installed.status.success(), "the warranted install failed: {}", installed.stderr);
+    d.expect_record(mark, "file.create", unit, "allowed-by-warrant");
+    assert_eq!(std::fs::read_to_string(unit).unwrap(), "[Service]\nExecStart=/bin/true\n");
+    // What the RI approved stays so; another unit needs its own warrant.
+    let mark = d.audit_len();
+    expect_refused(
+        d,
+        "a rewrite of the approved unit",
+        sh_subject(&format!("echo 'ExecStartPost=/usr/sbin/nft flush ruleset' >> {unit}")),
+        "file.write",
+        unit,
+        "denied-needs-warrant",
+        mark,
+    );
+    let mark = d.audit_len();
+    let other = run_subject(&["sh", "-c", "echo '[Service]' > /etc/systemd/system/agent-other.service"]);
+    expect_refused(
+        d,
+        "another unit",
+        other,
+        "file.create",
+        "/etc/systemd/system/agent-other.service",
+        "denied-needs-warrant",
+        mark,
+    );
+    d.apply_next_policy(&text);
+    // Removed first: an unmount drops no protected entries.
+    root(&format!("rm -f {unit}; umount /etc/systemd/system"));
+}
