@@ -166,6 +166,14 @@ impl Daemon {
         let keys = repo().join("policies/demo-keys");
         let config = dir.join("warrant.toml");
         let audit = dir.join("log/audit.jsonl");
+        // The log on a file system of its own, which a test fills.
+        std::fs::create_dir_all(dir.join("log")).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64m", "auditlog"])
+            .arg(dir.join("log"))
+            .status()
+            .expect("mount is installed");
+        assert!(mounted.success(), "cannot mount the audit log's tmpfs");
         std::fs::write(
             &config,
             format!(

@@ -205,6 +205,33 @@ fn a_full_event_ring_is_recorded_as_a_gap_never_silently() {
     assert!(verified.contains("verifies"), "{verified}");
 }
 
+/// A full disk costs the records it had no room for, never the chain: the
+/// daemon keeps enforcing, writes no part of a line, and once there is room
+/// records the gap (`audit log writes failed`) and goes on.
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_full_disk_is_recorded_as_a_gap_and_tears_no_record() {
+    let d = daemon();
+    let filler = d.audit.parent().unwrap().join("filler");
+    let fill = format!("dd if=/dev/zero of={} bs=64k 2>/dev/null; sync", filler.display());
+    let _ = std::process::Command::new("sh").args(["-c", &fill]).status();
+    let attempt = || run_subject(&["nft", "add", "table", "inet", "full_disk"]);
+    for _ in 0..3 {
+        assert!(attempt().stderr.contains("Operation not permitted"), "enforcement stopped with the disk full");
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    std::fs::remove_file(&filler).unwrap();
+    let mark = d.audit_len();
+    assert!(attempt().stderr.contains("Operation not permitted"));
+    let gap = d.expect_record_where(mark, "audit.gap", |r| {
+        r["kind"] == "audit.gap" && r["cause"] == "audit log writes failed"
+    });
+    assert!(gap["records_not_written"].as_u64().is_some_and(|n| n >= 1), "{gap}");
+    d.expect_record(mark, "nft.table.update", "inet full_disk", "denied");
+    let verified = d.cli_ok(&["audit", "verify"]);
+    assert!(verified.contains("verifies"), "{verified}");
+}
+
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn sigkill_during_a_burst_of_warranted_changes_loses_nothing() {

@@ -62,6 +62,8 @@ pub struct AuditLog {
     unsynced: u64,
     /// Records whose fdatasync failed, and the first failure, until taken.
     not_synced: Option<(u64, std::io::Error)>,
+    /// A failed write left part of a line that could not be cut off yet.
+    torn: bool,
 }
 
 fn record_hash(record: &Map<String, Value>) -> String {
@@ -202,6 +204,7 @@ impl AuditLog {
             sync_deferred: false,
             unsynced: 0,
             not_synced: None,
+            torn: false,
         };
         if torn > 0 {
             let mut record = Map::new();
@@ -219,6 +222,13 @@ impl AuditLog {
 
     /// Appends one record; returns its sequence number (the event id).
     pub fn append(&mut self, mut record: Map<String, Value>) -> Result<u64, AuditError> {
+        // A write cut short (a full disk) would leave part of a line in the
+        // chain, with the next record after it: cut back to the last whole
+        // line, then or, if that fails too, before the next write.
+        if self.torn {
+            self.file.set_len(self.written).map_err(io_error(&self.path))?;
+            self.torn = false;
+        }
         if self.written >= self.max_bytes {
             self.rotate()?;
         }
@@ -226,7 +236,10 @@ impl AuditLog {
         record.insert("seq".into(), seq.into());
         record.insert("prev".into(), self.prev.clone().into());
         let (line, hash) = hashed_line(&record);
-        self.file.write_all(&line).map_err(io_error(&self.path))?;
+        if let Err(e) = self.file.write_all(&line) {
+            self.torn = self.file.set_len(self.written).is_err();
+            return Err(io_error(&self.path)(e));
+        }
         self.written += line.len() as u64;
         self.prev = hash;
         self.seq = seq;
