@@ -38,6 +38,12 @@ pub mod subject_flag {
     /// its memory only; cleared at exec and when it maps a file a subject
     /// wrote executable.
     pub const MOVED_BY_PARENT: u32 = 1;
+    /// Made a subject by `warrant run` (the daemon's Register) and not
+    /// exec'd since: its exec of the command is refused while it holds an
+    /// io_uring fd it could keep, as a matched exec is. The starter checks
+    /// in user space first, but a task sharing its fd table could put a
+    /// ring back after that check. Cleared at exec.
+    pub const STARTED_BY_RUN: u32 = 2;
 }
 
 /// Key of the PROFILES map: a profile in one policy generation.

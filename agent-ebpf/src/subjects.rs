@@ -228,9 +228,16 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
     let program = read_kernel::<u64>(bprm, offsets.linux_binprm_file).unwrap_or(0) as *const u8;
     if let Some(subject) = current_mut() {
         // From here on it runs its own program, not the code of the parent
-        // that moved it into its cgroup.
-        subject.flags &= !subject_flag::MOVED_BY_PARENT;
+        // that moved it into its cgroup, nor `warrant run`'s.
+        let started_by_run = subject.flags & subject_flag::STARTED_BY_RUN != 0;
+        subject.flags &= !(subject_flag::MOVED_BY_PARENT | subject_flag::STARTED_BY_RUN);
         let subject = *subject;
+        if started_by_run {
+            let refused = refuse_held_ring(subject.profile_id);
+            if refused != 0 {
+                return refused;
+            }
+        }
         // A subject runs what another profile's subject wrote only as that
         // profile would: refused (see `marks::refuse_foreign`).
         return match marks::of_file(program) {
@@ -320,12 +327,26 @@ fn spawned_executor(program: *const u8) -> u32 {
 /// unmarked; otherwise marked, or refused if the marker cannot be stored.
 #[inline(always)]
 fn become_subject(profile_id: u32, kind: u32, flags: u32) -> i32 {
-    if let Some(fd) = held::io_uring_fd() {
-        let joining = Subject { profile_id, ..Subject::default() };
-        return selfprotect::refuse_on(&joining, action::SELF_IO_URING, [fd as i64 as u64, 0]);
+    let refused = refuse_held_ring(profile_id);
+    if refused != 0 {
+        return refused;
     }
     let task = unsafe { bpf_get_current_task_btf() };
     if mark(task, profile_id, flags, kind) { 0 } else { -ENOMEM }
+}
+
+/// Refuses (as a subject of `profile_id`) an exec that would carry an
+/// io_uring fd into a subject: see held.rs.
+// Its own function: bprm_check calls it on two paths.
+#[inline(never)]
+fn refuse_held_ring(profile_id: u32) -> i32 {
+    match held::io_uring_fd() {
+        Some(fd) => {
+            let joining = Subject { profile_id, ..Subject::default() };
+            selfprotect::refuse_on(&joining, action::SELF_IO_URING, [fd as i64 as u64, 0])
+        }
+        None => 0,
+    }
 }
 
 /// A task moved into a matched cgroup becomes a subject there and then.

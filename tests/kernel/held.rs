@@ -147,6 +147,22 @@ fn warrant_run_hands_no_ring_to_its_subject() {
     // Inherited but not named: closed at the exec, and the command runs without it.
     let out = run("keep", &[]);
     assert!(out.status.success(), "{out:?}");
+    // The check above is the starter's, in user space, which a task sharing
+    // its fd table could race: the kernel checks the exec that follows the
+    // daemon's Register too. Here a starter without the user-space check.
+    let socket = d.config.parent().unwrap().join("run/warrant.sock");
+    let register = |how: &str| {
+        let args = ["register-ring", socket.to_str().unwrap(), "agent", how, "/bin/true"];
+        sideways_root(&args).output().unwrap()
+    };
+    let mark = d.audit_len();
+    let out = register("ring");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "exec=1", "{out:?}");
+    d.expect_record_where(mark, "self.io_uring denied", |r| {
+        r["action"] == "self.io_uring" && r["verdict"] == "denied" && r["profile"] == "agent"
+    });
+    let out = register("none");
+    assert!(out.status.success(), "without a ring, the registered exec failed: {out:?}");
 }
 
 #[test]

@@ -19,8 +19,8 @@ use crate::kernels::Series;
 use crate::test::Boot;
 
 /// Daemon bookkeeping: policy and trust-root handling, warrant ledgers and
-/// revocation, change requests, the event reader; and two checks made in
-/// user space (`warrant run`'s, the daemon's program lookup).
+/// revocation, change requests, the event reader; and a check made in
+/// user space (the daemon's program lookup).
 pub const REFERENCE_BOOT_ONLY: &[&str] = &[
     "requests::a_dead_event_reader_is_audited_and_ends_the_daemon",
     "lifecycle::sigkill_during_a_burst_of_warranted_changes_loses_nothing",
@@ -34,8 +34,7 @@ pub const REFERENCE_BOOT_ONLY: &[&str] = &[
     "bundles::a_two_person_warrant_needs_both_signatures_before_the_kernel_sees_it",
     "bundles::warrant_signed_by_a_non_ri_key_is_refused_at_install",
     "lifecycle::warrant_uses_left_survive_a_reboot",
-    // `warrant run`'s own check, before anything is a subject.
-    "held::warrant_run_hands_no_ring_to_its_subject",
+    // The daemon's own program lookup, before anything is a subject.
     "marks::the_daemon_runs_no_program_planted_on_its_path",
 ];
 

@@ -182,7 +182,9 @@ pub(super) fn register(state: &mut State, pid: u32, profile: &str) -> Result<rep
         profile: profile.to_owned(),
         known: policy.profile_ids.keys().cloned().collect(),
     })?;
-    state.kernel.mark_subject(pid, id)?;
+    // Its exec of the command is checked for a ring it could keep (the
+    // starter's own check is made in user space).
+    state.kernel.mark_subject(pid, id, warrant_common::subject_flag::STARTED_BY_RUN)?;
     state.record("subject.registered", json!({"pid": pid, "profile": profile}));
     Ok(reply::Registered { pid, profile: profile.to_owned() })
 }

@@ -12,9 +12,9 @@ use super::{Kernel, KernelError, PIN_ROOT, error_chain, map_err, remove_key};
 
 impl Kernel {
     /// Marks process `pid` (its main thread, which must be its only one) as a
-    /// subject of `profile_id`. Refused if it already is a subject: nobody
-    /// leaves or changes a profile.
-    pub fn mark_subject(&self, pid: u32, profile_id: u32) -> Result<(), KernelError> {
+    /// subject of `profile_id`, with `flags` (`warrant_common::subject_flag`).
+    /// Refused if it already is a subject: nobody leaves or changes a profile.
+    pub fn mark_subject(&self, pid: u32, profile_id: u32, flags: u32) -> Result<(), KernelError> {
         let subject_err = |reason: String| KernelError::Subject { pid, reason };
         let pidfd = pidfd_open(pid).map_err(|e| subject_err(format!("pidfd_open: {e}")))?;
         let fd = self.subjects_fd()?;
@@ -26,7 +26,7 @@ impl Kernel {
                 existing.profile_id
             )));
         }
-        let mut marker = Subject { profile_id, ..Subject::default() };
+        let mut marker = Subject { profile_id, flags, ..Subject::default() };
         bpf_map_elem(fd, BPF_MAP_UPDATE_ELEM, &key, &mut marker, BPF_NOEXIST)
             .map_err(|e| subject_err(format!("cannot mark as subject: {e}")))
     }
@@ -38,7 +38,7 @@ impl Kernel {
     /// unmarked thread may have made more). Returns how many threads were
     /// marked; a process that is gone is not an error.
     pub fn mark_process(&mut self, pid: u32, profile_id: u32) -> Result<usize, KernelError> {
-        let mut marked = match self.mark_subject(pid, profile_id) {
+        let mut marked = match self.mark_subject(pid, profile_id, 0) {
             Ok(()) => 1,
             Err(_) if self.subject_profile(pid).is_some() => 0,
             Err(_) if !Path::new(&format!("/proc/{pid}")).exists() => return Ok(0),

@@ -21,6 +21,12 @@
                                  makes an io_uring ring on fd 7 (kept across
                                  exec, or close-on-exec), becomes UID, execs
                                  PROGRAM
+    sideways.py register-ring SOCKET PROFILE ring|none PROGRAM ARGS...
+                                 as `warrant run` does but without its
+                                 own check: (with a ring on fd 7, kept
+                                 across exec) asks the daemon at SOCKET to
+                                 make it a subject of PROFILE, then execs
+                                 PROGRAM; prints "exec=E" if that fails
     sideways.py pass-ring UID    makes an SQPOLL ring, starts a child that
                                  becomes UID and execs `recv-ring`, and
                                  passes it the ring over SCM_RIGHTS; prints
@@ -216,6 +222,26 @@ def carry_ring(uid, how, program):
         return err.errno
 
 
+def register_ring(socket_path, profile, how, program):
+    if how == "ring":
+        made = io_uring(0)
+        os.dup2(made, 7, inheritable=True)
+        os.close(made)
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.connect(socket_path)
+    conn.sendall(b'{"op": "register", "profile": "%s", "v": 2}\n' % profile.encode())
+    reply = conn.makefile().readline()
+    conn.close()
+    if '"kind":"registered"' not in reply.replace(" ", ""):
+        print(f"register: {reply}", flush=True)
+        return 2
+    try:
+        os.execv(program[0], program)
+    except OSError as err:
+        print(f"exec={err.errno}", flush=True)
+        return 1
+
+
 def pass_ring(uid):
     ring = io_uring(IORING_SETUP_SQPOLL)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -372,6 +398,8 @@ def main():
         sys.exit(held_ask(args[0], args[1], args[2], args[3], args[4]))
     if command == "carry-ring":
         sys.exit(carry_ring(int(args[0]), args[1], args[2:]))
+    if command == "register-ring":
+        sys.exit(register_ring(args[0], args[1], args[2], args[3:]))
     if command == "pass-ring":
         sys.exit(pass_ring(int(args[0])))
     if command == "recv-ring":
