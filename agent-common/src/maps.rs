@@ -260,6 +260,12 @@ const _: () = assert!(core::mem::size_of::<FileKey>() == 16);
 /// [`FileKey::dev`]'s top bit: the key names a name, not an inode (real
 /// devices are 32-bit).
 pub const NAME_KEY: u64 = 1 << 63;
+/// Where a decision's key for a new name (see `FILE_NAME_AT`) holds the
+/// file's type (`S_IFMT` bits) in its device word: a warrant for a regular
+/// file does not let the agent put a symlink or a directory there.
+pub const NAME_KIND_SHIFT: u32 = 36;
+/// `S_IFREG` in [`NAME_KIND_SHIFT`]'s place: the type a warrant's new file has.
+pub const NAME_KIND_FILE: u64 = 0o100000 << NAME_KIND_SHIFT;
 
 impl FileKey {
     /// The key of the name whose hash is `name_hash` (see

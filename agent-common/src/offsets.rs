@@ -146,5 +146,8 @@ pub struct KernelOffsets {
     /// `struct task_struct, start_boottime` (u64, CLOCK_BOOTTIME ns at
     /// fork): what /proc/PID/stat shows as the start time.
     pub task_struct_start_boottime: u32,
+    /// `struct inode, i_writecount` (atomic_t): fds open for writing and
+    /// shared writable mappings, when positive.
+    pub inode_i_writecount: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 264);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 268);

@@ -145,17 +145,16 @@ fn proc_target(dentry: *const u8) -> Option<(FileKey, u32)> {
 /// apply has no inodes in PROTECTED.
 #[inline(always)]
 fn protected_file(file: *const u8) -> Option<(FileKey, u32)> {
-    protected(file_inode(file)).or_else(|| {
-        let dentry = read_kernel::<u64>(file, kernel_offsets().file_f_path_dentry)? as *const u8;
-        match selfprotect::dentry_magic(dentry) {
-            PROC_SUPER_MAGIC => proc_target(dentry),
-            BINFMTFS_MAGIC => {
-                let tree = unsafe { PROC_TREES.get(&proc_path::BINFMT_MISC) }?;
-                Some((FileKey { dev: 0, ino: proc_path::BINFMT_MISC }, *tree))
-            }
-            _ => None,
+    let dentry = read_kernel::<u64>(file, kernel_offsets().file_f_path_dentry)? as *const u8;
+    match selfprotect::dentry_magic(dentry) {
+        // First: an entry left by an earlier mount's inode is not its tree.
+        BINFMTFS_MAGIC => {
+            let tree = unsafe { PROC_TREES.get(&proc_path::BINFMT_MISC) }?;
+            Some((FileKey { dev: 0, ino: proc_path::BINFMT_MISC }, *tree))
         }
-    })
+        PROC_SUPER_MAGIC => protected(file_inode(file)).or_else(|| proc_target(dentry)),
+        _ => protected(file_inode(file)),
+    }
 }
 
 #[inline(always)]
@@ -257,11 +256,13 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     let Some((key, tree)) = protected_file(file) else {
         return marks::note_write(&subject, inode);
     };
-    // The open that made the file (a warranted create, say): its create
-    // was decided, and its writes go with it. Not an O_TMPFILE's, which no
-    // create hook saw (it has no name yet).
-    let made_here =
-        mode & FMODE_CREATED != 0 && read_kernel::<u32>(inode, kernel_offsets().inode_i_nlink).unwrap_or(0) > 0;
+    // The open that made the file by a warrant: its writes go with the
+    // create the warrant allowed. (An O_TMPFILE's open made no name, and
+    // passed no create hook.)
+    let dentry = read_kernel::<u64>(file, kernel_offsets().file_f_path_dentry).unwrap_or(0) as *const u8;
+    let made_here = mode & FMODE_CREATED != 0
+        && read_kernel::<u32>(inode, kernel_offsets().inode_i_nlink).unwrap_or(0) > 0
+        && names::created_by_warrant(dentry);
     let verdict = if made_here { 0 } else { decide_file(&subject, action::FILE_WRITE, key, tree) };
     // Remember the allowed open so its writes (and an O_TRUNC) are not charged again.
     if verdict == 0 {
@@ -415,7 +416,15 @@ pub fn d_instantiate(ctx: LsmContext) -> i32 {
     if tree == SELF_TREE && subjects::current().is_some() {
         return 0;
     }
+    // A lookup instantiates existing files too: Warrant's own and the
+    // directories above trees keep their entries. Any other is replaced (an
+    // entry an unmounted file system left under this key is not its tree).
     if let Some(key) = inode_key(inode) {
+        if let Some(entry) = unsafe { PROTECTED.get(&key) }
+            && (entry.flags != 0 || entry.tree == SELF_TREE)
+        {
+            return 0;
+        }
         let _ = PROTECTED.insert(&key, &ProtectedEntry { tree, flags: 0 }, 0);
     }
     0

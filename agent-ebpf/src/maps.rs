@@ -277,6 +277,7 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     cgroup_root_hierarchy_id: 0,
     task_struct_group_leader: 0,
     task_struct_start_boottime: 0,
+    inode_i_writecount: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

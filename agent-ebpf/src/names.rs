@@ -9,8 +9,8 @@ use core::mem::MaybeUninit;
 
 use aya_ebpf::{helpers::generated::bpf_probe_read_kernel_str, macros::lsm, programs::LsmContext};
 use warrant_common::{
-    FILE_NAME_AT, FILE_NAME_LEN, FileKey, NAME_KEY, PROTECTED_ANCESTOR, PROTECTED_NAMES, ProtectedEntry, SELF_TREE,
-    Subject, action, proc_path,
+    FILE_NAME_AT, FILE_NAME_LEN, FileKey, NAME_KEY, NAME_KIND_SHIFT, PROTECTED_ANCESTOR, PROTECTED_NAMES,
+    ProtectedEntry, SELF_TREE, Subject, action, proc_path, verdict,
 };
 
 use crate::{
@@ -20,6 +20,17 @@ use crate::{
     policy::{decide_with, read_kernel},
     selfprotect, subjects,
 };
+
+const S_IFMT: u64 = 0o170000;
+const S_IFREG: u64 = 0o100000;
+const S_IFDIR: u64 = 0o040000;
+const S_IFLNK: u64 = 0o120000;
+
+/// `inode`'s type, its `S_IFMT` bits.
+#[inline(always)]
+fn kind_of(inode: *const u8) -> u64 {
+    read_kernel::<u16>(inode, kernel_offsets().inode_i_mode).unwrap_or(0) as u64 & S_IFMT
+}
 
 /// No tree: what [`new_name_tree`] returns for a name nothing protects.
 pub(crate) const NO_TREE: u64 = u64::MAX;
@@ -60,31 +71,41 @@ pub(crate) fn new_name_tree(dir: *const u8, dentry: *const u8, dir_key: &mut Fil
     }
 }
 
-/// Decides a subject's new name `dentry` in `dir` (a create, a link, a
-/// rename's destination) if [`new_name_tree`] finds it protected: on a key
-/// for the directory and the name itself (see `FILE_NAME_AT`), so that a
-/// warrant can name the one file it lets the agent make. The tree goes to
-/// `tree`.
+/// A new name a subject makes: `dentry`'s in `dir`, for a file of type
+/// `kind` (its `S_IFMT` bits).
+pub(crate) struct NewName {
+    dir: *const u8,
+    dentry: *const u8,
+    kind: u64,
+}
+
+/// Decides a subject's new name if [`new_name_tree`] finds it protected:
+/// on a key for the directory, the name itself and the file's type (see
+/// `FILE_NAME_AT`), so that a warrant can name the one regular file it lets
+/// the agent make. `tree` holds, on entry, a tree already decided for this
+/// call (its name is not decided again), and on return the name's tree.
 #[inline(never)]
-fn decide_new_name(subject: &Subject, action_id: u32, dir: *const u8, dentry: *const u8, tree: &mut u64) -> i32 {
+fn decide_new_name(subject: &Subject, action_id: u32, name: &NewName, tree: &mut u64) -> i32 {
     let mut dir_key = FileKey::default();
-    let found = new_name_tree(dir, dentry, &mut dir_key);
+    let found = new_name_tree(name.dir, name.dentry, &mut dir_key);
+    let decided = *tree;
     *tree = found;
-    if found == NO_TREE {
+    if found == NO_TREE || found == decided {
         return 0;
     }
     if found == SELF_TREE as u64 {
         return selfprotect::refuse(subject, action::SELF_FILES);
     }
     let offsets = kernel_offsets();
-    let name_ptr = read_kernel::<u64>(dentry, offsets.dentry_d_name_name).unwrap_or(0);
+    let name_ptr = read_kernel::<u64>(name.dentry, offsets.dentry_d_name_name).unwrap_or(0);
     // A qstr's length sits just before its name pointer, after its hash.
-    let len = read_kernel::<u32>(dentry, offsets.dentry_d_name_name - 4).unwrap_or(u32::MAX);
+    let len = read_kernel::<u32>(name.dentry, offsets.dentry_d_name_name - 4).unwrap_or(u32::MAX);
+    let dev = dir_key.dev | NAME_KEY | ((name.kind & S_IFMT) << NAME_KIND_SHIFT);
     decide_with(subject, action_id, |key| unsafe {
         (&raw mut key.table).cast::<u64>().write_volatile(found);
         let object = (&raw mut key.object).cast::<u64>();
         object.write_volatile(dir_key.ino);
-        object.add(1).write_volatile(dir_key.dev | NAME_KEY);
+        object.add(1).write_volatile(dev);
         // A longer name is left out: the key names the directory only.
         if (len as usize) < FILE_NAME_LEN {
             let at = (&raw mut key.object).cast::<u8>().add(FILE_NAME_AT);
@@ -93,52 +114,107 @@ fn decide_new_name(subject: &Subject, action_id: u32, dir: *const u8, dentry: *c
     })
 }
 
-/// A new name `dentry` in `dir` (or, for a link, a new name of `linked`):
-/// decided on `linked` if it is protected, else on the name.
+/// Whether the current task's last decision let it make `dentry`'s name
+/// by a warrant: the create of the open being decided now, since each new
+/// name a subject makes in a protected tree is decided (and overwrites the
+/// task's decision) and the open's create is the last before its
+/// `file_open`. A warrant for a new file covers its create and the writes
+/// of the open that made it; a rule's create does not cover writes.
+#[inline(never)]
+pub(crate) fn created_by_warrant(dentry: *const u8) -> bool {
+    let Some(scratch) = subjects::scratch() else {
+        return false;
+    };
+    let message = &scratch.messages[0];
+    if message.verdict != verdict::ALLOWED_BY_WARRANT || message.key.action != action::FILE_CREATE {
+        return false;
+    }
+    let Some(parent) = read_kernel::<u64>(dentry, kernel_offsets().dentry_d_parent) else {
+        return false;
+    };
+    let Some(dir) = inode_key(dentry_inode(parent as *const u8)) else {
+        return false;
+    };
+    let (ino, dev) = message.key.inode();
+    ino == dir.ino && dev == dir.dev | NAME_KEY | warrant_common::NAME_KIND_FILE
+}
+
+/// Whether `inode` is open for writing or mapped shared and writable
+/// (`i_writecount`): moved or linked into a tree, what an RI approved or
+/// the tree holds could still be written through that fd or mapping.
 #[inline(always)]
-fn new_name(action_id: u32, dir: *const u8, dentry: *const u8, linked: *const u8) -> i32 {
+fn held_for_writing(inode: *const u8) -> bool {
+    read_kernel::<i32>(inode, kernel_offsets().inode_i_writecount).unwrap_or(1) > 0
+}
+
+/// A new name `dentry` in `dir` for a file of type `kind` (or, for a link,
+/// a new name of `linked`): decided on `linked` if it is protected, and on
+/// the name if it falls in another tree. A file held open for writing is
+/// not linked into a tree.
+#[inline(always)]
+fn new_name(action_id: u32, dir: *const u8, dentry: *const u8, linked: *const u8, kind: u64) -> i32 {
     let Some(subject) = subjects::current() else {
         return 0;
     };
-    if let Some((key, tree)) = protected(linked) {
-        return decide_file(&subject, action_id, key, tree);
+    // Before any decision, which would take a warrant's use.
+    if !linked.is_null() && held_for_writing(linked) && lands_in_a_tree(dir, dentry) {
+        return selfprotect::refuse(&subject, action_id);
     }
     let mut tree = NO_TREE;
-    decide_new_name(&subject, action_id, dir, dentry, &mut tree)
+    if let Some((key, linked_tree)) = protected(linked) {
+        let verdict = decide_file(&subject, action_id, key, linked_tree);
+        if verdict != 0 {
+            return verdict;
+        }
+        tree = linked_tree as u64;
+    }
+    decide_new_name(&subject, action_id, &NewName { dir, dentry, kind }, &mut tree)
 }
 
-/// The create family `(dir, dentry, ...)`: a new name in a protected directory.
+/// Whether a name `dentry` in `dir` is in a protected tree (over a
+/// protected file, or a new name [`new_name_tree`] finds).
 #[inline(always)]
-fn creation(ctx: &LsmContext) -> i32 {
-    new_name(action::FILE_CREATE, ctx.arg(0), ctx.arg(1), core::ptr::null())
+fn lands_in_a_tree(dir: *const u8, dentry: *const u8) -> bool {
+    protected(dentry_inode(dentry)).is_some() || new_name_tree(dir, dentry, &mut FileKey::default()) != NO_TREE
+}
+
+/// The create family `(dir, dentry, ...)`: a new name of type `kind` in a
+/// protected directory.
+#[inline(always)]
+fn creation(ctx: &LsmContext, kind: u64) -> i32 {
+    new_name(action::FILE_CREATE, ctx.arg(0), ctx.arg(1), core::ptr::null(), kind)
 }
 
 #[lsm(hook = "inode_create")]
 pub fn inode_create(ctx: LsmContext) -> i32 {
-    creation(&ctx)
+    creation(&ctx, S_IFREG)
 }
 
 #[lsm(hook = "inode_mkdir")]
 pub fn inode_mkdir(ctx: LsmContext) -> i32 {
-    creation(&ctx)
+    creation(&ctx, S_IFDIR)
 }
 
+/// `inode_mknod(dir, dentry, mode, dev)`: a fifo, socket or device node.
 #[lsm(hook = "inode_mknod")]
 pub fn inode_mknod(ctx: LsmContext) -> i32 {
-    creation(&ctx)
+    let mode: u64 = ctx.arg(2);
+    // Never a regular file's type: a warrant for a file does not make a node.
+    let kind = if mode & S_IFMT == S_IFREG { 0 } else { mode & S_IFMT };
+    creation(&ctx, kind)
 }
 
 #[lsm(hook = "inode_symlink")]
 pub fn inode_symlink(ctx: LsmContext) -> i32 {
-    creation(&ctx)
+    creation(&ctx, S_IFLNK)
 }
 
 /// `inode_link(old_dentry, dir, new_dentry)`: a new name for a protected
 /// file (anywhere), or any new name in a protected directory.
 #[lsm(hook = "inode_link")]
 pub fn inode_link(ctx: LsmContext) -> i32 {
-    let old: *const u8 = ctx.arg(0);
-    new_name(action::FILE_LINK, ctx.arg(1), ctx.arg(2), dentry_inode(old))
+    let linked = dentry_inode(ctx.arg(0));
+    new_name(action::FILE_LINK, ctx.arg(1), ctx.arg(2), linked, kind_of(linked))
 }
 
 /// Removing a name: bpffs pins are Warrant's own; a protected file, or one
@@ -290,13 +366,22 @@ fn rename_verdict(ctx: &LsmContext, subject: &Subject) -> i32 {
     // one let a move allowed in one tree replace a file of another,
     // Warrant's own included. Trees as plain numbers (NO_TREE for none):
     // LLVM hoisted compares of `Option`s above their discriminants.
+    // Moved into a tree while open for writing: written through that fd
+    // or mapping after the move, it would not be what the tree holds.
+    // Before any decision, which would take a warrant's use.
+    if held_for_writing(moved) && lands_in_a_tree(new_dir, new) {
+        return selfprotect::refuse(subject, action::FILE_RENAME);
+    }
     let mut destination = NO_TREE;
     let verdict = match protected(dentry_inode(new)) {
         Some((key, tree)) => {
             destination = tree as u64;
             decide_file(subject, action::FILE_RENAME, key, tree)
         }
-        None => decide_new_name(subject, action::FILE_RENAME, new_dir, new, &mut destination),
+        None => {
+            let name = NewName { dir: new_dir, dentry: new, kind: kind_of(moved) };
+            decide_new_name(subject, action::FILE_RENAME, &name, &mut destination)
+        }
     };
     if verdict != 0 {
         return verdict;

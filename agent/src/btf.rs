@@ -310,6 +310,7 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         cgroup_root_hierarchy_id: btf.member_offset("cgroup_root", "hierarchy_id")?,
         task_struct_group_leader: btf.member_offset("task_struct", "group_leader")?,
         task_struct_start_boottime: btf.member_offset("task_struct", "start_boottime")?,
+        inode_i_writecount: btf.member_offset("inode", "i_writecount")?,
     })
 }
 

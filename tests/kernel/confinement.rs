@@ -133,7 +133,7 @@ fn persistence_and_usermode_helper_surfaces_are_guarded_without_a_policy_line() 
     let out = run_subject(&["sh", "-c", &format!("echo ':agentfmt:E::agentx::/opt/agents/helper:' > {register}")]);
     assert!(out.stderr.contains("Operation not permitted"), "{register}: {}", out.stderr);
     assert!(!std::path::Path::new("/proc/sys/fs/binfmt_misc/agentfmt").exists(), "a subject registered a format");
-    d.expect_record(mark, "file.write", register, "denied");
+    d.expect_record(mark, "file.write", "/proc/sys/fs/binfmt_misc", "denied");
     // Nor switch every interpreter off or on.
     let out = run_subject(&["sh", "-c", "echo 0 > /proc/sys/fs/binfmt_misc/status"]);
     assert!(out.stderr.contains("Operation not permitted"), "binfmt_misc/status: {}", out.stderr);

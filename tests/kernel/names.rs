@@ -80,6 +80,45 @@ fn a_rename_allowed_in_one_tree_cannot_replace_a_file_of_another() {
         mark,
     );
     assert_eq!(std::fs::read_to_string(PROTECTED_FILE).unwrap(), original);
+    // A link is decided on the tree it makes a name in too, not only on
+    // the linked file's.
+    let mark = d.audit_len();
+    expect_refused(
+        d,
+        "a link from the allowed tree into another",
+        sh_subject("ln /mnt/scratch/y /mnt/sysctl.d/92-linked.conf"),
+        "file.link",
+        "/etc/sysctl.d/92-linked.conf",
+        "denied-needs-warrant",
+        mark,
+    );
+    d.apply_next_policy(&text);
+}
+
+/// A rule that lets a subject create files in a tree lets it make them,
+/// not write them: the open that made a file is decided as a write, unless
+/// a warrant made it.
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_rule_that_allows_creating_files_does_not_allow_writing_them() {
+    let d = daemon();
+    std::fs::create_dir_all("/mnt/dropbox").unwrap();
+    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
+    let create_rule = "[[profile.rule]]\naction = \"file.create\"\ntarget = \"/mnt/dropbox\"\ntier = \"allow\"\n\n";
+    let first_rule = "[[profile.rule]]\naction = \"nft.element.*\"";
+    let dropbox = text.replacen("protect = [", "protect = [\"/mnt/dropbox\", ", 1).replacen(
+        first_rule,
+        &format!("{create_rule}{first_rule}"),
+        1,
+    );
+    d.apply_next_policy(&dropbox);
+    let mark = d.audit_len();
+    let out = sh_subject("printf evil > /mnt/dropbox/note");
+    assert!(out.stderr.contains("Operation not permitted"), "{}", out.stderr);
+    d.expect_record(mark, "file.create", "/mnt/dropbox/note", "allowed");
+    d.expect_record(mark, "file.write", "/mnt/dropbox/note", "denied");
+    assert_eq!(std::fs::read_to_string("/mnt/dropbox/note").unwrap(), "");
+    std::fs::remove_file("/mnt/dropbox/note").unwrap();
     d.apply_next_policy(&text);
 }
 
@@ -99,6 +138,13 @@ fn a_file_a_subject_moves_into_a_tree_with_a_warrant_joins_it() {
     assert!(staged.status.success(), "the subject could not stage its file: {}", staged.stderr);
     let install = || sh_subject("mv /mnt/outside/91-agent.conf /mnt/sysctl.d/91-agent.conf");
     warrant_after_refusal(d, install, "file.rename", "/etc/sysctl.d/91-agent.conf", "10m", 1);
+    // Not while the agent holds it open for writing: it would write on
+    // after the move.
+    let mark = d.audit_len();
+    let held =
+        sh_subject("exec 3>>/mnt/outside/91-agent.conf; mv /mnt/outside/91-agent.conf /mnt/sysctl.d/91-agent.conf");
+    assert!(!held.status.success(), "a file held open for writing was moved into the tree");
+    d.expect_record(mark, "file.rename", "*", "denied");
     let moved = install();
     assert!(moved.status.success(), "the warranted move failed: {}", moved.stderr);
     // What the RI approved stays what it was, by either name.
@@ -139,6 +185,12 @@ fn an_ri_approves_a_service_install_by_its_unit_s_name() {
     let unit = "/etc/systemd/system/agent-job.service";
     let install = || sh_subject(&format!("printf '[Service]\\nExecStart=/bin/true\\n' > {unit}"));
     warrant_after_refusal(d, install, "file.create", unit, "10m", 1);
+    // The warrant is for a regular file: not a symlink to one the agent
+    // can rewrite, nor a directory.
+    for other_kind in [format!("ln -s /run/agent-unit {unit}"), format!("mkdir {unit}")] {
+        let out = sh_subject(&other_kind);
+        assert!(out.stderr.contains("Operation not permitted"), "{other_kind}: {}", out.stderr);
+    }
     let mark = d.audit_len();
     let installed = install();
     assert!(installed.status.success(), "the warranted install failed: {}", installed.stderr);

@@ -26,7 +26,8 @@ impl State {
             }
             // A new name in a directory (see `warrant_common::FILE_NAME_AT`).
             (Some(tree), Some(dir)) if dir.is_name() => {
-                let dir = warrant_common::FileKey { dev: dir.dev & !warrant_common::NAME_KEY, ino: dir.ino };
+                // The device without the name's marker and type bits.
+                let dir = warrant_common::FileKey { dev: dir.dev & 0xffff_ffff, ino: dir.ino };
                 let name = String::from_utf8_lossy(key.file_name()).into_owned();
                 let name = if name.is_empty() { "(a name of 48 bytes or more)".to_owned() } else { name };
                 match self.path_of(Path::new(&tree), dir) {

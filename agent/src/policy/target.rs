@@ -243,16 +243,20 @@ impl Target {
                 warrant_common::FILE_NAME_LEN
             )));
         }
-        let dir_key = std::fs::canonicalize(dir)
-            .ok()
-            .and_then(|dir| names.file(&dir.to_string_lossy()))
-            .ok_or_else(|| {
-                TargetError::NotOnThisHost(format!(
-                    "target {text:?}: no directory {} on this host (a warrant names one new name in a directory that is there)",
-                    dir.display()
-                ))
-            })?;
-        let dir_key = FileKey { dev: dir_key.dev | warrant_common::NAME_KEY, ino: dir_key.ino };
+        // As written: the path an RI reads is the directory the key names.
+        if std::fs::canonicalize(dir).ok().as_deref() != Some(dir) {
+            return Err(TargetError::NotOnThisHost(format!(
+                "target {text:?}: no directory {} on this host, as written (a warrant names one new file in a \
+                 directory that is there, by its path without symlinks or `..`)",
+                dir.display()
+            )));
+        }
+        let dir_key = names.file(&dir.to_string_lossy()).ok_or_else(|| {
+            TargetError::NotOnThisHost(format!("target {text:?}: cannot read directory {}", dir.display()))
+        })?;
+        // A regular file: the kernel's key carries the type of what is made.
+        let dev = dir_key.dev | warrant_common::NAME_KEY | warrant_common::NAME_KIND_FILE;
+        let dir_key = FileKey { dev, ino: dir_key.ino };
         Ok(Target::File { tree: Some(protect::tree_id(tree)), inode: Some(dir_key), name: Some(name.to_owned()) })
     }
 
