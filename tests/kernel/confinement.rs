@@ -141,10 +141,7 @@ fn persistence_and_usermode_helper_surfaces_are_guarded_without_a_policy_line() 
     std::fs::write("/proc/sys/fs/binfmt_misc/rootfmt", "-1").expect("root removes it");
     // Mounted only after the apply (systemd's automount, at its first
     // use), or a second time elsewhere: guarded all the same.
-    let sh = |script: &str| {
-        let out = Command::new("sh").args(["-ec", script]).output().unwrap();
-        assert!(out.status.success(), "root: {script}: {}", String::from_utf8_lossy(&out.stderr));
-    };
+    let sh = harness::as_root;
     sh("umount /proc/sys/fs/binfmt_misc");
     let text = std::fs::read_to_string("policies/demo.toml").unwrap();
     d.apply_next_policy(&text);
@@ -181,16 +178,14 @@ fn persistence_and_usermode_helper_surfaces_are_guarded_without_a_policy_line() 
 /// A guarded file the host lacks (root's `.bash_login`, `.ssh`) is guarded
 /// by its name, and so is a protected path with a missing directory on the
 /// way, or one root removed after the apply: a subject makes none of them
-/// by any call, and what root makes there is protected at once. /root is a tmpfs here (the VM's own is the host's,
-/// read-only, where every create fails before a hook).
+/// by any call, and what root makes there is protected at once. /root is
+/// a tmpfs here (the VM's own is the host's, read-only, where every create
+/// fails before a hook).
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn a_guarded_path_the_host_lacks_is_guarded_by_its_name() {
     let d = daemon();
-    let root = |script: &str| {
-        let out = Command::new("sh").args(["-ec", script]).output().unwrap();
-        assert!(out.status.success(), "root: {script}: {}", String::from_utf8_lossy(&out.stderr));
-    };
+    let root = harness::as_root;
     root(
         "grep -qs ' /root tmpfs ' /proc/mounts || mount -t tmpfs agenthome /root; rm -rf /mnt/absent
         echo true > /mnt/present.conf",

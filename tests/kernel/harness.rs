@@ -33,11 +33,8 @@ pub fn warrant_bin() -> PathBuf {
 /// the paths the demo policy protects; and `outside/`, on the same file
 /// system but unprotected, with a hard link and a symlink to a protected file.
 fn protected_tree_fixture() {
-    let sh = |script: &str| {
-        let out = Command::new("sh").args(["-ec", script]).output().unwrap();
-        assert!(out.status.success(), "fixture: {script}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    sh("grep -qs ' /mnt tmpfs ' /proc/mounts || mount -t tmpfs fixture /mnt
+    as_root(
+        "grep -qs ' /mnt tmpfs ' /proc/mounts || mount -t tmpfs fixture /mnt
         mkdir -p /mnt/sysctl.d /mnt/outside
         printf 'net.ipv4.ip_forward = 0\n' > /mnt/sysctl.d/90-agent.conf
         printf 'flush ruleset\n' > /mnt/nftables.conf
@@ -46,7 +43,8 @@ fn protected_tree_fixture() {
         grep -qs ' /etc/sysctl.d tmpfs ' /proc/mounts || mount --bind /mnt/sysctl.d /etc/sysctl.d
         grep -qs ' /etc/nftables.conf tmpfs ' /proc/mounts || mount --bind /mnt/nftables.conf /etc/nftables.conf
         mkdir -p /mnt/profile.d
-        grep -qs ' /etc/profile.d tmpfs ' /proc/mounts || mount --bind /mnt/profile.d /etc/profile.d");
+        grep -qs ' /etc/profile.d tmpfs ' /proc/mounts || mount --bind /mnt/profile.d /etc/profile.d",
+    );
 }
 
 /// What the demo policy matches subjects by, made before it is applied (as
@@ -65,6 +63,12 @@ fn matched_subjects_fixture() {
         .output()
         .unwrap();
     assert!(out.status.success(), "subjects fixture: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Runs shell `script` as root (not a subject); it must succeed.
+pub fn as_root(script: &str) {
+    let out = Command::new("sh").args(["-ec", script]).output().unwrap();
+    assert!(out.status.success(), "root: {script}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// A helper script under tests/kernel/helpers.

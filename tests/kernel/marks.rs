@@ -35,10 +35,7 @@ sys.exit(3)
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn a_package_a_subject_installs_runs_as_the_subject_whoever_starts_it() {
     let d = daemon();
-    let root = |script: &str| {
-        let out = Command::new("sh").args(["-ec", script]).output().unwrap();
-        assert!(out.status.success(), "root: {script}: {}", String::from_utf8_lossy(&out.stderr));
-    };
+    let root = harness::as_root;
     // Built by someone else (root here), as a downloaded package would be.
     root(&format!(
         "rm -rf /mnt/pkg /mnt/inst; mkdir -p /mnt/pkg/hello/DEBIAN /mnt/pkg/hello/usr/local/bin /mnt/pkg/hello/usr/local/lib

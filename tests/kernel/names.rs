@@ -5,7 +5,7 @@
 //! there.
 
 use crate::files::{PROTECTED_FILE, expect_refused, sh_subject};
-use crate::harness::{daemon, run_subject};
+use crate::harness::{self, daemon, run_subject};
 use crate::warrant_after_refusal;
 
 /// Root's rewrites keep protection: a new file renamed over a protected
@@ -23,10 +23,7 @@ fn a_file_root_renames_into_a_protected_tree_is_protected() {
     let single = text.replacen("protect = [", "protect = [\"/mnt/single/only.conf\", ", 1);
     assert_ne!(single, text);
     d.apply_next_policy(&single);
-    let root = |script: &str| {
-        let out = std::process::Command::new("sh").args(["-ec", script]).output().unwrap();
-        assert!(out.status.success(), "root: {script}: {}", String::from_utf8_lossy(&out.stderr));
-    };
+    let root = harness::as_root;
     root("sed -i 's/one/two/' /mnt/single/only.conf");
     root(
         "printf 'net.ipv4.ip_forward = 0\\n' > /mnt/outside/91-root.conf && mv /mnt/outside/91-root.conf /mnt/sysctl.d/",
@@ -171,10 +168,7 @@ fn a_file_a_subject_moves_into_a_tree_with_a_warrant_joins_it() {
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn an_ri_approves_a_service_install_by_its_unit_s_name() {
     let d = daemon();
-    let root = |script: &str| {
-        let out = std::process::Command::new("sh").args(["-ec", script]).output().unwrap();
-        assert!(out.status.success(), "root: {script}: {}", String::from_utf8_lossy(&out.stderr));
-    };
+    let root = harness::as_root;
     root("grep -qs ' /etc/systemd/system tmpfs ' /proc/mounts || mount -t tmpfs units /etc/systemd/system");
     let text = std::fs::read_to_string("policies/demo.toml").unwrap();
     let units_rule = "[[profile.rule]]\naction = \"file.*\"\ntarget = \"/etc/systemd/system\"\ntier = \"approve\"\n\n";
