@@ -416,12 +416,13 @@ pub fn d_instantiate(ctx: LsmContext) -> i32 {
     if tree == SELF_TREE && subjects::current().is_some() {
         return 0;
     }
-    // A lookup instantiates existing files too: Warrant's own and the
-    // directories above trees keep their entries. Any other is replaced (an
-    // entry an unmounted file system left under this key is not its tree).
+    // A lookup instantiates existing files too: Warrant's own keep their
+    // entries. Any other is replaced (an entry an unmounted file system, or
+    // a removed directory, left under this key is not this file's tree;
+    // directories above trees are never inside one).
     if let Some(key) = inode_key(inode) {
         if let Some(entry) = unsafe { PROTECTED.get(&key) }
-            && (entry.flags != 0 || entry.tree == SELF_TREE)
+            && entry.tree == SELF_TREE
         {
             return 0;
         }

@@ -157,7 +157,7 @@ fn new_name(action_id: u32, dir: *const u8, dentry: *const u8, linked: *const u8
         return 0;
     };
     // Before any decision, which would take a warrant's use.
-    if !linked.is_null() && held_for_writing(linked) && lands_in_a_tree(dir, dentry) {
+    if !linked.is_null() && held_for_writing(linked) && lands_in_another_tree(linked, dir, dentry) {
         return selfprotect::refuse(&subject, action_id);
     }
     let mut tree = NO_TREE;
@@ -171,11 +171,17 @@ fn new_name(action_id: u32, dir: *const u8, dentry: *const u8, linked: *const u8
     decide_new_name(&subject, action_id, &NewName { dir, dentry, kind }, &mut tree)
 }
 
-/// Whether a name `dentry` in `dir` is in a protected tree (over a
-/// protected file, or a new name [`new_name_tree`] finds).
+/// Whether file `inode`, given a name `dentry` in `dir`, lands in a
+/// protected tree it is not in already (over a protected file, or at a new
+/// name [`new_name_tree`] finds). Moves within one tree change nothing.
 #[inline(always)]
-fn lands_in_a_tree(dir: *const u8, dentry: *const u8) -> bool {
-    protected(dentry_inode(dentry)).is_some() || new_name_tree(dir, dentry, &mut FileKey::default()) != NO_TREE
+fn lands_in_another_tree(inode: *const u8, dir: *const u8, dentry: *const u8) -> bool {
+    let destination = match protected(dentry_inode(dentry)) {
+        Some((_, tree)) => tree as u64,
+        None => new_name_tree(dir, dentry, &mut FileKey::default()),
+    };
+    let source = protected(inode).map_or(NO_TREE, |(_, tree)| tree as u64);
+    destination != NO_TREE && destination != source
 }
 
 /// The create family `(dir, dentry, ...)`: a new name of type `kind` in a
@@ -369,7 +375,7 @@ fn rename_verdict(ctx: &LsmContext, subject: &Subject) -> i32 {
     // Moved into a tree while open for writing: written through that fd
     // or mapping after the move, it would not be what the tree holds.
     // Before any decision, which would take a warrant's use.
-    if held_for_writing(moved) && lands_in_a_tree(new_dir, new) {
+    if held_for_writing(moved) && lands_in_another_tree(moved, new_dir, new) {
         return selfprotect::refuse(subject, action::FILE_RENAME);
     }
     let mut destination = NO_TREE;

@@ -227,3 +227,18 @@ fn the_kernel_knows_binfmt_misc_by_its_path_hash() {
     let hash = warrant::protect::proc_path_hash(std::path::Path::new("/proc/sys/fs/binfmt_misc"));
     assert_eq!(hash, Some(warrant_common::proc_path::BINFMT_MISC), "{:#x}", hash.unwrap());
 }
+
+#[test]
+fn a_warrant_for_a_new_name_makes_a_regular_file_only() {
+    use warrant::policy::Target;
+    let protect = vec!["/etc".to_owned()];
+    let file = Target::new_file_name("/etc/warrant-test-new.conf", &protect, &policy::ThisHost).unwrap();
+    let Target::File { inode: Some(dir), name: Some(name), .. } = &file else { panic!("{file:?}") };
+    assert_eq!(name, "warrant-test-new.conf");
+    assert!(dir.is_name());
+    assert_eq!(Target::new_name_kind(dir.dev), "", "a warrant's new file is a regular file");
+    let refused = Target::new_file_name("/etc/agent.d (a directory)", &protect, &policy::ThisHost).unwrap_err();
+    assert!(refused.to_string().contains("one regular file"), "{refused}");
+    let refused = Target::new_file_name("/etc/../etc/x.conf", &protect, &policy::ThisHost).unwrap_err();
+    assert!(refused.to_string().contains("as written"), "{refused}");
+}

@@ -200,12 +200,12 @@ fn a_guarded_path_the_host_lacks_is_guarded_by_its_name() {
     assert!(out.status.success(), "a subject could not write /root/notes: {}", out.stderr);
     for (action, target, script) in [
         ("file.create", "/root/.bash_login", "echo 'nft flush ruleset' > /root/.bash_login"),
-        ("file.create", "/root/.bash_profile", "ln -s /root/notes /root/.bash_profile"),
+        ("file.create", "/root/.bash_profile (a symlink)", "ln -s /root/notes /root/.bash_profile"),
         ("file.rename", "/root/.bash_profile", "mv /root/notes /root/.bash_profile"),
         ("file.link", "/root/.bash_logout", "ln /root/notes /root/.bash_logout"),
-        ("file.create", "/root/.ssh", "mkdir /root/.ssh"),
+        ("file.create", "/root/.ssh (a directory)", "mkdir /root/.ssh"),
         // Refused at the first directory on the way, which is what it names.
-        ("file.create", "/mnt/absent", "mkdir -p /mnt/absent/units/system"),
+        ("file.create", "/mnt/absent (a directory)", "mkdir -p /mnt/absent/units/system"),
         ("file.create", "/mnt/present.conf", "echo evil > /mnt/present.conf"),
     ] {
         let mark = d.audit_len();

@@ -238,9 +238,13 @@ fn protected_config_files_hold_against_every_route() {
     // a node (a fifo; a socket bind is the same hook).
     for (what, script, made) in [
         ("create", "touch /etc/sysctl.d/99-new.conf", "/etc/sysctl.d/99-new.conf"),
-        ("mkdir", "mkdir /etc/sysctl.d/agent.d", "/etc/sysctl.d/agent.d"),
-        ("symlink", "ln -s /run/agent.conf /etc/sysctl.d/98-agent-link.conf", "/etc/sysctl.d/98-agent-link.conf"),
-        ("mknod", "mkfifo /etc/sysctl.d/agent.fifo", "/etc/sysctl.d/agent.fifo"),
+        ("mkdir", "mkdir /etc/sysctl.d/agent.d", "/etc/sysctl.d/agent.d (a directory)"),
+        (
+            "symlink",
+            "ln -s /run/agent.conf /etc/sysctl.d/98-agent-link.conf",
+            "/etc/sysctl.d/98-agent-link.conf (a symlink)",
+        ),
+        ("mknod", "mkfifo /etc/sysctl.d/agent.fifo", "/etc/sysctl.d/agent.fifo (a device node, fifo or socket)"),
     ] {
         let mark = d.audit_len();
         let out = sh_subject(script);

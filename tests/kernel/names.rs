@@ -8,6 +8,22 @@ use crate::files::{PROTECTED_FILE, expect_refused, sh_subject};
 use crate::harness::{self, daemon, run_subject};
 use crate::warrant_after_refusal;
 
+/// Maps argv[1] shared and writable, closes its fd, then tries to rename
+/// and to link it to argv[2]: exits non-zero if either went through.
+const MOVE_WHILE_MAPPED: &str = r#"
+import mmap, os, sys
+src, dst = sys.argv[1], sys.argv[2]
+f = os.open(src, os.O_RDWR)
+kept = mmap.mmap(f, 8)
+os.close(f)
+for move in (os.rename, os.link):
+    try:
+        move(src, dst)
+    except PermissionError:
+        continue
+    sys.exit(f"{move.__name__} of a file mapped shared and writable went through")
+"#;
+
 /// Root's rewrites keep protection: a new file renamed over a protected
 /// one (`sed -i` on a one-file tree, whose directory is not protected) or
 /// moved into a protected directory from outside (on the same mount: the
@@ -142,6 +158,11 @@ fn a_file_a_subject_moves_into_a_tree_with_a_warrant_joins_it() {
         sh_subject("exec 3>>/mnt/outside/91-agent.conf; mv /mnt/outside/91-agent.conf /mnt/sysctl.d/91-agent.conf");
     assert!(!held.status.success(), "a file held open for writing was moved into the tree");
     d.expect_record(mark, "file.rename", "*", "denied");
+    // Nor while it holds a shared writable mapping of it, its fd closed;
+    // not by a link either.
+    let mapped =
+        run_subject(&["python3", "-c", MOVE_WHILE_MAPPED, "/mnt/outside/91-agent.conf", "/mnt/sysctl.d/91-agent.conf"]);
+    assert!(mapped.status.success(), "{}", mapped.stderr);
     let moved = install();
     assert!(moved.status.success(), "the warranted move failed: {}", moved.stderr);
     // What the RI approved stays what it was, by either name.

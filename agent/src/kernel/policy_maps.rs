@@ -197,13 +197,18 @@ impl Kernel {
 
     /// Makes `entries` the protected inodes. Entries of trees still in
     /// `trees` stay even when the walk missed them: the kernel adds files
-    /// created since, and removing them would unprotect them.
+    /// created since, and removing them would unprotect them. The kernel
+    /// adds plain entries only: a directory above trees, or a name, the walk
+    /// no longer finds is gone (kept, a stale one would sit on an inode
+    /// number the file system hands out again).
     pub fn set_protected(
         &mut self,
         entries: &StdHashMap<FileKey, ProtectedEntry>,
         trees: &std::collections::HashSet<u32>,
     ) -> Result<(), KernelError> {
-        replace_entries(&mut self.protected, "PROTECTED", entries, |_, entry| trees.contains(&entry.tree))
+        replace_entries(&mut self.protected, "PROTECTED", entries, |key, entry| {
+            trees.contains(&entry.tree) && entry.flags == 0 && !key.is_name()
+        })
     }
 
     /// Makes `entries` the exec-time matches and tells the kernel which

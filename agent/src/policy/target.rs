@@ -226,10 +226,28 @@ impl Target {
         Ok(Target::Firewall { family, table, object })
     }
 
+    /// What a change request adds to a new name's path when what the agent
+    /// makes there is not a regular file, from the type in the kernel's
+    /// key (`dev`, see `warrant_common::NAME_KIND_SHIFT`); "" for a file.
+    pub fn new_name_kind(dev: u64) -> &'static str {
+        match (dev >> warrant_common::NAME_KIND_SHIFT) & 0o170000 {
+            0o100000 => "",
+            0o040000 => NOT_A_FILE[0],
+            0o120000 => NOT_A_FILE[1],
+            _ => NOT_A_FILE[2],
+        }
+    }
+
     /// A warrant's target `text` that is not there yet: one new name in a
     /// directory that is, under a protected tree. The kernel decides a
     /// subject's create, link or move there on the same key.
     pub fn new_file_name(text: &str, protect: &[String], names: &dyn HostNames) -> Result<Target, TargetError> {
+        if NOT_A_FILE.iter().any(|kind| text.ends_with(kind)) {
+            return Err(TargetError::Invalid(format!(
+                "target {text:?}: a warrant lets the agent make one regular file; a directory, symlink or node \
+                 in a protected tree needs a rule naming the tree"
+            )));
+        }
         let tree = tree_of(protect, text).ok_or_else(|| {
             TargetError::Invalid(format!("target {text:?} is not under any protected tree (protect = {protect:?})"))
         })?;
@@ -434,6 +452,10 @@ fn parse_protocol(text: &str) -> Option<u8> {
 }
 
 /// The tree id and inode a file key names.
+/// What a change request adds to a new name that is not a regular file
+/// (see [`Target::new_name_kind`]); a warrant's target with one is refused.
+pub const NOT_A_FILE: [&str; 3] = [" (a directory)", " (a symlink)", " (a device node, fifo or socket)"];
+
 pub fn file_target(key: &TargetKey) -> (u32, Option<FileKey>) {
     let (ino, dev) = key.inode();
     (key.file_tree(), (ino != 0).then_some(FileKey { ino, dev }))
