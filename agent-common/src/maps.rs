@@ -263,21 +263,36 @@ pub const NAME_KEY: u64 = 1 << 63;
 /// Where a decision's key for a new name (see `FILE_NAME_AT`) holds the
 /// file's type (`S_IFMT` bits) in its device word: a warrant for a regular
 /// file does not let the agent put a symlink or a directory there.
-pub const NAME_KIND_SHIFT: u32 = 36;
-/// `S_IFREG` in [`NAME_KIND_SHIFT`]'s place: the type a warrant's new file has.
-pub const NAME_KIND_FILE: u64 = 0o100000 << NAME_KIND_SHIFT;
+const NAME_KIND_SHIFT: u32 = 36;
+/// `S_IFMT`: a file's type bits.
+const S_IFMT: u64 = 0o170000;
+/// `S_IFREG`: the type a warrant's new file has.
+pub const S_IFREG: u64 = 0o100000;
 
 impl FileKey {
-    /// The key of the name whose hash is `name_hash` (see
+    /// The PROTECTED key of the name whose hash is `name_hash` (see
     /// [`crate::proc_path::component`]) in directory `dir`: a protected
-    /// path the host lacked when the policy was applied. A subject may not
-    /// make it, and what root makes there joins its tree (see
-    /// [`PROTECTED_NAMES`]).
+    /// tree root's, there or not. A subject may not make it, and what root
+    /// makes there joins its tree (see [`PROTECTED_NAMES`]).
     pub fn of_name(dir: FileKey, name_hash: u64) -> FileKey {
         FileKey { dev: NAME_KEY | dir.dev, ino: crate::proc_path::join(dir.ino, name_hash) }
     }
 
-    /// Whether this key was made by [`FileKey::of_name`].
+    /// The key a subject's new name in directory `dir`, for a file of type
+    /// `kind` (`S_IFMT` bits), is decided on; its name goes beside it (see
+    /// `FILE_NAME_AT`).
+    pub fn of_new_name(dir: FileKey, kind: u64) -> FileKey {
+        FileKey { dev: dir.dev | NAME_KEY | ((kind & S_IFMT) << NAME_KIND_SHIFT), ino: dir.ino }
+    }
+
+    /// For a key made by [`FileKey::of_new_name`]: the directory's key and
+    /// the file's type.
+    pub fn new_name_parts(&self) -> (FileKey, u64) {
+        (FileKey { dev: self.dev & u32::MAX as u64, ino: self.ino }, (self.dev >> NAME_KIND_SHIFT) & S_IFMT)
+    }
+
+    /// Whether this key was made by [`FileKey::of_name`] or
+    /// [`FileKey::of_new_name`].
     pub fn is_name(&self) -> bool {
         self.dev & NAME_KEY != 0
     }
@@ -360,8 +375,8 @@ pub struct ProtectedEntry {
 
 /// [`ProtectedEntry::flags`] of a directory above a protected tree.
 pub const PROTECTED_ANCESTOR: u32 = 1;
-/// [`ProtectedEntry::flags`] of a directory (also an ancestor) in which a
-/// protected path is missing: a new name there is looked up as
+/// [`ProtectedEntry::flags`] of a directory above a tree root (also an
+/// ancestor) that holds the root's name: a new name there is looked up as
 /// [`FileKey::of_name`].
 pub const PROTECTED_NAMES: u32 = 2;
 const _: () = assert!(core::mem::size_of::<ProtectedEntry>() == 8);

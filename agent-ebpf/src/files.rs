@@ -86,8 +86,8 @@ const BINFMTFS_MAGIC: u64 = 0x4249_4e4d;
 /// Deepest /proc path looked at (`sys/net/ipv4/conf/all/forwarding` is 6).
 const PROC_DEPTH: usize = 8;
 
-/// For a file on procfs (the caller checks): the protected /proc tree it is under and the hash
-/// of its own path (see `warrant_common::proc_path`). Walks up to the
+/// For a file on procfs (the caller checks): the protected /proc tree it
+/// is under and the hash of its own path (see `warrant_common::proc_path`). Walks up to the
 /// procfs root, then hashes each prefix top-down and looks it up; the
 /// longest protected prefix wins. Only subjects' writes get here. The
 /// task's scratch probe key is the working memory (the stack arrays would

@@ -1,16 +1,17 @@
 //! Names in protected trees: a new name (create, mkdir, mknod, symlink,
 //! link), a name removed (unlink, rmdir) and a rename, decided on the trees
-//! they touch (a new name on itself, so that a warrant can name it), and on
-//! a protected path the host lacks, by its name; protection taken by a
-//! file moved into a tree, whoever moves it; and protection dropped with an inode's last name, so that an
-//! inode number the file system hands out again is not protected by mistake.
+//! they touch (a new name on itself, so that a warrant can name it), and a
+//! protected tree root's name, there or not; protection taken by a file
+//! moved into a tree, whoever moves it; and protection dropped with an
+//! inode's last name, so that an inode number the file system hands out
+//! again is not protected by mistake.
 
 use core::mem::MaybeUninit;
 
 use aya_ebpf::{helpers::generated::bpf_probe_read_kernel_str, macros::lsm, programs::LsmContext};
 use warrant_common::{
-    FILE_NAME_AT, FILE_NAME_LEN, FileKey, NAME_KEY, NAME_KIND_SHIFT, PROTECTED_ANCESTOR, PROTECTED_NAMES,
-    ProtectedEntry, SELF_TREE, Subject, action, proc_path, verdict,
+    FILE_NAME_AT, FILE_NAME_LEN, FileKey, PROTECTED_ANCESTOR, PROTECTED_NAMES, ProtectedEntry, S_IFREG, SELF_TREE,
+    Subject, action, proc_path, verdict,
 };
 
 use crate::{
@@ -22,7 +23,6 @@ use crate::{
 };
 
 const S_IFMT: u64 = 0o170000;
-const S_IFREG: u64 = 0o100000;
 const S_IFDIR: u64 = 0o040000;
 const S_IFLNK: u64 = 0o120000;
 
@@ -100,12 +100,12 @@ fn decide_new_name(subject: &Subject, action_id: u32, name: &NewName, tree: &mut
     let name_ptr = read_kernel::<u64>(name.dentry, offsets.dentry_d_name_name).unwrap_or(0);
     // A qstr's length sits just before its name pointer, after its hash.
     let len = read_kernel::<u32>(name.dentry, offsets.dentry_d_name_name - 4).unwrap_or(u32::MAX);
-    let dev = dir_key.dev | NAME_KEY | ((name.kind & S_IFMT) << NAME_KIND_SHIFT);
+    let new = FileKey::of_new_name(dir_key, name.kind);
     decide_with(subject, action_id, |key| unsafe {
         (&raw mut key.table).cast::<u64>().write_volatile(found);
         let object = (&raw mut key.object).cast::<u64>();
-        object.write_volatile(dir_key.ino);
-        object.add(1).write_volatile(dev);
+        object.write_volatile(new.ino);
+        object.add(1).write_volatile(new.dev);
         // A longer name is left out: the key names the directory only.
         if (len as usize) < FILE_NAME_LEN {
             let at = (&raw mut key.object).cast::<u8>().add(FILE_NAME_AT);
@@ -136,7 +136,7 @@ pub(crate) fn created_by_warrant(dentry: *const u8) -> bool {
         return false;
     };
     let (ino, dev) = message.key.inode();
-    ino == dir.ino && dev == dir.dev | NAME_KEY | warrant_common::NAME_KIND_FILE
+    FileKey { ino, dev } == FileKey::of_new_name(dir, S_IFREG)
 }
 
 /// Whether `inode` is open for writing or mapped shared and writable
@@ -366,18 +366,18 @@ fn rename_verdict(ctx: &LsmContext, subject: &Subject) -> i32 {
     {
         return decide_file(subject, action::FILE_RENAME, key, entry.tree);
     }
-    // Each side on its own tree: what the rename replaces or names (the
-    // file moved over, else the new name) and what it takes away (the file
-    // moved, the directory it leaves). Deciding only the first protected
-    // one let a move allowed in one tree replace a file of another,
-    // Warrant's own included. Trees as plain numbers (NO_TREE for none):
-    // LLVM hoisted compares of `Option`s above their discriminants.
     // Moved into a tree while open for writing: written through that fd
     // or mapping after the move, it would not be what the tree holds.
     // Before any decision, which would take a warrant's use.
     if held_for_writing(moved) && lands_in_another_tree(moved, new_dir, new) {
         return selfprotect::refuse(subject, action::FILE_RENAME);
     }
+    // Each side on its own tree: what the rename replaces or names (the
+    // file moved over, else the new name) and what it takes away (the file
+    // moved, the directory it leaves). Deciding only the first protected
+    // one let a move allowed in one tree replace a file of another,
+    // Warrant's own included. Trees as plain numbers (NO_TREE for none):
+    // LLVM hoisted compares of `Option`s above their discriminants.
     let mut destination = NO_TREE;
     let verdict = match protected(dentry_inode(new)) {
         Some((key, tree)) => {

@@ -236,7 +236,8 @@ fn a_warrant_for_a_new_name_makes_a_regular_file_only() {
     let Target::File { inode: Some(dir), name: Some(name), .. } = &file else { panic!("{file:?}") };
     assert_eq!(name, "warrant-test-new.conf");
     assert!(dir.is_name());
-    assert_eq!(Target::new_name_kind(dir.dev), "", "a warrant's new file is a regular file");
+    assert_eq!(Target::new_name_kind(*dir), "", "a warrant's new file is a regular file");
+    assert_eq!(dir.new_name_parts(), (warrant::protect::file_key(std::path::Path::new("/etc")).unwrap(), 0o100000));
     let refused = Target::new_file_name("/etc/agent.d (a directory)", &protect, &policy::ThisHost).unwrap_err();
     assert!(refused.to_string().contains("one regular file"), "{refused}");
     let refused = Target::new_file_name("/etc/../etc/x.conf", &protect, &policy::ThisHost).unwrap_err();

@@ -26,11 +26,10 @@ impl State {
             }
             // A new name in a directory (see `warrant_common::FILE_NAME_AT`).
             (Some(tree), Some(dir)) if dir.is_name() => {
-                // The device without the name's marker and type bits.
-                let dir = warrant_common::FileKey { dev: dir.dev & 0xffff_ffff, ino: dir.ino };
+                let kind = policy::Target::new_name_kind(dir);
+                let (dir, _) = dir.new_name_parts();
                 let name = String::from_utf8_lossy(key.file_name()).into_owned();
                 let name = if name.is_empty() { "(a name of 48 bytes or more)".to_owned() } else { name };
-                let kind = policy::Target::new_name_kind(key.inode().1);
                 match self.path_of(Path::new(&tree), dir) {
                     Some(dir) => format!("{}{kind}", dir.join(&name).display()),
                     None => format!("{tree} (a new name {name:?} in directory inode {}, since removed)", dir.ino),

@@ -228,9 +228,9 @@ impl Target {
 
     /// What a change request adds to a new name's path when what the agent
     /// makes there is not a regular file, from the type in the kernel's
-    /// key (`dev`, see `warrant_common::NAME_KIND_SHIFT`); "" for a file.
-    pub fn new_name_kind(dev: u64) -> &'static str {
-        match (dev >> warrant_common::NAME_KIND_SHIFT) & 0o170000 {
+    /// key (see `FileKey::of_new_name`); "" for a file.
+    pub fn new_name_kind(key: FileKey) -> &'static str {
+        match key.new_name_parts().1 {
             0o100000 => "",
             0o040000 => NOT_A_FILE[0],
             0o120000 => NOT_A_FILE[1],
@@ -273,8 +273,7 @@ impl Target {
             TargetError::NotOnThisHost(format!("target {text:?}: cannot read directory {}", dir.display()))
         })?;
         // A regular file: the kernel's key carries the type of what is made.
-        let dev = dir_key.dev | warrant_common::NAME_KEY | warrant_common::NAME_KIND_FILE;
-        let dir_key = FileKey { dev, ino: dir_key.ino };
+        let dir_key = FileKey::of_new_name(dir_key, warrant_common::S_IFREG);
         Ok(Target::File { tree: Some(protect::tree_id(tree)), inode: Some(dir_key), name: Some(name.to_owned()) })
     }
 
