@@ -7,6 +7,7 @@ mod cargo;
 mod demo;
 mod deploy;
 mod kernels;
+mod last_words;
 mod manifest;
 mod matrix;
 mod package;

@@ -12,7 +12,7 @@ use anyhow::Result;
 use crate::kernels::{self, Series};
 use crate::paths::{fresh_dir, repo_root, target_dir};
 use crate::process::{describe, run_tee, shell_quote};
-use crate::{cargo, setup, vm};
+use crate::{cargo, last_words, setup, vm};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Tier {
@@ -276,16 +276,22 @@ fn kernel_tier_on(boot: Boot, warrant_bin: &Path, test_exe: &Path, filters: &[St
         // A guest that died mid-run (seen once on 6.12 under TCG, cause not
         // yet known) is booted once more, loudly, its kernel log kept.
         Err(err) if results.join("booted").exists() => {
-            let kept = results.join("dmesg-died.log");
-            let _ = std::fs::rename(results.join("dmesg.log"), &kept);
+            let (tests_kept, kernel_kept) = (results.join("kernel-died.log"), results.join("dmesg-died.log"));
+            let _ = std::fs::rename(results.join("kernel.log"), &tests_kept);
+            let _ = std::fs::rename(results.join("dmesg.log"), &kernel_kept);
+            let first = last_words::summary(&tests_kept, &kernel_kept);
             println!(
-                "kernel tier on {}: THE GUEST DIED MID-RUN ({err:#}); its kernel log is in {}; booting it once more",
-                boot.label(),
-                kept.display()
+                "kernel tier on {}: THE GUEST DIED MID-RUN ({err:#}); {first}\nbooting it once more",
+                boot.label()
             );
             match vm::run_in_vm_with(&script, &results, series, kernel_args) {
                 Ok(status) => status,
-                Err(err) => return TierReport::failed_step(format!("the guest died twice: {err:#}")),
+                Err(err) => {
+                    let second = last_words::summary(&results.join("kernel.log"), &results.join("dmesg.log"));
+                    return TierReport::failed_step(format!(
+                        "the guest died twice: {err:#}\n  first boot: {first}\n  second boot: {second}"
+                    ));
+                }
             }
         }
         Err(err) => return TierReport::failed_step(format!("{err:#}")),
