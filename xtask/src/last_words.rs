@@ -7,22 +7,38 @@ use std::path::Path;
 /// How many of the kernel log's last lines the summary quotes.
 const KERNEL_LINES: usize = 12;
 
+/// The logs the kernel tier's script writes on the shared directory, by
+/// name without ".log": the test binary's output, the kernel's, memory.
+const LOGS: [&str; 3] = ["kernel", "dmesg", "memory"];
+
+/// Renames a dead boot's logs to NAME-died.log, out of the next boot's way.
+pub fn keep(results: &Path) {
+    for log in LOGS {
+        let _ = std::fs::rename(results.join(format!("{log}.log")), results.join(format!("{log}-died.log")));
+    }
+}
+
 /// The test that was running (the kernel test binary's last line, which
-/// libtest leaves open until the test ends), the tests that had passed, and
-/// the kernel log's last lines; `kernel_log` and `dmesg_log` are the
-/// guest's copies on the shared directory.
-pub fn summary(kernel_log: &Path, dmesg_log: &Path) -> String {
-    let tests = std::fs::read_to_string(kernel_log).unwrap_or_default();
-    let dmesg = std::fs::read_to_string(dmesg_log).unwrap_or_default();
+/// libtest leaves open until the test ends), the tests that had passed, the
+/// guest's last memory reading and its kernel log's last lines, from the
+/// logs in `results` named NAME{suffix}.log.
+pub fn summary(results: &Path, suffix: &str) -> String {
+    let [tests, dmesg, memory] =
+        LOGS.map(|log| std::fs::read_to_string(results.join(format!("{log}{suffix}.log"))).unwrap_or_default());
     let mut said = match running_test(&tests) {
         Some(name) => format!("it died during {name}"),
         None => "no test was running (it died before the first or after the last)".to_string(),
     };
     let passed = tests.lines().filter(|line| line.ends_with(" ... ok")).count();
-    said.push_str(&format!(", after {passed} passed; the guest kernel's last lines:"));
+    said.push_str(&format!(", after {passed} passed; "));
+    match memory.lines().last() {
+        Some(reading) => said.push_str(&format!("memory at {reading}; ")),
+        None => said.push_str("no memory reading; "),
+    }
+    said.push_str("the guest kernel's last lines:");
     let lines: Vec<&str> = dmesg.lines().collect();
     if lines.is_empty() {
-        said.push_str(&format!("\n    (none: {} is empty or missing)", dmesg_log.display()));
+        said.push_str(&format!("\n    (none: dmesg{suffix}.log is empty or missing)"));
     }
     for line in &lines[lines.len().saturating_sub(KERNEL_LINES)..] {
         said.push_str("\n    ");
@@ -56,13 +72,14 @@ mod tests {
     fn the_summary_quotes_the_kernel_s_last_lines() {
         let dir = std::env::temp_dir().join(format!("xtask-last-words-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let (tests, dmesg) = (dir.join("kernel.log"), dir.join("dmesg.log"));
-        std::fs::write(&tests, "test a ... ok\ntest b ... ").unwrap();
+        std::fs::write(dir.join("kernel.log"), "test a ... ok\ntest b ... ").unwrap();
         let kernel: Vec<String> = (0..20).map(|n| format!("[{n}] line")).collect();
-        std::fs::write(&dmesg, kernel.join("\n")).unwrap();
-        let said = summary(&tests, &dmesg);
+        std::fs::write(dir.join("dmesg.log"), kernel.join("\n")).unwrap();
+        std::fs::write(dir.join("memory.log"), "1 MemAvailable: 9 kB\n2 MemAvailable: 8 kB\n").unwrap();
+        keep(&dir);
+        let said = summary(&dir, "-died");
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(said.starts_with("it died during b, after 1 passed"), "{said}");
+        assert!(said.starts_with("it died during b, after 1 passed; memory at 2 MemAvailable: 8 kB;"), "{said}");
         assert!(said.ends_with("[19] line") && said.contains("[8] line") && !said.contains("[7] line"), "{said}");
     }
 }

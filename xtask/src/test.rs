@@ -276,10 +276,8 @@ fn kernel_tier_on(boot: Boot, warrant_bin: &Path, test_exe: &Path, filters: &[St
         // A guest that died mid-run (seen once on 6.12 under TCG, cause not
         // yet known) is booted once more, loudly, its kernel log kept.
         Err(err) if results.join("booted").exists() => {
-            let (tests_kept, kernel_kept) = (results.join("kernel-died.log"), results.join("dmesg-died.log"));
-            let _ = std::fs::rename(results.join("kernel.log"), &tests_kept);
-            let _ = std::fs::rename(results.join("dmesg.log"), &kernel_kept);
-            let first = last_words::summary(&tests_kept, &kernel_kept);
+            last_words::keep(&results);
+            let first = last_words::summary(&results, "-died");
             println!(
                 "kernel tier on {}: THE GUEST DIED MID-RUN ({err:#}); {first}\nbooting it once more",
                 boot.label()
@@ -287,7 +285,7 @@ fn kernel_tier_on(boot: Boot, warrant_bin: &Path, test_exe: &Path, filters: &[St
             match vm::run_in_vm_with(&script, &results, series, kernel_args) {
                 Ok(status) => status,
                 Err(err) => {
-                    let second = last_words::summary(&results.join("kernel.log"), &results.join("dmesg.log"));
+                    let second = last_words::summary(&results, "");
                     return TierReport::failed_step(format!(
                         "the guest died twice: {err:#}\n  first boot: {first}\n  second boot: {second}"
                     ));
@@ -389,6 +387,8 @@ lsm=$(cat /sys/kernel/security/lsm 2>/dev/null || true)
 {lsm_check}
 # The kernel's log comes back to the host: a guest that dies leaves its last words.
 dmesg -w > {results}/dmesg.log 2>&1 &
+# And its memory every 15 s (the guest's /tmp, /etc and /var are in RAM).
+while sleep 15; do echo "$(date +%s) $(grep -hE '^(MemAvailable|Shmem|Slab):' /proc/meminfo | tr -s ' ' | tr '\n' ' ')"; done > {results}/memory.log 2>&1 &
 export WARRANT_BIN={warrant_bin} WARRANT_KERNEL_TIER=1 WARRANT_EXPECT_MODE={mode} WARRANT_RESULTS_DIR={results} RUST_BACKTRACE=1
 cd {repo}
 set -o pipefail
