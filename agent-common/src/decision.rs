@@ -7,7 +7,7 @@
 //! a batch that did not go through.
 
 use crate::{
-    FAMILY_ANY, NO_WARRANT, RuleEntry, TargetKey, action, mode,
+    FAMILY_ANY, FileKey, NO_WARRANT, RuleEntry, TargetKey, action, mode,
     netlink::{self, Class, Classifier, MAX_MESSAGES, MessageBuffer, MessageNotes, Step},
     tier, verdict,
 };
@@ -161,30 +161,48 @@ pub enum BatchOutcome {
     Deny,
 }
 
-/// How many rule lookups a message may need: exact, then `* ` for the object,
-/// then for the table, then for the family.
-pub const LOOKUP_LEVELS: usize = 4;
+/// How many rule lookups a message may need: exact, then (for a new name in
+/// a protected directory) the directory, then `*` for the object, then for
+/// the table, then for the family.
+pub const LOOKUP_LEVELS: usize = 5;
 
 /// Fills `probe` with the key looked up at `level` (0 = exact) in policy
 /// `generation`, given that it holds the key of `level - 1` (each level only
 /// widens the previous one, so the exact key is copied once per message).
-pub fn widen_key(exact: &TargetKey, level: usize, probe: &mut TargetKey, generation: u8) {
+/// False when the level leaves the key as it was (nothing to look up).
+pub fn widen_key(exact: &TargetKey, level: usize, probe: &mut TargetKey, generation: u8) -> bool {
     match level {
         0 => {
             probe.copy_from(exact);
             probe.generation = generation;
         }
-        1 => probe.clear_object(),
-        2 => probe.clear_table(),
+        // A rule naming a directory inside a tree covers the names made in
+        // it, as it did when a new name was decided on its directory: the
+        // name is dropped before the whole tree is tried.
+        1 => {
+            let (ino, dev) = exact.inode();
+            let new_name = FileKey { ino, dev };
+            if !(action::FILE_CREATE..=action::FILE_LINK).contains(&exact.action) || !new_name.is_name() {
+                return false;
+            }
+            let (dir, _) = new_name.new_name_parts();
+            probe.clear_object();
+            probe.set_inode(dir.ino, dir.dev);
+        }
+        2 => probe.clear_object(),
+        3 => probe.clear_table(),
         _ => probe.family = FAMILY_ANY,
     }
+    true
 }
 
 /// The most specific rule covering `exact`.
 pub fn match_rule<P: PolicyView>(policy: &P, exact: &TargetKey, probe: &mut TargetKey) -> Option<RuleEntry> {
     let generation = policy.generation();
     for level in 0..LOOKUP_LEVELS {
-        widen_key(exact, level, probe, generation);
+        if !widen_key(exact, level, probe, generation) {
+            continue;
+        }
         if let Some(rule) = policy.rule(probe) {
             return Some(rule);
         }

@@ -292,6 +292,44 @@ fn single_actions_use_the_same_tiers_and_warrants() {
 }
 
 #[test]
+fn a_new_name_is_decided_on_its_name_then_its_directory_then_its_tree() {
+    use warrant_common::{FileKey, S_IFREG, decision::decide_single};
+    let (tree, dir, other_dir) = (3, FileKey { ino: 70, dev: 8 }, FileKey { ino: 71, dev: 8 });
+    let file_key = |action, object: Option<FileKey>, name: &[u8]| {
+        let mut key = TargetKey::new(0, action);
+        key.set_file(tree, object.map(|o| (o.ino, o.dev)));
+        key.set_file_name(name);
+        key
+    };
+    let decide = |maps: &FakeMaps, key: TargetKey| {
+        let mut scratch = Box::new(warrant_common::decision::SingleScratch::zeroed());
+        scratch.messages[0].key = key;
+        decide_single(maps, mode::ENFORCE, &mut scratch);
+        (scratch.messages[0].verdict, scratch.messages[0].rule_index)
+    };
+    let new_name = |dir, name: &[u8]| file_key(action::FILE_CREATE, Some(FileKey::of_new_name(dir, S_IFREG)), name);
+    // The tree allows creates; the directory inside it needs a warrant.
+    let maps = FakeMaps::default().rule(file_key(action::FILE_CREATE, None, b""), tier::ALLOW, 1).rule(
+        file_key(action::FILE_CREATE, Some(dir), b""),
+        tier::APPROVE,
+        2,
+    );
+    assert_eq!(decide(&maps, new_name(dir, b"x.conf")), (verdict::DENIED_NEEDS_WARRANT, 2));
+    assert_eq!(decide(&maps, new_name(other_dir, b"x.conf")), (verdict::ALLOWED, 1));
+    // A warrant names the one file.
+    let maps = maps.warrant(new_name(dir, b"x.conf"), 1, true);
+    assert_eq!(decide(&maps, new_name(dir, b"x.conf")), (verdict::ALLOWED_BY_WARRANT, 2));
+    assert_eq!(decide(&maps, new_name(dir, b"y.conf")), (verdict::DENIED_NEEDS_WARRANT, 2));
+    // Only a file action's name key has a directory: a chain name whose
+    // bytes look like one is not cut down to a shorter name's rule.
+    let mut chain = [b'a'; 40];
+    chain[15] = 0x80;
+    let long = TargetKey::firewall(0, action::NFT_CHAIN_ADD, INET, b"filter", &chain);
+    let maps = FakeMaps::default().rule(key(0, action::NFT_CHAIN_ADD, INET, "filter", "aaaaaaaaaaaa"), tier::ALLOW, 1);
+    assert_eq!(decide(&maps, long).0, verdict::DENIED);
+}
+
+#[test]
 fn past_its_rate_an_allow_rule_falls_to_the_approve_tier() {
     let element = key(0, action::NFT_ELEMENT_ADD, INET, "filter", "blocklist");
     let mut maps = demo_maps();

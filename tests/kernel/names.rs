@@ -135,6 +135,50 @@ fn a_rule_that_allows_creating_files_does_not_allow_writing_them() {
     d.apply_next_policy(&text);
 }
 
+/// A rule naming a directory inside a tree decides the names made in it
+/// before the tree's rule does: more lenient (an inbox the agent may drop
+/// files in) and stricter (a directory that needs a warrant inside a tree
+/// where creates are allowed). Without the directory step, both fell to
+/// the tree's rule.
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_rule_on_a_directory_inside_a_tree_decides_the_names_made_in_it() {
+    let d = daemon();
+    for dir in ["/mnt/dropbox/gated", "/mnt/inbox/open"] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
+    let rule = |target: &str, tier: &str| {
+        format!("[[profile.rule]]\naction = \"file.create\"\ntarget = \"{target}\"\ntier = \"{tier}\"\n\n")
+    };
+    let rules = [("/mnt/dropbox", "allow"), ("/mnt/dropbox/gated", "approve"), ("/mnt/inbox/open", "allow")]
+        .map(|(target, tier)| rule(target, tier))
+        .concat();
+    let first_rule = "[[profile.rule]]\naction = \"nft.element.*\"";
+    let dirs = text.replacen("protect = [", "protect = [\"/mnt/dropbox\", \"/mnt/inbox\", ", 1).replacen(
+        first_rule,
+        &format!("{rules}{first_rule}"),
+        1,
+    );
+    d.apply_next_policy(&dirs);
+    for (path, verdict) in [
+        ("/mnt/inbox/open/a", "allowed"),
+        ("/mnt/inbox/a", "denied"),
+        ("/mnt/dropbox/c", "allowed"),
+        ("/mnt/dropbox/gated/b", "denied-needs-warrant"),
+    ] {
+        let mark = d.audit_len();
+        // The open's write is decided apart (no file.write rule): only the
+        // create is looked at here.
+        sh_subject(&format!(": > {path}"));
+        d.expect_record(mark, "file.create", path, verdict);
+        assert_eq!(std::path::Path::new(path).exists(), verdict == "allowed", "{path}");
+    }
+    d.apply_next_policy(&text);
+    std::fs::remove_dir_all("/mnt/dropbox").unwrap();
+    std::fs::remove_dir_all("/mnt/inbox").unwrap();
+}
+
 /// A file a subject moves into a protected directory with a warrant joins
 /// the tree: before, the moved inode stayed unprotected until the next
 /// apply, and the agent could rewrite what the RI approved (a unit's
