@@ -11,12 +11,16 @@
 //! became a subject (picked up running, or carried across a matched exec),
 //! or handed over by another process.
 
-use aya_ebpf::{helpers::generated::bpf_probe_read_kernel, macros::lsm, programs::LsmContext};
+use aya_ebpf::{
+    helpers::generated::{bpf_get_socket_cookie, bpf_probe_read_kernel},
+    macros::lsm,
+    programs::LsmContext,
+};
 use warrant_common::{NAME_LEN, SELF_TREE, SOCKET_NAME_CUT, SocketKey, SocketVerdict, Subject, TargetKey, action};
 
 use crate::{
     files,
-    maps::{CONNECTED_SOCKETS, kernel_offsets},
+    maps::{CONNECTED_SOCKETS, UNIX_CALLERS, kernel_offsets},
     policy::{decide_with, read_kernel, version_in_force},
     selfprotect, subjects,
 };
@@ -44,6 +48,10 @@ pub fn unix_stream_connect(ctx: LsmContext) -> i32 {
         let sock: *const u8 = ctx.arg(0);
         let socket = read_kernel::<u64>(sock, kernel_offsets().sock_sk_socket).unwrap_or(0) as *const u8;
         note_decided(&subject, sock, socket, version);
+        // The listener's end of the connection: who made it, for the daemon.
+        let accepted: *mut core::ffi::c_void = ctx.arg(2);
+        let cookie = unsafe { bpf_get_socket_cookie(accepted) };
+        let _ = UNIX_CALLERS.insert(&cookie, &subject.profile_id, 0);
     }
     verdict
 }

@@ -137,6 +137,15 @@ pub static WRITABLE_FILES: HashMap<u64, u64> = HashMap::with_max_entries(8192, 0
 #[map]
 pub static CONNECTED_SOCKETS: LruHashMap<SocketKey, SocketVerdict> = LruHashMap::with_max_entries(8192, 0);
 
+/// The profile of the subject that made each unix stream connection,
+/// keyed by the socket cookie of the listening side's end (the socket
+/// `accept` returns: `SO_COOKIE`). The daemon names its query socket's
+/// callers by it: a pid names whoever holds it when the daemon looks, and a
+/// caller that exits frees it for another. Least recently used go first.
+/// Not pinned.
+#[map]
+pub static UNIX_CALLERS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(4096, 0);
+
 /// How many entries WRITABLE_FILES may hold (at least as many as it does):
 /// `file_free_security` runs for every file any process frees, and skips
 /// the hash delete while this is 0, as it is on a host whose subjects hold

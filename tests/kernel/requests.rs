@@ -172,6 +172,20 @@ fn agent_warrant(args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), stdout + &String::from_utf8_lossy(&out.stderr))
 }
 
+/// Connects to the query socket (argv[1]) in a child that exits at once,
+/// then asks `why` on the connection and prints the answer line.
+const ASKED_BY_A_CHILD_GONE: &str = r#"
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+child = os.fork()
+if child == 0:
+    s.connect(sys.argv[1])
+    os._exit(0)
+os.waitpid(child, 0)
+s.sendall(b'{"op":"why","v":2}\n')
+print(s.makefile().readline())
+"#;
+
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn an_agent_learns_why_it_was_refused_and_waits_for_its_approval() {
@@ -199,6 +213,14 @@ fn an_agent_learns_why_it_was_refused_and_waits_for_its_approval() {
     // Not a subject: the query socket says nothing.
     let (ok, text) = d.run_cli_status(&["why"]);
     assert!(!ok && text.contains("not a subject"), "{text}");
+    // The caller is the connection's maker, as the kernel saw it, not a
+    // pid: a child connects and is gone (its pid free for any process)
+    // before its parent sends the question.
+    let socket = d.dir.join("query/query.sock");
+    let asked =
+        harness::subject_command(&["python3", "-c", ASKED_BY_A_CHILD_GONE, socket.to_str().unwrap()]).output().unwrap();
+    let answer: Value = serde_json::from_slice(&asked.stdout).unwrap_or_else(|_| panic!("{asked:?}"));
+    assert_eq!(answer["reply"]["body"]["profile"], "agent", "{answer}");
     // No subject replaces the socket to answer (or reach) other agents.
     let query = d.dir.join("query");
     let swap = format!(

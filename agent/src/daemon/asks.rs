@@ -15,8 +15,11 @@ impl State {
     }
 
     /// A subject's question about its own profile (never another's).
-    pub(super) fn answer(&self, query: query::Query, pid: u32) -> Result<Reply, QueryRefused> {
-        let profile_id = self.kernel.subject_profile(pid).ok_or(QueryRefused::NotASubject)?;
+    /// The caller is named by the kernel, which noted the profile of the
+    /// subject that made connection `caller` (a socket cookie) as it made
+    /// it: no pid, which a caller's exit frees for another process.
+    pub(super) fn answer(&self, query: query::Query, caller: u64) -> Result<Reply, QueryRefused> {
+        let profile_id = self.kernel.unix_caller(caller).ok_or(QueryRefused::NotASubject)?;
         let profile = match &self.policy {
             Some(policy) => policy.profile_name(profile_id),
             None => format!("profile#{profile_id}"),

@@ -18,8 +18,9 @@ use super::{events::EventRing, *};
 pub(super) enum Command {
     /// A request on the control socket, from process `peer_pid`.
     Control { request: Request, peer_pid: Option<u32>, reply: oneshot::Sender<Response> },
-    /// A subject's question on the query socket, about itself.
-    Query { query: query::Query, pid: u32, reply: oneshot::Sender<Response> },
+    /// A subject's question on the query socket, about itself; `caller` is
+    /// the accepted connection's socket cookie.
+    Query { query: query::Query, caller: u64, reply: oneshot::Sender<Response> },
     /// The event ring, lent to be drained: answered with it and how many
     /// items were recorded, once they are written and fsynced.
     Drain { ring: EventRing, reply: oneshot::Sender<(EventRing, usize)> },
@@ -88,8 +89,8 @@ fn execute(state: &mut State, command: Command) {
         }
         // A subject that went away does not cost the owner its answer.
         Command::Query { reply, .. } if reply.is_closed() => {}
-        Command::Query { query, pid, reply } => {
-            let _ = reply.send(Response::from(state.answer(query, pid)));
+        Command::Query { query, caller, reply } => {
+            let _ = reply.send(Response::from(state.answer(query, caller)));
         }
         Command::Drain { mut ring, reply } => {
             let drained = state.drain(&mut ring);

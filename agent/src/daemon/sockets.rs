@@ -153,7 +153,7 @@ pub(super) async fn serve_queries(listener: UnixListener, owner: Owner) {
 
 pub(super) async fn answer_query(stream: UnixStream, owner: Owner) {
     use tokio::io::AsyncReadExt as _;
-    let peer_pid = stream.peer_cred().ok().and_then(|c| c.pid()).map(|p| p as u32);
+    let caller = socket_cookie(&stream);
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     // Only the line's arrival is timed: the answer waits its turn at the
@@ -163,16 +163,39 @@ pub(super) async fn answer_query(stream: UnixStream, owner: Owner) {
     if !matches!(tokio::time::timeout(query::READ_TIMEOUT, reading).await, Ok(Ok(_))) {
         return;
     }
-    let response = match (crate::control::parse_versioned::<query::Query>(&line, "query"), peer_pid) {
-        (Ok(query), Some(pid)) => {
-            owner.ask(|reply| Command::Query { query, pid, reply }).await.unwrap_or_else(|| Response::error(NO_ANSWER))
-        }
+    let response = match (crate::control::parse_versioned::<query::Query>(&line, "query"), caller) {
+        (Ok(query), Ok(caller)) => owner
+            .ask(|reply| Command::Query { query, caller, reply })
+            .await
+            .unwrap_or_else(|| Response::error(NO_ANSWER)),
         (Err(message), _) => Response::error(message),
-        (_, None) => Response::error("cannot identify the caller (no SO_PEERCRED)"),
+        (_, Err(e)) => Response::error(format!("cannot identify the caller (SO_COOKIE: {e})")),
     };
     let mut bytes = serde_json::to_vec(&response).expect("serialises");
     bytes.push(b'\n');
     let _ = write.write_all(&bytes).await;
+}
+
+/// The socket cookie of `stream` (`SO_COOKIE`), the key under which the
+/// kernel noted who made the connection.
+fn socket_cookie(stream: &UnixStream) -> std::io::Result<u64> {
+    let mut cookie = 0u64;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: the fd is open for the call; the kernel writes at most `len`
+    // bytes into `cookie`.
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(stream),
+            libc::SOL_SOCKET,
+            libc::SO_COOKIE,
+            (&raw mut cookie).cast(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cookie)
 }
 
 pub(super) fn register(state: &mut State, pid: u32, profile: &str) -> Result<reply::Registered, RegisterRefused> {

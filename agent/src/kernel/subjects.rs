@@ -137,6 +137,13 @@ impl Kernel {
         subject_profile_in(self.subjects_fd().ok()?, pid)
     }
 
+    /// The profile of the subject that made the unix connection whose
+    /// accepted end has socket cookie `cookie` (the kernel's UNIX_CALLERS).
+    pub fn unix_caller(&self, cookie: u64) -> Option<u32> {
+        let map = aya::maps::HashMap::<_, u64, u32>::try_from(self.ebpf.map("UNIX_CALLERS")?).ok()?;
+        map.get(&cookie, 0).ok()
+    }
+
     fn subjects_fd(&self) -> Result<i32, KernelError> {
         self.task_storage_fd("SUBJECTS")
     }
