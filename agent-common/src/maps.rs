@@ -375,9 +375,10 @@ pub struct ProtectedEntry {
 
 /// [`ProtectedEntry::flags`] of a directory above a protected tree.
 pub const PROTECTED_ANCESTOR: u32 = 1;
-/// [`ProtectedEntry::flags`] of a directory above a tree root (also an
-/// ancestor) that holds the root's name: a new name there is looked up as
-/// [`FileKey::of_name`].
+/// [`ProtectedEntry::flags`] of a directory that holds a tree root's name,
+/// above that tree or in another: a new name there is looked up as
+/// [`FileKey::of_name`] first (the root's tree), then falls to the
+/// directory's own tree, if it is in one.
 pub const PROTECTED_NAMES: u32 = 2;
 const _: () = assert!(core::mem::size_of::<ProtectedEntry>() == 8);
 

@@ -35,11 +35,11 @@ fn kind_of(inode: *const u8) -> u64 {
 /// No tree: what [`new_name_tree`] returns for a name nothing protects.
 pub(crate) const NO_TREE: u64 = u64::MAX;
 
-/// The tree a new name `dentry` in `dir` falls in: `dir`'s, or where
-/// `dir` is above trees, that of the protected path the name is, one the
-/// host lacked at the last apply (see `protect::inodes`); [`NO_TREE`] for
-/// any other name. `dir`'s key goes to `dir_key`. Costs one lookup, and a
-/// hash of the name only in a directory flagged [`PROTECTED_NAMES`].
+/// The tree a new name `dentry` in `dir` falls in: that of the protected
+/// path the name is, if it is one (there or not: see `protect::inodes`),
+/// else `dir`'s; [`NO_TREE`] for any other name. `dir`'s key goes to
+/// `dir_key`. Costs one lookup, and a hash of the name only in a directory
+/// flagged [`PROTECTED_NAMES`].
 // Its own function: called from inode_rename, whose verifier budget is tight.
 #[inline(never)]
 pub(crate) fn new_name_tree(dir: *const u8, dentry: *const u8, dir_key: &mut FileKey) -> u64 {
@@ -47,14 +47,13 @@ pub(crate) fn new_name_tree(dir: *const u8, dentry: *const u8, dir_key: &mut Fil
         return NO_TREE;
     };
     *dir_key = key;
-    if entry.flags & PROTECTED_ANCESTOR == 0 {
-        return entry.tree as u64;
-    }
+    // Above trees, a name joins none of them unless it is a root's.
+    let dir_tree = if entry.flags & PROTECTED_ANCESTOR == 0 { entry.tree as u64 } else { NO_TREE };
     if entry.flags & PROTECTED_NAMES == 0 {
-        return NO_TREE;
+        return dir_tree;
     }
     let Some(name_ptr) = read_kernel::<u64>(dentry, kernel_offsets().dentry_d_name_name) else {
-        return NO_TREE;
+        return dir_tree;
     };
     // Not zeroed (that would be a memset call): the helper writes it.
     let mut name = MaybeUninit::<[u8; proc_path::NAME_LEN]>::uninit();
@@ -62,12 +61,12 @@ pub(crate) fn new_name_tree(dir: *const u8, dentry: *const u8, dir_key: &mut Fil
         bpf_probe_read_kernel_str(name.as_mut_ptr().cast(), proc_path::NAME_LEN as u32, name_ptr as *const _)
     };
     if read <= 0 {
-        return NO_TREE;
+        return dir_tree;
     }
     let name_key = FileKey::of_name(key, proc_path::component(unsafe { name.assume_init_ref() }));
     match unsafe { PROTECTED.get(&name_key) } {
         Some(found) => found.tree as u64,
-        None => NO_TREE,
+        None => dir_tree,
     }
 }
 

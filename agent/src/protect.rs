@@ -136,7 +136,7 @@ pub fn inodes(trees: &[String], own: &[PathBuf]) -> Result<HashMap<FileKey, Prot
         .map(|t| (PathBuf::from(t), tree_id(t)))
         .chain(own.iter().map(|p| (p.clone(), SELF_TREE)));
     // A protected path that is a symlink protects its target too: writes go there.
-    let roots: Vec<(PathBuf, u32)> = roots
+    let mut roots: Vec<(PathBuf, u32)> = roots
         .flat_map(|(root, tree)| {
             let target = std::fs::symlink_metadata(&root)
                 .is_ok_and(|m| m.file_type().is_symlink())
@@ -145,6 +145,11 @@ pub fn inodes(trees: &[String], own: &[PathBuf]) -> Result<HashMap<FileKey, Prot
             std::iter::once((root, tree)).chain(target.map(|t| (t, tree)))
         })
         .collect();
+    // A tree inside another is walked first and keeps its files: the
+    // nearest root decides (a guarded `/root/.bashrc` inside a policy's
+    // `/root` stays guarded; a policy's tree inside a guarded directory
+    // takes its own rules).
+    roots.sort_by_key(|(root, _)| std::cmp::Reverse(root.components().count()));
     for (root, tree) in &roots {
         let tree = *tree;
         walk(root, |_, key| {
@@ -203,11 +208,8 @@ fn guard_name(entries: &mut HashMap<FileKey, ProtectedEntry>, root: &Path, tree:
     let Some(dir_key) = std::fs::canonicalize(&dir).ok().and_then(|dir| file_key(&dir)) else {
         return;
     };
+    // In a directory of another tree too: the name is this tree's.
     let entry = entries.entry(dir_key).or_insert(ProtectedEntry { tree, flags: PROTECTED_ANCESTOR });
-    // In a protected tree, every new name is decided already.
-    if entry.flags == 0 {
-        return;
-    }
     entry.flags |= PROTECTED_NAMES;
     let name_key = FileKey::of_name(dir_key, proc_path::component(name.as_encoded_bytes()));
     entries.entry(name_key).or_insert(ProtectedEntry { tree, flags: 0 });

@@ -184,7 +184,7 @@ fn unix_sockets_are_named_by_path_or_abstract_name_and_deputies_warn() {
 #[test]
 fn a_protected_path_is_guarded_by_its_name_there_or_not() {
     use warrant::protect;
-    use warrant_common::{FileKey, PROTECTED_ANCESTOR, PROTECTED_NAMES, proc_path};
+    use warrant_common::{FileKey, PROTECTED_ANCESTOR, PROTECTED_NAMES, ProtectedEntry, proc_path};
     let dir = std::env::temp_dir().join(format!("warrant-missing-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("present")).unwrap();
@@ -213,12 +213,27 @@ fn a_protected_path_is_guarded_by_its_name_there_or_not() {
         assert_eq!(entries[&name_key].tree, protect::tree_id(tree), "{tree}");
         assert_eq!(entries[&name_key].flags, 0, "{tree}");
     }
-    // A directory that is itself a tree decides every new name already.
-    let inside = vec![dir.join("present").display().to_string(), dir.join("present/x.conf").display().to_string()];
-    let entries = protect::inodes(&inside, &[]).unwrap();
-    let names: Vec<_> = entries.keys().filter(|key| key.is_name()).collect();
-    let present = FileKey::of_name(protect::file_key(&dir).unwrap(), proc_path::component(b"present"));
-    assert_eq!(names, [&present], "only the outer tree's own name: {entries:?}");
+    // Inside another tree (a policy's /root holding a guarded .bashrc and a
+    // missing .bash_login), the nearest root decides, whatever the order:
+    // the inner tree keeps its files and its name.
+    let present = dir.join("present").display().to_string();
+    let inner = [dir.join("present/.profile"), dir.join("present/x.conf")].map(|p| p.display().to_string());
+    let present_key = protect::file_key(&dir.join("present")).unwrap();
+    for trees in [
+        vec![present.clone(), inner[0].clone(), inner[1].clone()],
+        vec![inner[1].clone(), inner[0].clone(), present.clone()],
+    ] {
+        let entries = protect::inodes(&trees, &[]).unwrap();
+        assert_eq!(
+            entries[&protect::file_key(&dir.join("present/.profile")).unwrap()].tree,
+            protect::tree_id(&inner[0])
+        );
+        assert_eq!(entries[&present_key], ProtectedEntry { tree: protect::tree_id(&present), flags: PROTECTED_NAMES });
+        for (name, tree) in [(".profile", &inner[0]), ("x.conf", &inner[1])] {
+            let name_key = FileKey::of_name(present_key, proc_path::component(name.as_bytes()));
+            assert_eq!(entries[&name_key].tree, protect::tree_id(tree), "{name}");
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -238,6 +238,48 @@ fn a_guarded_path_the_host_lacks_is_guarded_by_its_name() {
     root("rm -rf /root/.bash_login /root/.bash_profile /root/notes; umount /root");
 }
 
+/// A policy that lets an agent write its home (`/root`, a tree of its own
+/// with `allow` rules) does not open the guarded surfaces inside it: the
+/// nearest tree root decides, for the files there (`.bashrc`) and for the
+/// names missing (`.bash_login`). Before, the outer tree's rules did.
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_guarded_path_inside_a_policy_tree_keeps_its_own_rules() {
+    let d = daemon();
+    let root = harness::as_root;
+    root("grep -qs ' /root tmpfs ' /proc/mounts || mount -t tmpfs agenthome /root; echo true > /root/.bashrc");
+    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
+    let rules: String = ["file.create", "file.write", "file.rename"]
+        .map(|action| format!("[[profile.rule]]\naction = \"{action}\"\ntarget = \"/root\"\ntier = \"allow\"\n\n"))
+        .concat();
+    let first_rule = "[[profile.rule]]\naction = \"nft.element.*\"";
+    let home = text.replacen("protect = [", "protect = [\"/root\", ", 1).replacen(
+        first_rule,
+        &format!("{rules}{first_rule}"),
+        1,
+    );
+    d.apply_next_policy(&home);
+    // The control path: the agent's own files in its home.
+    let mark = d.audit_len();
+    let out = run_subject(&["sh", "-c", "echo notes > /root/notes && echo more >> /root/notes"]);
+    assert!(out.status.success(), "a subject could not write its home: {}", out.stderr);
+    d.expect_record(mark, "file.create", "/root/notes", "allowed");
+    for (action, target, script) in [
+        ("file.write", "/root/.bashrc", "echo 'nft flush ruleset' >> /root/.bashrc"),
+        ("file.create", "/root/.bash_login", "echo 'nft flush ruleset' > /root/.bash_login"),
+        ("file.rename", "/root/.bash_profile", "mv /root/notes /root/.bash_profile"),
+    ] {
+        let mark = d.audit_len();
+        let out = run_subject(&["sh", "-c", script]);
+        assert!(out.stderr.contains("Operation not permitted"), "{script}: {}", out.stderr);
+        d.expect_record(mark, action, target, "denied");
+    }
+    assert_eq!(std::fs::read_to_string("/root/.bashrc").unwrap(), "true\n");
+    assert!(std::fs::symlink_metadata("/root/.bash_login").is_err());
+    d.apply_next_policy(&text);
+    root("rm -rf /root/.bashrc /root/notes; umount /root");
+}
+
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn warrant_run_passes_on_only_the_fds_it_is_told_to() {
