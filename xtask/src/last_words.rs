@@ -1,6 +1,7 @@
 //! What a guest that died mid-run left behind, said in the failure line
-//! itself: CI keeps only the tail of a run's output, and the console lines
-//! of a boot that died early in the run are long gone from it by the end.
+//! itself (CI keeps only the tail of a run's output, and the console lines
+//! of a boot that died early in the run are long gone from it by the end),
+//! and which of its tests had passed, for the next boot to leave out.
 
 use std::path::Path;
 
@@ -47,6 +48,36 @@ pub fn summary(results: &Path, suffix: &str) -> String {
     said
 }
 
+/// The tests that passed in the logs named NAME{suffix}.log in `results`.
+pub fn passed(results: &Path, suffix: &str) -> Vec<String> {
+    let tests = std::fs::read_to_string(results.join(format!("kernel{suffix}.log"))).unwrap_or_default();
+    tests.lines().filter_map(|line| line.strip_prefix("test ")?.strip_suffix(" ... ok")).map(str::to_owned).collect()
+}
+
+/// Every test the kernel test binary holds (`--list --ignored`, run here:
+/// listing runs none); empty if it cannot say, so that nothing is skipped.
+pub fn list_tests(test_exe: &Path) -> Vec<String> {
+    let Ok(out) = std::process::Command::new(test_exe).args(["--list", "--ignored"]).output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.strip_suffix(": test"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Of `passed`, those a `--skip` can leave out alone: libtest skips every
+/// test whose name contains the one given, so a name inside another test's
+/// name (of `all`) is run again rather than risk leaving that one out.
+pub fn skippable(passed: &[String], all: &[String]) -> Vec<String> {
+    passed
+        .iter()
+        .filter(|name| all.iter().filter(|other| other.contains(name.as_str())).count() == 1)
+        .cloned()
+        .collect()
+}
+
 /// The name of the test a libtest log ends inside, if it does.
 fn running_test(tests: &str) -> Option<&str> {
     let last = tests.lines().last()?;
@@ -69,6 +100,13 @@ mod tests {
     }
 
     #[test]
+    fn a_passed_test_is_skipped_only_if_no_other_name_holds_its_name() {
+        let all = ["a::one", "a::one_more", "b::two"].map(String::from);
+        let passed = ["a::one", "b::two"].map(String::from);
+        assert_eq!(skippable(&passed, &all), ["b::two"]);
+    }
+
+    #[test]
     fn the_summary_quotes_the_kernel_s_last_lines() {
         let dir = std::env::temp_dir().join(format!("xtask-last-words-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -77,6 +115,7 @@ mod tests {
         std::fs::write(dir.join("dmesg.log"), kernel.join("\n")).unwrap();
         std::fs::write(dir.join("memory.log"), "1 MemAvailable: 9 kB\n2 MemAvailable: 8 kB\n").unwrap();
         keep(&dir);
+        assert_eq!(passed(&dir, "-died"), ["a"]);
         let said = summary(&dir, "-died");
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(said.starts_with("it died during b, after 1 passed; memory at 2 MemAvailable: 8 kB;"), "{said}");
