@@ -135,21 +135,25 @@ pub fn inodes(trees: &[String], own: &[PathBuf]) -> Result<HashMap<FileKey, Prot
         .filter(|t| proc_path_hash(Path::new(t)).is_none() || std::fs::metadata(t).is_ok_and(|meta| !on_procfs(&meta)))
         .map(|t| (PathBuf::from(t), tree_id(t)))
         .chain(own.iter().map(|p| (p.clone(), SELF_TREE)));
-    // A protected path that is a symlink protects its target too: writes go there.
-    let mut roots: Vec<(PathBuf, u32)> = roots
+    // A protected path that is a symlink protects its target too: writes
+    // go there. Such a target is marked `true`.
+    let mut roots: Vec<(PathBuf, u32, bool)> = roots
         .flat_map(|(root, tree)| {
             let target = std::fs::symlink_metadata(&root)
                 .is_ok_and(|m| m.file_type().is_symlink())
                 .then(|| std::fs::canonicalize(&root).ok())
                 .flatten();
-            std::iter::once((root, tree)).chain(target.map(|t| (t, tree)))
+            std::iter::once((root, tree, false)).chain(target.map(|t| (t, tree, true)))
         })
         .collect();
     // A tree inside another is walked first and keeps its files: the
     // nearest root decides (a guarded `/root/.bashrc` inside a policy's
     // `/root` stays guarded; a policy's tree inside a guarded directory
-    // takes its own rules).
-    roots.sort_by_key(|(root, _)| std::cmp::Reverse(root.components().count()));
+    // takes its own rules). Symlinks' targets come after every real root
+    // and take only what no tree has: whoever can make a tree's root a
+    // symlink would otherwise hand that tree's rules another tree's files.
+    roots.sort_by_key(|(root, _, by_symlink)| (*by_symlink, std::cmp::Reverse(root.components().count())));
+    let roots: Vec<(PathBuf, u32)> = roots.into_iter().map(|(root, tree, _)| (root, tree)).collect();
     for (root, tree) in &roots {
         let tree = *tree;
         walk(root, |_, key| {
@@ -172,17 +176,30 @@ pub fn inodes(trees: &[String], own: &[PathBuf]) -> Result<HashMap<FileKey, Prot
             }
         }
     }
-    for (root, tree) in roots.iter().filter(|(_, tree)| *tree != SELF_TREE) {
-        guard_name(&mut entries, root, *tree);
-        // A symlink to nothing: writes through it would make its target.
+    let policy_roots = || roots.iter().filter(|(_, tree)| *tree != SELF_TREE);
+    for (root, tree) in policy_roots() {
+        guard_name(&mut entries, root, *tree, NameIn::AnyTree);
+    }
+    // A symlink to nothing: writes through it would make its target. After
+    // every real root's name, which it does not take.
+    for (root, tree) in policy_roots() {
         if std::fs::symlink_metadata(root).is_ok_and(|meta| meta.file_type().is_symlink())
             && std::fs::metadata(root).is_err()
             && let Ok(target) = std::fs::read_link(root)
         {
-            guard_name(&mut entries, &root.parent().unwrap_or(Path::new("/")).join(target), *tree);
+            let target = root.parent().unwrap_or(Path::new("/")).join(target);
+            guard_name(&mut entries, &target, *tree, NameIn::NoOtherTree);
         }
     }
     Ok(entries)
+}
+
+/// Where [`guard_name`] may guard a name: a policy's root takes its name in
+/// a directory of another tree too; where a symlink leads does not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NameIn {
+    AnyTree,
+    NoOtherTree,
 }
 
 /// Guards the name of tree root `root` in its directory, so that a
@@ -191,7 +208,7 @@ pub fn inodes(trees: &[String], own: &[PathBuf]) -> Result<HashMap<FileKey, Prot
 /// lacks, the first missing component's name in the nearest directory
 /// that is there (a subject makes no directory on the way either). /proc
 /// paths go by path already.
-fn guard_name(entries: &mut HashMap<FileKey, ProtectedEntry>, root: &Path, tree: u32) {
+fn guard_name(entries: &mut HashMap<FileKey, ProtectedEntry>, root: &Path, tree: u32, allowed: NameIn) {
     if proc_path_hash(root).is_some() {
         return;
     }
@@ -208,8 +225,12 @@ fn guard_name(entries: &mut HashMap<FileKey, ProtectedEntry>, root: &Path, tree:
     let Some(dir_key) = std::fs::canonicalize(&dir).ok().and_then(|dir| file_key(&dir)) else {
         return;
     };
-    // In a directory of another tree too: the name is this tree's.
     let entry = entries.entry(dir_key).or_insert(ProtectedEntry { tree, flags: PROTECTED_ANCESTOR });
+    // Warrant's own directories decide every name in them.
+    let in_tree = entry.flags & PROTECTED_ANCESTOR == 0;
+    if in_tree && (entry.tree == SELF_TREE || (entry.tree != tree && allowed == NameIn::NoOtherTree)) {
+        return;
+    }
     entry.flags |= PROTECTED_NAMES;
     let name_key = FileKey::of_name(dir_key, proc_path::component(name.as_encoded_bytes()));
     entries.entry(name_key).or_insert(ProtectedEntry { tree, flags: 0 });

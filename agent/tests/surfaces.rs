@@ -234,6 +234,23 @@ fn a_protected_path_is_guarded_by_its_name_there_or_not() {
             assert_eq!(entries[&name_key].tree, protect::tree_id(tree), "{name}");
         }
     }
+    // A tree's root made a symlink (by whoever could) hands that tree
+    // nothing another tree has: not a file, nor a missing root's name, nor
+    // a name in another tree's directory.
+    let (inner0, inner1) = (inner[0].clone(), inner[1].clone());
+    let to_file = dir.join("to-profile");
+    let to_name = dir.join("to-missing");
+    let to_dir = dir.join("to-present");
+    std::os::unix::fs::symlink(dir.join("present/.profile"), &to_file).unwrap();
+    std::os::unix::fs::symlink(dir.join("present/x.conf"), &to_name).unwrap();
+    std::os::unix::fs::symlink(dir.join("present/y.conf"), &to_dir).unwrap();
+    let links: Vec<String> = [&to_file, &to_name, &to_dir].iter().map(|p| p.display().to_string()).collect();
+    let trees = [links.clone(), vec![present.clone(), inner0.clone(), inner1.clone()]].concat();
+    let entries = protect::inodes(&trees, &[]).unwrap();
+    assert_eq!(entries[&protect::file_key(&dir.join("present/.profile")).unwrap()].tree, protect::tree_id(&inner0));
+    let name = |name: &str| entries.get(&FileKey::of_name(present_key, proc_path::component(name.as_bytes())));
+    assert_eq!(name("x.conf").map(|e| e.tree), Some(protect::tree_id(&inner1)));
+    assert_eq!(name("y.conf"), None, "a symlink's missing target in another tree's directory");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -77,7 +77,7 @@ impl Kernel {
     ) -> Result<(), KernelError> {
         for (key, entry) in protected {
             let old = self.protected.get(key, 0).ok();
-            if old.is_some_and(|old| old.flags == 0 && entry.flags != 0) {
+            if old.is_some_and(|old| old.flags == 0 && entry.flags & warrant_common::PROTECTED_ANCESTOR != 0) {
                 continue;
             }
             change.protected_before.push((*key, old));
