@@ -380,6 +380,11 @@ pub const PROTECTED_ANCESTOR: u32 = 1;
 /// [`FileKey::of_name`] first (the root's tree), then falls to the
 /// directory's own tree, if it is in one.
 pub const PROTECTED_NAMES: u32 = 2;
+/// [`ProtectedEntry::flags`] of a directory in one tree on the way to
+/// another tree's root (a policy's `/root/work` above `/root/work/held`):
+/// a subject may not move it, which would take the inner tree away and
+/// let the subject make its path again, in the outer tree.
+pub const PROTECTED_HOLDS_ROOT: u32 = 4;
 const _: () = assert!(core::mem::size_of::<ProtectedEntry>() == 8);
 
 /// [`ProtectedEntry::tree`] of Warrant's own config, state and audit files:

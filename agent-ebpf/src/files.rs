@@ -416,13 +416,15 @@ pub fn d_instantiate(ctx: LsmContext) -> i32 {
     if tree == SELF_TREE && subjects::current().is_some() {
         return 0;
     }
-    // A lookup instantiates existing files too: Warrant's own keep their
-    // entries. Any other is replaced (an entry an unmounted file system, or
-    // a removed directory, left under this key is not this file's tree;
+    // A lookup instantiates existing files too (after the dentry cache let
+    // them go): Warrant's own keep their entries, and so does one of this
+    // tree (a directory's flags: the names it guards, the roots it holds).
+    // Any other is replaced (an entry an unmounted file system, or a
+    // removed directory, left under this key is not this file's tree;
     // directories above trees are never inside one).
     if let Some(key) = inode_key(inode) {
         if let Some(entry) = unsafe { PROTECTED.get(&key) }
-            && entry.tree == SELF_TREE
+            && (entry.tree == SELF_TREE || (entry.tree == tree && entry.flags & PROTECTED_ANCESTOR == 0))
         {
             return 0;
         }

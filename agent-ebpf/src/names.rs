@@ -10,8 +10,8 @@ use core::mem::MaybeUninit;
 
 use aya_ebpf::{helpers::generated::bpf_probe_read_kernel_str, macros::lsm, programs::LsmContext};
 use warrant_common::{
-    FILE_NAME_AT, FILE_NAME_LEN, FileKey, PROTECTED_ANCESTOR, PROTECTED_NAMES, ProtectedEntry, S_IFREG, SELF_TREE,
-    Subject, action, proc_path, verdict,
+    FILE_NAME_AT, FILE_NAME_LEN, FileKey, PROTECTED_ANCESTOR, PROTECTED_HOLDS_ROOT, PROTECTED_NAMES, ProtectedEntry,
+    S_IFREG, SELF_TREE, Subject, action, proc_path, verdict,
 };
 
 use crate::{
@@ -359,11 +359,15 @@ fn rename_verdict(ctx: &LsmContext, subject: &Subject) -> i32 {
     let old: *const u8 = ctx.arg(1);
     let new: *const u8 = ctx.arg(3);
     let moved = dentry_inode(old);
-    // Moving a directory above a tree (`mv /etc /etc.old`) moves the tree.
-    if let Some((key, entry)) = protected_entry(moved)
-        && entry.flags & PROTECTED_ANCESTOR != 0
-    {
-        return decide_file(subject, action::FILE_RENAME, key, entry.tree);
+    // Moving a directory above a tree (`mv /etc /etc.old`) moves the tree;
+    // one inside another tree on the way may not be moved at all.
+    if let Some((key, entry)) = protected_entry(moved) {
+        if entry.flags & PROTECTED_ANCESTOR != 0 {
+            return decide_file(subject, action::FILE_RENAME, key, entry.tree);
+        }
+        if entry.flags & PROTECTED_HOLDS_ROOT != 0 {
+            return selfprotect::refuse(subject, action::FILE_RENAME);
+        }
     }
     // Moved into a tree while open for writing: written through that fd
     // or mapping after the move, it would not be what the tree holds.

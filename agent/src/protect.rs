@@ -9,7 +9,9 @@ use std::{
 };
 
 use thiserror::Error;
-use warrant_common::{FileKey, PROTECTED_ANCESTOR, PROTECTED_NAMES, ProtectedEntry, SELF_TREE, proc_path};
+use warrant_common::{
+    FileKey, PROTECTED_ANCESTOR, PROTECTED_HOLDS_ROOT, PROTECTED_NAMES, ProtectedEntry, SELF_TREE, proc_path,
+};
 
 /// More inodes than this across all trees is refused: the kernel map holds
 /// 65536, and new files need room.
@@ -172,7 +174,10 @@ pub fn inodes(trees: &[String], own: &[PathBuf]) -> Result<HashMap<FileKey, Prot
                 break;
             }
             if let Some(key) = file_key(ancestor) {
-                entries.entry(key).or_insert(ProtectedEntry { tree: *tree, flags: PROTECTED_ANCESTOR });
+                let entry = entries.entry(key).or_insert(ProtectedEntry { tree: *tree, flags: PROTECTED_ANCESTOR });
+                if entry.flags & PROTECTED_ANCESTOR == 0 && entry.tree != *tree && entry.tree != SELF_TREE {
+                    entry.flags |= PROTECTED_HOLDS_ROOT;
+                }
             }
         }
     }

@@ -184,7 +184,9 @@ fn unix_sockets_are_named_by_path_or_abstract_name_and_deputies_warn() {
 #[test]
 fn a_protected_path_is_guarded_by_its_name_there_or_not() {
     use warrant::protect;
-    use warrant_common::{FileKey, PROTECTED_ANCESTOR, PROTECTED_NAMES, ProtectedEntry, proc_path};
+    use warrant_common::{
+        FileKey, PROTECTED_ANCESTOR, PROTECTED_HOLDS_ROOT, PROTECTED_NAMES, ProtectedEntry, proc_path,
+    };
     let dir = std::env::temp_dir().join(format!("warrant-missing-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("present")).unwrap();
@@ -228,7 +230,9 @@ fn a_protected_path_is_guarded_by_its_name_there_or_not() {
             entries[&protect::file_key(&dir.join("present/.profile")).unwrap()].tree,
             protect::tree_id(&inner[0])
         );
-        assert_eq!(entries[&present_key], ProtectedEntry { tree: protect::tree_id(&present), flags: PROTECTED_NAMES });
+        // It guards the inner roots' names, and holds them: no subject moves it.
+        let flags = PROTECTED_NAMES | PROTECTED_HOLDS_ROOT;
+        assert_eq!(entries[&present_key], ProtectedEntry { tree: protect::tree_id(&present), flags });
         for (name, tree) in [(".profile", &inner[0]), ("x.conf", &inner[1])] {
             let name_key = FileKey::of_name(present_key, proc_path::component(name.as_bytes()));
             assert_eq!(entries[&name_key].tree, protect::tree_id(tree), "{name}");

@@ -241,19 +241,23 @@ fn a_guarded_path_the_host_lacks_is_guarded_by_its_name() {
 /// A policy that lets an agent write its home (`/root`, a tree of its own
 /// with `allow` rules) does not open the guarded surfaces inside it: the
 /// nearest tree root decides, for the files there (`.bashrc`) and for the
-/// names missing (`.bash_login`). Before, the outer tree's rules did.
+/// names missing (`.bash_login`). Before, the outer tree's rules did. Nor
+/// may the agent move a directory of its home that holds another tree.
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn a_guarded_path_inside_a_policy_tree_keeps_its_own_rules() {
     let d = daemon();
     let root = harness::as_root;
-    root("grep -qs ' /root tmpfs ' /proc/mounts || mount -t tmpfs agenthome /root; echo true > /root/.bashrc");
+    root(
+        "grep -qs ' /root tmpfs ' /proc/mounts || mount -t tmpfs agenthome /root; echo true > /root/.bashrc
+        mkdir -p /root/work/held",
+    );
     let text = std::fs::read_to_string("policies/demo.toml").unwrap();
     let rules: String = ["file.create", "file.write", "file.rename"]
         .map(|action| format!("[[profile.rule]]\naction = \"{action}\"\ntarget = \"/root\"\ntier = \"allow\"\n\n"))
         .concat();
     let first_rule = "[[profile.rule]]\naction = \"nft.element.*\"";
-    let home = text.replacen("protect = [", "protect = [\"/root\", ", 1).replacen(
+    let home = text.replacen("protect = [", "protect = [\"/root\", \"/root/work/held\", ", 1).replacen(
         first_rule,
         &format!("{rules}{first_rule}"),
         1,
@@ -268,6 +272,9 @@ fn a_guarded_path_inside_a_policy_tree_keeps_its_own_rules() {
         ("file.write", "/root/.bashrc", "echo 'nft flush ruleset' >> /root/.bashrc"),
         ("file.create", "/root/.bash_login", "echo 'nft flush ruleset' > /root/.bash_login"),
         ("file.rename", "/root/.bash_profile", "mv /root/notes /root/.bash_profile"),
+        // A directory on the way to another tree's root: moved, it would
+        // take that tree away, and the subject would make the path again.
+        ("file.rename", "*", "mv /root/work /root/w2"),
     ] {
         let mark = d.audit_len();
         let out = run_subject(&["sh", "-c", script]);
@@ -277,7 +284,7 @@ fn a_guarded_path_inside_a_policy_tree_keeps_its_own_rules() {
     assert_eq!(std::fs::read_to_string("/root/.bashrc").unwrap(), "true\n");
     assert!(std::fs::symlink_metadata("/root/.bash_login").is_err());
     d.apply_next_policy(&text);
-    root("rm -rf /root/.bashrc /root/notes; umount /root");
+    root("rm -rf /root/.bashrc /root/notes /root/work; umount /root");
 }
 
 #[test]
