@@ -281,3 +281,40 @@ fn an_ri_approves_a_service_install_by_its_unit_s_name() {
     // Removed first: an unmount drops no protected entries.
     root(&format!("rm -f {unit}; umount /etc/systemd/system"));
 }
+
+/// On a disk file system, the dentry cache lets directories go and a later
+/// lookup instantiates them again: a tree's directory keeps what the apply
+/// flagged it with (here, the name of a tree inside it that is not there
+/// yet), rather than being re-tagged a plain file of its tree. An ext4
+/// image on a loop device: tmpfs never lets a dentry go.
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_directory_the_dentry_cache_let_go_keeps_its_guarded_names() {
+    let d = daemon();
+    let root = harness::as_root;
+    root(
+        "modprobe loop; mkdir -p /run/disk /mnt/disk; truncate -s 32M /run/disk/img; mkfs.ext4 -q -F /run/disk/img
+        mount -o loop /run/disk/img /mnt/disk; mkdir -p /mnt/disk/home/deep/er",
+    );
+    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
+    let rules: String = ["file.create", "file.write"]
+        .map(|action| {
+            format!("[[profile.rule]]\naction = \"{action}\"\ntarget = \"/mnt/disk/home\"\ntier = \"allow\"\n\n")
+        })
+        .concat();
+    let first_rule = "[[profile.rule]]\naction = \"nft.element.*\"";
+    let home = text
+        .replacen("protect = [", "protect = [\"/mnt/disk/home\", \"/mnt/disk/home/deep/er/.login\", ", 1)
+        .replacen(first_rule, &format!("{rules}{first_rule}"), 1);
+    d.apply_next_policy(&home);
+    root("sync; echo 2 > /proc/sys/vm/drop_caches; ls -a /mnt/disk/home/deep/er > /dev/null");
+    let mark = d.audit_len();
+    let out =
+        sh_subject("echo x > /mnt/disk/home/deep/er/notes && echo 'nft flush ruleset' > /mnt/disk/home/deep/er/.login");
+    assert!(out.stderr.contains("Operation not permitted"), "{}", out.stderr);
+    d.expect_record(mark, "file.create", "/mnt/disk/home/deep/er/notes", "allowed");
+    d.expect_record(mark, "file.create", "/mnt/disk/home/deep/er/.login", "denied");
+    assert!(std::fs::symlink_metadata("/mnt/disk/home/deep/er/.login").is_err());
+    d.apply_next_policy(&text);
+    root("rm -rf /mnt/disk/home; umount /mnt/disk; rm -rf /run/disk");
+}
