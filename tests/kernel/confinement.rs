@@ -252,16 +252,8 @@ fn a_guarded_path_inside_a_policy_tree_keeps_its_own_rules() {
         "grep -qs ' /root tmpfs ' /proc/mounts || mount -t tmpfs agenthome /root; echo true > /root/.bashrc
         mkdir -p /root/work/held",
     );
-    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
-    let rules: String = ["file.create", "file.write", "file.rename"]
-        .map(|action| format!("[[profile.rule]]\naction = \"{action}\"\ntarget = \"/root\"\ntier = \"allow\"\n\n"))
-        .concat();
-    let first_rule = "[[profile.rule]]\naction = \"nft.element.*\"";
-    let home = text.replacen("protect = [", "protect = [\"/root\", \"/root/work/held\", ", 1).replacen(
-        first_rule,
-        &format!("{rules}{first_rule}"),
-        1,
-    );
+    let rules = ["file.create", "file.write", "file.rename"].map(|action| (action, "/root", "allow"));
+    let (text, home) = harness::demo_policy_with(&["/root", "/root/work/held"], &rules);
     d.apply_next_policy(&home);
     // The control path: the agent's own files in its home.
     let mark = d.audit_len();

@@ -65,6 +65,28 @@ fn matched_subjects_fixture() {
     assert!(out.status.success(), "subjects fixture: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// The demo policy's text, and that text with `protect` paths added and
+/// `rules` (action, target, tier) given to its agent profile before its
+/// own.
+pub fn demo_policy_with(protect: &[&str], rules: &[(&str, &str, &str)]) -> (String, String) {
+    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
+    let first_rule = "[[profile.rule]]\naction = \"nft.element.*\"";
+    let rules: String = rules
+        .iter()
+        .map(|(action, target, tier)| {
+            format!("[[profile.rule]]\naction = \"{action}\"\ntarget = \"{target}\"\ntier = \"{tier}\"\n\n")
+        })
+        .collect();
+    let paths: String = protect.iter().map(|path| format!("\"{path}\", ")).collect();
+    let edited = text.replacen("protect = [", &format!("protect = [{paths}"), 1).replacen(
+        first_rule,
+        &format!("{rules}{first_rule}"),
+        1,
+    );
+    assert_ne!(edited, text, "the demo policy no longer has its first rule where this expects it");
+    (text, edited)
+}
+
 /// Runs shell `script` as root (not a subject); it must succeed.
 pub fn as_root(script: &str) {
     let out = Command::new("sh").args(["-ec", script]).output().unwrap();

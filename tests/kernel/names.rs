@@ -69,15 +69,7 @@ fn a_file_root_renames_into_a_protected_tree_is_protected() {
 fn a_rename_allowed_in_one_tree_cannot_replace_a_file_of_another() {
     let d = daemon();
     std::fs::create_dir_all("/mnt/scratch").unwrap();
-    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
-    let scratch_rule = "[[profile.rule]]\naction = \"file.*\"\ntarget = \"/mnt/scratch\"\ntier = \"allow\"\n\n";
-    let first_rule = "[[profile.rule]]\naction = \"nft.element.*\"";
-    let wider = text.replacen("protect = [", "protect = [\"/mnt/scratch\", ", 1).replacen(
-        first_rule,
-        &format!("{scratch_rule}{first_rule}"),
-        1,
-    );
-    assert_ne!(wider, text);
+    let (text, wider) = harness::demo_policy_with(&["/mnt/scratch"], &[("file.*", "/mnt/scratch", "allow")]);
     d.apply_next_policy(&wider);
     let original = std::fs::read_to_string(PROTECTED_FILE).unwrap();
     let within = sh_subject("echo evil > /mnt/scratch/x && mv /mnt/scratch/x /mnt/scratch/y");
@@ -116,14 +108,7 @@ fn a_rename_allowed_in_one_tree_cannot_replace_a_file_of_another() {
 fn a_rule_that_allows_creating_files_does_not_allow_writing_them() {
     let d = daemon();
     std::fs::create_dir_all("/mnt/dropbox").unwrap();
-    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
-    let create_rule = "[[profile.rule]]\naction = \"file.create\"\ntarget = \"/mnt/dropbox\"\ntier = \"allow\"\n\n";
-    let first_rule = "[[profile.rule]]\naction = \"nft.element.*\"";
-    let dropbox = text.replacen("protect = [", "protect = [\"/mnt/dropbox\", ", 1).replacen(
-        first_rule,
-        &format!("{create_rule}{first_rule}"),
-        1,
-    );
+    let (text, dropbox) = harness::demo_policy_with(&["/mnt/dropbox"], &[("file.create", "/mnt/dropbox", "allow")]);
     d.apply_next_policy(&dropbox);
     let mark = d.audit_len();
     let out = sh_subject("printf evil > /mnt/dropbox/note");
@@ -147,19 +132,9 @@ fn a_rule_on_a_directory_inside_a_tree_decides_the_names_made_in_it() {
     for dir in ["/mnt/dropbox/gated", "/mnt/inbox/open"] {
         std::fs::create_dir_all(dir).unwrap();
     }
-    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
-    let rule = |target: &str, tier: &str| {
-        format!("[[profile.rule]]\naction = \"file.create\"\ntarget = \"{target}\"\ntier = \"{tier}\"\n\n")
-    };
     let rules = [("/mnt/dropbox", "allow"), ("/mnt/dropbox/gated", "approve"), ("/mnt/inbox/open", "allow")]
-        .map(|(target, tier)| rule(target, tier))
-        .concat();
-    let first_rule = "[[profile.rule]]\naction = \"nft.element.*\"";
-    let dirs = text.replacen("protect = [", "protect = [\"/mnt/dropbox\", \"/mnt/inbox\", ", 1).replacen(
-        first_rule,
-        &format!("{rules}{first_rule}"),
-        1,
-    );
+        .map(|(target, tier)| ("file.create", target, tier));
+    let (text, dirs) = harness::demo_policy_with(&["/mnt/dropbox", "/mnt/inbox"], &rules);
     d.apply_next_policy(&dirs);
     for (path, verdict) in [
         ("/mnt/inbox/open/a", "allowed"),
@@ -235,11 +210,7 @@ fn an_ri_approves_a_service_install_by_its_unit_s_name() {
     let d = daemon();
     let root = harness::as_root;
     root("grep -qs ' /etc/systemd/system tmpfs ' /proc/mounts || mount -t tmpfs units /etc/systemd/system");
-    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
-    let units_rule = "[[profile.rule]]\naction = \"file.*\"\ntarget = \"/etc/systemd/system\"\ntier = \"approve\"\n\n";
-    let first_rule = "[[profile.rule]]\naction = \"nft.element.*\"";
-    let approving = text.replacen(first_rule, &format!("{units_rule}{first_rule}"), 1);
-    assert_ne!(approving, text);
+    let (text, approving) = harness::demo_policy_with(&[], &[("file.*", "/etc/systemd/system", "approve")]);
     d.apply_next_policy(&approving);
     let unit = "/etc/systemd/system/agent-job.service";
     let install = || sh_subject(&format!("printf '[Service]\\nExecStart=/bin/true\\n' > {unit}"));
@@ -296,16 +267,8 @@ fn a_directory_the_dentry_cache_let_go_keeps_its_guarded_names() {
         "modprobe loop; mkdir -p /run/disk /mnt/disk; truncate -s 32M /run/disk/img; mkfs.ext4 -q -F /run/disk/img
         mount -o loop /run/disk/img /mnt/disk; mkdir -p /mnt/disk/home/deep/er",
     );
-    let text = std::fs::read_to_string("policies/demo.toml").unwrap();
-    let rules: String = ["file.create", "file.write"]
-        .map(|action| {
-            format!("[[profile.rule]]\naction = \"{action}\"\ntarget = \"/mnt/disk/home\"\ntier = \"allow\"\n\n")
-        })
-        .concat();
-    let first_rule = "[[profile.rule]]\naction = \"nft.element.*\"";
-    let home = text
-        .replacen("protect = [", "protect = [\"/mnt/disk/home\", \"/mnt/disk/home/deep/er/.login\", ", 1)
-        .replacen(first_rule, &format!("{rules}{first_rule}"), 1);
+    let rules = ["file.create", "file.write"].map(|action| (action, "/mnt/disk/home", "allow"));
+    let (text, home) = harness::demo_policy_with(&["/mnt/disk/home", "/mnt/disk/home/deep/er/.login"], &rules);
     d.apply_next_policy(&home);
     root("sync; echo 2 > /proc/sys/vm/drop_caches; ls -a /mnt/disk/home/deep/er > /dev/null");
     let mark = d.audit_len();
