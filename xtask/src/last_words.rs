@@ -48,10 +48,39 @@ pub fn summary(results: &Path, suffix: &str) -> String {
     said
 }
 
-/// The tests that passed in the logs named NAME{suffix}.log in `results`.
-pub fn passed(results: &Path, suffix: &str) -> Vec<String> {
+/// What a boot that died leaves the next.
+pub struct DeadBoot {
+    /// [`summary`] of it.
+    pub said: String,
+    /// The tests that ended on it, for the next boot to leave out (see
+    /// [`skippable`]).
+    pub left_out: Vec<String>,
+    /// How many of those passed.
+    pub passed: u64,
+    /// Those that failed (their output is in kernel-died.log).
+    pub failed: Vec<String>,
+}
+
+/// Keeps the logs of the boot that died in `results` (see [`keep`]) and
+/// says what it left: the tests the next boot runs are those that did not
+/// end on it, for which every test of `test_exe` is listed.
+pub fn after_death(results: &Path, test_exe: &Path) -> DeadBoot {
+    keep(results);
+    let all = list_tests(test_exe);
+    let passed = skippable(&ended(results, "-died", " ... ok"), &all);
+    let failed = skippable(&ended(results, "-died", " ... FAILED"), &all);
+    DeadBoot {
+        said: summary(results, "-died"),
+        passed: passed.len() as u64,
+        left_out: [passed, failed.clone()].concat(),
+        failed,
+    }
+}
+
+/// The tests whose line ends with `outcome` in the log kernel{suffix}.log.
+pub fn ended(results: &Path, suffix: &str, outcome: &str) -> Vec<String> {
     let tests = std::fs::read_to_string(results.join(format!("kernel{suffix}.log"))).unwrap_or_default();
-    tests.lines().filter_map(|line| line.strip_prefix("test ")?.strip_suffix(" ... ok")).map(str::to_owned).collect()
+    tests.lines().filter_map(|line| line.strip_prefix("test ")?.strip_suffix(outcome)).map(str::to_owned).collect()
 }
 
 /// Every test the kernel test binary holds (`--list --ignored`, run here:
@@ -67,15 +96,11 @@ pub fn list_tests(test_exe: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Of `passed`, those a `--skip` can leave out alone: libtest skips every
+/// Of `ended`, those a `--skip` can leave out alone: libtest skips every
 /// test whose name contains the one given, so a name inside another test's
 /// name (of `all`) is run again rather than risk leaving that one out.
-pub fn skippable(passed: &[String], all: &[String]) -> Vec<String> {
-    passed
-        .iter()
-        .filter(|name| all.iter().filter(|other| other.contains(name.as_str())).count() == 1)
-        .cloned()
-        .collect()
+pub fn skippable(ended: &[String], all: &[String]) -> Vec<String> {
+    ended.iter().filter(|name| all.iter().filter(|other| other.contains(name.as_str())).count() == 1).cloned().collect()
 }
 
 /// The name of the test a libtest log ends inside, if it does.
@@ -115,7 +140,7 @@ mod tests {
         std::fs::write(dir.join("dmesg.log"), kernel.join("\n")).unwrap();
         std::fs::write(dir.join("memory.log"), "1 MemAvailable: 9 kB\n2 MemAvailable: 8 kB\n").unwrap();
         keep(&dir);
-        assert_eq!(passed(&dir, "-died"), ["a"]);
+        assert_eq!(ended(&dir, "-died", " ... ok"), ["a"]);
         let said = summary(&dir, "-died");
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(said.starts_with("it died during b, after 1 passed; memory at 2 MemAvailable: 8 kB;"), "{said}");

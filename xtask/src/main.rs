@@ -8,6 +8,7 @@ mod demo;
 mod deploy;
 mod kernels;
 mod last_words;
+mod libtest;
 mod manifest;
 mod matrix;
 mod package;

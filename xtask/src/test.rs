@@ -3,13 +3,14 @@
 //! programs can load. The kernel tier is never skipped: if it cannot run,
 //! the whole run fails.
 
-use std::ops::AddAssign;
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::Result;
 
 use crate::kernels::{self, Series};
+pub use crate::libtest::Counts;
+use crate::libtest::{parse_test_results, slowest_tests};
 use crate::paths::{fresh_dir, repo_root, target_dir};
 use crate::process::{describe, run_tee, shell_quote};
 use crate::{cargo, last_words, setup, vm};
@@ -21,22 +22,6 @@ pub enum Tier {
     Kernel,
     /// The .deb on a stock Debian host booted with systemd (tests/deploy).
     Deploy,
-}
-
-/// Totals of the libtest `test result:` lines.
-#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
-pub struct Counts {
-    pub passed: u64,
-    pub failed: u64,
-    pub ignored: u64,
-}
-
-impl AddAssign for Counts {
-    fn add_assign(&mut self, other: Counts) {
-        self.passed += other.passed;
-        self.failed += other.failed;
-        self.ignored += other.ignored;
-    }
 }
 
 /// What one tier produced: its counts and, if a step failed, why.
@@ -271,32 +256,37 @@ fn kernel_tier_on(boot: Boot, warrant_bin: &Path, test_exe: &Path, filters: &[St
     filters.extend(left_out.iter().map(|test| format!("--skip={test}")));
     let script = kernel_tier_script(&results, warrant_bin, test_exe, &filters, boot.without_bpf_lsm);
     let kernel_args = boot.without_bpf_lsm.then_some(LSM_WITHOUT_BPF);
-    let mut passed_before = 0;
+    let mut dead = None;
     let status = match vm::run_in_vm_with(&script, &results, series, kernel_args) {
         Ok(status) => status,
         // A guest that died mid-run (seen on 6.1, 6.12 and 7.2 under TCG,
         // never twice here, cause not yet known) is booted once more,
-        // loudly, its logs kept, for the tests that had not passed: the one
+        // loudly, its logs kept, for the tests that had not ended: the one
         // it died in runs again.
         Err(err) if results.join("booted").exists() => {
-            last_words::keep(&results);
-            let first = last_words::summary(&results, "-died");
-            let all = last_words::list_tests(test_exe);
-            let skipped = last_words::skippable(&last_words::passed(&results, "-died"), &all);
+            let first = last_words::after_death(&results, test_exe);
             println!(
-                "kernel tier on {}: THE GUEST DIED MID-RUN ({err:#}); {first}\nbooting it once more for the rest ({} passed tests left out)",
+                "kernel tier on {}: THE GUEST DIED MID-RUN ({err:#}); {}\nbooting it once more for the rest ({} tests that ended there left out)",
                 boot.label(),
-                skipped.len()
+                first.said,
+                first.left_out.len()
             );
-            filters.extend(skipped.iter().map(|test| format!("--skip={test}")));
-            passed_before = skipped.len() as u64;
+            filters.extend(first.left_out.iter().map(|test| format!("--skip={test}")));
             let script = kernel_tier_script(&results, warrant_bin, test_exe, &filters, boot.without_bpf_lsm);
-            match vm::run_in_vm_with(&script, &results, series, kernel_args) {
+            let again = vm::run_in_vm_with(&script, &results, series, kernel_args);
+            let said = first.said.clone();
+            dead = Some(first);
+            match again {
                 Ok(status) => status,
-                Err(err) => {
+                Err(err) if results.join("booted").exists() => {
                     let second = last_words::summary(&results, "");
                     return TierReport::failed_step(format!(
-                        "the guest died twice: {err:#}\n  first boot: {first}\n  second boot: {second}"
+                        "the guest died twice: {err:#}\n  first boot: {said}\n  second boot: {second}"
+                    ));
+                }
+                Err(err) => {
+                    return TierReport::failed_step(format!(
+                        "the guest died, then did not boot again: {err:#}\n  first boot: {said}"
                     ));
                 }
             }
@@ -322,13 +312,17 @@ fn kernel_tier_on(boot: Boot, warrant_bin: &Path, test_exe: &Path, filters: &[St
             log_path.display()
         ));
     };
-    if passed_before > 0 {
+    if let Some(dead) = &dead {
         println!(
-            "kernel tier on {}: {passed_before} tests passed on the boot that died, {} on the next",
+            "kernel tier on {}: on the boot that died, {} left-out tests passed and {} failed{}; {} passed on the next",
             boot.label(),
+            dead.passed,
+            dead.failed.len(),
+            if dead.failed.is_empty() { String::new() } else { format!(" ({})", dead.failed.join(", ")) },
             counts.passed
         );
-        counts.passed += passed_before;
+        counts.passed += dead.passed;
+        counts.failed += dead.failed.len() as u64;
     }
     if let Ok(timed) = std::fs::read_to_string(results.join("timed.log")) {
         let slowest: Vec<String> =
@@ -424,87 +418,4 @@ exit $rc
         test_exe = q(test_exe),
         filters = filters.join(" "),
     )
-}
-
-/// The `count` longest tests in a timed log (`SECONDS line` per line): a
-/// test took from the line before it to its own `test NAME ... RESULT` line.
-pub fn slowest_tests(timed: &str, count: usize) -> Vec<(String, u64)> {
-    let mut previous = None::<u64>;
-    let mut durations = Vec::new();
-    for line in timed.lines() {
-        let Some((stamp, text)) = line.split_once(' ') else { continue };
-        let Ok(stamp) = stamp.parse::<u64>() else { continue };
-        if let Some(name) = text.strip_prefix("test ").and_then(|rest| rest.split(" ... ").next())
-            && text.contains(" ... ")
-            && let Some(start) = previous
-        {
-            durations.push((name.to_string(), stamp.saturating_sub(start)));
-        }
-        previous = Some(stamp);
-    }
-    durations.sort_by_key(|d| std::cmp::Reverse(d.1));
-    durations.truncate(count);
-    durations
-}
-
-/// Sums every libtest summary line
-/// (`test result: ok. 3 passed; 0 failed; 1 ignored; ...`); None if none.
-pub fn parse_test_results(output: &str) -> Option<Counts> {
-    let mut total = None::<Counts>;
-    for line in output.lines() {
-        let Some(rest) = line.trim().strip_prefix("test result:") else {
-            continue;
-        };
-        let mut counts = Counts::default();
-        for field in rest.split([';', '.']) {
-            let mut words = field.split_whitespace();
-            let (Some(number), Some(label)) = (words.next(), words.next()) else {
-                continue;
-            };
-            let Ok(n) = number.parse::<u64>() else {
-                continue;
-            };
-            match label {
-                "passed" => counts.passed = n,
-                "failed" => counts.failed = n,
-                "ignored" => counts.ignored = n,
-                _ => {}
-            }
-        }
-        *total.get_or_insert_default() += counts;
-    }
-    total
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sums_all_result_lines() {
-        let output = "\
-running 3 tests
-test result: ok. 3 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 0.01s
-test result: FAILED. 4 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.50s
-";
-        assert_eq!(parse_test_results(output), Some(Counts { passed: 7, failed: 1, ignored: 2 }));
-    }
-
-    #[test]
-    fn slowest_tests_are_timed_from_the_line_before() {
-        let timed =
-            "100 running 3 tests\n130 test a ... ok\n131 test b ... ok\n200 test c ... FAILED\n201 test result: ok.";
-        assert_eq!(slowest_tests(timed, 2), [("c".to_string(), 69), ("a".to_string(), 30)]);
-    }
-
-    #[test]
-    fn no_result_line_is_none() {
-        assert_eq!(parse_test_results("error: could not compile `warrant`"), None);
-    }
-
-    #[test]
-    fn zero_tests_is_some_zero() {
-        let output = "test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 5 filtered out; finished in 0.00s";
-        assert_eq!(parse_test_results(output), Some(Counts::default()));
-    }
 }
