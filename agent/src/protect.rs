@@ -154,9 +154,11 @@ pub fn inodes(trees: &[String], own: &[PathBuf]) -> Result<HashMap<FileKey, Prot
     // takes its own rules). Symlinks' targets come after every real root
     // and take only what no tree has: whoever can make a tree's root a
     // symlink would otherwise hand that tree's rules another tree's files.
-    roots.sort_by_key(|(root, _, by_symlink)| (*by_symlink, std::cmp::Reverse(root.components().count())));
-    let roots: Vec<(PathBuf, u32)> = roots.into_iter().map(|(root, tree, _)| (root, tree)).collect();
-    for (root, tree) in &roots {
+    // Depth as the kernel sees the path (a root written through /lib on a
+    // merged-/usr host is as deep as its /usr/lib path).
+    let depth = |root: &Path| std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf()).components().count();
+    roots.sort_by_cached_key(|(root, _, by_symlink)| (*by_symlink, std::cmp::Reverse(depth(root))));
+    for (root, tree, _) in &roots {
         let tree = *tree;
         walk(root, |_, key| {
             // Warrant's own files win over a policy tree that contains them.
@@ -168,7 +170,7 @@ pub fn inodes(trees: &[String], own: &[PathBuf]) -> Result<HashMap<FileKey, Prot
         })?;
     }
     // The directories above each tree root: renaming one would move the tree.
-    for (root, tree) in &roots {
+    for (root, tree, _) in &roots {
         for ancestor in root.ancestors().skip(1) {
             if ancestor == Path::new("/") {
                 break;
@@ -181,13 +183,14 @@ pub fn inodes(trees: &[String], own: &[PathBuf]) -> Result<HashMap<FileKey, Prot
             }
         }
     }
-    let policy_roots = || roots.iter().filter(|(_, tree)| *tree != SELF_TREE);
-    for (root, tree) in policy_roots() {
-        guard_name(&mut entries, root, *tree, NameIn::AnyTree);
+    let policy_roots = || roots.iter().filter(|(_, tree, _)| *tree != SELF_TREE);
+    // Real roots first (sorted so): a symlink's target takes no name a real
+    // root has, nor one in another tree's directory.
+    for (root, tree, by_symlink) in policy_roots() {
+        guard_name(&mut entries, root, *tree, if *by_symlink { NameIn::NoOtherTree } else { NameIn::AnyTree });
     }
-    // A symlink to nothing: writes through it would make its target. After
-    // every real root's name, which it does not take.
-    for (root, tree) in policy_roots() {
+    // A symlink to nothing: writes through it would make its target.
+    for (root, tree, _) in policy_roots() {
         if std::fs::symlink_metadata(root).is_ok_and(|meta| meta.file_type().is_symlink())
             && std::fs::metadata(root).is_err()
             && let Ok(target) = std::fs::read_link(root)
@@ -199,8 +202,10 @@ pub fn inodes(trees: &[String], own: &[PathBuf]) -> Result<HashMap<FileKey, Prot
     Ok(entries)
 }
 
-/// Where [`guard_name`] may guard a name: a policy's root takes its name in
-/// a directory of another tree too; where a symlink leads does not.
+/// Where [`guard_name`] may guard a name: a policy's root takes its own
+/// name in a directory of another tree too (not a directory's on the way
+/// to it: what is made there is that tree's); where a symlink leads takes
+/// none there.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum NameIn {
     AnyTree,
@@ -225,6 +230,7 @@ fn guard_name(entries: &mut HashMap<FileKey, ProtectedEntry>, root: &Path, tree:
     let Some((dir, name)) = found else {
         return;
     };
+    let own_name = root.parent() == Some(dir.as_path());
     // The directory the kernel sees: a symlink on the way (/lib on a
     // merged-/usr host) leads to it.
     let Some(dir_key) = std::fs::canonicalize(&dir).ok().and_then(|dir| file_key(&dir)) else {
@@ -233,7 +239,8 @@ fn guard_name(entries: &mut HashMap<FileKey, ProtectedEntry>, root: &Path, tree:
     let entry = entries.entry(dir_key).or_insert(ProtectedEntry { tree, flags: PROTECTED_ANCESTOR });
     // Warrant's own directories decide every name in them.
     let in_tree = entry.flags & PROTECTED_ANCESTOR == 0;
-    if in_tree && (entry.tree == SELF_TREE || (entry.tree != tree && allowed == NameIn::NoOtherTree)) {
+    let another_tree = in_tree && entry.tree != tree;
+    if in_tree && entry.tree == SELF_TREE || another_tree && (allowed == NameIn::NoOtherTree || !own_name) {
         return;
     }
     entry.flags |= PROTECTED_NAMES;

@@ -245,16 +245,25 @@ fn a_protected_path_is_guarded_by_its_name_there_or_not() {
     let to_file = dir.join("to-profile");
     let to_name = dir.join("to-missing");
     let to_dir = dir.join("to-present");
+    let to_plain = dir.join("to-notes");
+    std::fs::write(dir.join("present/notes"), "").unwrap();
     std::os::unix::fs::symlink(dir.join("present/.profile"), &to_file).unwrap();
     std::os::unix::fs::symlink(dir.join("present/x.conf"), &to_name).unwrap();
     std::os::unix::fs::symlink(dir.join("present/y.conf"), &to_dir).unwrap();
-    let links: Vec<String> = [&to_file, &to_name, &to_dir].iter().map(|p| p.display().to_string()).collect();
-    let trees = [links.clone(), vec![present.clone(), inner0.clone(), inner1.clone()]].concat();
+    std::os::unix::fs::symlink(dir.join("present/notes"), &to_plain).unwrap();
+    let links: Vec<String> = [&to_file, &to_name, &to_dir, &to_plain].iter().map(|p| p.display().to_string()).collect();
+    // And a root inside `present` whose directory on the way is missing:
+    // what is made there is `present`'s, not that root's.
+    let deeper = dir.join("present/sub/deep").display().to_string();
+    let trees = [links.clone(), vec![present.clone(), inner0.clone(), inner1.clone(), deeper]].concat();
     let entries = protect::inodes(&trees, &[]).unwrap();
     assert_eq!(entries[&protect::file_key(&dir.join("present/.profile")).unwrap()].tree, protect::tree_id(&inner0));
+    assert_eq!(entries[&protect::file_key(&dir.join("present/notes")).unwrap()].tree, protect::tree_id(&present));
     let name = |name: &str| entries.get(&FileKey::of_name(present_key, proc_path::component(name.as_bytes())));
     assert_eq!(name("x.conf").map(|e| e.tree), Some(protect::tree_id(&inner1)));
     assert_eq!(name("y.conf"), None, "a symlink's missing target in another tree's directory");
+    assert_eq!(name("notes"), None, "a symlink's present target in another tree's directory");
+    assert_eq!(name("sub"), None, "a directory on the way to a root, in another tree");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

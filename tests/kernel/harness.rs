@@ -78,12 +78,14 @@ pub fn demo_policy_with(protect: &[&str], rules: &[(&str, &str, &str)]) -> (Stri
         })
         .collect();
     let paths: String = protect.iter().map(|path| format!("\"{path}\", ")).collect();
+    for anchor in ["protect = [", first_rule] {
+        assert!(text.contains(anchor), "policies/demo.toml no longer has {anchor:?}, where tests add to it");
+    }
     let edited = text.replacen("protect = [", &format!("protect = [{paths}"), 1).replacen(
         first_rule,
         &format!("{rules}{first_rule}"),
         1,
     );
-    assert_ne!(edited, text, "the demo policy no longer has its first rule where this expects it");
     (text, edited)
 }
 

@@ -247,8 +247,8 @@ pub enum RegisterRefused {
 #[derive(Debug, thiserror::Error)]
 pub enum QueryRefused {
     #[error(
-        "not a subject: the query socket answers Warrant's subjects about themselves (operators: warrant audit \
-         tail, warrant requests)"
+        "not a subject: the query socket answers Warrant's subjects about themselves, by the connection they \
+         made as subjects (agents: ask again on a new connection; operators: warrant audit tail, warrant requests)"
     )]
     NotASubject,
     #[error("cannot list requests")]
