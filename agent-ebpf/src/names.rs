@@ -339,11 +339,12 @@ fn adopt_moved(moved: *const u8, new_dir: *const u8, new: *const u8, by_subject:
     let Some(key) = inode_key(inode) else {
         return;
     };
-    // Moved from another tree, it takes the destination's rules (a
-    // directory its flags too: they were for where it was); Warrant's own
-    // files and the directories above trees keep their entries.
+    // Moved from another tree, it takes the destination's rules, and a
+    // directory drops the flags it had there. Moved within its tree, it
+    // keeps its entry (a directory its guarded names and roots held), as
+    // do Warrant's own files and the directories above trees.
     if let Some(entry) = unsafe { PROTECTED.get(&key) }
-        && (entry.flags & PROTECTED_ANCESTOR != 0 || entry.tree == SELF_TREE)
+        && (entry.flags & PROTECTED_ANCESTOR != 0 || entry.tree == SELF_TREE || entry.tree as u64 == tree)
     {
         return;
     }
