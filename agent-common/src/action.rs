@@ -114,10 +114,12 @@ pub const SYSTEM_CLOCK: u32 = 50;
 /// runtime, any root service that runs what it is sent). The target is the
 /// name the listener bound (see [`TargetKind::Socket`]).
 pub const IPC_CONNECT: u32 = 51;
-/// Connecting a socket (TCP, or UDP's connect) to a loopback address
-/// (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104): the way to a root deputy
-/// listening on TCP (a container runtime's API port, a CI agent). The
-/// target is the port (see [`TargetKind::Port`]).
+/// Connecting a socket (TCP, or UDP's connect), or sending with an address,
+/// to the host itself: loopback (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104)
+/// or any prefix of its local routing table (interface, broadcast and
+/// AnyIP addresses; multicast). The way to a root deputy listening on TCP
+/// or UDP (a container runtime's API port, a CI agent). The target is the
+/// port (see [`TargetKind::Port`]).
 pub const IPC_LOOPBACK: u32 = 54;
 
 // Network configuration over rtnetlink (NETLINK_ROUTE) and xfrm. The
@@ -195,6 +197,14 @@ pub const NFT_FLOWTABLE_UPDATE: u32 = 105;
 /// address sends on traffic the firewall already accepted. (IPVS's generic
 /// netlink family is `netlink.other`.)
 pub const NET_IPVS: u32 = 106;
+/// A send on a socket that carries packets the sender made, not the
+/// kernel's TCP or UDP: a raw IP socket (SOCK_RAW, with IP_HDRINCL any
+/// header), a packet socket (AF_PACKET: a whole frame, on `lo` too) or an
+/// XDP socket. Such a packet reaches a local deputy from any address and
+/// port, past `ipc.loopback`. Decided at every send, so that a socket made
+/// before pickup or handed over is decided too; receiving (capture) is not
+/// an action.
+pub const NET_RAW: u32 = 107;
 
 /// Not an action: the kernel made a process a subject at exec or at a
 /// cgroup move (the event's `table` holds the match kind). Never in policy.
@@ -224,6 +234,7 @@ pub const ALL: &[(u32, &str)] = &[
     (NFT_OBJECT_UPDATE, "nft.object.update"),
     (NFT_FLOWTABLE_UPDATE, "nft.flowtable.update"),
     (NET_IPVS, "net.ipvs"),
+    (NET_RAW, "net.raw"),
     (NFT_RESET, "nft.reset"),
     (NFT_OTHER, "nft.other"),
     (NFNETLINK_OTHER, "nfnetlink.other"),
@@ -368,7 +379,7 @@ pub fn target_kind(id: u32) -> TargetKind {
         | NET_CONF
         | NET_TC_QDISC_ADD..=NET_TC_FILTER_DELETE => TargetKind::Interface,
         NET_ROUTE_ADD..=NET_ROUTE_REPLACE => TargetKind::Route,
-        NETNS_CREATE | SYSTEM_CLOCK | NET_RULE_ADD..=NET_XFRM_OTHER | NET_IPVS => TargetKind::None,
+        NETNS_CREATE | SYSTEM_CLOCK | NET_RULE_ADD..=NET_XFRM_OTHER | NET_IPVS | NET_RAW => TargetKind::None,
         NETLINK_OTHER => TargetKind::Protocol,
         IPC_CONNECT => TargetKind::Socket,
         SELF_MARKED_EXEC => TargetKind::Inode,

@@ -355,6 +355,22 @@ pub struct SocketVerdict {
 }
 const _: () = assert!(core::mem::size_of::<SocketVerdict>() == 16);
 
+/// Entries the LOCAL_ADDRESSES map (an LPM trie) holds: the prefixes of
+/// the host's local routing table (`ip route show table local`: its
+/// addresses, broadcast addresses and anycast and multicast prefixes). A
+/// node with kube-proxy in IPVS mode holds every service address there.
+pub const LOCAL_ADDRESSES_CAPACITY: u32 = 65_536;
+
+/// The key data of LOCAL_ADDRESSES: an IPv6 address, an IPv4 one as
+/// v4-mapped (`::ffff:a.b.c.d`, its prefix length plus 96), so that a
+/// dual-stack socket's v4-mapped destination finds the IPv4 entry.
+pub type LocalAddress = [u8; 16];
+
+/// `ip` as the v4-mapped IPv6 address LOCAL_ADDRESSES keys it by.
+pub const fn v4_mapped(ip: [u8; 4]) -> LocalAddress {
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ip[0], ip[1], ip[2], ip[3]]
+}
+
 /// Entries the MARKS map holds. A subject's write that would need one more
 /// is refused (ENOSPC) rather than left unmarked.
 pub const MARKS_CAPACITY: u32 = 131_072;

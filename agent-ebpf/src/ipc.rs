@@ -19,7 +19,7 @@ use aya_ebpf::{
 use warrant_common::{NAME_LEN, SELF_TREE, SOCKET_NAME_CUT, SocketKey, SocketVerdict, Subject, TargetKey, action};
 
 use crate::{
-    files,
+    files, local,
     maps::{CONNECTED_SOCKETS, UNIX_CALLERS, kernel_offsets},
     policy::{decide_with, read_kernel, version_in_force},
     selfprotect, subjects,
@@ -128,9 +128,14 @@ fn copy_name(key: &mut TargetKey, name: *const u8, len: u32) {
 }
 
 const AF_UNIX: u16 = 1;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
 /// `AF_KEY` (PF_KEY v2).
 const AF_KEY: u16 = 15;
+const AF_PACKET: u16 = 17;
+const AF_XDP: u16 = 44;
 const SOCK_STREAM: u16 = 1;
+const SOCK_RAW: u16 = 3;
 const SOCK_SEQPACKET: u16 = 5;
 
 /// A subject's send on a connected unix stream or seqpacket socket (which
@@ -199,12 +204,9 @@ fn socket_key(sock: *const u8, socket: *const u8) -> Option<SocketKey> {
     Some(SocketKey { sock: sock as u64, ino })
 }
 
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
-
-/// `socket_connect(sock, address, addrlen)`: a subject's connect to a
-/// loopback address is `ipc.loopback` on the port (see
-/// `warrant_common::action::IPC_LOOPBACK`). `address` is the kernel's copy.
+/// `socket_connect(sock, address, addrlen)`: a subject's connect to one of
+/// the host's own addresses is `ipc.loopback` on the port (see [`local`]).
+/// `address` is the kernel's copy.
 #[lsm(hook = "socket_connect")]
 pub fn socket_connect(ctx: LsmContext) -> i32 {
     let earlier_verdict: i32 = ctx.arg(3);
@@ -216,18 +218,17 @@ pub fn socket_connect(ctx: LsmContext) -> i32 {
     };
     let address: *const u8 = ctx.arg(1);
     let length: i32 = ctx.arg(2);
-    match loopback_port(address, length) {
-        Some(port) => decide_loopback(&subject, port),
-        None => 0,
-    }
+    local::decide_connect(&subject, address, length)
 }
 
 /// `socket_sendmsg(sock, msg, size)`: a send with an address (UDP's
 /// `sendto`, TCP Fast Open's `sendto(MSG_FASTOPEN)`, which connects without
-/// `socket_connect`) to a loopback address is `ipc.loopback` too; a send
+/// `socket_connect`) to one of the host's own addresses is `ipc.loopback`
+/// too; a send
 /// on a connected unix stream or seqpacket socket, with an address or
 /// without, is decided on its peer once (see [`connected_send`]); a send on
-/// a PF_KEY socket is `net.xfrm.other`.
+/// a PF_KEY socket is `net.xfrm.other`, and one on a raw IP, packet or XDP
+/// socket `net.raw`.
 #[lsm(hook = "socket_sendmsg")]
 pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     let earlier_verdict: i32 = ctx.arg(3);
@@ -248,8 +249,14 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     // PF_KEY, IPsec's older interface: flushes and adds states and policies
     // as xfrm netlink does. Every send is decided, its reads (dumps) too.
     let sock = read_kernel::<u64>(socket, offsets.socket_sk).unwrap_or(0) as *const u8;
-    if read_kernel::<u16>(sock, offsets.sock_family) == Some(AF_KEY) {
+    let family = read_kernel::<u16>(sock, offsets.sock_family).unwrap_or(0);
+    if family == AF_KEY {
         return crate::policy::decide_action(&subject, action::NET_XFRM_OTHER, 0, 0, [0, 0]);
+    }
+    // Packets the subject made itself: `net.raw`, whatever the address.
+    let raw = matches!(family, AF_INET | AF_INET6) && read_kernel::<u16>(socket, offsets.socket_type) == Some(SOCK_RAW);
+    if raw || family == AF_PACKET || family == AF_XDP {
+        return crate::policy::decide_action(&subject, action::NET_RAW, 0, 0, [0, 0]);
     }
     let msg: *const u8 = ctx.arg(1);
     let address = read_kernel::<u64>(msg, offsets.msghdr_msg_name).unwrap_or(0) as *const u8;
@@ -257,44 +264,5 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
         return 0;
     }
     let length = read_kernel::<i32>(msg, offsets.msghdr_msg_namelen).unwrap_or(0);
-    match loopback_port(address, length) {
-        Some(port) => decide_loopback(&subject, port),
-        None => 0,
-    }
-}
-
-#[inline(always)]
-fn decide_loopback(subject: &Subject, port: u16) -> i32 {
-    decide_with(subject, action::IPC_LOOPBACK, |key| {
-        let object = (&raw mut key.object).cast::<u64>();
-        unsafe { object.write_volatile(port as u64) };
-    })
-}
-
-/// The port of a loopback `sockaddr_in` or `sockaddr_in6` (v4-mapped too).
-#[inline(always)]
-fn loopback_port(address: *const u8, length: i32) -> Option<u16> {
-    let family = read_kernel::<u16>(address, 0)?;
-    let port = u16::from_be(read_kernel::<u16>(address, 2)?);
-    // Port 0 reaches no listener (glibc's address sorting connects UDP there).
-    if port == 0 {
-        return None;
-    }
-    match family {
-        AF_INET if length >= 8 => {
-            // 127/8, or 0.0.0.0, which the kernel routes to loopback.
-            let ip = read_kernel::<u32>(address, 4)?;
-            (ip & 0xff == 127 || ip == 0).then_some(port)
-        }
-        AF_INET6 if length >= 24 => {
-            // sin6_addr at 8 (as little-endian words): ::1 and :: (which the
-            // kernel makes ::1), ::ffff:127.x.y.z and ::ffff:0.0.0.0.
-            let high = read_kernel::<u64>(address, 8)?;
-            let low = read_kernel::<u64>(address, 16)?;
-            let loopback = low == 1 << 56 || low == 0;
-            let mapped = low & 0xff_ffff_ffff == 0x7f_ffff_0000 || low == 0xffff_0000;
-            (high == 0 && (loopback || mapped)).then_some(port)
-        }
-        _ => None,
-    }
+    local::decide_connect(&subject, address, length)
 }

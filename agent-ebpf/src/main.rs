@@ -17,6 +17,7 @@ mod files;
 mod held;
 mod ipc;
 mod legacy;
+mod local;
 mod maps;
 mod marks;
 mod names;

@@ -2,11 +2,12 @@
 
 use aya_ebpf::{
     macros::{btf_map, map},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use warrant_common::{
-    FileKey, KernelOffsets, MARKS_CAPACITY, Mark, MatchKey, Pickup, ProfileEntry, ProtectedEntry, RateWindow,
-    RuleEntry, Settings, SocketKey, SocketVerdict, Subject, TargetKey, WarrantEntry,
+    FileKey, KernelOffsets, LOCAL_ADDRESSES_CAPACITY, LocalAddress, MARKS_CAPACITY, Mark, MatchKey, Pickup,
+    ProfileEntry, ProtectedEntry, RateWindow, RuleEntry, Settings, SocketKey, SocketVerdict, Subject, TargetKey,
+    WarrantEntry,
     decision::{BatchScratch, SingleScratch},
 };
 
@@ -129,6 +130,12 @@ pub static PROC_TREES: HashMap<u64, u32> = HashMap::with_max_entries(256, 0);
 /// Keyed by `struct file` address; entries leave when the file is freed.
 #[map]
 pub static WRITABLE_FILES: HashMap<u64, u64> = HashMap::with_max_entries(8192, 0);
+
+/// The host's own addresses, beyond loopback's (see `local`): the daemon
+/// fills it from the local routing table before the programs attach and
+/// keeps it as the table changes. Not pinned: a new daemon fills its own.
+#[map]
+pub static LOCAL_ADDRESSES: LpmTrie<LocalAddress, u32> = LpmTrie::with_max_entries(LOCAL_ADDRESSES_CAPACITY, 0);
 
 /// Connected unix sockets whose peer was decided for a subject (see
 /// `ipc::connected_send`), so that their sends are not decided, and

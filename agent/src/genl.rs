@@ -17,7 +17,7 @@ const NLMSG_ERROR: u16 = 2;
 /// Longest family name the kernel takes (GENL_NAMSIZ less its NUL).
 const FAMILY_NAME_MAX: usize = 15;
 
-fn align4(n: usize) -> usize {
+pub(crate) fn align4(n: usize) -> usize {
     (n + 3) & !3
 }
 

@@ -14,6 +14,7 @@ pub mod hooks;
 pub mod host_mount;
 pub mod kernel;
 pub mod keys;
+pub mod local_addresses;
 pub mod lsm_fix;
 pub mod marks;
 pub mod metrics;

@@ -9,7 +9,7 @@ use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
-use crate::{confinement::start_deputy, harness, harness::daemon, subjects::as_uid};
+use crate::{deputies::start_deputy, harness, harness::daemon, subjects::as_uid};
 
 const AGENTS_CGROUP_PROCS: &str = "/sys/fs/cgroup/agents.slice/cgroup.procs";
 const PROTECTED_FILE: &str = "/etc/sysctl.d/90-agent.conf";

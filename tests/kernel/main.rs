@@ -5,6 +5,7 @@
 
 mod bundles;
 mod confinement;
+mod deputies;
 mod files;
 mod harness;
 mod held;

@@ -48,6 +48,7 @@ use crate::{
     trust_root::{self, TrustRoot},
 };
 
+mod addresses;
 mod asks;
 mod error;
 mod events;

@@ -13,6 +13,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use tokio::sync::oneshot;
 
 use super::{events::EventRing, *};
+use crate::local_addresses::LocalPrefix;
 
 /// What the owner is asked to do, each with where its reply goes.
 pub(super) enum Command {
@@ -28,6 +29,8 @@ pub(super) enum Command {
     Metrics { reply: oneshot::Sender<String> },
     /// The 2 s housekeeping.
     Tick { reply: oneshot::Sender<()> },
+    /// The local routing table as it is now, for LOCAL_ADDRESSES.
+    LocalAddresses { prefixes: BTreeSet<LocalPrefix>, reply: oneshot::Sender<()> },
     /// The daemon's last words (`failed`: the task whose end stops it);
     /// the owner ends after answering.
     Stop { failed: Option<(&'static str, String)>, reply: oneshot::Sender<()> },
@@ -101,6 +104,10 @@ fn execute(state: &mut State, command: Command) {
         }
         Command::Tick { reply } => {
             state.tick();
+            let _ = reply.send(());
+        }
+        Command::LocalAddresses { prefixes, reply } => {
+            state.set_local_addresses(&prefixes);
             let _ = reply.send(());
         }
         Command::Stop { failed, reply } => {

@@ -159,6 +159,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
     {
         let owner = owner.clone();
+        tasks.spawn(async move { ("address watcher", addresses::watch_local_addresses(owner).await) });
+    }
+    {
+        let owner = owner.clone();
         tasks.spawn(async move {
             serve_queries(queries, owner).await;
             ("query socket", Err(DaemonError::StoppedAccepting))

@@ -239,6 +239,7 @@ fn map_fd(map: &Map) -> Option<RawFd> {
     let data = match map {
         Map::Array(data)
         | Map::HashMap(data)
+        | Map::LpmTrie(data)
         | Map::LruHashMap(data)
         | Map::PerCpuArray(data)
         | Map::PerCpuHashMap(data)

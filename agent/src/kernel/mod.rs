@@ -28,9 +28,11 @@ mod fmod_ret;
 pub mod links;
 mod load;
 use load::{hook_present, log_verified, take};
+mod local_addresses;
 mod marks;
 mod policy_maps;
 mod subjects;
+pub use local_addresses::LocalAddressesChange;
 pub use policy_maps::PolicyChange;
 pub use subjects::{pidfd_open, pinned_subject_profile, raw_subject_profile};
 

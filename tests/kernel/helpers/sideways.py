@@ -49,6 +49,13 @@
                                  file GO (30 s at most), then writes "1" to
                                  FREEZE (prints "freeze=E") and "X" through
                                  the mapping
+    sideways.py raw-send PORT    a crafted UDP datagram to 127.0.0.1:PORT on a
+                                 raw IP socket
+    sideways.py packet-send PORT the same as a frame on a packet socket on lo
+    sideways.py packet-capture   captures on lo the datagram it sends to
+                                 127.0.0.1:53 (2: none in 10 s)
+    sideways.py icmp-echo        an echo request to 127.0.0.1 on an ICMP
+                                 datagram socket (ping's), and its reply
 
 Exits 0 on success, or with the errno of the failing call (EPERM is 1).
 For sigio the write always succeeds: whether the signal arrived is for the
@@ -366,7 +373,9 @@ def tfo_ask(host, port, command):
 
 
 def udp_send(host, port):
-    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    client = socket.socket(family, socket.SOCK_DGRAM)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
     try:
         client.sendto(b"x", (host, int(port)))
     except OSError as err:
@@ -374,10 +383,72 @@ def udp_send(host, port):
     return 0
 
 
+def crafted_udp(port):
+    """An IPv4 header and a UDP datagram, 127.0.0.1 to 127.0.0.1:port."""
+    loopback = socket.inet_aton("127.0.0.1")
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0, 64, socket.IPPROTO_UDP, 0, loopback, loopback)
+    return header + struct.pack("!HHHH", 40000, int(port), 8, 0)
+
+
+def raw_send(port):
+    """A raw IP socket: the header is the sender's (IPPROTO_RAW implies IP_HDRINCL)."""
+    try:
+        crafted = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        crafted.sendto(crafted_udp(port), ("127.0.0.1", 0))
+    except OSError as err:
+        return err.errno
+    return 0
+
+
+def packet_send(port):
+    """A packet socket on lo: the whole frame is the sender's."""
+    try:
+        crafted = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        crafted.bind(("lo", 0))
+        crafted.send(bytes(12) + b"\x08\x00" + crafted_udp(port))
+    except OSError as err:
+        return err.errno
+    return 0
+
+
+def packet_capture():
+    """Receives on a packet socket the datagram it sends to 127.0.0.1:53."""
+    capture = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    capture.bind(("lo", 0))
+    capture.settimeout(10)
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"captured", ("127.0.0.1", 53))
+    try:
+        while b"captured" not in capture.recv(65536):
+            pass
+    except OSError as err:
+        return err.errno or 2
+    return 0
+
+
+def icmp_echo():
+    """ping's way: an echo request on an ICMP datagram socket, and its reply."""
+    echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+    echo.settimeout(10)
+    try:
+        echo.sendto(struct.pack("!BBHHH", 8, 0, 0, 0, 1) + b"warrant", ("127.0.0.1", 0))
+        reply = echo.recv(1024)
+    except OSError as err:
+        return err.errno or 2
+    return 0 if reply[0] == 0 else 3
+
+
 def main():
     command, args = sys.argv[1], sys.argv[2:]
     if command == "tfo-ask":
         sys.exit(tfo_ask(args[0], args[1], args[2]))
+    if command == "raw-send":
+        sys.exit(raw_send(args[0]))
+    if command == "packet-send":
+        sys.exit(packet_send(args[0]))
+    if command == "icmp-echo":
+        sys.exit(icmp_echo())
+    if command == "packet-capture":
+        sys.exit(packet_capture())
     if command == "udp-send":
         sys.exit(udp_send(args[0], args[1]))
     if command == "tcp-deputy":
