@@ -149,5 +149,11 @@ pub struct KernelOffsets {
     /// `struct inode, i_writecount` (atomic_t): fds open for writing and
     /// shared writable mappings, when positive.
     pub inode_i_writecount: u32,
+    /// `struct task_struct, ptrace` (unsigned int): non-zero while traced.
+    pub task_struct_ptrace: u32,
+    /// `struct task_struct, parent` (pointer): the tracer, while traced.
+    pub task_struct_parent: u32,
+    /// `struct task_struct, ptraced` (list_head): the tasks it traces.
+    pub task_struct_ptraced: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 268);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 280);

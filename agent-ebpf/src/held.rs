@@ -9,15 +9,20 @@
 //! and could clear the mark before the exec closes it. A ring made after
 //! the exec is the subject's own, and its poller thread inherits the marker.
 //!
+//! A ptrace attachment is not decided again either: PTRACE_POKE* on a
+//! task already traced pass no hook. A process that would become a subject
+//! at exec while it traces a task is refused the exec too.
+//!
 //! A running process picked up is looked at by the daemon (agent/src/held.rs),
 //! and so is every process it makes until the daemon has looked (PICKUPS,
-//! PICKUP_CHILDREN): a child keeps what its parent held.
+//! PICKUP_CHILDREN): a child keeps what its parent held. The daemon learns
+//! whom it traces from [`traced_tasks`].
 
 use aya_ebpf::{
     bindings::task_struct,
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task,
-        generated::{bpf_get_current_task_btf, bpf_ktime_get_boot_ns, bpf_task_storage_get},
+        generated::{bpf_get_current_task_btf, bpf_ktime_get_boot_ns, bpf_seq_write, bpf_task_storage_get},
     },
     macros::lsm,
     programs::LsmContext,
@@ -28,6 +33,7 @@ use crate::{
     maps::{KERNEL_OFFSETS, PICKUP_CHILDREN, PICKUPS, PICKUPS_UNTIL, kernel_offsets},
     policy::{read_kernel, repeat},
     selfprotect, subjects,
+    subjects::TaskIteratorContext,
 };
 
 /// How long a pickup notes new processes, at most: the daemon looks at
@@ -198,4 +204,42 @@ pub fn file_receive(ctx: LsmContext) -> i32 {
         return 0;
     };
     if is_io_uring(ctx.arg(0)) { selfprotect::refuse_on(&subject, action::SELF_IO_URING, [0, 0]) } else { 0 }
+}
+
+/// Whether the current task traces another (its `ptraced` list is not
+/// empty). Unreadable counts as tracing.
+#[inline(always)]
+pub fn traces_a_task() -> bool {
+    let at = kernel_offsets().task_struct_ptraced;
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let head = task as u64 + at as u64;
+    read_kernel::<u64>(task, at).is_none_or(|next| next != head)
+}
+
+/// A task iterator (`iter/task`) the daemon runs when it picks up a running
+/// process: writes, for every traced task, its tracer's tgid, its own tgid
+/// and its tid (three u32). A process picked up while it traces a task
+/// outside its profile is stopped (agent/src/held.rs).
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "iter/task")]
+pub extern "C" fn traced_tasks(ctx: *mut TaskIteratorContext) -> i32 {
+    // SAFETY: the kernel passes a valid context; `task` may be NULL.
+    let (meta, task) = unsafe { ((*ctx).meta, (*ctx).task) };
+    if task.is_null() {
+        return 0;
+    }
+    let offsets = kernel_offsets();
+    let task = task as *const u8;
+    if read_kernel::<u32>(task, offsets.task_struct_ptrace).unwrap_or(0) == 0 {
+        return 0;
+    }
+    let tracer = read_kernel::<u64>(task, offsets.task_struct_parent).unwrap_or(0) as *const u8;
+    let row = [
+        read_kernel::<u32>(tracer, offsets.task_struct_tgid).unwrap_or(0),
+        read_kernel::<u32>(task, offsets.task_struct_tgid).unwrap_or(0),
+        read_kernel::<u32>(task, offsets.task_struct_pid).unwrap_or(0),
+    ];
+    // SAFETY: `meta` is the kernel's, valid for this call.
+    unsafe { bpf_seq_write((*meta).seq, row.as_ptr().cast(), 12) };
+    0
 }

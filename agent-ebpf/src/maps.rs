@@ -294,6 +294,9 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     task_struct_group_leader: 0,
     task_struct_start_boottime: 0,
     inode_i_writecount: 0,
+    task_struct_ptrace: 0,
+    task_struct_parent: 0,
+    task_struct_ptraced: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

@@ -146,15 +146,15 @@ fn mark(task: *mut task_struct, profile_id: u32, flags: u32, kind: u32) -> bool 
 /// `struct bpf_iter__task`: a task iterator program's context.
 #[repr(C)]
 pub(crate) struct TaskIteratorContext {
-    meta: *const IteratorMeta,
+    pub(crate) meta: *const IteratorMeta,
     /// NULL once the walk is over.
-    task: *mut task_struct,
+    pub(crate) task: *mut task_struct,
 }
 
 /// The start of `struct bpf_iter_meta`.
 #[repr(C)]
-struct IteratorMeta {
-    seq: *mut seq_file,
+pub(crate) struct IteratorMeta {
+    pub(crate) seq: *mut seq_file,
 }
 
 /// A task iterator (`iter/task`) the daemon runs when it picks up a running
@@ -233,7 +233,7 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
         subject.flags &= !(subject_flag::MOVED_BY_PARENT | subject_flag::STARTED_BY_RUN);
         let subject = *subject;
         if started_by_run {
-            let refused = refuse_held_ring(subject.profile_id);
+            let refused = refuse_held(subject.profile_id);
             if refused != 0 {
                 return refused;
             }
@@ -323,11 +323,12 @@ fn spawned_executor(program: *const u8) -> u32 {
 }
 
 /// The exec's verdict for a process about to become a subject of
-/// `profile_id`: refused while it holds an io_uring fd (see held.rs),
-/// unmarked; otherwise marked, or refused if the marker cannot be stored.
+/// `profile_id`: refused while it holds an io_uring fd or traces a task
+/// (see held.rs), unmarked; otherwise marked, or refused if the marker
+/// cannot be stored.
 #[inline(always)]
 fn become_subject(profile_id: u32, kind: u32, flags: u32) -> i32 {
-    let refused = refuse_held_ring(profile_id);
+    let refused = refuse_held(profile_id);
     if refused != 0 {
         return refused;
     }
@@ -335,18 +336,19 @@ fn become_subject(profile_id: u32, kind: u32, flags: u32) -> i32 {
     if mark(task, profile_id, flags, kind) { 0 } else { -ENOMEM }
 }
 
-/// Refuses (as a subject of `profile_id`) an exec that would carry an
-/// io_uring fd into a subject: see held.rs.
+/// Refuses (as a subject of `profile_id`) an exec that would carry into a
+/// subject an io_uring fd or a ptrace attachment: see held.rs.
 // Its own function: bprm_check calls it on two paths.
 #[inline(never)]
-fn refuse_held_ring(profile_id: u32) -> i32 {
-    match held::io_uring_fd() {
-        Some(fd) => {
-            let joining = Subject { profile_id, ..Subject::default() };
-            selfprotect::refuse_on(&joining, action::SELF_IO_URING, [fd as i64 as u64, 0])
-        }
-        None => 0,
+fn refuse_held(profile_id: u32) -> i32 {
+    let joining = Subject { profile_id, ..Subject::default() };
+    if let Some(fd) = held::io_uring_fd() {
+        return selfprotect::refuse_on(&joining, action::SELF_IO_URING, [fd as i64 as u64, 0]);
     }
+    if held::traces_a_task() {
+        return selfprotect::refuse_on(&joining, action::SELF_PTRACE, [0, 0]);
+    }
+    0
 }
 
 /// A task moved into a matched cgroup becomes a subject there and then.

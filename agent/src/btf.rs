@@ -311,6 +311,9 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         task_struct_group_leader: btf.member_offset("task_struct", "group_leader")?,
         task_struct_start_boottime: btf.member_offset("task_struct", "start_boottime")?,
         inode_i_writecount: btf.member_offset("inode", "i_writecount")?,
+        task_struct_ptrace: btf.member_offset("task_struct", "ptrace")?,
+        task_struct_parent: btf.member_offset("task_struct", "parent")?,
+        task_struct_ptraced: btf.member_offset("task_struct", "ptraced")?,
     })
 }
 

@@ -1,19 +1,22 @@
 //! What a running process holds when it is picked up as a subject (by a
 //! policy apply, or moved into a matched cgroup) that marking it cannot
 //! take back. The kernel decides most holdings when they are used: a write
-//! through an fd opened earlier, a send on a socket connected earlier. Two
-//! are not decided anywhere:
+//! through an fd opened earlier, a send on a socket connected earlier.
+//! These are not decided anywhere:
 //! - a shared writable mapping of a protected file: stores through it
 //!   reach the file with no hook between;
 //! - an io_uring ring polled (SQPOLL) by a thread of another process: what
-//!   the subject submits runs in that thread, which is not a subject.
+//!   the subject submits runs in that thread, which is not a subject;
+//! - a ptrace attachment to a process outside its profile: PTRACE_POKE*
+//!   writes its memory and registers with no hook between (the kernel
+//!   says whom it traces: `Kernel::tracees_of`).
 //!
 //! The daemon reads them from /proc once the process is marked, and stops
-//! a process that holds either (SIGKILL through a pidfd taken first, so a
+//! a process that holds any (SIGKILL through a pidfd taken first, so a
 //! reused pid is never hit). Between the marking and the signal the
 //! process runs as it did before the pickup; a process that becomes a
 //! subject at exec holds no mappings, and is refused the exec while it
-//! holds a ring (agent-ebpf's held.rs).
+//! holds a ring or traces a task (agent-ebpf's held.rs).
 
 use std::os::fd::{AsRawFd as _, OwnedFd};
 
@@ -35,6 +38,10 @@ pub enum Holding {
     /// fd `fd` open for writing on the memory of another process (`owner`):
     /// `/proc/PID/mem`, whose writes run code there, unconfined.
     ProcessMemory { fd: u32, owner: u32 },
+    /// A ptrace attachment to thread `tid` of process `tgid`, not a
+    /// subject of the same profile: its PTRACE_POKE* run code there,
+    /// unconfined, and pass no hook.
+    Tracee { tgid: u32, tid: u32 },
     /// What the process holds could not be read.
     Unreadable { reason: String },
     /// Not every thread of it could be marked.
@@ -58,6 +65,7 @@ impl std::fmt::Display for Holding {
             Holding::ProcessMemory { fd, owner } => {
                 write!(f, "fd {fd} open for writing on the memory of process {owner}")
             }
+            Holding::Tracee { tgid, tid } => write!(f, "a ptrace attachment to thread {tid} of process {tgid}"),
             Holding::Unreadable { reason } => write!(f, "what it holds could not be read ({reason})"),
             Holding::Unmarked => write!(f, "threads that could not all be marked as subjects"),
         }

@@ -312,3 +312,33 @@ for _ in range(20):
         sys.exit(code)
 sys.exit(3)
 "#;
+
+/// A ptrace attachment made before the pickup: PTRACE_POKE* on it pass no
+/// hook, so a process picked up while it traces one outside its profile is
+/// stopped, and an exec that would make a subject of a tracer is refused.
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_tracer_becomes_no_subject_while_it_holds_its_attachment() {
+    let d = daemon();
+    let go = "/run/warrant-trace-go";
+    let _ = std::fs::remove_file(go);
+    let mark = d.audit_len();
+    let (mut tracer, mut out) = spawn_reading(sideways_root(&["trace-held", AGENTS_CGROUP_PROCS, go]));
+    let victim = next_line(&mut out);
+    let victim = victim.strip_prefix("victim=").unwrap_or_else(|| panic!("no victim: {victim}")).to_owned();
+    let pid = moving_pid(&mut out);
+    let stopped = d.expect_record_where(mark, "subject.stopped", |r| r["kind"] == "subject.stopped" && r["pid"] == pid);
+    let held = stopped["held"][0].as_str().unwrap_or("");
+    assert!(held.contains(&format!("ptrace attachment to thread {victim}")), "{stopped}");
+    std::fs::write(go, "").unwrap();
+    assert_eq!(tracer.wait().unwrap().signal(), Some(9), "the tracer ran on");
+    let _ = Command::new("kill").args(["-9", &victim]).status();
+    let _ = std::fs::remove_file(go);
+    // Root attaches to a child, keeps the attachment and becomes uid 4242 (ops-bot).
+    let mark = d.audit_len();
+    let out = sideways_root(&["trace-exec", "4242", "/usr/bin/true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "the exec went on with the attachment: {out:?}");
+    d.expect_record_where(mark, "self.ptrace denied", |r| {
+        r["action"] == "self.ptrace" && r["verdict"] == "denied" && r["profile"] == "ops-bot"
+    });
+}

@@ -146,6 +146,15 @@ impl State {
             |tgid| profile_id.is_some() && self.kernel.subject_profile(tgid) == profile_id,
         )
         .unwrap_or_else(|reason| vec![held::Holding::Unreadable { reason }]);
+        match self.kernel.tracees_of(pid) {
+            Ok(tracees) => holdings.extend(
+                tracees
+                    .into_iter()
+                    .filter(|&(tgid, _)| profile_id.is_none() || self.kernel.subject_profile(tgid) != profile_id)
+                    .map(|(tgid, tid)| held::Holding::Tracee { tgid, tid }),
+            ),
+            Err(e) => holdings.push(held::Holding::Unreadable { reason: error_chain(&e) }),
+        }
         // Fail closed: a thread left unmarked would act unconfined.
         if !own_threads_marked && std::path::Path::new(&format!("/proc/{pid}")).exists() {
             holdings.push(held::Holding::Unmarked);

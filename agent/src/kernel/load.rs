@@ -181,8 +181,10 @@ fn load_programs(
         program.load(lsm_program.hook, btf).map_err(|e| program_err(name, error_chain(&e)))?;
         log_verified(name, program.info().ok().and_then(|info| info.verified_instruction_count()));
     }
-    let mark_threads: &mut Iter = typed_program(ebpf, "mark_threads")?;
-    mark_threads.load("task", btf).map_err(|e| program_err("mark_threads", error_chain(&e)))?;
+    for name in ["mark_threads", "traced_tasks"] {
+        let iterator: &mut Iter = typed_program(ebpf, name)?;
+        iterator.load("task", btf).map_err(|e| program_err(name, error_chain(&e)))?;
+    }
     Ok(missing_hooks)
 }
 

@@ -63,10 +63,16 @@ impl Kernel {
 
     /// One run of the `mark_threads` iterator: how many threads it marked.
     fn run_mark_threads(&mut self) -> Result<usize, String> {
+        // The program writes the tid of each thread it marks.
+        Ok(self.run_iterator("mark_threads")?.len() / 4)
+    }
+
+    /// One walk of every task by iterator program `name`: what it wrote.
+    fn run_iterator(&mut self, name: &'static str) -> Result<Vec<u8>, String> {
         let program: &mut Iter = self
             .ebpf
-            .program_mut("mark_threads")
-            .ok_or("the mark_threads program is missing")?
+            .program_mut(name)
+            .ok_or_else(|| format!("the {name} program is missing"))?
             .try_into()
             .map_err(|e: aya::programs::ProgramError| e.to_string())?;
         let link_id = program.attach().map_err(|e| error_chain(&e))?;
@@ -74,8 +80,22 @@ impl Kernel {
         let mut output = Vec::new();
         std::io::Read::read_to_end(&mut link.into_file().map_err(|e| error_chain(&e))?, &mut output)
             .map_err(|e| e.to_string())?;
-        // The program writes the tid of each thread it marks.
-        Ok(output.len() / 4)
+        Ok(output)
+    }
+
+    /// The tasks the threads of process `pid` trace, as (tgid, tid): a
+    /// walk of every task (the `traced_tasks` iterator).
+    pub fn tracees_of(&mut self, pid: u32) -> Result<Vec<(u32, u32)>, KernelError> {
+        let rows = self.run_iterator("traced_tasks").map_err(|reason| KernelError::Subject { pid, reason })?;
+        Ok(rows
+            .chunks_exact(12)
+            .map(|row| {
+                let word = |at: usize| u32::from_ne_bytes([row[at], row[at + 1], row[at + 2], row[at + 3]]);
+                (word(0), word(4), word(8))
+            })
+            .filter(|&(tracer, ..)| tracer == pid)
+            .map(|(_, tgid, tid)| (tgid, tid))
+            .collect())
     }
 
     /// Notes running process `pid`, being picked up as a subject of

@@ -49,6 +49,14 @@
                                  file GO (30 s at most), then writes "1" to
                                  FREEZE (prints "freeze=E") and "X" through
                                  the mapping
+    sideways.py trace-held PROCS GO
+                                 forks a child that sleeps and attaches to it
+                                 (PTRACE_SEIZE; prints "victim=PID"), prints
+                                 "moving PID", writes its pid to cgroup file
+                                 PROCS and waits for file GO
+    sideways.py trace-exec UID PROGRAM ARGS...
+                                 attaches to a sleeping child as trace-held
+                                 does, becomes UID, execs PROGRAM
     sideways.py raw-send PORT    a crafted UDP datagram to 127.0.0.1:PORT on a
                                  raw IP socket
     sideways.py packet-send PORT the same as a frame on a packet socket on lo
@@ -383,6 +391,44 @@ def udp_send(host, port):
     return 0
 
 
+PTRACE_SEIZE = 0x4206
+
+
+def seize_a_sleeper():
+    """Forks a child that sleeps, and attaches to it (PTRACE_SEIZE)."""
+    victim = os.fork()
+    if victim == 0:
+        time.sleep(60)
+        os._exit(0)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+    if libc.ptrace(PTRACE_SEIZE, victim, None, None) != 0:
+        raise OSError(ctypes.get_errno(), "PTRACE_SEIZE")
+    print(f"victim={victim}", flush=True)
+    return victim
+
+
+def trace_held(procs, go):
+    seize_a_sleeper()
+    # Said first: the move may get it stopped at once.
+    print(f"moving {os.getpid()}", flush=True)
+    with open(procs, "w") as cgroup:
+        cgroup.write(str(os.getpid()))
+    wait_for(go)
+    return 0
+
+
+def trace_exec(uid, program):
+    victim = seize_a_sleeper()
+    os.setgid(uid)
+    os.setuid(uid)
+    try:
+        os.execv(program[0], program)
+    except OSError as err:
+        os.kill(victim, 9)
+        return err.errno
+
+
 def crafted_udp(port):
     """An IPv4 header and a UDP datagram, 127.0.0.1 to 127.0.0.1:port."""
     loopback = socket.inet_aton("127.0.0.1")
@@ -441,6 +487,10 @@ def main():
     command, args = sys.argv[1], sys.argv[2:]
     if command == "tfo-ask":
         sys.exit(tfo_ask(args[0], args[1], args[2]))
+    if command == "trace-held":
+        sys.exit(trace_held(args[0], args[1]))
+    if command == "trace-exec":
+        sys.exit(trace_exec(int(args[0]), args[1:]))
     if command == "raw-send":
         sys.exit(raw_send(args[0]))
     if command == "packet-send":
