@@ -4,12 +4,16 @@
 //! kernel functions as rtnetlink, so a subject's are decided as the
 //! rtnetlink action they amount to, with a target no rule names (only `*`
 //! covers them: the structures they pass are copied after the hook, so a
-//! target read from them could be raced).
+//! target read from them could be raced). vhost-net's backend ioctl is
+//! `net.raw`.
 
 use crate::action::{
     NET_ADDR_ADD, NET_ADDR_DELETE, NET_LINK_ADD, NET_LINK_DELETE, NET_LINK_SET, NET_NEIGH_ADD, NET_NEIGH_DELETE,
-    NET_ROUTE_ADD, NET_ROUTE_DELETE,
+    NET_RAW, NET_ROUTE_ADD, NET_ROUTE_DELETE,
 };
+
+/// `_IOW(VHOST_VIRTIO, 0x30, struct vhost_vring_file)`.
+const VHOST_NET_SET_BACKEND: u32 = 0x4008_af30;
 
 /// The rtnetlink action ioctl `cmd` amounts to; None for reads and for
 /// ioctls that are not about the network configuration.
@@ -19,6 +23,12 @@ pub fn network_action(cmd: u32) -> Option<u32> {
     }
     // The tun device's ioctls: type 'T', numbers from 200 (the terminal's
     // share that type, below 0x60).
+    // vhost-net's VHOST_NET_SET_BACKEND: the kernel's worker then sends
+    // what a guest queue holds on the socket given (a packet socket, a
+    // tap), through no send hook.
+    if cmd == VHOST_NET_SET_BACKEND {
+        return Some(NET_RAW);
+    }
     if (cmd >> 8) & 0xff == u32::from(b'T') && (200..=240).contains(&(cmd & 0xff)) {
         return match cmd & 0xff {
             // TUNGETFEATURES, TUNGETIFF, TUNGETSNDBUF, TUNGETVNETHDRSZ,

@@ -29,6 +29,11 @@ pub const IP_XFRM_POLICY: i32 = 17;
 pub const IPV6_IPSEC_POLICY: i32 = 34;
 pub const IPV6_XFRM_POLICY: i32 = 35;
 
+/// `SOL_XDP`: every option of an AF_XDP socket (its rings, its umem). An
+/// XDP socket sends frames it made from `poll()` or the driver, past the
+/// `socket_sendmsg` hook: setting one up at all is `net.raw`.
+pub const SOL_XDP: i32 = 283;
+
 /// nfproto families used as targets.
 pub const FAMILY_IP: u8 = 2;
 pub const FAMILY_ARP: u8 = 3;
@@ -40,6 +45,7 @@ pub const FAMILY_IP6: u8 = 10;
 pub fn classify(level: i32, optname: i32) -> Option<(u32, u8)> {
     match (level, optname) {
         (SOL_IP, name) if IP_VS_SO_SET.contains(&name) => Some((action::NET_IPVS, 0)),
+        (SOL_XDP, _) => Some((action::NET_RAW, 0)),
         (SOL_IP, IP_IPSEC_POLICY | IP_XFRM_POLICY) | (SOL_IPV6, IPV6_IPSEC_POLICY | IPV6_XFRM_POLICY) => {
             Some((action::NET_XFRM_POLICY_ADD, 0))
         }

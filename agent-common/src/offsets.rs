@@ -155,5 +155,14 @@ pub struct KernelOffsets {
     pub task_struct_parent: u32,
     /// `struct task_struct, ptraced` (list_head): the tasks it traces.
     pub task_struct_ptraced: u32,
+    /// `struct sock, __sk_common` plus `struct sock_common, skc_daddr`
+    /// (__be32): an IPv4 socket's peer.
+    pub sock_daddr: u32,
+    /// `struct sock, __sk_common` plus `struct sock_common, skc_dport`
+    /// (__be16): the peer's port, 0 while there is none.
+    pub sock_dport: u32,
+    /// `struct sock, __sk_common` plus `struct sock_common, skc_v6_daddr`
+    /// (in6_addr): an IPv6 socket's peer.
+    pub sock_v6_daddr: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 280);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 292);

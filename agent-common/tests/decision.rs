@@ -270,6 +270,8 @@ fn legacy_setsockopt_classifies_by_level_and_option() {
         assert_eq!(legacy::classify(SOL_IP, name), Some((action::NET_IPVS, 0)), "{name}");
     }
     assert_eq!(legacy::classify(SOL_IP, 1168), None);
+    // An XDP socket's rings and umem: frames it sends pass no send hook.
+    assert_eq!(legacy::classify(SOL_XDP, 4), Some((action::NET_RAW, 0)), "XDP_UMEM_REG");
     assert_eq!(legacy::classify(SOL_IPV6, 1152), None);
     // A socket's own IPsec policy (an ALLOW policy skips the host's).
     for (level, name) in [(SOL_IP, 16), (SOL_IP, 17), (SOL_IPV6, 34), (SOL_IPV6, 35)] {

@@ -547,6 +547,7 @@ fn network_ioctls_are_the_rtnetlink_actions_they_amount_to() {
         (0x89a0, action::NET_LINK_ADD),
         (0x89f2, action::NET_LINK_DELETE),
         (0x4004_54ca, action::NET_LINK_ADD),
+        (0x4008_af30, action::NET_RAW),
     ] {
         assert_eq!(network_action(cmd), Some(action_id), "{cmd:#x}");
     }

@@ -19,7 +19,8 @@ use aya_ebpf::{
 use warrant_common::{NAME_LEN, SELF_TREE, SOCKET_NAME_CUT, SocketKey, SocketVerdict, Subject, TargetKey, action};
 
 use crate::{
-    files, local,
+    files,
+    local::{self, AF_INET, AF_INET6},
     maps::{CONNECTED_SOCKETS, UNIX_CALLERS, kernel_offsets},
     policy::{decide_with, read_kernel, version_in_force},
     selfprotect, subjects,
@@ -128,8 +129,6 @@ fn copy_name(key: &mut TargetKey, name: *const u8, len: u32) {
 }
 
 const AF_UNIX: u16 = 1;
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
 /// `AF_KEY` (PF_KEY v2).
 const AF_KEY: u16 = 15;
 const AF_PACKET: u16 = 17;
@@ -184,7 +183,7 @@ fn connected_send(subject: &Subject, socket: *const u8) -> i32 {
 /// `subject` under policy `version` (read before the decision: a policy
 /// switched in between decides it again). A full map evicts its oldest entry.
 #[inline(always)]
-fn note_decided(subject: &Subject, sock: *const u8, socket: *const u8, version: u64) {
+pub fn note_decided(subject: &Subject, sock: *const u8, socket: *const u8, version: u64) {
     if let Some(key) = socket_key(sock, socket) {
         let decided = SocketVerdict { policy_version: version, profile_id: subject.profile_id, _reserved: 0 };
         let _ = CONNECTED_SOCKETS.insert(&key, &decided, 0);
@@ -194,7 +193,7 @@ fn note_decided(subject: &Subject, sock: *const u8, socket: *const u8, version: 
 /// `sock`'s key: its address and its socket inode's number (the inode
 /// follows the `struct socket` in `struct socket_alloc`).
 #[inline(always)]
-fn socket_key(sock: *const u8, socket: *const u8) -> Option<SocketKey> {
+pub fn socket_key(sock: *const u8, socket: *const u8) -> Option<SocketKey> {
     if socket.is_null() {
         return None;
     }
@@ -218,7 +217,15 @@ pub fn socket_connect(ctx: LsmContext) -> i32 {
     };
     let address: *const u8 = ctx.arg(1);
     let length: i32 = ctx.arg(2);
-    local::decide_connect(&subject, address, length)
+    let version = version_in_force();
+    let verdict = local::decide(&subject, address, length, false);
+    // The peer it connects to is decided: its sends are not, again.
+    let socket: *const u8 = ctx.arg(0);
+    let sock = read_kernel::<u64>(socket, kernel_offsets().socket_sk).unwrap_or(0) as *const u8;
+    if verdict == 0 && matches!(read_kernel::<u16>(sock, kernel_offsets().sock_family), Some(AF_INET | AF_INET6)) {
+        note_decided(&subject, sock, socket, version);
+    }
+    verdict
 }
 
 /// `socket_sendmsg(sock, msg, size)`: a send with an address (UDP's
@@ -254,15 +261,24 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
         return crate::policy::decide_action(&subject, action::NET_XFRM_OTHER, 0, 0, [0, 0]);
     }
     // Packets the subject made itself: `net.raw`, whatever the address.
-    let raw = matches!(family, AF_INET | AF_INET6) && read_kernel::<u16>(socket, offsets.socket_type) == Some(SOCK_RAW);
-    if raw || family == AF_PACKET || family == AF_XDP {
+    let inet = matches!(family, AF_INET | AF_INET6);
+    let kind = read_kernel::<u16>(socket, offsets.socket_type).unwrap_or(0);
+    if (inet && kind == SOCK_RAW) || family == AF_PACKET || family == AF_XDP {
         return crate::policy::decide_action(&subject, action::NET_RAW, 0, 0, [0, 0]);
     }
     let msg: *const u8 = ctx.arg(1);
     let address = read_kernel::<u64>(msg, offsets.msghdr_msg_name).unwrap_or(0) as *const u8;
+    // To the peer: a stream socket's always (an address given is ignored),
+    // a datagram socket's when it names none.
+    if inet && (kind == SOCK_STREAM || address.is_null()) {
+        let verdict = local::decide_peer(&subject, sock, socket, family);
+        if verdict != 0 {
+            return verdict;
+        }
+    }
     if address.is_null() {
         return 0;
     }
     let length = read_kernel::<i32>(msg, offsets.msghdr_msg_namelen).unwrap_or(0);
-    local::decide_connect(&subject, address, length)
+    local::decide(&subject, address, length, family == AF_INET)
 }

@@ -297,6 +297,9 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     task_struct_ptrace: 0,
     task_struct_parent: 0,
     task_struct_ptraced: 0,
+    sock_daddr: 0,
+    sock_dport: 0,
+    sock_v6_daddr: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

@@ -314,6 +314,9 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         task_struct_ptrace: btf.member_offset("task_struct", "ptrace")?,
         task_struct_parent: btf.member_offset("task_struct", "parent")?,
         task_struct_ptraced: btf.member_offset("task_struct", "ptraced")?,
+        sock_daddr: btf.member_offset("sock", "__sk_common")? + btf.member_offset("sock_common", "skc_daddr")?,
+        sock_dport: btf.member_offset("sock", "__sk_common")? + btf.member_offset("sock_common", "skc_dport")?,
+        sock_v6_daddr: btf.member_offset("sock", "__sk_common")? + btf.member_offset("sock_common", "skc_v6_daddr")?,
     })
 }
 

@@ -3,9 +3,13 @@
 //! 127.0.0.1. The kernel's local routing table (`ip route show table
 //! local`) lists what it delivers to the host itself: each interface
 //! address, the broadcast addresses, IPv6 anycast and multicast prefixes,
-//! and whatever `ip route add local PREFIX table local` adds (AnyIP). The
-//! daemon copies it into LOCAL_ADDRESSES before the programs attach and
-//! again whenever a route of that table changes.
+//! and whatever `ip route add local PREFIX` adds (AnyIP). So do `local`
+//! and `anycast` routes of the main and default tables, which the default
+//! rules consult for every packet (IPv6 keeps its local routes in main on
+//! kernels without multiple tables). Tables only a policy rule reaches (a
+//! TPROXY setup's `fwmark` table) are left out. The daemon copies these
+//! routes into LOCAL_ADDRESSES before the programs attach and again
+//! whenever one of them changes.
 
 use std::{
     collections::BTreeSet,
@@ -50,6 +54,8 @@ const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_DUMP: u16 = 0x300;
+const RT_TABLE_DEFAULT: u32 = 253;
+const RT_TABLE_MAIN: u32 = 254;
 const RT_TABLE_LOCAL: u32 = 255;
 const RTA_DST: u16 = 1;
 const RTA_TABLE: u16 = 15;
@@ -127,8 +133,19 @@ pub fn dump() -> io::Result<BTreeSet<LocalPrefix>> {
     };
     let mut prefixes: BTreeSet<LocalPrefix> = always_local().into_iter().collect();
     let mut buffer = vec![0u8; 64 * 1024];
-    for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
-        let request = dump_request(family);
+    // The local table whole; in main and default, only the delivering
+    // types (main may hold a router's million routes).
+    let requests = [
+        (libc::AF_INET, RT_TABLE_LOCAL, 0),
+        (libc::AF_INET, RT_TABLE_MAIN, RTN_LOCAL),
+        (libc::AF_INET, RT_TABLE_DEFAULT, RTN_LOCAL),
+        (libc::AF_INET6, RT_TABLE_LOCAL, 0),
+        (libc::AF_INET6, RT_TABLE_MAIN, RTN_LOCAL),
+        (libc::AF_INET6, RT_TABLE_MAIN, RTN_ANYCAST),
+        (libc::AF_INET6, RT_TABLE_DEFAULT, RTN_LOCAL),
+    ];
+    for (family, table, kind) in requests {
+        let request = dump_request(family as u8, table, kind);
         // SAFETY: the buffer outlives the call; the kernel is the peer.
         let sent = unsafe { libc::send(socket.as_raw_fd(), request.as_ptr().cast(), request.len(), 0) };
         if sent != request.len() as isize {
@@ -148,8 +165,10 @@ pub fn dump() -> io::Result<BTreeSet<LocalPrefix>> {
     Ok(prefixes)
 }
 
-/// An RTM_GETROUTE dump request for `family`'s local table.
-fn dump_request(family: u8) -> Vec<u8> {
+/// An RTM_GETROUTE dump request for `family`'s routes of `table`, of
+/// type `kind` only unless 0 (filters the kernel applies under strict
+/// checking; [`local_route`] checks each reply all the same).
+fn dump_request(family: u8, table: u32, kind: u8) -> Vec<u8> {
     let total = HEADER_LEN + RTMSG_LEN + 8;
     let mut message = Vec::with_capacity(total);
     message.extend_from_slice(&(total as u32).to_ne_bytes());
@@ -158,10 +177,10 @@ fn dump_request(family: u8) -> Vec<u8> {
     message.extend_from_slice(&1u32.to_ne_bytes());
     message.extend_from_slice(&0u32.to_ne_bytes());
     // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
-    message.extend_from_slice(&[family, 0, 0, 0, RT_TABLE_LOCAL as u8, 0, 0, 0, 0, 0, 0, 0]);
+    message.extend_from_slice(&[family, 0, 0, 0, table as u8, 0, 0, kind, 0, 0, 0, 0]);
     message.extend_from_slice(&8u16.to_ne_bytes());
     message.extend_from_slice(&RTA_TABLE.to_ne_bytes());
-    message.extend_from_slice(&RT_TABLE_LOCAL.to_ne_bytes());
+    message.extend_from_slice(&table.to_ne_bytes());
     message
 }
 
@@ -196,11 +215,10 @@ fn parse_dump(buffer: &[u8], prefixes: &mut BTreeSet<LocalPrefix>) -> io::Result
 }
 
 /// True if `buffer` (what the [`watch`] socket read) adds or removes a
-/// route of the local table.
+/// route that delivers to the host (see [`local_route`]).
 pub fn local_table_changed(buffer: &[u8]) -> bool {
-    messages(buffer).any(|(kind, payload)| {
-        matches!(kind, RTM_NEWROUTE | RTM_DELROUTE) && route_table(payload) == Some(RT_TABLE_LOCAL)
-    })
+    messages(buffer)
+        .any(|(kind, payload)| matches!(kind, RTM_NEWROUTE | RTM_DELROUTE) && local_route(payload).is_some())
 }
 
 /// The attributes after an rtmsg, as (type, value).
@@ -225,14 +243,18 @@ fn route_table(payload: &[u8]) -> Option<u32> {
     Some(long.unwrap_or(short))
 }
 
-/// The prefix of an RTM_NEWROUTE payload if it is a route of the local
-/// table that delivers to the host. A route without RTA_DST is the whole
-/// family (`local 0.0.0.0/0`).
+/// The prefix of a route payload if the route delivers to the host: any
+/// delivering type in the local table, `local` and `anycast` in main and
+/// default. A route without RTA_DST is the whole family (`local
+/// 0.0.0.0/0`).
 fn local_route(payload: &[u8]) -> Option<LocalPrefix> {
     let (family, dst_len, kind) = (*payload.first()?, *payload.get(1)?, *payload.get(7)?);
-    if route_table(payload)? != RT_TABLE_LOCAL
-        || !matches!(kind, RTN_LOCAL | RTN_BROADCAST | RTN_ANYCAST | RTN_MULTICAST)
-    {
+    let delivers = match route_table(payload)? {
+        RT_TABLE_LOCAL => matches!(kind, RTN_LOCAL | RTN_BROADCAST | RTN_ANYCAST | RTN_MULTICAST),
+        RT_TABLE_MAIN | RT_TABLE_DEFAULT => matches!(kind, RTN_LOCAL | RTN_ANYCAST),
+        _ => false,
+    };
+    if !delivers {
         return None;
     }
     let destination = attributes(payload).find(|(kind, _)| *kind == RTA_DST).map(|(_, value)| value);
@@ -275,9 +297,14 @@ mod tests {
     fn a_dump_keeps_the_local_tables_delivering_routes() {
         let mut reply = route(2, 32, 255, RTN_LOCAL, Some(&[10, 77, 0, 1]));
         reply.extend(route(2, 32, 255, RTN_BROADCAST, Some(&[10, 77, 0, 255])));
-        // The main table's routes and the local table's unreachable ones are not the host's.
+        // The main table's unicast routes, the local table's unreachable
+        // ones and a fwmark table's local ones are not the host's.
         reply.extend(route(2, 24, 254, 1, Some(&[10, 77, 0, 0])));
         reply.extend(route(2, 24, 255, 7, Some(&[10, 78, 0, 0])));
+        reply.extend(route(2, 0, 100, RTN_LOCAL, None));
+        // An IPv6 address's local route in main (no multiple tables).
+        let v6_main = [0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        reply.extend(route(10, 128, 254, RTN_LOCAL, Some(&v6_main)));
         let mut v6 = [0u8; 16];
         v6[..2].copy_from_slice(&[0xfe, 0x80]);
         v6[15] = 1;
@@ -290,6 +317,7 @@ mod tests {
             LocalPrefix::v4(32, [10, 77, 0, 1]),
             LocalPrefix::v4(32, [10, 77, 0, 255]),
             LocalPrefix::new(128, v6),
+            LocalPrefix::new(128, v6_main),
             LocalPrefix::v4(0, [0; 4]),
         ]
         .into_iter()
@@ -306,6 +334,7 @@ mod tests {
     fn only_a_change_of_the_local_table_asks_for_a_dump() {
         assert!(local_table_changed(&route(2, 32, 255, RTN_LOCAL, Some(&[10, 77, 0, 1]))));
         assert!(!local_table_changed(&route(2, 24, 254, 1, Some(&[10, 77, 0, 0]))));
+        assert!(local_table_changed(&route(2, 24, 254, RTN_LOCAL, Some(&[10, 78, 0, 0]))), "AnyIP in main");
         assert!(!local_table_changed(&[1, 2, 3]), "a truncated read is no change");
     }
 

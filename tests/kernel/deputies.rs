@@ -81,21 +81,38 @@ fn a_root_deputy_on_a_loopback_port_is_out_of_reach() {
     assert!(std::path::Path::new(marker).exists(), "the deputy did not run root's command");
     std::fs::remove_file(marker).unwrap();
     // The agent asks it by every loopback spelling: refused at connect.
+    let flush = format!("touch {marker}; nft flush ruleset");
     for host in ["127.0.0.1", "127.1.2.3", "0.0.0.0", "::1", "::", "::ffff:127.0.0.1"] {
         let mark = d.audit_len();
-        let out = sideways(&["tcp-ask", host, "2375", &format!("touch {marker}; nft flush ruleset")]);
+        let out = sideways(&["tcp-ask", host, "2375", &flush]);
         assert_eq!(out.status.code(), Some(1), "{host}: {}", out.stderr);
         d.expect_record(mark, "ipc.loopback", "2375", "denied");
     }
-    // TCP Fast Open connects from sendto, and UDP sends without a connect.
-    for (how, args) in
-        [("tfo-ask", vec!["127.0.0.1", "2375", "nft flush ruleset"]), ("udp-send", vec!["127.0.0.1", "2375"])]
-    {
+    // TCP Fast Open connects from sendto, and UDP sends without a connect
+    // (an AF_UNSPEC address too, which UDP takes as AF_INET).
+    for (how, args) in [
+        ("tfo-ask", vec!["127.0.0.1", "2375", "nft flush ruleset"]),
+        ("udp-send", vec!["127.0.0.1", "2375"]),
+        ("udp-send-unspec", vec!["127.0.0.1", "2375"]),
+    ] {
         let mark = d.audit_len();
         let mut command = vec![how];
         command.extend(args);
         let out = sideways(&command);
         assert_eq!(out.status.code(), Some(1), "{how}: {}", out.stderr);
+        d.expect_record(mark, "ipc.loopback", "2375", "denied");
+    }
+    // A connection root made, held by the subject it starts: decided at its
+    // first send, on its peer (TCP ignores an address given with it).
+    let d_config = d.config.to_str().unwrap().to_owned();
+    let bin = harness::warrant_bin();
+    for address in ["-", "8.8.8.8:53"] {
+        let mark = d.audit_len();
+        let mut held = vec!["connect-keep", "127.0.0.1", "2375", bin.to_str().unwrap(), "--config", &d_config];
+        held.extend(["run", "--profile", "agent", "--keep-fd", "7", "--", "python3", &script]);
+        held.extend(["send-fd", "7", &flush, address]);
+        let out = Command::new("python3").arg(&script).args(&held).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "a held connection, {address}: {out:?}");
         d.expect_record(mark, "ipc.loopback", "2375", "denied");
     }
     std::thread::sleep(std::time::Duration::from_millis(500));
@@ -198,7 +215,8 @@ fn a_root_deputy_on_the_hosts_other_addresses_is_out_of_reach() {
 
 /// Packets a subject makes itself reach a local deputy from any address
 /// and port, past `ipc.loopback`: a send on a raw IP socket or a packet
-/// socket is `net.raw`. Capture is not an action.
+/// socket is `net.raw`, and so is setting up what sends with no send
+/// hook (an XDP socket, vhost-net's backend). Capture is not an action.
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn crafted_packets_are_an_action() {
@@ -211,6 +229,17 @@ fn crafted_packets_are_an_action() {
         d.expect_record(mark, "net.raw", "*", "denied");
         let root = Command::new("python3").args([&script, how, "2375"]).status().unwrap();
         assert!(root.success(), "root's {how}");
+    }
+    let _ = Command::new("modprobe").arg("vhost_net").status();
+    for (how, roots) in [("xdp-setup", None), ("vhost-backend", Some(14))] {
+        let mark = d.audit_len();
+        let out = sideways(&[how]);
+        assert_eq!(out.status.code(), Some(1), "{how} as a subject: {}", out.stderr);
+        d.expect_record(mark, "net.raw", "*", "denied");
+        if let Some(code) = roots {
+            let root = Command::new("python3").args([&script, how]).status().unwrap();
+            assert_eq!(root.code(), Some(code), "root's {how}");
+        }
     }
     let out = sideways(&["packet-capture"]);
     assert!(out.status.success(), "a subject's capture on lo: {}", out.stderr);

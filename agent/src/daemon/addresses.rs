@@ -10,6 +10,8 @@ use crate::local_addresses::{self, LocalPrefix};
 /// How long a burst of route changes (an interface coming up adds several)
 /// is let settle before the table is read once for all of it.
 const SETTLE: Duration = Duration::from_millis(100);
+/// How long after a failed read the table is read again.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// Hears route changes until the daemon stops; reads the table once at the
 /// start too, for changes made since the programs were loaded.
@@ -26,16 +28,14 @@ pub(super) async fn watch_local_addresses(owner: Owner) -> Result<(), DaemonErro
             // Changes heard from here on are read again by the next loop.
             let prefixes = tokio::task::spawn_blocking(local_addresses::dump)
                 .await
-                .doing(|| "the routing table's reader failed".into())?;
-            match prefixes {
-                Ok(prefixes) => {
-                    owner
-                        .ask(|reply| Command::LocalAddresses { prefixes, reply })
-                        .await
-                        .ok_or(DaemonError::Unanswered)?;
-                }
-                // Read again at the next change (ENOBUFS in a burst, say).
-                Err(e) => warn!("cannot read the local routing table: {e}"),
+                .doing(|| "the routing table's reader failed".into())?
+                .map_err(|e| e.to_string());
+            let failed = prefixes.is_err();
+            owner.ask(|reply| Command::LocalAddresses { prefixes, reply }).await.ok_or(DaemonError::Unanswered)?;
+            if failed {
+                // Read again soon, changes or not (ENOBUFS in a burst, say).
+                tokio::time::sleep(RETRY).await;
+                continue;
             }
         }
         let mut guard = socket.readable().await.doing(|| "cannot wait for route changes".into())?;
@@ -64,9 +64,18 @@ pub(super) async fn watch_local_addresses(owner: Owner) -> Result<(), DaemonErro
 }
 
 impl State {
-    /// Makes the kernel's LOCAL_ADDRESSES `prefixes`; a failure is logged
-    /// and recorded (connects to the addresses missing are not decided).
-    pub(super) fn set_local_addresses(&mut self, prefixes: &BTreeSet<LocalPrefix>) {
+    /// Makes the kernel's LOCAL_ADDRESSES `prefixes`, as read (Err: why
+    /// not); a failure is logged and recorded (connects to the addresses
+    /// missing are not decided meanwhile).
+    pub(super) fn set_local_addresses(&mut self, prefixes: &Result<BTreeSet<LocalPrefix>, String>) {
+        let prefixes = match prefixes {
+            Ok(prefixes) => prefixes,
+            Err(e) => {
+                error!("cannot read the host's routes to itself: {e}");
+                self.record("daemon.local_addresses", json!({"error": e}));
+                return;
+            }
+        };
         match self.kernel.set_local_addresses(prefixes) {
             Ok(change) if change.left_out == 0 => {
                 if change.added + change.removed > 0 {

@@ -30,7 +30,7 @@ pub(super) enum Command {
     /// The 2 s housekeeping.
     Tick { reply: oneshot::Sender<()> },
     /// The local routing table as it is now, for LOCAL_ADDRESSES.
-    LocalAddresses { prefixes: BTreeSet<LocalPrefix>, reply: oneshot::Sender<()> },
+    LocalAddresses { prefixes: Result<BTreeSet<LocalPrefix>, String>, reply: oneshot::Sender<()> },
     /// The daemon's last words (`failed`: the task whose end stops it);
     /// the owner ends after answering.
     Stop { failed: Option<(&'static str, String)>, reply: oneshot::Sender<()> },

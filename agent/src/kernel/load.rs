@@ -86,14 +86,12 @@ impl Kernel {
         }
         // Before the programs attach: a restart's new programs, with their
         // new map, never see the host's addresses as someone else's.
-        match crate::local_addresses::dump() {
-            Ok(prefixes) => {
-                let change = kernel.set_local_addresses(&prefixes)?;
-                if change.left_out > 0 {
-                    tracing::error!(left_out = change.left_out, "the host's addresses do not fit LOCAL_ADDRESSES");
-                }
-            }
-            Err(e) => tracing::error!("cannot read the local routing table (read again at its next change): {e}"),
+        // Unreadable: no start, so that a restart leaves the running
+        // programs, and their map, in place.
+        let prefixes = crate::local_addresses::dump().map_err(KernelError::LocalAddresses)?;
+        let change = kernel.set_local_addresses(&prefixes)?;
+        if change.left_out > 0 {
+            tracing::error!(left_out = change.left_out, "the host's addresses do not fit LOCAL_ADDRESSES");
         }
         kernel.attach_programs(&pin_root.join("links"))?;
         if let Some(aside) = set_aside {

@@ -24,9 +24,9 @@ pub struct LocalAddressesChange {
 }
 
 impl Kernel {
-    /// Makes LOCAL_ADDRESSES hold exactly `prefixes`: new ones are added
-    /// before gone ones are removed, so that an address that stays is never
-    /// missing meanwhile.
+    /// Makes LOCAL_ADDRESSES hold exactly `prefixes` (a prefix in both is
+    /// not touched). Gone ones are removed first, so that a full map has
+    /// room for the new.
     pub fn set_local_addresses(
         &mut self,
         prefixes: &BTreeSet<LocalPrefix>,
@@ -37,15 +37,15 @@ impl Kernel {
         let held: BTreeSet<LocalPrefix> =
             trie.keys().flatten().map(|key| LocalPrefix { len: key.prefix_len() as u8, address: key.data() }).collect();
         let mut change = LocalAddressesChange::default();
+        for prefix in held.difference(prefixes) {
+            trie.remove(&Key::new(u32::from(prefix.len), prefix.address)).map_err(map_err(MAP))?;
+            change.removed += 1;
+        }
         for prefix in prefixes.difference(&held) {
             match trie.insert(&Key::new(u32::from(prefix.len), prefix.address), 1, 0) {
                 Ok(()) => change.added += 1,
                 Err(_) => change.left_out += 1,
             }
-        }
-        for prefix in held.difference(prefixes) {
-            trie.remove(&Key::new(u32::from(prefix.len), prefix.address)).map_err(map_err(MAP))?;
-            change.removed += 1;
         }
         Ok(change)
     }

@@ -100,6 +100,8 @@ pub enum KernelError {
     Subject { pid: u32, reason: String },
     #[error("pinning under {path}: {reason}")]
     Pin { path: String, reason: String },
+    #[error("cannot read the host's routes to itself (its addresses, for ipc.loopback): {0}")]
+    LocalAddresses(std::io::Error),
     #[error("cannot name the daemon's process to the kernel: {0}")]
     OwnStart(String),
     #[error("{error}; undoing what was written failed too: {undo}")]

@@ -62,6 +62,17 @@
     sideways.py packet-send PORT the same as a frame on a packet socket on lo
     sideways.py packet-capture   captures on lo the datagram it sends to
                                  127.0.0.1:53 (2: none in 10 s)
+    sideways.py connect-keep HOST PORT PROGRAM ARGS...
+                                 connects to HOST:PORT over TCP, keeps the
+                                 socket on fd 7 and execs PROGRAM
+    sideways.py send-fd FD CMD ADDRESS
+                                 sends CMD on the socket at FD (to ADDRESS,
+                                 HOST:PORT, unless "-") and waits for a reply
+    sideways.py udp-send-unspec HOST PORT
+                                 a datagram to HOST:PORT addressed as AF_UNSPEC
+    sideways.py xdp-setup        an AF_XDP socket's XDP_UMEM_REG
+    sideways.py vhost-backend    VHOST_NET_SET_BACKEND with a packet socket
+                                 (14, EFAULT, is the kernel's own refusal)
     sideways.py icmp-echo        an echo request to 127.0.0.1 on an ICMP
                                  datagram socket (ping's), and its reply
 
@@ -391,6 +402,66 @@ def udp_send(host, port):
     return 0
 
 
+def connect_keep(host, port, program):
+    """Connects to HOST:PORT, keeps the socket on fd 7 and execs PROGRAM."""
+    client = socket.create_connection((host, int(port)))
+    os.dup2(client.fileno(), 7, inheritable=True)
+    os.execv(program[0], program)
+
+
+def send_fd(fd, command, address):
+    """Sends COMMAND on the connected socket at FD, with ADDRESS (HOST:PORT,
+    which TCP ignores) unless it is "-"; waits for the deputy's reply."""
+    held = socket.socket(fileno=int(fd))
+    try:
+        if address == "-":
+            held.sendall(command.encode())
+        else:
+            host, port = address.rsplit(":", 1)
+            held.sendto(command.encode(), (host, int(port)))
+        held.recv(16)
+    except OSError as err:
+        return err.errno
+    return 0
+
+
+def udp_send_unspec(host, port):
+    """sendto with sin_family AF_UNSPEC, which UDP over IPv4 takes as AF_INET."""
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    address = struct.pack("=H", 0) + struct.pack("!H", int(port)) + socket.inet_aton(host) + bytes(8)
+    libc = ctypes.CDLL(None, use_errno=True)
+    sent = libc.sendto(client.fileno(), b"x", 1, 0, address, len(address))
+    return ctypes.get_errno() if sent < 0 else 0
+
+
+XDP_UMEM_REG = 4
+VHOST_SET_OWNER = 0xAF01
+VHOST_NET_SET_BACKEND = 0x4008AF30
+
+
+def xdp_setup():
+    """Registers memory for an AF_XDP socket (its first setsockopt)."""
+    try:
+        xdp = socket.socket(44, socket.SOCK_RAW)
+        xdp.setsockopt(283, XDP_UMEM_REG, bytes(32))
+    except OSError as err:
+        return err.errno
+    return 0
+
+
+def vhost_backend():
+    """Gives vhost-net a packet socket as its backend; ring 0 is not set up,
+    so the kernel's own answer is EFAULT."""
+    crafted = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    try:
+        vhost = os.open("/dev/vhost-net", os.O_RDWR)
+        fcntl.ioctl(vhost, VHOST_SET_OWNER)
+        fcntl.ioctl(vhost, VHOST_NET_SET_BACKEND, struct.pack("=Ii", 0, crafted.fileno()))
+    except OSError as err:
+        return err.errno
+    return 0
+
+
 PTRACE_SEIZE = 0x4206
 
 
@@ -499,6 +570,16 @@ def main():
         sys.exit(icmp_echo())
     if command == "packet-capture":
         sys.exit(packet_capture())
+    if command == "connect-keep":
+        connect_keep(args[0], args[1], args[2:])
+    if command == "send-fd":
+        sys.exit(send_fd(args[0], args[1], args[2]))
+    if command == "udp-send-unspec":
+        sys.exit(udp_send_unspec(args[0], args[1]))
+    if command == "xdp-setup":
+        sys.exit(xdp_setup())
+    if command == "vhost-backend":
+        sys.exit(vhost_backend())
     if command == "udp-send":
         sys.exit(udp_send(args[0], args[1]))
     if command == "tcp-deputy":
