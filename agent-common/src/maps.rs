@@ -330,10 +330,11 @@ pub struct Pickup {
 }
 const _: () = assert!(core::mem::size_of::<Pickup>() == 24);
 
-/// Key of the CONNECTED_SOCKETS map: a connected unix socket, by its
-/// `struct sock` address and its inode's number. The address alone is
-/// reused once the socket is freed; the pair is not (inode numbers come
-/// from a per-boot counter).
+/// Key of the CONNECTED_SOCKETS map: a connected socket, by its `struct
+/// sock` address and its inode's number. The address alone is reused once
+/// the socket is freed; the pair only after the per-boot 32-bit inode
+/// counter wraps (4G sockets and pipes later) at that same address, and
+/// an IPv4 or IPv6 entry also carries the peer it was decided for.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SocketKey {
@@ -342,18 +343,25 @@ pub struct SocketKey {
 }
 const _: () = assert!(core::mem::size_of::<SocketKey>() == 16);
 
-/// Value of the CONNECTED_SOCKETS map: the socket's peer was decided as
-/// `ipc.connect` and allowed, for `profile_id` under policy version
+/// Value of the CONNECTED_SOCKETS map: the socket's peer was decided
+/// (`ipc.connect` for a unix socket, `ipc.loopback` or no action for an
+/// IPv4 or IPv6 one) and allowed, for `profile_id` under policy version
 /// `policy_version`. A send by another profile or under another policy
-/// version is decided again.
+/// version is decided again, and so is an IPv4 or IPv6 send whose peer is
+/// no longer `port` and `peer` (a connect the kernel failed after the
+/// hook allowed it leaves the peer it had).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SocketVerdict {
     pub policy_version: u64,
     pub profile_id: u32,
-    pub _reserved: u32,
+    /// The peer's port, in network order (0 for a unix socket).
+    pub port: u32,
+    /// The peer's address as two little-endian words of the IPv6 address
+    /// (IPv4 v4-mapped); zero for a unix socket.
+    pub peer: [u64; 2],
 }
-const _: () = assert!(core::mem::size_of::<SocketVerdict>() == 16);
+const _: () = assert!(core::mem::size_of::<SocketVerdict>() == 32);
 
 /// Entries the LOCAL_ADDRESSES map (an LPM trie) holds: the prefixes of
 /// the host's local routing table (`ip route show table local`: its

@@ -148,34 +148,71 @@ const ALL_FDS: u32 = 1 << 23;
 const RING_NAME_HEAD: u64 = u64::from_le_bytes(*b"[io_urin");
 const RING_NAME_TAIL: u32 = u32::from_le_bytes([b'g', b']', 0, 0]);
 
-/// The first io_uring fd the current task may keep across an exec: one
-/// not marked close-on-exec or, while another task shares the fd table
-/// (and could clear the mark before the exec closes it), any. Fails closed:
-/// a table that cannot be read or walked whole counts as holding one (-1).
+/// What an exec would carry into a subject that no hook sees again.
+#[derive(Clone, Copy)]
+pub enum KeptFd {
+    /// An io_uring ring, at this fd (-1: the table could not be walked).
+    Ring(i32),
+    /// A `/proc/PID/mem` open for writing, at this fd: its writes run code
+    /// in that process (a root one, opened before the exec), unconfined.
+    Memory(i32),
+}
+
+/// The first io_uring fd, or `/proc/PID/mem` open for writing, the current
+/// task may keep across an exec: one not marked close-on-exec or, while
+/// another task shares the fd table (and could clear the mark before the
+/// exec closes it), any. Fails closed: a table that cannot be read or
+/// walked whole counts as holding a ring (-1).
 #[inline(always)]
-pub fn io_uring_fd() -> Option<i32> {
+pub fn kept_across_exec() -> Option<KeptFd> {
     let Some((table, max_fds, shared)) = fd_table() else {
-        return Some(-1);
+        return Some(KeptFd::Ring(-1));
     };
     if max_fds > ALL_FDS {
-        return Some(-1);
+        return Some(KeptFd::Ring(-1));
     }
     // Single fields, not the offsets' copy (see marks::among_open_files).
     let close_on_exec_at = unsafe { core::ptr::read_volatile(&raw const KERNEL_OFFSETS.fdtable_close_on_exec) };
     let close_on_exec = read_kernel::<u64>(table, close_on_exec_at).unwrap_or(0) as *const u8;
-    let mut found = -1;
+    let mut found = None;
     let walked = each_file_in(table, max_fds, |fd, file| {
         let word = read_kernel::<u64>(close_on_exec, 8 * (fd / 64)).unwrap_or(0);
-        if (!shared && word & (1 << (fd % 64)) != 0) || !is_io_uring(file) {
+        if !shared && word & (1 << (fd % 64)) != 0 {
             return true;
         }
-        found = fd as i32;
-        false
+        if is_io_uring(file) {
+            found = Some(KeptFd::Ring(fd as i32));
+        } else if is_writable_memory(file) {
+            found = Some(KeptFd::Memory(fd as i32));
+        }
+        found.is_none()
     });
     match walked {
-        None => Some(-1),
-        Some(()) => (found >= 0).then_some(found),
+        None => Some(KeptFd::Ring(-1)),
+        Some(()) => found,
     }
+}
+
+/// `PROC_SUPER_MAGIC`.
+const PROC_MAGIC: u64 = 0x9fa0;
+/// `FMODE_WRITE`.
+const FMODE_WRITE: u32 = 0x2;
+/// "mem" and its NUL, as a little-endian word.
+const MEM_NAME: u32 = u32::from_le_bytes(*b"mem\0");
+
+/// Whether `file` is a process's memory (`/proc/PID/mem`,
+/// `/proc/PID/task/TID/mem`) open for writing.
+#[inline(always)]
+fn is_writable_memory(file: *const u8) -> bool {
+    let mode_at = unsafe { core::ptr::read_volatile(&raw const KERNEL_OFFSETS.file_f_mode) };
+    if read_kernel::<u32>(file, mode_at).unwrap_or(0) & FMODE_WRITE == 0 {
+        return false;
+    }
+    let name_at = unsafe { core::ptr::read_volatile(&raw const KERNEL_OFFSETS.dentry_d_name_name) };
+    let dentry_at = unsafe { core::ptr::read_volatile(&raw const KERNEL_OFFSETS.file_f_path_dentry) };
+    let dentry = read_kernel::<u64>(file, dentry_at).unwrap_or(0) as *const u8;
+    let name = read_kernel::<u64>(dentry, name_at).unwrap_or(0) as *const u8;
+    read_kernel::<u32>(name, 0) == Some(MEM_NAME) && selfprotect::dentry_magic(dentry) == PROC_MAGIC
 }
 
 /// Whether `file` (a `struct file`) is an io_uring ring: its dentry's name.
@@ -191,7 +228,8 @@ fn is_io_uring(file: *const u8) -> bool {
 }
 
 /// `file_receive(file)`: a subject receiving an fd (SCM_RIGHTS,
-/// `pidfd_getfd`) receives no io_uring ring, whoever polls it. Kernels
+/// `pidfd_getfd`) receives no io_uring ring, whoever polls it, and no
+/// process's memory open for writing. Kernels
 /// since 6.7 refuse to pass rings over SCM_RIGHTS themselves; this holds
 /// on the others.
 #[lsm(hook = "file_receive")]
@@ -203,7 +241,12 @@ pub fn file_receive(ctx: LsmContext) -> i32 {
     let Some(subject) = subjects::current() else {
         return 0;
     };
-    if is_io_uring(ctx.arg(0)) { selfprotect::refuse_on(&subject, action::SELF_IO_URING, [0, 0]) } else { 0 }
+    let file: *const u8 = ctx.arg(0);
+    if is_io_uring(file) {
+        return selfprotect::refuse_on(&subject, action::SELF_IO_URING, [0, 0]);
+    }
+    // Another process's memory, open for writing by whoever sent it.
+    if is_writable_memory(file) { selfprotect::refuse_on(&subject, action::SELF_PTRACE, [0, 0]) } else { 0 }
 }
 
 /// Whether the current task traces another (its `ptraced` list is not

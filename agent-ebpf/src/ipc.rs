@@ -48,7 +48,7 @@ pub fn unix_stream_connect(ctx: LsmContext) -> i32 {
     if verdict == 0 {
         let sock: *const u8 = ctx.arg(0);
         let socket = read_kernel::<u64>(sock, kernel_offsets().sock_sk_socket).unwrap_or(0) as *const u8;
-        note_decided(&subject, sock, socket, version);
+        note_decided(&subject, sock, socket, version, (0, [0, 0]));
         // The listener's end of the connection: who made it, for the daemon.
         let accepted: *mut core::ffi::c_void = ctx.arg(2);
         let cookie = unsafe { bpf_get_socket_cookie(accepted) };
@@ -128,6 +128,7 @@ fn copy_name(key: &mut TargetKey, name: *const u8, len: u32) {
     }
 }
 
+const AF_UNSPEC: u16 = 0;
 const AF_UNIX: u16 = 1;
 /// `AF_KEY` (PF_KEY v2).
 const AF_KEY: u16 = 15;
@@ -174,18 +175,25 @@ fn connected_send(subject: &Subject, socket: *const u8) -> i32 {
     let version = version_in_force();
     let verdict = decide_connect(subject, peer);
     if verdict == 0 {
-        note_decided(subject, sock, socket, version);
+        note_decided(subject, sock, socket, version, (0, [0, 0]));
     }
     verdict
 }
 
 /// Records that `sock` (whose `struct socket` is `socket`) may send for
 /// `subject` under policy `version` (read before the decision: a policy
-/// switched in between decides it again). A full map evicts its oldest entry.
+/// switched in between decides it again), to peer `port` and `peer` (see
+/// `SocketVerdict`). A full map evicts its oldest entry.
 #[inline(always)]
-pub fn note_decided(subject: &Subject, sock: *const u8, socket: *const u8, version: u64) {
+pub fn note_decided(
+    subject: &Subject,
+    sock: *const u8,
+    socket: *const u8,
+    version: u64,
+    (port, peer): (u32, [u64; 2]),
+) {
     if let Some(key) = socket_key(sock, socket) {
-        let decided = SocketVerdict { policy_version: version, profile_id: subject.profile_id, _reserved: 0 };
+        let decided = SocketVerdict { policy_version: version, profile_id: subject.profile_id, port, peer };
         let _ = CONNECTED_SOCKETS.insert(&key, &decided, 0);
     }
 }
@@ -223,7 +231,7 @@ pub fn socket_connect(ctx: LsmContext) -> i32 {
     let socket: *const u8 = ctx.arg(0);
     let sock = read_kernel::<u64>(socket, kernel_offsets().socket_sk).unwrap_or(0) as *const u8;
     if verdict == 0 && matches!(read_kernel::<u16>(sock, kernel_offsets().sock_family), Some(AF_INET | AF_INET6)) {
-        note_decided(&subject, sock, socket, version);
+        note_decided(&subject, sock, socket, version, local::sockaddr_peer(address, length));
     }
     verdict
 }
@@ -269,11 +277,21 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     let msg: *const u8 = ctx.arg(1);
     let address = read_kernel::<u64>(msg, offsets.msghdr_msg_name).unwrap_or(0) as *const u8;
     // To the peer: a stream socket's always (an address given is ignored),
-    // a datagram socket's when it names none.
-    if inet && (kind == SOCK_STREAM || address.is_null()) {
-        let verdict = local::decide_peer(&subject, sock, socket, family);
-        if verdict != 0 {
-            return verdict;
+    // a datagram socket's when it names none (an IPv6 one also when it names
+    // AF_UNSPEC, which it takes as none).
+    let to_peer = kind == SOCK_STREAM
+        || address.is_null()
+        || (family == AF_INET6 && read_kernel::<u16>(address, 0) == Some(AF_UNSPEC));
+    if inet && to_peer {
+        // Read before the decision: a policy switched in between decides it again.
+        let version = version_in_force();
+        let port = local::peer_to_decide(&subject, sock, socket, family, version);
+        if port != 0 {
+            let verdict = local::decide_port(&subject, port);
+            if verdict != 0 {
+                return verdict;
+            }
+            local::note_peer(&subject, sock, socket, family, version);
         }
     }
     if address.is_null() {

@@ -35,7 +35,7 @@ pub fn decide(subject: &Subject, address: *const u8, length: i32, on_inet: bool)
 }
 
 #[inline(always)]
-fn decide_port(subject: &Subject, port: u16) -> i32 {
+pub fn decide_port(subject: &Subject, port: u16) -> i32 {
     decide_with(subject, action::IPC_LOOPBACK, |key| {
         let object = (&raw mut key.object).cast::<u64>();
         unsafe { object.write_volatile(port as u64) };
@@ -44,15 +44,18 @@ fn decide_port(subject: &Subject, port: u16) -> i32 {
 
 /// A subject's send on an IPv4 or IPv6 socket `sock` (of `socket`) that
 /// goes to its peer (a TCP connection whatever the address given, a
-/// connected datagram socket sending without one): decided as
-/// `ipc.loopback` when the peer is the host's own, once per socket,
-/// profile and policy version (CONNECTED_SOCKETS). The subject's own
-/// connect counts as that decision; a connection made before its holder
-/// became a subject, or handed over, is decided here.
+/// connected datagram socket sending without one) is `ipc.loopback` when
+/// the peer is the host's own, decided once per socket, profile, policy
+/// version and peer (CONNECTED_SOCKETS). The subject's own connect counts
+/// as that decision; a connection made before its holder became a
+/// subject, or handed over, is decided at its first send. This returns
+/// the port to decide (host order), or 0: no peer, decided already, or
+/// not the host's (noted as decided under `version`). The caller decides
+/// (outside this frame: the decision's own calls are deep) and, if
+/// allowed, notes it with [`note_peer`].
 #[inline(never)]
-pub fn decide_peer(subject: &Subject, sock: *const u8, socket: *const u8, family: u16) -> i32 {
-    let offsets = kernel_offsets();
-    let port = u16::from_be(read_kernel::<u16>(sock, offsets.sock_dport).unwrap_or(0));
+pub fn peer_to_decide(subject: &Subject, sock: *const u8, socket: *const u8, family: u16, version: u64) -> u16 {
+    let (port, peer) = peer_of(sock, family);
     // No peer (not connected yet: TCP Fast Open's first send).
     if port == 0 {
         return 0;
@@ -60,22 +63,74 @@ pub fn decide_peer(subject: &Subject, sock: *const u8, socket: *const u8, family
     let Some(key) = ipc::socket_key(sock, socket) else {
         return 0;
     };
-    let version = version_in_force();
     if let Some(decided) = unsafe { CONNECTED_SOCKETS.get(&key) }
         && decided.profile_id == subject.profile_id
         && decided.policy_version == version
+        && decided.port == port
+        && decided.peer[0] == peer[0]
+        && decided.peer[1] == peer[1]
     {
         return 0;
     }
+    let offsets = kernel_offsets();
     let local = match family {
         AF_INET => is_local_v4(sock, offsets.sock_daddr),
         _ => is_local_v6(sock, offsets.sock_v6_daddr),
     };
-    let verdict = if local { decide_port(subject, port) } else { 0 };
-    if verdict == 0 {
-        ipc::note_decided(subject, sock, socket, version);
+    if local {
+        return u16::from_be(port as u16);
     }
-    verdict
+    ipc::note_decided(subject, sock, socket, version, (port, peer));
+    0
+}
+
+/// Notes `sock`'s present peer as decided for `subject` under `version`.
+#[inline(never)]
+pub fn note_peer(subject: &Subject, sock: *const u8, socket: *const u8, family: u16, version: u64) {
+    let peer = peer_of(sock, family);
+    ipc::note_decided(subject, sock, socket, version, peer);
+}
+
+/// `sock`'s peer as CONNECTED_SOCKETS keeps it (port 0: none).
+#[inline(always)]
+fn peer_of(sock: *const u8, family: u16) -> (u32, [u64; 2]) {
+    let offsets = kernel_offsets();
+    let port = read_kernel::<u16>(sock, offsets.sock_dport);
+    match family {
+        AF_INET => peer_words(port, v4_words(sock, offsets.sock_daddr)),
+        _ => peer_words(port, read_kernel::<[u64; 2]>(sock, offsets.sock_v6_daddr)),
+    }
+}
+
+/// The peer a connect to sockaddr `address` (`length` bytes) names, as
+/// CONNECTED_SOCKETS keeps it: the port in network order, the address as
+/// IPv6 words (IPv4 v4-mapped). Anything else (AF_UNSPEC: a disconnect)
+/// is no peer, which the next send decides.
+#[inline(always)]
+pub fn sockaddr_peer(address: *const u8, length: i32) -> (u32, [u64; 2]) {
+    let port = read_kernel::<u16>(address, 2);
+    match read_kernel::<u16>(address, 0) {
+        Some(AF_INET) if length >= 8 => peer_words(port, v4_words(address, 4)),
+        Some(AF_INET6) if length >= 24 => peer_words(port, read_kernel::<[u64; 2]>(address, 8)),
+        _ => (0, [0, 0]),
+    }
+}
+
+/// A port and address as CONNECTED_SOCKETS keeps them; unreadable is no peer.
+#[inline(always)]
+fn peer_words(port: Option<u16>, address: Option<[u64; 2]>) -> (u32, [u64; 2]) {
+    match (port, address) {
+        (Some(port), Some(address)) => (u32::from(port), address),
+        _ => (0, [0, 0]),
+    }
+}
+
+/// The IPv4 address at `at` in `base` as the words of its v4-mapped IPv6
+/// address (`::ffff:a.b.c.d`, little-endian).
+#[inline(always)]
+fn v4_words(base: *const u8, at: u32) -> Option<[u64; 2]> {
+    let ip = read_kernel::<u32>(base, at)?;
+    Some([0, 0xffff_0000 | (u64::from(ip) << 32)])
 }
 
 /// The port of a `sockaddr_in` or `sockaddr_in6` whose address is the

@@ -340,6 +340,25 @@ pub fn ptrace_access_check(ctx: LsmContext) -> i32 {
     if mode & PTRACE_MODE_ATTACH != 0 && !same_profile { refuse(&subject, action::SELF_PTRACE) } else { 0 }
 }
 
+/// `ptrace_traceme(parent)`: a task that makes its parent its tracer hands
+/// it PTRACE_POKE* on itself, which pass no hook. A subject may become the
+/// tracer only of a task of its own profile, as at attach (a non-subject
+/// child forked before the pickup, an orphan a subject subreaper adopted).
+#[lsm(hook = "ptrace_traceme")]
+pub fn ptrace_traceme(ctx: LsmContext) -> i32 {
+    let earlier_verdict: i32 = ctx.arg(1);
+    if earlier_verdict != 0 {
+        return earlier_verdict;
+    }
+    let parent: *mut task_struct = ctx.arg(0);
+    let Some(tracer) = subjects::marker_of(parent) else {
+        return 0;
+    };
+    let same_profile = subjects::current()
+        .is_some_and(|me| me.profile_id == tracer.profile_id && me.flags & subject_flag::MOVED_BY_PARENT == 0);
+    if same_profile { 0 } else { refuse(&tracer, action::SELF_PTRACE) }
+}
+
 #[lsm(hook = "kernel_read_file")]
 pub fn kernel_read_file(ctx: LsmContext) -> i32 {
     // A file a subject wrote is no module, kexec image or firmware for

@@ -337,13 +337,20 @@ fn become_subject(profile_id: u32, kind: u32, flags: u32) -> i32 {
 }
 
 /// Refuses (as a subject of `profile_id`) an exec that would carry into a
-/// subject an io_uring fd or a ptrace attachment: see held.rs.
+/// subject an io_uring fd, another process's memory open for writing or a
+/// ptrace attachment: see held.rs.
 // Its own function: bprm_check calls it on two paths.
 #[inline(never)]
 fn refuse_held(profile_id: u32) -> i32 {
     let joining = Subject { profile_id, ..Subject::default() };
-    if let Some(fd) = held::io_uring_fd() {
-        return selfprotect::refuse_on(&joining, action::SELF_IO_URING, [fd as i64 as u64, 0]);
+    match held::kept_across_exec() {
+        Some(held::KeptFd::Ring(fd)) => {
+            return selfprotect::refuse_on(&joining, action::SELF_IO_URING, [fd as i64 as u64, 0]);
+        }
+        Some(held::KeptFd::Memory(fd)) => {
+            return selfprotect::refuse_on(&joining, action::SELF_PTRACE, [fd as i64 as u64, 0]);
+        }
+        None => {}
     }
     if held::traces_a_task() {
         return selfprotect::refuse_on(&joining, action::SELF_PTRACE, [0, 0]);

@@ -48,6 +48,7 @@ pub const LSM_PROGRAMS: &[LsmProgram] = &[
     required("path_chroot"),
     required("task_kill"),
     required("ptrace_access_check"),
+    required("ptrace_traceme"),
     required("file_send_sigiotask"),
     required("file_receive"),
     required("file_ioctl"),

@@ -6,8 +6,10 @@
 //! and whatever `ip route add local PREFIX` adds (AnyIP). So do `local`
 //! and `anycast` routes of the main and default tables, which the default
 //! rules consult for every packet (IPv6 keeps its local routes in main on
-//! kernels without multiple tables). Tables only a policy rule reaches (a
-//! TPROXY setup's `fwmark` table) are left out. The daemon copies these
+//! kernels without multiple tables). Only those are read: a table an `ip
+//! rule` sends some packets to (a TPROXY setup's `fwmark` table, a VRF's)
+//! is left out, and so are `broadcast` and `multicast` routes outside the
+//! local table (adding one is a `net.route` action). The daemon copies these
 //! routes into LOCAL_ADDRESSES before the programs attach and again
 //! whenever one of them changes.
 

@@ -110,7 +110,7 @@ fn stop(mut child: Child) {
 
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
-fn an_exec_that_would_make_a_subject_of_a_ring_holder_is_refused() {
+fn an_exec_that_would_carry_a_ring_or_another_process_s_memory_into_a_subject_is_refused() {
     let d = daemon();
     // Root makes a ring, keeps it across exec, and becomes uid 4242 (ops-bot).
     let mark = d.audit_len();
@@ -124,6 +124,16 @@ fn an_exec_that_would_make_a_subject_of_a_ring_holder_is_refused() {
     let out = sideways_root(&["carry-ring", "4242", "cloexec", "/usr/bin/true"]).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     d.expect_record_where(mark, "subject.matched by uid", |r| r["kind"] == "subject.matched" && r["by"] == "uid");
+    // Another process's memory open for writing: its writes would run code
+    // there, unconfined. Open for reading, it writes nothing.
+    let mark = d.audit_len();
+    let out = sideways_root(&["carry-memory", "4242", "rw", "/usr/bin/true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "the exec went on with a writable mem fd: {out:?}");
+    d.expect_record_where(mark, "self.ptrace denied", |r| {
+        r["action"] == "self.ptrace" && r["verdict"] == "denied" && r["profile"] == "ops-bot"
+    });
+    let out = sideways_root(&["carry-memory", "4242", "ro", "/usr/bin/true"]).output().unwrap();
+    assert!(out.status.success(), "a read-only mem fd: {out:?}");
 }
 
 #[test]
@@ -333,6 +343,19 @@ fn a_tracer_becomes_no_subject_while_it_holds_its_attachment() {
     std::fs::write(go, "").unwrap();
     assert_eq!(tracer.wait().unwrap().signal(), Some(9), "the tracer ran on");
     let _ = Command::new("kill").args(["-9", &victim]).status();
+    let _ = std::fs::remove_file(go);
+    // A child made before its parent's pickup, not a subject, cannot make
+    // that subject its tracer.
+    let mark = d.audit_len();
+    let (mut parent, mut out) = spawn_reading(sideways_root(&["traceme-held", AGENTS_CGROUP_PROCS, go]));
+    let pid = moving_pid(&mut out);
+    d.expect_record_where(mark, "subject.matched", |r| r["kind"] == "subject.matched" && r["pid"] == pid);
+    std::fs::write(go, "").unwrap();
+    assert_eq!(next_line(&mut out), "traceme=1", "PTRACE_TRACEME made a subject the tracer");
+    d.expect_record_where(mark, "self.ptrace denied", |r| {
+        r["action"] == "self.ptrace" && r["verdict"] == "denied" && r["profile"] == "agent"
+    });
+    assert!(parent.wait().unwrap().success());
     let _ = std::fs::remove_file(go);
     // Root attaches to a child, keeps the attachment and becomes uid 4242 (ops-bot).
     let mark = d.audit_len();

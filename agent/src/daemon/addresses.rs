@@ -22,6 +22,8 @@ pub(super) async fn watch_local_addresses(owner: Owner) -> Result<(), DaemonErro
         .doing(|| "cannot hear the host's route changes".into())?;
     let mut buffer = vec![0u8; 64 * 1024];
     let mut changed = true;
+    // A read that keeps failing is recorded once, not every retry.
+    let mut failing = false;
     loop {
         if changed {
             tokio::time::sleep(SETTLE).await;
@@ -31,7 +33,10 @@ pub(super) async fn watch_local_addresses(owner: Owner) -> Result<(), DaemonErro
                 .doing(|| "the routing table's reader failed".into())?
                 .map_err(|e| e.to_string());
             let failed = prefixes.is_err();
-            owner.ask(|reply| Command::LocalAddresses { prefixes, reply }).await.ok_or(DaemonError::Unanswered)?;
+            if !(failed && failing) {
+                owner.ask(|reply| Command::LocalAddresses { prefixes, reply }).await.ok_or(DaemonError::Unanswered)?;
+            }
+            failing = failed;
             if failed {
                 // Read again soon, changes or not (ENOBUFS in a burst, say).
                 tokio::time::sleep(RETRY).await;

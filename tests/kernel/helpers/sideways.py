@@ -49,11 +49,20 @@
                                  file GO (30 s at most), then writes "1" to
                                  FREEZE (prints "freeze=E") and "X" through
                                  the mapping
+    sideways.py carry-memory UID rw|ro PROGRAM ARGS...
+                                 opens a sleeping child's /proc/PID/mem on fd
+                                 7 (kept across exec), becomes UID, execs
+                                 PROGRAM
     sideways.py trace-held PROCS GO
                                  forks a child that sleeps and attaches to it
                                  (PTRACE_SEIZE; prints "victim=PID"), prints
                                  "moving PID", writes its pid to cgroup file
                                  PROCS and waits for file GO
+    sideways.py traceme-held PROCS GO
+                                 forks a child, prints "moving PID", moves
+                                 itself to cgroup file PROCS; the child, at
+                                 file GO, asks it to trace it (PTRACE_TRACEME)
+                                 and it prints "traceme=E"
     sideways.py trace-exec UID PROGRAM ARGS...
                                  attaches to a sleeping child as trace-held
                                  does, becomes UID, execs PROGRAM
@@ -245,6 +254,22 @@ def carry_ring(uid, how, program):
     try:
         os.execv(program[0], program)
     except OSError as err:
+        return err.errno
+
+
+def carry_memory(uid, how, program):
+    """Opens a sleeping child's /proc/PID/mem (read-write or read-only) on
+    fd 7, kept across exec, becomes UID and execs PROGRAM."""
+    child = sleeper()
+    memory = os.open(f"/proc/{child}/mem", os.O_RDWR if how == "rw" else os.O_RDONLY)
+    os.dup2(memory, 7, inheritable=True)
+    os.close(memory)
+    os.setgid(uid)
+    os.setuid(uid)
+    try:
+        os.execv(program[0], program)
+    except OSError as err:
+        os.kill(child, 9)
         return err.errno
 
 
@@ -465,12 +490,22 @@ def vhost_backend():
 PTRACE_SEIZE = 0x4206
 
 
+def sleeper():
+    """Forks a child that sleeps 30 s, away from the caller's output (which
+    a test reads to its end)."""
+    child = os.fork()
+    if child == 0:
+        quiet = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(quiet, fd)
+        time.sleep(30)
+        os._exit(0)
+    return child
+
+
 def seize_a_sleeper():
     """Forks a child that sleeps, and attaches to it (PTRACE_SEIZE)."""
-    victim = os.fork()
-    if victim == 0:
-        time.sleep(60)
-        os._exit(0)
+    victim = sleeper()
     libc = ctypes.CDLL(None, use_errno=True)
     libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
     if libc.ptrace(PTRACE_SEIZE, victim, None, None) != 0:
@@ -486,6 +521,27 @@ def trace_held(procs, go):
     with open(procs, "w") as cgroup:
         cgroup.write(str(os.getpid()))
     wait_for(go)
+    return 0
+
+
+def traceme_held(procs, go):
+    """Forks a child, moves itself to cgroup file PROCS (the child, made
+    before, stays what it was), then the child, at file GO, asks to be
+    traced by it (PTRACE_TRACEME); prints "traceme=E"."""
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:
+        wait_for(go)
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        traced = libc.ptrace(0, 0, None, None)
+        os.write(writer, f"traceme={ctypes.get_errno() if traced != 0 else 0}\n".encode())
+        os._exit(0)
+    print(f"moving {os.getpid()}", flush=True)
+    with open(procs, "w") as cgroup:
+        cgroup.write(str(os.getpid()))
+    print(os.read(reader, 64).decode().strip(), flush=True)
+    os.waitpid(child, 0)
     return 0
 
 
@@ -558,8 +614,12 @@ def main():
     command, args = sys.argv[1], sys.argv[2:]
     if command == "tfo-ask":
         sys.exit(tfo_ask(args[0], args[1], args[2]))
+    if command == "carry-memory":
+        sys.exit(carry_memory(int(args[0]), args[1], args[2:]))
     if command == "trace-held":
         sys.exit(trace_held(args[0], args[1]))
+    if command == "traceme-held":
+        sys.exit(traceme_held(args[0], args[1]))
     if command == "trace-exec":
         sys.exit(trace_exec(int(args[0]), args[1:]))
     if command == "raw-send":
