@@ -244,17 +244,25 @@ def io_uring(flags):
     return fd
 
 
-def carry_ring(uid, how, program):
-    # On fd 7, where `warrant run --keep-fd 7` finds it.
-    made = io_uring(0)
-    os.dup2(made, 7, inheritable=how == "keep")
-    os.close(made)
+def become_and_exec(uid, program, child=None):
+    """Becomes UID and execs PROGRAM; if the exec fails, kills CHILD and
+    returns the errno."""
     os.setgid(uid)
     os.setuid(uid)
     try:
         os.execv(program[0], program)
     except OSError as err:
+        if child is not None:
+            os.kill(child, 9)
         return err.errno
+
+
+def carry_ring(uid, how, program):
+    # On fd 7, where `warrant run --keep-fd 7` finds it.
+    made = io_uring(0)
+    os.dup2(made, 7, inheritable=how == "keep")
+    os.close(made)
+    return become_and_exec(uid, program)
 
 
 def carry_memory(uid, how, program):
@@ -264,13 +272,7 @@ def carry_memory(uid, how, program):
     memory = os.open(f"/proc/{child}/mem", os.O_RDWR if how == "rw" else os.O_RDONLY)
     os.dup2(memory, 7, inheritable=True)
     os.close(memory)
-    os.setgid(uid)
-    os.setuid(uid)
-    try:
-        os.execv(program[0], program)
-    except OSError as err:
-        os.kill(child, 9)
-        return err.errno
+    return become_and_exec(uid, program, child)
 
 
 def register_ring(socket_path, profile, how, program):
@@ -546,14 +548,7 @@ def traceme_held(procs, go):
 
 
 def trace_exec(uid, program):
-    victim = seize_a_sleeper()
-    os.setgid(uid)
-    os.setuid(uid)
-    try:
-        os.execv(program[0], program)
-    except OSError as err:
-        os.kill(victim, 9)
-        return err.errno
+    return become_and_exec(uid, program, seize_a_sleeper())
 
 
 def crafted_udp(port):
