@@ -80,7 +80,7 @@ pub(crate) fn protected_entry(inode: *const u8) -> Option<(FileKey, ProtectedEnt
 }
 
 /// `PROC_SUPER_MAGIC`.
-const PROC_SUPER_MAGIC: u64 = 0x9fa0;
+pub const PROC_SUPER_MAGIC: u64 = 0x9fa0;
 /// `BINFMTFS_MAGIC`.
 const BINFMTFS_MAGIC: u64 = 0x4249_4e4d;
 /// Deepest /proc path looked at (`sys/net/ipv4/conf/all/forwarding` is 6).

@@ -30,6 +30,7 @@ use aya_ebpf::{
 use warrant_common::{Pickup, action};
 
 use crate::{
+    files,
     maps::{KERNEL_OFFSETS, PICKUP_CHILDREN, PICKUPS, PICKUPS_UNTIL, kernel_offsets},
     policy::{read_kernel, repeat},
     selfprotect, subjects,
@@ -193,8 +194,6 @@ pub fn kept_across_exec() -> Option<KeptFd> {
     }
 }
 
-/// `PROC_SUPER_MAGIC`.
-const PROC_MAGIC: u64 = 0x9fa0;
 /// `FMODE_WRITE`.
 const FMODE_WRITE: u32 = 0x2;
 /// "mem" and its NUL, as a little-endian word.
@@ -208,20 +207,24 @@ fn is_writable_memory(file: *const u8) -> bool {
     if read_kernel::<u32>(file, mode_at).unwrap_or(0) & FMODE_WRITE == 0 {
         return false;
     }
+    let (dentry, name) = dentry_and_name(file);
+    read_kernel::<u32>(name, 0) == Some(MEM_NAME) && selfprotect::dentry_magic(dentry) == files::PROC_SUPER_MAGIC
+}
+
+/// `file`'s dentry and the start of its name (null if unreadable).
+#[inline(always)]
+fn dentry_and_name(file: *const u8) -> (*const u8, *const u8) {
+    // Single fields, not the offsets' copy (see marks::among_open_files).
     let name_at = unsafe { core::ptr::read_volatile(&raw const KERNEL_OFFSETS.dentry_d_name_name) };
     let dentry_at = unsafe { core::ptr::read_volatile(&raw const KERNEL_OFFSETS.file_f_path_dentry) };
     let dentry = read_kernel::<u64>(file, dentry_at).unwrap_or(0) as *const u8;
-    let name = read_kernel::<u64>(dentry, name_at).unwrap_or(0) as *const u8;
-    read_kernel::<u32>(name, 0) == Some(MEM_NAME) && selfprotect::dentry_magic(dentry) == PROC_MAGIC
+    (dentry, read_kernel::<u64>(dentry, name_at).unwrap_or(0) as *const u8)
 }
 
 /// Whether `file` (a `struct file`) is an io_uring ring: its dentry's name.
 #[inline(always)]
 fn is_io_uring(file: *const u8) -> bool {
-    let name_at = unsafe { core::ptr::read_volatile(&raw const KERNEL_OFFSETS.dentry_d_name_name) };
-    let dentry_at = unsafe { core::ptr::read_volatile(&raw const KERNEL_OFFSETS.file_f_path_dentry) };
-    let dentry = read_kernel::<u64>(file, dentry_at).unwrap_or(0) as *const u8;
-    let name = read_kernel::<u64>(dentry, name_at).unwrap_or(0) as *const u8;
+    let (_, name) = dentry_and_name(file);
     let head = read_kernel::<u64>(name, 0).unwrap_or(0);
     let tail = read_kernel::<u32>(name, 8).unwrap_or(0) & 0x00ff_ffff;
     head == RING_NAME_HEAD && tail == RING_NAME_TAIL

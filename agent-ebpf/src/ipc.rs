@@ -231,7 +231,7 @@ pub fn socket_connect(ctx: LsmContext) -> i32 {
     let socket: *const u8 = ctx.arg(0);
     let sock = read_kernel::<u64>(socket, kernel_offsets().socket_sk).unwrap_or(0) as *const u8;
     if verdict == 0 && matches!(read_kernel::<u16>(sock, kernel_offsets().sock_family), Some(AF_INET | AF_INET6)) {
-        note_decided(&subject, sock, socket, version, local::sockaddr_peer(address, length));
+        note_decided(&subject, sock, socket, version, local::sockaddr_peer(address, length, false));
     }
     verdict
 }

@@ -8,7 +8,7 @@
 //! LOCAL_ADDRESSES, which the daemon keeps from the local routing table.
 
 use aya_ebpf::maps::lpm_trie::Key;
-use warrant_common::{LocalAddress, Subject, action, v4_mapped};
+use warrant_common::{LocalAddress, Subject, action};
 
 use crate::{
     ipc,
@@ -72,12 +72,7 @@ pub fn peer_to_decide(subject: &Subject, sock: *const u8, socket: *const u8, fam
     {
         return 0;
     }
-    let offsets = kernel_offsets();
-    let local = match family {
-        AF_INET => is_local_v4(sock, offsets.sock_daddr),
-        _ => is_local_v6(sock, offsets.sock_v6_daddr),
-    };
-    if local {
+    if is_local(peer) {
         return u16::from_be(port as u16);
     }
     ipc::note_decided(subject, sock, socket, version, (port, peer));
@@ -102,15 +97,17 @@ fn peer_of(sock: *const u8, family: u16) -> (u32, [u64; 2]) {
     }
 }
 
-/// The peer a connect to sockaddr `address` (`length` bytes) names, as
-/// CONNECTED_SOCKETS keeps it: the port in network order, the address as
-/// IPv6 words (IPv4 v4-mapped). Anything else (AF_UNSPEC: a disconnect)
-/// is no peer, which the next send decides.
+/// The peer a connect or send to sockaddr `address` (`length` bytes)
+/// names, as CONNECTED_SOCKETS keeps it: the port in network order, the
+/// address as IPv6 words (IPv4 v4-mapped). `on_inet`: the socket is
+/// AF_INET, whose sends take an AF_UNSPEC address as AF_INET (a connect
+/// takes it as a disconnect). Anything else is no peer (port 0).
 #[inline(always)]
-pub fn sockaddr_peer(address: *const u8, length: i32) -> (u32, [u64; 2]) {
+pub fn sockaddr_peer(address: *const u8, length: i32, on_inet: bool) -> (u32, [u64; 2]) {
     let port = read_kernel::<u16>(address, 2);
     match read_kernel::<u16>(address, 0) {
         Some(AF_INET) if length >= 8 => peer_words(port, v4_words(address, 4)),
+        Some(AF_UNSPEC) if on_inet && length >= 8 => peer_words(port, v4_words(address, 4)),
         Some(AF_INET6) if length >= 24 => peer_words(port, read_kernel::<[u64; 2]>(address, 8)),
         _ => (0, [0, 0]),
     }
@@ -133,49 +130,26 @@ fn v4_words(base: *const u8, at: u32) -> Option<[u64; 2]> {
     Some([0, 0xffff_0000 | (u64::from(ip) << 32)])
 }
 
-/// The port of a `sockaddr_in` or `sockaddr_in6` whose address is the
-/// host's own (v4-mapped too).
+/// The port (host order) of a `sockaddr_in` or `sockaddr_in6` whose
+/// address is the host's own (v4-mapped too).
 #[inline(always)]
 fn local_port(address: *const u8, length: i32, on_inet: bool) -> Option<u16> {
-    let family = match read_kernel::<u16>(address, 0)? {
-        AF_UNSPEC if on_inet => AF_INET,
-        family => family,
-    };
-    let port = u16::from_be(read_kernel::<u16>(address, 2)?);
+    let (port, peer) = sockaddr_peer(address, length, on_inet);
     // Port 0 reaches no listener (glibc's address sorting connects UDP there).
-    if port == 0 {
-        return None;
-    }
-    let local = match family {
-        AF_INET if length >= 8 => is_local_v4(address, 4),
-        AF_INET6 if length >= 24 => is_local_v6(address, 8),
-        _ => false,
-    };
-    local.then_some(port)
+    (port != 0 && is_local(peer)).then(|| u16::from_be(port as u16))
 }
 
-/// Whether the IPv4 address at `at` in `base` is the host's own: 127/8,
-/// 0.0.0.0 (which the kernel routes to loopback), or in LOCAL_ADDRESSES.
+/// Whether an address (IPv6 words, IPv4 v4-mapped) is the host's own: ::1
+/// and :: (which the kernel makes ::1), 127/8 and 0.0.0.0 (v4-mapped), or
+/// in LOCAL_ADDRESSES.
 #[inline(always)]
-fn is_local_v4(base: *const u8, at: u32) -> bool {
-    let Some(ip) = read_kernel::<[u8; 4]>(base, at) else {
-        return false;
-    };
-    ip[0] == 127 || ip == [0; 4] || LOCAL_ADDRESSES.get(&Key::new(HOST_PREFIX, v4_mapped(ip))).is_some()
-}
-
-/// Whether the IPv6 address at `at` in `base` is the host's own: ::1 and ::
-/// (which the kernel makes ::1), ::ffff:127.x.y.z and ::ffff:0.0.0.0, or in
-/// LOCAL_ADDRESSES (v4-mapped ones as their IPv4 address).
-#[inline(always)]
-fn is_local_v6(base: *const u8, at: u32) -> bool {
-    // As little-endian words.
-    let high = read_kernel::<u64>(base, at).unwrap_or(u64::MAX);
-    let low = read_kernel::<u64>(base, at + 8).unwrap_or(u64::MAX);
+fn is_local([high, low]: [u64; 2]) -> bool {
     let loopback = low == 1 << 56 || low == 0;
     let mapped = low & 0xff_ffff_ffff == 0x7f_ffff_0000 || low == 0xffff_0000;
     if high == 0 && (loopback || mapped) {
         return true;
     }
-    read_kernel::<LocalAddress>(base, at).is_some_and(|ip| LOCAL_ADDRESSES.get(&Key::new(HOST_PREFIX, ip)).is_some())
+    // The words in memory order are the address's bytes.
+    let ip: LocalAddress = unsafe { core::mem::transmute([high, low]) };
+    LOCAL_ADDRESSES.get(&Key::new(HOST_PREFIX, ip)).is_some()
 }

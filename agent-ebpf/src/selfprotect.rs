@@ -335,9 +335,18 @@ pub fn ptrace_access_check(ctx: LsmContext) -> i32 {
     // still running the unconfined parent's code that moved it (systemd's
     // spawn) is outside every profile: its one cgroup.procs write is not
     // the subject's to use.
-    let same_profile = subjects::marker_of(child)
-        .is_some_and(|m| m.profile_id == subject.profile_id && m.flags & subject_flag::MOVED_BY_PARENT == 0);
-    if mode & PTRACE_MODE_ATTACH != 0 && !same_profile { refuse(&subject, action::SELF_PTRACE) } else { 0 }
+    if mode & PTRACE_MODE_ATTACH != 0 && !of_profile(subjects::marker_of(child), &subject) {
+        refuse(&subject, action::SELF_PTRACE)
+    } else {
+        0
+    }
+}
+
+/// Whether a task with `marker` is of `subject`'s profile for ptrace: a
+/// subject of it, not still running the unconfined code that moved it.
+#[inline(always)]
+fn of_profile(marker: Option<Subject>, subject: &Subject) -> bool {
+    marker.is_some_and(|m| m.profile_id == subject.profile_id && m.flags & subject_flag::MOVED_BY_PARENT == 0)
 }
 
 /// `ptrace_traceme(parent)`: a task that makes its parent its tracer hands
@@ -354,9 +363,7 @@ pub fn ptrace_traceme(ctx: LsmContext) -> i32 {
     let Some(tracer) = subjects::marker_of(parent) else {
         return 0;
     };
-    let same_profile = subjects::current()
-        .is_some_and(|me| me.profile_id == tracer.profile_id && me.flags & subject_flag::MOVED_BY_PARENT == 0);
-    if same_profile { 0 } else { refuse(&tracer, action::SELF_PTRACE) }
+    if of_profile(subjects::current(), &tracer) { 0 } else { refuse(&tracer, action::SELF_PTRACE) }
 }
 
 #[lsm(hook = "kernel_read_file")]
