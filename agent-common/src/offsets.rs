@@ -164,5 +164,15 @@ pub struct KernelOffsets {
     /// `struct sock, __sk_common` plus `struct sock_common, skc_v6_daddr`
     /// (in6_addr): an IPv6 socket's peer.
     pub sock_v6_daddr: u32,
+    /// `struct sock, __sk_common` plus `struct sock_common, skc_bound_dev_if`
+    /// (int): the device SO_BINDTODEVICE bound it to, 0 for none.
+    pub sock_bound_dev_if: u32,
+    /// `struct inet_sock, uc_index` (int): IP_UNICAST_IF's device, 0 for none.
+    pub inet_sock_uc_index: u32,
+    /// `struct msghdr, msg_control` (pointer, in an anonymous union; the
+    /// kernel's copy of the control messages by the time LSM sees a send).
+    pub msghdr_msg_control: u32,
+    /// `struct msghdr, msg_controllen` (size_t).
+    pub msghdr_msg_controllen: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 292);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 308);

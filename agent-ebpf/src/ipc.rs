@@ -226,11 +226,15 @@ pub fn socket_connect(ctx: LsmContext) -> i32 {
     let address: *const u8 = ctx.arg(1);
     let length: i32 = ctx.arg(2);
     let version = version_in_force();
-    let verdict = local::decide(&subject, address, length, false);
-    // The peer it connects to is decided: its sends are not, again.
     let socket: *const u8 = ctx.arg(0);
     let sock = read_kernel::<u64>(socket, kernel_offsets().socket_sk).unwrap_or(0) as *const u8;
-    if verdict == 0 && matches!(read_kernel::<u16>(sock, kernel_offsets().sock_family), Some(AF_INET | AF_INET6)) {
+    if !matches!(read_kernel::<u16>(sock, kernel_offsets().sock_family), Some(AF_INET | AF_INET6)) {
+        return 0;
+    }
+    let to_loopback = local::through_loopback(sock, socket, core::ptr::null());
+    let verdict = local::decide(&subject, address, length, false, to_loopback);
+    // The peer it connects to is decided: its sends are not, again.
+    if verdict == 0 {
         note_decided(&subject, sock, socket, version, local::sockaddr_peer(address, length, false));
     }
     verdict
@@ -274,6 +278,9 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     if (inet && kind == SOCK_RAW) || family == AF_PACKET || family == AF_XDP {
         return crate::policy::decide_action(&subject, action::NET_RAW, 0, 0, [0, 0]);
     }
+    if !inet {
+        return 0;
+    }
     let msg: *const u8 = ctx.arg(1);
     let address = read_kernel::<u64>(msg, offsets.msghdr_msg_name).unwrap_or(0) as *const u8;
     // To the peer: a stream socket's always (an address given is ignored),
@@ -282,10 +289,11 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     let to_peer = kind == SOCK_STREAM
         || address.is_null()
         || (family == AF_INET6 && read_kernel::<u16>(address, 0) == Some(AF_UNSPEC));
-    if inet && to_peer {
+    let to_loopback = local::through_loopback(sock, socket, msg);
+    if to_peer {
         // Read before the decision: a policy switched in between decides it again.
         let version = version_in_force();
-        let port = local::peer_to_decide(&subject, sock, socket, family, version);
+        let port = local::peer_to_decide(&subject, sock, socket, family, to_loopback);
         if port != 0 {
             let verdict = local::decide_port(&subject, port);
             if verdict != 0 {
@@ -298,5 +306,5 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
         return 0;
     }
     let length = read_kernel::<i32>(msg, offsets.msghdr_msg_namelen).unwrap_or(0);
-    local::decide(&subject, address, length, family == AF_INET)
+    local::decide(&subject, address, length, family == AF_INET, to_loopback)
 }

@@ -6,6 +6,11 @@
 //! here; every other address of the host (an interface's, a broadcast
 //! address, a multicast group a local socket may hear) is looked up in
 //! LOCAL_ADDRESSES, which the daemon keeps from the local routing table.
+//! An IPv4 packet the kernel routes out through the loopback device is
+//! delivered to the host whatever its address (the route is local), so a
+//! subject's IPv4 connect or send through it counts too: by the socket's
+//! device (SO_BINDTODEVICE, IP_UNICAST_IF) or a send's IP_PKTINFO. IPv6
+//! does not do this: a non-local address out through lo is dropped.
 
 use aya_ebpf::maps::lpm_trie::Key;
 use warrant_common::{LocalAddress, Subject, action};
@@ -13,7 +18,7 @@ use warrant_common::{LocalAddress, Subject, action};
 use crate::{
     ipc,
     maps::{CONNECTED_SOCKETS, LOCAL_ADDRESSES, kernel_offsets},
-    policy::{decide_with, read_kernel, version_in_force},
+    policy::{decide_with, read_kernel, repeat, version_in_force},
 };
 
 const AF_UNSPEC: u16 = 0;
@@ -23,12 +28,13 @@ pub const AF_INET6: u16 = 10;
 const HOST_PREFIX: u32 = 128;
 
 /// Decides a subject's connect or send to `address` (a kernel copy of
-/// `length` bytes): `ipc.loopback` when it is the host's own, else 0.
-/// `on_inet`: the socket is AF_INET, whose sends take an AF_UNSPEC address
-/// as AF_INET (a connect takes it as a disconnect).
+/// `length` bytes): `ipc.loopback` when it is the host's own, or IPv4 and
+/// `to_loopback` (see [`through_loopback`]), else 0. `on_inet`: the socket
+/// is AF_INET, whose sends take an AF_UNSPEC address as AF_INET (a connect
+/// takes it as a disconnect).
 #[inline(always)]
-pub fn decide(subject: &Subject, address: *const u8, length: i32, on_inet: bool) -> i32 {
-    match local_port(address, length, on_inet) {
+pub fn decide(subject: &Subject, address: *const u8, length: i32, on_inet: bool, to_loopback: bool) -> i32 {
+    match local_port(address, length, on_inet, to_loopback) {
         Some(port) => decide_port(subject, port),
         None => 0,
     }
@@ -46,19 +52,26 @@ pub fn decide_port(subject: &Subject, port: u16) -> i32 {
 /// goes to its peer (a TCP connection whatever the address given, a
 /// connected datagram socket sending without one) is `ipc.loopback` when
 /// the peer is the host's own, decided once per socket, profile, policy
-/// version and peer (CONNECTED_SOCKETS). The subject's own connect counts
+/// version and peer (CONNECTED_SOCKETS); or, every time, when the peer is
+/// IPv4 and the send goes `to_loopback`. The subject's own connect counts
 /// as that decision; a connection made before its holder became a
 /// subject, or handed over, is decided at its first send. This returns
 /// the port to decide (host order), or 0: no peer, decided already, or
-/// not the host's (noted as decided under `version`). The caller decides
-/// (outside this frame: the decision's own calls are deep) and, if
-/// allowed, notes it with [`note_peer`].
+/// not the host's (noted as decided under the version in force). The
+/// caller decides (outside this frame: the decision's own calls are deep)
+/// and, if allowed, notes it with [`note_peer`].
 #[inline(never)]
-pub fn peer_to_decide(subject: &Subject, sock: *const u8, socket: *const u8, family: u16, version: u64) -> u16 {
+pub fn peer_to_decide(subject: &Subject, sock: *const u8, socket: *const u8, family: u16, to_loopback: bool) -> u16 {
+    // Read before the decision: a policy switched in between decides it again.
+    let version = version_in_force();
     let (port, peer) = peer_of(sock, family);
     // No peer (not connected yet: TCP Fast Open's first send).
     if port == 0 {
         return 0;
+    }
+    // A device chosen after the connect (the route is looked up again).
+    if to_loopback && is_v4(peer) {
+        return u16::from_be(port as u16);
     }
     let Some(key) = ipc::socket_key(sock, socket) else {
         return 0;
@@ -131,12 +144,42 @@ fn v4_words(base: *const u8, at: u32) -> Option<[u64; 2]> {
 }
 
 /// The port (host order) of a `sockaddr_in` or `sockaddr_in6` whose
-/// address is the host's own (v4-mapped too).
+/// address is the host's own (v4-mapped too), or IPv4 and sent `to_loopback`.
 #[inline(always)]
-fn local_port(address: *const u8, length: i32, on_inet: bool) -> Option<u16> {
+fn local_port(address: *const u8, length: i32, on_inet: bool, to_loopback: bool) -> Option<u16> {
     let (port, peer) = sockaddr_peer(address, length, on_inet);
     // Port 0 reaches no listener (glibc's address sorting connects UDP there).
-    (port != 0 && is_local(peer)).then(|| u16::from_be(port as u16))
+    (port != 0 && ((to_loopback && is_v4(peer)) || is_local(peer))).then(|| u16::from_be(port as u16))
+}
+
+/// Whether peer words are an IPv4 address (v4-mapped).
+#[inline(always)]
+fn is_v4([high, low]: [u64; 2]) -> bool {
+    high == 0 && low & 0xffff_ffff == 0xffff_0000
+}
+
+/// The loopback device's index, the same in every network namespace.
+const LOOPBACK_IFINDEX: i32 = 1;
+const SOCK_DGRAM: u16 = 2;
+
+/// Whether an IPv4 connect or send on `sock` (of `socket`, with `msg` for
+/// a send) goes out through the loopback device whatever its address: the
+/// socket is bound to it (SO_BINDTODEVICE, SO_BINDTOIFINDEX), or, for a
+/// datagram socket, IP_UNICAST_IF names it or the send's IP_PKTINFO (an
+/// IPv6 socket's IPV6_PKTINFO, for a v4-mapped address) does. Unreadable
+/// counts as through it.
+#[inline(always)]
+pub fn through_loopback(sock: *const u8, socket: *const u8, msg: *const u8) -> bool {
+    let offsets = kernel_offsets();
+    let on_loopback = |index: Option<i32>| !matches!(index, Some(index) if index != LOOPBACK_IFINDEX);
+    if on_loopback(read_kernel::<i32>(sock, offsets.sock_bound_dev_if)) {
+        return true;
+    }
+    // TCP routes by the bound device only.
+    if read_kernel::<u16>(socket, offsets.socket_type) != Some(SOCK_DGRAM) {
+        return false;
+    }
+    on_loopback(read_kernel::<i32>(sock, offsets.inet_sock_uc_index)) || (!msg.is_null() && pktinfo_to_loopback(msg))
 }
 
 /// Whether an address (IPv6 words, IPv4 v4-mapped) is the host's own: ::1
@@ -152,4 +195,64 @@ fn is_local([high, low]: [u64; 2]) -> bool {
     // The words in memory order are the address's bytes.
     let ip: LocalAddress = unsafe { core::mem::transmute([high, low]) };
     LOCAL_ADDRESSES.get(&Key::new(HOST_PREFIX, ip)).is_some()
+}
+
+/// `struct cmsghdr`: its length (size_t), level and type (ints).
+const CMSG_HEADER: u64 = 16;
+const SOL_IP: u64 = 0;
+const IP_PKTINFO: u64 = 8;
+const SOL_IPV6: u64 = 41;
+const IPV6_PKTINFO: u64 = 50;
+/// Most control messages looked at; a send with more counts as through
+/// loopback. The kernel copies at most `optmem_max` bytes of them (20 KiB
+/// by default: 1,280 headers).
+const MOST_CONTROL_MESSAGES: u32 = 4096;
+
+/// Whether a send's control messages (the kernel's copy) choose the
+/// loopback device: an IP_PKTINFO whose `ipi_ifindex` is it, or an
+/// IPV6_PKTINFO whose `ipi6_ifindex` is (the kernel honours both for an
+/// IPv4 destination). Walked as the kernel walks them; what cannot be read
+/// or walked whole counts as choosing it.
+#[inline(always)]
+fn pktinfo_to_loopback(msg: *const u8) -> bool {
+    let offsets = kernel_offsets();
+    let length = read_kernel::<u64>(msg, offsets.msghdr_msg_controllen).unwrap_or(0);
+    if length < CMSG_HEADER {
+        return false;
+    }
+    let Some(control) = read_kernel::<u64>(msg, offsets.msghdr_msg_control) else {
+        return true;
+    };
+    let (mut at, mut walked, mut chosen) = (0u64, false, false);
+    repeat(MOST_CONTROL_MESSAGES, |_| {
+        if length - at < CMSG_HEADER {
+            walked = true;
+            return false;
+        }
+        let header = (control + at) as *const u8;
+        let Some([len, level_and_type]) = read_kernel::<[u64; 2]>(header, 0) else {
+            chosen = true;
+            return false;
+        };
+        // One the kernel would refuse ends the walk (and fails the send).
+        if len < CMSG_HEADER || len > length - at {
+            walked = true;
+            return false;
+        }
+        let ifindex_at = match (level_and_type & 0xffff_ffff, level_and_type >> 32) {
+            (SOL_IP, IP_PKTINFO) => 16,
+            (SOL_IPV6, IPV6_PKTINFO) => 32,
+            _ => 0,
+        };
+        if ifindex_at != 0
+            && !matches!(read_kernel::<i32>(header, ifindex_at), Some(index) if index != LOOPBACK_IFINDEX)
+        {
+            chosen = true;
+            return false;
+        }
+        // CMSG_ALIGN: the next header starts 8-byte aligned.
+        at += (len + 7) & !7;
+        true
+    });
+    chosen || !walked
 }

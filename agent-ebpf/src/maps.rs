@@ -300,6 +300,10 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     sock_daddr: 0,
     sock_dport: 0,
     sock_v6_daddr: 0,
+    sock_bound_dev_if: 0,
+    inet_sock_uc_index: 0,
+    msghdr_msg_control: 0,
+    msghdr_msg_controllen: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

@@ -317,6 +317,11 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         sock_daddr: btf.member_offset("sock", "__sk_common")? + btf.member_offset("sock_common", "skc_daddr")?,
         sock_dport: btf.member_offset("sock", "__sk_common")? + btf.member_offset("sock_common", "skc_dport")?,
         sock_v6_daddr: btf.member_offset("sock", "__sk_common")? + btf.member_offset("sock_common", "skc_v6_daddr")?,
+        sock_bound_dev_if: btf.member_offset("sock", "__sk_common")?
+            + btf.member_offset("sock_common", "skc_bound_dev_if")?,
+        inet_sock_uc_index: btf.member_offset("inet_sock", "uc_index")?,
+        msghdr_msg_control: btf.member_offset("msghdr", "msg_control")?,
+        msghdr_msg_controllen: btf.member_offset("msghdr", "msg_controllen")?,
     })
 }
 

@@ -6,7 +6,10 @@
 //! and whatever `ip route add local PREFIX` adds (AnyIP). So do `local`
 //! and `anycast` routes of the main and default tables, which the default
 //! rules consult for every packet (IPv6 keeps its local routes in main on
-//! kernels without multiple tables). Only those are read: a table an `ip
+//! kernels without multiple tables). So, for IPv4, does any route of main
+//! and default out through the loopback device (`ip route add 10.9.0.0/16
+//! dev lo`): the kernel delivers what it routes there to the host itself.
+//! Only those are read: a table an `ip
 //! rule` sends some packets to (a TPROXY setup's `fwmark` table, a VRF's)
 //! is left out, and so are `broadcast` and `multicast` routes outside the
 //! local table (adding one is a `net.route` action). The daemon copies these
@@ -60,7 +63,10 @@ const RT_TABLE_DEFAULT: u32 = 253;
 const RT_TABLE_MAIN: u32 = 254;
 const RT_TABLE_LOCAL: u32 = 255;
 const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
+const RTA_MULTIPATH: u16 = 9;
 const RTA_TABLE: u16 = 15;
+const RTN_UNICAST: u8 = 1;
 const RTN_LOCAL: u8 = 2;
 const RTN_BROADCAST: u8 = 3;
 const RTN_ANYCAST: u8 = 4;
@@ -72,6 +78,10 @@ const NETLINK_GET_STRICT_CHK: libc::c_int = 12;
 /// `struct nlmsghdr` and `struct rtmsg`.
 const HEADER_LEN: usize = 16;
 const RTMSG_LEN: usize = 12;
+/// `struct rtnexthop`: length, flags, hops, then the device's index.
+const RTNEXTHOP_LEN: usize = 8;
+/// The loopback device's index, the same in every network namespace.
+const LOOPBACK_IFINDEX: u32 = 1;
 
 /// Destinations a local socket hears whatever the table says: IPv4 and
 /// IPv6 multicast (a socket bound to the port hears a group the host is
@@ -136,18 +146,21 @@ pub fn dump() -> io::Result<BTreeSet<LocalPrefix>> {
     let mut prefixes: BTreeSet<LocalPrefix> = always_local().into_iter().collect();
     let mut buffer = vec![0u8; 64 * 1024];
     // The local table whole; in main and default, only the delivering
-    // types (main may hold a router's million routes).
+    // types and IPv4's routes out through lo (main may hold a router's
+    // million routes).
     let requests = [
-        (libc::AF_INET, RT_TABLE_LOCAL, 0),
-        (libc::AF_INET, RT_TABLE_MAIN, RTN_LOCAL),
-        (libc::AF_INET, RT_TABLE_DEFAULT, RTN_LOCAL),
-        (libc::AF_INET6, RT_TABLE_LOCAL, 0),
-        (libc::AF_INET6, RT_TABLE_MAIN, RTN_LOCAL),
-        (libc::AF_INET6, RT_TABLE_MAIN, RTN_ANYCAST),
-        (libc::AF_INET6, RT_TABLE_DEFAULT, RTN_LOCAL),
+        (libc::AF_INET, RT_TABLE_LOCAL, 0, None),
+        (libc::AF_INET, RT_TABLE_MAIN, RTN_LOCAL, None),
+        (libc::AF_INET, RT_TABLE_DEFAULT, RTN_LOCAL, None),
+        (libc::AF_INET, RT_TABLE_MAIN, RTN_UNICAST, Some(LOOPBACK_IFINDEX)),
+        (libc::AF_INET, RT_TABLE_DEFAULT, RTN_UNICAST, Some(LOOPBACK_IFINDEX)),
+        (libc::AF_INET6, RT_TABLE_LOCAL, 0, None),
+        (libc::AF_INET6, RT_TABLE_MAIN, RTN_LOCAL, None),
+        (libc::AF_INET6, RT_TABLE_MAIN, RTN_ANYCAST, None),
+        (libc::AF_INET6, RT_TABLE_DEFAULT, RTN_LOCAL, None),
     ];
-    for (family, table, kind) in requests {
-        let request = dump_request(family as u8, table, kind);
+    for (family, table, kind, device) in requests {
+        let request = dump_request(family as u8, table, kind, device);
         // SAFETY: the buffer outlives the call; the kernel is the peer.
         let sent = unsafe { libc::send(socket.as_raw_fd(), request.as_ptr().cast(), request.len(), 0) };
         if sent != request.len() as isize {
@@ -168,10 +181,11 @@ pub fn dump() -> io::Result<BTreeSet<LocalPrefix>> {
 }
 
 /// An RTM_GETROUTE dump request for `family`'s routes of `table`, of
-/// type `kind` only unless 0 (filters the kernel applies under strict
-/// checking; [`local_route`] checks each reply all the same).
-fn dump_request(family: u8, table: u32, kind: u8) -> Vec<u8> {
-    let total = HEADER_LEN + RTMSG_LEN + 8;
+/// type `kind` only unless 0, through device `device` only if given
+/// (filters the kernel applies under strict checking; [`local_route`]
+/// checks each reply all the same).
+fn dump_request(family: u8, table: u32, kind: u8, device: Option<u32>) -> Vec<u8> {
+    let total = HEADER_LEN + RTMSG_LEN + 8 + if device.is_some() { 8 } else { 0 };
     let mut message = Vec::with_capacity(total);
     message.extend_from_slice(&(total as u32).to_ne_bytes());
     message.extend_from_slice(&RTM_GETROUTE.to_ne_bytes());
@@ -183,6 +197,11 @@ fn dump_request(family: u8, table: u32, kind: u8) -> Vec<u8> {
     message.extend_from_slice(&8u16.to_ne_bytes());
     message.extend_from_slice(&RTA_TABLE.to_ne_bytes());
     message.extend_from_slice(&table.to_ne_bytes());
+    if let Some(device) = device {
+        message.extend_from_slice(&8u16.to_ne_bytes());
+        message.extend_from_slice(&RTA_OIF.to_ne_bytes());
+        message.extend_from_slice(&device.to_ne_bytes());
+    }
     message
 }
 
@@ -247,13 +266,16 @@ fn route_table(payload: &[u8]) -> Option<u32> {
 
 /// The prefix of a route payload if the route delivers to the host: any
 /// delivering type in the local table, `local` and `anycast` in main and
-/// default. A route without RTA_DST is the whole family (`local
-/// 0.0.0.0/0`).
+/// default, and IPv4 `unicast` there out through lo. A route without
+/// RTA_DST is the whole family (`local 0.0.0.0/0`).
 fn local_route(payload: &[u8]) -> Option<LocalPrefix> {
     let (family, dst_len, kind) = (*payload.first()?, *payload.get(1)?, *payload.get(7)?);
     let delivers = match route_table(payload)? {
         RT_TABLE_LOCAL => matches!(kind, RTN_LOCAL | RTN_BROADCAST | RTN_ANYCAST | RTN_MULTICAST),
-        RT_TABLE_MAIN | RT_TABLE_DEFAULT => matches!(kind, RTN_LOCAL | RTN_ANYCAST),
+        RT_TABLE_MAIN | RT_TABLE_DEFAULT => {
+            matches!(kind, RTN_LOCAL | RTN_ANYCAST)
+                || (kind == RTN_UNICAST && family as libc::c_int == libc::AF_INET && through_loopback(payload))
+        }
         _ => false,
     };
     if !delivers {
@@ -271,6 +293,24 @@ fn local_route(payload: &[u8]) -> Option<LocalPrefix> {
         }
         _ => None,
     }
+}
+
+/// Whether a route's device, or one of its multipath hops', is lo.
+fn through_loopback(payload: &[u8]) -> bool {
+    let index = |value: &[u8]| value.get(..4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+    attributes(payload).any(|(kind, value)| match kind {
+        RTA_OIF => index(value) == Some(LOOPBACK_IFINDEX),
+        RTA_MULTIPATH => {
+            let mut at = 0;
+            std::iter::from_fn(|| {
+                let hop = value.get(at..at + RTNEXTHOP_LEN)?;
+                at += align4(usize::from(u16::from_ne_bytes([hop[0], hop[1]])).max(RTNEXTHOP_LEN));
+                index(&hop[4..])
+            })
+            .any(|device| device == LOOPBACK_IFINDEX)
+        }
+        _ => false,
+    })
 }
 
 #[cfg(test)]
@@ -330,6 +370,42 @@ mod tests {
         done.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
         done.extend_from_slice(&[0; 14]);
         assert!(parse_dump(&done, &mut prefixes).unwrap());
+    }
+
+    /// `message` with one more attribute.
+    fn with_attribute(mut message: Vec<u8>, kind: u16, value: &[u8]) -> Vec<u8> {
+        message.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+        message.extend_from_slice(&kind.to_ne_bytes());
+        message.extend_from_slice(value);
+        let len = message.len() as u32;
+        message[..4].copy_from_slice(&len.to_ne_bytes());
+        message
+    }
+
+    #[test]
+    fn an_ipv4_route_out_through_lo_is_the_hosts() {
+        let through = |device: u32| {
+            with_attribute(route(2, 16, 254, RTN_UNICAST, Some(&[10, 9, 0, 0])), RTA_OIF, &device.to_ne_bytes())
+        };
+        let mut prefixes = BTreeSet::new();
+        parse_dump(&through(LOOPBACK_IFINDEX), &mut prefixes).unwrap();
+        parse_dump(&through(2), &mut prefixes).unwrap();
+        // A multipath route with one hop out through lo.
+        let hops: Vec<u8> = [2u32, LOOPBACK_IFINDEX]
+            .iter()
+            .flat_map(|device| [&8u16.to_ne_bytes()[..], &[0, 0], &device.to_ne_bytes()].concat())
+            .collect();
+        let multipath = with_attribute(route(2, 24, 253, RTN_UNICAST, Some(&[10, 8, 1, 0])), RTA_MULTIPATH, &hops);
+        parse_dump(&multipath, &mut prefixes).unwrap();
+        // IPv6 drops what it routes out through lo to an address not its own.
+        let mut v6 = [0u8; 16];
+        v6[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        let v6_route = with_attribute(route(10, 32, 254, RTN_UNICAST, Some(&v6)), RTA_OIF, &1u32.to_ne_bytes());
+        parse_dump(&v6_route, &mut prefixes).unwrap();
+        let expected = [LocalPrefix::v4(16, [10, 9, 0, 0]), LocalPrefix::v4(24, [10, 8, 1, 0])];
+        assert_eq!(prefixes, expected.into_iter().collect());
+        assert!(local_table_changed(&through(LOOPBACK_IFINDEX)));
+        assert!(!local_table_changed(&through(2)));
     }
 
     #[test]

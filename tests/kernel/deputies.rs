@@ -10,9 +10,14 @@ use crate::{
 };
 
 /// Starts a root deputy on unix socket `name` (`kind` stream or dgram), or
-/// on TCP port `name` of every address (`kind` tcp), that runs what it is sent.
+/// on TCP or UDP port `name` of every address (`kind` tcp or udp), that
+/// runs what it is sent.
 pub(crate) fn start_deputy(name: &str, kind: &str) -> std::process::Child {
-    let args = if kind == "tcp" { vec!["tcp-deputy", name] } else { vec!["deputy", name, kind] };
+    let args = match kind {
+        "tcp" => vec!["tcp-deputy", name],
+        "udp" => vec!["udp-deputy", name],
+        _ => vec!["deputy", name, kind],
+    };
     let mut deputy = Command::new("python3")
         .arg(harness::helper("sideways.py"))
         .args(args)
@@ -211,6 +216,57 @@ fn a_root_deputy_on_the_hosts_other_addresses_is_out_of_reach() {
     ip_root(&["addr", "delete", "10.77.0.9/32", "dev", interface.0]);
     let out = sideways_until(&["udp-send", "10.77.0.9", "2375"], 0);
     assert!(out.status.success(), "10.77.0.9 after it was deleted: {}", out.stderr);
+}
+
+/// An IPv4 datagram the kernel routes out through lo is delivered to the
+/// host itself, whatever address it is sent to: a wildcard UDP deputy
+/// hears it. The device can be the socket's (SO_BINDTODEVICE,
+/// SO_BINDTOIFINDEX, IP_UNICAST_IF, bound after a connect), a send's
+/// (IP_PKTINFO, IPV6_PKTINFO for a v4-mapped address), or a route's.
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_datagram_routed_out_through_lo_reaches_the_host_whatever_its_address() {
+    let d = daemon();
+    // 10.78.0.2 is a neighbour, reached through the dummy interface.
+    let interface = Interface::new("wlocal1");
+    ip_root(&["addr", "add", "10.78.0.1/24", "dev", interface.0]);
+    let mut deputy = start_deputy("2375", "udp");
+    let script = harness::helper("sideways.py");
+    let hows = ["bindtodevice", "bindtoifindex", "unicast-if", "pktinfo", "ipv6-pktinfo", "connect-then-bind"];
+    let marker = "/run/deputy-ran-udp";
+    // The route is real: root's datagram to the neighbour's address, out
+    // through lo, runs at the deputy.
+    for how in hows {
+        let _ = std::fs::remove_file(marker);
+        let sent = Command::new("python3")
+            .args([&script, "udp-through-lo", how, "10.78.0.2", "2375", &format!("echo {how} > {marker}")])
+            .status();
+        assert!(sent.unwrap().success(), "root's {how} datagram was not sent");
+        harness::wait_for_text(std::path::Path::new(marker), how);
+    }
+    std::fs::remove_file(marker).unwrap();
+    let flush = format!("touch {marker}; nft flush ruleset");
+    for how in hows {
+        let mark = d.audit_len();
+        let out = sideways(&["udp-through-lo", how, "10.78.0.2", "2375", &flush]);
+        assert_eq!(out.status.code(), Some(1), "{how} as a subject: {}", out.stderr);
+        d.expect_record(mark, "ipc.loopback", "2375", "denied");
+    }
+    // A route of the main table out through lo, added while the daemon runs.
+    let _ = Command::new("ip").args(["route", "del", "10.79.0.0/16"]).output();
+    ip_root(&["route", "add", "10.79.0.0/16", "dev", "lo"]);
+    let mark = d.audit_len();
+    let out = sideways_until(&["udp-send", "10.79.0.5", "2375"], 1);
+    ip_root(&["route", "del", "10.79.0.0/16"]);
+    assert_eq!(out.status.code(), Some(1), "10.79.0.5 by a route through lo: {}", out.stderr);
+    d.expect_record(mark, "ipc.loopback", "2375", "denied");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(!std::path::Path::new(marker).exists(), "the deputy ran the agent's command");
+    let _ = deputy.kill();
+    let _ = deputy.wait();
+    // The same datagram out through the neighbour's interface goes.
+    let out = sideways(&["udp-send", "10.78.0.2", "2375"]);
+    assert!(out.status.success(), "a datagram to 10.78.0.2: {}", out.stderr);
 }
 
 /// Packets a subject makes itself reach a local deputy from any address

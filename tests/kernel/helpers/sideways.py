@@ -395,6 +395,54 @@ def tcp_deputy(port):
     serve_commands(server)
 
 
+def udp_deputy(port):
+    """Runs each datagram to PORT of every address as a command."""
+    server = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    server.bind(("::", int(port)))
+    print("ready", flush=True)
+    while True:
+        subprocess.run(server.recv(4096).decode(), shell=True)
+
+
+LOOPBACK_IFINDEX = 1
+SO_BINDTOIFINDEX = 62
+IP_UNICAST_IF = 50
+IP_PKTINFO = 8
+
+
+def udp_through_lo(how, host, port, command):
+    """Sends COMMAND to HOST:PORT, an address not this host's, out through
+    lo, which the device chosen HOW makes the route."""
+    family = socket.AF_INET6 if how == "ipv6-pktinfo" else socket.AF_INET
+    client = socket.socket(family, socket.SOCK_DGRAM)
+    destination = ("::ffff:" + host if family == socket.AF_INET6 else host, int(port))
+    ancillary = []
+    try:
+        if how == "bindtodevice":
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo")
+        elif how == "bindtoifindex":
+            client.setsockopt(socket.SOL_SOCKET, SO_BINDTOIFINDEX, LOOPBACK_IFINDEX)
+        elif how == "unicast-if":
+            client.setsockopt(socket.IPPROTO_IP, IP_UNICAST_IF, struct.pack("!I", LOOPBACK_IFINDEX))
+        elif how == "pktinfo":
+            info = struct.pack("=i", LOOPBACK_IFINDEX) + bytes(8)
+            ancillary = [(socket.IPPROTO_IP, IP_PKTINFO, info)]
+        elif how == "ipv6-pktinfo":
+            # The address must be v4-mapped (here ::ffff:0.0.0.0, none).
+            info = bytes(10) + b"\xff\xff" + bytes(4) + struct.pack("=i", LOOPBACK_IFINDEX)
+            ancillary = [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, info)]
+        elif how == "connect-then-bind":
+            client.connect(destination)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo")
+            client.send(command.encode())
+            return 0
+        client.sendmsg([command.encode()], ancillary, 0, destination)
+    except OSError as err:
+        return err.errno
+    return 0
+
+
 def tcp_ask(host, port, command):
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     client = socket.socket(family, socket.SOCK_STREAM)
@@ -637,6 +685,10 @@ def main():
         sys.exit(vhost_backend())
     if command == "udp-send":
         sys.exit(udp_send(args[0], args[1]))
+    if command == "udp-deputy":
+        udp_deputy(args[0])
+    if command == "udp-through-lo":
+        sys.exit(udp_through_lo(args[0], args[1], args[2], args[3]))
     if command == "tcp-deputy":
         tcp_deputy(args[0])
     if command == "tcp-ask":
