@@ -14,6 +14,8 @@ use crate::action::{
 
 /// `_IOW(VHOST_VIRTIO, 0x30, struct vhost_vring_file)`.
 const VHOST_NET_SET_BACKEND: u32 = 0x4008_af30;
+/// `_IOWR('t', 62, int)` on /dev/ppp: makes a `pppN` interface.
+const PPPIOCNEWUNIT: u32 = 0xc004_743e;
 
 /// The rtnetlink action ioctl `cmd` amounts to; None for reads and for
 /// ioctls that are not about the network configuration.
@@ -28,6 +30,9 @@ pub fn network_action(cmd: u32) -> Option<u32> {
     // tap), through no send hook.
     if cmd == VHOST_NET_SET_BACKEND {
         return Some(NET_RAW);
+    }
+    if cmd == PPPIOCNEWUNIT {
+        return Some(NET_LINK_ADD);
     }
     if (cmd >> 8) & 0xff == u32::from(b'T') && (200..=240).contains(&(cmd & 0xff)) {
         return match cmd & 0xff {
@@ -51,12 +56,14 @@ fn socket_ioctl(nr: u32) -> Option<u32> {
         // SIOCGIFNAME, SIOCGIFCONF, SIOCGIFFLAGS, SIOCGIFADDR,
         // SIOCGIFDSTADDR, SIOCGIFBRDADDR, SIOCGIFNETMASK, SIOCGIFMETRIC,
         // SIOCGIFMEM, SIOCGIFMTU, SIOCGIFENCAP, SIOCGIFHWADDR, SIOCGIFSLAVE,
-        // SIOCGIFINDEX, SIOCGIFPFLAGS, SIOCGIFCOUNT, SIOCGIFBR,
-        // SIOCGIFTXQLEN, SIOCGMIIPHY, SIOCGMIIREG, SIOCOUTQNSD, SIOCGSKNS,
-        // SIOCGARP, SIOCGRARP, SIOCGIFMAP, the bonding queries,
-        // SIOCGHWTSTAMP, SIOCGETTUNNEL (SIOCDEVPRIVATE).
+        // SIOCGIFINDEX, SIOCGIFPFLAGS, SIOCGIFCOUNT, SIOCGIFTXQLEN,
+        // SIOCGMIIPHY, SIOCGMIIREG, SIOCOUTQNSD, SIOCGSKNS, SIOCGARP,
+        // SIOCGRARP, SIOCGIFMAP, the bonding queries, SIOCGHWTSTAMP. Not
+        // SIOCGIFBR (0x40: its argument makes and deletes bridges) nor
+        // SIOCDEVPRIVATE (0xf0: SIOCGETTUNNEL on a tunnel, a bridge's
+        // BRCTL_ADD_IF on a bridge), whose names say "get".
         0x10 | 0x12 | 0x13 | 0x15 | 0x17 | 0x19 | 0x1b | 0x1d | 0x1f | 0x21 | 0x25 | 0x27 | 0x29 | 0x33 | 0x35
-        | 0x38 | 0x40 | 0x42 | 0x47 | 0x48 | 0x4b | 0x4c | 0x54 | 0x61 | 0x70 | 0x93 | 0x94 | 0xb1 | 0xf0 => {
+        | 0x38 | 0x42 | 0x47 | 0x48 | 0x4b | 0x4c | 0x54 | 0x61 | 0x70 | 0x93 | 0x94 | 0xb1 => {
             return None;
         }
         // SIOCADDRT, SIOCDELRT.
@@ -75,7 +82,8 @@ fn socket_ioctl(nr: u32) -> Option<u32> {
         0x53 | 0x60 => NET_NEIGH_DELETE,
         // Everything else changes links (flags, MTU, name, hardware address,
         // bridges, bonds, VLANs, tunnels, ethtool, device-private), or may:
-        // SIOCETHTOOL and SIOCGIFVLAN read and write through one number.
+        // SIOCETHTOOL, SIOCGIFVLAN, SIOCGIFBR and SIOCDEVPRIVATE read and
+        // write through one number.
         _ => NET_LINK_SET,
     })
 }

@@ -29,6 +29,18 @@ pub const IP_XFRM_POLICY: i32 = 17;
 pub const IPV6_IPSEC_POLICY: i32 = 34;
 pub const IPV6_XFRM_POLICY: i32 = 35;
 
+/// `MRT_BASE` (200) to `MRT_MAX` (212), and the same numbers as `MRT6_*`
+/// on SOL_IPV6: multicast routing on an IGMP (ICMPv6) raw socket. What
+/// one adds outlives the socket unless it ran MRT_INIT.
+pub const MRT_ADD_VIF: i32 = 202;
+pub const MRT_DEL_VIF: i32 = 203;
+pub const MRT_ADD_MFC: i32 = 204;
+pub const MRT_DEL_MFC: i32 = 205;
+pub const MRT_ADD_MFC_PROXY: i32 = 210;
+pub const MRT_DEL_MFC_PROXY: i32 = 211;
+pub const MRT_FLUSH: i32 = 212;
+pub const MRT: core::ops::RangeInclusive<i32> = 200..=212;
+
 /// `SOL_XDP`: every option of an AF_XDP socket (its rings, its umem). An
 /// XDP socket sends frames it made from `poll()` or the driver, past the
 /// `socket_sendmsg` hook: setting one up at all is `net.raw`.
@@ -46,6 +58,18 @@ pub fn classify(level: i32, optname: i32) -> Option<(u32, u8)> {
     match (level, optname) {
         (SOL_IP, name) if IP_VS_SO_SET.contains(&name) => Some((action::NET_IPVS, 0)),
         (SOL_XDP, _) => Some((action::NET_RAW, 0)),
+        // Multicast routing: a virtual interface (pimreg, a dvmrp tunnel)
+        // is a link, a forwarding cache entry a route; the rest (taking
+        // the router's socket, its table, PIM, asserts) set routing up.
+        (SOL_IP | SOL_IPV6, name) if MRT.contains(&name) => Some((
+            match name {
+                MRT_ADD_VIF => action::NET_LINK_ADD,
+                MRT_DEL_VIF => action::NET_LINK_DELETE,
+                MRT_DEL_MFC | MRT_DEL_MFC_PROXY | MRT_FLUSH => action::NET_ROUTE_DELETE,
+                _ => action::NET_ROUTE_ADD,
+            },
+            0,
+        )),
         (SOL_IP, IP_IPSEC_POLICY | IP_XFRM_POLICY) | (SOL_IPV6, IPV6_IPSEC_POLICY | IPV6_XFRM_POLICY) => {
             Some((action::NET_XFRM_POLICY_ADD, 0))
         }

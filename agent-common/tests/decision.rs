@@ -277,6 +277,16 @@ fn legacy_setsockopt_classifies_by_level_and_option() {
     for (level, name) in [(SOL_IP, 16), (SOL_IP, 17), (SOL_IPV6, 34), (SOL_IPV6, 35)] {
         assert_eq!(legacy::classify(level, name), Some((action::NET_XFRM_POLICY_ADD, 0)), "{level} {name}");
     }
+    // Multicast routing, IPv4 and IPv6: MRT_ADD_VIF makes pimreg, MRT_ADD_MFC
+    // a forwarding route; MRT_INIT takes the router's socket.
+    for level in [SOL_IP, SOL_IPV6] {
+        assert_eq!(legacy::classify(level, MRT_ADD_VIF), Some((action::NET_LINK_ADD, 0)));
+        assert_eq!(legacy::classify(level, MRT_DEL_VIF), Some((action::NET_LINK_DELETE, 0)));
+        assert_eq!(legacy::classify(level, MRT_ADD_MFC), Some((action::NET_ROUTE_ADD, 0)));
+        assert_eq!(legacy::classify(level, MRT_FLUSH), Some((action::NET_ROUTE_DELETE, 0)));
+        assert_eq!(legacy::classify(level, 200), Some((action::NET_ROUTE_ADD, 0)));
+        assert_eq!(legacy::classify(level, 213), None);
+    }
 }
 
 #[test]

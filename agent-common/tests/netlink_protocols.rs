@@ -535,7 +535,9 @@ fn other_protocols_are_decided_like_netfilter_batches() {
 fn network_ioctls_are_the_rtnetlink_actions_they_amount_to() {
     use warrant_common::ioctl::network_action;
     // SIOCADDRT, SIOCDELRT, SIOCSIFADDR, SIOCDIFADDR, SIOCSIFFLAGS,
-    // SIOCSIFNAME, SIOCSARP, SIOCBRADDBR, SIOCDELTUNNEL, TUNSETIFF.
+    // SIOCSIFNAME, SIOCSARP, SIOCBRADDBR, SIOCDELTUNNEL, TUNSETIFF,
+    // VHOST_NET_SET_BACKEND; SIOCGIFBR and SIOCDEVPRIVATE (a bridge's
+    // BRCTL_ADD_BRIDGE and BRCTL_ADD_IF go through them); PPPIOCNEWUNIT.
     for (cmd, action_id) in [
         (0x890b, action::NET_ROUTE_ADD),
         (0x890c, action::NET_ROUTE_DELETE),
@@ -548,6 +550,9 @@ fn network_ioctls_are_the_rtnetlink_actions_they_amount_to() {
         (0x89f2, action::NET_LINK_DELETE),
         (0x4004_54ca, action::NET_LINK_ADD),
         (0x4008_af30, action::NET_RAW),
+        (0x8940, action::NET_LINK_SET),
+        (0x89f0, action::NET_LINK_SET),
+        (0xc004_743e, action::NET_LINK_ADD),
     ] {
         assert_eq!(network_action(cmd), Some(action_id), "{cmd:#x}");
     }

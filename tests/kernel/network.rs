@@ -250,6 +250,27 @@ fn network_configuration_over_rtnetlink_and_xfrm_is_decided() {
         .unwrap();
     assert!(root.success(), "root's SIOCADDRT (the message is good)");
     ip_root(&["route", "delete", "10.62.8.0/24"]);
+    // A bridge made through SIOCGIFBR, whose name says "get".
+    let mark = d.audit_len();
+    let out = netlink_helper(&["ioctl-bridge-add", "wbrioctl"]);
+    assert_eq!(out.status.code(), Some(1), "SIOCGIFBR's BRCTL_ADD_BRIDGE as a subject: {}", out.stderr);
+    assert!(!root_output("ip", &["link", "show"]).contains("wbrioctl"), "a bridge went in by ioctl");
+    d.expect_record_where(mark, "net.link.set denied", |r| {
+        r["kind"] == "decision"
+            && r["action"] == "net.link.set"
+            && r["verdict"].as_str().unwrap_or("").starts_with("denied")
+    });
+    // Multicast routing by setsockopt: a register vif is a link (pimreg).
+    let mark = d.audit_len();
+    let out = netlink_helper(&["mrt-add-vif"]);
+    assert_eq!(out.status.code(), Some(1), "MRT_ADD_VIF as a subject: {}", out.stderr);
+    d.expect_record_where(mark, "net.link.add denied", |r| {
+        r["kind"] == "decision"
+            && r["action"] == "net.link.add"
+            && r["verdict"].as_str().unwrap_or("").starts_with("denied")
+    });
+    let root = Command::new("python3").args([script.as_str(), "mrt-add-vif", "pimreg-seen"]).status().unwrap();
+    assert!(root.success(), "root's MRT_ADD_VIF makes pimreg");
     let mark = d.audit_len();
     let out = run_subject(&route);
     assert!(out.status.success(), "the warranted route: {}", out.stderr);

@@ -17,6 +17,13 @@
         ALTNAME: the kernel names the new link itself (dummyN)
     netlink.py ioctl-route-add DST MASK DEV
         the old way to add a route, no netlink: SIOCADDRT on an AF_INET socket
+    netlink.py ioctl-bridge-add NAME
+        the old way to make a bridge: SIOCGIFBR (a "get") with
+        BRCTL_ADD_BRIDGE, no netlink
+    netlink.py mrt-add-vif [pimreg-seen]
+        multicast routing with no netlink: MRT_ADD_VIF (a register vif,
+        which makes pimreg) on an IGMP raw socket; with pimreg-seen, exits 3
+        unless pimreg then exists, and deletes the vif again
     netlink.py genl-getfamily NAME
         the generic netlink controller's CTRL_CMD_GETFAMILY (a read)
     netlink.py genl-write FAMILY_NAME CMD
@@ -138,6 +145,37 @@ def ioctl_route_add(dst, mask, dev):
     return 0
 
 
+def ioctl_bridge_add(name):
+    import ctypes
+    import fcntl
+
+    BRCTL_ADD_BRIDGE = 2
+    buffer = ctypes.create_string_buffer(name.encode(), 16)
+    args = (ctypes.c_ulong * 3)(BRCTL_ADD_BRIDGE, ctypes.addressof(buffer), 0)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        fcntl.ioctl(sock, 0x8940, args)
+    except OSError as err:
+        return err.errno
+    return 0
+
+
+def mrt_add_vif(check):
+    MRT_ADD_VIF, MRT_DEL_VIF, VIFF_REGISTER = 202, 203, 0x4
+    # struct vifctl: vifi, flags, threshold, rate_limit, lcl_addr, rmt_addr.
+    vif = struct.pack("=HBBI4s4s", 0, VIFF_REGISTER, 1, 0, bytes(4), bytes(4))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IGMP)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, MRT_ADD_VIF, vif)
+    except OSError as err:
+        return err.errno
+    if check:
+        seen = os.path.exists("/sys/class/net/pimreg")
+        sock.setsockopt(socket.IPPROTO_IP, MRT_DEL_VIF, vif)
+        return 0 if seen else 3
+    return 0
+
+
 def genl_family_id(name):
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
     body = struct.pack("=BBH", 3, 1, 0) + attr(2, cstr(name))
@@ -201,6 +239,10 @@ def main():
         code = link_add_altname(args[0])
     elif command == "ioctl-route-add":
         code = ioctl_route_add(args[0], args[1], args[2])
+    elif command == "ioctl-bridge-add":
+        code = ioctl_bridge_add(args[0])
+    elif command == "mrt-add-vif":
+        code = mrt_add_vif(args[:1] == ["pimreg-seen"])
     elif command == "genl-getfamily":
         code = genl_getfamily(args[0])
     elif command == "genl-write":
