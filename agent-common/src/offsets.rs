@@ -174,5 +174,9 @@ pub struct KernelOffsets {
     pub msghdr_msg_control: u32,
     /// `struct msghdr, msg_controllen` (size_t).
     pub msghdr_msg_controllen: u32,
+    /// `struct inode, i_rdev` (dev_t: major in the bits from 20).
+    pub inode_i_rdev: u32,
+    /// `struct io_uring_cmd, file` (pointer): what a ring's URING_CMD is for.
+    pub io_uring_cmd_file: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 308);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 316);

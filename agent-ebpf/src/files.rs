@@ -39,6 +39,9 @@ const FMODE_WRITE: u32 = 2;
 const FMODE_CREATED: u32 = 0x10_0000;
 const S_IFMT: u16 = 0o170000;
 const S_IFBLK: u16 = 0o060000;
+const S_IFCHR: u16 = 0o020000;
+/// `/dev/sg*`'s major number, fixed.
+const SCSI_GENERIC_MAJOR: u32 = 21;
 const VM_SHARED: u64 = 0x8;
 const MAY_WRITE: i32 = 2;
 const MAY_APPEND: i32 = 8;
@@ -163,7 +166,7 @@ pub(crate) fn dentry_inode(dentry: *const u8) -> *const u8 {
 }
 
 #[inline(always)]
-fn file_inode(file: *const u8) -> *const u8 {
+pub fn file_inode(file: *const u8) -> *const u8 {
     read_kernel::<u64>(file, kernel_offsets().file_f_inode).unwrap_or(0) as *const u8
 }
 
@@ -212,15 +215,19 @@ fn check_write_through(subject: &Subject, file: *const u8) -> i32 {
     decide_file(subject, action::FILE_WRITE, key, tree)
 }
 
-/// A subject writes no block device (raw writes go around every file
-/// check) and no cgroup control file (they move, freeze or kill processes,
-/// the daemon among them), whenever the fd was opened; except its own
-/// cgroup's `cgroup.procs` before it execs, when its unconfined parent
-/// moved it there (see `selfprotect::may_write_own_procs`).
+/// A subject writes no block device nor SCSI generic device (raw writes
+/// go around every file check: sg's write() takes a SCSI WRITE from any
+/// writable open, CAP_SYS_RAWIO or not) and no cgroup control file (they
+/// move, freeze or kill processes, the daemon among them), whenever the fd
+/// was opened; except its own cgroup's `cgroup.procs` before it execs,
+/// when its unconfined parent moved it there (see
+/// `selfprotect::may_write_own_procs`).
 #[inline(always)]
 fn refuse_raw_or_cgroup(subject: &Subject, file: *const u8, inode: *const u8) -> i32 {
     let file_type = read_kernel::<u16>(inode, kernel_offsets().inode_i_mode).unwrap_or(S_IFBLK) & S_IFMT;
-    if file_type == S_IFBLK {
+    let scsi_generic = file_type == S_IFCHR
+        && read_kernel::<u32>(inode, kernel_offsets().inode_i_rdev).is_none_or(|rdev| rdev >> 20 == SCSI_GENERIC_MAJOR);
+    if file_type == S_IFBLK || scsi_generic {
         return selfprotect::refuse(subject, action::SELF_BLOCKDEV);
     }
     if selfprotect::is_cgroup_control(file, inode) && !selfprotect::may_write_own_procs(subject, file, inode) {

@@ -304,6 +304,8 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     inet_sock_uc_index: 0,
     msghdr_msg_control: 0,
     msghdr_msg_controllen: 0,
+    inode_i_rdev: 0,
+    io_uring_cmd_file: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

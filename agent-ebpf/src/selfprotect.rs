@@ -41,6 +41,8 @@ use crate::{
 const EPERM: i32 = 1;
 /// `PTRACE_MODE_ATTACH`.
 const PTRACE_MODE_ATTACH: u32 = 0x02;
+const S_IFMT: u16 = 0o170000;
+const S_IFSOCK: u16 = 0o140000;
 
 /// Whether `id` (a `kernel_read_file_id` or `kernel_load_data_id`) may be
 /// kernel code: every id but those the daemon found harmless by name
@@ -243,6 +245,37 @@ pub fn task_kill(ctx: LsmContext) -> i32 {
     let signal: i32 = ctx.arg(2);
     // Signal 0 only asks whether the process exists.
     if signal != 0 && is_daemon(target) { refuse(&subject, action::SELF_SIGNAL) } else { 0 }
+}
+
+/// `uring_cmd(ioucmd)`: a ring's URING_CMD hands a command to a driver,
+/// past its ioctl: NVMe passthrough (a write under every file check, on
+/// `/dev/ng*` opened for writing), ublk's control device (which makes
+/// block devices). A subject's is refused unless it is for a socket
+/// (whose commands are its socket options, hooked there).
+#[lsm(hook = "uring_cmd")]
+pub fn uring_cmd(ctx: LsmContext) -> i32 {
+    let Some(subject) = subjects::current() else {
+        return 0;
+    };
+    let command: *const u8 = ctx.arg(0);
+    let offsets = kernel_offsets();
+    let file = read_kernel::<u64>(command, offsets.io_uring_cmd_file).unwrap_or(0) as *const u8;
+    let inode = crate::files::file_inode(file);
+    let file_type = read_kernel::<u16>(inode, offsets.inode_i_mode).unwrap_or(0) & S_IFMT;
+    if file_type == S_IFSOCK { 0 } else { refuse(&subject, action::SELF_BLOCKDEV) }
+}
+
+/// `task_setrlimit(p, resource, new_rlim)`, which prlimit(2) on another
+/// process passes: a subject's limit on the daemon has the kernel signal it
+/// (RLIMIT_CPU's SIGXCPU then SIGKILL, RLIMIT_FSIZE's SIGXFSZ at its next
+/// audit write), through no `task_kill`.
+#[lsm(hook = "task_setrlimit")]
+pub fn task_setrlimit(ctx: LsmContext) -> i32 {
+    let Some(subject) = subjects::current() else {
+        return 0;
+    };
+    let target: *const u8 = ctx.arg(0);
+    if is_daemon(target) { refuse(&subject, action::SELF_SIGNAL) } else { 0 }
 }
 
 /// The daemon never asks for SIGIO, so a signal that reaches it by that

@@ -322,6 +322,8 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         inet_sock_uc_index: btf.member_offset("inet_sock", "uc_index")?,
         msghdr_msg_control: btf.member_offset("msghdr", "msg_control")?,
         msghdr_msg_controllen: btf.member_offset("msghdr", "msg_controllen")?,
+        inode_i_rdev: btf.member_offset("inode", "i_rdev")?,
+        io_uring_cmd_file: btf.member_offset("io_uring_cmd", "file")?,
     })
 }
 

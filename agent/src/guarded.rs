@@ -105,6 +105,10 @@ pub const GUARDED: &[&str] = &[
     // The pid the next process gets: with it a subject would put a root
     // process on a pid of its choosing.
     "/proc/sys/kernel/ns_last_pid",
+    // The kernel's own keys: `i` kills every process but init (the daemon
+    // too, by no `kill`), `f` has the OOM killer pick one, `b` reboots.
+    "/proc/sysrq-trigger",
+    "/proc/sys/kernel/sysrq",
     // The same helper as hotplug, by sysfs.
     "/sys/kernel/uevent_helper",
     // An interpreter registered here runs as whoever execs a matching file

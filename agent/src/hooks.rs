@@ -47,6 +47,8 @@ pub const LSM_PROGRAMS: &[LsmProgram] = &[
     required("sb_pivotroot"),
     required("path_chroot"),
     required("task_kill"),
+    required("task_setrlimit"),
+    required("uring_cmd"),
     required("ptrace_access_check"),
     required("ptrace_traceme"),
     required("file_send_sigiotask"),

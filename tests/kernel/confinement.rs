@@ -21,7 +21,7 @@ fn process_state(pid: u32) -> String {
 
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
-fn the_daemon_gets_no_signal_by_the_sigio_route() {
+fn the_daemon_gets_no_signal_by_sigio_a_resource_limit_or_sysrq() {
     let d = daemon();
     // The route is real: root stops an ordinary process with it.
     let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
@@ -47,6 +47,24 @@ fn the_daemon_gets_no_signal_by_the_sigio_route() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     d.cli_ok(&["status"]);
     d.expect_record(mark, "self.signal", "*", "denied");
+    // Nor a resource limit, which the kernel enforces with its own signals.
+    let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
+    let root = Command::new("prlimit").args(["--pid", &sleeper.id().to_string(), "--cpu=unlimited"]).status();
+    assert!(root.unwrap().success(), "root's prlimit on another process");
+    let mark = d.audit_len();
+    let out = run_subject(&["prlimit", "--pid", &d.pid().to_string(), "--cpu=unlimited"]);
+    assert!(out.stderr.contains("Operation not permitted"), "a subject's prlimit on the daemon: {}", out.stderr);
+    d.expect_record(mark, "self.signal", "*", "denied");
+    let out = run_subject(&["prlimit", "--pid", &sleeper.id().to_string(), "--cpu=unlimited"]);
+    assert!(out.status.success(), "a subject's prlimit on another process: {}", out.stderr);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    // Nor the kernel's own keys (`h` prints their help).
+    let mark = d.audit_len();
+    let out = run_subject(&["sh", "-c", "echo h > /proc/sysrq-trigger"]);
+    assert!(out.stderr.contains("Operation not permitted"), "sysrq-trigger: {}", out.stderr);
+    d.expect_record(mark, "file.write", "/proc/sysrq-trigger", "denied");
+    std::fs::write("/proc/sysrq-trigger", "h").expect("root's sysrq");
 }
 
 #[test]

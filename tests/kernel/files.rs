@@ -147,6 +147,20 @@ fn subjects_cannot_touch_warrant_itself() {
         raw.stderr
     );
     d.expect_record(mark, "self.blockdev", "*", "denied");
+    // Nor a SCSI generic device: its write() takes a SCSI WRITE from any
+    // writable open. Read-only (read commands only, with CAP_SYS_RAWIO
+    // refused), the open reaches the driver: the VM's CD drive is sg0, or
+    // without one, ENXIO.
+    let _ = std::process::Command::new("modprobe").arg("sg").status();
+    let _ = std::fs::remove_file("/run/warrant-sg0");
+    assert!(std::process::Command::new("mknod").args(["/run/warrant-sg0", "c", "21", "0"]).status().unwrap().success());
+    let mark = d.audit_len();
+    let raw = run_subject(&["python3", "-c", "open('/run/warrant-sg0', 'wb')"]);
+    assert!(raw.stderr.contains("Operation not permitted"), "a subject opened sg for writing: {}", raw.stderr);
+    d.expect_record(mark, "self.blockdev", "*", "denied");
+    let read = run_subject(&["python3", "-c", "open('/run/warrant-sg0', 'rb')"]);
+    let reached = read.status.success() || read.stderr.contains("No such device");
+    assert!(reached, "a subject's read-only sg open: {}", read.stderr);
     // Swapping a file's blocks with another's (EXT4_IOC_MOVE_EXT,
     // XFS_IOC_SWAPEXT) passes no write check: refused before the file
     // system sees it (this tmpfs would answer ENOTTY).
@@ -160,6 +174,25 @@ fn subjects_cannot_touch_warrant_itself() {
     // Root that is not a subject is unaffected.
     assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "none", "/mnt"]).status().unwrap().success());
     assert!(std::process::Command::new("umount").arg("/mnt").status().unwrap().success());
+}
+
+/// A ring's URING_CMD hands a command to a driver past its ioctl (NVMe
+/// passthrough writes under every file check; ublk's control device makes
+/// block devices): a subject's is refused unless it is for a socket.
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_rings_command_to_a_driver_is_refused() {
+    let d = daemon();
+    let _ = std::process::Command::new("modprobe").arg("ublk_drv").status();
+    let script = harness::helper("files.py");
+    let root = std::process::Command::new("python3").args([&script, "uring-cmd", "ublk"]).output().unwrap();
+    assert!(root.status.success(), "root's ublk GET_FEATURES: {}", String::from_utf8_lossy(&root.stderr));
+    let mark = d.audit_len();
+    let out = files_helper(&["uring-cmd", "ublk"]);
+    assert_eq!(out.status.code(), Some(1), "a subject's ublk GET_FEATURES: {}", out.stderr);
+    d.expect_record(mark, "self.blockdev", "*", "denied");
+    let out = files_helper(&["uring-cmd", "socket"]);
+    assert!(out.status.success(), "a subject's SIOCINQ on its socket: {}", out.stderr);
 }
 
 fn files_helper(args: &[&str]) -> harness::Ran {

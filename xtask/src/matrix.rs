@@ -59,10 +59,18 @@ pub const DECISIONS_ON_COVERED_HOOKS: &[&str] = &[
     "marks::a_stopped_daemons_pid_exempts_no_one",
 ];
 
+/// Hooks that 6.1 has but nothing there reaches in the VM: no driver of
+/// Debian's 6.1 takes a ring's URING_CMD (it has no ublk_drv, no NVMe disk
+/// is attached, and sockets take them from 6.7).
+pub const NOT_REACHABLE_ON_6_1: &[&str] = &["files::a_rings_command_to_a_driver_is_refused"];
+
 /// The tests `boot` leaves out (full names: libtest's --skip matches substrings).
 pub fn left_out(boot: Boot) -> Vec<&'static str> {
     let reference = boot.series == Series::V6_12 && !boot.without_bpf_lsm;
     let mut out = if reference { Vec::new() } else { REFERENCE_BOOT_ONLY.to_vec() };
+    if boot.series == Series::V6_1 {
+        out.extend_from_slice(NOT_REACHABLE_ON_6_1);
+    }
     if boot.without_bpf_lsm {
         out.extend_from_slice(DECISIONS_ON_COVERED_HOOKS);
     }
@@ -81,7 +89,7 @@ mod tests {
             .unwrap()
             .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default())
             .collect();
-        for name in REFERENCE_BOOT_ONLY.iter().chain(DECISIONS_ON_COVERED_HOOKS) {
+        for name in REFERENCE_BOOT_ONLY.iter().chain(DECISIONS_ON_COVERED_HOOKS).chain(NOT_REACHABLE_ON_6_1) {
             let function = name.rsplit("::").next().unwrap();
             assert!(sources.contains(&format!("fn {function}()")), "{name} is not a kernel-tier test");
         }
@@ -94,6 +102,9 @@ mod tests {
             left_out(Boot { series: Series::V6_12, without_bpf_lsm: true }).len(),
             REFERENCE_BOOT_ONLY.len() + DECISIONS_ON_COVERED_HOOKS.len()
         );
-        assert_eq!(left_out(Boot { series: Series::V6_1, without_bpf_lsm: false }).len(), REFERENCE_BOOT_ONLY.len());
+        assert_eq!(
+            left_out(Boot { series: Series::V6_1, without_bpf_lsm: false }).len(),
+            REFERENCE_BOOT_ONLY.len() + NOT_REACHABLE_ON_6_1.len()
+        );
     }
 }

@@ -1,6 +1,9 @@
 """File routes no coreutils tool takes, for the kernel tier.
 
     files.py uring-open PATH          io_uring IORING_OP_OPENAT, O_WRONLY
+    files.py uring-cmd ublk|socket    io_uring IORING_OP_URING_CMD: ublk's
+                                      GET_FEATURES on /dev/ublk-control, or
+                                      SIOCINQ on a UDP socket
     files.py pass-fd SOCKET PATH      (not a subject) open PATH O_RDWR and
                                       send the fd over SCM_RIGHTS to the
                                       first client of SOCKET, then exit
@@ -29,6 +32,11 @@ IORING_OFF_SQ_RING = 0
 IORING_OFF_CQ_RING = 0x8000000
 IORING_OFF_SQES = 0x10000000
 IORING_ENTER_GETEVENTS = 1
+IORING_SETUP_SQE128 = 1 << 10
+IORING_OP_URING_CMD = 46
+# _IOR('u', 0x13, struct ublksrv_ctrl_cmd), and the socket's SIOCINQ.
+UBLK_U_CMD_GET_FEATURES = 0x80207513
+SOCKET_URING_OP_SIOCINQ = 0
 AT_FDCWD = -100
 
 
@@ -36,9 +44,13 @@ def fail(errno=None):
     sys.exit(errno or ctypes.get_errno() or 255)
 
 
-def uring(opcode, fd, addr, length, offset, op_flags):
-    """Submits one SQE and returns the CQE's result (a negative errno on failure)."""
+def uring(opcode, fd, addr, length, offset, op_flags, command=None):
+    """Submits one SQE and returns the CQE's result (a negative errno on
+    failure). With COMMAND, the SQE is a 128-byte one carrying it."""
     params = (ctypes.c_uint8 * 120)()
+    sqe_size = 128 if command is not None else 64
+    if command is not None:
+        struct.pack_into("I", params, 8, IORING_SETUP_SQE128)
     ring_fd = libc.syscall(SYS_IO_URING_SETUP, 4, params)
     if ring_fd < 0:
         fail()
@@ -48,9 +60,11 @@ def uring(opcode, fd, addr, length, offset, op_flags):
     cq_head, cq_tail, cq_mask, _, _, cq_cqes = struct.unpack_from("6I", p, 80)
     sq = mmap.mmap(ring_fd, sq_array + sq_entries * 4, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=IORING_OFF_SQ_RING)
     cq = mmap.mmap(ring_fd, cq_cqes + cq_entries * 16, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=IORING_OFF_CQ_RING)
-    sqes = mmap.mmap(ring_fd, sq_entries * 64, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=IORING_OFF_SQES)
-    # opcode, flags, ioprio, fd, off, addr, len, op_flags, user_data
+    sqes = mmap.mmap(ring_fd, sq_entries * sqe_size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=IORING_OFF_SQES)
+    # opcode, flags, ioprio, fd, off (a URING_CMD's op), addr, len, op_flags, user_data
     struct.pack_into("BBHiQQIIQ", sqes, 0, opcode, 0, 0, fd, offset, addr, length, op_flags, 7)
+    if command is not None:
+        sqes[48:48 + len(command)] = command
     tail = struct.unpack_from("I", sq, sq_tail)[0]
     struct.pack_into("I", sq, sq_array + (tail & struct.unpack_from("I", sq, sq_mask)[0]) * 4, 0)
     struct.pack_into("I", sq, sq_tail, tail + 1)
@@ -72,6 +86,16 @@ def main():
     if what == "uring-open":
         path = ctypes.create_string_buffer(sys.argv[2].encode())
         check(uring(IORING_OP_OPENAT, AT_FDCWD, ctypes.addressof(path), 0, 0, os.O_WRONLY))
+    elif what == "uring-cmd":
+        if sys.argv[2] == "ublk":
+            target = os.open("/dev/ublk-control", os.O_RDWR)
+            features = ctypes.create_string_buffer(8)
+            # struct ublksrv_ctrl_cmd: dev_id, queue_id, len, addr, data, dev_path_len.
+            header = struct.pack("=IHHQQHHI", 0xFFFFFFFF, 0xFFFF, 8, ctypes.addressof(features), 0, 0, 0, 0)
+            check(uring(IORING_OP_URING_CMD, target, 0, 0, UBLK_U_CMD_GET_FEATURES, 0, header))
+        else:
+            target = socket.socket(socket.AF_INET, socket.SOCK_DGRAM).detach()
+            check(uring(IORING_OP_URING_CMD, target, 0, 0, SOCKET_URING_OP_SIOCINQ, 0, bytes(16)))
     elif what == "pass-fd":
         fd = os.open(sys.argv[3], os.O_RDWR)
         server = socket.socket(socket.AF_UNIX)
