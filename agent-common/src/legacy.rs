@@ -41,6 +41,11 @@ pub const MRT_DEL_MFC_PROXY: i32 = 211;
 pub const MRT_FLUSH: i32 = 212;
 pub const MRT: core::ops::RangeInclusive<i32> = 200..=212;
 
+/// `IPV6_JOIN_ANYCAST`, `IPV6_LEAVE_ANYCAST`: an anycast address (and its
+/// local route) on an interface, for as long as the socket lives.
+pub const IPV6_JOIN_ANYCAST: i32 = 27;
+pub const IPV6_LEAVE_ANYCAST: i32 = 28;
+
 /// `SOL_XDP`: every option of an AF_XDP socket (its rings, its umem). An
 /// XDP socket sends frames it made from `poll()` or the driver, past the
 /// `socket_sendmsg` hook: setting one up at all is `net.raw`.
@@ -73,6 +78,8 @@ pub fn classify(level: i32, optname: i32) -> Option<(u32, u8)> {
         (SOL_IP, IP_IPSEC_POLICY | IP_XFRM_POLICY) | (SOL_IPV6, IPV6_IPSEC_POLICY | IPV6_XFRM_POLICY) => {
             Some((action::NET_XFRM_POLICY_ADD, 0))
         }
+        (SOL_IPV6, IPV6_JOIN_ANYCAST) => Some((action::NET_ADDR_ADD, 0)),
+        (SOL_IPV6, IPV6_LEAVE_ANYCAST) => Some((action::NET_ADDR_DELETE, 0)),
         (SOL_IP, IPT_SO_SET_REPLACE) => Some((action::IPTABLES_REPLACE, FAMILY_IP)),
         (SOL_IP, IPT_SO_SET_ADD_COUNTERS) => Some((action::IPTABLES_COUNTERS, FAMILY_IP)),
         (SOL_IPV6, IPT_SO_SET_REPLACE) => Some((action::IPTABLES_REPLACE, FAMILY_IP6)),

@@ -287,6 +287,9 @@ fn legacy_setsockopt_classifies_by_level_and_option() {
         assert_eq!(legacy::classify(level, 200), Some((action::NET_ROUTE_ADD, 0)));
         assert_eq!(legacy::classify(level, 213), None);
     }
+    assert_eq!(legacy::classify(SOL_IPV6, IPV6_JOIN_ANYCAST), Some((action::NET_ADDR_ADD, 0)));
+    assert_eq!(legacy::classify(SOL_IPV6, IPV6_LEAVE_ANYCAST), Some((action::NET_ADDR_DELETE, 0)));
+    assert_eq!(legacy::classify(SOL_IPV6, 20), None, "IPV6_ADD_MEMBERSHIP is an application's");
 }
 
 #[test]

@@ -142,6 +142,47 @@ fn proc_target(dentry: *const u8) -> Option<(FileKey, u32)> {
     tree.map(|tree| (FileKey { dev: 0, ino: hash }, tree))
 }
 
+/// `SYSFS_MAGIC`.
+const SYSFS_MAGIC: u64 = 0x6265_6572;
+/// "net" and its NUL, as a little-endian word.
+const NET_NAME: u32 = u32::from_le_bytes(*b"net\0");
+/// Levels above a sysfs file that a `net` directory is looked for at:
+/// /sys/class/net/bonding_masters is one, .../net/eth0/mtu two,
+/// .../net/br0/bridge/stp_state three, .../net/eth0/queues/rx-0/rps_cpus
+/// and .../net/br0/brif/eth1/priority four.
+const NET_ATTRIBUTE_DEPTH: usize = 5;
+
+/// Whether `file` is a sysfs attribute of a network device or of the net
+/// class (what `/sys/class/net` shows): writing one changes the link as
+/// RTM_SETLINK would (flags, MTU, group, carrier), makes or enslaves bonds,
+/// sets a bridge's STP or VLAN filtering. Unreadable counts as one.
+#[inline(always)]
+fn is_network_device_attribute(file: *const u8) -> bool {
+    let offsets = kernel_offsets();
+    let Some(dentry) = read_kernel::<u64>(file, offsets.file_f_path_dentry) else {
+        return true;
+    };
+    let mut at = dentry as *const u8;
+    if selfprotect::dentry_magic(at) != SYSFS_MAGIC {
+        return false;
+    }
+    for _ in 0..NET_ATTRIBUTE_DEPTH {
+        let Some(parent) = read_kernel::<u64>(at, offsets.dentry_d_parent) else {
+            return true;
+        };
+        let parent = parent as *const u8;
+        if parent == at {
+            return false;
+        }
+        let name = read_kernel::<u64>(parent, offsets.dentry_d_name_name).unwrap_or(0) as *const u8;
+        if read_kernel::<u32>(name, 0) == Some(NET_NAME) {
+            return true;
+        }
+        at = parent;
+    }
+    false
+}
+
 /// A file's protection: by inode, by path under /proc, or for any
 /// binfmt_misc file, that of /proc/sys/fs/binfmt_misc (a guarded surface),
 /// wherever and whenever root mounted it: one mounted after the last
@@ -259,6 +300,9 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     let refused = refuse_raw_or_cgroup(&subject, file, inode);
     if refused != 0 {
         return refused;
+    }
+    if is_network_device_attribute(file) {
+        return crate::policy::decide_action(&subject, action::NET_LINK_SET, 0, 0, [0, 0]);
     }
     let Some((key, tree)) = protected_file(file) else {
         return marks::note_write(&subject, inode);

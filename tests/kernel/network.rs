@@ -277,6 +277,35 @@ fn network_configuration_over_rtnetlink_and_xfrm_is_decided() {
     assert!(root_output("ip", &["route", "show"]).contains("10.62.5.0/24"));
     d.expect_record(mark, "net.route.add", "main 10.62.5.0/24", "allowed-by-warrant");
     ip_root(&["route", "delete", "10.62.5.0/24"]);
+    // The same link by sysfs: its attributes are RTM_SETLINK by a file.
+    let mtu = "/sys/class/net/wdummy/mtu";
+    let mark = d.audit_len();
+    let out = run_subject(&["sh", "-c", &format!("echo 1280 > {mtu}")]);
+    assert!(out.stderr.contains("Operation not permitted"), "a subject's write of {mtu}: {}", out.stderr);
+    assert_ne!(std::fs::read_to_string(mtu).unwrap().trim(), "1280", "the MTU changed");
+    d.expect_record_where(mark, "net.link.set denied", |r| {
+        r["kind"] == "decision"
+            && r["action"] == "net.link.set"
+            && r["verdict"].as_str().unwrap_or("").starts_with("denied")
+    });
+    let out = run_subject(&["cat", mtu]);
+    assert!(out.status.success(), "a subject reads {mtu}: {}", out.stderr);
+    std::fs::write(mtu, "1280").expect("root writes the MTU by sysfs");
+    // An anycast address joined by a socket option (a host takes one in a
+    // prefix the interface has).
+    ip_root(&["addr", "add", "fd62:9::1/64", "dev", "wdummy", "nodad"]);
+    let join = "import socket,struct; s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM); \
+                s.setsockopt(41,27,socket.inet_pton(socket.AF_INET6,'fd62:9::99')+\
+                struct.pack('i',socket.if_nametoindex('wdummy')))";
+    let mark = d.audit_len();
+    let out = run_subject(&["python3", "-c", join]);
+    assert!(out.stderr.contains("Operation not permitted"), "IPV6_JOIN_ANYCAST as a subject: {}", out.stderr);
+    d.expect_record_where(mark, "net.addr.add denied", |r| {
+        r["kind"] == "decision"
+            && r["action"] == "net.addr.add"
+            && r["verdict"].as_str().unwrap_or("").starts_with("denied")
+    });
+    assert!(Command::new("python3").args(["-c", join]).status().unwrap().success(), "root's IPV6_JOIN_ANYCAST");
     ip_root(&["link", "delete", "wdummy"]);
     // Other tests load `dummy` as a subject to see that refused.
     let _ = Command::new("modprobe").args(["-r", "dummy"]).status();
