@@ -178,5 +178,14 @@ pub struct KernelOffsets {
     pub inode_i_rdev: u32,
     /// `struct io_uring_cmd, file` (pointer): what a ring's URING_CMD is for.
     pub io_uring_cmd_file: u32,
+    /// `struct proc_inode, vfs_inode`: a procfs inode is this far into its
+    /// `proc_inode`.
+    pub proc_inode_vfs_inode: u32,
+    /// `struct proc_inode, pid` (pointer; NULL for files of no process).
+    pub proc_inode_pid: u32,
+    /// `struct pid, tasks` (hlist_head per pid type; PIDTYPE_PID's first).
+    pub pid_tasks: u32,
+    /// `struct task_struct, pid_links` (hlist_node per pid type).
+    pub task_struct_pid_links: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 316);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 332);

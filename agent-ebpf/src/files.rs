@@ -142,6 +142,33 @@ fn proc_target(dentry: *const u8) -> Option<(FileKey, u32)> {
     tree.map(|tree| (FileKey { dev: 0, ino: hash }, tree))
 }
 
+/// Whether `file` (of `inode`) is one of the daemon's own /proc files
+/// (/proc/PID/... or /proc/PID/task/TID/...): written, `oom_score_adj`
+/// makes it the OOM killer's first pick, `comm` renames it, `loginuid`
+/// changes whom its audit records name. Unreadable counts as not: most
+/// files of /proc are no process's.
+#[inline(always)]
+fn of_the_daemons_process(file: *const u8, inode: *const u8) -> bool {
+    let offsets = kernel_offsets();
+    let dentry = read_kernel::<u64>(file, offsets.file_f_path_dentry).unwrap_or(0) as *const u8;
+    if selfprotect::dentry_magic(dentry) != PROC_SUPER_MAGIC {
+        return false;
+    }
+    // container_of(inode, struct proc_inode, vfs_inode)->pid.
+    let proc_inode = (inode as u64).wrapping_sub(u64::from(offsets.proc_inode_vfs_inode)) as *const u8;
+    let pid = read_kernel::<u64>(proc_inode, offsets.proc_inode_pid).unwrap_or(0) as *const u8;
+    if pid.is_null() {
+        return false;
+    }
+    // The task of the pid (its PIDTYPE_PID list holds one).
+    let link = read_kernel::<u64>(pid, offsets.pid_tasks).unwrap_or(0);
+    if link == 0 {
+        return false;
+    }
+    let task = link.wrapping_sub(u64::from(offsets.task_struct_pid_links)) as *const u8;
+    selfprotect::is_daemon(task)
+}
+
 /// `SYSFS_MAGIC`.
 const SYSFS_MAGIC: u64 = 0x6265_6572;
 /// "net" and its NUL, as a little-endian word.
@@ -300,6 +327,9 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     let refused = refuse_raw_or_cgroup(&subject, file, inode);
     if refused != 0 {
         return refused;
+    }
+    if of_the_daemons_process(file, inode) {
+        return selfprotect::refuse(&subject, action::SELF_PTRACE);
     }
     if is_network_device_attribute(file) {
         return crate::policy::decide_action(&subject, action::NET_LINK_SET, 0, 0, [0, 0]);

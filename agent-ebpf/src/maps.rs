@@ -306,6 +306,10 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     msghdr_msg_controllen: 0,
     inode_i_rdev: 0,
     io_uring_cmd_file: 0,
+    proc_inode_vfs_inode: 0,
+    proc_inode_pid: 0,
+    pid_tasks: 0,
+    task_struct_pid_links: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

@@ -324,6 +324,10 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         msghdr_msg_controllen: btf.member_offset("msghdr", "msg_controllen")?,
         inode_i_rdev: btf.member_offset("inode", "i_rdev")?,
         io_uring_cmd_file: btf.member_offset("io_uring_cmd", "file")?,
+        proc_inode_vfs_inode: btf.member_offset("proc_inode", "vfs_inode")?,
+        proc_inode_pid: btf.member_offset("proc_inode", "pid")?,
+        pid_tasks: btf.member_offset("pid", "tasks")?,
+        task_struct_pid_links: btf.member_offset("task_struct", "pid_links")?,
     })
 }
 

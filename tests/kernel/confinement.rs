@@ -59,6 +59,29 @@ fn the_daemon_gets_no_signal_by_sigio_a_resource_limit_or_sysrq() {
     assert!(out.status.success(), "a subject's prlimit on another process: {}", out.stderr);
     let _ = sleeper.kill();
     let _ = sleeper.wait();
+    // Nor its /proc files: oom_score_adj would make it the OOM killer's
+    // first pick. By the process and by each thread; the agent's own work.
+    let daemon_proc = format!("/proc/{}", d.pid());
+    let before = std::fs::read_to_string(format!("{daemon_proc}/oom_score_adj")).unwrap();
+    let threads: Vec<String> = std::fs::read_dir(format!("{daemon_proc}/task"))
+        .unwrap()
+        .map(|entry| format!("{daemon_proc}/task/{}", entry.unwrap().file_name().to_string_lossy()))
+        .collect();
+    let mut refused = 0;
+    for dir in std::iter::once(&daemon_proc).chain(&threads) {
+        let mark = d.audit_len();
+        let out = run_subject(&["sh", "-c", &format!("echo 1000 > {dir}/oom_score_adj")]);
+        if out.stderr.contains("nonexistent") {
+            continue; // a worker thread that ended meanwhile
+        }
+        assert!(out.stderr.contains("Operation not permitted"), "{dir}/oom_score_adj: {}", out.stderr);
+        d.expect_record(mark, "self.ptrace", "*", "denied");
+        refused += 1;
+    }
+    assert!(refused >= 3, "the process and at least two of its threads: {refused}");
+    assert_eq!(std::fs::read_to_string(format!("{daemon_proc}/oom_score_adj")).unwrap(), before);
+    let out = run_subject(&["sh", "-c", "echo 500 > /proc/self/oom_score_adj"]);
+    assert!(out.status.success(), "a subject's own oom_score_adj: {}", out.stderr);
     // Nor the kernel's own keys (`h` prints their help).
     let mark = d.audit_len();
     let out = run_subject(&["sh", "-c", "echo h > /proc/sysrq-trigger"]);
