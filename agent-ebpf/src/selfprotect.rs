@@ -278,6 +278,32 @@ pub fn task_setrlimit(ctx: LsmContext) -> i32 {
     if is_daemon(target) { refuse(&subject, action::SELF_SIGNAL) } else { 0 }
 }
 
+/// A subject's change to the daemon's scheduling (`task_setnice`,
+/// `task_setscheduler`, `task_setioprio`): SCHED_IDLE, nice 19 or the idle
+/// I/O class would starve its audit writes.
+#[inline(always)]
+fn refuse_for_daemon(target: *const u8) -> i32 {
+    match subjects::current() {
+        Some(subject) if is_daemon(target) => refuse(&subject, action::SELF_PTRACE),
+        _ => 0,
+    }
+}
+
+#[lsm(hook = "task_setnice")]
+pub fn task_setnice(ctx: LsmContext) -> i32 {
+    refuse_for_daemon(ctx.arg(0))
+}
+
+#[lsm(hook = "task_setscheduler")]
+pub fn task_setscheduler(ctx: LsmContext) -> i32 {
+    refuse_for_daemon(ctx.arg(0))
+}
+
+#[lsm(hook = "task_setioprio")]
+pub fn task_setioprio(ctx: LsmContext) -> i32 {
+    refuse_for_daemon(ctx.arg(0))
+}
+
 /// The daemon never asks for SIGIO, so a signal that reaches it by that
 /// route (`fcntl(F_SETOWN, daemon)` with `F_SETSIG(SIGSTOP)` on an O_ASYNC
 /// fd) was aimed at it by someone else: it is dropped, whoever's I/O set it

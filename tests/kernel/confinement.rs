@@ -82,6 +82,18 @@ fn the_daemon_gets_no_signal_by_sigio_a_resource_limit_or_sysrq() {
     assert_eq!(std::fs::read_to_string(format!("{daemon_proc}/oom_score_adj")).unwrap(), before);
     let out = run_subject(&["sh", "-c", "echo 500 > /proc/self/oom_score_adj"]);
     assert!(out.status.success(), "a subject's own oom_score_adj: {}", out.stderr);
+    // Nor its scheduling, which would starve its audit writes.
+    let pid = d.pid().to_string();
+    for command in
+        [&["renice", "-n", "19", "-p", &pid][..], &["chrt", "-i", "-p", "0", &pid], &["ionice", "-c", "3", "-p", &pid]]
+    {
+        let mark = d.audit_len();
+        let out = run_subject(command);
+        assert!(!out.status.success(), "{command:?} as a subject: {}", out.stderr);
+        d.expect_record(mark, "self.ptrace", "*", "denied");
+    }
+    let out = run_subject(&["nice", "-n", "5", "true"]);
+    assert!(out.status.success(), "a subject's own nice: {}", out.stderr);
     // Nor the kernel's own keys (`h` prints their help).
     let mark = d.audit_len();
     let out = run_subject(&["sh", "-c", "echo h > /proc/sysrq-trigger"]);
