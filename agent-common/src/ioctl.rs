@@ -16,6 +16,9 @@ use crate::action::{
 const VHOST_NET_SET_BACKEND: u32 = 0x4008_af30;
 /// `_IOWR('t', 62, int)` on /dev/ppp: makes a `pppN` interface.
 const PPPIOCNEWUNIT: u32 = 0xc004_743e;
+/// A terminal's line discipline: N_SLIP, N_SLCAN, N_GSM make interfaces
+/// of a serial line (the discipline is read after the hook: every one).
+const TIOCSETD: u32 = 0x5423;
 
 /// The rtnetlink action ioctl `cmd` amounts to; None for reads and for
 /// ioctls that are not about the network configuration.
@@ -31,7 +34,7 @@ pub fn network_action(cmd: u32) -> Option<u32> {
     if cmd == VHOST_NET_SET_BACKEND {
         return Some(NET_RAW);
     }
-    if cmd == PPPIOCNEWUNIT {
+    if cmd == PPPIOCNEWUNIT || cmd == TIOCSETD {
         return Some(NET_LINK_ADD);
     }
     if (cmd >> 8) & 0xff == u32::from(b'T') && (200..=240).contains(&(cmd & 0xff)) {

@@ -187,5 +187,9 @@ pub struct KernelOffsets {
     pub pid_tasks: u32,
     /// `struct task_struct, pid_links` (hlist_node per pid type).
     pub task_struct_pid_links: u32,
+    /// `struct sock, sk_dst_cache` (pointer): a connected socket's route.
+    pub sock_sk_dst_cache: u32,
+    /// `struct dst_entry, dev` (pointer; in an anonymous union from 6.13).
+    pub dst_entry_dev: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 332);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 340);

@@ -537,7 +537,8 @@ fn network_ioctls_are_the_rtnetlink_actions_they_amount_to() {
     // SIOCADDRT, SIOCDELRT, SIOCSIFADDR, SIOCDIFADDR, SIOCSIFFLAGS,
     // SIOCSIFNAME, SIOCSARP, SIOCBRADDBR, SIOCDELTUNNEL, TUNSETIFF,
     // VHOST_NET_SET_BACKEND; SIOCGIFBR and SIOCDEVPRIVATE (a bridge's
-    // BRCTL_ADD_BRIDGE and BRCTL_ADD_IF go through them); PPPIOCNEWUNIT.
+    // BRCTL_ADD_BRIDGE and BRCTL_ADD_IF go through them); PPPIOCNEWUNIT;
+    // TIOCSETD (SLIP, SLCAN, GSM disciplines make links).
     for (cmd, action_id) in [
         (0x890b, action::NET_ROUTE_ADD),
         (0x890c, action::NET_ROUTE_DELETE),
@@ -553,6 +554,7 @@ fn network_ioctls_are_the_rtnetlink_actions_they_amount_to() {
         (0x8940, action::NET_LINK_SET),
         (0x89f0, action::NET_LINK_SET),
         (0xc004_743e, action::NET_LINK_ADD),
+        (0x5423, action::NET_LINK_ADD),
     ] {
         assert_eq!(network_action(cmd), Some(action_id), "{cmd:#x}");
     }

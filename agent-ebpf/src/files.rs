@@ -42,6 +42,9 @@ const S_IFBLK: u16 = 0o060000;
 const S_IFCHR: u16 = 0o020000;
 /// `/dev/sg*`'s major number, fixed.
 const SCSI_GENERIC_MAJOR: u32 = 21;
+/// `/dev/input/*`'s major number; /dev/uinput, 10:223 (dev_t: major from bit 20).
+const INPUT_MAJOR: u32 = 13;
+const UINPUT_DEVICE: u32 = 10 << 20 | 223;
 const VM_SHARED: u64 = 0x8;
 const MAY_WRITE: i32 = 2;
 const MAY_APPEND: i32 = 8;
@@ -274,6 +277,9 @@ fn check_write_through(subject: &Subject, file: *const u8) -> i32 {
     if verdict != 0 {
         return verdict;
     }
+    if is_network_device_attribute(file) {
+        return crate::policy::decide_action(subject, action::NET_LINK_SET, 0, 0, [0, 0]);
+    }
     let Some((key, tree)) = protected_file(file) else {
         return 0;
     };
@@ -293,10 +299,16 @@ fn check_write_through(subject: &Subject, file: *const u8) -> i32 {
 #[inline(always)]
 fn refuse_raw_or_cgroup(subject: &Subject, file: *const u8, inode: *const u8) -> i32 {
     let file_type = read_kernel::<u16>(inode, kernel_offsets().inode_i_mode).unwrap_or(S_IFBLK) & S_IFMT;
-    let scsi_generic = file_type == S_IFCHR
-        && read_kernel::<u32>(inode, kernel_offsets().inode_i_rdev).is_none_or(|rdev| rdev >> 20 == SCSI_GENERIC_MAJOR);
+    let device = if file_type == S_IFCHR { read_kernel::<u32>(inode, kernel_offsets().inode_i_rdev) } else { Some(0) };
+    let scsi_generic = device.is_none_or(|rdev| rdev >> 20 == SCSI_GENERIC_MAJOR);
     if file_type == S_IFBLK || scsi_generic {
         return selfprotect::refuse(subject, action::SELF_BLOCKDEV);
+    }
+    // Keys typed into a real keyboard (an event device) or a made one
+    // (uinput) reach whatever has the focus: a root console, or the
+    // kernel's sysrq keys.
+    if device.is_some_and(|rdev| rdev >> 20 == INPUT_MAJOR || rdev == UINPUT_DEVICE) {
+        return selfprotect::refuse(subject, action::SELF_TTY);
     }
     if selfprotect::is_cgroup_control(file, inode) && !selfprotect::may_write_own_procs(subject, file, inode) {
         return selfprotect::refuse(subject, action::SELF_CGROUP);

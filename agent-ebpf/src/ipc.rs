@@ -228,13 +228,14 @@ pub fn socket_connect(ctx: LsmContext) -> i32 {
     let version = version_in_force();
     let socket: *const u8 = ctx.arg(0);
     let sock = read_kernel::<u64>(socket, kernel_offsets().socket_sk).unwrap_or(0) as *const u8;
-    if !matches!(read_kernel::<u16>(sock, kernel_offsets().sock_family), Some(AF_INET | AF_INET6)) {
-        return 0;
-    }
-    let to_loopback = local::through_loopback(sock, socket, core::ptr::null());
+    // Whatever the socket's family: SMC connects a TCP socket of its own,
+    // which no hook sees, to the address given here.
+    let family = read_kernel::<u16>(sock, kernel_offsets().sock_family).unwrap_or(0);
+    let routed = matches!(family, AF_INET | AF_INET6 | local::AF_SMC | 0);
+    let to_loopback = routed && local::through_loopback(sock, socket, core::ptr::null(), family);
     let verdict = local::decide(&subject, address, length, false, to_loopback);
     // The peer it connects to is decided: its sends are not, again.
-    if verdict == 0 {
+    if verdict == 0 && matches!(family, AF_INET | AF_INET6) {
         note_decided(&subject, sock, socket, version, local::sockaddr_peer(address, length, false));
     }
     verdict
@@ -278,9 +279,6 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     if (inet && kind == SOCK_RAW) || family == AF_PACKET || family == AF_XDP {
         return crate::policy::decide_action(&subject, action::NET_RAW, 0, 0, [0, 0]);
     }
-    if !inet {
-        return 0;
-    }
     let msg: *const u8 = ctx.arg(1);
     let address = read_kernel::<u64>(msg, offsets.msghdr_msg_name).unwrap_or(0) as *const u8;
     // To the peer: a stream socket's always (an address given is ignored),
@@ -289,8 +287,10 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     let to_peer = kind == SOCK_STREAM
         || address.is_null()
         || (family == AF_INET6 && read_kernel::<u16>(address, 0) == Some(AF_UNSPEC));
-    let to_loopback = local::through_loopback(sock, socket, msg);
-    if to_peer {
+    // (An unreadable family, 0, is taken as one that could be IPv4.)
+    let routed = inet || family == local::AF_SMC || family == 0;
+    let to_loopback = routed && local::through_loopback(sock, socket, msg, family);
+    if inet && to_peer {
         // Read before the decision: a policy switched in between decides it again.
         let version = version_in_force();
         let port = local::peer_to_decide(&subject, sock, socket, family, to_loopback);

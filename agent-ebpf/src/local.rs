@@ -24,6 +24,8 @@ use crate::{
 const AF_UNSPEC: u16 = 0;
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
+/// SMC, which connects and sends over a TCP socket of its own.
+pub const AF_SMC: u16 = 43;
 /// A full address's prefix length in LOCAL_ADDRESSES.
 const HOST_PREFIX: u32 = 128;
 
@@ -69,8 +71,9 @@ pub fn peer_to_decide(subject: &Subject, sock: *const u8, socket: *const u8, fam
     if port == 0 {
         return 0;
     }
-    // A device chosen after the connect (the route is looked up again).
-    if to_loopback && is_v4(peer) {
+    // A device chosen after the connect (the route is looked up again), or
+    // one the route it keeps was looked up with.
+    if (to_loopback || kept_route_through_loopback(sock)) && is_v4(peer) {
         return u16::from_be(port as u16);
     }
     let Some(key) = ipc::socket_key(sock, socket) else {
@@ -160,26 +163,47 @@ fn is_v4([high, low]: [u64; 2]) -> bool {
 
 /// The loopback device's index, the same in every network namespace.
 const LOOPBACK_IFINDEX: i32 = 1;
-const SOCK_DGRAM: u16 = 2;
+const SOCK_STREAM: u16 = 1;
+
+/// Whether an index read is the loopback device's (unreadable counts as it).
+#[inline(always)]
+fn on_loopback(index: Option<i32>) -> bool {
+    !matches!(index, Some(index) if index != LOOPBACK_IFINDEX)
+}
 
 /// Whether an IPv4 connect or send on `sock` (of `socket`, with `msg` for
 /// a send) goes out through the loopback device whatever its address: the
 /// socket is bound to it (SO_BINDTODEVICE, SO_BINDTOIFINDEX), or, for a
 /// datagram socket, IP_UNICAST_IF names it or the send's IP_PKTINFO (an
 /// IPv6 socket's IPV6_PKTINFO, for a v4-mapped address) does. Unreadable
-/// counts as through it.
+/// counts as through it. `family` is the socket's.
 #[inline(always)]
-pub fn through_loopback(sock: *const u8, socket: *const u8, msg: *const u8) -> bool {
+pub fn through_loopback(sock: *const u8, socket: *const u8, msg: *const u8, family: u16) -> bool {
     let offsets = kernel_offsets();
-    let on_loopback = |index: Option<i32>| !matches!(index, Some(index) if index != LOOPBACK_IFINDEX);
     if on_loopback(read_kernel::<i32>(sock, offsets.sock_bound_dev_if)) {
         return true;
     }
-    // TCP routes by the bound device only.
-    if read_kernel::<u16>(socket, offsets.socket_type) != Some(SOCK_DGRAM) {
+    // TCP (and SMC, over TCP) routes by the bound device only.
+    if read_kernel::<u16>(socket, offsets.socket_type) == Some(SOCK_STREAM) || family == AF_SMC {
         return false;
     }
-    on_loopback(read_kernel::<i32>(sock, offsets.inet_sock_uc_index)) || (!msg.is_null() && pktinfo_to_loopback(msg))
+    on_loopback(read_kernel::<i32>(sock, offsets.inet_sock_uc_index))
+        || (!msg.is_null() && pktinfo_to_loopback(msg, family == AF_INET6))
+}
+
+/// Whether the route a connected socket `sock` keeps (`sk_dst_cache`, what
+/// its sends without control messages reuse) goes out through the loopback
+/// device: one looked up while IP_UNICAST_IF named it stays after the
+/// option is cleared.
+#[inline(always)]
+fn kept_route_through_loopback(sock: *const u8) -> bool {
+    let offsets = kernel_offsets();
+    let route = read_kernel::<u64>(sock, offsets.sock_sk_dst_cache).unwrap_or(0) as *const u8;
+    if route.is_null() {
+        return false;
+    }
+    let device = read_kernel::<u64>(route, offsets.dst_entry_dev).unwrap_or(0) as *const u8;
+    on_loopback(read_kernel::<i32>(device, offsets.net_device_ifindex))
 }
 
 /// Whether an address (IPv6 words, IPv4 v4-mapped) is the host's own: ::1
@@ -205,8 +229,8 @@ const SOL_IPV6: u64 = 41;
 const IPV6_PKTINFO: u64 = 50;
 /// Most control messages looked at; a send with more counts as through
 /// loopback. The kernel copies at most `optmem_max` bytes of them (20 KiB
-/// by default: 1,280 headers).
-const MOST_CONTROL_MESSAGES: u32 = 4096;
+/// by default before 6.9, 128 KiB since: 1,280 and 8,192 headers).
+const MOST_CONTROL_MESSAGES: u32 = 8192;
 
 /// Whether a send's control messages (the kernel's copy) choose the
 /// loopback device: an IP_PKTINFO whose `ipi_ifindex` is it, or an
@@ -214,9 +238,11 @@ const MOST_CONTROL_MESSAGES: u32 = 4096;
 /// IPv4 destination). Walked as the kernel walks them; what cannot be read
 /// or walked whole counts as choosing it.
 #[inline(always)]
-fn pktinfo_to_loopback(msg: *const u8) -> bool {
+fn pktinfo_to_loopback(msg: *const u8, on_inet6: bool) -> bool {
     let offsets = kernel_offsets();
-    let length = read_kernel::<u64>(msg, offsets.msghdr_msg_controllen).unwrap_or(0);
+    let Some(length) = read_kernel::<u64>(msg, offsets.msghdr_msg_controllen) else {
+        return true;
+    };
     if length < CMSG_HEADER {
         return false;
     }
@@ -225,7 +251,7 @@ fn pktinfo_to_loopback(msg: *const u8) -> bool {
     };
     let (mut at, mut walked, mut chosen) = (0u64, false, false);
     repeat(MOST_CONTROL_MESSAGES, |_| {
-        if length - at < CMSG_HEADER {
+        if at > length || length - at < CMSG_HEADER {
             walked = true;
             return false;
         }
@@ -239,9 +265,12 @@ fn pktinfo_to_loopback(msg: *const u8) -> bool {
             walked = true;
             return false;
         }
+        // As ip_cmsg_send takes them: IP_PKTINFO of exactly its size,
+        // IPV6_PKTINFO at least its size and on an IPv6 socket only (other
+        // lengths fail the send).
         let ifindex_at = match (level_and_type & 0xffff_ffff, level_and_type >> 32) {
-            (SOL_IP, IP_PKTINFO) => 16,
-            (SOL_IPV6, IPV6_PKTINFO) => 32,
+            (SOL_IP, IP_PKTINFO) if len == CMSG_HEADER + 12 => 16,
+            (SOL_IPV6, IPV6_PKTINFO) if on_inet6 && len >= CMSG_HEADER + 20 => 32,
             _ => 0,
         };
         if ifindex_at != 0

@@ -310,6 +310,8 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     proc_inode_pid: 0,
     pid_tasks: 0,
     task_struct_pid_links: 0,
+    sock_sk_dst_cache: 0,
+    dst_entry_dev: 0,
 };
 
 pub fn kernel_offsets() -> KernelOffsets {

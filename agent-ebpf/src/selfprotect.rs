@@ -42,7 +42,10 @@ const EPERM: i32 = 1;
 /// `PTRACE_MODE_ATTACH`.
 const PTRACE_MODE_ATTACH: u32 = 0x02;
 const S_IFMT: u16 = 0o170000;
-const S_IFSOCK: u16 = 0o140000;
+const S_IFCHR: u16 = 0o020000;
+const S_IFBLK: u16 = 0o060000;
+/// /dev/fuse, 10:229 (dev_t: major from bit 20).
+const FUSE_DEVICE: u32 = 10 << 20 | 229;
 
 /// Whether `id` (a `kernel_read_file_id` or `kernel_load_data_id`) may be
 /// kernel code: every id but those the daemon found harmless by name
@@ -250,8 +253,9 @@ pub fn task_kill(ctx: LsmContext) -> i32 {
 /// `uring_cmd(ioucmd)`: a ring's URING_CMD hands a command to a driver,
 /// past its ioctl: NVMe passthrough (a write under every file check, on
 /// `/dev/ng*` opened for writing), ublk's control device (which makes
-/// block devices). A subject's is refused unless it is for a socket
-/// (whose commands are its socket options, hooked there).
+/// block devices). A subject's is refused for a device, but FUSE's
+/// (/dev/fuse serves the subject's own file system); a socket's commands
+/// are its options (hooked there), a regular file's go with its open.
 #[lsm(hook = "uring_cmd")]
 pub fn uring_cmd(ctx: LsmContext) -> i32 {
     let Some(subject) = subjects::current() else {
@@ -261,8 +265,12 @@ pub fn uring_cmd(ctx: LsmContext) -> i32 {
     let offsets = kernel_offsets();
     let file = read_kernel::<u64>(command, offsets.io_uring_cmd_file).unwrap_or(0) as *const u8;
     let inode = crate::files::file_inode(file);
-    let file_type = read_kernel::<u16>(inode, offsets.inode_i_mode).unwrap_or(0) & S_IFMT;
-    if file_type == S_IFSOCK { 0 } else { refuse(&subject, action::SELF_BLOCKDEV) }
+    let file_type = read_kernel::<u16>(inode, offsets.inode_i_mode).unwrap_or(S_IFCHR) & S_IFMT;
+    let fuse = file_type == S_IFCHR && read_kernel::<u32>(inode, offsets.inode_i_rdev) == Some(FUSE_DEVICE);
+    if (file_type == S_IFCHR || file_type == S_IFBLK) && !fuse {
+        return refuse(&subject, action::SELF_BLOCKDEV);
+    }
+    0
 }
 
 /// `task_setrlimit(p, resource, new_rlim)`, which prlimit(2) on another

@@ -323,11 +323,14 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         msghdr_msg_control: btf.member_offset("msghdr", "msg_control")?,
         msghdr_msg_controllen: btf.member_offset("msghdr", "msg_controllen")?,
         inode_i_rdev: btf.member_offset("inode", "i_rdev")?,
-        io_uring_cmd_file: btf.member_offset("io_uring_cmd", "file")?,
+        // Without io_uring there is no such struct, and no uring_cmd hook to read it.
+        io_uring_cmd_file: btf.member_offset("io_uring_cmd", "file").unwrap_or(0),
         proc_inode_vfs_inode: btf.member_offset("proc_inode", "vfs_inode")?,
         proc_inode_pid: btf.member_offset("proc_inode", "pid")?,
         pid_tasks: btf.member_offset("pid", "tasks")?,
         task_struct_pid_links: btf.member_offset("task_struct", "pid_links")?,
+        sock_sk_dst_cache: btf.member_offset("sock", "sk_dst_cache")?,
+        dst_entry_dev: btf.member_offset("dst_entry", "dev")?,
     })
 }
 

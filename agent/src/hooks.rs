@@ -13,6 +13,8 @@ pub enum Absence {
     /// The kernel still runs the same check through another hook Warrant
     /// decides on (the hook was split out of it in a later version).
     CoveredBy(&'static str),
+    /// What the hook decides is not built into this kernel (the reason).
+    NotBuilt(&'static str),
 }
 
 /// An LSM program and the hook it attaches to.
@@ -51,7 +53,8 @@ pub const LSM_PROGRAMS: &[LsmProgram] = &[
     required("task_setnice"),
     required("task_setscheduler"),
     required("task_setioprio"),
-    required("uring_cmd"),
+    // A kernel built without io_uring has neither the hook nor rings.
+    LsmProgram { name: "uring_cmd", hook: "uring_cmd", absence: Absence::NotBuilt("io_uring") },
     required("ptrace_access_check"),
     required("ptrace_traceme"),
     required("file_send_sigiotask"),
@@ -124,6 +127,10 @@ impl LsmProgram {
                     self.hook
                 ),
             }),
+            Absence::NotBuilt(what) => Some(MissingHook {
+                hook: self.hook.into(),
+                effect: format!("no {} hook on this kernel, built without {what}: nothing to decide", self.hook),
+            }),
         }
     }
 }
@@ -140,7 +147,7 @@ mod tests {
         assert_eq!(names.len(), LSM_PROGRAMS.len());
         let optional: Vec<&str> =
             LSM_PROGRAMS.iter().filter(|p| p.absence != Absence::Required).map(|p| p.hook).collect();
-        assert_eq!(optional, ["file_ioctl_compat", "inode_set_acl", "inode_remove_acl"]);
+        assert_eq!(optional, ["uring_cmd", "file_ioctl_compat", "inode_set_acl", "inode_remove_acl"]);
         for program in LSM_PROGRAMS.iter().filter(|p| p.absence != Absence::Required) {
             let effect = program.missing().expect("optional").effect;
             assert!(effect.contains(program.hook), "{effect}");

@@ -104,7 +104,7 @@ fn the_daemon_gets_no_signal_by_sigio_a_resource_limit_or_sysrq() {
 
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
-fn subjects_cannot_type_into_a_terminal() {
+fn subjects_cannot_type_into_a_terminal_or_by_a_keyboard() {
     let d = daemon();
     let script = harness::helper("sideways.py");
     let root = Command::new("python3").args([&script, "tiocsti"]).output().unwrap();
@@ -121,6 +121,28 @@ fn subjects_cannot_type_into_a_terminal() {
     let out = sideways(&["tioclinux"]);
     assert_eq!(out.status.code(), Some(1), "TIOCLINUX as a subject: {}", out.stderr);
     d.expect_record(mark, "self.tty", "*", "denied");
+    // Nor type by a keyboard: a made one (uinput) or a real one's events.
+    let _ = Command::new("modprobe").arg("uinput").status();
+    let _ = std::fs::remove_file("/run/warrant-event0");
+    assert!(Command::new("mknod").args(["/run/warrant-event0", "c", "13", "64"]).status().unwrap().success());
+    for device in ["/dev/uinput", "/run/warrant-event0"] {
+        let mark = d.audit_len();
+        let out = run_subject(&["python3", "-c", &format!("open('{device}', 'wb')")]);
+        assert!(out.stderr.contains("Operation not permitted"), "{device} for writing: {}", out.stderr);
+        d.expect_record(mark, "self.tty", "*", "denied");
+    }
+    std::fs::OpenOptions::new().write(true).open("/dev/uinput").expect("root opens uinput");
+    // A line discipline makes a link of a serial line (SLIP, SLCAN, GSM).
+    let set_discipline = "import fcntl,os,pty,struct; m,s=pty.openpty(); fcntl.ioctl(s,0x5423,struct.pack('i',0))";
+    let mark = d.audit_len();
+    let out = run_subject(&["python3", "-c", set_discipline]);
+    assert!(out.stderr.contains("Operation not permitted"), "TIOCSETD as a subject: {}", out.stderr);
+    d.expect_record_where(mark, "net.link.add denied", |r| {
+        r["kind"] == "decision"
+            && r["action"] == "net.link.add"
+            && r["verdict"].as_str().unwrap_or("").starts_with("denied")
+    });
+    assert!(Command::new("python3").args(["-c", set_discipline]).status().unwrap().success(), "root's TIOCSETD");
 }
 
 #[test]

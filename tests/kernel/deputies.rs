@@ -93,6 +93,19 @@ fn a_root_deputy_on_a_loopback_port_is_out_of_reach() {
         assert_eq!(out.status.code(), Some(1), "{host}: {}", out.stderr);
         d.expect_record(mark, "ipc.loopback", "2375", "denied");
     }
+    // SMC connects a TCP socket of its own (falling back to plain TCP
+    // when the peer speaks no SMC), which passes no hook: root's reaches
+    // the deputy, the agent's is decided at its connect.
+    let _ = Command::new("modprobe").arg("smc").status();
+    let root =
+        Command::new("python3").args([&script, "smc-ask", "127.0.0.1", "2375", &format!("touch {marker}")]).status();
+    assert!(root.unwrap().success(), "root's SMC connect to the deputy");
+    assert!(std::path::Path::new(marker).exists(), "the deputy did not run root's command over SMC");
+    std::fs::remove_file(marker).unwrap();
+    let mark = d.audit_len();
+    let out = sideways(&["smc-ask", "127.0.0.1", "2375", &flush]);
+    assert_eq!(out.status.code(), Some(1), "SMC: {}", out.stderr);
+    d.expect_record(mark, "ipc.loopback", "2375", "denied");
     // TCP Fast Open connects from sendto, and UDP sends without a connect
     // (an AF_UNSPEC address too, which UDP takes as AF_INET).
     for (how, args) in [
@@ -252,6 +265,22 @@ fn a_datagram_routed_out_through_lo_reaches_the_host_whatever_its_address() {
         assert_eq!(out.status.code(), Some(1), "{how} as a subject: {}", out.stderr);
         d.expect_record(mark, "ipc.loopback", "2375", "denied");
     }
+    // A connected socket keeps the route its connect looked up: one made
+    // while IP_UNICAST_IF named lo goes on through lo once the option is
+    // cleared. Root's socket, sending as root and held by a subject.
+    let (config, bin) = (d.config.to_str().unwrap().to_owned(), harness::warrant_bin());
+    let keep = ["udp-keep-through-lo", "10.78.0.2", "2375"];
+    let root_send = ["/usr/bin/python3", &script, "send-fd", "7", &format!("echo kept > {marker}"), "-"];
+    let sent = Command::new("python3").arg(&script).args(keep).args(root_send).status().unwrap();
+    assert!(sent.success(), "root's send on the kept route");
+    harness::wait_for_text(std::path::Path::new(marker), "kept");
+    std::fs::remove_file(marker).unwrap();
+    let mark = d.audit_len();
+    let mut held = vec![bin.to_str().unwrap(), "--config", &config, "run", "--profile", "agent", "--keep-fd", "7"];
+    held.extend(["--", "python3", &script, "send-fd", "7", &flush, "-"]);
+    let out = Command::new("python3").arg(&script).args(keep).args(&held).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "a held socket on a kept route through lo: {out:?}");
+    d.expect_record(mark, "ipc.loopback", "2375", "denied");
     // A route of the main table out through lo, added while the daemon runs.
     let _ = Command::new("ip").args(["route", "del", "10.79.0.0/16"]).output();
     ip_root(&["route", "add", "10.79.0.0/16", "dev", "lo"]);

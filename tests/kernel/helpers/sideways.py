@@ -443,6 +443,24 @@ def udp_through_lo(how, host, port, command):
     return 0
 
 
+AF_SMC = 43
+
+
+def smc_ask(host, port, command):
+    """tcp_ask over an SMC socket (python cannot address one: libc's
+    connect with a sockaddr_in)."""
+    client = socket.socket(AF_SMC, socket.SOCK_STREAM)
+    address = struct.pack("=H", socket.AF_INET) + struct.pack("!H", int(port)) + socket.inet_aton(host) + bytes(8)
+    if libc.connect(client.fileno(), address, len(address)) != 0:
+        return ctypes.get_errno()
+    try:
+        os.write(client.fileno(), command.encode())
+        os.read(client.fileno(), 16)
+    except OSError as err:
+        return err.errno
+    return 0
+
+
 def tcp_ask(host, port, command):
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     client = socket.socket(family, socket.SOCK_STREAM)
@@ -484,9 +502,21 @@ def connect_keep(host, port, program):
     os.execv(program[0], program)
 
 
+def udp_keep_through_lo(host, port, program):
+    """Connects a UDP socket to HOST:PORT while IP_UNICAST_IF names lo (the
+    route it keeps goes out through lo), clears the option, keeps the
+    socket on fd 7 and execs PROGRAM."""
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.setsockopt(socket.IPPROTO_IP, IP_UNICAST_IF, struct.pack("!I", LOOPBACK_IFINDEX))
+    client.connect((host, int(port)))
+    client.setsockopt(socket.IPPROTO_IP, IP_UNICAST_IF, struct.pack("!I", 0))
+    os.dup2(client.fileno(), 7, inheritable=True)
+    os.execv(program[0], program)
+
+
 def send_fd(fd, command, address):
     """Sends COMMAND on the connected socket at FD, with ADDRESS (HOST:PORT,
-    which TCP ignores) unless it is "-"; waits for the deputy's reply."""
+    which TCP ignores) unless it is "-"; waits for a TCP deputy's reply."""
     held = socket.socket(fileno=int(fd))
     try:
         if address == "-":
@@ -494,7 +524,8 @@ def send_fd(fd, command, address):
         else:
             host, port = address.rsplit(":", 1)
             held.sendto(command.encode(), (host, int(port)))
-        held.recv(16)
+        if held.type == socket.SOCK_STREAM:
+            held.recv(16)
     except OSError as err:
         return err.errno
     return 0
@@ -693,6 +724,10 @@ def main():
         tcp_deputy(args[0])
     if command == "tcp-ask":
         sys.exit(tcp_ask(args[0], args[1], args[2]))
+    if command == "smc-ask":
+        sys.exit(smc_ask(args[0], args[1], args[2]))
+    if command == "udp-keep-through-lo":
+        udp_keep_through_lo(args[0], args[1], args[2:])
     if command == "tiocsti":
         sys.exit(tiocsti())
     if command == "tioclinux":
