@@ -4,7 +4,7 @@
 //! record names it by asking the controller again. Commands are numbers
 //! within a family; a few are known by name.
 
-use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use crate::netlink_socket::{self, align4};
 
 const NETLINK_GENERIC: libc::c_int = 16;
 /// The controller family's fixed id.
@@ -16,10 +16,6 @@ const NLM_F_REQUEST: u16 = 1;
 const NLMSG_ERROR: u16 = 2;
 /// Longest family name the kernel takes (GENL_NAMSIZ less its NUL).
 const FAMILY_NAME_MAX: usize = 15;
-
-pub(crate) fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
 
 /// Commands Warrant knows by name, per family, as policy and records spell
 /// them (`generic wireguard set_device`); any command is `cmd N`.
@@ -82,46 +78,22 @@ fn request(attr_type: u16, value: &[u8]) -> Vec<u8> {
 /// The value of attribute `wanted` in a CTRL_CMD_GETFAMILY reply, if the
 /// reply is not an error and holds one.
 fn attribute_in(reply: &[u8], wanted: u16) -> Option<&[u8]> {
-    let u16_at = |at: usize| reply.get(at..at + 2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
     let len = u32::from_ne_bytes(reply.get(..4)?.try_into().ok()?) as usize;
-    if u16_at(4)? == NLMSG_ERROR || len > reply.len() {
+    let kind = u16::from_ne_bytes(reply.get(4..6)?.try_into().ok()?);
+    if kind == NLMSG_ERROR {
         return None;
     }
-    let mut at = 16 + 4;
-    while at + 4 <= len {
-        let attr_len = u16_at(at)? as usize;
-        if attr_len < 4 {
-            return None;
-        }
-        if u16_at(at + 2)? & 0x3fff == wanted {
-            return reply.get(at + 4..at + attr_len);
-        }
-        at += align4(attr_len);
-    }
-    None
+    // After the nlmsghdr and the genlmsghdr.
+    netlink_socket::attributes(reply.get(..len)?, 16 + 4).find(|(kind, _)| *kind == wanted).map(|(_, value)| value)
 }
 
 /// The controller's reply to `message`, if it answered.
 fn ask(message: &[u8]) -> Option<Vec<u8>> {
-    // SAFETY: plain socket(2); the fd is owned at once.
-    let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, NETLINK_GENERIC) };
-    if raw < 0 {
-        return None;
-    }
-    // SAFETY: a new fd nothing else owns.
-    let socket = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: the buffer outlives the call; the kernel is the peer (address 0).
-    let sent = unsafe { libc::send(socket.as_raw_fd(), message.as_ptr().cast(), message.len(), 0) };
-    if sent != message.len() as isize {
-        return None;
-    }
+    let socket = netlink_socket::open(NETLINK_GENERIC, 0).ok()?;
+    netlink_socket::send(&socket, message).ok()?;
     let mut reply = vec![0u8; 8192];
-    // SAFETY: writes at most reply.len() bytes into it.
-    let got = unsafe { libc::recv(socket.as_raw_fd(), reply.as_mut_ptr().cast(), reply.len(), 0) };
-    if got <= 0 {
-        return None;
-    }
-    reply.truncate(got as usize);
+    let got = netlink_socket::recv(&socket, &mut reply).ok().filter(|&got| got > 0)?;
+    reply.truncate(got);
     Some(reply)
 }
 

@@ -9,7 +9,7 @@
 //!   the subject submits runs in that thread, which is not a subject;
 //! - a ptrace attachment to a process outside its profile: PTRACE_POKE*
 //!   writes its memory and registers with no hook between (the kernel
-//!   says whom it traces: `Kernel::tracees_of`).
+//!   says whom it traces: `Kernel::traced_tasks`, one walk per pickup).
 //!
 //! The daemon reads them from /proc once the process is marked, and stops
 //! a process that holds any (SIGKILL through a pidfd taken first, so a

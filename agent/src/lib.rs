@@ -19,6 +19,7 @@ pub mod lsm_fix;
 pub mod marks;
 pub mod metrics;
 pub mod net_target;
+pub(crate) mod netlink_socket;
 pub mod nft_render;
 pub mod pins;
 pub mod policy;

@@ -19,12 +19,12 @@
 use std::{
     collections::BTreeSet,
     io,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::{AsRawFd as _, OwnedFd},
 };
 
 use warrant_common::{LocalAddress, v4_mapped};
 
-use crate::genl::align4;
+use crate::netlink_socket::{self, align4};
 
 /// One prefix the host delivers to itself; IPv4 as v4-mapped, its length
 /// counted in the IPv6 address's bits.
@@ -94,20 +94,10 @@ fn always_local() -> [LocalPrefix; 3] {
     ]
 }
 
-fn netlink_socket(flags: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2); the fd is owned at once.
-    let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC | flags, NETLINK_ROUTE) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new fd nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-}
-
 /// A socket that hears every IPv4 and IPv6 route change (non-blocking):
 /// read it with [`local_table_changed`].
 pub fn watch() -> io::Result<OwnedFd> {
-    let socket = netlink_socket(libc::SOCK_NONBLOCK)?;
+    let socket = netlink_socket::open(NETLINK_ROUTE, libc::SOCK_NONBLOCK)?;
     // SAFETY: sockaddr_nl is plain data; zeroed is a valid start.
     let mut address: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     address.nl_family = libc::AF_NETLINK as libc::sa_family_t;
@@ -128,7 +118,7 @@ pub fn watch() -> io::Result<OwnedFd> {
 
 /// The local routing table now, with [`always_local`]'s prefixes.
 pub fn dump() -> io::Result<BTreeSet<LocalPrefix>> {
-    let socket = netlink_socket(0)?;
+    let socket = netlink_socket::open(NETLINK_ROUTE, 0)?;
     // With strict checking the kernel dumps only the table asked for (a
     // router's main table may hold a million routes); without it, every
     // table comes and the others are skipped here.
@@ -160,19 +150,10 @@ pub fn dump() -> io::Result<BTreeSet<LocalPrefix>> {
         (libc::AF_INET6, RT_TABLE_DEFAULT, RTN_LOCAL, None),
     ];
     for (family, table, kind, device) in requests {
-        let request = dump_request(family as u8, table, kind, device);
-        // SAFETY: the buffer outlives the call; the kernel is the peer.
-        let sent = unsafe { libc::send(socket.as_raw_fd(), request.as_ptr().cast(), request.len(), 0) };
-        if sent != request.len() as isize {
-            return Err(io::Error::last_os_error());
-        }
+        netlink_socket::send(&socket, &dump_request(family as u8, table, kind, device))?;
         loop {
-            // SAFETY: writes at most buffer.len() bytes into it.
-            let got = unsafe { libc::recv(socket.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len(), 0) };
-            if got < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if parse_dump(&buffer[..got as usize], &mut prefixes)? {
+            let got = netlink_socket::recv(&socket, &mut buffer)?;
+            if parse_dump(&buffer[..got], &mut prefixes)? {
                 break;
             }
         }
@@ -244,15 +225,7 @@ pub fn local_table_changed(buffer: &[u8]) -> bool {
 
 /// The attributes after an rtmsg, as (type, value).
 fn attributes(payload: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    let mut at = RTMSG_LEN;
-    std::iter::from_fn(move || {
-        let header = payload.get(at..at + 4)?;
-        let len = usize::from(u16::from_ne_bytes([header[0], header[1]]));
-        let kind = u16::from_ne_bytes([header[2], header[3]]) & 0x3fff;
-        let value = payload.get(at + 4..at + len.max(4))?;
-        at += align4(len.max(4));
-        Some((kind, value))
-    })
+    netlink_socket::attributes(payload, RTMSG_LEN)
 }
 
 /// The route's table: RTA_TABLE if given (tables past 255), else rtm_table.

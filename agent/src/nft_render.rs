@@ -1,8 +1,10 @@
 //! A readable rendering of an nft rule's expressions (the
 //! NFTA_RULE_EXPRESSIONS payload the kernel digested), for the RI who reads
 //! a change request. It follows `nft --debug=netlink`'s notation for the
-//! common expressions and names the others; it never fails, it shows what
-//! it cannot decode as such.
+//! common expressions; every attribute it does not decode (another
+//! expression's, a flag it does not know) is shown raw beside them, so
+//! nothing the kernel reads is left out of what the RI reads. It never
+//! fails.
 
 use std::fmt::Write as _;
 
@@ -93,19 +95,48 @@ fn meta_key(key: u32) -> String {
     KEYS.get(key as usize).map_or_else(|| format!("key {key}"), |k| (*k).to_owned())
 }
 
+/// One expression: what [`decoded`] makes of it, then each attribute it
+/// left alone, raw, in order (a repeated type's last value: the kernel
+/// takes that one).
 fn expression(name: &str, attrs: &[(u16, &[u8])]) -> String {
+    let (text, used) = decoded(name, attrs);
+    let mut seen: Vec<u16> = used.to_vec();
+    let mut extra = String::new();
+    for (kind, _) in attrs {
+        if seen.contains(kind) {
+            continue;
+        }
+        seen.push(*kind);
+        let _ = write!(extra, " attr {kind}={}", attr(attrs, *kind).map(hex).unwrap_or_default());
+    }
+    match text.strip_suffix(" ]") {
+        Some(head) if !extra.is_empty() => format!("{head}{extra} ]"),
+        _ => text,
+    }
+}
+
+/// The common expressions in nft's notation, with the attribute types read.
+fn decoded(name: &str, attrs: &[(u16, &[u8])]) -> (String, &'static [u16]) {
     let reg = |kind| be32(attrs, kind).map_or_else(|| "?".into(), |r| r.to_string());
-    match name {
-        "payload" => {
-            let base = match be32(attrs, 2) {
-                Some(0) => "link",
-                Some(1) => "network",
-                Some(2) => "transport",
-                _ => "inner",
-            };
+    let text = match name {
+        // A write (NFTA_PAYLOAD_SREG) with its checksum fields, or a load.
+        "payload" if attr(attrs, 5).is_some() => {
             format!(
-                "[ payload load {}b @ {base} header + {} => reg {} ]",
+                "[ payload write reg {} => {}b @ {} header + {} csum_type {} csum_off {} csum_flags {} ]",
+                reg(5),
                 be32(attrs, 4).unwrap_or(0),
+                payload_base(attrs),
+                be32(attrs, 3).unwrap_or(0),
+                be32(attrs, 6).unwrap_or(0),
+                be32(attrs, 7).unwrap_or(0),
+                be32(attrs, 8).unwrap_or(0),
+            )
+        }
+        "payload" => {
+            format!(
+                "[ payload load {}b @ {} header + {} => reg {} ]",
+                be32(attrs, 4).unwrap_or(0),
+                payload_base(attrs),
                 be32(attrs, 3).unwrap_or(0),
                 reg(1)
             )
@@ -122,8 +153,33 @@ fn expression(name: &str, attrs: &[(u16, &[u8])]) -> String {
         }
         "meta" => format!("[ meta set {} with reg {} ]", meta_key(be32(attrs, 2).unwrap_or(u32::MAX)), reg(3)),
         "immediate" => format!("[ immediate reg {} {} ]", reg(1), attr(attrs, 2).map(data).unwrap_or_default()),
-        "lookup" => format!("[ lookup reg {} set {} ]", reg(2), attr(attrs, 1).map(text).unwrap_or_default()),
-        other => format!("[ {other} ]"),
+        // NFT_LOOKUP_F_INV matches what is not in the set; a map's lookup
+        // loads its value into a register.
+        "lookup" => {
+            let inverted = if be32(attrs, 5).unwrap_or(0) & 1 != 0 { " not in" } else { "" };
+            let map = if attr(attrs, 3).is_some() { format!(" => reg {}", reg(3)) } else { String::new() };
+            let set = attr(attrs, 1).map(text).unwrap_or_default();
+            format!("[ lookup reg {}{inverted} set {set}{map} ]", reg(2))
+        }
+        other => return (format!("[ {other} ]"), &[]),
+    };
+    let used: &'static [u16] = match name {
+        "payload" => &[1, 2, 3, 4, 5, 6, 7, 8],
+        "cmp" | "meta" => &[1, 2, 3],
+        "immediate" => &[1, 2],
+        // NFTA_LOOKUP_SET_ID (4) only names the set within its batch.
+        "lookup" => &[1, 2, 3, 4, 5],
+        _ => &[],
+    };
+    (text, used)
+}
+
+fn payload_base(attrs: &[(u16, &[u8])]) -> &'static str {
+    match be32(attrs, 2) {
+        Some(0) => "link",
+        Some(1) => "network",
+        Some(2) => "transport",
+        _ => "inner",
     }
 }
 

@@ -94,6 +94,16 @@ pub fn record(state_dir: &Path, mut fresh: ChangeRequest) -> std::io::Result<Cha
     fs::create_dir_all(dir(state_dir))?;
     let path = path_of(state_dir, &fresh.id)?;
     if let Ok(existing) = load(state_dir, &fresh.id) {
+        // Ids are 48 bits of a hash of text the agent chose: one it made
+        // collide keeps the request the approver was told of, untouched.
+        let change =
+            |r: &ChangeRequest| (r.profile.clone(), r.action.clone(), r.target.clone(), r.content_digest.clone());
+        if change(&existing) != change(&fresh) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("request id {} already names another change: this one gets no request", fresh.id),
+            ));
+        }
         fresh.first_seen = existing.first_seen;
         fresh.attempts = existing.attempts + 1;
         fresh.declined = existing.declined;

@@ -46,7 +46,8 @@ pub enum Covered {
     /// `file` (bytes in `content` when it existed).
     File { path: PathBuf, existed: bool, mode: u32, uid: u32, gid: u32, sha256: String },
     /// The nftables ruleset (`ruleset.json` as `nft -j list ruleset` gives
-    /// it, `ruleset.nft` in the form `nft -f` reads back).
+    /// it, which a rollback reads back; `ruleset.nft`, as `nft list` prints
+    /// it, for people only: its comments are not escaped).
     Nftables,
 }
 
@@ -93,6 +94,31 @@ fn ruleset_json() -> Result<String, String> {
         items.retain(|item| item.get("metainfo").is_none());
     }
     Ok(value.to_string())
+}
+
+/// The saved ruleset (`ruleset_json`) as one `nft -j -f` transaction:
+/// flush, then every object added. JSON, not the text `nft list` prints:
+/// nft prints a comment (an element's or a rule's, text a subject chose)
+/// unescaped, so that text read back could carry commands of the
+/// subject's; in JSON every string stays a string. Handles are left out:
+/// the kernel gives new ones, and an add would take one as a position.
+fn restore_document(saved: &str) -> Result<String, String> {
+    let value: serde_json::Value = serde_json::from_str(saved).map_err(|e| format!("the saved ruleset: {e}"))?;
+    let items = value.get("nftables").and_then(|v| v.as_array()).ok_or("the saved ruleset has no nftables list")?;
+    let mut commands = vec![serde_json::json!({"flush": {"ruleset": null}})];
+    for item in items {
+        let Some(object) = item.as_object() else {
+            return Err(format!("the saved ruleset holds {item}, not an object"));
+        };
+        let mut object = object.clone();
+        for body in object.values_mut() {
+            if let Some(body) = body.as_object_mut() {
+                body.remove("handle");
+            }
+        }
+        commands.push(serde_json::json!({"add": object}));
+    }
+    Ok(serde_json::json!({"nftables": commands}).to_string())
 }
 
 /// Whether a warrant for `action` is one rollback covers.
@@ -211,10 +237,11 @@ pub fn restore(state_dir: &Path, id: &str, force: bool, now: u64) -> Result<Meta
     let snapshot = dir(state_dir, id);
     match &meta.covered {
         Covered::Nftables => {
-            let saved = fs::read_to_string(snapshot.join("ruleset.nft")).map_err(|e| failed(e.to_string()))?;
-            let script = snapshot.join("restore.nft");
-            write_synced(&script, format!("flush ruleset\n{saved}").as_bytes()).map_err(|e| failed(e.to_string()))?;
-            nft(&["-f", &script.to_string_lossy()]).map_err(failed)?;
+            let saved = fs::read_to_string(snapshot.join("ruleset.json")).map_err(|e| failed(e.to_string()))?;
+            let script = snapshot.join("restore.json");
+            write_synced(&script, restore_document(&saved).map_err(&failed)?.as_bytes())
+                .map_err(|e| failed(e.to_string()))?;
+            nft(&["-j", "-f", &script.to_string_lossy()]).map_err(failed)?;
         }
         Covered::File { path, existed: false, .. } => match fs::remove_file(path) {
             Ok(()) => {}
@@ -229,4 +256,26 @@ pub fn restore(state_dir: &Path, id: &str, force: bool, now: u64) -> Result<Meta
     meta.rolled_back_at = Some(now);
     save(state_dir, &meta)?;
     Ok(meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restore_adds_every_saved_object_after_a_flush_strings_kept_and_handles_dropped() {
+        let comment = "a\" } }\ntable ip injected { }\n#";
+        let saved = serde_json::json!({"nftables": [
+            {"table": {"family": "inet", "name": "filter", "handle": 3}},
+            {"rule": {"family": "inet", "table": "filter", "chain": "input", "handle": 9, "comment": comment,
+                      "expr": [{"accept": null}]}},
+        ]});
+        let document: serde_json::Value = serde_json::from_str(&restore_document(&saved.to_string()).unwrap()).unwrap();
+        let commands = document["nftables"].as_array().unwrap();
+        assert_eq!(commands[0], serde_json::json!({"flush": {"ruleset": null}}));
+        assert_eq!(commands[1], serde_json::json!({"add": {"table": {"family": "inet", "name": "filter"}}}));
+        assert_eq!(commands[2]["add"]["rule"]["comment"], comment);
+        assert!(commands[2]["add"]["rule"].get("handle").is_none());
+        assert!(restore_document("[1]").is_err() && restore_document(r#"{"nftables": [1]}"#).is_err());
+    }
 }

@@ -208,3 +208,31 @@ fn an_nft_rule_renders_as_nft_debug_netlink_shows_it() {
     assert!(warrant::nft_render::render(&rule[..30], false).ends_with("(longer than the kernel sends) ]"));
     assert_eq!(warrant::nft_render::render(&[0xff; 7], true), "");
 }
+
+#[test]
+fn what_the_kernel_reads_differently_renders_differently_and_nothing_is_left_out() {
+    let be = |v: u32| v.to_be_bytes().to_vec();
+    let render = |rule: Vec<u8>| warrant::nft_render::render(&rule, true);
+    // `ip saddr @blocklist` and `ip saddr != @blocklist` (NFT_LOOKUP_F_INV).
+    let lookup = |flags: Option<u32>| {
+        let mut data = vec![nla(1, b"blocklist\0"), nla(2, &be(1))];
+        data.extend(flags.map(|f| nla(5, &be(f))));
+        expr("lookup", &data)
+    };
+    assert_eq!(render(lookup(None)), "[ lookup reg 1 set blocklist ]");
+    assert_eq!(render(lookup(Some(1))), "[ lookup reg 1 not in set blocklist ]");
+    // A map's lookup loads a value.
+    let map = expr("lookup", &[nla(1, b"ports\0"), nla(2, &be(1)), nla(3, &be(0))]);
+    assert_eq!(render(map), "[ lookup reg 1 set ports => reg 0 ]");
+    // A payload write (a rewrite of the destination port) is not a load.
+    let write = expr("payload", &[nla(5, &be(1)), nla(2, &be(2)), nla(3, &be(2)), nla(4, &be(2))]);
+    assert_eq!(
+        render(write),
+        "[ payload write reg 1 => 2b @ transport header + 2 csum_type 0 csum_off 0 csum_flags 0 ]"
+    );
+    // An expression not decoded, and an attribute a decoded one does not
+    // know, are shown raw; a repeated attribute as the kernel takes it (the last).
+    assert_eq!(render(expr("nat", &[nla(1, &be(1)), nla(2, &be(2))])), "[ nat attr 1=0x00000001 attr 2=0x00000002 ]");
+    let odd = expr("cmp", &[nla(1, &be(1)), nla(2, &be(0)), nla(9, &[7]), nla(9, &[8])]);
+    assert_eq!(render(odd), "[ cmp eq reg 1  attr 9=0x08 ]");
+}

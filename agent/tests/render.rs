@@ -185,3 +185,19 @@ fn an_agents_denial_says_what_it_can_do_next() {
                          "request_dropped": "profile agent opened 6 new change requests this minute (its limit)"});
     assert!(denial(dropped).contains("no change request: profile agent opened 6"));
 }
+
+#[test]
+fn a_request_id_that_collides_keeps_the_request_the_approver_was_told_of() {
+    let dir = std::env::temp_dir().join(format!("warrant-request-collision-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let first = warrant::requests::record(&dir, request()).unwrap();
+    let again = warrant::requests::record(&dir, request()).unwrap();
+    assert_eq!(again.attempts, first.attempts + 1, "the same change counts as another attempt");
+    let mut other = request();
+    other.target = "inet filter input".into();
+    let refused = warrant::requests::record(&dir, other).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::AlreadyExists, "{refused}");
+    let kept = warrant::requests::load(&dir, &first.id).unwrap();
+    assert_eq!((kept.target, kept.attempts), (first.target, again.attempts));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -95,17 +95,12 @@ fn a_connection_made_before_pickup_is_decided_at_its_first_send() {
             !Path::new(&marker(kind)).exists(),
             "the deputy ran what the subject sent on its old {kind} connection"
         );
-        stop(deputy);
+        drop(deputy);
     }
     d.expect_record(mark, "ipc.connect", "/run/systemd/journal/stdout", "allowed");
     d.apply_next_policy(&text);
-    stop(journal);
+    drop(journal);
     let _ = std::fs::remove_file(go);
-}
-
-fn stop(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Kernel tier: approved changes rolled back, file and nftables alike.
 
+use std::process::Command;
+
 use crate::files::{expect_refused, sh_subject};
 use crate::harness::{Daemon, daemon, nft_root, run_subject};
 use crate::{warrant_after_refusal, warrant_id, warranted_input_rule};
@@ -65,6 +67,16 @@ fn a_warranted_file_change_rolls_back_and_a_later_change_needs_force() {
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn a_warranted_nft_change_rolls_back_by_an_atomic_ruleset_replace() {
     let d = daemon();
+    // A comment nft prints unescaped (an element's is a subject's to write
+    // where the policy allows elements): it must come back as a comment,
+    // not as commands.
+    let comment = "a\" } }\ntable ip injected { }\n#";
+    let rule = serde_json::json!({"nftables": [{"add": {"rule": {"family": "inet", "table": "filter",
+        "chain": "input", "comment": comment, "expr": [{"accept": null}]}}}]});
+    let mut load = Command::new("nft").args(["-j", "-f", "-"]).stdin(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(load.stdin.as_mut().unwrap(), rule.to_string().as_bytes()).unwrap();
+    drop(load.stdin.take());
+    assert!(load.wait().unwrap().success(), "root's rule with the comment");
     let rule = ["nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "2971", "accept"];
     let warrant = warranted_input_rule(d, &rule, "10m", 1);
     assert!(run_subject(&rule).status.success());
@@ -76,6 +88,14 @@ fn a_warranted_nft_change_rolls_back_by_an_atomic_ruleset_replace() {
     assert!(!chain.contains("dport 2971"), "{chain}");
     // The rest of the ruleset is as it was: the demo's blocklist set is there.
     assert!(nft_root(&["list", "set", "inet", "filter", "blocklist"]).contains("blocklist"));
+    assert!(!nft_root(&["list", "tables"]).contains("injected"), "a comment ran as a command");
+    let json = nft_root(&["-j", "list", "chain", "inet", "filter", "input"]);
+    assert!(json.contains(&serde_json::Value::from(comment).to_string()), "the comment came back changed: {json}");
+    let chain: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let handle = chain["nftables"].as_array().unwrap().iter().find(|item| item["rule"]["comment"] == comment).unwrap()
+        ["rule"]["handle"]
+        .to_string();
+    nft_root(&["delete", "rule", "inet", "filter", "input", "handle", &handle]);
     let record = d.expect_record_where(mark, "change.rolled_back", |r| r["kind"] == "change.rolled_back");
     assert_eq!(record["restored"], "the nftables ruleset");
 }

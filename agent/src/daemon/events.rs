@@ -99,7 +99,14 @@ impl State {
             if by == "cgroup" {
                 match moved {
                     Some(Ok(handle)) => {
-                        self.settle_pickup(event.tgid, Ok(handle), marked.is_ok(), &profile.unwrap_or_default())
+                        let traced = self.kernel.traced_tasks();
+                        self.settle_pickup(
+                            event.tgid,
+                            Ok(handle),
+                            marked.is_ok(),
+                            &profile.unwrap_or_default(),
+                            &traced,
+                        )
                     }
                     // Gone, or its pid reused: the tracepoint's note ends here.
                     _ => drop(self.kernel.end_pickup(event.tgid)),

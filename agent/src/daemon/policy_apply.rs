@@ -2,6 +2,7 @@
 //! written to the kernel maps, persisted and recorded; refusals audited.
 
 use super::*;
+use crate::kernel::TracedTasks;
 
 impl State {
     /// Verifies and applies a bundle; on any refusal the policy in force stays.
@@ -58,17 +59,36 @@ impl State {
                     held::handle(found.pid)
                 })
                 .collect();
-            for (found, handle) in found.into_iter().zip(handles) {
-                self.pick_up_one(found, handle);
+            // Every match is marked before any is looked at: one walk of
+            // the traced tasks, after the last mark, serves them all (a
+            // subject makes no new attachment outside its profile).
+            let marked: Vec<_> = found
+                .into_iter()
+                .zip(handles)
+                .filter_map(|(found, handle)| {
+                    let own_threads_marked = self.mark_picked_up(&found)?;
+                    Some((found.pid, handle, own_threads_marked, self.profile_name(found.profile_id)))
+                })
+                .collect();
+            let traced = self.kernel.traced_tasks();
+            for (pid, handle, own_threads_marked, profile) in marked {
+                self.settle_pickup(pid, handle, own_threads_marked, &profile, &traced);
             }
             self.settle_pickup_children();
         }
     }
 
-    fn pick_up_one(&mut self, found: subjects::Pickup, handle: std::io::Result<OwnedFd>) {
-        let profile = self.policy.as_ref().map(|p| p.profile_name(found.profile_id)).unwrap_or_default();
-        match self.kernel.mark_process(found.pid, found.profile_id) {
-            Ok(0) => {}
+    fn profile_name(&self, profile_id: u32) -> String {
+        self.policy.as_ref().map(|p| p.profile_name(profile_id)).unwrap_or_default()
+    }
+
+    /// Marks a running process the policy matches: whether all its threads
+    /// were, or None if it is no subject (gone, already one, or not marked;
+    /// its pickup's noting ended).
+    fn mark_picked_up(&mut self, found: &subjects::Pickup) -> Option<bool> {
+        let profile = self.profile_name(found.profile_id);
+        let marked = match self.kernel.mark_process(found.pid, found.profile_id) {
+            Ok(0) => None,
             Ok(threads) => {
                 let exe = exe_of(found.pid);
                 info!(pid = found.pid, profile, by = found.by, "running process picked up as a subject");
@@ -76,22 +96,24 @@ impl State {
                     "subject.picked_up",
                     json!({"pid": found.pid, "exe": exe, "profile": profile, "by": found.by, "threads": threads}),
                 );
-                self.settle_pickup(found.pid, handle, true, &profile);
+                Some(true)
             }
             Err(e) => {
                 warn!(pid = found.pid, "cannot pick up a matching process: {e}");
                 // Its leader may be marked all the same.
-                if self.kernel.subject_profile(found.pid).is_some() {
-                    self.settle_pickup(found.pid, handle, false, &profile);
-                }
+                self.kernel.subject_profile(found.pid).is_some().then_some(false)
             }
+        };
+        if marked.is_none() {
+            let _ = self.kernel.end_pickup(found.pid);
         }
-        let _ = self.kernel.end_pickup(found.pid);
+        marked
     }
 
     /// After process `pid` was picked up as a subject of `profile`: stops
-    /// it if it holds what the pickup cannot take back, and ends the noting
-    /// of the processes it makes. Those made before are looked at by
+    /// it if it holds what the pickup cannot take back (`traced`: a walk of
+    /// the traced tasks made after it was marked), and ends the noting of
+    /// the processes it makes. Those made before are looked at by
     /// [`Self::settle_pickup_children`].
     pub(super) fn settle_pickup(
         &mut self,
@@ -99,8 +121,9 @@ impl State {
         handle: std::io::Result<OwnedFd>,
         own_threads_marked: bool,
         profile: &str,
+        traced: &Result<TracedTasks, String>,
     ) {
-        self.stop_if_holding(pid, handle, own_threads_marked, profile);
+        self.stop_if_holding(pid, handle, own_threads_marked, profile, traced);
         if let Err(e) = self.kernel.end_pickup(pid) {
             warn!(pid, "cannot end a pickup: {e}");
         }
@@ -116,13 +139,20 @@ impl State {
                 Ok(_) => return,
                 Err(e) => return warn!("cannot list the processes made during a pickup: {e}"),
             };
-            for (child, pickup) in children {
-                let handle = held::handle(child);
-                let name = self.policy.as_ref().map(|p| p.profile_name(pickup.profile_id)).unwrap_or_default();
-                // Made by a thread not yet marked: marked now.
-                let marked = self.kernel.subject_profile(child).is_some()
-                    || self.kernel.mark_process(child, pickup.profile_id).is_ok();
-                self.stop_if_holding(child, handle, marked, &name);
+            // Each made by a thread not yet marked is marked now; one walk
+            // of the traced tasks after the last mark serves them all.
+            let marked: Vec<_> = children
+                .into_iter()
+                .map(|(child, pickup)| {
+                    let handle = held::handle(child);
+                    let marked = self.kernel.subject_profile(child).is_some()
+                        || self.kernel.mark_process(child, pickup.profile_id).is_ok();
+                    (child, handle, marked, self.profile_name(pickup.profile_id))
+                })
+                .collect();
+            let traced = self.kernel.traced_tasks();
+            for (child, handle, marked, name) in marked {
+                self.stop_if_holding(child, handle, marked, &name, &traced);
                 if let Err(e) = self.kernel.forget_pickup_child(child) {
                     warn!(pid = child, "cannot forget a process made during a pickup: {e}");
                 }
@@ -138,6 +168,7 @@ impl State {
         handle: std::io::Result<OwnedFd>,
         own_threads_marked: bool,
         profile: &str,
+        traced: &Result<TracedTasks, String>,
     ) {
         let profile_id = self.kernel.subject_profile(pid);
         let mut holdings = held::untakeable(
@@ -146,14 +177,14 @@ impl State {
             |tgid| profile_id.is_some() && self.kernel.subject_profile(tgid) == profile_id,
         )
         .unwrap_or_else(|reason| vec![held::Holding::Unreadable { reason }]);
-        match self.kernel.tracees_of(pid) {
-            Ok(tracees) => holdings.extend(
-                tracees
-                    .into_iter()
+        match traced {
+            Ok(traced) => holdings.extend(
+                traced
+                    .of(pid)
                     .filter(|&(tgid, _)| profile_id.is_none() || self.kernel.subject_profile(tgid) != profile_id)
                     .map(|(tgid, tid)| held::Holding::Tracee { tgid, tid }),
             ),
-            Err(e) => holdings.push(held::Holding::Unreadable { reason: error_chain(&e) }),
+            Err(reason) => holdings.push(held::Holding::Unreadable { reason: format!("the traced tasks: {reason}") }),
         }
         // Fail closed: a thread left unmarked would act unconfined.
         if !own_threads_marked && std::path::Path::new(&format!("/proc/{pid}")).exists() {

@@ -83,19 +83,18 @@ impl Kernel {
         Ok(output)
     }
 
-    /// The tasks the threads of process `pid` trace, as (tgid, tid): a
-    /// walk of every task (the `traced_tasks` iterator).
-    pub fn tracees_of(&mut self, pid: u32) -> Result<Vec<(u32, u32)>, KernelError> {
-        let rows = self.run_iterator("traced_tasks").map_err(|reason| KernelError::Subject { pid, reason })?;
-        Ok(rows
-            .chunks_exact(12)
-            .map(|row| {
-                let word = |at: usize| u32::from_ne_bytes([row[at], row[at + 1], row[at + 2], row[at + 3]]);
-                (word(0), word(4), word(8))
-            })
-            .filter(|&(tracer, ..)| tracer == pid)
-            .map(|(_, tgid, tid)| (tgid, tid))
-            .collect())
+    /// Every traced task now, with its tracer: one walk of every task (the
+    /// `traced_tasks` iterator), for a whole pickup's processes at once.
+    pub fn traced_tasks(&mut self) -> Result<TracedTasks, String> {
+        let rows = self.run_iterator("traced_tasks")?;
+        Ok(TracedTasks(
+            rows.chunks_exact(12)
+                .map(|row| {
+                    let word = |at: usize| u32::from_ne_bytes([row[at], row[at + 1], row[at + 2], row[at + 3]]);
+                    (word(0), word(4), word(8))
+                })
+                .collect(),
+        ))
     }
 
     /// Notes running process `pid`, being picked up as a subject of
@@ -249,4 +248,14 @@ fn bpf_map_elem<K, V>(map_fd: i32, command: libc::c_long, key: &K, value: &mut V
         libc::syscall(libc::SYS_bpf, command, &attr as *const MapElemAttr, std::mem::size_of::<MapElemAttr>())
     };
     if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Traced tasks as (tracer's tgid, tgid, tid), from one walk.
+pub struct TracedTasks(Vec<(u32, u32, u32)>);
+
+impl TracedTasks {
+    /// The tasks the threads of process `tracer` trace, as (tgid, tid).
+    pub fn of(&self, tracer: u32) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.0.iter().filter(move |row| row.0 == tracer).map(|&(_, tgid, tid)| (tgid, tid))
+    }
 }

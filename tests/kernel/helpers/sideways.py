@@ -449,7 +449,10 @@ AF_SMC = 43
 def smc_ask(host, port, command):
     """tcp_ask over an SMC socket (python cannot address one: libc's
     connect with a sockaddr_in)."""
-    client = socket.socket(AF_SMC, socket.SOCK_STREAM)
+    try:
+        client = socket.socket(AF_SMC, socket.SOCK_STREAM)
+    except OSError as err:
+        return err.errno
     address = struct.pack("=H", socket.AF_INET) + struct.pack("!H", int(port)) + socket.inet_aton(host) + bytes(8)
     if libc.connect(client.fileno(), address, len(address)) != 0:
         return ctypes.get_errno()
