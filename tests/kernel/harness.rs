@@ -424,6 +424,15 @@ impl Daemon {
     }
 
     /// Waits for a record after `mark` that satisfies `matches`.
+    /// A decision of `action` denied (in any tier), whatever its target.
+    pub fn expect_denied(&self, mark: usize, action: &str) -> Value {
+        self.expect_record_where(mark, &format!("{action} denied"), |r| {
+            r["kind"] == "decision"
+                && r["action"] == action
+                && r["verdict"].as_str().is_some_and(|v| v.starts_with("denied"))
+        })
+    }
+
     pub fn expect_record_where(&self, mark: usize, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

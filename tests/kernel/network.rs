@@ -255,20 +255,12 @@ fn network_configuration_over_rtnetlink_and_xfrm_is_decided() {
     let out = netlink_helper(&["ioctl-bridge-add", "wbrioctl"]);
     assert_eq!(out.status.code(), Some(1), "SIOCGIFBR's BRCTL_ADD_BRIDGE as a subject: {}", out.stderr);
     assert!(!root_output("ip", &["link", "show"]).contains("wbrioctl"), "a bridge went in by ioctl");
-    d.expect_record_where(mark, "net.link.set denied", |r| {
-        r["kind"] == "decision"
-            && r["action"] == "net.link.set"
-            && r["verdict"].as_str().unwrap_or("").starts_with("denied")
-    });
+    d.expect_denied(mark, "net.link.set");
     // Multicast routing by setsockopt: a register vif is a link (pimreg).
     let mark = d.audit_len();
     let out = netlink_helper(&["mrt-add-vif"]);
     assert_eq!(out.status.code(), Some(1), "MRT_ADD_VIF as a subject: {}", out.stderr);
-    d.expect_record_where(mark, "net.link.add denied", |r| {
-        r["kind"] == "decision"
-            && r["action"] == "net.link.add"
-            && r["verdict"].as_str().unwrap_or("").starts_with("denied")
-    });
+    d.expect_denied(mark, "net.link.add");
     let root = Command::new("python3").args([script.as_str(), "mrt-add-vif", "pimreg-seen"]).status().unwrap();
     assert!(root.success(), "root's MRT_ADD_VIF makes pimreg");
     let mark = d.audit_len();
@@ -283,11 +275,7 @@ fn network_configuration_over_rtnetlink_and_xfrm_is_decided() {
     let out = run_subject(&["sh", "-c", &format!("echo 1280 > {mtu}")]);
     assert!(out.stderr.contains("Operation not permitted"), "a subject's write of {mtu}: {}", out.stderr);
     assert_ne!(std::fs::read_to_string(mtu).unwrap().trim(), "1280", "the MTU changed");
-    d.expect_record_where(mark, "net.link.set denied", |r| {
-        r["kind"] == "decision"
-            && r["action"] == "net.link.set"
-            && r["verdict"].as_str().unwrap_or("").starts_with("denied")
-    });
+    d.expect_denied(mark, "net.link.set");
     let out = run_subject(&["cat", mtu]);
     assert!(out.status.success(), "a subject reads {mtu}: {}", out.stderr);
     std::fs::write(mtu, "1280").expect("root writes the MTU by sysfs");
@@ -300,11 +288,7 @@ fn network_configuration_over_rtnetlink_and_xfrm_is_decided() {
     let mark = d.audit_len();
     let out = run_subject(&["python3", "-c", join]);
     assert!(out.stderr.contains("Operation not permitted"), "IPV6_JOIN_ANYCAST as a subject: {}", out.stderr);
-    d.expect_record_where(mark, "net.addr.add denied", |r| {
-        r["kind"] == "decision"
-            && r["action"] == "net.addr.add"
-            && r["verdict"].as_str().unwrap_or("").starts_with("denied")
-    });
+    d.expect_denied(mark, "net.addr.add");
     assert!(Command::new("python3").args(["-c", join]).status().unwrap().success(), "root's IPV6_JOIN_ANYCAST");
     ip_root(&["link", "delete", "wdummy"]);
     // Other tests load `dummy` as a subject to see that refused.
