@@ -356,12 +356,17 @@ pub struct SocketVerdict {
     pub policy_version: u64,
     pub profile_id: u32,
     /// The peer's port, in network order (0 for a unix socket).
-    pub port: u32,
+    pub port: u16,
+    /// [`DECIDED_ON_PORT`] when the decision was `ipc.loopback` on `port`,
+    /// which holds whatever route a send takes to it; else 0.
+    pub decided: u16,
     /// The peer's address as two little-endian words of the IPv6 address
     /// (IPv4 v4-mapped); zero for a unix socket.
     pub peer: [u64; 2],
 }
 const _: () = assert!(core::mem::size_of::<SocketVerdict>() == 32);
+/// [`SocketVerdict::decided`]: the peer's port was decided (`ipc.loopback`).
+pub const DECIDED_ON_PORT: u16 = 1;
 
 /// Entries the LOCAL_ADDRESSES map (an LPM trie) holds: the prefixes of
 /// the host's local routing table (`ip route show table local`: its

@@ -31,20 +31,13 @@ use crate::{
     marks, names,
     policy::{decide_action, read_kernel},
     selfprotect, subjects,
+    uapi::{INPUT_MAJOR, S_IFBLK, S_IFCHR, S_IFMT, SCSI_GENERIC_MAJOR, UINPUT_DEVICE, major},
 };
 
 const FMODE_WRITE: u32 = 2;
 /// `FMODE_CREATED` (1 << 20; the kernel tier's warranted create shows it
 /// on every kernel of the matrix).
 const FMODE_CREATED: u32 = 0x10_0000;
-const S_IFMT: u16 = 0o170000;
-const S_IFBLK: u16 = 0o060000;
-const S_IFCHR: u16 = 0o020000;
-/// `/dev/sg*`'s major number, fixed.
-const SCSI_GENERIC_MAJOR: u32 = 21;
-/// `/dev/input/*`'s major number; /dev/uinput, 10:223 (dev_t: major from bit 20).
-const INPUT_MAJOR: u32 = 13;
-const UINPUT_DEVICE: u32 = 10 << 20 | 223;
 const VM_SHARED: u64 = 0x8;
 const MAY_WRITE: i32 = 2;
 const MAY_APPEND: i32 = 8;
@@ -300,14 +293,14 @@ fn check_write_through(subject: &Subject, file: *const u8) -> i32 {
 fn refuse_raw_or_cgroup(subject: &Subject, file: *const u8, inode: *const u8) -> i32 {
     let file_type = read_kernel::<u16>(inode, kernel_offsets().inode_i_mode).unwrap_or(S_IFBLK) & S_IFMT;
     let device = if file_type == S_IFCHR { read_kernel::<u32>(inode, kernel_offsets().inode_i_rdev) } else { Some(0) };
-    let scsi_generic = device.is_none_or(|rdev| rdev >> 20 == SCSI_GENERIC_MAJOR);
+    let scsi_generic = device.is_none_or(|rdev| major(rdev) == SCSI_GENERIC_MAJOR);
     if file_type == S_IFBLK || scsi_generic {
         return selfprotect::refuse(subject, action::SELF_BLOCKDEV);
     }
     // Keys typed into a real keyboard (an event device) or a made one
     // (uinput) reach whatever has the focus: a root console, or the
     // kernel's sysrq keys.
-    if device.is_some_and(|rdev| rdev >> 20 == INPUT_MAJOR || rdev == UINPUT_DEVICE) {
+    if device.is_some_and(|rdev| major(rdev) == INPUT_MAJOR || rdev == UINPUT_DEVICE) {
         return selfprotect::refuse(subject, action::SELF_TTY);
     }
     if selfprotect::is_cgroup_control(file, inode) && !selfprotect::may_write_own_procs(subject, file, inode) {

@@ -16,14 +16,18 @@ use aya_ebpf::{
     macros::lsm,
     programs::LsmContext,
 };
-use warrant_common::{NAME_LEN, SELF_TREE, SOCKET_NAME_CUT, SocketKey, SocketVerdict, Subject, TargetKey, action};
+use warrant_common::{
+    DECIDED_ON_PORT, NAME_LEN, SELF_TREE, SOCKET_NAME_CUT, SocketKey, SocketVerdict, Subject, TargetKey, action,
+};
 
 use crate::{
-    files,
-    local::{self, AF_INET, AF_INET6},
+    files, local,
     maps::{CONNECTED_SOCKETS, UNIX_CALLERS, kernel_offsets},
     policy::{decide_with, read_kernel, version_in_force},
     selfprotect, subjects,
+    uapi::{
+        AF_INET, AF_INET6, AF_KEY, AF_PACKET, AF_SMC, AF_UNIX, AF_UNSPEC, AF_XDP, SOCK_RAW, SOCK_SEQPACKET, SOCK_STREAM,
+    },
 };
 
 const EPERM: i32 = 1;
@@ -48,7 +52,7 @@ pub fn unix_stream_connect(ctx: LsmContext) -> i32 {
     if verdict == 0 {
         let sock: *const u8 = ctx.arg(0);
         let socket = read_kernel::<u64>(sock, kernel_offsets().sock_sk_socket).unwrap_or(0) as *const u8;
-        note_decided(&subject, sock, socket, version, (0, [0, 0]));
+        note_decided(&subject, sock, socket, version, (0, [0, 0]), 0);
         // The listener's end of the connection: who made it, for the daemon.
         let accepted: *mut core::ffi::c_void = ctx.arg(2);
         let cookie = unsafe { bpf_get_socket_cookie(accepted) };
@@ -128,16 +132,6 @@ fn copy_name(key: &mut TargetKey, name: *const u8, len: u32) {
     }
 }
 
-const AF_UNSPEC: u16 = 0;
-const AF_UNIX: u16 = 1;
-/// `AF_KEY` (PF_KEY v2).
-const AF_KEY: u16 = 15;
-const AF_PACKET: u16 = 17;
-const AF_XDP: u16 = 44;
-const SOCK_STREAM: u16 = 1;
-const SOCK_RAW: u16 = 3;
-const SOCK_SEQPACKET: u16 = 5;
-
 /// A subject's send on a connected unix stream or seqpacket socket (which
 /// `unix_may_send` does not see): decided as `ipc.connect` on the peer's
 /// name, once per socket, profile and policy version. The subject's own
@@ -175,7 +169,7 @@ fn connected_send(subject: &Subject, socket: *const u8) -> i32 {
     let version = version_in_force();
     let verdict = decide_connect(subject, peer);
     if verdict == 0 {
-        note_decided(subject, sock, socket, version, (0, [0, 0]));
+        note_decided(subject, sock, socket, version, (0, [0, 0]), 0);
     }
     verdict
 }
@@ -183,7 +177,7 @@ fn connected_send(subject: &Subject, socket: *const u8) -> i32 {
 /// Records that `sock` (whose `struct socket` is `socket`) may send for
 /// `subject` under policy `version` (read before the decision: a policy
 /// switched in between decides it again), to peer `port` and `peer` (see
-/// `SocketVerdict`). A full map evicts its oldest entry.
+/// `SocketVerdict`), `decided` as there. A full map evicts its oldest entry.
 #[inline(always)]
 pub fn note_decided(
     subject: &Subject,
@@ -191,9 +185,11 @@ pub fn note_decided(
     socket: *const u8,
     version: u64,
     (port, peer): (u32, [u64; 2]),
+    decided: u16,
 ) {
     if let Some(key) = socket_key(sock, socket) {
-        let decided = SocketVerdict { policy_version: version, profile_id: subject.profile_id, port, peer };
+        let decided =
+            SocketVerdict { policy_version: version, profile_id: subject.profile_id, port: port as u16, decided, peer };
         let _ = CONNECTED_SOCKETS.insert(&key, &decided, 0);
     }
 }
@@ -231,12 +227,14 @@ pub fn socket_connect(ctx: LsmContext) -> i32 {
     // Whatever the socket's family: SMC connects a TCP socket of its own,
     // which no hook sees, to the address given here.
     let family = read_kernel::<u16>(sock, kernel_offsets().sock_family).unwrap_or(0);
-    let routed = matches!(family, AF_INET | AF_INET6 | local::AF_SMC | 0);
+    let routed = matches!(family, AF_INET | AF_INET6 | AF_SMC | 0);
     let to_loopback = routed && local::through_loopback(sock, socket, core::ptr::null(), family);
-    let verdict = local::decide(&subject, address, length, false, to_loopback);
+    let port = local::local_port(address, length, false, to_loopback);
+    let verdict = port.map_or(0, |port| local::decide_port(&subject, port));
     // The peer it connects to is decided: its sends are not, again.
     if verdict == 0 && matches!(family, AF_INET | AF_INET6) {
-        note_decided(&subject, sock, socket, version, local::sockaddr_peer(address, length, false));
+        let decided = if port.is_some() { DECIDED_ON_PORT } else { 0 };
+        note_decided(&subject, sock, socket, version, local::sockaddr_peer(address, length, false), decided);
     }
     verdict
 }
@@ -288,7 +286,7 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
         || address.is_null()
         || (family == AF_INET6 && read_kernel::<u16>(address, 0) == Some(AF_UNSPEC));
     // (An unreadable family, 0, is taken as one that could be IPv4.)
-    let routed = inet || family == local::AF_SMC || family == 0;
+    let routed = inet || family == AF_SMC || family == 0;
     let to_loopback = routed && local::through_loopback(sock, socket, msg, family);
     if inet && to_peer {
         // Read before the decision: a policy switched in between decides it again.

@@ -13,19 +13,15 @@
 //! does not do this: a non-local address out through lo is dropped.
 
 use aya_ebpf::maps::lpm_trie::Key;
-use warrant_common::{LocalAddress, Subject, action};
+use warrant_common::{DECIDED_ON_PORT, LocalAddress, Subject, action};
 
 use crate::{
     ipc,
     maps::{CONNECTED_SOCKETS, LOCAL_ADDRESSES, kernel_offsets},
     policy::{decide_with, read_kernel, repeat, version_in_force},
+    uapi::{AF_INET, AF_INET6, AF_SMC, AF_UNSPEC, SOCK_STREAM},
 };
 
-const AF_UNSPEC: u16 = 0;
-pub const AF_INET: u16 = 2;
-pub const AF_INET6: u16 = 10;
-/// SMC, which connects and sends over a TCP socket of its own.
-pub const AF_SMC: u16 = 43;
 /// A full address's prefix length in LOCAL_ADDRESSES.
 const HOST_PREFIX: u32 = 128;
 
@@ -54,8 +50,9 @@ pub fn decide_port(subject: &Subject, port: u16) -> i32 {
 /// goes to its peer (a TCP connection whatever the address given, a
 /// connected datagram socket sending without one) is `ipc.loopback` when
 /// the peer is the host's own, decided once per socket, profile, policy
-/// version and peer (CONNECTED_SOCKETS); or, every time, when the peer is
-/// IPv4 and the send goes `to_loopback`. The subject's own connect counts
+/// version and peer (CONNECTED_SOCKETS); or, when the peer is IPv4 and
+/// the send goes `to_loopback` (or by a kept route through lo), at every
+/// send until one decides its port. The subject's own connect counts
 /// as that decision; a connection made before its holder became a
 /// subject, or handed over, is decided at its first send. This returns
 /// the port to decide (host order), or 0: no peer, decided already, or
@@ -71,35 +68,35 @@ pub fn peer_to_decide(subject: &Subject, sock: *const u8, socket: *const u8, fam
     if port == 0 {
         return 0;
     }
-    // A device chosen after the connect (the route is looked up again), or
-    // one the route it keeps was looked up with.
-    if (to_loopback || kept_route_through_loopback(sock)) && is_v4(peer) {
-        return u16::from_be(port as u16);
-    }
     let Some(key) = ipc::socket_key(sock, socket) else {
         return 0;
     };
+    // A device chosen after the connect (the route is looked up again), or
+    // one the route it keeps was looked up with: to the host whatever the
+    // address, unless the peer's port itself was decided.
+    let through_loopback = (to_loopback || kept_route_through_loopback(sock)) && is_v4(peer);
     if let Some(decided) = unsafe { CONNECTED_SOCKETS.get(&key) }
         && decided.profile_id == subject.profile_id
         && decided.policy_version == version
-        && decided.port == port
+        && u32::from(decided.port) == port
         && decided.peer[0] == peer[0]
         && decided.peer[1] == peer[1]
+        && (!through_loopback || decided.decided == DECIDED_ON_PORT)
     {
         return 0;
     }
-    if is_local(peer) {
+    if through_loopback || is_local(peer) {
         return u16::from_be(port as u16);
     }
-    ipc::note_decided(subject, sock, socket, version, (port, peer));
+    ipc::note_decided(subject, sock, socket, version, (port, peer), 0);
     0
 }
 
-/// Notes `sock`'s present peer as decided for `subject` under `version`.
+/// Notes `sock`'s present peer as decided on its port for `subject` under `version`.
 #[inline(never)]
 pub fn note_peer(subject: &Subject, sock: *const u8, socket: *const u8, family: u16, version: u64) {
     let peer = peer_of(sock, family);
-    ipc::note_decided(subject, sock, socket, version, peer);
+    ipc::note_decided(subject, sock, socket, version, peer, DECIDED_ON_PORT);
 }
 
 /// `sock`'s peer as CONNECTED_SOCKETS keeps it (port 0: none).
@@ -149,7 +146,7 @@ fn v4_words(base: *const u8, at: u32) -> Option<[u64; 2]> {
 /// The port (host order) of a `sockaddr_in` or `sockaddr_in6` whose
 /// address is the host's own (v4-mapped too), or IPv4 and sent `to_loopback`.
 #[inline(always)]
-fn local_port(address: *const u8, length: i32, on_inet: bool, to_loopback: bool) -> Option<u16> {
+pub fn local_port(address: *const u8, length: i32, on_inet: bool, to_loopback: bool) -> Option<u16> {
     let (port, peer) = sockaddr_peer(address, length, on_inet);
     // Port 0 reaches no listener (glibc's address sorting connects UDP there).
     (port != 0 && ((to_loopback && is_v4(peer)) || is_local(peer))).then(|| u16::from_be(port as u16))
@@ -163,7 +160,6 @@ fn is_v4([high, low]: [u64; 2]) -> bool {
 
 /// The loopback device's index, the same in every network namespace.
 const LOOPBACK_IFINDEX: i32 = 1;
-const SOCK_STREAM: u16 = 1;
 
 /// Whether an index read is the loopback device's (unreadable counts as it).
 #[inline(always)]

@@ -27,6 +27,7 @@ mod policy;
 mod rtnetlink;
 mod selfprotect;
 mod subjects;
+mod uapi;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -28,10 +28,9 @@ use crate::{
     names,
     policy::read_kernel,
     selfprotect, subjects,
+    uapi::{S_IFMT, S_IFREG},
 };
 
-const S_IFMT: u16 = 0o170000;
-const S_IFREG: u16 = 0o100000;
 const ENOSPC: i32 = 28;
 
 #[inline(always)]

@@ -36,16 +36,12 @@ use crate::{
     maps::{SETTINGS, kernel_offsets},
     policy::{emit_events, read_kernel},
     subjects,
+    uapi::{FUSE_DEVICE, S_IFBLK, S_IFCHR, S_IFMT},
 };
 
 const EPERM: i32 = 1;
 /// `PTRACE_MODE_ATTACH`.
 const PTRACE_MODE_ATTACH: u32 = 0x02;
-const S_IFMT: u16 = 0o170000;
-const S_IFCHR: u16 = 0o020000;
-const S_IFBLK: u16 = 0o060000;
-/// /dev/fuse, 10:229 (dev_t: major from bit 20).
-const FUSE_DEVICE: u32 = 10 << 20 | 229;
 
 /// Whether `id` (a `kernel_read_file_id` or `kernel_load_data_id`) may be
 /// kernel code: every id but those the daemon found harmless by name

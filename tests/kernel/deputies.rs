@@ -212,6 +212,28 @@ fn sideways_until(args: &[&str], code: i32) -> harness::Ran {
     }
 }
 
+/// A connection to an allowed loopback port is decided once, at its
+/// connect: its sends, whose route is lo, are not decided (and recorded)
+/// again each.
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn sends_on_an_allowed_loopback_connection_are_decided_once() {
+    let d = daemon();
+    for kind in ["udp", "tcp"] {
+        let mark = d.audit_len();
+        // Port 53 (a local resolver) is allowed for every profile.
+        let out = sideways(&["loopback-sends", kind, "53", "20"]);
+        assert!(out.status.success(), "{kind}: {}", out.stderr);
+        d.expect_record(mark, "ipc.loopback", "53", "allowed");
+        let decisions = d
+            .records_since(mark)
+            .into_iter()
+            .filter(|r| r["kind"] == "decision" && r["action"] == "ipc.loopback")
+            .count();
+        assert_eq!(decisions, 1, "{kind}: the connect and 20 sends made {decisions} decisions");
+    }
+}
+
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn a_root_deputy_on_the_hosts_other_addresses_is_out_of_reach() {

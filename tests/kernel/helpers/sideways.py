@@ -498,6 +498,25 @@ def udp_send(host, port):
     return 0
 
 
+def loopback_sends(kind, port, count):
+    """Serves PORT on 127.0.0.1 (KIND tcp or udp), connects to it and sends
+    COUNT messages: the connection's route is lo."""
+    kind = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
+    server = socket.socket(socket.AF_INET, kind)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", int(port)))
+    client = socket.socket(socket.AF_INET, kind)
+    if kind == socket.SOCK_STREAM:
+        server.listen(1)
+    try:
+        client.connect(("127.0.0.1", int(port)))
+        for _ in range(int(count)):
+            client.send(b"x")
+    except OSError as err:
+        return err.errno
+    return 0
+
+
 def connect_keep(host, port, program):
     """Connects to HOST:PORT, keeps the socket on fd 7 and execs PROGRAM."""
     client = socket.create_connection((host, int(port)))
@@ -707,6 +726,8 @@ def main():
         sys.exit(icmp_echo())
     if command == "packet-capture":
         sys.exit(packet_capture())
+    if command == "loopback-sends":
+        sys.exit(loopback_sends(args[0], args[1], args[2]))
     if command == "connect-keep":
         connect_keep(args[0], args[1], args[2:])
     if command == "send-fd":
