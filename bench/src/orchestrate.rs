@@ -91,6 +91,7 @@ pub fn run(setup: &Setup) -> Result<()> {
         eprintln!("warrant-bench: round {} of {}", round + 1, setup.rounds);
         bench.workload_round(round, &iterations)?;
     }
+    bench.program_costs(&iterations)?;
     bench.nft_rounds()?;
     bench.audit_rates()?;
     bench.policy_applies()?;
@@ -99,6 +100,14 @@ pub fn run(setup: &Setup) -> Result<()> {
     let _ = bench.daemon.kill();
     let _ = bench.daemon.wait();
     Ok(())
+}
+
+/// Each pinned program's (runs, nanoseconds run) so far, by name.
+fn run_statistics() -> Result<std::collections::BTreeMap<String, (u64, u64)>> {
+    Ok(links::pinned_programs()?
+        .into_iter()
+        .map(|(program, info)| (program, (info.run_count(), info.run_time().as_nanos() as u64)))
+        .collect())
 }
 
 fn emit(value: serde_json::Value) {
@@ -204,6 +213,42 @@ impl Bench<'_> {
             } else {
                 attached()?;
                 baseline()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Where a loop's time goes inside Warrant's programs: one more sample
+    /// of each workload, not a subject and a subject, with the kernel's
+    /// run-time statistics on. The kernel then reads its clock around every
+    /// program run, which slows the loop: these samples are never compared
+    /// with the others. Calls are per step of the loop, the unmeasured
+    /// tenth and the process's own start included.
+    fn program_costs(&self, iterations: &[(Workload, u64)]) -> Result<()> {
+        let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+            .context("cannot turn on the kernel's BPF run-time statistics")?;
+        for &(workload, n) in iterations {
+            for (state, subject) in [("attached", false), ("subject", true)] {
+                let before = run_statistics()?;
+                let ns_per_op = self.sample_now(workload, n, subject, &self.file(false))?;
+                let after = run_statistics()?;
+                if subject {
+                    self.settle()?;
+                }
+                let steps = (n + n.div_ceil(10)) as f64;
+                let programs: serde_json::Map<String, serde_json::Value> = after
+                    .iter()
+                    .filter_map(|(program, &(calls, ns))| {
+                        let (calls_before, ns_before) = before.get(program).copied().unwrap_or_default();
+                        let calls = calls.checked_sub(calls_before).filter(|c| *c > 0)?;
+                        let ns = ns.saturating_sub(ns_before);
+                        let cost =
+                            json!({"calls_per_op": calls as f64 / steps, "ns_per_call": ns as f64 / calls as f64});
+                        Some((program.clone(), cost))
+                    })
+                    .collect();
+                emit(json!({"kind": "program_cost", "workload": workload.name(), "state": state,
+                            "ns_per_op": ns_per_op, "programs": programs}));
             }
         }
         Ok(())

@@ -28,6 +28,9 @@ pub enum Workload {
     ExecTrue,
     /// connect to a unix socket (the orchestrator listens) + close.
     UnixConnect,
+    /// send of 64 bytes on a UDP socket connected to a loopback port
+    /// (`UDP_PORT`; nothing reads it, the kernel drops what overflows).
+    UdpSend,
     /// An rtnetlink link dump (read-only) on a fresh socket.
     NetlinkDump,
     /// getppid: passes no hook, the control.
@@ -35,7 +38,7 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 11] = [
+    pub const ALL: [Workload; 12] = [
         Workload::OpenCloseRead,
         Workload::OpenCloseWrite,
         Workload::Stat,
@@ -45,6 +48,7 @@ impl Workload {
         Workload::ForkWait,
         Workload::ExecTrue,
         Workload::UnixConnect,
+        Workload::UdpSend,
         Workload::NetlinkDump,
         Workload::Getppid,
     ];
@@ -103,6 +107,9 @@ pub fn paced_opens(file: &Path, rate: u64, duration: Duration) -> Result<u64> {
     Ok(done)
 }
 
+/// The loopback port `UdpSend` sends to (policies/bench.toml names it).
+pub const UDP_PORT: u16 = 47011;
+
 type Step<'a> = Box<dyn FnMut() -> Result<()> + 'a>;
 
 fn step_for<'a>(workload: Workload, path: &'a CString, socket: &Path) -> Result<Step<'a>> {
@@ -155,6 +162,18 @@ fn step_for<'a>(workload: Workload, path: &'a CString, socket: &Path) -> Result<
             // The orchestrator listens there for the whole run.
             let socket = socket.to_owned();
             Box::new(move || std::os::unix::net::UnixStream::connect(&socket).map(drop))
+        }
+        Workload::UdpSend => {
+            // The connect is `ipc.loopback` for a subject, decided once
+            // (policies/bench.toml allows the port); the sends are not.
+            let receiver = std::net::UdpSocket::bind(("127.0.0.1", UDP_PORT))?;
+            let sender = std::net::UdpSocket::bind(("127.0.0.1", 0))?;
+            sender.connect(("127.0.0.1", UDP_PORT))?;
+            let payload = [0x5au8; 64];
+            Box::new(move || {
+                let _keep = &receiver;
+                sender.send(&payload).map(drop)
+            })
         }
         Workload::NetlinkDump => Box::new(netlink_link_dump),
         Workload::Getppid => Box::new(|| {

@@ -65,6 +65,26 @@ pub struct Raw {
     pub scalars: BTreeMap<String, f64>,
     /// (rules, protected files, milliseconds the daemon took, by phase).
     pub applies: Vec<(u64, u64, f64, Value)>,
+    pub program_costs: Vec<ProgramCost>,
+}
+
+/// One sample under the kernel's BPF run-time statistics: the loop's time
+/// per step and, per program that ran, its runs per step and time per run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgramCost {
+    pub workload: String,
+    pub state: String,
+    pub ns_per_op: f64,
+    /// (program, runs per step, ns per run), the costliest first.
+    pub programs: Vec<(String, f64, f64)>,
+}
+
+impl ProgramCost {
+    /// Nanoseconds per step spent inside the programs (their trampolines,
+    /// which the kernel's clock does not cover, excluded).
+    pub fn programs_ns_per_op(&self) -> f64 {
+        self.programs.iter().map(|(_, runs, ns)| runs * ns).sum()
+    }
 }
 
 pub fn parse(output: &str) -> Result<Raw> {
@@ -109,6 +129,27 @@ pub fn parse(output: &str) -> Result<Raw> {
                     let slowest = raw.scalars.entry(name.into()).or_default();
                     *slowest = slowest.max(num(key)?);
                 }
+            }
+            Some("program_cost") => {
+                let mut programs: Vec<(String, f64, f64)> = v["programs"]
+                    .as_object()
+                    .with_context(|| format!("line {}: no programs", number + 1))?
+                    .iter()
+                    .map(|(name, cost)| {
+                        (
+                            name.clone(),
+                            cost["calls_per_op"].as_f64().unwrap_or(0.0),
+                            cost["ns_per_call"].as_f64().unwrap_or(0.0),
+                        )
+                    })
+                    .collect();
+                programs.sort_by(|a, b| (b.1 * b.2).total_cmp(&(a.1 * a.2)));
+                raw.program_costs.push(ProgramCost {
+                    workload: text("workload")?,
+                    state: text("state")?,
+                    ns_per_op: num("ns_per_op")?,
+                    programs,
+                });
             }
             Some("rss") => _ = raw.scalars.insert(format!("rss_kib {}", text("when")?), num("kib")?),
             other => bail!("line {}: unknown kind {other:?}", number + 1),
@@ -198,6 +239,8 @@ pub fn report(raw: &Raw) -> Report {
     for line in &best_lines {
         let _ = writeln!(table, "  {line}");
     }
+
+    let program_costs_json = write_program_costs(&mut table, &raw.program_costs);
 
     let mut nft_json = Vec::new();
     let mut batches: Vec<u64> = raw.nft.keys().map(|(b, _)| *b).collect();
@@ -306,6 +349,7 @@ pub fn report(raw: &Raw) -> Report {
     }
     let json = json!({
         "workloads": workloads_json,
+        "program_costs": program_costs_json,
         "nft": nft_json,
         "audit": audit_json,
         "policy_apply": applies_json,
@@ -314,6 +358,40 @@ pub fn report(raw: &Raw) -> Report {
         "missed_targets": misses,
     });
     Report { table, json, misses }
+}
+
+/// The table of where each loop's time goes inside the programs.
+fn write_program_costs(table: &mut String, costs: &[ProgramCost]) -> Vec<Value> {
+    if costs.is_empty() {
+        return Vec::new();
+    }
+    let _ = writeln!(
+        table,
+        "\nin the programs (BPF run-time statistics on: loops slower than above; trampolines not counted)\n\
+         {:<18} {:<10} {:>10} {:>12}  costliest: runs per step, ns per run",
+        "syscall loop", "who", "ns/step", "programs ns"
+    );
+    let mut rows = Vec::new();
+    for cost in costs {
+        let inside = cost.programs_ns_per_op();
+        let top: Vec<String> =
+            cost.programs.iter().take(3).map(|(name, runs, ns)| format!("{name} {runs:.2} x {ns:.0}")).collect();
+        let _ = writeln!(
+            table,
+            "{:<18} {:<10} {:>10.0} {:>7.0} {:>3.0}%  {}",
+            cost.workload,
+            cost.state,
+            cost.ns_per_op,
+            inside,
+            100.0 * inside / cost.ns_per_op.max(1.0),
+            top.join(", ")
+        );
+        rows.push(json!({
+            "workload": cost.workload, "state": cost.state, "ns_per_op": cost.ns_per_op, "programs_ns_per_op": inside,
+            "programs": cost.programs.iter().map(|(p, runs, ns)| json!({"program": p, "runs_per_op": runs, "ns_per_run": ns})).collect::<Vec<_>>(),
+        }));
+    }
+    rows
 }
 
 #[cfg(test)]
@@ -338,6 +416,7 @@ mod tests {
 {"kind":"nft","batch":100,"state":"subject","round":0,"ns":11000000}
 {"kind":"rss","when":"after load","kib":30000}
 {"kind":"audit","offered_rate":10000,"seconds":2.0,"ops":20000,"written":20000,"lost":0,"last_record_s":2.5}
+{"kind":"program_cost","workload":"open-close-read","state":"attached","ns_per_op":1200.0,"programs":{"file_open":{"calls_per_op":1.0,"ns_per_call":40.0},"file_free_security":{"calls_per_op":1.0,"ns_per_call":60.0}}}
 "#;
 
     #[test]
@@ -367,6 +446,17 @@ mod tests {
         // Best of rounds: 1010 over 1000 for attached.
         let best = report.json["workloads"][0]["best_of_rounds_vs_detached"]["attached"].as_f64().unwrap();
         assert!((best - 1.01).abs() < 1e-9, "{best}");
+    }
+
+    #[test]
+    fn program_costs_add_up_per_step_costliest_first() {
+        let raw = parse(RECORDED).unwrap();
+        let cost = &raw.program_costs[0];
+        assert_eq!(cost.programs[0].0, "file_free_security");
+        assert_eq!(cost.programs_ns_per_op(), 100.0);
+        let report = report(&raw);
+        assert_eq!(report.json["program_costs"][0]["programs_ns_per_op"], 100.0);
+        assert!(report.table.contains("file_free_security 1.00 x 60"), "{}", report.table);
     }
 
     #[test]
