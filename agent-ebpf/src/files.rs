@@ -27,7 +27,7 @@ use warrant_common::{FileKey, NAME_LEN, PROTECTED_ANCESTOR, ProtectedEntry, SELF
 
 use crate::{
     atomics,
-    maps::{PROC_TREES, PROTECTED, WRITABLE_COUNT, WRITABLE_FILES, kernel_offsets},
+    maps::{PROC_TREES, PROTECTED, WRITABLE_COUNT, WRITABLE_FILES, offset},
     marks, names,
     policy::{decide_action, read_kernel},
     selfprotect, subjects,
@@ -56,10 +56,9 @@ pub fn inode_key(inode: *const u8) -> Option<FileKey> {
     if inode.is_null() {
         return None;
     }
-    let offsets = kernel_offsets();
-    let ino = read_kernel::<u64>(inode, offsets.inode_i_ino)?;
-    let sb = read_kernel::<u64>(inode, offsets.inode_i_sb)?;
-    let dev = read_kernel::<u32>(sb as *const u8, offsets.super_block_s_dev)?;
+    let ino = read_kernel::<u64>(inode, offset!(inode_i_ino))?;
+    let sb = read_kernel::<u64>(inode, offset!(inode_i_sb))?;
+    let dev = read_kernel::<u32>(sb as *const u8, offset!(super_block_s_dev))?;
     Some(FileKey { dev: dev as u64, ino })
 }
 
@@ -101,7 +100,7 @@ fn proc_target(dentry: *const u8) -> Option<(FileKey, u32)> {
     let components = (&raw mut scratch.probe.object).cast::<u64>();
     let name = (&raw mut scratch.probe.table).cast::<u8>();
     const _: () = assert!(PROC_DEPTH * 8 <= NAME_LEN && proc_path::NAME_LEN <= NAME_LEN);
-    let parent_at = kernel_offsets().dentry_d_parent;
+    let parent_at = offset!(dentry_d_parent);
     let mut depth = 0;
     let mut at = dentry;
     let mut reached_root = false;
@@ -111,7 +110,7 @@ fn proc_target(dentry: *const u8) -> Option<(FileKey, u32)> {
             reached_root = true;
             break;
         }
-        let name_ptr = read_kernel::<u64>(at, kernel_offsets().dentry_d_name_name)?;
+        let name_ptr = read_kernel::<u64>(at, offset!(dentry_d_name_name))?;
         unsafe {
             bpf_probe_read_kernel_str(name.cast(), proc_path::NAME_LEN as u32, name_ptr as *const _);
             let bytes = &*name.cast::<[u8; proc_path::NAME_LEN]>();
@@ -145,23 +144,22 @@ fn proc_target(dentry: *const u8) -> Option<(FileKey, u32)> {
 /// files of /proc are no process's.
 #[inline(always)]
 fn of_the_daemons_process(file: *const u8, inode: *const u8) -> bool {
-    let offsets = kernel_offsets();
-    let dentry = read_kernel::<u64>(file, offsets.file_f_path_dentry).unwrap_or(0) as *const u8;
+    let dentry = read_kernel::<u64>(file, offset!(file_f_path_dentry)).unwrap_or(0) as *const u8;
     if selfprotect::dentry_magic(dentry) != PROC_SUPER_MAGIC {
         return false;
     }
     // container_of(inode, struct proc_inode, vfs_inode)->pid.
-    let proc_inode = (inode as u64).wrapping_sub(u64::from(offsets.proc_inode_vfs_inode)) as *const u8;
-    let pid = read_kernel::<u64>(proc_inode, offsets.proc_inode_pid).unwrap_or(0) as *const u8;
+    let proc_inode = (inode as u64).wrapping_sub(u64::from(offset!(proc_inode_vfs_inode))) as *const u8;
+    let pid = read_kernel::<u64>(proc_inode, offset!(proc_inode_pid)).unwrap_or(0) as *const u8;
     if pid.is_null() {
         return false;
     }
     // The task of the pid (its PIDTYPE_PID list holds one).
-    let link = read_kernel::<u64>(pid, offsets.pid_tasks).unwrap_or(0);
+    let link = read_kernel::<u64>(pid, offset!(pid_tasks)).unwrap_or(0);
     if link == 0 {
         return false;
     }
-    let task = link.wrapping_sub(u64::from(offsets.task_struct_pid_links)) as *const u8;
+    let task = link.wrapping_sub(u64::from(offset!(task_struct_pid_links))) as *const u8;
     selfprotect::is_daemon(task)
 }
 
@@ -181,8 +179,7 @@ const NET_ATTRIBUTE_DEPTH: usize = 5;
 /// sets a bridge's STP or VLAN filtering. Unreadable counts as one.
 #[inline(always)]
 fn is_network_device_attribute(file: *const u8) -> bool {
-    let offsets = kernel_offsets();
-    let Some(dentry) = read_kernel::<u64>(file, offsets.file_f_path_dentry) else {
+    let Some(dentry) = read_kernel::<u64>(file, offset!(file_f_path_dentry)) else {
         return true;
     };
     let mut at = dentry as *const u8;
@@ -190,14 +187,14 @@ fn is_network_device_attribute(file: *const u8) -> bool {
         return false;
     }
     for _ in 0..NET_ATTRIBUTE_DEPTH {
-        let Some(parent) = read_kernel::<u64>(at, offsets.dentry_d_parent) else {
+        let Some(parent) = read_kernel::<u64>(at, offset!(dentry_d_parent)) else {
             return true;
         };
         let parent = parent as *const u8;
         if parent == at {
             return false;
         }
-        let name = read_kernel::<u64>(parent, offsets.dentry_d_name_name).unwrap_or(0) as *const u8;
+        let name = read_kernel::<u64>(parent, offset!(dentry_d_name_name)).unwrap_or(0) as *const u8;
         if read_kernel::<u32>(name, 0) == Some(NET_NAME) {
             return true;
         }
@@ -212,7 +209,7 @@ fn is_network_device_attribute(file: *const u8) -> bool {
 /// apply has no inodes in PROTECTED.
 #[inline(always)]
 fn protected_file(file: *const u8) -> Option<(FileKey, u32)> {
-    let dentry = read_kernel::<u64>(file, kernel_offsets().file_f_path_dentry)? as *const u8;
+    let dentry = read_kernel::<u64>(file, offset!(file_f_path_dentry))? as *const u8;
     match selfprotect::dentry_magic(dentry) {
         // First: an entry left by an earlier mount's inode is not its tree.
         BINFMTFS_MAGIC => {
@@ -226,12 +223,12 @@ fn protected_file(file: *const u8) -> Option<(FileKey, u32)> {
 
 #[inline(always)]
 pub(crate) fn dentry_inode(dentry: *const u8) -> *const u8 {
-    read_kernel::<u64>(dentry, kernel_offsets().dentry_d_inode).unwrap_or(0) as *const u8
+    read_kernel::<u64>(dentry, offset!(dentry_d_inode)).unwrap_or(0) as *const u8
 }
 
 #[inline(always)]
 pub fn file_inode(file: *const u8) -> *const u8 {
-    read_kernel::<u64>(file, kernel_offsets().file_f_inode).unwrap_or(0) as *const u8
+    read_kernel::<u64>(file, offset!(file_f_inode)).unwrap_or(0) as *const u8
 }
 
 /// Decides `action` on a protected inode; Warrant's own files are never changed.
@@ -291,8 +288,8 @@ fn check_write_through(subject: &Subject, file: *const u8) -> i32 {
 /// `selfprotect::may_write_own_procs`).
 #[inline(always)]
 fn refuse_raw_or_cgroup(subject: &Subject, file: *const u8, inode: *const u8) -> i32 {
-    let file_type = read_kernel::<u16>(inode, kernel_offsets().inode_i_mode).unwrap_or(S_IFBLK) & S_IFMT;
-    let device = if file_type == S_IFCHR { read_kernel::<u32>(inode, kernel_offsets().inode_i_rdev) } else { Some(0) };
+    let file_type = read_kernel::<u16>(inode, offset!(inode_i_mode)).unwrap_or(S_IFBLK) & S_IFMT;
+    let device = if file_type == S_IFCHR { read_kernel::<u32>(inode, offset!(inode_i_rdev)) } else { Some(0) };
     let scsi_generic = device.is_none_or(|rdev| major(rdev) == SCSI_GENERIC_MAJOR);
     if file_type == S_IFBLK || scsi_generic {
         return selfprotect::refuse(subject, action::SELF_BLOCKDEV);
@@ -319,7 +316,7 @@ pub fn file_open(ctx: LsmContext) -> i32 {
         return 0;
     };
     let file: *const u8 = ctx.arg(0);
-    let mode = read_kernel::<u32>(file, kernel_offsets().file_f_mode).unwrap_or(FMODE_WRITE);
+    let mode = read_kernel::<u32>(file, offset!(file_f_mode)).unwrap_or(FMODE_WRITE);
     if mode & FMODE_WRITE == 0 {
         // Warrant's own files are not a subject's to read either: the state
         // directory holds the audit checkpoint key and the content digest key.
@@ -345,9 +342,9 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     // The open that made the file by a warrant: its writes go with the
     // create the warrant allowed. (An O_TMPFILE's open made no name, and
     // passed no create hook.)
-    let dentry = read_kernel::<u64>(file, kernel_offsets().file_f_path_dentry).unwrap_or(0) as *const u8;
+    let dentry = read_kernel::<u64>(file, offset!(file_f_path_dentry)).unwrap_or(0) as *const u8;
     let made_here = mode & FMODE_CREATED != 0
-        && read_kernel::<u32>(inode, kernel_offsets().inode_i_nlink).unwrap_or(0) > 0
+        && read_kernel::<u32>(inode, offset!(inode_i_nlink)).unwrap_or(0) > 0
         && names::created_by_warrant(dentry);
     let verdict = if made_here { 0 } else { decide_file(&subject, action::FILE_WRITE, key, tree) };
     // Remember the allowed open so its writes (and an O_TRUNC) are not charged again.
@@ -456,9 +453,8 @@ pub fn file_mprotect(ctx: LsmContext) -> i32 {
     if prot & (PROT_WRITE | PROT_EXEC) == 0 {
         return 0;
     }
-    let offsets = kernel_offsets();
-    let file = read_kernel::<u64>(vma, offsets.vm_area_struct_vm_file).unwrap_or(0) as *const u8;
-    let vm_flags = read_kernel::<u64>(vma, offsets.vm_area_struct_vm_flags).unwrap_or(VM_SHARED);
+    let file = read_kernel::<u64>(vma, offset!(vm_area_struct_vm_file)).unwrap_or(0) as *const u8;
+    let vm_flags = read_kernel::<u64>(vma, offset!(vm_area_struct_vm_flags)).unwrap_or(VM_SHARED);
     decide_mmap(file, prot, if vm_flags & VM_SHARED != 0 { MAP_SHARED } else { 0 })
 }
 
@@ -486,7 +482,7 @@ pub fn d_instantiate(ctx: LsmContext) -> i32 {
     if inode.is_null() {
         return 0;
     }
-    let Some(parent) = read_kernel::<u64>(dentry, kernel_offsets().dentry_d_parent) else {
+    let Some(parent) = read_kernel::<u64>(dentry, offset!(dentry_d_parent)) else {
         return 0;
     };
     // Under a tree, or at a missing protected path's name (root made it).
@@ -532,15 +528,14 @@ pub fn inode_setattr(ctx: LsmContext) -> i32 {
     let Some(subject) = subjects::current() else {
         return 0;
     };
-    let offsets = kernel_offsets();
     // The verifier refuses a context read at a computed offset, so all three
     // slots are read at fixed ones (on 6.1 the third is the earlier verdict)
     // and the pointers picked among the values.
     let slots = [context_slot(&ctx, 0), context_slot(&ctx, 1), context_slot(&ctx, 2)];
     let (dentry, attr) =
-        if offsets.inode_setattr_dentry_arg == 0 { (slots[0], slots[1]) } else { (slots[1], slots[2]) };
+        if offset!(inode_setattr_dentry_arg) == 0 { (slots[0], slots[1]) } else { (slots[1], slots[2]) };
     let (dentry, attr) = (dentry as *const u8, attr as *const u8);
-    let valid = read_kernel::<u32>(attr, offsets.iattr_ia_valid).unwrap_or(ATTR_SIZE);
+    let valid = read_kernel::<u32>(attr, offset!(iattr_ia_valid)).unwrap_or(ATTR_SIZE);
     let action_id = if valid & ATTR_MODE != 0 {
         action::FILE_CHMOD
     } else if valid & (ATTR_UID | ATTR_GID) != 0 {
@@ -556,7 +551,7 @@ pub fn inode_setattr(ctx: LsmContext) -> i32 {
     };
     if action_id == action::FILE_WRITE && valid & ATTR_FILE != 0 {
         // ftruncate or O_TRUNC through a file this subject may write: decided at its open.
-        let file = read_kernel::<u64>(attr, offsets.iattr_ia_file).unwrap_or(0) as *const u8;
+        let file = read_kernel::<u64>(attr, offset!(iattr_ia_file)).unwrap_or(0) as *const u8;
         if is_writable_file(file) {
             return 0;
         }

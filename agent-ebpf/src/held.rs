@@ -31,7 +31,7 @@ use warrant_common::{Pickup, action};
 
 use crate::{
     files,
-    maps::{KERNEL_OFFSETS, PICKUP_CHILDREN, PICKUPS, PICKUPS_UNTIL, kernel_offsets},
+    maps::{PICKUP_CHILDREN, PICKUPS, PICKUPS_UNTIL, offset},
     policy::{read_kernel, repeat},
     selfprotect, subjects,
     subjects::TaskIteratorContext,
@@ -108,12 +108,11 @@ pub fn note_if_picking_up(child: *mut task_struct) -> Option<Result<u32, ()>> {
 /// has room for, and whether other tasks share it (threads, CLONE_FILES).
 #[inline(always)]
 fn fd_table() -> Option<(*const u8, u32, bool)> {
-    let offsets = kernel_offsets();
     let task = unsafe { bpf_get_current_task() } as *const u8;
-    let files = read_kernel::<u64>(task, offsets.task_struct_files)? as *const u8;
-    let shared = read_kernel::<u32>(files, offsets.files_struct_count)? > 1;
-    let table = read_kernel::<u64>(files, offsets.files_struct_fdt)? as *const u8;
-    let max_fds = read_kernel::<u32>(table, offsets.fdtable_max_fds)?;
+    let files = read_kernel::<u64>(task, offset!(task_struct_files))? as *const u8;
+    let shared = read_kernel::<u32>(files, offset!(files_struct_count))? > 1;
+    let table = read_kernel::<u64>(files, offset!(files_struct_fdt))? as *const u8;
+    let max_fds = read_kernel::<u32>(table, offset!(fdtable_max_fds))?;
     Some((table, max_fds, shared))
 }
 
@@ -122,7 +121,7 @@ fn fd_table() -> Option<(*const u8, u32, bool)> {
 /// checked by the verifier once.
 #[inline(always)]
 fn each_file_in<F: FnMut(u32, *const u8) -> bool>(table: *const u8, count: u32, mut visit: F) -> Option<()> {
-    let fds = read_kernel::<u64>(table, kernel_offsets().fdtable_fd)?;
+    let fds = read_kernel::<u64>(table, offset!(fdtable_fd))?;
     repeat(count, |fd| {
         let file = read_kernel::<u64>(fds as *const u8, 8 * fd).unwrap_or(0);
         file == 0 || visit(fd, file as *const u8)
@@ -172,8 +171,7 @@ pub fn kept_across_exec() -> Option<KeptFd> {
     if max_fds > ALL_FDS {
         return Some(KeptFd::Ring(-1));
     }
-    // Single fields, not the offsets' copy (see marks::among_open_files).
-    let close_on_exec_at = unsafe { core::ptr::read_volatile(&raw const KERNEL_OFFSETS.fdtable_close_on_exec) };
+    let close_on_exec_at = offset!(fdtable_close_on_exec);
     let close_on_exec = read_kernel::<u64>(table, close_on_exec_at).unwrap_or(0) as *const u8;
     let mut found = None;
     let walked = each_file_in(table, max_fds, |fd, file| {
@@ -203,7 +201,7 @@ const MEM_NAME: u32 = u32::from_le_bytes(*b"mem\0");
 /// `/proc/PID/task/TID/mem`) open for writing.
 #[inline(always)]
 fn is_writable_memory(file: *const u8) -> bool {
-    let mode_at = unsafe { core::ptr::read_volatile(&raw const KERNEL_OFFSETS.file_f_mode) };
+    let mode_at = offset!(file_f_mode);
     if read_kernel::<u32>(file, mode_at).unwrap_or(0) & FMODE_WRITE == 0 {
         return false;
     }
@@ -214,9 +212,8 @@ fn is_writable_memory(file: *const u8) -> bool {
 /// `file`'s dentry and the start of its name (null if unreadable).
 #[inline(always)]
 fn dentry_and_name(file: *const u8) -> (*const u8, *const u8) {
-    // Single fields, not the offsets' copy (see marks::among_open_files).
-    let name_at = unsafe { core::ptr::read_volatile(&raw const KERNEL_OFFSETS.dentry_d_name_name) };
-    let dentry_at = unsafe { core::ptr::read_volatile(&raw const KERNEL_OFFSETS.file_f_path_dentry) };
+    let name_at = offset!(dentry_d_name_name);
+    let dentry_at = offset!(file_f_path_dentry);
     let dentry = read_kernel::<u64>(file, dentry_at).unwrap_or(0) as *const u8;
     (dentry, read_kernel::<u64>(dentry, name_at).unwrap_or(0) as *const u8)
 }
@@ -256,7 +253,7 @@ pub fn file_receive(ctx: LsmContext) -> i32 {
 /// empty). Unreadable counts as tracing.
 #[inline(always)]
 pub fn traces_a_task() -> bool {
-    let at = kernel_offsets().task_struct_ptraced;
+    let at = offset!(task_struct_ptraced);
     let task = unsafe { bpf_get_current_task() } as *const u8;
     let head = task as u64 + at as u64;
     read_kernel::<u64>(task, at).is_none_or(|next| next != head)
@@ -274,16 +271,15 @@ pub extern "C" fn traced_tasks(ctx: *mut TaskIteratorContext) -> i32 {
     if task.is_null() {
         return 0;
     }
-    let offsets = kernel_offsets();
     let task = task as *const u8;
-    if read_kernel::<u32>(task, offsets.task_struct_ptrace).unwrap_or(0) == 0 {
+    if read_kernel::<u32>(task, offset!(task_struct_ptrace)).unwrap_or(0) == 0 {
         return 0;
     }
-    let tracer = read_kernel::<u64>(task, offsets.task_struct_parent).unwrap_or(0) as *const u8;
+    let tracer = read_kernel::<u64>(task, offset!(task_struct_parent)).unwrap_or(0) as *const u8;
     let row = [
-        read_kernel::<u32>(tracer, offsets.task_struct_tgid).unwrap_or(0),
-        read_kernel::<u32>(task, offsets.task_struct_tgid).unwrap_or(0),
-        read_kernel::<u32>(task, offsets.task_struct_pid).unwrap_or(0),
+        read_kernel::<u32>(tracer, offset!(task_struct_tgid)).unwrap_or(0),
+        read_kernel::<u32>(task, offset!(task_struct_tgid)).unwrap_or(0),
+        read_kernel::<u32>(task, offset!(task_struct_pid)).unwrap_or(0),
     ];
     // SAFETY: `meta` is the kernel's, valid for this call.
     unsafe { bpf_seq_write((*meta).seq, row.as_ptr().cast(), 12) };

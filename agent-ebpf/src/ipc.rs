@@ -22,7 +22,7 @@ use warrant_common::{
 
 use crate::{
     files, local,
-    maps::{CONNECTED_SOCKETS, UNIX_CALLERS, kernel_offsets},
+    maps::{CONNECTED_SOCKETS, UNIX_CALLERS, offset},
     policy::{decide_with, read_kernel, version_in_force},
     selfprotect, subjects,
     uapi::{
@@ -51,7 +51,7 @@ pub fn unix_stream_connect(ctx: LsmContext) -> i32 {
     let verdict = decide_connect(&subject, other);
     if verdict == 0 {
         let sock: *const u8 = ctx.arg(0);
-        let socket = read_kernel::<u64>(sock, kernel_offsets().sock_sk_socket).unwrap_or(0) as *const u8;
+        let socket = read_kernel::<u64>(sock, offset!(sock_sk_socket)).unwrap_or(0) as *const u8;
         note_decided(&subject, sock, socket, version, (0, [0, 0]), 0);
         // The listener's end of the connection: who made it, for the daemon.
         let accepted: *mut core::ffi::c_void = ctx.arg(2);
@@ -71,7 +71,7 @@ pub fn unix_may_send(ctx: LsmContext) -> i32 {
         return 0;
     };
     let other: *const u8 = ctx.arg(1);
-    match read_kernel::<u64>(other, kernel_offsets().socket_sk) {
+    match read_kernel::<u64>(other, offset!(socket_sk)) {
         Some(sk) => decide_connect(&subject, sk as *const u8),
         None => -EPERM,
     }
@@ -83,29 +83,28 @@ pub fn unix_may_send(ctx: LsmContext) -> i32 {
 /// check of its caller's pid could be raced (a child connects and exits).
 #[inline(always)]
 fn decide_connect(subject: &Subject, other: *const u8) -> i32 {
-    let offsets = kernel_offsets();
-    let Some(dentry) = read_kernel::<u64>(other, offsets.unix_sock_path_dentry) else {
+    let Some(dentry) = read_kernel::<u64>(other, offset!(unix_sock_path_dentry)) else {
         return -EPERM;
     };
     let dentry = dentry as *const u8;
     if !dentry.is_null() {
-        let inode = read_kernel::<u64>(dentry, offsets.dentry_d_inode).unwrap_or(0) as *const u8;
+        let inode = read_kernel::<u64>(dentry, offset!(dentry_d_inode)).unwrap_or(0) as *const u8;
         if let Some((_, SELF_TREE)) = files::protected(inode) {
             return selfprotect::refuse(subject, action::SELF_FILES);
         }
     }
-    let Some(addr) = read_kernel::<u64>(other, offsets.unix_sock_addr) else {
+    let Some(addr) = read_kernel::<u64>(other, offset!(unix_sock_addr)) else {
         return -EPERM;
     };
     if addr == 0 {
         return 0;
     }
     let addr = addr as *const u8;
-    let Some(len) = read_kernel::<i32>(addr, offsets.unix_address_len) else {
+    let Some(len) = read_kernel::<i32>(addr, offset!(unix_address_len)) else {
         return -EPERM;
     };
     let name_len = (len as u32).saturating_sub(SUN_PATH_AT);
-    let name = unsafe { addr.add((offsets.unix_address_name + SUN_PATH_AT) as usize) };
+    let name = unsafe { addr.add((offset!(unix_address_name) + SUN_PATH_AT) as usize) };
     decide_with(subject, action::IPC_CONNECT, |key| copy_name(key, name, name_len))
 }
 
@@ -138,19 +137,18 @@ fn copy_name(key: &mut TargetKey, name: *const u8, len: u32) {
 /// connect, allowed under the policy in force, counts as that decision.
 #[inline(always)]
 fn connected_send(subject: &Subject, socket: *const u8) -> i32 {
-    let offsets = kernel_offsets();
-    let kind = read_kernel::<u16>(socket, offsets.socket_type).unwrap_or(0);
+    let kind = read_kernel::<u16>(socket, offset!(socket_type)).unwrap_or(0);
     if kind != SOCK_STREAM && kind != SOCK_SEQPACKET {
         return 0;
     }
-    let Some(sock) = read_kernel::<u64>(socket, offsets.socket_sk) else {
+    let Some(sock) = read_kernel::<u64>(socket, offset!(socket_sk)) else {
         return -EPERM;
     };
     let sock = sock as *const u8;
-    if read_kernel::<u16>(sock, offsets.sock_family) != Some(AF_UNIX) {
+    if read_kernel::<u16>(sock, offset!(sock_family)) != Some(AF_UNIX) {
         return 0;
     }
-    let peer = read_kernel::<u64>(sock, offsets.unix_sock_peer).unwrap_or(0) as *const u8;
+    let peer = read_kernel::<u64>(sock, offset!(unix_sock_peer)).unwrap_or(0) as *const u8;
     if peer.is_null() {
         // Not connected: the kernel refuses the send itself.
         return 0;
@@ -201,9 +199,8 @@ pub fn socket_key(sock: *const u8, socket: *const u8) -> Option<SocketKey> {
     if socket.is_null() {
         return None;
     }
-    let offsets = kernel_offsets();
-    let inode = unsafe { socket.add(offsets.socket_alloc_vfs_inode as usize) };
-    let ino = read_kernel::<u64>(inode, offsets.inode_i_ino)?;
+    let inode = unsafe { socket.add(offset!(socket_alloc_vfs_inode) as usize) };
+    let ino = read_kernel::<u64>(inode, offset!(inode_i_ino))?;
     Some(SocketKey { sock: sock as u64, ino })
 }
 
@@ -223,10 +220,10 @@ pub fn socket_connect(ctx: LsmContext) -> i32 {
     let length: i32 = ctx.arg(2);
     let version = version_in_force();
     let socket: *const u8 = ctx.arg(0);
-    let sock = read_kernel::<u64>(socket, kernel_offsets().socket_sk).unwrap_or(0) as *const u8;
+    let sock = read_kernel::<u64>(socket, offset!(socket_sk)).unwrap_or(0) as *const u8;
     // Whatever the socket's family: SMC connects a TCP socket of its own,
     // which no hook sees, to the address given here.
-    let family = read_kernel::<u16>(sock, kernel_offsets().sock_family).unwrap_or(0);
+    let family = read_kernel::<u16>(sock, offset!(sock_family)).unwrap_or(0);
     let routed = matches!(family, AF_INET | AF_INET6 | AF_SMC | 0);
     let to_loopback = routed && local::through_loopback(sock, socket, core::ptr::null(), family);
     let port = local::local_port(address, length, false, to_loopback);
@@ -263,22 +260,21 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     if verdict != 0 {
         return verdict;
     }
-    let offsets = kernel_offsets();
     // PF_KEY, IPsec's older interface: flushes and adds states and policies
     // as xfrm netlink does. Every send is decided, its reads (dumps) too.
-    let sock = read_kernel::<u64>(socket, offsets.socket_sk).unwrap_or(0) as *const u8;
-    let family = read_kernel::<u16>(sock, offsets.sock_family).unwrap_or(0);
+    let sock = read_kernel::<u64>(socket, offset!(socket_sk)).unwrap_or(0) as *const u8;
+    let family = read_kernel::<u16>(sock, offset!(sock_family)).unwrap_or(0);
     if family == AF_KEY {
         return crate::policy::decide_action(&subject, action::NET_XFRM_OTHER, 0, 0, [0, 0]);
     }
     // Packets the subject made itself: `net.raw`, whatever the address.
     let inet = matches!(family, AF_INET | AF_INET6);
-    let kind = read_kernel::<u16>(socket, offsets.socket_type).unwrap_or(0);
+    let kind = read_kernel::<u16>(socket, offset!(socket_type)).unwrap_or(0);
     if (inet && kind == SOCK_RAW) || family == AF_PACKET || family == AF_XDP {
         return crate::policy::decide_action(&subject, action::NET_RAW, 0, 0, [0, 0]);
     }
     let msg: *const u8 = ctx.arg(1);
-    let address = read_kernel::<u64>(msg, offsets.msghdr_msg_name).unwrap_or(0) as *const u8;
+    let address = read_kernel::<u64>(msg, offset!(msghdr_msg_name)).unwrap_or(0) as *const u8;
     // To the peer: a stream socket's always (an address given is ignored),
     // a datagram socket's when it names none (an IPv6 one also when it names
     // AF_UNSPEC, which it takes as none).
@@ -303,6 +299,6 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     if address.is_null() {
         return 0;
     }
-    let length = read_kernel::<i32>(msg, offsets.msghdr_msg_namelen).unwrap_or(0);
+    let length = read_kernel::<i32>(msg, offset!(msghdr_msg_namelen)).unwrap_or(0);
     local::decide(&subject, address, length, family == AF_INET, to_loopback)
 }

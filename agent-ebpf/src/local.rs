@@ -17,7 +17,7 @@ use warrant_common::{DECIDED_ON_PORT, LocalAddress, Subject, action};
 
 use crate::{
     ipc,
-    maps::{CONNECTED_SOCKETS, LOCAL_ADDRESSES, kernel_offsets},
+    maps::{CONNECTED_SOCKETS, LOCAL_ADDRESSES, offset},
     policy::{decide_with, read_kernel, repeat, version_in_force},
     uapi::{AF_INET, AF_INET6, AF_SMC, AF_UNSPEC, SOCK_STREAM},
 };
@@ -102,11 +102,10 @@ pub fn note_peer(subject: &Subject, sock: *const u8, socket: *const u8, family: 
 /// `sock`'s peer as CONNECTED_SOCKETS keeps it (port 0: none).
 #[inline(always)]
 fn peer_of(sock: *const u8, family: u16) -> (u32, [u64; 2]) {
-    let offsets = kernel_offsets();
-    let port = read_kernel::<u16>(sock, offsets.sock_dport);
+    let port = read_kernel::<u16>(sock, offset!(sock_dport));
     match family {
-        AF_INET => peer_words(port, v4_words(sock, offsets.sock_daddr)),
-        _ => peer_words(port, read_kernel::<[u64; 2]>(sock, offsets.sock_v6_daddr)),
+        AF_INET => peer_words(port, v4_words(sock, offset!(sock_daddr))),
+        _ => peer_words(port, read_kernel::<[u64; 2]>(sock, offset!(sock_v6_daddr))),
     }
 }
 
@@ -175,15 +174,14 @@ fn on_loopback(index: Option<i32>) -> bool {
 /// counts as through it. `family` is the socket's.
 #[inline(always)]
 pub fn through_loopback(sock: *const u8, socket: *const u8, msg: *const u8, family: u16) -> bool {
-    let offsets = kernel_offsets();
-    if on_loopback(read_kernel::<i32>(sock, offsets.sock_bound_dev_if)) {
+    if on_loopback(read_kernel::<i32>(sock, offset!(sock_bound_dev_if))) {
         return true;
     }
     // TCP (and SMC, over TCP) routes by the bound device only.
-    if read_kernel::<u16>(socket, offsets.socket_type) == Some(SOCK_STREAM) || family == AF_SMC {
+    if read_kernel::<u16>(socket, offset!(socket_type)) == Some(SOCK_STREAM) || family == AF_SMC {
         return false;
     }
-    on_loopback(read_kernel::<i32>(sock, offsets.inet_sock_uc_index))
+    on_loopback(read_kernel::<i32>(sock, offset!(inet_sock_uc_index)))
         || (!msg.is_null() && pktinfo_to_loopback(msg, family == AF_INET6))
 }
 
@@ -193,13 +191,12 @@ pub fn through_loopback(sock: *const u8, socket: *const u8, msg: *const u8, fami
 /// option is cleared.
 #[inline(always)]
 fn kept_route_through_loopback(sock: *const u8) -> bool {
-    let offsets = kernel_offsets();
-    let route = read_kernel::<u64>(sock, offsets.sock_sk_dst_cache).unwrap_or(0) as *const u8;
+    let route = read_kernel::<u64>(sock, offset!(sock_sk_dst_cache)).unwrap_or(0) as *const u8;
     if route.is_null() {
         return false;
     }
-    let device = read_kernel::<u64>(route, offsets.dst_entry_dev).unwrap_or(0) as *const u8;
-    on_loopback(read_kernel::<i32>(device, offsets.net_device_ifindex))
+    let device = read_kernel::<u64>(route, offset!(dst_entry_dev)).unwrap_or(0) as *const u8;
+    on_loopback(read_kernel::<i32>(device, offset!(net_device_ifindex)))
 }
 
 /// Whether an address (IPv6 words, IPv4 v4-mapped) is the host's own: ::1
@@ -235,14 +232,13 @@ const MOST_CONTROL_MESSAGES: u32 = 8192;
 /// or walked whole counts as choosing it.
 #[inline(always)]
 fn pktinfo_to_loopback(msg: *const u8, on_inet6: bool) -> bool {
-    let offsets = kernel_offsets();
-    let Some(length) = read_kernel::<u64>(msg, offsets.msghdr_msg_controllen) else {
+    let Some(length) = read_kernel::<u64>(msg, offset!(msghdr_msg_controllen)) else {
         return true;
     };
     if length < CMSG_HEADER {
         return false;
     }
-    let Some(control) = read_kernel::<u64>(msg, offsets.msghdr_msg_control) else {
+    let Some(control) = read_kernel::<u64>(msg, offset!(msghdr_msg_control)) else {
         return true;
     };
     let (mut at, mut walked, mut chosen) = (0u64, false, false);

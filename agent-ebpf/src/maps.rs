@@ -314,10 +314,16 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     dst_entry_dev: 0,
 };
 
-pub fn kernel_offsets() -> KernelOffsets {
-    // Volatile: the loader rewrites this global, the compiler must not fold it.
-    unsafe { core::ptr::read_volatile(&KERNEL_OFFSETS) }
+/// One field of [`KERNEL_OFFSETS`], read on its own and volatile: the
+/// loader rewrites the global, so a plain read would fold to the zero it is
+/// compiled with; and a volatile read of the whole struct loads every field
+/// (85 loads at every use, each on the verifier's paths too).
+macro_rules! offset {
+    ($field:ident) => {
+        unsafe { core::ptr::read_volatile(&raw const $crate::maps::KERNEL_OFFSETS.$field) }
+    };
 }
+pub(crate) use offset;
 
 pub fn count_lost_event() {
     if let Some(counter) = LOST_EVENTS.get_ptr_mut(0) {

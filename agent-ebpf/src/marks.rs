@@ -24,7 +24,7 @@ use warrant_common::{FileKey, Mark, Subject, action, subject_flag};
 
 use crate::{
     atomics, files,
-    maps::{MARK_CHANGES, MARKS, kernel_offsets},
+    maps::{MARK_CHANGES, MARKS, offset},
     names,
     policy::read_kernel,
     selfprotect, subjects,
@@ -35,7 +35,7 @@ const ENOSPC: i32 = 28;
 
 #[inline(always)]
 fn generation(inode: *const u8) -> Option<u32> {
-    read_kernel::<u32>(inode, kernel_offsets().inode_i_generation)
+    read_kernel::<u32>(inode, offset!(inode_i_generation))
 }
 
 /// `inode`'s key and mark, if a subject wrote it.
@@ -49,7 +49,7 @@ pub fn of_inode(inode: *const u8) -> Option<(FileKey, Mark)> {
 /// The mark of the file `file` (a `struct file *`).
 #[inline(always)]
 pub fn of_file(file: *const u8) -> Option<(FileKey, Mark)> {
-    of_inode(read_kernel::<u64>(file, kernel_offsets().file_f_inode)? as *const u8)
+    of_inode(read_kernel::<u64>(file, offset!(file_f_inode))? as *const u8)
 }
 
 /// Marks `inode` as written by `subject` if it is a regular file. Returns
@@ -58,7 +58,7 @@ pub fn of_file(file: *const u8) -> Option<(FileKey, Mark)> {
 #[inline(always)]
 pub fn note_write(subject: &Subject, inode: *const u8) -> i32 {
     // Unreadable mode: taken as a regular file (marked) rather than let by.
-    let file_type = read_kernel::<u16>(inode, kernel_offsets().inode_i_mode).unwrap_or(S_IFREG) & S_IFMT;
+    let file_type = read_kernel::<u16>(inode, offset!(inode_i_mode)).unwrap_or(S_IFREG) & S_IFMT;
     if file_type != S_IFREG {
         return 0;
     }
@@ -133,9 +133,7 @@ const OPEN_FILES_LOOKED_AT: u32 = 1024;
 /// For the rare hooks that load kernel code from a buffer.
 #[inline(always)]
 pub fn among_open_files() -> Option<(FileKey, Mark)> {
-    // One field out of the offsets: the step must not keep their copy alive
-    // across the loop (the combined frames would pass 512 bytes).
-    let f_mode_at = unsafe { core::ptr::read_volatile(&raw const crate::maps::KERNEL_OFFSETS.file_f_mode) };
+    let f_mode_at = offset!(file_f_mode);
     // Plain fields, not an Option of the pair: the verifier refuses the
     // uninitialised payload a `None` store copies.
     let (mut key, mut mark, mut found) = (FileKey { ino: 0, dev: 0 }, Mark { profile_id: 0, generation: 0 }, false);

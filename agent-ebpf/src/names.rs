@@ -16,7 +16,7 @@ use warrant_common::{
 
 use crate::{
     files::{decide_file, dentry_inode, inode_key, protected, protected_entry},
-    maps::{PROTECTED, kernel_offsets},
+    maps::{PROTECTED, offset},
     marks,
     policy::{decide_with, read_kernel},
     selfprotect, subjects,
@@ -29,7 +29,7 @@ const S_IFLNK: u64 = 0o120000;
 /// `inode`'s type, its `S_IFMT` bits.
 #[inline(always)]
 fn kind_of(inode: *const u8) -> u64 {
-    read_kernel::<u16>(inode, kernel_offsets().inode_i_mode).unwrap_or(0) as u64 & S_IFMT
+    read_kernel::<u16>(inode, offset!(inode_i_mode)).unwrap_or(0) as u64 & S_IFMT
 }
 
 /// No tree: what [`new_name_tree`] returns for a name nothing protects.
@@ -52,7 +52,7 @@ pub(crate) fn new_name_tree(dir: *const u8, dentry: *const u8, dir_key: &mut Fil
     if entry.flags & PROTECTED_NAMES == 0 {
         return dir_tree;
     }
-    let Some(name_ptr) = read_kernel::<u64>(dentry, kernel_offsets().dentry_d_name_name) else {
+    let Some(name_ptr) = read_kernel::<u64>(dentry, offset!(dentry_d_name_name)) else {
         return dir_tree;
     };
     // Not zeroed (that would be a memset call): the helper writes it.
@@ -95,10 +95,9 @@ fn decide_new_name(subject: &Subject, action_id: u32, name: &NewName, tree: &mut
     if found == SELF_TREE as u64 {
         return selfprotect::refuse(subject, action::SELF_FILES);
     }
-    let offsets = kernel_offsets();
-    let name_ptr = read_kernel::<u64>(name.dentry, offsets.dentry_d_name_name).unwrap_or(0);
+    let name_ptr = read_kernel::<u64>(name.dentry, offset!(dentry_d_name_name)).unwrap_or(0);
     // A qstr's length sits just before its name pointer, after its hash.
-    let len = read_kernel::<u32>(name.dentry, offsets.dentry_d_name_name - 4).unwrap_or(u32::MAX);
+    let len = read_kernel::<u32>(name.dentry, offset!(dentry_d_name_name) - 4).unwrap_or(u32::MAX);
     let new = FileKey::of_new_name(dir_key, name.kind);
     decide_with(subject, action_id, |key| unsafe {
         (&raw mut key.table).cast::<u64>().write_volatile(found);
@@ -128,7 +127,7 @@ pub(crate) fn created_by_warrant(dentry: *const u8) -> bool {
     if message.verdict != verdict::ALLOWED_BY_WARRANT || message.key.action != action::FILE_CREATE {
         return false;
     }
-    let Some(parent) = read_kernel::<u64>(dentry, kernel_offsets().dentry_d_parent) else {
+    let Some(parent) = read_kernel::<u64>(dentry, offset!(dentry_d_parent)) else {
         return false;
     };
     let Some(dir) = inode_key(dentry_inode(parent as *const u8)) else {
@@ -143,7 +142,7 @@ pub(crate) fn created_by_warrant(dentry: *const u8) -> bool {
 /// the tree holds could still be written through that fd or mapping.
 #[inline(always)]
 fn held_for_writing(inode: *const u8) -> bool {
-    read_kernel::<i32>(inode, kernel_offsets().inode_i_writecount).unwrap_or(1) > 0
+    read_kernel::<i32>(inode, offset!(inode_i_writecount)).unwrap_or(1) > 0
 }
 
 /// A new name `dentry` in `dir` for a file of type `kind` (or, for a link,
@@ -266,7 +265,7 @@ fn forget_last_name(inode: *const u8) {
 /// `inode`'s key if the name going now is its last one.
 #[inline(always)]
 pub fn last_name_key(inode: *const u8) -> Option<FileKey> {
-    if read_kernel::<u32>(inode, kernel_offsets().inode_i_nlink).unwrap_or(2) > 1 {
+    if read_kernel::<u32>(inode, offset!(inode_i_nlink)).unwrap_or(2) > 1 {
         return None;
     }
     inode_key(inode)
@@ -333,7 +332,7 @@ fn adopt_moved(moved: *const u8, new_dir: *const u8, new: *const u8, by_subject:
     // (a subject's hard link to a library, moved into Warrant's inbox by
     // root, would make the library Warrant's own). A subject's own move
     // protects it by every name: protection binds subjects only.
-    if by_subject == 0 && read_kernel::<u32>(inode, kernel_offsets().inode_i_nlink).unwrap_or(2) > 1 {
+    if by_subject == 0 && read_kernel::<u32>(inode, offset!(inode_i_nlink)).unwrap_or(2) > 1 {
         return;
     }
     let Some(key) = inode_key(inode) else {

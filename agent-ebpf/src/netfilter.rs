@@ -17,7 +17,7 @@ use warrant_common::{
 };
 
 use crate::{
-    maps::{DIGEST_KEY, EVENTS, claim_batch, count_lost_event, kernel_offsets, release_batch},
+    maps::{DIGEST_KEY, EVENTS, claim_batch, count_lost_event, offset, release_batch},
     policy::{KernelPolicy, emit_events, read_kernel},
     subjects,
 };
@@ -34,9 +34,8 @@ impl SkbData {
     /// The data of `skb`; None if it cannot be read.
     #[inline(always)]
     pub fn of(skb: *const u8) -> Option<Self> {
-        let offsets = kernel_offsets();
-        let data = read_kernel::<u64>(skb, offsets.sk_buff_data)?;
-        let len = read_kernel::<u32>(skb, offsets.sk_buff_len)?;
+        let data = read_kernel::<u64>(skb, offset!(sk_buff_data))?;
+        let len = read_kernel::<u32>(skb, offset!(sk_buff_len))?;
         Some(SkbData { data: data as *const u8, len })
     }
 }
@@ -44,7 +43,7 @@ impl SkbData {
 /// The netlink protocol of `sock` (`sk_protocol`); None if it cannot be read.
 #[inline(always)]
 pub fn protocol_of(sock: *const u8) -> Option<u16> {
-    read_kernel::<u16>(sock, kernel_offsets().sock_sk_protocol)
+    read_kernel::<u16>(sock, offset!(sock_sk_protocol))
 }
 
 /// Decides every message of one sendmsg with `classifier`, sends the

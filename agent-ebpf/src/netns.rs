@@ -23,7 +23,7 @@ use aya_ebpf::{
 use warrant_common::{Subject, action};
 
 use crate::{
-    maps::kernel_offsets,
+    maps::offset,
     policy::{decide_action, read_kernel},
     subjects,
 };
@@ -68,7 +68,7 @@ pub fn forget_unshare(_ctx: FExitContext) -> u32 {
 #[fentry(function = "netns_install")]
 pub fn note_setns(ctx: FEntryContext) -> u32 {
     let ns: *const u8 = ctx.arg(1);
-    let inum = read_kernel::<u32>(ns, kernel_offsets().ns_common_inum).unwrap_or(0);
+    let inum = read_kernel::<u32>(ns, offset!(ns_common_inum)).unwrap_or(0);
     remember(action::NETNS_ENTER, inum);
     0
 }

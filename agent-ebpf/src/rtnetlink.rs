@@ -13,7 +13,7 @@ use warrant_common::{
 };
 
 use crate::{
-    maps::kernel_offsets,
+    maps::offset,
     netfilter::{SkbData, decide_sendmsg, protocol_of},
     policy::read_kernel,
     subjects,
@@ -58,9 +58,8 @@ struct SocketNet {
 
 impl SocketNet {
     fn of(sock: *const u8) -> Self {
-        let offsets = kernel_offsets();
-        let net = read_kernel::<u64>(sock, offsets.sock_net).unwrap_or(0) as *const u8;
-        let inum = if net.is_null() { 0 } else { read_kernel::<u32>(net, offsets.net_ns_inum).unwrap_or(0) as u64 };
+        let net = read_kernel::<u64>(sock, offset!(sock_net)).unwrap_or(0) as *const u8;
+        let inum = if net.is_null() { 0 } else { read_kernel::<u32>(net, offset!(net_ns_inum)).unwrap_or(0) as u64 };
         Self { net, inum }
     }
 }
@@ -76,8 +75,7 @@ impl Interfaces for SocketNet {
         if self.net.is_null() {
             return false;
         }
-        let offsets = kernel_offsets();
-        let Some(heads) = read_kernel::<u64>(self.net, offsets.net_dev_index_head) else {
+        let Some(heads) = read_kernel::<u64>(self.net, offset!(net_dev_index_head)) else {
             return false;
         };
         let bucket = heads + 8 * (index % INDEX_BUCKETS) as u64;
@@ -86,15 +84,15 @@ impl Interfaces for SocketNet {
             if node == 0 {
                 return false;
             }
-            let device = (node - offsets.net_device_index_hlist as u64) as *const u8;
-            if read_kernel::<i32>(device, offsets.net_device_ifindex) == Some(index as i32) {
+            let device = (node - offset!(net_device_index_hlist) as u64) as *const u8;
+            if read_kernel::<i32>(device, offset!(net_device_ifindex)) == Some(index as i32) {
                 // The name is NUL-terminated but not NUL-padded after a
                 // rename: the string read stops at the NUL, and `out` is zero.
                 let rc = unsafe {
                     bpf_probe_read_kernel_str(
                         out.as_mut_ptr().cast(),
                         IFNAME_LEN as u32,
-                        device.add(offsets.net_device_name as usize).cast(),
+                        device.add(offset!(net_device_name) as usize).cast(),
                     )
                 };
                 return rc > 1;

@@ -33,7 +33,7 @@ use warrant_common::{
 };
 
 use crate::{
-    maps::{SETTINGS, kernel_offsets},
+    maps::{SETTINGS, offset},
     policy::{emit_events, read_kernel},
     subjects,
     uapi::{FUSE_DEVICE, S_IFBLK, S_IFCHR, S_IFMT},
@@ -109,9 +109,8 @@ pub fn sb_mount(ctx: LsmContext) -> i32 {
     }
     // The name the namespace is pinned under is the subject's: a later
     // policy naming it does not resolve it (see `marks`).
-    let offsets = kernel_offsets();
-    let dentry = read_kernel::<u64>(target, offsets.path_dentry).unwrap_or(0) as *const u8;
-    let inode = read_kernel::<u64>(dentry, offsets.dentry_d_inode).unwrap_or(0) as *const u8;
+    let dentry = read_kernel::<u64>(target, offset!(path_dentry)).unwrap_or(0) as *const u8;
+    let inode = read_kernel::<u64>(dentry, offset!(dentry_d_inode)).unwrap_or(0) as *const u8;
     crate::marks::note_write(&subject, inode)
 }
 
@@ -121,8 +120,7 @@ pub fn sb_mount(ctx: LsmContext) -> i32 {
 /// namespace itself was created under `netns.create`.
 #[inline(always)]
 fn is_netns_pin(source: *const u8, target: *const u8, flags: u64) -> bool {
-    let offsets = kernel_offsets();
-    let Some(dentry) = read_kernel::<u64>(target, offsets.path_dentry) else {
+    let Some(dentry) = read_kernel::<u64>(target, offset!(path_dentry)) else {
         return false;
     };
     let dentry = dentry as *const u8;
@@ -135,7 +133,7 @@ fn is_netns_pin(source: *const u8, target: *const u8, flags: u64) -> bool {
     if !netns::is_plain_bind(flags) {
         return false;
     }
-    let Some(parent) = read_kernel::<u64>(dentry, offsets.dentry_d_parent) else {
+    let Some(parent) = read_kernel::<u64>(dentry, offset!(dentry_d_parent)) else {
         return false;
     };
     if !dentry_named_netns(parent as *const u8) {
@@ -158,16 +156,15 @@ pub fn dentry_on(dentry: *const u8, magic: u64) -> bool {
 /// The magic number of `dentry`'s file system (0 if it cannot be read).
 #[inline(always)]
 pub fn dentry_magic(dentry: *const u8) -> u64 {
-    let offsets = kernel_offsets();
-    let Some(sb) = read_kernel::<u64>(dentry, offsets.dentry_d_sb) else {
+    let Some(sb) = read_kernel::<u64>(dentry, offset!(dentry_d_sb)) else {
         return 0;
     };
-    read_kernel::<u64>(sb as *const u8, offsets.super_block_s_magic).unwrap_or(0)
+    read_kernel::<u64>(sb as *const u8, offset!(super_block_s_magic)).unwrap_or(0)
 }
 
 #[inline(always)]
 fn dentry_named_netns(dentry: *const u8) -> bool {
-    let Some(name) = read_kernel::<u64>(dentry, kernel_offsets().dentry_d_name_name) else {
+    let Some(name) = read_kernel::<u64>(dentry, offset!(dentry_d_name_name)) else {
         return false;
     };
     let mut bytes = [0u8; 8];
@@ -209,11 +206,10 @@ const NS_PER_USER_TICK: u64 = 10_000_000;
 /// took a dead daemon's pid did not.
 #[inline(always)]
 fn started_with_daemon(task: *const u8, started: u32) -> bool {
-    let offsets = kernel_offsets();
-    let Some(leader) = read_kernel::<u64>(task, offsets.task_struct_group_leader) else {
+    let Some(leader) = read_kernel::<u64>(task, offset!(task_struct_group_leader)) else {
         return false;
     };
-    read_kernel::<u64>(leader as *const u8, offsets.task_struct_start_boottime)
+    read_kernel::<u64>(leader as *const u8, offset!(task_struct_start_boottime))
         .is_some_and(|boot_ns| (boot_ns / NS_PER_USER_TICK) as u32 == started)
 }
 
@@ -231,7 +227,7 @@ pub(crate) fn current_is_daemon() -> bool {
 pub(crate) fn is_daemon(task: *const u8) -> bool {
     let (daemon, started) = daemon_process();
     daemon != 0
-        && read_kernel::<i32>(task, kernel_offsets().task_struct_tgid) == Some(daemon as i32)
+        && read_kernel::<i32>(task, offset!(task_struct_tgid)) == Some(daemon as i32)
         && started_with_daemon(task, started)
 }
 
@@ -258,11 +254,10 @@ pub fn uring_cmd(ctx: LsmContext) -> i32 {
         return 0;
     };
     let command: *const u8 = ctx.arg(0);
-    let offsets = kernel_offsets();
-    let file = read_kernel::<u64>(command, offsets.io_uring_cmd_file).unwrap_or(0) as *const u8;
+    let file = read_kernel::<u64>(command, offset!(io_uring_cmd_file)).unwrap_or(0) as *const u8;
     let inode = crate::files::file_inode(file);
-    let file_type = read_kernel::<u16>(inode, offsets.inode_i_mode).unwrap_or(S_IFCHR) & S_IFMT;
-    let fuse = file_type == S_IFCHR && read_kernel::<u32>(inode, offsets.inode_i_rdev) == Some(FUSE_DEVICE);
+    let file_type = read_kernel::<u16>(inode, offset!(inode_i_mode)).unwrap_or(S_IFCHR) & S_IFMT;
+    let fuse = file_type == S_IFCHR && read_kernel::<u32>(inode, offset!(inode_i_rdev)) == Some(FUSE_DEVICE);
     if (file_type == S_IFCHR || file_type == S_IFBLK) && !fuse {
         return refuse(&subject, action::SELF_BLOCKDEV);
     }
@@ -439,13 +434,13 @@ pub fn kernel_read_file(ctx: LsmContext) -> i32 {
         return crate::marks::refuse_in_kernel(key, mark);
     }
     let id: i32 = ctx.arg(1);
-    if loads_kernel_code(id, kernel_offsets().harmless_read_ids) { refuse_subjects(action::SELF_MODULE) } else { 0 }
+    if loads_kernel_code(id, offset!(harmless_read_ids)) { refuse_subjects(action::SELF_MODULE) } else { 0 }
 }
 
 #[lsm(hook = "kernel_load_data")]
 pub fn kernel_load_data(ctx: LsmContext) -> i32 {
     let id: i32 = ctx.arg(0);
-    if !loads_kernel_code(id, kernel_offsets().harmless_load_ids) {
+    if !loads_kernel_code(id, offset!(harmless_load_ids)) {
         return 0;
     }
     if let Some(subject) = subjects::current() {
@@ -472,17 +467,16 @@ const CGROUP_SUPER_MAGIC: u64 = 0x0027_e0eb;
 /// knobs (`memory.max`, ...) are not control files.
 #[inline(always)]
 pub fn is_cgroup_control(file: *const u8, inode: *const u8) -> bool {
-    let offsets = kernel_offsets();
-    let Some(sb) = read_kernel::<u64>(inode, offsets.inode_i_sb) else {
+    let Some(sb) = read_kernel::<u64>(inode, offset!(inode_i_sb)) else {
         return false;
     };
-    match read_kernel::<u64>(sb as *const u8, offsets.super_block_s_magic) {
+    match read_kernel::<u64>(sb as *const u8, offset!(super_block_s_magic)) {
         Some(CGROUP_SUPER_MAGIC) => true,
         Some(CGROUP2_SUPER_MAGIC) => {
-            let Some(dentry) = read_kernel::<u64>(file, offsets.file_f_path_dentry) else {
+            let Some(dentry) = read_kernel::<u64>(file, offset!(file_f_path_dentry)) else {
                 return true;
             };
-            let Some(name_at) = read_kernel::<u64>(dentry as *const u8, offsets.dentry_d_name_name) else {
+            let Some(name_at) = read_kernel::<u64>(dentry as *const u8, offset!(dentry_d_name_name)) else {
                 return true;
             };
             // "cgroup." in the first seven bytes (little-endian word).
@@ -509,7 +503,6 @@ pub fn may_write_own_procs(subject: &Subject, file: *const u8, inode: *const u8)
     if subject.flags & subject_flag::MOVED_BY_PARENT == 0 {
         return false;
     }
-    let offsets = kernel_offsets();
     // The leader's: its threads share the one window.
     let Some(forked) = subjects::leader_start(unsafe { bpf_get_current_task_btf() } as *const u8) else {
         return false;
@@ -517,12 +510,12 @@ pub fn may_write_own_procs(subject: &Subject, file: *const u8, inode: *const u8)
     if unsafe { bpf_ktime_get_ns() }.saturating_sub(forked) > OWN_PROCS_WINDOW_NS {
         return false;
     }
-    let sb = read_kernel::<u64>(inode, offsets.inode_i_sb).unwrap_or(0);
-    if read_kernel::<u64>(sb as *const u8, offsets.super_block_s_magic) != Some(CGROUP2_SUPER_MAGIC) {
+    let sb = read_kernel::<u64>(inode, offset!(inode_i_sb)).unwrap_or(0);
+    if read_kernel::<u64>(sb as *const u8, offset!(super_block_s_magic)) != Some(CGROUP2_SUPER_MAGIC) {
         return false;
     }
-    let dentry = read_kernel::<u64>(file, offsets.file_f_path_dentry).unwrap_or(0) as *const u8;
-    let name_at = read_kernel::<u64>(dentry, offsets.dentry_d_name_name).unwrap_or(0);
+    let dentry = read_kernel::<u64>(file, offset!(file_f_path_dentry)).unwrap_or(0) as *const u8;
+    let name_at = read_kernel::<u64>(dentry, offset!(dentry_d_name_name)).unwrap_or(0);
     // "cgroup.procs" and its NUL: 13 bytes, in two little-endian words.
     let Some(name) = read_kernel::<[u64; 2]>(name_at as *const u8, 0) else {
         return false;
@@ -531,18 +524,17 @@ pub fn may_write_own_procs(subject: &Subject, file: *const u8, inode: *const u8)
         return false;
     }
     // A cgroup v2 directory's inode number is the cgroup's id (64-bit hosts).
-    let parent = read_kernel::<u64>(dentry, offsets.dentry_d_parent).unwrap_or(0) as *const u8;
-    let dir = read_kernel::<u64>(parent, offsets.dentry_d_inode).unwrap_or(0) as *const u8;
+    let parent = read_kernel::<u64>(dentry, offset!(dentry_d_parent)).unwrap_or(0) as *const u8;
+    let dir = read_kernel::<u64>(parent, offset!(dentry_d_inode)).unwrap_or(0) as *const u8;
     let own = unsafe { bpf_get_current_cgroup_id() };
-    read_kernel::<u64>(dir, offsets.inode_i_ino) == Some(own)
+    read_kernel::<u64>(dir, offset!(inode_i_ino)) == Some(own)
 }
 
 /// Whether `dir` (an inode) is on bpffs.
 #[inline(always)]
 pub fn on_bpffs(dir: *const u8) -> bool {
-    let offsets = kernel_offsets();
-    let Some(sb) = read_kernel::<u64>(dir, offsets.inode_i_sb) else {
+    let Some(sb) = read_kernel::<u64>(dir, offset!(inode_i_sb)) else {
         return false;
     };
-    read_kernel::<u64>(sb as *const u8, offsets.super_block_s_magic) == Some(BPF_FS_MAGIC)
+    read_kernel::<u64>(sb as *const u8, offset!(super_block_s_magic)) == Some(BPF_FS_MAGIC)
 }

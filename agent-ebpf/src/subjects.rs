@@ -18,7 +18,7 @@ use warrant_common::{
 
 use crate::{
     files, held,
-    maps::{CGROUP_PATHS, DIGEST_WALKS, MARK_THREADS, MATCHES, SCRATCH, SETTINGS, SUBJECTS, kernel_offsets},
+    maps::{CGROUP_PATHS, DIGEST_WALKS, MARK_THREADS, MATCHES, SCRATCH, SETTINGS, SUBJECTS, offset},
     marks, netns,
     policy::{emit_matched, read_kernel},
     selfprotect,
@@ -138,7 +138,7 @@ fn mark(task: *mut task_struct, profile_id: u32, flags: u32, kind: u32) -> bool 
     if stored.is_null() {
         return false;
     }
-    let tgid = read_kernel::<u32>(task.cast(), kernel_offsets().task_struct_tgid).unwrap_or(0);
+    let tgid = read_kernel::<u32>(task.cast(), offset!(task_struct_tgid)).unwrap_or(0);
     emit_matched(&marker, kind, tgid);
     true
 }
@@ -170,8 +170,7 @@ pub extern "C" fn mark_threads(ctx: *mut TaskIteratorContext) -> i32 {
     if task.is_null() {
         return 0;
     }
-    let offsets = kernel_offsets();
-    let Some(tgid) = read_kernel::<u32>(task.cast(), offsets.task_struct_tgid) else {
+    let Some(tgid) = read_kernel::<u32>(task.cast(), offset!(task_struct_tgid)) else {
         return 0;
     };
     let Some(&profile_id) = (unsafe { MARK_THREADS.get(&tgid) }) else {
@@ -185,7 +184,7 @@ pub extern "C" fn mark_threads(ctx: *mut TaskIteratorContext) -> i32 {
         bpf_task_storage_get(SUBJECTS.as_ptr(), task, core::ptr::from_mut(&mut marker).cast(), STORAGE_CREATE)
     };
     if !stored.is_null() {
-        let tid = read_kernel::<u32>(task.cast(), offsets.task_struct_pid).unwrap_or(0);
+        let tid = read_kernel::<u32>(task.cast(), offset!(task_struct_pid)).unwrap_or(0);
         // SAFETY: `meta` is the kernel's, valid for this call.
         unsafe { bpf_seq_write((*meta).seq, core::ptr::from_ref(&tid).cast(), 4) };
     }
@@ -205,13 +204,12 @@ fn cgroup_profile(id: u64) -> Option<u32> {
 /// cgroup.
 #[inline(always)]
 fn cgroup_id(cgroup: *const u8) -> Option<u64> {
-    let offsets = kernel_offsets();
-    let root = read_kernel::<u64>(cgroup, offsets.cgroup_root)?;
-    if read_kernel::<i32>(root as *const u8, offsets.cgroup_root_hierarchy_id)? != 0 {
+    let root = read_kernel::<u64>(cgroup, offset!(cgroup_root))?;
+    if read_kernel::<i32>(root as *const u8, offset!(cgroup_root_hierarchy_id))? != 0 {
         return None;
     }
-    let kn = read_kernel::<u64>(cgroup, offsets.cgroup_kn)?;
-    read_kernel::<u64>(kn as *const u8, offsets.kernfs_node_id)
+    let kn = read_kernel::<u64>(cgroup, offset!(cgroup_kn))?;
+    read_kernel::<u64>(kn as *const u8, offset!(kernfs_node_id))
 }
 
 /// At exec, a process whose executable, cgroup or uid the policy names
@@ -224,8 +222,7 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
         return earlier_verdict;
     }
     let bprm: *const u8 = ctx.arg(0);
-    let offsets = kernel_offsets();
-    let program = read_kernel::<u64>(bprm, offsets.linux_binprm_file).unwrap_or(0) as *const u8;
+    let program = read_kernel::<u64>(bprm, offset!(linux_binprm_file)).unwrap_or(0) as *const u8;
     if let Some(subject) = current_mut() {
         // From here on it runs its own program, not the code of the parent
         // that moved it into its cgroup, nor `warrant run`'s.
@@ -256,7 +253,7 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
     }
     let mut found = None;
     if kinds & (1 << match_kind::EXE) != 0 {
-        let inode = read_kernel::<u64>(program, offsets.file_f_inode).unwrap_or(0) as *const u8;
+        let inode = read_kernel::<u64>(program, offset!(file_f_inode)).unwrap_or(0) as *const u8;
         if let Some(key) = files::inode_key(inode) {
             let key = MatchKey { kind: match_kind::EXE, _pad: 0, value: [key.dev, key.ino] };
             found = unsafe { MATCHES.get(&key) }.map(|p| (*p, match_kind::EXE));
@@ -267,8 +264,8 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
         found = cgroup_profile(id).map(|p| (p, match_kind::CGROUP));
     }
     if found.is_none() && kinds & (1 << match_kind::UID) != 0 {
-        let cred = read_kernel::<u64>(bprm, offsets.linux_binprm_cred).unwrap_or(0) as *const u8;
-        if let Some(uid) = read_kernel::<u32>(cred, offsets.cred_uid) {
+        let cred = read_kernel::<u64>(bprm, offset!(linux_binprm_cred)).unwrap_or(0) as *const u8;
+        if let Some(uid) = read_kernel::<u32>(cred, offset!(cred_uid)) {
             let key = MatchKey { kind: match_kind::UID, _pad: 0, value: [uid as u64, 0] };
             found = unsafe { MATCHES.get(&key) }.map(|p| (*p, match_kind::UID));
         }
@@ -292,22 +289,21 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
 /// root's code until its next exec, which ends the flag.
 #[inline(always)]
 fn spawned_executor(program: *const u8) -> u32 {
-    let offsets = kernel_offsets();
     let task = unsafe { bpf_get_current_task_btf() } as *const u8;
-    let forked = read_kernel::<u64>(task, offsets.task_struct_parent_exec_id);
-    if forked.is_none() || read_kernel::<u64>(task, offsets.task_struct_self_exec_id) != forked {
+    let forked = read_kernel::<u64>(task, offset!(task_struct_parent_exec_id));
+    if forked.is_none() || read_kernel::<u64>(task, offset!(task_struct_self_exec_id)) != forked {
         return 0;
     }
-    let parent = read_kernel::<u64>(task, offsets.task_struct_real_parent).unwrap_or(0) as *const u8;
-    if read_kernel::<u32>(parent, offsets.task_struct_tgid) != Some(1) {
+    let parent = read_kernel::<u64>(task, offset!(task_struct_real_parent)).unwrap_or(0) as *const u8;
+    if read_kernel::<u32>(parent, offset!(task_struct_tgid)) != Some(1) {
         return 0;
     }
-    let inode = read_kernel::<u64>(program, offsets.file_f_inode).unwrap_or(0) as *const u8;
-    if read_kernel::<u32>(inode, offsets.inode_i_nlink) != Some(1) {
+    let inode = read_kernel::<u64>(program, offset!(file_f_inode)).unwrap_or(0) as *const u8;
+    if read_kernel::<u32>(inode, offset!(inode_i_nlink)) != Some(1) {
         return 0;
     }
-    let dentry = read_kernel::<u64>(program, offsets.file_f_path_dentry).unwrap_or(0) as *const u8;
-    let name_at = read_kernel::<u64>(dentry, offsets.dentry_d_name_name).unwrap_or(0) as *const u8;
+    let dentry = read_kernel::<u64>(program, offset!(file_f_path_dentry)).unwrap_or(0) as *const u8;
+    let name_at = read_kernel::<u64>(dentry, offset!(dentry_d_name_name)).unwrap_or(0) as *const u8;
     // "systemd-executor" and its NUL; a name that short is inline in the
     // dentry, so 24 bytes are there to read.
     match read_kernel::<[u64; 3]>(name_at, 0) {
@@ -374,7 +370,7 @@ pub fn cgroup_attach_task(ctx: BtfTracePointContext) -> i32 {
     {
         // Until the daemon has marked its other threads and looked at what
         // it holds (see held.rs).
-        let tgid = read_kernel::<u32>(task.cast(), kernel_offsets().task_struct_tgid).unwrap_or(0);
+        let tgid = read_kernel::<u32>(task.cast(), offset!(task_struct_tgid)).unwrap_or(0);
         held::note_pickup(task.cast(), tgid, profile_id);
     }
     0
@@ -383,9 +379,8 @@ pub fn cgroup_attach_task(ctx: BtfTracePointContext) -> i32 {
 /// The `start_time` (CLOCK_MONOTONIC ns) of `task`'s thread group leader.
 #[inline(always)]
 pub fn leader_start(task: *const u8) -> Option<u64> {
-    let offsets = kernel_offsets();
-    let leader = read_kernel::<u64>(task, offsets.task_struct_group_leader)?;
-    read_kernel::<u64>(leader as *const u8, offsets.task_struct_start_time)
+    let leader = read_kernel::<u64>(task, offset!(task_struct_group_leader))?;
+    read_kernel::<u64>(leader as *const u8, offset!(task_struct_start_time))
 }
 
 /// [`subject_flag::MOVED_BY_PARENT`] if `task` is being moved by the
@@ -398,15 +393,14 @@ fn moved_by_unconfined_parent(task: *mut task_struct) -> u32 {
     if current().is_some() {
         return 0;
     }
-    let offsets = kernel_offsets();
     let task = task as *const u8;
-    let parent = read_kernel::<u64>(task, offsets.task_struct_real_parent).unwrap_or(0) as *const u8;
+    let parent = read_kernel::<u64>(task, offset!(task_struct_real_parent)).unwrap_or(0) as *const u8;
     let mover = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
-    if read_kernel::<u32>(parent, offsets.task_struct_tgid) != Some(mover) {
+    if read_kernel::<u32>(parent, offset!(task_struct_tgid)) != Some(mover) {
         return 0;
     }
-    let forked = read_kernel::<u64>(task, offsets.task_struct_parent_exec_id);
-    let unexeced = forked.is_some() && read_kernel::<u64>(task, offsets.task_struct_self_exec_id) == forked;
+    let forked = read_kernel::<u64>(task, offset!(task_struct_parent_exec_id));
+    let unexeced = forked.is_some() && read_kernel::<u64>(task, offset!(task_struct_self_exec_id)) == forked;
     if unexeced { subject_flag::MOVED_BY_PARENT } else { 0 }
 }
 
@@ -420,10 +414,9 @@ pub fn cgroup_mkdir(ctx: BtfTracePointContext) -> i32 {
     let Some(id) = cgroup_id(cgroup) else {
         return 0;
     };
-    let offsets = kernel_offsets();
-    let kn = read_kernel::<u64>(cgroup, offsets.cgroup_kn).unwrap_or(0) as *const u8;
-    let parent = read_kernel::<u64>(kn, offsets.kernfs_node_parent).unwrap_or(0) as *const u8;
-    let Some(parent_id) = read_kernel::<u64>(parent, offsets.kernfs_node_id) else {
+    let kn = read_kernel::<u64>(cgroup, offset!(cgroup_kn)).unwrap_or(0) as *const u8;
+    let parent = read_kernel::<u64>(kn, offset!(kernfs_node_parent)).unwrap_or(0) as *const u8;
+    let Some(parent_id) = read_kernel::<u64>(parent, offset!(kernfs_node_id)) else {
         return 0;
     };
     if let Some(profile_id) = cgroup_profile(parent_id).or_else(|| path_profile(path)) {
