@@ -287,13 +287,16 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     if inet && to_peer {
         // Read before the decision: a policy switched in between decides it again.
         let version = version_in_force();
-        let port = local::peer_to_decide(&subject, sock, socket, family, to_loopback);
+        // The peer decided on is the one noted: another thread's connect
+        // may change the socket's meanwhile.
+        let mut send = local::SendPeer { family, to_loopback, peer: (0, [0, 0]) };
+        let port = local::peer_to_decide(&subject, sock, socket, &mut send);
         if port != 0 {
             let verdict = local::decide_port(&subject, port);
             if verdict != 0 {
                 return verdict;
             }
-            local::note_peer(&subject, sock, socket, family, version);
+            local::note_peer(&subject, sock, socket, version, &send.peer);
         }
     }
     if address.is_null() {

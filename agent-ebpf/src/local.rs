@@ -55,26 +55,28 @@ pub fn decide_port(subject: &Subject, port: u16) -> i32 {
 /// send until one decides its port. The subject's own connect counts
 /// as that decision; a connection made before its holder became a
 /// subject, or handed over, is decided at its first send. This returns
-/// the port to decide (host order), or 0: no peer, decided already, or
-/// not the host's (noted as decided under the version in force). The
-/// caller decides (outside this frame: the decision's own calls are deep)
-/// and, if allowed, notes it with [`note_peer`].
+/// the port to decide (host order), with the peer it read in `send.peer`
+/// for [`note_peer`], or 0: no peer, decided already, or not the host's
+/// (noted as decided under the version in force). The caller decides
+/// (outside this frame: the decision's own calls are deep) and, if
+/// allowed, notes it with [`note_peer`].
 #[inline(never)]
-pub fn peer_to_decide(subject: &Subject, sock: *const u8, socket: *const u8, family: u16, to_loopback: bool) -> u16 {
+pub fn peer_to_decide(subject: &Subject, sock: *const u8, socket: *const u8, send: &mut SendPeer) -> u16 {
     // Read before the decision: a policy switched in between decides it again.
     let version = version_in_force();
-    let (port, peer) = peer_of(sock, family);
+    let (port, peer) = peer_of(sock, send.family);
     // No peer (not connected yet: TCP Fast Open's first send).
     if port == 0 {
         return 0;
     }
-    let Some(key) = ipc::socket_key(sock, socket) else {
-        return 0;
-    };
+    send.peer = (port, peer);
     // A device chosen after the connect (the route is looked up again), or
     // one the route it keeps was looked up with: to the host whatever the
     // address, unless the peer's port itself was decided.
-    let through_loopback = (to_loopback || kept_route_through_loopback(sock)) && is_v4(peer);
+    let through_loopback = (send.to_loopback || kept_route_through_loopback(sock)) && is_v4(peer);
+    let Some(key) = ipc::socket_key(sock, socket) else {
+        return if through_loopback || is_local(peer) { u16::from_be(port as u16) } else { 0 };
+    };
     if let Some(decided) = unsafe { CONNECTED_SOCKETS.get(&key) }
         && decided.profile_id == subject.profile_id
         && decided.policy_version == version
@@ -92,11 +94,20 @@ pub fn peer_to_decide(subject: &Subject, sock: *const u8, socket: *const u8, fam
     0
 }
 
-/// Notes `sock`'s present peer as decided on its port for `subject` under `version`.
+/// A send on a connected IPv4 or IPv6 socket, for [`peer_to_decide`]: the
+/// socket's family, whether the send goes through lo (see
+/// [`through_loopback`]), and the peer read (port 0: none).
+pub struct SendPeer {
+    pub family: u16,
+    pub to_loopback: bool,
+    pub peer: (u32, [u64; 2]),
+}
+
+/// Notes `peer`, the one [`peer_to_decide`] read (not the socket's
+/// present one), as decided on its port for `subject` under `version`.
 #[inline(never)]
-pub fn note_peer(subject: &Subject, sock: *const u8, socket: *const u8, family: u16, version: u64) {
-    let peer = peer_of(sock, family);
-    ipc::note_decided(subject, sock, socket, version, peer, DECIDED_ON_PORT);
+pub fn note_peer(subject: &Subject, sock: *const u8, socket: *const u8, version: u64, peer: &(u32, [u64; 2])) {
+    ipc::note_decided(subject, sock, socket, version, *peer, DECIDED_ON_PORT);
 }
 
 /// `sock`'s peer as CONNECTED_SOCKETS keeps it (port 0: none).
