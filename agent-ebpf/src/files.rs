@@ -65,7 +65,13 @@ pub fn inode_key(inode: *const u8) -> Option<FileKey> {
 /// `inode`'s key and tree, if it is protected.
 #[inline(always)]
 pub(crate) fn protected(inode: *const u8) -> Option<(FileKey, u32)> {
-    let (key, entry) = protected_entry(inode)?;
+    protected_key(inode_key(inode)?)
+}
+
+/// The key's tree, if it is protected.
+#[inline(always)]
+fn protected_key(key: FileKey) -> Option<(FileKey, u32)> {
+    let entry = unsafe { PROTECTED.get(&key) }?;
     (entry.flags & PROTECTED_ANCESTOR == 0).then_some((key, entry.tree))
 }
 
@@ -173,17 +179,62 @@ const NET_NAME: u32 = u32::from_le_bytes(*b"net\0");
 /// and .../net/br0/brif/eth1/priority four.
 const NET_ATTRIBUTE_DEPTH: usize = 5;
 
+/// What the checks of a subject's write read of its file, each read once
+/// (a write passes them all: a raw device, a cgroup file, a network
+/// device's attribute, a protected file, the mark). Unreadable: a null
+/// pointer, 0 or `None`, each check failing closed its own way.
+pub(crate) struct FileFacts {
+    pub inode: *const u8,
+    pub dentry: *const u8,
+    /// The magic of the superblock of `dentry` (the path's file system).
+    pub dentry_magic: u64,
+    /// The magic of the superblock of `inode` (the same one but on
+    /// overlayfs, whose files' inodes are the layer's).
+    pub inode_magic: Option<u64>,
+    pub mode: Option<u16>,
+    pub key: Option<FileKey>,
+}
+
+#[inline(always)]
+pub(crate) fn file_facts(file: *const u8) -> FileFacts {
+    let dentry = read_kernel::<u64>(file, offset!(file_f_path_dentry)).unwrap_or(0) as *const u8;
+    let dentry_sb = read_kernel::<u64>(dentry, offset!(dentry_d_sb));
+    let dentry_magic = dentry_sb.and_then(|sb| read_kernel::<u64>(sb as *const u8, offset!(super_block_s_magic)));
+    let inode = file_inode(file);
+    let inode_sb = read_kernel::<u64>(inode, offset!(inode_i_sb));
+    let inode_magic = match inode_sb {
+        Some(sb) if Some(sb) == dentry_sb => dentry_magic,
+        Some(sb) => read_kernel::<u64>(sb as *const u8, offset!(super_block_s_magic)),
+        None => None,
+    };
+    let key = match (inode.is_null(), inode_sb) {
+        (false, Some(sb)) => read_kernel::<u64>(inode, offset!(inode_i_ino)).and_then(|ino| {
+            let dev = read_kernel::<u32>(sb as *const u8, offset!(super_block_s_dev))?;
+            Some(FileKey { dev: dev as u64, ino })
+        }),
+        _ => None,
+    };
+    FileFacts {
+        inode,
+        dentry,
+        dentry_magic: dentry_magic.unwrap_or(0),
+        inode_magic,
+        mode: read_kernel::<u16>(inode, offset!(inode_i_mode)),
+        key,
+    }
+}
+
 /// Whether `file` is a sysfs attribute of a network device or of the net
 /// class (what `/sys/class/net` shows): writing one changes the link as
 /// RTM_SETLINK would (flags, MTU, group, carrier), makes or enslaves bonds,
 /// sets a bridge's STP or VLAN filtering. Unreadable counts as one.
 #[inline(always)]
-fn is_network_device_attribute(file: *const u8) -> bool {
-    let Some(dentry) = read_kernel::<u64>(file, offset!(file_f_path_dentry)) else {
+fn is_network_device_attribute(facts: &FileFacts) -> bool {
+    if facts.dentry.is_null() {
         return true;
-    };
-    let mut at = dentry as *const u8;
-    if selfprotect::dentry_magic(at) != SYSFS_MAGIC {
+    }
+    let mut at = facts.dentry;
+    if facts.dentry_magic != SYSFS_MAGIC {
         return false;
     }
     for _ in 0..NET_ATTRIBUTE_DEPTH {
@@ -208,16 +259,18 @@ fn is_network_device_attribute(file: *const u8) -> bool {
 /// wherever and whenever root mounted it: one mounted after the last
 /// apply has no inodes in PROTECTED.
 #[inline(always)]
-fn protected_file(file: *const u8) -> Option<(FileKey, u32)> {
-    let dentry = read_kernel::<u64>(file, offset!(file_f_path_dentry))? as *const u8;
-    match selfprotect::dentry_magic(dentry) {
+fn protected_file(facts: &FileFacts) -> Option<(FileKey, u32)> {
+    if facts.dentry.is_null() {
+        return None;
+    }
+    match facts.dentry_magic {
         // First: an entry left by an earlier mount's inode is not its tree.
         BINFMTFS_MAGIC => {
             let tree = unsafe { PROC_TREES.get(&proc_path::BINFMT_MISC) }?;
             Some((FileKey { dev: 0, ino: proc_path::BINFMT_MISC }, *tree))
         }
-        PROC_SUPER_MAGIC => protected(file_inode(file)).or_else(|| proc_target(dentry)),
-        _ => protected(file_inode(file)),
+        PROC_SUPER_MAGIC => facts.key.and_then(protected_key).or_else(|| proc_target(facts.dentry)),
+        _ => facts.key.and_then(protected_key),
     }
 }
 
@@ -260,17 +313,17 @@ fn is_writable_file(file: *const u8) -> bool {
 /// A write through `file` by a subject: decided unless the subject was
 /// already allowed to open this very file for writing.
 #[inline(always)]
-fn check_write_through(subject: &Subject, file: *const u8) -> i32 {
+fn check_write_through(subject: &Subject, file: *const u8, facts: &FileFacts) -> i32 {
     // An fd opened before the subject was one (or handed over) is refused
     // here what `file_open` refuses a subject.
-    let verdict = refuse_raw_or_cgroup(subject, file, file_inode(file));
+    let verdict = refuse_raw_or_cgroup(subject, file, facts);
     if verdict != 0 {
         return verdict;
     }
-    if is_network_device_attribute(file) {
+    if is_network_device_attribute(facts) {
         return crate::policy::decide_action(subject, action::NET_LINK_SET, 0, 0, [0, 0]);
     }
-    let Some((key, tree)) = protected_file(file) else {
+    let Some((key, tree)) = protected_file(facts) else {
         return 0;
     };
     if is_writable_file(file) {
@@ -287,8 +340,9 @@ fn check_write_through(subject: &Subject, file: *const u8) -> i32 {
 /// when its unconfined parent moved it there (see
 /// `selfprotect::may_write_own_procs`).
 #[inline(always)]
-fn refuse_raw_or_cgroup(subject: &Subject, file: *const u8, inode: *const u8) -> i32 {
-    let file_type = read_kernel::<u16>(inode, offset!(inode_i_mode)).unwrap_or(S_IFBLK) & S_IFMT;
+fn refuse_raw_or_cgroup(subject: &Subject, file: *const u8, facts: &FileFacts) -> i32 {
+    let inode = facts.inode;
+    let file_type = facts.mode.unwrap_or(S_IFBLK) & S_IFMT;
     let device = if file_type == S_IFCHR { read_kernel::<u32>(inode, offset!(inode_i_rdev)) } else { Some(0) };
     let scsi_generic = device.is_none_or(|rdev| major(rdev) == SCSI_GENERIC_MAJOR);
     if file_type == S_IFBLK || scsi_generic {
@@ -300,7 +354,9 @@ fn refuse_raw_or_cgroup(subject: &Subject, file: *const u8, inode: *const u8) ->
     if device.is_some_and(|rdev| major(rdev) == INPUT_MAJOR || rdev == UINPUT_DEVICE) {
         return selfprotect::refuse(subject, action::SELF_TTY);
     }
-    if selfprotect::is_cgroup_control(file, inode) && !selfprotect::may_write_own_procs(subject, file, inode) {
+    if selfprotect::is_cgroup_control_at(facts.inode_magic, facts.dentry)
+        && !selfprotect::may_write_own_procs(subject, file, inode)
+    {
         return selfprotect::refuse(subject, action::SELF_CGROUP);
     }
     0
@@ -317,39 +373,39 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     };
     let file: *const u8 = ctx.arg(0);
     let mode = read_kernel::<u32>(file, offset!(file_f_mode)).unwrap_or(FMODE_WRITE);
+    let facts = file_facts(file);
     if mode & FMODE_WRITE == 0 {
         // Warrant's own files are not a subject's to read either: the state
         // directory holds the audit checkpoint key and the content digest key.
-        return match protected_file(file) {
+        return match protected_file(&facts) {
             Some((_, SELF_TREE)) => selfprotect::refuse(&subject, action::SELF_FILES),
             _ => 0,
         };
     }
-    let inode = file_inode(file);
-    let refused = refuse_raw_or_cgroup(&subject, file, inode);
+    let inode = facts.inode;
+    let refused = refuse_raw_or_cgroup(&subject, file, &facts);
     if refused != 0 {
         return refused;
     }
     if of_the_daemons_process(file, inode) {
         return selfprotect::refuse(&subject, action::SELF_PTRACE);
     }
-    if is_network_device_attribute(file) {
+    if is_network_device_attribute(&facts) {
         return crate::policy::decide_action(&subject, action::NET_LINK_SET, 0, 0, [0, 0]);
     }
-    let Some((key, tree)) = protected_file(file) else {
-        return marks::note_write(&subject, inode);
+    let Some((key, tree)) = protected_file(&facts) else {
+        return marks::note_write_of(&subject, &facts);
     };
     // The open that made the file by a warrant: its writes go with the
     // create the warrant allowed. (An O_TMPFILE's open made no name, and
     // passed no create hook.)
-    let dentry = read_kernel::<u64>(file, offset!(file_f_path_dentry)).unwrap_or(0) as *const u8;
     let made_here = mode & FMODE_CREATED != 0
         && read_kernel::<u32>(inode, offset!(inode_i_nlink)).unwrap_or(0) > 0
-        && names::created_by_warrant(dentry);
+        && names::created_by_warrant(facts.dentry);
     let verdict = if made_here { 0 } else { decide_file(&subject, action::FILE_WRITE, key, tree) };
     // Remember the allowed open so its writes (and an O_TRUNC) are not charged again.
     if verdict == 0 {
-        let marked = marks::note_write(&subject, inode);
+        let marked = marks::note_write_of(&subject, &facts);
         if marked != 0 {
             return marked;
         }
@@ -377,11 +433,12 @@ pub fn file_permission(ctx: LsmContext) -> i32 {
         return 0;
     };
     let file: *const u8 = ctx.arg(0);
-    let verdict = check_write_through(&subject, file);
+    let facts = file_facts(file);
+    let verdict = check_write_through(&subject, file, &facts);
     if verdict != 0 {
         return verdict;
     }
-    marks::note_write(&subject, file_inode(file))
+    marks::note_write_of(&subject, &facts)
 }
 
 #[lsm(hook = "mmap_file")]
@@ -432,11 +489,12 @@ fn write_mapping(file: *const u8) -> i32 {
     let Some(subject) = subjects::current() else {
         return 0;
     };
-    let verdict = check_write_through(&subject, file);
+    let facts = file_facts(file);
+    let verdict = check_write_through(&subject, file, &facts);
     if verdict != 0 {
         return verdict;
     }
-    marks::note_write(&subject, file_inode(file))
+    marks::note_write_of(&subject, &facts)
 }
 
 /// `file_mprotect(vma, reqprot, prot)`: a shared mapping made writable

@@ -62,7 +62,22 @@ pub fn note_write(subject: &Subject, inode: *const u8) -> i32 {
     if file_type != S_IFREG {
         return 0;
     }
-    let (Some(key), Some(generation)) = (files::inode_key(inode), generation(inode)) else {
+    note_key(subject, inode, files::inode_key(inode))
+}
+
+/// [`note_write`] with what the write's checks read already.
+#[inline(always)]
+pub fn note_write_of(subject: &Subject, facts: &files::FileFacts) -> i32 {
+    if facts.mode.unwrap_or(S_IFREG) & S_IFMT != S_IFREG {
+        return 0;
+    }
+    note_key(subject, facts.inode, facts.key)
+}
+
+/// Marks regular file `inode` (whose key is `key`) as written by `subject`.
+#[inline(always)]
+fn note_key(subject: &Subject, inode: *const u8, key: Option<FileKey>) -> i32 {
+    let (Some(key), Some(generation)) = (key, generation(inode)) else {
         return -ENOSPC;
     };
     let mark = Mark { profile_id: subject.profile_id, generation };

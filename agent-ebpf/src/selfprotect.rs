@@ -10,7 +10,7 @@
 //! - loading kernel modules or kexec images.
 //! - SIGIO-route signals (F_SETOWN + F_SETSIG) to the daemon, from anyone.
 //! - TIOCSTI and TIOCLINUX on any terminal.
-//! - writing cgroup control files (files.rs asks [`is_cgroup_control`]),
+//! - writing cgroup control files (files.rs asks [`is_cgroup_control_at`]),
 //!   but for one: the `cgroup.procs` of its own cgroup, while it still runs
 //!   the code of the unconfined parent that moved it there
 //!   ([`may_write_own_procs`]).
@@ -460,23 +460,21 @@ pub fn kernel_load_data(ctx: LsmContext) -> i32 {
 const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
 const CGROUP_SUPER_MAGIC: u64 = 0x0027_e0eb;
 
-/// Whether `file` (being opened for writing) is a cgroup control file: any
+/// Whether a file (being opened for writing) is a cgroup control file, by
+/// its inode's superblock magic and its dentry (see `files::FileFacts`): any
 /// file of cgroup v1, or a `cgroup.*` file of cgroup v2 (procs, threads,
 /// freeze, kill, subtree_control, ...). Writing one moves, freezes or
 /// kills processes other than the writer, the daemon among them. Resource
 /// knobs (`memory.max`, ...) are not control files.
 #[inline(always)]
-pub fn is_cgroup_control(file: *const u8, inode: *const u8) -> bool {
-    let Some(sb) = read_kernel::<u64>(inode, offset!(inode_i_sb)) else {
-        return false;
-    };
-    match read_kernel::<u64>(sb as *const u8, offset!(super_block_s_magic)) {
+pub fn is_cgroup_control_at(inode_magic: Option<u64>, dentry: *const u8) -> bool {
+    match inode_magic {
         Some(CGROUP_SUPER_MAGIC) => true,
         Some(CGROUP2_SUPER_MAGIC) => {
-            let Some(dentry) = read_kernel::<u64>(file, offset!(file_f_path_dentry)) else {
+            if dentry.is_null() {
                 return true;
-            };
-            let Some(name_at) = read_kernel::<u64>(dentry as *const u8, offset!(dentry_d_name_name)) else {
+            }
+            let Some(name_at) = read_kernel::<u64>(dentry, offset!(dentry_d_name_name)) else {
                 return true;
             };
             // "cgroup." in the first seven bytes (little-endian word).
