@@ -195,8 +195,9 @@ pub(crate) struct FileFacts {
     pub key: Option<FileKey>,
 }
 
+/// `file`'s facts; its mode only if `with_mode` (a read's check needs none).
 #[inline(always)]
-pub(crate) fn file_facts(file: *const u8) -> FileFacts {
+pub(crate) fn file_facts(file: *const u8, with_mode: bool) -> FileFacts {
     let dentry = read_kernel::<u64>(file, offset!(file_f_path_dentry)).unwrap_or(0) as *const u8;
     let dentry_sb = read_kernel::<u64>(dentry, offset!(dentry_d_sb));
     let dentry_magic = dentry_sb.and_then(|sb| read_kernel::<u64>(sb as *const u8, offset!(super_block_s_magic)));
@@ -219,7 +220,7 @@ pub(crate) fn file_facts(file: *const u8) -> FileFacts {
         dentry,
         dentry_magic: dentry_magic.unwrap_or(0),
         inode_magic,
-        mode: read_kernel::<u16>(inode, offset!(inode_i_mode)),
+        mode: if with_mode { read_kernel::<u16>(inode, offset!(inode_i_mode)) } else { None },
         key,
     }
 }
@@ -373,7 +374,7 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     };
     let file: *const u8 = ctx.arg(0);
     let mode = read_kernel::<u32>(file, offset!(file_f_mode)).unwrap_or(FMODE_WRITE);
-    let facts = file_facts(file);
+    let facts = file_facts(file, mode & FMODE_WRITE != 0);
     if mode & FMODE_WRITE == 0 {
         // Warrant's own files are not a subject's to read either: the state
         // directory holds the audit checkpoint key and the content digest key.
@@ -433,7 +434,7 @@ pub fn file_permission(ctx: LsmContext) -> i32 {
         return 0;
     };
     let file: *const u8 = ctx.arg(0);
-    let facts = file_facts(file);
+    let facts = file_facts(file, true);
     let verdict = check_write_through(&subject, file, &facts);
     if verdict != 0 {
         return verdict;
@@ -489,7 +490,7 @@ fn write_mapping(file: *const u8) -> i32 {
     let Some(subject) = subjects::current() else {
         return 0;
     };
-    let facts = file_facts(file);
+    let facts = file_facts(file, true);
     let verdict = check_write_through(&subject, file, &facts);
     if verdict != 0 {
         return verdict;
