@@ -319,9 +319,12 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
 /// compiled with; and a volatile read of the whole struct loads every field
 /// (85 loads at every use, each on the verifier's paths too).
 macro_rules! offset {
-    ($field:ident) => {
-        unsafe { core::ptr::read_volatile(&raw const $crate::maps::KERNEL_OFFSETS.$field) }
-    };
+    // A use inside an `unsafe` block would otherwise warn of this one.
+    ($field:ident) => {{
+        #[allow(unused_unsafe)]
+        let value = unsafe { core::ptr::read_volatile(&raw const $crate::maps::KERNEL_OFFSETS.$field) };
+        value
+    }};
 }
 pub(crate) use offset;
 

@@ -46,7 +46,8 @@ fn run_in_vm(options: &Options) -> Result<String> {
     let q = |p: &std::path::Path| shell_quote(&p.to_string_lossy());
     let workloads: String = options.workloads.iter().map(|w| format!(" --workload {}", shell_quote(w))).collect();
     let script = format!(
-        "{mounts}\nuname -r > {rw}/kernel\n{bench} run --warrant {warrant} --repo {repo} --rounds {rounds}{workloads} > {rw}/raw.jsonl\n",
+        "{mounts}\nuname -r > {rw}/kernel\n{bench} run --warrant {warrant} --repo {repo} --rounds {rounds}{workloads} > {rw}/raw.jsonl\n\
+         status=$?\ncp /run/warrant-bench/daemon.log /run/warrant-bench/daemon.err {rw}/ 2>/dev/null\nexit $status\n",
         mounts = vm::GUEST_MOUNTS,
         rw = q(&rwdir),
         bench = q(&bench),
@@ -56,7 +57,10 @@ fn run_in_vm(options: &Options) -> Result<String> {
     );
     let status = vm::run_in_vm(&script, &rwdir, options.kernel)?;
     if !status.success() {
-        bail!("warrant-bench failed in the VM ({status}); its output is above, its daemon's log in the guest's /run");
+        bail!(
+            "warrant-bench failed in the VM ({status}); its output is above, its daemon's log in {}",
+            rwdir.display()
+        );
     }
     let kernel = std::fs::read_to_string(rwdir.join("kernel")).unwrap_or_default();
     println!(

@@ -29,8 +29,10 @@ use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
 mod checkpoint;
+mod fields;
 use checkpoint::signed_note;
 pub use checkpoint::{Checkpoint, checkpoint_path, read_checkpoint};
+pub use fields::Fields;
 
 #[derive(Debug, Error)]
 pub enum AuditError {
@@ -76,13 +78,15 @@ fn record_hash(record: &Map<String, Value>) -> String {
 /// the record without `hash` (keys sorted, compact: [`record_hash`]), and
 /// the line is those bytes with `"hash":"..."` put in at its key's sorted
 /// place, as serialising the record with its hash would write it.
-fn hashed_line(record: &Map<String, Value>) -> (Vec<u8>, String) {
+/// `record`: the fields sorted by key ([`Fields::sorted`]).
+fn hashed_line(record: &[(impl AsRef<str>, Value)]) -> (Vec<u8>, String) {
     let mut body = Vec::with_capacity(512);
     body.push(b'{');
     // Where the hash goes: before the first key that sorts after "hash".
     let mut before = None;
     for (index, (key, value)) in record.iter().enumerate() {
-        if before.is_none() && key.as_str() > "hash" {
+        let key = key.as_ref();
+        if before.is_none() && key > "hash" {
             before = Some((body.len(), index));
         }
         if index > 0 {
@@ -207,9 +211,8 @@ impl AuditLog {
             torn: false,
         };
         if torn > 0 {
-            let mut record = Map::new();
-            record.insert("kind".into(), "audit.torn_tail".into());
-            record.insert("dropped_bytes".into(), torn.into());
+            let mut record = Fields::new();
+            record.set("kind", "audit.torn_tail").set("dropped_bytes", torn);
             log.append(record)?;
         }
         Ok(log)
@@ -221,7 +224,8 @@ impl AuditLog {
     }
 
     /// Appends one record; returns its sequence number (the event id).
-    pub fn append(&mut self, mut record: Map<String, Value>) -> Result<u64, AuditError> {
+    pub fn append(&mut self, record: impl Into<Fields>) -> Result<u64, AuditError> {
+        let mut record = record.into();
         // A write cut short (a full disk) would leave part of a line in the
         // chain, with the next record after it: cut back to the last whole
         // line, then or, if that fails too, before the next write.
@@ -233,9 +237,8 @@ impl AuditLog {
             self.rotate()?;
         }
         let seq = self.seq + 1;
-        record.insert("seq".into(), seq.into());
-        record.insert("prev".into(), self.prev.clone().into());
-        let (line, hash) = hashed_line(&record);
+        record.set("seq", seq).set("prev", self.prev.as_str());
+        let (line, hash) = hashed_line(&record.sorted());
         if let Err(e) = self.file.write_all(&line) {
             self.torn = self.file.set_len(self.written).is_err();
             return Err(io_error(&self.path)(e));
@@ -508,10 +511,18 @@ mod tests {
             serde_json::json!({"z": "x"}),
             serde_json::json!({"kind": "t", "exe": "/bin/\"q\"\n", "seq": 3, "host": "h", "nested": {"k": [1, 2]}}),
             serde_json::json!({"hasg": 1, "hash0": 2, "h": 3, "\u{e9}": "\u{1f600}"}),
+            serde_json::json!({"time": 1_700_000_000u64, "kind": "decision", "host": "h", "pid": 7, "rule": null,
+                "exe": "/tmp/\u{1b}[31m\u{0}\t", "mode": "enforce", "rate_limited": true, "Z": -1, "_": 0.5,
+                "warrant_unusable": {"why": "expired", "warrant_id": null}, "seq": 9, "prev": GENESIS}),
         ];
         for record in records {
             let Value::Object(record) = record else { unreachable!() };
-            let (line, hash) = hashed_line(&record);
+            // Fields set in another order than the map's.
+            let mut fields = Fields::new();
+            for (key, value) in record.iter().rev() {
+                fields.set(key.clone(), value.clone());
+            }
+            let (line, hash) = hashed_line(&fields.sorted());
             assert_eq!(hash, record_hash(&record));
             let mut with_hash = record.clone();
             with_hash.insert("hash".into(), hash.into());

@@ -146,17 +146,25 @@ impl State {
         // A short-lived process may be gone before its event is read.
         let exe = if exe == "?" { format!("? (exited; comm {comm})") } else { exe };
         let verdict_text = verdict_name(event.verdict);
-        let mut fields = json!({
-            "pid": event.tgid, "tid": event.tid, "uid": event.uid, "exe": exe, "comm": comm,
-            "profile": profile, "action": action_name, "target": target,
-            "tier": tier_name(event.tier), "verdict": verdict_text, "rule": rule,
-            "policy_version": event.policy_version,
-            "message": format!("{}/{}", event.msg_index + 1, event.msg_count),
-            "mode": if profile_mode == Some(mode::AUDIT) { "audit" } else { "enforce" },
-        });
+        let mut fields = Fields::new();
+        fields
+            .set("pid", event.tgid)
+            .set("tid", event.tid)
+            .set("uid", event.uid)
+            .set("exe", exe.as_str())
+            .set("comm", comm.as_str())
+            .set("profile", profile.as_str())
+            .set("action", action_name)
+            .set("target", target.as_str())
+            .set("tier", tier_name(event.tier))
+            .set("verdict", verdict_text)
+            .set("rule", rule)
+            .set("policy_version", event.policy_version)
+            .set("message", format!("{}/{}", event.msg_index + 1, event.msg_count))
+            .set("mode", if profile_mode == Some(mode::AUDIT) { "audit" } else { "enforce" });
         if decided_under.is_none() {
             // Older than the versions kept: no rule text rather than another's.
-            fields["policy_known"] = false.into();
+            fields.set("policy_known", false);
         }
         // An `allow` rule decided in the approve tier: its rate was used up.
         let allow_rule = decided_under.and_then(|p| p.rule_names.get(event.rule_index as usize));
@@ -164,7 +172,7 @@ impl State {
             && !action::is_self_protection(event.action)
             && allow_rule.is_some_and(|(_, r)| r.tier == policy::Tier::Allow)
         {
-            fields["rate_limited"] = json!(true);
+            fields.set("rate_limited", true);
         }
         *self.counters.entry(verdict_text.to_owned()).or_default() += 1;
         *self.decision_counts.entry((verdict_text.to_owned(), action_name.to_owned(), profile.clone())).or_default() +=
@@ -172,8 +180,8 @@ impl State {
         if event.warrant_index != NO_WARRANT
             && let Some(w) = self.warrants.get(&event.warrant_index)
         {
-            fields["warrant_id"] = w.approval.id.clone().into();
-            fields["approver"] = w.approval.approver.clone().into();
+            fields.set("warrant_id", w.approval.id.as_str());
+            fields.set("approver", w.approval.approver.as_str());
         }
         if event.verdict == verdict::ALLOWED_BY_WARRANT && event.warrant_index != NO_WARRANT {
             self.note_warrant_use(event.warrant_index);
@@ -181,15 +189,15 @@ impl State {
         let content_digest = requests::digest_text(event.content_digest);
         let rendering = self.rule_contents.get(&event.content_digest).cloned().filter(|_| content_digest.is_some());
         if let Some(digest) = &content_digest {
-            fields["content_digest"] = digest.clone().into();
+            fields.set("content_digest", digest.as_str());
         }
         if let Some(text) = &rendering {
-            fields["content"] = text.clone().into();
+            fields.set("content", text.as_str());
         }
         if event.verdict == verdict::DENIED_NEEDS_WARRANT
             && let Some(why) = self.unusable_warrant(event)
         {
-            fields["warrant_unusable"] = why;
+            fields.set("warrant_unusable", why);
         }
         if event.verdict == verdict::DENIED_NEEDS_WARRANT && event.action != 0 {
             let id = requests::request_id(&profile, action_name, &target, content_digest.as_deref());
@@ -197,7 +205,7 @@ impl State {
             if !requests::exists(&self.config.state_dir, &id)
                 && let Err(dropped) = self.request_gate.admit_new(&profile, requests_per_minute, now_unix())
             {
-                fields["request_dropped"] = dropped.to_string().into();
+                fields.set("request_dropped", dropped.to_string());
                 self.record_decision(&profile, event.verdict, fields);
                 return;
             }
@@ -221,7 +229,7 @@ impl State {
             };
             match requests::record(&self.config.state_dir, request) {
                 Ok(saved) => {
-                    fields["request"] = id.into();
+                    fields.set("request", id);
                     if saved.attempts == 1 {
                         self.request_gate.queue_notify(saved);
                     }
@@ -257,13 +265,13 @@ impl State {
 
     /// Writes a decision record; a denial is also kept for its profile's
     /// `warrant why`.
-    pub(super) fn record_decision(&mut self, profile: &str, verdict_value: u32, fields: Value) {
+    pub(super) fn record_decision(&mut self, profile: &str, verdict_value: u32, fields: Fields) {
         let denied = matches!(
             verdict_value,
             verdict::DENIED | verdict::DENIED_NEEDS_WARRANT | verdict::BATCH_DENIED | verdict::UNPARSEABLE
         );
-        let view = denied.then(|| query::Denial::of_record(&fields));
-        let seq = self.record("decision", fields);
+        let view = denied.then(|| query::Denial::of_record(&fields.to_value()));
+        let seq = self.record_fields("decision", fields);
         if let Some(view) = view {
             self.recent_denials.note(profile, query::Denial { seq, time: now_unix(), ..view });
         }

@@ -18,7 +18,7 @@ use std::{
 };
 
 use ed25519_dalek::SigningKey;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, unix::AsyncFd},
     net::{UnixListener, UnixStream},
@@ -31,7 +31,7 @@ use warrant_common::{
 
 use crate::{
     approval::{self, Approval},
-    audit::AuditLog,
+    audit::{AuditLog, Fields},
     config::Config,
     control::{Request, Response},
     durable::write_atomic,
@@ -315,14 +315,17 @@ impl State {
     }
 
     fn record(&mut self, kind: &str, fields: Value) -> u64 {
-        let mut record = Map::new();
-        record.insert("time".into(), now_unix().into());
-        record.insert("kind".into(), kind.into());
-        record.insert("host".into(), self.host.clone().into());
-        if let Value::Object(fields) = fields {
-            record.extend(fields);
-        }
-        let appended = self.audit.append(record);
+        self.record_fields(kind, Fields::from_value(fields))
+    }
+
+    /// Writes record `kind` with `fields` (which may set `time`, `kind` or
+    /// `host` themselves); returns its sequence number, 0 if not written.
+    fn record_fields(&mut self, kind: &str, mut fields: Fields) -> u64 {
+        fields
+            .set_if_absent("time", || now_unix().into())
+            .set_if_absent("kind", || kind.into())
+            .set_if_absent("host", || self.host.clone().into());
+        let appended = self.audit.append(fields);
         if self.audit.rotated {
             // The new file is a new inode: protect it like the one before.
             self.audit.rotated = false;
