@@ -1,6 +1,6 @@
 //! What the programs send the daemon over the EVENTS ring.
 
-use crate::NAME_LEN;
+use crate::{FileKey, NAME_LEN};
 
 /// One decision, sent to the daemon over the EVENTS ring buffer.
 #[repr(C)]
@@ -12,6 +12,11 @@ pub struct Event {
     /// Digest of the message's content (an nft rule's expressions), 0 when
     /// the action has none.
     pub content_digest: u64,
+    /// The executable the process ran at the decision (its inode, as
+    /// PROTECTED keys inodes); zero when unreadable. The daemon names the
+    /// executable by it, not by whatever the process runs when it reads
+    /// the event.
+    pub exe: FileKey,
     pub tgid: u32,
     pub tid: u32,
     pub uid: u32,
@@ -33,7 +38,7 @@ pub struct Event {
     pub table: [u8; NAME_LEN],
     pub object: [u8; NAME_LEN],
 }
-const _: () = assert!(core::mem::size_of::<Event>() == 72 + 16 + 2 * NAME_LEN);
+const _: () = assert!(core::mem::size_of::<Event>() == 88 + 16 + 2 * NAME_LEN);
 
 /// `Event::warrant_index` when no warrant was involved.
 pub const NO_WARRANT: u32 = u32::MAX;

@@ -191,5 +191,9 @@ pub struct KernelOffsets {
     pub sock_sk_dst_cache: u32,
     /// `struct dst_entry, dev` (pointer; in an anonymous union from 6.13).
     pub dst_entry_dev: u32,
+    /// `struct task_struct, mm` (pointer; NULL for kernel threads).
+    pub task_struct_mm: u32,
+    /// `struct mm_struct, exe_file` (pointer): the executable the process runs.
+    pub mm_struct_exe_file: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 340);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 348);

@@ -312,6 +312,8 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     task_struct_pid_links: 0,
     sock_sk_dst_cache: 0,
     dst_entry_dev: 0,
+    task_struct_mm: 0,
+    mm_struct_exe_file: 0,
 };
 
 /// One field of [`KERNEL_OFFSETS`], read on its own and volatile: the

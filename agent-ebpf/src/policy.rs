@@ -197,6 +197,21 @@ pub fn read_kernel<T: Default>(base: *const u8, offset: u32) -> Option<T> {
     (rc == 0).then_some(value)
 }
 
+/// [`read_kernel`], zero where unreadable (the helper zeroes what it could
+/// not read): no branch for the verifier to follow.
+#[inline(always)]
+pub fn read_kernel_or_zero<T: Default>(base: *const u8, offset: u32) -> T {
+    let mut value = T::default();
+    unsafe {
+        bpf_probe_read_kernel(
+            core::ptr::from_mut(&mut value).cast(),
+            core::mem::size_of::<T>() as u32,
+            base.add(offset as usize).cast(),
+        )
+    };
+    value
+}
+
 /// Runs `step(0)`, `step(1)`, ... up to `times` steps, until one returns
 /// false, in a `bpf_loop`: the verifier checks the step once, whatever
 /// `times` is. State carried from step to step belongs in map memory.
@@ -236,6 +251,7 @@ pub fn emit_events<const N: usize>(subject: &Subject, scratch: &BatchScratch<N>)
             (*event).boot_ns = now;
             (*event).policy_version = policy_version;
             (*event).content_digest = message.content_digest;
+            crate::files::write_current_exe(&raw mut (*event).exe);
             (*event).tgid = (pid_tgid >> 32) as u32;
             (*event).tid = pid_tgid as u32;
             (*event).uid = uid;

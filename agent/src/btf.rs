@@ -331,6 +331,8 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         task_struct_pid_links: btf.member_offset("task_struct", "pid_links")?,
         sock_sk_dst_cache: btf.member_offset("sock", "sk_dst_cache")?,
         dst_entry_dev: btf.member_offset("dst_entry", "dev")?,
+        task_struct_mm: btf.member_offset("task_struct", "mm")?,
+        mm_struct_exe_file: btf.member_offset("mm_struct", "exe_file")?,
     })
 }
 

@@ -317,3 +317,76 @@ fn a_dead_event_reader_is_audited_and_ends_the_daemon() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// `dev ino` of the file `path` leads to, as the kernel keys inodes (the
+/// device of its mount's super block: the VM's /usr is an overlay).
+fn kernel_inode(path: &str) -> String {
+    let key = warrant::protect::super_block_file_key(std::path::Path::new(path)).unwrap();
+    format!("{} {}", warrant::protect::dev_text(key.dev), key.ino)
+}
+
+/// Continues a stopped daemon when dropped, whatever the test did.
+struct Stopped(u32);
+
+impl Stopped {
+    fn daemon(pid: u32) -> Self {
+        assert!(std::process::Command::new("kill").args(["-STOP", &pid.to_string()]).status().unwrap().success());
+        Self(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").args(["-CONT", &self.0.to_string()]).status();
+    }
+}
+
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_decision_names_the_executable_the_kernel_decided() {
+    let d = daemon();
+    let python = std::fs::canonicalize("/usr/bin/python3").unwrap().display().to_string();
+    // A UDP connect to port 53 (allowed for every profile), then an exec
+    // of sleep; the daemon reads the decision while the process runs
+    // python, or (stopped meanwhile) only after the exec.
+    let script = "import os, socket, sys, time\n\
+                  open(sys.argv[1] + '.tmp', 'w').write(str(os.getpid())); os.rename(sys.argv[1] + '.tmp', sys.argv[1])\n\
+                  while not os.path.exists(sys.argv[1] + '.go'): time.sleep(0.02)\n\
+                  s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.connect(('127.0.0.1', 53))\n\
+                  if sys.argv[2] == 'execs': os.execv('/bin/sleep', ['sleep', '60'])\n\
+                  else: time.sleep(60)\n";
+    for (run, exec) in [("stays", false), ("execs", true)] {
+        let pid_file = format!("/run/exe-name-{run}");
+        let go = format!("{pid_file}.go");
+        let _ = std::fs::remove_file(&pid_file);
+        let _ = std::fs::remove_file(&go);
+        let mark = d.audit_len();
+        // (`warrant run` registers with the daemon: stopped only after.)
+        let mut subject = harness::subject_command(&["python3", "-c", script, &pid_file, run]).spawn().unwrap();
+        let pid: u32 = harness::wait_for_file(std::path::Path::new(&pid_file)).trim().parse().unwrap();
+        let stopped = exec.then(|| Stopped::daemon(d.pid()));
+        std::fs::write(&go, "").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let expected = if exec { "sleep" } else { "python" };
+        while !std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p.display().to_string().contains(expected))
+        {
+            assert!(Instant::now() < deadline, "{run}: process {pid} never ran {expected}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The process runs sleep now, if it execs: the daemon reads its event.
+        drop(stopped);
+        let record = d.expect_record_where(mark, "the subject's loopback decision", |r| {
+            r["kind"] == "decision" && r["pid"] == pid && r["action"] == "ipc.loopback"
+        });
+        let _ = subject.kill();
+        let _ = subject.wait();
+        if exec {
+            // What /proc shows, and the inode the kernel decided: python's.
+            assert!(record["exe"].as_str().is_some_and(|exe| exe.contains("sleep")), "{record}");
+            assert_eq!(record["exe_inode"], kernel_inode(&python), "{record}");
+        } else {
+            assert_eq!(record["exe"], python.as_str(), "{record}");
+            assert!(record.get("exe_inode").is_none(), "the kernel's inode is not /proc's: {record}");
+        }
+    }
+}

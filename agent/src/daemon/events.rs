@@ -117,6 +117,8 @@ impl State {
         }
         let action_name = action::name(event.action).unwrap_or("unclassified");
         let target = self.describe_target(&event_key(event, 0));
+        let exe_name = self.exe_names.name(event.tgid, event.exe);
+        let exe = exe_name.path.unwrap_or_else(|| "?".into());
         let decided_under = self.policy_of_version(event.policy_version);
         let (profile, rule, profile_mode) = match decided_under {
             Some(p) => {
@@ -141,7 +143,6 @@ impl State {
         let requests_per_minute = decided_under
             .and_then(|p| p.policy.profiles.iter().find(|x| x.name == profile))
             .and_then(|x| x.requests_per_minute);
-        let exe = exe_of(event.tgid).unwrap_or_else(|| "?".into());
         let comm = comm_of(event);
         // A short-lived process may be gone before its event is read.
         let exe = if exe == "?" { format!("? (exited; comm {comm})") } else { exe };
@@ -162,6 +163,10 @@ impl State {
             .set("policy_version", event.policy_version)
             .set("message", format!("{}/{}", event.msg_index + 1, event.msg_count))
             .set("mode", if profile_mode == Some(mode::AUDIT) { "audit" } else { "enforce" });
+        let exe_inode = format!("{} {}", protect::dev_text(event.exe.dev), event.exe.ino);
+        if exe_name.other_than_decided {
+            fields.set("exe_inode", exe_inode.as_str());
+        }
         if decided_under.is_none() {
             // Older than the versions kept: no rule text rather than another's.
             fields.set("policy_known", false);
@@ -220,7 +225,11 @@ impl State {
                 attempts: 1,
                 pid: event.tgid,
                 uid: event.uid,
-                exe: exe.clone(),
+                // The approver reads this: say when it is not what was decided.
+                exe: match exe_name.other_than_decided {
+                    true => format!("{exe} (not the executable decided, inode {exe_inode}: it exec'd or exited since)"),
+                    false => exe.clone(),
+                },
                 comm: comm.clone(),
                 policy_version: event.policy_version,
                 content_digest,

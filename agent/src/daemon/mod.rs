@@ -52,6 +52,7 @@ mod addresses;
 mod asks;
 mod error;
 mod events;
+mod exe_names;
 mod housekeeping;
 mod marks;
 mod owner;
@@ -179,6 +180,8 @@ struct State {
     /// Paths of protected inodes already named in records, checked with one
     /// stat before use: what it saves is a walk of the tree per record.
     file_paths: HashMap<warrant_common::FileKey, PathBuf>,
+    /// Executables' paths, by process and inode, for decision records.
+    exe_names: exe_names::ExeNames,
     /// Limits new change requests; batches their notifications.
     request_gate: RequestGate,
     /// Each profile's latest denials, for `warrant why`.

@@ -71,6 +71,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         counters: BTreeMap::new(),
         decision_counts: metrics::DecisionCounts::new(),
         file_paths: HashMap::new(),
+        exe_names: exe_names::ExeNames::new(Path::new("/proc")),
         expiry_reported: false,
         host_key,
         last_checkpoint: (0, std::time::Instant::now()),
