@@ -44,18 +44,24 @@ impl State {
     }
 
     /// A path of protected inode `key` under `tree`: the one named last if
-    /// it still leads there, else found by walking the tree.
+    /// it still leads there, else found by walking the tree. Checked with
+    /// a stat once per drain of the event ring (a batch of events read in
+    /// one go), and at every other use.
     pub(super) fn path_of(&mut self, tree: &Path, key: warrant_common::FileKey) -> Option<PathBuf> {
-        if let Some(path) = self.file_paths.get(&key)
-            && protect::file_key(path) == Some(key)
-        {
-            return Some(path.clone());
+        if let Some((path, checked_in)) = self.file_paths.get_mut(&key) {
+            if self.draining.is_some() && *checked_in == self.draining {
+                return Some(path.clone());
+            }
+            if protect::file_key(path) == Some(key) {
+                *checked_in = self.draining;
+                return Some(path.clone());
+            }
         }
         let path = protect::find_path(tree, key)?;
         if self.file_paths.len() >= FILE_PATHS_KEPT {
             self.file_paths.clear();
         }
-        self.file_paths.insert(key, path.clone());
+        self.file_paths.insert(key, (path.clone(), self.draining));
         Some(path)
     }
 
@@ -380,6 +386,8 @@ impl State {
     /// reads it again after a restart: at least once), and one fdatasync
     /// covers the batch (a group commit, see `crate::audit`).
     pub(super) fn drain(&mut self, ring: &mut EventRing) -> usize {
+        self.drains += 1;
+        self.draining = Some(self.drains);
         self.audit.defer_sync();
         let mut drained = 0;
         while drained < DRAIN_BATCH
@@ -406,6 +414,7 @@ impl State {
             }
             drop(item);
         }
+        self.draining = None;
         self.sync_audit();
         drained
     }
