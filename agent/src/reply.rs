@@ -163,6 +163,10 @@ pub struct PolicyApplied {
     pub apply_ms: f64,
     /// Milliseconds per phase.
     pub apply_phases_ms: BTreeMap<String, f64>,
+    /// Inodes the kernel protects under it (its trees, the files Warrant
+    /// guards for every policy, Warrant's own).
+    #[serde(default)]
+    pub protected_inodes: usize,
 }
 
 /// `warrant install` (also the `warrant.installed` record).
@@ -310,6 +314,7 @@ mod tests {
                 profiles: Vec::new(),
                 apply_ms: 0.0,
                 apply_phases_ms: BTreeMap::new(),
+                protected_inodes: 0,
             }),
         ] {
             let wire = serde_json::to_value(&reply).unwrap();

@@ -146,8 +146,8 @@ impl Bench<'_> {
     }
 
     fn apply_policy(&self) -> Result<()> {
-        let (ms, phases) = self.sign_and_apply(&self.setup.repo.join("policies/bench.toml"))?;
-        emit(json!({"kind": "policy_apply", "rules": 3, "protected_files": 1, "ms": ms, "phases_ms": phases}));
+        let (ms, phases, inodes) = self.sign_and_apply(&self.setup.repo.join("policies/bench.toml"))?;
+        emit(json!({"kind": "policy_apply", "rules": 3, "protected_inodes": inodes, "ms": ms, "phases_ms": phases}));
         Ok(())
     }
 
@@ -444,10 +444,8 @@ impl Bench<'_> {
                 let _ = sleeper.kill();
                 let _ = sleeper.wait();
             }
-            let (ms, phases) = applied?;
-            // The bench's protected file is in every one of these policies.
-            let files = if protect_many { 10_001 } else { 1 };
-            emit(json!({"kind": "policy_apply", "rules": rules, "protected_files": files,
+            let (ms, phases, inodes) = applied?;
+            emit(json!({"kind": "policy_apply", "rules": rules, "protected_inodes": inodes,
                         "running_matched": running, "ms": ms, "phases_ms": phases}));
         }
         Ok(())
@@ -525,7 +523,9 @@ impl Bench<'_> {
 
     /// Signs `policy` with the demo security-team key and applies it;
     /// returns the apply time the daemon reports.
-    fn sign_and_apply(&self, policy: &Path) -> Result<(f64, serde_json::Value)> {
+    /// Signs and applies `policy`: the apply's ms, its phases and the
+    /// inodes protected under it, as the daemon reports them.
+    fn sign_and_apply(&self, policy: &Path) -> Result<(f64, serde_json::Value, u64)> {
         let key = self.setup.repo.join("policies/demo-keys/security-team.key");
         let stem = policy.file_stem().unwrap_or_default().to_string_lossy();
         let bundle = self.dir.join(format!("{stem}.bundle"));
@@ -533,8 +533,11 @@ impl Bench<'_> {
         self.warrant_ok(&["policy", "sign", &path(policy), "--key", &path(&key), "--out", &path(&bundle)])?;
         let out = self.warrant().args(["policy", "apply", &path(&bundle)]).output()?;
         let text = String::from_utf8_lossy(&out.stdout);
-        // `policy vN in force (applied in T ms: phase T, phase T, ...)`
-        let after = text.split("(applied in ").nth(1).unwrap_or_default();
+        // `policy vN in force (applied in T ms: phase T, phase T, ...)`,
+        // then `N inodes protected`.
+        let mut lines = text.lines();
+        let after = lines.next().unwrap_or_default().split("(applied in ").nth(1).unwrap_or_default();
+        let inodes = lines.next().and_then(|l| l.split(' ').next()?.parse::<u64>().ok());
         let ms = after.split(" ms").next().and_then(|t| t.parse::<f64>().ok());
         let phases: serde_json::Map<String, serde_json::Value> = after
             .split(": ")
@@ -548,8 +551,8 @@ impl Bench<'_> {
                 Some((name.to_owned(), json!(ms.parse::<f64>().ok()?)))
             })
             .collect();
-        match ms {
-            Some(ms) if out.status.success() => Ok((ms, phases.into())),
+        match (ms, inodes) {
+            (Some(ms), Some(inodes)) if out.status.success() => Ok((ms, phases.into(), inodes)),
             _ => bail!("applying {}: {}{}", policy.display(), text.trim(), String::from_utf8_lossy(&out.stderr).trim()),
         }
     }

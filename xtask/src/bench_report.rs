@@ -63,7 +63,7 @@ pub struct Raw {
     /// (offered rate, 0 = unpaced; opens done; records written; lost; seconds until the last record).
     pub audit: Vec<(u64, u64, u64, u64, f64)>,
     pub scalars: BTreeMap<String, f64>,
-    /// (rules, protected files, milliseconds the daemon took, by phase).
+    /// (rules, inodes protected, milliseconds the daemon took, by phase).
     pub applies: Vec<(u64, u64, f64, Value)>,
     pub program_costs: Vec<ProgramCost>,
 }
@@ -119,7 +119,9 @@ pub fn parse(output: &str) -> Result<Raw> {
                 {
                     p.insert("running_matched".into(), running.into());
                 }
-                raw.applies.push((num("rules")? as u64, num("protected_files")? as u64, num("ms")?, phases))
+                // Inodes the daemon protected; older output: the policy's own files.
+                let inodes = v["protected_inodes"].as_u64().or(v["protected_files"].as_u64());
+                raw.applies.push((num("rules")? as u64, inodes.context("no protected_inodes")?, num("ms")?, phases))
             }
             Some("warranted_rule") => _ = raw.scalars.insert("warranted rule end to end, ms".into(), num("ms")?),
             Some("toggle") => {
@@ -309,10 +311,11 @@ pub fn report(raw: &Raw) -> Report {
 
     let mut applies_json = Vec::new();
     if !raw.applies.is_empty() {
-        let _ = writeln!(table, "\n{:<18} {:>16} {:>12}  by phase, ms", "policy apply, rules", "protected files", "ms");
+        let _ =
+            writeln!(table, "\n{:<18} {:>16} {:>12}  by phase, ms", "policy apply, rules", "inodes protected", "ms");
     }
-    for (rules, files, ms, phases) in &raw.applies {
-        let (rules, files, ms) = (*rules, *files, *ms);
+    for (rules, inodes, ms, phases) in &raw.applies {
+        let (rules, inodes, ms) = (*rules, *inodes, *ms);
         let by_phase: Vec<String> = phases
             .as_object()
             .map(|p| p.iter().map(|(name, ms)| format!("{name} {:.0}", ms.as_f64().unwrap_or(0.0))).collect())
@@ -323,8 +326,8 @@ pub fn report(raw: &Raw) -> Report {
         } else {
             " "
         };
-        let _ = writeln!(table, "{rules:<18} {files:>16} {ms:>12.1}{mark} {}", by_phase.join(", "));
-        applies_json.push(json!({"rules": rules, "protected_files": files, "ms": ms, "phases_ms": phases}));
+        let _ = writeln!(table, "{rules:<18} {inodes:>16} {ms:>12.1}{mark} {}", by_phase.join(", "));
+        applies_json.push(json!({"rules": rules, "protected_inodes": inodes, "ms": ms, "phases_ms": phases}));
     }
 
     let _ = writeln!(table, "\ndaemon");
@@ -401,7 +404,7 @@ mod tests {
     /// Two rounds as warrant-bench prints them (shortened).
     const RECORDED: &str = r#"
 {"kind":"daemon_start","ms":12000.5}
-{"kind":"policy_apply","rules":1000,"protected_files":0,"ms":80.5,"phases_ms":{"verify":2.5,"pick_up":70.0}}
+{"kind":"policy_apply","rules":1000,"protected_inodes":660,"ms":80.5,"phases_ms":{"verify":2.5,"pick_up":70.0}}
 {"kind":"verifier","program":"sb_mount","instructions":67954}
 {"kind":"verifier","program":"file_open","instructions":17841}
 {"kind":"rss","when":"idle","kib":19000}

@@ -63,10 +63,11 @@ pub(crate) fn policy_command(command: PolicyCommand, config_path: Option<&Path>)
             let phases: Vec<String> =
                 applied.apply_phases_ms.iter().map(|(name, ms)| format!("{name} {ms:.1}")).collect();
             println!(
-                "policy v{} in force (applied in {:.1} ms: {})",
+                "policy v{} in force (applied in {:.1} ms: {})\n{} inodes protected",
                 applied.version,
                 applied.apply_ms,
-                phases.join(", ")
+                phases.join(", "),
+                applied.protected_inodes
             );
         }
     }

@@ -293,6 +293,7 @@ impl State {
         phase("record");
         self.pick_up(&staged.matches.entries);
         phase("pick_up");
+        let protected_inodes = staged.inodes.len();
         // What the walk of the trees, the staged maps and the pickups' reads
         // of /proc took is freed: give it back.
         drop(staged);
@@ -302,7 +303,7 @@ impl State {
         // running processes picked up: what `cargo xtask bench` reports.
         let apply_ms = started.elapsed().as_secs_f64() * 1e3;
         info!(version, apply_ms = apply_ms.round(), phases_ms = %serde_json::to_string(&phases).unwrap_or_default(), "policy applied");
-        Ok(reply::PolicyApplied { version, profiles, apply_ms, apply_phases_ms: phases })
+        Ok(reply::PolicyApplied { version, profiles, apply_ms, apply_phases_ms: phases, protected_inodes })
     }
 
     /// A bundle's payload and signers, if the trust chain verifies it. A new

@@ -18,7 +18,7 @@ use super::*;
 /// before any map changes: a refusal at this stage changes nothing.
 pub(super) struct KernelPolicy {
     version: u64,
-    inodes: HashMap<FileKey, ProtectedEntry>,
+    pub(super) inodes: HashMap<FileKey, ProtectedEntry>,
     trees: HashSet<u32>,
     proc_trees: HashMap<u64, u32>,
     pub(super) matches: subjects::Resolved,
