@@ -69,8 +69,9 @@ pub fn inode_key(inode: *const u8) -> Option<FileKey> {
 
 /// Writes the key of the inode of the executable the current process runs
 /// to `key`: zero where unreadable (a kernel thread has no `mm`). Written
-/// in place, field by field: a key on the stack pushed the deepest
-/// program's frames past the verifier's 512 bytes on 6.1.
+/// field by field into the event, read with no branch: a key returned by
+/// value and kept across the event loop pushed the deepest program's
+/// frames past the verifier's 512 bytes on 6.1 (`inode_rename`).
 #[inline(always)]
 pub fn write_current_exe(key: *mut FileKey) {
     let task = unsafe { bpf_get_current_task() } as *const u8;

@@ -51,7 +51,7 @@ pub fn dev_text(dev: u64) -> String {
 /// overlayfs, whose files report the device of the layer they come from:
 /// the mount's own device is read from /proc/self/mountinfo by mount id.
 pub fn super_block_file_key(path: &Path) -> Option<FileKey> {
-    let stat = stat_with_mount(path, false)?;
+    let stat = stat_with_mount(libc::AT_FDCWD, path, false)?;
     let mounted = stat.mount.and_then(|id| crate::marks::Mounts::current().device_of_mount(id));
     Some(FileKey { dev: mounted.unwrap_or(stat.key.dev), ino: stat.key.ino })
 }
@@ -63,15 +63,22 @@ pub struct MountedStat {
     pub mount: Option<u64>,
 }
 
-/// `path`'s [`MountedStat`], following a final symlink if `follow`.
-pub fn stat_with_mount(path: &Path, follow: bool) -> Option<MountedStat> {
+/// The [`MountedStat`] of `path` under directory `dir` (`AT_FDCWD`: the
+/// working directory), following a final symlink if `follow`; of `dir`
+/// itself for an empty path. The file system is not asked to refresh what
+/// it has (`AT_STATX_DONT_SYNC`): an inode and a mount do not change, and a
+/// stalled FUSE or NFS server does not stall the caller.
+pub fn stat_with_mount(dir: std::os::fd::RawFd, path: &Path, follow: bool) -> Option<MountedStat> {
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
     // SAFETY: statx writes into a zeroed struct of its own type.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    let flags = if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
+    let mut flags = libc::AT_STATX_DONT_SYNC | if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
+    if path.as_os_str().is_empty() {
+        flags |= libc::AT_EMPTY_PATH;
+    }
     let mask = libc::STATX_INO | libc::STATX_MNT_ID;
     // SAFETY: a NUL-terminated path and a valid out pointer.
-    if unsafe { libc::statx(libc::AT_FDCWD, c_path.as_ptr(), flags, mask, &mut stx) } != 0 {
+    if unsafe { libc::statx(dir, c_path.as_ptr(), flags, mask, &mut stx) } != 0 {
         return None;
     }
     let st_dev = libc::makedev(stx.stx_dev_major, stx.stx_dev_minor);

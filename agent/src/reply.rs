@@ -164,9 +164,9 @@ pub struct PolicyApplied {
     /// Milliseconds per phase.
     pub apply_phases_ms: BTreeMap<String, f64>,
     /// Inodes the kernel protects under it (its trees, the files Warrant
-    /// guards for every policy, Warrant's own).
+    /// guards for every policy, Warrant's own); None from an older daemon.
     #[serde(default)]
-    pub protected_inodes: usize,
+    pub protected_inodes: Option<usize>,
 }
 
 /// `warrant install` (also the `warrant.installed` record).
@@ -314,7 +314,7 @@ mod tests {
                 profiles: Vec::new(),
                 apply_ms: 0.0,
                 apply_phases_ms: BTreeMap::new(),
-                protected_inodes: 0,
+                protected_inodes: None,
             }),
         ] {
             let wire = serde_json::to_value(&reply).unwrap();

@@ -119,9 +119,7 @@ pub fn parse(output: &str) -> Result<Raw> {
                 {
                     p.insert("running_matched".into(), running.into());
                 }
-                // Inodes the daemon protected; older output: the policy's own files.
-                let inodes = v["protected_inodes"].as_u64().or(v["protected_files"].as_u64());
-                raw.applies.push((num("rules")? as u64, inodes.context("no protected_inodes")?, num("ms")?, phases))
+                raw.applies.push((num("rules")? as u64, num("protected_inodes")? as u64, num("ms")?, phases))
             }
             Some("warranted_rule") => _ = raw.scalars.insert("warranted rule end to end, ms".into(), num("ms")?),
             Some("toggle") => {

@@ -63,12 +63,14 @@ pub(crate) fn policy_command(command: PolicyCommand, config_path: Option<&Path>)
             let phases: Vec<String> =
                 applied.apply_phases_ms.iter().map(|(name, ms)| format!("{name} {ms:.1}")).collect();
             println!(
-                "policy v{} in force (applied in {:.1} ms: {})\n{} inodes protected",
+                "policy v{} in force (applied in {:.1} ms: {})",
                 applied.version,
                 applied.apply_ms,
-                phases.join(", "),
-                applied.protected_inodes
+                phases.join(", ")
             );
+            if let Some(inodes) = applied.protected_inodes {
+                println!("{inodes} inodes protected");
+            }
         }
     }
     Ok(())

@@ -46,14 +46,14 @@ impl State {
     /// A path of protected inode `key` under `tree`: the one named last if
     /// it still leads there, else found by walking the tree. Checked with
     /// a stat once per drain of the event ring (a batch of events read in
-    /// one go), and at every other use.
+    /// one go: decisions are named in drains only).
     pub(super) fn path_of(&mut self, tree: &Path, key: warrant_common::FileKey) -> Option<PathBuf> {
         if let Some((path, checked_in)) = self.file_paths.get_mut(&key) {
-            if self.draining.is_some() && *checked_in == self.draining {
+            if *checked_in == self.drains {
                 return Some(path.clone());
             }
             if protect::file_key(path) == Some(key) {
-                *checked_in = self.draining;
+                *checked_in = self.drains;
                 return Some(path.clone());
             }
         }
@@ -61,7 +61,7 @@ impl State {
         if self.file_paths.len() >= FILE_PATHS_KEPT {
             self.file_paths.clear();
         }
-        self.file_paths.insert(key, (path.clone(), self.draining));
+        self.file_paths.insert(key, (path.clone(), self.drains));
         Some(path)
     }
 
@@ -123,7 +123,7 @@ impl State {
         }
         let action_name = action::name(event.action).unwrap_or("unclassified");
         let target = self.describe_target(&event_key(event, 0));
-        let exe_name = self.exe_names.name(event.tgid, event.exe);
+        let exe_name = self.exe_names.name(event.tgid, event.exe, self.drains);
         let exe = exe_name.path.unwrap_or_else(|| "?".into());
         let decided_under = self.policy_of_version(event.policy_version);
         let (profile, rule, profile_mode) = match decided_under {
@@ -169,9 +169,9 @@ impl State {
             .set("policy_version", event.policy_version)
             .set("message", format!("{}/{}", event.msg_index + 1, event.msg_count))
             .set("mode", if profile_mode == Some(mode::AUDIT) { "audit" } else { "enforce" });
-        let exe_inode = format!("{} {}", protect::dev_text(event.exe.dev), event.exe.ino);
+        let exe_inode = || format!("{} {}", protect::dev_text(event.exe.dev), event.exe.ino);
         if exe_name.other_than_decided {
-            fields.set("exe_inode", exe_inode.as_str());
+            fields.set("exe_inode", exe_inode());
         }
         if decided_under.is_none() {
             // Older than the versions kept: no rule text rather than another's.
@@ -233,7 +233,9 @@ impl State {
                 uid: event.uid,
                 // The approver reads this: say when it is not what was decided.
                 exe: match exe_name.other_than_decided {
-                    true => format!("{exe} (not the executable decided, inode {exe_inode}: it exec'd or exited since)"),
+                    true => {
+                        format!("{exe} (not the executable decided, inode {}: it exec'd or exited since)", exe_inode())
+                    }
                     false => exe.clone(),
                 },
                 comm: comm.clone(),
@@ -387,7 +389,6 @@ impl State {
     /// covers the batch (a group commit, see `crate::audit`).
     pub(super) fn drain(&mut self, ring: &mut EventRing) -> usize {
         self.drains += 1;
-        self.draining = Some(self.drains);
         self.audit.defer_sync();
         let mut drained = 0;
         while drained < DRAIN_BATCH
@@ -414,7 +415,6 @@ impl State {
             }
             drop(item);
         }
-        self.draining = None;
         self.sync_audit();
         drained
     }

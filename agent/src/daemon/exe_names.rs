@@ -3,14 +3,21 @@
 //! decided; the daemon reads the path from `/proc/PID/exe` once per
 //! process and executable, and keeps it.
 //!
-//! A path is kept only when `/proc` still shows the event's inode after
-//! the read: a process that exec'd or exited before its event was read
-//! (or a pid reused since) leaves no name to be reused for another. Its
-//! record names what `/proc` shows then, as every record did before, and
-//! carries the inode the kernel decided (`exe_inode`).
+//! A path is kept only when the file it names is the event's inode: the
+//! name and the inode are read from one open of `/proc/PID/exe`, so a
+//! process that exec'd or exited before its event was read (or a pid
+//! reused since) leaves no name to be reused for another. Its record names
+//! what `/proc` shows then, as every record did before, and carries the
+//! inode the kernel decided (`exe_inode`). A kept name is checked again
+//! once per drain of the event ring.
+//!
+//! The inode is read without asking its file system (`AT_STATX_DONT_SYNC`,
+//! and an `O_PATH` open calls no file system's open): a FUSE or NFS server
+//! a subject stalls cannot stall the daemon here.
 
 use std::{
     collections::HashMap,
+    os::fd::{AsRawFd as _, OwnedFd},
     path::{Path, PathBuf},
 };
 
@@ -24,8 +31,10 @@ const KEPT: usize = 4096;
 pub(super) struct ExeNames {
     /// `/proc`, or a directory laid out like it (tests).
     proc: PathBuf,
-    kept: HashMap<(u32, FileKey), String>,
-    /// The mounts, read again when a file is on one not in it.
+    /// Names by process and inode, with the drain they were checked in.
+    kept: HashMap<(u32, FileKey), (String, u64)>,
+    /// The daemon's mounts, read again when an id is not in them or gives
+    /// another device than the kernel's (mount ids are reused).
     mounts: Mounts,
 }
 
@@ -34,44 +43,66 @@ impl ExeNames {
         Self { proc: proc.to_owned(), kept: HashMap::new(), mounts: Mounts::current() }
     }
 
-    /// The key of the file `link` leads to as the kernel has it: with the
-    /// device of its mount's super block (on overlayfs, `stat` gives a
-    /// layer's).
-    fn kernel_key(&mut self, link: &Path) -> Option<FileKey> {
-        let stat = protect::stat_with_mount(link, true)?;
-        let Some(id) = stat.mount else {
-            return Some(stat.key);
-        };
-        if self.mounts.device_of_mount(id).is_none() {
-            self.mounts = Mounts::current();
-        }
-        let dev = self.mounts.device_of_mount(id).unwrap_or(stat.key.dev);
-        Some(FileKey { dev, ino: stat.key.ino })
-    }
-
     /// The path of the executable of process `tgid`, which ran inode `exe`
-    /// at the decision (zero: not known). None: the process is gone.
-    pub(super) fn name(&mut self, tgid: u32, exe: FileKey) -> ExeName {
-        let known = exe != FileKey::default();
-        if known && let Some(name) = self.kept.get(&(tgid, exe)) {
-            return ExeName { path: Some(name.clone()), other_than_decided: false };
+    /// at the decision (zero: not known), named in drain `drain`.
+    pub(super) fn name(&mut self, tgid: u32, exe: FileKey, drain: u64) -> ExeName {
+        // No super block has device 0: a key read in part is not known.
+        let known = exe.dev != 0;
+        if known && let Some((name, checked_in)) = self.kept.get(&(tgid, exe)) {
+            if *checked_in == drain {
+                return ExeName { path: Some(name.clone()), other_than_decided: false };
+            }
+            // Checked once a drain: read again below, and kept again if it still is.
+            self.kept.remove(&(tgid, exe));
         }
         let link = self.proc.join(tgid.to_string()).join("exe");
-        let Ok(name) = std::fs::read_link(&link) else {
+        let Some((name, file)) = open_named(&link) else {
             return ExeName { path: None, other_than_decided: known };
         };
-        let name = name.display().to_string();
-        // Read after the name: when it is still the event's inode, the
-        // name read before it was that inode's too.
-        let still = self.kernel_key(&link) == Some(exe);
-        if known && still {
+        let decided = if known { self.is_inode(&file, tgid, exe) } else { None };
+        if decided == Some(true) {
             if self.kept.len() >= KEPT {
                 self.kept.clear();
             }
-            self.kept.insert((tgid, exe), name.clone());
+            self.kept.insert((tgid, exe), (name.clone(), drain));
         }
-        ExeName { path: Some(name), other_than_decided: known && !still }
+        // Unchecked (the file system would not say): no claim either way.
+        ExeName { path: Some(name), other_than_decided: decided == Some(false) }
     }
+
+    /// Whether `file` is inode `exe` as the kernel keys it (the device of
+    /// its mount's super block: `stat` gives a layer's on overlayfs, a
+    /// subvolume's on btrfs). None: it could not be told.
+    fn is_inode(&mut self, file: &OwnedFd, tgid: u32, exe: FileKey) -> Option<bool> {
+        let stat = protect::stat_with_mount(file.as_raw_fd(), Path::new(""), true)?;
+        let Some(id) = stat.mount else {
+            return Some(stat.key == exe);
+        };
+        let is = |dev: Option<u64>| Some(FileKey { dev: dev.unwrap_or(stat.key.dev), ino: stat.key.ino } == exe);
+        if let Some(dev) = self.mounts.device_of_mount(id)
+            && is(Some(dev)) == Some(true)
+        {
+            return Some(true);
+        }
+        // Not in the table, or the id was reused: read it again, then the
+        // process's own (a mount of another namespace is not in ours).
+        self.mounts = Mounts::current();
+        let dev = self.mounts.device_of_mount(id).or_else(|| {
+            let theirs = std::fs::read_to_string(self.proc.join(tgid.to_string()).join("mountinfo")).ok()?;
+            Mounts::parse(&theirs).device_of_mount(id)
+        });
+        is(dev)
+    }
+}
+
+/// `link` opened (`O_PATH`: no file system's open runs), and the path of
+/// what was opened: name and inode come from the one file.
+fn open_named(link: &Path) -> Option<(String, OwnedFd)> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_CLOEXEC).open(link).ok()?;
+    let file = OwnedFd::from(file);
+    let name = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
+    Some((name.display().to_string(), file))
 }
 
 /// A process's executable as a record names it.
@@ -95,7 +126,7 @@ mod tests {
     }
 
     #[test]
-    fn a_name_is_kept_only_while_proc_shows_the_events_executable() {
+    fn a_name_is_kept_only_while_proc_shows_the_events_executable_checked_once_a_drain() {
         let root = std::env::temp_dir().join(format!("warrant-exe-names-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let (proc, bin) = (root.join("proc"), root.join("bin"));
@@ -109,22 +140,23 @@ mod tests {
         let mut names = ExeNames::new(&proc);
         let shown = |p: &Path, other_than_decided| ExeName { path: Some(p.display().to_string()), other_than_decided };
 
-        // Decided running `first`, and /proc still shows it: kept.
-        assert_eq!(names.name(42, key_of(&first)), shown(&first, false));
+        // Decided running `first`, and /proc shows it: kept.
+        assert_eq!(names.name(42, key_of(&first), 1), shown(&first, false));
         std::fs::remove_file(&exe).unwrap();
         std::os::unix::fs::symlink(&second, &exe).unwrap();
-        assert_eq!(names.name(42, key_of(&first)), shown(&first, false), "the name kept for first's inode");
-        // Decided running `first` and read after an exec of `second`, with
-        // nothing kept: /proc's name, as before, and not kept for `first`.
-        let mut fresh = ExeNames::new(&proc);
-        assert_eq!(fresh.name(42, key_of(&first)), shown(&second, true));
-        assert!(fresh.kept.is_empty());
-        // An inode the kernel could not read: /proc's name, never kept.
-        assert_eq!(fresh.name(42, FileKey::default()), shown(&second, false));
-        assert!(fresh.kept.is_empty());
+        assert_eq!(names.name(42, key_of(&first), 1), shown(&first, false), "kept for first's inode in drain 1");
+        // The next drain checks it again: /proc shows `second` now.
+        assert_eq!(names.name(42, key_of(&first), 2), shown(&second, true));
+        assert!(names.kept.is_empty());
+        // An inode the kernel could not read, whole or in part: /proc's
+        // name, never kept, no claim.
+        for unknown in [FileKey::default(), FileKey { dev: 0, ino: key_of(&second).ino }] {
+            assert_eq!(names.name(42, unknown, 3), shown(&second, false));
+            assert!(names.kept.is_empty());
+        }
         // Gone.
-        assert_eq!(fresh.name(7, key_of(&first)), ExeName { path: None, other_than_decided: true });
-        assert_eq!(fresh.name(7, FileKey::default()), ExeName { path: None, other_than_decided: false });
+        assert_eq!(names.name(7, key_of(&first), 3), ExeName { path: None, other_than_decided: true });
+        assert_eq!(names.name(7, FileKey::default(), 3), ExeName { path: None, other_than_decided: false });
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -180,10 +180,9 @@ struct State {
     /// Paths of protected inodes already named in records, checked with one
     /// stat before use (once a drain): what it saves is a walk of the tree
     /// per record. With the drain in which each was checked last.
-    file_paths: HashMap<warrant_common::FileKey, (PathBuf, Option<u64>)>,
-    /// Drains of the event ring so far, and the one under way.
+    file_paths: HashMap<warrant_common::FileKey, (PathBuf, u64)>,
+    /// Drains of the event ring so far (the last is the one under way).
     drains: u64,
-    draining: Option<u64>,
     /// Executables' paths, by process and inode, for decision records.
     exe_names: exe_names::ExeNames,
     /// Limits new change requests; batches their notifications.

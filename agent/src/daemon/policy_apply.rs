@@ -293,7 +293,7 @@ impl State {
         phase("record");
         self.pick_up(&staged.matches.entries);
         phase("pick_up");
-        let protected_inodes = staged.inodes.len();
+        let protected_inodes = Some(staged.inodes.len());
         // What the walk of the trees, the staged maps and the pickups' reads
         // of /proc took is freed: give it back.
         drop(staged);

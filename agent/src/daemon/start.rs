@@ -72,7 +72,6 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         decision_counts: metrics::DecisionCounts::new(),
         file_paths: HashMap::new(),
         drains: 0,
-        draining: None,
         exe_names: exe_names::ExeNames::new(Path::new("/proc")),
         expiry_reported: false,
         host_key,
