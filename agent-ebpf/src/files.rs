@@ -61,8 +61,13 @@ pub fn inode_key(inode: *const u8) -> Option<FileKey> {
     if inode.is_null() {
         return None;
     }
+    key_on(inode, read_kernel::<u64>(inode, offset!(inode_i_sb))?)
+}
+
+/// The PROTECTED key of `inode`, whose super block `sb` was read already.
+#[inline(always)]
+fn key_on(inode: *const u8, sb: u64) -> Option<FileKey> {
     let ino = read_kernel::<u64>(inode, offset!(inode_i_ino))?;
-    let sb = read_kernel::<u64>(inode, offset!(inode_i_sb))?;
     let dev = read_kernel::<u32>(sb as *const u8, offset!(super_block_s_dev))?;
     Some(FileKey { dev: dev as u64, ino })
 }
@@ -232,10 +237,7 @@ pub(crate) fn file_facts(file: *const u8, with_mode: bool) -> FileFacts {
         None => None,
     };
     let key = match (inode.is_null(), inode_sb) {
-        (false, Some(sb)) => read_kernel::<u64>(inode, offset!(inode_i_ino)).and_then(|ino| {
-            let dev = read_kernel::<u32>(sb as *const u8, offset!(super_block_s_dev))?;
-            Some(FileKey { dev: dev as u64, ino })
-        }),
+        (false, Some(sb)) => key_on(inode, sb),
         _ => None,
     };
     FileFacts {
