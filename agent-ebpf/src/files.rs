@@ -171,17 +171,17 @@ fn proc_target(dentry: *const u8) -> Option<(FileKey, u32)> {
     tree.map(|tree| (FileKey { dev: 0, ino: hash }, tree))
 }
 
-/// Whether `file` (of `inode`) is one of the daemon's own /proc files
+/// Whether the file of `facts` is one of the daemon's own /proc files
 /// (/proc/PID/... or /proc/PID/task/TID/...): written, `oom_score_adj`
 /// makes it the OOM killer's first pick, `comm` renames it, `loginuid`
 /// changes whom its audit records name. Unreadable counts as not: most
 /// files of /proc are no process's.
 #[inline(always)]
-fn of_the_daemons_process(file: *const u8, inode: *const u8) -> bool {
-    let dentry = read_kernel::<u64>(file, offset!(file_f_path_dentry)).unwrap_or(0) as *const u8;
-    if selfprotect::dentry_magic(dentry) != PROC_SUPER_MAGIC {
+fn of_the_daemons_process(facts: &FileFacts) -> bool {
+    if facts.dentry_magic != PROC_SUPER_MAGIC {
         return false;
     }
+    let inode = facts.inode;
     // container_of(inode, struct proc_inode, vfs_inode)->pid.
     let proc_inode = (inode as u64).wrapping_sub(u64::from(offset!(proc_inode_vfs_inode))) as *const u8;
     let pid = read_kernel::<u64>(proc_inode, offset!(proc_inode_pid)).unwrap_or(0) as *const u8;
@@ -413,7 +413,7 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     if refused != 0 {
         return refused;
     }
-    if of_the_daemons_process(file, inode) {
+    if of_the_daemons_process(&facts) {
         return selfprotect::refuse(&subject, action::SELF_PTRACE);
     }
     if is_network_device_attribute(&facts) {

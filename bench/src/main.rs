@@ -60,6 +60,12 @@ enum Command {
         #[arg(long)]
         file: PathBuf,
     },
+    /// Walk, as a policy apply does, the paths every policy guards, on this
+    /// machine's own file systems and CPU (`cargo xtask bench` runs it on
+    /// the host, not in the VM): one JSON line, the walk's inodes and its
+    /// milliseconds in each of five runs (the first from a cold cache, if
+    /// nothing read them before).
+    Walk,
     /// Run a command and print its wall time as `ns N`; fails if it fails.
     Time {
         #[arg(last = true, required = true)]
@@ -93,6 +99,18 @@ fn run(cli: Cli) -> Result<()> {
             let ops = workloads::paced_opens(&file, rate, std::time::Duration::from_secs_f64(seconds))
                 .with_context(|| format!("opening {}", file.display()))?;
             println!("ops {ops}");
+            Ok(())
+        }
+        Command::Walk => {
+            let trees: Vec<String> = warrant::guarded::GUARDED.iter().map(|t| (*t).to_owned()).collect();
+            let mut runs = Vec::new();
+            let mut inodes = 0;
+            for _ in 0..5 {
+                let start = Instant::now();
+                inodes = warrant::protect::inodes(&trees, &[]).context("walking the guarded paths")?.len();
+                runs.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+            println!("{}", serde_json::json!({"kind": "native_walk", "inodes": inodes, "ms": runs}));
             Ok(())
         }
         Command::Time { command } => {

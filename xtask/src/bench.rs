@@ -55,6 +55,12 @@ fn run_in_vm(options: &Options) -> Result<String> {
         repo = q(&repo_root()),
         rounds = options.rounds,
     );
+    // The walk an apply does, on this host's file systems and CPU: the
+    // VM's root is 9p under an emulated CPU.
+    let walk = std::process::Command::new(&bench).arg("walk").output().context("running warrant-bench walk")?;
+    if !walk.status.success() {
+        bail!("warrant-bench walk failed: {}", String::from_utf8_lossy(&walk.stderr).trim());
+    }
     let status = vm::run_in_vm(&script, &rwdir, options.kernel)?;
     if !status.success() {
         bail!(
@@ -68,5 +74,9 @@ fn run_in_vm(options: &Options) -> Result<String> {
         kernel.trim(),
         rwdir.join("raw.jsonl").display()
     );
-    std::fs::read_to_string(rwdir.join("raw.jsonl")).context("the bench wrote no raw.jsonl")
+    let raw = rwdir.join("raw.jsonl");
+    let mut text = std::fs::read_to_string(&raw).context("the bench wrote no raw.jsonl")?;
+    text.push_str(&String::from_utf8_lossy(&walk.stdout));
+    std::fs::write(&raw, &text).with_context(|| format!("cannot write {}", raw.display()))?;
+    Ok(text)
 }

@@ -122,6 +122,14 @@ pub fn parse(output: &str) -> Result<Raw> {
                 raw.applies.push((num("rules")? as u64, num("protected_inodes")? as u64, num("ms")?, phases))
             }
             Some("warranted_rule") => _ = raw.scalars.insert("warranted rule end to end, ms".into(), num("ms")?),
+            Some("native_walk") => {
+                // On the host, not in the VM: the first run and the best.
+                let runs: Vec<f64> = v["ms"].as_array().into_iter().flatten().filter_map(|m| m.as_f64()).collect();
+                let best = runs.iter().copied().reduce(f64::min).context("native_walk without runs")?;
+                raw.scalars.insert("walk on the host: inodes".into(), num("inodes")?);
+                raw.scalars.insert("walk on the host: ms, first".into(), runs[0]);
+                raw.scalars.insert("walk on the host: ms, best".into(), best);
+            }
             Some("toggle") => {
                 for (name, key) in
                     [("detaching every link, ms (max)", "detach_ms"), ("attaching again, ms (max)", "attach_ms")]
@@ -417,6 +425,7 @@ mod tests {
 {"kind":"nft","batch":100,"state":"subject","round":0,"ns":11000000}
 {"kind":"rss","when":"after load","kib":30000}
 {"kind":"audit","offered_rate":10000,"seconds":2.0,"ops":20000,"written":20000,"lost":0,"last_record_s":2.5}
+{"kind":"native_walk","inodes":246,"ms":[30.5,4.0,3.5,3.75]}
 {"kind":"program_cost","workload":"open-close-read","state":"attached","ns_per_op":1200.0,"programs":{"file_open":{"calls_per_op":1.0,"ns_per_call":40.0},"file_free_security":{"calls_per_op":1.0,"ns_per_call":60.0}}}
 "#;
 
@@ -444,6 +453,8 @@ mod tests {
         assert_eq!(report.json["audit"][0]["written_per_second"], 8000.0);
         assert_eq!(report.json["policy_apply"][0]["ms"], 80.5);
         assert_eq!(report.json["policy_apply"][0]["phases_ms"]["pick_up"], 70.0);
+        assert_eq!(report.json["daemon"]["walk on the host: ms, first"], 30.5);
+        assert_eq!(report.json["daemon"]["walk on the host: ms, best"], 3.5);
         // Best of rounds: 1010 over 1000 for attached.
         let best = report.json["workloads"][0]["best_of_rounds_vs_detached"]["attached"].as_f64().unwrap();
         assert!((best - 1.01).abs() < 1e-9, "{best}");
