@@ -11,9 +11,13 @@
 //! inode the kernel decided (`exe_inode`). A kept name is checked again
 //! once per drain of the event ring.
 //!
-//! The inode is read without asking its file system (`AT_STATX_DONT_SYNC`,
-//! and an `O_PATH` open calls no file system's open): a FUSE or NFS server
-//! a subject stalls cannot stall the daemon here.
+//! The check opens the executable (`O_PATH`: no file system's open runs)
+//! and reads its inode without asking its file system to refresh
+//! (`AT_STATX_DONT_SYNC`); the open's path walk may still ask a network
+//! file system to revalidate (NFS does). An executable on a network or
+//! FUSE file system, or on one the daemon cannot see, is not checked: its
+//! name is read from the link alone, every time, as before; a server a
+//! subject stalls cannot stall the daemon here.
 
 use std::{
     collections::HashMap,
@@ -56,10 +60,14 @@ impl ExeNames {
             self.kept.remove(&(tgid, exe));
         }
         let link = self.proc.join(tgid.to_string()).join("exe");
+        if !known || !self.checkable(exe.dev, tgid) {
+            let name = std::fs::read_link(&link).ok().map(|name| name.display().to_string());
+            return ExeName { path: name, other_than_decided: false };
+        }
         let Some((name, file)) = open_named(&link) else {
             return ExeName { path: None, other_than_decided: known };
         };
-        let decided = if known { self.is_inode(&file, tgid, exe) } else { None };
+        let decided = self.is_inode(&file, tgid, exe);
         if decided == Some(true) {
             if self.kept.len() >= KEPT {
                 self.kept.clear();
@@ -68,6 +76,27 @@ impl ExeNames {
         }
         // Unchecked (the file system would not say): no claim either way.
         ExeName { path: Some(name), other_than_decided: decided == Some(false) }
+    }
+
+    /// Whether an executable on device `dev` may be opened to check it: its
+    /// file system is local (not NFS, SMB, Ceph, 9p, FUSE or virtiofs)
+    /// as the daemon's mounts or process `tgid`'s say.
+    fn checkable(&mut self, dev: u64, tgid: u32) -> bool {
+        if self.mounts.fs_type(dev).is_none() {
+            self.mounts = Mounts::current();
+        }
+        let theirs;
+        let fs_type = match self.mounts.fs_type(dev) {
+            Some(fs_type) => fs_type,
+            None => {
+                let text = std::fs::read_to_string(self.proc.join(tgid.to_string()).join("mountinfo"));
+                theirs = Mounts::parse(&text.unwrap_or_default());
+                let Some(fs_type) = theirs.fs_type(dev) else { return false };
+                fs_type
+            }
+        };
+        let remote = ["nfs", "nfs4", "cifs", "smb3", "ceph", "9p", "afs", "virtiofs", "glusterfs", "lustre"];
+        !remote.contains(&fs_type) && !fs_type.starts_with("fuse")
     }
 
     /// Whether `file` is inode `exe` as the kernel keys it (the device of
