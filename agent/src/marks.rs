@@ -23,16 +23,9 @@ pub enum MarksFileError {
     Malformed { path: String, line: usize, reason: &'static str },
 }
 
-/// Mounted file systems, in /proc/self/mountinfo's order.
-pub struct Mounts(Vec<Mount>);
-
-struct Mount {
-    id: u64,
-    /// In the kernel's encoding.
-    dev: u64,
-    point: String,
-    fs_type: String,
-}
+/// Mounted file systems: (mount id, device in the kernel's encoding, mount
+/// point), in /proc/self/mountinfo's order.
+pub struct Mounts(Vec<(u64, u64, String)>);
 
 impl Mounts {
     /// Parses /proc/self/mountinfo text.
@@ -44,9 +37,7 @@ impl Mounts {
                 let id = fields.first()?.parse::<u64>().ok()?;
                 let (major, minor) = fields.get(2)?.split_once(':')?;
                 let dev = (major.parse::<u64>().ok()? << 20) | minor.parse::<u64>().ok()?;
-                // The type follows the optional fields' end, `-`.
-                let fs_type = fields.iter().skip(6).skip_while(|f| **f != "-").nth(1).copied().unwrap_or_default();
-                Some(Mount { id, dev, point: (*fields.get(4)?).to_owned(), fs_type: fs_type.to_owned() })
+                Some((id, dev, (*fields.get(4)?).to_owned()))
             })
             .collect();
         Self(mounts)
@@ -54,12 +45,7 @@ impl Mounts {
 
     /// The device of mount `id` (statx's `stx_mnt_id`).
     pub fn device_of_mount(&self, id: u64) -> Option<u64> {
-        self.0.iter().find(|m| m.id == id).map(|m| m.dev)
-    }
-
-    /// The type of the file system on device `dev` (`ext4`, `fuse.sshfs`).
-    pub fn fs_type(&self, dev: u64) -> Option<&str> {
-        self.0.iter().find(|m| m.dev == dev).map(|m| m.fs_type.as_str())
+        self.0.iter().find(|(i, ..)| *i == id).map(|(_, dev, _)| *dev)
     }
 
     pub fn current() -> Self {
@@ -68,12 +54,12 @@ impl Mounts {
 
     /// Where device `dev` is mounted (its first mount).
     pub fn mount_point(&self, dev: u64) -> Option<&str> {
-        self.0.iter().find(|m| m.dev == dev).map(|m| m.point.as_str())
+        self.0.iter().find(|(_, d, _)| *d == dev).map(|(.., point)| point.as_str())
     }
 
     /// The device mounted at `point` now (the last mount there).
     fn device(&self, point: &str) -> Option<u64> {
-        self.0.iter().rev().find(|m| m.point == point).map(|m| m.dev)
+        self.0.iter().rev().find(|(.., p)| p == point).map(|(_, dev, _)| *dev)
     }
 }
 
@@ -159,15 +145,6 @@ mod tests {
             (FileKey { dev: 41, ino: 5 }, Mark { profile_id: 3, generation: 4 }),
         ]);
         assert_eq!(parse(&render(&marks, &mounts), "marks", &mounts).unwrap(), marks);
-    }
-
-    #[test]
-    fn a_mounts_type_is_read_past_its_optional_fields() {
-        let mounts =
-            Mounts::parse(&format!("{MOUNTINFO}50 23 0:60 / /mnt/ssh rw shared:7 master:1 - fuse.sshfs s rw\n"));
-        assert_eq!(mounts.fs_type(8 << 20 | 1), Some("ext4"));
-        assert_eq!(mounts.fs_type(60), Some("fuse.sshfs"));
-        assert_eq!(mounts.fs_type(61), None);
     }
 
     #[test]

@@ -51,39 +51,22 @@ pub fn dev_text(dev: u64) -> String {
 /// overlayfs, whose files report the device of the layer they come from:
 /// the mount's own device is read from /proc/self/mountinfo by mount id.
 pub fn super_block_file_key(path: &Path) -> Option<FileKey> {
-    let stat = stat_with_mount(libc::AT_FDCWD, path, false)?;
-    let mounted = stat.mount.and_then(|id| crate::marks::Mounts::current().device_of_mount(id));
-    Some(FileKey { dev: mounted.unwrap_or(stat.key.dev), ino: stat.key.ino })
-}
-
-/// A file's key as `stat` gives it, and the id of the mount it is on.
-pub struct MountedStat {
-    /// The device is `stat`'s, which on overlayfs is a layer's.
-    pub key: FileKey,
-    pub mount: Option<u64>,
-}
-
-/// The [`MountedStat`] of `path` under directory `dir` (`AT_FDCWD`: the
-/// working directory), following a final symlink if `follow`; of `dir`
-/// itself for an empty path. The file system is not asked to refresh what
-/// it has (`AT_STATX_DONT_SYNC`): an inode and a mount do not change, and a
-/// stalled FUSE or NFS server does not stall the caller.
-pub fn stat_with_mount(dir: std::os::fd::RawFd, path: &Path, follow: bool) -> Option<MountedStat> {
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
     // SAFETY: statx writes into a zeroed struct of its own type.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    let mut flags = libc::AT_STATX_DONT_SYNC | if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
-    if path.as_os_str().is_empty() {
-        flags |= libc::AT_EMPTY_PATH;
-    }
+    let flags = libc::AT_SYMLINK_NOFOLLOW;
     let mask = libc::STATX_INO | libc::STATX_MNT_ID;
     // SAFETY: a NUL-terminated path and a valid out pointer.
-    if unsafe { libc::statx(dir, c_path.as_ptr(), flags, mask, &mut stx) } != 0 {
+    if unsafe { libc::statx(libc::AT_FDCWD, c_path.as_ptr(), flags, mask, &mut stx) } != 0 {
         return None;
     }
     let st_dev = libc::makedev(stx.stx_dev_major, stx.stx_dev_minor);
-    let mount = (stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id);
-    Some(MountedStat { key: FileKey { dev: kernel_dev(st_dev), ino: stx.stx_ino }, mount })
+    let dev = if stx.stx_mask & libc::STATX_MNT_ID != 0 {
+        crate::marks::Mounts::current().device_of_mount(stx.stx_mnt_id).unwrap_or_else(|| kernel_dev(st_dev))
+    } else {
+        kernel_dev(st_dev)
+    };
+    Some(FileKey { dev, ino: stx.stx_ino })
 }
 
 /// Where procfs trees live; their files are keyed by path, not inode.

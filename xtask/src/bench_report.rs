@@ -338,7 +338,9 @@ pub fn report(raw: &Raw) -> Report {
 
     let _ = writeln!(table, "\ndaemon");
     for (name, value) in &raw.scalars {
-        let _ = writeln!(table, "  {name:<28} {value:.0}");
+        // The host's walk takes a few ms: a decimal says more there.
+        let places = usize::from(name.starts_with("walk on the host: ms"));
+        let _ = writeln!(table, "  {name:<28} {value:.places$}");
         if name.starts_with("rss_kib") && *value as u64 > RSS_TARGET_KIB {
             misses.push(format!("daemon {name}: {value:.0} KiB (target {RSS_TARGET_KIB} KiB)"));
         }

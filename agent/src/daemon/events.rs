@@ -123,8 +123,7 @@ impl State {
         }
         let action_name = action::name(event.action).unwrap_or("unclassified");
         let target = self.describe_target(&event_key(event, 0));
-        let exe_name = self.exe_names.name(event.tgid, event.exe, self.drains);
-        let exe = exe_name.path.unwrap_or_else(|| "?".into());
+        let exe = self.exe_names.name(event.tgid, event.exe, self.drains).unwrap_or_else(|| "?".into());
         let decided_under = self.policy_of_version(event.policy_version);
         let (profile, rule, profile_mode) = match decided_under {
             Some(p) => {
@@ -169,9 +168,8 @@ impl State {
             .set("policy_version", event.policy_version)
             .set("message", format!("{}/{}", event.msg_index + 1, event.msg_count))
             .set("mode", if profile_mode == Some(mode::AUDIT) { "audit" } else { "enforce" });
-        let exe_inode = || format!("{} {}", protect::dev_text(event.exe.dev), event.exe.ino);
-        if exe_name.other_than_decided {
-            fields.set("exe_inode", exe_inode());
+        if event.exe.dev != 0 {
+            fields.set("exe_inode", format!("{} {}", protect::dev_text(event.exe.dev), event.exe.ino));
         }
         if decided_under.is_none() {
             // Older than the versions kept: no rule text rather than another's.
@@ -231,13 +229,7 @@ impl State {
                 attempts: 1,
                 pid: event.tgid,
                 uid: event.uid,
-                // The approver reads this: say when it is not what was decided.
-                exe: match exe_name.other_than_decided {
-                    true => {
-                        format!("{exe} (not the executable decided, inode {}: it exec'd or exited since)", exe_inode())
-                    }
-                    false => exe.clone(),
-                },
+                exe: exe.clone(),
                 comm: comm.clone(),
                 policy_version: event.policy_version,
                 content_digest,
