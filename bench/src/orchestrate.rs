@@ -522,9 +522,8 @@ impl Bench<'_> {
     }
 
     /// Signs `policy` with the demo security-team key and applies it;
-    /// returns the apply time the daemon reports.
-    /// Signs and applies `policy`: the apply's ms, its phases and the
-    /// inodes protected under it, as the daemon reports them.
+    /// returns the apply's ms, its phases and the inodes protected under
+    /// it, as the daemon reports them.
     fn sign_and_apply(&self, policy: &Path) -> Result<(f64, serde_json::Value, u64)> {
         let key = self.setup.repo.join("policies/demo-keys/security-team.key");
         let stem = policy.file_stem().unwrap_or_default().to_string_lossy();

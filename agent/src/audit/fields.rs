@@ -43,10 +43,6 @@ impl Fields {
         self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// The fields of a JSON object; none of anything else.
     pub fn from_value(value: Value) -> Self {
         match value {

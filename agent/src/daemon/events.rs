@@ -168,7 +168,7 @@ impl State {
             .set("policy_version", event.policy_version)
             .set("message", format!("{}/{}", event.msg_index + 1, event.msg_count))
             .set("mode", if profile_mode == Some(mode::AUDIT) { "audit" } else { "enforce" });
-        if event.exe.dev != 0 {
+        if exe_names::known(event.exe) {
             fields.set("exe_inode", format!("{} {}", protect::dev_text(event.exe.dev), event.exe.ino));
         }
         if decided_under.is_none() {
@@ -303,7 +303,7 @@ fn event_key(event: &Event, profile_id: u32) -> TargetKey {
 
 /// The executable of process `pid`, while it lives.
 pub(super) fn exe_of(pid: u32) -> Option<String> {
-    fs::read_link(format!("/proc/{pid}/exe")).map(|p| p.display().to_string()).ok()
+    exe_names::exe_at(Path::new("/proc"), pid)
 }
 
 /// The first value of a `/proc/PID/status` line (e.g. the real uid of `Uid:`).

@@ -41,13 +41,13 @@ impl ExeNames {
             self.kept.clear();
             self.drain = drain;
         }
-        // A key read in part (no super block has device 0) is not kept.
-        let known = exe.dev != 0 && exe.ino != 0;
-        if known && let Some(name) = self.kept.get(&(tgid, exe)) {
+        if known(exe)
+            && let Some(name) = self.kept.get(&(tgid, exe))
+        {
             return Some(name.clone());
         }
-        let name = std::fs::read_link(self.proc.join(tgid.to_string()).join("exe")).ok()?.display().to_string();
-        if known {
+        let name = exe_at(&self.proc, tgid)?;
+        if known(exe) {
             if self.kept.len() >= KEPT {
                 self.kept.clear();
             }
@@ -55,6 +55,18 @@ impl ExeNames {
         }
         Some(name)
     }
+}
+
+/// Whether the kernel read the whole key of an executable (a key read in
+/// part has device or inode 0: no super block has device 0).
+pub(super) fn known(exe: FileKey) -> bool {
+    exe.dev != 0 && exe.ino != 0
+}
+
+/// The path `proc`'s link shows for the executable of process `pid`
+/// (reading the link asks no file system anything); None: gone.
+pub(super) fn exe_at(proc: &Path, pid: u32) -> Option<String> {
+    std::fs::read_link(proc.join(pid.to_string()).join("exe")).ok().map(|p| p.display().to_string())
 }
 
 #[cfg(test)]
