@@ -2,9 +2,11 @@
 //! No rule or warrant is consulted; every refusal is an audit event.
 //!
 //! - bpf(): no subject touches programs, maps or links (detach, update, pin).
-//! - mount, umount, move_mount, pivot_root, chroot: no subject reshapes the
-//!   file system views Warrant relies on (bpffs pins, config paths). The one
-//!   exception is pinning a network namespace the way `ip netns add` does.
+//! - mount, umount, move_mount, pivot_root, chroot, and the new mount API
+//!   (fsconfig's create and reconfigure, mount_setattr): no subject reshapes
+//!   the file system views Warrant relies on (bpffs pins, config paths, the
+//!   audit log's file system). The one exception is pinning a network
+//!   namespace the way `ip netns add` does.
 //! - signals and ptrace aimed at the daemon; ptrace attach (and /proc/PID/mem,
 //!   process_vm_writev, pidfd_getfd) on any process outside the profile.
 //! - loading kernel modules or kexec images.
@@ -24,8 +26,8 @@ use aya_ebpf::{
     helpers::generated::{
         bpf_get_current_cgroup_id, bpf_get_current_task_btf, bpf_ktime_get_ns, bpf_probe_read_kernel_str,
     },
-    macros::lsm,
-    programs::LsmContext,
+    macros::{fentry, fexit, lsm},
+    programs::{FEntryContext, FExitContext, LsmContext},
 };
 use warrant_common::{
     BPF_FS_MAGIC, NO_WARRANT, SETTINGS_INDEX, Subject, TMPFS_MAGIC, action, netns, subject_flag, tier, verdict,
@@ -170,6 +172,40 @@ fn dentry_named_netns(dentry: *const u8) -> bool {
     let mut bytes = [0u8; 8];
     let read = unsafe { bpf_probe_read_kernel_str(bytes.as_mut_ptr().cast(), 8, name as *const u8 as *const _) };
     read > 0 && netns::is_netns_dir_name(&bytes)
+}
+
+/// The new mount API's own steps, which pass no `sb_mount`: fsconfig's
+/// FSCONFIG_CMD_CREATE makes the superblock that fsmount(2) turns into a
+/// detached mount, usable through its fd without ever being attached.
+/// (mount(2)'s new mounts come here too, after `sb_mount` allowed them.)
+#[lsm(hook = "sb_kern_mount")]
+pub fn sb_kern_mount(_ctx: LsmContext) -> i32 {
+    refuse_subjects(action::SELF_MOUNT)
+}
+
+/// A live superblock's options changed: fspick(2) then fsconfig's
+/// FSCONFIG_CMD_RECONFIGURE (read-only, a size, a procfs's hidepid), the
+/// remount that mount(2) asks at `sb_mount` first.
+#[lsm(hook = "sb_remount")]
+pub fn sb_remount(_ctx: LsmContext) -> i32 {
+    refuse_subjects(action::SELF_MOUNT)
+}
+
+/// mount_setattr(2) changes a mount in place (read-only, noexec,
+/// propagation, an idmapping) and has no LSM hook; it asks for
+/// CAP_SYS_ADMIN first. Noted here for `capable` to refuse, as netns.rs
+/// does for unshare; the fexit drops the note whatever happened. The
+/// function is the architecture's syscall entry (see `hooks.rs`).
+#[fentry(function = "__x64_sys_mount_setattr")]
+pub fn note_mount_setattr(_ctx: FEntryContext) -> u32 {
+    crate::netns::remember(action::SELF_MOUNT, 0);
+    0
+}
+
+#[fexit(function = "__x64_sys_mount_setattr")]
+pub fn forget_mount_setattr(_ctx: FExitContext) -> u32 {
+    crate::netns::forget();
+    0
 }
 
 #[lsm(hook = "sb_umount")]

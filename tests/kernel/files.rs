@@ -446,3 +446,48 @@ fn sysctls_under_a_protected_proc_tree_need_a_warrant() {
     d.expect_record(mark, "file.write", path, "allowed-by-warrant");
     std::fs::write(path, before).unwrap();
 }
+
+/// The new mount API reaches what mount(2) does by other hooks: a new
+/// superblock (fsconfig's create, for fsmount), a live one's options
+/// (fspick, reconfigure), a mount's flags in place (mount_setattr, no LSM
+/// hook of its own). Root keeps all three.
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn subjects_cannot_mount_or_remount_through_the_new_mount_api() {
+    let d = daemon();
+    let scratch = "/mnt/new-mount-api";
+    std::fs::create_dir_all(scratch).unwrap();
+    let mount = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=4m", "scratch", scratch]).status();
+    assert!(mount.unwrap().success());
+    // The mount's own flags (mountinfo's sixth field) and the superblock's options.
+    let options = || {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let line = mounts.lines().find(|line| line.contains(scratch)).expect("the scratch mount").to_owned();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields[5].split(',').next().unwrap().to_owned(), fields.last().unwrap().to_string())
+    };
+    // fsopen(430), fsconfig(431): FSCONFIG_CMD_CREATE (6).
+    let create = "fd=libc.syscall(430,b'tmpfs',0); ";
+    expect_syscall_refused(d, "fsconfig create", create, "431,fd,6,None,None,0", "self.mount");
+    // fspick(433), then FSCONFIG_SET_STRING (1) size and FSCONFIG_CMD_RECONFIGURE (7).
+    let pick = format!("fd=libc.syscall(433,-100,b'{scratch}',0); libc.syscall(431,fd,1,b'size',b'1m',0); ");
+    expect_syscall_refused(d, "fspick reconfigure", &pick, "431,fd,7,None,None,0", "self.mount");
+    // mount_setattr(442) with MOUNT_ATTR_RDONLY (1) in a 32-byte mount_attr.
+    let attr = "a=(ctypes.c_uint64*4)(1,0,0,0); ";
+    let setattr = format!("442,-100,b'{scratch}',0,a,32");
+    expect_syscall_refused(d, "mount_setattr", attr, &setattr, "self.mount");
+    let (flag, superblock) = options();
+    assert!(flag == "rw" && superblock.contains("size=4096k"), "a subject changed the mount: {flag} {superblock}");
+    // Root: the same three calls work.
+    let as_root = format!(
+        "import ctypes,sys; libc=ctypes.CDLL(None,use_errno=True)\n\
+         {create}assert libc.syscall(431,fd,6,None,None,0)==0, ctypes.get_errno()\n\
+         {pick}assert libc.syscall(431,fd,7,None,None,0)==0, ctypes.get_errno()\n\
+         {attr}assert libc.syscall({setattr})==0, ctypes.get_errno()\n"
+    );
+    let root = std::process::Command::new("python3").args(["-c", &as_root]).output().unwrap();
+    let (flag, superblock) = options();
+    let _ = std::process::Command::new("umount").arg(scratch).status();
+    assert!(root.status.success(), "root's new mount API calls: {}", String::from_utf8_lossy(&root.stderr));
+    assert!(flag == "ro" && superblock.contains("size=1024k"), "root's changes: {flag} {superblock}");
+}
