@@ -184,8 +184,11 @@ pub fn decide_with<F: FnOnce(&mut TargetKey)>(subject: &Subject, action: u32, ta
     if outcome == BatchOutcome::Deny { -EPERM } else { 0 }
 }
 
+/// One `bpf_probe_read_kernel` of a `T` at `base + offset`: the value, zero
+/// where unreadable (the helper zeroes what it could not read), and whether
+/// it was read.
 #[inline(always)]
-pub fn read_kernel<T: Default>(base: *const u8, offset: u32) -> Option<T> {
+fn probe_kernel<T: Default>(base: *const u8, offset: u32) -> (T, bool) {
     let mut value = T::default();
     let rc = unsafe {
         bpf_probe_read_kernel(
@@ -194,22 +197,20 @@ pub fn read_kernel<T: Default>(base: *const u8, offset: u32) -> Option<T> {
             base.add(offset as usize).cast(),
         )
     };
-    (rc == 0).then_some(value)
+    (value, rc == 0)
 }
 
-/// [`read_kernel`], zero where unreadable (the helper zeroes what it could
-/// not read): no branch for the verifier to follow.
+#[inline(always)]
+pub fn read_kernel<T: Default>(base: *const u8, offset: u32) -> Option<T> {
+    let (value, read) = probe_kernel(base, offset);
+    read.then_some(value)
+}
+
+/// [`read_kernel`], zero where unreadable: no branch for the verifier to
+/// follow.
 #[inline(always)]
 pub fn read_kernel_or_zero<T: Default>(base: *const u8, offset: u32) -> T {
-    let mut value = T::default();
-    unsafe {
-        bpf_probe_read_kernel(
-            core::ptr::from_mut(&mut value).cast(),
-            core::mem::size_of::<T>() as u32,
-            base.add(offset as usize).cast(),
-        )
-    };
-    value
+    probe_kernel(base, offset).0
 }
 
 /// Runs `step(0)`, `step(1)`, ... up to `times` steps, until one returns

@@ -2,6 +2,7 @@
 //! daemon, applies policies/bench.toml and prints one JSON line per
 //! measurement; `loop` and `time` are what it runs, as a subject or not.
 
+mod native;
 mod orchestrate;
 mod workloads;
 
@@ -60,12 +61,15 @@ enum Command {
         #[arg(long)]
         file: PathBuf,
     },
-    /// Walk, as a policy apply does, the paths every policy guards, on this
-    /// machine's own file systems and CPU (`cargo xtask bench` runs it on
-    /// the host, not in the VM): one JSON line, the walk's inodes and its
-    /// milliseconds in each of five runs (the first from a cold cache, if
-    /// nothing read them before).
-    Walk,
+    /// A policy apply's verification and walk, without the kernel's maps,
+    /// on this machine's own file systems and CPU (`cargo xtask bench` runs
+    /// it on the host, not in the VM): one JSON line for each of 10, 100
+    /// and 1000 rules, with the milliseconds of five runs of each part.
+    Apply {
+        /// The repository (for the demo signing key).
+        #[arg(long)]
+        repo: PathBuf,
+    },
     /// Run a command and print its wall time as `ns N`; fails if it fails.
     Time {
         #[arg(last = true, required = true)]
@@ -101,18 +105,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("ops {ops}");
             Ok(())
         }
-        Command::Walk => {
-            let trees: Vec<String> = warrant::guarded::GUARDED.iter().map(|t| (*t).to_owned()).collect();
-            let mut runs = Vec::new();
-            let mut inodes = 0;
-            for _ in 0..5 {
-                let start = Instant::now();
-                inodes = warrant::protect::inodes(&trees, &[]).context("walking the guarded paths")?.len();
-                runs.push(start.elapsed().as_secs_f64() * 1e3);
-            }
-            println!("{}", serde_json::json!({"kind": "native_walk", "inodes": inodes, "ms": runs}));
-            Ok(())
-        }
+        Command::Apply { repo } => native::apply(&repo),
         Command::Time { command } => {
             let start = Instant::now();
             let status = std::process::Command::new(&command[0])

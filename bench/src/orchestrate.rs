@@ -424,19 +424,10 @@ impl Bench<'_> {
             for _ in 0..running {
                 sleepers.push(Command::new(&sleeper).arg("600").spawn()?);
             }
-            let mut text = format!(
-                "version = {version}\nexpires = \"2030-01-01T00:00:00Z\"\ndescription = \"bench apply\"\nprotect = [\"{}\"{}]\n\n[[profile]]\nname = \"bench\"\nmode = \"enforce\"\n",
-                self.dir.join("protected").display(),
-                if protect_many { format!(", \"{}\"", many.display()) } else { String::new() }
-            );
-            if running > 0 {
-                text.push_str(&format!("\n[profile.match]\nexe = [\"{}\"]\n", sleeper.display()));
-            }
-            for rule in 0..rules {
-                text.push_str(&format!(
-                    "\n[[profile.rule]]\naction = \"nft.rule.add\"\ntarget = \"inet bench c{rule}\"\ntier = \"allow\"\n"
-                ));
-            }
+            let protected = self.dir.join("protected");
+            let protect: Vec<&Path> =
+                if protect_many { vec![&protected, many.as_path()] } else { vec![protected.as_path()] };
+            let text = apply_policy(version, rules, &protect, (running > 0).then_some(sleeper.as_path()));
             let file = self.dir.join(format!("apply-{version}.toml"));
             std::fs::write(&file, text)?;
             let applied = self.sign_and_apply(&file);
@@ -564,4 +555,25 @@ impl Bench<'_> {
         let decisions = status["decisions"].as_object().map(|d| d.values().filter_map(|n| n.as_u64()).sum());
         Ok((decisions.unwrap_or(0), status["lost_events"].as_u64().unwrap_or(0)))
     }
+}
+
+/// The policies the apply figures time: version `version`, `rules` allow
+/// rules in one profile, protecting `protect`, matching processes that run
+/// `exe` if given.
+pub fn apply_policy(version: u64, rules: u64, protect: &[&Path], exe: Option<&Path>) -> String {
+    let protect: Vec<String> = protect.iter().map(|p| format!("{:?}", p.display().to_string())).collect();
+    let mut text = format!(
+        "version = {version}\nexpires = \"2030-01-01T00:00:00Z\"\ndescription = \"bench apply\"\nprotect = [{}]\n\n\
+         [[profile]]\nname = \"bench\"\nmode = \"enforce\"\n",
+        protect.join(", ")
+    );
+    if let Some(exe) = exe {
+        text.push_str(&format!("\n[profile.match]\nexe = [{:?}]\n", exe.display().to_string()));
+    }
+    for rule in 0..rules {
+        text.push_str(&format!(
+            "\n[[profile.rule]]\naction = \"nft.rule.add\"\ntarget = \"inet bench c{rule}\"\ntier = \"allow\"\n"
+        ));
+    }
+    text
 }

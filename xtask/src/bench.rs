@@ -55,15 +55,18 @@ fn run_in_vm(options: &Options) -> Result<String> {
         repo = q(&repo_root()),
         rounds = options.rounds,
     );
-    // The walk an apply does, on this host's file systems and CPU: the
-    // VM's root is 9p under an emulated CPU.
-    // (Not as root, it skips what it may not read; its failure costs
-    // only its line.)
-    let walk = std::process::Command::new(&bench).arg("walk").output().context("running warrant-bench walk")?;
-    let walk_line = match walk.status.success() {
-        true => String::from_utf8_lossy(&walk.stdout).into_owned(),
+    // An apply's verification and walk, on this host's file systems and
+    // CPU: the VM's root is 9p under an emulated CPU. (Not as root, the
+    // walk skips what it may not read; a failure costs only these lines.)
+    let native = std::process::Command::new(&bench)
+        .args(["apply", "--repo"])
+        .arg(repo_root())
+        .output()
+        .context("running warrant-bench apply")?;
+    let native_lines = match native.status.success() {
+        true => String::from_utf8_lossy(&native.stdout).into_owned(),
         false => {
-            eprintln!("bench: warrant-bench walk failed: {}", String::from_utf8_lossy(&walk.stderr).trim());
+            eprintln!("bench: warrant-bench apply failed: {}", String::from_utf8_lossy(&native.stderr).trim());
             String::new()
         }
     };
@@ -82,9 +85,9 @@ fn run_in_vm(options: &Options) -> Result<String> {
     );
     let raw = rwdir.join("raw.jsonl");
     let mut text = std::fs::read_to_string(&raw).context("the bench wrote no raw.jsonl")?;
-    text.push_str(&walk_line);
+    text.push_str(&native_lines);
     if let Err(e) = std::fs::write(&raw, &text) {
-        eprintln!("bench: cannot add the host's walk to {}: {e}", raw.display());
+        eprintln!("bench: cannot add the host's apply figures to {}: {e}", raw.display());
     }
     Ok(text)
 }

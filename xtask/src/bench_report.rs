@@ -65,7 +65,23 @@ pub struct Raw {
     pub scalars: BTreeMap<String, f64>,
     /// (rules, inodes protected, milliseconds the daemon took, by phase).
     pub applies: Vec<(u64, u64, f64, Value)>,
+    /// On the host: an apply's verification and walk, no kernel maps.
+    pub native_applies: Vec<NativeApply>,
     pub program_costs: Vec<ProgramCost>,
+}
+
+/// A policy's verification and walk on the host's CPU, each run's ms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NativeApply {
+    pub rules: u64,
+    pub inodes: u64,
+    pub verify_ms: Vec<f64>,
+    pub walk_ms: Vec<f64>,
+}
+
+/// The first and the best of `runs`.
+fn first_and_best(runs: &[f64]) -> (f64, f64) {
+    (runs.first().copied().unwrap_or(0.0), runs.iter().copied().reduce(f64::min).unwrap_or(0.0))
 }
 
 /// One sample under the kernel's BPF run-time statistics: the loop's time
@@ -122,13 +138,20 @@ pub fn parse(output: &str) -> Result<Raw> {
                 raw.applies.push((num("rules")? as u64, num("protected_inodes")? as u64, num("ms")?, phases))
             }
             Some("warranted_rule") => _ = raw.scalars.insert("warranted rule end to end, ms".into(), num("ms")?),
-            Some("native_walk") => {
-                // On the host, not in the VM: the first run and the best.
-                let runs: Vec<f64> = v["ms"].as_array().into_iter().flatten().filter_map(|m| m.as_f64()).collect();
-                let best = runs.iter().copied().reduce(f64::min).context("native_walk without runs")?;
-                raw.scalars.insert("walk on the host: inodes".into(), num("inodes")?);
-                raw.scalars.insert("walk on the host: ms, first".into(), runs[0]);
-                raw.scalars.insert("walk on the host: ms, best".into(), best);
+            Some("native_apply") => {
+                let runs = |key: &str| -> Result<Vec<f64>> {
+                    let runs: Vec<f64> = v[key].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
+                    if runs.is_empty() {
+                        bail!("line {}: no runs in {key}", number + 1);
+                    }
+                    Ok(runs)
+                };
+                raw.native_applies.push(NativeApply {
+                    rules: num("rules")? as u64,
+                    inodes: num("inodes")? as u64,
+                    verify_ms: runs("verify_ms")?,
+                    walk_ms: runs("walk_ms")?,
+                });
             }
             Some("toggle") => {
                 for (name, key) in
@@ -336,11 +359,11 @@ pub fn report(raw: &Raw) -> Report {
         applies_json.push(json!({"rules": rules, "protected_inodes": inodes, "ms": ms, "phases_ms": phases}));
     }
 
+    let native_json = write_native_applies(&mut table, &raw.native_applies);
+
     let _ = writeln!(table, "\ndaemon");
     for (name, value) in &raw.scalars {
-        // The host's walk takes a few ms: a decimal says more there.
-        let places = usize::from(name.starts_with("walk on the host: ms"));
-        let _ = writeln!(table, "  {name:<28} {value:.places$}");
+        let _ = writeln!(table, "  {name:<28} {value:.0}");
         if name.starts_with("rss_kib") && *value as u64 > RSS_TARGET_KIB {
             misses.push(format!("daemon {name}: {value:.0} KiB (target {RSS_TARGET_KIB} KiB)"));
         }
@@ -364,11 +387,44 @@ pub fn report(raw: &Raw) -> Report {
         "nft": nft_json,
         "audit": audit_json,
         "policy_apply": applies_json,
+        "policy_apply_on_the_host": native_json,
         "daemon": raw.scalars,
         "verifier": verifier.iter().map(|(p, n)| json!({"program": p, "instructions": n})).collect::<Vec<_>>(),
         "missed_targets": misses,
     });
     Report { table, json, misses }
+}
+
+/// The host's figures for an apply's verification and walk (no kernel
+/// maps, so no target is checked against them).
+fn write_native_applies(table: &mut String, applies: &[NativeApply]) -> Vec<Value> {
+    if applies.is_empty() {
+        return Vec::new();
+    }
+    let _ = writeln!(
+        table,
+        "\npolicy apply on the host's CPU, without the kernel's maps (ms: first run, best of {})\n\
+         {:<18} {:>16} {:>14} {:>14}",
+        applies[0].verify_ms.len(),
+        "rules",
+        "inodes walked",
+        "verify",
+        "walk"
+    );
+    let mut rows = Vec::new();
+    for apply in applies {
+        let (verify_first, verify_best) = first_and_best(&apply.verify_ms);
+        let (walk_first, walk_best) = first_and_best(&apply.walk_ms);
+        let _ = writeln!(
+            table,
+            "{:<18} {:>16} {:>6.1} {:>7.1} {:>6.1} {:>7.1}",
+            apply.rules, apply.inodes, verify_first, verify_best, walk_first, walk_best
+        );
+        rows.push(json!({"rules": apply.rules, "inodes": apply.inodes,
+                         "verify_ms": {"first": verify_first, "best": verify_best},
+                         "walk_ms": {"first": walk_first, "best": walk_best}}));
+    }
+    rows
 }
 
 /// The table of where each loop's time goes inside the programs.
@@ -427,7 +483,7 @@ mod tests {
 {"kind":"nft","batch":100,"state":"subject","round":0,"ns":11000000}
 {"kind":"rss","when":"after load","kib":30000}
 {"kind":"audit","offered_rate":10000,"seconds":2.0,"ops":20000,"written":20000,"lost":0,"last_record_s":2.5}
-{"kind":"native_walk","inodes":246,"ms":[30.5,4.0,3.5,3.75]}
+{"kind":"native_apply","rules":1000,"inodes":246,"verify_ms":[9.5,8.0,8.25],"walk_ms":[30.5,4.0,3.5,3.75]}
 {"kind":"program_cost","workload":"open-close-read","state":"attached","ns_per_op":1200.0,"programs":{"file_open":{"calls_per_op":1.0,"ns_per_call":40.0},"file_free_security":{"calls_per_op":1.0,"ns_per_call":60.0}}}
 "#;
 
@@ -455,8 +511,13 @@ mod tests {
         assert_eq!(report.json["audit"][0]["written_per_second"], 8000.0);
         assert_eq!(report.json["policy_apply"][0]["ms"], 80.5);
         assert_eq!(report.json["policy_apply"][0]["phases_ms"]["pick_up"], 70.0);
-        assert_eq!(report.json["daemon"]["walk on the host: ms, first"], 30.5);
-        assert_eq!(report.json["daemon"]["walk on the host: ms, best"], 3.5);
+        let native = &report.json["policy_apply_on_the_host"][0];
+        assert_eq!((native["rules"].as_u64(), native["inodes"].as_u64()), (Some(1000), Some(246)));
+        assert_eq!(
+            (native["verify_ms"]["first"].as_f64(), native["verify_ms"]["best"].as_f64()),
+            (Some(9.5), Some(8.0))
+        );
+        assert_eq!((native["walk_ms"]["first"].as_f64(), native["walk_ms"]["best"].as_f64()), (Some(30.5), Some(3.5)));
         // Best of rounds: 1010 over 1000 for attached.
         let best = report.json["workloads"][0]["best_of_rounds_vs_detached"]["attached"].as_f64().unwrap();
         assert!((best - 1.01).abs() < 1e-9, "{best}");
