@@ -14,6 +14,7 @@ pub mod hash;
 pub mod ioctl;
 pub mod legacy;
 mod maps;
+pub mod mount_api;
 pub mod netlink;
 pub mod netlink_protocols;
 pub mod netns;

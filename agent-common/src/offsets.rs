@@ -195,5 +195,8 @@ pub struct KernelOffsets {
     pub task_struct_mm: u32,
     /// `struct mm_struct, exe_file` (pointer): the executable the process runs.
     pub mm_struct_exe_file: u32,
+    /// `struct pt_regs, orig_ax` (`syscallno` on arm64): the system call
+    /// number the task entered the kernel with.
+    pub pt_regs_orig_ax: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 348);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 352);

@@ -14,8 +14,8 @@
 //! `readlink /proc/PID/ns/net`), the one name the kernel gives it.
 //!
 //! The same `capable` hook decides `system.clock` at a subject's
-//! CAP_SYS_TIME check, and refuses the mount_setattr(2) selfprotect.rs
-//! notes the same way.
+//! CAP_SYS_TIME check, and refuses its CAP_SYS_ADMIN check inside a call
+//! of the new mount API (see selfprotect.rs).
 
 use aya_ebpf::{
     macros::{fentry, fexit, lsm},
@@ -34,7 +34,7 @@ const CAP_SYS_ADMIN: i32 = 21;
 
 /// Notes a request in the subject's own marker (see [`Subject`]).
 #[inline(always)]
-pub fn remember(action_id: u32, namespace: u32) {
+fn remember(action_id: u32, namespace: u32) {
     if let Some(subject) = subjects::current_mut() {
         subject.pending_action = action_id;
         subject.pending_namespace = namespace;
@@ -42,7 +42,7 @@ pub fn remember(action_id: u32, namespace: u32) {
 }
 
 #[inline(always)]
-pub fn forget() {
+fn forget() {
     if let Some(subject) = subjects::current_mut() {
         subject.pending_action = 0;
     }
@@ -122,6 +122,10 @@ pub fn capable(ctx: LsmContext) -> i32 {
         let subject = *subject;
         return crate::selfprotect::refuse(&subject, action::SELF_MODULE);
     }
+    if cap == CAP_SYS_ADMIN && crate::selfprotect::in_mount_api_call() {
+        let subject = *subject;
+        return crate::selfprotect::refuse(&subject, action::SELF_MOUNT);
+    }
     let pending = subject.pending_action;
     if cap != CAP_SYS_ADMIN || pending == 0 {
         return 0;
@@ -129,10 +133,6 @@ pub fn capable(ctx: LsmContext) -> i32 {
     // Decided once: netns_install's second capability check is not a second use.
     subject.pending_action = 0;
     let subject = *subject;
-    if pending == action::SELF_MOUNT {
-        // mount_setattr(2) (see selfprotect.rs): never a subject's.
-        return crate::selfprotect::refuse(&subject, action::SELF_MOUNT);
-    }
     decide_action(&subject, pending, 0, 0, [subject.pending_namespace as u64, 0])
 }
 

@@ -2,8 +2,9 @@
 //! No rule or warrant is consulted; every refusal is an audit event.
 //!
 //! - bpf(): no subject touches programs, maps or links (detach, update, pin).
-//! - mount, umount, move_mount, pivot_root, chroot, and the new mount API
-//!   (fsconfig's create and reconfigure, mount_setattr): no subject reshapes
+//! - mount, umount, move_mount, pivot_root, chroot, the new mount API
+//!   (every call, at its CAP_SYS_ADMIN check: see `warrant_common::mount_api`),
+//!   freezing or shutting down a file system: no subject reshapes or stops
 //!   the file system views Warrant relies on (bpffs pins, config paths, the
 //!   audit log's file system). The one exception is pinning a network
 //!   namespace the way `ip netns add` does.
@@ -16,7 +17,8 @@
 //!   but for one: the `cgroup.procs` of its own cgroup, while it still runs
 //!   the code of the unconfined parent that moved it there
 //!   ([`may_write_own_procs`]).
-//! - opening block devices for writing (files.rs).
+//! - opening block devices for writing (files.rs), and what goes under
+//!   them: SCSI and NVMe passthrough, extent swaps, device-mapper changes.
 //! - unlinking or renaming anything on bpffs (the pins that keep
 //!   enforcement attached while the daemon is down); the hooks are in
 //!   files.rs, which they share with protected files.
@@ -25,18 +27,19 @@ use aya_ebpf::{
     bindings::task_struct,
     helpers::generated::{
         bpf_get_current_cgroup_id, bpf_get_current_task_btf, bpf_ktime_get_ns, bpf_probe_read_kernel_str,
+        bpf_task_pt_regs,
     },
-    macros::{fentry, fexit, lsm},
-    programs::{FEntryContext, FExitContext, LsmContext},
+    macros::lsm,
+    programs::LsmContext,
 };
 use warrant_common::{
-    BPF_FS_MAGIC, NO_WARRANT, SETTINGS_INDEX, Subject, TMPFS_MAGIC, action, netns, subject_flag, tier, verdict,
-    zero_words,
+    BPF_FS_MAGIC, NO_WARRANT, SETTINGS_INDEX, Subject, TMPFS_MAGIC, action, mount_api, netns, subject_flag, tier,
+    verdict, zero_words,
 };
 
 use crate::{
     maps::{SETTINGS, offset},
-    policy::{emit_events, read_kernel},
+    policy::{emit_events, read_kernel, read_kernel_or_zero},
     subjects,
     uapi::{FUSE_DEVICE, S_IFBLK, S_IFCHR, S_IFMT},
 };
@@ -176,8 +179,10 @@ fn dentry_named_netns(dentry: *const u8) -> bool {
 
 /// The new mount API's own steps, which pass no `sb_mount`: fsconfig's
 /// FSCONFIG_CMD_CREATE makes the superblock that fsmount(2) turns into a
-/// detached mount, usable through its fd without ever being attached.
-/// (mount(2)'s new mounts come here too, after `sb_mount` allowed them.)
+/// detached mount. A subject's call is refused before, at its
+/// CAP_SYS_ADMIN check (`in_mount_api_call`); this hook, after the
+/// superblock is built, stays as the second line. (mount(2)'s new mounts
+/// come here too, after `sb_mount` allowed them.)
 #[lsm(hook = "sb_kern_mount")]
 pub fn sb_kern_mount(_ctx: LsmContext) -> i32 {
     refuse_subjects(action::SELF_MOUNT)
@@ -191,21 +196,13 @@ pub fn sb_remount(_ctx: LsmContext) -> i32 {
     refuse_subjects(action::SELF_MOUNT)
 }
 
-/// mount_setattr(2) changes a mount in place (read-only, noexec,
-/// propagation, an idmapping) and has no LSM hook; it asks for
-/// CAP_SYS_ADMIN first. Noted here for `capable` to refuse, as netns.rs
-/// does for unshare; the fexit drops the note whatever happened. The
-/// function is the architecture's syscall entry (see `hooks.rs`).
-#[fentry(function = "__x64_sys_mount_setattr")]
-pub fn note_mount_setattr(_ctx: FEntryContext) -> u32 {
-    crate::netns::remember(action::SELF_MOUNT, 0);
-    0
-}
-
-#[fexit(function = "__x64_sys_mount_setattr")]
-pub fn forget_mount_setattr(_ctx: FExitContext) -> u32 {
-    crate::netns::forget();
-    0
+/// Whether the current task is inside a system call of the new mount API
+/// (see `warrant_common::mount_api`), by the number it entered with.
+#[inline(always)]
+pub fn in_mount_api_call() -> bool {
+    let task = unsafe { bpf_get_current_task_btf() };
+    let regs = unsafe { bpf_task_pt_regs(task) } as *const u8;
+    mount_api::is_call(read_kernel_or_zero::<u32>(regs, offset!(pt_regs_orig_ax)))
 }
 
 #[lsm(hook = "sb_umount")]
@@ -362,6 +359,12 @@ pub fn file_send_sigiotask(ctx: LsmContext) -> i32 {
 const TIOCSTI: u32 = 0x5412;
 const TIOCLINUX: u32 = 0x541c;
 
+/// `FIFREEZE` (`_IOWR('X', 119, int)`) stalls every write to a file
+/// system until thawed; `FS_IOC_SHUTDOWN` (`_IOR('X', 125, __u32)`, the
+/// same number in ext4, xfs, f2fs and btrfs) stops it for good.
+const FIFREEZE: u32 = 0xc004_5877;
+const FS_IOC_SHUTDOWN: u32 = 0x8004_587d;
+
 /// `FS_IOC_SETVERSION`, `FS_IOC32_SETVERSION`, `EXT4_IOC_SETVERSION`,
 /// `EXT4_IOC32_SETVERSION` and `EXT4_IOC_SWAP_BOOT`: they rewrite an
 /// inode's generation, which a mark carries (see `marks`): a subject would
@@ -378,17 +381,30 @@ const NVME_IOCTL_TYPE: u32 = b'N' as u32;
 /// every file check, as a block device write would. (`EXT4_IOC_SWAP_BOOT`
 /// is refused with the generation ioctls.)
 const SWAP_EXTENTS: [(u32, u32); 3] = [(b'f' as u32, 15), (b'X' as u32, 109), (0xf5, 9)];
+/// Device-mapper's ioctl type, on /dev/mapper/control.
+const DM_IOCTL_TYPE: u32 = 0xfd;
+/// The device-mapper commands that change a mapping, by number: remove
+/// all (1), create (3), remove (4), rename (5), suspend (6, which freezes
+/// the file system on it), load a table (9, an `error` target fails every
+/// write), clear it (10), a target message (14), geometry (15). The reads
+/// (version, list, status, table, wait) stay a subject's.
+const DM_CHANGES: u32 = 1 << 1 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 9 | 1 << 10 | 1 << 14 | 1 << 15;
 
 #[inline(always)]
 fn decide_ioctl(cmd: u32) -> i32 {
     if cmd == TIOCSTI || cmd == TIOCLINUX {
         return refuse_subjects(action::SELF_TTY);
     }
+    // What a read-only remount would do to the audit log's file system, or worse.
+    if cmd == FIFREEZE || cmd == FS_IOC_SHUTDOWN {
+        return refuse_subjects(action::SELF_MOUNT);
+    }
     if SET_GENERATION.contains(&cmd) {
         return refuse_subjects(action::SELF_MARKED_EXEC);
     }
     let (kind, number) = ((cmd >> 8) & 0xff, cmd & 0xff);
-    if cmd == SG_IO || kind == NVME_IOCTL_TYPE || SWAP_EXTENTS.contains(&(kind, number)) {
+    let remaps = kind == DM_IOCTL_TYPE && number < 32 && DM_CHANGES & (1 << number) != 0;
+    if cmd == SG_IO || kind == NVME_IOCTL_TYPE || SWAP_EXTENTS.contains(&(kind, number)) || remaps {
         return refuse_subjects(action::SELF_BLOCKDEV);
     }
     // Routes, addresses and links by ioctl rather than rtnetlink: decided

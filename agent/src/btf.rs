@@ -333,6 +333,9 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         dst_entry_dev: btf.member_offset("dst_entry", "dev")?,
         task_struct_mm: btf.member_offset("task_struct", "mm")?,
         mm_struct_exe_file: btf.member_offset("mm_struct", "exe_file")?,
+        pt_regs_orig_ax: btf
+            .member_offset("pt_regs", "orig_ax")
+            .or_else(|_| btf.member_offset("pt_regs", "syscallno"))?,
     })
 }
 

@@ -90,9 +90,8 @@ pub const LSM_PROGRAMS: &[LsmProgram] = &[
 ];
 
 /// fentry/fexit and BTF tracepoint programs and what each traces. The
-/// fentry/fexit ones only note requests for `capable` to decide (namespace
-/// requests, mount_setattr: see agent-ebpf's netns.rs), so they are
-/// attached before it; the
+/// fentry/fexit ones only note namespace requests for `capable` to decide
+/// (see agent-ebpf's netns.rs), so they are attached before it; the
 /// tracepoints make subjects of tasks moved into matched cgroups.
 pub const TRACING_PROGRAMS: &[(&str, &str)] = &[
     ("cgroup_mkdir", "cgroup_mkdir"),
@@ -102,15 +101,7 @@ pub const TRACING_PROGRAMS: &[(&str, &str)] = &[
     ("forget_unshare", "unshare_nsproxy_namespaces"),
     ("note_setns", "netns_install"),
     ("forget_setns", "netns_install"),
-    ("note_mount_setattr", MOUNT_SETATTR_ENTRY),
-    ("forget_mount_setattr", MOUNT_SETATTR_ENTRY),
 ];
-
-/// mount_setattr(2)'s entry point, which has the architecture's prefix.
-#[cfg(target_arch = "x86_64")]
-const MOUNT_SETATTR_ENTRY: &str = "__x64_sys_mount_setattr";
-#[cfg(target_arch = "aarch64")]
-const MOUNT_SETATTR_ENTRY: &str = "__arm64_sys_mount_setattr";
 
 /// An optional hook this kernel lacks, and what that means (also as
 /// `warrant status` reports it: read back from the daemon's reply).
