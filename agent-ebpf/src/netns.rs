@@ -123,6 +123,10 @@ pub fn capable(ctx: LsmContext) -> i32 {
         return crate::selfprotect::refuse(&subject, action::SELF_MODULE);
     }
     if cap == CAP_SYS_ADMIN && crate::selfprotect::in_mount_api_call() {
+        let opts: u32 = ctx.arg(3);
+        if opts & CAP_OPT_NOAUDIT != 0 {
+            return -EPERM;
+        }
         let subject = *subject;
         return crate::selfprotect::refuse(&subject, action::SELF_MOUNT);
     }

@@ -333,11 +333,15 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         dst_entry_dev: btf.member_offset("dst_entry", "dev")?,
         task_struct_mm: btf.member_offset("task_struct", "mm")?,
         mm_struct_exe_file: btf.member_offset("mm_struct", "exe_file")?,
-        pt_regs_orig_ax: btf
-            .member_offset("pt_regs", "orig_ax")
-            .or_else(|_| btf.member_offset("pt_regs", "syscallno"))?,
+        pt_regs_orig_ax: btf.member_offset("pt_regs", SYSCALL_NUMBER_FIELD)?,
     })
 }
+
+/// The `pt_regs` field that holds the system call number a task entered with.
+#[cfg(not(target_arch = "aarch64"))]
+const SYSCALL_NUMBER_FIELD: &str = "orig_ax";
+#[cfg(target_arch = "aarch64")]
+const SYSCALL_NUMBER_FIELD: &str = "syscallno";
 
 /// The position of argument `name` of LSM hook `hook`, from the prototype
 /// of the kernel's `bpf_lsm_<hook>` (hooks gain and lose arguments between

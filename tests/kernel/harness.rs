@@ -423,6 +423,19 @@ impl Daemon {
         })
     }
 
+    /// Waits until `n` records after `mark` satisfy `matches`.
+    pub fn expect_records_where(&self, mark: usize, n: usize, what: &str, matches: impl Fn(&Value) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let found = self.records_after(mark).iter().filter(|r| matches(r)).count();
+            if found >= n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{found} of {n} records of {what} after line {mark}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Waits for a record after `mark` that satisfies `matches`.
     /// A decision of `action` denied (in any tier), whatever its target.
     pub fn expect_denied(&self, mark: usize, action: &str) -> Value {

@@ -11,6 +11,7 @@ mod harness;
 mod held;
 mod lifecycle;
 mod marks;
+mod mounts;
 mod names;
 mod namespaces;
 mod network;
