@@ -95,7 +95,7 @@ fn subjects_cannot_mount_or_remount_through_the_new_mount_api() {
          sub=('import ctypes,sys; libc=ctypes.CDLL(None,use_errno=True)\\n'\n\
               'e=lambda r: ctypes.get_errno() if r<0 else 0\\n'\n\
               f'r=[e(libc.syscall(431,{{create}},6,None,None,0)),e(libc.syscall(432,{{created}},0,0)),'\n\
-              f'e(libc.syscall(431,{{pick}},7,None,None,0)),e(libc.syscall(429,{{clone}},b\"\",-100,b\"/mnt\",4))]\\n'\n\
+              f'e(libc.syscall(431,{{pick}},7,None,None,0)),e(libc.syscall(429,{{clone}},b\"\",-100,b\"{scratch}/over\",4))]\\n'\n\
               'print(r,file=sys.stderr); sys.exit(0 if r==[1,1,1,1] else 2)')\n\
          keep=[a for f in fds for a in ('--keep-fd',str(f))]\n\
          sys.exit(subprocess.run([{warrant:?},'--config',{config:?},'run','--profile','agent',*keep,'--','python3','-c',sub],pass_fds=fds).returncode)\n",
@@ -149,9 +149,10 @@ fn subjects_cannot_mount_or_remount_through_the_new_mount_api() {
     );
 }
 
-/// The scratch tmpfs, and what a failed run could leave: unmounted (with
-/// anything a refusal that failed put over /mnt) and the device-mapper
-/// device removed, whatever the test's outcome.
+/// The scratch tmpfs, and what a failed run could leave: unmounted with
+/// anything a refusal that failed mounted inside it (lazily: whatever is
+/// under it goes too), and the device-mapper device removed, whatever the
+/// test's outcome. (/mnt itself is the VM's own tmpfs, which later tests use.)
 struct Scratch(&'static str);
 
 impl Scratch {
@@ -160,18 +161,16 @@ impl Scratch {
         std::fs::create_dir_all(path).unwrap();
         let mount = Command::new("mount").args(["-t", "tmpfs", "-o", "size=4m", "scratch", path]).status();
         assert!(mount.unwrap().success(), "mounting the scratch tmpfs");
+        // Where a handed clone would be attached, were move_mount allowed.
+        std::fs::create_dir_all(format!("{path}/over")).unwrap();
         Scratch(path)
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.0).status();
+        let _ = Command::new("umount").args(["-l", self.0]).status();
         let _ = Command::new("dmsetup").args(["remove", "warrant-test"]).output();
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        if mounts.lines().any(|line| line.split_whitespace().nth(4) == Some("/mnt")) {
-            let _ = Command::new("umount").args(["-l", "/mnt"]).status();
-        }
     }
 }
 
