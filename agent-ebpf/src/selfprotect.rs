@@ -3,7 +3,8 @@
 //!
 //! - bpf(): no subject touches programs, maps or links (detach, update, pin).
 //! - mount, umount, move_mount, pivot_root, chroot, the new mount API
-//!   (every call, at its CAP_SYS_ADMIN check: see `warrant_common::mount_api`),
+//!   (every privileged step, at its CAP_SYS_ADMIN check: see
+//!   `warrant_common::mount_api`),
 //!   freezing or shutting down a file system: no subject reshapes or stops
 //!   the file system views Warrant relies on (bpffs pins, config paths, the
 //!   audit log's file system). The one exception is pinning a network
