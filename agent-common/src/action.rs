@@ -103,6 +103,11 @@ pub const SELF_MARKED_EXEC: u32 = 53;
 /// process stays what it was, recorded under the profile it would have
 /// joined), as is the receipt.
 pub const SELF_IO_URING: u32 = 55;
+/// Writing a sysfs attribute that stops a device or a file system (a
+/// disk's `delete`, a PCI `remove`, a driver's `unbind`, ext4's
+/// `trigger_fs_error`: see `sysfs::DEVICE_STOPPING`): the audit log's disk
+/// would go with it.
+pub const SELF_DEVICE: u32 = 56;
 
 /// Setting the system clock (anything the kernel checks CAP_SYS_TIME for:
 /// settimeofday, clock_settime, adjtimex, an RTC): decided by policy,
@@ -270,6 +275,7 @@ pub const ALL: &[(u32, &str)] = &[
     (SELF_CGROUP, "self.cgroup"),
     (SELF_MARKED_EXEC, "self.marked_exec"),
     (SELF_IO_URING, "self.io_uring"),
+    (SELF_DEVICE, "self.device"),
     (SYSTEM_CLOCK, "system.clock"),
     (IPC_CONNECT, "ipc.connect"),
     (IPC_LOOPBACK, "ipc.loopback"),
@@ -405,7 +411,7 @@ pub const RT_TABLE_MAIN: u32 = 254;
 
 /// Self-protection actions: never allowed, never approvable.
 pub fn is_self_protection(id: u32) -> bool {
-    (SELF_BPF..=SELF_TTY).contains(&id) || matches!(id, SELF_CGROUP | SELF_MARKED_EXEC | SELF_IO_URING)
+    (SELF_BPF..=SELF_TTY).contains(&id) || matches!(id, SELF_CGROUP | SELF_MARKED_EXEC | SELF_IO_URING | SELF_DEVICE)
 }
 
 /// Whether the action carries content a warrant may bind by digest (an nft

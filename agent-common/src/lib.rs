@@ -9,6 +9,7 @@
 
 pub mod action;
 pub mod decision;
+pub mod disk_ioctl;
 mod event;
 pub mod hash;
 pub mod ioctl;
@@ -20,6 +21,7 @@ pub mod netlink_protocols;
 pub mod netns;
 mod offsets;
 pub mod siphash;
+pub mod sysfs;
 mod target_key;
 pub use target_key::{FILE_NAME_AT, FILE_NAME_LEN, SOCKET_NAME_CUT};
 mod words;

@@ -13,7 +13,9 @@
 //! (see `proc_target`).
 //!
 //! Subjects never open block devices for writing (`self.blockdev`): raw
-//! disk writes would go around every check here.
+//! disk writes would go around every check here. Nor do they write the
+//! sysfs attributes that remove, unbind, reset or fail a device or a file
+//! system (`self.device`): the audit log's disk would go with it.
 //!
 //! Cost: a non-subject pays one map lookup per hook (the subject marker, or
 //! the parent directory in `d_instantiate`); freeing a file costs one array
@@ -35,7 +37,7 @@ use crate::{
     maps::{PROC_TREES, PROTECTED, WRITABLE_COUNT, WRITABLE_FILES, offset},
     marks, names,
     policy::{decide_action, read_kernel, read_kernel_or_zero},
-    selfprotect, subjects,
+    selfprotect, subjects, sysfs,
     uapi::{INPUT_MAJOR, S_IFBLK, S_IFCHR, S_IFMT, SCSI_GENERIC_MAJOR, UINPUT_DEVICE, major},
 };
 
@@ -197,16 +199,6 @@ fn of_the_daemons_process(facts: &FileFacts) -> bool {
     selfprotect::is_daemon(task)
 }
 
-/// `SYSFS_MAGIC`.
-const SYSFS_MAGIC: u64 = 0x6265_6572;
-/// "net" and its NUL, as a little-endian word.
-const NET_NAME: u32 = u32::from_le_bytes(*b"net\0");
-/// Levels above a sysfs file that a `net` directory is looked for at:
-/// /sys/class/net/bonding_masters is one, .../net/eth0/mtu two,
-/// .../net/br0/bridge/stp_state three, .../net/eth0/queues/rx-0/rps_cpus
-/// and .../net/br0/brif/eth1/priority four.
-const NET_ATTRIBUTE_DEPTH: usize = 5;
-
 /// What the checks of a subject's write read of its file, each read once
 /// (a write passes them all: a raw device, a cgroup file, a network
 /// device's attribute, a protected file, the mark). Unreadable: a null
@@ -248,36 +240,6 @@ pub(crate) fn file_facts(file: *const u8, with_mode: bool) -> FileFacts {
         mode: if with_mode { read_kernel::<u16>(inode, offset!(inode_i_mode)) } else { None },
         key,
     }
-}
-
-/// Whether `file` is a sysfs attribute of a network device or of the net
-/// class (what `/sys/class/net` shows): writing one changes the link as
-/// RTM_SETLINK would (flags, MTU, group, carrier), makes or enslaves bonds,
-/// sets a bridge's STP or VLAN filtering. Unreadable counts as one.
-#[inline(always)]
-fn is_network_device_attribute(facts: &FileFacts) -> bool {
-    if facts.dentry.is_null() {
-        return true;
-    }
-    let mut at = facts.dentry;
-    if facts.dentry_magic != SYSFS_MAGIC {
-        return false;
-    }
-    for _ in 0..NET_ATTRIBUTE_DEPTH {
-        let Some(parent) = read_kernel::<u64>(at, offset!(dentry_d_parent)) else {
-            return true;
-        };
-        let parent = parent as *const u8;
-        if parent == at {
-            return false;
-        }
-        let name = read_kernel::<u64>(parent, offset!(dentry_d_name_name)).unwrap_or(0) as *const u8;
-        if read_kernel::<u32>(name, 0) == Some(NET_NAME) {
-            return true;
-        }
-        at = parent;
-    }
-    false
 }
 
 /// A file's protection: by inode, by path under /proc, or for any
@@ -342,11 +304,11 @@ fn is_writable_file(file: *const u8) -> bool {
 fn check_write_through(subject: &Subject, file: *const u8, facts: &FileFacts) -> i32 {
     // An fd opened before the subject was one (or handed over) is refused
     // here what `file_open` refuses a subject.
-    let verdict = refuse_raw_or_cgroup(subject, file, facts);
+    let verdict = refuse_device_or_cgroup(subject, file, facts);
     if verdict != 0 {
         return verdict;
     }
-    if is_network_device_attribute(facts) {
+    if sysfs::is_network_device_attribute(facts) {
         return crate::policy::decide_action(subject, action::NET_LINK_SET, 0, 0, [0, 0]);
     }
     let Some((key, tree)) = protected_file(facts) else {
@@ -364,9 +326,10 @@ fn check_write_through(subject: &Subject, file: *const u8, facts: &FileFacts) ->
 /// move, freeze or kill processes, the daemon among them), whenever the fd
 /// was opened; except its own cgroup's `cgroup.procs` before it execs,
 /// when its unconfined parent moved it there (see
-/// `selfprotect::may_write_own_procs`).
+/// `selfprotect::may_write_own_procs`); nor a sysfs attribute that stops
+/// a device (`self.device`).
 #[inline(always)]
-fn refuse_raw_or_cgroup(subject: &Subject, file: *const u8, facts: &FileFacts) -> i32 {
+fn refuse_device_or_cgroup(subject: &Subject, file: *const u8, facts: &FileFacts) -> i32 {
     let inode = facts.inode;
     let file_type = facts.mode.unwrap_or(S_IFBLK) & S_IFMT;
     let device = if file_type == S_IFCHR { read_kernel::<u32>(inode, offset!(inode_i_rdev)) } else { Some(0) };
@@ -384,6 +347,9 @@ fn refuse_raw_or_cgroup(subject: &Subject, file: *const u8, facts: &FileFacts) -
         && !selfprotect::may_write_own_procs(subject, file, inode)
     {
         return selfprotect::refuse(subject, action::SELF_CGROUP);
+    }
+    if sysfs::stops_a_device(facts) {
+        return selfprotect::refuse(subject, action::SELF_DEVICE);
     }
     0
 }
@@ -409,14 +375,14 @@ pub fn file_open(ctx: LsmContext) -> i32 {
         };
     }
     let inode = facts.inode;
-    let refused = refuse_raw_or_cgroup(&subject, file, &facts);
+    let refused = refuse_device_or_cgroup(&subject, file, &facts);
     if refused != 0 {
         return refused;
     }
     if of_the_daemons_process(&facts) {
         return selfprotect::refuse(&subject, action::SELF_PTRACE);
     }
-    if is_network_device_attribute(&facts) {
+    if sysfs::is_network_device_attribute(&facts) {
         return crate::policy::decide_action(&subject, action::NET_LINK_SET, 0, 0, [0, 0]);
     }
     let Some((key, tree)) = protected_file(&facts) else {

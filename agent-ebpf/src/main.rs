@@ -15,6 +15,7 @@
 mod atomics;
 mod files;
 mod held;
+mod ioctls;
 mod ipc;
 mod legacy;
 mod local;
@@ -27,6 +28,7 @@ mod policy;
 mod rtnetlink;
 mod selfprotect;
 mod subjects;
+mod sysfs;
 mod uapi;
 
 #[cfg(not(test))]

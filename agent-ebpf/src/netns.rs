@@ -115,20 +115,10 @@ pub fn capable(ctx: LsmContext) -> i32 {
         return decide_action(&subject, action::SYSTEM_CLOCK, 0, 0, [0, 0]);
     }
     if cap == CAP_SYS_MODULE {
-        let opts: u32 = ctx.arg(3);
-        if opts & CAP_OPT_NOAUDIT != 0 {
-            return -EPERM;
-        }
-        let subject = *subject;
-        return crate::selfprotect::refuse(&subject, action::SELF_MODULE);
+        return refuse_capability(subject, ctx.arg(3), action::SELF_MODULE);
     }
     if cap == CAP_SYS_ADMIN && crate::selfprotect::in_mount_api_call() {
-        let opts: u32 = ctx.arg(3);
-        if opts & CAP_OPT_NOAUDIT != 0 {
-            return -EPERM;
-        }
-        let subject = *subject;
-        return crate::selfprotect::refuse(&subject, action::SELF_MOUNT);
+        return refuse_capability(subject, ctx.arg(3), action::SELF_MOUNT);
     }
     let pending = subject.pending_action;
     if cap != CAP_SYS_ADMIN || pending == 0 {
@@ -138,6 +128,18 @@ pub fn capable(ctx: LsmContext) -> i32 {
     subject.pending_action = 0;
     let subject = *subject;
     decide_action(&subject, pending, 0, 0, [subject.pending_namespace as u64, 0])
+}
+
+/// A subject's capability check refused as `action_id`: recorded, but for
+/// a probe the kernel makes without auditing it (`opts` holds
+/// CAP_OPT_NOAUDIT), which is refused quietly as the kernel would.
+#[inline(always)]
+fn refuse_capability(subject: &Subject, opts: u32, action_id: u32) -> i32 {
+    if opts & CAP_OPT_NOAUDIT != 0 {
+        return -EPERM;
+    }
+    let subject = *subject;
+    crate::selfprotect::refuse(&subject, action_id)
 }
 
 /// clone and clone3: `task_alloc` sees the flags before the child exists.

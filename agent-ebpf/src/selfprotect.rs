@@ -13,13 +13,17 @@
 //!   process_vm_writev, pidfd_getfd) on any process outside the profile.
 //! - loading kernel modules or kexec images.
 //! - SIGIO-route signals (F_SETOWN + F_SETSIG) to the daemon, from anyone.
-//! - TIOCSTI and TIOCLINUX on any terminal.
+//! - TIOCSTI and TIOCLINUX on any terminal (this and the other ioctls are
+//!   in `ioctls`).
 //! - writing cgroup control files (files.rs asks [`is_cgroup_control_at`]),
 //!   but for one: the `cgroup.procs` of its own cgroup, while it still runs
 //!   the code of the unconfined parent that moved it there
 //!   ([`may_write_own_procs`]).
 //! - opening block devices for writing (files.rs), and what goes under
-//!   them: SCSI and NVMe passthrough, extent swaps, device-mapper changes.
+//!   them: SCSI and NVMe passthrough, extent swaps, device-mapper, loop
+//!   and partition changes, persistent reservations
+//!   (`warrant_common::disk_ioctl`); writing the sysfs attributes that
+//!   stop a device (`sysfs`).
 //! - unlinking or renaming anything on bpffs (the pins that keep
 //!   enforcement attached while the daemon is down); the hooks are in
 //!   files.rs, which they share with protected files.
@@ -90,7 +94,7 @@ pub fn refuse_on(subject: &Subject, action_id: u32, object_words: [u64; 2]) -> i
 }
 
 #[inline(always)]
-fn refuse_subjects(action_id: u32) -> i32 {
+pub(crate) fn refuse_subjects(action_id: u32) -> i32 {
     match subjects::current() {
         Some(subject) => refuse(&subject, action_id),
         None => 0,
@@ -351,82 +355,6 @@ pub fn file_send_sigiotask(ctx: LsmContext) -> i32 {
         Some(subject) => refuse(&subject, action::SELF_SIGNAL),
         None => -EPERM,
     }
-}
-
-/// `TIOCSTI` pushes a byte into a terminal's input; `TIOCLINUX` subcode 3
-/// pastes the console's selection into it. Either types into whatever reads
-/// that terminal, which may be the shell of the operator who started the
-/// agent, once the agent is gone.
-const TIOCSTI: u32 = 0x5412;
-const TIOCLINUX: u32 = 0x541c;
-
-/// `FIFREEZE` (`_IOWR('X', 119, int)`) stalls every write to a file
-/// system until thawed; `FS_IOC_SHUTDOWN` (`_IOR('X', 125, __u32)`, the
-/// same number in ext4, xfs, f2fs and btrfs) stops it for good.
-const FIFREEZE: u32 = 0xc004_5877;
-const FS_IOC_SHUTDOWN: u32 = 0x8004_587d;
-
-/// `FS_IOC_SETVERSION`, `FS_IOC32_SETVERSION`, `EXT4_IOC_SETVERSION`,
-/// `EXT4_IOC32_SETVERSION` and `EXT4_IOC_SWAP_BOOT`: they rewrite an
-/// inode's generation, which a mark carries (see `marks`): a subject would
-/// unmark what it wrote.
-const SET_GENERATION: [u32; 5] = [0x4008_7602, 0x4004_7602, 0x4008_6604, 0x4004_6604, 0x6611];
-/// `SG_IO`: SCSI commands, writes among them, under every file check.
-const SG_IO: u32 = 0x2285;
-/// The NVMe ioctl type (`'N'`): passthrough commands, writes among them.
-const NVME_IOCTL_TYPE: u32 = b'N' as u32;
-/// `EXT4_IOC_MOVE_EXT` (`'f'` 15), `XFS_IOC_SWAPEXT` (`'X'` 109) and
-/// `F2FS_IOC_MOVE_RANGE` (0xf5 9), by type and number: they move blocks
-/// between files and pass no `file_permission`, so a write fd held from
-/// before confinement (or handed over) would rewrite a protected file past
-/// every file check, as a block device write would. (`EXT4_IOC_SWAP_BOOT`
-/// is refused with the generation ioctls.)
-const SWAP_EXTENTS: [(u32, u32); 3] = [(b'f' as u32, 15), (b'X' as u32, 109), (0xf5, 9)];
-/// Device-mapper's ioctl type, on /dev/mapper/control.
-const DM_IOCTL_TYPE: u32 = 0xfd;
-/// The device-mapper commands that change a mapping, by number: remove
-/// all (1), create (3), remove (4), rename (5), suspend (6, which freezes
-/// the file system on it), load a table (9, an `error` target fails every
-/// write), clear it (10), a target message (14), geometry (15). The reads
-/// (version, list, status, table, wait) stay a subject's.
-const DM_CHANGES: u32 = 1 << 1 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 9 | 1 << 10 | 1 << 14 | 1 << 15;
-
-#[inline(always)]
-fn decide_ioctl(cmd: u32) -> i32 {
-    if cmd == TIOCSTI || cmd == TIOCLINUX {
-        return refuse_subjects(action::SELF_TTY);
-    }
-    // What a read-only remount would do to the audit log's file system, or worse.
-    if cmd == FIFREEZE || cmd == FS_IOC_SHUTDOWN {
-        return refuse_subjects(action::SELF_MOUNT);
-    }
-    if SET_GENERATION.contains(&cmd) {
-        return refuse_subjects(action::SELF_MARKED_EXEC);
-    }
-    let (kind, number) = ((cmd >> 8) & 0xff, cmd & 0xff);
-    let remaps = kind == DM_IOCTL_TYPE && number < 32 && DM_CHANGES & (1 << number) != 0;
-    if cmd == SG_IO || kind == NVME_IOCTL_TYPE || SWAP_EXTENTS.contains(&(kind, number)) || remaps {
-        return refuse_subjects(action::SELF_BLOCKDEV);
-    }
-    // Routes, addresses and links by ioctl rather than rtnetlink: decided
-    // as the rtnetlink action, on a target only `*` covers.
-    if let Some(action_id) = warrant_common::ioctl::network_action(cmd)
-        && let Some(subject) = subjects::current()
-    {
-        return crate::policy::decide_action(&subject, action_id, 0, 0, [0, 0]);
-    }
-    0
-}
-
-#[lsm(hook = "file_ioctl")]
-pub fn file_ioctl(ctx: LsmContext) -> i32 {
-    decide_ioctl(ctx.arg(1))
-}
-
-/// 32-bit processes' ioctls (6.8 and newer).
-#[lsm(hook = "file_ioctl_compat")]
-pub fn file_ioctl_compat(ctx: LsmContext) -> i32 {
-    decide_ioctl(ctx.arg(1))
 }
 
 #[lsm(hook = "ptrace_access_check")]

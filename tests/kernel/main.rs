@@ -6,6 +6,7 @@
 mod bundles;
 mod confinement;
 mod deputies;
+mod devices;
 mod files;
 mod harness;
 mod held;

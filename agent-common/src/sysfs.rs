@@ -1,0 +1,103 @@
+//! sysfs attributes whose write stops a device or a file system, which a
+//! subject may never write (`self.device`), whatever the policy says: the
+//! disk under the audit log, its controller or its driver would go, and
+//! with them every record still to be written. Known by the attribute's own
+//! name, wherever it sits in sysfs, because the same names mean the same
+//! thing under every bus: a kernel can add a writable attribute of another
+//! name that does as much (see tests/BYPASS.md).
+
+/// Bytes of a name compared, its NUL included: longer names match none.
+pub const NAME_BYTES: usize = 24;
+
+/// A name as the kernel program reads it: [`NAME_BYTES`] bytes, NUL-padded,
+/// as little-endian words.
+pub type NameWords = [u64; NAME_BYTES / 8];
+
+/// The attributes:
+/// - `delete`: a SCSI disk's device goes (/sys/block/sda/device/delete);
+/// - `remove`: a PCI or other bus device goes, the disk's controller with it;
+/// - `unbind`: a driver lets go of a device (/sys/bus/*/drivers/*/unbind);
+/// - `reset`: a PCI function (or a zram disk) is reset under its users;
+/// - `state`: a SCSI device set `offline`, the host suspended
+///   (/sys/power/state), a memory block or an md member changed;
+/// - `power`: a PCI hotplug slot powered off;
+/// - `trigger_fs_error`: ext4 fails as if corrupt (read-only under
+///   errors=remount-ro, a panic under errors=panic);
+/// - `delete_controller`, `reset_controller`: an NVMe controller;
+/// - `array_state`: an md array stopped or made read-only.
+pub const DEVICE_STOPPING: [&str; 10] = [
+    "delete",
+    "remove",
+    "unbind",
+    "reset",
+    "state",
+    "power",
+    "trigger_fs_error",
+    "delete_controller",
+    "reset_controller",
+    "array_state",
+];
+
+/// [`DEVICE_STOPPING`] as the kernel program compares them.
+pub const DEVICE_STOPPING_WORDS: [NameWords; DEVICE_STOPPING.len()] = {
+    let mut words = [[0; NAME_BYTES / 8]; DEVICE_STOPPING.len()];
+    let mut i = 0;
+    while i < DEVICE_STOPPING.len() {
+        words[i] = name_words(DEVICE_STOPPING[i].as_bytes());
+        i += 1;
+    }
+    words
+};
+
+/// `name`'s words: its first [`NAME_BYTES`] - 1 bytes, NUL-padded, as
+/// `bpf_probe_read_kernel_str` leaves them in a zeroed buffer.
+pub const fn name_words(name: &[u8]) -> NameWords {
+    let mut words = [0u64; NAME_BYTES / 8];
+    let mut i = 0;
+    while i < name.len() && i < NAME_BYTES - 1 {
+        words[i / 8] |= (name[i] as u64) << ((i % 8) * 8);
+        i += 1;
+    }
+    words
+}
+
+/// Whether the attribute named by `words` stops a device.
+#[inline(always)]
+pub fn stops_a_device_named(words: &NameWords) -> bool {
+    let mut i = 0;
+    while i < DEVICE_STOPPING_WORDS.len() {
+        if DEVICE_STOPPING_WORDS[i] == *words {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_listed_name_is_known_and_its_neighbours_are_not() {
+        for name in DEVICE_STOPPING {
+            assert!(stops_a_device_named(&name_words(name.as_bytes())), "{name}");
+        }
+        for other in ["mtu", "deleted", "delet", "removed", "bind", "new_id", "states", "", "online", "scan"] {
+            assert!(!stops_a_device_named(&name_words(other.as_bytes())), "{other}");
+        }
+    }
+
+    #[test]
+    fn a_long_name_is_cut_as_the_kernel_read_cuts_it() {
+        let long = "trigger_fs_error_and_more_besides";
+        let words = name_words(long.as_bytes());
+        let mut bytes = [0u8; NAME_BYTES];
+        for (at, word) in words.iter().enumerate() {
+            bytes[at * 8..at * 8 + 8].copy_from_slice(&word.to_le_bytes());
+        }
+        assert_eq!(&bytes[..NAME_BYTES - 1], &long.as_bytes()[..NAME_BYTES - 1]);
+        assert_eq!(bytes[NAME_BYTES - 1], 0);
+        assert!(!stops_a_device_named(&words));
+    }
+}

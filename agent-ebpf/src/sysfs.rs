@@ -1,0 +1,62 @@
+//! sysfs attributes a subject's write is decided on by name, whichever
+//! path reached them: a network device's (decided as `net.link.set`) and
+//! those that stop a device or a file system (refused, `self.device`).
+//! `files` asks both at every write open and every write through an fd.
+
+use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
+use warrant_common::sysfs::{NAME_BYTES, NameWords, stops_a_device_named};
+
+use crate::{files::FileFacts, maps::offset, policy::read_kernel};
+
+/// `SYSFS_MAGIC`.
+const SYSFS_MAGIC: u64 = 0x6265_6572;
+/// "net" and its NUL, as a little-endian word.
+const NET_NAME: u32 = u32::from_le_bytes(*b"net\0");
+/// Levels above a sysfs file that a `net` directory is looked for at:
+/// /sys/class/net/bonding_masters is one, .../net/eth0/mtu two,
+/// .../net/br0/bridge/stp_state three, .../net/eth0/queues/rx-0/rps_cpus
+/// and .../net/br0/brif/eth1/priority four.
+const NET_ATTRIBUTE_DEPTH: usize = 5;
+
+/// Whether `file` is a sysfs attribute of a network device or of the net
+/// class (what `/sys/class/net` shows): writing one changes the link as
+/// RTM_SETLINK would (flags, MTU, group, carrier), makes or enslaves bonds,
+/// sets a bridge's STP or VLAN filtering. Unreadable counts as one.
+#[inline(always)]
+pub(crate) fn is_network_device_attribute(facts: &FileFacts) -> bool {
+    if facts.dentry.is_null() {
+        return true;
+    }
+    let mut at = facts.dentry;
+    if facts.dentry_magic != SYSFS_MAGIC {
+        return false;
+    }
+    for _ in 0..NET_ATTRIBUTE_DEPTH {
+        let Some(parent) = read_kernel::<u64>(at, offset!(dentry_d_parent)) else {
+            return true;
+        };
+        let parent = parent as *const u8;
+        if parent == at {
+            return false;
+        }
+        let name = read_kernel::<u64>(parent, offset!(dentry_d_name_name)).unwrap_or(0) as *const u8;
+        if read_kernel::<u32>(name, 0) == Some(NET_NAME) {
+            return true;
+        }
+        at = parent;
+    }
+    false
+}
+
+/// Whether `file` is a sysfs attribute that stops a device or a file
+/// system (see `warrant_common::sysfs`). An unreadable name counts as one.
+#[inline(always)]
+pub(crate) fn stops_a_device(facts: &FileFacts) -> bool {
+    if facts.dentry_magic != SYSFS_MAGIC {
+        return false;
+    }
+    let name = read_kernel::<u64>(facts.dentry, offset!(dentry_d_name_name)).unwrap_or(0);
+    let mut words: NameWords = [0; NAME_BYTES / 8];
+    let read = unsafe { bpf_probe_read_kernel_str(words.as_mut_ptr().cast(), NAME_BYTES as u32, name as *const _) };
+    read < 0 || stops_a_device_named(&words)
+}

@@ -1,0 +1,125 @@
+//! Kernel tier: stopping the disk under the audit log without a mount: the
+//! sysfs attributes that remove, reset or fail a device or a file system
+//! (`self.device`), and the loop and block ioctls that change a disk
+//! (`self.blockdev`), refused to a subject whatever fd it holds; root keeps
+//! them, and a subject keeps the reads.
+
+use std::process::Command;
+
+use crate::files::{expect_script_refused, expect_syscall_refused};
+use crate::harness::{self, daemon, run_subject};
+
+/// Python that opens `path` for writing, writes `value` and exits with the
+/// errno (0 when both worked).
+fn write_script(path: &str, value: &str) -> String {
+    format!(
+        "import os,sys\n\
+         try:\n fd=os.open('{path}',os.O_WRONLY); os.write(fd,b'{value}')\n\
+         except OSError as e: sys.exit(e.errno)\n"
+    )
+}
+
+/// A subject may not fail an ext4 file system by its sysfs
+/// `trigger_fs_error`, reset a zram disk by its `reset` (also through an fd
+/// root opened and handed over), unbind a driver, detach or resize a loop
+/// device or make a block device read-only; it may read a loop device's
+/// status and a block device's flag. Root does each.
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn subjects_cannot_stop_a_disk_or_its_file_system() {
+    let d = daemon();
+    let disk = ScratchDisk::new();
+    let loop_dev = disk.loop_dev.as_str();
+    let name = loop_dev.trim_start_matches("/dev/");
+    let fs_error = format!("/sys/fs/ext4/{name}/trigger_fs_error");
+    let errors = || std::fs::read_to_string(format!("/sys/fs/ext4/{name}/errors_count")).unwrap().trim().to_owned();
+    let device = "self.device";
+    expect_script_refused(d, "trigger_fs_error", &write_script(&fs_error, "warrant"), device);
+    assert_eq!(errors(), "0", "a subject's trigger_fs_error reached ext4");
+    // A driver's unbind: refused at the open, before any name is read.
+    let unbind = "/sys/bus/pci/drivers/virtio-pci/unbind";
+    expect_script_refused(d, "a driver's unbind", &write_script(unbind, "0000:ff:1f.7"), device);
+    // zram0, unused: its `reset` by a subject, then through root's fd.
+    assert!(Command::new("modprobe").arg("zram").status().unwrap().success(), "modprobe zram");
+    let reset = "/sys/block/zram0/reset";
+    expect_script_refused(d, "zram's reset", &write_script(reset, "1"), device);
+    let handed = format!(
+        "import os,subprocess,sys\n\
+         fd=os.open('{reset}',os.O_WRONLY)\n\
+         sub=f'import os,sys\\ntry: os.write({{fd}},b\"1\")\\nexcept OSError as e: sys.exit(e.errno)'\n\
+         sys.exit(subprocess.run([{warrant:?},'--config',{config:?},'run','--profile','agent','--keep-fd',str(fd),'--','python3','-c',sub],pass_fds=[fd]).returncode)\n",
+        warrant = harness::warrant_bin().display().to_string(),
+        config = d.config.display().to_string(),
+    );
+    let mark = d.audit_len();
+    let through_root_fd = Command::new("python3").args(["-c", &handed]).status().unwrap();
+    assert_eq!(through_root_fd.code(), Some(1), "a subject's write to zram's reset through root's fd");
+    d.expect_record(mark, device, "*", "denied");
+    // Loop and block ioctls: the reads stay, the changes go.
+    let status = run_subject(&["losetup", loop_dev]);
+    assert!(status.status.success(), "a subject's losetup (status): {}", status.stderr);
+    let read_only = run_subject(&["blockdev", "--getro", loop_dev]);
+    assert!(read_only.status.success(), "a subject's blockdev --getro: {}", read_only.stderr);
+    // By ioctl on a read-only fd (no write open to refuse first): LOOP_CLR_FD,
+    // LOOP_SET_CAPACITY, BLKROSET.
+    let open = format!("fd=os.open('{loop_dev}',os.O_RDONLY); ");
+    let one = "ctypes.byref(ctypes.c_int(1))";
+    for (what, call) in [
+        ("LOOP_CLR_FD", "16,fd,0x4c01,0".to_owned()),
+        ("LOOP_SET_CAPACITY", "16,fd,0x4c07,0".into()),
+        ("BLKROSET", format!("16,fd,0x125d,{one}")),
+    ] {
+        expect_syscall_refused(d, what, &open, &call, "self.blockdev");
+    }
+    let attached = Command::new("losetup").arg(loop_dev).output().unwrap();
+    assert!(attached.status.success(), "a subject detached {loop_dev}");
+    let flag = Command::new("blockdev").args(["--getro", loop_dev]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&flag.stdout).trim(), "0", "a subject made {loop_dev} read-only");
+    // Root: each of them works.
+    let root_write =
+        |path: &str, value: &str| Command::new("python3").args(["-c", &write_script(path, value)]).status();
+    assert_eq!(root_write(&fs_error, "warrant").unwrap().code(), Some(0), "root's trigger_fs_error");
+    assert_ne!(errors(), "0", "root's trigger_fs_error did not reach ext4");
+    assert_eq!(root_write(reset, "1").unwrap().code(), Some(0), "root's zram reset");
+    let unbound = root_write(unbind, "0000:ff:1f.7").unwrap().code();
+    assert!(unbound.is_some_and(|errno| errno != 1), "root's unbind of no device: {unbound:?}");
+    for change in [&["--setro", loop_dev][..], &["--setrw", loop_dev]] {
+        assert!(Command::new("blockdev").args(change).status().unwrap().success(), "root's blockdev {change:?}");
+    }
+    assert!(Command::new("losetup").args(["-c", loop_dev]).status().unwrap().success(), "root's losetup -c");
+}
+
+/// An ext4 file system on a loop device, mounted `errors=continue` (so that
+/// root's own trigger_fs_error leaves it writable), taken down whatever the
+/// test's outcome.
+struct ScratchDisk {
+    loop_dev: String,
+}
+
+const IMAGE: &str = "/mnt/warrant-disk.img";
+const MOUNT: &str = "/mnt/warrant-disk";
+
+impl ScratchDisk {
+    fn new() -> Self {
+        let root = |program: &str, args: &[&str]| {
+            let out = Command::new(program).args(args).output().unwrap();
+            assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        root("truncate", &["-s", "8M", IMAGE]);
+        root("mkfs.ext4", &["-q", "-F", IMAGE]);
+        assert!(Command::new("modprobe").arg("loop").status().unwrap().success(), "modprobe loop");
+        let disk = ScratchDisk { loop_dev: root("losetup", &["--find", "--show", IMAGE]) };
+        std::fs::create_dir_all(MOUNT).unwrap();
+        root("mount", &["-o", "errors=continue", &disk.loop_dev, MOUNT]);
+        disk
+    }
+}
+
+impl Drop for ScratchDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(MOUNT).status();
+        let _ = Command::new("losetup").args(["-d", &self.loop_dev]).status();
+        let _ = std::fs::remove_file(IMAGE);
+    }
+}
