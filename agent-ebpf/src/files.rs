@@ -330,26 +330,36 @@ fn check_write_through(subject: &Subject, file: *const u8, facts: &FileFacts) ->
 /// a device (`self.device`).
 #[inline(always)]
 fn refuse_device_or_cgroup(subject: &Subject, file: *const u8, facts: &FileFacts) -> i32 {
+    // One refusal for them all: each `refuse` is a copy of the record's code.
+    match device_or_cgroup_refusal(subject, file, facts) {
+        0 => 0,
+        action_id => selfprotect::refuse(subject, action_id),
+    }
+}
+
+/// The self-protection action [`refuse_device_or_cgroup`] refuses, or 0.
+#[inline(always)]
+fn device_or_cgroup_refusal(subject: &Subject, file: *const u8, facts: &FileFacts) -> u32 {
     let inode = facts.inode;
     let file_type = facts.mode.unwrap_or(S_IFBLK) & S_IFMT;
     let device = if file_type == S_IFCHR { read_kernel::<u32>(inode, offset!(inode_i_rdev)) } else { Some(0) };
     let scsi_generic = device.is_none_or(|rdev| major(rdev) == SCSI_GENERIC_MAJOR);
     if file_type == S_IFBLK || scsi_generic {
-        return selfprotect::refuse(subject, action::SELF_BLOCKDEV);
+        return action::SELF_BLOCKDEV;
     }
     // Keys typed into a real keyboard (an event device) or a made one
     // (uinput) reach whatever has the focus: a root console, or the
     // kernel's sysrq keys.
     if device.is_some_and(|rdev| major(rdev) == INPUT_MAJOR || rdev == UINPUT_DEVICE) {
-        return selfprotect::refuse(subject, action::SELF_TTY);
+        return action::SELF_TTY;
     }
     if selfprotect::is_cgroup_control_at(facts.inode_magic, facts.dentry)
         && !selfprotect::may_write_own_procs(subject, file, inode)
     {
-        return selfprotect::refuse(subject, action::SELF_CGROUP);
+        return action::SELF_CGROUP;
     }
     if sysfs::stops_a_device(facts) {
-        return selfprotect::refuse(subject, action::SELF_DEVICE);
+        return action::SELF_DEVICE;
     }
     0
 }
