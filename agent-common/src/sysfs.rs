@@ -15,27 +15,38 @@ pub type NameWords = [u64; NAME_BYTES / 8];
 
 /// The attributes:
 /// - `delete`: a SCSI disk's device goes (/sys/block/sda/device/delete);
-/// - `remove`: a PCI or other bus device goes, the disk's controller with it;
+/// - `remove`: a PCI, USB or other bus device goes, a disk's controller
+///   with it;
 /// - `unbind`: a driver lets go of a device (/sys/bus/*/drivers/*/unbind);
-/// - `reset`: a PCI function (or a zram disk) is reset under its users;
+/// - `reset`, `host_reset`, `reset_controller`: a PCI function, a zram
+///   disk, a SCSI host or an NVMe controller is reset under its users;
+/// - `delete_controller`: an NVMe controller goes;
+/// - `enable` (a PCI device disabled under its driver), `authorized` (a USB
+///   device disconnected), `power` (a PCI hotplug slot powered off);
 /// - `state`: a SCSI device set `offline`, the host suspended
 ///   (/sys/power/state), a memory block or an md member changed;
-/// - `power`: a PCI hotplug slot powered off;
+/// - `array_state`: an md array stopped or made read-only; `stop`: a
+///   bcache device stopped;
 /// - `trigger_fs_error`: ext4 fails as if corrupt (read-only under
 ///   errors=remount-ro, a panic under errors=panic);
-/// - `delete_controller`, `reset_controller`: an NVMe controller;
-/// - `array_state`: an md array stopped or made read-only.
-pub const DEVICE_STOPPING: [&str; 10] = [
+/// - `uevent`: a device's event replayed to root's device manager
+///   (`remove` has systemd stop the mounts bound to the device).
+pub const DEVICE_STOPPING: [&str; 15] = [
     "delete",
     "remove",
     "unbind",
     "reset",
-    "state",
-    "power",
-    "trigger_fs_error",
-    "delete_controller",
+    "host_reset",
     "reset_controller",
+    "delete_controller",
+    "enable",
+    "authorized",
+    "power",
+    "state",
     "array_state",
+    "stop",
+    "trigger_fs_error",
+    "uevent",
 ];
 
 /// [`DEVICE_STOPPING`] as the kernel program compares them.

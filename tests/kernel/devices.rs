@@ -20,8 +20,8 @@ fn write_script(path: &str, value: &str) -> String {
 }
 
 /// A subject may not fail an ext4 file system by its sysfs
-/// `trigger_fs_error`, reset a zram disk by its `reset` (also through an fd
-/// root opened and handed over), unbind a driver, detach or resize a loop
+/// `trigger_fs_error`, replay a disk's uevent, reset a zram disk by its
+/// `reset` (also through an fd root opened and handed over), unbind a driver, detach or resize a loop
 /// device or make a block device read-only; it may read a loop device's
 /// status and a block device's flag. Root does each.
 #[test]
@@ -39,6 +39,10 @@ fn subjects_cannot_stop_a_disk_or_its_file_system() {
     // A driver's unbind: refused at the open, before any name is read.
     let unbind = "/sys/bus/pci/drivers/virtio-pci/unbind";
     expect_script_refused(d, "a driver's unbind", &write_script(unbind, "0000:ff:1f.7"), device);
+    // A device's uevent, which root's device manager acts on ("remove" has
+    // systemd stop the mounts bound to the device).
+    let uevent = format!("/sys/block/{name}/uevent");
+    expect_script_refused(d, "a disk's uevent", &write_script(&uevent, "change"), device);
     // zram0, unused: its `reset` by a subject, then through root's fd.
     assert!(Command::new("modprobe").arg("zram").status().unwrap().success(), "modprobe zram");
     let reset = "/sys/block/zram0/reset";
@@ -81,6 +85,7 @@ fn subjects_cannot_stop_a_disk_or_its_file_system() {
     assert_eq!(root_write(&fs_error, "warrant").unwrap().code(), Some(0), "root's trigger_fs_error");
     assert_ne!(errors(), "0", "root's trigger_fs_error did not reach ext4");
     assert_eq!(root_write(reset, "1").unwrap().code(), Some(0), "root's zram reset");
+    assert_eq!(root_write(&uevent, "change").unwrap().code(), Some(0), "root's uevent");
     let unbound = root_write(unbind, "0000:ff:1f.7").unwrap().code();
     assert!(unbound.is_some_and(|errno| errno != 1), "root's unbind of no device: {unbound:?}");
     for change in [&["--setro", loop_dev][..], &["--setrw", loop_dev]] {
