@@ -4,6 +4,7 @@
 
 mod native;
 mod orchestrate;
+mod policy_text;
 mod workloads;
 
 use std::path::PathBuf;

@@ -11,7 +11,7 @@ use warrant::keys::PublicKey;
 use warrant::policy::{self, Policy, ThisHost};
 use warrant::trust::{self, Envelope, POLICY_PAYLOAD_TYPE};
 
-use crate::orchestrate::apply_policy;
+use crate::policy_text::apply_policy;
 
 /// Runs of each policy; the first walk reads a cold cache if nothing read
 /// those paths before.
