@@ -6,8 +6,9 @@
 //! hard links, symlinks, bind mounts, /proc/PID/root and /proc/self/fd paths
 //! all lead to the same check. Writes are decided at open, and again at
 //! each write through a file the subject did not open for writing itself
-//! (an fd passed over SCM_RIGHTS), at a shared writable mmap and at
-//! truncate; io_uring goes through the same hooks.
+//! (an fd passed over SCM_RIGHTS), at a shared writable mmap (`mappings`)
+//! and at truncate (`attributes`, with chmod, chown and xattrs); io_uring
+//! goes through the same hooks.
 //!
 //! Files under /proc have no stable inodes; there protection goes by path
 //! (see `proc_target`).
@@ -25,7 +26,6 @@
 //! per component: Warrant's own socket is refused in `ipc` instead.
 
 use aya_ebpf::{
-    EbpfContext as _,
     helpers::{bpf_get_current_task, generated::bpf_probe_read_kernel_str},
     macros::lsm,
     programs::LsmContext,
@@ -45,17 +45,8 @@ const FMODE_WRITE: u32 = 2;
 /// `FMODE_CREATED` (1 << 20; the kernel tier's warranted create shows it
 /// on every kernel of the matrix).
 const FMODE_CREATED: u32 = 0x10_0000;
-const VM_SHARED: u64 = 0x8;
 const MAY_WRITE: i32 = 2;
 const MAY_APPEND: i32 = 8;
-const PROT_WRITE: u64 = 2;
-const PROT_EXEC: u64 = 4;
-const MAP_SHARED: u64 = 1;
-const ATTR_MODE: u32 = 1;
-const ATTR_UID: u32 = 2;
-const ATTR_GID: u32 = 4;
-const ATTR_SIZE: u32 = 8;
-const ATTR_FILE: u32 = 1 << 13;
 
 /// The PROTECTED key of `inode`.
 #[inline(always)]
@@ -283,7 +274,7 @@ pub(crate) fn decide_file(subject: &Subject, action_id: u32, key: FileKey, tree:
 
 /// Decides a subject's `action` on `inode` if it is protected.
 #[inline(always)]
-fn check(action_id: u32, inode: *const u8) -> i32 {
+pub(crate) fn check(action_id: u32, inode: *const u8) -> i32 {
     let Some(subject) = subjects::current() else {
         return 0;
     };
@@ -294,14 +285,14 @@ fn check(action_id: u32, inode: *const u8) -> i32 {
 }
 
 #[inline(always)]
-fn is_writable_file(file: *const u8) -> bool {
+pub(crate) fn is_writable_file(file: *const u8) -> bool {
     unsafe { WRITABLE_FILES.get(&(file as u64)) }.is_some()
 }
 
 /// A write through `file` by a subject: decided unless the subject was
 /// already allowed to open this very file for writing.
 #[inline(always)]
-fn check_write_through(subject: &Subject, file: *const u8, facts: &FileFacts) -> i32 {
+pub(crate) fn check_write_through(subject: &Subject, file: *const u8, facts: &FileFacts) -> i32 {
     // An fd opened before the subject was one (or handed over) is refused
     // here what `file_open` refuses a subject.
     let verdict = refuse_device_or_cgroup(subject, file, facts);
@@ -443,81 +434,6 @@ pub fn file_permission(ctx: LsmContext) -> i32 {
     marks::note_write_of(&subject, &facts)
 }
 
-#[lsm(hook = "mmap_file")]
-pub fn mmap_file(ctx: LsmContext) -> i32 {
-    let earlier_verdict: i32 = ctx.arg(4);
-    if earlier_verdict != 0 {
-        return earlier_verdict;
-    }
-    decide_mmap(ctx.arg(0), ctx.arg(2), ctx.arg(3))
-}
-
-/// `mmap_file` in fmod_ret mode, on `security_mmap_file(file, prot,
-/// flags)`: the function has no `reqprot`, so the verdict so far sits in
-/// the fourth slot, not the fifth. Never attached as an LSM program.
-#[lsm(hook = "security_mmap_file")]
-pub fn mmap_file_fmod_ret(ctx: LsmContext) -> i32 {
-    let earlier_verdict: i32 = ctx.arg(3);
-    if earlier_verdict != 0 {
-        return earlier_verdict;
-    }
-    decide_mmap(ctx.arg(0), ctx.arg(1), ctx.arg(2))
-}
-
-/// A mapping of `file` with `prot` and `flags`: executable (see `marks`), or
-/// shared and writable (a write through memory).
-#[inline(always)]
-fn decide_mmap(file: *const u8, prot: u64, flags: u64) -> i32 {
-    if file.is_null() {
-        return 0;
-    }
-    if prot & PROT_EXEC != 0 {
-        let verdict = marks::check_exec_map(file);
-        if verdict != 0 {
-            return verdict;
-        }
-    }
-    if prot & PROT_WRITE == 0 || flags & MAP_SHARED == 0 {
-        return 0;
-    }
-    write_mapping(file)
-}
-
-/// A subject's shared writable mapping of `file`: decided like a write,
-/// and marked (an fd it did not open itself, a memfd, writes no
-/// `file_open` saw).
-#[inline(always)]
-fn write_mapping(file: *const u8) -> i32 {
-    let Some(subject) = subjects::current() else {
-        return 0;
-    };
-    let facts = file_facts(file, true);
-    let verdict = check_write_through(&subject, file, &facts);
-    if verdict != 0 {
-        return verdict;
-    }
-    marks::note_write_of(&subject, &facts)
-}
-
-/// `file_mprotect(vma, reqprot, prot)`: a shared mapping made writable
-/// after the fact (mmap read-only, then mprotect), or a mapping of a file a
-/// subject wrote made executable (see `marks`).
-#[lsm(hook = "file_mprotect")]
-pub fn file_mprotect(ctx: LsmContext) -> i32 {
-    let earlier_verdict: i32 = ctx.arg(3);
-    if earlier_verdict != 0 {
-        return earlier_verdict;
-    }
-    let vma: *const u8 = ctx.arg(0);
-    let prot: u64 = ctx.arg(2);
-    if prot & (PROT_WRITE | PROT_EXEC) == 0 {
-        return 0;
-    }
-    let file = read_kernel::<u64>(vma, offset!(vm_area_struct_vm_file)).unwrap_or(0) as *const u8;
-    let vm_flags = read_kernel::<u64>(vma, offset!(vm_area_struct_vm_flags)).unwrap_or(VM_SHARED);
-    decide_mmap(file, prot, if vm_flags & VM_SHARED != 0 { MAP_SHARED } else { 0 })
-}
-
 #[lsm(hook = "file_free_security")]
 pub fn file_free_security(ctx: LsmContext) -> i32 {
     let Some(count) = WRITABLE_COUNT.get_ptr_mut(0) else {
@@ -573,74 +489,4 @@ pub fn d_instantiate(ctx: LsmContext) -> i32 {
         let _ = PROTECTED.insert(&key, &ProtectedEntry { tree, flags: 0 }, 0);
     }
     0
-}
-
-/// Context slot `n` read with a volatile load, which LLVM never merges with
-/// another into one load at a computed offset.
-#[inline(always)]
-fn context_slot(ctx: &LsmContext, n: usize) -> u64 {
-    unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u64).add(n)) }
-}
-
-/// `inode_setattr([idmap,] dentry, attr)`: chmod, chown, truncate.
-#[lsm(hook = "inode_setattr")]
-pub fn inode_setattr(ctx: LsmContext) -> i32 {
-    let Some(subject) = subjects::current() else {
-        return 0;
-    };
-    // The verifier refuses a context read at a computed offset, so all three
-    // slots are read at fixed ones (on 6.1 the third is the earlier verdict)
-    // and the pointers picked among the values.
-    let slots = [context_slot(&ctx, 0), context_slot(&ctx, 1), context_slot(&ctx, 2)];
-    let (dentry, attr) =
-        if offset!(inode_setattr_dentry_arg) == 0 { (slots[0], slots[1]) } else { (slots[1], slots[2]) };
-    let (dentry, attr) = (dentry as *const u8, attr as *const u8);
-    let valid = read_kernel::<u32>(attr, offset!(iattr_ia_valid)).unwrap_or(ATTR_SIZE);
-    let action_id = if valid & ATTR_MODE != 0 {
-        action::FILE_CHMOD
-    } else if valid & (ATTR_UID | ATTR_GID) != 0 {
-        action::FILE_CHOWN
-    } else if valid & ATTR_SIZE != 0 {
-        action::FILE_WRITE
-    } else {
-        // Timestamps only.
-        return 0;
-    };
-    let Some((key, tree)) = protected(dentry_inode(dentry)) else {
-        return 0;
-    };
-    if action_id == action::FILE_WRITE && valid & ATTR_FILE != 0 {
-        // ftruncate or O_TRUNC through a file this subject may write: decided at its open.
-        let file = read_kernel::<u64>(attr, offset!(iattr_ia_file)).unwrap_or(0) as *const u8;
-        if is_writable_file(file) {
-            return 0;
-        }
-    }
-    decide_file(&subject, action_id, key, tree)
-}
-
-/// The xattr family: `(idmap, dentry, name, ...)`.
-#[inline(always)]
-fn xattr_change(dentry: *const u8) -> i32 {
-    check(action::FILE_XATTR, dentry_inode(dentry))
-}
-
-#[lsm(hook = "inode_setxattr")]
-pub fn inode_setxattr(ctx: LsmContext) -> i32 {
-    xattr_change(ctx.arg(1))
-}
-
-#[lsm(hook = "inode_removexattr")]
-pub fn inode_removexattr(ctx: LsmContext) -> i32 {
-    xattr_change(ctx.arg(1))
-}
-
-#[lsm(hook = "inode_set_acl")]
-pub fn inode_set_acl(ctx: LsmContext) -> i32 {
-    xattr_change(ctx.arg(1))
-}
-
-#[lsm(hook = "inode_remove_acl")]
-pub fn inode_remove_acl(ctx: LsmContext) -> i32 {
-    xattr_change(ctx.arg(1))
 }

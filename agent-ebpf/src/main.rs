@@ -13,12 +13,14 @@
 #![allow(clippy::needless_borrows_for_generic_args)]
 
 mod atomics;
+mod attributes;
 mod files;
 mod held;
 mod ioctls;
 mod ipc;
 mod legacy;
 mod local;
+mod mappings;
 mod maps;
 mod marks;
 mod names;
