@@ -73,13 +73,16 @@ pub struct Raw {
     pub program_costs: Vec<ProgramCost>,
 }
 
-/// A policy's verification and walk on the host's CPU, each run's ms.
+/// A policy's verification, walk and commit on the host, each run's ms
+/// (no commit runs: the host could not make the maps, or a recording from
+/// before session 29).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NativeApply {
     pub rules: u64,
     pub inodes: u64,
     pub verify_ms: Vec<f64>,
     pub walk_ms: Vec<f64>,
+    pub commit_ms: Vec<f64>,
 }
 
 /// The first and the best of `runs`.
@@ -154,6 +157,7 @@ pub fn parse(output: &str) -> Result<Raw> {
                     inodes: num("inodes")? as u64,
                     verify_ms: runs("verify_ms")?,
                     walk_ms: runs("walk_ms")?,
+                    commit_ms: runs("commit_ms").unwrap_or_default(),
                 });
             }
             Some("toggle") => {
@@ -364,7 +368,7 @@ pub fn report(raw: &Raw) -> Report {
         applies_json.push(json!({"rules": rules, "protected_inodes": inodes, "ms": ms, "phases_ms": phases}));
     }
 
-    let native_json = write_native_applies(&mut table, &raw.native_applies);
+    let native_json = write_native_applies(&mut table, &raw.native_applies, &mut misses);
 
     let _ = writeln!(table, "\ndaemon");
     for (name, value) in &raw.scalars {
@@ -422,7 +426,8 @@ mod tests {
 {"kind":"nft","batch":100,"state":"subject","round":0,"ns":11000000}
 {"kind":"rss","when":"after load","kib":30000}
 {"kind":"audit","offered_rate":10000,"seconds":2.0,"ops":20000,"written":20000,"lost":0,"last_record_s":2.5}
-{"kind":"native_apply","rules":1000,"inodes":246,"verify_ms":[9.5,8.0,8.25],"walk_ms":[30.5,4.0,3.5,3.75]}
+{"kind":"native_apply","rules":1000,"inodes":246,"verify_ms":[9.5,8.0,8.25],"walk_ms":[30.5,4.0,3.5,3.75],"commit_ms":[20.0,18.5]}
+{"kind":"native_apply","rules":10,"inodes":246,"verify_ms":[1.0],"walk_ms":[2.0]}
 {"kind":"program_cost","workload":"open-close-read","state":"attached","ns_per_op":1200.0,"programs":{"file_open":{"calls_per_op":1.0,"ns_per_call":40.0},"file_free_security":{"calls_per_op":1.0,"ns_per_call":60.0}}}
 "#;
 
@@ -457,6 +462,10 @@ mod tests {
             (Some(9.5), Some(8.0))
         );
         assert_eq!((native["walk_ms"]["first"].as_f64(), native["walk_ms"]["best"].as_f64()), (Some(30.5), Some(3.5)));
+        assert_eq!(native["sum_of_best_ms"].as_f64(), Some(8.0 + 3.5 + 18.5));
+        // A recording without the commit: none shown, nothing summed.
+        let older = &report.json["policy_apply_on_the_host"][1];
+        assert!(older["commit_ms"].is_null() && older["sum_of_best_ms"].is_null(), "{older}");
         // Best of rounds: 1010 over 1000 for attached.
         let best = report.json["workloads"][0]["best_of_rounds_vs_detached"]["attached"].as_f64().unwrap();
         assert!((best - 1.01).abs() < 1e-9, "{best}");

@@ -55,25 +55,7 @@ impl Kernel {
                 (missing, loaded)
             }
         };
-        let rules = HashMap::try_from(take(&mut ebpf, "RULES")?).map_err(map_err("RULES"))?;
-        let profiles = HashMap::try_from(take(&mut ebpf, "PROFILES")?).map_err(map_err("PROFILES"))?;
-        let warrants = HashMap::try_from(take(&mut ebpf, "WARRANTS")?).map_err(map_err("WARRANTS"))?;
-        let settings = Array::try_from(take(&mut ebpf, "SETTINGS")?).map_err(map_err("SETTINGS"))?;
-        let protected = HashMap::try_from(take(&mut ebpf, "PROTECTED")?).map_err(map_err("PROTECTED"))?;
-        let rates = Array::try_from(take(&mut ebpf, "RATES")?).map_err(map_err("RATES"))?;
-        let mut kernel = Self {
-            ebpf,
-            rules,
-            profiles,
-            warrants,
-            settings,
-            protected,
-            rates,
-            missing_hooks,
-            replaced_pins: Vec::new(),
-            mode,
-            modify_return,
-        };
+        let mut kernel = Self::with_maps_of(ebpf, missing_hooks, mode, modify_return)?;
         if !attach {
             return Ok(kernel);
         }
@@ -101,6 +83,46 @@ impl Kernel {
             aside.remove();
         }
         Ok(kernel)
+    }
+
+    /// The object's maps, made afresh and pinned nowhere, without a
+    /// program loaded: what a policy's commit writes, for measuring it on a
+    /// host that cannot load the programs (`warrant-bench apply`). Root,
+    /// and a kernel with BTF, are still needed.
+    pub fn maps_only() -> Result<Self, KernelError> {
+        let offsets = btf::kernel_offsets(&KernelBtf::from_sys_fs()?)?;
+        let mut loader = EbpfLoader::new();
+        loader.allow_unsupported_maps().override_global("KERNEL_OFFSETS", &offsets, true);
+        let ebpf = loader.load(EBPF_OBJECT).map_err(|e| KernelError::Object(error_chain(&e)))?;
+        Self::with_maps_of(ebpf, Vec::new(), Mode::BpfLsm, Vec::new())
+    }
+
+    /// A Kernel over `ebpf`'s maps.
+    fn with_maps_of(
+        mut ebpf: Ebpf,
+        missing_hooks: Vec<MissingHook>,
+        mode: Mode,
+        modify_return: Vec<(&'static str, OwnedFd)>,
+    ) -> Result<Self, KernelError> {
+        let rules = HashMap::try_from(take(&mut ebpf, "RULES")?).map_err(map_err("RULES"))?;
+        let profiles = HashMap::try_from(take(&mut ebpf, "PROFILES")?).map_err(map_err("PROFILES"))?;
+        let warrants = HashMap::try_from(take(&mut ebpf, "WARRANTS")?).map_err(map_err("WARRANTS"))?;
+        let settings = Array::try_from(take(&mut ebpf, "SETTINGS")?).map_err(map_err("SETTINGS"))?;
+        let protected = HashMap::try_from(take(&mut ebpf, "PROTECTED")?).map_err(map_err("PROTECTED"))?;
+        let rates = Array::try_from(take(&mut ebpf, "RATES")?).map_err(map_err("RATES"))?;
+        Ok(Self {
+            ebpf,
+            rules,
+            profiles,
+            warrants,
+            settings,
+            protected,
+            rates,
+            missing_hooks,
+            replaced_pins: Vec::new(),
+            mode,
+            modify_return,
+        })
     }
 
     /// Marks in this Kernel's maps every subject the set-aside maps mark.
