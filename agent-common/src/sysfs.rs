@@ -15,39 +15,65 @@ pub type NameWords = [u64; NAME_BYTES / 8];
 
 /// The attributes:
 /// - `delete`: a SCSI disk's device goes (/sys/block/sda/device/delete);
-/// - `remove`: a PCI, USB or other bus device goes, a disk's controller
-///   with it;
-/// - `unbind`: a driver lets go of a device (/sys/bus/*/drivers/*/unbind);
-/// - `reset`, `host_reset`, `reset_controller`: a PCI function, a zram
-///   disk, a SCSI host or an NVMe controller is reset under its users;
+/// - `remove`, `remove_single_major`: a PCI, USB or other bus device, or
+///   an rbd disk, goes, a disk's controller with it;
+/// - `unbind`, `unregister`, `detach`: a driver lets go of a device
+///   (/sys/bus/*/drivers/*/unbind), bcache lets go of its disk;
+/// - `reset`, `host_reset`, `reset_controller`, `hard_reset`, `link_reset`:
+///   a PCI function, a zram disk, a SCSI host, an NVMe controller or a SAS
+///   link is reset under its users;
 /// - `delete_controller`: an NVMe controller goes;
-/// - `enable` (a PCI device disabled under its driver), `authorized` (a USB
-///   device disconnected), `power` (a PCI hotplug slot powered off);
+/// - `enable` (a PCI device disabled under its driver), `config` (its
+///   configuration space: bus mastering off, a bus reset), `authorized`,
+///   `bConfigurationValue` and a port's `disable` (a USB device
+///   disconnected), `power` (a PCI hotplug slot powered off);
 /// - `state`: a SCSI device set `offline`, the host suspended
 ///   (/sys/power/state), a memory block or an md member changed;
 /// - `array_state`: an md array stopped or made read-only; `stop`: a
 ///   bcache device stopped;
 /// - `trigger_fs_error`: ext4 fails as if corrupt (read-only under
 ///   errors=remount-ro, a panic under errors=panic);
+///   `reserved_clusters`: ext4's free space reserved, so that every write
+///   fails with ENOSPC, root's too; `write_cache`: a disk's cache said to
+///   be write-through, so that a crash loses what was written;
 /// - `uevent`: a device's event replayed to root's device manager
-///   (`remove` has systemd stop the mounts bound to the device).
-pub const DEVICE_STOPPING: [&str; 15] = [
+///   (`remove` has systemd stop the mounts bound to the device); a network
+///   device's is decided as `net.link.set` instead, as its other
+///   attributes are.
+///
+/// And every name that begins with [`RESOURCE_PREFIX`].
+pub const DEVICE_STOPPING: [&str; 25] = [
     "delete",
     "remove",
+    "remove_single_major",
     "unbind",
+    "unregister",
+    "detach",
     "reset",
     "host_reset",
     "reset_controller",
+    "hard_reset",
+    "link_reset",
     "delete_controller",
     "enable",
+    "config",
     "authorized",
+    "bConfigurationValue",
+    "disable",
     "power",
     "state",
     "array_state",
     "stop",
     "trigger_fs_error",
+    "reserved_clusters",
+    "write_cache",
     "uevent",
 ];
+
+/// `resource`, as the first word of a name: a PCI device's BARs
+/// (`resource0`, `resource0_wc`...), whose writes and shared mappings
+/// reach the device's registers.
+pub const RESOURCE_PREFIX: u64 = u64::from_le_bytes(*b"resource");
 
 /// [`DEVICE_STOPPING`] as the kernel program compares them.
 pub const DEVICE_STOPPING_WORDS: [NameWords; DEVICE_STOPPING.len()] = {
@@ -75,6 +101,9 @@ pub const fn name_words(name: &[u8]) -> NameWords {
 /// Whether the attribute named by `words` stops a device.
 #[inline(always)]
 pub fn stops_a_device_named(words: &NameWords) -> bool {
+    if words[0] == RESOURCE_PREFIX {
+        return true;
+    }
     let mut i = 0;
     while i < DEVICE_STOPPING_WORDS.len() {
         if DEVICE_STOPPING_WORDS[i] == *words {
@@ -94,7 +123,11 @@ mod tests {
         for name in DEVICE_STOPPING {
             assert!(stops_a_device_named(&name_words(name.as_bytes())), "{name}");
         }
-        for other in ["mtu", "deleted", "delet", "removed", "bind", "new_id", "states", "", "online", "scan"] {
+        for resource in ["resource", "resource0", "resource5_wc"] {
+            assert!(stops_a_device_named(&name_words(resource.as_bytes())), "{resource}");
+        }
+        for other in ["mtu", "deleted", "delet", "removed", "bind", "new_id", "states", "", "online", "scan", "resourc"]
+        {
             assert!(!stops_a_device_named(&name_words(other.as_bytes())), "{other}");
         }
     }

@@ -15,12 +15,6 @@ use crate::{selfprotect::refuse_subjects, subjects};
 const TIOCSTI: u32 = 0x5412;
 const TIOCLINUX: u32 = 0x541c;
 
-/// `FIFREEZE` (`_IOWR('X', 119, int)`) stalls every write to a file
-/// system until thawed; `FS_IOC_SHUTDOWN` (`_IOR('X', 125, __u32)`, the
-/// same number in ext4, xfs, f2fs and btrfs) stops it for good.
-const FIFREEZE: u32 = 0xc004_5877;
-const FS_IOC_SHUTDOWN: u32 = 0x8004_587d;
-
 /// `FS_IOC_SETVERSION`, `FS_IOC32_SETVERSION`, `EXT4_IOC_SETVERSION`,
 /// `EXT4_IOC32_SETVERSION` and `EXT4_IOC_SWAP_BOOT`: they rewrite an
 /// inode's generation, which a mark carries (see `marks`): a subject would
@@ -33,7 +27,7 @@ fn decide_ioctl(cmd: u32) -> i32 {
         return refuse_subjects(action::SELF_TTY);
     }
     // What a read-only remount would do to the audit log's file system, or worse.
-    if cmd == FIFREEZE || cmd == FS_IOC_SHUTDOWN {
+    if warrant_common::disk_ioctl::changes_a_file_system(cmd) {
         return refuse_subjects(action::SELF_MOUNT);
     }
     if SET_GENERATION.contains(&cmd) {

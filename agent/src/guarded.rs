@@ -111,6 +111,10 @@ pub const GUARDED: &[&str] = &[
     "/proc/sys/kernel/sysrq",
     // The same helper as hotplug, by sysfs.
     "/sys/kernel/uevent_helper",
+    // PCI devices' configuration space, as sysfs's `config` (refused to
+    // subjects by name: `self.device`): bus mastering turned off, or a bus
+    // reset, under the disk's controller.
+    "/proc/bus/pci",
     // An interpreter registered here runs as whoever execs a matching file
     // (with its credentials, for the `C` flag). The kernel knows every
     // binfmt_misc file by its file system, mounted here or elsewhere,

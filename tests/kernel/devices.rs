@@ -20,10 +20,13 @@ fn write_script(path: &str, value: &str) -> String {
 }
 
 /// A subject may not fail an ext4 file system by its sysfs
-/// `trigger_fs_error`, replay a disk's uevent, reset a zram disk by its
-/// `reset` (also through an fd root opened and handed over), unbind a driver, detach or resize a loop
-/// device or make a block device read-only; it may read a loop device's
-/// status and a block device's flag. Root does each.
+/// `trigger_fs_error` or take its room (`reserved_clusters`), replay a
+/// disk's uevent, reset a zram disk (also through an fd root opened and
+/// handed over), unbind a driver, write a PCI device's configuration space
+/// (by sysfs or /proc) or registers, detach or resize a loop device, make a
+/// block device read-only, or zero or discard it through root's write fd;
+/// a network device's uevent is decided as a link change. It may read a
+/// loop device's status and a block device's flag. Root does each.
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn subjects_cannot_stop_a_disk_or_its_file_system() {
@@ -47,18 +50,41 @@ fn subjects_cannot_stop_a_disk_or_its_file_system() {
     assert!(Command::new("modprobe").arg("zram").status().unwrap().success(), "modprobe zram");
     let reset = "/sys/block/zram0/reset";
     expect_script_refused(d, "zram's reset", &write_script(reset, "1"), device);
-    let handed = format!(
-        "import os,subprocess,sys\n\
-         fd=os.open('{reset}',os.O_WRONLY)\n\
-         sub=f'import os,sys\\ntry: os.write({{fd}},b\"1\")\\nexcept OSError as e: sys.exit(e.errno)'\n\
-         sys.exit(subprocess.run([{warrant:?},'--config',{config:?},'run','--profile','agent','--keep-fd',str(fd),'--','python3','-c',sub],pass_fds=[fd]).returncode)\n",
-        warrant = harness::warrant_bin().display().to_string(),
-        config = d.config.display().to_string(),
-    );
     let mark = d.audit_len();
-    let through_root_fd = Command::new("python3").args(["-c", &handed]).status().unwrap();
-    assert_eq!(through_root_fd.code(), Some(1), "a subject's write to zram's reset through root's fd");
+    let write_one = "import os,sys\ntry: os.write(FD,b'1')\nexcept OSError as e: sys.exit(e.errno)";
+    assert_eq!(
+        with_root_fd(reset, "os.O_WRONLY", write_one),
+        Some(1),
+        "a subject's write to zram's reset through root's fd"
+    );
     d.expect_record(mark, device, "*", "denied");
+    // A PCI device's configuration space, by sysfs and by /proc (a
+    // guarded surface), and its registers (`resource0`).
+    let pci = std::fs::read_dir("/sys/bus/pci/devices")
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|device| device.join("resource0").exists())
+        .expect("a PCI device with a BAR in the VM");
+    let config = pci.join("config").display().to_string();
+    expect_script_refused(d, "PCI config by sysfs", &write_script(&config, "x"), device);
+    let resource = pci.join("resource0").display().to_string();
+    expect_script_refused(d, "PCI resource0", &write_script(&resource, "x"), device);
+    let address = pci.file_name().unwrap().to_str().unwrap().to_owned();
+    let (bus, slot) = (&address[5..7], &address[8..]);
+    let mark = d.audit_len();
+    let proc_config = format!("/proc/bus/pci/{bus}/{slot}");
+    let by_proc = run_subject(&["python3", "-c", &write_script(&proc_config, "x")]);
+    assert_eq!(by_proc.status.code(), Some(1), "a subject's PCI config write by /proc: {}", by_proc.stderr);
+    d.expect_record(mark, "file.write", &proc_config, "denied");
+    // ext4's reserved clusters: every write ENOSPC.
+    let reserved = format!("/sys/fs/ext4/{name}/reserved_clusters");
+    let reserved_before = std::fs::read_to_string(&reserved).unwrap().trim().to_owned();
+    expect_script_refused(d, "ext4's reserved_clusters", &write_script(&reserved, "2000"), device);
+    // A network device's uevent is a link change: decided as one (denied here).
+    let mark = d.audit_len();
+    let lo = run_subject(&["python3", "-c", &write_script("/sys/class/net/lo/uevent", "change")]);
+    assert_eq!(lo.status.code(), Some(1), "a subject's uevent of lo: {}", lo.stderr);
+    d.expect_denied(mark, "net.link.set");
     // Loop and block ioctls: the reads stay, the changes go.
     let status = run_subject(&["losetup", loop_dev]);
     assert!(status.status.success(), "a subject's losetup (status): {}", status.stderr);
@@ -75,6 +101,15 @@ fn subjects_cannot_stop_a_disk_or_its_file_system() {
     ] {
         expect_syscall_refused(d, what, &open, &call, "self.blockdev");
     }
+    // Through a write fd root opened and handed over: BLKZEROOUT, BLKDISCARD.
+    for (what, cmd) in [("BLKZEROOUT", "0x127f"), ("BLKDISCARD", "0x1277")] {
+        let zero = format!(
+            "import fcntl,struct,sys\ntry: fcntl.ioctl(FD,{cmd},struct.pack('QQ',0,4096))\nexcept OSError as e: sys.exit(e.errno)"
+        );
+        let mark = d.audit_len();
+        assert_eq!(with_root_fd(loop_dev, "os.O_RDWR", &zero), Some(1), "a subject's {what} through root's fd");
+        d.expect_record(mark, "self.blockdev", "*", "denied");
+    }
     let attached = Command::new("losetup").arg(loop_dev).output().unwrap();
     assert!(attached.status.success(), "a subject detached {loop_dev}");
     let flag = Command::new("blockdev").args(["--getro", loop_dev]).output().unwrap();
@@ -86,12 +121,29 @@ fn subjects_cannot_stop_a_disk_or_its_file_system() {
     assert_ne!(errors(), "0", "root's trigger_fs_error did not reach ext4");
     assert_eq!(root_write(reset, "1").unwrap().code(), Some(0), "root's zram reset");
     assert_eq!(root_write(&uevent, "change").unwrap().code(), Some(0), "root's uevent");
+    assert_eq!(root_write(&reserved, &reserved_before).unwrap().code(), Some(0), "root's reserved_clusters");
     let unbound = root_write(unbind, "0000:ff:1f.7").unwrap().code();
     assert!(unbound.is_some_and(|errno| errno != 1), "root's unbind of no device: {unbound:?}");
     for change in [&["--setro", loop_dev][..], &["--setrw", loop_dev]] {
         assert!(Command::new("blockdev").args(change).status().unwrap().success(), "root's blockdev {change:?}");
     }
     assert!(Command::new("losetup").args(["-c", loop_dev]).status().unwrap().success(), "root's losetup -c");
+}
+
+/// Root opens `path` with `flags` (python's `os` names) and hands the fd
+/// to a subject running python `script`, in which `FD` stands for its
+/// number: the subject's exit code.
+fn with_root_fd(path: &str, flags: &str, script: &str) -> Option<i32> {
+    let d = daemon();
+    let handed = format!(
+        "import os,subprocess,sys\n\
+         fd=os.open('{path}',{flags})\n\
+         sub={script:?}.replace('FD',str(fd))\n\
+         sys.exit(subprocess.run([{warrant:?},'--config',{config:?},'run','--profile','agent','--keep-fd',str(fd),'--','python3','-c',sub],pass_fds=[fd]).returncode)\n",
+        warrant = harness::warrant_bin().display().to_string(),
+        config = d.config.display().to_string(),
+    );
+    Command::new("python3").args(["-c", &handed]).status().unwrap().code()
 }
 
 /// An ext4 file system on a loop device, mounted `errors=continue` (so that
