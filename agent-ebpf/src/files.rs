@@ -349,9 +349,7 @@ fn device_or_cgroup_refusal(subject: &Subject, file: *const u8, facts: &FileFact
     {
         return action::SELF_CGROUP;
     }
-    // A network device's attributes (its uevent) are decided as the link
-    // change they are, below.
-    if sysfs::stops_a_device(facts) && !sysfs::is_network_device_attribute(facts) {
+    if sysfs::stops_a_device(facts) {
         return action::SELF_DEVICE;
     }
     0

@@ -27,10 +27,14 @@ pub(crate) fn is_network_device_attribute(facts: &FileFacts) -> bool {
     if facts.dentry.is_null() {
         return true;
     }
-    let mut at = facts.dentry;
-    if facts.dentry_magic != SYSFS_MAGIC {
-        return false;
-    }
+    facts.dentry_magic == SYSFS_MAGIC && under_a_net_directory(facts.dentry)
+}
+
+/// Whether a `net` directory is among the [`NET_ATTRIBUTE_DEPTH`] levels
+/// above `dentry`. Unreadable counts as one.
+#[inline(always)]
+fn under_a_net_directory(dentry: *const u8) -> bool {
+    let mut at = dentry;
     for _ in 0..NET_ATTRIBUTE_DEPTH {
         let Some(parent) = read_kernel::<u64>(at, offset!(dentry_d_parent)) else {
             return true;
@@ -49,22 +53,25 @@ pub(crate) fn is_network_device_attribute(facts: &FileFacts) -> bool {
 }
 
 /// Whether `file` is a sysfs attribute that stops a device or a file
-/// system (see `warrant_common::sysfs`). An unreadable name counts as one.
+/// system (see `warrant_common::sysfs`), but a network device's (its
+/// uevent), which [`is_network_device_attribute`] has decided as a link
+/// change. An unreadable name counts as one.
 #[inline(always)]
 pub(crate) fn stops_a_device(facts: &FileFacts) -> bool {
     facts.dentry_magic == SYSFS_MAGIC && warrant_stops_a_device(facts.dentry as u64) != 0
 }
 
-/// [`stops_a_device`]'s name check, of the sysfs dentry at `dentry`. A
-/// global function: the verifier checks it once, on its own, rather than
-/// again on each of the many paths of `file_open` and the write hooks that
-/// reach it (inlined, or a static function, it cost file_open 27k of its
-/// instructions on 6.1).
+/// [`stops_a_device`]'s check of the sysfs dentry at `dentry`. A global
+/// function: the verifier checks it once, on its own, rather than again on
+/// each of the many paths of `file_open` and the write hooks that reach it
+/// (inlined, or a static function, the name's comparisons cost file_open
+/// 27k of its instructions on 6.1).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn warrant_stops_a_device(dentry: u64) -> u32 {
     let name = read_kernel::<u64>(dentry as *const u8, offset!(dentry_d_name_name)).unwrap_or(0);
     let mut words: NameWords = [0; NAME_BYTES / 8];
     let read = unsafe { bpf_probe_read_kernel_str(words.as_mut_ptr().cast(), NAME_BYTES as u32, name as *const _) };
-    u32::from(read < 0 || stops_a_device_named(&words))
+    let listed = read < 0 || stops_a_device_named(&words);
+    u32::from(listed && !under_a_net_directory(dentry as *const u8))
 }
