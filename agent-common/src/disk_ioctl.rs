@@ -32,7 +32,9 @@ pub const DM_CHANGES: u32 = 1 << 1 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 9 
 /// (7), direct I/O (8), block size (9); and loop-control's remove
 /// (0x4c81). The reads (3, 5) and loop-control's add and get-free stay.
 pub const LOOP_CHANGES: u32 = 1 << 0 | 1 << 1 | 1 << 2 | 1 << 4 | 1 << 6 | 1 << 7 | 1 << 8 | 1 << 9 | 1 << 10;
+/// The loop ioctls' type, `'L'`.
 pub const LOOP_IOCTL_TYPE: u32 = 0x4c;
+/// `LOOP_CTL_REMOVE`, on /dev/loop-control.
 pub const LOOP_CTL_REMOVE: u32 = 0x4c81;
 /// `BLKROSET`, `BLKRRPART` and `BLKPG` (a block device made read-only,
 /// its partitions read again, added, resized or deleted): a subject opens
@@ -44,6 +46,7 @@ pub const BLOCK_CHANGES: [u32; 3] = [0x125d, 0x125f, 0x1269];
 /// fd held from before confinement or handed over (an ioctl passes no
 /// `file_permission`; a mounted disk's data goes).
 pub const BLOCK_WRITES: [u32; 7] = [119, 125, 127, 131, 134, 135, 136];
+/// The block layer's ioctl type.
 pub const BLOCK_IOCTL_TYPE: u32 = 0x12;
 /// Persistent reservations (`IOC_PR_REGISTER` .. `IOC_PR_CLEAR`, type
 /// `'p'` 200-205): registering, reserving or preempting a disk, which
@@ -51,17 +54,22 @@ pub const BLOCK_IOCTL_TYPE: u32 = 0x12;
 /// `'p'` from 220 is the SED-OPAL ioctls: a self-encrypting drive taken
 /// over and locked. (Below 200, `'p'` is the RTC's, and parport's.)
 pub const PERSISTENT_RESERVATION_TYPE: u32 = b'p' as u32;
+/// The reservation numbers that change one (206 and 207 read).
 pub const PERSISTENT_RESERVATION_CHANGES: core::ops::RangeInclusive<u32> = 200..=205;
+/// The first SED-OPAL number of type `'p'`.
 pub const OPAL_FIRST: u32 = 220;
 /// md's ioctls (type 9): from 0x20 on they change an array (add, remove,
 /// fail a disk, stop, run, set read-only or read-write); below, reads.
 /// `SET_DISK_FAULTY` on a read-only fd fails the last disk of a mirror.
 pub const MD_IOCTL_TYPE: u32 = 0x09;
+/// The first md number that changes an array.
 pub const MD_FIRST_CHANGE: u32 = 0x20;
 /// SCSI's own numbers on a whole disk's fd, read-only or not:
 /// `SCSI_IOCTL_SEND_COMMAND` (1, a command as SG_IO sends one),
 /// `SCSI_IOCTL_STOP_UNIT` (6), `CDROMEJECT` (0x5309), `CDROM_SEND_PACKET`
-/// (0x5393, SG_IO by another number).
+/// (0x5393, SG_IO by another number). Matched on any file: a bare 1 is
+/// also FIBMAP (refused anyway: it needs CAP_SYS_RAWIO), and another
+/// driver's bare 1 or 6 is refused with them, more refused, never less.
 pub const SCSI_COMMANDS: [u32; 4] = [1, 6, 0x5309, 0x5393];
 /// nbd's ioctls (type 0xab): every one sets up, clears or disconnects a
 /// device.
@@ -96,9 +104,12 @@ pub fn changes_a_disk(cmd: u32) -> bool {
 pub const FIFREEZE: u32 = 0xc004_5877;
 pub const FS_IOC_SHUTDOWN: u32 = 0x8004_587d;
 /// By type and number: `XFS_IOC_SET_RESBLKS` (`'X'` 114: the free space
-/// moved to a reserve, every write ENOSPC), btrfs's `RESIZE` (0x94 3, a
-/// shrink) and `SUBVOL_SETFLAGS` (0x94 26, a subvolume made read-only).
-pub const FILE_SYSTEM_CHANGES: [(u32, u32); 3] = [(b'X' as u32, 114), (0x94, 3), (0x94, 26)];
+/// moved to a reserve, every write ENOSPC), `XFS_IOC_FSGROWFSDATA` (`'X'`
+/// 110, which shrinks too since 5.12), btrfs's `RESIZE` (0x94 3, a shrink),
+/// `SUBVOL_SETFLAGS` (0x94 26, a subvolume made read-only) and
+/// `F2FS_IOC_RESIZE_FS` (0xf5 16).
+pub const FILE_SYSTEM_CHANGES: [(u32, u32); 5] =
+    [(b'X' as u32, 114), (b'X' as u32, 110), (0x94, 3), (0x94, 26), (0xf5, 16)];
 
 /// Whether `cmd` stops a file system, or takes its room or its writes.
 #[inline(always)]
@@ -174,7 +185,8 @@ mod tests {
     fn file_system_changes_are_known_and_their_neighbours_are_not() {
         // FIFREEZE, FS_IOC_SHUTDOWN, XFS_IOC_SET_RESBLKS,
         // BTRFS_IOC_RESIZE, BTRFS_IOC_SUBVOL_SETFLAGS.
-        for change in [FIFREEZE, FS_IOC_SHUTDOWN, 0xc010_5872, 0x5000_9403, 0x4008_941a] {
+        // XFS_IOC_FSGROWFSDATA, F2FS_IOC_RESIZE_FS.
+        for change in [FIFREEZE, FS_IOC_SHUTDOWN, 0xc010_5872, 0x5000_9403, 0x4008_941a, 0x4010_586e, 0x4008_f510] {
             assert!(changes_a_file_system(change), "{change:#x}");
         }
         // FITHAW, XFS_IOC_GET_RESBLKS, BTRFS_IOC_SUBVOL_GETFLAGS, FS_IOC_GETFLAGS.

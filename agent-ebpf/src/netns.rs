@@ -107,8 +107,7 @@ pub fn capable(ctx: LsmContext) -> i32 {
     // Raw I/O (SG_IO and NVMe passthrough writes, /dev/mem, ioperm) goes
     // under every file check and mark, as block device writes would.
     if cap == CAP_SYS_RAWIO {
-        let subject = *subject;
-        return crate::selfprotect::refuse(&subject, action::SELF_BLOCKDEV);
+        return refuse_capability(subject, ctx.arg(3), action::SELF_BLOCKDEV);
     }
     if cap == CAP_SYS_TIME {
         let subject = *subject;

@@ -4,7 +4,7 @@
 //! `files` asks both at every write open and every write through an fd.
 
 use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
-use warrant_common::sysfs::{NAME_BYTES, NameWords, stops_a_device_named};
+use warrant_common::sysfs::{NAME_BYTES, NameWords, UEVENT_WORDS, stops_a_device_named};
 
 use crate::{files::FileFacts, maps::offset, policy::read_kernel};
 
@@ -27,17 +27,18 @@ pub(crate) fn is_network_device_attribute(facts: &FileFacts) -> bool {
     if facts.dentry.is_null() {
         return true;
     }
-    facts.dentry_magic == SYSFS_MAGIC && under_a_net_directory(facts.dentry)
+    facts.dentry_magic == SYSFS_MAGIC && under_a_net_directory(facts.dentry, true)
 }
 
 /// Whether a `net` directory is among the [`NET_ATTRIBUTE_DEPTH`] levels
-/// above `dentry`. Unreadable counts as one.
+/// above `dentry`; `unreadable` if a parent cannot be read (each caller
+/// fails closed its own way).
 #[inline(always)]
-fn under_a_net_directory(dentry: *const u8) -> bool {
+fn under_a_net_directory(dentry: *const u8, unreadable: bool) -> bool {
     let mut at = dentry;
     for _ in 0..NET_ATTRIBUTE_DEPTH {
         let Some(parent) = read_kernel::<u64>(at, offset!(dentry_d_parent)) else {
-            return true;
+            return unreadable;
         };
         let parent = parent as *const u8;
         if parent == at {
@@ -53,9 +54,9 @@ fn under_a_net_directory(dentry: *const u8) -> bool {
 }
 
 /// Whether `file` is a sysfs attribute that stops a device or a file
-/// system (see `warrant_common::sysfs`), but a network device's (its
-/// uevent), which [`is_network_device_attribute`] has decided as a link
-/// change. An unreadable name counts as one.
+/// system (see `warrant_common::sysfs`), but a network device's uevent,
+/// which [`is_network_device_attribute`] has decided as a link change. An
+/// unreadable name counts as one.
 #[inline(always)]
 pub(crate) fn stops_a_device(facts: &FileFacts) -> bool {
     facts.dentry_magic == SYSFS_MAGIC && warrant_stops_a_device(facts.dentry as u64) != 0
@@ -72,6 +73,11 @@ pub extern "C" fn warrant_stops_a_device(dentry: u64) -> u32 {
     let name = read_kernel::<u64>(dentry as *const u8, offset!(dentry_d_name_name)).unwrap_or(0);
     let mut words: NameWords = [0; NAME_BYTES / 8];
     let read = unsafe { bpf_probe_read_kernel_str(words.as_mut_ptr().cast(), NAME_BYTES as u32, name as *const _) };
-    let listed = read < 0 || stops_a_device_named(&words);
-    u32::from(listed && !under_a_net_directory(dentry as *const u8))
+    if read < 0 {
+        return 1;
+    }
+    // A network device's uevent is its link's: `is_network_device_attribute`
+    // has it decided. Only that name: any other listed one is refused there too.
+    let network_uevent = words == UEVENT_WORDS && under_a_net_directory(dentry as *const u8, false);
+    u32::from(stops_a_device_named(&words) && !network_uevent)
 }
