@@ -142,6 +142,10 @@ mod tests {
         for resource in ["resource", "resource0", "resource5_wc"] {
             assert!(stops_a_device_named(&name_words(resource.as_bytes())), "{resource}");
         }
+        // Names that share a listed one's first word, and differ after it.
+        for other in ["remove_single_minor", "shutdownx", "write_cachex", "trigger_fs_error_"] {
+            assert!(!stops_a_device_named(&name_words(other.as_bytes())), "{other}");
+        }
         for other in ["mtu", "deleted", "delet", "removed", "bind", "new_id", "states", "", "online", "scan", "resourc"]
         {
             assert!(!stops_a_device_named(&name_words(other.as_bytes())), "{other}");

@@ -32,7 +32,10 @@ fn errno_script(body: &str) -> String {
 /// (by sysfs or /proc) or registers, detach or resize a loop device, make a
 /// block device read-only, or zero or discard it through root's write fd;
 /// a network device's uevent is decided as a link change. It may read a
-/// loop device's status and a block device's flag. Root does each.
+/// loop device's status and a block device's flag. Root writes
+/// `trigger_fs_error`, `reserved_clusters`, the uevent and zram's `reset`,
+/// and makes BLKROSET and LOOP_SET_CAPACITY (no PCI file: a write there
+/// could hang the VM).
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn subjects_cannot_stop_a_disk_or_its_file_system() {

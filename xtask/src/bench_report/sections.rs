@@ -20,8 +20,8 @@ pub(super) fn write_native_applies(
     }
     let _ = writeln!(
         table,
-        "\npolicy apply on the host's CPU and kernel (ms: first run, best of {}; the commit into maps made \
-         afresh, pinned nowhere, no program loaded, matchers resolved, the bundle not persisted)\n\
+        "\npolicy apply on the host's CPU and kernel (ms: first run, best of {}; the commit into maps the \
+         bench made, pinned nowhere, no program loaded, matchers resolved, the bundle not persisted)\n\
          {:<18} {:>16} {:>14} {:>14} {:>14} {:>8}",
         applies[0].verify_ms.len(),
         "rules",
