@@ -21,9 +21,7 @@ impl Kernel {
         let offsets = btf::kernel_offsets(&kernel_btf)?;
         let pin_root = Path::new(PIN_ROOT);
         let maps_dir = pin_root.join("maps");
-        let mut loader = EbpfLoader::new();
-        // SUBJECTS is a task-storage map, which aya loads but has no type for.
-        loader.allow_unsupported_maps().override_global("KERNEL_OFFSETS", &offsets, true);
+        let mut loader = object_loader(&offsets);
         let map_paths: Vec<(&str, PathBuf)> = PINNED_MAPS.iter().map(|name| (*name, maps_dir.join(name))).collect();
         let mut set_aside = None;
         if attach {
@@ -91,9 +89,7 @@ impl Kernel {
     /// and a kernel with BTF, are still needed.
     pub fn maps_only() -> Result<Self, KernelError> {
         let offsets = btf::kernel_offsets(&KernelBtf::from_sys_fs()?)?;
-        let mut loader = EbpfLoader::new();
-        loader.allow_unsupported_maps().override_global("KERNEL_OFFSETS", &offsets, true);
-        let ebpf = loader.load(EBPF_OBJECT).map_err(|e| KernelError::Object(error_chain(&e)))?;
+        let ebpf = object_loader(&offsets).load(EBPF_OBJECT).map_err(|e| KernelError::Object(error_chain(&e)))?;
         Self::with_maps_of(ebpf, Vec::new(), Mode::BpfLsm, Vec::new())
     }
 
@@ -247,6 +243,14 @@ pub(super) fn hook_present(
 }
 
 /// Mounts bpffs if needed and creates PIN_ROOT/{maps,links}.
+/// The loader of Warrant's object with this kernel's `offsets`.
+fn object_loader(offsets: &warrant_common::KernelOffsets) -> EbpfLoader<'_> {
+    let mut loader = EbpfLoader::new();
+    // SUBJECTS is a task-storage map, which aya loads but has no type for.
+    loader.allow_unsupported_maps().override_global("KERNEL_OFFSETS", offsets, true);
+    loader
+}
+
 fn prepare_pin_root(root: &Path) -> Result<(), KernelError> {
     let bpffs = root.parent().unwrap_or(Path::new("/sys/fs/bpf"));
     let is_bpffs = nix::sys::statfs::statfs(bpffs)
