@@ -71,6 +71,10 @@ enum Command {
         #[arg(long)]
         repo: PathBuf,
     },
+    /// The daemon's handling and recording of decision events, without the
+    /// kernel's ring, on this machine's own CPU and disk (root: the state
+    /// needs the maps); one JSON line per action.
+    Records,
     /// Run a command and print its wall time as `ns N`; fails if it fails.
     Time {
         #[arg(last = true, required = true)]
@@ -107,6 +111,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Apply { repo } => native::apply(&repo),
+        Command::Records => native::records(),
         Command::Time { command } => {
             let start = Instant::now();
             let status = std::process::Command::new(&command[0])

@@ -16,7 +16,7 @@ use warrant::policy::{self, Policy, ThisHost};
 use warrant::trust::{self, Envelope, POLICY_PAYLOAD_TYPE};
 use warrant_common::{FileKey, ProtectedEntry};
 
-use crate::policy_text::apply_policy;
+use crate::policy_text::{apply_policy, records_policy};
 
 /// Runs of each policy; the first walk reads a cold cache if nothing read
 /// those paths before.
@@ -114,4 +114,55 @@ fn commit(
     kernel.set_protected(inodes, &trees)?;
     kernel.set_proc_trees(&proc_trees)?;
     Ok(())
+}
+
+/// Decision records per action timed by [`records`]: as many as the VM's
+/// audit figure offers in its busiest run.
+const RECORDS: usize = 50_000;
+
+/// The daemon's handling and recording of allowed decisions (a write of a
+/// protected file; a unix connect), [`RECORDS`] of each, into a fresh
+/// audit log on this host's temporary directory, with its fdatasyncs: one
+/// JSON line an action. Not timed: the kernel's ring and the reader's
+/// wake-up (see `warrant::daemon::time_decision_records`).
+pub fn records() -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("warrant-bench-records-{}", std::process::id()));
+    let file = dir.join("protected");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(&file, b"").with_context(|| format!("creating {}", file.display()))?;
+    let text = records_policy(&file, &dir.join("bench.sock"));
+    let measured = (|| {
+        for action in ["file.write", "ipc.connect"] {
+            let kernel = Kernel::maps_only().context("the daemon's state needs the maps: cannot make them")?;
+            let run = dir.join(action);
+            let timing = warrant::daemon::time_decision_records(&run, kernel, &text, action, RECORDS)
+                .with_context(|| format!("recording {action} decisions"))?;
+            let seconds = timing.elapsed.as_secs_f64();
+            println!(
+                "{}",
+                json!({"kind": "native_records", "action": action, "records": timing.records,
+                       "ms": seconds * 1e3, "per_s": timing.records as f64 / seconds,
+                       "log_device": device_of(&run)})
+            );
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    measured
+}
+
+/// The file system type the audit log sat on (tmpfs syncs nothing).
+fn device_of(path: &Path) -> String {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, point, kind) = (fields.next()?, fields.next()?, fields.next()?);
+            path.starts_with(point).then(|| (point.len(), kind.to_owned()))
+        })
+        .max()
+        .map(|(_, kind)| kind)
+        .unwrap_or_default()
 }

@@ -23,6 +23,18 @@ pub fn apply_policy(version: u64, rules: u64, protect: &[&Path], exe: Option<&Pa
     text
 }
 
+/// The policy the native record timing decides under: `bench` may write
+/// `file` (protected) and connect to `socket`, both in the allow tier.
+pub fn records_policy(file: &Path, socket: &Path) -> String {
+    let (file, socket) = (toml_string(file), toml_string(socket));
+    format!(
+        "version = 1\nexpires = \"2030-01-01T00:00:00Z\"\ndescription = \"bench records\"\nprotect = [{file}]\n\n\
+         [[profile]]\nname = \"bench\"\nmode = \"enforce\"\n\n\
+         [[profile.rule]]\naction = \"file.write\"\ntarget = {file}\ntier = \"allow\"\n\n\
+         [[profile.rule]]\naction = \"ipc.connect\"\ntarget = {socket}\ntier = \"allow\"\n"
+    )
+}
+
 /// `path` as a TOML string, quoted and escaped as TOML has it (Rust's own
 /// `{:?}` escapes other characters otherwise).
 fn toml_string(path: &Path) -> String {

@@ -63,13 +63,21 @@ fn run_in_vm(options: &Options) -> Result<String> {
         .arg(repo_root())
         .output()
         .context("running warrant-bench apply")?;
-    let native_lines = match native.status.success() {
+    let mut native_lines = match native.status.success() {
         true => String::from_utf8_lossy(&native.stdout).into_owned(),
         false => {
             eprintln!("bench: warrant-bench apply failed: {}", String::from_utf8_lossy(&native.stderr).trim());
             String::new()
         }
     };
+    // The daemon's record path on this host's CPU and disk (the maps it
+    // needs are made here, as for the apply's commit).
+    let records =
+        std::process::Command::new(&bench).arg("records").output().context("running warrant-bench records")?;
+    match records.status.success() {
+        true => native_lines.push_str(&String::from_utf8_lossy(&records.stdout)),
+        false => eprintln!("bench: warrant-bench records failed: {}", String::from_utf8_lossy(&records.stderr).trim()),
+    }
     let status = vm::run_in_vm(&script, &rwdir, options.kernel)?;
     if !status.success() {
         bail!(

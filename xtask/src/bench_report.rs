@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 mod sections;
-use sections::{write_native_applies, write_program_costs};
+use sections::{NativeRecords, write_audit, write_native_applies, write_native_records, write_program_costs};
 
 /// Ratios a figure is held to (README, issue 13): x1.02 is 2% slower.
 pub const NOT_SUBJECT_TARGET: f64 = 1.02;
@@ -70,6 +70,8 @@ pub struct Raw {
     pub applies: Vec<(u64, u64, f64, Value)>,
     /// On the host: an apply's verification and walk, no kernel maps.
     pub native_applies: Vec<NativeApply>,
+    /// On the host: the daemon's handling and recording of decisions.
+    pub native_records: Vec<NativeRecords>,
     pub program_costs: Vec<ProgramCost>,
 }
 
@@ -160,6 +162,12 @@ pub fn parse(output: &str) -> Result<Raw> {
                     commit_ms: runs("commit_ms").unwrap_or_default(),
                 });
             }
+            Some("native_records") => raw.native_records.push(NativeRecords {
+                action: text("action")?,
+                records: num("records")? as u64,
+                ms: num("ms")?,
+                log_file_system: text("log_device")?,
+            }),
             Some("toggle") => {
                 for (name, key) in
                     [("detaching every link, ms (max)", "detach_ms"), ("attaching again, ms (max)", "attach_ms")]
@@ -325,27 +333,7 @@ pub fn report(raw: &Raw) -> Report {
         }));
     }
 
-    let mut audit_json = Vec::new();
-    if !raw.audit.is_empty() {
-        let _ = writeln!(
-            table,
-            "\n{:<18} {:>10} {:>10} {:>8} {:>16}",
-            "audit, offered/s", "decisions", "written", "lost", "written/s"
-        );
-    }
-    for &(rate, ops, written, lost, last_record_s) in &raw.audit {
-        let sustained = if last_record_s > 0.0 { written as f64 / last_record_s } else { 0.0 };
-        let offered = if rate == 0 { "unpaced".to_owned() } else { rate.to_string() };
-        let mark = if (rate == 10_000 && lost > 0) || (rate == 0 && sustained < AUDIT_RATE_TARGET) {
-            misses.push(format!("audit at {offered}/s: {written} of {ops} written, {lost} lost, {sustained:.0}/s"));
-            "!"
-        } else {
-            " "
-        };
-        let _ = writeln!(table, "{offered:<18} {ops:>10} {written:>10} {lost:>8} {sustained:>15.0}{mark}");
-        audit_json.push(json!({"offered_rate": rate, "decisions": ops, "written": written, "lost": lost,
-                               "seconds_to_last_record": last_record_s, "written_per_second": sustained}));
-    }
+    let audit_json = write_audit(&mut table, &raw.audit, &mut misses);
 
     let mut applies_json = Vec::new();
     if !raw.applies.is_empty() {
@@ -369,6 +357,7 @@ pub fn report(raw: &Raw) -> Report {
     }
 
     let native_json = write_native_applies(&mut table, &raw.native_applies, &mut misses);
+    let records_json = write_native_records(&mut table, &raw.native_records, &mut misses);
 
     let _ = writeln!(table, "\ndaemon");
     for (name, value) in &raw.scalars {
@@ -395,6 +384,7 @@ pub fn report(raw: &Raw) -> Report {
         "program_costs": program_costs_json,
         "nft": nft_json,
         "audit": audit_json,
+        "audit_records_on_the_host": records_json,
         "policy_apply": applies_json,
         "policy_apply_on_the_host": native_json,
         "daemon": raw.scalars,
@@ -428,6 +418,7 @@ mod tests {
 {"kind":"audit","offered_rate":10000,"seconds":2.0,"ops":20000,"written":20000,"lost":0,"last_record_s":2.5}
 {"kind":"native_apply","rules":1000,"inodes":246,"verify_ms":[9.5,8.0,8.25],"walk_ms":[30.5,4.0,3.5,3.75],"commit_ms":[20.0,18.5]}
 {"kind":"native_apply","rules":10,"inodes":246,"verify_ms":[1.0],"walk_ms":[2.0]}
+{"kind":"native_records","action":"file.write","records":50000,"ms":400.0,"per_s":125000.0,"log_device":"ext4"}
 {"kind":"program_cost","workload":"open-close-read","state":"attached","ns_per_op":1200.0,"programs":{"file_open":{"calls_per_op":1.0,"ns_per_call":40.0},"file_free_security":{"calls_per_op":1.0,"ns_per_call":60.0}}}
 "#;
 
@@ -463,6 +454,11 @@ mod tests {
         );
         assert_eq!((native["walk_ms"]["first"].as_f64(), native["walk_ms"]["best"].as_f64()), (Some(30.5), Some(3.5)));
         assert_eq!(native["sum_of_best_ms"].as_f64(), Some(8.0 + 3.5 + 18.5));
+        let records = &report.json["audit_records_on_the_host"][0];
+        assert_eq!(
+            (records["records_per_second"].as_f64(), records["log_file_system"].as_str()),
+            (Some(125_000.0), Some("ext4"))
+        );
         // A recording without the commit: none shown, nothing summed.
         let older = &report.json["policy_apply_on_the_host"][1];
         assert!(older["commit_ms"].is_null() && older["sum_of_best_ms"].is_null(), "{older}");

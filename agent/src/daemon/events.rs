@@ -326,7 +326,7 @@ pub(super) enum Record {
 
 /// The most ring items one drain records before the owner takes other
 /// commands (and syncs the log for them).
-const DRAIN_BATCH: usize = 256;
+pub(super) const DRAIN_BATCH: usize = 256;
 
 /// The kernel's event ring, as its reader passes it to the state's owner
 /// to drain and gets it back.

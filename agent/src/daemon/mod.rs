@@ -58,6 +58,7 @@ mod marks;
 mod owner;
 mod policy_apply;
 mod policy_store;
+mod record_timing;
 mod refusal;
 mod sockets;
 mod start;
@@ -70,6 +71,7 @@ use error::Doing as _;
 use events::{exe_of, proc_field, read_events};
 use housekeeping::new_files;
 use owner::{Command, Owner};
+pub use record_timing::{RecordTiming, time_decision_records};
 use refusal::{
     BundleRefused, CommitError, MarkRefused, PersistError, ProgramRefused, QueryRefused, Refusal, RegisterRefused,
     RollbackRefused, TrustRefused, Unsettled, WarrantRefused,

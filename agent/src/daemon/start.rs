@@ -50,48 +50,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let events = kernel.take_events()?;
     kernel.set_daemon()?;
     restore_digest_key(&mut kernel, &config.state_dir)?;
-    let ledger =
-        fs::read(ledger_path(&config.state_dir)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-    let host = config.host_name();
-    let warrants = fs::read(warrants_path(&config.state_dir))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let open_requests = unanswered_requests(&config.state_dir, &warrants);
-    let mut state = State {
-        config: config.clone(),
-        host,
-        kernel,
-        trust_chain,
-        policy: None,
-        earlier_policies: versions::EarlierPolicies::load(&config, read_number(&version_path(&config.state_dir))),
-        audit,
-        warrants,
-        ledger,
-        counters: BTreeMap::new(),
-        decision_counts: metrics::DecisionCounts::new(),
-        file_paths: HashMap::new(),
-        drains: 0,
-        exe_names: exe_names::ExeNames::new(Path::new("/proc")),
-        expiry_reported: false,
-        host_key,
-        last_checkpoint: (0, std::time::Instant::now()),
-        pending_after: BTreeSet::new(),
-        rule_contents: HashMap::new(),
-        lost_events_recorded: read_number(&lost_events_path(&config.state_dir)),
-        seen_bundles: HashSet::new(),
-        bundles_awaiting_trust: Vec::new(),
-        request_gate: RequestGate::new(config.requests_per_minute, config.max_open_requests, open_requests),
-        recent_denials: query::RecentDenials::default(),
-        refused_requests: HashMap::new(),
-        marks_saved_at: None,
-        marks_count: 0,
-        unwritten_records: 0,
-        unsynced_records: 0,
-        confined_reported: false,
-        trust_unsettled: unsettled,
-        clock_skew_reported: false,
-    };
+    let mut state = State::new(config.clone(), kernel, trust_chain, audit, host_key);
+    state.trust_unsettled = unsettled;
     let missing_hooks = state.kernel.missing_hooks().to_vec();
     let started = json!({"pid": std::process::id(), "kernel": kernel_release(), "mode": state.kernel.mode().name(),
                          "missing_hooks": missing_hooks});
@@ -273,4 +233,61 @@ fn refuse_a_shared_audit_dir(config: &Config) -> Result<(), DaemonError> {
         shown.join(", "),
         if foreign.len() > 3 { ", ..." } else { "" }
     )))
+}
+
+impl State {
+    /// The daemon's state over `kernel` and `audit`, with what the state
+    /// directory holds (warrants, ledger, earlier policies, open requests,
+    /// lost-event count) and no policy in force yet.
+    pub(super) fn new(
+        config: Config,
+        kernel: Kernel,
+        trust_chain: Vec<TrustRoot>,
+        audit: AuditLog,
+        host_key: SigningKey,
+    ) -> Self {
+        let ledger = fs::read(ledger_path(&config.state_dir))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let warrants = fs::read(warrants_path(&config.state_dir))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let open_requests = unanswered_requests(&config.state_dir, &warrants);
+        Self {
+            host: config.host_name(),
+            kernel,
+            trust_chain,
+            policy: None,
+            earlier_policies: versions::EarlierPolicies::load(&config, read_number(&version_path(&config.state_dir))),
+            audit,
+            warrants,
+            ledger,
+            counters: BTreeMap::new(),
+            decision_counts: metrics::DecisionCounts::new(),
+            file_paths: HashMap::new(),
+            drains: 0,
+            exe_names: exe_names::ExeNames::new(Path::new("/proc")),
+            expiry_reported: false,
+            host_key,
+            last_checkpoint: (0, std::time::Instant::now()),
+            pending_after: BTreeSet::new(),
+            rule_contents: HashMap::new(),
+            lost_events_recorded: read_number(&lost_events_path(&config.state_dir)),
+            seen_bundles: HashSet::new(),
+            bundles_awaiting_trust: Vec::new(),
+            request_gate: RequestGate::new(config.requests_per_minute, config.max_open_requests, open_requests),
+            recent_denials: query::RecentDenials::default(),
+            refused_requests: HashMap::new(),
+            marks_saved_at: None,
+            marks_count: 0,
+            unwritten_records: 0,
+            unsynced_records: 0,
+            confined_reported: false,
+            trust_unsettled: None,
+            clock_skew_reported: false,
+            config,
+        }
+    }
 }

@@ -1,11 +1,12 @@
-//! The report's sections beside the ratio table: the host's own apply
-//! figures and where each loop's time goes inside the programs.
+//! The report's sections beside the ratio table: the audit pipeline's,
+//! the host's own apply and record figures, and where each loop's time
+//! goes inside the programs.
 
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use super::{APPLY_1000_TARGET_MS, NativeApply, ProgramCost, first_and_best};
+use super::{APPLY_1000_TARGET_MS, AUDIT_RATE_TARGET, NativeApply, ProgramCost, first_and_best};
 
 /// The host's figures for an apply's verification, walk and, where the
 /// host could make the maps, the commit's writes into them; a 1000-rule
@@ -59,6 +60,86 @@ pub(super) fn write_native_applies(
                          "verify_ms": {"first": verify_first, "best": verify_best},
                          "walk_ms": {"first": walk_first, "best": walk_best},
                          "commit_ms": commit_json, "sum_of_best_ms": sum}));
+    }
+    rows
+}
+
+/// The audit pipeline's figures in the VM: records written and lost at
+/// each offered rate; a loss at 10k/s or an unpaced rate under the target
+/// goes to `misses`.
+pub(super) fn write_audit(
+    table: &mut String,
+    audits: &[(u64, u64, u64, u64, f64)],
+    misses: &mut Vec<String>,
+) -> Vec<Value> {
+    let mut audit_json = Vec::new();
+    if !audits.is_empty() {
+        let _ = writeln!(
+            table,
+            "\n{:<18} {:>10} {:>10} {:>8} {:>16}",
+            "audit, offered/s", "decisions", "written", "lost", "written/s"
+        );
+    }
+    for &(rate, ops, written, lost, last_record_s) in audits {
+        let sustained = if last_record_s > 0.0 { written as f64 / last_record_s } else { 0.0 };
+        let offered = if rate == 0 { "unpaced".to_owned() } else { rate.to_string() };
+        let mark = if (rate == 10_000 && lost > 0) || (rate == 0 && sustained < AUDIT_RATE_TARGET) {
+            misses.push(format!("audit at {offered}/s: {written} of {ops} written, {lost} lost, {sustained:.0}/s"));
+            "!"
+        } else {
+            " "
+        };
+        let _ = writeln!(table, "{offered:<18} {ops:>10} {written:>10} {lost:>8} {sustained:>15.0}{mark}");
+        audit_json.push(json!({"offered_rate": rate, "decisions": ops, "written": written, "lost": lost,
+                               "seconds_to_last_record": last_record_s, "written_per_second": sustained}));
+    }
+    audit_json
+}
+
+/// The daemon's handling and recording of one action's decisions on the
+/// host (`warrant-bench records`: no ring, the host's own disk).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NativeRecords {
+    pub action: String,
+    pub records: u64,
+    pub ms: f64,
+    /// Where the audit log was (an fdatasync on tmpfs costs nothing).
+    pub log_file_system: String,
+}
+
+/// The host's record rates; one under the audit target goes to `misses`.
+pub(super) fn write_native_records(
+    table: &mut String,
+    records: &[NativeRecords],
+    misses: &mut Vec<String>,
+) -> Vec<Value> {
+    if records.is_empty() {
+        return Vec::new();
+    }
+    let _ = writeln!(
+        table,
+        "
+audit records on the host's CPU and disk (the daemon's handling and writing, one fdatasync a drain; \
+         no ring)\n{:<18} {:>10} {:>10} {:>12} {:>10}  log on",
+        "action", "records", "ms", "records/s", "us each"
+    );
+    let mut rows = Vec::new();
+    for run in records {
+        let per_second = if run.ms > 0.0 { run.records as f64 * 1e3 / run.ms } else { 0.0 };
+        let micros = if run.records > 0 { run.ms * 1e3 / run.records as f64 } else { 0.0 };
+        let mark = if per_second < AUDIT_RATE_TARGET {
+            misses.push(format!("{} records on the host: {per_second:.0}/s", run.action));
+            "!"
+        } else {
+            " "
+        };
+        let _ = writeln!(
+            table,
+            "{:<18} {:>10} {:>10.1} {per_second:>12.0}{mark}{micros:>10.2}  {}",
+            run.action, run.records, run.ms, run.log_file_system
+        );
+        rows.push(json!({"action": run.action, "records": run.records, "ms": run.ms,
+                         "records_per_second": per_second, "log_file_system": run.log_file_system}));
     }
     rows
 }
