@@ -3,6 +3,7 @@
 //! measurement; `loop` and `time` are what it runs, as a subject or not.
 
 mod native;
+mod native_ring;
 mod orchestrate;
 mod policy_text;
 mod workloads;
@@ -71,9 +72,10 @@ enum Command {
         #[arg(long)]
         repo: PathBuf,
     },
-    /// The daemon's handling and recording of decision events, without the
-    /// kernel's ring, on this machine's own CPU and disk (root: the state
-    /// needs the maps); one JSON line per action.
+    /// The daemon's handling and recording of decision events on this
+    /// machine's own CPU, kernel and disk (root: the state needs the maps):
+    /// without the ring, one JSON line per action; then the whole pipeline
+    /// through the kernel's ring, one line per offered rate.
     Records,
     /// Run a command and print its wall time as `ns N`; fails if it fails.
     Time {

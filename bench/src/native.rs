@@ -123,8 +123,9 @@ const RECORDS: usize = 50_000;
 /// The daemon's handling and recording of allowed decisions (a write of a
 /// protected file; a unix connect), [`RECORDS`] of each, into a fresh
 /// audit log on this host's temporary directory, with its fdatasyncs: one
-/// JSON line an action. Not timed: the kernel's ring and the reader's
-/// wake-up (see `warrant::daemon::time_decision_records`).
+/// JSON line an action (without the kernel's ring and the reader's
+/// wake-up: `warrant::daemon::time_decision_records`); then the whole
+/// pipeline at offered rates ([`ring_rates`]).
 pub fn records() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("warrant-bench-records-{}", std::process::id()));
     let file = dir.join("protected");
@@ -145,10 +146,35 @@ pub fn records() -> Result<()> {
                        "log_device": device_of(&run)})
             );
         }
-        Ok(())
+        ring_rates(&dir, &text)
     })();
     let _ = std::fs::remove_dir_all(&dir);
     measured
+}
+
+/// Offered rates of the whole pipeline's figure (0: as fast as it goes),
+/// each for [`RING_SECONDS`], as the VM's audit figure offers them.
+const RING_RATES: [u64; 4] = [1_000, 10_000, 50_000, 0];
+const RING_SECONDS: f64 = 2.0;
+
+/// The whole pipeline at each of [`RING_RATES`]: events on the daemon's
+/// ring (see `native_ring`), read and recorded by its reader and owner;
+/// one JSON line a rate, as the VM's audit figure prints them.
+fn ring_rates(dir: &Path, text: &str) -> Result<()> {
+    let kernel = Kernel::maps_only().context("the ring needs the maps: cannot make them")?;
+    let mut offer = |source: &warrant::daemon::RingSource, rate| crate::native_ring::offer(source, rate, RING_SECONDS);
+    let timings =
+        warrant::daemon::time_ring_records(&dir.join("ring"), kernel, text, "file.write", &RING_RATES, &mut offer)
+            .context("recording events from the ring")?;
+    for timing in timings {
+        println!(
+            "{}",
+            json!({"kind": "native_audit", "offered_rate": timing.rate, "seconds": RING_SECONDS,
+                   "ops": timing.offered, "written": timing.written, "lost": timing.offered - timing.written.min(timing.offered),
+                   "last_record_s": timing.last_record.as_secs_f64()})
+        );
+    }
+    Ok(())
 }
 
 /// The file system type the audit log sat on (tmpfs syncs nothing).

@@ -10,7 +10,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 mod sections;
-use sections::{NativeRecords, write_audit, write_native_applies, write_native_records, write_program_costs};
+pub use sections::{NativeApply, NativeRecords};
+use sections::{write_audit, write_native_applies, write_native_records, write_program_costs};
 
 /// Ratios a figure is held to (README, issue 13): x1.02 is 2% slower.
 pub const NOT_SUBJECT_TARGET: f64 = 1.02;
@@ -65,6 +66,8 @@ pub struct Raw {
     pub verifier: Vec<(String, Option<u64>)>,
     /// (offered rate, 0 = unpaced; opens done; records written; lost; seconds until the last record).
     pub audit: Vec<(u64, u64, u64, u64, f64)>,
+    /// The same on the host: its own kernel's ring, CPU and disk.
+    pub native_audit: Vec<(u64, u64, u64, u64, f64)>,
     pub scalars: BTreeMap<String, f64>,
     /// (rules, inodes protected, milliseconds the daemon took, by phase).
     pub applies: Vec<(u64, u64, f64, Value)>,
@@ -73,18 +76,6 @@ pub struct Raw {
     /// On the host: the daemon's handling and recording of decisions.
     pub native_records: Vec<NativeRecords>,
     pub program_costs: Vec<ProgramCost>,
-}
-
-/// A policy's verification, walk and commit on the host, each run's ms
-/// (no commit runs: the host could not make the maps, or a recording from
-/// before session 29).
-#[derive(Debug, Clone, PartialEq)]
-pub struct NativeApply {
-    pub rules: u64,
-    pub inodes: u64,
-    pub verify_ms: Vec<f64>,
-    pub walk_ms: Vec<f64>,
-    pub commit_ms: Vec<f64>,
 }
 
 /// The first and the best of `runs`.
@@ -127,13 +118,16 @@ pub fn parse(output: &str) -> Result<Raw> {
                 let key = (num("batch")? as u64, text("state")?);
                 raw.nft.entry(key).or_default().insert(num("round")? as u64, num("ns")?);
             }
-            Some("audit") => raw.audit.push((
-                num("offered_rate")? as u64,
-                num("ops")? as u64,
-                num("written")? as u64,
-                num("lost")? as u64,
-                num("last_record_s")?,
-            )),
+            Some(kind @ ("audit" | "native_audit")) => {
+                let row = (
+                    num("offered_rate")? as u64,
+                    num("ops")? as u64,
+                    num("written")? as u64,
+                    num("lost")? as u64,
+                    num("last_record_s")?,
+                );
+                if kind == "audit" { raw.audit.push(row) } else { raw.native_audit.push(row) }
+            }
             Some("verifier") => raw.verifier.push((text("program")?, v["instructions"].as_u64())),
             Some("daemon_start") => _ = raw.scalars.insert("daemon_start_ms".into(), num("ms")?),
             Some("policy_apply") => {
@@ -333,7 +327,7 @@ pub fn report(raw: &Raw) -> Report {
         }));
     }
 
-    let audit_json = write_audit(&mut table, &raw.audit, &mut misses);
+    let audit_json = write_audit(&mut table, "audit, offered/s", &raw.audit, &mut misses);
 
     let mut applies_json = Vec::new();
     if !raw.applies.is_empty() {
@@ -358,6 +352,13 @@ pub fn report(raw: &Raw) -> Report {
 
     let native_json = write_native_applies(&mut table, &raw.native_applies, &mut misses);
     let records_json = write_native_records(&mut table, &raw.native_records, &mut misses);
+    if !raw.native_audit.is_empty() {
+        let _ = writeln!(
+            table,
+            "\nthe audit pipeline on the host (its kernel's ring, fed by a test-run program; the daemon's reader and records)"
+        );
+    }
+    let native_audit_json = write_audit(&mut table, "on the host, /s", &raw.native_audit, &mut misses);
 
     let _ = writeln!(table, "\ndaemon");
     for (name, value) in &raw.scalars {
@@ -385,6 +386,7 @@ pub fn report(raw: &Raw) -> Report {
         "nft": nft_json,
         "audit": audit_json,
         "audit_records_on_the_host": records_json,
+        "audit_on_the_host": native_audit_json,
         "policy_apply": applies_json,
         "policy_apply_on_the_host": native_json,
         "daemon": raw.scalars,
@@ -418,6 +420,7 @@ mod tests {
 {"kind":"audit","offered_rate":10000,"seconds":2.0,"ops":20000,"written":20000,"lost":0,"last_record_s":2.5}
 {"kind":"native_apply","rules":1000,"inodes":246,"verify_ms":[9.5,8.0,8.25],"walk_ms":[30.5,4.0,3.5,3.75],"commit_ms":[20.0,18.5]}
 {"kind":"native_apply","rules":10,"inodes":246,"verify_ms":[1.0],"walk_ms":[2.0]}
+{"kind":"native_audit","offered_rate":50000,"seconds":2.0,"ops":100000,"written":100000,"lost":0,"last_record_s":2.0}
 {"kind":"native_records","action":"file.write","records":50000,"ms":400.0,"per_s":125000.0,"log_device":"ext4"}
 {"kind":"program_cost","workload":"open-close-read","state":"attached","ns_per_op":1200.0,"programs":{"file_open":{"calls_per_op":1.0,"ns_per_call":40.0},"file_free_security":{"calls_per_op":1.0,"ns_per_call":60.0}}}
 "#;
@@ -459,6 +462,7 @@ mod tests {
             (records["records_per_second"].as_f64(), records["log_file_system"].as_str()),
             (Some(125_000.0), Some("ext4"))
         );
+        assert_eq!(report.json["audit_on_the_host"][0]["written_per_second"], 50000.0);
         // A recording without the commit: none shown, nothing summed.
         let older = &report.json["policy_apply_on_the_host"][1];
         assert!(older["commit_ms"].is_null() && older["sum_of_best_ms"].is_null(), "{older}");

@@ -71,7 +71,7 @@ use error::Doing as _;
 use events::{exe_of, proc_field, read_events};
 use housekeeping::new_files;
 use owner::{Command, Owner};
-pub use record_timing::{RecordTiming, time_decision_records};
+pub use record_timing::{RecordTiming, RingSource, RingTiming, time_decision_records, time_ring_records};
 use refusal::{
     BundleRefused, CommitError, MarkRefused, PersistError, ProgramRefused, QueryRefused, Refusal, RegisterRefused,
     RollbackRefused, TrustRefused, Unsettled, WarrantRefused,

@@ -6,7 +6,19 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use super::{APPLY_1000_TARGET_MS, AUDIT_RATE_TARGET, NativeApply, ProgramCost, first_and_best};
+use super::{APPLY_1000_TARGET_MS, AUDIT_RATE_TARGET, ProgramCost, first_and_best};
+
+/// A policy's verification, walk and commit on the host, each run's ms
+/// (no commit runs: the host could not make the maps, or a recording from
+/// before session 29).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NativeApply {
+    pub rules: u64,
+    pub inodes: u64,
+    pub verify_ms: Vec<f64>,
+    pub walk_ms: Vec<f64>,
+    pub commit_ms: Vec<f64>,
+}
 
 /// The host's figures for an apply's verification, walk and, where the
 /// host could make the maps, the commit's writes into them; a 1000-rule
@@ -64,11 +76,12 @@ pub(super) fn write_native_applies(
     rows
 }
 
-/// The audit pipeline's figures in the VM: records written and lost at
-/// each offered rate; a loss at 10k/s or an unpaced rate under the target
-/// goes to `misses`.
+/// The audit pipeline's figures (the VM's, or the host's), under
+/// `heading`: records written and lost at each offered rate; a loss at
+/// 10k/s or an unpaced rate under the target goes to `misses`.
 pub(super) fn write_audit(
     table: &mut String,
+    heading: &str,
     audits: &[(u64, u64, u64, u64, f64)],
     misses: &mut Vec<String>,
 ) -> Vec<Value> {
@@ -77,14 +90,14 @@ pub(super) fn write_audit(
         let _ = writeln!(
             table,
             "\n{:<18} {:>10} {:>10} {:>8} {:>16}",
-            "audit, offered/s", "decisions", "written", "lost", "written/s"
+            heading, "decisions", "written", "lost", "written/s"
         );
     }
     for &(rate, ops, written, lost, last_record_s) in audits {
         let sustained = if last_record_s > 0.0 { written as f64 / last_record_s } else { 0.0 };
         let offered = if rate == 0 { "unpaced".to_owned() } else { rate.to_string() };
         let mark = if (rate == 10_000 && lost > 0) || (rate == 0 && sustained < AUDIT_RATE_TARGET) {
-            misses.push(format!("audit at {offered}/s: {written} of {ops} written, {lost} lost, {sustained:.0}/s"));
+            misses.push(format!("{heading} {offered}: {written} of {ops} written, {lost} lost, {sustained:.0}/s"));
             "!"
         } else {
             " "
