@@ -353,7 +353,7 @@ pub fn report(raw: &Raw) -> Report {
     let native_json = write_native_applies(&mut table, &raw.native_applies, &mut misses);
     let records_json = write_native_records(&mut table, &raw.native_records, &mut misses);
     if !raw.native_audit.is_empty() {
-        let _ = writeln!(
+        let _ = write!(
             table,
             "\nthe audit pipeline on the host (its kernel's ring, fed by a test-run program; the daemon's reader and records)"
         );
