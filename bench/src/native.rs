@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use warrant::kernel::Kernel;
+use warrant::kernel::{Kernel, StagedPolicy};
 use warrant::keys::PublicKey;
 use warrant::policy::{self, Policy, ThisHost};
 use warrant::trust::{self, Envelope, POLICY_PAYLOAD_TYPE};
@@ -93,26 +93,30 @@ fn verify_and_compile(bundle: &str, trusted: &[PublicKey]) -> Result<policy::Com
     Ok(policy::compile_guarding(policy, &[], &ThisHost)?)
 }
 
-/// The kernel side of the daemon's `commit` phase, in its order (see
-/// `daemon::policy_store`): the rules written under the generation not in
-/// force and the protection joined, the generation flipped and the
-/// matchers written, the generation before removed, the protection and the
-/// /proc trees made the policy's own.
+/// The daemon's commit (`Kernel::put_policy`) of `compiled`, whose walk
+/// found `inodes`, without the bundle's persist between the switch and the
+/// commit. Anything left over counts as a failure here.
 fn commit(
     kernel: &mut Kernel,
     compiled: &policy::CompiledPolicy,
     inodes: &HashMap<FileKey, ProtectedEntry>,
 ) -> Result<()> {
     let protect = &compiled.policy.protect;
-    let proc_trees = warrant::protect::proc_trees(protect);
-    let matches = warrant::subjects::resolve(&compiled.matchers);
-    let mut change =
-        kernel.begin_policy(compiled.version(), &compiled.profiles, &compiled.rules, inodes, &proc_trees)?;
-    kernel.switch_policy(&mut change, &matches.entries, &matches.cgroup_paths, matches.kinds)?;
-    kernel.commit_policy(change, &compiled.rules)?;
-    let trees: HashSet<u32> = protect.iter().map(|tree| warrant::protect::tree_id(tree)).collect();
-    kernel.set_protected(inodes, &trees)?;
-    kernel.set_proc_trees(&proc_trees)?;
+    let staged = StagedPolicy {
+        version: compiled.version(),
+        profiles: &compiled.profiles,
+        rules: &compiled.rules,
+        inodes,
+        trees: &protect.iter().map(|tree| warrant::protect::tree_id(tree)).collect::<HashSet<u32>>(),
+        proc_trees: &warrant::protect::proc_trees(protect),
+        matches: &warrant::subjects::resolve(&compiled.matchers),
+    };
+    let leftovers = kernel
+        .put_policy(&staged, || Ok::<(), std::convert::Infallible>(()))
+        .map_err(|not_put| anyhow::anyhow!("the policy was not put in force: {not_put:?}"))?;
+    if leftovers.generation_before.is_some() || leftovers.protection_before.is_some() {
+        anyhow::bail!("the policy before left something in the maps: {leftovers:?}");
+    }
     Ok(())
 }
 

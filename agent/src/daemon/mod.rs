@@ -36,7 +36,7 @@ use crate::{
     control::{Request, Response},
     durable::write_atomic,
     held,
-    kernel::{Kernel, error_chain},
+    kernel::{Kernel, PolicyStepFailed, StagedPolicy, error_chain},
     metrics,
     policy::{self, CompiledPolicy, render_target},
     protect, query,

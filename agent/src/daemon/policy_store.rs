@@ -3,11 +3,11 @@
 //! all. A failure half-way puts back what the kernel and the disk held.
 //!
 //! The order keeps every moment at least as strict as one of the two
-//! policies: the new policy's protected inodes and /proc trees join the old
-//! ones' and its rules are written under the generation not in force
-//! (`Kernel::begin_policy`); one word flips the generation and the
-//! matchers follow (`switch_policy`); the bundle is persisted; only then
-//! does the old generation go and what only the old policy protected leave.
+//! policies (`Kernel::put_policy`): the new policy's protected inodes and
+//! /proc trees join the old ones' and its rules are written under the
+//! generation not in force; one word flips the generation and the matchers
+//! follow; the bundle is persisted; only then does the old generation go
+//! and what only the old policy protected leave.
 //! One gap remains: between the flip and the last matcher written, an exec
 //! is matched by the old matchers under the new rules (MATCHES has no
 //! generation).
@@ -52,39 +52,35 @@ impl State {
             Some(policy) => format!("policy v{} stays in force", policy.version()),
             None => "the kernel keeps the policy it held".to_owned(),
         };
-        let mut change = self
-            .kernel
-            .begin_policy(staged.version, &compiled.profiles, &compiled.rules, &staged.inodes, &staged.proc_trees)
-            .map_err(|e| BundleRefused::NotCommitted {
-                kept: kept.clone(),
-                source: CommitError::NotLoaded(Box::new(e)),
-            })?;
-        let matches = &staged.matches;
-        let switched =
-            self.kernel
-                .switch_policy(&mut change, &matches.entries, &matches.cgroup_paths, matches.kinds)
-                .map_err(|e| CommitError::NotLoaded(Box::new(e)))
-                .and_then(|()| match restoring {
-                    true => Ok(()),
-                    false => persist_bundle(&self.config.state_dir, bundle, staged.version)
-                        .map_err(CommitError::NotPersisted),
-                });
-        if let Err(failed) = switched {
-            return Err(match self.kernel.abort_policy(change) {
-                Ok(()) => BundleRefused::NotCommitted { kept, source: failed },
-                Err(undo) => BundleRefused::NotPutBack { failed, undo: Box::new(undo) },
-            });
-        }
-        // Failures from here on leave more in the kernel than the policy
-        // says (the old generation, protection), never less.
-        if let Err(e) = self.kernel.commit_policy(change, &compiled.rules) {
+        let staged_policy = StagedPolicy {
+            version: staged.version,
+            profiles: &compiled.profiles,
+            rules: &compiled.rules,
+            inodes: &staged.inodes,
+            trees: &staged.trees,
+            proc_trees: &staged.proc_trees,
+            matches: &staged.matches,
+        };
+        let state_dir = &self.config.state_dir;
+        let persist = || match restoring {
+            true => Ok(()),
+            false => persist_bundle(state_dir, bundle, staged.version),
+        };
+        let leftovers = self.kernel.put_policy(&staged_policy, persist).map_err(|not_put| {
+            let failed = match not_put.failed {
+                PolicyStepFailed::Kernel(e) => CommitError::NotLoaded(e),
+                PolicyStepFailed::Between(e) => CommitError::NotPersisted(e),
+            };
+            match not_put.undo {
+                None => BundleRefused::NotCommitted { kept, source: failed },
+                Some(undo) => BundleRefused::NotPutBack { failed, undo },
+            }
+        })?;
+        // More in the kernel than the policy says, never less.
+        if let Some(e) = leftovers.generation_before {
             warn!(version = staged.version, "the generation before stays in the kernel until the next apply: {e}");
         }
-        let released = self
-            .kernel
-            .set_protected(&staged.inodes, &staged.trees)
-            .and_then(|()| self.kernel.set_proc_trees(&staged.proc_trees));
-        if let Err(e) = released {
+        if let Some(e) = leftovers.protection_before {
             warn!(version = staged.version, "what only the policy before protected stays protected: {e}");
         }
         Ok(())

@@ -33,7 +33,7 @@ mod marks;
 mod policy_maps;
 mod subjects;
 pub use local_addresses::LocalAddressesChange;
-pub use policy_maps::PolicyChange;
+pub use policy_maps::{PolicyLeftovers, PolicyNotPut, PolicyStepFailed, StagedPolicy};
 pub use subjects::{TracedTasks, pidfd_open, pinned_subject_profile, raw_subject_profile};
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/warrant-ebpf"));

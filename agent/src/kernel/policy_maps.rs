@@ -10,7 +10,7 @@ use super::*;
 /// A policy written into the kernel and not yet committed: what it
 /// replaced, to put back if it is aborted.
 #[must_use = "a policy change is committed or aborted"]
-pub struct PolicyChange {
+struct PolicyChange {
     /// The generation in force before, and the one written.
     before: u8,
     written: u8,
@@ -31,14 +31,85 @@ struct Matches {
     kinds: u32,
 }
 
+/// A policy as the kernel takes it, walked and resolved before any map
+/// changes: its profiles and rules, the inodes it protects (`inodes`, of
+/// the protected `trees`), its /proc trees and its exec-time matchers.
+pub struct StagedPolicy<'a> {
+    pub version: u64,
+    pub profiles: &'a [(u32, ProfileEntry)],
+    pub rules: &'a StdHashMap<TargetKey, RuleEntry>,
+    pub inodes: &'a StdHashMap<FileKey, ProtectedEntry>,
+    pub trees: &'a std::collections::HashSet<u32>,
+    pub proc_trees: &'a StdHashMap<u64, u32>,
+    pub matches: &'a crate::subjects::Resolved,
+}
+
+/// Why [`Kernel::put_policy`] left the policy before in force.
+#[derive(Debug)]
+pub struct PolicyNotPut<E> {
+    pub failed: PolicyStepFailed<E>,
+    /// Putting back what the kernel held failed too: it holds a mix.
+    pub undo: Option<Box<KernelError>>,
+}
+
+/// The step of [`Kernel::put_policy`] that failed.
+#[derive(Debug)]
+pub enum PolicyStepFailed<E> {
+    /// Writing the new policy or switching to it.
+    Kernel(Box<KernelError>),
+    /// The caller's step between the switch and the commit.
+    Between(E),
+}
+
+/// What a policy put in force left in the kernel beyond itself: more than
+/// the policy says (the generation before; what only the policy before
+/// protected), never less. Each stays until the next apply.
+#[derive(Debug, Default)]
+pub struct PolicyLeftovers {
+    pub generation_before: Option<KernelError>,
+    pub protection_before: Option<KernelError>,
+}
+
 impl Kernel {
+    /// Puts `staged` in force as one change. Every moment is at least as
+    /// strict as one of the two policies: the new protection joins the old
+    /// and the rules are written under the generation not in force; one
+    /// word flips the generation and the matchers follow; then `between`
+    /// runs (the daemon persists the bundle there), and only if it succeeds
+    /// does the generation before go and what only it protected leave. A
+    /// failure up to `between` puts back what the kernel held.
+    pub fn put_policy<E>(
+        &mut self,
+        staged: &StagedPolicy,
+        between: impl FnOnce() -> Result<(), E>,
+    ) -> Result<PolicyLeftovers, PolicyNotPut<E>> {
+        let mut change = self
+            .begin_policy(staged.version, staged.profiles, staged.rules, staged.inodes, staged.proc_trees)
+            .map_err(|e| PolicyNotPut { failed: PolicyStepFailed::Kernel(Box::new(e)), undo: None })?;
+        let matches = staged.matches;
+        let switched = self
+            .switch_policy(&mut change, &matches.entries, &matches.cgroup_paths, matches.kinds)
+            .map_err(|e| PolicyStepFailed::Kernel(Box::new(e)))
+            .and_then(|()| between().map_err(PolicyStepFailed::Between));
+        if let Err(failed) = switched {
+            return Err(PolicyNotPut { failed, undo: self.abort_policy(change).err().map(Box::new) });
+        }
+        Ok(PolicyLeftovers {
+            generation_before: self.commit_policy(change, staged.rules).err(),
+            protection_before: self
+                .set_protected(staged.inodes, staged.trees)
+                .and_then(|()| self.set_proc_trees(staged.proc_trees))
+                .err(),
+        })
+    }
+
     /// Begins a policy change. The new policy's protection joins the old
     /// (an entry that fully protects an inode is not made an ancestor-only
     /// one), and `profiles` and `rules` are written under the generation
     /// not in force, which nothing reads yet: while the change is open the
     /// old rules decide, with at least the old protection. On failure,
     /// what was written is undone.
-    pub fn begin_policy(
+    fn begin_policy(
         &mut self,
         version: u64,
         profiles: &[(u32, ProfileEntry)],
@@ -103,7 +174,7 @@ impl Kernel {
 
     /// Puts the written policy in force: one settings word flips the
     /// generation, then the matchers follow (`set_matches`).
-    pub fn switch_policy(
+    fn switch_policy(
         &mut self,
         change: &mut PolicyChange,
         entries: &StdHashMap<MatchKey, u32>,
@@ -121,7 +192,7 @@ impl Kernel {
     /// name other rules now) and the generation before leaves. What only
     /// the policy before protected is the caller's to release
     /// (`set_protected`, `set_proc_trees`).
-    pub fn commit_policy(
+    fn commit_policy(
         &mut self,
         change: PolicyChange,
         rules: &StdHashMap<TargetKey, RuleEntry>,
@@ -135,7 +206,7 @@ impl Kernel {
 
     /// Undoes what `change` did, the old rules first and the protection
     /// last, every step tried; the first error is returned.
-    pub fn abort_policy(&mut self, change: PolicyChange) -> Result<(), KernelError> {
+    fn abort_policy(&mut self, change: PolicyChange) -> Result<(), KernelError> {
         let mut result = Ok(());
         let mut step = |outcome: Result<(), KernelError>| {
             if result.is_ok() {
