@@ -16,6 +16,7 @@ use warrant::policy::{self, Policy, ThisHost};
 use warrant::trust::{self, Envelope, POLICY_PAYLOAD_TYPE};
 use warrant_common::{FileKey, ProtectedEntry};
 
+use crate::native_ring::Producer;
 use crate::policy_text::{apply_policy, records_policy};
 
 /// Runs of each policy; the first walk reads a cold cache if nothing read
@@ -120,8 +121,7 @@ fn commit(
     Ok(())
 }
 
-/// Decision records per action timed by [`records`]: as many as the VM's
-/// audit figure offers in its busiest run.
+/// Decision records per action timed by [`records`].
 const RECORDS: usize = 50_000;
 
 /// The daemon's handling and recording of allowed decisions (a write of a
@@ -147,7 +147,7 @@ pub fn records() -> Result<()> {
                 "{}",
                 json!({"kind": "native_records", "action": action, "records": timing.records,
                        "ms": seconds * 1e3, "per_s": timing.records as f64 / seconds,
-                       "log_device": device_of(&run)})
+                       "log_file_system": file_system_of(&run)})
             );
         }
         ring_rates(&dir, &text)
@@ -163,26 +163,38 @@ const RING_SECONDS: f64 = 2.0;
 
 /// The whole pipeline at each of [`RING_RATES`]: events on the daemon's
 /// ring (see `native_ring`), read and recorded by its reader and owner;
-/// one JSON line a rate, as the VM's audit figure prints them.
+/// one JSON line a rate, as the VM's audit figure prints them, with what
+/// the ring had no room for as `lost`.
 fn ring_rates(dir: &Path, text: &str) -> Result<()> {
     let kernel = Kernel::maps_only().context("the ring needs the maps: cannot make them")?;
-    let mut offer = |source: &warrant::daemon::RingSource, rate| crate::native_ring::offer(source, rate, RING_SECONDS);
-    let timings =
-        warrant::daemon::time_ring_records(&dir.join("ring"), kernel, text, "file.write", &RING_RATES, &mut offer)
-            .context("recording events from the ring")?;
-    for timing in timings {
+    let mut producer = None;
+    let mut dropped = Vec::new();
+    let mut offer = |source: &warrant::daemon::RingSource, rate| {
+        let producer = match &mut producer {
+            Some(producer) => producer,
+            None => producer.insert(Producer::new(source)?),
+        };
+        let (offered, lost) = producer.offer(rate, RING_SECONDS)?;
+        dropped.push(lost);
+        Ok(offered)
+    };
+    let run = dir.join("ring");
+    let timings = warrant::daemon::time_ring_records(&run, kernel, text, "file.write", &RING_RATES, &mut offer)
+        .context("recording events from the ring")?;
+    for (timing, lost) in timings.iter().zip(dropped) {
         println!(
             "{}",
-            json!({"kind": "native_audit", "offered_rate": timing.rate, "seconds": RING_SECONDS,
-                   "ops": timing.offered, "written": timing.written, "lost": timing.offered - timing.written.min(timing.offered),
-                   "last_record_s": timing.last_record.as_secs_f64()})
+            json!({"kind": "native_audit", "offered_rate": timing.offered_rate, "seconds": RING_SECONDS,
+                   "ops": timing.offered, "written": timing.written, "lost": lost,
+                   "last_record_s": timing.until_last_record.as_secs_f64(),
+                   "log_file_system": file_system_of(&run)})
         );
     }
     Ok(())
 }
 
 /// The file system type the audit log sat on (tmpfs syncs nothing).
-fn device_of(path: &Path) -> String {
+fn file_system_of(path: &Path) -> String {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     mounts

@@ -160,7 +160,7 @@ pub fn parse(output: &str) -> Result<Raw> {
                 action: text("action")?,
                 records: num("records")? as u64,
                 ms: num("ms")?,
-                log_file_system: text("log_device")?,
+                log_file_system: text("log_file_system")?,
             }),
             Some("toggle") => {
                 for (name, key) in
@@ -327,7 +327,7 @@ pub fn report(raw: &Raw) -> Report {
         }));
     }
 
-    let audit_json = write_audit(&mut table, "audit, offered/s", &raw.audit, &mut misses);
+    let audit_json = write_audit(&mut table, ("audit, offered/s", "audit"), &raw.audit, &mut misses);
 
     let mut applies_json = Vec::new();
     if !raw.applies.is_empty() {
@@ -358,7 +358,7 @@ pub fn report(raw: &Raw) -> Report {
             "\nthe audit pipeline on the host (its kernel's ring, fed by a test-run program; the daemon's reader and records)"
         );
     }
-    let native_audit_json = write_audit(&mut table, "on the host, /s", &raw.native_audit, &mut misses);
+    let native_audit_json = write_audit(&mut table, ("offered/s", "audit on the host"), &raw.native_audit, &mut misses);
 
     let _ = writeln!(table, "\ndaemon");
     for (name, value) in &raw.scalars {
@@ -421,7 +421,7 @@ mod tests {
 {"kind":"native_apply","rules":1000,"inodes":246,"verify_ms":[9.5,8.0,8.25],"walk_ms":[30.5,4.0,3.5,3.75],"commit_ms":[20.0,18.5]}
 {"kind":"native_apply","rules":10,"inodes":246,"verify_ms":[1.0],"walk_ms":[2.0]}
 {"kind":"native_audit","offered_rate":50000,"seconds":2.0,"ops":100000,"written":100000,"lost":0,"last_record_s":2.0}
-{"kind":"native_records","action":"file.write","records":50000,"ms":400.0,"per_s":125000.0,"log_device":"ext4"}
+{"kind":"native_records","action":"file.write","records":50000,"ms":400.0,"per_s":125000.0,"log_file_system":"ext4"}
 {"kind":"program_cost","workload":"open-close-read","state":"attached","ns_per_op":1200.0,"programs":{"file_open":{"calls_per_op":1.0,"ns_per_call":40.0},"file_free_security":{"calls_per_op":1.0,"ns_per_call":60.0}}}
 "#;
 

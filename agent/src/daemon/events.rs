@@ -387,28 +387,33 @@ impl State {
             && let Some(item) = ring.next()
         {
             drained += 1;
-            let acted = match parse_record(&item) {
-                Some(Record::Content(content)) => {
-                    self.on_rule_content(&content);
-                    false
-                }
-                Some(Record::Decision(event)) => {
-                    self.on_event(&event);
-                    acts_on_disk(&event)
-                }
-                None => false,
-            };
-            // What the daemon did for the event (a process stopped, a
-            // warrant's use or a change request persisted) is on disk: its
-            // record is too, now, not at the batch's end.
-            if acted {
-                self.sync_audit();
-                self.audit.defer_sync();
-            }
+            self.record_item(&item);
             drop(item);
         }
         self.sync_audit();
         drained
+    }
+
+    /// Records one item of the event ring, inside a drain's group commit.
+    pub(super) fn record_item(&mut self, item: &[u8]) {
+        let acted = match parse_record(item) {
+            Some(Record::Content(content)) => {
+                self.on_rule_content(&content);
+                false
+            }
+            Some(Record::Decision(event)) => {
+                self.on_event(&event);
+                acts_on_disk(&event)
+            }
+            None => false,
+        };
+        // What the daemon did for the event (a process stopped, a warrant's
+        // use or a change request persisted) is on disk: its record is too,
+        // now, not at the batch's end.
+        if acted {
+            self.sync_audit();
+            self.audit.defer_sync();
+        }
     }
 
     /// Ends a group commit of the audit log, if one is open (one left open

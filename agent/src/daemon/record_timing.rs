@@ -1,16 +1,17 @@
 //! The daemon's part of the audit pipeline, timed on this machine's own
-//! CPU and disk (`warrant-bench records`, run by `cargo xtask bench` on the
-//! host): decision events as the kernel writes them, handled by the same
-//! `State` code as the daemon's and recorded in drains of up to
-//! `DRAIN_BATCH` with one fdatasync each, as `drain` records the ring's.
-//! Not timed: the ring itself and the reader's wake-up (the VM measures
-//! the whole pipeline, under emulation).
+//! CPU, kernel and disk (`warrant-bench records`, run by `cargo xtask
+//! bench` on the host). [`time_decision_records`] hands decision events
+//! straight to the state's code that records the ring's items, in drains
+//! of `DRAIN_BATCH` with one fdatasync each: the ring is left out.
+//! [`time_ring_records`] is the whole pipeline: events on the kernel's
+//! ring, the daemon's own reader task and state's owner thread. Neither
+//! attaches a program: the host may not take Warrant's. Not part of the
+//! daemon; public for the bench.
 
+use std::os::unix::fs::MetadataExt as _;
 use std::time::{Duration, Instant};
 
 use super::*;
-use std::os::unix::fs::MetadataExt as _;
-
 use crate::policy::{Policy, compile};
 
 /// Decision events recorded and the time they took.
@@ -20,10 +21,10 @@ pub struct RecordTiming {
     pub elapsed: Duration,
 }
 
-/// Records `count` allowed decisions of rule `action` (an action name of
-/// `policy_text`'s first profile) into a fresh audit log under `dir`,
-/// through a daemon state over `kernel` (maps only: nothing is attached).
-/// Each event names this process and its executable, as the kernel's do.
+/// Records `count` allowed decisions of `action` (the action of a rule of
+/// `policy_text`'s) into a fresh audit log under `dir`, through a daemon
+/// state over `kernel` (maps only). Each event names this process and its
+/// executable, and a file's names the file, as the kernel's do.
 pub fn time_decision_records(
     dir: &Path,
     kernel: Kernel,
@@ -32,6 +33,9 @@ pub fn time_decision_records(
     count: usize,
 ) -> Result<RecordTiming, DaemonError> {
     let (mut state, event) = timing_state(dir, kernel, policy_text, action)?;
+    // SAFETY: Event is repr(C) plain data without padding (size asserted).
+    let item = unsafe { std::slice::from_raw_parts(std::ptr::from_ref(&event).cast::<u8>(), size_of::<Event>()) };
+    let first = state.audit.head().0;
     let started = Instant::now();
     let mut left = count;
     while left > 0 {
@@ -39,12 +43,13 @@ pub fn time_decision_records(
         state.drains += 1;
         state.audit.defer_sync();
         for _ in 0..batch {
-            state.on_event(&event);
+            state.record_item(item);
         }
         state.sync_audit();
         left -= batch;
     }
-    Ok(RecordTiming { records: count as u64, elapsed: started.elapsed() })
+    let elapsed = started.elapsed();
+    Ok(RecordTiming { records: state.audit.head().0 - first, elapsed })
 }
 
 /// Where [`time_ring_records`]'s caller puts its events: the kernel's
@@ -57,18 +62,24 @@ pub struct RingSource {
 /// What [`time_ring_records`] measured at one offered rate.
 #[derive(Debug, Clone, Copy)]
 pub struct RingTiming {
-    pub rate: u64,
+    pub offered_rate: u64,
     pub offered: u64,
+    /// Decision records written.
     pub written: u64,
     /// From the first offer to the last record written.
-    pub last_record: Duration,
+    pub until_last_record: Duration,
 }
 
-/// The whole pipeline on this machine: for each of `rates`, `offer` puts
-/// allowed decisions of `action` on the kernel's event ring (at that rate
-/// a second, 0 as fast as it can; it returns how many it put), and the
-/// daemon's own reader and state's owner record them, as `warrant daemon`
-/// does. Counts the records written until none came for a second.
+/// How long no new record means the reader has taken everything it will:
+/// as long as the VM's audit figure waits.
+const QUIET: Duration = Duration::from_secs(5);
+
+/// The whole pipeline: for each of `rates`, `offer` puts allowed decisions
+/// of `action` on the kernel's event ring (at that rate a second, 0 as fast
+/// as it can; it returns how many it offered), and the daemon's own reader
+/// and state's owner record them, on a runtime like the daemon's. Counts
+/// the decision records written until none came for [`QUIET`]; at the end
+/// the log's chain is verified.
 pub fn time_ring_records(
     dir: &Path,
     kernel: Kernel,
@@ -83,61 +94,67 @@ pub fn time_ring_records(
     let source =
         RingSource { ring: ring.as_fd().try_clone_to_owned().doing(|| "cannot share the ring".into())?, event };
     let log = state.config.audit_log.clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .doing(|| "cannot start a runtime".into())?;
+    let runtime = tokio::runtime::Runtime::new().doing(|| "cannot start a runtime".into())?;
     let owner = Owner::start(state).doing(|| "cannot start the state's owner".into())?;
-    runtime.spawn(read_events(ring, owner.clone()));
-    let mut lines = LineCounter::open(&log)?;
+    let reader = runtime.spawn(read_events(ring, owner.clone()));
+    let mut decisions = DecisionCounter::open(&log)?;
     let mut timings = Vec::new();
-    for &rate in rates {
-        let before = lines.count()?;
+    for &offered_rate in rates {
+        let before = decisions.count()?;
         let started = Instant::now();
-        let offered = offer(&source, rate).doing(|| format!("cannot offer events at {rate}/s"))?;
-        let (mut written, mut last_record, mut unchanged_since) = (0, started.elapsed(), Instant::now());
-        while written < offered && unchanged_since.elapsed() < Duration::from_secs(1) {
-            std::thread::sleep(Duration::from_millis(20));
-            let now = lines.count()? - before;
+        let offered = offer(&source, offered_rate).doing(|| format!("cannot offer events at {offered_rate}/s"))?;
+        let (mut written, mut until_last_record, mut unchanged_since) = (0, started.elapsed(), Instant::now());
+        while written < offered && unchanged_since.elapsed() < QUIET && !reader.is_finished() {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = decisions.count()? - before;
             if now != written {
-                (written, last_record, unchanged_since) = (now, started.elapsed(), Instant::now());
+                (written, until_last_record, unchanged_since) = (now, started.elapsed(), Instant::now());
             }
         }
-        timings.push(RingTiming { rate, offered, written, last_record });
+        if reader.is_finished() {
+            let ended = runtime.block_on(reader).map_err(|e| DaemonError::Events(e.to_string()))?;
+            return Err(ended.err().unwrap_or(DaemonError::Events("the event reader ended".into())));
+        }
+        timings.push(RingTiming { offered_rate, offered, written, until_last_record });
     }
     runtime.block_on(owner.ask(|reply| Command::Stop { failed: None, reply }));
+    crate::audit::verify(&log).doing(|| format!("the timed log {} does not verify", log.display()))?;
     Ok(timings)
 }
 
-/// Counts the lines of a growing file, reading only what was added.
-struct LineCounter {
+/// Counts the decision records of a growing audit log, reading only what
+/// was added (a line still being written waits for its end).
+struct DecisionCounter {
     file: fs::File,
-    lines: u64,
+    partial: Vec<u8>,
+    decisions: u64,
 }
 
-impl LineCounter {
+impl DecisionCounter {
     fn open(path: &Path) -> Result<Self, DaemonError> {
         let file = fs::File::open(path).doing(|| format!("cannot read {}", path.display()))?;
-        Ok(Self { file, lines: 0 })
+        Ok(Self { file, partial: Vec::new(), decisions: 0 })
     }
 
     fn count(&mut self) -> Result<u64, DaemonError> {
         use std::io::Read as _;
-        let mut buffer = [0u8; 1 << 16];
-        loop {
-            let read = self.file.read(&mut buffer).doing(|| "cannot read the audit log".into())?;
-            if read == 0 {
-                return Ok(self.lines);
-            }
-            self.lines += buffer[..read].iter().filter(|b| **b == b'\n').count() as u64;
-        }
+        let mut added = Vec::new();
+        self.file.read_to_end(&mut added).doing(|| "cannot read the audit log".into())?;
+        self.partial.extend_from_slice(&added);
+        let whole = self.partial.iter().rposition(|b| *b == b'\n').map_or(0, |at| at + 1);
+        let marker = br#""kind":"decision""#;
+        self.decisions += self.partial[..whole]
+            .split(|b| *b == b'\n')
+            .filter(|line| line.windows(marker.len()).any(|w| w == marker))
+            .count() as u64;
+        self.partial.drain(..whole);
+        Ok(self.decisions)
     }
 }
 
 /// A daemon state under `policy_text` in force, its audit log and state
-/// directory under `dir`, and the event of an allowed `action` its first
-/// rule decides.
+/// directory under `dir`, and the event of an allowed `action` its rule
+/// decides.
 fn timing_state(dir: &Path, kernel: Kernel, policy_text: &str, action: &str) -> Result<(State, Event), DaemonError> {
     let policy = Policy::parse(policy_text).doing(|| "the timing policy does not parse".into())?;
     let compiled = compile(policy).doing(|| "the timing policy does not compile".into())?;
@@ -160,12 +177,15 @@ fn timing_state(dir: &Path, kernel: Kernel, policy_text: &str, action: &str) -> 
     Ok((state, event))
 }
 
-/// The event the kernel sends for an allowed decision of `action`'s first
-/// rule, made by this process.
+/// The event the kernel sends for an allowed decision of `action`'s allow rule,
+/// made by this process; a file's names the file (its rule's tree, a
+/// file) by inode, as a write of it would (the rule names the tree).
 fn allowed_event(policy: &CompiledPolicy, action: &str) -> Option<Event> {
     let id = action::by_name(action)?;
-    let (key, rule) = policy.rules.iter().find(|(key, _)| key.action == id)?;
+    // The policy's own allow rule (guarded paths add rules of their own).
+    let (key, rule) = policy.rules.iter().find(|(key, rule)| key.action == id && rule.tier == tier::ALLOW)?;
     let exe = fs::metadata("/proc/self/exe").ok()?;
+    // SAFETY: Event is plain data; all zeroes is a valid value.
     let mut event: Event = unsafe { std::mem::zeroed() };
     event.boot_ns = boot_now_ns();
     event.policy_version = policy.version();
@@ -183,5 +203,13 @@ fn allowed_event(policy: &CompiledPolicy, action: &str) -> Option<Event> {
     event.comm[..14].copy_from_slice(b"warrant-bench\0");
     event.table = key.table;
     event.object = key.object;
+    if action::target_kind(id) == action::TargetKind::File {
+        let (tree, _) = crate::policy::file_target(key);
+        let file = policy.policy.protect.iter().find(|path| protect::tree_id(path) == tree)?;
+        let meta = fs::metadata(file).ok()?;
+        let mut target = *key;
+        target.set_inode(meta.ino(), protect::kernel_dev(meta.dev()));
+        event.object = target.object;
+    }
     Some(event)
 }

@@ -77,11 +77,11 @@ pub(super) fn write_native_applies(
 }
 
 /// The audit pipeline's figures (the VM's, or the host's), under
-/// `heading`: records written and lost at each offered rate; a loss at
+/// `heading`, named `what` among the misses: records written and lost at each offered rate; a loss at
 /// 10k/s or an unpaced rate under the target goes to `misses`.
 pub(super) fn write_audit(
     table: &mut String,
-    heading: &str,
+    (heading, what): (&str, &str),
     audits: &[(u64, u64, u64, u64, f64)],
     misses: &mut Vec<String>,
 ) -> Vec<Value> {
@@ -97,7 +97,7 @@ pub(super) fn write_audit(
         let sustained = if last_record_s > 0.0 { written as f64 / last_record_s } else { 0.0 };
         let offered = if rate == 0 { "unpaced".to_owned() } else { rate.to_string() };
         let mark = if (rate == 10_000 && lost > 0) || (rate == 0 && sustained < AUDIT_RATE_TARGET) {
-            misses.push(format!("{heading} {offered}: {written} of {ops} written, {lost} lost, {sustained:.0}/s"));
+            misses.push(format!("{what} at {offered}/s: {written} of {ops} written, {lost} lost, {sustained:.0}/s"));
             "!"
         } else {
             " "
@@ -131,8 +131,7 @@ pub(super) fn write_native_records(
     }
     let _ = writeln!(
         table,
-        "
-audit records on the host's CPU and disk (the daemon's handling and writing, one fdatasync a drain; \
+        "\naudit records on the host's CPU and disk (the daemon's handling and writing, one fdatasync a drain; \
          no ring)\n{:<18} {:>10} {:>10} {:>12} {:>10}  log on",
         "action", "records", "ms", "records/s", "us each"
     );
