@@ -114,9 +114,9 @@ fn commit(
     };
     let leftovers = kernel
         .put_policy(&staged, || Ok::<(), std::convert::Infallible>(()))
-        .map_err(|not_put| anyhow::anyhow!("the policy was not put in force: {not_put:?}"))?;
-    if leftovers.generation_before.is_some() || leftovers.protection_before.is_some() {
-        anyhow::bail!("the policy before left something in the maps: {leftovers:?}");
+        .map_err(|not_put| anyhow::anyhow!("the policy was not put in force: {not_put}"))?;
+    if let Some(e) = leftovers.generation_before.iter().chain(&leftovers.protection_before).next() {
+        anyhow::bail!("the policy before left something in the maps: {e}");
     }
     Ok(())
 }

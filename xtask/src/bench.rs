@@ -96,7 +96,7 @@ fn run_in_vm(options: &Options) -> Result<String> {
     let mut text = std::fs::read_to_string(&raw).context("the bench wrote no raw.jsonl")?;
     text.push_str(&native_lines);
     if let Err(e) = std::fs::write(&raw, &text) {
-        eprintln!("bench: cannot add the host's apply figures to {}: {e}", raw.display());
+        eprintln!("bench: cannot add the host's apply and record figures to {}: {e}", raw.display());
     }
     Ok(text)
 }

@@ -327,7 +327,7 @@ pub fn report(raw: &Raw) -> Report {
         }));
     }
 
-    let audit_json = write_audit(&mut table, ("audit, offered/s", "audit"), &raw.audit, &mut misses);
+    let audit_json = write_audit(&mut table, ("audit, offered/s", "audit", 10_000), &raw.audit, &mut misses);
 
     let mut applies_json = Vec::new();
     if !raw.applies.is_empty() {
@@ -358,7 +358,8 @@ pub fn report(raw: &Raw) -> Report {
             "\nthe audit pipeline on the host (its kernel's ring, fed by a test-run program; the daemon's reader and records)"
         );
     }
-    let native_audit_json = write_audit(&mut table, ("offered/s", "audit on the host"), &raw.native_audit, &mut misses);
+    let native_audit_json =
+        write_audit(&mut table, ("offered/s", "audit on the host", 50_000), &raw.native_audit, &mut misses);
 
     let _ = writeln!(table, "\ndaemon");
     for (name, value) in &raw.scalars {

@@ -106,9 +106,11 @@ pub fn time_ring_records(
         let (mut written, mut until_last_record, mut unchanged_since) = (0, started.elapsed(), Instant::now());
         while written < offered && unchanged_since.elapsed() < QUIET && !reader.is_finished() {
             std::thread::sleep(Duration::from_millis(50));
+            // Before the count: reading the log takes time of its own.
+            let at = started.elapsed();
             let now = decisions.count()? - before;
             if now != written {
-                (written, until_last_record, unchanged_since) = (now, started.elapsed(), Instant::now());
+                (written, until_last_record, unchanged_since) = (now, at, Instant::now());
             }
         }
         if reader.is_finished() {
@@ -182,8 +184,13 @@ fn timing_state(dir: &Path, kernel: Kernel, policy_text: &str, action: &str) -> 
 /// file) by inode, as a write of it would (the rule names the tree).
 fn allowed_event(policy: &CompiledPolicy, action: &str) -> Option<Event> {
     let id = action::by_name(action)?;
-    // The policy's own allow rule (guarded paths add rules of their own).
-    let (key, rule) = policy.rules.iter().find(|(key, rule)| key.action == id && rule.tier == tier::ALLOW)?;
+    // The policy's own allow rule: the compiler's rules for guarded paths
+    // and sockets are numbered after the profiles' own.
+    let (key, rule) = policy
+        .rules
+        .iter()
+        .filter(|(key, rule)| key.action == id && rule.tier == tier::ALLOW)
+        .min_by_key(|(_, rule)| rule.rule_index)?;
     let exe = fs::metadata("/proc/self/exe").ok()?;
     // SAFETY: Event is plain data; all zeroes is a valid value.
     let mut event: Event = unsafe { std::mem::zeroed() };

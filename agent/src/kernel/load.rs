@@ -85,7 +85,8 @@ impl Kernel {
 
     /// The object's maps, made afresh and pinned nowhere, without a
     /// program loaded: what a policy's commit writes, for measuring it on a
-    /// host that cannot load the programs (`warrant-bench apply`). Root,
+    /// host that cannot load the programs (`warrant-bench apply` and
+    /// `records`, whose daemon state reads and writes them). Root,
     /// and a kernel with BTF, are still needed.
     pub fn maps_only() -> Result<Self, KernelError> {
         let offsets = btf::kernel_offsets(&KernelBtf::from_sys_fs()?)?;

@@ -52,6 +52,19 @@ pub struct PolicyNotPut<E> {
     pub undo: Option<Box<KernelError>>,
 }
 
+impl<E: std::fmt::Display> std::fmt::Display for PolicyNotPut<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.failed {
+            PolicyStepFailed::Kernel(e) => write!(f, "{e}")?,
+            PolicyStepFailed::Between(e) => write!(f, "{e}")?,
+        }
+        match &self.undo {
+            Some(undo) => write!(f, "; putting back what the kernel held failed too: {undo}"),
+            None => write!(f, "; what the kernel held is back"),
+        }
+    }
+}
+
 /// The step of [`Kernel::put_policy`] that failed.
 #[derive(Debug)]
 pub enum PolicyStepFailed<E> {
@@ -248,7 +261,7 @@ impl Kernel {
     }
 
     /// Makes `trees` (path hash -> tree id) the protected trees under /proc.
-    pub fn set_proc_trees(&mut self, trees: &StdHashMap<u64, u32>) -> Result<(), KernelError> {
+    fn set_proc_trees(&mut self, trees: &StdHashMap<u64, u32>) -> Result<(), KernelError> {
         replace_entries(&mut self.hash_map("PROC_TREES")?, "PROC_TREES", trees, |_, _| false)
     }
 
@@ -272,7 +285,7 @@ impl Kernel {
     /// adds plain entries only: a directory above trees, or a name, the walk
     /// no longer finds is gone (kept, a stale one would sit on an inode
     /// number the file system hands out again).
-    pub fn set_protected(
+    fn set_protected(
         &mut self,
         entries: &StdHashMap<FileKey, ProtectedEntry>,
         trees: &std::collections::HashSet<u32>,

@@ -77,11 +77,12 @@ pub(super) fn write_native_applies(
 }
 
 /// The audit pipeline's figures (the VM's, or the host's), under
-/// `heading`, named `what` among the misses: records written and lost at each offered rate; a loss at
-/// 10k/s or an unpaced rate under the target goes to `misses`.
+/// `heading`, named `what` among the misses: records written and lost at
+/// each offered rate; a loss at a rate up to `loss_free_up_to` or an
+/// unpaced rate under the target goes to `misses`.
 pub(super) fn write_audit(
     table: &mut String,
-    (heading, what): (&str, &str),
+    (heading, what, loss_free_up_to): (&str, &str, u64),
     audits: &[(u64, u64, u64, u64, f64)],
     misses: &mut Vec<String>,
 ) -> Vec<Value> {
@@ -96,7 +97,8 @@ pub(super) fn write_audit(
     for &(rate, ops, written, lost, last_record_s) in audits {
         let sustained = if last_record_s > 0.0 { written as f64 / last_record_s } else { 0.0 };
         let offered = if rate == 0 { "unpaced".to_owned() } else { rate.to_string() };
-        let mark = if (rate == 10_000 && lost > 0) || (rate == 0 && sustained < AUDIT_RATE_TARGET) {
+        let mark = if (rate != 0 && rate <= loss_free_up_to && lost > 0) || (rate == 0 && sustained < AUDIT_RATE_TARGET)
+        {
             misses.push(format!("{what} at {offered}/s: {written} of {ops} written, {lost} lost, {sustained:.0}/s"));
             "!"
         } else {
