@@ -326,7 +326,7 @@ pub(super) enum Record {
 
 /// The most ring items one drain records before the owner takes other
 /// commands (and syncs the log for them).
-pub(super) const DRAIN_BATCH: usize = 256;
+const DRAIN_BATCH: usize = 256;
 
 /// The kernel's event ring, as its reader passes it to the state's owner
 /// to drain and gets it back.
@@ -380,18 +380,28 @@ impl State {
     /// reads it again after a restart: at least once), and one fdatasync
     /// covers the batch (a group commit, see `crate::audit`).
     pub(super) fn drain(&mut self, ring: &mut EventRing) -> usize {
+        self.group_commit(|state| match ring.next() {
+            Some(item) => {
+                state.record_item(&item);
+                drop(item);
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// One drain's group commit: `record_next` records the next item,
+    /// until it has none or [`DRAIN_BATCH`] are recorded; one fdatasync
+    /// then covers them. Returns how many it recorded.
+    pub(super) fn group_commit(&mut self, mut record_next: impl FnMut(&mut Self) -> bool) -> usize {
         self.drains += 1;
         self.audit.defer_sync();
-        let mut drained = 0;
-        while drained < DRAIN_BATCH
-            && let Some(item) = ring.next()
-        {
-            drained += 1;
-            self.record_item(&item);
-            drop(item);
+        let mut recorded = 0;
+        while recorded < DRAIN_BATCH && record_next(self) {
+            recorded += 1;
         }
         self.sync_audit();
-        drained
+        recorded
     }
 
     /// Records one item of the event ring, inside a drain's group commit.

@@ -1,8 +1,8 @@
 //! The daemon's part of the audit pipeline, timed on this machine's own
 //! CPU, kernel and disk (`warrant-bench records`, run by `cargo xtask
 //! bench` on the host). [`time_decision_records`] hands decision events
-//! straight to the state's code that records the ring's items, in drains
-//! of `DRAIN_BATCH` with one fdatasync each: the ring is left out.
+//! straight to the state's code that records the ring's items, in the
+//! drains' group commits (one fdatasync each): the ring is left out.
 //! [`time_ring_records`] is the whole pipeline: events on the kernel's
 //! ring, the daemon's own reader task and state's owner thread. Neither
 //! attaches a program: the host may not take Warrant's. Not part of the
@@ -39,14 +39,14 @@ pub fn time_decision_records(
     let started = Instant::now();
     let mut left = count;
     while left > 0 {
-        let batch = left.min(events::DRAIN_BATCH);
-        state.drains += 1;
-        state.audit.defer_sync();
-        for _ in 0..batch {
+        state.group_commit(|state| {
+            if left == 0 {
+                return false;
+            }
+            left -= 1;
             state.record_item(item);
-        }
-        state.sync_audit();
-        left -= batch;
+            true
+        });
     }
     let elapsed = started.elapsed();
     Ok(RecordTiming { records: state.audit.head().0 - first, elapsed })

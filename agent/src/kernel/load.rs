@@ -243,7 +243,6 @@ pub(super) fn hook_present(
     Ok(false)
 }
 
-/// Mounts bpffs if needed and creates PIN_ROOT/{maps,links}.
 /// The loader of Warrant's object with this kernel's `offsets`.
 fn object_loader(offsets: &warrant_common::KernelOffsets) -> EbpfLoader<'_> {
     let mut loader = EbpfLoader::new();
@@ -252,6 +251,7 @@ fn object_loader(offsets: &warrant_common::KernelOffsets) -> EbpfLoader<'_> {
     loader
 }
 
+/// Mounts bpffs if needed and creates PIN_ROOT/{maps,links}.
 fn prepare_pin_root(root: &Path) -> Result<(), KernelError> {
     let bpffs = root.parent().unwrap_or(Path::new("/sys/fs/bpf"));
     let is_bpffs = nix::sys::statfs::statfs(bpffs)
