@@ -40,6 +40,10 @@ enum Command {
         /// Only these workloads (default: all).
         #[arg(long = "workload", value_enum)]
         workloads: Vec<Workload>,
+        /// Only the syscall loops and where their time goes in the programs:
+        /// no firewall, audit, apply or warrant figures (a quick local loop).
+        #[arg(long)]
+        loops_only: bool,
     },
     /// Time `iterations` of one syscall loop; prints `ns_per_op N`.
     Loop {
@@ -96,9 +100,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Run { warrant, repo, rounds, workloads } => {
+        Command::Run { warrant, repo, rounds, workloads, loops_only } => {
             let workloads = if workloads.is_empty() { Workload::ALL.to_vec() } else { workloads };
-            orchestrate::run(&orchestrate::Setup { warrant, repo, rounds, workloads })
+            orchestrate::run(&orchestrate::Setup { warrant, repo, rounds, workloads, loops_only })
         }
         Command::Loop { workload, iterations, file, socket } => {
             let elapsed = workloads::run(workload, iterations, &file, &socket)

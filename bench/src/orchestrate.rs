@@ -26,6 +26,8 @@ pub struct Setup {
     pub repo: PathBuf,
     pub rounds: u32,
     pub workloads: Vec<Workload>,
+    /// Stop after the loops and their program costs.
+    pub loops_only: bool,
 }
 
 const DIR: &str = "/run/warrant-bench";
@@ -95,10 +97,12 @@ pub fn run(setup: &Setup) -> Result<()> {
         bench.workload_round(round, &iterations)?;
     }
     bench.program_costs(&iterations)?;
-    bench.nft_rounds()?;
-    bench.audit_rates()?;
-    bench.policy_applies()?;
-    bench.warranted_rule()?;
+    if !setup.loops_only {
+        bench.nft_rounds()?;
+        bench.audit_rates()?;
+        bench.policy_applies()?;
+        bench.warranted_rule()?;
+    }
     emit(json!({"kind": "rss", "when": "after load", "kib": bench.daemon_rss_kib()?}));
     let _ = bench.daemon.kill();
     let _ = bench.daemon.wait();

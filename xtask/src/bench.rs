@@ -19,6 +19,9 @@ pub struct Options {
     pub json: Option<PathBuf>,
     /// Report on a recorded raw.jsonl instead of running.
     pub from: Option<PathBuf>,
+    pub clock: vm::GuestClock,
+    /// Only the syscall loops: no firewall, audit, apply or host figures.
+    pub loops_only: bool,
 }
 
 pub fn run(options: &Options) -> Result<()> {
@@ -44,9 +47,12 @@ fn run_in_vm(options: &Options) -> Result<String> {
     let bench = cargo::build_release("warrant-bench", "warrant-bench")?;
     let rwdir = fresh_dir(&target_dir().join("bench"))?;
     let q = |p: &std::path::Path| shell_quote(&p.to_string_lossy());
-    let workloads: String = options.workloads.iter().map(|w| format!(" --workload {}", shell_quote(w))).collect();
+    let mut flags: String = options.workloads.iter().map(|w| format!(" --workload {}", shell_quote(w))).collect();
+    if options.loops_only {
+        flags.push_str(" --loops-only");
+    }
     let script = format!(
-        "{mounts}\nuname -r > {rw}/kernel\n{bench} run --warrant {warrant} --repo {repo} --rounds {rounds}{workloads} > {rw}/raw.jsonl\n\
+        "{mounts}\nuname -r > {rw}/kernel\n{bench} run --warrant {warrant} --repo {repo} --rounds {rounds}{flags} > {rw}/raw.jsonl\n\
          status=$?\ncp /run/warrant-bench/daemon.log /run/warrant-bench/daemon.err {rw}/ 2>/dev/null\nexit $status\n",
         mounts = vm::GUEST_MOUNTS,
         rw = q(&rwdir),
@@ -55,31 +61,8 @@ fn run_in_vm(options: &Options) -> Result<String> {
         repo = q(&repo_root()),
         rounds = options.rounds,
     );
-    // An apply's verification and walk, on this host's file systems and
-    // CPU: the VM's root is 9p under an emulated CPU. (Not as root, the
-    // walk skips what it may not read; a failure costs only these lines.)
-    let native = std::process::Command::new(&bench)
-        .args(["apply", "--repo"])
-        .arg(repo_root())
-        .output()
-        .context("running warrant-bench apply")?;
-    let mut native_lines = match native.status.success() {
-        true => String::from_utf8_lossy(&native.stdout).into_owned(),
-        false => {
-            eprintln!("bench: warrant-bench apply failed: {}", String::from_utf8_lossy(&native.stderr).trim());
-            String::new()
-        }
-    };
-    // The daemon's record path on this host's CPU and disk (the maps it
-    // needs are made here, as for the apply's commit).
-    let records =
-        std::process::Command::new(&bench).arg("records").output().context("running warrant-bench records")?;
-    // What it printed before a failure stands.
-    native_lines.push_str(&String::from_utf8_lossy(&records.stdout));
-    if !records.status.success() {
-        eprintln!("bench: warrant-bench records failed: {}", String::from_utf8_lossy(&records.stderr).trim());
-    }
-    let status = vm::run_in_vm(&script, &rwdir, options.kernel)?;
+    let native_lines = if options.loops_only { String::new() } else { run_on_host(&bench)? };
+    let status = vm::run_in_vm_with(&script, &rwdir, options.kernel, None, options.clock)?;
     if !status.success() {
         bail!(
             "warrant-bench failed in the VM ({status}); its output is above, its daemon's log in {}",
@@ -88,15 +71,48 @@ fn run_in_vm(options: &Options) -> Result<String> {
     }
     let kernel = std::fs::read_to_string(rwdir.join("kernel")).unwrap_or_default();
     println!(
-        "bench: kernel {} (emulated CPU, qemu TCG, 2 vCPUs); raw output in {}",
+        "bench: kernel {} (emulated CPU, qemu TCG, 2 vCPUs, {}); raw output in {}",
         kernel.trim(),
+        match options.clock {
+            vm::GuestClock::Emulated => "the emulator's clock",
+            vm::GuestClock::Instructions => "clock counting instructions",
+        },
         rwdir.join("raw.jsonl").display()
     );
     let raw = rwdir.join("raw.jsonl");
     let mut text = std::fs::read_to_string(&raw).context("the bench wrote no raw.jsonl")?;
-    text.push_str(&native_lines);
+    // The clock says what the VM's figures count (a report from raw.jsonl
+    // alone must know).
+    let clock = match options.clock {
+        vm::GuestClock::Emulated => "emulated",
+        vm::GuestClock::Instructions => "instructions",
+    };
+    text.push_str(&format!("{}\n{native_lines}", serde_json::json!({"kind": "clock", "clock": clock})));
     if let Err(e) = std::fs::write(&raw, &text) {
-        eprintln!("bench: cannot add the host's apply and record figures to {}: {e}", raw.display());
+        eprintln!("bench: cannot add the clock and the host's figures to {}: {e}", raw.display());
     }
     Ok(text)
+}
+
+/// The figures taken on this host rather than in the VM: an apply's
+/// verification, walk and commit, and the daemon's record path, on the
+/// host's own file systems, CPU and disk (the VM's root is 9p under an
+/// emulated CPU). What either printed before a failure stands.
+fn run_on_host(bench: &std::path::Path) -> Result<String> {
+    // (Not as root, the walk skips what it may not read.)
+    let apply = std::process::Command::new(bench)
+        .args(["apply", "--repo"])
+        .arg(repo_root())
+        .output()
+        .context("running warrant-bench apply")?;
+    let mut lines = String::from_utf8_lossy(&apply.stdout).into_owned();
+    if !apply.status.success() {
+        eprintln!("bench: warrant-bench apply failed: {}", String::from_utf8_lossy(&apply.stderr).trim());
+    }
+    let records = std::process::Command::new(bench).arg("records").output().context("running warrant-bench records")?;
+    lines.push_str(&String::from_utf8_lossy(&records.stdout));
+    if !records.status.success() {
+        eprintln!("bench: warrant-bench records failed: {}", String::from_utf8_lossy(&records.stderr).trim());
+    }
+    Ok(lines)
 }

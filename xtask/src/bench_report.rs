@@ -76,6 +76,9 @@ pub struct Raw {
     /// On the host: the daemon's handling and recording of decisions.
     pub native_records: Vec<NativeRecords>,
     pub program_costs: Vec<ProgramCost>,
+    /// The VM's clock (`emulated` or `instructions`), from xtask's line;
+    /// runs recorded before it was written have none (emulated).
+    pub clock: Option<String>,
 }
 
 /// The first and the best of `runs`.
@@ -191,6 +194,7 @@ pub fn parse(output: &str) -> Result<Raw> {
                     programs,
                 });
             }
+            Some("clock") => raw.clock = Some(text("clock")?),
             Some("rss") => _ = raw.scalars.insert(format!("rss_kib {}", text("when")?), num("kib")?),
             // Recorded before session 28: the host's walk alone, now part of native_apply.
             Some("native_walk") => {}
@@ -223,6 +227,13 @@ pub struct Report {
 
 pub fn report(raw: &Raw) -> Report {
     let mut table = String::new();
+    if raw.clock.as_deref() == Some("instructions") {
+        let _ = writeln!(
+            table,
+            "the VM's clock counts instructions (qemu icount): each ns and ms below from the VM is instructions \
+             executed by the whole VM (either vCPU), so ratios are ratios of instructions, not of time\n"
+        );
+    }
     let mut misses = Vec::new();
     let mut workloads_json = Vec::new();
     let mut best_lines = Vec::new();
@@ -391,6 +402,7 @@ pub fn report(raw: &Raw) -> Report {
         "policy_apply": applies_json,
         "policy_apply_on_the_host": native_json,
         "daemon": raw.scalars,
+        "clock": raw.clock.as_deref().unwrap_or("emulated"),
         "verifier": verifier.iter().map(|(p, n)| json!({"program": p, "instructions": n})).collect::<Vec<_>>(),
         "missed_targets": misses,
     });
@@ -481,6 +493,17 @@ mod tests {
         let report = report(&raw);
         assert_eq!(report.json["program_costs"][0]["programs_ns_per_op"], 100.0);
         assert!(report.table.contains("file_free_security 1.00 x 60"), "{}", report.table);
+    }
+
+    #[test]
+    fn the_clock_says_what_the_vm_counted() {
+        let emulated = report(&parse(RECORDED).unwrap());
+        assert_eq!(emulated.json["clock"], "emulated");
+        assert!(!emulated.table.contains("icount"));
+        let counted =
+            report(&parse(&format!("{RECORDED}{{\"kind\":\"clock\",\"clock\":\"instructions\"}}\n")).unwrap());
+        assert_eq!(counted.json["clock"], "instructions");
+        assert!(counted.table.starts_with("the VM's clock counts instructions"), "{}", counted.table);
     }
 
     #[test]

@@ -50,6 +50,10 @@ enum Task {
         /// Host directory the guest may write to (default: target/vm-run, emptied first).
         #[arg(long, value_name = "DIR")]
         rwdir: Option<PathBuf>,
+        /// The guest's clock: `instructions` makes a guest nanosecond one
+        /// instruction executed (qemu's icount).
+        #[arg(long, value_enum, default_value = "emulated")]
+        clock: vm::GuestClock,
         /// Shell command to run in the guest (words are joined with spaces).
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
@@ -88,6 +92,14 @@ enum Task {
         /// Report on a recorded raw.jsonl (target/bench/raw.jsonl) instead of running.
         #[arg(long, value_name = "FILE")]
         from: Option<PathBuf>,
+        /// The guest's clock: `instructions` times every loop in
+        /// instructions the whole VM executed (qemu's icount).
+        #[arg(long, value_enum, default_value = "emulated")]
+        clock: vm::GuestClock,
+        /// Only the syscall loops (and where their time goes in the
+        /// programs): no firewall, audit, apply, warrant or host figures.
+        #[arg(long)]
+        loops_only: bool,
     },
     /// Run xtask/demo.sh: on the host if BPF-LSM works here, else in the VM.
     Demo {
@@ -113,7 +125,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             setup::run(if check { setup::Mode::Check } else { setup::Mode::Install })?;
             Ok(ExitCode::SUCCESS)
         }
-        Task::Vm { kernel, append, rwdir, command } => {
+        Task::Vm { kernel, append, rwdir, clock, command } => {
             let rwdir = match rwdir {
                 Some(dir) => {
                     std::fs::create_dir_all(&dir)?;
@@ -121,7 +133,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 None => paths::fresh_dir(&paths::target_dir().join("vm-run"))?,
             };
-            let status = vm::run_in_vm_with(&command.join(" "), &rwdir, kernel, append.as_deref())?;
+            let status = vm::run_in_vm_with(&command.join(" "), &rwdir, kernel, append.as_deref(), clock)?;
             Ok(process::exit_code(status))
         }
         Task::Test { tier, filters, kernels, only_without_bpf_lsm } => {
@@ -129,8 +141,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let all_passed = test::run(tier, &filters, &kernels, only_without_bpf_lsm)?;
             Ok(if all_passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Task::Bench { kernel, rounds, workloads, json, from } => {
-            bench::run(&bench::Options { kernel, rounds, workloads, json, from })?;
+        Task::Bench { kernel, rounds, workloads, json, from, clock, loops_only } => {
+            bench::run(&bench::Options { kernel, rounds, workloads, json, from, clock, loops_only })?;
             Ok(ExitCode::SUCCESS)
         }
         Task::Demo { kernel } => demo::run(kernel).map(process::exit_code),

@@ -257,7 +257,7 @@ fn kernel_tier_on(boot: Boot, warrant_bin: &Path, test_exe: &Path, filters: &[St
     let script = kernel_tier_script(&results, warrant_bin, test_exe, &filters, boot.without_bpf_lsm);
     let kernel_args = boot.without_bpf_lsm.then_some(LSM_WITHOUT_BPF);
     let mut dead = None;
-    let status = match vm::run_in_vm_with(&script, &results, series, kernel_args) {
+    let status = match vm::run_in_vm_with(&script, &results, series, kernel_args, vm::GuestClock::Emulated) {
         Ok(status) => status,
         // A guest that died mid-run (seen on 6.1, 6.12 and 7.2 under TCG,
         // never twice here, cause not yet known) is booted once more,
@@ -273,7 +273,7 @@ fn kernel_tier_on(boot: Boot, warrant_bin: &Path, test_exe: &Path, filters: &[St
             );
             filters.extend(first.left_out.iter().map(|test| format!("--skip={test}")));
             let script = kernel_tier_script(&results, warrant_bin, test_exe, &filters, boot.without_bpf_lsm);
-            let again = vm::run_in_vm_with(&script, &results, series, kernel_args);
+            let again = vm::run_in_vm_with(&script, &results, series, kernel_args, vm::GuestClock::Emulated);
             let said = first.said.clone();
             dead = Some(first);
             match again {

@@ -23,6 +23,20 @@ grep -qs ' /sys/fs/bpf bpf ' /proc/mounts || mount -t bpf bpf /sys/fs/bpf
 grep -qs ' /sys/kernel/security securityfs ' /proc/mounts || mount -t securityfs securityfs /sys/kernel/security
 "#;
 
+/// How the guest's clock runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GuestClock {
+    /// qemu's default: the emulated CPU's time follows the host's.
+    Emulated,
+    /// qemu's `-icount shift=0,sleep=off`: one nanosecond of guest time per
+    /// instruction the guest executes, on either vCPU (they take turns on
+    /// one host thread), and idle time skipped. A loop's time is then the
+    /// instructions the whole VM ran while it ran: repeatable to a few in
+    /// ten thousand, and not bent by how slowly the emulator runs one
+    /// instruction against another (a trampoline, a map lookup, a syscall).
+    Instructions,
+}
+
 /// virtme-ng's `vng`: on PATH, or in pip's scripts directories (pip may
 /// install there without that directory being on PATH).
 pub fn find_vng() -> Option<PathBuf> {
@@ -49,26 +63,39 @@ pub fn pip_script_dirs() -> Vec<PathBuf> {
 /// then exits at once) is booted once more; a guest that ran and then
 /// failed is not retried.
 pub fn run_in_vm(script: &str, rwdir: &Path, series: Series) -> Result<ExitStatus> {
-    run_in_vm_with(script, rwdir, series, None)
+    run_in_vm_with(script, rwdir, series, None, GuestClock::Emulated)
 }
 
-/// [`run_in_vm`] with `kernel_args` added to the guest's command line.
-pub fn run_in_vm_with(script: &str, rwdir: &Path, series: Series, kernel_args: Option<&str>) -> Result<ExitStatus> {
+/// [`run_in_vm`] with `kernel_args` added to the guest's command line and
+/// the guest's clock chosen.
+pub fn run_in_vm_with(
+    script: &str,
+    rwdir: &Path,
+    series: Series,
+    kernel_args: Option<&str>,
+    clock: GuestClock,
+) -> Result<ExitStatus> {
     let kernel = series
         .find()
         .with_context(|| format!("no {} kernel in /boot for the VM; run `cargo xtask setup`", series.label()))?;
     let booted = std::path::absolute(rwdir)?.join("booted");
     let _ = std::fs::remove_file(&booted);
-    match boot_and_run(script, rwdir, &kernel, kernel_args) {
+    match boot_and_run(script, rwdir, &kernel, kernel_args, clock) {
         Err(e) if !booted.exists() => {
             eprintln!("vm: {e:#}\nvm: the guest never started its command; booting it once more");
-            boot_and_run(script, rwdir, &kernel, kernel_args)
+            boot_and_run(script, rwdir, &kernel, kernel_args, clock)
         }
         other => other,
     }
 }
 
-fn boot_and_run(script: &str, rwdir: &Path, kernel: &Path, kernel_args: Option<&str>) -> Result<ExitStatus> {
+fn boot_and_run(
+    script: &str,
+    rwdir: &Path,
+    kernel: &Path,
+    kernel_args: Option<&str>,
+    clock: GuestClock,
+) -> Result<ExitStatus> {
     let vng = find_vng().context("virtme-ng (vng) is not installed; run `cargo xtask setup`")?;
     let rwdir = std::path::absolute(rwdir)?;
     let script_path = rwdir.join("vm-script.sh");
@@ -96,6 +123,7 @@ fn boot_and_run(script: &str, rwdir: &Path, kernel: &Path, kernel_args: Option<&
         .arg(kernel)
         .args(["--user", "root", "--cpus", "2", "--memory", "2G"])
         .args(kernel_args.map(|args| format!("--append={args}")))
+        .args((clock == GuestClock::Instructions).then_some("--qemu-opts=-icount shift=0,sleep=off"))
         .arg(format!("--rwdir={}", rwdir.display()))
         .arg("--exec")
         .arg(&guest_command)
@@ -109,8 +137,9 @@ fn boot_and_run(script: &str, rwdir: &Path, kernel: &Path, kernel_args: Option<&
 
     let timeout = timeout();
     eprintln!(
-        "vm: booting {} under qemu TCG (boot takes ~12 s, timeout {})",
+        "vm: booting {} under qemu TCG{} (boot takes ~12 s, timeout {})",
         kernel.display(),
+        if clock == GuestClock::Instructions { ", its clock counting instructions" } else { "" },
         describe_duration(timeout)
     );
     let mut child = vng_cmd.spawn().with_context(|| format!("cannot start {}", vng.display()))?;
