@@ -28,6 +28,9 @@ pub enum Workload {
     ExecTrue,
     /// connect to a unix socket (the orchestrator listens) + close.
     UnixConnect,
+    /// pipe2 + close of both ends: a file with no name, made and freed (as
+    /// every shell pipeline does).
+    Pipe,
     /// send of 64 bytes on a UDP socket connected to a loopback port
     /// (`UDP_PORT`; nothing reads it, the kernel drops what overflows).
     UdpSend,
@@ -38,7 +41,7 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 12] = [
+    pub const ALL: [Workload; 13] = [
         Workload::OpenCloseRead,
         Workload::OpenCloseWrite,
         Workload::Stat,
@@ -48,6 +51,7 @@ impl Workload {
         Workload::ForkWait,
         Workload::ExecTrue,
         Workload::UnixConnect,
+        Workload::Pipe,
         Workload::UdpSend,
         Workload::NetlinkDump,
         Workload::Getppid,
@@ -175,6 +179,13 @@ fn step_for<'a>(workload: Workload, path: &'a CString, socket: &Path) -> Result<
                 sender.send(&payload).map(drop)
             })
         }
+        Workload::Pipe => Box::new(|| {
+            let mut ends = [0 as libc::c_int; 2];
+            // SAFETY: `ends` is two writable ints; both are closed at once.
+            check(unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) })?;
+            drop((Fd(ends[0]), Fd(ends[1])));
+            Ok(())
+        }),
         Workload::NetlinkDump => Box::new(netlink_link_dump),
         Workload::Getppid => Box::new(|| {
             // SAFETY: getppid has no arguments and cannot fail.
