@@ -198,5 +198,8 @@ pub struct KernelOffsets {
     /// `struct pt_regs, orig_ax` (`syscallno` on arm64): the system call
     /// number the task entered the kernel with.
     pub pt_regs_orig_ax: u32,
+    /// `struct task_struct, bpf_storage` (pointer; NULL until a BPF program
+    /// or the daemon gives the task local storage, as marking a subject does).
+    pub task_struct_bpf_storage: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 352);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 356);

@@ -36,7 +36,7 @@ use crate::{
     atomics,
     maps::{PROC_TREES, PROTECTED, WRITABLE_COUNT, WRITABLE_FILES, offset},
     marks, names,
-    policy::{decide_action, read_kernel, read_kernel_or_zero},
+    policy::{btf_load, decide_action, read_kernel, read_kernel_or_zero},
     selfprotect, subjects, sysfs,
     uapi::{INPUT_MAJOR, S_IFBLK, S_IFCHR, S_IFMT, SCSI_GENERIC_MAJOR, UINPUT_DEVICE, major},
 };
@@ -458,11 +458,17 @@ pub fn d_instantiate(ctx: LsmContext) -> i32 {
     if inode.is_null() {
         return 0;
     }
-    let Some(parent) = read_kernel::<u64>(dentry, offset!(dentry_d_parent)) else {
+    // Every process passes here for each pipe, socket and file it makes:
+    // the parent's inode is read by BTF loads, not helper calls. A pipe's
+    // or socket's dentry is its own parent, its inode not yet set: no
+    // directory, no tree.
+    let parent: *const u8 = btf_load::<u64>(dentry, offset!(dentry_d_parent)) as *const u8;
+    if parent.is_null() {
         return 0;
-    };
+    }
+    let dir: *const u8 = btf_load::<u64>(parent, offset!(dentry_d_inode)) as *const u8;
     // Under a tree, or at a missing protected path's name (root made it).
-    let tree = match names::new_name_tree(dentry_inode(parent as *const u8), dentry, &mut FileKey::default()) {
+    let tree = match names::new_name_tree(dir, dentry, &mut FileKey::default()) {
         names::NO_TREE => return 0,
         tree => tree as u32,
     };

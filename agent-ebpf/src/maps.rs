@@ -315,6 +315,7 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     task_struct_mm: 0,
     mm_struct_exe_file: 0,
     pt_regs_orig_ax: 0,
+    task_struct_bpf_storage: 0,
 };
 
 /// One field of [`KERNEL_OFFSETS`], read on its own and volatile: the

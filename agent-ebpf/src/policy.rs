@@ -184,6 +184,21 @@ pub fn decide_with<F: FnOnce(&mut TargetKey)>(subject: &Subject, action: u32, ta
     if outcome == BatchOutcome::Deny { -EPERM } else { 0 }
 }
 
+/// A field of a kernel object the verifier knows the type of (a hook's
+/// argument, `bpf_get_current_task_btf`, or a pointer loaded by this from
+/// one of those): one load, which the JIT guards (a fault or a null base
+/// reads 0), where [`read_kernel`] is a helper call of ~100 instructions.
+/// The verifier checks at load that `offset` lands on a field of that
+/// type (KERNEL_OFFSETS is read-only, so it sees the offset as a
+/// constant) and refuses the program otherwise; a pointer read by
+/// `read_kernel` is a number to it, and cannot be a base here.
+#[inline(always)]
+pub fn btf_load<T: Copy>(base: *const u8, offset: u32) -> T {
+    // Volatile and wrapping: nothing for the compiler to infer from the
+    // load (a base not null, say) and fold away.
+    unsafe { core::ptr::read_volatile(base.wrapping_add(offset as usize).cast::<T>()) }
+}
+
 #[inline(always)]
 pub fn read_kernel<T: Default>(base: *const u8, offset: u32) -> Option<T> {
     let mut value = T::default();

@@ -20,7 +20,7 @@ use crate::{
     files, held,
     maps::{CGROUP_PATHS, DIGEST_WALKS, MARK_THREADS, MATCHES, SCRATCH, SETTINGS, SUBJECTS, offset},
     marks, netns,
-    policy::{emit_matched, read_kernel},
+    policy::{btf_load, emit_matched, read_kernel},
     selfprotect,
 };
 
@@ -60,7 +60,14 @@ pub fn digest_walk() -> Option<&'static mut crate::netfilter::DigestWalk> {
 /// The current task's marker itself, for the pending-request fields.
 #[inline(always)]
 pub fn current_mut() -> Option<&'static mut Subject> {
-    task_value(SUBJECTS.as_ptr(), unsafe { bpf_get_current_task_btf() }, 0)
+    let task = unsafe { bpf_get_current_task_btf() };
+    // A task that was never given local storage holds no marker: most of a
+    // host's tasks, which are not subjects, stop at this one load rather
+    // than call the helper on every hook.
+    if btf_load::<u64>(task as *const u8, offset!(task_struct_bpf_storage)) == 0 {
+        return None;
+    }
+    task_value(SUBJECTS.as_ptr(), task, 0)
 }
 
 #[inline(always)]

@@ -334,6 +334,7 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         task_struct_mm: btf.member_offset("task_struct", "mm")?,
         mm_struct_exe_file: btf.member_offset("mm_struct", "exe_file")?,
         pt_regs_orig_ax: btf.member_offset("pt_regs", SYSCALL_NUMBER_FIELD)?,
+        task_struct_bpf_storage: btf.member_offset("task_struct", "bpf_storage")?,
     })
 }
 
