@@ -8,7 +8,7 @@ use crate::{
     files::{check_write_through, file_facts},
     maps::offset,
     marks,
-    policy::read_kernel,
+    policy::{btf_load, read_kernel},
     subjects,
 };
 
@@ -87,7 +87,9 @@ pub fn file_mprotect(ctx: LsmContext) -> i32 {
     if prot & (PROT_WRITE | PROT_EXEC) == 0 {
         return 0;
     }
-    let file = read_kernel::<u64>(vma, offset!(vm_area_struct_vm_file)).unwrap_or(0) as *const u8;
+    // A BTF load: `file_facts` reads the file by BTF loads, which the
+    // verifier allows only from a pointer it knows the type of.
+    let file = btf_load::<u64>(vma, offset!(vm_area_struct_vm_file)) as *const u8;
     let vm_flags = read_kernel::<u64>(vma, offset!(vm_area_struct_vm_flags)).unwrap_or(VM_SHARED);
     decide_mmap(file, prot, if vm_flags & VM_SHARED != 0 { MAP_SHARED } else { 0 })
 }

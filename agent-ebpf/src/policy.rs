@@ -199,6 +199,15 @@ pub fn btf_load<T: Copy>(base: *const u8, offset: u32) -> T {
     unsafe { core::ptr::read_volatile(base.wrapping_add(offset as usize).cast::<T>()) }
 }
 
+/// `pointer` as a plain number, for a global function's argument, which
+/// the verifier refuses a BTF-typed pointer (from [`btf_load`]): a copy
+/// through the helper, whose result it cannot type. A helper call: for
+/// rare paths.
+#[inline(always)]
+pub fn as_number(pointer: *const u8) -> u64 {
+    read_kernel_or_zero::<u64>((&raw const pointer).cast(), 0)
+}
+
 #[inline(always)]
 pub fn read_kernel<T: Default>(base: *const u8, offset: u32) -> Option<T> {
     let mut value = T::default();

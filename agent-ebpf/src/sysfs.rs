@@ -6,7 +6,11 @@
 use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
 use warrant_common::sysfs::{NAME_BYTES, NameWords, UEVENT_WORDS, stops_a_device_named};
 
-use crate::{files::FileFacts, maps::offset, policy::read_kernel};
+use crate::{
+    files::FileFacts,
+    maps::offset,
+    policy::{as_number, read_kernel},
+};
 
 /// `SYSFS_MAGIC`.
 const SYSFS_MAGIC: u64 = 0x6265_6572;
@@ -59,7 +63,7 @@ fn under_a_net_directory(dentry: *const u8, unreadable: bool) -> bool {
 /// unreadable name counts as one.
 #[inline(always)]
 pub(crate) fn stops_a_device(facts: &FileFacts) -> bool {
-    facts.dentry_magic == SYSFS_MAGIC && warrant_stops_a_device(facts.dentry as u64) != 0
+    facts.dentry_magic == SYSFS_MAGIC && warrant_stops_a_device(as_number(facts.dentry)) != 0
 }
 
 /// [`stops_a_device`]'s check of the sysfs dentry at `dentry`. A global
