@@ -186,8 +186,12 @@ pub fn decide_with<F: FnOnce(&mut TargetKey)>(subject: &Subject, action: u32, ta
 
 /// A field of a kernel object the verifier knows the type of (a hook's
 /// argument, `bpf_get_current_task_btf`, or a pointer loaded by this from
-/// one of those): one load, which the JIT guards (a fault or a null base
-/// reads 0), where [`read_kernel`] is a helper call of ~100 instructions.
+/// one of those): one load, where [`read_kernel`] is a helper call of ~100
+/// instructions. Through a pointer the verifier does not trust (one loaded
+/// from a field, on most kernels) the JIT guards the load: a fault or a
+/// NULL base reads 0. Through a trusted one (a hook's argument, from 6.2)
+/// the load is plain and the verifier holds the pointer valid, so one the
+/// kernel may pass as NULL is checked as a number ([`as_number`]) first.
 /// The verifier checks at load that `offset` lands on a field of that
 /// type (KERNEL_OFFSETS is read-only, so it sees the offset as a
 /// constant) and refuses the program otherwise; a pointer read by

@@ -354,6 +354,14 @@ fn protected_config_files_hold_against_every_route() {
     // Reading is not an action; root is not a subject; and a file root
     // creates in the tree is protected from its first moment.
     assert!(run_subject(&["cat", PROTECTED_FILE]).status.success());
+    // Shared anonymous memory (no file: the hook's file is NULL) is no
+    // file write; the kernel survives the subject's mapping and it works.
+    let shared = run_subject(&[
+        "python3",
+        "-c",
+        "import mmap, sys; m = mmap.mmap(-1, 4096); m[0] = 1; sys.exit(0 if m[0] == 1 else 3)",
+    ]);
+    assert!(shared.status.success(), "shared anonymous memory: {:?} {}", shared.status, shared.stderr);
     std::fs::write("/etc/sysctl.d/50-root.conf", "kernel.panic = 10\n").expect("root writes are unaffected");
     let mark = d.audit_len();
     expect_refused(
