@@ -230,8 +230,10 @@ pub fn report(raw: &Raw) -> Report {
     if raw.clock.as_deref() == Some("instructions") {
         let _ = writeln!(
             table,
-            "the VM's clock counts instructions (qemu icount): each ns and ms below from the VM is instructions \
-             executed by the whole VM (either vCPU), so ratios are ratios of instructions, not of time\n"
+            "the VM's clock counts instructions (qemu icount): a loop's ns below are instructions the whole VM \
+             executed (either vCPU; the us column thousands of them), so its ratios are ratios of instructions, \
+             not of time; idle waits (9p reads under exec, the daemon's waits) jump the clock to the next timer, \
+             so exec and the daemon's figures (ms, rates a second) are not instruction counts\n"
         );
     }
     let mut misses = Vec::new();

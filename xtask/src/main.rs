@@ -89,15 +89,17 @@ enum Task {
         /// Also write the figures as JSON here.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
-        /// Report on a recorded raw.jsonl (target/bench/raw.jsonl) instead of running.
-        #[arg(long, value_name = "FILE")]
+        /// Report on a recorded raw.jsonl (target/bench/raw.jsonl) instead of
+        /// running (its clock is the one it was recorded with).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["clock", "loops_only"])]
         from: Option<PathBuf>,
         /// The guest's clock: `instructions` times every loop in
         /// instructions the whole VM executed (qemu's icount).
         #[arg(long, value_enum, default_value = "emulated")]
         clock: vm::GuestClock,
         /// Only the syscall loops (and where their time goes in the
-        /// programs): no firewall, audit, apply, warrant or host figures.
+        /// programs): no firewall, audit, apply, warrant or host figures
+        /// (the bench policy's own apply is still printed).
         #[arg(long)]
         loops_only: bool,
     },
