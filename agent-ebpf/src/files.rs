@@ -54,12 +54,7 @@ pub fn inode_key(inode: *const u8) -> Option<FileKey> {
     if inode.is_null() {
         return None;
     }
-    key_on(inode, read_kernel::<u64>(inode, offset!(inode_i_sb))?)
-}
-
-/// The PROTECTED key of `inode`, whose super block `sb` was read already.
-#[inline(always)]
-fn key_on(inode: *const u8, sb: u64) -> Option<FileKey> {
+    let sb = read_kernel::<u64>(inode, offset!(inode_i_sb))?;
     let ino = read_kernel::<u64>(inode, offset!(inode_i_ino))?;
     let dev = read_kernel::<u32>(sb as *const u8, offset!(super_block_s_dev))?;
     Some(FileKey { dev: dev as u64, ino })

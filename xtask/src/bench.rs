@@ -71,23 +71,16 @@ fn run_in_vm(options: &Options) -> Result<String> {
     }
     let kernel = std::fs::read_to_string(rwdir.join("kernel")).unwrap_or_default();
     println!(
-        "bench: kernel {} (emulated CPU, qemu TCG, 2 vCPUs, {}); raw output in {}",
+        "bench: kernel {} (emulated CPU, qemu TCG, 2 vCPUs, clock: {}); raw output in {}",
         kernel.trim(),
-        match options.clock {
-            vm::GuestClock::Emulated => "the emulator's clock",
-            vm::GuestClock::Instructions => "clock counting instructions",
-        },
+        options.clock.name(),
         rwdir.join("raw.jsonl").display()
     );
     let raw = rwdir.join("raw.jsonl");
     let mut text = std::fs::read_to_string(&raw).context("the bench wrote no raw.jsonl")?;
     // The clock says what the VM's figures count (a report from raw.jsonl
     // alone must know).
-    let clock = match options.clock {
-        vm::GuestClock::Emulated => "emulated",
-        vm::GuestClock::Instructions => "instructions",
-    };
-    text.push_str(&format!("{}\n{native_lines}", serde_json::json!({"kind": "clock", "clock": clock})));
+    text.push_str(&format!("{}\n{native_lines}", serde_json::json!({"kind": "clock", "clock": options.clock.name()})));
     if let Err(e) = std::fs::write(&raw, &text) {
         eprintln!("bench: cannot add the clock and the host's figures to {}: {e}", raw.display());
     }

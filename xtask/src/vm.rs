@@ -31,10 +31,17 @@ pub enum GuestClock {
     /// qemu's `-icount shift=0,sleep=off`: one nanosecond of guest time per
     /// instruction the guest executes, on either vCPU (they take turns on
     /// one host thread), and idle time skipped. A loop's time is then the
-    /// instructions the whole VM ran while it ran: repeatable to a few in
-    /// ten thousand, and not bent by how slowly the emulator runs one
+    /// instructions the whole VM ran while it ran: for a single-threaded
+    /// loop repeatable to a few in ten thousand, and not bent by how slowly the emulator runs one
     /// instruction against another (a trampoline, a map lookup, a syscall).
     Instructions,
+}
+
+impl GuestClock {
+    /// Its name on the command line (and in the bench's raw output).
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self).map(|v| v.get_name().to_owned()).unwrap_or_default()
+    }
 }
 
 /// virtme-ng's `vng`: on PATH, or in pip's scripts directories (pip may
