@@ -23,7 +23,7 @@ use warrant_common::{
 use crate::{
     files, local,
     maps::{CONNECTED_SOCKETS, UNIX_CALLERS, offset},
-    policy::{decide_with, read_kernel, version_in_force},
+    policy::{btf_load, decide_with, read_kernel, version_in_force},
     selfprotect, subjects,
     uapi::{
         AF_INET, AF_INET6, AF_KEY, AF_PACKET, AF_SMC, AF_UNIX, AF_UNSPEC, AF_XDP, SOCK_RAW, SOCK_SEQPACKET, SOCK_STREAM,
@@ -51,7 +51,7 @@ pub fn unix_stream_connect(ctx: LsmContext) -> i32 {
     let verdict = decide_connect(&subject, other);
     if verdict == 0 {
         let sock: *const u8 = ctx.arg(0);
-        let socket = read_kernel::<u64>(sock, offset!(sock_sk_socket)).unwrap_or(0) as *const u8;
+        let socket = btf_load::<u64>(sock, offset!(sock_sk_socket)) as *const u8;
         note_decided(&subject, sock, socket, version, (0, [0, 0]), 0);
         // The listener's end of the connection: who made it, for the daemon.
         let accepted: *mut core::ffi::c_void = ctx.arg(2);
@@ -71,10 +71,11 @@ pub fn unix_may_send(ctx: LsmContext) -> i32 {
         return 0;
     };
     let other: *const u8 = ctx.arg(1);
-    match read_kernel::<u64>(other, offset!(socket_sk)) {
-        Some(sk) => decide_connect(&subject, sk as *const u8),
-        None => -EPERM,
+    let sk = btf_load::<u64>(other, offset!(socket_sk)) as *const u8;
+    if sk.is_null() {
+        return -EPERM;
     }
+    decide_connect(&subject, sk)
 }
 
 /// Decides `ipc.connect` on the name of the unix socket `other` (a
@@ -135,17 +136,14 @@ fn copy_name(key: &mut TargetKey, name: *const u8, len: u32) {
 /// `unix_may_send` does not see): decided as `ipc.connect` on the peer's
 /// name, once per socket, profile and policy version. The subject's own
 /// connect, allowed under the policy in force, counts as that decision.
+/// `socket` is the hook's; `sock` its `sk`, not NULL.
 #[inline(always)]
-fn connected_send(subject: &Subject, socket: *const u8) -> i32 {
-    let kind = read_kernel::<u16>(socket, offset!(socket_type)).unwrap_or(0);
+fn connected_send(subject: &Subject, socket: *const u8, sock: *const u8) -> i32 {
+    let kind = btf_load::<u16>(socket, offset!(socket_type));
     if kind != SOCK_STREAM && kind != SOCK_SEQPACKET {
         return 0;
     }
-    let Some(sock) = read_kernel::<u64>(socket, offset!(socket_sk)) else {
-        return -EPERM;
-    };
-    let sock = sock as *const u8;
-    if read_kernel::<u16>(sock, offset!(sock_family)) != Some(AF_UNIX) {
+    if btf_load::<u16>(sock, offset!(sock_family)) != AF_UNIX {
         return 0;
     }
     let peer = read_kernel::<u64>(sock, offset!(unix_sock_peer)).unwrap_or(0) as *const u8;
@@ -192,16 +190,19 @@ pub fn note_decided(
     }
 }
 
-/// `sock`'s key: its address and its socket inode's number (the inode
-/// follows the `struct socket` in `struct socket_alloc`).
+/// `sock`'s key: its address and its socket inode's number (by BTF loads
+/// from `socket`, a hook's argument or loaded from one: the inode is its
+/// file's). None for a socket with no file, which no process sends on.
 #[inline(always)]
 pub fn socket_key(sock: *const u8, socket: *const u8) -> Option<SocketKey> {
     if socket.is_null() {
         return None;
     }
-    let inode = unsafe { socket.add(offset!(socket_alloc_vfs_inode) as usize) };
-    let ino = read_kernel::<u64>(inode, offset!(inode_i_ino))?;
-    Some(SocketKey { sock: sock as u64, ino })
+    // Neither pointer is one the verifier trusts: a NULL one reads 0.
+    let file = btf_load::<u64>(socket, offset!(socket_file)) as *const u8;
+    let inode = btf_load::<u64>(file, offset!(file_f_inode)) as *const u8;
+    let ino = btf_load::<u64>(inode, offset!(inode_i_ino));
+    (ino != 0).then_some(SocketKey { sock: sock as u64, ino })
 }
 
 /// `socket_connect(sock, address, addrlen)`: a subject's connect to one of
@@ -220,10 +221,15 @@ pub fn socket_connect(ctx: LsmContext) -> i32 {
     let length: i32 = ctx.arg(2);
     let version = version_in_force();
     let socket: *const u8 = ctx.arg(0);
-    let sock = read_kernel::<u64>(socket, offset!(socket_sk)).unwrap_or(0) as *const u8;
+    // Loaded by BTF: NULL only once the socket is released, which a
+    // connect's file reference prevents; the verifier asks for the check.
+    let sock = btf_load::<u64>(socket, offset!(socket_sk)) as *const u8;
+    if sock.is_null() {
+        return -EPERM;
+    }
     // Whatever the socket's family: SMC connects a TCP socket of its own,
     // which no hook sees, to the address given here.
-    let family = read_kernel::<u16>(sock, offset!(sock_family)).unwrap_or(0);
+    let family = btf_load::<u16>(sock, offset!(sock_family));
     let routed = matches!(family, AF_INET | AF_INET6 | AF_SMC | 0);
     let to_loopback = routed && local::through_loopback(sock, socket, core::ptr::null(), family);
     let port = local::local_port(address, length, false, to_loopback);
@@ -256,25 +262,29 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     // Whatever address comes with it: a connected unix stream socket
     // ignores one, and seqpacket drops it (without `unix_may_send`).
     let socket: *const u8 = ctx.arg(0);
-    let verdict = connected_send(&subject, socket);
+    // As in `socket_connect`: a send holds the file, so `sk` is set.
+    let sock = btf_load::<u64>(socket, offset!(socket_sk)) as *const u8;
+    if sock.is_null() {
+        return -EPERM;
+    }
+    let verdict = connected_send(&subject, socket, sock);
     if verdict != 0 {
         return verdict;
     }
     // PF_KEY, IPsec's older interface: flushes and adds states and policies
     // as xfrm netlink does. Every send is decided, its reads (dumps) too.
-    let sock = read_kernel::<u64>(socket, offset!(socket_sk)).unwrap_or(0) as *const u8;
-    let family = read_kernel::<u16>(sock, offset!(sock_family)).unwrap_or(0);
+    let family = btf_load::<u16>(sock, offset!(sock_family));
     if family == AF_KEY {
         return crate::policy::decide_action(&subject, action::NET_XFRM_OTHER, 0, 0, [0, 0]);
     }
     // Packets the subject made itself: `net.raw`, whatever the address.
     let inet = matches!(family, AF_INET | AF_INET6);
-    let kind = read_kernel::<u16>(socket, offset!(socket_type)).unwrap_or(0);
+    let kind = btf_load::<u16>(socket, offset!(socket_type));
     if (inet && kind == SOCK_RAW) || family == AF_PACKET || family == AF_XDP {
         return crate::policy::decide_action(&subject, action::NET_RAW, 0, 0, [0, 0]);
     }
     let msg: *const u8 = ctx.arg(1);
-    let address = read_kernel::<u64>(msg, offset!(msghdr_msg_name)).unwrap_or(0) as *const u8;
+    let address = btf_load::<u64>(msg, offset!(msghdr_msg_name)) as *const u8;
     // To the peer: a stream socket's always (an address given is ignored),
     // a datagram socket's when it names none (an IPv6 one also when it names
     // AF_UNSPEC, which it takes as none).
@@ -302,6 +312,6 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     if address.is_null() {
         return 0;
     }
-    let length = read_kernel::<i32>(msg, offset!(msghdr_msg_namelen)).unwrap_or(0);
+    let length = btf_load::<i32>(msg, offset!(msghdr_msg_namelen));
     local::decide(&subject, address, length, family == AF_INET, to_loopback)
 }

@@ -18,7 +18,7 @@ use warrant_common::{DECIDED_ON_PORT, LocalAddress, Subject, action};
 use crate::{
     ipc,
     maps::{CONNECTED_SOCKETS, LOCAL_ADDRESSES, offset},
-    policy::{decide_with, read_kernel, repeat, version_in_force},
+    policy::{btf_load, decide_with, read_kernel, repeat, version_in_force},
     uapi::{AF_INET, AF_INET6, AF_SMC, AF_UNSPEC, SOCK_STREAM},
 };
 
@@ -110,14 +110,18 @@ pub fn note_peer(subject: &Subject, sock: *const u8, socket: *const u8, version:
     ipc::note_decided(subject, sock, socket, version, *peer, DECIDED_ON_PORT);
 }
 
-/// `sock`'s peer as CONNECTED_SOCKETS keeps it (port 0: none).
+/// `sock`'s peer as CONNECTED_SOCKETS keeps it (port 0: none), by BTF loads.
 #[inline(always)]
 fn peer_of(sock: *const u8, family: u16) -> (u32, [u64; 2]) {
-    let port = read_kernel::<u16>(sock, offset!(sock_dport));
-    match family {
-        AF_INET => peer_words(port, v4_words(sock, offset!(sock_daddr))),
-        _ => peer_words(port, read_kernel::<[u64; 2]>(sock, offset!(sock_v6_daddr))),
-    }
+    let port = u32::from(btf_load::<u16>(sock, offset!(sock_dport)));
+    let address = match family {
+        AF_INET => mapped_v4(btf_load::<u32>(sock, offset!(sock_daddr))),
+        _ => {
+            let at = offset!(sock_v6_daddr);
+            [btf_load::<u64>(sock, at), btf_load::<u64>(sock, at + 8)]
+        }
+    };
+    (port, address)
 }
 
 /// The peer a connect or send to sockaddr `address` (`length` bytes)
@@ -146,11 +150,17 @@ fn peer_words(port: Option<u16>, address: Option<[u64; 2]>) -> (u32, [u64; 2]) {
 }
 
 /// The IPv4 address at `at` in `base` as the words of its v4-mapped IPv6
-/// address (`::ffff:a.b.c.d`, little-endian).
+/// address.
 #[inline(always)]
 fn v4_words(base: *const u8, at: u32) -> Option<[u64; 2]> {
-    let ip = read_kernel::<u32>(base, at)?;
-    Some([0, 0xffff_0000 | (u64::from(ip) << 32)])
+    Some(mapped_v4(read_kernel::<u32>(base, at)?))
+}
+
+/// An IPv4 address (network order) as the words of its v4-mapped IPv6
+/// address (`::ffff:a.b.c.d`, little-endian).
+#[inline(always)]
+fn mapped_v4(ip: u32) -> [u64; 2] {
+    [0, 0xffff_0000 | (u64::from(ip) << 32)]
 }
 
 /// The port (host order) of a `sockaddr_in` or `sockaddr_in6` whose
@@ -182,16 +192,18 @@ fn on_loopback(index: Option<i32>) -> bool {
 /// socket is bound to it (SO_BINDTODEVICE, SO_BINDTOIFINDEX), or, for a
 /// datagram socket, IP_UNICAST_IF names it or the send's IP_PKTINFO (an
 /// IPv6 socket's IPV6_PKTINFO, for a v4-mapped address) does. Unreadable
-/// counts as through it. `family` is the socket's.
+/// counts as through it. `family` is the socket's. `socket` and `sock`
+/// (its `sk`, not NULL) are BTF pointers, `msg` too if not NULL.
 #[inline(always)]
 pub fn through_loopback(sock: *const u8, socket: *const u8, msg: *const u8, family: u16) -> bool {
-    if on_loopback(read_kernel::<i32>(sock, offset!(sock_bound_dev_if))) {
+    if btf_load::<i32>(sock, offset!(sock_bound_dev_if)) == LOOPBACK_IFINDEX {
         return true;
     }
     // TCP (and SMC, over TCP) routes by the bound device only.
-    if read_kernel::<u16>(socket, offset!(socket_type)) == Some(SOCK_STREAM) || family == AF_SMC {
+    if btf_load::<u16>(socket, offset!(socket_type)) == SOCK_STREAM || family == AF_SMC {
         return false;
     }
+    // `inet_sock` is beyond a `struct sock` pointer's type: a helper read.
     on_loopback(read_kernel::<i32>(sock, offset!(inet_sock_uc_index)))
         || (!msg.is_null() && pktinfo_to_loopback(msg, family == AF_INET6))
 }
@@ -202,12 +214,13 @@ pub fn through_loopback(sock: *const u8, socket: *const u8, msg: *const u8, fami
 /// option is cleared.
 #[inline(always)]
 fn kept_route_through_loopback(sock: *const u8) -> bool {
-    let route = read_kernel::<u64>(sock, offset!(sock_sk_dst_cache)).unwrap_or(0) as *const u8;
+    // By BTF loads; the verifier asks for both checks (either may be NULL).
+    let route = btf_load::<u64>(sock, offset!(sock_sk_dst_cache)) as *const u8;
     if route.is_null() {
         return false;
     }
-    let device = read_kernel::<u64>(route, offset!(dst_entry_dev)).unwrap_or(0) as *const u8;
-    on_loopback(read_kernel::<i32>(device, offset!(net_device_ifindex)))
+    let device = btf_load::<u64>(route, offset!(dst_entry_dev)) as *const u8;
+    device.is_null() || btf_load::<i32>(device, offset!(net_device_ifindex)) == LOOPBACK_IFINDEX
 }
 
 /// Whether an address (IPv6 words, IPv4 v4-mapped) is the host's own: ::1
@@ -243,12 +256,13 @@ const MOST_CONTROL_MESSAGES: u32 = 8192;
 /// or walked whole counts as choosing it.
 #[inline(always)]
 fn pktinfo_to_loopback(msg: *const u8, on_inet6: bool) -> bool {
-    let Some(length) = read_kernel::<u64>(msg, offset!(msghdr_msg_controllen)) else {
-        return true;
-    };
+    let length = btf_load::<u64>(msg, offset!(msghdr_msg_controllen));
     if length < CMSG_HEADER {
         return false;
     }
+    // Read by the helper, a number to the verifier: loaded by BTF, 7.2
+    // types it as memory, and its walk below then ties the verifier's
+    // bound on the messages to each offset, past its jump budget.
     let Some(control) = read_kernel::<u64>(msg, offset!(msghdr_msg_control)) else {
         return true;
     };
