@@ -122,9 +122,8 @@ pub struct KernelOffsets {
     pub sock_sk_socket: u32,
     /// `struct unix_sock, peer` (pointer; NULL until connected).
     pub unix_sock_peer: u32,
-    /// `struct socket, file` (pointer): the socket's file, whose inode is
-    /// the socket's (`SOCK_INODE`), reached by BTF loads.
-    pub socket_file: u32,
+    /// `struct socket_alloc, vfs_inode`: a socket's inode follows it.
+    pub socket_alloc_vfs_inode: u32,
     /// `struct fdtable, close_on_exec` (pointer to a bitmap of fds).
     pub fdtable_close_on_exec: u32,
     /// `struct files_struct, count` (atomic_t): tasks sharing the fd table.
@@ -202,5 +201,8 @@ pub struct KernelOffsets {
     /// `struct task_struct, bpf_storage` (pointer; NULL until a BPF program
     /// or the daemon gives the task local storage, as marking a subject does).
     pub task_struct_bpf_storage: u32,
+    /// `struct socket, file` (pointer; NULL for a kernel socket): its inode
+    /// is the socket's (`SOCK_INODE`), reached by BTF loads.
+    pub socket_file: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 356);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 360);

@@ -190,19 +190,27 @@ pub fn note_decided(
     }
 }
 
-/// `sock`'s key: its address and its socket inode's number (by BTF loads
-/// from `socket`, a hook's argument or loaded from one: the inode is its
-/// file's). None for a socket with no file, which no process sends on.
+/// `sock`'s key: its address and its socket inode's number. `socket` is a
+/// BTF pointer (a hook's argument or loaded from one): a process's socket's
+/// inode is its file's, reached by BTF loads; a kernel socket
+/// (`sock_create_kern`: an SMB or NFS client's, sending from the calling
+/// process) has no file, and its inode, which follows the `struct socket`
+/// in `struct socket_alloc`, beyond the type, is read by the helper.
 #[inline(always)]
 pub fn socket_key(sock: *const u8, socket: *const u8) -> Option<SocketKey> {
     if socket.is_null() {
         return None;
     }
-    // Neither pointer is one the verifier trusts: a NULL one reads 0.
     let file = btf_load::<u64>(socket, offset!(socket_file)) as *const u8;
-    let inode = btf_load::<u64>(file, offset!(file_f_inode)) as *const u8;
-    let ino = btf_load::<u64>(inode, offset!(inode_i_ino));
-    (ino != 0).then_some(SocketKey { sock: sock as u64, ino })
+    let ino = if file.is_null() {
+        let inode = unsafe { socket.add(offset!(socket_alloc_vfs_inode) as usize) };
+        read_kernel::<u64>(inode, offset!(inode_i_ino))?
+    } else {
+        // Pointers the verifier does not trust: a NULL one reads 0.
+        let inode = btf_load::<u64>(file, offset!(file_f_inode)) as *const u8;
+        btf_load::<u64>(inode, offset!(inode_i_ino))
+    };
+    Some(SocketKey { sock: sock as u64, ino })
 }
 
 /// `socket_connect(sock, address, addrlen)`: a subject's connect to one of
@@ -221,8 +229,9 @@ pub fn socket_connect(ctx: LsmContext) -> i32 {
     let length: i32 = ctx.arg(2);
     let version = version_in_force();
     let socket: *const u8 = ctx.arg(0);
-    // Loaded by BTF: NULL only once the socket is released, which a
-    // connect's file reference prevents; the verifier asks for the check.
+    // Loaded by BTF: NULL only once the socket is released, which its
+    // owner's reference (the file, or a kernel owner's) prevents. Checked:
+    // from 6.10 the verifier types `sk` as maybe NULL; refused if it is.
     let sock = btf_load::<u64>(socket, offset!(socket_sk)) as *const u8;
     if sock.is_null() {
         return -EPERM;
@@ -262,7 +271,7 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     // Whatever address comes with it: a connected unix stream socket
     // ignores one, and seqpacket drops it (without `unix_may_send`).
     let socket: *const u8 = ctx.arg(0);
-    // As in `socket_connect`: a send holds the file, so `sk` is set.
+    // As in `socket_connect`: a socket in use has its `sk`.
     let sock = btf_load::<u64>(socket, offset!(socket_sk)) as *const u8;
     if sock.is_null() {
         return -EPERM;
@@ -291,7 +300,7 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     let to_peer = kind == SOCK_STREAM
         || address.is_null()
         || (family == AF_INET6 && read_kernel::<u16>(address, 0) == Some(AF_UNSPEC));
-    // (An unreadable family, 0, is taken as one that could be IPv4.)
+    // (Family 0, which no socket has, is taken as one that could be IPv4.)
     let routed = inet || family == AF_SMC || family == 0;
     let to_loopback = routed && local::through_loopback(sock, socket, msg, family);
     if inet && to_peer {

@@ -191,9 +191,10 @@ fn on_loopback(index: Option<i32>) -> bool {
 /// a send) goes out through the loopback device whatever its address: the
 /// socket is bound to it (SO_BINDTODEVICE, SO_BINDTOIFINDEX), or, for a
 /// datagram socket, IP_UNICAST_IF names it or the send's IP_PKTINFO (an
-/// IPv6 socket's IPV6_PKTINFO, for a v4-mapped address) does. Unreadable
-/// counts as through it. `family` is the socket's. `socket` and `sock`
-/// (its `sk`, not NULL) are BTF pointers, `msg` too if not NULL.
+/// IPv6 socket's IPV6_PKTINFO, for a v4-mapped address) does. An
+/// unreadable index or control message counts as through it. `family` is
+/// the socket's. `socket` and `sock` (its `sk`, not NULL) are BTF
+/// pointers, `msg` too if not NULL.
 #[inline(always)]
 pub fn through_loopback(sock: *const u8, socket: *const u8, msg: *const u8, family: u16) -> bool {
     if btf_load::<i32>(sock, offset!(sock_bound_dev_if)) == LOOPBACK_IFINDEX {
@@ -214,7 +215,9 @@ pub fn through_loopback(sock: *const u8, socket: *const u8, msg: *const u8, fami
 /// option is cleared.
 #[inline(always)]
 fn kept_route_through_loopback(sock: *const u8) -> bool {
-    // By BTF loads; the verifier asks for both checks (either may be NULL).
+    // By BTF loads. The route is `__rcu`, which the verifier types as maybe
+    // NULL; a device that reads NULL (a fault reads 0) counts as loopback,
+    // as an unreadable index did, rather than index 0, not loopback.
     let route = btf_load::<u64>(sock, offset!(sock_sk_dst_cache)) as *const u8;
     if route.is_null() {
         return false;

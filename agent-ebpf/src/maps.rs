@@ -282,7 +282,7 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     sock_family: 0,
     sock_sk_socket: 0,
     unix_sock_peer: 0,
-    socket_file: 0,
+    socket_alloc_vfs_inode: 0,
     fdtable_close_on_exec: 0,
     files_struct_count: 0,
     task_struct_real_parent: 0,
@@ -316,6 +316,7 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     mm_struct_exe_file: 0,
     pt_regs_orig_ax: 0,
     task_struct_bpf_storage: 0,
+    socket_file: 0,
 };
 
 /// One field of [`KERNEL_OFFSETS`], read on its own and volatile: the

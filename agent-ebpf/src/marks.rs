@@ -26,7 +26,7 @@ use crate::{
     atomics, files,
     maps::{MARK_CHANGES, MARKS, offset},
     names,
-    policy::read_kernel,
+    policy::{btf_load, read_kernel},
     selfprotect, subjects,
     uapi::{S_IFMT, S_IFREG},
 };
@@ -62,22 +62,25 @@ pub fn note_write(subject: &Subject, inode: *const u8) -> i32 {
     if file_type != S_IFREG {
         return 0;
     }
-    note_key(subject, inode, files::inode_key(inode))
+    note_key(subject, files::inode_key(inode), generation(inode))
 }
 
-/// [`note_write`] with what the write's checks read already.
+/// [`note_write`] with what the write's checks read already (the
+/// generation by a BTF load: a subject passes here on every write).
 #[inline(always)]
 pub fn note_write_of(subject: &Subject, facts: &files::FileFacts) -> i32 {
     if facts.mode.unwrap_or(S_IFREG) & S_IFMT != S_IFREG {
         return 0;
     }
-    note_key(subject, facts.inode, facts.key)
+    let generation = (!facts.inode.is_null()).then(|| btf_load::<u32>(facts.inode, offset!(inode_i_generation)));
+    note_key(subject, facts.key, generation)
 }
 
-/// Marks regular file `inode` (whose key is `key`) as written by `subject`.
+/// Marks the regular file of `key` (its inode's `generation`) as written
+/// by `subject`.
 #[inline(always)]
-fn note_key(subject: &Subject, inode: *const u8, key: Option<FileKey>) -> i32 {
-    let (Some(key), Some(generation)) = (key, generation(inode)) else {
+fn note_key(subject: &Subject, key: Option<FileKey>, generation: Option<u32>) -> i32 {
+    let (Some(key), Some(generation)) = (key, generation) else {
         return -ENOSPC;
     };
     let mark = Mark { profile_id: subject.profile_id, generation };

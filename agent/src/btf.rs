@@ -299,7 +299,7 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         sock_family: btf.member_offset("sock", "__sk_common")? + btf.member_offset("sock_common", "skc_family")?,
         sock_sk_socket: btf.member_offset("sock", "sk_socket")?,
         unix_sock_peer: btf.member_offset("unix_sock", "peer")?,
-        socket_file: btf.member_offset("socket", "file")?,
+        socket_alloc_vfs_inode: btf.member_offset("socket_alloc", "vfs_inode")?,
         fdtable_close_on_exec: btf.member_offset("fdtable", "close_on_exec")?,
         files_struct_count: btf.member_offset("files_struct", "count")?,
         task_struct_real_parent: btf.member_offset("task_struct", "real_parent")?,
@@ -335,6 +335,7 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         mm_struct_exe_file: btf.member_offset("mm_struct", "exe_file")?,
         pt_regs_orig_ax: btf.member_offset("pt_regs", SYSCALL_NUMBER_FIELD)?,
         task_struct_bpf_storage: btf.member_offset("task_struct", "bpf_storage")?,
+        socket_file: btf.member_offset("socket", "file")?,
     })
 }
 
