@@ -206,7 +206,7 @@ fn is_writable_memory(file: *const u8) -> bool {
         return false;
     }
     let (dentry, name) = dentry_and_name(file);
-    read_kernel::<u32>(name, 0) == Some(MEM_NAME) && selfprotect::dentry_magic(dentry) == files::PROC_SUPER_MAGIC
+    read_kernel::<u32>(name, 0) == Some(MEM_NAME) && crate::mounts::dentry_magic(dentry) == files::PROC_SUPER_MAGIC
 }
 
 /// `file`'s dentry and the start of its name (null if unreadable).

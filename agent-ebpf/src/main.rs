@@ -23,6 +23,7 @@ mod local;
 mod mappings;
 mod maps;
 mod marks;
+mod mounts;
 mod names;
 mod netfilter;
 mod netns;

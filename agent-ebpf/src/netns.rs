@@ -116,7 +116,7 @@ pub fn capable(ctx: LsmContext) -> i32 {
     if cap == CAP_SYS_MODULE {
         return refuse_capability(subject, ctx.arg(3), action::SELF_MODULE);
     }
-    if cap == CAP_SYS_ADMIN && crate::selfprotect::in_mount_api_call() {
+    if cap == CAP_SYS_ADMIN && crate::mounts::in_mount_api_call() {
         return refuse_capability(subject, ctx.arg(3), action::SELF_MOUNT);
     }
     let pending = subject.pending_action;
