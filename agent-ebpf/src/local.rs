@@ -192,7 +192,8 @@ fn on_loopback(index: Option<i32>) -> bool {
 /// socket is bound to it (SO_BINDTODEVICE, SO_BINDTOIFINDEX), or, for a
 /// datagram socket, IP_UNICAST_IF names it or the send's IP_PKTINFO (an
 /// IPv6 socket's IPV6_PKTINFO, for a v4-mapped address) does. An
-/// unreadable index or control message counts as through it. `family` is
+/// unreadable `uc_index` or control message (helper reads) counts as
+/// through it. `family` is
 /// the socket's. `socket` and `sock` (its `sk`, not NULL) are BTF
 /// pointers, `msg` too if not NULL.
 #[inline(always)]

@@ -15,7 +15,7 @@
 //!
 //! The same `capable` hook decides `system.clock` at a subject's
 //! CAP_SYS_TIME check, and refuses its CAP_SYS_ADMIN check inside a call
-//! of the new mount API (see selfprotect.rs).
+//! of the new mount API (see mounts.rs).
 
 use aya_ebpf::{
     macros::{fentry, fexit, lsm},
