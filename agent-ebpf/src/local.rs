@@ -193,9 +193,8 @@ fn on_loopback(index: Option<i32>) -> bool {
 /// datagram socket, IP_UNICAST_IF names it or the send's IP_PKTINFO (an
 /// IPv6 socket's IPV6_PKTINFO, for a v4-mapped address) does. An
 /// unreadable `uc_index` or control message (helper reads) counts as
-/// through it. `family` is
-/// the socket's. `socket` and `sock` (its `sk`, not NULL) are BTF
-/// pointers, `msg` too if not NULL.
+/// through it. `family` is the socket's. `socket` and `sock` (its `sk`,
+/// not NULL) are BTF pointers, `msg` too if not NULL.
 #[inline(always)]
 pub fn through_loopback(sock: *const u8, socket: *const u8, msg: *const u8, family: u16) -> bool {
     if btf_load::<i32>(sock, offset!(sock_bound_dev_if)) == LOOPBACK_IFINDEX {

@@ -32,8 +32,9 @@ pub enum GuestClock {
     /// instruction the guest executes, on either vCPU (they take turns on
     /// one host thread), and idle time skipped. A loop's time is then the
     /// instructions the whole VM ran while it ran: for a single-threaded
-    /// loop repeatable to a few in ten thousand, and not bent by how slowly the emulator runs one
-    /// instruction against another (a trampoline, a map lookup, a syscall).
+    /// loop repeatable to a few in ten thousand, and not bent by how
+    /// slowly the emulator runs one instruction against another (a
+    /// trampoline, a map lookup, a syscall).
     Instructions,
 }
 
