@@ -351,7 +351,7 @@ fn past_its_rate_an_allow_rule_falls_to_the_approve_tier() {
     maps.rules.get_mut(&element).unwrap().rate_limit = 2;
     let verdicts = |maps: &FakeMaps| {
         let batch = Batch::default().begin().add_element("filter", "blocklist").end();
-        let mut scratch = BatchScratch::zeroed();
+        let mut scratch = Box::new(BatchScratch::zeroed());
         let outcome = decide_batch(&SliceBuffer(&batch.0), &Nfnetlink, maps, 0, mode::ENFORCE, &mut scratch);
         (outcome, scratch.messages[0].tier, scratch.messages[0].verdict)
     };

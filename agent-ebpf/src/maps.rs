@@ -163,9 +163,12 @@ pub static WRITABLE_COUNT: Array<u64> = Array::with_max_entries(1, 0);
 #[map]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
-/// Decision events for the daemon's audit log.
+/// Decision events for the daemon's audit log. 4 MiB: a batch of
+/// `MAX_MESSAGES` rules puts ~790 KiB on it at once (an event and a
+/// content record a rule), faster than any reader takes them off, so
+/// several such batches at once still fit.
 #[map]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 
 /// Events that did not fit in EVENTS (index 0), summed over CPUs by the daemon.
 #[map]
@@ -182,7 +185,8 @@ pub static SCRATCH: TaskStorage<SingleScratch> = TaskStorage::new();
 /// waits for nothing and is refused (and counted as a lost event).
 pub const BATCH_SLOTS: u32 = 16;
 
-/// Working memory for a netlink batch (43 KiB each), claimed by a thread
+/// Working memory for a netlink batch (168 KiB each, 2.6 MiB for the 16:
+/// `MAX_MESSAGES` decisions and a spare), claimed by a thread
 /// for one sendmsg (see `BatchScratch::owner`). Preallocated: task storage
 /// of that size is a GFP_ATOMIC allocation of order 4 at a subject's first
 /// netlink write, which fails once memory is fragmented.

@@ -33,9 +33,9 @@ pub struct Setup {
 const DIR: &str = "/run/warrant-bench";
 /// What one measured loop should last under the emulated CPU.
 const LOOP_TARGET: Duration = Duration::from_millis(300);
-/// Rule counts per `nft -f`. The kernel side decides batches of up to 255
-/// actions and refuses longer ones whole (README, limits), hence 200.
-const NFT_BATCHES: [u32; 4] = [1, 10, 100, 200];
+/// Rule counts per `nft -f`. The kernel side decides batches of up to
+/// 1023 actions and refuses longer ones whole (README, limits).
+const NFT_BATCHES: [u32; 4] = [1, 10, 100, 1000];
 /// Decisions a second offered to the audit pipeline (0: as fast as one
 /// subject can), each for AUDIT_SECONDS.
 const OFFERED_RATES: [u64; 4] = [1_000, 10_000, 50_000, 0];

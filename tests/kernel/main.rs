@@ -440,15 +440,16 @@ fn batches_up_to_the_bound_apply_and_longer_ones_are_denied_whole() {
             .map(|i| format!("add element inet filter blocklist {{ 10.{base}.{}.{} }}\n", i / 200, i % 200))
             .collect::<String>()
     };
-    // 11 and 200 pre-authorised commands: each a message of one batch, all
+    // 11 and 1000 pre-authorised commands: each a message of one batch, all
     // classified and allowed.
-    for (count, base) in [(11, 81), (200, 82)] {
+    for (count, base) in [(11, 81), (1000, 82)] {
         let file = d.write_file(&format!("batch-{count}.nft"), &commands(count, base));
         let mark = d.audit_len();
         let out = run_subject(&["nft", "-f", file.to_str().unwrap()]);
         assert!(out.status.success(), "{count} commands: {}", out.stderr);
         let set = nft_root(&["list", "set", "inet", "filter", "blocklist"]);
-        assert!(set.contains(&format!("10.{base}.0.{}", (count - 1) % 200)), "{count} commands: {set}");
+        let last = format!("10.{base}.{}.{}", (count - 1) / 200, (count - 1) % 200);
+        assert!(set.contains(&last), "{count} commands: {set}");
         let allowed = |r: &serde_json::Value| r["action"] == "nft.element.add" && r["verdict"] == "allowed";
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while d.records_since(mark).into_iter().filter(allowed).count() < count {
@@ -456,9 +457,9 @@ fn batches_up_to_the_bound_apply_and_longer_ones_are_denied_whole() {
         }
         assert_eq!(d.records_since(mark).into_iter().filter(allowed).count(), count, "one record per command");
     }
-    // Past what the kernel keeps (256 actions), the batch is denied whole.
+    // Past what the kernel keeps (1023 actions), the batch is denied whole.
     let mark = d.audit_len();
-    let too_long = d.write_file("too_long.nft", &commands(257, 83));
+    let too_long = d.write_file("too_long.nft", &commands(1024, 83));
     let out = run_subject(&["nft", "-f", too_long.to_str().unwrap()]);
     assert!(!out.status.success(), "a batch beyond the bound went through");
     assert!(!nft_root(&["list", "set", "inet", "filter", "blocklist"]).contains("10.83.0.0"));

@@ -20,9 +20,9 @@ pub const NLA_HDRLEN: u32 = 4;
 
 /// Most actions one sendmsg may carry from a subject (an `nft -f` of as
 /// many commands); a longer batch is denied whole. Each action's decision
-/// is kept in the subject's batch scratch (task storage, which holds at
-/// most 64 KiB) until the batch is settled.
-pub const MAX_MESSAGES: usize = 255;
+/// is kept in the batch scratch the sendmsg claims (168 bytes an action,
+/// in a preallocated map: see `BATCHES`) until the batch is settled.
+pub const MAX_MESSAGES: usize = 1023;
 /// Most top-level attributes read per message (a set with every option
 /// carries about fifteen; rule expressions are one nested attribute). A
 /// message with more is unparseable, so denied.
