@@ -163,12 +163,13 @@ pub static WRITABLE_COUNT: Array<u64> = Array::with_max_entries(1, 0);
 #[map]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
-/// Decision events for the daemon's audit log. 4 MiB: a batch of
+/// Decision events for the daemon's audit log. 2 MiB: a batch of
 /// `MAX_MESSAGES` rules puts ~790 KiB on it at once (an event and a
-/// content record a rule), faster than any reader takes them off, so
-/// several such batches at once still fit.
+/// content record a rule), faster than any reader takes them off, so two
+/// such batches at once still fit. Its pages count in the daemon's RSS
+/// once read (the daemon maps them), so it is no larger.
 #[map]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(2 << 20, 0);
 
 /// Events that did not fit in EVENTS (index 0), summed over CPUs by the daemon.
 #[map]
