@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, fmt::Write as _};
 
 /// Decisions by (verdict, action, profile).
-pub type DecisionCounts = BTreeMap<(String, String, String), u64>;
+pub type DecisionCounts = BTreeMap<(&'static str, &'static str, String), u64>;
 
 /// What the metrics report, read by the thread that owns the daemon's state.
 #[derive(Debug, Default)]

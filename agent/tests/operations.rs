@@ -102,7 +102,7 @@ fn the_daemonset_is_privileged_on_the_hosts_pids_and_network_and_enters_its_moun
 #[test]
 fn metrics_are_prometheus_text_with_escaped_labels() {
     let mut snapshot = metrics::Snapshot { policy_version: Some(7), enforcement_available: true, ..Default::default() };
-    snapshot.decisions.insert(("denied".into(), "nft.rule.add".into(), "agent \"x\"".into()), 3);
+    snapshot.decisions.insert(("denied", "nft.rule.add", "agent \"x\"".into()), 3);
     let text = metrics::render(&snapshot);
     assert!(text.contains("# TYPE warrant_decisions_total counter\n"), "{text}");
     assert!(

@@ -31,6 +31,15 @@ impl Fields {
         self
     }
 
+    /// Sets `key`, which has no value yet (checked in debug builds): no
+    /// search of the keys set before, as [`Self::set`] makes, which was
+    /// the most of building a decision record's fields.
+    pub fn add(&mut self, key: &'static str, value: impl Into<Value>) -> &mut Self {
+        debug_assert!(self.get(key).is_none(), "{key} is set twice");
+        self.entries.push((Cow::Borrowed(key), value.into()));
+        self
+    }
+
     /// Sets `key` only if it has no value yet.
     pub fn set_if_absent(&mut self, key: &'static str, value: impl FnOnce() -> Value) -> &mut Self {
         if self.get(key).is_none() {

@@ -65,6 +65,25 @@ impl State {
         Some(path)
     }
 
+    /// Rule `index` of `policy` as a record names it. Kept by policy
+    /// version and index: every decision record names its rule, and
+    /// formatting it each time was a tenth of a record's work.
+    fn rule_text(&self, policy: &CompiledPolicy, index: u32) -> Option<String> {
+        let key = (policy.version(), index);
+        let mut texts = self.rule_texts.borrow_mut();
+        if let Some(text) = texts.get(&key) {
+            return Some(text.clone());
+        }
+        let (profile, r) = policy.rule_names.get(index as usize)?;
+        let rate = r.rate.as_ref().map(|rate| format!(" at most {rate}")).unwrap_or_default();
+        let text = format!("{profile}#{index}: {} {} -> {:?}{rate}", r.action, r.target, r.tier).to_lowercase();
+        if texts.len() >= 1024 {
+            texts.clear();
+        }
+        texts.insert(key, text.clone());
+        Some(text)
+    }
+
     /// Keeps the rendering of a rule's content for the decision after it.
     pub(super) fn on_rule_content(&mut self, content: &warrant_common::RuleContent) {
         if self.rule_contents.len() >= 1024 {
@@ -129,13 +148,8 @@ impl State {
             Some(p) => {
                 // Self-protection consults no rule.
                 let rule = (event.tier != tier::UNMATCHED && !action::is_self_protection(event.action))
-                    .then(|| p.rule_names.get(event.rule_index as usize))
-                    .flatten()
-                    .map(|(profile, r)| {
-                        let rate = r.rate.as_ref().map(|rate| format!(" at most {rate}")).unwrap_or_default();
-                        format!("{profile}#{}: {} {} -> {:?}{rate}", event.rule_index, r.action, r.target, r.tier)
-                            .to_lowercase()
-                    });
+                    .then(|| self.rule_text(p, event.rule_index))
+                    .flatten();
                 let m = p.profiles.iter().find(|(id, _)| *id == event.profile_id).map(|(_, e)| e.mode);
                 (p.profile_name(event.profile_id), rule, m)
             }
@@ -154,26 +168,26 @@ impl State {
         let verdict_text = verdict_name(event.verdict);
         let mut fields = Fields::new();
         fields
-            .set("pid", event.tgid)
-            .set("tid", event.tid)
-            .set("uid", event.uid)
-            .set("exe", exe.as_str())
-            .set("comm", comm.as_str())
-            .set("profile", profile.as_str())
-            .set("action", action_name)
-            .set("target", target.as_str())
-            .set("tier", tier_name(event.tier))
-            .set("verdict", verdict_text)
-            .set("rule", rule)
-            .set("policy_version", event.policy_version)
-            .set("message", format!("{}/{}", event.msg_index + 1, event.msg_count))
-            .set("mode", if profile_mode == Some(mode::AUDIT) { "audit" } else { "enforce" });
+            .add("pid", event.tgid)
+            .add("tid", event.tid)
+            .add("uid", event.uid)
+            .add("exe", exe.as_str())
+            .add("comm", comm.as_str())
+            .add("profile", profile.as_str())
+            .add("action", action_name)
+            .add("target", target.as_str())
+            .add("tier", tier_name(event.tier))
+            .add("verdict", verdict_text)
+            .add("rule", rule)
+            .add("policy_version", event.policy_version)
+            .add("message", format!("{}/{}", event.msg_index + 1, event.msg_count))
+            .add("mode", if profile_mode == Some(mode::AUDIT) { "audit" } else { "enforce" });
         if exe_names::known(event.exe) {
-            fields.set("exe_inode", format!("{} {}", protect::dev_text(event.exe.dev), event.exe.ino));
+            fields.add("exe_inode", format!("{} {}", protect::dev_text(event.exe.dev), event.exe.ino));
         }
         if decided_under.is_none() {
             // Older than the versions kept: no rule text rather than another's.
-            fields.set("policy_known", false);
+            fields.add("policy_known", false);
         }
         // An `allow` rule decided in the approve tier: its rate was used up.
         let allow_rule = decided_under.and_then(|p| p.rule_names.get(event.rule_index as usize));
@@ -181,16 +195,19 @@ impl State {
             && !action::is_self_protection(event.action)
             && allow_rule.is_some_and(|(_, r)| r.tier == policy::Tier::Allow)
         {
-            fields.set("rate_limited", true);
+            fields.add("rate_limited", true);
         }
-        *self.counters.entry(verdict_text.to_owned()).or_default() += 1;
-        *self.decision_counts.entry((verdict_text.to_owned(), action_name.to_owned(), profile.clone())).or_default() +=
-            1;
+        // Looked up before any key is made: each record counts in both.
+        match self.counters.get_mut(verdict_text) {
+            Some(count) => *count += 1,
+            None => _ = self.counters.insert(verdict_text.to_owned(), 1),
+        }
+        *self.decision_counts.entry((verdict_text, action_name, profile.clone())).or_default() += 1;
         if event.warrant_index != NO_WARRANT
             && let Some(w) = self.warrants.get(&event.warrant_index)
         {
-            fields.set("warrant_id", w.approval.id.as_str());
-            fields.set("approver", w.approval.approver.as_str());
+            fields.add("warrant_id", w.approval.id.as_str());
+            fields.add("approver", w.approval.approver.as_str());
         }
         if event.verdict == verdict::ALLOWED_BY_WARRANT && event.warrant_index != NO_WARRANT {
             self.note_warrant_use(event.warrant_index);
@@ -198,15 +215,15 @@ impl State {
         let content_digest = requests::digest_text(event.content_digest);
         let rendering = self.rule_contents.get(&event.content_digest).cloned().filter(|_| content_digest.is_some());
         if let Some(digest) = &content_digest {
-            fields.set("content_digest", digest.as_str());
+            fields.add("content_digest", digest.as_str());
         }
         if let Some(text) = &rendering {
-            fields.set("content", text.as_str());
+            fields.add("content", text.as_str());
         }
         if event.verdict == verdict::DENIED_NEEDS_WARRANT
             && let Some(why) = self.unusable_warrant(event)
         {
-            fields.set("warrant_unusable", why);
+            fields.add("warrant_unusable", why);
         }
         if event.verdict == verdict::DENIED_NEEDS_WARRANT && event.action != 0 {
             let id = requests::request_id(&profile, action_name, &target, content_digest.as_deref());
@@ -214,7 +231,7 @@ impl State {
             if !requests::exists(&self.config.state_dir, &id)
                 && let Err(dropped) = self.request_gate.admit_new(&profile, requests_per_minute, now_unix())
             {
-                fields.set("request_dropped", dropped.to_string());
+                fields.add("request_dropped", dropped.to_string());
                 self.record_decision(&profile, event.verdict, fields);
                 return;
             }
@@ -238,7 +255,7 @@ impl State {
             };
             match requests::record(&self.config.state_dir, request) {
                 Ok(saved) => {
-                    fields.set("request", id);
+                    fields.add("request", id);
                     if saved.attempts == 1 {
                         self.request_gate.queue_notify(saved);
                     }
