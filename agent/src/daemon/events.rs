@@ -86,9 +86,6 @@ impl State {
 
     /// Keeps the rendering of a rule's content for the decision after it.
     pub(super) fn on_rule_content(&mut self, content: &warrant_common::RuleContent) {
-        if self.rule_contents.len() >= 1024 {
-            self.rule_contents.clear();
-        }
         let len = content.len as usize;
         let kept = len.min(content.bytes.len());
         let text = crate::nft_render::render(&content.bytes[..kept], kept == len);
@@ -213,7 +210,7 @@ impl State {
             self.note_warrant_use(event.warrant_index);
         }
         let content_digest = requests::digest_text(event.content_digest);
-        let rendering = self.rule_contents.get(&event.content_digest).cloned().filter(|_| content_digest.is_some());
+        let rendering = self.rule_contents.get(event.content_digest).cloned().filter(|_| content_digest.is_some());
         if let Some(digest) = &content_digest {
             fields.add("content_digest", digest.as_str());
         }

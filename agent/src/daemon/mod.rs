@@ -60,6 +60,7 @@ mod policy_apply;
 mod policy_store;
 mod record_timing;
 mod refusal;
+mod rule_contents;
 mod sockets;
 mod start;
 mod trust_pin;
@@ -166,9 +167,9 @@ struct State {
     host_key: SigningKey,
     /// The record count of the last checkpoint, and when it was written.
     last_checkpoint: (u64, std::time::Instant),
-    /// Rule contents the kernel sent, rendered, by content digest (bounded:
-    /// each is wanted by the decision that follows it on the ring).
-    rule_contents: HashMap<u64, String>,
+    /// Rule contents the kernel sent, rendered, until their decisions are
+    /// recorded.
+    rule_contents: rule_contents::RuleContents,
     /// Rules as records name them, by policy version and rule index
     /// (bounded; see `State::rule_text`).
     rule_texts: std::cell::RefCell<HashMap<(u64, u32), String>>,
