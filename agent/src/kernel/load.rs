@@ -22,6 +22,13 @@ impl Kernel {
         let pin_root = Path::new(PIN_ROOT);
         let maps_dir = pin_root.join("maps");
         let mut loader = object_loader(&offsets);
+        // The loader parses the kernel's BTF when made: that parse is
+        // dropped before the one the loader and the program loads below
+        // share is made, so that one of aya's parses is in memory at a
+        // time, not two (each is most of the daemon's peak resident size).
+        loader.btf(None);
+        let btf = Btf::from_sys_fs().map_err(|e| KernelError::AyaBtf(e.to_string()))?;
+        loader.btf(Some(&btf));
         let map_paths: Vec<(&str, PathBuf)> = PINNED_MAPS.iter().map(|name| (*name, maps_dir.join(name))).collect();
         let mut set_aside = None;
         if attach {
@@ -38,7 +45,6 @@ impl Kernel {
             }
         }
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(|e| KernelError::Object(error_chain(&e)))?;
-        let btf = Btf::from_sys_fs().map_err(|e| KernelError::AyaBtf(e.to_string()))?;
         let (missing_hooks, modify_return) = match &mode {
             Mode::BpfLsm => (load_programs(&mut ebpf, &btf, &kernel_btf, true)?, Vec::new()),
             Mode::ModifyReturn { active_lsms } => {
