@@ -164,10 +164,11 @@ pub static WRITABLE_COUNT: Array<u64> = Array::with_max_entries(1, 0);
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
 /// Decision events for the daemon's audit log. 2 MiB: a batch of
-/// `MAX_MESSAGES` rules puts ~790 KiB on it at once (an event and a
-/// content record a rule), faster than any reader takes them off, so two
-/// such batches at once still fit. Its pages count in the daemon's RSS
-/// once read (the daemon maps them), so it is no larger.
+/// `MAX_MESSAGES` rules puts ~775 KiB on it at once (an event of 240 bytes
+/// and a content record of 536 a rule), faster than any reader takes them
+/// off, so two such batches at once still fit. No larger: the daemon maps
+/// the ring (its data twice over, as the kernel lays it out), so its pages
+/// count twice in the daemon's RSS, from the start.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(2 << 20, 0);
 

@@ -3,7 +3,7 @@
 //! detached (the baseline) and attached, as a non-subject, as a subject and,
 //! for file workloads, as a subject on a protected file it may write; the
 //! order of the baseline and the rest alternates. Then the firewall path:
-//! `nft -f` of 1..200 rules, as a subject and not.
+//! `nft -f` of 1..1000 rules, as a subject and not.
 //!
 //! Output: one JSON object per line on stdout (xtask turns them into the
 //! table); progress on stderr. The firewall and daemon figures are in

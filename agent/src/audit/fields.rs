@@ -67,7 +67,8 @@ impl Fields {
 
     /// The entries sorted by key, as a JSON map orders them.
     pub(super) fn sorted(mut self) -> Vec<(Cow<'static, str>, Value)> {
-        // Keys are unique (`set` replaces), so the sort's stability is moot.
+        // Keys are unique (`set` replaces; `add`'s callers set a key once),
+        // so the sort's stability is moot.
         self.entries.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
         self.entries
     }
