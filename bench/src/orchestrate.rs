@@ -105,7 +105,8 @@ pub fn run(setup: &Setup) -> Result<()> {
     }
     emit(json!({"kind": "rss", "when": "after load", "kib": bench.daemon_status_kib("VmRSS")?}));
     // What the figure is made of: the daemon's own memory, and pages it maps
-    // (the event ring's, once read, and its binary's), and its highest.
+    // (its binary's, and the event ring's, all mapped from the start), and
+    // its highest.
     emit(json!({"kind": "rss", "when": "after load, anonymous", "kib": bench.daemon_status_kib("RssAnon")?}));
     let mapped = bench.daemon_status_kib("RssFile")? + bench.daemon_status_kib("RssShmem")?;
     emit(json!({"kind": "rss", "when": "after load, mapped", "kib": mapped}));
