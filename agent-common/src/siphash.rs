@@ -1,10 +1,10 @@
 //! SipHash-2-4, the keyed content digest a warrant binds an nft rule with.
 //! Written out here, not taken from a crate, because the kernel side feeds
-//! it one byte per `bpf_loop` step from state in map memory ([`SipState`]);
-//! the plain tier checks it against the `siphasher` crate.
+//! it one 8-byte word per `bpf_loop` step from state in map memory
+//! ([`SipState`]); the plain tier checks it against the `siphasher` crate.
 
-/// SipHash state between bytes: the four lanes, the bytes of the current
-/// 8-byte word gathered so far, and how many bytes were fed in all.
+/// SipHash state between words: the four lanes, the message's last partial
+/// word (its tail), and how many bytes were fed in all.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SipState {
@@ -30,17 +30,21 @@ impl SipState {
         }
     }
 
-    /// Feeds one byte; every eighth completes a word and compresses it.
+    /// Feeds a whole 8-byte word (its bytes in little-endian order), which
+    /// SipHash compresses at once. Only while the bytes fed so far are
+    /// whole words: [`Self::feed_tail`] ends the message.
     #[inline(always)]
-    pub fn feed(&mut self, byte: u8) {
-        let shift = (self.fed & 7) * 8;
-        self.word |= (byte as u64) << shift;
-        self.fed += 1;
-        if self.fed & 7 == 0 {
-            let word = self.word;
-            self.compress(word);
-            self.word = 0;
-        }
+    pub fn feed_word(&mut self, word: u64) {
+        self.compress(word);
+        self.fed += 8;
+    }
+
+    /// Feeds the message's last `len` (0 to 7) bytes, in the low bytes of
+    /// `word` (the rest zero), after whole words only; nothing may follow.
+    #[inline(always)]
+    pub fn feed_tail(&mut self, word: u64, len: u32) {
+        self.word = word;
+        self.fed += (len & 7) as u64;
     }
 
     /// The digest of the bytes fed.
@@ -83,8 +87,13 @@ impl SipState {
 /// SipHash-2-4 of `bytes` under `key`.
 pub fn siphash24(key: [u64; 2], bytes: &[u8]) -> u64 {
     let mut state = SipState::new(key);
-    for &byte in bytes {
-        state.feed(byte);
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder();
+    for word in words {
+        state.feed_word(u64::from_le_bytes(word.try_into().expect("eight bytes")));
     }
+    let mut last = [0u8; 8];
+    last[..tail.len()].copy_from_slice(tail);
+    state.feed_tail(u64::from_le_bytes(last), tail.len() as u32);
     state.finish()
 }

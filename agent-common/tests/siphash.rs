@@ -1,4 +1,4 @@
-//! Plain tier: the content digest's SipHash-2-4, fed one byte at a time as
+//! Plain tier: the content digest's SipHash-2-4, fed a word at a time as
 //! the kernel feeds it, against the `siphasher` crate and the reference
 //! paper's test vector.
 
@@ -13,7 +13,7 @@ fn reference(key: [u64; 2], bytes: &[u8]) -> u64 {
 }
 
 #[test]
-fn byte_at_a_time_siphash_matches_the_reference() {
+fn word_at_a_time_siphash_matches_the_reference() {
     // The SipHash paper's vector: key 00..0f, message 00..0e.
     let key = [0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908];
     let message: Vec<u8> = (0u8..15).collect();

@@ -482,7 +482,14 @@ fn past_its_rate_a_pre_authorised_action_needs_a_warrant() {
     }
     let mark = d.audit_len();
     let fourth = run_subject_as("ops-bot", &["nft", "add", "element", "inet", "filter", "blocklist", "{ 10.8.0.4 }"]);
-    assert!(fourth.stderr.contains("Operation not permitted"), "a fourth change in the minute went through");
+    if !fourth.stderr.contains("Operation not permitted") {
+        // Say what the kernel decided, so that a failure here can be told apart.
+        let records: Vec<_> = d.records_since(mark).into_iter().filter(|r| r["kind"] == "decision").collect();
+        panic!(
+            "a fourth change in the minute went through: {:?} {}; decisions since: {records:?}",
+            fourth.status, fourth.stderr
+        );
+    }
     assert!(!nft_root(&["list", "set", "inet", "filter", "blocklist"]).contains("10.8.0.4"));
     let record = d.expect_record(mark, "nft.element.add", "inet filter blocklist", "denied-needs-warrant");
     assert_eq!(record["rate_limited"], true, "{record}");
