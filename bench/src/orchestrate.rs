@@ -124,6 +124,26 @@ fn run_statistics() -> Result<std::collections::BTreeMap<String, (u64, u64)>> {
         .collect())
 }
 
+/// Each program that ran between two [`run_statistics`]: its runs per
+/// step (of `steps`) and nanoseconds per run, as `program_cost` lines
+/// carry them.
+fn programs_between(
+    before: &std::collections::BTreeMap<String, (u64, u64)>,
+    after: &std::collections::BTreeMap<String, (u64, u64)>,
+    steps: f64,
+) -> serde_json::Map<String, serde_json::Value> {
+    after
+        .iter()
+        .filter_map(|(program, &(calls, ns))| {
+            let (calls_before, ns_before) = before.get(program).copied().unwrap_or_default();
+            let calls = calls.checked_sub(calls_before).filter(|c| *c > 0)?;
+            let ns = ns.saturating_sub(ns_before);
+            let cost = json!({"calls_per_op": calls as f64 / steps, "ns_per_call": ns as f64 / calls as f64});
+            Some((program.clone(), cost))
+        })
+        .collect()
+}
+
 fn emit(value: serde_json::Value) {
     println!("{value}");
 }
@@ -250,18 +270,7 @@ impl Bench<'_> {
                 if subject {
                     self.settle()?;
                 }
-                let steps = (n + n.div_ceil(10)) as f64;
-                let programs: serde_json::Map<String, serde_json::Value> = after
-                    .iter()
-                    .filter_map(|(program, &(calls, ns))| {
-                        let (calls_before, ns_before) = before.get(program).copied().unwrap_or_default();
-                        let calls = calls.checked_sub(calls_before).filter(|c| *c > 0)?;
-                        let ns = ns.saturating_sub(ns_before);
-                        let cost =
-                            json!({"calls_per_op": calls as f64 / steps, "ns_per_call": ns as f64 / calls as f64});
-                        Some((program.clone(), cost))
-                    })
-                    .collect();
+                let programs = programs_between(&before, &after, (n + n.div_ceil(10)) as f64);
                 emit(json!({"kind": "program_cost", "workload": workload.name(), "state": state,
                             "ns_per_op": ns_per_op, "programs": programs}));
             }

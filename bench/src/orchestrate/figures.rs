@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use super::{AUDIT_SECONDS, Bench, NFT_BATCHES, OFFERED_RATES, PICKUP_PROCESSES, emit};
+use super::{
+    AUDIT_SECONDS, Bench, NFT_BATCHES, OFFERED_RATES, PICKUP_PROCESSES, emit, programs_between, run_statistics,
+};
 use crate::policy_text::apply_policy;
 
 impl Bench<'_> {
@@ -51,7 +53,34 @@ impl Bench<'_> {
                 }
             }
         }
+        self.nft_program_costs(&nft)?;
         nft(&["delete", "table", "inet", "bench"])
+    }
+
+    /// The firewall hooks' own time: one more `nft -f` of each batch size,
+    /// not a subject and a subject, with the kernel's run-time statistics
+    /// on, as `program_cost` lines whose step is one rule (`netlink_send`'s
+    /// time per rule is its time per classified message).
+    fn nft_program_costs(&self, nft: &dyn Fn(&[&str]) -> Result<()>) -> Result<()> {
+        let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+            .context("cannot turn on the kernel's BPF run-time statistics")?;
+        for &batch in &NFT_BATCHES {
+            let file = self.dir.join(format!("rules-{batch}.nft")).display().to_string();
+            for (state, subject) in [("attached", false), ("subject", true)] {
+                nft(&["flush", "chain", "inet", "bench", "c"])?;
+                let args: Vec<String> = vec!["time".into(), "--".into(), "nft".into(), "-f".into(), file.clone()];
+                let before = run_statistics()?;
+                let ns = self.run_reading(subject, &args, "ns ", &format!("nft -f {batch} rules"))?;
+                let after = run_statistics()?;
+                if subject {
+                    self.settle()?;
+                }
+                let programs = programs_between(&before, &after, batch as f64);
+                emit(json!({"kind": "program_cost", "workload": format!("nft -f {batch}"), "state": state,
+                            "ns_per_op": ns / batch as f64, "programs": programs}));
+            }
+        }
+        Ok(())
     }
 
     /// Offers the audit pipeline decisions at fixed rates: a subject opens

@@ -165,7 +165,8 @@ pub(super) fn write_program_costs(table: &mut String, costs: &[ProgramCost]) -> 
     }
     let _ = writeln!(
         table,
-        "\nin the programs (BPF run-time statistics on: loops slower than above; trampolines not counted)\n\
+        "\nin the programs (BPF run-time statistics on: loops slower than above; trampolines not counted;\n\
+         for `nft -f N` a step is one rule of the batch)\n\
          {:<18} {:<10} {:>10} {:>12}  costliest: runs per step, ns per run",
         "syscall loop", "who", "ns/step", "programs ns"
     );
