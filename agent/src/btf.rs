@@ -42,150 +42,198 @@ struct Member {
     value: i64,
 }
 
+/// One type's record: its header and where its members start in the blob.
 struct Type {
     name_off: u32,
     kind: u32,
+    kind_flag: bool,
+    vlen: usize,
     /// The referenced type (functions: their prototype).
     size_or_type: u32,
-    members: Vec<Member>,
+    members_at: usize,
 }
 
-/// Parsed kernel BTF: types (id 1 is index 0) and the string section.
+/// Kernel BTF, kept as the blob it was read as with an index over it: where
+/// each type's record starts (id 1 first) and the structs, functions and
+/// enums by a hash of their names. Members are read from the blob when
+/// asked for. A parse into owned types took ~19 MB for a 5.5 MB vmlinux,
+/// held while aya's own parse is made: most of the daemon's peak.
 pub struct KernelBtf {
-    types: Vec<Type>,
-    strings: Vec<u8>,
-    structs_by_name: HashMap<String, u32>,
-    functions_by_name: HashMap<String, u32>,
-    enums_by_name: HashMap<String, u32>,
+    data: Vec<u8>,
+    /// The string section's start and end in `data`.
+    strings: (usize, usize),
+    /// Where each type's record starts in `data`: id 1 is index 0.
+    type_at: Vec<u32>,
+    /// [`name_key`] of a struct's, function's or enum's name -> the first
+    /// type id of that kind class with a name of that hash.
+    by_name: HashMap<u64, u32>,
 }
 
 fn u32_at(data: &[u8], at: usize) -> Result<u32, BtfError> {
     data.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok_or(BtfError::Malformed("truncated"))
 }
 
+/// What a name is looked up as: structs, functions and enums (either size)
+/// each have their own names.
+#[derive(Clone, Copy, PartialEq)]
+enum NameClass {
+    Struct,
+    Function,
+    Enum,
+}
+
+impl NameClass {
+    fn of(kind: u32) -> Option<Self> {
+        match kind {
+            KIND_STRUCT => Some(Self::Struct),
+            KIND_FUNC => Some(Self::Function),
+            KIND_ENUM | KIND_ENUM64 => Some(Self::Enum),
+            _ => None,
+        }
+    }
+}
+
+/// The index key of `name` in `class`: a 64-bit hash. Two names may share
+/// one; a lookup compares the name it finds and, when it differs, searches
+/// every type ([`KernelBtf::find_by_scan`]).
+fn name_key(class: NameClass, name: &[u8]) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::hash::DefaultHasher::new();
+    (class as u8).hash(&mut hasher);
+    name.hash(&mut hasher);
+    hasher.finish()
+}
+
 impl KernelBtf {
     pub fn from_sys_fs() -> Result<Self, BtfError> {
         let path = "/sys/kernel/btf/vmlinux";
         let data = std::fs::read(path).map_err(|source| BtfError::Read { path: path.into(), source })?;
-        Self::parse(&data)
+        Self::parse(data)
     }
 
-    pub fn parse(data: &[u8]) -> Result<Self, BtfError> {
+    pub fn parse(data: Vec<u8>) -> Result<Self, BtfError> {
         if data.len() < 24 || data[0..2] != [0x9f, 0xeb] {
             return Err(BtfError::Malformed("bad magic (only little-endian BTF is read)"));
         }
-        let hdr_len = u32_at(data, 4)? as usize;
-        let type_off = u32_at(data, 8)? as usize;
-        let type_len = u32_at(data, 12)? as usize;
-        let str_off = u32_at(data, 16)? as usize;
-        let str_len = u32_at(data, 20)? as usize;
+        let hdr_len = u32_at(&data, 4)? as usize;
+        let type_off = u32_at(&data, 8)? as usize;
+        let type_len = u32_at(&data, 12)? as usize;
+        let str_off = u32_at(&data, 16)? as usize;
+        let str_len = u32_at(&data, 20)? as usize;
         let types_start = hdr_len + type_off;
         let types_end = types_start + type_len;
-        let strings = data
-            .get(hdr_len + str_off..hdr_len + str_off + str_len)
-            .ok_or(BtfError::Malformed("string section out of range"))?
-            .to_vec();
-        let mut types = Vec::new();
+        let strings = (hdr_len + str_off, hdr_len + str_off + str_len);
+        if strings.1 > data.len() || types_end > data.len() {
+            return Err(BtfError::Malformed("a section is out of range"));
+        }
+        let mut btf = KernelBtf { data, strings, type_at: Vec::new(), by_name: HashMap::new() };
         let mut at = types_start;
         while at < types_end {
-            let name_off = u32_at(data, at)?;
-            let info = u32_at(data, at + 4)?;
-            let size_or_type = u32_at(data, at + 8)?;
-            at += 12;
+            let info = u32_at(&btf.data, at + 4)?;
             let vlen = (info & 0xffff) as usize;
             let kind = (info >> 24) & 0x1f;
-            let kind_flag = info >> 31 == 1;
-            let mut members = Vec::new();
             let trailing = match kind {
                 1 | 14 | 17 => 4, // int, var, decl_tag
                 3 => 12,          // array
-                15 => vlen * 12,  // datasec
-                KIND_ENUM => {
-                    for i in 0..vlen {
-                        let value = i64::from(u32_at(data, at + i * 8 + 4)? as i32);
-                        members.push(Member { name_off: u32_at(data, at + i * 8)?, type_id: 0, bit_offset: 0, value });
-                    }
-                    vlen * 8
-                }
-                KIND_ENUM64 => {
-                    for i in 0..vlen {
-                        let e = at + i * 12;
-                        let value = (u64::from(u32_at(data, e + 8)?) << 32 | u64::from(u32_at(data, e + 4)?)) as i64;
-                        members.push(Member { name_off: u32_at(data, e)?, type_id: 0, bit_offset: 0, value });
-                    }
-                    vlen * 12
-                }
-                KIND_FUNC_PROTO => {
-                    for i in 0..vlen {
-                        let p = at + i * 8;
-                        members.push(Member {
-                            name_off: u32_at(data, p)?,
-                            type_id: u32_at(data, p + 4)?,
-                            bit_offset: 0,
-                            value: 0,
-                        });
-                    }
-                    vlen * 8
-                }
-                KIND_STRUCT | KIND_UNION => {
-                    for i in 0..vlen {
-                        let m = at + i * 12;
-                        let raw_offset = u32_at(data, m + 8)?;
-                        members.push(Member {
-                            name_off: u32_at(data, m)?,
-                            type_id: u32_at(data, m + 4)?,
-                            bit_offset: if kind_flag { raw_offset & 0xff_ffff } else { raw_offset },
-                            value: 0,
-                        });
-                    }
-                    vlen * 12
-                }
+                15 | KIND_STRUCT | KIND_UNION | KIND_ENUM64 => vlen * 12,
+                KIND_ENUM | KIND_FUNC_PROTO => vlen * 8,
                 2 | 7..=12 | 16 | 18 => 0,
                 _ => return Err(BtfError::Malformed("unknown type kind")),
             };
-            at += trailing;
-            types.push(Type { name_off, kind, size_or_type, members });
-        }
-        let mut btf = KernelBtf {
-            types,
-            strings,
-            structs_by_name: HashMap::new(),
-            functions_by_name: HashMap::new(),
-            enums_by_name: HashMap::new(),
-        };
-        for (index, ty) in btf.types.iter().enumerate() {
-            if ty.name_off == 0 {
-                continue;
+            if at + 12 + trailing > types_end {
+                return Err(BtfError::Malformed("truncated"));
             }
-            if !matches!(ty.kind, KIND_STRUCT | KIND_FUNC | KIND_ENUM | KIND_ENUM64) {
-                continue;
+            btf.type_at.push(at as u32);
+            let id = btf.type_at.len() as u32;
+            let name_off = u32_at(&btf.data, at)?;
+            if let Some(class) = NameClass::of(kind).filter(|_| name_off != 0) {
+                // Keep the first complete definition of a name.
+                btf.by_name.entry(name_key(class, btf.string_bytes(name_off))).or_insert(id);
             }
-            let name = btf.string(ty.name_off).to_owned();
-            let by_name = match ty.kind {
-                KIND_STRUCT => &mut btf.structs_by_name,
-                KIND_FUNC => &mut btf.functions_by_name,
-                _ => &mut btf.enums_by_name,
-            };
-            // Keep the first complete definition of a name.
-            by_name.entry(name).or_insert(index as u32 + 1);
+            at += 12 + trailing;
         }
         Ok(btf)
     }
 
-    fn string(&self, offset: u32) -> &str {
-        let rest = self.strings.get(offset as usize..).unwrap_or_default();
-        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-        std::str::from_utf8(&rest[..end]).unwrap_or("")
+    fn string_bytes(&self, offset: u32) -> &[u8] {
+        let (start, end) = self.strings;
+        let rest = self.data.get(start + offset as usize..end).unwrap_or_default();
+        &rest[..rest.iter().position(|&b| b == 0).unwrap_or(rest.len())]
     }
 
-    fn ty(&self, id: u32) -> Option<&Type> {
-        id.checked_sub(1).and_then(|i| self.types.get(i as usize))
+    fn string(&self, offset: u32) -> &str {
+        std::str::from_utf8(self.string_bytes(offset)).unwrap_or("")
+    }
+
+    fn ty(&self, id: u32) -> Option<Type> {
+        let at = *self.type_at.get(id.checked_sub(1)? as usize)? as usize;
+        // Every record was checked to be in the blob when indexed.
+        let word = |n: usize| u32_at(&self.data, at + n * 4).unwrap_or(0);
+        let info = word(1);
+        Some(Type {
+            name_off: word(0),
+            kind: (info >> 24) & 0x1f,
+            kind_flag: info >> 31 == 1,
+            vlen: (info & 0xffff) as usize,
+            size_or_type: word(2),
+            members_at: at + 12,
+        })
+    }
+
+    /// The members, parameters or enumerators of `ty` (none for other kinds).
+    fn members(&self, ty: &Type) -> impl Iterator<Item = Member> + '_ {
+        let stride = match ty.kind {
+            KIND_STRUCT | KIND_UNION | KIND_ENUM64 => 12,
+            KIND_ENUM | KIND_FUNC_PROTO => 8,
+            _ => 0,
+        };
+        let count = if stride == 0 { 0 } else { ty.vlen };
+        let (kind, kind_flag, at) = (ty.kind, ty.kind_flag, ty.members_at);
+        (0..count).map(move |i| {
+            let m = at + i * stride;
+            let word = |n: usize| u32_at(&self.data, m + n * 4).unwrap_or(0);
+            match kind {
+                KIND_STRUCT | KIND_UNION => Member {
+                    name_off: word(0),
+                    type_id: word(1),
+                    bit_offset: if kind_flag { word(2) & 0xff_ffff } else { word(2) },
+                    value: 0,
+                },
+                KIND_FUNC_PROTO => Member { name_off: word(0), type_id: word(1), bit_offset: 0, value: 0 },
+                KIND_ENUM => Member { name_off: word(0), type_id: 0, bit_offset: 0, value: i64::from(word(1) as i32) },
+                _ => Member {
+                    name_off: word(0),
+                    type_id: 0,
+                    bit_offset: 0,
+                    value: (u64::from(word(2)) << 32 | u64::from(word(1))) as i64,
+                },
+            }
+        })
+    }
+
+    /// The first type of `class` named `name`.
+    fn find(&self, class: NameClass, name: &str) -> Option<u32> {
+        let id = *self.by_name.get(&name_key(class, name.as_bytes()))?;
+        let found = self.ty(id)?;
+        if self.string_bytes(found.name_off) == name.as_bytes() {
+            return Some(id);
+        }
+        // Another name with the same hash took the key.
+        self.find_by_scan(class, name)
+    }
+
+    fn find_by_scan(&self, class: NameClass, name: &str) -> Option<u32> {
+        (1..=self.type_at.len() as u32).find(|&id| {
+            self.ty(id).is_some_and(|ty| {
+                NameClass::of(ty.kind) == Some(class) && self.string_bytes(ty.name_off) == name.as_bytes()
+            })
+        })
     }
 
     /// Byte offset of `member` in `struct name`, looking through anonymous
     /// struct and union members as C does.
     pub fn member_offset(&self, name: &str, member: &str) -> Result<u32, BtfError> {
-        let id = *self.structs_by_name.get(name).ok_or_else(|| BtfError::NoStruct(name.into()))?;
+        let id = self.find(NameClass::Struct, name).ok_or_else(|| BtfError::NoStruct(name.into()))?;
         let bits = self.find_member(id, member).ok_or_else(|| BtfError::NoMember(name.into(), member.into()))?;
         if bits % 8 != 0 {
             return Err(BtfError::Bitfield(name.into(), member.into()));
@@ -209,31 +257,31 @@ impl KernelBtf {
     /// Whether the kernel has function `name` (LSM hooks are there as
     /// `bpf_lsm_<hook>`).
     pub fn has_function(&self, name: &str) -> bool {
-        self.functions_by_name.contains_key(name)
+        self.find(NameClass::Function, name).is_some()
     }
 
     /// The parameter names of function `name`, in order.
     pub fn parameters(&self, name: &str) -> Option<Vec<&str>> {
-        let function = self.ty(*self.functions_by_name.get(name)?)?;
+        let function = self.ty(self.find(NameClass::Function, name)?)?;
         let prototype = self.ty(function.size_or_type).filter(|t| t.kind == KIND_FUNC_PROTO)?;
-        Some(prototype.members.iter().map(|p| self.string(p.name_off)).collect())
+        Some(self.members(&prototype).map(|p| self.string(p.name_off)).collect())
     }
 
     /// Every enumerator of `enum name` with its value.
     pub fn enumerators(&self, name: &str) -> Option<Vec<(&str, i64)>> {
-        let ty = self.ty(*self.enums_by_name.get(name)?)?;
-        Some(ty.members.iter().map(|e| (self.string(e.name_off), e.value)).collect())
+        let ty = self.ty(self.find(NameClass::Enum, name)?)?;
+        Some(self.members(&ty).map(|e| (self.string(e.name_off), e.value)).collect())
     }
 
     fn find_member(&self, id: u32, member: &str) -> Option<u32> {
         let ty = self.ty(id)?;
-        for m in &ty.members {
+        for m in self.members(&ty) {
             if m.name_off == 0 {
                 // Anonymous struct or union: its members are ours.
                 if let Some(bits) = self.find_member(m.type_id, member) {
                     return Some(m.bit_offset + bits);
                 }
-            } else if self.string(m.name_off) == member {
+            } else if self.string_bytes(m.name_off) == member.as_bytes() {
                 return Some(m.bit_offset);
             }
         }
@@ -424,7 +472,7 @@ mod tests {
                 vec![off("READING_UNKNOWN"), 0, off("READING_FIRMWARE"), 1, off("X"), 7],
             ),
         ];
-        KernelBtf::parse(&blob(&types, &names)).expect("parses")
+        KernelBtf::parse(blob(&types, &names)).expect("parses")
     }
 
     #[test]
@@ -434,6 +482,32 @@ mod tests {
         assert_eq!(btf.member_offset("kernfs_node", "id").unwrap(), 8);
         let missing = btf.member_offset_any("kernfs_node", &["parent", "up"]).unwrap_err().to_string();
         assert_eq!(missing, "kernel BTF: struct kernfs_node has no member parent or up");
+    }
+
+    #[test]
+    fn a_name_is_found_by_its_hash_or_by_a_scan_and_the_first_definition_wins() {
+        let types = vec![
+            ("int", 1 << 24, 4, vec![32]),
+            ("dup", 4 << 24, 8, vec![]),
+            ("dup", 4 << 24, 16, vec![]),
+            ("dup", 12 << 24, 0, vec![]),
+        ];
+        let btf = KernelBtf::parse(blob(&types, &[])).expect("parses");
+        assert_eq!(btf.find(NameClass::Struct, "dup"), Some(2));
+        assert_eq!(btf.find(NameClass::Function, "dup"), Some(4));
+        // What a lookup falls back to when another name took the hash.
+        assert_eq!(btf.find_by_scan(NameClass::Struct, "dup"), Some(2));
+        assert_eq!(btf.find_by_scan(NameClass::Enum, "dup"), None);
+        assert_eq!(btf.find(NameClass::Struct, "int"), None);
+    }
+
+    #[test]
+    fn a_record_past_the_type_section_is_malformed() {
+        let mut data = blob(&[("s", 4 << 24 | 2, 8, vec![0, 0, 0])], &[]);
+        // The struct claims two members and carries one.
+        assert!(matches!(KernelBtf::parse(data.clone()), Err(BtfError::Malformed(_))));
+        data.truncate(10);
+        assert!(matches!(KernelBtf::parse(data), Err(BtfError::Malformed(_))));
     }
 
     #[test]
