@@ -257,7 +257,12 @@ impl KernelBtf {
     /// Whether the kernel has function `name` (LSM hooks are there as
     /// `bpf_lsm_<hook>`).
     pub fn has_function(&self, name: &str) -> bool {
-        self.find(NameClass::Function, name).is_some()
+        self.function_id(name).is_some()
+    }
+
+    /// The type id of function `name`: what a tracing program attaches to.
+    pub fn function_id(&self, name: &str) -> Option<u32> {
+        self.find(NameClass::Function, name)
     }
 
     /// The parameter names of function `name`, in order.

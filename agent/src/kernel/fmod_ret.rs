@@ -325,16 +325,20 @@ fn unattachable(
     None
 }
 
-/// Loads every LSM program as fmod_ret (or fentry) on its `security_*`
-/// function. A program that cannot attach here (no such function, or one
-/// whose arguments differ from its hook's) is a named loss in `missing`.
-pub fn load_all(
-    loader: &Loader,
-    vmlinux: &aya::Btf,
-    kernel_btf: &KernelBtf,
-    missing: &mut Vec<MissingHook>,
-) -> Result<Vec<(&'static str, OwnedFd)>, KernelError> {
-    let mut loaded = Vec::new();
+/// One LSM program's load in this mode, decided from the kernel's BTF.
+pub struct Planned {
+    name: &'static str,
+    function_id: u32,
+    attach: Attach,
+}
+
+/// Decides how every LSM program loads as fmod_ret (or fentry) on its
+/// `security_*` function. A program that cannot attach here (no such
+/// function, or one whose arguments differ from its hook's) is a named loss
+/// in `missing`. Only the kernel's BTF is read: the loads come after it is
+/// dropped ([`load_planned`]).
+pub fn plan(kernel_btf: &KernelBtf, missing: &mut Vec<MissingHook>) -> Result<Vec<Planned>, KernelError> {
+    let mut planned = Vec::new();
     for program in LSM_PROGRAMS {
         if !super::hook_present(program, kernel_btf, missing)? {
             continue;
@@ -348,10 +352,8 @@ pub fn load_all(
         );
         if let Some(why) = unattachable {
             if let Some((alternative, function)) = shaped_for_function(program.name, kernel_btf) {
-                let id = vmlinux
-                    .id_by_type_name_kind(function, aya_obj::btf::BtfKind::Func)
-                    .map_err(|e| program_err(alternative, e.to_string()))?;
-                loaded.push((alternative, loader.load(alternative, id, Attach::ModifyReturn)?));
+                let function_id = function_id(kernel_btf, alternative, function)?;
+                planned.push(Planned { name: alternative, function_id, attach: Attach::ModifyReturn });
                 continue;
             }
             if ESSENTIAL.contains(&program.name) {
@@ -362,13 +364,20 @@ pub fn load_all(
             missing.push(MissingHook { hook: program.hook.into(), effect });
             continue;
         }
-        let id = vmlinux
-            .id_by_type_name_kind(&function, aya_obj::btf::BtfKind::Func)
-            .map_err(|e| program_err(program.name, e.to_string()))?;
+        let function_id = function_id(kernel_btf, program.name, &function)?;
         let attach = if OBSERVE_ONLY.contains(&program.hook) { Attach::Entry } else { Attach::ModifyReturn };
-        loaded.push((program.name, loader.load(program.name, id, attach)?));
+        planned.push(Planned { name: program.name, function_id, attach });
     }
-    Ok(loaded)
+    Ok(planned)
+}
+
+fn function_id(kernel_btf: &KernelBtf, program: &str, function: &str) -> Result<u32, KernelError> {
+    kernel_btf.function_id(function).ok_or_else(|| program_err(program, format!("the kernel has no {function}")))
+}
+
+/// Loads (verifies) the programs [`plan`] decided on.
+pub fn load_planned(loader: &Loader, planned: &[Planned]) -> Result<Vec<(&'static str, OwnedFd)>, KernelError> {
+    planned.iter().map(|p| Ok((p.name, loader.load(p.name, p.function_id, p.attach)?))).collect()
 }
 
 #[cfg(test)]

@@ -17,15 +17,30 @@ impl Kernel {
             Err(KernelError::LsmInactive(list)) => Mode::ModifyReturn { active_lsms: list },
             Err(e) => return Err(e),
         };
+        let no_enforcement = |active_lsms: &String| {
+            let active_lsms = active_lsms.clone();
+            move |e: KernelError| KernelError::NoEnforcement { active_lsms, reason: e.to_string() }
+        };
+        // What the kernel's BTF decides is decided first, and that BTF
+        // dropped before aya's own parse is made: each is a large part of
+        // the daemon's peak resident size, and aya's loads need only theirs.
         let kernel_btf = KernelBtf::from_sys_fs()?;
         let offsets = btf::kernel_offsets(&kernel_btf)?;
+        let mut missing_hooks = Vec::new();
+        let plan = match &mode {
+            Mode::BpfLsm => Plan::Lsm(present_lsm_programs(&kernel_btf, &mut missing_hooks)?),
+            Mode::ModifyReturn { active_lsms } => Plan::ModifyReturn(
+                fmod_ret::plan(&kernel_btf, &mut missing_hooks).map_err(no_enforcement(active_lsms))?,
+            ),
+        };
+        drop(kernel_btf);
         let pin_root = Path::new(PIN_ROOT);
         let maps_dir = pin_root.join("maps");
         let mut loader = object_loader(&offsets);
         // The loader parses the kernel's BTF when made: that parse is
         // dropped before the one the loader and the program loads below
         // share is made, so that one of aya's parses is in memory at a
-        // time, not two (each is most of the daemon's peak resident size).
+        // time, not two.
         loader.btf(None);
         let btf = Btf::from_sys_fs().map_err(|e| KernelError::AyaBtf(e.to_string()))?;
         loader.btf(Some(&btf));
@@ -45,20 +60,20 @@ impl Kernel {
             }
         }
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(|e| KernelError::Object(error_chain(&e)))?;
-        let (missing_hooks, modify_return) = match &mode {
-            Mode::BpfLsm => (load_programs(&mut ebpf, &btf, &kernel_btf, true)?, Vec::new()),
-            Mode::ModifyReturn { active_lsms } => {
-                let mut missing = load_programs(&mut ebpf, &btf, &kernel_btf, false)?;
+        let modify_return = match (&mode, plan) {
+            (Mode::ModifyReturn { active_lsms }, Plan::ModifyReturn(planned)) => {
+                load_programs(&mut ebpf, &btf, &[])?;
                 let globals = StdHashMap::from([("KERNEL_OFFSETS", (offsets_bytes(&offsets), true))]);
-                let fmod = fmod_ret::Loader::new(EBPF_OBJECT, globals, &ebpf).map_err(|e| {
-                    KernelError::NoEnforcement { active_lsms: active_lsms.clone(), reason: e.to_string() }
-                })?;
-                let loaded = fmod_ret::load_all(&fmod, &btf, &kernel_btf, &mut missing).map_err(|e| {
-                    KernelError::NoEnforcement { active_lsms: active_lsms.clone(), reason: e.to_string() }
-                })?;
-                (missing, loaded)
+                let fmod = fmod_ret::Loader::new(EBPF_OBJECT, globals, &ebpf).map_err(no_enforcement(active_lsms))?;
+                fmod_ret::load_planned(&fmod, &planned).map_err(no_enforcement(active_lsms))?
             }
+            (_, Plan::Lsm(present)) => {
+                load_programs(&mut ebpf, &btf, &present)?;
+                Vec::new()
+            }
+            (Mode::BpfLsm, Plan::ModifyReturn(_)) => unreachable!("the plan follows the mode"),
         };
+        drop(btf);
         let mut kernel = Self::with_maps_of(ebpf, missing_hooks, mode, modify_return)?;
         if !attach {
             return Ok(kernel);
@@ -177,14 +192,32 @@ impl Kernel {
     }
 }
 
-/// Loads (verifies) every program, the LSM ones only `with_lsm`; returns
-/// the optional hooks this kernel lacks, whose programs are left unloaded.
-fn load_programs(
-    ebpf: &mut Ebpf,
-    btf: &Btf,
+/// How the LSM programs load, as the kernel's BTF decided.
+enum Plan {
+    /// As LSM programs: those whose hook this kernel has.
+    Lsm(Vec<&'static LsmProgram>),
+    /// As fmod_ret programs on `security_*` functions.
+    ModifyReturn(Vec<fmod_ret::Planned>),
+}
+
+/// The LSM programs whose hooks this kernel has; the optional hooks it
+/// lacks are added to `missing`, and their programs are left unloaded.
+fn present_lsm_programs(
     kernel_btf: &KernelBtf,
-    with_lsm: bool,
-) -> Result<Vec<MissingHook>, KernelError> {
+    missing: &mut Vec<MissingHook>,
+) -> Result<Vec<&'static LsmProgram>, KernelError> {
+    let mut present = Vec::new();
+    for program in LSM_PROGRAMS {
+        if hook_present(program, kernel_btf, missing)? {
+            present.push(program);
+        }
+    }
+    Ok(present)
+}
+
+/// Loads (verifies) the tracing and iterator programs and the LSM ones in
+/// `lsm`.
+fn load_programs(ebpf: &mut Ebpf, btf: &Btf, lsm: &[&'static LsmProgram]) -> Result<(), KernelError> {
     for &(name, function) in TRACING_PROGRAMS {
         let loaded = match ebpf.program_mut(name).ok_or_else(|| program_err(name, "missing from the object".into()))? {
             Program::FEntry(program) => program.load(function, btf),
@@ -194,12 +227,8 @@ fn load_programs(
         };
         loaded.map_err(|e| program_err(name, error_chain(&e)))?;
     }
-    let mut missing_hooks = Vec::new();
-    for lsm_program in LSM_PROGRAMS.iter().filter(|_| with_lsm) {
+    for lsm_program in lsm {
         let name = lsm_program.name;
-        if !hook_present(lsm_program, kernel_btf, &mut missing_hooks)? {
-            continue;
-        }
         let program: &mut Lsm = typed_program(ebpf, name)?;
         program.load(lsm_program.hook, btf).map_err(|e| program_err(name, error_chain(&e)))?;
         log_verified(name, program.info().ok().and_then(|info| info.verified_instruction_count()));
@@ -208,7 +237,7 @@ fn load_programs(
         let iterator: &mut Iter = typed_program(ebpf, name)?;
         iterator.load("task", btf).map_err(|e| program_err(name, error_chain(&e)))?;
     }
-    Ok(missing_hooks)
+    Ok(())
 }
 
 /// The verifier's budget is 1M processed instructions a program: the log
