@@ -43,6 +43,7 @@ impl SipState {
     /// `word` (the rest zero), after whole words only; nothing may follow.
     #[inline(always)]
     pub fn feed_tail(&mut self, word: u64, len: u32) {
+        debug_assert!(len < 8 && self.fed & 7 == 0, "a tail of {len} bytes after {} fed", self.fed);
         self.word = word;
         self.fed += (len & 7) as u64;
     }

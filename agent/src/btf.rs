@@ -38,6 +38,10 @@ const KIND_FUNC: u32 = 12;
 const KIND_FUNC_PROTO: u32 = 13;
 const KIND_ENUM64: u32 = 19;
 
+/// How deep anonymous structs and unions nest in a struct a lookup goes
+/// through (the kernel's nest a few levels).
+const ANONYMOUS_DEPTH: u32 = 16;
+
 /// A struct or union member, a function parameter (bit_offset 0) or an
 /// enumerator (type_id 0, value in `value`).
 struct Member {
@@ -239,7 +243,7 @@ impl KernelBtf {
     /// struct and union members as C does.
     pub fn member_offset(&self, name: &str, member: &str) -> Result<u32, BtfError> {
         let id = self.find(NameClass::Struct, name).ok_or_else(|| BtfError::NoStruct(name.into()))?;
-        let bits = self.find_member(id, member).ok_or_else(|| BtfError::NoMember(name.into(), member.into()))?;
+        let bits = self.find_member(id, member, 0).ok_or_else(|| BtfError::NoMember(name.into(), member.into()))?;
         if bits % 8 != 0 {
             return Err(BtfError::Bitfield(name.into(), member.into()));
         }
@@ -283,13 +287,18 @@ impl KernelBtf {
         Some(self.members(&ty).map(|e| (self.string(e.name_off), e.value)).collect())
     }
 
-    fn find_member(&self, id: u32, member: &str) -> Option<u32> {
-        let ty = self.ty(id)?;
+    /// The bit offset of `member` in struct or union `id`, through at most
+    /// [`ANONYMOUS_DEPTH`] anonymous members (a malformed blob could make
+    /// one contain itself).
+    fn find_member(&self, id: u32, member: &str, depth: u32) -> Option<u32> {
+        let ty = self.ty(id).filter(|ty| matches!(ty.kind, KIND_STRUCT | KIND_UNION))?;
         for m in self.members(&ty) {
             if m.name_off == 0 {
                 // Anonymous struct or union: its members are ours.
-                if let Some(bits) = self.find_member(m.type_id, member) {
-                    return Some(m.bit_offset + bits);
+                if depth < ANONYMOUS_DEPTH
+                    && let Some(bits) = self.find_member(m.type_id, member, depth + 1)
+                {
+                    return m.bit_offset.checked_add(bits);
                 }
             } else if self.string_bytes(m.name_off) == member.as_bytes() {
                 return Some(m.bit_offset);
@@ -383,6 +392,14 @@ mod tests {
         assert_eq!(btf.find_by_scan(NameClass::Struct, "dup"), Some(2));
         assert_eq!(btf.find_by_scan(NameClass::Enum, "dup"), None);
         assert_eq!(btf.find(NameClass::Struct, "int"), None);
+    }
+
+    #[test]
+    fn an_anonymous_member_that_contains_itself_ends_the_search() {
+        // Struct 2 has one anonymous member of type 2: itself.
+        let types = vec![("int", 1 << 24, 4, vec![32]), ("looped", 4 << 24 | 1, 8, vec![0, 2, 0])];
+        let btf = KernelBtf::parse(blob(&types, &[])).expect("parses");
+        assert!(matches!(btf.member_offset("looped", "x"), Err(BtfError::NoMember(..))));
     }
 
     #[test]
