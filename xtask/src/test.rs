@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
@@ -24,43 +25,75 @@ pub enum Tier {
     Deploy,
 }
 
-/// What one tier produced: its counts and, if a step failed, why.
+/// What one tier produced: its counts, if a step failed, why, and how
+/// long it took (the summary says, so that a slower CI run shows where).
 struct TierReport {
     counts: Counts,
     problem: Option<String>,
+    elapsed: Duration,
 }
 
 impl TierReport {
-    fn failed_step(problem: impl Into<String>) -> Self {
-        TierReport { counts: Counts::default(), problem: Some(problem.into()) }
+    fn new(counts: Counts, problem: Option<String>) -> Self {
+        TierReport { counts, problem, elapsed: Duration::ZERO }
     }
+
+    fn failed_step(problem: impl Into<String>) -> Self {
+        Self::new(Counts::default(), Some(problem.into()))
+    }
+
+    /// Runs `tier` and notes how long it took.
+    fn timed(tier: impl FnOnce() -> Self) -> Self {
+        let started = Instant::now();
+        let report = tier();
+        TierReport { elapsed: started.elapsed(), ..report }
+    }
+}
+
+/// " (12 min 5 s)".
+fn took(elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs();
+    format!(" ({} min {} s)", seconds / 60, seconds % 60)
 }
 
 /// Runs the chosen tiers; Ok(true) only if every step ran and no test failed.
 pub fn run(tier: Tier, filters: &[String], kernels: &[Series], only_without_bpf_lsm: bool) -> Result<bool> {
+    let started = Instant::now();
     setup::run(setup::Mode::Install)?;
 
-    let host = matches!(tier, Tier::All | Tier::Host).then(host_tier);
+    let host = matches!(tier, Tier::All | Tier::Host).then(|| TierReport::timed(host_tier));
     let kernel_reports: Vec<(Boot, TierReport)> = if matches!(tier, Tier::All | Tier::Kernel) {
         kernel_tier(filters, kernels, only_without_bpf_lsm)
     } else {
         Vec::new()
     };
-    let deploy = matches!(tier, Tier::All | Tier::Deploy).then(|| deploy_tier(filters));
+    let deploy = matches!(tier, Tier::All | Tier::Deploy).then(|| TierReport::timed(|| deploy_tier(filters)));
 
     println!();
     let mut total = Counts::default();
     let mut ok = true;
     if let Some(report) = &host {
         let c = report.counts;
-        println!("host tier: {} passed, {} failed, {} ignored (kernel tier)", c.passed, c.failed, c.ignored);
+        println!(
+            "host tier: {} passed, {} failed, {} ignored (kernel tier){}",
+            c.passed,
+            c.failed,
+            c.ignored,
+            took(report.elapsed)
+        );
         ok &= report_problem("host tier", report);
         total += c;
     }
     for (boot, report) in &kernel_reports {
         let c = report.counts;
         let kernel = boot.series.find().map(|p| p.display().to_string()).unwrap_or_else(|| "missing".into());
-        println!("kernel tier on {} ({kernel}): {} passed, {} failed", boot.label(), c.passed, c.failed);
+        println!(
+            "kernel tier on {} ({kernel}): {} passed, {} failed{}",
+            boot.label(),
+            c.passed,
+            c.failed,
+            took(report.elapsed)
+        );
         ok &= report_problem(&format!("kernel tier on {}", boot.label()), report);
         // A boot that broke off reported no count: it counts as one failure.
         let broke_off = report.problem.is_some() && c.failed == 0;
@@ -69,8 +102,10 @@ pub fn run(tier: Tier, filters: &[String], kernels: &[Series], only_without_bpf_
     if let Some(report) = &deploy {
         let c = report.counts;
         println!(
-            "deployment tier (the .deb on Debian 12, the DaemonSet under podman on Debian 13; 6.12): {} passed, {} failed",
-            c.passed, c.failed
+            "deployment tier (the .deb on Debian 12, the DaemonSet under podman on Debian 13; 6.12): {} passed, {} failed{}",
+            c.passed,
+            c.failed,
+            took(report.elapsed)
         );
         ok &= report_problem("deployment tier", report);
         total += Counts { failed: c.failed + u64::from(report.problem.is_some() && c.failed == 0), ..c };
@@ -93,7 +128,7 @@ pub fn run(tier: Tier, filters: &[String], kernels: &[Series], only_without_bpf_
     if !sections.is_empty() && matches!(tier, Tier::All | Tier::Deploy) {
         which.push_str(&format!(" (deployment sections {} only)", sections.join(", ")));
     }
-    println!("{} passed, {} failed{which}", total.passed, total.failed);
+    println!("{} passed, {} failed{which}{}", total.passed, total.failed, took(started.elapsed()));
     Ok(ok)
 }
 
@@ -161,7 +196,7 @@ fn host_tier() -> TierReport {
             problem.get_or_insert_with(|| format!("the .deb: {err:#}"));
         }
     }
-    TierReport { counts, problem }
+    TierReport::new(counts, problem)
 }
 
 fn deploy_tier(sections: &[String]) -> TierReport {
@@ -169,7 +204,7 @@ fn deploy_tier(sections: &[String]) -> TierReport {
     match crate::deploy::run(sections) {
         Ok(counts) => {
             let problem = (counts.passed + counts.failed == 0).then(|| "the scenario ran no check".to_owned());
-            TierReport { counts, problem }
+            TierReport::new(counts, problem)
         }
         Err(err) => TierReport::failed_step(format!("{err:#}")),
     }
@@ -226,7 +261,9 @@ fn kernel_tier(filters: &[String], kernels: &[Series], only_without_bpf_lsm: boo
         .into_iter()
         .map(|boot| {
             let report = match &built {
-                Ok((warrant_bin, test_exe)) => kernel_tier_on(boot, warrant_bin, test_exe, filters),
+                Ok((warrant_bin, test_exe)) => {
+                    TierReport::timed(|| kernel_tier_on(boot, warrant_bin, test_exe, filters))
+                }
                 Err(problem) => TierReport::failed_step(problem.clone()),
             };
             (boot, report)
@@ -361,7 +398,7 @@ fn kernel_tier_on(boot: Boot, warrant_bin: &Path, test_exe: &Path, filters: &[St
     } else {
         None
     };
-    TierReport { counts, problem }
+    TierReport::new(counts, problem)
 }
 
 /// The guest side of the kernel tier. Writes `lsm-inactive` with a reason if
