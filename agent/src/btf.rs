@@ -164,6 +164,12 @@ impl KernelBtf {
         Ok(btf)
     }
 
+    /// The blob as read, for another parser (aya's) to read without
+    /// reading the file again; the index is dropped.
+    pub fn into_blob(self) -> Vec<u8> {
+        self.data
+    }
+
     fn string_bytes(&self, offset: u32) -> &[u8] {
         let (start, end) = self.strings;
         let rest = self.data.get(start + offset as usize..end).unwrap_or_default();

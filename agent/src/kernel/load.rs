@@ -17,23 +17,20 @@ impl Kernel {
             Err(KernelError::LsmInactive(list)) => Mode::ModifyReturn { active_lsms: list },
             Err(e) => return Err(e),
         };
-        let no_enforcement = |active_lsms: &String| {
-            let active_lsms = active_lsms.clone();
-            move |e: KernelError| KernelError::NoEnforcement { active_lsms, reason: e.to_string() }
-        };
-        // What the kernel's BTF decides is decided first, and that BTF
-        // dropped before aya's own parse is made: each is a large part of
-        // the daemon's peak resident size, and aya's loads need only theirs.
+        // What the kernel's BTF decides is decided first, and Warrant's
+        // index of it dropped before aya's own parse of the same blob is
+        // made: each is a large part of the daemon's peak resident size,
+        // and aya's loads need only theirs.
         let kernel_btf = KernelBtf::from_sys_fs()?;
         let offsets = btf::kernel_offsets(&kernel_btf)?;
         let mut missing_hooks = Vec::new();
         let plan = match &mode {
             Mode::BpfLsm => Plan::Lsm(present_lsm_programs(&kernel_btf, &mut missing_hooks)?),
-            Mode::ModifyReturn { active_lsms } => Plan::ModifyReturn(
-                fmod_ret::plan(&kernel_btf, &mut missing_hooks).map_err(no_enforcement(active_lsms))?,
-            ),
+            Mode::ModifyReturn { .. } => {
+                Plan::ModifyReturn(fmod_ret::plan(&kernel_btf, &mut missing_hooks).map_err(no_enforcement(&mode))?)
+            }
         };
-        drop(kernel_btf);
+        let blob = kernel_btf.into_blob();
         let pin_root = Path::new(PIN_ROOT);
         let maps_dir = pin_root.join("maps");
         let mut loader = object_loader(&offsets);
@@ -42,7 +39,8 @@ impl Kernel {
         // share is made, so that one of aya's parses is in memory at a
         // time, not two.
         loader.btf(None);
-        let btf = Btf::from_sys_fs().map_err(|e| KernelError::AyaBtf(e.to_string()))?;
+        let btf = Btf::parse(&blob, Endianness::default()).map_err(|e| KernelError::AyaBtf(e.to_string()))?;
+        drop(blob);
         loader.btf(Some(&btf));
         let map_paths: Vec<(&str, PathBuf)> = PINNED_MAPS.iter().map(|name| (*name, maps_dir.join(name))).collect();
         let mut set_aside = None;
@@ -60,18 +58,17 @@ impl Kernel {
             }
         }
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(|e| KernelError::Object(error_chain(&e)))?;
-        let modify_return = match (&mode, plan) {
-            (Mode::ModifyReturn { active_lsms }, Plan::ModifyReturn(planned)) => {
-                load_programs(&mut ebpf, &btf, &[])?;
-                let globals = StdHashMap::from([("KERNEL_OFFSETS", (offsets_bytes(&offsets), true))]);
-                let fmod = fmod_ret::Loader::new(EBPF_OBJECT, globals, &ebpf).map_err(no_enforcement(active_lsms))?;
-                fmod_ret::load_planned(&fmod, &planned).map_err(no_enforcement(active_lsms))?
-            }
-            (_, Plan::Lsm(present)) => {
+        let modify_return = match plan {
+            Plan::Lsm(present) => {
                 load_programs(&mut ebpf, &btf, &present)?;
                 Vec::new()
             }
-            (Mode::BpfLsm, Plan::ModifyReturn(_)) => unreachable!("the plan follows the mode"),
+            Plan::ModifyReturn(planned) => {
+                load_programs(&mut ebpf, &btf, &[])?;
+                let globals = StdHashMap::from([("KERNEL_OFFSETS", (offsets_bytes(&offsets), true))]);
+                let fmod = fmod_ret::Loader::new(EBPF_OBJECT, globals, &ebpf).map_err(no_enforcement(&mode))?;
+                fmod_ret::load_planned(&fmod, &planned).map_err(no_enforcement(&mode))?
+            }
         };
         drop(btf);
         let mut kernel = Self::with_maps_of(ebpf, missing_hooks, mode, modify_return)?;
@@ -189,6 +186,17 @@ impl Kernel {
         }
         remove_stale_links(links, &pinned);
         Ok(())
+    }
+}
+
+/// In fmod_ret mode, what stops the programs loading means no enforcement
+/// at all, and says which LSMs are active; in bpf-lsm mode it stands as is.
+fn no_enforcement(mode: &Mode) -> impl Fn(KernelError) -> KernelError + '_ {
+    move |e| match mode {
+        Mode::ModifyReturn { active_lsms } => {
+            KernelError::NoEnforcement { active_lsms: active_lsms.clone(), reason: e.to_string() }
+        }
+        Mode::BpfLsm => e,
     }
 }
 

@@ -10,7 +10,7 @@ use std::{
 };
 
 use aya::{
-    Btf, Ebpf, EbpfLoader, Pod,
+    Btf, Ebpf, EbpfLoader, Endianness, Pod,
     maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf},
     programs::{Iter, Lsm, Program, links::FdLink},
 };
