@@ -34,16 +34,15 @@ impl Bench<'_> {
                     format!("add rule inet bench c ip saddr 10.{}.{}.{} counter\n", i >> 16, (i >> 8) & 255, i & 255)
                 })
                 .collect();
-            std::fs::write(self.dir.join(format!("rules-{batch}.nft")), rules)?;
+            std::fs::write(self.nft_file(batch), rules)?;
         }
         for round in 0..self.setup.rounds {
             eprintln!("warrant-bench: nft round {} of {}", round + 1, self.setup.rounds);
             for &batch in &NFT_BATCHES {
-                let file = self.dir.join(format!("rules-{batch}.nft")).display().to_string();
                 let order = if round.is_multiple_of(2) { [false, true] } else { [true, false] };
                 for subject in order {
                     nft(&["flush", "chain", "inet", "bench", "c"])?;
-                    let args: Vec<String> = vec!["time".into(), "--".into(), "nft".into(), "-f".into(), file.clone()];
+                    let args = self.timed_nft_args(batch);
                     let ns = self.run_reading(subject, &args, "ns ", &format!("nft -f {batch} rules"))?;
                     if subject {
                         self.settle()?;
@@ -57,6 +56,17 @@ impl Bench<'_> {
         nft(&["delete", "table", "inet", "bench"])
     }
 
+    /// The file of `batch` rules [`Self::nft_rounds`] writes.
+    fn nft_file(&self, batch: u32) -> std::path::PathBuf {
+        self.dir.join(format!("rules-{batch}.nft"))
+    }
+
+    /// `nft -f` of that file, timed by `warrant-bench time`.
+    fn timed_nft_args(&self, batch: u32) -> Vec<String> {
+        let file = self.nft_file(batch).display().to_string();
+        ["time", "--", "nft", "-f", &file].map(String::from).to_vec()
+    }
+
     /// The firewall hooks' own time: one more `nft -f` of each batch size,
     /// not a subject and a subject, with the kernel's run-time statistics
     /// on, as `program_cost` lines whose step is one rule (`netlink_send`'s
@@ -65,10 +75,9 @@ impl Bench<'_> {
         let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
             .context("cannot turn on the kernel's BPF run-time statistics")?;
         for &batch in &NFT_BATCHES {
-            let file = self.dir.join(format!("rules-{batch}.nft")).display().to_string();
             for (state, subject) in [("attached", false), ("subject", true)] {
                 nft(&["flush", "chain", "inet", "bench", "c"])?;
-                let args: Vec<String> = vec!["time".into(), "--".into(), "nft".into(), "-f".into(), file.clone()];
+                let args = self.timed_nft_args(batch);
                 let before = run_statistics()?;
                 let ns = self.run_reading(subject, &args, "ns ", &format!("nft -f {batch} rules"))?;
                 let after = run_statistics()?;
