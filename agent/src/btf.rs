@@ -34,6 +34,7 @@ pub enum BtfError {
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
 const KIND_ENUM: u32 = 6;
+const KIND_TYPEDEF: u32 = 8;
 const KIND_FUNC: u32 = 12;
 const KIND_FUNC_PROTO: u32 = 13;
 const KIND_ENUM64: u32 = 19;
@@ -63,17 +64,17 @@ struct Type {
 }
 
 /// Kernel BTF, kept as the blob it was read as with an index over it: where
-/// each type's record starts (id 1 first) and the structs, functions and
-/// enums by a hash of their names. Members are read from the blob when
-/// asked for. A parse into owned types took ~19 MB for a 5.5 MB vmlinux,
-/// held while aya's own parse is made: most of the daemon's peak.
+/// each type's record starts (id 1 first) and the structs, functions,
+/// enums and typedefs by a hash of their names. Members are read from the
+/// blob when asked for. A parse into owned types took ~19 MB for a 5.5 MB
+/// vmlinux: most of the daemon's peak.
 pub struct KernelBtf {
     data: Vec<u8>,
     /// The string section's start and end in `data`.
     strings: (usize, usize),
     /// Where each type's record starts in `data`: id 1 is index 0.
     type_at: Vec<u32>,
-    /// [`name_key`] of a struct's, function's or enum's name -> the first
+    /// [`name_key`] of a struct's, function's, enum's or typedef's name -> the first
     /// type id of that kind class with a name of that hash.
     by_name: HashMap<u64, u32>,
 }
@@ -82,13 +83,14 @@ fn u32_at(data: &[u8], at: usize) -> Result<u32, BtfError> {
     data.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok_or(BtfError::Malformed("truncated"))
 }
 
-/// What a name is looked up as: structs, functions and enums (either size)
-/// each have their own names.
+/// What a name is looked up as: structs, functions, enums (either size)
+/// and typedefs each have their own names.
 #[derive(Clone, Copy, PartialEq)]
 enum NameClass {
     Struct,
     Function,
     Enum,
+    Typedef,
 }
 
 impl NameClass {
@@ -97,6 +99,7 @@ impl NameClass {
             KIND_STRUCT => Some(Self::Struct),
             KIND_FUNC => Some(Self::Function),
             KIND_ENUM | KIND_ENUM64 => Some(Self::Enum),
+            KIND_TYPEDEF => Some(Self::Typedef),
             _ => None,
         }
     }
@@ -162,12 +165,6 @@ impl KernelBtf {
             at += 12 + trailing;
         }
         Ok(btf)
-    }
-
-    /// The blob as read, for another parser (aya's) to read without
-    /// reading the file again; the index is dropped.
-    pub fn into_blob(self) -> Vec<u8> {
-        self.data
     }
 
     fn string_bytes(&self, offset: u32) -> &[u8] {
@@ -280,6 +277,12 @@ impl KernelBtf {
         self.find(NameClass::Function, name)
     }
 
+    /// The type id of typedef `name` (a BTF tracepoint attaches to its
+    /// `btf_trace_<tracepoint>` typedef).
+    pub fn typedef_id(&self, name: &str) -> Option<u32> {
+        self.find(NameClass::Typedef, name)
+    }
+
     /// The parameter names of function `name`, in order.
     pub fn parameters(&self, name: &str) -> Option<Vec<&str>> {
         let function = self.ty(self.find(NameClass::Function, name)?)?;
@@ -390,10 +393,12 @@ mod tests {
             ("dup", 4 << 24, 8, vec![]),
             ("dup", 4 << 24, 16, vec![]),
             ("dup", 12 << 24, 0, vec![]),
+            ("dup", 8 << 24, 2, vec![]),
         ];
         let btf = KernelBtf::parse(blob(&types, &[])).expect("parses");
         assert_eq!(btf.find(NameClass::Struct, "dup"), Some(2));
         assert_eq!(btf.find(NameClass::Function, "dup"), Some(4));
+        assert_eq!(btf.typedef_id("dup"), Some(5));
         // What a lookup falls back to when another name took the hash.
         assert_eq!(btf.find_by_scan(NameClass::Struct, "dup"), Some(2));
         assert_eq!(btf.find_by_scan(NameClass::Enum, "dup"), None);

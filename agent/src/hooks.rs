@@ -89,19 +89,33 @@ pub const LSM_PROGRAMS: &[LsmProgram] = &[
     LsmProgram { name: "inode_remove_acl", hook: "inode_remove_acl", absence: Absence::CoveredBy("inode_removexattr") },
 ];
 
+/// What a tracing program traces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Traces {
+    /// A kernel function's entry (fentry).
+    Entry(&'static str),
+    /// A kernel function's return (fexit).
+    Exit(&'static str),
+    /// A BTF tracepoint.
+    Tracepoint(&'static str),
+}
+
 /// fentry/fexit and BTF tracepoint programs and what each traces. The
 /// fentry/fexit ones only note namespace requests for `capable` to decide
 /// (see agent-ebpf's netns.rs), so they are attached before it; the
 /// tracepoints make subjects of tasks moved into matched cgroups.
-pub const TRACING_PROGRAMS: &[(&str, &str)] = &[
-    ("cgroup_mkdir", "cgroup_mkdir"),
-    ("cgroup_attach_task", "cgroup_attach_task"),
-    ("cgroup_rmdir", "cgroup_rmdir"),
-    ("note_unshare", "unshare_nsproxy_namespaces"),
-    ("forget_unshare", "unshare_nsproxy_namespaces"),
-    ("note_setns", "netns_install"),
-    ("forget_setns", "netns_install"),
+pub const TRACING_PROGRAMS: &[(&str, Traces)] = &[
+    ("cgroup_mkdir", Traces::Tracepoint("cgroup_mkdir")),
+    ("cgroup_attach_task", Traces::Tracepoint("cgroup_attach_task")),
+    ("cgroup_rmdir", Traces::Tracepoint("cgroup_rmdir")),
+    ("note_unshare", Traces::Entry("unshare_nsproxy_namespaces")),
+    ("forget_unshare", Traces::Exit("unshare_nsproxy_namespaces")),
+    ("note_setns", Traces::Entry("netns_install")),
+    ("forget_setns", Traces::Exit("netns_install")),
 ];
+
+/// Iterators over every task, run when the daemon asks (not attached).
+pub const TASK_ITERATORS: &[&str] = &["mark_threads", "traced_tasks"];
 
 /// An optional hook this kernel lacks, and what that means (also as
 /// `warrant status` reports it: read back from the daemon's reply).

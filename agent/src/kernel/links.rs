@@ -12,7 +12,7 @@ use aya::programs::{
     loaded_programs,
 };
 
-use super::{KernelError, PIN_ROOT, error_chain, fmod_ret};
+use super::{KernelError, PIN_ROOT, error_chain, program_loader};
 
 /// A pinned program, detached, with what attaches it again.
 pub struct DetachedProgram {
@@ -66,7 +66,7 @@ impl Detached {
     /// Attaches every program again and pins its new link where the old was.
     pub fn attach_again(self) -> Result<(), KernelError> {
         for DetachedProgram { pin, program } in self.0 {
-            fmod_ret::attach_and_pin(&program, &pin).map_err(|e| pin_err(&pin, e.to_string()))?;
+            program_loader::attach_and_pin(&program, &pin).map_err(|e| pin_err(&pin, e.to_string()))?;
         }
         Ok(())
     }

@@ -17,31 +17,25 @@ impl Kernel {
             Err(KernelError::LsmInactive(list)) => Mode::ModifyReturn { active_lsms: list },
             Err(e) => return Err(e),
         };
-        // What the kernel's BTF decides is decided first, and Warrant's
-        // index of it dropped before aya's own parse of the same blob is
-        // made: each is a large part of the daemon's peak resident size,
-        // and aya's loads need only theirs.
+        // What the kernel's BTF decides (the hooks present, the type id
+        // each load names) is decided first, and Warrant's index of it
+        // dropped before anything is loaded: it is most of the daemon's
+        // peak resident size.
         let kernel_btf = KernelBtf::from_sys_fs()?;
         let offsets = btf::kernel_offsets(&kernel_btf)?;
         let mut missing_hooks = Vec::new();
-        let plan = match &mode {
-            Mode::BpfLsm => Plan::Lsm(present_lsm_programs(&kernel_btf, &mut missing_hooks)?),
+        let tracing = plan_tracing(&kernel_btf)?;
+        let iterators = plan_iterators(&kernel_btf)?;
+        let lsm = match &mode {
+            Mode::BpfLsm => plan_lsm(&kernel_btf, &mut missing_hooks)?,
             Mode::ModifyReturn { .. } => {
-                Plan::ModifyReturn(fmod_ret::plan(&kernel_btf, &mut missing_hooks).map_err(no_enforcement(&mode))?)
+                fmod_ret::plan(&kernel_btf, &mut missing_hooks).map_err(no_enforcement(&mode))?
             }
         };
-        let blob = kernel_btf.into_blob();
+        drop(kernel_btf);
         let pin_root = Path::new(PIN_ROOT);
         let maps_dir = pin_root.join("maps");
         let mut loader = object_loader(&offsets);
-        // The loader parses the kernel's BTF when made: that parse is
-        // dropped before the one the loader and the program loads below
-        // share is made, so that one of aya's parses is in memory at a
-        // time, not two.
-        loader.btf(None);
-        let btf = Btf::parse(&blob, Endianness::default()).map_err(|e| KernelError::AyaBtf(e.to_string()))?;
-        drop(blob);
-        loader.btf(Some(&btf));
         let map_paths: Vec<(&str, PathBuf)> = PINNED_MAPS.iter().map(|name| (*name, maps_dir.join(name))).collect();
         let mut set_aside = None;
         if attach {
@@ -57,21 +51,15 @@ impl Kernel {
                 loader.map_pin_path(name, path.as_path());
             }
         }
-        let mut ebpf = loader.load(EBPF_OBJECT).map_err(|e| KernelError::Object(error_chain(&e)))?;
-        let modify_return = match plan {
-            Plan::Lsm(present) => {
-                load_programs(&mut ebpf, &btf, &present)?;
-                Vec::new()
-            }
-            Plan::ModifyReturn(planned) => {
-                load_programs(&mut ebpf, &btf, &[])?;
-                let globals = StdHashMap::from([("KERNEL_OFFSETS", (offsets_bytes(&offsets), true))]);
-                let fmod = fmod_ret::Loader::new(EBPF_OBJECT, globals, &ebpf).map_err(no_enforcement(&mode))?;
-                fmod_ret::load_planned(&fmod, &planned).map_err(no_enforcement(&mode))?
-            }
-        };
-        drop(btf);
-        let mut kernel = Self::with_maps_of(ebpf, missing_hooks, mode, modify_return)?;
+        let ebpf = loader.load(EBPF_OBJECT).map_err(|e| KernelError::Object(error_chain(&e)))?;
+        let globals = StdHashMap::from([("KERNEL_OFFSETS", (offsets_bytes(&offsets), true))]);
+        let programs = program_loader::Loader::new(EBPF_OBJECT, globals, &ebpf)?;
+        let mut attached = programs.load_all(&tracing)?;
+        attached.extend(programs.load_all(&lsm).map_err(no_enforcement(&mode))?);
+        let iterators = programs.load_all(&iterators)?;
+        drop(programs);
+        let programs = Programs { attached, iterators };
+        let mut kernel = Self::with_maps_of(ebpf, missing_hooks, mode, programs)?;
         if !attach {
             return Ok(kernel);
         }
@@ -109,7 +97,7 @@ impl Kernel {
     pub fn maps_only() -> Result<Self, KernelError> {
         let offsets = btf::kernel_offsets(&KernelBtf::from_sys_fs()?)?;
         let ebpf = object_loader(&offsets).load(EBPF_OBJECT).map_err(|e| KernelError::Object(error_chain(&e)))?;
-        Self::with_maps_of(ebpf, Vec::new(), Mode::BpfLsm, Vec::new())
+        Self::with_maps_of(ebpf, Vec::new(), Mode::BpfLsm, Programs::default())
     }
 
     /// A Kernel over `ebpf`'s maps.
@@ -117,7 +105,7 @@ impl Kernel {
         mut ebpf: Ebpf,
         missing_hooks: Vec<MissingHook>,
         mode: Mode,
-        modify_return: Vec<(&'static str, OwnedFd)>,
+        programs: Programs,
     ) -> Result<Self, KernelError> {
         let rules = HashMap::try_from(take(&mut ebpf, "RULES")?).map_err(map_err("RULES"))?;
         let profiles = HashMap::try_from(take(&mut ebpf, "PROFILES")?).map_err(map_err("PROFILES"))?;
@@ -136,7 +124,7 @@ impl Kernel {
             missing_hooks,
             replaced_pins: Vec::new(),
             mode,
-            modify_return,
+            programs,
         })
     }
 
@@ -156,32 +144,9 @@ impl Kernel {
     /// their order.
     fn attach_programs(&mut self, links: &Path) -> Result<(), KernelError> {
         let mut pinned: Vec<&str> = Vec::new();
-        for &(name, _) in TRACING_PROGRAMS {
-            let link = match self.ebpf.program_mut(name).ok_or_else(|| program_err(name, "missing".into()))? {
-                Program::FEntry(program) => program.attach().and_then(|id| program.take_link(id)).map(FdLink::from),
-                Program::FExit(program) => program.attach().and_then(|id| program.take_link(id)).map(FdLink::from),
-                Program::BtfTracePoint(program) => {
-                    program.attach().and_then(|id| program.take_link(id)).map(FdLink::from)
-                }
-                _ => return Err(program_err(name, "is not an fentry, fexit or BTF tracepoint program".into())),
-            };
-            pin_link_in_place(link.map_err(|e| program_err(name, error_chain(&e)))?, &links.join(name))?;
-            pinned.push(name);
-        }
-        for (name, program) in &self.modify_return {
-            fmod_ret::attach_and_pin(program, &links.join(name))
+        for (name, program) in &self.programs.attached {
+            program_loader::attach_and_pin(program, &links.join(name))
                 .map_err(|e| KernelError::Program { program: name, reason: format!("attaching: {e}") })?;
-            pinned.push(name);
-        }
-        for lsm_program in LSM_PROGRAMS {
-            let name = lsm_program.name;
-            if self.mode != Mode::BpfLsm || self.missing_hooks.iter().any(|m| m.hook == lsm_program.hook) {
-                continue;
-            }
-            let program: &mut Lsm = typed_program(&mut self.ebpf, name)?;
-            let link_id = program.attach().map_err(|e| program_err(name, error_chain(&e)))?;
-            let link = program.take_link(link_id).map_err(|e| program_err(name, error_chain(&e)))?;
-            pin_link_in_place(FdLink::from(link), &links.join(name))?;
             pinned.push(name);
         }
         remove_stale_links(links, &pinned);
@@ -200,52 +165,47 @@ fn no_enforcement(mode: &Mode) -> impl Fn(KernelError) -> KernelError + '_ {
     }
 }
 
-/// How the LSM programs load, as the kernel's BTF decided.
-enum Plan {
-    /// As LSM programs: those whose hook this kernel has.
-    Lsm(Vec<&'static LsmProgram>),
-    /// As fmod_ret programs on `security_*` functions.
-    ModifyReturn(Vec<fmod_ret::Planned>),
-}
-
-/// The LSM programs whose hooks this kernel has; the optional hooks it
-/// lacks are added to `missing`, and their programs are left unloaded.
-fn present_lsm_programs(
-    kernel_btf: &KernelBtf,
-    missing: &mut Vec<MissingHook>,
-) -> Result<Vec<&'static LsmProgram>, KernelError> {
-    let mut present = Vec::new();
+/// The LSM programs whose hooks this kernel has, as BPF-LSM programs; the
+/// optional hooks it lacks are added to `missing`, and their programs are
+/// left unloaded.
+fn plan_lsm(kernel_btf: &KernelBtf, missing: &mut Vec<MissingHook>) -> Result<Vec<Planned>, KernelError> {
+    let mut planned = Vec::new();
     for program in LSM_PROGRAMS {
         if hook_present(program, kernel_btf, missing)? {
-            present.push(program);
+            let btf_id = kernel_btf
+                .function_id(&format!("bpf_lsm_{}", program.hook))
+                .ok_or(KernelError::MissingHook(program.hook))?;
+            planned.push(Planned { name: program.name, btf_id, load_as: LoadAs::Lsm });
         }
     }
-    Ok(present)
+    Ok(planned)
 }
 
-/// Loads (verifies) the tracing and iterator programs and the LSM ones in
-/// `lsm`.
-fn load_programs(ebpf: &mut Ebpf, btf: &Btf, lsm: &[&'static LsmProgram]) -> Result<(), KernelError> {
-    for &(name, function) in TRACING_PROGRAMS {
-        let loaded = match ebpf.program_mut(name).ok_or_else(|| program_err(name, "missing from the object".into()))? {
-            Program::FEntry(program) => program.load(function, btf),
-            Program::FExit(program) => program.load(function, btf),
-            Program::BtfTracePoint(program) => program.load(function, btf),
-            _ => return Err(program_err(name, "is not an fentry, fexit or BTF tracepoint program".into())),
+/// The fentry, fexit and BTF tracepoint programs, each on what it traces.
+fn plan_tracing(kernel_btf: &KernelBtf) -> Result<Vec<Planned>, KernelError> {
+    let mut planned = Vec::new();
+    for &(name, traces) in TRACING_PROGRAMS {
+        let (btf_id, load_as) = match traces {
+            Traces::Entry(function) => (kernel_btf.function_id(function), LoadAs::Entry),
+            Traces::Exit(function) => (kernel_btf.function_id(function), LoadAs::Exit),
+            Traces::Tracepoint(point) => (kernel_btf.typedef_id(&format!("btf_trace_{point}")), LoadAs::Tracepoint),
         };
-        loaded.map_err(|e| program_err(name, error_chain(&e)))?;
+        let btf_id = btf_id.ok_or_else(|| program_err(name, format!("the kernel has no {traces:?} to attach to")))?;
+        planned.push(Planned { name, btf_id, load_as });
     }
-    for lsm_program in lsm {
-        let name = lsm_program.name;
-        let program: &mut Lsm = typed_program(ebpf, name)?;
-        program.load(lsm_program.hook, btf).map_err(|e| program_err(name, error_chain(&e)))?;
-        log_verified(name, program.info().ok().and_then(|info| info.verified_instruction_count()));
-    }
-    for name in ["mark_threads", "traced_tasks"] {
-        let iterator: &mut Iter = typed_program(ebpf, name)?;
-        iterator.load("task", btf).map_err(|e| program_err(name, error_chain(&e)))?;
-    }
-    Ok(())
+    Ok(planned)
+}
+
+/// The task iterators, on the kernel's `bpf_iter_task`.
+fn plan_iterators(kernel_btf: &KernelBtf) -> Result<Vec<Planned>, KernelError> {
+    let btf_id = kernel_btf.function_id("bpf_iter_task");
+    let no_iterator = |name| program_err(name, "the kernel has no task iterator (bpf_iter_task)".into());
+    TASK_ITERATORS
+        .iter()
+        .map(|&name| {
+            Ok(Planned { name, btf_id: btf_id.ok_or_else(|| no_iterator(name))?, load_as: LoadAs::TaskIterator })
+        })
+        .collect()
 }
 
 /// The verifier's budget is 1M processed instructions a program: the log
@@ -254,19 +214,6 @@ pub(super) fn log_verified(program: &str, count: Option<u32>) {
     if let Some(count) = count {
         tracing::debug!(program, verified_instructions = count, budget = 1_000_000, "loaded");
     }
-}
-
-fn program_err(program: &'static str, reason: String) -> KernelError {
-    KernelError::Program { program, reason }
-}
-
-/// Program `name` of the object, as the program type `T` it must be.
-fn typed_program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, KernelError>
-where
-    &'a mut T: TryFrom<&'a mut Program, Error = aya::programs::ProgramError>,
-{
-    let program = ebpf.program_mut(name).ok_or_else(|| program_err(name, "missing from the object".into()))?;
-    program.try_into().map_err(|e: aya::programs::ProgramError| program_err(name, e.to_string()))
 }
 
 /// Whether `program`'s hook is in this kernel. If not, what its absence
@@ -290,7 +237,9 @@ pub(super) fn hook_present(
 fn object_loader(offsets: &warrant_common::KernelOffsets) -> EbpfLoader<'_> {
     let mut loader = EbpfLoader::new();
     // SUBJECTS is a task-storage map, which aya loads but has no type for.
-    loader.allow_unsupported_maps().override_global("KERNEL_OFFSETS", offsets, true);
+    // aya loads no program (see `program_loader`), so it needs no parse of
+    // the kernel's BTF, which it would otherwise make here.
+    loader.allow_unsupported_maps().override_global("KERNEL_OFFSETS", offsets, true).btf(None);
     loader
 }
 
@@ -310,19 +259,6 @@ fn prepare_pin_root(root: &Path) -> Result<(), KernelError> {
             .map_err(|e| KernelError::Pin { path: dir.display().to_string(), reason: e.to_string() })?;
     }
     Ok(())
-}
-
-/// Pins `link` at `path`, replacing (and so detaching) a previous pin there
-/// only once the new link is attached and pinned beside it.
-fn pin_link_in_place(link: FdLink, path: &Path) -> Result<(), KernelError> {
-    let pin_err = |reason: String| KernelError::Pin { path: path.display().to_string(), reason };
-    // bpffs refuses names with dots (reserved), hence `_new`.
-    let mut staging = path.as_os_str().to_owned();
-    staging.push("_new");
-    let staging = PathBuf::from(staging);
-    let _ = std::fs::remove_file(&staging);
-    link.pin(&staging).map_err(|e| pin_err(error_chain(&e)))?;
-    std::fs::rename(&staging, path).map_err(|e| pin_err(e.to_string()))
 }
 
 /// Unpins (and so detaches) every link under `links` this daemon did not

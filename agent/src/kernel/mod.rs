@@ -10,9 +10,8 @@ use std::{
 };
 
 use aya::{
-    Btf, Ebpf, EbpfLoader, Endianness, Pod,
+    Ebpf, EbpfLoader, Pod,
     maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf},
-    programs::{Iter, Lsm, Program, links::FdLink},
 };
 use thiserror::Error;
 use warrant_common::{
@@ -21,7 +20,7 @@ use warrant_common::{
 };
 
 use crate::btf::{self, KernelBtf};
-use crate::hooks::{LSM_PROGRAMS, LsmProgram, MissingHook, TRACING_PROGRAMS};
+use crate::hooks::{LSM_PROGRAMS, LsmProgram, MissingHook, TASK_ITERATORS, TRACING_PROGRAMS, Traces};
 use crate::pins;
 
 mod fmod_ret;
@@ -31,6 +30,8 @@ use load::{hook_present, log_verified, take};
 mod local_addresses;
 mod marks;
 mod policy_maps;
+mod program_loader;
+use program_loader::{LoadAs, Planned, program_err};
 mod subjects;
 pub use local_addresses::LocalAddressesChange;
 pub use policy_maps::{PolicyLeftovers, PolicyNotPut, PolicyStepFailed, StagedPolicy};
@@ -73,8 +74,6 @@ pub enum KernelError {
     LsmList(std::io::Error),
     #[error(transparent)]
     Btf(#[from] btf::BtfError),
-    #[error("cannot read kernel BTF: {0}")]
-    AyaBtf(String),
     #[error("loading the BPF object failed: {0}")]
     Object(String),
     #[error(
@@ -144,8 +143,16 @@ pub struct Kernel {
     missing_hooks: Vec<MissingHook>,
     replaced_pins: Vec<String>,
     mode: Mode,
-    /// In fmod_ret mode, the decision programs loaded there (name, fd).
-    modify_return: Vec<(&'static str, OwnedFd)>,
+    programs: Programs,
+}
+
+/// The loaded programs (name, descriptor), held while the daemon runs.
+#[derive(Default)]
+struct Programs {
+    /// Attached at load, in this order.
+    attached: Vec<(&'static str, OwnedFd)>,
+    /// Task iterators, run when asked.
+    iterators: Vec<(&'static str, OwnedFd)>,
 }
 
 /// How the decision programs are attached.

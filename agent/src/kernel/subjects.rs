@@ -5,10 +5,10 @@
 use std::os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::path::Path;
 
-use aya::{maps::Map, programs::Iter};
+use aya::maps::Map;
 use warrant_common::{Pickup, Subject};
 
-use super::{Kernel, KernelError, PIN_ROOT, error_chain, map_err, remove_key};
+use super::{Kernel, KernelError, PIN_ROOT, map_err, remove_key};
 
 impl Kernel {
     /// Marks process `pid` (its main thread, which must be its only one) as a
@@ -69,18 +69,13 @@ impl Kernel {
 
     /// One walk of every task by iterator program `name`: what it wrote.
     fn run_iterator(&mut self, name: &'static str) -> Result<Vec<u8>, String> {
-        let program: &mut Iter = self
-            .ebpf
-            .program_mut(name)
-            .ok_or_else(|| format!("the {name} program is missing"))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-        let link_id = program.attach().map_err(|e| error_chain(&e))?;
-        let link = program.take_link(link_id).map_err(|e| error_chain(&e))?;
-        let mut output = Vec::new();
-        std::io::Read::read_to_end(&mut link.into_file().map_err(|e| error_chain(&e))?, &mut output)
-            .map_err(|e| e.to_string())?;
-        Ok(output)
+        let (_, program) = self
+            .programs
+            .iterators
+            .iter()
+            .find(|(loaded, _)| *loaded == name)
+            .ok_or_else(|| format!("the {name} program is not loaded"))?;
+        super::program_loader::run_task_iterator(program).map_err(|e| format!("running the {name} iterator: {e}"))
     }
 
     /// Every traced task now, with its tracer: one walk of every task (the
