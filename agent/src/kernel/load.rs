@@ -35,8 +35,7 @@ impl Kernel {
         drop(kernel_btf);
         let pin_root = Path::new(PIN_ROOT);
         let maps_dir = pin_root.join("maps");
-        let mut loader = object_loader(&offsets);
-        let map_paths: Vec<(&str, PathBuf)> = PINNED_MAPS.iter().map(|name| (*name, maps_dir.join(name))).collect();
+        let mut pins: Vec<(&str, PathBuf)> = Vec::new();
         let mut set_aside = None;
         if attach {
             prepare_pin_root(pin_root)?;
@@ -47,24 +46,20 @@ impl Kernel {
                     .map_err(|e| KernelError::Pin { path: maps_dir.display().to_string(), reason: e.to_string() })?;
                 set_aside = Some(aside);
             }
-            for (name, path) in &map_paths {
-                loader.map_pin_path(name, path.as_path());
-            }
+            pins = PINNED_MAPS.iter().map(|name| (*name, maps_dir.join(name))).collect();
         }
-        let ebpf = loader.load(EBPF_OBJECT).map_err(|e| KernelError::Object(error_chain(&e)))?;
-        let globals = StdHashMap::from([("KERNEL_OFFSETS", (offsets_bytes(&offsets), true))]);
-        let programs = program_loader::Loader::new(EBPF_OBJECT, globals, &ebpf)?;
+        let (programs, maps) = program_loader::Loader::new(EBPF_OBJECT, globals(&offsets), &pins)?;
         let mut attached = programs.load_all(&tracing)?;
         attached.extend(programs.load_all(&lsm).map_err(no_enforcement(&mode))?);
         let iterators = programs.load_all(&iterators)?;
         drop(programs);
         let programs = Programs { attached, iterators };
-        let mut kernel = Self::with_maps_of(ebpf, missing_hooks, mode, programs)?;
+        let mut kernel = Self::with_maps_of(maps, missing_hooks, mode, programs)?;
         if !attach {
             return Ok(kernel);
         }
         let mut layout: Array<&mut MapData, u32> =
-            Array::try_from(kernel.ebpf.map_mut("PIN_LAYOUT").ok_or(KernelError::MissingMap("PIN_LAYOUT"))?)
+            Array::try_from(kernel.maps.map_mut("PIN_LAYOUT").ok_or(KernelError::MissingMap("PIN_LAYOUT"))?)
                 .map_err(map_err("PIN_LAYOUT"))?;
         layout.set(0, warrant_common::PIN_LAYOUT_VERSION, 0).map_err(map_err("PIN_LAYOUT"))?;
         if let Some(aside) = &set_aside {
@@ -96,25 +91,25 @@ impl Kernel {
     /// and a kernel with BTF, are still needed.
     pub fn maps_only() -> Result<Self, KernelError> {
         let offsets = btf::kernel_offsets(&KernelBtf::from_sys_fs()?)?;
-        let ebpf = object_loader(&offsets).load(EBPF_OBJECT).map_err(|e| KernelError::Object(error_chain(&e)))?;
-        Self::with_maps_of(ebpf, Vec::new(), Mode::BpfLsm, Programs::default())
+        let (_, maps) = program_loader::Loader::new(EBPF_OBJECT, globals(&offsets), &[])?;
+        Self::with_maps_of(maps, Vec::new(), Mode::BpfLsm, Programs::default())
     }
 
-    /// A Kernel over `ebpf`'s maps.
+    /// A Kernel over `maps`.
     fn with_maps_of(
-        mut ebpf: Ebpf,
+        mut maps: ObjectMaps,
         missing_hooks: Vec<MissingHook>,
         mode: Mode,
         programs: Programs,
     ) -> Result<Self, KernelError> {
-        let rules = HashMap::try_from(take(&mut ebpf, "RULES")?).map_err(map_err("RULES"))?;
-        let profiles = HashMap::try_from(take(&mut ebpf, "PROFILES")?).map_err(map_err("PROFILES"))?;
-        let warrants = HashMap::try_from(take(&mut ebpf, "WARRANTS")?).map_err(map_err("WARRANTS"))?;
-        let settings = Array::try_from(take(&mut ebpf, "SETTINGS")?).map_err(map_err("SETTINGS"))?;
-        let protected = HashMap::try_from(take(&mut ebpf, "PROTECTED")?).map_err(map_err("PROTECTED"))?;
-        let rates = Array::try_from(take(&mut ebpf, "RATES")?).map_err(map_err("RATES"))?;
+        let rules = HashMap::try_from(take(&mut maps, "RULES")?).map_err(map_err("RULES"))?;
+        let profiles = HashMap::try_from(take(&mut maps, "PROFILES")?).map_err(map_err("PROFILES"))?;
+        let warrants = HashMap::try_from(take(&mut maps, "WARRANTS")?).map_err(map_err("WARRANTS"))?;
+        let settings = Array::try_from(take(&mut maps, "SETTINGS")?).map_err(map_err("SETTINGS"))?;
+        let protected = HashMap::try_from(take(&mut maps, "PROTECTED")?).map_err(map_err("PROTECTED"))?;
+        let rates = Array::try_from(take(&mut maps, "RATES")?).map_err(map_err("RATES"))?;
         Ok(Self {
-            ebpf,
+            maps,
             rules,
             profiles,
             warrants,
@@ -233,14 +228,9 @@ pub(super) fn hook_present(
     Ok(false)
 }
 
-/// The loader of Warrant's object with this kernel's `offsets`.
-fn object_loader(offsets: &warrant_common::KernelOffsets) -> EbpfLoader<'_> {
-    let mut loader = EbpfLoader::new();
-    // SUBJECTS is a task-storage map, which aya loads but has no type for.
-    // aya loads no program (see `program_loader`), so it needs no parse of
-    // the kernel's BTF, which it would otherwise make here.
-    loader.allow_unsupported_maps().override_global("KERNEL_OFFSETS", offsets, true).btf(None);
-    loader
+/// The object's globals: this kernel's `offsets`.
+fn globals(offsets: &warrant_common::KernelOffsets) -> StdHashMap<&'static str, (&[u8], bool)> {
+    StdHashMap::from([("KERNEL_OFFSETS", (offsets_bytes(offsets), true))])
 }
 
 /// Mounts bpffs if needed and creates PIN_ROOT/{maps,links}.
@@ -293,6 +283,6 @@ fn offsets_bytes(offsets: &warrant_common::KernelOffsets) -> &[u8] {
     }
 }
 
-pub(super) fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, KernelError> {
-    ebpf.take_map(name).ok_or(KernelError::MissingMap(name))
+pub(super) fn take(maps: &mut ObjectMaps, name: &'static str) -> Result<Map, KernelError> {
+    maps.take_map(name).ok_or(KernelError::MissingMap(name))
 }

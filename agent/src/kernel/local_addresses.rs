@@ -31,7 +31,7 @@ impl Kernel {
         &mut self,
         prefixes: &BTreeSet<LocalPrefix>,
     ) -> Result<LocalAddressesChange, KernelError> {
-        let map = self.ebpf.map_mut(MAP).ok_or(KernelError::MissingMap(MAP))?;
+        let map = self.maps.map_mut(MAP).ok_or(KernelError::MissingMap(MAP))?;
         let mut trie: LpmTrie<&mut MapData, LocalAddress, u32> = LpmTrie::try_from(map).map_err(map_err(MAP))?;
         // An entry removed during the walk is simply not there.
         let held: BTreeSet<LocalPrefix> =

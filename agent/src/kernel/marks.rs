@@ -9,7 +9,7 @@ use super::{Kernel, KernelError, map_err};
 
 impl Kernel {
     fn marks_map(&self) -> Result<HashMap<&MapData, FileKey, Mark>, KernelError> {
-        HashMap::try_from(self.ebpf.map("MARKS").ok_or(KernelError::MissingMap("MARKS"))?).map_err(map_err("MARKS"))
+        HashMap::try_from(self.maps.map("MARKS").ok_or(KernelError::MissingMap("MARKS"))?).map_err(map_err("MARKS"))
     }
 
     /// Every mark the kernel holds.
@@ -50,7 +50,7 @@ impl Kernel {
     /// How many times the kernel has added or removed a mark since the
     /// programs were loaded: the daemon saves the marks when it moves.
     pub fn mark_changes(&self) -> Result<u64, KernelError> {
-        let map = self.ebpf.map("MARK_CHANGES").ok_or(KernelError::MissingMap("MARK_CHANGES"))?;
+        let map = self.maps.map("MARK_CHANGES").ok_or(KernelError::MissingMap("MARK_CHANGES"))?;
         let counter: Array<&MapData, u64> = Array::try_from(map).map_err(map_err("MARK_CHANGES"))?;
         counter.get(&0, 0).map_err(map_err("MARK_CHANGES"))
     }

@@ -10,7 +10,7 @@ use std::{
 };
 
 use aya::{
-    Ebpf, EbpfLoader, Pod,
+    Pod,
     maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf},
 };
 use thiserror::Error;
@@ -29,6 +29,8 @@ mod load;
 use load::{hook_present, log_verified, take};
 mod local_addresses;
 mod marks;
+mod object_maps;
+use object_maps::ObjectMaps;
 mod policy_maps;
 mod program_loader;
 use program_loader::{LoadAs, Planned, program_err};
@@ -133,7 +135,7 @@ pub fn check_bpf_lsm() -> Result<(), KernelError> {
 }
 
 pub struct Kernel {
-    ebpf: Ebpf,
+    maps: ObjectMaps,
     rules: HashMap<MapData, TargetKey, RuleEntry>,
     profiles: HashMap<MapData, u64, ProfileEntry>,
     warrants: HashMap<MapData, TargetKey, WarrantEntry>,
@@ -191,24 +193,24 @@ impl Kernel {
 
     /// The decision event stream (taken once, by the event reader).
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, KernelError> {
-        RingBuf::try_from(take(&mut self.ebpf, "EVENTS")?).map_err(map_err("EVENTS"))
+        RingBuf::try_from(take(&mut self.maps, "EVENTS")?).map_err(map_err("EVENTS"))
     }
 
     /// An object map this struct does not hold open, as a typed hash map.
     fn hash_map<K: Pod, V: Pod>(&mut self, name: &'static str) -> Result<HashMap<&mut MapData, K, V>, KernelError> {
-        HashMap::try_from(self.ebpf.map_mut(name).ok_or(KernelError::MissingMap(name))?).map_err(map_err(name))
+        HashMap::try_from(self.maps.map_mut(name).ok_or(KernelError::MissingMap(name))?).map_err(map_err(name))
     }
 
     /// The content digest's key in the kernel ([0, 0] before one is set).
     pub fn digest_key(&self) -> Result<[u64; 2], KernelError> {
-        let map = self.ebpf.map("DIGEST_KEY").ok_or(KernelError::MissingMap("DIGEST_KEY"))?;
+        let map = self.maps.map("DIGEST_KEY").ok_or(KernelError::MissingMap("DIGEST_KEY"))?;
         let keys: Array<&MapData, [u64; 2]> = Array::try_from(map).map_err(map_err("DIGEST_KEY"))?;
         keys.get(&0, 0).map_err(map_err("DIGEST_KEY"))
     }
 
     /// Sets the content digest's key (pinned: it outlives daemon restarts).
     pub fn set_digest_key(&mut self, key: [u64; 2]) -> Result<(), KernelError> {
-        let map = self.ebpf.map_mut("DIGEST_KEY").ok_or(KernelError::MissingMap("DIGEST_KEY"))?;
+        let map = self.maps.map_mut("DIGEST_KEY").ok_or(KernelError::MissingMap("DIGEST_KEY"))?;
         let mut keys: Array<&mut MapData, [u64; 2]> = Array::try_from(map).map_err(map_err("DIGEST_KEY"))?;
         keys.set(0, key, 0).map_err(map_err("DIGEST_KEY"))
     }
@@ -244,7 +246,7 @@ impl Kernel {
     /// Events the kernel could not put on the full ring, since the maps were
     /// created (the counter is pinned, so it spans daemon restarts).
     pub fn lost_events(&self) -> Result<u64, KernelError> {
-        let map = self.ebpf.map("LOST_EVENTS").ok_or(KernelError::MissingMap("LOST_EVENTS"))?;
+        let map = self.maps.map("LOST_EVENTS").ok_or(KernelError::MissingMap("LOST_EVENTS"))?;
         let counters: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map).map_err(map_err("LOST_EVENTS"))?;
         let per_cpu = counters.get(&0, 0).map_err(map_err("LOST_EVENTS"))?;
         Ok(per_cpu.iter().sum())

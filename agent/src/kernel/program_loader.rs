@@ -1,21 +1,22 @@
-//! Warrant's programs loaded, attached and run with bpf(2), from the object
-//! through aya-obj, relocated against the maps aya made for the same object.
-//! aya 0.14 makes the maps; its program loads are not used: they need its
-//! own parse of the kernel's BTF (~13 MB, most of the daemon's peak resident
-//! size) for the one type id each load names, and it has no fmod_ret
+//! Warrant's object parsed once (aya-obj), its maps made
+//! ([`object_maps`]), and its programs loaded, attached and run with
+//! bpf(2). aya's loader is not used: it parses the kernel's BTF when made
+//! (~13 MB held, ~18 at its peak: most of the daemon's peak resident size)
+//! for the one type id each program load names, and it has no fmod_ret
 //! program type. The ids come from Warrant's reader, decided before that is
 //! dropped ([`Planned`]).
 
 use std::collections::HashMap as StdHashMap;
 use std::ffi::CString;
 use std::os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use aya::{Ebpf, maps::Map};
+use aya::maps::Map;
 use aya_obj::ProgramSection;
 use aya_obj::generated::{bpf_attach_type, bpf_attr, bpf_cmd, bpf_prog_type};
 
 use super::KernelError;
+use super::object_maps::{self, ObjectMaps};
 
 /// How a program loads: its program type and what it attaches to.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -74,7 +75,7 @@ pub struct Planned {
     pub load_as: LoadAs,
 }
 
-/// The object, relocated against an `Ebpf`'s maps, with its BTF loaded.
+/// The object, relocated against its maps, with its BTF loaded.
 pub struct Loader {
     object: aya_obj::Object,
     btf_fd: Option<OwnedFd>,
@@ -90,10 +91,16 @@ fn leak(name: &str) -> &'static str {
 }
 
 impl Loader {
-    /// Parses `object` again, with `globals` as aya was given them, loads its
-    /// BTF and points its map references at `ebpf`'s maps.
-    pub fn new(object: &[u8], globals: StdHashMap<&str, (&[u8], bool)>, ebpf: &Ebpf) -> Result<Self, KernelError> {
-        let object_err = |e: String| KernelError::Object(format!("program loader: {e}"));
+    /// Parses `object` with `globals` patched in, loads its BTF, makes its
+    /// maps (reopening those `pins` name where pinned, see
+    /// [`object_maps::create`]) and points the programs' map references
+    /// at them.
+    pub fn new(
+        object: &[u8],
+        globals: StdHashMap<&str, (&[u8], bool)>,
+        pins: &[(&str, PathBuf)],
+    ) -> Result<(Self, ObjectMaps), KernelError> {
+        let object_err = |e: String| KernelError::Object(e);
         let mut object = aya_obj::Object::parse(object).map_err(|e| object_err(e.to_string()))?;
         object.patch_map_data(globals).map_err(|e| object_err(e.to_string()))?;
         let features = aya::features();
@@ -106,22 +113,23 @@ impl Loader {
             }
             None => None,
         };
+        let maps = object_maps::create(&object, btf_fd.as_ref().map(|fd| fd.as_fd()), pins)?;
         // relocate_maps needs `object` mutably, so the definitions are cloned out.
-        let mut maps: Vec<(String, RawFd, aya_obj::Map)> = Vec::new();
-        for (name, map) in ebpf.maps() {
+        let mut references: Vec<(String, RawFd, aya_obj::Map)> = Vec::new();
+        for (name, map) in maps.maps() {
             let fd =
                 map_fd(map).ok_or_else(|| object_err(format!("map {name} has a type this loader does not know")))?;
             if let Some(definition) = object.maps.get(name) {
-                maps.push((name.to_owned(), fd, definition.clone()));
+                references.push((name.to_owned(), fd, definition.clone()));
             }
         }
         let text_sections = object.functions.keys().map(|(section, _)| *section).collect();
         object
-            .relocate_maps(maps.iter().map(|(n, fd, m)| (n.as_str(), *fd, m)), &text_sections)
+            .relocate_maps(references.iter().map(|(n, fd, m)| (n.as_str(), *fd, m)), &text_sections)
             .map_err(|e| object_err(e.to_string()))?;
         object.relocate_calls(&text_sections).map_err(|e| object_err(e.to_string()))?;
         object.sanitize_functions(features);
-        Ok(Self { object, btf_fd })
+        Ok((Self { object, btf_fd }, maps))
     }
 
     /// Loads (verifies) every program in `planned`, in order.
@@ -264,7 +272,7 @@ fn load_btf(bytes: &[u8]) -> std::io::Result<OwnedFd> {
 }
 
 /// bpf(2) for the commands that return 0 or an error.
-fn bpf_status(command: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<()> {
+pub(super) fn bpf_status(command: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<()> {
     // SAFETY: `attr` is a valid bpf_attr for `command`, its pointers live.
     let rc = unsafe {
         libc::syscall(libc::SYS_bpf, command as libc::c_long, attr as *mut bpf_attr, std::mem::size_of::<bpf_attr>())

@@ -101,7 +101,7 @@ impl Kernel {
         // The daemon ends this pickup itself, when it has looked: no start time to check.
         let pickup = Pickup { deadline_ns, profile_id, ..Pickup::default() };
         self.hash_map::<u32, Pickup>("PICKUPS")?.insert(pid, pickup, 0).map_err(map_err("PICKUPS"))?;
-        let map = self.ebpf.map_mut("PICKUPS_UNTIL").ok_or(KernelError::MissingMap("PICKUPS_UNTIL"))?;
+        let map = self.maps.map_mut("PICKUPS_UNTIL").ok_or(KernelError::MissingMap("PICKUPS_UNTIL"))?;
         let mut until: aya::maps::Array<&mut aya::maps::MapData, u64> =
             aya::maps::Array::try_from(map).map_err(map_err("PICKUPS_UNTIL"))?;
         until.set(0, deadline_ns, 0).map_err(map_err("PICKUPS_UNTIL"))
@@ -154,7 +154,7 @@ impl Kernel {
     /// The profile of the subject that made the unix connection whose
     /// accepted end has socket cookie `cookie` (the kernel's UNIX_CALLERS).
     pub fn unix_caller(&self, cookie: u64) -> Option<u32> {
-        let map = aya::maps::HashMap::<_, u64, u32>::try_from(self.ebpf.map("UNIX_CALLERS")?).ok()?;
+        let map = aya::maps::HashMap::<_, u64, u32>::try_from(self.maps.map("UNIX_CALLERS")?).ok()?;
         map.get(&cookie, 0).ok()
     }
 
@@ -164,7 +164,7 @@ impl Kernel {
 
     /// The fd of task-storage map `name` (aya has no type for them).
     fn task_storage_fd(&self, name: &'static str) -> Result<i32, KernelError> {
-        match self.ebpf.map(name) {
+        match self.maps.map(name) {
             Some(Map::Unsupported(data)) => Ok(data.fd().as_fd().as_raw_fd()),
             Some(_) => Err(KernelError::MapType(name)),
             None => Err(KernelError::MissingMap(name)),
