@@ -19,7 +19,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     let object =
         Path::new(&std::env::var_os("OUT_DIR").ok_or_else(|| anyhow!("OUT_DIR not set"))?).join(ebpf.name.as_str());
-    // Absent when AYA_BUILD_SKIP skipped the build.
+    // AYA_BUILD_SKIP leaves an earlier build's object, already stripped, or none.
     if object.exists() {
         strip_debug_info(&object)?;
     }
@@ -34,10 +34,16 @@ fn main() -> anyhow::Result<()> {
 fn strip_debug_info(path: &Path) -> anyhow::Result<()> {
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut builder = object::build::elf::Builder::read(&*data).context("reading the BPF object as ELF")?;
+    let mut stripped_any = false;
     for section in builder.sections.iter_mut() {
         if section.name.starts_with(b".debug") || section.name.starts_with(b".rel.debug") {
             section.delete = true;
+            stripped_any = true;
         }
+    }
+    if !stripped_any {
+        // Stripped already (its own .shstrtab added then).
+        return Ok(());
     }
     builder.delete_orphans();
     // LLVM names the sections in .strtab, beside the symbols; the writer

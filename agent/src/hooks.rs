@@ -100,6 +100,16 @@ pub enum Traces {
     Tracepoint(&'static str),
 }
 
+impl Traces {
+    /// What is traced, as a person reads it.
+    pub fn target(&self) -> String {
+        match self {
+            Traces::Entry(function) | Traces::Exit(function) => format!("function {function}"),
+            Traces::Tracepoint(point) => format!("tracepoint {point}"),
+        }
+    }
+}
+
 /// fentry/fexit and BTF tracepoint programs and what each traces. The
 /// fentry/fexit ones only note namespace requests for `capable` to decide
 /// (see agent-ebpf's netns.rs), so they are attached before it; the

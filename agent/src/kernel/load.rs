@@ -185,7 +185,8 @@ fn plan_tracing(kernel_btf: &KernelBtf) -> Result<Vec<Planned>, KernelError> {
             Traces::Exit(function) => (kernel_btf.function_id(function), LoadAs::Exit),
             Traces::Tracepoint(point) => (kernel_btf.typedef_id(&format!("btf_trace_{point}")), LoadAs::Tracepoint),
         };
-        let btf_id = btf_id.ok_or_else(|| program_err(name, format!("the kernel has no {traces:?} to attach to")))?;
+        let btf_id =
+            btf_id.ok_or_else(|| program_err(name, format!("the kernel has no {} to attach to", traces.target())))?;
         planned.push(Planned { name, btf_id, load_as });
     }
     Ok(planned)

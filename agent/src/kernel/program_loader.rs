@@ -1,4 +1,4 @@
-//! Warrant's object parsed once (aya-obj), its maps made
+//! Warrant's object parsed (aya-obj), its maps made
 //! ([`object_maps`]), and its programs loaded, attached and run with
 //! bpf(2). aya's loader is not used: it parses the kernel's BTF when made
 //! (~13 MB held, ~18 at its peak: most of the daemon's peak resident size)
@@ -101,16 +101,19 @@ impl Loader {
         pins: &[(&str, PathBuf)],
     ) -> Result<(Self, ObjectMaps), KernelError> {
         let object_err = |e: String| KernelError::Object(e);
-        let mut object = aya_obj::Object::parse(object).map_err(|e| object_err(e.to_string()))?;
-        object.patch_map_data(globals).map_err(|e| object_err(e.to_string()))?;
+        let chain = |e: &dyn std::error::Error| KernelError::Object(super::error_chain(e));
+        let mut object = aya_obj::Object::parse(object).map_err(|e| chain(&e))?;
+        object.patch_map_data(globals).map_err(|e| chain(&e))?;
+        if object.has_btf_relocations() {
+            // Offsets come from KERNEL_OFFSETS; nothing here would relocate a CO-RE access.
+            return Err(object_err("the object has CO-RE relocations, which this loader does not apply".into()));
+        }
         let features = aya::features();
         let btf_fd = match features.btf() {
-            Some(btf_features) => {
-                match object.fixup_and_sanitize_btf(btf_features).map_err(|e| object_err(e.to_string()))? {
-                    Some(btf) => Some(load_btf(&btf.to_bytes()).map_err(|e| object_err(format!("loading BTF: {e}")))?),
-                    None => None,
-                }
-            }
+            Some(btf_features) => match object.fixup_and_sanitize_btf(btf_features).map_err(|e| chain(&e))? {
+                Some(btf) => Some(load_btf(&btf.to_bytes()).map_err(|e| object_err(format!("loading BTF: {e}")))?),
+                None => None,
+            },
             None => None,
         };
         let maps = object_maps::create(&object, btf_fd.as_ref().map(|fd| fd.as_fd()), pins)?;
@@ -126,8 +129,8 @@ impl Loader {
         let text_sections = object.functions.keys().map(|(section, _)| *section).collect();
         object
             .relocate_maps(references.iter().map(|(n, fd, m)| (n.as_str(), *fd, m)), &text_sections)
-            .map_err(|e| object_err(e.to_string()))?;
-        object.relocate_calls(&text_sections).map_err(|e| object_err(e.to_string()))?;
+            .map_err(|e| chain(&e))?;
+        object.relocate_calls(&text_sections).map_err(|e| chain(&e))?;
         object.sanitize_functions(features);
         Ok((Self { object, btf_fd }, maps))
     }
@@ -293,7 +296,7 @@ fn sys_bpf(command: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// The descriptor of a map aya made, for the map types this object uses.
+/// The descriptor of one of the object's maps, for the map types it uses.
 fn map_fd(map: &Map) -> Option<RawFd> {
     let data = match map {
         Map::Array(data)
