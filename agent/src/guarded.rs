@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use crate::policy::{CompiledPolicy, Tier, tree_of};
+use crate::policy::{CompiledPolicy, IndexedRule, Tier, tree_of};
 
 /// The guarded trees, compiled in. A path this host lacks is guarded by
 /// its name: a subject may not make it, and what root makes there joins
@@ -241,9 +241,9 @@ pub fn to_protect(protect: &[String]) -> Vec<String> {
 /// warrant, change a guarded surface (root runs what is there) or reach a
 /// service manager or container runtime (which runs what it is sent).
 pub fn allowed(compiled: &CompiledPolicy) -> Vec<String> {
-    let allow = compiled.rule_names.iter().filter(|(_, rule)| rule.tier == Tier::Allow);
+    let allow = compiled.rules_by_index.iter().filter(|named| named.rule.tier == Tier::Allow);
     allow
-        .filter_map(|(profile, rule)| {
+        .filter_map(|IndexedRule { profile, rule, .. }| {
             let surface = rule.action.starts_with("file.")
                 && tree_of(&compiled.policy.protect, &rule.target).is_some_and(is_guarded);
             let deputy = (rule.action == "ipc.connect" || rule.action == "ipc.*")

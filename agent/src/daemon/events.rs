@@ -65,25 +65,6 @@ impl State {
         Some(path)
     }
 
-    /// Rule `index` of `policy` as a record names it. Kept by policy
-    /// version and index: every decision record names its rule, and
-    /// formatting it each time was a tenth of a record's work.
-    fn rule_text(&self, policy: &CompiledPolicy, index: u32) -> Option<String> {
-        let key = (policy.version(), index);
-        let mut texts = self.rule_texts.borrow_mut();
-        if let Some(text) = texts.get(&key) {
-            return Some(text.clone());
-        }
-        let (profile, r) = policy.rule_names.get(index as usize)?;
-        let rate = r.rate.as_ref().map(|rate| format!(" at most {rate}")).unwrap_or_default();
-        let text = format!("{profile}#{index}: {} {} -> {:?}{rate}", r.action, r.target, r.tier).to_lowercase();
-        if texts.len() >= 1024 {
-            texts.clear();
-        }
-        texts.insert(key, text.clone());
-        Some(text)
-    }
-
     /// Keeps the rendering of a rule's content for the decision after it.
     pub(super) fn on_rule_content(&mut self, content: &warrant_common::RuleContent) {
         let len = content.len as usize;
@@ -145,7 +126,7 @@ impl State {
             Some(p) => {
                 // Self-protection consults no rule.
                 let rule = (event.tier != tier::UNMATCHED && !action::is_self_protection(event.action))
-                    .then(|| self.rule_text(p, event.rule_index))
+                    .then(|| p.rules_by_index.get(event.rule_index).map(|named| named.text.clone()))
                     .flatten();
                 let m = p.profiles.iter().find(|(id, _)| *id == event.profile_id).map(|(_, e)| e.mode);
                 (p.profile_name(event.profile_id), rule, m)
@@ -187,10 +168,10 @@ impl State {
             fields.add("policy_known", false);
         }
         // An `allow` rule decided in the approve tier: its rate was used up.
-        let allow_rule = decided_under.and_then(|p| p.rule_names.get(event.rule_index as usize));
+        let allow_rule = decided_under.and_then(|p| p.rules_by_index.get(event.rule_index));
         if event.tier == tier::APPROVE
             && !action::is_self_protection(event.action)
-            && allow_rule.is_some_and(|(_, r)| r.tier == policy::Tier::Allow)
+            && allow_rule.is_some_and(|named| named.rule.tier == policy::Tier::Allow)
         {
             fields.add("rate_limited", true);
         }

@@ -170,9 +170,6 @@ struct State {
     /// Rule contents the kernel sent, rendered, until their decisions are
     /// recorded.
     rule_contents: rule_contents::RuleContents,
-    /// Rules as records name them, by policy version and rule index
-    /// (bounded; see `State::rule_text`).
-    rule_texts: std::cell::RefCell<HashMap<(u64, u32), String>>,
     /// Warrants used since the last tick: the state their change left is
     /// noted for rollback (a file's writes follow the open that used it).
     pending_after: BTreeSet<String>,

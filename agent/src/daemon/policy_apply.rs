@@ -283,9 +283,6 @@ impl State {
         if let Some(replaced) = self.policy.replace(compiled) {
             self.earlier_policies.keep(replaced);
         }
-        // Named anew from the policies as they are now (a version applied
-        // again may compile to other rules).
-        self.rule_texts.get_mut().clear();
         self.expiry_reported = false;
         self.drop_orphan_warrants();
         self.record(

@@ -274,7 +274,6 @@ impl State {
             last_checkpoint: (0, std::time::Instant::now()),
             pending_after: BTreeSet::new(),
             rule_contents: Default::default(),
-            rule_texts: Default::default(),
             lost_events_recorded: read_number(&lost_events_path(&config.state_dir)),
             seen_bundles: HashSet::new(),
             bundles_awaiting_trust: Vec::new(),

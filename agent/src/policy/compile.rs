@@ -66,8 +66,9 @@ pub struct CompiledPolicy {
     pub profile_ids: BTreeMap<String, u32>,
     pub profiles: Vec<(u32, ProfileEntry)>,
     pub rules: HashMap<TargetKey, RuleEntry>,
-    /// Rule index -> (profile, rule), for audit records and explanations.
-    pub rule_names: Vec<(String, Rule)>,
+    /// The rules by the index the kernel's entries carry, for audit
+    /// records and explanations.
+    pub rules_by_index: IndexedRules,
     pub responsibles: Vec<(Responsible, PublicKey)>,
     /// Rules naming namespaces this host does not have; they cover nothing.
     pub unresolved: Vec<String>,
@@ -136,7 +137,7 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
     let mut profile_ids = BTreeMap::new();
     let mut profiles = Vec::new();
     let mut rules: HashMap<TargetKey, RuleEntry> = HashMap::new();
-    let mut rule_names = Vec::new();
+    let mut rules_by_index = IndexedRules::default();
     let mut unresolved = Vec::new();
     let mut matchers: Vec<(Matcher, u32)> = Vec::new();
     for profile in &policy.profiles {
@@ -190,7 +191,7 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
         let mut named_sockets: Vec<String> = Vec::new();
         let mut named_ports: Vec<u16> = Vec::new();
         for rule in &profile.rules {
-            let rule_index = rule_names.len() as u32;
+            let rule_index = rules_by_index.next_index();
             let context = |e: String| invalid(format!("profile {:?}: {e}", profile.name));
             let actions = expand_action(&rule.action).map_err(context)?;
             let every_target = rule.target.trim() == "*";
@@ -216,7 +217,7 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
                 Err(TargetError::NotOnThisHost(e)) => {
                     // A namespace or file this host does not have: the rule covers nothing here.
                     unresolved.push(format!("profile {:?}: {e}", profile.name));
-                    rule_names.push((profile.name.clone(), rule.clone()));
+                    rules_by_index.push(&profile.name, rule.clone());
                     continue;
                 }
                 Err(TargetError::Invalid(e)) => return Err(context(e)),
@@ -244,35 +245,39 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
                 Target::Port(Some(port)) => named_ports.push(*port),
                 _ => {}
             }
-            rule_names.push((profile.name.clone(), rule.clone()));
+            rules_by_index.push(&profile.name, rule.clone());
         }
         // Sockets every program may reach (the journal, nscd), unless the
         // profile's rules say otherwise.
         for socket in crate::guarded::SOCKETS_ALLOWED.iter().filter(|s| !named_sockets.contains(&s.to_string())) {
-            allow_socket_rule(&mut rules, &mut rule_names, (&profile.name, id), socket);
+            allow_socket_rule(&mut rules, &mut rules_by_index, (&profile.name, id), socket);
         }
         for port in crate::guarded::LOOPBACK_PORTS_ALLOWED.iter().filter(|p| !named_ports.contains(p)) {
             let rule = Rule { action: "ipc.loopback".into(), target: port.to_string(), tier: Tier::Allow, rate: None };
             let entry = RuleEntry {
                 tier: tier::ALLOW,
-                rule_index: rule_names.len() as u32,
+                rule_index: rules_by_index.next_index(),
                 rate_limit: 0,
                 rate_window_secs: 0,
             };
             rules.insert(Target::Port(Some(*port)).key(id, action::IPC_LOOPBACK), entry);
-            rule_names.push((profile.name.clone(), rule));
+            rules_by_index.push(&profile.name, rule);
         }
         // A guarded surface the profile's rules do not name is denied, even
         // where a `file.* *` rule allows the rest.
         for tree in guarded.iter().filter(|t| !named_trees.contains(&protect::tree_id(t))) {
             let rule = Rule { action: "file.*".into(), target: tree.clone(), tier: Tier::Deny, rate: None };
-            let entry =
-                RuleEntry { tier: tier::DENY, rule_index: rule_names.len() as u32, rate_limit: 0, rate_window_secs: 0 };
+            let entry = RuleEntry {
+                tier: tier::DENY,
+                rule_index: rules_by_index.next_index(),
+                rate_limit: 0,
+                rate_window_secs: 0,
+            };
             let target = Target::File { tree: Some(protect::tree_id(tree)), inode: None, name: None };
             for action_id in action::FILE_WRITE..=action::FILE_XATTR {
                 rules.insert(target.key(id, action_id), entry);
             }
-            rule_names.push((profile.name.clone(), rule));
+            rules_by_index.push(&profile.name, rule);
         }
     }
     for pattern in &policy.two_person {
@@ -310,7 +315,7 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
         profile_ids,
         profiles,
         rules,
-        rule_names,
+        rules_by_index,
         responsibles,
         unresolved,
         protected_written,
@@ -318,18 +323,59 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
     })
 }
 
+/// The rules of a compiled policy by the index the kernel's entries carry.
+/// Only compiling adds to it, so an index always names the rule it was
+/// given for.
+#[derive(Clone, Debug, Default)]
+pub struct IndexedRules(Vec<IndexedRule>);
+
+/// One rule as a decision names it.
+#[derive(Clone, Debug)]
+pub struct IndexedRule {
+    pub profile: String,
+    pub rule: Rule,
+    /// How an audit record names it (`profile#index: action target -> tier`),
+    /// made once: every decision record names its rule.
+    pub text: String,
+}
+
+impl IndexedRules {
+    /// The index the next rule added takes.
+    fn next_index(&self) -> u32 {
+        self.0.len() as u32
+    }
+
+    fn push(&mut self, profile: &str, rule: Rule) {
+        let index = self.0.len();
+        let rate = rule.rate.as_ref().map(|rate| format!(" at most {rate}")).unwrap_or_default();
+        // The tier as policies write it; the target as written (a path's case is its own).
+        let tier = format!("{:?}", rule.tier).to_lowercase();
+        let text = format!("{profile}#{index}: {} {} -> {tier}{rate}", rule.action, rule.target);
+        self.0.push(IndexedRule { profile: profile.to_owned(), rule, text });
+    }
+
+    /// The rule at `index`, if the policy has one there.
+    pub fn get(&self, index: u32) -> Option<&IndexedRule> {
+        self.0.get(index as usize)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &IndexedRule> {
+        self.0.iter()
+    }
+}
+
 /// An `ipc.connect` allow rule for `socket` in the profile (name, id).
 fn allow_socket_rule(
     rules: &mut HashMap<TargetKey, RuleEntry>,
-    rule_names: &mut Vec<(String, Rule)>,
+    rules_by_index: &mut IndexedRules,
     (profile, id): (&str, u32),
     socket: &str,
 ) {
     let rule = Rule { action: "ipc.connect".into(), target: socket.to_owned(), tier: Tier::Allow, rate: None };
     let entry =
-        RuleEntry { tier: tier::ALLOW, rule_index: rule_names.len() as u32, rate_limit: 0, rate_window_secs: 0 };
+        RuleEntry { tier: tier::ALLOW, rule_index: rules_by_index.next_index(), rate_limit: 0, rate_window_secs: 0 };
     rules.insert(Target::Socket(Some(socket.to_owned())).key(id, action::IPC_CONNECT), entry);
-    rule_names.push((profile.to_owned(), rule));
+    rules_by_index.push(profile, rule);
 }
 
 impl CompiledPolicy {
@@ -339,7 +385,7 @@ impl CompiledPolicy {
         for (name, &id) in &self.profile_ids {
             let key = Target::Socket(Some(socket.to_owned())).key(id, action::IPC_CONNECT);
             if !self.rules.contains_key(&key) {
-                allow_socket_rule(&mut self.rules, &mut self.rule_names, (name, id), socket);
+                allow_socket_rule(&mut self.rules, &mut self.rules_by_index, (name, id), socket);
             }
         }
     }
@@ -376,5 +422,28 @@ impl CompiledPolicy {
             .find(|(_, v)| **v == id)
             .map(|(n, _)| n.clone())
             .unwrap_or_else(|| format!("profile#{id}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_is_named_by_its_profile_index_action_target_tier_and_rate() {
+        let rule = |action: &str, target: &str, tier, rate: Option<&str>| Rule {
+            action: action.into(),
+            target: target.into(),
+            tier,
+            rate: rate.map(Into::into),
+        };
+        let mut rules = IndexedRules::default();
+        assert_eq!(rules.next_index(), 0);
+        rules.push("agent", rule("nft.rule.add", "inet filter input", Tier::Approve, None));
+        rules.push("Ops", rule("file.write", "/etc/MyApp.conf", Tier::Allow, Some("5/minute")));
+        assert_eq!(rules.next_index(), 2);
+        assert_eq!(rules.get(0).unwrap().text, "agent#0: nft.rule.add inet filter input -> approve");
+        assert_eq!(rules.get(1).unwrap().text, "Ops#1: file.write /etc/MyApp.conf -> allow at most 5/minute");
+        assert!(rules.get(2).is_none());
     }
 }

@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use warrant_common::tier;
 
-pub use compile::{CompiledPolicy, compile, compile_guarding, compile_with, expand_action, shared_target_kind};
+pub use compile::{
+    CompiledPolicy, IndexedRule, IndexedRules, compile, compile_guarding, compile_with, expand_action,
+    shared_target_kind,
+};
 pub(crate) use names::resolve_netns_word;
 pub use names::{
     FAMILIES, HOST_NETNS, HostNames, NETNS_RUN_DIR, Named, ThisHost, family_name, resolve_netns_name, tree_of,
