@@ -187,12 +187,28 @@ impl Bench<'_> {
 
     /// Field `name` (kB) of the daemon's /proc status.
     fn daemon_status_kib(&self, name: &str) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.daemon.id()))?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-            .with_context(|| format!("no {name} in the daemon's status"))
+        status_kib(self.daemon.id(), name)
+    }
+
+    /// What `work` returns, and the daemon's highest VmRSS while it ran
+    /// (sampled every 100 ms: a briefer peak can be missed).
+    fn highest_rss_during<T>(&self, work: impl FnOnce() -> Result<T>) -> Result<(T, u64)> {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let pid = self.daemon.id();
+        std::thread::scope(|scope| {
+            let sampler = scope.spawn(|| {
+                let mut highest = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    highest = highest.max(status_kib(pid, "VmRSS").unwrap_or(0));
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                highest
+            });
+            let outcome = work();
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            let highest = sampler.join().map_err(|_| anyhow::anyhow!("the RSS sampler panicked"))?;
+            outcome.map(|value| (value, highest))
+        })
     }
 
     /// Iterations per workload for a loop of about LOOP_TARGET.
@@ -350,4 +366,14 @@ impl Bench<'_> {
             command
         }
     }
+}
+
+/// Field `name` (kB) of process `pid`'s /proc status.
+fn status_kib(pid: u32, name: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .with_context(|| format!("no {name} in process {pid}'s status"))
 }

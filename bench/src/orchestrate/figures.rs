@@ -96,7 +96,7 @@ impl Bench<'_> {
     /// the protected file for writing (allowed; each open is one decision
     /// and one fsynced, chained record). Reports how many records were
     /// written, how many the kernel lost (ring full), and when the last
-    /// record landed.
+    /// record landed, and the daemon's highest RSS meanwhile.
     pub(super) fn audit_rates(&self) -> Result<()> {
         let protected = self.file(true).display().to_string();
         for rate in OFFERED_RATES {
@@ -112,19 +112,24 @@ impl Bench<'_> {
                 "--file".into(),
                 protected.clone(),
             ];
-            let ops = self.run_reading(true, &args, "ops ", &format!("paced opens at {rate}/s"))? as u64;
-            let (mut written, mut landed) = (0, started.elapsed());
-            let mut unchanged_since = Instant::now();
-            while written < ops && unchanged_since.elapsed() < Duration::from_secs(5) {
-                std::thread::sleep(Duration::from_millis(100));
-                let now = self.audit_counts()?.0 - written_before;
-                if now != written {
-                    (written, landed, unchanged_since) = (now, started.elapsed(), Instant::now());
+            let offered = || -> Result<(u64, u64, Duration)> {
+                let ops = self.run_reading(true, &args, "ops ", &format!("paced opens at {rate}/s"))? as u64;
+                let (mut written, mut landed) = (0, started.elapsed());
+                let mut unchanged_since = Instant::now();
+                while written < ops && unchanged_since.elapsed() < Duration::from_secs(5) {
+                    std::thread::sleep(Duration::from_millis(100));
+                    let now = self.audit_counts()?.0 - written_before;
+                    if now != written {
+                        (written, landed, unchanged_since) = (now, started.elapsed(), Instant::now());
+                    }
                 }
-            }
+                Ok((ops, written, landed))
+            };
+            let ((ops, written, landed), highest_rss) = self.highest_rss_during(offered)?;
             let lost = self.audit_counts()?.1 - lost_before;
             emit(json!({"kind": "audit", "offered_rate": rate, "seconds": AUDIT_SECONDS, "ops": ops,
                         "written": written, "lost": lost, "last_record_s": landed.as_secs_f64()}));
+            emit(json!({"kind": "rss", "when": format!("under load, {rate}/s offered (highest)"), "kib": highest_rss}));
         }
         Ok(())
     }
