@@ -129,7 +129,8 @@ impl Bench<'_> {
             let lost = self.audit_counts()?.1 - lost_before;
             emit(json!({"kind": "audit", "offered_rate": rate, "seconds": AUDIT_SECONDS, "ops": ops,
                         "written": written, "lost": lost, "last_record_s": landed.as_secs_f64()}));
-            emit(json!({"kind": "rss", "when": format!("under load, {rate}/s offered (highest)"), "kib": highest_rss}));
+            let offered = if rate == 0 { "unpaced".to_owned() } else { format!("{rate}/s offered") };
+            emit(json!({"kind": "rss", "when": format!("under load, {offered} (highest)"), "kib": highest_rss}));
         }
         Ok(())
     }
