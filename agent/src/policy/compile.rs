@@ -324,8 +324,8 @@ pub fn compile_with(mut policy: Policy, names: &dyn HostNames) -> Result<Compile
 }
 
 /// The rules of a compiled policy by the index the kernel's entries carry.
-/// Only compiling adds to it, so an index always names the rule it was
-/// given for.
+/// Only this module adds to it (compiling, `allow_socket`), so an index
+/// always names the rule it was given for.
 #[derive(Clone, Debug, Default)]
 pub struct IndexedRules(Vec<IndexedRule>);
 
