@@ -13,6 +13,7 @@ mod figures;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -191,22 +192,36 @@ impl Bench<'_> {
     }
 
     /// What `work` returns, and the daemon's highest VmRSS while it ran
-    /// (sampled every 100 ms: a briefer peak can be missed).
+    /// (sampled every 100 ms: a briefer peak can be missed). An error if no
+    /// sample could be read.
     fn highest_rss_during<T>(&self, work: impl FnOnce() -> Result<T>) -> Result<(T, u64)> {
-        let done = std::sync::atomic::AtomicBool::new(false);
+        /// Stops the sampler however `work` ends: a panic too, which the
+        /// scope would otherwise wait on forever.
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let done = AtomicBool::new(false);
         let pid = self.daemon.id();
         std::thread::scope(|scope| {
             let sampler = scope.spawn(|| {
-                let mut highest = 0;
-                while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    highest = highest.max(status_kib(pid, "VmRSS").unwrap_or(0));
+                let mut highest = None;
+                while !done.load(Ordering::Relaxed) {
+                    if let Ok(kib) = status_kib(pid, "VmRSS") {
+                        highest = highest.max(Some(kib));
+                    }
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 highest
             });
-            let outcome = work();
-            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            let outcome = {
+                let _stop = StopOnDrop(&done);
+                work()
+            };
             let highest = sampler.join().map_err(|_| anyhow::anyhow!("the RSS sampler panicked"))?;
+            let highest = highest.with_context(|| format!("no VmRSS of the daemon (pid {pid}) could be read"))?;
             outcome.map(|value| (value, highest))
         })
     }

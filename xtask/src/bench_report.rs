@@ -375,8 +375,9 @@ pub fn report(raw: &Raw) -> Report {
         write_audit(&mut table, ("offered/s", "audit on the host", 50_000), &raw.native_audit, &mut misses);
 
     let _ = writeln!(table, "\ndaemon");
+    let width = raw.scalars.keys().map(String::len).max().unwrap_or(0);
     for (name, value) in &raw.scalars {
-        let _ = writeln!(table, "  {name:<28} {value:.0}");
+        let _ = writeln!(table, "  {name:<width$} {value:.0}");
         if name.starts_with("rss_kib") && *value as u64 > RSS_TARGET_KIB {
             misses.push(format!("daemon {name}: {value:.0} KiB (target {RSS_TARGET_KIB} KiB)"));
         }

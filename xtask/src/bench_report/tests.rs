@@ -19,6 +19,7 @@ const RECORDED: &str = r#"
 {"kind":"nft","batch":100,"state":"not_subject","round":0,"ns":10000000}
 {"kind":"nft","batch":100,"state":"subject","round":0,"ns":11000000}
 {"kind":"rss","when":"after load","kib":30000}
+{"kind":"rss","when":"under load, 50000/s offered (highest)","kib":13000}
 {"kind":"audit","offered_rate":10000,"seconds":2.0,"ops":20000,"written":20000,"lost":0,"last_record_s":2.5}
 {"kind":"native_apply","rules":1000,"inodes":246,"verify_ms":[9.5,8.0,8.25],"walk_ms":[30.5,4.0,3.5,3.75],"commit_ms":[20.0,18.5]}
 {"kind":"native_apply","rules":10,"inodes":246,"verify_ms":[1.0],"walk_ms":[2.0]}
@@ -46,6 +47,9 @@ fn report_marks_missed_targets() {
     // subject vs no Warrant: 1.10 and 1.05, median 1.075 > 1.05; nft 100: 1.10; RSS after load 30000 KiB.
     assert_eq!(report.misses.len(), 3, "{:?}", report.misses);
     assert!(report.table.contains("x1.015"), "{}", report.table);
+    // The daemon's rows line up on the longest name.
+    assert!(report.table.contains("\n  rss_kib idle                                  19000\n"), "{}", report.table);
+    assert!(report.table.contains("\n  rss_kib under load, 50000/s offered (highest) 13000\n"), "{}", report.table);
     assert_eq!(report.json["nft"][0]["us_per_message"]["median"], 10.0);
     assert_eq!(report.json["verifier"][0]["program"], "sb_mount");
     assert_eq!(report.json["audit"][0]["written_per_second"], 8000.0);
