@@ -101,6 +101,7 @@ pub fn run(setup: &Setup) -> Result<()> {
     if !setup.loops_only {
         bench.nft_rounds()?;
         bench.audit_rates()?;
+        emit(json!({"kind": "rss", "when": "peak after the audit rates", "kib": bench.daemon_status_kib("VmHWM")?}));
         bench.policy_applies()?;
         bench.warranted_rule()?;
     }

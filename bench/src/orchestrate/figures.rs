@@ -168,6 +168,14 @@ impl Bench<'_> {
             let (ms, phases, inodes) = applied?;
             emit(json!({"kind": "policy_apply", "rules": rules, "protected_inodes": inodes,
                         "running_matched": running, "ms": ms, "phases_ms": phases}));
+            // The peak so far, after each case: the case that raises it holds the memory.
+            let case = match (protect_many, running) {
+                (true, _) => format!("{rules} rules, 10,000 files"),
+                (_, 0) => format!("{rules} rules"),
+                _ => format!("{rules} rules, {running} running"),
+            };
+            emit(json!({"kind": "rss", "when": format!("peak after applying {case}"),
+                        "kib": self.daemon_status_kib("VmHWM")?}));
         }
         Ok(())
     }
