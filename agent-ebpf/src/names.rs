@@ -154,6 +154,12 @@ fn new_name(action_id: u32, dir: *const u8, dentry: *const u8, linked: *const u8
     let Some(subject) = subjects::current() else {
         return 0;
     };
+    // bpffs holds Warrant's pins: a directory or symlink a subject put at a
+    // pin's path (or its staging name) would stand in the daemon's way at
+    // its next start, or be taken for a pin.
+    if selfprotect::on_bpffs(dir) {
+        return selfprotect::refuse(&subject, action::SELF_PINS);
+    }
     // Before any decision, which would take a warrant's use.
     if !linked.is_null() && held_for_writing(linked) && lands_in_another_tree(linked, dir, dentry) {
         return selfprotect::refuse(&subject, action_id);
@@ -221,8 +227,9 @@ pub fn inode_link(ctx: LsmContext) -> i32 {
     new_name(action::FILE_LINK, ctx.arg(1), ctx.arg(2), linked, kind_of(linked))
 }
 
-/// Removing a name: bpffs pins are Warrant's own; a protected file, or one
-/// in a protected directory, is `file.delete`.
+/// Removing a name: bpffs pins are Warrant's own (as is every name there,
+/// see [`new_name`]); a protected file, or one in a protected directory, is
+/// `file.delete`.
 #[inline(always)]
 fn removal(dir: *const u8, dentry: *const u8) -> i32 {
     let Some(subject) = subjects::current() else {

@@ -25,9 +25,10 @@
 //!   and partition changes, persistent reservations
 //!   (`warrant_common::disk_ioctl`); writing the sysfs attributes that
 //!   stop a device (`sysfs`).
-//! - unlinking or renaming anything on bpffs (the pins that keep
-//!   enforcement attached while the daemon is down); the hooks are in
-//!   files.rs, which they share with protected files.
+//! - unlinking, renaming or making anything on bpffs (the pins that keep
+//!   enforcement attached while the daemon is down, and the names the
+//!   daemon pins at); the hooks are in names.rs, which they share with
+//!   protected files.
 
 use aya_ebpf::{
     bindings::task_struct,

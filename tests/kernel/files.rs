@@ -117,6 +117,23 @@ fn subjects_cannot_touch_warrant_itself() {
     let rmdir = run_subject(&["rmdir", "/sys/fs/bpf/warrant/maps"]);
     assert!(rmdir.stderr.contains("Operation not permitted"), "rmdir on bpffs: {}", rmdir.stderr);
     d.expect_record(mark, "self.pins", "*", "denied");
+    // Nor a new name there: a directory or symlink at the name the daemon
+    // pins a link at (or stages it under) would fail its next start.
+    for (what, argv) in [
+        ("mkdir", vec!["mkdir", "/sys/fs/bpf/warrant/links/netlink_send_new"]),
+        ("symlink", vec!["ln", "-s", pin, "/sys/fs/bpf/warrant/links/planted"]),
+        ("mkdir at bpffs's root", vec!["mkdir", "/sys/fs/bpf/planted"]),
+    ] {
+        let mark = d.audit_len();
+        let made = run_subject(&argv);
+        assert!(made.stderr.contains("Operation not permitted"), "{what} on bpffs: {}", made.stderr);
+        d.expect_record(mark, "self.pins", "*", "denied");
+    }
+    for planted in
+        ["/sys/fs/bpf/warrant/links/netlink_send_new", "/sys/fs/bpf/warrant/links/planted", "/sys/fs/bpf/planted"]
+    {
+        assert!(std::fs::symlink_metadata(planted).is_err(), "{planted} was made");
+    }
     // ptrace attach on any process outside the profile, not just the daemon.
     let mut outsider = std::process::Command::new("sleep").arg("120").spawn().unwrap();
     let mark = d.audit_len();
