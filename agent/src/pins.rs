@@ -12,9 +12,17 @@ use warrant_common::PIN_LAYOUT_VERSION;
 
 /// Where mismatched pins wait while their replacement is attached.
 const SET_ASIDE: &str = "maps-replaced";
+/// Beside them, the maps each unfinished start made, `unfinished-N` (see
+/// [`SetAside::new`]).
+const UNFINISHED: &str = "unfinished";
 
 /// Why pinned maps cannot be reused, one entry per difference.
 pub fn mismatches(maps_dir: &Path, object: &[u8], names: &[&str]) -> Vec<String> {
+    // Whatever `maps_dir` holds then, an earlier start made it (maybe in
+    // part) and failed: the programs still attached use the set-aside maps.
+    if maps_dir.with_file_name(SET_ASIDE).exists() {
+        return vec![format!("an earlier start replaced the pinned maps and did not finish ({SET_ASIDE} is there)")];
+    }
     if !maps_dir.join("SUBJECTS").exists() {
         return Vec::new();
     }
@@ -69,11 +77,26 @@ pub struct SetAside {
 
 impl SetAside {
     /// Moves `maps_dir` aside (its maps stay alive while their programs are
-    /// attached, and readable through the moved pins).
+    /// attached, and readable through the moved pins). Pins an unfinished
+    /// start set aside are kept, never replaced: the attached programs use
+    /// them, or (links that start moved before it failed) the ones it
+    /// made, which go beside them as `unfinished-N`.
     pub fn new(maps_dir: &Path, reasons: Vec<String>) -> std::io::Result<Self> {
         let dir = maps_dir.with_file_name(SET_ASIDE);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(maps_dir, &dir)?;
+        if dir.exists() {
+            // Each unfinished start's maps under a name of their own: a link
+            // such a start moved may still use them.
+            let unfinished = (0u32..)
+                .map(|n| dir.join(format!("{UNFINISHED}-{n}")))
+                .find(|d| !d.exists())
+                .ok_or_else(|| std::io::Error::other("no free name for the unfinished start's maps"))?;
+            match std::fs::rename(maps_dir, &unfinished) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        } else {
+            std::fs::rename(maps_dir, &dir)?;
+        }
         std::fs::create_dir_all(maps_dir)?;
         Ok(Self { dir, reasons })
     }
@@ -83,13 +106,18 @@ impl SetAside {
     /// mark is inherited and never changed), so the leader answers for
     /// them; the profile id is the first word of every marker layout.
     pub fn subjects(&self) -> Vec<(u32, u32)> {
-        let Ok(map) = aya::maps::MapData::from_pin(self.dir.join("SUBJECTS")) else {
-            return Vec::new();
-        };
-        let fd = map.fd().as_fd().as_raw_fd();
+        let unfinished = std::fs::read_dir(&self.dir).into_iter().flatten().flatten().map(|entry| entry.path());
+        let maps: Vec<_> = std::iter::once(self.dir.clone())
+            .chain(unfinished.filter(|path| path.is_dir()))
+            .filter_map(|dir| aya::maps::MapData::from_pin(dir.join("SUBJECTS")).ok())
+            .collect();
         crate::subjects::all_pids()
             .into_iter()
-            .filter_map(|pid| crate::kernel::raw_subject_profile(fd, pid).map(|profile| (pid, profile)))
+            .filter_map(|pid| {
+                let marked =
+                    |map: &aya::maps::MapData| crate::kernel::raw_subject_profile(map.fd().as_fd().as_raw_fd(), pid);
+                maps.iter().find_map(marked).map(|profile| (pid, profile))
+            })
             .collect()
     }
 

@@ -136,12 +136,28 @@ impl Kernel {
 
     /// Attaches every loaded program and pins its link in place of the
     /// previous daemon's: tracing programs first, then the LSM programs in
-    /// their order.
+    /// their order. Each link is pinned under a staging name, then moved
+    /// over the previous one at once: the two programs share a hook only
+    /// between those steps (both run; a warrant's use taken by each). What
+    /// is in the way at either name is removed (see `program_loader::clear`).
+    /// A failure stops the start with the links before it moved: the next
+    /// start replaces them (see `pins::SetAside` for maps being replaced).
     fn attach_programs(&mut self, links: &Path) -> Result<(), KernelError> {
         let mut pinned: Vec<&str> = Vec::new();
         for (name, program) in &self.programs.attached {
-            program_loader::attach_and_pin(program, &links.join(name))
-                .map_err(|e| KernelError::Program { program: name, reason: format!("attaching: {e}") })?;
+            let staging = links.join(format!("{name}_new"));
+            let pin = links.join(name);
+            let moved = program_loader::attach_and_pin(program, &staging)
+                .map_err(|e| format!("attaching: {e}"))
+                .and_then(|()| {
+                    program_loader::clear_dir(&pin)
+                        .and_then(|()| std::fs::rename(&staging, &pin))
+                        .map_err(|e| format!("pinning its link: {e}"))
+                });
+            if let Err(reason) = moved {
+                let _ = program_loader::clear(&staging);
+                return Err(KernelError::Program { program: name, reason });
+            }
             pinned.push(name);
         }
         remove_stale_links(links, &pinned);
@@ -263,7 +279,7 @@ fn remove_stale_links(links: &Path, pinned: &[&str]) {
         if pinned.iter().any(|p| name == *p) {
             continue;
         }
-        match std::fs::remove_file(entry.path()) {
+        match program_loader::clear(&entry.path()) {
             Ok(()) => {
                 tracing::warn!(link = ?name, "detached a program an earlier daemon attached and this one has not")
             }

@@ -156,21 +156,32 @@ impl Loader {
             .ok_or_else(|| program_err(name, "its function is missing from the object".into()))?;
         // Without a log first (a log of a long verification overflows and
         // fails the load); a refused program is loaded again for its log.
-        let mut log = Vec::new();
-        let mut outcome = self.prog_load(planned, function, &mut log);
-        if outcome.is_err() {
-            log = vec![0u8; 4 << 20];
-            outcome = self.prog_load(planned, function, &mut log);
-        }
-        if let Ok(program) = &outcome {
-            super::log_verified(name, verified_instructions(program));
-        }
-        outcome.map_err(|e| {
-            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-            let text = String::from_utf8_lossy(&log[..end]);
-            let tail: Vec<&str> = text.lines().rev().take(6).collect();
-            program_err(name, format!("{e}: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | ")))
-        })
+        let refused = match self.prog_load(planned, function, &mut []) {
+            Ok(program) => {
+                super::log_verified(name, verified_instructions(&program));
+                return Ok(program);
+            }
+            Err(e) => e,
+        };
+        let mut log = vec![0u8; 4 << 20];
+        let again = self.prog_load(planned, function, &mut log);
+        // The first refusal is the one reported: a log that overflowed
+        // fails the second load with ENOSPC instead.
+        let overflowed = match again {
+            Ok(program) => {
+                tracing::warn!(program = name, "refused once ({refused}), then verified");
+                super::log_verified(name, verified_instructions(&program));
+                return Ok(program);
+            }
+            Err(e) => e.raw_os_error() == Some(libc::ENOSPC),
+        };
+        let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+        let text = String::from_utf8_lossy(&log[..end]);
+        let tail: Vec<&str> = text.lines().rev().take(6).collect();
+        let tail = tail.into_iter().rev().collect::<Vec<_>>().join(" | ");
+        // Before 6.4 a full log keeps its start, not the refusal.
+        let note = if overflowed { " (the verifier's log overflowed: these lines may not be the refusal)" } else { "" };
+        Err(program_err(name, format!("{refused}: {tail}{note}")))
     }
 
     /// BPF_PROG_LOAD of `function` as `planned` says; `log` (if not empty)
@@ -215,26 +226,46 @@ impl Loader {
     }
 }
 
-/// Attaches a loaded LSM or tracing program to what it was loaded for, and
-/// pins the link at `pin` in place of what was there.
+/// Attaches a loaded LSM or tracing program to what it was loaded for and
+/// pins the link at `pin`, in place of whatever was there (see [`clear`]).
+/// The daemon pins under a staging name, then moves each into place (see
+/// `Kernel::attach_programs`).
 pub fn attach_and_pin(program: &OwnedFd, pin: &Path) -> std::io::Result<()> {
     // No name: "what the program was loaded for".
     // SAFETY: an all-zero bpf_attr is valid.
     let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
     attr.raw_tracepoint.prog_fd = program.as_raw_fd() as u32;
     let link = sys_bpf(bpf_cmd::BPF_RAW_TRACEPOINT_OPEN, &mut attr)?;
-    let mut staging = pin.as_os_str().to_owned();
-    staging.push("_new");
-    let _ = std::fs::remove_file(&staging);
-    let path =
-        CString::new(std::os::unix::ffi::OsStrExt::as_bytes(staging.as_os_str())).map_err(std::io::Error::other)?;
+    clear(pin)?;
+    let path = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(pin.as_os_str())).map_err(std::io::Error::other)?;
     // SAFETY: an all-zero bpf_attr is valid.
     let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
     attr.__bindgen_anon_4.pathname = path.as_ptr() as u64;
     attr.__bindgen_anon_4.bpf_fd = link.as_raw_fd() as u32;
     // BPF_OBJ_PIN returns 0, not a descriptor.
-    bpf_status(bpf_cmd::BPF_OBJ_PIN, &mut attr)?;
-    std::fs::rename(&staging, pin)
+    bpf_status(bpf_cmd::BPF_OBJ_PIN, &mut attr)
+}
+
+/// Removes what is at `path` under Warrant's pins, a directory too (with
+/// what it holds): nothing but the daemon's own pins belongs there, and a
+/// directory at a pin's name would stop the pin.
+pub fn clear(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes a directory at `path` (with what it holds), which a pin's
+/// rename into its place cannot replace; a pin there is left for the
+/// rename to replace at once.
+pub fn clear_dir(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+        _ => Ok(()),
+    }
 }
 
 /// One walk of every task by a loaded task iterator: what it wrote.
