@@ -65,8 +65,9 @@ pub struct MessageDecision {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct BatchScratch<const N: usize = MESSAGE_SLOTS> {
-    /// The thread that holds this scratch (0: free), where the kernel
-    /// shares a few scratches between subjects.
+    /// Who holds this scratch (0: free), where the kernel shares a few
+    /// scratches between subjects: the holder's profile id in the high
+    /// word, its thread id (never 0) in the low one.
     pub owner: u64,
     /// Messages that are actions, in order.
     pub count: u32,

@@ -8,6 +8,7 @@
 #![no_std]
 
 pub mod action;
+pub mod batch_slots;
 pub mod decision;
 pub mod disk_ioctl;
 mod event;

@@ -7,7 +7,7 @@ use aya_ebpf::{
 use warrant_common::{
     FileKey, KernelOffsets, LOCAL_ADDRESSES_CAPACITY, LocalAddress, MARKS_CAPACITY, Mark, MatchKey, Pickup,
     ProfileEntry, ProtectedEntry, RateWindow, RuleEntry, Settings, SocketKey, SocketVerdict, Subject, TargetKey,
-    WarrantEntry,
+    WarrantEntry, batch_slots,
     decision::{BatchScratch, SingleScratch},
 };
 
@@ -183,8 +183,9 @@ pub static LOST_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 #[btf_map]
 pub static SCRATCH: TaskStorage<SingleScratch> = TaskStorage::new();
 
-/// How many subjects' netlink sendmsgs may be decided at once; one more
-/// waits for nothing and is refused (and counted as a lost event).
+/// How many subjects' netlink sendmsgs may be decided at once (the
+/// subjects of one profile half of them, see `warrant_common::batch_slots`);
+/// one more waits for nothing and is refused (and counted as a lost event).
 pub const BATCH_SLOTS: u32 = 16;
 
 /// Working memory for a netlink batch (168 KiB each, 2.6 MiB for the 16:
@@ -195,22 +196,52 @@ pub const BATCH_SLOTS: u32 = 16;
 #[map]
 pub static BATCHES: Array<BatchScratch> = Array::with_max_entries(BATCH_SLOTS, 0);
 
-/// Claims a free batch scratch for the current thread (`owner` is its
-/// pid_tgid, never 0); None if every slot is in use.
-#[inline(always)]
-pub fn claim_batch() -> Option<&'static mut BatchScratch> {
-    let owner = aya_ebpf::helpers::bpf_get_current_pid_tgid();
-    for i in 0..BATCH_SLOTS {
-        let index = (owner as u32).wrapping_add(i) % BATCH_SLOTS;
-        let Some(slot) = BATCHES.get_ptr_mut(index) else {
-            continue;
-        };
-        // SAFETY: a map value, valid for the program's run.
-        if crate::atomics::compare_exchange(unsafe { &raw mut (*slot).owner }, 0, owner) {
-            return Some(unsafe { &mut *slot });
+/// BATCHES' owner words.
+struct BatchOwners;
+
+impl batch_slots::Owners for BatchOwners {
+    const SLOTS: u32 = BATCH_SLOTS;
+
+    #[inline(always)]
+    fn compare_exchange(&self, index: u32, current: u64, new: u64) -> bool {
+        match BATCHES.get_ptr_mut(index) {
+            // SAFETY: a map value, valid for the program's run.
+            Some(slot) => crate::atomics::compare_exchange(unsafe { &raw mut (*slot).owner }, current, new),
+            None => false,
         }
     }
-    None
+
+    #[inline(always)]
+    fn load(&self, index: u32) -> u64 {
+        match BATCHES.get_ptr_mut(index) {
+            // SAFETY: as above.
+            Some(slot) => crate::atomics::load(unsafe { &raw mut (*slot).owner }),
+            None => 0,
+        }
+    }
+
+    #[inline(always)]
+    fn repeat<F: FnMut(u32) -> bool>(&self, times: u32, step: F) {
+        crate::policy::repeat(times, step)
+    }
+}
+
+/// Claims a batch scratch for the current thread of a subject of
+/// `profile_id` (see `batch_slots::claim`); None if none is free to it.
+#[inline(always)]
+pub fn claim_batch(profile_id: u32) -> Option<&'static mut BatchScratch> {
+    let index = warrant_claim_batch(profile_id);
+    // SAFETY: a map value, valid for the program's run.
+    BATCHES.get_ptr_mut(index).map(|slot| unsafe { &mut *slot })
+}
+
+/// The index of the batch scratch [`claim_batch`] claims, or BATCH_SLOTS
+/// for none. A global function: the verifier checks it once, on its own.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn warrant_claim_batch(profile_id: u32) -> u32 {
+    let thread = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+    batch_slots::claim(&BatchOwners, profile_id, thread).unwrap_or(BATCH_SLOTS)
 }
 
 /// Gives back a scratch from [`claim_batch`].

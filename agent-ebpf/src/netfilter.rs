@@ -50,8 +50,8 @@ pub fn protocol_of(sock: *const u8) -> Option<u16> {
 /// decisions to the daemon, and returns the hook's verdict.
 #[inline(always)]
 pub fn decide_sendmsg<C: Classifier>(subject: &Subject, buffer: &SkbData, classifier: &C) -> i32 {
-    let Some(scratch) = claim_batch() else {
-        // Every batch slot is busy: refused, and counted.
+    let Some(scratch) = claim_batch(subject.profile_id) else {
+        // Every batch slot is busy, or the profile's share is: refused, and counted.
         count_lost_event();
         return -EPERM;
     };
