@@ -171,6 +171,12 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), LSM_PROGRAMS.len());
+        // A link is pinned at `<name>_new` before it takes its name: no
+        // attached program may be called that.
+        let attached = names.iter().copied().chain(TRACING_PROGRAMS.iter().map(|(name, _)| *name));
+        for name in attached.clone() {
+            assert!(!attached.clone().any(|other| other == format!("{name}_new")), "{name}_new");
+        }
         let optional: Vec<&str> =
             LSM_PROGRAMS.iter().filter(|p| p.absence != Absence::Required).map(|p| p.hook).collect();
         assert_eq!(optional, ["uring_cmd", "file_ioctl_compat", "inode_set_acl", "inode_remove_acl"]);

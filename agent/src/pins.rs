@@ -20,7 +20,7 @@ const UNFINISHED: &str = "unfinished";
 pub fn mismatches(maps_dir: &Path, object: &[u8], names: &[&str]) -> Vec<String> {
     // Whatever `maps_dir` holds then, an earlier start made it (maybe in
     // part) and failed: the programs still attached use the set-aside maps.
-    if maps_dir.with_file_name(SET_ASIDE).exists() {
+    if is_directory(&maps_dir.with_file_name(SET_ASIDE)) {
         return vec![format!("an earlier start replaced the pinned maps and did not finish ({SET_ASIDE} is there)")];
     }
     if !maps_dir.join("SUBJECTS").exists() {
@@ -83,18 +83,27 @@ impl SetAside {
     /// made, which go beside them as `unfinished-N`.
     pub fn new(maps_dir: &Path, reasons: Vec<String>) -> std::io::Result<Self> {
         let dir = maps_dir.with_file_name(SET_ASIDE);
-        if dir.exists() {
-            // Each unfinished start's maps under a name of their own: a link
-            // such a start moved may still use them.
+        if is_directory(&dir) {
+            // Each unfinished start's subjects under a name of their own: a
+            // link such a start moved may still use its maps. Its other maps'
+            // pins go (the ring and batch scratches alone are megabytes: a
+            // start failing again and again would pin a set each time).
             let unfinished = (0u32..)
                 .map(|n| dir.join(format!("{UNFINISHED}-{n}")))
-                .find(|d| !d.exists())
+                .find(|d| std::fs::symlink_metadata(d).is_err())
                 .ok_or_else(|| std::io::Error::other("no free name for the unfinished start's maps"))?;
             match std::fs::rename(maps_dir, &unfinished) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }
+            for entry in std::fs::read_dir(&unfinished).into_iter().flatten().flatten() {
+                if entry.file_name() != "SUBJECTS" {
+                    let _ = crate::kernel::clear_pin(&entry.path());
+                }
+            }
         } else {
+            // Not a directory of set-aside maps: nothing of Warrant's.
+            crate::kernel::clear_pin(&dir)?;
             std::fs::rename(maps_dir, &dir)?;
         }
         std::fs::create_dir_all(maps_dir)?;
@@ -108,7 +117,7 @@ impl SetAside {
     pub fn subjects(&self) -> Vec<(u32, u32)> {
         let unfinished = std::fs::read_dir(&self.dir).into_iter().flatten().flatten().map(|entry| entry.path());
         let maps: Vec<_> = std::iter::once(self.dir.clone())
-            .chain(unfinished.filter(|path| path.is_dir()))
+            .chain(unfinished.filter(|path| is_directory(path)))
             .filter_map(|dir| aya::maps::MapData::from_pin(dir.join("SUBJECTS")).ok())
             .collect();
         crate::subjects::all_pids()
@@ -125,4 +134,9 @@ impl SetAside {
     pub fn remove(self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether `path` is a directory itself, not a symlink to one.
+fn is_directory(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_dir())
 }
