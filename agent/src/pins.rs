@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use warrant_common::PIN_LAYOUT_VERSION;
 
+use crate::kernel::is_directory;
+
 /// Where mismatched pins wait while their replacement is attached.
 const SET_ASIDE: &str = "maps-replaced";
 /// Beside them, the maps each unfinished start made, `unfinished-N` (see
@@ -134,9 +136,4 @@ impl SetAside {
     pub fn remove(self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Whether `path` is a directory itself, not a symlink to one.
-fn is_directory(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_dir())
 }

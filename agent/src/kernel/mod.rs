@@ -37,7 +37,7 @@ use program_loader::{LoadAs, Planned, program_err};
 mod subjects;
 pub use local_addresses::LocalAddressesChange;
 pub use policy_maps::{PolicyLeftovers, PolicyNotPut, PolicyStepFailed, StagedPolicy};
-pub use program_loader::clear as clear_pin;
+pub use program_loader::{clear as clear_pin, is_directory};
 pub use subjects::{TracedTasks, pidfd_open, pinned_subject_profile, raw_subject_profile};
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/warrant-ebpf"));

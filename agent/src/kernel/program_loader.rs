@@ -250,11 +250,12 @@ pub fn attach_and_pin(program: &OwnedFd, pin: &Path) -> std::io::Result<()> {
 /// what it holds): nothing but the daemon's own pins belongs there, and a
 /// directory at a pin's name would stop the pin.
 pub fn clear(path: &Path) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+    if is_directory(path) {
+        return std::fs::remove_dir_all(path);
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -262,10 +263,12 @@ pub fn clear(path: &Path) -> std::io::Result<()> {
 /// rename into its place cannot replace; a pin there is left for the
 /// rename to replace at once.
 pub fn clear_dir(path: &Path) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
-        _ => Ok(()),
-    }
+    if is_directory(path) { std::fs::remove_dir_all(path) } else { Ok(()) }
+}
+
+/// Whether `path` is a directory itself, not a symlink to one.
+pub fn is_directory(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_dir())
 }
 
 /// One walk of every task by a loaded task iterator: what it wrote.
