@@ -303,6 +303,9 @@ impl FileKey {
 /// Whoever executes it becomes a subject of `profile_id`; no process outside
 /// every subject may map it executable. The entry holds until root outside
 /// every subject clears it (`warrant unmark`), or the file's last name goes.
+/// A daemon replacing pins of another layout copies MARKS' entries into its
+/// own by name and size (as PROTECTED's and PROC_TREES'): a change to what
+/// an entry means renames the map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Mark {
@@ -389,6 +392,10 @@ pub const fn v4_mapped(ip: [u8; 4]) -> LocalAddress {
 pub const MARKS_CAPACITY: u32 = 131_072;
 
 /// Value of the PROTECTED map: which protected tree the inode belongs to.
+/// A daemon replacing pins of another layout copies PROTECTED's entries into
+/// its own by name and size (as PROC_TREES' and MARKS'), so that nothing is
+/// unprotected until its policy is restored: a change to what an entry (or
+/// a [`FileKey`], or a tree id) means renames the map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProtectedEntry {

@@ -132,6 +132,20 @@ impl SetAside {
             .collect()
     }
 
+    /// The set-aside map `name` (the one the replaced programs used) as a
+    /// hash map of `K` to `V`, if that is its shape; else why not.
+    pub fn hash_map<K: aya::Pod, V: aya::Pod>(
+        &self,
+        name: &str,
+    ) -> Result<aya::maps::HashMap<aya::maps::MapData, K, V>, String> {
+        let map = aya::maps::MapData::from_pin(self.dir.join(name)).map_err(|e| e.to_string())?;
+        let kind = map.info().map(|info| pinned_type(&info)).map_err(|e| e.to_string())?;
+        if kind != aya::maps::MapType::Hash as u32 {
+            return Err(format!("a map of type {kind}, not a hash map"));
+        }
+        aya::maps::HashMap::try_from(aya::maps::Map::HashMap(map)).map_err(|e| e.to_string())
+    }
+
     /// Drops the set-aside pins: their maps go with their last program.
     pub fn remove(self) {
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -109,6 +109,69 @@ fn an_unfinished_map_replacement_is_finished_by_the_next_start() {
     });
 }
 
+/// A replacement whose policy cannot be restored (its persisted bundle is
+/// gone) keeps the protection the replaced maps held: the new maps start
+/// with their protected inodes and /proc trees, so a subject running
+/// across it writes neither a protected config file nor a protected sysctl.
+/// Before, the new maps started empty until a policy was restored, and a
+/// subject's writes in that window (the whole of it, here) went through.
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_replacement_keeps_the_protection_the_replaced_maps_held() {
+    let d = daemon();
+    let made = "/etc/sysctl.d/91-carried.conf";
+    let _ = std::fs::remove_file(made);
+    // Signed while a policy is in force, to put one back at the end, or on
+    // a failure: later tests need one.
+    let (_, next) = d.next_bundle(&std::fs::read_to_string("policies/demo.toml").unwrap());
+    struct PolicyBack<'a>(&'a Daemon, std::path::PathBuf);
+    impl Drop for PolicyBack<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file("/etc/sysctl.d/91-carried.conf");
+            self.0.run_cli_status(&["policy", "apply", self.1.to_str().unwrap()]);
+        }
+    }
+    let _policy_back = PolicyBack(d, next);
+    let go = d.dir.join("go-carried");
+    let rc = d.dir.join("carried.rc");
+    let sysctl = "/proc/sys/net/ipv4/ip_forward";
+    let writes = format!(
+        "while [ ! -f {go} ]; do sleep 0.2; done; echo x > {made}; a=$?; \
+         v=$(cat {sysctl}); echo $v > {sysctl}; echo $a $? > {rc}",
+        go = go.display(),
+        rc = rc.display()
+    );
+    let mut subject = std::process::Command::new(harness::warrant_bin())
+        .arg("--config")
+        .arg(&d.config)
+        .args(["run", "--profile", "agent", "--", "sh", "-c", &writes])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    d.kill();
+    let pins = std::path::Path::new("/sys/fs/bpf/warrant");
+    std::fs::remove_file(pins.join("maps/PIN_LAYOUT")).unwrap();
+    std::fs::remove_file(d.dir.join("state/policy.bundle")).unwrap();
+    let mark = d.audit_len();
+    d.restart();
+    let replaced = d.expect_record_where(mark, "pins.replaced", |r| r["kind"] == "pins.replaced");
+    assert!(replaced["carried"].to_string().contains("PROTECTED: "), "{replaced}");
+    std::fs::write(&go, "").unwrap();
+    let codes = harness::wait_for_file(&rc);
+    subject.wait().unwrap();
+    assert!(!std::path::Path::new(made).exists(), "a protected tree took a new file");
+    assert!(!codes.split_whitespace().any(|code| code == "0"), "a protected write went through: {codes}");
+    // Named by tree hash and inode: no policy says what they are.
+    for (action, target) in [("file.create", "name:91-carried.conf"), ("file.write", "inode:")] {
+        d.expect_record_where(mark, &format!("{action} {target} denied"), |r| {
+            r["kind"] == "decision"
+                && r["action"] == action
+                && r["target"].as_str().is_some_and(|t| t.contains(target))
+                && r["verdict"] == "denied"
+        });
+    }
+}
+
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn uninstall_by_unconfined_root_removes_everything() {

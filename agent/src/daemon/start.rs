@@ -69,7 +69,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     if !replaced.is_empty() {
         // Events the old maps held unread went with them.
         warn!(?replaced, "replaced pinned maps of another layout; subjects carried over");
-        state.record("pins.replaced", json!({"reasons": replaced, "unread_events_lost": true}));
+        let carried = state.kernel.carried_over().to_vec();
+        state.record("pins.replaced", json!({"reasons": replaced, "carried": carried, "unread_events_lost": true}));
     }
     // Bound before a policy is applied: its directory must exist to be guarded.
     let queries = bind_query_socket(&config.query_socket)?;

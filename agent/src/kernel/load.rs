@@ -64,6 +64,7 @@ impl Kernel {
         layout.set(0, warrant_common::PIN_LAYOUT_VERSION, 0).map_err(map_err("PIN_LAYOUT"))?;
         if let Some(aside) = &set_aside {
             kernel.carry_subjects(aside);
+            kernel.carried_over = kernel.carry_protection(aside);
         }
         // Before the programs attach: a restart's new programs, with their
         // new map, never see the host's addresses as someone else's.
@@ -77,6 +78,8 @@ impl Kernel {
         kernel.attach_programs(&pin_root.join("links"))?;
         if let Some(aside) = set_aside {
             // Processes the old programs marked while the new ones attached.
+            // (Not so the entries below: by now the new programs may have
+            // changed or removed what the old maps still hold.)
             kernel.carry_subjects(&aside);
             kernel.replaced_pins = aside.reasons.clone();
             aside.remove();
@@ -118,6 +121,7 @@ impl Kernel {
             rates,
             missing_hooks,
             replaced_pins: Vec::new(),
+            carried_over: Vec::new(),
             mode,
             programs,
         })
@@ -132,6 +136,43 @@ impl Kernel {
                 tracing::error!(pid, "cannot carry a subject into the new maps: {e}");
             }
         }
+    }
+
+    /// Copies into this Kernel's maps, before its programs attach, what the
+    /// set-aside ones protect and mark, each whose shape is this Warrant's:
+    /// until the persisted policy is restored (or if it cannot be), the
+    /// files it protected, Warrant's own among them, and the /proc trees
+    /// stay protected, and what subjects wrote stays theirs. These maps'
+    /// entries keep their meaning across layouts (a tree id is its path's
+    /// hash; see `ProtectedEntry`); the restore then drops what its policy
+    /// no longer protects, as after a restart that reuses the pins. Says,
+    /// map by map, what was carried.
+    fn carry_protection(&mut self, aside: &pins::SetAside) -> Vec<String> {
+        let protected = aside.hash_map::<FileKey, ProtectedEntry>("PROTECTED");
+        let carried = [
+            ("PROTECTED", protected.map(|from| copy_entries(&from, &mut self.protected))),
+            ("PROC_TREES", self.carry_entries::<u64, u32>(aside, "PROC_TREES")),
+            ("MARKS", self.carry_entries::<FileKey, warrant_common::Mark>(aside, "MARKS")),
+        ];
+        carried
+            .into_iter()
+            .map(|(name, outcome)| match outcome {
+                Ok(Copied { entries, failed: 0, .. }) => format!("{name}: {entries} entries"),
+                Ok(Copied { entries, failed, first_error }) => {
+                    tracing::error!(map = name, failed, "entries not carried over: {first_error}");
+                    format!("{name}: {entries} entries, {failed} not carried ({first_error})")
+                }
+                Err(reason) => {
+                    tracing::error!(map = name, "not carried over from the replaced maps: {reason}");
+                    format!("{name}: not carried ({reason})")
+                }
+            })
+            .collect()
+    }
+
+    fn carry_entries<K: Pod, V: Pod>(&mut self, aside: &pins::SetAside, name: &'static str) -> Result<Copied, String> {
+        let from = aside.hash_map::<K, V>(name)?;
+        Ok(copy_entries(&from, &mut self.hash_map::<K, V>(name).map_err(|e| e.to_string())?))
     }
 
     /// Attaches every loaded program and pins its link in place of the
@@ -302,4 +343,36 @@ fn offsets_bytes(offsets: &warrant_common::KernelOffsets) -> &[u8] {
 
 pub(super) fn take(maps: &mut ObjectMaps, name: &'static str) -> Result<Map, KernelError> {
     maps.take_map(name).ok_or(KernelError::MissingMap(name))
+}
+
+/// What [`copy_entries`] copied, and what it could not.
+#[derive(Default)]
+struct Copied {
+    entries: usize,
+    failed: usize,
+    first_error: String,
+}
+
+/// Inserts every entry of `from` into `into`, going on past one that fails
+/// (a full map): as much protection carried as fits.
+fn copy_entries<K: Pod, V: Pod>(
+    from: &HashMap<MapData, K, V>,
+    into: &mut HashMap<impl BorrowMut<MapData>, K, V>,
+) -> Copied {
+    let mut copied = Copied::default();
+    for entry in from.iter() {
+        match entry
+            .map_err(|e| e.to_string())
+            .and_then(|(key, value)| into.insert(key, value, 0).map_err(|e| e.to_string()))
+        {
+            Ok(()) => copied.entries += 1,
+            Err(e) => {
+                if copied.failed == 0 {
+                    copied.first_error = e;
+                }
+                copied.failed += 1;
+            }
+        }
+    }
+    copied
 }

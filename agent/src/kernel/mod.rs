@@ -145,6 +145,8 @@ pub struct Kernel {
     rates: Array<MapData, RateWindow>,
     missing_hooks: Vec<MissingHook>,
     replaced_pins: Vec<String>,
+    /// What a replacement carried from the replaced maps (see `load`).
+    carried_over: Vec<String>,
     mode: Mode,
     programs: Programs,
 }
@@ -180,6 +182,12 @@ impl Kernel {
     /// Why the pinned maps were replaced at load (empty if they were reused).
     pub fn replaced_pins(&self) -> &[String] {
         &self.replaced_pins
+    }
+
+    /// What a replacement of the pinned maps carried into the new ones, map
+    /// by map: how many entries, or why not.
+    pub fn carried_over(&self) -> &[String] {
+        &self.carried_over
     }
 
     /// How the programs are attached on this kernel.
