@@ -84,17 +84,6 @@ fn maps_replaced_across_a_restart(chain: &str, why: &str, element: &str, prepare
     assert!(allowed.status.success(), "{}", allowed.stderr);
 }
 
-/// An upgrade in place: pins as the previous release left them (no layout
-/// version) are replaced rather than reused, and a subject running across
-/// the upgrade stays one.
-#[test]
-#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
-fn pins_of_another_layout_are_replaced_and_their_subjects_carried_over() {
-    maps_replaced_across_a_restart("afterupgrade", "no layout version", "10.9.9.10", |pins| {
-        std::fs::remove_file(pins.join("maps/PIN_LAYOUT")).unwrap();
-    });
-}
-
 /// A start that set the maps aside and stopped before it attached (the
 /// maps moved aside by hand here, as such a start leaves them) leaves the
 /// earlier programs on the set-aside maps: the next start carries their
@@ -109,15 +98,16 @@ fn an_unfinished_map_replacement_is_finished_by_the_next_start() {
     });
 }
 
-/// A replacement whose policy cannot be restored (its persisted bundle is
-/// gone) keeps the protection the replaced maps held: the new maps start
-/// with their protected inodes and /proc trees, so a subject running
-/// across it writes neither a protected config file nor a protected sysctl.
-/// Before, the new maps started empty until a policy was restored, and a
-/// subject's writes in that window (the whole of it, here) went through.
+/// An upgrade in place: pins as the previous release left them (no layout
+/// version) are replaced rather than reused. A subject running across the
+/// upgrade stays one, and what the old maps protected stays protected
+/// though no policy is restored (its persisted bundle is gone here): the
+/// new maps start with the old protected inodes and /proc trees. Before
+/// they were copied, the new maps held none until a restore, and the
+/// subject's writes in that window (here, all of it) went through.
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
-fn a_replacement_keeps_the_protection_the_replaced_maps_held() {
+fn pins_of_another_layout_are_replaced_carrying_their_subjects_and_protection() {
     let d = daemon();
     let made = "/etc/sysctl.d/91-carried.conf";
     let _ = std::fs::remove_file(made);
@@ -131,13 +121,13 @@ fn a_replacement_keeps_the_protection_the_replaced_maps_held() {
             self.0.run_cli_status(&["policy", "apply", self.1.to_str().unwrap()]);
         }
     }
-    let _policy_back = PolicyBack(d, next);
-    let go = d.dir.join("go-carried");
-    let rc = d.dir.join("carried.rc");
+    let policy_back = PolicyBack(d, next);
+    let go = d.dir.join("go-afterupgrade");
+    let rc = d.dir.join("afterupgrade.rc");
     let sysctl = "/proc/sys/net/ipv4/ip_forward";
     let writes = format!(
-        "while [ ! -f {go} ]; do sleep 0.2; done; echo x > {made}; a=$?; \
-         v=$(cat {sysctl}); echo $v > {sysctl}; echo $a $? > {rc}",
+        "while [ ! -f {go} ]; do sleep 0.2; done; echo x > {made}; a=$?; v=$(cat {sysctl}); echo $v > {sysctl}; \
+         b=$?; nft add chain inet filter afterupgrade 2>/dev/null; echo $a $b $? > {rc}",
         go = go.display(),
         rc = rc.display()
     );
@@ -155,12 +145,16 @@ fn a_replacement_keeps_the_protection_the_replaced_maps_held() {
     let mark = d.audit_len();
     d.restart();
     let replaced = d.expect_record_where(mark, "pins.replaced", |r| r["kind"] == "pins.replaced");
+    assert!(replaced["reasons"].to_string().contains("no layout version"), "{replaced}");
     assert!(replaced["carried"].to_string().contains("PROTECTED: "), "{replaced}");
+    assert!(pins.join("maps/PIN_LAYOUT").exists());
+    assert!(!pins.join("maps-replaced").exists());
     std::fs::write(&go, "").unwrap();
     let codes = harness::wait_for_file(&rc);
     subject.wait().unwrap();
     assert!(!std::path::Path::new(made).exists(), "a protected tree took a new file");
-    assert!(!codes.split_whitespace().any(|code| code == "0"), "a protected write went through: {codes}");
+    assert!(!codes.split_whitespace().any(|code| code == "0"), "a subject acted unconfined: {codes}");
+    d.expect_record(mark, "nft.chain.add", "inet filter afterupgrade", "denied");
     // Named by tree hash and inode: no policy says what they are.
     for (action, target) in [("file.create", "name:91-carried.conf"), ("file.write", "inode:")] {
         d.expect_record_where(mark, &format!("{action} {target} denied"), |r| {
@@ -170,6 +164,9 @@ fn a_replacement_keeps_the_protection_the_replaced_maps_held() {
                 && r["verdict"] == "denied"
         });
     }
+    drop(policy_back);
+    let allowed = run_subject(&["nft", "add", "element", "inet", "filter", "blocklist", "{ 10.9.9.10 }"]);
+    assert!(allowed.status.success(), "{}", allowed.stderr);
 }
 
 #[test]
