@@ -9,13 +9,21 @@ use crate::{warrant_id, warranted_input_rule};
 /// `go` file, then tries `nft add chain inet filter CHAIN` and writes nft's
 /// exit code to the returned rc file.
 fn waiting_subject(d: &Daemon, chain: &str) -> (std::process::Child, std::path::PathBuf, std::path::PathBuf) {
-    let go = d.dir.join(format!("go-{chain}"));
-    let rc = d.dir.join(format!("{chain}.rc"));
-    let waiting = format!(
-        "while [ ! -f {go} ]; do sleep 0.2; done; nft add chain inet filter {chain} 2>/dev/null; echo $? > {rc}",
-        go = go.display(),
-        rc = rc.display()
-    );
+    waiting_subject_running(d, chain, &format!("nft add chain inet filter {chain} 2>/dev/null; echo $? > \"$RC\""))
+}
+
+/// A subject (`warrant run --profile agent`) that waits for the returned
+/// `go` file, then runs the shell script `then`, which writes what it
+/// found to the returned rc file (named by `$RC`).
+fn waiting_subject_running(
+    d: &Daemon,
+    name: &str,
+    then: &str,
+) -> (std::process::Child, std::path::PathBuf, std::path::PathBuf) {
+    let go = d.dir.join(format!("go-{name}"));
+    let rc = d.dir.join(format!("{name}.rc"));
+    let waiting =
+        format!("RC={rc}; while [ ! -f {go} ]; do sleep 0.2; done; {then}", go = go.display(), rc = rc.display());
     let subject = std::process::Command::new(harness::warrant_bin())
         .arg("--config")
         .arg(&d.config)
@@ -122,22 +130,12 @@ fn pins_of_another_layout_are_replaced_carrying_their_subjects_and_protection() 
         }
     }
     let policy_back = PolicyBack(d, next);
-    let go = d.dir.join("go-afterupgrade");
-    let rc = d.dir.join("afterupgrade.rc");
     let sysctl = "/proc/sys/net/ipv4/ip_forward";
     let writes = format!(
-        "while [ ! -f {go} ]; do sleep 0.2; done; echo x > {made}; a=$?; v=$(cat {sysctl}); echo $v > {sysctl}; \
-         b=$?; nft add chain inet filter afterupgrade 2>/dev/null; echo $a $b $? > {rc}",
-        go = go.display(),
-        rc = rc.display()
+        "echo x > {made}; a=$?; v=$(cat {sysctl}); echo $v > {sysctl}; b=$?; \
+         nft add chain inet filter afterupgrade 2>/dev/null; echo $a $b $? > \"$RC\""
     );
-    let mut subject = std::process::Command::new(harness::warrant_bin())
-        .arg("--config")
-        .arg(&d.config)
-        .args(["run", "--profile", "agent", "--", "sh", "-c", &writes])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    let (mut subject, go, rc) = waiting_subject_running(d, "afterupgrade", &writes);
     d.kill();
     let pins = std::path::Path::new("/sys/fs/bpf/warrant");
     std::fs::remove_file(pins.join("maps/PIN_LAYOUT")).unwrap();
