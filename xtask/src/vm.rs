@@ -17,6 +17,14 @@ use crate::process::{find_program, is_executable, shell_quote, stdout_of};
 /// WARRANT_VM_TIMEOUT_SECS.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(40 * 60);
 
+/// A file in the VM's writable directory that a guest script may append to
+/// every few seconds (the kernel tier's does every 15 s) to say it is alive.
+pub const HEARTBEAT: &str = "memory.log";
+/// How long a heartbeat may go unwritten before the guest is taken for hung
+/// (a TCG guest has livelocked at a trampoline's teardown; the heartbeat's
+/// `sleep 15` runs late under load, never minutes late).
+const HEARTBEAT_STALL: Duration = Duration::from_secs(180);
+
 /// Script prelude that mounts what the guest leaves unmounted.
 pub const GUEST_MOUNTS: &str = r#"
 grep -qs ' /sys/fs/bpf bpf ' /proc/mounts || mount -t bpf bpf /sys/fs/bpf
@@ -110,6 +118,8 @@ fn boot_and_run(
     let rc_path = rwdir.join("rc");
     std::fs::write(&script_path, format!("#!/bin/bash\n{script}\n"))
         .with_context(|| format!("cannot write {}", script_path.display()))?;
+    // A heartbeat left from an earlier boot would read as this one's, stalled.
+    let _ = std::fs::remove_file(rwdir.join(HEARTBEAT));
     match std::fs::remove_file(&rc_path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             return Err(e).with_context(|| format!("cannot remove stale {}", rc_path.display()));
@@ -152,7 +162,7 @@ fn boot_and_run(
     );
     let mut child = vng_cmd.spawn().with_context(|| format!("cannot start {}", vng.display()))?;
     let forwarders = forward_output(&mut child);
-    let vng_status = wait_with_timeout(child, timeout);
+    let vng_status = wait_with_timeout(child, timeout, &rwdir.join(HEARTBEAT));
     for forwarder in forwarders {
         let _ = forwarder.join();
     }
@@ -193,14 +203,19 @@ fn timeout() -> Duration {
         .unwrap_or(DEFAULT_TIMEOUT)
 }
 
-/// Waits for vng; past the deadline kills it and the qemu it forked.
-fn wait_with_timeout(mut child: Child, timeout: Duration) -> Result<ExitStatus> {
+/// Waits for vng; past the deadline, or once the guest's `heartbeat` file
+/// (if it writes one) has gone unwritten for [`HEARTBEAT_STALL`], kills it
+/// and the qemu it forked.
+fn wait_with_timeout(mut child: Child, timeout: Duration, heartbeat: &Path) -> Result<ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait().context("waiting for vng")? {
             return Ok(status);
         }
-        if Instant::now() >= deadline {
+        let stalled = std::fs::metadata(heartbeat)
+            .and_then(|meta| meta.modified())
+            .is_ok_and(|written| written.elapsed().is_ok_and(|age| age > HEARTBEAT_STALL));
+        if Instant::now() >= deadline || stalled {
             // vng runs sh -> virtme-run -> qemu. Kill qemu (the leaf) so each
             // parent reaps its child and exits; force the rest only if not.
             kill(&descendants(child.id()).leaves);
@@ -211,6 +226,13 @@ fn wait_with_timeout(mut child: Child, timeout: Duration) -> Result<ExitStatus> 
             kill(&descendants(child.id()).all);
             let _ = child.kill();
             let _ = child.wait();
+            if stalled {
+                bail!(
+                    "the guest wrote no heartbeat ({}) for {}: hung; killed it",
+                    heartbeat.display(),
+                    describe_duration(HEARTBEAT_STALL)
+                );
+            }
             bail!("the VM did not finish within {}; killed it", describe_duration(timeout));
         }
         std::thread::sleep(Duration::from_millis(250));
