@@ -3,7 +3,8 @@
 //! syscall reaches, how nf_tables applies a batch, how rtnetlink resolves a
 //! name) runs on every boot with bpf in `lsm=`: 6.1, 6.12 and the
 //! development kernel. So do the tests of restarts, pins, links and
-//! uninstall, whose behaviour has differed between kernels.
+//! uninstall, whose behaviour has differed between kernels (but two whose
+//! restarts are there for the daemon's ledgers: bookkeeping, below).
 //!
 //! Two kinds of test run on the reference boot (6.12 with bpf-lsm) only:
 //! - the daemon's own bookkeeping, whose kernel side (loading, maps) every
@@ -44,33 +45,31 @@ pub const REFERENCE_BOOT_ONLY: &[&str] = &[
 ];
 
 /// Decisions through programs that other tests on every boot make refuse:
-/// `netlink_send` (nft), `capable` with the setns notes, the exec
-/// exemption; the rollbacks are the daemon's own root writes, through the
-/// nft and file paths other tests run.
+/// `netlink_send` (nft), the exec exemption's daemon check (whose task
+/// reads `confinement`'s signal tests make); the rollbacks are the daemon's
+/// own root writes, through the nft and file paths other tests run.
 pub const DECISIONS_ON_COVERED_HOOKS: &[&str] = &[
     "each_decision_during_policy_reloads_follows_one_whole_policy",
     "expired_warrant_is_denied",
     "past_its_rate_a_pre_authorised_action_needs_a_warrant",
     "a_content_bound_warrant_covers_only_its_rule",
     "warrant_for_one_table_does_not_cover_another",
-    "marks::a_namespace_name_a_subject_pinned_does_not_resolve_in_a_later_policy",
     "rollback::a_warranted_file_change_rolls_back_and_a_later_change_needs_force",
     "rollback::a_warranted_nft_change_rolls_back_by_an_atomic_ruleset_replace",
     "bundles::a_bundle_that_cannot_be_persisted_is_in_force_nowhere",
     "marks::a_stopped_daemons_pid_exempts_no_one",
-    // The agent's wait for an approval: the query socket and the request's
-    // life are the daemon's; the refusal is the same as every other one.
-    "requests::an_agent_learns_why_it_was_refused_and_waits_for_its_approval",
 ];
 
-/// Decisions on covered hooks (`netlink_send`, `rtnetlink_send` for genl and
-/// rtnetlink) that rest on how the kernel treats a message (whether an add
-/// updates, which names an interface answers to): the fmod_ret boot has the
-/// reference boot's kernel, the other bpf-lsm boots do not.
+/// Decisions on covered hooks that rest on how the kernel treats a message
+/// (whether an add updates, which names an interface answers to) or on
+/// what only they check a hook wrote (the namespace mark `sb_mount` puts
+/// on a name a subject pinned): the fmod_ret boot has the reference boot's
+/// kernel, the other bpf-lsm boots do not.
 pub const KERNEL_BEHAVIOUR_ON_COVERED_HOOKS: &[&str] = &[
     "network::wireguard_is_decided_per_command",
     "network::the_agent_manages_its_own_interface_and_no_other_however_it_names_them",
     "network::an_add_that_would_update_an_existing_object_is_decided_as_the_update",
+    "marks::a_namespace_name_a_subject_pinned_does_not_resolve_in_a_later_policy",
 ];
 
 /// Hooks that 6.1 has but nothing there reaches in the VM: no driver of
