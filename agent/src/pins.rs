@@ -2,8 +2,9 @@
 //! upgrade. Before reusing them a daemon checks each against its own BPF
 //! object (type, key and value sizes, entries) and the layout version word
 //! pinned beside them. Pins that do not match are never reused: they are
-//! set aside, the subjects they mark are carried into fresh maps, and the
-//! daemon's state files restore the rest (policy, warrants, digest key).
+//! set aside, the subjects they mark and the inodes they protect and mark
+//! are carried into fresh maps, and the daemon's state files restore the
+//! rest (policy, warrants, digest key).
 
 use std::os::fd::{AsFd as _, AsRawFd as _};
 use std::path::{Path, PathBuf};
@@ -70,7 +71,8 @@ fn read_layout_version(pin: &Path) -> Option<u32> {
     array.get(&0, 0).ok()
 }
 
-/// Pins moved aside, with the subjects they marked.
+/// Pins moved aside, with the subjects they marked and the entries
+/// `Kernel::load` copies from them.
 pub struct SetAside {
     dir: PathBuf,
     /// Why they were replaced.

@@ -120,22 +120,27 @@ fn pins_of_another_layout_are_replaced_carrying_their_subjects_and_protection() 
     let made = "/etc/sysctl.d/91-carried.conf";
     let _ = std::fs::remove_file(made);
     // Signed while a policy is in force, to put one back at the end, or on
-    // a failure: later tests need one.
+    // a failure: later tests need a daemon with one.
     let (_, next) = d.next_bundle(&std::fs::read_to_string("policies/demo.toml").unwrap());
-    struct PolicyBack<'a>(&'a Daemon, std::path::PathBuf);
-    impl Drop for PolicyBack<'_> {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file("/etc/sysctl.d/91-carried.conf");
-            self.0.run_cli_status(&["policy", "apply", self.1.to_str().unwrap()]);
-        }
-    }
-    let policy_back = PolicyBack(d, next);
     let sysctl = "/proc/sys/net/ipv4/ip_forward";
     let writes = format!(
         "echo x > {made}; a=$?; v=$(cat {sysctl}); echo $v > {sysctl}; b=$?; \
          nft add chain inet filter afterupgrade 2>/dev/null; echo $a $b $? > \"$RC\""
     );
     let (mut subject, go, rc) = waiting_subject_running(d, "afterupgrade", &writes);
+    struct PolicyBack<'a>(&'a Daemon, std::path::PathBuf, std::path::PathBuf);
+    impl Drop for PolicyBack<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::write(&self.2, "");
+            let _ = std::fs::remove_file("/etc/sysctl.d/91-carried.conf");
+            if !self.0.run_cli_status(&["status"]).0 {
+                self.0.restart();
+            }
+            let (ok, said) = self.0.run_cli_status(&["policy", "apply", self.1.to_str().unwrap()]);
+            assert!(ok || std::thread::panicking(), "the policy was not put back: {said}");
+        }
+    }
+    let policy_back = PolicyBack(d, next, go.clone());
     d.kill();
     let pins = std::path::Path::new("/sys/fs/bpf/warrant");
     std::fs::remove_file(pins.join("maps/PIN_LAYOUT")).unwrap();
@@ -144,7 +149,8 @@ fn pins_of_another_layout_are_replaced_carrying_their_subjects_and_protection() 
     d.restart();
     let replaced = d.expect_record_where(mark, "pins.replaced", |r| r["kind"] == "pins.replaced");
     assert!(replaced["reasons"].to_string().contains("no layout version"), "{replaced}");
-    assert!(replaced["carried"].to_string().contains("PROTECTED: "), "{replaced}");
+    let carried = replaced["carried"].to_string();
+    assert!(carried.contains("PROTECTED: ") && !carried.contains("not carried"), "{replaced}");
     assert!(pins.join("maps/PIN_LAYOUT").exists());
     assert!(!pins.join("maps-replaced").exists());
     std::fs::write(&go, "").unwrap();

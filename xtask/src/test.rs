@@ -437,7 +437,7 @@ lsm=$(cat /sys/kernel/security/lsm 2>/dev/null || true)
 dmesg -w > {results}/dmesg.log 2>&1 &
 # And its memory every 15 s (the guest's /tmp, /etc and /var are in RAM),
 # which is also its heartbeat: the host kills a guest that stops writing it.
-while sleep 15; do echo "$(date +%s) $(grep -hE '^(MemAvailable|Shmem|Slab):' /proc/meminfo | tr -s ' ' | tr '\n' ' ')"; done > {results}/{heartbeat} 2>&1 &
+while :; do sleep 15; echo "$(date +%s) $(grep -hE '^(MemAvailable|Shmem|Slab):' /proc/meminfo | tr -s ' ' | tr '\n' ' ')"; done > {results}/{heartbeat} 2>&1 &
 export WARRANT_BIN={warrant_bin} WARRANT_KERNEL_TIER=1 WARRANT_EXPECT_MODE={mode} WARRANT_RESULTS_DIR={results} RUST_BACKTRACE=1
 cd {repo}
 set -o pipefail

@@ -162,7 +162,7 @@ fn boot_and_run(
     );
     let mut child = vng_cmd.spawn().with_context(|| format!("cannot start {}", vng.display()))?;
     let forwarders = forward_output(&mut child);
-    let vng_status = wait_with_timeout(child, timeout, &rwdir.join(HEARTBEAT));
+    let vng_status = wait_with_timeout(child, timeout, &rwdir.join(HEARTBEAT), &rc_path);
     for forwarder in forwarders {
         let _ = forwarder.join();
     }
@@ -204,9 +204,9 @@ fn timeout() -> Duration {
 }
 
 /// Waits for vng; past the deadline, or once the guest's `heartbeat` file
-/// (if it writes one) has gone unwritten for [`HEARTBEAT_STALL`], kills it
-/// and the qemu it forked.
-fn wait_with_timeout(mut child: Child, timeout: Duration, heartbeat: &Path) -> Result<ExitStatus> {
+/// (if it writes one) has gone unwritten for [`HEARTBEAT_STALL`] before
+/// its script wrote `rc`, kills it and the qemu it forked.
+fn wait_with_timeout(mut child: Child, timeout: Duration, heartbeat: &Path, rc: &Path) -> Result<ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait().context("waiting for vng")? {
@@ -214,7 +214,8 @@ fn wait_with_timeout(mut child: Child, timeout: Duration, heartbeat: &Path) -> R
         }
         let stalled = std::fs::metadata(heartbeat)
             .and_then(|meta| meta.modified())
-            .is_ok_and(|written| written.elapsed().is_ok_and(|age| age > HEARTBEAT_STALL));
+            .is_ok_and(|written| written.elapsed().is_ok_and(|age| age > HEARTBEAT_STALL))
+            && !rc.exists();
         if Instant::now() >= deadline || stalled {
             // vng runs sh -> virtme-run -> qemu. Kill qemu (the leaf) so each
             // parent reaps its child and exits; force the rest only if not.
