@@ -65,45 +65,34 @@ fn enforcement_survives_sigkill_of_the_daemon_and_a_restart_picks_up() {
     assert!(std::path::Path::new("/sys/fs/bpf/warrant/links/netlink_send").exists());
 }
 
-/// A subject waits while the daemon is killed, `prepare` leaves the pins
-/// (under the pin root it is given) as a start would find them, and the
-/// daemon starts again: it replaces the maps (its `pins.replaced` record
-/// says `why`), and the subject, running across it, stays one (its `nft add
-/// chain inet filter CHAIN` is denied); the policy comes back from the
-/// daemon's state, and its allow tier holds for blocklist `element`.
-fn maps_replaced_across_a_restart(chain: &str, why: &str, element: &str, prepare: impl FnOnce(&std::path::Path)) {
+/// A start that set the maps aside and stopped before it attached (the
+/// maps moved aside by hand here, as such a start leaves them) leaves the
+/// earlier programs on the set-aside maps: the next start carries their
+/// subjects, whatever the half-made maps hold, and finishes the
+/// replacement. A subject running across it stays one, and the policy
+/// comes back from the daemon's state.
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn an_unfinished_map_replacement_is_finished_by_the_next_start() {
     let d = daemon();
-    let (mut subject, go, rc) = waiting_subject(d, chain);
+    let (mut subject, go, rc) = waiting_subject(d, "afterunfinished");
     d.kill();
     let pins = std::path::Path::new("/sys/fs/bpf/warrant");
-    prepare(pins);
+    std::fs::rename(pins.join("maps"), pins.join("maps-replaced")).unwrap();
+    std::fs::create_dir(pins.join("maps")).unwrap();
     let mark = d.audit_len();
     d.restart();
     let replaced = d.expect_record_where(mark, "pins.replaced", |r| r["kind"] == "pins.replaced");
-    assert!(replaced["reasons"].to_string().contains(why), "{replaced}");
+    assert!(replaced["reasons"].to_string().contains("did not finish"), "{replaced}");
     assert!(pins.join("maps/PIN_LAYOUT").exists());
     assert!(!pins.join("maps-replaced").exists());
     std::fs::write(&go, "").unwrap();
     let code = harness::wait_for_file(&rc);
     subject.wait().unwrap();
     assert_ne!(code.trim(), "0", "a subject running across the replacement acted unconfined");
-    d.expect_record(mark, "nft.chain.add", &format!("inet filter {chain}"), "denied");
-    let allowed = run_subject(&["nft", "add", "element", "inet", "filter", "blocklist", &format!("{{ {element} }}")]);
+    d.expect_record(mark, "nft.chain.add", "inet filter afterunfinished", "denied");
+    let allowed = run_subject(&["nft", "add", "element", "inet", "filter", "blocklist", "{ 10.9.9.11 }"]);
     assert!(allowed.status.success(), "{}", allowed.stderr);
-}
-
-/// A start that set the maps aside and stopped before it attached (the
-/// maps moved aside by hand here, as such a start leaves them) leaves the
-/// earlier programs on the set-aside maps: the next start carries their
-/// subjects, whatever the half-made maps hold, and finishes the
-/// replacement.
-#[test]
-#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
-fn an_unfinished_map_replacement_is_finished_by_the_next_start() {
-    maps_replaced_across_a_restart("afterunfinished", "did not finish", "10.9.9.11", |pins| {
-        std::fs::rename(pins.join("maps"), pins.join("maps-replaced")).unwrap();
-        std::fs::create_dir(pins.join("maps")).unwrap();
-    });
 }
 
 /// An upgrade in place: pins as the previous release left them (no layout
@@ -116,15 +105,15 @@ fn an_unfinished_map_replacement_is_finished_by_the_next_start() {
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn pins_of_another_layout_are_replaced_carrying_their_subjects_and_protection() {
+    const MADE: &str = "/etc/sysctl.d/91-carried.conf";
     let d = daemon();
-    let made = "/etc/sysctl.d/91-carried.conf";
-    let _ = std::fs::remove_file(made);
+    let _ = std::fs::remove_file(MADE);
     // Signed while a policy is in force, to put one back at the end, or on
     // a failure: later tests need a daemon with one.
     let (_, next) = d.next_bundle(&std::fs::read_to_string("policies/demo.toml").unwrap());
     let sysctl = "/proc/sys/net/ipv4/ip_forward";
     let writes = format!(
-        "echo x > {made}; a=$?; v=$(cat {sysctl}); echo $v > {sysctl}; b=$?; \
+        "echo x > {MADE}; a=$?; v=$(cat {sysctl}); echo $v > {sysctl}; b=$?; \
          nft add chain inet filter afterupgrade 2>/dev/null; echo $a $b $? > \"$RC\""
     );
     let (mut subject, go, rc) = waiting_subject_running(d, "afterupgrade", &writes);
@@ -132,7 +121,7 @@ fn pins_of_another_layout_are_replaced_carrying_their_subjects_and_protection() 
     impl Drop for PolicyBack<'_> {
         fn drop(&mut self) {
             let _ = std::fs::write(&self.2, "");
-            let _ = std::fs::remove_file("/etc/sysctl.d/91-carried.conf");
+            let _ = std::fs::remove_file(MADE);
             if !self.0.run_cli_status(&["status"]).0 {
                 self.0.restart();
             }
@@ -156,7 +145,7 @@ fn pins_of_another_layout_are_replaced_carrying_their_subjects_and_protection() 
     std::fs::write(&go, "").unwrap();
     let codes = harness::wait_for_file(&rc);
     subject.wait().unwrap();
-    assert!(!std::path::Path::new(made).exists(), "a protected tree took a new file");
+    assert!(!std::path::Path::new(MADE).exists(), "a protected tree took a new file");
     assert!(!codes.split_whitespace().any(|code| code == "0"), "a subject acted unconfined: {codes}");
     d.expect_record(mark, "nft.chain.add", "inet filter afterupgrade", "denied");
     // Named by tree hash and inode: no policy says what they are.

@@ -68,8 +68,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let replaced = state.kernel.replaced_pins().to_vec();
     if !replaced.is_empty() {
         // Events the old maps held unread went with them.
-        warn!(?replaced, "replaced pinned maps of another layout; subjects carried over");
         let carried = state.kernel.carried_over().to_vec();
+        warn!(?replaced, ?carried, "replaced pinned maps of another layout; subjects and protection carried over");
         state.record("pins.replaced", json!({"reasons": replaced, "carried": carried, "unread_events_lost": true}));
     }
     // Bound before a policy is applied: its directory must exist to be guarded.
