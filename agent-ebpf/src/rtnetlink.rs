@@ -8,8 +8,8 @@ use aya_ebpf::{helpers::generated::bpf_probe_read_kernel_str, macros::lsm, progr
 use warrant_common::{
     NAME_LEN,
     action::IFNAME_LEN,
-    netlink::NETLINK_NETFILTER,
-    netlink_protocols::{Interfaces, OtherProtocol},
+    netlink::{NETLINK_NETFILTER, lone_message},
+    netlink_protocols::{Interfaces, OtherProtocol, read_by_header},
 };
 
 use crate::{
@@ -42,11 +42,16 @@ pub fn rtnetlink_send(ctx: LsmContext) -> i32 {
         Some(protocol) => protocol,
         None => return -EPERM,
     };
-    let interfaces = SocketNet::of(sock);
-    match SkbData::of(skb) {
-        Some(buffer) => decide_sendmsg(&subject, &buffer, &OtherProtocol { protocol, interfaces }),
-        None => -EPERM,
+    let Some(buffer) = SkbData::of(skb) else {
+        return -EPERM;
+    };
+    // A lone read (a dump, a get): no action, so no batch slot, policy or
+    // record. The commonest message a subject sends here.
+    if lone_message(&buffer).is_some_and(|header| read_by_header(protocol, &header)) {
+        return 0;
     }
+    let interfaces = SocketNet::of(sock);
+    decide_sendmsg(&subject, &buffer, &OtherProtocol { protocol, interfaces })
 }
 
 /// The namespace a netlink socket acts in (`sock_net`), whose interfaces

@@ -152,6 +152,16 @@ pub fn read_header<B: MessageBuffer>(buf: &B, offset: u32) -> Step {
     Step::Message { header, next }
 }
 
+/// The header of the one message of `buf`, if it holds exactly one as
+/// `netlink_rcv_skb` reads it (trailing bytes too short for a header are
+/// ignored there too). None for none, or more than one.
+pub fn lone_message<B: MessageBuffer>(buf: &B) -> Option<MessageHeader> {
+    match read_header(buf, 0) {
+        Step::Message { header, next } if read_header(buf, next) == Step::End => Some(header),
+        _ => None,
+    }
+}
+
 /// What one message is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {

@@ -320,8 +320,19 @@ enum RouteClass {
     Action(u32),
 }
 
+/// Whether [`classify`] takes a `protocol` message as no action from its
+/// header alone: rtnetlink's GET kind but RTM_GETDCB. A sendmsg of one
+/// such message (the dumps `ip` and `getifaddrs` send) is then decided
+/// without a batch, the policy or a record (`lone_message`).
+pub fn read_by_header(protocol: u16, header: &MessageHeader) -> bool {
+    protocol == protocol::ROUTE
+        && header.msg_type != RTM_GETDCB
+        && matches!(route_action(header.msg_type, header.flags), RouteClass::Read)
+}
+
 /// rtnetlink by type: kinds NEW, DEL, GET, SET in groups of four from
 /// RTM_BASE (16), as `rtnl_msgtype_kind` reads them.
+#[inline(always)]
 fn route_action(msg_type: u16, flags: u16) -> RouteClass {
     use action::*;
     let kind = msg_type.wrapping_sub(16) & 3;
