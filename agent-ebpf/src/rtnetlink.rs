@@ -1,6 +1,7 @@
 //! rtnetlink, xfrm and every other netlink protocol but netfilter: each
 //! message a subject sends is classified (`warrant_common::netlink_protocols`)
-//! and decided like a netfilter batch. A program of its own on the same
+//! and decided like a netfilter batch, but a sendmsg of one rtnetlink read
+//! (`read_by_header`), which passes at once. A program of its own on the same
 //! hook, so that the verifier checks each protocol family's walk apart and
 //! netfilter's instruction budget is not shared.
 

@@ -136,8 +136,8 @@ pub fn read_header<B: MessageBuffer>(buf: &B, offset: u32) -> Step {
     let mut family = [0u8; 1];
     let have_family = total - offset >= NLMSG_HDRLEN + NFGENMSG_LEN && buf.read(offset + NLMSG_HDRLEN, &mut family);
     let len = u32::from_ne_bytes([raw[0], raw[1], raw[2], raw[3]]);
-    // The kernel stops at a header that does not fit (it acks an error and
-    // applies nothing of the rest).
+    // The kernel stops at a header that does not fit, and handles nothing
+    // of the rest.
     if len < NLMSG_HDRLEN || len > total - offset {
         return Step::End;
     }

@@ -170,7 +170,7 @@ pub fn classify<B: MessageBuffer, I: Interfaces>(
             | protocol::AUDIT
             | protocol::KOBJECT_UEVENT
     );
-    if framed && msg_type < NLMSG_MIN_TYPE {
+    if (framed && msg_type < NLMSG_MIN_TYPE) || read_by_header(protocol, header) {
         return Class::NotAnAction;
     }
     // The interface a route message acts on.
@@ -320,10 +320,13 @@ enum RouteClass {
     Action(u32),
 }
 
-/// Whether [`classify`] takes a `protocol` message as no action from its
-/// header alone: rtnetlink's GET kind but RTM_GETDCB. A sendmsg of one
-/// such message (the dumps `ip` and `getifaddrs` send) is then decided
-/// without a batch, the policy or a record (`lone_message`).
+/// Reads known from the header alone: rtnetlink's GET kind but RTM_GETDCB
+/// (whose body says whether it sets). [`classify`] asks this first, so
+/// it is the one list; `rtnetlink_send` lets a sendmsg of one such message
+/// (the dumps `ip` and `getifaddrs` send) through without a batch, the
+/// policy or a record. The other reads (control types, xfrm's GETs,
+/// sock_diag's and audit's) are left to the walk: rarer, and not worth
+/// their instructions in that program.
 pub fn read_by_header(protocol: u16, header: &MessageHeader) -> bool {
     protocol == protocol::ROUTE
         && header.msg_type != RTM_GETDCB
@@ -332,6 +335,8 @@ pub fn read_by_header(protocol: u16, header: &MessageHeader) -> bool {
 
 /// rtnetlink by type: kinds NEW, DEL, GET, SET in groups of four from
 /// RTM_BASE (16), as `rtnl_msgtype_kind` reads them.
+// Inlined: `rtnetlink_send` calls it for its shortcut, where a BPF call
+// would be a frame more on the walk's deepest chain.
 #[inline(always)]
 fn route_action(msg_type: u16, flags: u16) -> RouteClass {
     use action::*;
