@@ -18,7 +18,7 @@ use crate::{
     files::{decide_file, dentry_inode, inode_key, protected, protected_entry},
     maps::{PROTECTED, offset},
     marks,
-    policy::{decide_with, read_kernel},
+    policy::{btf_load, decide_with, read_kernel},
     selfprotect, subjects,
 };
 
@@ -267,6 +267,24 @@ fn forget_last_name(inode: *const u8) {
     if let Some(key) = last_name_key(inode) {
         let _ = PROTECTED.remove(&key);
     }
+}
+
+/// An inode freed with no name left: its entry goes. `inode_unlink` drops
+/// the entry of a last name removed; this one's is the rest, a file root
+/// renamed another over (`sed -i`, an editor's save, a package's conffile),
+/// which that hook cannot tell from an exchange. Kept, each such entry would
+/// stay for good, protect whatever file next gets its number, and fill
+/// PROTECTED. An inode the cache lets go while it has a name keeps its entry.
+#[lsm(hook = "inode_free_security")]
+pub fn inode_free_security(ctx: LsmContext) -> i32 {
+    let inode: *const u8 = ctx.arg(0);
+    if btf_load::<u32>(inode, offset!(inode_i_nlink)) != 0 {
+        return 0;
+    }
+    if let Some(key) = inode_key(inode) {
+        let _ = PROTECTED.remove(&key);
+    }
+    0
 }
 
 /// `inode`'s key if the name going now is its last one.

@@ -76,6 +76,7 @@ pub const LSM_PROGRAMS: &[LsmProgram] = &[
     required("mmap_file"),
     required("file_mprotect"),
     required("file_free_security"),
+    required("inode_free_security"),
     required("inode_create"),
     required("inode_mkdir"),
     required("inode_mknod"),

@@ -12,12 +12,6 @@ use crate::warrant_after_refusal;
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn a_subjects_tmpfiles_in_warrants_own_directories_take_no_protected_slots() {
     let d = daemon();
-    let protected_entries = || {
-        let map = aya::maps::MapData::from_pin("/sys/fs/bpf/warrant/maps/PROTECTED").expect("PROTECTED is pinned");
-        let map: aya::maps::HashMap<_, warrant_common::FileKey, warrant_common::ProtectedEntry> =
-            aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(map).unwrap()).unwrap();
-        map.keys().count()
-    };
     let before = protected_entries();
     let script = format!(
         "import os\nmade = 0\nfor _ in range(300):\n    os.close(os.open({:?}, os.O_TMPFILE | os.O_WRONLY, 0o600))\n    made += 1\nprint(made)\n",
@@ -28,6 +22,14 @@ fn a_subjects_tmpfiles_in_warrants_own_directories_take_no_protected_slots() {
     let after = protected_entries();
     // The daemon may protect a few files of its own meanwhile (a rotated log).
     assert!(after < before + 10, "300 tmpfiles took {} protected slots", after - before);
+}
+
+/// How many entries PROTECTED holds.
+pub(crate) fn protected_entries() -> usize {
+    let map = aya::maps::MapData::from_pin("/sys/fs/bpf/warrant/maps/PROTECTED").expect("PROTECTED is pinned");
+    let map: aya::maps::HashMap<_, warrant_common::FileKey, warrant_common::ProtectedEntry> =
+        aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(map).unwrap()).unwrap();
+    map.keys().count()
 }
 
 /// A subject makes the raw system call `call` (python `libc.syscall`

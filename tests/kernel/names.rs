@@ -4,7 +4,7 @@
 //! by root and by subjects: what lands in a tree joins it, whoever moved it
 //! there.
 
-use crate::files::{PROTECTED_FILE, expect_refused, sh_subject};
+use crate::files::{PROTECTED_FILE, expect_refused, protected_entries, sh_subject};
 use crate::harness::{self, daemon, run_subject};
 use crate::warrant_after_refusal;
 
@@ -59,6 +59,31 @@ fn a_file_root_renames_into_a_protected_tree_is_protected() {
     assert_eq!(std::fs::read_to_string("/mnt/single/only.conf").unwrap(), "two\n");
     std::fs::remove_file("/etc/sysctl.d/91-root.conf").unwrap();
     d.apply_next_policy(&text);
+}
+
+/// Root's rewrites by rename (`sed -i`, an editor's save) leave each
+/// replaced inode without a name: its entry goes when the inode is freed,
+/// so PROTECTED does not grow by one per rewrite (at 65,536 it is full,
+/// and new files in protected trees go unprotected), while the file under
+/// the name stays protected.
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn root_rewriting_a_protected_file_by_rename_leaves_no_entries_behind() {
+    let d = daemon();
+    let path = "/etc/sysctl.d/92-rewritten.conf";
+    harness::as_root(&format!("printf 'net.ipv4.ip_forward = 0\\n' > {path}"));
+    let before = protected_entries();
+    let rewrites = 40;
+    harness::as_root(&format!(
+        "for i in $(seq {rewrites}); do printf 'net.ipv4.ip_forward = 0\\n' > {path}.new && mv {path}.new {path}; done"
+    ));
+    let after = protected_entries();
+    // The daemon may protect a few files of its own meanwhile (a rotated log).
+    assert!(after < before + 5, "{rewrites} rewrites by rename left {} entries", after.saturating_sub(before));
+    let mark = d.audit_len();
+    let out = sh_subject(&format!("echo evil >> {path}"));
+    expect_refused(d, "a write to the rewritten file", out, "file.write", path, "denied-needs-warrant", mark);
+    std::fs::remove_file(path).unwrap();
 }
 
 /// A rename is decided on both sides: a move the policy allows inside one
