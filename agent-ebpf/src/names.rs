@@ -275,6 +275,9 @@ fn forget_last_name(inode: *const u8) {
 /// which that hook cannot tell from an exchange. Kept, each such entry would
 /// stay for good, protect whatever file next gets its number, and fill
 /// PROTECTED. An inode the cache lets go while it has a name keeps its entry.
+/// (Marks stay: they hold the inode's generation, so one never matches a
+/// later file, and a delete here could race a subject's mark of the file
+/// that got the number since.)
 #[lsm(hook = "inode_free_security")]
 pub fn inode_free_security(ctx: LsmContext) -> i32 {
     let inode: *const u8 = ctx.arg(0);

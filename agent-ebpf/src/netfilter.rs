@@ -26,8 +26,8 @@ const EPERM: i32 = 1;
 
 /// The linear data of a netlink skb (netlink skbs are never paged).
 pub struct SkbData {
-    data: *const u8,
-    len: u32,
+    pub data: *const u8,
+    pub len: u32,
 }
 
 impl SkbData {

@@ -48,11 +48,24 @@ pub fn rtnetlink_send(ctx: LsmContext) -> i32 {
     };
     // A lone read (a dump, a get): no action, so no batch slot, policy or
     // record. The commonest message a subject sends here.
-    if lone_message(&buffer).is_some_and(|header| read_by_header(protocol, &header)) {
+    if warrant_lone_read(buffer.data as u64, buffer.len, protocol as u32) != 0 {
         return 0;
     }
     let interfaces = SocketNet::of(sock);
     decide_sendmsg(&subject, &buffer, &OtherProtocol { protocol, interfaces })
+}
+
+/// Whether the `len` bytes at `data` (a netlink skb's) are one message
+/// that [`read_by_header`] takes as a read on `protocol`. A global
+/// function: the verifier checks it once, on its own. Inlined, its reads
+/// kept the batch walk's states from matching on 6.12 and 7.2, whose
+/// `rtnetlink_send` then took 425k and 962k of the verifier's 1M
+/// instructions (140k and 176k before).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn warrant_lone_read(data: u64, len: u32, protocol: u32) -> u32 {
+    let buffer = SkbData { data: data as *const u8, len };
+    u32::from(lone_message(&buffer).is_some_and(|header| read_by_header(protocol as u16, &header)))
 }
 
 /// The namespace a netlink socket acts in (`sock_net`), whose interfaces

@@ -170,14 +170,14 @@ pub fn classify<B: MessageBuffer, I: Interfaces>(
             | protocol::AUDIT
             | protocol::KOBJECT_UEVENT
     );
-    if (framed && msg_type < NLMSG_MIN_TYPE) || read_by_header(protocol, header) {
+    if framed && msg_type < NLMSG_MIN_TYPE {
         return Class::NotAnAction;
     }
     // The interface a route message acts on.
     let mut interface = Interface::Unnamed(0);
     let action_id = match protocol {
         protocol::ROUTE => match route_action(msg_type, header.flags) {
-            RouteClass::Read if msg_type == RTM_GETDCB && !dcb_read(buf, offset) => action::NETLINK_OTHER,
+            RouteClass::Read if read_needs_body(msg_type) && !dcb_read(buf, offset) => action::NETLINK_OTHER,
             RouteClass::Read => return Class::NotAnAction,
             RouteClass::Link(action_id) => match link_attributes(buf, offset, header.len, content) {
                 // RTM_NEWLINK or RTM_SETLINK (or DELLINK) finding no link
@@ -320,24 +320,28 @@ enum RouteClass {
     Action(u32),
 }
 
-/// Reads known from the header alone: rtnetlink's GET kind but RTM_GETDCB
-/// (whose body says whether it sets). [`classify`] asks this first, so
-/// it is the one list; `rtnetlink_send` lets a sendmsg of one such message
-/// (the dumps `ip` and `getifaddrs` send) through without a batch, the
-/// policy or a record. The other reads (control types, xfrm's GETs,
+/// Reads known from the header alone: rtnetlink's GET kind but those
+/// whose body says whether they read ([`read_needs_body`], which
+/// [`classify`] asks too). `rtnetlink_send` lets a sendmsg of one such
+/// message (the dumps `ip` and `getifaddrs` send) through without a batch,
+/// the policy or a record. The other reads (control types, xfrm's GETs,
 /// sock_diag's and audit's) are left to the walk: rarer, and not worth
 /// their instructions in that program.
 pub fn read_by_header(protocol: u16, header: &MessageHeader) -> bool {
     protocol == protocol::ROUTE
-        && header.msg_type != RTM_GETDCB
+        && !read_needs_body(header.msg_type)
         && matches!(route_action(header.msg_type, header.flags), RouteClass::Read)
+}
+
+/// rtnetlink GET-kind types that may set, as their body says: RTM_GETDCB
+/// (dcbnl's set commands come as one).
+#[inline(always)]
+fn read_needs_body(msg_type: u16) -> bool {
+    msg_type == RTM_GETDCB
 }
 
 /// rtnetlink by type: kinds NEW, DEL, GET, SET in groups of four from
 /// RTM_BASE (16), as `rtnl_msgtype_kind` reads them.
-// Inlined: `rtnetlink_send` calls it for its shortcut, where a BPF call
-// would be a frame more on the walk's deepest chain.
-#[inline(always)]
 fn route_action(msg_type: u16, flags: u16) -> RouteClass {
     use action::*;
     let kind = msg_type.wrapping_sub(16) & 3;
