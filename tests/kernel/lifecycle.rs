@@ -384,3 +384,69 @@ fn sigkill_during_a_burst_of_warranted_changes_loses_nothing() {
     let verified = d.cli_ok(&["audit", "verify"]);
     assert!(verified.contains("all present"), "{verified}");
 }
+
+/// A full PROTECTED (65,536 entries: big trees, or files a driven deputy
+/// keeps making) refuses only new inodes. A start whose own files have new
+/// ones (here the config, rewritten by rename while the daemon was down and
+/// the map full, its old inode kept by a hard link) goes on rather than exit and leave the programs with no
+/// one to read their records; once there is room an apply protects them.
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn a_start_over_a_full_protected_map_goes_on() {
+    use warrant_common::{FileKey, ProtectedEntry};
+    let d = daemon();
+    let (_, next) = d.next_bundle(&std::fs::read_to_string("policies/demo.toml").unwrap());
+    let open = || {
+        let map = aya::maps::MapData::from_pin("/sys/fs/bpf/warrant/maps/PROTECTED").expect("PROTECTED is pinned");
+        aya::maps::HashMap::<_, FileKey, ProtectedEntry>::try_from(aya::maps::Map::from_map_data(map).unwrap()).unwrap()
+    };
+    // Keys no file system has, of a tree no policy names.
+    let fake = |n: u64| FileKey { dev: 0xfee1_dead, ino: n };
+    /// Empties the map of them and puts a daemon and a policy back, on a
+    /// failure too: later tests need both.
+    struct Unfill<'a>(&'a Daemon, std::path::PathBuf);
+    impl Drop for Unfill<'_> {
+        fn drop(&mut self) {
+            let map = aya::maps::MapData::from_pin("/sys/fs/bpf/warrant/maps/PROTECTED").unwrap();
+            let mut map =
+                aya::maps::HashMap::<_, FileKey, ProtectedEntry>::try_from(aya::maps::Map::from_map_data(map).unwrap())
+                    .unwrap();
+            let fakes: Vec<FileKey> = map.keys().filter_map(Result::ok).filter(|k| k.dev == 0xfee1_dead).collect();
+            for key in fakes {
+                let _ = map.remove(&key);
+            }
+            if !self.0.run_cli_status(&["status"]).0 {
+                // The start that failed said so in the log the next one is
+                // checked against.
+                let log = self.0.dir.join("daemon.log");
+                let _ = std::fs::rename(&log, log.with_extension("failed"));
+                self.0.restart();
+            }
+            let (ok, said) = self.0.run_cli_status(&["policy", "apply", self.1.to_str().unwrap()]);
+            assert!(ok || std::thread::panicking(), "the policy was not put back: {said}");
+        }
+    }
+    d.kill();
+    let unfill = Unfill(d, next);
+    let mut protected = open();
+    let mut filled = 0;
+    while protected.insert(fake(filled), ProtectedEntry { tree: 0x7e57, flags: 0 }, 0).is_ok() {
+        filled += 1;
+    }
+    assert!(filled > 60_000, "PROTECTED took only {filled} more");
+    let config = std::fs::read_to_string(&d.config).unwrap();
+    // The old config keeps a name, so its inode (and its entry) stays.
+    let old = d.config.with_extension("old");
+    let _ = std::fs::remove_file(&old);
+    std::fs::hard_link(&d.config, &old).unwrap();
+    let renamed = d.config.with_extension("new");
+    std::fs::write(&renamed, &config).unwrap();
+    std::fs::rename(&renamed, &d.config).unwrap();
+    d.restart();
+    assert!(d.run_cli_status(&["status"]).0, "the daemon did not come up over a full PROTECTED");
+    drop(unfill);
+    std::fs::remove_file(&old).unwrap();
+    let out = run_subject(&["sh", "-c", &format!("echo x >> {}", d.config.display())]);
+    assert!(!out.status.success(), "a subject wrote the config the start could not protect");
+    assert_eq!(std::fs::read_to_string(&d.config).unwrap(), config);
+}

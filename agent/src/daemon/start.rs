@@ -46,7 +46,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     // a restart keeps the pinned entries of the policy's trees meanwhile.
     let mut own = protect::inodes(&[], &config.own_paths()).doing(|| "cannot list Warrant's own files".into())?;
     own.extend(config.pod_protected());
-    kernel.add_protected(&own)?;
+    // Not fatal: a full PROTECTED (see BYPASS) refuses only new inodes, and a
+    // daemon that stops here would leave the programs running with no one
+    // to read their records; the policy's restore below tries them again.
+    if let Err(e) = kernel.add_protected(&own) {
+        error!("cannot protect every one of Warrant's own files: {}", error_chain(&e));
+    }
     let events = kernel.take_events()?;
     kernel.set_daemon()?;
     restore_digest_key(&mut kernel, &config.state_dir)?;
