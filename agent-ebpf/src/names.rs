@@ -8,7 +8,11 @@
 
 use core::mem::MaybeUninit;
 
-use aya_ebpf::{helpers::generated::bpf_probe_read_kernel_str, macros::lsm, programs::LsmContext};
+use aya_ebpf::{
+    helpers::generated::bpf_probe_read_kernel_str,
+    macros::{fexit, lsm},
+    programs::{FExitContext, LsmContext},
+};
 use warrant_common::{
     FILE_NAME_AT, FILE_NAME_LEN, FileKey, PROTECTED_ANCESTOR, PROTECTED_HOLDS_ROOT, PROTECTED_NAMES, ProtectedEntry,
     S_IFREG, SELF_TREE, Subject, action, proc_path, verdict,
@@ -269,25 +273,33 @@ fn forget_last_name(inode: *const u8) {
     }
 }
 
-/// An inode freed with no name left: its entry goes. `inode_unlink` drops
-/// the entry of a last name removed; this one's is the rest, a file root
-/// renamed another over (`sed -i`, an editor's save, a package's conffile),
-/// which that hook cannot tell from an exchange. Kept, each such entry would
-/// stay for good, protect whatever file next gets its number, and fill
-/// PROTECTED. An inode the cache lets go while it has a name keeps its entry.
-/// (Marks stay: they hold the inode's generation, so one never matches a
-/// later file, and a delete here could race a subject's mark of the file
-/// that got the number since.)
-#[lsm(hook = "inode_free_security")]
-pub fn inode_free_security(ctx: LsmContext) -> i32 {
-    let inode: *const u8 = ctx.arg(0);
+/// A link count dropped to zero (`drop_nlink`, `clear_nlink`): a file
+/// renamed over (`sed -i`, an editor's save, a package's conffile), which
+/// `inode_rename` cannot tell from an exchange, or a last name removed.
+/// The inode's entry goes: kept, it would stay for good, protect whatever
+/// file next gets the number, and fill PROTECTED. The inode is still held
+/// here, so its number is no other file's yet. (Marks stay: they hold the
+/// inode's generation, so one never matches a later file.)
+#[fexit(function = "drop_nlink")]
+pub fn forget_dropped(ctx: FExitContext) -> u32 {
+    forget_nameless(ctx.arg(0));
+    0
+}
+
+#[fexit(function = "clear_nlink")]
+pub fn forget_cleared(ctx: FExitContext) -> u32 {
+    forget_nameless(ctx.arg(0));
+    0
+}
+
+#[inline(always)]
+fn forget_nameless(inode: *const u8) {
     if btf_load::<u32>(inode, offset!(inode_i_nlink)) != 0 {
-        return 0;
+        return;
     }
     if let Some(key) = inode_key(inode) {
         let _ = PROTECTED.remove(&key);
     }
-    0
 }
 
 /// `inode`'s key if the name going now is its last one.

@@ -76,7 +76,6 @@ pub const LSM_PROGRAMS: &[LsmProgram] = &[
     required("mmap_file"),
     required("file_mprotect"),
     required("file_free_security"),
-    required("inode_free_security"),
     required("inode_create"),
     required("inode_mkdir"),
     required("inode_mknod"),
@@ -112,8 +111,9 @@ impl Traces {
 }
 
 /// fentry/fexit and BTF tracepoint programs and what each traces. The
-/// fentry/fexit ones only note namespace requests for `capable` to decide
-/// (see agent-ebpf's netns.rs), so they are attached before it; the
+/// namespace ones only note requests for `capable` to decide (see
+/// agent-ebpf's netns.rs), so they are attached before it; the link count
+/// ones drop the protection of inodes left with no name (names.rs); the
 /// tracepoints make subjects of tasks moved into matched cgroups.
 pub const TRACING_PROGRAMS: &[(&str, Traces)] = &[
     ("cgroup_mkdir", Traces::Tracepoint("cgroup_mkdir")),
@@ -123,6 +123,8 @@ pub const TRACING_PROGRAMS: &[(&str, Traces)] = &[
     ("forget_unshare", Traces::Exit("unshare_nsproxy_namespaces")),
     ("note_setns", Traces::Entry("netns_install")),
     ("forget_setns", Traces::Exit("netns_install")),
+    ("forget_dropped", Traces::Exit("drop_nlink")),
+    ("forget_cleared", Traces::Exit("clear_nlink")),
 ];
 
 /// Iterators over every task, run when the daemon asks (not attached).

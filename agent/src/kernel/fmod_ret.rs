@@ -4,8 +4,8 @@
 //! boot-time LSM list. A program that returns non-zero there makes the
 //! function return it without running, as a refusing LSM would.
 //!
-//! Three hooks return nothing (`d_instantiate`, `file_free_security`,
-//! `inode_free_security`): they attach as fentry. The loads are [`super::program_loader`]'s.
+//! Two hooks return nothing (`d_instantiate`, `file_free_security`): they
+//! attach as fentry. The loads are [`super::program_loader`]'s.
 
 use super::KernelError;
 use super::program_loader::{LoadAs, Planned, program_err};
@@ -13,9 +13,9 @@ use crate::btf::KernelBtf;
 use crate::hooks::{LSM_PROGRAMS, MissingHook};
 
 /// Hooks whose `security_*` function returns nothing: their programs only
-/// keep state (new inodes join protected trees, closed files and freed
-/// nameless inodes are forgotten), so they attach as fentry.
-const OBSERVE_ONLY: &[&str] = &["d_instantiate", "file_free_security", "inode_free_security"];
+/// keep state (new inodes join protected trees, closed files are
+/// forgotten), so they attach as fentry.
+const OBSERVE_ONLY: &[&str] = &["d_instantiate", "file_free_security"];
 
 /// Programs without which nothing holds: if one cannot attach in this
 /// mode, the mode is refused rather than reported as a loss.
@@ -46,7 +46,6 @@ fn security_function(hook: &str) -> String {
     match hook {
         "bprm_check_security" => "security_bprm_check".into(),
         "file_free_security" => "security_file_free".into(),
-        "inode_free_security" => "security_inode_free".into(),
         _ => format!("security_{hook}"),
     }
 }
