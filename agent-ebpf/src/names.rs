@@ -278,8 +278,13 @@ fn forget_last_name(inode: *const u8) {
 /// `inode_rename` cannot tell from an exchange, or a last name removed.
 /// The inode's entry goes: kept, it would stay for good, protect whatever
 /// file next gets the number, and fill PROTECTED. The inode is still held
-/// here, so its number is no other file's yet. (Marks stay: they hold the
-/// inode's generation, so one never matches a later file.)
+/// here, so on a file system whose live files have distinct numbers the
+/// key is no other file's. Not a subject's drops: on one where two live
+/// files can share a key (btrfs subvolumes share a device), a subject's
+/// O_TMPFILEs (each dropped 1 to 0 at once) would sweep the numbers and
+/// clear a protected file's entry; its stale entries stay, fail-closed.
+/// (Marks stay: they hold the inode's generation, so one never matches a
+/// later file.)
 #[fexit(function = "drop_nlink")]
 pub fn forget_dropped(ctx: FExitContext) -> u32 {
     forget_nameless(ctx.arg(0));
@@ -292,9 +297,10 @@ pub fn forget_cleared(ctx: FExitContext) -> u32 {
     0
 }
 
+/// Drops `inode`'s entry if it has no name left and no subject dropped it.
 #[inline(always)]
 fn forget_nameless(inode: *const u8) {
-    if btf_load::<u32>(inode, offset!(inode_i_nlink)) != 0 {
+    if btf_load::<u32>(inode, offset!(inode_i_nlink)) != 0 || subjects::current().is_some() {
         return;
     }
     if let Some(key) = inode_key(inode) {
@@ -335,9 +341,9 @@ pub fn inode_rename(ctx: LsmContext) -> i32 {
 
 /// The daemon's own atomic rewrites (a new file renamed over its state
 /// file) free an inode each: its entry goes with `victim`'s (see
-/// forget_last_name). Only the daemon's renames: it makes no
-/// RENAME_EXCHANGE, which this hook cannot tell from a rename over a file,
-/// and another root's rename could still fail after the hook.
+/// forget_last_name), at once rather than at `forget_dropped`. Only the
+/// daemon's renames: it makes no RENAME_EXCHANGE, which this hook cannot
+/// tell from a rename over a file.
 // Its own function, as `adopt_moved`: inlined, LLVM reshuffled
 // `rename_verdict`'s registers into a pointer shift the verifier refuses.
 #[inline(never)]
@@ -354,8 +360,8 @@ fn forget_if_daemons(victim: *const u8) {
 /// approved, which would otherwise stay unprotected (the agent's to
 /// rewrite) until the next apply. A rename that fails after the hook only
 /// over-protects. (RENAME_EXCHANGE calls the hook for each direction.) Not
-/// joined: a directory's contents; and the replaced inode's entry stays
-/// (see `inode_rename`).
+/// joined: a directory's contents. The replaced inode's entry goes when its
+/// link count reaches zero (`forget_dropped`).
 // Its own function: inlined, LLVM merged its `Option`s into a read of a
 // register one path never set, which the verifier refuses.
 #[inline(never)]

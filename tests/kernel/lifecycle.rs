@@ -444,6 +444,8 @@ fn a_start_over_a_full_protected_map_goes_on() {
     std::fs::rename(&renamed, &d.config).unwrap();
     d.restart();
     assert!(d.run_cli_status(&["status"]).0, "the daemon did not come up over a full PROTECTED");
+    let log = std::fs::read_to_string(d.dir.join("daemon.log")).unwrap();
+    assert!(log.contains("cannot protect every one of Warrant's own files"), "the map was not full at the start");
     drop(unfill);
     std::fs::remove_file(&old).unwrap();
     let out = run_subject(&["sh", "-c", &format!("echo x >> {}", d.config.display())]);

@@ -62,10 +62,11 @@ fn a_file_root_renames_into_a_protected_tree_is_protected() {
 }
 
 /// Root's rewrites by rename (`sed -i`, an editor's save) leave each
-/// replaced inode without a name: its entry goes when the inode is freed,
-/// so PROTECTED does not grow by one per rewrite (at 65,536 it is full,
-/// and new files in protected trees go unprotected), while the file under
-/// the name stays protected.
+/// replaced inode without a name: its entry goes when its link count
+/// reaches zero, so PROTECTED does not grow by one per rewrite (at 65,536
+/// it is full, and new files in protected trees go unprotected), while the
+/// file under the name stays protected. (On tmpfs, as here, each new file
+/// gets a new number; on ext4 one may reuse the number just released.)
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn root_rewriting_a_protected_file_by_rename_leaves_no_entries_behind() {

@@ -48,7 +48,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     own.extend(config.pod_protected());
     // Not fatal: a full PROTECTED (see BYPASS) refuses only new inodes, and a
     // daemon that stops here would leave the programs running with no one
-    // to read their records; the policy's restore below tries them again.
+    // to read their records. The restore below fails the same way while the
+    // map is full; an apply once there is room protects them.
     if let Err(e) = kernel.add_protected(&own) {
         error!("cannot protect every one of Warrant's own files: {}", error_chain(&e));
     }
