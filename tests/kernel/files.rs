@@ -24,12 +24,16 @@ fn a_subjects_tmpfiles_in_warrants_own_directories_take_no_protected_slots() {
     assert!(after < before + 10, "300 tmpfiles took {} protected slots", after - before);
 }
 
+/// The pinned PROTECTED map.
+pub(crate) fn protected_map()
+-> aya::maps::HashMap<aya::maps::MapData, warrant_common::FileKey, warrant_common::ProtectedEntry> {
+    let map = aya::maps::MapData::from_pin("/sys/fs/bpf/warrant/maps/PROTECTED").expect("PROTECTED is pinned");
+    aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(map).unwrap()).unwrap()
+}
+
 /// How many entries PROTECTED holds.
 pub(crate) fn protected_entries() -> usize {
-    let map = aya::maps::MapData::from_pin("/sys/fs/bpf/warrant/maps/PROTECTED").expect("PROTECTED is pinned");
-    let map: aya::maps::HashMap<_, warrant_common::FileKey, warrant_common::ProtectedEntry> =
-        aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(map).unwrap()).unwrap();
-    map.keys().count()
+    protected_map().keys().count()
 }
 
 /// A subject makes the raw system call `call` (python `libc.syscall`

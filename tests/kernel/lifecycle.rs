@@ -396,10 +396,6 @@ fn a_start_over_a_full_protected_map_goes_on() {
     use warrant_common::{FileKey, ProtectedEntry};
     let d = daemon();
     let (_, next) = d.next_bundle(&std::fs::read_to_string("policies/demo.toml").unwrap());
-    let open = || {
-        let map = aya::maps::MapData::from_pin("/sys/fs/bpf/warrant/maps/PROTECTED").expect("PROTECTED is pinned");
-        aya::maps::HashMap::<_, FileKey, ProtectedEntry>::try_from(aya::maps::Map::from_map_data(map).unwrap()).unwrap()
-    };
     // Keys no file system has, of a tree no policy names.
     let fake = |n: u64| FileKey { dev: 0xfee1_dead, ino: n };
     /// Empties the map of them and puts a daemon and a policy back, on a
@@ -407,10 +403,7 @@ fn a_start_over_a_full_protected_map_goes_on() {
     struct Unfill<'a>(&'a Daemon, std::path::PathBuf);
     impl Drop for Unfill<'_> {
         fn drop(&mut self) {
-            let map = aya::maps::MapData::from_pin("/sys/fs/bpf/warrant/maps/PROTECTED").unwrap();
-            let mut map =
-                aya::maps::HashMap::<_, FileKey, ProtectedEntry>::try_from(aya::maps::Map::from_map_data(map).unwrap())
-                    .unwrap();
+            let mut map = crate::files::protected_map();
             let fakes: Vec<FileKey> = map.keys().filter_map(Result::ok).filter(|k| k.dev == 0xfee1_dead).collect();
             for key in fakes {
                 let _ = map.remove(&key);
@@ -428,7 +421,7 @@ fn a_start_over_a_full_protected_map_goes_on() {
     }
     d.kill();
     let unfill = Unfill(d, next);
-    let mut protected = open();
+    let mut protected = crate::files::protected_map();
     let mut filled = 0;
     while protected.insert(fake(filled), ProtectedEntry { tree: 0x7e57, flags: 0 }, 0).is_ok() {
         filled += 1;
