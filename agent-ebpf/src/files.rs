@@ -250,8 +250,26 @@ fn protected_file(facts: &FileFacts) -> Option<(FileKey, u32)> {
             Some((FileKey { dev: 0, ino: proc_path::BINFMT_MISC }, *tree))
         }
         PROC_SUPER_MAGIC => facts.key.and_then(protected_key).or_else(|| proc_target(facts.dentry)),
-        _ => facts.key.and_then(protected_key),
+        _ => facts.key.and_then(protected_key).or_else(|| nameless_in_tree(facts)),
     }
+}
+
+/// A file with no name (an O_TMPFILE, or one whose last name went) in a
+/// directory of a tree, as that tree's: it has no entry of its own (see
+/// `d_instantiate`), and what is written to it may be linked in later.
+#[inline(always)]
+fn nameless_in_tree(facts: &FileFacts) -> Option<(FileKey, u32)> {
+    let key = facts.key?;
+    if btf_load::<u32>(facts.inode, offset!(inode_i_nlink)) != 0 {
+        return None;
+    }
+    let parent: *const u8 = btf_load::<u64>(facts.dentry, offset!(dentry_d_parent)) as *const u8;
+    if parent.is_null() || parent == facts.dentry {
+        return None;
+    }
+    let dir: *const u8 = btf_load::<u64>(parent, offset!(dentry_d_inode)) as *const u8;
+    let (_, tree) = protected(dir)?;
+    Some((key, tree))
 }
 
 #[inline(always)]
@@ -473,12 +491,14 @@ pub fn d_instantiate(ctx: LsmContext) -> i32 {
         names::NO_TREE => return 0,
         tree => tree as u32,
     };
-    // A subject makes nothing under Warrant's own directories (the create
-    // hooks refuse it) but an O_TMPFILE, which passes no create hook: kept,
-    // each would take a PROTECTED slot for good (tmpfs numbers inodes
-    // afresh), until the map is full and new files go unprotected. Such a
-    // file has no name, and `inode_link` refuses it one there.
-    if tree == SELF_TREE && subjects::current().is_some() {
+    // A subject's O_TMPFILE (its count already dropped to zero: no create
+    // hook, no name) takes no entry: nothing would ever remove it, tmpfs
+    // numbers inodes afresh, and a subject's refused opens in a tree filled
+    // the map until new files went unprotected. Its open and writes are
+    // decided as its directory's tree's (`nameless_in_tree`); linked in, it
+    // comes back here with a name. Root's keeps its entry: a subject handed
+    // it must not write it, chmod it or link it out of the tree.
+    if btf_load::<u32>(inode, offset!(inode_i_nlink)) == 0 && subjects::current().is_some() {
         return 0;
     }
     // A lookup instantiates existing files too (after the dentry cache let

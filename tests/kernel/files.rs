@@ -5,23 +5,83 @@
 use crate::harness::{self, Daemon, daemon, run_subject};
 use crate::warrant_after_refusal;
 
-/// O_TMPFILE passes no create hook: a subject's unnamed files in Warrant's
-/// own directories must not take slots in the protected set (filled, it
-/// would leave later files unprotected).
+/// O_TMPFILE passes no create hook and makes no name: a subject's takes no
+/// protected slot (nothing would free it, and a full set leaves later
+/// files unprotected), yet it is its directory's tree's: in Warrant's own
+/// directories or in a protected tree, it is refused at its open; root's keeps its slot (a subject handed
+/// it may not write it or link it out); linked into the tree, it is
+/// protected there. A file root unlinked is its directory's tree's too.
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
-fn a_subjects_tmpfiles_in_warrants_own_directories_take_no_protected_slots() {
+fn unnamed_files_take_no_protected_slots_and_are_their_directorys_trees() {
     let d = daemon();
+    // Python making `count` unnamed files in `dir`: it says how many it
+    // made and how many were refused, and exits 0 if `refused` were.
+    let tmpfiles = |dir: &str, count: usize, refused: usize| {
+        format!(
+            "import os, sys\nmade = refused = 0\nfor _ in range({count}):\n    try:\n        fd = os.open({dir:?}, os.O_TMPFILE | os.O_WRONLY, 0o600)\n        os.write(fd, b'x')\n        os.close(fd)\n        made += 1\n    except PermissionError:\n        refused += 1\nprint('made', made, 'refused', refused, file=sys.stderr)\nsys.exit(0 if refused == {refused} else 3)\n"
+        )
+    };
     let before = protected_entries();
-    let script = format!(
-        "import os\nmade = 0\nfor _ in range(300):\n    os.close(os.open({:?}, os.O_TMPFILE | os.O_WRONLY, 0o600))\n    made += 1\nprint(made)\n",
-        d.dir.join("run").to_str().unwrap()
-    );
-    let out = run_subject(&["python3", "-c", &script]);
-    assert!(out.status.success(), "a subject's O_TMPFILE: {}", out.stderr);
+    let own = d.dir.join("run");
+    let mark = d.audit_len();
+    let out = run_subject(&["python3", "-c", &tmpfiles(own.to_str().unwrap(), 300, 300)]);
+    assert!(out.status.success(), "a subject's O_TMPFILEs in Warrant's run directory: {}", out.stderr);
+    d.expect_record_where(mark, "self.files denied", |r| r["action"] == "self.files" && r["verdict"] == "denied");
+    let mark = d.audit_len();
+    let out = run_subject(&["python3", "-c", &tmpfiles("/etc/sysctl.d", 1, 1)]);
+    assert!(out.status.success(), "a subject's O_TMPFILE in /etc/sysctl.d: {}", out.stderr);
+    d.expect_record_where(mark, "file.write of an unnamed file in /etc/sysctl.d", |r| {
+        r["action"] == "file.write"
+            && r["verdict"] == "denied-needs-warrant"
+            && r["target"].as_str().is_some_and(|t| t.starts_with("/etc/sysctl.d"))
+    });
     let after = protected_entries();
     // The daemon may protect a few files of its own meanwhile (a rotated log).
-    assert!(after < before + 10, "300 tmpfiles took {} protected slots", after - before);
+    assert!(after < before + 10, "301 unnamed files took {} protected slots", after - before);
+    // Root's unnamed file in the tree on a subject's fd 7, and a file of the
+    // tree root unlinked while it held it open: refused at the write.
+    let (config, bin) = (d.config.to_str().unwrap().to_owned(), harness::warrant_bin());
+    // The subject's python exits 4 when its write is refused (1 is an error).
+    let write = "import os, sys\ntry:\n    os.write(7, b'net.ipv4.ip_forward = 1\\n')\nexcept PermissionError:\n    sys.exit(4)";
+    // Root's unnamed file keeps its entry: nor may the subject link it out
+    // of the tree (to write it there; linkat with AT_EMPTY_PATH, as a link
+    // through /proc/self/fd crosses mounts). Made through the fixture's own
+    // mount, which holds an unprotected directory too.
+    let link_out = format!(
+        "import ctypes, errno\nlibc = ctypes.CDLL(None, use_errno=True)\nif libc.linkat(7, b'', -100, b'/mnt/outside/linked-out', 0x1000) == 0:\n    raise SystemExit(2)\nif ctypes.get_errno() != errno.EPERM:\n    raise SystemExit(5)\n{write}"
+    );
+    for (what, open, subject) in [
+        ("root's unnamed file", "fd = os.open('/mnt/sysctl.d', os.O_TMPFILE | os.O_RDWR, 0o644)", link_out.as_str()),
+        (
+            "a file root unlinked",
+            "fd = os.open('/etc/sysctl.d/96-held.conf', os.O_CREAT | os.O_WRONLY, 0o644); os.unlink('/etc/sysctl.d/96-held.conf')",
+            write,
+        ),
+    ] {
+        let hand_over = format!("import os, sys\n{open}\nos.dup2(fd, 7)\nos.execv(sys.argv[1], sys.argv[1:])");
+        let mark = d.audit_len();
+        let out = std::process::Command::new("python3")
+            .args(["-c", &hand_over, bin.to_str().unwrap(), "--config", &config, "run", "--profile", "agent"])
+            .args(["--keep-fd", "7", "--", "python3", "-c", subject])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(4), "a subject wrote {what} in /etc/sysctl.d: {out:?}");
+        d.expect_record_where(mark, &format!("file.write of {what}"), |r| {
+            r["action"] == "file.write" && r["verdict"] == "denied-needs-warrant"
+        });
+    }
+    // Linked into the tree, it is protected like any file made there.
+    let linked = "/etc/sysctl.d/95-linked.conf";
+    let _ = std::fs::remove_file(linked);
+    harness::as_root(&format!(
+        "python3 -c \"import ctypes, os; fd = os.open('/etc/sysctl.d', os.O_TMPFILE | os.O_WRONLY, 0o644); os.write(fd, b'# linked\\n'); assert ctypes.CDLL(None).linkat(fd, b'', -100, b'{linked}', 0x1000) == 0\""
+    ));
+    let mark = d.audit_len();
+    let out = sh_subject(&format!("echo x >> {linked}"));
+    assert!(!out.status.success(), "a subject wrote a file root linked into /etc/sysctl.d");
+    d.expect_record(mark, "file.write", linked, "denied-needs-warrant");
+    std::fs::remove_file(linked).unwrap();
 }
 
 /// The pinned PROTECTED map.
