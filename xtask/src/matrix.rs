@@ -94,31 +94,41 @@ pub const KERNEL_BEHAVIOUR_ON_COVERED_HOOKS: &[&str] = &[
 /// the same boot's kernel already ran on the reference boot.
 pub const NOT_ON_FMOD_RET: &[&str] = &[
     // socket_sendmsg refuses in the crafted-packet test, socket_connect in
-    // the loopback-port one.
+    // the loopback-port one; these are other routes and sockets through
+    // the same programs (a datagram routed out through lo, a unix stream
+    // send on a connection made before pickup).
     "deputies::a_datagram_routed_out_through_lo_reaches_the_host_whatever_its_address",
-    // file_ioctl refuses in the terminal test; the disk's sysfs writes
-    // are file_open's, which the protected-files test makes refuse.
-    "devices::subjects_cannot_stop_a_disk_or_its_file_system",
-    // The daemon's pickup after a restart and its held-socket ledger;
-    // the restart itself runs in lifecycle's sigkill test.
-    "held::a_process_that_reuses_a_picked_up_tgid_is_not_picked_up",
     "held::a_connection_made_before_pickup_is_decided_at_its_first_send",
+    // file_ioctl refuses in the terminal test; the disk's sysfs writes and
+    // mappings are file_open's, file_permission's and mmap_file's, which
+    // the protected-files test makes refuse.
+    "devices::subjects_cannot_stop_a_disk_or_its_file_system",
+    // The daemon's pickup of a reused tgid after a restart (the restart
+    // itself runs in lifecycle's sigkill test), and `warrant run`'s own fd
+    // check (bprm_check_security refuses in the ring-carrying exec test).
+    "held::a_process_that_reuses_a_picked_up_tgid_is_not_picked_up",
     "held::warrant_run_hands_no_ring_to_its_subject",
-    // Maps carried over a restart (no link changes hands) and the audit
-    // writer's gaps.
+    // Maps carried over an interrupted replacement (each start attaches
+    // and pins every link again, as the sigkill and other-layout restarts
+    // do here) and the audit writer's gaps.
     "lifecycle::an_unfinished_map_replacement_is_finished_by_the_next_start",
     "lifecycle::a_full_event_ring_is_recorded_as_a_gap_never_silently",
     "lifecycle::a_full_disk_is_recorded_as_a_gap_and_tears_no_record",
-    // netlink_send's bound and the daemon's ledgers.
+    // netlink_send's batch bound and handle addressing; the daemon's
+    // ledgers.
     "batches_up_to_the_bound_apply_and_longer_ones_are_denied_whole",
+    "network::an_object_addressed_by_handle_is_decided_on_the_handle_not_the_name",
     "audit_log_verifies_after_the_run",
     "revocation_takes_effect_at_once",
-    // Name decisions on the inode hooks the other names tests refuse on.
+    // Name decisions on the inode hooks the protected-files and other
+    // names tests refuse on, and the fexit programs that drop a replaced
+    // file's entry (tracing programs, attached alike in both modes).
     "names::a_file_a_subject_moves_into_a_tree_with_a_warrant_joins_it",
     "names::a_directory_the_dentry_cache_let_go_keeps_its_guarded_names",
     "names::root_rewriting_a_protected_file_by_rename_leaves_no_entries_behind",
-    "network::an_object_addressed_by_handle_is_decided_on_the_handle_not_the_name",
-    // Cgroup matching (tracepoints and a cgroup program, not LSM hooks).
+    // Cgroup matching (tracepoints), and a moved child's own cgroup.procs
+    // write: an allowed path of the file hooks and bprm_check_security,
+    // which refuse in the protected-files and ring-carrying exec tests.
     "subjects::a_child_moved_by_its_parent_may_write_itself_into_its_cgroup_until_it_execs",
     "subjects::a_cgroup_v1_hierarchy_is_not_matched_by_a_v2_path",
     // Request and key bookkeeping; the package mark is the written-file
