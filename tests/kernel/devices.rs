@@ -151,16 +151,7 @@ fn subjects_cannot_stop_a_disk_or_its_file_system() {
 /// to a subject running python `script`, in which `FD` stands for its
 /// number: the subject's exit code.
 fn with_root_fd(path: &str, flags: &str, script: &str) -> Option<i32> {
-    let d = daemon();
-    let handed = format!(
-        "import os,subprocess,sys\n\
-         fd=os.open('{path}',{flags})\n\
-         sub={script:?}.replace('FD',str(fd))\n\
-         sys.exit(subprocess.run([{warrant:?},'--config',{config:?},'run','--profile','agent','--keep-fd',str(fd),'--','python3','-c',sub],pass_fds=[fd]).returncode)\n",
-        warrant = harness::warrant_bin().display().to_string(),
-        config = d.config.display().to_string(),
-    );
-    Command::new("python3").args(["-c", &handed]).status().unwrap().code()
+    harness::with_root_fd_from(&format!("fd=os.open('{path}',{flags})"), script)
 }
 
 /// An ext4 file system on a loop device, mounted `errors=continue` (so that

@@ -8,9 +8,10 @@ use crate::warrant_after_refusal;
 /// O_TMPFILE passes no create hook and makes no name: a subject's takes no
 /// protected slot (nothing would free it, and a full set leaves later
 /// files unprotected), yet it is its directory's tree's: in Warrant's own
-/// directories or in a protected tree, it is refused at its open; root's keeps its slot (a subject handed
-/// it may not write it or link it out); linked into the tree, it is
-/// protected there. A file root unlinked is its directory's tree's too.
+/// directories or in a protected tree, it is refused at its open. Root's
+/// keeps its slot (a subject handed it may not write it or link it out);
+/// linked into the tree, it is protected there. A file root unlinked is
+/// its directory's tree's too.
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn unnamed_files_take_no_protected_slots_and_are_their_directorys_trees() {
@@ -39,17 +40,16 @@ fn unnamed_files_take_no_protected_slots_and_are_their_directorys_trees() {
     let after = protected_entries();
     // The daemon may protect a few files of its own meanwhile (a rotated log).
     assert!(after < before + 10, "301 unnamed files took {} protected slots", after - before);
-    // Root's unnamed file in the tree on a subject's fd 7, and a file of the
-    // tree root unlinked while it held it open: refused at the write.
-    let (config, bin) = (d.config.to_str().unwrap().to_owned(), harness::warrant_bin());
-    // The subject's python exits 4 when its write is refused (1 is an error).
-    let write = "import os, sys\ntry:\n    os.write(7, b'net.ipv4.ip_forward = 1\\n')\nexcept PermissionError:\n    sys.exit(4)";
+    // Root's unnamed file in the tree on a subject's fd, and a file of the
+    // tree root unlinked while it held it open: refused at the write. The
+    // subject's python exits 4 when its write is refused (1 is an error).
+    let write = "import os, sys\ntry:\n    os.write(FD, b'net.ipv4.ip_forward = 1\\n')\nexcept PermissionError:\n    sys.exit(4)";
     // Root's unnamed file keeps its entry: nor may the subject link it out
     // of the tree (to write it there; linkat with AT_EMPTY_PATH, as a link
     // through /proc/self/fd crosses mounts). Made through the fixture's own
     // mount, which holds an unprotected directory too.
     let link_out = format!(
-        "import ctypes, errno\nlibc = ctypes.CDLL(None, use_errno=True)\nif libc.linkat(7, b'', -100, b'/mnt/outside/linked-out', 0x1000) == 0:\n    raise SystemExit(2)\nif ctypes.get_errno() != errno.EPERM:\n    raise SystemExit(5)\n{write}"
+        "import ctypes, errno\nlibc = ctypes.CDLL(None, use_errno=True)\nif libc.linkat(FD, b'', -100, b'/mnt/outside/linked-out', 0x1000) == 0:\n    raise SystemExit(2)\nif ctypes.get_errno() != errno.EPERM:\n    raise SystemExit(5)\n{write}"
     );
     for (what, open, subject) in [
         ("root's unnamed file", "fd = os.open('/mnt/sysctl.d', os.O_TMPFILE | os.O_RDWR, 0o644)", link_out.as_str()),
@@ -59,14 +59,9 @@ fn unnamed_files_take_no_protected_slots_and_are_their_directorys_trees() {
             write,
         ),
     ] {
-        let hand_over = format!("import os, sys\n{open}\nos.dup2(fd, 7)\nos.execv(sys.argv[1], sys.argv[1:])");
         let mark = d.audit_len();
-        let out = std::process::Command::new("python3")
-            .args(["-c", &hand_over, bin.to_str().unwrap(), "--config", &config, "run", "--profile", "agent"])
-            .args(["--keep-fd", "7", "--", "python3", "-c", subject])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(4), "a subject wrote {what} in /etc/sysctl.d: {out:?}");
+        let code = harness::with_root_fd_from(open, subject);
+        assert_eq!(code, Some(4), "a subject wrote {what} in /etc/sysctl.d (exit code {code:?})");
         d.expect_record_where(mark, &format!("file.write of {what}"), |r| {
             r["action"] == "file.write" && r["verdict"] == "denied-needs-warrant"
         });

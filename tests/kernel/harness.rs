@@ -148,6 +148,22 @@ pub fn subject_command(args: &[&str]) -> Command {
     command
 }
 
+/// Root runs python `open`, which leaves an open file in `fd`, and hands
+/// that fd to a subject running python `script`, in which `FD` stands for
+/// its number: the subject's exit code.
+pub fn with_root_fd_from(open: &str, script: &str) -> Option<i32> {
+    let d = daemon();
+    let handed = format!(
+        "import os,subprocess,sys\n\
+         {open}\n\
+         sub={script:?}.replace('FD',str(fd))\n\
+         sys.exit(subprocess.run([{warrant:?},'--config',{config:?},'run','--profile','agent','--keep-fd',str(fd),'--','python3','-c',sub],pass_fds=[fd]).returncode)\n",
+        warrant = warrant_bin().display().to_string(),
+        config = d.config.display().to_string(),
+    );
+    Command::new("python3").args(["-c", &handed]).status().unwrap().code()
+}
+
 /// Runs `args` as a subject of `profile`.
 pub fn run_subject_as(profile: &str, args: &[&str]) -> Ran {
     let d = daemon();
