@@ -202,6 +202,14 @@ pub struct WarrantEntry {
 }
 const _: () = assert!(core::mem::size_of::<WarrantEntry>() == 40);
 
+/// PROTECTED_MISSES' count of PROTECTED inserts that failed (a full map),
+/// by the kernel's hooks or the daemon.
+pub const PROTECTED_MISSED: u32 = 0;
+/// PROTECTED_MISSES' count of those a walk of the trees has since settled:
+/// the daemon writes there the missed count it read before a walk whose
+/// every file went in.
+pub const PROTECTED_SETTLED: u32 = 1;
+
 /// Index of the single [`Settings`] entry in the SETTINGS array map.
 pub const SETTINGS_INDEX: u32 = 0;
 

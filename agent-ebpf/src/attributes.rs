@@ -6,7 +6,7 @@ use aya_ebpf::{EbpfContext as _, macros::lsm, programs::LsmContext};
 use warrant_common::action;
 
 use crate::{
-    files::{check, decide_file, dentry_inode, is_writable_file, protected},
+    files::{check_at, decide_file, is_writable_file, protected_at},
     maps::offset,
     policy::read_kernel,
     subjects,
@@ -49,7 +49,7 @@ pub fn inode_setattr(ctx: LsmContext) -> i32 {
         // Timestamps only.
         return 0;
     };
-    let Some((key, tree)) = protected(dentry_inode(dentry)) else {
+    let Some((key, tree)) = protected_at(dentry) else {
         return 0;
     };
     if action_id == action::FILE_WRITE && valid & ATTR_FILE != 0 {
@@ -65,7 +65,7 @@ pub fn inode_setattr(ctx: LsmContext) -> i32 {
 /// The xattr family: `(idmap, dentry, name, ...)`.
 #[inline(always)]
 fn xattr_change(dentry: *const u8) -> i32 {
-    check(action::FILE_XATTR, dentry_inode(dentry))
+    check_at(action::FILE_XATTR, dentry)
 }
 
 #[lsm(hook = "inode_setxattr")]

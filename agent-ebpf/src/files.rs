@@ -35,7 +35,7 @@ use warrant_common::{FileKey, NAME_LEN, PROTECTED_ANCESTOR, ProtectedEntry, SELF
 use crate::{
     atomics,
     maps::{PROC_TREES, PROTECTED, WRITABLE_COUNT, WRITABLE_FILES, offset},
-    marks, names,
+    marks, names, overflow,
     policy::{btf_load, decide_action, read_kernel, read_kernel_or_zero},
     selfprotect, subjects, sysfs,
     uapi::{INPUT_MAJOR, S_IFBLK, S_IFCHR, S_IFMT, SCSI_GENERIC_MAJOR, UINPUT_DEVICE, major},
@@ -145,7 +145,9 @@ fn proc_target(dentry: *const u8) -> Option<(FileKey, u32)> {
         return None;
     }
     let mut hash = proc_path::ROOT;
-    let mut tree = None;
+    // A number, not an `Option`: LLVM carried a `None`'s unset value in a
+    // register the verifier refuses to read.
+    let mut tree = names::NO_TREE;
     for i in 0..PROC_DEPTH {
         if i >= depth {
             break;
@@ -153,10 +155,10 @@ fn proc_target(dentry: *const u8) -> Option<(FileKey, u32)> {
         let component = unsafe { components.add((depth - 1 - i) % PROC_DEPTH).read_volatile() };
         hash = proc_path::join(hash, component);
         if let Some(found) = unsafe { PROC_TREES.get(&hash) } {
-            tree = Some(*found);
+            tree = *found as u64;
         }
     }
-    tree.map(|tree| (FileKey { dev: 0, ino: hash }, tree))
+    (tree != names::NO_TREE).then_some((FileKey { dev: 0, ino: hash }, tree as u32))
 }
 
 /// Whether the file of `facts` is one of the daemon's own /proc files
@@ -250,26 +252,56 @@ fn protected_file(facts: &FileFacts) -> Option<(FileKey, u32)> {
             Some((FileKey { dev: 0, ino: proc_path::BINFMT_MISC }, *tree))
         }
         PROC_SUPER_MAGIC => facts.key.and_then(protected_key).or_else(|| proc_target(facts.dentry)),
-        _ => facts.key.and_then(protected_key).or_else(|| nameless_in_tree(facts)),
+        _ => facts.key.and_then(protected_key).or_else(|| without_entry(facts)),
     }
 }
 
-/// A file with no name (an O_TMPFILE, or one whose last name went) in a
-/// directory of a tree, as that tree's: it has no entry of its own (see
-/// `d_instantiate`), and what is written to it may be linked in later.
+/// A file with no entry: see [`tree_without_entry`].
 #[inline(always)]
-fn nameless_in_tree(facts: &FileFacts) -> Option<(FileKey, u32)> {
+fn without_entry(facts: &FileFacts) -> Option<(FileKey, u32)> {
     let key = facts.key?;
-    if btf_load::<u32>(facts.inode, offset!(inode_i_nlink)) != 0 {
-        return None;
+    let links = btf_load::<u32>(facts.inode, offset!(inode_i_nlink));
+    match tree_without_entry(links, facts.dentry) {
+        names::NO_TREE => None,
+        tree => Some((key, tree as u32)),
     }
-    let parent: *const u8 = btf_load::<u64>(facts.dentry, offset!(dentry_d_parent)) as *const u8;
-    if parent.is_null() || parent == facts.dentry {
-        return None;
+}
+
+/// The tree of a file with no entry of its own and `links` names, at
+/// `dentry`, or `NO_TREE`. With no name (an O_TMPFILE, or one whose last
+/// name went), its directory's: it has no entry (see `d_instantiate`), and
+/// what is written to it may be linked in later. While PROTECTED's misses
+/// are unsettled, the one its names give it (see `overflow`).
+// Its own function, returning a number: inlined, LLVM merged the callers'
+// `Option`s into a read of a register one path never set. Its reads are
+// helper copies: its callers' dentries are not all BTF-typed.
+#[inline(never)]
+fn tree_without_entry(links: u32, dentry: *const u8) -> u64 {
+    if links != 0 {
+        return overflow::tree_by_names(dentry);
     }
-    let dir: *const u8 = btf_load::<u64>(parent, offset!(dentry_d_inode)) as *const u8;
-    let (_, tree) = protected(dir)?;
-    Some((key, tree))
+    let parent = read_kernel_or_zero::<u64>(dentry, offset!(dentry_d_parent)) as *const u8;
+    if parent.is_null() || parent == dentry {
+        return names::NO_TREE;
+    }
+    match protected(dentry_inode(parent)) {
+        Some((_, tree)) => tree as u64,
+        None => names::NO_TREE,
+    }
+}
+
+/// The protection of `dentry`'s file: its entry's, or [`tree_without_entry`]'s.
+#[inline(always)]
+pub(crate) fn protected_at(dentry: *const u8) -> Option<(FileKey, u32)> {
+    let inode = dentry_inode(dentry);
+    let key = inode_key(inode)?;
+    protected_key(key).or_else(|| {
+        let links = read_kernel::<u32>(inode, offset!(inode_i_nlink)).unwrap_or(1);
+        match tree_without_entry(links, dentry) {
+            names::NO_TREE => None,
+            tree => Some((key, tree as u32)),
+        }
+    })
 }
 
 #[inline(always)]
@@ -291,13 +323,13 @@ pub(crate) fn decide_file(subject: &Subject, action_id: u32, key: FileKey, tree:
     decide_action(subject, action_id, 0, tree as u64, [key.ino, key.dev])
 }
 
-/// Decides a subject's `action` on `inode` if it is protected.
+/// Decides a subject's `action` on `dentry`'s file if it is protected.
 #[inline(always)]
-pub(crate) fn check(action_id: u32, inode: *const u8) -> i32 {
+pub(crate) fn check_at(action_id: u32, dentry: *const u8) -> i32 {
     let Some(subject) = subjects::current() else {
         return 0;
     };
-    match protected(inode) {
+    match protected_at(dentry) {
         Some((key, tree)) => decide_file(&subject, action_id, key, tree),
         None => 0,
     }
@@ -495,7 +527,7 @@ pub fn d_instantiate(ctx: LsmContext) -> i32 {
     // hook, no name) takes no entry: nothing would ever remove it, tmpfs
     // numbers inodes afresh, and a subject's refused opens in a tree filled
     // the map until new files went unprotected. Its open and writes are
-    // decided as its directory's tree's (`nameless_in_tree`); linked in, it
+    // decided as its directory's tree's (`tree_without_entry`); linked in, it
     // comes back here with a name. Root's keeps its entry: a subject handed
     // it must not write it, chmod it or link it out of the tree.
     if btf_load::<u32>(inode, offset!(inode_i_nlink)) == 0 && subjects::current().is_some() {
@@ -513,7 +545,9 @@ pub fn d_instantiate(ctx: LsmContext) -> i32 {
         {
             return 0;
         }
-        let _ = PROTECTED.insert(&key, &ProtectedEntry { tree, flags: 0 }, 0);
+        if PROTECTED.insert(&key, &ProtectedEntry { tree, flags: 0 }, 0).is_err() {
+            overflow::note_missed();
+        }
     }
     0
 }

@@ -27,6 +27,7 @@ mod mounts;
 mod names;
 mod netfilter;
 mod netns;
+mod overflow;
 mod policy;
 mod rtnetlink;
 mod selfprotect;

@@ -125,6 +125,15 @@ pub static MARK_CHANGES: Array<u64> = Array::with_max_entries(1, 0);
 #[map]
 pub static PROC_TREES: HashMap<u64, u32> = HashMap::with_max_entries(256, 0);
 
+/// PROTECTED's inserts that failed (index `PROTECTED_MISSED`: a full map;
+/// the hooks that add new files to trees cannot refuse), and how many of
+/// them the daemon has settled (`PROTECTED_SETTLED`: a walk of the trees
+/// since entered every file). While they differ, a file with no entry is
+/// decided by its names (see `overflow`). Not pinned: each start counts
+/// one miss until its restore's walk settles it.
+#[map]
+pub static PROTECTED_MISSES: Array<u64> = Array::with_max_entries(2, 0);
+
 /// Open files a subject was allowed to write (by rule or warrant), so that
 /// its writes through them are not decided, and charged, once more each.
 /// Keyed by `struct file` address; entries leave when the file is freed.

@@ -90,7 +90,12 @@ pub(crate) struct NewName {
 #[inline(never)]
 fn decide_new_name(subject: &Subject, action_id: u32, name: &NewName, tree: &mut u64) -> i32 {
     let mut dir_key = FileKey::default();
-    let found = new_name_tree(name.dir, name.dentry, &mut dir_key);
+    let mut found = new_name_tree(name.dir, name.dentry, &mut dir_key);
+    // A directory with no entry may be one made in a tree while PROTECTED
+    // was full: its names are then decided by those above it.
+    if found == NO_TREE && dir_key == FileKey::default() {
+        found = crate::overflow::tree_by_names(name.dentry);
+    }
     let decided = *tree;
     *tree = found;
     if found == NO_TREE || found == decided {
@@ -393,7 +398,9 @@ fn adopt_moved(moved: *const u8, new_dir: *const u8, new: *const u8, by_subject:
     {
         return;
     }
-    let _ = PROTECTED.insert(&key, &ProtectedEntry { tree: tree as u32, flags: 0 }, 0);
+    if PROTECTED.insert(&key, &ProtectedEntry { tree: tree as u32, flags: 0 }, 0).is_err() {
+        crate::overflow::note_missed();
+    }
 }
 
 #[inline(always)]

@@ -1,5 +1,5 @@
-//! The 2 s tick: watched directories, audit checkpoints, ring loss and
-//! policy expiry.
+//! The 2 s tick: watched directories, audit checkpoints, ring loss, a
+//! full PROTECTED and policy expiry.
 
 use super::*;
 
@@ -10,6 +10,7 @@ impl State {
         self.check_watched_dirs();
         self.check_expiry();
         self.check_lost_events();
+        self.check_protected_misses();
         self.checkpoint(false);
         self.note_changes();
         self.flush_requests();
@@ -181,6 +182,27 @@ impl State {
         if let Err(e) = write_atomic(&lost_events_path(&self.config.state_dir), lost.to_string().as_bytes()) {
             error!("cannot persist the lost-event count: {e}");
         }
+    }
+
+    /// Files PROTECTED had no room for (it is full: big trees, or files an
+    /// agent keeps making in one it may) become a record: until an apply
+    /// finds room, the kernel decides files with no entry by their names,
+    /// which costs every subject's write a walk of its directories.
+    pub(super) fn check_protected_misses(&mut self) {
+        let Ok(missed) = self.kernel.protected_misses() else { return };
+        if missed <= self.protected_misses_recorded {
+            return;
+        }
+        let new = missed - self.protected_misses_recorded;
+        error!(
+            missed = new,
+            "PROTECTED is full: new protected files are decided by their names until an apply finds room"
+        );
+        self.record(
+            "protected.full",
+            json!({"missed": new, "missed_total": missed, "until": "an apply whose walk finds room for every file"}),
+        );
+        self.protected_misses_recorded = missed;
     }
 
     /// A policy past `expires` keeps being enforced (never fall open), but

@@ -194,6 +194,8 @@ struct State {
     recent_denials: query::RecentDenials,
     /// Change requests whose warrant was refused at install, with why.
     refused_requests: HashMap<String, String>,
+    /// PROTECTED's failed inserts already recorded (see `check_protected_misses`).
+    protected_misses_recorded: u64,
     /// The kernel's mark change count when the marks were last saved.
     marks_saved_at: Option<u64>,
     /// Marks at the last save.

@@ -24,6 +24,17 @@ impl State {
         Ok((inodes, ids))
     }
 
+    /// Settles PROTECTED's misses up to `missed` (read before a walk whose
+    /// every file went in): files with no entry are decided by their
+    /// entries alone again.
+    fn settle_protected_misses(&mut self, missed: Result<u64, crate::kernel::KernelError>) {
+        match missed.and_then(|missed| self.kernel.settle_protected_misses(missed)) {
+            Ok(true) => info!("PROTECTED's misses settled: every protected file has its entry again"),
+            Ok(false) => {}
+            Err(e) => warn!("cannot settle PROTECTED's misses: {}", error_chain(&e)),
+        }
+    }
+
     /// Adds the inodes of policy `trees` and Warrant's `own` paths to the
     /// protected set, for a file the daemon itself just replaced (`what`).
     pub(super) fn protect_new_inodes(&mut self, trees: &[String], own: &[PathBuf], what: &str) {
@@ -258,11 +269,14 @@ impl State {
         };
         phase("verify");
         // Walked before anything changes, so a refusal leaves the policy in force whole.
+        // PROTECTED's misses before the walk: a commit of all it found settles them.
+        let missed = self.kernel.protected_misses();
         let staged = self.stage(&compiled).map_err(BundleRefused::Walk)?;
         phase("walk");
         // All or nothing: on failure the kernel and the disk hold what they held.
         self.commit(&compiled, &staged, bundle, restoring)?;
         phase("commit");
+        self.settle_protected_misses(missed);
         let state_dir = self.config.state_dir.clone();
         // Kept so that its decisions, read after a later reload or restart,
         // name its rules; without it they say the version is unknown.

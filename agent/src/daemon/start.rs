@@ -287,6 +287,9 @@ impl State {
             request_gate: RequestGate::new(config.requests_per_minute, config.max_open_requests, open_requests),
             recent_denials: query::RecentDenials::default(),
             refused_requests: HashMap::new(),
+            // The load's own: files made while no program counted are
+            // decided by their names until the restore's walk.
+            protected_misses_recorded: 1,
             marks_saved_at: None,
             marks_count: 0,
             unwritten_records: 0,

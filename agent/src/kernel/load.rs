@@ -75,6 +75,11 @@ impl Kernel {
         if change.left_out > 0 {
             tracing::error!(left_out = change.left_out, "the host's addresses do not fit LOCAL_ADDRESSES");
         }
+        // Fail-closed until the start's restore walks the trees: files made
+        // while no program could count a full PROTECTED's misses (the
+        // daemon down, or an earlier daemon's count in its own map) are
+        // decided by their names meanwhile.
+        kernel.note_protected_miss()?;
         kernel.attach_programs(&pin_root.join("links"))?;
         if let Some(aside) = set_aside {
             // Processes the old programs marked while the new ones attached.

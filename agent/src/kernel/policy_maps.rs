@@ -6,6 +6,7 @@
 //! matched one) stay.
 
 use super::*;
+use warrant_common::{PROTECTED_MISSED, PROTECTED_SETTLED};
 
 /// A policy written into the kernel and not yet committed: what it
 /// replaced, to put back if it is aborted.
@@ -271,12 +272,57 @@ impl Kernel {
         self.protected.get(key, 0).is_ok_and(|entry| entry.flags & warrant_common::PROTECTED_ANCESTOR == 0)
     }
 
-    /// Adds protected inodes, leaving the others as they are.
+    /// Adds protected inodes, leaving the others as they are. One that
+    /// does not fit (a full map) is counted as a miss, and the rest still
+    /// go in; the first failure is returned.
     pub fn add_protected(&mut self, entries: &StdHashMap<FileKey, ProtectedEntry>) -> Result<(), KernelError> {
+        let mut failed = None;
         for (key, entry) in entries {
-            self.protected.insert(key, entry, 0).map_err(map_err("PROTECTED"))?;
+            if let Err(e) = self.protected.insert(key, entry, 0) {
+                failed.get_or_insert(e);
+            }
         }
-        Ok(())
+        let Some(e) = failed else {
+            return Ok(());
+        };
+        self.note_protected_miss()?;
+        Err(map_err("PROTECTED")(e))
+    }
+
+    /// PROTECTED's inserts that failed so far, the kernel's and the
+    /// daemon's: until a walk settles them, the kernel decides a file with
+    /// no entry by its names (see the programs' `overflow`).
+    pub fn protected_misses(&self) -> Result<u64, KernelError> {
+        let map = self.maps.map("PROTECTED_MISSES").ok_or(KernelError::MissingMap("PROTECTED_MISSES"))?;
+        let counts: Array<&MapData, u64> = Array::try_from(map).map_err(map_err("PROTECTED_MISSES"))?;
+        counts.get(&PROTECTED_MISSED, 0).map_err(map_err("PROTECTED_MISSES"))
+    }
+
+    /// Counts an insert of the daemon's that failed. Not atomic with the
+    /// kernel's counting: one of theirs meanwhile may be lost, but the
+    /// count only ever lands above what was read, so above every settled
+    /// count.
+    pub fn note_protected_miss(&mut self) -> Result<(), KernelError> {
+        let mut counts = self.protected_miss_counts()?;
+        let missed = counts.get(&PROTECTED_MISSED, 0).map_err(map_err("PROTECTED_MISSES"))?;
+        counts.set(PROTECTED_MISSED, missed + 1, 0).map_err(map_err("PROTECTED_MISSES"))
+    }
+
+    /// Settles the misses counted up to `missed`, read before a walk of the
+    /// trees whose every file then went in. True if some were unsettled.
+    pub fn settle_protected_misses(&mut self, missed: u64) -> Result<bool, KernelError> {
+        let mut counts = self.protected_miss_counts()?;
+        let settled = counts.get(&PROTECTED_SETTLED, 0).map_err(map_err("PROTECTED_MISSES"))?;
+        if missed <= settled {
+            return Ok(false);
+        }
+        counts.set(PROTECTED_SETTLED, missed, 0).map_err(map_err("PROTECTED_MISSES"))?;
+        Ok(true)
+    }
+
+    fn protected_miss_counts(&mut self) -> Result<Array<&mut MapData, u64>, KernelError> {
+        let map = self.maps.map_mut("PROTECTED_MISSES").ok_or(KernelError::MissingMap("PROTECTED_MISSES"))?;
+        Array::try_from(map).map_err(map_err("PROTECTED_MISSES"))
     }
 
     /// Makes `entries` the protected inodes. Entries of trees still in
