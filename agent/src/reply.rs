@@ -103,6 +103,10 @@ pub struct Status {
     pub clock_skew_secs: i64,
     /// None: the counter could not be read.
     pub lost_events: Option<u64>,
+    /// PROTECTED had no room for some file since the last apply that
+    /// found room for all: files with no entry are decided by their names.
+    #[serde(default)]
+    pub protected_full: bool,
     pub kernel: String,
     /// bpf-lsm or fmod_ret.
     pub mode: String,

@@ -456,6 +456,7 @@ fn a_full_protected_map_leaves_no_new_file_of_a_tree_unprotected() {
     };
     clean();
     let full = FullProtected::fill();
+    let mark = d.audit_len();
     std::fs::write(file, "# root's, made while PROTECTED was full\n").unwrap();
     std::fs::create_dir(dir).unwrap();
     std::fs::write(&deep, "# root's, in a directory made while PROTECTED was full\n").unwrap();
@@ -469,6 +470,10 @@ fn a_full_protected_map_leaves_no_new_file_of_a_tree_unprotected() {
                 && r["target"].as_str().is_some_and(|t| t.starts_with("/etc/sysctl.d"))
         });
     };
+    // The daemon says so, once for what its tick found, and in its status.
+    d.expect_record_where(mark, "protected.full", |r| r["kind"] == "protected.full" && r["missed"].as_u64() >= Some(1));
+    let status: serde_json::Value = serde_json::from_str(&d.cli_ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["protected_full"], true, "{status}");
     expect_refused(file);
     expect_refused(&deep);
     // Nor may it move a file it wrote into that directory.
@@ -491,6 +496,8 @@ fn a_full_protected_map_leaves_no_new_file_of_a_tree_unprotected() {
     drop(full);
     let (ok, said) = d.run_cli_status(&["policy", "apply", next.to_str().unwrap()]);
     assert!(ok, "the policy apply after the map emptied failed: {said}");
+    let status: serde_json::Value = serde_json::from_str(&d.cli_ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["protected_full"], false, "after the apply: {status}");
     expect_refused(file);
     expect_refused(&deep);
     clean();

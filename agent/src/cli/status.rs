@@ -14,6 +14,11 @@ pub(crate) fn print_status(status: &reply::Status) {
         None => println!("policy: none (subjects are denied every action)"),
     }
     println!("mode: {}", status.mode);
+    if status.protected_full {
+        println!(
+            "protection: PROTECTED is full: files with no entry are decided by their names until an apply finds room"
+        );
+    }
     for missing in &status.missing_hooks {
         println!("coverage: {}", missing.effect);
     }

@@ -412,6 +412,7 @@ impl State {
             marks: reply::MarkCounts { files: self.marks_count, capacity: warrant_common::MARKS_CAPACITY },
             clock_skew_secs: crate::clock::skew_secs(),
             lost_events: self.kernel.lost_events().ok(),
+            protected_full: self.kernel.protected_misses_unsettled(),
             kernel: kernel_release(),
             mode: self.kernel.mode().name().into(),
             missing_hooks: self.kernel.missing_hooks().to_vec(),

@@ -27,7 +27,7 @@ impl State {
     /// Settles PROTECTED's misses up to `missed` (read before a walk whose
     /// every file went in): files with no entry are decided by their
     /// entries alone again.
-    fn settle_protected_misses(&mut self, missed: Result<u64, crate::kernel::KernelError>) {
+    pub(super) fn settle_protected_misses(&mut self, missed: Result<u64, crate::kernel::KernelError>) {
         match missed.and_then(|missed| self.kernel.settle_protected_misses(missed)) {
             Ok(true) => info!("PROTECTED's misses settled: every protected file has its entry again"),
             Ok(false) => {}

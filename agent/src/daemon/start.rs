@@ -44,14 +44,18 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     give_back_freed_memory();
     // Warrant's own files are protected from the start, before any policy;
     // a restart keeps the pinned entries of the policy's trees meanwhile.
+    // Read before the walk of its own files: with no policy to restore,
+    // their going in settles the load's miss.
+    let missed = kernel.protected_misses();
     let mut own = protect::inodes(&[], &config.own_paths()).doing(|| "cannot list Warrant's own files".into())?;
     own.extend(config.pod_protected());
     // Not fatal: a full PROTECTED (see BYPASS) refuses only new inodes, and a
     // daemon that stops here would leave the programs running with no one
     // to read their records. The restore below fails the same way while the
     // map is full; an apply once there is room protects them.
-    if let Err(e) = kernel.add_protected(&own) {
-        error!("cannot protect every one of Warrant's own files: {}", error_chain(&e));
+    let own_protected = kernel.add_protected(&own);
+    if let Err(e) = &own_protected {
+        error!("cannot protect every one of Warrant's own files: {}", error_chain(e));
     }
     let events = kernel.take_events()?;
     kernel.set_daemon()?;
@@ -98,10 +102,14 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let initial = persisted
         .map(|b| (b, true))
         .or_else(|| config.bundle.as_ref().and_then(|p| fs::read_to_string(p).ok()).map(|b| (b, false)));
-    if let Some((bundle, restoring)) = initial
-        && let Err(e) = state.apply_bundle(&bundle, restoring, if restoring { "restore" } else { "config bundle" })
-    {
-        error!("{}; no policy in force: subjects are denied every action", error_chain(&e));
+    match initial {
+        Some((bundle, restoring)) => {
+            if let Err(e) = state.apply_bundle(&bundle, restoring, if restoring { "restore" } else { "config bundle" }) {
+                error!("{}; no policy in force: subjects are denied every action", error_chain(&e));
+            }
+        }
+        None if own_protected.is_ok() => state.settle_protected_misses(missed),
+        None => {}
     }
     let owner = Owner::start(state).doing(|| "cannot start the thread that owns the daemon's state".into())?;
 

@@ -298,6 +298,16 @@ impl Kernel {
         counts.get(&PROTECTED_MISSED, 0).map_err(map_err("PROTECTED_MISSES"))
     }
 
+    /// Whether some failed insert is not settled (or the counts cannot be read).
+    pub fn protected_misses_unsettled(&self) -> bool {
+        let counts = self.maps.map("PROTECTED_MISSES").and_then(|map| Array::<&MapData, u64>::try_from(map).ok());
+        let count = |index| counts.as_ref().and_then(|counts| counts.get(&index, 0).ok());
+        match (count(PROTECTED_MISSED), count(PROTECTED_SETTLED)) {
+            (Some(missed), Some(settled)) => missed > settled,
+            _ => true,
+        }
+    }
+
     /// Counts an insert of the daemon's that failed. Not atomic with the
     /// kernel's counting: one of theirs meanwhile may be lost, but the
     /// count only ever lands above what was read, so above every settled
