@@ -286,7 +286,7 @@ fn tree_without_entry(links: u32, dentry: *const u8) -> u64 {
     }
     match protected(dentry_inode(parent)) {
         Some((_, tree)) => tree as u64,
-        None => names::NO_TREE,
+        None => overflow::tree_by_names(parent),
     }
 }
 
@@ -518,8 +518,10 @@ pub fn d_instantiate(ctx: LsmContext) -> i32 {
         return 0;
     }
     let dir: *const u8 = btf_load::<u64>(parent, offset!(dentry_d_inode)) as *const u8;
-    // Under a tree, or at a missing protected path's name (root made it).
-    let tree = match names::new_name_tree(dir, dentry, &mut FileKey::default()) {
+    // Under a tree, or at a missing protected path's name (root made it);
+    // in a directory with no entry while PROTECTED's misses are unsettled,
+    // where its names put it (an apply's walk may have passed it already).
+    let tree = match names::name_tree(dir, dentry, &mut FileKey::default()) {
         names::NO_TREE => return 0,
         tree => tree as u32,
     };

@@ -88,11 +88,12 @@ fn decide_connect(subject: &Subject, other: *const u8) -> i32 {
         return -EPERM;
     };
     let dentry = dentry as *const u8;
-    if !dentry.is_null() {
-        let inode = read_kernel::<u64>(dentry, offset!(dentry_d_inode)).unwrap_or(0) as *const u8;
-        if let Some((_, SELF_TREE)) = files::protected(inode) {
-            return selfprotect::refuse(subject, action::SELF_FILES);
-        }
+    // By its names too: the control socket a start over a full PROTECTED
+    // bound has no entry.
+    if !dentry.is_null()
+        && let Some((_, SELF_TREE)) = files::protected_at(dentry)
+    {
+        return selfprotect::refuse(subject, action::SELF_FILES);
     }
     let Some(addr) = read_kernel::<u64>(other, offset!(unix_sock_addr)) else {
         return -EPERM;

@@ -19,7 +19,7 @@ use warrant_common::{
 };
 
 use crate::{
-    files::{decide_file, dentry_inode, inode_key, protected, protected_entry},
+    files::{decide_file, dentry_inode, inode_key, protected, protected_at, protected_entry},
     maps::{PROTECTED, offset},
     marks,
     policy::{btf_load, decide_with, read_kernel},
@@ -74,12 +74,36 @@ pub(crate) fn new_name_tree(dir: *const u8, dentry: *const u8, dir_key: &mut Fil
     }
 }
 
+/// [`new_name_tree`], or for a directory with no entry (one made in a tree
+/// while PROTECTED was full, perhaps) the tree the names above it give
+/// (see `overflow`).
+#[inline(never)]
+pub(crate) fn name_tree(dir: *const u8, dentry: *const u8, dir_key: &mut FileKey) -> u64 {
+    match new_name_tree(dir, dentry, dir_key) {
+        NO_TREE if *dir_key == FileKey::default() => crate::overflow::tree_by_names(dentry),
+        found => found,
+    }
+}
+
 /// A new name a subject makes: `dentry`'s in `dir`, for a file of type
-/// `kind` (its `S_IFMT` bits).
+/// `kind` (its `S_IFMT` bits), and the tree its names give it while
+/// PROTECTED's misses are unsettled (see `overflow`), for a directory with
+/// no entry.
 pub(crate) struct NewName {
     dir: *const u8,
     dentry: *const u8,
     kind: u64,
+    by_names: u64,
+}
+
+impl NewName {
+    // The names are looked up here, in the hook, not in `decide_new_name`:
+    // from there the walk's frames on top of its own passed the 512 bytes
+    // of stack a program's calls may take together (6.1's inode_rename).
+    #[inline(always)]
+    fn new(dir: *const u8, dentry: *const u8, kind: u64) -> Self {
+        Self { dir, dentry, kind, by_names: crate::overflow::tree_by_names(dentry) }
+    }
 }
 
 /// Decides a subject's new name if [`new_name_tree`] finds it protected:
@@ -91,10 +115,8 @@ pub(crate) struct NewName {
 fn decide_new_name(subject: &Subject, action_id: u32, name: &NewName, tree: &mut u64) -> i32 {
     let mut dir_key = FileKey::default();
     let mut found = new_name_tree(name.dir, name.dentry, &mut dir_key);
-    // A directory with no entry may be one made in a tree while PROTECTED
-    // was full: its names are then decided by those above it.
     if found == NO_TREE && dir_key == FileKey::default() {
-        found = crate::overflow::tree_by_names(name.dentry);
+        found = name.by_names;
     }
     let decided = *tree;
     *tree = found;
@@ -159,7 +181,7 @@ fn held_for_writing(inode: *const u8) -> bool {
 /// the name if it falls in another tree. A file held open for writing is
 /// not linked into a tree.
 #[inline(always)]
-fn new_name(action_id: u32, dir: *const u8, dentry: *const u8, linked: *const u8, kind: u64) -> i32 {
+fn new_name(action_id: u32, dir: *const u8, dentry: *const u8, linked_at: *const u8, kind: u64) -> i32 {
     let Some(subject) = subjects::current() else {
         return 0;
     };
@@ -170,18 +192,21 @@ fn new_name(action_id: u32, dir: *const u8, dentry: *const u8, linked: *const u8
         return selfprotect::refuse(&subject, action::SELF_PINS);
     }
     // Before any decision, which would take a warrant's use.
+    let linked = dentry_inode(linked_at);
     if !linked.is_null() && held_for_writing(linked) && lands_in_another_tree(linked, dir, dentry) {
         return selfprotect::refuse(&subject, action_id);
     }
     let mut tree = NO_TREE;
-    if let Some((key, linked_tree)) = protected(linked) {
+    // By its names too: a file root made in a tree while PROTECTED was full
+    // has no entry, and linked out of the tree would be written there.
+    if let Some((key, linked_tree)) = protected_at(linked_at) {
         let verdict = decide_file(&subject, action_id, key, linked_tree);
         if verdict != 0 {
             return verdict;
         }
         tree = linked_tree as u64;
     }
-    decide_new_name(&subject, action_id, &NewName { dir, dentry, kind }, &mut tree)
+    decide_new_name(&subject, action_id, &NewName::new(dir, dentry, kind), &mut tree)
 }
 
 /// Whether file `inode`, given a name `dentry` in `dir`, lands in a
@@ -232,8 +257,8 @@ pub fn inode_symlink(ctx: LsmContext) -> i32 {
 /// file (anywhere), or any new name in a protected directory.
 #[lsm(hook = "inode_link")]
 pub fn inode_link(ctx: LsmContext) -> i32 {
-    let linked = dentry_inode(ctx.arg(0));
-    new_name(action::FILE_LINK, ctx.arg(1), ctx.arg(2), linked, kind_of(linked))
+    let linked_at: *const u8 = ctx.arg(0);
+    new_name(action::FILE_LINK, ctx.arg(1), ctx.arg(2), linked_at, kind_of(dentry_inode(linked_at)))
 }
 
 /// Removing a name: bpffs pins are Warrant's own (as is every name there,
@@ -247,12 +272,15 @@ fn removal(dir: *const u8, dentry: *const u8) -> i32 {
     if selfprotect::on_bpffs(dir) {
         return selfprotect::refuse(&subject, action::SELF_PINS);
     }
-    for inode in [dentry_inode(dentry), dir] {
-        if let Some((key, tree)) = protected(inode) {
-            return decide_file(&subject, action::FILE_DELETE, key, tree);
-        }
+    // The file by its entry, or its names while PROTECTED's misses are
+    // unsettled; then its directory.
+    if let Some((key, tree)) = protected_at(dentry) {
+        return decide_file(&subject, action::FILE_DELETE, key, tree);
     }
-    0
+    match protected(dir) {
+        Some((key, tree)) => decide_file(&subject, action::FILE_DELETE, key, tree),
+        None => 0,
+    }
 }
 
 #[lsm(hook = "inode_unlink")]
@@ -373,7 +401,7 @@ fn forget_if_daemons(victim: *const u8) {
 fn adopt_moved(moved: *const u8, new_dir: *const u8, new: *const u8, by_subject: u64) {
     let tree = match protected(dentry_inode(new)) {
         Some((_, found)) => found as u64,
-        None => new_name_tree(new_dir, new, &mut FileKey::default()),
+        None => name_tree(new_dir, new, &mut FileKey::default()),
     };
     if tree == NO_TREE {
         return;
@@ -442,14 +470,14 @@ fn rename_verdict(ctx: &LsmContext, subject: &Subject) -> i32 {
             decide_file(subject, action::FILE_RENAME, key, tree)
         }
         None => {
-            let name = NewName { dir: new_dir, dentry: new, kind: kind_of(moved) };
+            let name = NewName::new(new_dir, new, kind_of(moved));
             decide_new_name(subject, action::FILE_RENAME, &name, &mut destination)
         }
     };
     if verdict != 0 {
         return verdict;
     }
-    match protected(moved).or_else(|| protected(old_dir)) {
+    match protected_at(old).or_else(|| protected(old_dir)) {
         Some((key, tree)) if tree as u64 != destination => decide_file(subject, action::FILE_RENAME, key, tree),
         _ => 0,
     }

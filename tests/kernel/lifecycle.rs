@@ -476,17 +476,32 @@ fn a_full_protected_map_leaves_no_new_file_of_a_tree_unprotected() {
     assert_eq!(status["protected_full"], true, "{status}");
     expect_refused(file);
     expect_refused(&deep);
-    // Nor may it move a file it wrote into that directory.
-    let mark = d.audit_len();
-    let moved = format!("{dir}/93-moved.conf");
-    let out =
-        crate::files::sh_subject(&format!("echo net.ipv4.ip_forward=1 > /tmp/93-moved && mv /tmp/93-moved {moved}"));
-    assert!(!out.status.success(), "a subject moved a file into {dir}, made while PROTECTED was full");
-    assert!(!std::path::Path::new(&moved).exists(), "{moved} was made");
-    d.expect_record_where(mark, "the move into a directory made while PROTECTED was full", |r| {
-        r["verdict"] == "denied-needs-warrant" && r["target"].as_str().is_some_and(|t| t.starts_with("/etc/sysctl.d"))
-    });
-    let _ = std::fs::remove_file("/tmp/93-moved");
+    // Nor may it change them another way, each refused as the tree's:
+    // through the fixture's own mount of the tree, which holds an
+    // unprotected directory too, so that links and moves stay on one.
+    let moved = "/mnt/sysctl.d/93-full.d/93-moved.conf";
+    for (what, script, action) in [
+        ("linked out of the tree", "ln /mnt/sysctl.d/93-full.conf /mnt/outside/93-linked".to_owned(), "file.link"),
+        (
+            "moved into the new directory",
+            format!("echo net.ipv4.ip_forward=1 > /mnt/outside/93-moved && mv /mnt/outside/93-moved {moved}"),
+            "file.rename",
+        ),
+        ("removed", format!("rm {deep}"), "file.delete"),
+        ("made mode 0666", format!("chmod 666 {file}"), "file.chmod"),
+    ] {
+        let mark = d.audit_len();
+        let out = crate::files::sh_subject(&script);
+        assert!(!out.status.success(), "a subject's file of the tree made while PROTECTED was full was {what}");
+        d.expect_record_where(mark, &format!("{action} of a file made while PROTECTED was full"), |r| {
+            r["action"] == action && r["verdict"] == "denied-needs-warrant"
+        });
+    }
+    for left in ["/mnt/outside/93-linked", moved] {
+        assert!(!std::path::Path::new(left).exists(), "{left} was made");
+    }
+    assert!(std::path::Path::new(&deep).exists(), "{deep} was removed");
+    let _ = std::fs::remove_file("/mnt/outside/93-moved");
     // Outside the trees a subject's writes go on.
     let control = "/tmp/93-full-control";
     let out = crate::files::sh_subject(&format!("echo x > {control}"));

@@ -104,7 +104,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         .or_else(|| config.bundle.as_ref().and_then(|p| fs::read_to_string(p).ok()).map(|b| (b, false)));
     match initial {
         Some((bundle, restoring)) => {
-            if let Err(e) = state.apply_bundle(&bundle, restoring, if restoring { "restore" } else { "config bundle" }) {
+            if let Err(e) = state.apply_bundle(&bundle, restoring, if restoring { "restore" } else { "config bundle" })
+            {
                 error!("{}; no policy in force: subjects are denied every action", error_chain(&e));
             }
         }
