@@ -19,9 +19,12 @@
 //! system (`self.device`): the audit log's disk would go with it.
 //!
 //! Cost: a non-subject pays one map lookup per hook (the subject marker, or
-//! the parent directory in `d_instantiate`); freeing a file costs one array
-//! read while no subject holds a protected file open for writing. A subject
-//! pays one PROTECTED lookup per open and write on an unprotected file. No
+//! the parent directory in `d_instantiate`, and two array reads there for
+//! a directory with no entry); freeing a file costs one array read while
+//! no subject holds a protected file open for writing. A subject pays one
+//! PROTECTED lookup and two array reads per open and write on an
+//! unprotected file. While PROTECTED's misses are unsettled (a full map),
+//! both walk a file's directories where it has no entry (`overflow`). No
 //! program runs on `inode_permission`, which every path walk passes once
 //! per component: Warrant's own socket is refused in `ipc` instead.
 
@@ -288,6 +291,18 @@ fn tree_without_entry(links: u32, dentry: *const u8) -> u64 {
         Some((_, tree)) => tree as u64,
         None => overflow::tree_by_names(parent),
     }
+}
+
+/// The protection of `dentry`'s file if it has a name: its entry's, or
+/// while PROTECTED's misses are unsettled its names' (see `overflow`).
+#[inline(always)]
+pub(crate) fn protected_named_at(dentry: *const u8) -> Option<(FileKey, u32)> {
+    let inode = dentry_inode(dentry);
+    let key = inode_key(inode)?;
+    protected_key(key).or_else(|| match overflow::tree_by_names(dentry) {
+        names::NO_TREE => None,
+        tree => Some((key, tree as u32)),
+    })
 }
 
 /// The protection of `dentry`'s file: its entry's, or [`tree_without_entry`]'s.

@@ -19,7 +19,7 @@ use warrant_common::{
 };
 
 use crate::{
-    files::{decide_file, dentry_inode, inode_key, protected, protected_at, protected_entry},
+    files::{decide_file, dentry_inode, inode_key, protected, protected_at, protected_entry, protected_named_at},
     maps::{PROTECTED, offset},
     marks,
     policy::{btf_load, decide_with, read_kernel},
@@ -198,8 +198,9 @@ fn new_name(action_id: u32, dir: *const u8, dentry: *const u8, linked_at: *const
     }
     let mut tree = NO_TREE;
     // By its names too: a file root made in a tree while PROTECTED was full
-    // has no entry, and linked out of the tree would be written there.
-    if let Some((key, linked_tree)) = protected_at(linked_at) {
+    // has no entry, and linked out of the tree would be written there. (Not
+    // a file with no name: a subject's O_TMPFILE linked in is its new name's.)
+    if let Some((key, linked_tree)) = protected_named_at(linked_at) {
         let verdict = decide_file(&subject, action_id, key, linked_tree);
         if verdict != 0 {
             return verdict;
@@ -216,7 +217,8 @@ fn new_name(action_id: u32, dir: *const u8, dentry: *const u8, linked_at: *const
 fn lands_in_another_tree(inode: *const u8, dir: *const u8, dentry: *const u8) -> bool {
     let destination = match protected(dentry_inode(dentry)) {
         Some((_, tree)) => tree as u64,
-        None => new_name_tree(dir, dentry, &mut FileKey::default()),
+        // A directory made in a tree while PROTECTED was full too.
+        None => name_tree(dir, dentry, &mut FileKey::default()),
     };
     let source = protected(inode).map_or(NO_TREE, |(_, tree)| tree as u64);
     destination != NO_TREE && destination != source

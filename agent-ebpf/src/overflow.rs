@@ -6,7 +6,8 @@
 //! counted instead; until the daemon settles the count (a walk of the trees
 //! whose every file went in), a file with no entry is decided by its names:
 //! as the tree `d_instantiate` would have given it and the directories
-//! above it, had there been room. Slower while it lasts, never looser.
+//! above it, had there been room. Slower while it lasts (tests/BYPASS.md
+//! says what it does not cover).
 
 use warrant_common::{FileKey, PROTECTED_MISSED, PROTECTED_SETTLED};
 
@@ -74,7 +75,8 @@ fn step(walk: &mut Walk) -> bool {
     let Some(parent) = read_kernel::<u64>(name, offset!(dentry_d_parent)) else {
         return false;
     };
-    // A file system's root is its own parent: trees do not cross mounts.
+    // A file system's root is its own parent: the walk ends at a mount
+    // (an apply's walk crosses them).
     if parent == 0 || parent == walk.name {
         return false;
     }

@@ -488,6 +488,8 @@ fn a_full_protected_map_leaves_no_new_file_of_a_tree_unprotected() {
             "file.rename",
         ),
         ("removed", format!("rm {deep}"), "file.delete"),
+        ("joined by a symlink", format!("ln -s /etc/passwd {dir}/93-symlink.conf"), "file.create"),
+        ("joined by a new file", format!("touch {dir}/93-new.conf"), "file.create"),
         ("made mode 0666", format!("chmod 666 {file}"), "file.chmod"),
     ] {
         let mark = d.audit_len();
@@ -497,7 +499,12 @@ fn a_full_protected_map_leaves_no_new_file_of_a_tree_unprotected() {
             r["action"] == action && r["verdict"] == "denied-needs-warrant"
         });
     }
-    for left in ["/mnt/outside/93-linked", moved] {
+    for left in [
+        "/mnt/outside/93-linked",
+        moved,
+        "/etc/sysctl.d/93-full.d/93-symlink.conf",
+        "/etc/sysctl.d/93-full.d/93-new.conf",
+    ] {
         assert!(!std::path::Path::new(left).exists(), "{left} was made");
     }
     assert!(std::path::Path::new(&deep).exists(), "{deep} was removed");
