@@ -293,17 +293,13 @@ impl Kernel {
     /// daemon's: until a walk settles them, the kernel decides a file with
     /// no entry by its names (see the programs' `overflow`).
     pub fn protected_misses(&self) -> Result<u64, KernelError> {
-        let map = self.maps.map("PROTECTED_MISSES").ok_or(KernelError::MissingMap("PROTECTED_MISSES"))?;
-        let counts: Array<&MapData, u64> = Array::try_from(map).map_err(map_err("PROTECTED_MISSES"))?;
-        counts.get(&PROTECTED_MISSED, 0).map_err(map_err("PROTECTED_MISSES"))
+        self.protected_miss_count(PROTECTED_MISSED)
     }
 
     /// Whether some failed insert is not settled (or the counts cannot be read).
     pub fn protected_misses_unsettled(&self) -> bool {
-        let counts = self.maps.map("PROTECTED_MISSES").and_then(|map| Array::<&MapData, u64>::try_from(map).ok());
-        let count = |index| counts.as_ref().and_then(|counts| counts.get(&index, 0).ok());
-        match (count(PROTECTED_MISSED), count(PROTECTED_SETTLED)) {
-            (Some(missed), Some(settled)) => missed > settled,
+        match (self.protected_miss_count(PROTECTED_MISSED), self.protected_miss_count(PROTECTED_SETTLED)) {
+            (Ok(missed), Ok(settled)) => missed > settled,
             _ => true,
         }
     }
@@ -313,26 +309,31 @@ impl Kernel {
     /// count only ever lands above what was read, so above every settled
     /// count.
     pub fn note_protected_miss(&mut self) -> Result<(), KernelError> {
-        let mut counts = self.protected_miss_counts()?;
-        let missed = counts.get(&PROTECTED_MISSED, 0).map_err(map_err("PROTECTED_MISSES"))?;
-        counts.set(PROTECTED_MISSED, missed + 1, 0).map_err(map_err("PROTECTED_MISSES"))
+        let missed = self.protected_miss_count(PROTECTED_MISSED)?;
+        self.set_protected_miss_count(PROTECTED_MISSED, missed + 1)
     }
 
     /// Settles the misses counted up to `missed`, read before a walk of the
     /// trees whose every file then went in. True if some were unsettled.
     pub fn settle_protected_misses(&mut self, missed: u64) -> Result<bool, KernelError> {
-        let mut counts = self.protected_miss_counts()?;
-        let settled = counts.get(&PROTECTED_SETTLED, 0).map_err(map_err("PROTECTED_MISSES"))?;
-        if missed <= settled {
+        if missed <= self.protected_miss_count(PROTECTED_SETTLED)? {
             return Ok(false);
         }
-        counts.set(PROTECTED_SETTLED, missed, 0).map_err(map_err("PROTECTED_MISSES"))?;
+        self.set_protected_miss_count(PROTECTED_SETTLED, missed)?;
         Ok(true)
     }
 
-    fn protected_miss_counts(&mut self) -> Result<Array<&mut MapData, u64>, KernelError> {
+    /// PROTECTED_MISSES' count at `index`.
+    fn protected_miss_count(&self, index: u32) -> Result<u64, KernelError> {
+        let map = self.maps.map("PROTECTED_MISSES").ok_or(KernelError::MissingMap("PROTECTED_MISSES"))?;
+        let counts: Array<&MapData, u64> = Array::try_from(map).map_err(map_err("PROTECTED_MISSES"))?;
+        counts.get(&index, 0).map_err(map_err("PROTECTED_MISSES"))
+    }
+
+    fn set_protected_miss_count(&mut self, index: u32, count: u64) -> Result<(), KernelError> {
         let map = self.maps.map_mut("PROTECTED_MISSES").ok_or(KernelError::MissingMap("PROTECTED_MISSES"))?;
-        Array::try_from(map).map_err(map_err("PROTECTED_MISSES"))
+        let mut counts: Array<&mut MapData, u64> = Array::try_from(map).map_err(map_err("PROTECTED_MISSES"))?;
+        counts.set(index, count, 0).map_err(map_err("PROTECTED_MISSES"))
     }
 
     /// Makes `entries` the protected inodes. Entries of trees still in
