@@ -3,7 +3,7 @@
 //! stable id. See agent-ebpf's files.rs for the hooks.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
@@ -202,6 +202,20 @@ pub fn inodes(trees: &[String], own: &[PathBuf]) -> Result<HashMap<FileKey, Prot
         }
     }
     Ok(entries)
+}
+
+/// The inodes of the roots themselves (`trees`, Warrant's `own` paths), and
+/// of where a symlink root leads. A full PROTECTED's names lookup finds a
+/// file with no entry by the directories above it, which for Warrant's own
+/// roots guard no name: a root's entry must fit.
+pub fn root_keys(trees: &[String], own: &[PathBuf]) -> HashSet<FileKey> {
+    trees
+        .iter()
+        .map(PathBuf::from)
+        .chain(own.iter().cloned())
+        .flat_map(|root| [file_key(&root), std::fs::canonicalize(&root).ok().and_then(|target| file_key(&target))])
+        .flatten()
+        .collect()
 }
 
 /// Where [`guard_name`] may guard a name: a policy's root takes its own

@@ -171,6 +171,10 @@ pub struct PolicyApplied {
     /// guards for every policy, Warrant's own); None from an older daemon.
     #[serde(default)]
     pub protected_inodes: Option<usize>,
+    /// Of those, the tree files PROTECTED had no room for (an agent may
+    /// fill it): decided by their names until an apply finds room.
+    #[serde(default)]
+    pub protected_missed: usize,
 }
 
 /// `warrant install` (also the `warrant.installed` record).
@@ -319,6 +323,7 @@ mod tests {
                 apply_ms: 0.0,
                 apply_phases_ms: BTreeMap::new(),
                 protected_inodes: None,
+                protected_missed: 0,
             }),
         ] {
             let wire = serde_json::to_value(&reply).unwrap();

@@ -109,6 +109,7 @@ fn commit(
         rules: &compiled.rules,
         inodes,
         trees: &protect.iter().map(|tree| warrant::protect::tree_id(tree)).collect::<HashSet<u32>>(),
+        roots: &warrant::protect::root_keys(protect, &[]),
         proc_trees: &warrant::protect::proc_trees(protect),
         matches: &warrant::subjects::resolve(&compiled.matchers),
     };

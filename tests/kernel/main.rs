@@ -18,6 +18,7 @@ mod names;
 mod namespaces;
 mod network;
 mod programs;
+mod protected_full;
 mod requests;
 mod rollback;
 mod subjects;

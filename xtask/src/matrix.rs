@@ -44,7 +44,7 @@ pub const REFERENCE_BOOT_ONLY: &[&str] = &[
     "bundles::warrant_signed_by_a_non_ri_key_is_refused_at_install",
     "lifecycle::warrant_uses_left_survive_a_reboot",
     // The start's own bookkeeping of a full map (E2BIG is every kernel's).
-    "lifecycle::a_start_over_a_full_protected_map_goes_on",
+    "protected_full::a_start_over_a_full_protected_map_goes_on",
     // The request queue and `warrant why`: the refusal is main's nft one.
     "requests::an_agent_learns_why_it_was_refused_and_waits_for_its_approval",
     // The daemon's own program lookup, before anything is a subject.

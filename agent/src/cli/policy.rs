@@ -71,6 +71,13 @@ pub(crate) fn policy_command(command: PolicyCommand, config_path: Option<&Path>)
             if let Some(inodes) = applied.protected_inodes {
                 println!("{inodes} inodes protected");
             }
+            if applied.protected_missed > 0 {
+                eprintln!(
+                    "warning: {} of them found no room in the kernel's map of protected files (full: see \
+                     `warrant status`); they stay protected, decided by their names, until an apply finds room",
+                    applied.protected_missed
+                );
+            }
         }
     }
     Ok(())

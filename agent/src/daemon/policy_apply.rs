@@ -274,9 +274,11 @@ impl State {
         let staged = self.stage(&compiled).map_err(BundleRefused::Walk)?;
         phase("walk");
         // All or nothing: on failure the kernel and the disk hold what they held.
-        self.commit(&compiled, &staged, bundle, restoring)?;
+        let committed = self.commit(&compiled, &staged, bundle, restoring)?;
         phase("commit");
-        self.settle_protected_misses(missed);
+        if committed.settles {
+            self.settle_protected_misses(missed);
+        }
         let state_dir = self.config.state_dir.clone();
         // Kept so that its decisions, read after a later reload or restart,
         // name its rules; without it they say the version is unknown.
@@ -302,7 +304,8 @@ impl State {
         self.record(
             "policy.applied",
             json!({"version": version, "via": via, "signers": signer_ids, "profiles": profiles,
-                   "unresolved": unresolved, "protected_written": protected_written}),
+                   "unresolved": unresolved, "protected_written": protected_written,
+                   "protected_missed": committed.protected_missed}),
         );
         phase("record");
         self.pick_up(&staged.matches.entries);
@@ -317,7 +320,14 @@ impl State {
         // running processes picked up: what `cargo xtask bench` reports.
         let apply_ms = started.elapsed().as_secs_f64() * 1e3;
         info!(version, apply_ms = apply_ms.round(), phases_ms = %serde_json::to_string(&phases).unwrap_or_default(), "policy applied");
-        Ok(reply::PolicyApplied { version, profiles, apply_ms, apply_phases_ms: phases, protected_inodes })
+        Ok(reply::PolicyApplied {
+            version,
+            profiles,
+            apply_ms,
+            apply_phases_ms: phases,
+            protected_inodes,
+            protected_missed: committed.protected_missed,
+        })
     }
 
     /// A bundle's payload and signers, if the trust chain verifies it. A new

@@ -20,18 +20,32 @@ pub(super) struct KernelPolicy {
     version: u64,
     pub(super) inodes: HashMap<FileKey, ProtectedEntry>,
     trees: HashSet<u32>,
+    /// The roots, whose entries must fit (`protect::root_keys`).
+    roots: HashSet<FileKey>,
     proc_trees: HashMap<u64, u32>,
     pub(super) matches: subjects::Resolved,
+}
+
+/// What [`State::commit`] left of PROTECTED: the tree files that found no
+/// room (decided by their names meanwhile), and whether the walk's find may
+/// settle the misses counted before it (not if setting the protection
+/// failed part-way).
+pub(super) struct Committed {
+    pub(super) protected_missed: usize,
+    pub(super) settles: bool,
 }
 
 impl State {
     /// Walks `compiled`'s protected trees and resolves its matchers.
     pub(super) fn stage(&self, compiled: &CompiledPolicy) -> Result<KernelPolicy, protect::ProtectError> {
         let (inodes, trees) = self.protected_inodes(&compiled.policy.protect)?;
+        let mut roots = protect::root_keys(&compiled.policy.protect, &self.config.own_paths());
+        roots.extend(self.config.pod_protected().map(|(key, _)| key));
         Ok(KernelPolicy {
             version: compiled.version(),
             inodes,
             trees,
+            roots,
             proc_trees: protect::proc_trees(&compiled.policy.protect),
             matches: subjects::resolve(&compiled.matchers),
         })
@@ -47,7 +61,7 @@ impl State {
         staged: &KernelPolicy,
         bundle: &str,
         restoring: bool,
-    ) -> Result<(), BundleRefused> {
+    ) -> Result<Committed, BundleRefused> {
         let kept = match &self.policy {
             Some(policy) => format!("policy v{} stays in force", policy.version()),
             None => "the kernel keeps the policy it held".to_owned(),
@@ -58,6 +72,7 @@ impl State {
             rules: &compiled.rules,
             inodes: &staged.inodes,
             trees: &staged.trees,
+            roots: &staged.roots,
             proc_trees: &staged.proc_trees,
             matches: &staged.matches,
         };
@@ -80,10 +95,19 @@ impl State {
         if let Some(e) = leftovers.generation_before {
             warn!(version = staged.version, "the generation before stays in the kernel until the next apply: {e}");
         }
+        let settles = leftovers.protection_before.is_none();
         if let Some(e) = leftovers.protection_before {
             warn!(version = staged.version, "what only the policy before protected stays protected: {e}");
         }
-        Ok(())
+        let protected_missed = leftovers.protected_missed;
+        if protected_missed > 0 {
+            warn!(
+                version = staged.version,
+                "{protected_missed} protected files found no room in the kernel's map (PROTECTED is full): \
+                 they are decided by their names until an apply finds room"
+            );
+        }
+        Ok(Committed { protected_missed, settles })
     }
 }
 

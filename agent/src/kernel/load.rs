@@ -79,7 +79,7 @@ impl Kernel {
         // while no program could count a full PROTECTED's misses (the
         // daemon down, or an earlier daemon's count in its own map) are
         // decided by their names meanwhile.
-        kernel.note_protected_miss()?;
+        kernel.note_protected_misses(1)?;
         kernel.attach_programs(&pin_root.join("links"))?;
         if let Some(aside) = set_aside {
             // Processes the old programs marked while the new ones attached.

@@ -33,6 +33,7 @@ mod object_maps;
 use object_maps::ObjectMaps;
 mod policy_maps;
 mod program_loader;
+mod protected;
 use program_loader::{LoadAs, Planned, program_err};
 mod subjects;
 pub use local_addresses::LocalAddressesChange;

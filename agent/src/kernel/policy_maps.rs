@@ -5,8 +5,8 @@
 //! additions since (files created in a protected tree, cgroups made under a
 //! matched one) stay.
 
+use super::protected::{left_to_names, no_room};
 use super::*;
-use warrant_common::{PROTECTED_MISSED, PROTECTED_SETTLED};
 
 /// A policy written into the kernel and not yet committed: what it
 /// replaced, to put back if it is aborted.
@@ -20,6 +20,9 @@ struct PolicyChange {
     /// Each PROTECTED and PROC_TREES key the change wrote, with what was
     /// there (None: nothing).
     protected_before: Vec<(FileKey, Option<ProtectedEntry>)>,
+    /// The tree files the change found no room for (a full PROTECTED),
+    /// tried again once the policy before has left.
+    protected_missed: Vec<FileKey>,
     proc_trees_before: Vec<(u64, Option<u32>)>,
     /// MATCHES, CGROUP_PATHS and the match kinds before the switch.
     matches_before: Option<Matches>,
@@ -41,6 +44,9 @@ pub struct StagedPolicy<'a> {
     pub rules: &'a StdHashMap<TargetKey, RuleEntry>,
     pub inodes: &'a StdHashMap<FileKey, ProtectedEntry>,
     pub trees: &'a std::collections::HashSet<u32>,
+    /// The trees' and Warrant's own roots (`protect::root_keys`): their
+    /// entries must fit; a tree's other files may find a full map.
+    pub roots: &'a std::collections::HashSet<FileKey>,
     pub proc_trees: &'a StdHashMap<u64, u32>,
     pub matches: &'a crate::subjects::Resolved,
 }
@@ -82,6 +88,9 @@ pub enum PolicyStepFailed<E> {
 pub struct PolicyLeftovers {
     pub generation_before: Option<KernelError>,
     pub protection_before: Option<KernelError>,
+    /// Tree files that found no room in PROTECTED even then: counted as
+    /// misses, decided by their names until a walk finds room.
+    pub protected_missed: usize,
 }
 
 impl Kernel {
@@ -98,7 +107,7 @@ impl Kernel {
         between: impl FnOnce() -> Result<(), E>,
     ) -> Result<PolicyLeftovers, PolicyNotPut<E>> {
         let mut change = self
-            .begin_policy(staged.version, staged.profiles, staged.rules, staged.inodes, staged.proc_trees)
+            .begin_policy(staged)
             .map_err(|e| PolicyNotPut { failed: PolicyStepFailed::Kernel(Box::new(e)), undo: None })?;
         let matches = staged.matches;
         let switched = self
@@ -108,13 +117,14 @@ impl Kernel {
         if let Err(failed) = switched {
             return Err(PolicyNotPut { failed, undo: self.abort_policy(change).err().map(Box::new) });
         }
-        Ok(PolicyLeftovers {
-            generation_before: self.commit_policy(change, staged.rules).err(),
-            protection_before: self
-                .set_protected(staged.inodes, staged.trees)
-                .and_then(|()| self.set_proc_trees(staged.proc_trees))
-                .err(),
-        })
+        let missed = std::mem::take(&mut change.protected_missed);
+        let generation_before = self.commit_policy(change, staged.rules).err();
+        let (protected_missed, protection_before) = match self.set_protected(staged.inodes, staged.trees, &missed) {
+            Ok(left) => (left, self.set_proc_trees(staged.proc_trees).err()),
+            // Not known how many found room: counted as one miss at least.
+            Err(e) => (missed.len(), Some(e)),
+        };
+        Ok(PolicyLeftovers { generation_before, protection_before, protected_missed })
     }
 
     /// Begins a policy change. The new policy's protection joins the old
@@ -123,24 +133,18 @@ impl Kernel {
     /// not in force, which nothing reads yet: while the change is open the
     /// old rules decide, with at least the old protection. On failure,
     /// what was written is undone.
-    fn begin_policy(
-        &mut self,
-        version: u64,
-        profiles: &[(u32, ProfileEntry)],
-        rules: &StdHashMap<TargetKey, RuleEntry>,
-        protected: &StdHashMap<FileKey, ProtectedEntry>,
-        proc_trees: &StdHashMap<u64, u32>,
-    ) -> Result<PolicyChange, KernelError> {
+    fn begin_policy(&mut self, staged: &StagedPolicy) -> Result<PolicyChange, KernelError> {
         let before = self.settings.get(&SETTINGS_INDEX, 0).map_err(map_err("SETTINGS"))?.active_generation();
         let mut change = PolicyChange {
             before,
             written: before ^ 1,
             flipped: false,
             protected_before: Vec::new(),
+            protected_missed: Vec::new(),
             proc_trees_before: Vec::new(),
             matches_before: None,
         };
-        match self.write_change(&mut change, version, profiles, rules, protected, proc_trees) {
+        match self.write_change(&mut change, staged) {
             Ok(()) => Ok(change),
             Err(e) => {
                 if let Err(undo) = self.abort_policy(change) {
@@ -151,39 +155,38 @@ impl Kernel {
         }
     }
 
-    fn write_change(
-        &mut self,
-        change: &mut PolicyChange,
-        version: u64,
-        profiles: &[(u32, ProfileEntry)],
-        rules: &StdHashMap<TargetKey, RuleEntry>,
-        protected: &StdHashMap<FileKey, ProtectedEntry>,
-        proc_trees: &StdHashMap<u64, u32>,
-    ) -> Result<(), KernelError> {
-        for (key, entry) in protected {
+    fn write_change(&mut self, change: &mut PolicyChange, staged: &StagedPolicy) -> Result<(), KernelError> {
+        // What the names lookup of a full map stands on goes in first, and
+        // must; a tree's file that finds no room is left to that lookup.
+        let left_to_names = |key: &FileKey, entry: &ProtectedEntry| left_to_names(key, entry, staged.roots);
+        let (needed, tree_files): (Vec<_>, Vec<_>) = staged.inodes.iter().partition(|(k, e)| !left_to_names(k, e));
+        for (key, entry) in needed.into_iter().chain(tree_files) {
             let old = self.protected.get(key, 0).ok();
             if old.is_some_and(|old| old.flags == 0 && entry.flags & warrant_common::PROTECTED_ANCESTOR != 0) {
                 continue;
             }
-            change.protected_before.push((*key, old));
-            self.protected.insert(key, entry, 0).map_err(map_err("PROTECTED"))?;
+            match self.protected.insert(key, entry, 0) {
+                Ok(()) => change.protected_before.push((*key, old)),
+                Err(e) if no_room(&e) && left_to_names(key, entry) => change.protected_missed.push(*key),
+                Err(e) => return Err(map_err("PROTECTED")(e)),
+            }
         }
         let mut trees = self.hash_map::<u64, u32>("PROC_TREES")?;
-        for (key, tree) in proc_trees {
+        for (key, tree) in staged.proc_trees {
             change.proc_trees_before.push((*key, trees.get(key, 0).ok()));
             trees.insert(key, tree, 0).map_err(map_err("PROC_TREES"))?;
         }
         // Leftovers of an earlier change that could not be cleaned up.
         self.remove_generation(change.written)?;
-        for (id, entry) in profiles {
+        for (id, entry) in staged.profiles {
             self.profiles.insert(profile_key(change.written, *id), entry, 0).map_err(map_err("PROFILES"))?;
         }
-        for (key, rule) in rules {
+        for (key, rule) in staged.rules {
             let key = TargetKey { generation: change.written, ..*key };
             self.rules.insert(key, rule, 0).map_err(map_err("RULES"))?;
         }
         let written = change.written as usize;
-        self.write_settings(|settings| settings.policy_versions[written] = version)
+        self.write_settings(|settings| settings.policy_versions[written] = staged.version)
     }
 
     /// Puts the written policy in force: one settings word flips the
@@ -270,86 +273,6 @@ impl Kernel {
     /// or one of Warrant's own; not a directory above a tree).
     pub fn protects(&self, key: &FileKey) -> bool {
         self.protected.get(key, 0).is_ok_and(|entry| entry.flags & warrant_common::PROTECTED_ANCESTOR == 0)
-    }
-
-    /// Adds protected inodes, leaving the others as they are. One that
-    /// does not fit (a full map) is counted as a miss, and the rest still
-    /// go in; the first failure is returned.
-    pub fn add_protected(&mut self, entries: &StdHashMap<FileKey, ProtectedEntry>) -> Result<(), KernelError> {
-        let mut failed = None;
-        for (key, entry) in entries {
-            if let Err(e) = self.protected.insert(key, entry, 0) {
-                failed.get_or_insert(e);
-            }
-        }
-        let Some(e) = failed else {
-            return Ok(());
-        };
-        self.note_protected_miss()?;
-        Err(map_err("PROTECTED")(e))
-    }
-
-    /// PROTECTED's inserts that failed so far, the kernel's and the
-    /// daemon's: until a walk settles them, the kernel decides a file with
-    /// no entry by its names (see the programs' `overflow`).
-    pub fn protected_misses(&self) -> Result<u64, KernelError> {
-        self.protected_miss_count(PROTECTED_MISSED)
-    }
-
-    /// Whether some failed insert is not settled (or the counts cannot be read).
-    pub fn protected_misses_unsettled(&self) -> bool {
-        match (self.protected_miss_count(PROTECTED_MISSED), self.protected_miss_count(PROTECTED_SETTLED)) {
-            (Ok(missed), Ok(settled)) => missed > settled,
-            _ => true,
-        }
-    }
-
-    /// Counts an insert of the daemon's that failed. Not atomic with the
-    /// kernel's counting: one of theirs meanwhile may be lost, but the
-    /// count only ever lands above what was read, so above every settled
-    /// count.
-    pub fn note_protected_miss(&mut self) -> Result<(), KernelError> {
-        let missed = self.protected_miss_count(PROTECTED_MISSED)?;
-        self.set_protected_miss_count(PROTECTED_MISSED, missed + 1)
-    }
-
-    /// Settles the misses counted up to `missed`, read before a walk of the
-    /// trees whose every file then went in. True if some were unsettled.
-    pub fn settle_protected_misses(&mut self, missed: u64) -> Result<bool, KernelError> {
-        if missed <= self.protected_miss_count(PROTECTED_SETTLED)? {
-            return Ok(false);
-        }
-        self.set_protected_miss_count(PROTECTED_SETTLED, missed)?;
-        Ok(true)
-    }
-
-    /// PROTECTED_MISSES' count at `index`.
-    fn protected_miss_count(&self, index: u32) -> Result<u64, KernelError> {
-        let map = self.maps.map("PROTECTED_MISSES").ok_or(KernelError::MissingMap("PROTECTED_MISSES"))?;
-        let counts: Array<&MapData, u64> = Array::try_from(map).map_err(map_err("PROTECTED_MISSES"))?;
-        counts.get(&index, 0).map_err(map_err("PROTECTED_MISSES"))
-    }
-
-    fn set_protected_miss_count(&mut self, index: u32, count: u64) -> Result<(), KernelError> {
-        let map = self.maps.map_mut("PROTECTED_MISSES").ok_or(KernelError::MissingMap("PROTECTED_MISSES"))?;
-        let mut counts: Array<&mut MapData, u64> = Array::try_from(map).map_err(map_err("PROTECTED_MISSES"))?;
-        counts.set(index, count, 0).map_err(map_err("PROTECTED_MISSES"))
-    }
-
-    /// Makes `entries` the protected inodes. Entries of trees still in
-    /// `trees` stay even when the walk missed them: the kernel adds files
-    /// created since, and removing them would unprotect them. The kernel
-    /// adds plain entries only: a directory above trees, or a name, the walk
-    /// no longer finds is gone (kept, a stale one would sit on an inode
-    /// number the file system hands out again).
-    fn set_protected(
-        &mut self,
-        entries: &StdHashMap<FileKey, ProtectedEntry>,
-        trees: &std::collections::HashSet<u32>,
-    ) -> Result<(), KernelError> {
-        replace_entries(&mut self.protected, "PROTECTED", entries, |key, entry| {
-            trees.contains(&entry.tree) && entry.flags == 0 && !key.is_name()
-        })
     }
 
     /// Makes `entries` the exec-time matches and tells the kernel which
