@@ -204,18 +204,47 @@ pub fn inodes(trees: &[String], own: &[PathBuf]) -> Result<HashMap<FileKey, Prot
     Ok(entries)
 }
 
-/// The inodes of the roots themselves (`trees`, Warrant's `own` paths), and
-/// of where a symlink root leads. A full PROTECTED's names lookup finds a
-/// file with no entry by the directories above it, which for Warrant's own
-/// roots guard no name: a root's entry must fit.
-pub fn root_keys(trees: &[String], own: &[PathBuf]) -> HashSet<FileKey> {
-    trees
+/// The roots (`trees`, Warrant's `own` paths, where a symlink root leads)
+/// whose `entries` a full PROTECTED's names lookup cannot stand in for. The
+/// lookup finds a file with no entry by the directory above it: a root is
+/// found by a name of its tree guarded there, or by that directory's own
+/// entry of its tree if the directory is a root found in turn (Warrant's
+/// audit log in its own directory). The others' entries must fit.
+pub fn roots_needing_entries(
+    trees: &[String],
+    own: &[PathBuf],
+    entries: &HashMap<FileKey, ProtectedEntry>,
+) -> HashSet<FileKey> {
+    let mut roots: Vec<PathBuf> = trees
         .iter()
         .map(PathBuf::from)
         .chain(own.iter().cloned())
-        .flat_map(|root| [file_key(&root), std::fs::canonicalize(&root).ok().and_then(|target| file_key(&target))])
+        .flat_map(|root| [std::fs::canonicalize(&root).ok(), Some(root)])
         .flatten()
-        .collect()
+        .collect();
+    // A directory before the roots in it.
+    roots.sort_by_key(|root| root.components().count());
+    let (mut needing, mut found) = (HashSet::new(), HashSet::new());
+    for root in &roots {
+        let Some((key, entry)) = file_key(root).and_then(|key| Some((key, entries.get(&key)?))) else { continue };
+        let by_names = root.parent().zip(root.file_name()).and_then(|(dir, name)| {
+            let dir_key = file_key(&std::fs::canonicalize(dir).ok()?)?;
+            let dir_entry = entries.get(&dir_key)?;
+            let name_key = FileKey::of_name(dir_key, proc_path::component(name.as_encoded_bytes()));
+            let by_name =
+                dir_entry.flags & PROTECTED_NAMES != 0 && entries.get(&name_key).is_some_and(|e| e.tree == entry.tree);
+            let by_dir = dir_entry.flags & PROTECTED_ANCESTOR == 0
+                && dir_entry.tree == entry.tree
+                && (needing.contains(&dir_key) || found.contains(&dir_key));
+            Some(by_name || by_dir)
+        });
+        if by_names == Some(true) {
+            found.insert(key);
+        } else {
+            needing.insert(key);
+        }
+    }
+    needing
 }
 
 /// Where [`guard_name`] may guard a name: a policy's root takes its own

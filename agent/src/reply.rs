@@ -172,7 +172,7 @@ pub struct PolicyApplied {
     #[serde(default)]
     pub protected_inodes: Option<usize>,
     /// Of those, the tree files PROTECTED had no room for (an agent may
-    /// fill it): decided by their names until an apply finds room.
+    /// fill it): decided by their names until a walk finds them room.
     #[serde(default)]
     pub protected_missed: usize,
 }

@@ -288,3 +288,27 @@ fn a_warrant_for_a_new_name_makes_a_regular_file_only() {
     let refused = Target::new_file_name("/etc/../etc/x.conf", &protect, &policy::ThisHost).unwrap_err();
     assert!(refused.to_string().contains("as written"), "{refused}");
 }
+
+/// Over a full PROTECTED, a root the names lookup cannot find must have its
+/// entry: Warrant's own roots guard no name, but a file in an own directory
+/// is found by that directory; a policy's root by its guarded name.
+#[test]
+fn only_roots_no_name_or_directory_finds_need_their_entries() {
+    use warrant::protect;
+    let dir = std::env::temp_dir().join(format!("warrant-roots-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for made in ["own", "tree"] {
+        std::fs::create_dir_all(dir.join(made)).unwrap();
+    }
+    for file in ["own/audit.log", "own.key", "tree/a.conf", "single.conf"] {
+        std::fs::write(dir.join(file), "").unwrap();
+    }
+    let path = |p: &str| dir.join(p);
+    let trees: Vec<String> = ["tree", "single.conf"].iter().map(|t| path(t).display().to_string()).collect();
+    let own = ["own", "own/audit.log", "own.key"].map(path);
+    let entries = protect::inodes(&trees, &own).unwrap();
+    let needing = protect::roots_needing_entries(&trees, &own, &entries);
+    let key = |p: &str| protect::file_key(&path(p)).unwrap();
+    assert_eq!(needing, [key("own"), key("own.key")].into_iter().collect(), "{dir:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

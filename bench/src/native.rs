@@ -109,7 +109,8 @@ fn commit(
         rules: &compiled.rules,
         inodes,
         trees: &protect.iter().map(|tree| warrant::protect::tree_id(tree)).collect::<HashSet<u32>>(),
-        roots: &warrant::protect::root_keys(protect, &[]),
+        roots: &warrant::protect::roots_needing_entries(protect, &[], inodes),
+        kept_trees: &HashSet::new(),
         proc_trees: &warrant::protect::proc_trees(protect),
         matches: &warrant::subjects::resolve(&compiled.matchers),
     };

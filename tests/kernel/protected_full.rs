@@ -138,6 +138,14 @@ fn a_full_protected_map_leaves_no_new_file_of_a_tree_unprotected() {
     let out = crate::files::sh_subject(&format!("echo x > {control}"));
     assert!(out.status.success(), "a subject's write outside the trees was refused: {}", out.stderr);
     let _ = std::fs::remove_file(control);
+    // A new tree's files must fit (a link of one outside it would be beyond
+    // the names): that apply fails whole, saying so.
+    let version = d.policy_version();
+    let widening = demo.replacen("protect = [", "protect = [\"/etc/93-new-tree\", ", 1);
+    let (_, widened) = d.next_bundle(&widening);
+    let (ok, said) = d.run_cli_status(&["policy", "apply", widened.to_str().unwrap()]);
+    assert!(!ok && said.contains("map of protected files, is full"), "a new tree over a full PROTECTED: {said}");
+    assert_eq!(d.policy_version(), version, "{said}");
     // The security team takes the blocklist from the agent while the map
     // is full (the agent's files in a tree keep it so): the apply goes in,
     // says what found no room, and those files stay refused by their names.
@@ -174,17 +182,20 @@ fn a_full_protected_map_leaves_no_new_file_of_a_tree_unprotected() {
     assert_eq!(status["protected_full"], true, "after an apply that found no room: {status}");
     expect_refused(file);
     expect_refused(&deep);
-    // With room again, an apply's walk enters them, and settles the misses.
+    // With room again, the daemon's own walk enters them (no apply), and
+    // settles the misses.
+    let mark = d.audit_len();
     drop(full);
+    d.expect_record_where(mark, "protected.settled", |r| r["kind"] == "protected.settled");
+    let status: serde_json::Value = serde_json::from_str(&d.cli_ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["protected_full"], false, "after the map emptied: {status}");
+    expect_refused(file);
+    expect_refused(&deep);
     let (_, next) = d.next_bundle(&demo);
     let (ok, said) = d.run_cli_status(&["policy", "apply", next.to_str().unwrap()]);
     assert!(ok, "the policy apply after the map emptied failed: {said}");
     assert!(!said.contains("found no room"), "{said}");
     drop(demo_back);
-    let status: serde_json::Value = serde_json::from_str(&d.cli_ok(&["status", "--json"])).unwrap();
-    assert_eq!(status["protected_full"], false, "after the apply: {status}");
-    expect_refused(file);
-    expect_refused(&deep);
     clean();
 }
 

@@ -74,7 +74,7 @@ pub(crate) fn policy_command(command: PolicyCommand, config_path: Option<&Path>)
             if applied.protected_missed > 0 {
                 eprintln!(
                     "warning: {} of them found no room in the kernel's map of protected files (full: see \
-                     `warrant status`); they stay protected, decided by their names, until an apply finds room",
+                     `warrant status`); they stay protected, decided by their names, until a walk finds them room",
                     applied.protected_missed
                 );
             }

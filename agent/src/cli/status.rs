@@ -16,7 +16,8 @@ pub(crate) fn print_status(status: &reply::Status) {
     println!("mode: {}", status.mode);
     if status.protected_full {
         println!(
-            "protection: PROTECTED is full: files with no entry are decided by their names until an apply finds room"
+            "protection: PROTECTED is full: files with no entry are decided by their names until a walk finds room \
+             (the daemon's, once there is room, or an apply's)"
         );
     }
     for missing in &status.missing_hooks {

@@ -11,6 +11,7 @@ impl State {
         self.check_expiry();
         self.check_lost_events();
         self.check_protected_misses();
+        self.heal_protected();
         self.checkpoint(false);
         self.note_changes();
         self.flush_requests();
@@ -185,7 +186,7 @@ impl State {
     }
 
     /// Files PROTECTED had no room for (it is full: big trees, or files an
-    /// agent keeps making in one it may) become a record: until an apply
+    /// agent keeps making in one it may) become a record: until a walk
     /// finds room, the kernel decides files with no entry by their names,
     /// which costs every subject's write a walk of its directories.
     pub(super) fn check_protected_misses(&mut self) {
@@ -196,13 +197,42 @@ impl State {
         let new = missed - self.protected_misses_recorded;
         error!(
             missed = new,
-            "PROTECTED is full: new protected files are decided by their names until an apply finds room"
+            "PROTECTED is full: new protected files are decided by their names until a walk finds room"
         );
         self.record(
             "protected.full",
-            json!({"missed": new, "missed_total": missed, "until": "an apply whose walk finds room for every file"}),
+            json!({"missed": new, "missed_total": missed, "until": "a walk of the trees that finds room for every file"}),
         );
         self.protected_misses_recorded = missed;
+    }
+
+    /// While PROTECTED's misses are unsettled and it has room again (the
+    /// agent's files went), walks the trees in force at most every
+    /// `HEAL_INTERVAL`: when every file found fits, the misses counted
+    /// before the walk settle, as an apply's would, and files with no entry
+    /// are decided by their entries alone again, without waiting for the
+    /// security team's next bundle. Only with a policy in force: without
+    /// one (a restore that failed) the pinned trees are not known.
+    pub(super) fn heal_protected(&mut self) {
+        const HEAL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+        if self.policy.is_none()
+            || self.protected_healed_at.is_some_and(|at| at.elapsed() < HEAL_INTERVAL)
+            || !self.kernel.protected_misses_unsettled()
+            || !self.kernel.protected_has_room()
+        {
+            return;
+        }
+        let trees = self.policy.as_ref().map(|policy| policy.policy.protect.clone()).unwrap_or_default();
+        self.protected_healed_at = Some(std::time::Instant::now());
+        let missed = self.kernel.protected_misses();
+        let added = self
+            .protected_inodes(&trees)
+            .map_err(|e| e.to_string())
+            .and_then(|(entries, _)| self.kernel.add_protected(&entries).map_err(|e| error_chain(&e)));
+        match added {
+            Ok(()) => self.settle_protected_misses(missed),
+            Err(e) => warn!("PROTECTED has no room for every protected file yet: {e}"),
+        }
     }
 
     /// A policy past `expires` keeps being enforced (never fall open), but

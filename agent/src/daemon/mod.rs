@@ -196,6 +196,9 @@ struct State {
     refused_requests: HashMap<String, String>,
     /// PROTECTED's failed inserts already recorded (see `check_protected_misses`).
     protected_misses_recorded: u64,
+    /// When the trees were last walked again to settle those misses (see
+    /// `heal_protected`).
+    protected_healed_at: Option<std::time::Instant>,
     /// The kernel's mark change count when the marks were last saved.
     marks_saved_at: Option<u64>,
     /// Marks at the last save.

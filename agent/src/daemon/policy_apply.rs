@@ -26,11 +26,17 @@ impl State {
 
     /// Settles PROTECTED's misses up to `missed` (read before a walk whose
     /// every file went in): files with no entry are decided by their
-    /// entries alone again.
+    /// entries alone again. Recorded when a `protected.full` was (the
+    /// load's own miss, one at every start, is not).
     pub(super) fn settle_protected_misses(&mut self, missed: Result<u64, crate::kernel::KernelError>) {
-        match missed.and_then(|missed| self.kernel.settle_protected_misses(missed)) {
-            Ok(true) => info!("PROTECTED's misses settled: every protected file has its entry again"),
-            Ok(false) => {}
+        match missed.and_then(|missed| self.kernel.settle_protected_misses(missed).map(|settled| (missed, settled))) {
+            Ok((missed, true)) => {
+                info!("PROTECTED's misses settled: every protected file has its entry again");
+                if self.protected_misses_recorded > 1 {
+                    self.record("protected.settled", json!({"missed_total": missed}));
+                }
+            }
+            Ok((_, false)) => {}
             Err(e) => warn!("cannot settle PROTECTED's misses: {}", error_chain(&e)),
         }
     }

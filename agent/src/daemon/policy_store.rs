@@ -20,7 +20,7 @@ pub(super) struct KernelPolicy {
     version: u64,
     pub(super) inodes: HashMap<FileKey, ProtectedEntry>,
     trees: HashSet<u32>,
-    /// The roots, whose entries must fit (`protect::root_keys`).
+    /// The roots whose entries must fit (`protect::roots_needing_entries`).
     roots: HashSet<FileKey>,
     proc_trees: HashMap<u64, u32>,
     pub(super) matches: subjects::Resolved,
@@ -39,7 +39,7 @@ impl State {
     /// Walks `compiled`'s protected trees and resolves its matchers.
     pub(super) fn stage(&self, compiled: &CompiledPolicy) -> Result<KernelPolicy, protect::ProtectError> {
         let (inodes, trees) = self.protected_inodes(&compiled.policy.protect)?;
-        let mut roots = protect::root_keys(&compiled.policy.protect, &self.config.own_paths());
+        let mut roots = protect::roots_needing_entries(&compiled.policy.protect, &self.config.own_paths(), &inodes);
         roots.extend(self.config.pod_protected().map(|(key, _)| key));
         Ok(KernelPolicy {
             version: compiled.version(),
@@ -66,6 +66,15 @@ impl State {
             Some(policy) => format!("policy v{} stays in force", policy.version()),
             None => "the kernel keeps the policy it held".to_owned(),
         };
+        // The trees the kernel protects now: the policy in force's, or at a
+        // start the restored one's own (the pinned maps hold it).
+        let kept_trees: HashSet<u32> = match &self.policy {
+            Some(policy) => {
+                policy.policy.protect.iter().map(|tree| protect::tree_id(tree)).chain([SELF_TREE]).collect()
+            }
+            None if restoring => staged.trees.clone(),
+            None => HashSet::from([SELF_TREE]),
+        };
         let staged_policy = StagedPolicy {
             version: staged.version,
             profiles: &compiled.profiles,
@@ -73,6 +82,7 @@ impl State {
             inodes: &staged.inodes,
             trees: &staged.trees,
             roots: &staged.roots,
+            kept_trees: &kept_trees,
             proc_trees: &staged.proc_trees,
             matches: &staged.matches,
         };
@@ -104,7 +114,7 @@ impl State {
             warn!(
                 version = staged.version,
                 "{protected_missed} protected files found no room in the kernel's map (PROTECTED is full): \
-                 they are decided by their names until an apply finds room"
+                 they are decided by their names until a walk finds them room"
             );
         }
         Ok(Committed { protected_missed, settles })

@@ -299,6 +299,7 @@ impl State {
             // The load's own: files made while no program counted are
             // decided by their names until the restore's walk.
             protected_misses_recorded: 1,
+            protected_healed_at: None,
             marks_saved_at: None,
             marks_count: 0,
             unwritten_records: 0,

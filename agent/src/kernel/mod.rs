@@ -92,6 +92,11 @@ pub enum KernelError {
     Program { program: &'static str, reason: String },
     #[error("map {0} is missing from the BPF object")]
     MissingMap(&'static str),
+    #[error(
+        "PROTECTED, the kernel's map of protected files, is full: {what} must have an entry there. Make room (remove \
+         files from the protected trees; `warrant status` says when it is full) and apply again"
+    )]
+    ProtectedFull { what: &'static str },
     #[error("map {map}: {source}")]
     Map { map: &'static str, source: aya::maps::MapError },
     /// A map operation aya has no call for (task storage).

@@ -5,7 +5,7 @@
 //! additions since (files created in a protected tree, cgroups made under a
 //! matched one) stay.
 
-use super::protected::{left_to_names, no_room};
+use super::protected::{left_to_names, needs_entry, no_room};
 use super::*;
 
 /// A policy written into the kernel and not yet committed: what it
@@ -20,9 +20,6 @@ struct PolicyChange {
     /// Each PROTECTED and PROC_TREES key the change wrote, with what was
     /// there (None: nothing).
     protected_before: Vec<(FileKey, Option<ProtectedEntry>)>,
-    /// The tree files the change found no room for (a full PROTECTED),
-    /// tried again once the policy before has left.
-    protected_missed: Vec<FileKey>,
     proc_trees_before: Vec<(u64, Option<u32>)>,
     /// MATCHES, CGROUP_PATHS and the match kinds before the switch.
     matches_before: Option<Matches>,
@@ -44,9 +41,14 @@ pub struct StagedPolicy<'a> {
     pub rules: &'a StdHashMap<TargetKey, RuleEntry>,
     pub inodes: &'a StdHashMap<FileKey, ProtectedEntry>,
     pub trees: &'a std::collections::HashSet<u32>,
-    /// The trees' and Warrant's own roots (`protect::root_keys`): their
-    /// entries must fit; a tree's other files may find a full map.
+    /// Roots whose entries must fit (`protect::roots_needing_entries`).
     pub roots: &'a std::collections::HashSet<FileKey>,
+    /// Trees the kernel protected before this policy (Warrant's own among
+    /// them): their files that find no room in a full PROTECTED are left to
+    /// the names lookup, having been protected by an entry or a counted
+    /// miss. A new tree's must fit: a link of one outside the tree, or a
+    /// mount inside it, would be beyond that lookup.
+    pub kept_trees: &'a std::collections::HashSet<u32>,
     pub proc_trees: &'a StdHashMap<u64, u32>,
     pub matches: &'a crate::subjects::Resolved,
 }
@@ -117,12 +119,10 @@ impl Kernel {
         if let Err(failed) = switched {
             return Err(PolicyNotPut { failed, undo: self.abort_policy(change).err().map(Box::new) });
         }
-        let missed = std::mem::take(&mut change.protected_missed);
         let generation_before = self.commit_policy(change, staged.rules).err();
-        let (protected_missed, protection_before) = match self.set_protected(staged.inodes, staged.trees, &missed) {
-            Ok(left) => (left, self.set_proc_trees(staged.proc_trees).err()),
-            // Not known how many found room: counted as one miss at least.
-            Err(e) => (missed.len(), Some(e)),
+        let (protected_missed, protection_before) = match self.set_protected(staged) {
+            Ok(missed) => (missed, self.set_proc_trees(staged.proc_trees).err()),
+            Err((missed, e)) => (missed, Some(e)),
         };
         Ok(PolicyLeftovers { generation_before, protection_before, protected_missed })
     }
@@ -140,7 +140,6 @@ impl Kernel {
             written: before ^ 1,
             flipped: false,
             protected_before: Vec::new(),
-            protected_missed: Vec::new(),
             proc_trees_before: Vec::new(),
             matches_before: None,
         };
@@ -158,8 +157,9 @@ impl Kernel {
     fn write_change(&mut self, change: &mut PolicyChange, staged: &StagedPolicy) -> Result<(), KernelError> {
         // What the names lookup of a full map stands on goes in first, and
         // must; a tree's file that finds no room is left to that lookup.
-        let left_to_names = |key: &FileKey, entry: &ProtectedEntry| left_to_names(key, entry, staged.roots);
+        let left_to_names = |key: &FileKey, entry: &ProtectedEntry| left_to_names(key, entry, staged);
         let (needed, tree_files): (Vec<_>, Vec<_>) = staged.inodes.iter().partition(|(k, e)| !left_to_names(k, e));
+        let mut missed = 0;
         for (key, entry) in needed.into_iter().chain(tree_files) {
             let old = self.protected.get(key, 0).ok();
             if old.is_some_and(|old| old.flags == 0 && entry.flags & warrant_common::PROTECTED_ANCESTOR != 0) {
@@ -167,9 +167,16 @@ impl Kernel {
             }
             match self.protected.insert(key, entry, 0) {
                 Ok(()) => change.protected_before.push((*key, old)),
-                Err(e) if no_room(&e) && left_to_names(key, entry) => change.protected_missed.push(*key),
+                // Tried again once the policy before has left.
+                Err(e) if no_room(&e) && left_to_names(key, entry) => missed += 1,
+                Err(e) if no_room(&e) => return Err(KernelError::ProtectedFull { what: needs_entry(key, entry) }),
                 Err(e) => return Err(map_err("PROTECTED")(e)),
             }
+        }
+        // Counted before the switch, so that the names lookup is on while
+        // the new policy decides; a later walk settles them.
+        if missed > 0 {
+            self.note_protected_misses(missed)?;
         }
         let mut trees = self.hash_map::<u64, u32>("PROC_TREES")?;
         for (key, tree) in staged.proc_trees {

@@ -2,19 +2,30 @@
 //! kernel counts each insert that did not fit (PROTECTED_MISSES), and while
 //! some are not settled it decides a file with no entry by its names (the
 //! programs' `overflow`): by the directories above it and the names they
-//! guard. So a tree's file or directory may go without an entry; what
-//! that lookup stands on may not: the directories above the trees, the
-//! names they guard, and the roots themselves (Warrant's own guard no
-//! name).
+//! guard. So a file or directory of a tree the kernel protected already
+//! may go without an entry; what that lookup stands on may not: the
+//! directories above the trees, the names they guard, and the roots it
+//! cannot find by those.
 
+use super::policy_maps::StagedPolicy;
 use super::*;
 use warrant_common::{PROTECTED_MISSED, PROTECTED_SETTLED};
 
 /// Whether an entry may find no room, left to the names lookup: a file or
-/// directory in a tree, not one of its `roots`, an ancestor or a guarded
-/// name.
-pub(super) fn left_to_names(key: &FileKey, entry: &ProtectedEntry, roots: &std::collections::HashSet<FileKey>) -> bool {
-    entry.flags == 0 && !key.is_name() && !roots.contains(key)
+/// directory of one of `staged`'s kept trees, not a root that needs its
+/// entry, an ancestor or a guarded name.
+pub(super) fn left_to_names(key: &FileKey, entry: &ProtectedEntry, staged: &StagedPolicy) -> bool {
+    entry.flags == 0 && !key.is_name() && !staged.roots.contains(key) && staged.kept_trees.contains(&entry.tree)
+}
+
+/// What kind of entry `left_to_names` refuses to leave out, for an error.
+pub(super) fn needs_entry(key: &FileKey, entry: &ProtectedEntry) -> &'static str {
+    match () {
+        _ if key.is_name() => "a guarded name",
+        _ if entry.flags & warrant_common::PROTECTED_ANCESTOR != 0 => "a directory above a protected tree",
+        _ if entry.flags != 0 => "a directory that guards a tree's name",
+        _ => "a new tree's file, or a root no name leads to,",
+    }
 }
 
 /// Whether a map's insert failed for want of room.
@@ -40,11 +51,13 @@ impl Kernel {
         Err(map_err("PROTECTED")(e))
     }
 
-    /// Makes `entries` the protected inodes once a policy is in force:
-    /// what only the policy before protected leaves, then `missed` (the
-    /// entries that found no room when the policy was written) are tried
-    /// again. Those that still find none are counted as misses, left to
-    /// the names lookup; returns how many.
+    /// Makes `staged`'s inodes the protected ones once it is in force:
+    /// what only the policy before protected leaves, then every entry is
+    /// written again (what the change kept stricter for the moment, an
+    /// inode the policy before protected whole and this one only as a
+    /// directory above a tree, takes its new entry). Those that find no
+    /// room are counted as misses, left to the names lookup; returns how
+    /// many, with the first other failure.
     ///
     /// Entries of trees still in `trees` stay even when the walk missed
     /// them: the kernel adds files created since, and removing them would
@@ -52,33 +65,42 @@ impl Kernel {
     /// above trees, or a name, the walk no longer finds is gone (kept, a
     /// stale one would sit on an inode number the file system hands out
     /// again).
-    pub(super) fn set_protected(
-        &mut self,
-        entries: &StdHashMap<FileKey, ProtectedEntry>,
-        trees: &std::collections::HashSet<u32>,
-        missed: &[FileKey],
-    ) -> Result<usize, KernelError> {
+    pub(super) fn set_protected(&mut self, staged: &StagedPolicy) -> Result<usize, (usize, KernelError)> {
+        let (entries, trees) = (staged.inodes, staged.trees);
         let kept_by_kernel =
             |key: &FileKey, entry: &ProtectedEntry| trees.contains(&entry.tree) && entry.flags == 0 && !key.is_name();
         let removed = remove_where(&mut self.protected, "PROTECTED", |key, entry| {
             !entries.contains_key(key) && !kept_by_kernel(key, entry)
         });
-        let mut left = 0;
-        let mut failed = None;
-        for (key, entry) in missed.iter().filter_map(|key| Some((key, entries.get(key)?))) {
+        let mut missed = 0;
+        let mut failed = removed.err();
+        for (key, entry) in entries {
             if let Err(e) = self.protected.insert(key, entry, 0) {
-                left += 1;
-                if !no_room(&e) {
+                missed += 1;
+                if !(no_room(&e) && left_to_names(key, entry, staged)) {
                     failed.get_or_insert(map_err("PROTECTED")(e));
                 }
             }
         }
         // Counted whatever else failed: these files have no entry.
-        if left > 0 {
-            self.note_protected_misses(left as u64)?;
+        if missed > 0
+            && let Err(e) = self.note_protected_misses(missed as u64)
+        {
+            failed.get_or_insert(e);
         }
-        removed?;
-        failed.map_or(Ok(left), Err)
+        failed.map_or(Ok(missed), |e| Err((missed, e)))
+    }
+
+    /// Whether PROTECTED has room for one more entry now: a key no file has
+    /// (above every tree, were a lookup to find it) goes in and out.
+    pub fn protected_has_room(&mut self) -> bool {
+        let probe = FileKey { dev: u64::MAX, ino: u64::MAX };
+        let entry = ProtectedEntry { tree: 0, flags: warrant_common::PROTECTED_ANCESTOR };
+        if self.protected.insert(probe, entry, 0).is_err() {
+            return false;
+        }
+        let _ = remove_key(&mut self.protected, "PROTECTED", &probe);
+        true
     }
 
     /// PROTECTED's inserts that failed so far, the kernel's and the
@@ -106,13 +128,14 @@ impl Kernel {
     }
 
     /// Settles the misses counted up to `missed`, read before a walk of the
-    /// trees whose every file then went in. True if some were unsettled.
+    /// trees whose every file then went in. True if that settled them all
+    /// (some were not, and none were counted since).
     pub fn settle_protected_misses(&mut self, missed: u64) -> Result<bool, KernelError> {
         if missed <= self.protected_miss_count(PROTECTED_SETTLED)? {
             return Ok(false);
         }
         self.set_protected_miss_count(PROTECTED_SETTLED, missed)?;
-        Ok(true)
+        Ok(!self.protected_misses_unsettled())
     }
 
     /// PROTECTED_MISSES' count at `index`.
