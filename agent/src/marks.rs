@@ -52,6 +52,12 @@ impl Mounts {
         Self::parse(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
     }
 
+    /// Every mount point, unescaped.
+    pub fn points(&self) -> impl Iterator<Item = std::path::PathBuf> + '_ {
+        use std::os::unix::ffi::OsStringExt as _;
+        self.0.iter().map(|(.., point)| std::ffi::OsString::from_vec(unescape_octal(point)).into())
+    }
+
     /// Where device `dev` is mounted (its first mount).
     pub fn mount_point(&self, dev: u64) -> Option<&str> {
         self.0.iter().find(|(_, d, _)| *d == dev).map(|(.., point)| point.as_str())
@@ -61,6 +67,27 @@ impl Mounts {
     fn device(&self, point: &str) -> Option<u64> {
         self.0.iter().rev().find(|(.., p)| p == point).map(|(_, dev, _)| *dev)
     }
+}
+
+/// `text` with mountinfo's escapes (`\040` for a space) undone.
+fn unescape_octal(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let digits = bytes.get(i + 1..i + 4).filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match (bytes[i], digits) {
+            (b'\\', Some(d)) => {
+                out.push(d.iter().fold(0u8, |n, b| n.wrapping_mul(8).wrapping_add(b - b'0')));
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// Renders `marks` (those on a mounted device), sorted so that equal sets
@@ -156,6 +183,14 @@ mod tests {
         let after = Mounts::parse("23 1 8:1 / / rw - ext4 /dev/sda1 rw\n60 23 0:52 / /usr rw - overlay o rw\n");
         let restored = parse(&format!("{text}/mnt/my\\040disk 5 4 3\n"), "marks", &after).unwrap();
         assert_eq!(restored, HashMap::from([(FileKey { dev: 52, ino: 1 }, Mark { profile_id: 7, generation: 0 })]));
+    }
+
+    #[test]
+    fn mount_points_come_unescaped() {
+        let points: Vec<_> = Mounts::parse(MOUNTINFO).points().collect();
+        let expected: Vec<std::path::PathBuf> = ["/", "/usr", "/mnt/my disk"].iter().map(Into::into).collect();
+        assert_eq!(points, expected);
+        assert_eq!(unescape_octal("a\\134b\\0x\\"), b"a\\b\\0x\\");
     }
 
     #[test]

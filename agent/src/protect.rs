@@ -205,11 +205,13 @@ pub fn inodes(trees: &[String], own: &[PathBuf]) -> Result<HashMap<FileKey, Prot
 }
 
 /// The roots (`trees`, Warrant's `own` paths, where a symlink root leads)
-/// whose `entries` a full PROTECTED's names lookup cannot stand in for. The
-/// lookup finds a file with no entry by the directory above it: a root is
-/// found by a name of its tree guarded there, or by that directory's own
-/// entry of its tree if the directory is a root found in turn (Warrant's
-/// audit log in its own directory). The others' entries must fit.
+/// whose `entries` a full PROTECTED's names lookup cannot stand in for, and
+/// the mount points in trees. The lookup finds a file with no entry by the
+/// directory above it: a root is found by a name of its tree guarded
+/// there, or by that directory's own entry of its tree if the directory is
+/// a root found in turn (Warrant's audit log in its own directory). At a
+/// mount's root it stops (or, for a bind mount, goes on in the file system
+/// the mount came from). The others' entries must fit.
 pub fn roots_needing_entries(
     trees: &[String],
     own: &[PathBuf],
@@ -222,8 +224,10 @@ pub fn roots_needing_entries(
         .flat_map(|root| [std::fs::canonicalize(&root).ok(), Some(root)])
         .flatten()
         .collect();
-    // A directory before the roots in it.
-    roots.sort_by_key(|root| root.components().count());
+    // A directory before the roots in it, by the path the kernel sees.
+    roots.sort_by_cached_key(|root| {
+        std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf()).components().count()
+    });
     let (mut needing, mut found) = (HashSet::new(), HashSet::new());
     for root in &roots {
         let Some((key, entry)) = file_key(root).and_then(|key| Some((key, entries.get(&key)?))) else { continue };
@@ -241,6 +245,11 @@ pub fn roots_needing_entries(
         if by_names == Some(true) {
             found.insert(key);
         } else {
+            needing.insert(key);
+        }
+    }
+    for point in crate::marks::Mounts::current().points() {
+        if let Some(key) = file_key(&point).filter(|key| entries.get(key).is_some_and(|e| e.flags == 0)) {
             needing.insert(key);
         }
     }

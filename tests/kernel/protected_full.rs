@@ -4,7 +4,7 @@
 //! file with no entry by its names until a walk settles the count; a start
 //! and a policy apply go on over a full map.
 
-use crate::harness::{Daemon, daemon, run_subject};
+use crate::harness::{self, Daemon, daemon, run_subject};
 
 /// A full PROTECTED (65,536 entries: big trees, or files a driven deputy
 /// keeps making) refuses only new inodes. A start whose own files have new
@@ -144,7 +144,15 @@ fn a_full_protected_map_leaves_no_new_file_of_a_tree_unprotected() {
     let widening = demo.replacen("protect = [", "protect = [\"/etc/93-new-tree\", ", 1);
     let (_, widened) = d.next_bundle(&widening);
     let (ok, said) = d.run_cli_status(&["policy", "apply", widened.to_str().unwrap()]);
-    assert!(!ok && said.contains("map of protected files, is full"), "a new tree over a full PROTECTED: {said}");
+    assert!(!ok && said.contains("needs room for a new guarded name"), "a new tree over a full PROTECTED: {said}");
+    assert_eq!(d.policy_version(), version, "{said}");
+    // Nor may a file system mounted in a tree since its walk be left to the
+    // names (the kernel's walk stops at a mount's root): its root needs room.
+    harness::as_root(&format!("mount -t tmpfs warrant-93 {dir}"));
+    let (_, same) = d.next_bundle(&demo);
+    let (ok, said) = d.run_cli_status(&["policy", "apply", same.to_str().unwrap()]);
+    harness::as_root(&format!("umount {dir}"));
+    assert!(!ok && said.contains("or a mount point in a tree"), "a mount in a tree over a full PROTECTED: {said}");
     assert_eq!(d.policy_version(), version, "{said}");
     // The security team takes the blocklist from the agent while the map
     // is full (the agent's files in a tree keep it so): the apply goes in,

@@ -228,7 +228,7 @@ impl State {
         let added = self
             .protected_inodes(&trees)
             .map_err(|e| e.to_string())
-            .and_then(|(entries, _)| self.kernel.add_protected(&entries).map_err(|e| error_chain(&e)));
+            .and_then(|(entries, _)| self.kernel.add_missing_protected(&entries).map_err(|e| error_chain(&e)));
         match added {
             Ok(()) => self.settle_protected_misses(missed),
             Err(e) => warn!("PROTECTED has no room for every protected file yet: {e}"),

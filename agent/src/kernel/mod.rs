@@ -93,8 +93,8 @@ pub enum KernelError {
     #[error("map {0} is missing from the BPF object")]
     MissingMap(&'static str),
     #[error(
-        "PROTECTED, the kernel's map of protected files, is full: {what} must have an entry there. Make room (remove \
-         files from the protected trees; `warrant status` says when it is full) and apply again"
+        "PROTECTED (the kernel's map of protected files) is full, and this policy needs room for {what}: remove \
+         files from the protected trees, then apply it again (`warrant status` says while the map is full)"
     )]
     ProtectedFull { what: &'static str },
     #[error("map {map}: {source}")]

@@ -21,12 +21,15 @@ pub(super) fn left_to_names(key: &FileKey, entry: &ProtectedEntry, staged: &Stag
 /// What kind of entry `left_to_names` refuses to leave out, for an error.
 pub(super) fn needs_entry(key: &FileKey, entry: &ProtectedEntry) -> &'static str {
     match () {
-        _ if key.is_name() => "a guarded name",
-        _ if entry.flags & warrant_common::PROTECTED_ANCESTOR != 0 => "a directory above a protected tree",
-        _ if entry.flags != 0 => "a directory that guards a tree's name",
-        _ => "a new tree's file, or a root no name leads to,",
+        _ if key.is_name() => "a new guarded name (a new tree's root, or one this host lacks)",
+        _ if entry.flags & warrant_common::PROTECTED_ANCESTOR != 0 => "a directory above a new tree",
+        _ if entry.flags != 0 => "a directory that guards a new tree's name",
+        _ => "a new tree's file, a root no guarded name leads to, or a mount point in a tree",
     }
 }
+
+/// `bpf_map_update_elem`'s flag: only a key not there yet.
+const BPF_NOEXIST: u64 = 1;
 
 /// Whether a map's insert failed for want of room.
 pub(super) fn no_room(error: &aya::maps::MapError) -> bool {
@@ -38,10 +41,28 @@ impl Kernel {
     /// does not fit (a full map) is counted as a miss, and the rest still
     /// go in; the first failure is returned.
     pub fn add_protected(&mut self, entries: &StdHashMap<FileKey, ProtectedEntry>) -> Result<(), KernelError> {
+        self.insert_protected(entries, 0)
+    }
+
+    /// [`Self::add_protected`] of the inodes with no entry only: one the
+    /// kernel has (it moves a file's entry to the tree it is moved into)
+    /// is newer than the walk that found it.
+    pub fn add_missing_protected(&mut self, entries: &StdHashMap<FileKey, ProtectedEntry>) -> Result<(), KernelError> {
+        self.insert_protected(entries, BPF_NOEXIST)
+    }
+
+    fn insert_protected(
+        &mut self,
+        entries: &StdHashMap<FileKey, ProtectedEntry>,
+        flags: u64,
+    ) -> Result<(), KernelError> {
         let mut failed = None;
         for (key, entry) in entries {
-            if let Err(e) = self.protected.insert(key, entry, 0) {
-                failed.get_or_insert(e);
+            match self.protected.insert(key, entry, flags) {
+                Err(aya::maps::MapError::SyscallError(e))
+                    if flags == BPF_NOEXIST && e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(e) => _ = failed.get_or_insert(e),
+                Ok(()) => {}
             }
         }
         let Some(e) = failed else {
