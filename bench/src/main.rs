@@ -44,6 +44,10 @@ enum Command {
         /// no firewall, audit, apply or warrant figures (a quick local loop).
         #[arg(long)]
         loops_only: bool,
+        /// Measure with PROTECTED full and a miss unsettled: files with no
+        /// entry decided by their names (what an agent that fills it costs).
+        #[arg(long)]
+        protected_full: bool,
     },
     /// Time `iterations` of one syscall loop; prints `ns_per_op N`.
     Loop {
@@ -100,9 +104,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Run { warrant, repo, rounds, workloads, loops_only } => {
+        Command::Run { warrant, repo, rounds, workloads, loops_only, protected_full } => {
             let workloads = if workloads.is_empty() { Workload::ALL.to_vec() } else { workloads };
-            orchestrate::run(&orchestrate::Setup { warrant, repo, rounds, workloads, loops_only })
+            orchestrate::run(&orchestrate::Setup { warrant, repo, rounds, workloads, loops_only, protected_full })
         }
         Command::Loop { workload, iterations, file, socket } => {
             let elapsed = workloads::run(workload, iterations, &file, &socket)

@@ -29,6 +29,8 @@ pub struct Setup {
     pub workloads: Vec<Workload>,
     /// Stop after the loops and their program costs.
     pub loops_only: bool,
+    /// Fill PROTECTED first (see `fill_protected`).
+    pub protected_full: bool,
 }
 
 const DIR: &str = "/run/warrant-bench";
@@ -87,6 +89,9 @@ pub fn run(setup: &Setup) -> Result<()> {
     bench.wait_until_answering(started)?;
     emit(json!({"kind": "daemon_start", "ms": started.elapsed().as_secs_f64() * 1e3}));
     bench.apply_policy()?;
+    if setup.protected_full {
+        bench.fill_protected()?;
+    }
     for (program, info) in links::pinned_programs()? {
         emit(json!({"kind": "verifier", "program": program, "instructions": info.verified_instruction_count()}));
     }
@@ -184,6 +189,30 @@ impl Bench<'_> {
     fn apply_policy(&self) -> Result<()> {
         let (ms, phases, inodes) = self.sign_and_apply(&self.setup.repo.join("policies/bench.toml"))?;
         emit(json!({"kind": "policy_apply", "rules": 3, "protected_inodes": inodes, "ms": ms, "phases_ms": phases}));
+        Ok(())
+    }
+
+    /// Fills PROTECTED with keys no file has (of the bench's tree, as an
+    /// agent's files there would be), then makes a file in the tree whose
+    /// entry finds no room: from then on the kernel decides every file
+    /// with no entry by its names, for the rest of the run.
+    fn fill_protected(&self) -> Result<()> {
+        use warrant_common::{FileKey, ProtectedEntry};
+        let pinned = aya::maps::MapData::from_pin("/sys/fs/bpf/warrant/maps/PROTECTED").context("PROTECTED")?;
+        let mut protected: aya::maps::HashMap<_, FileKey, ProtectedEntry> =
+            aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(pinned)?)?;
+        let entry = ProtectedEntry { tree: warrant::protect::tree_id(&format!("{DIR}/protected")), flags: 0 };
+        let mut filled = 0;
+        while protected.insert(FileKey { dev: 0xfee1_dead, ino: filled }, entry, 0).is_ok() {
+            filled += 1;
+        }
+        std::fs::write(self.dir.join("protected/missed"), "")?;
+        let out = self.warrant().args(["status", "--json"]).output()?;
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).context("warrant status --json")?;
+        if status["protected_full"] != true {
+            bail!("PROTECTED took {filled} more keys, but the daemon does not say it is full: {status}");
+        }
+        emit(json!({"kind": "protected_full", "filled": filled}));
         Ok(())
     }
 

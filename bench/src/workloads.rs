@@ -4,7 +4,7 @@
 
 use std::ffi::CString;
 use std::io::{Error, Result};
-use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,9 @@ pub enum Workload {
     /// pipe2 + close of both ends: a file with no name, made and freed (as
     /// every shell pipeline does).
     Pipe,
+    /// A new file beside the one given (O_CREAT|O_EXCL) + close + unlink:
+    /// what every temporary file costs.
+    CreateUnlink,
     /// send of 64 bytes on a UDP socket connected to a loopback port
     /// (`UDP_PORT`; nothing reads it, the kernel drops what overflows).
     UdpSend,
@@ -41,7 +44,7 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 13] = [
+    pub const ALL: [Workload; 14] = [
         Workload::OpenCloseRead,
         Workload::OpenCloseWrite,
         Workload::Stat,
@@ -52,6 +55,7 @@ impl Workload {
         Workload::ExecTrue,
         Workload::UnixConnect,
         Workload::Pipe,
+        Workload::CreateUnlink,
         Workload::UdpSend,
         Workload::NetlinkDump,
         Workload::Getppid,
@@ -177,6 +181,21 @@ fn step_for<'a>(workload: Workload, path: &'a CString, socket: &Path) -> Result<
             Box::new(move || {
                 let _keep = &receiver;
                 sender.send(&payload).map(drop)
+            })
+        }
+        Workload::CreateUnlink => {
+            let name = Path::new(std::ffi::OsStr::from_bytes(path.as_bytes()))
+                .with_file_name(format!("new-{}", std::process::id()));
+            let name = CString::new(name.into_os_string().into_vec()).map_err(Error::other)?;
+            Box::new(move || {
+                let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC;
+                // SAFETY: `name` is NUL-terminated; the file is closed and unlinked at once.
+                let fd = unsafe { libc::open(name.as_ptr(), flags, 0o600) };
+                if fd < 0 {
+                    return Err(Error::last_os_error());
+                }
+                drop(Fd(fd));
+                check(unsafe { libc::unlink(name.as_ptr()) })
             })
         }
         Workload::Pipe => Box::new(|| {

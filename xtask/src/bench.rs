@@ -22,6 +22,8 @@ pub struct Options {
     pub clock: vm::GuestClock,
     /// Only the syscall loops: no firewall, audit, apply or host figures.
     pub loops_only: bool,
+    /// Measure with PROTECTED full (files with no entry decided by names).
+    pub protected_full: bool,
 }
 
 pub fn run(options: &Options) -> Result<()> {
@@ -50,6 +52,9 @@ fn run_in_vm(options: &Options) -> Result<String> {
     let mut flags: String = options.workloads.iter().map(|w| format!(" --workload {}", shell_quote(w))).collect();
     if options.loops_only {
         flags.push_str(" --loops-only");
+    }
+    if options.protected_full {
+        flags.push_str(" --protected-full");
     }
     let script = format!(
         "{mounts}\nuname -r > {rw}/kernel\n{bench} run --warrant {warrant} --repo {repo} --rounds {rounds}{flags} > {rw}/raw.jsonl\n\

@@ -195,6 +195,12 @@ pub fn parse(output: &str) -> Result<Raw> {
                 });
             }
             Some("clock") => raw.clock = Some(text("clock")?),
+            // `--protected-full`: every loop ran with files with no entry decided by names.
+            Some("protected_full") => {
+                _ = raw
+                    .scalars
+                    .insert("PROTECTED full: keys added to fill it (misses unsettled)".into(), num("filled")?)
+            }
             Some("rss") => _ = raw.scalars.insert(format!("rss_kib {}", text("when")?), num("kib")?),
             // Recorded before session 28: the host's walk alone, now part of native_apply.
             Some("native_walk") => {}

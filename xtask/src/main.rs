@@ -102,6 +102,12 @@ enum Task {
         /// (the bench policy's own apply is still printed).
         #[arg(long)]
         loops_only: bool,
+        /// Measure with PROTECTED full and a miss unsettled, so that files
+        /// with no entry are decided by their names (the cost an agent that
+        /// fills the map puts on every subject and every create). With
+        /// --loops-only: the later applies would need room.
+        #[arg(long, requires = "loops_only")]
+        protected_full: bool,
     },
     /// Run xtask/demo.sh: on the host if BPF-LSM works here, else in the VM.
     Demo {
@@ -143,8 +149,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let all_passed = test::run(tier, &filters, &kernels, only_without_bpf_lsm)?;
             Ok(if all_passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Task::Bench { kernel, rounds, workloads, json, from, clock, loops_only } => {
-            bench::run(&bench::Options { kernel, rounds, workloads, json, from, clock, loops_only })?;
+        Task::Bench { kernel, rounds, workloads, json, from, clock, loops_only, protected_full } => {
+            bench::run(&bench::Options { kernel, rounds, workloads, json, from, clock, loops_only, protected_full })?;
             Ok(ExitCode::SUCCESS)
         }
         Task::Demo { kernel } => demo::run(kernel).map(process::exit_code),
