@@ -63,6 +63,16 @@ pub fn inode_key(inode: *const u8) -> Option<FileKey> {
     Some(FileKey { dev: dev as u64, ino })
 }
 
+/// [`inode_key`] of an inode the verifier knows by its BTF type (a hook's
+/// argument, or a field [`btf_load`] read from one): loads, not helper
+/// calls, on the paths every process takes (a create, an unlink).
+#[inline(always)]
+pub fn inode_key_btf(inode: *const u8) -> FileKey {
+    let sb = btf_load::<u64>(inode, offset!(inode_i_sb)) as *const u8;
+    let dev = btf_load::<u32>(sb, offset!(super_block_s_dev)) as u64;
+    FileKey { dev, ino: btf_load::<u64>(inode, offset!(inode_i_ino)) }
+}
+
 /// Writes the key of the inode of the executable the current process runs
 /// to `key`: zero where unreadable (a kernel thread has no `mm`). Written
 /// field by field into the event, read with no branch: a key returned by
@@ -533,6 +543,11 @@ pub fn d_instantiate(ctx: LsmContext) -> i32 {
         return 0;
     }
     let dir: *const u8 = btf_load::<u64>(parent, offset!(dentry_d_inode)) as *const u8;
+    // Most new files are in no tree: one lookup by BTF loads says so,
+    // unless PROTECTED's misses are unsettled (then their names decide).
+    if dir.is_null() || (unsafe { PROTECTED.get(&inode_key_btf(dir)) }.is_none() && !overflow::unsettled()) {
+        return 0;
+    }
     // Under a tree, or at a missing protected path's name (root made it);
     // in a directory with no entry while PROTECTED's misses are unsettled,
     // where its names put it (an apply's walk may have passed it already).

@@ -25,7 +25,6 @@ use warrant_common::{FileKey, Mark, Subject, action, subject_flag};
 use crate::{
     atomics, files,
     maps::{MARK_CHANGES, MARKS, offset},
-    names,
     policy::{btf_load, read_kernel},
     selfprotect, subjects,
     uapi::{S_IFMT, S_IFREG},
@@ -171,12 +170,11 @@ pub fn among_open_files() -> Option<(FileKey, Mark)> {
     found.then_some((key, mark))
 }
 
-/// The last name of `inode` is going: so does its mark.
+/// The file keyed `key` loses its last name: so does its mark.
 #[inline(always)]
-pub fn note_last_unlink(inode: *const u8) {
-    if let Some(key) = names::last_name_key(inode)
-        && MARKS.remove(&key).is_ok()
-    {
+pub fn forget(key: &FileKey) {
+    // A lookup first: a delete locks its bucket, and most files have none.
+    if unsafe { MARKS.get(key) }.is_some() && MARKS.remove(key).is_ok() {
         count_change();
     }
 }

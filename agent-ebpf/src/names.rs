@@ -19,7 +19,10 @@ use warrant_common::{
 };
 
 use crate::{
-    files::{decide_file, dentry_inode, inode_key, protected, protected_at, protected_entry, protected_named_at},
+    files::{
+        decide_file, dentry_inode, inode_key, inode_key_btf, protected, protected_at, protected_entry,
+        protected_named_at,
+    },
     maps::{PROTECTED, offset},
     marks,
     policy::{btf_load, decide_with, read_kernel},
@@ -289,11 +292,23 @@ fn removal(dir: *const u8, dentry: *const u8) -> i32 {
 pub fn inode_unlink(ctx: LsmContext) -> i32 {
     let dentry: *const u8 = ctx.arg(1);
     let verdict = removal(ctx.arg(0), dentry);
-    if verdict == 0 {
-        marks::note_last_unlink(dentry_inode(dentry));
-        forget_last_name(dentry_inode(dentry));
+    // Every process's unlinks pass here: the inode by BTF loads.
+    let inode: *const u8 = btf_load::<u64>(dentry, offset!(dentry_d_inode)) as *const u8;
+    if verdict == 0 && !inode.is_null() && btf_load::<u32>(inode, offset!(inode_i_nlink)) <= 1 {
+        let key = inode_key_btf(inode);
+        marks::forget(&key);
+        forget_protected(&key);
     }
     verdict
+}
+
+/// Removes `key`'s PROTECTED entry, if it has one: a lookup first, since
+/// a delete locks its bucket and most files have none.
+#[inline(always)]
+fn forget_protected(key: &FileKey) {
+    if unsafe { PROTECTED.get(key) }.is_some() {
+        let _ = PROTECTED.remove(key);
+    }
 }
 
 /// The last name of `inode` is going (an allowed unlink, or the daemon's
@@ -304,7 +319,7 @@ pub fn inode_unlink(ctx: LsmContext) -> i32 {
 #[inline(always)]
 fn forget_last_name(inode: *const u8) {
     if let Some(key) = last_name_key(inode) {
-        let _ = PROTECTED.remove(&key);
+        forget_protected(&key);
     }
 }
 
@@ -335,17 +350,15 @@ pub fn forget_cleared(ctx: FExitContext) -> u32 {
 /// Drops `inode`'s entry if it has no name left and no subject dropped it.
 #[inline(always)]
 fn forget_nameless(inode: *const u8) {
-    if btf_load::<u32>(inode, offset!(inode_i_nlink)) != 0 || subjects::current().is_some() {
+    if inode.is_null() || btf_load::<u32>(inode, offset!(inode_i_nlink)) != 0 || subjects::current().is_some() {
         return;
     }
-    if let Some(key) = inode_key(inode) {
-        let _ = PROTECTED.remove(&key);
-    }
+    forget_protected(&inode_key_btf(inode));
 }
 
 /// `inode`'s key if the name going now is its last one.
 #[inline(always)]
-pub fn last_name_key(inode: *const u8) -> Option<FileKey> {
+fn last_name_key(inode: *const u8) -> Option<FileKey> {
     if read_kernel::<u32>(inode, offset!(inode_i_nlink)).unwrap_or(2) > 1 {
         return None;
     }

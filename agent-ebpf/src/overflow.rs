@@ -33,7 +33,7 @@ pub fn note_missed() {
 /// True while some failed insert is not settled (and when the count cannot
 /// be read: fail-closed).
 #[inline(always)]
-fn unsettled() -> bool {
+pub(crate) fn unsettled() -> bool {
     let missed = PROTECTED_MISSES.get(PROTECTED_MISSED).copied().unwrap_or(1);
     let settled = PROTECTED_MISSES.get(PROTECTED_SETTLED).copied().unwrap_or(0);
     missed > settled
