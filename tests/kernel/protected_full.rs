@@ -148,10 +148,13 @@ fn a_full_protected_map_leaves_no_new_file_of_a_tree_unprotected() {
     assert_eq!(d.policy_version(), version, "{said}");
     // Nor may a file system mounted in a tree since its walk be left to the
     // names (the kernel's walk stops at a mount's root): its root needs room.
-    harness::as_root(&format!("mount -t tmpfs warrant-93 {dir}"));
+    // A bind mount of a new directory: a new tmpfs's root could have the
+    // key (a reused device number, the root's inode) of an earlier mount's
+    // entry, which an apply would update in place.
+    harness::as_root(&format!("mkdir -p /tmp/93-bound && mount --bind /tmp/93-bound {dir}"));
     let (_, same) = d.next_bundle(&demo);
     let (ok, said) = d.run_cli_status(&["policy", "apply", same.to_str().unwrap()]);
-    harness::as_root(&format!("umount {dir}"));
+    harness::as_root(&format!("umount {dir} && rmdir /tmp/93-bound"));
     assert!(!ok && said.contains("or a mount point in a tree"), "a mount in a tree over a full PROTECTED: {said}");
     assert_eq!(d.policy_version(), version, "{said}");
     // The security team takes the blocklist from the agent while the map
