@@ -20,7 +20,9 @@
 //!
 //! Cost: a non-subject pays one map lookup per hook (the subject marker, or
 //! the parent directory in `d_instantiate`, and two array reads there for
-//! a directory with no entry); freeing a file costs one array read while
+//! a directory with no entry; a directory with an entry is looked up once
+//! more by `name_tree`), two when a file's last name goes (MARKS and
+//! PROTECTED, each deleted only if found); freeing a file costs one array read while
 //! no subject holds a protected file open for writing. A subject pays one
 //! PROTECTED lookup and two array reads per open and write on an
 //! unprotected file. While PROTECTED's misses are unsettled (a full map),
@@ -65,7 +67,8 @@ pub fn inode_key(inode: *const u8) -> Option<FileKey> {
 
 /// [`inode_key`] of an inode the verifier knows by its BTF type (a hook's
 /// argument, or a field [`btf_load`] read from one): loads, not helper
-/// calls, on the paths every process takes (a create, an unlink).
+/// calls, on the paths every process takes (a create, an unlink). A load
+/// that faults reads 0: such a key finds no entry.
 #[inline(always)]
 pub fn inode_key_btf(inode: *const u8) -> FileKey {
     let sb = btf_load::<u64>(inode, offset!(inode_i_sb)) as *const u8;

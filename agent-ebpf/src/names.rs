@@ -311,8 +311,8 @@ fn forget_protected(key: &FileKey) {
     }
 }
 
-/// The last name of `inode` is going (an allowed unlink, or the daemon's
-/// rename over it): so does its protection. Kept, the entry would protect
+/// The last name of `inode` is going (the daemon's rename over it; an
+/// unlink does the same in `inode_unlink`): so does its protection. Kept, the entry would protect
 /// whatever file the file system next gives that inode number: on ext4 the
 /// daemon's own atomic rewrites of its state left entries that refused an
 /// agent's `dpkg` as `self.files`.
