@@ -79,7 +79,7 @@ fn a_full_protected_map_leaves_no_new_file_of_a_tree_unprotected() {
         let _ = std::fs::remove_dir_all(dir);
     };
     clean();
-    let full = FullProtected::fill();
+    let mut full = FullProtected::fill();
     let mark = d.audit_len();
     std::fs::write(file, "# root's, made while PROTECTED was full\n").unwrap();
     std::fs::create_dir(dir).unwrap();
@@ -143,6 +143,7 @@ fn a_full_protected_map_leaves_no_new_file_of_a_tree_unprotected() {
     let version = d.policy_version();
     let widening = demo.replacen("protect = [", "protect = [\"/etc/93-new-tree\", ", 1);
     let (_, widened) = d.next_bundle(&widening);
+    full.top_up();
     let (ok, said) = d.run_cli_status(&["policy", "apply", widened.to_str().unwrap()]);
     assert!(!ok && said.contains("needs room for a new guarded name"), "a new tree over a full PROTECTED: {said}");
     assert_eq!(d.policy_version(), version, "{said}");
@@ -153,6 +154,7 @@ fn a_full_protected_map_leaves_no_new_file_of_a_tree_unprotected() {
     // entry, which an apply would update in place.
     harness::as_root(&format!("mkdir -p /tmp/93-bound && mount --bind /tmp/93-bound {dir}"));
     let (_, same) = d.next_bundle(&demo);
+    full.top_up();
     let (ok, said) = d.run_cli_status(&["policy", "apply", same.to_str().unwrap()]);
     harness::as_root(&format!("umount {dir} && rmdir /tmp/93-bound"));
     assert!(!ok && said.contains("or a mount point in a tree"), "a mount in a tree over a full PROTECTED: {said}");
@@ -180,6 +182,7 @@ fn a_full_protected_map_leaves_no_new_file_of_a_tree_unprotected() {
     }
     let demo_back = DemoBack(d, &demo);
     let mark = d.audit_len();
+    full.top_up();
     let (ok, said) = d.run_cli_status(&["policy", "apply", revoked.to_str().unwrap()]);
     assert!(ok, "a policy apply over a full PROTECTED failed: {said}");
     assert!(said.contains("found no room"), "the apply did not say what found no room: {said}");
@@ -212,22 +215,31 @@ fn a_full_protected_map_leaves_no_new_file_of_a_tree_unprotected() {
 
 /// PROTECTED filled with keys no file system has while it lives; emptied
 /// of them when dropped. They are /etc/sysctl.d's, as the files an agent
-/// makes in a tree it may write would be: an apply keeps them.
-struct FullProtected;
+/// makes in a tree it may write would be: an apply keeps them. `filled`
+/// is the next key's inode number.
+struct FullProtected {
+    filled: u64,
+}
 
 impl FullProtected {
     const FAKE_DEV: u64 = 0xfee1_dead;
 
     fn fill() -> Self {
+        let mut full = Self { filled: 0 };
+        full.top_up();
+        assert!(full.filled > 60_000, "PROTECTED took only {} more", full.filled);
+        full
+    }
+
+    /// Takes whatever room came free since (the daemon's atomic rewrites
+    /// of its own files free one slot each), as an agent would keep doing.
+    fn top_up(&mut self) {
         use warrant_common::{FileKey, ProtectedEntry};
         let mut protected = crate::files::protected_map();
-        let mut filled = 0;
         let entry = ProtectedEntry { tree: warrant::protect::tree_id("/etc/sysctl.d"), flags: 0 };
-        while protected.insert(FileKey { dev: Self::FAKE_DEV, ino: filled }, entry, 0).is_ok() {
-            filled += 1;
+        while protected.insert(FileKey { dev: Self::FAKE_DEV, ino: self.filled }, entry, 0).is_ok() {
+            self.filled += 1;
         }
-        assert!(filled > 60_000, "PROTECTED took only {filled} more");
-        Self
     }
 }
 
