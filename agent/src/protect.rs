@@ -35,6 +35,12 @@ pub fn tree_id(path: &str) -> u32 {
     }
 }
 
+/// The tree ids a policy protecting `trees` puts in PROTECTED, Warrant's
+/// own among them.
+pub fn tree_ids(trees: &[String]) -> HashSet<u32> {
+    trees.iter().map(|tree| tree_id(tree)).chain([SELF_TREE]).collect()
+}
+
 /// `st_dev` as the kernel's `super_block.s_dev` (`MAJOR << 20 | MINOR`).
 pub fn kernel_dev(st_dev: u64) -> u64 {
     let (major, minor) = (libc::major(st_dev) as u64, libc::minor(st_dev) as u64);

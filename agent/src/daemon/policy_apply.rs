@@ -19,9 +19,7 @@ impl State {
         }
         let mut inodes = protect::inodes(trees, &own)?;
         inodes.extend(self.config.pod_protected());
-        let mut ids: HashSet<u32> = trees.iter().map(|t| protect::tree_id(t)).collect();
-        ids.insert(SELF_TREE);
-        Ok((inodes, ids))
+        Ok((inodes, protect::tree_ids(trees)))
     }
 
     /// Settles PROTECTED's misses up to `missed` (read before a walk whose

@@ -69,9 +69,7 @@ impl State {
         // The trees the kernel protects now: the policy in force's, or at a
         // start the restored one's own (the pinned maps hold it).
         let kept_trees: HashSet<u32> = match &self.policy {
-            Some(policy) => {
-                policy.policy.protect.iter().map(|tree| protect::tree_id(tree)).chain([SELF_TREE]).collect()
-            }
+            Some(policy) => protect::tree_ids(&policy.policy.protect),
             None if restoring => staged.trees.clone(),
             None => HashSet::from([SELF_TREE]),
         };
