@@ -9,11 +9,13 @@
 //! - no process outside every subject maps a marked file executable (an
 //!   `ld.so.preload` entry, `LD_PRELOAD`, a dlopen): [`check_exec_map`].
 //!
-//! A mark goes with the file's last name (`unlink`), or when root outside
-//! every subject runs `warrant unmark`. A rename over a marked file leaves
-//! its entry behind (the hook cannot tell a rename from an exchange, which
-//! would let a subject clear a live file's mark); the inode's generation in
-//! the entry keeps a later file that reuses the number from matching it.
+//! A mark goes with the file's last name (`unlink`; for a process that is
+//! not a subject, once the file system has dropped it), or when root outside
+//! every subject runs `warrant unmark`. A subject's rename over a marked
+//! file leaves its entry behind (the hook cannot tell a rename from an
+//! exchange, which would let a subject clear a live file's mark); the
+//! inode's generation in the entry keeps a later file that reuses the
+//! number from matching it.
 //! The map is pinned, and the daemon keeps a copy on disk across reboots.
 //!
 //! Cost: a subject pays one MARKS lookup per open for writing and per
@@ -170,11 +172,17 @@ pub fn among_open_files() -> Option<(FileKey, Mark)> {
     found.then_some((key, mark))
 }
 
-/// The file keyed `key` loses its last name: so does its mark.
+/// The file keyed `key`, of inode generation `generation`, loses its last
+/// name: so does its mark. Only its own: on btrfs another live file can
+/// have the same key (subvolumes share a device), and a snapshot's copy
+/// the same generation too.
 #[inline(always)]
-pub fn forget(key: &FileKey) {
+pub fn forget(key: &FileKey, generation: u32) {
     // A lookup first: a delete locks its bucket, and most files have none.
-    if unsafe { MARKS.get(key) }.is_some() && MARKS.remove(key).is_ok() {
+    let Some(mark) = (unsafe { MARKS.get(key) }) else {
+        return;
+    };
+    if mark.generation == generation && MARKS.remove(key).is_ok() {
         count_change();
     }
 }

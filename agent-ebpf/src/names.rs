@@ -270,36 +270,47 @@ pub fn inode_link(ctx: LsmContext) -> i32 {
 /// see [`new_name`]); a protected file, or one in a protected directory, is
 /// `file.delete`.
 #[inline(always)]
-fn removal(dir: *const u8, dentry: *const u8) -> i32 {
-    let Some(subject) = subjects::current() else {
-        return 0;
-    };
+fn removal(subject: &Subject, dir: *const u8, dentry: *const u8) -> i32 {
     if selfprotect::on_bpffs(dir) {
-        return selfprotect::refuse(&subject, action::SELF_PINS);
+        return selfprotect::refuse(subject, action::SELF_PINS);
     }
     // The file by its entry, or its names while PROTECTED's misses are
     // unsettled; then its directory.
     if let Some((key, tree)) = protected_at(dentry) {
-        return decide_file(&subject, action::FILE_DELETE, key, tree);
+        return decide_file(subject, action::FILE_DELETE, key, tree);
     }
     match protected(dir) {
-        Some((key, tree)) => decide_file(&subject, action::FILE_DELETE, key, tree),
+        Some((key, tree)) => decide_file(subject, action::FILE_DELETE, key, tree),
         None => 0,
     }
 }
 
 #[lsm(hook = "inode_unlink")]
 pub fn inode_unlink(ctx: LsmContext) -> i32 {
+    // Every process's unlinks pass here. Another process's last name takes
+    // its entry and mark with it once the file system has dropped it
+    // (`forget_nameless`), not here, where the unlink can still fail.
+    let Some(subject) = subjects::current() else {
+        return 0;
+    };
     let dentry: *const u8 = ctx.arg(1);
-    let verdict = removal(ctx.arg(0), dentry);
-    // Every process's unlinks pass here: the inode by BTF loads.
+    let verdict = removal(&subject, ctx.arg(0), dentry);
+    // A subject's drops clear nothing there (see `forget_nameless`): its
+    // allowed unlink of a last name clears them now, before the file
+    // system's own unlink (BYPASS).
     let inode: *const u8 = btf_load::<u64>(dentry, offset!(dentry_d_inode)) as *const u8;
     if verdict == 0 && !inode.is_null() && btf_load::<u32>(inode, offset!(inode_i_nlink)) <= 1 {
-        let key = inode_key_btf(inode);
-        marks::forget(&key);
-        forget_protected(&key);
+        forget_file(inode);
     }
     verdict
+}
+
+/// Removes the entry and the mark of `inode`, which loses its last name.
+#[inline(always)]
+fn forget_file(inode: *const u8) {
+    let key = inode_key_btf(inode);
+    marks::forget(&key, btf_load::<u32>(inode, offset!(inode_i_generation)));
+    forget_protected(&key);
 }
 
 /// Removes `key`'s PROTECTED entry, if it has one: a lookup first, since
@@ -311,8 +322,8 @@ fn forget_protected(key: &FileKey) {
     }
 }
 
-/// The last name of `inode` is going (the daemon's rename over it; an
-/// unlink does the same in `inode_unlink`): so does its protection. Kept, the entry would protect
+/// The last name of `inode` is going (the daemon's rename over it): so
+/// does its protection. Kept, the entry would protect
 /// whatever file the file system next gives that inode number: on ext4 the
 /// daemon's own atomic rewrites of its state left entries that refused an
 /// agent's `dpkg` as `self.files`.
@@ -333,8 +344,7 @@ fn forget_last_name(inode: *const u8) {
 /// files can share a key (btrfs subvolumes share a device), a subject's
 /// O_TMPFILEs (each dropped 1 to 0 at once) would sweep the numbers and
 /// clear a protected file's entry; its stale entries stay, fail-closed.
-/// (Marks stay: they hold the inode's generation, so one never matches a
-/// later file.)
+/// The mark goes too, if it is this inode's generation's.
 #[fexit(function = "drop_nlink")]
 pub fn forget_dropped(ctx: FExitContext) -> u32 {
     forget_nameless(ctx.arg(0));
@@ -347,13 +357,14 @@ pub fn forget_cleared(ctx: FExitContext) -> u32 {
     0
 }
 
-/// Drops `inode`'s entry if it has no name left and no subject dropped it.
+/// Drops `inode`'s entry and mark if it has no name left and no subject
+/// dropped it.
 #[inline(always)]
 fn forget_nameless(inode: *const u8) {
     if inode.is_null() || btf_load::<u32>(inode, offset!(inode_i_nlink)) != 0 || subjects::current().is_some() {
         return;
     }
-    forget_protected(&inode_key_btf(inode));
+    forget_file(inode);
 }
 
 /// `inode`'s key if the name going now is its last one.
@@ -367,7 +378,10 @@ fn last_name_key(inode: *const u8) -> Option<FileKey> {
 
 #[lsm(hook = "inode_rmdir")]
 pub fn inode_rmdir(ctx: LsmContext) -> i32 {
-    removal(ctx.arg(0), ctx.arg(1))
+    match subjects::current() {
+        Some(subject) => removal(&subject, ctx.arg(0), ctx.arg(1)),
+        None => 0,
+    }
 }
 
 /// `inode_rename(old_dir, old_dentry, new_dir, new_dentry)`: moving a

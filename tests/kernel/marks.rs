@@ -189,13 +189,34 @@ fn what_a_subject_writes_runs_as_the_subject_whoever_starts_it() {
     let (ok, said) = d.run_cli_status(&["unmark", planted]);
     assert!(!ok && said.contains("is not marked"), "{said}");
 
-    // A mark goes with the file's last name.
+    // A mark goes with the file's last name, once the file system has
+    // dropped it: root's unlink, and root's rename over the file (an
+    // editor's save of what the agent wrote).
+    let saved_over = "/tmp/warrant-planted.conf";
+    let out = run_subject(&["sh", "-c", &format!("echo by-the-agent > {saved_over}")]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let (library_mark, saved_over_mark) = (listed_mark(d, library), listed_mark(d, saved_over));
     std::fs::remove_file(library).unwrap();
+    std::fs::write("/tmp/warrant-planted.new", "by root\n").unwrap();
+    std::fs::rename("/tmp/warrant-planted.new", saved_over).unwrap();
+    let listed = d.cli_ok(&["marks", "--json"]);
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
+    assert!(!listed.contains(&library_mark), "root's unlink left the mark {library_mark}");
+    assert!(!listed.contains(&saved_over_mark), "root's rename over the file left the mark {saved_over_mark}");
     std::fs::copy(some_library(), library).unwrap();
     let root_preload = Command::new("/bin/true").env("LD_PRELOAD", library).output().unwrap();
     assert!(!String::from_utf8_lossy(&root_preload.stderr).contains("cannot be preloaded"));
     std::fs::remove_file(library).unwrap();
+    std::fs::remove_file(saved_over).unwrap();
     std::fs::remove_file(planted).unwrap();
+}
+
+/// The mark `warrant marks` lists for the file at `path` (one must be).
+fn listed_mark(d: &harness::Daemon, path: &str) -> serde_json::Value {
+    let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap());
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&d.cli_ok(&["marks", "--json"])).unwrap();
+    let found = listed.into_iter().find(|m| m["inode"] == inode && m["profile"] == "agent");
+    found.unwrap_or_else(|| panic!("{path} is not marked"))
 }
 
 #[test]

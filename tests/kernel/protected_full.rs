@@ -143,8 +143,7 @@ fn a_full_protected_map_leaves_no_new_file_of_a_tree_unprotected() {
     let version = d.policy_version();
     let widening = demo.replacen("protect = [", "protect = [\"/etc/93-new-tree\", ", 1);
     let (_, widened) = d.next_bundle(&widening);
-    full.top_up();
-    let (ok, said) = d.run_cli_status(&["policy", "apply", widened.to_str().unwrap()]);
+    let (ok, said) = full.kept_full(|| d.run_cli_status(&["policy", "apply", widened.to_str().unwrap()]));
     assert!(!ok && said.contains("needs room for a new guarded name"), "a new tree over a full PROTECTED: {said}");
     assert_eq!(d.policy_version(), version, "{said}");
     // Nor may a file system mounted in a tree since its walk be left to the
@@ -154,8 +153,7 @@ fn a_full_protected_map_leaves_no_new_file_of_a_tree_unprotected() {
     // entry, which an apply would update in place.
     harness::as_root(&format!("mkdir -p /tmp/93-bound && mount --bind /tmp/93-bound {dir}"));
     let (_, same) = d.next_bundle(&demo);
-    full.top_up();
-    let (ok, said) = d.run_cli_status(&["policy", "apply", same.to_str().unwrap()]);
+    let (ok, said) = full.kept_full(|| d.run_cli_status(&["policy", "apply", same.to_str().unwrap()]));
     harness::as_root(&format!("umount {dir} && rmdir /tmp/93-bound"));
     assert!(!ok && said.contains("or a mount point in a tree"), "a mount in a tree over a full PROTECTED: {said}");
     assert_eq!(d.policy_version(), version, "{said}");
@@ -182,8 +180,7 @@ fn a_full_protected_map_leaves_no_new_file_of_a_tree_unprotected() {
     }
     let demo_back = DemoBack(d, &demo);
     let mark = d.audit_len();
-    full.top_up();
-    let (ok, said) = d.run_cli_status(&["policy", "apply", revoked.to_str().unwrap()]);
+    let (ok, said) = full.kept_full(|| d.run_cli_status(&["policy", "apply", revoked.to_str().unwrap()]));
     assert!(ok, "a policy apply over a full PROTECTED failed: {said}");
     assert!(said.contains("found no room"), "the apply did not say what found no room: {said}");
     d.expect_record_where(mark, "policy.applied with what found no room", |r| {
@@ -229,6 +226,27 @@ impl FullProtected {
         full.top_up();
         assert!(full.filled > 60_000, "PROTECTED took only {} more", full.filled);
         full
+    }
+
+    /// Runs `apply` while a thread keeps taking whatever room comes free,
+    /// as an agent would. The daemon's own atomic rewrites free a slot
+    /// each, at times of their own: a save of the marks between a top-up
+    /// and the apply's inserts once let a new tree in.
+    fn kept_full<T>(&mut self, apply: impl FnOnce() -> T) -> T {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let done = &AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let filler = scope.spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    self.top_up();
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            });
+            let result = apply();
+            done.store(true, Ordering::Relaxed);
+            filler.join().unwrap();
+            result
+        })
     }
 
     /// Takes whatever room came free since (the daemon's atomic rewrites
