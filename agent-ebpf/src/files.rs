@@ -102,7 +102,7 @@ pub(crate) fn protected(inode: *const u8) -> Option<(FileKey, u32)> {
 
 /// The key's tree, if it is protected.
 #[inline(always)]
-fn protected_key(key: FileKey) -> Option<(FileKey, u32)> {
+pub(crate) fn protected_key(key: FileKey) -> Option<(FileKey, u32)> {
     let entry = unsafe { PROTECTED.get(&key) }?;
     (entry.flags & PROTECTED_ANCESTOR == 0).then_some((key, entry.tree))
 }
@@ -292,7 +292,7 @@ fn without_entry(facts: &FileFacts) -> Option<(FileKey, u32)> {
 // `Option`s into a read of a register one path never set. Its reads are
 // helper copies: its callers' dentries are not all BTF-typed.
 #[inline(never)]
-fn tree_without_entry(links: u32, dentry: *const u8) -> u64 {
+pub(crate) fn tree_without_entry(links: u32, dentry: *const u8) -> u64 {
     if links != 0 {
         return overflow::tree_by_names(dentry);
     }

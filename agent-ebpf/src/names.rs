@@ -20,11 +20,11 @@ use warrant_common::{
 
 use crate::{
     files::{
-        decide_file, dentry_inode, inode_key, inode_key_btf, protected, protected_at, protected_entry,
-        protected_named_at,
+        decide_file, dentry_inode, inode_key, inode_key_btf, protected, protected_at, protected_entry, protected_key,
+        protected_named_at, tree_without_entry,
     },
     maps::{PROTECTED, offset},
-    marks,
+    marks, overflow,
     policy::{btf_load, decide_with, read_kernel},
     selfprotect, subjects,
 };
@@ -194,6 +194,12 @@ fn new_name(action_id: u32, dir: *const u8, dentry: *const u8, linked_at: *const
     if selfprotect::on_bpffs(dir) {
         return selfprotect::refuse(&subject, action::SELF_PINS);
     }
+    // Most new names are in a directory with no entry: one lookup by BTF
+    // loads says so, unless PROTECTED's misses are unsettled (then names
+    // decide). A link's file is decided first, wherever the name goes.
+    if linked_at.is_null() && unsafe { PROTECTED.get(&inode_key_btf(dir)) }.is_none() && !overflow::unsettled() {
+        return 0;
+    }
     // Before any decision, which would take a warrant's use.
     let linked = dentry_inode(linked_at);
     if !linked.is_null() && held_for_writing(linked) && lands_in_another_tree(linked, dir, dentry) {
@@ -275,11 +281,20 @@ fn removal(subject: &Subject, dir: *const u8, dentry: *const u8) -> i32 {
         return selfprotect::refuse(subject, action::SELF_PINS);
     }
     // The file by its entry, or its names while PROTECTED's misses are
-    // unsettled; then its directory.
-    if let Some((key, tree)) = protected_at(dentry) {
-        return decide_file(subject, action::FILE_DELETE, key, tree);
+    // unsettled; then its directory. Both hook arguments are BTF-typed:
+    // loads, not helper calls (a subject's every unlink passes here).
+    let inode = btf_load::<u64>(dentry, offset!(dentry_d_inode)) as *const u8;
+    if !inode.is_null() {
+        let key = inode_key_btf(inode);
+        if let Some((key, tree)) = protected_key(key) {
+            return decide_file(subject, action::FILE_DELETE, key, tree);
+        }
+        match tree_without_entry(btf_load::<u32>(inode, offset!(inode_i_nlink)), dentry) {
+            NO_TREE => {}
+            tree => return decide_file(subject, action::FILE_DELETE, key, tree as u32),
+        }
     }
-    match protected(dir) {
+    match protected_key(inode_key_btf(dir)) {
         Some((key, tree)) => decide_file(subject, action::FILE_DELETE, key, tree),
         None => 0,
     }

@@ -40,7 +40,7 @@ use warrant_common::{BPF_FS_MAGIC, NO_WARRANT, SETTINGS_INDEX, Subject, action, 
 
 use crate::{
     maps::{SETTINGS, offset},
-    policy::{emit_events, read_kernel},
+    policy::{btf_load, emit_events, read_kernel},
     subjects,
     uapi::{FUSE_DEVICE, S_IFBLK, S_IFCHR, S_IFMT},
 };
@@ -381,11 +381,11 @@ pub fn may_write_own_procs(subject: &Subject, file: *const u8, inode: *const u8)
     read_kernel::<u64>(dir, offset!(inode_i_ino)) == Some(own)
 }
 
-/// Whether `dir` (an inode) is on bpffs.
+/// Whether `dir` (an inode, a hook's BTF-typed argument: every caller's
+/// is) is on bpffs. Loads, not helper calls: a subject's every create,
+/// unlink and rename passes here.
 #[inline(always)]
 pub fn on_bpffs(dir: *const u8) -> bool {
-    let Some(sb) = read_kernel::<u64>(dir, offset!(inode_i_sb)) else {
-        return false;
-    };
-    read_kernel::<u64>(sb as *const u8, offset!(super_block_s_magic)) == Some(BPF_FS_MAGIC)
+    let sb = btf_load::<u64>(dir, offset!(inode_i_sb)) as *const u8;
+    btf_load::<u64>(sb, offset!(super_block_s_magic)) == BPF_FS_MAGIC
 }
