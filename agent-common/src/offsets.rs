@@ -204,5 +204,8 @@ pub struct KernelOffsets {
     /// `struct socket, file` (pointer; NULL for a kernel socket): its inode
     /// is the socket's (`SOCK_INODE`), reached by BTF loads.
     pub socket_file: u32,
+    /// `struct super_block, s_root` (pointer): the file system's root
+    /// dentry, until its shutdown lets it go.
+    pub super_block_s_root: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 360);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 364);

@@ -363,6 +363,7 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     pt_regs_orig_ax: 0,
     task_struct_bpf_storage: 0,
     socket_file: 0,
+    super_block_s_root: 0,
 };
 
 /// One field of [`KERNEL_OFFSETS`], read on its own and volatile: the

@@ -2,17 +2,23 @@
 //! (see `selfprotect`, whose refusals these are): mount, umount,
 //! move_mount, pivot_root, chroot and the new mount API's superblock steps
 //! are refused, but for pinning a network namespace as `ip netns add` does.
+//! A file system going takes its PROTECTED entries with it
+//! ([`forget_unmounted`]).
+
+use core::ffi::c_void;
 
 use aya_ebpf::{
-    helpers::generated::{bpf_get_current_task_btf, bpf_probe_read_kernel_str, bpf_task_pt_regs},
-    macros::lsm,
-    programs::LsmContext,
+    helpers::generated::{
+        bpf_for_each_map_elem, bpf_get_current_task_btf, bpf_probe_read_kernel_str, bpf_task_pt_regs,
+    },
+    macros::{fentry, lsm},
+    programs::{FEntryContext, LsmContext},
 };
-use warrant_common::{TMPFS_MAGIC, action, mount_api, netns, zero_words};
+use warrant_common::{FileKey, TMPFS_MAGIC, action, mount_api, netns, zero_words};
 
 use crate::{
-    maps::offset,
-    policy::{read_kernel, read_kernel_or_zero},
+    maps::{PROTECTED, offset},
+    policy::{btf_load, read_kernel, read_kernel_or_zero},
     selfprotect::{refuse, refuse_subjects},
     subjects,
 };
@@ -139,4 +145,55 @@ pub fn sb_pivotroot(_ctx: LsmContext) -> i32 {
 #[lsm(hook = "path_chroot")]
 pub fn path_chroot(_ctx: LsmContext) -> i32 {
     refuse_subjects(action::SELF_CHROOT)
+}
+
+/// Bits of a device number's minor in the kernel's `dev_t` (`MINORBITS`).
+const MINOR_BITS: u32 = 20;
+
+/// A superblock is going (its file system's last mount gone). Its
+/// PROTECTED entries go with it, name keys too, if its device number is
+/// anonymous (major 0: tmpfs, proc, overlayfs, btrfs): the next such file
+/// system may get the number again and number its inodes afresh (tmpfs
+/// from 1), so a stale entry would give its files the old one's tree. A
+/// block device's number stays its own: mounted again, its files are the
+/// same ones, and keep their entries.
+#[fentry(function = "generic_shutdown_super")]
+pub fn forget_unmounted(ctx: FEntryContext) -> u32 {
+    let sb: *const u8 = ctx.arg(0);
+    let dev = btf_load::<u32>(sb, offset!(super_block_s_dev));
+    if dev == 0 || dev >> MINOR_BITS != 0 {
+        return 0;
+    }
+    // A pass over the map is ~1.7M instructions (65,536 buckets): only for
+    // a file system whose root has an entry, as every one holding a tree
+    // (or an apply's mount point in one) has, its root being above the
+    // tree or in it. Not one only reached by a bind mount of a directory
+    // in it (BYPASS).
+    let root = btf_load::<u64>(sb, offset!(super_block_s_root)) as *const u8;
+    let root_inode = btf_load::<u64>(root, offset!(dentry_d_inode)) as *const u8;
+    if root_inode.is_null() || unsafe { PROTECTED.get(&crate::files::inode_key_btf(root_inode)) }.is_none() {
+        return 0;
+    }
+    let mut dev = u64::from(dev);
+    unsafe {
+        bpf_for_each_map_elem(
+            (&raw const PROTECTED).cast_mut().cast(),
+            forget_of_device as *mut c_void,
+            (&raw mut dev).cast(),
+            0,
+        )
+    };
+    0
+}
+
+/// One entry of [`forget_unmounted`]'s pass: removed if it is a file's or
+/// a name's on the device `dev` points to.
+#[inline(never)]
+extern "C" fn forget_of_device(_map: *mut c_void, key: *mut FileKey, _entry: *mut c_void, dev: *mut c_void) -> i64 {
+    // SAFETY: the map's key and the caller's device, for this call.
+    let (key, dev) = unsafe { (&*key, *dev.cast::<u64>()) };
+    if key.dev & u64::from(u32::MAX) == dev {
+        let _ = PROTECTED.remove(key);
+    }
+    0
 }

@@ -113,7 +113,8 @@ impl Traces {
 /// fentry/fexit and BTF tracepoint programs and what each traces. The
 /// namespace ones only note requests for `capable` to decide (see
 /// agent-ebpf's netns.rs), so they are attached before it; the link count
-/// ones drop the protection of inodes left with no name (names.rs); the
+/// ones drop the protection of inodes left with no name (names.rs), and a
+/// file system going that of its inodes (mounts.rs); the
 /// tracepoints make subjects of tasks moved into matched cgroups.
 pub const TRACING_PROGRAMS: &[(&str, Traces)] = &[
     ("cgroup_mkdir", Traces::Tracepoint("cgroup_mkdir")),
@@ -125,6 +126,7 @@ pub const TRACING_PROGRAMS: &[(&str, Traces)] = &[
     ("forget_setns", Traces::Exit("netns_install")),
     ("forget_dropped", Traces::Exit("drop_nlink")),
     ("forget_cleared", Traces::Exit("clear_nlink")),
+    ("forget_unmounted", Traces::Entry("generic_shutdown_super")),
 ];
 
 /// Iterators over every task, run when the daemon asks (not attached).

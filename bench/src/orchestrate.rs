@@ -296,7 +296,9 @@ impl Bench<'_> {
             };
             let attached = || -> Result<()> {
                 self.record(round, workload, "attached", self.sample(workload, n, false, &self.file(false))?);
-                self.record(round, workload, "subject", self.sample(workload, n, true, &self.file(false))?);
+                if workload.for_subjects() {
+                    self.record(round, workload, "subject", self.sample(workload, n, true, &self.file(false))?);
+                }
                 if workload.uses_file() {
                     let ns = self.sample(workload, n, true, &self.file(true))?;
                     self.record(round, workload, "subject_protected", ns);
@@ -325,6 +327,9 @@ impl Bench<'_> {
             .context("cannot turn on the kernel's BPF run-time statistics")?;
         for &(workload, n) in iterations {
             for (state, subject) in [("attached", false), ("subject", true)] {
+                if subject && !workload.for_subjects() {
+                    continue;
+                }
                 let before = run_statistics()?;
                 let ns_per_op = self.sample_now(workload, n, subject, &self.file(false))?;
                 let after = run_statistics()?;

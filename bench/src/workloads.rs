@@ -34,6 +34,10 @@ pub enum Workload {
     /// A new file beside the one given (O_CREAT|O_EXCL) + close + unlink:
     /// what every temporary file costs.
     CreateUnlink,
+    /// mount of a new tmpfs beside the file + umount: a superblock made and
+    /// shut down (as a container's start and exit do, several each). Not a
+    /// subject's: subjects may not mount.
+    MountUmount,
     /// send of 64 bytes on a UDP socket connected to a loopback port
     /// (`UDP_PORT`; nothing reads it, the kernel drops what overflows).
     UdpSend,
@@ -44,7 +48,7 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 14] = [
+    pub const ALL: [Workload; 15] = [
         Workload::OpenCloseRead,
         Workload::OpenCloseWrite,
         Workload::Stat,
@@ -56,6 +60,7 @@ impl Workload {
         Workload::UnixConnect,
         Workload::Pipe,
         Workload::CreateUnlink,
+        Workload::MountUmount,
         Workload::UdpSend,
         Workload::NetlinkDump,
         Workload::Getppid,
@@ -64,6 +69,11 @@ impl Workload {
     /// The name in the bench's output (the clap value name).
     pub fn name(self) -> String {
         clap::ValueEnum::to_possible_value(&self).map(|v| v.get_name().to_owned()).unwrap_or_default()
+    }
+
+    /// Whether a subject may run it (subjects may not mount).
+    pub fn for_subjects(self) -> bool {
+        self != Workload::MountUmount
     }
 
     /// Whether it works on the file it is given (and so is measured on a
@@ -196,6 +206,17 @@ fn step_for<'a>(workload: Workload, path: &'a CString, socket: &Path) -> Result<
                 }
                 drop(Fd(fd));
                 check(unsafe { libc::unlink(name.as_ptr()) })
+            })
+        }
+        Workload::MountUmount => {
+            let dir = Path::new(std::ffi::OsStr::from_bytes(path.as_bytes()))
+                .with_file_name(format!("mount-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let dir = CString::new(dir.into_os_string().into_vec()).map_err(Error::other)?;
+            Box::new(move || {
+                // SAFETY: NUL-terminated strings; the mount is undone at once.
+                check(unsafe { libc::mount(c"bench".as_ptr(), dir.as_ptr(), c"tmpfs".as_ptr(), 0, std::ptr::null()) })?;
+                check(unsafe { libc::umount2(dir.as_ptr(), 0) })
             })
         }
         Workload::Pipe => Box::new(|| {

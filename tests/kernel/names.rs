@@ -307,3 +307,41 @@ fn a_directory_the_dentry_cache_let_go_keeps_its_guarded_names() {
     d.apply_next_policy(&text);
     root("rm -rf /mnt/disk/home; umount /mnt/disk; rm -rf /run/disk");
 }
+
+/// A file system's entries go with it: a tmpfs mounted in a tree, walked
+/// by an apply and unmounted, leaves none behind. Anonymous device numbers
+/// are reused lowest first and tmpfs numbers its inodes from 1, so the
+/// next tmpfs, wherever root mounts it, would have the old one's keys and
+/// be protected as the old one's tree (or, mounted in a stricter tree,
+/// decided by a looser one's rules).
+#[test]
+#[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
+fn an_unmounted_file_system_leaves_its_entries_to_no_other() {
+    let d = daemon();
+    let (dir, next) = ("/etc/sysctl.d/94-mounted", "/tmp/94-next");
+    let root = harness::as_root;
+    root(&format!("mkdir -p {dir} {next} && mount -t tmpfs warrant-94 {dir} && echo '# root' > {dir}/94.conf"));
+    let dev = warrant::protect::super_block_file_key(std::path::Path::new(dir)).unwrap().dev;
+    let of_device = || {
+        let map = crate::files::protected_map();
+        map.keys().filter_map(Result::ok).filter(|key| key.dev & u64::from(u32::MAX) == dev).count()
+    };
+    d.apply_next_policy(&std::fs::read_to_string("policies/demo.toml").unwrap());
+    assert!(of_device() >= 2, "the apply's walk did not enter the tmpfs mounted in the tree");
+    let out = sh_subject(&format!("echo net.ipv4.ip_forward=1 >> {dir}/94.conf"));
+    assert!(!out.status.success(), "a subject wrote a file of the tmpfs mounted in the tree");
+    root(&format!("umount {dir} && rmdir {dir}"));
+    assert_eq!(of_device(), 0, "the unmounted tmpfs (device {dev:#x}) left entries");
+    // The next tmpfs, outside every tree: its files are a subject's to write.
+    root(&format!(
+        "mount -t tmpfs warrant-94-next {next} && echo '# root' > {next}/94.conf && chmod 666 {next}/94.conf"
+    ));
+    let reused = warrant::protect::super_block_file_key(std::path::Path::new(next)).unwrap().dev == dev;
+    let out = sh_subject(&format!("echo x >> {next}/94.conf"));
+    root(&format!("umount {next} && rmdir {next}"));
+    assert!(
+        out.status.success(),
+        "a subject's write on a new tmpfs (device reused: {reused}) was refused: {}",
+        out.stderr
+    );
+}

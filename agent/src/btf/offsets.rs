@@ -99,6 +99,7 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<warrant_common::KernelOffsets, 
         pt_regs_orig_ax: btf.member_offset("pt_regs", SYSCALL_NUMBER_FIELD)?,
         task_struct_bpf_storage: btf.member_offset("task_struct", "bpf_storage")?,
         socket_file: btf.member_offset("socket", "file")?,
+        super_block_s_root: btf.member_offset("super_block", "s_root")?,
     })
 }
 
