@@ -173,9 +173,10 @@ pub fn among_open_files() -> Option<(FileKey, Mark)> {
 }
 
 /// The file keyed `key`, of inode generation `generation`, loses its last
-/// name: so does its mark. Only its own: on btrfs another live file can
-/// have the same key (subvolumes share a device), and a snapshot's copy
-/// the same generation too.
+/// name: so does its mark. Only its own generation's: on btrfs another
+/// live file can have the same key (subvolumes share a device), though a
+/// snapshot's copy, or one made in the same transaction, has the same
+/// generation too (BYPASS).
 #[inline(always)]
 pub fn forget(key: &FileKey, generation: u32) {
     // A lookup first: a delete locks its bucket, and most files have none.

@@ -147,21 +147,22 @@ pub fn path_chroot(_ctx: LsmContext) -> i32 {
     refuse_subjects(action::SELF_CHROOT)
 }
 
-/// Bits of a device number's minor in the kernel's `dev_t` (`MINORBITS`).
-const MINOR_BITS: u32 = 20;
+/// `RAMFS_MAGIC`.
+const RAMFS_MAGIC: u64 = 0x8584_58f6;
 
-/// A superblock is going (its file system's last mount gone). Its
-/// PROTECTED entries go with it, name keys too, if its device number is
-/// anonymous (major 0: tmpfs, proc, overlayfs, btrfs): the next such file
-/// system may get the number again and number its inodes afresh (tmpfs
-/// from 1), so a stale entry would give its files the old one's tree. A
-/// block device's number stays its own: mounted again, its files are the
-/// same ones, and keep their entries.
+/// A superblock is going (its file system's last mount gone). If it is a
+/// tmpfs or ramfs, its PROTECTED entries go with it, name keys too: its
+/// files are gone, and the next such file system may be given its
+/// (anonymous) device number again and number its inodes afresh from 1,
+/// so a stale entry would give its files the old one's tree. Any other
+/// keeps its entries: mounted again (a disk's, and btrfs, NFS or FUSE,
+/// whose anonymous number may come back), its files are the same ones.
 #[fentry(function = "generic_shutdown_super")]
 pub fn forget_unmounted(ctx: FEntryContext) -> u32 {
     let sb: *const u8 = ctx.arg(0);
+    let magic = btf_load::<u64>(sb, offset!(super_block_s_magic));
     let dev = btf_load::<u32>(sb, offset!(super_block_s_dev));
-    if dev == 0 || dev >> MINOR_BITS != 0 {
+    if (magic != TMPFS_MAGIC && magic != RAMFS_MAGIC) || dev == 0 {
         return 0;
     }
     // A pass over the map is ~1.7M instructions (65,536 buckets): only for
