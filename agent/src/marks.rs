@@ -54,8 +54,13 @@ impl Mounts {
 
     /// Every mount point, unescaped.
     pub fn points(&self) -> impl Iterator<Item = std::path::PathBuf> + '_ {
+        self.by_id().map(|(_, point)| point)
+    }
+
+    /// Every mount as (mount id, point unescaped).
+    pub fn by_id(&self) -> impl Iterator<Item = (u64, std::path::PathBuf)> + '_ {
         use std::os::unix::ffi::OsStringExt as _;
-        self.0.iter().map(|(.., point)| std::ffi::OsString::from_vec(unescape_octal(point)).into())
+        self.0.iter().map(|(id, _, point)| (*id, std::ffi::OsString::from_vec(unescape_octal(point)).into()))
     }
 
     /// Where device `dev` is mounted (its first mount).

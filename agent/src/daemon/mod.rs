@@ -55,6 +55,7 @@ mod events;
 mod exe_names;
 mod housekeeping;
 mod marks;
+mod mounts;
 mod owner;
 mod policy_apply;
 mod policy_store;

@@ -31,6 +31,8 @@ pub(super) enum Command {
     Tick { reply: oneshot::Sender<()> },
     /// The local routing table as it is now, for LOCAL_ADDRESSES.
     LocalAddresses { prefixes: Result<BTreeSet<LocalPrefix>, String>, reply: oneshot::Sender<()> },
+    /// Mount points that came or went (see `mounts`).
+    Mounts { change: super::mounts::MountChange, reply: oneshot::Sender<()> },
     /// The daemon's last words (`failed`: the task whose end stops it);
     /// the owner ends after answering.
     Stop { failed: Option<(&'static str, String)>, reply: oneshot::Sender<()> },
@@ -108,6 +110,10 @@ fn execute(state: &mut State, command: Command) {
         }
         Command::LocalAddresses { prefixes, reply } => {
             state.set_local_addresses(&prefixes);
+            let _ = reply.send(());
+        }
+        Command::Mounts { change, reply } => {
+            state.protect_mounts(&change);
             let _ = reply.send(());
         }
         Command::Stop { failed, reply } => {

@@ -141,6 +141,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
     {
         let owner = owner.clone();
+        tasks.spawn(async move { ("mount watcher", mounts::watch_mounts(owner).await) });
+    }
+    {
+        let owner = owner.clone();
         tasks.spawn(async move {
             serve_queries(queries, owner).await;
             ("query socket", Err(DaemonError::StoppedAccepting))
