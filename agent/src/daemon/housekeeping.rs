@@ -12,6 +12,7 @@ impl State {
         self.check_lost_events();
         self.check_protected_misses();
         self.heal_protected();
+        self.resolve_mount_roots();
         self.checkpoint(false);
         self.note_changes();
         self.flush_requests();

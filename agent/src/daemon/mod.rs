@@ -200,6 +200,9 @@ struct State {
     /// When the trees were last walked again to settle those misses (see
     /// `heal_protected`).
     protected_healed_at: Option<std::time::Instant>,
+    /// The protected roots for mount changes, and the policy version they
+    /// are of (see `mounts`).
+    mount_roots: Option<(u64, Vec<(PathBuf, u32)>)>,
     /// The kernel's mark change count when the marks were last saved.
     marks_saved_at: Option<u64>,
     /// Marks at the last save.

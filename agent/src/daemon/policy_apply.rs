@@ -305,6 +305,7 @@ impl State {
         }
         self.expiry_reported = false;
         self.drop_orphan_warrants();
+        self.resolve_mount_roots();
         self.record(
             "policy.applied",
             json!({"version": version, "via": via, "signers": signer_ids, "profiles": profiles,

@@ -304,6 +304,7 @@ impl State {
             // decided by their names until the restore's walk.
             protected_misses_recorded: 1,
             protected_healed_at: None,
+            mount_roots: None,
             marks_saved_at: None,
             marks_count: 0,
             unwritten_records: 0,
