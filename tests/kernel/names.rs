@@ -350,9 +350,10 @@ fn an_unmounted_file_system_leaves_its_entries_to_no_other() {
 /// hears the mount table change, with no apply (the kernel's names walk
 /// ends at a mount's root, so only a walk gives its files entries): a file
 /// an unmount uncovers (the apply that made the tree saw the mount over
-/// it), a tmpfs on a directory of the tree and a bind mount of an
-/// unprotected directory there, each recorded as `protected.mounts`.
-/// Before, a subject wrote all three until the next apply.
+/// it), a tmpfs on a directory of the tree, a bind mount of an unprotected
+/// directory there and a tmpfs over the tree's root, each recorded as
+/// `protected.mounts`. Before, a subject wrote all four until the next
+/// apply.
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
 fn what_root_mounts_in_a_tree_between_applies_is_protected() {
@@ -369,38 +370,45 @@ fn what_root_mounts_in_a_tree_between_applies_is_protected() {
     let (demo, with_tree) = harness::demo_policy_with(&[tree], &[]);
     d.apply_next_policy(&with_tree);
     assert!(crate::files::protected_map().get(&under, 0).is_err(), "the apply's walk saw beneath the mount");
-    let changed = |mark: usize, what: &str, how: &str| {
+    let changed = |mark: usize, what: &str, how: &str, point: &str| {
         let record = d.expect_record_where(mark, what, |r| {
-            r["kind"] == "protected.mounts" && r[how].as_array().is_some_and(|p| p.iter().any(|p| p == dir))
+            r["kind"] == "protected.mounts" && r[how].as_array().is_some_and(|p| p.iter().any(|p| p == point))
         });
         assert!(record["files"].as_u64().is_some(), "{what}: {record}");
     };
     let refused = |mark: usize, what: &str, file: &str| {
-        let write = sh_subject(&format!("echo net.ipv4.ip_forward=1 >> {dir}/{file}"));
+        let write = sh_subject(&format!("echo net.ipv4.ip_forward=1 >> {file}"));
         assert!(!write.status.success(), "{what}: a subject appended to root's {file}");
         d.expect_record_where(mark, &format!("{what}: file.write denied"), |r| {
             r["action"] == "file.write" && r["verdict"].as_str().is_some_and(|v| v.starts_with("denied"))
         });
+        let dir = std::path::Path::new(file).parent().unwrap().display();
         let create = sh_subject(&format!("echo net.ipv4.ip_forward=1 > {dir}/95-agent.conf"));
-        assert!(!create.status.success(), "{what}: a subject made a file");
+        assert!(!create.status.success(), "{what}: a subject made a file in {dir}");
         d.expect_record_where(mark, &format!("{what}: file.create denied"), |r| {
             r["action"] == "file.create" && r["verdict"].as_str().is_some_and(|v| v.starts_with("denied"))
         });
     };
     let mark = d.audit_len();
     root(&format!("umount {dir}"));
-    changed(mark, "the tmpfs unmounted", "unmounted");
-    refused(mark, "uncovered", "95-under.conf");
+    changed(mark, "the tmpfs unmounted", "unmounted", dir);
+    refused(mark, "uncovered", &format!("{dir}/95-under.conf"));
     let mark = d.audit_len();
     root(&format!("mount -t tmpfs warrant-95 {dir} && echo '# root' > {dir}/95.conf"));
-    changed(mark, "a tmpfs mounted in the tree", "mounted");
-    refused(mark, "on the tmpfs", "95.conf");
+    changed(mark, "a tmpfs mounted in the tree", "mounted", dir);
+    refused(mark, "on the tmpfs", &format!("{dir}/95.conf"));
     root(&format!("umount {dir}"));
     let mark = d.audit_len();
     root(&format!("mount --bind {source} {dir}"));
-    changed(mark, "a directory bind-mounted in the tree", "mounted");
-    refused(mark, "on the bind mount", "95.conf");
+    changed(mark, "a directory bind-mounted in the tree", "mounted", dir);
+    refused(mark, "on the bind mount", &format!("{dir}/95.conf"));
     root(&format!("umount {dir}"));
+    // Over the tree's root: every tree is walked again, the new root first.
+    let mark = d.audit_len();
+    root(&format!("mount -t tmpfs warrant-95 {tree} && echo '# root' > {tree}/95.conf"));
+    changed(mark, "a tmpfs mounted over the tree's root", "mounted", tree);
+    refused(mark, "over the root", &format!("{tree}/95.conf"));
+    root(&format!("umount {tree}"));
     d.apply_next_policy(&demo);
     root(&format!("rm -r {tree} {source}"));
 }
