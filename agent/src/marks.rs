@@ -48,19 +48,16 @@ impl Mounts {
         self.0.iter().find(|(i, ..)| *i == id).map(|(_, dev, _)| *dev)
     }
 
+    /// The table now. A point that is not UTF-8 comes out altered (its
+    /// line only): mountinfo does not escape such bytes.
     pub fn current() -> Self {
-        Self::parse(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+        Self::parse(&String::from_utf8_lossy(&std::fs::read("/proc/self/mountinfo").unwrap_or_default()))
     }
 
     /// Every mount point, unescaped.
     pub fn points(&self) -> impl Iterator<Item = std::path::PathBuf> + '_ {
-        self.by_id().map(|(_, point)| point)
-    }
-
-    /// Every mount as (mount id, point unescaped).
-    pub fn by_id(&self) -> impl Iterator<Item = (u64, std::path::PathBuf)> + '_ {
         use std::os::unix::ffi::OsStringExt as _;
-        self.0.iter().map(|(id, _, point)| (*id, std::ffi::OsString::from_vec(unescape_octal(point)).into()))
+        self.0.iter().map(|(.., point)| std::ffi::OsString::from_vec(unescape_octal(point.as_bytes())).into())
     }
 
     /// Where device `dev` is mounted (its first mount).
@@ -75,8 +72,7 @@ impl Mounts {
 }
 
 /// `text` with mountinfo's escapes (`\040` for a space) undone.
-fn unescape_octal(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
+pub(crate) fn unescape_octal(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -195,7 +191,7 @@ mod tests {
         let points: Vec<_> = Mounts::parse(MOUNTINFO).points().collect();
         let expected: Vec<std::path::PathBuf> = ["/", "/usr", "/mnt/my disk"].iter().map(Into::into).collect();
         assert_eq!(points, expected);
-        assert_eq!(unescape_octal("a\\134b\\0x\\"), b"a\\b\\0x\\");
+        assert_eq!(unescape_octal(b"a\\134b\\0x\\"), b"a\\b\\0x\\");
     }
 
     #[test]

@@ -350,9 +350,10 @@ fn an_unmounted_file_system_leaves_its_entries_to_no_other() {
 /// hears the mount table change, with no apply (the kernel's names walk
 /// ends at a mount's root, so only a walk gives its files entries): a file
 /// an unmount uncovers (the apply that made the tree saw the mount over
-/// it), a tmpfs on a directory of the tree, a bind mount of an unprotected
-/// directory there and a tmpfs over the tree's root, each recorded as
-/// `protected.mounts`. Before, a subject wrote all four until the next
+/// it), a tmpfs on a directory of the tree (also made again at once, and
+/// moved in with its directory), a bind mount of an unprotected directory
+/// there and a tmpfs over the tree's root, each recorded as
+/// `protected.mounts`. Before, a subject wrote them all until the next
 /// apply.
 #[test]
 #[ignore = "kernel tier: run by `cargo xtask test` in the VM"]
@@ -397,7 +398,23 @@ fn what_root_mounts_in_a_tree_between_applies_is_protected() {
     root(&format!("mount -t tmpfs warrant-95 {dir} && echo '# root' > {dir}/95.conf"));
     changed(mark, "a tmpfs mounted in the tree", "mounted", dir);
     refused(mark, "on the tmpfs", &format!("{dir}/95.conf"));
+    // Made again at once, it may have the mount id it had: its root's
+    // missing entry says it is new.
+    let mark = d.audit_len();
+    root(&format!("umount {dir} && mount -t tmpfs warrant-95 {dir} && echo '# root' > {dir}/95.conf"));
+    changed(mark, "a tmpfs made again in the tree", "mounted", dir);
+    refused(mark, "made again", &format!("{dir}/95.conf"));
     root(&format!("umount {dir}"));
+    // Moved in with its directory, which no mount event says: the tick's look.
+    let (outside, moved) = ("/mnt/95-outside", "/mnt/95-tree/moved");
+    root(&format!(
+        "mkdir -p {outside}/m && mount -t tmpfs warrant-95 {outside}/m && echo '# root' > {outside}/m/95.conf"
+    ));
+    let mark = d.audit_len();
+    root(&format!("mv {outside} {moved}"));
+    changed(mark, "a tmpfs moved into the tree with its directory", "mounted", &format!("{moved}/m"));
+    refused(mark, "moved in", &format!("{moved}/m/95.conf"));
+    root(&format!("umount {moved}/m"));
     let mark = d.audit_len();
     root(&format!("mount --bind {source} {dir}"));
     changed(mark, "a directory bind-mounted in the tree", "mounted", dir);

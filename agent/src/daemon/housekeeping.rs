@@ -13,6 +13,7 @@ impl State {
         self.check_protected_misses();
         self.heal_protected();
         self.resolve_mount_roots();
+        self.check_mount_points();
         self.checkpoint(false);
         self.note_changes();
         self.flush_requests();
@@ -223,7 +224,7 @@ impl State {
         {
             return;
         }
-        let trees = self.policy.as_ref().map(|policy| policy.policy.protect.clone()).unwrap_or_default();
+        let trees = self.protected_trees();
         self.protected_healed_at = Some(std::time::Instant::now());
         let missed = self.kernel.protected_misses();
         let added = self

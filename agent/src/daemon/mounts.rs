@@ -4,105 +4,153 @@
 //! gives its files entries, and files a mount hid, once it goes, have none
 //! either. A task hears the mount table change (/proc/self/mountinfo polls
 //! PRI on every change in the daemon's namespace) and hands the owner the
-//! mount points that came or went; the owner walks the trees again when one
-//! is at, in or above a protected root.
+//! mount points that came, went and are; the owner walks what a mount at,
+//! in or above a protected root brought. The 2 s tick looks again at every
+//! mount point there whose root has no entry: one moved into a tree with
+//! its directory (no mount event), or made again at a point with the mount
+//! id and device number it had before.
 
-use std::{collections::BTreeSet, os::fd::AsRawFd as _};
+use std::{
+    collections::BTreeSet,
+    os::{fd::AsRawFd as _, unix::ffi::OsStringExt as _},
+};
 
 use super::*;
-use crate::marks::Mounts;
 
 const MOUNTINFO: &str = "/proc/self/mountinfo";
 
-/// The mount points that came and went since the last look, each with its
-/// mount id (a mount made again at the same point is another).
-#[derive(Debug, Default, PartialEq, Eq)]
+/// Mounts as (mount id, mount point).
+pub(super) type MountPoints = BTreeSet<(u64, PathBuf)>;
+
+/// What the mount table holds now, and what came and went since the last look.
+#[derive(Debug, Default)]
 pub(super) struct MountChange {
     pub(super) mounted: Vec<PathBuf>,
     pub(super) unmounted: Vec<PathBuf>,
+    pub(super) present: Vec<PathBuf>,
     /// When the watcher heard it, for the log's latency.
     pub(super) heard: Option<std::time::Instant>,
 }
 
 impl MountChange {
-    /// What changed from `before` to `now`, as (mount id, point) sets.
-    fn between(before: &BTreeSet<(u64, PathBuf)>, now: &BTreeSet<(u64, PathBuf)>) -> Self {
+    /// What changed from `before` to `now`.
+    fn between(before: &MountPoints, now: &MountPoints) -> Self {
         Self {
             mounted: now.difference(before).map(|(_, point)| point.clone()).collect(),
             unmounted: before.difference(now).map(|(_, point)| point.clone()).collect(),
+            present: now.iter().map(|(_, point)| point.clone()).collect(),
             heard: None,
         }
     }
-
-    fn is_empty(&self) -> bool {
-        self.mounted.is_empty() && self.unmounted.is_empty()
-    }
 }
 
-fn mount_points() -> std::io::Result<BTreeSet<(u64, PathBuf)>> {
-    Ok(Mounts::parse(&fs::read_to_string(MOUNTINFO)?).by_id().collect())
+/// The mount table's points, read as bytes: mountinfo escapes only space,
+/// tab, newline and backslash, and a point may be any other byte.
+pub(super) fn mount_points() -> std::io::Result<MountPoints> {
+    Ok(parse_points(&fs::read(MOUNTINFO)?))
 }
 
-/// Hears the mount table change until the daemon stops. The table read at
-/// the start is the one the start's walk saw (give or take the moments
-/// between); each change is read at once, with no settling: a subject may
-/// write a mounted file system's files until its walk.
-pub(super) async fn watch_mounts(owner: Owner) -> Result<(), DaemonError> {
+fn parse_points(mountinfo: &[u8]) -> MountPoints {
+    mountinfo
+        .split(|b| *b == b'\n')
+        .filter_map(|line| {
+            let mut fields = line.split(|b| *b == b' ');
+            let id = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
+            let point = fields.nth(3)?;
+            Some((id, PathBuf::from(std::ffi::OsString::from_vec(crate::marks::unescape_octal(point)))))
+        })
+        .collect()
+}
+
+/// Hears the mount table change until the daemon stops, from `seen` (read
+/// before the start's walk, so that what came during it is walked too).
+/// Each change is read at once, with no settling: a subject may write a
+/// mounted file system's files until its walk. A failed read is logged and
+/// tried again at the next change (the tick looks too).
+pub(super) async fn watch_mounts(owner: Owner, mut seen: MountPoints) -> Result<(), DaemonError> {
     let doing = || format!("cannot watch {MOUNTINFO} for mounts in protected trees");
     let file = fs::File::open(MOUNTINFO).doing(doing)?;
     // SAFETY: the AsyncFd owns the file it watches, and closes it last.
     let file = unsafe { AsyncFd::register_with_interest(file, tokio::io::Interest::PRIORITY) }.doing(doing)?;
-    let mut seen = mount_points().doing(doing)?;
+    let mut first = true;
     loop {
-        let mut ready = file.ready(tokio::io::Interest::PRIORITY).await.doing(doing)?;
+        if !first {
+            let mut ready = file.ready(tokio::io::Interest::PRIORITY).await.doing(doing)?;
+            // Cleared before the read: a change from here on wakes the next loop.
+            ready.clear_ready();
+        }
+        first = false;
         let heard = std::time::Instant::now();
-        // Cleared before the read: a change from here on wakes the next loop.
-        ready.clear_ready();
-        // Polling the file again is what the kernel counts as having seen
-        // the change (seq_file's poll_event), so that epoll reports the next.
+        // Marks the change seen (seq_file's poll_event), as epoll's own
+        // poll does; harmless if it already has.
         let mut poll = libc::pollfd { fd: file.as_raw_fd(), events: libc::POLLPRI, revents: 0 };
         // SAFETY: one valid pollfd, no wait.
         unsafe { libc::poll(&mut poll, 1, 0) };
-        let now = mount_points().doing(doing)?;
+        let now = match mount_points() {
+            Ok(now) => now,
+            Err(e) => {
+                warn!("cannot read {MOUNTINFO}: {e}; mounts in protected trees wait for the next change or tick");
+                continue;
+            }
+        };
         let change = MountChange { heard: Some(heard), ..MountChange::between(&seen, &now) };
         seen = now;
-        if !change.is_empty() {
-            owner.ask(|reply| Command::Mounts { change, reply }).await.ok_or(DaemonError::Unanswered)?;
-        }
+        owner.ask(|reply| Command::Mounts { change, reply }).await.ok_or(DaemonError::Unanswered)?;
     }
 }
 
 impl State {
-    /// Gives entries to what `change` brought into a tree (or Warrant's own
+    /// The 2 s tick's look at the mount table (see the module's comment).
+    pub(super) fn check_mount_points(&mut self) {
+        match mount_points() {
+            Ok(now) => self.protect_mounts(&MountChange::between(&now, &now)),
+            Err(e) => warn!("cannot read {MOUNTINFO}: {e}"),
+        }
+    }
+
+    /// Gives entries to what a mount brought into a tree (or Warrant's own
     /// paths): the files of a file system mounted there, or those an
-    /// unmount uncovered. Only the mount points are walked when each is
-    /// inside a root, every tree otherwise (see [`walks`]); entries the
-    /// kernel has stay. Recorded as `protected.mounts`, with why not if
-    /// they find no room.
+    /// unmount uncovered. That is each point `change` says came or went,
+    /// and each there now whose root has no entry. Only the mount points
+    /// are walked when each is inside a root, every tree otherwise (see
+    /// [`walks`]); entries the kernel has stay. Recorded as
+    /// `protected.mounts`, with why not if some find no room.
     pub(super) fn protect_mounts(&mut self, change: &MountChange) {
-        let trees = self.policy.as_ref().map(|policy| policy.policy.protect.clone()).unwrap_or_default();
+        let trees = self.protected_trees();
         let roots = self.mount_roots(&trees, false);
-        let touching = |points: &[PathBuf]| -> Vec<PathBuf> {
+        let touching = |points: &[PathBuf]| -> BTreeSet<PathBuf> {
             points.iter().filter(|point| roots.iter().any(|(root, _)| touches(point, root))).cloned().collect()
         };
-        let (mounted, unmounted) = (touching(&change.mounted), touching(&change.unmounted));
+        let mut mounted = touching(&change.mounted);
+        let unmounted = touching(&change.unmounted);
+        // Those inside a root (made again with the id and device they had,
+        // or moved in with a directory): one at or above a root may have no
+        // entry of its own (/proc's files go by path), and its change came
+        // as one.
+        let inside = |point: &PathBuf| roots.iter().any(|(root, _)| point.starts_with(root) && point != root);
+        let unprotected =
+            |point: &&PathBuf| protect::file_key(point).is_some_and(|key| !self.kernel.is_protected(&key));
+        mounted.extend(change.present.iter().filter(|point| inside(point)).filter(unprotected).cloned());
         if mounted.is_empty() && unmounted.is_empty() {
             return;
         }
-        let text = |points: &[PathBuf]| -> Vec<String> {
-            points.iter().map(|point| point.to_string_lossy().into_owned()).collect()
-        };
-        let points: Vec<&PathBuf> = mounted.iter().chain(&unmounted).collect();
+        let points: Vec<&PathBuf> = mounted.union(&unmounted).collect();
         let walk = walks(&points, &roots);
-        let walked = match &walk {
-            Some(walks) => {
-                walks.iter().try_fold(0, |files, (point, tree)| Ok(files + self.protect_subtree(point, *tree)?))
-            }
+        let (files, failed) = match &walk {
+            Some(walks) => walks.iter().fold((0, Vec::new()), |(files, mut failed), (point, tree)| {
+                let (walked, error) = self.protect_subtree(point, *tree);
+                failed.extend(error);
+                (files + walked, failed)
+            }),
             None => {
                 self.protect_roots_under(&points, &roots);
-                self.protected_inodes(&trees).map_err(|e| e.to_string()).and_then(|(entries, _)| {
+                let added = self.protected_inodes(&trees).map_err(|e| e.to_string()).and_then(|(entries, _)| {
                     self.kernel.add_missing_protected(&entries).map(|()| entries.len()).map_err(|e| error_chain(&e))
-                })
+                });
+                match added {
+                    Ok(files) => (files, Vec::new()),
+                    Err(e) => (0, vec![e]),
+                }
             }
         };
         // From the watcher's wake-up to the last entry: the moments a
@@ -114,45 +162,36 @@ impl State {
         let overlays = text(&protect::on_overlayfs(mounted.iter().map(PathBuf::as_path)));
         // A mount may have changed where a root's path leads.
         self.mount_roots(&trees, true);
-        let (mounted, unmounted, scope) =
-            (text(&mounted), text(&unmounted), if walk.is_some() { "mounts" } else { "trees" });
+        let (mounted, unmounted) = (text(&mounted), text(&unmounted));
+        let scope = if walk.is_some() { "mounts" } else { "trees" };
         let shown = crate::render::escape(&[mounted.as_slice(), &unmounted].concat().join(" ")).into_owned();
-        match walked {
-            Ok(files) => {
-                info!(
-                    points = shown,
-                    files,
-                    scope,
-                    ?heard_ms,
-                    "a mount changed a protected tree; its files are protected"
-                );
-                self.record(
-                    "protected.mounts",
-                    json!({"mounted": mounted, "unmounted": unmounted, "walked": scope, "files": files, "on_overlayfs": overlays}),
-                );
-            }
-            Err(e) => {
-                error!(points = shown, "a mount changed a protected tree, and its files are not all protected: {e}");
-                self.record(
-                    "protected.mounts",
-                    json!({"mounted": mounted, "unmounted": unmounted, "walked": scope, "error": e, "on_overlayfs": overlays}),
-                );
-            }
+        let mut fields = json!({"mounted": mounted, "unmounted": unmounted, "walked": scope, "files": files,
+                                "on_overlayfs": overlays});
+        if failed.is_empty() {
+            info!(points = shown, files, scope, ?heard_ms, "a mount changed a protected tree; its files are protected");
+        } else {
+            let errors = failed.join("; ");
+            error!(points = shown, "a mount changed a protected tree, and its files are not all protected: {errors}");
+            fields["error"] = json!(errors);
         }
+        self.record("protected.mounts", fields);
     }
-}
 
-impl State {
+    /// The trees of the policy in force.
+    pub(super) fn protected_trees(&self) -> Vec<String> {
+        self.policy.as_ref().map(|policy| policy.policy.protect.clone()).unwrap_or_default()
+    }
+
     /// The roots of `trees` and Warrant's own paths with their trees, as
     /// written and as the kernel sees them (a tree through /lib on a
     /// merged-/usr host is mounted on at /usr/lib). Kept for the policy in
-    /// force until `again`: resolving ~40 paths took ~30 ms in the
-    /// emulated VM, moments a subject may write a new mount's files in.
-    fn mount_roots(&mut self, trees: &[String], again: bool) -> Vec<(PathBuf, u32)> {
+    /// force unless `resolve_again`: resolving ~40 paths took ~30 ms in
+    /// the emulated VM, moments a subject may write a new mount's files in.
+    fn mount_roots(&mut self, trees: &[String], resolve_again: bool) -> Vec<(PathBuf, u32)> {
         let version = self.policy.as_ref().map_or(0, |policy| policy.version());
         if let Some((kept, roots)) = &self.mount_roots
             && *kept == version
-            && !again
+            && !resolve_again
         {
             return roots.clone();
         }
@@ -168,25 +207,25 @@ impl State {
     }
 
     /// Resolves the roots for mount changes ahead of the next one, after a
-    /// policy change (the 2 s tick).
+    /// policy change (at the apply, and the 2 s tick).
     pub(super) fn resolve_mount_roots(&mut self) {
         let version = self.policy.as_ref().map_or(0, |policy| policy.version());
         if self.mount_roots.as_ref().is_none_or(|(kept, _)| *kept != version) {
-            let trees = self.policy.as_ref().map(|policy| policy.policy.protect.clone()).unwrap_or_default();
+            let trees = self.protected_trees();
             self.mount_roots(&trees, true);
         }
     }
 
     /// Before every tree's walk (~1 s for ~660 files in the emulated VM),
     /// gives the roots at or below `points` their files' entries as
-    /// [`Self::protect_subtree`] does, deepest first (a tree inside another
-    /// keeps its files): a mount over a tree's root is then decided from
-    /// the moment its root directory has its entry. Failures are the walk's
-    /// to report.
+    /// [`Self::protect_subtree`] does, Warrant's own first, then deepest
+    /// first (a tree inside another keeps its files): a mount over a
+    /// tree's root is then decided from the moment its root directory has
+    /// its entry. Failures are the walk's to report.
     fn protect_roots_under(&mut self, points: &[&PathBuf], roots: &[(PathBuf, u32)]) {
         let mut under: Vec<&(PathBuf, u32)> =
             roots.iter().filter(|(root, _)| points.iter().any(|point| root.starts_with(point))).collect();
-        under.sort_by_key(|(root, _)| std::cmp::Reverse(root.components().count()));
+        under.sort_by_key(|(root, tree)| (*tree != SELF_TREE, std::cmp::Reverse(root.components().count())));
         for (root, tree) in under {
             let _ = self.protect_subtree(root, *tree);
         }
@@ -196,18 +235,22 @@ impl State {
     /// the walk finds it: a directory has its entry before it is read, so a
     /// file made in it meanwhile is the walk's or, made after, the tree's
     /// already (a subject's create is decided; `d_instantiate` gives
-    /// root's its entry). How many inodes it walked.
-    fn protect_subtree(&mut self, point: &Path, tree: u32) -> Result<usize, String> {
+    /// root's its entry). How many inodes it walked, and why it stopped.
+    fn protect_subtree(&mut self, point: &Path, tree: u32) -> (usize, Option<String>) {
         let (entry, mut files) = (ProtectedEntry { tree, flags: 0 }, 0);
-        protect::walk(point, |_, key| {
+        let walked = protect::walk(point, |_, key| {
             files += 1;
             if files > protect::MAX_INODES {
                 return Err(protect::ProtectError::TooMany.to_string());
             }
-            self.kernel.add_missing_protected(&HashMap::from([(key, entry)])).map_err(|e| error_chain(&e))
-        })?;
-        Ok(files)
+            self.kernel.add_missing_protected_entry(key, entry).map_err(|e| error_chain(&e))
+        });
+        (files, walked.err())
     }
+}
+
+fn text<'a>(points: impl IntoIterator<Item = &'a PathBuf>) -> Vec<String> {
+    points.into_iter().map(|point| point.to_string_lossy().into_owned()).collect()
 }
 
 /// Whether a mount at `point` is at, in or above `root`: it adds, hides or
@@ -218,8 +261,9 @@ fn touches(point: &Path, root: &Path) -> bool {
 
 /// The walks that protect what mounts at `points` added or uncovered: each
 /// point inside a root, with no root at or below it, alone, as the nearest
-/// root's tree (an apply's walk of ~660 files takes ~1 s in the emulated
-/// VM; a subject writes meanwhile). None when one is at or above a root:
+/// root's tree (Warrant's own if one is: as an apply's walk gives it), as
+/// an apply's walk of every tree takes ~1 s for ~660 files in the emulated
+/// VM, a subject writing meanwhile. None when one is at or above a root:
 /// then every tree is walked again (its name guarded, the directories
 /// above it, the trees inside it).
 fn walks(points: &[&PathBuf], roots: &[(PathBuf, u32)]) -> Option<Vec<(PathBuf, u32)>> {
@@ -229,8 +273,9 @@ fn walks(points: &[&PathBuf], roots: &[(PathBuf, u32)]) -> Option<Vec<(PathBuf, 
             if roots.iter().any(|(root, _)| root.starts_with(point)) {
                 return None;
             }
-            let nearest = roots.iter().filter(|(root, _)| point.starts_with(root));
-            nearest.max_by_key(|(root, _)| root.components().count()).map(|(_, tree)| ((*point).clone(), *tree))
+            let containing = roots.iter().filter(|(root, _)| point.starts_with(root));
+            let nearest = containing.max_by_key(|(root, tree)| (*tree == SELF_TREE, root.components().count()));
+            nearest.map(|(_, tree)| ((*point).clone(), *tree))
         })
         .collect()
 }
@@ -239,7 +284,7 @@ fn walks(points: &[&PathBuf], roots: &[(PathBuf, u32)]) -> Option<Vec<(PathBuf, 
 mod tests {
     use super::*;
 
-    fn set(points: &[(u64, &str)]) -> BTreeSet<(u64, PathBuf)> {
+    fn set(points: &[(u64, &str)]) -> MountPoints {
         points.iter().map(|(id, point)| (*id, PathBuf::from(point))).collect()
     }
 
@@ -250,6 +295,7 @@ mod tests {
         let change = MountChange::between(&before, &now);
         assert_eq!(change.mounted, [PathBuf::from("/etc/nft/sub"), "/etc".into(), "/var/tmp".into()]);
         assert_eq!(change.unmounted, [PathBuf::from("/etc/nft/sub")]);
+        assert_eq!(change.present.len(), 5);
         let roots =
             [(PathBuf::from("/etc/nft"), 7), (PathBuf::from("/etc/nft/sub/inner"), 8), ("/var/lib/warrant".into(), 9)];
         let touching: Vec<_> =
@@ -259,11 +305,28 @@ mod tests {
         assert!(!touches(Path::new("/etc/nft2"), Path::new("/etc/nft")));
         // A mount in one tree is walked alone, as the nearest root's.
         let (deep, warrant) = (PathBuf::from("/etc/nft/sub/inner/x"), PathBuf::from("/var/lib/warrant/marks"));
-        assert_eq!(walks(&[&deep, &warrant], &roots), Some(vec![(deep.clone(), 8), (warrant, 9)]));
+        assert_eq!(walks(&[&deep, &warrant], &roots), Some(vec![(deep.clone(), 8), (warrant.clone(), 9)]));
+        // Warrant's own root wins over a policy's inside it.
+        let own = [(PathBuf::from("/var/lib/warrant"), SELF_TREE), ("/var/lib/warrant/policy-tree".into(), 3)];
+        let inside = PathBuf::from("/var/lib/warrant/policy-tree/x");
+        assert_eq!(walks(&[&inside], &own), Some(vec![(inside.clone(), SELF_TREE)]));
         // One above a root (or at it) takes every tree's walk.
         for point in ["/etc/nft/sub", "/etc/nft", "/etc"] {
             assert_eq!(walks(&[&deep, &PathBuf::from(point)], &roots), None, "{point}");
         }
-        assert!(MountChange::between(&now, &now).is_empty());
+    }
+
+    #[test]
+    fn mount_points_are_read_as_bytes_and_unescaped() {
+        let mountinfo = b"22 1 0:21 / / rw - ext4 /dev/root rw\n\
+            95 22 0:50 / /etc/nft/a\\040b rw - tmpfs x rw\n\
+            96 22 0:51 / /etc/nft/\xff rw - tmpfs y rw\n";
+        let points = parse_points(mountinfo);
+        let expected: Vec<(u64, PathBuf)> = vec![
+            (22, "/".into()),
+            (95, "/etc/nft/a b".into()),
+            (96, PathBuf::from(std::ffi::OsString::from_vec(b"/etc/nft/\xff".to_vec()))),
+        ];
+        assert_eq!(points.into_iter().collect::<Vec<_>>(), expected);
     }
 }

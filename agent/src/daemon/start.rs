@@ -99,6 +99,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             state.trust_unsettled = Some(config);
         }
     }
+    // Before the start's walk: a mount made during it is a change.
+    // (Unread, every mount there is counted as new at the watcher's first look.)
+    let mounts_seen = mounts::mount_points().unwrap_or_else(|e| {
+        warn!("cannot read the mount table: {e}");
+        Default::default()
+    });
     let initial = persisted
         .map(|b| (b, true))
         .or_else(|| config.bundle.as_ref().and_then(|p| fs::read_to_string(p).ok()).map(|b| (b, false)));
@@ -141,7 +147,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
     {
         let owner = owner.clone();
-        tasks.spawn(async move { ("mount watcher", mounts::watch_mounts(owner).await) });
+        tasks.spawn(async move { ("mount watcher", mounts::watch_mounts(owner, mounts_seen).await) });
     }
     {
         let owner = owner.clone();

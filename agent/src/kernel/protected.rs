@@ -112,6 +112,17 @@ impl Kernel {
         failed.map_or(Ok(missed), |e| Err((missed, e)))
     }
 
+    /// Whether `key` has an entry.
+    pub fn is_protected(&self, key: &FileKey) -> bool {
+        self.protected.get(key, 0).is_ok()
+    }
+
+    /// Gives `key` `entry` unless it has one (see
+    /// [`Self::add_missing_protected`]).
+    pub fn add_missing_protected_entry(&mut self, key: FileKey, entry: ProtectedEntry) -> Result<(), KernelError> {
+        self.add_missing_protected(&StdHashMap::from([(key, entry)]))
+    }
+
     /// Whether PROTECTED has room for one more entry now: a key no file has
     /// (above every tree, were a lookup to find it) goes in and out.
     pub fn protected_has_room(&mut self) -> bool {
