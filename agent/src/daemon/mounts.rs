@@ -123,14 +123,23 @@ impl State {
         };
         let mut mounted = touching(&change.mounted);
         let unmounted = touching(&change.unmounted);
-        // Those inside a root (made again with the id and device they had,
-        // or moved in with a directory): one at or above a root may have no
-        // entry of its own (/proc's files go by path), and its change came
-        // as one.
-        let inside = |point: &PathBuf| roots.iter().any(|(root, _)| point.starts_with(root) && point != root);
-        let unprotected =
-            |point: &&PathBuf| protect::file_key(point).is_some_and(|key| !self.kernel.is_protected(&key));
-        mounted.extend(change.present.iter().filter(|point| inside(point)).filter(unprotected).cloned());
+        // Those at or inside a root whose root has no entry: made again
+        // with the id they had, or moved in with a directory.
+        let looked_at: Vec<&PathBuf> = change
+            .present
+            .iter()
+            .filter(|point| !point.starts_with(protect::PROC) && roots.iter().any(|(root, _)| point.starts_with(root)))
+            .collect();
+        // Not while PROTECTED is full: the walk would fail again at every
+        // look (the daemon's heal walk, which crosses mounts, waits for room).
+        if !looked_at.is_empty() && self.kernel.protected_has_room() {
+            mounted.extend(
+                looked_at
+                    .into_iter()
+                    .filter(|point| mount_root_key(point).is_some_and(|key| !self.kernel.is_protected(&key)))
+                    .cloned(),
+            );
+        }
         if mounted.is_empty() && unmounted.is_empty() {
             return;
         }
@@ -247,6 +256,25 @@ impl State {
         });
         (files, walked.err())
     }
+}
+
+/// The key an apply's walk gives the root of the mount at `point`, by a
+/// stat that neither triggers an automount nor asks a network file system's
+/// server (the 2 s tick makes it, on the daemon's owner thread). None for a
+/// root with no name left (a bind-mounted file renamed over or removed:
+/// its entry went with its last name, and put back would outlive it).
+fn mount_root_key(point: &Path) -> Option<FileKey> {
+    let c_point = std::ffi::CString::new(point.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statx writes into a zeroed struct of its own type.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    let flags = libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT | libc::AT_STATX_DONT_SYNC;
+    let mask = libc::STATX_INO | libc::STATX_NLINK;
+    // SAFETY: a NUL-terminated path and a valid out pointer.
+    if unsafe { libc::statx(libc::AT_FDCWD, c_point.as_ptr(), flags, mask, &mut stx) } != 0 || stx.stx_nlink == 0 {
+        return None;
+    }
+    let dev = protect::kernel_dev(libc::makedev(stx.stx_dev_major, stx.stx_dev_minor));
+    Some(FileKey { dev, ino: stx.stx_ino })
 }
 
 fn text<'a>(points: impl IntoIterator<Item = &'a PathBuf>) -> Vec<String> {
