@@ -28,6 +28,10 @@ pub(super) struct MountChange {
     pub(super) mounted: Vec<PathBuf>,
     pub(super) unmounted: Vec<PathBuf>,
     pub(super) present: Vec<PathBuf>,
+    /// Whether to look at `present` too (the tick: at each change, the
+    /// look cost a host's every mount ~25 times the mount itself in the
+    /// emulated VM's instructions).
+    pub(super) look: bool,
     /// When the watcher heard it, for the log's latency.
     pub(super) heard: Option<std::time::Instant>,
 }
@@ -39,6 +43,7 @@ impl MountChange {
             mounted: now.difference(before).map(|(_, point)| point.clone()).collect(),
             unmounted: before.difference(now).map(|(_, point)| point.clone()).collect(),
             present: now.iter().map(|(_, point)| point.clone()).collect(),
+            look: false,
             heard: None,
         }
     }
@@ -95,7 +100,9 @@ pub(super) async fn watch_mounts(owner: Owner, mut seen: MountPoints) -> Result<
         };
         let change = MountChange { heard: Some(heard), ..MountChange::between(&seen, &now) };
         seen = now;
-        owner.ask(|reply| Command::Mounts { change, reply }).await.ok_or(DaemonError::Unanswered)?;
+        if !change.mounted.is_empty() || !change.unmounted.is_empty() {
+            owner.ask(|reply| Command::Mounts { change, reply }).await.ok_or(DaemonError::Unanswered)?;
+        }
     }
 }
 
@@ -103,7 +110,7 @@ impl State {
     /// The 2 s tick's look at the mount table (see the module's comment).
     pub(super) fn check_mount_points(&mut self) {
         match mount_points() {
-            Ok(now) => self.protect_mounts(&MountChange::between(&now, &now)),
+            Ok(now) => self.protect_mounts(&MountChange { look: true, ..MountChange::between(&now, &now) }),
             Err(e) => warn!("cannot read {MOUNTINFO}: {e}"),
         }
     }
@@ -111,7 +118,7 @@ impl State {
     /// Gives entries to what a mount brought into a tree (or Warrant's own
     /// paths): the files of a file system mounted there, or those an
     /// unmount uncovered. That is each point `change` says came or went,
-    /// and each there now whose root has no entry. Only the mount points
+    /// and at the tick's look each there now whose root has no entry. Only the mount points
     /// are walked when each is inside a root, every tree otherwise (see
     /// [`walks`]); entries the kernel has stay. Recorded as
     /// `protected.mounts`, with why not if some find no room.
@@ -125,14 +132,13 @@ impl State {
         let unmounted = touching(&change.unmounted);
         // Those at or inside a root whose root has no entry: made again
         // with the id they had, or moved in with a directory.
-        let looked_at: Vec<&PathBuf> = change
-            .present
+        let looked_at: Vec<&PathBuf> = (if change.look { change.present.as_slice() } else { &[] })
             .iter()
             .filter(|point| !point.starts_with(protect::PROC) && roots.iter().any(|(root, _)| point.starts_with(root)))
             .collect();
         // Not while PROTECTED is full: the walk would fail again at every
         // look (the daemon's heal walk, which crosses mounts, waits for room).
-        if !looked_at.is_empty() && self.kernel.protected_has_room() {
+        if change.look && !looked_at.is_empty() && self.kernel.protected_has_room() {
             mounted.extend(
                 looked_at
                     .into_iter()
