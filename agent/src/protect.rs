@@ -57,15 +57,7 @@ pub fn dev_text(dev: u64) -> String {
 /// overlayfs, whose files report the device of the layer they come from:
 /// the mount's own device is read from /proc/self/mountinfo by mount id.
 pub fn super_block_file_key(path: &Path) -> Option<FileKey> {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
-    // SAFETY: statx writes into a zeroed struct of its own type.
-    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    let flags = libc::AT_SYMLINK_NOFOLLOW;
-    let mask = libc::STATX_INO | libc::STATX_MNT_ID;
-    // SAFETY: a NUL-terminated path and a valid out pointer.
-    if unsafe { libc::statx(libc::AT_FDCWD, c_path.as_ptr(), flags, mask, &mut stx) } != 0 {
-        return None;
-    }
+    let stx = statx(path, libc::AT_SYMLINK_NOFOLLOW, libc::STATX_INO | libc::STATX_MNT_ID)?;
     let st_dev = libc::makedev(stx.stx_dev_major, stx.stx_dev_minor);
     let dev = if stx.stx_mask & libc::STATX_MNT_ID != 0 {
         crate::marks::Mounts::current().device_of_mount(stx.stx_mnt_id).unwrap_or_else(|| kernel_dev(st_dev))
@@ -73,6 +65,15 @@ pub fn super_block_file_key(path: &Path) -> Option<FileKey> {
         kernel_dev(st_dev)
     };
     Some(FileKey { dev, ino: stx.stx_ino })
+}
+
+/// `statx(2)` of `path` with `flags` (AT_*) for the fields in `mask`.
+pub fn statx(path: &Path, flags: i32, mask: u32) -> Option<libc::statx> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statx writes into a zeroed struct of its own type.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a valid out pointer.
+    (unsafe { libc::statx(libc::AT_FDCWD, c_path.as_ptr(), flags, mask, &mut stx) } == 0).then_some(stx)
 }
 
 /// Where procfs trees live; their files are keyed by path, not inode.

@@ -4,11 +4,11 @@
 //! gives its files entries, and files a mount hid, once it goes, have none
 //! either. A task hears the mount table change (/proc/self/mountinfo polls
 //! PRI on every change in the daemon's namespace) and hands the owner the
-//! mount points that came, went and are; the owner walks what a mount at,
-//! in or above a protected root brought. The 2 s tick looks again at every
-//! mount point there whose root has no entry: one moved into a tree with
+//! mount points that came and went; the owner walks what a mount at, in or
+//! above a protected root brought. The 2 s tick looks at every mount point
+//! at or inside a root whose root has no entry: one moved into a tree with
 //! its directory (no mount event), or made again at a point with the mount
-//! id and device number it had before.
+//! id it had before (no change in the table).
 
 use std::{
     collections::BTreeSet,
@@ -22,16 +22,11 @@ const MOUNTINFO: &str = "/proc/self/mountinfo";
 /// Mounts as (mount id, mount point).
 pub(super) type MountPoints = BTreeSet<(u64, PathBuf)>;
 
-/// What the mount table holds now, and what came and went since the last look.
+/// The mount points that came and went since the last look.
 #[derive(Debug, Default)]
 pub(super) struct MountChange {
     pub(super) mounted: Vec<PathBuf>,
     pub(super) unmounted: Vec<PathBuf>,
-    pub(super) present: Vec<PathBuf>,
-    /// Whether to look at `present` too (the tick: at each change, the
-    /// look cost a host's every mount ~25 times the mount itself in the
-    /// emulated VM's instructions).
-    pub(super) look: bool,
     /// When the watcher heard it, for the log's latency.
     pub(super) heard: Option<std::time::Instant>,
 }
@@ -42,8 +37,6 @@ impl MountChange {
         Self {
             mounted: now.difference(before).map(|(_, point)| point.clone()).collect(),
             unmounted: before.difference(now).map(|(_, point)| point.clone()).collect(),
-            present: now.iter().map(|(_, point)| point.clone()).collect(),
-            look: false,
             heard: None,
         }
     }
@@ -107,45 +100,47 @@ pub(super) async fn watch_mounts(owner: Owner, mut seen: MountPoints) -> Result<
 }
 
 impl State {
-    /// The 2 s tick's look at the mount table (see the module's comment).
+    /// The 2 s tick's look at the mount table (see the module's comment):
+    /// every mount at or inside a root (not under /proc, whose files go by
+    /// path) whose root has no entry is taken as mounted. Not at each
+    /// change: there it cost each of a host's mounts ~25 times the mount
+    /// itself in the emulated VM's instructions (BENCHMARKS, session 43).
+    /// Not while PROTECTED is full: the walk would fail again at every
+    /// look (the daemon's heal walk, which crosses mounts, waits for room).
     pub(super) fn check_mount_points(&mut self) {
-        match mount_points() {
-            Ok(now) => self.protect_mounts(&MountChange { look: true, ..MountChange::between(&now, &now) }),
-            Err(e) => warn!("cannot read {MOUNTINFO}: {e}"),
+        let now = match mount_points() {
+            Ok(now) => now,
+            Err(e) => return warn!("cannot read {MOUNTINFO}: {e}"),
+        };
+        let roots = self.mount_roots(false);
+        let looked_at: Vec<PathBuf> = now
+            .into_iter()
+            .map(|(_, point)| point)
+            .filter(|point| !point.starts_with(protect::PROC) && roots.iter().any(|(root, _)| point.starts_with(root)))
+            .collect();
+        if looked_at.is_empty() || !self.kernel.protected_has_room() {
+            return;
         }
+        let mounted = looked_at
+            .into_iter()
+            .filter(|point| mount_root_key(point).is_some_and(|key| !self.kernel.is_protected(&key)))
+            .collect();
+        self.protect_mounts(&MountChange { mounted, ..MountChange::default() });
     }
 
     /// Gives entries to what a mount brought into a tree (or Warrant's own
     /// paths): the files of a file system mounted there, or those an
-    /// unmount uncovered. That is each point `change` says came or went,
-    /// and at the tick's look each there now whose root has no entry. Only the mount points
-    /// are walked when each is inside a root, every tree otherwise (see
+    /// unmount uncovered: each point `change` says came or went. Only the
+    /// mount points are walked when each is inside a root, every tree otherwise (see
     /// [`walks`]); entries the kernel has stay. Recorded as
     /// `protected.mounts`, with why not if some find no room.
     pub(super) fn protect_mounts(&mut self, change: &MountChange) {
         let trees = self.protected_trees();
-        let roots = self.mount_roots(&trees, false);
+        let roots = self.mount_roots(false);
         let touching = |points: &[PathBuf]| -> BTreeSet<PathBuf> {
             points.iter().filter(|point| roots.iter().any(|(root, _)| touches(point, root))).cloned().collect()
         };
-        let mut mounted = touching(&change.mounted);
-        let unmounted = touching(&change.unmounted);
-        // Those at or inside a root whose root has no entry: made again
-        // with the id they had, or moved in with a directory.
-        let looked_at: Vec<&PathBuf> = (if change.look { change.present.as_slice() } else { &[] })
-            .iter()
-            .filter(|point| !point.starts_with(protect::PROC) && roots.iter().any(|(root, _)| point.starts_with(root)))
-            .collect();
-        // Not while PROTECTED is full: the walk would fail again at every
-        // look (the daemon's heal walk, which crosses mounts, waits for room).
-        if change.look && !looked_at.is_empty() && self.kernel.protected_has_room() {
-            mounted.extend(
-                looked_at
-                    .into_iter()
-                    .filter(|point| mount_root_key(point).is_some_and(|key| !self.kernel.is_protected(&key)))
-                    .cloned(),
-            );
-        }
+        let (mounted, unmounted) = (touching(&change.mounted), touching(&change.unmounted));
         if mounted.is_empty() && unmounted.is_empty() {
             return;
         }
@@ -176,7 +171,7 @@ impl State {
         // entries have the layers' devices, not the one hooks see.
         let overlays = text(&protect::on_overlayfs(mounted.iter().map(PathBuf::as_path)));
         // A mount may have changed where a root's path leads.
-        self.mount_roots(&trees, true);
+        self.mount_roots(true);
         let (mounted, unmounted) = (text(&mounted), text(&unmounted));
         let scope = if walk.is_some() { "mounts" } else { "trees" };
         let shown = crate::render::escape(&[mounted.as_slice(), &unmounted].concat().join(" ")).into_owned();
@@ -197,12 +192,12 @@ impl State {
         self.policy.as_ref().map(|policy| policy.policy.protect.clone()).unwrap_or_default()
     }
 
-    /// The roots of `trees` and Warrant's own paths with their trees, as
+    /// The roots of the policy's trees and Warrant's own paths with their trees, as
     /// written and as the kernel sees them (a tree through /lib on a
     /// merged-/usr host is mounted on at /usr/lib). Kept for the policy in
     /// force unless `resolve_again`: resolving ~40 paths took ~30 ms in
     /// the emulated VM, moments a subject may write a new mount's files in.
-    fn mount_roots(&mut self, trees: &[String], resolve_again: bool) -> Vec<(PathBuf, u32)> {
+    fn mount_roots(&mut self, resolve_again: bool) -> Vec<(PathBuf, u32)> {
         let version = self.policy.as_ref().map_or(0, |policy| policy.version());
         if let Some((kept, roots)) = &self.mount_roots
             && *kept == version
@@ -210,7 +205,8 @@ impl State {
         {
             return roots.clone();
         }
-        let roots: Vec<(PathBuf, u32)> = trees
+        let roots: Vec<(PathBuf, u32)> = self
+            .protected_trees()
             .iter()
             .map(|tree| (PathBuf::from(tree), protect::tree_id(tree)))
             .chain(self.config.own_paths().into_iter().map(|own| (own, SELF_TREE)))
@@ -226,8 +222,7 @@ impl State {
     pub(super) fn resolve_mount_roots(&mut self) {
         let version = self.policy.as_ref().map_or(0, |policy| policy.version());
         if self.mount_roots.as_ref().is_none_or(|(kept, _)| *kept != version) {
-            let trees = self.protected_trees();
-            self.mount_roots(&trees, true);
+            self.mount_roots(true);
         }
     }
 
@@ -270,15 +265,8 @@ impl State {
 /// root with no name left (a bind-mounted file renamed over or removed:
 /// its entry went with its last name, and put back would outlive it).
 fn mount_root_key(point: &Path) -> Option<FileKey> {
-    let c_point = std::ffi::CString::new(point.as_os_str().as_encoded_bytes()).ok()?;
-    // SAFETY: statx writes into a zeroed struct of its own type.
-    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
     let flags = libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT | libc::AT_STATX_DONT_SYNC;
-    let mask = libc::STATX_INO | libc::STATX_NLINK;
-    // SAFETY: a NUL-terminated path and a valid out pointer.
-    if unsafe { libc::statx(libc::AT_FDCWD, c_point.as_ptr(), flags, mask, &mut stx) } != 0 || stx.stx_nlink == 0 {
-        return None;
-    }
+    let stx = protect::statx(point, flags, libc::STATX_INO | libc::STATX_NLINK).filter(|stx| stx.stx_nlink > 0)?;
     let dev = protect::kernel_dev(libc::makedev(stx.stx_dev_major, stx.stx_dev_minor));
     Some(FileKey { dev, ino: stx.stx_ino })
 }
@@ -329,7 +317,6 @@ mod tests {
         let change = MountChange::between(&before, &now);
         assert_eq!(change.mounted, [PathBuf::from("/etc/nft/sub"), "/etc".into(), "/var/tmp".into()]);
         assert_eq!(change.unmounted, [PathBuf::from("/etc/nft/sub")]);
-        assert_eq!(change.present.len(), 5);
         let roots =
             [(PathBuf::from("/etc/nft"), 7), (PathBuf::from("/etc/nft/sub/inner"), 8), ("/var/lib/warrant".into(), 9)];
         let touching: Vec<_> =
