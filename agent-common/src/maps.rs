@@ -210,6 +210,15 @@ pub const PROTECTED_MISSED: u32 = 0;
 /// every file went in.
 pub const PROTECTED_SETTLED: u32 = 1;
 
+/// FILE_STATE's count the kernel's hooks raise (atomically), around each
+/// change to PROTECTED or MARKS that could void a subject's pass (a new
+/// entry, a mark replaced or removed): see the programs' `passes`.
+pub const FILE_STATE_BY_KERNEL: u32 = 0;
+/// FILE_STATE's count the daemon raises around its own such changes; only
+/// the daemon's owner task writes it, so a read and a write cannot lose a
+/// raise as they could on the kernel's count.
+pub const FILE_STATE_BY_DAEMON: u32 = 1;
+
 /// Index of the single [`Settings`] entry in the SETTINGS array map.
 pub const SETTINGS_INDEX: u32 = 0;
 

@@ -24,8 +24,9 @@
 //! more by `name_tree`), two when a file's last name goes (MARKS and
 //! PROTECTED, each deleted only if found); freeing a file costs one array read while
 //! no subject holds a protected file open for writing. A subject pays one
-//! PROTECTED lookup and two array reads per open and write on an
-//! unprotected file. While PROTECTED's misses are unsettled (a full map),
+//! PROTECTED lookup, one MARKS lookup and two array reads per open and
+//! write on an unprotected file, except where its pass covers the file
+//! (`passes`: a task storage lookup and four array reads instead). While PROTECTED's misses are unsettled (a full map),
 //! both walk a file's directories where it has no entry (`overflow`). No
 //! program runs on `inode_permission`, which every path walk passes once
 //! per component: Warrant's own socket is refused in `ipc` instead.
@@ -40,7 +41,7 @@ use warrant_common::{FileKey, NAME_LEN, PROTECTED_ANCESTOR, ProtectedEntry, SELF
 use crate::{
     atomics,
     maps::{PROC_TREES, PROTECTED, WRITABLE_COUNT, WRITABLE_FILES, offset},
-    marks, names, overflow,
+    marks, names, overflow, passes,
     policy::{btf_load, decide_action, read_kernel, read_kernel_or_zero},
     selfprotect, subjects, sysfs,
     uapi::{INPUT_MAJOR, S_IFBLK, S_IFCHR, S_IFMT, SCSI_GENERIC_MAJOR, UINPUT_DEVICE, major},
@@ -369,25 +370,27 @@ pub(crate) fn is_writable_file(file: *const u8) -> bool {
 }
 
 /// A write through `file` by a subject: decided unless the subject was
-/// already allowed to open this very file for writing.
+/// already allowed to open this very file for writing. The verdict, and
+/// whether it passed as a file with no protection (a pass may cover it:
+/// see `passes`).
 #[inline(always)]
-pub(crate) fn check_write_through(subject: &Subject, file: *const u8, facts: &FileFacts) -> i32 {
+pub(crate) fn check_write_through(subject: &Subject, file: *const u8, facts: &FileFacts) -> (i32, bool) {
     // An fd opened before the subject was one (or handed over) is refused
     // here what `file_open` refuses a subject.
     let verdict = refuse_device_or_cgroup(subject, file, facts);
     if verdict != 0 {
-        return verdict;
+        return (verdict, false);
     }
     if sysfs::is_network_device_attribute(facts) {
-        return crate::policy::decide_action(subject, action::NET_LINK_SET, 0, 0, [0, 0]);
+        return (crate::policy::decide_action(subject, action::NET_LINK_SET, 0, 0, [0, 0]), false);
     }
     let Some((key, tree)) = protected_file(facts) else {
-        return 0;
+        return (0, true);
     };
     if is_writable_file(file) {
-        return 0;
+        return (0, false);
     }
-    decide_file(subject, action::FILE_WRITE, key, tree)
+    (decide_file(subject, action::FILE_WRITE, key, tree), false)
 }
 
 /// A subject writes no block device nor SCSI generic device (raw writes
@@ -454,6 +457,14 @@ pub fn file_open(ctx: LsmContext) -> i32 {
             _ => 0,
         };
     }
+    // Read before the checks: a change to what they read meanwhile voids
+    // the pass they leave. A file this open made has none, and is left to
+    // its first write's: most temporary files get none.
+    let created = mode & FMODE_CREATED != 0;
+    let epoch = passes::epoch();
+    if !created && passes::holds(&subject, &facts, epoch) {
+        return 0;
+    }
     let inode = facts.inode;
     let refused = refuse_device_or_cgroup(&subject, file, &facts);
     if refused != 0 {
@@ -466,7 +477,7 @@ pub fn file_open(ctx: LsmContext) -> i32 {
         return crate::policy::decide_action(&subject, action::NET_LINK_SET, 0, 0, [0, 0]);
     }
     let Some((key, tree)) = protected_file(&facts) else {
-        return marks::note_write_of(&subject, &facts);
+        return marked_with_pass(&subject, &facts, if created { NO_PASS } else { epoch });
     };
     // The open that made the file by a warrant: its writes go with the
     // create the warrant allowed. (An O_TMPFILE's open made no name, and
@@ -506,12 +517,31 @@ pub fn file_permission(ctx: LsmContext) -> i32 {
     };
     let file: *const u8 = ctx.arg(0);
     let facts = file_facts(file, true);
-    let verdict = check_write_through(&subject, file, &facts);
-    if verdict != 0 {
-        return verdict;
+    let epoch = passes::epoch();
+    if passes::holds(&subject, &facts, epoch) {
+        return 0;
     }
-    marks::note_write_of(&subject, &facts)
+    match check_write_through(&subject, file, &facts) {
+        (0, true) => marked_with_pass(&subject, &facts, epoch),
+        (0, false) => marks::note_write_of(&subject, &facts),
+        (verdict, _) => verdict,
+    }
 }
+
+/// The end of a subject's write checks of a file with no protection: its
+/// mark, then a pass for the next write, made at `epoch` (read before the
+/// checks), or none at [`NO_PASS`].
+#[inline(always)]
+fn marked_with_pass(subject: &Subject, facts: &FileFacts, epoch: u64) -> i32 {
+    let marked = marks::note_write_of(subject, facts);
+    if marked == 0 && epoch != NO_PASS {
+        passes::remember(subject, facts, epoch);
+    }
+    marked
+}
+
+/// An epoch for [`marked_with_pass`] to leave no pass at.
+const NO_PASS: u64 = passes::NO_EPOCH;
 
 #[lsm(hook = "file_free_security")]
 pub fn file_free_security(ctx: LsmContext) -> i32 {
@@ -580,7 +610,7 @@ pub fn d_instantiate(ctx: LsmContext) -> i32 {
         {
             return 0;
         }
-        if PROTECTED.insert(&key, &ProtectedEntry { tree, flags: 0 }, 0).is_err() {
+        if passes::voiding(|| PROTECTED.insert(&key, &ProtectedEntry { tree, flags: 0 }, 0)).is_err() {
             overflow::note_missed();
         }
     }

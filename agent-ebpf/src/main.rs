@@ -28,6 +28,7 @@ mod names;
 mod netfilter;
 mod netns;
 mod overflow;
+mod passes;
 mod policy;
 mod rtnetlink;
 mod selfprotect;

@@ -76,7 +76,7 @@ fn write_mapping(file: *const u8) -> i32 {
         return 0;
     }
     let facts = file_facts(file, true);
-    let verdict = check_write_through(&subject, file, &facts);
+    let (verdict, _) = check_write_through(&subject, file, &facts);
     if verdict != 0 {
         return verdict;
     }

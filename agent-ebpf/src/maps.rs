@@ -162,6 +162,17 @@ pub static CONNECTED_SOCKETS: LruHashMap<SocketKey, SocketVerdict> = LruHashMap:
 #[map]
 pub static UNIX_CALLERS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(4096, 0);
 
+/// Counts of changes to PROTECTED and MARKS that could void a pass
+/// (`warrant_common::FILE_STATE_BY_KERNEL` and `FILE_STATE_BY_DAEMON`).
+/// Pinned: a restart's old programs, still attached while the new daemon
+/// writes PROTECTED, see its changes.
+#[map]
+pub static FILE_STATE: Array<u64> = Array::with_max_entries(2, 0);
+
+/// Each subject task's last pass (see `passes`); not pinned, a cache.
+#[btf_map]
+pub static PASSES: TaskStorage<crate::passes::Pass> = TaskStorage::new();
+
 /// How many entries WRITABLE_FILES may hold (at least as many as it does):
 /// `file_free_security` runs for every file any process frees, and skips
 /// the hash delete while this is 0, as it is on a host whose subjects hold

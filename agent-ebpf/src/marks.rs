@@ -27,6 +27,7 @@ use warrant_common::{FileKey, Mark, Subject, action, subject_flag};
 use crate::{
     atomics, files,
     maps::{MARK_CHANGES, MARKS, offset},
+    passes,
     policy::{btf_load, read_kernel},
     selfprotect, subjects,
     uapi::{S_IFMT, S_IFREG},
@@ -85,10 +86,15 @@ fn note_key(subject: &Subject, key: Option<FileKey>, generation: Option<u32>) ->
         return -ENOSPC;
     };
     let mark = Mark { profile_id: subject.profile_id, generation };
-    if unsafe { MARKS.get(&key) } == Some(&mark) {
-        return 0;
-    }
-    if MARKS.insert(&key, &mark, 0).is_err() {
+    let replaced = match unsafe { MARKS.get(&key) } {
+        Some(found) if *found == mark => return 0,
+        found => found.is_some(),
+    };
+    // A mark replaced voids another profile's pass on the file (see
+    // `passes`); a new one voids none: a pass's file had its mark.
+    let inserted =
+        if replaced { passes::voiding(|| MARKS.insert(&key, &mark, 0)) } else { MARKS.insert(&key, &mark, 0) };
+    if inserted.is_err() {
         return -ENOSPC;
     }
     count_change();
@@ -183,7 +189,7 @@ pub fn forget(key: &FileKey, generation: u32) {
     let Some(mark) = (unsafe { MARKS.get(key) }) else {
         return;
     };
-    if mark.generation == generation && MARKS.remove(key).is_ok() {
+    if mark.generation == generation && passes::voiding(|| MARKS.remove(key)).is_ok() {
         count_change();
     }
 }

@@ -18,7 +18,7 @@ use warrant_common::{
 
 use crate::{
     files, held,
-    maps::{CGROUP_PATHS, DIGEST_WALKS, MARK_THREADS, MATCHES, SCRATCH, SETTINGS, SUBJECTS, offset},
+    maps::{CGROUP_PATHS, DIGEST_WALKS, MARK_THREADS, MATCHES, PASSES, SCRATCH, SETTINGS, SUBJECTS, offset},
     marks, netns,
     policy::{btf_load, emit_matched, read_kernel},
     selfprotect,
@@ -49,6 +49,13 @@ pub fn current() -> Option<Subject> {
 #[inline(always)]
 pub fn scratch() -> Option<&'static mut SingleScratch> {
     task_value(SCRATCH.as_ptr(), unsafe { bpf_get_current_task_btf() }, STORAGE_CREATE)
+}
+
+/// The current task's pass (see `passes`), made on first use if `create`.
+#[inline(always)]
+pub fn pass(create: bool) -> Option<&'static mut crate::passes::Pass> {
+    let flags = if create { STORAGE_CREATE } else { 0 };
+    task_value(PASSES.as_ptr(), unsafe { bpf_get_current_task_btf() }, flags)
 }
 
 /// The current task's content digest state, created on first use.

@@ -17,6 +17,7 @@ mod mounts;
 mod names;
 mod namespaces;
 mod network;
+mod passes;
 mod programs;
 mod protected_full;
 mod requests;

@@ -212,7 +212,7 @@ fn what_a_subject_writes_runs_as_the_subject_whoever_starts_it() {
 }
 
 /// The mark `warrant marks` lists for the file at `path` (one must be).
-fn listed_mark(d: &harness::Daemon, path: &str) -> serde_json::Value {
+pub(crate) fn listed_mark(d: &harness::Daemon, path: &str) -> serde_json::Value {
     let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap());
     let listed: Vec<serde_json::Value> = serde_json::from_str(&d.cli_ok(&["marks", "--json"])).unwrap();
     let found = listed.into_iter().find(|m| m["inode"] == inode && m["profile"] == "agent");

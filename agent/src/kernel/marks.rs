@@ -26,6 +26,8 @@ impl Kernel {
 
     /// Puts back marks saved before a reboot, leaving those the kernel has.
     pub fn restore_marks(&mut self, marks: &StdHashMap<FileKey, Mark>) -> Result<usize, KernelError> {
+        // Marks where there were none void no pass; raised all the same.
+        self.raise_file_state()?;
         let mut map: HashMap<&mut MapData, FileKey, Mark> = self.hash_map("MARKS")?;
         let mut restored = 0;
         for (key, mark) in marks {
@@ -34,16 +36,18 @@ impl Kernel {
                 restored += 1;
             }
         }
+        self.raise_file_state()?;
         Ok(restored)
     }
 
     /// Clears the mark on inode `key`; returns it, if there was one.
     pub fn remove_mark(&mut self, key: &FileKey) -> Result<Option<Mark>, KernelError> {
-        let mut map: HashMap<&mut MapData, FileKey, Mark> = self.hash_map("MARKS")?;
-        let Ok(mark) = map.get(key, 0) else {
+        let Ok(mark) = self.hash_map::<FileKey, Mark>("MARKS")?.get(key, 0) else {
             return Ok(None);
         };
-        map.remove(key).map_err(map_err("MARKS"))?;
+        self.raise_file_state()?;
+        self.hash_map::<FileKey, Mark>("MARKS")?.remove(key).map_err(map_err("MARKS"))?;
+        self.raise_file_state()?;
         Ok(Some(mark))
     }
 

@@ -64,6 +64,7 @@ const PINNED_MAPS: &[&str] = &[
     "RATES",
     "DIGEST_KEY",
     "MARKS",
+    "FILE_STATE",
     "PIN_LAYOUT",
 ];
 

@@ -160,6 +160,7 @@ impl Kernel {
         let left_to_names = |key: &FileKey, entry: &ProtectedEntry| left_to_names(key, entry, staged);
         let (needed, tree_files): (Vec<_>, Vec<_>) = staged.inodes.iter().partition(|(k, e)| !left_to_names(k, e));
         let mut missed = 0;
+        self.raise_file_state()?;
         for (key, entry) in needed.into_iter().chain(tree_files) {
             let old = self.protected.get(key, 0).ok();
             if old.is_some_and(|old| old.flags == 0 && entry.flags & warrant_common::PROTECTED_ANCESTOR != 0) {
@@ -173,6 +174,7 @@ impl Kernel {
                 Err(e) => return Err(map_err("PROTECTED")(e)),
             }
         }
+        self.raise_file_state()?;
         // Counted before the switch, so that the names lookup is on while
         // the new policy decides; a later walk settles them.
         if missed > 0 {
@@ -245,12 +247,14 @@ impl Kernel {
             step(self.set_matches(&matches.entries, &matches.cgroup_paths, matches.kinds));
         }
         step(self.remove_generation(change.written));
+        step(self.raise_file_state());
         for (key, old) in change.protected_before.iter().rev() {
             step(match old {
                 Some(entry) => self.protected.insert(key, entry, 0).map_err(map_err("PROTECTED")),
                 None => remove_key(&mut self.protected, "PROTECTED", key),
             });
         }
+        step(self.raise_file_state());
         match self.hash_map::<u64, u32>("PROC_TREES") {
             Ok(mut trees) => {
                 for (key, old) in change.proc_trees_before.iter().rev() {

@@ -9,7 +9,7 @@
 
 use super::policy_maps::StagedPolicy;
 use super::*;
-use warrant_common::{PROTECTED_MISSED, PROTECTED_SETTLED};
+use warrant_common::{FILE_STATE_BY_DAEMON, PROTECTED_MISSED, PROTECTED_SETTLED};
 
 /// Whether an entry may find no room, left to the names lookup: a file or
 /// directory of one of `staged`'s kept trees, not a root that needs its
@@ -57,6 +57,7 @@ impl Kernel {
         flags: u64,
     ) -> Result<(), KernelError> {
         let mut failed = None;
+        self.raise_file_state()?;
         for (key, entry) in entries {
             match self.protected.insert(key, entry, flags) {
                 Err(aya::maps::MapError::SyscallError(e))
@@ -65,6 +66,7 @@ impl Kernel {
                 Ok(()) => {}
             }
         }
+        self.raise_file_state()?;
         let Some(e) = failed else {
             return Ok(());
         };
@@ -90,6 +92,7 @@ impl Kernel {
         let (entries, trees) = (staged.inodes, staged.trees);
         let kept_by_kernel =
             |key: &FileKey, entry: &ProtectedEntry| trees.contains(&entry.tree) && entry.flags == 0 && !key.is_name();
+        self.raise_file_state().map_err(|e| (0, e))?;
         let removed = remove_where(&mut self.protected, "PROTECTED", |key, entry| {
             !entries.contains_key(key) && !kept_by_kernel(key, entry)
         });
@@ -102,6 +105,9 @@ impl Kernel {
                     failed.get_or_insert(map_err("PROTECTED")(e));
                 }
             }
+        }
+        if let Err(e) = self.raise_file_state() {
+            failed.get_or_insert(e);
         }
         // Counted whatever else failed: these files have no entry.
         if missed > 0
@@ -155,8 +161,12 @@ impl Kernel {
     /// count only ever lands above what was read, so above every settled
     /// count.
     pub fn note_protected_misses(&mut self, count: u64) -> Result<(), KernelError> {
+        // A file with no entry is decided by its names from now on: no
+        // subject's pass on one holds.
+        self.raise_file_state()?;
         let missed = self.protected_miss_count(PROTECTED_MISSED)?;
-        self.set_protected_miss_count(PROTECTED_MISSED, missed + count)
+        self.set_protected_miss_count(PROTECTED_MISSED, missed + count)?;
+        self.raise_file_state()
     }
 
     /// Settles the misses counted up to `missed`, read before a walk of the
@@ -168,6 +178,17 @@ impl Kernel {
         }
         self.set_protected_miss_count(PROTECTED_SETTLED, missed)?;
         Ok(!self.protected_misses_unsettled())
+    }
+
+    /// Raises FILE_STATE's daemon count. Called before and after each of
+    /// the daemon's changes to PROTECTED or MARKS: a subject's pass on a
+    /// file (the programs' `passes`) made before the change, or while it
+    /// ran, is void after it. The Kernel's owner task is its only writer.
+    pub(super) fn raise_file_state(&mut self) -> Result<(), KernelError> {
+        let map = self.maps.map_mut("FILE_STATE").ok_or(KernelError::MissingMap("FILE_STATE"))?;
+        let mut counts: Array<&mut MapData, u64> = Array::try_from(map).map_err(map_err("FILE_STATE"))?;
+        let count = counts.get(&FILE_STATE_BY_DAEMON, 0).map_err(map_err("FILE_STATE"))?;
+        counts.set(FILE_STATE_BY_DAEMON, count.wrapping_add(1), 0).map_err(map_err("FILE_STATE"))
     }
 
     /// PROTECTED_MISSES' count at `index`.
