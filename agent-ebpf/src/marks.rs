@@ -34,6 +34,8 @@ use crate::{
 };
 
 const ENOSPC: i32 = 28;
+/// `bpf_map_update_elem`'s flag: only a key not there yet.
+const BPF_NOEXIST: u64 = 1;
 
 #[inline(always)]
 fn generation(inode: *const u8) -> Option<u32> {
@@ -91,9 +93,14 @@ fn note_key(subject: &Subject, key: Option<FileKey>, generation: Option<u32>) ->
         found => found.is_some(),
     };
     // A mark replaced voids another profile's pass on the file (see
-    // `passes`); a new one voids none: a pass's file had its mark.
-    let inserted =
-        if replaced { passes::voiding(|| MARKS.insert(&key, &mark, 0)) } else { MARKS.insert(&key, &mark, 0) };
+    // `passes`); a new one voids none: a pass's file had its mark. New only
+    // if still none (BPF_NOEXIST): another subject's mark may have come
+    // since the lookup, and with it that subject's pass.
+    let inserted = if !replaced && MARKS.insert(&key, &mark, BPF_NOEXIST).is_ok() {
+        Ok(())
+    } else {
+        passes::voiding(|| MARKS.insert(&key, &mark, 0))
+    };
     if inserted.is_err() {
         return -ENOSPC;
     }

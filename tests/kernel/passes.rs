@@ -9,22 +9,37 @@ use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use crate::harness::{self, daemon};
 
 /// A subject (python) that holds files open and writes them on command,
-/// one answer line each: `open PATH` opens PATH for appending and writes
-/// it three times, `write PATH` once more through that fd. A write
-/// answers `ok` or its errno.
+/// one answer line each: `open PATH` opens PATH for appending (made if
+/// missing: an open that makes its file leaves the pass to the writes)
+/// and writes it three times, `write PATH` once more through that fd. An
+/// open or write answers `ok` or its errno.
 struct Writer {
     child: Child,
     commands: ChildStdin,
     answers: BufReader<ChildStdout>,
 }
 
-const WRITER: &str = "import os,sys\n\
-    def w(fd):\n    try:\n        os.write(fd,b'x\\n'); return 'ok'\n    except OSError as e:\n        return str(e.errno)\n\
-    fds={}\n\
-    for line in sys.stdin:\n    verb,path=line.split()\n\
-    \x20   if verb=='open':\n        fds[path]=os.open(path,os.O_WRONLY|os.O_CREAT|os.O_APPEND,0o644)\n\
-    \x20       print(' '.join(w(fds[path]) for _ in range(3)),flush=True)\n\
-    \x20   else:\n        print(w(fds[path]),flush=True)\n";
+const WRITER: &str = r#"
+import os, sys
+def w(fd):
+    try:
+        os.write(fd, b'x\n')
+        return 'ok'
+    except OSError as e:
+        return str(e.errno)
+fds = {}
+for line in sys.stdin:
+    verb, path = line.split()
+    if verb == 'open':
+        try:
+            fds[path] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as e:
+            print(e.errno, flush=True)
+            continue
+        print(' '.join(w(fds[path]) for _ in range(3)), flush=True)
+    else:
+        print(w(fds[path]), flush=True)
+"#;
 
 impl Writer {
     fn spawn() -> Self {
@@ -84,6 +99,15 @@ fn a_subjects_pass_on_its_file_ends_when_the_file_is_protected_or_unmarked() {
     assert_eq!(writer.ask("write", &moved), "1", "a subject wrote a file root moved into a protected tree");
     denied_write(mark, "the write after root's move into the tree");
 
+    // Another profile's subject writes the file: its mark replaces the
+    // agent's, and the agent's next write takes the file back.
+    let shared = format!("{out}/96-shared");
+    assert_eq!(writer.ask("open", &shared), "ok ok ok");
+    let other = harness::run_subject_as("observer", &["sh", "-c", &format!("echo observer >> {shared}")]);
+    assert!(other.status.success(), "observer's write: {}", other.stderr);
+    assert_eq!(writer.ask("write", &shared), "ok");
+    crate::marks::listed_mark(d, &shared);
+
     // Root clears the file's mark (the daemon's delete): the next write marks it again.
     let unmarked = format!("{out}/96-unmarked");
     assert_eq!(writer.ask("open", &unmarked), "ok ok ok");
@@ -97,6 +121,8 @@ fn a_subjects_pass_on_its_file_ends_when_the_file_is_protected_or_unmarked() {
     // made in a tree meanwhile, which a hook would count).
     let mounted = format!("{source}/96-mounted.conf");
     assert_eq!(writer.ask("open", &mounted), "ok ok ok");
+    // Opened again (the file is there: a pass may cover the open too).
+    assert_eq!(writer.ask("open", &mounted), "ok ok ok");
     let mark = d.audit_len();
     harness::as_root(&format!("mount --bind {source} {point}"));
     d.expect_record_where(mark, "the bind mount walked", |r| {
@@ -109,6 +135,9 @@ fn a_subjects_pass_on_its_file_ends_when_the_file_is_protected_or_unmarked() {
         "a subject wrote a file mounted into a protected tree since its open"
     );
     denied_write(mark, "the write after the bind mount");
+    let mark = d.audit_len();
+    assert_eq!(writer.ask("open", &mounted), "1", "a subject opened a file mounted into a protected tree");
+    denied_write(mark, "the open after the bind mount");
     harness::as_root(&format!("umount {point}"));
 
     // An apply that protects the file's directory (the daemon's inserts).
