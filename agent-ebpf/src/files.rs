@@ -26,8 +26,9 @@
 //! no subject holds a protected file open for writing. A subject pays one
 //! PROTECTED lookup, one MARKS lookup and two array reads per open and
 //! write on an unprotected file, except where its pass covers the file
-//! (`passes`: a task storage lookup and four array reads instead). While PROTECTED's misses are unsettled (a full map),
-//! both walk a file's directories where it has no entry (`overflow`). No
+//! (`passes`: a task storage lookup and two array reads instead). While
+//! PROTECTED's misses are unsettled (a full map), both walk a file's
+//! directories where it has no entry (`overflow`). No
 //! program runs on `inode_permission`, which every path walk passes once
 //! per component: Warrant's own socket is refused in `ipc` instead.
 
