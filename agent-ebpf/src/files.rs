@@ -478,7 +478,7 @@ pub fn file_open(ctx: LsmContext) -> i32 {
         return crate::policy::decide_action(&subject, action::NET_LINK_SET, 0, 0, [0, 0]);
     }
     let Some((key, tree)) = protected_file(&facts) else {
-        return marked_with_pass(&subject, &facts, if created { NO_PASS } else { epoch });
+        return marked_with_pass(&subject, &facts, if created { passes::NO_EPOCH } else { epoch });
     };
     // The open that made the file by a warrant: its writes go with the
     // create the warrant allowed. (An O_TMPFILE's open made no name, and
@@ -531,18 +531,15 @@ pub fn file_permission(ctx: LsmContext) -> i32 {
 
 /// The end of a subject's write checks of a file with no protection: its
 /// mark, then a pass for the next write, made at `epoch` (read before the
-/// checks), or none at [`NO_PASS`].
+/// checks), or none at `passes::NO_EPOCH`.
 #[inline(always)]
 fn marked_with_pass(subject: &Subject, facts: &FileFacts, epoch: u64) -> i32 {
     let marked = marks::note_write_of(subject, facts);
-    if marked == 0 && epoch != NO_PASS {
+    if marked == 0 && epoch != passes::NO_EPOCH {
         passes::remember(subject, facts, epoch);
     }
     marked
 }
-
-/// An epoch for [`marked_with_pass`] to leave no pass at.
-const NO_PASS: u64 = passes::NO_EPOCH;
 
 #[lsm(hook = "file_free_security")]
 pub fn file_free_security(ctx: LsmContext) -> i32 {

@@ -28,7 +28,7 @@ use warrant_common::{FILE_STATE_BY_DAEMON, FILE_STATE_BY_KERNEL, FileKey, Subjec
 
 use crate::{
     atomics,
-    files::FileFacts,
+    files::{self, FileFacts},
     maps::{FILE_STATE, offset},
     overflow,
     policy::btf_load,
@@ -117,10 +117,7 @@ fn candidate(subject: &Subject, facts: &FileFacts, epoch: u64) -> Pass {
         return Pass::NONE;
     }
     Pass {
-        key: FileKey {
-            dev: btf_load::<u32>(sb, offset!(super_block_s_dev)) as u64,
-            ino: btf_load::<u64>(inode, offset!(inode_i_ino)),
-        },
+        key: files::inode_key_btf(inode),
         epoch,
         generation: btf_load::<u32>(inode, offset!(inode_i_generation)),
         profile_id: subject.profile_id,
